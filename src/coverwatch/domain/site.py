@@ -1,0 +1,114 @@
+"""The site model: posts, gates, flags and the cover rules they carry.
+
+These are plain frozen dataclasses built by the site-file loader (an adapter)
+and read by the engine. Validation of user input happens in the loader; the
+invariants checked here are the ones the engine relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["LatLon", "Post", "Rule", "Site"]
+
+
+@dataclass(frozen=True, slots=True)
+class LatLon:
+    """A WGS-84 position in degrees; the origin of the site's local metres."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A cover rule: at least ``need`` officers within ``within_m`` of the post.
+
+    ``release_m`` (>= ``within_m``) adds hysteresis: an officer who is in stays
+    in until farther than ``release_m``. ``when`` names a site flag that must be
+    on, and ``when_gate_open`` makes the rule apply only while the post's gate
+    is open. ``grace_s`` is how long a lapse may last before it is alerted.
+    """
+
+    id: str
+    need: int
+    within_m: float
+    release_m: float
+    grace_s: float = 0.0
+    capability: str | None = None
+    when: str | None = None
+    when_gate_open: bool = False
+
+    def __post_init__(self) -> None:
+        if self.need < 1:
+            raise ValueError(f"rule {self.id}: need must be >= 1")
+        if self.within_m < 0 or self.release_m < self.within_m:
+            raise ValueError(f"rule {self.id}: need 0 <= within_m <= release_m")
+        if self.grace_s < 0:
+            raise ValueError(f"rule {self.id}: grace_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A guarded place: a point (``at``) or a polygon (``area``), in site metres."""
+
+    id: str
+    name: str
+    rules: tuple[Rule, ...]
+    at: tuple[float, float] | None = None
+    area: tuple[tuple[float, float], ...] | None = None
+    gate: bool = False
+    orders: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.at is None) == (self.area is None):
+            raise ValueError(f"post {self.id}: give exactly one of `at` or `area`")
+        if self.area is not None and len(self.area) < 3:
+            raise ValueError(f"post {self.id}: an area needs at least 3 points")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A whole site: its posts and rules, flags, and how long a fix stays fresh."""
+
+    id: str
+    name: str
+    posts: tuple[Post, ...]
+    stale_after_s: float = 30.0
+    flags: Mapping[str, bool] = field(default_factory=dict)
+    origin: LatLon | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.stale_after_s <= 0:
+            raise ValueError("stale_after_s must be > 0")
+        seen: set[str] = set()
+        for post in self.posts:
+            if post.id in seen:
+                raise ValueError(f"duplicate post id {post.id}")
+            seen.add(post.id)
+            rule_ids = [r.id for r in post.rules]
+            if len(set(rule_ids)) != len(rule_ids):
+                raise ValueError(f"post {post.id}: duplicate rule id")
+            for rule in post.rules:
+                if rule.when is not None and rule.when not in self.flags:
+                    raise ValueError(f"rule {post.id}/{rule.id}: unknown flag {rule.when}")
+                if rule.when_gate_open and not post.gate:
+                    raise ValueError(f"rule {post.id}/{rule.id}: post has no gate")
+
+    def post(self, post_id: str) -> Post:
+        """Return the post with this id; ``KeyError`` if there is none."""
+        for post in self.posts:
+            if post.id == post_id:
+                return post
+        raise KeyError(post_id)
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """Ids of the posts that have a gate, in file order."""
+        return tuple(p.id for p in self.posts if p.gate)
+
+    def rules(self) -> list[tuple[Post, Rule]]:
+        """Every (post, rule) pair in file order: the engine's rule index order."""
+        return [(post, rule) for post in self.posts for rule in post.rules]
