@@ -1,0 +1,21 @@
+"""The cover engine (pure core): exact event-time evaluation of cover rules.
+
+:class:`CoverEngine` is fed events in chunks and advanced through event time;
+:func:`evaluate` runs it over a whole in-memory input, as a replay does.
+"""
+
+from coverwatch.engine._cover import CoverEngine, RuleState
+from coverwatch.engine._evaluate import Evaluation, evaluate, sort_batch
+from coverwatch.engine.results import CoverChange, Lapse, RuleStats, TimelinePoint
+
+__all__ = [
+    "CoverChange",
+    "CoverEngine",
+    "Evaluation",
+    "Lapse",
+    "RuleState",
+    "RuleStats",
+    "TimelinePoint",
+    "evaluate",
+    "sort_batch",
+]
