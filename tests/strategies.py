@@ -1,0 +1,183 @@
+"""Hypothesis strategies: small sites and event streams that hit the edge cases.
+
+Everything is deliberately coarse so that boundaries happen often: positions
+are integer metres (so ``d == within`` and ``d == release`` occur, including
+3-4-5 triangles), times are whole or half seconds in a short range and
+``stale_after`` is 1-5 s (so fixes expire exactly at other events' times, and
+several events share a time). Input order is shuffled; ``seq`` records the
+order in which events were generated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from coverwatch.domain.events import DutyEvent, FlagEvent, GateEvent
+from coverwatch.domain.site import Post, Rule, Site
+from coverwatch.domain.time import US_PER_S
+from reference import Event, Fix
+
+__all__ = [
+    "CAPABILITIES",
+    "FLAGS",
+    "HALF_S",
+    "T0",
+    "Scenario",
+    "event_lists",
+    "polygons",
+    "rules",
+    "scenarios",
+    "sites",
+]
+
+T0 = 1_700_000_000 * US_PER_S
+HALF_S = US_PER_S // 2
+FLAGS = ("open", "sitting")
+CAPABILITIES = ("armed", "medic")
+MAX_STEPS = 24  # times are T0 + k * 0.5 s, k in 0..MAX_STEPS
+
+# Unit shapes (scaled, shifted, maybe reversed): convex and concave.
+_SHAPES: dict[str, tuple[tuple[int, int], ...]] = {
+    "square": ((0, 0), (1, 0), (1, 1), (0, 1)),
+    "triangle": ((0, 0), (2, 0), (0, 2)),
+    "rectangle": ((0, 0), (3, 0), (3, 1), (0, 1)),
+    "L": ((0, 0), (2, 0), (2, 1), (1, 1), (1, 2), (0, 2)),
+    "U": ((0, 0), (3, 0), (3, 2), (2, 2), (2, 1), (1, 1), (1, 2), (0, 2)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A site, its events in (shuffled) input order, and an optional explicit end."""
+
+    site: Site
+    events: list[Event]
+    end: int | None
+
+
+@st.composite
+def polygons(draw: st.DrawFn) -> tuple[tuple[float, float], ...]:
+    """A small polygon with integer vertices: convex or concave, either orientation."""
+    shape = _SHAPES[draw(st.sampled_from(sorted(_SHAPES)))]
+    scale = draw(st.integers(2, 8))
+    ox = draw(st.integers(-10, 10))
+    oy = draw(st.integers(-10, 10))
+    pts = [(float(ox + scale * x), float(oy + scale * y)) for x, y in shape]
+    if draw(st.booleans()):
+        pts.reverse()
+    k = draw(st.integers(0, len(pts) - 1))
+    return tuple(pts[k:] + pts[:k])
+
+
+@st.composite
+def rules(draw: st.DrawFn, rule_id: str, gate: bool) -> Rule:
+    """A rule with need 1-3, integer radii 0-20 (release >= within), grace 0-5 s."""
+    within = draw(st.integers(0, 20))
+    release = within + draw(st.sampled_from([0, 0, 1, 2, 5, 10]))
+    return Rule(
+        id=rule_id,
+        need=draw(st.integers(1, 3)),
+        within_m=float(within),
+        release_m=float(release),
+        grace_s=draw(st.integers(0, 10)) / 2,
+        capability=draw(st.one_of(st.none(), st.none(), st.sampled_from(CAPABILITIES))),
+        when=draw(st.one_of(st.none(), st.none(), st.sampled_from(FLAGS))),
+        when_gate_open=gate and draw(st.booleans()),
+    )
+
+
+@st.composite
+def sites(draw: st.DrawFn) -> Site:
+    """1-3 posts (points or polygons), 1-2 rules each, stale_after 1-5 s."""
+    posts: list[Post] = []
+    for i in range(draw(st.integers(1, 3))):
+        gate = draw(st.booleans())
+        post_rules = tuple(draw(rules(f"r{j}", gate)) for j in range(draw(st.integers(1, 2))))
+        if draw(st.booleans()):
+            at = (float(draw(st.integers(-10, 10))), float(draw(st.integers(-10, 10))))
+            posts.append(Post(f"p{i}", f"Post {i}", post_rules, at=at, gate=gate))
+        else:
+            posts.append(Post(f"p{i}", f"Post {i}", post_rules, area=draw(polygons()), gate=gate))
+    return Site(
+        id="s",
+        name="Site",
+        posts=tuple(posts),
+        stale_after_s=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0, 5.0])),
+        flags={f: draw(st.booleans()) for f in FLAGS},
+    )
+
+
+def _times() -> st.SearchStrategy[int]:
+    return st.integers(0, MAX_STEPS).map(lambda k: T0 + k * HALF_S)
+
+
+@st.composite
+def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
+    # Near a random post most of the time, so officers are often in range.
+    post = draw(st.sampled_from(site.posts))
+    cx, cy = post.at if post.at is not None else (post.area or ((0.0, 0.0),))[0]
+    x = round(cx) + draw(st.integers(-22, 22))
+    y = round(cy) + draw(st.integers(-22, 22))
+    return Fix(
+        t=draw(_times()),
+        officer=draw(st.integers(0, officers - 1)),
+        x=float(x),
+        y=float(y),
+        accuracy=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+    )
+
+
+@st.composite
+def _duty(draw: st.DrawFn, officers: int) -> DutyEvent:
+    return DutyEvent(
+        t=draw(_times()),
+        officer=draw(st.integers(0, officers - 1)),
+        on=draw(st.sampled_from([True, True, True, False])),
+        capabilities=frozenset(draw(st.sets(st.sampled_from(CAPABILITIES)))),
+    )
+
+
+@st.composite
+def event_lists(draw: st.DrawFn, site: Site, max_events: int = 60) -> list[Event]:
+    """0-60 events for 1-4 officers, shuffled; ``seq`` is the generation order."""
+    officers = draw(st.integers(1, 4))
+    kinds = ["fix"] * 6 + ["duty"] * 3 + ["flag"]
+    if site.gates:
+        kinds.append("gate")
+    n = draw(st.integers(0, max_events))
+    generated: list[Event] = []
+    for seq in range(n):
+        kind = draw(st.sampled_from(kinds))
+        ev: Event
+        if kind == "fix":
+            f = draw(_fix(site, officers))
+            ev = Fix(f.t, f.officer, f.x, f.y, f.accuracy, seq)
+        elif kind == "duty":
+            d = draw(_duty(officers))
+            ev = DutyEvent(d.t, d.officer, d.on, d.capabilities, seq)
+        elif kind == "flag":
+            ev = FlagEvent(draw(_times()), draw(st.sampled_from(FLAGS)), draw(st.booleans()), seq)
+        else:
+            gate = draw(st.sampled_from(site.gates))
+            ev = GateEvent(draw(_times()), gate, draw(st.booleans()), seq)
+        generated.append(ev)
+    return list(draw(st.permutations(generated)))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, explicit_end: bool = True) -> Scenario:
+    """A site and events; the end is None, past the last event, or inside the events."""
+    site = draw(sites())
+    events = draw(event_lists(site))
+    end: int | None = None
+    if explicit_end and events and draw(st.booleans()):
+        first = min(e.t for e in events)
+        last = max(e.t for e in events)
+        if draw(st.integers(0, 3)) == 0:
+            # Inside the events: the later ones are ignored.
+            end = draw(st.integers(first, last).map(lambda t: t - (t - T0) % HALF_S))
+        else:
+            end = last + draw(st.integers(0, 12)) * HALF_S
+    return Scenario(site, events, end)
