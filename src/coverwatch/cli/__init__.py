@@ -1,0 +1,191 @@
+"""The `coverwatch` command line: a thin Typer layer over the library.
+
+Each command parses its arguments, calls one library function and renders the
+result with Rich. Exit codes: 0 success, 2 invalid input (with the problems
+printed), 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from coverwatch.domain.alerts import format_duration
+from coverwatch.domain.events import OfficerRegistry
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.engine import Evaluation, Lapse
+from coverwatch.errors import CoverwatchError, SiteFileError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="coverwatch",
+    help="Keeps guarded posts covered: check sites, replay events, run the live server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
+    if isinstance(error, SiteFileError):
+        for problem in error.problems:
+            console.print(f"[red]error[/red] {problem}", highlight=False, markup=True)
+    else:
+        console.print(f"[red]error[/red] {error}", highlight=False)
+    return typer.Exit(2)
+
+
+@app.command()
+def check(site: Annotated[Path, typer.Argument(help="The site file (YAML).")]) -> None:
+    """Validate a site file. Exit 0 if valid, 2 with every problem otherwise."""
+    from coverwatch.sitefile import load_site_document
+
+    console = Console(stderr=True)
+    try:
+        doc = load_site_document(site)
+    except SiteFileError as e:
+        raise _fail(console, e) from None
+    rules = sum(len(p.rules) for p in doc.site.posts)
+    Console().print(
+        f"[green]ok[/green] {site}: site {doc.site.id}, {len(doc.site.posts)} posts, {rules} rules",
+        highlight=False,
+    )
+
+
+def lapse_record(lapse: Lapse) -> dict[str, object]:
+    """The JSON form of a lapse, as `replay --json` writes it."""
+    return {
+        "post": lapse.post,
+        "rule": lapse.rule,
+        "start": format_time(lapse.start),
+        "end": None if lapse.end is None else format_time(lapse.end),
+        "alert_at": None if lapse.alert_at is None else format_time(lapse.alert_at),
+        "min_cover": lapse.min_cover,
+    }
+
+
+def _summary_table(result: Evaluation, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Post")
+    table.add_column("Rule")
+    table.add_column("Need", justify="right")
+    table.add_column("Lapses", justify="right")
+    table.add_column("Alerts", justify="right")
+    table.add_column("Longest lapse", justify="right")
+    table.add_column("Cover %", justify="right")
+    for st in result.stats:
+        pct = st.cover_pct
+        pct_text = "inactive" if pct is None else f"{pct:.1f}"
+        alerts = f"[bold red]{st.alerts}[/bold red]" if st.alerts else "0"
+        longest = format_duration(st.longest_lapse_us / US_PER_S) if st.lapses else "-"
+        table.add_row(st.post, st.rule, str(st.need), str(st.lapses), alerts, longest, pct_text)
+    return table
+
+
+@app.command()
+def replay(
+    site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
+    events: Annotated[Path, typer.Argument(help="Events: .jsonl, .csv or .parquet.")],
+    json_out: Annotated[
+        str | None,
+        typer.Option("--json", help="Write one JSON object per lapse to this file, or - for stdout."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="End of the window (ISO-8601 or epoch seconds); default: last event."),
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed lines and report them.")
+    ] = False,
+    budget: Annotated[
+        int, typer.Option(help="Events sorted whole in memory before streaming starts.")
+    ] = 8_000_000,
+    disorder_window_s: Annotated[
+        float, typer.Option(help="Beyond the budget, how far out of order input may be (s).")
+    ] = 60.0,
+) -> None:
+    """Evaluate recorded events against a site's cover rules and summarise the lapses."""
+    from coverwatch.eventfiles import read_events, sorted_events
+    from coverwatch.replay import replay_sorted
+    from coverwatch.sitefile import load_site
+
+    to_stdout = json_out == "-"
+    console = Console(stderr=to_stdout)
+    err = Console(stderr=True)
+    try:
+        site_model = load_site(site)
+        until_us = None
+        if until is not None:
+            try:
+                until_us = parse_time(until)
+            except ValueError as e:
+                err.print(f"[red]error[/red] --until: {e}", highlight=False)
+                raise typer.Exit(2) from None
+        registry = OfficerRegistry()
+        reader = read_events(events, site_model, registry, skip_bad=skip_bad)
+        ordered = sorted_events(
+            reader, budget=budget, disorder_window_us=round(disorder_window_s * US_PER_S)
+        )
+        show = reader.total_bytes >= _PROGRESS_MIN_BYTES and err.is_terminal
+        with Progress(
+            TextColumn("[bold]replay[/bold]"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not show,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("replay", total=reader.total_bytes)
+
+            def tick(_: int) -> None:
+                progress.update(task, completed=reader.bytes_read)
+
+            result = replay_sorted(site_model, ordered, until=until_us, on_progress=tick)
+    except CoverwatchError as e:
+        raise _fail(err, e) from None
+
+    if reader.skipped:
+        shown = ", ".join(str(n) for n in reader.skipped[:20])
+        more = f" and {len(reader.skipped) - 20} more" if len(reader.skipped) > 20 else ""
+        err.print(
+            f"[yellow]skipped {len(reader.skipped)} bad line(s)[/yellow]: {shown}{more}",
+            highlight=False,
+        )
+    if json_out is not None:
+        lines = b"".join(orjson.dumps(lapse_record(lp)) + b"\n" for lp in result.lapses)
+        if to_stdout:
+            sys.stdout.buffer.write(lines)
+            sys.stdout.flush()
+        else:
+            Path(json_out).write_bytes(lines)
+    if result.start is None:
+        console.print("no events to replay")
+        return
+    window = f"{format_time(result.start)} to {format_time(result.end or result.start)}"
+    console.print(_summary_table(result, f"Cover of {site_model.name}, {window}"))
+    alerted = [lp for lp in result.lapses if lp.alert_at is not None]
+    for lp in alerted[:10]:
+        end = "still open" if lp.end is None else f"until {format_time(lp.end)}"
+        console.print(
+            f"[red]ALERT[/red] {lp.post}/{lp.rule}: lapse from {format_time(lp.start)} {end}, "
+            f"alerted at {format_time(lp.alert_at or 0)}, lowest cover {lp.min_cover}",
+            highlight=False,
+        )
+    if len(alerted) > 10:
+        console.print(f"... and {len(alerted) - 10} more alerted lapses (see --json)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
