@@ -85,6 +85,19 @@ _RULE_KEYS = {
 }
 _LEVEL_KEYS = {"after_s": True, "notify": True}
 
+# Where a key that is unknown at one level belongs, for a better hint.
+_IN_A_POST = "is a post field: put it in an entry under 'posts'"
+_IN_A_RULE = "is a rule field: put it in an entry under the post's 'rules'"
+_ELSEWHERE_SITE = {key: _IN_A_POST for key in _POST_KEYS} | {
+    key: _IN_A_RULE for key in _RULE_KEYS if key not in _POST_KEYS
+}
+_ELSEWHERE_POST = {key: _IN_A_RULE for key in _RULE_KEYS if key not in _POST_KEYS} | {
+    key: "is a site field: put it at the top level of the file"
+    for key in _SITE_KEYS
+    if key not in _POST_KEYS
+}
+_ELSEWHERE_RULE = {key: _IN_A_POST for key in _POST_KEYS if key not in _RULE_KEYS}
+
 
 @dataclass(frozen=True, slots=True)
 class EscalationLevel:
@@ -160,7 +173,9 @@ def _compose(path: str, text: str) -> Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        message = f"YAML syntax error: {e.problem or e.context}"
+        # PyYAML words some problems as a continuation of the context ("but found ...").
+        problem = (e.problem or e.context or "invalid YAML").removeprefix("but ")
+        message = f"YAML syntax error: {problem}"
         if e.context and e.problem and e.context_mark is not None:
             where = f"line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
             message += f" ({e.context} at {where})"
@@ -171,7 +186,8 @@ def _compose(path: str, text: str) -> Node | None:
         before = text[: e.position]
         line = before.count("\n") + 1
         column = e.position - (before.rfind("\n") + 1) + 1
-        message = f"YAML syntax error: character {e.character!r} is not allowed"
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        message = f"YAML syntax error: character U+{char:04X} is not allowed in YAML"
         raise SiteFileError([Problem(path, line, column, None, message)]) from None
     except yaml.YAMLError as e:
         raise SiteFileError([Problem(path, None, None, None, f"YAML error: {e}")]) from None
@@ -198,12 +214,18 @@ def _describe(node: Node) -> str:
         _FLOAT: f"the number {node.value}",
         _BOOL: f"the boolean {node.value}",
         _NULL: "nothing (null)",
+        "tag:yaml.org,2002:timestamp": f"the date {node.value}",
     }.get(node.tag, f"{shown} (YAML tag {node.tag})")
 
 
-def _hint(key: str, known: list[str]) -> str:
+def _hint(key: str, known: list[str], elsewhere: Mapping[str, str] | None = None) -> str:
+    """A did-you-mean for a misspelt key, or where a misplaced key belongs."""
     close = difflib.get_close_matches(key, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    if elsewhere and key in elsewhere:
+        return f"; {key!r} {elsewhere[key]}"
+    return ""
 
 
 class _Checker:
@@ -232,7 +254,11 @@ class _Checker:
     # -- structure ---------------------------------------------------------
 
     def mapping(
-        self, node: Node, field_path: str, known: dict[str, bool]
+        self,
+        node: Node,
+        field_path: str,
+        known: dict[str, bool],
+        elsewhere: Mapping[str, str] | None = None,
     ) -> dict[str, tuple[Node, Node]] | None:
         """Check a mapping's keys: unknown, duplicated and missing ones."""
         if not isinstance(node, MappingNode):
@@ -257,7 +283,7 @@ class _Checker:
                 self.problem(
                     key_node,
                     _child(field_path, key),
-                    f"unknown key {key!r}{_hint(key, list(known))}",
+                    f"unknown key {key!r}{_hint(key, list(known), elsewhere)}",
                 )
                 continue
             found[key] = (key_node, value_node)
@@ -404,7 +430,7 @@ class _Checker:
 
     def run(self) -> SiteDocument:
         root = _compose(self.path, self.text)
-        if root is None:
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
             raise SiteFileError([Problem(self.path, None, None, None,
                                          "the file is empty; a site file needs at least "
                                          "'site' and 'posts'")])
@@ -423,7 +449,7 @@ class _Checker:
         )
 
     def site(self, root: Node) -> tuple[Site | None, tuple[EscalationLevel, ...]]:
-        fields = self.mapping(root, "", _SITE_KEYS)
+        fields = self.mapping(root, "", _SITE_KEYS, _ELSEWHERE_SITE)
         if fields is None:
             return None, ()
         site_id = self.ident(fields["site"][1], "site") if "site" in fields else None
@@ -501,12 +527,9 @@ class _Checker:
                              f"{self.where(first_seen[key])})")
                 continue
             first_seen[key] = key_node
-            if self.ident(key_node, field_path) is None:
-                # Still declared, so rules naming it do not get a second error.
-                flags[key] = False
-                continue
-            value = self.boolean(value_node, field_path)
-            flags[key] = bool(value)
+            self.ident(key_node, field_path)
+            # Declared even if invalid, so rules naming it do not get a second error.
+            flags[key] = bool(self.boolean(value_node, field_path))
         return flags
 
     def posts(self, node: Node, flags: dict[str, bool]) -> tuple[Post, ...] | None:
@@ -527,7 +550,7 @@ class _Checker:
     def post(
         self, node: Node, field_path: str, flags: dict[str, bool], seen: dict[str, Node]
     ) -> Post | None:
-        fields = self.mapping(node, field_path, _POST_KEYS)
+        fields = self.mapping(node, field_path, _POST_KEYS, _ELSEWHERE_POST)
         if fields is None:
             return None
         post_id: str | None = None
@@ -619,7 +642,7 @@ class _Checker:
         gate: bool,
         seen: dict[str, Node],
     ) -> Rule | None:
-        fields = self.mapping(node, field_path, _RULE_KEYS)
+        fields = self.mapping(node, field_path, _RULE_KEYS, _ELSEWHERE_RULE)
         if fields is None:
             return None
 
