@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coverwatch.domain import LatLon, Site
 from coverwatch.errors import Problem, SiteFileError
@@ -325,6 +327,47 @@ def test_control_character_is_located() -> None:
     problem = only_problem('site: s\nname: "a\x07b"\n')
     assert (problem.line, problem.column) == (2, 9)
     assert "U+0007" in problem.message
+
+
+# -- robustness --------------------------------------------------------------
+
+VALID_TEXT = (SITES / "valid.yaml").read_text(encoding="utf-8")
+
+
+def load_or_problems(text: str) -> Site | list[Problem]:
+    """The loader's answer; any exception other than SiteFileError escapes."""
+    try:
+        return load_site_text(text, "fuzz.yaml")
+    except SiteFileError as e:
+        return e.problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    position=st.integers(0, len(VALID_TEXT)),
+    length=st.integers(0, 8),
+    insert=st.text(alphabet="[]{}:,-#&*!|>'\"\t\n 0aZ.~<", max_size=4),
+)
+def test_edited_valid_file_gives_a_site_or_located_problems(
+    position: int, length: int, insert: str
+) -> None:
+    text = VALID_TEXT[:position] + insert + VALID_TEXT[position + length :]
+    answer = load_or_problems(text)
+    if isinstance(answer, list):
+        assert answer
+        for problem in answer:
+            assert problem.path == "fuzz.yaml"
+            assert problem.message
+            assert problem.line is None or 1 <= problem.line <= text.count("\n") + 2
+    else:
+        assert isinstance(answer, Site)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_arbitrary_text_never_escapes_as_another_exception(text: str) -> None:
+    answer = load_or_problems(text)
+    assert isinstance(answer, Site) or answer
 
 
 # -- the documentation -------------------------------------------------------
