@@ -1,0 +1,422 @@
+"""Notification adapter: sends escalation steps to people and systems.
+
+Targets come from :class:`coverwatch.domain.alerts.EscalationPolicy`:
+
+* ``role:<name>`` / ``user:<name>`` -- the server's resolver turns them into
+  notification URLs (a person's e-mail, phone push, chat...);
+* ``signed+https://host/path`` (``signed+http://`` for local use) -- a signed
+  JSON webhook: the body is POSTed with ``X-Coverwatch-Signature:
+  sha256=<hex HMAC-SHA256 of the exact body with the shared secret>`` and
+  ``X-Coverwatch-Timestamp: <unix seconds>``. The timestamp is also the body's
+  ``sent_at``, so the signature covers it: receivers should check the two agree
+  and that it is recent, to refuse replays;
+* any other URL -- an Apprise URL (``mailto://``, ``json://``, ``slack://``...).
+
+Sending never raises into the caller: every attempt ends as a :class:`Delivery`
+(ok or not, with a short error). Network work runs in worker threads under the
+``async`` API so the event loop is never blocked. URLs in our logs and in
+deliveries are redacted (credentials, query values, token-like path parts),
+and a filter redacts URLs that httpx and Apprise log themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import apprise
+import httpx
+
+from coverwatch.domain.alerts import (
+    SIGNED_WEBHOOK_SCHEMES,
+    Escalation,
+    format_duration,
+    parse_target,
+)
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Delivery",
+    "Notifier",
+    "Resolver",
+    "escalation_message",
+    "install_log_redaction",
+    "is_signed_webhook",
+    "redact_url",
+    "sign_body",
+    "verify_signature",
+]
+
+SIGNATURE_HEADER = "X-Coverwatch-Signature"
+TIMESTAMP_HEADER = "X-Coverwatch-Timestamp"
+
+# Given "role:supervisor" or "user:jsmith", the notification URLs to use.
+Resolver = Callable[[str], Iterable[str]]
+
+log = logging.getLogger(__name__)
+
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
+# Path parts that look like tokens (webhook keys): long, no spaces, with a digit.
+_TOKENISH_RE = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-.=~%]{16,}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of sending one escalation step to one address.
+
+    ``targets`` are the policy targets that led here (URLs redacted); ``to`` is
+    the redacted address, None when a target could not be resolved at all.
+    """
+
+    alert_id: str
+    level: int
+    targets: tuple[str, ...]
+    to: str | None
+    ok: bool
+    attempts: int
+    error: str | None = None
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log: no credentials, query values or token-like path parts.
+
+    ``https://u:pw@host/hooks/T0K3Nabcdefghijklmnop?key=s`` becomes
+    ``https://***@host/hooks/***?key=***``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = host
+    if ":" in host:  # IPv6 literal
+        netloc = f"[{host}]"
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None or parts.password is not None:
+        netloc = "***@" + netloc
+    path = "/".join("***" if _TOKENISH_RE.match(seg) else seg for seg in parts.path.split("/"))
+    text = f"{parts.scheme}://{netloc}{path}"
+    if parts.query:
+        keys = [quote(k, safe="") for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
+        text += "?" + "&".join(f"{k}=***" for k in keys)
+    return text
+
+
+def _redact_text(text: str) -> str:
+    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
+
+
+class _RedactUrls(logging.Filter):
+    """Rewrites a record's message with every URL in it redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is not ours to fix
+            return True
+        redacted = _redact_text(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+_REDACTOR = _RedactUrls()
+
+
+def install_log_redaction(names: Sequence[str] = ("httpx", "apprise", __name__)) -> None:
+    """Make the named loggers redact URLs in their own records (idempotent)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
+def is_signed_webhook(url: str) -> bool:
+    """True for ``signed+https://`` and ``signed+http://`` URLs."""
+    return url.partition("://")[0].lower() in SIGNED_WEBHOOK_SCHEMES
+
+
+def sign_body(secret: bytes, body: bytes) -> str:
+    """The signature header value: ``sha256=<hex HMAC-SHA256 of body>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
+    """Check a received signature header in constant time (for receivers)."""
+    return hmac.compare_digest(sign_body(secret, body), header.strip())
+
+
+def escalation_message(
+    escalation: Escalation, site: Site | None = None, timezone: str = "UTC"
+) -> tuple[str, str]:
+    """``(title, body)`` in plain, specific words, e.g.
+
+    ``LAPSE Main Gate / armed-cover: 0 of 2 armed officers for 1 min 10 s
+    (since 14:39:28 Europe/London). Level 2.``
+
+    The duration runs from the lapse start to the escalation's ``at``.
+    """
+    post_name, capability = escalation.post, None
+    if site is not None:
+        for post in site.posts:
+            if post.id == escalation.post:
+                post_name = post.name or post.id
+                for rule in post.rules:
+                    if rule.id == escalation.rule:
+                        capability = rule.capability
+    zone = ZoneInfo(timezone)
+    since = _local(escalation.lapse_start, zone)
+    now = _local(escalation.at, zone)
+    since_text = since.strftime("%H:%M:%S" if since.date() == now.date() else "%Y-%m-%d %H:%M:%S")
+    who = "officer" if escalation.need == 1 else "officers"
+    if capability:
+        who = f"{capability} {who}"
+    lasted = format_duration(max(0, escalation.at - escalation.lapse_start) / US_PER_S)
+    title = f"{escalation.kind.upper()} {post_name} / {escalation.rule}"
+    body = (
+        f"{title}: {escalation.count} of {escalation.need} {who} for {lasted} "
+        f"(since {since_text} {timezone}). Level {escalation.level}."
+    )
+    return title, body
+
+
+def _local(t_us: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(t_us // US_PER_S, tz=UTC).astimezone(zone)
+
+
+class Notifier:
+    """Sends escalation steps; the server gives it a resolver for people.
+
+    ``webhook_secret`` signs ``signed+`` webhooks (without it they fail, as
+    an unsigned POST would be refused by a careful receiver anyway). Each
+    address gets up to ``1 + retries`` attempts, ``timeout_s`` each, with
+    ``backoff_s * 2**n`` between them; client errors (4xx other than 429) are
+    not retried.
+    """
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        webhook_secret: str | bytes | None = None,
+        site: Site | None = None,
+        timezone: str = "UTC",
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retries < 0 or timeout_s <= 0 or backoff_s < 0:
+            raise ValueError("need retries >= 0, timeout_s > 0 and backoff_s >= 0")
+        ZoneInfo(timezone)  # fail at start-up, not at the first alert
+        self._resolve = resolve
+        if isinstance(webhook_secret, str):
+            webhook_secret = webhook_secret.encode()
+        self._secret = webhook_secret
+        self._site = site
+        self._timezone = timezone
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._clock = clock
+        self._sleep = sleep
+        install_log_redaction()
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Notifier(timezone={self._timezone!r}, signed={self._secret is not None})"
+
+    def message(self, escalation: Escalation) -> tuple[str, str]:
+        """The ``(title, body)`` this notifier sends for ``escalation``."""
+        return escalation_message(escalation, self._site, self._timezone)
+
+    async def send(self, escalation: Escalation) -> list[Delivery]:
+        """Send one step to every address, in worker threads, concurrently."""
+        failed, plan = await asyncio.to_thread(self._plan, escalation)
+        title, body = self.message(escalation)
+        sent = await asyncio.gather(
+            *(
+                asyncio.to_thread(self._deliver, escalation, url, targets, title, body)
+                for url, targets in plan.items()
+            )
+        )
+        return failed + list(sent)
+
+    async def send_all(self, escalations: Iterable[Escalation]) -> list[Delivery]:
+        """Send several steps, in order; returns every delivery."""
+        results: list[Delivery] = []
+        for escalation in escalations:
+            results.extend(await self.send(escalation))
+        return results
+
+    def send_sync(self, escalation: Escalation) -> list[Delivery]:
+        """Send one step from the calling thread (blocks; not for the event loop)."""
+        failed, plan = self._plan(escalation)
+        title, body = self.message(escalation)
+        sent = [self._deliver(escalation, url, t, title, body) for url, t in plan.items()]
+        return failed + sent
+
+    def _plan(self, escalation: Escalation) -> tuple[list[Delivery], dict[str, tuple[str, ...]]]:
+        """Resolve targets to URLs; each URL once, with the targets that asked for it."""
+        failed: list[Delivery] = []
+        plan: dict[str, tuple[str, ...]] = {}
+
+        def fail(target: str, error: str) -> None:
+            log.warning(
+                "alert %s level %d: %s: %s", escalation.alert_id, escalation.level, target, error
+            )
+            failed.append(
+                Delivery(escalation.alert_id, escalation.level, (target,), None, False, 0, error)
+            )
+
+        for target in escalation.targets:
+            try:
+                kind, _ = parse_target(target)
+            except ValueError as exc:
+                fail(redact_url(target) if "://" in target else target, str(exc))
+                continue
+            if kind == "url":
+                urls = [target]
+                shown = redact_url(target)
+            else:
+                shown = target
+                try:
+                    urls = [str(u) for u in self._resolve(target)]
+                except Exception as exc:  # the resolver is the server's; keep going
+                    fail(shown, f"could not resolve: {type(exc).__name__}")
+                    continue
+                if not urls:
+                    fail(shown, "no notification address")
+                    continue
+            for url in urls:
+                if "://" not in url:
+                    fail(shown, "resolver returned something that is not a URL")
+                    continue
+                plan[url] = (*plan.get(url, ()), shown)
+        return failed, plan
+
+    def _deliver(
+        self, escalation: Escalation, url: str, targets: tuple[str, ...], title: str, body: str
+    ) -> Delivery:
+        shown = redact_url(url)
+        try:
+            if is_signed_webhook(url):
+                ok, attempts, error = self._post_signed(escalation, url, title, body)
+            else:
+                ok, attempts, error = self._apprise(url, title, body)
+        except Exception as exc:  # a bug or a library surprise must not reach the engine
+            ok, attempts, error = False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}"
+        if ok:
+            log.info(
+                "alert %s level %d delivered to %s (attempts %d)",
+                escalation.alert_id,
+                escalation.level,
+                shown,
+                attempts,
+            )
+        else:
+            log.warning(
+                "alert %s level %d NOT delivered to %s after %d attempt(s): %s",
+                escalation.alert_id,
+                escalation.level,
+                shown,
+                attempts,
+                error,
+            )
+        return Delivery(escalation.alert_id, escalation.level, targets, shown, ok, attempts, error)
+
+    def _backoff(self, attempt: int) -> None:
+        if self._backoff_s:
+            self._sleep(self._backoff_s * 2**attempt)
+
+    def _post_signed(
+        self, escalation: Escalation, url: str, title: str, body: str
+    ) -> tuple[bool, int, str | None]:
+        if self._secret is None:
+            return False, 0, "no webhook secret configured for a signed webhook"
+        sent_at = int(self._clock())
+        payload = {
+            "alert_id": escalation.alert_id,
+            "kind": escalation.kind,
+            "level": escalation.level,
+            "post": escalation.post,
+            "rule": escalation.rule,
+            "count": escalation.count,
+            "need": escalation.need,
+            "lapse_start": format_time(escalation.lapse_start),
+            "alert_at": format_time(escalation.alert_at),
+            "at": format_time(escalation.at),
+            "title": title,
+            "body": body,
+            "sent_at": sent_at,
+        }
+        data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_body(self._secret, data),
+            TIMESTAMP_HEADER: str(sent_at),
+        }
+        target = url.partition("+")[2]  # signed+https://... -> https://...
+        error: str | None = None
+        attempts = 0
+        with httpx.Client(timeout=self._timeout_s, follow_redirects=False) as client:
+            for attempt in range(self._retries + 1):
+                if attempt:
+                    self._backoff(attempt - 1)
+                attempts += 1
+                try:
+                    response = client.post(target, content=data, headers=headers)
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {_scrub(str(exc), url)}"
+                    continue
+                if response.is_success:
+                    return True, attempts, None
+                error = f"HTTP {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # the receiver refused it; asking again will not help
+        return False, attempts, error
+
+    def _apprise(self, url: str, title: str, body: str) -> tuple[bool, int, str | None]:
+        sender = apprise.Apprise()
+        if not sender.add(url):
+            return False, 0, "unsupported or malformed notification URL"
+        attempts = 0
+        for attempt in range(self._retries + 1):
+            if attempt:
+                self._backoff(attempt - 1)
+            attempts += 1
+            if sender.notify(body=body, title=title, timeout=self._timeout_s):
+                return True, attempts, None
+        return False, attempts, "the notification service did not accept it"
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove a URL and its secret parts from an error message."""
+    text = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password, parts.username] + [
+            v for _, v in parse_qsl(parts.query, keep_blank_values=False)
+        ]
+    except ValueError:
+        secrets = []
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return _redact_text(text)
