@@ -156,7 +156,9 @@ def load_site_document(path: str | os.PathLike[str]) -> SiteDocument:
     except UnicodeDecodeError as e:
         before = data[: e.start]
         line = before.count(b"\n") + 1
-        column = e.start - (before.rfind(b"\n") + 1) + 1
+        # Count characters, not bytes, so the column matches an editor's.
+        prefix = before[before.rfind(b"\n") + 1 :]
+        column = len(prefix.decode("utf-8-sig", errors="replace")) + 1
         message = f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"
         raise SiteFileError([Problem(name, line, column, None, message)]) from None
     return load_site_text_document(text, name)

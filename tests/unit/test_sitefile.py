@@ -293,6 +293,15 @@ def test_invalid_utf8_is_located(tmp_path: Path) -> None:
     assert "not valid UTF-8" in problem.message
 
 
+def test_invalid_utf8_column_counts_characters(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_bytes("site: s\nname: Café ".encode() + b"\xff\n")
+    with pytest.raises(SiteFileError) as caught:
+        load_site(path)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column) == (2, 12)
+
+
 def test_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     path.write_bytes(b"\xef\xbb\xbfsite: s\nposts: [{id: p, at: [0, 0]}]\n")
