@@ -14,6 +14,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -39,9 +40,10 @@ _PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
     if isinstance(error, SiteFileError):
         for problem in error.problems:
-            console.print(f"[red]error[/red] {problem}", highlight=False, markup=True)
+            console.print(f"[red]error[/red] {escape(str(problem))}", highlight=False,
+                          soft_wrap=True)
     else:
-        console.print(f"[red]error[/red] {error}", highlight=False)
+        console.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 

@@ -583,7 +583,7 @@ class CoverEngine:
         dur = np.clip(np.minimum(nxt, h_stats) - u_time, 0, None)
         act_us = np.bincount(u_rule, weights=dur * u_active, minlength=n_rules)
         cov_us = np.bincount(u_rule, weights=dur * (u_active & ~deficit), minlength=n_rules)
-        for r in np.flatnonzero(act_us):
+        for r in np.flatnonzero(act_us).tolist():
             st = self.stats[r]
             st.active_us += round(act_us[r])
             st.covered_us += round(cov_us[r])
@@ -648,8 +648,7 @@ class CoverEngine:
             self._lapse_alerted[r] = False
             out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, int(u_count[k])))
         # Lapses still open at h1 whose grace has run out by then are alerted now.
-        for r in np.flatnonzero(self._deficit):
-            r = int(r)
+        for r in np.flatnonzero(self._deficit).tolist():
             start_or_none = self._lapse_start[r]
             assert start_or_none is not None
             due = start_or_none + self._grace[r]
