@@ -69,6 +69,12 @@ Resolver = Callable[[str], Iterable[str]]
 log = logging.getLogger(__name__)
 
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
+# Schemes whose host and path are an ordinary web address; in other (Apprise
+# service) URLs the host and path parts are usually tokens, ids or recipients.
+_WEB_SCHEMES = frozenset(
+    {"http", "https", "signed+http", "signed+https", "json", "jsons"}
+    | {"xml", "xmls", "form", "forms"}
+)
 # Path parts that look like tokens (webhook keys): long, no spaces, with a digit.
 _TOKENISH_RE = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-.=~%]{16,}$")
 
@@ -91,10 +97,12 @@ class Delivery:
 
 
 def redact_url(url: str) -> str:
-    """A URL safe to log: no credentials, query values or token-like path parts.
+    """A URL safe to log: no credentials, query values or token-like parts.
 
     ``https://u:pw@host/hooks/T0K3Nabcdefghijklmnop?key=s`` becomes
-    ``https://***@host/hooks/***?key=***``.
+    ``https://***@host/hooks/***?key=***``. For Apprise service URLs other than
+    the web ones (json, xml, form) every path part is hidden, and so is a host
+    that is not a domain name (``slack://***/***/***``).
     """
     try:
         parts = urlsplit(url)
@@ -102,14 +110,20 @@ def redact_url(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<unparseable URL>"
+    web = parts.scheme.lower() in _WEB_SCHEMES
     netloc = host
     if ":" in host:  # IPv6 literal
         netloc = f"[{host}]"
+    elif not web and host and "." not in host and host != "localhost":
+        netloc = "***"  # e.g. slack://TokenA/..., discord://webhook_id/...
     if port is not None:
         netloc += f":{port}"
     if parts.username is not None or parts.password is not None:
         netloc = "***@" + netloc
-    path = "/".join("***" if _TOKENISH_RE.match(seg) else seg for seg in parts.path.split("/"))
+    path = "/".join(
+        "***" if seg and (not web or _TOKENISH_RE.match(seg)) else seg
+        for seg in parts.path.split("/")
+    )
     text = f"{parts.scheme}://{netloc}{path}"
     if parts.query:
         keys = [quote(k, safe="") for k, _ in parse_qsl(parts.query, keep_blank_values=True)]

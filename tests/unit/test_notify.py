@@ -190,6 +190,10 @@ def test_message_shows_date_when_lapse_began_another_day() -> None:
             "https://hooks.example/services/T0000/B0000/***",
         ),
         ("mailto://ops:pa55@mail.example", "mailto://***@mail.example"),
+        ("mailto://mail.example/duty@example.org", "mailto://mail.example/***"),
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkc", "slack://***/***/***"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV", "discord://***/***"),
+        ("json://localhost:8080/path/", "json://localhost:8080/path/"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
