@@ -1,0 +1,97 @@
+"""Engine setup and transaction helpers shared by the store's parts.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before
+the caller acknowledges the event) and a busy timeout; its transactions are
+begun explicitly so that write transactions take the write lock up front
+(``BEGIN IMMEDIATE``) instead of failing on a lock upgrade. PostgreSQL URLs are
+routed to psycopg 3.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "make_engine", "normalise_url", "now_us"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_IMMEDIATE = "coverwatch_immediate"
+
+
+def now_us() -> int:
+    """Wall-clock microseconds since the epoch (adapters only; the core gets time passed in)."""
+    return time.time_ns() // 1000
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Route ``postgresql://`` (and ``postgres://``) to the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module; "begin" below issues BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for ``url`` with coverwatch's connection settings applied."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+class StoreBase:
+    """Holds the engine; the store's parts (events, alerts, auth, audit) build on it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        # Serialises audit appends within this process; the database lock covers others.
+        self._audit_lock = threading.Lock()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction, committed when the block exits without error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction (one consistent snapshot)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()

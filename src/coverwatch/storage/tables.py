@@ -1,0 +1,174 @@
+"""Table definitions of the live store (SQLAlchemy Core).
+
+This metadata is the reference schema: migrations create it, and a test checks
+that the migrated database and this module agree. Times are int microseconds
+since the Unix epoch (UTC), except ``audit.at``, a wall-clock ISO-8601 text that
+is part of the hash-chained evidence.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+
+__all__ = [
+    "ALERT_KINDS",
+    "ALERT_STATES",
+    "EVENT_KINDS",
+    "ROLES",
+    "Id",
+    "alerts",
+    "api_tokens",
+    "audit",
+    "devices",
+    "events",
+    "metadata",
+    "sessions",
+    "users",
+]
+
+EVENT_KINDS = ("fix", "duty", "gate", "flag")
+ALERT_KINDS = ("lapse", "unbriefed")
+ALERT_STATES = ("open", "acknowledged", "resolved", "closed")
+ROLES = ("officer", "supervisor", "admin", "auditor")
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias); elsewhere 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+events = Table(
+    "events",
+    metadata,
+    # id is the global sequence number of the live stream.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    # "fix|A1|<t_us>": same officer and time is the same fix, so re-sent history dedups.
+    Column("key", Text, nullable=False),
+    Column("t_us", BigInteger, nullable=False),
+    Column("officer", Text),
+    Column("x", Float),
+    Column("y", Float),
+    Column("accuracy", Float),
+    Column("post", Text),
+    Column("flag", Text),
+    Column("on", Boolean),
+    Column("open", Boolean),
+    Column("capabilities", Text),
+    Column("source", Text, nullable=False),
+    Column("device", Text),
+    Column("received_us", BigInteger, nullable=False),
+    Column("late", Boolean, nullable=False, server_default=false()),
+    Column("raw", Text),
+    Index(None, "key", unique=True),
+    Index(None, "t_us", "id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    # Comma-separated, sorted subset of ROLES.
+    Column("roles", Text, nullable=False, server_default=""),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("username"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("officer", Text),
+    Column("token_hash", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    UniqueConstraint("name"),
+    UniqueConstraint("token_hash"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("roles", Text, nullable=False, server_default=""),
+    Column("created_us", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    UniqueConstraint("name"),
+    UniqueConstraint("token_hash"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # SHA-256 of the session cookie; the cookie itself is never stored.
+    Column("id", Text, primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index(None, "expires_us"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("post", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("lapse_start_us", BigInteger, nullable=False),
+    Column("alert_at_us", BigInteger, nullable=False),
+    Column("state", Text, nullable=False, server_default="open"),
+    Column("level", Integer, nullable=False, server_default="1"),
+    Column("acknowledged_by", Text),
+    Column("acknowledged_at_us", BigInteger),
+    Column("note", Text),
+    Column("resolved_at_us", BigInteger),
+    Column("closed_by", Text),
+    Column("closed_at_us", BigInteger),
+    # A restart re-derives the same lapse; this key keeps it one alert.
+    UniqueConstraint("post", "rule", "lapse_start_us", "kind"),
+    Index(None, "state", "alert_at_us"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    # Assigned by the appender (last id + 1) inside the serialised transaction,
+    # because the id is part of the hashed content.
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    UniqueConstraint("hash"),
+)
