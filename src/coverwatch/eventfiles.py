@@ -1,0 +1,1056 @@
+"""Event files for replay: JSONL, CSV and Parquet readers, and the ordering stage.
+
+:func:`read_events` turns a file into :class:`EventBatch` chunks in input order.
+Each block of the file first goes through a columnar fast path (pyarrow's C++
+parsers plus vectorised checks); if anything in the block is unusual (a type
+mix, a bad line, a blank line, a time format the fast path does not vouch
+for) the whole block is re-read by the exact per-line path, which accepts the
+same events and names the line and field of anything it refuses. Both paths
+share the rules for control events, so their results are identical.
+
+:func:`sorted_events` puts batches into ``(t, seq)`` order for the engine,
+whole when the input fits the budget, else streaming within a disorder window.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from coverwatch.domain.events import (
+    ControlEvent,
+    DutyEvent,
+    EventBatch,
+    FixColumns,
+    FlagEvent,
+    GateEvent,
+    OfficerRegistry,
+)
+from coverwatch.domain.geometry import project_latlon
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.errors import EventInputError, OutOfOrderError
+
+__all__ = ["COLUMNS", "FORMATS", "KINDS", "EventReader", "read_events", "sorted_events"]
+
+KINDS = ("duty", "fix", "gate", "flag")
+COLUMNS = (
+    "t", "kind", "officer", "x", "y", "lat", "lon", "accuracy_m",
+    "post", "open", "flag", "on", "capabilities",
+)  # fmt: skip
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
+           ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
+
+_FIX = KINDS.index("fix")
+_DUTY = KINDS.index("duty")
+_NUMERIC = ("x", "y", "lat", "lon", "accuracy_m")
+_BOOLS = ("open", "on")
+_TEXT = ("kind", "officer", "post", "flag")
+# Year 10000: anything beyond is a unit mistake, and it keeps µs inside int64.
+_T_LIMIT_S = 253_402_300_800
+_T_LIMIT_US = _T_LIMIT_S * US_PER_S
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+# The ISO shapes on which pyarrow's cast and datetime.fromisoformat agree exactly.
+_ISO_FAST = (
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_NUMBER_FAST = r"^[+-]?(\d+\.?\d*|\.\d+)$"
+_CSV_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+_CSV_TRUE = ("true", "1")
+_CSV_FALSE = ("false", "0")
+_BOM = b"\xef\xbb\xbf"
+_BLANKISH = re.compile(rb"\n[ \t\r\n]")
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+BoolArr = npt.NDArray[np.bool_]
+
+
+# --------------------------------------------------------------------------
+# The exact per-record rules (the slow path, and control events everywhere)
+
+
+class _Bad(Exception):
+    """A record broke a rule; carries the field (or None) and the message."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What a record is checked against: the site's gates, flags and origin."""
+
+    gates: frozenset[str]
+    posts: frozenset[str]
+    flags: frozenset[str]
+    origin: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, site: Site) -> _Rules:
+        origin = None if site.origin is None else (site.origin.lat, site.origin.lon)
+        return cls(
+            frozenset(site.gates),
+            frozenset(p.id for p in site.posts),
+            frozenset(site.flags),
+            origin,
+        )
+
+
+# A checked record: (kind, t, officer, x, y, lat, lon, accuracy, name, state, capabilities).
+# For fixes exactly one of (x, y) and (lat, lon) is set; name is the post or flag.
+_Row = tuple[
+    int, int, str | None, float, float, float, float, float, str | None, bool, frozenset[str]
+]
+_NAN = math.nan
+
+
+def _show(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return repr(value)
+    return repr(value) if not isinstance(value, list | dict) else orjson.dumps(value).decode()
+
+
+def _number(rec: Mapping[str, Any], field: str) -> float | None:
+    value = rec.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(field, f"expected a number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Bad(field, f"number out of range: {value}") from None
+    if not math.isfinite(number):
+        raise _Bad(field, f"expected a finite number, got {_show(value)}")
+    return number
+
+
+def _text(rec: Mapping[str, Any], field: str) -> str:
+    value = rec.get(field)
+    if value is None:
+        raise _Bad(field, f"missing {field}")
+    if not isinstance(value, str):
+        raise _Bad(field, f"expected text, got {_show(value)}")
+    if not value:
+        raise _Bad(field, f"{field} is empty")
+    return value
+
+
+def _flag_value(rec: Mapping[str, Any], field: str) -> bool:
+    value = rec.get(field)
+    if value is None:
+        raise _Bad(field, f"missing {field}")
+    if not isinstance(value, bool):
+        raise _Bad(field, f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _time(value: object) -> int:
+    if value is None:
+        raise _Bad("t", "missing t")
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise _Bad("t", f"time has no UTC offset: {value.isoformat()}")
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Bad("t", f"expected a time, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and (
+        not -_T_LIMIT_S < value < _T_LIMIT_S
+    ):
+        raise _Bad("t", f"epoch seconds out of range: {value!r}")
+    try:
+        t = parse_time(value)
+    except ValueError as exc:
+        raise _Bad("t", str(exc)) from None
+    if not -_T_LIMIT_US < t < _T_LIMIT_US:
+        raise _Bad("t", f"time out of range: {value!r}")
+    return t
+
+
+def _capabilities(rec: Mapping[str, Any]) -> frozenset[str]:
+    value = rec.get("capabilities")
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+        raise _Bad("capabilities", f"expected a list of capability names, got {_show(value)}")
+    return frozenset(value)
+
+
+def _check(rec: Mapping[str, Any], rules: _Rules) -> _Row:
+    """Validate one record (already decoded to Python values); raises :class:`_Bad`."""
+    kind = rec.get("kind")
+    if kind is None:
+        raise _Bad("kind", "missing kind")
+    if kind not in KINDS:
+        raise _Bad("kind", f"unknown kind {_show(kind)}; expected one of {', '.join(KINDS)}")
+    t = _time(rec.get("t"))
+    if kind == "fix":
+        officer = _text(rec, "officer")
+        x, y = _number(rec, "x"), _number(rec, "y")
+        lat, lon = _number(rec, "lat"), _number(rec, "lon")
+        accuracy = _number(rec, "accuracy_m")
+        if accuracy is None:
+            accuracy = 0.0
+        elif accuracy < 0:
+            raise _Bad("accuracy_m", f"accuracy must be >= 0, got {accuracy:g}")
+        has_xy = x is not None or y is not None
+        has_ll = lat is not None or lon is not None
+        if has_xy and has_ll:
+            raise _Bad("x", "give either x/y or lat/lon, not both")
+        if has_xy:
+            if x is None:
+                raise _Bad("x", "missing x (y is given)")
+            if y is None:
+                raise _Bad("y", "missing y (x is given)")
+            return (_FIX, t, officer, x, y, _NAN, _NAN, accuracy, None, False, frozenset())
+        if not has_ll:
+            raise _Bad("x", "a fix needs x/y or lat/lon")
+        if lat is None:
+            raise _Bad("lat", "missing lat (lon is given)")
+        if lon is None:
+            raise _Bad("lon", "missing lon (lat is given)")
+        if not -90.0 <= lat <= 90.0:
+            raise _Bad("lat", f"latitude must be within [-90, 90], got {lat:g}")
+        if not -180.0 <= lon <= 180.0:
+            raise _Bad("lon", f"longitude must be within [-180, 180], got {lon:g}")
+        if rules.origin is None:
+            raise _Bad("lat", "lat/lon given but the site has no origin to project from")
+        return (_FIX, t, officer, _NAN, _NAN, lat, lon, accuracy, None, False, frozenset())
+    if kind == "duty":
+        officer = _text(rec, "officer")
+        on = _flag_value(rec, "on")
+        return (_DUTY, t, officer, _NAN, _NAN, _NAN, _NAN, 0.0, None, on, _capabilities(rec))
+    if kind == "gate":
+        post = _text(rec, "post")
+        if post not in rules.gates:
+            why = "has no gate" if post in rules.posts else "is not a post of this site"
+            raise _Bad("post", f"post {post!r} {why}")
+        is_open = _flag_value(rec, "open")
+        return (KINDS.index("gate"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, post, is_open,
+                frozenset())  # fmt: skip
+    flag = _text(rec, "flag")
+    if flag not in rules.flags:
+        raise _Bad("flag", f"flag {flag!r} is not declared in the site's flags")
+    on = _flag_value(rec, "on")
+    return (KINDS.index("flag"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, flag, on, frozenset())
+
+
+def _control(row: _Row, seq: int, registry: OfficerRegistry) -> ControlEvent:
+    kind, t = row[0], row[1]
+    if kind == _DUTY:
+        assert row[2] is not None
+        return DutyEvent(t, registry.intern(row[2]), row[9], row[10], seq)
+    assert row[8] is not None
+    if kind == KINDS.index("gate"):
+        return GateEvent(t, row[8], row[9], seq)
+    return FlagEvent(t, row[8], row[9], seq)
+
+
+def _project(x: F64, y: F64, lat: F64, lon: F64, rules: _Rules) -> tuple[F64, F64]:
+    """Fill x/y from lat/lon where lat/lon were given (rows with NaN x)."""
+    use_ll = np.isnan(x)
+    if not use_ll.any():
+        return x, y
+    assert rules.origin is not None
+    px, py = project_latlon(lat[use_ll], lon[use_ll], rules.origin[0], rules.origin[1])
+    x = x.copy()
+    y = y.copy()
+    x[use_ll] = px
+    y[use_ll] = py
+    return x, y
+
+
+class _Collector:
+    """Builds a batch from checked rows, one at a time (the slow path)."""
+
+    def __init__(self, rules: _Rules, registry: OfficerRegistry) -> None:
+        self.rules = rules
+        self.registry = registry
+        self.t: list[int] = []
+        self.officer: list[int] = []
+        self.x: list[float] = []
+        self.y: list[float] = []
+        self.lat: list[float] = []
+        self.lon: list[float] = []
+        self.accuracy: list[float] = []
+        self.seq: list[int] = []
+        self.control: list[ControlEvent] = []
+
+    def add(self, row: _Row, seq: int) -> None:
+        if row[0] == _FIX:
+            assert row[2] is not None
+            self.t.append(row[1])
+            self.officer.append(self.registry.intern(row[2]))
+            self.x.append(row[3])
+            self.y.append(row[4])
+            self.lat.append(row[5])
+            self.lon.append(row[6])
+            self.accuracy.append(row[7])
+            self.seq.append(seq)
+        else:
+            self.control.append(_control(row, seq, self.registry))
+
+    def batch(self) -> EventBatch:
+        x, y = _project(
+            np.array(self.x, np.float64),
+            np.array(self.y, np.float64),
+            np.array(self.lat, np.float64),
+            np.array(self.lon, np.float64),
+            self.rules,
+        )
+        fixes = FixColumns(
+            np.array(self.t, np.int64),
+            np.array(self.officer, np.int32),
+            x,
+            y,
+            np.array(self.accuracy, np.float64),
+            np.array(self.seq, np.int64),
+        )
+        return EventBatch(fixes, self.control)
+
+
+# --------------------------------------------------------------------------
+# The columnar fast path, shared by all formats
+
+
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    return arr
+
+
+def _columns(table: pa.Table | pa.RecordBatch) -> dict[str, pa.Array]:
+    """The table's columns as plain arrays, leaving out those with no values at all."""
+    out = {}
+    for name in table.column_names:
+        arr = table.column(name)
+        if arr.null_count < len(arr):
+            out[name] = _plain(arr)
+    return out
+
+
+def _times_fast(arr: pa.Array) -> I64 | None:
+    """Event times as µs, or None if the column is not one the fast path vouches for."""
+    if arr.null_count:
+        return None
+    typ = arr.type
+    if pa.types.is_integer(typ):
+        secs = arr.to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(secs) and (secs.min() <= -_T_LIMIT_S or secs.max() >= _T_LIMIT_S):
+            return None
+        return np.asarray(secs * US_PER_S, np.int64)
+    if pa.types.is_floating(typ):
+        fsecs = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+        if not np.all(np.abs(fsecs) < _T_LIMIT_S):  # also false for NaN
+            return None
+        return np.asarray(np.rint(fsecs * US_PER_S), np.int64)
+    if pa.types.is_timestamp(typ):
+        if typ.tz is None:
+            return None
+        us = pc.cast(arr, pa.timestamp("us", typ.tz), safe=False)
+        return np.asarray(us.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        if not len(arr):
+            return np.empty(0, np.int64)
+        if pc.all(pc.match_substring_regex(arr, _ISO_FAST)).as_py():
+            try:
+                stamps = pc.cast(arr, pa.timestamp("us", "UTC"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            return np.asarray(stamps.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        if pc.all(pc.match_substring_regex(arr, _NUMBER_FAST)).as_py():
+            try:
+                numbers = pc.cast(arr, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            return _times_fast(numbers)
+    return None
+
+
+def _floats(cols: Mapping[str, pa.Array], name: str) -> tuple[F64, BoolArr] | None:
+    """A numeric column as float64 values plus a 'given' mask; None if not numeric."""
+    arr = cols.get(name)
+    if arr is None:
+        return None
+    if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
+        if pa.types.is_null(arr.type):
+            return np.full(len(arr), np.nan), np.zeros(len(arr), np.bool_)
+        raise _FastFail
+    values = np.asarray(arr.to_numpy(zero_copy_only=False), np.float64)
+    given = (
+        np.ones(len(arr), np.bool_)
+        if not arr.null_count
+        else np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), np.bool_)
+    )
+    return values, given
+
+
+class _FastFail(Exception):
+    """The fast path declines this block; the exact path takes it."""
+
+
+def _fast_block(
+    cols: Mapping[str, pa.Array],
+    seq: I64,
+    rules: _Rules,
+    registry: OfficerRegistry,
+    to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> EventBatch | None:
+    """Convert a block of typed columns; None when the exact path must decide."""
+    try:
+        return _fast_block_inner(cols, seq, rules, registry, to_record)
+    except (_FastFail, _Bad, pa.ArrowException):
+        return None
+
+
+def _fast_block_inner(
+    cols: Mapping[str, pa.Array],
+    seq: I64,
+    rules: _Rules,
+    registry: OfficerRegistry,
+    to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> EventBatch:
+    n = len(seq)
+    if n == 0:
+        return EventBatch()
+    kind = cols.get("kind")
+    if kind is None or kind.null_count or not pa.types.is_string(kind.type):
+        raise _FastFail
+    encoded = pc.dictionary_encode(kind)
+    names = encoded.dictionary.to_pylist()
+    if any(k not in KINDS for k in names):
+        raise _FastFail
+    codes = np.array([KINDS.index(k) for k in names], np.int8)[
+        encoded.indices.to_numpy(zero_copy_only=False)
+    ]
+    is_fix = codes == _FIX
+    all_fix = bool(is_fix.all())
+    fix_rows = np.arange(n) if all_fix else np.flatnonzero(is_fix)
+    ctrl_rows = np.empty(0, np.intp) if all_fix else np.flatnonzero(~is_fix)
+    nfix = len(fix_rows)
+    fix_mask = pa.array(is_fix)
+
+    def fix_col(name: str) -> pa.Array | None:
+        arr = cols.get(name)
+        return arr if arr is None or all_fix else arr.filter(fix_mask)
+
+    fix_cols = {name: a for name in COLUMNS if (a := fix_col(name)) is not None}
+
+    x = y = lat = lon = np.full(nfix, np.nan)
+    accuracy = np.zeros(nfix)
+    t = np.empty(0, np.int64)
+    officer_ok = True
+    if nfix:
+        off = fix_cols.get("officer")
+        if off is None or off.null_count or not pa.types.is_string(off.type):
+            raise _FastFail
+        officer_ok = not pc.any(pc.equal(pc.utf8_length(off), 0)).as_py()
+        if not officer_ok:
+            raise _FastFail
+        zeros = np.zeros(nfix, np.bool_)
+        nan = np.full(nfix, np.nan)
+        x, has_x = _floats(fix_cols, "x") or (nan, zeros)
+        y, has_y = _floats(fix_cols, "y") or (nan, zeros)
+        lat, has_lat = _floats(fix_cols, "lat") or (nan, zeros)
+        lon, has_lon = _floats(fix_cols, "lon") or (nan, zeros)
+        acc, has_acc = _floats(fix_cols, "accuracy_m") or (nan, zeros)
+        by_xy = has_x & has_y & ~has_lat & ~has_lon
+        by_ll = has_lat & has_lon & ~has_x & ~has_y
+        if not (by_xy | by_ll).all():
+            raise _FastFail
+        if not (np.isfinite(x[by_xy]).all() and np.isfinite(y[by_xy]).all()):
+            raise _FastFail
+        if by_ll.any():
+            la, lo = lat[by_ll], lon[by_ll]
+            if rules.origin is None or not (
+                (np.abs(la) <= 90.0).all() and (np.abs(lo) <= 180.0).all()
+            ):
+                raise _FastFail  # also catches NaN
+        a = acc[has_acc]
+        if not (a >= 0).all() or not np.isfinite(a).all():
+            raise _FastFail
+        accuracy = np.where(has_acc, acc, 0.0)
+        x = np.where(by_xy, x, np.nan)
+        y = np.where(by_xy, y, np.nan)
+        t_arr = fix_cols.get("t")
+        if t_arr is None:
+            raise _FastFail
+        times = _times_fast(t_arr)
+        if times is None or not (np.abs(times) < _T_LIMIT_US).all():
+            raise _FastFail
+        t = times
+
+    # Control events are rare: check them with the exact rules, row by row.
+    ctrl: list[tuple[_Row, int]] = []
+    if len(ctrl_rows):
+        ctrl_mask = pa.array(~is_fix)
+        present = {name: cols[name].filter(ctrl_mask).to_pylist() for name in cols}
+        keys = list(present)
+        for i, values in enumerate(zip(*present.values(), strict=True)):
+            rec = dict(zip(keys, values, strict=True))
+            if to_record is not None:
+                rec = to_record(rec)
+            ctrl.append((_check(rec, rules), int(seq[ctrl_rows[i]])))
+
+    # All checks passed: intern officers in first-seen order over fix and duty rows,
+    # exactly as the per-line path would.
+    officer_ids = np.empty(0, np.int32)
+    if nfix:
+        who = cols["officer"]
+        if all_fix:
+            enc = pc.dictionary_encode(who)
+            pos_fix = None
+        else:
+            with_officer = np.flatnonzero((codes == _FIX) | (codes == _DUTY))
+            enc = pc.dictionary_encode(who.take(pa.array(with_officer)))
+            pos_fix = np.flatnonzero(codes[with_officer] == _FIX)
+        ids = np.array([registry.intern(s) for s in enc.dictionary.to_pylist()], np.int32)
+        idx = enc.indices.to_numpy(zero_copy_only=False)
+        officer_ids = ids[idx if pos_fix is None else idx[pos_fix]]
+    x, y = _project(x, y, lat, lon, rules)
+    fixes = FixColumns(
+        np.ascontiguousarray(t, np.int64),
+        officer_ids,
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(y),
+        np.ascontiguousarray(accuracy),
+        np.ascontiguousarray(seq[fix_rows] if not all_fix else seq, np.int64),
+    )
+    control = [_control(row, s, registry) for row, s in ctrl]
+    return EventBatch(fixes, control)
+
+
+# --------------------------------------------------------------------------
+# Readers
+
+
+def _blocks(f: io.BufferedReader, size: int) -> Iterator[bytes]:
+    """Newline-aligned blocks of about ``size`` bytes (the last may lack a newline)."""
+    carry = b""
+    first = True
+    while True:
+        chunk = f.read(size)
+        if first:
+            first = False
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if not chunk:
+            if carry:
+                yield carry
+            return
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            carry = buf
+            continue
+        carry = buf[cut:]
+        yield buf[:cut]
+
+
+def _line_count(block: bytes) -> int:
+    return block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+
+class EventReader:
+    """Iterates a file's events as :class:`EventBatch` chunks, in input order.
+
+    After (or during) iteration: ``skipped`` lists the line numbers of bad lines
+    skipped (``skip_bad=True``), ``lines_read`` is the number of the last line
+    (Parquet: row) read, ``total_bytes``/``bytes_read`` measure progress.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        site: Site,
+        registry: OfficerRegistry,
+        *,
+        skip_bad: bool = False,
+        chunk_rows: int = 1_000_000,
+        format: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.site = site
+        self.registry = registry
+        self.skip_bad = skip_bad
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        self.chunk_rows = chunk_rows
+        if format is None:
+            format = FORMATS.get(self.path.suffix.lower())
+            if format is None:
+                raise EventInputError(
+                    str(path), None, None,
+                    f"cannot tell the format from the suffix {self.path.suffix!r}; "
+                    "use .jsonl, .csv or .parquet (or say which format)",
+                )  # fmt: skip
+        if format not in ("jsonl", "csv", "parquet"):
+            raise ValueError(f"unknown event file format {format!r}")
+        self.format = format
+        self.skipped: list[int] = []
+        self.lines_read = 0
+        self.bytes_read = 0
+        self.total_bytes = self.path.stat().st_size
+        self._rules = _Rules.of(site)
+        self._name = str(path)
+        # JSONL's `t` column type that parsed last time, tried first next block.
+        self._json_t: list[pa.DataType] = [pa.float64(), pa.string()]
+        # Set by tests to check that the exact path alone gives the same result.
+        self._fast = True
+
+    @property
+    def _block_bytes(self) -> int:
+        return min(max(self.chunk_rows * 100, 1), 256 << 20)
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        if self.format == "jsonl":
+            return self._jsonl()
+        if self.format == "csv":
+            return self._csv()
+        return self._parquet()
+
+    # -- shared ----------------------------------------------------------
+
+    def _fail(self, line: int, bad: _Bad) -> None:
+        if not self.skip_bad:
+            raise EventInputError(self._name, line, bad.field, bad.message)
+        self.skipped.append(line)
+
+    def _exact(self, records: Iterable[tuple[int, dict[str, Any] | _Bad]]) -> EventBatch:
+        out = _Collector(self._rules, self.registry)
+        for line, rec in records:
+            if isinstance(rec, _Bad):
+                self._fail(line, rec)
+                continue
+            try:
+                row = _check(rec, self._rules)
+            except _Bad as bad:
+                self._fail(line, bad)
+                continue
+            out.add(row, line)
+        return out.batch()
+
+    # -- JSONL -----------------------------------------------------------
+
+    def _jsonl(self) -> Iterator[EventBatch]:
+        line = 0
+        with open(self.path, "rb") as f:
+            for block in _blocks(f, self._block_bytes):
+                batch = self._jsonl_block(block, line + 1)
+                line += _line_count(block)
+                self.lines_read = line
+                self.bytes_read += len(block)
+                if len(batch):
+                    yield batch
+        self.bytes_read = self.total_bytes
+
+    def _jsonl_block(self, block: bytes, first: int) -> EventBatch:
+        nlines = _line_count(block)
+        # No line starting with white space means no blank lines: row i is line first + i.
+        if self._fast and not block[:1].isspace() and not _BLANKISH.search(block):
+            table = self._read_json(block)
+            if table is not None and table.num_rows == nlines:
+                cols = _columns(table)
+                seq = np.arange(first, first + nlines, dtype=np.int64)
+                batch = _fast_block(cols, seq, self._rules, self.registry, None)
+                if batch is not None:
+                    return batch
+        return self._exact(self._jsonl_records(block, first))
+
+    def _read_json(self, block: bytes) -> pa.Table | None:
+        for t_type in list(self._json_t):
+            schema = pa.schema(
+                [
+                    ("t", t_type), ("kind", pa.string()), ("officer", pa.string()),
+                    ("x", pa.float64()), ("y", pa.float64()), ("lat", pa.float64()),
+                    ("lon", pa.float64()), ("accuracy_m", pa.float64()),
+                    ("post", pa.string()), ("open", pa.bool_()), ("flag", pa.string()),
+                    ("on", pa.bool_()), ("capabilities", pa.list_(pa.string())),
+                ]
+            )  # fmt: skip
+            try:
+                table = pajson.read_json(
+                    io.BytesIO(block),
+                    read_options=pajson.ReadOptions(block_size=4 << 20),
+                    parse_options=pajson.ParseOptions(
+                        explicit_schema=schema, unexpected_field_behavior="ignore"
+                    ),
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            if t_type != self._json_t[0]:
+                self._json_t.reverse()
+            return table
+        return None
+
+    @staticmethod
+    def _jsonl_records(block: bytes, first: int) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
+        for i, raw in enumerate(block.split(b"\n")):
+            if not raw.strip():
+                continue
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield first + i, _Bad(None, f"invalid JSON: {exc}")
+                continue
+            if not isinstance(rec, dict):
+                yield first + i, _Bad(None, f"expected a JSON object, got {_show(rec)}")
+                continue
+            yield first + i, rec
+
+    # -- CSV -------------------------------------------------------------
+
+    def _csv(self) -> Iterator[EventBatch]:
+        with open(self.path, "rb") as f:
+            head = f.readline()
+            if head.startswith(_BOM):
+                head = head[len(_BOM) :]
+            header = self._csv_header(head)
+            self.lines_read = 1
+            self.bytes_read = len(head)
+            line = 1
+            for block in _blocks(f, self._block_bytes):
+                batch = self._csv_block(block, line + 1, header)
+                line += _line_count(block)
+                self.lines_read = line
+                self.bytes_read += len(block)
+                if len(batch):
+                    yield batch
+        self.bytes_read = self.total_bytes
+
+    def _csv_header(self, head: bytes) -> list[str]:
+        try:
+            text = head.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise EventInputError(self._name, 1, None, "header is not UTF-8 text") from None
+        if not text:
+            raise EventInputError(self._name, 1, None, "missing CSV header")
+        header = [h.strip() for h in next(csv.reader([text]))]
+        for name in header:
+            if name not in COLUMNS:
+                raise EventInputError(
+                    self._name, 1, name,
+                    f"unknown column {name!r}; columns are {','.join(COLUMNS)}",
+                )  # fmt: skip
+        if len(set(header)) != len(header):
+            raise EventInputError(self._name, 1, None, "a column appears twice in the header")
+        for need in ("t", "kind"):
+            if need not in header:
+                raise EventInputError(self._name, 1, need, f"the header has no {need} column")
+        return header
+
+    def _csv_block(self, block: bytes, first: int, header: list[str]) -> EventBatch:
+        nlines = _line_count(block)
+        if self._fast:
+            types: dict[str, pa.DataType] = {}
+            for name in header:
+                if name in _NUMERIC:
+                    types[name] = pa.float64()
+                elif name in _BOOLS:
+                    types[name] = pa.bool_()
+                else:
+                    types[name] = pa.string()
+            try:
+                table = pacsv.read_csv(
+                    io.BytesIO(block),
+                    read_options=pacsv.ReadOptions(column_names=header, block_size=1 << 22),
+                    parse_options=pacsv.ParseOptions(
+                        newlines_in_values=False, ignore_empty_lines=False
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=types,
+                        null_values=[""],
+                        true_values=list(_CSV_TRUE),
+                        false_values=list(_CSV_FALSE),
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=True,
+                    ),
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                table = None
+            if table is not None and table.num_rows == nlines:
+                cols = _columns(table)
+                seq = np.arange(first, first + nlines, dtype=np.int64)
+                batch = _fast_block(cols, seq, self._rules, self.registry, _csv_capabilities)
+                if batch is not None:
+                    return batch
+        return self._exact(self._csv_records(block, first, header))
+
+    @staticmethod
+    def _csv_records(
+        block: bytes, first: int, header: list[str]
+    ) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
+        for i, raw in enumerate(block.split(b"\n")):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8").rstrip("\r")
+            except UnicodeDecodeError:
+                yield first + i, _Bad(None, "line is not UTF-8 text")
+                continue
+            try:
+                cells = next(csv.reader([text], strict=True))
+            except csv.Error as exc:
+                yield first + i, _Bad(None, f"bad CSV: {exc}")
+                continue
+            if len(cells) != len(header):
+                yield first + i, _Bad(None, f"expected {len(header)} cells, got {len(cells)}")
+                continue
+            yield first + i, _csv_record(dict(zip(header, cells, strict=True)))
+
+    # -- Parquet ---------------------------------------------------------
+
+    def _parquet(self) -> Iterator[EventBatch]:
+        try:
+            pf = pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise EventInputError(self._name, None, None, f"not a Parquet file: {exc}") from None
+        names = pf.schema_arrow.names
+        for name in names:
+            if name not in COLUMNS and not name.startswith("__"):
+                raise EventInputError(
+                    self._name, None, name,
+                    f"unknown column {name!r}; columns are {','.join(COLUMNS)}",
+                )  # fmt: skip
+        for need in ("t", "kind"):
+            if need not in names:
+                raise EventInputError(self._name, None, need, f"the file has no {need} column")
+        wanted = [n for n in names if n in COLUMNS]
+        total = max(pf.metadata.num_rows, 1)
+        row = 0
+        for rb in pf.iter_batches(batch_size=self.chunk_rows, columns=wanted):
+            cols = {name: _parquet_column(arr) for name, arr in _columns(rb).items()}
+            n = rb.num_rows
+            seq = np.arange(row + 1, row + n + 1, dtype=np.int64)
+            batch = None
+            if self._fast:
+                batch = _fast_block(cols, seq, self._rules, self.registry, _parquet_record)
+            if batch is None:
+                batch = self._exact(self._parquet_records(cols, row + 1))
+            row += n
+            self.lines_read = row
+            self.bytes_read = int(self.total_bytes * row / total)
+            if len(batch):
+                yield batch
+        self.bytes_read = self.total_bytes
+
+    @staticmethod
+    def _parquet_records(
+        cols: Mapping[str, pa.Array], first: int
+    ) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
+        keys = list(cols)
+        values = [cols[k].to_pylist() for k in keys]
+        for i, row in enumerate(zip(*values, strict=True)):
+            yield first + i, _parquet_record(dict(zip(keys, row, strict=True)))
+
+
+def _csv_capabilities(rec: dict[str, Any]) -> dict[str, Any]:
+    caps = rec.get("capabilities")
+    if isinstance(caps, str):
+        rec["capabilities"] = [c.strip() for c in caps.split(";") if c.strip()]
+    return rec
+
+
+def _csv_record(cells: dict[str, str]) -> dict[str, Any]:
+    """Turn CSV text cells into the Python values the exact rules check."""
+    rec: dict[str, Any] = {}
+    for name, cell in cells.items():
+        if cell == "":
+            continue  # empty means absent
+        value: Any = cell
+        if name in _NUMERIC and _CSV_NUMBER.match(cell):
+            value = float(cell)
+        elif name in _BOOLS and cell in _CSV_TRUE:
+            value = True
+        elif name in _BOOLS and cell in _CSV_FALSE:
+            value = False
+        rec[name] = value
+    return _csv_capabilities(rec)
+
+
+def _parquet_record(rec: dict[str, Any]) -> dict[str, Any]:
+    # Parquet may hold capabilities as a list column or as CSV-style text.
+    return _csv_capabilities(rec)
+
+
+def _parquet_column(arr: pa.Array) -> pa.Array:
+    """Normalise a Parquet column to the types the checks expect."""
+    typ = arr.type
+    if pa.types.is_large_string(typ):
+        return arr.cast(pa.string())
+    if pa.types.is_timestamp(typ) and typ.unit != "us":
+        return pc.cast(arr, pa.timestamp("us", typ.tz), safe=False)
+    if pa.types.is_decimal(typ) or pa.types.is_float16(typ):
+        return arr.cast(pa.float64())
+    if pa.types.is_large_list(typ):
+        return arr.cast(pa.list_(typ.value_type))
+    return arr
+
+
+def read_events(
+    path: str | os.PathLike[str],
+    site: Site,
+    registry: OfficerRegistry,
+    *,
+    skip_bad: bool = False,
+    chunk_rows: int = 1_000_000,
+    format: str | None = None,
+) -> EventReader:
+    """Open an event file (JSONL, CSV or Parquet) for reading in input order.
+
+    Iterating the result yields :class:`EventBatch` chunks. A malformed line raises
+    :class:`EventInputError` naming the line and field, unless ``skip_bad`` is set,
+    in which case its line number is recorded in ``reader.skipped``.
+    """
+    return EventReader(
+        path, site, registry, skip_bad=skip_bad, chunk_rows=chunk_rows, format=format
+    )
+
+
+# --------------------------------------------------------------------------
+# Ordering
+
+
+class _Pending:
+    """Events held for sorting: fixes as columns, control events with their keys."""
+
+    def __init__(self) -> None:
+        self.fixes: list[FixColumns] = []
+        self.control: list[ControlEvent] = []
+        self.count = 0
+
+    def add(self, batch: EventBatch) -> None:
+        if len(batch.fixes):
+            self.fixes.append(batch.fixes)
+        self.control.extend(batch.control)
+        self.count += len(batch)
+
+    def sorted(self) -> tuple[FixColumns, list[ControlEvent], I64, I64, npt.NDArray[np.intp]]:
+        """All pending events in (t, seq) order: fixes, control, and the merged keys.
+
+        The last array says, for each event in order, its index into the fixes
+        (>= 0) or ``-1 - i`` for control event ``i``.
+        """
+        fixes = FixColumns.concat(self.fixes)
+        ct = np.fromiter((e.t for e in self.control), np.int64, len(self.control))
+        cs = np.fromiter((e.seq for e in self.control), np.int64, len(self.control))
+        t = np.concatenate([fixes.t, ct])
+        s = np.concatenate([fixes.seq, cs])
+        where = np.concatenate(
+            [np.arange(len(fixes), dtype=np.intp), -1 - np.arange(len(ct), dtype=np.intp)]
+        )
+        order = np.lexsort((s, t))  # stable: ties keep input order
+        return fixes, self.control, t[order], s[order], where[order]
+
+
+def _emit(
+    fixes: FixColumns,
+    control: list[ControlEvent],
+    where: npt.NDArray[np.intp],
+    size: int,
+) -> Iterator[EventBatch]:
+    for lo in range(0, len(where), size):
+        part = where[lo : lo + size]
+        fix_idx = part[part >= 0]
+        ctrl_idx = -1 - part[part < 0]
+        yield EventBatch(fixes.take(fix_idx), [control[i] for i in ctrl_idx.tolist()])
+
+
+def sorted_events(
+    batches: Iterable[EventBatch],
+    *,
+    budget: int = 8_000_000,
+    disorder_window_us: int = 60_000_000,
+) -> Iterator[EventBatch]:
+    """Yield the events of ``batches`` in ``(t, seq)`` order, input order for ties.
+
+    Up to ``budget`` events the input is sorted whole, however disordered. Past
+    it, events are released once they are older than the latest time seen minus
+    ``disorder_window_us``; an event earlier than one already released raises
+    :class:`OutOfOrderError`. Yielded batches are each sorted and follow one another.
+    """
+    if disorder_window_us < 0:
+        raise ValueError("disorder_window_us must be >= 0")
+    pending = _Pending()
+    size = 1
+    max_t: int | None = None
+    released: tuple[int, int] | None = None  # (t, seq) of the last event released
+
+    for batch in batches:
+        if not len(batch):
+            continue
+        size = max(size, len(batch))
+        bounds = batch.time_bounds()
+        assert bounds is not None
+        if released is not None:
+            _check_order(batch, released, disorder_window_us)
+        pending.add(batch)
+        max_t = bounds[1] if max_t is None else max(max_t, bounds[1])
+        if pending.count <= budget:
+            continue
+        fixes, control, t, s, where = pending.sorted()
+        cut = int(np.searchsorted(t, max_t - disorder_window_us, side="left"))
+        pending = _Pending()
+        if cut < len(where):
+            rest = where[cut:]
+            rest_control = [control[i] for i in (-1 - rest[rest < 0]).tolist()]
+            pending.add(EventBatch(fixes.take(rest[rest >= 0]), rest_control))
+        if cut:
+            released = (int(t[cut - 1]), int(s[cut - 1]))
+            yield from _emit(fixes, control, where[:cut], size)
+
+    if pending.count:
+        fixes, control, _t, _s, where = pending.sorted()
+        yield from _emit(fixes, control, where, size)
+
+
+def _check_order(batch: EventBatch, released: tuple[int, int], window_us: int) -> None:
+    rt, rs = released
+    lines: list[tuple[int, int]] = []
+    f = batch.fixes
+    if len(f):
+        early = (f.t < rt) | ((f.t == rt) & (f.seq < rs))
+        if early.any():
+            i = int(np.flatnonzero(early)[0])
+            lines.append((int(f.seq[i]), int(f.t[i])))
+    for ev in batch.control:
+        if ev.t < rt or (ev.t == rt and ev.seq < rs):
+            lines.append((ev.seq, ev.t))
+            break
+    if lines:
+        seq, t = min(lines)
+        err = OutOfOrderError(
+            f"line {seq}: event at {format_time(t)} is earlier than events already "
+            f"passed on ({format_time(rt)}); the input exceeds the disorder window of "
+            f"{window_us / US_PER_S:g} s. Sort the file by time first (e.g. by `t`), "
+            "or raise the disorder window or the in-memory sort budget"
+        )
+        err.line = seq  # type: ignore[attr-defined]
+        raise err
