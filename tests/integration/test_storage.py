@@ -34,6 +34,7 @@ from coverwatch.storage import (
     verify_audit,
 )
 from coverwatch.storage.audit import entry_hash
+from coverwatch.storage.base import normalise_url
 from coverwatch.storage.tables import api_tokens, audit, devices, metadata, users
 
 if TYPE_CHECKING:
@@ -99,6 +100,13 @@ def test_reopening_a_migrated_database_is_a_no_op(migrated: Database) -> None:
         again.close()
 
 
+def test_postgresql_urls_use_psycopg_3() -> None:
+    assert normalise_url("postgresql://u@db:5432/cw").drivername == "postgresql+psycopg"
+    assert normalise_url("postgres://u@db/cw").drivername == "postgresql+psycopg"
+    assert normalise_url("postgresql+psycopg://u@db/cw").drivername == "postgresql+psycopg"
+    assert normalise_url("sqlite:////tmp/x.db").drivername == "sqlite"
+
+
 # -- events ------------------------------------------------------------------------
 
 
@@ -147,7 +155,7 @@ def test_identity_depends_on_kind_and_its_subject(store: Store) -> None:
 
 
 def test_event_fields_round_trip(store: Store) -> None:
-    raw = {"lat": 51.5, "lon": -0.12, "batt": 88, "tags": ["a", "b"]}
+    raw = {"lat": 51.5, "lon": -0.12, "batt": 88, "tags": ["a", "b"], "text": "tab\tnl\n\\ é"}
     store.append_events(
         [fix("A1", T0, device="phone-7", received_us=T0 + 5, late=True, raw=raw, source="osmand")]
     )
@@ -174,6 +182,14 @@ def test_invalid_event_rows_are_refused_whole(store: Store, row: dict) -> None:
     with pytest.raises(InvalidEventError):
         store.append_events([fix("B2", T0), row])
     assert store.count_events() == 0
+
+
+def test_a_failed_append_stores_nothing_and_the_store_recovers(store: Store) -> None:
+    with pytest.raises(StoreError, match="could not store 2 events"):
+        store.append_events([fix("A1", T0), fix("A1", T0 + S, x=object())])
+    assert store.count_events() == 0
+    assert store.append_events(history("A1", 3)).inserted == 3
+    assert store.count_events() == 3
 
 
 def test_events_since_pages_in_id_order(store: Store) -> None:

@@ -9,18 +9,21 @@ before it returns, so an acknowledged event is durable.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditMixin
@@ -68,6 +71,7 @@ _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
 # 17 columns x 1000 rows stays under SQLite's 32766 bound parameters.
 _SQLITE_CHUNK = 1000
+_PG_TEMP_FLAG = "coverwatch_events_in"
 _PG_TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
     ord bigserial, kind text, key text, t_us bigint, officer text, x double precision,
@@ -202,6 +206,8 @@ def open_store(url: str | None, data_dir: Path, *, migrate: bool | None = None) 
         url = sqlite_url(data_dir)
     parsed = normalise_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and sqlite3.sqlite_version_info < (3, 35):
+        raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: coverwatch needs 3.35+")
     engine = make_engine(parsed)
     try:
         if migrate if migrate is not None else is_sqlite:
@@ -284,19 +290,26 @@ def _postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[
     # far faster than a huge parameterised VALUES list through psycopg.
     record = conn.connection
     raw = record.driver_connection
-    if not record.info.get("coverwatch_events_in"):
+    created_here = False
+    if not record.info.get(_PG_TEMP_FLAG):
         conn.exec_driver_sql(_PG_TEMP_TABLE)
-        record.info["coverwatch_events_in"] = True
-    with raw.cursor() as cur:  # type: ignore[union-attr]
-        with cur.copy(f"COPY _cw_events_in ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in params:
-                copy.write_row(row)
-        cur.execute(
-            f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
-            "ORDER BY ord ON CONFLICT (key) DO NOTHING RETURNING id"
-        )
-        # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
-        return [int(r[0]) for r in cur.fetchall()]
+        record.info[_PG_TEMP_FLAG] = created_here = True
+    try:
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            with cur.copy(f"COPY _cw_events_in ({_COLUMN_LIST}) FROM STDIN") as copy:
+                for row in params:
+                    copy.write_row(row)
+            cur.execute(
+                f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
+                "ORDER BY ord ON CONFLICT (key) DO NOTHING RETURNING id"
+            )
+            # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
+            return [int(r[0]) for r in cur.fetchall()]
+    except BaseException:
+        if created_here:
+            # The rollback will undo the CREATE too.
+            record.info.pop(_PG_TEMP_FLAG, None)
+        raise
 
 
 def _event_out(row: Any) -> dict[str, Any]:
@@ -330,8 +343,11 @@ class Store(AuthMixin, AuditMixin):
         received = now_us()
         params = [_event_row(r, received) for r in rows]
         append = _postgresql_append if self.dialect == "postgresql" else _sqlite_append
-        with self._write() as conn:
-            ids = sorted(append(conn, params))
+        try:
+            with self._write() as conn:
+                ids = sorted(append(conn, params))
+        except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
+            raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         return AppendResult(len(ids), len(params) - len(ids), ids)
 
     def events_since(self, after_id: int, limit: int = 1000) -> list[dict[str, Any]]:
