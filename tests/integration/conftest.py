@@ -91,4 +91,3 @@ def second_store(migrated: Database) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-

@@ -415,9 +415,7 @@ class Store(AuthMixin, AuditMixin):
                 state="open",
                 level=level,
             )
-            .on_conflict_do_nothing(
-                index_elements=["post", "rule", "lapse_start_us", "kind"]
-            )
+            .on_conflict_do_nothing(index_elements=["post", "rule", "lapse_start_us", "kind"])
             .returning(alerts.c.id)
         )
         with self._write() as conn:

@@ -117,7 +117,10 @@ def upgrade() -> None:
         sa.Column("closed_at_us", sa.BigInteger()),
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
         sa.UniqueConstraint(
-            "post", "rule", "lapse_start_us", "kind",
+            "post",
+            "rule",
+            "lapse_start_us",
+            "kind",
             name="uq_alerts_post_rule_lapse_start_us_kind",
         ),
     )
