@@ -25,7 +25,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from coverwatch.domain.site import LatLon, Post, Rule, Site
+from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Post, Rule, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
 
 __all__ = [
@@ -62,6 +62,9 @@ _SITE_KEYS = {
     "flags": False,
     "posts": True,
     "escalation": False,
+    "walkways": False,
+    "barriers": False,
+    "speeds_mps": False,
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {
@@ -77,13 +80,16 @@ _RULE_KEYS = {
     "id": True,
     "need": True,
     "capability": False,
-    "within_m": True,
+    "within_m": False,  # required unless reach_s is given; checked in rule()
+    "reach_s": False,
     "release_m": False,
     "grace_s": False,
     "when": False,
     "when_gate_open": False,
 }
 _LEVEL_KEYS = {"after_s": True, "notify": True}
+_WALKWAY_KEYS = {"id": True, "points": True, "one_way": False}
+_BARRIER_KEYS = {"id": True, "at": False, "points": False}
 
 # Where a key that is unknown at one level belongs, for a better hint.
 _IN_A_POST = "is a post field: put it in an entry under 'posts'"
@@ -470,6 +476,17 @@ class _Checker:
         escalation: tuple[EscalationLevel, ...] = ()
         if "escalation" in fields:
             escalation = self.escalation(fields["escalation"][1])
+        walkways: tuple[Walkway, ...] = ()
+        if "walkways" in fields:
+            walkways = self.walkways(fields["walkways"][1])
+        barriers: tuple[Barrier, ...] = ()
+        if "barriers" in fields:
+            barriers = self.barriers(fields["barriers"][1])
+        speeds = dict(DEFAULT_SPEEDS_MPS)
+        if "speeds_mps" in fields:
+            speeds |= self.speeds(fields["speeds_mps"][1])
+        if posts is not None and not walkways:
+            self.reach_without_walkways(fields["posts"][1], posts)
         if self.problems or site_id is None or name is None or posts is None:
             return None, escalation
         try:
@@ -481,6 +498,9 @@ class _Checker:
                 flags=MappingProxyType(flags),
                 origin=origin,
                 timezone=timezone,
+                walkways=walkways,
+                barriers=barriers,
+                speeds_mps=MappingProxyType(speeds),
             )
         except ValueError as e:
             # The checks above should make this unreachable; never a traceback.
@@ -601,7 +621,8 @@ class _Checker:
             rules_ok = items is not None
             rule_seen: dict[str, Node] = {}
             for index, item in enumerate(items or []):
-                rule = self.rule(item, _item(rules_path, index), flags, gate, rule_seen)
+                rule = self.rule(item, _item(rules_path, index), flags, gate, rule_seen,
+                                 "area" not in fields)
                 if rule is None:
                     rules_ok = False
                 else:
@@ -643,6 +664,7 @@ class _Checker:
         flags: dict[str, bool],
         gate: bool,
         seen: dict[str, Node],
+        at_point: bool = True,
     ) -> Rule | None:
         fields = self.mapping(node, field_path, _RULE_KEYS, _ELSEWHERE_RULE)
         if fields is None:
@@ -662,9 +684,28 @@ class _Checker:
             elif rule_id is not None:
                 seen[rule_id] = v[0]
         need = self.integer(*v, minimum=1) if (v := value("need")) is not None else None
-        within = self.number(*v, minimum=0) if (v := value("within_m")) is not None else None
+        reach: float | None = None
+        if (v := value("reach_s")) is not None:
+            reach = self.number(*v, minimum=0)
+            ok = ok and reach is not None
+            if reach is not None and not at_point:
+                self.problem(v[0], v[1], "reach_s needs a point post ('at'): travel to an "
+                                         "area is not defined")
+                ok = False
+        within: float | None = None
+        if (v := value("within_m")) is not None:
+            within = self.number(*v, minimum=0)
+        elif "reach_s" in fields:
+            within = math.inf  # reach_s alone: no distance condition
+            if "release_m" in fields:
+                self.problem(fields["release_m"][0], _child(field_path, "release_m"),
+                             "release_m needs within_m")
+                ok = False
+        else:
+            self.problem(node, _child(field_path, "within_m"),
+                         "missing required key 'within_m'")
         release = within
-        if (v := value("release_m")) is not None:
+        if (v := value("release_m")) is not None and within != math.inf:
             release = self.number(*v, minimum=0)
             if release is not None and within is not None and release < within:
                 self.problem(v[0], v[1], f"release_m ({release:g}) must be >= within_m "
@@ -701,10 +742,120 @@ class _Checker:
         try:
             return Rule(id=rule_id, need=need, within_m=within, release_m=release,
                         grace_s=grace, capability=capability, when=when,
-                        when_gate_open=when_gate_open)
+                        when_gate_open=when_gate_open, reach_s=reach)
         except ValueError as e:
             self.problem(node, field_path, str(e))
             return None
+
+    def walkways(self, node: Node) -> tuple[Walkway, ...]:
+        items = self.sequence(node, "walkways")
+        out: list[Walkway] = []
+        seen: dict[str, Node] = {}
+        for index, item in enumerate(items or []):
+            field_path = _item("walkways", index)
+            fields = self.mapping(item, field_path, _WALKWAY_KEYS)
+            if fields is None:
+                continue
+            walkway_id = self.unique_id(fields, field_path, seen, "walkway")
+            points = None
+            if "points" in fields:
+                points = self.polyline(fields["points"][1], _child(field_path, "points"), 2)
+            one_way = False
+            if "one_way" in fields:
+                one_way = bool(self.boolean(fields["one_way"][1], _child(field_path, "one_way")))
+            if walkway_id is not None and points is not None:
+                out.append(Walkway(walkway_id, points, one_way))
+        return tuple(out)
+
+    def barriers(self, node: Node) -> tuple[Barrier, ...]:
+        items = self.sequence(node, "barriers")
+        out: list[Barrier] = []
+        seen: dict[str, Node] = {}
+        for index, item in enumerate(items or []):
+            field_path = _item("barriers", index)
+            fields = self.mapping(item, field_path, _BARRIER_KEYS)
+            if fields is None:
+                continue
+            barrier_id = self.unique_id(fields, field_path, seen, "barrier")
+            points: tuple[tuple[float, float], ...] | None = None
+            if ("at" in fields) == ("points" in fields):
+                self.problem(item, field_path,
+                             "give either 'at' (a point [x, y]) or 'points' (a line "
+                             "[[x, y], ...]), not both or neither")
+            elif "at" in fields:
+                at = self.point(fields["at"][1], _child(field_path, "at"))
+                points = None if at is None else (at,)
+            else:
+                points = self.polyline(fields["points"][1], _child(field_path, "points"), 2)
+            if barrier_id is not None and points is not None:
+                out.append(Barrier(barrier_id, points))
+        return tuple(out)
+
+    def unique_id(self, fields: dict[str, tuple[Node, Node]], field_path: str,
+                  seen: dict[str, Node], what: str) -> str | None:
+        if "id" not in fields:
+            return None
+        id_node = fields["id"][1]
+        value = self.ident(id_node, _child(field_path, "id"))
+        if value is not None and value in seen:
+            self.problem(id_node, _child(field_path, "id"),
+                         f"duplicate {what} id {value!r} (first used on "
+                         f"{self.where(seen[value])})")
+            return None
+        if value is not None:
+            seen[value] = id_node
+        return value
+
+    def polyline(self, node: Node, field_path: str,
+                 minimum: int) -> tuple[tuple[float, float], ...] | None:
+        items = self.sequence(node, field_path)
+        if items is None:
+            return None
+        points = [self.point(item, _item(field_path, i)) for i, item in enumerate(items)]
+        if any(p is None for p in points):
+            return None
+        line = [p for p in points if p is not None]
+        if len(set(line)) < minimum:
+            self.problem(node, field_path,
+                         f"a line needs at least {minimum} distinct points, got {len(set(line))}")
+            return None
+        return tuple(line)
+
+    def speeds(self, node: Node) -> dict[str, float]:
+        if not isinstance(node, MappingNode):
+            self.expected(node, "speeds_mps",
+                          "a mapping of capabilities (or 'default') to speeds in m/s")
+            return {}
+        out: dict[str, float] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, "speeds_mps")
+            if key is None:
+                continue
+            field_path = _child("speeds_mps", key)
+            if key in out:
+                self.problem(key_node, field_path, f"duplicate speed {key!r}")
+                continue
+            if self.ident(key_node, field_path) is None:
+                continue
+            if key != "default" and difflib.get_close_matches(key, ["default"], n=1):
+                self.problem(key_node, field_path, f"unknown speed {key!r}; did you mean "
+                                                   "'default'?")
+                continue
+            speed = self.number(value_node, field_path, above=0, maximum=50)
+            if speed is not None:
+                out[key] = speed
+        return out
+
+    def reach_without_walkways(self, node: Node, posts: tuple[Post, ...]) -> None:
+        """A reach_s rule needs walkways to travel along."""
+        for index, post in enumerate(posts):
+            for r_index, rule in enumerate(post.rules):
+                if rule.reach_s is not None:
+                    path = f"posts[{index}].rules[{r_index}].reach_s"
+                    line, column = self.locations.get(path, (None, None))
+                    self.problems.append(Problem(
+                        self.path, line, column, path,
+                        "reach_s needs walkways: add a 'walkways' section to the site"))
 
     def escalation(self, node: Node) -> tuple[EscalationLevel, ...]:
         items = self.sequence(node, "escalation")

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-__all__ = ["LatLon", "Post", "Rule", "Site"]
+__all__ = ["DEFAULT_SPEEDS_MPS", "Barrier", "LatLon", "Post", "Rule", "Site", "Walkway"]
+
+#: Walking speeds when a site gives none: 3 m/s for everyone.
+DEFAULT_SPEEDS_MPS: Mapping[str, float] = MappingProxyType({"default": 3.0})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,9 @@ class Rule:
     in until farther than ``release_m``. ``when`` names a site flag that must be
     on, and ``when_gate_open`` makes the rule apply only while the post's gate
     is open. ``grace_s`` is how long a lapse may last before it is alerted.
+    ``reach_s`` (optional) also requires the officer's travel time to the post
+    along the site's walkways to be at most this many seconds; a rule with only
+    ``reach_s`` has ``within_m = release_m = inf``. See docs/semantics.md.
     """
 
     id: str
@@ -39,14 +46,49 @@ class Rule:
     capability: str | None = None
     when: str | None = None
     when_gate_open: bool = False
+    reach_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.reach_s is not None and not self.reach_s >= 0:
+            raise ValueError(f"rule {self.id}: reach_s must be >= 0")
         if self.need < 1:
             raise ValueError(f"rule {self.id}: need must be >= 1")
         if self.within_m < 0 or self.release_m < self.within_m:
             raise ValueError(f"rule {self.id}: need 0 <= within_m <= release_m")
         if self.grace_s < 0:
             raise ValueError(f"rule {self.id}: grace_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Walkway:
+    """A walkable polyline in site metres. Walkways join where they share a point.
+
+    ``one_way`` walkways may only be walked from the first point towards the last.
+    """
+
+    id: str
+    points: tuple[tuple[float, float], ...]
+    one_way: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.points) < 2:
+            raise ValueError(f"walkway {self.id}: needs at least 2 points")
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Something that cuts walkways: a point, or a polyline (a fence, a locked door).
+
+    A walkway is cut where it crosses or touches the barrier: the two sides are
+    not joined there.
+    """
+
+    id: str
+    points: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.points) < 1:
+            raise ValueError(f"barrier {self.id}: needs at least 1 point")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +121,17 @@ class Site:
     flags: Mapping[str, bool] = field(default_factory=dict)
     origin: LatLon | None = None
     timezone: str = "UTC"
+    walkways: tuple[Walkway, ...] = ()
+    barriers: tuple[Barrier, ...] = ()
+    speeds_mps: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SPEEDS_MPS)
 
     def __post_init__(self) -> None:
         if self.stale_after_s <= 0:
             raise ValueError("stale_after_s must be > 0")
+        if "default" not in self.speeds_mps or any(
+            not v > 0 for v in self.speeds_mps.values()
+        ):
+            raise ValueError("speeds_mps needs a 'default' and every speed > 0")
         seen: set[str] = set()
         for post in self.posts:
             if post.id in seen:
@@ -96,6 +145,15 @@ class Site:
                     raise ValueError(f"rule {post.id}/{rule.id}: unknown flag {rule.when}")
                 if rule.when_gate_open and not post.gate:
                     raise ValueError(f"rule {post.id}/{rule.id}: post has no gate")
+                if rule.reach_s is not None and (post.at is None or not self.walkways):
+                    raise ValueError(f"rule {post.id}/{rule.id}: reach_s needs a point post "
+                                     "and walkways")
+
+    def speed_for(self, capability: str | None) -> float:
+        """Walking speed (m/s) for a rule naming ``capability``: its own or the default."""
+        if capability is not None and capability in self.speeds_mps:
+            return self.speeds_mps[capability]
+        return self.speeds_mps["default"]
 
     def post(self, post_id: str) -> Post:
         """Return the post with this id; ``KeyError`` if there is none."""

@@ -43,6 +43,7 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine._index import RuleGrid
 from coverwatch.engine.results import CoverChange, Lapse, RuleStats, TimelinePoint
 from coverwatch.errors import OutOfOrderError
+from coverwatch.planning.network import ReachField, build_network
 
 __all__ = ["CoverEngine", "RuleState"]
 
@@ -65,6 +66,7 @@ class RuleState:
     count: int
     need: int
     lapse_start: int | None
+    lapse_min: int
     alerted: bool
 
 
@@ -104,6 +106,20 @@ class CoverEngine:
         self._py = np.array([p.at[1] if p.at else np.nan for p, _ in pairs], np.float64)
         self._area_rules = [i for i, (p, _) in enumerate(pairs) if p.area is not None]
         self._grid = RuleGrid(site)
+        # Reach rules: travel time along walkways from precomputed distance fields.
+        self._reach: ReachField | None = None
+        reach_rules = [(p, r) for p, r in pairs if r.reach_s is not None]
+        if reach_rules:
+            targets = sorted({p.id for p, _ in reach_rules})
+            radius = max((r.reach_s or 0.0) * site.speed_for(r.capability)
+                          for _, r in reach_rules)
+            self._reach = ReachField(build_network(site), targets, radius * (1 + 1e-9) + 1.0)
+        self._rule_target = np.array(
+            [-1 if r.reach_s is None or self._reach is None else self._reach.index[p.id]
+             for p, r in pairs], np.int64)
+        self._reach_s = np.array(
+            [np.inf if r.reach_s is None else r.reach_s for _, r in pairs], np.float64)
+        self._speed = np.array([site.speed_for(r.capability) for _, r in pairs], np.float64)
 
         # Which rules each condition drives: activity is recomputed only for those.
         self._flags: dict[str, bool] = dict(site.flags)
@@ -206,6 +222,7 @@ class CoverEngine:
                     int(self._count_at_h[i]),
                     rule.need,
                     self._lapse_start[i],
+                    self._lapse_min[i],
                     self._lapse_alerted[i],
                 )
             )
@@ -336,8 +353,16 @@ class CoverEngine:
         if len(ck):
             by_rule = _stable_argsort(cr, n_rules)
             ck, cr = ck[by_rule], cr[by_rule]
-            d = self._signed_distance(fx[ck], fy[ck], cr) + fixes.accuracy[order][ck]
+            acc = fixes.accuracy[order][ck]
+            d = self._signed_distance(fx[ck], fy[ck], cr) + acc
             keep = d <= self._release[cr]
+            if self._reach is not None:
+                # A reach rule also needs travel time <= reach_s; over it is "out".
+                sel = np.flatnonzero(keep & (self._rule_target[cr] >= 0))
+                if len(sel):
+                    dist = self._reach.travel_m(fx, fy, ck[sel], self._rule_target[cr[sel]])
+                    travel = (dist + acc[sel]) / self._speed[cr[sel]]
+                    keep[sel] = travel <= self._reach_s[cr[sel]]
             ck, cr, d = ck[keep], cr[keep], d[keep]
         m = len(ck)
         if m:

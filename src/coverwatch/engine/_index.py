@@ -33,6 +33,10 @@ class RuleGrid:
             xs = [p[0] for p in pts]
             ys = [p[1] for p in pts]
             r = rule.release_m
+            if rule.reach_s is not None:
+                # Travel is never shorter than the straight line; a metre spare for rounding.
+                reach = rule.reach_s * site.speed_for(rule.capability)
+                r = min(r, reach * (1 + 1e-9) + 1.0)
             boxes.append((min(xs) - r, min(ys) - r, max(xs) + r, max(ys) + r))
         self.n_rules = len(boxes)
         if not boxes:

@@ -1,0 +1,435 @@
+"""The walkway network: a graph of walkable segments, distances along it, and
+snapping of positions to it.
+
+Built from a site's walkways (polylines joined where they share a point after
+rounding to 1 mm), one-way walkways and barriers (which cut walkways where they
+cross or touch them). Every point post gets an *access* vertex: the walkway
+point nearest to it (the segment there is split), so travel to a post always
+ends at a vertex and a fix on the same segment needs no special case.
+
+Travel from a position to a post (docs/semantics.md, "Reach"):
+
+    snap   = distance to the nearest walkway point (ties: every tied segment)
+    path   = shortest distance from that point to the post's access vertex,
+             plus the access leg (access vertex to the post)
+    travel = min over tied segments of (snap + path), in metres
+
+:class:`ReachField` precomputes, per post, the distance from every vertex
+(reverse Dijkstra with heapq), and a grid of segments, so evaluating many
+positions at once is numpy work with no graph search.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+import numpy.typing as npt
+
+from coverwatch.domain.site import Site
+
+__all__ = [
+    "MM",
+    "ReachField",
+    "SegmentGrid",
+    "WalkwayNetwork",
+    "build_network",
+    "snap_pairs",
+]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+BOOL = npt.NDArray[np.bool_]
+
+#: Walkway points are rounded to this many metres before they are joined.
+MM = 0.001
+_MAX_CELLS = 1 << 22
+
+
+@dataclass(frozen=True, slots=True)
+class WalkwayNetwork:
+    """Vertices and segments of the walkway graph, as arrays.
+
+    Segment ``s`` runs from vertex ``seg_a[s]`` to ``seg_b[s]``; ``seg_fwd``
+    says it may be walked a→b, ``seg_bwd`` b→a. ``seg_walkway`` is the index of
+    the walkway it came from. ``access[post_id]`` is the post's access vertex
+    and ``leg[post_id]`` the straight distance from it to the post.
+    """
+
+    node_x: F64
+    node_y: F64
+    seg_a: I64
+    seg_b: I64
+    seg_fwd: BOOL
+    seg_bwd: BOOL
+    seg_walkway: I64
+    seg_len: F64
+    access: dict[str, int]
+    leg: dict[str, float]
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_x)
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.seg_a)
+
+    def segment_geometry(self) -> tuple[F64, F64, F64, F64, F64]:
+        """(ax, ay, ex, ey, len2) per segment: start point, direction, squared length."""
+        ax = self.node_x[self.seg_a]
+        ay = self.node_y[self.seg_a]
+        ex = self.node_x[self.seg_b] - ax
+        ey = self.node_y[self.seg_b] - ay
+        return ax, ay, ex, ey, ex * ex + ey * ey
+
+    def edges(self) -> list[tuple[int, int, float]]:
+        """Directed edges (from, to, metres) in segment order, a→b before b→a."""
+        out: list[tuple[int, int, float]] = []
+        for s in range(self.n_segments):
+            a, b, w = int(self.seg_a[s]), int(self.seg_b[s]), float(self.seg_len[s])
+            if self.seg_fwd[s]:
+                out.append((a, b, w))
+            if self.seg_bwd[s]:
+                out.append((b, a, w))
+        return out
+
+    def distances_to(self, target: int, start: float = 0.0) -> F64:
+        """Shortest distance from every vertex to ``target`` (inf if it cannot get
+        there), with ``start`` added at the target: reverse Dijkstra with heapq."""
+        incoming: list[list[tuple[int, float]]] = [[] for _ in range(self.n_nodes)]
+        for u, v, w in self.edges():
+            incoming[v].append((u, w))
+        dist = [math.inf] * self.n_nodes
+        dist[target] = start
+        heap = [(start, target)]
+        while heap:
+            d, v = heapq.heappop(heap)
+            if d > dist[v]:
+                continue
+            for u, w in incoming[v]:
+                nd = d + w
+                if nd < dist[u]:
+                    dist[u] = nd
+                    heapq.heappush(heap, (nd, u))
+        return np.asarray(dist, np.float64)
+
+    def distances_from(self, sources: Sequence[tuple[int, float]]) -> F64:
+        """Shortest distance from the nearest of several (vertex, start distance)
+        sources to every vertex, along the walkways' directions."""
+        outgoing: list[list[tuple[int, float]]] = [[] for _ in range(self.n_nodes)]
+        for u, v, w in self.edges():
+            outgoing[u].append((v, w))
+        dist = [math.inf] * self.n_nodes
+        heap: list[tuple[float, int]] = []
+        for node, d0 in sources:
+            if d0 < dist[node]:
+                dist[node] = d0
+                heapq.heappush(heap, (d0, node))
+        while heap:
+            d, u = heapq.heappop(heap)
+            if d > dist[u]:
+                continue
+            for v, w in outgoing[u]:
+                nd = d + w
+                if nd < dist[v]:
+                    dist[v] = nd
+                    heapq.heappush(heap, (nd, v))
+        return np.asarray(dist, np.float64)
+
+
+def _key(x: float, y: float) -> tuple[int, int]:
+    return round(x / MM), round(y / MM)
+
+
+def _cuts(
+    a: tuple[float, float],
+    b: tuple[float, float],
+    barriers: Sequence[Sequence[tuple[float, float]]],
+) -> list[float]:
+    """Parameters in [0, 1] where barriers cross or touch segment a-b."""
+    ax, ay = a
+    ex, ey = b[0] - ax, b[1] - ay
+    len2 = ex * ex + ey * ey
+    length = math.sqrt(len2)
+    out: list[float] = []
+    for pts in barriers:
+        if len(pts) == 1:
+            px, py = pts[0][0] - ax, pts[0][1] - ay
+            u = min(max((px * ex + py * ey) / len2, 0.0), 1.0)
+            if math.hypot(px - u * ex, py - u * ey) <= MM:
+                out.append(u)
+            continue
+        for (cx, cy), (dx, dy) in pairwise(pts):
+            fx, fy = dx - cx, dy - cy
+            den = ex * fy - ey * fx
+            qx, qy = cx - ax, cy - ay
+            if abs(den) <= 1e-12 * length * math.hypot(fx, fy):
+                continue  # parallel: a barrier along a walkway does not cut it
+            u = (qx * fy - qy * fx) / den
+            v = (qx * ey - qy * ex) / den
+            tol_u = MM / length
+            tol_v = MM / max(math.hypot(fx, fy), MM)
+            if -tol_u <= u <= 1 + tol_u and -tol_v <= v <= 1 + tol_v:
+                out.append(min(max(u, 0.0), 1.0))
+    return sorted(set(out))
+
+
+def build_network(site: Site) -> WalkwayNetwork:
+    """The walkway graph of a site (empty if it has no walkways); see the module docstring."""
+    barriers = [b.points for b in site.barriers]
+    keys: dict[object, int] = {}
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def node(key: object, x: float, y: float) -> int:
+        idx = keys.get(key)
+        if idx is None:
+            idx = len(xs)
+            keys[key] = idx
+            xs.append(x)
+            ys.append(y)
+        return idx
+
+    def joined(x: float, y: float) -> int:
+        kx, ky = _key(x, y)
+        return node(("j", kx, ky), kx * MM, ky * MM)
+
+    # Segments as (a, b, fwd, bwd, walkway).
+    segs: list[tuple[int, int, bool, bool, int]] = []
+    private = 0
+    for w_index, walkway in enumerate(site.walkways):
+        pts = [_key(x, y) for x, y in walkway.points]
+        for (k0, k1) in pairwise(pts):
+            if k0 == k1:
+                continue
+            a = (k0[0] * MM, k0[1] * MM)
+            b = (k1[0] * MM, k1[1] * MM)
+            cuts = _cuts(a, b, barriers) if barriers else []
+            # Pieces between cut parameters; ends at a cut are private vertices.
+            bounds = sorted({0.0, 1.0, *cuts})
+            for p0, p1 in pairwise(bounds):
+                ends: list[int] = []
+                for p in (p0, p1):
+                    x = a[0] + p * (b[0] - a[0])
+                    y = a[1] + p * (b[1] - a[1])
+                    if p in cuts:
+                        kx, ky = _key(x, y)
+                        private += 1
+                        ends.append(node(("c", private), kx * MM, ky * MM))
+                    else:
+                        ends.append(joined(x, y))
+                if (xs[ends[0]], ys[ends[0]]) != (xs[ends[1]], ys[ends[1]]):
+                    segs.append((ends[0], ends[1], True, not walkway.one_way, w_index))
+
+    access: dict[str, int] = {}
+    leg: dict[str, float] = {}
+    for post in site.posts:
+        if post.at is None or not segs:
+            continue
+        px, py = post.at
+        best = math.inf
+        best_s = -1
+        best_u = 0.0
+        for s, (sa, sb, *_rest) in enumerate(segs):
+            ax, ay = xs[sa], ys[sa]
+            ex, ey = xs[sb] - ax, ys[sb] - ay
+            len2 = ex * ex + ey * ey
+            u = min(max(((px - ax) * ex + (py - ay) * ey) / len2, 0.0), 1.0)
+            qx, qy = px - ax - u * ex, py - ay - u * ey
+            d = math.sqrt(qx * qx + qy * qy)
+            if d < best:
+                best, best_s, best_u = d, s, u
+        sa, sb, fwd, bwd, w_index = segs[best_s]
+        ax, ay = xs[sa], ys[sa]
+        qx = ax + best_u * (xs[sb] - ax)
+        qy = ay + best_u * (ys[sb] - ay)
+        kq = _key(qx, qy)
+        if kq == _key(xs[sa], ys[sa]):
+            target = sa
+        elif kq == _key(xs[sb], ys[sb]):
+            target = sb
+        else:
+            target = joined(qx, qy)
+            segs[best_s] = (sa, target, fwd, bwd, w_index)
+            segs.insert(best_s + 1, (target, sb, fwd, bwd, w_index))
+        access[post.id] = target
+        dx, dy = px - xs[target], py - ys[target]
+        leg[post.id] = math.sqrt(dx * dx + dy * dy)
+
+    node_x = np.asarray(xs, np.float64)
+    node_y = np.asarray(ys, np.float64)
+    seg_a = np.asarray([int(s[0]) for s in segs], np.int64)
+    seg_b = np.asarray([int(s[1]) for s in segs], np.int64)
+    dx_seg = node_x[seg_b] - node_x[seg_a] if segs else np.empty(0)
+    dy_seg = node_y[seg_b] - node_y[seg_a] if segs else np.empty(0)
+    return WalkwayNetwork(
+        node_x=node_x,
+        node_y=node_y,
+        seg_a=seg_a,
+        seg_b=seg_b,
+        seg_fwd=np.asarray([bool(s[2]) for s in segs], bool),
+        seg_bwd=np.asarray([bool(s[3]) for s in segs], bool),
+        seg_walkway=np.asarray([int(s[4]) for s in segs], np.int64),
+        seg_len=np.sqrt(dx_seg * dx_seg + dy_seg * dy_seg),
+        access=access,
+        leg=leg,
+    )
+
+
+class SegmentGrid:
+    """Candidate (position, segment) pairs: every segment within ``radius`` of a
+    position is a candidate (and some farther ones)."""
+
+    def __init__(self, net: WalkwayNetwork, radius: float) -> None:
+        self.radius = radius
+        n = net.n_segments
+        self._empty = n == 0
+        if self._empty:
+            return
+        ax, ay = net.node_x[net.seg_a], net.node_y[net.seg_a]
+        bx, by = net.node_x[net.seg_b], net.node_y[net.seg_b]
+        x0s = np.minimum(ax, bx) - radius
+        y0s = np.minimum(ay, by) - radius
+        x1s = np.maximum(ax, bx) + radius
+        y1s = np.maximum(ay, by) + radius
+        x0, y0 = float(x0s.min()), float(y0s.min())
+        x1, y1 = float(x1s.max()), float(y1s.max())
+        cell = max(radius, 1.0)
+        while math.ceil((x1 - x0) / cell + 1) * math.ceil((y1 - y0) / cell + 1) > _MAX_CELLS:
+            cell *= 2.0
+        nx = math.ceil((x1 - x0) / cell) + 1
+        ny = math.ceil((y1 - y0) / cell) + 1
+        ix0 = ((x0s - x0) // cell).astype(np.int64)
+        ix1 = ((x1s - x0) // cell).astype(np.int64)
+        iy0 = ((y0s - y0) // cell).astype(np.int64)
+        iy1 = ((y1s - y0) // cell).astype(np.int64)
+        cells: list[I64] = []
+        segs: list[I64] = []
+        for s in range(n):
+            gx, gy = np.meshgrid(np.arange(ix0[s], ix1[s] + 1), np.arange(iy0[s], iy1[s] + 1))
+            c = (gy * nx + gx).ravel()
+            cells.append(c)
+            segs.append(np.full(len(c), s, np.int64))
+        cells_a = np.concatenate(cells)
+        segs_a = np.concatenate(segs)
+        order = np.lexsort((segs_a, cells_a))
+        self._segs = segs_a[order]
+        counts = np.bincount(cells_a, minlength=nx * ny).astype(np.int64)
+        self._count = counts
+        self._start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        self._x0, self._y0, self._cell, self._nx, self._ny = x0, y0, cell, nx, ny
+
+    def candidates(self, x: F64, y: F64) -> tuple[I64, I64]:
+        """(position index, segment) pairs, position-major, segments ascending."""
+        if self._empty or len(x) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        fx = np.floor((x - self._x0) / self._cell)
+        fy = np.floor((y - self._y0) / self._cell)
+        ok = (fx >= 0) & (fx < self._nx) & (fy >= 0) & (fy < self._ny)
+        idx = np.flatnonzero(ok)
+        cell = fy[ok].astype(np.int64) * self._nx + fx[ok].astype(np.int64)
+        cnt = self._count[cell]
+        total = int(cnt.sum())
+        if total == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        rep = np.repeat(idx, cnt)
+        run_start = np.cumsum(cnt) - cnt
+        within = np.arange(total, dtype=np.int64) - np.repeat(run_start, cnt)
+        flat = np.repeat(self._start[cell], cnt) + within
+        return rep.astype(np.int64), self._segs[flat]
+
+
+def snap_pairs(
+    net: WalkwayNetwork, x: F64, y: F64, seg: I64
+) -> tuple[F64, F64, F64]:
+    """For (position, segment) pairs: (snap distance, distance along the segment
+    to its start vertex, to its end vertex). Same operations as the reference."""
+    ax, ay = net.node_x[net.seg_a[seg]], net.node_y[net.seg_a[seg]]
+    ex = net.node_x[net.seg_b[seg]] - ax
+    ey = net.node_y[net.seg_b[seg]] - ay
+    len2 = ex * ex + ey * ey
+    px = x - ax
+    py = y - ay
+    u = np.clip((px * ex + py * ey) / len2, 0.0, 1.0)
+    qx = px - u * ex
+    qy = py - u * ey
+    snap = np.sqrt(qx * qx + qy * qy)
+    length = net.seg_len[seg]
+    to_a = u * length
+    return snap, to_a, length - to_a
+
+
+class ReachField:
+    """Per-target distance fields over a walkway network, for fast travel distances.
+
+    ``targets`` are post ids (point posts with an access vertex). ``radius``
+    bounds the snap distances that matter: a position farther than that from
+    every walkway gets travel ``inf``.
+    """
+
+    def __init__(self, net: WalkwayNetwork, targets: Sequence[str], radius: float) -> None:
+        self.net = net
+        self.targets = list(targets)
+        self.index = {t: i for i, t in enumerate(self.targets)}
+        n = net.n_nodes
+        rows = [net.distances_to(net.access[t], net.leg[t]) if t in net.access
+                else np.full(n, np.inf) for t in self.targets]
+        self.dist = np.vstack(rows) if rows else np.empty((0, n))
+        self.radius = radius
+        self.grid = SegmentGrid(net, radius)
+
+    def nearest(self, x: F64, y: F64) -> tuple[I64, I64, F64, F64, F64]:
+        """The nearest segments of each position (all tied ones), position-major:
+        (position index, segment, snap, to start vertex, to end vertex). Positions
+        whose nearest walkway is farther than ``radius`` may be missing."""
+        pi, seg = self.grid.candidates(x, y)
+        if len(pi) == 0:
+            e = np.empty(0)
+            return pi, seg, e, e, e
+        snap, to_a, to_b = snap_pairs(self.net, x[pi], y[pi], seg)
+        first = np.empty(len(pi), bool)
+        first[0] = True
+        np.not_equal(pi[1:], pi[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        best = np.minimum.reduceat(snap, starts)
+        best_rep = np.repeat(best, np.diff(np.append(starts, len(pi))))
+        tie = (snap == best_rep) & (snap <= self.radius)
+        return pi[tie], seg[tie], snap[tie], to_a[tie], to_b[tie]
+
+    def travel_m(self, x: F64, y: F64, pair_pos: I64, pair_target: I64) -> F64:
+        """Travel distance (snap + path, metres) for (position, target) pairs.
+
+        ``x``/``y`` are positions; ``pair_pos`` indexes them, ``pair_target``
+        indexes ``targets``. Unreachable or too far: ``inf``.
+        """
+        out = np.full(len(pair_pos), np.inf)
+        if len(pair_pos) == 0 or self.net.n_segments == 0:
+            return out
+        used, inverse = np.unique(pair_pos, return_inverse=True)
+        ti, tseg, tsnap, ta, tb = self.nearest(x[used], y[used])
+        if len(ti) == 0:
+            return out
+        lo = np.searchsorted(ti, inverse)
+        hi = np.searchsorted(ti, inverse, side="right")
+        cnt = hi - lo
+        total = int(cnt.sum())
+        if total == 0:
+            return out
+        rep = np.repeat(np.arange(len(pair_pos)), cnt)
+        run_start = np.cumsum(cnt) - cnt
+        k = np.repeat(lo, cnt) + (np.arange(total) - np.repeat(run_start, cnt))
+        s = tseg[k]
+        tgt = pair_target[rep]
+        net = self.net
+        via_a = np.where(net.seg_bwd[s], ta[k] + self.dist[tgt, net.seg_a[s]], np.inf)
+        via_b = np.where(net.seg_fwd[s], tb[k] + self.dist[tgt, net.seg_b[s]], np.inf)
+        value = tsnap[k] + np.minimum(via_a, via_b)
+        has = np.flatnonzero(cnt)
+        bounds = np.searchsorted(rep, has)
+        out[has] = np.minimum.reduceat(value, bounds)
+        return out
