@@ -170,10 +170,8 @@ def fixes(n: int, start: int = 0, iso: bool = False) -> list[dict[str, Any]]:
         t: Any = T0 + i * 0.5
         if iso:
             t = dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
-        out.append(
-            {"t": t, "kind": "fix", "officer": f"O{i % 7}", "x": i * 1.5, "y": -i / 4,
-             "accuracy_m": i % 5}  # fmt: skip
-        )
+        fix = {"t": t, "kind": "fix", "officer": f"O{i % 7}", "x": i * 1.5, "y": -i / 4}
+        out.append({**fix, "accuracy_m": i % 5})
     return out
 
 
