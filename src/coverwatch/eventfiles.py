@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +48,18 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.errors import EventInputError, OutOfOrderError
 
-__all__ = ["COLUMNS", "FORMATS", "KINDS", "EventReader", "read_events", "sorted_events"]
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "KINDS",
+    "CheckedRecord",
+    "EventReader",
+    "EventRecordError",
+    "RecordRules",
+    "check_record",
+    "read_events",
+    "sorted_events",
+]
 
 KINDS = ("duty", "fix", "gate", "flag")
 COLUMNS = (
@@ -258,6 +269,37 @@ def _check(rec: Mapping[str, Any], rules: _Rules) -> _Row:
         raise _Bad("flag", f"flag {flag!r} is not declared in the site's flags")
     on = _flag_value(rec, "on")
     return (KINDS.index("flag"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, flag, on, frozenset())
+
+
+EventRecordError = _Bad
+RecordRules = _Rules
+
+
+class CheckedRecord(NamedTuple):
+    """A record that passed :func:`check_record`. Fixes carry either x/y or
+    lat/lon (the other pair is NaN); ``name`` is the gate's post or the flag;
+    ``state`` is ``on`` (duty, flag) or ``open`` (gate)."""
+
+    kind: str
+    t: int
+    officer: str | None
+    x: float
+    y: float
+    lat: float
+    lon: float
+    accuracy: float
+    name: str | None
+    state: bool
+    capabilities: frozenset[str]
+
+
+def check_record(rec: Mapping[str, Any], rules: _Rules) -> CheckedRecord:
+    """The per-record rules every input path shares (files, HTTP, OsmAnd, MQTT).
+
+    Raises :class:`EventRecordError` (``.field``, ``.message``).
+    """
+    row = _check(rec, rules)
+    return CheckedRecord(KINDS[row[0]], *row[1:])
 
 
 def _control(row: _Row, seq: int, registry: OfficerRegistry) -> ControlEvent:

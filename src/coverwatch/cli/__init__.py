@@ -183,6 +183,7 @@ def replay(
             f"[red]ALERT[/red] {lp.post}/{lp.rule}: lapse from {format_time(lp.start)} {end}, "
             f"alerted at {format_time(lp.alert_at or 0)}, lowest cover {lp.min_cover}",
             highlight=False,
+            soft_wrap=True,
         )
     if len(alerted) > 10:
         console.print(f"... and {len(alerted) - 10} more alerted lapses (see --json)")
