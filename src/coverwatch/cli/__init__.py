@@ -100,7 +100,7 @@ def replay(
     events: Annotated[Path, typer.Argument(help="Events: .jsonl, .csv or .parquet.")],
     json_out: Annotated[
         str | None,
-        typer.Option("--json", help="Write one JSON object per lapse to this file, or - for stdout."),
+        typer.Option("--json", help="Write one JSON object per lapse to a file, or - for stdout."),
     ] = None,
     until: Annotated[
         str | None,
