@@ -1,5 +1,5 @@
 """The live store against real SQLite and PostgreSQL: idempotent event append,
-durability, migrations, alert lifecycle, credentials and the audit chain."""
+durability, migrations, alert records, server state, credentials and the audit chain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,20 +16,21 @@ from argon2 import PasswordHasher
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.errors import StoreError
 from coverwatch.storage import (
-    AlertNotFoundError,
+    TOKEN_ROLES,
     AuditHead,
     DuplicateNameError,
-    IllegalTransitionError,
+    InvalidAlertRecordError,
     InvalidEventError,
     InvalidRolesError,
+    NotFoundError,
     Store,
     audit_head,
     csrf_matches,
     head_revision,
     open_store,
-    record_alert_transition,
     record_login,
     record_site_reload,
     verify_audit,
@@ -68,7 +70,10 @@ def test_fresh_sqlite_migrates_itself_on_open(tmp_path: Path) -> None:
         assert (data_dir / "coverwatch.db").exists()
         assert store.schema_revision() == head_revision()
         names = set(inspect(store.engine).get_table_names())
-        assert {"events", "users", "devices", "api_tokens", "sessions", "alerts", "audit"} <= names
+        assert {
+            "events", "users", "devices", "api_tokens", "sessions", "alerts", "server_state",
+            "audit",
+        } <= names  # fmt: skip
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -131,6 +136,63 @@ def test_duplicates_inside_one_batch_are_counted(store: Store) -> None:
     assert (result.inserted, result.duplicates) == (2, 1)
     (a1,) = [e for e in store.events_since(0) if e["officer"] == "A1"]
     assert a1["x"] == 1.0  # the first copy wins
+
+
+def test_append_returns_the_stored_input_rows_in_id_order(store: Store) -> None:
+    store.append_events([fix("A1", T0)])
+    batch = [
+        fix("B2", T0, x=1.0),
+        fix("A1", T0, x=2.0),  # already stored
+        fix("C3", T0, x=3.0),
+        fix("B2", T0, x=4.0),  # repeats the first row of this batch
+        {"kind": "gate", "post": "north", "t_us": T0, "open": True, "source": "mqtt",
+         "late": True},
+    ]  # fmt: skip
+    originals = [dict(r) for r in batch]
+    result = store.append_events(batch)
+
+    assert (result.inserted, result.duplicates) == (3, 2)
+    assert [r["id"] for r in result.rows] == result.ids == sorted(result.ids)
+    assert [{k: v for k, v in r.items() if k != "id"} for r in result.rows] == [
+        originals[0], originals[2], originals[4],
+    ]  # fmt: skip
+    assert batch == originals  # the caller's dicts are copied, not changed
+    by_id = {e["id"]: e for e in store.events_since(0)}
+    assert [(by_id[r["id"]]["kind"], by_id[r["id"]]["x"]) for r in result.rows] == [
+        ("fix", 1.0), ("fix", 3.0), ("gate", None),
+    ]  # fmt: skip
+
+
+def test_append_maps_rows_back_across_chunks(store: Store) -> None:
+    # More rows than one SQLite statement takes, with repeats spread through the batch.
+    rows = history("A1", 1200)
+    batch = rows + rows[::7] + history("B2", 300)
+    result = store.append_events(batch)
+    assert (result.inserted, result.duplicates) == (1500, len(rows[::7]))
+    assert [(r["officer"], r["t_us"], r["x"]) for r in result.rows] == [
+        (r["officer"], r["t_us"], r["x"]) for r in rows + history("B2", 300)
+    ]
+    stored = {e["id"]: (e["officer"], e["t_us"]) for e in store.events_since(0, limit=5000)}
+    assert {r["id"]: (r["officer"], r["t_us"]) for r in result.rows} == stored
+
+
+def test_events_since_can_skip_late_events(store: Store) -> None:
+    store.append_events(
+        [fix("A1", T0), fix("A1", T0 + S, late=True), fix("A1", T0 + 2 * S, late=False)]
+    )
+    store.append_events(
+        [{"kind": "duty", "officer": "A1", "t_us": T0, "on": True, "capabilities": ["armed"],
+          "source": "http"}]
+    )  # fmt: skip
+    every = store.events_since(0)
+    on_time = store.events_since(0, include_late=False)
+    assert [e["late"] for e in every] == [False, True, False, False]
+    assert [e["id"] for e in on_time] == [every[i]["id"] for i in (0, 2, 3)]
+    assert store.events_since(every[0]["id"], limit=1, include_late=False) == [every[2]]
+    needed = {"id", "kind", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on",
+              "open", "capabilities", "late"}  # fmt: skip
+    assert all(needed <= e.keys() for e in on_time)
+    assert on_time[-1]["capabilities"] == "armed"
 
 
 def test_identity_depends_on_kind_and_its_subject(store: Store) -> None:
@@ -217,7 +279,7 @@ def test_empty_store_and_empty_append(store: Store) -> None:
     assert store.max_event_id() == 0
     assert store.count_events() == 0
     result = store.append_events([])
-    assert (result.inserted, result.duplicates, result.ids) == (0, 0, [])
+    assert (result.inserted, result.duplicates, result.ids, result.rows) == (0, 0, [], [])
 
 
 def test_events_are_durable_across_close_and_reopen(migrated: Database) -> None:
@@ -239,92 +301,136 @@ def test_events_are_durable_across_close_and_reopen(migrated: Database) -> None:
 # -- alerts ------------------------------------------------------------------------
 
 
-def test_alert_upsert_is_idempotent_on_its_key(store: Store) -> None:
-    first = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S)
-    assert first.created and first.alert.state == "open" and first.alert.level == 1
-    # A restarted server re-derives the same lapse.
-    again = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S)
-    assert not again.created and again.alert.id == first.alert.id
-    other = store.upsert_alert("north-gate", "two-armed", "lapse", T0 + 600 * S, T0 + 660 * S)
-    assert other.created and other.alert.id != first.alert.id
-    assert len(store.list_alerts()) == 2
-
-
-def test_alert_upsert_escalates_level_but_never_lowers_it(store: Store) -> None:
-    store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S)
-    up = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S, level=3)
-    assert up.alert.level == 3
-    down = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S, level=2)
-    assert down.alert.level == 3
-
-
-def test_alert_full_lifecycle(store: Store) -> None:
-    alert = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S).alert
-    acked = store.transition(alert.id, "acknowledged", "sam", "on my way", t_us=T0 + 90 * S)
-    assert (acked.state, acked.acknowledged_by, acked.acknowledged_at_us, acked.note) == (
-        "acknowledged", "sam", T0 + 90 * S, "on my way",
+def raised(post: str = "north-gate", rule: str = "two-armed", lapse_start: int = T0,
+           alert_at: int = T0 + 60 * S, kind: str = "lapse") -> Alert:  # fmt: skip
+    """A freshly raised domain alert."""
+    return Alert(
+        id=alert_id_for(kind, post, rule, lapse_start), kind=kind, post=post, rule=rule,
+        lapse_start=lapse_start, alert_at=alert_at, count=1, need=2,
     )  # fmt: skip
-    resolved = store.transition(alert.id, "resolved", "engine", t_us=T0 + 200 * S)
-    assert resolved.state == "resolved" and resolved.resolved_at_us == T0 + 200 * S
-    assert resolved.note == "on my way"
-    closed = store.transition(alert.id, "closed", "lee", "relief arrived", t_us=T0 + 300 * S)
-    assert (closed.state, closed.closed_by, closed.closed_at_us, closed.note) == (
-        "closed", "lee", T0 + 300 * S, "relief arrived",
+
+
+def test_alert_record_round_trips_through_the_domain(store: Store) -> None:
+    alert = raised()
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    alert.acknowledge("sam", "on my way", T0 + 90 * S)
+    alert.resolve(T0 + 200 * S)
+    store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")
+
+    stored = store.get_alert_record(alert.id)
+    assert stored == alert.to_record()
+    assert stored is not None and Alert.from_record(stored) == alert
+    assert [Alert.from_record(r) for r in store.load_alerts()] == [alert]
+    assert store.get_alert_record("lapse-0000000000000000") is None
+
+
+def test_recording_the_same_alert_again_keeps_one_row(store: Store) -> None:
+    alert = raised()
+    for _ in range(3):  # a restarted server re-derives and re-saves the same alert
+        store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    alert.escalated_level = 1
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.escalated.1")
+    assert store.load_alerts() == [alert.to_record()]
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT id, state, lapse_start_us FROM alerts")).one()
+    assert tuple(row) == (alert.id, "open", T0)
+
+
+def test_each_alert_event_is_a_chained_audit_entry(store: Store) -> None:
+    store.append_audit("admin", "site.loaded", "site:yard")
+    alert = raised()
+    first = store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    alert.acknowledge("sam", "on it", T0 + 90 * S)
+    second = store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")
+
+    entries = store.audit_entries()
+    assert entries[1:] == [first, second]
+    assert (second.actor, second.action, second.subject) == (
+        "sam", "alert.acknowledged", f"alert:{alert.id}",
     )  # fmt: skip
-    assert store.get_alert(alert.id) == closed
+    assert second.details == alert.to_record()
+    assert second.prev_hash == first.hash and first.prev_hash == entries[0].hash
+    assert verify_audit(store).ok
 
 
-def test_alert_resolves_before_acknowledgement(store: Store) -> None:
-    alert = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S).alert
-    resolved = store.transition(alert.id, "resolved", "engine", t_us=T0 + 70 * S)
-    assert resolved.state == "resolved" and resolved.acknowledged_by is None
-    assert store.transition(alert.id, "closed", "lee", t_us=T0 + 80 * S).state == "closed"
+def test_load_alerts_orders_by_alert_time_then_id(store: Store) -> None:
+    late = raised("south", alert_at=T0 + 90 * S)
+    early = raised("north", alert_at=T0 + 10 * S)
+    also_early = raised("east", kind="unbriefed", alert_at=T0 + 10 * S)
+    for a in (late, early, also_early):
+        store.record_alert_event(a.to_record(), actor="engine", action="alert.raised")
+    expected = [*sorted([early, also_early], key=lambda a: a.id), late]
+    assert [r["id"] for r in store.load_alerts()] == [a.id for a in expected]
 
 
 @pytest.mark.parametrize(
-    ("path", "illegal"),
+    "change",
     [
-        ([], "closed"),
-        ([], "open"),
-        (["acknowledged"], "acknowledged"),
-        (["acknowledged"], "closed"),
-        (["resolved"], "acknowledged"),
-        (["resolved", "closed"], "resolved"),
-        (["resolved", "closed"], "acknowledged"),
+        {"state": "snoozed"},  # not a state of the domain's lifecycle
+        {"state": "closed"},  # closed without closer, resolution or acknowledgement
+        {"id": "lapse-0123456789abcdef"},  # not the id of the record's key
+        {"lapse_start": "soon"},
     ],
 )
-def test_illegal_alert_transitions_raise(store: Store, path: list[str], illegal: str) -> None:
-    alert = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S).alert
-    for step, state in enumerate(path):
-        store.transition(alert.id, state, "sam", t_us=T0 + step * S)
-    before = store.get_alert(alert.id)
-    with pytest.raises(IllegalTransitionError, match=f"to {illegal}") as info:
-        store.transition(alert.id, illegal, "sam", t_us=T0 + 99 * S)
-    assert isinstance(info.value, ValueError)
-    assert store.get_alert(alert.id) == before
+def test_bad_alert_records_are_refused_and_nothing_is_written(store: Store, change: dict) -> None:
+    record = raised().to_record() | change
+    with pytest.raises(InvalidAlertRecordError):
+        store.record_alert_event(record, actor="engine", action="alert.raised")
+    assert store.load_alerts() == []
+    assert store.audit_entries() == []
 
 
-def test_unknown_alert_and_unknown_state(store: Store) -> None:
-    alert = store.upsert_alert("north-gate", "two-armed", "lapse", T0, T0 + 60 * S).alert
-    with pytest.raises(AlertNotFoundError):
-        store.transition(alert.id + 100, "acknowledged", "sam", t_us=T0)
-    with pytest.raises(ValueError, match="unknown alert state"):
-        store.transition(alert.id, "snoozed", "sam", t_us=T0)
-    with pytest.raises(ValueError, match="unknown alert kind"):
-        store.upsert_alert("north-gate", "two-armed", "panic", T0, T0)
-    assert store.get_alert(alert.id + 100) is None
+def test_a_refused_audit_entry_leaves_the_alert_unsaved(store: Store) -> None:
+    alert = raised()
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    _, token = store.create_device("phone-7", "A1")
+    alert.acknowledge("sam", token, T0 + 90 * S)  # a token pasted into the note
+    with pytest.raises(StoreError, match="token"):
+        store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")
+    stored = store.get_alert_record(alert.id)
+    assert stored is not None and stored["state"] == "open"
+    assert len(store.audit_entries()) == 1
 
 
-def test_list_alerts_filters_by_state_and_time(store: Store) -> None:
-    a = store.upsert_alert("north", "r", "lapse", T0, T0 + 10 * S).alert
-    b = store.upsert_alert("south", "r", "lapse", T0, T0 + 20 * S).alert
-    c = store.upsert_alert("east", "r", "unbriefed", T0, T0 + 30 * S).alert
-    store.transition(b.id, "acknowledged", "sam", t_us=T0 + 25 * S)
-    assert [x.id for x in store.list_alerts()] == [a.id, b.id, c.id]
-    assert [x.id for x in store.list_alerts("open")] == [a.id, c.id]
-    assert [x.id for x in store.list_alerts(["open", "acknowledged"], since_us=T0 + 15 * S)] == [
-        b.id, c.id,
-    ]  # fmt: skip
+def test_raw_sql_does_not_bypass_alert_uniqueness(store: Store) -> None:
+    alert = raised()
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alerts (id, kind, post, rule, lapse_start_us, alert_at_us, state,"
+                " record, updated_us)"
+                " VALUES ('other', 'lapse', 'north-gate', 'two-armed', :t, :t, 'open', '{}', :t)"
+            ),
+            {"t": T0},
+        )
+
+
+def test_alert_states_are_the_domains(store: Store) -> None:
+    alert = raised()
+    alert.resolve(T0 + 70 * S)
+    alert.close("lee", "relief arrived", T0 + 80 * S)
+    store.record_alert_event(alert.to_record(), actor="lee", action="alert.closed")
+    (record,) = store.load_alerts()
+    assert Alert.from_record(record).state is AlertState.CLOSED
+
+
+# -- server state --------------------------------------------------------------------
+
+
+def test_server_state_is_upserted_and_durable(migrated: Database) -> None:
+    first = migrated.open()
+    assert first.get_state("horizon") is None
+    first.set_state("horizon", "1")
+    first.set_state("horizon", str(T0))
+    first.set_state("other", "x")
+    first.close()
+    again = migrated.open()
+    try:
+        assert again.get_state("horizon") == str(T0)
+        assert again.get_state("other") == "x"
+    finally:
+        again.close()
 
 
 # -- users, devices, tokens, sessions -------------------------------------------------------
@@ -366,8 +472,54 @@ def test_user_roles_deactivation_and_duplicates(store: Store) -> None:
     assert store.set_roles("sam", ["auditor"]).roles == {"auditor"}
     assert store.deactivate_user("sam").active is False
     assert store.verify_password("sam", "pw-1") is None
-    with pytest.raises(StoreError, match="no user"):
+    with pytest.raises(NotFoundError, match="no user") as info:
         store.set_roles("ghost", ["officer"])
+    assert isinstance(info.value, LookupError)
+
+
+def test_ingest_is_a_token_only_role(store: Store) -> None:
+    store.password_hasher = FAST_HASHER
+    assert "ingest" in TOKEN_ROLES
+    gate, _ = store.create_api_token("gate-sensors", ["ingest"])
+    assert gate.roles == {"ingest"}
+    with pytest.raises(InvalidRolesError, match="token-only role"):
+        store.create_user("kim", "pw", ["officer", "ingest"])
+    assert store.get_user("kim") is None
+    store.create_user("sam", "pw", ["officer"])
+    with pytest.raises(InvalidRolesError, match="token-only role"):
+        store.set_roles("sam", ["ingest"])
+    user = store.get_user("sam")
+    assert user is not None and user.roles == {"officer"}
+    with pytest.raises(InvalidRolesError, match="unknown role"):
+        store.create_api_token("bridge", ["root"])
+
+
+def test_notification_urls_resolve_roles_and_users(store: Store) -> None:
+    store.password_hasher = FAST_HASHER
+    store.create_user("sam", "pw", ["supervisor"], notify_url="mailto://sam@example.org")
+    store.create_user("lee", "pw", ["supervisor", "admin"])
+    store.create_user("kim", "pw", ["officer"], notify_url="json://kim.example.org/hook")
+    store.create_user("ann", "pw", ["supervisor"], notify_url="signed+https://ann.example/h")
+    assert store.notification_urls("role:supervisor") == [
+        "signed+https://ann.example/h", "mailto://sam@example.org",
+    ]  # fmt: skip
+    lee = store.get_user("lee")
+    assert lee is not None and lee.notify_url is None
+    assert store.set_notify_url("lee", "slack://T/B/C").notify_url == "slack://T/B/C"
+    store.deactivate_user("ann")
+    assert store.notification_urls("role:supervisor") == [
+        "slack://T/B/C", "mailto://sam@example.org",
+    ]  # fmt: skip
+    assert store.notification_urls("user:kim") == ["json://kim.example.org/hook"]
+    assert store.notification_urls("user:ann") == []  # deactivated
+    assert store.notification_urls("user:ghost") == []
+    assert store.notification_urls("role:auditor") == []
+    assert store.notification_urls("mailto://x@example.org") == []
+    assert store.notification_urls("role:") == []
+    store.set_notify_url("kim", None)
+    assert store.notification_urls("user:kim") == []
+    with pytest.raises(NotFoundError):
+        store.set_notify_url("ghost", "mailto://g@example.org")
 
 
 def test_device_token_is_shown_once_and_stored_hashed(store: Store) -> None:
@@ -525,17 +677,30 @@ def test_concurrent_audit_appends_do_not_fork_the_chain(store: Store, second_sto
 def test_record_helpers_write_the_expected_actions(store: Store) -> None:
     record_login(store, "sam", True, remote="127.0.0.1")
     record_login(store, "sam", False, reason="bad password")
-    record_alert_transition(store, "sam", 7, "open", "acknowledged", note="on it", t_us=T0)
     record_site_reload(store, "admin", "yard", True, {"sha256": "ab" * 32})
-    got = [(e.action, e.subject, e.details) for e in store.audit_entries()]
+    store.record_login_attempt("kim", False, "10.0.0.9")
+    store.audit_change("admin", "user.created", "kim", {"roles": ["officer"]})
+    got = [(e.actor, e.action, e.subject, e.details) for e in store.audit_entries()]
     assert got == [
-        ("login.ok", "user:sam", {"remote": "127.0.0.1"}),
-        ("login.failed", "user:sam", {"reason": "bad password"}),
-        ("alert.acknowledged", "alert:7",
-         {"from": "open", "to": "acknowledged", "note": "on it", "t_us": T0}),
-        ("site.reload", "site:yard", {"sha256": "ab" * 32}),
+        ("sam", "login.ok", "user:sam", {"remote": "127.0.0.1"}),
+        ("sam", "login.failed", "user:sam", {"reason": "bad password"}),
+        ("admin", "site.reload", "site:yard", {"sha256": "ab" * 32}),
+        ("kim", "login.failed", "user:kim", {"remote": "10.0.0.9"}),
+        ("admin", "user.created", "kim", {"roles": ["officer"]}),
     ]  # fmt: skip
     assert verify_audit(store).ok
+
+
+def test_audit_entry_as_dict_is_json_friendly(store: Store) -> None:
+    entry = store.audit_change("admin", "device.created", "phone-7", {"officer": "A1"})
+    as_dict = entry.as_dict()
+    assert as_dict == {
+        "id": 1, "at": entry.at, "actor": "admin", "action": "device.created",
+        "subject": "phone-7", "details": {"officer": "A1"}, "prev_hash": "0" * 64,
+        "hash": entry.hash,
+    }  # fmt: skip
+    assert orjson.loads(orjson.dumps(as_dict)) == as_dict
+    assert store.audit_entries()[0].as_dict() == as_dict
 
 
 def test_audit_survives_reopen(migrated: Database) -> None:
@@ -549,15 +714,3 @@ def test_audit_survives_reopen(migrated: Database) -> None:
         assert (result.ok, result.entries) == (True, 4)
     finally:
         again.close()
-
-
-def test_raw_sql_does_not_bypass_alert_uniqueness(store: Store) -> None:
-    store.upsert_alert("north", "r", "lapse", T0, T0 + S)
-    with pytest.raises(IntegrityError), store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO alerts (post, rule, kind, lapse_start_us, alert_at_us, state, level)"
-                " VALUES ('north', 'r', 'lapse', :t, :t, 'open', 1)"
-            ),
-            {"t": T0},
-        )

@@ -1,6 +1,6 @@
-"""Persistence for the live server: events, alerts, users, devices, tokens,
-sessions and the hash-chained audit log (SQLAlchemy Core + Alembic; SQLite by
-default, PostgreSQL in production). Start with :func:`open_store`.
+"""Persistence for the live server: events, alert records, server state, users,
+devices, tokens, sessions and the hash-chained audit log (SQLAlchemy Core +
+Alembic; SQLite by default, PostgreSQL in production). Start with :func:`open_store`.
 """
 
 from coverwatch.storage.audit import (
@@ -8,7 +8,6 @@ from coverwatch.storage.audit import (
     AuditHead,
     VerifyResult,
     audit_head,
-    record_alert_transition,
     record_api_token_change,
     record_device_change,
     record_login,
@@ -23,37 +22,36 @@ from coverwatch.storage.auth import (
     DuplicateNameError,
     InvalidRolesError,
     NewSession,
+    NotFoundError,
     SessionInfo,
     User,
     csrf_matches,
 )
 from coverwatch.storage.store import (
-    Alert,
-    AlertNotFoundError,
-    AlertUpsert,
     AppendResult,
-    IllegalTransitionError,
+    InvalidAlertRecordError,
     InvalidEventError,
     Store,
     head_revision,
     open_store,
     upgrade,
 )
+from coverwatch.storage.tables import ROLES, TOKEN_ROLES
 
 __all__ = [
-    "Alert",
-    "AlertNotFoundError",
-    "AlertUpsert",
+    "ROLES",
+    "TOKEN_ROLES",
     "ApiToken",
     "AppendResult",
     "AuditEntry",
     "AuditHead",
     "Device",
     "DuplicateNameError",
-    "IllegalTransitionError",
+    "InvalidAlertRecordError",
     "InvalidEventError",
     "InvalidRolesError",
     "NewSession",
+    "NotFoundError",
     "SessionInfo",
     "Store",
     "User",
@@ -62,7 +60,6 @@ __all__ = [
     "csrf_matches",
     "head_revision",
     "open_store",
-    "record_alert_transition",
     "record_api_token_change",
     "record_device_change",
     "record_login",

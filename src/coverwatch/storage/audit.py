@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,6 @@ __all__ = [
     "VerifyResult",
     "audit_head",
     "entry_hash",
-    "record_alert_transition",
     "record_api_token_change",
     "record_device_change",
     "record_login",
@@ -57,6 +57,8 @@ _TOKEN_VALUE_PREFIXES = tuple(TOKEN_PREFIXES.values())
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One entry of the chain, as stored."""
+
     id: int
     at: str
     actor: str
@@ -65,6 +67,19 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as JSON-friendly values (for the API and evidence exports)."""
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +144,19 @@ def _check_no_secrets(value: Any, path: str = "details") -> None:
         raise StoreError(f"audit {path} looks like a token; secrets are never logged")
 
 
+def _prepare_details(details: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Check details for secrets; return their canonical JSON and its parsed value."""
+    body = dict(details or {})
+    _check_no_secrets(body)
+    # Normalise through JSON so the hashed value is exactly what is stored.
+    details_text = _canonical(body).decode()
+    return details_text, orjson.loads(details_text)
+
+
+def _login_action(ok: bool) -> str:
+    return "login.ok" if ok else "login.failed"
+
+
 def _wall_clock_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -159,31 +187,52 @@ class AuditMixin(StoreBase):
         at: str | None = None,
     ) -> AuditEntry:
         """Append one entry to the chain, in its own transaction; returns it."""
-        body = dict(details or {})
-        _check_no_secrets(body)
-        # Normalise through JSON so the hashed value is exactly what is stored.
-        details_text = _canonical(body).decode()
-        body = orjson.loads(details_text)
-        stamp = _wall_clock_iso() if at is None else at
+        prepared = _prepare_details(details)
+        with self._audit_write() as conn:
+            return self._append_audit_locked(conn, actor, action, subject, prepared, at)
+
+    def audit_change(
+        self, actor: str, action: str, subject: str, details: Mapping[str, Any] | None = None
+    ) -> AuditEntry:
+        """Record an administrative change (user, device, token, site); see :meth:`append_audit`."""
+        return self.append_audit(actor, action, subject, details)
+
+    def record_login_attempt(self, username: str, ok: bool, client: str) -> AuditEntry:
+        """A login attempt from ``client`` (its address). Never pass the password."""
+        details: dict[str, Any] = {"remote": client} if client else {}
+        return self.append_audit(username, _login_action(ok), f"user:{username}", details)
+
+    @contextmanager
+    def _audit_write(self) -> Iterator[Connection]:
+        """A write transaction holding the audit chain's locks (in-process and database)."""
         with self._audit_lock, self._write() as conn:
             self._lock_audit(conn)
-            last = conn.execute(
-                select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
-            ).first()
-            new_id = 1 if last is None else int(last.id) + 1
-            prev = GENESIS_HASH if last is None else str(last.hash)
-            digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
-            row = {
-                "id": new_id,
-                "at": stamp,
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": details_text,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-            conn.execute(audit.insert().values(**row))
+            yield conn
+
+    def _append_audit_locked(
+        self,
+        conn: Connection,
+        actor: str,
+        action: str,
+        subject: str,
+        prepared: tuple[str, dict[str, Any]],
+        at: str | None = None,
+    ) -> AuditEntry:
+        """Append inside a transaction from :meth:`_audit_write` (commits with it)."""
+        details_text, body = prepared
+        stamp = _wall_clock_iso() if at is None else at
+        last = conn.execute(
+            select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
+        ).first()
+        new_id = 1 if last is None else int(last.id) + 1
+        prev = GENESIS_HASH if last is None else str(last.hash)
+        digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
+        conn.execute(
+            audit.insert().values(
+                id=new_id, at=stamp, actor=actor, action=action, subject=subject,
+                details=details_text, prev_hash=prev, hash=digest,
+            )
+        )  # fmt: skip
         return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest)
 
     def audit_entries(self, after_id: int = 0, limit: int = 100) -> list[AuditEntry]:
@@ -277,8 +326,7 @@ def record_login(
         details["remote"] = remote
     if reason is not None:
         details["reason"] = reason
-    action = "login.ok" if ok else "login.failed"
-    return store.append_audit(username, action, f"user:{username}", details)
+    return store.append_audit(username, _login_action(ok), f"user:{username}", details)
 
 
 def record_logout(store: Store, username: str) -> AuditEntry:
@@ -315,25 +363,6 @@ def record_api_token_change(
     details: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
     return store.append_audit(actor, f"api_token.{change}", f"api_token:{name}", details)
-
-
-def record_alert_transition(
-    store: Store,
-    actor: str,
-    alert_id: int,
-    from_state: str,
-    to_state: str,
-    *,
-    note: str | None = None,
-    t_us: int | None = None,
-) -> AuditEntry:
-    """An alert moving along its lifecycle (action ``alert.<to_state>``)."""
-    details: dict[str, Any] = {"from": from_state, "to": to_state}
-    if note is not None:
-        details["note"] = note
-    if t_us is not None:
-        details["t_us"] = t_us
-    return store.append_audit(actor, f"alert.{to_state}", f"alert:{alert_id}", details)
 
 
 def record_site_reload(

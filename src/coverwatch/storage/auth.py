@@ -1,11 +1,13 @@
 """Users, devices, service tokens and sessions.
 
 Passwords are hashed with argon2 (slow on purpose: they are guessable).
-Device, API and session tokens are 32 random bytes from :mod:`secrets`; being
-unguessable, they are stored as a plain SHA-256 hash, which lets a lookup be
-one indexed query. Plaintext tokens are returned once, at creation, and never
-stored. Each token carries a short prefix (``cwd_``, ``cwt_``, ``cws_``) so
-that one pasted into a log or an audit entry can be recognised.
+API tokens may carry the token-only role ``ingest`` (systems that send events
+and never log in); users may not. Device, API and session tokens are 32 random
+bytes from :mod:`secrets`; being unguessable, they are stored as a plain
+SHA-256 hash, which lets a lookup be one indexed query. Plaintext tokens are
+returned once, at creation, and never stored. Each token carries a short
+prefix (``cwd_``, ``cwt_``, ``cws_``) so that one pasted into a log or an audit
+entry can be recognised.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from coverwatch.errors import StoreError
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.base import now_us as wall_clock_us
-from coverwatch.storage.tables import ROLES, api_tokens, devices, sessions, users
+from coverwatch.storage.tables import ROLES, TOKEN_ROLES, api_tokens, devices, sessions, users
 
 __all__ = [
     "TOKEN_PREFIXES",
@@ -36,6 +38,7 @@ __all__ = [
     "DuplicateNameError",
     "InvalidRolesError",
     "NewSession",
+    "NotFoundError",
     "SessionInfo",
     "User",
     "csrf_matches",
@@ -52,7 +55,11 @@ class DuplicateNameError(StoreError, ValueError):
 
 
 class InvalidRolesError(StoreError, ValueError):
-    """A role outside officer, supervisor, admin, auditor."""
+    """A role outside ROLES (users) or TOKEN_ROLES (API tokens)."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """No user, device or API token has the given name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,7 @@ class User:
     roles: frozenset[str]
     active: bool
     created_us: int
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +121,23 @@ def csrf_matches(expected: str, presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
 
 
-def normalise_roles(roles: Iterable[str]) -> frozenset[str]:
-    """Check ``roles`` is a subset of ROLES (a single string is one role)."""
+def normalise_roles(roles: Iterable[str], allowed: Iterable[str] = ROLES) -> frozenset[str]:
+    """Check ``roles`` is a subset of ``allowed`` (a single string is one role).
+
+    ``allowed`` is ROLES for users and TOKEN_ROLES for API tokens.
+    """
     found = frozenset([roles] if isinstance(roles, str) else roles)
-    unknown = found - set(ROLES)
+    allowed = tuple(allowed)
+    unknown = found - set(allowed)
+    token_only = unknown & (set(TOKEN_ROLES) - set(allowed))
+    if token_only:
+        raise InvalidRolesError(
+            f"{', '.join(sorted(token_only))} is a token-only role (for systems that send "
+            "events); give it to an API token, not a user"
+        )
     if unknown:
         raise InvalidRolesError(
-            f"unknown role(s) {', '.join(sorted(unknown))} (expected {', '.join(ROLES)})"
+            f"unknown role(s) {', '.join(sorted(unknown))} (expected {', '.join(allowed)})"
         )
     return found
 
@@ -133,7 +151,10 @@ def _roles_set(text: str) -> frozenset[str]:
 
 
 def _user(row: Any) -> User:
-    return User(row.id, row.username, _roles_set(row.roles), bool(row.active), row.created_us)
+    return User(
+        row.id, row.username, _roles_set(row.roles), bool(row.active), row.created_us,
+        row.notify_url,
+    )  # fmt: skip
 
 
 def _device(row: Any) -> Device:
@@ -164,8 +185,15 @@ class AuthMixin(StoreBase):
     # -- users --------------------------------------------------------------
 
     def create_user(
-        self, username: str, password: str, roles: Iterable[str], *, created_us: int | None = None
+        self,
+        username: str,
+        password: str,
+        roles: Iterable[str],
+        *,
+        notify_url: str | None = None,
+        created_us: int | None = None,
     ) -> User:
+        """Create a user with a subset of ROLES (not the token-only "ingest")."""
         if not username:
             raise ValueError("username must not be empty")
         if not password:
@@ -180,6 +208,7 @@ class AuthMixin(StoreBase):
                 roles=_roles_text(role_set),
                 active=True,
                 created_us=wall_clock_us() if created_us is None else created_us,
+                notify_url=notify_url or None,
             )
             .returning(*users.c)
         )
@@ -247,6 +276,45 @@ class AuthMixin(StoreBase):
             ).one()
         return _user(row)
 
+    def set_notify_url(self, username: str, url: str | None) -> User:
+        """Set (or, with None or "", clear) where the notifier reaches a user."""
+        with self._write() as conn:
+            user_id = self._user_id(conn, username)
+            row = conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(notify_url=url or None)
+                .returning(*users.c)
+            ).one()
+        return _user(row)
+
+    def notification_urls(self, target: str) -> list[str]:
+        """The notify URLs an escalation target resolves to (the notifier's resolver).
+
+        ``"role:<role>"``: every active user holding the role; ``"user:<name>"``:
+        that user, if active. Users without a notify URL, and any other target,
+        give nothing. Sorted by username, without repeats.
+        """
+        kind, _, name = target.partition(":")
+        if not name or kind not in ("role", "user"):
+            return []
+        q = (
+            select(users.c.username, users.c.roles, users.c.notify_url)
+            .where(users.c.active.is_(True), users.c.notify_url.is_not(None))
+            .order_by(users.c.username)
+        )
+        if kind == "user":
+            q = q.where(users.c.username == name)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        urls: list[str] = []
+        for row in rows:
+            if kind == "role" and name not in _roles_set(row.roles):
+                continue
+            if row.notify_url and row.notify_url not in urls:
+                urls.append(row.notify_url)
+        return urls
+
     def deactivate_user(self, username: str) -> User:
         """Stop a user from logging in and end their sessions (the row stays, for the audit)."""
         with self._write() as conn:
@@ -261,7 +329,7 @@ class AuthMixin(StoreBase):
     def _user_id(conn: Connection, username: str) -> int:
         user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
         if user_id is None:
-            raise StoreError(f"no user named {username!r}")
+            raise NotFoundError(f"no user named {username!r}")
         return int(user_id)
 
     # -- devices ------------------------------------------------------------
@@ -306,7 +374,7 @@ class AuthMixin(StoreBase):
                 update(devices).where(devices.c.name == name).values(token_hash=hash_token(token))
             ).rowcount
         if not done:
-            raise StoreError(f"no device named {name!r}")
+            raise NotFoundError(f"no device named {name!r}")
         return token
 
     def set_device_officer(self, name: str, officer: str | None) -> Device:
@@ -318,7 +386,7 @@ class AuthMixin(StoreBase):
                 .returning(*devices.c)
             ).first()
         if row is None:
-            raise StoreError(f"no device named {name!r}")
+            raise NotFoundError(f"no device named {name!r}")
         return _device(row)
 
     def deactivate_device(self, name: str) -> Device:
@@ -328,7 +396,7 @@ class AuthMixin(StoreBase):
                 .returning(*devices.c)
             ).first()  # fmt: skip
         if row is None:
-            raise StoreError(f"no device named {name!r}")
+            raise NotFoundError(f"no device named {name!r}")
         return _device(row)
 
     def list_devices(self) -> list[Device]:
@@ -340,10 +408,13 @@ class AuthMixin(StoreBase):
     def create_api_token(
         self, name: str, roles: Iterable[str], *, created_us: int | None = None
     ) -> tuple[ApiToken, str]:
-        """Create a service token; returns it and the plaintext (shown this once)."""
+        """Create a service token; returns it and the plaintext (shown this once).
+
+        ``roles`` is a subset of TOKEN_ROLES: a person's roles, or "ingest".
+        """
         if not name:
             raise ValueError("token name must not be empty")
-        role_set = normalise_roles(roles)
+        role_set = normalise_roles(roles, TOKEN_ROLES)
         token = new_token("api")
         stmt = (
             api_tokens.insert()
@@ -377,7 +448,7 @@ class AuthMixin(StoreBase):
                 .returning(*api_tokens.c)
             ).first()  # fmt: skip
         if row is None:
-            raise StoreError(f"no API token named {name!r}")
+            raise NotFoundError(f"no API token named {name!r}")
         return _api_token(row)
 
     def list_api_tokens(self) -> list[ApiToken]:

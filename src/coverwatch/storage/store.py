@@ -1,19 +1,24 @@
-"""The live store: events, alerts, and (via mixins) users, devices, tokens and audit.
+"""The live store: events, alert records, server state, and (via mixins) users,
+devices, tokens and audit.
 
 Open it with :func:`open_store`. With no URL it is a SQLite file
 ``<data_dir>/coverwatch.db`` that migrates itself to the newest schema on open;
 a ``postgresql://`` URL uses psycopg 3 and expects ``coverwatch db upgrade``
 (:func:`upgrade`) to have been run. Every method is one transaction, committed
 before it returns, so an acknowledged event is durable.
+
+Alerts are persisted, not managed: their lifecycle is the domain's
+(:mod:`coverwatch.domain.alerts`); the store keeps each alert's latest
+``Alert.to_record()`` and audits every change alongside it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import psycopg
@@ -21,24 +26,21 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, false, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from coverwatch.domain.alerts import Alert, AlertLifecycleError, alert_id_for
 from coverwatch.errors import StoreError
-from coverwatch.storage.audit import AuditMixin
+from coverwatch.storage.audit import AuditEntry, AuditMixin, _prepare_details
 from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
-from coverwatch.storage.tables import ALERT_KINDS, ALERT_STATES, alerts, events
+from coverwatch.storage.tables import alerts, events, server_state
 
 __all__ = [
     "DB_FILENAME",
-    "TRANSITIONS",
-    "Alert",
-    "AlertNotFoundError",
-    "AlertUpsert",
     "AppendResult",
-    "IllegalTransitionError",
+    "InvalidAlertRecordError",
     "InvalidEventError",
     "Store",
     "alembic_config",
@@ -52,13 +54,6 @@ __all__ = [
 DB_FILENAME = "coverwatch.db"
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-# Lifecycle of an alert: to_state -> states it may be reached from.
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "acknowledged": frozenset({"open"}),
-    "resolved": frozenset({"open", "acknowledged"}),
-    "closed": frozenset({"resolved"}),
-}
-
 # Which field, besides kind and time, identifies an event of each kind.
 _KEY_FIELD = {"fix": "officer", "duty": "officer", "gate": "post", "flag": "flag"}
 
@@ -69,8 +64,14 @@ _EVENT_COLUMNS = (
 )  # fmt: skip
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
-# 17 columns x 1000 rows stays under SQLite's 32766 bound parameters.
-_SQLITE_CHUNK = 1000
+# 17 columns x 500 rows stays well under SQLite's 32766 bound parameters.
+_SQLITE_CHUNK = 500
+_SQLITE_SQL = {
+    n: f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
+    + ",".join([_SQLITE_ROW] * n)
+    + " ON CONFLICT (key) DO NOTHING RETURNING id, key"
+    for n in (_SQLITE_CHUNK,)
+}
 _PG_TEMP_FLAG = "coverwatch_events_in"
 _PG_TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
@@ -86,58 +87,23 @@ class InvalidEventError(StoreError, ValueError):
     """An event row the store cannot key or store (unknown kind, missing field)."""
 
 
-class AlertNotFoundError(StoreError, LookupError):
-    """No alert has the given id."""
-
-
-class IllegalTransitionError(StoreError, ValueError):
-    """The alert's lifecycle does not allow the requested change of state."""
-
-    def __init__(self, alert_id: int, from_state: str, to_state: str) -> None:
-        self.alert_id = alert_id
-        self.from_state = from_state
-        self.to_state = to_state
-        allowed = sorted(TRANSITIONS.get(to_state, ()))
-        super().__init__(
-            f"alert {alert_id} cannot go from {from_state} to {to_state}"
-            + (f" (only from {', '.join(allowed)})" if allowed else "")
-        )
+class InvalidAlertRecordError(StoreError, ValueError):
+    """An alert record that ``Alert.from_record`` refuses, or whose id is not its key's."""
 
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """What one :meth:`Store.append_events` call stored."""
+    """What one :meth:`Store.append_events` call stored.
+
+    ``rows`` are the stored input rows (copies, with ``"id"`` set) in id order;
+    ``ids`` are their ids. Re-sent events (a key already stored, or repeated
+    within the batch after its first occurrence) are only counted in ``duplicates``.
+    """
 
     inserted: int
     duplicates: int
     ids: list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert row. Times are microseconds since the epoch."""
-
-    id: int
-    post: str
-    rule: str
-    kind: str
-    lapse_start_us: int
-    alert_at_us: int
-    state: str
-    level: int
-    acknowledged_by: str | None
-    acknowledged_at_us: int | None
-    note: str | None
-    resolved_at_us: int | None
-    closed_by: str | None
-    closed_at_us: int | None
-
-
-class AlertUpsert(NamedTuple):
-    """The alert after an upsert, and whether this call created it."""
-
-    alert: Alert
-    created: bool
+    rows: list[dict[str, Any]]
 
 
 def event_key(kind: str, ident: str, t_us: int) -> str:
@@ -269,23 +235,35 @@ def _event_row(row: Mapping[str, Any], received: int) -> tuple[Any, ...]:
     )
 
 
-def _sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[int]:
-    # Hand-built multi-row VALUES: SQLAlchemy's per-row parameter processing
-    # costs more than SQLite's insert itself on this hot path.
-    ids: list[int] = []
-    for i in range(0, len(params), _SQLITE_CHUNK):
-        chunk = params[i : i + _SQLITE_CHUNK]
+def _sqlite_sql(n: int) -> str:
+    sql = _SQLITE_SQL.get(n)
+    if sql is None:
         sql = (
             f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
-            + ",".join([_SQLITE_ROW] * len(chunk))
-            + " ON CONFLICT (key) DO NOTHING RETURNING id"
+            + ",".join([_SQLITE_ROW] * n)
+            + " ON CONFLICT (key) DO NOTHING RETURNING id, key"
         )
-        flat = tuple(v for row in chunk for v in row)
-        ids.extend(r[0] for r in conn.exec_driver_sql(sql, flat))
-    return ids
+    return sql
 
 
-def _postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[int]:
+def _sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
+    # Hand-built multi-row VALUES on the driver cursor: SQLAlchemy's per-row
+    # parameter processing costs more than SQLite's insert itself on this hot path.
+    # Rows conflicting with earlier rows of the same statement are skipped, so
+    # the first occurrence of a key wins.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        stored: list[tuple[int, str]] = []
+        for i in range(0, len(params), _SQLITE_CHUNK):
+            chunk = params[i : i + _SQLITE_CHUNK]
+            flat = [v for row in chunk for v in row]
+            stored.extend(cursor.execute(_sqlite_sql(len(chunk)), flat).fetchall())
+        return stored
+    finally:
+        cursor.close()
+
+
+def _postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
     # COPY into a per-connection temp table, then one INSERT … SELECT … ON CONFLICT:
     # far faster than a huge parameterised VALUES list through psycopg.
     record = conn.connection
@@ -301,10 +279,10 @@ def _postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[
                     copy.write_row(row)
             cur.execute(
                 f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
-                "ORDER BY ord ON CONFLICT (key) DO NOTHING RETURNING id"
+                "ORDER BY ord ON CONFLICT (key) DO NOTHING RETURNING id, key"
             )
             # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
-            return [int(r[0]) for r in cur.fetchall()]
+            return [(int(r[0]), r[1]) for r in cur.fetchall()]
     except BaseException:
         if created_here:
             # The rollback will undo the CREATE too.
@@ -320,8 +298,26 @@ def _event_out(row: Any) -> dict[str, Any]:
     return out
 
 
-def _alert(row: Any) -> Alert:
-    return Alert(**row._mapping)
+def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The alerts row for a domain alert record (checked by ``Alert.from_record``)."""
+    try:
+        alert = Alert.from_record(record)
+    except AlertLifecycleError as exc:
+        raise InvalidAlertRecordError(str(exc)) from None
+    expected = alert_id_for(alert.kind, alert.post, alert.rule, alert.lapse_start)
+    if alert.id != expected:
+        raise InvalidAlertRecordError(
+            f"alert record id {alert.id!r} is not the id of its key ({expected!r})"
+        )
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "post": alert.post,
+        "rule": alert.rule,
+        "lapse_start_us": alert.lapse_start,
+        "alert_at_us": alert.alert_at,
+        "state": alert.state.value,
+    }
 
 
 class Store(AuthMixin, AuditMixin):
@@ -336,23 +332,42 @@ class Store(AuthMixin, AuditMixin):
         the kind's fields (fix: officer, x, y, accuracy; duty: officer, on,
         capabilities; gate: post, open; flag: flag, on), optionally ``device``,
         ``received_us`` (default: now), ``late`` and ``raw`` (any JSON value).
-        Returns the ids of the new rows, in insertion order.
+        Returns the stored rows (copies of the given dicts with ``"id"`` set)
+        and their ids, in id order; see :class:`AppendResult`.
         """
         if not rows:
-            return AppendResult(0, 0, [])
+            return AppendResult(0, 0, [], [])
         received = now_us()
         params = [_event_row(r, received) for r in rows]
         append = _postgresql_append if self.dialect == "postgresql" else _sqlite_append
         try:
             with self._write() as conn:
-                ids = sorted(append(conn, params))
+                stored = append(conn, params)
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
-        return AppendResult(len(ids), len(params) - len(ids), ids)
+        stored.sort()
+        # Each stored key is its first occurrence in the batch (reversed: first wins).
+        first = {p[1]: i for i, p in reversed(list(enumerate(params)))}
+        out: list[dict[str, Any]] = []
+        for event_id, key in stored:
+            row = dict(rows[first[key]])
+            row["id"] = event_id
+            out.append(row)
+        ids = [event_id for event_id, _ in stored]
+        return AppendResult(len(ids), len(params) - len(ids), ids, out)
 
-    def events_since(self, after_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Events with id > ``after_id``, in id order (the live stream's sequence)."""
+    def events_since(
+        self, after_id: int, limit: int = 1000, *, include_late: bool = True
+    ) -> list[dict[str, Any]]:
+        """Events with id > ``after_id``, in id order (the live stream's sequence).
+
+        Each has every stored column (``capabilities`` as the stored
+        comma-separated string). ``include_late=False`` skips events that
+        arrived behind the live horizon (``late``).
+        """
         q = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        if not include_late:
+            q = q.where(events.c.late == false())
         with self._read() as conn:
             return [_event_out(r) for r in conn.execute(q)]
 
@@ -381,118 +396,63 @@ class Store(AuthMixin, AuditMixin):
 
     # -- alerts -------------------------------------------------------------
 
-    def upsert_alert(
-        self,
-        post: str,
-        rule: str,
-        kind: str,
-        lapse_start_us: int,
-        alert_at_us: int,
-        level: int = 1,
-    ) -> AlertUpsert:
-        """Create the alert for a lapse, or return the one that exists.
+    def record_alert_event(
+        self, record: Mapping[str, Any], *, actor: str, action: str
+    ) -> AuditEntry:
+        """Save an alert's latest record and audit the change, in one transaction.
 
-        Idempotent on (post, rule, lapse_start_us, kind), so a restarted server
-        re-deriving the same lapse does not raise a second alert. A higher
-        ``level`` on a still-unresolved alert escalates it.
+        ``record`` is ``coverwatch.domain.alerts.Alert.to_record()``; the row is
+        inserted or replaced by its id, so saving the same record twice leaves
+        one alert. The audit entry (``actor``, ``action``, subject
+        ``alert:<id>``, details = the record) is chained like any other.
         """
-        if kind not in ALERT_KINDS:
-            raise ValueError(f"unknown alert kind {kind!r} (expected {', '.join(ALERT_KINDS)})")
-        key = (
-            (alerts.c.post == post)
-            & (alerts.c.rule == rule)
-            & (alerts.c.lapse_start_us == lapse_start_us)
-            & (alerts.c.kind == kind)
+        values = _alert_values(record)
+        details_text, body = _prepare_details(record)
+        values |= {"record": details_text, "updated_us": now_us()}
+        insert = _insert(self.dialect)(alerts).values(**values)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[alerts.c.id],
+            set_={k: insert.excluded[k] for k in values if k != "id"},
         )
-        stmt = (
-            _insert(self.dialect)(alerts)
-            .values(
-                post=post,
-                rule=rule,
-                kind=kind,
-                lapse_start_us=lapse_start_us,
-                alert_at_us=alert_at_us,
-                state="open",
-                level=level,
+        with self._audit_write() as conn:
+            conn.execute(upsert)
+            return self._append_audit_locked(
+                conn, actor, action, f"alert:{values['id']}", (details_text, body)
             )
-            .on_conflict_do_nothing(index_elements=["post", "rule", "lapse_start_us", "kind"])
-            .returning(alerts.c.id)
+
+    def load_alerts(self) -> list[dict[str, Any]]:
+        """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
+        q = select(alerts.c.record).order_by(alerts.c.alert_at_us, alerts.c.id)
+        with self._read() as conn:
+            return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert's latest record, or None."""
+        q = select(alerts.c.record).where(alerts.c.id == alert_id)
+        with self._read() as conn:
+            text = conn.execute(q).scalar()
+        return None if text is None else dict(orjson.loads(text))
+
+    # -- server state -------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        """A value saved with :meth:`set_state`, or None."""
+        q = select(server_state.c.value).where(server_state.c.key == key)
+        with self._read() as conn:
+            value = conn.execute(q).scalar()
+        return None if value is None else str(value)
+
+    def set_state(self, key: str, value: str) -> None:
+        """Save ``value`` under ``key`` (replacing any), durably, in one transaction."""
+        insert = _insert(self.dialect)(server_state).values(
+            key=key, value=value, updated_us=now_us()
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[server_state.c.key],
+            set_={"value": insert.excluded.value, "updated_us": insert.excluded.updated_us},
         )
         with self._write() as conn:
-            created = conn.execute(stmt).first() is not None
-            if not created:
-                conn.execute(
-                    update(alerts)
-                    .where(key, alerts.c.level < level)
-                    .where(alerts.c.state.in_(("open", "acknowledged")))
-                    .values(level=level)
-                )
-            row = conn.execute(select(alerts).where(key)).one()
-        return AlertUpsert(_alert(row), created)
-
-    def transition(
-        self,
-        alert_id: int,
-        to_state: str,
-        actor: str,
-        note: str | None = None,
-        *,
-        t_us: int,
-    ) -> Alert:
-        """Move an alert along open → acknowledged → resolved → closed.
-
-        Also open → resolved (cover returned before acknowledgement). Anything
-        else raises :class:`IllegalTransitionError`; an unknown id raises
-        :class:`AlertNotFoundError`. ``note``, if given, replaces the alert's note.
-        """
-        if to_state not in ALERT_STATES:
-            raise ValueError(f"unknown alert state {to_state!r}")
-        allowed = TRANSITIONS.get(to_state, frozenset())
-        values: dict[str, Any] = {"state": to_state}
-        if to_state == "acknowledged":
-            values |= {"acknowledged_by": actor, "acknowledged_at_us": t_us}
-        elif to_state == "resolved":
-            values["resolved_at_us"] = t_us
-        elif to_state == "closed":
-            values |= {"closed_by": actor, "closed_at_us": t_us}
-        if note is not None:
-            values["note"] = note
-        with self._write() as conn:
-            # The state check is in the UPDATE itself, so two racing callers cannot both win.
-            done = conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert_id, alerts.c.state.in_(sorted(allowed)))
-                .values(**values)
-            ).rowcount
-            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-        if row is None:
-            raise AlertNotFoundError(f"no alert with id {alert_id}")
-        if not done:
-            raise IllegalTransitionError(alert_id, row.state, to_state)
-        return _alert(row)
-
-    def get_alert(self, alert_id: int) -> Alert | None:
-        with self._read() as conn:
-            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-        return None if row is None else _alert(row)
-
-    def list_alerts(
-        self,
-        state: str | Iterable[str] | None = None,
-        since_us: int | None = None,
-        limit: int | None = None,
-    ) -> list[Alert]:
-        """Alerts, oldest first; optionally only in ``state`` and raised at/after ``since_us``."""
-        q = select(alerts).order_by(alerts.c.alert_at_us, alerts.c.id)
-        if state is not None:
-            states = [state] if isinstance(state, str) else list(state)
-            q = q.where(alerts.c.state.in_(states))
-        if since_us is not None:
-            q = q.where(alerts.c.alert_at_us >= since_us)
-        if limit is not None:
-            q = q.limit(limit)
-        with self._read() as conn:
-            return [_alert(r) for r in conn.execute(q)]
+            conn.execute(upsert)
 
     # -- schema -------------------------------------------------------------
 

@@ -25,10 +25,9 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "ALERT_KINDS",
-    "ALERT_STATES",
     "EVENT_KINDS",
     "ROLES",
+    "TOKEN_ROLES",
     "Id",
     "alerts",
     "api_tokens",
@@ -36,14 +35,17 @@ __all__ = [
     "devices",
     "events",
     "metadata",
+    "server_state",
     "sessions",
     "users",
 ]
 
 EVENT_KINDS = ("fix", "duty", "gate", "flag")
-ALERT_KINDS = ("lapse", "unbriefed")
-ALERT_STATES = ("open", "acknowledged", "resolved", "closed")
+# Roles a person (user) may hold.
 ROLES = ("officer", "supervisor", "admin", "auditor")
+# Roles an API token may hold: a person's roles, plus "ingest" for systems that
+# only send events (gate sensors, CAD bridges) and never log in.
+TOKEN_ROLES = (*ROLES, "ingest")
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias); elsewhere 64-bit.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -94,6 +96,8 @@ users = Table(
     Column("roles", Text, nullable=False, server_default=""),
     Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_us", BigInteger, nullable=False),
+    # Where the notifier reaches this person (an Apprise or signed-webhook URL).
+    Column("notify_url", Text),
     UniqueConstraint("username"),
 )
 
@@ -116,6 +120,7 @@ api_tokens = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", Text, nullable=False),
     Column("token_hash", Text, nullable=False),
+    # Comma-separated, sorted subset of TOKEN_ROLES.
     Column("roles", Text, nullable=False, server_default=""),
     Column("created_us", BigInteger, nullable=False),
     Column("active", Boolean, nullable=False, server_default=true()),
@@ -138,23 +143,29 @@ sessions = Table(
 alerts = Table(
     "alerts",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    # The domain's alert_id_for(kind, post, rule, lapse_start): stable across restarts.
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
     Column("post", Text, nullable=False),
     Column("rule", Text, nullable=False),
-    Column("kind", Text, nullable=False),
     Column("lapse_start_us", BigInteger, nullable=False),
     Column("alert_at_us", BigInteger, nullable=False),
-    Column("state", Text, nullable=False, server_default="open"),
-    Column("level", Integer, nullable=False, server_default="1"),
-    Column("acknowledged_by", Text),
-    Column("acknowledged_at_us", BigInteger),
-    Column("note", Text),
-    Column("resolved_at_us", BigInteger),
-    Column("closed_by", Text),
-    Column("closed_at_us", BigInteger),
+    Column("state", Text, nullable=False),
+    # JSON of coverwatch.domain.alerts.Alert.to_record(); the columns above are copies for queries.
+    Column("record", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
     # A restart re-derives the same lapse; this key keeps it one alert.
-    UniqueConstraint("post", "rule", "lapse_start_us", "kind"),
-    Index(None, "state", "alert_at_us"),
+    UniqueConstraint("kind", "post", "rule", "lapse_start_us"),
+    Index(None, "alert_at_us", "id"),
+)
+
+server_state = Table(
+    "server_state",
+    metadata,
+    # Small durable facts of the live server (e.g. the engine's horizon).
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_us", BigInteger),
 )
 
 audit = Table(

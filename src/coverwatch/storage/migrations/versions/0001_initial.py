@@ -1,4 +1,4 @@
-"""Initial schema: events, users, devices, api tokens, sessions, alerts, audit.
+"""Initial schema: events, users, devices, api tokens, sessions, alerts, server state, audit.
 
 Revision ID: 0001
 Revises:
@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("roles", sa.Text(), nullable=False, server_default=""),
         sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
+        sa.Column("notify_url", sa.Text()),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("username", name="uq_users_username"),
     )
@@ -101,30 +102,33 @@ def upgrade() -> None:
 
     op.create_table(
         "alerts",
-        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("post", sa.Text(), nullable=False),
         sa.Column("rule", sa.Text(), nullable=False),
-        sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("lapse_start_us", sa.BigInteger(), nullable=False),
         sa.Column("alert_at_us", sa.BigInteger(), nullable=False),
-        sa.Column("state", sa.Text(), nullable=False, server_default="open"),
-        sa.Column("level", sa.Integer(), nullable=False, server_default="1"),
-        sa.Column("acknowledged_by", sa.Text()),
-        sa.Column("acknowledged_at_us", sa.BigInteger()),
-        sa.Column("note", sa.Text()),
-        sa.Column("resolved_at_us", sa.BigInteger()),
-        sa.Column("closed_by", sa.Text()),
-        sa.Column("closed_at_us", sa.BigInteger()),
+        sa.Column("state", sa.Text(), nullable=False),
+        sa.Column("record", sa.Text(), nullable=False),
+        sa.Column("updated_us", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
         sa.UniqueConstraint(
+            "kind",
             "post",
             "rule",
             "lapse_start_us",
-            "kind",
-            name="uq_alerts_post_rule_lapse_start_us_kind",
+            name="uq_alerts_kind_post_rule_lapse_start_us",
         ),
     )
-    op.create_index("ix_alerts_state_alert_at_us", "alerts", ["state", "alert_at_us"])
+    op.create_index("ix_alerts_alert_at_us_id", "alerts", ["alert_at_us", "id"])
+
+    op.create_table(
+        "server_state",
+        sa.Column("key", sa.Text(), primary_key=True),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("updated_us", sa.BigInteger()),
+        sa.PrimaryKeyConstraint("key", name="pk_server_state"),
+    )
 
     op.create_table(
         "audit",
@@ -142,5 +146,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("audit", "alerts", "sessions", "api_tokens", "devices", "users", "events"):
+    for name in (
+        "audit", "server_state", "alerts", "sessions", "api_tokens", "devices", "users", "events",
+    ):  # fmt: skip
         op.drop_table(name)
