@@ -267,11 +267,11 @@ def to_events(plan: Plan, sim: Simulation) -> EventBatch:
             control.append(DutyEvent(officer.shift[1], i, False, officer.capabilities, seq))
             seq += 1
     mask = sim.on.T  # (steps, officers): t-major order
-    steps, i = np.nonzero(mask)
+    steps, who = np.nonzero(mask)
     t = sim.start + steps.astype(np.int64) * sim.step_us
     fixes = FixColumns(
         t,
-        i.astype(np.int32),
+        who.astype(np.int32),
         sim.x.T[mask],
         sim.y.T[mask],
         np.full(len(t), plan.accuracy_m),
