@@ -41,9 +41,10 @@ def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
     if isinstance(error, SiteFileError):
         for problem in error.problems:
             console.print(f"[red]error[/red] {escape(str(problem))}", highlight=False,
-                          soft_wrap=True)
+                          soft_wrap=True, emoji=False)  # else "file:100:" shows as an emoji
     else:
-        console.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True,
+                      emoji=False)
     return typer.Exit(2)
 
 
@@ -156,6 +157,11 @@ def replay(
             result = replay_sorted(site_model, ordered, until=until_us, on_progress=tick)
     except CoverwatchError as e:
         raise _fail(err, e) from None
+    except OSError as e:
+        where = escape(str(e.filename or events))
+        err.print(f"[red]error[/red] {where}: {escape(e.strerror or str(e))}",
+                  highlight=False, soft_wrap=True, emoji=False)
+        raise typer.Exit(2) from None
 
     if reader.skipped:
         shown = ", ".join(str(n) for n in reader.skipped[:20])
