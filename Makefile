@@ -17,7 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/coverwatch check examples/yard/site.yaml
-	$(BIN)/coverwatch replay examples/yard/site.yaml examples/yard/roving-patrol.jsonl
+	$(BIN)/coverwatch demo --site examples/yard/site.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -58,6 +58,15 @@ def check(site: Annotated[Path, typer.Argument(help="The site file (YAML).")]) -
         doc = load_site_document(site)
     except SiteFileError as e:
         raise _fail(console, e) from None
+    from coverwatch.plans import check_walkways
+
+    findings = check_walkways(doc.site)
+    for finding in findings:
+        colour = "red" if finding.level == "error" else "yellow"
+        console.print(f"[{colour}]{finding.level}[/{colour}] {site}: walkways: "
+                      f"{escape(finding.message)}", highlight=False, soft_wrap=True)
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(2)
     rules = sum(len(p.rules) for p in doc.site.posts)
     Console().print(
         f"[green]ok[/green] {site}: site {doc.site.id}, {len(doc.site.posts)} posts, {rules} rules",
@@ -198,3 +207,14 @@ def replay(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+def _mount() -> None:
+    from coverwatch.cli.plan import plan_app
+    from coverwatch.cli.server import register
+
+    register(app)
+    app.add_typer(plan_app, name="plan")
+
+
+_mount()

@@ -501,6 +501,13 @@ class AlertBook:
         alert.acknowledge(user, note, now)
         return alert
 
+    def restore(self, alert: Alert) -> None:
+        """Replace an alert with a changed copy (the server persists first, then restores)."""
+        if alert.id not in self._alerts:
+            raise UnknownAlertError(f"no alert {alert.id}")
+        alert._check_consistent()
+        self._alerts[alert.id] = alert
+
     def close(self, alert_id: str, user: str, note: str, now: int) -> Alert:
         """``user`` closes a resolved alert."""
         alert = self.get(alert_id)

@@ -56,10 +56,7 @@ def signed_distance(
         len2 = ex * ex + ey * ey
         px = x - ax
         py = y - ay
-        if len2 > 0:
-            u = np.clip((px * ex + py * ey) / len2, 0.0, 1.0)
-        else:
-            u = np.zeros(x.shape)
+        u = np.clip((px * ex + py * ey) / len2, 0.0, 1.0) if len2 > 0 else np.zeros(x.shape)
         qx = px - u * ex
         qy = py - u * ey
         np.minimum(best, np.sqrt(qx * qx + qy * qy), out=best)

@@ -203,7 +203,9 @@ class CoverEngine:
             if start is not None:
                 post, rule = self._pairs[i]
                 alert_at = start + self._grace[i] if self._lapse_alerted[i] else None
-                self.lapses.append(Lapse(post.id, rule.id, start, None, alert_at, self._lapse_min[i]))
+                self.lapses.append(
+                    Lapse(post.id, rule.id, start, None, alert_at, self._lapse_min[i])
+                )
                 st = self.stats[i]
                 st.longest_lapse_us = max(st.longest_lapse_us, end - start)
         self.lapses.sort(key=lambda lp: (lp.start, lp.post, lp.rule))

@@ -1,0 +1,148 @@
+"""Who is calling, and may they? Authentication and role checks for every route.
+
+Three kinds of caller:
+
+* people in a browser: a session cookie, plus the session's CSRF token in the
+  ``X-CSRF-Token`` header on every state-changing request;
+* API clients and services: ``Authorization: Bearer cwt_…`` (an API token
+  with roles);
+* devices: ``Authorization: Bearer cwd_…`` (one token per device, bound to
+  one officer). Devices may only send events.
+
+Routes declare the roles they allow with :func:`require`; the table of routes
+and roles is what ``tests/e2e/test_authz_matrix.py`` walks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+
+from coverwatch.services import Services
+from coverwatch.storage import csrf_matches
+
+__all__ = [
+    "DEVICE",
+    "SESSION_COOKIE",
+    "LoginLimiter",
+    "Principal",
+    "require",
+    "services",
+]
+
+SESSION_COOKIE = "cw_session"
+CSRF_HEADER = "x-csrf-token"
+DEVICE = "device"
+INGEST = "ingest"  # an API-token role for systems that send events (gate sensors, CAD)
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. ``roles`` holds user roles, or "device"."""
+
+    kind: str  # "user", "token" or "device"
+    name: str
+    roles: frozenset[str]
+    officer: str | None = None
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "Authorization header must be 'Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal | None:
+    """The caller, or None if they presented no credentials at all."""
+    svc = services(request)
+    store = svc.store
+    token = _bearer(request)
+    if token is not None:
+        if token.startswith("cwd_"):
+            device = await asyncio.to_thread(store.device_for_token, token)
+            if device is not None and device.active:
+                return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+        elif token.startswith("cwt_"):
+            api = await asyncio.to_thread(store.api_token_for, token)
+            if api is not None and api.active:
+                return Principal("token", api.name, api.roles)
+        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        session = await asyncio.to_thread(store.session_for, cookie, now_us=svc.clock())
+        if session is None or not session.user.active:
+            raise HTTPException(401, "session expired; log in again")
+        if request.method not in _SAFE and not csrf_matches(
+            session.csrf_token, request.headers.get(CSRF_HEADER)
+        ):
+            raise HTTPException(403, "missing or wrong X-CSRF-Token header for this session")
+        return Principal("user", session.user.username, session.user.roles)
+    return None
+
+
+def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting callers with any of ``roles`` (401/403 otherwise)."""
+    allowed = frozenset(roles)
+
+    async def check(request: Request) -> Principal:
+        who = await authenticate(request)
+        if who is None:
+            raise HTTPException(401, "authentication required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not who.roles & allowed:
+            raise HTTPException(
+                403, f"this needs one of the roles: {', '.join(sorted(allowed))}"
+            )
+        return who
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]
+    return check
+
+
+def roles_of(dependency: Callable[..., object]) -> frozenset[str]:
+    """The roles a :func:`require` dependency admits (for the matrix test)."""
+    return getattr(dependency, "allowed_roles", frozenset())
+
+
+class LoginLimiter:
+    """At most ``limit`` login attempts per minute per username and per client address."""
+
+    def __init__(self, limit: int, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, *keys: str) -> bool:
+        now = self.clock()
+        ok = True
+        for key in keys:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                ok = False
+        if ok:
+            for key in keys:
+                self._hits[key].append(now)
+        return ok
+
+
+AnyUser = Depends(require("officer", "supervisor", "admin", "auditor"))

@@ -1,0 +1,51 @@
+"""Prometheus metrics for `/metrics`: ingest, engine lag, open alerts, stale officers.
+
+A registry per app (not the process-global one) so that several apps, as in
+the tests, do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from coverwatch.services import Services
+
+__all__ = ["render"]
+
+
+class _ServicesCollector(Collector):
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        svc = self.svc
+        ingested = CounterMetricFamily(
+            "coverwatch_events_ingested", "Events stored, by input path", labels=["source"]
+        )
+        for source, n in sorted(svc.ingested.items()):
+            ingested.add_metric([source], n)
+        yield ingested
+        yield CounterMetricFamily("coverwatch_events_late", "Events stored as late",
+                                  value=svc.late_total)
+        yield CounterMetricFamily("coverwatch_events_duplicate", "Re-sent events not stored again",
+                                  value=svc.duplicates_total)
+        yield GaugeMetricFamily("coverwatch_engine_lag_seconds",
+                                "Wall clock minus the live horizon (includes allowed lateness)",
+                                value=svc.engine_lag_s())
+        open_alerts = sum(1 for a in svc.book.alerts() if a.state.value in ("open", "acknowledged"))
+        yield GaugeMetricFamily("coverwatch_alerts_open", "Alerts open or acknowledged",
+                                value=open_alerts)
+        yield GaugeMetricFamily("coverwatch_officers_stale",
+                                "On-duty officers whose device has gone silent",
+                                value=svc.live.stale_officers())
+        yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
+                                value=svc.feed.subscribers)
+
+
+def render(svc: Services) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ServicesCollector(svc))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

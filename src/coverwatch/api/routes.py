@@ -1,0 +1,479 @@
+"""HTTP routes of the live server. Thin: parse, check the role, call services.
+
+Every route but ``/healthz``, ``/readyz`` and ``/api/v1/login`` requires an
+authenticated caller with one of the roles named in its ``require(...)``.
+The probes are public by design (they say only "ok"/"not ready") so that an
+orchestrator can use them without a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from coverwatch.api.deps import (
+    DEVICE,
+    INGEST,
+    SESSION_COOKIE,
+    Principal,
+    require,
+    services,
+)
+from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
+from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
+from coverwatch.ingest import InvalidEvents, osmand_json_records, osmand_records, validate_records
+from coverwatch.services import Services
+from coverwatch.storage import DuplicateNameError, InvalidRolesError, verify_audit
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+Svc = Annotated[Services, Depends(services)]
+
+
+def _problem(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+# -- probes -------------------------------------------------------------------
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(svc: Svc) -> PlainTextResponse:
+    try:
+        await asyncio.to_thread(svc.store.max_event_id)
+    except Exception:
+        return PlainTextResponse("store unavailable", status_code=503)
+    return PlainTextResponse("ready")
+
+
+@router.get("/metrics")
+async def metrics(
+    svc: Svc, who: Annotated[Principal, Depends(require("admin", "auditor"))]
+) -> Response:
+    from coverwatch.api.metrics import render
+
+    body, content_type = render(svc)
+    return Response(body, media_type=content_type)
+
+
+# -- sessions ---------------------------------------------------------------------
+
+
+class Login(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/api/v1/login")
+async def login(body: Login, request: Request, response: Response, svc: Svc) -> dict[str, Any]:
+    limiter = request.app.state.login_limiter
+    client = request.client.host if request.client else "?"
+    if not limiter.allow(f"user:{body.username}", f"addr:{client}"):
+        raise HTTPException(429, "too many login attempts; wait a minute",
+                            headers={"Retry-After": "60"})
+    user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
+    await asyncio.to_thread(svc.store.record_login_attempt, body.username, user is not None, client)
+    if user is None or not user.active:
+        raise HTTPException(401, "wrong username or password")
+    session = await asyncio.to_thread(
+        svc.store.create_session, user.id, now_us=svc.clock(),
+        ttl_us=seconds_to_us(svc.settings.session_ttl_s),
+    )
+    response.set_cookie(
+        SESSION_COOKIE, session.token, httponly=True, samesite="strict",
+        secure=svc.settings.secure_cookies, max_age=int(svc.settings.session_ttl_s), path="/",
+    )
+    return {"username": user.username, "roles": sorted(user.roles),
+            "csrf_token": session.csrf_token}
+
+
+@router.post("/api/v1/logout")
+async def logout(
+    request: Request, response: Response, svc: Svc,
+    who: Annotated[Principal, Depends(require("officer", "supervisor", "admin", "auditor"))],
+) -> dict[str, str]:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await asyncio.to_thread(svc.store.delete_session, token)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"status": "logged out"}
+
+
+@router.get("/api/v1/me")
+async def me(
+    request: Request, svc: Svc,
+    who: Annotated[Principal, Depends(require("officer", "supervisor", "admin", "auditor"))],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": who.name, "kind": who.kind, "roles": sorted(who.roles)}
+    token = request.cookies.get(SESSION_COOKIE)
+    if who.kind == "user" and token:
+        session = await asyncio.to_thread(svc.store.session_for, token, now_us=svc.clock())
+        if session is not None:
+            out["csrf_token"] = session.csrf_token
+    return out
+
+
+@router.get("/api/v1/me/duty")
+async def my_duty(
+    svc: Svc, who: Annotated[Principal, Depends(require("officer"))]
+) -> dict[str, Any]:
+    """An officer's own duty: on/off, capabilities, last fix and the rules they count for."""
+    for o in svc.live.officers():
+        if o.officer == who.name:
+            return _officer_json(o, svc)
+    return {"officer": who.name, "on_duty": False, "capabilities": [], "last_fix": None,
+            "stale": True, "counts_for": []}
+
+
+# -- ingestion ---------------------------------------------------------------------
+
+
+async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> dict[str, Any]:
+    if len(records) > svc.settings.max_batch_events:
+        raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
+    rows = validate_records(
+        records, svc.site, now_us=svc.clock(),
+        max_future_us=seconds_to_us(svc.settings.max_future_s),
+        device_officer=who.officer, device=who.kind == "device",
+    )
+    device = who.name if who.kind == "device" else None
+    result = await svc.ingest(rows, source=source, device=device)
+    return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
+
+
+@router.post("/api/v1/events")
+async def post_events(
+    request: Request, svc: Svc,
+    who: Annotated[Principal, Depends(require(DEVICE, INGEST, "supervisor", "admin"))],
+) -> Any:
+    """Store a batch of events: a JSON array, an object with "events", or JSON lines."""
+    body = await request.body()
+    records: Any
+    try:
+        if request.headers.get("content-type", "").startswith("application/x-ndjson"):
+            records = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+        else:
+            data = orjson.loads(body)
+            records = data.get("events") if isinstance(data, dict) else data
+    except orjson.JSONDecodeError as e:
+        return _problem(400, [{"index": None, "field": None, "message": f"invalid JSON: {e}"}])
+    if not isinstance(records, list):
+        return _problem(422, [{"index": None, "field": "events",
+                               "message": "expected a JSON array of events"}])
+    try:
+        return await _ingest(svc, who, records, "http")
+    except InvalidEvents as e:
+        return _problem(422, [p.as_dict() for p in e.problems])
+
+
+async def _osmand_device(request: Request, svc: Services, ident: str | None) -> Principal:
+    # Traccar Client sends only a device identifier: configure it as the device's token.
+    if not ident:
+        raise HTTPException(400, "missing id (the device identifier)")
+    device = await asyncio.to_thread(svc.store.device_for_token, ident)
+    if device is None or not device.active:
+        raise HTTPException(
+            401, "unknown device: set the device identifier to its coverwatch token"
+        )
+    if device.officer is None:
+        raise HTTPException(403, f"device {device.name} is not assigned to an officer")
+    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+
+
+@router.api_route("/osmand", methods=["GET", "POST"])
+async def osmand(request: Request, svc: Svc) -> Any:
+    """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body)."""
+    params: dict[str, Any] = dict(request.query_params)
+    body: Any = None
+    ctype = request.headers.get("content-type", "")
+    if request.method == "POST":
+        if ctype.startswith("application/json"):
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as e:
+                return _problem(400, [{"index": None, "field": None,
+                                       "message": f"invalid JSON: {e}"}])
+        elif ctype.startswith("application/x-www-form-urlencoded"):
+            form = await request.form()
+            params.update({k: str(v) for k, v in form.items()})
+    ident = params.get("id") or params.get("deviceid")
+    if body is not None and isinstance(body, dict):
+        ident = ident or body.get("device_id")
+    who = await _osmand_device(request, svc, ident)
+    assert who.officer is not None
+    try:
+        records = osmand_json_records(body, who.officer) if body is not None \
+            else osmand_records(params, who.officer)
+        result = await _ingest(svc, who, records, "osmand")
+    except InvalidEvents as e:
+        return _problem(400, [p.as_dict() for p in e.problems])
+    return result
+
+
+# -- cover, officers, lapses ---------------------------------------------------------
+
+
+def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
+    age = None if o.last_fix_us is None else max(0.0, (svc.live.horizon - o.last_fix_us) / US_PER_S)
+    return {
+        "officer": o.officer, "on_duty": o.on_duty, "capabilities": list(o.capabilities),
+        "last_fix": None if o.last_fix_us is None else format_time(o.last_fix_us),
+        "last_fix_age_s": age, "stale": o.stale,
+        "counts_for": [{"post": p, "rule": r} for p, r in o.rules],
+    }
+
+
+@router.get("/api/v1/cover")
+async def cover(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
+) -> dict[str, Any]:
+    """Every rule's state at the horizon."""
+    states = []
+    grace = {(p.id, r.id): r.grace_s for p, r in svc.site.rules()}
+    horizon = svc.live.horizon
+    for st in svc.live.rule_states():
+        if not st.active:
+            state = "inactive"
+        elif st.lapse_start is None:
+            state = "covered"
+        elif horizon - st.lapse_start <= seconds_to_us(grace[(st.post, st.rule)]) \
+                and not st.alerted:
+            state = "grace"
+        else:
+            state = "lapsed"
+        states.append({
+            "post": st.post, "rule": st.rule, "state": state, "count": st.count, "need": st.need,
+            "lapse_start": None if st.lapse_start is None else format_time(st.lapse_start),
+        })
+    return {"horizon": format_time(horizon), "rules": states}
+
+
+@router.get("/api/v1/officers")
+async def officers(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
+) -> dict[str, Any]:
+    return {"horizon": format_time(svc.live.horizon),
+            "officers": [_officer_json(o, svc) for o in svc.live.officers()]}
+
+
+@router.get("/api/v1/lapses")
+async def lapses(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
+) -> dict[str, Any]:
+    from coverwatch.cli import lapse_record
+
+    return {"horizon": format_time(svc.live.horizon),
+            "lapses": [lapse_record(lp) for lp in svc.live.lapses()]}
+
+
+# -- alerts ------------------------------------------------------------------------
+
+
+class AlertAction(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+@router.get("/api/v1/alerts")
+async def list_alerts(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+    state: str | None = None,
+) -> dict[str, Any]:
+    alerts = [a.to_record() for a in svc.book.alerts()]
+    if state is not None:
+        wanted = set(state.split(","))
+        alerts = [a for a in alerts if a["state"] in wanted]
+    return {"alerts": alerts}
+
+
+@router.post("/api/v1/alerts/{alert_id}/acknowledge")
+async def acknowledge(
+    alert_id: str, body: AlertAction, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    try:
+        alert = await svc.acknowledge(alert_id, who.name, body.note)
+    except UnknownAlertError:
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    except AlertLifecycleError as e:
+        raise HTTPException(409, str(e)) from None
+    return alert.to_record()
+
+
+@router.post("/api/v1/alerts/{alert_id}/close")
+async def close_alert(
+    alert_id: str, body: AlertAction, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    try:
+        alert = await svc.close_alert(alert_id, who.name, body.note)
+    except UnknownAlertError:
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    except AlertLifecycleError as e:
+        raise HTTPException(409, str(e)) from None
+    return alert.to_record()
+
+
+@router.get("/api/v1/feed")
+async def feed(
+    request: Request, svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
+) -> StreamingResponse:
+    """Server-sent events: cover changes, alerts and escalations as they happen."""
+
+    async def stream() -> Any:
+        async with svc.feed.subscribe() as q:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    data = await asyncio.wait_for(q.get(), timeout=15.0)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                yield b"data: " + data + b"\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store"})
+
+
+# -- administration ------------------------------------------------------------------
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    password: str = Field(min_length=12, max_length=1000)
+    roles: list[str]
+
+
+class UserChange(BaseModel):
+    roles: list[str] | None = None
+    active: bool | None = None
+
+
+class NewDevice(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    officer: str = Field(min_length=1, max_length=100)
+
+
+def _user_json(u: Any) -> dict[str, Any]:
+    return {"username": u.username, "roles": sorted(u.roles), "active": u.active}
+
+
+@router.get("/api/v1/users")
+async def users(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) -> Any:
+    return {"users": [_user_json(u) for u in await asyncio.to_thread(svc.store.list_users)]}
+
+
+@router.post("/api/v1/users", status_code=201)
+async def create_user(
+    body: NewUser, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    try:
+        user = await asyncio.to_thread(svc.store.create_user, body.username, body.password,
+                                       body.roles)
+    except InvalidRolesError as e:
+        raise HTTPException(422, str(e)) from None
+    except DuplicateNameError as e:
+        raise HTTPException(409, str(e)) from None
+    await asyncio.to_thread(svc.store.audit_change, who.name, "user.created", body.username,
+                            {"roles": sorted(body.roles)})
+    return _user_json(user)
+
+
+@router.patch("/api/v1/users/{username}")
+async def change_user(
+    username: str, body: UserChange, svc: Svc,
+    who: Annotated[Principal, Depends(require("admin"))],
+) -> Any:
+    store = svc.store
+    if await asyncio.to_thread(store.get_user, username) is None:
+        raise HTTPException(404, f"no user {username}")
+    try:
+        if body.roles is not None:
+            await asyncio.to_thread(store.set_roles, username, body.roles)
+        if body.active is False:
+            await asyncio.to_thread(store.deactivate_user, username)
+    except InvalidRolesError as e:
+        raise HTTPException(422, str(e)) from None
+    await asyncio.to_thread(store.audit_change, who.name, "user.changed", username,
+                            body.model_dump(exclude_none=True))
+    user = await asyncio.to_thread(store.get_user, username)
+    return _user_json(user)
+
+
+@router.get("/api/v1/devices")
+async def devices(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) -> Any:
+    return {"devices": [
+        {"name": d.name, "officer": d.officer, "active": d.active}
+        for d in await asyncio.to_thread(svc.store.list_devices)
+    ]}
+
+
+@router.post("/api/v1/devices", status_code=201)
+async def create_device(
+    body: NewDevice, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    try:
+        _, token = await asyncio.to_thread(svc.store.create_device, body.name, body.officer)
+    except DuplicateNameError as e:
+        raise HTTPException(409, str(e)) from None
+    await asyncio.to_thread(svc.store.audit_change, who.name, "device.created", body.name,
+                            {"officer": body.officer})
+    # The token is shown once; the server keeps only its hash.
+    return {"name": body.name, "officer": body.officer, "token": token}
+
+
+@router.delete("/api/v1/devices/{name}")
+async def revoke_device(
+    name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    try:
+        await asyncio.to_thread(svc.store.deactivate_device, name)
+    except LookupError:
+        raise HTTPException(404, f"no device {name}") from None
+    await asyncio.to_thread(svc.store.audit_change, who.name, "device.revoked", name, {})
+    return {"name": name, "active": False}
+
+
+@router.get("/api/v1/audit")
+async def audit(
+    svc: Svc, who: Annotated[Principal, Depends(require("auditor", "admin"))],
+    after: int = 0, limit: int = 100,
+) -> Any:
+    entries = await asyncio.to_thread(svc.store.audit_entries, after, min(max(limit, 1), 1000))
+    return {"entries": [e.as_dict() for e in entries]}
+
+
+@router.get("/api/v1/audit/verify")
+async def audit_verify(
+    svc: Svc, who: Annotated[Principal, Depends(require("auditor", "admin"))]
+) -> Any:
+    result = await asyncio.to_thread(verify_audit, svc.store)
+    return {"ok": result.ok, "entries": result.entries, "first_bad_id": result.first_bad_id,
+            "reason": result.reason}
+
+
+@router.post("/api/v1/site/reload")
+async def reload_site(
+    svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    from coverwatch.errors import SiteFileError
+
+    try:
+        changed = await svc.reload_site(who.name)
+    except SiteFileError as e:
+        return _problem(422, [str(p) for p in e.problems])
+    return {"reloaded": changed}

@@ -1,0 +1,81 @@
+"""The one wiring point: build the store, site, live engine and notifier, and
+the FastAPI app that serves them (:func:`create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from coverwatch.api.deps import LoginLimiter
+from coverwatch.api.routes import router
+from coverwatch.services import Services, wall_clock_us
+from coverwatch.settings import Settings
+from coverwatch.sitefile import load_site_document
+from coverwatch.storage import open_store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("coverwatch.server")
+
+
+def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) -> FastAPI:
+    """The server app. Background tasks (ticker, MQTT) run for the app's lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from coverwatch.notify import Notifier
+
+        doc = load_site_document(settings.site_path)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.db_url, settings.data_dir)
+        notifier = Notifier(
+            store.notification_urls, webhook_secret=settings.webhook_secret,
+            site=doc.site, timezone=doc.site.timezone,
+        )
+        svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
+        await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
+                                {"path": str(settings.site_path)})
+        app.state.services = svc
+        tasks = [asyncio.create_task(svc.run_ticker(), name="ticker")]
+        if settings.mqtt_url:
+            from coverwatch.mqtt import run_mqtt
+
+            tasks.append(asyncio.create_task(run_mqtt(svc, settings.mqtt_url), name="mqtt"))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            store.close()
+
+    app = FastAPI(title="coverwatch", version="0.1.0", lifespan=lifespan)
+    app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field, never echo the input (it may hold a password).
+        detail = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+             "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.include_router(router)
+    try:
+        from coverwatch.web import mount_web
+
+        mount_web(app)
+    except ImportError:
+        pass
+    return app

@@ -1,0 +1,171 @@
+"""Server-side commands: `serve`, `db upgrade`, `audit verify`, `users add`, `devices add`.
+
+Passwords are read from a prompt or the ``COVERWATCH_PASSWORD`` environment
+variable, never from arguments (which other users can see in the process list).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["audit_app", "db_app", "devices_app", "register", "users_app"]
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="People who log in.", no_args_is_help=True)
+devices_app = typer.Typer(help="Officers' tracking devices.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
+]
+DataDirOption = Annotated[Path, typer.Option(help="Directory for the embedded database.")]
+
+
+def serve(
+    site: Annotated[Path, typer.Option("--site", help="The site file (YAML).")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+    mqtt: Annotated[
+        str | None, typer.Option("--mqtt", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    lateness_s: Annotated[float, typer.Option(help="Allowed lateness of events (s).")] = 2.0,
+    max_future_s: Annotated[float, typer.Option(help="Refuse times this far ahead (s).")] = 30.0,
+    recovery_s: Annotated[
+        float, typer.Option(help="After a restart, hold the horizon this long (s).")
+    ] = 10.0,
+) -> None:
+    """Run the live server (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from coverwatch.bootstrap import create_app
+    from coverwatch.settings import Settings
+
+    settings = Settings(
+        site_path=site, data_dir=data_dir, db_url=db, mqtt_url=mqtt, lateness_s=lateness_s,
+        max_future_s=max_future_s, recovery_s=recovery_s,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
+    """Apply the schema migrations (run before starting against PostgreSQL)."""
+    from coverwatch.storage import upgrade
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    revision = upgrade(db, data_dir)
+    Console().print(f"database at revision {revision}")
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
+    """Check the audit log's hash chain. Exit 0 if intact, 1 naming the first bad entry."""
+    from coverwatch.storage import open_store, verify_audit
+
+    store = open_store(db, data_dir)
+    try:
+        result = verify_audit(store)
+    finally:
+        store.close()
+    console = Console()
+    if result.ok:
+        console.print(f"[green]ok[/green] audit log intact: {result.entries} entries")
+        return
+    console.print(
+        f"[red]TAMPERED[/red] first bad entry: {result.first_bad_id}: {result.reason}",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+def _password(confirm: bool = True) -> str:
+    env = os.environ.get("COVERWATCH_PASSWORD")
+    if env:
+        return env
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    roles: Annotated[str, typer.Option(help="Comma-separated: officer,supervisor,admin,auditor")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    password = _password()
+    if len(password) < 12:
+        Console(stderr=True).print("[red]error[/red] password must be at least 12 characters")
+        raise typer.Exit(2)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(db, data_dir)
+    try:
+        store.create_user(username, password, [r.strip() for r in roles.split(",") if r.strip()])
+        store.audit_change("cli", "user.created", username, {"roles": roles})
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print(f"user {username} created")
+
+
+@devices_app.command("add")
+def devices_add(
+    name: str,
+    officer: Annotated[str, typer.Option(help="The officer this device reports for.")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Register a device and print its token (shown once: put it in the app)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(db, data_dir)
+    try:
+        _, token = store.create_device(name, officer)
+        store.audit_change("cli", "device.created", name, {"officer": officer})
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    print(token)
+
+
+def demo(
+    site: Annotated[Path, typer.Option(help="The site file.")] = Path("examples/yard/site.yaml"),
+    data_dir: Annotated[Path, typer.Option(help="Demo data (recreated).")] = Path("data/demo"),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Run the server on a fresh embedded store, with a simulator driving a dozen officers."""
+    import asyncio
+
+    from coverwatch.demo import run_demo
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(site, data_dir, host, port))
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the server commands on the main CLI."""
+    app.command()(serve)
+    app.command()(demo)
+    app.add_typer(db_app, name="db")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(users_app, name="users")
+    app.add_typer(devices_app, name="devices")

@@ -1,0 +1,174 @@
+"""`coverwatch demo`: the live server on the embedded store, driven by a simulator.
+
+The simulator plays a dozen officers on the fictional Harbour Yard through the
+real ingestion API (one device token per officer, HTTP batches), so everything
+the control room sees went through the same validation, storage and engine as
+real devices:
+
+* static officers at the gates and in the store;
+* two armed officers on a "roving patrol" that leaves the main gate without
+  armed cover for minutes at a time (a lapse, then an alert after its grace);
+* one device that falls silent, so its officer goes stale and stops counting.
+
+Demo accounts with fixed passwords are created here and printed. This is the
+only place coverwatch ever creates an account with a known password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from coverwatch.domain.time import format_time
+from coverwatch.services import wall_clock_us
+
+__all__ = ["DEMO_USERS", "run_demo"]
+
+DEMO_USERS = {
+    "supervisor": ("demo-supervisor", ["supervisor"]),
+    "officer": ("demo-officer-u1", ["officer"]),
+    "admin": ("demo-admin-pass", ["admin"]),
+    "auditor": ("demo-auditor-pass", ["auditor"]),
+}
+
+# The patrol loop (site metres) the roving pair walks; it passes the main gate once.
+LOOP = [(0, 0), (40, 30), (80, 80), (130, 110), (150, 60), (120, 20), (60, -10), (0, 0)]
+
+
+@dataclass
+class SimOfficer:
+    name: str
+    capabilities: tuple[str, ...]
+    mode: str  # "static", "patrol", "silent"
+    at: tuple[float, float] = (0.0, 0.0)
+    offset_m: float = 0.0
+
+
+OFFICERS = [
+    SimOfficer("A1", ("armed",), "patrol", offset_m=0.0),
+    SimOfficer("A2", ("armed",), "patrol", offset_m=3.0),
+    SimOfficer("U1", (), "static", (2.0, 1.5)),
+    SimOfficer("U2", (), "static", (-3.0, 2.0)),
+    SimOfficer("S1", (), "static", (141.0, 58.0)),
+    SimOfficer("S2", (), "static", (80.0, 100.0)),
+    SimOfficer("S3", (), "static", (90.0, 110.0)),
+    SimOfficer("P1", (), "static", (40.0, 40.0)),
+    SimOfficer("P2", (), "static", (110.0, 30.0)),
+    SimOfficer("P3", ("first-aid",), "static", (60.0, 60.0)),
+    SimOfficer("A3", ("armed",), "static", (138.0, 62.0)),
+    SimOfficer("D1", (), "silent", (95.0, 95.0)),
+]
+
+
+def loop_point(distance: float) -> tuple[float, float]:
+    legs = list(itertools.pairwise(LOOP))
+    total = sum(math.dist(a, b) for a, b in legs)
+    d = distance % total
+    for a, b in legs:
+        length = math.dist(a, b)
+        if d <= length:
+            f = d / length
+            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+        d -= length
+    return LOOP[-1]
+
+
+def _setup(data_dir: Path, site: Path) -> tuple[dict[str, str], str]:
+    """Fresh demo database: accounts, one device per officer and an ingest token."""
+    from coverwatch.storage import open_store
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    store = open_store(None, data_dir)
+    try:
+        for username, (password, roles) in DEMO_USERS.items():
+            store.create_user(username, password, roles)
+        tokens = {}
+        for off in OFFICERS:
+            _, token = store.create_device(f"phone-{off.name.lower()}", off.name)
+            tokens[off.name] = token
+        _, control = store.create_api_token("demo-control-room", ["ingest"])
+    finally:
+        store.close()
+    return tokens, control
+
+
+async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps: float = 1.5,
+                   silent_after_s: float = 45.0, stop: asyncio.Event | None = None) -> None:
+    """Post 1 Hz fixes for every officer through the real API until ``stop``."""
+    stop = stop or asyncio.Event()
+    t0 = wall_clock_us()
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        ctl = {"Authorization": f"Bearer {control}"}
+        start = format_time(t0)
+        await client.post("/api/v1/events", headers=ctl, json=[
+            {"t": start, "kind": "flag", "flag": "open-hours", "on": True},
+            {"t": start, "kind": "gate", "post": "main-gate", "open": True},
+            {"t": start, "kind": "gate", "post": "service-gate", "open": True},
+        ])
+        for off in OFFICERS:
+            await client.post(
+                "/api/v1/events", headers={"Authorization": f"Bearer {tokens[off.name]}"},
+                json=[{"t": start, "kind": "duty", "on": True,
+                       "capabilities": list(off.capabilities)}],
+            )
+        while not stop.is_set():
+            now = wall_clock_us()
+            elapsed = (now - t0) / 1e6
+            stamp = format_time(now - now % 1_000_000)
+            for off in OFFICERS:
+                if off.mode == "silent" and elapsed > silent_after_s:
+                    continue
+                if off.mode == "patrol":
+                    # Patrol for three minutes, then back at the gate for one.
+                    cycle = elapsed % 240
+                    x, y = loop_point(speed_mps * cycle + 40) if cycle < 180 else (1.0, -1.0)
+                    x += off.offset_m
+                else:
+                    x, y = off.at
+                fix = {"t": stamp, "kind": "fix", "x": round(x, 2), "y": round(y, 2),
+                       "accuracy_m": 4}
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post("/api/v1/events",
+                                      headers={"Authorization": f"Bearer {tokens[off.name]}"},
+                                      json=[fix])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+async def run_demo(site: Path, data_dir: Path, host: str, port: int) -> None:
+    import uvicorn
+
+    from coverwatch.bootstrap import create_app
+    from coverwatch.settings import Settings
+
+    tokens, control = await asyncio.to_thread(_setup, data_dir, site)
+    settings = Settings(site_path=site, data_dir=data_dir, demo=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving
+            return
+        await asyncio.sleep(0.05)
+    base = f"http://{host}:{port}"
+    print(f"\ncoverwatch demo running at {base}/  (Ctrl-C to stop)")
+    print("Demo logins (this demo only; never use these passwords elsewhere):")
+    for username, (password, roles) in DEMO_USERS.items():
+        print(f"  {username:<11} {password:<20} {', '.join(roles)}")
+    print("Simulating 12 officers on Harbour Yard (fictional): A1/A2 rove away from the")
+    print("main gate (armed-cover lapses, alert after 60 s); D1's device falls silent.\n")
+    try:
+        await simulate(base, tokens, control)
+    finally:
+        server.should_exit = True
+        await serving

@@ -1,0 +1,180 @@
+"""The live engine: the cover engine driven by a watermark instead of a file.
+
+Events are held until the watermark (wall clock minus the allowed lateness)
+passes them, then evaluated by the same :class:`~coverwatch.engine.CoverEngine`
+a replay uses, fed in small chunks. Because the engine is chunk-invariant, the
+lapses are identical to ``coverwatch replay`` over the same events.
+
+An event earlier than the horizon (the point up to which the state is final)
+is *late*: the server stores and flags it, and reports recompute lapses with
+it, but the live engine cannot take it without rewriting history.
+
+This module is an adapter only in that the caller passes wall-clock time in;
+it does no I/O itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coverwatch.domain.events import (
+    DutyEvent,
+    EventBatch,
+    FixColumns,
+    FlagEvent,
+    GateEvent,
+    OfficerRegistry,
+)
+from coverwatch.domain.site import Site
+from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState
+
+__all__ = ["LiveCover", "OfficerView", "batch_from_rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerView:
+    """What the control room sees of one officer at the horizon."""
+
+    officer: str
+    on_duty: bool
+    capabilities: tuple[str, ...]
+    last_fix_us: int | None
+    stale: bool
+    rules: tuple[tuple[str, str], ...]
+
+
+def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry) -> EventBatch:
+    """Convert stored event rows (the store's column names) into an engine batch.
+
+    ``seq`` is the row id, so ties at the same time keep arrival order.
+    """
+    fix_rows: list[tuple[int, int, float, float, float, int]] = []
+    control: list[DutyEvent | GateEvent | FlagEvent] = []
+    for r in rows:
+        kind = r["kind"]
+        seq = int(r["id"])
+        t = int(r["t_us"])
+        if kind == "fix":
+            fix_rows.append(
+                (t, registry.intern(r["officer"]), float(r["x"]), float(r["y"]),
+                 float(r["accuracy"] or 0.0), seq)
+            )
+        elif kind == "duty":
+            caps = r.get("capabilities") or ()
+            if isinstance(caps, str):
+                caps = caps.replace(";", ",").split(",")
+            capset = frozenset(c for c in caps if c)
+            control.append(DutyEvent(t, registry.intern(r["officer"]), bool(r["on"]), capset, seq))
+        elif kind == "gate":
+            control.append(GateEvent(t, r["post"], bool(r["open"]), seq))
+        elif kind == "flag":
+            control.append(FlagEvent(t, r["flag"], bool(r["on"]), seq))
+    return EventBatch(FixColumns.from_rows(fix_rows), control)
+
+
+class LiveCover:
+    """Watermark-driven cover evaluation; see the module docstring.
+
+    ``horizon`` starts at ``start_horizon`` (e.g. the server's start time minus
+    the lateness, or the horizon saved before a restart): nothing earlier is
+    accepted live. The engine's window starts at the first on-time event, as a
+    replay's does.
+    """
+
+    def __init__(self, site: Site, *, lateness_us: int, start_horizon: int) -> None:
+        self.site = site
+        self.lateness_us = lateness_us
+        self.registry = OfficerRegistry()
+        self._horizon = start_horizon
+        self._engine: CoverEngine | None = None
+        self._buffer: list[EventBatch] = []
+
+    @property
+    def horizon(self) -> int:
+        """Event time before which the live state is final."""
+        return self._engine.horizon if self._engine is not None else self._horizon
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    def is_late(self, t_us: int) -> bool:
+        """Whether an event at ``t_us`` arrives too late for live evaluation."""
+        return t_us < self.horizon
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Queue stored, on-time rows for evaluation (late ones must be filtered out)."""
+        batch = batch_from_rows(rows, self.registry)
+        if not len(batch):
+            return
+        if self._engine is None:
+            self._buffer.append(batch)
+        else:
+            self._engine.feed(batch)
+
+    def advance(self, now_us: int) -> list[CoverChange]:
+        """Advance the watermark to ``now_us - lateness``; returns the cover changes."""
+        return self.advance_to(now_us - self.lateness_us)
+
+    def advance_to(self, horizon: int) -> list[CoverChange]:
+        """Advance the horizon to an explicit event time (restart recovery, tests)."""
+        if self._engine is None:
+            starts = [b.time_bounds() for b in self._buffer]
+            first = min((s[0] for s in starts if s is not None), default=None)
+            if first is None or first >= horizon:
+                self._horizon = max(self._horizon, horizon) if first is None else self._horizon
+                return []
+            self._engine = CoverEngine(self.site, first)
+            for b in self._buffer:
+                self._engine.feed(b)
+            self._buffer = []
+        if horizon <= self._engine.horizon:
+            return []
+        return self._engine.advance(horizon)
+
+    # -- views ------------------------------------------------------------
+
+    def rule_states(self) -> list[RuleState]:
+        if self._engine is None:
+            return CoverEngine(self.site, self._horizon).rule_states()
+        return self._engine.rule_states()
+
+    def lapses(self, *, include_open: bool = True) -> list[Lapse]:
+        """Closed lapses so far, plus (optionally) those still open at the horizon."""
+        if self._engine is None:
+            return []
+        out = list(self._engine.lapses)
+        if include_open:
+            grace = {(p.id, r.id): r.grace_s for p, r in self.site.rules()}
+            for st in self._engine.rule_states():
+                if st.lapse_start is not None:
+                    g = round(grace[(st.post, st.rule)] * 1_000_000)
+                    out.append(Lapse(st.post, st.rule, st.lapse_start, None,
+                                     st.lapse_start + g if st.alerted else None, st.lapse_min))
+        out.sort(key=lambda lp: (lp.start, lp.post, lp.rule))
+        return out
+
+    def officers(self) -> list[OfficerView]:
+        """Every officer seen so far, with duty, last fix age and the rules they are in."""
+        out = []
+        stale_us = round(self.site.stale_after_s * 1_000_000)
+        for idx, name in enumerate(self.registry.names):
+            if self._engine is None:
+                out.append(OfficerView(name, False, (), None, True, ()))
+                continue
+            on, caps = self._engine.officer_duty(idx)
+            last = self._engine.officer_last_fix(idx)
+            stale = last is None or last + stale_us <= self._engine.horizon
+            need_cap = {(p.id, r.id): r.capability for p, r in self.site.rules()}
+            rules = () if stale or not on else tuple(
+                pr for pr in self._engine.officer_rules(idx)
+                if need_cap[pr] is None or need_cap[pr] in caps
+            )
+            out.append(OfficerView(name, on, tuple(sorted(caps)), last, stale, rules))
+        return out
+
+    def stale_officers(self) -> int:
+        """Officers on duty whose device has gone silent."""
+        return sum(1 for o in self.officers() if o.on_duty and o.stale)

@@ -1,0 +1,108 @@
+"""MQTT ingestion: subscribe to ``coverwatch/<site>/events`` and store what arrives.
+
+Delivery is at-least-once and nothing the broker delivered is lost:
+
+* a persistent session (fixed client id, ``clean_session=False``) so the broker
+  keeps QoS 1 messages for us while we are disconnected or restarting;
+* manual acknowledgement: a PUBACK is sent only after the message's events are
+  committed to the store, so a crash before the commit makes the broker
+  redeliver; re-delivered events are deduplicated by the store's event key;
+* reconnect with capped backoff when the broker goes away.
+
+A message carries one JSON event, a JSON array of events, or ``{"events": [...]}``.
+An invalid message is acknowledged (redelivering it cannot make it valid) and
+its problems are logged and counted, so one bad publisher cannot block the topic.
+aiomqtt does not expose paho's manual-ack switch, so it is set on the wrapped
+paho client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+import orjson
+
+from coverwatch.domain.time import seconds_to_us
+from coverwatch.ingest import InvalidEvents, validate_records
+from coverwatch.services import Services
+
+__all__ = ["run_mqtt", "topic_for"]
+
+log = logging.getLogger("coverwatch.mqtt")
+
+_MAX_BATCH_MESSAGES = 500
+
+
+def topic_for(site_id: str) -> str:
+    return f"coverwatch/{site_id}/events"
+
+
+def _records(payload: bytes) -> list[Any]:
+    data = orjson.loads(payload)
+    if isinstance(data, dict) and "events" in data:
+        data = data["events"]
+    return data if isinstance(data, list) else [data]
+
+
+async def run_mqtt(svc: Services, url: str) -> None:
+    """Consume the site's event topic until cancelled, reconnecting as needed."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 1883
+    topic = topic_for(svc.site.id)
+    identifier = f"coverwatch-{svc.site.id}"
+    backoff = 0.5
+    svc.mqtt_connected = False
+    while True:
+        try:
+            async with aiomqtt.Client(
+                host, port, identifier=identifier, clean_session=False,
+                username=parts.username, password=parts.password, keepalive=30,
+            ) as client:
+                paho = client._client  # aiomqtt has no public manual-ack option
+                paho.manual_ack_set(True)
+                await client.subscribe(topic, qos=1)
+                svc.mqtt_connected = True
+                backoff = 0.5
+                log.info("MQTT subscribed to %s on %s:%s", topic, host, port)
+                await _consume(svc, client, paho)
+        except asyncio.CancelledError:
+            raise
+        except aiomqtt.MqttError as e:
+            svc.mqtt_connected = False
+            log.warning("MQTT connection lost (%s); reconnecting in %.1f s", e, backoff)
+        except Exception:
+            svc.mqtt_connected = False
+            log.exception("MQTT consumer failed; reconnecting in %.1f s", backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)
+
+
+async def _consume(svc: Services, client: aiomqtt.Client, paho: Any) -> None:
+    queue = client._queue  # drain what has arrived, to commit many messages at once
+    messages = client.messages
+    async for first in messages:
+        batch = [first]
+        while len(batch) < _MAX_BATCH_MESSAGES and not queue.empty():
+            batch.append(queue.get_nowait())
+        rows: list[dict[str, Any]] = []
+        for msg in batch:
+            try:
+                records = _records(bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
+                rows.extend(validate_records(
+                    records, svc.site, now_us=svc.clock(),
+                    max_future_us=seconds_to_us(svc.settings.max_future_s),
+                ))
+            except (orjson.JSONDecodeError, InvalidEvents) as e:
+                svc.mqtt_rejected += 1
+                log.warning("MQTT message %s on %s rejected: %s", msg.mid, msg.topic, e)
+        if rows:
+            await svc.ingest(rows, source="mqtt")
+        # Acknowledge only after the commit.
+        for msg in batch:
+            if msg.qos > 0:
+                paho.ack(msg.mid, msg.qos)

@@ -1,0 +1,297 @@
+"""The running server's services: one object that owns the store, the live
+engine, the alert book, the notifier and the live feed, and the one ingest path
+every input (HTTP batch, OsmAnd, MQTT) goes through.
+
+Ordering and durability: an ingest call takes the engine lock, decides which
+events are late against the horizon, commits them all to the store, and only
+then feeds the on-time ones to the engine and returns. The ticker takes the
+same lock to advance the horizon, so an event can never be fed behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from coverwatch.domain.alerts import Alert, AlertBook, Escalation, EscalationPolicy
+from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
+from coverwatch.engine import CoverChange
+from coverwatch.live import LiveCover
+from coverwatch.settings import Settings
+from coverwatch.sitefile import SiteDocument
+from coverwatch.storage import Store
+
+__all__ = ["Feed", "IngestResult", "Services", "wall_clock_us"]
+
+log = logging.getLogger("coverwatch.server")
+
+_HORIZON_KEY = "live.horizon_us"
+
+
+def wall_clock_us() -> int:
+    """The server's clock, in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingest call did: accepted counts new and re-sent events."""
+
+    accepted: int
+    duplicates: int
+    late: int
+
+
+class Feed:
+    """Fan-out of live messages to SSE subscribers; slow ones drop old messages."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self._queues: set[asyncio.Queue[bytes]] = set()
+        self._maxsize = maxsize
+
+    def publish(self, message: Mapping[str, Any]) -> None:
+        data = orjson.dumps(message)
+        for q in list(self._queues):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+            q.put_nowait(data)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[bytes]]:
+        q: asyncio.Queue[bytes] = asyncio.Queue(self._maxsize)
+        self._queues.add(q)
+        try:
+            yield q
+        finally:
+            self._queues.discard(q)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+
+def policy_from(doc: SiteDocument) -> EscalationPolicy:
+    """The site file's escalation levels as the domain's policy."""
+    return EscalationPolicy(tuple(PolicyLevel(lv.after_s, lv.notify) for lv in doc.escalation))
+
+
+@dataclass
+class Services:
+    """Everything a request handler or background task needs; built by bootstrap."""
+
+    settings: Settings
+    store: Store
+    doc: SiteDocument
+    live: LiveCover
+    book: AlertBook
+    feed: Feed = field(default_factory=Feed)
+    clock: Callable[[], int] = wall_clock_us
+    notifier: Any = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ingested: dict[str, int] = field(default_factory=dict)
+    late_total: int = 0
+    duplicates_total: int = 0
+    mqtt_connected: bool = False
+    mqtt_rejected: int = 0
+    _recover_until: int = 0
+    _last_saved_horizon: int = 0
+
+    @property
+    def site(self) -> Site:
+        return self.doc.site
+
+    # -- start-up -----------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, settings: Settings, store: Store, doc: SiteDocument,
+        clock: Callable[[], int] = wall_clock_us, notifier: Any = None,
+    ) -> Services:
+        """Rebuild the live state from the store, as after a restart."""
+        now = clock()
+        lateness = seconds_to_us(settings.lateness_s)
+        saved = store.get_state(_HORIZON_KEY)
+        start_horizon = int(saved) if saved is not None else now - lateness
+        live = LiveCover(doc.site, lateness_us=lateness, start_horizon=start_horizon)
+        book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
+        svc = cls(settings, store, doc, live, book, clock=clock, notifier=notifier)
+        # Replay every on-time stored event up to the saved horizon. The engine is
+        # chunk-invariant, so this reproduces the state of the uninterrupted run.
+        after = 0
+        while True:
+            rows = store.events_since(after, limit=50_000, include_late=False)
+            if not rows:
+                break
+            live.add(rows)
+            after = int(rows[-1]["id"])
+        changes = live.advance_to(start_horizon) if saved is not None else []
+        svc._apply_changes(changes)
+        # Hold the horizon for a while after a restart so clients can re-send
+        # what they could not deliver while the server was down.
+        svc._recover_until = now + seconds_to_us(settings.recovery_s) if saved is not None else 0
+        return svc
+
+    # -- ingest -------------------------------------------------------------
+
+    async def ingest(
+        self, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None
+    ) -> IngestResult:
+        """Store validated event rows durably, then feed the on-time ones live.
+
+        Each row has the store's event columns (kind, t_us, officer, …).
+        Returns only after the commit, so a 2xx or an MQTT ack means durable.
+        """
+        if not rows:
+            return IngestResult(0, 0, 0)
+        async with self.lock:
+            now = self.clock()
+            late = 0
+            for r in rows:
+                r["source"] = source
+                r["device"] = device
+                r["received_us"] = now
+                r["late"] = self.live.is_late(int(r["t_us"]))
+                late += r["late"]
+            result = await asyncio.to_thread(self.store.append_events, rows)
+            stored = result.rows
+            on_time = [r for r in stored if not r["late"]]
+            self.live.add(on_time)
+        self.ingested[source] = self.ingested.get(source, 0) + result.inserted
+        late_new = sum(1 for r in stored if r["late"])
+        self.late_total += late_new
+        self.duplicates_total += result.duplicates
+        return IngestResult(result.inserted, result.duplicates, late_new)
+
+    # -- time ---------------------------------------------------------------
+
+    async def tick(self) -> list[CoverChange]:
+        """Advance the watermark to now; raise, resolve and escalate alerts."""
+        async with self.lock:
+            now = self.clock()
+            if now < self._recover_until:
+                changes: list[CoverChange] = []
+            else:
+                changes = self.live.advance(now)
+            horizon = self.live.horizon
+        await asyncio.to_thread(self._apply_changes, changes)
+        steps = self.book.tick(now)
+        if steps:
+            await self._escalate(steps)
+        if horizon - self._last_saved_horizon >= US_PER_S or changes:
+            await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
+            self._last_saved_horizon = horizon
+        return changes
+
+    async def run_ticker(self) -> None:
+        """Background task: tick forever (cancelled at shutdown)."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop supervision
+                log.exception("tick failed")
+            await asyncio.sleep(self.settings.tick_s)
+
+    # -- alerts -------------------------------------------------------------
+
+    def _need(self, post: str, rule: str) -> int:
+        for p, r in self.site.rules():
+            if p.id == post and r.id == rule:
+                return r.need
+        return 0
+
+    def _apply_changes(self, changes: Sequence[CoverChange]) -> None:
+        """Publish cover changes and raise/resolve alerts (runs in a worker thread)."""
+        touched: list[Alert] = []
+        for ch in changes:
+            self.feed.publish(
+                {"type": ch.kind, "post": ch.post, "rule": ch.rule, "t": format_time(ch.t),
+                 "lapse_start": format_time(ch.lapse_start), "count": ch.count}
+            )
+            if ch.kind == "alert":
+                before = self.book.find(ch.post, ch.rule, ch.lapse_start)
+                alert = self.book.on_alert(
+                    ch.post, ch.rule, ch.lapse_start, ch.t, ch.count, self._need(ch.post, ch.rule)
+                )
+                if before is None:
+                    touched.append(alert)
+                    self.store.record_alert_event(alert.to_record(), actor="engine",
+                                                  action="alert.raised")
+            elif ch.kind == "lapse-ended":
+                ended = self.book.on_lapse_ended(ch.post, ch.rule, ch.lapse_start, ch.t)
+                if ended is not None:
+                    touched.append(ended)
+                    self.store.record_alert_event(ended.to_record(), actor="engine",
+                                                  action="alert.resolved")
+        for alert in touched:
+            self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+
+    async def _escalate(self, steps: Sequence[Escalation]) -> None:
+        for step in steps:
+            alert = self.book.get(step.alert_id)
+            await asyncio.to_thread(
+                self.store.record_alert_event, alert.to_record(), actor="engine",
+                action=f"alert.escalated.{step.level}",
+            )
+            self.feed.publish({"type": "escalation", "alert": alert.to_record(),
+                               "level": step.level, "targets": list(step.targets)})
+        if self.notifier is not None:
+            results = await self.notifier.send_all(steps)
+            for d in results:
+                if not d.ok:
+                    log.warning("notification for alert %s level %s failed: %s",
+                                d.alert_id, d.level, d.error)
+
+    async def acknowledge(self, alert_id: str, user: str, note: str) -> Alert:
+        return await self._person_acts(alert_id, user, note, "acknowledged")
+
+    async def close_alert(self, alert_id: str, user: str, note: str) -> Alert:
+        return await self._person_acts(alert_id, user, note, "closed")
+
+    async def _person_acts(self, alert_id: str, user: str, note: str, what: str) -> Alert:
+        # Decide on a copy and persist it first: memory changes only once the store agrees.
+        trial = Alert.from_record(self.book.get(alert_id).to_record())
+        if what == "acknowledged":
+            trial.acknowledge(user, note, self.clock())
+        else:
+            trial.close(user, note, self.clock())
+        await asyncio.to_thread(self.store.record_alert_event, trial.to_record(), actor=user,
+                                action=f"alert.{what}")
+        self.book.restore(trial)
+        self.feed.publish({"type": "alert-state", "alert": trial.to_record()})
+        return trial
+
+    async def reload_site(self, actor: str) -> bool:
+        """Re-read the site file; if it changed, rebuild the live state under it.
+
+        Returns whether anything changed. An invalid file raises SiteFileError
+        and leaves the running site untouched.
+        """
+        from coverwatch.sitefile import load_site_document
+
+        doc = await asyncio.to_thread(load_site_document, self.settings.site_path)
+        if doc.source == self.doc.source:
+            return False
+        async with self.lock:
+            fresh = await asyncio.to_thread(
+                Services.build, self.settings, self.store, doc, self.clock, self.notifier
+            )
+            self.doc, self.live, self.book = fresh.doc, fresh.live, fresh.book
+        await asyncio.to_thread(self.store.audit_change, actor, "site.reloaded", doc.site.id,
+                                {"path": str(self.settings.site_path)})
+        return True
+
+    # -- views --------------------------------------------------------------
+
+    def engine_lag_s(self) -> float:
+        """How far the horizon trails the wall clock (includes the allowed lateness)."""
+        return max(0.0, (self.clock() - self.live.horizon) / US_PER_S)
