@@ -78,7 +78,7 @@ def rules(draw: st.DrawFn, rule_id: str, gate: bool) -> Rule:
     release = within + draw(st.sampled_from([0, 0, 1, 2, 5, 10]))
     return Rule(
         id=rule_id,
-        need=draw(st.integers(1, 3)),
+        need=draw(st.sampled_from([1, 1, 1, 2, 2, 3])),
         within_m=float(within),
         release_m=float(release),
         grace_s=draw(st.integers(0, 10)) / 2,
@@ -118,8 +118,9 @@ def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
     # Near a random post most of the time, so officers are often in range.
     post = draw(st.sampled_from(site.posts))
     cx, cy = post.at if post.at is not None else (post.area or ((0.0, 0.0),))[0]
-    x = round(cx) + draw(st.integers(-22, 22))
-    y = round(cy) + draw(st.integers(-22, 22))
+    reach = draw(st.sampled_from([4, 12, 12, 22]))
+    x = round(cx) + draw(st.integers(-reach, reach))
+    y = round(cy) + draw(st.integers(-reach, reach))
     return Fix(
         t=draw(_times()),
         officer=draw(st.integers(0, officers - 1)),
@@ -146,9 +147,14 @@ def event_lists(draw: st.DrawFn, site: Site, max_events: int = 60) -> list[Event
     kinds = ["fix"] * 6 + ["duty"] * 3 + ["flag"]
     if site.gates:
         kinds.append("gate")
-    n = draw(st.integers(0, max_events))
     generated: list[Event] = []
-    for seq in range(n):
+    # Usually a roster at the first instant, so that officers often count.
+    if draw(st.integers(0, 3)):
+        for officer in range(officers):
+            caps = frozenset(draw(st.sets(st.sampled_from(CAPABILITIES))))
+            generated.append(DutyEvent(T0, officer, True, caps, len(generated)))
+    n = draw(st.integers(0, max_events - len(generated)))
+    for seq in range(len(generated), len(generated) + n):
         kind = draw(st.sampled_from(kinds))
         ev: Event
         if kind == "fix":
