@@ -28,9 +28,19 @@ from coverwatch.domain.events import (
     OfficerRegistry,
 )
 from coverwatch.domain.site import Site
-from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState
+from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState, RuleStats
 
-__all__ = ["LiveCover", "OfficerView", "batch_from_rows"]
+__all__ = ["LiveCover", "OfficerView", "Position", "batch_from_rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An officer's latest received fix (site metres), for the plan."""
+
+    t_us: int
+    x: float
+    y: float
+    accuracy_m: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +93,21 @@ class LiveCover:
     replay's does.
     """
 
-    def __init__(self, site: Site, *, lateness_us: int, start_horizon: int) -> None:
+    def __init__(self, site: Site, *, lateness_us: int, start_horizon: int,
+                 timeline: bool = False) -> None:
         self.site = site
         self.lateness_us = lateness_us
         self.registry = OfficerRegistry()
         self._horizon = start_horizon
+        self._timeline = timeline
         self._engine: CoverEngine | None = None
         self._buffer: list[EventBatch] = []
+        # Latest received (t, seq, value) per officer / gate / flag, for the plan.
+        self._positions: dict[str, tuple[int, int, Position]] = {}
+        self._gates: dict[str, tuple[int, int, bool]] = {g: (0, 0, False) for g in site.gates}
+        self._flags: dict[str, tuple[int, int, bool]] = {
+            f: (0, 0, on) for f, on in site.flags.items()
+        }
 
     @property
     def horizon(self) -> int:
@@ -106,6 +124,8 @@ class LiveCover:
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Queue stored, on-time rows for evaluation (late ones must be filtered out)."""
+        rows = list(rows)
+        self._note_latest(rows)
         batch = batch_from_rows(rows, self.registry)
         if not len(batch):
             return
@@ -126,7 +146,7 @@ class LiveCover:
             if first is None or first >= horizon:
                 self._horizon = max(self._horizon, horizon) if first is None else self._horizon
                 return []
-            self._engine = CoverEngine(self.site, first)
+            self._engine = CoverEngine(self.site, first, timeline=self._timeline)
             for b in self._buffer:
                 self._engine.feed(b)
             self._buffer = []
@@ -134,7 +154,43 @@ class LiveCover:
             return []
         return self._engine.advance(horizon)
 
+    def _note_latest(self, rows: list[Mapping[str, Any]]) -> None:
+        for r in rows:
+            key = (int(r["t_us"]), int(r["id"]))
+            kind = r["kind"]
+            if kind == "fix":
+                name = r["officer"]
+                old = self._positions.get(name)
+                if old is None or key >= old[:2]:
+                    pos = Position(key[0], float(r["x"]), float(r["y"]),
+                                   float(r["accuracy"] or 0.0))
+                    self._positions[name] = (*key, pos)
+            elif kind in ("gate", "flag"):
+                table, name = (self._gates, r["post"]) if kind == "gate" \
+                    else (self._flags, r["flag"])
+                old_c = table.get(name)
+                if old_c is None or key >= old_c[:2]:
+                    table[name] = (*key, bool(r["open" if kind == "gate" else "on"]))
+
     # -- views ------------------------------------------------------------
+
+    def positions(self) -> dict[str, Position]:
+        """Each officer's latest received fix (may be up to the lateness past the horizon)."""
+        return {name: v[2] for name, v in self._positions.items()}
+
+    def gates(self) -> dict[str, bool]:
+        """Whether each gate is open, by its latest received gate event."""
+        return {name: v[2] for name, v in self._gates.items()}
+
+    def flags(self) -> dict[str, bool]:
+        """Each site flag's value, by its latest received flag event."""
+        return {name: v[2] for name, v in self._flags.items()}
+
+    def timelines(self) -> list[RuleStats]:
+        """Per-rule statistics, with timeline points if built with ``timeline=True``."""
+        if self._engine is None:
+            return CoverEngine(self.site, self._horizon).stats
+        return self._engine.stats
 
     def rule_states(self) -> list[RuleState]:
         if self._engine is None:

@@ -122,7 +122,8 @@ class Services:
         lateness = seconds_to_us(settings.lateness_s)
         saved = store.get_state(_HORIZON_KEY)
         start_horizon = int(saved) if saved is not None else now - lateness
-        live = LiveCover(doc.site, lateness_us=lateness, start_horizon=start_horizon)
+        live = LiveCover(doc.site, lateness_us=lateness, start_horizon=start_horizon,
+                         timeline=True)  # the dashboard's cover timeline
         book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
         svc = cls(settings, store, doc, live, book, clock=clock, notifier=notifier)
         # Replay every on-time stored event up to the saved horizon. The engine is
