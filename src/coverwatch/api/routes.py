@@ -181,8 +181,8 @@ async def post_events(
 
 async def _osmand_device(request: Request, svc: Services, ident: str | None) -> Principal:
     # Traccar Client sends only a device identifier: configure it as the device's token.
-    if not ident:
-        raise HTTPException(400, "missing id (the device identifier)")
+    if not ident:  # the id is the device's only credential: without it, unauthenticated
+        raise HTTPException(401, "missing id (the device identifier, its coverwatch token)")
     device = await asyncio.to_thread(svc.store.device_for_token, ident)
     if device is None or not device.active:
         raise HTTPException(
@@ -193,7 +193,8 @@ async def _osmand_device(request: Request, svc: Services, ident: str | None) -> 
     return Principal("device", device.name, frozenset({DEVICE}), device.officer)
 
 
-@router.api_route("/osmand", methods=["GET", "POST"])
+@router.get("/osmand", operation_id="osmand_get")
+@router.post("/osmand", operation_id="osmand_post")  # one id per method keeps OpenAPI valid
 async def osmand(request: Request, svc: Svc) -> Any:
     """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body)."""
     params: dict[str, Any] = dict(request.query_params)
