@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns, FlagEvent, GateEvent
 from coverwatch.domain.site import Post, Rule, Site
@@ -46,7 +47,7 @@ class Fix:
     seq: int = 0
 
 
-Event = Fix | DutyEvent | GateEvent | FlagEvent
+Event: TypeAlias = Fix | DutyEvent | GateEvent | FlagEvent
 
 
 @dataclass(frozen=True, slots=True)

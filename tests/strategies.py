@@ -1,7 +1,7 @@
 """Hypothesis strategies: small sites and event streams that hit the edge cases.
 
 Everything is deliberately coarse so that boundaries happen often: positions
-are integer metres (so ``d == within`` and ``d == release`` occur, including
+are mostly integer metres (so ``d == within`` and ``d == release`` occur, including
 3-4-5 triangles), times are whole or half seconds in a short range and
 ``stale_after`` is 1-5 s (so fixes expire exactly at other events' times, and
 several events share a time). Input order is shuffled; ``seq`` records the
@@ -121,11 +121,16 @@ def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
     reach = draw(st.sampled_from([4, 12, 12, 22]))
     x = round(cx) + draw(st.integers(-reach, reach))
     y = round(cy) + draw(st.integers(-reach, reach))
+    fx = fy = 0.0
+    if draw(st.integers(0, 7)) == 0:
+        # Off the grid now and then: general positions must agree too.
+        fx = draw(st.floats(0.0, 1.0, exclude_max=True))
+        fy = draw(st.floats(0.0, 1.0, exclude_max=True))
     return Fix(
         t=draw(_times()),
         officer=draw(st.integers(0, officers - 1)),
-        x=float(x),
-        y=float(y),
+        x=x + fx,
+        y=y + fy,
         accuracy=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
     )
 
@@ -178,7 +183,7 @@ def scenarios(draw: st.DrawFn, explicit_end: bool = True) -> Scenario:
     site = draw(sites())
     events = draw(event_lists(site))
     end: int | None = None
-    if explicit_end and events and draw(st.booleans()):
+    if explicit_end and len(events) > 0 and draw(st.booleans()):
         first = min(e.t for e in events)
         last = max(e.t for e in events)
         if draw(st.integers(0, 3)) == 0:

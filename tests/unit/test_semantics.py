@@ -27,7 +27,7 @@ ARMED = frozenset({"armed"})
 
 def at(seconds: float) -> int:
     """Event time ``seconds`` after T0."""
-    return T0 + seconds_to_us(seconds)
+    return int(T0 + seconds_to_us(seconds))
 
 
 @dataclass
