@@ -15,13 +15,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from coverwatch.domain.site import Site  # noqa: E402
-from coverwatch.domain.time import US_PER_S, format_time  # noqa: E402
-from coverwatch.planning.response import worst_response_raster  # noqa: E402
-from coverwatch.plans import PlanCheck, fmt_seconds  # noqa: E402
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.planning.response import worst_response_raster
+from coverwatch.plans import PlanCheck, fmt_seconds
 
 __all__ = ["plot_site_plan", "plot_timeline", "write_report"]
 

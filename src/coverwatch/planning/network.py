@@ -48,6 +48,8 @@ BOOL = npt.NDArray[np.bool_]
 #: Walkway points are rounded to this many metres before they are joined.
 MM = 0.001
 _MAX_CELLS = 1 << 22
+#: Radius of the fine segment grid (metres).
+FINE_RADIUS_M = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,25 +383,46 @@ class ReachField:
                 else np.full(n, np.inf) for t in self.targets]
         self.dist = np.vstack(rows) if rows else np.empty((0, n))
         self.radius = radius
-        self.grid = SegmentGrid(net, radius)
+        # A fine grid answers positions on or near a walkway; the coarse one the rest.
+        self.grids = [SegmentGrid(net, r) for r in sorted({min(radius, FINE_RADIUS_M), radius})]
 
     def nearest(self, x: F64, y: F64) -> tuple[I64, I64, F64, F64, F64]:
         """The nearest segments of each position (all tied ones), position-major:
         (position index, segment, snap, to start vertex, to end vertex). Positions
-        whose nearest walkway is farther than ``radius`` may be missing."""
-        pi, seg = self.grid.candidates(x, y)
-        if len(pi) == 0:
+        whose nearest walkway is farther than ``radius`` may be missing.
+
+        Searched with a fine grid first; positions with nothing near enough go
+        on to the coarse one. A position's answer is taken from a grid only when
+        its nearest snap is within that grid's radius, which makes it exact.
+        """
+        remaining = np.arange(len(x), dtype=np.int64)
+        parts: list[tuple[I64, I64, F64, F64, F64]] = []
+        for grid in self.grids:
+            if len(remaining) == 0:
+                break
+            pi, seg = grid.candidates(x[remaining], y[remaining])
+            if len(pi) == 0:
+                continue
+            snap, to_a, to_b = snap_pairs(self.net, x[remaining[pi]], y[remaining[pi]], seg)
+            first = np.empty(len(pi), bool)
+            first[0] = True
+            np.not_equal(pi[1:], pi[:-1], out=first[1:])
+            starts = np.flatnonzero(first)
+            best = np.minimum.reduceat(snap, starts)
+            best_rep = np.repeat(best, np.diff(np.append(starts, len(pi))))
+            tie = (snap == best_rep) & (snap <= grid.radius)
+            parts.append((remaining[pi[tie]], seg[tie], snap[tie], to_a[tie], to_b[tie]))
+            done = np.zeros(len(remaining), bool)
+            done[pi[starts[best <= grid.radius]]] = True
+            remaining = remaining[~done]
+        if not parts:
             e = np.empty(0)
-            return pi, seg, e, e, e
-        snap, to_a, to_b = snap_pairs(self.net, x[pi], y[pi], seg)
-        first = np.empty(len(pi), bool)
-        first[0] = True
-        np.not_equal(pi[1:], pi[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        best = np.minimum.reduceat(snap, starts)
-        best_rep = np.repeat(best, np.diff(np.append(starts, len(pi))))
-        tie = (snap == best_rep) & (snap <= self.radius)
-        return pi[tie], seg[tie], snap[tie], to_a[tie], to_b[tie]
+            return np.empty(0, np.int64), np.empty(0, np.int64), e, e, e
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(5)]
+        if len(parts) > 1:
+            order = np.argsort(cat[0], kind="stable")
+            cat = [c[order] for c in cat]
+        return (cat[0].astype(np.int64), cat[1].astype(np.int64), cat[2], cat[3], cat[4])
 
     def travel_m(self, x: F64, y: F64, pair_pos: I64, pair_target: I64) -> F64:
         """Travel distance (snap + path, metres) for (position, target) pairs.
