@@ -25,6 +25,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Post, Rule, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
 
@@ -65,6 +66,7 @@ _SITE_KEYS = {
     "walkways": False,
     "barriers": False,
     "speeds_mps": False,
+    "lint": False,
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {
@@ -88,6 +90,7 @@ _RULE_KEYS = {
     "when_gate_open": False,
 }
 _LEVEL_KEYS = {"after_s": True, "notify": True}
+_LINT_KEYS = {"vague_phrases": False, "extra_vague_phrases": False}
 _WALKWAY_KEYS = {"id": True, "points": True, "one_way": False}
 _BARRIER_KEYS = {"id": True, "at": False, "points": False}
 
@@ -121,6 +124,7 @@ class SiteDocument:
 
     ``locations`` maps a field path (``posts[0].orders``) to the 1-based
     (line, column) of its value, for tools that report on a valid file.
+    ``lint`` is the wording lint's configuration (the ``lint`` section).
     """
 
     site: Site
@@ -130,6 +134,7 @@ class SiteDocument:
     locations: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    lint: LintConfig = field(default_factory=LintConfig)
 
 
 def load_site(path: str | os.PathLike[str]) -> Site:
@@ -245,6 +250,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.locations: dict[str, tuple[int, int]] = {}
         self.constructor = SafeConstructor()
+        self.lint_config = LintConfig()
 
     # -- reporting ---------------------------------------------------------
 
@@ -454,6 +460,7 @@ class _Checker:
             source=self.text,
             path=self.path,
             locations=MappingProxyType(dict(self.locations)),
+            lint=self.lint_config,
         )
 
     def site(self, root: Node) -> tuple[Site | None, tuple[EscalationLevel, ...]]:
@@ -485,6 +492,8 @@ class _Checker:
         speeds = dict(DEFAULT_SPEEDS_MPS)
         if "speeds_mps" in fields:
             speeds |= self.speeds(fields["speeds_mps"][1])
+        if "lint" in fields:
+            self.lint_config = self.lint(fields["lint"][1])
         if posts is not None and not walkways:
             self.reach_without_walkways(fields["posts"][1], posts)
         if self.problems or site_id is None or name is None or posts is None:
@@ -856,6 +865,28 @@ class _Checker:
                     self.problems.append(Problem(
                         self.path, line, column, path,
                         "reach_s needs walkways: add a 'walkways' section to the site"))
+
+    def lint(self, node: Node) -> LintConfig:
+        """The wording lint's phrases: ``vague_phrases`` replaces the defaults,
+        ``extra_vague_phrases`` adds to them."""
+        fields = self.mapping(node, "lint", _LINT_KEYS)
+        if fields is None:
+            return LintConfig()
+        phrases = LintConfig().vague_phrases
+        if "vague_phrases" in fields:
+            phrases = self.phrases(fields["vague_phrases"][1], "lint.vague_phrases")
+        if "extra_vague_phrases" in fields:
+            phrases += self.phrases(fields["extra_vague_phrases"][1],
+                                    "lint.extra_vague_phrases")
+        return LintConfig(vague_phrases=tuple(dict.fromkeys(phrases)))
+
+    def phrases(self, node: Node, field_path: str) -> tuple[str, ...]:
+        items = self.sequence(node, field_path)
+        if items is None:
+            return ()
+        phrases = [self.string(item, _item(field_path, i), empty_ok=False)
+                   for i, item in enumerate(items)]
+        return tuple(" ".join(p.lower().split()) for p in phrases if p is not None)
 
     def escalation(self, node: Node) -> tuple[EscalationLevel, ...]:
         items = self.sequence(node, "escalation")
