@@ -49,8 +49,12 @@ def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
 
 
 @app.command()
-def check(site: Annotated[Path, typer.Argument(help="The site file (YAML).")]) -> None:
-    """Validate a site file. Exit 0 if valid, 2 with every problem otherwise."""
+def check(
+    site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+) -> None:
+    """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
+    otherwise; with --strict, warnings (e.g. vague or contradicting orders) exit 2 too."""
     from coverwatch.sitefile import load_site_document
 
     console = Console(stderr=True)
@@ -66,6 +70,16 @@ def check(site: Annotated[Path, typer.Argument(help="The site file (YAML).")]) -
         console.print(f"[{colour}]{finding.level}[/{colour}] {site}: walkways: "
                       f"{escape(finding.message)}", highlight=False, soft_wrap=True)
     if any(f.level == "error" for f in findings):
+        raise typer.Exit(2)
+    from coverwatch.orderdocs import lint_problems
+
+    wording = lint_problems(doc)
+    for problem in wording:
+        console.print(f"[yellow]warning[/yellow] {escape(str(problem))}", highlight=False,
+                      soft_wrap=True, emoji=False)
+    if strict and (wording or findings):
+        console.print(f"[red]error[/red] {site}: --strict: {len(wording) + len(findings)} "
+                      "warning(s)", highlight=False, soft_wrap=True, emoji=False)
         raise typer.Exit(2)
     rules = sum(len(p.rules) for p in doc.site.posts)
     Console().print(
@@ -210,11 +224,13 @@ def main() -> None:
 
 
 def _mount() -> None:
+    from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
     from coverwatch.cli.server import register
 
     register(app)
     app.add_typer(plan_app, name="plan")
+    app.command()(orders)
 
 
 _mount()
