@@ -1,0 +1,253 @@
+"""JSON endpoints the dashboard needs beyond the server's API.
+
+* ``GET /api/v1/site`` — the site's geometry and rules, for the plan;
+* ``GET /api/v1/plan`` — officers with positions, duty, devices and the rules
+  they count for, gates and flags, at the live horizon;
+* ``GET /api/v1/timeline?hours=N`` — per rule, the covered / lapsed / inactive
+  periods of the last N hours, kept by the live engine;
+* ``GET /api/v1/cover/at?t=ISO`` — the state at a past moment (replay), computed
+  by evaluating the stored events up to ``t`` with the same engine.
+
+Times are given both as ISO strings and as epoch milliseconds (``*_ms``) so the
+browser need not parse microseconds. Every route requires one of the
+supervision roles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from coverwatch.api.deps import Principal, require, services
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
+from coverwatch.errors import CoverwatchError
+from coverwatch.live import LiveCover, OfficerView, Position
+from coverwatch.services import Services
+
+__all__ = ["SUPERVISION", "alert_state_at", "cover_states", "router", "state_at"]
+
+router = APIRouter()
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+Svc = Annotated[Services, Depends(services)]
+Watcher = Annotated[Principal, Depends(require(*SUPERVISION))]
+
+# How many stored events a replay may evaluate (memory bound for one request).
+MAX_REPLAY_EVENTS = 2_000_000
+
+
+def _ms(t_us: int | None) -> int | None:
+    return None if t_us is None else t_us // 1000
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def site_json(site: Site, levels: int) -> dict[str, Any]:
+    """The site as the plan draws it (site metres; +y is north)."""
+    return {
+        "id": site.id, "name": site.name, "timezone": site.timezone,
+        "stale_after_s": site.stale_after_s, "escalation_levels": levels,
+        "posts": [{
+            "id": p.id, "name": p.name, "gate": p.gate,
+            "at": list(p.at) if p.at else None,
+            "area": [list(pt) for pt in p.area] if p.area else None,
+            "rules": [{
+                "id": r.id, "need": r.need, "within_m": _finite(r.within_m),
+                "release_m": _finite(r.release_m), "grace_s": r.grace_s,
+                "capability": r.capability, "when": r.when,
+                "when_gate_open": r.when_gate_open, "reach_s": r.reach_s,
+            } for r in p.rules],
+        } for p in site.posts],
+        "walkways": [{"id": w.id, "points": [list(pt) for pt in w.points],
+                      "one_way": w.one_way} for w in site.walkways],
+        "barriers": [{"id": b.id, "points": [list(pt) for pt in b.points]}
+                     for b in site.barriers],
+    }
+
+
+def cover_states(live: LiveCover, site: Site) -> list[dict[str, Any]]:
+    """Each rule's state at the live object's horizon, as ``GET /api/v1/cover`` gives it."""
+    grace = {(p.id, r.id): r.grace_s for p, r in site.rules()}
+    horizon = live.horizon
+    out = []
+    for st in live.rule_states():
+        if not st.active:
+            state = "inactive"
+        elif st.lapse_start is None:
+            state = "covered"
+        elif horizon - st.lapse_start <= seconds_to_us(grace[(st.post, st.rule)]) \
+                and not st.alerted:
+            state = "grace"
+        else:
+            state = "lapsed"
+        out.append({
+            "post": st.post, "rule": st.rule, "state": state, "count": st.count,
+            "need": st.need,
+            "lapse_start": None if st.lapse_start is None else format_time(st.lapse_start),
+            "lapse_start_ms": _ms(st.lapse_start),
+        })
+    return out
+
+
+def _officers_json(
+    views: Iterable[OfficerView], positions: Mapping[str, Position], horizon: int,
+    devices: Mapping[str, list[str]],
+) -> list[dict[str, Any]]:
+    out = []
+    for o in views:
+        pos = positions.get(o.officer)
+        age = None if o.last_fix_us is None else max(0.0, (horizon - o.last_fix_us) / US_PER_S)
+        out.append({
+            "officer": o.officer, "on_duty": o.on_duty, "capabilities": list(o.capabilities),
+            "last_fix": None if o.last_fix_us is None else format_time(o.last_fix_us),
+            "last_fix_age_s": age, "stale": o.stale,
+            "counts_for": [{"post": p, "rule": r} for p, r in o.rules],
+            "x": None if pos is None else pos.x, "y": None if pos is None else pos.y,
+            "accuracy_m": None if pos is None else pos.accuracy_m,
+            "devices": devices.get(o.officer, []),
+        })
+    return out
+
+
+def alert_state_at(record: Mapping[str, Any], t_us: int) -> str | None:
+    """An alert's lifecycle state at ``t_us`` from its record's times; None if not raised yet."""
+    if record["alert_at"] > t_us:
+        return None
+    for key, state in (("closed_at", "closed"), ("resolved_at", "resolved"),
+                       ("acknowledged_at", "acknowledged")):
+        at = record.get(key)
+        if at is not None and at <= t_us:
+            return state
+    return "open"
+
+
+def _alert_json(record: Mapping[str, Any], state: str | None = None) -> dict[str, Any]:
+    out = dict(record)
+    if state is not None:
+        out["state"] = state
+    for key in ("lapse_start", "alert_at", "acknowledged_at", "resolved_at", "closed_at"):
+        out[f"{key}_ms"] = _ms(record.get(key))
+    return out
+
+
+def _devices_by_officer(svc: Services) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for d in svc.store.list_devices():
+        if d.active and d.officer:
+            out.setdefault(d.officer, []).append(d.name)
+    return out
+
+
+def state_at(svc: Services, t_us: int) -> dict[str, Any]:
+    """The whole dashboard state at ``t_us`` (inclusive), from the stored events.
+
+    Runs every stored event with ``t <= t_us`` (late ones included, as reports
+    do) through a fresh :class:`LiveCover`, i.e. the same engine the live
+    server and ``coverwatch replay`` use.
+    """
+    rows = svc.store.events_between(0, t_us + 1, limit=MAX_REPLAY_EVENTS + 1)
+    if len(rows) > MAX_REPLAY_EVENTS:
+        raise HTTPException(413, f"more than {MAX_REPLAY_EVENTS} events before that moment")
+    start = int(rows[0]["t_us"]) if rows else t_us
+    live = LiveCover(svc.site, lateness_us=0, start_horizon=start)
+    live.add(rows)
+    live.advance_to(t_us + 1)
+    alerts = []
+    for rec in svc.book.to_records():
+        state = alert_state_at(rec, t_us)
+        if state is not None:
+            alerts.append(_alert_json(rec, state))
+    return {
+        "t": format_time(t_us), "t_ms": _ms(t_us),
+        "rules": cover_states(live, svc.site),
+        "officers": _officers_json(live.officers(), live.positions(), t_us,
+                                   _devices_by_officer(svc)),
+        "gates": live.gates(), "flags": live.flags(), "alerts": alerts,
+        "events": len(rows),
+    }
+
+
+# -- routes -------------------------------------------------------------------
+
+
+@router.get("/api/v1/site")
+async def site(svc: Svc, who: Watcher) -> dict[str, Any]:
+    """The site's posts, rules, walkways and barriers (site metres) for the plan."""
+    return site_json(svc.site, len(svc.doc.escalation))
+
+
+@router.get("/api/v1/plan")
+async def plan(svc: Svc, who: Watcher) -> dict[str, Any]:
+    """Officers (with positions and devices), gates and flags at the live horizon."""
+    devices = await asyncio.to_thread(_devices_by_officer, svc)
+    live = svc.live
+    horizon = live.horizon
+    return {
+        "horizon": format_time(horizon), "horizon_ms": _ms(horizon),
+        "officers": _officers_json(live.officers(), live.positions(), horizon, devices),
+        "gates": live.gates(), "flags": live.flags(),
+    }
+
+
+@router.get("/api/v1/alerts/board")
+async def alert_board(svc: Svc, who: Watcher) -> dict[str, Any]:
+    """Every alert with millisecond times and the live horizon, for the alerts panel."""
+    return {"horizon_ms": _ms(svc.live.horizon),
+            "alerts": [_alert_json(a.to_record()) for a in svc.book.alerts()]}
+
+
+@router.get("/api/v1/timeline")
+async def timeline(
+    svc: Svc, who: Watcher,
+    hours: Annotated[float, Query(gt=0, le=168)] = 4.0,
+) -> dict[str, Any]:
+    """Per rule, the periods of the last ``hours`` (up to the horizon), as the live engine saw them.
+
+    Each segment is ``[start_ms, end_ms, state, count]``; ``state`` is
+    ``inactive``, ``covered`` or ``lapsed``. ``alerts`` lists when lapses
+    outlived their grace.
+    """
+    end = svc.live.horizon
+    stats = svc.live.timelines()
+    # No strip before the first recorded point: the window shows data, not emptiness.
+    first = min((st.timeline[0].t for st in stats if st.timeline), default=end)
+    start = max(end - seconds_to_us(hours * 3600), min(first, end - US_PER_S))
+    rules = []
+    for st in stats:
+        segs: list[list[Any]] = []
+        pts = st.timeline
+        for i, p in enumerate(pts):
+            s0 = p.t
+            s1 = pts[i + 1].t if i + 1 < len(pts) else end
+            if s1 <= start or s0 >= end:
+                continue
+            segs.append([_ms(max(s0, start)), _ms(min(s1, end)), p.state, p.count])
+        rules.append({"post": st.post, "rule": st.rule, "need": st.need, "segments": segs})
+    alerts = [
+        {"post": lp.post, "rule": lp.rule, "start_ms": _ms(lp.start), "end_ms": _ms(lp.end),
+         "alert_ms": _ms(lp.alert_at)}
+        for lp in svc.live.lapses()
+        if lp.alert_at is not None and (lp.end is None or lp.end > start)
+    ]
+    return {"start_ms": _ms(start), "end_ms": _ms(end), "rules": rules, "alerts": alerts}
+
+
+@router.get("/api/v1/cover/at")
+async def cover_at(
+    svc: Svc, who: Watcher, t: Annotated[str, Query(min_length=1, max_length=64)],
+) -> dict[str, Any]:
+    """The state at moment ``t`` (ISO-8601), evaluated from stored events: who counted then."""
+    try:
+        t_us = parse_time(t)
+    except (CoverwatchError, ValueError) as e:
+        raise HTTPException(422, f"t: {e}") from None
+    if t_us > svc.live.horizon:
+        raise HTTPException(422, "t is after the live horizon; use the live views")
+    return await asyncio.to_thread(state_at, svc, t_us)

@@ -1,0 +1,126 @@
+"""The dashboard's pages: login, the control room, an officer's own page, the audit log.
+
+Pages are static HTML shells (in ``pages/``) filled in by small ES modules from
+the JSON API, so nothing needs building. Every page but ``/login`` needs a
+session with one of the roles its :func:`page_require` names: a visitor
+without one is sent to ``/login``; a signed-in user without the role gets a
+403 page pointing to their own page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from coverwatch.api.deps import Principal, authenticate
+
+__all__ = ["LoginRequired", "PageForbidden", "home_for", "page_require", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+_NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+             "Referrer-Policy": "same-origin"}
+
+
+class LoginRequired(Exception):
+    """No (valid) session: send the browser to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class PageForbidden(Exception):
+    """Signed in, but without a role this page needs."""
+
+    def __init__(self, who: Principal, roles: frozenset[str]) -> None:
+        super().__init__(who.name)
+        self.who = who
+        self.roles = roles
+
+
+def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    """Like :func:`coverwatch.api.deps.require`, but answers browsers with pages."""
+    allowed = frozenset(roles)
+
+    async def check(request: Request) -> Principal:
+        try:
+            who = await authenticate(request)
+        except HTTPException:
+            who = None  # expired session or bad token: log in again
+        if who is None:
+            raise LoginRequired(request.url.path)
+        if not who.roles & allowed:
+            raise PageForbidden(who, allowed)
+        return who
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]
+    return check
+
+
+def home_for(who: Principal) -> str:
+    """The page a user lands on: the control room for supervision roles, else their duty."""
+    return "/control" if who.roles & set(SUPERVISION) else "/duty"
+
+
+def _page(name: str) -> HTMLResponse:
+    text = resources.files("coverwatch.web").joinpath("pages", name).read_text("utf-8")
+    return HTMLResponse(text, headers=_NO_STORE)
+
+
+def login_redirect(exc: LoginRequired) -> Response:
+    return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
+
+
+def forbidden_page(exc: PageForbidden) -> Response:
+    roles = ", ".join(sorted(exc.roles))
+    body = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<title>Not allowed - coverwatch</title>"
+        "<link rel='stylesheet' href='/static/app.css'></head>"
+        "<body class='plain'><main class='card narrow'><h1>Not allowed</h1>"
+        f"<p>You are signed in as <b>{html.escape(exc.who.name)}</b>. "
+        f"This page needs one of the roles: {html.escape(roles)}.</p>"
+        f"<p><a href='{home_for(exc.who)}'>Go to your page</a></p></main></body></html>"
+    )
+    return HTMLResponse(body, status_code=403, headers=_NO_STORE)
+
+
+@router.get("/login")
+async def login_page() -> HTMLResponse:
+    """Public by necessity: the form that creates a session."""
+    return _page("login.html")
+
+
+@router.get("/")
+async def home(
+    who: Annotated[Principal, Depends(page_require("officer", *SUPERVISION))],
+) -> RedirectResponse:
+    return RedirectResponse(home_for(who), status_code=303)
+
+
+@router.get("/control")
+async def control(
+    who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
+) -> HTMLResponse:
+    return _page("control.html")
+
+
+@router.get("/duty")
+async def duty(who: Annotated[Principal, Depends(page_require("officer"))]) -> HTMLResponse:
+    return _page("duty.html")
+
+
+@router.get("/audit")
+async def audit(
+    who: Annotated[Principal, Depends(page_require("auditor", "admin"))],
+) -> HTMLResponse:
+    return _page("audit.html")

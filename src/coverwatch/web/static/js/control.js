@@ -1,0 +1,366 @@
+// The control room: live plan, alerts, cover timeline, officers and replay.
+// Live data comes from the server's feed (SSE) plus periodic refreshes; in
+// replay the same views show the state at a chosen past moment, computed by
+// the server from stored events with the same engine.
+
+import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
+import { Plan } from "./plan.js";
+import { Timeline } from "./timeline.js";
+
+const $ = (id) => document.getElementById(id);
+const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
+
+const app = {
+  who: null, site: null, canAct: false, mode: "live",
+  live: { cover: null, plan: null, board: null },
+  replay: { t: null, data: null, period: 3600e3, playing: null },
+  knownAlerts: null, sound: localStorage.getItem("cw.sound") === "on",
+  postNames: new Map(),
+};
+
+function postName(id) { return app.postNames.get(id) ?? id; }
+
+function view() {
+  if (app.mode === "replay" && app.replay.data) {
+    const d = app.replay.data;
+    return { nowMs: d.t_ms, rules: d.rules, officers: d.officers, gates: d.gates, alerts: d.alerts, replay: true };
+  }
+  const { cover, plan, board } = app.live;
+  if (!cover || !plan || !board) return null;
+  return { nowMs: plan.horizon_ms, rules: cover.rules, officers: plan.officers, gates: plan.gates, alerts: board.alerts, replay: false };
+}
+
+function render() {
+  const v = view();
+  if (!v) return;
+  app.plan.render(v);
+  renderSummary(v);
+  renderAlerts(v);
+  renderHistory(v);
+  renderOfficers(v);
+}
+
+// -- header summary and title --------------------------------------------------
+
+function renderSummary(v) {
+  const byPost = new Map();
+  for (const r of v.rules) byPost.set(r.post, [...(byPost.get(r.post) ?? []), r.state]);
+  const counts = { lapsed: 0, grace: 0, covered: 0, inactive: 0 };
+  for (const states of byPost.values()) counts[worst(states)]++;
+  const needAction = v.alerts.filter((a) => a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)).length;
+  const stale = v.officers.filter((o) => o.on_duty && o.stale).length;
+  const parts = [];
+  const chip = (cls, text) => el("span", { class: `chip ${cls}` }, text);
+  parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} post${counts.lapsed > 1 ? "s" : ""} LAPSED`) : chip("state-covered", "No post lapsed"));
+  if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
+  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} alert${needAction > 1 ? "s" : ""} need action` : "No alert needs action"));
+  if (stale) parts.push(chip("stale-chip", `${stale} officer${stale > 1 ? "s" : ""} without signal`));
+  $("summary").replaceChildren(...parts);
+  const mode = $("mode");
+  mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
+  mode.className = v.replay ? "mode replay" : "mode live";
+  document.title = `${needAction ? `(${needAction}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
+}
+
+// -- alerts -----------------------------------------------------------------------
+
+const cards = new Map();
+
+function alertFacts(a, v) {
+  const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
+  const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
+    ? `Cover was short for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)} (restored ${formatTime(a.resolved_at_ms)})`
+    : `Cover short for ${formatDuration((v.nowMs - a.lapse_start_ms) / 1000)}`;
+  const coverNow = cov ? `Cover now ${cov.count} of ${cov.need} needed` : `Need ${a.need}`;
+  const levels = app.site.escalation_levels;
+  const esc = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}${levels ? " of " + levels : ""}` : "Not escalated";
+  const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
+  return { shortFor, coverNow, esc, ack, lapsedNow: cov?.state === "lapsed" };
+}
+
+function stateLabel(a) {
+  if (a.state === "resolved" && !a.acknowledged_by) return "Resolved – not acknowledged";
+  return { open: "OPEN", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" }[a.state] ?? a.state;
+}
+
+function makeCard(a) {
+  const note = el("textarea", { rows: 2, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
+  const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
+  const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
+  const err = el("p", { class: "error", role: "alert" });
+  const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
+    el("header", {}, el("h3", {}, postName(a.post), el("span", { class: "rule" }, ` · ${a.rule}`)), el("span", { class: "badge" })),
+    el("ul", { class: "facts" }),
+    el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn)), err);
+  card._parts = { note, ackBtn, closeBtn, err };
+  return card;
+}
+
+function updateCard(card, a, v) {
+  const f = alertFacts(a, v);
+  card.className = `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}`;
+  const badge = card.querySelector(".badge");
+  badge.textContent = stateLabel(a);
+  card.querySelector(".facts").replaceChildren(
+    el("li", { class: "short" }, f.shortFor),
+    el("li", {}, f.coverNow), el("li", {}, f.esc),
+    el("li", { class: "muted" }, `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`),
+    f.ack ? el("li", { class: "ack" }, f.ack) : null);
+  const { ackBtn, closeBtn, note } = card._parts;
+  const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
+  const canClose = !v.replay && app.canAct && a.state === "resolved";
+  ackBtn.hidden = !canAck;
+  closeBtn.hidden = !canClose;
+  note.hidden = !(canAck || canClose);
+  closeBtn.title = canClose ? "" : "An alert can be closed once cover is restored";
+}
+
+async function act(id, what, note, card) {
+  const { err } = card._parts;
+  err.textContent = "";
+  for (const b of card.querySelectorAll("button")) b.disabled = true;
+  try {
+    await api(`/api/v1/alerts/${encodeURIComponent(id)}/${what}`, { method: "POST", body: { note: note.value.trim() } });
+    note.value = "";
+    await refreshAlerts();
+    announce(`Alert ${what === "close" ? "closed" : "acknowledged"}.`);
+  } catch (e) {
+    if (!(e instanceof AuthError)) err.textContent = `Could not ${what}: ${e.message}`;
+  } finally {
+    for (const b of card.querySelectorAll("button")) b.disabled = false;
+  }
+}
+
+function renderAlerts(v) {
+  const list = $("alert-list");
+  const active = v.alerts.filter((a) => ACTIVE.has(a.state))
+    .sort((x, y) => (x.state === "open" ? 0 : 1) - (y.state === "open" ? 0 : 1) || y.alert_at_ms - x.alert_at_ms);
+  const ids = new Set(active.map((a) => a.id));
+  for (const [id, card] of cards) if (!ids.has(id)) { card.remove(); cards.delete(id); }
+  const order = [];
+  for (const a of active) {
+    let card = cards.get(a.id);
+    if (!card) { card = makeCard(a); cards.set(a.id, card); }
+    updateCard(card, a, v);
+    order.push(card);
+  }
+  const current = [...list.querySelectorAll(".alert-card")];
+  if (current.length !== order.length || current.some((c, i) => c !== order[i])) {
+    list.querySelector(".empty")?.remove();
+    list.append(...order);
+  }
+  if (!active.length && !list.querySelector(".empty")) list.append(el("p", { class: "empty" }, v.replay ? "No alert was active at this moment." : "No alerts. Every alerted lapse has been closed."));
+  if (active.length) list.querySelector(".empty")?.remove();
+  $("alert-count").textContent = String(active.length);
+  if (!v.replay) noticeNew(v.alerts);
+}
+
+function noticeNew(alerts) {
+  const open = alerts.filter((a) => a.state === "open");
+  if (app.knownAlerts === null) { app.knownAlerts = new Set(alerts.map((a) => a.id)); return; }
+  const fresh = open.filter((a) => !app.knownAlerts.has(a.id));
+  for (const a of alerts) app.knownAlerts.add(a.id);
+  if (!fresh.length) return;
+  const text = fresh.map((a) => `${postName(a.post)} – ${a.rule}`).join("; ");
+  const banner = $("banner");
+  banner.replaceChildren(el("strong", {}, "NEW ALERT: "), text, el("button", { type: "button", class: "dismiss", onclick: () => { banner.hidden = true; } }, "Dismiss"));
+  banner.hidden = false;
+  banner.classList.remove("flash"); void banner.offsetWidth; banner.classList.add("flash");
+  for (const a of fresh) cards.get(a.id)?.classList.add("new");
+  if (app.sound) beep();
+}
+
+function renderHistory(v) {
+  const filter = $("history-filter").value;
+  const rows = v.alerts.filter((a) => filter === "all" || a.state === filter).sort((x, y) => y.alert_at_ms - x.alert_at_ms);
+  $("history-body").replaceChildren(...rows.slice(0, 200).map((a) => el("tr", {},
+    el("td", {}, formatTime(a.alert_at_ms)),
+    el("td", {}, `${postName(a.post)} · ${a.rule}`),
+    el("td", {}, formatDuration(((a.resolved_at_ms ?? v.nowMs) - a.lapse_start_ms) / 1000)),
+    el("td", {}, stateLabel(a)),
+    el("td", {}, a.acknowledged_by ? `${a.acknowledged_by}: ${a.acknowledgement_note || "–"}` : "–"),
+    el("td", {}, a.closed_by ? `${a.closed_by}: ${a.close_note || "–"}` : "–"))));
+  if (!rows.length) $("history-body").replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No alerts with this state.")));
+}
+
+// -- officers ----------------------------------------------------------------------
+
+function renderOfficers(v) {
+  const rows = [...v.officers].sort((a, b) => (b.on_duty && b.stale) - (a.on_duty && a.stale) || a.officer.localeCompare(b.officer));
+  $("officers-body").replaceChildren(...rows.map((o) => el("tr", { class: o.on_duty && o.stale ? "stale" : null, "data-officer": o.officer },
+    el("th", { scope: "row" }, o.officer),
+    el("td", {}, o.on_duty ? "On duty" : "Off duty"),
+    el("td", {}, o.capabilities.join(", ") || "–"),
+    el("td", {}, o.last_fix_age_s === null ? "never" : `${formatDuration(o.last_fix_age_s)} ago${o.stale ? " – STALE" : ""}`),
+    el("td", {}, o.devices.join(", ") || "–"),
+    el("td", {}, o.counts_for.map((c) => `${postName(c.post)} · ${c.rule}`).join("; ") || "–"))));
+}
+
+// -- who counted at a moment (timeline click) --------------------------------------------
+
+async function whoCounted(ms, row) {
+  const box = $("moment");
+  box.replaceChildren(el("p", {}, `Evaluating ${formatTime(ms)}…`));
+  try {
+    const d = await api(`/api/v1/cover/at?t=${encodeURIComponent(new Date(ms).toISOString())}`);
+    const r = d.rules.find((x) => x.post === row.post && x.rule === row.rule);
+    const counted = d.officers.filter((o) => o.counts_for.some((c) => c.post === row.post && c.rule === row.rule));
+    box.replaceChildren(
+      el("h3", {}, `${postName(row.post)} · ${row.rule} at ${formatTime(ms)}`),
+      el("p", {}, el("span", { class: `chip state-${r.state}` }, STATE_WORDS[r.state]), ` ${r.count} of ${r.need} needed`),
+      el("p", {}, counted.length ? `Counted: ${counted.map((o) => `${o.officer}${o.capabilities.length ? " (" + o.capabilities.join(", ") + ")" : ""}`).join(", ")}` : "Nobody counted."),
+      el("button", { type: "button", onclick: () => startReplay(ms) }, "Replay from this moment"));
+  } catch (e) {
+    if (!(e instanceof AuthError)) box.replaceChildren(el("p", { class: "error" }, `Could not evaluate: ${e.message}`));
+  }
+}
+
+// -- replay ---------------------------------------------------------------------------
+
+let replayTimer = null;
+function replayAt(ms) {
+  app.replay.t = ms;
+  $("replay-time").textContent = formatTime(ms);
+  app.timeline.setCursor(ms);
+  clearTimeout(replayTimer);
+  replayTimer = setTimeout(async () => {
+    try {
+      const d = await api(`/api/v1/cover/at?t=${encodeURIComponent(new Date(ms).toISOString())}`);
+      if (app.mode === "replay" && app.replay.t === ms) { app.replay.data = d; render(); }
+    } catch (e) { if (!(e instanceof AuthError)) announce(`Replay failed: ${e.message}`); }
+  }, 120);
+}
+
+function setupSlider(startMs) {
+  const end = app.live.plan?.horizon_ms ?? Date.now();
+  const slider = $("replay-slider");
+  const from = end - app.replay.period;
+  slider.min = String(Math.floor(from / 1000));
+  slider.max = String(Math.floor(end / 1000));
+  slider.value = String(Math.floor((startMs ?? from) / 1000));
+  $("replay-from").textContent = formatTime(from);
+  $("replay-to").textContent = formatTime(end);
+  replayAt(Number(slider.value) * 1000);
+}
+
+function startReplay(ms) {
+  app.mode = "replay";
+  document.body.classList.add("replaying");
+  $("replay-bar").hidden = false;
+  $("replay-toggle").textContent = "Back to live";
+  $("replay-toggle").setAttribute("aria-pressed", "true");
+  if (ms !== undefined) {
+    const end = app.live.plan?.horizon_ms ?? Date.now();
+    if (end - ms > app.replay.period) { app.replay.period = Math.min(end - ms + 60e3, 168 * 3600e3); }
+  }
+  setupSlider(ms);
+  $("replay-slider").focus();
+}
+
+function stopReplay() {
+  app.mode = "live";
+  app.replay.data = null;
+  clearInterval(app.replay.playing); app.replay.playing = null;
+  $("replay-play").textContent = "Play";
+  document.body.classList.remove("replaying");
+  $("replay-bar").hidden = true;
+  $("replay-toggle").textContent = "Replay";
+  $("replay-toggle").setAttribute("aria-pressed", "false");
+  app.timeline.setCursor(null);
+  render();
+}
+
+function togglePlay() {
+  if (app.replay.playing) { clearInterval(app.replay.playing); app.replay.playing = null; $("replay-play").textContent = "Play"; return; }
+  $("replay-play").textContent = "Pause";
+  app.replay.playing = setInterval(() => {
+    const s = $("replay-slider");
+    const next = Number(s.value) + Number($("replay-speed").value);
+    if (next > Number(s.max)) { togglePlay(); return; }
+    s.value = String(next);
+    replayAt(next * 1000);
+  }, 1000);
+}
+
+// -- data -----------------------------------------------------------------------------
+
+async function refreshLive() {
+  const [cover, plan] = await Promise.all([api("/api/v1/cover"), api("/api/v1/plan")]);
+  app.live.cover = cover; app.live.plan = plan;
+  if (app.mode === "live") render();
+  $("conn").textContent = "";
+}
+
+async function refreshAlerts() {
+  app.live.board = await api("/api/v1/alerts/board");
+  if (app.mode === "live") render();
+}
+
+async function refreshTimeline() {
+  const hours = Number($("tl-hours").value);
+  app.timeline.render(await api(`/api/v1/timeline?hours=${hours}`));
+}
+
+function announce(text) { $("sr-status").textContent = text; }
+
+function every(ms, fn) {
+  const run = async () => {
+    try { await fn(); } catch (e) { if (!(e instanceof AuthError)) $("conn").textContent = `Connection problem: ${e.message}`; }
+    setTimeout(run, ms);
+  };
+  run();
+}
+
+function connectFeed() {
+  let pending = null;
+  const source = new EventSource("/api/v1/feed");
+  source.onmessage = () => {
+    // Any change: refresh now rather than at the next period.
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try { await Promise.all([refreshLive(), refreshAlerts()]); } catch (e) { /* the periodic refresh retries */ }
+    }, 150);
+  };
+  source.onopen = () => { $("feed").textContent = "feed connected"; $("feed").className = "feed ok"; };
+  source.onerror = () => { $("feed").textContent = "feed reconnecting…"; $("feed").className = "feed bad"; };
+}
+
+async function main() {
+  app.who = await me();
+  app.canAct = app.who.roles.some((r) => r === "supervisor" || r === "admin");
+  app.site = await api("/api/v1/site");
+  setTimeZone(app.site.timezone);
+  app.postNames = new Map(app.site.posts.map((p) => [p.id, p.name]));
+  $("site-name").textContent = app.site.name;
+  $("tz").textContent = `times in ${siteTimeZone()}`;
+  $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
+  if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;
+  if (!app.canAct) $("read-only").hidden = false;
+  app.plan = new Plan($("plan"), app.site);
+  app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {
+    if (app.mode === "replay") { $("replay-slider").value = String(Math.floor(ms / 1000)); replayAt(ms); }
+    whoCounted(ms, row);
+  });
+  $("logout").addEventListener("click", logout);
+  const soundBtn = $("sound");
+  const showSound = () => { soundBtn.textContent = app.sound ? "Sound on" : "Sound off"; soundBtn.setAttribute("aria-pressed", String(app.sound)); };
+  showSound();
+  soundBtn.addEventListener("click", () => { app.sound = !app.sound; localStorage.setItem("cw.sound", app.sound ? "on" : "off"); showSound(); if (app.sound) beep(); });
+  $("history-filter").addEventListener("change", render);
+  $("tl-hours").addEventListener("change", () => refreshTimeline().catch(() => {}));
+  $("replay-toggle").addEventListener("click", () => (app.mode === "replay" ? stopReplay() : startReplay()));
+  $("replay-slider").addEventListener("input", (e) => replayAt(Number(e.target.value) * 1000));
+  $("replay-period").addEventListener("change", (e) => { app.replay.period = Number(e.target.value) * 1000; setupSlider(); });
+  $("replay-play").addEventListener("click", togglePlay);
+  $("replay-back").addEventListener("click", () => { const s = $("replay-slider"); s.value = String(Number(s.value) - 60); replayAt(Number(s.value) * 1000); });
+  $("replay-fwd").addEventListener("click", () => { const s = $("replay-slider"); s.value = String(Number(s.value) + 60); replayAt(Number(s.value) * 1000); });
+  every(2000, refreshLive);
+  every(3000, refreshAlerts);
+  every(30000, refreshTimeline);
+  // Durations in the header and cards tick between refreshes.
+  setInterval(() => { if (app.mode === "live" && app.live.plan) { app.live.plan.horizon_ms += 1000; render(); } }, 1000);
+  connectFeed();
+}
+
+main().catch((e) => { if (!(e instanceof AuthError)) { $("conn").textContent = `Could not start: ${e.message}`; } });
