@@ -236,7 +236,8 @@ async def timeline(
         for lp in svc.live.lapses()
         if lp.alert_at is not None and (lp.end is None or lp.end > start)
     ]
-    return {"start_ms": _ms(start), "end_ms": _ms(end), "rules": rules, "alerts": alerts}
+    return {"start_ms": _ms(start), "end_ms": _ms(end), "first_ms": _ms(first), "rules": rules,
+            "alerts": alerts}
 
 
 @router.get("/api/v1/cover/at")

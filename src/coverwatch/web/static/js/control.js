@@ -53,7 +53,7 @@ function renderSummary(v) {
   const chip = (cls, text) => el("span", { class: `chip ${cls}` }, text);
   parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} post${counts.lapsed > 1 ? "s" : ""} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
-  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} alert${needAction > 1 ? "s" : ""} need action` : "No alert needs action"));
+  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? needAction > 1 ? `${needAction} alerts need action` : "1 alert needs action" : "No alert needs action"));
   if (stale) parts.push(chip("stale-chip", `${stale} officer${stale > 1 ? "s" : ""} without signal`));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
@@ -105,7 +105,7 @@ function updateCard(card, a, v) {
     el("li", { class: "short" }, f.shortFor),
     el("li", {}, f.coverNow), el("li", {}, f.esc),
     el("li", { class: "muted" }, `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`),
-    f.ack ? el("li", { class: "ack" }, f.ack) : null);
+    ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
   const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
   const canClose = !v.replay && app.canAct && a.state === "resolved";
@@ -234,7 +234,15 @@ function replayAt(ms) {
 function setupSlider(startMs) {
   const end = app.live.plan?.horizon_ms ?? Date.now();
   const slider = $("replay-slider");
-  const from = end - app.replay.period;
+  // Nothing to replay before the first recorded moment.
+  const first = app.timeline.data?.first_ms ?? end - app.replay.period;
+  const from = Math.max(end - app.replay.period, Math.min(first, end - 60e3));
+  if (startMs === undefined) {
+    // Start where something happened: the latest alert's lapse, else 5 minutes ago.
+    const alerts = app.live.board?.alerts ?? [];
+    const latest = alerts.reduce((m, a) => Math.max(m, a.lapse_start_ms - 30e3), -Infinity);
+    startMs = Math.max(from, latest > from ? latest : end - 300e3);
+  }
   slider.min = String(Math.floor(from / 1000));
   slider.max = String(Math.floor(end / 1000));
   slider.value = String(Math.floor((startMs ?? from) / 1000));
@@ -245,6 +253,7 @@ function setupSlider(startMs) {
 
 function startReplay(ms) {
   app.mode = "replay";
+  $("banner").hidden = true;
   document.body.classList.add("replaying");
   $("replay-bar").hidden = false;
   $("replay-toggle").textContent = "Back to live";
@@ -357,7 +366,7 @@ async function main() {
   $("replay-fwd").addEventListener("click", () => { const s = $("replay-slider"); s.value = String(Number(s.value) + 60); replayAt(Number(s.value) * 1000); });
   every(2000, refreshLive);
   every(3000, refreshAlerts);
-  every(30000, refreshTimeline);
+  every(10000, refreshTimeline);
   // Durations in the header and cards tick between refreshes.
   setInterval(() => { if (app.mode === "live" && app.live.plan) { app.live.plan.horizon_ms += 1000; render(); } }, 1000);
   connectFeed();

@@ -63,7 +63,7 @@ export class Timeline {
   axis(t0, t1, x) {
     const s = svg("svg", { class: "tl-strip tl-ticks", viewBox: `0 0 ${W} 20`, preserveAspectRatio: "none", "aria-hidden": "true" });
     const span = t1 - t0;
-    const steps = [60e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 14400e3, 21600e3];
+    const steps = [10e3, 30e3, 60e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 14400e3, 21600e3];
     const step = steps.find((st) => span / st <= 8) ?? 43200e3;
     for (let t = Math.ceil(t0 / step) * step; t < t1; t += step) {
       s.append(svg("line", { x1: x(t), x2: x(t), y1: 14, y2: 20, class: "tick" }));
