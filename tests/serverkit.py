@@ -28,6 +28,7 @@ from coverwatch.services import Services
 from coverwatch.settings import Settings
 
 __all__ = [
+    "ORIGIN_SITE",
     "PASSWORD",
     "REPO",
     "YARD",
@@ -35,7 +36,7 @@ __all__ = [
     "FakeClock",
     "Kit",
     "LiveServer",
-    "ORIGIN_SITE",
+    "base_settings",
     "live_server",
     "running_server",
     "wait_until",

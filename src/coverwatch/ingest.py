@@ -74,7 +74,9 @@ def validate_records(
             problems.append(IngestProblem(i, None, "expected a JSON object"))
             continue
         if device:
-            if rec.get("kind") not in _ALLOWED_FOR_DEVICE:
+            kind = rec.get("kind")
+            # isinstance first: an unhashable kind (a list) must not raise here.
+            if not isinstance(kind, str) or kind not in _ALLOWED_FOR_DEVICE:
                 problems.append(
                     IngestProblem(i, "kind", "a device may only send fix and duty events")
                 )

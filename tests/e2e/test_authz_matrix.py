@@ -14,6 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from starlette.routing import Route
+
+from coverwatch.storage.tables import users
 from serverkit import (
     PASSWORD,
     YARD,
@@ -24,10 +28,6 @@ from serverkit import (
     live_server,
     running_server,
 )
-from sqlalchemy import select
-from starlette.routing import Route
-
-from coverwatch.storage.tables import users
 
 ANON = "anonymous"
 OFFICER, SUPERVISOR, ADMIN, AUDITOR = "officer", "supervisor", "admin", "auditor"
@@ -66,6 +66,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
     ("POST", "/api/v1/site/reload"): frozenset({ADMIN}),
+    # The dashboard (coverwatch.web): its JSON endpoints and its pages.
+    ("GET", "/api/v1/site"): SUPERVISION,
+    ("GET", "/api/v1/plan"): SUPERVISION,
+    ("GET", "/api/v1/alerts/board"): SUPERVISION,
+    ("GET", "/api/v1/timeline"): SUPERVISION,
+    ("GET", "/api/v1/cover/at"): SUPERVISION,
+    ("GET", "/login"): EVERYONE,
+    ("GET", "/"): PEOPLE,
+    ("GET", "/control"): SUPERVISION,
+    ("GET", "/duty"): frozenset({OFFICER}),
+    ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
+    ("?", "/static"): EVERYONE,  # code and styles only, no data
     # FastAPI's generated API description and its viewers: public by choice
     # (they describe the API, they hold no data).
     ("GET", "/openapi.json"): EVERYONE,
@@ -79,6 +91,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/login"): {"json": {"username": "target-user", "password": PASSWORD}},
     ("POST", "/api/v1/events"): {"json": []},
+    ("GET", "/api/v1/cover/at"): {"params": {"t": "2030-01-01T08:00:00Z"}},
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/alerts/{alert_id}/close"): {"json": {"note": "done"}},
     ("POST", "/api/v1/users"): {"json": {"username": "new-user", "password": PASSWORD,
@@ -86,6 +99,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/users/{username}"): {"json": {"roles": ["officer"]}},
     ("POST", "/api/v1/devices"): {"json": {"name": "new-device", "officer": "A9"}},
 }
+# Browser pages send an anonymous caller to the login page instead of a 401.
+PAGES = frozenset({"/", "/control", "/duty", "/audit"})
+STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "name": "spare-device"}
 
@@ -169,7 +185,8 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
     _, device_token = server.svc.store.create_device("osmand-phone", "A2")
     failures: list[str] = []
     for (method, template), allowed in sorted(EXPECTED.items()):
-        path = template.format(**PATH_VALUES)
+        path = STATIC_FILE if method == "?" else template.format(**PATH_VALUES)
+        method = "GET" if method == "?" else method
         for kind in CALLERS:
             if template == "/api/v1/devices/{name}":
                 server.svc.store.create_device(f"spare-{kind}", "A5")
@@ -186,6 +203,8 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
             if kind in allowed:
                 ok = status not in (401, 403) and status < 500
                 want = "neither 401 nor 403"
+            elif kind == ANON and template in PAGES:
+                ok, want = status == 303, "303 to the login page"
             elif kind == ANON or template == "/osmand":
                 ok, want = status == 401, "401"
             else:
@@ -195,7 +214,7 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
     assert not failures, "\n".join(failures)
 
 
-UNSAFE = sorted(k for k in EXPECTED if k[0] != "GET" and k[1] not in ("/api/v1/login", "/osmand"))
+UNSAFE = sorted(k for k in EXPECTED if k[0] not in ("GET", "?") and k[1] not in ("/api/v1/login", "/osmand"))
 
 
 @pytest.mark.parametrize(("method", "template"), UNSAFE)
