@@ -184,7 +184,7 @@ def test_supervisor_sees_lapse_and_acknowledges_it(server: Server, browser: Any)
     page.wait_for_url(re.compile(r"/control$"))
     gate = page.locator('[data-post="main-gate"]')
     gate.and_(page.locator('[data-state="covered"]')).wait_for()
-    page.locator('.officer[data-officer="U1"]').wait_for()
+    page.locator('.officer .marker[data-officer="U1"]').wait_for()
     assert page.locator("#mode").inner_text().startswith("LIVE")
 
     # U1 walks away: the gate's staffing rule lapses, then alerts after its 3 s grace.

@@ -157,15 +157,28 @@ export class Plan {
       g.append(t);
     }
     this.gOfficers.replaceChildren();
+    // Officers closer than a marker's width share one label ("A1, A2 armed").
+    const near = 14 * (this.unit || 1);
+    const groups = [];
     for (const o of state.officers) {
       if (o.x === null || !o.on_duty) continue;
-      const caps = o.capabilities.length ? o.capabilities.join(", ") : "";
-      const cls = ["officer", o.stale ? "stale" : "fresh", o.capabilities.includes("armed") ? "armed" : ""].join(" ");
-      const label = o.stale ? `${o.officer} (no signal ${formatDuration(o.last_fix_age_s ?? 0)})` : `${o.officer}${caps ? " " + caps : ""}`;
-      const g = svg("g", { class: cls, "data-officer": o.officer, transform: `translate(${o.x},${-o.y})` },
-        svg("circle", { class: "marker" }),
-        svg("text", { class: "officer-label", dx: "0.75em", dy: "0.35em" }, label),
-        svg("title", {}, `${o.officer}${caps ? " (" + caps + ")" : ""}${o.stale ? " — stale: no fix for " + formatDuration(o.last_fix_age_s ?? 0) : ""}`));
+      const g = groups.find((q) => q.stale === o.stale && Math.hypot(q.x - o.x, q.y - o.y) < near);
+      if (g) g.members.push(o); else groups.push({ x: o.x, y: o.y, stale: o.stale, members: [o] });
+    }
+    for (const grp of groups) {
+      const names = grp.members.map((o) => o.officer).join(", ");
+      const capsets = [...new Set(grp.members.map((o) => o.capabilities.join(", ")))];
+      const caps = capsets.length === 1 ? capsets[0] : "";
+      const armed = grp.members.some((o) => o.capabilities.includes("armed"));
+      const age = Math.max(...grp.members.map((o) => o.last_fix_age_s ?? 0));
+      const label = grp.stale ? `${names} (no signal ${formatDuration(age)})` : `${names}${caps ? " " + caps : ""}`;
+      const g = svg("g", { class: `officer ${grp.stale ? "stale" : "fresh"}${armed ? " armed" : ""}`,
+        "data-officer": names, transform: `translate(${grp.x},${-grp.y})` });
+      for (const o of grp.members) {
+        g.append(svg("circle", { class: "marker", cx: o.x - grp.x, cy: grp.y - o.y, "data-officer": o.officer }));
+      }
+      g.append(svg("text", { class: "officer-label", dx: "0.75em", dy: "0.35em" }, label),
+        svg("title", {}, grp.members.map((o) => `${o.officer}${o.capabilities.length ? " (" + o.capabilities.join(", ") + ")" : ""}${o.stale ? " – stale: no fix for " + formatDuration(o.last_fix_age_s ?? 0) : ""}`).join("\n")));
       this.gOfficers.append(g);
     }
   }
