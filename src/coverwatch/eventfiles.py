@@ -55,6 +55,7 @@ __all__ = [
     "CheckedRecord",
     "EventReader",
     "EventRecordError",
+    "NeedsFullSort",
     "RecordRules",
     "check_record",
     "read_events",
@@ -1001,6 +1002,8 @@ class _Pending:
         (>= 0) or ``-1 - i`` for control event ``i``.
         """
         fixes = FixColumns.concat(self.fixes)
+        if _in_order(fixes.t, fixes.seq):
+            return (fixes, self.control, *_merge_sorted(fixes, self.control))
         ct = np.fromiter((e.t for e in self.control), np.int64, len(self.control))
         cs = np.fromiter((e.seq for e in self.control), np.int64, len(self.control))
         t = np.concatenate([fixes.t, ct])
@@ -1013,6 +1016,35 @@ class _Pending:
         by_seq = np.argsort(s, kind="stable")
         order = by_seq[np.argsort(t[by_seq], kind="stable")]
         return fixes, self.control, t[order], s[order], where[order]
+
+
+def _in_order(t: I64, seq: I64) -> bool:
+    """Whether rows are already in (t, seq) order: the common case, which needs no sort."""
+    if len(t) < 2:
+        return True
+    dt = np.diff(t)
+    return bool(((dt > 0) | ((dt == 0) & (np.diff(seq) > 0))).all())
+
+
+def _merge_sorted(
+    fixes: FixColumns, control: list[ControlEvent]
+) -> tuple[I64, I64, npt.NDArray[np.intp]]:
+    """Merge the few control events into fixes already in order (no full sort)."""
+    n = len(fixes)
+    if not control:
+        return fixes.t, fixes.seq, np.arange(n, dtype=np.intp)
+    order = sorted(range(len(control)), key=lambda i: (control[i].t, control[i].seq))
+    ft, fs = fixes.t, fixes.seq
+    pos = np.empty(len(order), np.intp)
+    for k, i in enumerate(order):
+        ev = control[i]
+        lo = int(np.searchsorted(ft, ev.t, side="left"))
+        hi = int(np.searchsorted(ft, ev.t, side="right"))
+        pos[k] = lo + int(np.searchsorted(fs[lo:hi], ev.seq, side="left"))
+    ct = np.fromiter((control[i].t for i in order), np.int64, len(order))
+    cs = np.fromiter((control[i].seq for i in order), np.int64, len(order))
+    where = np.insert(np.arange(n, dtype=np.intp), pos, -1 - np.asarray(order, np.intp))
+    return np.insert(ft, pos, ct), np.insert(fs, pos, cs), where
 
 
 def _emit(
@@ -1033,8 +1065,15 @@ def sorted_events(
     *,
     budget: int = 8_000_000,
     disorder_window_us: int = 60_000_000,
+    optimistic: bool = False,
 ) -> Iterator[EventBatch]:
     """Yield the events of ``batches`` in ``(t, seq)`` order, input order for ties.
+
+    With ``optimistic`` set, events are released as soon as they are older than
+    the window, without waiting for the budget to fill, so evaluation can start
+    at once; if the input then turns out to be out of order while still within
+    the budget, :class:`NeedsFullSort` is raised and the caller must start again
+    without ``optimistic`` (a file can be read twice). The result is the same.
 
     Up to ``budget`` events the input is sorted whole, however disordered. Past
     it, events are released once they are older than the latest time seen minus
@@ -1045,6 +1084,7 @@ def sorted_events(
         raise ValueError("disorder_window_us must be >= 0")
     pending = _Pending()
     size = 1
+    seen = 0
     max_t: int | None = None
     released: tuple[int, int] | None = None  # (t, seq) of the last event released
 
@@ -1052,13 +1092,19 @@ def sorted_events(
         if not len(batch):
             continue
         size = max(size, len(batch))
+        seen += len(batch)
         bounds = batch.time_bounds()
         assert bounds is not None
         if released is not None:
-            _check_order(batch, released, disorder_window_us)
+            try:
+                _check_order(batch, released, disorder_window_us)
+            except OutOfOrderError as e:
+                if optimistic and seen <= budget:
+                    raise NeedsFullSort(str(e)) from None
+                raise
         pending.add(batch)
         max_t = bounds[1] if max_t is None else max(max_t, bounds[1])
-        if pending.count <= budget:
+        if pending.count <= budget and not optimistic:
             continue
         fixes, control, t, s, where = pending.sorted()
         cut = int(np.searchsorted(t, max_t - disorder_window_us, side="left"))
@@ -1074,6 +1120,10 @@ def sorted_events(
     if pending.count:
         fixes, control, _t, _s, where = pending.sorted()
         yield from _emit(fixes, control, where, size)
+
+
+class NeedsFullSort(OutOfOrderError):
+    """Optimistic streaming met disorder within the budget: sort the input whole."""
 
 
 def _check_order(batch: EventBatch, released: tuple[int, int], window_us: int) -> None:

@@ -7,15 +7,63 @@ few tens of thousands of fixes, which keeps numpy's working set in cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
-from coverwatch.domain.events import EventBatch
+from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.site import Site
 from coverwatch.engine import CoverEngine, Evaluation
 
-__all__ = ["ENGINE_SLICE", "replay_sorted"]
+if TYPE_CHECKING:
+    from coverwatch.eventfiles import EventReader
+
+__all__ = ["ENGINE_SLICE", "prefetch", "replay_file", "replay_sorted"]
 
 ENGINE_SLICE = 50_000
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, ``depth`` items ahead.
+
+    Decoding the next chunk of input (pyarrow releases the GIL) then overlaps
+    with evaluating this one. Exceptions are re-raised in the caller.
+    """
+    q: queue.Queue[tuple[str, object]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(("item", item))
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, not lost
+            q.put(("error", e))
+
+    thread = threading.Thread(target=work, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def replay_sorted(
@@ -65,3 +113,42 @@ def replay_sorted(
     engine.close(end)
     return Evaluation(start, end, engine.lapses, engine.stats)
 
+
+
+def replay_file(
+    site: Site,
+    path: str | os.PathLike[str],
+    *,
+    skip_bad: bool = False,
+    budget: int = 8_000_000,
+    disorder_window_us: int = 60_000_000,
+    until: int | None = None,
+    on_start: Callable[[EventReader], None] | None = None,
+    on_progress: Callable[[EventReader], None] | None = None,
+) -> tuple[Evaluation, EventReader]:
+    """Replay an event file: read (in a background thread), order, evaluate.
+
+    Ordered input, the usual case, streams straight into the engine. If the
+    file turns out to be out of order within the sort budget, it is read again
+    and sorted whole, so the result never depends on which way was taken.
+    """
+    from coverwatch.eventfiles import NeedsFullSort, read_events, sorted_events
+
+    for optimistic in (True, False):
+        reader = read_events(path, site, OfficerRegistry(), skip_bad=skip_bad)
+        if on_start is not None:
+            on_start(reader)
+        ordered = sorted_events(
+            prefetch(reader), budget=budget, disorder_window_us=disorder_window_us,
+            optimistic=optimistic,
+        )
+
+        def tick(_: int, reader: EventReader = reader) -> None:
+            if on_progress is not None:
+                on_progress(reader)
+
+        try:
+            return replay_sorted(site, ordered, until=until, on_progress=tick), reader
+        except NeedsFullSort:
+            continue
+    raise AssertionError("unreachable: the second pass sorts whole")

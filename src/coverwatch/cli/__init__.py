@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -19,10 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from coverwatch.domain.alerts import format_duration
-from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.engine import Evaluation, Lapse
 from coverwatch.errors import CoverwatchError, SiteFileError
+
+if TYPE_CHECKING:
+    from coverwatch.eventfiles import EventReader
 
 __all__ = ["app", "main"]
 
@@ -141,8 +143,7 @@ def replay(
     ] = 60.0,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from coverwatch.eventfiles import read_events, sorted_events
-    from coverwatch.replay import replay_sorted
+    from coverwatch.replay import replay_file
     from coverwatch.sitefile import load_site
 
     to_stdout = json_out == "-"
@@ -157,27 +158,29 @@ def replay(
             except ValueError as e:
                 err.print(f"[red]error[/red] --until: {e}", highlight=False)
                 raise typer.Exit(2) from None
-        registry = OfficerRegistry()
-        reader = read_events(events, site_model, registry, skip_bad=skip_bad)
-        ordered = sorted_events(
-            reader, budget=budget, disorder_window_us=round(disorder_window_s * US_PER_S)
-        )
-        show = reader.total_bytes >= _PROGRESS_MIN_BYTES and err.is_terminal
         with Progress(
             TextColumn("[bold]replay[/bold]"),
             BarColumn(),
             TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
             TimeRemainingColumn(),
             console=err,
-            disable=not show,
+            disable=not err.is_terminal,
             transient=True,
         ) as progress:
-            task = progress.add_task("replay", total=reader.total_bytes)
+            task = progress.add_task("replay", total=None)
 
-            def tick(_: int) -> None:
+            def start(reader: EventReader) -> None:
+                big = reader.total_bytes >= _PROGRESS_MIN_BYTES
+                progress.update(task, total=reader.total_bytes, completed=0, visible=big)
+
+            def tick(reader: EventReader) -> None:
                 progress.update(task, completed=reader.bytes_read)
 
-            result = replay_sorted(site_model, ordered, until=until_us, on_progress=tick)
+            result, reader = replay_file(
+                site_model, events, skip_bad=skip_bad, budget=budget,
+                disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
+                on_start=start, on_progress=tick,
+            )
     except CoverwatchError as e:
         raise _fail(err, e) from None
     except OSError as e:
