@@ -19,6 +19,7 @@ replays it, reporting throughput and the child's peak RSS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import subprocess
@@ -236,11 +237,15 @@ def _iso(t_s: int) -> str:
 def write_jsonl(sc: Scenario, path: Path) -> None:
     import orjson
 
+    # In time order, as a recorded stream is: each second's control events, then its fixes.
+    by_second: dict[int, list[dict[str, object]]] = {}
+    for rec in sc.control:
+        by_second.setdefault(int(rec["t"]) - T0_S, []).append(rec)  # type: ignore[call-overload]
     with path.open("wb") as f:
-        for rec in sc.control:
-            f.write(orjson.dumps({**rec, "t": _iso(int(rec["t"]))}) + b"\n")  # type: ignore[call-overload]
         names = [officer_name(k) for k in range(sc.officers)]
         for s in range(sc.seconds):
+            for rec in by_second.get(s, ()):
+                f.write(orjson.dumps({**rec, "t": _iso(int(rec["t"]))}) + b"\n")  # type: ignore[call-overload]
             ts = _iso(T0_S + s)
             rows = zip(names, sc.x[s].tolist(), sc.y[s].tolist(), sc.accuracy[s].tolist(),
                        strict=True)  # fmt: skip
@@ -285,15 +290,20 @@ def _fix_table(first_s: int, x: F64, y: F64, acc: F64, names: pa.Array) -> pa.Ta
 
 
 def write_parquet(sc: Scenario, path: Path) -> None:
-    """Control rows, then fixes in time order (control rows mid-run go where they fall)."""
+    """In time order: each second's control rows go before that second's fixes."""
     names = pa.array([officer_name(k) for k in range(sc.officers)])
-    head = [r for r in sc.control if int(r["t"]) == T0_S]  # type: ignore[call-overload]
-    later = [r for r in sc.control if int(r["t"]) != T0_S]  # type: ignore[call-overload]
+    starts = sorted({int(r["t"]) - T0_S for r in sc.control})  # type: ignore[call-overload]
     with pq.ParquetWriter(path, PARQUET_SCHEMA) as w:
-        w.write_table(_control_table(head))
-        w.write_table(_fix_table(0, sc.x, sc.y, sc.accuracy, names), row_group_size=1 << 20)
-        if later:
-            w.write_table(_control_table(later))
+        bounds = [*starts, sc.seconds]
+        if bounds[0] != 0:
+            bounds.insert(0, 0)
+        for lo, hi in itertools.pairwise(bounds):
+            rows = [r for r in sc.control if int(r["t"]) - T0_S == lo]  # type: ignore[call-overload]
+            if rows:
+                w.write_table(_control_table(rows))
+            if hi > lo:
+                w.write_table(_fix_table(lo, sc.x[lo:hi], sc.y[lo:hi], sc.accuracy[lo:hi], names),
+                              row_group_size=1 << 20)
 
 
 # --------------------------------------------------------------------------
