@@ -166,7 +166,8 @@ class Kit:
         if caller is not None:
             headers.update(caller.for_method(method, csrf=csrf))
         self.client.cookies.clear()
-        return self.client.request(method, path, headers=headers, **kwargs)
+        response: httpx.Response = self.client.request(method, path, headers=headers, **kwargs)
+        return response
 
     def post_events(self, caller: Caller, events: Any, **kwargs: Any) -> httpx.Response:
         return self.request(caller, "POST", "/api/v1/events", json=events, **kwargs)

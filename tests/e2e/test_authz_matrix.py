@@ -214,7 +214,8 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
     assert not failures, "\n".join(failures)
 
 
-UNSAFE = sorted(k for k in EXPECTED if k[0] not in ("GET", "?") and k[1] not in ("/api/v1/login", "/osmand"))
+UNSAFE = sorted(k for k in EXPECTED
+                if k[0] not in ("GET", "?") and k[1] not in ("/api/v1/login", "/osmand"))
 
 
 @pytest.mark.parametrize(("method", "template"), UNSAFE)

@@ -352,7 +352,8 @@ def test_alert_lifecycle_over_http(kit: Kit) -> None:
     assert (r.json()["state"], r.json()["closed_by"]) == ("closed", "sam")
     assert kit.request(sup, "POST", f"/api/v1/alerts/{aid}/close", json={}).status_code == 409
     # The stored record agrees, and the audit log tells the story and verifies.
-    assert kit.svc.store.get_alert_record(aid)["state"] == "closed"
+    stored = kit.svc.store.get_alert_record(aid)
+    assert stored is not None and stored["state"] == "closed"
     entries = kit.request(auditor, "GET", "/api/v1/audit", params={"limit": 1000}).json()
     mine = [(e["actor"], e["action"]) for e in entries["entries"]
             if e["subject"] == f"alert:{aid}"]
@@ -381,7 +382,9 @@ def test_silent_device_goes_stale_without_new_events(kit: Kit) -> None:
     (officer,) = kit.request(sup, "GET", "/api/v1/officers").json()["officers"]
     assert officer["stale"] and officer["counts_for"] == []
     (alert,) = _alerts(kit, sup)
-    assert alert["lapse_start"] == kit.svc.live.officers()[0].last_fix_us + 30 * US_PER_S
+    last_fix = kit.svc.live.officers()[0].last_fix_us
+    assert last_fix is not None
+    assert alert["lapse_start"] == last_fix + 30 * US_PER_S
 
 
 def test_alert_appears_on_the_sse_feed(tmp_path: Path) -> None:
@@ -456,7 +459,7 @@ class _Hooks(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hooks() -> Iterator[tuple[str, list[tuple[str, bytes, str]]]]:
-    received: ClassVar[list[tuple[str, bytes, str]]] = []
+    received: list[tuple[str, bytes, str]] = []
     handler = type("Hooks", (_Hooks,), {"received": received})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
