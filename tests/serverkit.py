@@ -36,6 +36,7 @@ __all__ = [
     "FakeClock",
     "Kit",
     "LiveServer",
+    "WallClock",
     "base_settings",
     "live_server",
     "running_server",
@@ -94,7 +95,18 @@ class FakeClock:
 
     def iso(self, offset_s: float = 0.0) -> str:
         """The clock's time plus ``offset_s`` as an RFC 3339 string."""
-        return format_time(self.now + round(offset_s * US_PER_S))
+        return format_time(self() + round(offset_s * US_PER_S))
+
+
+class WallClock(FakeClock):
+    """The real clock, plus whatever :meth:`advance` added (for MQTT tests)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def __call__(self) -> int:
+        with self._lock:
+            return time.time_ns() // 1000 + self.now
 
 
 @dataclass(frozen=True)
