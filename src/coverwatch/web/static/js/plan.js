@@ -158,7 +158,7 @@ export class Plan {
     }
     this.gOfficers.replaceChildren();
     // Officers closer than a marker's width share one label ("A1, A2 armed").
-    const near = 14 * (this.unit || 1);
+    const near = 30 * (this.unit || 1);
     const groups = [];
     for (const o of state.officers) {
       if (o.x === null || !o.on_duty) continue;

@@ -70,7 +70,7 @@ export class Timeline {
     }
     const labels = el("div", { class: "tl-labels" });
     for (let t = Math.ceil(t0 / step) * step; t < t1; t += step) {
-      labels.append(el("span", { style: `left:${(x(t) / W) * 100}%` }, formatTime(t, { short: true })));
+      labels.append(el("span", { style: `left:${(x(t) / W) * 100}%` }, formatTime(t, { short: step >= 60e3 })));
     }
     return el("div", { class: "tl-axis-box" }, s, labels);
   }
