@@ -6,6 +6,12 @@ stale``), so it lists those critical times in the window and, at each one,
 rebuilds the whole state from scratch by replaying every event at or before
 it. Lapses, alerts and totals are then read off that sequence of states.
 
+Reach rules (``reach_s``) use :func:`brute_travel`: for every query it snaps
+the position to every walkway segment and runs a heapq Dijkstra over the
+walkway graph, with no precomputed distance fields. Only the graph itself
+(vertices, segments, access vertices and legs) comes from
+``coverwatch.planning.network.build_network``.
+
 Events are :class:`Fix` (below) and the domain's ``DutyEvent``, ``GateEvent``
 and ``FlagEvent``. :func:`to_batch` turns such a list into the engine's
 ``EventBatch`` (fix officers must then be ints).
@@ -13,8 +19,9 @@ and ``FlagEvent``. :func:`to_batch` turns such a list into the engine's
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -22,12 +29,14 @@ from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns, FlagEven
 from coverwatch.domain.site import Post, Rule, Site
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine.results import Lapse, RuleStats, TimelinePoint
+from coverwatch.planning.network import WalkwayNetwork, build_network
 
 __all__ = [
     "Event",
     "Fix",
     "ReferenceResult",
     "RuleState",
+    "brute_travel",
     "evaluate_reference",
     "signed_distance",
     "sort_events",
@@ -102,12 +111,67 @@ def signed_distance(post: Post, x: float, y: float) -> float:
     return -best if inside else best
 
 
+def brute_travel(net: WalkwayNetwork, post: str, x: float, y: float) -> float:
+    """Travel distance (snap + path, metres) from (x, y) to ``post``, by brute force.
+
+    Exactly docs/semantics.md ("Reach"): snap to every segment and keep all the
+    tied nearest ones; ``D`` is a heapq Dijkstra from the post's access vertex
+    over the reversed edges, started at the leg, so sums are formed in the same
+    order as the documented ``D(u) = D(v) + length``. Run afresh for each query.
+    """
+    if post not in net.access:
+        return math.inf
+    best = math.inf
+    tied: list[tuple[int, float, float]] = []
+    for s in range(net.n_segments):
+        a, b = int(net.seg_a[s]), int(net.seg_b[s])
+        ax, ay = float(net.node_x[a]), float(net.node_y[a])
+        ex, ey = float(net.node_x[b]) - ax, float(net.node_y[b]) - ay
+        len2 = ex * ex + ey * ey
+        px, py = x - ax, y - ay
+        u = min(max((px * ex + py * ey) / len2, 0.0), 1.0)
+        qx, qy = px - u * ex, py - u * ey
+        snap = math.sqrt(qx * qx + qy * qy)
+        length = float(net.seg_len[s])
+        to_a = u * length
+        if snap < best:
+            best, tied = snap, []
+        if snap == best:
+            tied.append((s, to_a, length - to_a))
+    # D(v): distance from v to the access vertex plus the leg.
+    dist: dict[int, float] = {}
+    heap = [(net.leg[post], net.access[post])]
+    edges = net.edges()
+    while heap:
+        d, v = heapq.heappop(heap)
+        if v in dist:
+            continue
+        dist[v] = d
+        for u2, v2, w in edges:
+            if v2 == v and u2 not in dist:
+                heapq.heappush(heap, (d + w, u2))
+    path = math.inf
+    for s, to_a, to_b in tied:
+        a, b = int(net.seg_a[s]), int(net.seg_b[s])
+        if net.seg_bwd[s] and a in dist:  # walk from the snap point back to a
+            path = min(path, to_a + dist[a])
+        if net.seg_fwd[s] and b in dist:
+            path = min(path, to_b + dist[b])
+    return best + path
+
+
 def sort_events(events: Sequence[Event]) -> list[Event]:
     """Stable sort by (t, seq): ties keep their input order."""
     return sorted(events, key=lambda e: (e.t, e.seq))
 
 
-def _is_in(post: Post, rule: Rule, fixes: list[Fix], stale_us: int) -> bool:
+#: Travel distance (metres) from a fix's position to a post: (post id, x, y) -> m.
+Travel: TypeAlias = Callable[[str, float, float], float]
+
+
+def _is_in(
+    site: Site, post: Post, rule: Rule, fixes: list[Fix], stale_us: int, travel: Travel
+) -> bool:
     """Membership after the last of ``fixes`` (one officer, in applied order)."""
     member = False
     prev_t: int | None = None
@@ -115,16 +179,20 @@ def _is_in(post: Post, rule: Rule, fixes: list[Fix], stale_us: int) -> bool:
         if prev_t is not None and f.t >= prev_t + stale_us:
             member = False  # the previous fix was stale: forget its membership
         d = signed_distance(post, f.x, f.y) + f.accuracy
-        if d <= rule.within_m:
+        reach_ok = True
+        if rule.reach_s is not None:
+            travel_s = (travel(post.id, f.x, f.y) + f.accuracy) / site.speed_for(rule.capability)
+            reach_ok = travel_s <= rule.reach_s
+        if d <= rule.within_m and reach_ok:
             member = True
-        elif d > rule.release_m:
+        elif d > rule.release_m or not reach_ok:
             member = False
         prev_t = f.t
     return member
 
 
 def _state_at(
-    site: Site, events: list[Event], t: int, stale_us: int
+    site: Site, events: list[Event], t: int, stale_us: int, travel: Travel
 ) -> list[RuleState]:
     """Every rule's state at ``t``, from scratch, after all events at or before ``t``."""
     applied = [e for e in events if e.t <= t]
@@ -158,7 +226,7 @@ def _state_at(
             latest = own[-1]
             if not (latest.t <= t < latest.t + stale_us):
                 continue
-            if _is_in(post, rule, own, stale_us):
+            if _is_in(site, post, rule, own, stale_us, travel):
                 count += 1
         states.append(RuleState(t, active, count))
     return states
@@ -182,7 +250,18 @@ def evaluate_reference(
         if isinstance(e, Fix) and e.t + stale_us <= w1:
             critical.add(e.t + stale_us)
     times = sorted(critical)
-    per_time = [_state_at(site, kept, t, stale_us) for t in times]
+    net = build_network(site) if any(r.reach_s is not None for _, r in rules) else None
+    memo: dict[tuple[str, float, float], float] = {}
+
+    def travel(post_id: str, x: float, y: float) -> float:
+        # Memoised only because the same fix is replayed at every later critical time.
+        key = (post_id, x, y)
+        if key not in memo:
+            assert net is not None
+            memo[key] = brute_travel(net, post_id, x, y)
+        return memo[key]
+
+    per_time = [_state_at(site, kept, t, stale_us, travel) for t in times]
 
     lapses: list[Lapse] = []
     stats: list[RuleStats] = []

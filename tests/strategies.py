@@ -6,16 +6,23 @@ are mostly integer metres (so ``d == within`` and ``d == release`` occur, includ
 ``stale_after`` is 1-5 s (so fixes expire exactly at other events' times, and
 several events share a time). Input order is shuffled; ``seq`` records the
 order in which events were generated.
+
+About half the sites have a small walkway network (a few polylines on the
+integer grid, joined at shared points, now and then a one-way walkway or a
+barrier) and per-capability speeds; rules of point posts there often carry
+``reach_s`` (alone, or with ``within_m``/``release_m``), and fixes often sit on
+or near walkway points, so travel times land exactly on ``reach_s``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from hypothesis import strategies as st
 
 from coverwatch.domain.events import DutyEvent, FlagEvent, GateEvent
-from coverwatch.domain.site import Post, Rule, Site
+from coverwatch.domain.site import Barrier, Post, Rule, Site, Walkway
 from coverwatch.domain.time import US_PER_S
 from reference import Event, Fix
 
@@ -30,6 +37,7 @@ __all__ = [
     "rules",
     "scenarios",
     "sites",
+    "walkway_networks",
 ]
 
 T0 = 1_700_000_000 * US_PER_S
@@ -71,11 +79,75 @@ def polygons(draw: st.DrawFn) -> tuple[tuple[float, float], ...]:
     return tuple(pts[k:] + pts[:k])
 
 
+_INF = float("inf")
+# Steps between walkway points: axis-aligned, 3-4-5 and general diagonals.
+_STEPS = st.sampled_from([(1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (1, -1), (3, 4), (4, -3),
+                          (-4, 3), (2, 1), (1, 2), (-2, 1)])
+Point = tuple[float, float]
+
+
 @st.composite
-def rules(draw: st.DrawFn, rule_id: str, gate: bool) -> Rule:
-    """A rule with need 1-3, integer radii 0-20 (release >= within), grace 0-5 s."""
-    within = draw(st.integers(0, 20))
-    release = within + draw(st.sampled_from([0, 0, 1, 2, 5, 10]))
+def walkway_networks(
+    draw: st.DrawFn,
+) -> tuple[tuple[Walkway, ...], tuple[Barrier, ...]]:
+    """1-3 walkways of 2-4 integer points, each after the first starting (and
+    sometimes ending) at a point of an earlier one; maybe one-way; maybe a barrier
+    (a point or a short line) across or along a segment."""
+    known: list[tuple[int, int]] = []
+    segments: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    walkways: list[Walkway] = []
+    for w in range(draw(st.integers(1, 3))):
+        if known:
+            pts = [draw(st.sampled_from(known))]
+        else:
+            pts = [(draw(st.integers(-10, 10)), draw(st.integers(-10, 10)))]
+        for _ in range(draw(st.integers(1, 3))):
+            dx, dy = draw(_STEPS)
+            scale = draw(st.integers(1, 6))
+            nxt = (pts[-1][0] + scale * dx, pts[-1][1] + scale * dy)
+            if known and draw(st.integers(0, 4)) == 0:
+                nxt = draw(st.sampled_from(known))  # close a loop / join an earlier walkway
+            if nxt == pts[-1]:
+                continue
+            segments.append((pts[-1], nxt))
+            pts.append(nxt)
+        if len(pts) < 2:
+            continue
+        known.extend(p for p in pts if p not in known)
+        walkways.append(Walkway(f"w{w}", tuple((float(x), float(y)) for x, y in pts),
+                                one_way=draw(st.integers(0, 3)) == 0))
+    if not walkways:
+        walkways.append(Walkway("w", ((0.0, 0.0), (5.0, 0.0))))
+        segments.append(((0, 0), (5, 0)))
+    barriers: tuple[Barrier, ...] = ()
+    if segments and draw(st.integers(0, 2)) == 0:
+        (ax, ay), (bx, by) = draw(st.sampled_from(segments))
+        mx, my = (ax + bx) / 2, (ay + by) / 2
+        kind = draw(st.sampled_from(["point", "vertex", "line"]))
+        if kind == "point":
+            points: tuple[Point, ...] = ((mx, my),)
+        elif kind == "vertex":
+            points = ((float(ax), float(ay)),)
+        else:
+            dx, dy = draw(_STEPS)
+            points = ((mx - dx, my - dy), (mx + dx, my + dy))
+        barriers = (Barrier("b", points),)
+    return tuple(walkways), barriers
+
+
+@st.composite
+def rules(draw: st.DrawFn, rule_id: str, gate: bool, reach: bool = False) -> Rule:
+    """A rule with need 1-3, integer radii 0-20 (release >= within), grace 0-5 s.
+
+    With ``reach`` (a point post on a site with walkways), often also ``reach_s``
+    0-8 s in half seconds, and then sometimes no distance limit at all."""
+    within: float = draw(st.integers(0, 20))
+    release: float = within + draw(st.sampled_from([0, 0, 1, 2, 5, 10]))
+    reach_s: float | None = None
+    if reach and draw(st.integers(0, 2)):
+        reach_s = draw(st.integers(0, 16)) / 2
+        if draw(st.booleans()):
+            within = release = _INF
     return Rule(
         id=rule_id,
         need=draw(st.sampled_from([1, 1, 1, 2, 2, 3])),
@@ -85,17 +157,30 @@ def rules(draw: st.DrawFn, rule_id: str, gate: bool) -> Rule:
         capability=draw(st.one_of(st.none(), st.none(), st.sampled_from(CAPABILITIES))),
         when=draw(st.one_of(st.none(), st.none(), st.sampled_from(FLAGS))),
         when_gate_open=gate and draw(st.booleans()),
+        reach_s=reach_s,
     )
 
 
 @st.composite
 def sites(draw: st.DrawFn) -> Site:
-    """1-3 posts (points or polygons), 1-2 rules each, stale_after 1-5 s."""
+    """1-3 posts (points or polygons), 1-2 rules each, stale_after 1-5 s; about
+    half the time walkways (maybe a barrier), speeds and reach rules."""
+    walkways: tuple[Walkway, ...] = ()
+    barriers: tuple[Barrier, ...] = ()
+    speeds: dict[str, float] = {"default": 3.0}
+    if draw(st.booleans()):
+        walkways, barriers = draw(walkway_networks())
+        speeds = {"default": draw(st.sampled_from([1.0, 2.0, 3.0]))}
+        if draw(st.booleans()):
+            speeds["armed"] = draw(st.sampled_from([0.5, 1.0, 4.0]))
     posts: list[Post] = []
     for i in range(draw(st.integers(1, 3))):
         gate = draw(st.booleans())
-        post_rules = tuple(draw(rules(f"r{j}", gate)) for j in range(draw(st.integers(1, 2))))
-        if draw(st.booleans()):
+        point = draw(st.booleans())
+        n_rules = draw(st.integers(1, 2))
+        post_rules = tuple(draw(rules(f"r{j}", gate, reach=point and bool(walkways)))
+                           for j in range(n_rules))
+        if point:
             at = (float(draw(st.integers(-10, 10))), float(draw(st.integers(-10, 10))))
             posts.append(Post(f"p{i}", f"Post {i}", post_rules, at=at, gate=gate))
         else:
@@ -106,6 +191,9 @@ def sites(draw: st.DrawFn) -> Site:
         posts=tuple(posts),
         stale_after_s=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0, 5.0])),
         flags={f: draw(st.booleans()) for f in FLAGS},
+        walkways=walkways,
+        barriers=barriers,
+        speeds_mps=MappingProxyType(speeds),
     )
 
 
@@ -115,10 +203,14 @@ def _times() -> st.SearchStrategy[int]:
 
 @st.composite
 def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
-    # Near a random post most of the time, so officers are often in range.
+    # Near a random post most of the time, so officers are often in range;
+    # on sites with walkways often on or next to a walkway point.
     post = draw(st.sampled_from(site.posts))
     cx, cy = post.at if post.at is not None else (post.area or ((0.0, 0.0),))[0]
     reach = draw(st.sampled_from([4, 12, 12, 22]))
+    if site.walkways and draw(st.booleans()):
+        cx, cy = draw(st.sampled_from([p for w in site.walkways for p in w.points]))
+        reach = draw(st.sampled_from([0, 1, 3]))
     x = round(cx) + draw(st.integers(-reach, reach))
     y = round(cy) + draw(st.integers(-reach, reach))
     fx = fy = 0.0

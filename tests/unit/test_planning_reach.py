@@ -1,13 +1,13 @@
 """Reach along walkways: the vectorised distance fields against brute force.
 
-The brute force snaps each position to every segment, keeps the nearest
-(all ties), and runs a heapq Dijkstra from the snap point for every query,
-exactly as docs/semantics.md ("Reach") describes.
+The brute force is ``reference.brute_travel`` (shared with the property
+tests): it snaps each position to every segment, keeps the nearest (all ties),
+and runs a heapq Dijkstra for every query, exactly as docs/semantics.md
+("Reach") describes.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
@@ -17,52 +17,10 @@ from hypothesis import strategies as st
 from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns
 from coverwatch.domain.site import Barrier, Post, Rule, Site, Walkway
 from coverwatch.engine import evaluate
-from coverwatch.planning.network import ReachField, WalkwayNetwork, build_network
+from coverwatch.planning.network import ReachField, build_network
+from reference import brute_travel
 
 INF = math.inf
-
-
-def brute_travel(net: WalkwayNetwork, post: str, x: float, y: float) -> float:
-    """snap + shortest path to the post's access vertex + leg, by brute force."""
-    best = INF
-    tied: list[tuple[int, float, float]] = []
-    for s in range(net.n_segments):
-        a, b = int(net.seg_a[s]), int(net.seg_b[s])
-        ax, ay = float(net.node_x[a]), float(net.node_y[a])
-        ex, ey = float(net.node_x[b]) - ax, float(net.node_y[b]) - ay
-        len2 = ex * ex + ey * ey
-        px, py = x - ax, y - ay
-        u = min(max((px * ex + py * ey) / len2, 0.0), 1.0)
-        qx, qy = px - u * ex, py - u * ey
-        snap = math.sqrt(qx * qx + qy * qy)
-        to_a = u * float(net.seg_len[s])
-        if snap < best:
-            best, tied = snap, []
-        if snap == best:
-            tied.append((s, to_a, float(net.seg_len[s]) - to_a))
-    target = net.access[post]
-    path = INF
-    for s, to_a, to_b in tied:
-        starts = []
-        if net.seg_bwd[s]:
-            starts.append((to_a, int(net.seg_a[s])))
-        if net.seg_fwd[s]:
-            starts.append((to_b, int(net.seg_b[s])))
-        dist: dict[int, float] = {}
-        heap = list(starts)
-        heapq.heapify(heap)
-        while heap:
-            d, v = heapq.heappop(heap)
-            if v in dist:
-                continue
-            dist[v] = d
-            for u2, v2, w in net.edges():
-                if u2 == v and v2 not in dist:
-                    heapq.heappush(heap, (d + w, v2))
-        # The leg is added at the post's end, as in the distance fields.
-        if target in dist:
-            path = min(path, dist[target] + net.leg[post])
-    return best + path
 
 
 def yard_site(*, one_way: bool = False, barrier: bool = False) -> Site:

@@ -2,7 +2,9 @@
 
 Sites and event streams come from ``strategies``: coarse grids, half-second
 times and short staleness, so boundary cases (``d == within``, fixes expiring
-exactly at another event, several events at one time) are common.
+exactly at another event, several events at one time) are common. Many sites
+have walkways and ``reach_s`` rules, checked against the reference's brute-force
+travel (snap to every segment, Dijkstra per query).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ ENGINE_SETTINGS = settings(
 def _describe(sc: Scenario) -> str:
     lines = [f"end={sc.end} stale={sc.site.stale_after_s} flags={dict(sc.site.flags)}"]
     lines += [repr(p) for p in sc.site.posts]
+    lines += [repr(w) for w in sc.site.walkways] + [repr(b) for b in sc.site.barriers]
+    if sc.site.walkways:
+        lines.append(f"speeds={dict(sc.site.speeds_mps)}")
     lines += [repr(e) for e in sort_events(sc.events)]
     return "\n".join(lines)
 
