@@ -81,7 +81,7 @@ class FakeClock:
     """A clock in µs that moves only when told to."""
 
     def __init__(self, start: str | int = "2030-01-01T08:00:00Z") -> None:
-        self.now = parse_time(start) if isinstance(start, str) else start
+        self.now: int = parse_time(start) if isinstance(start, str) else start
         self._lock = threading.Lock()
 
     def __call__(self) -> int:
@@ -95,7 +95,8 @@ class FakeClock:
 
     def iso(self, offset_s: float = 0.0) -> str:
         """The clock's time plus ``offset_s`` as an RFC 3339 string."""
-        return format_time(self() + round(offset_s * US_PER_S))
+        text: str = format_time(self() + round(offset_s * US_PER_S))
+        return text
 
 
 class WallClock(FakeClock):

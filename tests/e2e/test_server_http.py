@@ -43,7 +43,8 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
 
 
 def _stored(kit: Kit) -> list[dict[str, Any]]:
-    return kit.svc.store.events_since(0, limit=100_000, include_late=True)
+    rows: list[dict[str, Any]] = kit.svc.store.events_since(0, limit=100_000, include_late=True)
+    return rows
 
 
 def _fix(kit: Kit, officer: str, x: float, y: float, offset_s: float = 0.0,

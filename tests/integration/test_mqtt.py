@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
 from coverwatch.mqtt import topic_for
@@ -32,7 +33,7 @@ def site_id() -> Iterator[str]:
     site = f"mqtt-test-{uuid.uuid4().hex[:10]}"
     yield site
     # Drop the server's persistent session from the broker.
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"coverwatch-{site}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"coverwatch-{site}",
                          clean_session=True)
     client.connect(HOST, PORT)
     client.loop_start()
@@ -45,7 +46,7 @@ class Publisher:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"pub-{uuid.uuid4().hex[:8]}")
         self.client.connect(HOST, PORT)
         self.client.loop_start()
@@ -66,7 +67,8 @@ def _fix(clock: WallClock, officer: str, x: float, offset_s: float = 0.0) -> dic
 
 
 def _stored(kit: Kit) -> list[dict[str, Any]]:
-    return kit.svc.store.events_since(0, limit=10_000)
+    rows: list[dict[str, Any]] = kit.svc.store.events_since(0, limit=10_000)
+    return rows
 
 
 def test_mqtt_events_are_stored_and_bad_messages_skipped(tmp_path: Path, site_id: str) -> None:
