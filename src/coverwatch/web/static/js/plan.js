@@ -171,7 +171,10 @@ export class Plan {
       const caps = capsets.length === 1 ? capsets[0] : "";
       const armed = grp.members.some((o) => o.capabilities.includes("armed"));
       const age = Math.max(...grp.members.map((o) => o.last_fix_age_s ?? 0));
-      const label = grp.stale ? `${names} (no signal ${formatDuration(age)})` : `${names}${caps ? " " + caps : ""}`;
+      // Mixed capabilities: each officer with their own ("S1 · A3 armed").
+      const mixed = grp.members.map((o) => o.officer + (o.capabilities.length ? " " + o.capabilities.join(", ") : "")).join(" · ");
+      const label = grp.stale ? `${names} (no signal ${formatDuration(age)})`
+        : capsets.length === 1 ? `${names}${caps ? " " + caps : ""}` : mixed;
       const g = svg("g", { class: `officer ${grp.stale ? "stale" : "fresh"}${armed ? " armed" : ""}`,
         "data-officer": names, transform: `translate(${grp.x},${-grp.y})` });
       for (const o of grp.members) {
