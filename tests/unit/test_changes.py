@@ -30,7 +30,7 @@ def make_site(*rules: Rule, **site_fields: object) -> Site:
         "speeds_mps": {"default": 3.0, "armed": 4.0},
     }
     fields.update(site_fields)
-    return Site(**fields)  # type: ignore[arg-type]
+    return Site(**fields)
 
 
 def with_rule(change: Callable[[Rule], Rule], rule: Rule = ARMED) -> Site:
@@ -169,4 +169,4 @@ def test_diff_to_dict_is_json_ready() -> None:
     data = diff.to_dict()
     text = json.dumps(data, allow_nan=False)
     assert json.loads(text)["overall"] == "weakening"
-    assert [c["field"] for c in data["changes"]] == ["stale_after_s", "reach_s"]  # type: ignore[attr-defined]
+    assert [c["field"] for c in data["changes"]] == ["stale_after_s", "reach_s"]
