@@ -80,9 +80,24 @@ class Feed:
         return len(self._queues)
 
 
+def _target(written: str) -> str:
+    """A site-file target as the domain spells it: a bare role or user name gets its prefix."""
+    from coverwatch.storage.tables import ROLES
+
+    if "://" in written or written.partition(":")[0] in ("role", "user"):
+        return written
+    return f"role:{written}" if written in ROLES else f"user:{written}"
+
+
 def policy_from(doc: SiteDocument) -> EscalationPolicy:
-    """The site file's escalation levels as the domain's policy."""
-    return EscalationPolicy(tuple(PolicyLevel(lv.after_s, lv.notify) for lv in doc.escalation))
+    """The site file's escalation levels as the domain's policy.
+
+    The site file lets people write ``supervisor`` or ``duty-inspector``;
+    the domain wants ``role:supervisor`` / ``user:duty-inspector``.
+    """
+    return EscalationPolicy(tuple(
+        PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation
+    ))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.notify import SIGNATURE_HEADER, verify_signature
 from serverkit import (
+    REPO,
     YARD,
     Caller,
     FakeClock,
@@ -298,7 +299,7 @@ def _start_cover(kit: Kit, ingest: Caller) -> None:
 
 def _lapse(kit: Kit, ingest: Caller) -> int:
     """A1 walks away from the gate now; returns the lapse start."""
-    start = kit.clock()
+    start: int = kit.clock()
     assert kit.post_events(ingest, [_fix(kit, "A1", 200, 0)]).status_code == 200
     return start
 
@@ -526,3 +527,14 @@ def test_site_file_examples_start(tmp_path: Path) -> None:
         assert {(s["post"], s["rule"]) for s in r.json()["rules"]} >= {
             ("main-gate", "armed-cover"), ("store", "any-cover")}
         assert kit.client.get("/readyz").status_code == 200
+
+
+def test_site_with_bare_escalation_names_starts(tmp_path: Path) -> None:
+    """`coverwatch check` accepts `notify: [supervisor]`; the server must start with it."""
+    site = REPO / "tests" / "unit" / "sites" / "valid.yaml"
+    with running_server(base_settings(site, tmp_path)) as kit:
+        levels = kit.svc.book.policy.levels
+    assert [lv.notify for lv in levels] == [
+        ("role:supervisor",),
+        ("user:duty-inspector", "https://hooks.example.invalid/coverwatch"),
+    ]
