@@ -199,8 +199,10 @@ class Services:
             else:
                 changes = self.live.advance(now)
             horizon = self.live.horizon
-        await asyncio.to_thread(self._apply_changes, changes)
-        steps = self.book.tick(now)
+            # Alert changes under the lock too, so a person's acknowledgement
+            # (also under it) cannot overwrite a resolution made meanwhile.
+            await asyncio.to_thread(self._apply_changes, changes)
+            steps = self.book.tick(now)
         if steps:
             await self._escalate(steps)
         if horizon - self._last_saved_horizon >= US_PER_S or changes:
@@ -275,14 +277,16 @@ class Services:
 
     async def _person_acts(self, alert_id: str, user: str, note: str, what: str) -> Alert:
         # Decide on a copy and persist it first: memory changes only once the store agrees.
-        trial = Alert.from_record(self.book.get(alert_id).to_record())
-        if what == "acknowledged":
-            trial.acknowledge(user, note, self.clock())
-        else:
-            trial.close(user, note, self.clock())
-        await asyncio.to_thread(self.store.record_alert_event, trial.to_record(), actor=user,
-                                action=f"alert.{what}")
-        self.book.restore(trial)
+        # Under the lock, so the ticker cannot resolve or escalate the alert in between.
+        async with self.lock:
+            trial = Alert.from_record(self.book.get(alert_id).to_record())
+            if what == "acknowledged":
+                trial.acknowledge(user, note, self.clock())
+            else:
+                trial.close(user, note, self.clock())
+            await asyncio.to_thread(self.store.record_alert_event, trial.to_record(),
+                                    actor=user, action=f"alert.{what}")
+            self.book.restore(trial)
         self.feed.publish({"type": "alert-state", "alert": trial.to_record()})
         return trial
 
