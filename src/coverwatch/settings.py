@@ -31,7 +31,7 @@ class Settings:
     lateness_s: float = 2.0
     max_future_s: float = 30.0
     recovery_s: float = 10.0
-    tick_s: float = 0.1
+    tick_s: float = 0.025  # alert latency past the watermark is up to one tick
     session_ttl_s: float = 12 * 3600.0
     login_attempts_per_minute: int = 10
     max_batch_events: int = 50_000
