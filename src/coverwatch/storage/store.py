@@ -35,6 +35,7 @@ from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditEntry, AuditMixin, _prepare_details
 from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
+from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.tables import alerts, events, server_state
 
 __all__ = [
@@ -320,7 +321,7 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Store(AuthMixin, AuditMixin):
+class Store(AuthMixin, BriefingMixin, AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------

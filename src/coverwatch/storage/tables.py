@@ -35,6 +35,10 @@ __all__ = [
     "devices",
     "events",
     "metadata",
+    "orders_acknowledgements",
+    "orders_versions",
+    "qualifications",
+    "roster_shifts",
     "server_state",
     "sessions",
     "users",
@@ -182,4 +186,62 @@ audit = Table(
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
     UniqueConstraint("hash"),
+)
+
+roster_shifts = Table(
+    "roster_shifts",
+    metadata,
+    # An officer rostered to a post (or a named patrol) for [start_us, end_us).
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("officer", Text, nullable=False),
+    Column("post", Text),
+    Column("patrol", Text),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Index(None, "start_us", "end_us"),
+    Index(None, "officer", "start_us"),
+)
+
+qualifications = Table(
+    "qualifications",
+    metadata,
+    # One record per officer and qualification (e.g. "armed"); a renewal replaces it.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("officer", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("valid_from_us", BigInteger),
+    Column("valid_until_us", BigInteger, nullable=False),
+    Column("updated_by", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("officer", "name"),
+)
+
+orders_versions = Table(
+    "orders_versions",
+    metadata,
+    # Every version of a post's orders the server has issued, with its text.
+    Column("post", Text, primary_key=True),
+    Column("version", Text, primary_key=True),
+    Column("since_us", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    # JSON list of what changed from the previous version, in plain words (null: unknown).
+    Column("changes", Text),
+)
+
+orders_acknowledgements = Table(
+    "orders_acknowledgements",
+    metadata,
+    # Who read which version of a post's orders, when, and through what.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("officer", Text, nullable=False),
+    Column("post", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    # "session" (the officer's page) or "device"; device names the device.
+    Column("via", Text, nullable=False),
+    Column("device", Text),
+    Column("user", Text),
+    Index(None, "officer", "post", "at_us"),
 )

@@ -1,4 +1,5 @@
-"""Initial schema: events, users, devices, api tokens, sessions, alerts, server state, audit.
+"""Initial schema: events, users, devices, api tokens, sessions, alerts, server state, audit,
+rosters, qualifications, orders versions and acknowledgements.
 
 Revision ID: 0001
 Revises:
@@ -144,9 +145,64 @@ def upgrade() -> None:
         sa.UniqueConstraint("hash", name="uq_audit_hash"),
     )
 
+    op.create_table(
+        "roster_shifts",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("officer", sa.Text(), nullable=False),
+        sa.Column("post", sa.Text()),
+        sa.Column("patrol", sa.Text()),
+        sa.Column("start_us", sa.BigInteger(), nullable=False),
+        sa.Column("end_us", sa.BigInteger(), nullable=False),
+        sa.Column("created_by", sa.Text(), nullable=False),
+        sa.Column("created_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_roster_shifts"),
+    )
+    op.create_index("ix_roster_shifts_start_us_end_us", "roster_shifts", ["start_us", "end_us"])
+    op.create_index("ix_roster_shifts_officer_start_us", "roster_shifts",
+                    ["officer", "start_us"])
+
+    op.create_table(
+        "qualifications",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("officer", sa.Text(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("valid_from_us", sa.BigInteger()),
+        sa.Column("valid_until_us", sa.BigInteger(), nullable=False),
+        sa.Column("updated_by", sa.Text(), nullable=False),
+        sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_qualifications"),
+        sa.UniqueConstraint("officer", "name", name="uq_qualifications_officer_name"),
+    )
+
+    op.create_table(
+        "orders_versions",
+        sa.Column("post", sa.Text(), nullable=False),
+        sa.Column("version", sa.Text(), nullable=False),
+        sa.Column("since_us", sa.BigInteger(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("changes", sa.Text()),
+        sa.PrimaryKeyConstraint("post", "version", name="pk_orders_versions"),
+    )
+
+    op.create_table(
+        "orders_acknowledgements",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("officer", sa.Text(), nullable=False),
+        sa.Column("post", sa.Text(), nullable=False),
+        sa.Column("version", sa.Text(), nullable=False),
+        sa.Column("at_us", sa.BigInteger(), nullable=False),
+        sa.Column("via", sa.Text(), nullable=False),
+        sa.Column("device", sa.Text()),
+        sa.Column("user", sa.Text()),
+        sa.PrimaryKeyConstraint("id", name="pk_orders_acknowledgements"),
+    )
+    op.create_index("ix_orders_acknowledgements_officer_post_at_us",
+                    "orders_acknowledgements", ["officer", "post", "at_us"])
+
 
 def downgrade() -> None:
     for name in (
+        "orders_acknowledgements", "orders_versions", "qualifications", "roster_shifts",
         "audit", "server_state", "alerts", "sessions", "api_tokens", "devices", "users", "events",
     ):  # fmt: skip
         op.drop_table(name)

@@ -1,0 +1,232 @@
+"""Store methods for rosters, qualifications, orders versions and acknowledgements.
+
+Every change is written in the same transaction as its audit entry, so the
+audit log holds who rostered whom, who changed a qualification, and who
+acknowledged which orders version, when and through what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, false, or_, select
+
+from coverwatch.domain.briefing import Qualification, Shift
+from coverwatch.storage.audit import AuditMixin, _prepare_details
+from coverwatch.storage.auth import NotFoundError
+from coverwatch.storage.base import now_us
+from coverwatch.storage.tables import (
+    events,
+    orders_acknowledgements,
+    orders_versions,
+    qualifications,
+    roster_shifts,
+)
+
+__all__ = ["Acknowledgement", "BriefingMixin", "OrdersVersion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """One acknowledgement of a post's orders version."""
+
+    id: int
+    officer: str
+    post: str
+    version: str
+    at: int
+    via: str
+    device: str | None
+    user: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersVersion:
+    """A version of a post's orders as issued: its text and what changed (None: unknown)."""
+
+    post: str
+    version: str
+    since: int
+    text: str
+    changes: tuple[str, ...] | None
+
+
+def _shift(row: Any) -> Shift:
+    return Shift(int(row.id), row.officer, int(row.start_us), int(row.end_us), row.post,
+                 row.patrol)
+
+
+def _qualification(row: Any) -> Qualification:
+    return Qualification(row.officer, row.name, int(row.valid_until_us),
+                         None if row.valid_from_us is None else int(row.valid_from_us))
+
+
+def _ack(row: Any) -> Acknowledgement:
+    return Acknowledgement(int(row.id), row.officer, row.post, row.version, int(row.at_us),
+                           row.via, row.device, row.user)
+
+
+class BriefingMixin(AuditMixin):
+    """Rosters, qualifications, orders versions and acknowledgements."""
+
+    # -- rosters ---------------------------------------------------------------
+
+    def add_shifts(self, shifts: Sequence[Shift], *, actor: str) -> list[Shift]:
+        """Store shifts (their ``id`` is ignored) in one transaction; returns them with ids."""
+        out: list[Shift] = []
+        with self._audit_write() as conn:
+            for s in shifts:
+                new_id = conn.execute(roster_shifts.insert().values(
+                    officer=s.officer, post=s.post, patrol=s.patrol, start_us=s.start,
+                    end_us=s.end, created_by=actor, created_us=now_us(),
+                ).returning(roster_shifts.c.id)).scalar_one()
+                out.append(Shift(int(new_id), s.officer, s.start, s.end, s.post, s.patrol))
+            self._append_audit_locked(conn, actor, "roster.added", "roster", _prepare_details(
+                {"shifts": [_shift_dict(s) for s in out]}))
+        return out
+
+    def list_shifts(self, *, from_us: int | None = None,
+                    until_us: int | None = None) -> list[Shift]:
+        """Shifts overlapping ``[from_us, until_us)`` (all if not given), by start."""
+        q = select(roster_shifts).order_by(roster_shifts.c.start_us, roster_shifts.c.id)
+        if from_us is not None:
+            q = q.where(roster_shifts.c.end_us > from_us)
+        if until_us is not None:
+            q = q.where(roster_shifts.c.start_us < until_us)
+        with self._read() as conn:
+            return [_shift(r) for r in conn.execute(q)]
+
+    def delete_shift(self, shift_id: int, *, actor: str) -> Shift:
+        """Remove a shift; :class:`NotFoundError` if there is none."""
+        with self._audit_write() as conn:
+            row = conn.execute(
+                select(roster_shifts).where(roster_shifts.c.id == shift_id)).first()
+            if row is None:
+                raise NotFoundError(f"no shift {shift_id}")
+            conn.execute(delete(roster_shifts).where(roster_shifts.c.id == shift_id))
+            shift = _shift(row)
+            self._append_audit_locked(conn, actor, "roster.removed", f"shift:{shift_id}",
+                                      _prepare_details(_shift_dict(shift)))
+        return shift
+
+    # -- qualifications ------------------------------------------------------------
+
+    def set_qualifications(self, records: Sequence[Qualification], *, actor: str) -> None:
+        """Add or replace (by officer and name) qualification records, audited."""
+        with self._audit_write() as conn:
+            for q in records:
+                conn.execute(delete(qualifications).where(
+                    qualifications.c.officer == q.officer, qualifications.c.name == q.name))
+                conn.execute(qualifications.insert().values(
+                    officer=q.officer, name=q.name, valid_from_us=q.valid_from,
+                    valid_until_us=q.valid_until, updated_by=actor, updated_us=now_us(),
+                ))
+            self._append_audit_locked(conn, actor, "qualifications.set", "qualifications",
+                                      _prepare_details({"records": [
+                                          _qualification_dict(q) for q in records]}))
+
+    def list_qualifications(self, officer: str | None = None) -> list[Qualification]:
+        q = select(qualifications).order_by(qualifications.c.officer, qualifications.c.name)
+        if officer is not None:
+            q = q.where(qualifications.c.officer == officer)
+        with self._read() as conn:
+            return [_qualification(r) for r in conn.execute(q)]
+
+    # -- orders versions -------------------------------------------------------------
+
+    def record_orders_versions(self, versions: Sequence[OrdersVersion], *, actor: str) -> None:
+        """Record newly issued orders versions (a version already stored is kept as it was)."""
+        if not versions:
+            return
+        with self._audit_write() as conn:
+            fresh = []
+            for v in versions:
+                exists = conn.execute(select(orders_versions.c.version).where(
+                    orders_versions.c.post == v.post,
+                    orders_versions.c.version == v.version)).first()
+                if exists is not None:
+                    continue
+                conn.execute(orders_versions.insert().values(
+                    post=v.post, version=v.version, since_us=v.since, text=v.text,
+                    changes=None if v.changes is None else orjson.dumps(list(v.changes)).decode(),
+                ))
+                fresh.append(v)
+            if fresh:
+                self._append_audit_locked(conn, actor, "orders.issued", "orders",
+                                          _prepare_details({"versions": [
+                                              {"post": v.post, "version": v.version,
+                                               "changes": None if v.changes is None
+                                               else list(v.changes)} for v in fresh]}))
+
+    def orders_versions(self, post: str | None = None) -> list[OrdersVersion]:
+        """Issued versions, oldest first (per post)."""
+        q = select(orders_versions).order_by(orders_versions.c.post, orders_versions.c.since_us)
+        if post is not None:
+            q = q.where(orders_versions.c.post == post)
+        with self._read() as conn:
+            return [OrdersVersion(r.post, r.version, int(r.since_us), r.text,
+                                  None if r.changes is None else tuple(orjson.loads(r.changes)))
+                    for r in conn.execute(q)]
+
+    # -- acknowledgements --------------------------------------------------------------
+
+    def record_acknowledgement(
+        self, officer: str, post: str, version: str, *, at_us: int, via: str,
+        device: str | None = None, user: str | None = None,
+    ) -> Acknowledgement:
+        """Store one acknowledgement and audit it, in one transaction."""
+        details: dict[str, Any] = {"officer": officer, "post": post, "version": version,
+                                   "at_us": at_us, "via": via, "device": device, "user": user}
+        actor = user or (f"device:{device}" if device else officer)
+        with self._audit_write() as conn:
+            new_id = conn.execute(orders_acknowledgements.insert().values(
+                officer=officer, post=post, version=version, at_us=at_us, via=via,
+                device=device, user=user,
+            ).returning(orders_acknowledgements.c.id)).scalar_one()
+            self._append_audit_locked(conn, actor, "orders.acknowledged",
+                                      f"orders:{post}", _prepare_details(details))
+        return Acknowledgement(int(new_id), officer, post, version, at_us, via, device, user)
+
+    def acknowledgements(self, officer: str | None = None) -> list[Acknowledgement]:
+        """Acknowledgements, oldest first."""
+        q = select(orders_acknowledgements).order_by(orders_acknowledgements.c.at_us,
+                                                     orders_acknowledgements.c.id)
+        if officer is not None:
+            q = q.where(orders_acknowledgements.c.officer == officer)
+        with self._read() as conn:
+            return [_ack(r) for r in conn.execute(q)]
+
+    # -- duty ------------------------------------------------------------------------
+
+    def duty_since(self, officer: str, until_us: int) -> int | None:
+        """When ``officer`` last went on duty at or before ``until_us`` (stored, on-time
+        duty events); None if they are off duty then."""
+        on_time = events.c.late == false()
+        base = and_(events.c.kind == "duty", events.c.officer == officer,
+                    events.c.t_us <= until_us, on_time)
+        with self._read() as conn:
+            last = conn.execute(select(events.c.on, events.c.t_us).where(base).order_by(
+                events.c.t_us.desc(), events.c.id.desc()).limit(1)).first()
+            if last is None or not last.on:
+                return None
+            off = conn.execute(select(events.c.t_us).where(
+                base, or_(events.c.on == false(), events.c.on.is_(None))).order_by(
+                events.c.t_us.desc(), events.c.id.desc()).limit(1)).scalar()
+            q = select(events.c.t_us).where(base, events.c.on.is_not(false()))
+            if off is not None:
+                q = q.where(events.c.t_us > off)
+            first = conn.execute(q.order_by(events.c.t_us, events.c.id).limit(1)).scalar()
+        return None if first is None else int(first)
+
+
+def _shift_dict(s: Shift) -> Mapping[str, Any]:
+    return {"id": s.id, "officer": s.officer, "post": s.post, "patrol": s.patrol,
+            "start_us": s.start, "end_us": s.end}
+
+
+def _qualification_dict(q: Qualification) -> Mapping[str, Any]:
+    return {"officer": q.officer, "name": q.name, "valid_from_us": q.valid_from,
+            "valid_until_us": q.valid_until}
