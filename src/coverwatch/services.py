@@ -117,6 +117,8 @@ class Services:
     late_total: int = 0
     duplicates_total: int = 0
     mqtt_connected: bool = False
+    _waiting: list[Any] = field(default_factory=list)
+    _committer: asyncio.Task[None] | None = None
     mqtt_rejected: int = 0
     _recover_until: int = 0
     _last_saved_horizon: int = 0
@@ -166,27 +168,57 @@ class Services:
 
         Each row has the store's event columns (kind, t_us, officer, …).
         Returns only after the commit, so a 2xx or an MQTT ack means durable.
+        Requests that arrive while a commit is in progress are committed
+        together in the next transaction (group commit): one fsync for many.
         """
         if not rows:
             return IngestResult(0, 0, 0)
-        async with self.lock:
-            now = self.clock()
-            late = 0
-            for r in rows:
-                r["source"] = source
-                r["device"] = device
-                r["received_us"] = now
-                r["late"] = self.live.is_late(int(r["t_us"]))
-                late += r["late"]
-            result = await asyncio.to_thread(self.store.append_events, rows)
-            stored = result.rows
-            on_time = [r for r in stored if not r["late"]]
-            self.live.add(on_time)
-        self.ingested[source] = self.ingested.get(source, 0) + result.inserted
-        late_new = sum(1 for r in stored if r["late"])
-        self.late_total += late_new
-        self.duplicates_total += result.duplicates
-        return IngestResult(result.inserted, result.duplicates, late_new)
+        done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, source, device, done))
+        # The committer is its own task, so a client that hangs up mid-commit
+        # cannot cancel the commit other requests are waiting on.
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting(), name="commit")
+        return await done
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            await self._commit_group(group)
+
+    async def _commit_group(
+        self, group: list[tuple[Sequence[dict[str, Any]], str, str | None, asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            async with self.lock:
+                now = self.clock()
+                tagged: list[dict[str, Any]] = []
+                for i, (rows, source, device, _) in enumerate(group):
+                    for r in rows:
+                        r["source"] = source
+                        r["device"] = device
+                        r["received_us"] = now
+                        r["late"] = self.live.is_late(int(r["t_us"]))
+                        r["_request"] = i
+                        tagged.append(r)
+                result = await asyncio.to_thread(self.store.append_events, tagged)
+                self.live.add([r for r in result.rows if not r["late"]])
+        except Exception as e:
+            for *_, done in group:
+                if not done.done():
+                    done.set_exception(e)
+            return
+        inserted = [0] * len(group)
+        late = [0] * len(group)
+        for r in result.rows:
+            inserted[r["_request"]] += 1
+            late[r["_request"]] += bool(r["late"])
+        for i, (rows, source, _, done) in enumerate(group):
+            self.ingested[source] = self.ingested.get(source, 0) + inserted[i]
+            self.late_total += late[i]
+            self.duplicates_total += len(rows) - inserted[i]
+            if not done.done():
+                done.set_result(IngestResult(inserted[i], len(rows) - inserted[i], late[i]))
 
     # -- time ---------------------------------------------------------------
 
