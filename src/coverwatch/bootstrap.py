@@ -58,7 +58,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
                     await t
             store.close()
 
-    app = FastAPI(title="coverwatch", version="0.1.0", lifespan=lifespan)
+    # The interactive API docs are unauthenticated by nature: only the demo serves them.
+    docs = {} if settings.demo else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="coverwatch", version="0.1.0", lifespan=lifespan, **docs)
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
 
     @app.exception_handler(RequestValidationError)
