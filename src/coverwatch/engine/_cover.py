@@ -49,6 +49,7 @@ __all__ = ["CoverEngine", "RuleState"]
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
+F64 = npt.NDArray[np.float64]
 
 _NEVER = -(1 << 62)  # "no fix yet": far enough back that it is always stale
 _INF = 1 << 62
@@ -136,6 +137,7 @@ class CoverEngine:
         # Per-officer state, grown on demand.
         self._n_off = 0
         self._last_t = np.empty(0, np.int64)
+        self._last_xya = np.empty((0, 3), np.float64)  # x, y, accuracy of the last fix
         self._on = np.empty(0, bool)
         self._caps = np.empty((0, len(caps) + 1), bool)
         self._capsets: list[frozenset[str]] = []
@@ -151,6 +153,7 @@ class CoverEngine:
 
         self.lapses: list[Lapse] = []
         self.stats = [RuleStats(p.id, r.id, r.need) for p, r in pairs]
+        self.retired_stats: list[RuleStats] = []  # rules removed by switch_site
         self._pending_fixes: list[FixColumns] = []
         self._pending_control: list[ControlEvent] = []
 
@@ -212,6 +215,107 @@ class CoverEngine:
         self._closed = True
         return changes
 
+    def switch_site(self, site: Site) -> list[CoverChange]:
+        """Put a new version of the site's rules in force from the horizon on.
+
+        Rules are matched by (post id, rule id). At the switch instant h:
+
+        * each officer's membership is decided afresh from their latest fix
+          (if still fresh under the new ``stale_after_s``) by the new rules; in
+          the hysteresis band an officer stays in only a rule that existed before
+          and that they were in;
+        * a lapse of a rule that is kept goes on if the rule is still short at h
+          (one lapse, alerted once); otherwise it ends at h;
+        * lapses of removed rules end at h;
+        * flags and gates keep their states; new flags start from the site file.
+
+        Returns the changes this causes at h (lapses of removed rules ending).
+        Lapses are therefore evaluated under the rules in force at each moment.
+        """
+        if self._closed:
+            raise OutOfOrderError("the engine is closed")
+        h = self._h
+        new = CoverEngine(site, h, timeline=self._record_timeline)
+        n_off = self._n_off
+        new._grow_officers(n_off)
+        new._last_t[:n_off] = self._last_t[:n_off]
+        new._last_xya[:n_off] = self._last_xya[:n_off]
+        new._on[:n_off] = self._on[:n_off]
+        new._capsets[:n_off] = self._capsets[:n_off]
+        for o in range(n_off):
+            for c in new._capsets[o]:
+                col = new._cap_col.get(c)
+                if col is not None:
+                    new._caps[o, col] = True
+        for name in new._flags:
+            if name in self._flags:
+                new._flags[name] = self._flags[name]
+        for name in new._gates:
+            if name in self._gates:
+                new._gates[name] = self._gates[name]
+        new._active = np.array([new._rule_active(i) for i in range(new._n_rules)], bool)
+
+        old_index = {(p.id, r.id): i for i, (p, r) in enumerate(self._pairs)}
+        # Memberships under the new rules, from each fresh officer's last fix.
+        fresh = np.flatnonzero(new._last_t[:n_off] + new._stale > h)
+        if len(fresh) and new._n_rules:
+            xya = new._last_xya[fresh]
+            ck, cr, cin = new._classify(xya[:, 0], xya[:, 1], xya[:, 2])
+            officers = fresh[ck]
+            keys = []
+            for o, r, is_in in zip(officers.tolist(), cr.tolist(), cin.tolist(), strict=True):
+                if not is_in:
+                    post, rule = new._pairs[r]
+                    i = old_index.get((post.id, rule.id))
+                    old_key = o * self._n_rules + i if i is not None else -1
+                    k = int(np.searchsorted(self._carry, old_key))
+                    is_in = i is not None and k < len(self._carry) and self._carry[k] == old_key
+                if is_in:
+                    keys.append(o * new._n_rules + r)
+            new._carry = np.sort(np.asarray(keys, np.int64))
+
+        changes: list[CoverChange] = []
+        for i, (post, rule) in enumerate(self._pairs):
+            j = new._index_of(post.id, rule.id)
+            start = self._lapse_start[i]
+            if j is not None:
+                st = self.stats[i]
+                st.need = new._pairs[j][1].need
+                new.stats[j] = st
+                new._count_at_h[j] = self._count_at_h[i]
+                if start is not None:
+                    new._deficit[j] = True
+                    new._lapse_start[j] = start
+                    new._lapse_min[j] = self._lapse_min[i]
+                    new._lapse_alerted[j] = self._lapse_alerted[i]
+                continue
+            self.retired_stats.append(self.stats[i])
+            if start is None:
+                continue
+            due = start + self._grace[i]
+            if not self._lapse_alerted[i] and due < h:
+                self._lapse_alerted[i] = True
+                self.stats[i].alerts += 1
+                changes.append(CoverChange("alert", post.id, rule.id, due, start,
+                                           self._lapse_min[i]))
+            alert_at = due if self._lapse_alerted[i] else None
+            self.lapses.append(Lapse(post.id, rule.id, start, h, alert_at, self._lapse_min[i]))
+            self.stats[i].longest_lapse_us = max(self.stats[i].longest_lapse_us, h - start)
+            changes.append(CoverChange("lapse-ended", post.id, rule.id, h, start,
+                                       int(self._count_at_h[i])))
+        new.lapses = self.lapses
+        new.retired_stats = self.retired_stats
+        new._pending_fixes = self._pending_fixes
+        new._pending_control = self._pending_control
+        self.__dict__.update(new.__dict__)
+        return changes
+
+    def _index_of(self, post_id: str, rule_id: str) -> int | None:
+        for i, (p, r) in enumerate(self._pairs):
+            if p.id == post_id and r.id == rule_id:
+                return i
+        return None
+
     def rule_states(self) -> list[RuleState]:
         """Each rule's state at the horizon (after the last finished window)."""
         out = []
@@ -271,7 +375,9 @@ class CoverEngine:
         caps = np.zeros((cap, self._caps.shape[1]), bool)
         caps[: self._n_off] = self._caps[: self._n_off]
         caps[:, 0] = True
-        self._last_t, self._on, self._caps = last_t, on, caps
+        xya = np.zeros((cap, 3), np.float64)
+        xya[: self._n_off] = self._last_xya[: self._n_off]
+        self._last_t, self._on, self._caps, self._last_xya = last_t, on, caps, xya
         self._capsets.extend([frozenset()] * (cap - len(self._capsets)))
         self._n_off = cap
 
@@ -320,6 +426,30 @@ class CoverEngine:
                     sd[lo:hi] = signed_distance(x[lo:hi], y[lo:hi], area=self._pairs[r][0].area)
         return sd
 
+    def _classify(self, fx: F64, fy: F64, facc: F64) -> tuple[I64, I64, BOOL]:
+        """(fix, rule, in) for every pair not "out": d <= release_m (and reach).
+
+        ``in`` is d <= within_m; the other pairs are in the hysteresis band.
+        Pairs come grouped by rule, fixes in their given order within a rule.
+        """
+        ck, cr = self._grid.candidates(fx, fy)
+        if not len(ck):
+            return ck, cr, np.zeros(0, bool)
+        by_rule = _stable_argsort(cr, self._n_rules)
+        ck, cr = ck[by_rule], cr[by_rule]
+        acc = facc[ck]
+        d = self._signed_distance(fx[ck], fy[ck], cr) + acc
+        keep = d <= self._release[cr]
+        if self._reach is not None:
+            # A reach rule also needs travel time <= reach_s; over it is "out".
+            sel = np.flatnonzero(keep & (self._rule_target[cr] >= 0))
+            if len(sel):
+                dist = self._reach.travel_m(fx, fy, ck[sel], self._rule_target[cr[sel]])
+                travel = (dist + acc[sel]) / self._speed[cr[sel]]
+                keep[sel] = travel <= self._reach_s[cr[sel]]
+        ck, cr, d = ck[keep], cr[keep], d[keep]
+        return ck, cr, d <= self._within[cr]
+
     def _memberships(
         self, fixes: FixColumns
     ) -> tuple[I64, I64, I64, I64, I64, BOOL]:
@@ -351,24 +481,10 @@ class CoverEngine:
 
         fx = fixes.x[order]
         fy = fixes.y[order]
-        ck, cr = self._grid.candidates(fx, fy)
-        if len(ck):
-            by_rule = _stable_argsort(cr, n_rules)
-            ck, cr = ck[by_rule], cr[by_rule]
-            acc = fixes.accuracy[order][ck]
-            d = self._signed_distance(fx[ck], fy[ck], cr) + acc
-            keep = d <= self._release[cr]
-            if self._reach is not None:
-                # A reach rule also needs travel time <= reach_s; over it is "out".
-                sel = np.flatnonzero(keep & (self._rule_target[cr] >= 0))
-                if len(sel):
-                    dist = self._reach.travel_m(fx, fy, ck[sel], self._rule_target[cr[sel]])
-                    travel = (dist + acc[sel]) / self._speed[cr[sel]]
-                    keep[sel] = travel <= self._reach_s[cr[sel]]
-            ck, cr, d = ck[keep], cr[keep], d[keep]
+        facc = fixes.accuracy[order]
+        ck, cr, cin = self._classify(fx, fy, facc)
         m = len(ck)
         if m:
-            cin = d <= self._within[cr]
             gk = go[ck]
             lp = np.zeros(m, bool)
             lp[1:] = (cr[1:] == cr[:-1]) & (ck[1:] == ck[:-1] + 1)
@@ -424,6 +540,7 @@ class CoverEngine:
         else:
             keep_old = self._carry
         self._last_t[go[last]] = gt[last]
+        self._last_xya[go[last]] = np.column_stack((fx[last], fy[last], facc[last]))
         self._carry = np.sort(np.concatenate((keep_old, new_keys)))
         return iv_off, iv_rule, iv_s, iv_e, new_keys, seen
 
