@@ -154,6 +154,17 @@ class LiveCover:
             return []
         return self._engine.advance(horizon)
 
+    def switch_site(self, site: Site) -> list[CoverChange]:
+        """Put new rules in force from the horizon on (see CoverEngine.switch_site)."""
+        self.site = site
+        for g in site.gates:
+            self._gates.setdefault(g, (0, 0, False))
+        for f, on in site.flags.items():
+            self._flags.setdefault(f, (0, 0, on))
+        if self._engine is None:
+            return []
+        return self._engine.switch_site(site)
+
     def _note_latest(self, rows: list[Mapping[str, Any]]) -> None:
         for r in rows:
             key = (int(r["t_us"]), int(r["id"]))

@@ -22,6 +22,7 @@ import orjson
 
 from coverwatch.domain.alerts import Alert, AlertBook, Escalation, EscalationPolicy
 from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
+from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
@@ -120,6 +121,8 @@ class Services:
     _waiting: list[Any] = field(default_factory=list)
     _committer: asyncio.Task[None] | None = None
     mqtt_rejected: int = 0
+    # coverwatch.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
+    briefing: Any = None
     _recover_until: int = 0
     _last_saved_horizon: int = 0
 
@@ -139,7 +142,14 @@ class Services:
         lateness = seconds_to_us(settings.lateness_s)
         saved = store.get_state(_HORIZON_KEY)
         start_horizon = int(saved) if saved is not None else now - lateness
-        live = LiveCover(doc.site, lateness_us=lateness, start_horizon=start_horizon,
+        from coverwatch.siteapply import SiteVersion, load_versions, save_versions
+        from coverwatch.sitefile import load_site_text_document
+
+        # The rules in force at each moment: every applied version of the site.
+        versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
+        sites = [load_site_text_document(v.source, str(settings.site_path)).site
+                 for v in versions]
+        live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                          timeline=True)  # the dashboard's cover timeline
         book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
         svc = cls(settings, store, doc, live, book, clock=clock, notifier=notifier)
@@ -152,7 +162,19 @@ class Services:
                 break
             live.add(rows)
             after = int(rows[-1]["id"])
-        changes = live.advance_to(start_horizon) if saved is not None else []
+        changes: list[CoverChange] = []
+        for version, site in zip(versions[1:], sites[1:], strict=True):
+            changes += live.advance_to(version.effective_us)
+            changes += live.switch_site(site)
+        if saved is not None:
+            changes += live.advance_to(start_horizon)
+        if doc.source != versions[-1].source:
+            # The file was edited while the server was down: in force from now on.
+            changes += live.switch_site(doc.site)
+            versions.append(SiteVersion(live.horizon, doc.source))
+            store.audit_change("server", "site.changed-while-stopped", doc.site.id,
+                               {"diff": diff_sites(sites[-1], doc.site).to_dict()})
+        save_versions(store, versions)
         svc._apply_changes(changes)
         # Hold the horizon for a while after a restart so clients can re-send
         # what they could not deliver while the server was down.
@@ -173,6 +195,8 @@ class Services:
         """
         if not rows:
             return IngestResult(0, 0, 0)
+        if self.briefing is not None:  # a governed capability counts only while qualified
+            self.briefing.filter_rows(rows)
         done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((rows, source, device, done))
         # The committer is its own task, so a client that hangs up mid-commit
@@ -322,25 +346,21 @@ class Services:
         self.feed.publish({"type": "alert-state", "alert": trial.to_record()})
         return trial
 
-    async def reload_site(self, actor: str) -> bool:
-        """Re-read the site file; if it changed, rebuild the live state under it.
+    def adopt_site(self, doc: SiteDocument) -> None:
+        """Make ``doc`` the site in force (the engine has already switched)."""
+        self.doc = doc
+        self.book.policy = policy_from(doc)
 
-        Returns whether anything changed. An invalid file raises SiteFileError
-        and leaves the running site untouched.
+    async def reload_site(self, actor: str, roles: frozenset[str], reason: str = "") -> Any:
+        """Re-read the site file from disk and apply it like any other change.
+
+        Raises SiteFileError for an invalid file (the running site is untouched)
+        and ApplyRefused when the caller may not apply this change.
         """
-        from coverwatch.sitefile import load_site_document
+        from coverwatch.siteapply import apply_site
 
-        doc = await asyncio.to_thread(load_site_document, self.settings.site_path)
-        if doc.source == self.doc.source:
-            return False
-        async with self.lock:
-            fresh = await asyncio.to_thread(
-                Services.build, self.settings, self.store, doc, self.clock, self.notifier
-            )
-            self.doc, self.live, self.book = fresh.doc, fresh.live, fresh.book
-        await asyncio.to_thread(self.store.audit_change, actor, "site.reloaded", doc.site.id,
-                                {"path": str(self.settings.site_path)})
-        return True
+        text = await asyncio.to_thread(self.settings.site_path.read_text, encoding="utf-8")
+        return await apply_site(self, text, actor=actor, roles=roles, reason=reason)
 
     # -- views --------------------------------------------------------------
 

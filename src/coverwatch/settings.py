@@ -39,4 +39,8 @@ class Settings:
         default_factory=lambda: os.environ.get("COVERWATCH_WEBHOOK_SECRET") or None
     )
     secure_cookies: bool = False
+    approving_role: str = "approver"  # may apply site changes that weaken cover
+    # How long an on-duty officer has to re-acknowledge orders that changed during
+    # their shift before an "unbriefed" alert is raised (docs/orders.md).
+    reacknowledge_within_s: float = 600.0
     demo: bool = False

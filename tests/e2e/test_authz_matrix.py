@@ -31,10 +31,12 @@ from serverkit import (
 
 ANON = "anonymous"
 OFFICER, SUPERVISOR, ADMIN, AUDITOR = "officer", "supervisor", "admin", "auditor"
+APPROVER = "approver"
 INGEST, DEVICE = "ingest-token", "device"
-CALLERS = (ANON, OFFICER, SUPERVISOR, ADMIN, AUDITOR, INGEST, DEVICE)
+ROLES = (OFFICER, SUPERVISOR, ADMIN, AUDITOR, APPROVER)
+CALLERS = (ANON, *ROLES, INGEST, DEVICE)
 EVERYONE = frozenset(CALLERS)
-PEOPLE = frozenset({OFFICER, SUPERVISOR, ADMIN, AUDITOR})
+PEOPLE = frozenset(ROLES)
 SUPERVISION = frozenset({SUPERVISOR, ADMIN, AUDITOR})
 
 # (method, path) -> callers allowed. "device" on /osmand means the device
@@ -65,7 +67,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/devices/{name}"): frozenset({ADMIN}),
     ("GET", "/api/v1/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
-    ("POST", "/api/v1/site/reload"): frozenset({ADMIN}),
+    ("POST", "/api/v1/site/reload"): frozenset({ADMIN, APPROVER}),
+    ("POST", "/api/v1/site/apply"): frozenset({ADMIN, APPROVER}),
     # The dashboard (coverwatch.web): its JSON endpoints and its pages.
     ("GET", "/api/v1/site"): SUPERVISION,
     ("GET", "/api/v1/plan"): SUPERVISION,
@@ -73,7 +76,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/timeline"): SUPERVISION,
     ("GET", "/api/v1/cover/at"): SUPERVISION,
     ("GET", "/login"): EVERYONE,
-    ("GET", "/"): PEOPLE,
+    ("GET", "/"): PEOPLE - {APPROVER},
     ("GET", "/control"): SUPERVISION,
     ("GET", "/duty"): frozenset({OFFICER}),
     ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
@@ -141,7 +144,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                              login_attempts_per_minute=10_000)
     with live_server(settings, clock) as srv:
         store = srv.svc.store
-        for role in (OFFICER, SUPERVISOR, ADMIN, AUDITOR):
+        for role in ROLES:
             store.create_user(f"u-{role}", PASSWORD, [role])
         store.create_user("target-user", PASSWORD, ["officer"])
         yield srv
@@ -162,7 +165,7 @@ def _callers(srv: LiveServer) -> dict[str, Callable[[], Caller | None]]:
         return make
 
     out: dict[str, Callable[[], Caller | None]] = {ANON: lambda: None}
-    out |= {role: person(role) for role in (OFFICER, SUPERVISOR, ADMIN, AUDITOR)}
+    out |= {role: person(role) for role in ROLES}
     out[INGEST] = lambda: Caller(INGEST, headers={"Authorization": f"Bearer {ingest}"})
     out[DEVICE] = lambda: Caller(DEVICE, headers={"Authorization": f"Bearer {device}"})
     return out

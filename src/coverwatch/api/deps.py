@@ -21,13 +21,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from coverwatch.services import Services
 from coverwatch.storage import csrf_matches
 
 __all__ = [
     "DEVICE",
+    "PEOPLE",
     "SESSION_COOKIE",
     "LoginLimiter",
     "Principal",
@@ -40,6 +41,7 @@ CSRF_HEADER = "x-csrf-token"
 DEVICE = "device"
 INGEST = "ingest"  # an API-token role for systems that send events (gate sensors, CAD)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+PEOPLE = ("officer", "supervisor", "admin", "auditor", "approver")  # every user role
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,5 +146,3 @@ class LoginLimiter:
                 self._hits[key].append(now)
         return ok
 
-
-AnyUser = Depends(require("officer", "supervisor", "admin", "auditor"))

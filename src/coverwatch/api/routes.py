@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from coverwatch.api.deps import (
     DEVICE,
     INGEST,
+    PEOPLE,
     SESSION_COOKIE,
     Principal,
     require,
@@ -103,7 +104,7 @@ async def login(body: Login, request: Request, response: Response, svc: Svc) -> 
 @router.post("/api/v1/logout")
 async def logout(
     request: Request, response: Response, svc: Svc,
-    who: Annotated[Principal, Depends(require("officer", "supervisor", "admin", "auditor"))],
+    who: Annotated[Principal, Depends(require(*PEOPLE))],
 ) -> dict[str, str]:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -115,7 +116,7 @@ async def logout(
 @router.get("/api/v1/me")
 async def me(
     request: Request, svc: Svc,
-    who: Annotated[Principal, Depends(require("officer", "supervisor", "admin", "auditor"))],
+    who: Annotated[Principal, Depends(require(*PEOPLE))],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"name": who.name, "kind": who.kind, "roles": sorted(who.roles)}
     token = request.cookies.get(SESSION_COOKIE)
@@ -467,14 +468,43 @@ async def audit_verify(
             "reason": result.reason}
 
 
-@router.post("/api/v1/site/reload")
-async def reload_site(
-    svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
-) -> Any:
+class SiteChange(BaseModel):
+    reason: str = Field(default="", max_length=4000)
+
+
+class NewSite(SiteChange):
+    site: str = Field(min_length=1, max_length=2_000_000, description="The site file (YAML)")
+
+
+async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -> Any:
     from coverwatch.errors import SiteFileError
+    from coverwatch.siteapply import ApplyRefused, apply_site
 
     try:
-        changed = await svc.reload_site(who.name)
+        if text is None:
+            result = await svc.reload_site(who.name, who.roles, reason)
+        else:
+            result = await apply_site(svc, text, actor=who.name, roles=who.roles, reason=reason)
     except SiteFileError as e:
         return _problem(422, [str(p) for p in e.problems])
-    return {"reloaded": changed}
+    except ApplyRefused as e:
+        return JSONResponse({"detail": str(e), "diff": e.diff}, status_code=e.status)
+    return {"changed": result.changed, "class": result.overall, "approval": result.required,
+            "effective_at": result.effective_at, "diff": result.diff}
+
+
+@router.post("/api/v1/site/apply")
+async def apply_site_route(
+    body: NewSite, svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))]
+) -> Any:
+    """Apply a new site file. Weakening cover needs the approving role and a reason."""
+    return await _apply(svc, who, body.site, body.reason)
+
+
+@router.post("/api/v1/site/reload")
+async def reload_site(
+    svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))],
+    body: SiteChange | None = None,
+) -> Any:
+    """Re-read the site file from disk and apply it (same rules as /site/apply)."""
+    return await _apply(svc, who, None, body.reason if body else "")

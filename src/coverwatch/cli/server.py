@@ -14,12 +14,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["audit_app", "db_app", "devices_app", "register", "users_app"]
+from coverwatch.errors import SiteFileError
+
+__all__ = ["audit_app", "db_app", "devices_app", "register", "site_app", "users_app"]
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 users_app = typer.Typer(help="People who log in.", no_args_is_help=True)
 devices_app = typer.Typer(help="Officers' tracking devices.", no_args_is_help=True)
+site_app = typer.Typer(help="Change the rules of a running site.", no_args_is_help=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
@@ -161,6 +164,56 @@ def demo(
         asyncio.run(run_demo(site, data_dir, host, port))
 
 
+@site_app.command("apply")
+def site_apply(
+    site: Annotated[Path, typer.Argument(help="The new site file (YAML).")],
+    server: Annotated[str, typer.Option(help="The running server.")] = "http://127.0.0.1:8000",
+    user: Annotated[str, typer.Option(help="Your username (admin, or approver to weaken).")] = "",
+    reason: Annotated[str, typer.Option(help="Why (required when cover is weakened).")] = "",
+) -> None:
+    """Apply a new site file to a running server: classified, authorised, audited.
+
+    The password comes from COVERWATCH_PASSWORD or a prompt. Exit 0 when applied
+    (or unchanged), 2 when the file is invalid, 3 when refused.
+    """
+    import httpx
+
+    from coverwatch.sitefile import load_site_text_document
+
+    console = Console()
+    err = Console(stderr=True)
+    text = site.read_text(encoding="utf-8")
+    try:
+        load_site_text_document(text, str(site))
+    except SiteFileError as e:
+        for problem in e.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not user:
+        user = str(typer.prompt("Username"))
+    password = _password(confirm=False)
+    with httpx.Client(base_url=server, timeout=30.0) as client:
+        login = client.post("/api/v1/login", json={"username": user, "password": password})
+        if login.status_code != 200:
+            detail = login.json().get("detail")
+            err.print(f"[red]login refused[/red] ({login.status_code}): {detail}")
+            raise typer.Exit(3)
+        csrf = login.json()["csrf_token"]
+        r = client.post("/api/v1/site/apply", json={"site": text, "reason": reason},
+                        headers={"X-CSRF-Token": csrf})
+    body = r.json()
+    if r.status_code != 200:
+        err.print(f"[red]refused[/red] ({r.status_code}): {body.get('detail')}", highlight=False)
+        raise typer.Exit(2 if r.status_code == 422 else 3)
+    if not body["changed"]:
+        console.print("no change: the server already runs this site file")
+        return
+    console.print(f"applied ({body['class']}, approved as {body['approval']}); in force from "
+                  f"{body['effective_at']}")
+    for change in body["diff"].get("changes", []):
+        console.print(f"  - [{change['kind']}] {change['description']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Mount the server commands on the main CLI."""
     app.command()(serve)
@@ -169,3 +222,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(users_app, name="users")
     app.add_typer(devices_app, name="devices")
+    app.add_typer(site_app, name="site")

@@ -46,7 +46,8 @@ __all__ = [
 
 EVENT_KINDS = ("fix", "duty", "gate", "flag")
 # Roles a person (user) may hold.
-ROLES = ("officer", "supervisor", "admin", "auditor")
+# "approver": a senior rank who may authorise a site change that weakens cover.
+ROLES = ("officer", "supervisor", "admin", "auditor", "approver")
 # Roles an API token may hold: a person's roles, plus "ingest" for systems that
 # only send events (gate sensors, CAD bridges) and never log in.
 TOKEN_ROLES = (*ROLES, "ingest")
