@@ -43,7 +43,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                                 {"path": str(settings.site_path)})
         app.state.services = svc
-        tasks = [asyncio.create_task(svc.run_ticker(), name="ticker")]
+        from coverwatch.briefing import Briefing
+
+        svc.briefing = await asyncio.to_thread(Briefing.load, svc,
+                                                settings.reacknowledge_within_s)
+        tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
+                 asyncio.create_task(svc.briefing.run(), name="briefing")]
         if settings.mqtt_url:
             from coverwatch.mqtt import run_mqtt
 
@@ -74,6 +79,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.include_router(router)
+    from coverwatch.api.orders_routes import router as orders_router
+    from coverwatch.api.roster_routes import router as roster_router
+
+    app.include_router(orders_router)
+    app.include_router(roster_router)
     try:
         from coverwatch.web import mount_web
 

@@ -138,28 +138,24 @@ class BriefingMixin(AuditMixin):
     # -- orders versions -------------------------------------------------------------
 
     def record_orders_versions(self, versions: Sequence[OrdersVersion], *, actor: str) -> None:
-        """Record newly issued orders versions (a version already stored is kept as it was)."""
+        """Record newly issued orders versions, audited. A version issued again (orders
+        changed back) takes its new ``since`` and ``changes``."""
         if not versions:
             return
         with self._audit_write() as conn:
-            fresh = []
             for v in versions:
-                exists = conn.execute(select(orders_versions.c.version).where(
-                    orders_versions.c.post == v.post,
-                    orders_versions.c.version == v.version)).first()
-                if exists is not None:
-                    continue
+                conn.execute(delete(orders_versions).where(
+                    orders_versions.c.post == v.post, orders_versions.c.version == v.version))
                 conn.execute(orders_versions.insert().values(
                     post=v.post, version=v.version, since_us=v.since, text=v.text,
                     changes=None if v.changes is None else orjson.dumps(list(v.changes)).decode(),
                 ))
-                fresh.append(v)
-            if fresh:
-                self._append_audit_locked(conn, actor, "orders.issued", "orders",
-                                          _prepare_details({"versions": [
-                                              {"post": v.post, "version": v.version,
-                                               "changes": None if v.changes is None
-                                               else list(v.changes)} for v in fresh]}))
+            self._append_audit_locked(conn, actor, "orders.issued", "orders",
+                                      _prepare_details({"versions": [
+                                          {"post": v.post, "version": v.version,
+                                           "since_us": v.since,
+                                           "changes": None if v.changes is None
+                                           else list(v.changes)} for v in versions]}))
 
     def orders_versions(self, post: str | None = None) -> list[OrdersVersion]:
         """Issued versions, oldest first (per post)."""
@@ -200,6 +196,19 @@ class BriefingMixin(AuditMixin):
             return [_ack(r) for r in conn.execute(q)]
 
     # -- duty ------------------------------------------------------------------------
+
+    def last_duty(self, officer: str, until_us: int) -> tuple[bool, frozenset[str]] | None:
+        """The latest stored on-time duty event of ``officer`` at or before ``until_us``:
+        (on, capabilities); None if there is none."""
+        q = select(events.c.on, events.c.capabilities).where(
+            events.c.kind == "duty", events.c.officer == officer, events.c.t_us <= until_us,
+            events.c.late == false()).order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        caps = frozenset(c for c in (row.capabilities or "").split(",") if c)
+        return bool(row.on), caps
 
     def duty_since(self, officer: str, until_us: int) -> int | None:
         """When ``officer`` last went on duty at or before ``until_us`` (stored, on-time

@@ -1,0 +1,522 @@
+"""The server's briefing service: orders versions and acknowledgements, rosters,
+qualifications, and the "unbriefed" alert.
+
+One :class:`Briefing` per server, attached to :class:`coverwatch.services.Services`
+(``svc.briefing``) by bootstrap. It keeps rosters, qualifications, issued orders
+versions and acknowledgements in memory (loaded from the store, written through
+to it) and runs a background step (:meth:`Briefing.run`) that
+
+* records a new orders version whenever the running site's orders change;
+* emits the duty events a roster implies (source ``roster``) and re-states an
+  on-duty officer's capabilities when a qualification expires (source
+  ``qualifications``), through the normal ingest path, just before the
+  watermark reaches them;
+* raises and resolves "unbriefed" alerts (kind ``unbriefed``, rule
+  ``orders:<officer>``) in the same alert book as lapse alerts.
+
+The ingest path calls :meth:`Briefing.filter_rows` so that a governed
+capability (see :mod:`coverwatch.domain.briefing`) counts only while valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as _dt
+import difflib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
+from coverwatch.domain.briefing import (
+    Qualification,
+    Shift,
+    assignment_problems,
+    counted_capabilities,
+    governed_capabilities,
+    qualification_expiries,
+    roster_boundaries,
+    unbriefed,
+    valid_qualifications,
+)
+from coverwatch.domain.orders import PostOrders, orders_changes, site_orders
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
+from coverwatch.errors import CoverwatchError
+from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
+
+if TYPE_CHECKING:
+    from coverwatch.services import Services
+    from coverwatch.storage import Store
+
+__all__ = [
+    "UNBRIEFED",
+    "Briefing",
+    "BriefingInputError",
+    "RosterRefusedError",
+    "StaleVersionError",
+    "UnknownPostError",
+    "make_qualification",
+    "parse_qualifications_csv",
+    "parse_roster_csv",
+    "unbriefed_rule",
+]
+
+log = logging.getLogger("coverwatch.server")
+
+UNBRIEFED = "unbriefed"
+ROSTER_SOURCE = "roster"
+QUALIFICATION_SOURCE = "qualifications"
+# Roster and expiry events are emitted this far ahead of the wall clock, so they
+# are in the store before the watermark (now - lateness) reaches them.
+LOOKAHEAD_S = 1.0
+
+
+class BriefingInputError(CoverwatchError):
+    """A roster or qualification input is malformed; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class RosterRefusedError(BriefingInputError):
+    """A shift may not be rostered (e.g. the officer lacks a needed qualification)."""
+
+
+class StaleVersionError(CoverwatchError):
+    """An acknowledgement named a version that is not the post's current one."""
+
+    def __init__(self, post: str, version: str, current: str) -> None:
+        self.post, self.version, self.current = post, version, current
+        super().__init__(f"orders {version} of post {post} are not current; the current "
+                         f"version is {current}: read those and acknowledge them")
+
+
+class UnknownPostError(CoverwatchError, LookupError):
+    """No post with that id in the running site."""
+
+
+def unbriefed_rule(officer: str) -> str:
+    """The alert ``rule`` of an unbriefed alert: one alert per officer, post and start."""
+    return f"orders:{officer}"
+
+
+# -- CSV input -------------------------------------------------------------------
+
+
+def _parse_moment(text: str, timezone: str, *, end_of_day: bool) -> int:
+    """An ISO time with offset, or a date (start of that day, or with ``end_of_day``
+    the start of the next, in the site's time zone)."""
+    text = text.strip()
+    try:
+        day = _dt.date.fromisoformat(text)
+    except ValueError:
+        return parse_time(text)
+    if end_of_day:
+        day += _dt.timedelta(days=1)
+    moment = _dt.datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+    return parse_time(moment.isoformat())
+
+
+def _rows(text: str, required: Sequence[str], optional: Sequence[str]) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in required if c not in header]
+    unknown = [c for c in header if c not in (*required, *optional)]
+    problems = [f"line 1: missing column {c}" for c in missing]
+    problems += [f"line 1: unknown column {c}" for c in unknown]
+    if problems:
+        raise BriefingInputError(problems)
+    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+
+
+def parse_roster_csv(text: str, timezone: str = "UTC") -> list[Shift]:
+    """Shifts from CSV with columns ``officer,post,start,end[,patrol]`` (a header line).
+
+    Give a post or a patrol. Times are ISO-8601 with an offset (or a date: midnight
+    in the site's time zone). Every problem is reported with its line.
+    """
+    shifts: list[Shift] = []
+    problems: list[str] = []
+    for line, row in enumerate(_rows(text, ("officer", "post", "start", "end"), ("patrol",)), 2):
+        try:
+            officer = row["officer"]
+            if not officer:
+                raise ValueError("officer is empty")
+            start = _parse_moment(row["start"], timezone, end_of_day=False)
+            end = _parse_moment(row["end"], timezone, end_of_day=False)
+            shifts.append(Shift(0, officer, start, end, row["post"] or None,
+                                row.get("patrol") or None))
+        except ValueError as e:
+            problems.append(f"line {line}: {e}")
+    if problems:
+        raise BriefingInputError(problems)
+    return shifts
+
+
+def parse_qualifications_csv(text: str, timezone: str = "UTC") -> list[Qualification]:
+    """Records from CSV with columns ``officer,qualification,valid_until[,valid_from]``.
+
+    A date as ``valid_until`` means valid through that whole day (site time zone).
+    """
+    out: list[Qualification] = []
+    problems: list[str] = []
+    rows = _rows(text, ("officer", "qualification", "valid_until"), ("valid_from",))
+    for line, row in enumerate(rows, 2):
+        try:
+            out.append(make_qualification(row["officer"], row["qualification"], row["valid_until"],
+                                      row.get("valid_from") or None, timezone))
+        except ValueError as e:
+            problems.append(f"line {line}: {e}")
+    if problems:
+        raise BriefingInputError(problems)
+    return out
+
+
+def make_qualification(officer: str, name: str, valid_until: str, valid_from: str | None,
+                   timezone: str) -> Qualification:
+    if not officer or not name:
+        raise ValueError("officer and qualification must not be empty")
+    until = _parse_moment(valid_until, timezone, end_of_day=True)
+    since = None if valid_from is None else _parse_moment(valid_from, timezone,
+                                                          end_of_day=False)
+    if since is not None and since >= until:
+        raise ValueError("valid_from must be before valid_until")
+    return Qualification(officer, name, until, since)
+
+
+# -- the service -------------------------------------------------------------------
+
+
+@dataclass
+class Briefing:
+    """Rosters, qualifications, orders versions and acknowledgements of a running server."""
+
+    svc: Services
+    reacknowledge_s: float = 600.0
+    step_s: float = 0.2
+    shifts: list[Shift] = field(default_factory=list)
+    qualifications: list[Qualification] = field(default_factory=list)
+    versions: dict[str, list[OrdersVersion]] = field(default_factory=dict)
+    acks: list[Acknowledgement] = field(default_factory=list)
+    orders: dict[str, PostOrders] = field(default_factory=dict)
+    _site: Site | None = None
+    _governed: frozenset[str] = frozenset()
+    _emitted: set[tuple[str, str, int]] = field(default_factory=set)
+    _on_since: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return self.svc.store
+
+    # -- start-up and site changes ---------------------------------------------------
+
+    @classmethod
+    def load(cls, svc: Services, reacknowledge_s: float = 600.0) -> Briefing:
+        """Load everything from the store and record the running site's versions."""
+        b = cls(svc, reacknowledge_s)
+        store = svc.store
+        b.shifts = store.list_shifts()
+        b.qualifications = store.list_qualifications()
+        for v in store.orders_versions():
+            b.versions.setdefault(v.post, []).append(v)
+        b.acks = store.acknowledgements()
+        b.sync_site()
+        return b
+
+    def sync_site(self) -> bool:
+        """If the running site changed, issue the versions of its changed orders."""
+        site = self.svc.site
+        if site is self._site:
+            return False
+        old, self._site = self._site, site
+        now = self.svc.clock()
+        changes = {c.post_id: c for c in orders_changes(old, site)} if old is not None else {}
+        self.orders = {o.post_id: o for o in site_orders(site)}
+        issued: list[OrdersVersion] = []
+        for post_id, orders in self.orders.items():
+            history = self.versions.get(post_id, [])
+            if history and history[-1].version == orders.version:
+                continue
+            change = changes.get(post_id)
+            what = ("first issued",) if not history else (
+                None if change is None else change.what)
+            issued.append(OrdersVersion(post_id, orders.version, now, orders.text, what))
+        if issued:
+            self.store.record_orders_versions(issued, actor="server")
+            for v in issued:
+                history = [h for h in self.versions.get(v.post, []) if h.version != v.version]
+                self.versions[v.post] = [*history, v]
+        self._governed = governed_capabilities(site, self.qualifications)
+        return True
+
+    def current(self) -> dict[str, tuple[str, int]]:
+        """Each post's current version and since when it is current."""
+        return {p: (hist[-1].version, hist[-1].since) for p, hist in self.versions.items()
+                if p in self.orders and hist and hist[-1].version == self.orders[p].version}
+
+    # -- ingest hook -----------------------------------------------------------------
+
+    def filter_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Drop governed capabilities an officer holds no valid qualification for (in place).
+
+        The row's ``raw`` keeps what was claimed; the stored capabilities are what counts.
+        """
+        if not self._governed:
+            return
+        for r in rows:
+            if r.get("kind") != "duty" or not r.get("on") or not r.get("capabilities"):
+                continue
+            claimed = r["capabilities"]
+            if isinstance(claimed, str):
+                claimed = [c for c in claimed.split(",") if c]
+            counted = counted_capabilities(claimed, r["officer"], int(r["t_us"]),
+                                           self._governed, self.qualifications)
+            if counted != frozenset(claimed):
+                r["capabilities"] = sorted(counted)
+
+    # -- rosters and qualifications -----------------------------------------------------
+
+    def check_shifts(self, shifts: Sequence[Shift]) -> None:
+        """Raise :class:`RosterRefusedError` listing every shift that may not be rostered."""
+        problems = []
+        for s in shifts:
+            problems += assignment_problems(self.svc.site, s, self.qualifications)
+        if problems:
+            raise RosterRefusedError(problems)
+
+    async def add_shifts(self, shifts: Sequence[Shift], actor: str) -> list[Shift]:
+        self.check_shifts(shifts)
+        stored = await asyncio.to_thread(self.store.add_shifts, shifts, actor=actor)
+        self.shifts = sorted([*self.shifts, *stored], key=lambda s: (s.start, s.id))
+        return stored
+
+    async def delete_shift(self, shift_id: int, actor: str) -> Shift:
+        """Remove a shift. A running shift ends now: its officer goes off duty (roster)."""
+        shift = await asyncio.to_thread(self.store.delete_shift, shift_id, actor=actor)
+        self.shifts = [s for s in self.shifts if s.id != shift_id]
+        now = self.svc.clock()
+        if shift.covers(now) and (shift.officer, "start", shift.start) in self._emitted:
+            t = max(now, self.svc.live.horizon)
+            await self.svc.ingest([_duty_row(shift.officer, t, False, (), {
+                "reason": "shift removed", "shift": shift.id})], source=ROSTER_SOURCE)
+        return shift
+
+    async def set_qualifications(self, records: Sequence[Qualification], actor: str) -> None:
+        await asyncio.to_thread(self.store.set_qualifications, records, actor=actor)
+        keys = {(q.officer, q.name) for q in records}
+        self.qualifications = [q for q in self.qualifications
+                               if (q.officer, q.name) not in keys] + list(records)
+        self._governed = governed_capabilities(self.svc.site, self.qualifications)
+
+    # -- acknowledgements --------------------------------------------------------------
+
+    def acknowledged_versions(self) -> dict[tuple[str, str], frozenset[str]]:
+        out: dict[tuple[str, str], set[str]] = {}
+        for a in self.acks:
+            out.setdefault((a.officer, a.post), set()).add(a.version)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def last_ack(self, officer: str, post: str) -> Acknowledgement | None:
+        found = [a for a in self.acks if a.officer == officer and a.post == post]
+        return found[-1] if found else None
+
+    async def acknowledge(
+        self, officer: str, post: str, version: str, *, via: str,
+        device: str | None = None, user: str | None = None,
+    ) -> Acknowledgement:
+        """Record that ``officer`` read and understood ``version`` of ``post``'s orders."""
+        current = self.current().get(post)
+        if post not in self.orders or current is None:
+            raise UnknownPostError(f"no post {post!r}")
+        if version != current[0]:
+            raise StaleVersionError(post, version, current[0])
+        ack = await asyncio.to_thread(
+            self.store.record_acknowledgement, officer, post, version,
+            at_us=self.svc.clock(), via=via, device=device, user=user)
+        self.acks.append(ack)
+        await self.evaluate()
+        return ack
+
+    def changes_since(self, post: str, version: str | None) -> dict[str, Any]:
+        """What changed in ``post``'s orders since ``version`` (None: never acknowledged)."""
+        history = self.versions.get(post, [])
+        current = self.orders[post]
+        if version is None or version == current.version:
+            return {"what": [], "removed": [], "added": []}
+        index = max((i for i, v in enumerate(history) if v.version == version), default=None)
+        what: list[str] = []
+        removed: list[str] = []
+        added: list[str] = []
+        if index is None:
+            what.append("the orders you acknowledged are no longer on record")
+        else:
+            for v in history[index + 1:]:
+                what += list(v.changes) if v.changes is not None else [
+                    "orders changed (details not recorded)"]
+            old_lines = history[index].text.splitlines()
+            for op in difflib.ndiff(old_lines, current.text.splitlines()):
+                if op.startswith("- "):
+                    removed.append(op[2:])
+                elif op.startswith("+ "):
+                    added.append(op[2:])
+        return {"what": what, "removed": removed, "added": added}
+
+    # -- views -------------------------------------------------------------------------
+
+    def orders_json(self, post: str) -> dict[str, Any]:
+        o = self.orders[post]
+        version, since = self.current()[post]
+        return {"post": o.post_id, "name": o.post_name, "version": version,
+                "since": format_time(since), "rules": list(o.rules),
+                "general": list(o.general), "free_text": o.free_text, "text": o.text}
+
+    def officer_orders(self, officer: str) -> dict[str, Any]:
+        """The orders an officer should read: their rostered posts now and next, else all."""
+        now = self.svc.clock()
+        upcoming = [s for s in self.shifts if s.officer == officer and s.end > now
+                    and s.start < now + 24 * 3600 * US_PER_S]
+        posts = [s.post for s in upcoming if s.post is not None and s.post in self.orders]
+        rostered = bool(posts)
+        if not rostered:
+            posts = list(self.orders)
+        out = []
+        for post in dict.fromkeys(posts):
+            last = self.last_ack(officer, post)
+            item = self.orders_json(post)
+            item |= {
+                "acknowledged": last is not None and last.version == item["version"],
+                "acknowledged_version": None if last is None else last.version,
+                "acknowledged_at": None if last is None else format_time(last.at),
+                "changes_since_acknowledged": self.changes_since(
+                    post, None if last is None else last.version),
+                "shifts": [_shift_json(s) for s in upcoming if s.post == post],
+            }
+            out.append(item)
+        return {"officer": officer, "rostered": rostered, "posts": out}
+
+    def status(self, from_us: int, until_us: int) -> dict[str, Any]:
+        """Per post and per shift: who has and has not acknowledged the current orders."""
+        acked = self.acknowledged_versions()
+        posts = []
+        for post, (version, since) in self.current().items():
+            shifts = []
+            for s in self.shifts:
+                if s.post != post or s.end <= from_us or s.start >= until_us:
+                    continue
+                last = self.last_ack(s.officer, post)
+                shifts.append(_shift_json(s) | {
+                    "acknowledged": version in acked.get((s.officer, post), frozenset()),
+                    "acknowledged_version": None if last is None else last.version,
+                    "acknowledged_at": None if last is None else format_time(last.at),
+                })
+            by = sorted({a.officer for a in self.acks if a.post == post and a.version == version})
+            posts.append({"post": post, "name": self.orders[post].post_name, "version": version,
+                          "since": format_time(since), "shifts": shifts,
+                          "acknowledged_by": by})
+        return {"from": format_time(from_us), "until": format_time(until_us), "posts": posts}
+
+    # -- the background step -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Background task: step forever (cancelled at shutdown)."""
+        while True:
+            try:
+                await self.step()
+            except Exception:  # a bad step must not stop supervision
+                log.exception("briefing step failed")
+            await asyncio.sleep(self.step_s)
+
+    async def step(self) -> None:
+        if self.svc.site is not self._site:
+            await asyncio.to_thread(self.sync_site)
+        await self.emit_due_events()
+        await self.evaluate()
+
+    async def emit_due_events(self) -> None:
+        """Ingest roster duty events and expiry re-statements the watermark nears."""
+        horizon = self.svc.live.horizon
+        until = self.svc.clock() + seconds_to_us(LOOKAHEAD_S)
+        self._emitted = {k for k in self._emitted if k[2] >= horizon}
+        roster: list[dict[str, Any]] = []
+        for b in roster_boundaries(self.shifts, horizon, until):
+            key = (b.officer, "start" if b.on else "end", b.t)
+            if key in self._emitted:
+                continue
+            self._emitted.add(key)
+            caps = sorted(valid_qualifications(b.officer, b.t, self.qualifications)) if b.on \
+                else []
+            roster.append(_duty_row(b.officer, b.t, b.on, caps, {"shift": b.shift_id}))
+        expiring: list[dict[str, Any]] = []
+        for q in qualification_expiries(self.qualifications, horizon, until):
+            key = (f"{q.officer}/{q.name}", "expiry", q.valid_until)
+            if q.name not in self._governed or key in self._emitted:
+                continue
+            self._emitted.add(key)
+            last = await asyncio.to_thread(self.store.last_duty, q.officer, q.valid_until)
+            if last is None or not last[0] or q.name not in last[1]:
+                continue
+            expiring.append(_duty_row(q.officer, q.valid_until, True,
+                                      sorted(last[1] - {q.name}),
+                                      {"expired": q.name}))
+        if roster:
+            await self.svc.ingest(roster, source=ROSTER_SOURCE)
+        if expiring:
+            await self.svc.ingest(expiring, source=QUALIFICATION_SOURCE)
+
+    async def evaluate(self) -> None:
+        """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""
+        svc = self.svc
+        t = svc.live.horizon
+        on_duty = {o.officer for o in svc.live.officers() if o.on_duty}
+        for officer in list(self._on_since):
+            if officer not in on_duty:
+                del self._on_since[officer]
+        for officer in on_duty - set(self._on_since):
+            since = await asyncio.to_thread(self.store.duty_since, officer, t)
+            self._on_since[officer] = t if since is None else since
+        due = unbriefed(t, self.shifts, self._on_since, self.current(),
+                        self.acknowledged_versions(), seconds_to_us(self.reacknowledge_s))
+        wanted = {alert_id_for(UNBRIEFED, u.post, unbriefed_rule(u.officer), u.since): u
+                  for u in due}
+        touched: list[Alert] = []
+        async with svc.lock:
+            for alert_id, u in wanted.items():
+                if alert_id in svc.book:
+                    continue
+                alert = svc.book.on_alert(u.post, unbriefed_rule(u.officer), u.since,
+                                          max(u.alert_at, u.since), 0, 1, kind=UNBRIEFED)
+                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                                        actor="briefing", action="alert.raised")
+                touched.append(alert)
+            for alert in svc.book.alerts():
+                if alert.kind != UNBRIEFED or alert.id in wanted or alert.state not in (
+                        AlertState.OPEN, AlertState.ACKNOWLEDGED):
+                    continue
+                trial = Alert.from_record(alert.to_record())
+                trial.resolve(max(t, trial.lapse_start))
+                await asyncio.to_thread(svc.store.record_alert_event, trial.to_record(),
+                                        actor="briefing", action="alert.resolved")
+                svc.book.restore(trial)
+                touched.append(trial)
+        for alert in touched:
+            svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+
+
+def _duty_row(officer: str, t: int, on: bool, caps: Sequence[str],
+              raw: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
+            "accuracy": None, "post": None, "flag": None, "on": on, "open": None,
+            "capabilities": list(caps), "raw": {"t": format_time(t), "kind": "duty",
+                                                "officer": officer, "on": on,
+                                                "capabilities": list(caps), **raw}}
+
+
+def _shift_json(s: Shift) -> dict[str, Any]:
+    return {"id": s.id, "officer": s.officer, "post": s.post, "patrol": s.patrol,
+            "start": format_time(s.start), "end": format_time(s.end)}
