@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serverkit import YARD, FakeClock, base_settings, running_server
-
 from coverwatch.services import Services
 from coverwatch.storage import verify_audit
+from serverkit import YARD, FakeClock, base_settings, running_server
 
 S = 1_000_000
 
@@ -42,7 +41,8 @@ def test_weakening_needs_the_approver_and_a_reason(tmp_path: Path) -> None:
         assert svc.site.post("main-gate").rules[0].need == 2  # nothing changed yet
 
         r = kit.request(approver, "POST", "/api/v1/site/apply",
-                        json={"site": weaker, "reason": "Gate B closed for works, written order 17"})
+                        json={"site": weaker,
+                              "reason": "Gate B closed for works, written order 17"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["changed"] and body["class"] == "weakening"
