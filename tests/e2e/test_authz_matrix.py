@@ -69,6 +69,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
     ("POST", "/api/v1/site/reload"): frozenset({ADMIN, APPROVER}),
     ("POST", "/api/v1/site/apply"): frozenset({ADMIN, APPROVER}),
+    # Post orders, acknowledgements, rosters and qualifications (coverwatch.briefing).
+    ("GET", "/api/v1/orders"): PEOPLE,
+    ("GET", "/api/v1/me/orders"): frozenset({OFFICER, DEVICE}),
+    ("POST", "/api/v1/orders/{post}/acknowledge"): frozenset({OFFICER, DEVICE}),
+    ("GET", "/api/v1/orders/status"): SUPERVISION,
+    ("POST", "/api/v1/roster"): frozenset({SUPERVISOR, ADMIN}),
+    ("GET", "/api/v1/roster/shifts"): SUPERVISION,
+    ("POST", "/api/v1/roster/shifts"): frozenset({SUPERVISOR, ADMIN}),
+    ("DELETE", "/api/v1/roster/shifts/{shift_id}"): frozenset({SUPERVISOR, ADMIN}),
+    ("GET", "/api/v1/officers/{officer}/qualifications"): frozenset({ADMIN}),
+    ("POST", "/api/v1/officers/{officer}/qualifications"): frozenset({ADMIN}),
+    ("POST", "/api/v1/qualifications"): frozenset({ADMIN}),
     # The dashboard (coverwatch.web): its JSON endpoints and its pages.
     ("GET", "/api/v1/site"): SUPERVISION,
     ("GET", "/api/v1/plan"): SUPERVISION,
@@ -88,6 +100,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
 # A valid request body (and query) per route, so that allowed callers get past
 # validation; path parameters are filled from PATH_VALUES.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/orders/{post}/acknowledge"): {"json": {"version": "000000000000"}},
+    ("POST", "/api/v1/roster"): {"content": "officer,post,start,end\n"},
+    ("POST", "/api/v1/roster/shifts"): {"json": {
+        "officer": "A7", "patrol": "perimeter", "start": "2030-01-01T08:00:00Z",
+        "end": "2030-01-01T20:00:00Z"}},
+    ("POST", "/api/v1/officers/{officer}/qualifications"): {"json": {
+        "qualification": "first-aid", "valid_until": "2031-01-01"}},
+    ("POST", "/api/v1/qualifications"): {"content": "officer,qualification,valid_until\n"},
     ("POST", "/api/v1/login"): {"json": {"username": "target-user", "password": PASSWORD}},
     ("POST", "/api/v1/events"): {"json": []},
     ("GET", "/api/v1/cover/at"): {"params": {"t": "2030-01-01T08:00:00Z"}},
@@ -102,6 +122,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 PAGES = frozenset({"/", "/control", "/duty", "/audit"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
+               "post": "main-gate", "officer": "A7", "shift_id": "999999",
                "name": "spare-device"}
 
 
@@ -223,15 +244,17 @@ def test_unsafe_method_with_session_needs_csrf(
     server: LiveServer, method: str, template: str, csrf: str
 ) -> None:
     store = server.svc.store
-    user = store.get_user("u-admin")
+    # A person the route admits: admin, or an officer for an officer's own routes.
+    role = ADMIN if ADMIN in EXPECTED[(method, template)] else OFFICER
+    user = store.get_user(f"u-{role}")
     assert user is not None
     s = store.create_session(user.id, now_us=server.clock(), ttl_us=3600 * 10**6)
-    caller = Caller("admin", cookie=s.token, csrf="not-the-token" if csrf == "wrong" else None)
+    caller = Caller(role, cookie=s.token, csrf="not-the-token" if csrf == "wrong" else None)
     path = template.format(**PATH_VALUES)
     kwargs = BODIES.get((method, template), {})
     assert _status(server, caller, method, path, **kwargs) == 403
     # The same request with the right token passes the CSRF check.
-    good = Caller("admin", cookie=s.token, csrf=s.csrf_token)
+    good = Caller(role, cookie=s.token, csrf=s.csrf_token)
     if template != "/api/v1/logout":
         assert _status(server, good, method, path, **kwargs) not in (401, 403)
 

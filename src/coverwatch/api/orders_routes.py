@@ -22,6 +22,7 @@ from coverwatch.api.deps import DEVICE, Principal, require, services
 from coverwatch.briefing import Briefing, StaleVersionError, UnknownPostError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.services import Services
+from coverwatch.storage.tables import ROLES
 
 __all__ = ["router"]
 
@@ -53,7 +54,7 @@ def _officer_of(who: Principal) -> str:
 @router.get("/api/v1/orders")
 async def all_orders(
     svc: Svc,
-    who: Annotated[Principal, Depends(require("officer", "supervisor", "admin", "auditor"))],
+    who: Annotated[Principal, Depends(require(*ROLES))],
 ) -> dict[str, Any]:
     b = briefing(svc)
     return {"site": svc.site.id, "posts": [b.orders_json(p) for p in b.current()]}
