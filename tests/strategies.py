@@ -16,7 +16,7 @@ or near walkway points, so travel times land exactly on ``reach_s``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from hypothesis import strategies as st
@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from coverwatch.domain.events import DutyEvent, FlagEvent, GateEvent
 from coverwatch.domain.site import Barrier, Post, Rule, Site, Walkway
 from coverwatch.domain.time import US_PER_S
-from reference import Event, Fix
+from coverwatch.planning.network import build_network
+from reference import Event, Fix, brute_travel
 
 __all__ = [
     "CAPABILITIES",
@@ -140,12 +141,12 @@ def rules(draw: st.DrawFn, rule_id: str, gate: bool, reach: bool = False) -> Rul
     """A rule with need 1-3, integer radii 0-20 (release >= within), grace 0-5 s.
 
     With ``reach`` (a point post on a site with walkways), often also ``reach_s``
-    0-8 s in half seconds, and then sometimes no distance limit at all."""
+    0-12 s in half seconds, and then sometimes no distance limit at all."""
     within: float = draw(st.integers(0, 20))
     release: float = within + draw(st.sampled_from([0, 0, 1, 2, 5, 10]))
     reach_s: float | None = None
     if reach and draw(st.integers(0, 2)):
-        reach_s = draw(st.integers(0, 16)) / 2
+        reach_s = draw(st.integers(0, 24)) / 2
         if draw(st.booleans()):
             within = release = _INF
     return Rule(
@@ -182,6 +183,11 @@ def sites(draw: st.DrawFn) -> Site:
                            for j in range(n_rules))
         if point:
             at = (float(draw(st.integers(-10, 10))), float(draw(st.integers(-10, 10))))
+            if walkways and draw(st.integers(0, 3)):
+                # Near a walkway point, so that reach_s is met now and then.
+                wx, wy = draw(st.sampled_from([p for w in walkways for p in w.points]))
+                ox, oy = draw(st.sampled_from([(0, 0), (1, 0), (0, -2), (3, 4), (-4, 3)]))
+                at = (wx + ox, wy + oy)
             posts.append(Post(f"p{i}", f"Post {i}", post_rules, at=at, gate=gate))
         else:
             posts.append(Post(f"p{i}", f"Post {i}", post_rules, area=draw(polygons()), gate=gate))
@@ -270,10 +276,35 @@ def event_lists(draw: st.DrawFn, site: Site, max_events: int = 60) -> list[Event
 
 
 @st.composite
+def _reach_on_the_boundary(draw: st.DrawFn, site: Site, events: list[Event]) -> Site:
+    """Often set one reach rule's ``reach_s`` to exactly the travel time of one
+    of the fixes, so ``travel_s == reach_s`` is tested, not left to chance."""
+    fixes = [e for e in events if isinstance(e, Fix)]
+    reach = [(i, j) for i, p in enumerate(site.posts) for j, r in enumerate(p.rules)
+             if r.reach_s is not None]
+    if not fixes or not reach or not draw(st.booleans()):
+        return site
+    f = draw(st.sampled_from(fixes))
+    i, j = draw(st.sampled_from(reach))
+    post = site.posts[i]
+    rule = post.rules[j]
+    travel_m = brute_travel(build_network(site), post.id, f.x, f.y)
+    reach_s = (travel_m + f.accuracy) / site.speed_for(rule.capability)
+    if reach_s == float("inf"):
+        return site
+    post_rules = list(post.rules)
+    post_rules[j] = replace(rule, reach_s=reach_s)
+    posts = list(site.posts)
+    posts[i] = replace(post, rules=tuple(post_rules))
+    return replace(site, posts=tuple(posts))
+
+
+@st.composite
 def scenarios(draw: st.DrawFn, explicit_end: bool = True) -> Scenario:
     """A site and events; the end is None, past the last event, or inside the events."""
     site = draw(sites())
     events = draw(event_lists(site))
+    site = draw(_reach_on_the_boundary(site, events))
     end: int | None = None
     if explicit_end and len(events) > 0 and draw(st.booleans()):
         first = min(e.t for e in events)
