@@ -183,7 +183,8 @@ def sites(draw: st.DrawFn) -> Site:
                            for j in range(n_rules))
         if point:
             at = (float(draw(st.integers(-10, 10))), float(draw(st.integers(-10, 10))))
-            if walkways and draw(st.integers(0, 3)):
+            near: int = draw(st.integers(0, 3))
+            if walkways and near:
                 # Near a walkway point, so that reach_s is met now and then.
                 wx, wy = draw(st.sampled_from([p for w in walkways for p in w.points]))
                 ox, oy = draw(st.sampled_from([(0, 0), (1, 0), (0, -2), (3, 4), (-4, 3)]))
