@@ -67,6 +67,7 @@ function renderSummary(v) {
 const cards = new Map();
 
 function alertFacts(a, v) {
+  if (a.kind === "unbriefed") return unbriefedFacts(a, v);
   const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
   const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
     ? `Cover was short for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)} (restored ${formatTime(a.resolved_at_ms)})`
@@ -76,6 +77,19 @@ function alertFacts(a, v) {
   const esc = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}${levels ? " of " + levels : ""}` : "Not escalated";
   const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
   return { shortFor, coverNow, esc, ack, lapsedNow: cov?.state === "lapsed" };
+}
+
+// An officer on duty at the post without having acknowledged its current orders.
+function unbriefedFacts(a, v) {
+  const officer = a.rule.replace(/^orders:/, "");
+  const ended = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs;
+  const shortFor = ended
+    ? `${officer} acknowledged the current orders (unbriefed for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)})`
+    : `${officer} on duty without acknowledging the current orders for ${formatDuration((v.nowMs - a.lapse_start_ms) / 1000)}`;
+  const levels = app.site.escalation_levels;
+  const esc = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}${levels ? " of " + levels : ""}` : "Not escalated";
+  const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
+  return { shortFor, coverNow: "Unbriefed officer", esc, ack, lapsedNow: !ended };
 }
 
 function stateLabel(a) {

@@ -1,0 +1,145 @@
+"""Post orders in a real browser: an officer on a phone reads and acknowledges the
+orders of the post they are rostered to, and the supervisor's "unbriefed" alert clears.
+
+A real ``coverwatch serve`` runs on the fictional Harbour Yard (server start-up
+helpers from ``test_dashboard``). Screenshots go to ``artifacts/screenshots/``.
+Without ``/usr/bin/chromium`` this skips with the reason; under ``CI=true`` it fails.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_dashboard import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    SCRIPT,
+    SHOTS,
+    SITE,
+    Server,
+    _cli,
+    _free_port,
+    _login,
+    _need_chromium,
+    _now,
+)
+
+__all__: list[str] = []
+
+
+def _iso(offset_s: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    _need_chromium()
+    tmp = tmp_path_factory.mktemp("orders")
+    data_dir = tmp / "data"
+    pw = {"COVERWATCH_PASSWORD": PASSWORD}
+    for name, roles in (("sup", "supervisor"), ("U1", "officer")):
+        _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)
+    token = _cli("devices", "add", "phone-u1", "--officer", "U1", data_dir=data_dir).strip()
+    port = _free_port()
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--site", str(SITE), "--data-dir", str(data_dir),
+         "--host", "127.0.0.1", "--port", str(port), "--lateness-s", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp / "server.log").read_text()
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        yield Server(base, token, data_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _shoot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+
+
+def test_officer_acknowledges_orders_and_unbriefed_alert_clears(
+    server: Server, browser: Any
+) -> None:
+    with httpx.Client(base_url=server.base, timeout=10) as c:
+        login = c.post("/api/v1/login", json={"username": "sup", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        r = c.post("/api/v1/roster", headers={"X-CSRF-Token": login.json()["csrf_token"],
+                                              "Content-Type": "text/csv"},
+                   content="officer,post,start,end\n"
+                           f"U1,service-gate,{_iso(-60)},{_iso(8 * 3600)}\n")
+        assert r.status_code == 200, r.text
+    # U1 books on duty from their phone without having read the orders.
+    r = httpx.post(server.base + "/api/v1/events", timeout=10,
+                   headers={"Authorization": f"Bearer {server.device_token}"},
+                   json=[{"t": _now(), "kind": "duty", "on": True, "capabilities": []}])
+    assert r.status_code == 200, r.text
+
+    sup = _login(browser, server, "sup", "/control", DESKTOP)
+    sup.wait_for_url(re.compile(r"/control$"))
+    card = sup.locator(".alert-card", has_text="orders:U1")
+    card.wait_for()
+    assert "OPEN" in card.locator(".badge").inner_text()
+    assert "U1 on duty without acknowledging the current orders" in card.inner_text()
+    row = sup.locator('#briefing-body tr[data-officer="U1"]')
+    row.and_(sup.locator('[data-acknowledged="false"]')).wait_for()
+    _shoot(sup, "orders-unbriefed-control.png")
+
+    officer = _login(browser, server, "U1", "/duty", PHONE)
+    officer.wait_for_url(re.compile(r"/duty$"))
+    orders = officer.locator('.orders-card[data-post="service-gate"]')
+    orders.wait_for()
+    text = orders.inner_text()
+    assert "At least 1 officer must be within 10 m of Service Gate" in text
+    assert "Open the service gate only for deliveries" in text
+    assert "You have not acknowledged these orders yet." in text
+    _shoot(officer, "orders-officer-phone.png")
+    orders.get_by_role("button", name="I have read and understood these orders").click()
+    orders.locator(".acked").wait_for()
+    assert "You acknowledged these orders" in orders.inner_text()
+    _shoot(officer, "orders-officer-acknowledged.png")
+
+    # The supervisor's alert resolves (it stays on the board until a supervisor closes it).
+    card.locator(".badge", has_text="Resolved").wait_for()
+    assert "U1 acknowledged the current orders" in card.inner_text()
+    row.and_(sup.locator('[data-acknowledged="true"]')).wait_for()
+    _shoot(sup, "orders-briefed-control.png")
