@@ -143,3 +143,20 @@ def test_officer_acknowledges_orders_and_unbriefed_alert_clears(
     assert "U1 acknowledged the current orders" in card.inner_text()
     row.and_(sup.locator('[data-acknowledged="true"]')).wait_for()
     _shoot(sup, "orders-briefed-control.png")
+
+
+def test_roster_cli_refuses_an_unqualified_officer_then_imports(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text("officer,post,start,end\n"
+                      "U1,main-gate,2030-01-01T08:00:00Z,2030-01-01T20:00:00Z\n", "utf-8")
+    quals = tmp_path / "quals.csv"
+    quals.write_text("officer,qualification,valid_until\nU1,armed,2030-01-31\n", "utf-8")
+    data_dir = tmp_path / "data"
+    args = [str(SCRIPT), "roster", "import", str(roster), "--site", str(SITE),
+            "--data-dir", str(data_dir)]
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "U1 is not qualified armed" in " ".join(refused.stderr.split())
+    _cli("qualifications", "import", str(quals), data_dir=data_dir)
+    assert "1 shifts imported" in _cli("roster", "import", str(roster), "--site", str(SITE),
+                                       data_dir=data_dir)

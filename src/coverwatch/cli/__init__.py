@@ -229,10 +229,13 @@ def main() -> None:
 def _mount() -> None:
     from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
+    from coverwatch.cli.roster import qualifications_app, roster_app
     from coverwatch.cli.server import register
 
     register(app)
     app.add_typer(plan_app, name="plan")
+    app.add_typer(roster_app, name="roster")
+    app.add_typer(qualifications_app, name="qualifications")
     app.command()(orders)
 
 
