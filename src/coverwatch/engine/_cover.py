@@ -121,6 +121,9 @@ class CoverEngine:
         self._reach_s = np.array(
             [np.inf if r.reach_s is None else r.reach_s for _, r in pairs], np.float64)
         self._speed = np.array([site.speed_for(r.capability) for _, r in pairs], np.float64)
+        # Travel is never shorter than the straight line to the post, so a pair with
+        # d beyond this (as in RuleGrid: a metre spare for rounding) is out of reach.
+        self._reach_radius = self._reach_s * self._speed * (1 + 1e-9) + 1.0
 
         # Which rules each condition drives: activity is recomputed only for those.
         self._flags: dict[str, bool] = dict(site.flags)
@@ -443,6 +446,10 @@ class CoverEngine:
         if self._reach is not None:
             # A reach rule also needs travel time <= reach_s; over it is "out".
             sel = np.flatnonzero(keep & (self._rule_target[cr] >= 0))
+            far = d[sel] > self._reach_radius[cr[sel]]
+            if far.any():
+                keep[sel[far]] = False
+                sel = sel[~far]
             if len(sel):
                 dist = self._reach.travel_m(fx, fy, ck[sel], self._rule_target[cr[sel]])
                 travel = (dist + acc[sel]) / self._speed[cr[sel]]

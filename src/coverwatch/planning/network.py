@@ -433,26 +433,43 @@ class ReachField:
         out = np.full(len(pair_pos), np.inf)
         if len(pair_pos) == 0 or self.net.n_segments == 0:
             return out
-        used, inverse = np.unique(pair_pos, return_inverse=True)
+        n = len(x)
+        # A position equal to the one before it (an officer holding a post) is
+        # snapped once: each pair is sent to the first of its run of equal positions.
+        head = np.arange(n, dtype=np.int64)
+        same = np.zeros(n, bool)
+        np.logical_and(x[1:] == x[:-1], y[1:] == y[:-1], out=same[1:])
+        head[same] = 0
+        np.maximum.accumulate(head, out=head)
+        pos = head[pair_pos]
+        wanted = np.zeros(n, bool)
+        wanted[pos] = True
+        used = np.flatnonzero(wanted)
+        slot = np.zeros(n, np.int64)
+        slot[used] = np.arange(len(used))
         ti, tseg, tsnap, ta, tb = self.nearest(x[used], y[used])
         if len(ti) == 0:
             return out
-        lo = np.searchsorted(ti, inverse)
-        hi = np.searchsorted(ti, inverse, side="right")
-        cnt = hi - lo
-        total = int(cnt.sum())
-        if total == 0:
-            return out
-        rep = np.repeat(np.arange(len(pair_pos)), cnt)
-        run_start = np.cumsum(cnt) - cnt
-        k = np.repeat(lo, cnt) + (np.arange(total) - np.repeat(run_start, cnt))
-        s = tseg[k]
-        tgt = pair_target[rep]
+        # Each used position's tied nearest segments are ti == its slot, contiguous.
+        cnt = np.bincount(ti, minlength=len(used))
+        first = np.cumsum(cnt) - cnt
+        ps = slot[pos]
+        pc = cnt[ps]
+        pk = first[ps]
         net = self.net
-        via_a = np.where(net.seg_bwd[s], ta[k] + self.dist[tgt, net.seg_a[s]], np.inf)
-        via_b = np.where(net.seg_fwd[s], tb[k] + self.dist[tgt, net.seg_b[s]], np.inf)
-        value = tsnap[k] + np.minimum(via_a, via_b)
-        has = np.flatnonzero(cnt)
-        bounds = np.searchsorted(rep, has)
-        out[has] = np.minimum.reduceat(value, bounds)
+        n_nodes = net.n_nodes
+        flat = self.dist.ravel()
+        base = pair_target * n_nodes
+        # The minimum over tied segments, one tie rank at a time (most have one).
+        for rank in range(int(pc.max())):
+            m = np.flatnonzero(pc > rank) if rank else np.flatnonzero(pc)
+            k = pk[m] + rank
+            s = tseg[k]
+            b0 = base[m]
+            via_a = np.where(net.seg_bwd[s], ta[k] + flat[b0 + net.seg_a[s]], np.inf)
+            via_b = np.where(net.seg_fwd[s], tb[k] + flat[b0 + net.seg_b[s]], np.inf)
+            value = tsnap[k] + np.minimum(via_a, via_b)
+            if rank:
+                np.minimum(out[m], value, out=value)
+            out[m] = value
         return out

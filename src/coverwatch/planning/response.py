@@ -24,9 +24,11 @@ from coverwatch.planning.simulate import Plan, Simulation
 __all__ = [
     "ArrivalStats",
     "Reach",
+    "distinct_positions",
     "nearest_all",
     "reach_at",
     "response_analysis",
+    "travel_columns",
     "travel_matrix",
     "worst_response_raster",
 ]
@@ -89,10 +91,29 @@ def nearest_all(field: ReachField, x: F64, y: F64) -> tuple[I64, I64, F64, F64, 
             cat[2][order], cat[3][order], cat[4][order])
 
 
-def travel_matrix(field: ReachField, x: F64, y: F64) -> F64:
-    """Travel distance (snap + path, m) from each position to each target: (n, targets)."""
+def distinct_positions(x: F64, y: F64) -> tuple[F64, F64, I64]:
+    """(xs, ys, inverse): the distinct positions, and for each position its index
+    among them. Travel is a function of position alone, so it is computed once
+    per distinct position (officers holding posts repeat theirs at every moment)."""
     n = len(x)
-    out = np.full((n, len(field.targets)), np.inf)
+    if n == 0:
+        return x, y, np.empty(0, np.int64)
+    order = np.lexsort((y, x))
+    sx, sy = x[order], y[order]
+    new = np.empty(n, bool)
+    new[0] = True
+    np.logical_or(sx[1:] != sx[:-1], sy[1:] != sy[:-1], out=new[1:])
+    group = np.cumsum(new) - 1
+    inverse = np.empty(n, np.int64)
+    inverse[order] = group
+    return sx[new], sy[new], inverse
+
+
+def travel_columns(field: ReachField, x: F64, y: F64) -> F64:
+    """Travel distance (snap + path, m) from each position to each target, as
+    (targets, n): one contiguous row per target."""
+    n = len(x)
+    out = np.full((len(field.targets), n), np.inf)
     if n == 0 or field.net.n_segments == 0:
         return out
     net = field.net
@@ -103,14 +124,22 @@ def travel_matrix(field: ReachField, x: F64, y: F64) -> F64:
             continue
         first = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
         rows = lo + pi[first]
+        single = len(first) == len(pi)  # no ties: reduceat would be the identity
         a, b = net.seg_a[seg], net.seg_b[seg]
         bwd, fwd = net.seg_bwd[seg], net.seg_fwd[seg]
         for j in range(len(field.targets)):
             d = field.dist[j]
             via_a = np.where(bwd, ta + d[a], np.inf)
             via_b = np.where(fwd, tb + d[b], np.inf)
-            out[rows, j] = np.minimum.reduceat(snap + np.minimum(via_a, via_b), first)
+            value = snap + np.minimum(via_a, via_b)
+            out[j, rows] = value if single else np.minimum.reduceat(value, first)
     return out
+
+
+def travel_matrix(field: ReachField, x: F64, y: F64) -> F64:
+    """Travel distance (snap + path, m) from each position to each target: (n, targets)."""
+    ux, uy, inverse = distinct_positions(x, y)
+    return travel_columns(field, ux, uy).T[inverse]
 
 
 def _classes(site: Site, post_id: str) -> dict[str | None, tuple[int, float | None]]:
@@ -144,13 +173,15 @@ def response_analysis(
     x = sim.x[:, cols].T.ravel()  # sample-major: (samples, officers)
     y = sim.y[:, cols].T.ravel()
     on = sim.on[:, cols].T
-    dist = travel_matrix(field, x, y) + plan.accuracy_m
+    ux, uy, inverse = distinct_positions(x, y)
+    columns = travel_columns(field, ux, uy)
     out: list[ArrivalStats] = []
     for j, post_id in enumerate(field.targets):
+        dist = (columns[j] + plan.accuracy_m)[inverse].reshape(samples, n_off)
         for capability, (need, reach) in _classes(site, post_id).items():
             able = np.array([capability is None or capability in o.capabilities
                              for o in plan.officers], bool)
-            seconds = dist[:, j].reshape(samples, n_off) / site.speed_for(capability)
+            seconds = dist / site.speed_for(capability)
             seconds = np.where(on & able[None, :], seconds, np.inf)
             kmax = min(max(need, 1), n_off)
             if kmax == 0:
