@@ -241,7 +241,9 @@ def test_officer_sees_own_duty_but_not_supervisor_pages(server: Server, browser:
     page = _login(browser, server, "U1", "/", PHONE)
     page.wait_for_url(re.compile(r"/duty$"))
     page.locator("#duty-state", has_text="On duty").wait_for()
-    assert "Post orders: coming with the orders feature" in page.inner_text("body")
+    # Not rostered: the orders of every post, to read and acknowledge.
+    page.locator('.orders-card[data-post="main-gate"]').wait_for()
+    assert "You are not rostered to a post" in page.inner_text("#orders-scope")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "officer-duty-phone.png"), full_page=True)
     for path in ("/control", "/audit"):
