@@ -64,8 +64,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             store.close()
 
     # The interactive API docs are unauthenticated by nature: only the demo serves them.
-    docs = {} if settings.demo else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="coverwatch", version="0.1.0", lifespan=lifespan, **docs)
+    app = FastAPI(
+        title="coverwatch", version="0.1.0", lifespan=lifespan,
+        docs_url="/docs" if settings.demo else None,
+        redoc_url="/redoc" if settings.demo else None,
+        openapi_url="/openapi.json" if settings.demo else None,
+    )
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
 
     @app.exception_handler(RequestValidationError)
