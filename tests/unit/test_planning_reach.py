@@ -18,6 +18,7 @@ from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns
 from coverwatch.domain.site import Barrier, Post, Rule, Site, Walkway
 from coverwatch.engine import evaluate
 from coverwatch.planning.network import ReachField, build_network
+from coverwatch.planning.response import distinct_positions, travel_matrix
 from reference import brute_travel
 
 INF = math.inf
@@ -117,3 +118,34 @@ def test_engine_reach_membership_matches_brute_force(
         travel = (brute_travel(net, "gate", float(x), float(y)) + acc) / speed
         lapsed = any(lp.start <= t and (lp.end is None or t < lp.end) for lp in result.lapses)
         assert lapsed == (not travel <= 5.0), (k, x, y, acc, travel)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-40, 60), st.integers(-40, 60)), min_size=1, max_size=12),
+    st.lists(st.integers(0, 11), max_size=12),
+    st.booleans(),
+    st.booleans(),
+)
+def test_travel_matrix_matches_brute_force(
+    points: list[tuple[int, int]], repeats: list[int], one_way: bool, barrier: bool
+) -> None:
+    # Repeated positions (held posts) are computed once; far ones use every segment.
+    net = build_network(yard_site(one_way=one_way, barrier=barrier))
+    field = ReachField(net, ["gate", "door"], 25.0)
+    pts = points + [points[k % len(points)] for k in repeats]
+    xs = np.array([float(p[0]) for p in pts])
+    ys = np.array([float(p[1]) for p in pts])
+    got = travel_matrix(field, xs, ys)
+    assert got.shape == (len(pts), 2)
+    for i, (x, y) in enumerate(pts):
+        for j, post in enumerate(field.targets):
+            assert got[i, j] == brute_travel(net, post, float(x), float(y))
+
+
+def test_distinct_positions_inverse_rebuilds_the_input() -> None:
+    xs = np.array([1.0, 2.0, 1.0, 1.0, 3.0])
+    ys = np.array([5.0, 5.0, 5.0, 4.0, 5.0])
+    ux, uy, inverse = distinct_positions(xs, ys)
+    assert len(ux) == 4
+    assert (ux[inverse] == xs).all() and (uy[inverse] == ys).all()
