@@ -4,10 +4,19 @@ Delivery is at-least-once and nothing the broker delivered is lost:
 
 * a persistent session (fixed client id, ``clean_session=False``) so the broker
   keeps QoS 1 messages for us while we are disconnected or restarting;
-* manual acknowledgement: a PUBACK is sent only after the message's events are
-  committed to the store, so a crash before the commit makes the broker
-  redeliver; re-delivered events are deduplicated by the store's event key;
+* manual acknowledgement, switched on before connecting (the broker sends the
+  session's queued messages right after CONNACK): a PUBACK is sent only after
+  the message's events are committed to the store, so a crash or a failed
+  commit makes the broker redeliver; re-delivered events are deduplicated by
+  the store's event key;
+* pipelined: messages keep being read and validated while a commit is in
+  flight (services.ingest merges them into the next group commit), and PUBACKs
+  go out in the order the messages arrived, as MQTT requires;
 * reconnect with capped backoff when the broker goes away.
+
+The broker must not drop what it queues for us: Mosquitto's default
+``max_queued_messages 1000`` drops QoS 1 messages beyond it for a busy
+subscriber (see docs/server.md, MQTT, for the settings to use).
 
 A message carries one JSON event, a JSON array of events, or ``{"events": [...]}``.
 An invalid message is acknowledged (redelivering it cannot make it valid) and
@@ -35,6 +44,7 @@ __all__ = ["run_mqtt", "topic_for"]
 log = logging.getLogger("coverwatch.mqtt")
 
 _MAX_BATCH_MESSAGES = 500
+_MAX_PENDING_BATCHES = 64
 
 
 def topic_for(site_id: str) -> str:
@@ -59,12 +69,15 @@ async def run_mqtt(svc: Services, url: str) -> None:
     svc.mqtt_connected = False
     while True:
         try:
-            async with aiomqtt.Client(
+            client = aiomqtt.Client(
                 host, port, identifier=identifier, clean_session=False,
                 username=parts.username, password=parts.password, keepalive=30,
-            ) as client:
-                paho = client._client  # aiomqtt has no public manual-ack option
-                paho.manual_ack_set(True)
+            )
+            paho = client._client  # aiomqtt has no public manual-ack option
+            # Before connecting: paho would acknowledge, before we store them, the
+            # session's messages the broker sends right after CONNACK.
+            paho.manual_ack_set(True)
+            async with client:
                 await client.subscribe(topic, qos=1)
                 svc.mqtt_connected = True
                 backoff = 0.5
@@ -82,27 +95,61 @@ async def run_mqtt(svc: Services, url: str) -> None:
         backoff = min(backoff * 2, 10.0)
 
 
+_Pending = tuple[list[aiomqtt.Message], "asyncio.Task[Any] | None"]
+
+
 async def _consume(svc: Services, client: aiomqtt.Client, paho: Any) -> None:
-    queue = client._queue  # drain what has arrived, to commit many messages at once
-    messages = client.messages
-    async for first in messages:
+    """Read, validate and hand batches to the store; ack each after its commit.
+
+    Raises when the connection drops or a commit fails; the unacknowledged
+    messages are then redelivered by the broker after the reconnect.
+    """
+    # Bounded: at most this many batches read but not yet acknowledged.
+    pending: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=_MAX_PENDING_BATCHES)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_ack_in_order(pending, paho), name="mqtt-ack")
+            await _read(svc, client, pending, tasks)
+    except BaseExceptionGroup as group:
+        # Surface the first cause so run_mqtt tells a lost connection from a failure.
+        raise group.exceptions[0] from None
+
+
+async def _read(
+    svc: Services, client: aiomqtt.Client, pending: asyncio.Queue[_Pending],
+    tasks: asyncio.TaskGroup,
+) -> None:
+    queue = client._queue  # drain what has arrived, to validate many messages at once
+    async for first in client.messages:
         batch = [first]
         while len(batch) < _MAX_BATCH_MESSAGES and not queue.empty():
             batch.append(queue.get_nowait())
-        rows: list[dict[str, Any]] = []
-        for msg in batch:
-            try:
-                records = _records(bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
-                rows.extend(validate_records(
-                    records, svc.site, now_us=svc.clock(),
-                    max_future_us=seconds_to_us(svc.settings.max_future_s),
-                ))
-            except (orjson.JSONDecodeError, InvalidEvents) as e:
-                svc.mqtt_rejected += 1
-                log.warning("MQTT message %s on %s rejected: %s", msg.mid, msg.topic, e)
-        if rows:
-            await svc.ingest(rows, source="mqtt")
-        # Acknowledge only after the commit.
+        rows = _valid_rows(svc, batch)
+        # Not awaited here: the next batches are read while this one commits.
+        stored = tasks.create_task(svc.ingest(rows, source="mqtt")) if rows else None
+        await pending.put((batch, stored))
+
+
+def _valid_rows(svc: Services, batch: list[aiomqtt.Message]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for msg in batch:
+        try:
+            records = _records(bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
+            rows.extend(validate_records(
+                records, svc.site, now_us=svc.clock(),
+                max_future_us=seconds_to_us(svc.settings.max_future_s),
+            ))
+        except (orjson.JSONDecodeError, InvalidEvents) as e:
+            svc.mqtt_rejected += 1
+            log.warning("MQTT message %s on %s rejected: %s", msg.mid, msg.topic, e)
+    return rows
+
+
+async def _ack_in_order(pending: asyncio.Queue[_Pending], paho: Any) -> None:
+    while True:
+        batch, stored = await pending.get()
+        if stored is not None:
+            await stored  # a failed commit raises here: nothing of it is acknowledged
         for msg in batch:
             if msg.qos > 0:
                 paho.ack(msg.mid, msg.qos)

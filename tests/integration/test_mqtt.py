@@ -3,7 +3,8 @@
 Events published with QoS 1 to ``coverwatch/<site>/events`` are stored; a bad
 message does not block the ones after it; and messages published while the
 server is stopped reach the store once it is back (persistent session), which
-is how "reconnects lose nothing the broker delivered with QoS 1" is met.
+is how "reconnects lose nothing the broker delivered with QoS 1" is met; a
+commit that fails acknowledges nothing, so the broker redelivers it.
 Each test uses its own site id, so retained sessions never cross tests.
 """
 
@@ -20,7 +21,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
+from coverwatch.errors import StoreError
 from coverwatch.mqtt import topic_for
+from coverwatch.services import Services
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
 HOST, PORT = "127.0.0.1", 1883
@@ -128,3 +131,44 @@ def test_messages_published_while_the_server_is_down_are_delivered(
         wait_until(lambda: len(_stored(kit)) == 21, what="the events published while down")
         officers = sorted(r["officer"] for r in _stored(kit))
         assert officers == sorted(["A1"] + [f"B{i}" for i in range(20)])
+
+
+def test_messages_whose_commit_failed_are_redelivered(
+    tmp_path: Path, site_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's queued messages arrive right after CONNACK; none may be
+    acknowledged before it is stored (paho acks on its own unless manual
+    acknowledgement is on before connecting)."""
+    clock = WallClock()
+    settings = base_settings(write_site(tmp_path, site_id), tmp_path / "data", mqtt_url=URL)
+    with running_server(settings, clock) as kit:
+        wait_until(lambda: kit.svc.mqtt_connected, what="the server's MQTT subscription")
+    pub = Publisher(topic_for(site_id))
+    try:
+        for i in range(30):
+            pub.send(_fix(clock, f"B{i}", float(i)))
+    finally:
+        pub.close()
+    attempts: list[int] = []
+
+    async def failing_ingest(self: Services, rows: Any, **kwargs: Any) -> Any:
+        attempts.append(len(rows))
+        raise StoreError("the disk is full (test)")
+
+    # Every commit fails: the consumer receives the messages, stores none, reconnects.
+    with monkeypatch.context() as m:
+        m.setattr(Services, "ingest", failing_ingest)
+        with running_server(settings, clock) as kit:
+            wait_until(lambda: len(attempts) >= 2, what="two failed commits")
+    assert sum(attempts) >= 1
+    with running_server(settings, clock) as kit:
+        assert _stored(kit) == []
+        # Delivery is in order: once the marker is stored, so is everything before it.
+        pub = Publisher(topic_for(site_id))
+        try:
+            pub.send(_fix(clock, "Z", 99.0))
+        finally:
+            pub.close()
+        wait_until(lambda: any(r["officer"] == "Z" for r in _stored(kit)), what="the marker")
+        officers = sorted(r["officer"] for r in _stored(kit))
+    assert officers == sorted([f"B{i}" for i in range(30)] + ["Z"])
