@@ -215,7 +215,8 @@ def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
     post = draw(st.sampled_from(site.posts))
     cx, cy = post.at if post.at is not None else (post.area or ((0.0, 0.0),))[0]
     reach = draw(st.sampled_from([4, 12, 12, 22]))
-    if site.walkways and draw(st.booleans()):
+    on_walkway: bool = draw(st.booleans())
+    if site.walkways and on_walkway:
         cx, cy = draw(st.sampled_from([p for w in site.walkways for p in w.points]))
         reach = draw(st.sampled_from([0, 1, 3]))
     x = round(cx) + draw(st.integers(-reach, reach))
