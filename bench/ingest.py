@@ -330,6 +330,21 @@ def private_broker(work: Path, settings: dict[str, str]) -> Iterator[str]:
         log.close()
 
 
+def drop_session(url: str, client_id: str) -> None:
+    """Remove the server's persistent session from the broker (clean_session=True)."""
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
 def broker_dropped(url: str) -> int | None:
     """Mosquitto's $SYS/broker/publish/messages/dropped (all clients), None if unknown."""
     from urllib.parse import urlsplit
@@ -344,7 +359,7 @@ def broker_dropped(url: str) -> int | None:
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.subscribe("$SYS/broker/publish/messages/dropped")
     client.loop_start()
-    deadline = time.monotonic() + 5  # retained, or published every sys_interval
+    deadline = time.monotonic() + 11  # retained, or published every sys_interval (10 s)
     while not got and time.monotonic() < deadline:
         time.sleep(0.05)
     client.disconnect()
@@ -670,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
                     private_broker(work, settings))
                 srv = st.enter_context(server(work, mqtt=url))
                 r = run_mqtt(srv, url, n, per, window)
+            if broker == "system":  # the server has stopped; its session stays on the broker
+                drop_session(url, f"coverwatch-{srv.site_id}")
             drops = "unknown" if r["dropped"] is None else str(r["dropped"])
             print(
                 f"MQTT QoS 1, {per} fix(es)/message ({described}; window {window}): "
