@@ -33,7 +33,7 @@ __all__ = ["DEMO_USERS", "run_demo"]
 
 DEMO_USERS = {
     "supervisor": ("demo-supervisor", ["supervisor"]),
-    "officer": ("demo-officer-u1", ["officer"]),
+    "U1": ("demo-officer-u1", ["officer"]),  # an officer logs in as their officer id
     "admin": ("demo-admin-pass", ["admin"]),
     "auditor": ("demo-auditor-pass", ["auditor"]),
 }
