@@ -82,6 +82,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/officers/{officer}/qualifications"): frozenset({ADMIN}),
     ("POST", "/api/v1/qualifications"): frozenset({ADMIN}),
     # The dashboard (coverwatch.web): its JSON endpoints and its pages.
+    ("GET", "/api/v1/report"): SUPERVISION,
     ("GET", "/api/v1/site"): SUPERVISION,
     ("GET", "/api/v1/plan"): SUPERVISION,
     ("GET", "/api/v1/alerts/board"): SUPERVISION,

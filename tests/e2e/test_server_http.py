@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coverwatch.domain.time import US_PER_S, parse_time
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.notify import SIGNATURE_HEADER, verify_signature
 from serverkit import (
     REPO,
@@ -538,3 +538,30 @@ def test_site_with_bare_escalation_names_starts(tmp_path: Path) -> None:
         ("role:supervisor",),
         ("user:duty-inspector", "https://hooks.example.invalid/coverwatch"),
     ]
+
+
+def test_report_recomputes_lapses_with_late_events(tmp_path: Path) -> None:
+    with running_server(base_settings(YARD, tmp_path / "data")) as k:
+        ctl = k.api_token("gateway", "ingest")
+        sup = k.user("sam", "supervisor")
+        t0 = k.clock()
+        k.post_events(ctl, [
+            {"t": k.clock.iso(), "kind": "gate", "post": "main-gate", "open": True},
+            {"t": k.clock.iso(), "kind": "duty", "officer": "U1", "on": True},
+            _fix(k, "U1", 0, 0),
+        ])
+        k.advance(60)  # U1's only fix goes stale at +30 s: the open gate is unstaffed
+        r = k.post_events(ctl, [_fix(k, "U1", 0, 0, -40.0)])  # a fix from +20 s, late
+        assert r.json()["late"] == 1
+        k.advance(1)
+
+        def gate_lapses(lapses: list[dict[str, Any]]) -> list[str]:
+            return [lp["start"] for lp in lapses
+                    if (lp["post"], lp["rule"]) == ("main-gate", "open-gate-staffed")]
+
+        live = k.request(sup, "GET", "/api/v1/lapses").json()["lapses"]
+        report = k.request(sup, "GET", "/api/v1/report").json()
+    assert gate_lapses(live) == [format_time(t0 + 30 * US_PER_S)]
+    # The report counts the late fix: fresh until +50 s.
+    assert gate_lapses(report["lapses"]) == [format_time(t0 + 50 * US_PER_S)]
+    assert report["late_events"] == 1

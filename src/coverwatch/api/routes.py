@@ -27,7 +27,13 @@ from coverwatch.api.deps import (
 )
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
-from coverwatch.ingest import InvalidEvents, osmand_json_records, osmand_records, validate_records
+from coverwatch.ingest import (
+    InvalidEvents,
+    osmand_json_records,
+    osmand_records,
+    parse_t,
+    validate_records,
+)
 from coverwatch.services import Services
 from coverwatch.storage import DuplicateNameError, InvalidRolesError, verify_audit
 
@@ -279,6 +285,34 @@ async def lapses(
 
     return {"horizon": format_time(svc.live.horizon),
             "lapses": [lapse_record(lp) for lp in svc.live.lapses()]}
+
+
+@router.get("/api/v1/report")
+async def report(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+    since: str | None = None, until: str | None = None,
+) -> Any:
+    """Lapses recomputed from every stored event, late ones included (evidence)."""
+    from coverwatch.cli import lapse_record
+    from coverwatch.reports import recompute
+    from coverwatch.siteapply import SiteVersion, load_versions
+
+    try:
+        until_us = svc.live.horizon - 1 if until is None else parse_t(until)
+        since_us = None if since is None else parse_t(since)
+    except ValueError as e:
+        return _problem(422, [{"field": "since/until", "message": str(e)}])
+    versions = await asyncio.to_thread(load_versions, svc.store)
+    versions = versions or [SiteVersion(0, svc.doc.source)]
+    rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us)
+    return {
+        "since": format_time(rep.since), "until": format_time(rep.until),
+        "events": rep.events, "late_events": rep.late_events,
+        "lapses": [lapse_record(lp) for lp in rep.lapses],
+        "rules": [{"post": st.post, "rule": st.rule, "need": st.need, "lapses": st.lapses,
+                   "alerts": st.alerts, "longest_lapse_s": st.longest_lapse_us / US_PER_S,
+                   "cover_pct": st.cover_pct} for st in rep.stats],
+    }
 
 
 # -- alerts ------------------------------------------------------------------------
