@@ -88,11 +88,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/alerts/board"): SUPERVISION,
     ("GET", "/api/v1/timeline"): SUPERVISION,
     ("GET", "/api/v1/cover/at"): SUPERVISION,
+    ("POST", "/api/v1/plan/check"): frozenset({SUPERVISOR, ADMIN}),
     ("GET", "/login"): EVERYONE,
     ("GET", "/"): PEOPLE - {APPROVER},
     ("GET", "/control"): SUPERVISION,
     ("GET", "/duty"): frozenset({OFFICER}),
     ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/planning"): SUPERVISION,
     ("?", "/static"): EVERYONE,  # code and styles only, no data
     # FastAPI's generated API docs are not served outside `coverwatch demo`:
     # they cannot be put behind a role.
@@ -118,9 +120,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                                           "roles": ["officer"]}},
     ("PATCH", "/api/v1/users/{username}"): {"json": {"roles": ["officer"]}},
     ("POST", "/api/v1/devices"): {"json": {"name": "new-device", "officer": "A9"}},
+    # A one-officer, one-minute plan: cheap to check, valid against the yard.
+    ("POST", "/api/v1/plan/check"): {"json": {
+        "plan": "plan: authz\nstart: 2030-01-01T08:00:00Z\nhours: 0.02\n"
+                "officers:\n  - id: a1\n    post: main-gate\n",
+        "samples": 10}},
 }
 # Browser pages send an anonymous caller to the login page instead of a 401.
-PAGES = frozenset({"/", "/control", "/duty", "/audit"})
+PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "post": "main-gate", "officer": "A7", "shift_id": "999999",

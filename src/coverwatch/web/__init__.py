@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from coverwatch.web import api, pages
+from coverwatch.web import api, pages, planning
 
 __all__ = ["mount_web", "static_dir"]
 
@@ -35,6 +35,7 @@ def mount_web(app: FastAPI) -> None:
         return pages.forbidden_page(exc)
 
     app.include_router(api.router)
+    app.include_router(planning.router)
     app.include_router(pages.router)
     # Public: code and styles only, no data (the login page needs them).
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

@@ -1,4 +1,5 @@
-"""The dashboard's pages: login, the control room, an officer's own page, the audit log.
+"""The dashboard's pages: login, the control room, an officer's own page, the audit log,
+plan checking.
 
 Pages are static HTML shells (in ``pages/``) filled in by small ES modules from
 the JSON API, so nothing needs building. Every page but ``/login`` needs a
@@ -124,3 +125,11 @@ async def audit(
     who: Annotated[Principal, Depends(page_require("auditor", "admin"))],
 ) -> HTMLResponse:
     return _page("audit.html")
+
+
+@router.get("/planning")
+async def planning(
+    who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
+) -> HTMLResponse:
+    """Check a roster and patrol plan before the shift (checking needs supervisor or admin)."""
+    return _page("planning.html")
