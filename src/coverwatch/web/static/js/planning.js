@@ -2,7 +2,7 @@
 // with POST /api/v1/plan/check, show the verdict, the tables and the pictures.
 // Problems in the plan are listed with their line; each jumps to that line.
 
-import { api, me, logout, el, AuthError } from "./common.js";
+import { api, me, logout, el, AuthError, formatTime, setTimeZone } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let csrf = "";
@@ -51,6 +51,16 @@ function validationDetail(detail) {
   return { message: detail.map((d) => `${names[d.loc?.[d.loc.length - 1]] ?? d.loc?.join(".")}: ${d.msg}`).join("; "), problems: [] };
 }
 
+// "22 Mar 13:00 to 15:00 (Europe/London)", in the site's time zone.
+function shift(r) {
+  setTimeZone(r.site.timezone);
+  const day = (ms) => formatTime(ms, { short: true, now: 0 });
+  const a = day(r.plan.start_ms);
+  let b = day(r.plan.end_ms);
+  if (a.slice(0, -5) === b.slice(0, -5)) b = b.slice(-5);
+  return `shift ${a} to ${b} (${r.site.timezone})`;
+}
+
 function render(r) {
   $("empty").hidden = true;
   const v = $("verdict");
@@ -58,9 +68,9 @@ function render(r) {
   v.replaceChildren(
     el("p", { class: "verdict-word" }, r.verdict === "flagged" ? "FLAGGED" : "PASSES"),
     el("p", { class: "headline" }, r.headline),
-    r.unmet.length > 1 ? el("ul", {}, r.unmet.map((u) => el("li", {}, u))) : null,
+    r.unmet.length > 1 ? el("div", { class: "also" }, "Also unmet:", el("ul", {}, r.unmet.slice(1).map((u) => el("li", {}, u)))) : null,
     el("p", { class: "muted small" },
-      `Plan ${r.plan.id}: ${r.plan.officers} officers, ${r.plan.start} to ${r.plan.end}, ` +
+      `Plan ${r.plan.id}: ${r.plan.officers} officers, ${shift(r)}, ` +
       `${r.plan.fixes.toLocaleString("en-GB")} simulated fixes at ${r.options.hz} per second, seed ${r.options.seed}. ` +
       (r.verdict === "flagged" ? "Change the plan and check again before the shift." : "")));
   v.hidden = false;
@@ -74,12 +84,12 @@ function render(r) {
   const resp = r.response;
   $("th-threshold").textContent = `Within ${resp.threshold_s} s`;
   $("response-help").textContent = resp.rows.length
-    ? `For ${resp.samples.toLocaleString("en-GB")} random moments of the shift: how long until the 1st, 2nd, … officer (with the capability the rule needs) could reach the post along the walkways. Red: some moments are not answered in time.`
+    ? `For ${resp.samples.toLocaleString("en-GB")} random moments of the shift: how long until the 1st, 2nd, … officer (with the capability the rule needs) could reach the post along the walkways. The last column uses the response time a rule sets (reach_s in the site file). Red: some moments are not answered in time.`
     : "No response analysis: the site has no walkways, or samples was 0.";
   $("response-body").replaceChildren(...resp.rows.map((a) => el("tr", {},
     el("td", {}, a.post_name), el("td", {}, who(a)), el("td", {}, a.median), el("td", {}, a.p90), el("td", {}, a.worst),
     el("td", {}, a.under_threshold < 1 ? el("b", { class: "bad" }, pct(a.under_threshold)) : pct(a.under_threshold)),
-    el("td", {}, a.reach_s === null ? "–"
+    el("td", {}, a.reach_s === null ? "no response time set"
       : a.under_reach < 1 ? el("b", { class: "bad" }, `${pct(a.under_reach)} within ${a.reach_s} s`) : `${pct(a.under_reach)} within ${a.reach_s} s`))));
 
   $("pic-site").src = r.pictures.site_plan;
@@ -126,7 +136,9 @@ async function check(event) {
     }
     render(data);
     $("busy").textContent = `Checked: ${data.verdict}.`;
-    $("result").focus();
+    // Keep the verdict in view: it is the answer.
+    $("result").focus({ preventScroll: true });
+    $("result").scrollIntoView({ block: "start" });
   } catch (e) {
     showProblems({ message: `Could not reach the server: ${e.message}`, problems: [] });
     $("busy").textContent = "";
