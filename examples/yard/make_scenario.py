@@ -10,28 +10,17 @@ Deterministic: the same file every run.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from coverwatch.demo import loop_point
 
 START = datetime(2026, 3, 22, 13, 0, 0, tzinfo=UTC)
 STEP_S = 5
 DURATION_S = 108 * 60
-# The patrol loop (site metres), walked at 0.6 m/s (a slow "roving" stroll); it passes the main gate once.
-LOOP = [(0, 0), (40, 30), (80, 80), (130, 110), (150, 60), (120, 20), (60, -10), (0, 0)]
-
-
-def point_on_loop(distance: float) -> tuple[float, float]:
-    legs = list(zip(LOOP, LOOP[1:], strict=False))
-    total = sum(math.dist(a, b) for a, b in legs)
-    d = distance % total
-    for a, b in legs:
-        length = math.dist(a, b)
-        if d <= length:
-            f = d / length
-            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
-        d -= length
-    return LOOP[-1]
+# The armed pair walk the demo's patrol loop (it passes the main gate once) at
+# 0.6 m/s, a slow "roving" stroll.
+point_on_loop = loop_point
 
 
 def stamp(seconds: float) -> str:

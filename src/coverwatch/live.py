@@ -28,6 +28,7 @@ from coverwatch.domain.events import (
     OfficerRegistry,
 )
 from coverwatch.domain.site import Site
+from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState, RuleStats
 
 __all__ = ["LiveCover", "OfficerView", "Position", "batch_from_rows"]
@@ -207,6 +208,30 @@ class LiveCover:
         if self._engine is None:
             return CoverEngine(self.site, self._horizon).rule_states()
         return self._engine.rule_states()
+
+    def cover_states(self) -> list[dict[str, Any]]:
+        """Each rule at the horizon: "inactive", "covered", "grace" (short, not yet
+        alerted) or "lapsed", with the count, the need and when cover went short."""
+        grace = {(p.id, r.id): seconds_to_us(r.grace_s) for p, r in self.site.rules()}
+        horizon = self.horizon
+        out = []
+        for st in self.rule_states():
+            if not st.active:
+                state = "inactive"
+            elif st.lapse_start is None:
+                state = "covered"
+            elif horizon - st.lapse_start <= grace[(st.post, st.rule)] and not st.alerted:
+                state = "grace"
+            else:
+                state = "lapsed"
+            start = st.lapse_start
+            out.append({
+                "post": st.post, "rule": st.rule, "state": state, "count": st.count,
+                "need": st.need,
+                "lapse_start": None if start is None else format_time(start),
+                "lapse_start_ms": None if start is None else start // 1000,
+            })
+        return out
 
     def lapses(self, *, include_open: bool = True) -> list[Lapse]:
         """Closed lapses so far, plus (optionally) those still open at the horizon."""

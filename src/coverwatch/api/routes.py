@@ -248,25 +248,8 @@ def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
 async def cover(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
 ) -> dict[str, Any]:
-    """Every rule's state at the horizon."""
-    states = []
-    grace = {(p.id, r.id): r.grace_s for p, r in svc.site.rules()}
-    horizon = svc.live.horizon
-    for st in svc.live.rule_states():
-        if not st.active:
-            state = "inactive"
-        elif st.lapse_start is None:
-            state = "covered"
-        elif horizon - st.lapse_start <= seconds_to_us(grace[(st.post, st.rule)]) \
-                and not st.alerted:
-            state = "grace"
-        else:
-            state = "lapsed"
-        states.append({
-            "post": st.post, "rule": st.rule, "state": state, "count": st.count, "need": st.need,
-            "lapse_start": None if st.lapse_start is None else format_time(st.lapse_start),
-        })
-    return {"horizon": format_time(horizon), "rules": states}
+    """Every rule's state at the horizon: covered, grace, lapsed or inactive."""
+    return {"horizon": format_time(svc.live.horizon), "rules": svc.live.cover_states()}
 
 
 @router.get("/api/v1/officers")

@@ -30,6 +30,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
+from coverwatch.domain.grid import BoxGrid
 from coverwatch.domain.site import Site
 
 __all__ = [
@@ -47,7 +48,6 @@ BOOL = npt.NDArray[np.bool_]
 
 #: Walkway points are rounded to this many metres before they are joined.
 MM = 0.001
-_MAX_CELLS = 1 << 22
 #: Radius of the fine segment grid (metres).
 FINE_RADIUS_M = 6.0
 
@@ -295,55 +295,15 @@ class SegmentGrid:
             return
         ax, ay = net.node_x[net.seg_a], net.node_y[net.seg_a]
         bx, by = net.node_x[net.seg_b], net.node_y[net.seg_b]
-        x0s = np.minimum(ax, bx) - radius
-        y0s = np.minimum(ay, by) - radius
-        x1s = np.maximum(ax, bx) + radius
-        y1s = np.maximum(ay, by) + radius
-        x0, y0 = float(x0s.min()), float(y0s.min())
-        x1, y1 = float(x1s.max()), float(y1s.max())
-        cell = max(radius, 1.0)
-        while math.ceil((x1 - x0) / cell + 1) * math.ceil((y1 - y0) / cell + 1) > _MAX_CELLS:
-            cell *= 2.0
-        nx = math.ceil((x1 - x0) / cell) + 1
-        ny = math.ceil((y1 - y0) / cell) + 1
-        ix0 = ((x0s - x0) // cell).astype(np.int64)
-        ix1 = ((x1s - x0) // cell).astype(np.int64)
-        iy0 = ((y0s - y0) // cell).astype(np.int64)
-        iy1 = ((y1s - y0) // cell).astype(np.int64)
-        cells: list[I64] = []
-        segs: list[I64] = []
-        for s in range(n):
-            gx, gy = np.meshgrid(np.arange(ix0[s], ix1[s] + 1), np.arange(iy0[s], iy1[s] + 1))
-            c = (gy * nx + gx).ravel()
-            cells.append(c)
-            segs.append(np.full(len(c), s, np.int64))
-        cells_a = np.concatenate(cells)
-        segs_a = np.concatenate(segs)
-        order = np.lexsort((segs_a, cells_a))
-        self._segs = segs_a[order]
-        counts = np.bincount(cells_a, minlength=nx * ny).astype(np.int64)
-        self._count = counts
-        self._start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-        self._x0, self._y0, self._cell, self._nx, self._ny = x0, y0, cell, nx, ny
+        boxes = np.column_stack((np.minimum(ax, bx) - radius, np.minimum(ay, by) - radius,
+                                 np.maximum(ax, bx) + radius, np.maximum(ay, by) + radius))
+        self._grid = BoxGrid(boxes, radius)
 
     def candidates(self, x: F64, y: F64) -> tuple[I64, I64]:
         """(position index, segment) pairs, position-major, segments ascending."""
-        if self._empty or len(x) == 0:
+        if self._empty:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        fx = np.floor((x - self._x0) / self._cell)
-        fy = np.floor((y - self._y0) / self._cell)
-        ok = (fx >= 0) & (fx < self._nx) & (fy >= 0) & (fy < self._ny)
-        idx = np.flatnonzero(ok)
-        cell = fy[ok].astype(np.int64) * self._nx + fx[ok].astype(np.int64)
-        cnt = self._count[cell]
-        total = int(cnt.sum())
-        if total == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        rep = np.repeat(idx, cnt)
-        run_start = np.cumsum(cnt) - cnt
-        within = np.arange(total, dtype=np.int64) - np.repeat(run_start, cnt)
-        flat = np.repeat(self._start[cell], cnt) + within
-        return rep.astype(np.int64), self._segs[flat]
+        return self._grid.candidates(x, y)
 
 
 def snap_pairs(

@@ -74,26 +74,7 @@ def site_json(site: Site, levels: int) -> dict[str, Any]:
 
 def cover_states(live: LiveCover, site: Site) -> list[dict[str, Any]]:
     """Each rule's state at the live object's horizon, as ``GET /api/v1/cover`` gives it."""
-    grace = {(p.id, r.id): r.grace_s for p, r in site.rules()}
-    horizon = live.horizon
-    out = []
-    for st in live.rule_states():
-        if not st.active:
-            state = "inactive"
-        elif st.lapse_start is None:
-            state = "covered"
-        elif horizon - st.lapse_start <= seconds_to_us(grace[(st.post, st.rule)]) \
-                and not st.alerted:
-            state = "grace"
-        else:
-            state = "lapsed"
-        out.append({
-            "post": st.post, "rule": st.rule, "state": state, "count": st.count,
-            "need": st.need,
-            "lapse_start": None if st.lapse_start is None else format_time(st.lapse_start),
-            "lapse_start_ms": _ms(st.lapse_start),
-        })
-    return out
+    return live.cover_states()
 
 
 def _officers_json(
