@@ -15,6 +15,7 @@ Without ``/usr/bin/chromium`` these tests skip with the reason; under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -80,24 +81,9 @@ class Server:
     data_dir: Path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    _need_chromium()
-    tmp = tmp_path_factory.mktemp("dashboard")
-    data_dir = tmp / "data"
-    doc = yaml.safe_load(SITE.read_text("utf-8"))
-    for post in doc["posts"]:
-        if post["id"] == "main-gate":
-            for rule in post["rules"]:
-                if rule["id"] == "open-gate-staffed":
-                    rule["grace_s"] = 3
-    site = tmp / "site.yaml"
-    site.write_text(yaml.safe_dump(doc), "utf-8")
-    pw = {"COVERWATCH_PASSWORD": PASSWORD}
-    for name, roles in (("sup", "supervisor"), ("U1", "officer"), ("aud", "auditor")):
-        _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)
-    token = _cli("devices", "add", "phone-u1", "--officer", "U1", data_dir=data_dir).strip()
-    assert token.startswith("cwd_"), token
+@contextlib.contextmanager
+def serving(tmp: Path, site: Path, data_dir: Path) -> Iterator[str]:
+    """A real `coverwatch serve` on a free port; yields its base URL once ready."""
     port = _free_port()
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen(
@@ -117,7 +103,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 pass
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.2)
-        yield Server(base, token, data_dir)
+        yield base
     finally:
         proc.terminate()
         try:
@@ -127,8 +113,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser(server: Server) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -137,6 +124,34 @@ def browser(server: Server) -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    _need_chromium()
+    tmp = tmp_path_factory.mktemp("dashboard")
+    data_dir = tmp / "data"
+    doc = yaml.safe_load(SITE.read_text("utf-8"))
+    for post in doc["posts"]:
+        if post["id"] == "main-gate":
+            for rule in post["rules"]:
+                if rule["id"] == "open-gate-staffed":
+                    rule["grace_s"] = 3
+    site = tmp / "site.yaml"
+    site.write_text(yaml.safe_dump(doc), "utf-8")
+    pw = {"COVERWATCH_PASSWORD": PASSWORD}
+    for name, roles in (("sup", "supervisor"), ("U1", "officer"), ("aud", "auditor")):
+        _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)
+    token = _cli("devices", "add", "phone-u1", "--officer", "U1", data_dir=data_dir).strip()
+    assert token.startswith("cwd_"), token
+    with serving(tmp, site, data_dir) as base:
+        yield Server(base, token, data_dir)
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Any]:
+    with chromium() as b:
+        yield b
 
 
 def _login(browser: Any, server: Server, user: str, path: str, viewport: dict[str, int]) -> Any:

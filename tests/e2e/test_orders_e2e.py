@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PASSWORD,
     PHONE,
@@ -29,10 +26,11 @@ from test_dashboard import (
     SITE,
     Server,
     _cli,
-    _free_port,
     _login,
     _need_chromium,
     _now,
+    chromium,
+    serving,
 )
 
 __all__: list[str] = []
@@ -51,45 +49,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, roles in (("sup", "supervisor"), ("U1", "officer")):
         _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)
     token = _cli("devices", "add", "phone-u1", "--officer", "U1", data_dir=data_dir).strip()
-    port = _free_port()
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(SCRIPT), "serve", "--site", str(SITE), "--data-dir", str(data_dir),
-         "--host", "127.0.0.1", "--port", str(port), "--lateness-s", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp / "server.log").read_text()
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    with serving(tmp, SITE, data_dir) as base:
         yield Server(base, token, data_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _shoot(page: Any, name: str) -> None:
