@@ -135,7 +135,9 @@ def replay_file(
     from coverwatch.eventfiles import NeedsFullSort, read_events, sorted_events
 
     for optimistic in (True, False):
-        reader = read_events(path, site, OfficerRegistry(), skip_bad=skip_bad)
+        # Chunks no larger than the budget, so the budget bounds memory on its own.
+        reader = read_events(path, site, OfficerRegistry(), skip_bad=skip_bad,
+                             chunk_rows=max(1_000, min(1_000_000, budget)))
         if on_start is not None:
             on_start(reader)
         ordered = sorted_events(
