@@ -61,8 +61,7 @@ def plot_site_plan(path: Path, site: Site, check: PlanCheck, threshold_s: float)
         finite = sec[np.isfinite(sec)]
         vmax = max(threshold_s, float(finite.max()) if finite.size else threshold_s)
         shown = np.where(np.isfinite(sec), sec, vmax)
-        cmap = plt.get_cmap("RdYlGn_r").copy()
-        cmap.set_bad("lightgray")
+        cmap = plt.get_cmap("RdYlGn_r").with_extremes(bad="lightgray")
         mesh = ax.pcolormesh(gx, gy, np.ma.masked_invalid(np.where(np.isfinite(sec), sec,
                                                                     np.nan)),
                              cmap=cmap, vmin=0, vmax=vmax, shading="nearest", alpha=0.55)
