@@ -413,11 +413,18 @@ def bench(officers: int, posts: int, seconds: int, ref_seconds: int, workdir: Pa
         (write_jsonl if fmt == "jsonl" else write_parquet)(sc, path)
         written = time.perf_counter() - t
         out = workdir / f"lapses-{fmt}.jsonl"
-        wall, code, rss = run_cli(["replay", str(site_path), str(path), "--json", str(out)])
+        # Best of three, as for the engine: one run can lose a second to the scheduler.
+        runs = [run_cli(["replay", str(site_path), str(path), "--json", str(out)])
+                for _ in range(3)]
+        wall = min(r[0] for r in runs)
+        code = max(r[1] for r in runs)
+        rss = max(r[2] for r in runs)
+        spread = f"runs {', '.join(f'{r[0]:.2f}' for r in runs)} s; "
         same = out.exists() and out.read_bytes() == (workdir / "lapses-jsonl.jsonl").read_bytes()
         steady = sc.fixes / max(wall - startup, 1e-9)
-        note = (f"{steady:,.0f}/s less start-up; {path.stat().st_size / 2**20:,.0f} MiB file "
-                f"(written in {written:.1f} s); peak RSS {rss:,} MiB; exit {code}")  # fmt: skip
+        note = (f"best of 3 ({spread}{steady:,.0f}/s less start-up; "
+                f"{path.stat().st_size / 2**20:,.0f} MiB file "
+                f"(written in {written:.1f} s); peak RSS {rss:,} MiB; exit {code})")  # fmt: skip
         if fmt == "parquet":
             note += f"; same --json as JSONL: {'yes' if same else 'NO'}"
         figures.append(Figure(f"(c) coverwatch replay, {fmt.upper()}, end to end", sc.fixes,
