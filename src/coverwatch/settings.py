@@ -26,8 +26,9 @@ class Settings:
 
     site_path: Path
     data_dir: Path = Path("data")
-    db_url: str | None = None
-    mqtt_url: str | None = None
+    # URLs may carry passwords, so they stay out of repr (and so out of logs).
+    db_url: str | None = field(default=None, repr=False)
+    mqtt_url: str | None = field(default=None, repr=False)
     lateness_s: float = 2.0
     max_future_s: float = 30.0
     recovery_s: float = 10.0
@@ -35,8 +36,8 @@ class Settings:
     session_ttl_s: float = 12 * 3600.0
     login_attempts_per_minute: int = 10
     max_batch_events: int = 50_000
-    webhook_secret: str | None = field(
-        default_factory=lambda: os.environ.get("COVERWATCH_WEBHOOK_SECRET") or None
+    webhook_secret: str | None = field(  # never in repr: settings may end up in logs
+        default_factory=lambda: os.environ.get("COVERWATCH_WEBHOOK_SECRET") or None, repr=False
     )
     secure_cookies: bool = False
     approving_role: str = "approver"  # may apply site changes that weaken cover
