@@ -317,18 +317,25 @@ async def list_alerts(
     return {"alerts": alerts}
 
 
-@router.post("/api/v1/alerts/{alert_id}/acknowledge")
-async def acknowledge(
-    alert_id: str, body: AlertAction, svc: Svc,
-    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
-) -> dict[str, Any]:
+async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
+                        what: str) -> dict[str, Any]:
     try:
-        alert = await svc.acknowledge(alert_id, who.name, body.note)
+        alert = await (svc.acknowledge if what == "acknowledge" else svc.close_alert)(
+            alert_id, who.name, note)
     except UnknownAlertError:
         raise HTTPException(404, f"no alert {alert_id}") from None
     except AlertLifecycleError as e:
         raise HTTPException(409, str(e)) from None
     return alert.to_record()
+
+
+@router.post("/api/v1/alerts/{alert_id}/acknowledge")
+async def acknowledge(
+    alert_id: str, body: AlertAction, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    """Take ownership of an alert, with a note: stops its escalation."""
+    return await _alert_action(svc, alert_id, who, body.note, "acknowledge")
 
 
 @router.post("/api/v1/alerts/{alert_id}/close")
@@ -336,13 +343,8 @@ async def close_alert(
     alert_id: str, body: AlertAction, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
 ) -> dict[str, Any]:
-    try:
-        alert = await svc.close_alert(alert_id, who.name, body.note)
-    except UnknownAlertError:
-        raise HTTPException(404, f"no alert {alert_id}") from None
-    except AlertLifecycleError as e:
-        raise HTTPException(409, str(e)) from None
-    return alert.to_record()
+    """Put away an alert whose cover has been restored, with a note."""
+    return await _alert_action(svc, alert_id, who, body.note, "close")
 
 
 @router.get("/api/v1/feed")
