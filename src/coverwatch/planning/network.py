@@ -102,30 +102,21 @@ class WalkwayNetwork:
 
     def distances_to(self, target: int, start: float = 0.0) -> F64:
         """Shortest distance from every vertex to ``target`` (inf if it cannot get
-        there), with ``start`` added at the target: reverse Dijkstra with heapq."""
-        incoming: list[list[tuple[int, float]]] = [[] for _ in range(self.n_nodes)]
-        for u, v, w in self.edges():
-            incoming[v].append((u, w))
-        dist = [math.inf] * self.n_nodes
-        dist[target] = start
-        heap = [(start, target)]
-        while heap:
-            d, v = heapq.heappop(heap)
-            if d > dist[v]:
-                continue
-            for u, w in incoming[v]:
-                nd = d + w
-                if nd < dist[u]:
-                    dist[u] = nd
-                    heapq.heappush(heap, (nd, u))
-        return np.asarray(dist, np.float64)
+        there), with ``start`` added at the target: Dijkstra on the reversed edges."""
+        return self._dijkstra([(target, start)], reverse=True)
 
     def distances_from(self, sources: Sequence[tuple[int, float]]) -> F64:
         """Shortest distance from the nearest of several (vertex, start distance)
         sources to every vertex, along the walkways' directions."""
-        outgoing: list[list[tuple[int, float]]] = [[] for _ in range(self.n_nodes)]
+        return self._dijkstra(sources, reverse=False)
+
+    def _dijkstra(self, sources: Sequence[tuple[int, float]], *, reverse: bool) -> F64:
+        adjacent: list[list[tuple[int, float]]] = [[] for _ in range(self.n_nodes)]
         for u, v, w in self.edges():
-            outgoing[u].append((v, w))
+            if reverse:
+                adjacent[v].append((u, w))
+            else:
+                adjacent[u].append((v, w))
         dist = [math.inf] * self.n_nodes
         heap: list[tuple[float, int]] = []
         for node, d0 in sources:
@@ -136,7 +127,7 @@ class WalkwayNetwork:
             d, u = heapq.heappop(heap)
             if d > dist[u]:
                 continue
-            for v, w in outgoing[u]:
+            for v, w in adjacent[u]:
                 nd = d + w
                 if nd < dist[v]:
                     dist[v] = nd
