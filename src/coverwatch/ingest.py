@@ -13,15 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from coverwatch.domain.geometry import project_latlon
 from coverwatch.domain.site import Site
-from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError
 from coverwatch.eventfiles import EventRecordError, RecordRules, check_record
 
 __all__ = [
     "IngestProblem",
     "InvalidEvents",
+    "osmand_json_records",
     "osmand_records",
     "validate_records",
 ]
@@ -103,7 +106,8 @@ def validate_records(
         if checked.kind == "fix" and math.isnan(x):
             assert site.origin is not None  # check_record refuses lat/lon without an origin
             px, py = project_latlon(
-                _arr(checked.lat), _arr(checked.lon), site.origin.lat, site.origin.lon
+                np.asarray([checked.lat]), np.asarray([checked.lon]),
+                site.origin.lat, site.origin.lon,
             )
             x, y = float(px[0]), float(py[0])
         rows.append({
@@ -123,12 +127,6 @@ def validate_records(
     if problems:
         raise InvalidEvents(problems)
     return rows
-
-
-def _arr(v: float) -> Any:
-    import numpy as np
-
-    return np.asarray([v], np.float64)
 
 
 # -- OsmAnd / Traccar Client ------------------------------------------------------
@@ -226,8 +224,3 @@ def osmand_json_records(body: Any, officer: str) -> list[dict[str, Any]]:
             record["accuracy_m"] = coords.get("accuracy")
         out.append(record)
     return out
-
-
-def parse_t(value: Any) -> int:
-    """Parse an event time (for query parameters such as ``?since=``)."""
-    return parse_time(value)

@@ -26,16 +26,22 @@ from coverwatch.api.deps import (
     services,
 )
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
-from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
+from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.ingest import (
     InvalidEvents,
     osmand_json_records,
     osmand_records,
-    parse_t,
     validate_records,
 )
 from coverwatch.services import Services
-from coverwatch.storage import DuplicateNameError, InvalidRolesError, verify_audit
+from coverwatch.storage import (
+    DuplicateNameError,
+    InvalidRolesError,
+    record_device_change,
+    record_logout,
+    record_user_change,
+    verify_audit,
+)
 
 __all__ = ["router"]
 
@@ -115,6 +121,7 @@ async def logout(
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await asyncio.to_thread(svc.store.delete_session, token)
+        await asyncio.to_thread(record_logout, svc.store, who.name)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"status": "logged out"}
 
@@ -281,8 +288,8 @@ async def report(
     from coverwatch.siteapply import SiteVersion, load_versions
 
     try:
-        until_us = svc.live.horizon - 1 if until is None else parse_t(until)
-        since_us = None if since is None else parse_t(since)
+        until_us = svc.live.horizon - 1 if until is None else parse_time(until)
+        since_us = None if since is None else parse_time(since)
     except ValueError as e:
         return _problem(422, [{"field": "since/until", "message": str(e)}])
     versions = await asyncio.to_thread(load_versions, svc.store)
@@ -409,7 +416,7 @@ async def create_user(
         raise HTTPException(422, str(e)) from None
     except DuplicateNameError as e:
         raise HTTPException(409, str(e)) from None
-    await asyncio.to_thread(svc.store.audit_change, who.name, "user.created", body.username,
+    await asyncio.to_thread(record_user_change, svc.store, who.name, body.username, "created",
                             {"roles": sorted(body.roles)})
     return _user_json(user)
 
@@ -429,7 +436,7 @@ async def change_user(
             await asyncio.to_thread(store.deactivate_user, username)
     except InvalidRolesError as e:
         raise HTTPException(422, str(e)) from None
-    await asyncio.to_thread(store.audit_change, who.name, "user.changed", username,
+    await asyncio.to_thread(record_user_change, store, who.name, username, "changed",
                             body.model_dump(exclude_none=True))
     user = await asyncio.to_thread(store.get_user, username)
     return _user_json(user)
@@ -451,7 +458,7 @@ async def create_device(
         _, token = await asyncio.to_thread(svc.store.create_device, body.name, body.officer)
     except DuplicateNameError as e:
         raise HTTPException(409, str(e)) from None
-    await asyncio.to_thread(svc.store.audit_change, who.name, "device.created", body.name,
+    await asyncio.to_thread(record_device_change, svc.store, who.name, body.name, "created",
                             {"officer": body.officer})
     # The token is shown once; the server keeps only its hash.
     return {"name": body.name, "officer": body.officer, "token": token}
@@ -465,7 +472,7 @@ async def revoke_device(
         await asyncio.to_thread(svc.store.deactivate_device, name)
     except LookupError:
         raise HTTPException(404, f"no device {name}") from None
-    await asyncio.to_thread(svc.store.audit_change, who.name, "device.revoked", name, {})
+    await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
     return {"name": name, "active": False}
 
 

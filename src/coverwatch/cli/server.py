@@ -106,7 +106,7 @@ def users_add(
 ) -> None:
     """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
     from coverwatch.errors import StoreError
-    from coverwatch.storage import open_store
+    from coverwatch.storage import open_store, record_user_change
 
     password = _password()
     if len(password) < 12:
@@ -116,7 +116,7 @@ def users_add(
     store = open_store(db, data_dir)
     try:
         store.create_user(username, password, [r.strip() for r in roles.split(",") if r.strip()])
-        store.audit_change("cli", "user.created", username, {"roles": roles})
+        record_user_change(store, "cli", username, "created", {"roles": roles})
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -134,13 +134,13 @@ def devices_add(
 ) -> None:
     """Register a device and print its token (shown once: put it in the app)."""
     from coverwatch.errors import StoreError
-    from coverwatch.storage import open_store
+    from coverwatch.storage import open_store, record_device_change
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)
-        store.audit_change("cli", "device.created", name, {"officer": officer})
+        record_device_change(store, "cli", name, "created", {"officer": officer})
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None

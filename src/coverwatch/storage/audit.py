@@ -41,7 +41,6 @@ __all__ = [
     "VerifyResult",
     "audit_head",
     "entry_hash",
-    "record_api_token_change",
     "record_device_change",
     "record_login",
     "record_logout",
@@ -353,16 +352,6 @@ def record_device_change(
 ) -> AuditEntry:
     """``change``: create, rotate, officer, deactivate, … (action ``device.<change>``)."""
     return store.append_audit(actor, f"device.{change}", f"device:{device}", details)
-
-
-def record_api_token_change(
-    store: Store,
-    actor: str,
-    name: str,
-    change: str,
-    details: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    return store.append_audit(actor, f"api_token.{change}", f"api_token:{name}", details)
 
 
 def record_site_reload(

@@ -29,7 +29,7 @@ from coverwatch.errors import CoverwatchError
 from coverwatch.live import LiveCover, OfficerView, Position
 from coverwatch.services import Services
 
-__all__ = ["SUPERVISION", "alert_state_at", "cover_states", "router", "state_at"]
+__all__ = ["SUPERVISION", "alert_state_at", "router", "state_at"]
 
 router = APIRouter()
 
@@ -70,11 +70,6 @@ def site_json(site: Site, levels: int) -> dict[str, Any]:
         "barriers": [{"id": b.id, "points": [list(pt) for pt in b.points]}
                      for b in site.barriers],
     }
-
-
-def cover_states(live: LiveCover, site: Site) -> list[dict[str, Any]]:
-    """Each rule's state at the live object's horizon, as ``GET /api/v1/cover`` gives it."""
-    return live.cover_states()
 
 
 def _officers_json(
@@ -147,7 +142,7 @@ def state_at(svc: Services, t_us: int) -> dict[str, Any]:
             alerts.append(_alert_json(rec, state))
     return {
         "t": format_time(t_us), "t_ms": _ms(t_us),
-        "rules": cover_states(live, svc.site),
+        "rules": live.cover_states(),
         "officers": _officers_json(live.officers(), live.positions(), t_us,
                                    _devices_by_officer(svc)),
         "gates": live.gates(), "flags": live.flags(), "alerts": alerts,
