@@ -12,7 +12,7 @@ from types import MappingProxyType
 from coverwatch.domain.site import Post, Rule, Site, Walkway
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
-from coverwatch.plans import check_plan
+from coverwatch.reports.plans import check_plan
 
 GRID = 8  # walkways on a GRID x GRID lattice, 50 m apart (a fictional depot)
 STEP = 50.0

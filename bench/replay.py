@@ -45,8 +45,8 @@ from coverwatch.domain.events import (
 )
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.replay import replay_sorted
-from coverwatch.sitefile import load_site
+from coverwatch.formats.sitefile import load_site
+from coverwatch.reports.replay import replay_sorted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from coverwatch.bootstrap import create_app
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 from coverwatch.settings import Settings
 
 __all__ = [

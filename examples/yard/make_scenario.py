@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from coverwatch.demo import loop_point
+from coverwatch.cli.demo import loop_point
 
 START = datetime(2026, 3, 22, 13, 0, 0, tzinfo=UTC)
 STEP_S = 5

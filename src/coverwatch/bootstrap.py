@@ -13,11 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from coverwatch.api.deps import LoginLimiter
 from coverwatch.api.routes import router
-from coverwatch.services import Services, wall_clock_us
+from coverwatch.formats.sitefile import load_site_document
+from coverwatch.server.access import LoginLimiter
+from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
-from coverwatch.sitefile import load_site_document
 from coverwatch.storage import open_store
 
 __all__ = ["create_app"]
@@ -30,7 +30,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from coverwatch.notify import Notifier
+        from coverwatch.notify.notifier import Notifier
 
         doc = load_site_document(settings.site_path)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -43,14 +43,14 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                                 {"path": str(settings.site_path)})
         app.state.services = svc
-        from coverwatch.briefing import Briefing
+        from coverwatch.server.briefing import Briefing
 
         svc.briefing = await asyncio.to_thread(Briefing.load, svc,
                                                 settings.reacknowledge_within_s)
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
                  asyncio.create_task(svc.briefing.run(), name="briefing")]
         if settings.mqtt_url:
-            from coverwatch.mqtt import run_mqtt
+            from coverwatch.server.mqtt import run_mqtt
 
             tasks.append(asyncio.create_task(run_mqtt(svc, settings.mqtt_url), name="mqtt"))
         try:

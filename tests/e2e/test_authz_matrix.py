@@ -69,7 +69,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
     ("POST", "/api/v1/site/reload"): frozenset({ADMIN, APPROVER}),
     ("POST", "/api/v1/site/apply"): frozenset({ADMIN, APPROVER}),
-    # Post orders, acknowledgements, rosters and qualifications (coverwatch.briefing).
+    # Post orders, acknowledgements, rosters and qualifications (coverwatch.server.briefing).
     ("GET", "/api/v1/orders"): PEOPLE,
     ("GET", "/api/v1/me/orders"): frozenset({OFFICER, DEVICE}),
     ("POST", "/api/v1/orders/{post}/acknowledge"): frozenset({OFFICER, DEVICE}),

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from coverwatch.domain.orders import site_orders
-from coverwatch.sitefile import load_site
+from coverwatch.formats.sitefile import load_site
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "yard" / "site.yaml"

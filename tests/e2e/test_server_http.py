@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.notify import SIGNATURE_HEADER, verify_signature
+from coverwatch.notify.notifier import SIGNATURE_HEADER, verify_signature
 from serverkit import (
     REPO,
     YARD,

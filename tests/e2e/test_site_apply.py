@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 from coverwatch.storage import verify_audit
 from serverkit import YARD, FakeClock, base_settings, running_server
 

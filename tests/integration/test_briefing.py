@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from conftest import Database
-from coverwatch.briefing import Briefing
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.sitefile import load_site_document
+from coverwatch.formats.sitefile import load_site_document
+from coverwatch.server.briefing import Briefing
 from serverkit import YARD, Caller, FakeClock, Kit, base_settings, running_server
 
 

@@ -20,12 +20,11 @@ import orjson
 import pytest
 
 from conftest import Database
-from coverwatch.cli import lapse_record
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.eventfiles import read_events, sorted_events
-from coverwatch.replay import replay_sorted
-from coverwatch.sitefile import load_site
+from coverwatch.formats.eventfiles import read_events, sorted_events
+from coverwatch.formats.sitefile import load_site
+from coverwatch.reports.replay import lapse_record, replay_sorted
 from serverkit import YARD, FakeClock, Kit, base_settings, running_server
 
 WINDOW_S = 10

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
 from coverwatch.errors import StoreError
-from coverwatch.mqtt import topic_for
-from coverwatch.services import Services
+from coverwatch.server.mqtt import topic_for
+from coverwatch.server.services import Services
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
 HOST, PORT = "127.0.0.1", 1883

@@ -27,9 +27,9 @@ import pytest
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.live import batch_from_rows
-from coverwatch.replay import replay_sorted
-from coverwatch.sitefile import load_site_document
+from coverwatch.formats.sitefile import load_site_document
+from coverwatch.reports.replay import replay_sorted
+from coverwatch.server.live import batch_from_rows
 from coverwatch.storage import open_store
 
 pytestmark = pytest.mark.slow
@@ -337,7 +337,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
     site = load_site_document(site_path).site
     batch = batch_from_rows(rows, OfficerRegistry())
     expected = replay_sorted(site, [batch], until=horizon - 1)
-    from coverwatch.cli import lapse_record
+    from coverwatch.reports.replay import lapse_record
 
     assert live_lapses == [lapse_record(lp) for lp in expected.lapses]
     expected_alerts = sorted(

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coverwatch import eventfiles
 from coverwatch.domain.events import (
     DutyEvent,
     EventBatch,
@@ -29,7 +28,8 @@ from coverwatch.domain.events import (
 from coverwatch.domain.geometry import project_latlon
 from coverwatch.domain.site import LatLon, Post, Rule, Site
 from coverwatch.errors import EventInputError, OutOfOrderError
-from coverwatch.eventfiles import COLUMNS, read_events, sorted_events
+from coverwatch.formats import eventfiles
+from coverwatch.formats.eventfiles import COLUMNS, read_events, sorted_events
 
 T0 = 1_774_190_438  # 2026-03-22T14:40:38Z
 RULE = (Rule("r", 1, 10.0, 10.0),)

@@ -17,8 +17,8 @@ import pytest
 from coverwatch.domain.lint import DEFAULT_VAGUE_PHRASES, LintConfig, lint_orders
 from coverwatch.domain.site import Post, Rule, Site, Walkway
 from coverwatch.errors import SiteFileError
-from coverwatch.orderdocs import lint_problems
-from coverwatch.sitefile import load_site_document, load_site_text_document
+from coverwatch.formats.orderdocs import lint_problems
+from coverwatch.formats.sitefile import load_site_document, load_site_text_document
 
 SITES = Path(__file__).parent / "sites"
 VAGUE = SITES / "orders-vague.yaml"

@@ -17,7 +17,7 @@ import pytest
 from coverwatch.domain.alerts import Escalation
 from coverwatch.domain.site import Post, Rule, Site
 from coverwatch.domain.time import US_PER_S, parse_time
-from coverwatch.notify import (
+from coverwatch.notify.notifier import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Delivery,

@@ -12,7 +12,7 @@ import pytest
 
 from coverwatch.domain.orders import orders_changes, post_orders, render_rule, site_orders
 from coverwatch.domain.site import Post, Rule, Site, Walkway
-from coverwatch.sitefile import load_site
+from coverwatch.formats.sitefile import load_site
 
 YARD = Path(__file__).parents[2] / "examples" / "yard" / "site.yaml"
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from coverwatch.briefing import (
-    BriefingInputError,
-    parse_qualifications_csv,
-    parse_roster_csv,
-)
 from coverwatch.domain.briefing import (
     Qualification,
     Shift,
@@ -21,7 +16,12 @@ from coverwatch.domain.briefing import (
     unbriefed,
 )
 from coverwatch.domain.time import parse_time
-from coverwatch.sitefile import load_site
+from coverwatch.formats.sitefile import load_site
+from coverwatch.server.briefing import (
+    BriefingInputError,
+    parse_qualifications_csv,
+    parse_roster_csv,
+)
 from serverkit import YARD
 
 H = 3600 * 1_000_000

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from coverwatch.domain import LatLon, Site
 from coverwatch.errors import Problem, SiteFileError
-from coverwatch.sitefile import (
+from coverwatch.formats.sitefile import (
     EscalationLevel,
     load_site,
     load_site_document,

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 
 __all__ = ["render"]
 

@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from coverwatch.api.deps import DEVICE, Principal, require, services
-from coverwatch.briefing import Briefing, StaleVersionError, UnknownPostError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.services import Services
+from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
+from coverwatch.server.services import Services
 from coverwatch.storage.tables import ROLES
 
 __all__ = ["router"]

@@ -20,17 +20,17 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from coverwatch.api.deps import Principal, require, services
 from coverwatch.api.orders_routes import briefing
-from coverwatch.briefing import (
+from coverwatch.domain.briefing import Qualification, Shift
+from coverwatch.domain.time import format_time, parse_time
+from coverwatch.server.access import Principal, require, services
+from coverwatch.server.briefing import (
     BriefingInputError,
     make_qualification,
     parse_qualifications_csv,
     parse_roster_csv,
 )
-from coverwatch.domain.briefing import Qualification, Shift
-from coverwatch.domain.time import format_time, parse_time
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 from coverwatch.storage import NotFoundError
 
 __all__ = ["router"]

@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from coverwatch.api.deps import (
+from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
+from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
+from coverwatch.server.access import (
     DEVICE,
     INGEST,
     PEOPLE,
@@ -25,15 +27,13 @@ from coverwatch.api.deps import (
     require,
     services,
 )
-from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
-from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
-from coverwatch.ingest import (
+from coverwatch.server.ingest import (
     InvalidEvents,
     osmand_json_records,
     osmand_records,
     validate_records,
 )
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
     InvalidRolesError,
@@ -271,7 +271,7 @@ async def officers(
 async def lapses(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
 ) -> dict[str, Any]:
-    from coverwatch.cli import lapse_record
+    from coverwatch.reports.replay import lapse_record
 
     return {"horizon": format_time(svc.live.horizon),
             "lapses": [lapse_record(lp) for lp in svc.live.lapses()]}
@@ -283,9 +283,9 @@ async def report(
     since: str | None = None, until: str | None = None,
 ) -> Any:
     """Lapses recomputed from every stored event, late ones included (evidence)."""
-    from coverwatch.cli import lapse_record
-    from coverwatch.reports import recompute
-    from coverwatch.siteapply import SiteVersion, load_versions
+    from coverwatch.reports.history import recompute
+    from coverwatch.reports.replay import lapse_record
+    from coverwatch.server.siteapply import SiteVersion, load_versions
 
     try:
         until_us = svc.live.horizon - 1 if until is None else parse_time(until)
@@ -504,7 +504,7 @@ class NewSite(SiteChange):
 
 async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -> Any:
     from coverwatch.errors import SiteFileError
-    from coverwatch.siteapply import ApplyRefused, apply_site
+    from coverwatch.server.siteapply import ApplyRefused, apply_site
 
     try:
         if text is None:

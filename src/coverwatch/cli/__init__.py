@@ -20,11 +20,11 @@ from rich.table import Table
 
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.engine import Evaluation, Lapse
+from coverwatch.engine import Evaluation
 from coverwatch.errors import CoverwatchError, SiteFileError
 
 if TYPE_CHECKING:
-    from coverwatch.eventfiles import EventReader
+    from coverwatch.formats.eventfiles import EventReader
 
 __all__ = ["app", "main"]
 
@@ -57,14 +57,14 @@ def check(
 ) -> None:
     """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
     otherwise; with --strict, warnings (e.g. vague or contradicting orders) exit 2 too."""
-    from coverwatch.sitefile import load_site_document
+    from coverwatch.formats.sitefile import load_site_document
 
     console = Console(stderr=True)
     try:
         doc = load_site_document(site)
     except SiteFileError as e:
         raise _fail(console, e) from None
-    from coverwatch.plans import check_walkways
+    from coverwatch.reports.plans import check_walkways
 
     findings = check_walkways(doc.site)
     for finding in findings:
@@ -73,7 +73,7 @@ def check(
                       f"{escape(finding.message)}", highlight=False, soft_wrap=True)
     if any(f.level == "error" for f in findings):
         raise typer.Exit(2)
-    from coverwatch.orderdocs import lint_problems
+    from coverwatch.formats.orderdocs import lint_problems
 
     wording = lint_problems(doc)
     for problem in wording:
@@ -88,18 +88,6 @@ def check(
         f"[green]ok[/green] {site}: site {doc.site.id}, {len(doc.site.posts)} posts, {rules} rules",
         highlight=False,
     )
-
-
-def lapse_record(lapse: Lapse) -> dict[str, object]:
-    """The JSON form of a lapse, as `replay --json` writes it."""
-    return {
-        "post": lapse.post,
-        "rule": lapse.rule,
-        "start": format_time(lapse.start),
-        "end": None if lapse.end is None else format_time(lapse.end),
-        "alert_at": None if lapse.alert_at is None else format_time(lapse.alert_at),
-        "min_cover": lapse.min_cover,
-    }
 
 
 def _summary_table(result: Evaluation, title: str) -> Table:
@@ -143,8 +131,8 @@ def replay(
     ] = 60.0,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from coverwatch.replay import replay_file
-    from coverwatch.sitefile import load_site
+    from coverwatch.formats.sitefile import load_site
+    from coverwatch.reports.replay import lapse_record, replay_file
 
     to_stdout = json_out == "-"
     console = Console(stderr=to_stdout)

@@ -37,8 +37,8 @@ def orders(
     ] = None,
 ) -> None:
     """Print each post's orders, generated from its cover rules, with their versions."""
-    from coverwatch.orderdocs import orders_html, orders_markdown
-    from coverwatch.sitefile import load_site
+    from coverwatch.formats.orderdocs import orders_html, orders_markdown
+    from coverwatch.formats.sitefile import load_site
 
     err = Console(stderr=True)
     try:

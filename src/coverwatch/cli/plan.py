@@ -65,9 +65,9 @@ def check(
     ] = None,
 ) -> None:
     """Simulate PLAN on SITE: predicted lapses, cover, response times. Exit 1 on alerts."""
-    from coverwatch.planfile import load_plan
-    from coverwatch.plans import check_plan, fmt_seconds
-    from coverwatch.sitefile import load_site
+    from coverwatch.formats.planfile import load_plan
+    from coverwatch.formats.sitefile import load_site
+    from coverwatch.reports.plans import check_plan, fmt_seconds
 
     err = Console(stderr=True)
     out = Console()
@@ -140,7 +140,7 @@ def check(
         out.print(at_table)
 
     if report is not None:
-        from coverwatch.planpictures import write_report
+        from coverwatch.reports.planpictures import write_report
 
         paths = write_report(report, site_model, result, threshold_s=threshold_s)
         out.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False)

@@ -158,7 +158,7 @@ def demo(
     """Run the server on a fresh embedded store, with a simulator driving a dozen officers."""
     import asyncio
 
-    from coverwatch.demo import run_demo
+    from coverwatch.cli.demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(site, data_dir, host, port))
@@ -178,7 +178,7 @@ def site_apply(
     """
     import httpx
 
-    from coverwatch.sitefile import load_site_text_document
+    from coverwatch.formats.sitefile import load_site_text_document
 
     console = Console()
     err = Console(stderr=True)

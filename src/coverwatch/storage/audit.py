@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, text
@@ -29,9 +29,6 @@ from coverwatch.errors import StoreError
 from coverwatch.storage.auth import TOKEN_PREFIXES
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import audit
-
-if TYPE_CHECKING:
-    from coverwatch.storage.store import Store
 
 __all__ = [
     "GENESIS_HASH",
@@ -254,7 +251,7 @@ class AuditMixin(StoreBase):
             after = rows[-1].id
 
 
-def audit_head(store: Store) -> AuditHead | None:
+def audit_head(store: AuditMixin) -> AuditHead | None:
     """The newest entry's id and hash, or None if the log is empty."""
     with store._read() as conn:
         row = conn.execute(
@@ -263,7 +260,7 @@ def audit_head(store: Store) -> AuditHead | None:
     return None if row is None else AuditHead(int(row.id), str(row.hash))
 
 
-def verify_audit(store: Store, expect_head: AuditHead | None = None) -> VerifyResult:
+def verify_audit(store: AuditMixin, expect_head: AuditHead | None = None) -> VerifyResult:
     """Walk the chain and report the first entry that breaks it.
 
     Detects an edited entry (its hash no longer matches its content), a
@@ -317,7 +314,8 @@ def _check_row(row: Any, expected_id: int, prev: str) -> str | None:
 
 
 def record_login(
-    store: Store, username: str, ok: bool, *, remote: str | None = None, reason: str | None = None
+    store: AuditMixin, username: str, ok: bool, *,
+    remote: str | None = None, reason: str | None = None,
 ) -> AuditEntry:
     """A login attempt. Never pass the password."""
     details: dict[str, Any] = {}
@@ -328,12 +326,12 @@ def record_login(
     return store.append_audit(username, _login_action(ok), f"user:{username}", details)
 
 
-def record_logout(store: Store, username: str) -> AuditEntry:
+def record_logout(store: AuditMixin, username: str) -> AuditEntry:
     return store.append_audit(username, "logout", f"user:{username}")
 
 
 def record_user_change(
-    store: Store,
+    store: AuditMixin,
     actor: str,
     username: str,
     change: str,
@@ -344,7 +342,7 @@ def record_user_change(
 
 
 def record_device_change(
-    store: Store,
+    store: AuditMixin,
     actor: str,
     device: str,
     change: str,
@@ -355,7 +353,7 @@ def record_device_change(
 
 
 def record_site_reload(
-    store: Store,
+    store: AuditMixin,
     actor: str,
     site: str,
     ok: bool,

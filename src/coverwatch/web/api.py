@@ -22,12 +22,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from coverwatch.api.deps import Principal, require, services
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
-from coverwatch.live import LiveCover, OfficerView, Position
-from coverwatch.services import Services
+from coverwatch.server.access import Principal, require, services
+from coverwatch.server.live import LiveCover, OfficerView, Position
+from coverwatch.server.services import Services
 
 __all__ = ["SUPERVISION", "alert_state_at", "router", "state_at"]
 

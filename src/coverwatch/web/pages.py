@@ -19,7 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from coverwatch.api.deps import Principal, authenticate
+from coverwatch.server.access import Principal, authenticate
 
 __all__ = ["LoginRequired", "PageForbidden", "home_for", "page_require", "router"]
 
@@ -48,7 +48,7 @@ class PageForbidden(Exception):
 
 
 def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
-    """Like :func:`coverwatch.api.deps.require`, but answers browsers with pages."""
+    """Like :func:`coverwatch.server.access.require`, but answers browsers with pages."""
     allowed = frozenset(roles)
 
     async def check(request: Request) -> Principal:

@@ -2,10 +2,10 @@
 
 ``POST /api/v1/plan/check`` takes a plan file's YAML text and the options of
 ``coverwatch plan check`` (hz, samples, seed, threshold_s), runs
-:func:`coverwatch.plans.check_plan` against the server's current site in a
+:func:`coverwatch.reports.plans.check_plan` against the server's current site in a
 worker thread, and answers with the same figures the CLI prints (per rule:
 lapses, alerts, longest gap, cover %; the response-time table), a verdict in
-words, and the two pictures of :mod:`coverwatch.planpictures` as PNG data URLs.
+words, and the two pictures of :mod:`coverwatch.reports.planpictures` as PNG data URLs.
 
 An invalid plan is a 422 whose ``detail.problems`` name file, line, column and
 field, as the CLI's errors do. Limits keep one request bounded: at most
@@ -25,14 +25,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from coverwatch.api.deps import Principal, require, services
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError, Problem, SiteFileError
 from coverwatch.planning.simulate import Plan
-from coverwatch.plans import PlanCheck, check_plan, fmt_seconds
-from coverwatch.services import Services
+from coverwatch.reports.plans import PlanCheck, check_plan, fmt_seconds
+from coverwatch.server.access import Principal, require, services
+from coverwatch.server.services import Services
 
 __all__ = [
     "MAX_CONCURRENT_CHECKS",
@@ -127,7 +127,7 @@ def _png_data_url(data: bytes) -> str:
 
 
 def _pictures_json(site: Site, check: PlanCheck, threshold_s: float) -> dict[str, str]:
-    from coverwatch.planpictures import plot_site_plan, plot_timeline
+    from coverwatch.reports.planpictures import plot_site_plan, plot_timeline
 
     with _pictures, tempfile.TemporaryDirectory(prefix="cw-plan-") as tmp:
         site_png = Path(tmp) / "site-plan.png"
@@ -143,7 +143,7 @@ def check_plan_json(site: Site, body: PlanCheckBody) -> dict[str, Any]:
 
     Raises HTTPException 422 for an invalid or too large plan.
     """
-    from coverwatch.planfile import load_plan_text
+    from coverwatch.formats.planfile import load_plan_text
 
     try:
         plan = load_plan_text(body.plan, site, PLAN_PATH)

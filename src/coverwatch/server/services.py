@@ -26,9 +26,10 @@ from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
-from coverwatch.live import LiveCover
+from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
+from coverwatch.server.live import LiveCover
+from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
 from coverwatch.settings import Settings
-from coverwatch.sitefile import SiteDocument
 from coverwatch.storage import Store
 
 __all__ = ["Feed", "IngestResult", "Services", "wall_clock_us"]
@@ -137,7 +138,7 @@ class Services:
     _waiting: list[Any] = field(default_factory=list)
     _committer: asyncio.Task[None] | None = None
     mqtt_rejected: int = 0
-    # coverwatch.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
+    # coverwatch.server.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
     briefing: Any = None
     _recover_until: int = 0
     _last_saved_horizon: int = 0
@@ -158,9 +159,6 @@ class Services:
         lateness = seconds_to_us(settings.lateness_s)
         saved = store.get_state(_HORIZON_KEY)
         start_horizon = int(saved) if saved is not None else now - lateness
-        from coverwatch.siteapply import SiteVersion, load_versions, save_versions
-        from coverwatch.sitefile import load_site_text_document
-
         # The rules in force at each moment: every applied version of the site.
         versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
         sites = [load_site_text_document(v.source, str(settings.site_path)).site
@@ -373,8 +371,6 @@ class Services:
         Raises SiteFileError for an invalid file (the running site is untouched)
         and ApplyRefused when the caller may not apply this change.
         """
-        from coverwatch.siteapply import apply_site
-
         text = await asyncio.to_thread(self.settings.site_path.read_text, encoding="utf-8")
         return await apply_site(self, text, actor=actor, roles=roles, reason=reason)
 

@@ -1,7 +1,7 @@
 """The server's briefing service: orders versions and acknowledgements, rosters,
 qualifications, and the "unbriefed" alert.
 
-One :class:`Briefing` per server, attached to :class:`coverwatch.services.Services`
+One :class:`Briefing` per server, attached to :class:`coverwatch.server.services.Services`
 (``svc.briefing``) by bootstrap. It keeps rosters, qualifications, issued orders
 versions and acknowledgements in memory (loaded from the store, written through
 to it) and runs a background step (:meth:`Briefing.run`) that
@@ -50,7 +50,7 @@ from coverwatch.errors import CoverwatchError
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
 
 if TYPE_CHECKING:
-    from coverwatch.services import Services
+    from coverwatch.server.services import Services
     from coverwatch.storage import Store
 
 __all__ = [

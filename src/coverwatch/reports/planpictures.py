@@ -21,7 +21,7 @@ import numpy as np
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.planning.response import worst_response_raster
-from coverwatch.plans import PlanCheck, fmt_seconds
+from coverwatch.reports.plans import PlanCheck, fmt_seconds
 
 __all__ = ["plot_site_plan", "plot_timeline", "write_report"]
 

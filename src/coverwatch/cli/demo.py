@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from coverwatch.domain.time import format_time
-from coverwatch.services import wall_clock_us
+from coverwatch.server.services import wall_clock_us
 
 __all__ = ["DEMO_USERS", "run_demo"]
 

@@ -36,12 +36,12 @@ import aiomqtt
 import orjson
 
 from coverwatch.domain.time import seconds_to_us
-from coverwatch.ingest import InvalidEvents, validate_records
-from coverwatch.services import Services
+from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.services import Services
 
 __all__ = ["run_mqtt", "topic_for"]
 
-log = logging.getLogger("coverwatch.mqtt")
+log = logging.getLogger("coverwatch.server.mqtt")
 
 _MAX_BATCH_MESSAGES = 500
 _MAX_PENDING_BATCHES = 64

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.engine import CoverEngine, Lapse, RuleStats, sort_batch
-from coverwatch.live import batch_from_rows
-from coverwatch.siteapply import SiteVersion
-from coverwatch.sitefile import load_site_text_document
+from coverwatch.formats.sitefile import load_site_text_document
+from coverwatch.server.live import batch_from_rows
+from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 
 __all__ = ["Report", "recompute"]

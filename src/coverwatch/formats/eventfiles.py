@@ -15,15 +15,12 @@ whole when the input fits the budget, else streaming within a disorder window.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +41,30 @@ from coverwatch.domain.events import (
     OfficerRegistry,
 )
 from coverwatch.domain.geometry import project_latlon
+from coverwatch.domain.records import (
+    DUTY as _DUTY,
+)
+from coverwatch.domain.records import (
+    FIX as _FIX,
+)
+from coverwatch.domain.records import (
+    KINDS,
+    CheckedRecord,
+    EventRecordError,
+    RecordRules,
+    check_record,
+    check_row,
+    show_value,
+)
+from coverwatch.domain.records import (
+    T_LIMIT_S as _T_LIMIT_S,
+)
+from coverwatch.domain.records import (
+    T_LIMIT_US as _T_LIMIT_US,
+)
+from coverwatch.domain.records import Row as _Row
 from coverwatch.domain.site import Site
-from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import EventInputError, OutOfOrderError
 
 __all__ = [
@@ -62,7 +81,6 @@ __all__ = [
     "sorted_events",
 ]
 
-KINDS = ("duty", "fix", "gate", "flag")
 COLUMNS = (
     "t", "kind", "officer", "x", "y", "lat", "lon", "accuracy_m",
     "post", "open", "flag", "on", "capabilities",
@@ -70,15 +88,9 @@ COLUMNS = (
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
            ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
 
-_FIX = KINDS.index("fix")
-_DUTY = KINDS.index("duty")
 _NUMERIC = ("x", "y", "lat", "lon", "accuracy_m")
 _BOOLS = ("open", "on")
 _TEXT = ("kind", "officer", "post", "flag")
-# Year 10000: anything beyond is a unit mistake, and it keeps µs inside int64.
-_T_LIMIT_S = 253_402_300_800
-_T_LIMIT_US = _T_LIMIT_S * US_PER_S
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 # The ISO shapes on which pyarrow's cast and datetime.fromisoformat agree exactly.
 _ISO_FAST = (
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
@@ -90,217 +102,11 @@ _CSV_FALSE = ("false", "0")
 _BOM = b"\xef\xbb\xbf"
 _BLANKISH = re.compile(rb"\n[ \t\r\n]")
 
+_Bad = EventRecordError  # short local name for the many raise sites
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 BoolArr = npt.NDArray[np.bool_]
-
-
-# --------------------------------------------------------------------------
-# The exact per-record rules (the slow path, and control events everywhere)
-
-
-class _Bad(Exception):
-    """A record broke a rule; carries the field (or None) and the message."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class _Rules:
-    """What a record is checked against: the site's gates, flags and origin."""
-
-    gates: frozenset[str]
-    posts: frozenset[str]
-    flags: frozenset[str]
-    origin: tuple[float, float] | None
-
-    @classmethod
-    def of(cls, site: Site) -> _Rules:
-        origin = None if site.origin is None else (site.origin.lat, site.origin.lon)
-        return cls(
-            frozenset(site.gates),
-            frozenset(p.id for p in site.posts),
-            frozenset(site.flags),
-            origin,
-        )
-
-
-# A checked record: (kind, t, officer, x, y, lat, lon, accuracy, name, state, capabilities).
-# For fixes exactly one of (x, y) and (lat, lon) is set; name is the post or flag.
-_Row = tuple[
-    int, int, str | None, float, float, float, float, float, str | None, bool, frozenset[str]
-]
-_NAN = math.nan
-
-
-def _show(value: object) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return repr(value)
-    return repr(value) if not isinstance(value, list | dict) else orjson.dumps(value).decode()
-
-
-def _number(rec: Mapping[str, Any], field: str) -> float | None:
-    value = rec.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad(field, f"expected a number, got {_show(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise _Bad(field, f"number out of range: {value}") from None
-    if not math.isfinite(number):
-        raise _Bad(field, f"expected a finite number, got {_show(value)}")
-    return number
-
-
-def _text(rec: Mapping[str, Any], field: str) -> str:
-    value = rec.get(field)
-    if value is None:
-        raise _Bad(field, f"missing {field}")
-    if not isinstance(value, str):
-        raise _Bad(field, f"expected text, got {_show(value)}")
-    if not value:
-        raise _Bad(field, f"{field} is empty")
-    return value
-
-
-def _flag_value(rec: Mapping[str, Any], field: str) -> bool:
-    value = rec.get(field)
-    if value is None:
-        raise _Bad(field, f"missing {field}")
-    if not isinstance(value, bool):
-        raise _Bad(field, f"expected true or false, got {_show(value)}")
-    return value
-
-
-def _time(value: object) -> int:
-    if value is None:
-        raise _Bad("t", "missing t")
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            raise _Bad("t", f"time has no UTC offset: {value.isoformat()}")
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _Bad("t", f"expected a time, got {value!r}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and (
-        not -_T_LIMIT_S < value < _T_LIMIT_S
-    ):
-        raise _Bad("t", f"epoch seconds out of range: {value!r}")
-    try:
-        t = parse_time(value)
-    except ValueError as exc:
-        raise _Bad("t", str(exc)) from None
-    if not -_T_LIMIT_US < t < _T_LIMIT_US:
-        raise _Bad("t", f"time out of range: {value!r}")
-    return t
-
-
-def _capabilities(rec: Mapping[str, Any]) -> frozenset[str]:
-    value = rec.get("capabilities")
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
-        raise _Bad("capabilities", f"expected a list of capability names, got {_show(value)}")
-    return frozenset(value)
-
-
-def _check(rec: Mapping[str, Any], rules: _Rules) -> _Row:
-    """Validate one record (already decoded to Python values); raises :class:`_Bad`."""
-    kind = rec.get("kind")
-    if kind is None:
-        raise _Bad("kind", "missing kind")
-    if kind not in KINDS:
-        raise _Bad("kind", f"unknown kind {_show(kind)}; expected one of {', '.join(KINDS)}")
-    t = _time(rec.get("t"))
-    if kind == "fix":
-        officer = _text(rec, "officer")
-        x, y = _number(rec, "x"), _number(rec, "y")
-        lat, lon = _number(rec, "lat"), _number(rec, "lon")
-        accuracy = _number(rec, "accuracy_m")
-        if accuracy is None:
-            accuracy = 0.0
-        elif accuracy < 0:
-            raise _Bad("accuracy_m", f"accuracy must be >= 0, got {accuracy:g}")
-        has_xy = x is not None or y is not None
-        has_ll = lat is not None or lon is not None
-        if has_xy and has_ll:
-            raise _Bad("x", "give either x/y or lat/lon, not both")
-        if has_xy:
-            if x is None:
-                raise _Bad("x", "missing x (y is given)")
-            if y is None:
-                raise _Bad("y", "missing y (x is given)")
-            return (_FIX, t, officer, x, y, _NAN, _NAN, accuracy, None, False, frozenset())
-        if not has_ll:
-            raise _Bad("x", "a fix needs x/y or lat/lon")
-        if lat is None:
-            raise _Bad("lat", "missing lat (lon is given)")
-        if lon is None:
-            raise _Bad("lon", "missing lon (lat is given)")
-        if not -90.0 <= lat <= 90.0:
-            raise _Bad("lat", f"latitude must be within [-90, 90], got {lat:g}")
-        if not -180.0 <= lon <= 180.0:
-            raise _Bad("lon", f"longitude must be within [-180, 180], got {lon:g}")
-        if rules.origin is None:
-            raise _Bad("lat", "lat/lon given but the site has no origin to project from")
-        return (_FIX, t, officer, _NAN, _NAN, lat, lon, accuracy, None, False, frozenset())
-    if kind == "duty":
-        officer = _text(rec, "officer")
-        on = _flag_value(rec, "on")
-        return (_DUTY, t, officer, _NAN, _NAN, _NAN, _NAN, 0.0, None, on, _capabilities(rec))
-    if kind == "gate":
-        post = _text(rec, "post")
-        if post not in rules.gates:
-            why = "has no gate" if post in rules.posts else "is not a post of this site"
-            raise _Bad("post", f"post {post!r} {why}")
-        is_open = _flag_value(rec, "open")
-        return (KINDS.index("gate"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, post, is_open,
-                frozenset())  # fmt: skip
-    flag = _text(rec, "flag")
-    if flag not in rules.flags:
-        raise _Bad("flag", f"flag {flag!r} is not declared in the site's flags")
-    on = _flag_value(rec, "on")
-    return (KINDS.index("flag"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, flag, on, frozenset())
-
-
-EventRecordError = _Bad
-RecordRules = _Rules
-
-
-class CheckedRecord(NamedTuple):
-    """A record that passed :func:`check_record`. Fixes carry either x/y or
-    lat/lon (the other pair is NaN); ``name`` is the gate's post or the flag;
-    ``state`` is ``on`` (duty, flag) or ``open`` (gate)."""
-
-    kind: str
-    t: int
-    officer: str | None
-    x: float
-    y: float
-    lat: float
-    lon: float
-    accuracy: float
-    name: str | None
-    state: bool
-    capabilities: frozenset[str]
-
-
-def check_record(rec: Mapping[str, Any], rules: _Rules) -> CheckedRecord:
-    """The per-record rules every input path shares (files, HTTP, OsmAnd, MQTT).
-
-    Raises :class:`EventRecordError` (``.field``, ``.message``).
-    """
-    row = _check(rec, rules)
-    return CheckedRecord(KINDS[row[0]], *row[1:])
 
 
 def _control(row: _Row, seq: int, registry: OfficerRegistry) -> ControlEvent:
@@ -314,7 +120,7 @@ def _control(row: _Row, seq: int, registry: OfficerRegistry) -> ControlEvent:
     return FlagEvent(t, row[8], row[9], seq)
 
 
-def _project(x: F64, y: F64, lat: F64, lon: F64, rules: _Rules) -> tuple[F64, F64]:
+def _project(x: F64, y: F64, lat: F64, lon: F64, rules: RecordRules) -> tuple[F64, F64]:
     """Fill x/y from lat/lon where lat/lon were given (rows with NaN x)."""
     use_ll = np.isnan(x)
     if not use_ll.any():
@@ -331,7 +137,7 @@ def _project(x: F64, y: F64, lat: F64, lon: F64, rules: _Rules) -> tuple[F64, F6
 class _Collector:
     """Builds a batch from checked rows, one at a time (the slow path)."""
 
-    def __init__(self, rules: _Rules, registry: OfficerRegistry) -> None:
+    def __init__(self, rules: RecordRules, registry: OfficerRegistry) -> None:
         self.rules = rules
         self.registry = registry
         self.t: list[int] = []
@@ -462,7 +268,7 @@ class _FastFail(Exception):
 def _fast_block(
     cols: Mapping[str, pa.Array],
     seq: I64,
-    rules: _Rules,
+    rules: RecordRules,
     registry: OfficerRegistry,
     to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
 ) -> EventBatch | None:
@@ -476,7 +282,7 @@ def _fast_block(
 def _fast_block_inner(
     cols: Mapping[str, pa.Array],
     seq: I64,
-    rules: _Rules,
+    rules: RecordRules,
     registry: OfficerRegistry,
     to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
 ) -> EventBatch:
@@ -572,7 +378,7 @@ def _fast_block_inner(
             rec = dict(zip(keys, values, strict=True))
             if to_record is not None:
                 rec = to_record(rec)
-            ctrl.append((_check(rec, rules), int(seq[ctrl_rows[i]])))
+            ctrl.append((check_row(rec, rules), int(seq[ctrl_rows[i]])))
 
     # All checks passed: intern officers in first-seen order over fix and duty rows,
     # exactly as the per-line path would.
@@ -660,7 +466,7 @@ class EventReader:
         self.lines_read = 0
         self.bytes_read = 0
         self.total_bytes = self.path.stat().st_size
-        self._rules = _Rules.of(site)
+        self._rules = RecordRules.of(site)
         self._name = str(path)
         # JSONL's `t` column type that parsed last time, tried first next block.
         self._json_t: list[pa.DataType] = [pa.float64(), pa.string()]
@@ -692,7 +498,7 @@ class EventReader:
                 self._fail(line, rec)
                 continue
             try:
-                row = _check(rec, self._rules)
+                row = check_row(rec, self._rules)
             except _Bad as bad:
                 self._fail(line, bad)
                 continue
@@ -762,7 +568,7 @@ class EventReader:
                 yield first + i, _Bad(None, f"invalid JSON: {exc}")
                 continue
             if not isinstance(rec, dict):
-                yield first + i, _Bad(None, f"expected a JSON object, got {_show(rec)}")
+                yield first + i, _Bad(None, f"expected a JSON object, got {show_value(rec)}")
                 continue
             yield first + i, rec
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from coverwatch.services import Services
+from coverwatch.server.services import Services
 from coverwatch.storage import csrf_matches
 
 __all__ = [

@@ -17,10 +17,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import parse_time, seconds_to_us
 from coverwatch.errors import Problem, SiteFileError
-from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
 
 # The site loader's node checker does the YAML work; plans share its wording.
-from coverwatch.sitefile import _INT, _STR, _Checker, _child, _compose, _item
+from coverwatch.formats.sitefile import _INT, _STR, _Checker, _child, _compose, _item
+from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
 
 __all__ = ["PlanFileError", "load_plan", "load_plan_text"]
 
@@ -117,7 +117,7 @@ class _PlanChecker(_Checker):
             return None
         ids = [p.id for p in self.site_model.posts]
         if post_id not in ids:
-            from coverwatch.sitefile import _hint
+            from coverwatch.formats.sitefile import _hint
 
             self.problem(node, field_path, f"unknown post {post_id!r}{_hint(post_id, ids)}")
             return None
@@ -173,7 +173,7 @@ class _PlanChecker(_Checker):
                     if key is None:
                         continue
                     if key not in self.site_model.flags:
-                        from coverwatch.sitefile import _hint
+                        from coverwatch.formats.sitefile import _hint
 
                         hint = _hint(key, list(self.site_model.flags))
                         self.problem(key_node, _child("flags", key),

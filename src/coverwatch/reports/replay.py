@@ -15,16 +15,29 @@ from typing import TYPE_CHECKING, TypeVar
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.site import Site
-from coverwatch.engine import CoverEngine, Evaluation
+from coverwatch.domain.time import format_time
+from coverwatch.engine import CoverEngine, Evaluation, Lapse
 
 if TYPE_CHECKING:
-    from coverwatch.eventfiles import EventReader
+    from coverwatch.formats.eventfiles import EventReader
 
-__all__ = ["ENGINE_SLICE", "prefetch", "replay_file", "replay_sorted"]
+__all__ = ["ENGINE_SLICE", "lapse_record", "prefetch", "replay_file", "replay_sorted"]
 
 ENGINE_SLICE = 50_000
 
 T = TypeVar("T")
+
+
+def lapse_record(lapse: Lapse) -> dict[str, object]:
+    """The JSON form of a lapse, as `replay --json` writes it."""
+    return {
+        "post": lapse.post,
+        "rule": lapse.rule,
+        "start": format_time(lapse.start),
+        "end": None if lapse.end is None else format_time(lapse.end),
+        "alert_at": None if lapse.alert_at is None else format_time(lapse.alert_at),
+        "min_cover": lapse.min_cover,
+    }
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -132,7 +145,7 @@ def replay_file(
     file turns out to be out of order within the sort budget, it is read again
     and sorted whole, so the result never depends on which way was taken.
     """
-    from coverwatch.eventfiles import NeedsFullSort, read_events, sorted_events
+    from coverwatch.formats.eventfiles import NeedsFullSort, read_events, sorted_events
 
     for optimistic in (True, False):
         # Chunks no larger than the budget, so the budget bounds memory on its own.

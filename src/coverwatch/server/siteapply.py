@@ -29,11 +29,11 @@ import orjson
 from coverwatch.domain.changes import diff_sites, required_approval
 from coverwatch.domain.time import format_time
 from coverwatch.errors import CoverwatchError
-from coverwatch.sitefile import SiteDocument, load_site_text_document
+from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.storage import Store
 
 if TYPE_CHECKING:
-    from coverwatch.services import Services
+    from coverwatch.server.services import Services
 
 __all__ = [
     "MIN_REASON_CHARS",

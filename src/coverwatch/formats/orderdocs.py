@@ -17,7 +17,7 @@ from coverwatch.domain.lint import OrdersWarning, lint_orders
 from coverwatch.domain.orders import PostOrders, site_orders, site_orders_version
 from coverwatch.domain.site import Site
 from coverwatch.errors import Problem
-from coverwatch.sitefile import SiteDocument
+from coverwatch.formats.sitefile import SiteDocument
 
 __all__ = ["lint_problems", "orders_html", "orders_markdown"]
 

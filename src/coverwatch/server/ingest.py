@@ -1,7 +1,7 @@
 """Live input: one validation for every path (HTTP batch, OsmAnd, MQTT).
 
 Each incoming event is checked with exactly the per-record rules that
-``coverwatch replay`` applies to files (:func:`coverwatch.eventfiles.check_record`),
+``coverwatch replay`` applies to files (:func:`coverwatch.domain.records.check_record`),
 then turned into a row for the store. The OsmAnd protocol (Traccar Client,
 OsmAnd) is translated into the same event records first.
 """
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from coverwatch.domain.geometry import project_latlon
+from coverwatch.domain.records import EventRecordError, RecordRules, check_record
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError
-from coverwatch.eventfiles import EventRecordError, RecordRules, check_record
 
 __all__ = [
     "IngestProblem",

@@ -1,0 +1,249 @@
+"""The rules for one event record, shared by every input path.
+
+Event files, the batch HTTP API, OsmAnd and MQTT all decode a record to plain
+Python values and call :func:`check_record`; so an event means the same thing
+however it arrived. Pure: standard library only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, parse_time
+
+__all__ = [
+    "DUTY",
+    "EPOCH",
+    "FIX",
+    "KINDS",
+    "T_LIMIT_S",
+    "T_LIMIT_US",
+    "CheckedRecord",
+    "EventRecordError",
+    "RecordRules",
+    "Row",
+    "check_record",
+    "check_row",
+    "show_value",
+]
+
+KINDS = ("duty", "fix", "gate", "flag")
+FIX = KINDS.index("fix")
+DUTY = KINDS.index("duty")
+# Year 10000: anything beyond is a unit mistake, and it keeps µs inside int64.
+T_LIMIT_S = 253_402_300_800
+T_LIMIT_US = T_LIMIT_S * US_PER_S
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+class EventRecordError(ValueError):
+    """A record broke a rule; carries the field (or None) and the message."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+_Bad = EventRecordError
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRules:
+    """What a record is checked against: the site's gates, flags and origin."""
+
+    gates: frozenset[str]
+    posts: frozenset[str]
+    flags: frozenset[str]
+    origin: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, site: Site) -> RecordRules:
+        origin = None if site.origin is None else (site.origin.lat, site.origin.lon)
+        return cls(
+            frozenset(site.gates),
+            frozenset(p.id for p in site.posts),
+            frozenset(site.flags),
+            origin,
+        )
+
+
+# A checked record: (kind, t, officer, x, y, lat, lon, accuracy, name, state, capabilities).
+# For fixes exactly one of (x, y) and (lat, lon) is set; name is the post or flag.
+Row = tuple[
+    int, int, str | None, float, float, float, float, float, str | None, bool, frozenset[str]
+]
+_NAN = math.nan
+
+
+def show_value(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return repr(value)
+
+
+def _number(rec: Mapping[str, Any], field: str) -> float | None:
+    value = rec.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(field, f"expected a number, got {show_value(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Bad(field, f"number out of range: {value}") from None
+    if not math.isfinite(number):
+        raise _Bad(field, f"expected a finite number, got {show_value(value)}")
+    return number
+
+
+def _text(rec: Mapping[str, Any], field: str) -> str:
+    value = rec.get(field)
+    if value is None:
+        raise _Bad(field, f"missing {field}")
+    if not isinstance(value, str):
+        raise _Bad(field, f"expected text, got {show_value(value)}")
+    if not value:
+        raise _Bad(field, f"{field} is empty")
+    return value
+
+
+def _flag_value(rec: Mapping[str, Any], field: str) -> bool:
+    value = rec.get(field)
+    if value is None:
+        raise _Bad(field, f"missing {field}")
+    if not isinstance(value, bool):
+        raise _Bad(field, f"expected true or false, got {show_value(value)}")
+    return value
+
+
+def _time(value: object) -> int:
+    if value is None:
+        raise _Bad("t", "missing t")
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise _Bad("t", f"time has no UTC offset: {value.isoformat()}")
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Bad("t", f"expected a time, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and (
+        not -T_LIMIT_S < value < T_LIMIT_S
+    ):
+        raise _Bad("t", f"epoch seconds out of range: {value!r}")
+    try:
+        t = parse_time(value)
+    except ValueError as exc:
+        raise _Bad("t", str(exc)) from None
+    if not -T_LIMIT_US < t < T_LIMIT_US:
+        raise _Bad("t", f"time out of range: {value!r}")
+    return t
+
+
+def _capabilities(rec: Mapping[str, Any]) -> frozenset[str]:
+    value = rec.get("capabilities")
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+        raise _Bad("capabilities", f"expected a list of capability names, got {show_value(value)}")
+    return frozenset(value)
+
+
+def check_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
+    """Validate one record (already decoded to Python values); raises :class:`EventRecordError`."""
+    kind = rec.get("kind")
+    if kind is None:
+        raise _Bad("kind", "missing kind")
+    if kind not in KINDS:
+        raise _Bad("kind", f"unknown kind {show_value(kind)}; expected one of {', '.join(KINDS)}")
+    t = _time(rec.get("t"))
+    if kind == "fix":
+        officer = _text(rec, "officer")
+        x, y = _number(rec, "x"), _number(rec, "y")
+        lat, lon = _number(rec, "lat"), _number(rec, "lon")
+        accuracy = _number(rec, "accuracy_m")
+        if accuracy is None:
+            accuracy = 0.0
+        elif accuracy < 0:
+            raise _Bad("accuracy_m", f"accuracy must be >= 0, got {accuracy:g}")
+        has_xy = x is not None or y is not None
+        has_ll = lat is not None or lon is not None
+        if has_xy and has_ll:
+            raise _Bad("x", "give either x/y or lat/lon, not both")
+        if has_xy:
+            if x is None:
+                raise _Bad("x", "missing x (y is given)")
+            if y is None:
+                raise _Bad("y", "missing y (x is given)")
+            return (FIX, t, officer, x, y, _NAN, _NAN, accuracy, None, False, frozenset())
+        if not has_ll:
+            raise _Bad("x", "a fix needs x/y or lat/lon")
+        if lat is None:
+            raise _Bad("lat", "missing lat (lon is given)")
+        if lon is None:
+            raise _Bad("lon", "missing lon (lat is given)")
+        if not -90.0 <= lat <= 90.0:
+            raise _Bad("lat", f"latitude must be within [-90, 90], got {lat:g}")
+        if not -180.0 <= lon <= 180.0:
+            raise _Bad("lon", f"longitude must be within [-180, 180], got {lon:g}")
+        if rules.origin is None:
+            raise _Bad("lat", "lat/lon given but the site has no origin to project from")
+        return (FIX, t, officer, _NAN, _NAN, lat, lon, accuracy, None, False, frozenset())
+    if kind == "duty":
+        officer = _text(rec, "officer")
+        on = _flag_value(rec, "on")
+        return (DUTY, t, officer, _NAN, _NAN, _NAN, _NAN, 0.0, None, on, _capabilities(rec))
+    if kind == "gate":
+        post = _text(rec, "post")
+        if post not in rules.gates:
+            why = "has no gate" if post in rules.posts else "is not a post of this site"
+            raise _Bad("post", f"post {post!r} {why}")
+        is_open = _flag_value(rec, "open")
+        return (KINDS.index("gate"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, post, is_open,
+                frozenset())  # fmt: skip
+    flag = _text(rec, "flag")
+    if flag not in rules.flags:
+        raise _Bad("flag", f"flag {flag!r} is not declared in the site's flags")
+    on = _flag_value(rec, "on")
+    return (KINDS.index("flag"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, flag, on, frozenset())
+
+
+
+
+class CheckedRecord(NamedTuple):
+    """A record that passed :func:`check_record`. Fixes carry either x/y or
+    lat/lon (the other pair is NaN); ``name`` is the gate's post or the flag;
+    ``state`` is ``on`` (duty, flag) or ``open`` (gate)."""
+
+    kind: str
+    t: int
+    officer: str | None
+    x: float
+    y: float
+    lat: float
+    lon: float
+    accuracy: float
+    name: str | None
+    state: bool
+    capabilities: frozenset[str]
+
+
+def check_record(rec: Mapping[str, Any], rules: RecordRules) -> CheckedRecord:
+    """The per-record rules every input path shares (files, HTTP, OsmAnd, MQTT).
+
+    Raises :class:`EventRecordError` (``.field``, ``.message``).
+    """
+    row = check_row(rec, rules)
+    return CheckedRecord(KINDS[row[0]], *row[1:])

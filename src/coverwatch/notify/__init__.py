@@ -1,0 +1,2 @@
+"""Notification: how escalation steps leave the server (Apprise URLs and signed
+webhooks)."""

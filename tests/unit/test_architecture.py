@@ -1,0 +1,122 @@
+"""The layout's rules, checked on the source: the pure core does no I/O and
+imports only the standard library, numpy and itself; entrypoints never import
+each other; no import cycles between packages; modules stay small."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2] / "src" / "coverwatch"
+CORE = {"domain", "engine", "planning"}
+ENTRYPOINTS = {"api", "web", "cli"}
+# Modules of the package root that are not packages of their own.
+ROOT_MODULES = {"errors", "settings", "bootstrap"}
+MAX_LINES = 600  # "about 500": the engine's kernel is allowed a little more
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        found[".".join(["coverwatch", *parts])] = path
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module named in an import statement, TYPE_CHECKING blocks included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+MODULES = _modules()
+
+
+def test_every_module_is_in_a_known_place() -> None:
+    for name, path in MODULES.items():
+        parts = name.split(".")
+        if len(parts) == 2 and path.name != "__init__.py":
+            assert parts[1] in ROOT_MODULES, f"{name}: modules live in a package, not the root"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) in CORE))
+def test_core_imports_only_stdlib_numpy_and_core(module: str) -> None:
+    for name in _imports(MODULES[module]):
+        top = name.split(".")[0]
+        if top == "coverwatch":
+            # errors.py is the exception tree: standard library only, shared by all.
+            assert _package(name) in CORE | {"errors"}, f"{module} imports {name}"
+        else:
+            assert top in sys.stdlib_module_names or top == "numpy", f"{module} imports {name}"
+            assert top not in {"os", "socket", "subprocess", "time", "random"}, (
+                f"{module} imports {name}: the core does no I/O and reads no clock"
+            )
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) in ENTRYPOINTS))
+def test_entrypoints_never_import_each_other(module: str) -> None:
+    own = _package(module)
+    for name in _imports(MODULES[module]):
+        if name.startswith("coverwatch."):
+            other = _package(name)
+            assert other == own or other not in ENTRYPOINTS, f"{module} imports {name}"
+
+
+def test_no_import_cycles_between_packages() -> None:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for module, path in MODULES.items():
+        src = _package(module)
+        for name in _imports(path):
+            if name.startswith("coverwatch.") or name == "coverwatch":
+                dst = _package(name)
+                if dst and dst != src and src:
+                    graph[src].add(dst)
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        seen[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if seen.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                raise AssertionError("import cycle between packages: " + " -> ".join(cycle))
+            if nxt not in seen:
+                visit(nxt)
+        stack.pop()
+        seen[node] = 2
+
+    for node in sorted(graph):
+        if node not in seen:
+            visit(node)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_stay_small(module: str) -> None:
+    lines = MODULES[module].read_text(encoding="utf-8").count("\n")
+    allowed = {"coverwatch.engine._cover": 850, "coverwatch.formats.sitefile": 1000,
+               "coverwatch.formats.eventfiles": 1100}
+    assert lines <= allowed.get(module, MAX_LINES), f"{module}: {lines} lines"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_says_what_it_is_for(module: str) -> None:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    assert ast.get_docstring(tree), f"{module} has no docstring"
