@@ -96,7 +96,7 @@ def test_no_import_cycles_between_packages() -> None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if seen.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = [*stack[stack.index(nxt):], nxt]
                 raise AssertionError("import cycle between packages: " + " -> ".join(cycle))
             if nxt not in seen:
                 visit(nxt)

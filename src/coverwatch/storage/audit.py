@@ -218,14 +218,15 @@ class AuditMixin(StoreBase):
         details_text, body = prepared
         stamp = _wall_clock_iso() if at is None else at
         last = conn.execute(
-            select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
+            select(audit.c.id, audit.c.hash).where(audit.c.site == self.site)
+            .order_by(audit.c.id.desc()).limit(1)
         ).first()
         new_id = 1 if last is None else int(last.id) + 1
         prev = GENESIS_HASH if last is None else str(last.hash)
         digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
         conn.execute(
             audit.insert().values(
-                id=new_id, at=stamp, actor=actor, action=action, subject=subject,
+                site=self.site, id=new_id, at=stamp, actor=actor, action=action, subject=subject,
                 details=details_text, prev_hash=prev, hash=digest,
             )
         )  # fmt: skip
@@ -233,14 +234,15 @@ class AuditMixin(StoreBase):
 
     def audit_entries(self, after_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """Entries with id > ``after_id``, oldest first."""
-        q = select(audit).where(audit.c.id > after_id).order_by(audit.c.id).limit(limit)
+        q = (select(audit).where(audit.c.site == self.site, audit.c.id > after_id)
+             .order_by(audit.c.id).limit(limit))
         with self._read() as conn:
             return [_entry(r) for r in conn.execute(q)]
 
     def _audit_rows(self, batch: int = 1000) -> Iterator[Any]:
         after = None
         while True:
-            q = select(audit).order_by(audit.c.id).limit(batch)
+            q = select(audit).where(audit.c.site == self.site).order_by(audit.c.id).limit(batch)
             if after is not None:
                 q = q.where(audit.c.id > after)
             with self._read() as conn:
@@ -255,7 +257,8 @@ def audit_head(store: AuditMixin) -> AuditHead | None:
     """The newest entry's id and hash, or None if the log is empty."""
     with store._read() as conn:
         row = conn.execute(
-            select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)
+            select(audit.c.id, audit.c.hash).where(audit.c.site == store.site)
+            .order_by(audit.c.id.desc()).limit(1)
         ).first()
     return None if row is None else AuditHead(int(row.id), str(row.hash))
 

@@ -345,6 +345,7 @@ class AuthMixin(StoreBase):
             devices.insert()
             .values(
                 name=name,
+                site=self.site,
                 officer=officer,
                 token_hash=hash_token(token),
                 active=True,

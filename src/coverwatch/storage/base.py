@@ -72,8 +72,10 @@ def make_engine(url: str | URL) -> Engine:
 class StoreBase:
     """Holds the engine; the store's parts (events, alerts, auth, audit) build on it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, site: str = "default") -> None:
         self.engine = engine
+        # Rows of per-site tables are written with, and read for, this site only.
+        self.site = site
         self.dialect = engine.dialect.name
         # Serialises audit appends within this process; the database lock covers others.
         self._audit_lock = threading.Lock()

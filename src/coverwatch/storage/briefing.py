@@ -80,7 +80,8 @@ class BriefingMixin(AuditMixin):
         with self._audit_write() as conn:
             for s in shifts:
                 new_id = conn.execute(roster_shifts.insert().values(
-                    officer=s.officer, post=s.post, patrol=s.patrol, start_us=s.start,
+                    site=self.site, officer=s.officer, post=s.post, patrol=s.patrol,
+                    start_us=s.start,
                     end_us=s.end, created_by=actor, created_us=now_us(),
                 ).returning(roster_shifts.c.id)).scalar_one()
                 out.append(Shift(int(new_id), s.officer, s.start, s.end, s.post, s.patrol))
@@ -91,7 +92,8 @@ class BriefingMixin(AuditMixin):
     def list_shifts(self, *, from_us: int | None = None,
                     until_us: int | None = None) -> list[Shift]:
         """Shifts overlapping ``[from_us, until_us)`` (all if not given), by start."""
-        q = select(roster_shifts).order_by(roster_shifts.c.start_us, roster_shifts.c.id)
+        q = (select(roster_shifts).where(roster_shifts.c.site == self.site)
+             .order_by(roster_shifts.c.start_us, roster_shifts.c.id))
         if from_us is not None:
             q = q.where(roster_shifts.c.end_us > from_us)
         if until_us is not None:
@@ -103,7 +105,8 @@ class BriefingMixin(AuditMixin):
         """Remove a shift; :class:`NotFoundError` if there is none."""
         with self._audit_write() as conn:
             row = conn.execute(
-                select(roster_shifts).where(roster_shifts.c.id == shift_id)).first()
+                select(roster_shifts).where(roster_shifts.c.site == self.site,
+                                            roster_shifts.c.id == shift_id)).first()
             if row is None:
                 raise NotFoundError(f"no shift {shift_id}")
             conn.execute(delete(roster_shifts).where(roster_shifts.c.id == shift_id))
@@ -145,9 +148,10 @@ class BriefingMixin(AuditMixin):
         with self._audit_write() as conn:
             for v in versions:
                 conn.execute(delete(orders_versions).where(
-                    orders_versions.c.post == v.post, orders_versions.c.version == v.version))
+                    orders_versions.c.site == self.site, orders_versions.c.post == v.post,
+                    orders_versions.c.version == v.version))
                 conn.execute(orders_versions.insert().values(
-                    post=v.post, version=v.version, since_us=v.since, text=v.text,
+                    site=self.site, post=v.post, version=v.version, since_us=v.since, text=v.text,
                     changes=None if v.changes is None else orjson.dumps(list(v.changes)).decode(),
                 ))
             self._append_audit_locked(conn, actor, "orders.issued", "orders",
@@ -159,7 +163,8 @@ class BriefingMixin(AuditMixin):
 
     def orders_versions(self, post: str | None = None) -> list[OrdersVersion]:
         """Issued versions, oldest first (per post)."""
-        q = select(orders_versions).order_by(orders_versions.c.post, orders_versions.c.since_us)
+        q = (select(orders_versions).where(orders_versions.c.site == self.site)
+             .order_by(orders_versions.c.post, orders_versions.c.since_us))
         if post is not None:
             q = q.where(orders_versions.c.post == post)
         with self._read() as conn:
@@ -179,7 +184,7 @@ class BriefingMixin(AuditMixin):
         actor = user or (f"device:{device}" if device else officer)
         with self._audit_write() as conn:
             new_id = conn.execute(orders_acknowledgements.insert().values(
-                officer=officer, post=post, version=version, at_us=at_us, via=via,
+                site=self.site, officer=officer, post=post, version=version, at_us=at_us, via=via,
                 device=device, user=user,
             ).returning(orders_acknowledgements.c.id)).scalar_one()
             self._append_audit_locked(conn, actor, "orders.acknowledged",
@@ -188,8 +193,9 @@ class BriefingMixin(AuditMixin):
 
     def acknowledgements(self, officer: str | None = None) -> list[Acknowledgement]:
         """Acknowledgements, oldest first."""
-        q = select(orders_acknowledgements).order_by(orders_acknowledgements.c.at_us,
-                                                     orders_acknowledgements.c.id)
+        q = (select(orders_acknowledgements)
+             .where(orders_acknowledgements.c.site == self.site)
+             .order_by(orders_acknowledgements.c.at_us, orders_acknowledgements.c.id))
         if officer is not None:
             q = q.where(orders_acknowledgements.c.officer == officer)
         with self._read() as conn:
@@ -201,8 +207,9 @@ class BriefingMixin(AuditMixin):
         """The latest stored on-time duty event of ``officer`` at or before ``until_us``:
         (on, capabilities); None if there is none."""
         q = select(events.c.on, events.c.capabilities).where(
-            events.c.kind == "duty", events.c.officer == officer, events.c.t_us <= until_us,
-            events.c.late == false()).order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1)
+            events.c.site == self.site, events.c.kind == "duty", events.c.officer == officer,
+            events.c.t_us <= until_us, events.c.late == false()
+        ).order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1)
         with self._read() as conn:
             row = conn.execute(q).first()
         if row is None:
@@ -214,7 +221,8 @@ class BriefingMixin(AuditMixin):
         """When ``officer`` last went on duty at or before ``until_us`` (stored, on-time
         duty events); None if they are off duty then."""
         on_time = events.c.late == false()
-        base = and_(events.c.kind == "duty", events.c.officer == officer,
+        base = and_(events.c.site == self.site, events.c.kind == "duty",
+                    events.c.officer == officer,
                     events.c.t_us <= until_us, on_time)
         with self._read() as conn:
             last = conn.execute(select(events.c.on, events.c.t_us).where(base).order_by(

@@ -36,7 +36,7 @@ from coverwatch.storage.audit import AuditEntry, AuditMixin, _prepare_details
 from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
-from coverwatch.storage.tables import alerts, events, server_state
+from coverwatch.storage.tables import DEFAULT_SITE, alerts, events, server_state
 
 __all__ = [
     "DB_FILENAME",
@@ -60,23 +60,23 @@ _KEY_FIELD = {"fix": "officer", "duty": "officer", "gate": "post", "flag": "flag
 
 
 _EVENT_COLUMNS = (
-    "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
+    "site", "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
     "capabilities", "source", "device", "received_us", "late", "raw",
 )  # fmt: skip
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
-# 17 columns x 500 rows stays well under SQLite's 32766 bound parameters.
+# 18 columns x 500 rows stays well under SQLite's 32766 bound parameters.
 _SQLITE_CHUNK = 500
 _SQLITE_SQL = {
     n: f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
     + ",".join([_SQLITE_ROW] * n)
-    + " ON CONFLICT (key) DO NOTHING RETURNING id, key"
+    + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
     for n in (_SQLITE_CHUNK,)
 }
 _PG_TEMP_FLAG = "coverwatch_events_in"
 _PG_TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
-    ord bigserial, kind text, key text, t_us bigint, officer text, x double precision,
+    ord bigserial, site text, kind text, key text, t_us bigint, officer text, x double precision,
     y double precision, accuracy double precision, post text, flag text, "on" boolean,
     "open" boolean, capabilities text, source text, device text, received_us bigint,
     late boolean, raw text
@@ -161,8 +161,10 @@ def upgrade(url: str | None, data_dir: Path | None = None) -> str:
         engine.dispose()
 
 
-def open_store(url: str | None, data_dir: Path, *, migrate: bool | None = None) -> Store:
-    """Open the store.
+def open_store(
+    url: str | None, data_dir: Path, *, migrate: bool | None = None, site: str = DEFAULT_SITE
+) -> Store:
+    """Open the store, bound to ``site`` for every per-site table.
 
     ``url`` None means the SQLite file ``data_dir/coverwatch.db``. ``migrate``
     None means: SQLite upgrades itself on open; PostgreSQL must already be at
@@ -188,14 +190,14 @@ def open_store(url: str | None, data_dir: Path, *, migrate: bool | None = None) 
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine)
+    return Store(engine, site)
 
 
 def _insert(engine_dialect: str) -> Any:
     return postgresql.insert if engine_dialect == "postgresql" else sqlite.insert
 
 
-def _event_row(row: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+def _event_row(row: Mapping[str, Any], received: int, site: str) -> tuple[Any, ...]:
     """One row as a tuple in ``_EVENT_COLUMNS`` order, with its idempotence key."""
     kind = row.get("kind")
     field = _KEY_FIELD.get(kind) if isinstance(kind, str) else None
@@ -216,6 +218,7 @@ def _event_row(row: Mapping[str, Any], received: int) -> tuple[Any, ...]:
     raw = row.get("raw")
     get = row.get
     return (
+        site,
         kind,
         f"{kind}|{ident}|{t_us}",
         t_us,
@@ -242,7 +245,7 @@ def _sqlite_sql(n: int) -> str:
         sql = (
             f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
             + ",".join([_SQLITE_ROW] * n)
-            + " ON CONFLICT (key) DO NOTHING RETURNING id, key"
+            + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
         )
     return sql
 
@@ -280,7 +283,7 @@ def _postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[
                     copy.write_row(row)
             cur.execute(
                 f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
-                "ORDER BY ord ON CONFLICT (key) DO NOTHING RETURNING id, key"
+                "ORDER BY ord ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
             )
             # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
             return [(int(r[0]), r[1]) for r in cur.fetchall()]
@@ -339,7 +342,7 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
         if not rows:
             return AppendResult(0, 0, [], [])
         received = now_us()
-        params = [_event_row(r, received) for r in rows]
+        params = [_event_row(r, received, self.site) for r in rows]
         append = _postgresql_append if self.dialect == "postgresql" else _sqlite_append
         try:
             with self._write() as conn:
@@ -348,7 +351,7 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()
         # Each stored key is its first occurrence in the batch (reversed: first wins).
-        first = {p[1]: i for i, p in reversed(list(enumerate(params)))}
+        first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
         out: list[dict[str, Any]] = []
         for event_id, key in stored:
             row = dict(rows[first[key]])
@@ -366,7 +369,8 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
         comma-separated string). ``include_late=False`` skips events that
         arrived behind the live horizon (``late``).
         """
-        q = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        q = (select(events).where(events.c.site == self.site, events.c.id > after_id)
+             .order_by(events.c.id).limit(limit))
         if not include_late:
             q = q.where(events.c.late == false())
         with self._read() as conn:
@@ -378,7 +382,7 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
         """Events with ``t0_us <= t_us < t1_us``, ordered by (t_us, id)."""
         q = (
             select(events)
-            .where(events.c.t_us >= t0_us, events.c.t_us < t1_us)
+            .where(events.c.site == self.site, events.c.t_us >= t0_us, events.c.t_us < t1_us)
             .order_by(events.c.t_us, events.c.id)
         )
         if limit is not None:
@@ -389,11 +393,13 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
     def max_event_id(self) -> int:
         """The newest event id, 0 if there are none."""
         with self._read() as conn:
-            return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
+            q = select(func.max(events.c.id)).where(events.c.site == self.site)
+            return int(conn.execute(q).scalar() or 0)
 
     def count_events(self) -> int:
         with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+            q = select(func.count()).select_from(events).where(events.c.site == self.site)
+            return int(conn.execute(q).scalar_one())
 
     # -- alerts -------------------------------------------------------------
 
@@ -409,11 +415,11 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
         """
         values = _alert_values(record)
         details_text, body = _prepare_details(record)
-        values |= {"record": details_text, "updated_us": now_us()}
+        values |= {"site": self.site, "record": details_text, "updated_us": now_us()}
         insert = _insert(self.dialect)(alerts).values(**values)
         upsert = insert.on_conflict_do_update(
-            index_elements=[alerts.c.id],
-            set_={k: insert.excluded[k] for k in values if k != "id"},
+            index_elements=[alerts.c.site, alerts.c.id],
+            set_={k: insert.excluded[k] for k in values if k not in ("site", "id")},
         )
         with self._audit_write() as conn:
             conn.execute(upsert)
@@ -423,13 +429,14 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
 
     def load_alerts(self) -> list[dict[str, Any]]:
         """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
-        q = select(alerts.c.record).order_by(alerts.c.alert_at_us, alerts.c.id)
+        q = (select(alerts.c.record).where(alerts.c.site == self.site)
+             .order_by(alerts.c.alert_at_us, alerts.c.id))
         with self._read() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
 
     def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
         """One alert's latest record, or None."""
-        q = select(alerts.c.record).where(alerts.c.id == alert_id)
+        q = select(alerts.c.record).where(alerts.c.site == self.site, alerts.c.id == alert_id)
         with self._read() as conn:
             text = conn.execute(q).scalar()
         return None if text is None else dict(orjson.loads(text))
@@ -438,7 +445,8 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
 
     def get_state(self, key: str) -> str | None:
         """A value saved with :meth:`set_state`, or None."""
-        q = select(server_state.c.value).where(server_state.c.key == key)
+        q = select(server_state.c.value).where(
+            server_state.c.site == self.site, server_state.c.key == key)
         with self._read() as conn:
             value = conn.execute(q).scalar()
         return None if value is None else str(value)
@@ -446,10 +454,10 @@ class Store(AuthMixin, BriefingMixin, AuditMixin):
     def set_state(self, key: str, value: str) -> None:
         """Save ``value`` under ``key`` (replacing any), durably, in one transaction."""
         insert = _insert(self.dialect)(server_state).values(
-            key=key, value=value, updated_us=now_us()
+            site=self.site, key=key, value=value, updated_us=now_us()
         )
         upsert = insert.on_conflict_do_update(
-            index_elements=[server_state.c.key],
+            index_elements=[server_state.c.site, server_state.c.key],
             set_={"value": insert.excluded.value, "updated_us": insert.excluded.updated_us},
         )
         with self._write() as conn:

@@ -25,7 +25,9 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "DEFAULT_SITE",
     "EVENT_KINDS",
+    "PER_SITE_TABLES",
     "ROLES",
     "TOKEN_ROLES",
     "Id",
@@ -52,6 +54,16 @@ ROLES = ("officer", "supervisor", "admin", "auditor", "approver")
 # only send events (gate sensors, CAD bridges) and never log in.
 TOKEN_ROLES = (*ROLES, "ingest")
 
+# The site key of a single-site deployment (and of rows stored before sites had keys).
+DEFAULT_SITE = "default"
+
+
+def _site() -> Column[str]:
+    """The site a per-site row belongs to. Deployment-wide tables (users, tokens,
+    sessions, qualifications: officers work several sites) have none."""
+    return Column("site", Text, nullable=False, server_default=DEFAULT_SITE)
+
+
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias); elsewhere 64-bit.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -69,6 +81,7 @@ events = Table(
     metadata,
     # id is the global sequence number of the live stream.
     Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
     Column("kind", Text, nullable=False),
     # "fix|A1|<t_us>": same officer and time is the same fix, so re-sent history dedups.
     Column("key", Text, nullable=False),
@@ -87,8 +100,8 @@ events = Table(
     Column("received_us", BigInteger, nullable=False),
     Column("late", Boolean, nullable=False, server_default=false()),
     Column("raw", Text),
-    Index(None, "key", unique=True),
-    Index(None, "t_us", "id"),
+    Index(None, "site", "key", unique=True),
+    Index(None, "site", "t_us", "id"),
 )
 
 users = Table(
@@ -111,6 +124,8 @@ devices = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", Text, nullable=False),
+    # A device belongs to one site at a time; names and tokens are unique deployment-wide.
+    _site(),
     Column("officer", Text),
     Column("token_hash", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
@@ -149,6 +164,7 @@ alerts = Table(
     "alerts",
     metadata,
     # The domain's alert_id_for(kind, post, rule, lapse_start): stable across restarts.
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
     Column("id", Text, primary_key=True),
     Column("kind", Text, nullable=False),
     Column("post", Text, nullable=False),
@@ -160,14 +176,15 @@ alerts = Table(
     Column("record", Text, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
     # A restart re-derives the same lapse; this key keeps it one alert.
-    UniqueConstraint("kind", "post", "rule", "lapse_start_us"),
-    Index(None, "alert_at_us", "id"),
+    UniqueConstraint("site", "kind", "post", "rule", "lapse_start_us"),
+    Index(None, "site", "alert_at_us", "id"),
 )
 
 server_state = Table(
     "server_state",
     metadata,
-    # Small durable facts of the live server (e.g. the engine's horizon).
+    # Small durable facts of the live server (e.g. the engine's horizon), per site.
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
     Column("key", Text, primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_us", BigInteger),
@@ -177,7 +194,8 @@ audit = Table(
     "audit",
     metadata,
     # Assigned by the appender (last id + 1) inside the serialised transaction,
-    # because the id is part of the hashed content.
+    # because the id is part of the hashed content. One chain per site.
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
     Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("at", Text, nullable=False),
     Column("actor", Text, nullable=False),
@@ -194,6 +212,7 @@ roster_shifts = Table(
     metadata,
     # An officer rostered to a post (or a named patrol) for [start_us, end_us).
     Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
     Column("officer", Text, nullable=False),
     Column("post", Text),
     Column("patrol", Text),
@@ -201,7 +220,7 @@ roster_shifts = Table(
     Column("end_us", BigInteger, nullable=False),
     Column("created_by", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
-    Index(None, "start_us", "end_us"),
+    Index(None, "site", "start_us", "end_us"),
     Index(None, "officer", "start_us"),
 )
 
@@ -223,6 +242,7 @@ orders_versions = Table(
     "orders_versions",
     metadata,
     # Every version of a post's orders the server has issued, with its text.
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
     Column("post", Text, primary_key=True),
     Column("version", Text, primary_key=True),
     Column("since_us", BigInteger, nullable=False),
@@ -236,6 +256,7 @@ orders_acknowledgements = Table(
     metadata,
     # Who read which version of a post's orders, when, and through what.
     Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
     Column("officer", Text, nullable=False),
     Column("post", Text, nullable=False),
     Column("version", Text, nullable=False),
@@ -245,4 +266,10 @@ orders_acknowledgements = Table(
     Column("device", Text),
     Column("user", Text),
     Index(None, "officer", "post", "at_us"),
+)
+
+# Every table whose rows belong to one site (each has a ``site`` column).
+PER_SITE_TABLES = (
+    events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
+    orders_acknowledgements,
 )
