@@ -53,6 +53,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             from coverwatch.server.mqtt import run_mqtt
 
             tasks.append(asyncio.create_task(run_mqtt(svc, settings.mqtt_url), name="mqtt"))
+        if settings.mqtt_url and settings.owntracks_mqtt:
+            from coverwatch.server.owntracks import run_owntracks_mqtt
+
+            tasks.append(asyncio.create_task(
+                run_owntracks_mqtt(svc, settings.mqtt_url, settings.owntracks_mqtt),
+                name="owntracks"))
         try:
             yield
         finally:
@@ -83,9 +89,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.include_router(router)
+    from coverwatch.api.interop_routes import router as interop_router
     from coverwatch.api.orders_routes import router as orders_router
     from coverwatch.api.roster_routes import router as roster_router
 
+    app.include_router(interop_router)
     app.include_router(orders_router)
     app.include_router(roster_router)
     try:

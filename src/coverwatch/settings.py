@@ -45,3 +45,6 @@ class Settings:
     # their shift before an "unbriefed" alert is raised (docs/orders.md).
     reacknowledge_within_s: float = 600.0
     demo: bool = False
+    # OwnTracks over MQTT: ((user/device, coverwatch device name), ...); topic
+    # owntracks/<user>/<device> is read as that device (docs/interop.md).
+    owntracks_mqtt: tuple[tuple[str, str], ...] = ()

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from coverwatch.cli.interop import CapabilityOption, OfficerOption, TrackDutyOption
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.engine import Evaluation
@@ -73,11 +74,13 @@ def check(
                       f"{escape(finding.message)}", highlight=False, soft_wrap=True)
     if any(f.level == "error" for f in findings):
         raise typer.Exit(2)
+    from coverwatch.formats.geojson import degree_findings
     from coverwatch.formats.orderdocs import lint_problems
 
-    wording = lint_problems(doc)
+    wording = [str(p) for p in lint_problems(doc)]
+    wording += [f"{site}: {finding}" for finding in degree_findings(doc.site)]
     for problem in wording:
-        console.print(f"[yellow]warning[/yellow] {escape(str(problem))}", highlight=False,
+        console.print(f"[yellow]warning[/yellow] {escape(problem)}", highlight=False,
                       soft_wrap=True, emoji=False)
     if strict and (wording or findings):
         console.print(f"[red]error[/red] {site}: --strict: {len(wording) + len(findings)} "
@@ -111,7 +114,7 @@ def _summary_table(result: Evaluation, title: str) -> Table:
 @app.command()
 def replay(
     site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
-    events: Annotated[Path, typer.Argument(help="Events: .jsonl, .csv or .parquet.")],
+    events: Annotated[Path, typer.Argument(help="Events: .jsonl, .csv, .parquet or .gpx.")],
     json_out: Annotated[
         str | None,
         typer.Option("--json", help="Write one JSON object per lapse to a file, or - for stdout."),
@@ -129,8 +132,12 @@ def replay(
     disorder_window_s: Annotated[
         float, typer.Option(help="Beyond the budget, how far out of order input may be (s).")
     ] = 60.0,
+    officer: OfficerOption = None,
+    capability: CapabilityOption = None,
+    track_duty: TrackDutyOption = True,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
+    from coverwatch.formats.gpx import GpxOptions
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -168,6 +175,7 @@ def replay(
                 site_model, events, skip_bad=skip_bad, budget=budget,
                 disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
                 on_start=start, on_progress=tick,
+                gpx=GpxOptions(officer, tuple(capability or ()), track_duty),
             )
     except CoverwatchError as e:
         raise _fail(err, e) from None
@@ -215,12 +223,16 @@ def main() -> None:
 
 
 def _mount() -> None:
+    from coverwatch.cli.interop import events_app, export, register_site_commands
     from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
     from coverwatch.cli.roster import qualifications_app, roster_app
-    from coverwatch.cli.server import register
+    from coverwatch.cli.server import register, site_app
 
+    register_site_commands(site_app)
     register(app)
+    app.add_typer(events_app, name="events")
+    app.command()(export)
     app.add_typer(plan_app, name="plan")
     app.add_typer(roster_app, name="roster")
     app.add_typer(qualifications_app, name="qualifications")

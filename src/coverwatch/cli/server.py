@@ -22,7 +22,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 users_app = typer.Typer(help="People who log in.", no_args_is_help=True)
 devices_app = typer.Typer(help="Officers' tracking devices.", no_args_is_help=True)
-site_app = typer.Typer(help="Change the rules of a running site.", no_args_is_help=True)
+site_app = typer.Typer(help="Site files: apply to a running server; GeoJSON in and out.",
+                       no_args_is_help=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
@@ -37,6 +38,10 @@ def serve(
     mqtt: Annotated[
         str | None, typer.Option("--mqtt", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
     ] = None,
+    owntracks: Annotated[list[str] | None, typer.Option(
+        "--owntracks", help="OwnTracks over MQTT: USER/DEVICE=COVERWATCH-DEVICE reads topic "
+                            "owntracks/USER/DEVICE as that device (repeatable; needs --mqtt).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     lateness_s: Annotated[float, typer.Option(help="Allowed lateness of events (s).")] = 2.0,
@@ -49,11 +54,17 @@ def serve(
     import uvicorn
 
     from coverwatch.bootstrap import create_app
+    from coverwatch.server.owntracks import parse_owntracks_map
     from coverwatch.settings import Settings
 
+    try:
+        owntracks_map = parse_owntracks_map(owntracks or [])
+    except ValueError as e:
+        Console(stderr=True).print(f"[red]error[/red] --owntracks: {e}", highlight=False)
+        raise typer.Exit(2) from None
     settings = Settings(
         site_path=site, data_dir=data_dir, db_url=db, mqtt_url=mqtt, lateness_s=lateness_s,
-        max_future_s=max_future_s, recovery_s=recovery_s,
+        max_future_s=max_future_s, recovery_s=recovery_s, owntracks_mqtt=owntracks_map,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 access_log=False)

@@ -1,4 +1,4 @@
-"""Event files for replay: JSONL, CSV and Parquet readers, and the ordering stage.
+"""Event files for replay: JSONL, CSV, Parquet (and GPX) readers, and the ordering stage.
 
 :func:`read_events` turns a file into :class:`EventBatch` chunks in input order.
 Each block of the file first goes through a columnar fast path (pyarrow's C++
@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +67,9 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import EventInputError, OutOfOrderError
 
+if TYPE_CHECKING:
+    from coverwatch.formats.gpx import GpxOptions
+
 __all__ = [
     "COLUMNS",
     "FORMATS",
@@ -86,7 +89,7 @@ COLUMNS = (
     "post", "open", "flag", "on", "capabilities",
 )  # fmt: skip
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-           ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
+           ".parquet": "parquet", ".pq": "parquet", ".gpx": "gpx"}  # fmt: skip
 
 _NUMERIC = ("x", "y", "lat", "lon", "accuracy_m")
 _BOOLS = ("open", "on")
@@ -443,8 +446,10 @@ class EventReader:
         skip_bad: bool = False,
         chunk_rows: int = 1_000_000,
         format: str | None = None,
+        gpx: GpxOptions | None = None,
     ) -> None:
         self.path = Path(path)
+        self.gpx = gpx
         self.site = site
         self.registry = registry
         self.skip_bad = skip_bad
@@ -457,9 +462,9 @@ class EventReader:
                 raise EventInputError(
                     str(path), None, None,
                     f"cannot tell the format from the suffix {self.path.suffix!r}; "
-                    "use .jsonl, .csv or .parquet (or say which format)",
+                    "use .jsonl, .csv, .parquet or .gpx (or say which format)",
                 )  # fmt: skip
-        if format not in ("jsonl", "csv", "parquet"):
+        if format not in ("jsonl", "csv", "parquet", "gpx"):
             raise ValueError(f"unknown event file format {format!r}")
         self.format = format
         self.skipped: list[int] = []
@@ -482,6 +487,8 @@ class EventReader:
             return self._jsonl()
         if self.format == "csv":
             return self._csv()
+        if self.format == "gpx":
+            return self._gpx()
         return self._parquet()
 
     # -- shared ----------------------------------------------------------
@@ -504,6 +511,25 @@ class EventReader:
                 continue
             out.add(row, line)
         return out.batch()
+
+    # -- GPX (formats/gpx.py): small files, read whole ------------------------
+
+    def _gpx(self) -> Iterator[EventBatch]:
+        from coverwatch.formats.accuracy import default_accuracy_m
+        from coverwatch.formats.gpx import GpxOptions, gpx_records
+
+        out = _Collector(self._rules, self.registry)
+        records = gpx_records(self.path, self.gpx or GpxOptions(),
+                              default_accuracy_m=default_accuracy_m(self.site))
+        for seq, (where, rec) in enumerate(records, 1):
+            try:
+                out.add(check_row(rec, self._rules), seq)
+            except _Bad as bad:
+                field = where + (f".{bad.field}" if bad.field else "")
+                raise EventInputError(self._name, None, field, bad.message) from None
+        self.lines_read = len(records)
+        self.bytes_read = self.total_bytes
+        yield out.batch()
 
     # -- JSONL -----------------------------------------------------------
 
@@ -771,15 +797,16 @@ def read_events(
     skip_bad: bool = False,
     chunk_rows: int = 1_000_000,
     format: str | None = None,
+    gpx: GpxOptions | None = None,
 ) -> EventReader:
-    """Open an event file (JSONL, CSV or Parquet) for reading in input order.
+    """Open an event file (JSONL, CSV, Parquet or GPX) for reading in input order.
 
     Iterating the result yields :class:`EventBatch` chunks. A malformed line raises
     :class:`EventInputError` naming the line and field, unless ``skip_bad`` is set,
     in which case its line number is recorded in ``reader.skipped``.
     """
     return EventReader(
-        path, site, registry, skip_bad=skip_bad, chunk_rows=chunk_rows, format=format
+        path, site, registry, skip_bad=skip_bad, chunk_rows=chunk_rows, format=format, gpx=gpx
     )
 
 

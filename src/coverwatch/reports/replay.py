@@ -20,6 +20,7 @@ from coverwatch.engine import CoverEngine, Evaluation, Lapse
 
 if TYPE_CHECKING:
     from coverwatch.formats.eventfiles import EventReader
+    from coverwatch.formats.gpx import GpxOptions
 
 __all__ = ["ENGINE_SLICE", "lapse_record", "prefetch", "replay_file", "replay_sorted"]
 
@@ -138,6 +139,7 @@ def replay_file(
     until: int | None = None,
     on_start: Callable[[EventReader], None] | None = None,
     on_progress: Callable[[EventReader], None] | None = None,
+    gpx: GpxOptions | None = None,
 ) -> tuple[Evaluation, EventReader]:
     """Replay an event file: read (in a background thread), order, evaluate.
 
@@ -150,7 +152,7 @@ def replay_file(
     for optimistic in (True, False):
         # Chunks no larger than the budget, so the budget bounds memory on its own.
         reader = read_events(path, site, OfficerRegistry(), skip_bad=skip_bad,
-                             chunk_rows=max(1_000, min(1_000_000, budget)))
+                             chunk_rows=max(1_000, min(1_000_000, budget)), gpx=gpx)
         if on_start is not None:
             on_start(reader)
         ordered = sorted_events(

@@ -1,0 +1,129 @@
+"""Routes for other tools' formats: OwnTracks' HTTP mode, and exports for QGIS, GPX and CSV.
+
+``POST /owntracks`` authenticates with HTTP Basic (any username, the device
+token as password), because that is what the OwnTracks app can send. It never
+stalls a phone: an authenticated, well-formed message gets ``200 []`` even
+when its position cannot be used (logged with the reason), since OwnTracks
+retries a refused message before sending anything newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from coverwatch.domain.time import parse_time, seconds_to_us
+from coverwatch.formats.accuracy import default_accuracy_m
+from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
+from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.services import Services
+
+__all__ = ["router"]
+
+log = logging.getLogger("coverwatch.server.owntracks")
+router = APIRouter()
+Svc = Annotated[Services, Depends(services)]
+_BASIC = {"WWW-Authenticate": 'Basic realm="coverwatch", charset="UTF-8"'}
+
+
+def _basic_password(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise HTTPException(401, "HTTP Basic authentication required (password: the device "
+                                 "token)", headers=_BASIC)
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise HTTPException(401, "Authorization must be HTTP Basic (password: the device token)",
+                            headers=_BASIC)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise HTTPException(401, "malformed HTTP Basic credentials", headers=_BASIC) from None
+    _, sep, password = decoded.partition(":")
+    if not sep or not password:
+        raise HTTPException(401, "HTTP Basic credentials need a password (the device token)",
+                            headers=_BASIC)
+    return password
+
+
+async def _owntracks_device(request: Request, svc: Services) -> Principal:
+    device = await asyncio.to_thread(svc.store.device_for_token, _basic_password(request))
+    if device is None or not device.active:
+        raise HTTPException(401, "unknown or revoked device token", headers=_BASIC)
+    if device.officer is None:
+        raise HTTPException(403, f"device {device.name} is not assigned to an officer")
+    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+
+
+@router.post("/owntracks")
+async def owntracks(request: Request, svc: Svc) -> Any:
+    """OwnTracks HTTP mode: ``_type: location`` becomes a fix; the answer is a JSON array."""
+    who = await _owntracks_device(request, svc)
+    assert who.officer is not None
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e:
+        return JSONResponse({"detail": [{"field": None, "message": f"invalid JSON: {e}"}]},
+                            status_code=400)
+    try:
+        message = owntracks_records(payload, who.officer,
+                                    default_accuracy_m=default_accuracy_m(svc.site))
+    except OwnTracksError as e:
+        return JSONResponse({"detail": [{"field": "_type", "message": str(e)}]}, status_code=400)
+    if len(message.records) > svc.settings.max_batch_events:
+        raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
+    rows: list[dict[str, Any]] = []
+    for record in message.records:  # one by one: a bad location must not drop a good one
+        try:
+            rows += validate_records(
+                [record], svc.site, now_us=svc.clock(),
+                max_future_us=seconds_to_us(svc.settings.max_future_s),
+                device_officer=who.officer, device=True,
+            )
+        except InvalidEvents as e:
+            log.warning("OwnTracks location from device %s not used: %s", who.name, e)
+    if message.ignored:
+        log.debug("OwnTracks from device %s: %s", who.name, "; ".join(message.ignored))
+    if rows:
+        await svc.ingest(rows, source="owntracks", device=who.name)
+    return JSONResponse([])  # OwnTracks expects an array (of messages for the phone)
+
+
+_MEDIA = {"geojson": "application/geo+json", "gpx": "application/gpx+xml",
+          "csv": "text/csv; charset=utf-8"}
+
+
+@router.get("/api/v1/export")
+async def export(
+    svc: Svc, who: Annotated[Principal, Depends(require("supervisor", "admin", "auditor"))],
+    since: str, until: str, format: str = "geojson",
+) -> Response:
+    """Officers' tracks, lapses and alerts for [since, until) as GeoJSON, GPX or CSV (UTC)."""
+    from coverwatch.reports.exports import ExportError, export_history
+
+    if format not in _MEDIA:
+        return JSONResponse({"detail": [{"field": "format", "message":
+                            f"unknown format {format!r}; use geojson, gpx or csv"}]},
+                            status_code=422)
+    try:
+        since_us, until_us = parse_time(since), parse_time(until)
+    except ValueError as e:
+        return JSONResponse({"detail": [{"field": "since/until", "message": str(e)}]},
+                            status_code=422)
+    try:
+        body = await asyncio.to_thread(export_history, svc.store, svc.doc.source, since_us,
+                                       until_us, format)
+    except ExportError as e:
+        return JSONResponse({"detail": [{"field": e.field, "message": str(e)}]},
+                            status_code=422)
+    name = f"coverwatch-{svc.site.id}.{format}"
+    return Response(body, media_type=_MEDIA[format],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

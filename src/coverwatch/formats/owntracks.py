@@ -1,0 +1,72 @@
+"""OwnTracks messages (HTTP and MQTT mode) translated into event records.
+
+OwnTracks sends JSON objects tagged by ``_type``. Only ``location`` is used:
+``lat``, ``lon``, ``tst`` (epoch seconds) and ``acc`` (metres) make a fix for
+the device's officer; ``batt``, ``tid``, ``vel``, ``cog``, ``alt`` and any
+other field are tolerated and kept only in the stored raw record. Every other
+``_type`` (``transition``, ``waypoint``, ``waypoints``, ``card``, ``lwt``,
+``status``, ...) is accepted and not used: coverwatch decides cover from
+positions, not from the phone's own region events. A missing ``acc`` becomes
+the site's default accuracy, never 0 m. See docs/interop.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["OwnTracksError", "OwnTracksMessage", "owntracks_records"]
+
+#: OwnTracks field -> event record field; everything else is kept only as raw.
+_FIELDS = (("tst", "t"), ("lat", "lat"), ("lon", "lon"))
+
+
+class OwnTracksError(ValueError):
+    """The payload is not an OwnTracks message at all (not a JSON object, no ``_type``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnTracksMessage:
+    """What one payload means: fix records (zero or one each), or why nothing is used."""
+
+    records: list[dict[str, Any]]
+    ignored: list[str]
+
+
+def _one(payload: Any, officer: str, default_accuracy_m: float) -> tuple[dict[str, Any] | None,
+                                                                       str | None]:
+    if not isinstance(payload, Mapping):
+        raise OwnTracksError("expected a JSON object with a _type")
+    kind = payload.get("_type")
+    if not isinstance(kind, str) or not kind:
+        raise OwnTracksError("missing _type (not an OwnTracks message)")
+    if kind != "location":
+        return None, f"_type {kind!r} is not used"
+    record: dict[str, Any] = {"kind": "fix", "officer": officer}
+    for theirs, ours in _FIELDS:
+        if payload.get(theirs) is not None:
+            record[ours] = payload[theirs]
+    acc = payload.get("acc")
+    record["accuracy_m"] = default_accuracy_m if acc is None else acc
+    return record, None
+
+
+def owntracks_records(payload: Any, officer: str, *, default_accuracy_m: float) -> OwnTracksMessage:
+    """Translate one OwnTracks payload (an object, or a list of them) for ``officer``.
+
+    Raises :class:`OwnTracksError` only when the payload is not OwnTracks at
+    all; a location whose values are wrong is still translated, and the
+    shared per-record rules (:func:`coverwatch.domain.records.check_record`)
+    judge it like any other fix.
+    """
+    items = payload if isinstance(payload, list) else [payload]
+    records: list[dict[str, Any]] = []
+    ignored: list[str] = []
+    for item in items:
+        record, why = _one(item, officer, default_accuracy_m)
+        if record is not None:
+            records.append(record)
+        if why is not None:
+            ignored.append(why)
+    return OwnTracksMessage(records, ignored)

@@ -1,0 +1,72 @@
+"""Exports of stored history: tracks, lapses and alerts for [since, until).
+
+Tracks are the stored fixes in the range; lapses are recomputed from every
+stored event (late ones included, as in reports) under the rules in force;
+alerts are the alert records raised in the range. The file formats are in
+:mod:`coverwatch.formats.exports`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from coverwatch.formats.exports import (
+    ExportedLapse,
+    History,
+    history_csv,
+    history_geojson,
+    history_gpx,
+)
+from coverwatch.formats.sitefile import load_site_text_document
+from coverwatch.reports.history import recompute
+from coverwatch.server.siteapply import SiteVersion, load_versions
+from coverwatch.storage import Store
+
+__all__ = ["FORMATS", "ExportError", "collect_history", "export_history"]
+
+FORMATS = ("geojson", "gpx", "csv")
+
+
+class ExportError(ValueError):
+    """An export that cannot be made; ``field`` names the option at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def collect_history(store: Store, source: str, since: int, until: int) -> History:
+    """Gather what an export of [since, until) holds, with the current site's geometry."""
+    if until <= since:
+        raise ExportError("until", "until must be after since")
+    site = load_site_text_document(source, "<site>").site
+    h = History(site.id, site.name, site.timezone, site.origin, since, until,
+                {p.id: p for p in site.posts})
+    for row in store.events_between(since, until):
+        if row["kind"] != "fix" or row["x"] is None:
+            continue
+        acc = row.get("accuracy")
+        h.tracks.setdefault(str(row["officer"]), []).append(
+            (int(row["t_us"]), float(row["x"]), float(row["y"]),
+             None if acc is None or not math.isfinite(acc) else float(acc)))
+    versions = load_versions(store) or [SiteVersion(0, source)]
+    report = recompute(store, versions, until=until - 1, since=since)
+    h.lapses = [ExportedLapse(lp.post, lp.rule, lp.start, lp.end, lp.alert_at, lp.min_cover)
+                for lp in report.lapses]
+    h.alerts = [a for a in store.load_alerts()
+                if a.get("alert_at") is not None and since <= int(a["alert_at"]) < until]
+    return h
+
+
+def export_history(store: Store, source: str, since: int, until: int, format: str) -> bytes:
+    """The export file's bytes; raises :class:`ExportError` for what cannot be exported."""
+    if format not in FORMATS:
+        raise ExportError("format", f"unknown format {format!r}; use geojson, gpx or csv")
+    h = collect_history(store, source, since, until)
+    if format == "csv":
+        return history_csv(h)
+    try:
+        return history_geojson(h) if format == "geojson" else history_gpx(h)
+    except ValueError as e:
+        raise ExportError("format", f"{e}; give the site file an origin, or export CSV "
+                                    "(site metres)") from None
