@@ -8,6 +8,7 @@ so that the SSE feed can be called like any other route.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/events"): frozenset({DEVICE, INGEST, SUPERVISOR, ADMIN}),
     ("GET", "/osmand"): frozenset({DEVICE}),
     ("POST", "/osmand"): frozenset({DEVICE}),
+    # OwnTracks: HTTP Basic with the device token as password (coverwatch.api.interop_routes).
+    ("POST", "/owntracks"): frozenset({DEVICE}),
+    ("GET", "/api/v1/export"): SUPERVISION,
     ("GET", "/api/v1/cover"): SUPERVISION,
     ("GET", "/api/v1/officers"): SUPERVISION,
     ("GET", "/api/v1/lapses"): SUPERVISION,
@@ -114,6 +118,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/login"): {"json": {"username": "target-user", "password": PASSWORD}},
     ("POST", "/api/v1/events"): {"json": []},
     ("GET", "/api/v1/cover/at"): {"params": {"t": "2030-01-01T08:00:00Z"}},
+    ("GET", "/api/v1/export"): {"params": {"since": "2030-01-01T07:00:00Z",
+                                           "until": "2030-01-01T08:00:00Z", "format": "csv"}},
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/alerts/{alert_id}/close"): {"json": {"note": "done"}},
     ("POST", "/api/v1/users"): {"json": {"username": "new-user", "password": PASSWORD,
@@ -227,13 +233,20 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
                 if kind == DEVICE:
                     params["id"] = device_token
                 kwargs = {"params": params} if method == "GET" else {"data": params}
+            if template == "/owntracks":
+                # Basic auth with the device token; other callers' headers are not Basic.
+                kwargs = {"json": {"_type": "location", "lat": 51.5, "lon": -0.12,
+                                   "tst": 1893484800, "acc": 10}}
+                if kind == DEVICE:
+                    basic = base64.b64encode(f"phone:{device_token}".encode()).decode()
+                    caller = Caller(DEVICE, headers={"Authorization": f"Basic {basic}"})
             status = _status(server, caller, method, path, **kwargs)
             if kind in allowed:
                 ok = status not in (401, 403) and status < 500
                 want = "neither 401 nor 403"
             elif kind == ANON and template in PAGES:
                 ok, want = status == 303, "303 to the login page"
-            elif kind == ANON or template == "/osmand":
+            elif kind == ANON or template in ("/osmand", "/owntracks"):
                 ok, want = status == 401, "401"
             else:
                 ok, want = status == 403, "403"
@@ -243,7 +256,8 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
 
 
 UNSAFE = sorted(k for k in EXPECTED
-                if k[0] not in ("GET", "?") and k[1] not in ("/api/v1/login", "/osmand"))
+                if k[0] not in ("GET", "?")
+                and k[1] not in ("/api/v1/login", "/osmand", "/owntracks"))
 
 
 @pytest.mark.parametrize(("method", "template"), UNSAFE)
