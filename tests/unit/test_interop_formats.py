@@ -107,7 +107,7 @@ def test_gpx_several_segments_missing_elevation_and_accuracy_sources() -> None:
     # hdop (metres, as tracking apps write it), an accuracy extension, then none at all.
     assert [p.accuracy_m for p in points] == [6.0, 8.0, 35.5, None, None]
     assert points[3].t == datetime(2030, 1, 1, 8, 2, 10, 500000, tzinfo=UTC)
-    assert points[4].t == datetime(2030, 1, 1, 8, 0, 0, tzinfo=UTC)  # +01:00 read as UTC 08:00
+    assert points[4].t == datetime(2030, 1, 1, 8, 0, 30, tzinfo=UTC)  # 09:00:30+01:00
 
 
 def test_gpx_records_put_the_officer_on_duty_for_the_track_span() -> None:
