@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coverwatch.formats.accuracy import FALLBACK_ACCURACY_M
 from serverkit import Kit, base_settings, running_server, write_site
@@ -145,3 +147,30 @@ def test_export_api_tracks_lapses_alerts(kit: Kit) -> None:
     officer = kit.user("olly", "officer")
     assert kit.request(officer, "GET", "/api/v1/export",
                        params={"since": since, "until": until}).status_code == 403
+
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                    st.floats(), st.text(max_size=10))
+_location = st.dictionaries(
+    st.sampled_from(["_type", "lat", "lon", "tst", "acc", "batt", "tid", "vel", "cog", "alt",
+                     "topic", "inregions"]),
+    st.one_of(_scalar, st.sampled_from(["location", "transition", 51.5, -0.12, 1893484800]),
+              st.lists(_scalar, max_size=3)), max_size=8)
+_any = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=10)
+
+
+def test_random_owntracks_bodies_never_cause_a_server_error(kit: Kit) -> None:
+    _, token = kit.device("alice-phone", "A7")
+
+    @settings(max_examples=200, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(body=st.one_of(_location, st.lists(_location, max_size=3), _any))
+    def check(body: Any) -> None:
+        # The standard library writes what orjson refuses: huge integers, NaN, Infinity.
+        r = _post(kit, token, json.dumps(body).encode())
+        assert r.status_code in (200, 400), (body, r.status_code, r.text)
+        if r.status_code == 200:
+            assert r.json() == []
+
+    check()

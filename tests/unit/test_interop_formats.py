@@ -14,6 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.records import RecordRules, check_record
@@ -372,3 +374,49 @@ def test_export_geojson_gpx_csv_state_utc_and_place_on_the_map(tmp_path: Path) -
 def test_generated_example_site_file_is_plain_yaml() -> None:
     data = yaml.safe_load((QUAY / "site.yaml").read_text())
     assert data["posts"][0]["at"] == [0.0, 0.0]
+
+
+# -- fuzz: any JSON is either a site or a SiteFileError, never a crash ---------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(-200, 200)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=4),
+    max_leaves=20)
+_coords = st.lists(st.floats(-0.13, -0.11), min_size=2, max_size=3).map(
+    lambda v: [v[0], 51.5 + (v[1] + 0.12), *v[2:]])
+_geometry = st.one_of(
+    st.fixed_dictionaries({"type": st.just("Point"), "coordinates": _coords}),
+    st.fixed_dictionaries({"type": st.sampled_from(["LineString", "MultiPoint"]),
+                           "coordinates": st.lists(_coords, max_size=4)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["Polygon", "MultiLineString"]),
+                           "coordinates": st.lists(st.lists(_coords, max_size=5), max_size=2)}),
+    _json)
+_props = st.dictionaries(
+    st.sampled_from(["kind", "id", "name", "rules", "gate", "orders", "one_way", "colour"]),
+    st.one_of(st.sampled_from(["post", "walkway", "barrier", "gate-1", "[]",
+                               '[{"id": "c", "need": 1, "within_m": 5}]']), _json),
+    max_size=5)
+_feature = st.one_of(st.fixed_dictionaries({"type": st.just("Feature"), "properties": _props,
+                                            "geometry": _geometry}), _json)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features=st.lists(_feature, max_size=4), meta=st.one_of(st.none(), _json))
+def test_geojson_import_never_crashes(features: list[object], meta: object) -> None:
+    doc: dict[str, object] = {"type": "FeatureCollection", "features": features}
+    if meta is not None:
+        doc["coverwatch"] = meta
+    try:
+        site_from_geojson(orjson.dumps(doc), "fuzz.geojson")
+    except SiteFileError as e:
+        assert all(p.message for p in e.problems)
+
+
+def test_geojson_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    text = '{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": ' \
+           '{"type": "Point", "coordinates": ' + deep + "}}]}"
+    with pytest.raises(SiteFileError):
+        site_from_geojson(text, "deep.geojson")

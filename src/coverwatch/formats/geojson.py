@@ -143,17 +143,17 @@ def _mm(p: tuple[float, float], origin: LatLon) -> list[float]:
 
 def _bbox_centre(features: list[Any]) -> LatLon:
     pts: list[tuple[float, float]] = []
-
-    def walk(c: Any) -> None:
-        if isinstance(c, list) and len(c) >= 2 and all(isinstance(v, int | float) for v in c):
+    stack: list[Any] = [f["geometry"].get("coordinates") for f in features
+                        if isinstance(f, Mapping) and isinstance(f.get("geometry"), Mapping)]
+    while stack:  # iterative: the JSON may nest deeper than Python's recursion limit
+        c = stack.pop()
+        if not isinstance(c, list):
+            continue
+        if len(c) >= 2 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                               for v in c):
             pts.append((float(c[0]), float(c[1])))
-        elif isinstance(c, list):
-            for item in c:
-                walk(item)
-
-    for f in features:
-        if isinstance(f, Mapping) and isinstance(f.get("geometry"), Mapping):
-            walk(f["geometry"].get("coordinates"))
+        else:
+            stack.extend(c)
     if not pts:
         return LatLon(0.0, 0.0)
     lons, lats = [p[0] for p in pts], [p[1] for p in pts]
@@ -183,6 +183,10 @@ def site_from_geojson(
     meta = data.get("coverwatch") or {}
     if not isinstance(meta, dict):
         raise fail("coverwatch", "expected an object (the site's settings)")
+    for key in meta:
+        if key not in _SITE_KEYS:
+            raise fail(f"coverwatch.{key}", f"unknown site setting {key!r}; known: "
+                                            f"{', '.join(_SITE_KEYS)}")
     doc: dict[str, Any] = {k: meta[k] for k in _SITE_KEYS if k in meta}
     if origin is None and isinstance(meta.get("origin"), dict):
         try:
@@ -208,7 +212,7 @@ def site_from_geojson(
             shape, coords = _geometry(feature, field)
             kind = props.get("kind") or {"point": "post", "polygon": "post",
                                          "line": "walkway"}[shape]
-            if kind not in _FOR_KIND:
+            if not isinstance(kind, str) or kind not in _FOR_KIND:
                 raise _Bad(f"{field}.properties.kind",
                            f"unknown kind {kind!r}; expected post, walkway or barrier")
             for key in props:

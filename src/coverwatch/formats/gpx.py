@@ -158,8 +158,9 @@ def read_gpx_tracks(path: str | os.PathLike[str]) -> list[GpxTrack]:
                 if p.time is None:
                     raise EventInputError(
                         str(file), None, where,
-                        "the track point has no <time>: coverwatch needs the time of every "
-                        "point (a track drawn on a map, without times, cannot be replayed)")
+                        "the track point has no <time> (or one that is not an ISO-8601 time): "
+                        "coverwatch needs the time of every point (a track drawn on a map, "
+                        "without times, cannot be replayed)")
                 points.append((where, GpxPoint(_utc(p.time), p.latitude, p.longitude,
                                                _accuracy(p))))
         tracks.append(GpxTrack(trk.name, points))
