@@ -420,3 +420,41 @@ def test_geojson_deep_nesting_is_an_error_not_a_crash() -> None:
            '{"type": "Point", "coordinates": ' + deep + "}}]}"
     with pytest.raises(SiteFileError):
         site_from_geojson(text, "deep.geojson")
+
+
+def test_file_records_jsonl_and_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    site = load_site_text(ORIGIN_SITE)
+    jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text('{"t": 1, "kind": "fix", "officer": "A1", "x": 1, "y": 2}\n\n{not json\n')
+    records = file_records(jsonl, site)
+    assert next(records) == ("line 1", {"t": 1, "kind": "fix", "officer": "A1", "x": 1, "y": 2})
+    with pytest.raises(EventInputError) as e:
+        next(records)
+    assert e.value.line == 3
+    parquet = tmp_path / "e.parquet"
+    pq.write_table(pa.table({"t": [1.0, 2.0], "kind": ["duty", "fix"], "officer": ["A1", "A1"],
+                             "x": [None, 3.0], "y": [None, 4.0], "on": [True, None],
+                             "capabilities": ["armed", None]}), parquet)
+    assert list(file_records(parquet, site)) == [
+        ("row 1", {"t": 1.0, "kind": "duty", "officer": "A1", "on": True,
+                   "capabilities": ["armed"]}),
+        ("row 2", {"t": 2.0, "kind": "fix", "officer": "A1", "x": 3.0, "y": 4.0})]
+    bad = tmp_path / "e.csv"
+    bad.write_text("t,kind,officer,colour\n")
+    with pytest.raises(EventInputError, match="unknown column 'colour'"):
+        list(file_records(bad, site))
+    with pytest.raises(EventInputError, match="cannot tell the format"):
+        list(file_records(tmp_path / "e.kml", site))
+
+
+def test_geojson_feature_id_member_and_geojson_io_styling() -> None:
+    text = _collection({"type": "Feature", "id": "gate",
+                        "properties": {"stroke": "#555555", "marker-color": "#7e7e7e",
+                                       "rules": [{"id": "c", "need": 1, "within_m": 5}]},
+                        "geometry": {"type": "Point", "coordinates": [-0.12, 51.5]}})
+    _, site = site_from_geojson(text, "x", origin=LatLon(51.5, -0.12))
+    assert site.post("gate").at == (0.0, 0.0)
+    assert site.post("gate").rules[0].within_m == 5

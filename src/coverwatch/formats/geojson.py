@@ -5,11 +5,13 @@ becomes a site file. Each feature's flat properties say what it is:
 ``kind`` (``post``, ``walkway`` or ``barrier``; by default Point and Polygon
 are posts and LineString a walkway), ``id``, ``name``, ``rules`` (a
 JSON-encoded string, as QGIS keeps it, or a nested array), ``gate``,
-``orders``, ``one_way``; ``summary`` (written by the export) and ``fid``
-(added by QGIS) are ignored. Anything else is an error naming the feature and
-property. A post is a Point (``at``) or a Polygon (``area``; a MultiPolygon of
-one part is accepted because QGIS saves polygons that way). A post area has
-no holes and is one polygon: both are errors that say so. Positions are
+``orders``, ``one_way``; ``summary`` (written by the export), ``fid`` (added
+by QGIS) and geojson.io's styling (``stroke``, ``fill``, ``marker-color``, ...)
+are ignored; the id may also be the Feature's own ``id``. Anything else is an
+error naming the feature and property. A post is a Point (``at``) or a Polygon
+(``area``; a MultiPolygon of one part is accepted because QGIS saves polygons
+that way). A post area has no holes and is one polygon: both are errors that
+say so. Positions are
 projected to site metres around the origin (the collection's
 ``coverwatch.origin``, else the one given, else the centre of the features'
 bounding box), rounded to 1 mm.
@@ -42,7 +44,10 @@ __all__ = [
 ]
 
 MAX_GEOJSON_BYTES = 64 << 20
-_KNOWN = {"kind", "id", "name", "rules", "gate", "orders", "one_way", "summary", "fid"}
+# Written by the export, added by QGIS, or geojson.io's styling (simplestyle): ignored.
+_IGNORED = {"summary", "fid", "marker-color", "marker-size", "marker-symbol", "stroke",
+            "stroke-opacity", "stroke-width", "fill", "fill-opacity"}
+_KNOWN = {"kind", "id", "name", "rules", "gate", "orders", "one_way"} | _IGNORED
 _FOR_KIND = {"post": {"id", "name", "rules", "gate", "orders"},
              "walkway": {"id", "one_way"}, "barrier": {"id"}}
 _SITE_KEYS = ("site", "name", "origin", "timezone", "stale_after_s", "flags", "escalation",
@@ -217,12 +222,15 @@ def site_from_geojson(
                            f"unknown kind {kind!r}; expected post, walkway or barrier")
             for key in props:
                 if key not in _KNOWN:
+                    known = sorted(_KNOWN - _IGNORED)
                     raise _Bad(f"{field}.properties.{key}", f"unknown property {key!r}; "
-                               f"known: {', '.join(sorted(_KNOWN))}")
-                if key not in _FOR_KIND[kind] | {"kind", "summary", "fid"} \
+                               f"known: {', '.join(known)}")
+                if key not in _FOR_KIND[kind] | {"kind"} | _IGNORED \
                         and props[key] is not None:
                     raise _Bad(f"{field}.properties.{key}", f"a {kind} has no {key!r}")
-            item: dict[str, Any] = {"id": props.get("id")}
+            # The id may also be the Feature's own "id" member (geojson.io, some QGIS exports).
+            ident = props.get("id", feature.get("id"))
+            item: dict[str, Any] = {"id": ident}
             if kind == "post":
                 if shape == "line":
                     raise _Bad(f"{field}.geometry", "a post is a Point or a Polygon")
