@@ -202,6 +202,16 @@ def test_track_to_gpx_to_replay_gives_identical_lapses(tmp_path: Path) -> None:
     b, _ = replay_file(site, gpx, gpx=GpxOptions(capabilities=("armed",)))
     assert [lapse_record(x) for x in a.lapses] == [lapse_record(x) for x in b.lapses]
     assert len(a.lapses) >= 2
+    # Duty given alongside instead: on at the start only, never off.
+    duty = tmp_path / "duty.jsonl"
+    duty.write_bytes(orjson.dumps(lines[0]) + b"\n")
+    jsonl.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines[:-1]))
+    c, _ = replay_file(site, jsonl)
+    d, _ = replay_file(site, gpx, gpx=GpxOptions(alongside=duty))
+    assert [lapse_record(x) for x in c.lapses] == [lapse_record(x) for x in d.lapses]
+    records = list(file_records(gpx, site, GpxOptions(alongside=duty)))
+    assert [r["kind"] for _, r in records].count("duty") == 1
+    assert records[-1][0] == f"{duty} line 1"
 
 
 # -- GeoJSON sites ------------------------------------------------------------------

@@ -18,7 +18,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from coverwatch.cli.interop import CapabilityOption, OfficerOption, TrackDutyOption
+from coverwatch.cli.interop import (
+    CapabilityOption,
+    OfficerOption,
+    TrackDutyOption,
+    WithEventsOption,
+)
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.engine import Evaluation
@@ -135,6 +140,7 @@ def replay(
     officer: OfficerOption = None,
     capability: CapabilityOption = None,
     track_duty: TrackDutyOption = True,
+    with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
     from coverwatch.formats.gpx import GpxOptions
@@ -175,7 +181,7 @@ def replay(
                 site_model, events, skip_bad=skip_bad, budget=budget,
                 disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
                 on_start=start, on_progress=tick,
-                gpx=GpxOptions(officer, tuple(capability or ()), track_duty),
+                gpx=GpxOptions(officer, tuple(capability or ()), track_duty, with_events),
             )
     except CoverwatchError as e:
         raise _fail(err, e) from None

@@ -31,6 +31,9 @@ TrackDutyOption = Annotated[bool, typer.Option(
     "--track-duty/--no-track-duty",
     help="GPX: the officer is on duty for the span of each track (off: duty comes from "
          "other events).")]
+WithEventsOption = Annotated[Path | None, typer.Option(
+    "--with-events", help="GPX: events given alongside the track (JSONL, CSV or Parquet: duty, "
+                          "gates, flags); the track then makes no duty of its own.")]
 
 
 def _error(message: str) -> typer.Exit:
@@ -59,6 +62,7 @@ def events_import(
     officer: OfficerOption = None,
     capability: CapabilityOption = None,
     track_duty: TrackDutyOption = True,
+    with_events: WithEventsOption = None,
 ) -> None:
     """Store events from a file in the server's store, validated and idempotent like
     the live paths (importing twice stores each event once)."""
@@ -74,7 +78,7 @@ def events_import(
         try:
             result = import_events(
                 store, site_model, file, now_us=time.time_ns() // 1000,
-                gpx=GpxOptions(officer, tuple(capability or ()), track_duty))
+                gpx=GpxOptions(officer, tuple(capability or ()), track_duty, with_events))
         finally:
             store.close()
     except CoverwatchError as e:

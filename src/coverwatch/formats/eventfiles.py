@@ -527,6 +527,16 @@ class EventReader:
             except _Bad as bad:
                 field = where + (f".{bad.field}" if bad.field else "")
                 raise EventInputError(self._name, None, field, bad.message) from None
+        if self.gpx is not None and self.gpx.alongside is not None:
+            from coverwatch.formats.eventrecords import file_records
+
+            name = str(self.gpx.alongside)
+            for seq, (where, rec) in enumerate(file_records(name, self.site), len(records) + 1):
+                try:
+                    out.add(check_row(rec, self._rules), seq)
+                except _Bad as bad:
+                    raise EventInputError(name, None, f"{where}, {bad.field}", bad.message) \
+                        from None
         self.lines_read = len(records)
         self.bytes_read = self.total_bytes
         yield out.batch()

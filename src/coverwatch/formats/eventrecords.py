@@ -43,8 +43,12 @@ def file_records(
         from coverwatch.formats.accuracy import default_accuracy_m
         from coverwatch.formats.gpx import gpx_records
 
-        yield from gpx_records(file, gpx or GpxOptions(),
-                               default_accuracy_m=default_accuracy_m(site))
+        options = gpx or GpxOptions()
+        yield from gpx_records(file, options, default_accuracy_m=default_accuracy_m(site))
+        if options.alongside is not None:  # the duty (and gates, flags) given with the track
+            alongside = options.alongside
+            yield from ((f"{alongside} {where}", rec)
+                        for where, rec in file_records(alongside, site))
     elif fmt == "jsonl":
         with open(file, "rb") as f:
             for n, line in enumerate(f, 1):

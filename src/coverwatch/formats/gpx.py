@@ -9,9 +9,10 @@ without a zone is read as UTC, as the GPX schema says), ``lat``/``lon`` and
 accuracy: an accuracy extension (``accuracy``, ``acc``, ``accuracy_m``,
 ``hacc`` in any namespace), else ``<hdop>`` read as metres (what OsmAnd,
 GPSLogger and Traccar write there), else the site's default accuracy.
-A GPX track carries no duty: unless ``track_duty`` is off (duty comes from
-elsewhere), the officer is on duty from the track's first point to its last,
-with the capabilities the caller gives (none by default). A file without
+A GPX track carries no duty: unless ``track_duty`` is off or events are given
+alongside (``alongside``: a JSONL, CSV or Parquet file with the duty, gate and
+flag events), the officer is on duty from the track's first point to its
+last, with the capabilities the caller gives (none by default). A file without
 times is an error that says so.
 
 Writing (:func:`write_gpx`): one ``<trk>`` per officer, the accuracy in
@@ -58,6 +59,9 @@ class GpxOptions:
     officer: str | None = None
     capabilities: tuple[str, ...] = ()
     track_duty: bool = True
+    #: Events given alongside the track (JSONL, CSV or Parquet: duty, gates, flags).
+    #: When given, the track makes no duty of its own: the officer's duty is in them.
+    alongside: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +199,7 @@ def gpx_records(
                                    "accuracy_m": default_accuracy_m if p.accuracy_m is None
                                    else p.accuracy_m}
             records.append((where, rec))
-        if options.track_duty:
+        if options.track_duty and options.alongside is None:
             first = min(p.t for _, p in track.points)
             last = max(p.t for _, p in track.points)
             out.append((f"trk[{i}] (start)", {"t": first, "kind": "duty", "officer": officer,
