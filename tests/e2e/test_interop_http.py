@@ -119,6 +119,9 @@ def test_export_api_tracks_lapses_alerts(kit: Kit) -> None:
     for i in range(3):
         _post(kit, token, {"_type": "location", "lat": 51.5 + i * 1e-5, "lon": -0.12,
                            "tst": 1893484800 + i, "acc": 5})
+    for _ in range(4):  # nobody on duty at the gate: a lapse, alerted after its 10 s grace
+        kit.advance(15)
+    assert kit.svc.book.alerts(), "the scenario must raise an alert"
     since, until = "2030-01-01T07:59:00Z", "2030-01-01T08:01:00Z"
     r = kit.request(sup, "GET", "/api/v1/export", params={"since": since, "until": until,
                                                            "format": "geojson"})
@@ -127,12 +130,18 @@ def test_export_api_tracks_lapses_alerts(kit: Kit) -> None:
     body = r.json()
     assert body["coverwatch"]["times"] == "UTC"
     track = next(f for f in body["features"] if f["properties"]["kind"] == "track")
+    kinds = [f["properties"]["kind"] for f in body["features"]]
+    assert "lapse" in kinds and "alert" in kinds
+    alert = next(f for f in body["features"] if f["properties"]["kind"] == "alert")
+    assert alert["geometry"] == {"type": "Point", "coordinates": [-0.12, 51.5]}
+    assert alert["properties"]["alert_at"].endswith("Z")
     assert track["properties"]["officer"] == "A7" and track["properties"]["fixes"] == 3
     assert track["geometry"]["coordinates"][0] == pytest.approx([-0.12, 51.5])
     r = kit.request(sup, "GET", "/api/v1/export", params={"since": since, "until": until,
                                                            "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["type"] for row in rows].count("fix") == 3
+    assert {"lapse", "alert"} <= {row["type"] for row in rows}
     assert rows[0]["t_utc"] == "2030-01-01T08:00:00Z"
     r = kit.request(sup, "GET", "/api/v1/export", params={"since": since, "until": until,
                                                            "format": "gpx"})
