@@ -90,6 +90,14 @@ def test_owntracks_other_types_are_accepted_and_not_used(kind: str) -> None:
     assert msg.ignored == [f"_type {kind!r} is not used"]
 
 
+def test_owntracks_encrypted_payload_is_flagged_as_unreadable() -> None:
+    msg = owntracks_records({"_type": "encrypted", "data": "b64..."}, "A7",
+                            default_accuracy_m=50.0)
+    assert msg.records == [] and msg.unreadable
+    assert "clear the key" in msg.ignored[0]
+    assert not owntracks_records({"_type": "lwt"}, "A7", default_accuracy_m=50.0).unreadable
+
+
 @pytest.mark.parametrize("payload", [[1], "text", {"lat": 1}, {"_type": 3}, None])
 def test_owntracks_non_messages_are_errors(payload: object) -> None:
     with pytest.raises(OwnTracksError):

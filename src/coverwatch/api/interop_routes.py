@@ -91,7 +91,8 @@ async def owntracks(request: Request, svc: Svc) -> Any:
         except InvalidEvents as e:
             log.warning("OwnTracks location from device %s not used: %s", who.name, e)
     if message.ignored:
-        log.debug("OwnTracks from device %s: %s", who.name, "; ".join(message.ignored))
+        level = logging.WARNING if message.unreadable else logging.DEBUG
+        log.log(level, "OwnTracks from device %s: %s", who.name, "; ".join(message.ignored))
     if rows:
         await svc.ingest(rows, source="owntracks", device=who.name)
     return JSONResponse([])  # OwnTracks expects an array (of messages for the phone)

@@ -33,6 +33,11 @@ class OwnTracksMessage:
     records: list[dict[str, Any]]
     ignored: list[str]
 
+    @property
+    def unreadable(self) -> bool:
+        """True if a message was encrypted: positions are being lost, say so loudly."""
+        return any(why.startswith("_type 'encrypted'") for why in self.ignored)
+
 
 def _one(payload: Any, officer: str, default_accuracy_m: float) -> tuple[dict[str, Any] | None,
                                                                        str | None]:
@@ -41,6 +46,9 @@ def _one(payload: Any, officer: str, default_accuracy_m: float) -> tuple[dict[st
     kind = payload.get("_type")
     if not isinstance(kind, str) or not kind:
         raise OwnTracksError("missing _type (not an OwnTracks message)")
+    if kind == "encrypted":
+        return None, ("_type 'encrypted': the app has a secret encryption key set, which "
+                      "coverwatch cannot read; clear the key in the app (use HTTPS or TLS instead)")
     if kind != "location":
         return None, f"_type {kind!r} is not used"
     record: dict[str, Any] = {"kind": "fix", "officer": officer}

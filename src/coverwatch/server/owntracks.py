@@ -107,6 +107,9 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s rejected: %s", topic, e)
         return
+    if message.unreadable:
+        svc.mqtt_rejected += 1
+        log.warning("OwnTracks message on %s: %s", topic, "; ".join(message.ignored))
     rows: list[dict[str, Any]] = []
     for record in message.records:
         try:
