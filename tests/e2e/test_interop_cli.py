@@ -59,6 +59,10 @@ def test_replay_reads_a_gpx_track(tmp_path: Path) -> None:
     assert "trk[0].trkseg[0].trkpt[0]" in r.stderr and "no <time>" in r.stderr
     r = run("replay", site, SAMPLES / "two-officers.gpx", "--officer", "B2")
     assert r.returncode == 2 and "2 tracks" in r.stderr
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"t": 1, "kind": "fix", "officer": "A1", "x": 0, "y": 0}\n')
+    r = run("replay", site, events, "--capability", "armed")
+    assert r.returncode == 2 and "apply to GPX files only" in r.stderr
 
 
 def test_events_import_is_validated_and_idempotent(tmp_path: Path) -> None:

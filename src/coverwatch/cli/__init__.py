@@ -23,6 +23,7 @@ from coverwatch.cli.interop import (
     OfficerOption,
     TrackDutyOption,
     WithEventsOption,
+    check_gpx_options,
 )
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
@@ -147,6 +148,7 @@ def replay(
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
+    check_gpx_options(events, officer, capability, track_duty, with_events)
     to_stdout = json_out == "-"
     console = Console(stderr=to_stdout)
     err = Console(stderr=True)

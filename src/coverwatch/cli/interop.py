@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from coverwatch.errors import CoverwatchError, SiteFileError
 
-__all__ = ["events_app", "export", "register_site_commands"]
+__all__ = ["check_gpx_options", "events_app", "export", "register_site_commands"]
 
 events_app = typer.Typer(help="Stored events.", no_args_is_help=True)
 
@@ -34,6 +34,16 @@ TrackDutyOption = Annotated[bool, typer.Option(
 WithEventsOption = Annotated[Path | None, typer.Option(
     "--with-events", help="GPX: events given alongside the track (JSONL, CSV or Parquet: duty, "
                           "gates, flags); the track then makes no duty of its own.")]
+
+
+def check_gpx_options(file: Path, officer: str | None, capability: list[str] | None,
+                      track_duty: bool, with_events: Path | None) -> None:
+    """The GPX options make sense only for a .gpx file: say so rather than ignore them."""
+    if file.suffix.lower() != ".gpx" and (officer or capability or not track_duty
+                                          or with_events):
+        raise _error(f"{file}: --officer, --capability, --no-track-duty and --with-events "
+                     "apply to GPX files only (the other formats name officers, duty and "
+                     "capabilities in their events)")
 
 
 def _error(message: str) -> typer.Exit:
@@ -71,6 +81,7 @@ def events_import(
     from coverwatch.server.backfill import import_events
     from coverwatch.storage import open_store
 
+    check_gpx_options(file, officer, capability, track_duty, with_events)
     try:
         site_model = load_site(site)
         data_dir.mkdir(parents=True, exist_ok=True)
