@@ -1,0 +1,230 @@
+"""The event log: one JetStream stream of accepted events, one subject per site.
+
+A gateway publishes every accepted event to ``<prefix>.events.<site>`` with its
+idempotence key as ``Nats-Msg-Id`` and acknowledges the client only after the
+stream's PubAck, so JetStream drops a re-sent event within its duplicate
+window. The window is finite: permanent idempotence stays the unique event key
+in PostgreSQL (a re-send later than the window is older than the horizon
+anyway, so the worker counts it late and the engine never sees it).
+
+The owner of a site also publishes *watermarks* into the same subject. The
+stream is then the whole input of a site's evaluation: an event is late when a
+watermark later than its time precedes it in the stream. Any owner replaying
+the stream from a checkpoint makes exactly the same decisions, which is what
+makes a takeover invisible in the lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import nats
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+__all__ = [
+    "BusMessage",
+    "BusNames",
+    "EventLog",
+    "Published",
+    "connect",
+    "decode",
+]
+
+_PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+# Site ids are checked by the site file (lower-case words and hyphens); these
+# are also safe as NATS subject tokens and KV keys.
+_SITE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+KIND_HEADER = "Coverwatch-Kind"
+
+
+@dataclass(frozen=True, slots=True)
+class BusNames:
+    """Names on a shared NATS, all starting ``coverwatch`` (or another prefix)."""
+
+    prefix: str = "coverwatch"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX.fullmatch(self.prefix):
+            raise ValueError(f"bus prefix {self.prefix!r}: lower-case letters, digits, hyphens")
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}-events"
+
+    @property
+    def subjects(self) -> str:
+        return f"{self.prefix}.events.*"
+
+    def subject(self, site: str) -> str:
+        if not _SITE.fullmatch(site):
+            raise ValueError(f"site id {site!r} cannot name a bus subject")
+        return f"{self.prefix}.events.{site}"
+
+    def site_of(self, subject: str) -> str:
+        return subject.rsplit(".", 1)[-1]
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}-leases"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.prefix}-checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The stream's acknowledgement of one event: durable at ``seq``."""
+
+    key: str
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One message of a site's subject, in stream order.
+
+    ``kind`` "event": ``data`` is the event row (the store's column names),
+    ``key`` its idempotence key. ``kind`` "watermark": ``data`` is
+    ``{"horizon_us": …}``, the owner's promise that later events earlier than
+    that time count as late.
+    """
+
+    site: str
+    seq: int
+    kind: Literal["event", "watermark"]
+    key: str | None
+    data: Mapping[str, Any]
+
+    @property
+    def horizon_us(self) -> int:
+        return int(self.data["horizon_us"])
+
+
+def decode(names: BusNames, msg: Msg) -> BusMessage:
+    """A delivered JetStream message as a :class:`BusMessage`."""
+    headers = msg.headers or {}
+    kind: Literal["event", "watermark"] = (
+        "watermark" if headers.get(KIND_HEADER) == "watermark" else "event"
+    )
+    return BusMessage(
+        site=names.site_of(msg.subject),
+        seq=msg.metadata.sequence.stream,
+        kind=kind,
+        key=headers.get("Nats-Msg-Id"),
+        data=orjson.loads(msg.data),
+    )
+
+
+async def connect(url: str, *, name: str = "coverwatch", **options: Any) -> Client:
+    """A NATS connection that keeps reconnecting (a NATS restart is an outage, not an end)."""
+    return await nats.connect(
+        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        connect_timeout=3, **options,
+    )
+
+
+class EventLog:
+    """The ``<prefix>-events`` stream: publish accepted events, read a site in order."""
+
+    def __init__(
+        self, js: JetStreamContext, names: BusNames | None = None, *, replicas: int = 1,
+        duplicate_window_s: float = 600.0, max_age_s: float | None = 7 * 86400.0,
+    ) -> None:
+        self.js = js
+        self.names = names or BusNames()
+        self.replicas = replicas
+        self.duplicate_window_s = duplicate_window_s
+        self.max_age_s = max_age_s
+
+    async def ensure(self) -> api.StreamInfo:
+        """Create the stream if missing (file storage, the configured replicas and window)."""
+        config = api.StreamConfig(
+            name=self.names.stream,
+            description="coverwatch: accepted events and watermarks, one subject per site",
+            subjects=[self.names.subjects],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.max_age_s,
+            discard=api.DiscardPolicy.OLD,
+        )
+        try:
+            return await self.js.stream_info(self.names.stream)
+        except NotFoundError:
+            return await self.js.add_stream(config)
+
+    async def delete(self) -> None:
+        """Remove the stream (tests and benchmarks clean up after themselves)."""
+        await self.js.delete_stream(self.names.stream)
+
+    async def publish(
+        self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]], *,
+        timeout: float = 5.0,
+    ) -> list[Published]:
+        """Publish ``(key, row)`` pairs and wait for every PubAck.
+
+        Only after this returns may the gateway acknowledge: each event is then
+        in the stream (and its replicas). A raised error means some may not be;
+        the client re-sends and the message ids drop the ones that were.
+        """
+        subject = self.names.subject(site)
+        acks = await asyncio.gather(*(
+            self.js.publish(subject, orjson.dumps(row), timeout=timeout,
+                            headers={"Nats-Msg-Id": key})
+            for key, row in events
+        ))
+        return [Published(key, ack.seq, bool(ack.duplicate))
+                for (key, _), ack in zip(events, acks, strict=True)]
+
+    async def publish_watermark(self, site: str, horizon_us: int, *,
+                                timeout: float = 5.0) -> int:
+        """Append a watermark to the site's subject; returns its stream sequence."""
+        ack = await self.js.publish(
+            self.names.subject(site), orjson.dumps({"horizon_us": int(horizon_us)}),
+            timeout=timeout, headers={KIND_HEADER: "watermark",
+                                      "Nats-Msg-Id": f"wm:{site}:{int(horizon_us)}"},
+        )
+        return int(ack.seq)
+
+    async def last_seq(self, site: str) -> int:
+        """The stream sequence of the site's newest message (0 if none)."""
+        try:
+            msg = await self.js.get_last_msg(self.names.stream, self.names.subject(site))
+        except NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    async def follow(
+        self, site: str, after_seq: int, on_message: Callable[[BusMessage], Awaitable[None]],
+    ) -> JetStreamContext.PushSubscription:
+        """Deliver the site's messages after ``after_seq``, in stream order, to ``on_message``.
+
+        An ordered consumer: no server-side acks (the checkpoint is the cursor),
+        and the client re-creates it from the last delivered sequence after a
+        gap or a NATS restart. Unsubscribe the returned subscription to stop.
+        """
+        if after_seq > 0:
+            policy, start = api.DeliverPolicy.BY_START_SEQUENCE, after_seq + 1
+        else:
+            policy, start = api.DeliverPolicy.ALL, None
+        config = api.ConsumerConfig(deliver_policy=policy, opt_start_seq=start,
+                                    inactive_threshold=30.0)
+
+        async def handle(msg: Msg) -> None:
+            await on_message(decode(self.names, msg))
+
+        return await self.js.subscribe(
+            self.names.subject(site), stream=self.names.stream, cb=handle,
+            ordered_consumer=True, idle_heartbeat=2.0, config=config,
+        )

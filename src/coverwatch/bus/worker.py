@@ -1,0 +1,284 @@
+"""The evaluator worker: owns a share of the sites and evaluates each in stream order.
+
+Every ``renew_s`` the worker beats its heartbeat, renews its leases, evens
+the load (:func:`~coverwatch.bus.leases.balanced_moves`), publishes a
+watermark for each site it owns, and runs the dead-man check. For each owned
+site a :class:`SiteRun` claims the checkpoint, restores the evaluator, follows
+the site's subject from the checkpoint's sequence, hands outputs to the sink
+and checkpoints every ``checkpoint_s``. A site given up (rebalancing, shutdown)
+is checkpointed, then released, so the next owner starts at once; a site whose
+lease is lost stops without writing anything more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+
+from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
+from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
+from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
+from coverwatch.bus.log import BusMessage, BusNames, EventLog
+
+__all__ = ["OutputSink", "SiteRun", "Worker", "WorkerSettings", "wall_clock_us"]
+
+log = logging.getLogger("coverwatch.bus")
+
+# (site, epoch, stream sequence consumed, outputs); must be idempotent (see evaluator.py).
+OutputSink = Callable[[str, int, int, Sequence[Any]], Awaitable[None]]
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Timings of the distributed mode (seconds)."""
+
+    lease_s: float = 6.0  # a dead worker's sites move after this (plus one round)
+    renew_s: float = 1.0
+    checkpoint_s: float = 1.0
+    watermark_s: float = 1.0
+    lateness_s: float = 2.0
+    deadman_s: float = 15.0  # a site unowned this long is reported
+    batch_max: int = 20_000
+    replicas: int = 1  # of the stream and buckets (3 on a three-node cluster)
+
+
+@dataclass
+class SiteRun:
+    """One owned site: checkpoint, evaluator, subscription, consumer task."""
+
+    site: str
+    epoch: int
+    log: EventLog
+    checkpoints: Checkpoints
+    factory: EvaluatorFactory
+    sink: OutputSink | None
+    owns: Callable[[str], bool]
+    checkpoint_s: float
+    batch_max: int
+    seq: int = 0
+    taken: int = 0  # events taken by this run
+    cp: Checkpoint | None = None
+    evaluator: SiteEvaluator | None = None
+    failed: BaseException | None = None
+    queue: asyncio.Queue[BusMessage | None] = field(
+        default_factory=lambda: asyncio.Queue(20_000))
+    _sub: Any = None
+    _task: asyncio.Task[None] | None = None
+    _last_cp: float = 0.0
+
+    async def start(self, owner: str) -> None:
+        self.cp = await self.checkpoints.claim(self.site, owner, self.epoch)
+        state = self.cp.state
+        self.seq = self.cp.seq
+        self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
+        self._last_cp = time.monotonic()
+        self._sub = await self.log.follow(self.site, self.seq, self.queue.put)
+        self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def stop(self, *, checkpoint: bool) -> None:
+        """Stop following; with ``checkpoint``, save where it got to first."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        if self._task is None:
+            return
+        if checkpoint and not self._task.done():
+            # Behind the queued messages: they are evaluated, then checkpointed.
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10.0)
+            except Exception:
+                self._task.cancel()
+        else:
+            self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+    async def _consume(self) -> None:
+        try:
+            while True:
+                first = await self.queue.get()
+                batch = [first]
+                while len(batch) < self.batch_max and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                end = batch[-1] is None
+                messages = [m for m in batch if m is not None and m.seq > self.seq]
+                if messages:
+                    outputs = await asyncio.to_thread(self._apply, messages)
+                    if not self.owns(self.site):
+                        return  # the lease may already look stale elsewhere: act no more
+                    if outputs and self.sink is not None:
+                        await self.sink(self.site, self.epoch, self.seq, outputs)
+                if end or time.monotonic() - self._last_cp >= self.checkpoint_s:
+                    await self.checkpoint()
+                if end:
+                    return
+        except CheckpointConflict as e:
+            log.warning("site %s: %s", self.site, e)
+            self.failed = e
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("site %s: evaluation failed", self.site)
+            self.failed = e
+
+    def _apply(self, messages: list[BusMessage]) -> list[Any]:
+        assert self.evaluator is not None
+        outputs: list[Any] = []
+        events: list[BusMessage] = []
+        for m in messages:
+            if m.kind == "event":
+                events.append(m)
+                continue
+            if events:
+                outputs += self.evaluator.take(events)
+                self.taken += len(events)
+                events = []
+            outputs += self.evaluator.advance(m.horizon_us)
+        if events:
+            outputs += self.evaluator.take(events)
+            self.taken += len(events)
+        self.seq = messages[-1].seq
+        return outputs
+
+    async def checkpoint(self) -> None:
+        assert self.cp is not None and self.evaluator is not None
+        if self.seq == self.cp.seq:
+            return
+        if not self.owns(self.site):
+            raise CheckpointConflict(f"{self.site}: lease lapsed before the checkpoint")
+        state = await asyncio.to_thread(self.evaluator.snapshot)
+        self.cp = await self.checkpoints.save(self.cp, self.seq, state)
+        self._last_cp = time.monotonic()
+
+
+class Worker:
+    """One evaluator worker process's share of the deployment; see the module docstring."""
+
+    def __init__(
+        self, nc: Client, *, sites: Callable[[], Collection[str]], factory: EvaluatorFactory,
+        names: BusNames | None = None, sink: OutputSink | None = None,
+        settings: WorkerSettings | None = None, worker_id: str | None = None,
+        on_orphan: Callable[[str, float], Awaitable[None]] | None = None,
+        on_owned: Callable[[str], Awaitable[None]] | None = None,
+        clock_us: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.names = names or BusNames()
+        self.settings = settings or WorkerSettings()
+        self.id = worker_id or f"w-{uuid.uuid4().hex[:10]}"
+        self.sites = sites
+        self.factory = factory
+        self.sink = sink
+        self.on_orphan = on_orphan
+        self.on_owned = on_owned
+        self.clock_us = clock_us
+        self.runs: dict[str, SiteRun] = {}
+        self.log = EventLog(self.js, self.names, replicas=self.settings.replicas)
+        self._last_watermark = 0.0
+        self.view: LeaseView
+        self.leases: LeaseTable
+        self.checkpoints: Checkpoints
+        self.deadman: DeadmanCheck | None = None
+
+    async def start(self) -> None:
+        """Create what is missing (stream, buckets) and start watching the leases."""
+        s = self.settings
+        await self.log.ensure()
+        kv = await open_bucket(self.js, self.names.leases, replicas=s.replicas)
+        cps = await open_bucket(self.js, self.names.checkpoints, replicas=s.replicas)
+        self.checkpoints = Checkpoints(cps)
+        self.view = LeaseView(kv, s.lease_s)
+        await self.view.start()
+        self.leases = LeaseTable(kv, self.view, self.id, lease_s=s.lease_s)
+        if self.on_orphan is not None:
+            self.deadman = DeadmanCheck(self.view, self.sites, s.deadman_s, self.on_orphan,
+                                        self.on_owned)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take part until ``stop`` is set, then hand every site over cleanly."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.round()
+                except Exception:  # e.g. NATS restarting: the next round retries
+                    log.exception("worker round failed")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.renew_s)
+        finally:
+            await self.close()
+
+    async def round(self) -> None:
+        """One heartbeat: renew, drop failed runs, rebalance, watermark, dead-man check."""
+        await self.leases.heartbeat(len(self.runs))
+        renewed = await asyncio.gather(*(self.leases.renew(s) for s in list(self.runs)))
+        for site, ok in zip(list(self.runs), renewed, strict=True):
+            if not ok:
+                log.warning("site %s: lease lost", site)
+                await self.runs.pop(site).stop(checkpoint=False)
+        for site, run in list(self.runs.items()):
+            if run.done:  # failed: let it start again from the checkpoint
+                del self.runs[site]
+                await run.stop(checkpoint=False)
+                await self.leases.release(site)
+        sites = set(self.sites())
+        take, give = balanced_moves(self.id, sites, self.view, list(self.runs))
+        for site in give:
+            await self._give_up(site)
+        for site in take:
+            await self._take(site)
+        if time.monotonic() - self._last_watermark >= self.settings.watermark_s:
+            self._last_watermark = time.monotonic()
+            horizon = self.clock_us() - round(self.settings.lateness_s * 1e6)
+            await asyncio.gather(*(self.log.publish_watermark(s, horizon) for s in self.runs))
+        if self.deadman is not None:
+            await self.deadman.check()
+
+    async def _take(self, site: str) -> None:
+        epoch = await self.leases.try_acquire(site)
+        if epoch is None:
+            return
+        s = self.settings
+        run = SiteRun(site, epoch, self.log, self.checkpoints, self.factory, self.sink,
+                      self.leases.owns, s.checkpoint_s, s.batch_max)
+        try:
+            await run.start(self.id)
+        except Exception as e:
+            log.warning("site %s: could not start: %s", site, e)
+            await run.stop(checkpoint=False)
+            await self.leases.release(site)
+            return
+        self.runs[site] = run
+        log.info("site %s: owned (epoch %d, from seq %d)", site, epoch, run.seq)
+
+    async def _give_up(self, site: str) -> None:
+        run = self.runs.pop(site, None)
+        if run is not None:
+            await run.stop(checkpoint=True)
+        await self.leases.release(site)
+
+    async def close(self) -> None:
+        """Checkpoint and release every site, then leave (a clean shutdown)."""
+        for site in list(self.runs):
+            await self._give_up(site)
+        await self.leases.leave()
+        await self.view.stop()
