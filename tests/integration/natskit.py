@@ -1,0 +1,102 @@
+"""Test kit for the bus: a unique prefix per test on the shared NATS, private servers.
+
+``bus_prefix`` gives each test its own stream and buckets (``cwt-<random>``)
+and deletes them afterwards. ``PrivateNats`` starts a ``nats-server -js`` of
+the test's own on a free port and data directory, for tests that restart it;
+the machine's shared NATS is never restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from services import require_service, service_unavailable
+
+from coverwatch.bus import BusNames, connect
+
+__all__ = ["NATS_URL", "PrivateNats", "cleanup", "free_port", "need_nats", "unique_names"]
+
+NATS_URL = os.environ.get("COVERWATCH_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def need_nats() -> None:
+    host, _, port = NATS_URL.removeprefix("nats://").partition(":")
+    require_service("NATS", host, int(port or 4222))
+
+
+def unique_names() -> BusNames:
+    return BusNames(f"cwt-{uuid.uuid4().hex[:10]}")
+
+
+async def cleanup(url: str, names: BusNames) -> None:
+    """Delete the test's stream and buckets (whatever of them exists)."""
+    nc = await connect(url)
+    js = nc.jetstream()
+    for stream in (names.stream, f"KV_{names.leases}", f"KV_{names.checkpoints}"):
+        try:
+            await js.delete_stream(stream)
+        except Exception:
+            pass
+    await nc.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateNats:
+    """A nats-server with JetStream of the test's own (port, data directory)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(exe).exists():
+            service_unavailable("nats-server", "the executable is not installed")
+        self.exe = exe
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
+             str(self.data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("private nats-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+async def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:  # type: ignore[no-untyped-def]
+    """Poll an async or plain predicate until true or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return True
+        await asyncio.sleep(step)
+    return False
