@@ -9,6 +9,7 @@ the machine's shared NATS is never restarted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -40,10 +41,8 @@ async def cleanup(url: str, names: BusNames) -> None:
     nc = await connect(url)
     js = nc.jetstream()
     for stream in (names.stream, f"KV_{names.leases}", f"KV_{names.checkpoints}"):
-        try:
+        with contextlib.suppress(Exception):
             await js.delete_stream(stream)
-        except Exception:
-            pass
     await nc.close()
 
 
