@@ -1,9 +1,15 @@
-"""A worker process for the takeover test: ``python busworker.py URL PREFIX ID SITES OUT``.
+"""A worker process for the takeover tests.
 
-It runs :class:`coverwatch.bus.Worker` with the reference evaluator over the
-given sites (comma-separated) and appends every output to ``OUT`` as a JSON
-line ``{"worker", "site", "epoch", "seq", "output"}``, flushed at once so a
-SIGKILL loses nothing written. It stops cleanly on SIGTERM.
+``python busworker.py URL PREFIX ID SITES OUT [SITE_FILE CLOCK_FILE]``
+
+It runs :class:`coverwatch.bus.Worker` over the given sites (comma-separated)
+and appends every output to ``OUT`` as a JSON line ``{"worker", "site",
+"epoch", "seq", "output"}`` (and ``{"worker", "site", "epoch",
+"resumed_after"}`` when it starts on a site), unbuffered, so a SIGKILL loses nothing written.
+Without a site file the evaluator is the reference tally; with one it is the
+live cover engine (``server/buscover.py``) on that site, and the worker's
+clock is the number in ``CLOCK_FILE`` (µs), which the test moves. SIGTERM
+stops it cleanly.
 """
 
 from __future__ import annotations
@@ -11,15 +17,43 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from coverwatch.bus import BusNames, EventTally, Worker, WorkerSettings, connect
+from coverwatch.bus.evaluator import SiteEvaluator
+from coverwatch.bus.worker import wall_clock_us
+from coverwatch.formats.sitefile import load_site
+from coverwatch.server.buscover import BusCover
+
+SECRET = b"test deployment secret"
+LATENESS_US = 2_000_000
 
 
-async def main(url: str, prefix: str, worker_id: str, sites: list[str], out: str) -> None:
+def _default(o: Any) -> Any:
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError
+
+
+async def main(argv: list[str]) -> None:
+    url, prefix, worker_id, sites, out = argv[:5]
+    factory: Callable[[str, bytes | None], SiteEvaluator] = EventTally
+    clock: Callable[[], int] = wall_clock_us
+    if len(argv) > 5:
+        site = load_site(argv[5])
+        clock_file = Path(argv[6])
+
+        def cover(_: str, state: bytes | None) -> SiteEvaluator:
+            return BusCover(site, secret=SECRET, lateness_us=LATENESS_US, state=state)
+
+        def file_clock() -> int:
+            return int(clock_file.read_text())
+
+        factory, clock = cover, file_clock
     nc = await connect(url)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -28,12 +62,18 @@ async def main(url: str, prefix: str, worker_id: str, sites: list[str], out: str
         async def sink(site: str, epoch: int, seq: int, outputs: Sequence[Any]) -> None:
             for o in outputs:
                 f.write(orjson.dumps({"worker": worker_id, "site": site, "epoch": epoch,
-                                      "seq": seq, "output": o}) + b"\n")
+                                      "seq": seq, "output": o}, default=_default) + b"\n")
 
         settings = WorkerSettings(lease_s=4.0, renew_s=0.5, checkpoint_s=0.5,
-                                  watermark_s=0.5, deadman_s=30.0)
-        worker = Worker(nc, sites=lambda: sites, factory=EventTally, names=BusNames(prefix),
-                        sink=sink, settings=settings, worker_id=worker_id)
+                                  watermark_s=0.5, lateness_s=LATENESS_US / 1e6,
+                                  deadman_s=30.0)
+        def on_run(site: str, epoch: int, seq: int) -> None:
+            f.write(orjson.dumps({"worker": worker_id, "site": site, "epoch": epoch,
+                                  "resumed_after": seq}) + b"\n")
+
+        worker = Worker(nc, sites=lambda: sites.split(","), factory=factory,
+                        names=BusNames(prefix), sink=sink, settings=settings,
+                        worker_id=worker_id, clock_us=clock, on_run=on_run)
         await worker.start()
         print("ready", flush=True)
         await worker.run(stop)
@@ -41,5 +81,4 @@ async def main(url: str, prefix: str, worker_id: str, sites: list[str], out: str
 
 
 if __name__ == "__main__":
-    url, prefix, wid, sites, out = sys.argv[1:6]
-    asyncio.run(main(url, prefix, wid, sites.split(","), out))
+    asyncio.run(main(sys.argv[1:]))

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,8 +23,18 @@ from services import require_service, service_unavailable
 
 from coverwatch.bus import BusNames, connect
 
-__all__ = ["NATS_URL", "PrivateNats", "cleanup", "free_port", "need_nats", "unique_names"]
+__all__ = [
+    "NATS_URL",
+    "PrivateNats",
+    "cleanup",
+    "free_port",
+    "need_nats",
+    "spawn_worker",
+    "unique_names",
+    "wait_for",
+]
 
+HERE = Path(__file__).resolve().parent
 NATS_URL = os.environ.get("COVERWATCH_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
@@ -99,3 +110,15 @@ async def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:  # typ
             return True
         await asyncio.sleep(step)
     return False
+
+
+def spawn_worker(names: BusNames, wid: str, sites: list[str], out: Path,
+                 *extra: str) -> subprocess.Popen[str]:
+    """Start tests/integration/busworker.py and wait until it is ready."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(HERE.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "busworker.py"), NATS_URL, names.prefix, wid,
+         ",".join(sites), str(out), *extra], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc

@@ -12,33 +12,20 @@ ones the dead worker had already written.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from natskit import NATS_URL, cleanup, need_nats, unique_names, wait_for
+from natskit import NATS_URL, cleanup, need_nats, spawn_worker, unique_names, wait_for
 
 from coverwatch.bus import BusMessage, BusNames, Checkpoints, EventLog, EventTally, connect
 from coverwatch.bus.leases import open_bucket
 
 SITES = ["north", "south", "east", "west"]
-HERE = Path(__file__).resolve().parent
 PER_SITE = 400
-
-
-def _spawn(names: BusNames, wid: str, out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(HERE.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "busworker.py"), NATS_URL, names.prefix, wid,
-         ",".join(SITES), str(out)], stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
 
 
 async def _owners(names: BusNames) -> dict[str, str]:
@@ -86,9 +73,9 @@ def test_sigkilled_worker_is_taken_over_with_no_loss_and_no_double(tmp_path: Pat
         nc = await connect(NATS_URL)
         log = EventLog(nc.jetstream(), names)
         await log.ensure()
-        procs.append(_spawn(names, "victim", out))
+        procs.append(spawn_worker(names, "victim", SITES, out))
         assert await wait_for(lambda: _all_owned_by(names, {"victim"}), 15)
-        procs.append(_spawn(names, "survivor", out))
+        procs.append(spawn_worker(names, "survivor", SITES, out))
         # The first hands half the sites over to the second (release + checkpoint).
         assert await wait_for(lambda: _split(names), 20)
         sent = 0
@@ -103,6 +90,8 @@ def test_sigkilled_worker_is_taken_over_with_no_loss_and_no_double(tmp_path: Pat
                 procs[0].send_signal(signal.SIGKILL)
                 procs[0].wait()
                 killed_at = time.monotonic()
+                with out.open("ab") as f:  # a marker among the workers' lines
+                    f.write(b'{"killed": true}\n')
             await asyncio.sleep(0.005)
         assert killed_at is not None
         assert await wait_for(lambda: _all_owned_by(names, {"survivor"}), 15)
@@ -120,8 +109,18 @@ def test_sigkilled_worker_is_taken_over_with_no_loss_and_no_double(tmp_path: Pat
         assert await wait_for(caught_up, 30)
         final = {s: await cps.load(s) for s in SITES}
         # Read after the checkpoints: a worker writes outputs before it checkpoints them.
-        outputs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        outputs = [o for o in lines if "output" in o]
         assert {o["worker"] for o in outputs} == {"victim", "survivor"}
+        # After the kill the survivor resumed the victim's sites from their
+        # checkpoints: past what the victim had already evaluated, not from 0.
+        after_kill = lines[next(i for i, o in enumerate(lines) if "killed" in o):]
+        taken = [o for o in after_kill if "resumed_after" in o]
+        assert len(taken) >= 2 and {o["worker"] for o in taken} == {"survivor"}
+        for o in taken:
+            done_by_victim = [x["seq"] for x in outputs
+                              if x["worker"] == "victim" and x["site"] == o["site"]]
+            assert done_by_victim and o["resumed_after"] >= min(done_by_victim)
         for site in SITES:
             cp = final[site]
             assert cp is not None and cp.owner == "survivor" and cp.state is not None
@@ -131,7 +130,8 @@ def test_sigkilled_worker_is_taken_over_with_no_loss_and_no_double(tmp_path: Pat
             assert state.digest == reference.digest  # and in stream order
             # Every output either worker wrote is the reference's, whoever wrote it,
             # and after deduplication by what it is about, nothing is missing.
-            mine = {tuple(o["output"]) for o in outputs if o["site"] == site}
+            mine = {tuple(o["output"]) for o in outputs
+                    if o["site"] == site and o["output"][0] <= state.horizon}
             ref = {tuple(o) for o in ref_outputs if o[0] <= state.horizon}
             assert mine == ref
         await nc.close()

@@ -115,7 +115,11 @@ class SiteRun:
     async def _consume(self) -> None:
         try:
             while True:
-                first = await self.queue.get()
+                try:
+                    first = await asyncio.wait_for(self.queue.get(), self.checkpoint_s)
+                except TimeoutError:  # idle: checkpoint what the last batch left
+                    await self.checkpoint()
+                    continue
                 batch = [first]
                 while len(batch) < self.batch_max and not self.queue.empty():
                     batch.append(self.queue.get_nowait())
@@ -179,6 +183,7 @@ class Worker:
         settings: WorkerSettings | None = None, worker_id: str | None = None,
         on_orphan: Callable[[str, float], Awaitable[None]] | None = None,
         on_owned: Callable[[str], Awaitable[None]] | None = None,
+        on_run: Callable[[str, int, int], None] | None = None,
         clock_us: Callable[[], int] = wall_clock_us,
     ) -> None:
         self.nc = nc
@@ -191,6 +196,7 @@ class Worker:
         self.sink = sink
         self.on_orphan = on_orphan
         self.on_owned = on_owned
+        self.on_run = on_run  # (site, epoch, resumed after seq): for logs and tests
         self.clock_us = clock_us
         self.runs: dict[str, SiteRun] = {}
         self.log = EventLog(self.js, self.names, replicas=self.settings.replicas)
@@ -268,6 +274,8 @@ class Worker:
             await self.leases.release(site)
             return
         self.runs[site] = run
+        if self.on_run is not None:
+            self.on_run(site, epoch, run.seq)
         log.info("site %s: owned (epoch %d, from seq %d)", site, epoch, run.seq)
 
     async def _give_up(self, site: str) -> None:

@@ -1,0 +1,110 @@
+"""The live cover engine as a bus evaluator (``coverwatch.bus.SiteEvaluator``).
+
+A worker feeds it a site's stream: events through :meth:`BusCover.take`
+(an event earlier than the horizon is late: stored, flagged, not evaluated,
+exactly as the single-process server does), watermarks through
+:meth:`BusCover.advance`, which moves the horizon and returns the cover
+changes. The stream sequence is the event's arrival order (``id`` for ties).
+
+The checkpoint state is the pickled :class:`LiveCover`, signed with the
+deployment's secret: a checkpoint is only ever unpickled if this deployment
+wrote it. This module implements the interface structurally and imports
+nothing from ``bus``, so ``bus`` may later import ``server`` without a cycle.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import hashlib
+import hmac
+import io
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from coverwatch.domain.site import Site
+from coverwatch.engine import CoverChange
+from coverwatch.server.live import LiveCover
+
+__all__ = ["BusCover", "LateEvents", "StateRejected"]
+
+_FIRST = -(2**62)  # before the first watermark nothing is late
+
+
+def read_only(d: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    """Rebuilds a site's read-only mapping when a checkpoint is loaded."""
+    return MappingProxyType(d)
+
+
+def _proxy(m: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return read_only, (dict(m),)
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        # Sites hold read-only mappings; pickle them without a global copyreg change.
+        self.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _proxy}
+
+
+class StateRejected(Exception):
+    """A checkpoint whose signature does not match this deployment's secret."""
+
+
+class _Message(Protocol):
+    seq: int
+    key: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvents:
+    """Keys of events that came after the horizon had passed them (to flag in the store)."""
+
+    keys: tuple[str, ...]
+
+
+class BusCover:
+    """A site's :class:`LiveCover`, driven by its stream; see the module docstring."""
+
+    def __init__(self, site: Site, *, secret: bytes, lateness_us: int = 0,
+                 state: bytes | None = None) -> None:
+        self._secret = secret
+        if state is None:
+            self.live = LiveCover(site, lateness_us=lateness_us, start_horizon=_FIRST)
+        else:
+            self.live = self._restore(state)
+            if self.live.site != site:
+                self.live.switch_site(site)  # the site file changed while it was unowned
+
+    def take(self, events: Sequence[_Message]) -> Sequence[Any]:
+        rows = []
+        late = []
+        for m in events:
+            if self.live.is_late(int(m.data["t_us"])):
+                late.append(m.key or "")
+            else:
+                rows.append({**m.data, "id": m.seq})
+        if rows:
+            self.live.add(rows)
+        return [LateEvents(tuple(late))] if late else []
+
+    def advance(self, horizon_us: int) -> Sequence[CoverChange]:
+        return self.live.advance_to(horizon_us)
+
+    def snapshot(self) -> bytes:
+        buf = io.BytesIO()
+        _Pickler(buf).dump(self.live)
+        body = buf.getvalue()
+        return hmac.new(self._secret, body, hashlib.sha256).digest() + body
+
+    def _restore(self, state: bytes) -> LiveCover:
+        mac, body = state[:32], state[32:]
+        if not hmac.compare_digest(mac, hmac.new(self._secret, body, hashlib.sha256).digest()):
+            raise StateRejected("checkpoint signature does not match: not written here")
+        live = pickle.loads(body)  # authenticated above
+        if not isinstance(live, LiveCover):
+            raise StateRejected("checkpoint holds no live cover state")
+        return live
