@@ -1,8 +1,9 @@
 """The evaluator worker: owns a share of the sites and evaluates each in stream order.
 
-Every ``renew_s`` the worker beats its heartbeat, renews its leases, evens
-the load (:func:`~coverwatch.bus.leases.balanced_moves`), publishes a
-watermark for each site it owns, and runs the dead-man check. For each owned
+Every ``renew_s`` the worker beats its heartbeat and renews its leases (a
+task of its own, so nothing slow delays it) and, in its round, evens the load
+(:func:`~coverwatch.bus.leases.balanced_moves`), publishes a watermark for
+each site it owns, and runs the dead-man check. For each owned
 site a :class:`SiteRun` claims the checkpoint, restores the evaluator, follows
 the site's subject from the checkpoint's sequence, hands outputs to the sink
 and checkpoints every ``checkpoint_s``. A site given up (rebalancing, shutdown)
@@ -51,6 +52,7 @@ class WorkerSettings:
     lateness_s: float = 2.0
     deadman_s: float = 15.0  # a site unowned this long is reported
     batch_max: int = 20_000
+    take_per_round: int = 16  # sites started together in one round
     replicas: int = 1  # of the stream and buckets (3 on a three-node cluster)
 
 
@@ -77,6 +79,7 @@ class SiteRun:
     _sub: Any = None
     _task: asyncio.Task[None] | None = None
     _last_cp: float = 0.0
+    _stopped: bool = False
 
     async def start(self, owner: str) -> None:
         self.cp = await self.checkpoints.claim(self.site, owner, self.epoch)
@@ -85,6 +88,9 @@ class SiteRun:
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = time.monotonic()
         self._sub = await self.log.follow(self.site, self.seq, self.queue.put)
+        if self._stopped:  # the lease was lost while starting
+            await self._sub.unsubscribe()
+            return
         self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
 
     @property
@@ -93,6 +99,7 @@ class SiteRun:
 
     async def stop(self, *, checkpoint: bool) -> None:
         """Stop following; with ``checkpoint``, save where it got to first."""
+        self._stopped = True
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -222,6 +229,9 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take part until ``stop`` is set, then hand every site over cleanly."""
+        # Renewal is its own task: slow work in a round (starting many sites, a
+        # busy CPU) must never hold up the leases of the sites already owned.
+        renewer = asyncio.create_task(self._renew_forever(stop), name="renew")
         try:
             while not stop.is_set():
                 try:
@@ -231,18 +241,36 @@ class Worker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.renew_s)
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await self.close()
 
-    async def round(self) -> None:
-        """One heartbeat: renew, drop failed runs, rebalance, watermark, dead-man check."""
+    async def _renew_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.renew()
+            except Exception:
+                log.exception("renewal failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.renew_s)
+
+    async def renew(self) -> None:
+        """Heartbeat and renew every owned site's lease; stop the runs of lost ones."""
         await self.leases.heartbeat(len(self.runs))
-        renewed = await asyncio.gather(*(self.leases.renew(s) for s in list(self.runs)))
-        for site, ok in zip(list(self.runs), renewed, strict=True):
-            if not ok:
+        sites = list(self.runs)
+        renewed = await asyncio.gather(*(self.leases.renew(s) for s in sites))
+        for site, ok in zip(sites, renewed, strict=True):
+            run = self.runs.get(site)
+            if not ok and run is not None:
                 log.warning("site %s: lease lost", site)
-                await self.runs.pop(site).stop(checkpoint=False)
+                del self.runs[site]
+                await run.stop(checkpoint=False)
+
+    async def round(self) -> None:
+        """Drop failed runs, rebalance, publish watermarks, run the dead-man check."""
         for site, run in list(self.runs.items()):
-            if run.done:  # failed: let it start again from the checkpoint
+            if run.done and self.runs.get(site) is run:  # failed: start again from the checkpoint
                 del self.runs[site]
                 await run.stop(checkpoint=False)
                 await self.leases.release(site)
@@ -250,12 +278,13 @@ class Worker:
         take, give = balanced_moves(self.id, sites, self.view, list(self.runs))
         for site in give:
             await self._give_up(site)
-        for site in take:
-            await self._take(site)
+        # A few at a time, together: a round stays short even when many sites are free.
+        await asyncio.gather(*(self._take(s) for s in take[: self.settings.take_per_round]))
         if time.monotonic() - self._last_watermark >= self.settings.watermark_s:
             self._last_watermark = time.monotonic()
             horizon = self.clock_us() - round(self.settings.lateness_s * 1e6)
-            await asyncio.gather(*(self.log.publish_watermark(s, horizon) for s in self.runs))
+            await asyncio.gather(*(self.log.publish_watermark(s, horizon)
+                                   for s in list(self.runs)))
         if self.deadman is not None:
             await self.deadman.check()
 
@@ -266,17 +295,18 @@ class Worker:
         s = self.settings
         run = SiteRun(site, epoch, self.log, self.checkpoints, self.factory, self.sink,
                       self.leases.owns, s.checkpoint_s, s.batch_max)
+        self.runs[site] = run  # renewed from now on, even while it starts
         try:
             await run.start(self.id)
         except Exception as e:
             log.warning("site %s: could not start: %s", site, e)
+            self.runs.pop(site, None)
             await run.stop(checkpoint=False)
             await self.leases.release(site)
             return
-        self.runs[site] = run
+        log.info("site %s: owned (epoch %d, from seq %d)", site, epoch, run.seq)
         if self.on_run is not None:
             self.on_run(site, epoch, run.seq)
-        log.info("site %s: owned (epoch %d, from seq %d)", site, epoch, run.seq)
 
     async def _give_up(self, site: str) -> None:
         run = self.runs.pop(site, None)
