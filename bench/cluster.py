@@ -127,7 +127,8 @@ async def worker_main(prefix: str, wid: str, sites_file: str, clock: str) -> Non
         return fixed if fixed is not None else time.time_ns() // 1000
 
     worker = Worker(nc, sites=current, factory=factory, names=BusNames(prefix),
-                    settings=WorkerSettings(), worker_id=wid, clock_us=clock_us)
+                    settings=WorkerSettings(), worker_id=wid, clock_us=clock_us,
+                    lease_url=NATS_URL)
     await worker.start()
     print("ready", flush=True)
     await worker.run(stop)
@@ -259,6 +260,26 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
         print(f"  published (every PubAck awaited): {total / pub_s:,.0f} events/s", flush=True)
         rows.append(("publish to the stream, 1 client", f"{total}", f"{pub_s:.2f}",
                      f"{total / pub_s:,.0f}", "", "", "", "", "a gateway's side"))
+        # The bus alone: one process reading every site's subject, decoding, no evaluation.
+        read = 0
+        done = asyncio.Event()
+
+        async def count(_: Any) -> None:
+            nonlocal read
+            read += 1
+            if read >= total + len(sites) * (args.seconds // step_s):
+                done.set()
+
+        t = time.perf_counter()
+        subs = [await log.follow(s, 0, count) for s in sites]
+        await done.wait()
+        read_s = time.perf_counter() - t
+        for sub in subs:
+            await sub.unsubscribe()
+        print(f"  read back by one process (decode only): {read / read_s:,.0f} messages/s",
+              flush=True)
+        rows.append(("read back by 1 process, no evaluation", f"{read}", f"{read_s:.2f}",
+                     f"{read / read_s:,.0f}", "", "", "", "", "the bus's per-process ceiling"))
         final_clock = str(T0 + (args.seconds + step_s) * US_PER_S)
         one_rate = one_steady = None
         for k in (1, 2, 3):

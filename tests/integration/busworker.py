@@ -73,7 +73,8 @@ async def main(argv: list[str]) -> None:
 
         worker = Worker(nc, sites=lambda: sites.split(","), factory=factory,
                         names=BusNames(prefix), sink=sink, settings=settings,
-                        worker_id=worker_id, clock_us=clock, on_run=on_run)
+                        worker_id=worker_id, clock_us=clock, on_run=on_run,
+                        lease_url=url)
         await worker.start()
         print("ready", flush=True)
         await worker.run(stop)

@@ -197,48 +197,72 @@ class LeaseTable:
         self.valid_until[site] = sent + self.lease_s - self.margin_s
         return rev
 
-    async def renew(self, site: str) -> bool:
-        """Rewrite our lease; False (and forgotten) if it was lost."""
+    async def renew(self, site: str, kv: KeyValue | None = None) -> bool:
+        """Rewrite our lease; False (and forgotten) if it was lost.
+
+        ``kv`` is another connection's handle on the bucket (the worker's renewal
+        thread); this node's view then learns of the write from its watcher.
+        """
         last = self.revisions.get(site)
         if last is None:
             return False
         sent = self.clock()
         try:
-            rev = await self.kv.update(SITE + site, self._value(site), last=last)
+            rev = await (kv or self.kv).update(SITE + site, self._value(site), last=last)
         except KeyWrongLastSequenceError:
-            self._forget(site)
+            if self.revisions.get(site) == last:
+                self._forget(site)
             return False
         except Exception as e:  # NATS unreachable: keep trying until the lease runs out
             log.info("renew %s failed: %s", site, e)
             if not self.owns(site):
                 self._forget(site)
             return self.owns(site)
+        if self.revisions.get(site) != last:
+            return False  # released meanwhile: release() sees the newer revision
         self.revisions[site] = rev
         self.valid_until[site] = sent + self.lease_s - self.margin_s
-        self.view.note(SITE + site, self._value(site), rev, "PUT")
+        if kv is None:
+            self.view.note(SITE + site, self._value(site), rev, "PUT")
         return True
 
     async def release(self, site: str) -> None:
         """Give the site up (after a final checkpoint) so another worker takes it at once."""
         last = self.revisions.get(site)
         self._forget(site)
-        if last is not None:
-            with contextlib.suppress(Exception):
+        if last is None:
+            return
+        for _ in range(3):
+            try:
                 await self.kv.delete(SITE + site, last=last)
+                return
+            except KeyWrongLastSequenceError:
+                # A renewal in flight landed first: delete that revision if still ours.
+                try:
+                    entry = await self.kv.get(SITE + site)
+                except Exception:
+                    return
+                if not entry.value or orjson.loads(entry.value).get("owner") != self.worker:
+                    return
+                last = entry.revision or 0
+            except Exception as e:
+                log.info("release %s failed: %s", site, e)
+                return
 
     def _forget(self, site: str) -> None:
         self.revisions.pop(site, None)
         self.epochs.pop(site, None)
         self.valid_until.pop(site, None)
 
-    async def heartbeat(self, load: int) -> None:
+    async def heartbeat(self, load: int, kv: KeyValue | None = None) -> None:
         value = orjson.dumps({"owner": self.worker, "sites": load, "at": time.time()})
         try:
-            rev = await self.kv.put(WORKER + self.worker, value)
+            rev = await (kv or self.kv).put(WORKER + self.worker, value)
         except Exception as e:
             log.info("heartbeat failed: %s", e)
             return
-        self.view.note(WORKER + self.worker, value, rev, "PUT")
+        if kv is None:
+            self.view.note(WORKER + self.worker, value, rev, "PUT")
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -27,9 +28,9 @@ from nats.aio.client import Client
 from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
 from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
 from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
-from coverwatch.bus.log import BusMessage, BusNames, EventLog
+from coverwatch.bus.log import BusMessage, BusNames, EventLog, connect
 
-__all__ = ["OutputSink", "SiteRun", "Worker", "WorkerSettings", "wall_clock_us"]
+__all__ = ["LeaseKeeper", "OutputSink", "SiteRun", "Worker", "WorkerSettings", "wall_clock_us"]
 
 log = logging.getLogger("coverwatch.bus")
 
@@ -181,6 +182,56 @@ class SiteRun:
         self._last_cp = time.monotonic()
 
 
+class LeaseKeeper:
+    """Renews a worker's leases from a thread of its own, on a connection of its own.
+
+    Evaluation is CPU work in the same process; on a busy machine it can delay
+    the event loop by seconds, and a lease not renewed in time moves to another
+    worker for nothing. Here renewals wait only for the interpreter lock.
+    """
+
+    def __init__(self, url: str, bucket: str, leases: LeaseTable, renew_s: float,
+                 load: Callable[[], int]) -> None:
+        self.url = url
+        self.bucket = bucket
+        self.leases = leases
+        self.renew_s = renew_s
+        self.load = load
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="lease-keeper", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(15.0):
+            raise RuntimeError(f"lease keeper could not connect: {self.error}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as e:  # reported by start(), or logged
+            self.error = e
+            log.exception("lease keeper stopped")
+
+    async def _run(self) -> None:
+        nc = await connect(self.url, name="coverwatch-lease-keeper")
+        kv = await nc.jetstream().key_value(self.bucket)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                await self.leases.heartbeat(self.load(), kv)
+                sites = list(self.leases.revisions)
+                await asyncio.gather(*(self.leases.renew(s, kv) for s in sites))
+                await asyncio.to_thread(self._stop.wait, self.renew_s)
+        finally:
+            await nc.close()
+
+
 class Worker:
     """One evaluator worker process's share of the deployment; see the module docstring."""
 
@@ -192,6 +243,7 @@ class Worker:
         on_owned: Callable[[str], Awaitable[None]] | None = None,
         on_run: Callable[[str, int, int], None] | None = None,
         clock_us: Callable[[], int] = wall_clock_us,
+        lease_url: str | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -204,6 +256,9 @@ class Worker:
         self.on_orphan = on_orphan
         self.on_owned = on_owned
         self.on_run = on_run  # (site, epoch, resumed after seq): for logs and tests
+        # With a URL, leases are renewed by a LeaseKeeper thread (recommended).
+        self.lease_url = lease_url
+        self.keeper: LeaseKeeper | None = None
         self.clock_us = clock_us
         self.runs: dict[str, SiteRun] = {}
         self.log = EventLog(self.js, self.names, replicas=self.settings.replicas)
@@ -223,6 +278,10 @@ class Worker:
         self.view = LeaseView(kv, s.lease_s)
         await self.view.start()
         self.leases = LeaseTable(kv, self.view, self.id, lease_s=s.lease_s)
+        if self.lease_url is not None:
+            self.keeper = LeaseKeeper(self.lease_url, self.names.leases, self.leases,
+                                      s.renew_s, lambda: len(self.runs))
+            await asyncio.to_thread(self.keeper.start)
         if self.on_orphan is not None:
             self.deadman = DeadmanCheck(self.view, self.sites, s.deadman_s, self.on_orphan,
                                         self.on_owned)
@@ -231,7 +290,9 @@ class Worker:
         """Take part until ``stop`` is set, then hand every site over cleanly."""
         # Renewal is its own task: slow work in a round (starting many sites, a
         # busy CPU) must never hold up the leases of the sites already owned.
-        renewer = asyncio.create_task(self._renew_forever(stop), name="renew")
+        renewer = None
+        if self.keeper is None:
+            renewer = asyncio.create_task(self._renew_forever(stop), name="renew")
         try:
             while not stop.is_set():
                 try:
@@ -241,9 +302,10 @@ class Worker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.renew_s)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
             await self.close()
 
     async def _renew_forever(self, stop: asyncio.Event) -> None:
@@ -268,7 +330,12 @@ class Worker:
                 await run.stop(checkpoint=False)
 
     async def round(self) -> None:
-        """Drop failed runs, rebalance, publish watermarks, run the dead-man check."""
+        """Drop failed and lost runs, rebalance, publish watermarks, run the dead-man check."""
+        for site, run in list(self.runs.items()):
+            if site not in self.leases.revisions and self.runs.get(site) is run:
+                log.warning("site %s: lease lost", site)  # seen by the lease keeper
+                del self.runs[site]
+                await run.stop(checkpoint=False)
         for site, run in list(self.runs.items()):
             if run.done and self.runs.get(site) is run:  # failed: start again from the checkpoint
                 del self.runs[site]
@@ -316,6 +383,8 @@ class Worker:
 
     async def close(self) -> None:
         """Checkpoint and release every site, then leave (a clean shutdown)."""
+        if self.keeper is not None:
+            await asyncio.to_thread(self.keeper.stop)
         for site in list(self.runs):
             await self._give_up(site)
         await self.leases.leave()
