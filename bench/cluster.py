@@ -194,6 +194,17 @@ async def cleanup(names: BusNames) -> None:
     await nc.close()
 
 
+async def publish_retrying(log: EventLog, group: list[tuple[str, Any]]) -> list[Any]:
+    """Publish several sites' batches together; on a timeout, again (the ids dedup)."""
+    for attempt in range(10):
+        try:
+            return list(await asyncio.gather(*(log.publish(s, b, timeout=20.0)
+                                                for s, b in group)))
+        except Exception as e:
+            print(f"  publish retried ({e!r}), attempt {attempt + 2}", flush=True)
+    raise RuntimeError("publishing keeps failing")
+
+
 # -- throughput ---------------------------------------------------------------------
 
 
@@ -251,9 +262,11 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
                 batches.append((s, [(f"{s}/{k}", rows_s[k]) for k in range(i, j)]))
                 cursor[s] = j
             # A window of every site at once, as many gateways would publish it.
-            acks = await asyncio.gather(*(log.publish(s, b) for s, b in batches))
-            for (s, _), published in zip(batches, acks, strict=True):
-                event_seqs.setdefault(s, []).extend(p.seq for p in published)
+            for lo in range(0, len(batches), 10):
+                group = batches[lo:lo + 10]
+                acks = await publish_retrying(log, group)
+                for (s, _), published in zip(group, acks, strict=True):
+                    event_seqs.setdefault(s, []).extend(p.seq for p in published)
             seqs = await asyncio.gather(*(log.publish_watermark(s, end) for s in sites))
             last.update(zip(sites, seqs, strict=True))
         pub_s = time.perf_counter() - t
