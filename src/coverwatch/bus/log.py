@@ -138,12 +138,13 @@ class EventLog:
 
     def __init__(
         self, js: JetStreamContext, names: BusNames | None = None, *, replicas: int = 1,
-        duplicate_window_s: float = 600.0, max_age_s: float | None = 7 * 86400.0,
+        duplicate_window_s: float = 600.0, max_age_s: float | None = 6 * 3600.0,
     ) -> None:
         self.js = js
         self.names = names or BusNames()
         self.replicas = replicas
         self.duplicate_window_s = duplicate_window_s
+        # The stream need only reach back past the oldest checkpoint; history is in PostgreSQL.
         self.max_age_s = max_age_s
 
     async def ensure(self) -> api.StreamInfo:
