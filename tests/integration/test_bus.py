@@ -65,9 +65,24 @@ def test_a_resent_event_is_dropped_by_its_message_id() -> None:
         assert [m.key for m in got] == ["k1", "k2", "k3"]
         assert [m.seq for m in got] == sorted(m.seq for m in got)
         assert got[0].data == row and got[0].kind == "event" and got[0].site == "quay"
+        # A rule change is a control message, deduplicated by its id too.
+        c1 = await log.publish_control("quay", "site:v2", {"site_source": "…"})
+        c2 = await log.publish_control("quay", "site:v2", {"site_source": "…"})
+        assert c1 == c2
+        more: list[Any] = []
+
+        async def collect_more(m: Any) -> None:
+            more.append(m)
+
+        sub = await log.follow("quay", got[-1].seq, collect_more)
+        assert await wait_for(lambda: more, 10)
+        await asyncio.sleep(0.3)
+        await sub.unsubscribe()
+        assert [(m.kind, m.seq, m.data) for m in more] == [
+            ("control", c1, {"site_source": "…"})]
         # Another site's subject is not mixed in.
         await log.publish("other", [("k9", row)])
-        assert await log.last_seq("quay") == got[-1].seq
+        assert await log.last_seq("quay") == c1
         await nc.close()
 
     run(body)

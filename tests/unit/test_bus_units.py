@@ -96,7 +96,10 @@ def _run(cover: BusCover, msgs: list[BusMessage]) -> list[Any]:
         if events:
             outputs += cover.take(events)
             events = []
-        outputs += cover.advance(m.horizon_us)
+        if m.kind == "watermark":
+            outputs += cover.advance(m.horizon_us)
+        else:
+            outputs += cover.control(m.data)
     if events:
         outputs += cover.take(events)
     return outputs
@@ -138,3 +141,27 @@ def test_a_checkpoint_signed_by_another_secret_is_refused() -> None:
         BusCover(site, secret=b"theirs", state=state)
     with pytest.raises(StateRejected):
         BusCover(site, secret=b"ours", state=state[:40] + b"x" + state[41:])
+
+
+def test_new_rules_from_the_stream_switch_at_the_same_point_for_every_owner() -> None:
+    site = load_site(YARD)
+    text = YARD.read_text(encoding="utf-8")
+    assert "grace_s: 60" in text
+    stricter = text.replace("grace_s: 60", "grace_s: 3", 1)  # armed cover alerts sooner
+    plain = _stream(5)
+    half = len(plain) // 2
+    change = BusMessage("yard", plain[half].seq, "control", "site:v2", {"site_source": stricter})
+    msgs = plain[:half] + [change] + [
+        BusMessage(m.site, m.seq + 1, m.kind, m.key, m.data) for m in plain[half:]]
+    whole = BusCover(site, secret=b"k")
+    out_whole = _run(whole, msgs)
+    unchanged = BusCover(site, secret=b"k")
+    assert _run(unchanged, plain) != out_whole  # the change did change something
+    for cut in (half - 3, half, half + 1, half + 40):
+        first = BusCover(site, secret=b"k")
+        out_first = _run(first, msgs[:cut])
+        # The factory is given the site file's rules; the checkpoint's own rules win.
+        resumed = BusCover(site, secret=b"k", state=first.snapshot())
+        assert out_first + _run(resumed, msgs[cut:]) == out_whole
+        assert [lapse_record(lp) for lp in resumed.live.lapses()] == [
+            lapse_record(lp) for lp in whole.live.lapses()]

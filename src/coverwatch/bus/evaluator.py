@@ -2,7 +2,8 @@
 
 A worker owns a site, restores its evaluator from the checkpoint and feeds it
 the site's messages in stream order: runs of events through :meth:`take`,
-each watermark through :meth:`advance`. Both return *outputs* (for the cover
+each watermark through :meth:`advance`, each control message (new rules for the
+site) through :meth:`control`. All return *outputs* (for the cover
 engine, its cover changes and the keys of late events), which the worker hands
 to its output sink before it checkpoints. After a takeover the new owner may
 produce again the outputs of the messages after the last checkpoint; they are
@@ -16,7 +17,7 @@ PostgreSQL today) records each once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +36,10 @@ class SiteEvaluator(Protocol):
 
     def advance(self, horizon_us: int) -> Sequence[Any]:
         """A watermark: every event earlier than ``horizon_us`` has been taken."""
+        ...
+
+    def control(self, data: Mapping[str, Any]) -> Sequence[Any]:
+        """A control message (e.g. new rules), at its point of the stream."""
         ...
 
     def snapshot(self) -> bytes:
@@ -82,6 +87,9 @@ class EventTally:
             return []
         self.horizon = horizon_us
         return [(horizon_us, self.events, self.late, self.digest)]
+
+    def control(self, data: Mapping[str, Any]) -> Sequence[Any]:
+        return [("control", dict(data))]
 
     def snapshot(self) -> bytes:
         return orjson.dumps({"events": self.events, "late": self.late,

@@ -11,7 +11,9 @@ The owner of a site also publishes *watermarks* into the same subject. The
 stream is then the whole input of a site's evaluation: an event is late when a
 watermark later than its time precedes it in the stream. Any owner replaying
 the stream from a checkpoint makes exactly the same decisions, which is what
-makes a takeover invisible in the lapses.
+makes a takeover invisible in the lapses. A change of the site's rules goes
+into the subject the same way, as a *control* message, so that every owner
+switches at the same point of the stream.
 """
 
 from __future__ import annotations
@@ -96,12 +98,13 @@ class BusMessage:
     ``kind`` "event": ``data`` is the event row (the store's column names),
     ``key`` its idempotence key. ``kind`` "watermark": ``data`` is
     ``{"horizon_us": …}``, the owner's promise that later events earlier than
-    that time count as late.
+    that time count as late. ``kind`` "control": ``data`` is for the evaluator
+    (e.g. ``{"site_source": …}``, new rules in force from that point of the stream).
     """
 
     site: str
     seq: int
-    kind: Literal["event", "watermark"]
+    kind: Literal["event", "watermark", "control"]
     key: str | None
     data: Mapping[str, Any]
 
@@ -113,8 +116,9 @@ class BusMessage:
 def decode(names: BusNames, msg: Msg) -> BusMessage:
     """A delivered JetStream message as a :class:`BusMessage`."""
     headers = msg.headers or {}
-    kind: Literal["event", "watermark"] = (
-        "watermark" if headers.get(KIND_HEADER) == "watermark" else "event"
+    marked = headers.get(KIND_HEADER)
+    kind: Literal["event", "watermark", "control"] = (
+        "watermark" if marked == "watermark" else "control" if marked == "control" else "event"
     )
     return BusMessage(
         site=names.site_of(msg.subject),
@@ -151,7 +155,7 @@ class EventLog:
         """Create the stream if missing (file storage, the configured replicas and window)."""
         config = api.StreamConfig(
             name=self.names.stream,
-            description="coverwatch: accepted events and watermarks, one subject per site",
+            description="coverwatch: events, watermarks, rule changes; a subject per site",
             subjects=[self.names.subjects],
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
@@ -195,6 +199,18 @@ class EventLog:
             self.names.subject(site), orjson.dumps({"horizon_us": int(horizon_us)}),
             timeout=timeout, headers={KIND_HEADER: "watermark",
                                       "Nats-Msg-Id": f"wm:{site}:{int(horizon_us)}"},
+        )
+        return int(ack.seq)
+
+    async def publish_control(self, site: str, msg_id: str, data: Mapping[str, Any], *,
+                              timeout: float = 5.0) -> int:
+        """Append a control message (e.g. new rules for the site); returns its sequence.
+
+        ``msg_id`` deduplicates a re-sent change (e.g. ``site:<version hash>``).
+        """
+        ack = await self.js.publish(
+            self.names.subject(site), orjson.dumps(data), timeout=timeout,
+            headers={KIND_HEADER: "control", "Nats-Msg-Id": msg_id},
         )
         return int(ack.seq)
 

@@ -164,7 +164,10 @@ class SiteRun:
                 outputs += self.evaluator.take(events)
                 self.taken += len(events)
                 events = []
-            outputs += self.evaluator.advance(m.horizon_us)
+            if m.kind == "watermark":
+                outputs += self.evaluator.advance(m.horizon_us)
+            else:
+                outputs += self.evaluator.control(m.data)
         if events:
             outputs += self.evaluator.take(events)
             self.taken += len(events)

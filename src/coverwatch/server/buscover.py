@@ -4,7 +4,9 @@ A worker feeds it a site's stream: events through :meth:`BusCover.take`
 (an event earlier than the horizon is late: stored, flagged, not evaluated,
 exactly as the single-process server does), watermarks through
 :meth:`BusCover.advance`, which moves the horizon and returns the cover
-changes. The stream sequence is the event's arrival order (``id`` for ties).
+changes, and new rules through :meth:`BusCover.control` (published with
+``EventLog.publish_control(site, "site:<hash>", {"site_source": text})``).
+The stream sequence is the event's arrival order (``id`` for ties).
 
 The checkpoint state is the pickled :class:`LiveCover`, signed with the
 deployment's secret: a checkpoint is only ever unpickled if this deployment
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 
 from coverwatch.domain.site import Site
 from coverwatch.engine import CoverChange
+from coverwatch.formats.sitefile import load_site_text
 from coverwatch.server.live import LiveCover
 
 __all__ = ["BusCover", "LateEvents", "StateRejected"]
@@ -72,12 +75,13 @@ class BusCover:
     def __init__(self, site: Site, *, secret: bytes, lateness_us: int = 0,
                  state: bytes | None = None) -> None:
         self._secret = secret
+        # ``site`` is the start's rules only: a checkpoint holds the rules in force at
+        # its point, and changes come through the stream (control), so that every
+        # owner switches at the same point.
         if state is None:
             self.live = LiveCover(site, lateness_us=lateness_us, start_horizon=_FIRST)
         else:
             self.live = self._restore(state)
-            if self.live.site != site:
-                self.live.switch_site(site)  # the site file changed while it was unowned
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
         rows = []
@@ -93,6 +97,14 @@ class BusCover:
 
     def advance(self, horizon_us: int) -> Sequence[CoverChange]:
         return self.live.advance_to(horizon_us)
+
+    def control(self, data: Mapping[str, Any]) -> Sequence[CoverChange]:
+        """``{"site_source": text}``: the site's new rules, in force from the horizon on."""
+        source = data.get("site_source")
+        if not isinstance(source, str):
+            return []
+        site = load_site_text(source, f"<site {self.live.site.id} from the bus>")
+        return self.live.switch_site(site)
 
     def snapshot(self) -> bytes:
         buf = io.BytesIO()
