@@ -25,6 +25,7 @@ from coverwatch.bus import (
     balanced_moves,
     connect,
     open_bucket,
+    watch_for_orphans,
 )
 
 
@@ -206,6 +207,29 @@ def test_a_site_without_a_live_owner_is_reported_once() -> None:
         assert await wait_for(lambda: b.try_acquire("held"), 10, step=0.3)
         await check.check()
         assert back == ["held"]
+        await view.stop()
+        await nc.close()
+
+    run(body)
+
+
+def test_a_gateway_node_reports_a_site_whose_worker_died() -> None:
+    async def body(names: BusNames) -> None:
+        nc, view, a = await _leases(names, "a", 1.0)
+        assert await a.try_acquire("quay")  # then never renewed: its worker "died"
+        reported: list[tuple[str, float]] = []
+
+        async def orphan(site: str, seconds: float) -> None:
+            reported.append((site, seconds))
+
+        stop = asyncio.Event()
+        watch = asyncio.create_task(watch_for_orphans(
+            nc.jetstream(), names.leases, lambda: ["quay"], lease_s=1.0, after_s=1.0,
+            on_orphan=orphan, every_s=0.2, stop=stop))
+        assert await wait_for(lambda: reported, 15)
+        stop.set()
+        await watch
+        assert [site for site, _ in reported] == ["quay"] and reported[0][1] > 1.0
         await view.stop()
         await nc.close()
 

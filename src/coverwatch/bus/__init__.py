@@ -14,9 +14,16 @@ See docs/scale.md for the design and its failure modes.
 
 from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
 from coverwatch.bus.evaluator import EvaluatorFactory, EventTally, SiteEvaluator
-from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
+from coverwatch.bus.leases import (
+    DeadmanCheck,
+    LeaseTable,
+    LeaseView,
+    balanced_moves,
+    open_bucket,
+    watch_for_orphans,
+)
 from coverwatch.bus.log import BusMessage, BusNames, EventLog, Published, connect
-from coverwatch.bus.worker import OutputSink, SiteRun, Worker, WorkerSettings
+from coverwatch.bus.worker import LeaseKeeper, OutputSink, SiteRun, Worker, WorkerSettings
 
 __all__ = [
     "BusMessage",
@@ -28,6 +35,7 @@ __all__ = [
     "EvaluatorFactory",
     "EventLog",
     "EventTally",
+    "LeaseKeeper",
     "LeaseTable",
     "LeaseView",
     "OutputSink",
@@ -39,4 +47,5 @@ __all__ = [
     "balanced_moves",
     "connect",
     "open_bucket",
+    "watch_for_orphans",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "balanced_moves",
     "open_bucket",
     "rank",
+    "watch_for_orphans",
 ]
 
 log = logging.getLogger("coverwatch.bus")
@@ -333,3 +334,26 @@ class DeadmanCheck:
                 reported.append(site)
                 await self.on_orphan(site, now - since)
         return reported
+
+
+async def watch_for_orphans(
+    js: JetStreamContext, bucket: str, sites: Callable[[], Collection[str]], *,
+    lease_s: float, after_s: float, on_orphan: Callable[[str, float], Awaitable[None]],
+    on_owned: Callable[[str], Awaitable[None]] | None = None, every_s: float = 1.0,
+    stop: asyncio.Event,
+) -> None:
+    """Run the dead-man check on a node that owns nothing (a gateway) until ``stop``."""
+    kv = await open_bucket(js, bucket)
+    view = LeaseView(kv, lease_s)
+    await view.start()
+    check = DeadmanCheck(view, sites, after_s, on_orphan, on_owned)
+    try:
+        while not stop.is_set():
+            try:
+                await check.check()
+            except Exception:  # a failing hook must not end the watch
+                log.exception("dead-man check failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+    finally:
+        await view.stop()
