@@ -15,7 +15,7 @@ from coverwatch.bus.checkpoints import _decode, _encode
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.replay import lapse_record
-from coverwatch.server.buscover import BusCover, LateEvents, StateRejected
+from coverwatch.server.buscover import KEEP_LAPSES_US, BusCover, LateEvents, StateRejected
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 
@@ -165,3 +165,20 @@ def test_new_rules_from_the_stream_switch_at_the_same_point_for_every_owner() ->
         assert out_first + _run(resumed, msgs[cut:]) == out_whole
         assert [lapse_record(lp) for lp in resumed.live.lapses()] == [
             lapse_record(lp) for lp in whole.live.lapses()]
+
+
+def test_a_checkpoint_keeps_only_recent_closed_lapses() -> None:
+    site = load_site(YARD)
+    msgs = _stream(3)
+    cover = BusCover(site, secret=b"k")
+    _run(cover, msgs)
+    closed = [lp for lp in cover.live.lapses(include_open=False)]
+    assert len(closed) >= 2
+    horizon = cover.live.horizon
+    # Pretend an hour and more has passed since the first lapse ended.
+    keep_from = sorted(lp.end for lp in closed if lp.end is not None)[1]
+    cover.advance(keep_from + KEEP_LAPSES_US)
+    restored = BusCover(site, secret=b"k", state=cover.snapshot())
+    kept = restored.live.lapses(include_open=False)
+    assert kept and all(lp.end is not None and lp.end >= keep_from for lp in kept)
+    assert len(kept) < len(closed) and restored.live.horizon > horizon

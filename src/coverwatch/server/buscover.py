@@ -31,9 +31,10 @@ from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import load_site_text
 from coverwatch.server.live import LiveCover
 
-__all__ = ["BusCover", "LateEvents", "StateRejected"]
+__all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected"]
 
 _FIRST = -(2**62)  # before the first watermark nothing is late
+KEEP_LAPSES_US = 3600 * 1_000_000  # closed lapses a checkpoint keeps (event time)
 
 
 def read_only(d: dict[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -107,10 +108,21 @@ class BusCover:
         return self.live.switch_site(site)
 
     def snapshot(self) -> bytes:
+        self._forget_old_lapses()
         buf = io.BytesIO()
         _Pickler(buf).dump(self.live)
         body = buf.getvalue()
         return hmac.new(self._secret, body, hashlib.sha256).digest() + body
+
+    def _forget_old_lapses(self) -> None:
+        # Closed lapses pile up in the engine for ever; on the bus they have left as
+        # outputs (alerts in PostgreSQL) and history is recomputed there, so a
+        # checkpoint keeps only the last KEEP_LAPSES_US of them and stays small.
+        engine = self.live._engine
+        if engine is None or not engine.lapses:
+            return
+        cutoff = engine.horizon - KEEP_LAPSES_US
+        engine.lapses = [lp for lp in engine.lapses if lp.end is None or lp.end >= cutoff]
 
     def _restore(self, state: bytes) -> LiveCover:
         mac, body = state[:32], state[32:]
