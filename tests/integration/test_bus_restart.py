@@ -21,6 +21,7 @@ from coverwatch.bus import (
     Checkpoints,
     EventLog,
     EventTally,
+    LeaseView,
     Worker,
     WorkerSettings,
     connect,
@@ -75,6 +76,10 @@ def test_worker_recovers_after_a_nats_restart(tmp_path: Path) -> None:
         await send(0, 50)
         assert await wait_for(lambda: all(
             s in worker.runs and worker.runs[s].taken >= 50 for s in SITES), 20)
+        # Another node's view of the leases (a watcher only, as the dead-man check uses).
+        view = LeaseView(await open_bucket(nc.jetstream(), names.leases), 3.0)
+        await view.start()
+        before = {s: view.sites[s].revision for s in SITES}
         server.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         server.proc.wait()  # type: ignore[union-attr]
         sending = asyncio.create_task(send(50, 100))  # runs into the outage
@@ -100,6 +105,12 @@ def test_worker_recovers_after_a_nats_restart(tmp_path: Path) -> None:
             assert cp is not None and cp.state is not None
             tally = EventTally(s, cp.state)
             assert tally.events == 120  # every event once: none lost, no retry doubled
+        # The watcher came back too: it sees renewals made after the restart, so the
+        # dead-man check raises no false alarm once NATS is back.
+        assert await wait_for(lambda: all(
+            view.sites[s].revision > before[s] + 5 and view.owner(s) == worker.id
+            for s in SITES), 20)
+        await view.stop()
         stop.set()
         await task
         await wnc.close()
