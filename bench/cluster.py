@@ -39,6 +39,7 @@ import bisect
 import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -464,6 +465,7 @@ def main() -> None:
         for r in rows:
             print("| " + " | ".join(r) + " |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
