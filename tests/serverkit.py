@@ -149,7 +149,14 @@ class Kit:
         return portal.call(fn, *args)
 
     def tick(self) -> Any:
-        return self.call(self.svc.tick)
+        """One ticker step, then wait for what it sent (notifications run in the background)."""
+        changes = self.call(self.svc.tick)
+        self.settle()
+        return changes
+
+    def settle(self) -> None:
+        """Wait until every queued notification has been sent and recorded."""
+        self.call(self.svc.outbox.drain)
 
     def advance(self, seconds: float) -> None:
         """Move the clock on and run one ticker step."""

@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
         svc.briefing = await asyncio.to_thread(Briefing.load, svc,
                                                 settings.reacknowledge_within_s)
+        await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
                  asyncio.create_task(svc.briefing.run(), name="briefing")]
         if settings.mqtt_url:
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            await svc.outbox.close()
             store.close()
 
     # The interactive API docs are unauthenticated by nature: only the demo serves them.
