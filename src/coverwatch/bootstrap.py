@@ -104,4 +104,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         mount_web(app)
     except ImportError:
         pass
+    # After the dashboard's routes: /api/v1/alerts/board must not be taken for an alert id.
+    from coverwatch.api.supervision_routes import router as supervision_router
+
+    app.include_router(supervision_router)
     return app

@@ -108,17 +108,43 @@ def _password(confirm: bool = True) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
+NotifyOption = Annotated[list[str] | None, typer.Option(
+    "--notify", help="A contact: an Apprise URL (mailto://, ntfy://, tgram://, json://...) or "
+    "signed+https://; repeat for several. Checked on entry; '-' reads one per line from stdin "
+    "(keeps tokens out of the process list).")]
+
+
+def _contacts(urls: list[str] | None) -> list[str]:
+    """Read and check --notify values; exits 2 naming the bad one (redacted)."""
+    import sys
+
+    from coverwatch.notify.contacts import InvalidContactError, check_contacts
+
+    given: list[str] = []
+    for u in urls or []:
+        given += [line for line in sys.stdin.read().splitlines() if line.strip()] \
+            if u == "-" else [u]
+    try:
+        return check_contacts(given)
+    except InvalidContactError as e:
+        Console(stderr=True).print(f"[red]error[/red] --notify: {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @users_app.command("add")
 def users_add(
     username: str,
     roles: Annotated[str, typer.Option(help="Comma-separated: officer,supervisor,admin,auditor")],
+    notify: NotifyOption = None,
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
     from coverwatch.errors import StoreError
+    from coverwatch.notify.contacts import redact_contacts
     from coverwatch.storage import open_store, record_user_change
 
+    contacts = _contacts(notify)
     password = _password()
     if len(password) < 12:
         Console(stderr=True).print("[red]error[/red] password must be at least 12 characters")
@@ -127,13 +153,74 @@ def users_add(
     store = open_store(db, data_dir)
     try:
         store.create_user(username, password, [r.strip() for r in roles.split(",") if r.strip()])
-        record_user_change(store, "cli", username, "created", {"roles": roles})
+        if contacts:
+            store.set_contacts(username, contacts)
+        record_user_change(store, "cli", username, "created",
+                           {"roles": roles, "contacts": redact_contacts(contacts)})
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
     finally:
         store.close()
     Console().print(f"user {username} created")
+
+
+@users_app.command("set")
+def users_set(
+    username: str,
+    notify: NotifyOption = None,
+    add_notify: Annotated[list[str] | None, typer.Option(
+        "--add-notify", help="Add a contact to the user's list (repeatable).")] = None,
+    clear_notify: Annotated[bool, typer.Option(
+        "--clear-notify", help="Remove every contact.")] = False,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Change a user's contacts: --notify replaces the list, --add-notify adds to it."""
+    from coverwatch.errors import StoreError
+    from coverwatch.notify.contacts import redact_contacts
+    from coverwatch.storage import open_store, record_user_change
+
+    replace = _contacts(notify)
+    added = _contacts(add_notify)
+    if not (replace or added or clear_notify):
+        Console(stderr=True).print("[red]error[/red] nothing to change: give --notify, "
+                                   "--add-notify or --clear-notify")
+        raise typer.Exit(2)
+    store = open_store(db, data_dir)
+    try:
+        if replace or clear_notify:
+            store.set_contacts(username, replace)
+        for url in added:
+            store.add_contact(username, url)
+        now = store.contacts_of(username)
+        record_user_change(store, "cli", username, "contacts",
+                           {"contacts": redact_contacts(now)})
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    shown = ", ".join(redact_contacts(now)) or "none"
+    Console().print(f"user {username}: contacts {shown}", highlight=False)
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
+    """Users, roles and contacts (redacted: contacts hold tokens and passwords)."""
+    from coverwatch.notify.contacts import redact_contacts
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        people = store.list_users()
+        contacts = store.contacts_by_user()
+    finally:
+        store.close()
+    for u in people:
+        shown = ", ".join(redact_contacts(contacts.get(u.username, []))) or "no contact"
+        state = "" if u.active else " (inactive)"
+        print(f"{u.username}{state}\t{','.join(sorted(u.roles))}\t{shown}")
 
 
 @devices_app.command("add")

@@ -17,8 +17,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy
-from coverwatch.domain.alerts import parse_target
+from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
 from coverwatch.domain.supervision import (
     DIRECT_TARGETS,
     escalate_now,
@@ -60,7 +59,7 @@ def unreachable_targets(policy: EscalationPolicy, store: Store) -> list[TargetPr
     for level, spec in enumerate(policy.levels):
         for target in spec.notify:
             try:
-                kind, name = parse_target(target)
+                kind, _ = parse_target(target)
             except ValueError as exc:
                 out.append(TargetProblem(level, target, str(exc)))
                 continue
@@ -94,13 +93,17 @@ class Outbox:
         self.svc = svc
         self.by_alert: dict[str, list[DeliveryRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Dispatches per alert (officer, by, at, message), for the alert card.
+        self.sent: dict[str, list[dict[str, Any]]] = {}
         self.delivered_total = 0
         self.failed_total = 0
 
     def load(self) -> None:
-        """Read the stored deliveries (at start-up)."""
+        """Read the stored deliveries and dispatches (at start-up)."""
         for rec in self.svc.store.load_deliveries():
             self.by_alert.setdefault(rec.alert_id, []).append(rec)
+        for d in self.svc.store.load_dispatches():
+            self.sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
 
     # -- tasks --------------------------------------------------------------
 
@@ -286,6 +289,7 @@ class Outbox:
                 f"Sent by {by}.{' ' + note.strip() if note.strip() else ''}")
         record = await asyncio.to_thread(svc.store.record_dispatch, alert.id, officer,
                                          alert.post, text, by, svc.clock())
+        self.sent.setdefault(alert.id, []).append(_dispatch_json(record))
         svc.feed.publish({"type": "dispatch", "alert_id": alert.id, "officer": officer,
                           "post": alert.post, "by": by, "message": text})
         if svc.notifier is not None:
@@ -299,6 +303,11 @@ class Outbox:
 
             self.spawn(send())
         return record
+
+
+def _dispatch_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {"officer": d["officer"], "post": d["post"], "by": d["by_user"],
+            "message": d["message"], "at": format_time(int(d["at_us"]))}
 
 
 def _delivery_json(rec: DeliveryRecord) -> dict[str, Any]:
