@@ -31,13 +31,15 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from coverwatch.notify.notifier import Notifier
+        from coverwatch.server.outbox import people_resolver
 
         doc = load_site_document(settings.site_path)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.db_url, settings.data_dir)
         notifier = Notifier(
-            store.notification_urls, webhook_secret=settings.webhook_secret,
+            people_resolver(store), webhook_secret=settings.webhook_secret,
             site=doc.site, timezone=doc.site.timezone,
+            timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
         )
         svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
         await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,

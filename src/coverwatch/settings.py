@@ -48,3 +48,6 @@ class Settings:
     # OwnTracks over MQTT: ((user/device, coverwatch device name), ...); topic
     # owntracks/<user>/<device> is read as that device (docs/interop.md).
     owntracks_mqtt: tuple[tuple[str, str], ...] = ()
+    # Each contact gets 1 + notify_retries attempts of notify_timeout_s each.
+    notify_timeout_s: float = 10.0
+    notify_retries: int = 2

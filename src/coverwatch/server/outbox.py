@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from coverwatch.server.services import Services
     from coverwatch.storage import Store
 
-__all__ = ["Outbox", "TargetProblem", "unreachable_targets"]
+__all__ = ["Outbox", "TargetProblem", "people_resolver", "unreachable_targets"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -76,6 +76,15 @@ def unreachable_targets(policy: EscalationPolicy, store: Store) -> list[TargetPr
                     level, target, f"reaches nobody: {names} ha{'s' if len(people) == 1 else 've'}"
                     " no contact address (coverwatch users set NAME --notify URL)"))
     return out
+
+
+def people_resolver(store: Store) -> Any:
+    """The notifier's resolver: (person, URL) pairs; (person, None) for one without contacts."""
+
+    def resolve(target: str) -> list[tuple[str, str | None]]:
+        return [(p.person, u) for p in store.reach(target) for u in (p.urls or (None,))]
+
+    return resolve
 
 
 def _records(deliveries: Sequence[Any], purpose: str, at: int) -> list[DeliveryRecord]:
