@@ -102,6 +102,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/duty"): frozenset({OFFICER}),
     ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/planning"): SUPERVISION,
+    ("GET", "/people"): frozenset({ADMIN}),
     ("?", "/static"): EVERYONE,  # code and styles only, no data
     # FastAPI's generated API docs are not served outside `coverwatch demo`:
     # they cannot be put behind a role.
@@ -137,7 +138,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "samples": 10}},
 }
 # Browser pages send an anonymous caller to the login page instead of a 401.
-PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning"})
+PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "post": "main-gate", "officer": "A7", "shift_id": "999999",

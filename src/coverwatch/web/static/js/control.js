@@ -6,6 +6,7 @@
 import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
 import { Plan } from "./plan.js";
 import { Timeline } from "./timeline.js";
+import { escalationFacts, nearestBlock, directFacts, urgency } from "./alertnotify.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
@@ -47,7 +48,7 @@ function renderSummary(v) {
   for (const r of v.rules) byPost.set(r.post, [...(byPost.get(r.post) ?? []), r.state]);
   const counts = { lapsed: 0, grace: 0, covered: 0, inactive: 0 };
   for (const states of byPost.values()) counts[worst(states)]++;
-  const needAction = v.alerts.filter((a) => a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)).length;
+  const needAction = needingAction(v.alerts);
   const stale = v.officers.filter((o) => o.on_duty && o.stale).length;
   const parts = [];
   const chip = (cls, text) => el("span", { class: `chip ${cls}` }, text);
@@ -64,15 +65,25 @@ function renderSummary(v) {
 
 // -- alerts -----------------------------------------------------------------------
 
+// The one count of alerts needing action, for the header and the panel alike.
+function needingAction(alerts) {
+  return alerts.filter((a) => a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)).length;
+}
+
 const cards = new Map();
+
+const DIRECT = new Set(["system", "notification-failure"]);
 
 function alertFacts(a, v) {
   if (a.kind === "unbriefed") return unbriefedFacts(a, v);
+  if (DIRECT.has(a.kind)) return directFacts(a, v);
   const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
   const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
     ? `Cover was short for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)} (restored ${formatTime(a.resolved_at_ms)})`
     : `Cover short for ${formatDuration((v.nowMs - a.lapse_start_ms) / 1000)}`;
-  const coverNow = cov ? `Cover now ${cov.count} of ${cov.need} needed` : `Need ${a.need}`;
+  const restored = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs;
+  // A resolved alert speaks of its own lapse, not of whatever the rule does now.
+  const coverNow = restored ? `Cover restored (${a.need} needed)` : cov ? `Cover now ${cov.count} of ${cov.need} needed` : `Need ${a.need}`;
   const levels = app.site.escalation_levels;
   const esc = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}${levels ? " of " + levels : ""}` : "Not escalated";
   const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
@@ -97,14 +108,25 @@ function stateLabel(a) {
   return { open: "OPEN", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" }[a.state] ?? a.state;
 }
 
+function cardTitle(a) {
+  if (a.kind === "system") return "Server";
+  if (a.kind === "notification-failure") return "Notification failure";
+  return postName(a.post);
+}
+
+function cardSubtitle(a) {
+  return a.kind === "notification-failure" ? `${postName(a.post)} · ${a.rule}` : a.rule;
+}
+
 function makeCard(a) {
-  const note = el("textarea", { rows: 2, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
+  const note = el("textarea", { rows: 1, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
   const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
-    el("header", {}, el("h3", {}, postName(a.post), el("span", { class: "rule" }, ` · ${a.rule}`)), el("span", { class: "badge" })),
+    el("header", {}, el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
+    el("div", { class: "who-to-send" }),
     el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn)), err);
   card._parts = { note, ackBtn, closeBtn, err };
   return card;
@@ -117,7 +139,7 @@ function updateCard(card, a, v) {
   badge.textContent = stateLabel(a);
   card.querySelector(".facts").replaceChildren(
     el("li", { class: "short" }, f.shortFor),
-    el("li", {}, f.coverNow), el("li", {}, f.esc),
+    el("li", {}, f.coverNow), ...escalationFacts(a, app.site.escalation_levels),
     el("li", { class: "muted" }, `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`),
     ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
@@ -127,6 +149,20 @@ function updateCard(card, a, v) {
   closeBtn.hidden = !canClose;
   note.hidden = !(canAck || canClose);
   closeBtn.title = canClose ? "" : "An alert can be closed once cover is restored";
+  updateWhoToSend(card, a, v);
+}
+
+// Redrawn only when its data changes, so a Send button is never swapped under the pointer.
+function updateWhoToSend(card, a, v) {
+  const canAct = !v.replay && app.canAct;
+  const key = JSON.stringify([a.nearest, a.dispatches, a.dispatch_deliveries, canAct, a.state]);
+  if (card._whoKey === key) return;
+  card._whoKey = key;
+  const block = nearestBlock(a, {
+    canAct, postName, noteOf: () => card._parts.note.value.trim(),
+    onSent: (officer) => { announce(`${officer} sent to ${postName(a.post)}.`); refreshAlerts().catch(() => {}); },
+  });
+  card.querySelector(".who-to-send").replaceChildren(...(block ? [block] : []));
 }
 
 async function act(id, what, note, card) {
@@ -147,8 +183,8 @@ async function act(id, what, note, card) {
 
 function renderAlerts(v) {
   const list = $("alert-list");
-  const active = v.alerts.filter((a) => ACTIVE.has(a.state))
-    .sort((x, y) => (x.state === "open" ? 0 : 1) - (y.state === "open" ? 0 : 1) || y.alert_at_ms - x.alert_at_ms);
+  // Most urgent first; resolved alerts nobody acknowledged go last, under their own heading.
+  const active = v.alerts.filter((a) => ACTIVE.has(a.state)).sort(urgency);
   const ids = new Set(active.map((a) => a.id));
   for (const [id, card] of cards) if (!ids.has(id)) { card.remove(); cards.delete(id); }
   const order = [];
@@ -159,13 +195,17 @@ function renderAlerts(v) {
     order.push(card);
   }
   const current = [...list.querySelectorAll(".alert-card")];
-  if (current.length !== order.length || current.some((c, i) => c !== order[i])) {
+  const pointerIn = list.matches(":hover") && current.length === order.length;
+  if (!pointerIn && (current.length !== order.length || current.some((c, i) => c !== order[i]))) {
     list.querySelector(".empty")?.remove();
-    list.append(...order);
+    const split = order.findIndex((c) => c.classList.contains("st-resolved"));
+    const heading = list.querySelector(".resolved-heading") ?? el("h3", { class: "resolved-heading" }, "Cover back – acknowledge or close");
+    if (split >= 0) list.append(...order.slice(0, split), heading, ...order.slice(split));
+    else { heading.remove(); list.append(...order); }
   }
   if (!active.length && !list.querySelector(".empty")) list.append(el("p", { class: "empty" }, v.replay ? "No alert was active at this moment." : "No alerts. Every alerted lapse has been closed."));
   if (active.length) list.querySelector(".empty")?.remove();
-  $("alert-count").textContent = String(active.length);
+  $("alert-count").textContent = String(needingAction(v.alerts));
   if (!v.replay) noticeNew(v.alerts);
 }
 
@@ -359,6 +399,7 @@ async function main() {
   $("tz").textContent = `times in ${siteTimeZone()}`;
   $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
   if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;
+  if (app.who.roles.includes("admin")) $("people-link").hidden = false;
   if (!app.canAct) $("read-only").hidden = false;
   app.plan = new Plan($("plan"), app.site);
   app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {
