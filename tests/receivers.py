@@ -83,6 +83,12 @@ def http_receiver() -> Iterator[HttpReceiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def do_GET(self) -> None:
+            received.requests.append((self.path, b"", dict(self.headers.items())))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def log_message(self, *args: Any) -> None:
             pass
 

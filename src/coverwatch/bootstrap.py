@@ -50,8 +50,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         svc.briefing = await asyncio.to_thread(Briefing.load, svc,
                                                 settings.reacknowledge_within_s)
         await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
+        from coverwatch.server.watchdog import run_heartbeat, run_watchdog
+
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
-                 asyncio.create_task(svc.briefing.run(), name="briefing")]
+                 asyncio.create_task(svc.briefing.run(), name="briefing"),
+                 asyncio.create_task(run_watchdog(svc), name="watchdog"),
+                 asyncio.create_task(run_heartbeat(svc), name="heartbeat")]
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 

@@ -65,6 +65,10 @@ async def healthz() -> PlainTextResponse:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(svc: Svc) -> PlainTextResponse:
+    # Can it accept, store and evaluate events? A notifier that reaches nobody does not count.
+    if not svc.health.ready:
+        return PlainTextResponse("not ready: " + ", ".join(sorted(svc.health.problems)),
+                                 status_code=503)
     try:
         await asyncio.to_thread(svc.store.max_event_id)
     except Exception:

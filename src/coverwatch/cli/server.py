@@ -49,6 +49,11 @@ def serve(
     recovery_s: Annotated[
         float, typer.Option(help="After a restart, hold the horizon this long (s).")
     ] = 10.0,
+    heartbeat_url: Annotated[str | None, typer.Option(
+        "--heartbeat-url", help="GET this URL every --heartbeat-s while the ticker and the "
+        "store are healthy (a dead-man's-switch monitor). Or COVERWATCH_HEARTBEAT_URL.")] = None,
+    heartbeat_s: Annotated[float, typer.Option(
+        "--heartbeat-s", help="Seconds between heartbeats.")] = 60.0,
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -65,6 +70,8 @@ def serve(
     settings = Settings(
         site_path=site, data_dir=data_dir, db_url=db, mqtt_url=mqtt, lateness_s=lateness_s,
         max_future_s=max_future_s, recovery_s=recovery_s, owntracks_mqtt=owntracks_map,
+        heartbeat_url=heartbeat_url or os.environ.get("COVERWATCH_HEARTBEAT_URL") or None,
+        heartbeat_s=heartbeat_s,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 access_log=False)

@@ -228,8 +228,11 @@ class Outbox:
         svc = self.svc
         async with svc.lock:
             alert = raise_direct(svc.book, kind, post, rule, svc.clock(), detail, about)
-            await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
-                                    actor="server", action="alert.raised")
+            try:
+                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                                        actor="server", action="alert.raised")
+            except Exception:  # e.g. the store is the problem: still shown and sent
+                log.exception("could not store %s alert %s", kind, alert.id)
         log.error("%s alert: %s", kind, detail)
         svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
         if svc.notifier is not None:

@@ -144,6 +144,8 @@ class Services:
     briefing: Any = None
     _recover_until: int = 0
     _last_saved_horizon: int = 0
+    # coverwatch.server.watchdog.Health: ticker and store health, for /readyz and the watchdog.
+    health: Any = None
 
     @property
     def site(self) -> Site:
@@ -173,6 +175,9 @@ class Services:
 
         svc.outbox = Outbox(svc)
         svc.outbox.load()
+        from coverwatch.server.watchdog import Health
+
+        svc.health = Health()
         # Replay every on-time stored event up to the saved horizon. The engine is
         # chunk-invariant, so this reproduces the state of the uninterrupted run.
         after = 0
@@ -247,7 +252,9 @@ class Services:
                         tagged.append(r)
                 result = await asyncio.to_thread(self.store.append_events, tagged)
                 self.live.add([r for r in result.rows if not r["late"]])
+            self.health.committed(True)
         except Exception as e:
+            self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
             for *_, done in group:
                 if not done.done():
                     done.set_exception(e)
@@ -287,8 +294,13 @@ class Services:
                 if ended is not None:
                     await self.outbox.settle(ended)
         if horizon - self._last_saved_horizon >= US_PER_S or changes:
-            await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
+            try:
+                await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
+            except Exception as e:
+                self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
+                raise
             self._last_saved_horizon = horizon
+        self.health.ticked()
         return changes
 
     async def run_ticker(self) -> None:
