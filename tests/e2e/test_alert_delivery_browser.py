@@ -138,6 +138,7 @@ def test_alert_reaches_the_supervisor_who_sends_the_nearest_armed_officer(
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "control-notified-1366x768.png"))
 
+        card.get_by_role("button", name="Add note").click()
         card.locator("textarea").fill("North side, by the barrier")
         card.get_by_role("button", name="Send A7").click()
         card.locator("li.dispatched", has_text="Sent A7").wait_for()

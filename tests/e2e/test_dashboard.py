@@ -219,6 +219,7 @@ def test_supervisor_sees_lapse_and_acknowledges_it(server: Server, browser: Any)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "control-lapsed-1366x768.png"))
 
+    card.get_by_role("button", name="Add note").click()
     card.locator("textarea").fill("Sent U2 to the main gate")
     card.get_by_role("button", name="Acknowledge").click()
     card.locator(".badge", has_text="Acknowledged").wait_for()

@@ -43,7 +43,7 @@ export function escalationFacts(a, levels) {
   } else if (a.escalated_level >= 0) {
     out.push(el("li", { class: "esc pending" }, `Level ${a.escalated_level + 1}${of}: sending…`));
   } else {
-    out.push(el("li", { class: "esc" }, "Not escalated yet"));
+    out.push(el("li", { class: "esc" }, levels ? "Not escalated yet" : "No escalation set in the site file"));
   }
   for (const lv of a.notified ?? []) {
     const label = a.kind === "system" || a.kind === "notification-failure" ? "Sent: " : `Level ${lv.level + 1}: `;

@@ -35,10 +35,63 @@ function render() {
   const v = view();
   if (!v) return;
   app.plan.render(v);
+  renderProblems(v);
   renderSummary(v);
   renderAlerts(v);
   renderHistory(v);
   renderOfficers(v);
+}
+
+// -- problems list and finding things on the plan ---------------------------------
+
+// Lapsed posts (then those in grace), each a button that shows it on the plan.
+function renderProblems(v) {
+  const byPost = new Map();
+  for (const r of v.rules) byPost.set(r.post, [...(byPost.get(r.post) ?? []), r]);
+  const items = [];
+  for (const [post, rules] of byPost) {
+    const st = worst(rules.map((r) => r.state));
+    if (st !== "lapsed" && st !== "grace") continue;
+    const since = Math.min(...rules.filter((r) => r.state === st).map((r) => r.lapse_start_ms ?? Infinity));
+    items.push({ post, st, since });
+  }
+  items.sort((a, b) => (a.st === "lapsed" ? 0 : 1) - (b.st === "lapsed" ? 0 : 1) || a.since - b.since || (a.post < b.post ? -1 : 1));
+  const key = items.map((i) => `${i.post}:${i.st}`).join(",");
+  const box = $("problems");
+  if (box._key === key) return;
+  box._key = key;
+  box.replaceChildren(...(items.length ? [el("strong", {}, "Lapsed:")] : []), ...items.map((i) => el("button", {
+    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-post": i.post, "data-state": i.st,
+    title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) },
+  postName(i.post), i.st === "grace" ? " (grace)" : "")));
+}
+
+function setupFind() {
+  const input = $("find");
+  const list = $("find-list");
+  const fill = () => {
+    const officers = (app.live.plan?.officers ?? []).map((o) => o.officer);
+    const key = officers.join(",");
+    if (list._key === key) return;
+    list._key = key;
+    list.replaceChildren(...app.site.posts.map((p) => el("option", { value: p.name }, `post ${p.id}`)),
+      ...officers.map((o) => el("option", { value: o }, "officer")));
+  };
+  const go = () => {
+    fill();
+    const q = input.value.trim().toLowerCase();
+    if (!q) return;
+    const post = app.site.posts.find((p) => p.id.toLowerCase() === q || p.name.toLowerCase() === q)
+      ?? app.site.posts.find((p) => p.name.toLowerCase().includes(q));
+    const officer = (app.live.plan?.officers ?? []).find((o) => o.officer.toLowerCase() === q);
+    const found = officer ? app.plan.showOfficer(officer.officer) : post ? app.plan.showPost(post.id) : false;
+    $("find-msg").textContent = found ? "" : officer ? `${officer.officer} has no position` : `Nothing called “${input.value.trim()}”`;
+    render();
+  };
+  input.addEventListener("focus", fill);
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  input.addEventListener("input", () => { app.officerFilter = input.value.trim().toLowerCase(); renderOfficers(view() ?? { officers: [] }); });
+  $("find-go").addEventListener("click", go);
 }
 
 // -- header summary and title --------------------------------------------------
@@ -55,7 +108,7 @@ function renderSummary(v) {
   parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} post${counts.lapsed > 1 ? "s" : ""} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
   parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? needAction > 1 ? `${needAction} alerts need action` : "1 alert needs action" : "No alert needs action"));
-  if (stale) parts.push(chip("stale-chip", `${stale} officer${stale > 1 ? "s" : ""} without signal`));
+  if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
   mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
@@ -120,6 +173,15 @@ function cardSubtitle(a) {
 
 function makeCard(a) {
   const note = el("textarea", { rows: 1, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
+  // Compact cards: the note box opens on demand (a typed note keeps it open).
+  const noteBtn = el("button", { type: "button", class: "note-toggle", "aria-expanded": "false" }, "Add note");
+  noteBtn.addEventListener("click", () => {
+    const card = noteBtn.closest(".alert-card");
+    card._noteOpen = !card._noteOpen;
+    noteBtn.setAttribute("aria-expanded", String(card._noteOpen));
+    note.hidden = !card._noteOpen;
+    if (card._noteOpen) note.focus();
+  });
   const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
@@ -127,8 +189,8 @@ function makeCard(a) {
     el("header", {}, el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
     el("div", { class: "who-to-send" }),
-    el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn)), err);
-  card._parts = { note, ackBtn, closeBtn, err };
+    el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn, noteBtn)), err);
+  card._parts = { note, ackBtn, closeBtn, noteBtn, err };
   return card;
 }
 
@@ -147,7 +209,9 @@ function updateCard(card, a, v) {
   const canClose = !v.replay && app.canAct && a.state === "resolved";
   ackBtn.hidden = !canAck;
   closeBtn.hidden = !canClose;
-  note.hidden = !(canAck || canClose);
+  const { noteBtn } = card._parts;
+  noteBtn.hidden = !(canAck || canClose);
+  note.hidden = noteBtn.hidden || !(card._noteOpen || note.value);
   closeBtn.title = canClose ? "" : "An alert can be closed once cover is restored";
   updateWhoToSend(card, a, v);
 }
@@ -227,6 +291,9 @@ function noticeNew(alerts) {
 function renderHistory(v) {
   const filter = $("history-filter").value;
   const rows = v.alerts.filter((a) => filter === "all" || a.state === filter).sort((x, y) => y.alert_at_ms - x.alert_at_ms);
+  const key = `${filter}|${Math.floor(v.nowMs / 10000)}|` + rows.slice(0, 200).map((a) => `${a.id}:${a.state}:${a.acknowledged_by}:${a.closed_by}`).join();
+  if (app._historyKey === key) return;
+  app._historyKey = key;
   $("history-body").replaceChildren(...rows.slice(0, 200).map((a) => el("tr", {},
     el("td", {}, formatTime(a.alert_at_ms)),
     el("td", {}, `${postName(a.post)} · ${a.rule}`),
@@ -240,7 +307,13 @@ function renderHistory(v) {
 // -- officers ----------------------------------------------------------------------
 
 function renderOfficers(v) {
-  const rows = [...v.officers].sort((a, b) => (b.on_duty && b.stale) - (a.on_duty && a.stale) || a.officer.localeCompare(b.officer));
+  const f = app.officerFilter ?? "";
+  const match = (o) => !f || o.officer.toLowerCase().includes(f) || o.counts_for.some((c) => c.post.toLowerCase().includes(f) || postName(c.post).toLowerCase().includes(f));
+  const rows = v.officers.filter(match).sort((a, b) => (b.on_duty && b.stale) - (a.on_duty && a.stale) || a.officer.localeCompare(b.officer));
+  // Rebuilt only when something shown changed (ages in 5 s steps), not every second.
+  const key = f + "|" + rows.map((o) => `${o.officer}:${o.on_duty}:${o.stale}:${Math.floor((o.last_fix_age_s ?? -5) / 5)}:${o.counts_for.map((c) => c.post + c.rule).join()}:${o.devices.join()}`).join(";");
+  if (app._officersKey === key) return;
+  app._officersKey = key;
   $("officers-body").replaceChildren(...rows.map((o) => el("tr", { class: o.on_duty && o.stale ? "stale" : null, "data-officer": o.officer },
     el("th", { scope: "row" }, o.officer),
     el("td", {}, o.on_duty ? "On duty" : "Off duty"),
@@ -412,6 +485,7 @@ async function main() {
   showSound();
   soundBtn.addEventListener("click", () => { app.sound = !app.sound; localStorage.setItem("cw.sound", app.sound ? "on" : "off"); showSound(); if (app.sound) beep(); });
   $("history-filter").addEventListener("change", render);
+  setupFind();
   $("tl-hours").addEventListener("change", () => refreshTimeline().catch(() => {}));
   $("replay-toggle").addEventListener("click", () => (app.mode === "replay" ? stopReplay() : startReplay()));
   $("replay-slider").addEventListener("input", (e) => replayAt(Number(e.target.value) * 1000));
