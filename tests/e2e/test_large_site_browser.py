@@ -9,9 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-
 from test_alert_delivery_browser import Sender
 from test_dashboard import PASSWORD, SHOTS, _cli, _need_chromium, _now, chromium, serving
 
@@ -81,10 +79,9 @@ def _visible_on_top(page: Any, selector: str) -> bool:
 def test_every_lapsed_post_is_listed_and_visible(base: str, viewport: tuple[int, int]) -> None:
     sender = Sender(base)
     sender.post(_events())
-    with httpx.Client(base_url=base, timeout=10) as c:
-        c.post("/api/v1/login", json={"username": "sup", "password": PASSWORD})
     with chromium() as browser:
-        page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}).new_page()
+        size = {"width": viewport[0], "height": viewport[1]}
+        page = browser.new_context(viewport=size).new_page()
         page.set_default_timeout(WAIT_MS)
         page.goto(base + "/control")
         page.wait_for_url(re.compile(r"/login\?next="))
@@ -94,10 +91,10 @@ def test_every_lapsed_post_is_listed_and_visible(base: str, viewport: tuple[int,
         page.wait_for_url(re.compile(r"/control$"))
         expected = {f"p{i}-{j}" for i, j in LAPSED}
         page.wait_for_function(
-            "(n) => document.querySelectorAll('#problems button[data-state=lapsed]').length >= n",
+            "(n) => document.querySelectorAll('#problems button[data-problem=lapsed]').length >= n",
             arg=len(expected))
-        listed = set(page.eval_on_selector_all("#problems button[data-state=lapsed]",
-                                               "bs => bs.map(b => b.dataset.post)"))
+        listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
+                                               "bs => bs.map(b => b.dataset.problemPost)"))
         assert listed == expected
         # Every lapsed post's label is on the plan, on top of officers and other posts.
         for post in sorted(expected):
@@ -110,7 +107,7 @@ def test_every_lapsed_post_is_listed_and_visible(base: str, viewport: tuple[int,
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"control-large-{viewport[0]}x{viewport[1]}.png"))
         # A listed post is a link to its place: the plan centres on it.
-        page.click('#problems button[data-post="p7-4"]')
+        page.click('#problems button[data-problem-post="p7-4"]')
         assert _visible_on_top(page, '.post-label.problem[data-post="p7-4"]')
         page.fill("#find", "O150")
         page.press("#find", "Enter")

@@ -61,7 +61,7 @@ function renderProblems(v) {
   if (box._key === key) return;
   box._key = key;
   box.replaceChildren(...(items.length ? [el("strong", {}, "Lapsed:")] : []), ...items.map((i) => el("button", {
-    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-post": i.post, "data-state": i.st,
+    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": i.st,
     title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) },
   postName(i.post), i.st === "grace" ? " (grace)" : "")));
 }
