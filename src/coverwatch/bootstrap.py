@@ -55,7 +55,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
                  asyncio.create_task(svc.briefing.run(), name="briefing"),
                  asyncio.create_task(run_watchdog(svc), name="watchdog"),
-                 asyncio.create_task(run_heartbeat(svc), name="heartbeat")]
+                 asyncio.create_task(run_heartbeat(svc), name="heartbeat"),
+                 asyncio.create_task(asyncio.to_thread(notifier.warm_up), name="warm-up")]
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 

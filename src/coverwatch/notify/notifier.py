@@ -275,6 +275,10 @@ class Notifier:
     def __repr__(self) -> str:  # never show the secret
         return f"Notifier(timezone={self._timezone!r}, signed={self._secret is not None})"
 
+    def warm_up(self) -> None:
+        """Load Apprise's plugins now (seconds on a busy machine), not at the first alert."""
+        apprise.Apprise().add("json://localhost/warm-up")
+
     def message(self, escalation: Escalation) -> tuple[str, str]:
         """The ``(title, body)`` this notifier sends for ``escalation``."""
         return escalation_message(escalation, self._site, self._timezone)
