@@ -29,6 +29,7 @@ from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.server.live import LiveCover
 from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
+from coverwatch.server.watchdog import Health
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
 
@@ -144,8 +145,8 @@ class Services:
     briefing: Any = None
     _recover_until: int = 0
     _last_saved_horizon: int = 0
-    # coverwatch.server.watchdog.Health: ticker and store health, for /readyz and the watchdog.
-    health: Any = None
+    # Ticker and store health, for /readyz and the watchdog.
+    health: Health = field(default_factory=Health)
 
     @property
     def site(self) -> Site:
@@ -175,9 +176,6 @@ class Services:
 
         svc.outbox = Outbox(svc)
         svc.outbox.load()
-        from coverwatch.server.watchdog import Health
-
-        svc.health = Health()
         # Replay every on-time stored event up to the saved horizon. The engine is
         # chunk-invariant, so this reproduces the state of the uninterrupted run.
         after = 0
