@@ -24,6 +24,8 @@ def _system(kit: Kit) -> dict[str, str]:
 def kit(tmp_path: Path) -> Iterator[Kit]:
     site = write_site(tmp_path)
     with running_server(base_settings(site, tmp_path / "data", watch_s=3600.0)) as k:
+        # The background ticker's first tick (then it sleeps an hour): nothing may race the test.
+        wait_until(lambda: k.svc.health.ticks >= 1, what="the first tick")
         yield k
 
 

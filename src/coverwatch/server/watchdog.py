@@ -47,12 +47,14 @@ class Health:
     """What the server knows about itself; ``problems`` flip /readyz."""
 
     last_tick: float = field(default_factory=time.monotonic)
+    ticks: int = 0
     store_ok: bool = True
     store_error: str = ""
     problems: dict[str, str] = field(default_factory=dict)
 
     def ticked(self) -> None:
         self.last_tick = time.monotonic()
+        self.ticks += 1
 
     def committed(self, ok: bool, error: str = "") -> None:
         self.store_ok = ok
