@@ -194,9 +194,10 @@ class Kit:
 
 
 def base_settings(site_path: Path, data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for tests: a slow ticker (tests tick by hand) and a known webhook secret."""
+    """Settings for tests: a slow ticker (tests tick by hand), a known webhook secret, and a
+    watchdog that never looks by itself (tests call ``watchdog.watch_once``)."""
     settings = Settings(site_path=site_path, data_dir=data_dir, tick_s=3600.0,
-                        webhook_secret="test-secret")
+                        webhook_secret="test-secret", watch_s=3600.0)
     return replace(settings, **overrides)
 
 

@@ -68,13 +68,18 @@ class Health:
         return time.monotonic() - self.last_tick <= stall_s
 
 
+def stall_limit_s(svc: Services) -> float:
+    """How long without a completed tick is a stopped ticker (a few ticks at least)."""
+    return max(svc.settings.ticker_stall_s, 3 * svc.settings.tick_s)
+
+
 def check(svc: Services) -> dict[str, str]:
     """The server's problems now: rule name -> what is wrong."""
     settings = svc.settings
     health: Health = svc.health
     out: dict[str, str] = {}
     stalled = time.monotonic() - health.last_tick
-    if stalled > settings.ticker_stall_s:
+    if stalled > stall_limit_s(svc):
         out["ticker-stopped"] = (f"The live engine's ticker has not completed a tick for "
                                  f"{stalled:.0f} s: lapses are not being detected.")
     if svc.clock() >= svc._recover_until:
@@ -132,7 +137,7 @@ async def run_watchdog(svc: Services) -> None:
 def should_beat(svc: Services) -> bool:
     """Ping only while the ticker runs and the store commits."""
     health: Health = svc.health
-    return health.ticker_fresh(svc.settings.ticker_stall_s) and health.store_ok
+    return health.ticker_fresh(stall_limit_s(svc)) and health.store_ok
 
 
 async def run_heartbeat(svc: Services) -> None:
