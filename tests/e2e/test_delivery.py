@@ -116,6 +116,9 @@ def test_level_reached_by_mail_json_and_signed_webhook_and_the_alert_says_so(
         actions = [e.action for e in kit.svc.store.audit_entries(0, 1000)
                    if e.subject == f"alert:{alert['id']}"]
         assert actions.count("notification.delivered") == 3
+        metrics = kit.request(admin, "GET", "/metrics").text
+        assert 'coverwatch_notifications_total{outcome="delivered"} 3.0' in metrics
+        assert "coverwatch_ready 1.0" in metrics
 
 
 def test_level_nobody_could_reach_fails_over_at_once_and_raises_notification_failure(
