@@ -149,7 +149,14 @@ class Kit:
         return portal.call(fn, *args)
 
     def tick(self) -> Any:
-        return self.call(self.svc.tick)
+        """One ticker step, then wait for what it sent (notifications run in the background)."""
+        changes = self.call(self.svc.tick)
+        self.settle()
+        return changes
+
+    def settle(self) -> None:
+        """Wait until every queued notification has been sent and recorded."""
+        self.call(self.svc.outbox.drain)
 
     def advance(self, seconds: float) -> None:
         """Move the clock on and run one ticker step."""
@@ -187,9 +194,10 @@ class Kit:
 
 
 def base_settings(site_path: Path, data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for tests: a slow ticker (tests tick by hand) and a known webhook secret."""
+    """Settings for tests: a slow ticker (tests tick by hand), a known webhook secret, and a
+    watchdog that never looks by itself (tests call ``watchdog.watch_once``)."""
     settings = Settings(site_path=site_path, data_dir=data_dir, tick_s=3600.0,
-                        webhook_secret="test-secret")
+                        webhook_secret="test-secret", watch_s=3600.0)
     return replace(settings, **overrides)
 
 

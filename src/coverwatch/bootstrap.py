@@ -31,13 +31,15 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from coverwatch.notify.notifier import Notifier
+        from coverwatch.server.outbox import people_resolver
 
         doc = load_site_document(settings.site_path)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.db_url, settings.data_dir)
         notifier = Notifier(
-            store.notification_urls, webhook_secret=settings.webhook_secret,
+            people_resolver(store), webhook_secret=settings.webhook_secret,
             site=doc.site, timezone=doc.site.timezone,
+            timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
         )
         svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
         await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
@@ -47,8 +49,14 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
         svc.briefing = await asyncio.to_thread(Briefing.load, svc,
                                                 settings.reacknowledge_within_s)
+        await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
+        from coverwatch.server.watchdog import run_heartbeat, run_watchdog
+
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
-                 asyncio.create_task(svc.briefing.run(), name="briefing")]
+                 asyncio.create_task(svc.briefing.run(), name="briefing"),
+                 asyncio.create_task(run_watchdog(svc), name="watchdog"),
+                 asyncio.create_task(run_heartbeat(svc), name="heartbeat"),
+                 asyncio.create_task(asyncio.to_thread(notifier.warm_up), name="warm-up")]
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 
@@ -67,6 +75,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            await svc.outbox.close()
             store.close()
 
     # The interactive API docs are unauthenticated by nature: only the demo serves them.
@@ -102,4 +111,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         mount_web(app)
     except ImportError:
         pass
+    # After the dashboard's routes: /api/v1/alerts/board must not be taken for an alert id.
+    from coverwatch.api.supervision_routes import router as supervision_router
+
+    app.include_router(supervision_router)
     return app

@@ -48,3 +48,14 @@ class Settings:
     # OwnTracks over MQTT: ((user/device, coverwatch device name), ...); topic
     # owntracks/<user>/<device> is read as that device (docs/interop.md).
     owntracks_mqtt: tuple[tuple[str, str], ...] = ()
+    # Each contact gets 1 + notify_retries attempts of notify_timeout_s each.
+    notify_timeout_s: float = 10.0
+    notify_retries: int = 2
+    # The watched watcher (coverwatch.server.watchdog): how often it looks, and when a
+    # stalled ticker or a lagging engine counts as a problem (system alert, /readyz 503).
+    watch_s: float = 5.0
+    ticker_stall_s: float = 15.0
+    max_engine_lag_s: float = 10.0
+    # An outbound heartbeat for a dead-man's-switch monitor; may carry a token.
+    heartbeat_url: str | None = field(default=None, repr=False)
+    heartbeat_s: float = 60.0

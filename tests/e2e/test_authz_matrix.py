@@ -62,6 +62,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/alerts"): SUPERVISION,
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): frozenset({SUPERVISOR, ADMIN}),
     ("POST", "/api/v1/alerts/{alert_id}/close"): frozenset({SUPERVISOR, ADMIN}),
+    ("GET", "/api/v1/alerts/{alert_id}"): SUPERVISION,
+    ("POST", "/api/v1/alerts/{alert_id}/dispatch"): frozenset({SUPERVISOR, ADMIN}),
+    ("GET", "/api/v1/me/dispatches"): frozenset({OFFICER}),
     ("GET", "/api/v1/feed"): SUPERVISION,
     ("GET", "/api/v1/users"): frozenset({ADMIN}),
     ("POST", "/api/v1/users"): frozenset({ADMIN}),
@@ -99,6 +102,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/duty"): frozenset({OFFICER}),
     ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/planning"): SUPERVISION,
+    ("GET", "/people"): frozenset({ADMIN}),
     ("?", "/static"): EVERYONE,  # code and styles only, no data
     # FastAPI's generated API docs are not served outside `coverwatch demo`:
     # they cannot be put behind a role.
@@ -122,6 +126,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                                            "until": "2030-01-01T08:00:00Z", "format": "csv"}},
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/alerts/{alert_id}/close"): {"json": {"note": "done"}},
+    ("POST", "/api/v1/alerts/{alert_id}/dispatch"): {"json": {"officer": "A7"}},
     ("POST", "/api/v1/users"): {"json": {"username": "new-user", "password": PASSWORD,
                                           "roles": ["officer"]}},
     ("PATCH", "/api/v1/users/{username}"): {"json": {"roles": ["officer"]}},
@@ -133,7 +138,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "samples": 10}},
 }
 # Browser pages send an anonymous caller to the login page instead of a 401.
-PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning"})
+PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "post": "main-gate", "officer": "A7", "shift_id": "999999",

@@ -517,7 +517,8 @@ def test_unacknowledged_alert_climbs_levels_until_acknowledged(
             assert orjson.loads(body)["alert_id"] == alert["id"]
         actions = [e.action for e in kit.svc.store.audit_entries(0, 1000)
                    if e.subject == f"alert:{alert['id']}"]
-        assert actions == ["alert.raised", "alert.escalated.0", "alert.escalated.1",
+        assert actions == ["alert.raised", "alert.level-due.0", "notification.delivered",
+                           "alert.level-due.1", "notification.delivered",
                            "alert.acknowledged"]
 
 

@@ -496,19 +496,27 @@ def test_ingest_is_a_token_only_role(store: Store) -> None:
 
 def test_notification_urls_resolve_roles_and_users(store: Store) -> None:
     store.password_hasher = FAST_HASHER
-    store.create_user("sam", "pw", ["supervisor"], notify_url="mailto://sam@example.org")
+    store.create_user("sam", "pw", ["supervisor"])
+    store.set_contacts("sam", ["mailto://sam@example.org"])
     store.create_user("lee", "pw", ["supervisor", "admin"])
-    store.create_user("kim", "pw", ["officer"], notify_url="json://kim.example.org/hook")
-    store.create_user("ann", "pw", ["supervisor"], notify_url="signed+https://ann.example/h")
+    store.create_user("kim", "pw", ["officer"])
+    store.set_contacts("kim", ["json://kim.example.org/hook"])
+    store.create_user("ann", "pw", ["supervisor"])
+    store.set_contacts("ann", ["signed+https://ann.example/h"])
     assert store.notification_urls("role:supervisor") == [
         "signed+https://ann.example/h", "mailto://sam@example.org",
     ]  # fmt: skip
-    lee = store.get_user("lee")
-    assert lee is not None and lee.notify_url is None
-    assert store.set_notify_url("lee", "slack://T/B/C").notify_url == "slack://T/B/C"
+    assert [(r.person, r.urls) for r in store.reach("role:supervisor")] == [
+        ("ann", ("signed+https://ann.example/h",)), ("lee", ()),
+        ("sam", ("mailto://sam@example.org",)),
+    ]  # fmt: skip
+    assert store.contacts_of("lee") == []
+    assert store.add_contact("lee", "slack://T/B/C") == ["slack://T/B/C"]
+    assert store.add_contact("lee", "ntfy://topic") == ["slack://T/B/C", "ntfy://topic"]
+    assert store.add_contact("lee", "ntfy://topic") == ["slack://T/B/C", "ntfy://topic"]
     store.deactivate_user("ann")
     assert store.notification_urls("role:supervisor") == [
-        "slack://T/B/C", "mailto://sam@example.org",
+        "slack://T/B/C", "ntfy://topic", "mailto://sam@example.org",
     ]  # fmt: skip
     assert store.notification_urls("user:kim") == ["json://kim.example.org/hook"]
     assert store.notification_urls("user:ann") == []  # deactivated
@@ -516,10 +524,41 @@ def test_notification_urls_resolve_roles_and_users(store: Store) -> None:
     assert store.notification_urls("role:auditor") == []
     assert store.notification_urls("mailto://x@example.org") == []
     assert store.notification_urls("role:") == []
-    store.set_notify_url("kim", None)
+    assert store.set_contacts("kim", []) == []
     assert store.notification_urls("user:kim") == []
+    assert store.contacts_by_user() == {"ann": ["signed+https://ann.example/h"],
+                                        "lee": ["slack://T/B/C", "ntfy://topic"],
+                                        "sam": ["mailto://sam@example.org"]}
     with pytest.raises(NotFoundError):
-        store.set_notify_url("ghost", "mailto://g@example.org")
+        store.set_contacts("ghost", ["mailto://g@example.org"])
+
+
+def test_deliveries_and_dispatches_are_stored_and_audited(store: Store) -> None:
+    from coverwatch.storage import DeliveryRecord
+
+    store.record_deliveries([
+        DeliveryRecord("lapse-1", 0, "escalation", "role:supervisor", "sam",
+                       "mailto://***@example.org", True, None, 1, 10),
+        DeliveryRecord("lapse-1", 0, "escalation", "user:jo", None, None, False,
+                       "no contact", 0, 11),
+        DeliveryRecord("lapse-2", 1, "escalation", "role:admin", "al", "json://h/x", True,
+                       None, 1, 12),
+    ])
+    got = store.load_deliveries(["lapse-1"])
+    assert [(d.target, d.ok, d.error) for d in got] == [
+        ("role:supervisor", True, None), ("user:jo", False, "no contact")]
+    assert len(store.load_deliveries()) == 3
+    sent = store.record_dispatch("lapse-1", "A7", "gate", "Go to Gate", "sam", 20)
+    assert sent["officer"] == "A7"
+    assert [d["message"] for d in store.dispatches_for_officer("A7")] == ["Go to Gate"]
+    assert store.dispatches_for_officer("A7", since_us=21) == []
+    assert [d["officer"] for d in store.dispatches_for("lapse-1")] == ["A7"]
+    actions = [(e.action, e.subject) for e in store.audit_entries(0, 100)]
+    assert actions == [
+        ("notification.delivered", "alert:lapse-1"), ("notification.failed", "alert:lapse-1"),
+        ("notification.delivered", "alert:lapse-2"), ("alert.dispatched", "alert:lapse-1"),
+    ]
+    assert verify_audit(store).ok
 
 
 def test_device_token_is_shown_once_and_stored_hashed(store: Store) -> None:

@@ -326,10 +326,21 @@ def test_resolver_problems_are_failed_deliveries(server: LocalServer) -> None:
     by_target = {d.targets: d for d in deliveries}
     assert not by_target[("role:broken",)].ok
     assert "RuntimeError" in (by_target[("role:broken",)].error or "")
-    assert by_target[("role:empty",)].error == "no notification address"
+    assert by_target[("role:empty",)].error == "names nobody (no active user)"
     assert not by_target[("user:odd",)].ok
     assert by_target[("user:ok",)].ok
     assert [r.path for r in server.requests] == ["/ok"]
+
+
+def test_people_without_contacts_are_named_in_failed_deliveries(server: LocalServer) -> None:
+    def resolve(target: str) -> list[tuple[str, str | None]]:
+        return [("ann", None), ("sam", f"json://{server.base}/sam")]
+
+    deliveries = notifier(resolve).send_sync(escalation(("role:supervisor",)))
+    by_person = {d.person: d for d in deliveries}
+    assert not by_person["ann"].ok and by_person["ann"].error == "has no contact address"
+    assert by_person["ann"].to is None
+    assert by_person["sam"].ok and by_person["sam"].to == f"json://{server.base}/sam"
 
 
 def test_async_send_does_not_block_the_event_loop(server: LocalServer) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics for `/metrics`: ingest, engine lag, open alerts, stale officers.
+"""Prometheus metrics for `/metrics`: ingest, engine lag, open alerts, stale officers,
+notifications and readiness.
 
 A registry per app (not the process-global one) so that several apps, as in
 the tests, do not collide.
@@ -43,6 +44,20 @@ class _ServicesCollector(Collector):
                                 value=svc.live.stale_officers())
         yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
                                 value=svc.feed.subscribers)
+        yield from _notification_metrics(svc)
+
+
+def _notification_metrics(svc: Services):  # type: ignore[no-untyped-def]
+    """Deliveries since start, by outcome; notifications still being sent; readiness."""
+    sent = CounterMetricFamily("coverwatch_notifications", "Notification attempts since start",
+                               labels=["outcome"])
+    sent.add_metric(["delivered"], svc.outbox.delivered_total)
+    sent.add_metric(["failed"], svc.outbox.failed_total)
+    yield sent
+    yield GaugeMetricFamily("coverwatch_notifications_pending", "Notifications being sent",
+                            value=svc.outbox.pending)
+    yield GaugeMetricFamily("coverwatch_ready", "1 when /readyz answers ready (watchdog)",
+                            value=1 if svc.health.ready else 0)
 
 
 def render(svc: Services) -> tuple[bytes, str]:

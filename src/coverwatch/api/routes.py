@@ -65,6 +65,10 @@ async def healthz() -> PlainTextResponse:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(svc: Svc) -> PlainTextResponse:
+    # Can it accept, store and evaluate events? A notifier that reaches nobody does not count.
+    if not svc.health.ready:
+        return PlainTextResponse("not ready: " + ", ".join(sorted(svc.health.problems)),
+                                 status_code=503)
     try:
         await asyncio.to_thread(svc.store.max_event_id)
     except Exception:
@@ -312,18 +316,6 @@ class AlertAction(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-@router.get("/api/v1/alerts")
-async def list_alerts(
-    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
-    state: str | None = None,
-) -> dict[str, Any]:
-    alerts = [a.to_record() for a in svc.book.alerts()]
-    if state is not None:
-        wanted = set(state.split(","))
-        alerts = [a for a in alerts if a["state"] in wanted]
-    return {"alerts": alerts}
-
-
 async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
                         what: str) -> dict[str, Any]:
     try:
@@ -384,11 +376,15 @@ class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     password: str = Field(min_length=12, max_length=1000)
     roles: list[str]
+    # Where the notifier reaches them (Apprise / signed-webhook URLs), checked on entry.
+    contacts: list[str] = Field(default_factory=list, max_length=10)
 
 
 class UserChange(BaseModel):
     roles: list[str] | None = None
     active: bool | None = None
+    contacts: list[str] | None = Field(default=None, max_length=10)  # replaces the list
+    add_contact: str | None = Field(default=None, max_length=2000)
 
 
 class NewDevice(BaseModel):
@@ -396,19 +392,36 @@ class NewDevice(BaseModel):
     officer: str = Field(min_length=1, max_length=100)
 
 
-def _user_json(u: Any) -> dict[str, Any]:
-    return {"username": u.username, "roles": sorted(u.roles), "active": u.active}
+def _user_json(u: Any, contacts: list[str] | None = None) -> dict[str, Any]:
+    from coverwatch.notify.contacts import redact_contacts
+
+    return {"username": u.username, "roles": sorted(u.roles), "active": u.active,
+            "contacts": redact_contacts(contacts or [])}  # contacts are secrets: redacted
+
+
+def _checked_contacts(urls: list[str], field: str) -> list[str]:
+    from coverwatch.notify.contacts import InvalidContactError, check_contacts
+
+    try:
+        return check_contacts(urls)
+    except InvalidContactError as e:
+        raise HTTPException(422, [{"field": field, "message": str(e)}]) from None
 
 
 @router.get("/api/v1/users")
 async def users(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) -> Any:
-    return {"users": [_user_json(u) for u in await asyncio.to_thread(svc.store.list_users)]}
+    people = await asyncio.to_thread(svc.store.list_users)
+    contacts = await asyncio.to_thread(svc.store.contacts_by_user)
+    return {"users": [_user_json(u, contacts.get(u.username)) for u in people]}
 
 
 @router.post("/api/v1/users", status_code=201)
 async def create_user(
     body: NewUser, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
+    from coverwatch.notify.contacts import redact_contacts
+
+    contacts = _checked_contacts(body.contacts, "contacts")
     try:
         user = await asyncio.to_thread(svc.store.create_user, body.username, body.password,
                                        body.roles)
@@ -416,9 +429,14 @@ async def create_user(
         raise HTTPException(422, str(e)) from None
     except DuplicateNameError as e:
         raise HTTPException(409, str(e)) from None
+    if contacts:
+        contacts = await asyncio.to_thread(svc.store.set_contacts, body.username, contacts)
     await asyncio.to_thread(record_user_change, svc.store, who.name, body.username, "created",
-                            {"roles": sorted(body.roles)})
-    return _user_json(user)
+                            {"roles": sorted(body.roles),
+                             "contacts": redact_contacts(contacts)})
+    if contacts:
+        svc.outbox.spawn(svc.outbox.check_targets())
+    return _user_json(user, contacts)
 
 
 @router.patch("/api/v1/users/{username}")
@@ -429,17 +447,34 @@ async def change_user(
     store = svc.store
     if await asyncio.to_thread(store.get_user, username) is None:
         raise HTTPException(404, f"no user {username}")
+    from coverwatch.notify.contacts import redact_contacts
+
+    replace = None if body.contacts is None else _checked_contacts(body.contacts, "contacts")
+    added = None if body.add_contact is None else \
+        _checked_contacts([body.add_contact], "add_contact")[0]
     try:
         if body.roles is not None:
             await asyncio.to_thread(store.set_roles, username, body.roles)
         if body.active is False:
             await asyncio.to_thread(store.deactivate_user, username)
+        if replace is not None:
+            await asyncio.to_thread(store.set_contacts, username, replace)
+        if added is not None:
+            await asyncio.to_thread(store.add_contact, username, added)
     except InvalidRolesError as e:
         raise HTTPException(422, str(e)) from None
-    await asyncio.to_thread(record_user_change, store, who.name, username, "changed",
-                            body.model_dump(exclude_none=True))
+    change = body.model_dump(exclude_none=True)
+    for key in ("contacts", "add_contact"):  # secrets: the audit keeps them redacted
+        if key in change:
+            change[key] = redact_contacts(replace or []) if key == "contacts" \
+                else redact_contacts([added or ""])[0]
+    await asyncio.to_thread(record_user_change, store, who.name, username, "changed", change)
+    if replace is not None or added is not None or body.roles is not None \
+            or body.active is False:
+        svc.outbox.spawn(svc.outbox.check_targets())
     user = await asyncio.to_thread(store.get_user, username)
-    return _user_json(user)
+    contacts = await asyncio.to_thread(store.contacts_of, username)
+    return _user_json(user, contacts)
 
 
 @router.get("/api/v1/devices")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -61,9 +61,14 @@ def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
 def check(
     site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Check escalation targets against the users in this database.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Check escalation targets against the users in this data directory.")] = None,
 ) -> None:
     """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
-    otherwise; with --strict, warnings (e.g. vague or contradicting orders) exit 2 too."""
+    otherwise; with --strict, warnings (e.g. vague or contradicting orders, an
+    escalation target that reaches nobody with a contact) exit 2 too."""
     from coverwatch.formats.sitefile import load_site_document
 
     console = Console(stderr=True)
@@ -85,6 +90,7 @@ def check(
 
     wording = [str(p) for p in lint_problems(doc)]
     wording += [f"{site}: {finding}" for finding in degree_findings(doc.site)]
+    wording += [f"{site}: {p}" for p in _target_problems(console, doc, db, data_dir)]
     for problem in wording:
         console.print(f"[yellow]warning[/yellow] {escape(problem)}", highlight=False,
                       soft_wrap=True, emoji=False)
@@ -97,6 +103,29 @@ def check(
         f"[green]ok[/green] {site}: site {doc.site.id}, {len(doc.site.posts)} posts, {rules} rules",
         highlight=False,
     )
+
+
+def _target_problems(console: Console, doc: Any, db: str | None,
+                     data_dir: Path | None) -> list[Any]:
+    """Escalation targets that reach nobody with a contact, if a store was named."""
+    if not doc.escalation:
+        return []
+    if db is None and data_dir is None:
+        console.print("[dim]note[/dim] escalation targets were not checked against people: "
+                      "give --db or --data-dir", highlight=False, soft_wrap=True)
+        return []
+    from coverwatch.server.outbox import unreachable_targets
+    from coverwatch.server.services import policy_from
+    from coverwatch.storage import open_store
+    from coverwatch.storage.store import DB_FILENAME
+
+    if db is None and data_dir is not None and not (data_dir / DB_FILENAME).exists():
+        return [f"escalation targets: no database in {data_dir} (no users: nobody is reached)"]
+    store = open_store(db, data_dir or Path("data"))
+    try:
+        return list(unreachable_targets(policy_from(doc), store))
+    finally:
+        store.close()
 
 
 def _summary_table(result: Evaluation, title: str) -> Table:

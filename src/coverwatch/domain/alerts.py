@@ -52,6 +52,7 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.errors import CoverwatchError
 
 __all__ = [
+    "DIRECT_KINDS",
     "SIGNED_WEBHOOK_SCHEMES",
     "Alert",
     "AlertBook",
@@ -68,6 +69,9 @@ __all__ = [
 
 # URL schemes that mean "signed JSON webhook" rather than an Apprise URL.
 SIGNED_WEBHOOK_SCHEMES = ("signed+https", "signed+http")
+# Alerts about the server itself: sent once to supervisors and admins, never
+# escalated through the site's policy (whose targets may be what failed).
+DIRECT_KINDS = frozenset({"system", "notification-failure"})
 
 
 class AlertLifecycleError(CoverwatchError):
@@ -222,6 +226,9 @@ class Alert:
     closed_by: str | None = None
     closed_at: int | None = None
     close_note: str = ""
+    # What a system or notification-failure alert says, and the alert it is about.
+    detail: str = ""
+    about: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -306,6 +313,8 @@ class Alert:
             "closed_by": self.closed_by,
             "closed_at": self.closed_at,
             "close_note": self.close_note,
+            "detail": self.detail,
+            "about": self.about,
         }
 
     @classmethod
@@ -330,6 +339,8 @@ class Alert:
                 closed_by=_opt_str(record.get("closed_by")),
                 closed_at=_opt_int(record.get("closed_at")),
                 close_note=str(record.get("close_note") or ""),
+                detail=str(record.get("detail") or ""),
+                about=_opt_str(record.get("about")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AlertLifecycleError(f"bad alert record: {exc!r}") from None
@@ -522,7 +533,7 @@ class AlertBook:
         """
         steps: list[Escalation] = []
         for alert in self._alerts.values():
-            if not alert.escalating:
+            if not alert.escalating or alert.kind in DIRECT_KINDS:
                 continue
             policy = self._policy(alert)
             due = policy.level_due(alert.alert_at, now_us)
@@ -551,6 +562,8 @@ class AlertBook:
 
     def _policy(self, alert: Alert) -> EscalationPolicy:
         return self.policy if self.policy_for is None else self.policy_for(alert)
+
+    policy_of = _policy
 
 
 def _need_user(user: str) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "Delivery",
+    "Message",
     "Notifier",
     "Resolver",
     "escalation_message",
@@ -63,8 +64,9 @@ __all__ = [
 SIGNATURE_HEADER = "X-Coverwatch-Signature"
 TIMESTAMP_HEADER = "X-Coverwatch-Timestamp"
 
-# Given "role:supervisor" or "user:jsmith", the notification URLs to use.
-Resolver = Callable[[str], Iterable[str]]
+# Given "role:supervisor" or "user:jsmith", the notification URLs to use: plain
+# URLs, or (person, URL) pairs; (person, None) is a person without a contact.
+Resolver = Callable[[str], Iterable[str | tuple[str, str | None]]]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ class Delivery:
     """The outcome of sending one escalation step to one address.
 
     ``targets`` are the policy targets that led here (URLs redacted); ``to`` is
-    the redacted address, None when a target could not be resolved at all.
+    the redacted address, None when a target could not be resolved at all;
+    ``person`` the user it was meant for, when the target named people.
     """
 
     alert_id: str
@@ -94,6 +97,22 @@ class Delivery:
     ok: bool
     attempts: int
     error: str | None = None
+    person: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Something to send that is not an escalation step (a dispatch, a system alert).
+
+    ``payload`` is the JSON body of signed webhooks (title and body are added).
+    """
+
+    alert_id: str
+    level: int
+    targets: tuple[str, ...]
+    title: str
+    body: str
+    payload: dict[str, object]
 
 
 def redact_url(url: str) -> str:
@@ -256,18 +275,43 @@ class Notifier:
     def __repr__(self) -> str:  # never show the secret
         return f"Notifier(timezone={self._timezone!r}, signed={self._secret is not None})"
 
+    def warm_up(self) -> None:
+        """Load Apprise's plugins now (seconds on a busy machine), not at the first alert."""
+        apprise.Apprise().add("json://localhost/warm-up")
+
     def message(self, escalation: Escalation) -> tuple[str, str]:
         """The ``(title, body)`` this notifier sends for ``escalation``."""
         return escalation_message(escalation, self._site, self._timezone)
 
+    def escalation_message(self, escalation: Escalation) -> Message:
+        """The :class:`Message` for one escalation step."""
+        title, body = self.message(escalation)
+        payload: dict[str, object] = {
+            "alert_id": escalation.alert_id,
+            "kind": escalation.kind,
+            "level": escalation.level,
+            "post": escalation.post,
+            "rule": escalation.rule,
+            "count": escalation.count,
+            "need": escalation.need,
+            "lapse_start": format_time(escalation.lapse_start),
+            "alert_at": format_time(escalation.alert_at),
+            "at": format_time(escalation.at),
+        }
+        return Message(escalation.alert_id, escalation.level, escalation.targets, title, body,
+                       payload)
+
     async def send(self, escalation: Escalation) -> list[Delivery]:
         """Send one step to every address, in worker threads, concurrently."""
-        failed, plan = await asyncio.to_thread(self._plan, escalation)
-        title, body = self.message(escalation)
+        return await self.send_message(self.escalation_message(escalation))
+
+    async def send_message(self, message: Message) -> list[Delivery]:
+        """Send a message to every address its targets resolve to, concurrently."""
+        failed, plan = await asyncio.to_thread(self._plan, message)
         sent = await asyncio.gather(
             *(
-                asyncio.to_thread(self._deliver, escalation, url, targets, title, body)
-                for url, targets in plan.items()
+                asyncio.to_thread(self._deliver, message, url, targets, person)
+                for url, (targets, person) in plan.items()
             )
         )
         return failed + list(sent)
@@ -281,105 +325,87 @@ class Notifier:
 
     def send_sync(self, escalation: Escalation) -> list[Delivery]:
         """Send one step from the calling thread (blocks; not for the event loop)."""
-        failed, plan = self._plan(escalation)
-        title, body = self.message(escalation)
-        sent = [self._deliver(escalation, url, t, title, body) for url, t in plan.items()]
+        message = self.escalation_message(escalation)
+        failed, plan = self._plan(message)
+        sent = [self._deliver(message, url, t, p) for url, (t, p) in plan.items()]
         return failed + sent
 
-    def _plan(self, escalation: Escalation) -> tuple[list[Delivery], dict[str, tuple[str, ...]]]:
+    def _plan(
+        self, message: Message
+    ) -> tuple[list[Delivery], dict[str, tuple[tuple[str, ...], str | None]]]:
         """Resolve targets to URLs; each URL once, with the targets that asked for it."""
         failed: list[Delivery] = []
-        plan: dict[str, tuple[str, ...]] = {}
+        plan: dict[str, tuple[tuple[str, ...], str | None]] = {}
 
-        def fail(target: str, error: str) -> None:
-            log.warning(
-                "alert %s level %d: %s: %s", escalation.alert_id, escalation.level, target, error
-            )
-            failed.append(
-                Delivery(escalation.alert_id, escalation.level, (target,), None, False, 0, error)
-            )
+        def fail(target: str, error: str, person: str | None = None) -> None:
+            log.warning("alert %s level %d: %s: %s", message.alert_id, message.level,
+                        target if person is None else f"{target} ({person})", error)
+            failed.append(Delivery(message.alert_id, message.level, (target,), None, False, 0,
+                                   error, person))
 
-        for target in escalation.targets:
+        for target in message.targets:
             try:
                 kind, _ = parse_target(target)
             except ValueError as exc:
                 fail(redact_url(target) if "://" in target else target, str(exc))
                 continue
+            found: list[tuple[str | None, str | None]]
             if kind == "url":
-                urls = [target]
+                found = [(None, target)]
                 shown = redact_url(target)
             else:
                 shown = target
                 try:
-                    urls = [str(u) for u in self._resolve(target)]
+                    found = [(None, r) if isinstance(r, str) else (r[0], r[1])
+                             for r in self._resolve(target)]
                 except Exception as exc:  # the resolver is the server's; keep going
                     fail(shown, f"could not resolve: {type(exc).__name__}")
                     continue
-                if not urls:
-                    fail(shown, "no notification address")
+                if not found:
+                    fail(shown, "names nobody (no active user)" if kind in ("role", "user")
+                         else "no notification address")
                     continue
-            for url in urls:
+            for person, url in found:
+                if url is None:
+                    fail(shown, "has no contact address", person)
+                    continue
                 if "://" not in url:
-                    fail(shown, "resolver returned something that is not a URL")
+                    fail(shown, "resolver returned something that is not a URL", person)
                     continue
-                plan[url] = (*plan.get(url, ()), shown)
+                old_targets, old_person = plan.get(url, ((), person))
+                plan[url] = ((*old_targets, shown), old_person)
         return failed, plan
 
     def _deliver(
-        self, escalation: Escalation, url: str, targets: tuple[str, ...], title: str, body: str
+        self, message: Message, url: str, targets: tuple[str, ...], person: str | None = None
     ) -> Delivery:
         shown = redact_url(url)
         try:
             if is_signed_webhook(url):
-                ok, attempts, error = self._post_signed(escalation, url, title, body)
+                ok, attempts, error = self._post_signed(message, url)
             else:
-                ok, attempts, error = self._apprise(url, title, body)
+                ok, attempts, error = self._apprise(url, message.title, message.body)
         except Exception as exc:  # a bug or a library surprise must not reach the engine
             ok, attempts, error = False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}"
         if ok:
-            log.info(
-                "alert %s level %d delivered to %s (attempts %d)",
-                escalation.alert_id,
-                escalation.level,
-                shown,
-                attempts,
-            )
+            log.info("alert %s level %d delivered to %s (attempts %d)",
+                     message.alert_id, message.level, shown, attempts)
         else:
-            log.warning(
-                "alert %s level %d NOT delivered to %s after %d attempt(s): %s",
-                escalation.alert_id,
-                escalation.level,
-                shown,
-                attempts,
-                error,
-            )
-        return Delivery(escalation.alert_id, escalation.level, targets, shown, ok, attempts, error)
+            log.warning("alert %s level %d NOT delivered to %s after %d attempt(s): %s",
+                        message.alert_id, message.level, shown, attempts, error)
+        return Delivery(message.alert_id, message.level, targets, shown, ok, attempts, error,
+                        person)
 
     def _backoff(self, attempt: int) -> None:
         if self._backoff_s:
             self._sleep(self._backoff_s * 2**attempt)
 
-    def _post_signed(
-        self, escalation: Escalation, url: str, title: str, body: str
-    ) -> tuple[bool, int, str | None]:
+    def _post_signed(self, message: Message, url: str) -> tuple[bool, int, str | None]:
         if self._secret is None:
             return False, 0, "no webhook secret configured for a signed webhook"
         sent_at = int(self._clock())
-        payload = {
-            "alert_id": escalation.alert_id,
-            "kind": escalation.kind,
-            "level": escalation.level,
-            "post": escalation.post,
-            "rule": escalation.rule,
-            "count": escalation.count,
-            "need": escalation.need,
-            "lapse_start": format_time(escalation.lapse_start),
-            "alert_at": format_time(escalation.alert_at),
-            "at": format_time(escalation.at),
-            "title": title,
-            "body": body,
-            "sent_at": sent_at,
-        }
+        payload = {**message.payload, "title": message.title, "body": message.body,
+                   "sent_at": sent_at}
         data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",

@@ -29,6 +29,7 @@ from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.server.live import LiveCover
 from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
+from coverwatch.server.watchdog import Health
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
 
@@ -130,6 +131,8 @@ class Services:
     feed: Feed = field(default_factory=Feed)
     clock: Callable[[], int] = wall_clock_us
     notifier: Any = None
+    # coverwatch.server.outbox.Outbox: sends, records deliveries (set by build).
+    outbox: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ingested: dict[str, int] = field(default_factory=dict)
     late_total: int = 0
@@ -142,6 +145,8 @@ class Services:
     briefing: Any = None
     _recover_until: int = 0
     _last_saved_horizon: int = 0
+    # Ticker and store health, for /readyz and the watchdog.
+    health: Health = field(default_factory=Health)
 
     @property
     def site(self) -> Site:
@@ -167,6 +172,10 @@ class Services:
                          timeline=True)  # the dashboard's cover timeline
         book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
         svc = cls(settings, store, doc, live, book, clock=clock, notifier=notifier)
+        from coverwatch.server.outbox import Outbox
+
+        svc.outbox = Outbox(svc)
+        svc.outbox.load()
         # Replay every on-time stored event up to the saved horizon. The engine is
         # chunk-invariant, so this reproduces the state of the uninterrupted run.
         after = 0
@@ -241,7 +250,9 @@ class Services:
                         tagged.append(r)
                 result = await asyncio.to_thread(self.store.append_events, tagged)
                 self.live.add([r for r in result.rows if not r["late"]])
+            self.health.committed(True)
         except Exception as e:
+            self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
             for *_, done in group:
                 if not done.done():
                     done.set_exception(e)
@@ -275,9 +286,19 @@ class Services:
             steps = self.book.tick(now)
         if steps:
             await self._escalate(steps)
+        for ch in changes:
+            if ch.kind == "lapse-ended":
+                ended = self.book.find(ch.post, ch.rule, ch.lapse_start)
+                if ended is not None:
+                    await self.outbox.settle(ended)
         if horizon - self._last_saved_horizon >= US_PER_S or changes:
-            await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
+            try:
+                await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
+            except Exception as e:
+                self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
+                raise
             self._last_saved_horizon = horizon
+        self.health.ticked()
         return changes
 
     async def run_ticker(self) -> None:
@@ -324,20 +345,16 @@ class Services:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
 
     async def _escalate(self, steps: Sequence[Escalation]) -> None:
+        # "level-due", not "escalated": whether anyone was reached is the deliveries' to say.
         for step in steps:
             alert = self.book.get(step.alert_id)
             await asyncio.to_thread(
                 self.store.record_alert_event, alert.to_record(), actor="engine",
-                action=f"alert.escalated.{step.level}",
+                action=f"alert.level-due.{step.level}",
             )
             self.feed.publish({"type": "escalation", "alert": alert.to_record(),
                                "level": step.level, "targets": list(step.targets)})
-        if self.notifier is not None:
-            results = await self.notifier.send_all(steps)
-            for d in results:
-                if not d.ok:
-                    log.warning("notification for alert %s level %s failed: %s",
-                                d.alert_id, d.level, d.error)
+        self.outbox.submit(steps)  # in the background: a slow address never holds the ticker
 
     async def acknowledge(self, alert_id: str, user: str, note: str) -> Alert:
         return await self._person_acts(alert_id, user, note, "acknowledged")
@@ -358,12 +375,15 @@ class Services:
                                     actor=user, action=f"alert.{what}")
             self.book.restore(trial)
         self.feed.publish({"type": "alert-state", "alert": trial.to_record()})
+        await self.outbox.settle(trial)
         return trial
 
     def adopt_site(self, doc: SiteDocument) -> None:
         """Make ``doc`` the site in force (the engine has already switched)."""
         self.doc = doc
         self.book.policy = policy_from(doc)
+        with contextlib.suppress(RuntimeError):  # no loop: start-up checks once it runs
+            self.outbox.spawn(self.outbox.check_targets())
 
     async def reload_site(self, actor: str, roles: frozenset[str], reason: str = "") -> Any:
         """Re-read the site file from disk and apply it like any other change.

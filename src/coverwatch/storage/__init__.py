@@ -26,6 +26,7 @@ from coverwatch.storage.auth import (
     User,
     csrf_matches,
 )
+from coverwatch.storage.contacts import DeliveryRecord, Reach
 from coverwatch.storage.store import (
     AppendResult,
     InvalidAlertRecordError,
@@ -44,6 +45,7 @@ __all__ = [
     "AppendResult",
     "AuditEntry",
     "AuditHead",
+    "DeliveryRecord",
     "Device",
     "DuplicateNameError",
     "InvalidAlertRecordError",
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidRolesError",
     "NewSession",
     "NotFoundError",
+    "Reach",
     "SessionInfo",
     "Store",
     "User",

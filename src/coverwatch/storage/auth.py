@@ -69,7 +69,6 @@ class User:
     roles: frozenset[str]
     active: bool
     created_us: int
-    notify_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +152,6 @@ def _roles_set(text: str) -> frozenset[str]:
 def _user(row: Any) -> User:
     return User(
         row.id, row.username, _roles_set(row.roles), bool(row.active), row.created_us,
-        row.notify_url,
     )  # fmt: skip
 
 
@@ -190,10 +188,13 @@ class AuthMixin(StoreBase):
         password: str,
         roles: Iterable[str],
         *,
-        notify_url: str | None = None,
         created_us: int | None = None,
     ) -> User:
-        """Create a user with a subset of ROLES (not the token-only "ingest")."""
+        """Create a user with a subset of ROLES (not the token-only "ingest").
+
+        Contacts (where the notifier reaches them) are set separately:
+        ``ContactsMixin.set_contacts``.
+        """
         if not username:
             raise ValueError("username must not be empty")
         if not password:
@@ -208,7 +209,6 @@ class AuthMixin(StoreBase):
                 roles=_roles_text(role_set),
                 active=True,
                 created_us=wall_clock_us() if created_us is None else created_us,
-                notify_url=notify_url or None,
             )
             .returning(*users.c)
         )
@@ -275,45 +275,6 @@ class AuthMixin(StoreBase):
                 .returning(*users.c)
             ).one()
         return _user(row)
-
-    def set_notify_url(self, username: str, url: str | None) -> User:
-        """Set (or, with None or "", clear) where the notifier reaches a user."""
-        with self._write() as conn:
-            user_id = self._user_id(conn, username)
-            row = conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(notify_url=url or None)
-                .returning(*users.c)
-            ).one()
-        return _user(row)
-
-    def notification_urls(self, target: str) -> list[str]:
-        """The notify URLs an escalation target resolves to (the notifier's resolver).
-
-        ``"role:<role>"``: every active user holding the role; ``"user:<name>"``:
-        that user, if active. Users without a notify URL, and any other target,
-        give nothing. Sorted by username, without repeats.
-        """
-        kind, _, name = target.partition(":")
-        if not name or kind not in ("role", "user"):
-            return []
-        q = (
-            select(users.c.username, users.c.roles, users.c.notify_url)
-            .where(users.c.active.is_(True), users.c.notify_url.is_not(None))
-            .order_by(users.c.username)
-        )
-        if kind == "user":
-            q = q.where(users.c.username == name)
-        with self._read() as conn:
-            rows = conn.execute(q).all()
-        urls: list[str] = []
-        for row in rows:
-            if kind == "role" and name not in _roles_set(row.roles):
-                continue
-            if row.notify_url and row.notify_url not in urls:
-                urls.append(row.notify_url)
-        return urls
 
     def deactivate_user(self, username: str) -> User:
         """Stop a user from logging in and end their sessions (the row stays, for the audit)."""

@@ -36,6 +36,7 @@ from coverwatch.storage.audit import AuditEntry, AuditMixin, _prepare_details
 from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
+from coverwatch.storage.contacts import ContactsMixin
 from coverwatch.storage.tables import DEFAULT_SITE, alerts, events, server_state
 
 __all__ = [
@@ -324,7 +325,7 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Store(AuthMixin, BriefingMixin, AuditMixin):
+class Store(AuthMixin, BriefingMixin, ContactsMixin, AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------

@@ -34,7 +34,10 @@ __all__ = [
     "alerts",
     "api_tokens",
     "audit",
+    "contacts",
+    "deliveries",
     "devices",
+    "dispatches",
     "events",
     "metadata",
     "orders_acknowledgements",
@@ -114,9 +117,61 @@ users = Table(
     Column("roles", Text, nullable=False, server_default=""),
     Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_us", BigInteger, nullable=False),
-    # Where the notifier reaches this person (an Apprise or signed-webhook URL).
-    Column("notify_url", Text),
     UniqueConstraint("username"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    # Where the notifier reaches a person: Apprise or signed-webhook URLs, in order.
+    # Secrets (tokens, passwords): never logged or listed unredacted.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("user_id", "position"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # Every notification attempt and its outcome: an alert's escalation level,
+    # a dispatch, a notification-failure or system alert (level -1 outside escalation).
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("alert_id", Text, nullable=False),
+    Column("level", Integer, nullable=False),
+    # "escalation", "dispatch" or "direct" (system and notification-failure alerts).
+    Column("purpose", Text, nullable=False),
+    # The policy target (role:supervisor, user:jo, a redacted URL).
+    Column("target", Text, nullable=False),
+    # Who it reached (username), when the target resolved to a person.
+    Column("person", Text),
+    # The redacted address; null when the target resolved to no address at all.
+    Column("address", Text),
+    # "delivered" or "failed".
+    Column("outcome", Text, nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("at_us", BigInteger, nullable=False),
+    Index(None, "site", "alert_id", "id"),
+)
+
+dispatches = Table(
+    "dispatches",
+    metadata,
+    # A supervisor sent an officer to a post because of an alert.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("alert_id", Text, nullable=False),
+    Column("officer", Text, nullable=False),
+    Column("post", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("by_user", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Index(None, "site", "officer", "at_us"),
+    Index(None, "site", "alert_id"),
 )
 
 devices = Table(
@@ -271,5 +326,5 @@ orders_acknowledgements = Table(
 # Every table whose rows belong to one site (each has a ``site`` column).
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
-    orders_acknowledgements,
+    orders_acknowledgements, deliveries, dispatches,
 )

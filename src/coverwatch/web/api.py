@@ -175,8 +175,10 @@ async def plan(svc: Svc, who: Watcher) -> dict[str, Any]:
 @router.get("/api/v1/alerts/board")
 async def alert_board(svc: Svc, who: Watcher) -> dict[str, Any]:
     """Every alert with millisecond times and the live horizon, for the alerts panel."""
+    from coverwatch.server.alertviews import alerts_json
+
     return {"horizon_ms": _ms(svc.live.horizon),
-            "alerts": [_alert_json(a.to_record()) for a in svc.book.alerts()]}
+            "alerts": [_alert_json(a) for a in alerts_json(svc, svc.book.alerts())]}
 
 
 @router.get("/api/v1/timeline")

@@ -127,6 +127,12 @@ async def audit(
     return _page("audit.html")
 
 
+@router.get("/people")
+async def people(who: Annotated[Principal, Depends(page_require("admin"))]) -> HTMLResponse:
+    """Admins: users' contacts (redacted), and escalation targets that reach nobody."""
+    return _page("people.html")
+
+
 @router.get("/planning")
 async def planning(
     who: Annotated[Principal, Depends(page_require(*SUPERVISION))],

@@ -6,6 +6,7 @@
 import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
 import { Plan } from "./plan.js";
 import { Timeline } from "./timeline.js";
+import { escalationFacts, nearestBlock, directFacts, urgency } from "./alertnotify.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
@@ -34,10 +35,63 @@ function render() {
   const v = view();
   if (!v) return;
   app.plan.render(v);
+  renderProblems(v);
   renderSummary(v);
   renderAlerts(v);
   renderHistory(v);
   renderOfficers(v);
+}
+
+// -- problems list and finding things on the plan ---------------------------------
+
+// Lapsed posts (then those in grace), each a button that shows it on the plan.
+function renderProblems(v) {
+  const byPost = new Map();
+  for (const r of v.rules) byPost.set(r.post, [...(byPost.get(r.post) ?? []), r]);
+  const items = [];
+  for (const [post, rules] of byPost) {
+    const st = worst(rules.map((r) => r.state));
+    if (st !== "lapsed" && st !== "grace") continue;
+    const since = Math.min(...rules.filter((r) => r.state === st).map((r) => r.lapse_start_ms ?? Infinity));
+    items.push({ post, st, since });
+  }
+  items.sort((a, b) => (a.st === "lapsed" ? 0 : 1) - (b.st === "lapsed" ? 0 : 1) || a.since - b.since || (a.post < b.post ? -1 : 1));
+  const key = items.map((i) => `${i.post}:${i.st}`).join(",");
+  const box = $("problems");
+  if (box._key === key) return;
+  box._key = key;
+  box.replaceChildren(...(items.length ? [el("strong", {}, "Lapsed:")] : []), ...items.map((i) => el("button", {
+    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": i.st,
+    title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) },
+  postName(i.post), i.st === "grace" ? " (grace)" : "")));
+}
+
+function setupFind() {
+  const input = $("find");
+  const list = $("find-list");
+  const fill = () => {
+    const officers = (app.live.plan?.officers ?? []).map((o) => o.officer);
+    const key = officers.join(",");
+    if (list._key === key) return;
+    list._key = key;
+    list.replaceChildren(...app.site.posts.map((p) => el("option", { value: p.name }, `post ${p.id}`)),
+      ...officers.map((o) => el("option", { value: o }, "officer")));
+  };
+  const go = () => {
+    fill();
+    const q = input.value.trim().toLowerCase();
+    if (!q) return;
+    const post = app.site.posts.find((p) => p.id.toLowerCase() === q || p.name.toLowerCase() === q)
+      ?? app.site.posts.find((p) => p.name.toLowerCase().includes(q));
+    const officer = (app.live.plan?.officers ?? []).find((o) => o.officer.toLowerCase() === q);
+    const found = officer ? app.plan.showOfficer(officer.officer) : post ? app.plan.showPost(post.id) : false;
+    $("find-msg").textContent = found ? "" : officer ? `${officer.officer} has no position` : `Nothing called “${input.value.trim()}”`;
+    render();
+  };
+  input.addEventListener("focus", fill);
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  input.addEventListener("input", () => { app.officerFilter = input.value.trim().toLowerCase(); renderOfficers(view() ?? { officers: [] }); });
+  $("find-go").addEventListener("click", go);
 }
 
 // -- header summary and title --------------------------------------------------
@@ -47,14 +101,14 @@ function renderSummary(v) {
   for (const r of v.rules) byPost.set(r.post, [...(byPost.get(r.post) ?? []), r.state]);
   const counts = { lapsed: 0, grace: 0, covered: 0, inactive: 0 };
   for (const states of byPost.values()) counts[worst(states)]++;
-  const needAction = v.alerts.filter((a) => a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)).length;
+  const needAction = needingAction(v.alerts);
   const stale = v.officers.filter((o) => o.on_duty && o.stale).length;
   const parts = [];
   const chip = (cls, text) => el("span", { class: `chip ${cls}` }, text);
   parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} post${counts.lapsed > 1 ? "s" : ""} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
   parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? needAction > 1 ? `${needAction} alerts need action` : "1 alert needs action" : "No alert needs action"));
-  if (stale) parts.push(chip("stale-chip", `${stale} officer${stale > 1 ? "s" : ""} without signal`));
+  if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
   mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
@@ -64,15 +118,25 @@ function renderSummary(v) {
 
 // -- alerts -----------------------------------------------------------------------
 
+// The one count of alerts needing action, for the header and the panel alike.
+function needingAction(alerts) {
+  return alerts.filter((a) => a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)).length;
+}
+
 const cards = new Map();
+
+const DIRECT = new Set(["system", "notification-failure"]);
 
 function alertFacts(a, v) {
   if (a.kind === "unbriefed") return unbriefedFacts(a, v);
+  if (DIRECT.has(a.kind)) return directFacts(a, v);
   const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
   const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
     ? `Cover was short for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)} (restored ${formatTime(a.resolved_at_ms)})`
     : `Cover short for ${formatDuration((v.nowMs - a.lapse_start_ms) / 1000)}`;
-  const coverNow = cov ? `Cover now ${cov.count} of ${cov.need} needed` : `Need ${a.need}`;
+  const restored = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs;
+  // A resolved alert speaks of its own lapse, not of whatever the rule does now.
+  const coverNow = restored ? `Cover restored (${a.need} needed)` : cov ? `Cover now ${cov.count} of ${cov.need} needed` : `Need ${a.need}`;
   const levels = app.site.escalation_levels;
   const esc = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}${levels ? " of " + levels : ""}` : "Not escalated";
   const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
@@ -97,16 +161,36 @@ function stateLabel(a) {
   return { open: "OPEN", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" }[a.state] ?? a.state;
 }
 
+function cardTitle(a) {
+  if (a.kind === "system") return "Server";
+  if (a.kind === "notification-failure") return "Notification failure";
+  return postName(a.post);
+}
+
+function cardSubtitle(a) {
+  return a.kind === "notification-failure" ? `${postName(a.post)} · ${a.rule}` : a.rule;
+}
+
 function makeCard(a) {
-  const note = el("textarea", { rows: 2, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
+  const note = el("textarea", { rows: 1, maxlength: 2000, placeholder: "Note (what you did, who you sent)", "aria-label": "Note" });
+  // Compact cards: the note box opens on demand (a typed note keeps it open).
+  const noteBtn = el("button", { type: "button", class: "note-toggle", "aria-expanded": "false" }, "Add note");
+  noteBtn.addEventListener("click", () => {
+    const card = noteBtn.closest(".alert-card");
+    card._noteOpen = !card._noteOpen;
+    noteBtn.setAttribute("aria-expanded", String(card._noteOpen));
+    note.hidden = !card._noteOpen;
+    if (card._noteOpen) note.focus();
+  });
   const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
-    el("header", {}, el("h3", {}, postName(a.post), el("span", { class: "rule" }, ` · ${a.rule}`)), el("span", { class: "badge" })),
+    el("header", {}, el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
-    el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn)), err);
-  card._parts = { note, ackBtn, closeBtn, err };
+    el("div", { class: "who-to-send" }),
+    el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn, noteBtn)), err);
+  card._parts = { note, ackBtn, closeBtn, noteBtn, err };
   return card;
 }
 
@@ -117,7 +201,7 @@ function updateCard(card, a, v) {
   badge.textContent = stateLabel(a);
   card.querySelector(".facts").replaceChildren(
     el("li", { class: "short" }, f.shortFor),
-    el("li", {}, f.coverNow), el("li", {}, f.esc),
+    el("li", {}, f.coverNow), ...escalationFacts(a, app.site.escalation_levels),
     el("li", { class: "muted" }, `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`),
     ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
@@ -125,8 +209,24 @@ function updateCard(card, a, v) {
   const canClose = !v.replay && app.canAct && a.state === "resolved";
   ackBtn.hidden = !canAck;
   closeBtn.hidden = !canClose;
-  note.hidden = !(canAck || canClose);
+  const { noteBtn } = card._parts;
+  noteBtn.hidden = !(canAck || canClose);
+  note.hidden = noteBtn.hidden || !(card._noteOpen || note.value);
   closeBtn.title = canClose ? "" : "An alert can be closed once cover is restored";
+  updateWhoToSend(card, a, v);
+}
+
+// Redrawn only when its data changes, so a Send button is never swapped under the pointer.
+function updateWhoToSend(card, a, v) {
+  const canAct = !v.replay && app.canAct;
+  const key = JSON.stringify([a.nearest, a.dispatches, a.dispatch_deliveries, canAct, a.state]);
+  if (card._whoKey === key) return;
+  card._whoKey = key;
+  const block = nearestBlock(a, {
+    canAct, postName, noteOf: () => card._parts.note.value.trim(),
+    onSent: (officer) => { announce(`${officer} sent to ${postName(a.post)}.`); refreshAlerts().catch(() => {}); },
+  });
+  card.querySelector(".who-to-send").replaceChildren(...(block ? [block] : []));
 }
 
 async function act(id, what, note, card) {
@@ -147,8 +247,8 @@ async function act(id, what, note, card) {
 
 function renderAlerts(v) {
   const list = $("alert-list");
-  const active = v.alerts.filter((a) => ACTIVE.has(a.state))
-    .sort((x, y) => (x.state === "open" ? 0 : 1) - (y.state === "open" ? 0 : 1) || y.alert_at_ms - x.alert_at_ms);
+  // Most urgent first; resolved alerts nobody acknowledged go last, under their own heading.
+  const active = v.alerts.filter((a) => ACTIVE.has(a.state)).sort(urgency);
   const ids = new Set(active.map((a) => a.id));
   for (const [id, card] of cards) if (!ids.has(id)) { card.remove(); cards.delete(id); }
   const order = [];
@@ -159,13 +259,17 @@ function renderAlerts(v) {
     order.push(card);
   }
   const current = [...list.querySelectorAll(".alert-card")];
-  if (current.length !== order.length || current.some((c, i) => c !== order[i])) {
+  const pointerIn = list.matches(":hover") && current.length === order.length;
+  if (!pointerIn && (current.length !== order.length || current.some((c, i) => c !== order[i]))) {
     list.querySelector(".empty")?.remove();
-    list.append(...order);
+    const split = order.findIndex((c) => c.classList.contains("st-resolved"));
+    const heading = list.querySelector(".resolved-heading") ?? el("h3", { class: "resolved-heading" }, "Cover back – acknowledge or close");
+    if (split >= 0) list.append(...order.slice(0, split), heading, ...order.slice(split));
+    else { heading.remove(); list.append(...order); }
   }
   if (!active.length && !list.querySelector(".empty")) list.append(el("p", { class: "empty" }, v.replay ? "No alert was active at this moment." : "No alerts. Every alerted lapse has been closed."));
   if (active.length) list.querySelector(".empty")?.remove();
-  $("alert-count").textContent = String(active.length);
+  $("alert-count").textContent = String(needingAction(v.alerts));
   if (!v.replay) noticeNew(v.alerts);
 }
 
@@ -187,6 +291,9 @@ function noticeNew(alerts) {
 function renderHistory(v) {
   const filter = $("history-filter").value;
   const rows = v.alerts.filter((a) => filter === "all" || a.state === filter).sort((x, y) => y.alert_at_ms - x.alert_at_ms);
+  const key = `${filter}|${Math.floor(v.nowMs / 10000)}|` + rows.slice(0, 200).map((a) => `${a.id}:${a.state}:${a.acknowledged_by}:${a.closed_by}`).join();
+  if (app._historyKey === key) return;
+  app._historyKey = key;
   $("history-body").replaceChildren(...rows.slice(0, 200).map((a) => el("tr", {},
     el("td", {}, formatTime(a.alert_at_ms)),
     el("td", {}, `${postName(a.post)} · ${a.rule}`),
@@ -200,7 +307,13 @@ function renderHistory(v) {
 // -- officers ----------------------------------------------------------------------
 
 function renderOfficers(v) {
-  const rows = [...v.officers].sort((a, b) => (b.on_duty && b.stale) - (a.on_duty && a.stale) || a.officer.localeCompare(b.officer));
+  const f = app.officerFilter ?? "";
+  const match = (o) => !f || o.officer.toLowerCase().includes(f) || o.counts_for.some((c) => c.post.toLowerCase().includes(f) || postName(c.post).toLowerCase().includes(f));
+  const rows = v.officers.filter(match).sort((a, b) => (b.on_duty && b.stale) - (a.on_duty && a.stale) || a.officer.localeCompare(b.officer));
+  // Rebuilt only when something shown changed (ages in 5 s steps), not every second.
+  const key = f + "|" + rows.map((o) => `${o.officer}:${o.on_duty}:${o.stale}:${Math.floor((o.last_fix_age_s ?? -5) / 5)}:${o.counts_for.map((c) => c.post + c.rule).join()}:${o.devices.join()}`).join(";");
+  if (app._officersKey === key) return;
+  app._officersKey = key;
   $("officers-body").replaceChildren(...rows.map((o) => el("tr", { class: o.on_duty && o.stale ? "stale" : null, "data-officer": o.officer },
     el("th", { scope: "row" }, o.officer),
     el("td", {}, o.on_duty ? "On duty" : "Off duty"),
@@ -359,6 +472,7 @@ async function main() {
   $("tz").textContent = `times in ${siteTimeZone()}`;
   $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
   if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;
+  if (app.who.roles.includes("admin")) $("people-link").hidden = false;
   if (!app.canAct) $("read-only").hidden = false;
   app.plan = new Plan($("plan"), app.site);
   app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {
@@ -371,6 +485,7 @@ async function main() {
   showSound();
   soundBtn.addEventListener("click", () => { app.sound = !app.sound; localStorage.setItem("cw.sound", app.sound ? "on" : "off"); showSound(); if (app.sound) beep(); });
   $("history-filter").addEventListener("change", render);
+  setupFind();
   $("tl-hours").addEventListener("change", () => refreshTimeline().catch(() => {}));
   $("replay-toggle").addEventListener("click", () => (app.mode === "replay" ? stopReplay() : startReplay()));
   $("replay-slider").addEventListener("input", (e) => replayAt(Number(e.target.value) * 1000));

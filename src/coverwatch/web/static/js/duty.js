@@ -79,6 +79,18 @@ async function refreshOrders(force = false) {
   $("orders").replaceChildren(...d.posts.map(orderCard));
 }
 
+// -- instructions: where a supervisor has sent this officer ---------------------------
+
+async function refreshInstructions() {
+  const d = await api("/api/v1/me/dispatches");
+  const box = $("instructions");
+  box.hidden = d.dispatches.length === 0;
+  $("instruction-list").replaceChildren(...d.dispatches.map((x, i) => el("li", {
+    class: `instruction${i === 0 && x.alert_state !== "resolved" && x.alert_state !== "closed" ? " current" : ""}`,
+    "data-post": x.post },
+  el("strong", {}, x.message), el("span", { class: "muted" }, ` ${when(x.at)}${x.alert_state === "resolved" || x.alert_state === "closed" ? " · cover restored" : ""}`))));
+}
+
 async function main() {
   const who = await me();
   $("user").textContent = who.name;
@@ -88,6 +100,11 @@ async function main() {
     setTimeout(loop, 5000);
   };
   loop();
+  const instructionsLoop = async () => {
+    try { await refreshInstructions(); } catch (e) { /* shown on the next try */ }
+    setTimeout(instructionsLoop, 3000);
+  };
+  instructionsLoop();
   const ordersLoop = async () => {
     try { await refreshOrders(); } catch (e) { if (!(e instanceof AuthError)) $("orders-scope").textContent = `Cannot load your orders: ${e.message}`; }
     setTimeout(ordersLoop, 15000);

@@ -47,6 +47,7 @@ export class Plan {
     const k = w / v.w;
     this.view = { x: cx - (cx - v.x) * k, y: cy - (cy - v.y) * k, w, h: v.h * k };
     this.apply();
+    if (this.postEls) this.applyDetail();
   }
 
   pan(dx, dy) { this.view.x += dx; this.view.y += dy; this.apply(); }
@@ -108,82 +109,148 @@ export class Plan {
   }
 
   // state: {rules: [{post, rule, state, count, need, lapse_start_ms}], officers, gates, nowMs}
+  // Updates what changed (post states, labels, officer positions) instead of redrawing.
   render(state) {
+    if (!this.postEls) this.buildPosts();
     const byPost = new Map();
     for (const r of state.rules) {
       if (!byPost.has(r.post)) byPost.set(r.post, []);
       byPost.get(r.post).push(r);
     }
-    this.gPosts.replaceChildren();
-    const labels = [];
+    for (const p of this.site.posts) this.updatePost(p, byPost.get(p.id) ?? [], state);
+    this.updateOfficers(state.officers);
+    this.applyDetail();
+  }
+
+  // Posts are built once; problems (lapsed, in grace) and gates are drawn above officers.
+  buildPosts() {
+    this.postEls = new Map();
+    this.gAbove = svg("g", { class: "above" });
+    this.root.append(this.gAbove);
     for (const p of this.site.posts) {
-      const rules = byPost.get(p.id) ?? [];
-      const st = worst(rules.map((r) => r.state));
-      const g = svg("g", { class: `post state-${st}`, "data-post": p.id, "data-state": st });
-      let lx, ly;
+      const g = svg("g", { class: "post", "data-post": p.id });
+      let lx, ly, cx, cy;
       if (p.area) {
         g.append(svg("polygon", { class: "area", points: p.area.map(([x, y]) => `${x},${-y}`).join(" ") }));
         lx = p.area.reduce((a, q) => a + q[0], 0) / p.area.length;
         ly = -Math.max(...p.area.map((q) => q[1]));
+        cx = lx; cy = -p.area.reduce((a, q) => a + q[1], 0) / p.area.length;
       } else {
         const [x, y] = p.at;
         const radii = [...new Set(p.rules.map((r) => r.within_m).filter((m) => m !== null))].sort((a, b) => b - a);
         for (const m of radii) g.append(svg("circle", { class: "within", cx: x, cy: -y, r: m }));
         g.append(svg("circle", { class: "centre", cx: x, cy: -y }));
-        lx = x; ly = -y - (radii[0] ?? 0);
+        lx = x; ly = -y - (radii[0] ?? 0); cx = x; cy = -y;
       }
+      const title = svg("title", {});
+      g.append(title);
+      const label = svg("text", { class: "post-label", x: lx, y: ly, "data-post": p.id });
+      let gate = null;
       if (p.gate) {
-        const open = !!state.gates[p.id];
         const [gx, gy] = p.at ?? p.area[0];
-        g.append(svg("g", { class: `gate ${open ? "open" : "closed"}`, transform: `translate(${gx},${-gy})` },
-          svg("rect", { class: "gate-mark" })));
+        gate = svg("g", { class: "gate closed", transform: `translate(${gx},${-gy})`, "data-gate": p.id }, svg("rect", { class: "gate-mark" }));
+        this.gAbove.append(gate);  // a gate bar is never hidden under officer dots
       }
-      // The label: name, then the state in words (colour is never the only cue).
-      const worstRule = rules.find((r) => r.state === st);
-      let line2 = STATE_WORDS[st];
-      if (worstRule && (st === "lapsed" || st === "grace")) {
-        line2 += ` · ${worstRule.rule} ${worstRule.count}/${worstRule.need}`;
-        const since = lapseStartMs(worstRule);
-        if (since !== null) line2 += ` · ${formatDuration(Math.max(0, state.nowMs - since) / 1000)}`;
-      } else if (worstRule && st === "covered") line2 += ` · ${worstRule.count}/${worstRule.need}`;
-      const gateWord = p.gate ? (state.gates[p.id] ? "gate OPEN" : "gate closed") : null;
-      labels.push({ g, lx, ly, lines: [p.name, line2, gateWord].filter(Boolean), st });
-      g.append(svg("title", {}, `${p.name}: ${rules.map((r) => `${r.rule} ${STATE_WORDS[r.state]} ${r.count}/${r.need}`).join("; ")}`));
       this.gPosts.append(g);
+      this.postEls.set(p.id, { g, label, title, gate, lx, ly, cx, cy, key: null });
     }
-    for (const { g, lx, ly, lines, st } of labels) {
-      const t = svg("text", { class: `post-label state-${st}`, x: lx, y: ly });
-      lines.forEach((line, i) => t.append(svg("tspan", { x: lx, dy: i === 0 ? `${-(lines.length - 0.3)}em` : "1.1em", class: i === 1 ? "state-word" : null }, line)));
-      g.append(t);
-    }
-    this.gOfficers.replaceChildren();
-    // Officers closer than a marker's width share one label ("A1, A2 armed").
-    const near = 30 * (this.unit || 1);
-    const groups = [];
-    for (const o of state.officers) {
-      if (o.x === null || !o.on_duty) continue;
-      const g = groups.find((q) => q.stale === o.stale && Math.hypot(q.x - o.x, q.y - o.y) < near);
-      if (g) g.members.push(o); else groups.push({ x: o.x, y: o.y, stale: o.stale, members: [o] });
-    }
-    for (const grp of groups) {
-      const names = grp.members.map((o) => o.officer).join(", ");
-      const capsets = [...new Set(grp.members.map((o) => o.capabilities.join(", ")))];
-      const caps = capsets.length === 1 ? capsets[0] : "";
-      const armed = grp.members.some((o) => o.capabilities.includes("armed"));
-      const age = Math.max(...grp.members.map((o) => o.last_fix_age_s ?? 0));
-      // Mixed capabilities: each officer with their own ("S1 · A3 armed").
-      const mixed = grp.members.map((o) => o.officer + (o.capabilities.length ? " " + o.capabilities.join(", ") : "")).join(" · ");
-      const label = grp.stale ? `${names} (no signal ${formatDuration(age)})`
-        : capsets.length === 1 ? `${names}${caps ? " " + caps : ""}` : mixed;
-      const g = svg("g", { class: `officer ${grp.stale ? "stale" : "fresh"}${armed ? " armed" : ""}`,
-        "data-officer": names, transform: `translate(${grp.x},${-grp.y})` });
-      for (const o of grp.members) {
-        g.append(svg("circle", { class: "marker", cx: o.x - grp.x, cy: grp.y - o.y, "data-officer": o.officer }));
+  }
+
+  updatePost(p, rules, state) {
+    const e = this.postEls.get(p.id);
+    const st = worst(rules.map((r) => r.state));
+    const worstRule = rules.find((r) => r.state === st);
+    let line2 = STATE_WORDS[st];
+    if (worstRule && (st === "lapsed" || st === "grace")) {
+      line2 += ` · ${worstRule.rule} ${worstRule.count}/${worstRule.need}`;
+      const since = lapseStartMs(worstRule);
+      if (since !== null) line2 += ` · ${formatDuration(Math.max(0, state.nowMs - since) / 1000)}`;
+    } else if (worstRule && st === "covered") line2 += ` · ${worstRule.count}/${worstRule.need}`;
+    const open = p.gate ? !!state.gates[p.id] : null;
+    const lines = [p.name, line2, p.gate ? (open ? "gate OPEN" : "gate closed") : null].filter(Boolean);
+    const key = `${st}|${lines.join("|")}`;
+    if (e.key === key) return;
+    const problem = st === "lapsed" || st === "grace";
+    e.g.setAttribute("class", `post state-${st}`);
+    e.g.setAttribute("data-state", st);
+    e.label.setAttribute("class", `post-label state-${st}${problem ? " problem" : ""}`);
+    e.label.replaceChildren(...lines.map((line, i) => svg("tspan", { x: e.lx, dy: i === 0 ? `${-(lines.length - 0.3)}em` : "1.1em", class: i === 1 ? "state-word" : null }, line)));
+    e.title.textContent = `${p.name}: ${rules.map((r) => `${r.rule} ${STATE_WORDS[r.state]} ${r.count}/${r.need}`).join("; ")}`;
+    // Lapsed and in-grace labels go above the officers; the others stay with their post.
+    (problem ? this.gAbove : e.g).append(e.label);
+    if (e.gate) e.gate.setAttribute("class", `gate ${open ? "open" : "closed"}`);
+    e.key = key;
+  }
+
+  // One marker per officer, moved in place; labels only when zoomed in enough to read them.
+  updateOfficers(officers) {
+    this.officerEls ??= new Map();
+    const seen = new Set();
+    for (const o of officers) {
+      if (o.x === null || o.x === undefined || !o.on_duty) continue;
+      seen.add(o.officer);
+      let e = this.officerEls.get(o.officer);
+      if (!e) {
+        const marker = svg("circle", { class: "marker", cx: 0, cy: 0, "data-officer": o.officer });
+        const text = svg("text", { class: "officer-label", dx: "0.75em", dy: "0.35em" });
+        const title = svg("title", {});
+        const g = svg("g", { class: "officer", "data-officer": o.officer }, marker, text, title);
+        this.gOfficers.append(g);
+        e = { g, text, title, key: null, x: 0, y: 0 };
+        this.officerEls.set(o.officer, e);
       }
-      g.append(svg("text", { class: "officer-label", dx: "0.75em", dy: "0.35em" }, label),
-        svg("title", {}, grp.members.map((o) => `${o.officer}${o.capabilities.length ? " (" + o.capabilities.join(", ") + ")" : ""}${o.stale ? " – stale: no fix for " + formatDuration(o.last_fix_age_s ?? 0) : ""}`).join("\n")));
-      this.gOfficers.append(g);
+      e.x = o.x; e.y = o.y;
+      e.g.setAttribute("transform", `translate(${o.x},${-o.y})`);
+      const armed = o.capabilities.includes("armed");
+      const where = (o.counts_for ?? []).map((c) => c.post)[0];
+      const label = o.stale ? `${o.officer} NO SIGNAL ${formatDuration(o.last_fix_age_s ?? 0)}`
+        : `${o.officer}${o.capabilities.length ? " " + o.capabilities.join(", ") : ""}${where ? " @" + where : ""}`;
+      const key = `${o.stale}|${armed}|${label}`;
+      if (e.key === key) continue;
+      e.g.setAttribute("class", `officer ${o.stale ? "stale" : "fresh"}${armed ? " armed" : ""}`);
+      e.text.textContent = label;
+      e.title.textContent = `${o.officer}${o.capabilities.length ? " (" + o.capabilities.join(", ") + ")" : ""}${o.stale ? " – stale: no fix for " + formatDuration(o.last_fix_age_s ?? 0) : ""}`;
+      e.key = key;
     }
+    for (const [name, e] of this.officerEls) if (!seen.has(name)) { e.g.remove(); this.officerEls.delete(name); }
+  }
+
+  // Labels by level of detail: officer names when few are in view or when zoomed in;
+  // post names when zoomed in or the site is small; problems always.
+  applyDetail() {
+    const v = this.view;
+    let inView = 0;
+    for (const e of this.officerEls?.values() ?? []) {
+      if (e.x >= v.x && e.x <= v.x + v.w && -e.y >= v.y && -e.y <= v.y + v.h) inView++;
+    }
+    const zoomedIn = (this.unit || 1) < 0.35;
+    this.root.classList.toggle("officer-names", inView <= 40 || zoomedIn);
+    this.root.classList.toggle("post-names", this.site.posts.length <= 20 || zoomedIn || (this.unit || 1) < 1.2);
+  }
+
+  // Centre the plan on a point (site metres) and mark it for a moment.
+  showPoint(x, y, span = 120) {
+    const r = this.root.getBoundingClientRect();
+    const aspect = r.width && r.height ? r.height / r.width : 0.6;
+    this.view = { x: x - span / 2, y: -y - (span * aspect) / 2, w: span, h: span * aspect };
+    this.apply();
+    this.applyDetail();
+    this.marker?.remove();
+    this.marker = svg("circle", { class: "find-ring", cx: x, cy: -y });
+    this.gAbove.append(this.marker);
+    setTimeout(() => this.marker?.remove(), 4000);
+  }
+
+  showPost(id) {
+    const e = this.postEls?.get(id);
+    if (e) this.showPoint(e.cx, -e.cy);
+    return !!e;
+  }
+
+  showOfficer(name) {
+    const e = this.officerEls?.get(name);
+    if (e) this.showPoint(e.x, e.y, 80);
+    return !!e;
   }
 }
 

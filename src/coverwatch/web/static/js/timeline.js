@@ -15,6 +15,35 @@ export class Timeline {
     this.data = null;
     this.cursorMs = null;
     this.names = new Map(site.posts.map((p) => [p.id, p.name]));
+    this.graceMs = new Map(site.posts.flatMap((p) => p.rules.map((r) => [`${p.id}\u001f${r.id}`, (r.grace_s ?? 0) * 1000])));
+  }
+
+  // Problems first: lapsed now, then lapsed at some point in the window, then the rest
+  // (file order within each group, so the order is stable).
+  ordered(rules) {
+    const rank = (r) => {
+      const last = r.segments[r.segments.length - 1];
+      if (last && last[2] === "lapsed") return 0;
+      return r.segments.some((sg) => sg[2] === "lapsed") ? 1 : 2;
+    };
+    return rules.map((r, i) => [rank(r), i, r]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) => x[2]);
+  }
+
+  // A lapsed segment split into its grace part (amber, as on the plan) and the alerted part.
+  lapsedParts(r, segments) {
+    const grace = this.graceMs.get(`${r.post}\u001f${r.rule}`) ?? 0;
+    const out = [];
+    let runStart = null;
+    let prevEnd = null;
+    for (const [s0, s1, state, count] of segments) {
+      if (state !== "lapsed") { runStart = null; prevEnd = s1; out.push([s0, s1, state, count]); continue; }
+      if (runStart === null || prevEnd !== s0) runStart = s0;
+      prevEnd = s1;
+      const graceEnd = runStart + grace;
+      if (graceEnd > s0) out.push([s0, Math.min(s1, graceEnd), "grace", count]);
+      if (graceEnd < s1) out.push([Math.max(s0, graceEnd), s1, "lapsed", count]);
+    }
+    return out;
   }
 
   setCursor(ms) { this.cursorMs = ms; this.drawCursors(); }
@@ -26,13 +55,13 @@ export class Timeline {
     const x = (ms) => ((ms - t0) / span) * W;
     const rows = [];
     rows.push(el("div", { class: "tl-row tl-axis" }, el("div", { class: "tl-name" }, ""), this.axis(t0, t1, x)));
-    for (const r of data.rules) {
+    for (const r of this.ordered(data.rules)) {
       const strip = svg("svg", { class: "tl-strip", viewBox: `0 0 ${W} 20`, preserveAspectRatio: "none",
         role: "button", tabindex: "0", "aria-label": `Cover timeline of ${this.names.get(r.post) ?? r.post}, ${r.rule}: click a moment to see who counted` });
       strip.append(svg("rect", { class: "tl-none", x: 0, y: 0, width: W, height: 20 }));
-      for (const [s0, s1, state, count] of r.segments) {
+      for (const [s0, s1, state, count] of this.lapsedParts(r, r.segments)) {
         strip.append(svg("rect", { class: `tl-seg tl-${state}`, x: x(s0), y: 2, width: Math.max(x(s1) - x(s0), 0.5), height: 16 },
-          svg("title", {}, `${formatTime(s0)}–${formatTime(s1)}: ${state}, ${count} of ${r.need}`)));
+          svg("title", {}, `${formatTime(s0)}–${formatTime(s1)}: ${state === "grace" ? "short, in grace" : state}, ${count} of ${r.need}`)));
       }
       for (const a of data.alerts.filter((a) => a.post === r.post && a.rule === r.rule && a.alert_ms >= t0)) {
         strip.append(svg("rect", { class: "tl-alert", x: x(a.alert_ms) - 2, y: 0, width: 4, height: 20 },

@@ -1,0 +1,105 @@
+"""Alert routes that tell who was notified and who to send.
+
+* ``GET /api/v1/alerts`` and ``GET /api/v1/alerts/{id}``: each alert with
+  ``notified`` (per escalation level: deliveries and whether any worked),
+  ``reached_level``, ``dispatches`` and ``nearest`` (officers who would count
+  for the rule, ranked by travel time);
+* ``POST /api/v1/alerts/{id}/dispatch``: send an officer to the alert's post
+  (stored, audited, then delivered to the officer's contacts and /duty page);
+* ``GET /api/v1/me/dispatches``: an officer's instructions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from coverwatch.domain.alerts import AlertState, UnknownAlertError
+from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.server.access import Principal, require, services
+from coverwatch.server.alertviews import alert_json, alerts_json
+from coverwatch.server.services import Services
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+Svc = Annotated[Services, Depends(services)]
+# Instructions older than this are not shown on the officer's page.
+_DUTY_WINDOW_US = 12 * 3600 * US_PER_S
+
+
+class Dispatch(BaseModel):
+    officer: str = Field(min_length=1, max_length=100)
+    note: str = Field(default="", max_length=500)
+
+
+@router.get("/api/v1/alerts")
+async def list_alerts(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+    state: str | None = None,
+) -> dict[str, Any]:
+    alerts = svc.book.alerts()
+    if state is not None:
+        wanted = set(state.split(","))
+        alerts = [a for a in alerts if a.state.value in wanted]
+    return {"alerts": alerts_json(svc, alerts)}
+
+
+@router.get("/api/v1/alerts/{alert_id}")
+async def get_alert(
+    alert_id: str, svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+) -> dict[str, Any]:
+    try:
+        alert = svc.book.get(alert_id)
+    except UnknownAlertError:
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    return alert_json(svc, alert, nearest=10)
+
+
+@router.post("/api/v1/alerts/{alert_id}/dispatch", status_code=201)
+async def dispatch(
+    alert_id: str, body: Dispatch, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    """Send an officer to the alert's post; the message goes to their contacts and /duty."""
+    try:
+        alert = svc.book.get(alert_id)
+    except UnknownAlertError:
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    if alert.kind != "lapse":
+        raise HTTPException(409, f"alert {alert_id} is a {alert.kind} alert: nobody is "
+                                 "needed at a post")
+    if alert.state not in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
+        raise HTTPException(409, f"alert {alert_id} is {alert.state}: cover is back")
+    known = set(svc.live.registry.names)
+    if body.officer not in known and svc.store.get_user(body.officer) is None:
+        raise HTTPException(422, f"officer: no officer {body.officer!r} is known "
+                                 "(no events and no user of that name)")
+    record = await svc.outbox.dispatch(alert, body.officer, who.name, body.note)
+    return {"officer": record["officer"], "post": record["post"], "message": record["message"],
+            "by": record["by_user"], "at": format_time(record["at_us"]),
+            "delivery": "sending"}
+
+
+@router.get("/api/v1/me/dispatches")
+async def my_dispatches(
+    svc: Svc, who: Annotated[Principal, Depends(require("officer"))]
+) -> dict[str, Any]:
+    """Where the officer has been sent, newest first (the last 12 hours)."""
+    import asyncio
+
+    rows = await asyncio.to_thread(svc.store.dispatches_for_officer, who.name,
+                                   svc.clock() - _DUTY_WINDOW_US)
+    out = []
+    for r in rows:
+        state = None
+        if r["alert_id"] in svc.book:
+            state = svc.book.get(r["alert_id"]).state.value
+        out.append({"post": r["post"], "message": r["message"], "by": r["by_user"],
+                    "at": format_time(r["at_us"]), "at_ms": r["at_us"] // 1000,
+                    "alert_state": state})
+    return {"officer": who.name, "dispatches": out}

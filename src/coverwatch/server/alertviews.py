@@ -1,0 +1,57 @@
+"""Alerts as the API and the dashboard show them: the record, who was notified
+per level (and whether it worked), dispatches, and who to send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from coverwatch.domain.alerts import Alert, AlertState
+from coverwatch.server.live import OfficerView
+from coverwatch.server.nearest import ReachCache, nearest_officers
+
+if TYPE_CHECKING:
+    from coverwatch.server.services import Services
+
+__all__ = ["alert_json", "alerts_json", "roster_now"]
+
+_CACHE = ReachCache()
+
+
+def roster_now(svc: Services) -> dict[str, str]:
+    """Each rostered officer's entry now: ``"post gate"`` or ``"patrol perimeter"``."""
+    briefing = svc.briefing
+    if briefing is None:
+        return {}
+    now = svc.clock()
+    out: dict[str, str] = {}
+    for s in getattr(briefing, "shifts", ()):
+        if s.start <= now < s.end:
+            out[s.officer] = f"post {s.post}" if s.post else f"patrol {s.patrol}"
+    return out
+
+
+def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | None = None,
+               roster: dict[str, str] | None = None, nearest: int = 5) -> dict[str, Any]:
+    """One alert with ``notified`` (per level), ``reached_level``, ``dispatches`` and,
+    for a lapse still short of cover, ``nearest`` (who to send)."""
+    out = alert.to_record()
+    outbox = svc.outbox
+    out["notified"] = outbox.notified(alert.id)
+    out["reached_level"] = outbox.reached_level(alert.id)
+    out["dispatches"] = outbox.sent.get(alert.id, [])
+    out["dispatch_deliveries"] = outbox.dispatch_deliveries(alert.id)
+    if alert.kind == "lapse" and alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
+        out["nearest"] = [c.to_json() for c in nearest_officers(
+            svc.live, alert.post, alert.rule, roster=roster_now(svc) if roster is None else roster,
+            limit=nearest, cache=_CACHE, views=views)]
+    else:
+        out["nearest"] = []
+    return out
+
+
+def alerts_json(svc: Services, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
+    """Several alerts; the officers' state is computed once for all of them."""
+    views = svc.live.officers() if any(a.kind == "lapse" for a in alerts) else []
+    roster = roster_now(svc)
+    return [alert_json(svc, a, views=views, roster=roster) for a in alerts]

@@ -1,0 +1,331 @@
+"""Sending what the alert book decided, and saying truthfully whether it arrived.
+
+Each escalation step, dispatch and server alert is sent in its own task, so a
+slow or refusing address never holds the ticker. Every attempt becomes a
+delivery row (stored and audited), shown per level on the alert. A level at
+which nobody could be reached counts as failed: the alert moves to its next
+level at once, and a ``notification-failure`` alert goes to every supervisor
+and admin who can be reached (if that cannot be delivered either, it stays on
+the board and in the log: it is never re-raised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
+from coverwatch.domain.supervision import (
+    DIRECT_TARGETS,
+    escalate_now,
+    open_direct,
+    raise_direct,
+)
+from coverwatch.domain.time import format_time
+from coverwatch.storage import DeliveryRecord
+
+if TYPE_CHECKING:
+    from coverwatch.server.services import Services
+    from coverwatch.storage import Store
+
+__all__ = ["Outbox", "TargetProblem", "people_resolver", "unreachable_targets"]
+
+log = logging.getLogger("coverwatch.server")
+
+_TARGET_RULE = "target:"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProblem:
+    """An escalation target that reaches nobody with a contact."""
+
+    level: int
+    target: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"escalation level {self.level + 1}: {self.target} {self.reason}"
+
+
+def unreachable_targets(policy: EscalationPolicy, store: Store) -> list[TargetProblem]:
+    """Targets (``role:``/``user:``) that resolve to nobody with a contact.
+
+    URL targets are not checked (only sending can tell whether they work).
+    """
+    out: list[TargetProblem] = []
+    for level, spec in enumerate(policy.levels):
+        for target in spec.notify:
+            try:
+                kind, _ = parse_target(target)
+            except ValueError as exc:
+                out.append(TargetProblem(level, target, str(exc)))
+                continue
+            if kind not in ("role", "user"):
+                continue
+            people = store.reach(target)
+            if not people:
+                what = "no active user holds this role" if kind == "role" \
+                    else "there is no active user of this name"
+                out.append(TargetProblem(level, target, f"reaches nobody: {what}"))
+            elif not any(p.urls for p in people):
+                names = ", ".join(p.person for p in people)
+                out.append(TargetProblem(
+                    level, target, f"reaches nobody: {names} ha{'s' if len(people) == 1 else 've'}"
+                    " no contact address (coverwatch users set NAME --notify URL)"))
+    return out
+
+
+def people_resolver(store: Store) -> Any:
+    """The notifier's resolver: (person, URL) pairs; (person, None) for one without contacts."""
+
+    def resolve(target: str) -> list[tuple[str, str | None]]:
+        return [(p.person, u) for p in store.reach(target) for u in (p.urls or (None,))]
+
+    return resolve
+
+
+def _records(deliveries: Sequence[Any], purpose: str, at: int) -> list[DeliveryRecord]:
+    return [
+        DeliveryRecord(d.alert_id, d.level, purpose, ", ".join(d.targets), d.person, d.to,
+                       d.ok, d.error, d.attempts, at)
+        for d in deliveries
+    ]
+
+
+class Outbox:
+    """The server's sender: escalation steps, dispatches, server alerts."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.by_alert: dict[str, list[DeliveryRecord]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Dispatches per alert (officer, by, at, message), for the alert card.
+        self.sent: dict[str, list[dict[str, Any]]] = {}
+        self.delivered_total = 0
+        self.failed_total = 0
+
+    def load(self) -> None:
+        """Read the stored deliveries and dispatches (at start-up)."""
+        for rec in self.svc.store.load_deliveries():
+            self.by_alert.setdefault(rec.alert_id, []).append(rec)
+        for d in self.svc.store.load_dispatches():
+            self.sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
+
+    # -- tasks --------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sending failed unexpectedly", exc_info=task.exception())
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        """Wait until everything queued (and what it led to) has been sent."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- views --------------------------------------------------------------
+
+    def notified(self, alert_id: str) -> list[dict[str, Any]]:
+        """Per level: who was notified, how, and whether it worked."""
+        levels: dict[int, list[DeliveryRecord]] = {}
+        for rec in self.by_alert.get(alert_id, ()):
+            if rec.purpose != "dispatch":
+                levels.setdefault(rec.level, []).append(rec)
+        return [
+            {"level": level, "ok": any(r.ok for r in recs),
+             "deliveries": [_delivery_json(r) for r in recs]}
+            for level, recs in sorted(levels.items())
+        ]
+
+    def dispatch_deliveries(self, alert_id: str) -> list[dict[str, Any]]:
+        return [_delivery_json(r) for r in self.by_alert.get(alert_id, ())
+                if r.purpose == "dispatch"]
+
+    def reached_level(self, alert_id: str) -> int | None:
+        """The highest level at which at least one delivery succeeded."""
+        ok = [r.level for r in self.by_alert.get(alert_id, ())
+              if r.ok and r.purpose == "escalation"]
+        return max(ok) if ok else None
+
+    # -- recording ----------------------------------------------------------
+
+    async def _record(self, deliveries: Sequence[Any], purpose: str) -> list[DeliveryRecord]:
+        recs = _records(deliveries, purpose, self.svc.clock())
+        try:
+            await asyncio.to_thread(self.svc.store.record_deliveries, recs)
+        except Exception:  # keep them in memory: the card must still tell the truth
+            log.exception("could not store %d delivery record(s)", len(recs))
+        for rec in recs:
+            self.by_alert.setdefault(rec.alert_id, []).append(rec)
+            if rec.ok:
+                self.delivered_total += 1
+            else:
+                self.failed_total += 1
+        if recs:
+            alert_id = recs[0].alert_id
+            self.svc.feed.publish({"type": "notified", "alert_id": alert_id,
+                                   "purpose": purpose, "notified": self.notified(alert_id),
+                                   "dispatches": self.dispatch_deliveries(alert_id)})
+        return recs
+
+    # -- escalation ---------------------------------------------------------
+
+    def submit(self, steps: Sequence[Escalation]) -> None:
+        """Send escalation steps in the background."""
+        if self.svc.notifier is None:
+            return
+        for step in steps:
+            self.spawn(self._send_step(step))
+
+    async def _send_step(self, step: Escalation) -> None:
+        svc = self.svc
+        recs = await self._record(await svc.notifier.send(step), "escalation")
+        if any(r.ok for r in recs):
+            return
+        async with svc.lock:
+            nxt = escalate_now(svc.book, step.alert_id, step.level, svc.clock())
+            alert = svc.book.get(step.alert_id)
+            if nxt is not None:
+                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                                        actor="engine", action=f"alert.level-due.{nxt.level}")
+        if nxt is not None:
+            log.warning("alert %s: nobody reached at level %d; level %d now", alert.id,
+                        step.level + 1, nxt.level + 1)
+            svc.feed.publish({"type": "escalation", "alert": alert.to_record(),
+                              "level": nxt.level, "targets": list(nxt.targets)})
+            self.spawn(self._send_step(nxt))
+        if alert.kind in DIRECT_KINDS or not alert.escalating:
+            return  # no loops; and an owned or resolved alert has someone on it
+        reasons = "; ".join(
+            f"{r.target}{f' ({r.person})' if r.person else ''}: {r.error}" for r in recs)
+        detail = (f"Nobody could be told about {alert.kind} {alert.post} / {alert.rule} at "
+                  f"escalation level {step.level + 1}: {reasons or 'no targets'}.")
+        await self.raise_direct("notification-failure", alert.post, alert.rule, detail,
+                                about=alert.id)
+
+    # -- alerts about the server itself ------------------------------------------
+
+    async def raise_direct(self, kind: str, post: str, rule: str, detail: str,
+                           about: str | None = None) -> Alert:
+        """Raise a ``system`` / ``notification-failure`` alert and send it once."""
+        svc = self.svc
+        async with svc.lock:
+            alert = raise_direct(svc.book, kind, post, rule, svc.clock(), detail, about)
+            try:
+                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                                        actor="server", action="alert.raised")
+            except Exception:  # e.g. the store is the problem: still shown and sent
+                log.exception("could not store %s alert %s", kind, alert.id)
+        log.error("%s alert: %s", kind, detail)
+        svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        if svc.notifier is not None:
+            self.spawn(self._send_direct(alert))
+        return alert
+
+    async def _send_direct(self, alert: Alert) -> None:
+        from coverwatch.notify.notifier import Message
+
+        title = f"{alert.kind.upper()}: {alert.post + ' / ' if alert.post else ''}{alert.rule}"
+        message = Message(alert.id, 0, DIRECT_TARGETS, title, alert.detail, {
+            "alert_id": alert.id, "kind": alert.kind, "post": alert.post, "rule": alert.rule,
+            "about": alert.about, "at": format_time(alert.alert_at),
+        })
+        recs = await self._record(await self.svc.notifier.send_message(message), "direct")
+        if not any(r.ok for r in recs):
+            log.error("%s alert %s reached nobody; it stays on the board (not re-raised)",
+                      alert.kind, alert.id)
+
+    async def resolve_direct(self, alert: Alert, why: str) -> None:
+        """Resolve a direct alert whose cause has gone (persisted, published)."""
+        svc = self.svc
+        async with svc.lock:
+            trial = Alert.from_record(alert.to_record())
+            trial.resolve(max(svc.clock(), trial.lapse_start))
+            await asyncio.to_thread(svc.store.record_alert_event, trial.to_record(),
+                                    actor="server", action="alert.resolved")
+            svc.book.restore(trial)
+        log.info("%s alert %s resolved: %s", alert.kind, alert.id, why)
+        svc.feed.publish({"type": "alert-state", "alert": trial.to_record()})
+
+    async def settle(self, alert: Alert) -> None:
+        """An alert left "open" (owned or resolved): its notification failures are settled."""
+        for failure in open_direct(self.svc.book, "notification-failure", about=alert.id):
+            await self.resolve_direct(failure, f"alert {alert.id} is {alert.state}")
+
+    async def check_targets(self) -> list[TargetProblem]:
+        """Raise a ``system`` alert per escalation target that reaches nobody;
+        resolve those whose target now reaches someone (or is gone)."""
+        svc = self.svc
+        problems = await asyncio.to_thread(unreachable_targets, svc.book.policy, svc.store)
+        wanted = {f"{_TARGET_RULE}{p.target}": p for p in problems}
+        open_now = {a.rule: a for a in open_direct(svc.book, "system")
+                    if a.rule.startswith(_TARGET_RULE)}
+        for rule, problem in wanted.items():
+            if rule not in open_now:
+                await self.raise_direct("system", "", rule, f"{problem}.")
+        for rule, alert in open_now.items():
+            if rule not in wanted:
+                await self.resolve_direct(alert, "the target reaches someone now")
+        return problems
+
+    # -- dispatch -----------------------------------------------------------
+
+    async def dispatch(self, alert: Alert, officer: str, by: str, note: str) -> dict[str, Any]:
+        """Send ``officer`` to the alert's post: stored, audited, then sent to their contacts."""
+        from coverwatch.notify.notifier import Message
+
+        svc = self.svc
+        try:
+            post = svc.site.post(alert.post)
+            name = post.name or post.id
+        except KeyError:
+            name = alert.post
+        text = (f"Go to {name} now: {alert.rule} has {alert.count} of {alert.need} needed. "
+                f"Sent by {by}.{' ' + note.strip() if note.strip() else ''}")
+        record = await asyncio.to_thread(svc.store.record_dispatch, alert.id, officer,
+                                         alert.post, text, by, svc.clock())
+        self.sent.setdefault(alert.id, []).append(_dispatch_json(record))
+        svc.feed.publish({"type": "dispatch", "alert_id": alert.id, "officer": officer,
+                          "post": alert.post, "by": by, "message": text})
+        if svc.notifier is not None:
+            message = Message(alert.id, -1, (f"user:{officer}",), f"DISPATCH {name}", text, {
+                "alert_id": alert.id, "kind": "dispatch", "post": alert.post,
+                "rule": alert.rule, "officer": officer, "by": by,
+            })
+
+            async def send() -> None:
+                await self._record(await svc.notifier.send_message(message), "dispatch")
+
+            self.spawn(send())
+        return record
+
+
+def _dispatch_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {"officer": d["officer"], "post": d["post"], "by": d["by_user"],
+            "message": d["message"], "at": format_time(int(d["at_us"]))}
+
+
+def _delivery_json(rec: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "target": rec.target, "person": rec.person, "address": rec.address,
+        "channel": rec.address.partition("://")[0] if rec.address else None,
+        "outcome": "delivered" if rec.ok else "failed", "error": rec.error,
+        "attempts": rec.attempts, "at": format_time(rec.at_us),
+    }

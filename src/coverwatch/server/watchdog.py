@@ -1,0 +1,162 @@
+"""The watched watcher: the server checks itself and says when it cannot supervise.
+
+Every ``watch_s`` the watchdog looks at three things:
+
+* the ticker: has a tick completed recently (``ticker_stall_s``)?
+* the engine: does the horizon trail the clock by more than the allowed lateness
+  plus ``max_engine_lag_s`` (not while the horizon is held after a restart)?
+* the store: did the last commit fail, and can a small write commit now?
+
+Each problem raises a ``system`` alert (rule ``ticker-stopped``, ``engine-lag`` or
+``store-commit``) sent to supervisors and admins, and makes ``/readyz`` answer
+503, until it clears (the alert is then resolved). A notifier that reaches
+nobody never flips ``/readyz``: mail being down must not take ingestion away;
+that is a ``notification-failure`` or ``system`` alert only.
+
+With ``heartbeat_url`` the server GETs that URL every ``heartbeat_s`` seconds,
+but only while the ticker and the store are healthy, so an external
+dead-man's-switch monitor notices when the server is stuck, not only when it is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from coverwatch.domain.supervision import open_direct
+from coverwatch.domain.time import US_PER_S
+
+if TYPE_CHECKING:
+    from coverwatch.server.services import Services
+
+__all__ = ["Health", "check", "run_heartbeat", "run_watchdog", "should_beat", "watch_once"]
+
+log = logging.getLogger("coverwatch.server")
+
+_PROBE_KEY = "watchdog.probe"
+
+
+@dataclass
+class Health:
+    """What the server knows about itself; ``problems`` flip /readyz."""
+
+    last_tick: float = field(default_factory=time.monotonic)
+    ticks: int = 0
+    store_ok: bool = True
+    store_error: str = ""
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def ticked(self) -> None:
+        self.last_tick = time.monotonic()
+        self.ticks += 1
+
+    def committed(self, ok: bool, error: str = "") -> None:
+        self.store_ok = ok
+        self.store_error = "" if ok else error
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    def ticker_fresh(self, stall_s: float) -> bool:
+        return time.monotonic() - self.last_tick <= stall_s
+
+
+def stall_limit_s(svc: Services) -> float:
+    """How long without a completed tick is a stopped ticker (a few ticks at least)."""
+    return max(svc.settings.ticker_stall_s, 3 * svc.settings.tick_s)
+
+
+def check(svc: Services) -> dict[str, str]:
+    """The server's problems now: rule name -> what is wrong."""
+    settings = svc.settings
+    health: Health = svc.health
+    out: dict[str, str] = {}
+    stalled = time.monotonic() - health.last_tick
+    if stalled > stall_limit_s(svc):
+        out["ticker-stopped"] = (f"The live engine's ticker has not completed a tick for "
+                                 f"{stalled:.0f} s: lapses are not being detected.")
+    if svc.clock() >= svc._recover_until:
+        lag = svc.engine_lag_s() - settings.lateness_s
+        if lag > settings.max_engine_lag_s:
+            out["engine-lag"] = (f"The live engine is {lag:.0f} s behind (beyond the allowed "
+                                 f"lateness): alerts come late.")
+    if not health.store_ok:
+        out["store-commit"] = f"The store cannot commit: {health.store_error or 'unknown error'}."
+    return out
+
+
+async def _probe_store(svc: Services) -> None:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(
+            svc.store.set_state, _PROBE_KEY, str(svc.clock() // US_PER_S)), 10)
+    except Exception as exc:  # any failure to commit is the finding
+        svc.health.committed(False, f"{type(exc).__name__}: {str(exc)[:200]}")
+    else:
+        svc.health.committed(True)
+
+
+async def watch_once(svc: Services) -> dict[str, str]:
+    """One round: probe the store, compare problems, raise and resolve system alerts."""
+    await _probe_store(svc)
+    now = check(svc)
+    before = svc.health.problems
+    svc.health.problems = now
+    for rule, detail in now.items():
+        if rule not in before:
+            log.error("server problem: %s", detail)
+            if not open_direct(svc.book, "system", rule=rule):
+                with contextlib.suppress(Exception):  # in memory and in the log even so
+                    await asyncio.wait_for(
+                        svc.outbox.raise_direct("system", "", rule, detail), 15)
+    for rule in before:
+        if rule not in now:
+            log.warning("server problem cleared: %s", rule)
+            for alert in open_direct(svc.book, "system", rule=rule):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(svc.outbox.resolve_direct(alert, "cleared"), 15)
+    return now
+
+
+async def run_watchdog(svc: Services) -> None:
+    """Background task: check every ``watch_s`` (cancelled at shutdown)."""
+    while True:
+        await asyncio.sleep(svc.settings.watch_s)
+        try:
+            await watch_once(svc)
+        except Exception:  # the watchdog must outlive what it watches
+            log.exception("watchdog round failed")
+
+
+def should_beat(svc: Services) -> bool:
+    """Ping only while the ticker runs and the store commits."""
+    health: Health = svc.health
+    return health.ticker_fresh(stall_limit_s(svc)) and health.store_ok
+
+
+async def run_heartbeat(svc: Services) -> None:
+    """Background task: GET the heartbeat URL while the ticker and the store are healthy."""
+    from coverwatch.notify.notifier import redact_url
+
+    url = svc.settings.heartbeat_url
+    if not url:
+        return
+    shown = redact_url(url)
+    async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client:
+        while True:
+            if should_beat(svc):
+                try:
+                    r = await client.get(url)
+                    if r.status_code >= 400:
+                        log.warning("heartbeat to %s answered HTTP %d", shown, r.status_code)
+                except httpx.HTTPError as exc:
+                    log.warning("heartbeat to %s failed: %s", shown, type(exc).__name__)
+            else:
+                log.error("heartbeat withheld: the server is not healthy")
+            await asyncio.sleep(svc.settings.heartbeat_s)
