@@ -235,12 +235,14 @@ def _mount() -> None:
     from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
     from coverwatch.cli.roster import qualifications_app, roster_app
+    from coverwatch.cli.evidence import register_evidence
     from coverwatch.cli.server import register, site_app
 
     register_site_commands(site_app)
     register(app)
     app.add_typer(events_app, name="events")
     app.command()(export)
+    register_evidence(app)
     app.add_typer(plan_app, name="plan")
     app.add_typer(roster_app, name="roster")
     app.add_typer(qualifications_app, name="qualifications")
