@@ -49,6 +49,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
                                                 settings.reacknowledge_within_s)
         tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
                  asyncio.create_task(svc.briefing.run(), name="briefing")]
+        if settings.anchor_every_s > 0:
+            from coverwatch.evidence.service import run_anchoring
+
+            tasks.append(asyncio.create_task(run_anchoring(svc), name="anchoring"))
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 
@@ -94,7 +98,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     from coverwatch.api.roster_routes import router as roster_router
 
     app.include_router(interop_router)
+    from coverwatch.api.evidence_routes import router as evidence_router
+
     app.include_router(orders_router)
+    app.include_router(evidence_router)
     app.include_router(roster_router)
     try:
         from coverwatch.web import mount_web

@@ -48,3 +48,10 @@ class Settings:
     # OwnTracks over MQTT: ((user/device, coverwatch device name), ...); topic
     # owntracks/<user>/<device> is read as that device (docs/interop.md).
     owntracks_mqtt: tuple[tuple[str, str], ...] = ()
+    # Signed anchors of the audit chain's head (docs/evidence.md): how often, to which
+    # append-only file (None: "anchors.jsonl" beside the audit key) and where else.
+    anchor_every_s: float = 3600.0
+    anchor_file: Path | None = None
+    anchor_url: str | None = field(  # an Apprise URL (mailto:…) or https webhook
+        default_factory=lambda: os.environ.get("COVERWATCH_ANCHOR_URL") or None, repr=False
+    )
