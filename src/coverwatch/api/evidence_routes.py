@@ -1,0 +1,88 @@
+"""HTTP routes for evidence: anchoring and checking the audit chain, evidence packs.
+
+* ``POST /api/v1/audit/anchor`` — sign the chain's head now and append it to the anchor
+  file (admin, auditor);
+* ``GET /api/v1/audit/anchored`` — the chain, MACs and anchors checked, with the last
+  anchor (admin, auditor);
+* ``GET /api/v1/audit/public-key`` — the public signing key (PEM) for investigators;
+* ``GET /api/v1/evidence?since=&until=&post=`` — an evidence pack (zip) for a window
+  (auditor, admin); the export is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import PlainTextResponse, Response
+
+from coverwatch.domain.time import parse_time
+from coverwatch.server.access import Principal, require, services
+from coverwatch.server.services import Services
+
+__all__ = ["router"]
+
+router = APIRouter()
+Svc = Annotated[Services, Depends(services)]
+Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
+
+
+@router.post("/api/v1/audit/anchor")
+async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
+    from coverwatch.evidence.service import anchor_now
+
+    made = await asyncio.to_thread(anchor_now, svc)
+    return {"head_id": made["head_id"], "at": made["at"], "key_id": made["key_id"]}
+
+
+@router.get("/api/v1/audit/anchored")
+async def anchored(svc: Svc, who: Auditing) -> dict[str, Any]:
+    from coverwatch.evidence.service import verify_now
+
+    return await asyncio.to_thread(verify_now, svc)
+
+
+@router.get("/api/v1/audit/public-key")
+async def public_key(svc: Svc, who: Auditing) -> PlainTextResponse:
+    from coverwatch.evidence.service import signing_key
+
+    key = await asyncio.to_thread(signing_key, svc)
+    return PlainTextResponse(key.public_pem())
+
+
+@router.get("/api/v1/evidence")
+async def evidence(
+    svc: Svc, who: Auditing,
+    since: Annotated[str, Query(min_length=1, max_length=64)],
+    until: Annotated[str, Query(min_length=1, max_length=64)],
+    post: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """An evidence pack for [since, until] (ISO-8601), optionally for one post."""
+    from coverwatch.evidence.pack import export_pack
+    from coverwatch.evidence.service import signing_key
+    from coverwatch.server.siteapply import SiteVersion, load_versions
+
+    try:
+        since_us, until_us = parse_time(since), parse_time(until)
+    except ValueError as e:
+        raise HTTPException(422, f"since/until: {e}") from None
+    if until_us <= since_us:
+        raise HTTPException(422, "until must be after since")
+    if until_us >= svc.live.horizon:
+        raise HTTPException(422, "until must be before the live horizon (a settled window)")
+    if post is not None and post not in {p.id for p in svc.site.posts}:
+        raise HTTPException(422, f"post: no post {post!r} at this site")
+
+    def build() -> bytes:
+        versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
+        data = export_pack(svc.store, versions, signing_key(svc), site=svc.site.id,
+                           since=since_us, until=until_us, post=post, actor=who.name)
+        svc.store.audit_change(who.name, "evidence.exported", f"site:{svc.site.id}",
+                               {"since": since, "until": until, "post": post})
+        return data
+
+    data = await asyncio.to_thread(build)
+    name = f"evidence-{svc.site.id}-{since[:10]}.zip"
+    return Response(data, media_type="application/zip",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
