@@ -41,3 +41,32 @@ def test_auditor_downloads_a_pack_that_verifies(tmp_path: Path) -> None:
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     check = verify_pack(r.content, (base64.b64encode(raw).decode(),))
     assert check.ok, check.problems
+
+
+def test_replay_and_report_from_checkpoints_equal_full_evaluation(tmp_path: Path) -> None:
+    with running_server(base_settings(YARD, tmp_path / "data")) as k:
+        ctl = k.api_token("gateway", "ingest")
+        sup = k.api_token("watch", "supervisor")  # a session would expire as the clock moves
+        k.post_events(ctl, [
+            {"t": k.clock.iso(), "kind": "gate", "post": "main-gate", "open": True},
+            {"t": k.clock.iso(), "kind": "duty", "officer": "U1", "on": True},
+        ])
+        for i in range(80):  # a fix a minute, wandering off and back
+            k.post_events(ctl, [{"t": k.clock.iso(), "kind": "fix", "officer": "U1",
+                                 "x": (i % 7) * 6.0, "y": 0.0}])
+            k.advance(60)
+        at = k.clock.iso(-300)
+        since = k.clock.iso(-1800)
+        store = k.svc.store
+
+        def both() -> tuple[dict[str, object], dict[str, object]]:
+            replay = k.request(sup, "GET", "/api/v1/cover/at", params={"t": at}).json()
+            report = k.request(sup, "GET", "/api/v1/report", params={"since": since}).json()
+            return replay, report
+
+        store.drop_checkpoints()
+        full = both()
+        assert "rules" in full[0] and "lapses" in full[1], full
+        assert store.checkpoint_times(), "the first run should have saved checkpoints"
+        resumed = both()
+    assert resumed == full

@@ -19,7 +19,8 @@ from coverwatch.engine._cover import CoverEngine
 from coverwatch.engine.results import RuleStats
 from coverwatch.errors import OutOfOrderError
 
-__all__ = ["STATE_VERSION", "engine_state", "restore_engine"]
+__all__ = ["STATE_VERSION", "engine_conditions", "engine_positions", "engine_state",
+           "restore_engine"]
 
 STATE_VERSION = 1
 
@@ -112,3 +113,19 @@ def restore_engine(site: Site, state: dict[str, Any], *, timeline: bool = False)
     e.stats = [_stats_in(s) for s in state["stats"]]
     e.retired_stats = [_stats_in(s) for s in state["retired_stats"]]
     return e
+
+
+def engine_positions(engine: CoverEngine) -> dict[int, tuple[int, float, float, float]]:
+    """Each officer's latest evaluated fix: officer index -> (t, x, y, accuracy)."""
+    out = {}
+    for o in range(engine._n_off):
+        t = engine.officer_last_fix(o)
+        if t is not None:
+            x, y, acc = (float(v) for v in engine._last_xya[o])
+            out[o] = (t, x, y, acc)
+    return out
+
+
+def engine_conditions(engine: CoverEngine) -> tuple[dict[str, bool], dict[str, bool]]:
+    """(gates, flags) at the horizon."""
+    return dict(engine._gates), dict(engine._flags)
