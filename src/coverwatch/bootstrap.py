@@ -53,6 +53,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             from coverwatch.evidence.service import run_anchoring
 
             tasks.append(asyncio.create_task(run_anchoring(svc), name="anchoring"))
+        if settings.purge_every_s > 0:
+            from coverwatch.evidence.retention import run_purge
+
+            tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
+                                             name="retention"))
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 

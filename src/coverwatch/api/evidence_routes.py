@@ -6,7 +6,10 @@
   anchor (admin, auditor);
 * ``GET /api/v1/audit/public-key`` — the public signing key (PEM) for investigators;
 * ``GET /api/v1/evidence?since=&until=&post=`` — an evidence pack (zip) for a window
-  (auditor, admin); the export is audited.
+  (auditor, admin); the export is audited;
+* ``GET|PUT /api/v1/retention`` — the retention of raw positions (read: auditor, admin;
+  set: admin), ``POST /api/v1/holds`` (auditor, admin) and
+  ``POST /api/v1/holds/{id}/release`` (admin): legal holds. All audited.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import parse_time
+from coverwatch.errors import StoreError
 from coverwatch.server.access import Principal, require, services
 from coverwatch.server.services import Services
 
@@ -86,3 +91,67 @@ async def evidence(
     name = f"evidence-{svc.site.id}-{since[:10]}.zip"
     return Response(data, media_type="application/zip",
                     headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+# -- retention and legal holds ------------------------------------------------------
+
+
+class RetentionBody(BaseModel):
+    positions_days: float | None = Field(default=None, ge=1, le=36_500)
+
+
+class HoldBody(BaseModel):
+    since: str = Field(min_length=1, max_length=64)
+    until: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=5, max_length=2000)
+
+
+def _retention_json(svc: Services) -> dict[str, Any]:
+    from coverwatch.domain.time import format_time
+    from coverwatch.evidence.retention import get_retention_days
+
+    return {"positions_days": get_retention_days(svc.store),
+            "holds": [{**h.as_dict(), "since": format_time(h.since_us),
+                       "until": format_time(h.until_us)} for h in svc.store.holds()]}
+
+
+@router.get("/api/v1/retention")
+async def retention(svc: Svc, who: Auditing) -> dict[str, Any]:
+    """The retention of raw positions and every legal hold."""
+    return await asyncio.to_thread(_retention_json, svc)
+
+
+@router.put("/api/v1/retention")
+async def set_retention(
+    body: RetentionBody, svc: Svc, who: Annotated[Principal, Depends(require("admin"))],
+) -> dict[str, Any]:
+    from coverwatch.evidence.retention import set_retention_days
+
+    await asyncio.to_thread(set_retention_days, svc.store, body.positions_days, who.name,
+                            svc.site.id)
+    return await asyncio.to_thread(_retention_json, svc)
+
+
+@router.post("/api/v1/holds")
+async def place_hold(body: HoldBody, svc: Svc, who: Auditing) -> dict[str, Any]:
+    try:
+        since_us, until_us = parse_time(body.since), parse_time(body.until)
+    except ValueError as e:
+        raise HTTPException(422, f"since/until: {e}") from None
+    try:
+        hold = await asyncio.to_thread(svc.store.add_hold, since_us, until_us, body.reason,
+                                       who.name)
+    except StoreError as e:
+        raise HTTPException(422, str(e)) from None
+    return hold.as_dict()
+
+
+@router.post("/api/v1/holds/{hold_id}/release")
+async def release_hold(
+    hold_id: int, svc: Svc, who: Annotated[Principal, Depends(require("admin"))],
+) -> dict[str, Any]:
+    try:
+        await asyncio.to_thread(svc.store.release_hold, hold_id, who.name)
+    except StoreError as e:
+        raise HTTPException(404, str(e)) from None
+    return {"id": hold_id, "released": True}

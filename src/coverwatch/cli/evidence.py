@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from coverwatch.cli.server import DataDirOption, DbOption, audit_app
 
-__all__ = ["evidence_app", "register_evidence"]
+__all__ = ["evidence_app", "register_evidence", "retention_app"]
 
 evidence_app = typer.Typer(help="Evidence packs an investigator can check alone.",
                            no_args_is_help=True)
@@ -147,8 +147,6 @@ def audit_keys(
     print(key.public_pem(), end="")
 
 
-def register_evidence(app: typer.Typer) -> None:
-    app.add_typer(evidence_app, name="evidence")
 
 
 @evidence_app.command("export")
@@ -220,3 +218,94 @@ def evidence_verify(
     for p in check.problems:
         console.print(f"[red]FAILED[/red] {escape(p)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+retention_app = typer.Typer(help="How long raw positions are kept; legal holds.",
+                            no_args_is_help=True)
+
+
+@retention_app.command("set")
+def retention_set(
+    days: Annotated[float | None, typer.Argument(help="Days to keep raw positions; omit to "
+                                                      "keep them forever.")] = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Set the site's retention of raw positions (audited)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.evidence.retention import set_retention_days
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        set_retention_days(store, days, "cli", _site_id(store))
+    except StoreError as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print("positions kept forever" if days is None else
+                    f"positions kept {days:g} days", highlight=False)
+
+
+@retention_app.command("purge")
+def retention_purge(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
+    """Purge raw positions past the retention now (the server does it daily); audited."""
+    from coverwatch.evidence.retention import purge_now
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        removed = purge_now(store, "cli")
+    finally:
+        store.close()
+    Console().print("no retention set: nothing purged" if removed is None else
+                    f"purged {removed} positions", highlight=False)
+
+
+@retention_app.command("hold")
+def retention_hold(
+    since: Annotated[str, typer.Option(help="Start (ISO-8601).")],
+    until: Annotated[str, typer.Option(help="End (ISO-8601).")],
+    reason: Annotated[str, typer.Option(help="Why (e.g. the inquiry's reference).")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Place a legal hold: positions in [since, until) are never purged while it stands."""
+    from coverwatch.domain.time import parse_time
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        hold = store.add_hold(parse_time(since), parse_time(until), reason, "cli")
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print(f"legal hold {hold.id} placed", highlight=False)
+
+
+@retention_app.command("release")
+def retention_release(
+    hold_id: int, db: DbOption = None, data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Release a legal hold (audited)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        store.release_hold(hold_id, "cli")
+    except StoreError as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print(f"legal hold {hold_id} released", highlight=False)
+
+
+def register_evidence(app: typer.Typer) -> None:
+    app.add_typer(evidence_app, name="evidence")
+    app.add_typer(retention_app, name="retention")
