@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from coverwatch.evidence.pack import verify_pack
 from test_dashboard import (  # the dashboard's running server and browser
     PASSWORD,
     SHOTS,
@@ -19,6 +17,8 @@ from test_dashboard import (  # the dashboard's running server and browser
     browser,
     server,
 )
+
+from coverwatch.evidence.pack import verify_pack
 
 __all__ = ["browser", "server"]
 
