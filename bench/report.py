@@ -95,8 +95,9 @@ def main() -> None:
             r["hour_s"], _ = timed(recompute, store, versions, since=end - HOUR, until=end)
             r["day_s"], rep = timed(recompute, store, versions, since=day_since, until=end)
             if a.full:
-                r["day_full_s"], full = timed(recompute, store, versions, since=day_since,
-                                              until=end, checkpoints=False)
+                t = time.perf_counter()
+                full = recompute(store, versions, since=day_since, until=end, checkpoints=False)
+                r["day_full_s"] = time.perf_counter() - t
                 assert full.lapses == rep.lapses and full.stats == rep.stats  # type: ignore
             results[days] = r
             store.close()

@@ -120,7 +120,7 @@ def run_engine(
     max_id = store.max_event_id()
     run = None if resume_before is None else _resume(store, sites, resume_before, timeline)
     lo = _ALL if run is None else run.started_at
-    rows = store.events_between(lo, to + 1 if close else to)
+    rows = store.engine_rows(lo, to + 1 if close else to)
     if run is None:
         if not rows:
             return None, rows
