@@ -9,7 +9,10 @@
   (auditor, admin); the export is audited;
 * ``GET|PUT /api/v1/retention`` — the retention of raw positions (read: auditor, admin;
   set: admin), ``POST /api/v1/holds`` (auditor, admin) and
-  ``POST /api/v1/holds/{id}/release`` (admin): legal holds. All audited.
+  ``POST /api/v1/holds/{id}/release`` (admin): legal holds. All audited;
+* ``GET /api/v1/records/daily?date=&shift=&format=pdf|csv`` and
+  ``GET /api/v1/records/time-in-area?since=&until=&format=csv|pdf`` — supervision records
+  (supervision roles).
 """
 
 from __future__ import annotations
@@ -155,3 +158,70 @@ async def release_hold(
     except StoreError as e:
         raise HTTPException(404, str(e)) from None
     return {"id": hold_id, "released": True}
+
+
+# -- supervision records ------------------------------------------------------------
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+Supervising = Annotated[Principal, Depends(require(*SUPERVISION))]
+
+
+def _file(data: bytes, fmt: str, name: str) -> Response:
+    media = "application/pdf" if fmt == "pdf" else "text/csv; charset=utf-8"
+    return Response(data, media_type=media,
+                    headers={"content-disposition": f'attachment; filename="{name}.{fmt}"'})
+
+
+@router.get("/api/v1/records/daily")
+async def daily_records(
+    svc: Svc, who: Supervising,
+    date: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")],
+    shift: Annotated[str | None, Query(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")] = None,
+    format: Annotated[str, Query(pattern="^(csv|pdf)$")] = "pdf",
+) -> Response:
+    """The daily activity report for a local day (and shift), as PDF or CSV."""
+    from coverwatch.reports.supervision import daily_report
+    from coverwatch.reports.supervision_out import records_csv, records_pdf
+    from coverwatch.server.siteapply import SiteVersion, load_versions
+
+    def build() -> bytes:
+        versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
+        rep = daily_report(svc.store, versions, svc.site, date, shift)
+        if format == "csv":
+            return records_csv(rep.sections)
+        title = f"Daily activity report: {rep.site}, {date}" + (f", shift {shift}"
+                                                                if shift else "")
+        return records_pdf(title, rep, rep.sections, rep.timezone)
+
+    try:
+        data = await asyncio.to_thread(build)
+    except ValueError as e:
+        raise HTTPException(422, f"date/shift: {e}") from None
+    return _file(data, format, f"daily-{svc.site.id}-{date}")
+
+
+@router.get("/api/v1/records/time-in-area")
+async def time_in_area_records(
+    svc: Svc, who: Supervising,
+    since: Annotated[str, Query(min_length=1, max_length=64)],
+    until: Annotated[str, Query(min_length=1, max_length=64)],
+    format: Annotated[str, Query(pattern="^(csv|pdf)$")] = "csv",
+) -> Response:
+    """Seconds each officer spent in each post's area over [since, until)."""
+    from coverwatch.reports.supervision import time_in_area
+    from coverwatch.reports.supervision_out import records_csv, records_pdf
+
+    try:
+        lo, hi = parse_time(since), parse_time(until)
+    except ValueError as e:
+        raise HTTPException(422, f"since/until: {e}") from None
+    if hi <= lo or hi - lo > 366 * 86_400 * 1_000_000:
+        raise HTTPException(422, "until must be after since, and at most a year later")
+
+    def build() -> bytes:
+        sections = {"time in area": time_in_area(svc.site, svc.store, lo, hi)}
+        if format == "csv":
+            return records_csv(sections)
+        return records_pdf(f"Time in area: {svc.site.id}", None, sections, svc.site.timezone)
+
+    return _file(await asyncio.to_thread(build), format, f"time-in-area-{svc.site.id}")

@@ -309,3 +309,6 @@ def retention_release(
 def register_evidence(app: typer.Typer) -> None:
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(retention_app, name="retention")
+    from coverwatch.cli.supervision import records_app
+
+    app.add_typer(records_app, name="records")

@@ -83,8 +83,7 @@ def day_window(day: str, timezone: str, shift: str | None = None) -> tuple[int, 
         ta, tb = _dt.time.fromisoformat(a), _dt.time.fromisoformat(b)
         lo = _dt.datetime.combine(d, ta, zone)
         hi = _dt.datetime.combine(d if tb > ta else d + _dt.timedelta(days=1), tb, zone)
-    to_us = (lambda x: int(x.timestamp() * 1_000_000))
-    return to_us(lo), to_us(hi)
+    return int(lo.timestamp() * 1_000_000), int(hi.timestamp() * 1_000_000)
 
 
 @dataclass(slots=True)
@@ -145,7 +144,7 @@ def daily_report(
         else format_time(a["acknowledged_at"]),
         "note": a.get("acknowledgement_note") or "", "closed_by": a.get("closed_by"),
         "close_note": a.get("close_note") or ""} for a in alerts]
-    rep.sections["sos and silent devices"] = [a for a in rep.sections["alerts"]
+    rep.sections["SOS and silent devices"] = [a for a in rep.sections["alerts"]
                                               if a["kind"] not in ("lapse", "cover")]
     rep.sections["orders acknowledgements"] = _acknowledgements(store, since, until)
     actions = []

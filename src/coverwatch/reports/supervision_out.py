@@ -61,7 +61,7 @@ def records_pdf(title: str, report: DailyReport | None,
                                _STYLES["BodyText"]))
     width = landscape(A4)[0] - 24 * mm
     for name, rows in sections.items():
-        story.append(Paragraph(name.capitalize(), _STYLES["Heading2"]))
+        story.append(Paragraph(name[:1].upper() + name[1:], _STYLES["Heading2"]))
         if not rows:
             story.append(Paragraph("none", _STYLES["BodyText"]))
             continue
