@@ -157,7 +157,8 @@ def _hash_of(store: Store, entry_id: int) -> str | None:
     from sqlalchemy import select
 
     with store._read() as conn:
-        row = conn.execute(select(audit.c.hash).where(audit.c.id == entry_id)).first()
+        row = conn.execute(select(audit.c.hash).where(audit.c.site == store.site,
+                                                      audit.c.id == entry_id)).first()
     return None if row is None else str(row.hash)
 
 
@@ -218,4 +219,5 @@ def _max_id(store: Store) -> int:
     from sqlalchemy import func, select
 
     with store._read() as conn:
-        return int(conn.execute(select(func.max(audit.c.id))).scalar() or 0)
+        q = select(func.max(audit.c.id)).where(audit.c.site == store.site)
+        return int(conn.execute(q).scalar() or 0)

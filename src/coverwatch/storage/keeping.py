@@ -71,7 +71,8 @@ class KeepingMixin(AuditMixin):
                 return False
             conn.execute(ec.delete().where(ec.c.site == self.site, ec.c.at_us == cp.at_us))
             conn.execute(ec.insert().values(
-                site=self.site, at_us=cp.at_us, version_us=cp.version_us, version_sha=cp.version_sha,
+                site=self.site, at_us=cp.at_us, version_us=cp.version_us,
+                version_sha=cp.version_sha,
                 max_event_id=cp.max_event_id, state=orjson.dumps(cp.state).decode(),
                 created_us=now_us(),
             ))
@@ -107,7 +108,8 @@ class KeepingMixin(AuditMixin):
         """Events with ``t0_us <= t_us < t1_us`` by (t_us, id), only the columns the engine
         reads (a report's hot path: much cheaper than full rows)."""
         cols = [events.c[n] for n in _ENGINE_COLUMNS]
-        q = (select(*cols).where(events.c.t_us >= t0_us, events.c.t_us < t1_us)
+        q = (select(*cols).where(events.c.site == self.site, events.c.t_us >= t0_us,
+                                 events.c.t_us < t1_us)
              .order_by(events.c.t_us, events.c.id))
         with self._read() as conn:
             return [dict(zip(_ENGINE_COLUMNS, r, strict=True)) for r in conn.execute(q).tuples()]
@@ -124,7 +126,8 @@ class KeepingMixin(AuditMixin):
         details = {"since_us": since_us, "until_us": until_us, "reason": reason.strip()}
         with self._audit_write() as conn:
             hold_id = conn.execute(legal_holds.insert().values(
-                site=self.site, since_us=since_us, until_us=until_us, reason=reason.strip(), created_by=actor,
+                site=self.site, since_us=since_us, until_us=until_us, reason=reason.strip(),
+                created_by=actor,
                 created_us=created,
             ).returning(legal_holds.c.id)).scalar_one()
             self._append_audit_locked(conn, actor, "hold.placed", f"hold:{hold_id}",
@@ -135,7 +138,8 @@ class KeepingMixin(AuditMixin):
     def release_hold(self, hold_id: int, actor: str) -> None:
         with self._audit_write() as conn:
             done = conn.execute(update(legal_holds).where(
-                legal_holds.c.site == self.site, legal_holds.c.id == hold_id, legal_holds.c.released_us.is_(None),
+                legal_holds.c.site == self.site, legal_holds.c.id == hold_id,
+                legal_holds.c.released_us.is_(None),
             ).values(released_by=actor, released_us=now_us())).rowcount
             if not done:
                 raise StoreError(f"no standing legal hold {hold_id}")
@@ -158,7 +162,8 @@ class KeepingMixin(AuditMixin):
             legal_holds.c.site == self.site, legal_holds.c.released_us.is_(None),
             legal_holds.c.since_us <= events.c.t_us, legal_holds.c.until_us > events.c.t_us,
         )
-        q = delete(events).where(and_(events.c.site == self.site, events.c.kind == "fix", events.c.t_us < before_us,
+        q = delete(events).where(and_(events.c.site == self.site, events.c.kind == "fix",
+                                      events.c.t_us < before_us,
                                       not_(held)))
         with self._audit_write() as conn:
             removed = int(conn.execute(q).rowcount or 0)
