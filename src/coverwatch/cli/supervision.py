@@ -48,6 +48,9 @@ def daily(
     out: Annotated[Path, typer.Option("--out", help="Output file: .csv or .pdf.")],
     shift: Annotated[str | None, typer.Option(help="Only this shift, HH:MM-HH:MM local.")]
     = None,
+    send: Annotated[str | None, typer.Option(
+        help="Also send it as an attachment to this Apprise URL (e.g. mailto://…); run from "
+             "cron to schedule it.")] = None,
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
 ) -> None:
@@ -69,6 +72,15 @@ def daily(
     data = records_pdf(title, rep, rep.sections, rep.timezone) if out.suffix == ".pdf" \
         else records_csv(rep.sections)
     _write(out, data)
+    if send is not None:
+        import apprise
+
+        sender = apprise.Apprise()
+        if not sender.add(send) or not sender.notify(body=title, title=title,
+                                                     attach=str(out.resolve())):
+            Console(stderr=True).print("[red]error[/red] the report could not be sent")
+            raise typer.Exit(1)
+        Console().print("sent", highlight=False)
 
 
 @records_app.command("time-in-area")
