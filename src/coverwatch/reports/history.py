@@ -131,6 +131,7 @@ def run_engine(
     h = run.engine.horizon
     save_to = min(save_until if save_until is not None else to, to)
     bounds = list(range((h // every_us + 1) * every_us, save_to + 1, every_us))
+    saved = set(store.checkpoint_times()) if bounds else set()
     for chunk, b in zip(_chunks(rows, bounds), [*bounds, None], strict=True):
         run.engine.feed(batch_from_rows(chunk, run.registry))
         run.events += len(chunk)
@@ -145,6 +146,8 @@ def run_engine(
         if b is None:
             break
         run.engine.advance(limit)
+        if b in saved:
+            continue  # still valid: a late event before it would have dropped it
         v = versions[run.version]
         state = {"engine": engine_state(run.engine, list(run.registry.names)),
                  "events": run.events, "late": run.late}
