@@ -58,3 +58,22 @@ def test_auditor_downloads_a_pack_from_the_audit_page(server: Server, browser: A
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_supervisor_downloads_todays_daily_report(server: Server, browser: Any,
+                                                  tmp_path: Path) -> None:
+    page = _login(browser, server, "sup", "/control", DESKTOP)
+    page.wait_for_url(re.compile(r"/control$"))
+    page.locator("#daily-link").wait_for()
+    page.wait_for_function(
+        "document.getElementById('daily-link').href.includes('date=')")
+    with page.expect_download() as info:
+        page.click("#daily-link")
+    out = tmp_path / "daily.pdf"
+    info.value.save_as(out)
+    assert out.read_bytes().startswith(b"%PDF")
+    with page.expect_download() as info:
+        page.click("#daily-csv-link")
+    csv_out = tmp_path / "daily.csv"
+    info.value.save_as(csv_out)
+    assert csv_out.read_text().startswith("section,")
