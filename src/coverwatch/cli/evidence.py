@@ -38,8 +38,9 @@ def _site_id(store: object) -> str:
 def audit_verify(
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
-    anchors: Annotated[Path | None, typer.Option(help="Anchor file to check the chain against.")]
-    = None,
+    anchors: Annotated[Path | None, typer.Option(
+        help="Anchor file to check the chain against; default: anchors.jsonl beside the key, "
+             "if there is one.")] = None,
     public_key: Annotated[Path | None, typer.Option(
         help="Trust only this public key (base64 or PEM file); default: the local signing key.")]
     = None,
@@ -59,6 +60,9 @@ def audit_verify(
     if keyring is None:
         console.print(f"[yellow]warning[/yellow] no audit key at {escape(str(key_path))}: "
                       "MACs not checked (set COVERWATCH_AUDIT_KEY_FILE)", highlight=False)
+    if anchors is None and key_path.with_name("anchors.jsonl").exists():
+        anchors = key_path.with_name("anchors.jsonl")
+        console.print(f"anchors: {escape(str(anchors))}", highlight=False)
     trusted: tuple[str, ...] | None = None
     if public_key is not None:
         trusted = (_read_public(public_key),)
