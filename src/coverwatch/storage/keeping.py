@@ -112,7 +112,7 @@ class KeepingMixin(AuditMixin):
                                  events.c.t_us < t1_us)
              .order_by(events.c.t_us, events.c.id))
         with self._read() as conn:
-            return [dict(zip(_ENGINE_COLUMNS, r, strict=True)) for r in conn.execute(q).tuples()]
+            return [dict(zip(_ENGINE_COLUMNS, r, strict=True)) for r in conn.execute(q)]
 
     # -- legal holds and the purge -------------------------------------------
 
