@@ -231,11 +231,11 @@ def main() -> None:
 
 
 def _mount() -> None:
+    from coverwatch.cli.evidence import register_evidence
     from coverwatch.cli.interop import events_app, export, register_site_commands
     from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
     from coverwatch.cli.roster import qualifications_app, roster_app
-    from coverwatch.cli.evidence import register_evidence
     from coverwatch.cli.server import register, site_app
 
     register_site_commands(site_app)
