@@ -57,6 +57,15 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
                  asyncio.create_task(run_watchdog(svc), name="watchdog"),
                  asyncio.create_task(run_heartbeat(svc), name="heartbeat"),
                  asyncio.create_task(asyncio.to_thread(notifier.warm_up), name="warm-up")]
+        if settings.anchor_every_s > 0:
+            from coverwatch.evidence.service import run_anchoring
+
+            tasks.append(asyncio.create_task(run_anchoring(svc), name="anchoring"))
+        if settings.purge_every_s > 0:
+            from coverwatch.evidence.retention import run_purge
+
+            tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
+                                             name="retention"))
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 
@@ -103,7 +112,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     from coverwatch.api.roster_routes import router as roster_router
 
     app.include_router(interop_router)
+    from coverwatch.api.evidence_routes import router as evidence_router
+
     app.include_router(orders_router)
+    app.include_router(evidence_router)
     app.include_router(roster_router)
     try:
         from coverwatch.web import mount_web

@@ -59,3 +59,11 @@ class Settings:
     # An outbound heartbeat for a dead-man's-switch monitor; may carry a token.
     heartbeat_url: str | None = field(default=None, repr=False)
     heartbeat_s: float = 60.0
+    # Signed anchors of the audit chain's head (docs/evidence.md): how often, to which
+    # append-only file (None: "anchors.jsonl" beside the audit key) and where else.
+    anchor_every_s: float = 3600.0
+    purge_every_s: float = 86_400.0  # raw positions past the site's retention (docs/evidence.md)
+    anchor_file: Path | None = None
+    anchor_url: str | None = field(  # an Apprise URL (mailto:…) or https webhook
+        default_factory=lambda: os.environ.get("COVERWATCH_ANCHOR_URL") or None, repr=False
+    )

@@ -74,6 +74,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/devices/{name}"): frozenset({ADMIN}),
     ("GET", "/api/v1/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
+    ("POST", "/api/v1/audit/anchor"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/api/v1/audit/anchored"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/api/v1/audit/public-key"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/api/v1/evidence"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/api/v1/retention"): frozenset({AUDITOR, ADMIN}),
+    ("GET", "/api/v1/records/daily"): SUPERVISION,
+    ("GET", "/api/v1/records/time-in-area"): SUPERVISION,
+    ("PUT", "/api/v1/retention"): frozenset({ADMIN}),
+    ("POST", "/api/v1/holds"): frozenset({AUDITOR, ADMIN}),
+    ("POST", "/api/v1/holds/{hold_id}/release"): frozenset({ADMIN}),
     ("POST", "/api/v1/site/reload"): frozenset({ADMIN, APPROVER}),
     ("POST", "/api/v1/site/apply"): frozenset({ADMIN, APPROVER}),
     # Post orders, acknowledgements, rosters and qualifications (coverwatch.server.briefing).
@@ -124,6 +134,15 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/cover/at"): {"params": {"t": "2030-01-01T08:00:00Z"}},
     ("GET", "/api/v1/export"): {"params": {"since": "2030-01-01T07:00:00Z",
                                            "until": "2030-01-01T08:00:00Z", "format": "csv"}},
+    ("GET", "/api/v1/records/daily"): {"params": {"date": "2029-12-31"}},
+    ("GET", "/api/v1/records/time-in-area"): {"params": {"since": "2029-12-31T08:00:00Z",
+                                                         "until": "2029-12-31T09:00:00Z"}},
+    ("PUT", "/api/v1/retention"): {"json": {"positions_days": 90}},
+    ("POST", "/api/v1/holds"): {"json": {"since": "2029-01-01T00:00:00Z",
+                                         "until": "2029-02-01T00:00:00Z",
+                                         "reason": "inquest request 17"}},
+    ("GET", "/api/v1/evidence"): {"params": {"since": "2029-12-31T08:00:00Z",
+                                             "until": "2029-12-31T09:00:00Z"}},
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/alerts/{alert_id}/close"): {"json": {"note": "done"}},
     ("POST", "/api/v1/alerts/{alert_id}/dispatch"): {"json": {"officer": "A7"}},
@@ -141,7 +160,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
-               "post": "main-gate", "officer": "A7", "shift_id": "999999",
+               "post": "main-gate", "officer": "A7", "shift_id": "999999", "hold_id": "999999",
                "name": "spare-device"}
 
 

@@ -736,8 +736,9 @@ def test_audit_entry_as_dict_is_json_friendly(store: Store) -> None:
     assert as_dict == {
         "id": 1, "at": entry.at, "actor": "admin", "action": "device.created",
         "subject": "phone-7", "details": {"officer": "A1"}, "prev_hash": "0" * 64,
-        "hash": entry.hash,
+        "hash": entry.hash, "mac": entry.mac,
     }  # fmt: skip
+    assert entry.mac is not None and entry.mac.startswith("k")  # sealed by the store's key
     assert orjson.loads(orjson.dumps(as_dict)) == as_dict
     assert store.audit_entries()[0].as_dict() == as_dict
 

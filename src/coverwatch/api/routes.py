@@ -286,7 +286,8 @@ async def report(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
     since: str | None = None, until: str | None = None,
 ) -> Any:
-    """Lapses recomputed from every stored event, late ones included (evidence)."""
+    """Lapses recomputed from the stored events, late ones included (evidence); starts from
+    the newest report checkpoint at or before ``since`` (docs/evidence.md)."""
     from coverwatch.reports.history import recompute
     from coverwatch.reports.replay import lapse_record
     from coverwatch.server.siteapply import SiteVersion, load_versions
@@ -298,7 +299,8 @@ async def report(
         return _problem(422, [{"field": "since/until", "message": str(e)}])
     versions = await asyncio.to_thread(load_versions, svc.store)
     versions = versions or [SiteVersion(0, svc.doc.source)]
-    rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us)
+    rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us,
+                                  save_until=svc.live.horizon)
     return {
         "since": format_time(rep.since), "until": format_time(rep.until),
         "events": rep.events, "late_events": rep.late_events,

@@ -260,6 +260,7 @@ def main() -> None:
 
 
 def _mount() -> None:
+    from coverwatch.cli.evidence import register_evidence
     from coverwatch.cli.interop import events_app, export, register_site_commands
     from coverwatch.cli.orders import orders
     from coverwatch.cli.plan import plan_app
@@ -270,6 +271,7 @@ def _mount() -> None:
     register(app)
     app.add_typer(events_app, name="events")
     app.command()(export)
+    register_evidence(app)
     app.add_typer(plan_app, name="plan")
     app.add_typer(roster_app, name="roster")
     app.add_typer(qualifications_app, name="qualifications")

@@ -106,27 +106,6 @@ def db_upgrade(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> N
     Console().print(f"database at revision {revision}")
 
 
-@audit_app.command("verify")
-def audit_verify(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
-    """Check the audit log's hash chain. Exit 0 if intact, 1 naming the first bad entry."""
-    from coverwatch.storage import open_store, verify_audit
-
-    store = open_store(db, data_dir)
-    try:
-        result = verify_audit(store)
-    finally:
-        store.close()
-    console = Console()
-    if result.ok:
-        console.print(f"[green]ok[/green] audit log intact: {result.entries} entries")
-        return
-    console.print(
-        f"[red]TAMPERED[/red] first bad entry: {result.first_bad_id}: {result.reason}",
-        highlight=False,
-    )
-    raise typer.Exit(1)
-
-
 def _password(confirm: bool = True) -> str:
     env = os.environ.get("COVERWATCH_PASSWORD")
     if env:

@@ -6,6 +6,12 @@
 
 from coverwatch.engine._cover import CoverEngine, RuleState
 from coverwatch.engine._evaluate import Evaluation, evaluate, sort_batch
+from coverwatch.engine._state import (
+    engine_conditions,
+    engine_positions,
+    engine_state,
+    restore_engine,
+)
 from coverwatch.engine.results import CoverChange, Lapse, RuleStats, TimelinePoint
 
 __all__ = [
@@ -16,6 +22,10 @@ __all__ = [
     "RuleState",
     "RuleStats",
     "TimelinePoint",
+    "engine_conditions",
+    "engine_positions",
+    "engine_state",
     "evaluate",
+    "restore_engine",
     "sort_batch",
 ]

@@ -110,6 +110,23 @@ class LiveCover:
             f: (0, 0, on) for f, on in site.flags.items()
         }
 
+    @classmethod
+    def from_engine(cls, site: Site, engine: CoverEngine, registry: OfficerRegistry) -> LiveCover:
+        """Views over an engine already run to its horizon (a replay from a checkpoint)."""
+        from coverwatch.engine import engine_conditions, engine_positions
+
+        live = cls(site, lateness_us=0, start_horizon=engine.horizon)
+        live.registry = registry
+        live._engine = engine
+        names = registry.names
+        for idx, (t, x, y, acc) in engine_positions(engine).items():
+            if idx < len(names):
+                live._positions[names[idx]] = (t, 0, Position(t, x, y, acc))
+        gates, flags = engine_conditions(engine)
+        live._gates.update({g: (0, 0, v) for g, v in gates.items()})
+        live._flags.update({f: (0, 0, v) for f, v in flags.items()})
+        return live
+
     @property
     def horizon(self) -> int:
         """Event time before which the live state is final."""

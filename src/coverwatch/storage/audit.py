@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection, select, text
 
 from coverwatch.errors import StoreError
+from coverwatch.storage.auditkeys import AuditKeyring
 from coverwatch.storage.auth import TOKEN_PREFIXES
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import audit
@@ -63,6 +64,7 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    mac: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as JSON-friendly values (for the API and evidence exports)."""
@@ -75,6 +77,7 @@ class AuditEntry:
             "details": self.details,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "mac": self.mac,
         }
 
 
@@ -94,6 +97,7 @@ class VerifyResult:
     entries: int
     first_bad_id: int | None
     reason: str
+    head: AuditHead | None = None
 
 
 def _canonical(value: Any) -> bytes:
@@ -160,12 +164,14 @@ def _wall_clock_iso() -> str:
 def _entry(row: Any) -> AuditEntry:
     return AuditEntry(
         row.id, row.at, row.actor, row.action, row.subject, orjson.loads(row.details),
-        row.prev_hash, row.hash,
+        row.prev_hash, row.hash, row.mac,
     )  # fmt: skip
 
 
 class AuditMixin(StoreBase):
-    """Audit methods of the store."""
+    """Audit methods of the store. ``audit_keyring`` (set by ``open_store``) seals entries."""
+
+    audit_keyring: AuditKeyring | None = None
 
     def _lock_audit(self, conn: Connection) -> None:
         if self.dialect == "postgresql":
@@ -224,13 +230,14 @@ class AuditMixin(StoreBase):
         new_id = 1 if last is None else int(last.id) + 1
         prev = GENESIS_HASH if last is None else str(last.hash)
         digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
+        mac = None if self.audit_keyring is None else self.audit_keyring.seal(digest)
         conn.execute(
             audit.insert().values(
                 site=self.site, id=new_id, at=stamp, actor=actor, action=action, subject=subject,
-                details=details_text, prev_hash=prev, hash=digest,
+                details=details_text, prev_hash=prev, hash=digest, mac=mac,
             )
         )  # fmt: skip
-        return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest)
+        return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest, mac)
 
     def audit_entries(self, after_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """Entries with id > ``after_id``, oldest first."""
@@ -263,12 +270,20 @@ def audit_head(store: AuditMixin) -> AuditHead | None:
     return None if row is None else AuditHead(int(row.id), str(row.hash))
 
 
-def verify_audit(store: AuditMixin, expect_head: AuditHead | None = None) -> VerifyResult:
+def verify_audit(
+    store: AuditMixin,
+    expect_head: AuditHead | None = None,
+    *,
+    keyring: AuditKeyring | None = None,
+    unsealed_before: int = 0,
+) -> VerifyResult:
     """Walk the chain and report the first entry that breaks it.
 
     Detects an edited entry (its hash no longer matches its content), a
     deleted entry (an id gap, or a prev_hash that does not match the entry
-    before) and, given ``expect_head``, a truncated or replaced tail.
+    before) and, given ``expect_head``, a truncated or replaced tail. Given the
+    ``keyring``, every entry from ``unsealed_before`` on must carry a valid MAC:
+    an entry written without the key (a forged append, a recomputed chain) fails.
     """
     expected_id = 1
     prev = GENESIS_HASH
@@ -276,6 +291,10 @@ def verify_audit(store: AuditMixin, expect_head: AuditHead | None = None) -> Ver
     for row in store._audit_rows():
         count += 1
         bad = _check_row(row, expected_id, prev)
+        if bad is None and keyring is not None and row.id >= unsealed_before:
+            why = keyring.check(str(row.hash), row.mac)
+            if why is not None:
+                bad = f"entry {row.id} {why}: written without the audit key (forged or rewritten)"
         if bad is not None:
             return VerifyResult(False, count, int(row.id), bad)
         if expect_head is not None and row.id == expect_head.id and row.hash != expect_head.hash:
@@ -290,7 +309,8 @@ def verify_audit(store: AuditMixin, expect_head: AuditHead | None = None) -> Ver
             f"chain ends at entry {expected_id - 1} but entry {expect_head.id} was recorded: "
             "the tail was removed",
         )  # fmt: skip
-    return VerifyResult(True, count, None, f"{count} entries verified")
+    head = None if count == 0 else AuditHead(expected_id - 1, prev)
+    return VerifyResult(True, count, None, f"{count} entries verified", head)
 
 
 def _check_row(row: Any, expected_id: int, prev: str) -> str | None:

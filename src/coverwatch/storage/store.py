@@ -33,11 +33,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from coverwatch.domain.alerts import Alert, AlertLifecycleError, alert_id_for
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditEntry, AuditMixin, _prepare_details
+from coverwatch.storage.auditkeys import default_key_path, load_keyring
 from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.contacts import ContactsMixin
-from coverwatch.storage.tables import DEFAULT_SITE, alerts, events, server_state
+from coverwatch.storage.keeping import KeepingMixin
+from coverwatch.storage.tables import (
+    DEFAULT_SITE,
+    alerts,
+    engine_checkpoints,
+    events,
+    server_state,
+)
 
 __all__ = [
     "DB_FILENAME",
@@ -64,6 +72,7 @@ _EVENT_COLUMNS = (
     "site", "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
     "capabilities", "source", "device", "received_us", "late", "raw",
 )  # fmt: skip
+_T_US = _EVENT_COLUMNS.index("t_us")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
 # 18 columns x 500 rows stays well under SQLite's 32766 bound parameters.
@@ -163,9 +172,13 @@ def upgrade(url: str | None, data_dir: Path | None = None) -> str:
 
 
 def open_store(
-    url: str | None, data_dir: Path, *, migrate: bool | None = None, site: str = DEFAULT_SITE
+    url: str | None, data_dir: Path, *, migrate: bool | None = None, site: str = DEFAULT_SITE,
+    audit_key: Path | bool | None = None,
 ) -> Store:
     """Open the store, bound to ``site`` for every per-site table.
+
+    ``audit_key``: the audit MAC key file (None: ``COVERWATCH_AUDIT_KEY_FILE`` or
+    ``<data_dir>/keys/audit.key``, created if missing; False: none, entries unsealed).
 
     ``url`` None means the SQLite file ``data_dir/coverwatch.db``. ``migrate``
     None means: SQLite upgrades itself on open; PostgreSQL must already be at
@@ -191,7 +204,12 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, site)
+    store = Store(engine, site)
+    if audit_key is not False:
+        store.audit_keyring = load_keyring(
+            default_key_path(data_dir) if audit_key in (None, True) else Path(str(audit_key))
+        )
+    return store
 
 
 def _insert(engine_dialect: str) -> Any:
@@ -325,7 +343,7 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Store(AuthMixin, BriefingMixin, ContactsMixin, AuditMixin):
+class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------
@@ -348,6 +366,12 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, AuditMixin):
         try:
             with self._write() as conn:
                 stored = append(conn, params)
+                if stored:
+                    # Report checkpoints after the earliest new event no longer hold.
+                    earliest = min(p[_T_US] for p in params)
+                    conn.execute(engine_checkpoints.delete().where(
+                        engine_checkpoints.c.site == self.site,
+                        engine_checkpoints.c.at_us > earliest))
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()

@@ -38,7 +38,9 @@ __all__ = [
     "deliveries",
     "devices",
     "dispatches",
+    "engine_checkpoints",
     "events",
+    "legal_holds",
     "metadata",
     "orders_acknowledgements",
     "orders_versions",
@@ -259,7 +261,40 @@ audit = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
+    # "<key id>:<HMAC-SHA256 hex of hash>" under the audit key kept outside the database
+    # (COVERWATCH_AUDIT_KEY_FILE); not part of the hash, null for entries made without a key.
+    Column("mac", Text),
     UniqueConstraint("hash"),
+)
+
+engine_checkpoints = Table(
+    "engine_checkpoints",
+    metadata,
+    # The report engine's state at event time at_us, having seen every event with t_us < at_us
+    # (events up to id max_event_id at the time); dropped when an event earlier than at_us arrives.
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
+    Column("at_us", BigInteger, primary_key=True, autoincrement=False),
+    # effective_us of the site version in force at at_us, and SHA-256 of its text.
+    Column("version_us", BigInteger, nullable=False),
+    Column("version_sha", Text, nullable=False),
+    Column("max_event_id", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+legal_holds = Table(
+    "legal_holds",
+    metadata,
+    # Raw events with since_us <= t_us < until_us are never purged while the hold stands.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("since_us", BigInteger, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("released_by", Text),
+    Column("released_us", BigInteger),
 )
 
 roster_shifts = Table(
@@ -326,5 +361,5 @@ orders_acknowledgements = Table(
 # Every table whose rows belong to one site (each has a ``site`` column).
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
-    orders_acknowledgements, deliveries, dispatches,
+    orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
 )

@@ -1,20 +1,81 @@
-// The audit log for auditors and admins: entries, a filter, chain verification.
+// The audit log for auditors and admins: entries named in words, details as fields, times in
+// the site's time zone, filters, chain verification against the anchors, evidence packs.
 
-import { api, me, logout, el } from "./common.js";
+import { api, me, logout, el, setTimeZone, siteTimeZone } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let entries = [];
 let after = 0;
+let site = { posts: [] };
+let stampFmt;
+
+const postName = (id) => (site.posts.find((p) => p.id === id) || {}).name || id;
+
+// "2026-12-01 14:32:05" in the site's time zone.
+function stamp(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+  return stampFmt.format(new Date(ms)).replace(",", "");
+}
+
+// What the entry is about, in words; and the words it can be filtered by.
+function subjectOf(e) {
+  const [kind, ...rest] = e.subject.split(":");
+  const id = rest.join(":");
+  const d = e.details || {};
+  const tags = new Set([kind]);
+  let words;
+  if (kind === "alert") {
+    tags.add("post"); tags.add("rule");
+    words = d.post ? `${d.kind || "lapse"} alert: post ${postName(d.post)}, rule ${d.rule}` : `alert ${id}`;
+  } else if (kind === "orders") {
+    tags.add("post"); words = `orders of post ${postName(id)}`;
+    if (d.officer) { tags.add("officer"); words += `, officer ${d.officer}`; }
+  } else if (kind === "user") words = `user ${id}`;
+  else if (kind === "device") { words = `device ${id}`; if (d.officer) { tags.add("officer"); words += ` (officer ${d.officer})`; } }
+  else if (kind === "site") words = `site ${id}`;
+  else if (kind === "hold") words = `legal hold ${id}`;
+  else if (kind === "roster") { tags.add("officer"); words = "roster"; }
+  else words = e.subject;
+  if (d.officer) tags.add("officer");
+  return { words, tags };
+}
+
+// Details as "field: value" pairs; epoch µs/ms fields and ISO stamps shown as site time.
+function fieldValue(key, v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number" && /(_us|_at|^at_us|lapse_start|alert_at)$/.test(key) && v > 1e14) return stamp(v / 1000);
+  if (typeof v === "number" && /_ms$/.test(key)) return stamp(v);
+  if (typeof v === "string" && /^\d{4}-\d\d-\d\dT/.test(v)) return stamp(Date.parse(v));
+  if (key === "post") return postName(v);
+  if (typeof v === "object") return JSON.stringify(v).slice(0, 200);
+  return String(v);
+}
+
+function details(d) {
+  const keys = Object.keys(d || {}).filter((k) => k !== "id");
+  if (!keys.length) return "";
+  return el("dl", { class: "fields" }, ...keys.flatMap((k) => [
+    el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, fieldValue(k, d[k]))]));
+}
 
 function render() {
   const f = $("filter").value.trim().toLowerCase();
-  const rows = entries.filter((e) => !f || e.action.toLowerCase().includes(f) || e.subject.toLowerCase().includes(f));
+  const who = $("filter-actor").value.trim().toLowerCase();
+  const kind = $("filter-subject").value;
+  const text = $("filter-text").value.trim().toLowerCase();
+  const rows = entries.filter((e) => {
+    const s = subjectOf(e);
+    if (f && !e.action.toLowerCase().includes(f) && !e.subject.toLowerCase().includes(f)) return false;
+    if (who && !e.actor.toLowerCase().includes(who)) return false;
+    if (kind && !s.tags.has(kind)) return false;
+    if (text && !(s.words + " " + JSON.stringify(e.details)).toLowerCase().includes(text)) return false;
+    return true;
+  });
   $("audit-body").replaceChildren(...rows.slice().reverse().map((e) => {
-    const d = e.details || {};
-    const note = d.acknowledgement_note || d.close_note;
-    const short = note ? `note: “${note}”` : JSON.stringify(d).slice(0, 160);
-    return el("tr", { "data-action": e.action }, el("td", {}, e.id), el("td", {}, e.at), el("td", {}, e.actor),
-      el("td", {}, e.action), el("td", {}, e.subject), el("td", { class: "details" }, short));
+    const s = subjectOf(e);
+    return el("tr", { "data-action": e.action }, el("td", {}, e.id), el("td", {}, stamp(Date.parse(e.at))),
+      el("td", {}, e.actor), el("td", {}, e.action), el("td", { title: e.subject }, s.words),
+      el("td", { class: "details" }, details(e.details)));
   }));
 }
 
@@ -28,16 +89,54 @@ async function load() {
   render();
 }
 
+async function verify() {
+  const r = await api("/api/v1/audit/anchored");
+  const last = r.last_anchor ? ` Last anchor ${stamp(Date.parse(r.last_anchor.at))} at entry ${r.last_anchor.head_id} (${r.last_anchor.key_id}).` : " No anchor yet.";
+  $("verify-result").textContent = r.ok
+    ? `Chain intact: ${r.entries} entries${r.mac_checked ? ", every MAC valid" : ""}, ${r.anchors} anchor(s).${last}`
+    : `TAMPERED: ${r.findings.map((x) => `${x.kind}: ${x.message}`).join("; ")}.${last}`;
+}
+
+// A wall-clock time typed in the site's zone, as a UTC ISO string.
+function zonedToIso(local) {
+  const guess = Date.parse(local + "Z");
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+    timeZone: siteTimeZone(), year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+    .formatToParts(new Date(guess)).map((p) => [p.type, p.value]));
+  const shown = Date.parse(`${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}Z`);
+  return new Date(guess - (shown - guess)).toISOString();
+}
+
+function download(ev) {
+  ev.preventDefault();
+  const q = new URLSearchParams({ since: zonedToIso($("ev-since").value), until: zonedToIso($("ev-until").value) });
+  if ($("ev-post").value) q.set("post", $("ev-post").value);
+  $("ev-result").textContent = "Preparing the pack…";
+  const a = el("a", { href: `/api/v1/evidence?${q}`, download: "" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  $("ev-result").textContent = "Download started.";
+}
+
 async function main() {
   const who = await me();
   $("user").textContent = `${who.name} (${who.roles.join(", ")})`;
   $("logout").addEventListener("click", logout);
-  $("filter").addEventListener("input", render);
+  try { site = await api("/api/v1/site"); } catch (e) { /* names stay ids */ }
+  setTimeZone(site.timezone || "UTC");
+  stampFmt = new Intl.DateTimeFormat("en-CA", { timeZone: siteTimeZone(), year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  $("tz-note").textContent = siteTimeZone();
+  $("tz-head").textContent = siteTimeZone();
+  for (const p of site.posts) $("ev-post").append(el("option", { value: p.id }, p.name || p.id));
+  for (const id of ["filter", "filter-actor", "filter-text"]) $(id).addEventListener("input", render);
+  $("filter-subject").addEventListener("change", render);
   $("more").addEventListener("click", load);
-  $("verify").addEventListener("click", async () => {
-    const r = await api("/api/v1/audit/verify");
-    $("verify-result").textContent = r.ok ? `Chain intact: ${r.entries} entries.` : `BROKEN at entry ${r.first_bad_id}: ${r.reason}`;
-  });
+  $("verify").addEventListener("click", verify);
+  $("anchor").addEventListener("click", async () => { await api("/api/v1/audit/anchor", { method: "POST" }); await verify(); });
+  $("evidence-form").addEventListener("submit", download);
   await load();
 }
 

@@ -473,6 +473,10 @@ async function main() {
   $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
   if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;
   if (app.who.roles.includes("admin")) $("people-link").hidden = false;
+  // Today's daily activity report, for the site's local day.
+  const today = new Intl.DateTimeFormat("en-CA", { timeZone: siteTimeZone(), year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  $("daily-link").href = `/api/v1/records/daily?date=${today}&format=pdf`;
+  $("daily-csv-link").href = `/api/v1/records/daily?date=${today}&format=csv`;
   if (!app.canAct) $("read-only").hidden = false;
   app.plan = new Plan($("plan"), app.site);
   app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {

@@ -1,0 +1,318 @@
+"""Evidence commands: `audit verify|anchor|keys`, `evidence export|verify`, `retention`.
+
+Keys are read from ``COVERWATCH_AUDIT_KEY_FILE`` (default ``<data dir>/keys/audit.key``)
+and the Ed25519 signing key beside it; no secret is ever printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from coverwatch.cli.server import DataDirOption, DbOption, audit_app
+
+__all__ = ["evidence_app", "register_evidence", "retention_app"]
+
+evidence_app = typer.Typer(help="Evidence packs an investigator can check alone.",
+                           no_args_is_help=True)
+
+
+def _site_id(store: object) -> str:
+    from coverwatch.server.siteapply import load_versions
+    from coverwatch.storage import Store
+
+    assert isinstance(store, Store)
+    versions = load_versions(store)
+    if not versions:
+        return store.get_state("site.id") or "site"
+    from coverwatch.formats.sitefile import load_site_text_document
+
+    return load_site_text_document(versions[-1].source, "<stored>").site.id
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+    anchors: Annotated[Path | None, typer.Option(
+        help="Anchor file to check the chain against; default: anchors.jsonl beside the key, "
+             "if there is one.")] = None,
+    public_key: Annotated[Path | None, typer.Option(
+        help="Trust only this public key (base64 or PEM file); default: the local signing key.")]
+    = None,
+    unsealed_before: Annotated[int, typer.Option(
+        help="Entries before this id predate the MAC key (an upgraded deployment).")] = 0,
+) -> None:
+    """Check the audit chain, each entry's MAC and the anchors. Exit 0 if intact, 1 naming
+    what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor)."""
+    from coverwatch.evidence.anchors import verify_anchored
+    from coverwatch.evidence.keys import EvidenceKeyError, load_signing_key
+    from coverwatch.storage import open_store
+    from coverwatch.storage.auditkeys import default_key_path, load_keyring
+
+    console = Console()
+    key_path = default_key_path(data_dir)
+    keyring = load_keyring(key_path, create=False)
+    if keyring is None:
+        console.print(f"[yellow]warning[/yellow] no audit key at {escape(str(key_path))}: "
+                      "MACs not checked (set COVERWATCH_AUDIT_KEY_FILE)", highlight=False)
+    if anchors is None and key_path.with_name("anchors.jsonl").exists():
+        anchors = key_path.with_name("anchors.jsonl")
+        console.print(f"anchors: {escape(str(anchors))}", highlight=False)
+    trusted: tuple[str, ...] | None = None
+    if public_key is not None:
+        trusted = (_read_public(public_key),)
+    else:
+        try:
+            trusted = load_signing_key(key_path, create=False).trusted
+        except EvidenceKeyError:
+            trusted = None
+    store = open_store(db, data_dir, audit_key=False)
+    try:
+        result = verify_anchored(store, anchors, keyring=keyring, trusted=trusted,
+                                 unsealed_before=unsealed_before)
+    finally:
+        store.close()
+    last = result.last_anchor
+    anchored = "" if last is None else f", last anchor {last['at']} at entry {last['head_id']}"
+    if result.ok:
+        console.print(f"[green]ok[/green] audit log intact: {result.entries} entries"
+                      f"{', MACs verified' if keyring else ''}, {result.anchors} anchor(s)"
+                      f"{anchored}", highlight=False)
+        return
+    for f in result.findings:
+        console.print(f"[red]TAMPERED[/red] {f.kind}: {escape(f.message)}", highlight=False,
+                      soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _read_public(path: Path) -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    text = path.read_text(encoding="ascii").strip()
+    if "BEGIN PUBLIC KEY" in text:
+        key = serialization.load_pem_public_key(text.encode())
+        assert isinstance(key, Ed25519PublicKey)
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+    return text.splitlines()[-1].strip()
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    out: Annotated[Path, typer.Option("--out", help="Anchor file (appended to).")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Append a signed anchor of the chain's current head to FILE."""
+    from coverwatch.evidence.anchors import append_anchor, make_anchor
+    from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.storage import open_store
+    from coverwatch.storage.auditkeys import default_key_path
+
+    key = load_signing_key(default_key_path(data_dir))
+    store = open_store(db, data_dir)
+    try:
+        anchor = make_anchor(store, key, _site_id(store))
+    finally:
+        store.close()
+    append_anchor(out, anchor)
+    Console().print(f"anchored entry {anchor['head_id']} ({anchor['key_id']}) to {out}",
+                    highlight=False)
+
+
+@audit_app.command("keys")
+def audit_keys(
+    data_dir: DataDirOption = Path("data"),
+    rotate_mac: Annotated[bool, typer.Option(help="Start a new MAC key (old ones kept).")]
+    = False,
+    rotate_signing: Annotated[bool, typer.Option(help="Start a new signing key.")] = False,
+) -> None:
+    """Print the public signing key (PEM) for investigators, and the key ids in use."""
+    from coverwatch.evidence.keys import key_fingerprint, load_signing_key, rotate_signing_key
+    from coverwatch.storage.auditkeys import default_key_path, load_keyring, rotate_keyring
+
+    path = default_key_path(data_dir)
+    keyring = rotate_keyring(path) if rotate_mac else load_keyring(path)
+    key = rotate_signing_key(path) if rotate_signing else load_signing_key(path)
+    err = Console(stderr=True)
+    assert keyring is not None
+    err.print(f"MAC key file {path}: in use {keyring.current_id}, "
+              f"{len(keyring.keys) - 1} retired", highlight=False)
+    err.print(f"signing key {key.path}: {key_fingerprint(key.public_b64)}; "
+              f"{len(key.retired)} retired public key(s)", highlight=False)
+    print(key.public_pem(), end="")
+
+
+
+
+@evidence_app.command("export")
+def evidence_export(
+    since: Annotated[str, typer.Option(help="Start of the window (ISO-8601).")],
+    until: Annotated[str, typer.Option(help="End of the window (ISO-8601).")],
+    out: Annotated[Path, typer.Option("--out", help="The pack to write (.zip).")],
+    post: Annotated[str | None, typer.Option(help="Only this post's lapses and alerts.")]
+    = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Write an evidence pack for a window: PDF report, raw events, rule versions, engine
+    state at --since, audit segment with a signed anchor, and a signed SHA-256 manifest."""
+    from coverwatch.domain.time import parse_time
+    from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.pack import export_pack
+    from coverwatch.server.siteapply import load_versions
+    from coverwatch.storage import open_store
+    from coverwatch.storage.auditkeys import default_key_path
+
+    err = Console(stderr=True)
+    try:
+        since_us, until_us = parse_time(since), parse_time(until)
+    except ValueError as e:
+        err.print(f"[red]error[/red] --since/--until: {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    key = load_signing_key(default_key_path(data_dir))
+    store = open_store(db, data_dir)
+    try:
+        versions = load_versions(store)
+        if not versions:
+            err.print("[red]error[/red] no site version stored: has the server run?")
+            raise typer.Exit(2)
+        data = export_pack(store, versions, key, site=_site_id(store), since=since_us,
+                           until=until_us, post=post, actor="cli")
+        store.audit_change("cli", "evidence.exported", f"site:{_site_id(store)}",
+                           {"since": since, "until": until, "post": post, "file": out.name})
+    except ValueError as e:
+        err.print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out.write_bytes(data)
+    Console().print(f"wrote {out} ({len(data)} bytes)", highlight=False)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    pack: Annotated[Path, typer.Argument(help="The evidence pack (.zip).")],
+    public_key: Annotated[Path | None, typer.Option(
+        help="Trust only this public key (from `coverwatch audit keys`).")] = None,
+) -> None:
+    """Check a pack: digests, signature, audit links, and the lapses re-run from its events.
+    Exit 0 if it holds, 1 naming each part that does not."""
+    from coverwatch.evidence.pack import verify_pack
+
+    trusted = None if public_key is None else (_read_public(public_key),)
+    check = verify_pack(pack.read_bytes(), trusted)
+    console = Console()
+    if check.ok:
+        for note in check.notes:
+            console.print(f"[green]ok[/green] {escape(note)}", highlight=False)
+        console.print(f"[green]ok[/green] {pack}: every part verified", highlight=False)
+        if public_key is None:
+            console.print("note: signed by the key the pack names; pass --public-key to "
+                          "check it is the site's", highlight=False)
+        return
+    for p in check.problems:
+        console.print(f"[red]FAILED[/red] {escape(p)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+retention_app = typer.Typer(help="How long raw positions are kept; legal holds.",
+                            no_args_is_help=True)
+
+
+@retention_app.command("set")
+def retention_set(
+    days: Annotated[float | None, typer.Argument(help="Days to keep raw positions; omit to "
+                                                      "keep them forever.")] = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Set the site's retention of raw positions (audited)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.evidence.retention import set_retention_days
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        set_retention_days(store, days, "cli", _site_id(store))
+    except StoreError as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print("positions kept forever" if days is None else
+                    f"positions kept {days:g} days", highlight=False)
+
+
+@retention_app.command("purge")
+def retention_purge(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
+    """Purge raw positions past the retention now (the server does it daily); audited."""
+    from coverwatch.evidence.retention import purge_now
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        removed = purge_now(store, "cli")
+    finally:
+        store.close()
+    Console().print("no retention set: nothing purged" if removed is None else
+                    f"purged {removed} positions", highlight=False)
+
+
+@retention_app.command("hold")
+def retention_hold(
+    since: Annotated[str, typer.Option(help="Start (ISO-8601).")],
+    until: Annotated[str, typer.Option(help="End (ISO-8601).")],
+    reason: Annotated[str, typer.Option(help="Why (e.g. the inquiry's reference).")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Place a legal hold: positions in [since, until) are never purged while it stands."""
+    from coverwatch.domain.time import parse_time
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        hold = store.add_hold(parse_time(since), parse_time(until), reason, "cli")
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print(f"legal hold {hold.id} placed", highlight=False)
+
+
+@retention_app.command("release")
+def retention_release(
+    hold_id: int, db: DbOption = None, data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Release a legal hold (audited)."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store
+
+    store = open_store(db, data_dir)
+    try:
+        store.release_hold(hold_id, "cli")
+    except StoreError as e:
+        Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    Console().print(f"legal hold {hold_id} released", highlight=False)
+
+
+def register_evidence(app: typer.Typer) -> None:
+    app.add_typer(evidence_app, name="evidence")
+    app.add_typer(retention_app, name="retention")
+    from coverwatch.cli.supervision import records_app
+
+    app.add_typer(records_app, name="records")

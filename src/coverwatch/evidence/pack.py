@@ -1,0 +1,222 @@
+"""Evidence packs: one zip an investigator can take away and check without the server.
+
+Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519):
+
+* ``report.pdf`` — the human-readable report (``evidence/pdf.py``);
+* ``events.jsonl`` — every stored event in the window, as stored;
+* ``rule-versions.json`` — the site files in force during the window, the first at ``since``;
+* ``engine-state.json`` — the engine's state at ``since`` (duty, memberships, open lapses,
+  flags, gates), so that the window can be re-run exactly;
+* ``lapses.json`` — the report's lapses (clipped at the window's edges, and marked so);
+* ``alerts.json``, ``orders.json``, ``roster.json`` — records of the window;
+* ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window and a signed
+  anchor of the chain's head at export.
+
+:func:`verify_pack` checks every digest and the signature, checks the audit segment's
+links, re-runs the engine and compares the lapses; each failure names the part.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from coverwatch.domain.time import format_time, parse_time
+from coverwatch.engine import engine_state
+from coverwatch.evidence.anchors import make_anchor, sign_document, verify_document
+from coverwatch.evidence.keys import SigningKey
+from coverwatch.evidence.window import run_window
+from coverwatch.reports.history import run_engine
+from coverwatch.server.siteapply import SiteVersion
+from coverwatch.storage import Store
+from coverwatch.storage.audit import entry_hash
+
+__all__ = ["PACK_KIND", "PackCheck", "export_pack", "verify_pack"]
+
+PACK_KIND = "coverwatch.evidence-pack"
+_J = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+
+
+def _json(v: Any) -> bytes:
+    return orjson.dumps(v, option=_J) + b"\n"
+
+
+def _in_force(versions: list[SiteVersion], since: int, until: int) -> list[SiteVersion]:
+    first = max((i for i, v in enumerate(versions) if v.effective_us <= since), default=0)
+    return [versions[first]] + [v for v in versions[first + 1:] if v.effective_us <= until]
+
+
+def _audit_segment(store: Store, since: int, until: int) -> list[dict[str, Any]]:
+    """Entries recorded in [since, until] (wall clock), oldest first."""
+    out: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        batch = store.audit_entries(after, 1000)
+        if not batch:
+            return out
+        out += [e.as_dict() for e in batch if since <= parse_time(e.at) <= until]
+        after = batch[-1].id
+
+
+def export_pack(
+    store: Store, versions: list[SiteVersion], key: SigningKey, *, site: str,
+    since: int, until: int, post: str | None = None, actor: str = "cli",
+) -> bytes:
+    """Build the pack (zip bytes) for [since, until]; see the module docstring."""
+    if until <= since:
+        raise ValueError("--until must be after --since")
+    if not versions:
+        raise ValueError("no site version is stored")
+    run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
+                        close=False)
+    if run is None:
+        from coverwatch.engine import CoverEngine
+
+        first = _in_force(versions, since, until)[0]
+        from coverwatch.formats.sitefile import load_site_text_document
+
+        engine = CoverEngine(load_site_text_document(first.source, "<site>").site, since)
+        state = engine_state(engine, [])
+        in_force = _in_force(versions, since, until)
+    else:
+        state = engine_state(run.engine, list(run.registry.names))
+        in_force = [versions[run.version]] + [
+            v for v in versions[run.version + 1:] if v.effective_us <= until]
+    rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
+    vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
+    lapses, stats = run_window(vers, state, rows, since, until, post)
+    alerts = [a for a in store.load_alerts()
+              if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
+                                             or until) >= since
+              and (post is None or a["post"] == post)]
+    orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
+                            "since": format_time(v.since), "text": v.text,
+                            "changes": v.changes} for v in store.orders_versions(post)
+                           if v.since <= until],
+              "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
+                                    "at": format_time(a.at), "via": a.via, "device": a.device}
+                                   for a in store.acknowledgements()
+                                   if a.at <= until and (post is None or a.post == post)]}
+    roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
+               "start": format_time(s.start), "end": format_time(s.end)}
+              for s in store.list_shifts(from_us=since, until_us=until)]
+    audit_rows = _audit_segment(store, since, until)
+    anchor = make_anchor(store, key, site)
+    events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
+    members: dict[str, bytes] = {
+        "events.jsonl": events_bytes,
+        "rule-versions.json": _json(vers),
+        "engine-state.json": _json(state),
+        "lapses.json": _json(lapses),
+        "alerts.json": _json(alerts),
+        "orders.json": _json(orders),
+        "roster.json": _json(roster),
+        "audit.jsonl": b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
+                                for e in audit_rows),
+        "audit-anchor.json": _json(anchor),
+    }
+    from coverwatch.evidence.pdf import render_report
+
+    members["report.pdf"] = render_report(
+        site=site, since=since, until=until, post=post, lapses=lapses, stats=stats,
+        alerts=alerts, orders=orders, roster=roster, audit=audit_rows,
+        timezone=_timezone(in_force[0].source), events=len(rows))
+    made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    manifest = sign_document({
+        "kind": PACK_KIND, "v": 1, "site": site, "since": format_time(since),
+        "until": format_time(until), "since_us": since, "until_us": until, "post": post,
+        "made_at": made, "made_by": actor,
+        "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+    }, key)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", _json(manifest))
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _timezone(source: str) -> str:
+    from coverwatch.formats.sitefile import load_site_text_document
+
+    return load_site_text_document(source, "<site>").site.timezone
+
+
+@dataclass(slots=True)
+class PackCheck:
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, part: str, why: str) -> None:
+        self.ok = False
+        self.problems.append(f"{part}: {why}")
+
+
+def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None) -> PackCheck:
+    """Check a pack on its own (``trusted``: public keys to accept; None: the one it names)."""
+    check = PackCheck()
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+        files = {n: z.read(n) for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        check.fail("pack", f"not a readable zip archive ({e})")
+        return check
+    try:
+        manifest = orjson.loads(files.pop("manifest.json"))
+    except (KeyError, orjson.JSONDecodeError):
+        check.fail("manifest.json", "missing or not JSON")
+        return check
+    why = verify_document(manifest, trusted)
+    if why is not None:
+        check.fail("manifest.json", why)
+    listed: dict[str, str] = manifest.get("members", {})
+    for name, digest in sorted(listed.items()):
+        if name not in files:
+            check.fail(name, "missing from the pack")
+        elif hashlib.sha256(files[name]).hexdigest() != digest:
+            check.fail(name, "edited: its SHA-256 does not match the manifest")
+    for name in sorted(set(files) - set(listed)):
+        check.fail(name, "not listed in the manifest")
+    if not check.ok:
+        return check
+    anchor = orjson.loads(files["audit-anchor.json"])
+    why = verify_document(anchor, trusted)
+    if why is not None:
+        check.fail("audit-anchor.json", why)
+    _check_audit(files["audit.jsonl"], check)
+    try:
+        since, until = int(manifest["since_us"]), int(manifest["until_us"])
+        rows = [orjson.loads(line) for line in files["events.jsonl"].splitlines() if line]
+        lapses, _ = run_window(orjson.loads(files["rule-versions.json"]),
+                               orjson.loads(files["engine-state.json"]), rows, since, until,
+                               manifest.get("post"))
+    except Exception as e:  # a pack that cannot be re-run is refused, whatever the reason
+        check.fail("events.jsonl", f"cannot be re-run: {type(e).__name__}: {e}")
+        return check
+    if lapses != orjson.loads(files["lapses.json"]):
+        check.fail("lapses.json", "the lapses differ from what the events imply")
+    else:
+        check.notes.append(f"{len(rows)} events re-run: {len(lapses)} lapse(s) confirmed")
+    return check
+
+
+def _check_audit(data: bytes, check: PackCheck) -> None:
+    prev = None
+    for n, line in enumerate(data.splitlines(), 1):
+        e = orjson.loads(line)
+        digest = entry_hash(e["id"], e["at"], e["actor"], e["action"], e["subject"],
+                            e["details"], e["prev_hash"])
+        if digest != e["hash"]:
+            check.fail("audit.jsonl", f"line {n} (entry {e['id']}) does not match its hash")
+            return
+        if prev is not None and e["prev_hash"] != prev["hash"] and e["id"] == prev["id"] + 1:
+            check.fail("audit.jsonl", f"entry {e['id']} does not link to entry {prev['id']}")
+            return
+        prev = e

@@ -1,0 +1,75 @@
+"""The server's side of evidence: anchoring the audit chain at an interval and on demand,
+and checking it against the anchors for the audit page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coverwatch.evidence.anchors import append_anchor, make_anchor, send_anchor, verify_anchored
+from coverwatch.evidence.keys import SigningKey, load_signing_key
+from coverwatch.storage.auditkeys import default_key_path
+
+if TYPE_CHECKING:
+    from coverwatch.server.services import Services
+
+__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "verify_now"]
+
+log = logging.getLogger("coverwatch.evidence")
+_LAST = "audit.last_anchor"
+
+
+def _key_path(svc: Services) -> Path:
+    ring = svc.store.audit_keyring
+    return ring.path if ring is not None else default_key_path(svc.settings.data_dir)
+
+
+def signing_key(svc: Services) -> SigningKey:
+    return load_signing_key(_key_path(svc))
+
+
+def anchor_file(svc: Services) -> Path:
+    return svc.settings.anchor_file or _key_path(svc).with_name("anchors.jsonl")
+
+
+def anchor_now(svc: Services) -> dict[str, Any]:
+    """Sign the current head, append it to the anchor file, send it on (blocking)."""
+    import orjson
+
+    anchor = make_anchor(svc.store, signing_key(svc), svc.site.id)
+    append_anchor(anchor_file(svc), anchor)
+    svc.store.set_state(_LAST, orjson.dumps(anchor).decode())
+    if svc.settings.anchor_url:
+        send_anchor(svc.settings.anchor_url, anchor)
+    return anchor
+
+
+def verify_now(svc: Services) -> dict[str, Any]:
+    """The chain, its MACs and the server's anchor file, as JSON for the audit page."""
+    path = anchor_file(svc)
+    key = signing_key(svc)
+    result = verify_anchored(svc.store, path if path.exists() else None,
+                             keyring=svc.store.audit_keyring, trusted=key.trusted,
+                             site=svc.site.id)
+    return result.as_dict()
+
+
+async def run_anchoring(svc: Services) -> None:
+    """Background task: anchor whenever the head moved, every ``anchor_every_s``."""
+    import orjson
+
+    every = svc.settings.anchor_every_s
+    while True:
+        try:
+            last = await asyncio.to_thread(svc.store.get_state, _LAST)
+            from coverwatch.storage import audit_head
+
+            head = await asyncio.to_thread(audit_head, svc.store)
+            last_id = None if last is None else orjson.loads(last).get("head_id")
+            if head is not None and head.id != last_id:
+                await asyncio.to_thread(anchor_now, svc)
+        except Exception:  # anchoring must never stop the server
+            log.exception("audit anchoring failed")
+        await asyncio.sleep(every)

@@ -1,0 +1,165 @@
+"""Supervision records: the daily activity report per site and shift, and time in area.
+
+* **Time in area** per officer and post over any range: each fix counts from its time until
+  the officer's next fix or until it goes stale (``stale_after_s``), whichever is first,
+  for every post whose area holds it (a polygon post: inside; a point post: within the
+  largest ``within_m`` of its rules, accuracy not added). On duty or not: it is where they were.
+* **Daily activity report** for one day in the site's time zone, optionally one shift
+  (``HH:MM-HH:MM``, local; may run past midnight): officers going on and off duty, time on
+  post per officer and post, lapses and alerts with their handling, orders
+  acknowledgements missed or late for rostered shifts, SOS and device-silence alerts, and
+  what supervisors did (from the audit log).
+
+Rows are plain dicts; ``reports/supervision_out.py`` writes them as CSV and PDF.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from coverwatch.domain.geometry import signed_distance
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import format_time, parse_time, seconds_to_us
+from coverwatch.reports.history import recompute
+from coverwatch.reports.replay import lapse_record
+from coverwatch.server.siteapply import SiteVersion
+from coverwatch.storage import Store
+
+__all__ = ["DailyReport", "daily_report", "day_window", "time_in_area"]
+
+_SUPERVISOR_ACTIONS = ("alert.", "site.", "roster.", "hold.", "retention.", "orders.issued",
+                       "evidence.")
+
+
+def _in_post(site: Site, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for post in site.posts:
+        if post.area is not None:
+            out[post.id] = signed_distance(x, y, area=post.area) <= 0
+        elif post.at is not None:
+            reach = max((r.within_m for r in post.rules if np.isfinite(r.within_m)), default=0.0)
+            out[post.id] = signed_distance(x, y, at=post.at) <= reach
+    return out
+
+
+def time_in_area(site: Site, store: Store, since: int, until: int) -> list[dict[str, Any]]:
+    """Seconds each officer spent in each post's area in [since, until); see the docstring."""
+    stale = seconds_to_us(site.stale_after_s)
+    rows = [r for r in store.events_between(since - stale, until) if r["kind"] == "fix"]
+    by_officer: dict[str, list[tuple[int, float, float]]] = {}
+    for r in rows:
+        by_officer.setdefault(r["officer"], []).append((int(r["t_us"]), r["x"], r["y"]))
+    out = []
+    for officer in sorted(by_officer):
+        fixes = by_officer[officer]
+        t = np.array([f[0] for f in fixes], np.int64)
+        nxt = np.append(t[1:], np.iinfo(np.int64).max)
+        end = np.minimum(np.minimum(nxt, t + stale), until)
+        start = np.maximum(t, since)
+        dur = np.clip(end - start, 0, None)
+        inside = _in_post(site, np.array([f[1] for f in fixes]), np.array([f[2] for f in fixes]))
+        for post, mask in inside.items():
+            us = int(dur[mask].sum())
+            if us:
+                out.append({"officer": officer, "post": post, "seconds": us / 1e6,
+                            "since": format_time(since), "until": format_time(until)})
+    return out
+
+
+def day_window(day: str, timezone: str, shift: str | None = None) -> tuple[int, int]:
+    """[start, end) in µs of a local day (YYYY-MM-DD), or of a shift on it (HH:MM-HH:MM)."""
+    zone = ZoneInfo(timezone)
+    d = _dt.date.fromisoformat(day)
+    if shift is None:
+        lo = _dt.datetime(d.year, d.month, d.day, tzinfo=zone)
+        hi = lo + _dt.timedelta(days=1)
+    else:
+        a, _, b = shift.partition("-")
+        ta, tb = _dt.time.fromisoformat(a), _dt.time.fromisoformat(b)
+        lo = _dt.datetime.combine(d, ta, zone)
+        hi = _dt.datetime.combine(d if tb > ta else d + _dt.timedelta(days=1), tb, zone)
+    return int(lo.timestamp() * 1_000_000), int(hi.timestamp() * 1_000_000)
+
+
+@dataclass(slots=True)
+class DailyReport:
+    site: str
+    timezone: str
+    since: int
+    until: int
+    sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _acknowledgements(store: Store, since: int, until: int) -> list[dict[str, Any]]:
+    """Per rostered shift starting in the window: the orders in force at its start, and when
+    (if at all) the officer acknowledged them: on time, late, or missed."""
+    out = []
+    versions = store.orders_versions()
+    acks = store.acknowledgements()
+    for s in store.list_shifts(from_us=since, until_us=until):
+        if s.post is None or not since <= s.start < until:
+            continue
+        in_force = [v for v in versions if v.post == s.post and v.since <= s.start]
+        if not in_force:
+            continue
+        v = in_force[-1]
+        mine = [a for a in acks if (a.officer, a.post, a.version) == (s.officer, s.post, v.version)
+                and a.at <= s.end]
+        if not mine:
+            state, at = "missed", None
+        else:
+            at = mine[0].at
+            state = "on time" if at <= s.start else "late"
+        out.append({"officer": s.officer, "post": s.post, "shift_start": format_time(s.start),
+                    "version": v.version, "state": state,
+                    "acknowledged": None if at is None else format_time(at),
+                    "late_s": None if at is None or at <= s.start else (at - s.start) / 1e6})
+    return out
+
+
+def daily_report(
+    store: Store, versions: list[SiteVersion], site: Site, day: str, shift: str | None = None,
+) -> DailyReport:
+    """The daily activity report; see the module docstring."""
+    since, until = day_window(day, site.timezone, shift)
+    rep = DailyReport(site.id, site.timezone, since, until)
+    duty = [r for r in store.events_between(since, until) if r["kind"] == "duty"]
+    rep.sections["duty"] = [{"officer": r["officer"], "at": format_time(int(r["t_us"])),
+                             "change": "on" if r["on"] else "off",
+                             "capabilities": r.get("capabilities") or ""} for r in duty]
+    rep.sections["time on post"] = time_in_area(site, store, since, until)
+    lapses = recompute(store, versions, since=since, until=until - 1).lapses if versions else []
+    rep.sections["lapses"] = [lapse_record(lp) for lp in lapses]
+    alerts = [a for a in store.load_alerts() if since <= a["alert_at"] < until]
+    rep.sections["alerts"] = [{
+        "kind": a["kind"], "post": a["post"], "rule": a["rule"],
+        "alert_at": format_time(a["alert_at"]), "level": a.get("escalated_level"),
+        "acknowledged_by": a.get("acknowledged_by"),
+        "acknowledged_at": None if a.get("acknowledged_at") is None
+        else format_time(a["acknowledged_at"]),
+        "note": a.get("acknowledgement_note") or "", "closed_by": a.get("closed_by"),
+        "close_note": a.get("close_note") or ""} for a in alerts]
+    rep.sections["SOS and silent devices"] = [a for a in rep.sections["alerts"]
+                                              if a["kind"] not in ("lapse", "cover")]
+    rep.sections["orders acknowledgements"] = _acknowledgements(store, since, until)
+    actions = []
+    after = 0
+    while True:
+        batch = store.audit_entries(after, 1000)
+        if not batch:
+            break
+        for e in batch:
+            if e.actor != "server" and e.action.startswith(_SUPERVISOR_ACTIONS) and \
+                    since <= parse_time(e.at) < until:
+                note = e.details.get("acknowledgement_note") or e.details.get("close_note") \
+                    or e.details.get("reason") or ""
+                actions.append({"at": e.at, "who": e.actor, "action": e.action,
+                                "subject": e.subject, "note": note})
+        after = batch[-1].id
+    rep.sections["supervisor actions"] = actions
+    return rep

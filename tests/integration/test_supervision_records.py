@@ -1,0 +1,96 @@
+"""Supervision records: time in area is exact on a hand-made track; the daily activity
+report names late and missed orders acknowledgements, duty changes and supervisor actions,
+and comes out as CSV and PDF, from the library and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from coverwatch.cli import app
+from coverwatch.domain.briefing import Shift
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.formats.sitefile import load_site
+from coverwatch.reports.supervision import daily_report, time_in_area
+from coverwatch.reports.supervision_out import records_csv, records_pdf
+from coverwatch.server.siteapply import SiteVersion, save_versions
+from coverwatch.storage import Store, open_store
+from coverwatch.storage.briefing import OrdersVersion
+
+YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
+T0 = parse_time("2027-03-10T09:00:00Z")  # 09:00 in London (GMT in March before the switch)
+
+
+def _fill(store: Store) -> list[SiteVersion]:
+    versions = [SiteVersion(0, YARD.read_text(encoding="utf-8"))]
+    save_versions(store, versions)
+    s = US_PER_S
+    store.append_events([
+        {"kind": "duty", "t_us": T0, "officer": "A1", "on": True, "source": "t"},
+        {"kind": "fix", "t_us": T0, "officer": "A1", "x": 0.0, "y": 0.0, "source": "t"},
+        {"kind": "fix", "t_us": T0 + 10 * s, "officer": "A1", "x": 1.0, "y": 0.0, "source": "t"},
+        {"kind": "fix", "t_us": T0 + 20 * s, "officer": "A1", "x": 2.0, "y": 0.0, "source": "t"},
+        {"kind": "fix", "t_us": T0 + 5 * s, "officer": "B1", "x": 900.0, "y": 900.0,
+         "source": "t"},
+        {"kind": "duty", "t_us": T0 + 3600 * s, "officer": "A1", "on": False, "source": "t"},
+    ])
+    store.record_orders_versions([OrdersVersion("main-gate", "v1", T0 - 86_400 * s,
+                                                "Stand at the gate.", None)], actor="ann")
+    store.add_shifts([Shift(0, "A1", T0, T0 + 8 * 3600 * s, post="main-gate"),
+                      Shift(0, "B1", T0, T0 + 8 * 3600 * s, post="main-gate")], actor="sam")
+    store.record_acknowledgement("A1", "main-gate", "v1", at_us=T0 + 120 * s, via="session",
+                                 user="A1")
+    store.append_audit("sam", "alert.acknowledged", "alert:lapse-1",
+                       {"post": "main-gate", "acknowledgement_note": "sent B1"},
+                       at=format_time(T0 + 600 * s))
+    return versions
+
+
+def test_time_in_area_counts_each_fix_until_the_next_or_stale(store: Store) -> None:
+    _fill(store)
+    site = load_site(YARD)
+    rows = time_in_area(site, store, T0, T0 + 100 * US_PER_S)
+    # 10 s + 10 s + 30 s (stale after 30 s) at the main gate; B1 is nowhere near a post.
+    assert [(r["officer"], r["post"], r["seconds"]) for r in rows] == [("A1", "main-gate", 50.0)]
+
+
+def test_daily_report_sections(store: Store) -> None:
+    versions = _fill(store)
+    site = load_site(YARD)
+    rep = daily_report(store, versions, site, "2027-03-10")
+    acks = {r["officer"]: r["state"] for r in rep.sections["orders acknowledgements"]}
+    assert acks == {"A1": "late", "B1": "missed"}
+    assert [r["change"] for r in rep.sections["duty"]] == ["on", "off"]
+    # The roster was entered today (wall clock), not on that day: only the acknowledgement.
+    assert [a["action"] for a in rep.sections["supervisor actions"]] == ["alert.acknowledged"]
+    assert rep.sections["supervisor actions"][0]["note"] == "sent B1"
+    table = list(csv.DictReader(io.StringIO(records_csv(rep.sections).decode())))
+    assert {r["section"] for r in table} >= {"duty", "time on post", "orders acknowledgements"}
+    assert records_pdf("Daily", rep, rep.sections, rep.timezone).startswith(b"%PDF")
+    shift = daily_report(store, versions, site, "2027-03-10", "08:00-09:00")
+    assert shift.sections["duty"] == []  # the day's duty starts at 09:00
+
+
+def test_cli_records(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = open_store(None, data)
+    _fill(store)
+    store.close()
+    runner = CliRunner()
+    out = tmp_path / "daily.pdf"
+    r = runner.invoke(app, ["records", "daily", "--date", "2027-03-10", "--out", str(out),
+                            "--data-dir", str(data)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes().startswith(b"%PDF")
+    tia = tmp_path / "tia.csv"
+    r = runner.invoke(app, ["records", "time-in-area", "--since", format_time(T0), "--until",
+                            format_time(T0 + 100 * US_PER_S), "--out", str(tia),
+                            "--data-dir", str(data)])
+    assert r.exit_code == 0, r.output
+    assert "A1,main-gate,50.0" in tia.read_text()
+    bad = runner.invoke(app, ["records", "daily", "--date", "10/03/2027", "--out", str(out),
+                              "--data-dir", str(data)])
+    assert bad.exit_code == 2
