@@ -33,6 +33,7 @@ from coverwatch.server.ingest import (
     osmand_records,
     validate_records,
 )
+from coverwatch.server.problems import error, file_error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
@@ -51,8 +52,8 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 
 
-def _problem(status: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
+    return problem_response(status, None, errors)
 
 
 # -- probes -------------------------------------------------------------------
@@ -72,7 +73,7 @@ async def readyz(svc: Svc) -> PlainTextResponse:
     return PlainTextResponse("ready")
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(
     svc: Svc, who: Annotated[Principal, Depends(require("admin", "auditor"))]
 ) -> Response:
@@ -90,7 +91,7 @@ class Login(BaseModel):
     password: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/api/v1/login")
+@router.post("/api/v1/login", responses=problems(401, 429))
 async def login(body: Login, request: Request, response: Response, svc: Svc) -> dict[str, Any]:
     limiter = request.app.state.login_limiter
     client = request.client.host if request.client else "?"
@@ -168,7 +169,7 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> 
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
-@router.post("/api/v1/events")
+@router.post("/api/v1/events", responses=problems(400))
 async def post_events(
     request: Request, svc: Svc,
     who: Annotated[Principal, Depends(require(DEVICE, INGEST, "supervisor", "admin"))],
@@ -207,8 +208,9 @@ async def _osmand_device(request: Request, svc: Services, ident: str | None) -> 
     return Principal("device", device.name, frozenset({DEVICE}), device.officer)
 
 
-@router.get("/osmand", operation_id="osmand_get")
-@router.post("/osmand", operation_id="osmand_post")  # one id per method keeps OpenAPI valid
+@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 413))
+@router.post("/osmand", operation_id="osmand_post",
+             responses=problems(400, 401, 403, 413))  # one id per method keeps OpenAPI valid
 async def osmand(request: Request, svc: Svc) -> Any:
     """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body)."""
     params: dict[str, Any] = dict(request.query_params)
@@ -291,7 +293,7 @@ async def report(
         until_us = svc.live.horizon - 1 if until is None else parse_time(until)
         since_us = None if since is None else parse_time(since)
     except ValueError as e:
-        return _problem(422, [{"field": "since/until", "message": str(e)}])
+        return _problem(422, [error(str(e), field="since/until")])
     versions = await asyncio.to_thread(load_versions, svc.store)
     versions = versions or [SiteVersion(0, svc.doc.source)]
     rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us)
@@ -336,7 +338,7 @@ async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
     return alert.to_record()
 
 
-@router.post("/api/v1/alerts/{alert_id}/acknowledge")
+@router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=problems(404, 409))
 async def acknowledge(
     alert_id: str, body: AlertAction, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
@@ -345,7 +347,7 @@ async def acknowledge(
     return await _alert_action(svc, alert_id, who, body.note, "acknowledge")
 
 
-@router.post("/api/v1/alerts/{alert_id}/close")
+@router.post("/api/v1/alerts/{alert_id}/close", responses=problems(404, 409))
 async def close_alert(
     alert_id: str, body: AlertAction, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
@@ -405,7 +407,7 @@ async def users(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) 
     return {"users": [_user_json(u) for u in await asyncio.to_thread(svc.store.list_users)]}
 
 
-@router.post("/api/v1/users", status_code=201)
+@router.post("/api/v1/users", status_code=201, responses=problems(409))
 async def create_user(
     body: NewUser, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -421,7 +423,7 @@ async def create_user(
     return _user_json(user)
 
 
-@router.patch("/api/v1/users/{username}")
+@router.patch("/api/v1/users/{username}", responses=problems(404))
 async def change_user(
     username: str, body: UserChange, svc: Svc,
     who: Annotated[Principal, Depends(require("admin"))],
@@ -450,7 +452,7 @@ async def devices(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
     ]}
 
 
-@router.post("/api/v1/devices", status_code=201)
+@router.post("/api/v1/devices", status_code=201, responses=problems(409))
 async def create_device(
     body: NewDevice, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -464,7 +466,7 @@ async def create_device(
     return {"name": body.name, "officer": body.officer, "token": token}
 
 
-@router.delete("/api/v1/devices/{name}")
+@router.delete("/api/v1/devices/{name}", responses=problems(404))
 async def revoke_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -512,14 +514,14 @@ async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -
         else:
             result = await apply_site(svc, text, actor=who.name, roles=who.roles, reason=reason)
     except SiteFileError as e:
-        return _problem(422, [str(p) for p in e.problems])
+        return _problem(422, [file_error(p) for p in e.problems])
     except ApplyRefused as e:
-        return JSONResponse({"detail": str(e), "diff": e.diff}, status_code=e.status)
+        return problem_response(e.status, str(e), diff=e.diff)
     return {"changed": result.changed, "class": result.overall, "approval": result.required,
             "effective_at": result.effective_at, "diff": result.diff}
 
 
-@router.post("/api/v1/site/apply")
+@router.post("/api/v1/site/apply", responses=problems(409))
 async def apply_site_route(
     body: NewSite, svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))]
 ) -> Any:
@@ -527,7 +529,7 @@ async def apply_site_route(
     return await _apply(svc, who, body.site, body.reason)
 
 
-@router.post("/api/v1/site/reload")
+@router.post("/api/v1/site/reload", responses=problems(409))
 async def reload_site(
     svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))],
     body: SiteChange | None = None,
