@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from coverwatch.api.routes import router
 from coverwatch.formats.sitefile import load_site_document
 from coverwatch.server.access import LoginLimiter
+from coverwatch.server.limits import RequestLimits
 from coverwatch.server.problems import install as install_problems
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
@@ -78,6 +79,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
 
     install_problems(app)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.max_body_bytes,
+        public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,
+    )
 
     app.include_router(router)
     from coverwatch.api.interop_routes import router as interop_router

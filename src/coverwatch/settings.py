@@ -48,3 +48,9 @@ class Settings:
     # OwnTracks over MQTT: ((user/device, coverwatch device name), ...); topic
     # owntracks/<user>/<device> is read as that device (docs/interop.md).
     owntracks_mqtt: tuple[tuple[str, str], ...] = ()
+    # Request bodies (docs/security.md): authenticated callers, and public routes or
+    # callers without a credential. Both are enforced before the body is read.
+    max_body_bytes: int = 16 * 1024 * 1024
+    public_body_bytes: int = 64 * 1024
+    # Proxies whose X-Forwarded-For is believed (addresses or networks); none by default.
+    trusted_proxies: tuple[str, ...] = ()

@@ -9,6 +9,7 @@ orchestrator can use them without a credential.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any
 
 import orjson
@@ -95,13 +96,17 @@ class Login(BaseModel):
 async def login(body: Login, request: Request, response: Response, svc: Svc) -> dict[str, Any]:
     limiter = request.app.state.login_limiter
     client = request.client.host if request.client else "?"
-    if not limiter.allow(f"user:{body.username}", f"addr:{client}"):
-        raise HTTPException(429, "too many login attempts; wait a minute",
-                            headers={"Retry-After": "60"})
+    wait = limiter.wait_s(body.username, client)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
+                            headers={"Retry-After": str(seconds)})
     user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
     await asyncio.to_thread(svc.store.record_login_attempt, body.username, user is not None, client)
     if user is None or not user.active:
+        limiter.failed(body.username, client)
         raise HTTPException(401, "wrong username or password")
+    limiter.succeeded(body.username, client)
     session = await asyncio.to_thread(
         svc.store.create_session, user.id, now_us=svc.clock(),
         ttl_us=seconds_to_us(svc.settings.session_ttl_s),

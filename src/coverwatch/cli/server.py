@@ -49,11 +49,20 @@ def serve(
     recovery_s: Annotated[
         float, typer.Option(help="After a restart, hold the horizon this long (s).")
     ] = 10.0,
+    max_body_bytes: Annotated[int, typer.Option(
+        envvar="COVERWATCH_MAX_BODY_BYTES", min=1024,
+        help="Largest request body from an authenticated caller (bytes); public routes "
+             "accept at most 64 KiB.")] = 16 * 1024 * 1024,
+    trusted_proxies: Annotated[str, typer.Option(
+        envvar="COVERWATCH_TRUSTED_PROXIES",
+        help="Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses "
+             "or networks (default none).")] = "",
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
 
     from coverwatch.bootstrap import create_app
+    from coverwatch.server.limits import parse_networks
     from coverwatch.server.owntracks import parse_owntracks_map
     from coverwatch.settings import Settings
 
@@ -65,9 +74,17 @@ def serve(
     settings = Settings(
         site_path=site, data_dir=data_dir, db_url=db, mqtt_url=mqtt, lateness_s=lateness_s,
         max_future_s=max_future_s, recovery_s=recovery_s, owntracks_mqtt=owntracks_map,
+        max_body_bytes=max_body_bytes,
+        trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
     )
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--trusted-proxies") from None
+    # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
+    # the app decides, from --trusted-proxies (coverwatch.server.limits).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False)
+                access_log=False, proxy_headers=False)
 
 
 @db_app.command("upgrade")

@@ -182,7 +182,7 @@ def _common_statuses(route: APIRoute) -> list[int]:
         stack.extend(dep.dependencies)
     if any(getattr(c, "allowed_roles", None) for c in calls):
         out += [401, 403]
-    if route.body_field is not None or set(route.methods) & {"POST", "PATCH", "PUT"}:
+    if route.body_field is not None or (route.methods or set()) & {"POST", "PATCH", "PUT"}:
         out.append(413)
     dependant = route.dependant
     if route.body_field is not None or dependant.query_params or dependant.path_params:
