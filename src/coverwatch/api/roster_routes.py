@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -132,7 +132,8 @@ async def add_shift(
 
 @router.delete("/api/v1/roster/shifts/{shift_id}", responses=problems(404, 503))
 async def delete_shift(
-    shift_id: int, svc: Svc, who: Annotated[Principal, Depends(require(*ROSTERING))]
+    shift_id: Annotated[int, Path(ge=0, le=2**63 - 1)], svc: Svc,
+    who: Annotated[Principal, Depends(require(*ROSTERING))],
 ) -> Any:
     try:
         shift = await briefing(svc).delete_shift(shift_id, who.name)

@@ -13,9 +13,9 @@ import math
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
@@ -39,6 +39,7 @@ from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
     InvalidRolesError,
+    password_problem,
     record_device_change,
     record_logout,
     record_user_change,
@@ -50,6 +51,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 SUPERVISION = ("supervisor", "admin", "auditor")
+INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
 
 
@@ -164,14 +166,23 @@ async def my_duty(
 async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> dict[str, Any]:
     if len(records) > svc.settings.max_batch_events:
         raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
-    rows = validate_records(
-        records, svc.site, now_us=svc.clock(),
+    # Off the event loop: checking a large batch takes long enough to stall every
+    # other request (and the ticker) if done here.
+    rows = await asyncio.to_thread(
+        validate_records, records, svc.site, now_us=svc.clock(),
         max_future_us=seconds_to_us(svc.settings.max_future_s),
         device_officer=who.officer, device=who.kind == "device",
     )
     device = who.name if who.kind == "device" else None
     result = await svc.ingest(rows, source=source, device=device)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
+
+
+def _decode_events(body: bytes, lines: bool) -> Any:
+    if lines:
+        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    data = orjson.loads(body)
+    return data.get("events") if isinstance(data, dict) else data
 
 
 @router.post("/api/v1/events", responses=problems(400))
@@ -181,13 +192,9 @@ async def post_events(
 ) -> Any:
     """Store a batch of events: a JSON array, an object with "events", or JSON lines."""
     body = await request.body()
-    records: Any
+    lines = request.headers.get("content-type", "").startswith("application/x-ndjson")
     try:
-        if request.headers.get("content-type", "").startswith("application/x-ndjson"):
-            records = [orjson.loads(line) for line in body.splitlines() if line.strip()]
-        else:
-            data = orjson.loads(body)
-            records = data.get("events") if isinstance(data, dict) else data
+        records = await asyncio.to_thread(_decode_events, body, lines)
     except orjson.JSONDecodeError as e:
         return _problem(400, [{"index": None, "field": None, "message": f"invalid JSON: {e}"}])
     if not isinstance(records, list):
@@ -390,11 +397,19 @@ async def feed(
 class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     password: str = Field(min_length=12, max_length=1000)
-    roles: list[str]
+    roles: list[str] = Field(min_length=1, max_length=10)
+
+    @field_validator("password")
+    @classmethod
+    def _strong_password(cls, password: str, info: ValidationInfo) -> str:
+        problem = password_problem(str(info.data.get("username", "")), password)
+        if problem is not None:
+            raise ValueError(problem)
+        return password
 
 
 class UserChange(BaseModel):
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(default=None, min_length=1, max_length=10)
     active: bool | None = None
 
 
@@ -476,19 +491,21 @@ async def revoke_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
     try:
-        await asyncio.to_thread(svc.store.deactivate_device, name)
+        device = await asyncio.to_thread(svc.store.deactivate_device, name)
     except LookupError:
         raise HTTPException(404, f"no device {name}") from None
-    await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
+    if device.changed:  # revoking a revoked device again is no new event
+        await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
     return {"name": name, "active": False}
 
 
 @router.get("/api/v1/audit")
 async def audit(
     svc: Svc, who: Annotated[Principal, Depends(require("auditor", "admin"))],
-    after: int = 0, limit: int = 100,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    entries = await asyncio.to_thread(svc.store.audit_entries, after, min(max(limit, 1), 1000))
+    entries = await asyncio.to_thread(svc.store.audit_entries, after, limit)
     return {"entries": [e.as_dict() for e in entries]}
 
 

@@ -134,11 +134,12 @@ def users_add(
 ) -> None:
     """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
     from coverwatch.errors import StoreError
-    from coverwatch.storage import open_store, record_user_change
+    from coverwatch.storage import open_store, password_problem, record_user_change
 
     password = _password()
-    if len(password) < 12:
-        Console(stderr=True).print("[red]error[/red] password must be at least 12 characters")
+    problem = password_problem(username, password)
+    if problem is not None:
+        Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)

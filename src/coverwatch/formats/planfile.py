@@ -103,11 +103,11 @@ class _PlanChecker(_Checker):
             self.expected(node, field_path, "a time (ISO-8601 with an offset)")
             return None
         value: Any = node.value
-        if node.tag == _INT:
-            value = int(node.value)
         try:
+            if node.tag == _INT:
+                value = int(node.value)
             return parse_time(value)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             self.problem(node, field_path, str(e))
             return None
 

@@ -30,6 +30,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from coverwatch.errors import Problem
 
@@ -152,10 +153,16 @@ def install(app: FastAPI) -> None:
             errors.append(error(str(e.get("msg", "invalid")), field=field, index=index))
         return _respond(422, _summary(errors) if errors else "invalid request", errors, None, {})
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # An aborted upload is the client's choice, not a server error: no traceback.
+        log.info("client went away during %s %s", request.method, request.url.path)
+        return _respond(400, "the client closed the connection before the body was sent",
+                        [], None, {})
+
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s", request.method, request.url.path,
-                  exc_info=exc)
+        # The server logs the traceback (Starlette re-raises after this response).
         return _respond(500, "internal server error; the details are in the server log",
                         [], None, {})
 
