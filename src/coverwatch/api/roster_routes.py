@@ -42,6 +42,8 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 ROSTERING = ("supervisor", "admin")
 Svc = Annotated[Services, Depends(services)]
 MAX_CSV_BYTES = 5_000_000
+_CSV_BODY = {"requestBody": {"required": True,
+                             "content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def _shift_json(s: Shift) -> dict[str, Any]:
@@ -83,7 +85,7 @@ class NewQualification(BaseModel):
     valid_from: str | None = None
 
 
-@router.post("/api/v1/roster", responses=problems(400, 503))
+@router.post("/api/v1/roster", responses=problems(400, 422, 503), openapi_extra=_CSV_BODY)
 async def import_roster(
     request: Request, svc: Svc, who: Annotated[Principal, Depends(require(*ROSTERING))]
 ) -> Any:
@@ -164,7 +166,8 @@ async def set_qualification(
     return _qualification_json(q)
 
 
-@router.post("/api/v1/qualifications", responses=problems(400, 503))
+@router.post("/api/v1/qualifications", responses=problems(400, 422, 503),
+             openapi_extra=_CSV_BODY)
 async def import_qualifications(
     request: Request, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:

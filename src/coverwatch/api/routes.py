@@ -185,7 +185,13 @@ def _decode_events(body: bytes, lines: bool) -> Any:
     return data.get("events") if isinstance(data, dict) else data
 
 
-@router.post("/api/v1/events", responses=problems(400))
+_EVENTS_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+}}}
+
+
+@router.post("/api/v1/events", responses=problems(400, 422), openapi_extra=_EVENTS_BODY)
 async def post_events(
     request: Request, svc: Svc,
     who: Annotated[Principal, Depends(require(DEVICE, INGEST, "supervisor", "admin"))],

@@ -20,7 +20,7 @@ refers every operation's error responses to it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -142,6 +142,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods; a path may have several.
+            path = request.url.path
+            methods = {m for r in _api_routes(request.app.routes) if r.path_regex.match(path)
+                       for m in (r.methods or ())}
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods - {"HEAD"}))}
         return _from_http(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -171,11 +177,21 @@ def install(app: FastAPI) -> None:
             spec = get_openapi(title=app.title, version=app.version, routes=app.routes,
                                description=app.description)
             common = {route.operation_id or route.unique_id: _common_statuses(route)
-                      for route in app.routes if isinstance(route, APIRoute)}
+                      for route in _api_routes(app.routes)}
             app.openapi_schema = document(spec, common)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Every APIRoute, through FastAPI's wrappers of included routers."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes([*inner.routes, *getattr(inner, "_low_priority_routes", [])])
+        elif isinstance(route, APIRoute):
+            yield route
 
 
 def _common_statuses(route: APIRoute) -> list[int]:
@@ -190,7 +206,7 @@ def _common_statuses(route: APIRoute) -> list[int]:
     if any(getattr(c, "allowed_roles", None) for c in calls):
         out += [401, 403]
     if route.body_field is not None or (route.methods or set()) & {"POST", "PATCH", "PUT"}:
-        out.append(413)
+        out += [400, 413]  # a body that is not JSON (or not UTF-8); a body too large
     dependant = route.dependant
     if route.body_field is not None or dependant.query_params or dependant.path_params:
         out.append(422)
