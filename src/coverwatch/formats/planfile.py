@@ -20,6 +20,7 @@ from coverwatch.errors import Problem, SiteFileError
 
 # The site loader's node checker does the YAML work; plans share its wording.
 from coverwatch.formats.sitefile import _INT, _STR, _Checker, _child, _compose, _item
+from coverwatch.formats.yamldepth import paused_gc
 from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
 
 __all__ = ["PlanFileError", "load_plan", "load_plan_text"]
@@ -76,6 +77,11 @@ def load_plan(path: str | os.PathLike[str], site: Site) -> Plan:
 
 def load_plan_text(text: str, site: Site, path: str = "<string>") -> Plan:
     """Like :func:`load_plan`, from YAML text."""
+    with paused_gc():
+        return _load_plan_text(text, site, path)
+
+
+def _load_plan_text(text: str, site: Site, path: str) -> Plan:
     try:
         root = _compose(path, text)
     except SiteFileError as e:

@@ -28,7 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Post, Rule, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
-from coverwatch.formats.yamldepth import MAX_YAML_DEPTH, check_depth
+from coverwatch.formats.yamldepth import MAX_YAML_DEPTH, check_depth, paused_gc
 
 __all__ = [
     "ID_PATTERN",
@@ -179,7 +179,8 @@ def load_site_document(path: str | os.PathLike[str]) -> SiteDocument:
 
 def load_site_text_document(text: str, path: str = "<string>") -> SiteDocument:
     """Like :func:`load_site_document`, from YAML text."""
-    return _Checker(path, text).run()
+    with paused_gc():
+        return _Checker(path, text).run()
 
 
 def _compose(path: str, text: str) -> Node | None:

@@ -11,11 +11,15 @@ files, ``/api/v1/site/apply``, ``/api/v1/plan/check``) goes through it.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
+
 import yaml
 
 from coverwatch.errors import Problem, SiteFileError
 
-__all__ = ["MAX_YAML_DEPTH", "check_depth"]
+__all__ = ["MAX_YAML_DEPTH", "check_depth", "paused_gc"]
 
 #: How deep mappings and lists may nest in a site or plan file (a real one: about 8).
 MAX_YAML_DEPTH = 64
@@ -73,3 +77,21 @@ def _field_path(fields: list[str | int | None]) -> str:
         elif f is not None:
             out = f"{out}.{f}" if out else f
     return out
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large document is built.
+
+    Each full collection walks every object alive, and building a document's
+    nodes triggers collections in proportion to the nodes made: without the
+    pause a 20 000-post site took quadratic time (22 s to compose, against 4).
+    Reference counting still frees memory meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
