@@ -246,8 +246,8 @@ def build_network(site: Site) -> WalkwayNetwork:
     if splits:
         pieces: list[tuple[int, int, bool, bool, int]] = []
         for s, (sa, sb, fwd, bwd, w_index) in enumerate(segs):
-            cuts: list[int] = [t for _, t in sorted(splits.get(s, []))]
-            ends = [sa, *dict.fromkeys(cuts).keys(), sb]  # each vertex once, in order
+            inner = [t for _, t in sorted(splits.get(s, []))]
+            ends = [sa, *dict.fromkeys(inner).keys(), sb]  # each vertex once, in order
             pieces.extend((a, b, fwd, bwd, w_index) for a, b in pairwise(ends) if a != b)
         segs = pieces
 
