@@ -138,14 +138,16 @@ def password_problem(username: str, password: str) -> str | None:
     """Why a person may not choose ``password`` (None if they may).
 
     At least 12 characters, at least 5 different ones (so not "aaaaaaaaaaaa"
-    or "abababababab"), and not the username, however spelt.
+    or "abababababab"), and not the username, however spelt (nor containing it, if
+    it is 4 characters or more).
     """
     if len(password) < MIN_PASSWORD_CHARS:
         return f"the password must be at least {MIN_PASSWORD_CHARS} characters"
     if len(set(password)) < 5:
         return "the password must use at least 5 different characters"
-    folded = password.casefold()
-    if username and (folded == username.casefold() or username.casefold() in folded):
+    folded, name = password.casefold(), username.casefold()
+    # A short username (say "sam") may well occur in a good passphrase by chance.
+    if name and (folded == name or (len(name) >= 4 and name in folded)):
         return "the password must not contain the username"
     return None
 
