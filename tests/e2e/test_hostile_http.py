@@ -28,7 +28,7 @@ from serverkit import PASSWORD, YARD, FakeClock, base_settings, live_server, wai
 
 MB = 1024 * 1024
 PUBLIC = [("POST", "/api/v1/login"), ("POST", "/osmand"), ("GET", "/osmand"),
-          ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"),
+          ("POST", "/owntracks"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"),
           ("GET", "/static/app.css")]
 
 

@@ -38,7 +38,8 @@ __all__ = [
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # 50 000 events of JSON fit, with room
 DEFAULT_PUBLIC_BODY_BYTES = 64 * 1024  # a login or a phone's report is < 1 KB
 # Routes anyone may call without a credential (prefixes).
-PUBLIC_PATHS = ("/api/v1/login", "/osmand", "/healthz", "/readyz", "/login", "/static")
+PUBLIC_PATHS = ("/api/v1/login", "/osmand", "/owntracks", "/healthz", "/readyz", "/login",
+                "/static")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
