@@ -239,7 +239,8 @@ def live_server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
     app = create_app(settings, clock=clock)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2,
+                                           proxy_headers=False))  # as `coverwatch serve`
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, what="uvicorn to start")

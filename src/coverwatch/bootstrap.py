@@ -9,13 +9,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from coverwatch.api.routes import router
 from coverwatch.formats.sitefile import load_site_document
 from coverwatch.server.access import LoginLimiter
+from coverwatch.server.limits import RequestLimits
+from coverwatch.server.problems import install as install_problems
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
 from coverwatch.storage import open_store
@@ -96,15 +96,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     )
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Name the field, never echo the input (it may hold a password).
-        detail = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-             "message": e.get("msg", "invalid")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": detail}, status_code=422)
+    install_problems(app)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.max_body_bytes,
+        public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,
+    )
 
     app.include_router(router)
     from coverwatch.api.interop_routes import router as interop_router

@@ -67,3 +67,9 @@ class Settings:
     anchor_url: str | None = field(  # an Apprise URL (mailto:…) or https webhook
         default_factory=lambda: os.environ.get("COVERWATCH_ANCHOR_URL") or None, repr=False
     )
+    # Request bodies (docs/security.md): authenticated callers, and public routes or
+    # callers without a credential. Both are enforced before the body is read.
+    max_body_bytes: int = 16 * 1024 * 1024
+    public_body_bytes: int = 64 * 1024
+    # Proxies whose X-Forwarded-For is believed (addresses or networks); none by default.
+    trusted_proxies: tuple[str, ...] = ()

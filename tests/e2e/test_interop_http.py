@@ -151,7 +151,7 @@ def test_export_api_tracks_lapses_alerts(kit: Kit) -> None:
                           ({"since": until, "until": since}, "until")]:
         r = kit.request(sup, "GET", "/api/v1/export", params=params)
         assert r.status_code == 422, r.text
-        assert r.json()["detail"][0]["field"] == field
+        assert r.json()["errors"][0]["field"] == field
     # An officer may not export everyone's tracks.
     officer = kit.user("olly", "officer")
     assert kit.request(officer, "GET", "/api/v1/export",

@@ -99,7 +99,7 @@ def test_bad_event_names_index_and_field_and_stores_nothing(
     events = [_fix(kit, "A1", 0, 0), _fix(kit, "A2", 0, 0), bad, _fix(kit, "A3", 0, 0)]
     r = kit.post_events(svc, events)
     assert r.status_code == 422, r.text
-    problems = r.json()["detail"]
+    problems = r.json()["errors"]
     assert [(p["index"], p["field"]) for p in problems] == [(2, field)]
     assert problems[0]["message"]
     assert _stored(kit) == []
@@ -110,8 +110,8 @@ def test_time_too_far_ahead_is_refused(kit: Kit) -> None:
     ahead = kit.settings.max_future_s + 5
     r = kit.post_events(svc, [_fix(kit, "A1", 0, 0), _fix(kit, "A1", 0, 0, ahead)])
     assert r.status_code == 422
-    assert [(p["index"], p["field"]) for p in r.json()["detail"]] == [(1, "t")]
-    assert "ahead of the server clock" in r.json()["detail"][0]["message"]
+    assert [(p["index"], p["field"]) for p in r.json()["errors"]] == [(1, "t")]
+    assert "ahead of the server clock" in r.json()["errors"][0]["message"]
     assert _stored(kit) == []
     # Just inside the limit is fine.
     r = kit.post_events(svc, [_fix(kit, "A1", 0, 0, kit.settings.max_future_s - 1)])
@@ -231,7 +231,7 @@ def test_device_sends_only_for_its_own_officer(kit: Kit) -> None:
                          "on": False}, "kind")]:
         r = kit.post_events(device, [bad])
         assert r.status_code in (403, 422), r.text
-        assert r.json()["detail"][0]["field"] == field
+        assert r.json()["errors"][0]["field"] == field
     rows = _stored(kit)
     assert [(e["kind"], e["officer"], e["device"]) for e in rows] == [
         ("fix", "A1", "phone-a1"), ("duty", "A1", "phone-a1")]

@@ -82,7 +82,7 @@ def test_invalid_site_is_refused_with_its_problems(tmp_path: Path) -> None:
         r = kit.request(admin, "POST", "/api/v1/site/apply",
                         json={"site": site.read_text().replace("within_m: 25", "withn_m: 25")})
         assert r.status_code == 422
-        assert "did you mean 'within_m'" in str(r.json()["detail"])
+        assert "did you mean 'within_m'" in str(r.json()["errors"])
 
 
 def test_rules_in_force_at_each_moment_survive_a_restart(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def test_rostering_needs_the_posts_qualifications_for_the_whole_shift(kit: Kit) 
              "end": "2030-01-01T20:00:00Z"}
     r = kit.request(sup, "POST", "/api/v1/roster/shifts", json=shift)
     assert r.status_code == 422
-    (reason,) = r.json()["detail"]
+    (reason,) = [e["message"] for e in r.json()["errors"]]
     assert "U3 is not qualified armed" in reason and "hold no armed qualification" in reason
 
     r = kit.request(admin, "POST", "/api/v1/officers/U3/qualifications",
@@ -140,7 +140,7 @@ def test_rostering_needs_the_posts_qualifications_for_the_whole_shift(kit: Kit) 
     late = shift | {"start": "2030-01-01T20:00:00Z", "end": "2030-01-02T08:00:00Z"}
     r = kit.request(sup, "POST", "/api/v1/roster/shifts", json=late)
     assert r.status_code == 422
-    assert "valid until 2030-01-02T00:00:00Z" in r.json()["detail"][0]
+    assert "valid until 2030-01-02T00:00:00Z" in r.json()["errors"][0]["message"]
     # A patrol and an unarmed post need no qualification.
     r = kit.request(sup, "POST", "/api/v1/roster/shifts",
                     json={**late, "post": None, "patrol": "perimeter"})
@@ -157,7 +157,7 @@ def test_rostering_needs_the_posts_qualifications_for_the_whole_shift(kit: Kit) 
                     content=roster_csv(("U9", "store", "2030-01-01T08:00:00Z",
                                         "2030-01-01T07:00:00Z")))
     assert r.status_code == 422
-    assert r.json()["detail"][0].startswith("line 2:")
+    assert r.json()["errors"][0]["message"].startswith("line 2:")
     assert len(briefing(kit).shifts) == 1
 
 

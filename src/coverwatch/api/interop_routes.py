@@ -24,6 +24,7 @@ from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
 from coverwatch.server.access import DEVICE, Principal, require, services
 from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
@@ -63,7 +64,7 @@ async def _owntracks_device(request: Request, svc: Services) -> Principal:
     return Principal("device", device.name, frozenset({DEVICE}), device.officer)
 
 
-@router.post("/owntracks")
+@router.post("/owntracks", responses=problems(400, 401, 403, 413))
 async def owntracks(request: Request, svc: Svc) -> Any:
     """OwnTracks HTTP mode: ``_type: location`` becomes a fix; the answer is a JSON array."""
     who = await _owntracks_device(request, svc)
@@ -71,13 +72,12 @@ async def owntracks(request: Request, svc: Svc) -> Any:
     try:
         payload = orjson.loads(await request.body())
     except orjson.JSONDecodeError as e:
-        return JSONResponse({"detail": [{"field": None, "message": f"invalid JSON: {e}"}]},
-                            status_code=400)
+        return problem_response(400, None, [error(f"invalid JSON: {e}")])
     try:
         message = owntracks_records(payload, who.officer,
                                     default_accuracy_m=default_accuracy_m(svc.site))
     except OwnTracksError as e:
-        return JSONResponse({"detail": [{"field": "_type", "message": str(e)}]}, status_code=400)
+        return problem_response(400, None, [error(str(e), field="_type")])
     if len(message.records) > svc.settings.max_batch_events:
         raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
     rows: list[dict[str, Any]] = []
@@ -102,7 +102,9 @@ _MEDIA = {"geojson": "application/geo+json", "gpx": "application/gpx+xml",
           "csv": "text/csv; charset=utf-8"}
 
 
-@router.get("/api/v1/export")
+@router.get("/api/v1/export", responses={
+    200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in _MEDIA.values()}},
+    **problems(422)})
 async def export(
     svc: Svc, who: Annotated[Principal, Depends(require("supervisor", "admin", "auditor"))],
     since: str, until: str, format: str = "geojson",
@@ -111,20 +113,17 @@ async def export(
     from coverwatch.reports.exports import ExportError, export_history
 
     if format not in _MEDIA:
-        return JSONResponse({"detail": [{"field": "format", "message":
-                            f"unknown format {format!r}; use geojson, gpx or csv"}]},
-                            status_code=422)
+        return problem_response(422, None, [error(
+            f"unknown format {format!r}; use geojson, gpx or csv", field="format")])
     try:
         since_us, until_us = parse_time(since), parse_time(until)
     except ValueError as e:
-        return JSONResponse({"detail": [{"field": "since/until", "message": str(e)}]},
-                            status_code=422)
+        return problem_response(422, None, [error(str(e), field="since/until")])
     try:
         body = await asyncio.to_thread(export_history, svc.store, svc.doc.source, since_us,
                                        until_us, format)
     except ExportError as e:
-        return JSONResponse({"detail": [{"field": e.field, "message": str(e)}]},
-                            status_code=422)
+        return problem_response(422, None, [error(str(e), field=e.field)])
     name = f"coverwatch-{svc.site.id}.{format}"
     return Response(body, media_type=_MEDIA[format],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.server.access import DEVICE, Principal, require, services
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
+from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage.tables import ROLES
 
@@ -51,7 +51,7 @@ def _officer_of(who: Principal) -> str:
     return who.name
 
 
-@router.get("/api/v1/orders")
+@router.get("/api/v1/orders", responses=problems(503))
 async def all_orders(
     svc: Svc,
     who: Annotated[Principal, Depends(require(*ROLES))],
@@ -60,14 +60,14 @@ async def all_orders(
     return {"site": svc.site.id, "posts": [b.orders_json(p) for p in b.current()]}
 
 
-@router.get("/api/v1/me/orders")
+@router.get("/api/v1/me/orders", responses=problems(503))
 async def my_orders(
     svc: Svc, who: Annotated[Principal, Depends(require("officer", DEVICE))]
 ) -> dict[str, Any]:
     return briefing(svc).officer_orders(_officer_of(who))
 
 
-@router.post("/api/v1/orders/{post}/acknowledge")
+@router.post("/api/v1/orders/{post}/acknowledge", responses=problems(404, 409, 503))
 async def acknowledge_orders(
     post: str, body: OrdersAcknowledgement, svc: Svc,
     who: Annotated[Principal, Depends(require("officer", DEVICE))],
@@ -82,12 +82,12 @@ async def acknowledge_orders(
     except UnknownPostError:
         raise HTTPException(404, f"no post {post}") from None
     except StaleVersionError as e:
-        return JSONResponse({"detail": str(e), "current_version": e.current}, status_code=409)
+        return problem_response(409, str(e), current_version=e.current)
     return {"officer": ack.officer, "post": ack.post, "version": ack.version,
             "at": format_time(ack.at), "via": ack.via, "device": ack.device}
 
 
-@router.get("/api/v1/orders/status")
+@router.get("/api/v1/orders/status", responses=problems(503))
 async def orders_status(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
     start: Annotated[str | None, Query(alias="from")] = None,

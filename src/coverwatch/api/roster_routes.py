@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,7 @@ from coverwatch.server.briefing import (
     parse_qualifications_csv,
     parse_roster_csv,
 )
+from coverwatch.server.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import NotFoundError
 
@@ -41,6 +42,8 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 ROSTERING = ("supervisor", "admin")
 Svc = Annotated[Services, Depends(services)]
 MAX_CSV_BYTES = 5_000_000
+_CSV_BODY = {"requestBody": {"required": True,
+                             "content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def _shift_json(s: Shift) -> dict[str, Any]:
@@ -65,7 +68,7 @@ async def _csv(request: Request) -> str:
 
 
 def _refused(e: BriefingInputError) -> JSONResponse:
-    return JSONResponse({"detail": e.problems}, status_code=422)
+    return problem_response(422, None, [error(p) for p in e.problems])
 
 
 class NewShift(BaseModel):
@@ -82,7 +85,7 @@ class NewQualification(BaseModel):
     valid_from: str | None = None
 
 
-@router.post("/api/v1/roster")
+@router.post("/api/v1/roster", responses=problems(400, 422, 503), openapi_extra=_CSV_BODY)
 async def import_roster(
     request: Request, svc: Svc, who: Annotated[Principal, Depends(require(*ROSTERING))]
 ) -> Any:
@@ -95,7 +98,7 @@ async def import_roster(
     return {"imported": len(stored), "shifts": [_shift_json(s) for s in stored]}
 
 
-@router.get("/api/v1/roster/shifts")
+@router.get("/api/v1/roster/shifts", responses=problems(503))
 async def list_shifts(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
     start: Annotated[str | None, Query(alias="from")] = None,
@@ -113,7 +116,7 @@ async def list_shifts(
     return {"shifts": [_shift_json(s) for s in shifts]}
 
 
-@router.post("/api/v1/roster/shifts", status_code=201)
+@router.post("/api/v1/roster/shifts", status_code=201, responses=problems(503))
 async def add_shift(
     body: NewShift, svc: Svc, who: Annotated[Principal, Depends(require(*ROSTERING))]
 ) -> Any:
@@ -121,7 +124,7 @@ async def add_shift(
         shift = Shift(0, body.officer, parse_time(body.start), parse_time(body.end),
                       body.post, body.patrol)
     except ValueError as e:
-        return JSONResponse({"detail": [str(e)]}, status_code=422)
+        return problem_response(422, str(e))
     try:
         (stored,) = await briefing(svc).add_shifts([shift], who.name)
     except BriefingInputError as e:
@@ -129,9 +132,10 @@ async def add_shift(
     return _shift_json(stored)
 
 
-@router.delete("/api/v1/roster/shifts/{shift_id}")
+@router.delete("/api/v1/roster/shifts/{shift_id}", responses=problems(404, 503))
 async def delete_shift(
-    shift_id: int, svc: Svc, who: Annotated[Principal, Depends(require(*ROSTERING))]
+    shift_id: Annotated[int, Path(ge=0, le=2**63 - 1)], svc: Svc,
+    who: Annotated[Principal, Depends(require(*ROSTERING))],
 ) -> Any:
     try:
         shift = await briefing(svc).delete_shift(shift_id, who.name)
@@ -140,7 +144,7 @@ async def delete_shift(
     return {"deleted": _shift_json(shift)}
 
 
-@router.get("/api/v1/officers/{officer}/qualifications")
+@router.get("/api/v1/officers/{officer}/qualifications", responses=problems(503))
 async def officer_qualifications(
     officer: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -148,7 +152,7 @@ async def officer_qualifications(
     return {"officer": officer, "qualifications": [_qualification_json(q) for q in records]}
 
 
-@router.post("/api/v1/officers/{officer}/qualifications")
+@router.post("/api/v1/officers/{officer}/qualifications", responses=problems(503))
 async def set_qualification(
     officer: str, body: NewQualification, svc: Svc,
     who: Annotated[Principal, Depends(require("admin"))],
@@ -157,12 +161,13 @@ async def set_qualification(
         q = make_qualification(officer, body.qualification, body.valid_until, body.valid_from,
                                svc.site.timezone)
     except ValueError as e:
-        return JSONResponse({"detail": [str(e)]}, status_code=422)
+        return problem_response(422, str(e))
     await briefing(svc).set_qualifications([q], who.name)
     return _qualification_json(q)
 
 
-@router.post("/api/v1/qualifications")
+@router.post("/api/v1/qualifications", responses=problems(400, 422, 503),
+             openapi_extra=_CSV_BODY)
 async def import_qualifications(
     request: Request, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:

@@ -9,12 +9,13 @@ orchestrator can use them without a credential.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
@@ -33,10 +34,12 @@ from coverwatch.server.ingest import (
     osmand_records,
     validate_records,
 )
+from coverwatch.server.problems import error, file_error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
     InvalidRolesError,
+    password_problem,
     record_device_change,
     record_logout,
     record_user_change,
@@ -48,11 +51,12 @@ __all__ = ["router"]
 router = APIRouter()
 
 SUPERVISION = ("supervisor", "admin", "auditor")
+INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
 
 
-def _problem(status: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
+    return problem_response(status, None, errors)
 
 
 # -- probes -------------------------------------------------------------------
@@ -76,7 +80,7 @@ async def readyz(svc: Svc) -> PlainTextResponse:
     return PlainTextResponse("ready")
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(
     svc: Svc, who: Annotated[Principal, Depends(require("admin", "auditor"))]
 ) -> Response:
@@ -94,17 +98,21 @@ class Login(BaseModel):
     password: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/api/v1/login")
+@router.post("/api/v1/login", responses=problems(401, 429))
 async def login(body: Login, request: Request, response: Response, svc: Svc) -> dict[str, Any]:
     limiter = request.app.state.login_limiter
     client = request.client.host if request.client else "?"
-    if not limiter.allow(f"user:{body.username}", f"addr:{client}"):
-        raise HTTPException(429, "too many login attempts; wait a minute",
-                            headers={"Retry-After": "60"})
+    wait = limiter.wait_s(body.username, client)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
+                            headers={"Retry-After": str(seconds)})
     user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
     await asyncio.to_thread(svc.store.record_login_attempt, body.username, user is not None, client)
     if user is None or not user.active:
+        limiter.failed(body.username, client)
         raise HTTPException(401, "wrong username or password")
+    limiter.succeeded(body.username, client)
     session = await asyncio.to_thread(
         svc.store.create_session, user.id, now_us=svc.clock(),
         ttl_us=seconds_to_us(svc.settings.session_ttl_s),
@@ -162,8 +170,10 @@ async def my_duty(
 async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> dict[str, Any]:
     if len(records) > svc.settings.max_batch_events:
         raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
-    rows = validate_records(
-        records, svc.site, now_us=svc.clock(),
+    # Off the event loop: checking a large batch takes long enough to stall every
+    # other request (and the ticker) if done here.
+    rows = await asyncio.to_thread(
+        validate_records, records, svc.site, now_us=svc.clock(),
         max_future_us=seconds_to_us(svc.settings.max_future_s),
         device_officer=who.officer, device=who.kind == "device",
     )
@@ -172,20 +182,29 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> 
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
-@router.post("/api/v1/events")
+def _decode_events(body: bytes, lines: bool) -> Any:
+    if lines:
+        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    data = orjson.loads(body)
+    return data.get("events") if isinstance(data, dict) else data
+
+
+_EVENTS_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+}}}
+
+
+@router.post("/api/v1/events", responses=problems(400, 422), openapi_extra=_EVENTS_BODY)
 async def post_events(
     request: Request, svc: Svc,
     who: Annotated[Principal, Depends(require(DEVICE, INGEST, "supervisor", "admin"))],
 ) -> Any:
     """Store a batch of events: a JSON array, an object with "events", or JSON lines."""
     body = await request.body()
-    records: Any
+    lines = request.headers.get("content-type", "").startswith("application/x-ndjson")
     try:
-        if request.headers.get("content-type", "").startswith("application/x-ndjson"):
-            records = [orjson.loads(line) for line in body.splitlines() if line.strip()]
-        else:
-            data = orjson.loads(body)
-            records = data.get("events") if isinstance(data, dict) else data
+        records = await asyncio.to_thread(_decode_events, body, lines)
     except orjson.JSONDecodeError as e:
         return _problem(400, [{"index": None, "field": None, "message": f"invalid JSON: {e}"}])
     if not isinstance(records, list):
@@ -211,8 +230,9 @@ async def _osmand_device(request: Request, svc: Services, ident: str | None) -> 
     return Principal("device", device.name, frozenset({DEVICE}), device.officer)
 
 
-@router.get("/osmand", operation_id="osmand_get")
-@router.post("/osmand", operation_id="osmand_post")  # one id per method keeps OpenAPI valid
+@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 413))
+@router.post("/osmand", operation_id="osmand_post",
+             responses=problems(400, 401, 403, 413))  # one id per method keeps OpenAPI valid
 async def osmand(request: Request, svc: Svc) -> Any:
     """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body)."""
     params: dict[str, Any] = dict(request.query_params)
@@ -296,7 +316,7 @@ async def report(
         until_us = svc.live.horizon - 1 if until is None else parse_time(until)
         since_us = None if since is None else parse_time(since)
     except ValueError as e:
-        return _problem(422, [{"field": "since/until", "message": str(e)}])
+        return _problem(422, [error(str(e), field="since/until")])
     versions = await asyncio.to_thread(load_versions, svc.store)
     versions = versions or [SiteVersion(0, svc.doc.source)]
     rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us,
@@ -330,7 +350,7 @@ async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
     return alert.to_record()
 
 
-@router.post("/api/v1/alerts/{alert_id}/acknowledge")
+@router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=problems(404, 409))
 async def acknowledge(
     alert_id: str, body: AlertAction, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
@@ -339,7 +359,7 @@ async def acknowledge(
     return await _alert_action(svc, alert_id, who, body.note, "acknowledge")
 
 
-@router.post("/api/v1/alerts/{alert_id}/close")
+@router.post("/api/v1/alerts/{alert_id}/close", responses=problems(404, 409))
 async def close_alert(
     alert_id: str, body: AlertAction, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
@@ -377,13 +397,21 @@ async def feed(
 class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     password: str = Field(min_length=12, max_length=1000)
-    roles: list[str]
+    roles: list[str] = Field(min_length=1, max_length=10)
     # Where the notifier reaches them (Apprise / signed-webhook URLs), checked on entry.
     contacts: list[str] = Field(default_factory=list, max_length=10)
 
+    @field_validator("password")
+    @classmethod
+    def _strong_password(cls, password: str, info: ValidationInfo) -> str:
+        problem = password_problem(str(info.data.get("username", "")), password)
+        if problem is not None:
+            raise ValueError(problem)
+        return password
+
 
 class UserChange(BaseModel):
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(default=None, min_length=1, max_length=10)
     active: bool | None = None
     contacts: list[str] | None = Field(default=None, max_length=10)  # replaces the list
     add_contact: str | None = Field(default=None, max_length=2000)
@@ -417,7 +445,7 @@ async def users(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) 
     return {"users": [_user_json(u, contacts.get(u.username)) for u in people]}
 
 
-@router.post("/api/v1/users", status_code=201)
+@router.post("/api/v1/users", status_code=201, responses=problems(409))
 async def create_user(
     body: NewUser, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -441,7 +469,7 @@ async def create_user(
     return _user_json(user, contacts)
 
 
-@router.patch("/api/v1/users/{username}")
+@router.patch("/api/v1/users/{username}", responses=problems(404))
 async def change_user(
     username: str, body: UserChange, svc: Svc,
     who: Annotated[Principal, Depends(require("admin"))],
@@ -487,7 +515,7 @@ async def devices(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
     ]}
 
 
-@router.post("/api/v1/devices", status_code=201)
+@router.post("/api/v1/devices", status_code=201, responses=problems(409))
 async def create_device(
     body: NewDevice, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
@@ -501,24 +529,26 @@ async def create_device(
     return {"name": body.name, "officer": body.officer, "token": token}
 
 
-@router.delete("/api/v1/devices/{name}")
+@router.delete("/api/v1/devices/{name}", responses=problems(404))
 async def revoke_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
     try:
-        await asyncio.to_thread(svc.store.deactivate_device, name)
+        device = await asyncio.to_thread(svc.store.deactivate_device, name)
     except LookupError:
         raise HTTPException(404, f"no device {name}") from None
-    await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
+    if device.changed:  # revoking a revoked device again is no new event
+        await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
     return {"name": name, "active": False}
 
 
 @router.get("/api/v1/audit")
 async def audit(
     svc: Svc, who: Annotated[Principal, Depends(require("auditor", "admin"))],
-    after: int = 0, limit: int = 100,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    entries = await asyncio.to_thread(svc.store.audit_entries, after, min(max(limit, 1), 1000))
+    entries = await asyncio.to_thread(svc.store.audit_entries, after, limit)
     return {"entries": [e.as_dict() for e in entries]}
 
 
@@ -549,14 +579,14 @@ async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -
         else:
             result = await apply_site(svc, text, actor=who.name, roles=who.roles, reason=reason)
     except SiteFileError as e:
-        return _problem(422, [str(p) for p in e.problems])
+        return _problem(422, [file_error(p) for p in e.problems])
     except ApplyRefused as e:
-        return JSONResponse({"detail": str(e), "diff": e.diff}, status_code=e.status)
+        return problem_response(e.status, str(e), diff=e.diff)
     return {"changed": result.changed, "class": result.overall, "approval": result.required,
             "effective_at": result.effective_at, "diff": result.diff}
 
 
-@router.post("/api/v1/site/apply")
+@router.post("/api/v1/site/apply", responses=problems(409))
 async def apply_site_route(
     body: NewSite, svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))]
 ) -> Any:
@@ -564,7 +594,7 @@ async def apply_site_route(
     return await _apply(svc, who, body.site, body.reason)
 
 
-@router.post("/api/v1/site/reload")
+@router.post("/api/v1/site/reload", responses=problems(409))
 async def reload_site(
     svc: Svc, who: Annotated[Principal, Depends(require("admin", "approver"))],
     body: SiteChange | None = None,

@@ -71,6 +71,14 @@ def serve(
         "store are healthy (a dead-man's-switch monitor). Or COVERWATCH_HEARTBEAT_URL.")] = None,
     heartbeat_s: Annotated[float, typer.Option(
         "--heartbeat-s", help="Seconds between heartbeats.")] = 60.0,
+    max_body_bytes: Annotated[int, typer.Option(
+        envvar="COVERWATCH_MAX_BODY_BYTES", min=1024,
+        help="Largest request body from an authenticated caller (bytes); public routes "
+             "accept at most 64 KiB.")] = 16 * 1024 * 1024,
+    trusted_proxies: Annotated[str, typer.Option(
+        envvar="COVERWATCH_TRUSTED_PROXIES",
+        help="Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses "
+             "or networks (default none).")] = "",
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -78,6 +86,7 @@ def serve(
     _limit_malloc_arenas()
 
     from coverwatch.bootstrap import create_app
+    from coverwatch.server.limits import parse_networks
     from coverwatch.server.owntracks import parse_owntracks_map
     from coverwatch.settings import Settings
 
@@ -91,9 +100,17 @@ def serve(
         max_future_s=max_future_s, recovery_s=recovery_s, owntracks_mqtt=owntracks_map,
         heartbeat_url=heartbeat_url or os.environ.get("COVERWATCH_HEARTBEAT_URL") or None,
         heartbeat_s=heartbeat_s,
+        max_body_bytes=max_body_bytes,
+        trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
     )
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--trusted-proxies") from None
+    # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
+    # the app decides, from --trusted-proxies (coverwatch.server.limits).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False)
+                access_log=False, proxy_headers=False)
 
 
 @db_app.command("upgrade")
@@ -147,12 +164,13 @@ def users_add(
     """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
     from coverwatch.errors import StoreError
     from coverwatch.notify.contacts import redact_contacts
-    from coverwatch.storage import open_store, record_user_change
+    from coverwatch.storage import open_store, password_problem, record_user_change
 
     contacts = _contacts(notify)
     password = _password()
-    if len(password) < 12:
-        Console(stderr=True).print("[red]error[/red] password must be at least 12 characters")
+    problem = password_problem(username, password)
+    if problem is not None:
+        Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)

@@ -16,6 +16,7 @@ capability of one of the post's rules is compared with those rules only.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -89,6 +90,7 @@ class OrdersWarning:
         return f"posts[{self.post_index}].orders"
 
 
+@functools.lru_cache(maxsize=512)  # compiled once, not once per post
 def phrase_pattern(phrase: str) -> re.Pattern[str]:
     """A case-insensitive whole-word pattern for ``phrase``, any whitespace between words."""
     words = phrase.split()

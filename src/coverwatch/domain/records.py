@@ -8,28 +8,34 @@ however it arrived. Pure: standard library only.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from coverwatch.domain.site import Site
-from coverwatch.domain.time import US_PER_S, parse_time
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
 
 __all__ = [
     "DUTY",
     "EPOCH",
     "FIX",
     "KINDS",
+    "MAX_DEPTH",
     "T_LIMIT_S",
     "T_LIMIT_US",
+    "T_MAX_US",
+    "T_MIN_US",
     "CheckedRecord",
     "EventRecordError",
     "RecordRules",
     "Row",
     "check_record",
     "check_row",
+    "name_problem",
+    "nesting_depth",
     "show_value",
 ]
 
@@ -40,6 +46,13 @@ DUTY = KINDS.index("duty")
 T_LIMIT_S = 253_402_300_800
 T_LIMIT_US = T_LIMIT_S * US_PER_S
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+#: How deep lists and objects may nest in one record (a real one nests 2 deep).
+MAX_DEPTH = 16
+#: Event times are refused outside [1970, 2200]: beyond is a broken clock or wrong units.
+T_MIN_US = 0
+T_MAX_US = (_dt.datetime(2201, 1, 1, tzinfo=_dt.UTC) - EPOCH) // _dt.timedelta(microseconds=1)
+#: The longest officer id or capability name.
+MAX_NAME_CHARS = 200
 
 
 class EventRecordError(ValueError):
@@ -82,16 +95,79 @@ Row = tuple[
 _NAN = math.nan
 
 
-def show_value(value: object) -> str:
+def nesting_depth(value: object, limit: int = MAX_DEPTH) -> tuple[int, str]:
+    """How deep lists and objects nest in ``value`` (a scalar is 0), and the path of
+    the deepest one; stops counting past ``limit``. Iterative: no recursion limit."""
+    deepest, where = 0, ""
+    stack: list[tuple[object, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[tuple[object, str]] = (
+                (v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            children = ((v, f"{path}[{i}]") for i, v in enumerate(item))
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest, where = depth, path
+        if depth > limit:
+            break
+        stack.extend((v, depth, p) for v, p in children)
+    return deepest, where
+
+
+def show_value(value: object, budget: int = 80) -> str:
+    """A value as the input wrote it, shortened to about ``budget`` characters.
+
+    Iterative, so a hostile value nested thousands deep renders as a prefix
+    rather than overflowing the stack.
+    """
     if value is True:
         return "true"
     if value is False:
         return "false"
     if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= budget else text[: budget - 3] + "..."
+    if not isinstance(value, list | dict):
         return repr(value)
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return repr(value)
+    out: list[str] = []
+    size = 0
+    # A stack of strings to emit and values to render, processed in order.
+    todo: list[object] = [value]
+    while todo and size <= budget:
+        item = todo.pop()
+        if isinstance(item, _Text):
+            piece = str(item)
+        elif isinstance(item, dict):
+            parts: list[object] = [_Text("{")]
+            for i, (k, v) in enumerate(itertools.islice(item.items(), budget)):
+                parts += [_Text(("," if i else "") + json.dumps(str(k)) + ":"), v]
+            todo.extend(reversed([*parts, _Text("}")]))
+            continue
+        elif isinstance(item, list):
+            parts = [_Text("[")]
+            for i, v in enumerate(itertools.islice(item, budget)):
+                parts += [_Text(",")] if i else []
+                parts.append(v)
+            todo.extend(reversed([*parts, _Text("]")]))
+            continue
+        elif isinstance(item, str) or item is None or isinstance(item, bool):
+            piece = json.dumps(item)
+        else:
+            piece = str(item)
+        out.append(piece)
+        size += len(piece)
+    text = "".join(out)
+    return text if not todo and len(text) <= budget else text[: budget - 3] + "..."
+
+
+class _Text(str):
+    """Punctuation in :func:`show_value`'s work list (not a value to quote)."""
+
+    __slots__ = ()
 
 
 def _number(rec: Mapping[str, Any], field: str) -> float | None:
@@ -117,6 +193,9 @@ def _text(rec: Mapping[str, Any], field: str) -> str:
         raise _Bad(field, f"expected text, got {show_value(value)}")
     if not value:
         raise _Bad(field, f"{field} is empty")
+    problem = name_problem(value)
+    if problem is not None:
+        raise _Bad(field, f"{field} {show_value(value)} {problem}")
     return value
 
 
@@ -148,21 +227,44 @@ def _time(value: object) -> int:
     except ValueError as exc:
         raise _Bad("t", str(exc)) from None
     if not -T_LIMIT_US < t < T_LIMIT_US:
-        raise _Bad("t", f"time out of range: {value!r}")
+        raise _Bad("t", f"time out of range: {show_value(value)}")
+    if not T_MIN_US <= t < T_MAX_US:
+        raise _Bad("t", f"time {format_time(t)} is outside the years 1970 to 2200; "
+                        "check the device clock and the units (seconds, not milliseconds)")
     return t
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an officer id or capability (None if it can).
+
+    Control, zero-width and bidirectional-override characters are refused: they
+    make two ids that print alike differ, or reorder what a report shows.
+    """
+    if len(name) > MAX_NAME_CHARS:
+        return f"longer than {MAX_NAME_CHARS} characters"
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        return f"contains the invisible or control character U+{ord(bad):04X}"
+    return None
 
 
 def _capabilities(rec: Mapping[str, Any]) -> frozenset[str]:
     value = rec.get("capabilities")
     if value is None:
         return frozenset()
-    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+    if not isinstance(value, list) or not all(
+        isinstance(c, str) and c and name_problem(c) is None for c in value
+    ):
         raise _Bad("capabilities", f"expected a list of capability names, got {show_value(value)}")
     return frozenset(value)
 
 
 def check_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
     """Validate one record (already decoded to Python values); raises :class:`EventRecordError`."""
+    depth, where = nesting_depth(rec)
+    if depth > MAX_DEPTH:
+        raise _Bad(where.split(".")[0].split("[")[0] or None,
+                   f"values nest more than {MAX_DEPTH} deep (at {where})")
     kind = rec.get("kind")
     if kind is None:
         raise _Bad("kind", "missing kind")

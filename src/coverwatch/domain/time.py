@@ -22,12 +22,25 @@ def seconds_to_us(seconds: float) -> int:
     return round(seconds * US_PER_S)
 
 
+# Years 1 to 9999 (what datetime can show); beyond is a unit mistake or an attack,
+# and it keeps microseconds inside a 64-bit integer.
+_LIMIT_US = 253_402_300_800 * US_PER_S
+
+
 def parse_time(value: object) -> int:
     """Parse an event time: ISO-8601 with an offset, or epoch seconds (a number).
 
     Raises ``ValueError`` with a short reason on anything else. A naive ISO time
     (no offset) is refused: guessing the zone of evidence is not acceptable.
     """
+    t = _parse_time(value)
+    if not -_LIMIT_US < t < _LIMIT_US:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"time out of range (years 1 to 9999): {shown}")
+    return t
+
+
+def _parse_time(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a time, got a boolean")
     if isinstance(value, int):

@@ -49,18 +49,18 @@ from coverwatch.domain.records import (
 )
 from coverwatch.domain.records import (
     KINDS,
+    T_MAX_US,
+    T_MIN_US,
     CheckedRecord,
     EventRecordError,
     RecordRules,
     check_record,
     check_row,
+    name_problem,
     show_value,
 )
 from coverwatch.domain.records import (
     T_LIMIT_S as _T_LIMIT_S,
-)
-from coverwatch.domain.records import (
-    T_LIMIT_US as _T_LIMIT_US,
 )
 from coverwatch.domain.records import Row as _Row
 from coverwatch.domain.site import Site
@@ -351,7 +351,7 @@ def _fast_block_inner(
         if t_arr is None:
             raise _FastFail
         times = _times_fast(t_arr)
-        if times is None or not (np.abs(times) < _T_LIMIT_US).all():
+        if times is None or not ((times >= T_MIN_US) & (times < T_MAX_US)).all():
             raise _FastFail
         t = times
 
@@ -367,7 +367,7 @@ def _fast_block_inner(
             enc = pc.dictionary_encode(who.take(pa.array(with_officer)))
             pos_fix = np.flatnonzero(codes[with_officer] == _FIX)
         who_names = enc.dictionary.to_pylist()
-        if "" in who_names:
+        if "" in who_names or any(name_problem(s) for s in who_names):
             raise _FastFail
         who_idx = enc.indices.to_numpy(zero_copy_only=False)
 
@@ -423,6 +423,23 @@ def _blocks(f: io.BufferedReader, size: int) -> Iterator[bytearray]:
                 del block[: len(_BOM)]
         if block:
             yield block
+
+
+# pyarrow's JSON reader crashes the process on an unknown field nested some ten
+# thousand deep; a line with more openers than this takes the exact path, where
+# orjson and the per-record depth rule refuse it with the line and field.
+_FAST_MAX_OPENERS = 64
+
+
+def _openers_per_line(block: bytes | bytearray) -> int:
+    """The most '[' and '{' on one line of ``block``: a bound on its JSON depth."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    openers = np.cumsum((data == ord("[")) | (data == ord("{")), dtype=np.int64)
+    if not len(openers):
+        return 0
+    ends = np.flatnonzero(data == ord("\n"))
+    at_ends = np.concatenate(([0], openers[ends], [openers[-1]]))
+    return int(np.diff(at_ends).max())
 
 
 def _line_count(block: bytes | bytearray) -> int:
@@ -558,7 +575,8 @@ class EventReader:
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int) -> EventBatch:
         # No line starting with white space means no blank lines: row i is line first + i.
-        if self._fast and not block[:1].isspace() and not _BLANKISH.search(block):
+        if self._fast and not block[:1].isspace() and not _BLANKISH.search(block) \
+                and _openers_per_line(block) <= _FAST_MAX_OPENERS:
             table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)

@@ -20,6 +20,7 @@ from coverwatch.errors import Problem, SiteFileError
 
 # The site loader's node checker does the YAML work; plans share its wording.
 from coverwatch.formats.sitefile import _INT, _STR, _Checker, _child, _compose, _item
+from coverwatch.formats.yamldepth import paused_gc
 from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
 
 __all__ = ["PlanFileError", "load_plan", "load_plan_text"]
@@ -76,6 +77,11 @@ def load_plan(path: str | os.PathLike[str], site: Site) -> Plan:
 
 def load_plan_text(text: str, site: Site, path: str = "<string>") -> Plan:
     """Like :func:`load_plan`, from YAML text."""
+    with paused_gc():
+        return _load_plan_text(text, site, path)
+
+
+def _load_plan_text(text: str, site: Site, path: str) -> Plan:
     try:
         root = _compose(path, text)
     except SiteFileError as e:
@@ -103,11 +109,11 @@ class _PlanChecker(_Checker):
             self.expected(node, field_path, "a time (ISO-8601 with an offset)")
             return None
         value: Any = node.value
-        if node.tag == _INT:
-            value = int(node.value)
         try:
+            if node.tag == _INT:
+                value = int(node.value)
             return parse_time(value)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             self.problem(node, field_path, str(e))
             return None
 

@@ -28,6 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Post, Rule, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
+from coverwatch.formats.yamldepth import MAX_YAML_DEPTH, check_depth, paused_gc
 
 __all__ = [
     "ID_PATTERN",
@@ -52,6 +53,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
+_INT64_MAX = 2**63 - 1
 
 # Known keys of each mapping, and which of them are required.
 _SITE_KEYS = {
@@ -177,11 +179,13 @@ def load_site_document(path: str | os.PathLike[str]) -> SiteDocument:
 
 def load_site_text_document(text: str, path: str = "<string>") -> SiteDocument:
     """Like :func:`load_site_document`, from YAML text."""
-    return _Checker(path, text).run()
+    with paused_gc():
+        return _Checker(path, text).run()
 
 
 def _compose(path: str, text: str) -> Node | None:
     """Parse YAML into a node tree, turning parser errors into problems."""
+    check_depth(path, text)
     if getattr(yaml, "__with_libyaml__", False):
         # libyaml is ~10x faster on a large site; any error is re-parsed by the pure
         # Python parser below, whose messages and marks the problems are built from.
@@ -211,6 +215,13 @@ def _compose(path: str, text: str) -> Node | None:
         raise SiteFileError([Problem(path, line, column, None, message)]) from None
     except yaml.YAMLError as e:
         raise SiteFileError([Problem(path, None, None, None, f"YAML error: {e}")]) from None
+    except RecursionError:  # a syntax error deeper than Python's stack; the scan missed it
+        message = f"mappings and lists nest more than {MAX_YAML_DEPTH} levels deep"
+        raise SiteFileError([Problem(path, None, None, None, message)]) from None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _child(base: str, key: str) -> str:
@@ -390,18 +401,21 @@ class _Checker:
         value = self.scalar(node, field_path)
         if value is None:
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
         if not math.isfinite(number):
-            self.problem(node, field_path, f"must be a finite number, got {node.value}")
+            self.problem(node, field_path, f"must be a finite number, got {_short(node.value)}")
             return None
         if minimum is not None and number < minimum:
-            self.problem(node, field_path, f"must be >= {minimum:g}, got {node.value}")
+            self.problem(node, field_path, f"must be >= {minimum:g}, got {_short(node.value)}")
             return None
         if above is not None and number <= above:
-            self.problem(node, field_path, f"must be > {above:g}, got {node.value}")
+            self.problem(node, field_path, f"must be > {above:g}, got {_short(node.value)}")
             return None
         if maximum is not None and number > maximum:
-            self.problem(node, field_path, f"must be <= {maximum:g}, got {node.value}")
+            self.problem(node, field_path, f"must be <= {maximum:g}, got {_short(node.value)}")
             return None
         self.note(node, field_path)
         return number
@@ -414,8 +428,12 @@ class _Checker:
         if value is None:
             return None
         number = int(value)
+        if abs(number) > _INT64_MAX:
+            self.problem(node, field_path,
+                         f"must be at most {_INT64_MAX}, got {_short(node.value)}")
+            return None
         if number < minimum:
-            self.problem(node, field_path, f"must be >= {minimum}, got {node.value}")
+            self.problem(node, field_path, f"must be >= {minimum}, got {_short(node.value)}")
             return None
         self.note(node, field_path)
         return number

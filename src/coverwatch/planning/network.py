@@ -221,26 +221,17 @@ def build_network(site: Site) -> WalkwayNetwork:
 
     access: dict[str, int] = {}
     leg: dict[str, float] = {}
-    for post in site.posts:
-        if post.at is None or not segs:
-            continue
+    placed = [p for p in site.posts if p.at is not None] if segs else []
+    nearest = _nearest_points(placed, segs, xs, ys)
+    # Interior attachment points per segment: (u along it, node), to split it below.
+    splits: dict[int, list[tuple[float, int]]] = {}
+    for post, (s, u) in zip(placed, nearest, strict=True):
+        assert post.at is not None
         px, py = post.at
-        best = math.inf
-        best_s = -1
-        best_u = 0.0
-        for s, (sa, sb, *_rest) in enumerate(segs):
-            ax, ay = xs[sa], ys[sa]
-            ex, ey = xs[sb] - ax, ys[sb] - ay
-            len2 = ex * ex + ey * ey
-            u = min(max(((px - ax) * ex + (py - ay) * ey) / len2, 0.0), 1.0)
-            qx, qy = px - ax - u * ex, py - ay - u * ey
-            d = math.sqrt(qx * qx + qy * qy)
-            if d < best:
-                best, best_s, best_u = d, s, u
-        sa, sb, fwd, bwd, w_index = segs[best_s]
+        sa, sb = segs[s][0], segs[s][1]
         ax, ay = xs[sa], ys[sa]
-        qx = ax + best_u * (xs[sb] - ax)
-        qy = ay + best_u * (ys[sb] - ay)
+        qx = ax + u * (xs[sb] - ax)
+        qy = ay + u * (ys[sb] - ay)
         kq = _key(qx, qy)
         if kq == _key(xs[sa], ys[sa]):
             target = sa
@@ -248,11 +239,17 @@ def build_network(site: Site) -> WalkwayNetwork:
             target = sb
         else:
             target = joined(qx, qy)
-            segs[best_s] = (sa, target, fwd, bwd, w_index)
-            segs.insert(best_s + 1, (target, sb, fwd, bwd, w_index))
+            splits.setdefault(s, []).append((u, target))
         access[post.id] = target
         dx, dy = px - xs[target], py - ys[target]
         leg[post.id] = math.sqrt(dx * dx + dy * dy)
+    if splits:
+        pieces: list[tuple[int, int, bool, bool, int]] = []
+        for s, (sa, sb, fwd, bwd, w_index) in enumerate(segs):
+            inner = [t for _, t in sorted(splits.get(s, []))]
+            ends = [sa, *dict.fromkeys(inner).keys(), sb]  # each vertex once, in order
+            pieces.extend((a, b, fwd, bwd, w_index) for a, b in pairwise(ends) if a != b)
+        segs = pieces
 
     node_x = np.asarray(xs, np.float64)
     node_y = np.asarray(ys, np.float64)
@@ -272,6 +269,37 @@ def build_network(site: Site) -> WalkwayNetwork:
         access=access,
         leg=leg,
     )
+
+
+def _nearest_points(
+    posts: Sequence[object], segs: Sequence[tuple[int, int, bool, bool, int]],
+    xs: Sequence[float], ys: Sequence[float],
+) -> list[tuple[int, float]]:
+    """For each post, the nearest segment (the first of equals) and the parameter u of
+    its nearest point there. Vectorised over segments, in chunks of posts: linear in
+    posts for a given walkway network."""
+    if not posts:
+        return []
+    node_x = np.asarray(xs, np.float64)
+    node_y = np.asarray(ys, np.float64)
+    a = np.asarray([sg[0] for sg in segs], np.int64)
+    b = np.asarray([sg[1] for sg in segs], np.int64)
+    ax, ay = node_x[a], node_y[a]
+    ex, ey = node_x[b] - ax, node_y[b] - ay
+    len2 = ex * ex + ey * ey
+    at = np.asarray([p.at for p in posts], np.float64)  # type: ignore[attr-defined]
+    out: list[tuple[int, float]] = []
+    step = max(1, 2_000_000 // max(1, len(segs)))
+    for lo in range(0, len(at), step):
+        px = at[lo:lo + step, 0:1]
+        py = at[lo:lo + step, 1:2]
+        u = np.minimum(np.maximum(((px - ax) * ex + (py - ay) * ey) / len2, 0.0), 1.0)
+        qx = px - ax - u * ex
+        qy = py - ay - u * ey
+        best = np.argmin(np.sqrt(qx * qx + qy * qy), axis=1)
+        rows = np.arange(len(best))
+        out.extend(zip(best.tolist(), u[rows, best].tolist(), strict=True))
+    return out
 
 
 class SegmentGrid:

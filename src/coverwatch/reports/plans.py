@@ -79,15 +79,27 @@ def check_walkways(site: Site) -> list[WalkwayFinding]:
             f"the walkways form {len(pieces)} separate pieces (vertices: "
             f"{', '.join(map(str, sizes))}); travel between them is impossible"))
     walkway_of = _walkways_by_node(site, net)
+    # Reachability per strongly connected piece, computed once per piece that holds a
+    # post's access point (not once per post: a large site has one or a few pieces).
+    pieces_dag = nx.condensation(graph)
+    piece_of = pieces_dag.graph["mapping"]
+    walkways_in: dict[int, set[str]] = {}
+    for n, ws in walkway_of.items():
+        walkways_in.setdefault(piece_of[n], set()).update(ws)
+    every_walkway = set().union(*walkway_of.values()) if walkway_of else set()
+    reach: dict[int, tuple[int, list[str]]] = {}
     for post in site.posts:
         if post.id not in net.access:
             continue
         has_reach = any(r.reach_s is not None for r in post.rules)
-        target = net.access[post.id]
-        can_reach = nx.ancestors(graph, target) | {target}
-        cannot = sorted({w for n, ws in walkway_of.items() if n not in can_reach for w in ws}
-                        - {w for n in can_reach for w in walkway_of.get(n, ())})
-        if len(can_reach) == 1 and has_reach:
+        piece = piece_of[net.access[post.id]]
+        if piece not in reach:
+            upstream = nx.ancestors(pieces_dag, piece) | {piece}
+            vertices = sum(len(pieces_dag.nodes[c]["members"]) for c in upstream)
+            reachable = set().union(*(walkways_in.get(c, set()) for c in upstream))
+            reach[piece] = (vertices, sorted(every_walkway - reachable))
+        vertices, cannot = reach[piece]
+        if vertices == 1 and has_reach:
             out.append(WalkwayFinding(
                 "error", f"post {post.id}: no walkway leads to it (its nearest walkway point "
                          f"is a dead end); its reach_s rules can never be met"))

@@ -123,26 +123,62 @@ def roles_of(dependency: Callable[..., object]) -> frozenset[str]:
 
 
 class LoginLimiter:
-    """At most ``limit`` login attempts per minute per username and per client address."""
+    """Slows password guessing without letting anyone lock the real user out.
+
+    Per username *and* client address, the first ``free`` failures cost
+    nothing; each further one doubles the wait before that pair is heard
+    again (``base_s``, 2 × ``base_s``, … up to ``max_wait_s``), and a success
+    clears it. Per address, at most ``limit`` attempts a minute over all
+    usernames (one address spraying names). Nothing is counted per username
+    alone, so failures from elsewhere never refuse the user's own attempts.
+    """
 
     def __init__(self, limit: int, window_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, free: int = 5,
+                 base_s: float = 1.0, max_wait_s: float = 900.0,
+                 max_entries: int = 100_000) -> None:
         self.limit = limit
         self.window_s = window_s
         self.clock = clock
+        self.free = free
+        self.base_s = base_s
+        self.max_wait_s = max_wait_s
+        self.max_entries = max_entries
         self._hits: dict[str, deque[float]] = {}
+        # (username, address) -> (failures, not before)
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
 
-    def allow(self, *keys: str) -> bool:
+    def wait_s(self, username: str, address: str) -> float:
+        """Seconds before this attempt may be heard (0: now). Counts the attempt if so."""
         now = self.clock()
-        ok = True
-        for key in keys:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window_s:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                ok = False
-        if ok:
-            for key in keys:
-                self._hits[key].append(now)
-        return ok
+        _, not_before = self._failures.get((username, address), (0, 0.0))
+        if now < not_before:
+            return not_before - now
+        hits = self._hits.setdefault(address, deque())
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return hits[0] + self.window_s - now
+        hits.append(now)
+        return 0.0
 
+    def failed(self, username: str, address: str) -> None:
+        now = self.clock()
+        count = self._failures.get((username, address), (0, 0.0))[0] + 1
+        over = count - self.free
+        wait = 0.0 if over <= 0 else min(self.max_wait_s, self.base_s * 2.0 ** min(over - 1, 60))
+        self._failures[(username, address)] = (count, now + wait)
+        if len(self._failures) > self.max_entries or len(self._hits) > self.max_entries:
+            self._prune(now)
+
+    def succeeded(self, username: str, address: str) -> None:
+        self._failures.pop((username, address), None)
+
+    def _prune(self, now: float) -> None:
+        # Bounded memory under a spray of names or addresses: forget the oldest.
+        for key, (_, not_before) in list(self._failures.items()):
+            if not_before + self.max_wait_s < now or len(self._failures) > self.max_entries:
+                del self._failures[key]
+        for addr, hits in list(self._hits.items()):
+            if not hits or hits[-1] <= now - self.window_s or len(self._hits) > self.max_entries:
+                del self._hits[addr]

@@ -124,7 +124,7 @@ async def _read(
         batch = [first]
         while len(batch) < _MAX_BATCH_MESSAGES and not queue.empty():
             batch.append(queue.get_nowait())
-        rows = _valid_rows(svc, batch)
+        rows = await asyncio.to_thread(_valid_rows, svc, batch)  # off the event loop
         # Not awaited here: the next batches are read while this one commits.
         stored = tasks.create_task(svc.ingest(rows, source="mqtt")) if rows else None
         await pending.put((batch, stored))

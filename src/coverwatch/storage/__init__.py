@@ -25,6 +25,7 @@ from coverwatch.storage.auth import (
     SessionInfo,
     User,
     csrf_matches,
+    password_problem,
 )
 from coverwatch.storage.contacts import DeliveryRecord, Reach
 from coverwatch.storage.store import (
@@ -62,6 +63,7 @@ __all__ = [
     "csrf_matches",
     "head_revision",
     "open_store",
+    "password_problem",
     "record_device_change",
     "record_login",
     "record_logout",

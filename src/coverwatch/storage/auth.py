@@ -39,12 +39,14 @@ __all__ = [
     "InvalidRolesError",
     "NewSession",
     "NotFoundError",
+    "Revoked",
     "SessionInfo",
     "User",
     "csrf_matches",
     "hash_token",
     "new_token",
     "normalise_roles",
+    "password_problem",
 ]
 
 TOKEN_PREFIXES = {"device": "cwd_", "api": "cwt_", "session": "cws_"}
@@ -78,6 +80,14 @@ class Device:
     officer: str | None
     active: bool
     created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """The outcome of revoking a device: the device, and whether it was active until now."""
+
+    device: Device
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +130,35 @@ def csrf_matches(expected: str, presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
 
 
+MIN_PASSWORD_CHARS = 12
+
+
+def password_problem(username: str, password: str) -> str | None:
+    """Why a person may not choose ``password`` (None if they may).
+
+    At least 12 characters, at least 5 different ones (so not "aaaaaaaaaaaa"
+    or "abababababab"), and not the username, however spelt (nor containing it, if
+    it is 4 characters or more).
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        return f"the password must be at least {MIN_PASSWORD_CHARS} characters"
+    if len(set(password)) < 5:
+        return "the password must use at least 5 different characters"
+    folded, name = password.casefold(), username.casefold()
+    # A short username (say "sam") may well occur in a good passphrase by chance.
+    if name and (folded == name or (len(name) >= 4 and name in folded)):
+        return "the password must not contain the username"
+    return None
+
+
 def normalise_roles(roles: Iterable[str], allowed: Iterable[str] = ROLES) -> frozenset[str]:
     """Check ``roles`` is a subset of ``allowed`` (a single string is one role).
 
     ``allowed`` is ROLES for users and TOKEN_ROLES for API tokens.
     """
     found = frozenset([roles] if isinstance(roles, str) else roles)
+    if not found:
+        raise InvalidRolesError("give at least one role (a user or token with none can do nothing)")
     allowed = tuple(allowed)
     unknown = found - set(allowed)
     token_only = unknown & (set(TOKEN_ROLES) - set(allowed))
@@ -351,15 +384,19 @@ class AuthMixin(StoreBase):
             raise NotFoundError(f"no device named {name!r}")
         return _device(row)
 
-    def deactivate_device(self, name: str) -> Device:
+    def deactivate_device(self, name: str) -> Revoked:
+        """Revoke a device's token; ``changed`` is False if it was already revoked."""
         with self._write() as conn:
             row = conn.execute(
-                update(devices).where(devices.c.name == name).values(active=False)
-                .returning(*devices.c)
+                update(devices).where(devices.c.name == name, devices.c.active.is_(True))
+                .values(active=False).returning(*devices.c)
             ).first()  # fmt: skip
+            if row is not None:
+                return Revoked(_device(row), True)
+            row = conn.execute(select(devices).where(devices.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"no device named {name!r}")
-        return _device(row)
+        return Revoked(_device(row), False)
 
     def list_devices(self) -> list[Device]:
         with self._read() as conn:

@@ -27,6 +27,7 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to
 from coverwatch.errors import CoverwatchError
 from coverwatch.server.access import Principal, require, services
 from coverwatch.server.live import LiveCover, OfficerView, Position
+from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["SUPERVISION", "alert_state_at", "router", "state_at"]
@@ -225,7 +226,7 @@ async def timeline(
             "alerts": alerts}
 
 
-@router.get("/api/v1/cover/at")
+@router.get("/api/v1/cover/at", responses=problems(413))
 async def cover_at(
     svc: Svc, who: Watcher, t: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from coverwatch.errors import CoverwatchError, Problem, SiteFileError
 from coverwatch.planning.simulate import Plan
 from coverwatch.reports.plans import PlanCheck, check_plan, fmt_seconds
 from coverwatch.server.access import Principal, require, services
+from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = [
@@ -86,7 +87,7 @@ def simulated_fixes(plan: Plan, hz: float) -> int:
 
 
 def _problem_json(p: Problem) -> dict[str, Any]:
-    return {"path": p.path, "line": p.line, "column": p.column, "field": p.field,
+    return {"index": None, "path": p.path, "line": p.line, "column": p.column, "field": p.field,
             "message": p.message, "text": str(p)}
 
 
@@ -216,7 +217,7 @@ def _check_bounded(site: Site, body: PlanCheckBody) -> dict[str, Any]:
         _slots.release()
 
 
-@router.post("/api/v1/plan/check")
+@router.post("/api/v1/plan/check", responses=problems(429))
 async def plan_check(
     body: PlanCheckBody,
     svc: Annotated[Services, Depends(services)],

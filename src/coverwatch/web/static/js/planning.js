@@ -44,11 +44,14 @@ function showProblems(detail) {
   box.hidden = false;
 }
 
-// FastAPI's own validation errors (wrong option values) are a list.
-function validationDetail(detail) {
-  if (!Array.isArray(detail)) return detail;
+// The server's problem body (docs/server.md): file problems carry a line; option
+// errors name the field.
+function problemDetail(data, res) {
   const names = { hz: "fixes per second", samples: "response samples", seed: "seed", threshold_s: "response target", plan: "plan" };
-  return { message: detail.map((d) => `${names[d.loc?.[d.loc.length - 1]] ?? d.loc?.join(".")}: ${d.msg}`).join("; "), problems: [] };
+  const errors = Array.isArray(data.errors) ? data.errors : [];
+  if (errors.some((p) => p.line)) return { message: data.detail, problems: errors };
+  const message = errors.map((p) => (p.field ? `${names[p.field] ?? p.field}: ${p.message}` : p.message)).join("; ");
+  return { message: message || data.detail || `${res.status} ${res.statusText}`, problems: [] };
 }
 
 // "22 Mar 13:00 to 15:00 (Europe/London)", in the site's time zone.
@@ -130,7 +133,7 @@ async function check(event) {
       $("verdict").hidden = true;
       $("result-body").hidden = true;
       $("empty").hidden = true;
-      showProblems(validationDetail(data.detail ?? `${res.status} ${res.statusText}`));
+      showProblems(problemDetail(data, res));
       $("busy").textContent = "The plan was not checked.";
       return;
     }
