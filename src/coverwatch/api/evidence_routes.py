@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import parse_time
 from coverwatch.errors import StoreError
 from coverwatch.server.access import Principal, require, services
+from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
@@ -51,7 +52,7 @@ async def anchored(svc: Svc, who: Auditing) -> dict[str, Any]:
     return await asyncio.to_thread(verify_now, svc)
 
 
-@router.get("/api/v1/audit/public-key")
+@router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)
 async def public_key(svc: Svc, who: Auditing) -> PlainTextResponse:
     from coverwatch.evidence.service import signing_key
 
@@ -149,9 +150,10 @@ async def place_hold(body: HoldBody, svc: Svc, who: Auditing) -> dict[str, Any]:
     return hold.as_dict()
 
 
-@router.post("/api/v1/holds/{hold_id}/release")
+@router.post("/api/v1/holds/{hold_id}/release", responses=problems(404))
 async def release_hold(
-    hold_id: int, svc: Svc, who: Annotated[Principal, Depends(require("admin"))],
+    hold_id: Annotated[int, Path(ge=0, le=2**63 - 1)], svc: Svc,
+    who: Annotated[Principal, Depends(require("admin"))],
 ) -> dict[str, Any]:
     try:
         await asyncio.to_thread(svc.store.release_hold, hold_id, who.name)

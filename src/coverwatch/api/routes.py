@@ -435,7 +435,7 @@ def _checked_contacts(urls: list[str], field: str) -> list[str]:
     try:
         return check_contacts(urls)
     except InvalidContactError as e:
-        raise HTTPException(422, [{"field": field, "message": str(e)}]) from None
+        raise HTTPException(422, [error(str(e), field=field)]) from None
 
 
 @router.get("/api/v1/users")

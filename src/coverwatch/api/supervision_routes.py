@@ -20,6 +20,7 @@ from coverwatch.domain.alerts import AlertState, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.server.access import Principal, require, services
 from coverwatch.server.alertviews import alert_json, alerts_json
+from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
@@ -49,7 +50,7 @@ async def list_alerts(
     return {"alerts": alerts_json(svc, alerts)}
 
 
-@router.get("/api/v1/alerts/{alert_id}")
+@router.get("/api/v1/alerts/{alert_id}", responses=problems(404))
 async def get_alert(
     alert_id: str, svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
 ) -> dict[str, Any]:
@@ -60,7 +61,8 @@ async def get_alert(
     return alert_json(svc, alert, nearest=10)
 
 
-@router.post("/api/v1/alerts/{alert_id}/dispatch", status_code=201)
+@router.post("/api/v1/alerts/{alert_id}/dispatch", status_code=201,
+             responses=problems(404, 409))
 async def dispatch(
     alert_id: str, body: Dispatch, svc: Svc,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
