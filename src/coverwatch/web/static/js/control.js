@@ -6,6 +6,8 @@
 import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
 import { Plan } from "./plan.js";
 import { Timeline } from "./timeline.js";
+import { setupEnrol } from "./enrol.js";
+import { isAlarm, alarmTitle, alarmFacts, renderSosBanner, drawAlarmMarkers, deviceCell } from "./alarms.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
@@ -34,6 +36,8 @@ function render() {
   const v = view();
   if (!v) return;
   app.plan.render(v);
+  drawAlarmMarkers(app.plan, v.alerts);
+  if (!v.replay) renderSosBanner($("sos-banner"), v.alerts, app.sound);
   renderSummary(v);
   renderAlerts(v);
   renderHistory(v);
@@ -68,6 +72,7 @@ const cards = new Map();
 
 function alertFacts(a, v) {
   if (a.kind === "unbriefed") return unbriefedFacts(a, v);
+  if (isAlarm(a)) return alarmFacts(a, v);
   const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
   const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
     ? `Cover was short for ${formatDuration((a.resolved_at_ms - a.lapse_start_ms) / 1000)} (restored ${formatTime(a.resolved_at_ms)})`
@@ -103,7 +108,8 @@ function makeCard(a) {
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
-    el("header", {}, el("h3", {}, postName(a.post), el("span", { class: "rule" }, ` · ${a.rule}`)), el("span", { class: "badge" })),
+    el("header", {}, isAlarm(a) ? el("h3", { class: "alarm-title" }, alarmTitle(a))
+      : el("h3", {}, postName(a.post), el("span", { class: "rule" }, ` · ${a.rule}`)), el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
     el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn)), err);
   card._parts = { note, ackBtn, closeBtn, err };
@@ -122,7 +128,8 @@ function updateCard(card, a, v) {
     ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
   const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
-  const canClose = !v.replay && app.canAct && a.state === "resolved";
+  // A device alarm has no automatic end: a person closes it.
+  const canClose = !v.replay && app.canAct && (a.state === "resolved" || (isAlarm(a) && a.state === "acknowledged"));
   ackBtn.hidden = !canAck;
   closeBtn.hidden = !canClose;
   note.hidden = !(canAck || canClose);
@@ -148,7 +155,7 @@ async function act(id, what, note, card) {
 function renderAlerts(v) {
   const list = $("alert-list");
   const active = v.alerts.filter((a) => ACTIVE.has(a.state))
-    .sort((x, y) => (x.state === "open" ? 0 : 1) - (y.state === "open" ? 0 : 1) || y.alert_at_ms - x.alert_at_ms);
+    .sort((x, y) => (x.priority ?? 5) - (y.priority ?? 5) || (x.state === "open" ? 0 : 1) - (y.state === "open" ? 0 : 1) || y.alert_at_ms - x.alert_at_ms);
   const ids = new Set(active.map((a) => a.id));
   for (const [id, card] of cards) if (!ids.has(id)) { card.remove(); cards.delete(id); }
   const order = [];
@@ -175,7 +182,7 @@ function noticeNew(alerts) {
   const fresh = open.filter((a) => !app.knownAlerts.has(a.id));
   for (const a of alerts) app.knownAlerts.add(a.id);
   if (!fresh.length) return;
-  const text = fresh.map((a) => `${postName(a.post)} – ${a.rule}`).join("; ");
+  const text = fresh.map((a) => (isAlarm(a) ? alarmTitle(a) : `${postName(a.post)} – ${a.rule}`)).join("; ");
   const banner = $("banner");
   banner.replaceChildren(el("strong", {}, "NEW ALERT: "), text, el("button", { type: "button", class: "dismiss", onclick: () => { banner.hidden = true; } }, "Dismiss"));
   banner.hidden = false;
@@ -206,7 +213,7 @@ function renderOfficers(v) {
     el("td", {}, o.on_duty ? "On duty" : "Off duty"),
     el("td", {}, o.capabilities.join(", ") || "–"),
     el("td", {}, o.last_fix_age_s === null ? "never" : `${formatDuration(o.last_fix_age_s)} ago${o.stale ? " – STALE" : ""}`),
-    el("td", {}, o.devices.join(", ") || "–"),
+    deviceCell(o),
     el("td", {}, o.counts_for.map((c) => `${postName(c.post)} · ${c.rule}`).join("; ") || "–"))));
 }
 
@@ -360,6 +367,7 @@ async function main() {
   $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
   if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;
   if (!app.canAct) $("read-only").hidden = false;
+  setupEnrol(app.who);
   app.plan = new Plan($("plan"), app.site);
   app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {
     if (app.mode === "replay") { $("replay-slider").value = String(Math.floor(ms / 1000)); replayAt(ms); }
