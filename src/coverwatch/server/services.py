@@ -294,8 +294,6 @@ class Services:
             return
         for alert in raised:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
-        if result.reports:
-            self.feed.publish({"type": "device-reports", "count": len(result.reports)})
         if steps:
             self._escalating = asyncio.create_task(self._escalate(steps))
         inserted = [0] * len(group)
