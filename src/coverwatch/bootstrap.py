@@ -112,6 +112,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
     app.include_router(orders_router)
     app.include_router(evidence_router)
+    from coverwatch.api.device_routes import router as device_router
+
+    app.include_router(device_router)
     app.include_router(roster_router)
     try:
         from coverwatch.web import mount_web

@@ -30,6 +30,8 @@ class Settings:
     db_url: str | None = field(default=None, repr=False)
     mqtt_url: str | None = field(default=None, repr=False)
     lateness_s: float = 2.0
+    # The watermark waits for active devices up to this long (docs/semantics.md).
+    max_lateness_s: float = 10.0
     max_future_s: float = 30.0
     recovery_s: float = 10.0
     tick_s: float = 0.025  # alert latency past the watermark is up to one tick
@@ -73,3 +75,5 @@ class Settings:
     public_body_bytes: int = 64 * 1024
     # Proxies whose X-Forwarded-For is believed (addresses or networks); none by default.
     trusted_proxies: tuple[str, ...] = ()
+    # How phones reach this server (e.g. https://cover.example.org), for enrolment links.
+    public_url: str | None = None

@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/logout"): PEOPLE,
     ("GET", "/api/v1/me"): PEOPLE,
     ("GET", "/api/v1/me/duty"): frozenset({OFFICER}),
+    ("POST", "/api/v1/me/duty"): frozenset({OFFICER, DEVICE}),
     ("POST", "/api/v1/events"): frozenset({DEVICE, INGEST, SUPERVISOR, ADMIN}),
     ("GET", "/osmand"): frozenset({DEVICE}),
     ("POST", "/osmand"): frozenset({DEVICE}),
@@ -72,6 +73,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/devices"): frozenset({ADMIN}),
     ("POST", "/api/v1/devices"): frozenset({ADMIN}),
     ("DELETE", "/api/v1/devices/{name}"): frozenset({ADMIN}),
+    ("POST", "/api/v1/devices/{name}/rotate"): frozenset({ADMIN}),
     ("GET", "/api/v1/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/api/v1/audit/verify"): frozenset({AUDITOR, ADMIN}),
     ("POST", "/api/v1/audit/anchor"): frozenset({AUDITOR, ADMIN}),
@@ -131,6 +133,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/qualifications"): {"content": "officer,qualification,valid_until\n"},
     ("POST", "/api/v1/login"): {"json": {"username": "target-user", "password": PASSWORD}},
     ("POST", "/api/v1/events"): {"json": []},
+    ("POST", "/api/v1/me/duty"): {"json": {"on": True}},
     ("GET", "/api/v1/cover/at"): {"params": {"t": "2030-01-01T08:00:00Z"}},
     ("GET", "/api/v1/export"): {"params": {"since": "2030-01-01T07:00:00Z",
                                            "until": "2030-01-01T08:00:00Z", "format": "csv"}},
@@ -246,9 +249,10 @@ def test_role_by_endpoint_matrix(server: LiveServer) -> None:
         path = STATIC_FILE if method == "?" else template.format(**PATH_VALUES)
         method = "GET" if method == "?" else method
         for kind in CALLERS:
-            if template == "/api/v1/devices/{name}":
-                server.svc.store.create_device(f"spare-{kind}", "A5")
-                path = f"/api/v1/devices/spare-{kind}"
+            if template in ("/api/v1/devices/{name}", "/api/v1/devices/{name}/rotate"):
+                spare = f"spare-{kind}" + ("-rotate" if template.endswith("rotate") else "")
+                server.svc.store.create_device(spare, "A5")
+                path = template.replace("{name}", spare)
             kwargs = dict(BODIES.get((method, template), {}))
             caller = callers[kind]()
             if template == "/osmand":

@@ -88,7 +88,8 @@ def serving(tmp: Path, site: Path, data_dir: Path) -> Iterator[str]:
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen(
         [str(SCRIPT), "serve", "--site", str(site), "--data-dir", str(data_dir),
-         "--host", "127.0.0.1", "--port", str(port), "--lateness-s", "1"],
+         "--host", "127.0.0.1", "--port", str(port), "--lateness-s", "1",
+         "--public-url", f"http://127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -140,7 +141,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     site = tmp / "site.yaml"
     site.write_text(yaml.safe_dump(doc), "utf-8")
     pw = {"COVERWATCH_PASSWORD": PASSWORD}
-    for name, roles in (("sup", "supervisor"), ("U1", "officer"), ("aud", "auditor")):
+    for name, roles in (("sup", "supervisor"), ("U1", "officer"), ("aud", "auditor"),
+                        ("adm", "admin")):
         _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)
     token = _cli("devices", "add", "phone-u1", "--officer", "U1", data_dir=data_dir).strip()
     assert token.startswith("cwd_"), token
@@ -272,3 +274,62 @@ def test_officer_sees_own_duty_but_not_supervisor_pages(server: Server, browser:
     for api in ("/api/v1/cover", "/api/v1/plan", "/api/v1/timeline", "/api/v1/alerts/board"):
         response = page.goto(server.base + api)
         assert response is not None and response.status == 403, api
+
+
+def test_device_sos_reaches_the_supervisor_with_the_position(server: Server, browser: Any) -> None:
+    page = _login(browser, server, "sup", "/control", DESKTOP)
+    page.wait_for_url(re.compile(r"/control$"))
+    page.locator("#alert-list").wait_for()
+    # U1's phone sends an SOS with its fix (the batch form of Traccar Client's alarm=sos).
+    _device_post(server, [{"t": _now(), "kind": "duty", "on": True, "capabilities": []},
+                          {"t": _now(), "kind": "fix", "x": 40.0, "y": 30.0, "accuracy_m": 6,
+                           "alarm": "sos"}])
+    banner = page.locator("#sos-banner")
+    banner.locator(".sos-line").wait_for()
+    assert "SOS U1" in banner.inner_text()
+    assert "(40, 30) m ±6 m" in banner.inner_text()
+    card = page.locator(".alert-card", has_text="SOS · officer U1")
+    card.wait_for()
+    assert "OPEN" in card.locator(".badge").inner_text()
+    assert "Last known position (40, 30) m" in card.inner_text()
+    assert re.search(r"sent .+, arrived .+", card.inner_text())
+    page.locator(".alarm-marker .alarm-label", has_text="SOS U1").wait_for()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "control-sos-1366x768.png"))
+
+    card.locator("textarea").fill("Called U1, response car sent")
+    card.get_by_role("button", name="Acknowledge").click()
+    card.locator(".badge", has_text="Acknowledged").wait_for()
+    # A person closes an SOS; nothing else ends it.
+    card.locator("textarea").fill("U1 safe, false alarm")
+    card.get_by_role("button", name="Close").click()
+    page.locator(".alert-card", has_text="SOS · officer U1").wait_for(state="detached")
+    banner.wait_for(state="hidden")
+
+    audit = _login(browser, server, "aud", "/audit", DESKTOP)
+    audit.wait_for_url(re.compile(r"/audit$"))
+    audit.fill("#filter", "alert.acknowledged")
+    row = audit.locator('tr[data-action="alert.acknowledged"]', has_text="response car sent")
+    row.wait_for()
+    assert "sup" in row.inner_text()
+
+
+def test_admin_enrols_a_phone_with_a_qr_code(server: Server, browser: Any) -> None:
+    page = _login(browser, server, "adm", "/control", DESKTOP)
+    page.wait_for_url(re.compile(r"/control$"))
+    page.click("#enrol summary")
+    page.fill("#enrol-name", "phone-u9")
+    page.fill("#enrol-officer", "U9")
+    page.click("#enrol-add")
+    link = page.locator("#enrol-result .enrol-link")
+    link.wait_for()
+    assert re.search(r"/osmand\?id=cwd_[^&]+&interval=5&distance=0&stop_detection=false",
+                     link.inner_text())
+    page.locator("#enrol-result img.enrol-qr").wait_for()
+    assert "lat={0}&lon={1}" in page.inner_text("#enrol-result")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#enrol").screenshot(path=str(SHOTS / "control-enrol.png"))
+    # The identifier in the link is the device's credential.
+    token = link.inner_text().split("id=")[1].split("&")[0]
+    r = httpx.get(server.base + "/osmand", params={"id": token, "batt": "80"}, timeout=10)
+    assert r.status_code == 200, r.text

@@ -189,10 +189,12 @@ def test_resent_history_is_counted_not_stored_twice(kit: Kit) -> None:
     assert kit.post_events(svc, history).json() == {"accepted": 3, "duplicates": 0, "late": 0}
     again = [*history, _fix(kit, "A1", 2, 0, 2.0)]
     assert kit.post_events(svc, again).json() == {"accepted": 1, "duplicates": 3, "late": 0}
-    # The same officer and time is the same fix, even with other coordinates.
+    # A different fix of the same officer at the same time is another event (a radio
+    # and a phone): stored, and applied after the first in commit order.
     moved = [_fix(kit, "A1", 50, 50, 1.0)]
+    assert kit.post_events(svc, moved).json() == {"accepted": 1, "duplicates": 0, "late": 0}
     assert kit.post_events(svc, moved).json()["duplicates"] == 1
-    assert len(_stored(kit)) == 4
+    assert len(_stored(kit)) == 5
     assert kit.svc.duplicates_total == 4
 
 
@@ -274,17 +276,24 @@ def test_osmand_query_form_and_json(kit: Kit) -> None:
     assert rows[2]["x"] == pytest.approx(6.9, abs=0.2)  # 0.0001° of longitude east at 51.5°
 
 
-def test_osmand_refuses_unknown_devices_and_bad_input(kit: Kit) -> None:
+def test_osmand_refuses_unknown_devices_and_keeps_unusable_readings(kit: Kit) -> None:
     params = {"lat": "51.5", "lon": "-0.12", "timestamp": str(kit.clock() // US_PER_S)}
     assert kit.request(None, "GET", "/osmand", params=params).status_code == 401
     r = kit.request(None, "GET", "/osmand", params={**params, "id": "cwd_not-a-device"})
     assert r.status_code == 401
     _, token = kit.device("phone-a1", "A1")
-    for bad in ({"lat": "north"}, {"lat": "95"}, {"timestamp": ""}, {"valid": "false"},
-                {"timestamp": str(kit.clock() // US_PER_S + 3600)}):
+    # What the phone measured never stalls it: 200, kept as a device report with the reason.
+    for bad, why in (({"lat": "north"}, "lat is not a number"), ({"lat": "95"}, "latitude"),
+                     ({"valid": "false"}, "valid=false"),
+                     ({"timestamp": str(kit.clock() // US_PER_S + 3600)}, "ahead"),
+                     ({"timestamp": "86400"}, "implausible")):
         r = kit.request(None, "GET", "/osmand", params={**params, "id": token, **bad})
-        assert 400 <= r.status_code < 500, (bad, r.text)
+        assert r.status_code == 200, (bad, r.text)
+        (reading,) = r.json()["readings"]
+        assert reading["used_as_fix"] is False and why in reading["reason"], (bad, reading)
     assert _stored(kit) == []
+    reports = kit.svc.store.device_reports("phone-a1")
+    assert len(reports) == 5 and not any(rep["used"] for rep in reports)
 
 
 # -- alerts -------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from coverwatch.storage import (
 )
 from coverwatch.storage.audit import entry_hash
 from coverwatch.storage.base import normalise_url
+from coverwatch.storage.store import event_digest, event_key
 from coverwatch.storage.tables import api_tokens, audit, devices, metadata, users
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def fix(officer: str, t_us: int, x: float = 1.0, y: float = 2.0, **extra: object
 
 
 def history(officer: str, n: int, start: int = 0) -> list[dict]:
-    return [fix(officer, T0 + (start + i) * S, x=float(i)) for i in range(n)]
+    return [fix(officer, T0 + (start + i) * S, x=float(start + i)) for i in range(n)]
 
 
 # -- migrations and connection settings ----------------------------------------
@@ -131,20 +132,33 @@ def test_resent_history_is_not_stored_twice(store: Store) -> None:
 
 
 def test_duplicates_inside_one_batch_are_counted(store: Store) -> None:
-    rows = [fix("A1", T0), fix("A1", T0, x=9.0), fix("B2", T0)]
+    rows = [fix("A1", T0), fix("A1", T0), fix("B2", T0)]
     result = store.append_events(rows)
     assert (result.inserted, result.duplicates) == (2, 1)
-    (a1,) = [e for e in store.events_since(0) if e["officer"] == "A1"]
-    assert a1["x"] == 1.0  # the first copy wins
+
+
+def test_two_different_fixes_of_one_officer_at_one_time_are_both_kept(store: Store) -> None:
+    # A phone and a radio of the same officer, the same second: neither is a duplicate,
+    # and they keep the order they were committed in (their ids).
+    phone = fix("A1", T0, x=300.0, device="phone")
+    radio = fix("A1", T0, x=1.0, device="radio")
+    result = store.append_events([phone, radio])
+    assert (result.inserted, result.duplicates) == (2, 0)
+    assert [e["x"] for e in store.events_since(0)] == [300.0, 1.0]
+    # The same fix from the same device again is the same event.
+    assert store.append_events([radio]).duplicates == 1
+    # ...and from another device, or with other content, it is not.
+    assert store.append_events([{**radio, "device": "phone"}]).inserted == 1
+    assert store.append_events([{**radio, "x": 1.5}]).inserted == 1
 
 
 def test_append_returns_the_stored_input_rows_in_id_order(store: Store) -> None:
     store.append_events([fix("A1", T0)])
     batch = [
         fix("B2", T0, x=1.0),
-        fix("A1", T0, x=2.0),  # already stored
+        fix("A1", T0),  # already stored
         fix("C3", T0, x=3.0),
-        fix("B2", T0, x=4.0),  # repeats the first row of this batch
+        fix("B2", T0, x=1.0),  # repeats the first row of this batch
         {"kind": "gate", "post": "north", "t_us": T0, "open": True, "source": "mqtt",
          "late": True},
     ]  # fmt: skip
@@ -206,7 +220,7 @@ def test_identity_depends_on_kind_and_its_subject(store: Store) -> None:
     ]  # fmt: skip
     assert store.append_events(rows).inserted == 5
     assert store.append_events(rows).duplicates == 5
-    by_key = {e["key"]: e for e in store.events_since(0)}
+    by_key = {e["key"].rsplit("|", 2)[0]: e for e in store.events_since(0)}
     assert set(by_key) == {
         f"fix|A1|{T0}", f"duty|A1|{T0}", f"gate|north|{T0}", f"gate|south|{T0}",
         f"flag|storm|{T0}",
@@ -214,6 +228,7 @@ def test_identity_depends_on_kind_and_its_subject(store: Store) -> None:
     duty = by_key[f"duty|A1|{T0}"]
     assert duty["on"] is True and duty["capabilities"] == "armed,first-aid"
     assert by_key[f"gate|south|{T0}"]["open"] is False
+    assert duty["key"] == event_key("duty", "A1", T0, None, event_digest(rows[1]))
 
 
 def test_event_fields_round_trip(store: Store) -> None:

@@ -396,3 +396,14 @@ def test_logs_and_deliveries_never_show_secrets(
     # ... without a credential, a query token or the signing secret.
     for secret in ("hunter2pw", "s3cr3tvalue", SECRET):
         assert secret not in text
+
+
+def test_sos_message_names_the_officer() -> None:
+    from coverwatch.domain.alerts import Escalation
+    from coverwatch.notify.notifier import escalation_message
+
+    t = 1_893_484_800_000_000
+    step = Escalation("sos-1", 0, ("role:supervisor",), t, t, "sos", "", "officer:A1", t, t, 0, 0)
+    title, body = escalation_message(step)
+    assert title == "SOS from officer A1"
+    assert body == "SOS from officer A1 (sent 08:00:00 UTC). Level 0."

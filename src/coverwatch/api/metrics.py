@@ -45,6 +45,13 @@ class _ServicesCollector(Collector):
         yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
                                 value=svc.feed.subscribers)
         yield from _notification_metrics(svc)
+        delay = GaugeMetricFamily("coverwatch_device_upload_delay_seconds",
+                                  "Receive time minus reading time, per device (recent readings)",
+                                  labels=["device", "stat"])
+        for device, stats in sorted(svc.watch.delays().items()):
+            for stat in ("median_s", "p95_s", "max_s"):
+                delay.add_metric([device, stat.removesuffix("_s")], stats[stat])
+        yield delay
 
 
 def _notification_metrics(svc: Services):  # type: ignore[no-untyped-def]

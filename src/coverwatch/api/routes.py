@@ -28,19 +28,13 @@ from coverwatch.server.access import (
     require,
     services,
 )
-from coverwatch.server.ingest import (
-    InvalidEvents,
-    osmand_json_records,
-    osmand_records,
-    validate_records,
-)
+from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.problems import error, file_error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
     InvalidRolesError,
     password_problem,
-    record_device_change,
     record_logout,
     record_user_change,
     verify_audit,
@@ -170,15 +164,17 @@ async def my_duty(
 async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> dict[str, Any]:
     if len(records) > svc.settings.max_batch_events:
         raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
+    reports: list[dict[str, Any]] = []
+    device = who.name if who.kind == "device" else None
     # Off the event loop: checking a large batch takes long enough to stall every
     # other request (and the ticker) if done here.
     rows = await asyncio.to_thread(
         validate_records, records, svc.site, now_us=svc.clock(),
         max_future_us=seconds_to_us(svc.settings.max_future_s),
         device_officer=who.officer, device=who.kind == "device",
+        reports=reports, sender=device or f"{who.kind}:{who.name}",
     )
-    device = who.name if who.kind == "device" else None
-    result = await svc.ingest(rows, source=source, device=device)
+    result = await svc.ingest(rows, source=source, device=device, reports=reports)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
@@ -216,63 +212,20 @@ async def post_events(
         return _problem(422, [p.as_dict() for p in e.problems])
 
 
-async def _osmand_device(request: Request, svc: Services, ident: str | None) -> Principal:
-    # Traccar Client sends only a device identifier: configure it as the device's token.
-    if not ident:  # the id is the device's only credential: without it, unauthenticated
-        raise HTTPException(401, "missing id (the device identifier, its coverwatch token)")
-    device = await asyncio.to_thread(svc.store.device_for_token, ident)
-    if device is None or not device.active:
-        raise HTTPException(
-            401, "unknown device: set the device identifier to its coverwatch token"
-        )
-    if device.officer is None:
-        raise HTTPException(403, f"device {device.name} is not assigned to an officer")
-    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
-
-
-@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 413))
-@router.post("/osmand", operation_id="osmand_post",
-             responses=problems(400, 401, 403, 413))  # one id per method keeps OpenAPI valid
-async def osmand(request: Request, svc: Svc) -> Any:
-    """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body)."""
-    params: dict[str, Any] = dict(request.query_params)
-    body: Any = None
-    ctype = request.headers.get("content-type", "")
-    if request.method == "POST":
-        if ctype.startswith("application/json"):
-            try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError as e:
-                return _problem(400, [{"index": None, "field": None,
-                                       "message": f"invalid JSON: {e}"}])
-        elif ctype.startswith("application/x-www-form-urlencoded"):
-            form = await request.form()
-            params.update({k: str(v) for k, v in form.items()})
-    ident = params.get("id") or params.get("deviceid")
-    if body is not None and isinstance(body, dict):
-        ident = ident or body.get("device_id")
-    who = await _osmand_device(request, svc, ident)
-    assert who.officer is not None
-    try:
-        records = osmand_json_records(body, who.officer) if body is not None \
-            else osmand_records(params, who.officer)
-        result = await _ingest(svc, who, records, "osmand")
-    except InvalidEvents as e:
-        return _problem(400, [p.as_dict() for p in e.problems])
-    return result
-
-
 # -- cover, officers, lapses ---------------------------------------------------------
 
 
 def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
+    from coverwatch.server.devices import officer_devices
+
     age = None if o.last_fix_us is None else max(0.0, (svc.live.horizon - o.last_fix_us) / US_PER_S)
-    return {
+    out = {
         "officer": o.officer, "on_duty": o.on_duty, "capabilities": list(o.capabilities),
         "last_fix": None if o.last_fix_us is None else format_time(o.last_fix_us),
         "last_fix_age_s": age, "stale": o.stale,
         "counts_for": [{"post": p, "rule": r} for p, r in o.rules],
     }
+    return out | officer_devices(o, svc.watch, svc.clock())
 
 
 @router.get("/api/v1/cover")
@@ -287,8 +240,12 @@ async def cover(
 async def officers(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
 ) -> dict[str, Any]:
+    from coverwatch.server.devices import reporting_only
+
+    views = svc.live.officers()
+    views += reporting_only(views, svc.watch)
     return {"horizon": format_time(svc.live.horizon),
-            "officers": [_officer_json(o, svc) for o in svc.live.officers()]}
+            "officers": [_officer_json(o, svc) for o in views]}
 
 
 @router.get("/api/v1/lapses")
@@ -417,11 +374,6 @@ class UserChange(BaseModel):
     add_contact: str | None = Field(default=None, max_length=2000)
 
 
-class NewDevice(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    officer: str = Field(min_length=1, max_length=100)
-
-
 def _user_json(u: Any, contacts: list[str] | None = None) -> dict[str, Any]:
     from coverwatch.notify.contacts import redact_contacts
 
@@ -513,33 +465,6 @@ async def devices(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
         {"name": d.name, "officer": d.officer, "active": d.active}
         for d in await asyncio.to_thread(svc.store.list_devices)
     ]}
-
-
-@router.post("/api/v1/devices", status_code=201, responses=problems(409))
-async def create_device(
-    body: NewDevice, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
-) -> Any:
-    try:
-        _, token = await asyncio.to_thread(svc.store.create_device, body.name, body.officer)
-    except DuplicateNameError as e:
-        raise HTTPException(409, str(e)) from None
-    await asyncio.to_thread(record_device_change, svc.store, who.name, body.name, "created",
-                            {"officer": body.officer})
-    # The token is shown once; the server keeps only its hash.
-    return {"name": body.name, "officer": body.officer, "token": token}
-
-
-@router.delete("/api/v1/devices/{name}", responses=problems(404))
-async def revoke_device(
-    name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
-) -> Any:
-    try:
-        device = await asyncio.to_thread(svc.store.deactivate_device, name)
-    except LookupError:
-        raise HTTPException(404, f"no device {name}") from None
-    if device.changed:  # revoking a revoked device again is no new event
-        await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
-    return {"name": name, "active": False}
 
 
 @router.get("/api/v1/audit")

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from coverwatch.errors import SiteFileError
 
-__all__ = ["audit_app", "db_app", "devices_app", "register", "site_app", "users_app"]
+__all__ = ["audit_app", "db_app", "devices_app", "mqtt_app", "register", "site_app",
+           "users_app"]
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -25,6 +26,7 @@ users_app = typer.Typer(help="People who log in.", no_args_is_help=True)
 devices_app = typer.Typer(help="Officers' tracking devices.", no_args_is_help=True)
 site_app = typer.Typer(help="Site files: apply to a running server; GeoJSON in and out.",
                        no_args_is_help=True)
+mqtt_app = typer.Typer(help="The MQTT broker's credentials for devices.", no_args_is_help=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
@@ -79,6 +81,12 @@ def serve(
         envvar="COVERWATCH_TRUSTED_PROXIES",
         help="Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses "
              "or networks (default none).")] = "",
+    max_lateness_s: Annotated[
+        float, typer.Option(help="Wait at most this long for devices' uploads (s).")
+    ] = 10.0,
+    public_url: Annotated[
+        str | None, typer.Option(help="How phones reach this server (for enrolment QR codes).")
+    ] = None,
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -102,6 +110,7 @@ def serve(
         heartbeat_s=heartbeat_s,
         max_body_bytes=max_body_bytes,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
+        max_lateness_s=max_lateness_s, public_url=public_url,
     )
     try:
         parse_networks(settings.trusted_proxies)
@@ -270,6 +279,96 @@ def devices_add(
     print(token)
 
 
+def _show_enrolment(name: str, officer: str | None, token: str, public_url: str | None,
+                    qr: Path | None, interval_s: int) -> None:
+    from coverwatch.server.enrolment import enrolment, write_qr
+
+    console = Console()
+    if public_url is None:
+        print(token)
+        Console(stderr=True).print("no --public-url: no enrolment link or QR code")
+        return
+    try:
+        e = enrolment(public_url, name, officer, token, interval_s=interval_s)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"device {name} for officer {officer} (shown once: the server keeps a hash)",
+                  highlight=False)
+    console.print(f"server URL:        {e.server_url}", highlight=False, soft_wrap=True)
+    console.print(f"device identifier: {e.token}", highlight=False, soft_wrap=True)
+    console.print(f"Traccar Client link (scan the QR code in the app): {e.traccar_link}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"OsmAnd online tracking URL: {e.osmand_url}", highlight=False, soft_wrap=True)
+    if qr is not None:
+        write_qr(e.traccar_link, qr)
+        console.print(f"QR code written to {qr}", highlight=False)
+    else:
+        import segno
+
+        segno.make(e.traccar_link, error="m").terminal(compact=True)
+
+
+PublicUrl = Annotated[str | None, typer.Option(
+    help="How phones reach the server, e.g. https://cover.example.org (for the link and QR).")]
+QrFile = Annotated[Path | None, typer.Option("--qr", help="Write the QR code here (.svg, .png).")]
+Interval = Annotated[int, typer.Option(help="Traccar Client reporting interval (s).")]
+
+
+@devices_app.command("enrol")
+def devices_enrol(
+    name: str,
+    officer: Annotated[str, typer.Option(help="The officer this device reports for.")],
+    public_url: PublicUrl = None,
+    qr: QrFile = None,
+    interval: Interval = 5,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Register a device and print the link and QR code that configure Traccar Client."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store, record_device_change
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(db, data_dir)
+    try:
+        _, token = store.create_device(name, officer)
+        record_device_change(store, "cli", name, "enrolled", {"officer": officer})
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    _show_enrolment(name, officer, token, public_url, qr, interval)
+
+
+@devices_app.command("rotate")
+def devices_rotate(
+    name: str,
+    public_url: PublicUrl = None,
+    qr: QrFile = None,
+    interval: Interval = 5,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Give a device a new token (the old one stops working) and print its new link and QR."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store, record_device_change
+
+    store = open_store(db, data_dir)
+    try:
+        token = store.rotate_device_token(name)
+        device = next((d for d in store.list_devices() if d.name == name), None)
+        record_device_change(store, "cli", name, "rotated")
+    except (StoreError, ValueError, LookupError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    _show_enrolment(name, None if device is None else device.officer, token, public_url, qr,
+                    interval)
+
+
 def demo(
     site: Annotated[Path, typer.Option(help="The site file.")] = Path("examples/yard/site.yaml"),
     data_dir: Annotated[Path, typer.Option(help="Demo data (recreated).")] = Path("data/demo"),
@@ -335,6 +434,48 @@ def site_apply(
         console.print(f"  - [{change['kind']}] {change['description']}", highlight=False)
 
 
+@mqtt_app.command("acl")
+def mqtt_acl(
+    site: Annotated[Path, typer.Option("--site", help="The site file (for its id).")],
+    passwd: Annotated[Path, typer.Option(help="Mosquitto password file to write.")],
+    acl: Annotated[Path, typer.Option(help="Mosquitto ACL file to write.")],
+    rotate: Annotated[list[str] | None, typer.Option(
+        help="Mint a new password for this device (repeatable).")] = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Write a Mosquitto password file and ACL: each device may publish only to
+    coverwatch/<site>/devices/<device>/events. New passwords are printed once."""
+    from coverwatch.formats.sitefile import load_site
+    from coverwatch.server.mqttacl import write_acl
+    from coverwatch.storage import open_store
+
+    try:
+        site_id = load_site(site).id
+    except SiteFileError as e:
+        for problem in e.problems:
+            Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(2) from None
+    store = open_store(db, data_dir)
+    try:
+        names = [d.name for d in store.list_devices() if d.active and d.officer]
+    finally:
+        store.close()
+    try:
+        written = write_acl(site_id, names, passwd, acl, rotate=rotate or ())
+    except ValueError as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    console = Console()
+    console.print(f"wrote {passwd} ({len(written.users)} users) and {acl}", highlight=False)
+    for user, password in written.minted.items():
+        print(f"{user}: {password}")
+    if written.minted:
+        console.print("passwords above are shown once; Mosquitto keeps only their hashes.")
+    console.print(f"mosquitto.conf: password_file {passwd.resolve()} / acl_file {acl.resolve()} "
+                  "/ allow_anonymous false", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Mount the server commands on the main CLI."""
     app.command()(serve)
@@ -344,3 +485,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(devices_app, name="devices")
     app.add_typer(site_app, name="site")
+    app.add_typer(mqtt_app, name="mqtt")

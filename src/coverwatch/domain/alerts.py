@@ -36,6 +36,10 @@ other scheme is an Apprise URL (``mailto://``, ``json://``, ``slack://`` ...).
 
 ``kind`` is ``"lapse"`` for cover lapses; other kinds (e.g. ``"unbriefed"``)
 use the same lifecycle, with ``lapse_start`` meaning "when the condition began".
+Alarms from an officer's device (``"sos"``, ``"fall"``) come first on the board
+(:func:`alert_priority`) and have no automatic end: a person closes them, with a
+note, which also resolves them. ``details`` carries facts a kind needs shown
+(an alarm's officer, event and arrival times, last known position).
 Times are int microseconds since the Unix epoch, always passed in.
 """
 
@@ -48,10 +52,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from coverwatch.domain.time import seconds_to_us
+from coverwatch.domain.time import format_duration, seconds_to_us
 from coverwatch.errors import CoverwatchError
 
 __all__ = [
+    "DEVICE_ALARM_KINDS",
     "DIRECT_KINDS",
     "SIGNED_WEBHOOK_SCHEMES",
     "Alert",
@@ -63,9 +68,21 @@ __all__ = [
     "EscalationPolicy",
     "UnknownAlertError",
     "alert_id_for",
+    "alert_priority",
     "format_duration",
     "parse_target",
 ]
+
+# Alert kinds raised by an officer's device; a person ends them, nothing else does.
+DEVICE_ALARM_KINDS = frozenset({"sos", "fall"})
+# Lower comes first on the board; kinds not listed come after these.
+_PRIORITY = {"sos": 0, "fall": 1, "lapse": 5, "device-silent": 6, "unbriefed": 8}
+
+
+def alert_priority(kind: str) -> int:
+    """Where alerts of ``kind`` go on the board: 0 (an SOS) is the most urgent."""
+    return _PRIORITY.get(kind, 7)
+
 
 # URL schemes that mean "signed JSON webhook" rather than an Apprise URL.
 SIGNED_WEBHOOK_SCHEMES = ("signed+https", "signed+http")
@@ -89,34 +106,6 @@ class AlertState(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     CLOSED = "closed"
-
-
-def format_duration(seconds: float) -> str:
-    """Format a duration for people: ``"45 s"``, ``"12 min 30 s"``, ``"2 h 5 min"``.
-
-    Rounds down to whole seconds (a lapse "for 1 min 9 s" lasted at least that
-    long). Zero parts at the end are left out (``"2 min"``, ``"1 h"``); above an
-    hour seconds are dropped, above a day minutes are dropped.
-    """
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"not a duration: {seconds!r}")
-    total = int(seconds)
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        parts = [(days, "d"), (hours, "h")]
-    elif hours:
-        parts = [(hours, "h"), (minutes, "min")]
-    elif minutes:
-        parts = [(minutes, "min"), (secs, "s")]
-    else:
-        return f"{secs} s"
-    head, tail = parts
-    text = f"{head[0]} {head[1]}"
-    if tail[0]:
-        text += f" {tail[0]} {tail[1]}"
-    return text
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -229,6 +218,12 @@ class Alert:
     # What a system or notification-failure alert says, and the alert it is about.
     detail: str = ""
     about: str | None = None
+    details: Mapping[str, Any] | None = None
+
+    @property
+    def priority(self) -> int:
+        """0 is the most urgent (see :func:`alert_priority`)."""
+        return alert_priority(self.kind)
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -278,8 +273,15 @@ class Alert:
         self.state = AlertState.RESOLVED
 
     def close(self, user: str, note: str, now: int) -> None:
-        """Put a resolved alert away; also acknowledges it if nobody had."""
+        """Put a resolved alert away; also acknowledges it if nobody had.
+
+        A device alarm (sos, fall) has no automatic end: closing it resolves it now.
+        """
         _need_user(user)
+        if self.kind in DEVICE_ALARM_KINDS and self.state in (AlertState.OPEN,
+                                                               AlertState.ACKNOWLEDGED):
+            self.resolved_at = max(now, self.lapse_start)
+            self.state = AlertState.RESOLVED
         if self.state is not AlertState.RESOLVED:
             raise AlertLifecycleError(
                 f"alert {self.id} is {self.state}; only a resolved alert can be closed"
@@ -315,6 +317,8 @@ class Alert:
             "close_note": self.close_note,
             "detail": self.detail,
             "about": self.about,
+            "priority": self.priority,
+            "details": None if self.details is None else dict(self.details),
         }
 
     @classmethod
@@ -341,6 +345,7 @@ class Alert:
                 close_note=str(record.get("close_note") or ""),
                 detail=str(record.get("detail") or ""),
                 about=_opt_str(record.get("about")),
+                details=_opt_details(record.get("details")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AlertLifecycleError(f"bad alert record: {exc!r}") from None
@@ -457,8 +462,9 @@ class AlertBook:
         return sorted(self._alerts.values(), key=lambda a: (a.alert_at, a.id))
 
     def needing_attention(self) -> list[Alert]:
-        """Alerts not yet closed (the supervisor's board), oldest first."""
-        return [a for a in self.alerts() if a.state is not AlertState.CLOSED]
+        """Alerts not yet closed (the supervisor's board): most urgent kind first, then oldest."""
+        return sorted((a for a in self.alerts() if a.state is not AlertState.CLOSED),
+                      key=lambda a: (a.priority, a.alert_at, a.id))
 
     def on_alert(
         self,
@@ -469,6 +475,7 @@ class AlertBook:
         count: int,
         need: int,
         kind: str = "lapse",
+        details: Mapping[str, Any] | None = None,
     ) -> Alert:
         """Raise the alert for a lapse; the existing alert if already raised."""
         alert_id = alert_id_for(kind, post, rule, lapse_start)
@@ -486,9 +493,15 @@ class AlertBook:
             alert_at=alert_at,
             count=count,
             need=need,
+            details=details,
         )
         self._alerts[alert_id] = alert
         return alert
+
+    def adopt(self, alert: Alert) -> None:
+        """Take in an alert raised and stored elsewhere (an SOS stored with its report)."""
+        alert._check_consistent()
+        self._alerts.setdefault(alert.id, alert)
 
     def on_lapse_ended(
         self, post: str, rule: str, lapse_start: int, end: int, kind: str = "lapse"
@@ -577,3 +590,11 @@ def _opt_str(value: Any) -> str | None:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _opt_details(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError("details must be a mapping")
+    return dict(value)

@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["DEFAULT_SPEEDS_MPS", "Barrier", "LatLon", "Post", "Rule", "Site", "Walkway"]
+__all__ = [
+    "DEFAULT_ACCURACY_M", "DEFAULT_SPEEDS_MPS", "Barrier", "LatLon", "Post", "Rule", "Site",
+    "Walkway",
+]
 
 #: Walking speeds when a site gives none: 3 m/s for everyone.
 DEFAULT_SPEEDS_MPS: Mapping[str, float] = MappingProxyType({"default": 3.0})
@@ -110,6 +113,11 @@ class Post:
             raise ValueError(f"post {self.id}: an area needs at least 3 points")
 
 
+# Phones indoors or among buildings, without assisted positioning, are typically
+# 40-60 m accurate: 50 m keeps a fix with no stated accuracy from counting as exact.
+DEFAULT_ACCURACY_M = 50.0
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """A whole site: its posts and rules, flags, and how long a fix stays fresh."""
@@ -124,10 +132,21 @@ class Site:
     walkways: tuple[Walkway, ...] = ()
     barriers: tuple[Barrier, ...] = ()
     speeds_mps: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SPEEDS_MPS)
+    # Accuracy given to a phone fix that reports none (never 0: that would overstate cover).
+    default_accuracy_m: float = DEFAULT_ACCURACY_M
+    # A rostered, on-duty officer whose devices sent nothing for this long raises
+    # a "device-silent" alert (None: no such alerts).
+    silent_after_s: float | None = None
+    # A device reporting during its officer's rostered shift puts them on duty.
+    duty_from_devices: bool = False
 
     def __post_init__(self) -> None:
         if self.stale_after_s <= 0:
             raise ValueError("stale_after_s must be > 0")
+        if not self.default_accuracy_m > 0:
+            raise ValueError("default_accuracy_m must be > 0")
+        if self.silent_after_s is not None and not self.silent_after_s > 0:
+            raise ValueError("silent_after_s must be > 0")
         if "default" not in self.speeds_mps or any(
             not v > 0 for v in self.speeds_mps.values()
         ):

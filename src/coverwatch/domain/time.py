@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 
-__all__ = ["US_PER_S", "format_time", "parse_time", "seconds_to_us"]
+__all__ = ["US_PER_S", "format_duration", "format_time", "parse_time", "seconds_to_us"]
 
 US_PER_S = 1_000_000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -78,3 +78,31 @@ def format_time(t_us: int) -> str:
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_duration(seconds: float) -> str:
+    """Format a duration for people: ``"45 s"``, ``"12 min 30 s"``, ``"2 h 5 min"``.
+
+    Rounds down to whole seconds (a lapse "for 1 min 9 s" lasted at least that
+    long). Zero parts at the end are left out (``"2 min"``, ``"1 h"``); above an
+    hour seconds are dropped, above a day minutes are dropped.
+    """
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a duration: {seconds!r}")
+    total = int(seconds)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        parts = [(days, "d"), (hours, "h")]
+    elif hours:
+        parts = [(hours, "h"), (minutes, "min")]
+    elif minutes:
+        parts = [(minutes, "min"), (secs, "s")]
+    else:
+        return f"{secs} s"
+    head, tail = parts
+    text = f"{head[0]} {head[1]}"
+    if tail[0]:
+        text += f" {tail[0]} {tail[1]}"
+    return text

@@ -65,6 +65,9 @@ _SITE_KEYS = {
     "flags": False,
     "posts": True,
     "escalation": False,
+    "default_accuracy_m": False,
+    "silent_after_s": False,
+    "duty_from_devices": False,
     "walkways": False,
     "barriers": False,
     "speeds_mps": False,
@@ -92,6 +95,8 @@ _RULE_KEYS = {
     "when_gate_open": False,
 }
 _LEVEL_KEYS = {"after_s": True, "notify": True}
+# The mapping form of `escalation`: lapses and other alerts, and device alarms.
+_POLICY_KEYS = {"default": False, "sos": False}
 _LINT_KEYS = {"vague_phrases": False, "extra_vague_phrases": False}
 _WALKWAY_KEYS = {"id": True, "points": True, "one_way": False}
 _BARRIER_KEYS = {"id": True, "at": False, "points": False}
@@ -133,6 +138,8 @@ class SiteDocument:
     escalation: tuple[EscalationLevel, ...]
     source: str
     path: str
+    # Escalation of device alarms (sos, fall); None: every default level at once.
+    sos_escalation: tuple[EscalationLevel, ...] | None = None
     locations: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -269,6 +276,7 @@ class _Checker:
         self.locations: dict[str, tuple[int, int]] = {}
         self.constructor = SafeConstructor()
         self.lint_config = LintConfig()
+        self.sos_levels: tuple[EscalationLevel, ...] | None = None
 
     # -- reporting ---------------------------------------------------------
 
@@ -484,6 +492,7 @@ class _Checker:
             escalation=escalation,
             source=self.text,
             path=self.path,
+            sos_escalation=self.sos_levels,
             locations=MappingProxyType(dict(self.locations)),
             lint=self.lint_config,
         )
@@ -507,7 +516,20 @@ class _Checker:
         posts = self.posts(fields["posts"][1], flags) if "posts" in fields else None
         escalation: tuple[EscalationLevel, ...] = ()
         if "escalation" in fields:
-            escalation = self.escalation(fields["escalation"][1])
+            escalation = self.escalation_section(fields["escalation"][1])
+        device_fields: dict[str, Any] = {}
+        if "default_accuracy_m" in fields:
+            value = self.number(fields["default_accuracy_m"][1], "default_accuracy_m", above=0)
+            if value is not None:
+                device_fields["default_accuracy_m"] = value
+        if "silent_after_s" in fields:
+            value = self.number(fields["silent_after_s"][1], "silent_after_s", above=0)
+            if value is not None:
+                device_fields["silent_after_s"] = value
+        if "duty_from_devices" in fields:
+            flag = self.boolean(fields["duty_from_devices"][1], "duty_from_devices")
+            if flag is not None:
+                device_fields["duty_from_devices"] = flag
         walkways: tuple[Walkway, ...] = ()
         if "walkways" in fields:
             walkways = self.walkways(fields["walkways"][1])
@@ -535,6 +557,7 @@ class _Checker:
                 walkways=walkways,
                 barriers=barriers,
                 speeds_mps=MappingProxyType(speeds),
+                **device_fields,
             )
         except ValueError as e:
             # The checks above should make this unreachable; never a traceback.
@@ -913,14 +936,27 @@ class _Checker:
                    for i, item in enumerate(items)]
         return tuple(" ".join(p.lower().split()) for p in phrases if p is not None)
 
-    def escalation(self, node: Node) -> tuple[EscalationLevel, ...]:
-        items = self.sequence(node, "escalation")
+    def escalation_section(self, node: Node) -> tuple[EscalationLevel, ...]:
+        """A list of levels, or ``{default: [levels], sos: [levels]}``."""
+        if not isinstance(node, MappingNode):
+            return self.escalation(node, "escalation")
+        fields = self.mapping(node, "escalation", _POLICY_KEYS)
+        if fields is None:
+            return ()
+        if "sos" in fields:
+            self.sos_levels = self.escalation(fields["sos"][1], "escalation.sos")
+        if "default" in fields:
+            return self.escalation(fields["default"][1], "escalation.default")
+        return ()
+
+    def escalation(self, node: Node, where: str = "escalation") -> tuple[EscalationLevel, ...]:
+        items = self.sequence(node, where)
         if items is None:
             return ()
         levels: list[EscalationLevel] = []
         previous: float | None = None
         for index, item in enumerate(items):
-            field_path = _item("escalation", index)
+            field_path = _item(where, index)
             fields = self.mapping(item, field_path, _LEVEL_KEYS)
             if fields is None:
                 continue

@@ -38,6 +38,7 @@ import apprise
 import httpx
 
 from coverwatch.domain.alerts import (
+    DEVICE_ALARM_KINDS,
     SIGNED_WEBHOOK_SCHEMES,
     Escalation,
     format_duration,
@@ -205,6 +206,11 @@ def escalation_message(
 
     The duration runs from the lapse start to the escalation's ``at``.
     """
+    if escalation.kind in DEVICE_ALARM_KINDS:  # an officer's SOS or fall: no post, no count
+        officer = escalation.rule.removeprefix("officer:")
+        when = _local(escalation.lapse_start, ZoneInfo(timezone)).strftime("%H:%M:%S")
+        title = f"{escalation.kind.upper()} from officer {officer}"
+        return title, f"{title} (sent {when} {timezone}). Level {escalation.level}."
     post_name, capability = escalation.post, None
     if site is not None:
         for post in site.posts:

@@ -448,6 +448,8 @@ class Briefing:
             key = (b.officer, "start" if b.on else "end", b.t)
             if key in self._emitted:
                 continue
+            if b.on and self.svc.site.duty_from_devices:
+                continue  # the officer's device reporting puts them on (services)
             self._emitted.add(key)
             caps = sorted(valid_qualifications(b.officer, b.t, self.qualifications)) if b.on \
                 else []

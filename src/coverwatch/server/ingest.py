@@ -2,8 +2,9 @@
 
 Each incoming event is checked with exactly the per-record rules that
 ``coverwatch replay`` applies to files (:func:`coverwatch.domain.records.check_record`),
-then turned into a row for the store. The OsmAnd protocol (Traccar Client,
-OsmAnd) is translated into the same event records first.
+then turned into a row for the store. What phone apps send (Traccar Client,
+OsmAnd) is translated into the same event records first by
+:mod:`coverwatch.server.devices`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,32 @@ from coverwatch.errors import CoverwatchError
 __all__ = [
     "IngestProblem",
     "InvalidEvents",
-    "osmand_json_records",
-    "osmand_records",
     "validate_records",
 ]
 
-_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty"})
+_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty", "alarm"})
+
+
+def _alarm_report(i: int, rec: Mapping[str, Any], alarm: Any, sender: str | None,
+                  problems: list[IngestProblem]) -> dict[str, Any] | None:
+    """The device report an alarm in a batch/MQTT record makes (strictly checked)."""
+    from coverwatch.domain.time import parse_time
+
+    if not isinstance(alarm, str) or not alarm.strip() or len(alarm) > 40:
+        problems.append(IngestProblem(i, "alarm", "expected an alarm name such as \"sos\""))
+        return None
+    officer = rec.get("officer")
+    if not isinstance(officer, str) or not officer:
+        problems.append(IngestProblem(i, "officer", "missing officer"))
+        return None
+    try:
+        t = None if rec.get("t") is None else parse_time(rec.get("t"))
+    except ValueError as e:
+        problems.append(IngestProblem(i, "t", str(e)))
+        return None
+    return {"device": sender or "unknown", "officer": officer, "t_us": t, "alarm": alarm.strip(),
+            "used": False, "battery": None, "charging": None, "reason": None,
+            "raw": dict(rec)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +84,18 @@ def validate_records(
     max_future_us: int,
     device_officer: str | None = None,
     device: bool = False,
+    reports: list[dict[str, Any]] | None = None,
+    sender: str | None = None,
 ) -> list[dict[str, Any]]:
     """Check every record; return store rows, or raise :class:`InvalidEvents` listing all problems.
 
-    A device may only send fixes and duty for its own officer; if it leaves
-    ``officer`` out, the device's officer is filled in.
+    A device may only send fixes, duty and alarms for its own officer; if it
+    leaves ``officer`` out, the device's officer is filled in, and a fix with
+    no ``accuracy_m`` gets the site's ``default_accuracy_m`` (never 0).
+
+    With ``reports`` given, alarms are accepted: a fix with an ``alarm`` field,
+    or a record ``{"kind": "alarm", "t", "officer", "alarm"}`` (no position),
+    each adds a device report (of ``sender``) to ``reports``.
     """
     rules = RecordRules.of(site)
     rows: list[dict[str, Any]] = []
@@ -76,13 +104,12 @@ def validate_records(
         if not isinstance(rec, Mapping):
             problems.append(IngestProblem(i, None, "expected a JSON object"))
             continue
+        kind = rec.get("kind")
         if device:
-            kind = rec.get("kind")
             # isinstance first: an unhashable kind (a list) must not raise here.
             if not isinstance(kind, str) or kind not in _ALLOWED_FOR_DEVICE:
-                problems.append(
-                    IngestProblem(i, "kind", "a device may only send fix and duty events")
-                )
+                problems.append(IngestProblem(
+                    i, "kind", "a device may only send fix, duty and alarm events"))
                 continue
             if "officer" not in rec and device_officer is not None:
                 rec = {**rec, "officer": device_officer}
@@ -90,6 +117,19 @@ def validate_records(
                 problems.append(IngestProblem(
                     i, "officer", f"this device reports for officer {device_officer!r} only"))
                 continue
+        alarm = rec.get("alarm")
+        if alarm is not None or kind == "alarm":
+            if reports is None:
+                problems.append(IngestProblem(i, "alarm", "alarms are not accepted here"))
+                continue
+            report = _alarm_report(i, rec, alarm, sender, problems)
+            if report is None:
+                continue
+            if kind == "alarm":
+                reports.append(report)
+                continue
+        else:
+            report = None
         try:
             checked = check_record(rec, rules)
         except EventRecordError as e:
@@ -110,13 +150,23 @@ def validate_records(
                 site.origin.lat, site.origin.lon,
             )
             x, y = float(px[0]), float(py[0])
+        accuracy = checked.accuracy
+        accuracy_source = None
+        if checked.kind == "fix":
+            if rec.get("accuracy_m") is not None:
+                accuracy_source = "reported"
+            elif device:  # a phone that says nothing about accuracy is not exact
+                accuracy, accuracy_source = site.default_accuracy_m, "default"
+            else:  # the event contract: absent means 0
+                accuracy_source = "none"
         rows.append({
             "kind": checked.kind,
+            "accuracy_source": accuracy_source,
             "t_us": checked.t,
             "officer": checked.officer,
             "x": x if checked.kind == "fix" else None,
             "y": y if checked.kind == "fix" else None,
-            "accuracy": checked.accuracy if checked.kind == "fix" else None,
+            "accuracy": accuracy if checked.kind == "fix" else None,
             "post": checked.name if checked.kind == "gate" else None,
             "flag": checked.name if checked.kind == "flag" else None,
             "on": checked.state if checked.kind in ("duty", "flag") else None,
@@ -124,103 +174,10 @@ def validate_records(
             "capabilities": sorted(checked.capabilities) if checked.kind == "duty" else None,
             "raw": dict(rec),
         })
+        if report is not None and reports is not None:
+            report["used"] = True
+            report["_fix"] = rows[-1]
+            reports.append(report)
     if problems:
         raise InvalidEvents(problems)
     return rows
-
-
-# -- OsmAnd / Traccar Client ------------------------------------------------------
-
-
-def _osmand_time(value: str) -> Any:
-    """OsmAnd timestamps: epoch seconds, milliseconds if >= 2^31, or ISO-8601."""
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if number >= 2**31:
-        number /= 1000.0
-    return number
-
-
-def _num(params: Mapping[str, Any], *names: str) -> float | None:
-    for name in names:
-        value = params.get(name)
-        if value is None or value == "":
-            continue
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InvalidEvents([IngestProblem(0, name, f"expected a number, got {value!r}")]) \
-                from None
-    return None
-
-
-def osmand_records(params: Mapping[str, Any], officer: str) -> list[dict[str, Any]]:
-    """Translate OsmAnd query/form parameters into one fix record for ``officer``.
-
-    Accepts ``lat``/``lon`` or ``location=lat,lon``, ``timestamp`` (epoch s or
-    ms, or ISO-8601) and ``accuracy`` (metres). ``valid=false`` means the
-    device had no position: refused, so it is never counted as a fix.
-    """
-    valid = str(params.get("valid", "true")).lower()
-    if valid in ("false", "0"):
-        raise InvalidEvents([IngestProblem(0, "valid", "the device reports no valid position")])
-    lat = _num(params, "lat", "latitude")
-    lon = _num(params, "lon", "longitude")
-    location = params.get("location")
-    if (lat is None or lon is None) and location:
-        parts = str(location).split(",")
-        if len(parts) != 2:
-            raise InvalidEvents([IngestProblem(0, "location", "expected location=lat,lon")])
-        try:
-            lat, lon = float(parts[0]), float(parts[1])
-        except ValueError:
-            raise InvalidEvents([IngestProblem(0, "location", "expected location=lat,lon")]) \
-                from None
-    if lat is None or lon is None:
-        raise InvalidEvents([IngestProblem(0, "lat", "missing lat/lon (or location)")])
-    stamp = params.get("timestamp")
-    if stamp is None or stamp == "":
-        raise InvalidEvents([IngestProblem(0, "timestamp", "missing timestamp")])
-    record: dict[str, Any] = {
-        "t": _osmand_time(str(stamp)),
-        "kind": "fix",
-        "officer": officer,
-        "lat": lat,
-        "lon": lon,
-    }
-    accuracy = _num(params, "accuracy")
-    if accuracy is not None:
-        record["accuracy_m"] = accuracy
-    return [record]
-
-
-def osmand_json_records(body: Any, officer: str) -> list[dict[str, Any]]:
-    """Translate a Traccar Client (9+) JSON body into fix records for ``officer``."""
-    if not isinstance(body, Mapping):
-        raise InvalidEvents([IngestProblem(0, None, "expected a JSON object")])
-    locations = body.get("location")
-    if isinstance(locations, Mapping):
-        locations = [locations]
-    if not isinstance(locations, list) or not locations:
-        raise InvalidEvents([IngestProblem(0, "location", "missing location object")])
-    out: list[dict[str, Any]] = []
-    for i, loc in enumerate(locations):
-        if not isinstance(loc, Mapping):
-            raise InvalidEvents([IngestProblem(i, "location", "expected an object")])
-        coords = loc.get("coords")
-        if not isinstance(coords, Mapping):
-            raise InvalidEvents([IngestProblem(i, "location.coords", "missing coords")])
-        record: dict[str, Any] = {
-            "t": loc.get("timestamp"),
-            "kind": "fix",
-            "officer": officer,
-            "lat": coords.get("latitude"),
-            "lon": coords.get("longitude"),
-        }
-        if coords.get("accuracy") is not None:
-            record["accuracy_m"] = coords.get("accuracy")
-        out.append(record)
-    return out

@@ -54,6 +54,8 @@ class OfficerView:
     last_fix_us: int | None
     stale: bool
     rules: tuple[tuple[str, str], ...]
+    # Rules they are placed for but lack the capability of.
+    unqualified: tuple[tuple[str, str], ...] = ()
 
 
 def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry) -> EventBatch:
@@ -277,11 +279,11 @@ class LiveCover:
             last = self._engine.officer_last_fix(idx)
             stale = last is None or last + stale_us <= self._engine.horizon
             need_cap = {(p.id, r.id): r.capability for p, r in self.site.rules()}
-            rules = () if stale or not on else tuple(
-                pr for pr in self._engine.officer_rules(idx)
-                if need_cap[pr] is None or need_cap[pr] in caps
-            )
-            out.append(OfficerView(name, on, tuple(sorted(caps)), last, stale, rules))
+            placed = () if stale or not on else tuple(self._engine.officer_rules(idx))
+            rules = tuple(pr for pr in placed if need_cap[pr] is None or need_cap[pr] in caps)
+            unqualified = tuple(pr for pr in placed if pr not in rules)
+            out.append(OfficerView(name, on, tuple(sorted(caps)), last, stale, rules,
+                                   unqualified))
         return out
 
     def stale_officers(self) -> int:

@@ -1,4 +1,11 @@
-"""MQTT ingestion: subscribe to ``coverwatch/<site>/events`` and store what arrives.
+"""MQTT ingestion: subscribe to ``coverwatch/<site>/events`` (systems) and
+``coverwatch/<site>/devices/<device>/events`` (one topic per device) and store
+what arrives.
+
+A device topic binds the message to that device and so to its officer, exactly
+as a device token does on HTTP: fixes, duty and alarms for that officer only,
+a missing accuracy filled from the site's ``default_accuracy_m``. The broker's
+ACL (``coverwatch mqtt acl``) makes sure only that device can publish there.
 
 Delivery is at-least-once and nothing the broker delivered is lost:
 
@@ -36,10 +43,10 @@ import aiomqtt
 import orjson
 
 from coverwatch.domain.time import seconds_to_us
-from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.ingest import IngestProblem, InvalidEvents, validate_records
 from coverwatch.server.services import Services
 
-__all__ = ["run_mqtt", "topic_for"]
+__all__ = ["device_topic", "device_topic_filter", "run_mqtt", "topic_for"]
 
 log = logging.getLogger("coverwatch.server.mqtt")
 
@@ -49,6 +56,23 @@ _MAX_PENDING_BATCHES = 64
 
 def topic_for(site_id: str) -> str:
     return f"coverwatch/{site_id}/events"
+
+
+def device_topic(site_id: str, device: str) -> str:
+    """Where one device publishes its events."""
+    return f"coverwatch/{site_id}/devices/{device}/events"
+
+
+def device_topic_filter(site_id: str) -> str:
+    return f"coverwatch/{site_id}/devices/+/events"
+
+
+def _device_of(topic: str, site_id: str) -> str | None:
+    prefix, suffix = f"coverwatch/{site_id}/devices/", "/events"
+    if topic.startswith(prefix) and topic.endswith(suffix):
+        name = topic[len(prefix):-len(suffix)]
+        return name if name and "/" not in name else None
+    return None
 
 
 def _records(payload: bytes) -> list[Any]:
@@ -79,6 +103,7 @@ async def run_mqtt(svc: Services, url: str) -> None:
             paho.manual_ack_set(True)
             async with client:
                 await client.subscribe(topic, qos=1)
+                await client.subscribe(device_topic_filter(svc.site.id), qos=1)
                 svc.mqtt_connected = True
                 backoff = 0.5
                 log.info("MQTT subscribed to %s on %s:%s", topic, host, port)
@@ -124,25 +149,56 @@ async def _read(
         batch = [first]
         while len(batch) < _MAX_BATCH_MESSAGES and not queue.empty():
             batch.append(queue.get_nowait())
-        rows = await asyncio.to_thread(_valid_rows, svc, batch)  # off the event loop
+        officers = await asyncio.to_thread(_device_officers, svc, batch)
+        # Checked off the event loop: a large batch must not stall the server.
+        groups = await asyncio.to_thread(_valid_rows, svc, batch, officers)
         # Not awaited here: the next batches are read while this one commits.
-        stored = tasks.create_task(svc.ingest(rows, source="mqtt")) if rows else None
+        stored = tasks.create_task(_ingest_groups(svc, groups)) if groups else None
         await pending.put((batch, stored))
 
 
-def _valid_rows(svc: Services, batch: list[aiomqtt.Message]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+_Group = tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]
+
+
+async def _ingest_groups(svc: Services, groups: dict[str | None, _Group]) -> None:
+    for device, rows, reports in groups.values():
+        await svc.ingest(rows, source="mqtt", device=device, reports=reports)
+
+
+def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, str | None]:
+    """The officer of each active device that published in this batch (None: unknown)."""
+    names = {d for m in batch if (d := _device_of(str(m.topic), svc.site.id)) is not None}
+    if not names:
+        return {}
+    active = {d.name: d.officer for d in svc.store.list_devices() if d.active}
+    return {n: active.get(n) for n in names}
+
+
+def _valid_rows(svc: Services, batch: list[aiomqtt.Message],
+                officers: dict[str, str | None]) -> dict[str | None, _Group]:
+    groups: dict[str | None, _Group] = {}
     for msg in batch:
+        device = _device_of(str(msg.topic), svc.site.id)
         try:
+            if device is not None and officers.get(device) is None:
+                raise InvalidEvents([IngestProblem(
+                    0, None, f"no active device {device!r} assigned to an officer")])
             records = _records(bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
-            rows.extend(validate_records(
+            reports: list[dict[str, Any]] = []
+            rows = validate_records(
                 records, svc.site, now_us=svc.clock(),
                 max_future_us=seconds_to_us(svc.settings.max_future_s),
-            ))
+                device_officer=None if device is None else officers[device],
+                device=device is not None, reports=reports, sender=device or "mqtt",
+            )
         except (orjson.JSONDecodeError, InvalidEvents) as e:
             svc.mqtt_rejected += 1
             log.warning("MQTT message %s on %s rejected: %s", msg.mid, msg.topic, e)
-    return rows
+            continue
+        group = groups.setdefault(device, (device, [], []))
+        group[1].extend(rows)
+        group[2].extend(reports)
+    return groups
 
 
 async def _ack_in_order(pending: asyncio.Queue[_Pending], paho: Any) -> None:

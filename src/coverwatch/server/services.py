@@ -20,13 +20,22 @@ from typing import Any
 
 import orjson
 
-from coverwatch.domain.alerts import Alert, AlertBook, Escalation, EscalationPolicy
+from coverwatch.domain.alerts import (
+    DEVICE_ALARM_KINDS,
+    Alert,
+    AlertBook,
+    AlertState,
+    Escalation,
+    EscalationPolicy,
+    alert_id_for,
+)
 from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
 from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
+from coverwatch.server.devices import ALARM_ALERT_KINDS, DeviceWatch
 from coverwatch.server.live import LiveCover
 from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
 from coverwatch.server.watchdog import Health
@@ -38,6 +47,7 @@ __all__ = ["Feed", "IngestResult", "Services", "wall_clock_us"]
 log = logging.getLogger("coverwatch.server")
 
 _HORIZON_KEY = "live.horizon_us"
+SILENT = "device-silent"
 
 
 def wall_clock_us() -> int:
@@ -119,6 +129,17 @@ def policy_from(doc: SiteDocument) -> EscalationPolicy:
     ))
 
 
+def sos_policy_from(doc: SiteDocument) -> EscalationPolicy:
+    """How device alarms (sos, fall) escalate: the site's ``escalation.sos`` levels, or
+    else every level of the default policy at once (nobody waits on an SOS)."""
+    if doc.sos_escalation is not None:
+        return EscalationPolicy(tuple(
+            PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify))
+            for lv in doc.sos_escalation))
+    return EscalationPolicy(tuple(
+        PolicyLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation))
+
+
 @dataclass
 class Services:
     """Everything a request handler or background task needs; built by bootstrap."""
@@ -139,10 +160,16 @@ class Services:
     duplicates_total: int = 0
     mqtt_connected: bool = False
     _waiting: list[Any] = field(default_factory=list)
+    _escalating: asyncio.Task[None] | None = None
+    _duty_task: asyncio.Task[None] | None = None
+    _delays_logged: int = 0
     _committer: asyncio.Task[None] | None = None
     mqtt_rejected: int = 0
     # coverwatch.server.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
     briefing: Any = None
+    # Each device's newest report, upload delays and the watermark (set by build).
+    watch: DeviceWatch = field(default_factory=lambda: DeviceWatch(2_000_000, 10_000_000))
+    sos_policy: EscalationPolicy = field(default_factory=lambda: EscalationPolicy(()))
     _recover_until: int = 0
     _last_saved_horizon: int = 0
     # Ticker and store health, for /readyz and the watchdog.
@@ -176,6 +203,10 @@ class Services:
 
         svc.outbox = Outbox(svc)
         svc.outbox.load()
+        svc.sos_policy = sos_policy_from(doc)
+        book.policy_for = svc._policy_for
+        svc.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
+        svc.watch.load(store.last_device_reports())
         # Replay every on-time stored event up to the saved horizon. The engine is
         # chunk-invariant, so this reproduces the state of the uninterrupted run.
         after = 0
@@ -207,7 +238,8 @@ class Services:
     # -- ingest -------------------------------------------------------------
 
     async def ingest(
-        self, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None
+        self, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
+        reports: Sequence[dict[str, Any]] = (),
     ) -> IngestResult:
         """Store validated event rows durably, then feed the on-time ones live.
 
@@ -215,13 +247,16 @@ class Services:
         Returns only after the commit, so a 2xx or an MQTT ack means durable.
         Requests that arrive while a commit is in progress are committed
         together in the next transaction (group commit): one fsync for many.
+
+        ``reports`` are device reports (:mod:`coverwatch.server.devices`); an
+        alarm among them (sos, fallDown) raises its alert in the same commit.
         """
-        if not rows:
+        if not rows and not reports:
             return IngestResult(0, 0, 0)
         if self.briefing is not None:  # a governed capability counts only while qualified
             self.briefing.filter_rows(rows)
         done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((rows, source, device, done))
+        self._waiting.append((rows, source, device, done, reports))
         # The committer is its own task, so a client that hangs up mid-commit
         # cannot cancel the commit other requests are waiting on.
         if self._committer is None or self._committer.done():
@@ -233,14 +268,13 @@ class Services:
             group, self._waiting = self._waiting, []
             await self._commit_group(group)
 
-    async def _commit_group(
-        self, group: list[tuple[Sequence[dict[str, Any]], str, str | None, asyncio.Future[Any]]]
-    ) -> None:
+    async def _commit_group(self, group: list[Any]) -> None:
         try:
             async with self.lock:
                 now = self.clock()
                 tagged: list[dict[str, Any]] = []
-                for i, (rows, source, device, _) in enumerate(group):
+                reports: list[dict[str, Any]] = []
+                for i, (rows, source, device, _, reps) in enumerate(group):
                     for r in rows:
                         r["source"] = source
                         r["device"] = device
@@ -248,26 +282,153 @@ class Services:
                         r["late"] = self.live.is_late(int(r["t_us"]))
                         r["_request"] = i
                         tagged.append(r)
-                result = await asyncio.to_thread(self.store.append_events, tagged)
+                    for rep in reps:
+                        reports.append({**rep, "source": source, "received_us": now})
+                alarms = any(rep.get("alarm") for rep in reports)
+                result = await asyncio.to_thread(
+                    self.store.append_events, tagged, reports=reports,
+                    alerts_for=self._alarm_alerts if alarms else None)
                 self.live.add([r for r in result.rows if not r["late"]])
+                for rep in result.reports:
+                    self.watch.note(rep, now)
+                raised = [Alert.from_record(rec) for rec in result.alerts]
+                for alert in raised:
+                    self.book.adopt(alert)
+                # Escalate an SOS now, not at the next tick.
+                steps = self.book.tick(self.clock()) if raised else []
             self.health.committed(True)
         except Exception as e:
             self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
-            for *_, done in group:
+            for *_, done, _reps in group:
                 if not done.done():
                     done.set_exception(e)
             return
+        for alert in raised:
+            self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        if steps:
+            self._escalating = asyncio.create_task(self._escalate(steps))
         inserted = [0] * len(group)
         late = [0] * len(group)
         for r in result.rows:
             inserted[r["_request"]] += 1
             late[r["_request"]] += bool(r["late"])
-        for i, (rows, source, _, done) in enumerate(group):
+        if self.site.duty_from_devices and self.briefing is not None:
+            fixes = [r for r in result.rows if r["kind"] == "fix" and r.get("device")]
+            if fixes:
+                self._duty_task = asyncio.create_task(self._duty_from_devices(fixes))
+        for i, (rows, source, _, done, _reps) in enumerate(group):
             self.ingested[source] = self.ingested.get(source, 0) + inserted[i]
             self.late_total += late[i]
             self.duplicates_total += len(rows) - inserted[i]
             if not done.done():
                 done.set_result(IngestResult(inserted[i], len(rows) - inserted[i], late[i]))
+
+    def _alarm_alerts(self, reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """The alerts newly stored device reports raise (runs inside their commit)."""
+        out: list[tuple[dict[str, Any], str]] = []
+        for rep in reports:
+            kind = ALARM_ALERT_KINDS.get(str(rep.get("alarm") or "").lower())
+            officer = rep.get("officer")
+            if kind is None or not officer:
+                continue
+            received = int(rep["received_us"])
+            t = rep.get("t_us")
+            # An SOS buffered on an offline phone began when it was pressed.
+            plausible = isinstance(t, int) and received - 7 * 86_400 * US_PER_S <= t <= received
+            began = t if plausible and isinstance(t, int) else received
+            rule = f"officer:{officer}"
+            alert = Alert(
+                id=alert_id_for(kind, "", rule, began), kind=kind, post="", rule=rule,
+                lapse_start=began, alert_at=received, count=0, need=0,
+                details={"officer": officer, "device": rep.get("device"),
+                         "alarm": rep.get("alarm"),
+                         "event_time": None if t is None else format_time(int(t)),
+                         "received": format_time(received),
+                         "position": self._last_position(officer, rep.get("_fix")),
+                         "battery": rep.get("battery")},
+            )
+            out.append((alert.to_record(), "alert.raised"))
+        return out
+
+    def _last_position(self, officer: str, fix: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The officer's last known position (site metres), or None: "position unknown"."""
+        if fix is None:  # late fixes count here: the last place they were seen
+            fix = self.store.last_fix(officer)
+        if fix is None:
+            return None
+        raw = fix.get("raw") or {}
+        return {"x": fix["x"], "y": fix["y"], "accuracy_m": fix["accuracy"],
+                "time": format_time(int(fix["t_us"])), "lat": raw.get("lat"),
+                "lon": raw.get("lon")}
+
+    async def _duty_from_devices(self, fixes: list[dict[str, Any]]) -> None:
+        """Site option ``duty_from_devices``: a device fix inside its officer's rostered
+        shift puts them on duty (source ``device-in-shift``) unless they are on duty
+        already or booked off themselves during this shift; the roster end ends it."""
+        from coverwatch.domain.briefing import valid_qualifications
+
+        for fix in fixes:
+            officer, t = fix["officer"], int(fix["t_us"])
+            shift = next((s for s in self.briefing.shifts
+                          if s.officer == officer and s.covers(t)), None)
+            if shift is None:
+                continue
+            last = await asyncio.to_thread(self.store.last_duty_event, officer, t)
+            if last is not None and (last["on"] or last["t_us"] >= shift.start):
+                continue  # on duty, or they (or the roster) said otherwise in this shift
+            caps = sorted(valid_qualifications(officer, t, self.briefing.qualifications))
+            row = {"kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
+                   "accuracy": None, "post": None, "flag": None, "on": True, "open": None,
+                   "capabilities": caps,
+                   "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": True,
+                           "capabilities": caps, "shift": shift.id,
+                           "reason": "device reporting during the rostered shift"}}
+            await self.ingest([row], source="device-in-shift", device=fix.get("device"))
+
+    def _check_silent(self, now: int) -> None:
+        """Raise "device-silent" alerts for rostered officers whose devices went quiet;
+        resolve them when a device reports again or the shift is over (under the lock)."""
+        from coverwatch.server.devices import silent_officers
+
+        assert self.site.silent_after_s is not None
+        on_duty = {o.officer for o in self.live.officers() if o.on_duty}
+        silent = silent_officers(self.briefing.shifts, self.watch, on_duty, now,
+                                 seconds_to_us(self.site.silent_after_s))
+        wanted = {alert_id_for(SILENT, post, f"device:{officer}", since): (officer, since, post)
+                  for officer, (since, post) in silent.items()}
+        touched: list[Alert] = []
+        for alert_id, (officer, since, post) in wanted.items():
+            if alert_id in self.book:
+                continue
+            last = self.store.last_fix(officer)
+            devices = self.watch.by_officer().get(officer, [])
+            battery = next((s.report.get("battery") for _, s in devices
+                            if s.report and s.report.get("battery") is not None), None)
+            alert = self.book.on_alert(
+                post, f"device:{officer}", since, since + seconds_to_us(self.site.silent_after_s),
+                0, 1, kind=SILENT, details={
+                    "officer": officer, "devices": [d for d, _ in devices],
+                    "last_report": None if not devices else format_time(
+                        max(s.last_received for _, s in devices)),
+                    "position": self._last_position(officer, last), "battery": battery})
+            self.store.record_alert_event(alert.to_record(), actor="devices",
+                                          action="alert.raised")
+            touched.append(alert)
+        for alert in self.book.alerts():
+            live = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+            if alert.kind != SILENT or alert.id in wanted or not live:
+                continue
+            trial = Alert.from_record(alert.to_record())
+            trial.resolve(max(now, trial.lapse_start))
+            self.store.record_alert_event(trial.to_record(), actor="devices",
+                                          action="alert.resolved")
+            self.book.restore(trial)
+            touched.append(trial)
+        for alert in touched:
+            self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+
+    def _policy_for(self, alert: Alert) -> EscalationPolicy:
+        return self.sos_policy if alert.kind in DEVICE_ALARM_KINDS else self.book.policy
 
     # -- time ---------------------------------------------------------------
 
@@ -278,11 +439,13 @@ class Services:
             if now < self._recover_until:
                 changes: list[CoverChange] = []
             else:
-                changes = self.live.advance(now)
+                changes = self.live.advance_to(self.watch.horizon(now))
             horizon = self.live.horizon
             # Alert changes under the lock too, so a person's acknowledgement
             # (also under it) cannot overwrite a resolution made meanwhile.
             await asyncio.to_thread(self._apply_changes, changes)
+            if self.site.silent_after_s is not None and self.briefing is not None:
+                await asyncio.to_thread(self._check_silent, now)
             steps = self.book.tick(now)
         if steps:
             await self._escalate(steps)
@@ -291,6 +454,11 @@ class Services:
                 ended = self.book.find(ch.post, ch.rule, ch.lapse_start)
                 if ended is not None:
                     await self.outbox.settle(ended)
+        if now - self._delays_logged >= 60 * US_PER_S:
+            self._delays_logged = now
+            for device, d in self.watch.delays().items():
+                log.info("upload delay of %s: median %.1f s, p95 %.1f s, max %.1f s (%d readings)",
+                         device, d["median_s"], d["p95_s"], d["max_s"], int(d["count"]))
         if horizon - self._last_saved_horizon >= US_PER_S or changes:
             try:
                 await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
@@ -384,6 +552,7 @@ class Services:
         self.book.policy = policy_from(doc)
         with contextlib.suppress(RuntimeError):  # no loop: start-up checks once it runs
             self.outbox.spawn(self.outbox.check_targets())
+        self.sos_policy = sos_policy_from(doc)
 
     async def reload_site(self, actor: str, roles: frozenset[str], reason: str = "") -> Any:
         """Re-read the site file from disk and apply it like any other change.

@@ -14,9 +14,10 @@ Alerts are persisted, not managed: their lifecycle is the domain's
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,12 @@ from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.contacts import ContactsMixin
+from coverwatch.storage.devicereports import DeviceReportsMixin, report_values
 from coverwatch.storage.keeping import KeepingMixin
 from coverwatch.storage.tables import (
     DEFAULT_SITE,
     alerts,
+    device_reports,
     engine_checkpoints,
     events,
     server_state,
@@ -54,6 +57,7 @@ __all__ = [
     "InvalidEventError",
     "Store",
     "alembic_config",
+    "event_digest",
     "event_key",
     "head_revision",
     "open_store",
@@ -70,7 +74,7 @@ _KEY_FIELD = {"fix": "officer", "duty": "officer", "gate": "post", "flag": "flag
 
 _EVENT_COLUMNS = (
     "site", "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
-    "capabilities", "source", "device", "received_us", "late", "raw",
+    "capabilities", "source", "device", "received_us", "late", "raw", "accuracy_source",
 )  # fmt: skip
 _T_US = _EVENT_COLUMNS.index("t_us")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
@@ -89,7 +93,7 @@ CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
     ord bigserial, site text, kind text, key text, t_us bigint, officer text, x double precision,
     y double precision, accuracy double precision, post text, flag text, "on" boolean,
     "open" boolean, capabilities text, source text, device text, received_us bigint,
-    late boolean, raw text
+    late boolean, raw text, accuracy_source text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -115,11 +119,55 @@ class AppendResult:
     duplicates: int
     ids: list[int]
     rows: list[dict[str, Any]]
+    # Device reports stored (not re-sent ones), with "id" set, and alert records raised.
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def event_key(kind: str, ident: str, t_us: int) -> str:
-    """The idempotence key ``"<kind>|<officer/post/flag>|<t_us>"``."""
-    return f"{kind}|{ident}|{t_us}"
+# Given the newly stored device reports, the alert records to raise in the same
+# commit, each with its audit action.
+AlertsFor = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str]]]
+
+
+def _num(value: Any) -> str:
+    try:
+        return "" if value is None else repr(float(value))
+    except (TypeError, ValueError):  # not storable either: the insert will say so
+        return repr(value)
+
+
+def event_digest(row: Mapping[str, Any]) -> str:
+    """A short digest of what an event says (not when it arrived or how it was stored).
+
+    A fix's accuracy counts only if the device reported it: a site default may
+    change between two sendings of the same history.
+    """
+    kind = row.get("kind")
+    if kind == "fix":
+        reported = row.get("accuracy_source") in (None, "reported", "hdop")
+        parts = [_num(row.get("x")), _num(row.get("y")),
+                 _num(row.get("accuracy")) if reported else ""]
+    elif kind == "duty":
+        caps = row.get("capabilities")
+        if caps is not None and not isinstance(caps, str):
+            caps = ",".join(sorted(caps))
+        parts = [str(bool(row.get("on"))), caps or ""]
+    elif kind == "gate":
+        parts = [str(bool(row.get("open")))]
+    else:
+        parts = [str(bool(row.get("on")))]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def event_key(kind: str, ident: str, t_us: int, device: str | None = None,
+              digest: str = "") -> str:
+    """The idempotence key ``"<kind>|<officer/post/flag>|<t_us>|<device>|<digest>"``.
+
+    The same sender re-sending the same event gives the same key (stored once);
+    a different event of the same officer at the same time, or the same one
+    from another device, is a different event.
+    """
+    return f"{kind}|{ident}|{t_us}|{device or ''}|{digest}"
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -236,10 +284,12 @@ def _event_row(row: Mapping[str, Any], received: int, site: str) -> tuple[Any, .
         caps = ",".join(sorted(caps))
     raw = row.get("raw")
     get = row.get
+    device = get("device")
     return (
         site,
         kind,
-        f"{kind}|{ident}|{t_us}",
+        event_key(str(kind), ident, t_us, device if isinstance(device, str) else None,
+                  event_digest(row)),
         t_us,
         get("officer"),
         get("x"),
@@ -251,10 +301,11 @@ def _event_row(row: Mapping[str, Any], received: int, site: str) -> tuple[Any, .
         get("open"),
         caps,
         source,
-        get("device"),
+        device,
         get("received_us", received),
         bool(get("late", False)),
         None if raw is None else orjson.dumps(raw).decode(),
+        get("accuracy_source"),
     )
 
 
@@ -343,12 +394,16 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, AuditMixin):
+class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReportsMixin,
+            AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------
 
-    def append_events(self, rows: Sequence[Mapping[str, Any]]) -> AppendResult:
+    def append_events(
+        self, rows: Sequence[Mapping[str, Any]], *,
+        reports: Sequence[Mapping[str, Any]] = (), alerts_for: AlertsFor | None = None,
+    ) -> AppendResult:
         """Store events in one transaction; re-sent events (same key) are skipped.
 
         Each row has ``kind`` (fix, duty, gate, flag), ``t_us``, ``source`` and
@@ -357,21 +412,47 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, AuditMixin):
         ``received_us`` (default: now), ``late`` and ``raw`` (any JSON value).
         Returns the stored rows (copies of the given dicts with ``"id"`` set)
         and their ids, in id order; see :class:`AppendResult`.
+
+        ``reports`` are device reports (see ``device_reports``) stored in the
+        same transaction; a re-sent one (same key) is skipped. ``alerts_for``
+        gets the newly stored reports and returns alert records to save and
+        audit in that same transaction (an SOS is durable with its report
+        before the device is answered); an alert already stored is kept as is.
         """
-        if not rows:
+        if not rows and not reports:
             return AppendResult(0, 0, [], [])
         received = now_us()
         params = [_event_row(r, received, self.site) for r in rows]
-        append = _postgresql_append if self.dialect == "postgresql" else _sqlite_append
         try:
-            with self._write() as conn:
-                stored = append(conn, params)
+            values_of_reports = [report_values(r, received, self.site) for r in reports]
+        except ValueError as e:
+            raise InvalidEventError(str(e)) from None
+        append = _postgresql_append if self.dialect == "postgresql" else _sqlite_append
+        writer = self._audit_write if alerts_for is not None else self._write
+        new_reports: list[dict[str, Any]] = []
+        raised: list[dict[str, Any]] = []
+        try:
+            with writer() as conn:
+                stored = append(conn, params) if params else []
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
                     earliest = min(p[_T_US] for p in params)
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))
+                for given, values in zip(reports, values_of_reports, strict=True):
+                    insert = _insert(self.dialect)(device_reports).values(**values)
+                    got = conn.execute(insert.on_conflict_do_nothing(
+                        index_elements=[device_reports.c.site, device_reports.c.key]
+                    ).returning(device_reports.c.id)
+                    ).scalar()
+                    if got is not None:
+                        new_reports.append({**given, **values, "id": int(got),
+                                            "raw": given.get("raw")})
+                if alerts_for is not None and new_reports:
+                    for record, action in alerts_for(new_reports):
+                        if self._insert_alert_locked(conn, record, action):
+                            raised.append(record)
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()
@@ -383,7 +464,21 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, AuditMixin):
             row["id"] = event_id
             out.append(row)
         ids = [event_id for event_id, _ in stored]
-        return AppendResult(len(ids), len(params) - len(ids), ids, out)
+        return AppendResult(len(ids), len(params) - len(ids), ids, out, new_reports, raised)
+
+    def _insert_alert_locked(self, conn: Connection, record: Mapping[str, Any],
+                             action: str) -> bool:
+        """Insert a new alert and audit it (inside :meth:`_audit_write`); False if it exists."""
+        values = _alert_values(record)
+        details_text, body = _prepare_details(record)
+        values |= {"site": self.site, "record": details_text, "updated_us": now_us()}
+        insert = _insert(self.dialect)(alerts).values(**values)
+        got = conn.execute(insert.on_conflict_do_nothing().returning(alerts.c.id)).scalar()
+        if got is None:
+            return False
+        self._append_audit_locked(conn, "device", action, f"alert:{values['id']}",
+                                  (details_text, body))
+        return True
 
     def events_since(
         self, after_id: int, limit: int = 1000, *, include_late: bool = True
@@ -414,6 +509,24 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, AuditMixin):
             q = q.limit(limit)
         with self._read() as conn:
             return [_event_out(r) for r in conn.execute(q)]
+
+    def last_fix(self, officer: str) -> dict[str, Any] | None:
+        """The officer's latest stored fix by event time (late ones included), or None."""
+        q = (select(events).where(events.c.site == self.site, events.c.kind == "fix",
+                                  events.c.officer == officer)
+             .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _event_out(row)
+
+    def last_duty_event(self, officer: str, until_us: int) -> dict[str, Any] | None:
+        """The officer's latest stored duty event at or before ``until_us``, or None."""
+        q = (select(events).where(events.c.site == self.site, events.c.kind == "duty",
+                                  events.c.officer == officer, events.c.t_us <= until_us)
+             .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _event_out(row)
 
     def max_event_id(self) -> int:
         """The newest event id, 0 if there are none."""

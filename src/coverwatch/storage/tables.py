@@ -36,6 +36,7 @@ __all__ = [
     "audit",
     "contacts",
     "deliveries",
+    "device_reports",
     "devices",
     "dispatches",
     "engine_checkpoints",
@@ -88,7 +89,8 @@ events = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     _site(),
     Column("kind", Text, nullable=False),
-    # "fix|A1|<t_us>": same officer and time is the same fix, so re-sent history dedups.
+    # "fix|A1|<t_us>|<device>|<content digest>": re-sent history dedups, while a
+    # different fix of the same officer at the same time (phone and radio) is kept.
     Column("key", Text, nullable=False),
     Column("t_us", BigInteger, nullable=False),
     Column("officer", Text),
@@ -105,8 +107,37 @@ events = Table(
     Column("received_us", BigInteger, nullable=False),
     Column("late", Boolean, nullable=False, server_default=false()),
     Column("raw", Text),
+    # Where a fix's accuracy came from: "reported", "hdop" or "default" (null: not a fix).
+    Column("accuracy_source", Text),
     Index(None, "site", "key", unique=True),
     Index(None, "site", "t_us", "id"),
+)
+
+device_reports = Table(
+    "device_reports",
+    metadata,
+    # Every upload from a phone or tracker, used as a fix or not: the device is alive.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    # "<device>|<t or received>|<content digest>": a re-sent upload is one report.
+    Column("key", Text, nullable=False),
+    Column("device", Text, nullable=False),
+    Column("officer", Text),
+    # The device's own time of the report (null: it sent none or none that parses).
+    Column("t_us", BigInteger),
+    Column("received_us", BigInteger, nullable=False),
+    Column("battery", Float),
+    Column("charging", Boolean),
+    # The alarm the device raised (sos, fallDown, lowBattery, powerOff, tampering, ...).
+    Column("alarm", Text),
+    # Whether a fix was stored from it; if not, why not (plain words).
+    Column("used", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("source", Text, nullable=False),
+    Column("raw", Text),
+    Index(None, "site", "key", unique=True),
+    Index(None, "site", "device", "received_us"),
+    Index(None, "site", "officer", "received_us"),
 )
 
 users = Table(
@@ -362,4 +393,5 @@ orders_acknowledgements = Table(
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
+    device_reports,
 )

@@ -170,13 +170,20 @@ async def site(svc: Svc, who: Watcher) -> dict[str, Any]:
 @router.get("/api/v1/plan")
 async def plan(svc: Svc, who: Watcher) -> dict[str, Any]:
     """Officers (with positions and devices), gates and flags at the live horizon."""
+    from coverwatch.server.devices import officer_devices, reporting_only
+
     devices = await asyncio.to_thread(_devices_by_officer, svc)
     live = svc.live
     horizon = live.horizon
+    views = live.officers()
+    views += reporting_only(views, svc.watch)
+    officers = _officers_json(views, live.positions(), horizon, devices)
+    now = svc.clock()
+    for view, out in zip(views, officers, strict=True):  # what the devices say
+        out |= officer_devices(view, svc.watch, now)
     return {
         "horizon": format_time(horizon), "horizon_ms": _ms(horizon),
-        "officers": _officers_json(live.officers(), live.positions(), horizon, devices),
-        "gates": live.gates(), "flags": live.flags(),
+        "officers": officers, "gates": live.gates(), "flags": live.flags(),
     }
 
 

@@ -7,6 +7,8 @@ import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone,
 import { Plan } from "./plan.js";
 import { Timeline } from "./timeline.js";
 import { escalationFacts, nearestBlock, directFacts, urgency } from "./alertnotify.js";
+import { setupEnrol } from "./enrol.js";
+import { isAlarm, alarmTitle, alarmFacts, renderSosBanner, drawAlarmMarkers, deviceCell } from "./alarms.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
@@ -36,6 +38,8 @@ function render() {
   if (!v) return;
   app.plan.render(v);
   renderProblems(v);
+  drawAlarmMarkers(app.plan, v.alerts);
+  if (!v.replay) renderSosBanner($("sos-banner"), v.alerts, app.sound);
   renderSummary(v);
   renderAlerts(v);
   renderHistory(v);
@@ -129,6 +133,7 @@ const DIRECT = new Set(["system", "notification-failure"]);
 
 function alertFacts(a, v) {
   if (a.kind === "unbriefed") return unbriefedFacts(a, v);
+  if (isAlarm(a)) return alarmFacts(a, v);
   if (DIRECT.has(a.kind)) return directFacts(a, v);
   const cov = v.rules.find((r) => r.post === a.post && r.rule === a.rule);
   const shortFor = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs
@@ -186,7 +191,8 @@ function makeCard(a) {
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
-    el("header", {}, el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
+    el("header", {}, isAlarm(a) ? el("h3", { class: "alarm-title" }, alarmTitle(a))
+      : el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
     el("div", { class: "who-to-send" }),
     el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn, noteBtn)), err);
@@ -206,7 +212,8 @@ function updateCard(card, a, v) {
     ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
   const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
-  const canClose = !v.replay && app.canAct && a.state === "resolved";
+  // A device alarm has no automatic end: a person closes it.
+  const canClose = !v.replay && app.canAct && (a.state === "resolved" || (isAlarm(a) && a.state === "acknowledged"));
   ackBtn.hidden = !canAck;
   closeBtn.hidden = !canClose;
   const { noteBtn } = card._parts;
@@ -279,7 +286,7 @@ function noticeNew(alerts) {
   const fresh = open.filter((a) => !app.knownAlerts.has(a.id));
   for (const a of alerts) app.knownAlerts.add(a.id);
   if (!fresh.length) return;
-  const text = fresh.map((a) => `${postName(a.post)} – ${a.rule}`).join("; ");
+  const text = fresh.map((a) => (isAlarm(a) ? alarmTitle(a) : `${postName(a.post)} – ${a.rule}`)).join("; ");
   const banner = $("banner");
   banner.replaceChildren(el("strong", {}, "NEW ALERT: "), text, el("button", { type: "button", class: "dismiss", onclick: () => { banner.hidden = true; } }, "Dismiss"));
   banner.hidden = false;
@@ -319,7 +326,7 @@ function renderOfficers(v) {
     el("td", {}, o.on_duty ? "On duty" : "Off duty"),
     el("td", {}, o.capabilities.join(", ") || "–"),
     el("td", {}, o.last_fix_age_s === null ? "never" : `${formatDuration(o.last_fix_age_s)} ago${o.stale ? " – STALE" : ""}`),
-    el("td", {}, o.devices.join(", ") || "–"),
+    deviceCell(o),
     el("td", {}, o.counts_for.map((c) => `${postName(c.post)} · ${c.rule}`).join("; ") || "–"))));
 }
 
@@ -478,6 +485,7 @@ async function main() {
   $("daily-link").href = `/api/v1/records/daily?date=${today}&format=pdf`;
   $("daily-csv-link").href = `/api/v1/records/daily?date=${today}&format=csv`;
   if (!app.canAct) $("read-only").hidden = false;
+  setupEnrol(app.who);
   app.plan = new Plan($("plan"), app.site);
   app.timeline = new Timeline($("timeline"), app.site, (ms, row) => {
     if (app.mode === "replay") { $("replay-slider").value = String(Math.floor(ms / 1000)); replayAt(ms); }

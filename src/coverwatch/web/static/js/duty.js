@@ -15,6 +15,29 @@ async function refresh() {
     el("dt", {}, "Capabilities"), el("dd", {}, d.capabilities.join(", ") || "none"),
     el("dt", {}, "Last position"), el("dd", {}, d.last_fix_age_s === null || d.last_fix_age_s === undefined ? "none received" : `${formatDuration(d.last_fix_age_s)} ago`),
     el("dt", {}, "You count for"), el("dd", {}, counts || "no rule right now"));
+  showBooking(d.on_duty);
+}
+
+// Book on or off duty from the phone (a duty event, source "session").
+function showBooking(onDuty) {
+  const btn = $("book-duty");
+  btn.hidden = false;
+  btn.textContent = onDuty ? "Book off duty" : "Book on duty";
+  btn.dataset.on = onDuty ? "false" : "true";
+}
+
+async function bookDuty() {
+  const btn = $("book-duty");
+  btn.disabled = true;
+  $("book-error").textContent = "";
+  try {
+    await api("/api/v1/me/duty", { method: "POST", body: { on: btn.dataset.on === "true" } });
+    await refresh();
+  } catch (e) {
+    if (!(e instanceof AuthError)) $("book-error").textContent = `Could not book: ${e.message}`;
+  } finally {
+    btn.disabled = false;
+  }
 }
 
 // -- orders ------------------------------------------------------------------------
@@ -95,6 +118,7 @@ async function main() {
   const who = await me();
   $("user").textContent = who.name;
   $("logout").addEventListener("click", logout);
+  $("book-duty").addEventListener("click", bookDuty);
   const loop = async () => {
     try { await refresh(); } catch (e) { $("duty-state").textContent = `Cannot load your duty: ${e.message}`; }
     setTimeout(loop, 5000);

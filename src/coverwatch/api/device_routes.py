@@ -1,0 +1,182 @@
+"""HTTP routes for officers' devices: the OsmAnd protocol (Traccar Client, OsmAnd),
+booking on and off duty from the phone, and enrolling, rotating and revoking devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from coverwatch.domain.time import format_time, seconds_to_us
+from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.devices import device_upload, osmand_json_readings, osmand_readings
+from coverwatch.server.ingest import InvalidEvents
+from coverwatch.server.problems import problem_response, problems
+from coverwatch.server.services import Services
+from coverwatch.storage import DuplicateNameError, record_device_change
+
+__all__ = ["router"]
+
+router = APIRouter()
+Svc = Annotated[Services, Depends(services)]
+
+
+def _problem(status: int, errors: list[dict[str, Any]]) -> Any:
+    return problem_response(status, None, errors)
+
+
+class DutyChange(BaseModel):
+    on: bool
+    capabilities: list[str] | None = Field(default=None, max_length=50)
+
+
+@router.post("/api/v1/me/duty")
+async def book_duty(
+    body: DutyChange, svc: Svc, who: Annotated[Principal, Depends(require("officer", DEVICE))]
+) -> dict[str, Any]:
+    """Book on or off duty now, from the officer's page or their device.
+
+    Capabilities default to the officer's valid qualifications; either way a
+    governed capability counts only while a qualification for it is valid.
+    """
+    from coverwatch.domain.briefing import valid_qualifications
+
+    officer = who.officer if who.kind == "device" else who.name
+    if not officer:
+        raise HTTPException(403, "this device is not assigned to an officer")
+    t = max(svc.clock(), svc.live.horizon)
+    caps = body.capabilities
+    if caps is None:
+        quals = svc.briefing.qualifications if svc.briefing is not None else []
+        caps = sorted(valid_qualifications(officer, t, quals)) if body.on else []
+    if any(not isinstance(c, str) or not c or len(c) > 64 for c in caps):
+        raise HTTPException(422, "capabilities must be names (1-64 characters)")
+    via = "device" if who.kind == "device" else "session"
+    row = {"kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
+           "accuracy": None, "post": None, "flag": None, "on": body.on, "open": None,
+           "capabilities": sorted(set(caps)),
+           "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": body.on,
+                   "capabilities": sorted(set(caps)), "via": via, "by": who.name}}
+    await svc.ingest([row], source=via, device=who.name if via == "device" else None)
+    return {"officer": officer, "on_duty": body.on, "capabilities": row["capabilities"],
+            "at": format_time(t), "source": via}
+
+
+async def _osmand_device(request: Request, svc: Services, ident: str | None) -> Principal:
+    # Traccar Client sends only a device identifier: configure it as the device's token.
+    if not ident:  # the id is the device's only credential: without it, unauthenticated
+        raise HTTPException(401, "missing id (the device identifier, its coverwatch token)")
+    device = await asyncio.to_thread(svc.store.device_for_token, ident)
+    if device is None or not device.active:
+        raise HTTPException(
+            401, "unknown device: set the device identifier to its coverwatch token"
+        )
+    if device.officer is None:
+        raise HTTPException(403, f"device {device.name} is not assigned to an officer")
+    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+
+
+@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 413))
+@router.post("/osmand", operation_id="osmand_post",
+             responses=problems(400, 401, 403, 413))  # one id per method keeps OpenAPI valid
+async def osmand(request: Request, svc: Svc) -> Any:
+    """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body).
+
+    Never stalls a phone: an authenticated, well-formed upload always gets 200,
+    and what could not be used as a fix is stored as a device report with the
+    reason, which the reply gives per reading. 4xx only for a missing or unknown
+    device identifier (401/403) and a body that is not what it claims (400).
+    """
+    params: dict[str, Any] = dict(request.query_params)
+    body: Any = None
+    ctype = request.headers.get("content-type", "")
+    if request.method == "POST":
+        if ctype.startswith("application/json"):
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as e:
+                return _problem(400, [{"index": None, "field": None,
+                                       "message": f"invalid JSON: {e}"}])
+        elif ctype.startswith("application/x-www-form-urlencoded"):
+            form = await request.form()
+            params.update({k: str(v) for k, v in form.items()})
+    ident = params.get("id") or params.get("deviceid")
+    if body is not None and isinstance(body, dict):
+        ident = ident or body.get("device_id")
+    who = await _osmand_device(request, svc, ident if isinstance(ident, str) else None)
+    assert who.officer is not None
+    try:
+        readings = osmand_json_readings(body) if body is not None else osmand_readings(params)
+    except InvalidEvents as e:
+        return _problem(400, [p.as_dict() for p in e.problems])
+    upload = device_upload(readings, svc.site, officer=who.officer, device=who.name,
+                           received_us=svc.clock(),
+                           max_future_us=seconds_to_us(svc.settings.max_future_s))
+    result = await svc.ingest(upload.rows, source="osmand", device=who.name,
+                              reports=upload.reports)
+    return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late,
+            "readings": upload.reply}
+
+
+class NewDevice(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    officer: str = Field(min_length=1, max_length=100)
+
+
+def _enrolment(svc: Services, name: str, officer: str | None, token: str) -> dict[str, Any]:
+    """The link and QR code for the phone, if the server knows its public URL."""
+    from coverwatch.server.enrolment import enrolment
+
+    if not svc.settings.public_url:
+        return {"token": token, "enrolment": None,
+                "note": "start the server with --public-url to get an enrolment link and QR"}
+    e = enrolment(svc.settings.public_url, name, officer, token)
+    return {"token": token, "enrolment": e.as_dict()}
+
+
+@router.post("/api/v1/devices", status_code=201, responses=problems(409))
+async def create_device(
+    body: NewDevice, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    try:
+        _, token = await asyncio.to_thread(svc.store.create_device, body.name, body.officer)
+    except DuplicateNameError as e:
+        raise HTTPException(409, str(e)) from None
+    await asyncio.to_thread(record_device_change, svc.store, who.name, body.name, "created",
+                            {"officer": body.officer})
+    # The token is shown once; the server keeps only its hash.
+    return {"name": body.name, "officer": body.officer} | _enrolment(
+        svc, body.name, body.officer, token)
+
+
+@router.delete("/api/v1/devices/{name}", responses=problems(404))
+async def revoke_device(
+    name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    try:
+        device = await asyncio.to_thread(svc.store.deactivate_device, name)
+    except LookupError:
+        raise HTTPException(404, f"no device {name}") from None
+    if device.changed:  # revoking a revoked device again is no new event
+        await asyncio.to_thread(record_device_change, svc.store, who.name, name, "revoked")
+    return {"name": name, "active": False}
+
+
+@router.post("/api/v1/devices/{name}/rotate", responses=problems(404))
+async def rotate_device(
+    name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
+) -> Any:
+    """A new token for a device (the old one stops working), with its enrolment link."""
+    try:
+        token = await asyncio.to_thread(svc.store.rotate_device_token, name)
+    except LookupError:
+        raise HTTPException(404, f"no device {name}") from None
+    await asyncio.to_thread(record_device_change, svc.store, who.name, name, "rotated")
+    device = next((d for d in await asyncio.to_thread(svc.store.list_devices)
+                   if d.name == name), None)
+    officer = None if device is None else device.officer
+    return {"name": name, "officer": officer} | _enrolment(svc, name, officer, token)

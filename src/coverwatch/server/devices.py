@@ -1,0 +1,462 @@
+"""Phones and trackers as they really behave: one place that turns what a device
+sent into device reports, fixes and alarms.
+
+Every upload from a phone app (OsmAnd protocol: Traccar Client 8/9/10, the
+legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`) becomes
+
+* one **device report** per reading: the device is alive, its battery, any
+  alarm, and, if the reading could not be used as a fix, why not;
+* a **fix** record when the reading has a usable position and time, checked by
+  the same rules as every other input (:func:`coverwatch.server.ingest.validate_records`);
+* nothing else: a phone is never refused for what it measured (a 4xx makes
+  Traccar Client retry the same upload forever, stalling every newer one).
+
+Accuracy is never left at 0 (which would overstate cover): the reported
+accuracy, else ``hdop`` (OsmAnd fills it with metres), else the site's
+``default_accuracy_m``; the fix records which (``accuracy_source``).
+
+:class:`DeviceWatch` keeps what the server needs about each device between
+uploads: the newest report, upload delay statistics and the per-site watermark
+(see docs/semantics.md, "Watermark").
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from coverwatch.domain.records import T_LIMIT_S
+from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.server.ingest import InvalidEvents, validate_records
+
+__all__ = [
+    "ALARM_ALERT_KINDS",
+    "DeviceUpload",
+    "DeviceWatch",
+    "Reading",
+    "device_upload",
+    "fill_accuracy",
+    "officer_devices",
+    "osmand_json_readings",
+    "osmand_readings",
+    "reporting_only",
+    "silent_officers",
+]
+
+# Device alarms that raise an alert at once, and the alert kind.
+ALARM_ALERT_KINDS = {"sos": "sos", "falldown": "fall", "fall": "fall"}
+# Earliest plausible device time: GPS week-rollover bugs report 1999 and 2019-04.
+_PLAUSIBLE_FROM_US = parse_time("2001-01-01T00:00:00Z")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+@dataclass(slots=True)
+class Reading:
+    """One reading from a device, as sent; anything may be missing or wrong.
+
+    ``problems`` are things that stop it being a fix, found while parsing.
+    """
+
+    time: Any = None
+    lat: Any = None
+    lon: Any = None
+    accuracy: Any = None
+    hdop: Any = None
+    valid: bool = True
+    battery: float | None = None
+    charging: bool | None = None
+    alarm: str | None = None
+    problems: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUpload:
+    """What one upload becomes: store rows for fixes, device reports, and the reply."""
+
+    rows: list[dict[str, Any]]
+    reports: list[dict[str, Any]]
+    reply: list[dict[str, Any]]
+
+
+def _number(value: Any, name: str, problems: list[str]) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        problems.append(f"{name} is not a number: {value!r}")
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        problems.append(f"{name} is not a number: {str(value)[:40]!r}")
+        return None
+    if not math.isfinite(number):
+        problems.append(f"{name} is not a finite number: {str(value)[:40]!r}")
+        return None
+    return number
+
+
+def _time_value(value: Any) -> Any:
+    """OsmAnd timestamps: epoch seconds, milliseconds if >= 2^31, or ISO-8601."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    return number / 1000.0 if abs(number) >= 2**31 else number
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
+def _battery_percent(value: Any, *, fraction: bool) -> float | None:
+    number = _number(value, "battery", [])
+    if number is None or number < 0:
+        return None
+    # Traccar Client 9 reports 0..1; the form versions 0..100.
+    if fraction and number <= 1.0:
+        number *= 100.0
+    return min(number, 100.0)
+
+
+def osmand_readings(params: Mapping[str, Any]) -> list[Reading]:
+    """One reading from OsmAnd query or form parameters (Traccar Client 8/10, OsmAnd, iOS)."""
+    r = Reading(raw=dict(params))
+    problems = r.problems
+    r.valid = _flag(params.get("valid", "true")) is not False
+    r.lat = _number(params.get("lat", params.get("latitude")), "lat", problems)
+    r.lon = _number(params.get("lon", params.get("longitude")), "lon", problems)
+    location = params.get("location")
+    if (r.lat is None or r.lon is None) and location and not problems:
+        parts = str(location).split(",")
+        if len(parts) == 2:
+            r.lat = _number(parts[0], "location", problems)
+            r.lon = _number(parts[1], "location", problems)
+        else:
+            problems.append("location is not lat,lon")
+    r.time = _time_value(params.get("timestamp"))
+    r.accuracy = _number(params.get("accuracy"), "accuracy", problems)
+    r.hdop = _number(params.get("hdop"), "hdop", problems)
+    r.battery = _battery_percent(params.get("batt", params.get("battery")), fraction=False)
+    charge = params.get("charge", params.get("charging"))
+    r.charging = None if charge is None else _flag(charge)
+    alarm = params.get("alarm")
+    r.alarm = str(alarm).strip()[:40] or None if alarm is not None else None
+    return [r]
+
+
+def osmand_json_readings(body: Any) -> list[Reading]:
+    """Readings from a Traccar Client 9 JSON body (``location`` object or list)."""
+    if not isinstance(body, Mapping):
+        raise InvalidEvents([_problem(None, "expected a JSON object")])
+    locations = body.get("location")
+    if isinstance(locations, Mapping):
+        locations = [locations]
+    if not isinstance(locations, list) or not locations:
+        raise InvalidEvents([_problem("location", "missing location object")])
+    out: list[Reading] = []
+    for loc in locations:
+        if not isinstance(loc, Mapping):
+            raise InvalidEvents([_problem("location", "expected an object")])
+        r = Reading(raw=dict(loc))
+        coords = loc.get("coords")
+        coords = coords if isinstance(coords, Mapping) else {}
+        r.lat = _number(coords.get("latitude"), "coords.latitude", r.problems)
+        r.lon = _number(coords.get("longitude"), "coords.longitude", r.problems)
+        r.accuracy = _number(coords.get("accuracy"), "coords.accuracy", r.problems)
+        r.time = loc.get("timestamp")
+        battery = loc.get("battery")
+        if isinstance(battery, Mapping):
+            r.battery = _battery_percent(battery.get("level"), fraction=True)
+            charging = battery.get("is_charging")
+            r.charging = charging if isinstance(charging, bool) else None
+        extras = loc.get("extras")
+        if isinstance(extras, Mapping) and extras.get("alarm") is not None:
+            r.alarm = str(extras["alarm"]).strip()[:40] or None
+        out.append(r)
+    return out
+
+
+def _problem(field_name: str | None, message: str) -> Any:
+    from coverwatch.server.ingest import IngestProblem
+
+    return IngestProblem(0, field_name, message)
+
+
+def fill_accuracy(record: dict[str, Any], site: Site, hdop: float | None = None) -> str:
+    """Give a fix record an accuracy that never overstates cover; returns its source.
+
+    The reported ``accuracy_m`` if any, else ``hdop`` (metres, as OsmAnd sends
+    it), else the site's ``default_accuracy_m``.
+    """
+    if record.get("accuracy_m") is not None:
+        return "reported"
+    if hdop is not None and hdop >= 0:
+        record["accuracy_m"] = hdop
+        return "hdop"
+    record["accuracy_m"] = site.default_accuracy_m
+    return "default"
+
+
+def _device_time(r: Reading, received_us: int) -> tuple[int | None, str | None]:
+    """The reading's time (µs) and why it cannot be used, if it cannot."""
+    if r.time is None or r.time == "":
+        return None, None
+    value = _time_value(r.time) if isinstance(r.time, str) else r.time
+    try:
+        if isinstance(value, bool):
+            raise ValueError("a boolean")
+        if isinstance(value, int | float) and not -T_LIMIT_S < value < T_LIMIT_S:
+            raise ValueError("out of range")
+        t = parse_time(value)
+    except (ValueError, OverflowError) as e:
+        return None, f"time not understood ({e}): {str(r.time)[:40]!r}"
+    if t < _PLAUSIBLE_FROM_US:
+        return t, f"implausible device time {format_time(t)}; check the device clock"
+    return t, None
+
+
+def device_upload(
+    readings: Sequence[Reading], site: Site, *, officer: str, device: str,
+    received_us: int, max_future_us: int,
+) -> DeviceUpload:
+    """Turn readings into fix rows and device reports; never raises for what was measured."""
+    rows: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    reply: list[dict[str, Any]] = []
+    for r in readings:
+        t, why = _device_time(r, received_us)
+        reasons = list(r.problems)
+        time_source = "device"
+        if why is not None:
+            reasons.append(why)
+        elif t is None:
+            t, time_source = received_us, "received"
+        elif t > received_us + max_future_us:
+            reasons.append(
+                f"time {format_time(t)} is {(t - received_us) / US_PER_S:.0f} s ahead of the "
+                "server clock; check the device clock")
+        if not r.valid:
+            reasons.append("the device reports no valid position (valid=false)")
+        elif (r.lat is None or r.lon is None) and not r.problems:
+            reasons.append("no position (a heartbeat)")
+        row = None
+        if not reasons and t is not None:
+            record: dict[str, Any] = {"t": t / US_PER_S, "kind": "fix", "officer": officer,
+                                      "lat": r.lat, "lon": r.lon}
+            if r.accuracy is not None:
+                record["accuracy_m"] = r.accuracy
+            source = fill_accuracy(record, site, r.hdop)
+            try:
+                (row,) = validate_records([record], site, now_us=received_us,
+                                          max_future_us=max_future_us)
+            except InvalidEvents as e:
+                p = e.problems[0]
+                reasons.append(f"{p.field}: {p.message}" if p.field else p.message)
+            else:
+                row["t_us"] = t  # exact, not through float seconds
+                row["accuracy_source"] = source
+                row["raw"] = {**r.raw, "time_source": time_source}
+                rows.append(row)
+        reason = "; ".join(reasons) or None
+        reports.append({
+            "officer": officer, "device": device,
+            "t_us": t,
+            "battery": r.battery, "charging": r.charging, "alarm": r.alarm,
+            "used": row is not None, "reason": reason,
+            "raw": {**r.raw, "time_source": time_source},
+            "_fix": row,
+        })
+        reply.append({
+            "used_as_fix": row is not None,
+            "reason": reason,
+            "time": None if t is None else format_time(t),
+            "time_source": time_source,
+            "accuracy_m": None if row is None else row["accuracy"],
+            "accuracy_source": None if row is None else row["accuracy_source"],
+            "battery": r.battery,
+            "alarm": r.alarm,
+        })
+    return DeviceUpload(rows, reports, reply)
+
+
+# -- between uploads -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Seen:
+    officer: str | None
+    last_t: int | None = None  # newest device time reported (µs)
+    last_received: int = 0
+    report: dict[str, Any] | None = None
+    alarm: tuple[str, int] | None = None  # the newest alarm and when it arrived
+    delays_s: deque[float] = field(default_factory=lambda: deque(maxlen=500))
+
+
+class DeviceWatch:
+    """Each device's newest report, its upload delays, and the site's watermark.
+
+    The watermark (horizon) is ``min`` over active devices of the newest time
+    each has reported, kept between ``now - max_lateness`` and ``now - lateness``:
+    a phone with steady upload latency up to ``max_lateness`` counts live, and
+    when every device reports promptly the horizon trails the clock by only
+    ``lateness``. A device is active while it uploaded within ``max_lateness``.
+    """
+
+    def __init__(self, lateness_us: int, max_lateness_us: int) -> None:
+        self.lateness_us = lateness_us
+        self.max_lateness_us = max(max_lateness_us, lateness_us)
+        self._seen: dict[str, _Seen] = {}
+
+    def note(self, report: Mapping[str, Any], received_us: int) -> None:
+        """Record one stored device report (and the delay of its fix, if it was one)."""
+        device = str(report["device"])
+        seen = self._seen.get(device)
+        if seen is None:
+            seen = self._seen[device] = _Seen(report.get("officer"))
+        seen.officer = report.get("officer")
+        seen.last_received = max(seen.last_received, received_us)
+        t = report.get("t_us")
+        if isinstance(t, int) and report.get("used"):
+            seen.last_t = t if seen.last_t is None else max(seen.last_t, t)
+            seen.delays_s.append((received_us - t) / US_PER_S)
+        if report.get("alarm"):
+            seen.alarm = (str(report["alarm"]), received_us)
+        seen.report = {k: v for k, v in report.items() if not k.startswith("_")}
+
+    def load(self, reports: Mapping[str, Mapping[str, Any]]) -> None:
+        """Start from the stored newest report of each device (after a restart)."""
+        for device, rep in reports.items():
+            self._seen[device] = _Seen(rep.get("officer"), None, int(rep["received_us"]),
+                                       dict(rep))
+
+    def horizon(self, now_us: int) -> int:
+        """The watermark at ``now_us`` (see the class docstring)."""
+        floor = now_us - self.max_lateness_us
+        ceiling = now_us - self.lateness_us
+        active = [s.last_t for s in self._seen.values()
+                  if s.last_t is not None and s.last_received > floor]
+        return max(floor, min([ceiling, *active]))
+
+    def last_report(self, device: str) -> dict[str, Any] | None:
+        seen = self._seen.get(device)
+        return None if seen is None else seen.report
+
+    def by_officer(self) -> dict[str, list[tuple[str, _Seen]]]:
+        """Every device seen, grouped by officer."""
+        out: dict[str, list[tuple[str, _Seen]]] = {}
+        for device, seen in self._seen.items():
+            if seen.report is not None and seen.officer:
+                out.setdefault(seen.officer, []).append((device, seen))
+        return out
+
+    def delays(self) -> dict[str, dict[str, float]]:
+        """Per device: upload delay (receive time minus fix time) median, 95th pct, max, count."""
+        out: dict[str, dict[str, float]] = {}
+        for device, seen in self._seen.items():
+            d = sorted(seen.delays_s)
+            if not d:
+                continue
+            p95 = d[min(len(d) - 1, math.ceil(0.95 * len(d)) - 1)]
+            out[device] = {"count": float(len(d)), "median_s": statistics.median(d),
+                           "p95_s": p95, "max_s": d[-1]}
+        return out
+
+
+def _clock_wrong(reason: str | None) -> bool:
+    return reason is not None and ("clock" in reason or "time not understood" in reason)
+
+
+def officer_devices(view: Any, watch: DeviceWatch, now_us: int) -> dict[str, Any]:
+    """What an officer's devices say, for the officers view and API.
+
+    ``not_counting`` names why an officer whose device is reporting does not
+    count for any rule: off duty, not qualified, stale (no usable fix), clock
+    wrong, or not at a post; None if they count or no device is reporting.
+    """
+    devices: list[dict[str, Any]] = []
+    newest: tuple[int, dict[str, Any]] | None = None
+    for device, seen in sorted(watch.by_officer().get(view.officer, []), key=lambda d: d[0]):
+        rep = seen.report or {}
+        received = int(rep.get("received_us") or seen.last_received)
+        devices.append({
+            "device": device,
+            "last_report": format_time(received),
+            "last_report_age_s": max(0.0, (now_us - received) / US_PER_S),
+            "device_time": None if rep.get("t_us") is None else format_time(int(rep["t_us"])),
+            "battery": rep.get("battery"), "charging": rep.get("charging"),
+            "used_as_fix": bool(rep.get("used")), "reason": rep.get("reason"),
+            "alarm": None if seen.alarm is None else seen.alarm[0],
+            "alarm_at": None if seen.alarm is None else format_time(seen.alarm[1]),
+            "upload_delay_median_s": (statistics.median(seen.delays_s) if seen.delays_s
+                                      else None),
+        })
+        if newest is None or received > newest[0]:
+            newest = (received, rep)
+    reason = None
+    if newest is not None and not view.rules:
+        if _clock_wrong(newest[1].get("reason")):
+            reason = "clock wrong"
+        elif not view.on_duty:
+            reason = "off duty"
+        elif view.stale:
+            reason = "stale"
+        elif view.unqualified:
+            reason = "not qualified"
+        else:
+            reason = "not at a post"
+    by_time = sorted(devices, key=lambda d: str(d["last_report"]), reverse=True)
+    battery = next((d["battery"] for d in by_time if d["battery"] is not None), None)
+    return {"device_reports": devices,
+            "last_report": by_time[0]["last_report"] if by_time else None,
+            "battery": battery, "not_counting": reason}
+
+
+def reporting_only(views: Sequence[Any], watch: DeviceWatch) -> list[Any]:
+    """Officer views for officers whose devices report but who have no event yet."""
+    from coverwatch.server.live import OfficerView
+
+    known = {v.officer for v in views}
+    return [OfficerView(officer, False, (), None, True, ())
+            for officer in sorted(watch.by_officer()) if officer not in known]
+
+
+def silent_officers(
+    shifts: Sequence[Any], watch: DeviceWatch, on_duty: set[str], now_us: int,
+    silent_after_us: int,
+) -> dict[str, tuple[int, str]]:
+    """Rostered officers whose devices have been silent too long: officer -> (since, post).
+
+    An officer counts while a shift of theirs covers ``now_us`` and they are on
+    duty or their devices never reported (so an officer whose phone never
+    started is caught too). ``since`` is the newest report's arrival, or the
+    shift start if none arrived since it began.
+    """
+    last: dict[str, int] = {}
+    for officer, seen in watch.by_officer().items():
+        last[officer] = max(s.last_received for _, s in seen)
+    out: dict[str, tuple[int, str]] = {}
+    for shift in shifts:
+        if not shift.covers(now_us) or shift.officer in out:
+            continue
+        heard = last.get(shift.officer)
+        if shift.officer not in on_duty and heard is not None:
+            continue
+        since = shift.start if heard is None or heard < shift.start else heard
+        if now_us - since > silent_after_us:
+            out[shift.officer] = (since, shift.post or shift.patrol or "")
+    return out

@@ -1,0 +1,73 @@
+"""Device reports: every upload from a phone or tracker, used as a fix or not.
+
+Written in the same transaction as the upload's events (see
+:meth:`coverwatch.storage.store.Store.append_events`); read here for the
+officers view and after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+
+from coverwatch.storage.base import StoreBase
+from coverwatch.storage.tables import device_reports
+
+__all__ = ["DeviceReportsMixin", "report_values"]
+
+
+_REPORT_COLUMNS = ("device", "officer", "t_us", "received_us", "battery", "charging", "alarm",
+                   "used", "reason", "source")
+
+
+def report_values(row: Mapping[str, Any], received: int, site: str) -> dict[str, Any]:
+    """A device_reports row; its key is the device, its time and what it said."""
+    device = row.get("device")
+    if not isinstance(device, str) or not device:
+        raise ValueError("a device report needs a device")
+    values = {c: row.get(c) for c in _REPORT_COLUMNS}
+    values["site"] = site
+    values["received_us"] = row.get("received_us", received)
+    values["used"] = bool(row.get("used"))
+    values["source"] = row.get("source") or "device"
+    raw = row.get("raw")
+    values["raw"] = None if raw is None else orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
+    # Without a device time, the arrival time identifies it (a re-send cannot be told apart).
+    when = values["t_us"] if values["t_us"] is not None else f"r{values['received_us']}"
+    digest = hashlib.sha256((values["raw"] or "").encode()).hexdigest()[:16]
+    values["key"] = f"{device}|{when}|{digest}"
+    return values
+
+
+def _out(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    if out.get("raw") is not None:
+        out["raw"] = orjson.loads(out["raw"])
+    return out
+
+
+class DeviceReportsMixin(StoreBase):
+    """Reading device reports."""
+
+    def last_device_reports(self) -> dict[str, dict[str, Any]]:
+        """Each device's newest report (by arrival), for the officers view."""
+        newest = (select(device_reports.c.device, func.max(device_reports.c.id).label("id"))
+                  .where(device_reports.c.site == self.site)
+                  .group_by(device_reports.c.device).subquery())
+        q = select(device_reports).join(newest, device_reports.c.id == newest.c.id)
+        with self._read() as conn:
+            return {r.device: _out(r) for r in conn.execute(q)}
+
+    def device_reports(self, device: str | None = None, limit: int = 100
+                       ) -> list[dict[str, Any]]:
+        """The newest reports (of one device, or all), newest first."""
+        q = (select(device_reports).where(device_reports.c.site == self.site)
+             .order_by(device_reports.c.id.desc()).limit(limit))
+        if device is not None:
+            q = q.where(device_reports.c.device == device)
+        with self._read() as conn:
+            return [_out(r) for r in conn.execute(q)]

@@ -1,0 +1,84 @@
+// Device alarms (SOS, fall) and device status in the control room: the SOS
+// banner, the alarm's facts on its card, its marker on the plan, and the
+// officers table's device column. Kept apart from the alert cards on purpose.
+
+import { el, svg, beep, formatDuration, formatTime } from "./common.js";
+
+const ALARM_KINDS = new Set(["sos", "fall"]);
+const seen = new Set();
+
+export function isAlarm(a) { return ALARM_KINDS.has(a.kind); }
+
+function officerOf(a) { return a.details?.officer ?? a.rule.replace(/^officer:/, ""); }
+
+function kindWord(a) { return a.kind === "sos" ? "SOS" : "FALL"; }
+
+export function alarmTitle(a) { return `${kindWord(a)} · officer ${officerOf(a)}`; }
+
+function positionText(a) {
+  const p = a.details?.position;
+  if (!p) return "Position unknown";
+  return `Last known position (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m ±${Math.round(p.accuracy_m)} m at ${formatTime(Date.parse(p.time))}`;
+}
+
+// The facts on an alarm's card: when it was raised on the device, when it arrived, where.
+export function alarmFacts(a, v) {
+  const d = a.details ?? {};
+  const pressed = d.event_time ? formatTime(Date.parse(d.event_time)) : "unknown";
+  const arrived = d.received ? formatTime(Date.parse(d.received)) : formatTime(a.alert_at_ms);
+  const ended = a.resolved_at_ms !== null && a.resolved_at_ms <= v.nowMs;
+  const levels = a.escalated_level >= 0 ? `Escalated: level ${a.escalated_level + 1}` : "Not escalated";
+  const ack = a.acknowledged_by ? `Acknowledged by ${a.acknowledged_by} ${formatTime(a.acknowledged_at_ms)}${a.acknowledgement_note ? ": “" + a.acknowledgement_note + "”" : ""}` : null;
+  return {
+    shortFor: `${kindWord(a)} from ${officerOf(a)}${d.device ? " (" + d.device + ")" : ""}: sent ${pressed}, arrived ${arrived}`,
+    coverNow: positionText(a), esc: levels, ack, lapsedNow: !ended,
+  };
+}
+
+// A red banner that stays while any alarm is open or acknowledged but not closed.
+export function renderSosBanner(host, alerts, sound) {
+  const live = alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged"));
+  if (!live.length) { host.hidden = true; host.replaceChildren(); return; }
+  host.replaceChildren(...live.map((a) => el("p", { class: "sos-line", "data-alert": a.id },
+    el("strong", {}, `${kindWord(a)} ${officerOf(a)}`), " – ", positionText(a),
+    ` – sent ${a.details?.event_time ? formatTime(Date.parse(a.details.event_time)) : "unknown"}`,
+    `, arrived ${formatTime(a.alert_at_ms)}`, a.state === "acknowledged" ? ` – acknowledged by ${a.acknowledged_by}` : "")));
+  host.hidden = false;
+  const fresh = live.filter((a) => !seen.has(a.id) && a.state === "open");
+  for (const a of live) seen.add(a.id);
+  if (fresh.length && sound) { beep(); setTimeout(beep, 400); setTimeout(beep, 800); }
+}
+
+// Rings on the plan at each live alarm's last known position.
+export function drawAlarmMarkers(plan, alerts) {
+  if (!plan.gAlarms) { plan.gAlarms = svg("g", { class: "alarms" }); plan.root.append(plan.gAlarms); }
+  plan.gAlarms.replaceChildren(...alerts
+    .filter((a) => isAlarm(a) && a.details?.position && (a.state === "open" || a.state === "acknowledged"))
+    .map((a) => {
+      const p = a.details.position;
+      return svg("g", { class: "alarm-marker", "data-alert": a.id, transform: `translate(${p.x},${-p.y})` },
+        svg("circle", { class: "alarm-ring", r: Math.max(p.accuracy_m, 4) }),
+        svg("text", { class: "alarm-label", dy: "-1em" }, `${kindWord(a)} ${officerOf(a)}`),
+        svg("title", {}, positionText(a)));
+    }));
+}
+
+// The officers table's device column: last report, battery, why not counting.
+export function deviceCell(o) {
+  const parts = [];
+  if (o.last_report) {
+    const reports = o.device_reports ?? [];
+    const age = Math.min(...reports.map((d) => d.last_report_age_s));
+    parts.push(`reported ${formatDuration(age)} ago`);
+  } else if (o.devices?.length) {
+    parts.push(`${o.devices.join(", ")}: no report yet`);
+  }
+  if (o.battery !== null && o.battery !== undefined) parts.push(`battery ${Math.round(o.battery)}%`);
+  for (const d of o.device_reports ?? []) {
+    if (d.alarm && d.alarm !== "sos") parts.push(d.alarm);
+    if (!d.used_as_fix && d.reason) parts.push(`last report not used: ${d.reason}`);
+  }
+  const cell = el("td", { class: o.not_counting ? "not-counting" : null }, parts.join(" · ") || "–");
+  if (o.not_counting) cell.append(el("div", { class: "why" }, `Reporting but not counting: ${o.not_counting}`));
+  return cell;
+}
