@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.server.access import DEVICE, Principal, require, services
@@ -30,7 +30,7 @@ def _problem(status: int, errors: list[dict[str, Any]]) -> Any:
 
 
 class DutyChange(BaseModel):
-    on: bool
+    on: StrictBool  # true or false, not 0/1 or "yes": a phone's duty is not guessed
     capabilities: list[str] | None = Field(default=None, max_length=50)
 
 
