@@ -297,10 +297,13 @@ def test_device_sos_reaches_the_supervisor_with_the_position(server: Server, bro
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "control-sos-1366x768.png"))
 
+    card.get_by_role("button", name="Add note").click()  # compact cards: the note box opens on demand
     card.locator("textarea").fill("Called U1, response car sent")
     card.get_by_role("button", name="Acknowledge").click()
     card.locator(".badge", has_text="Acknowledged").wait_for()
     # A person closes an SOS; nothing else ends it.
+    if not card.locator("textarea").is_visible():
+        card.get_by_role("button", name="Add note").click()
     card.locator("textarea").fill("U1 safe, false alarm")
     card.get_by_role("button", name="Close").click()
     page.locator(".alert-card", has_text="SOS · officer U1").wait_for(state="detached")

@@ -248,7 +248,7 @@ def test_contacts_are_checked_on_entry_and_listed_redacted(tmp_path: Path) -> No
         r = kit.request(admin, "POST", "/api/v1/users", json={
             "username": "lee", "password": "a long enough password", "roles": ["supervisor"],
             "contacts": ["nosuch://token123/abc"]})
-        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "contacts"
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "contacts"
         assert "token123" not in r.text
         r = kit.request(admin, "POST", "/api/v1/users", json={
             "username": "lee", "password": "a long enough password", "roles": ["supervisor"],
@@ -259,7 +259,7 @@ def test_contacts_are_checked_on_entry_and_listed_redacted(tmp_path: Path) -> No
         assert r.status_code == 200, r.text
         assert len(r.json()["contacts"]) == 2
         r = kit.request(admin, "PATCH", "/api/v1/users/lee", json={"add_contact": "bogus"})
-        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "add_contact"
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "add_contact"
         listed = kit.request(admin, "GET", "/api/v1/users").text
         assert "s3cretpw" not in listed and "lee@example.org" not in listed
         assert "mailto://***@mail.example.org" in listed

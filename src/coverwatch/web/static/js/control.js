@@ -208,7 +208,10 @@ function updateCard(card, a, v) {
   card.querySelector(".facts").replaceChildren(
     el("li", { class: "short" }, f.shortFor),
     el("li", {}, f.coverNow), ...escalationFacts(a, app.site.escalation_levels),
-    el("li", { class: "muted" }, `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`),
+    // Only a lapse has a lapse start; an alarm's or the server's alert has just its time.
+    el("li", { class: "muted" }, !["sos", "fall", "device-silent", "system", "notification-failure"].includes(a.kind)
+      ? `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`
+      : `Raised ${formatTime(a.alert_at_ms)}`),
     ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
   const { ackBtn, closeBtn, note } = card._parts;
   const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
