@@ -297,7 +297,8 @@ def test_device_sos_reaches_the_supervisor_with_the_position(server: Server, bro
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "control-sos-1366x768.png"))
 
-    card.get_by_role("button", name="Add note").click()  # compact cards: the note box opens on demand
+    # Compact cards: the note box opens on demand.
+    card.get_by_role("button", name="Add note").click()
     card.locator("textarea").fill("Called U1, response car sent")
     card.get_by_role("button", name="Acknowledge").click()
     card.locator(".badge", has_text="Acknowledged").wait_for()

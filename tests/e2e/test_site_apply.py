@@ -100,7 +100,8 @@ def test_rules_in_force_at_each_moment_survive_a_restart(tmp_path: Path) -> None
              "capabilities": ["armed"]},
         ])
         for s in range(0, 40, 5):
-            kit.post_events(a1, [{"t": clock.iso(s), "kind": "fix", "x": 1, "y": 1, "accuracy_m": 3}])
+            kit.post_events(a1, [{"t": clock.iso(s), "kind": "fix", "x": 1, "y": 1,
+                                  "accuracy_m": 3}])
         clock.advance(20)
         kit.tick()
         r = kit.request(approver, "POST", "/api/v1/site/apply",
