@@ -205,7 +205,13 @@ def test_a_site_without_a_live_owner_is_reported_once() -> None:
         _, _, b = await _leases(names, "b", 1.0)
         # A newcomer waits a whole lease from when it first saw the key, too.
         assert await wait_for(lambda: b.try_acquire("held"), 10, step=0.3)
-        await check.check()
+
+        async def owner_seen() -> bool:
+            # The view learns of the new lease from the bucket's watch, a moment later.
+            await check.check()
+            return bool(back)
+
+        assert await wait_for(owner_seen, 10)
         assert back == ["held"]
         await view.stop()
         await nc.close()
