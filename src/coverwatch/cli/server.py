@@ -263,6 +263,12 @@ def devices_add(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Register a device and print its token (shown once: put it in the app)."""
+    print(_create_device(name, officer, "created", db, data_dir))
+
+
+def _create_device(name: str, officer: str, action: str, db: str | None,
+                   data_dir: Path) -> str:
+    """Register a device, audited as ``action``; its token (exit 2 on a refusal)."""
     from coverwatch.errors import StoreError
     from coverwatch.storage import open_store, record_device_change
 
@@ -270,13 +276,13 @@ def devices_add(
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)
-        record_device_change(store, "cli", name, "created", {"officer": officer})
+        record_device_change(store, "cli", name, action, {"officer": officer})
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
     finally:
         store.close()
-    print(token)
+    return token
 
 
 def _show_enrolment(name: str, officer: str | None, token: str, public_url: str | None,
@@ -326,19 +332,7 @@ def devices_enrol(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Register a device and print the link and QR code that configure Traccar Client."""
-    from coverwatch.errors import StoreError
-    from coverwatch.storage import open_store, record_device_change
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(db, data_dir)
-    try:
-        _, token = store.create_device(name, officer)
-        record_device_change(store, "cli", name, "enrolled", {"officer": officer})
-    except (StoreError, ValueError) as e:
-        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    token = _create_device(name, officer, "enrolled", db, data_dir)
     _show_enrolment(name, officer, token, public_url, qr, interval)
 
 
