@@ -17,7 +17,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/coverwatch check examples/yard/site.yaml
-	$(BIN)/coverwatch demo --site examples/yard/site.yaml
+	$(BIN)/coverwatch check examples/quay/site.yaml
+	$(BIN)/coverwatch demo --site examples/yard/site.yaml --site examples/quay/site.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,5 +1,6 @@
-"""The one wiring point: build the store, site, live engine and notifier, and
-the FastAPI app that serves them (:func:`create_app`).
+"""The one wiring point: build the store, and for each site of the deployment its
+live engine, notifier and background tasks, and the FastAPI app that serves them
+(:func:`create_app`).
 """
 
 from __future__ import annotations
@@ -8,21 +9,72 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
 
 from fastapi import FastAPI
 
 from coverwatch.api.routes import router
-from coverwatch.formats.sitefile import load_site_document
+from coverwatch.errors import Problem, SiteFileError
+from coverwatch.formats.sitefile import SiteDocument, load_site_document
 from coverwatch.server.access import LoginLimiter
-from coverwatch.server.limits import RequestLimits
+from coverwatch.server.limits import RequestLimits, SiteRoutes
 from coverwatch.server.problems import install as install_problems
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
-from coverwatch.storage import open_store
+from coverwatch.storage import Store, open_store
+from coverwatch.storage.sites import key_for_site, site_store
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("coverwatch.server")
+
+
+async def _start_site(
+    settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
+) -> tuple[Services, list[asyncio.Task[Any]]]:
+    """One site's services and background tasks (ticker, briefing, watchdog, inputs)."""
+    from coverwatch.notify.notifier import Notifier
+    from coverwatch.server.briefing import Briefing
+    from coverwatch.server.outbox import people_resolver
+    from coverwatch.server.watchdog import run_heartbeat, run_watchdog
+
+    notifier = Notifier(
+        people_resolver(store), webhook_secret=settings.webhook_secret,
+        site=doc.site, timezone=doc.site.timezone,
+        timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
+    )
+    svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
+    await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
+                            {"path": str(settings.site_path)})
+    svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
+    site = doc.site.id
+    tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
+             asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
+             asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
+             asyncio.create_task(run_heartbeat(svc), name=f"heartbeat:{site}"),
+             asyncio.create_task(asyncio.to_thread(notifier.warm_up), name=f"warm-up:{site}")]
+    if settings.anchor_every_s > 0:
+        from coverwatch.evidence.service import run_anchoring
+
+        tasks.append(asyncio.create_task(run_anchoring(svc), name=f"anchoring:{site}"))
+    if settings.purge_every_s > 0:
+        from coverwatch.evidence.retention import run_purge
+
+        tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
+                                         name=f"retention:{site}"))
+    if settings.mqtt_url:
+        from coverwatch.server.mqtt import run_mqtt
+
+        tasks.append(asyncio.create_task(run_mqtt(svc, settings.mqtt_url), name=f"mqtt:{site}"))
+    if settings.mqtt_url and settings.owntracks_mqtt:
+        from coverwatch.server.owntracks import run_owntracks_mqtt
+
+        tasks.append(asyncio.create_task(
+            run_owntracks_mqtt(svc, settings.mqtt_url, settings.owntracks_mqtt),
+            name=f"owntracks:{site}"))
+    return svc, tasks
 
 
 def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) -> FastAPI:
@@ -30,52 +82,26 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from coverwatch.notify.notifier import Notifier
-        from coverwatch.server.outbox import people_resolver
-
-        doc = load_site_document(settings.site_path)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.db_url, settings.data_dir)
-        notifier = Notifier(
-            people_resolver(store), webhook_secret=settings.webhook_secret,
-            site=doc.site, timezone=doc.site.timezone,
-            timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
-        )
-        svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
-        await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
-                                {"path": str(settings.site_path)})
-        app.state.services = svc
-        from coverwatch.server.briefing import Briefing
-
-        svc.briefing = await asyncio.to_thread(Briefing.load, svc,
-                                                settings.reacknowledge_within_s)
-        await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
-        from coverwatch.server.watchdog import run_heartbeat, run_watchdog
-
-        tasks = [asyncio.create_task(svc.run_ticker(), name="ticker"),
-                 asyncio.create_task(svc.briefing.run(), name="briefing"),
-                 asyncio.create_task(run_watchdog(svc), name="watchdog"),
-                 asyncio.create_task(run_heartbeat(svc), name="heartbeat"),
-                 asyncio.create_task(asyncio.to_thread(notifier.warm_up), name="warm-up")]
-        if settings.anchor_every_s > 0:
-            from coverwatch.evidence.service import run_anchoring
-
-            tasks.append(asyncio.create_task(run_anchoring(svc), name="anchoring"))
-        if settings.purge_every_s > 0:
-            from coverwatch.evidence.retention import run_purge
-
-            tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
-                                             name="retention"))
-        if settings.mqtt_url:
-            from coverwatch.server.mqtt import run_mqtt
-
-            tasks.append(asyncio.create_task(run_mqtt(svc, settings.mqtt_url), name="mqtt"))
-        if settings.mqtt_url and settings.owntracks_mqtt:
-            from coverwatch.server.owntracks import run_owntracks_mqtt
-
-            tasks.append(asyncio.create_task(
-                run_owntracks_mqtt(svc, settings.mqtt_url, settings.owntracks_mqtt),
-                name="owntracks"))
+        docs = [load_site_document(p) for p in settings.site_paths]
+        ids = [d.site.id for d in docs]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            paths = [str(p) for p, i in zip(settings.site_paths, ids, strict=True) if i == dup]
+            raise SiteFileError([Problem(paths[1], None, None, "site.id",
+                                         f"{dup!r} is also the id of {paths[0]}")])
+        sites: dict[str, Services] = {}
+        tasks: list[asyncio.Task[object]] = []
+        for i, (path, doc) in enumerate(zip(settings.site_paths, docs, strict=True)):
+            key = await asyncio.to_thread(key_for_site, store, doc.site.id,
+                                          sole=len(docs) == 1, first=i == 0)
+            one = replace(settings, site_path=path, more_sites=())
+            svc, started = await _start_site(one, site_store(store, key), doc, clock)
+            sites[doc.site.id] = svc
+            tasks += started
+        app.state.sites = sites
+        app.state.services = next(iter(sites.values()))  # the first: deployment-wide reads
         try:
             yield
         finally:
@@ -84,7 +110,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            await svc.outbox.close()
+            for svc in sites.values():
+                await svc.outbox.close()
             store.close()
 
     # The interactive API docs are unauthenticated by nature: only the demo serves them.
@@ -102,7 +129,15 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,
     )
 
+    # Outermost: limits and routes see the plain path of a site-scoped request.
+    app.add_middleware(SiteRoutes)
     app.include_router(router)
+    from coverwatch.api.people_routes import router as people_router
+
+    app.include_router(people_router)
+    from coverwatch.api.sites_routes import router as sites_router
+
+    app.include_router(sites_router)
     from coverwatch.api.interop_routes import router as interop_router
     from coverwatch.api.orders_routes import router as orders_router
     from coverwatch.api.roster_routes import router as roster_router

@@ -26,6 +26,9 @@ class Settings:
 
     site_path: Path
     data_dir: Path = Path("data")
+    # Further sites of the same deployment (docs/sites.md): each has its own file,
+    # versions, orders, roster, devices and alerts; ``site_path`` is the first.
+    more_sites: tuple[Path, ...] = ()
     # URLs may carry passwords, so they stay out of repr (and so out of logs).
     db_url: str | None = field(default=None, repr=False)
     mqtt_url: str | None = field(default=None, repr=False)
@@ -77,3 +80,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How phones reach this server (e.g. https://cover.example.org), for enrolment links.
     public_url: str | None = None
+
+    @property
+    def site_paths(self) -> tuple[Path, ...]:
+        """Every site file of the deployment, the first one first."""
+        return (self.site_path, *self.more_sites)

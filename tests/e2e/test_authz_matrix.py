@@ -115,6 +115,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/audit"): frozenset({AUDITOR, ADMIN}),
     ("GET", "/planning"): SUPERVISION,
     ("GET", "/people"): frozenset({ADMIN}),
+    ("GET", "/sites"): SUPERVISION,
+    ("GET", "/api/v1/sites"): SUPERVISION,
     ("?", "/static"): EVERYONE,  # code and styles only, no data
     # FastAPI's generated API docs are not served outside `coverwatch demo`:
     # they cannot be put behind a role.
@@ -160,7 +162,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "samples": 10}},
 }
 # Browser pages send an anonymous caller to the login page instead of a 401.
-PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people"})
+PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people", "/sites"})
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "post": "main-gate", "officer": "A7", "shift_id": "999999", "hold_id": "999999",

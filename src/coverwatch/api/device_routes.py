@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, StrictBool
 
 from coverwatch.domain.time import format_time, seconds_to_us
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
 from coverwatch.server.devices import device_upload, osmand_json_readings, osmand_readings
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.problems import problem_response, problems
@@ -23,6 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 Svc = Annotated[Services, Depends(services)]
+AnySvc = Annotated[Services, Depends(deployment)]  # devices are found deployment-wide
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> Any:
@@ -77,13 +78,14 @@ async def _osmand_device(request: Request, svc: Services, ident: str | None) -> 
         )
     if device.officer is None:
         raise HTTPException(403, f"device {device.name} is not assigned to an officer")
-    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+    return Principal("device", device.name, frozenset({DEVICE}), device.officer,
+                     site=device.site)
 
 
-@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 413))
+@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 409, 413))
 @router.post("/osmand", operation_id="osmand_post",
-             responses=problems(400, 401, 403, 413))  # one id per method keeps OpenAPI valid
-async def osmand(request: Request, svc: Svc) -> Any:
+             responses=problems(400, 401, 403, 409, 413))  # one id per method keeps OpenAPI valid
+async def osmand(request: Request, anywhere: AnySvc) -> Any:
     """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body).
 
     Never stalls a phone: an authenticated, well-formed upload always gets 200,
@@ -107,8 +109,9 @@ async def osmand(request: Request, svc: Svc) -> Any:
     ident = params.get("id") or params.get("deviceid")
     if body is not None and isinstance(body, dict):
         ident = ident or body.get("device_id")
-    who = await _osmand_device(request, svc, ident if isinstance(ident, str) else None)
+    who = await _osmand_device(request, anywhere, ident if isinstance(ident, str) else None)
     assert who.officer is not None
+    svc = device_site(request, who)
     try:
         readings = osmand_json_readings(body) if body is not None else osmand_readings(params)
     except InvalidEvents as e:
@@ -153,10 +156,18 @@ async def create_device(
         svc, body.name, body.officer, token)
 
 
+async def _own_device(svc: Services, name: str) -> None:
+    # Names are unique deployment-wide; another site's device is not this site's to change.
+    for d in await asyncio.to_thread(svc.store.list_devices):
+        if d.name == name and d.site != svc.store.site:
+            raise HTTPException(404, f"no device {name} at this site")
+
+
 @router.delete("/api/v1/devices/{name}", responses=problems(404))
 async def revoke_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
+    await _own_device(svc, name)
     try:
         device = await asyncio.to_thread(svc.store.deactivate_device, name)
     except LookupError:
@@ -171,6 +182,7 @@ async def rotate_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
     """A new token for a device (the old one stops working), with its enrolment link."""
+    await _own_device(svc, name)
     try:
         token = await asyncio.to_thread(svc.store.rotate_device_token, name)
     except LookupError:

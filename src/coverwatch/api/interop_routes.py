@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from coverwatch.domain.time import parse_time, seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
 from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.problems import error, problem_response, problems
 from coverwatch.server.services import Services
@@ -32,6 +32,7 @@ __all__ = ["router"]
 log = logging.getLogger("coverwatch.server.owntracks")
 router = APIRouter()
 Svc = Annotated[Services, Depends(services)]
+AnySvc = Annotated[Services, Depends(deployment)]  # devices are found deployment-wide
 _BASIC = {"WWW-Authenticate": 'Basic realm="coverwatch", charset="UTF-8"'}
 
 
@@ -61,14 +62,16 @@ async def _owntracks_device(request: Request, svc: Services) -> Principal:
         raise HTTPException(401, "unknown or revoked device token", headers=_BASIC)
     if device.officer is None:
         raise HTTPException(403, f"device {device.name} is not assigned to an officer")
-    return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+    return Principal("device", device.name, frozenset({DEVICE}), device.officer,
+                     site=device.site)
 
 
-@router.post("/owntracks", responses=problems(400, 401, 403, 413))
-async def owntracks(request: Request, svc: Svc) -> Any:
+@router.post("/owntracks", responses=problems(400, 401, 403, 409, 413))
+async def owntracks(request: Request, anywhere: AnySvc) -> Any:
     """OwnTracks HTTP mode: ``_type: location`` becomes a fix; the answer is a JSON array."""
-    who = await _owntracks_device(request, svc)
+    who = await _owntracks_device(request, anywhere)
     assert who.officer is not None
+    svc = device_site(request, who)
     try:
         payload = orjson.loads(await request.body())
     except orjson.JSONDecodeError as e:

@@ -7,8 +7,10 @@ the tests, do not collide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -67,7 +69,26 @@ def _notification_metrics(svc: Services):  # type: ignore[no-untyped-def]
                             value=1 if svc.health.ready else 0)
 
 
-def render(svc: Services) -> tuple[bytes, str]:
+class _SitesCollector(Collector):
+    """Several sites: every family once, each sample labelled with its site."""
+
+    def __init__(self, sites: Sequence[Services]) -> None:
+        self.sites = sites
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        merged: dict[str, Metric] = {}
+        for svc in self.sites:
+            for family in _ServicesCollector(svc).collect():  # type: ignore[no-untyped-call]
+                out = merged.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    out.add_sample(sample.name, {"site": svc.site.id, **sample.labels},
+                                   sample.value)
+        yield from merged.values()
+
+
+def render(sites: Sequence[Services]) -> tuple[bytes, str]:
+    """The metrics of a deployment's sites (labelled by site when there are several)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ServicesCollector(svc))
+    registry.register(_ServicesCollector(sites[0]) if len(sites) == 1 else _SitesCollector(sites))
     return generate_latest(registry), CONTENT_TYPE_LATEST

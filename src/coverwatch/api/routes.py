@@ -9,22 +9,21 @@ orchestrator can use them without a credential.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.server.access import (
     DEVICE,
     INGEST,
-    PEOPLE,
-    SESSION_COOKIE,
     Principal,
+    all_sites,
+    deployment,
     require,
     services,
 )
@@ -32,11 +31,6 @@ from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.problems import error, file_error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import (
-    DuplicateNameError,
-    InvalidRolesError,
-    password_problem,
-    record_logout,
-    record_user_change,
     verify_audit,
 )
 
@@ -47,6 +41,8 @@ router = APIRouter()
 SUPERVISION = ("supervisor", "admin", "auditor")
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
+# Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
+AnySvc = Annotated[Services, Depends(deployment)]
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
@@ -62,11 +58,14 @@ async def healthz() -> PlainTextResponse:
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(svc: Svc) -> PlainTextResponse:
+async def readyz(request: Request, svc: AnySvc) -> PlainTextResponse:
     # Can it accept, store and evaluate events? A notifier that reaches nobody does not count.
-    if not svc.health.ready:
-        return PlainTextResponse("not ready: " + ", ".join(sorted(svc.health.problems)),
-                                 status_code=503)
+    sites = all_sites(request)
+    problems_found = sorted(
+        p if len(sites) == 1 else f"{name}: {p}"
+        for name, s in sites.items() for p in s.health.problems if not s.health.ready)
+    if problems_found:
+        return PlainTextResponse("not ready: " + ", ".join(problems_found), status_code=503)
     try:
         await asyncio.to_thread(svc.store.max_event_id)
     except Exception:
@@ -76,74 +75,12 @@ async def readyz(svc: Svc) -> PlainTextResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(
-    svc: Svc, who: Annotated[Principal, Depends(require("admin", "auditor"))]
+    request: Request, who: Annotated[Principal, Depends(require("admin", "auditor"))]
 ) -> Response:
     from coverwatch.api.metrics import render
 
-    body, content_type = render(svc)
+    body, content_type = render(list(all_sites(request).values()))
     return Response(body, media_type=content_type)
-
-
-# -- sessions ---------------------------------------------------------------------
-
-
-class Login(BaseModel):
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1000)
-
-
-@router.post("/api/v1/login", responses=problems(401, 429))
-async def login(body: Login, request: Request, response: Response, svc: Svc) -> dict[str, Any]:
-    limiter = request.app.state.login_limiter
-    client = request.client.host if request.client else "?"
-    wait = limiter.wait_s(body.username, client)
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
-                            headers={"Retry-After": str(seconds)})
-    user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
-    await asyncio.to_thread(svc.store.record_login_attempt, body.username, user is not None, client)
-    if user is None or not user.active:
-        limiter.failed(body.username, client)
-        raise HTTPException(401, "wrong username or password")
-    limiter.succeeded(body.username, client)
-    session = await asyncio.to_thread(
-        svc.store.create_session, user.id, now_us=svc.clock(),
-        ttl_us=seconds_to_us(svc.settings.session_ttl_s),
-    )
-    response.set_cookie(
-        SESSION_COOKIE, session.token, httponly=True, samesite="strict",
-        secure=svc.settings.secure_cookies, max_age=int(svc.settings.session_ttl_s), path="/",
-    )
-    return {"username": user.username, "roles": sorted(user.roles),
-            "csrf_token": session.csrf_token}
-
-
-@router.post("/api/v1/logout")
-async def logout(
-    request: Request, response: Response, svc: Svc,
-    who: Annotated[Principal, Depends(require(*PEOPLE))],
-) -> dict[str, str]:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        await asyncio.to_thread(svc.store.delete_session, token)
-        await asyncio.to_thread(record_logout, svc.store, who.name)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return {"status": "logged out"}
-
-
-@router.get("/api/v1/me")
-async def me(
-    request: Request, svc: Svc,
-    who: Annotated[Principal, Depends(require(*PEOPLE))],
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": who.name, "kind": who.kind, "roles": sorted(who.roles)}
-    token = request.cookies.get(SESSION_COOKIE)
-    if who.kind == "user" and token:
-        session = await asyncio.to_thread(svc.store.session_for, token, now_us=svc.clock())
-        if session is not None:
-            out["csrf_token"] = session.csrf_token
-    return out
 
 
 @router.get("/api/v1/me/duty")
@@ -351,119 +288,11 @@ async def feed(
 # -- administration ------------------------------------------------------------------
 
 
-class NewUser(BaseModel):
-    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    password: str = Field(min_length=12, max_length=1000)
-    roles: list[str] = Field(min_length=1, max_length=10)
-    # Where the notifier reaches them (Apprise / signed-webhook URLs), checked on entry.
-    contacts: list[str] = Field(default_factory=list, max_length=10)
-
-    @field_validator("password")
-    @classmethod
-    def _strong_password(cls, password: str, info: ValidationInfo) -> str:
-        problem = password_problem(str(info.data.get("username", "")), password)
-        if problem is not None:
-            raise ValueError(problem)
-        return password
-
-
-class UserChange(BaseModel):
-    roles: list[str] | None = Field(default=None, min_length=1, max_length=10)
-    active: bool | None = None
-    contacts: list[str] | None = Field(default=None, max_length=10)  # replaces the list
-    add_contact: str | None = Field(default=None, max_length=2000)
-
-
-def _user_json(u: Any, contacts: list[str] | None = None) -> dict[str, Any]:
-    from coverwatch.notify.contacts import redact_contacts
-
-    return {"username": u.username, "roles": sorted(u.roles), "active": u.active,
-            "contacts": redact_contacts(contacts or [])}  # contacts are secrets: redacted
-
-
-def _checked_contacts(urls: list[str], field: str) -> list[str]:
-    from coverwatch.notify.contacts import InvalidContactError, check_contacts
-
-    try:
-        return check_contacts(urls)
-    except InvalidContactError as e:
-        raise HTTPException(422, [error(str(e), field=field)]) from None
-
-
-@router.get("/api/v1/users")
-async def users(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) -> Any:
-    people = await asyncio.to_thread(svc.store.list_users)
-    contacts = await asyncio.to_thread(svc.store.contacts_by_user)
-    return {"users": [_user_json(u, contacts.get(u.username)) for u in people]}
-
-
-@router.post("/api/v1/users", status_code=201, responses=problems(409))
-async def create_user(
-    body: NewUser, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
-) -> Any:
-    from coverwatch.notify.contacts import redact_contacts
-
-    contacts = _checked_contacts(body.contacts, "contacts")
-    try:
-        user = await asyncio.to_thread(svc.store.create_user, body.username, body.password,
-                                       body.roles)
-    except InvalidRolesError as e:
-        raise HTTPException(422, str(e)) from None
-    except DuplicateNameError as e:
-        raise HTTPException(409, str(e)) from None
-    if contacts:
-        contacts = await asyncio.to_thread(svc.store.set_contacts, body.username, contacts)
-    await asyncio.to_thread(record_user_change, svc.store, who.name, body.username, "created",
-                            {"roles": sorted(body.roles),
-                             "contacts": redact_contacts(contacts)})
-    if contacts:
-        svc.outbox.spawn(svc.outbox.check_targets())
-    return _user_json(user, contacts)
-
-
-@router.patch("/api/v1/users/{username}", responses=problems(404))
-async def change_user(
-    username: str, body: UserChange, svc: Svc,
-    who: Annotated[Principal, Depends(require("admin"))],
-) -> Any:
-    store = svc.store
-    if await asyncio.to_thread(store.get_user, username) is None:
-        raise HTTPException(404, f"no user {username}")
-    from coverwatch.notify.contacts import redact_contacts
-
-    replace = None if body.contacts is None else _checked_contacts(body.contacts, "contacts")
-    added = None if body.add_contact is None else \
-        _checked_contacts([body.add_contact], "add_contact")[0]
-    try:
-        if body.roles is not None:
-            await asyncio.to_thread(store.set_roles, username, body.roles)
-        if body.active is False:
-            await asyncio.to_thread(store.deactivate_user, username)
-        if replace is not None:
-            await asyncio.to_thread(store.set_contacts, username, replace)
-        if added is not None:
-            await asyncio.to_thread(store.add_contact, username, added)
-    except InvalidRolesError as e:
-        raise HTTPException(422, str(e)) from None
-    change = body.model_dump(exclude_none=True)
-    for key in ("contacts", "add_contact"):  # secrets: the audit keeps them redacted
-        if key in change:
-            change[key] = redact_contacts(replace or []) if key == "contacts" \
-                else redact_contacts([added or ""])[0]
-    await asyncio.to_thread(record_user_change, store, who.name, username, "changed", change)
-    if replace is not None or added is not None or body.roles is not None \
-            or body.active is False:
-        svc.outbox.spawn(svc.outbox.check_targets())
-    user = await asyncio.to_thread(store.get_user, username)
-    contacts = await asyncio.to_thread(store.contacts_of, username)
-    return _user_json(user, contacts)
-
-
 @router.get("/api/v1/devices")
 async def devices(svc: Svc, who: Annotated[Principal, Depends(require("admin"))]) -> Any:
     return {"devices": [
         {"name": d.name, "officer": d.officer, "active": d.active}
-        for d in await asyncio.to_thread(svc.store.list_devices)
+        for d in await asyncio.to_thread(svc.store.list_devices) if d.site == svc.store.site
     ]}
 
 
@@ -500,9 +329,10 @@ async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -
 
     try:
         if text is None:
-            result = await svc.reload_site(who.name, who.roles, reason)
+            result = await svc.reload_site(who.name, who.roles_at(svc.store.site), reason)
         else:
-            result = await apply_site(svc, text, actor=who.name, roles=who.roles, reason=reason)
+            result = await apply_site(svc, text, actor=who.name,
+                                      roles=who.roles_at(svc.store.site), reason=reason)
     except SiteFileError as e:
         return _problem(422, [file_error(p) for p in e.problems])
     except ApplyRefused as e:

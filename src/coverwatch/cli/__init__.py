@@ -7,6 +7,7 @@ printed), 1 anything unexpected.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -44,6 +45,17 @@ app = typer.Typer(
 )
 
 _PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+@app.callback()
+def _deployment(
+    site: Annotated[str | None, typer.Option(
+        "--site", envvar="COVERWATCH_SITE",
+        help="In a deployment of several sites: the id of the site the command's store "
+             "options act on (e.g. coverwatch --site depot devices add …).")] = None,
+) -> None:
+    if site:  # read by coverwatch.storage.open_store
+        os.environ["COVERWATCH_SITE"] = site
 
 
 def _fail(console: Console, error: CoverwatchError) -> typer.Exit:

@@ -10,6 +10,11 @@ real devices:
   armed cover for minutes at a time (a lapse, then an alert after its grace);
 * one device that falls silent, so its officer goes stale and stops counting.
 
+Given a second site file (``make demo`` gives the fictional Quay Depot), four
+more officers play there: one of the two armed officers at its main gate takes
+breaks at the store, so the gate lapses; a supervisor of that site alone sees
+nothing of the yard.
+
 Demo accounts with fixed passwords are created here and printed. This is the
 only place coverwatch ever creates an account with a known password.
 """
@@ -37,6 +42,8 @@ DEMO_USERS = {
     "admin": ("demo-admin-pass", ["admin"]),
     "auditor": ("demo-auditor-pass", ["auditor"]),
 }
+# With a second site: a supervisor there only (per-site roles).
+SITE_SUPERVISOR = ("quay-supervisor", "demo-quay-super")
 
 # The patrol loop (site metres) the roving pair walks; it passes the main gate once.
 LOOP = [(0, 0), (40, 30), (80, 80), (130, 110), (150, 60), (120, 20), (60, -10), (0, 0)]
@@ -66,6 +73,14 @@ OFFICERS = [
     SimOfficer("D1", (), "silent", (95.0, 95.0)),
 ]
 
+# The second site's officers (ids are unique across the deployment).
+SECOND = [
+    SimOfficer("Q1", ("armed",), "static", (1.0, 1.0)),
+    SimOfficer("Q2", ("armed",), "breaks", (-1.0, 2.0)),
+    SimOfficer("Q3", (), "static", (80.0, 105.0)),
+    SimOfficer("Q4", (), "static", (0.0, -2.0)),
+]
+
 
 def loop_point(distance: float) -> tuple[float, float]:
     legs = list(itertools.pairwise(LOOP))
@@ -80,9 +95,11 @@ def loop_point(distance: float) -> tuple[float, float]:
     return LOOP[-1]
 
 
-def _setup(data_dir: Path, site: Path) -> tuple[dict[str, str], str]:
+def _setup(data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, str]], str]:
     """Fresh demo database: accounts, one device per officer and an ingest token."""
+    from coverwatch.formats.sitefile import load_site_document
     from coverwatch.storage import open_store
+    from coverwatch.storage.sites import key_for_site, site_store
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -91,30 +108,55 @@ def _setup(data_dir: Path, site: Path) -> tuple[dict[str, str], str]:
     try:
         for username, (password, roles) in DEMO_USERS.items():
             store.create_user(username, password, roles)
-        tokens = {}
-        for off in OFFICERS:
-            _, token = store.create_device(f"phone-{off.name.lower()}", off.name)
-            tokens[off.name] = token
+        tokens: list[dict[str, str]] = []
+        for i, (path, officers) in enumerate(zip(sites, (OFFICERS, SECOND), strict=False)):
+            site_id = load_site_document(path).site.id
+            # The same store key the server will choose (coverwatch.bootstrap).
+            at = site_store(store, key_for_site(store, site_id, sole=len(sites) == 1,
+                                                first=i == 0))
+            tokens.append({})
+            for off in officers:
+                _, token = at.create_device(f"phone-{off.name.lower()}", off.name)
+                tokens[-1][off.name] = token
+            if i == 1:
+                name, password = SITE_SUPERVISOR
+                store.create_user(name, password, [], site_roles_only=True)
+                store.set_site_roles(name, at.site, ["supervisor"])
         _, control = store.create_api_token("demo-control-room", ["ingest"])
     finally:
         store.close()
     return tokens, control
 
 
+def _where(off: SimOfficer, elapsed: float, speed_mps: float) -> tuple[float, float]:
+    if off.mode == "patrol":
+        # Patrol for three minutes, then back at the gate for one.
+        cycle = elapsed % 240
+        x, y = loop_point(speed_mps * cycle + 40) if cycle < 180 else (1.0, -1.0)
+        return x + off.offset_m, y
+    if off.mode == "breaks":
+        # Two minutes at the post, then a 90 s break at the store: the gate lapses.
+        return off.at if elapsed % 210 < 120 else (70.0, 100.0)
+    return off.at
+
+
 async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps: float = 1.5,
-                   silent_after_s: float = 45.0, stop: asyncio.Event | None = None) -> None:
+                   silent_after_s: float = 45.0, stop: asyncio.Event | None = None,
+                   officers: list[SimOfficer] | None = None, site: str | None = None,
+                   gates: tuple[str, ...] = ("main-gate", "service-gate")) -> None:
     """Post 1 Hz fixes for every officer through the real API until ``stop``."""
     stop = stop or asyncio.Event()
+    officers = OFFICERS if officers is None else officers
+    events = "/api/v1/events" if site is None else f"/api/v1/sites/{site}/events"
     t0 = wall_clock_us()
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
         ctl = {"Authorization": f"Bearer {control}"}
         start = format_time(t0)
-        await client.post("/api/v1/events", headers=ctl, json=[
+        await client.post(events, headers=ctl, json=[
             {"t": start, "kind": "flag", "flag": "open-hours", "on": True},
-            {"t": start, "kind": "gate", "post": "main-gate", "open": True},
-            {"t": start, "kind": "gate", "post": "service-gate", "open": True},
+            *({"t": start, "kind": "gate", "post": g, "open": True} for g in gates),
         ])
-        for off in OFFICERS:
+        for off in officers:
             await client.post(
                 "/api/v1/events", headers={"Authorization": f"Bearer {tokens[off.name]}"},
                 json=[{"t": start, "kind": "duty", "on": True,
@@ -124,16 +166,10 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
             now = wall_clock_us()
             elapsed = (now - t0) / 1e6
             stamp = format_time(now - now % 1_000_000)
-            for off in OFFICERS:
+            for off in officers:
                 if off.mode == "silent" and elapsed > silent_after_s:
                     continue
-                if off.mode == "patrol":
-                    # Patrol for three minutes, then back at the gate for one.
-                    cycle = elapsed % 240
-                    x, y = loop_point(speed_mps * cycle + 40) if cycle < 180 else (1.0, -1.0)
-                    x += off.offset_m
-                else:
-                    x, y = off.at
+                x, y = _where(off, elapsed, speed_mps)
                 fix = {"t": stamp, "kind": "fix", "x": round(x, 2), "y": round(y, 2),
                        "accuracy_m": 4}
                 with contextlib.suppress(httpx.HTTPError):
@@ -144,14 +180,17 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-async def run_demo(site: Path, data_dir: Path, host: str, port: int) -> None:
+async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int) -> None:
     import uvicorn
 
     from coverwatch.bootstrap import create_app
+    from coverwatch.formats.sitefile import load_site_document
     from coverwatch.settings import Settings
 
-    tokens, control = await asyncio.to_thread(_setup, data_dir, site)
-    settings = Settings(site_path=site, data_dir=data_dir, demo=True)
+    sites = [site] if isinstance(site, Path) else list(site)[:2]
+    tokens, control = await asyncio.to_thread(_setup, data_dir, sites)
+    settings = Settings(site_path=sites[0], more_sites=tuple(sites[1:]), data_dir=data_dir,
+                        demo=True)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
                                            log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve())
@@ -164,11 +203,22 @@ async def run_demo(site: Path, data_dir: Path, host: str, port: int) -> None:
     print(f"\ncoverwatch demo running at {base}/  (Ctrl-C to stop)")
     print("Demo logins (this demo only; never use these passwords elsewhere):")
     for username, (password, roles) in DEMO_USERS.items():
-        print(f"  {username:<11} {password:<20} {', '.join(roles)}")
+        print(f"  {username:<15} {password:<20} {', '.join(roles)}")
     print("Simulating 12 officers on Harbour Yard (fictional): A1/A2 rove away from the")
-    print("main gate (armed-cover lapses, alert after 60 s); D1's device falls silent.\n")
+    print("main gate (armed-cover lapses, alert after 60 s); D1's device falls silent.")
+    runs = [simulate(base, tokens[0], control,
+                     site=None if len(sites) == 1 else load_site_document(sites[0]).site.id)]
+    if len(sites) > 1:
+        second = load_site_document(sites[1]).site
+        name, password = SITE_SUPERVISOR
+        print(f"  {name:<15} {password:<20} supervisor at {second.id} only")
+        print(f"And 4 officers on {second.name}: Q2 takes breaks away from its main gate.")
+        print(f"With two sites, supervisors start on the all-sites board ({base}/sites).")
+        runs.append(simulate(base, tokens[1], control, officers=SECOND, site=second.id,
+                             gates=tuple(p.id for p in second.posts if p.gate)))
+    print()
     try:
-        await simulate(base, tokens, control)
+        await asyncio.gather(*runs)
     finally:
         server.should_exit = True
         await serving

@@ -51,7 +51,8 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def serve(
-    site: Annotated[Path, typer.Option("--site", help="The site file (YAML).")],
+    site: Annotated[list[Path], typer.Option(
+        "--site", help="A site file (YAML); repeat for each site of the deployment.")],
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
     mqtt: Annotated[
@@ -104,7 +105,8 @@ def serve(
         Console(stderr=True).print(f"[red]error[/red] --owntracks: {e}", highlight=False)
         raise typer.Exit(2) from None
     settings = Settings(
-        site_path=site, data_dir=data_dir, db_url=db, mqtt_url=mqtt, lateness_s=lateness_s,
+        site_path=site[0], more_sites=tuple(site[1:]), data_dir=data_dir, db_url=db,
+        mqtt_url=mqtt, lateness_s=lateness_s,
         max_future_s=max_future_s, recovery_s=recovery_s, owntracks_mqtt=owntracks_map,
         heartbeat_url=heartbeat_url or os.environ.get("COVERWATCH_HEARTBEAT_URL") or None,
         heartbeat_s=heartbeat_s,
@@ -237,6 +239,38 @@ def users_set(
     Console().print(f"user {username}: contacts {shown}", highlight=False)
 
 
+@users_app.command("grant")
+def users_grant(
+    username: str,
+    roles: Annotated[str, typer.Option(
+        help="Comma-separated roles at the chosen site; empty removes them there.")],
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Roles at one site (choose it with coverwatch --site ID): a supervisor of one site
+    sees nothing of another. Deployment-wide roles are given by `users add`."""
+    from coverwatch.errors import StoreError
+    from coverwatch.storage import open_store, record_user_change
+
+    if not os.environ.get("COVERWATCH_SITE"):
+        Console(stderr=True).print("[red]error[/red] name the site: coverwatch --site ID "
+                                   "users grant …", highlight=False)
+        raise typer.Exit(2)
+    store = open_store(db, data_dir)
+    try:
+        given = store.set_site_roles(username, store.site,
+                                     [r.strip() for r in roles.split(",") if r.strip()])
+        record_user_change(store, "cli", username, "site-roles",
+                           {"site": os.environ["COVERWATCH_SITE"], "roles": sorted(given)})
+    except (StoreError, ValueError) as e:
+        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    shown = ",".join(sorted(given)) or "none"
+    Console().print(f"user {username} at {os.environ['COVERWATCH_SITE']}: {shown}")
+
+
 @users_app.command("list")
 def users_list(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
     """Users, roles and contacts (redacted: contacts hold tokens and passwords)."""
@@ -364,7 +398,9 @@ def devices_rotate(
 
 
 def demo(
-    site: Annotated[Path, typer.Option(help="The site file.")] = Path("examples/yard/site.yaml"),
+    site: Annotated[list[Path] | None, typer.Option(
+        help="A site file; give two for a two-site deployment (the second gets its own "
+             "officers and a supervisor of that site only).")] = None,
     data_dir: Annotated[Path, typer.Option(help="Demo data (recreated).")] = Path("data/demo"),
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -375,7 +411,7 @@ def demo(
     from coverwatch.cli.demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(site, data_dir, host, port))
+        asyncio.run(run_demo(site or [Path("examples/yard/site.yaml")], data_dir, host, port))
 
 
 @site_app.command("apply")

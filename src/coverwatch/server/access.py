@@ -16,10 +16,11 @@ and roles is what ``tests/e2e/test_authz_matrix.py`` walks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
@@ -30,13 +31,19 @@ __all__ = [
     "DEVICE",
     "PEOPLE",
     "SESSION_COOKIE",
+    "SITE_STATE",
     "LoginLimiter",
     "Principal",
+    "all_sites",
+    "deployment",
+    "device_site",
     "require",
     "services",
 ]
 
 SESSION_COOKIE = "cw_session"
+SITE_STATE = "site"  # set by coverwatch.server.limits.SiteRoutes from /api/v1/sites/{site}/…
+_PRINCIPAL = "principal"
 CSRF_HEADER = "x-csrf-token"
 DEVICE = "device"
 INGEST = "ingest"  # an API-token role for systems that send events (gate sensors, CAD)
@@ -46,16 +53,83 @@ PEOPLE = ("officer", "supervisor", "admin", "auditor", "approver")  # every user
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. ``roles`` holds user roles, or "device"."""
+    """An authenticated caller. ``roles`` holds user roles, or "device".
+
+    ``roles`` are deployment-wide (a control room watching every site);
+    ``site_roles`` adds a user's roles at single sites, by store key. A
+    device belongs to one site: ``site`` is its store key.
+    """
 
     kind: str  # "user", "token" or "device"
     name: str
     roles: frozenset[str]
     officer: str | None = None
+    site: str | None = None
+    site_roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def roles_at(self, site_key: str | None) -> frozenset[str]:
+        """The caller's roles at a site (deployment-wide ones included)."""
+        if site_key is None:
+            return self.roles
+        return self.roles | self.site_roles.get(site_key, frozenset())
 
 
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
+def all_sites(request: Request) -> dict[str, Services]:
+    """The deployment's sites by id, in the order they were configured."""
+    sites: dict[str, Services] | None = getattr(request.app.state, "sites", None)
+    if sites is None:  # an app built around one Services (tests)
+        svc: Services = request.app.state.services
+        return {svc.site.id: svc}
+    return sites
+
+
+def deployment(request: Request) -> Services:
+    """Any site's services, for what is deployment-wide (users, tokens, sessions, devices)."""
+    return next(iter(all_sites(request).values()))
+
+
+def _site_in_path(request: Request) -> str | None:
+    state = request.scope.get("state") or {}
+    site = state.get(SITE_STATE)
+    return site if isinstance(site, str) else None
+
+
+def _resolve(request: Request, who: Principal | None) -> Services | None:
+    """The site a request is about: named in the path, the only one, or a device's own."""
+    sites = all_sites(request)
+    wanted = _site_in_path(request)
+    if wanted is not None:
+        svc = sites.get(wanted)
+        if svc is None:
+            raise HTTPException(404, f"no site {wanted!r} in this deployment")
+        return svc
+    if len(sites) == 1:
+        return next(iter(sites.values()))
+    if who is not None and who.site is not None:
+        return next((s for s in sites.values() if s.store.site == who.site), None)
+    return None
+
+
+def device_site(request: Request, who: Principal) -> Services:
+    """The services of the site a device belongs to (409 if this deployment lacks it)."""
+    svc = _resolve(request, who)
+    if svc is None or (who.site is not None and svc.store.site != who.site):
+        raise HTTPException(409, f"device {who.name} belongs to a site this deployment "
+                                 "does not watch")
+    return svc
+
+
+async def services(request: Request) -> Services:
+    """The services of the site this request is about (404 if it names none of several)."""
+    who = request.scope.get("state", {}).get(_PRINCIPAL)
+    if who is None and len(all_sites(request)) > 1 and _site_in_path(request) is None:
+        with contextlib.suppress(HTTPException):
+            who = await authenticate(request)
+    svc = _resolve(request, who)
+    if svc is None:
+        names = ", ".join(all_sites(request))
+        raise HTTPException(404, f"this deployment watches several sites ({names}): "
+                                 "use /api/v1/sites/{site}/… for this route")
     return svc
 
 
@@ -71,15 +145,27 @@ def _bearer(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal | None:
-    """The caller, or None if they presented no credentials at all."""
-    svc = services(request)
+    """The caller, or None if they presented no credentials at all (cached per request)."""
+    state = request.scope.setdefault("state", {})
+    if _PRINCIPAL in state:
+        cached: Principal = state[_PRINCIPAL]
+        return cached
+    who = await _authenticate(request)
+    if who is not None:
+        state[_PRINCIPAL] = who
+    return who
+
+
+async def _authenticate(request: Request) -> Principal | None:
+    svc = deployment(request)
     store = svc.store
     token = _bearer(request)
     if token is not None:
         if token.startswith("cwd_"):
             device = await asyncio.to_thread(store.device_for_token, token)
             if device is not None and device.active:
-                return Principal("device", device.name, frozenset({DEVICE}), device.officer)
+                return Principal("device", device.name, frozenset({DEVICE}), device.officer,
+                                 site=device.site)
         elif token.startswith("cwt_"):
             api = await asyncio.to_thread(store.api_token_for, token)
             if api is not None and api.active:
@@ -94,12 +180,22 @@ async def authenticate(request: Request) -> Principal | None:
             session.csrf_token, request.headers.get(CSRF_HEADER)
         ):
             raise HTTPException(403, "missing or wrong X-CSRF-Token header for this session")
-        return Principal("user", session.user.username, session.user.roles)
+        by_site = await asyncio.to_thread(store.site_roles_of, session.user.username)
+        return Principal("user", session.user.username, session.user.roles,
+                         site_roles=by_site)
     return None
 
 
-def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency admitting callers with any of ``roles`` (401/403 otherwise)."""
+def require(
+    *roles: str, deployment: bool = False, anywhere: bool = False,
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting callers with any of ``roles`` (401/403 otherwise).
+
+    Roles count at the site the request is about (deployment-wide roles plus the
+    caller's roles there); ``deployment``: only deployment-wide roles count (users);
+    ``anywhere``: a role at any one site will do (the all-sites board, which then
+    shows only those sites).
+    """
     allowed = frozenset(roles)
 
     async def check(request: Request) -> Principal:
@@ -107,9 +203,17 @@ def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         if who is None:
             raise HTTPException(401, "authentication required",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if not who.roles & allowed:
+        svc = None if deployment else _resolve(request, who)
+        key = None if svc is None else svc.store.site
+        if who.site is not None and key is not None and who.site != key:
+            raise HTTPException(403, f"device {who.name} belongs to another site")
+        held = who.roles_at(key)
+        if anywhere:
+            held = held.union(*who.site_roles.values())
+        if not held & allowed:
+            where = "" if svc is None or len(all_sites(request)) == 1 else f" at {svc.site.id}"
             raise HTTPException(
-                403, f"this needs one of the roles: {', '.join(sorted(allowed))}"
+                403, f"this needs one of the roles{where}: {', '.join(sorted(allowed))}"
             )
         return who
 

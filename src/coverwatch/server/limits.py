@@ -1,4 +1,5 @@
-"""Limits applied to every request before any route sees it (ASGI middleware).
+"""Limits applied to every request before any route sees it (ASGI middleware), and
+the site-scoped route prefix (:class:`SiteRoutes`).
 
 * **Body size.** A declared ``Content-Length`` over the limit is refused with
   413 before a byte of the body is read; a body without one (chunked) is
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,7 @@ __all__ = [
     "PUBLIC_PATHS",
     "BodyTooLarge",
     "RequestLimits",
+    "SiteRoutes",
     "forwarded_client",
     "parse_networks",
 ]
@@ -40,6 +43,8 @@ DEFAULT_PUBLIC_BODY_BYTES = 64 * 1024  # a login or a phone's report is < 1 KB
 # Routes anyone may call without a credential (prefixes).
 PUBLIC_PATHS = ("/api/v1/login", "/osmand", "/owntracks", "/healthz", "/readyz", "/login",
                 "/static")
+
+SITE_PREFIX = "/api/v1/sites/"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -214,3 +219,28 @@ class RequestLimits:
         e = BodyTooLarge(limit)
         response: Any = problem_response(413, str(e.detail), e.errors, headers=e.headers)
         await response(scope, receive, send)
+
+
+class SiteRoutes:
+    """``/api/v1/sites/{site}/…`` is the site-scoped form of every ``/api/v1/…`` route.
+
+    The path is rewritten before routing and the site is left in the request's
+    state, where :func:`coverwatch.server.access.services` picks it up; with
+    exactly one site, the plain routes stay as aliases. ``GET /api/v1/sites``
+    itself (the all-sites board) is not rewritten.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if path.startswith(SITE_PREFIX):
+                site, sep, rest = path[len(SITE_PREFIX):].partition("/")
+                if site and sep and rest:
+                    scope = dict(scope)
+                    scope["path"] = f"/api/v1/{rest}"
+                    scope["raw_path"] = scope["path"].encode()
+                    scope["state"] = {**scope.get("state", {}), "site": unquote(site)}
+        await self.app(scope, receive, send)

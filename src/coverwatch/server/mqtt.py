@@ -170,7 +170,9 @@ def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, s
     names = {d for m in batch if (d := _device_of(str(m.topic), svc.site.id)) is not None}
     if not names:
         return {}
-    active = {d.name: d.officer for d in svc.store.list_devices() if d.active}
+    # A device publishes only as itself, on its own site's topics.
+    active = {d.name: d.officer for d in svc.store.list_devices()
+              if d.active and d.site == svc.store.site}
     return {n: active.get(n) for n in names}
 
 

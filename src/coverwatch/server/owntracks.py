@@ -95,6 +95,8 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
         return
     devices = await asyncio.to_thread(svc.store.list_devices)
     device = next((d for d in devices if d.name == name), None)
+    if device is not None and device.site != svc.store.site:
+        return  # another site's device: that site's consumer stores it
     if device is None or not device.active or device.officer is None:
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s not used: device %r is unknown, revoked or "

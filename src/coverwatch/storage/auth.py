@@ -28,7 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from coverwatch.errors import StoreError
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.base import now_us as wall_clock_us
-from coverwatch.storage.tables import ROLES, TOKEN_ROLES, api_tokens, devices, sessions, users
+from coverwatch.storage.tables import (
+    ROLES,
+    TOKEN_ROLES,
+    api_tokens,
+    devices,
+    sessions,
+    site_roles,
+    users,
+)
 
 __all__ = [
     "TOKEN_PREFIXES",
@@ -80,6 +88,7 @@ class Device:
     officer: str | None
     active: bool
     created_us: int
+    site: str = "default"  # the store key of the site it belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +160,15 @@ def password_problem(username: str, password: str) -> str | None:
     return None
 
 
-def normalise_roles(roles: Iterable[str], allowed: Iterable[str] = ROLES) -> frozenset[str]:
+def normalise_roles(roles: Iterable[str], allowed: Iterable[str] = ROLES, *,
+                    empty_ok: bool = False) -> frozenset[str]:
     """Check ``roles`` is a subset of ``allowed`` (a single string is one role).
 
-    ``allowed`` is ROLES for users and TOKEN_ROLES for API tokens.
+    ``allowed`` is ROLES for users and TOKEN_ROLES for API tokens. ``empty_ok``:
+    none is fine (a user with roles at single sites only, or roles removed at a site).
     """
     found = frozenset([roles] if isinstance(roles, str) else roles)
-    if not found:
+    if not found and not empty_ok:
         raise InvalidRolesError("give at least one role (a user or token with none can do nothing)")
     allowed = tuple(allowed)
     unknown = found - set(allowed)
@@ -189,7 +200,7 @@ def _user(row: Any) -> User:
 
 
 def _device(row: Any) -> Device:
-    return Device(row.id, row.name, row.officer, bool(row.active), row.created_us)
+    return Device(row.id, row.name, row.officer, bool(row.active), row.created_us, row.site)
 
 
 def _api_token(row: Any) -> ApiToken:
@@ -222,8 +233,12 @@ class AuthMixin(StoreBase):
         roles: Iterable[str],
         *,
         created_us: int | None = None,
+        site_roles_only: bool = False,
     ) -> User:
         """Create a user with a subset of ROLES (not the token-only "ingest").
+
+        ``site_roles_only``: no deployment-wide role; give roles per site next
+        (:meth:`set_site_roles`).
 
         Contacts (where the notifier reaches them) are set separately:
         ``ContactsMixin.set_contacts``.
@@ -232,7 +247,7 @@ class AuthMixin(StoreBase):
             raise ValueError("username must not be empty")
         if not password:
             raise ValueError("password must not be empty")
-        role_set = normalise_roles(roles)
+        role_set = normalise_roles(roles, empty_ok=site_roles_only)
         pw_hash = self.password_hasher.hash(password)
         stmt = (
             users.insert()
@@ -308,6 +323,28 @@ class AuthMixin(StoreBase):
                 .returning(*users.c)
             ).one()
         return _user(row)
+
+    def set_site_roles(self, username: str, site: str, roles: Iterable[str]) -> frozenset[str]:
+        """The user's roles at one site (store key ``site``); none removes them there."""
+        role_set = normalise_roles(roles, empty_ok=True)
+        with self._write() as conn:
+            user_id = self._user_id(conn, username)
+            conn.execute(delete(site_roles).where(site_roles.c.user_id == user_id,
+                                                  site_roles.c.site == site))
+            if role_set:
+                conn.execute(site_roles.insert().values(user_id=user_id, site=site,
+                                                        roles=_roles_text(role_set)))
+        return role_set
+
+    def site_roles_of(self, username: str) -> dict[str, frozenset[str]]:
+        """The user's roles per site (store keys), beside their deployment-wide ones."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(site_roles.c.site, site_roles.c.roles)
+                .join(users, users.c.id == site_roles.c.user_id)
+                .where(users.c.username == username)
+            ).all()
+        return {site: _roles_set(roles) for site, roles in rows}
 
     def deactivate_user(self, username: str) -> User:
         """Stop a user from logging in and end their sessions (the row stays, for the audit)."""

@@ -15,6 +15,7 @@ Alerts are persisted, not managed: their lifecycle is the domain's
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,10 +221,13 @@ def upgrade(url: str | None, data_dir: Path | None = None) -> str:
 
 
 def open_store(
-    url: str | None, data_dir: Path, *, migrate: bool | None = None, site: str = DEFAULT_SITE,
+    url: str | None, data_dir: Path, *, migrate: bool | None = None, site: str | None = None,
     audit_key: Path | bool | None = None,
 ) -> Store:
-    """Open the store, bound to ``site`` for every per-site table.
+    """Open the store, bound to ``site`` (a store key) for every per-site table.
+
+    ``site`` None: the site whose id ``COVERWATCH_SITE`` names (the CLI's
+    ``coverwatch --site ID …``), else ``default`` (a single-site deployment).
 
     ``audit_key``: the audit MAC key file (None: ``COVERWATCH_AUDIT_KEY_FILE`` or
     ``<data_dir>/keys/audit.key``, created if missing; False: none, entries unsealed).
@@ -252,7 +256,11 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    store = Store(engine, site)
+    store = Store(engine, site or DEFAULT_SITE)
+    if site is None and os.environ.get("COVERWATCH_SITE"):
+        from coverwatch.storage.sites import key_for_site
+
+        store.site = key_for_site(store, os.environ["COVERWATCH_SITE"])
     if audit_key is not False:
         store.audit_keyring = load_keyring(
             default_key_path(data_dir) if audit_key in (None, True) else Path(str(audit_key))

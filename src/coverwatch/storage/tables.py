@@ -49,6 +49,7 @@ __all__ = [
     "roster_shifts",
     "server_state",
     "sessions",
+    "site_roles",
     "users",
 ]
 
@@ -151,6 +152,16 @@ users = Table(
     Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_us", BigInteger, nullable=False),
     UniqueConstraint("username"),
+)
+
+site_roles = Table(
+    "site_roles",
+    metadata,
+    # A user's roles at one site, beside their deployment-wide ``users.roles`` (a
+    # control room that watches every site); a site's key as in every per-site table.
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("site", Text, primary_key=True),
+    Column("roles", Text, nullable=False, server_default=""),
 )
 
 contacts = Table(

@@ -1,5 +1,6 @@
-"""The dashboard's pages: login, the control room, an officer's own page, the audit log,
-plan checking.
+"""The dashboard's pages: login, the all-sites board, the control room, an officer's own
+page, the audit log, plan checking. A page about one site of several names it in
+``?site=``; the page's scripts then call that site's API routes.
 
 Pages are static HTML shells (in ``pages/``) filled in by small ES modules from
 the JSON API, so nothing needs building. Every page but ``/login`` needs a
@@ -19,7 +20,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from coverwatch.server.access import Principal, authenticate
+from coverwatch.server.access import Principal, all_sites, authenticate
 
 __all__ = ["LoginRequired", "PageForbidden", "home_for", "page_require", "router"]
 
@@ -57,8 +58,9 @@ def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         except HTTPException:
             who = None  # expired session or bad token: log in again
         if who is None:
-            raise LoginRequired(request.url.path)
-        if not who.roles & allowed:
+            raise LoginRequired(request.url.path + (f"?{request.url.query}"
+                                                    if request.url.query else ""))
+        if not _roles_here(request, who) & allowed:
             raise PageForbidden(who, allowed)
         return who
 
@@ -66,9 +68,24 @@ def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     return check
 
 
-def home_for(who: Principal) -> str:
-    """The page a user lands on: the control room for supervision roles, else their duty."""
-    return "/control" if who.roles & set(SUPERVISION) else "/duty"
+def _roles_here(request: Request, who: Principal) -> frozenset[str]:
+    """The caller's roles at the page's site (``?site=``), or anywhere for a board."""
+    sites = all_sites(request)
+    name = request.query_params.get("site")
+    if name in sites:
+        return who.roles_at(sites[name].store.site)
+    if len(sites) == 1:
+        return who.roles_at(next(iter(sites.values())).store.site)
+    return who.roles.union(*who.site_roles.values())
+
+
+def home_for(who: Principal, sites: int = 1) -> str:
+    """The page a user lands on: the control room (or with several sites, the all-sites
+    board) for supervision roles, else their duty."""
+    roles = who.roles.union(*who.site_roles.values())
+    if roles & set(SUPERVISION):
+        return "/sites" if sites > 1 else "/control"
+    return "/duty"
 
 
 def _page(name: str) -> HTMLResponse:
@@ -103,9 +120,18 @@ async def login_page() -> HTMLResponse:
 
 @router.get("/")
 async def home(
+    request: Request,
     who: Annotated[Principal, Depends(page_require("officer", *SUPERVISION))],
 ) -> RedirectResponse:
-    return RedirectResponse(home_for(who), status_code=303)
+    return RedirectResponse(home_for(who, len(all_sites(request))), status_code=303)
+
+
+@router.get("/sites")
+async def sites_board(
+    who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
+) -> HTMLResponse:
+    """The all-sites board: each site's state at a glance, leading into its control room."""
+    return _page("sites.html")
 
 
 @router.get("/control")

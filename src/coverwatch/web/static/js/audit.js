@@ -1,7 +1,7 @@
 // The audit log for auditors and admins: entries named in words, details as fields, times in
 // the site's time zone, filters, chain verification against the anchors, evidence packs.
 
-import { api, me, logout, el, setTimeZone, siteTimeZone } from "./common.js";
+import { api, me, logout, sitePath, el, setTimeZone, siteTimeZone } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let entries = [];
@@ -113,7 +113,7 @@ function download(ev) {
   const q = new URLSearchParams({ since: zonedToIso($("ev-since").value), until: zonedToIso($("ev-until").value) });
   if ($("ev-post").value) q.set("post", $("ev-post").value);
   $("ev-result").textContent = "Preparing the pack…";
-  const a = el("a", { href: `/api/v1/evidence?${q}`, download: "" });
+  const a = el("a", { href: sitePath(`/api/v1/evidence?${q}`), download: "" });
   document.body.append(a);
   a.click();
   a.remove();

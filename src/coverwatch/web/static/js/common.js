@@ -3,6 +3,18 @@
 
 let csrf = null;
 
+// A page about one site of several carries ?site=<id>; its API calls, feed and links
+// go to that site's routes (/api/v1/sites/<id>/…).
+export const site = new URLSearchParams(location.search).get("site");
+export function sitePath(path) {
+  if (!site || !path.startsWith("/api/v1/")) return path;
+  return `/api/v1/sites/${encodeURIComponent(site)}/${path.slice("/api/v1/".length)}`;
+}
+// A link to another page about the same site.
+export function pageLink(path) {
+  return site ? `${path}${path.includes("?") ? "&" : "?"}site=${encodeURIComponent(site)}` : path;
+}
+
 export class AuthError extends Error {}
 
 // Fetch JSON from the API; a lost session sends the browser to the login page.
@@ -13,12 +25,12 @@ export async function api(path, { method = "GET", body } = {}) {
     headers["Content-Type"] = "application/json";
     headers["X-CSRF-Token"] = csrf || "";
   }
-  const res = await fetch(path, {
+  const res = await fetch(sitePath(path), {
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (res.status === 401) {
-    location.assign("/login?next=" + encodeURIComponent(location.pathname));
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
     throw new AuthError("session expired");
   }
   const data = await res.json().catch(() => ({}));

@@ -3,7 +3,7 @@
 // replay the same views show the state at a chosen past moment, computed by
 // the server from stored events with the same engine.
 
-import { api, me, logout, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
+import { api, me, logout, site, sitePath, pageLink, formatDuration, formatTime, setTimeZone, siteTimeZone, el, beep, STATE_WORDS, worst, AuthError } from "./common.js";
 import { Plan } from "./plan.js";
 import { Timeline } from "./timeline.js";
 import { escalationFacts, nearestBlock, directFacts, urgency } from "./alertnotify.js";
@@ -459,7 +459,7 @@ function every(ms, fn) {
 
 function connectFeed() {
   let pending = null;
-  const source = new EventSource("/api/v1/feed");
+  const source = new EventSource(sitePath("/api/v1/feed"));
   source.onmessage = () => {
     // Any change: refresh now rather than at the next period.
     if (pending) return;
@@ -485,8 +485,10 @@ async function main() {
   if (app.who.roles.includes("admin")) $("people-link").hidden = false;
   // Today's daily activity report, for the site's local day.
   const today = new Intl.DateTimeFormat("en-CA", { timeZone: siteTimeZone(), year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
-  $("daily-link").href = `/api/v1/records/daily?date=${today}&format=pdf`;
-  $("daily-csv-link").href = `/api/v1/records/daily?date=${today}&format=csv`;
+  $("daily-link").href = sitePath(`/api/v1/records/daily?date=${today}&format=pdf`);
+  $("daily-csv-link").href = sitePath(`/api/v1/records/daily?date=${today}&format=csv`);
+  for (const id of ["planning-link", "audit-link"]) $(id).href = pageLink($(id).getAttribute("href"));
+  if (site) $("sites-link").hidden = false;
   if (!app.canAct) $("read-only").hidden = false;
   setupEnrol(app.who);
   app.plan = new Plan($("plan"), app.site);

@@ -2,7 +2,7 @@
 // with POST /api/v1/plan/check, show the verdict, the tables and the pictures.
 // Problems in the plan are listed with their line; each jumps to that line.
 
-import { api, me, logout, el, AuthError, formatTime, setTimeZone } from "./common.js";
+import { api, me, logout, sitePath, el, AuthError, formatTime, setTimeZone } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let csrf = "";
@@ -119,7 +119,7 @@ async function check(event) {
   button.disabled = true;
   $("busy").textContent = "Simulating the shift…";
   try {
-    const res = await fetch("/api/v1/plan/check", {
+    const res = await fetch(sitePath("/api/v1/plan/check"), {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body),

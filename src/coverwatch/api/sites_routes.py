@@ -1,0 +1,61 @@
+"""The all-sites board's data: each site of the deployment the caller may see, at a glance.
+
+Per site: posts lapsed now, rules short but still in grace, alerts open or
+acknowledged (SOS first), officers on duty without signal, and how far the
+engine trails the clock; a site whose engine is not keeping up says so
+rather than showing stale cover as current.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from coverwatch.domain.alerts import DEVICE_ALARM_KINDS
+from coverwatch.domain.time import format_time
+from coverwatch.server.access import Principal, all_sites, require
+from coverwatch.server.services import Services
+
+__all__ = ["router", "site_summary"]
+
+router = APIRouter()
+
+SUPERVISION = ("supervisor", "admin", "auditor")
+
+
+def site_summary(svc: Services) -> dict[str, Any]:
+    """One site's state at a glance (what the board shows)."""
+    rules = svc.live.cover_states()
+    lapsed_posts = sorted({r["post"] for r in rules if r["state"] == "lapsed"})
+    live = [a for a in svc.book.alerts() if a.state.value in ("open", "acknowledged")]
+    return {
+        "id": svc.site.id,
+        "name": svc.site.name,
+        "timezone": svc.site.timezone,
+        "horizon": format_time(svc.live.horizon),
+        "ready": svc.health.ready,
+        "engine_lag_s": round(svc.engine_lag_s(), 1),
+        "posts": len(svc.site.posts),
+        "posts_lapsed": lapsed_posts,
+        "rules_in_grace": sum(1 for r in rules if r["state"] == "grace"),
+        "alerts_open": sum(1 for a in live if a.state.value == "open"),
+        "alerts_acknowledged": sum(1 for a in live if a.state.value == "acknowledged"),
+        "alarms_open": sum(1 for a in live if a.kind in DEVICE_ALARM_KINDS),
+        "officers_on_duty": sum(1 for o in svc.live.officers() if o.on_duty),
+        "officers_without_signal": svc.live.stale_officers(),
+        "control_room": f"/control?site={svc.site.id}",
+    }
+
+
+@router.get("/api/v1/sites")
+async def sites(
+    request: Request,
+    who: Annotated[Principal, Depends(require(*SUPERVISION, anywhere=True))],
+) -> dict[str, Any]:
+    """The sites this caller has a supervision role at, worst first (alarms, lapses, alerts)."""
+    out = [site_summary(svc) for svc in all_sites(request).values()
+           if who.roles_at(svc.store.site) & set(SUPERVISION)]
+    out.sort(key=lambda s: (-s["alarms_open"], -len(s["posts_lapsed"]), -s["alerts_open"],
+                            s["name"]))
+    return {"sites": out}

@@ -1,0 +1,44 @@
+// The all-sites board: GET /api/v1/sites every 5 s; each row leads into that site's
+// control room. A site is never shown as fine unless its engine is keeping up.
+import { api, me, logout, el, AuthError } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+
+function cell(text, cls) { return el("td", cls ? { class: cls } : {}, String(text)); }
+
+function row(s) {
+  const lapsed = s.posts_lapsed.length;
+  const tr = el("tr", { class: s.alarms_open ? "sos" : lapsed ? "lapsed" : s.alerts_open ? "grace" : "" });
+  const name = el("td", {}, el("a", { href: s.control_room }, s.name));
+  name.append(el("div", { class: "muted" }, `${s.id} · ${s.posts} posts`));
+  tr.append(name,
+    cell(lapsed ? `${lapsed}: ${s.posts_lapsed.join(", ")}` : (s.rules_in_grace ? `0 (${s.rules_in_grace} in grace)` : "0"), lapsed ? "bad" : ""),
+    cell(s.alerts_acknowledged ? `${s.alerts_open} (+${s.alerts_acknowledged} acknowledged)` : s.alerts_open, s.alerts_open ? "bad" : ""),
+    cell(s.alarms_open, s.alarms_open ? "bad" : ""),
+    cell(s.officers_on_duty),
+    cell(s.officers_without_signal, s.officers_without_signal ? "bad" : ""),
+    cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)` : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
+  return tr;
+}
+
+async function refresh() {
+  try {
+    const d = await api("/api/v1/sites");
+    $("sites-body").replaceChildren(...d.sites.map(row));
+    $("status").textContent = d.sites.length ? "" : "You have no supervision role at any site.";
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString("en-GB")}`;
+  } catch (e) {
+    if (e instanceof AuthError) return;
+    $("status").textContent = `Could not load the sites: ${e.message}`;
+  }
+}
+
+async function main() {
+  const who = await me();
+  $("user").textContent = who.name;
+  $("logout").addEventListener("click", logout);
+  await refresh();
+  setInterval(refresh, 5000);
+}
+
+main();
