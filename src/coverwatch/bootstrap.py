@@ -66,6 +66,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
             tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
                                              name="retention"))
+        if settings.daily_report_at and settings.daily_report_to:
+            from coverwatch.reports.schedule import run_daily_reports
+
+            tasks.append(asyncio.create_task(run_daily_reports(svc), name="daily-report"))
         if settings.mqtt_url:
             from coverwatch.server.mqtt import run_mqtt
 

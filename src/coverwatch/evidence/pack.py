@@ -240,8 +240,8 @@ def _check_deliveries(files: dict[str, bytes], check: PackCheck) -> None:
         rows = orjson.loads(files["deliveries.json"])
         ids = {a["id"] for a in orjson.loads(files["alerts.json"])}
         audit = [orjson.loads(line) for line in files["audit.jsonl"].splitlines() if line]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-        check.fail("deliveries.json", f"cannot be read with alerts.json ({e})")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        check.fail("deliveries.json", f"cannot be read with alerts.json ({exc})")
         return
     shown: dict[tuple[Any, ...], str] = {}
     for r in rows:
