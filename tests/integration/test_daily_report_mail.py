@@ -6,6 +6,7 @@ real SMTP server (aiosmtpd) behind Apprise's mailto://."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +143,37 @@ def test_due_days_and_next_due() -> None:
     with pytest.raises(ValueError):
         check_schedule("07:05", ())
     check_schedule(None, ())
+
+
+def test_the_server_sends_a_missed_day_when_it_starts(tmp_path: Path, smtp: Mailbox) -> None:
+    from serverkit import FakeClock, base_settings, running_server, write_site
+
+    data = tmp_path / "data"
+    before = open_store(None, data)
+    before.set_state(LAST_SENT, "2030-01-01")  # the server was down on 2030-01-03 07:05
+    before.close()
+    settings = base_settings(write_site(tmp_path), data, daily_report_at="07:05",
+                             daily_report_to=(smtp.url("ops@example.org"),),
+                             notify_retries=0)
+    with running_server(settings, FakeClock("2030-01-03T08:00:00Z")) as kit:
+        store = kit.app.state.services.store
+        for _ in range(400):  # wait for the background task (bounded); no timing asserted
+            if store.get_state(LAST_SENT) == "2030-01-02":
+                break
+            time.sleep(0.05)
+        assert store.get_state(LAST_SENT) == "2030-01-02"
+        assert [a["day"] for a in _audit(store, "records.daily.sent")] == ["2030-01-02"]
+    (mail,) = smtp.to("ops@example.org")
+    assert mail["Subject"].endswith("2030-01-02")
+
+
+def test_serve_refuses_a_bad_schedule(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from coverwatch.cli import app
+
+    for args in (["--daily-report-at", "7:05", "--daily-report-to", "role:supervisor"],
+                 ["--daily-report-at", "07:05"]):
+        r = CliRunner().invoke(app, ["serve", "--site", str(YARD), "--data-dir",
+                                     str(tmp_path), *args])
+        assert r.exit_code == 2, r.output
