@@ -64,6 +64,10 @@ async def _start_site(
 
         tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
                                          name=f"retention:{site}"))
+    if settings.daily_report_at and settings.daily_report_to:
+        from coverwatch.reports.schedule import run_daily_reports
+
+        tasks.append(asyncio.create_task(run_daily_reports(svc), name=f"daily-report:{site}"))
     if settings.mqtt_url:
         from coverwatch.server.mqtt import run_mqtt
 

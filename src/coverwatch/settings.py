@@ -80,6 +80,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How phones reach this server (e.g. https://cover.example.org), for enrolment links.
     public_url: str | None = None
+    # The daily activity report by mail (coverwatch.reports.schedule, docs/evidence.md): at
+    # "HH:MM" site time, the previous day's report goes to these targets (role:, user:, URLs).
+    daily_report_at: str | None = None
+    daily_report_to: tuple[str, ...] = field(default=(), repr=False)  # URLs may carry tokens
 
     @property
     def site_paths(self) -> tuple[Path, ...]:

@@ -84,8 +84,8 @@ def _rezip(data: bytes, name: str, new: bytes) -> bytes:
 
 @pytest.mark.parametrize("member", [
     "report.pdf", "events.jsonl", "rule-versions.json", "engine-state.json", "lapses.json",
-    "alerts.json", "orders.json", "roster.json", "audit.jsonl", "audit-anchor.json",
-    "manifest.json",
+    "alerts.json", "deliveries.json", "orders.json", "roster.json", "audit.jsonl",
+    "audit-anchor.json", "manifest.json",
 ])
 def test_any_edited_byte_fails_naming_the_part(
     pack: tuple[bytes, Store, list[SiteVersion], Path], member: str,

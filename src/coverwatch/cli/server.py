@@ -88,6 +88,12 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option(help="How phones reach this server (for enrolment QR codes).")
     ] = None,
+    daily_report_at: Annotated[str | None, typer.Option(
+        "--daily-report-at", help="Send the previous day's activity report at HH:MM (site "
+        "time) every day to --daily-report-to.")] = None,
+    daily_report_to: Annotated[list[str] | None, typer.Option(
+        "--daily-report-to", help="Who gets the daily report: role:NAME, user:NAME or a "
+        "notification URL (repeatable).")] = None,
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -113,7 +119,15 @@ def serve(
         max_body_bytes=max_body_bytes,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         max_lateness_s=max_lateness_s, public_url=public_url,
+        daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
     )
+    from coverwatch.reports.schedule import check_schedule
+
+    try:
+        check_schedule(settings.daily_report_at, settings.daily_report_to)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--daily-report-at/--daily-report-to") \
+            from None
     try:
         parse_networks(settings.trusted_proxies)
     except ValueError as e:

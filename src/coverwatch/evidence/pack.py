@@ -9,11 +9,14 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   flags, gates), so that the window can be re-run exactly;
 * ``lapses.json`` — the report's lapses (clipped at the window's edges, and marked so);
 * ``alerts.json``, ``orders.json``, ``roster.json`` — records of the window;
+* ``deliveries.json`` — every recorded notification attempt about those alerts (who was
+  notified, at which level, when; failed ones as failed): the report's "who was notified";
 * ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window and a signed
   anchor of the chain's head at export.
 
 :func:`verify_pack` checks every digest and the signature, checks the audit segment's
-links, re-runs the engine and compares the lapses; each failure names the part.
+links, checks the deliveries against the alerts and the audit segment, re-runs the engine
+and compares the lapses; each failure names the part.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from coverwatch.evidence.anchors import make_anchor, sign_document, verify_docum
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.window import run_window
 from coverwatch.reports.history import run_engine
+from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 from coverwatch.storage.audit import entry_hash
@@ -103,6 +107,7 @@ def export_pack(
                                     "at": format_time(a.at), "via": a.via, "device": a.device}
                                    for a in store.acknowledgements()
                                    if a.at <= until and (post is None or a.post == post)]}
+    deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
     roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
                "start": format_time(s.start), "end": format_time(s.end)}
               for s in store.list_shifts(from_us=since, until_us=until)]
@@ -115,6 +120,7 @@ def export_pack(
         "engine-state.json": _json(state),
         "lapses.json": _json(lapses),
         "alerts.json": _json(alerts),
+        "deliveries.json": _json(deliveries),
         "orders.json": _json(orders),
         "roster.json": _json(roster),
         "audit.jsonl": b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
@@ -125,7 +131,7 @@ def export_pack(
 
     members["report.pdf"] = render_report(
         site=site, since=since, until=until, post=post, lapses=lapses, stats=stats,
-        alerts=alerts, orders=orders, roster=roster, audit=audit_rows,
+        alerts=alerts, deliveries=deliveries, orders=orders, roster=roster, audit=audit_rows,
         timezone=_timezone(in_force[0].source), events=len(rows))
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
@@ -191,6 +197,8 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None) -> PackChec
     if why is not None:
         check.fail("audit-anchor.json", why)
     _check_audit(files["audit.jsonl"], check)
+    if "deliveries.json" in files:  # packs made before deliveries were a member lack it
+        _check_deliveries(files, check)
     try:
         since, until = int(manifest["since_us"]), int(manifest["until_us"])
         rows = [orjson.loads(line) for line in files["events.jsonl"].splitlines() if line]
@@ -220,3 +228,39 @@ def _check_audit(data: bytes, check: PackCheck) -> None:
             check.fail("audit.jsonl", f"entry {e['id']} does not link to entry {prev['id']}")
             return
         prev = e
+
+
+_DELIVERY_KEY = ("level", "purpose", "target", "person", "address", "at_us")
+
+
+def _check_deliveries(files: dict[str, bytes], check: PackCheck) -> None:
+    """Deliveries name alerts of the pack, and agree with the audit entries that recorded
+    them: none hidden, none turned from failed into delivered."""
+    try:
+        rows = orjson.loads(files["deliveries.json"])
+        ids = {a["id"] for a in orjson.loads(files["alerts.json"])}
+        audit = [orjson.loads(line) for line in files["audit.jsonl"].splitlines() if line]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        check.fail("deliveries.json", f"cannot be read with alerts.json ({exc})")
+        return
+    shown: dict[tuple[Any, ...], str] = {}
+    for r in rows:
+        if r.get("alert_id") not in ids:
+            check.fail("deliveries.json", f"names alert {r.get('alert_id')!r}, "
+                                          "which is not in alerts.json")
+            return
+        shown[(r["alert_id"], *(r.get(k) for k in _DELIVERY_KEY))] = r.get("outcome", "")
+    for e in audit:
+        if not e["action"].startswith("notification.") or \
+                not e["subject"].startswith("alert:") or e["subject"][6:] not in ids:
+            continue
+        key = (e["subject"][6:], *(e["details"].get(k) for k in _DELIVERY_KEY))
+        outcome = e["action"].partition(".")[2]
+        if key not in shown:
+            check.fail("deliveries.json", f"audit entry {e['id']} records a delivery "
+                                          "that is missing")
+            return
+        if shown[key] != outcome:
+            check.fail("deliveries.json", f"audit entry {e['id']} says {outcome}, "
+                                          f"the pack says {shown[key]}")
+            return

@@ -1,10 +1,11 @@
 """The evidence pack's PDF report (reportlab): what happened at each post over the window.
 
 Per post and rule a cover timeline chart (covered / short / inactive), then every lapse
-(clipped ones marked), every alert with who acknowledged or closed it, when and with what
-note, the orders versions in force and who acknowledged them, the roster, rule changes
-with approver and reason, and other alerts (device silence, SOS) where recorded. Times
-are in the site's time zone.
+(clipped ones marked), every alert with who was notified (recorded deliveries only; failed
+attempts listed as failed) and who acknowledged or closed it, when and with what note, the
+orders versions in force and who acknowledged them, the roster, rule changes with approver
+and reason, and other alerts (device silence, SOS) where recorded. Times are in the site's
+time zone.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from reportlab.platypus import (
 )
 
 from coverwatch.engine import RuleStats
+from coverwatch.reports.notified import level_label, summary
 
-__all__ = ["render_report"]
+__all__ = ["alert_rows", "delivery_table", "render_report"]
 
 _STATE_COLOUR = {"covered": colors.HexColor("#2e7d32"), "lapsed": colors.HexColor("#c62828"),
                  "inactive": colors.HexColor("#bdbdbd")}
@@ -97,10 +99,51 @@ def _timeline(st: RuleStats, since: int, until: int, zone: ZoneInfo) -> Drawing:
     return d
 
 
+def _by_alert(deliveries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in deliveries:
+        out.setdefault(d["alert_id"], []).append(d)
+    return out
+
+
+def _by_at(zone: ZoneInfo, who: str | None, t_us: int | None) -> str:
+    return "-" if who is None and t_us is None else f"{who or '-'} {_local(zone, t_us)}"
+
+
+def alert_rows(alerts: list[dict[str, Any]], deliveries: list[dict[str, Any]],
+               zone: ZoneInfo) -> list[list[Any]]:
+    """The alerts table: handling, and who a notification was delivered to (never a
+    failed attempt, never the policy's targets)."""
+    sent = _by_alert(deliveries)
+    return [[i, a["kind"], f"{a['post']} / {a['rule']}", _local(zone, a["alert_at"]),
+             summary(sent.get(a["id"], ()), "delivered") or "nobody",
+             _by_at(zone, a.get("acknowledged_by"), a.get("acknowledged_at")),
+             a.get("acknowledgement_note") or "",
+             _by_at(zone, a.get("closed_by"), a.get("closed_at")),
+             a.get("close_note") or ""] for i, a in enumerate(alerts, 1)]
+
+
+def delivery_table(alerts: list[dict[str, Any]], deliveries: list[dict[str, Any]],
+                   zone: ZoneInfo) -> list[list[Any]]:
+    """One row per recorded attempt, under its alert's number in the alerts table."""
+    sent = _by_alert(deliveries)
+    rows = []
+    for i, a in enumerate(alerts, 1):
+        for d in sent.get(a["id"], ()):
+            outcome = "delivered" if d["outcome"] == "delivered" else \
+                f"FAILED: {d.get('error') or 'not delivered'}"
+            rows.append([i, level_label(d), d["target"], d.get("person") or "-",
+                         d.get("address") or "-",
+                         f"{outcome} ({d['attempts']} attempt{'s' * (d['attempts'] != 1)})",
+                         _local(zone, d["at_us"])])
+    return rows
+
+
 def render_report(
     *, site: str, since: int, until: int, post: str | None, lapses: list[dict[str, Any]],
-    stats: list[RuleStats], alerts: list[dict[str, Any]], orders: dict[str, Any],
-    roster: list[dict[str, Any]], audit: list[dict[str, Any]], timezone: str, events: int,
+    stats: list[RuleStats], alerts: list[dict[str, Any]], deliveries: list[dict[str, Any]],
+    orders: dict[str, Any], roster: list[dict[str, Any]], audit: list[dict[str, Any]],
+    timezone: str, events: int,
 ) -> bytes:
     """The report as PDF bytes."""
     zone = ZoneInfo(timezone)
@@ -136,17 +179,17 @@ def render_report(
                                     ("clipped at end", lp["clipped_end"])) if on)]
          for lp in lapses], [0.13, 0.13, 0.17, 0.17, 0.17, 0.08, 0.15])]
     story += [Paragraph("Alerts and their handling", h2), Paragraph(
-        "Who was notified: the escalation level reached is recorded with each alert; "
-        "per-recipient delivery records are not kept yet and are marked for a later version.",
+        "Notified: the people (or addresses) a notification was delivered to, from the "
+        "recorded deliveries (deliveries.json); a failed attempt never counts as notified. "
+        "Levels count from 1; each attempt is listed under \"Who was notified\" below.",
         _CELL), _table(
-        ["Kind", "Post / rule", "Alert", "Level", "Acknowledged", "Note", "Closed", "Note"],
-        [[a["kind"], f"{a['post']} / {a['rule']}", _local(zone, a["alert_at"]),
-          a.get("escalated_level", "-"),
-          f"{a.get('acknowledged_by') or '-'} {_local(zone, a.get('acknowledged_at'))}",
-          a.get("acknowledgement_note") or "",
-          f"{a.get('closed_by') or '-'} {_local(zone, a.get('closed_at'))}",
-          a.get("close_note") or ""] for a in alerts],
-        [0.09, 0.15, 0.13, 0.06, 0.17, 0.13, 0.17, 0.10])]
+        ["#", "Kind", "Post / rule", "Alert", "Notified", "Acknowledged", "Note", "Closed",
+         "Note"], alert_rows(alerts, deliveries, zone),
+        [0.04, 0.09, 0.14, 0.11, 0.15, 0.14, 0.12, 0.12, 0.09])]
+    story += [Paragraph("Who was notified", h2), _table(
+        ["#", "Level", "Target", "Person", "Address", "Outcome", "At"],
+        delivery_table(alerts, deliveries, zone),
+        [0.04, 0.07, 0.17, 0.12, 0.25, 0.19, 0.16])]
     others = [a for a in alerts if a["kind"] not in ("lapse", "cover")]
     story += [Paragraph("Device silence and SOS", h2), Paragraph(
         f"{len(others)} alert(s) of other kinds (device silence, SOS, unbriefed) in the window; "

@@ -106,6 +106,8 @@ class Message:
     """Something to send that is not an escalation step (a dispatch, a system alert).
 
     ``payload`` is the JSON body of signed webhooks (title and body are added).
+    ``attachments`` are files sent along where the channel takes them (mail does); the
+    others (signed webhooks, chat without files) get the body alone, so say it all there.
     """
 
     alert_id: str
@@ -114,6 +116,7 @@ class Message:
     title: str
     body: str
     payload: dict[str, object]
+    attachments: tuple[str, ...] = ()
 
 
 def redact_url(url: str) -> str:
@@ -390,7 +393,8 @@ class Notifier:
             if is_signed_webhook(url):
                 ok, attempts, error = self._post_signed(message, url)
             else:
-                ok, attempts, error = self._apprise(url, message.title, message.body)
+                ok, attempts, error = self._apprise(url, message.title, message.body,
+                                                    message.attachments)
         except Exception as exc:  # a bug or a library surprise must not reach the engine
             ok, attempts, error = False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}"
         if ok:
@@ -438,7 +442,8 @@ class Notifier:
                     break  # the receiver refused it; asking again will not help
         return False, attempts, error
 
-    def _apprise(self, url: str, title: str, body: str) -> tuple[bool, int, str | None]:
+    def _apprise(self, url: str, title: str, body: str,
+                 attach: tuple[str, ...] = ()) -> tuple[bool, int, str | None]:
         sender = apprise.Apprise()
         if not sender.add(url):
             return False, 0, "unsupported or malformed notification URL"
@@ -447,7 +452,8 @@ class Notifier:
             if attempt:
                 self._backoff(attempt - 1)
             attempts += 1
-            if sender.notify(body=body, title=title, timeout=self._timeout_s):
+            if sender.notify(body=body, title=title, timeout=self._timeout_s,
+                             attach=list(attach) or None):
                 return True, attempts, None
         return False, attempts, "the notification service did not accept it"
 

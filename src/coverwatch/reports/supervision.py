@@ -6,7 +6,8 @@
   largest ``within_m`` of its rules, accuracy not added). On duty or not: it is where they were.
 * **Daily activity report** for one day in the site's time zone, optionally one shift
   (``HH:MM-HH:MM``, local; may run past midnight): officers going on and off duty, time on
-  post per officer and post, lapses and alerts with their handling, orders
+  post per officer and post, lapses and alerts with their handling and who was notified
+  (one row per recorded delivery, failed ones as failed), orders
   acknowledgements missed or late for rostered shifts, SOS and device-silence alerts, and
   what supervisors did (from the audit log).
 
@@ -26,6 +27,7 @@ from coverwatch.domain.geometry import signed_distance
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time, parse_time, seconds_to_us
 from coverwatch.reports.history import recompute
+from coverwatch.reports.notified import level_label, load_delivery_rows, summary
 from coverwatch.reports.replay import lapse_record
 from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
@@ -136,14 +138,28 @@ def daily_report(
     lapses = recompute(store, versions, since=since, until=until - 1).lapses if versions else []
     rep.sections["lapses"] = [lapse_record(lp) for lp in lapses]
     alerts = [a for a in store.load_alerts() if since <= a["alert_at"] < until]
+    # Who was notified comes from the recorded deliveries, not the level an alert was due.
+    sent = load_delivery_rows(store, [a["id"] for a in alerts])
+    by_alert: dict[str, list[dict[str, Any]]] = {}
+    for d in sent:
+        by_alert.setdefault(d["alert_id"], []).append(d)
     rep.sections["alerts"] = [{
         "kind": a["kind"], "post": a["post"], "rule": a["rule"],
-        "alert_at": format_time(a["alert_at"]), "level": a.get("escalated_level"),
+        "alert_at": format_time(a["alert_at"]),
+        "notified": summary(by_alert.get(a["id"], ()), "delivered"),
+        "not_reached": summary(by_alert.get(a["id"], ()), "failed"),
         "acknowledged_by": a.get("acknowledged_by"),
         "acknowledged_at": None if a.get("acknowledged_at") is None
         else format_time(a["acknowledged_at"]),
         "note": a.get("acknowledgement_note") or "", "closed_by": a.get("closed_by"),
         "close_note": a.get("close_note") or ""} for a in alerts]
+    kinds = {a["id"]: a for a in alerts}
+    rep.sections["notifications"] = [{
+        "post": kinds[d["alert_id"]]["post"], "rule": kinds[d["alert_id"]]["rule"],
+        "alert_at": format_time(kinds[d["alert_id"]]["alert_at"]), "level": level_label(d),
+        "target": d["target"], "person": d["person"], "address": d["address"],
+        "outcome": d["outcome"], "error": d["error"], "attempts": d["attempts"],
+        "sent_at": d["at"]} for d in sent]
     rep.sections["SOS and silent devices"] = [a for a in rep.sections["alerts"]
                                               if a["kind"] not in ("lapse", "cover")]
     rep.sections["orders acknowledgements"] = _acknowledgements(store, since, until)
