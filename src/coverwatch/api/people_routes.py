@@ -75,7 +75,7 @@ async def login(body: Login, request: Request, response: Response, svc: AnySvc) 
 @router.post("/api/v1/logout")
 async def logout(
     request: Request, response: Response, svc: AnySvc,
-    who: Annotated[Principal, Depends(require(*PEOPLE))],
+    who: Annotated[Principal, Depends(require(*PEOPLE, anywhere=True))],
 ) -> dict[str, str]:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -88,7 +88,7 @@ async def logout(
 @router.get("/api/v1/me")
 async def me(
     request: Request, svc: AnySvc,
-    who: Annotated[Principal, Depends(require(*PEOPLE))],
+    who: Annotated[Principal, Depends(require(*PEOPLE, anywhere=True))],
 ) -> dict[str, Any]:
     """Who is signed in: deployment-wide roles, and roles at each site they may see."""
     sites = all_sites(request)

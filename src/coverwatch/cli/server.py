@@ -186,7 +186,9 @@ def users_add(
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
 ) -> None:
-    """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD)."""
+    """Create a user (the password is prompted for, or read from COVERWATCH_PASSWORD).
+
+    With `coverwatch --site ID users add …` the roles hold at that site only."""
     from coverwatch.errors import StoreError
     from coverwatch.notify.contacts import redact_contacts
     from coverwatch.storage import open_store, password_problem, record_user_change
@@ -199,12 +201,17 @@ def users_add(
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
+    given = [r.strip() for r in roles.split(",") if r.strip()]
+    site = os.environ.get("COVERWATCH_SITE")  # coverwatch --site ID: roles at that site only
     try:
-        store.create_user(username, password, [r.strip() for r in roles.split(",") if r.strip()])
+        store.create_user(username, password, [] if site else given, site_roles_only=bool(site))
+        if site:
+            store.set_site_roles(username, store.site, given)
         if contacts:
             store.set_contacts(username, contacts)
         record_user_change(store, "cli", username, "created",
-                           {"roles": roles, "contacts": redact_contacts(contacts)})
+                           {"roles": roles, "contacts": redact_contacts(contacts)}
+                           | ({"site": site} if site else {}))
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None

@@ -42,10 +42,13 @@ class LoginRequired(Exception):
 class PageForbidden(Exception):
     """Signed in, but without a role this page needs."""
 
-    def __init__(self, who: Principal, roles: frozenset[str]) -> None:
+    def __init__(self, who: Principal, roles: frozenset[str], site: str | None = None,
+                 sites: int = 1) -> None:
         super().__init__(who.name)
         self.who = who
         self.roles = roles
+        self.site = site  # the page's site, of several
+        self.sites = sites
 
 
 def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -61,7 +64,9 @@ def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
             raise LoginRequired(request.url.path + (f"?{request.url.query}"
                                                     if request.url.query else ""))
         if not _roles_here(request, who) & allowed:
-            raise PageForbidden(who, allowed)
+            sites = len(all_sites(request))
+            raise PageForbidden(who, allowed, request.query_params.get("site")
+                                if sites > 1 else None, sites)
         return who
 
     check.allowed_roles = allowed  # type: ignore[attr-defined]
@@ -99,6 +104,7 @@ def login_redirect(exc: LoginRequired) -> Response:
 
 def forbidden_page(exc: PageForbidden) -> Response:
     roles = ", ".join(sorted(exc.roles))
+    where = f" at {html.escape(exc.site)}" if exc.site else ""
     body = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -106,8 +112,8 @@ def forbidden_page(exc: PageForbidden) -> Response:
         "<link rel='stylesheet' href='/static/app.css'></head>"
         "<body class='plain'><main class='card narrow'><h1>Not allowed</h1>"
         f"<p>You are signed in as <b>{html.escape(exc.who.name)}</b>. "
-        f"This page needs one of the roles: {html.escape(roles)}.</p>"
-        f"<p><a href='{home_for(exc.who)}'>Go to your page</a></p></main></body></html>"
+        f"This page needs one of the roles{where}: {html.escape(roles)}.</p>"
+        f"<p><a href='{home_for(exc.who, exc.sites)}'>Go to your page</a></p></main></body></html>"
     )
     return HTMLResponse(body, status_code=403, headers=_NO_STORE)
 
