@@ -23,7 +23,7 @@ from coverwatch.server.problems import install as install_problems
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
-from coverwatch.storage.sites import key_for_site, site_store
+from coverwatch.storage.sites import DEPLOYMENT, key_for_site, site_store
 
 __all__ = ["create_app"]
 
@@ -106,6 +106,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             tasks += started
         app.state.sites = sites
         app.state.services = next(iter(sites.values()))  # the first: deployment-wide reads
+        # Logins, users and roles: one site's own chain, or with several the deployment's.
+        app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
+                                      else app.state.services.store)
         try:
             yield
         finally:

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.storage import open_store
-from coverwatch.storage.sites import default_owner, key_for_site, site_store
+from coverwatch.storage import open_store, verify_audit
+from coverwatch.storage.sites import DEPLOYMENT, default_owner, key_for_site, site_store
 from serverkit import PASSWORD, FakeClock, Kit, base_settings, running_server, write_site
 
 
@@ -121,6 +121,13 @@ def test_site_roles_are_given_by_a_deployment_admin_and_audited_at_the_site(kit:
     assert "user.site-roles" in actions
     south_actions = [e.action for e in _services(kit, "south-quay").store.audit_entries(limit=1000)]
     assert "user.site-roles" not in south_actions
+    # Logins and users are deployment-wide: the deployment's own chain, which verifies.
+    chain = kit.app.state.deployment_store
+    assert chain.site == DEPLOYMENT
+    deployment = [(e.action, e.subject) for e in chain.audit_entries(limit=1000)]
+    assert ("user.created", "user:north-super") in deployment
+    assert ("login.ok", "user:boss") in deployment
+    assert "user.created" not in actions and verify_audit(chain).ok
 
 
 def test_metrics_are_labelled_by_site(kit: Kit) -> None:
@@ -152,8 +159,6 @@ def test_a_second_site_leaves_the_first_sites_history_where_it_is(tmp_path: Path
         assert key_for_site(store, "north-yard") == "default"
         assert key_for_site(store, "south-quay") == "south-quay"
         # The audit chains stay apart and each verifies.
-        from coverwatch.storage import verify_audit
-
         for key in ("default", "south-quay"):
             assert verify_audit(site_store(store, key)).ok
     finally:

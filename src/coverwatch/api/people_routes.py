@@ -20,6 +20,7 @@ from coverwatch.server.access import (
     Principal,
     all_sites,
     deployment,
+    deployment_chain,
     require,
 )
 from coverwatch.server.problems import error, problems
@@ -55,7 +56,8 @@ async def login(body: Login, request: Request, response: Response, svc: AnySvc) 
         raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
                             headers={"Retry-After": str(seconds)})
     user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
-    await asyncio.to_thread(svc.store.record_login_attempt, body.username, user is not None, client)
+    await asyncio.to_thread(deployment_chain(request).record_login_attempt, body.username,
+                            user is not None, client)
     if user is None or not user.active:
         limiter.failed(body.username, client)
         raise HTTPException(401, "wrong username or password")
@@ -80,7 +82,7 @@ async def logout(
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await asyncio.to_thread(svc.store.delete_session, token)
-        await asyncio.to_thread(record_logout, svc.store, who.name)
+        await asyncio.to_thread(record_logout, deployment_chain(request), who.name)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"status": "logged out"}
 
@@ -230,7 +232,8 @@ async def create_user(
         raise HTTPException(409, str(e)) from None
     if contacts:
         contacts = await asyncio.to_thread(svc.store.set_contacts, body.username, contacts)
-    await asyncio.to_thread(record_user_change, svc.store, who.name, body.username, "created",
+    await asyncio.to_thread(record_user_change, deployment_chain(request), who.name,
+                            body.username, "created",
                             {"roles": sorted(body.roles),
                              "contacts": redact_contacts(contacts)})
     if body.sites:
@@ -270,7 +273,8 @@ async def change_user(
             change[key] = redact_contacts(replace or []) if key == "contacts" \
                 else redact_contacts([added or ""])[0]
     change.pop("sites", None)  # audited per site below
-    await asyncio.to_thread(record_user_change, store, who.name, username, "changed", change)
+    await asyncio.to_thread(record_user_change, deployment_chain(request), who.name, username,
+                            "changed", change)
     if body.sites:
         await _set_site_roles(request, svc, who, username, body.sites)
     if replace is not None or added is not None or body.roles is not None \

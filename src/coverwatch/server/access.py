@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, Request
 
 from coverwatch.server.services import Services
-from coverwatch.storage import csrf_matches
+from coverwatch.storage import Store, csrf_matches
 
 __all__ = [
     "DEVICE",
@@ -36,6 +36,7 @@ __all__ = [
     "Principal",
     "all_sites",
     "deployment",
+    "deployment_chain",
     "device_site",
     "require",
     "services",
@@ -86,6 +87,13 @@ def all_sites(request: Request) -> dict[str, Services]:
 def deployment(request: Request) -> Services:
     """Any site's services, for what is deployment-wide (users, tokens, sessions, devices)."""
     return next(iter(all_sites(request).values()))
+
+
+def deployment_chain(request: Request) -> Store:
+    """Where deployment-wide actions (logins, users, roles) are audited: the site's own
+    chain when there is one site, else the deployment's chain (``_deployment``)."""
+    chain: Store | None = getattr(request.app.state, "deployment_store", None)
+    return chain if chain is not None else deployment(request).store
 
 
 def _site_in_path(request: Request) -> str | None:

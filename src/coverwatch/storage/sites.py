@@ -23,7 +23,18 @@ from coverwatch.storage.tables import (
     site_roles,
 )
 
-__all__ = ["DEFAULT_SITE", "default_owner", "key_for_site", "site_store", "sites_in_store"]
+__all__ = [
+    "DEFAULT_SITE",
+    "DEPLOYMENT",
+    "default_owner",
+    "key_for_site",
+    "site_store",
+    "sites_in_store",
+]
+
+# The audit chain of deployment-wide actions (logins, users, roles) when there are
+# several sites; not a site id (those are lower-case words and hyphens).
+DEPLOYMENT = "_deployment"
 
 
 def _has_rows(store: Store, key: str) -> bool:
