@@ -26,6 +26,10 @@ def _site_id(store: object) -> str:
     from coverwatch.storage import Store
 
     assert isinstance(store, Store)
+    from coverwatch.storage.sites import DEPLOYMENT
+
+    if store.site == DEPLOYMENT:
+        return DEPLOYMENT
     versions = load_versions(store)
     if not versions:
         return store.get_state("site.id") or "site"
@@ -73,8 +77,9 @@ def audit_verify(
             trusted = None
     store = open_store(db, data_dir, audit_key=False)
     try:
+        # One anchor file may hold several sites' anchors: check this chain's only.
         result = verify_anchored(store, anchors, keyring=keyring, trusted=trusted,
-                                 unsealed_before=unsealed_before)
+                                 unsealed_before=unsealed_before, site=_site_id(store))
     finally:
         store.close()
     last = result.last_anchor
