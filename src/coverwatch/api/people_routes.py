@@ -10,7 +10,7 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.server.access import (
@@ -118,17 +118,18 @@ async def me(
 class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     password: str = Field(min_length=12, max_length=1000)
-    # Deployment-wide roles (every site), and roles at single sites by site id.
-    roles: list[str] = Field(default_factory=list, max_length=10)
+    # Roles at single sites by site id, and deployment-wide roles (every site).
     sites: dict[str, list[str]] = Field(default_factory=dict, max_length=1000)
+    roles: list[str] = Field(default_factory=list, max_length=10, validate_default=True)
     # Where the notifier reaches them (Apprise / signed-webhook URLs), checked on entry.
     contacts: list[str] = Field(default_factory=list, max_length=10)
 
-    @model_validator(mode="after")
-    def _some_role(self) -> NewUser:
-        if not self.roles and not any(self.sites.values()):
+    @field_validator("roles")
+    @classmethod
+    def _some_role(cls, roles: list[str], info: ValidationInfo) -> list[str]:
+        if not roles and not any((info.data.get("sites") or {}).values()):
             raise ValueError("a user needs a role: give roles, or roles at a site in sites")
-        return self
+        return roles
 
     @field_validator("password")
     @classmethod
