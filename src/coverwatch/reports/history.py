@@ -77,15 +77,16 @@ class _Sites:
         return self._cache[i]
 
 
-def _chunks(rows: list[dict[str, Any]], bounds: list[int]) -> Iterator[list[dict[str, Any]]]:
-    i = 0
-    for b in bounds:
-        j = i
-        while j < len(rows) and rows[j]["t_us"] < b:
-            j += 1
-        yield rows[i:j]
-        i = j
-    yield rows[i:]
+def _windows(store: Store, lo: int, hi: int, step: int) -> Iterator[list[dict[str, Any]]]:
+    """Stored events with ``lo <= t < hi`` in time order, a window of ``step`` at a time:
+    months of history are evaluated without ever holding them all in memory."""
+    a = lo
+    while a < hi:
+        b = min(hi, a + step)
+        rows = store.engine_rows(a, b)
+        if rows:
+            yield rows
+        a = b
 
 
 def _resume(store: Store, sites: _Sites, at_or_before: int, timeline: bool) -> EngineRun | None:
@@ -108,23 +109,22 @@ def run_engine(
     store: Store, versions: list[SiteVersion], *, to: int, resume_before: int | None,
     save_until: int | None = None, every_us: int = CHECKPOINT_EVERY_US, timeline: bool = False,
     close: bool = True,
-) -> tuple[EngineRun | None, list[dict[str, Any]]]:
+) -> tuple[EngineRun | None, int]:
     """Evaluate stored events up to ``to`` (inclusive if ``close``, else exclusive).
 
     Starts from the newest checkpoint at or before ``resume_before`` (None: from
     the first event) and saves a checkpoint at each whole ``every_us`` passed up
-    to ``save_until``. Returns the run (None if there are no events) and the rows
-    evaluated.
+    to ``save_until``. Returns the run (None if there are no events) and how many
+    stored events it evaluated.
     """
     sites = _Sites(versions)
     max_id = store.max_event_id()
     run = None if resume_before is None else _resume(store, sites, resume_before, timeline)
-    lo = _ALL if run is None else run.started_at
-    rows = store.engine_rows(lo, to + 1 if close else to)
+    end = to + 1 if close else to
     if run is None:
-        if not rows:
-            return None, rows
-        start = int(rows[0]["t_us"])
+        start = store.first_event_us(end)
+        if start is None:
+            return None, 0
         first = max((i for i, v in enumerate(versions) if v.effective_us <= start), default=0)
         run = EngineRun(CoverEngine(sites.site(first), start, timeline=timeline),
                         OfficerRegistry(), first, 0, 0, start)
@@ -132,10 +132,14 @@ def run_engine(
     save_to = min(save_until if save_until is not None else to, to)
     bounds = list(range((h // every_us + 1) * every_us, save_to + 1, every_us))
     saved = set(store.checkpoint_times()) if bounds else set()
-    for chunk, b in zip(_chunks(rows, bounds), [*bounds, None], strict=True):
-        run.engine.feed(batch_from_rows(chunk, run.registry))
-        run.events += len(chunk)
-        run.late += sum(1 for r in chunk if r["late"])
+    evaluated = 0
+    for a, b in zip([run.started_at, *bounds], [*bounds, None], strict=True):
+        # The engine is chunk-invariant: feeding a segment in windows changes nothing.
+        for chunk in _windows(store, a, end if b is None else b, every_us):
+            run.engine.feed(batch_from_rows(chunk, run.registry))
+            run.events += len(chunk)
+            run.late += sum(1 for r in chunk if r["late"])
+            evaluated += len(chunk)
         limit = to + 1 if b is None else b
         while run.version + 1 < len(versions) and versions[run.version + 1].effective_us <= (
             b if b is not None else to
@@ -156,7 +160,7 @@ def run_engine(
         run.engine.close(to)
     else:
         run.engine.advance(to)
-    return run, rows
+    return run, evaluated
 
 
 def recompute(

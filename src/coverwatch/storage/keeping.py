@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, exists, not_, select, update
+from sqlalchemy import and_, delete, exists, func, not_, select, update
 
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditMixin, _prepare_details
@@ -103,6 +103,13 @@ class KeepingMixin(AuditMixin):
             q = q.where(engine_checkpoints.c.at_us > after_us)
         with self._write() as conn:
             conn.execute(q)
+
+    def first_event_us(self, before_us: int) -> int | None:
+        """The earliest stored event time before ``before_us`` (None: no such event)."""
+        with self._read() as conn:
+            found = conn.execute(select(func.min(events.c.t_us)).where(
+                events.c.site == self.site, events.c.t_us < before_us)).scalar()
+        return None if found is None else int(found)
 
     def engine_rows(self, t0_us: int, t1_us: int) -> list[dict[str, Any]]:
         """Events with ``t0_us <= t_us < t1_us`` by (t_us, id), only the columns the engine

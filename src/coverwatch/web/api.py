@@ -134,9 +134,9 @@ def state_at(svc: Services, t_us: int) -> dict[str, Any]:
     from coverwatch.server.siteapply import SiteVersion, load_versions
 
     versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
-    run, rows = run_engine(svc.store, versions, to=t_us + 1, resume_before=t_us, close=False,
-                           save_until=svc.live.horizon)
-    if len(rows) > MAX_REPLAY_EVENTS:
+    run, evaluated = run_engine(svc.store, versions, to=t_us + 1, resume_before=t_us,
+                                close=False, save_until=svc.live.horizon)
+    if evaluated > MAX_REPLAY_EVENTS:
         raise HTTPException(413, f"more than {MAX_REPLAY_EVENTS} events to evaluate")
     if run is None:
         live = LiveCover(svc.site, lateness_us=0, start_horizon=t_us)
