@@ -127,7 +127,8 @@ def main() -> None:
         print(f"full recompute, {a.days} vs 1 day: {many['day_full_s'] / one['day_full_s']:.2f}x")
     import resource
 
-    print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the whole run: {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
