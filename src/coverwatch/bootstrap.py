@@ -45,6 +45,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                                 {"path": str(settings.site_path)})
         app.state.services = svc
+        bus = None
+        if settings.bus_url:  # distributed mode (docs/scale.md)
+            from coverwatch.server.gateway import start_bus
+
+            bus = await start_bus(svc)
         from coverwatch.server.briefing import Briefing
 
         svc.briefing = await asyncio.to_thread(Briefing.load, svc,
@@ -79,6 +84,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         try:
             yield
         finally:
+            if bus is not None:
+                await bus.close()
             for t in tasks:
                 t.cancel()
             for t in tasks:

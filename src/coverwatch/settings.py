@@ -77,3 +77,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How phones reach this server (e.g. https://cover.example.org), for enrolment links.
     public_url: str | None = None
+    # Distributed mode (docs/scale.md): the NATS URL (None: one process, as always), this
+    # process's role (gateway, worker or all) and the prefix of the bus's names.
+    bus_url: str | None = field(default=None, repr=False)
+    role: str = "all"
+    bus_prefix: str = "coverwatch"

@@ -87,6 +87,13 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option(help="How phones reach this server (for enrolment QR codes).")
     ] = None,
+    bus: Annotated[str | None, typer.Option(
+        "--bus", envvar="COVERWATCH_BUS", help="Distributed mode: the NATS URL, e.g. "
+        "nats://127.0.0.1:4222 (needs PostgreSQL in --db; docs/scale.md).")] = None,
+    role: Annotated[str, typer.Option(
+        help="With --bus: gateway (ingest), worker (evaluate) or all.")] = "all",
+    bus_prefix: Annotated[str, typer.Option(
+        help="With --bus: the prefix of the stream's and buckets' names.")] = "coverwatch",
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -111,7 +118,10 @@ def serve(
         max_body_bytes=max_body_bytes,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         max_lateness_s=max_lateness_s, public_url=public_url,
+        bus_url=bus, role=role, bus_prefix=bus_prefix,
     )
+    if bus and role not in ("gateway", "worker", "all"):
+        raise typer.BadParameter("expected gateway, worker or all", param_hint="--role")
     try:
         parse_networks(settings.trusted_proxies)
     except ValueError as e:
