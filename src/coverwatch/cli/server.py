@@ -122,6 +122,8 @@ def serve(
     )
     if bus and role not in ("gateway", "worker", "all"):
         raise typer.BadParameter("expected gateway, worker or all", param_hint="--role")
+    if bus and not (db or "").startswith("postgresql"):  # every node shares the store
+        raise typer.BadParameter("--bus needs a PostgreSQL --db", param_hint="--db")
     try:
         parse_networks(settings.trusted_proxies)
     except ValueError as e:
