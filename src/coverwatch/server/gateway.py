@@ -9,10 +9,12 @@ with the unique event key). :class:`BusHooks` adds what the bus needs:
   before publishing; its retry finds the rows stored (duplicates) and publishes
   them then, and JetStream drops the copies it already holds. A failed publish
   fails the request (503), so the client retries.
-- which escalation steps this node sends: device alarms (sos, fall) from the
-  gateway that stored them, at once; cover alerts from the worker that holds
-  the site's lease. A step whose level the store already records as due was
-  sent by some node before (a takeover, a restart) and is never sent again.
+- which escalation steps this node sends: a device alarm's (sos, fall)
+  immediate levels from the gateway that stored it, at once; every other step
+  from the worker that holds the site's lease (it also sends an immediate
+  level that no gateway recorded within ``ORPHAN_STEP_S``: its gateway died).
+  A step whose level the store already records as due was sent by some node
+  before (a takeover, a restart) and is never sent again.
 
 The gateway does not evaluate cover (``Services.evaluates`` is False): the
 workers do (:mod:`coverwatch.server.clusterworker`). Every node keeps its alert
@@ -57,6 +59,7 @@ log = logging.getLogger("coverwatch.server")
 
 ROLES = ("gateway", "worker", "all")
 DEADMAN_RULE = "deadman:"
+ORPHAN_STEP_S = 10.0
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
 _NOT_PUBLISHED = frozenset({"raw", "_request", "late", "received_us"})
 
@@ -104,9 +107,12 @@ class BusHooks:
     log: EventLog
     role: str
     timeout_s: float = 5.0
+    chunk: int = 1000
     # The worker side (None on a gateway): whether this node holds a site's lease now.
     worker: ClusterWorker | None = None
     published: int = 0
+    # Device alarms this node stored (it sends their immediate levels).
+    raised_here: set[str] = field(default_factory=set)
 
     async def publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not."""
@@ -114,16 +120,23 @@ class BusHooks:
             return
         events = [(row_key(r), _wire(r)) for r in rows]
         try:
-            await self.log.publish(self.svc.site.id, events, timeout=self.timeout_s)
+            # In chunks: every PubAck of one large batch would not come within the timeout.
+            for i in range(0, len(events), self.chunk):
+                await self.log.publish(self.svc.site.id, events[i : i + self.chunk],
+                                       timeout=self.timeout_s)
         except Exception as e:
             log.warning("publishing %d events failed: %s", len(events), e)
             raise BusUnavailable() from e
         self.published += len(events)
 
     def _mine(self, step: Escalation) -> bool:
-        if step.kind in DEVICE_ALARM_KINDS:
-            return self.role in ("gateway", "all")
-        return self.worker is not None and self.worker.owns(self.svc.site.id)
+        immediate = step.kind in DEVICE_ALARM_KINDS and step.due_at <= step.alert_at
+        if immediate and step.alert_id in self.raised_here:
+            return True
+        owner = self.worker is not None and self.worker.owns(self.svc.site.id)
+        if immediate:  # its gateway's to send, unless that gateway died before it could
+            return owner and self.svc.clock() - step.alert_at > ORPHAN_STEP_S * 1e6
+        return owner
 
     async def escalating(self, steps: Sequence[Escalation]) -> list[Escalation]:
         """The steps this node sends: its own kind, and not recorded as due by anyone yet."""

@@ -317,6 +317,8 @@ class Services:
             return
         for alert in raised:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        if self.bus is not None:  # this gateway sends their first levels
+            self.bus.raised_here.update(a.id for a in raised)
         if steps:
             self._escalating = asyncio.create_task(self._escalate(steps))
         if self.bus is not None:  # answered only once the stream has them too
