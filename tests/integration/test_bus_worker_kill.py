@@ -34,6 +34,11 @@ from serverkit import Kit, WallClock, base_settings, running_server, write_site
 PLAN = [(0, True), (6, False), (22, True), (28, False), (46, True), (52, False),
         (57, True), (62, None)]
 KILL_AT_S = 33  # inside the second lapse, before its alert
+ESCALATION = """escalation:
+  default:
+    - after_s: 0
+      notify: [supervisor]
+"""
 
 
 async def _owner(names: BusNames, site: str) -> str | None:
@@ -62,7 +67,7 @@ def _replayable(row: dict[str, Any]) -> dict[str, Any]:
 def test_a_killed_worker_is_taken_over_and_alerts_equal_replay(tmp_path: Path) -> None:
     need_nats()
     names = unique_names()
-    site_path = write_site(tmp_path)
+    site_path = write_site(tmp_path, extra=ESCALATION)
     data = tmp_path / "data"
     procs: list[ServeProcess] = []
     try:
@@ -154,8 +159,14 @@ def _scenario(gw: Kit, names: BusNames, site: str, first: str | None, victim: Se
     assert len(alerted) == 2
     stored = [a for a in store.load_alerts() if a["kind"] == "lapse"]
     assert {(a["post"], a["rule"], format_time(a["lapse_start"])) for a in stored} == alerted
-    raised = [e for e in store.audit_entries(limit=100_000) if e.action == "alert.raised"]
+    audit = store.audit_entries(limit=100_000)
+    raised = [e for e in audit if e.action == "alert.raised" and e.subject.startswith(
+        "alert:lapse")]
     assert sorted(e.subject for e in raised) == sorted(f"alert:{a['id']}" for a in stored)
+    # Each alert's first level sent once, by its owner at the time.
+    due = sorted(e.subject for e in audit if e.action == "alert.level-due.0")
+    assert due == sorted(f"alert:{a['id']}" for a in stored)
     # One alert was the victim's, the other the survivor's (raised after the kill).
     assert sorted(parse_time(e.at) > killed_us for e in raised) == [False, True]
-    assert not [a for a in store.load_alerts() if a["kind"] == "system"]  # no dead-man alarm
+    # No dead-man alarm: the takeover was quicker.
+    assert not [a for a in store.load_alerts() if a["rule"].startswith("deadman:")]
