@@ -12,6 +12,8 @@
    in the store, in the stream and in the evaluation.
 3. An SOS is escalated by the gateway that stored it, at once; another gateway
    and the site's worker learn of it from PostgreSQL and send nothing again.
+4. A site no worker holds: the gateway's dead-man check raises a ``system``
+   alert in PostgreSQL, once; a worker that takes the site resolves it.
 """
 
 from __future__ import annotations
@@ -224,5 +226,31 @@ def test_an_sos_is_escalated_by_its_gateway_once(tmp_path: Path) -> None:
                                what="the other nodes to learn of the SOS")
                     kit.tick()
                 assert actions() == ["alert.raised", "alert.level-due.0", "alert.level-due.1"]
+    finally:
+        asyncio.run(cleanup(NATS_URL, names))
+
+
+def test_a_site_nobody_evaluates_raises_one_system_alert(tmp_path: Path) -> None:
+    """The dead-man check on a gateway: a `system` alert in PostgreSQL, resolved by an owner."""
+    need_nats()
+    names = unique_names()
+    site = write_site(tmp_path)
+    data = tmp_path / "data"
+    try:
+        with postgres_schema(data) as db:
+            def settings(role: str) -> Any:
+                return base_settings(site, data, db_url=db, bus_url=NATS_URL,
+                                     bus_prefix=names.prefix, role=role)
+
+            with running_server(settings("gateway"), WallClock()) as a:
+                def deadman() -> list[dict[str, Any]]:
+                    return [x for x in a.svc.store.load_alerts()
+                            if x["kind"] == "system" and x["rule"] == "deadman:test-quay"]
+
+                wait_until(deadman, timeout_s=40, what="the dead-man alert")
+                with running_server(settings("worker"), WallClock()):
+                    wait_until(lambda: all(x["state"] == "resolved" for x in deadman()),
+                               timeout_s=40, what="the owner to resolve it")
+                assert len(deadman()) == 1  # once per outage
     finally:
         asyncio.run(cleanup(NATS_URL, names))
