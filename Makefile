@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck bench clean
+.PHONY: demo cluster test install lint typecheck bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 	$(BIN)/coverwatch check examples/yard/site.yaml
 	$(BIN)/coverwatch check examples/quay/site.yaml
 	$(BIN)/coverwatch demo --site examples/yard/site.yaml --site examples/quay/site.yaml
+
+# One gateway and three workers against the local NATS and PostgreSQL (docs/scale.md).
+cluster: $(STAMP)
+	$(BIN)/coverwatch check examples/yard/site.yaml
+	$(BIN)/python -m coverwatch.cli.cluster --site examples/yard/site.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

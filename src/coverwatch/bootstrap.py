@@ -30,14 +30,12 @@ __all__ = ["create_app"]
 log = logging.getLogger("coverwatch.server")
 
 
-async def _start_site(
+async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
-) -> tuple[Services, list[asyncio.Task[Any]]]:
-    """One site's services and background tasks (ticker, briefing, watchdog, inputs)."""
+) -> Services:
+    """One site's services, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
-    from coverwatch.server.briefing import Briefing
     from coverwatch.server.outbox import people_resolver
-    from coverwatch.server.watchdog import run_heartbeat, run_watchdog
 
     notifier = Notifier(
         people_resolver(store), webhook_secret=settings.webhook_secret,
@@ -47,9 +45,18 @@ async def _start_site(
     svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
     await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                             {"path": str(settings.site_path)})
+    return svc
+
+
+async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
+    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
+    from coverwatch.server.briefing import Briefing
+    from coverwatch.server.watchdog import run_heartbeat, run_watchdog
+
+    settings, notifier = svc.settings, svc.notifier
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
-    site = doc.site.id
+    site = svc.site.id
     tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
              asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
@@ -78,7 +85,7 @@ async def _start_site(
         tasks.append(asyncio.create_task(
             run_owntracks_mqtt(svc, settings.mqtt_url, settings.owntracks_mqtt),
             name=f"owntracks:{site}"))
-    return svc, tasks
+    return tasks
 
 
 def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) -> FastAPI:
@@ -96,14 +103,19 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             raise SiteFileError([Problem(paths[1], None, None, "site.id",
                                          f"{dup!r} is also the id of {paths[0]}")])
         sites: dict[str, Services] = {}
-        tasks: list[asyncio.Task[object]] = []
         for i, (path, doc) in enumerate(zip(settings.site_paths, docs, strict=True)):
             key = await asyncio.to_thread(key_for_site, store, doc.site.id,
                                           sole=len(docs) == 1, first=i == 0)
             one = replace(settings, site_path=path, more_sites=())
-            svc, started = await _start_site(one, site_store(store, key), doc, clock)
-            sites[doc.site.id] = svc
-            tasks += started
+            sites[doc.site.id] = await _build_site(one, site_store(store, key), doc, clock)
+        bus = None
+        if settings.bus_url:  # distributed mode (docs/scale.md): before any task escalates
+            from coverwatch.server.gateway import start_bus
+
+            bus = await start_bus(sites)
+        tasks: list[asyncio.Task[Any]] = []
+        for svc in sites.values():
+            tasks += await _start_site(svc)
         app.state.sites = sites
         app.state.services = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.
@@ -112,6 +124,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         try:
             yield
         finally:
+            if bus is not None:
+                await bus.close()
             for t in tasks:
                 t.cancel()
             for t in tasks:

@@ -89,3 +89,8 @@ class Settings:
     def site_paths(self) -> tuple[Path, ...]:
         """Every site file of the deployment, the first one first."""
         return (self.site_path, *self.more_sites)
+    # Distributed mode (docs/scale.md): the NATS URL (None: one process, as always), this
+    # process's role (gateway, worker or all) and the prefix of the bus's names.
+    bus_url: str | None = field(default=None, repr=False)
+    role: str = "all"
+    bus_prefix: str = "coverwatch"

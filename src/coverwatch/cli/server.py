@@ -94,6 +94,13 @@ def serve(
     daily_report_to: Annotated[list[str] | None, typer.Option(
         "--daily-report-to", help="Who gets the daily report: role:NAME, user:NAME or a "
         "notification URL (repeatable).")] = None,
+    bus: Annotated[str | None, typer.Option(
+        "--bus", envvar="COVERWATCH_BUS", help="Distributed mode: the NATS URL, e.g. "
+        "nats://127.0.0.1:4222 (needs PostgreSQL in --db; docs/scale.md).")] = None,
+    role: Annotated[str, typer.Option(
+        help="With --bus: gateway (ingest), worker (evaluate) or all.")] = "all",
+    bus_prefix: Annotated[str, typer.Option(
+        help="With --bus: the prefix of the stream's and buckets' names.")] = "coverwatch",
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -120,6 +127,7 @@ def serve(
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
+        bus_url=bus, role=role, bus_prefix=bus_prefix,
     )
     from coverwatch.reports.schedule import check_schedule
 
@@ -128,6 +136,10 @@ def serve(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--daily-report-at/--daily-report-to") \
             from None
+    if bus and role not in ("gateway", "worker", "all"):
+        raise typer.BadParameter("expected gateway, worker or all", param_hint="--role")
+    if bus and not (db or "").startswith("postgresql"):  # every node shares the store
+        raise typer.BadParameter("--bus needs a PostgreSQL --db", param_hint="--db")
     try:
         parse_networks(settings.trusted_proxies)
     except ValueError as e:

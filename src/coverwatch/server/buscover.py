@@ -58,9 +58,13 @@ class StateRejected(Exception):
 
 
 class _Message(Protocol):
-    seq: int
-    key: str | None
-    data: Mapping[str, Any]
+    # Read-only, as in the bus's frozen BusMessage.
+    @property
+    def seq(self) -> int: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

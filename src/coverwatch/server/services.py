@@ -174,6 +174,14 @@ class Services:
     _last_saved_horizon: int = 0
     # Ticker and store health, for /readyz and the watchdog.
     health: Health = field(default_factory=Health)
+    # coverwatch.server.gateway.BusHooks in distributed mode (set by bootstrap): publishes
+    # committed events, says which escalation steps this node sends.
+    bus: Any = None
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether this process runs the live engine (in distributed mode the workers do)."""
+        return self.settings.bus_url is None
 
     @property
     def site(self) -> Site:
@@ -210,7 +218,7 @@ class Services:
         # Replay every on-time stored event up to the saved horizon. The engine is
         # chunk-invariant, so this reproduces the state of the uninterrupted run.
         after = 0
-        while True:
+        while settings.bus_url is None:
             rows = store.events_since(after, limit=50_000, include_late=False)
             if not rows:
                 break
@@ -222,6 +230,8 @@ class Services:
             changes += live.switch_site(site)
         if saved is not None:
             changes += live.advance_to(start_horizon)
+        if settings.bus_url is not None:
+            changes = []  # the workers raise cover alerts in distributed mode
         if doc.source != versions[-1].source:
             # The file was edited while the server was down: in force from now on.
             changes += live.switch_site(doc.site)
@@ -279,7 +289,8 @@ class Services:
                         r["source"] = source
                         r["device"] = device
                         r["received_us"] = now
-                        r["late"] = self.live.is_late(int(r["t_us"]))
+                        # In distributed mode the site's stream decides what is late.
+                        r["late"] = self.evaluates and self.live.is_late(int(r["t_us"]))
                         r["_request"] = i
                         tagged.append(r)
                     for rep in reps:
@@ -288,7 +299,8 @@ class Services:
                 result = await asyncio.to_thread(
                     self.store.append_events, tagged, reports=reports,
                     alerts_for=self._alarm_alerts if alarms else None)
-                self.live.add([r for r in result.rows if not r["late"]])
+                if self.evaluates:
+                    self.live.add([r for r in result.rows if not r["late"]])
                 for rep in result.reports:
                     self.watch.note(rep, now)
                 raised = [Alert.from_record(rec) for rec in result.alerts]
@@ -305,8 +317,18 @@ class Services:
             return
         for alert in raised:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        if self.bus is not None:  # this gateway sends their first levels
+            self.bus.raised_here.update(a.id for a in raised)
         if steps:
             self._escalating = asyncio.create_task(self._escalate(steps))
+        if self.bus is not None:  # answered only once the stream has them too
+            try:
+                await self.bus.publish(tagged)
+            except Exception as e:  # the client retries; the event keys make it one event
+                for *_, done, _reps in group:
+                    if not done.done():
+                        done.set_exception(e)
+                return
         inserted = [0] * len(group)
         late = [0] * len(group)
         for r in result.rows:
@@ -436,7 +458,7 @@ class Services:
         """Advance the watermark to now; raise, resolve and escalate alerts."""
         async with self.lock:
             now = self.clock()
-            if now < self._recover_until:
+            if now < self._recover_until or not self.evaluates:
                 changes: list[CoverChange] = []
             else:
                 changes = self.live.advance_to(self.watch.horizon(now))
@@ -444,7 +466,8 @@ class Services:
             # Alert changes under the lock too, so a person's acknowledgement
             # (also under it) cannot overwrite a resolution made meanwhile.
             await asyncio.to_thread(self._apply_changes, changes)
-            if self.site.silent_after_s is not None and self.briefing is not None:
+            if (self.site.silent_after_s is not None and self.briefing is not None
+                    and self.evaluates):
                 await asyncio.to_thread(self._check_silent, now)
             steps = self.book.tick(now)
         if steps:
@@ -459,7 +482,7 @@ class Services:
             for device, d in self.watch.delays().items():
                 log.info("upload delay of %s: median %.1f s, p95 %.1f s, max %.1f s (%d readings)",
                          device, d["median_s"], d["p95_s"], d["max_s"], int(d["count"]))
-        if horizon - self._last_saved_horizon >= US_PER_S or changes:
+        if self.evaluates and (horizon - self._last_saved_horizon >= US_PER_S or changes):
             try:
                 await asyncio.to_thread(self.store.set_state, _HORIZON_KEY, str(horizon))
             except Exception as e:
@@ -513,6 +536,8 @@ class Services:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
 
     async def _escalate(self, steps: Sequence[Escalation]) -> None:
+        if self.bus is not None:  # each step from one node only, and never twice
+            steps = await self.bus.escalating(steps)
         # "level-due", not "escalated": whether anyone was reached is the deliveries' to say.
         for step in steps:
             alert = self.book.get(step.alert_id)
@@ -567,4 +592,6 @@ class Services:
 
     def engine_lag_s(self) -> float:
         """How far the horizon trails the wall clock (includes the allowed lateness)."""
+        if not self.evaluates:
+            return 0.0  # the workers' lag is the bus's (docs/scale.md)
         return max(0.0, (self.clock() - self.live.horizon) / US_PER_S)

@@ -35,6 +35,7 @@ from coverwatch.storage.store import (
     Store,
     head_revision,
     open_store,
+    row_key,
     upgrade,
 )
 from coverwatch.storage.tables import ROLES, TOKEN_ROLES
@@ -69,6 +70,7 @@ __all__ = [
     "record_logout",
     "record_site_reload",
     "record_user_change",
+    "row_key",
     "upgrade",
     "verify_audit",
 ]

@@ -28,7 +28,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, false, func, select
+from sqlalchemy import Connection, Engine, false, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -169,6 +169,11 @@ def event_key(kind: str, ident: str, t_us: int, device: str | None = None,
     from another device, is a different event.
     """
     return f"{kind}|{ident}|{t_us}|{device or ''}|{digest}"
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """The idempotence key the store gives an event row (the bus's message id)."""
+    return str(_event_row(row, 0, "")[2])
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -503,6 +508,15 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
             q = q.where(events.c.late == false())
         with self._read() as conn:
             return [_event_out(r) for r in conn.execute(q)]
+
+    def mark_late(self, keys: Sequence[str]) -> int:
+        """Flag stored events late by key (distributed mode: the site's stream decided so)."""
+        if not keys:
+            return 0
+        q = (update(events).where(events.c.site == self.site, events.c.key.in_(list(keys)))
+             .values(late=true()))
+        with self._write() as conn:
+            return int(conn.execute(q).rowcount or 0)
 
     def events_between(
         self, t0_us: int, t1_us: int, limit: int | None = None

@@ -1,0 +1,151 @@
+"""`make cluster`: one gateway and three workers on this machine, driven by the demo's simulator.
+
+``python -m coverwatch.cli.cluster [--site examples/yard/site.yaml]`` starts, against the
+local NATS and PostgreSQL, four `coverwatch serve --bus … --db …` processes: a
+gateway on port 8000 and three workers (8001–8003; one owns the site, two stand
+by to take it over), then plays the demo's simulated officers on the fictional
+site through the gateway. Kill a worker (its pid is printed) to watch another
+take over. Ctrl-C stops everything.
+
+Each run starts clean: the database ``coverwatch_cluster`` is created afresh,
+and the bus names ``coverwatch-cluster-…`` (stream and buckets) are deleted
+first. The demo's fixed logins are created, as in `make demo`: a demo only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from coverwatch.cli.demo import DEMO_USERS, OFFICERS, simulate
+
+__all__ = ["main"]
+
+PREFIX = "coverwatch-cluster"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and create the cluster's database; its URL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"database name {name!r}: letters, digits and _ only")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def fresh_bus(url: str) -> None:
+    from coverwatch.bus import BusNames, connect
+
+    names = BusNames(PREFIX)
+    nc = await connect(url)
+    js = nc.jetstream()
+    for stream in (names.stream, f"KV_{names.leases}", f"KV_{names.checkpoints}"):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+    await nc.close()
+
+
+def _setup(db: str, data_dir: Path) -> tuple[dict[str, str], str]:
+    from coverwatch.storage import open_store, upgrade
+
+    upgrade(db, data_dir)
+    store = open_store(db, data_dir)
+    try:
+        for username, (password, roles) in DEMO_USERS.items():
+            store.create_user(username, password, roles)
+        tokens = {o.name: store.create_device(f"phone-{o.name.lower()}", o.name)[1]
+                  for o in OFFICERS}
+        _, control = store.create_api_token("cluster-control-room", ["ingest"])
+    finally:
+        store.close()
+    return tokens, control
+
+
+def _serve(site: Path, data_dir: Path, db: str, bus: str, role: str, port: int,
+           log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
+           "--site", str(site), "--data-dir", str(data_dir), "--db", db, "--bus", bus,
+           "--bus-prefix", PREFIX, "--role", role, "--port", str(port)]
+    with log.open("ab") as out:
+        # Its own process group: Ctrl-C reaches the children through us, in order.
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url} exited; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not start; see {log}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", type=Path, default=Path("examples/yard/site.yaml"))
+    parser.add_argument("--data-dir", type=Path, default=Path("data/cluster"))
+    parser.add_argument("--bus", default=os.environ.get("COVERWATCH_BUS",
+                                                        "nats://127.0.0.1:4222"))
+    parser.add_argument("--admin-db", default=ADMIN_URL,
+                        help="a PostgreSQL URL allowed to create databases")
+    parser.add_argument("--database", default="coverwatch_cluster")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8000, help="the gateway's; workers follow")
+    args = parser.parse_args(argv)
+
+    db = fresh_database(args.admin_db, args.database)
+    asyncio.run(fresh_bus(args.bus))
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    tokens, control = _setup(db, args.data_dir)
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        roles = ["gateway"] + ["worker"] * args.workers
+        for i, role in enumerate(roles):
+            port = args.port + i
+            log = args.data_dir / f"{role}-{port}.log"
+            proc = _serve(args.site, args.data_dir, db, args.bus, role, port, log)
+            procs.append((f"{role} :{port}", proc))
+            _wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        base = f"http://127.0.0.1:{args.port}"
+        print(f"\ncoverwatch cluster: gateway at {base}/  (Ctrl-C stops all)")
+        for name, proc in procs:
+            print(f"  {name:<14} pid {proc.pid}")
+        print(f"  bus {PREFIX}-*, database {args.database}, logs in {args.data_dir}/")
+        print("Demo logins (this demo only; never use these passwords elsewhere):")
+        for username, (password, roles_) in DEMO_USERS.items():
+            print(f"  {username:<11} {password:<20} {', '.join(roles_)}")
+        print("Simulating the demo's officers through the gateway. `kill -9` a worker's pid:")
+        print("another takes the site over within seconds.\n")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(simulate(base, tokens, control))
+    finally:
+        for _, proc in reversed(procs):  # workers first: they hand over cleanly
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print("cluster stopped")
+
+
+if __name__ == "__main__":
+    main()

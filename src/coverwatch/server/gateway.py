@@ -1,0 +1,264 @@
+"""Distributed mode (``coverwatch serve --bus …``): the gateway's side, and the start of it all.
+
+Every role keeps today's ingest path (``Services.ingest``: one PostgreSQL commit
+with the unique event key). :class:`BusHooks` adds what the bus needs:
+
+- after the commit, *every* row of the group, new or re-sent, is published to
+  the site's subject with ``Nats-Msg-Id`` = its event key, and the request is
+  answered only after the PubAck. A first attempt may have committed and died
+  before publishing; its retry finds the rows stored (duplicates) and publishes
+  them then, and JetStream drops the copies it already holds. A failed publish
+  fails the request (503), so the client retries.
+- which escalation steps this node sends: a device alarm's (sos, fall)
+  immediate levels from the gateway that stored it, at once; every other step
+  from the worker that holds the site's lease (it also sends an immediate
+  level that no gateway recorded within ``ORPHAN_STEP_S``: its gateway died).
+  A step whose level the store already records as due was sent by some node
+  before (a takeover, a restart) and is never sent again.
+
+The gateway does not evaluate cover (``Services.evaluates`` is False): the
+workers do (:mod:`coverwatch.server.clusterworker`). Every node keeps its alert
+book in step with PostgreSQL, the system of record for alerts, and runs the
+dead-man check (a worker node through its ``Worker``). See docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coverwatch.bus import BusNames, EventLog, connect, watch_for_orphans
+from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
+from coverwatch.domain.supervision import open_direct
+from coverwatch.server.problems import ProblemError
+from coverwatch.storage import row_key
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from coverwatch.server.clusterworker import ClusterWorker
+    from coverwatch.server.services import Services
+
+__all__ = [
+    "ROLES",
+    "BusHooks",
+    "BusUnavailable",
+    "Distributed",
+    "refresh_book",
+    "site_orphaned",
+    "site_owned",
+    "start_bus",
+    "take_in",
+]
+
+log = logging.getLogger("coverwatch.server")
+
+ROLES = ("gateway", "worker", "all")
+DEADMAN_RULE = "deadman:"
+ORPHAN_STEP_S = 10.0
+# Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
+_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "received_us"})
+
+
+class BusUnavailable(ProblemError):
+    """The event stream did not acknowledge: 503, and the client sends again."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "the event stream is unavailable; send again",
+                         headers={"Retry-After": "1"})
+
+
+def _wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in _NOT_PUBLISHED}
+
+
+def refresh_book(svc: Services) -> int:
+    """Bring the alert book in line with the store (run in a thread, under ``svc.lock``).
+
+    Other nodes raise, resolve, escalate and acknowledge alerts of this site;
+    PostgreSQL has them all. Returns how many alerts changed here.
+    """
+    return sum(take_in(svc, Alert.from_record(rec)) for rec in svc.store.load_alerts())
+
+
+def take_in(svc: Services, alert: Alert) -> bool:
+    """Put the store's version of an alert in the book (under ``svc.lock``); True if new here."""
+    if alert.id not in svc.book:
+        svc.book.adopt(alert)
+        return True
+    here = svc.book.get(alert.id)
+    # A level this node is about to record as due stays due (else it is sent twice).
+    alert.escalated_level = max(alert.escalated_level, here.escalated_level)
+    if here.to_record() == alert.to_record():
+        return False
+    svc.book.restore(alert)
+    return True
+
+
+@dataclass
+class BusHooks:
+    """``Services.bus``: publish committed rows; choose the escalation steps to send."""
+
+    svc: Services
+    log: EventLog
+    role: str
+    timeout_s: float = 5.0
+    chunk: int = 1000
+    # The worker side (None on a gateway): whether this node holds a site's lease now.
+    worker: ClusterWorker | None = None
+    published: int = 0
+    # Device alarms this node stored (it sends their immediate levels).
+    raised_here: set[str] = field(default_factory=set)
+
+    async def publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not."""
+        if not rows:
+            return
+        events = [(row_key(r), _wire(r)) for r in rows]
+        try:
+            # In chunks: every PubAck of one large batch would not come within the timeout.
+            for i in range(0, len(events), self.chunk):
+                await self.log.publish(self.svc.site.id, events[i : i + self.chunk],
+                                       timeout=self.timeout_s)
+        except Exception as e:
+            log.warning("publishing %d events failed: %s", len(events), e)
+            raise BusUnavailable() from e
+        self.published += len(events)
+
+    def _mine(self, step: Escalation) -> bool:
+        immediate = step.kind in DEVICE_ALARM_KINDS and step.due_at <= step.alert_at
+        if immediate and step.alert_id in self.raised_here:
+            return True
+        owner = self.worker is not None and self.worker.owns(self.svc.site.id)
+        if immediate:  # its gateway's to send, unless that gateway died before it could
+            return owner and self.svc.clock() - step.alert_at > ORPHAN_STEP_S * 1e6
+        return owner
+
+    async def escalating(self, steps: Sequence[Escalation]) -> list[Escalation]:
+        """The steps this node sends: its own kind, and not recorded as due by anyone yet."""
+        mine = [s for s in steps if self._mine(s)]
+        for s in steps:  # another node's to send: due again here when it becomes ours
+            if not self._mine(s) and s.alert_id in self.svc.book:
+                alert = self.svc.book.get(s.alert_id)
+                alert.escalated_level = min(alert.escalated_level, s.level - 1)
+        if not mine:
+            return []
+        store = self.svc.store
+
+        def recorded() -> dict[str, int]:
+            out = {}
+            for alert_id in {s.alert_id for s in mine}:
+                rec = store.get_alert_record(alert_id)
+                out[alert_id] = -1 if rec is None else int(rec.get("escalated_level", -1))
+            return out
+
+        levels = await asyncio.to_thread(recorded)
+        return [s for s in mine if s.level > levels[s.alert_id]]
+
+
+@dataclass
+class Distributed:
+    """What ``start_bus`` started; :meth:`close` stops it (worker first: it hands over)."""
+
+    nc: Client
+    hooks: dict[str, BusHooks]  # by site id
+    worker: ClusterWorker | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        self.stop.set()  # the worker checkpoints and releases its sites, then ends
+        with contextlib.suppress(Exception):
+            await asyncio.wait(self.tasks, timeout=20.0)
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.worker is not None:
+            await self.worker.close()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+
+async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
+    while not stop.is_set():
+        try:
+            async with svc.lock:
+                await asyncio.to_thread(refresh_book, svc)
+        except Exception:  # PostgreSQL failing over: the next pass catches up
+            log.exception("alert book refresh failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def site_orphaned(svc: Services, site: str, seconds: float) -> None:
+    """The dead-man check's report: one ``system`` alert per outage (as far as the store shows)."""
+    async with svc.lock:
+        await asyncio.to_thread(refresh_book, svc)
+    if open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
+        return  # another node reported it already
+    await svc.outbox.raise_direct(
+        "system", "", DEADMAN_RULE + site,
+        f"Nobody has evaluated cover at site {site} for {seconds:.0f} s: no worker holds it.")
+
+
+async def site_owned(svc: Services, site: str) -> None:
+    """An owner is back: resolve the dead-man alert."""
+    async with svc.lock:
+        await asyncio.to_thread(refresh_book, svc)
+    for alert in open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
+        await svc.outbox.resolve_direct(alert, f"site {site} has an owner again")
+
+
+async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0) -> Distributed:
+    """Connect to NATS and start this node's role (``settings.role``) for every site."""
+    first = next(iter(sites.values()))
+    settings = first.settings
+    if settings.role not in ROLES:
+        raise ValueError(f"role {settings.role!r}: expected one of {', '.join(ROLES)}")
+    assert settings.bus_url is not None
+    names = BusNames(settings.bus_prefix)
+    nc = await connect(settings.bus_url, name=f"coverwatch-{settings.role}")
+    event_log = EventLog(nc.jetstream(), names)
+    await event_log.ensure()
+    dist = Distributed(nc, {})
+    for site, svc in sites.items():
+        hooks = BusHooks(svc, event_log, settings.role)
+        dist.hooks[site] = svc.bus = hooks
+        async with svc.lock:
+            await asyncio.to_thread(refresh_book, svc)
+        dist.tasks.append(asyncio.create_task(_keep_book(svc, dist.stop, book_every_s),
+                                              name=f"alert-book:{site}"))
+    if settings.role in ("worker", "all"):
+        from coverwatch.server.clusterworker import ClusterWorker
+
+        dist.worker = ClusterWorker(sites, nc, names)
+        for hooks in dist.hooks.values():
+            hooks.worker = dist.worker
+        await dist.worker.start()
+        dist.tasks.append(asyncio.create_task(dist.worker.run(dist.stop), name="bus-worker"))
+    else:
+        from coverwatch.bus import WorkerSettings
+
+        ws = WorkerSettings()
+
+        async def orphaned(s: str, seconds: float) -> None:
+            if s in sites:
+                await site_orphaned(sites[s], s, seconds)
+
+        async def owned(s: str) -> None:
+            if s in sites:
+                await site_owned(sites[s], s)
+
+        dist.tasks.append(asyncio.create_task(watch_for_orphans(
+            nc.jetstream(), names.leases, lambda: list(sites), lease_s=ws.lease_s,
+            after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop),
+            name="dead-man"))
+    log.info("distributed mode: %s for %d site(s) on bus %s", settings.role, len(sites),
+             names.prefix)
+    return dist

@@ -1,0 +1,128 @@
+"""Test kit for the distributed mode: a PostgreSQL schema of the test's own, `coverwatch serve`
+processes with ``--bus``, and readers of the site's stream.
+
+Every test gets its own schema (dropped afterwards) and its own bus prefix
+(``natskit.unique_names``), so runs never collide on the shared services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from natskit import NATS_URL, free_port
+from services import require_service, service_unavailable
+from sqlalchemy.engine import make_url
+
+from coverwatch.bus import BusMessage, BusNames, EventLog, connect
+from coverwatch.storage import upgrade
+
+__all__ = ["POSTGRES_URL", "ServeProcess", "postgres_schema", "read_subject"]
+
+POSTGRES_URL = os.environ.get(
+    "COVERWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@contextlib.contextmanager
+def postgres_schema(data_dir: Path) -> Iterator[str]:
+    """A migrated schema of the test's own; yields its URL (skips or fails without PostgreSQL)."""
+    parsed = make_url(POSTGRES_URL)
+    require_service("PostgreSQL", parsed.host or "127.0.0.1", parsed.port or 5432)
+    try:
+        admin = psycopg.connect(
+            parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+            autocommit=True)
+    except psycopg.OperationalError as exc:
+        service_unavailable("PostgreSQL", f"cannot connect to {POSTGRES_URL}: {exc}")
+    schema = f"cw_bus_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    url = parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+    try:
+        upgrade(url, data_dir)
+        yield url
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+class ServeProcess:
+    """`coverwatch serve --bus … --role …` as a child process (this worktree's code)."""
+
+    def __init__(self, site: Path, data_dir: Path, db: str, names: BusNames, role: str,
+                 log: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
+                    "--site", str(site), "--data-dir", str(data_dir), "--db", db,
+                    "--port", str(self.port), "--bus", NATS_URL, "--bus-prefix", names.prefix,
+                    "--role", role, *extra]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(SRC), os.environ.get("PYTHONPATH", "")])}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited: {self.log.read_text()[-3000:]}"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+async def read_subject(names: BusNames, site: str) -> list[BusMessage]:
+    """Every message of the site's subject so far, in stream order."""
+    import asyncio
+
+    nc = await connect(NATS_URL)
+    log = EventLog(nc.jetstream(), names)
+    last = await log.last_seq(site)
+    got: list[BusMessage] = []
+
+    async def collect(m: BusMessage) -> None:
+        got.append(m)
+
+    if last:
+        sub = await log.follow(site, 0, collect)
+        deadline = time.monotonic() + 20
+        while (not got or got[-1].seq < last) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await sub.unsubscribe()
+    await nc.close()
+    return [m for m in got if m.seq <= last]
+
+
+def events_of(messages: list[BusMessage]) -> list[Any]:
+    return [m for m in messages if m.kind == "event"]
