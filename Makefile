@@ -22,8 +22,8 @@ demo: $(STAMP)
 
 # One gateway and three workers against the local NATS and PostgreSQL (docs/scale.md).
 cluster: $(STAMP)
-	$(BIN)/coverwatch check examples/yard/site.yaml
-	$(BIN)/python -m coverwatch.cli.cluster --site examples/yard/site.yaml
+	$(BIN)/coverwatch check examples/quay/site.yaml
+	$(BIN)/python -m coverwatch.cli.cluster --sites 20
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,11 +1,13 @@
-"""`make cluster`: one gateway and three workers on this machine, driven by the demo's simulator.
+"""`make cluster`: one gateway and three workers on this machine, 20 fictional sites, a simulator.
 
-``python -m coverwatch.cli.cluster [--site examples/yard/site.yaml]`` starts, against the
-local NATS and PostgreSQL, four `coverwatch serve --bus … --db …` processes: a
-gateway on port 8000 and three workers (8001–8003; one owns the site, two stand
-by to take it over), then plays the demo's simulated officers on the fictional
-site through the gateway. Kill a worker (its pid is printed) to watch another
-take over. Ctrl-C stops everything.
+``python -m coverwatch.cli.cluster [--sites 20]`` writes 20 fictional sites (copies of the
+example Quay Depot, ``cluster-01`` … ``cluster-20``), then starts, against the local
+NATS and PostgreSQL, four `coverwatch serve --bus … --db …` processes watching all of
+them: a gateway on port 8000 and three workers (8001–8003) that share the sites out
+by lease. It then plays four simulated officers per site through the gateway (one of
+the two armed officers at each main gate takes breaks, so gates lapse and alerts are
+raised). Kill a worker (its pid is printed) to watch the others take its sites over.
+Ctrl-C stops everything.
 
 Each run starts clean: the database ``coverwatch_cluster`` is created afresh,
 and the bus names ``coverwatch-cluster-…`` (stream and buckets) are deleted
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import yaml
 from sqlalchemy.engine import make_url
 
-from coverwatch.cli.demo import DEMO_USERS, OFFICERS, simulate
+from coverwatch.cli.demo import DEMO_USERS, SECOND, SimOfficer, simulate
 
 __all__ = ["main"]
 
@@ -58,26 +61,52 @@ async def fresh_bus(url: str) -> None:
     await nc.close()
 
 
-def _setup(db: str, data_dir: Path) -> tuple[dict[str, str], str]:
+def write_sites(template: Path, directory: Path, count: int) -> list[Path]:
+    """``count`` fictional sites: the template under new ids and names."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(template.read_text(encoding="utf-8"))
+    paths = []
+    for n in range(1, count + 1):
+        doc["site"] = f"cluster-{n:02d}"
+        doc["name"] = f"Cluster Site {n:02d} (fictional)"
+        path = directory / f"cluster-{n:02d}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def _officers(n: int) -> list[SimOfficer]:
+    # Officer ids are unique across the deployment.
+    return [SimOfficer(f"C{n:02d}-{o.name}", o.capabilities, o.mode, o.at) for o in SECOND]
+
+
+def _setup(db: str, data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, str]], str]:
+    from coverwatch.formats.sitefile import load_site_document
     from coverwatch.storage import open_store, upgrade
+    from coverwatch.storage.sites import key_for_site, site_store
 
     upgrade(db, data_dir)
     store = open_store(db, data_dir)
     try:
         for username, (password, roles) in DEMO_USERS.items():
             store.create_user(username, password, roles)
-        tokens = {o.name: store.create_device(f"phone-{o.name.lower()}", o.name)[1]
-                  for o in OFFICERS}
+        tokens = []
+        for i, path in enumerate(sites):
+            site_id = load_site_document(path).site.id
+            at = site_store(store, key_for_site(store, site_id, first=i == 0))
+            tokens.append({o.name: at.create_device(f"phone-{o.name.lower()}", o.name)[1]
+                           for o in _officers(i + 1)})
         _, control = store.create_api_token("cluster-control-room", ["ingest"])
     finally:
         store.close()
     return tokens, control
 
 
-def _serve(site: Path, data_dir: Path, db: str, bus: str, role: str, port: int,
+def _serve(sites: list[Path], data_dir: Path, db: str, bus: str, role: str, port: int,
            log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
-           "--site", str(site), "--data-dir", str(data_dir), "--db", db, "--bus", bus,
+           *(arg for site in sites for arg in ("--site", str(site))),
+           "--data-dir", str(data_dir), "--db", db, "--bus", bus,
            "--bus-prefix", PREFIX, "--role", role, "--port", str(port)]
     with log.open("ab") as out:
         # Its own process group: Ctrl-C reaches the children through us, in order.
@@ -99,7 +128,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--site", type=Path, default=Path("examples/yard/site.yaml"))
+    parser.add_argument("--template", type=Path, default=Path("examples/quay/site.yaml"),
+                        help="the site every fictional site copies")
+    parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--data-dir", type=Path, default=Path("data/cluster"))
     parser.add_argument("--bus", default=os.environ.get("COVERWATCH_BUS",
                                                         "nats://127.0.0.1:4222"))
@@ -113,28 +144,38 @@ def main(argv: list[str] | None = None) -> None:
     db = fresh_database(args.admin_db, args.database)
     asyncio.run(fresh_bus(args.bus))
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    tokens, control = _setup(db, args.data_dir)
+    sites = write_sites(args.template, args.data_dir / "sites", args.sites)
+    tokens, control = _setup(db, args.data_dir, sites)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         roles = ["gateway"] + ["worker"] * args.workers
         for i, role in enumerate(roles):
             port = args.port + i
             log = args.data_dir / f"{role}-{port}.log"
-            proc = _serve(args.site, args.data_dir, db, args.bus, role, port, log)
+            proc = _serve(sites, args.data_dir, db, args.bus, role, port, log)
             procs.append((f"{role} :{port}", proc))
             _wait_ready(f"http://127.0.0.1:{port}", proc, log)
         base = f"http://127.0.0.1:{args.port}"
-        print(f"\ncoverwatch cluster: gateway at {base}/  (Ctrl-C stops all)")
+        print(f"\ncoverwatch cluster: {len(sites)} fictional sites, gateway at {base}/sites "
+              "(Ctrl-C stops all)")
         for name, proc in procs:
             print(f"  {name:<14} pid {proc.pid}")
         print(f"  bus {PREFIX}-*, database {args.database}, logs in {args.data_dir}/")
         print("Demo logins (this demo only; never use these passwords elsewhere):")
         for username, (password, roles_) in DEMO_USERS.items():
             print(f"  {username:<11} {password:<20} {', '.join(roles_)}")
-        print("Simulating the demo's officers through the gateway. `kill -9` a worker's pid:")
-        print("another takes the site over within seconds.\n")
+        print(f"Simulating {4 * len(sites)} officers through the gateway. `kill -9` a "
+              "worker's pid:")
+        print("the others take its sites over within seconds.\n")
+
+        async def everyone() -> None:
+            await asyncio.gather(*(
+                simulate(base, tokens[i], control, officers=_officers(i + 1),
+                         site=f"cluster-{i + 1:02d}", gates=("main-gate",))
+                for i in range(len(sites))))
+
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(simulate(base, tokens, control))
+            asyncio.run(everyone())
     finally:
         for _, proc in reversed(procs):  # workers first: they hand over cleanly
             with contextlib.suppress(ProcessLookupError):
