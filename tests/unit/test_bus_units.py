@@ -182,3 +182,61 @@ def test_a_checkpoint_keeps_only_recent_closed_lapses() -> None:
     kept = restored.live.lapses(include_open=False)
     assert kept and all(lp.end is not None and lp.end >= keep_from for lp in kept)
     assert len(kept) < len(closed) and restored.live.horizon > horizon
+
+
+def _weaker(site_text: str) -> str:
+    """The example site with armed cover at the main gate needing one officer, not two."""
+    import yaml
+
+    doc = yaml.safe_load(site_text)
+    for post in doc["posts"]:
+        for rule in post["rules"]:
+            if rule.get("capability") == "armed":
+                rule["need"] = 1
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_a_rule_change_from_the_bus_takes_effect_at_its_instant_wherever_it_waits() -> None:
+    from coverwatch.server.live import LiveCover
+
+    site = load_site(YARD)
+    text = _weaker(YARD.read_text(encoding="utf-8"))
+    msgs = _stream(5)
+    t0 = 1_900_000_000 * US_PER_S
+    at = t0 + 205 * US_PER_S  # between two watermarks: it waits for the horizon
+    control = BusMessage("yard", 10**6, "control", "site:v2",
+                         {"site_source": text, "effective_us": at})
+    cut = 60  # published early: long before the horizon reaches ``at``
+    stream = [*msgs[:cut], control, *msgs[cut:]]
+    whole = BusCover(site, secret=b"k")
+    out_whole = _run(whole, stream)
+    # The single process's way: advance to the instant, then switch.
+    ref = LiveCover(site, lateness_us=0, start_horizon=-(2**62))
+    ref_out: list[Any] = []
+    for m in msgs:
+        if m.kind == "event":
+            ref.add([{**m.data, "id": m.seq}])
+        elif m.horizon_us >= at and ref.site is site:
+            ref_out += ref.advance_to(at)
+            ref_out += ref.switch_site(whole.live.site)
+            ref_out += ref.advance_to(m.horizon_us)
+        else:
+            ref_out += ref.advance_to(m.horizon_us)
+    assert [lapse_record(lp) for lp in whole.live.lapses()] == \
+        [lapse_record(lp) for lp in ref.lapses()]
+    assert out_whole == ref_out
+    unchanged = BusCover(site, secret=b"k")
+    assert _run(unchanged, msgs) != out_whole  # the change did change the outcome
+    # A new owner resuming from a checkpoint taken while the change waited switches alike.
+    first = BusCover(site, secret=b"k")
+    _run(first, stream[:cut + 5])
+    assert first.pending
+    resumed = BusCover(site, secret=b"k", state=first.snapshot())
+    _run(resumed, stream[cut + 5:])
+    assert [lapse_record(lp) for lp in resumed.live.lapses()] == \
+        [lapse_record(lp) for lp in whole.live.lapses()]
+    # A change whose instant has passed is in force from the horizon, at once.
+    late = BusCover(site, secret=b"k")
+    _run(late, msgs[:cut])
+    assert late.control({"site_source": text, "effective_us": t0}) is not None
+    assert not late.pending and late.live.site is not site

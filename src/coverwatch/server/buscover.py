@@ -5,10 +5,14 @@ A worker feeds it a site's stream: events through :meth:`BusCover.take`
 exactly as the single-process server does), watermarks through
 :meth:`BusCover.advance`, which moves the horizon and returns the cover
 changes, and new rules through :meth:`BusCover.control` (published with
-``EventLog.publish_control(site, "site:<hash>", {"site_source": text})``).
+``EventLog.publish_control(site, "site:<hash>:<t>", {"site_source": text,
+"effective_us": t})``): the rules switch when the horizon reaches ``t`` (at once
+if it is already past), so every owner switches at the same instant and the
+stored version's time is exactly where evaluation switched.
 The stream sequence is the event's arrival order (``id`` for ties).
 
-The checkpoint state is the pickled :class:`LiveCover`, signed with the
+The checkpoint state is the pickled :class:`LiveCover` (with the switches still
+to come), signed with the
 deployment's secret: a checkpoint is only ever unpickled if this deployment
 wrote it. This module implements the interface structurally and imports
 nothing from ``bus``, so ``bus`` may later import ``server`` without a cycle.
@@ -83,10 +87,12 @@ class BusCover:
         # ``site`` is the start's rules only: a checkpoint holds the rules in force at
         # its point, and changes come through the stream (control), so that every
         # owner switches at the same point.
+        # Rule changes not yet in force: (effective_us, site file text), in time order.
+        self.pending: list[tuple[int, str]] = []
         if state is None:
             self.live = LiveCover(site, lateness_us=lateness_us, start_horizon=_FIRST)
         else:
-            self.live = self._restore(state)
+            self.live, self.pending = self._restore(state)
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
         rows = []
@@ -101,20 +107,34 @@ class BusCover:
         return [LateEvents(tuple(late))] if late else []
 
     def advance(self, horizon_us: int) -> Sequence[CoverChange]:
-        return self.live.advance_to(horizon_us)
+        out: list[CoverChange] = []
+        while self.pending and self.pending[0][0] <= horizon_us:
+            at, source = self.pending.pop(0)
+            out += self.live.advance_to(at)
+            out += self.live.switch_site(self._site(source))
+        out += self.live.advance_to(horizon_us)
+        return out
 
     def control(self, data: Mapping[str, Any]) -> Sequence[CoverChange]:
-        """``{"site_source": text}``: the site's new rules, in force from the horizon on."""
+        """``{"site_source": text, "effective_us": t}``: the site's new rules, in force from
+        ``t`` (from the horizon on if ``t`` is missing or already past)."""
         source = data.get("site_source")
         if not isinstance(source, str):
             return []
-        site = load_site_text(source, f"<site {self.live.site.id} from the bus>")
-        return self.live.switch_site(site)
+        at = data.get("effective_us")
+        if isinstance(at, int) and at > self.live.horizon:
+            self._site(source)  # refuse a bad file now, not when it falls due
+            self.pending = sorted([*self.pending, (at, source)], key=lambda p: p[0])
+            return []
+        return self.live.switch_site(self._site(source))
+
+    def _site(self, source: str) -> Site:
+        return load_site_text(source, f"<site {self.live.site.id} from the bus>")
 
     def snapshot(self) -> bytes:
         self._forget_old_lapses()
         buf = io.BytesIO()
-        _Pickler(buf).dump(self.live)
+        _Pickler(buf).dump((self.live, self.pending))
         body = buf.getvalue()
         return hmac.new(self._secret, body, hashlib.sha256).digest() + body
 
@@ -128,11 +148,12 @@ class BusCover:
         cutoff = engine.horizon - KEEP_LAPSES_US
         engine.lapses = [lp for lp in engine.lapses if lp.end is None or lp.end >= cutoff]
 
-    def _restore(self, state: bytes) -> LiveCover:
+    def _restore(self, state: bytes) -> tuple[LiveCover, list[tuple[int, str]]]:
         mac, body = state[:32], state[32:]
         if not hmac.compare_digest(mac, hmac.new(self._secret, body, hashlib.sha256).digest()):
             raise StateRejected("checkpoint signature does not match: not written here")
-        live = pickle.loads(body)  # authenticated above
+        loaded = pickle.loads(body)  # authenticated above
+        live, pending = loaded if isinstance(loaded, tuple) else (loaded, [])  # older: no pending
         if not isinstance(live, LiveCover):
             raise StateRejected("checkpoint holds no live cover state")
-        return live
+        return live, list(pending)

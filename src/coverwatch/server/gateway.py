@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ __all__ = [
     "BusUnavailable",
     "Distributed",
     "refresh_book",
+    "refresh_site",
     "site_orphaned",
     "site_owned",
     "start_bus",
@@ -129,6 +131,17 @@ class BusHooks:
             raise BusUnavailable() from e
         self.published += len(events)
 
+    async def publish_site(self, source: str, effective_us: int) -> None:
+        """Hand new rules to the site's owner: in force from ``effective_us`` (event time)."""
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        try:
+            await self.log.publish_control(
+                self.svc.site.id, f"site:{digest}:{effective_us}",
+                {"site_source": source, "effective_us": effective_us}, timeout=self.timeout_s)
+        except Exception as e:
+            log.warning("publishing the site change failed: %s", e)
+            raise BusUnavailable() from e
+
     def _mine(self, step: Escalation) -> bool:
         immediate = step.kind in DEVICE_ALARM_KINDS and step.due_at <= step.alert_at
         if immediate and step.alert_id in self.raised_here:
@@ -185,11 +198,24 @@ class Distributed:
             await self.nc.close()
 
 
+def refresh_site(svc: Services) -> bool:
+    """Adopt the newest rule version another node applied (escalation, names, orders)."""
+    from coverwatch.formats.sitefile import load_site_text_document
+    from coverwatch.server.siteapply import load_versions
+
+    versions = load_versions(svc.store)
+    if not versions or versions[-1].source == svc.doc.source:
+        return False
+    svc.adopt_site(load_site_text_document(versions[-1].source, str(svc.settings.site_path)))
+    return True
+
+
 async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
     while not stop.is_set():
         try:
             async with svc.lock:
                 await asyncio.to_thread(refresh_book, svc)
+                await asyncio.to_thread(refresh_site, svc)
         except Exception:  # PostgreSQL failing over: the next pass catches up
             log.exception("alert book refresh failed")
         with contextlib.suppress(TimeoutError):

@@ -14,11 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from coverwatch.domain.alerts import (
     DEVICE_ALARM_KINDS,
@@ -36,6 +34,7 @@ from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.server.devices import ALARM_ALERT_KINDS, DeviceWatch
+from coverwatch.server.feed import Feed
 from coverwatch.server.live import LiveCover
 from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
 from coverwatch.server.watchdog import Health
@@ -62,51 +61,6 @@ class IngestResult:
     accepted: int
     duplicates: int
     late: int
-
-
-class Feed:
-    """Fan-out of live messages to SSE subscribers; slow ones drop old messages."""
-
-    def __init__(self, maxsize: int = 1000) -> None:
-        self._queues: set[asyncio.Queue[bytes]] = set()
-        self._maxsize = maxsize
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def publish(self, message: Mapping[str, Any]) -> None:
-        """Queue a message for every subscriber; safe to call from a worker thread."""
-        if not self._queues:
-            return
-        data = orjson.dumps(message)
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        # asyncio queues belong to their loop: hand over from other threads.
-        if self._loop is not None and running is not self._loop:
-            self._loop.call_soon_threadsafe(self._deliver, data)
-        else:
-            self._deliver(data)
-
-    def _deliver(self, data: bytes) -> None:
-        for q in list(self._queues):
-            if q.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()
-            q.put_nowait(data)
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[bytes]]:
-        self._loop = asyncio.get_running_loop()
-        q: asyncio.Queue[bytes] = asyncio.Queue(self._maxsize)
-        self._queues.add(q)
-        try:
-            yield q
-        finally:
-            self._queues.discard(q)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._queues)
 
 
 def _target(written: str) -> str:
@@ -232,6 +186,15 @@ class Services:
             changes += live.advance_to(start_horizon)
         if settings.bus_url is not None:
             changes = []  # the workers raise cover alerts in distributed mode
+        if settings.bus_url is not None and load_versions(store) and \
+                doc.source != versions[-1].source:
+            # Distributed: the stored versions rule (every node has its own copy of the
+            # file); a change goes through `site apply`, which hands it to the owner.
+            log.warning("%s differs from the rules in force at site %s: using the stored "
+                        "version (apply changes with `coverwatch site apply`)",
+                        settings.site_path, doc.site.id)
+            svc.doc = doc = load_site_text_document(versions[-1].source, str(settings.site_path))
+            svc.book.policy, svc.sos_policy = policy_from(doc), sos_policy_from(doc)
         if doc.source != versions[-1].source:
             # The file was edited while the server was down: in force from now on.
             changes += live.switch_site(doc.site)

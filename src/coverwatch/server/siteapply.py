@@ -9,7 +9,9 @@ A new site file is compared with the one in force (:func:`coverwatch.domain.chan
 * A change that only strengthens cover, or is neutral, needs an admin.
 
 Both are recorded in the audit log with the diff and the reason. The new rules
-are in force from the live horizon at the moment of applying (``effective_at``);
+are in force from the live horizon at the moment of applying (``effective_at``;
+in distributed mode, from the moment of applying, handed to the site's owner
+through its stream: ``BusCover.control``);
 each version's text and that instant are kept in the store, so a restart
 re-evaluates history under the rules that were in force at each moment.
 """
@@ -115,6 +117,10 @@ async def apply_site(
     summary = diff.to_dict()
     need = required_approval(diff)
     if diff.overall == "none" and doc.source == svc.doc.source:
+        if svc.bus is not None:  # hand the version in force to the evaluators (again)
+            versions = await asyncio.to_thread(load_versions, svc.store)
+            if versions and versions[-1].source == doc.source:
+                await svc.bus.publish_site(doc.source, versions[-1].effective_us)
         return ApplyResult(False, "none", need, None, summary)
     if need == "approver":
         role = svc.settings.approving_role
@@ -130,8 +136,11 @@ async def apply_site(
         raise ApplyRefused(403, "changing the site's rules needs an admin", summary)
 
     async with svc.lock:
-        effective = svc.live.horizon
-        changes = svc.live.switch_site(doc.site)
+        if svc.evaluates:
+            effective = svc.live.horizon
+            changes = svc.live.switch_site(doc.site)
+        else:  # distributed: the site's owner switches when its horizon reaches this instant
+            effective, changes = svc.clock(), []
         versions = await asyncio.to_thread(load_versions, svc.store)
         versions.append(SiteVersion(effective, doc.source))
         await asyncio.to_thread(_write_atomically, path, doc.source)
@@ -143,4 +152,6 @@ async def apply_site(
         {"class": diff.overall, "approval": need, "reason": reason.strip(),
          "effective_at": format_time(effective), "diff": summary},
     )
+    if svc.bus is not None:  # 503 if the stream is down: applying the same file again resends
+        await svc.bus.publish_site(doc.source, effective)
     return ApplyResult(True, diff.overall, need, format_time(effective), summary)
