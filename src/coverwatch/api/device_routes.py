@@ -49,7 +49,7 @@ async def book_duty(
     officer = who.officer if who.kind == "device" else who.name
     if not officer:
         raise HTTPException(403, "this device is not assigned to an officer")
-    t = max(svc.clock(), svc.live.horizon)
+    t = max(svc.clock(), svc.shown.horizon)
     caps = body.capabilities
     if caps is None:
         quals = svc.briefing.qualifications if svc.briefing is not None else []

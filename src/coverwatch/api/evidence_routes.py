@@ -78,7 +78,7 @@ async def evidence(
         raise HTTPException(422, f"since/until: {e}") from None
     if until_us <= since_us:
         raise HTTPException(422, "until must be after since")
-    if until_us >= svc.live.horizon:
+    if until_us >= svc.shown.horizon:
         raise HTTPException(422, "until must be before the live horizon (a settled window)")
     if post is not None and post not in {p.id for p in svc.site.posts}:
         raise HTTPException(422, f"post: no post {post!r} at this site")

@@ -43,7 +43,7 @@ class _ServicesCollector(Collector):
                                 value=open_alerts)
         yield GaugeMetricFamily("coverwatch_officers_stale",
                                 "On-duty officers whose device has gone silent",
-                                value=svc.live.stale_officers())
+                                value=svc.shown.stale_officers())
         yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
                                 value=svc.feed.subscribers)
         yield from _notification_metrics(svc)

@@ -88,7 +88,7 @@ async def my_duty(
     svc: Svc, who: Annotated[Principal, Depends(require("officer"))]
 ) -> dict[str, Any]:
     """An officer's own duty: on/off, capabilities, last fix and the rules they count for."""
-    for o in svc.live.officers():
+    for o in svc.shown.officers():
         if o.officer == who.name:
             return _officer_json(o, svc)
     return {"officer": who.name, "on_duty": False, "capabilities": [], "last_fix": None,
@@ -155,7 +155,8 @@ async def post_events(
 def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
     from coverwatch.server.devices import officer_devices
 
-    age = None if o.last_fix_us is None else max(0.0, (svc.live.horizon - o.last_fix_us) / US_PER_S)
+    age = None if o.last_fix_us is None else \
+        max(0.0, (svc.shown.horizon - o.last_fix_us) / US_PER_S)
     out = {
         "officer": o.officer, "on_duty": o.on_duty, "capabilities": list(o.capabilities),
         "last_fix": None if o.last_fix_us is None else format_time(o.last_fix_us),
@@ -170,7 +171,7 @@ async def cover(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
 ) -> dict[str, Any]:
     """Every rule's state at the horizon: covered, grace, lapsed or inactive."""
-    return {"horizon": format_time(svc.live.horizon), "rules": svc.live.cover_states()}
+    return {"horizon": format_time(svc.shown.horizon), "rules": svc.shown.cover_states()}
 
 
 @router.get("/api/v1/officers")
@@ -179,9 +180,9 @@ async def officers(
 ) -> dict[str, Any]:
     from coverwatch.server.devices import reporting_only
 
-    views = svc.live.officers()
+    views = svc.shown.officers()
     views += reporting_only(views, svc.watch)
-    return {"horizon": format_time(svc.live.horizon),
+    return {"horizon": format_time(svc.shown.horizon),
             "officers": [_officer_json(o, svc) for o in views]}
 
 
@@ -191,8 +192,8 @@ async def lapses(
 ) -> dict[str, Any]:
     from coverwatch.reports.replay import lapse_record
 
-    return {"horizon": format_time(svc.live.horizon),
-            "lapses": [lapse_record(lp) for lp in svc.live.lapses()]}
+    return {"horizon": format_time(svc.shown.horizon),
+            "lapses": [lapse_record(lp) for lp in svc.shown.lapses()]}
 
 
 @router.get("/api/v1/report")
@@ -207,14 +208,14 @@ async def report(
     from coverwatch.server.siteapply import SiteVersion, load_versions
 
     try:
-        until_us = svc.live.horizon - 1 if until is None else parse_time(until)
+        until_us = svc.shown.horizon - 1 if until is None else parse_time(until)
         since_us = None if since is None else parse_time(since)
     except ValueError as e:
         return _problem(422, [error(str(e), field="since/until")])
     versions = await asyncio.to_thread(load_versions, svc.store)
     versions = versions or [SiteVersion(0, svc.doc.source)]
     rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us,
-                                  save_until=svc.live.horizon)
+                                  save_until=svc.shown.horizon)
     return {
         "since": format_time(rep.since), "until": format_time(rep.until),
         "events": rep.events, "late_events": rep.late_events,

@@ -26,24 +26,26 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 
 def site_summary(svc: Services) -> dict[str, Any]:
     """One site's state at a glance (what the board shows)."""
-    rules = svc.live.cover_states()
+    rules = svc.shown.cover_states()
+    lag = svc.view_lag_s()
     lapsed_posts = sorted({r["post"] for r in rules if r["state"] == "lapsed"})
     live = [a for a in svc.book.alerts() if a.state.value in ("open", "acknowledged")]
     return {
         "id": svc.site.id,
         "name": svc.site.name,
         "timezone": svc.site.timezone,
-        "horizon": format_time(svc.live.horizon),
-        "ready": svc.health.ready,
-        "engine_lag_s": round(svc.engine_lag_s(), 1),
+        "horizon": format_time(svc.shown.horizon),
+        # Not ready: no current cover to show (this node's engine, or its owner's state).
+        "ready": svc.health.ready and lag is not None and lag <= svc.settings.max_engine_lag_s,
+        "engine_lag_s": None if lag is None else round(lag, 1),
         "posts": len(svc.site.posts),
         "posts_lapsed": lapsed_posts,
         "rules_in_grace": sum(1 for r in rules if r["state"] == "grace"),
         "alerts_open": sum(1 for a in live if a.state.value == "open"),
         "alerts_acknowledged": sum(1 for a in live if a.state.value == "acknowledged"),
         "alarms_open": sum(1 for a in live if a.kind in DEVICE_ALARM_KINDS),
-        "officers_on_duty": sum(1 for o in svc.live.officers() if o.on_duty),
-        "officers_without_signal": svc.live.stale_officers(),
+        "officers_on_duty": sum(1 for o in svc.shown.officers() if o.on_duty),
+        "officers_without_signal": svc.shown.stale_officers(),
         "control_room": f"/control?site={svc.site.id}",
     }
 
@@ -54,8 +56,12 @@ async def sites(
     who: Annotated[Principal, Depends(require(*SUPERVISION, anywhere=True))],
 ) -> dict[str, Any]:
     """The sites this caller has a supervision role at, worst first (alarms, lapses, alerts)."""
-    out = [site_summary(svc) for svc in all_sites(request).values()
-           if who.roles_at(svc.store.site) & set(SUPERVISION)]
+    shown = [svc for svc in all_sites(request).values()
+             if who.roles_at(svc.store.site) & set(SUPERVISION)]
+    for svc in shown:
+        if svc.bus is not None:  # distributed: each owner's latest state
+            await svc.bus.refresh_replica()
+    out = [site_summary(svc) for svc in shown]
     out.sort(key=lambda s: (-s["alarms_open"], -len(s["posts_lapsed"]), -s["alerts_open"],
                             s["name"]))
     return {"sites": out}

@@ -77,7 +77,7 @@ async def dispatch(
                                  "needed at a post")
     if alert.state not in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
         raise HTTPException(409, f"alert {alert_id} is {alert.state}: cover is back")
-    known = set(svc.live.registry.names)
+    known = set(svc.shown.registry.names)
     if body.officer not in known and svc.store.get_user(body.officer) is None:
         raise HTTPException(422, f"officer: no officer {body.officer!r} is known "
                                  "(no events and no user of that name)")

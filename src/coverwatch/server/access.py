@@ -138,6 +138,8 @@ async def services(request: Request) -> Services:
         names = ", ".join(all_sites(request))
         raise HTTPException(404, f"this deployment watches several sites ({names}): "
                                  "use /api/v1/sites/{site}/… for this route")
+    if svc.bus is not None:  # distributed: show the owner's latest state
+        await svc.bus.refresh_replica()
     return svc
 
 

@@ -28,11 +28,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.bus import BusNames, EventLog, connect, watch_for_orphans
+from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
 from coverwatch.domain.supervision import open_direct
 from coverwatch.server.problems import ProblemError
@@ -115,6 +116,42 @@ class BusHooks:
     published: int = 0
     # Device alarms this node stored (it sends their immediate levels).
     raised_here: set[str] = field(default_factory=set)
+    # The owner's checkpoints and the key they are signed with: this node's views.
+    checkpoints: Checkpoints | None = None
+    secret: bytes | None = None
+    replica_every_s: float = 1.0
+    _replica_at: float = -1e9
+    _replica_rev: int = -1
+
+    async def refresh_replica(self) -> None:
+        """Show the site's cover as its owner last checkpointed it (at most a second old).
+
+        The owner's engine runs in its own thread and process; its signed checkpoint
+        is a consistent copy, so every node's views (cover, officers, plan, the
+        board) show the owner's state, with its horizon, never a guess."""
+        svc = self.svc
+        if self.checkpoints is None or self.secret is None or svc.evaluates:
+            return
+        now = time.monotonic()
+        if now - self._replica_at < self.replica_every_s:
+            return
+        self._replica_at = now
+        try:
+            cp = await self.checkpoints.load(svc.site.id)
+        except Exception as e:  # NATS away: the views keep the last copy and its age
+            log.warning("site %s: reading the owner's state failed: %s", svc.site.id, e)
+            return
+        if cp is None or cp.state is None or cp.revision == self._replica_rev:
+            return
+        from coverwatch.server.buscover import BusCover, StateRejected
+
+        try:
+            cover = await asyncio.to_thread(BusCover, svc.site, secret=self.secret,
+                                            state=cp.state)
+        except StateRejected as e:
+            log.warning("site %s: owner's state not shown: %s", svc.site.id, e)
+            return
+        svc.replica, self._replica_rev = cover.live, cp.revision
 
     async def publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not."""
@@ -253,8 +290,16 @@ async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0)
     event_log = EventLog(nc.jetstream(), names)
     await event_log.ensure()
     dist = Distributed(nc, {})
+    from coverwatch.server.clusterworker import checkpoint_secret
+
+    checkpoints = Checkpoints(await open_bucket(nc.jetstream(), names.checkpoints))
+    try:
+        secret: bytes | None = checkpoint_secret(first)
+    except RuntimeError as e:  # the views stay empty; the workers refuse to start anyway
+        log.warning("owners' states will not be shown here: %s", e)
+        secret = None
     for site, svc in sites.items():
-        hooks = BusHooks(svc, event_log, settings.role)
+        hooks = BusHooks(svc, event_log, settings.role, checkpoints=checkpoints, secret=secret)
         dist.hooks[site] = svc.bus = hooks
         async with svc.lock:
             await asyncio.to_thread(refresh_book, svc)

@@ -132,6 +132,23 @@ class Services:
     # committed events, says which escalation steps this node sends.
     bus: Any = None
 
+    # Distributed mode: the site's cover as its owner last checkpointed it (a LiveCover
+    # refreshed by BusHooks.refresh_replica), shown where this node does not evaluate.
+    replica: Any = None
+
+    @property
+    def shown(self) -> LiveCover:
+        """The cover the views show: this node's engine, or its owner's latest state."""
+        return self.live if self.evaluates or self.replica is None else self.replica
+
+    def view_lag_s(self) -> float | None:
+        """How far the shown cover trails the clock (None: nothing to show yet)."""
+        if self.evaluates:
+            return self.engine_lag_s()
+        if self.replica is None:
+            return None
+        return max(0.0, (self.clock() - int(self.replica.horizon)) / US_PER_S)
+
     @property
     def evaluates(self) -> bool:
         """Whether this process runs the live engine (in distributed mode the workers do)."""

@@ -135,7 +135,7 @@ def state_at(svc: Services, t_us: int) -> dict[str, Any]:
 
     versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
     run, evaluated = run_engine(svc.store, versions, to=t_us + 1, resume_before=t_us,
-                                close=False, save_until=svc.live.horizon)
+                                close=False, save_until=svc.shown.horizon)
     if evaluated > MAX_REPLAY_EVENTS:
         raise HTTPException(413, f"more than {MAX_REPLAY_EVENTS} events to evaluate")
     if run is None:
@@ -173,7 +173,7 @@ async def plan(svc: Svc, who: Watcher) -> dict[str, Any]:
     from coverwatch.server.devices import officer_devices, reporting_only
 
     devices = await asyncio.to_thread(_devices_by_officer, svc)
-    live = svc.live
+    live = svc.shown
     horizon = live.horizon
     views = live.officers()
     views += reporting_only(views, svc.watch)
@@ -192,7 +192,7 @@ async def alert_board(svc: Svc, who: Watcher) -> dict[str, Any]:
     """Every alert with millisecond times and the live horizon, for the alerts panel."""
     from coverwatch.server.alertviews import alerts_json
 
-    return {"horizon_ms": _ms(svc.live.horizon),
+    return {"horizon_ms": _ms(svc.shown.horizon),
             "alerts": [_alert_json(a) for a in alerts_json(svc, svc.book.alerts())]}
 
 
@@ -207,8 +207,8 @@ async def timeline(
     ``inactive``, ``covered`` or ``lapsed``. ``alerts`` lists when lapses
     outlived their grace.
     """
-    end = svc.live.horizon
-    stats = svc.live.timelines()
+    end = svc.shown.horizon
+    stats = svc.shown.timelines()
     # No strip before the first recorded point: the window shows data, not emptiness.
     first = min((st.timeline[0].t for st in stats if st.timeline), default=end)
     start = max(end - seconds_to_us(hours * 3600), min(first, end - US_PER_S))
@@ -226,7 +226,7 @@ async def timeline(
     alerts = [
         {"post": lp.post, "rule": lp.rule, "start_ms": _ms(lp.start), "end_ms": _ms(lp.end),
          "alert_ms": _ms(lp.alert_at)}
-        for lp in svc.live.lapses()
+        for lp in svc.shown.lapses()
         if lp.alert_at is not None and (lp.end is None or lp.end > start)
     ]
     return {"start_ms": _ms(start), "end_ms": _ms(end), "first_ms": _ms(first), "rules": rules,
@@ -242,6 +242,6 @@ async def cover_at(
         t_us = parse_time(t)
     except (CoverwatchError, ValueError) as e:
         raise HTTPException(422, f"t: {e}") from None
-    if t_us > svc.live.horizon:
+    if t_us > svc.shown.horizon:
         raise HTTPException(422, "t is after the live horizon; use the live views")
     return await asyncio.to_thread(state_at, svc, t_us)

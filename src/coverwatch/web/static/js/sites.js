@@ -17,7 +17,9 @@ function row(s) {
     cell(s.alarms_open, s.alarms_open ? "bad" : ""),
     cell(s.officers_on_duty),
     cell(s.officers_without_signal, s.officers_without_signal ? "bad" : ""),
-    cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)` : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
+    cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)`
+      : s.engine_lag_s === null ? "NOT READY: no cover evaluated yet (no owner)"
+      : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
   return tr;
 }
 
