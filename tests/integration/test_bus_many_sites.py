@@ -151,7 +151,7 @@ def test_two_workers_share_three_sites_and_a_killed_ones_are_taken_over(
 
             assert asyncio.run(wait_for(split, 40)), _owners(names)
             owners = _owners(names)
-            print("split:", owners)
+            print("split:", owners, "worker1:", id1, "worker2:", id2)
             counts = {w: list(owners.values()).count(w) for w in (id1, id2)}
             victim_id = max(counts, key=lambda w: counts[w])
             survivor_id = id2 if victim_id == id1 else id1
@@ -278,6 +278,9 @@ def _check(sites: dict[str, Store], paths: dict[str, Path], names: BusNames, sto
         assert sorted(e.subject for e in raised) == sorted(f"alert:{a['id']}" for a in alerts)
         due = sorted(e.subject for e in audit if e.action == "alert.level-due.0")
         assert due == sorted(f"alert:{a['id']}" for a in alerts)
+        # And so is every other alert of the site (notification failures, system alerts).
+        every_raised = sorted(e.subject for e in audit if e.action == "alert.raised")
+        assert every_raised == sorted(f"alert:{a['id']}" for a in svc_store.load_alerts())
         if site in orphans:  # one alert the victim's, the other the survivor's
             assert sorted(parse_time(e.at) > killed["killed_us"] for e in raised) == [
                 False, True]
