@@ -95,3 +95,19 @@ def test_watermark_waits_for_active_devices_up_to_the_cap() -> None:
     assert watch.horizon(NOW + 11 * US_PER_S) == NOW + 9 * US_PER_S
     delays = watch.delays()
     assert delays["slow"]["max_s"] == 30.0 and delays["quick"]["median_s"] == 0.0
+
+
+def test_a_watch_takes_in_newer_stored_reports_only() -> None:
+    """Distributed mode: the site's owner learns of reports other nodes received."""
+    watch = DeviceWatch(2 * US_PER_S, 10 * US_PER_S)
+    watch.note({"device": "p1", "officer": "A1", "t_us": 5 * US_PER_S, "used": True},
+               6 * US_PER_S)
+    watch.merge({
+        "p1": {"device": "p1", "officer": "A1", "received_us": 4 * US_PER_S},  # older
+        "p2": {"device": "p2", "officer": "B1", "received_us": 9 * US_PER_S},  # new device
+    })
+    assert watch.by_officer()["A1"][0][1].last_received == 6 * US_PER_S
+    assert watch.by_officer()["B1"][0][1].last_received == 9 * US_PER_S
+    watch.merge({"p1": {"device": "p1", "officer": "A1", "received_us": 12 * US_PER_S}})
+    seen = watch.by_officer()["A1"][0][1]
+    assert seen.last_received == 12 * US_PER_S and seen.last_t == 5 * US_PER_S

@@ -344,6 +344,18 @@ class DeviceWatch:
             self._seen[device] = _Seen(rep.get("officer"), None, int(rep["received_us"]),
                                        dict(rep))
 
+    def merge(self, reports: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take in stored reports newer than what this watch has seen (distributed mode:
+        other nodes received them)."""
+        for device, rep in reports.items():
+            seen = self._seen.get(device)
+            if seen is None:
+                seen = self._seen[device] = _Seen(rep.get("officer"))
+            if int(rep["received_us"]) > seen.last_received:
+                seen.officer = rep.get("officer")
+                seen.last_received = int(rep["received_us"])
+                seen.report = dict(rep)
+
     def horizon(self, now_us: int) -> int:
         """The watermark at ``now_us`` (see the class docstring)."""
         floor = now_us - self.max_lateness_us

@@ -122,6 +122,7 @@ class BusHooks:
     replica_every_s: float = 1.0
     _replica_at: float = -1e9
     _replica_rev: int = -1
+    _silent_at: int = -(1 << 62)
 
     async def refresh_replica(self) -> None:
         """Show the site's cover as its owner last checkpointed it (at most a second old).
@@ -179,11 +180,29 @@ class BusHooks:
             log.warning("publishing the site change failed: %s", e)
             raise BusUnavailable() from e
 
+    def owns(self) -> bool:
+        """Whether this node holds the site's lease now."""
+        return self.worker is not None and self.worker.owns(self.svc.site.id)
+
+    async def silent_check_due(self, now_us: int) -> bool:
+        """On the site's owner, once a second: bring the devices' last reports (stored by
+        whichever gateway took them) and the owner's cover up to date for the check of
+        silent devices. False elsewhere: one node raises them."""
+        if not self.owns() or now_us - self._silent_at < 1_000_000:
+            return False
+        self._silent_at = now_us
+        await self.refresh_replica()
+        if self.svc.replica is None:
+            return False  # no cover to say who is on duty yet
+        reports = await asyncio.to_thread(self.svc.store.last_device_reports)
+        self.svc.watch.merge(reports)
+        return True
+
     def _mine(self, step: Escalation) -> bool:
         immediate = step.kind in DEVICE_ALARM_KINDS and step.due_at <= step.alert_at
         if immediate and step.alert_id in self.raised_here:
             return True
-        owner = self.worker is not None and self.worker.owns(self.svc.site.id)
+        owner = self.owns()
         if immediate:  # its gateway's to send, unless that gateway died before it could
             return owner and self.svc.clock() - step.alert_at > ORPHAN_STEP_S * 1e6
         return owner

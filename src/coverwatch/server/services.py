@@ -393,7 +393,7 @@ class Services:
         from coverwatch.server.devices import silent_officers
 
         assert self.site.silent_after_s is not None
-        on_duty = {o.officer for o in self.live.officers() if o.on_duty}
+        on_duty = {o.officer for o in self.shown.officers() if o.on_duty}
         silent = silent_officers(self.briefing.shifts, self.watch, on_duty, now,
                                  seconds_to_us(self.site.silent_after_s))
         wanted = {alert_id_for(SILENT, post, f"device:{officer}", since): (officer, since, post)
@@ -446,9 +446,12 @@ class Services:
             # Alert changes under the lock too, so a person's acknowledgement
             # (also under it) cannot overwrite a resolution made meanwhile.
             await asyncio.to_thread(self._apply_changes, changes)
-            if (self.site.silent_after_s is not None and self.briefing is not None
-                    and self.evaluates):
-                await asyncio.to_thread(self._check_silent, now)
+            if self.site.silent_after_s is not None and self.briefing is not None:
+                if self.evaluates:
+                    await asyncio.to_thread(self._check_silent, now)
+                elif self.bus is not None and await self.bus.silent_check_due(now):
+                    # Distributed: the site's owner checks, from the stored reports.
+                    await asyncio.to_thread(self._check_silent, now)
             steps = self.book.tick(now)
         if steps:
             await self._escalate(steps)
