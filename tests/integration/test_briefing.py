@@ -185,6 +185,27 @@ def test_governed_capabilities_count_only_while_qualified(kit: Kit) -> None:
     assert u4["raw"]["capabilities"] == ["armed", "first-aid"]
 
 
+def test_an_officer_on_duty_after_the_expiry_was_first_seen_still_loses_it(kit: Kit) -> None:
+    """The expiry is within the look-ahead before the officer comes on duty: the
+    re-statement must still be made (it was once skipped for good)."""
+    admin = kit.user("root", "admin")
+    sup = kit.user("sup", "supervisor")
+    r = kit.request(admin, "POST", "/api/v1/qualifications", headers={"Content-Type": "text/csv"},
+                    content="officer,qualification,valid_until\n"
+                            f"U6,armed,{kit.clock.iso(0.5)}\n")
+    assert r.status_code == 200, r.text
+    step(kit)  # nobody on duty with it yet: nothing to re-state
+    on_duty(kit, "U6", ["armed"])
+    kit.advance(0.1)
+    step(kit)
+    kit.advance(3)
+    officers = {o["officer"]: o for o in
+                kit.request(sup, "GET", "/api/v1/officers").json()["officers"]}
+    assert officers["U6"]["capabilities"] == []
+    rows = [r for r in kit.svc.store.events_since(0) if r["officer"] == "U6"]
+    assert [r["source"] for r in rows] == ["http", "qualifications"]
+
+
 def test_roster_start_and_end_put_the_officer_on_and_off_duty(kit: Kit) -> None:
     admin = kit.user("root", "admin")
     sup = kit.user("sup", "supervisor")

@@ -459,10 +459,12 @@ class Briefing:
             key = (f"{q.officer}/{q.name}", "expiry", q.valid_until)
             if q.name not in self._governed or key in self._emitted:
                 continue
-            self._emitted.add(key)
             last = await asyncio.to_thread(self.store.last_duty, q.officer, q.valid_until)
             if last is None or not last[0] or q.name not in last[1]:
+                # Not on duty with it (yet): look again next step; an officer who comes
+                # on duty later, within the look-ahead, must still lose it at expiry.
                 continue
+            self._emitted.add(key)
             expiring.append(_duty_row(q.officer, q.valid_until, True,
                                       sorted(last[1] - {q.name}),
                                       {"expired": q.name}))
