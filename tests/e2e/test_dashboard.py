@@ -82,12 +82,15 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(tmp: Path, site: Path, data_dir: Path) -> Iterator[str]:
-    """A real `coverwatch serve` on a free port; yields its base URL once ready."""
+def serving(tmp: Path, site: Path | list[Path], data_dir: Path) -> Iterator[str]:
+    """A real `coverwatch serve` (one site or several) on a free port; yields its base URL
+    once ready."""
     port = _free_port()
     log = (tmp / "server.log").open("w")
+    sites = [site] if isinstance(site, Path) else site
     proc = subprocess.Popen(
-        [str(SCRIPT), "serve", "--site", str(site), "--data-dir", str(data_dir),
+        [str(SCRIPT), "serve", *(a for s in sites for a in ("--site", str(s))),
+         "--data-dir", str(data_dir),
          "--host", "127.0.0.1", "--port", str(port), "--lateness-s", "1",
          "--public-url", f"http://127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,

@@ -5,23 +5,19 @@ control room, whose every call is that site's."""
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from test_dashboard import (  # the dashboard's browser and helpers
     PASSWORD,
     ROOT,
-    SCRIPT,
     SHOTS,
     WAIT_MS,
     _cli,
-    _free_port,
     _need_chromium,
     chromium,
+    serving,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -40,27 +36,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _cli("users", "add", "control", "--roles", "supervisor", data_dir=data, env=pw)
     _cli("--site", "quay-depot", "users", "add", "quay-sup", "--roles", "supervisor",
          data_dir=data, env=pw)
-    port = _free_port()
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(SCRIPT), "serve", "--site", str(YARD), "--site", str(QUAY), "--data-dir", str(data),
-         "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp / "server.log").read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    with serving(tmp, [YARD, QUAY], data) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _login(browser: Any, base: str, user: str) -> Any:

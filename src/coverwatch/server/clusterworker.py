@@ -31,7 +31,7 @@ from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.gateway import refresh_book, site_orphaned, site_owned, take_in
+from coverwatch.server.gateway import deadman_reports, refresh_book, take_in
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -72,14 +72,7 @@ class ClusterWorker:
         self.applied = 0  # cover changes applied (for logs and tests)
         self._tasks: set[asyncio.Task[Any]] = set()
 
-        async def orphaned(site: str, seconds: float) -> None:
-            if site in sites:
-                await site_orphaned(sites[site], site, seconds)
-
-        async def owned(site: str) -> None:
-            if site in sites:
-                await site_owned(sites[site], site)
-
+        orphaned, owned = deadman_reports(sites)
         self.worker = Worker(
             nc, sites=lambda: list(sites), factory=self._evaluator, names=names,
             sink=self._sink, settings=settings or WorkerSettings(

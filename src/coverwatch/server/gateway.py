@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ __all__ = [
     "BusHooks",
     "BusUnavailable",
     "Distributed",
+    "deadman_reports",
     "refresh_book",
     "refresh_site",
     "site_orphaned",
@@ -278,6 +279,21 @@ async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None
             await asyncio.wait_for(stop.wait(), every_s)
 
 
+def deadman_reports(sites: Mapping[str, Services]) -> tuple[
+        Callable[[str, float], Awaitable[None]], Callable[[str], Awaitable[None]]]:
+    """The dead-man check's two reports, each to the site's own services."""
+
+    async def orphaned(site: str, seconds: float) -> None:
+        if site in sites:
+            await site_orphaned(sites[site], site, seconds)
+
+    async def owned(site: str) -> None:
+        if site in sites:
+            await site_owned(sites[site], site)
+
+    return orphaned, owned
+
+
 async def site_orphaned(svc: Services, site: str, seconds: float) -> None:
     """The dead-man check's report: one ``system`` alert per outage (as far as the store shows)."""
     async with svc.lock:
@@ -336,15 +352,7 @@ async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0)
         from coverwatch.bus import WorkerSettings
 
         ws = WorkerSettings()
-
-        async def orphaned(s: str, seconds: float) -> None:
-            if s in sites:
-                await site_orphaned(sites[s], s, seconds)
-
-        async def owned(s: str) -> None:
-            if s in sites:
-                await site_owned(sites[s], s)
-
+        orphaned, owned = deadman_reports(sites)
         dist.tasks.append(asyncio.create_task(watch_for_orphans(
             nc.jetstream(), names.leases, lambda: list(sites), lease_s=ws.lease_s,
             after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop),
