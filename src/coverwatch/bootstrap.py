@@ -56,6 +56,8 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     settings, notifier = svc.settings, svc.notifier
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
+    if svc.bus is None:  # the server stopped while sending: those levels go out now
+        svc.outbox.resend_undelivered()
     site = svc.site.id
     tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),

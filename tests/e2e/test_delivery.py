@@ -266,3 +266,35 @@ def test_contacts_are_checked_on_entry_and_listed_redacted(tmp_path: Path) -> No
         assert kit.svc.store.contacts_of("lee")[0].startswith("mailto://lee:s3cretpw@")
         audit = orjson.dumps([e.details for e in kit.svc.store.audit_entries(0, 1000)])
         assert b"s3cretpw" not in audit
+
+
+def test_a_level_the_server_died_sending_is_sent_after_restart_and_only_once(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    from sqlalchemy import delete
+
+    from coverwatch.storage.tables import deliveries
+    from serverkit import FakeClock
+
+    escalation = f"""escalation:
+  - after_s: 0
+    notify: ["json://{web.base}/duty-desk"]
+"""
+    site = write_site(tmp_path, extra=escalation)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        alert = _raise_lapse(kit)
+        assert web.paths() == ["/duty-desk"]
+        # As if the server died after recording the level as due, before the delivery.
+        with kit.svc.store.engine.begin() as conn:
+            conn.execute(delete(deliveries))
+    clock = FakeClock()
+    clock.advance(120)
+    with running_server(settings, clock) as kit:
+        kit.settle()
+        assert web.paths() == ["/duty-desk", "/duty-desk"]  # sent again, once
+        [level] = _alert(kit, alert["id"])["notified"]
+        assert level["level"] == 0 and level["ok"] is True
+    with running_server(settings, clock) as kit:
+        kit.settle()
+        assert web.paths() == ["/duty-desk", "/duty-desk"]  # recorded: never again

@@ -382,3 +382,21 @@ def test_records_are_checked() -> None:
         Alert.from_record({k: v for k, v in record.items() if k != "post"})
     with pytest.raises(AlertLifecycleError, match="twice"):
         AlertBook.from_records([record, record], POLICY)
+
+
+def test_levels_due_but_never_recorded_as_sent_are_sent_again_once() -> None:
+    from coverwatch.domain.supervision import undelivered_steps
+
+    book = new_book()
+    alert = raise_alert(book)
+    at = alert.alert_at
+    assert [s.level for s in book.tick(at + 61 * S)] == [0, 1]  # both recorded as due
+    # The server stopped while sending level 1: only level 0 left a delivery record.
+    steps = undelivered_steps(book, {alert.id: {0}}, at + 90 * S)
+    assert [(s.level, s.targets, s.due_at) for s in steps] == [
+        (1, ("user:jsmith", "mailto://ops@example.org"), at + 60 * S)]
+    assert undelivered_steps(book, {alert.id: {0, 1}}, at + 90 * S) == []  # never twice
+    # Still in flight elsewhere (due less than min_age ago): not yet.
+    assert undelivered_steps(book, {alert.id: {0}}, at + 90 * S, min_age_us=60 * S) == []
+    alert.acknowledge("sup", "on it", at + 95 * S)
+    assert undelivered_steps(book, {}, at + 100 * S) == []  # someone owns it

@@ -5,10 +5,14 @@ A level at which no delivery succeeded counts as failed: the alert moves on to
 the next level at once (:func:`escalate_now`) instead of waiting for its delay.
 Alerts of :data:`~coverwatch.domain.alerts.DIRECT_KINDS` are raised here
 (:func:`raise_direct`), sent once to supervisors and admins by the server, and
-never escalate through the site's policy.
+never escalate through the site's policy. A level recorded as due that left no
+delivery record (the server stopped while sending) is sent again
+(:func:`undelivered_steps`); a recorded one never is.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from coverwatch.domain.alerts import (
     DIRECT_KINDS,
@@ -24,6 +28,7 @@ __all__ = [
     "escalate_now",
     "open_direct",
     "raise_direct",
+    "undelivered_steps",
 ]
 
 # Who hears about the server's own problems.
@@ -51,6 +56,30 @@ def escalate_now(book: AlertBook, alert_id: str, failed_level: int, now: int) ->
         kind=alert.kind, post=alert.post, rule=alert.rule, lapse_start=alert.lapse_start,
         alert_at=alert.alert_at, count=alert.count, need=alert.need,
     )
+
+
+def undelivered_steps(book: AlertBook, recorded: Mapping[str, set[int]], now: int,
+                      min_age_us: int = 0) -> list[Escalation]:
+    """Levels recorded as due whose sending left no delivery record (the server stopped
+    while sending): each as a step to send again. ``recorded`` holds, per alert, the
+    levels with any delivery attempt recorded (delivered or failed): those are never
+    sent again. Levels due less than ``min_age_us`` ago may still be in flight."""
+    steps: list[Escalation] = []
+    for alert in book.alerts():
+        if not alert.escalating or alert.kind in DIRECT_KINDS:
+            continue
+        levels = book.policy_of(alert).levels
+        for level in range(min(alert.escalated_level, len(levels) - 1) + 1):
+            due = alert.alert_at + levels[level].after_us
+            if level in recorded.get(alert.id, ()) or now - due < min_age_us:
+                continue
+            steps.append(Escalation(
+                alert_id=alert.id, level=level, targets=levels[level].notify, due_at=due,
+                at=now, kind=alert.kind, post=alert.post, rule=alert.rule,
+                lapse_start=alert.lapse_start, alert_at=alert.alert_at, count=alert.count,
+                need=alert.need))
+    steps.sort(key=lambda s: (s.due_at, s.alert_id, s.level))
+    return steps
 
 
 def open_direct(book: AlertBook, kind: str, rule: str | None = None,

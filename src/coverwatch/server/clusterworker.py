@@ -43,6 +43,7 @@ __all__ = ["ClusterWorker", "checkpoint_secret"]
 log = logging.getLogger("coverwatch.server")
 
 _LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
 
 
 def checkpoint_secret(svc: Services) -> bytes:
@@ -114,6 +115,10 @@ class ClusterWorker:
         svc = self.sites[site]
         async with svc.lock:
             await asyncio.to_thread(refresh_book, svc)
+            await asyncio.to_thread(svc.outbox.load)  # what other nodes delivered
+        # A level its former owner recorded as due but died sending (not one still in
+        # flight at a live gateway: those get a minute).
+        svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
 
     async def _sink(self, site: str, epoch: int, seq: int, outputs: Sequence[Any]) -> None:
         svc = self.sites.get(site)

@@ -23,6 +23,7 @@ from coverwatch.domain.supervision import (
     escalate_now,
     open_direct,
     raise_direct,
+    undelivered_steps,
 )
 from coverwatch.domain.time import format_time
 from coverwatch.storage import DeliveryRecord
@@ -108,11 +109,28 @@ class Outbox:
         self.failed_total = 0
 
     def load(self) -> None:
-        """Read the stored deliveries and dispatches (at start-up)."""
+        """Read the stored deliveries and dispatches (at start-up, and in distributed mode
+        when this node takes a site over: other nodes recorded some)."""
+        by_alert: dict[str, list[DeliveryRecord]] = {}
+        sent: dict[str, list[dict[str, Any]]] = {}
         for rec in self.svc.store.load_deliveries():
-            self.by_alert.setdefault(rec.alert_id, []).append(rec)
+            by_alert.setdefault(rec.alert_id, []).append(rec)
         for d in self.svc.store.load_dispatches():
-            self.sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
+            sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
+        self.by_alert, self.sent = by_alert, sent
+
+    def resend_undelivered(self, min_age_s: float = 0.0) -> int:
+        """Send again each level recorded as due that has no delivery recorded (the
+        server stopped while sending it); a recorded delivery is never sent again."""
+        recorded = {aid: {r.level for r in recs if r.purpose == "escalation"}
+                    for aid, recs in self.by_alert.items()}
+        steps = undelivered_steps(self.svc.book, recorded, self.svc.clock(),
+                                  int(min_age_s * 1_000_000))
+        if steps:
+            log.warning("%d escalation level(s) were due but never recorded as sent: "
+                        "sending them now", len(steps))
+            self.submit(steps)
+        return len(steps)
 
     # -- tasks --------------------------------------------------------------
 
