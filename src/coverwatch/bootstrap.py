@@ -51,7 +51,7 @@ async def _build_site(
 async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
     from coverwatch.server.briefing import Briefing
-    from coverwatch.server.watchdog import run_heartbeat, run_watchdog
+    from coverwatch.server.watchdog import run_watchdog
 
     settings, notifier = svc.settings, svc.notifier
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
@@ -62,7 +62,6 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
              asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
-             asyncio.create_task(run_heartbeat(svc), name=f"heartbeat:{site}"),
              asyncio.create_task(asyncio.to_thread(notifier.warm_up), name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import run_anchoring
@@ -115,7 +114,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             from coverwatch.server.gateway import start_bus
 
             bus = await start_bus(sites)
-        tasks: list[asyncio.Task[Any]] = []
+        from coverwatch.server.watchdog import run_heartbeat
+
+        # One heartbeat for the deployment: withheld while any site is unhealthy.
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(run_heartbeat(list(sites.values())), name="heartbeat")]
         for svc in sites.values():
             tasks += await _start_site(svc)
         app.state.sites = sites

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -140,17 +141,20 @@ def should_beat(svc: Services) -> bool:
     return health.ticker_fresh(stall_limit_s(svc)) and health.store_ok
 
 
-async def run_heartbeat(svc: Services) -> None:
-    """Background task: GET the heartbeat URL while the ticker and the store are healthy."""
+async def run_heartbeat(svc: Services | Sequence[Services]) -> None:
+    """Background task: GET the heartbeat URL while every site's ticker and store are
+    healthy (one heartbeat for the deployment, however many sites it watches)."""
     from coverwatch.notify.notifier import redact_url
 
+    sites = [svc] if not isinstance(svc, Sequence) else list(svc)
+    svc = sites[0]
     url = svc.settings.heartbeat_url
     if not url:
         return
     shown = redact_url(url)
     async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client:
         while True:
-            if should_beat(svc):
+            if all(should_beat(s) for s in sites):
                 try:
                     r = await client.get(url)
                     if r.status_code >= 400:
