@@ -126,6 +126,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         # Logins, users and roles: one site's own chain, or with several the deployment's.
         app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
                                       else app.state.services.store)
+        if len(sites) > 1 and settings.anchor_every_s > 0:
+            from coverwatch.evidence.service import run_anchoring
+
+            tasks.append(asyncio.create_task(run_anchoring(
+                app.state.services, app.state.deployment_store, DEPLOYMENT),
+                name="anchoring:deployment"))
         try:
             yield
         finally:

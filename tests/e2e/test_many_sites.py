@@ -174,3 +174,33 @@ def test_two_sites_with_one_id_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SiteFileError, match="north-yard"), \
             running_server(base_settings(north, tmp_path / "d", more_sites=(twin,))):
         pass
+
+
+def test_the_deployment_chain_is_anchored_like_a_sites(tmp_path: Path) -> None:
+    import orjson
+
+    from serverkit import wait_until
+
+    north, south = _sites(tmp_path)
+    settings = base_settings(north, tmp_path / "data", more_sites=(south,),
+                             anchor_every_s=0.1)
+    with running_server(settings, FakeClock()) as kit:
+        _people(kit)
+        _login(kit.client, "boss")  # a deployment-wide action: the deployment's chain
+        anchors = tmp_path / "data" / "keys" / "anchors.jsonl"
+
+        def named() -> set[str]:
+            if not anchors.exists():
+                return set()
+            return {orjson.loads(line)["site"] for line in anchors.read_text().splitlines()}
+
+        wait_until(lambda: DEPLOYMENT in named(), what="an anchor of the deployment chain")
+    store = open_store(None, tmp_path / "data")
+    try:
+        from coverwatch.evidence.anchors import verify_anchored
+
+        result = verify_anchored(site_store(store, DEPLOYMENT), anchors,
+                                 keyring=store.audit_keyring, trusted=None, site=DEPLOYMENT)
+        assert result.ok and result.anchors >= 1, result.findings
+    finally:
+        store.close()

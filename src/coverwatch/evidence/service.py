@@ -14,6 +14,7 @@ from coverwatch.storage.auditkeys import default_key_path
 
 if TYPE_CHECKING:
     from coverwatch.server.services import Services
+    from coverwatch.storage import Store
 
 __all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "verify_now"]
 
@@ -34,13 +35,18 @@ def anchor_file(svc: Services) -> Path:
     return svc.settings.anchor_file or _key_path(svc).with_name("anchors.jsonl")
 
 
-def anchor_now(svc: Services) -> dict[str, Any]:
-    """Sign the current head, append it to the anchor file, send it on (blocking)."""
+def anchor_now(svc: Services, chain: Store | None = None,
+               name: str | None = None) -> dict[str, Any]:
+    """Sign the current head, append it to the anchor file, send it on (blocking).
+
+    ``chain``/``name``: another chain than the site's (the deployment's, named
+    ``_deployment``), anchored with the same key, file and destination."""
     import orjson
 
-    anchor = make_anchor(svc.store, signing_key(svc), svc.site.id)
+    store = svc.store if chain is None else chain
+    anchor = make_anchor(store, signing_key(svc), svc.site.id if name is None else name)
     append_anchor(anchor_file(svc), anchor)
-    svc.store.set_state(_LAST, orjson.dumps(anchor).decode())
+    store.set_state(_LAST, orjson.dumps(anchor).decode())
     if svc.settings.anchor_url:
         send_anchor(svc.settings.anchor_url, anchor)
     return anchor
@@ -56,20 +62,23 @@ def verify_now(svc: Services) -> dict[str, Any]:
     return result.as_dict()
 
 
-async def run_anchoring(svc: Services) -> None:
-    """Background task: anchor whenever the head moved, every ``anchor_every_s``."""
+async def run_anchoring(svc: Services, chain: Store | None = None,
+                        name: str | None = None) -> None:
+    """Background task: anchor whenever the head moved, every ``anchor_every_s``
+    (the site's chain, or ``chain`` named ``name``: see :func:`anchor_now`)."""
     import orjson
 
     every = svc.settings.anchor_every_s
+    store = svc.store if chain is None else chain
     while True:
         try:
-            last = await asyncio.to_thread(svc.store.get_state, _LAST)
+            last = await asyncio.to_thread(store.get_state, _LAST)
             from coverwatch.storage import audit_head
 
-            head = await asyncio.to_thread(audit_head, svc.store)
+            head = await asyncio.to_thread(audit_head, store)
             last_id = None if last is None else orjson.loads(last).get("head_id")
             if head is not None and head.id != last_id:
-                await asyncio.to_thread(anchor_now, svc)
+                await asyncio.to_thread(anchor_now, svc, chain, name)
         except Exception:  # anchoring must never stop the server
             log.exception("audit anchoring failed")
         await asyncio.sleep(every)
