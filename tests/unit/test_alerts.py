@@ -392,11 +392,17 @@ def test_levels_due_but_never_recorded_as_sent_are_sent_again_once() -> None:
     at = alert.alert_at
     assert [s.level for s in book.tick(at + 61 * S)] == [0, 1]  # both recorded as due
     # The server stopped while sending level 1: only level 0 left a delivery record.
-    steps = undelivered_steps(book, {alert.id: {0}}, at + 90 * S)
+    level0 = {0: {"role:supervisor"}}
+    steps = undelivered_steps(book, {alert.id: level0}, at + 90 * S)
     assert [(s.level, s.targets, s.due_at) for s in steps] == [
         (1, ("user:jsmith", "mailto://ops@example.org"), at + 60 * S)]
-    assert undelivered_steps(book, {alert.id: {0, 1}}, at + 90 * S) == []  # never twice
+    # One of level 1's two targets was recorded before the stop: only the other again.
+    part = {**level0, 1: {"user:jsmith"}}
+    [step] = undelivered_steps(book, {alert.id: part}, at + 90 * S)
+    assert step.targets == ("mailto://ops@example.org",)
+    both = {**level0, 1: {"user:jsmith", "mailto://ops@example.org"}}
+    assert undelivered_steps(book, {alert.id: both}, at + 90 * S) == []  # never twice
     # Still in flight elsewhere (due less than min_age ago): not yet.
-    assert undelivered_steps(book, {alert.id: {0}}, at + 90 * S, min_age_us=60 * S) == []
+    assert undelivered_steps(book, {alert.id: level0}, at + 90 * S, min_age_us=60 * S) == []
     alert.acknowledge("sup", "on it", at + 95 * S)
     assert undelivered_steps(book, {}, at + 100 * S) == []  # someone owns it

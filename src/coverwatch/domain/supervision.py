@@ -12,7 +12,7 @@ delivery record (the server stopped while sending) is sent again
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from coverwatch.domain.alerts import (
     DIRECT_KINDS,
@@ -58,23 +58,33 @@ def escalate_now(book: AlertBook, alert_id: str, failed_level: int, now: int) ->
     )
 
 
-def undelivered_steps(book: AlertBook, recorded: Mapping[str, set[int]], now: int,
-                      min_age_us: int = 0) -> list[Escalation]:
-    """Levels recorded as due whose sending left no delivery record (the server stopped
-    while sending): each as a step to send again. ``recorded`` holds, per alert, the
-    levels with any delivery attempt recorded (delivered or failed): those are never
-    sent again. Levels due less than ``min_age_us`` ago may still be in flight."""
+def undelivered_steps(
+    book: AlertBook, recorded: Mapping[str, Mapping[int, set[str]]], now: int,
+    min_age_us: int = 0, shown: Callable[[str], str] = lambda target: target,
+) -> list[Escalation]:
+    """Levels recorded as due whose sending left no delivery record for some of their
+    targets (the server stopped while sending): a step for those targets, to send again.
+
+    ``recorded`` holds, per alert and level, the targets with any attempt recorded
+    (delivered or failed), as ``shown`` writes a policy target (URLs redacted): those
+    are never sent again. Levels due less than ``min_age_us`` ago may still be in flight.
+    """
     steps: list[Escalation] = []
     for alert in book.alerts():
         if not alert.escalating or alert.kind in DIRECT_KINDS:
             continue
         levels = book.policy_of(alert).levels
+        done = recorded.get(alert.id, {})
         for level in range(min(alert.escalated_level, len(levels) - 1) + 1):
             due = alert.alert_at + levels[level].after_us
-            if level in recorded.get(alert.id, ()) or now - due < min_age_us:
+            if now - due < min_age_us:
+                continue
+            targets = tuple(t for t in levels[level].notify
+                            if shown(t) not in done.get(level, set()))
+            if not targets:
                 continue
             steps.append(Escalation(
-                alert_id=alert.id, level=level, targets=levels[level].notify, due_at=due,
+                alert_id=alert.id, level=level, targets=targets, due_at=due,
                 at=now, kind=alert.kind, post=alert.post, rule=alert.rule,
                 lapse_start=alert.lapse_start, alert_at=alert.alert_at, count=alert.count,
                 need=alert.need))

@@ -122,10 +122,17 @@ class Outbox:
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the
         server stopped while sending it); a recorded delivery is never sent again."""
-        recorded = {aid: {r.level for r in recs if r.purpose == "escalation"}
-                    for aid, recs in self.by_alert.items()}
-        steps = undelivered_steps(self.svc.book, recorded, self.svc.clock(),
-                                  int(min_age_s * 1_000_000))
+        from coverwatch.notify.notifier import redact_url
+
+        recorded: dict[str, dict[int, set[str]]] = {}
+        for aid, recs in self.by_alert.items():
+            for r in recs:
+                if r.purpose == "escalation":  # one delivery may serve several targets
+                    recorded.setdefault(aid, {}).setdefault(r.level, set()).update(
+                        r.target.split(", "))
+        steps = undelivered_steps(
+            self.svc.book, recorded, self.svc.clock(), int(min_age_s * 1_000_000),
+            shown=lambda t: redact_url(t) if "://" in t else t)
         if steps:
             log.warning("%d escalation level(s) were due but never recorded as sent: "
                         "sending them now", len(steps))
