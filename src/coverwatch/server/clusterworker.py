@@ -31,7 +31,7 @@ from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.gateway import deadman_reports, refresh_book, take_in
+from coverwatch.server.gateway import RESEND_AFTER_S, deadman_reports, refresh_book, take_in
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -43,7 +43,6 @@ __all__ = ["ClusterWorker", "checkpoint_secret"]
 log = logging.getLogger("coverwatch.server")
 
 _LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
-RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
 
 
 def checkpoint_secret(svc: Services) -> bytes:

@@ -267,12 +267,24 @@ def refresh_site(svc: Services) -> bool:
     return True
 
 
+RESEND_EVERY_S = 30.0
+RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
+
+
 async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
+    resent = time.monotonic()
     while not stop.is_set():
         try:
             async with svc.lock:
                 await asyncio.to_thread(refresh_book, svc)
                 await asyncio.to_thread(refresh_site, svc)
+            if svc.bus is not None and svc.bus.owns() and \
+                    time.monotonic() - resent >= RESEND_EVERY_S:
+                # A node that died sending (an SOS's gateway, a former owner) left levels
+                # due with nothing delivered: the owner sends them, once.
+                resent = time.monotonic()
+                await asyncio.to_thread(svc.outbox.load)
+                svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
         except Exception:  # PostgreSQL failing over: the next pass catches up
             log.exception("alert book refresh failed")
         with contextlib.suppress(TimeoutError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
@@ -107,6 +107,7 @@ class Outbox:
         self.sent: dict[str, list[dict[str, Any]]] = {}
         self.delivered_total = 0
         self.failed_total = 0
+        self._resent: set[tuple[str, int, str]] = set()
 
     def load(self) -> None:
         """Read the stored deliveries and dispatches (at start-up, and in distributed mode
@@ -133,11 +134,19 @@ class Outbox:
         steps = undelivered_steps(
             self.svc.book, recorded, self.svc.clock(), int(min_age_s * 1_000_000),
             shown=lambda t: redact_url(t) if "://" in t else t)
-        if steps:
+        # Once per process: a resend still in flight has no record yet either.
+        fresh = []
+        for step in steps:
+            targets = tuple(t for t in step.targets
+                            if (step.alert_id, step.level, t) not in self._resent)
+            self._resent.update((step.alert_id, step.level, t) for t in targets)
+            if targets:
+                fresh.append(replace(step, targets=targets))
+        if fresh:
             log.warning("%d escalation level(s) were due but never recorded as sent: "
-                        "sending them now", len(steps))
-            self.submit(steps)
-        return len(steps)
+                        "sending them now", len(fresh))
+            self.submit(fresh)
+        return len(fresh)
 
     # -- tasks --------------------------------------------------------------
 
