@@ -204,3 +204,16 @@ def test_the_deployment_chain_is_anchored_like_a_sites(tmp_path: Path) -> None:
         assert result.ok and result.anchors >= 1, result.findings
     finally:
         store.close()
+
+
+def test_an_officers_own_pages_need_no_site_name(kit: Kit) -> None:
+    south = _services(kit, "south-quay")
+    south.store.create_device("phone-s2", "S2")
+    kit.app.state.services.store.create_user("S2", PASSWORD, ["officer"])
+    c = kit.client
+    _login(c, "S2")
+    r = c.get("/api/v1/me/duty")  # the site of their device
+    assert r.status_code == 200, r.text
+    assert r.json()["officer"] == "S2"
+    assert c.get("/api/v1/sites/north-yard/me/duty").status_code == 200  # named: as asked
+    assert c.get("/api/v1/sites/north-yard/cover").status_code == 403

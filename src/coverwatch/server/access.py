@@ -190,9 +190,14 @@ async def _authenticate(request: Request) -> Principal | None:
             session.csrf_token, request.headers.get(CSRF_HEADER)
         ):
             raise HTTPException(403, "missing or wrong X-CSRF-Token header for this session")
-        by_site = await asyncio.to_thread(store.site_roles_of, session.user.username)
-        return Principal("user", session.user.username, session.user.roles,
-                         site_roles=by_site)
+        name = session.user.username
+        by_site = await asyncio.to_thread(store.site_roles_of, name)
+        home = None
+        if len(all_sites(request)) > 1:  # an officer's own pages: the site of their devices
+            held = {d.site for d in await asyncio.to_thread(store.list_devices)
+                    if d.active and d.officer == name}
+            home = next(iter(held)) if len(held) == 1 else None
+        return Principal("user", name, session.user.roles, site_roles=by_site, site=home)
     return None
 
 
@@ -215,7 +220,7 @@ def require(
                                 headers={"WWW-Authenticate": "Bearer"})
         svc = None if deployment else _resolve(request, who)
         key = None if svc is None else svc.store.site
-        if who.site is not None and key is not None and who.site != key:
+        if who.kind == "device" and key is not None and who.site != key:
             raise HTTPException(403, f"device {who.name} belongs to another site")
         held = who.roles_at(key)
         if anywhere:
