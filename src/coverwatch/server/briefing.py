@@ -302,7 +302,7 @@ class Briefing:
         self.shifts = [s for s in self.shifts if s.id != shift_id]
         now = self.svc.clock()
         if shift.covers(now) and (shift.officer, "start", shift.start) in self._emitted:
-            t = max(now, self.svc.live.horizon)
+            t = max(now, self.svc.shown.horizon)
             await self.svc.ingest([_duty_row(shift.officer, t, False, (), {
                 "reason": "shift removed", "shift": shift.id})], source=ROSTER_SOURCE)
         return shift
@@ -435,12 +435,19 @@ class Briefing:
     async def step(self) -> None:
         if self.svc.site is not self._site:
             await asyncio.to_thread(self.sync_site)
+        bus = self.svc.bus
+        if bus is not None:  # distributed: the site's owner, on its cover, and only it
+            if not bus.owns():
+                return
+            await bus.refresh_replica()
+            if self.svc.replica is None:
+                return
         await self.emit_due_events()
         await self.evaluate()
 
     async def emit_due_events(self) -> None:
         """Ingest roster duty events and expiry re-statements the watermark nears."""
-        horizon = self.svc.live.horizon
+        horizon = self.svc.shown.horizon
         until = self.svc.clock() + seconds_to_us(LOOKAHEAD_S)
         self._emitted = {k for k in self._emitted if k[2] >= horizon}
         roster: list[dict[str, Any]] = []
@@ -476,8 +483,8 @@ class Briefing:
     async def evaluate(self) -> None:
         """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""
         svc = self.svc
-        t = svc.live.horizon
-        on_duty = {o.officer for o in svc.live.officers() if o.on_duty}
+        t = svc.shown.horizon
+        on_duty = {o.officer for o in svc.shown.officers() if o.on_duty}
         for officer in list(self._on_since):
             if officer not in on_duty:
                 del self._on_since[officer]
