@@ -108,10 +108,11 @@ function renderSummary(v) {
   const needAction = needingAction(v.alerts);
   const stale = v.officers.filter((o) => o.on_duty && o.stale).length;
   const parts = [];
-  const chip = (cls, text) => el("span", { class: `chip ${cls}` }, text);
-  parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} post${counts.lapsed > 1 ? "s" : ""} LAPSED`) : chip("state-covered", "No post lapsed"));
+  const chip = (cls, text) => el("span", { class: `chip ${cls}`, title: text }, text);
+  // Short words: at 1366 px every chip must still be read (the full text is its title).
+  parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
-  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? needAction > 1 ? `${needAction} alerts need action` : "1 alert needs action" : "No alert needs action"));
+  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} to act on` : "No alert to act on"));
   if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
