@@ -17,7 +17,7 @@ from coverwatch.server.devices import device_upload, osmand_json_readings, osman
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
-from coverwatch.storage import DuplicateNameError, record_device_change
+from coverwatch.storage import Device, DuplicateNameError, record_device_change
 
 __all__ = ["router"]
 
@@ -156,11 +156,14 @@ async def create_device(
         svc, body.name, body.officer, token)
 
 
-async def _own_device(svc: Services, name: str) -> None:
-    # Names are unique deployment-wide; another site's device is not this site's to change.
-    for d in await asyncio.to_thread(svc.store.list_devices):
-        if d.name == name and d.site != svc.store.site:
-            raise HTTPException(404, f"no device {name} at this site")
+async def _own_device(svc: Services, name: str) -> Device | None:
+    """The device of that name, refused (404) if it is another site's: names are unique
+    deployment-wide, and another site's device is not this site's to change."""
+    device = next((d for d in await asyncio.to_thread(svc.store.list_devices)
+                   if d.name == name), None)
+    if device is not None and device.site != svc.store.site:
+        raise HTTPException(404, f"no device {name} at this site")
+    return device
 
 
 @router.delete("/api/v1/devices/{name}", responses=problems(404))
@@ -182,13 +185,11 @@ async def rotate_device(
     name: str, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
     """A new token for a device (the old one stops working), with its enrolment link."""
-    await _own_device(svc, name)
+    device = await _own_device(svc, name)
     try:
         token = await asyncio.to_thread(svc.store.rotate_device_token, name)
     except LookupError:
         raise HTTPException(404, f"no device {name}") from None
     await asyncio.to_thread(record_device_change, svc.store, who.name, name, "rotated")
-    device = next((d for d in await asyncio.to_thread(svc.store.list_devices)
-                   if d.name == name), None)
     officer = None if device is None else device.officer
     return {"name": name, "officer": officer} | _enrolment(svc, name, officer, token)

@@ -16,11 +16,11 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.server.access import (
     PEOPLE,
     SESSION_COOKIE,
-    SITE_STATE,
     Principal,
     all_sites,
     deployment,
     deployment_chain,
+    named_site,
     require,
 )
 from coverwatch.server.problems import error, problems
@@ -94,7 +94,7 @@ async def me(
 ) -> dict[str, Any]:
     """Who is signed in: deployment-wide roles, and roles at each site they may see."""
     sites = all_sites(request)
-    here = _site_named(request)
+    here = named_site(request)
     out: dict[str, Any] = {
         "name": who.name, "kind": who.kind,
         "roles": sorted(who.roles_at(None if here is None else here.store.site)),
@@ -148,15 +148,6 @@ class UserChange(BaseModel):
     active: bool | None = None
     contacts: list[str] | None = Field(default=None, max_length=10)  # replaces the list
     add_contact: str | None = Field(default=None, max_length=2000)
-
-
-def _site_named(request: Request) -> Services | None:
-    """The site named in the path (/api/v1/sites/{site}/…), or the only one."""
-    sites = all_sites(request)
-    name = (request.scope.get("state") or {}).get(SITE_STATE)
-    if isinstance(name, str):
-        return sites.get(name)
-    return next(iter(sites.values())) if len(sites) == 1 else None
 
 
 def _check_targets(request: Request) -> None:

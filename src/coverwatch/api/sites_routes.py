@@ -14,14 +14,12 @@ from fastapi import APIRouter, Depends, Request
 
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS
 from coverwatch.domain.time import format_time
-from coverwatch.server.access import Principal, all_sites, require
+from coverwatch.server.access import SUPERVISION, Principal, all_sites, require
 from coverwatch.server.services import Services
 
 __all__ = ["router", "site_summary"]
 
 router = APIRouter()
-
-SUPERVISION = ("supervisor", "admin", "auditor")
 
 
 def site_summary(svc: Services) -> dict[str, Any]:

@@ -32,12 +32,14 @@ __all__ = [
     "PEOPLE",
     "SESSION_COOKIE",
     "SITE_STATE",
+    "SUPERVISION",
     "LoginLimiter",
     "Principal",
     "all_sites",
     "deployment",
     "deployment_chain",
     "device_site",
+    "named_site",
     "require",
     "services",
 ]
@@ -50,6 +52,7 @@ DEVICE = "device"
 INGEST = "ingest"  # an API-token role for systems that send events (gate sensors, CAD)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 PEOPLE = ("officer", "supervisor", "admin", "auditor", "approver")  # every user role
+SUPERVISION = ("supervisor", "admin", "auditor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,15 @@ def _site_in_path(request: Request) -> str | None:
     state = request.scope.get("state") or {}
     site = state.get(SITE_STATE)
     return site if isinstance(site, str) else None
+
+
+def named_site(request: Request) -> Services | None:
+    """The site named in the path (/api/v1/sites/{site}/…), or the only one; else None."""
+    sites = all_sites(request)
+    name = _site_in_path(request)
+    if name is not None:
+        return sites.get(name)
+    return next(iter(sites.values())) if len(sites) == 1 else None
 
 
 def _resolve(request: Request, who: Principal | None) -> Services | None:
