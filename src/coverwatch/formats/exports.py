@@ -42,7 +42,10 @@ class ExportedLapse:
 
 @dataclass
 class History:
-    """What an export holds: per-officer fixes (t_us, x, y, accuracy), lapses and alert records."""
+    """What an export holds: per-officer fixes, lapses and alert records.
+
+    A fix is ``(t_us, x, y, accuracy[, accuracy_source, (lon, lat) as sent or None])``.
+    """
 
     site_id: str
     site_name: str
@@ -51,13 +54,18 @@ class History:
     since: int
     until: int
     posts: dict[str, Post]
-    tracks: dict[str, list[tuple[int, float, float, float | None]]] = field(default_factory=dict)
+    tracks: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     lapses: list[ExportedLapse] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def lonlat(self, x: float, y: float) -> list[float]:
         assert self.origin is not None
         return list(xy_to_lonlat(x, y, self.origin))
+
+    def fix_lonlat(self, fix: tuple[Any, ...]) -> list[float]:
+        """A fix's lon/lat: as sent if known, else projected back from site metres."""
+        sent = fix[5] if len(fix) > 5 else None
+        return list(sent) if sent is not None else self.lonlat(fix[1], fix[2])
 
     def post_xy(self, post_id: str) -> tuple[float, float] | None:
         """A post's point, or the mean of its area's corners."""
@@ -92,14 +100,14 @@ def history_geojson(h: History) -> bytes:
         raise ValueError("the site has no origin, so positions cannot be put on a map")
     features: list[dict[str, Any]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        coords = [h.lonlat(x, y) for _, x, y, _ in fixes]
+        coords = [h.fix_lonlat(f) for f in fixes]
         geometry = ({"type": "Point", "coordinates": coords[0]} if len(coords) == 1
                     else {"type": "LineString", "coordinates": coords})
         features.append({"type": "Feature", "geometry": geometry, "properties": {
             "kind": "track", "officer": officer, "start": _t(fixes[0][0]),
             "end": _t(fixes[-1][0]), "fixes": len(fixes),
             "times": [_t(t) for t, *_ in fixes],
-            "accuracy_m": [a for *_, a in fixes]}})
+            "accuracy_m": [f[3] for f in fixes]}})
     for lp in h.lapses:
         features.append({"type": "Feature", "geometry": _post_geometry(h, lp.post),
                          "properties": {"kind": "lapse", "post": lp.post, "rule": lp.rule,
@@ -133,12 +141,13 @@ def history_gpx(h: History) -> bytes:
 
     if h.origin is None:
         raise ValueError("the site has no origin, so positions cannot be put on a map")
-    tracks: list[tuple[str, list[tuple[_dt.datetime, float, float, float | None]]]] = []
+    tracks: list[tuple[str, list[tuple[Any, ...]]]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        points = []
-        for t, x, y, acc in fixes:
-            lon, lat = h.lonlat(x, y)
-            points.append((_dt_of(t), lat, lon, acc))
+        points: list[tuple[Any, ...]] = []
+        for fix in fixes:
+            lon, lat = h.fix_lonlat(fix)
+            source = fix[4] if len(fix) > 4 else "reported"
+            points.append((_dt_of(fix[0]), lat, lon, fix[3], source))
         tracks.append((officer, points))
     waypoints: list[GpxWaypoint] = []
     for lp in h.lapses:
@@ -174,8 +183,10 @@ def history_csv(h: History) -> bytes:
 
     rows: list[tuple[int, list[Any]]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        for t, x, y, a in fixes:
-            rows.append((t, ["fix", _t(t), "", officer, "", "", *ll((x, y)),
+        for fix in fixes:
+            t, x, y, a = fix[:4]
+            lonlat = h.fix_lonlat(fix) if h.origin is not None else ["", ""]
+            rows.append((t, ["fix", _t(t), "", officer, "", "", x, y, *lonlat,
                              "" if a is None else a, "", "", "", ""]))
     for lp in h.lapses:
         rows.append((lp.start, ["lapse", _t(lp.start), _t(lp.end) or "", "", lp.post, lp.rule,

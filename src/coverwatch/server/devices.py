@@ -12,8 +12,10 @@ legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`) becomes
   Traccar Client retry the same upload forever, stalling every newer one).
 
 Accuracy is never left at 0 (which would overstate cover): the reported
-accuracy, else ``hdop`` (OsmAnd fills it with metres), else the site's
-``default_accuracy_m``; the fix records which (``accuracy_source``).
+accuracy if above 0, else ``hdop`` (OsmAnd fills it with metres), else the
+site's ``default_accuracy_m``; the fix records which (``accuracy_source``,
+:func:`coverwatch.formats.accuracy.choose_accuracy`). A reading the phone
+marks as simulated (``mock``) is a device report, never a fix.
 
 :class:`DeviceWatch` keeps what the server needs about each device between
 uploads: the newest report, upload delay statistics and the per-site watermark
@@ -32,16 +34,19 @@ from typing import Any
 from coverwatch.domain.records import T_LIMIT_S
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.formats.accuracy import choose_accuracy
 from coverwatch.server.ingest import InvalidEvents, validate_records
 
 __all__ = [
     "ALARM_ALERT_KINDS",
+    "MOCK_REASON",
     "DeviceUpload",
     "DeviceWatch",
     "Reading",
     "device_upload",
     "fill_accuracy",
     "officer_devices",
+    "osmand_body_readings",
     "osmand_json_readings",
     "osmand_readings",
     "reporting_only",
@@ -52,6 +57,8 @@ __all__ = [
 ALARM_ALERT_KINDS = {"sos": "sos", "falldown": "fall", "fall": "fall"}
 # Earliest plausible device time: GPS week-rollover bugs report 1999 and 2019-04.
 _PLAUSIBLE_FROM_US = parse_time("2001-01-01T00:00:00Z")
+#: Why a simulated position never counts (shown on the officer).
+MOCK_REASON = "mock location: the phone says this position is simulated, so it does not count"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -72,6 +79,7 @@ class Reading:
     battery: float | None = None
     charging: bool | None = None
     alarm: str | None = None
+    mock: bool = False  # the phone says the position is simulated (a mock location app)
     problems: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -149,14 +157,31 @@ def osmand_readings(params: Mapping[str, Any]) -> list[Reading]:
         else:
             problems.append("location is not lat,lon")
     r.time = _time_value(params.get("timestamp"))
-    r.accuracy = _number(params.get("accuracy"), "accuracy", problems)
+    r.accuracy = _number(params.get("accuracy", params.get("hacc")), "accuracy", problems)
     r.hdop = _number(params.get("hdop"), "hdop", problems)
     r.battery = _battery_percent(params.get("batt", params.get("battery")), fraction=False)
     charge = params.get("charge", params.get("charging"))
     r.charging = None if charge is None else _flag(charge)
     alarm = params.get("alarm")
     r.alarm = str(alarm).strip()[:40] or None if alarm is not None else None
+    r.mock = _flag(params.get("mock", "false")) is True
     return [r]
+
+
+def osmand_body_readings(body: Any) -> list[Reading]:
+    """Readings from a JSON body: Traccar Client 9's ``{"location": ...}``, or an array of
+    such objects or of flat OsmAnd parameter objects (the client SDK's ``uploadJson``)."""
+    if not isinstance(body, list):
+        return osmand_json_readings(body)
+    if not body:
+        raise InvalidEvents([_problem(None, "empty array: no reading")])
+    out: list[Reading] = []
+    for item in body:
+        if not isinstance(item, Mapping):
+            raise InvalidEvents([_problem(None, "expected an array of objects")])
+        out += (osmand_json_readings(item) if "location" in item
+                else osmand_readings({k: v for k, v in item.items() if v is not None}))
+    return out
 
 
 def osmand_json_readings(body: Any) -> list[Reading]:
@@ -179,6 +204,7 @@ def osmand_json_readings(body: Any) -> list[Reading]:
         r.lon = _number(coords.get("longitude"), "coords.longitude", r.problems)
         r.accuracy = _number(coords.get("accuracy"), "coords.accuracy", r.problems)
         r.time = loc.get("timestamp")
+        r.mock = loc.get("mock") is True
         battery = loc.get("battery")
         if isinstance(battery, Mapping):
             r.battery = _battery_percent(battery.get("level"), fraction=True)
@@ -193,23 +219,19 @@ def osmand_json_readings(body: Any) -> list[Reading]:
 
 def _problem(field_name: str | None, message: str) -> Any:
     from coverwatch.server.ingest import IngestProblem
-
     return IngestProblem(0, field_name, message)
 
 
 def fill_accuracy(record: dict[str, Any], site: Site, hdop: float | None = None) -> str:
     """Give a fix record an accuracy that never overstates cover; returns its source.
 
-    The reported ``accuracy_m`` if any, else ``hdop`` (metres, as OsmAnd sends
-    it), else the site's ``default_accuracy_m``.
+    The reported ``accuracy_m`` if above 0, else ``hdop`` (metres, as OsmAnd
+    sends it) if above 0, else the site's ``default_accuracy_m``: 0 and
+    negative values mean "unknown" in the apps that send them.
     """
-    if record.get("accuracy_m") is not None:
-        return "reported"
-    if hdop is not None and hdop >= 0:
-        record["accuracy_m"] = hdop
-        return "hdop"
-    record["accuracy_m"] = site.default_accuracy_m
-    return "default"
+    record["accuracy_m"], source = choose_accuracy(
+        site.default_accuracy_m, reported=record.get("accuracy_m"), hdop_m=hdop)
+    return source
 
 
 def _device_time(r: Reading, received_us: int) -> tuple[int | None, str | None]:
@@ -252,6 +274,8 @@ def device_upload(
                 "server clock; check the device clock")
         if not r.valid:
             reasons.append("the device reports no valid position (valid=false)")
+        elif r.mock:
+            reasons.append(MOCK_REASON)
         elif (r.lat is None or r.lon is None) and not r.problems:
             reasons.append("no position (a heartbeat)")
         row = None
@@ -423,6 +447,8 @@ def officer_devices(view: Any, watch: DeviceWatch, now_us: int) -> dict[str, Any
     if newest is not None and not view.rules:
         if _clock_wrong(newest[1].get("reason")):
             reason = "clock wrong"
+        elif str(newest[1].get("reason") or "").startswith("mock location"):
+            reason = "mock location"
         elif not view.on_duty:
             reason = "off duty"
         elif view.stale:

@@ -111,6 +111,15 @@ class KeepingMixin(AuditMixin):
                 events.c.site == self.site, events.c.t_us < before_us)).scalar()
         return None if found is None else int(found)
 
+    def next_event_us(self, at_or_after_us: int, before_us: int) -> int | None:
+        """The earliest stored event time in ``[at_or_after_us, before_us)`` (None: none):
+        lets a report step over years without events in one query."""
+        with self._read() as conn:
+            found = conn.execute(select(func.min(events.c.t_us)).where(
+                events.c.site == self.site, events.c.t_us >= at_or_after_us,
+                events.c.t_us < before_us)).scalar()
+        return None if found is None else int(found)
+
     def engine_rows(self, t0_us: int, t1_us: int) -> list[dict[str, Any]]:
         """Events with ``t0_us <= t_us < t1_us`` by (t_us, id), only the columns the engine
         reads (a report's hot path: much cheaper than full rows)."""
