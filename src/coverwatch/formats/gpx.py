@@ -259,8 +259,8 @@ def gpx_records(
 
 def _accuracy_out(point: gpxpy.gpx.GPXTrackPoint, acc: float | None, source: str) -> None:
     """Write the accuracy so that reading it back gives the same value and source."""
-    if acc is None or source == "default":
-        return  # a site default is not the device's: it is applied again on import
+    if acc is None or source in ("default", "none"):
+        return  # not the device's (a site default; a file's unstated 0): not written
     if source == "hdop-scaled":
         point.horizontal_dilution = acc / UERE_M
         return

@@ -1,0 +1,74 @@
+"""Exports read back by ``events import`` store nothing new, and an export costs what its
+window costs whatever old history the store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from coverwatch.domain.time import US_PER_S, parse_time
+from coverwatch.formats.gpx import GpxOptions
+from coverwatch.formats.sitefile import load_site_text
+from coverwatch.reports.exports import export_history
+from coverwatch.server.backfill import import_events
+from coverwatch.storage import open_store
+
+# Copenhagen, where the issue saw 55.6761 come back as 55.676100000000005.
+SITE = """\
+site: cph
+origin: {lat: 55.676, lon: 12.568}
+posts:
+  - id: gate
+    at: [0, 0]
+    rules:
+      - {id: cover, need: 1, within_m: 25}
+"""
+T0 = parse_time("2030-01-01T08:00:00Z")
+
+
+def test_exported_gpx_imports_as_already_stored(tmp_path: Path) -> None:
+    site = load_site_text(SITE)
+    store = open_store(None, tmp_path / "data")
+    try:
+        src = tmp_path / "fixes.jsonl"
+        lines = [{"t": "2030-01-01T08:00:00Z", "kind": "duty", "officer": "A7", "on": True}]
+        for i, (lat, lon, acc) in enumerate([(55.6761, 12.5683, 4.0), (55.67611, 12.56831, None),
+                                             (55.676123456789, 12.568, 7.5),
+                                             (55.6762, 12.5684, 0.0), (55.67605, 12.56825, 3.3)]):
+            rec = {"t": T0 / US_PER_S + 10 * i, "kind": "fix", "officer": "A7", "lat": lat,
+                   "lon": lon}
+            if acc is not None:
+                rec["accuracy_m"] = acc
+            lines.append(rec)
+        src.write_bytes(b"\n".join(orjson.dumps(r) for r in lines) + b"\n")
+        now = T0 + 3600 * US_PER_S
+        first = import_events(store, site, src, now_us=now)
+        assert (first.stored, first.duplicates) == (6, 0)
+        gpx = export_history(store, SITE, T0, T0 + 3600 * US_PER_S, "gpx")
+        path = tmp_path / "export.gpx"
+        path.write_bytes(gpx)
+        again = import_events(store, site, path, now_us=now,
+                              gpx=GpxOptions(track_duty=False))
+        assert (again.read, again.stored, again.duplicates) == (5, 0, 5)
+    finally:
+        store.close()
+
+
+def test_export_over_one_old_event_costs_the_window_not_the_gap(tmp_path: Path) -> None:
+    store = open_store(None, tmp_path / "data")
+    try:
+        old = T0 - 60 * 24 * 3600 * US_PER_S  # two months before: 1440 hours of nothing
+        store.append_events([
+            {"kind": "fix", "t_us": old, "officer": "A7", "x": 0.0, "y": 0.0, "accuracy": 5.0,
+             "source": "test"},
+            {"kind": "fix", "t_us": T0, "officer": "A7", "x": 1.0, "y": 0.0, "accuracy": 5.0,
+             "source": "test"},
+            {"kind": "fix", "t_us": T0 + 3600 * US_PER_S, "officer": "A7", "x": 2.0, "y": 0.0,
+             "accuracy": 5.0, "source": "test"}])
+        body = export_history(store, SITE, T0, T0 + 2 * 3600 * US_PER_S, "csv")
+        assert body.count(b"\nfix,") == 2
+        # A checkpoint per hour with events (and the one after the old event), not per hour.
+        assert len(store.checkpoint_times()) <= 4
+    finally:
+        store.close()
