@@ -137,3 +137,37 @@ def test_gpx_field_longer_than_the_limit_names_the_point(tmp_path: Path) -> None
         "<src>gps</src><sat>4</sat>", f"<src>{'x' * (MAX_GPX_FIELD_CHARS + 1)}</src>"))
     with pytest.raises(EventInputError, match=r"trk\[0\]\.trkseg\[0\]\.trkpt\[1\]\.src"):
         gpx_records(path, GpxOptions(), default_accuracy_m=40.0)
+
+
+# -- GeoJSON as GDAL and geojson.io write it ------------------------------------------
+
+
+def test_geojson_crs_epsg_4326_urn_is_lat_lon_and_swapped() -> None:
+    from coverwatch.formats.geojson import site_from_geojson
+
+    text = (SAMPLES / "gdal-epsg4326-lat-lon.geojson").read_bytes()
+    _, site = site_from_geojson(text, "posts.geojson")
+    assert site.origin is not None
+    assert (site.origin.lat, site.origin.lon) == pytest.approx((51.50045, -0.12))
+    gate, yard = site.posts
+    assert yard.at is not None and gate.at is not None
+    assert yard.at[1] - gate.at[1] == pytest.approx(100.0, abs=0.5)  # 0.0009 deg north
+    assert yard.at[0] == pytest.approx(gate.at[0])
+
+
+def test_geojson_other_crs_is_an_error_naming_it() -> None:
+    from coverwatch.errors import SiteFileError
+    from coverwatch.formats.geojson import site_from_geojson
+
+    text = (SAMPLES / "gdal-epsg4326-lat-lon.geojson").read_text().replace(
+        "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG::3857")
+    with pytest.raises(SiteFileError, match="3857"):
+        site_from_geojson(text, "posts.geojson")
+
+
+def test_geojson_io_feature_id_zero_is_the_post_id() -> None:
+    from coverwatch.formats.geojson import site_from_geojson
+
+    _, site = site_from_geojson((SAMPLES / "geojsonio-numeric-id.geojson").read_bytes(),
+                                "map.geojson")
+    assert [p.id for p in site.posts] == ["0"]

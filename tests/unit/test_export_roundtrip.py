@@ -1,13 +1,17 @@
-"""Exports read back by ``events import`` store nothing new, and an export costs what its
-window costs whatever old history the store holds."""
+"""Exports read back by ``events import`` store nothing new, an export costs what its
+window costs whatever old history the store holds, SOS alerts are placed where they were,
+and no CSV cell runs as a spreadsheet formula."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import orjson
 
 from coverwatch.domain.time import US_PER_S, parse_time
+from coverwatch.formats.exports import History, history_csv, history_geojson, history_gpx
 from coverwatch.formats.gpx import GpxOptions
 from coverwatch.formats.sitefile import load_site_text
 from coverwatch.reports.exports import export_history
@@ -72,3 +76,47 @@ def test_export_over_one_old_event_costs_the_window_not_the_gap(tmp_path: Path) 
         assert len(store.checkpoint_times()) <= 4
     finally:
         store.close()
+
+
+def _history_with_sos() -> History:
+    site = load_site_text(SITE)
+    h = History(site.id, site.name, "Europe/Copenhagen", site.origin, T0,
+                T0 + 3600 * US_PER_S, {p.id: p for p in site.posts})
+    h.tracks = {"=HYPERLINK(\"http://evil\",\"x\")": [(T0, -3.5, -2.0, 5.0)]}
+    h.alerts = [{"id": "sos-1", "kind": "sos", "post": "", "rule": "officer:A7",
+                 "state": "raised", "lapse_start": T0, "alert_at": T0 + US_PER_S,
+                 "details": {"officer": "A7", "device": "p", "alarm": "sos",
+                             "position": {"x": 10.0, "y": 20.0, "accuracy_m": 5.0,
+                                          "time": "2030-01-01T08:00:00Z",
+                                          "lat": 55.67618, "lon": 12.56816}}}]
+    return h
+
+
+def test_sos_alert_is_exported_at_the_position_it_carries() -> None:
+    h = _history_with_sos()
+    gj = orjson.loads(history_geojson(h))
+    (alert,) = [f for f in gj["features"] if f["properties"]["kind"] == "alert"]
+    assert alert["geometry"] == {"type": "Point", "coordinates": [12.56816, 55.67618]}
+    assert (alert["properties"]["officer"], alert["properties"]["alert_kind"]) == ("A7", "sos")
+    rows = list(csv.DictReader(io.StringIO(history_csv(h).decode())))
+    (row,) = [r for r in rows if r["type"] == "alert"]
+    assert (row["officer"], row["x"], row["y"], row["lat"], row["lon"]) == (
+        "A7", "10.0", "20.0", "55.67618", "12.56816")
+    assert "alert sos/officer:A7" in history_gpx(h).decode()
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted_numbers_stay() -> None:
+    rows = list(csv.reader(io.StringIO(history_csv(_history_with_sos()).decode())))
+    fix = next(r for r in rows if r[0] == "fix")
+    assert fix[3] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert (fix[6], fix[7]) == ("-3.5", "-2.0")  # negative numbers are not text
+
+
+def test_records_csv_quotes_formulas_keeps_negative_numbers() -> None:
+    from coverwatch.reports.supervision_out import records_csv
+
+    body = records_csv({"orders": [{"officer": "@SUM(A1:A9)", "note": "+1 call",
+                                    "delta": -2, "text_number": "-7.25", "tab": "\tx"}]})
+    (row,) = list(csv.DictReader(io.StringIO(body.decode())))
+    assert (row["officer"], row["note"], row["delta"], row["text_number"], row["tab"]) == (
+        "'@SUM(A1:A9)", "'+1 call", "-2", "-7.25", "'\tx")

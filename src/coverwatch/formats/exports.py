@@ -7,6 +7,8 @@ GPX in its metadata description, CSV in the ``t_utc``/``end_utc`` column
 names and a ``site_timezone`` column. Positions are lon/lat projected back
 from site metres around the site's origin (GeoJSON and GPX need one; CSV
 always has site metres ``x``/``y`` and lon/lat when there is an origin).
+CSV text cells that a spreadsheet would run as a formula are quoted
+(:mod:`coverwatch.formats.csvcells`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 
 from coverwatch.domain.site import LatLon, Post
 from coverwatch.domain.time import format_time
+from coverwatch.formats.csvcells import safe_row
 from coverwatch.formats.geojson import xy_to_lonlat
 
 __all__ = ["CSV_COLUMNS", "ExportedLapse", "History", "history_csv", "history_geojson",
@@ -84,6 +87,31 @@ def _t(value: Any) -> str | None:
     return format_time(int(value))
 
 
+def _alert_position(h: History, a: dict[str, Any]) -> tuple[tuple[float, float] | None,
+                                                              list[float] | None]:
+    """Where an alert was: its post's point, else (an SOS, a fall) the officer's position it
+    carries; as (site metres, lon/lat) with lon/lat None without an origin."""
+    xy = h.post_xy(str(a.get("post") or ""))
+    if xy is not None:
+        return xy, (h.lonlat(*xy) if h.origin is not None else None)
+    details: dict[str, Any] = a["details"] if isinstance(a.get("details"), dict) else {}
+    pos = details.get("position") if isinstance(details.get("position"), dict) else None
+    if pos is None or not all(isinstance(pos.get(k), int | float) for k in ("x", "y")):
+        return None, None
+    xy = (float(pos["x"]), float(pos["y"]))
+    lat, lon = pos.get("lat"), pos.get("lon")
+    try:
+        sent = [float(lon), float(lat)] if lat is not None and lon is not None else None
+    except (TypeError, ValueError):
+        sent = None
+    return xy, sent or (h.lonlat(*xy) if h.origin is not None else None)
+
+
+def _alert_officer(a: dict[str, Any]) -> str:
+    details: dict[str, Any] = a["details"] if isinstance(a.get("details"), dict) else {}
+    return str(details.get("officer") or "")
+
+
 def _post_geometry(h: History, post_id: str) -> dict[str, Any] | None:
     post = h.posts.get(post_id)
     if post is None or h.origin is None:
@@ -115,8 +143,14 @@ def history_geojson(h: History) -> bytes:
                                         "alert_at": _t(lp.alert_at),
                                         "min_cover": lp.min_cover}})
     for a in h.alerts:
-        features.append({"type": "Feature", "geometry": _post_geometry(h, str(a["post"])),
+        where: dict[str, Any] | None = _post_geometry(h, str(a["post"]))
+        if where is None:
+            _, at = _alert_position(h, a)
+            where = None if at is None else {"type": "Point", "coordinates": at}
+        features.append({"type": "Feature", "geometry": where,
                          "properties": {"kind": "alert", "id": a["id"], "post": a["post"],
+                                        "alert_kind": a.get("kind", "lapse"),
+                                        "officer": _alert_officer(a) or None,
                                         "rule": a["rule"], "state": a["state"],
                                         "lapse_start": _t(a.get("lapse_start")),
                                         "alert_at": _t(a.get("alert_at")),
@@ -158,11 +192,11 @@ def history_gpx(h: History) -> bytes:
             waypoints.append(GpxWaypoint(lat, lon, _dt_of(lp.start), f"lapse {lp.post}/{lp.rule}",
                                          f"until {end}; lowest cover {lp.min_cover}"))
     for a in h.alerts:
-        xy = h.post_xy(str(a["post"]))
-        if xy is not None and a.get("alert_at") is not None:
-            lon, lat = h.lonlat(*xy)
+        _, at = _alert_position(h, a)
+        if at is not None and a.get("alert_at") is not None:
+            lon, lat = at
             waypoints.append(GpxWaypoint(lat, lon, _dt_of(int(a["alert_at"])),
-                                         f"alert {a['post']}/{a['rule']}",
+                                         f"alert {a['post'] or a.get('kind')}/{a['rule']}",
                                          f"{a['state']}; id {a['id']}"))
     text = write_gpx(tracks, waypoints)
     note = f"<!-- coverwatch {h.site_id}: times UTC; site time zone {h.timezone} -->\n"
@@ -194,12 +228,15 @@ def history_csv(h: History) -> bytes:
                                 lp.min_cover, "", ""]))
     for alert in h.alerts:
         t = int(alert.get("alert_at") or alert.get("lapse_start") or 0)
+        xy, at = _alert_position(h, alert)
+        empty: list[Any] = ["", ""]
+        place: list[Any] = [*empty, *empty] if xy is None else [*xy, *(at or empty)]
         rows.append((t, ["alert", _t(alert.get("lapse_start")),
-                         _t(alert.get("resolved_at")) or "", "", alert["post"], alert["rule"],
-                         *ll(h.post_xy(str(alert["post"]))), "", _t(alert.get("alert_at")) or "",
-                         "", alert["state"], alert["id"]]))
+                         _t(alert.get("resolved_at")) or "", _alert_officer(alert),
+                         alert["post"], alert["rule"], *place, "",
+                         _t(alert.get("alert_at")) or "", "", alert["state"], alert["id"]]))
     rows.sort(key=lambda r: r[0])
-    for _, row in rows:
-        w.writerow([*row, h.timezone])
+    for _, row in rows:  # text cells that a spreadsheet would run are quoted
+        w.writerow(safe_row([*row, h.timezone]))
     return out.getvalue().encode()
 
