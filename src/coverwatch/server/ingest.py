@@ -156,11 +156,11 @@ def validate_records(
         accuracy = checked.accuracy
         accuracy_source = None
         if checked.kind == "fix":
-            if rec.get("accuracy_m") is not None:
+            if rec.get("accuracy_m") is not None and not (device and accuracy <= 0):
                 # A file reader (GPX) says where it found the accuracy; a device cannot.
                 given = None if device else rec.get("accuracy_source")
                 accuracy_source = given if given in _FILE_ACCURACY_SOURCES else "reported"
-            elif device:  # a phone that says nothing about accuracy is not exact
+            elif device:  # a phone that says nothing (or 0) about accuracy is not exact
                 accuracy, accuracy_source = site.default_accuracy_m, "default"
             else:  # the event contract: absent means 0
                 accuracy_source = "none"
