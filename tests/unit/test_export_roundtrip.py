@@ -120,3 +120,14 @@ def test_records_csv_quotes_formulas_keeps_negative_numbers() -> None:
     (row,) = list(csv.DictReader(io.StringIO(body.decode())))
     assert (row["officer"], row["note"], row["delta"], row["text_number"], row["tab"]) == (
         "'@SUM(A1:A9)", "'+1 call", "-2", "-7.25", "'\tx")
+
+
+def test_exports_use_the_lon_lat_each_client_sent() -> None:
+    from coverwatch.reports.exports import _sent_lonlat
+
+    assert _sent_lonlat({"lat": "55.6761", "lon": "12.5683"}) == (12.5683, 55.6761)
+    assert _sent_lonlat({"location": "55.6761,12.5683"}) == (12.5683, 55.6761)
+    assert _sent_lonlat({"coords": {"latitude": 55.6761, "longitude": 12.5683}}) == (
+        12.5683, 55.6761)
+    assert _sent_lonlat({"x": 1.0, "y": 2.0}) is None
+    assert _sent_lonlat({"lat": "nan", "lon": "1"}) is None

@@ -54,6 +54,9 @@ def _sent_lonlat(raw: Any) -> tuple[float, float] | None:
         return None
     nested = raw.get("coords")
     coords: dict[str, Any] = nested if isinstance(nested, dict) else raw
+    if "lat" not in coords and isinstance(raw.get("location"), str):  # OsmAnd location=lat,lon
+        lat_text, _, lon_text = str(raw["location"]).partition(",")
+        coords = {"lat": lat_text.strip(), "lon": lon_text.strip()}
     lat = _number(coords.get("lat", coords.get("latitude")))
     lon = _number(coords.get("lon", coords.get("longitude")))
     return None if lat is None or lon is None else (lon, lat)

@@ -9,8 +9,10 @@ stops counting at once). The same translation as the HTTP mode
 every phone (:func:`store_owntracks`, :func:`coverwatch.server.devices.device_upload`):
 battery, charging and the app's other fields are kept in a device report.
 Like ``server.mqtt``: a persistent session, and a message is acknowledged
-only after its fix is committed; a message that cannot be used is
-acknowledged, logged and counted (``mqtt_rejected``).
+only after its fix is committed. A location that cannot be a fix is a device
+report with the reason (like every phone's); a message that is not OwnTracks,
+or comes for an unknown or revoked device, is acknowledged, logged and counted
+(``mqtt_rejected``).
 """
 
 from __future__ import annotations
