@@ -131,3 +131,32 @@ def test_exports_use_the_lon_lat_each_client_sent() -> None:
         12.5683, 55.6761)
     assert _sent_lonlat({"x": 1.0, "y": 2.0}) is None
     assert _sent_lonlat({"lat": "nan", "lon": "1"}) is None
+
+
+def test_exported_phone_fixes_import_as_already_stored(tmp_path: Path) -> None:
+    # Fixes a phone sent (the store's key names the device) exported and imported back,
+    # as a recovered track would be: the file carries no device, yet nothing is new.
+    from urllib.parse import parse_qsl
+
+    from coverwatch.server.devices import device_upload, osmand_readings
+
+    site = load_site_text(SITE)
+    store = open_store(None, tmp_path / "data")
+    try:
+        rows = []
+        for i, query in enumerate(["lat=55.6761&lon=12.5683&accuracy=4",
+                                   "lat=55.67611&lon=12.56831",
+                                   "location=55.6762,12.5684&accuracy=0.0"]):
+            params = {**dict(parse_qsl(query)), "timestamp": str(T0 // US_PER_S + 10 * i)}
+            up = device_upload(osmand_readings(params), site, officer="A7", device="ph",
+                               received_us=T0 + 100 * US_PER_S, max_future_us=30 * US_PER_S)
+            rows += [{**r, "source": "osmand", "device": "ph", "received_us": T0}
+                     for r in up.rows]
+        assert store.append_events(rows).inserted == 3
+        path = tmp_path / "export.gpx"
+        path.write_bytes(export_history(store, SITE, T0, T0 + 3600 * US_PER_S, "gpx"))
+        again = import_events(store, site, path, now_us=T0 + 3600 * US_PER_S,
+                              gpx=GpxOptions(track_duty=False))
+        assert (again.read, again.stored, again.duplicates) == (3, 0, 3)
+    finally:
+        store.close()
