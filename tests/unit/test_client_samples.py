@@ -171,3 +171,13 @@ def test_geojson_io_feature_id_zero_is_the_post_id() -> None:
     _, site = site_from_geojson((SAMPLES / "geojsonio-numeric-id.geojson").read_bytes(),
                                 "map.geojson")
     assert [p.id for p in site.posts] == ["0"]
+
+
+def test_gpxpy_test_file_hdop_is_unitless_and_times_without_zone_are_utc() -> None:
+    from coverwatch.formats.gpx import read_gpx_tracks
+
+    tracks = [t for t in read_gpx_tracks(SAMPLES / "gpxpy-all-fields-track.gpx") if t.points]
+    ((_, point),) = tracks[0].points
+    assert (point.accuracy_m, point.accuracy_source) == (pytest.approx(101 * UERE_M),
+                                                         "hdop-scaled")
+    assert point.t.isoformat() == "2013-01-01T12:00:04+00:00"
