@@ -181,3 +181,15 @@ def test_gpxpy_test_file_hdop_is_unitless_and_times_without_zone_are_utc() -> No
     assert (point.accuracy_m, point.accuracy_source) == (pytest.approx(101 * UERE_M),
                                                          "hdop-scaled")
     assert point.t.isoformat() == "2013-01-01T12:00:04+00:00"
+
+
+def test_the_device_token_is_never_kept_in_raw() -> None:
+    # The OsmAnd id is the device's credential; the transistorsoft "_" field repeats it.
+    body = _decoder_samples()["json_mock"]
+    body["location"]["_"] = "&id=cwd_secret&lat=51.5&lon=-0.12&"
+    (reading,) = osmand_body_readings(body)
+    assert "_" not in reading.raw
+    (reading,) = osmand_readings({"id": "cwd_secret", "lat": "51.5", "lon": "-0.12"})
+    assert "id" not in reading.raw
+    (reading,) = osmand_body_readings([{"id": "cwd_secret", "lat": 51.5, "lon": -0.12}])
+    assert "cwd_secret" not in str(reading.raw)

@@ -29,7 +29,8 @@ import orjson
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntracks_records
-from coverwatch.server.devices import DeviceUpload, Reading, _number, device_upload
+from coverwatch.server.devices import DeviceUpload, device_upload
+from coverwatch.server.readings import Reading, _number
 from coverwatch.server.services import Services
 
 __all__ = ["owntracks_readings", "parse_owntracks_map", "run_owntracks_mqtt", "store_owntracks"]
