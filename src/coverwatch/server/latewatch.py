@@ -105,8 +105,10 @@ class LateArrivals:
         text = ""
         if recent:
             worst = max(per_device, key=lambda d: (d["max_lag_s"], d["count"]))
-            text = (f"{len(recent)} late in the last {window_s // 60} min, device "
-                    f"{worst['device']} up to {worst['max_lag_s']:g} s")
+            who = worst["device"]
+            who = f"sender {who}" if who.startswith("(") else f"device {who}"
+            text = (f"{len(recent)} late in the last {window_s // 60} min, {who} "
+                    f"up to {worst['max_lag_s']:g} s")
             if applied:
                 text += f"; {len(applied)} state change{'s' * (len(applied) > 1)} applied late"
         return {"window_s": window_s, "count": len(recent), "applied": len(applied),

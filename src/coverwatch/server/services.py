@@ -304,7 +304,10 @@ class Services:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
         for r in result.rows:
             if r.get("applied_us") is not None:
-                self.feed.publish(late_applied_message(r))
+                msg = late_applied_message(r)
+                log.info("late %s event of %s at %s (received %s) applied live at %s",
+                         msg["kind"], msg["subject"], msg["time"], msg["received"], msg["applied"])
+                self.feed.publish(msg)
         if self.bus is not None:  # this gateway sends their first levels
             self.bus.raised_here.update(a.id for a in raised)
         if steps:
