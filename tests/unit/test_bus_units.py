@@ -4,6 +4,9 @@ restoring from a checkpoint, refusing a checkpoint it did not sign)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ from coverwatch.bus.checkpoints import _decode, _encode
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.replay import lapse_record
-from coverwatch.server.buscover import KEEP_LAPSES_US, BusCover, LateEvents, StateRejected
+from coverwatch.server.buscover import (
+    KEEP_LAPSES_US,
+    BusCover,
+    LateEvents,
+    StateRejected,
+    _Pickler,
+)
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 
@@ -168,7 +177,10 @@ def test_a_checkpoint_without_late_state_still_loads() -> None:
     site = load_site(YARD)
     cover = BusCover(site, secret=b"k")
     del cover.live.__dict__["_state_t"], cover.live.__dict__["late"]  # as written before
-    restored = BusCover(site, secret=b"k", state=cover.snapshot())
+    buf = io.BytesIO()
+    _Pickler(buf).dump((cover.live, []))
+    state = hmac.new(b"k", buf.getvalue(), hashlib.sha256).digest() + buf.getvalue()
+    restored = BusCover(site, secret=b"k", state=state)
     assert restored.live.late.total == 0 and restored.live._state_t == {}
 
 

@@ -32,8 +32,10 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import load_site_text
+from coverwatch.server.latewatch import WINDOW_S
 from coverwatch.server.live import LiveCover
 
 __all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected"]
@@ -135,6 +137,8 @@ class BusCover:
 
     def snapshot(self) -> bytes:
         self._forget_old_lapses()
+        # Late arrivals are shown for the last WINDOW_S; keep twice that.
+        self.live.late.forget_before(self.live.horizon - 2 * WINDOW_S * US_PER_S)
         buf = io.BytesIO()
         _Pickler(buf).dump((self.live, self.pending))
         body = buf.getvalue()

@@ -23,7 +23,7 @@ __all__ = ["STATE_KINDS", "WINDOW_S", "LateArrival", "LateArrivals", "late_appli
 # is a duty event that re-states capabilities).
 STATE_KINDS = frozenset({"duty", "gate", "flag"})
 WINDOW_S = 600  # "late in the last 10 min"
-_KEEP = 5000
+_KEEP = 2000  # per site, in memory and in a distributed owner's checkpoint
 
 
 def subject_of(row: Mapping[str, Any]) -> tuple[str, str]:
@@ -88,6 +88,11 @@ class LateArrivals:
         self._recent.append(arrival)
         self.total += 1
         self.applied += arrival.applied_us is not None
+
+    def forget_before(self, received_us: int) -> None:
+        """Drop arrivals received before ``received_us`` (a checkpoint stays small)."""
+        while self._recent and self._recent[0].received_us < received_us:
+            self._recent.popleft()
 
     def summary(self, now_us: int, window_s: int = WINDOW_S) -> dict[str, Any]:
         """Late arrivals received in the last ``window_s``: counts, per device, the latest."""
