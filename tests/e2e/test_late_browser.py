@@ -98,5 +98,6 @@ def test_the_control_room_and_the_board_show_late_arrivals(base: str) -> None:
             line = page.locator("#sites-body .late-line")
             line.wait_for()
             assert line.inner_text().startswith("3 late in the last 10 min, ")
+            assert "phone-a1: 1 late, up to 1" in (line.get_attribute("title") or "")
             page.screenshot(path=str(SHOTS / f"late-board-{size}.png"), full_page=True)
             page.context.close()
