@@ -89,3 +89,68 @@ def test_plan_check_and_site_apply_refuse_alias_bombs_over_http(kit: Kit) -> Non
     assert (e["line"], e["field"]) == (16, "x-rules[703]")  # 704 x 71 nodes > 50 000
     assert "aliases expand the document too far" in e["message"]
     assert kit.client.get("/healthz").status_code == 200
+
+
+# -- CSV uploads (F5) -------------------------------------------------------------------
+
+LONG = "x" * 200_000  # over the csv module's own field limit (131 072): a 500 before
+ROSTER = "officer,post,start,end\nA1,main-gate,2030-01-01T08:00:00Z,2030-01-01T09:00:00Z\n"
+QUALS = "officer,qualification,valid_until\nA1,armed,2030-01-31\n"
+CSV_CASES = [
+    # (what, roster text, qualifications text, the problem)
+    ("a field over the csv module's limit",
+     ROSTER + f"A2,{LONG},2030-01-01T08:00:00Z,2030-01-01T09:00:00Z\n",
+     QUALS + f"A2,{LONG},2030-01-31\n",
+     "line 3: field {second}: longer than 1000 characters"),
+    ("a quoted field over the limit",
+     ROSTER + f'A2,"{LONG}",2030-01-01T08:00:00Z,2030-01-01T09:00:00Z\n',
+     QUALS + f'A2,"{LONG}",2030-01-31\n',
+     "line 3: field {second}: longer than 1000 characters"),
+    ("a field over the row limit but under the module's",
+     ROSTER + f"{'y' * 5000},main-gate,2030-01-01T08:00:00Z,2030-01-01T09:00:00Z\n",
+     QUALS + f"{'y' * 5000},armed,2030-01-31\n",
+     "line 3: field officer: longer than 1000 characters"),
+    ("more fields than the header",
+     ROSTER + "A2,main-gate,2030-01-01T08:00:00Z,2030-01-01T09:00:00Z" + ",z" * 5000 + "\n",
+     QUALS + "A2,armed,2030-01-31" + ",z" * 5000 + "\n",
+     "line 3: {n} fields, but the header names only {columns} columns"),
+]
+
+
+def _expected(template: str, kind: str) -> str:
+    second, n, columns = ("post", 5004, 4) if kind == "roster" else ("qualification", 5003, 3)
+    return template.format(second=second, n=n, columns=columns)
+
+
+@pytest.mark.parametrize(("what", "roster", "quals", "problem"), CSV_CASES,
+                         ids=[c[0] for c in CSV_CASES])
+def test_csv_uploads_refuse_long_fields_and_rows_with_422(
+        kit: Kit, what: str, roster: str, quals: str, problem: str) -> None:
+    admin = kit.user("root", "admin")
+    csv = {"Content-Type": "text/csv"}
+    for kind, path, text in (("roster", "/api/v1/roster", roster),
+                             ("qualifications", "/api/v1/qualifications", quals)):
+        r = kit.request(admin, "POST", path, content=text.encode(), headers=csv)
+        errors = _errors(r, 422)
+        assert [e["message"] for e in errors] == [_expected(problem, kind)], (kind, what)
+    # Nothing of the refused uploads was stored (all or nothing).
+    assert kit.request(admin, "GET", "/api/v1/roster/shifts").json()["shifts"] == []
+    got = kit.request(admin, "GET", "/api/v1/officers/A1/qualifications").json()
+    assert got["qualifications"] == []
+
+
+def test_csv_imports_on_the_command_line_refuse_long_fields(tmp_path: Path) -> None:
+    site = ROOT / "examples" / "yard" / "site.yaml"
+    for args, text, problem in (
+        (["roster", "import", "--site", str(site)], CSV_CASES[0][1],
+         "line 3: field post: longer than 1000 characters"),
+        (["qualifications", "import"], CSV_CASES[0][2],
+         "line 3: field qualification: longer than 1000 characters"),
+        (["qualifications", "import"], "officer,qualification,valid_until\nA\xff\n", None),
+    ):
+        f = tmp_path / "in.csv"
+        f.write_bytes(text.encode("utf-8") if problem else text.encode("latin-1"))
+        res = run(*args[:2], f, *args[2:], "--data-dir", tmp_path / "data")
+        assert res.returncode == 2, (args, res.returncode, res.stderr[-800:])
+        assert "Traceback" not in res.stderr
+        assert f"{f}: {problem or 'not UTF-8 (byte offset 35)'}" in " ".join(res.stderr.split())
