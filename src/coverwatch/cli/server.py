@@ -82,6 +82,10 @@ def serve(
         envvar="COVERWATCH_TRUSTED_PROXIES",
         help="Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses "
              "or networks (default none).")] = "",
+    secure_cookies: Annotated[bool, typer.Option(
+        "--secure-cookies", envvar="COVERWATCH_SECURE_COOKIES",
+        help="Mark the session cookie Secure on every response (it already is on a request "
+             "over https, or that a trusted proxy says came over https).")] = False,
     max_lateness_s: Annotated[
         float, typer.Option(help="Wait at most this long for devices' uploads (s).")
     ] = 10.0,
@@ -125,7 +129,7 @@ def serve(
         heartbeat_s=heartbeat_s,
         max_body_bytes=max_body_bytes,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
-        max_lateness_s=max_lateness_s, public_url=public_url,
+        secure_cookies=secure_cookies, max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
         bus_url=bus, role=role, bus_prefix=bus_prefix,
     )
