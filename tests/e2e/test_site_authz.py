@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_authz_matrix import BODIES, PATH_VALUES, app_routes
 
+from coverwatch.domain.briefing import Shift
 from coverwatch.domain.time import US_PER_S
 from coverwatch.settings import Settings
 from serverkit import PASSWORD, Caller, FakeClock, Kit, base_settings, running_server, write_site
@@ -110,3 +111,22 @@ def test_a_qualification_written_at_one_site_never_counts_at_another(tmp_path: P
         assert north.json()["qualifications"] == []
         south = kit.request(boss, "GET", f"/api/v1/sites/{SOUTH}/officers/N1/qualifications")
         assert [q["qualification"] for q in south.json()["qualifications"]] == ["armed"]
+
+
+def test_another_sites_objects_cannot_be_reached_through_ones_own_site(kit: Kit) -> None:
+    north = kit.app.state.sites[NORTH].store
+    (shift,) = north.add_shifts([Shift(0, "N1", kit.clock(), kit.clock() + 3600 * US_PER_S,
+                                       None, "perimeter")], actor="north-admin")
+    north.create_device("phone-n1", "N1")
+    hold = north.add_hold(0, 10 * US_PER_S, "inquest request 17", "north-auditor")
+    admin = _site_user(kit, "south-admin", "admin")
+    south = f"/api/v1/sites/{SOUTH}"
+    for method, path in (("DELETE", f"{south}/roster/shifts/{shift.id}"),
+                         ("DELETE", f"{south}/devices/phone-n1"),
+                         ("POST", f"{south}/devices/phone-n1/rotate"),
+                         ("POST", f"{south}/holds/{hold.id}/release")):
+        r = kit.request(admin, method, path)
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    assert [s.id for s in north.list_shifts()] == [shift.id]
+    assert [d.name for d in north.list_devices() if d.active] == ["phone-n1"]
+    assert [h.id for h in north.holds()] == [hold.id]
