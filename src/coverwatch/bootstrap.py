@@ -20,6 +20,7 @@ from coverwatch.formats.sitefile import SiteDocument, load_site_document
 from coverwatch.server.access import LoginLimiter
 from coverwatch.server.limits import RequestLimits, SiteRoutes
 from coverwatch.server.problems import install as install_problems
+from coverwatch.server.proxyscheme import ForwardedProto
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
@@ -160,6 +161,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         RequestLimits, max_body_bytes=settings.max_body_bytes,
         public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,
     )
+    # Outside the limits, which rewrite the client address: it must see the real peer.
+    app.add_middleware(ForwardedProto, trusted_proxies=settings.trusted_proxies)
 
     # Outermost: limits and routes see the plain path of a site-scoped request.
     app.add_middleware(SiteRoutes)

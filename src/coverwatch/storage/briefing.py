@@ -123,13 +123,14 @@ class BriefingMixin(AuditMixin):
     # -- qualifications ------------------------------------------------------------
 
     def set_qualifications(self, records: Sequence[Qualification], *, actor: str) -> None:
-        """Add or replace (by officer and name) qualification records, audited."""
+        """Add or replace (by officer and name) this site's qualification records, audited."""
         with self._audit_write() as conn:
             for q in records:
                 conn.execute(delete(qualifications).where(
-                    qualifications.c.officer == q.officer, qualifications.c.name == q.name))
+                    qualifications.c.site == self.site, qualifications.c.officer == q.officer,
+                    qualifications.c.name == q.name))
                 conn.execute(qualifications.insert().values(
-                    officer=q.officer, name=q.name, valid_from_us=q.valid_from,
+                    site=self.site, officer=q.officer, name=q.name, valid_from_us=q.valid_from,
                     valid_until_us=q.valid_until, updated_by=actor, updated_us=now_us(),
                 ))
             self._append_audit_locked(conn, actor, "qualifications.set", "qualifications",
@@ -137,7 +138,9 @@ class BriefingMixin(AuditMixin):
                                           _qualification_dict(q) for q in records]}))
 
     def list_qualifications(self, officer: str | None = None) -> list[Qualification]:
-        q = select(qualifications).order_by(qualifications.c.officer, qualifications.c.name)
+        """This site's qualification records (an officer's at another site do not count)."""
+        q = (select(qualifications).where(qualifications.c.site == self.site)
+             .order_by(qualifications.c.officer, qualifications.c.name))
         if officer is not None:
             q = q.where(qualifications.c.officer == officer)
         with self._read() as conn:
