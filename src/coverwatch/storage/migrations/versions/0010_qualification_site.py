@@ -8,7 +8,7 @@ revision get the key ``default``: the site that owns the deployment's first rows
 import each other site's qualifications again through that site's routes.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 __all__ = ["downgrade", "upgrade"]
 
 revision = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | None = None
 depends_on: str | None = None
 
