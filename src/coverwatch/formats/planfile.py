@@ -37,6 +37,9 @@ _PLAN_KEYS = {
     "accuracy_m": False,
     "seed": False,
     "officers": True,
+    # The patrol game's sections, read by coverwatch.formats.patrolfile.
+    "targets": False,
+    "randomise": False,
 }
 _OFFICER_KEYS = {
     "id": True,
