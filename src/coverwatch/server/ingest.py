@@ -153,7 +153,8 @@ def validate_records(
         accuracy = checked.accuracy
         accuracy_source = None
         if checked.kind == "fix":
-            if rec.get("accuracy_m") is not None:
+            # A scan's accuracy is its checkpoint's, surveyed: never a phone default.
+            if rec.get("accuracy_m") is not None or rec.get("kind") == "scan":
                 accuracy_source = "reported"
             elif device:  # a phone that says nothing about accuracy is not exact
                 accuracy, accuracy_source = site.default_accuracy_m, "default"
