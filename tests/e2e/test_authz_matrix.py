@@ -66,6 +66,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/alerts/{alert_id}"): SUPERVISION,
     ("POST", "/api/v1/alerts/{alert_id}/dispatch"): frozenset({SUPERVISOR, ADMIN}),
     ("GET", "/api/v1/me/dispatches"): frozenset({OFFICER}),
+    ("GET", "/api/v1/tours"): SUPERVISION,
+    ("GET", "/api/v1/me/tours"): frozenset({OFFICER}),
     ("GET", "/api/v1/feed"): SUPERVISION,
     ("GET", "/api/v1/users"): frozenset({ADMIN}),
     ("POST", "/api/v1/users"): frozenset({ADMIN}),

@@ -39,6 +39,7 @@ __all__ = [
     "round_alerts",
     "round_starts",
     "round_status",
+    "round_windows",
     "tour_rule",
 ]
 
@@ -162,13 +163,14 @@ def tour_rule(tour: str, checkpoint: str) -> str:
     return f"tour:{tour}:{checkpoint}"
 
 
-def round_starts(tour: Tour, timezone: str, start: int, end: int) -> list[int]:
-    """Starts of the rounds that overlap [start, end): anchored at local midnight
-    of each day (the site's timezone) plus ``from_s``, every ``every_s``, until the
-    next day's anchor (so a period that does not divide the day restarts daily)."""
+def round_windows(tour: Tour, timezone: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The rounds (start, end) that overlap [start, end): anchored at local midnight
+    of each day (the site's timezone) plus ``from_s``, every ``every_s`` of elapsed
+    time, the last one of a day cut at the next day's anchor (so a period that does
+    not divide the day restarts daily)."""
     tz = zoneinfo.ZoneInfo(timezone)
     day = _dt.datetime.fromtimestamp(start / US_PER_S, tz).date() - _dt.timedelta(days=1)
-    out: list[int] = []
+    out: list[tuple[int, int]] = []
     while True:
         midnight = _dt.datetime.combine(day, _dt.time(0), tz)
         anchor = round((midnight.timestamp() + tour.from_s) * US_PER_S)
@@ -178,10 +180,16 @@ def round_starts(tour: Tour, timezone: str, start: int, end: int) -> list[int]:
             return out
         t = anchor
         while t < next_anchor and t < end:
-            if min(t + tour.length_us, next_anchor) > start:
-                out.append(t)
+            stop = min(t + tour.length_us, next_anchor)
+            if stop > start:
+                out.append((t, stop))
             t += tour.length_us
         day += _dt.timedelta(days=1)
+
+
+def round_starts(tour: Tour, timezone: str, start: int, end: int) -> list[int]:
+    """Starts of the rounds that overlap [start, end) (see :func:`round_windows`)."""
+    return [s for s, _ in round_windows(tour, timezone, start, end)]
 
 
 def round_status(tour: Tour, start: int, end: int, scans: Iterable[Scan], at: int,

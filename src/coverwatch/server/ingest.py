@@ -28,7 +28,7 @@ __all__ = [
     "validate_records",
 ]
 
-_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty", "alarm"})
+_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty", "alarm", "scan"})
 
 
 def _alarm_report(i: int, rec: Mapping[str, Any], alarm: Any, sender: str | None,
@@ -109,7 +109,7 @@ def validate_records(
             # isinstance first: an unhashable kind (a list) must not raise here.
             if not isinstance(kind, str) or kind not in _ALLOWED_FOR_DEVICE:
                 problems.append(IngestProblem(
-                    i, "kind", "a device may only send fix, duty and alarm events"))
+                    i, "kind", "a device may only send fix, duty, scan and alarm events"))
                 continue
             if "officer" not in rec and device_officer is not None:
                 rec = {**rec, "officer": device_officer}
