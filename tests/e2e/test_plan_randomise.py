@@ -93,3 +93,28 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "randomise", str(YARD / "site.yaml"), str(bad)])
     assert result.exit_code == 2
     assert "longer than randomise.attack_s (20 s)" in result.output
+
+
+def test_the_plan_of_the_day_prints_with_the_orders(tmp_path: Path) -> None:
+    from coverwatch.cli import app as main_app
+
+    day = tmp_path / "day.yaml"
+    result = runner.invoke(app, [
+        "plan", "randomise", str(YARD / "site.yaml"), str(YARD / "plan-fixed.yaml"),
+        "--seed", "2", "--out", str(day), "--days", "0"])
+    assert result.exit_code == 0, result.output
+    printed = runner.invoke(main_app, ["orders", str(YARD / "site.yaml"), "--patrol-plan",
+                                       str(day)])
+    assert printed.exit_code == 0, printed.output
+    assert "## Patrol plan of the day" in printed.output
+    assert "| 2026-03-22T13:00:00Z | 2026-03-22T13:10:00Z | p2: " in printed.output
+    page = tmp_path / "orders.html"
+    printed = runner.invoke(main_app, ["orders", str(YARD / "site.yaml"), "--format", "html",
+                                       "--patrol-plan", str(day), "--out", str(page)])
+    assert printed.exit_code == 0, printed.output
+    html = page.read_text()
+    assert html.index("patrol-plan") < html.index("</main>")
+    bad = runner.invoke(main_app, ["orders", str(YARD / "site.yaml"), "--patrol-plan",
+                                   str(YARD / "plan-fixed.yaml")])
+    assert bad.exit_code == 2
+    assert "not a day plan" in bad.output

@@ -21,7 +21,7 @@ from coverwatch.formats.sitefile import _STR, _child, _compose, _item
 from coverwatch.planning.patrolgame import GameSpec, PatrolDay, Target
 from coverwatch.planning.simulate import Plan
 
-__all__ = ["dump_day", "load_game", "load_game_text"]
+__all__ = ["dump_day", "load_game", "load_game_text", "patrol_section", "schedule_lines"]
 
 _RANDOMISE_KEYS = {"slot_s": False, "attack_s": False, "officers": False}
 _TARGET_KEYS = {"id": True, "at": True, "value": True, "penalty": False, "radius_m": False}
@@ -170,6 +170,8 @@ def dump_day(day: PatrolDay, site: Site, source: Plan, seed: int) -> str:
                 entry["at"] = [_num(o.hold[0]), _num(o.hold[1])]
         officers.append(entry)
     data["officers"] = officers
+    data["schedule"] = {"slot_s": _num(day.slot_s),
+                        "officers": {o: list(v) for o, v in day.slots.items()}}
     lines = [f"# Randomised patrol day sampled by `coverwatch plan randomise` (seed {seed})",
              f"# from plan {source.id}. Slots of {day.slot_s:g} s; free officers' targets:"]
     for officer, visits in day.slots.items():
@@ -181,3 +183,52 @@ def dump_day(day: PatrolDay, site: Site, source: Plan, seed: int) -> str:
 def _num(value: float) -> float | int:
     rounded = round(float(value), 3)
     return int(rounded) if rounded == int(rounded) else rounded
+
+
+def schedule_lines(path: str | os.PathLike[str]) -> list[tuple[str, str, str]]:
+    """(from, until, officer: target) rows of the ``schedule`` in a day plan written by
+    :func:`dump_day`, in UTC. Raises :class:`PlanFileError`."""
+    from coverwatch.domain.time import US_PER_S, parse_time
+
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8-sig") as f:
+            data = yaml.safe_load(f)
+        sched = data["schedule"]
+        start = parse_time(data["start"])
+        slot = float(sched["slot_s"])
+        officers = {str(k): [str(t) for t in v] for k, v in sched["officers"].items()}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError,
+            AttributeError) as e:
+        raise PlanFileError([Problem(name, None, None, "schedule",
+                                     f"not a day plan written by `coverwatch plan randomise "
+                                     f"--out` ({type(e).__name__}: {e})")]) from None
+    rows = []
+    n = max((len(v) for v in officers.values()), default=0)
+    for s in range(n):
+        a = format_time(start + round(s * slot * US_PER_S))
+        b = format_time(start + round((s + 1) * slot * US_PER_S))
+        who = ", ".join(f"{o}: {v[s]}" for o, v in officers.items() if s < len(v))
+        rows.append((a, b, who))
+    return rows
+
+
+def patrol_section(orders: str, path: str | os.PathLike[str], *, html: bool) -> str:
+    """The orders text with the plan of the day appended (Markdown) or inserted
+    before the end of the page (HTML): who goes where when."""
+    import html as _html
+
+    rows = schedule_lines(path)
+    title = "Patrol plan of the day (randomised: do not share it before the shift)"
+    if not html:
+        lines = ["", f"## {title}", "", "| From | Until | Who goes where |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {w} |" for a, b, w in rows]
+        return orders.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    esc = _html.escape
+    body = "".join(f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(w)}</td></tr>"
+                   for a, b, w in rows)
+    block = (f'<section class="post patrol-plan"><h2>{esc(title)}</h2><table>'
+             f"<thead><tr><th>From</th><th>Until</th><th>Who goes where</th></tr></thead>"
+             f"<tbody>{body}</tbody></table></section>")
+    at = orders.rfind("</main>")
+    return orders[:at] + block + orders[at:] if at >= 0 else orders + block

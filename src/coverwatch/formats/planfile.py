@@ -40,6 +40,7 @@ _PLAN_KEYS = {
     # The patrol game's sections, read by coverwatch.formats.patrolfile.
     "targets": False,
     "randomise": False,
+    "schedule": False,  # a sampled day's plan for the orders (coverwatch orders --patrol-plan)
 }
 _OFFICER_KEYS = {
     "id": True,
