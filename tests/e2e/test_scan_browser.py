@@ -92,7 +92,8 @@ def _qr_png() -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def _duty(browser, base: str, viewport: dict[str, int]):  # type: ignore[no-untyped-def]
+def _duty(browser, base: str, viewport: dict[str, int], user: str = "P1",  # type: ignore[no-untyped-def]
+          path: str = "/duty"):
     context = browser.new_context(viewport=viewport)
     context.add_init_script(CAMERA_STUB % {"png": repr(_qr_png()), "text": repr(CODE)})
     page = context.new_page()
@@ -100,12 +101,12 @@ def _duty(browser, base: str, viewport: dict[str, int]):  # type: ignore[no-unty
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors  # type: ignore[attr-defined]
     page.set_default_timeout(WAIT_MS)
-    page.goto(base + "/duty")
+    page.goto(base + path)
     page.wait_for_url(re.compile(r"/login\?next="))
-    page.fill("#username", "P1")
+    page.fill("#username", user)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/duty"))
+    page.wait_for_url(re.compile(path))
     return page
 
 
@@ -126,7 +127,17 @@ def test_a_qr_scan_on_the_phone_page_counts_for_the_round(base: str) -> None:
         desk = _duty(browser, base, DESKTOP)
         desk.wait_for_selector(".tour-stops li.done, .tour-stops li.late")
         desk.screenshot(path=str(SHOTS / "duty-scan-1366x768.png"))
-        assert page.errors == [] and desk.errors == []
+        # The control room's Tours panel names who scanned the running round.
+        control = _duty(browser, base, DESKTOP, "sup", "/control")
+        control.wait_for_selector("#tours-panel:not([hidden]) #tours-body tr")
+        assert "P1" in control.inner_text("#tours-body")
+        control.locator("#tours-panel").scroll_into_view_if_needed()
+        control.screenshot(path=str(SHOTS / "control-tours-1366x768.png"))
+        phone = _duty(browser, base, PHONE, "sup", "/control")
+        phone.wait_for_selector("#tours-panel:not([hidden]) #tours-body tr")
+        phone.locator("#tours-panel").scroll_into_view_if_needed()
+        phone.screenshot(path=str(SHOTS / "control-tours-390x844.png"))
+        assert page.errors == [] and desk.errors == [] and control.errors == []
 
     # The supervisor's view: the checkpoint counts for the round running now.
     with httpx.Client(base_url=base, timeout=10) as client:

@@ -54,7 +54,8 @@ def orders(
         raise typer.Exit(2) from None
     text = orders_html(site_model) if format is OrdersFormat.html else orders_markdown(site_model)
     if patrol_plan is not None:
-        from coverwatch.formats.patrolfile import PlanFileError, patrol_section
+        from coverwatch.formats.patrolfile import patrol_section
+        from coverwatch.formats.planfile import PlanFileError
 
         try:
             text = patrol_section(text, patrol_plan, html=format is OrdersFormat.html)
