@@ -158,3 +158,19 @@ def test_tour_alerts_have_the_lapse_lifecycle_and_escalate() -> None:
     alerts = apply_tour_alerts(book, round_alerts(st, {}))
     assert {a.state for a in alerts} == {AlertState.RESOLVED}
     assert max(a.resolved_at or 0 for a in alerts) == T0 + 3600 * S
+
+
+def test_a_scan_in_an_event_file_is_a_fix_at_the_checkpoint(tmp_path: Path) -> None:
+    from coverwatch.domain.events import OfficerRegistry
+    from coverwatch.formats.eventfiles import read_events
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"t": "2026-03-22T13:00:00Z", "kind": "duty", "officer": "P1", "on": true}\n'
+        '{"t": "2026-03-22T13:00:10Z", "kind": "scan", "officer": "P1", '
+        '"checkpoint": "store-west-door"}\n')
+    fixes = [b.fixes for b in read_events(events, load_site(YARD), OfficerRegistry())
+             if len(b.fixes)]
+    (batch,) = fixes
+    assert (float(batch.x[0]), float(batch.y[0]), float(batch.accuracy[0])) == (60.0, 105.0, 1.0)
+    assert int(batch.t[0]) == parse_time("2026-03-22T13:00:10Z")
