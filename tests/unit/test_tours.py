@@ -174,3 +174,16 @@ def test_a_scan_in_an_event_file_is_a_fix_at_the_checkpoint(tmp_path: Path) -> N
     (batch,) = fixes
     assert (float(batch.x[0]), float(batch.y[0]), float(batch.accuracy[0])) == (60.0, 105.0, 1.0)
     assert int(batch.t[0]) == parse_time("2026-03-22T13:00:10Z")
+
+
+def test_a_geojson_export_keeps_checkpoints_and_tours() -> None:
+    import json
+
+    from coverwatch.domain.site import LatLon
+    from coverwatch.formats.geojson import site_from_geojson, site_to_geojson
+
+    source = YARD.read_text("utf-8")
+    site = load_site(YARD)
+    data = site_to_geojson(source, site, origin=LatLon(51.5, -0.1))
+    _, again = site_from_geojson(json.dumps(data).encode(), "yard.geojson")
+    assert again.checkpoints == site.checkpoints and again.tours == site.tours
