@@ -38,6 +38,8 @@ def current(kit: Kit) -> dict[str, Any]:
     """The round that started at 08:00 (the one before is listed too)."""
     rounds = kit.request(kit.user("sup", "supervisor"), "GET", "/api/v1/tours").json()["rounds"]
     assert [r["start"] for r in rounds] == ["2030-01-01T07:00:00Z", "2030-01-01T08:00:00Z"]
+    assert rounds[0]["over"] is True and rounds[0]["next"] is None
+    assert rounds[1]["over"] is False
     return dict(rounds[-1])
 
 

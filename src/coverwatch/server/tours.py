@@ -155,11 +155,12 @@ def progress_json(rounds: list[RoundStatus]) -> list[dict[str, Any]]:
     """Rounds for the API: per stop its due time, scan, late and missed; the next stop."""
     out = []
     for st in rounds:
-        nxt = st.next_stop
+        nxt = st.next_stop if st.at < st.end else None  # an ended round has no next stop
         out.append({
             "tour": st.tour,
             "start": format_time(st.start),
             "end": format_time(st.end),
+            "over": st.at >= st.end,
             "officers": list(st.officers),
             "next": None if nxt is None else {
                 "checkpoint": nxt.checkpoint,

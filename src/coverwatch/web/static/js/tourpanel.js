@@ -14,7 +14,7 @@ async function refresh() {
   const names = Object.fromEntries(d.checkpoints.map((c) => [c.id, c.name]));
   $("tours-panel").hidden = d.rounds.length === 0;
   $("tours-body").replaceChildren(...d.rounds.slice().reverse().map((r) => {
-    const over = new Date(r.end) <= Date.now();
+    const over = r.over;
     const next = over ? null : r.next;
     return el("tr", { "data-tour": r.tour },
     el("td", {}, `${r.tour} · ${time(r.start)}–${time(r.end)}`),
