@@ -93,3 +93,29 @@ def test_a_scan_of_an_unknown_checkpoint_is_a_precise_4xx(kit: Kit) -> None:
                                "checkpoint": "store-door"}])
     assert r.status_code in (400, 422), r.text
     assert "checkpoint 'store-door' is not declared" in r.text
+
+
+def test_a_restarted_watch_remembers_the_rounds_scans(kit: Kit) -> None:
+    from coverwatch.server.tours import TourWatch
+
+    kit.advance(1)
+    step(kit)
+    kit.advance(119)
+    scan(kit, "store-west-door")           # 08:02
+    kit.advance(60)
+    step(kit)
+    # Many fixes later (not scans), a new watch, as after a restart, reads only the
+    # saved scans and the events stored since.
+    sup = kit.user("sup", "supervisor")
+    r = kit.post_events(sup, [{"t": kit.clock.iso(), "kind": "fix", "officer": "P2", "x": 1,
+                               "y": 1, "accuracy_m": 3}])
+    assert r.status_code == 200, r.text
+    fresh = TourWatch(kit.svc)
+    kit.svc.tours = fresh
+    kit.advance(300)                       # 08:08: the east door was due at 08:07
+    step(kit)
+    assert [s.checkpoint for s in fresh.scans] == ["store-west-door"]
+    rnd = current(kit)
+    assert rnd["stops"][0]["officer"] == "P1"
+    assert rnd["missed"] == ["store-east-door"]
+    assert [a["rule"] for a in tour_alerts(kit)] == ["tour:yard-round:store-east-door"]

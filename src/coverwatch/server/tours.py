@@ -3,8 +3,9 @@ resolves ``tour`` alerts as rounds fall due, and answers tour progress.
 
 A scan is stored as a fix whose raw record says ``kind: scan`` (with its
 ``checkpoint``); this watch reads newly stored events in id order, keeps the
-scans of the last day, and evaluates every round that was running when the
-server started or began since (after a restart, of at most the last day) at the
+scans of the last two days (saved in the store's state), and evaluates every
+round that was running when the server started or began since (after a
+restart, of at most the last day) at the
 shown cover's horizon, so tours follow event time as cover does. Rounds that
 began before the site's tours were first watched (saved in the store) are not
 judged: a new site does not open with alerts for rounds nobody was asked to
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+import orjson
 
 from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import US_PER_S, format_time
@@ -33,6 +36,7 @@ __all__ = ["TourWatch", "progress_json"]
 log = logging.getLogger("coverwatch.tours")
 _DAY_US = 86_400 * US_PER_S
 _WATCHED_KEY = "tours.watched_from_us"
+_SCANS_KEY = "tours.scans"
 
 
 class TourWatch:
@@ -46,6 +50,7 @@ class TourWatch:
         self._since: int | None = None  # rounds ending after this are evaluated
         self.watched_from: int | None = None  # rounds starting before are not judged
         self._loaded = False
+        self._steps = 0
         self._lock = asyncio.Lock()  # one step at a time (the task, or a test by hand)
 
     async def run(self) -> None:
@@ -83,25 +88,38 @@ class TourWatch:
         await self.evaluate(t)
 
     def read_scans(self) -> None:
-        """New stored scans (the first call: the last day's)."""
+        """New stored scans. The scans of the last two days and how far the events
+        were read are saved in the store (a few rows a round, not the fixes), so a
+        restart reads only the events stored since."""
         store = self.svc.store
         if not self._loaded:
-            now = self.svc.clock()
-            rows = store.events_between(now - 2 * _DAY_US, now + _DAY_US)
-            self._after_id = max((int(r["id"]) for r in rows), default=0)
+            saved = store.get_state(_SCANS_KEY)
+            if saved is None:  # first watch: earlier rounds are not judged
+                self._after_id = store.max_event_id()
+            else:
+                state = orjson.loads(saved)
+                self._after_id = int(state["after_id"])
+                self.scans = [Scan(int(t), str(o), str(c)) for t, o, c in state["scans"]]
             self._loaded = True
-            self._take(rows)
+        found = False
+        before = self._after_id
         while True:
             rows = store.events_since(self._after_id, limit=10_000)
             if not rows:
                 break
             self._after_id = int(rows[-1]["id"])
-            self._take(rows)
-        if len(self.scans) > 10_000:
-            newest = max(s.t for s in self.scans)
-            self.scans = [s for s in self.scans if s.t > newest - 2 * _DAY_US]
+            found = self._take(rows) or found
+        self._steps += 1
+        if found or (self._after_id != before and self._steps % 30 == 0):
+            if self.scans:
+                newest = max(s.t for s in self.scans)
+                self.scans = [s for s in self.scans if s.t > newest - 2 * _DAY_US]
+            store.set_state(_SCANS_KEY, orjson.dumps({
+                "after_id": self._after_id,
+                "scans": [[s.t, s.officer, s.checkpoint] for s in self.scans]}).decode())
 
-    def _take(self, rows: list[dict[str, Any]]) -> None:
+    def _take(self, rows: list[dict[str, Any]]) -> bool:
+        found = False
         for r in rows:
             raw = r.get("raw")
             if r.get("kind") != "fix" or not isinstance(raw, dict) or raw.get("kind") != "scan":
@@ -109,6 +127,8 @@ class TourWatch:
             checkpoint, officer = raw.get("checkpoint"), r.get("officer")
             if isinstance(checkpoint, str) and isinstance(officer, str):
                 self.scans.append(Scan(int(r["t_us"]), officer, checkpoint))
+                found = True
+        return found
 
     def rounds(self, t: int, since: int | None = None) -> list[RoundStatus]:
         """Every round running at ``t`` or ending after ``since``, as of ``t``."""
