@@ -218,7 +218,12 @@ def _time(value: object) -> int:
         if value.tzinfo is None:
             raise _Bad("t", f"time has no UTC offset: {value.isoformat()}")
         delta = value - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+        # Not returned at once: a datetime (GPX, Parquet) gets the same year check as text.
+        value = (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+        if not T_MIN_US <= value < T_MAX_US:
+            raise _Bad("t", f"time {format_time(value)} is outside the years 1970 to 2200; "
+                            "check the device clock (a GPS week rollover?)")
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         raise _Bad("t", f"expected a time, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool) and (

@@ -76,6 +76,9 @@ class InvalidEvents(CoverwatchError):
         super().__init__(f"{where}: {first.message}{more}")
 
 
+_FILE_ACCURACY_SOURCES = ("reported", "hdop", "hdop-scaled", "default")
+
+
 def validate_records(
     records: Sequence[Any],
     site: Site,
@@ -154,9 +157,13 @@ def validate_records(
         accuracy_source = None
         if checked.kind == "fix":
             # A scan's accuracy is its checkpoint's, surveyed: never a phone default.
-            if rec.get("accuracy_m") is not None or rec.get("kind") == "scan":
+            if rec.get("kind") == "scan":
                 accuracy_source = "reported"
-            elif device:  # a phone that says nothing about accuracy is not exact
+            elif rec.get("accuracy_m") is not None and not (device and accuracy <= 0):
+                # A file reader (GPX) says where it found the accuracy; a device cannot.
+                given = None if device else rec.get("accuracy_source")
+                accuracy_source = given if given in _FILE_ACCURACY_SOURCES else "reported"
+            elif device:  # a phone that says nothing (or 0) about accuracy is not exact
                 accuracy, accuracy_source = site.default_accuracy_m, "default"
             else:  # the event contract: absent means 0
                 accuracy_source = "none"

@@ -110,6 +110,8 @@ events = Table(
     Column("raw", Text),
     # Where a fix's accuracy came from: "reported", "hdop" or "default" (null: not a fix).
     Column("accuracy_source", Text),
+    # A late duty/gate/flag event applied live: the horizon it took effect at (0009).
+    Column("applied_us", BigInteger),
     Index(None, "site", "key", unique=True),
     Index(None, "site", "t_us", "id"),
 )
