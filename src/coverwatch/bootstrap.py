@@ -56,6 +56,9 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
 
     settings, notifier = svc.settings, svc.notifier
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    from coverwatch.server.tours import TourWatch
+
+    svc.tours = TourWatch(svc)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
@@ -63,6 +66,7 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
              asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
+             asyncio.create_task(svc.tours.run(), name=f"tours:{site}"),
              asyncio.create_task(asyncio.to_thread(notifier.warm_up), name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import run_anchoring
@@ -196,4 +200,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     from coverwatch.api.supervision_routes import router as supervision_router
 
     app.include_router(supervision_router)
+    from coverwatch.api.tour_routes import router as tour_router
+
+    app.include_router(tour_router)
     return app

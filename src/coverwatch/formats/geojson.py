@@ -53,8 +53,9 @@ _IGNORED = {"summary", "fid", "marker-color", "marker-size", "marker-symbol", "s
 _KNOWN = {"kind", "id", "name", "rules", "gate", "orders", "one_way"} | _IGNORED
 _FOR_KIND = {"post": {"id", "name", "rules", "gate", "orders"},
              "walkway": {"id", "one_way"}, "barrier": {"id"}}
+# checkpoints and tours ride along as settings (site metres): an export never drops them.
 _SITE_KEYS = ("site", "name", "origin", "timezone", "stale_after_s", "flags", "escalation",
-              "speeds_mps", "lint")
+              "speeds_mps", "lint", "checkpoints", "tours")
 
 
 def lonlat_to_xy(lon: float, lat: float, origin: LatLon) -> tuple[float, float]:

@@ -72,6 +72,8 @@ _SITE_KEYS = {
     "barriers": False,
     "speeds_mps": False,
     "lint": False,
+    "checkpoints": False,  # read by formats/tourfile.py
+    "tours": False,
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {
@@ -543,6 +545,13 @@ class _Checker:
             self.lint_config = self.lint(fields["lint"][1])
         if posts is not None and not walkways:
             self.reach_without_walkways(fields["posts"][1], posts)
+        from coverwatch.formats.tourfile import read_checkpoints, read_tours
+
+        if "checkpoints" in fields:
+            device_fields["checkpoints"] = read_checkpoints(self, fields["checkpoints"][1], posts)
+        if "tours" in fields:
+            device_fields["tours"] = read_tours(self, fields["tours"][1],
+                                                device_fields.get("checkpoints", ()))
         if self.problems or site_id is None or name is None or posts is None:
             return None, escalation
         try:

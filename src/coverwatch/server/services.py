@@ -123,6 +123,8 @@ class Services:
     mqtt_rejected: int = 0
     # coverwatch.server.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
     briefing: Any = None
+    # coverwatch.server.tours.TourWatch (set by bootstrap): scans, rounds, tour alerts.
+    tours: Any = None
     # Each device's newest report, upload delays and the watermark (set by build).
     watch: DeviceWatch = field(default_factory=lambda: DeviceWatch(2_000_000, 10_000_000))
     sos_policy: EscalationPolicy = field(default_factory=lambda: EscalationPolicy(()))
