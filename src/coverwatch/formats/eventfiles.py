@@ -266,6 +266,9 @@ class EventReader:
     @staticmethod
     def _jsonl_records(block: bytearray, first: int) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
         for i, raw in enumerate(block.split(b"\n")):
+            if len(raw) > MAX_LINE_BYTES:
+                yield first + i, _Bad(None, line_too_long(len(raw)))
+                continue
             if not raw.strip():
                 continue
             try:
