@@ -31,7 +31,7 @@ from coverwatch.domain.records import (
 from coverwatch.domain.records import T_LIMIT_S as _T_LIMIT_S
 from coverwatch.domain.records import Row as _Row
 from coverwatch.domain.time import US_PER_S
-from coverwatch.formats._eventrows import COLUMNS, control_event, project
+from coverwatch.formats._eventrows import control_event, project
 
 __all__ = ["FastFail", "columns", "fast_block"]
 
@@ -89,6 +89,13 @@ def _times_fast(arr: pa.Array) -> I64 | None:
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         if not len(arr):
             return np.empty(0, np.int64)
+        # A second's fixes share one time: check and parse each distinct text once.
+        enc = pc.dictionary_encode(arr)
+        if 4 * len(enc.dictionary) <= len(arr):
+            distinct = _times_fast(enc.dictionary)
+            if distinct is None:
+                return None
+            return np.asarray(distinct[enc.indices.to_numpy(zero_copy_only=False)], np.int64)
         if pc.all(pc.match_substring_regex(arr, _ISO_FAST)).as_py():
             try:
                 stamps = pc.cast(arr, pa.timestamp("us", "UTC"))
@@ -165,28 +172,27 @@ def _fast_block_inner(
     fix_rows = np.arange(n) if all_fix else np.flatnonzero(is_fix)
     ctrl_rows = np.empty(0, np.intp) if all_fix else np.flatnonzero(~is_fix)
     nfix = len(fix_rows)
-    fix_mask = pa.array(is_fix)
 
-    def fix_col(name: str) -> pa.Array | None:
-        arr = cols.get(name)
-        return arr if arr is None or all_fix else arr.filter(fix_mask)
-
-    fix_cols = {name: a for name in COLUMNS if (a := fix_col(name)) is not None}
+    # Columns are converted whole and the fix rows picked in numpy: cheaper than
+    # filtering each Arrow column. A control row that makes a column unusual
+    # sends the block to the exact path, which decides.
+    def fix_floats(name: str) -> tuple[F64, BoolArr] | None:
+        got = _floats(cols, name)
+        return got if got is None or all_fix else (got[0][fix_rows], got[1][fix_rows])
 
     x = y = lat = lon = np.full(nfix, np.nan)
     accuracy = np.zeros(nfix)
     t = np.empty(0, np.int64)
+    who_names: list[str] = []
+    who_codes = np.empty(0, np.int64)
     if nfix:
-        off = fix_cols.get("officer")
-        if off is None or off.null_count or not pa.types.is_string(off.type):
-            raise FastFail
         zeros = np.zeros(nfix, np.bool_)
         nan = np.full(nfix, np.nan)
-        x, has_x = _floats(fix_cols, "x") or (nan, zeros)
-        y, has_y = _floats(fix_cols, "y") or (nan, zeros)
-        lat, has_lat = _floats(fix_cols, "lat") or (nan, zeros)
-        lon, has_lon = _floats(fix_cols, "lon") or (nan, zeros)
-        acc, has_acc = _floats(fix_cols, "accuracy_m") or (nan, zeros)
+        x, has_x = fix_floats("x") or (nan, zeros)
+        y, has_y = fix_floats("y") or (nan, zeros)
+        lat, has_lat = fix_floats("lat") or (nan, zeros)
+        lon, has_lon = fix_floats("lon") or (nan, zeros)
+        acc, has_acc = fix_floats("accuracy_m") or (nan, zeros)
         by_xy = has_x & has_y & ~has_lat & ~has_lon
         by_ll = has_lat & has_lon & ~has_x & ~has_y
         if not (by_xy | by_ll).all():
@@ -205,35 +211,51 @@ def _fast_block_inner(
         accuracy = np.where(has_acc, acc, 0.0)
         x = np.where(by_xy, x, np.nan)
         y = np.where(by_xy, y, np.nan)
-        t_arr = fix_cols.get("t")
+        t_arr = cols.get("t")
         if t_arr is None:
             raise FastFail
         times = _times_fast(t_arr)
-        if times is None or not ((times >= T_MIN_US) & (times < T_MAX_US)).all():
+        if times is None:
             raise FastFail
-        t = times
+        t = times if all_fix else times[fix_rows]
+        if not ((t >= T_MIN_US) & (t < T_MAX_US)).all():
+            raise FastFail
 
-    who_names: list[str] = []
-    who_idx = pos_fix = None
-    if nfix:
-        # Officers of fix and duty rows, in row order, as a dictionary (interned below).
-        who = cols["officer"]
+        # Officers of fix and duty rows as dictionary codes, the names in first-seen
+        # order over those rows (interned below, as the per-line path would).
+        who = cols.get("officer")
+        if who is None or not pa.types.is_string(who.type):
+            raise FastFail
+        enc = pc.dictionary_encode(who)
+        codes_all = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False),
+                               np.int64)
+        names_all = enc.dictionary
         if all_fix:
-            enc = pc.dictionary_encode(who)
+            if who.null_count:
+                raise FastFail
+            order = np.arange(len(names_all))
+            who_codes = codes_all
         else:
-            with_officer = np.flatnonzero((codes == _FIX) | (codes == _DUTY))
-            enc = pc.dictionary_encode(who.take(pa.array(with_officer)))
-            pos_fix = np.flatnonzero(codes[with_officer] == _FIX)
-        who_names = enc.dictionary.to_pylist()
+            who_codes = codes_all[fix_rows]
+            if (who_codes < 0).any():
+                raise FastFail
+            used = codes_all[(codes == _FIX) | (codes == _DUTY)]
+            used = used[used >= 0]
+            distinct, first_at = np.unique(used, return_index=True)
+            order = distinct[np.argsort(first_at)]
+            rank = np.full(len(names_all), -1, np.int64)
+            rank[order] = np.arange(len(order))
+            who_codes = rank[who_codes]
+            names_all = names_all.take(pa.array(order))
+        who_names = names_all.to_pylist()
         if "" in who_names or any(name_problem(s) for s in who_names):
             raise FastFail
-        who_idx = enc.indices.to_numpy(zero_copy_only=False)
 
     # Control events are rare: check them with the exact rules, row by row.
     ctrl: list[tuple[_Row, int]] = []
     if len(ctrl_rows):
-        ctrl_mask = pa.array(~is_fix)
-        present = {name: cols[name].filter(ctrl_mask).to_pylist() for name in cols}
+        pick = pa.array(ctrl_rows)
+        present = {name: cols[name].take(pick).to_pylist() for name in cols}
         keys = list(present)
         for i, values in enumerate(zip(*present.values(), strict=True)):
             rec = dict(zip(keys, values, strict=True))
@@ -245,9 +267,8 @@ def _fast_block_inner(
     # exactly as the per-line path would.
     officer_ids = np.empty(0, np.int32)
     if nfix:
-        assert who_idx is not None
         ids = np.array([registry.intern(s) for s in who_names], np.int32)
-        officer_ids = ids[who_idx if pos_fix is None else who_idx[pos_fix]]
+        officer_ids = ids[who_codes]
     x, y = project(x, y, lat, lon, rules)
     fixes = FixColumns(
         np.ascontiguousarray(t, np.int64),
