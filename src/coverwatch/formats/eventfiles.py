@@ -401,7 +401,9 @@ class EventReader:
 
     def _parquet(self) -> Iterator[EventBatch]:
         try:
-            pf = pq.ParquetFile(self.path)
+            # No pre-buffering: it keeps every column chunk read so far alive until the
+            # file is closed, so memory would grow with the file's length.
+            pf = pq.ParquetFile(self.path, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise EventInputError(self._name, None, None, f"not a Parquet file: {exc}") from None
         names = pf.schema_arrow.names
