@@ -33,7 +33,7 @@ from coverwatch.domain.time import seconds_to_us
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = ((1_000, 200, 1_800), (10_000, 2_000, 240), (50_000, 5_000, 60))
+SIZES = ((1_000, 200, 1_200), (10_000, 2_000, 180), (50_000, 5_000, 40))
 
 
 def build_kernel() -> ctypes.CDLL:
