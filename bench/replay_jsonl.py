@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main() -> None:
               + ", ".join(f"{r:.2f}" for r in runs))
     print(f"\noutputs identical across trees and runs: {'yes' if len(outs) == 1 else 'NO'}")
     print(_load())
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":
