@@ -122,9 +122,10 @@ def worker(officers: int, posts: int, seconds: int) -> None:
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import replay_sorted
 
-    site_path = Path(tempfile.mkdtemp(prefix="cw-engine-")) / "site.yaml"
-    site_path.write_text(site_yaml(posts))
-    site = load_site(site_path)
+    with tempfile.TemporaryDirectory(prefix="cw-engine-") as tmp:
+        site_path = Path(tmp) / "site.yaml"
+        site_path.write_text(site_yaml(posts))
+        site = load_site(site_path)
     sc = make_scenario(officers, posts, seconds)
     fixes, control = sc.fix_columns(), _control_objects(sc.control)
     best = kernel_best = float("inf")
