@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from tests.unit.test_eventfiles import SITE, T0, read_all
+from test_eventfiles import SITE, T0, read_all
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.errors import EventInputError

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tests.unit.test_eventfiles import SITE, T0
+from test_eventfiles import SITE, T0
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.formats.eventfiles import read_events
