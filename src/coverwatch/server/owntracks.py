@@ -27,6 +27,7 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
 from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.nodeid import node_id
 from coverwatch.server.services import Services
 
 __all__ = ["parse_owntracks_map", "run_owntracks_mqtt"]
@@ -61,7 +62,8 @@ async def run_owntracks_mqtt(svc: Services, url: str,
     while True:
         try:
             client = aiomqtt.Client(
-                host, port, identifier=f"coverwatch-{svc.site.id}-owntracks",
+                host, port,
+                identifier=f"coverwatch-{svc.site.id}-{node_id(svc.settings.data_dir)}-owntracks",
                 clean_session=False, username=parts.username, password=parts.password,
                 keepalive=30,
             )
