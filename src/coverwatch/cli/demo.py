@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,13 +144,16 @@ def _where(off: SimOfficer, elapsed: float, speed_mps: float) -> tuple[float, fl
 async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps: float = 1.5,
                    silent_after_s: float = 45.0, stop: asyncio.Event | None = None,
                    officers: list[SimOfficer] | None = None, site: str | None = None,
-                   gates: tuple[str, ...] = ("main-gate", "service-gate")) -> None:
-    """Post 1 Hz fixes for every officer through the real API until ``stop``."""
+                   gates: tuple[str, ...] = ("main-gate", "service-gate"),
+                   clock: Callable[[], int] = wall_clock_us,
+                   transport: httpx.AsyncBaseTransport | None = None) -> None:
+    """Post 1 Hz fixes for every officer through the real API until ``stop``; each fix is
+    stamped with the time it is sent."""
     stop = stop or asyncio.Event()
     officers = OFFICERS if officers is None else officers
     events = "/api/v1/events" if site is None else f"/api/v1/sites/{site}/events"
-    t0 = wall_clock_us()
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    t0 = clock()
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, transport=transport) as client:
         ctl = {"Authorization": f"Bearer {control}"}
         start = format_time(t0)
         await client.post(events, headers=ctl, json=[
@@ -163,15 +167,16 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
                        "capabilities": list(off.capabilities)}],
             )
         while not stop.is_set():
-            now = wall_clock_us()
-            elapsed = (now - t0) / 1e6
-            stamp = format_time(now - now % 1_000_000)
             for off in officers:
+                # Stamped when sent, not when the round began: on a loaded machine a round
+                # takes seconds, and an old stamp would arrive late and be judged late.
+                now = clock()
+                elapsed = (now - t0) / 1e6
                 if off.mode == "silent" and elapsed > silent_after_s:
                     continue
                 x, y = _where(off, elapsed, speed_mps)
-                fix = {"t": stamp, "kind": "fix", "x": round(x, 2), "y": round(y, 2),
-                       "accuracy_m": 4}
+                fix = {"t": format_time(now), "kind": "fix", "x": round(x, 2),
+                       "y": round(y, 2), "accuracy_m": 4}
                 with contextlib.suppress(httpx.HTTPError):
                     await client.post("/api/v1/events",
                                       headers={"Authorization": f"Bearer {tokens[off.name]}"},
