@@ -79,8 +79,9 @@ def check(
         help="Check escalation targets against the users in this data directory.")] = None,
 ) -> None:
     """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
-    otherwise; with --strict, warnings (e.g. vague or contradicting orders, an
-    escalation target that reaches nobody with a contact) exit 2 too."""
+    otherwise; with --strict, warnings (e.g. vague or contradicting orders, no origin for
+    phones, no escalation, an escalation target that reaches nobody with a contact) exit 2
+    too."""
     from coverwatch.formats.sitefile import load_site_document
 
     console = Console(stderr=True)
@@ -119,23 +120,35 @@ def check(
 
 def _target_problems(console: Console, doc: Any, db: str | None,
                      data_dir: Path | None) -> list[Any]:
-    """Escalation targets that reach nobody with a contact, if a store was named."""
-    if not doc.escalation:
-        return []
+    """What keeps the site from seeing a phone or reaching a person: no origin, no
+    escalation, and (if a store was named) escalation targets that reach nobody."""
+    from coverwatch.domain.lint import lint_reach
+
     if db is None and data_dir is None:
-        console.print("[dim]note[/dim] escalation targets were not checked against people: "
-                      "give --db or --data-dir", highlight=False, soft_wrap=True)
-        return []
+        if doc.escalation:
+            console.print("[dim]note[/dim] escalation targets were not checked against "
+                          "people: give --db or --data-dir", highlight=False, soft_wrap=True)
+        return lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=None)
     from coverwatch.server.outbox import unreachable_targets
     from coverwatch.server.services import policy_from
     from coverwatch.storage import open_store
+    from coverwatch.storage.sites import key_for_site, site_store
     from coverwatch.storage.store import DB_FILENAME
 
     if db is None and data_dir is not None and not (data_dir / DB_FILENAME).exists():
-        return [f"escalation targets: no database in {data_dir} (no users: nobody is reached)"]
+        out: list[Any] = lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=0)
+        if doc.escalation:
+            out.append(f"escalation targets: no database in {data_dir} (no users: nobody is "
+                       "reached)")
+        return out
     store = open_store(db, data_dir or Path("data"))
     try:
-        return list(unreachable_targets(policy_from(doc), store))
+        at = site_store(store, key_for_site(store, doc.site.id, sole=True))
+        out = lint_reach(doc.site, has_escalation=bool(doc.escalation),
+                         devices=len(at.list_devices()))
+        if doc.escalation:
+            out += list(unreachable_targets(policy_from(doc), store))
+        return out
     finally:
         store.close()
 
