@@ -51,3 +51,18 @@ def test_both_examples_pass_strict_check() -> None:
                                                                "site.yaml")])
         assert result.exit_code == 0, result.output
         assert "warning" not in result.output
+
+
+def test_version_help_and_the_device_token_note(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["--version"]).output.startswith("coverwatch ")
+    top = runner.invoke(app, ["help"])
+    assert top.exit_code == 0 and "Usage: coverwatch [OPTIONS] COMMAND" in top.output
+    sub = runner.invoke(app, ["help", "devices", "add"])
+    assert sub.exit_code == 0 and "Usage: coverwatch devices add" in sub.output
+    assert runner.invoke(app, ["help", "nope"]).exit_code == 2
+    added = runner.invoke(app, ["devices", "add", "phone-a1", "--officer", "A1",
+                                "--data-dir", str(tmp_path)])
+    assert added.exit_code == 0
+    assert "device phone-a1 reports for officer A1" in added.output
+    assert "put it in the phone app" in added.output
+    assert added.output.strip().splitlines()[-1].startswith("cwd_")  # the token, last

@@ -47,15 +47,50 @@ app = typer.Typer(
 _PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"coverwatch {version('coverwatch')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("coverwatch (version unknown: not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _deployment(
     site: Annotated[str | None, typer.Option(
         "--site", envvar="COVERWATCH_SITE",
         help="In a deployment of several sites: the id of the site the command's store "
              "options act on (e.g. coverwatch --site depot devices add …).")] = None,
+    _version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print coverwatch's version and exit.")] = False,
 ) -> None:
     if site:  # read by coverwatch.storage.open_store
         os.environ["COVERWATCH_SITE"] = site
+
+
+@app.command("help")
+def help_(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="A command, e.g. `serve` or `devices add`.")] = None,
+) -> None:
+    """Show the help of coverwatch or of one of its commands."""
+    at: Any = ctx.find_root()
+    cmd: Any = at.command
+    for name in command or []:
+        # Typer vendors its own click: walk groups by what they do, not by class.
+        sub = cmd.get_command(at, name) if hasattr(cmd, "get_command") else None
+        if sub is None:
+            Console(stderr=True).print(f"[red]error[/red] no command {escape(name)!r}: "
+                                       "see `coverwatch help`", highlight=False)
+            raise typer.Exit(2)
+        at = type(at)(sub, info_name=name, parent=at)
+        cmd = sub
+    typer.echo(cmd.get_help(at))
 
 
 def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
@@ -144,8 +179,8 @@ def _target_problems(console: Console, doc: Any, db: str | None,
     store = open_store(db, data_dir or Path("data"))
     try:
         at = site_store(store, key_for_site(store, doc.site.id, sole=True))
-        out = lint_reach(doc.site, has_escalation=bool(doc.escalation),
-                         devices=len(at.list_devices()))
+        out = list(lint_reach(doc.site, has_escalation=bool(doc.escalation),
+                              devices=len(at.list_devices())))
         if doc.escalation:
             out += list(unreachable_targets(policy_from(doc), store))
         return out
