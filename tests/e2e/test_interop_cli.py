@@ -53,7 +53,7 @@ def test_replay_reads_a_gpx_track(tmp_path: Path) -> None:
     assert lapses and lapses[0]["post"] == "gate"
     without = run("replay", site, gpx, "--json", "-")  # no capability: never armed cover
     first = json.loads(without.stdout.splitlines()[0])
-    assert first["start"] == "2030-01-01T08:00:00Z"
+    assert first["start"] == "2025-01-01T08:00:00Z"
     r = run("replay", site, SAMPLES / "route-without-times.gpx")
     assert r.returncode == 2
     assert "trk[0].trkseg[0].trkpt[0]" in r.stderr and "no <time>" in r.stderr
@@ -83,7 +83,7 @@ def test_events_import_is_validated_and_idempotent(tmp_path: Path) -> None:
     assert "2 events read, 2 stored, 0 already stored" in r.stdout
     r = run("events", "import", events, "--site", site, "--data-dir", data)
     assert "2 events read, 0 stored, 2 already stored" in r.stdout
-    gpx = tmp_path / "patrol.gpx"  # the sample, moved into the past (no future times)
+    gpx = tmp_path / "patrol.gpx"  # the sample (dated in the past: no future times)
     gpx.write_text((SAMPLES / "patrol-several-segments.gpx").read_text().replace("2030-", "2025-"))
     r = run("events", "import", gpx, "--site", site, "--data-dir", data, "--capability", "armed")
     assert r.returncode == 0, r.stderr

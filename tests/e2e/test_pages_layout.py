@@ -55,7 +55,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [str(SCRIPT), "demo", "--site", str(ROOT / "examples/yard/site.yaml"),
          "--site", str(ROOT / "examples/quay/site.yaml"), "--data-dir", str(tmp / "data"),
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -150,7 +150,7 @@ def test_pages_opened_without_a_site_ask_which(demo: str) -> None:
             page.goto(demo + path)
             page.wait_for_url(re.compile(rf"/sites\?page={path}$"))
             _ready(page, "/sites")
-            assert "Which site?" in page.inner_text("#sites-h")
+            assert "Which site?" in page.text_content("#sites-h")
             page.locator("#sites-body a", has_text="Quay Depot").click()
             page.wait_for_url(re.compile(rf"{path}\?site=quay-depot$"))
             _ready(page, path)
