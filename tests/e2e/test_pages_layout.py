@@ -39,8 +39,9 @@ OVERLAPS = """(() => {
   const out = [];
   for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
     const [a, r] = boxes[i], [b, s] = boxes[j];
-    if (r.left < s.right - 1 && s.left < r.right - 1 && r.top < s.bottom - 1 && s.top < r.bottom - 1)
-      out.push(`${a} / ${b}`);
+    const apart = r.right - 1 <= s.left || s.right - 1 <= r.left
+      || r.bottom - 1 <= s.top || s.bottom - 1 <= r.top;
+    if (!apart) out.push(`${a} / ${b}`);
   }
   return out;
 })()"""

@@ -1,9 +1,10 @@
 """The all-sites board's data: each site of the deployment the caller may see, at a glance.
 
 Per site: posts lapsed now, rules short but still in grace, alerts open or
-acknowledged (SOS first), alerts to act on (counted as the control room counts them), officers on duty without signal, and how far the
-engine trails the clock; a site whose engine is not keeping up says so
-rather than showing stale cover as current.
+acknowledged (SOS first), alerts to act on (counted as the control room counts
+them), officers on duty without signal, and how far the engine trails the clock;
+a site whose engine is not keeping up says so rather than showing stale cover as
+current.
 """
 
 from __future__ import annotations
