@@ -47,12 +47,16 @@ OVERLAPS = """(() => {
 })()"""
 
 
+LOGS: list[Path] = []  # the demo's console output
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _need_chromium()
     tmp = tmp_path_factory.mktemp("demo")
     port = _free_port()
     log = (tmp / "demo.log").open("w")
+    LOGS.append(tmp / "demo.log")
     proc = subprocess.Popen(
         [str(SCRIPT), "demo", "--site", str(ROOT / "examples/yard/site.yaml"),
          "--site", str(ROOT / "examples/quay/site.yaml"), "--data-dir", str(tmp / "data"),
@@ -169,3 +173,19 @@ def test_pages_opened_without_a_site_ask_which(demo: str) -> None:
         quay.goto(demo + "/control")
         quay.wait_for_url(re.compile(r"/control\?site=quay-depot$"))
         assert not errors, errors
+
+
+def test_a_lapse_reaches_a_person_in_the_demo(demo: str) -> None:
+    """The demo's armed pair leaves the main gate: after the 60 s grace the alert goes to
+    the supervisors (the site file's escalation), whose contact is the demo's inbox."""
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        text = LOGS[-1].read_text()
+        if ">> " in text and "to supervisor: LAPSE Main Gate" in text:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("no notification reached the demo inbox:\n" + LOGS[-1].read_text())
+    inbox = re.search(r"inbox: (http://127.0.0.1:\d+/)", text)
+    assert inbox
+    assert "LAPSE Main Gate" in httpx.get(inbox.group(1), timeout=30).text
