@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -203,3 +205,60 @@ def test_the_error_examples_equal_what_the_cli_and_server_print(tmp_path: Path,
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json() == documented
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `coverwatch …` command line of README.md and docs/*.md, as words."""
+    out = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text("utf-8")
+        inline = re.findall(r"`((?:\.venv/bin/)?coverwatch [^`\n]+)`", text)
+        for block in [*_blocks(text, r"\w*"), *inline]:
+            text = block.replace("\\\n", " ")
+            for line in text.splitlines():
+                line = line.split("  #")[0].strip()
+                found = re.search(r"(?:^|[\s(])(?:\.venv/bin/)?coverwatch (.*)$", line)
+                if not found or line.startswith("#"):
+                    continue
+                try:
+                    words = shlex.split(found.group(1).split("|")[0].split(")")[0])
+                except ValueError:
+                    words = found.group(1).split()
+                out.append((f"{path.name}: {line}", words))
+    return out
+
+
+def test_every_documented_command_and_option_exists() -> None:
+    """Each `coverwatch` command in the documents names a real command, and each of its
+    --options is one that command takes (a renamed option cannot hide in a document)."""
+    import typer.main
+
+    from coverwatch.cli import app
+
+    root = typer.main.get_command(app)
+    commands = _documented_commands()
+    assert len(commands) > 100
+    problems = []
+    for where, words in commands:
+        cmd: Any = root
+        options = {o for p in root.params for o in p.opts}
+        i = 0
+        while i < len(words) and hasattr(cmd, "get_command"):
+            word = words[i]
+            if word.startswith("-"):  # an option of the group (coverwatch --site X …)
+                i += 2 if word in options and "=" not in word else 1
+                continue
+            if "/" in word or word.startswith("<") or word.isupper():  # a placeholder
+                break
+            sub = cmd.get_command(None, word)
+            if sub is None:
+                problems.append(f"{where}: no command {word!r}")
+                break
+            cmd, i = sub, i + 1
+            options |= {o for p in cmd.params for o in p.opts}
+        else:
+            for word in words[i:]:
+                option = word.split("=")[0]
+                if option.startswith("--") and option not in options and "…" not in option:
+                    problems.append(f"{where}: {' '.join(words[:i])} has no option {option}")
+    assert not problems, "\n".join(problems)
