@@ -74,7 +74,7 @@ def _readme_commands() -> list[tuple[str, int]]:
     out = []
     for block in _blocks(README):
         for line in block.splitlines():
-            if not line.strip() or line.startswith("make ") or " serve " in line:
+            if (not line.strip() or line.startswith(("make ", "curl ")) or " serve " in line):
                 continue
             status = re.search(r"exit (\d)", line)
             out.append((line.split("  #")[0].strip(), int(status.group(1)) if status else 0))
@@ -262,3 +262,21 @@ def test_every_documented_command_and_option_exists() -> None:
                 if option.startswith("--") and option not in options and "…" not in option:
                     problems.append(f"{where}: {' '.join(words[:i])} has no option {option}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_readme_phone_counts_on_the_example_yard(yard: Kit) -> None:
+    """The README's OsmAnd request on the example yard is used as a fix (without an origin
+    it was answered 200 with "used_as_fix": false)."""
+    line = next(c for b in _blocks(README) for c in b.splitlines() if c.startswith("curl ")
+                and "/osmand?" in c)
+    query = re.search(r"/osmand\?([^\"]+)\"", line)
+    assert query
+    _, token = yard.device("phone-a1", "A1")
+    params = dict(p.split("=", 1) for p in query.group(1).split("&"))
+    params["id"], params["timestamp"] = token, str(int(time.time()))
+    r = yard.client.get("/osmand", params=params)
+    assert r.status_code == 200, r.text
+    reading = r.json()["readings"][0]
+    assert reading["used_as_fix"] is True, reading
+    fixes = [e for e in yard.svc.store.events_since(0, limit=10) if e["kind"] == "fix"]
+    assert len(fixes) == 1 and abs(fixes[0]["x"]) < 0.01 and abs(fixes[0]["y"]) < 0.01
