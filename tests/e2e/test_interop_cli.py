@@ -107,9 +107,12 @@ def test_events_import_is_validated_and_idempotent(tmp_path: Path) -> None:
 def test_geojson_site_round_trip_and_degrees_warning(tmp_path: Path) -> None:
     yard = ROOT / "examples" / "yard" / "site.yaml"
     gj = tmp_path / "yard.geojson"
-    r = run("site", "export-geojson", yard, "--out", gj)
+    # The example has an origin now; a copy without one cannot be placed on the map.
+    no_origin = tmp_path / "no-origin.yaml"
+    no_origin.write_text(yard.read_text().replace("origin: {lat: 12.5, lon: -32.5}\n", ""))
+    r = run("site", "export-geojson", no_origin, "--out", gj)
     assert r.returncode == 2 and "no origin" in r.stderr
-    assert run("site", "export-geojson", yard, "--origin", "51.5,-0.12", "--out",
+    assert run("site", "export-geojson", no_origin, "--origin", "12.5,-32.5", "--out",
                gj).returncode == 0
     back = tmp_path / "yard.yaml"
     r = run("site", "import-geojson", gj, "--out", back)
