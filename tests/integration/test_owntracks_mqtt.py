@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
+from coverwatch.server.mqtt import client_id
 from coverwatch.server.owntracks import parse_owntracks_map
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
@@ -26,7 +27,7 @@ URL = f"mqtt://{HOST}:{PORT}"
 
 
 @pytest.fixture
-def names() -> Iterator[tuple[str, str]]:
+def names(tmp_path: Path) -> Iterator[tuple[str, str]]:
     require_service("Mosquitto", HOST, PORT)
     suffix = uuid.uuid4().hex[:10]
     site, user = f"ot-test-{suffix}", f"user{suffix}"
@@ -39,7 +40,8 @@ def names() -> Iterator[tuple[str, str]]:
     client.disconnect()
     client.loop_stop()
     # Drop the server's persistent session.
-    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"coverwatch-{site}-owntracks",
+    session = mqtt.Client(CallbackAPIVersion.VERSION2,
+                          client_id=client_id(site, tmp_path / "data") + "-owntracks",
                           clean_session=True)
     session.connect(HOST, PORT)
     session.loop_start()

@@ -69,6 +69,7 @@ def orders(
         sys.stdout.flush()
         return
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # e.g. the tour's artifacts/
         out.write_text(text, encoding="utf-8")
     except OSError as e:
         err.print(f"[red]error[/red] {escape(str(out))}: {escape(e.strerror or str(e))}",

@@ -34,22 +34,6 @@ DbOption = Annotated[
 DataDirOption = Annotated[Path, typer.Option(help="Directory for the embedded database.")]
 
 
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas before the server starts its worker threads.
-
-    glibc gives threads their own arenas (up to 8 per core); the store's commits run in
-    worker threads, so freed memory scattered over many arenas kept RSS climbing under
-    steady load (bench/rss.py: +8 MB in the second half of a run by default, +0 with 2
-    arenas). MALLOC_ARENA_MAX in the environment wins; other C libraries are left alone.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX
-
-
 def serve(
     site: Annotated[list[Path], typer.Option(
         "--site", help="A site file (YAML); repeat for each site of the deployment.")],
@@ -109,7 +93,9 @@ def serve(
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
 
-    _limit_malloc_arenas()
+    from coverwatch.cli.serving import limit_malloc_arenas
+
+    limit_malloc_arenas()
 
     from coverwatch.bootstrap import create_app
     from coverwatch.server.limits import parse_networks
@@ -148,6 +134,10 @@ def serve(
         parse_networks(settings.trusted_proxies)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--trusted-proxies") from None
+    from coverwatch.cli.serving import prepare_store, print_serving
+
+    state = prepare_store(db, data_dir, distributed=bool(bus))
+    print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.server.limits).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
@@ -179,7 +169,6 @@ NotifyOption = Annotated[list[str] | None, typer.Option(
 
 def _contacts(urls: list[str] | None) -> list[str]:
     """Read and check --notify values; exits 2 naming the bad one (redacted)."""
-    import sys
 
     from coverwatch.notify.contacts import InvalidContactError, check_contacts
 
@@ -334,7 +323,11 @@ def devices_add(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Register a device and print its token (shown once: put it in the app)."""
-    print(_create_device(name, officer, "created", db, data_dir))
+    from coverwatch.cli.serving import device_token_note
+
+    token = _create_device(name, officer, "created", db, data_dir)
+    Console(stderr=True).print(device_token_note(name, officer), highlight=False, soft_wrap=True)
+    print(token)
 
 
 def _create_device(name: str, officer: str, action: str, db: str | None,

@@ -30,6 +30,7 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntracks_records
 from coverwatch.server.devices import DeviceUpload, device_upload
+from coverwatch.server.nodeid import node_id
 from coverwatch.server.readings import Reading, _number
 from coverwatch.server.services import Services
 
@@ -112,7 +113,8 @@ async def run_owntracks_mqtt(svc: Services, url: str,
     while True:
         try:
             client = aiomqtt.Client(
-                host, port, identifier=f"coverwatch-{svc.site.id}-owntracks",
+                host, port,
+                identifier=f"coverwatch-{svc.site.id}-{node_id(svc.settings.data_dir)}-owntracks",
                 clean_session=False, username=parts.username, password=parts.password,
                 keepalive=30,
             )

@@ -64,10 +64,14 @@ function renderProblems(v) {
   const box = $("problems");
   if (box._key === key) return;
   box._key = key;
-  box.replaceChildren(...(items.length ? [el("strong", {}, "Lapsed:")] : []), ...items.map((i) => el("button", {
-    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": i.st,
-    title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) },
-  postName(i.post), i.st === "grace" ? " (grace)" : "")));
+  // Each group under its own word: a post only in grace is never listed as lapsed.
+  const group = (st, word) => {
+    const mine = items.filter((i) => i.st === st);
+    return mine.length ? [el("strong", {}, word), ...mine.map((i) => el("button", {
+      type: "button", class: st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": st,
+      title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) }, postName(i.post)))] : [];
+  };
+  box.replaceChildren(...group("lapsed", "Lapsed:"), ...group("grace", "In grace:"));
 }
 
 function setupFind() {
