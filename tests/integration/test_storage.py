@@ -787,3 +787,18 @@ def test_audit_survives_reopen(migrated: Database) -> None:
         assert (result.ok, result.entries) == (True, 4)
     finally:
         again.close()
+
+
+def test_a_supervisor_of_this_site_only_is_reached_by_the_role(store: Store) -> None:
+    """``role:supervisor`` reaches a site-only supervisor here, never one of another site."""
+    store.password_hasher = FAST_HASHER
+    store.create_user("here", "pw", [], site_roles_only=True)
+    store.set_site_roles("here", store.site, ["supervisor"])
+    store.set_contacts("here", ["mailto://here@example.org"])
+    store.create_user("there", "pw", [], site_roles_only=True)
+    store.set_site_roles("there", "elsewhere", ["supervisor"])
+    store.set_contacts("there", ["mailto://there@example.org"])
+    store.create_user("both", "pw", ["supervisor"])
+    assert [r.person for r in store.reach("role:supervisor")] == ["both", "here"]
+    assert store.notification_urls("role:supervisor") == ["mailto://here@example.org"]
+    assert store.reach("role:admin") == []
