@@ -33,6 +33,7 @@ from coverwatch.domain.records import T_LIMIT_S
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.watermark import device_horizon
 
 __all__ = [
     "ALARM_ALERT_KINDS",
@@ -358,11 +359,8 @@ class DeviceWatch:
 
     def horizon(self, now_us: int) -> int:
         """The watermark at ``now_us`` (see the class docstring)."""
-        floor = now_us - self.max_lateness_us
-        ceiling = now_us - self.lateness_us
-        active = [s.last_t for s in self._seen.values()
-                  if s.last_t is not None and s.last_received > floor]
-        return max(floor, min([ceiling, *active]))
+        return device_horizon(now_us, self.lateness_us, self.max_lateness_us,
+                              ((s.last_t, s.last_received) for s in self._seen.values()))
 
     def last_report(self, device: str) -> dict[str, Any] | None:
         seen = self._seen.get(device)
