@@ -167,6 +167,14 @@ class ClusterWorker:
             await asyncio.to_thread(published, self.engine, done)
         return caps
 
+    async def fence_current(self, site: str) -> bool:
+        """Fence this task's writes for ``site`` at the current lease's epoch (escalation
+        steps and their deliveries); False if this node does not own the site (now)."""
+        epoch = self.worker.leases.epochs.get(site) if self.owns(site) else None
+        if epoch is None:
+            return False
+        return await self._fence(site, epoch)
+
     async def _fence(self, site: str, epoch: int) -> bool:
         """Hold the site's fence at this run's epoch (claimed once per run); False if a
         newer owner holds it. Sets :data:`FENCE` for the writes that follow in this task."""
@@ -242,7 +250,18 @@ class ClusterWorker:
                     if ch.kind == "lapse-ended" and stored.state not in _LIVE:
                         continue  # resolved before the takeover: once is enough
             out.append(ch)
-        svc._apply_changes(out)
+        try:
+            svc._apply_changes(out)
+        except Fenced:
+            # The book took changes the store refused: back to the store's version.
+            for ch in out:
+                alert_id = alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start)
+                rec = svc.store.get_alert_record(alert_id)
+                if rec is not None:
+                    svc.book.restore(Alert.from_record(rec))
+                else:
+                    svc.book._alerts.pop(alert_id, None)
+            raise
         return out
 
     async def close(self) -> None:

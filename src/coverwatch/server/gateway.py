@@ -39,7 +39,7 @@ from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
 from coverwatch.domain.supervision import open_direct
 from coverwatch.server.problems import ProblemError
 from coverwatch.storage import row_key
-from coverwatch.storage.busoutbox import note_group, published
+from coverwatch.storage.busoutbox import FENCE, note_group, published
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -229,6 +229,12 @@ class BusHooks:
     async def escalating(self, steps: Sequence[Escalation]) -> list[Escalation]:
         """The steps this node sends: its own kind, and not recorded as due by anyone yet."""
         mine = [s for s in steps if self._mine(s)]
+        FENCE.set(None)  # this task's writes are fenced only for the owner's steps below
+        # The owner's steps: recorded due and delivered only while its epoch holds.
+        owners = self.worker is not None and any(s.alert_id not in self.raised_here
+                                                 for s in mine)
+        if owners and not await self.worker.fence_current(self.svc.site.id):  # type: ignore[union-attr]
+            mine = [s for s in mine if s.alert_id in self.raised_here]
         for s in steps:  # another node's to send: due again here when it becomes ours
             if not self._mine(s) and s.alert_id in self.svc.book:
                 alert = self.svc.book.get(s.alert_id)
