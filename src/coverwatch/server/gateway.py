@@ -68,6 +68,7 @@ log = logging.getLogger("coverwatch.server")
 ROLES = ("gateway", "worker", "all")
 DEADMAN_RULE = "deadman:"
 ORPHAN_STEP_S = 10.0
+CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-over included)
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
 # received_us goes with the event: the owner's device watermark needs it.
 _NOT_PUBLISHED = frozenset({"raw", "_request", "late", "id", "site", "key"})
@@ -266,8 +267,8 @@ class Distributed:
 
     async def close(self) -> None:
         self.stop.set()  # the worker checkpoints and releases its sites, then ends
-        with contextlib.suppress(Exception):
-            await asyncio.wait(self.tasks, timeout=20.0)
+        with contextlib.suppress(Exception):  # bounded: SIGTERM stops a node in seconds
+            await asyncio.wait(self.tasks, timeout=CLOSE_S)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

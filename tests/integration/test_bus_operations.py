@@ -1,0 +1,125 @@
+"""Distributed mode, operations: stopping nodes and the cluster runner.
+
+1. SIGTERM to the worker owning the site: it exits (within seconds; printed),
+   having released its lease, and the other worker owns the site without waiting
+   for the lease to expire.
+2. SIGTERM to the cluster runner (``python -m coverwatch.cli.cluster``, what
+   ``make cluster`` runs): every server it started (each in a session of its own)
+   is stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from clusterkit import POSTGRES_URL, ServeProcess, postgres_schema
+from natskit import NATS_URL, cleanup, free_port, need_nats, unique_names, wait_for
+from sqlalchemy.engine import make_url
+from test_bus_outbox import _owner
+
+from coverwatch.bus import BusNames
+from serverkit import write_site
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is stopped too.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_hands_the_site_over_at_once(tmp_path: Path) -> None:
+    need_nats()
+    names = unique_names()
+    site_path = write_site(tmp_path)
+    data = tmp_path / "data"
+    procs: list[ServeProcess] = []
+    try:
+        with postgres_schema(data) as db:
+            site = "test-quay"
+            owner = ServeProcess(site_path, data, db, names, "worker",
+                                 tmp_path / "owner.log").start()
+            procs.append(owner)
+            assert asyncio.run(wait_for(lambda: _owner(NATS_URL, names, site), 30))
+            first = asyncio.run(_owner(NATS_URL, names, site))
+            procs.append(ServeProcess(site_path, data, db, names, "worker",
+                                      tmp_path / "other.log").start())
+            time.sleep(3)  # the other is up and sees the site taken
+            assert asyncio.run(_owner(NATS_URL, names, site)) == first
+            assert owner.proc is not None
+            start = time.monotonic()
+            owner.proc.send_signal(signal.SIGTERM)
+            owner.proc.wait(60)
+            stopped = time.monotonic() - start
+            # Released before it exited, not left to expire.
+            assert asyncio.run(_owner(NATS_URL, names, site)) != first
+
+            async def moved() -> bool:
+                now = await _owner(NATS_URL, names, site)
+                return now is not None and now != first
+
+            assert asyncio.run(wait_for(moved, 30, step=0.05))
+            taken = time.monotonic() - start
+            print(f"SIGTERM: stopped after {stopped:.2f} s, site owned again after "
+                  f"{taken:.2f} s")
+    finally:
+        for p in procs:
+            p.stop()
+        asyncio.run(cleanup(NATS_URL, names))
+
+
+def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path) -> None:
+    need_nats()
+    names = BusNames(unique_names().prefix)
+    database = f"cw_cluster_{uuid.uuid4().hex[:10]}"
+    admin = make_url(POSTGRES_URL).set(database="postgres").render_as_string(
+        hide_password=False)
+    with postgres_schema(tmp_path / "unused"):
+        pass  # skips cleanly when PostgreSQL is not there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "coverwatch.cli.cluster", "--sites", "1", "--workers", "1",
+         "--data-dir", str(tmp_path / "cluster"), "--bus", NATS_URL, "--admin-db", admin,
+         "--database", database, "--bus-prefix", names.prefix, "--port", str(free_port())],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids: list[int] = []
+    try:
+        assert runner.stdout is not None
+        deadline = time.monotonic() + 180
+        for line in runner.stdout:
+            pids += [int(p) for p in re.findall(r"\bpid (\d+)", line)]
+            if line.startswith("Simulating") or time.monotonic() > deadline:
+                break
+        assert len(pids) == 2, pids  # a gateway and a worker
+        time.sleep(2)
+        runner.send_signal(signal.SIGTERM)
+        rest = runner.communicate(timeout=90)[0]
+        assert "cluster stopped" in rest, rest
+        assert not [pid for pid in pids if _alive(pid)]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        asyncio.run(cleanup(NATS_URL, names))
