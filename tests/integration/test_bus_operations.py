@@ -6,6 +6,7 @@
 2. SIGTERM to the cluster runner (``python -m coverwatch.cli.cluster``, what
    ``make cluster`` runs): every server it started (each in a session of its own)
    is stopped too.
+3. ``/metrics`` and the board (``/api/v1/sites``) name each site's owner and its lag.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from clusterkit import POSTGRES_URL, ServeProcess, postgres_schema
@@ -27,7 +29,7 @@ from sqlalchemy.engine import make_url
 from test_bus_outbox import _owner
 
 from coverwatch.bus import BusNames
-from serverkit import write_site
+from serverkit import WallClock, base_settings, running_server, wait_until, write_site
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,4 +124,31 @@ def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path) -> Non
                 os.kill(pid, signal.SIGKILL)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        asyncio.run(cleanup(NATS_URL, names))
+
+
+def test_metrics_and_the_board_name_each_sites_owner(tmp_path: Path) -> None:
+    need_nats()
+    names = unique_names()
+    site_path = write_site(tmp_path)
+    data = tmp_path / "data"
+    try:
+        with postgres_schema(data) as db:
+            settings = base_settings(site_path, data, db_url=db, bus_url=NATS_URL,
+                                     bus_prefix=names.prefix, role="worker")
+            with running_server(settings, WallClock()) as kit:
+                cw = kit.svc.bus.worker
+                site = kit.svc.site.id
+                assert asyncio.run(wait_for(lambda: cw.owns(site), 30))
+                admin, sup = kit.user("ada", "admin"), kit.user("sam", "supervisor")
+
+                def board() -> dict[str, Any]:
+                    return dict(kit.request(sup, "GET", "/api/v1/sites").json()["sites"][0])
+
+                wait_until(lambda: board()["owner"] == cw.worker.id, timeout_s=30,
+                           what="the board to name the owner")
+                text = kit.request(admin, "GET", "/metrics").text
+                assert f'coverwatch_site_owner{{here="1",owner="{cw.worker.id}"}} 1.0' in text
+                assert "coverwatch_site_owner_lag_seconds " in text
+    finally:
         asyncio.run(cleanup(NATS_URL, names))

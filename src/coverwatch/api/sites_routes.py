@@ -45,6 +45,8 @@ def site_summary(svc: Services) -> dict[str, Any]:
         "officers_on_duty": sum(1 for o in svc.shown.officers() if o.on_duty),
         "officers_without_signal": svc.shown.stale_officers(),
         "control_room": f"/control?site={svc.site.id}",
+        # Distributed mode: the worker evaluating the site (None: single process or unknown).
+        "owner": None if svc.bus is None else svc.bus.owner,
     }
 
 

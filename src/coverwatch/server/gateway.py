@@ -135,6 +135,8 @@ class BusHooks:
     _silent_at: int = -(1 << 62)
     # Commit groups (store key, first id) the stream acknowledged: out of the bus outbox.
     acked: list[tuple[str, int]] = field(default_factory=list)
+    # The site's owner (worker id) by its latest checkpoint: /metrics and the board.
+    owner: str | None = None
     fault: str = field(default_factory=lambda: os.environ.get(FAULT_ENV, ""))
 
     async def refresh_replica(self) -> None:
@@ -155,6 +157,7 @@ class BusHooks:
         except Exception as e:  # NATS away: the views keep the last copy and its age
             log.warning("site %s: reading the owner's state failed: %s", svc.site.id, e)
             return
+        self.owner = None if cp is None else cp.owner
         if cp is None or cp.state is None or cp.revision == self._replica_rev:
             return
         from coverwatch.server.buscover import BusCover, StateRejected
