@@ -105,11 +105,22 @@ class SiteRun:
         self.seq = self.cp.seq
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = time.monotonic()
-        self._sub = await self.log.follow(self.site, self.seq, self.queue.put)
+        self._sub = await self.log.follow(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
             return
         self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
+
+    async def _deliver(self, message: BusMessage) -> None:
+        if self._stopped:
+            # No consumer outlives the run: one the client re-created after a NATS
+            # restart, for a run that has ended (its site given up or lost), ends here.
+            sub, self._sub = self._sub, None
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            return
+        await self.queue.put(message)
 
     @property
     def done(self) -> bool:
@@ -120,9 +131,12 @@ class SiteRun:
         ``wait_s``: the next owner resumes from the previous checkpoint otherwise)."""
         self._stopped = True
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._sub.unsubscribe()
-            self._sub = None
+                self._sub = None
+            except Exception:  # NATS away: _deliver ends it when it delivers again
+                log.warning("site %s: unsubscribing failed; ended at its next delivery",
+                            self.site)
         if self._task is None:
             return
         if checkpoint and not self._task.done():
