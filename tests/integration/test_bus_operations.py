@@ -1,6 +1,7 @@
 """Distributed mode, operations: stopping nodes and the cluster runner.
 
-1. SIGTERM to the worker owning the site: it exits (within seconds; printed),
+1. SIGTERM to the worker owning the site, with a control room's live feed open: it
+   exits (within seconds; printed; it used to wait for the stream to end),
    having released its lease, and the other worker owns the site without waiting
    for the lease to expire.
 2. SIGTERM to the cluster runner (``python -m coverwatch.cli.cluster``, what
@@ -12,16 +13,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from clusterkit import POSTGRES_URL, ServeProcess, postgres_schema
 from natskit import NATS_URL, cleanup, free_port, need_nats, unique_names, wait_for
@@ -29,7 +33,8 @@ from sqlalchemy.engine import make_url
 from test_bus_outbox import _owner
 
 from coverwatch.bus import BusNames
-from serverkit import WallClock, base_settings, running_server, wait_until, write_site
+from coverwatch.storage import open_store
+from serverkit import PASSWORD, WallClock, base_settings, running_server, wait_until, write_site
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +50,28 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _open_feed(server: ServeProcess, db: str, data: Path) -> None:
+    store = open_store(db, data)
+    try:
+        user = store.create_user("sam", PASSWORD, ["supervisor"])
+        session = store.create_session(user.id, now_us=time.time_ns() // 1000,
+                                       ttl_us=3600 * 1_000_000)
+    finally:
+        store.close()
+    connected = threading.Event()
+
+    def listen() -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                "GET", server.url + "/api/v1/feed", timeout=300,
+                headers={"Cookie": f"cw_session={session.token}"}) as r:
+            assert r.status_code == 200
+            for _ in r.iter_bytes():
+                connected.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert connected.wait(60)
 
 
 def test_sigterm_hands_the_site_over_at_once(tmp_path: Path) -> None:
@@ -66,6 +93,7 @@ def test_sigterm_hands_the_site_over_at_once(tmp_path: Path) -> None:
             time.sleep(3)  # the other is up and sees the site taken
             assert asyncio.run(_owner(NATS_URL, names, site)) == first
             assert owner.proc is not None
+            _open_feed(owner, db, data)  # a control room's live feed keeps streaming
             start = time.monotonic()
             owner.proc.send_signal(signal.SIGTERM)
             owner.proc.wait(60)
