@@ -401,8 +401,12 @@ class Worker:
         sites = list(self.runs)
         caps: Mapping[str, int] = {}
         if self.before_watermarks is not None and sites:
-            # Unknown whether a gateway left events unpublished: no watermark this round.
-            caps = await self.before_watermarks(sites)
+            try:
+                caps = await self.before_watermarks(sites)
+            except Exception as e:  # e.g. PostgreSQL failing over
+                # Unknown whether a gateway left events unpublished: no watermark now.
+                log.warning("no watermarks this round: the outbox is unreadable: %s", e)
+                return
         now = self.clock_us()
         lateness, widest = round(s.lateness_s * 1e6), round(s.max_lateness_s * 1e6)
         marks = {}
