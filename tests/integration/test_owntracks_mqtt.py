@@ -93,6 +93,12 @@ def test_owntracks_topics_are_read_as_their_mapped_devices(
         rows = _fixes(kit)[1:]
         assert [(r["officer"], r["device"], r["source"], r["accuracy"]) for r in rows] == [
             ("A7", "alice-phone", "owntracks", 12.0), ("A7", "alice-phone", "owntracks", 50.0)]
+        assert [r["accuracy_source"] for r in rows] == ["reported", "default"]
+        # Through the one device-report path: battery and the app's fields are kept.
+        reports = kit.svc.store.device_reports("alice-phone")
+        with_batt = [r for r in reports if r["battery"] is not None]
+        assert with_batt and with_batt[0]["battery"] == 80.0
+        assert (with_batt[0]["raw"]["tid"], with_batt[0]["raw"]["conn"]) == ("A7", "m")
         # The same location again (OwnTracks re-publishes): stored once.
         _publish(f"owntracks/{user}/phone", location)
         _publish(f"owntracks/{user}/phone", {**location, "tst": tst + 3})

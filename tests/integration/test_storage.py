@@ -190,6 +190,24 @@ def test_append_maps_rows_back_across_chunks(store: Store) -> None:
     assert {r["id"]: (r["officer"], r["t_us"]) for r in result.rows} == stored
 
 
+def test_a_late_state_event_keeps_when_it_was_applied_live(store: Store) -> None:
+    """Issue 19: the horizon a late duty/gate/flag event took effect at is stored with it
+    (single process: at append; distributed: when the owner marks it late)."""
+    gate = {"kind": "gate", "post": "north", "t_us": T0, "open": True, "source": "http",
+            "late": True, "applied_us": T0 + 5 * S}
+    store.append_events([gate, fix("A1", T0 + S),
+                         {**gate, "post": "south", "late": False, "applied_us": None}])
+    rows = {(e["kind"], e["post"]): e for e in store.events_since(0)}
+    assert rows[("gate", "north")]["applied_us"] == T0 + 5 * S
+    assert rows[("gate", "south")]["applied_us"] is None
+    fix_key, south_key = rows[("fix", None)]["key"], rows[("gate", "south")]["key"]
+    assert store.mark_late([fix_key, south_key], {south_key: T0 + 9 * S}) == 2
+    rows = {(e["kind"], e["post"]): e for e in store.events_since(0)}
+    assert (rows[("gate", "south")]["late"], rows[("gate", "south")]["applied_us"]) == (
+        True, T0 + 9 * S)
+    assert (rows[("fix", None)]["late"], rows[("fix", None)]["applied_us"]) == (True, None)
+
+
 def test_events_since_can_skip_late_events(store: Store) -> None:
     store.append_events(
         [fix("A1", T0), fix("A1", T0 + S, late=True), fix("A1", T0 + 2 * S, late=False)]

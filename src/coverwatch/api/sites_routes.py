@@ -1,9 +1,9 @@
 """The all-sites board's data: each site of the deployment the caller may see, at a glance.
 
 Per site: posts lapsed now, rules short but still in grace, alerts open or
-acknowledged (SOS first), officers on duty without signal, and how far the
-engine trails the clock; a site whose engine is not keeping up says so
-rather than showing stale cover as current.
+acknowledged (SOS first), officers on duty without signal, events arriving
+late (per device), and how far the engine trails the clock; a site whose
+engine is not keeping up says so rather than showing stale cover as current.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def site_summary(svc: Services) -> dict[str, Any]:
         "officers_on_duty": sum(1 for o in svc.shown.officers() if o.on_duty),
         "officers_without_signal": svc.shown.stale_officers(),
         "control_room": f"/control?site={svc.site.id}",
+        # Events arriving behind the horizon: how many lately, and from which devices.
+        "late": svc.shown.late.summary(svc.clock()),
         # Distributed mode: the worker evaluating the site (None: single process or unknown).
         "owner": None if svc.bus is None else svc.bus.owner,
     }

@@ -185,7 +185,6 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from coverwatch.formats.gpx import GpxOptions
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -224,7 +223,7 @@ def replay(
                 site_model, events, skip_bad=skip_bad, budget=budget,
                 disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
                 on_start=start, on_progress=tick,
-                gpx=GpxOptions(officer, tuple(capability or ()), track_duty, with_events),
+                gpx=_gpx_options(events, officer, capability, track_duty, with_events),
             )
     except CoverwatchError as e:
         raise _fail(err, e) from None
@@ -264,6 +263,18 @@ def replay(
         )
     if len(alerted) > 10:
         console.print(f"... and {len(alerted) - 10} more alerted lapses (see --json)")
+
+
+def _gpx_options(
+    events: Path, officer: str | None, capability: list[str] | None, track_duty: bool,
+    with_events: Path | None,
+) -> Any:
+    # Only a GPX file needs them: gpxpy is not imported for other formats (start-up).
+    if events.suffix.lower() != ".gpx":
+        return None
+    from coverwatch.formats.gpx import GpxOptions
+
+    return GpxOptions(officer, tuple(capability or ()), track_duty, with_events)
 
 
 def main() -> None:

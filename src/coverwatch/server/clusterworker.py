@@ -207,20 +207,21 @@ class ClusterWorker:
         if svc is None:
             return
         late = [k for o in outputs if isinstance(o, LateEvents) for k in o.keys]
+        applied_at = {k: t for o in outputs if isinstance(o, LateEvents) for k, t in o.applied}
         changes = [o for o in outputs if isinstance(o, CoverChange)]
         if not await self._fence(site, epoch):
             log.warning("site %s: a newer owner holds the fence; epoch %d writes nothing",
                         site, epoch)
             return
         try:
-            await self._write(svc, site, epoch, late, changes)
+            await self._write(svc, site, epoch, late, applied_at, changes)
         except Fenced as e:  # paused past its lease: the new owner makes these again
             log.warning("%s", e)
 
     async def _write(self, svc: Services, site: str, epoch: int, late: list[str],
-                     changes: list[CoverChange]) -> None:
+                     applied_at: dict[str, int], changes: list[CoverChange]) -> None:
         if late:
-            await asyncio.to_thread(svc.store.mark_late, late)
+            await asyncio.to_thread(svc.store.mark_late, late, applied_at)
         if not changes:
             return
         async with svc.lock:

@@ -70,8 +70,9 @@ DEADMAN_RULE = "deadman:"
 ORPHAN_STEP_S = 10.0
 CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-over included)
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
-# received_us goes with the event: the owner's device watermark needs it.
-_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "id", "site", "key"})
+# received_us goes with the event: the owner's device watermark needs it, and the evaluator
+# shows how late a late event arrived. id, site, key: a stored row republished from the outbox.
+_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us", "id", "site", "key"})
 # Tests only: "exit-before-publish" makes a gateway die between its commit and publish.
 FAULT_ENV = "COVERWATCH_TEST_FAULT"
 

@@ -2,7 +2,7 @@
 acknowledged) and the per-site fence (the lease epoch every owner's write is checked against).
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 __all__ = ["downgrade", "upgrade"]
 
 revision = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | None = None
 depends_on: str | None = None
 

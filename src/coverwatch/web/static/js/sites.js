@@ -20,6 +20,11 @@ function row(s) {
     cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)`
       : s.engine_lag_s === null ? "NOT READY: no cover evaluated yet (no owner)"
       : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
+  // Events arriving late, per device: the engine keeps up, but the field does not.
+  if (s.late?.count) {
+    const devices = s.late.devices.map((d) => `${d.device}: ${d.count} late, up to ${d.max_lag_s} s`).join("\n");
+    tr.lastChild.append(el("div", { class: "late-line", title: devices }, s.late.text));
+  }
   return tr;
 }
 
