@@ -123,7 +123,7 @@ def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path) -> Non
         hide_password=False)
     with postgres_schema(tmp_path / "unused"):
         pass  # skips cleanly when PostgreSQL is not there
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
         [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     runner = subprocess.Popen(
         [sys.executable, "-m", "coverwatch.cli.cluster", "--sites", "1", "--workers", "1",
