@@ -316,7 +316,7 @@ class Services:
             self._escalating = asyncio.create_task(self._escalate(steps))
         if self.bus is not None:  # answered only once the stream has them too
             try:
-                await self.bus.publish(tagged)
+                await self.bus.publish(tagged, result.ids)
             except Exception as e:  # the client retries; the event keys make it one event
                 for *_, done, _reps in group:
                     if not done.done():

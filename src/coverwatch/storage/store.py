@@ -452,6 +452,8 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
                     earliest = min(p[_T_US] for p in params)
+                    if self.after_append is not None:  # the bus outbox
+                        self.after_append(conn, stored, earliest)
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))

@@ -34,6 +34,8 @@ __all__ = [
     "alerts",
     "api_tokens",
     "audit",
+    "bus_fences",
+    "bus_outbox",
     "contacts",
     "deliveries",
     "device_reports",
@@ -404,9 +406,32 @@ orders_acknowledgements = Table(
     Index(None, "officer", "post", "at_us"),
 )
 
+# Distributed mode (0011): a commit group JetStream has not acknowledged yet (events with
+# first_id <= id <= last_id of the site; earliest_us their earliest time); deleted once it has.
+bus_outbox = Table(
+    "bus_outbox",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("first_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("earliest_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Distributed mode (0011): the lease epoch of the site's owner; an owner's write is refused
+# unless its epoch is the one here (a fencing token, checked in the write's transaction).
+bus_fences = Table(
+    "bus_fences",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
 # Every table whose rows belong to one site (each has a ``site`` column).
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, qualifications,
+    device_reports, qualifications, bus_outbox, bus_fences,
 )
