@@ -183,6 +183,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
     app.include_router(device_router)
     app.include_router(roster_router)
+    from coverwatch.api.deadletter_routes import router as dead_letter_router
+
+    app.include_router(dead_letter_router)
     try:
         from coverwatch.web import mount_web
 

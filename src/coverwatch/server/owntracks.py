@@ -8,7 +8,8 @@ stops counting at once). The same translation as the HTTP mode
 (:mod:`coverwatch.formats.owntracks`), the same validation and idempotent
 store as every path. Like ``server.mqtt``: a persistent session, and a
 message is acknowledged only after its fix is committed; a message that
-cannot be used is acknowledged, logged and counted (``mqtt_rejected``).
+cannot be used is acknowledged, logged and counted (``mqtt_rejected``); one that
+is not JSON or OwnTracks, or that the store refuses, is also kept as a dead letter.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import orjson
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
+from coverwatch.server.admission import record_fault
+from coverwatch.server.deadletters import set_aside
 from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.services import Services
 
@@ -108,6 +111,7 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
     except (orjson.JSONDecodeError, OwnTracksError) as e:
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s rejected: %s", topic, e)
+        await set_aside(svc, "owntracks", topic, payload, f"invalid: {e}")
         return
     if message.unreadable:
         svc.mqtt_rejected += 1
@@ -124,4 +128,10 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
             svc.mqtt_rejected += 1
             log.warning("OwnTracks location on %s not used: %s", topic, e)
     if rows:
-        await svc.ingest(rows, source="owntracks", device=device.name)
+        try:
+            await svc.ingest(rows, source="owntracks", device=device.name)
+        except Exception as e:
+            if not record_fault(e):
+                raise  # the store cannot commit: left unacknowledged, redelivered
+            await set_aside(svc, "owntracks", topic, payload,
+                            f"the store refused it: {type(e).__name__}: {str(e)[:500]}")
