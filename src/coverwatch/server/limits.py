@@ -8,6 +8,12 @@ the site-scoped route prefix (:class:`SiteRoutes`).
   routes (login, OsmAnd, the probes, the login page and its static files) and
   any request that presents no credential at all get the small
   ``public_body_bytes``; authenticated callers get ``max_body_bytes``.
+* **Authentication before the body.** A request that brings a body and a
+  credential (a bearer token or the session cookie) has that credential
+  checked here, before a byte of the body is read or parsed: a wrong one is
+  answered 401 (403 for a missing CSRF token) at once and the connection
+  closed, so a bogus token can never make the server read 16 MiB. The caller
+  found is kept for the route (no second lookup).
 * **Client address.** ``X-Forwarded-For`` is believed only when the peer is one
   of the configured trusted proxies (addresses or networks; none by default),
   and then read from the right, skipping the trusted hops, so a client cannot
@@ -138,11 +144,30 @@ class RequestLimits:
         self.trusted = parse_networks(trusted_proxies)
 
     def limit_for(self, scope: Scope) -> int:
+        """The limit before authentication: the larger one only if a credential is shown
+        (and then only once it is checked, see :meth:`_authenticated`)."""
         path: str = scope.get("path", "")
         public = any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
         if public or not _has_credentials(scope):
             return self.public_body_bytes
         return self.max_body_bytes
+
+    @staticmethod
+    async def _authenticated(scope: Scope, receive: Receive, send: Send) -> bool | None:
+        """Check the credential before the body: True if it holds, None if there was
+        none after all; otherwise the refusal is sent (body unread) and False returned."""
+        from fastapi import HTTPException, Request
+
+        from coverwatch.server.access import authenticate
+
+        try:
+            who = await authenticate(Request(scope))
+        except HTTPException as e:
+            headers = {**(e.headers or {}), "Connection": "close"}
+            await problem_response(e.status_code, str(e.detail), headers=headers)(
+                scope, receive, send)
+            return False
+        return None if who is None else True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +180,13 @@ class RequestLimits:
             scope = {**scope, "client": (address, client[1])}
         limit = self.limit_for(scope)
         declared = _header(scope, b"content-length")
+        has_body = declared not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+        if limit > self.public_body_bytes and has_body:
+            known = await self._authenticated(scope, receive, send)
+            if known is False:
+                return
+            if known is None:
+                limit = self.public_body_bytes
         if declared is not None:
             try:
                 size = int(declared)
