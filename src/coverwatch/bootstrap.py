@@ -36,11 +36,14 @@ async def _build_site(
     """One site's services, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.outbox import people_resolver
+    from coverwatch.server.pools import in_alarm, in_notify
 
     notifier = Notifier(
         people_resolver(store), webhook_secret=settings.webhook_secret,
         site=doc.site, timezone=doc.site.timezone,
         timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
+        offload=in_notify,  # their own pool: a slow address never takes a store thread
+        offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
     svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
     await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,

@@ -11,7 +11,10 @@ free thread. Each kind gets its own pool here:
   ``PASSWORD_THREADS`` at once and ``PASSWORD_QUEUE`` waiting; beyond that
   :class:`Busy` (the caller answers 429 with ``Retry-After`` at once);
 * ``notify`` (:func:`in_notify`): outbound sends (Apprise, webhooks); their
-  retries wait on the event loop (``asyncio.sleep``), never in a thread.
+  retries wait on the event loop (``asyncio.sleep``), never in a thread;
+* ``alarms`` (:func:`in_alarm`): reserved for device alarms (SOS, fall): the
+  device lookup of an upload that carries an alarm, and the sends of an alarm's
+  notifications, so they never queue behind ordinary uploads or lapse notices.
 
 Reads and everything else stay on the default pool.
 """
@@ -26,8 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_notify",
-           "in_store", "pools"]
+__all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_alarm",
+           "in_notify", "in_store", "pools"]
 
 T = TypeVar("T")
 
@@ -35,6 +38,7 @@ PASSWORD_THREADS = 2  # two argon2 checks at 64 MiB each: the memory a login may
 PASSWORD_QUEUE = 8  # waiting beyond the running ones; more is refused (429)
 STORE_THREADS = 2
 NOTIFY_THREADS = 8
+ALARM_THREADS = 4
 
 
 class Busy(Exception):
@@ -76,6 +80,11 @@ async def in_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 async def in_notify(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one blocking send in the notifications' own pool."""
     return await _run("notify", NOTIFY_THREADS, fn, *args, **kwargs)
+
+
+async def in_alarm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking work of a device alarm in the pool kept for alarms."""
+    return await _run("alarms", ALARM_THREADS, fn, *args, **kwargs)
 
 
 async def check_password(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -427,7 +427,7 @@ class Services:
             horizon = self.live.horizon
             # Alert changes under the lock too, so a person's acknowledgement
             # (also under it) cannot overwrite a resolution made meanwhile.
-            await asyncio.to_thread(self._apply_changes, changes)
+            await in_store(self._apply_changes, changes)
             if self.site.silent_after_s is not None and self.briefing is not None:
                 if self.evaluates:
                     await asyncio.to_thread(self._check_silent, now)
@@ -506,7 +506,7 @@ class Services:
         # "level-due", not "escalated": whether anyone was reached is the deliveries' to say.
         for step in steps:
             alert = self.book.get(step.alert_id)
-            await asyncio.to_thread(
+            await in_store(
                 self.store.record_alert_event, alert.to_record(), actor="engine",
                 action=f"alert.level-due.{step.level}",
             )
