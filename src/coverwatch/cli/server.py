@@ -146,8 +146,11 @@ def serve(
         raise typer.BadParameter(str(e), param_hint="--trusted-proxies") from None
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.server.limits).
+    # A deadline for every request head: a slow client is closed (server.slowclients).
+    from coverwatch.server.slowclients import DeadlineH11Protocol
+
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False, proxy_headers=False)
+                access_log=False, proxy_headers=False, http=DeadlineH11Protocol)
 
 
 @db_app.command("upgrade")
