@@ -4,7 +4,7 @@
 import { api, el, formatTime, AuthError } from "./common.js";
 
 function row(d) {
-  const shown = d.payload.length > 300 ? `${d.payload.slice(0, 300)}…` : d.payload;
+  const shown = d.payload.length > 160 ? `${d.payload.slice(0, 160)}…` : d.payload;
   return el("tr", {},
     el("td", {}, formatTime(Date.parse(d.received))),
     el("td", {}, d.source, d.topic ? el("br") : "", d.topic ? el("code", {}, d.topic) : ""),
