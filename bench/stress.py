@@ -18,7 +18,7 @@ The table is printed with the machine's load average beside it. Traffic stays on
 127.0.0.1; the run takes about two minutes.
 
     .venv/bin/python bench/stress.py                 # every phase, 20 s each
-    .venv/bin/python bench/stress.py --seconds 10 --only calm,bogus
+    .venv/bin/python bench/stress.py --seconds 10 --only calm,bogus --officers 100
     PYTHONPATH=/path/to/other/src .venv/bin/python bench/stress.py   # another version
 
 Target (issue 19): SOS answered and first notification delivered within 2 s at p99 in
@@ -311,18 +311,25 @@ def _s(v: float) -> str:
     return "  lost" if v == float("inf") else f"{v:6.2f}"
 
 
+HEADER = (f"{'phase':<8} {'SOS answer s':>15} {'first notice s':>15} {'upload':>8} "
+          f"{'errors':>7} {'RSS MB':>7} {'+calm':>6}  load 1/5/15 min   other\n"
+          f"{'':<8} {'p50':>7} {'p99':>7} {'p50':>7} {'p99':>7} {'median':>8}")
+
+
+def row(p: Phase, calm: float) -> str:
+    return (f"{p.name:<8} {_s(_pct(p.sos_answer, 50)):>7} {_s(_pct(p.sos_answer, 99)):>7} "
+            f"{_s(_pct(p.sos_notified, 50)):>7} {_s(_pct(p.sos_notified, 99)):>7} "
+            f"{statistics.median(p.uploads) if p.uploads else float('nan'):8.3f} "
+            f"{p.upload_errors:7d} {p.rss_max:7.0f} {p.rss_max - calm:+6.0f}  "
+            f"{p.load[0]:.2f} {p.load[1]:.2f} {p.load[2]:.2f}    "
+            f"SOS n={len(p.sos_answer)} lost={p.sos_missing} {p.extra or ''}")
+
+
 def report(phases: list[Phase]) -> None:
     calm = next((p.rss_max for p in phases if p.name == "calm"), phases[0].rss_max)
-    print(f"\n{'phase':<8} {'SOS answer s':>15} {'first notice s':>15} {'upload':>8} "
-          f"{'errors':>7} {'RSS MB':>7} {'+calm':>6}  load 1/5/15 min   other")
-    print(f"{'':<8} {'p50':>7} {'p99':>7} {'p50':>7} {'p99':>7} {'median':>8}")
+    print("\n" + HEADER)
     for p in phases:
-        print(f"{p.name:<8} {_s(_pct(p.sos_answer, 50)):>7} {_s(_pct(p.sos_answer, 99)):>7} "
-              f"{_s(_pct(p.sos_notified, 50)):>7} {_s(_pct(p.sos_notified, 99)):>7} "
-              f"{statistics.median(p.uploads) if p.uploads else float('nan'):8.3f} "
-              f"{p.upload_errors:7d} {p.rss_max:7.0f} {p.rss_max - calm:+6.0f}  "
-              f"{p.load[0]:.2f} {p.load[1]:.2f} {p.load[2]:.2f}    "
-              f"SOS n={len(p.sos_answer)} lost={p.sos_missing} {p.extra or ''}")
+        print(row(p, calm))
     print("\ntarget: SOS answer and first notice p99 <= 2 s; upload median < 1 s; "
           "RSS within +100 MB of calm")
 
@@ -340,8 +347,9 @@ async def run(phases: list[str], seconds: float) -> list[Phase]:
         out = []
         for name in phases:
             out.append(await load.run_phase(name, seconds))
-            print(f"  {name}: done (receiver got {rx.count} notifications so far)",
-                  file=sys.stderr)
+            # Each row as soon as its phase ends: a version that hangs still shows the rest.
+            print(row(out[-1], out[0].rss_max), f"(receiver: {rx.count} notifications)",
+                  file=sys.stderr, flush=True)
             await asyncio.sleep(3)  # let the previous phase's lapses resolve
         await load.client.aclose()
     listener.close()
@@ -352,7 +360,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--only", default=",".join(PHASES), help="phases, comma-separated")
+    parser.add_argument("--officers", type=int, default=OFFICERS,
+                        help="officers reporting at 1 Hz (fewer on a machine too busy for 300)")
     args = parser.parse_args()
+    globals()["OFFICERS"] = args.officers
     wanted = [p for p in args.only.split(",") if p in PHASES]
     print(f"load before: {os.getloadavg()}", file=sys.stderr)
     report(asyncio.run(run(wanted, args.seconds)))
