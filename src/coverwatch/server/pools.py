@@ -34,8 +34,10 @@ __all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_a
 
 T = TypeVar("T")
 
-PASSWORD_THREADS = 2  # two argon2 checks at 64 MiB each: the memory a login may take
-PASSWORD_QUEUE = 8  # waiting beyond the running ones; more is refused (429)
+# One argon2 check at a time (64 MiB, and its lanes use several cores): on a small machine a
+# second would take the CPU the event loop needs for an SOS (bench/stress.py, logins).
+PASSWORD_THREADS = 1
+PASSWORD_QUEUE = 8  # waiting beyond the running one; more is refused (429)
 STORE_THREADS = 2
 NOTIFY_THREADS = 8
 ALARM_THREADS = 4
