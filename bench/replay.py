@@ -436,17 +436,26 @@ def bench(officers: int, posts: int, seconds: int, ref_seconds: int, workdir: Pa
 
 
 def _day_chunks(officers: int, posts: int, seconds: int, step: int) -> Iterator[pa.Table]:
+    """Rows in time order: each second's control rows go before that second's fixes.
+
+    A chunk of fixes ends where a control event falls inside it, so the mid-run
+    flag rows are written at their time, not after the chunk that holds it.
+    """
     crowd = Crowd(officers, posts)
     names = pa.array([officer_name(k) for k in range(officers)])
-    control = control_events(officers, seconds)
-    yield _control_table([r for r in control if int(r["t"]) == T0_S])  # type: ignore[call-overload]
-    later = sorted((r for r in control if int(r["t"]) != T0_S), key=lambda r: int(r["t"]))  # type: ignore[call-overload]
-    for first in range(0, seconds, step):
+    later = sorted(control_events(officers, seconds), key=lambda r: int(r["t"]))  # type: ignore[call-overload]
+    cuts = sorted({int(r["t"]) - T0_S for r in later})  # type: ignore[call-overload]
+    first = 0
+    while first < seconds:
+        due = [r for r in later if int(r["t"]) - T0_S <= first]  # type: ignore[call-overload]
+        if due:
+            yield _control_table(due)
+            later = later[len(due):]
         n = min(step, seconds - first)
+        n = min([n, *(c - first for c in cuts if first < c < first + n)])
         x, y, acc = crowd.seconds(n)
         yield _fix_table(first, x, y, acc, names)
-        while later and int(later[0]["t"]) < T0_S + first + n:  # type: ignore[call-overload]
-            yield _control_table([later.pop(0)])
+        first += n
 
 
 def day(officers: int, posts: int, seconds: int, workdir: Path, keep: bool) -> None:

@@ -20,6 +20,7 @@ from coverwatch.formats.sitefile import SiteDocument, load_site_document
 from coverwatch.server.access import LoginLimiter
 from coverwatch.server.limits import RequestLimits, SiteRoutes
 from coverwatch.server.problems import install as install_problems
+from coverwatch.server.proxyscheme import ForwardedProto
 from coverwatch.server.services import Services, wall_clock_us
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
@@ -58,6 +59,9 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
 
     settings, notifier = svc.settings, svc.notifier
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    from coverwatch.server.tours import TourWatch
+
+    svc.tours = TourWatch(svc)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
@@ -65,6 +69,7 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
              asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
+             asyncio.create_task(svc.tours.run(), name=f"tours:{site}"),
              asyncio.create_task(asyncio.to_thread(notifier.warm_up), name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import run_anchoring
@@ -163,6 +168,8 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         RequestLimits, max_body_bytes=settings.max_body_bytes,
         public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,
     )
+    # Outside the limits, which rewrite the client address: it must see the real peer.
+    app.add_middleware(ForwardedProto, trusted_proxies=settings.trusted_proxies)
 
     # Outermost: limits and routes see the plain path of a site-scoped request.
     app.add_middleware(SiteRoutes)
@@ -199,4 +206,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     from coverwatch.api.supervision_routes import router as supervision_router
 
     app.include_router(supervision_router)
+    from coverwatch.api.tour_routes import router as tour_router
+
+    app.include_router(tour_router)
     return app

@@ -45,7 +45,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PASSWORD = "e2e-password-123"
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
-WAIT_MS = 30_000
+WAIT_MS = 120_000  # generous: a loaded machine, a cold cache
 
 
 def _need_chromium() -> None:
@@ -97,11 +97,11 @@ def serving(tmp: Path, site: Path | list[Path], data_dir: Path) -> Iterator[str]
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             assert proc.poll() is None, (tmp / "server.log").read_text()
             try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(base + "/readyz", timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -141,6 +141,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             for rule in post["rules"]:
                 if rule["id"] == "open-gate-staffed":
                     rule["grace_s"] = 3
+    # Nobody here has a contact: without this the example's escalation would add
+    # "notification failure" cards beside the lapse these tests follow.
+    doc.pop("escalation", None)
     site = tmp / "site.yaml"
     site.write_text(yaml.safe_dump(doc), "utf-8")
     pw = {"COVERWATCH_PASSWORD": PASSWORD}
@@ -171,13 +174,13 @@ def _login(browser: Any, server: Server, user: str, path: str, viewport: dict[st
 
 
 def _device_post(server: Server, events: list[dict[str, Any]]) -> None:
-    r = httpx.post(server.base + "/api/v1/events", json=events, timeout=10,
+    r = httpx.post(server.base + "/api/v1/events", json=events, timeout=60,
                    headers={"Authorization": f"Bearer {server.device_token}"})
     assert r.status_code == 200, r.text
 
 
 def _supervisor_post(server: Server, events: list[dict[str, Any]]) -> None:
-    with httpx.Client(base_url=server.base, timeout=10) as c:
+    with httpx.Client(base_url=server.base, timeout=60) as c:
         login = c.post("/api/v1/login", json={"username": "sup", "password": PASSWORD})
         assert login.status_code == 200, login.text
         # Times are taken after the login: argon2 on a busy machine can outlast the lateness.
@@ -189,12 +192,12 @@ def _supervisor_post(server: Server, events: list[dict[str, Any]]) -> None:
 
 def test_pages_need_a_session(server: Server) -> None:
     for path in ("/", "/control", "/duty", "/audit"):
-        r = httpx.get(server.base + path, follow_redirects=False, timeout=10)
+        r = httpx.get(server.base + path, follow_redirects=False, timeout=60)
         assert r.status_code == 303, path
         assert r.headers["location"] == f"/login?next={path}"
-    assert httpx.get(server.base + "/login", timeout=10).status_code == 200
-    assert httpx.get(server.base + "/static/js/control.js", timeout=10).status_code == 200
-    assert httpx.get(server.base + "/api/v1/site", timeout=10).status_code == 401
+    assert httpx.get(server.base + "/login", timeout=60).status_code == 200
+    assert httpx.get(server.base + "/static/js/control.js", timeout=60).status_code == 200
+    assert httpx.get(server.base + "/api/v1/site", timeout=60).status_code == 401
 
 
 def test_supervisor_sees_lapse_and_acknowledges_it(server: Server, browser: Any) -> None:
@@ -338,5 +341,5 @@ def test_admin_enrols_a_phone_with_a_qr_code(server: Server, browser: Any) -> No
     page.locator("#enrol").screenshot(path=str(SHOTS / "control-enrol.png"))
     # The identifier in the link is the device's credential.
     token = link.inner_text().split("id=")[1].split("&")[0]
-    r = httpx.get(server.base + "/osmand", params={"id": token, "batt": "80"}, timeout=10)
+    r = httpx.get(server.base + "/osmand", params={"id": token, "batt": "80"}, timeout=60)
     assert r.status_code == 200, r.text

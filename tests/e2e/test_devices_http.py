@@ -391,3 +391,31 @@ def test_enrolment_link_qr_and_rotation(tmp_path: Path) -> None:
         r = kit.request(None, "GET", "/osmand", params={"id": body["token"], "lat": "51.5"})
         assert r.status_code == 401
         assert kit.request(admin, "POST", "/api/v1/devices/nope/rotate").status_code == 404
+
+
+def test_client_sdk_upload_json_array_is_stored_not_401(server: LiveServer) -> None:
+    # tests/unit/samples/clients/client-sdk-upload-json.json: each reading carries its id.
+    token = _device(server)
+    now = _now_s(server)
+    body = [{"id": token, "lat": 51.5, "lon": -0.12, "timestamp": now - 10, "accuracy": 8,
+             "batt": 87},
+            {"id": token, "lat": 51.50001, "lon": -0.12, "timestamp": now, "accuracy": 0}]
+    r = httpx.post(f"{server.url}/osmand", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 2
+    assert [(f["accuracy"], f["accuracy_source"]) for f in _events(server)] == [
+        (8.0, "reported"), (50.0, "default")]
+
+
+def test_a_mock_location_is_a_report_and_the_officer_shows_why(server: LiveServer) -> None:
+    token = _device(server)
+    r = httpx.get(f"{server.url}/osmand", params={
+        "id": token, "lat": "51.5", "lon": "-0.12", "timestamp": str(_now_s(server)),
+        "accuracy": "5", "mock": "true"})
+    assert r.status_code == 200, r.text
+    (reading,) = r.json()["readings"]
+    assert not reading["used_as_fix"] and reading["reason"].startswith("mock location")
+    assert _events(server) == []
+    officer = _officer(server, "A1")
+    assert officer["device_reports"][0]["reason"].startswith("mock location")
+    assert officer["not_counting"] == "mock location"

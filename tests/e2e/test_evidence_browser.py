@@ -43,7 +43,7 @@ def test_auditor_downloads_a_pack_from_the_audit_page(server: Server, browser: A
     pack = tmp_path / "pack.zip"
     info.value.save_as(pack)
     page.screenshot(path=str(SHOTS / "audit-evidence-1366x900.png"), full_page=True)
-    with httpx.Client(base_url=server.base, timeout=10) as c:
+    with httpx.Client(base_url=server.base, timeout=60) as c:
         assert c.post("/api/v1/login", json={"username": "aud", "password": PASSWORD}
                       ).status_code == 200
         pem = c.get("/api/v1/audit/public-key").text

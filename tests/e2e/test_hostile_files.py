@@ -66,6 +66,21 @@ def test_replay_refuses_a_deeply_nested_event_field(tmp_path: Path) -> None:
     assert f"{events}:2: extra: values nest more than 16 deep" in res.stderr
 
 
+def test_replay_refuses_an_overlong_line_by_its_number_and_skip_bad_skips_it(
+    tmp_path: Path,
+) -> None:
+    # Issue 19, F4: one 64 MB line took 30 s and 1.28 GB; now 1 MiB is the most read of a line.
+    events = tmp_path / "events.jsonl"
+    ok = '{"t": "2030-01-01T08:00:00Z", "kind": "duty", "officer": "A1", "on": true'
+    events.write_text(f'{ok}}}\n{ok}, "note": "{"n" * (3 << 20)}"}}\n{ok}}}\n')
+    res = run("replay", SITE, events)
+    assert res.returncode == 2, (res.returncode, res.stderr[-500:])
+    assert f"{events}:2:" in res.stderr and "longer than 1,048,576 bytes" in res.stderr
+    res = run("replay", SITE, events, "--skip-bad")
+    assert res.returncode == 0, (res.returncode, res.stderr[-500:])
+    assert "skipped 1 bad line(s): 2" in res.stderr
+
+
 # -- replay: plausible years and officer ids, on every path -------------------------
 
 RULES = RecordRules.of(load_site(SITE))

@@ -53,7 +53,7 @@ def test_replay_reads_a_gpx_track(tmp_path: Path) -> None:
     assert lapses and lapses[0]["post"] == "gate"
     without = run("replay", site, gpx, "--json", "-")  # no capability: never armed cover
     first = json.loads(without.stdout.splitlines()[0])
-    assert first["start"] == "2030-01-01T08:00:00Z"
+    assert first["start"] == "2025-01-01T08:00:00Z"
     r = run("replay", site, SAMPLES / "route-without-times.gpx")
     assert r.returncode == 2
     assert "trk[0].trkseg[0].trkpt[0]" in r.stderr and "no <time>" in r.stderr
@@ -83,7 +83,7 @@ def test_events_import_is_validated_and_idempotent(tmp_path: Path) -> None:
     assert "2 events read, 2 stored, 0 already stored" in r.stdout
     r = run("events", "import", events, "--site", site, "--data-dir", data)
     assert "2 events read, 0 stored, 2 already stored" in r.stdout
-    gpx = tmp_path / "patrol.gpx"  # the sample, moved into the past (no future times)
+    gpx = tmp_path / "patrol.gpx"  # the sample (dated in the past: no future times)
     gpx.write_text((SAMPLES / "patrol-several-segments.gpx").read_text().replace("2030-", "2025-"))
     r = run("events", "import", gpx, "--site", site, "--data-dir", data, "--capability", "armed")
     assert r.returncode == 0, r.stderr
@@ -107,9 +107,12 @@ def test_events_import_is_validated_and_idempotent(tmp_path: Path) -> None:
 def test_geojson_site_round_trip_and_degrees_warning(tmp_path: Path) -> None:
     yard = ROOT / "examples" / "yard" / "site.yaml"
     gj = tmp_path / "yard.geojson"
-    r = run("site", "export-geojson", yard, "--out", gj)
+    # The example has an origin now; a copy without one cannot be placed on the map.
+    no_origin = tmp_path / "no-origin.yaml"
+    no_origin.write_text(yard.read_text().replace("origin: {lat: 12.5, lon: -32.5}\n", ""))
+    r = run("site", "export-geojson", no_origin, "--out", gj)
     assert r.returncode == 2 and "no origin" in r.stderr
-    assert run("site", "export-geojson", yard, "--origin", "51.5,-0.12", "--out",
+    assert run("site", "export-geojson", no_origin, "--origin", "12.5,-32.5", "--out",
                gj).returncode == 0
     back = tmp_path / "yard.yaml"
     r = run("site", "import-geojson", gj, "--out", back)

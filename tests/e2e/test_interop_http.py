@@ -183,3 +183,17 @@ def test_random_owntracks_bodies_never_cause_a_server_error(kit: Kit) -> None:
             assert r.json() == []
 
     check()
+
+
+def test_owntracks_empty_body_is_200_and_locations_keep_their_device_report(kit: Kit) -> None:
+    # The booklet allows zero-length payloads; the Android app retries any non-2xx.
+    _, token = kit.device("alice-phone", "A7")
+    r = _post(kit, token, b"")
+    assert r.status_code == 200 and r.json() == []
+    payload = json.loads(SAMPLE.read_text())
+    assert _post(kit, token, payload).status_code == 200
+    report = kit.svc.store.last_device_reports()["alice-phone"]
+    assert (report["battery"], report["charging"], report["used"]) == (87.0, False, True)
+    assert {k: report["raw"][k] for k in ("tid", "conn", "vac")} == {
+        "tid": "A7", "conn": "w", "vac": 3}
+    assert _fixes(kit)[0]["accuracy_source"] == "reported"

@@ -278,3 +278,32 @@ def test_orders_changed_during_the_shift_must_be_reacknowledged(kit: Kit) -> Non
     (alert,) = unbriefed_alerts(kit, sup)
     assert alert["state"] == "resolved"
     assert format_time(alert["resolved_at"]) <= kit.clock.iso()
+
+
+def test_a_late_duty_booking_is_applied_and_still_loses_an_expiring_qualification(
+        kit: Kit) -> None:
+    """Issue 19: a booking-on that arrives behind the horizon takes effect live when it
+    arrives, and the qualification's expiry (which looks at the duty the live engine
+    took) still re-states the officer's capabilities."""
+    admin = kit.user("root", "admin")
+    sup = kit.user("sup", "supervisor")
+    r = kit.request(admin, "POST", "/api/v1/qualifications", headers={"Content-Type": "text/csv"},
+                    content="officer,qualification,valid_until\n"
+                            f"U7,armed,{kit.clock.iso(6)}\n")
+    assert r.status_code == 200, r.text
+    r = kit.post_events(sup, [{"t": kit.clock.iso(-8), "kind": "duty", "officer": "U7",
+                               "on": True, "capabilities": ["armed"]}])
+    assert r.status_code == 200 and r.json()["late"] == 1, r.text
+    kit.advance(1)
+    officers = {o["officer"]: o for o in
+                kit.request(sup, "GET", "/api/v1/officers").json()["officers"]}
+    assert officers["U7"]["on_duty"] and officers["U7"]["capabilities"] == ["armed"]
+    kit.advance(4.5)
+    step(kit)  # the expiry is within the look-ahead: capabilities re-stated
+    kit.advance(3)
+    officers = {o["officer"]: o for o in
+                kit.request(sup, "GET", "/api/v1/officers").json()["officers"]}
+    assert officers["U7"]["on_duty"] and officers["U7"]["capabilities"] == []
+    rows = [r for r in kit.svc.store.events_since(0) if r["officer"] == "U7"]
+    assert [(r["source"], r["late"], r["applied_us"] is not None) for r in rows] == [
+        ("http", True, True), ("qualifications", False, False)]

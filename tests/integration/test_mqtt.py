@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
 from coverwatch.errors import StoreError
-from coverwatch.server.mqtt import topic_for
+from coverwatch.server.mqtt import client_id, topic_for
 from coverwatch.server.services import Services
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
@@ -31,12 +31,12 @@ URL = f"mqtt://{HOST}:{PORT}"
 
 
 @pytest.fixture
-def site_id() -> Iterator[str]:
+def site_id(tmp_path: Path) -> Iterator[str]:
     require_service("Mosquitto", HOST, PORT)
     site = f"mqtt-test-{uuid.uuid4().hex[:10]}"
     yield site
     # Drop the server's persistent session from the broker.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"coverwatch-{site}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id(site, tmp_path / "data"),
                          clean_session=True)
     client.connect(HOST, PORT)
     client.loop_start()

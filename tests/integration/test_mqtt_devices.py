@@ -85,7 +85,8 @@ def test_one_device_cannot_publish_for_another(tmp_path: Path,
     port, conf = broker
     site_id = f"acl-{uuid.uuid4().hex[:8]}"
     clock = WallClock()
-    files = write_acl(site_id, ["phone-a1", "phone-b2"], tmp_path / "passwd", tmp_path / "acl")
+    files = write_acl({site_id: ["phone-a1", "phone-b2"]}, tmp_path / "passwd",
+                      tmp_path / "acl")
     assert (tmp_path / "passwd").read_text().startswith(f"{SERVER_USER}:$7$101$")
     proc = _start(conf, port)
     try:
@@ -133,12 +134,13 @@ def test_one_device_cannot_publish_for_another(tmp_path: Path,
 
 
 def test_rerunning_keeps_enrolled_passwords(tmp_path: Path) -> None:
-    first = write_acl("s", ["p1"], tmp_path / "passwd", tmp_path / "acl")
-    again = write_acl("s", ["p1", "p2"], tmp_path / "passwd", tmp_path / "acl")
+    first = write_acl({"s": ["p1"]}, tmp_path / "passwd", tmp_path / "acl")
+    again = write_acl({"s": ["p1", "p2"]}, tmp_path / "passwd", tmp_path / "acl")
     assert set(first.minted) == {SERVER_USER, "p1"} and set(again.minted) == {"p2"}
-    rotated = write_acl("s", ["p1", "p2"], tmp_path / "passwd", tmp_path / "acl", rotate=["p1"])
+    rotated = write_acl({"s": ["p1", "p2"]}, tmp_path / "passwd", tmp_path / "acl",
+                        rotate=["p1"])
     assert set(rotated.minted) == {"p1"}
     acl = (tmp_path / "acl").read_text()
     assert "user p2\ntopic write coverwatch/s/devices/p2/events" in acl
     with pytest.raises(ValueError):
-        write_acl("s", ["bad/name"], tmp_path / "passwd", tmp_path / "acl")
+        write_acl({"s": ["bad/name"]}, tmp_path / "passwd", tmp_path / "acl")

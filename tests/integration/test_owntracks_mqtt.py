@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
+from coverwatch.server.mqtt import client_id
 from coverwatch.server.owntracks import parse_owntracks_map
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
@@ -26,7 +27,7 @@ URL = f"mqtt://{HOST}:{PORT}"
 
 
 @pytest.fixture
-def names() -> Iterator[tuple[str, str]]:
+def names(tmp_path: Path) -> Iterator[tuple[str, str]]:
     require_service("Mosquitto", HOST, PORT)
     suffix = uuid.uuid4().hex[:10]
     site, user = f"ot-test-{suffix}", f"user{suffix}"
@@ -39,7 +40,8 @@ def names() -> Iterator[tuple[str, str]]:
     client.disconnect()
     client.loop_stop()
     # Drop the server's persistent session.
-    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"coverwatch-{site}-owntracks",
+    session = mqtt.Client(CallbackAPIVersion.VERSION2,
+                          client_id=client_id(site, tmp_path / "data") + "-owntracks",
                           clean_session=True)
     session.connect(HOST, PORT)
     session.loop_start()
@@ -93,6 +95,12 @@ def test_owntracks_topics_are_read_as_their_mapped_devices(
         rows = _fixes(kit)[1:]
         assert [(r["officer"], r["device"], r["source"], r["accuracy"]) for r in rows] == [
             ("A7", "alice-phone", "owntracks", 12.0), ("A7", "alice-phone", "owntracks", 50.0)]
+        assert [r["accuracy_source"] for r in rows] == ["reported", "default"]
+        # Through the one device-report path: battery and the app's fields are kept.
+        reports = kit.svc.store.device_reports("alice-phone")
+        with_batt = [r for r in reports if r["battery"] is not None]
+        assert with_batt and with_batt[0]["battery"] == 80.0
+        assert (with_batt[0]["raw"]["tid"], with_batt[0]["raw"]["conn"]) == ("A7", "m")
         # The same location again (OwnTracks re-publishes): stored once.
         _publish(f"owntracks/{user}/phone", location)
         _publish(f"owntracks/{user}/phone", {**location, "tst": tst + 3})

@@ -190,6 +190,24 @@ def test_append_maps_rows_back_across_chunks(store: Store) -> None:
     assert {r["id"]: (r["officer"], r["t_us"]) for r in result.rows} == stored
 
 
+def test_a_late_state_event_keeps_when_it_was_applied_live(store: Store) -> None:
+    """Issue 19: the horizon a late duty/gate/flag event took effect at is stored with it
+    (single process: at append; distributed: when the owner marks it late)."""
+    gate = {"kind": "gate", "post": "north", "t_us": T0, "open": True, "source": "http",
+            "late": True, "applied_us": T0 + 5 * S}
+    store.append_events([gate, fix("A1", T0 + S),
+                         {**gate, "post": "south", "late": False, "applied_us": None}])
+    rows = {(e["kind"], e["post"]): e for e in store.events_since(0)}
+    assert rows[("gate", "north")]["applied_us"] == T0 + 5 * S
+    assert rows[("gate", "south")]["applied_us"] is None
+    fix_key, south_key = rows[("fix", None)]["key"], rows[("gate", "south")]["key"]
+    assert store.mark_late([fix_key, south_key], {south_key: T0 + 9 * S}) == 2
+    rows = {(e["kind"], e["post"]): e for e in store.events_since(0)}
+    assert (rows[("gate", "south")]["late"], rows[("gate", "south")]["applied_us"]) == (
+        True, T0 + 9 * S)
+    assert (rows[("fix", None)]["late"], rows[("fix", None)]["applied_us"]) == (True, None)
+
+
 def test_events_since_can_skip_late_events(store: Store) -> None:
     store.append_events(
         [fix("A1", T0), fix("A1", T0 + S, late=True), fix("A1", T0 + 2 * S, late=False)]
@@ -769,3 +787,18 @@ def test_audit_survives_reopen(migrated: Database) -> None:
         assert (result.ok, result.entries) == (True, 4)
     finally:
         again.close()
+
+
+def test_a_supervisor_of_this_site_only_is_reached_by_the_role(store: Store) -> None:
+    """``role:supervisor`` reaches a site-only supervisor here, never one of another site."""
+    store.password_hasher = FAST_HASHER
+    store.create_user("here", "pw", [], site_roles_only=True)
+    store.set_site_roles("here", store.site, ["supervisor"])
+    store.set_contacts("here", ["mailto://here@example.org"])
+    store.create_user("there", "pw", [], site_roles_only=True)
+    store.set_site_roles("there", "elsewhere", ["supervisor"])
+    store.set_contacts("there", ["mailto://there@example.org"])
+    store.create_user("both", "pw", ["supervisor"])
+    assert [r.person for r in store.reach("role:supervisor")] == ["both", "here"]
+    assert store.notification_urls("role:supervisor") == ["mailto://here@example.org"]
+    assert store.reach("role:admin") == []

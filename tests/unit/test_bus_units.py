@@ -4,6 +4,9 @@ restoring from a checkpoint, refusing a checkpoint it did not sign)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ from coverwatch.bus.checkpoints import _decode, _encode
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.replay import lapse_record
-from coverwatch.server.buscover import KEEP_LAPSES_US, BusCover, LateEvents, StateRejected
+from coverwatch.server.buscover import (
+    KEEP_LAPSES_US,
+    BusCover,
+    LateEvents,
+    StateRejected,
+    _Pickler,
+)
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 
@@ -132,6 +141,47 @@ def test_an_event_behind_a_watermark_is_late_whoever_evaluates() -> None:
     assert out == [LateEvents(("late",))]
     restored = BusCover(site, secret=b"k", state=cover.snapshot())
     assert restored.live.horizon == cover.live.horizon
+
+
+def test_a_late_state_event_is_applied_at_the_stream_horizon_by_every_owner() -> None:
+    """Distributed mode shares the late path: the owner applies a late duty or gate event
+    at the horizon of its stream, so a new owner replaying from a checkpoint agrees."""
+    site = load_site(YARD)
+    t0 = 1_900_000_000 * US_PER_S
+    h = t0 + 10 * US_PER_S
+    fix = {"kind": "fix", "officer": "A1", "x": 1.0, "y": 2.0, "accuracy": 5.0}
+    msgs = [_event(1, "f1", t0, **fix), BusMessage("s", 2, "watermark", None, {"horizon_us": h}),
+            _event(3, "duty", t0 + 5 * US_PER_S, kind="duty", officer="A1", on=True,
+                   capabilities=["armed"], device="phone-a1", received_us=h + 3 * US_PER_S),
+            _event(4, "gate", t0 + 5 * US_PER_S, kind="gate", post="main-gate", open=True),
+            _event(5, "old", t0 + 4 * US_PER_S, kind="duty", officer="A1", on=False),
+            _event(6, "f2", h + US_PER_S, **fix)]
+    cover = BusCover(site, secret=b"k")
+    out = _run(cover, msgs[:2]) + cover.take(msgs[2:5])
+    # The booking-off stamped before the booking-on is late and superseded: not applied.
+    assert out == [LateEvents(("duty", "gate", "old"), (("duty", h), ("gate", h)))]
+    resumed = BusCover(site, secret=b"k", state=cover.snapshot())
+    for c in (cover, resumed):
+        c.take(msgs[5:])
+        c.advance(h + 5 * US_PER_S)
+        a1 = {o.officer: o for o in c.live.officers()}["A1"]
+        assert a1.on_duty and c.live.gates()["main-gate"]
+        states = {(r["post"], r["rule"]): r["state"] for r in c.live.cover_states()}
+        assert states[("main-gate", "open-gate-staffed")] == "covered"
+        late = c.live.late.summary(h + 5 * US_PER_S)
+        assert (late["count"], late["applied"]) == (3, 2)
+        assert {d["device"]: d["max_lag_s"] for d in late["devices"]}["phone-a1"] == 8.0
+
+
+def test_a_checkpoint_without_late_state_still_loads() -> None:
+    site = load_site(YARD)
+    cover = BusCover(site, secret=b"k")
+    del cover.live.__dict__["_state_t"], cover.live.__dict__["late"]  # as written before
+    buf = io.BytesIO()
+    _Pickler(buf).dump((cover.live, []))
+    state = hmac.new(b"k", buf.getvalue(), hashlib.sha256).digest() + buf.getvalue()
+    restored = BusCover(site, secret=b"k", state=state)
+    assert restored.live.late.total == 0 and restored.live._state_t == {}
 
 
 def test_a_checkpoint_signed_by_another_secret_is_refused() -> None:

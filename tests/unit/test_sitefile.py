@@ -398,5 +398,7 @@ def test_documented_complete_example_is_valid() -> None:
 def test_documented_error_example_matches_the_real_output() -> None:
     with pytest.raises(SiteFileError) as caught:
         load_site_text(doc_block("error-example"), "site.yaml")
-    output = [line for line in doc_block("error-output").splitlines() if line]
+    # The document shows what `coverwatch check` prints: each problem after "error ".
+    output = [line.removeprefix("error ") for line in doc_block("error-output").splitlines()
+              if line]
     assert [str(p) for p in caught.value.problems] == output

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
-from coverwatch.server.devices import device_upload, osmand_json_readings, osmand_readings
+from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.pools import in_alarm
 from coverwatch.server.problems import problem_response, problems
@@ -112,15 +112,17 @@ async def osmand(request: Request, anywhere: AnySvc) -> Any:
             form = await request.form()
             params.update({k: str(v) for k, v in form.items()})
     ident = params.get("id") or params.get("deviceid")
-    if body is not None and isinstance(body, dict):
-        ident = ident or body.get("device_id")
+    # The client SDK's uploadJson posts an array of flat readings, each with its id.
+    first = body[0] if isinstance(body, list) and body else body
+    if isinstance(first, dict):
+        ident = ident or first.get("device_id") or first.get("id") or first.get("deviceid")
     alarm = bool(params.get("alarm")) or b'"alarm"' in (body_bytes or b"")
     who = await _osmand_device(request, anywhere, ident if isinstance(ident, str) else None,
                                alarm)
     assert who.officer is not None
     svc = device_site(request, who)
     try:
-        readings = osmand_json_readings(body) if body is not None else osmand_readings(params)
+        readings = osmand_body_readings(body) if body is not None else osmand_readings(params)
     except InvalidEvents as e:
         return _problem(400, [p.as_dict() for p in e.problems])
     upload = device_upload(readings, svc.site, officer=who.officer, device=who.name,

@@ -24,9 +24,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from coverwatch.domain.time import parse_time
+from coverwatch.domain.time import format_time, parse_time
 from coverwatch.errors import StoreError
 from coverwatch.server.access import Principal, require, services
+from coverwatch.server.headers import attachment, refuse_control_characters
 from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
@@ -72,6 +73,8 @@ async def evidence(
     from coverwatch.evidence.service import signing_key
     from coverwatch.server.siteapply import SiteVersion, load_versions
 
+    # Before any work: the pack would be built and audited, then the reply fail.
+    refuse_control_characters(since=since, until=until, post=post)
     try:
         since_us, until_us = parse_time(since), parse_time(until)
     except ValueError as e:
@@ -92,9 +95,8 @@ async def evidence(
         return data
 
     data = await asyncio.to_thread(build)
-    name = f"evidence-{svc.site.id}-{since[:10]}.zip"
-    return Response(data, media_type="application/zip",
-                    headers={"content-disposition": f'attachment; filename="{name}"'})
+    name = f"evidence-{svc.site.id}-{format_time(since_us)[:10]}.zip"
+    return Response(data, media_type="application/zip", headers=attachment(name))
 
 
 # -- retention and legal holds ------------------------------------------------------
@@ -111,7 +113,6 @@ class HoldBody(BaseModel):
 
 
 def _retention_json(svc: Services) -> dict[str, Any]:
-    from coverwatch.domain.time import format_time
     from coverwatch.evidence.retention import get_retention_days
 
     return {"positions_days": get_retention_days(svc.store),
@@ -170,8 +171,7 @@ Supervising = Annotated[Principal, Depends(require(*SUPERVISION))]
 
 def _file(data: bytes, fmt: str, name: str) -> Response:
     media = "application/pdf" if fmt == "pdf" else "text/csv; charset=utf-8"
-    return Response(data, media_type=media,
-                    headers={"content-disposition": f'attachment; filename="{name}.{fmt}"'})
+    return Response(data, media_type=media, headers=attachment(f"{name}.{fmt}"))
 
 
 @router.get("/api/v1/records/daily")
@@ -213,6 +213,7 @@ async def time_in_area_records(
     from coverwatch.reports.supervision import time_in_area
     from coverwatch.reports.supervision_out import records_csv, records_pdf
 
+    refuse_control_characters(since=since, until=until)
     try:
         lo, hi = parse_time(since), parse_time(until)
     except ValueError as e:

@@ -3,8 +3,9 @@
 ``POST /owntracks`` authenticates with HTTP Basic (any username, the device
 token as password), because that is what the OwnTracks app can send. It never
 stalls a phone: an authenticated, well-formed message gets ``200 []`` even
-when its position cannot be used (logged with the reason), since OwnTracks
-retries a refused message before sending anything newer.
+when its position cannot be used (stored as a device report with the reason),
+and so does an empty body (the booklet allows zero-length payloads), since
+OwnTracks retries a refused message before sending anything newer.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from coverwatch.domain.time import parse_time, seconds_to_us
+from coverwatch.domain.time import parse_time
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
 from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
-from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.owntracks import store_owntracks
 from coverwatch.server.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 
@@ -72,8 +73,11 @@ async def owntracks(request: Request, anywhere: AnySvc) -> Any:
     who = await _owntracks_device(request, anywhere)
     assert who.officer is not None
     svc = device_site(request, who)
+    body = await request.body()
+    if not body.strip():  # zero-length is a valid OwnTracks payload: nothing to store
+        return JSONResponse([])
     try:
-        payload = orjson.loads(await request.body())
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         return problem_response(400, None, [error(f"invalid JSON: {e}")])
     try:
@@ -83,21 +87,11 @@ async def owntracks(request: Request, anywhere: AnySvc) -> Any:
         return problem_response(400, None, [error(str(e), field="_type")])
     if len(message.records) > svc.settings.max_batch_events:
         raise HTTPException(413, f"at most {svc.settings.max_batch_events} events per request")
-    rows: list[dict[str, Any]] = []
-    for record in message.records:  # one by one: a bad location must not drop a good one
-        try:
-            rows += validate_records(
-                [record], svc.site, now_us=svc.clock(),
-                max_future_us=seconds_to_us(svc.settings.max_future_s),
-                device_officer=who.officer, device=True,
-            )
-        except InvalidEvents as e:
-            log.warning("OwnTracks location from device %s not used: %s", who.name, e)
     if message.ignored:
         level = logging.WARNING if message.unreadable else logging.DEBUG
         log.log(level, "OwnTracks from device %s: %s", who.name, "; ".join(message.ignored))
-    if rows:
-        await svc.ingest(rows, source="owntracks", device=who.name)
+    # One device report per location, a fix where usable: a bad one never drops a good one.
+    await store_owntracks(svc, message, officer=who.officer, device=who.name)
     return JSONResponse([])  # OwnTracks expects an array (of messages for the phone)
 
 

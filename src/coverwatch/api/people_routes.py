@@ -25,6 +25,7 @@ from coverwatch.server.access import (
 )
 from coverwatch.server.pools import Busy, check_password
 from coverwatch.server.problems import error, problems
+from coverwatch.server.proxyscheme import cookie_is_secure
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,
@@ -72,7 +73,8 @@ async def login(body: Login, request: Request, response: Response, svc: AnySvc) 
     )
     response.set_cookie(
         SESSION_COOKIE, session.token, httponly=True, samesite="strict",
-        secure=svc.settings.secure_cookies, max_age=int(svc.settings.session_ttl_s), path="/",
+        secure=cookie_is_secure(request, svc.settings.secure_cookies),
+        max_age=int(svc.settings.session_ttl_s), path="/",
     )
     return {"username": user.username, "roles": sorted(user.roles),
             "csrf_token": session.csrf_token}
@@ -87,7 +89,8 @@ async def logout(
     if token:
         await asyncio.to_thread(svc.store.delete_session, token)
         await asyncio.to_thread(record_logout, deployment_chain(request), who.name)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=cookie_is_secure(request, svc.settings.secure_cookies))
     return {"status": "logged out"}
 
 

@@ -14,6 +14,7 @@ whole shift, is refused with 422 and the reason.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -91,7 +92,9 @@ async def import_roster(
 ) -> Any:
     b = briefing(svc)
     try:
-        shifts = parse_roster_csv(await _csv(request), svc.site.timezone)
+        # Off the event loop: 5 MB of rows takes a moment to check.
+        shifts = await asyncio.to_thread(parse_roster_csv, await _csv(request),
+                                         svc.site.timezone)
         stored = await b.add_shifts(shifts, who.name)
     except BriefingInputError as e:
         return _refused(e)
@@ -172,7 +175,8 @@ async def import_qualifications(
     request: Request, svc: Svc, who: Annotated[Principal, Depends(require("admin"))]
 ) -> Any:
     try:
-        records = parse_qualifications_csv(await _csv(request), svc.site.timezone)
+        records = await asyncio.to_thread(parse_qualifications_csv, await _csv(request),
+                                          svc.site.timezone)
     except BriefingInputError as e:
         return _refused(e)
     await briefing(svc).set_qualifications(records, who.name)

@@ -170,8 +170,10 @@ def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
 async def cover(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))]
 ) -> dict[str, Any]:
-    """Every rule's state at the horizon: covered, grace, lapsed or inactive."""
-    return {"horizon": format_time(svc.shown.horizon), "rules": svc.shown.cover_states()}
+    """Every rule's state at the horizon: covered, grace, lapsed or inactive; and the
+    events that arrived behind the horizon lately, per device (``late``)."""
+    return {"horizon": format_time(svc.shown.horizon), "rules": svc.shown.cover_states(),
+            "late": svc.shown.late.summary(svc.clock())}
 
 
 @router.get("/api/v1/officers")

@@ -47,15 +47,50 @@ app = typer.Typer(
 _PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"coverwatch {version('coverwatch')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("coverwatch (version unknown: not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _deployment(
     site: Annotated[str | None, typer.Option(
         "--site", envvar="COVERWATCH_SITE",
         help="In a deployment of several sites: the id of the site the command's store "
              "options act on (e.g. coverwatch --site depot devices add …).")] = None,
+    _version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print coverwatch's version and exit.")] = False,
 ) -> None:
     if site:  # read by coverwatch.storage.open_store
         os.environ["COVERWATCH_SITE"] = site
+
+
+@app.command("help")
+def help_(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="A command, e.g. `serve` or `devices add`.")] = None,
+) -> None:
+    """Show the help of coverwatch or of one of its commands."""
+    at: Any = ctx.find_root()
+    cmd: Any = at.command
+    for name in command or []:
+        # Typer vendors its own click: walk groups by what they do, not by class.
+        sub = cmd.get_command(at, name) if hasattr(cmd, "get_command") else None
+        if sub is None:
+            Console(stderr=True).print(f"[red]error[/red] no command {escape(name)!r}: "
+                                       "see `coverwatch help`", highlight=False)
+            raise typer.Exit(2)
+        at = type(at)(sub, info_name=name, parent=at)
+        cmd = sub
+    typer.echo(cmd.get_help(at))
 
 
 def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
@@ -79,8 +114,9 @@ def check(
         help="Check escalation targets against the users in this data directory.")] = None,
 ) -> None:
     """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
-    otherwise; with --strict, warnings (e.g. vague or contradicting orders, an
-    escalation target that reaches nobody with a contact) exit 2 too."""
+    otherwise; with --strict, warnings (e.g. vague or contradicting orders, no origin for
+    phones, no escalation, an escalation target that reaches nobody with a contact) exit 2
+    too."""
     from coverwatch.formats.sitefile import load_site_document
 
     console = Console(stderr=True)
@@ -119,23 +155,35 @@ def check(
 
 def _target_problems(console: Console, doc: Any, db: str | None,
                      data_dir: Path | None) -> list[Any]:
-    """Escalation targets that reach nobody with a contact, if a store was named."""
-    if not doc.escalation:
-        return []
+    """What keeps the site from seeing a phone or reaching a person: no origin, no
+    escalation, and (if a store was named) escalation targets that reach nobody."""
+    from coverwatch.domain.lint import lint_reach
+
     if db is None and data_dir is None:
-        console.print("[dim]note[/dim] escalation targets were not checked against people: "
-                      "give --db or --data-dir", highlight=False, soft_wrap=True)
-        return []
+        if doc.escalation:
+            console.print("[dim]note[/dim] escalation targets were not checked against "
+                          "people: give --db or --data-dir", highlight=False, soft_wrap=True)
+        return lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=None)
     from coverwatch.server.outbox import unreachable_targets
     from coverwatch.server.services import policy_from
     from coverwatch.storage import open_store
+    from coverwatch.storage.sites import key_for_site, site_store
     from coverwatch.storage.store import DB_FILENAME
 
     if db is None and data_dir is not None and not (data_dir / DB_FILENAME).exists():
-        return [f"escalation targets: no database in {data_dir} (no users: nobody is reached)"]
+        out: list[Any] = lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=0)
+        if doc.escalation:
+            out.append(f"escalation targets: no database in {data_dir} (no users: nobody is "
+                       "reached)")
+        return out
     store = open_store(db, data_dir or Path("data"))
     try:
-        return list(unreachable_targets(policy_from(doc), store))
+        at = site_store(store, key_for_site(store, doc.site.id, sole=True))
+        out = list(lint_reach(doc.site, has_escalation=bool(doc.escalation),
+                              devices=len(at.list_devices())))
+        if doc.escalation:
+            out += list(unreachable_targets(policy_from(doc), store))
+        return out
     finally:
         store.close()
 
@@ -185,7 +233,6 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from coverwatch.formats.gpx import GpxOptions
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -224,7 +271,7 @@ def replay(
                 site_model, events, skip_bad=skip_bad, budget=budget,
                 disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
                 on_start=start, on_progress=tick,
-                gpx=GpxOptions(officer, tuple(capability or ()), track_duty, with_events),
+                gpx=_gpx_options(events, officer, capability, track_duty, with_events),
             )
     except CoverwatchError as e:
         raise _fail(err, e) from None
@@ -264,6 +311,18 @@ def replay(
         )
     if len(alerted) > 10:
         console.print(f"... and {len(alerted) - 10} more alerted lapses (see --json)")
+
+
+def _gpx_options(
+    events: Path, officer: str | None, capability: list[str] | None, track_duty: bool,
+    with_events: Path | None,
+) -> Any:
+    # Only a GPX file needs them: gpxpy is not imported for other formats (start-up).
+    if events.suffix.lower() != ".gpx":
+        return None
+    from coverwatch.formats.gpx import GpxOptions
+
+    return GpxOptions(officer, tuple(capability or ()), track_duty, with_events)
 
 
 def main() -> None:

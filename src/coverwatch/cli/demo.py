@@ -15,6 +15,10 @@ more officers play there: one of the two armed officers at its main gate takes
 breaks at the store, so the gate lapses; a supervisor of that site alone sees
 nothing of the yard.
 
+The sites' ``escalation:`` sections reach the demo's people: each demo account's
+contact is the demo inbox (:mod:`coverwatch.cli.demoinbox`), a local receiver
+whose messages are printed on the console and listed on a page.
+
 Demo accounts with fixed passwords are created here and printed. This is the
 only place coverwatch ever creates an account with a known password.
 """
@@ -26,11 +30,13 @@ import contextlib
 import itertools
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from coverwatch.cli.demoinbox import Inbox, Received, demo_inbox
 from coverwatch.domain.time import format_time
 from coverwatch.server.services import wall_clock_us
 
@@ -95,8 +101,10 @@ def loop_point(distance: float) -> tuple[float, float]:
     return LOOP[-1]
 
 
-def _setup(data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, str]], str]:
-    """Fresh demo database: accounts, one device per officer and an ingest token."""
+def _setup(data_dir: Path, sites: list[Path],
+           inbox: Inbox | None = None) -> tuple[list[dict[str, str]], str]:
+    """Fresh demo database: accounts (whose contacts are the demo inbox), one device per
+    officer and an ingest token."""
     from coverwatch.formats.sitefile import load_site_document
     from coverwatch.storage import open_store
     from coverwatch.storage.sites import key_for_site, site_store
@@ -108,6 +116,8 @@ def _setup(data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, str]], str
     try:
         for username, (password, roles) in DEMO_USERS.items():
             store.create_user(username, password, roles)
+            if inbox is not None:
+                store.set_contacts(username, [inbox.url(username)])
         tokens: list[dict[str, str]] = []
         for i, (path, officers) in enumerate(zip(sites, (OFFICERS, SECOND), strict=False)):
             site_id = load_site_document(path).site.id
@@ -122,6 +132,8 @@ def _setup(data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, str]], str
                 name, password = SITE_SUPERVISOR
                 store.create_user(name, password, [], site_roles_only=True)
                 store.set_site_roles(name, at.site, ["supervisor"])
+                if inbox is not None:
+                    store.set_contacts(name, [inbox.url(name)])
         _, control = store.create_api_token("demo-control-room", ["ingest"])
     finally:
         store.close()
@@ -143,13 +155,16 @@ def _where(off: SimOfficer, elapsed: float, speed_mps: float) -> tuple[float, fl
 async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps: float = 1.5,
                    silent_after_s: float = 45.0, stop: asyncio.Event | None = None,
                    officers: list[SimOfficer] | None = None, site: str | None = None,
-                   gates: tuple[str, ...] = ("main-gate", "service-gate")) -> None:
-    """Post 1 Hz fixes for every officer through the real API until ``stop``."""
+                   gates: tuple[str, ...] = ("main-gate", "service-gate"),
+                   clock: Callable[[], int] = wall_clock_us,
+                   transport: httpx.AsyncBaseTransport | None = None) -> None:
+    """Post 1 Hz fixes for every officer through the real API until ``stop``; each fix is
+    stamped with the time it is sent."""
     stop = stop or asyncio.Event()
     officers = OFFICERS if officers is None else officers
     events = "/api/v1/events" if site is None else f"/api/v1/sites/{site}/events"
-    t0 = wall_clock_us()
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    t0 = clock()
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, transport=transport) as client:
         ctl = {"Authorization": f"Bearer {control}"}
         start = format_time(t0)
         await client.post(events, headers=ctl, json=[
@@ -163,15 +178,16 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
                        "capabilities": list(off.capabilities)}],
             )
         while not stop.is_set():
-            now = wall_clock_us()
-            elapsed = (now - t0) / 1e6
-            stamp = format_time(now - now % 1_000_000)
             for off in officers:
+                # Stamped when sent, not when the round began: on a loaded machine a round
+                # takes seconds, and an old stamp would arrive late and be judged late.
+                now = clock()
+                elapsed = (now - t0) / 1e6
                 if off.mode == "silent" and elapsed > silent_after_s:
                     continue
                 x, y = _where(off, elapsed, speed_mps)
-                fix = {"t": stamp, "kind": "fix", "x": round(x, 2), "y": round(y, 2),
-                       "accuracy_m": 4}
+                fix = {"t": format_time(now), "kind": "fix", "x": round(x, 2),
+                       "y": round(y, 2), "accuracy_m": 4}
                 with contextlib.suppress(httpx.HTTPError):
                     await client.post("/api/v1/events",
                                       headers={"Authorization": f"Bearer {tokens[off.name]}"},
@@ -181,6 +197,17 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
 
 
 async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int) -> None:
+    with demo_inbox(_show) as inbox:
+        await _run_demo(site, data_dir, host, port, inbox)
+
+
+def _show(message: Received) -> None:
+    """A message the demo inbox received, on the console: the escalation reached a person."""
+    print(f"  >> {message.at:%H:%M:%S} UTC to {message.to}: {message.title}", flush=True)
+
+
+async def _run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int,
+                    inbox: Inbox) -> None:
     import uvicorn
 
     from coverwatch.bootstrap import create_app
@@ -188,7 +215,7 @@ async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int
     from coverwatch.settings import Settings
 
     sites = [site] if isinstance(site, Path) else list(site)[:2]
-    tokens, control = await asyncio.to_thread(_setup, data_dir, sites)
+    tokens, control = await asyncio.to_thread(_setup, data_dir, sites, inbox)
     settings = Settings(site_path=sites[0], more_sites=tuple(sites[1:]), data_dir=data_dir,
                         demo=True)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
@@ -216,6 +243,7 @@ async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int
         print(f"With two sites, supervisors start on the all-sites board ({base}/sites).")
         runs.append(simulate(base, tokens[1], control, officers=SECOND, site=second.id,
                              gates=tuple(p.id for p in second.posts if p.gate)))
+    print(f"Alerts escalate to the demo users' inbox: {inbox.page} (and below).")
     print()
     try:
         await asyncio.gather(*runs)

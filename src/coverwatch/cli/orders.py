@@ -35,6 +35,10 @@ def orders(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
     ] = None,
+    patrol_plan: Annotated[
+        Path | None, typer.Option("--patrol-plan", help="Add this randomised plan of the day "
+                                  "(written by `coverwatch plan randomise --out`).")
+    ] = None,
 ) -> None:
     """Print each post's orders, generated from its cover rules, with their versions."""
     from coverwatch.formats.orderdocs import orders_html, orders_markdown
@@ -49,11 +53,23 @@ def orders(
                       soft_wrap=True, emoji=False)
         raise typer.Exit(2) from None
     text = orders_html(site_model) if format is OrdersFormat.html else orders_markdown(site_model)
+    if patrol_plan is not None:
+        from coverwatch.formats.patrolfile import patrol_section
+        from coverwatch.formats.planfile import PlanFileError
+
+        try:
+            text = patrol_section(text, patrol_plan, html=format is OrdersFormat.html)
+        except PlanFileError as e:
+            for problem in e.problems:
+                err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False,
+                          soft_wrap=True, emoji=False)
+            raise typer.Exit(2) from None
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # e.g. the tour's artifacts/
         out.write_text(text, encoding="utf-8")
     except OSError as e:
         err.print(f"[red]error[/red] {escape(str(out))}: {escape(e.strerror or str(e))}",

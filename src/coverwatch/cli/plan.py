@@ -155,3 +155,46 @@ def check(
 
 def _ordinal(k: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
+
+
+@plan_app.command("randomise")
+def randomise(
+    site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
+    plan: Annotated[Path, typer.Argument(
+        help="The plan file (YAML) with 'targets' (and optionally 'randomise').")],
+    seed: Annotated[int, typer.Option(help="Seed of the sampled day.", min=0)] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the sampled day as a plan file here.")
+    ] = None,
+    days: Annotated[
+        int, typer.Option(help="Days sampled to estimate the attacker's payoff.", min=0,
+                          max=1000)
+    ] = 50,
+    hz: Annotated[float, typer.Option(help="Simulated fixes per second.", min=0.01,
+                                      max=10)] = 1.0,
+    report: Annotated[
+        Path | None, typer.Option(help="Write report.md and pictures of the day here.")
+    ] = None,
+) -> None:
+    """Randomise the patrols of PLAN: officers no hard rule needs get an unpredictable
+    day (a Stackelberg security game over the plan's targets), checked like `plan check`."""
+    from coverwatch.cli.planrandom import print_randomised, randomise_files
+
+    err = Console(stderr=True)
+    out_console = Console()
+    try:
+        site_model, result, text = randomise_files(site, plan, seed=seed, days=days, hz=hz)
+    except CoverwatchError as e:
+        raise _fail(err, e) from None
+    except ValueError as e:  # PlanningError: the game cannot be set up for this plan
+        err.print(f"[red]error[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    print_randomised(out_console, result)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        out_console.print(f"plan of the day: {out}", highlight=False)
+    if report is not None:
+        from coverwatch.reports.patrolpictures import write_game_report
+
+        paths = write_game_report(report, site_model, result)
+        out_console.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False)

@@ -49,6 +49,8 @@ def roster_import(
         _fail([str(p) for p in e.problems])
     except BriefingInputError as e:
         _fail([f"{file}: {p}" for p in e.problems])
+    except UnicodeDecodeError as e:
+        _fail([f"{file}: not UTF-8 (byte offset {e.start})"])
     except OSError as e:
         _fail([str(e)])
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,8 @@ def qualifications_import(
         records = parse_qualifications_csv(file.read_text("utf-8"), timezone)
     except BriefingInputError as e:
         _fail([f"{file}: {p}" for p in e.problems])
+    except UnicodeDecodeError as e:
+        _fail([f"{file}: not UTF-8 (byte offset {e.start})"])
     except OSError as e:
         _fail([str(e)])
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from coverwatch.cli.mqtt import mqtt_app
 from coverwatch.errors import SiteFileError
 
 __all__ = ["audit_app", "db_app", "devices_app", "mqtt_app", "register", "site_app",
@@ -26,28 +27,11 @@ users_app = typer.Typer(help="People who log in.", no_args_is_help=True)
 devices_app = typer.Typer(help="Officers' tracking devices.", no_args_is_help=True)
 site_app = typer.Typer(help="Site files: apply to a running server; GeoJSON in and out.",
                        no_args_is_help=True)
-mqtt_app = typer.Typer(help="The MQTT broker's credentials for devices.", no_args_is_help=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
 ]
 DataDirOption = Annotated[Path, typer.Option(help="Directory for the embedded database.")]
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas before the server starts its worker threads.
-
-    glibc gives threads their own arenas (up to 8 per core); the store's commits run in
-    worker threads, so freed memory scattered over many arenas kept RSS climbing under
-    steady load (bench/rss.py: +8 MB in the second half of a run by default, +0 with 2
-    arenas). MALLOC_ARENA_MAX in the environment wins; other C libraries are left alone.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX
 
 
 def serve(
@@ -82,6 +66,10 @@ def serve(
         envvar="COVERWATCH_TRUSTED_PROXIES",
         help="Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses "
              "or networks (default none).")] = "",
+    secure_cookies: Annotated[bool, typer.Option(
+        "--secure-cookies", envvar="COVERWATCH_SECURE_COOKIES",
+        help="Mark the session cookie Secure on every response (it already is on a request "
+             "over https, or that a trusted proxy says came over https).")] = False,
     max_lateness_s: Annotated[
         float, typer.Option(help="Wait at most this long for devices' uploads (s).")
     ] = 10.0,
@@ -105,7 +93,9 @@ def serve(
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
 
-    _limit_malloc_arenas()
+    from coverwatch.cli.serving import limit_malloc_arenas
+
+    limit_malloc_arenas()
 
     from coverwatch.bootstrap import create_app
     from coverwatch.server.limits import parse_networks
@@ -125,7 +115,7 @@ def serve(
         heartbeat_s=heartbeat_s,
         max_body_bytes=max_body_bytes,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
-        max_lateness_s=max_lateness_s, public_url=public_url,
+        secure_cookies=secure_cookies, max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
         bus_url=bus, role=role, bus_prefix=bus_prefix,
     )
@@ -144,6 +134,10 @@ def serve(
         parse_networks(settings.trusted_proxies)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--trusted-proxies") from None
+    from coverwatch.cli.serving import prepare_store, print_serving
+
+    state = prepare_store(db, data_dir, distributed=bool(bus))
+    print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.server.limits).
     # A deadline for every request head: a slow client is closed (server.slowclients).
@@ -178,7 +172,6 @@ NotifyOption = Annotated[list[str] | None, typer.Option(
 
 def _contacts(urls: list[str] | None) -> list[str]:
     """Read and check --notify values; exits 2 naming the bad one (redacted)."""
-    import sys
 
     from coverwatch.notify.contacts import InvalidContactError, check_contacts
 
@@ -333,7 +326,11 @@ def devices_add(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Register a device and print its token (shown once: put it in the app)."""
-    print(_create_device(name, officer, "created", db, data_dir))
+    from coverwatch.cli.serving import device_token_note
+
+    token = _create_device(name, officer, "created", db, data_dir)
+    Console(stderr=True).print(device_token_note(name, officer), highlight=False, soft_wrap=True)
+    print(token)
 
 
 def _create_device(name: str, officer: str, action: str, db: str | None,
@@ -498,48 +495,6 @@ def site_apply(
                   f"{body['effective_at']}")
     for change in body["diff"].get("changes", []):
         console.print(f"  - [{change['kind']}] {change['description']}", highlight=False)
-
-
-@mqtt_app.command("acl")
-def mqtt_acl(
-    site: Annotated[Path, typer.Option("--site", help="The site file (for its id).")],
-    passwd: Annotated[Path, typer.Option(help="Mosquitto password file to write.")],
-    acl: Annotated[Path, typer.Option(help="Mosquitto ACL file to write.")],
-    rotate: Annotated[list[str] | None, typer.Option(
-        help="Mint a new password for this device (repeatable).")] = None,
-    db: DbOption = None,
-    data_dir: DataDirOption = Path("data"),
-) -> None:
-    """Write a Mosquitto password file and ACL: each device may publish only to
-    coverwatch/<site>/devices/<device>/events. New passwords are printed once."""
-    from coverwatch.formats.sitefile import load_site
-    from coverwatch.server.mqttacl import write_acl
-    from coverwatch.storage import open_store
-
-    try:
-        site_id = load_site(site).id
-    except SiteFileError as e:
-        for problem in e.problems:
-            Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
-        raise typer.Exit(2) from None
-    store = open_store(db, data_dir)
-    try:
-        names = [d.name for d in store.list_devices() if d.active and d.officer]
-    finally:
-        store.close()
-    try:
-        written = write_acl(site_id, names, passwd, acl, rotate=rotate or ())
-    except ValueError as e:
-        Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    console = Console()
-    console.print(f"wrote {passwd} ({len(written.users)} users) and {acl}", highlight=False)
-    for user, password in written.minted.items():
-        print(f"{user}: {password}")
-    if written.minted:
-        console.print("passwords above are shown once; Mosquitto keeps only their hashes.")
-    console.print(f"mosquitto.conf: password_file {passwd.resolve()} / acl_file {acl.resolve()} "
-                  "/ allow_anonymous false", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

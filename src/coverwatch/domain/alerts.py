@@ -76,7 +76,7 @@ __all__ = [
 # Alert kinds raised by an officer's device; a person ends them, nothing else does.
 DEVICE_ALARM_KINDS = frozenset({"sos", "fall"})
 # Lower comes first on the board; kinds not listed come after these.
-_PRIORITY = {"sos": 0, "fall": 1, "lapse": 5, "device-silent": 6, "unbriefed": 8}
+_PRIORITY = {"sos": 0, "fall": 1, "lapse": 5, "device-silent": 6, "tour": 6, "unbriefed": 8}
 
 
 def alert_priority(kind: str) -> int:

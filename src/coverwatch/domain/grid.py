@@ -45,15 +45,14 @@ class BoxGrid:
         ix1 = ((b[:, 2] - x0) // cell).astype(np.int64)
         iy0 = ((b[:, 1] - y0) // cell).astype(np.int64)
         iy1 = ((b[:, 3] - y0) // cell).astype(np.int64)
-        cells: list[I64] = []
-        items: list[I64] = []
-        for i in range(self.n_items):
-            gx, gy = np.meshgrid(np.arange(ix0[i], ix1[i] + 1), np.arange(iy0[i], iy1[i] + 1))
-            c = (gy * nx + gx).ravel().astype(np.int64)
-            cells.append(c)
-            items.append(np.full(len(c), i, np.int64))
-        cells_a = np.concatenate(cells)
-        items_a = np.concatenate(items)
+        # Every cell of every box at once: item i covers w_i x h_i cells, row by row.
+        w = ix1 - ix0 + 1
+        per_item = w * (iy1 - iy0 + 1)
+        items_a = np.repeat(np.arange(self.n_items, dtype=np.int64), per_item)
+        k = np.arange(len(items_a), dtype=np.int64) - np.repeat(np.cumsum(per_item) - per_item,
+                                                                per_item)
+        wi = w[items_a]
+        cells_a = (iy0[items_a] + k // wi) * nx + ix0[items_a] + k % wi
         order = np.lexsort((items_a, cells_a))
         self._items = items_a[order]
         counts = np.bincount(cells_a, minlength=nx * ny).astype(np.int64)

@@ -31,6 +31,7 @@ __all__ = [
     "OrdersWarning",
     "lint_orders",
     "lint_post",
+    "lint_reach",
     "phrase_pattern",
 ]
 
@@ -164,3 +165,21 @@ def _check_count(post: Post, match: re.Match[str], warn: _Warn) -> None:
 def lint_orders(site: Site, config: LintConfig = LintConfig()) -> tuple[OrdersWarning, ...]:
     """Wording warnings for every post's free-text orders, in file order."""
     return tuple(w for i in range(len(site.posts)) for w in lint_post(site, i, config))
+
+
+def lint_reach(site: Site, *, has_escalation: bool, devices: int | None) -> list[str]:
+    """What keeps a site from seeing a phone or from reaching a person.
+
+    ``devices``: how many devices the site has in its store, None when no store
+    was named (then a missing origin is reported, since any phone would need it).
+    """
+    out: list[str] = []
+    if site.origin is None and (devices is None or devices > 0):
+        had = "" if devices is None else f" (it has {devices} device(s))"
+        out.append(f"origin: the site has no origin{had}, so a phone's latitude/longitude "
+                   "(OsmAnd, Traccar Client, OwnTracks, GPX) cannot be placed on it and "
+                   "counts for no post: add `origin: {lat, lon}` (docs/site-file.md)")
+    if not has_escalation and any(post.rules for post in site.posts):
+        out.append("escalation: the site has rules that raise alerts but no `escalation:` "
+                   "section, so an alert reaches nobody: add one (docs/site-file.md)")
+    return out

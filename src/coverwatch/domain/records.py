@@ -12,7 +12,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from coverwatch.domain.site import Site
@@ -75,6 +75,8 @@ class RecordRules:
     posts: frozenset[str]
     flags: frozenset[str]
     origin: tuple[float, float] | None
+    # Checkpoint id -> (x, y, accuracy_m): where a scan puts its officer.
+    checkpoints: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, site: Site) -> RecordRules:
@@ -84,6 +86,7 @@ class RecordRules:
             frozenset(p.id for p in site.posts),
             frozenset(site.flags),
             origin,
+            {c.id: (c.at[0], c.at[1], c.accuracy_m) for c in site.checkpoints},
         )
 
 
@@ -215,7 +218,12 @@ def _time(value: object) -> int:
         if value.tzinfo is None:
             raise _Bad("t", f"time has no UTC offset: {value.isoformat()}")
         delta = value - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+        # Not returned at once: a datetime (GPX, Parquet) gets the same year check as text.
+        value = (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+        if not T_MIN_US <= value < T_MAX_US:
+            raise _Bad("t", f"time {format_time(value)} is outside the years 1970 to 2200; "
+                            "check the device clock (a GPS week rollover?)")
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         raise _Bad("t", f"expected a time, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool) and (
@@ -268,8 +276,11 @@ def check_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
     kind = rec.get("kind")
     if kind is None:
         raise _Bad("kind", "missing kind")
+    if kind == "scan":
+        return _scan_row(rec, rules)
     if kind not in KINDS:
-        raise _Bad("kind", f"unknown kind {show_value(kind)}; expected one of {', '.join(KINDS)}")
+        raise _Bad("kind", f"unknown kind {show_value(kind)}; expected one of "
+                           f"{', '.join(KINDS)}, scan")
     t = _time(rec.get("t"))
     if kind == "fix":
         officer = _text(rec, "officer")
@@ -322,6 +333,24 @@ def check_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
     return (KINDS.index("flag"), t, None, _NAN, _NAN, _NAN, _NAN, 0.0, flag, on, frozenset())
 
 
+
+
+def _scan_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
+    """A checkpoint scan is an exact fix at the checkpoint's surveyed position,
+    with the checkpoint's accuracy (docs/tours.md); ``name`` is the checkpoint."""
+    t = _time(rec.get("t"))
+    officer = _text(rec, "officer")
+    checkpoint = _text(rec, "checkpoint")
+    where = rules.checkpoints.get(checkpoint)
+    if where is None:
+        raise _Bad("checkpoint", f"checkpoint {checkpoint!r} is not declared in the site's "
+                                 "checkpoints")
+    for moved in ("x", "y", "lat", "lon", "accuracy_m"):
+        if rec.get(moved) is not None:
+            raise _Bad(moved, f"a scan takes its position from the checkpoint; do not give "
+                              f"{moved}")
+    return (FIX, t, officer, where[0], where[1], _NAN, _NAN, where[2], checkpoint, False,
+            frozenset())
 
 
 class CheckedRecord(NamedTuple):

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from coverwatch.domain.tours import Checkpoint, Tour
+
 __all__ = [
     "DEFAULT_ACCURACY_M", "DEFAULT_SPEEDS_MPS", "Barrier", "LatLon", "Post", "Rule", "Site",
     "Walkway",
@@ -139,6 +141,9 @@ class Site:
     silent_after_s: float | None = None
     # A device reporting during its officer's rostered shift puts them on duty.
     duty_from_devices: bool = False
+    # Tags officers scan, and rounds of them (docs/tours.md).
+    checkpoints: tuple[Checkpoint, ...] = ()
+    tours: tuple[Tour, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stale_after_s <= 0:

@@ -7,6 +7,8 @@ GPX in its metadata description, CSV in the ``t_utc``/``end_utc`` column
 names and a ``site_timezone`` column. Positions are lon/lat projected back
 from site metres around the site's origin (GeoJSON and GPX need one; CSV
 always has site metres ``x``/``y`` and lon/lat when there is an origin).
+CSV text cells that a spreadsheet would run as a formula are quoted
+(:mod:`coverwatch.formats.csvcells`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 
 from coverwatch.domain.site import LatLon, Post
 from coverwatch.domain.time import format_time
+from coverwatch.formats.csvcells import safe_row
 from coverwatch.formats.geojson import xy_to_lonlat
 
 __all__ = ["CSV_COLUMNS", "ExportedLapse", "History", "history_csv", "history_geojson",
@@ -42,7 +45,10 @@ class ExportedLapse:
 
 @dataclass
 class History:
-    """What an export holds: per-officer fixes (t_us, x, y, accuracy), lapses and alert records."""
+    """What an export holds: per-officer fixes, lapses and alert records.
+
+    A fix is ``(t_us, x, y, accuracy[, accuracy_source, (lon, lat) as sent or None])``.
+    """
 
     site_id: str
     site_name: str
@@ -51,13 +57,18 @@ class History:
     since: int
     until: int
     posts: dict[str, Post]
-    tracks: dict[str, list[tuple[int, float, float, float | None]]] = field(default_factory=dict)
+    tracks: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     lapses: list[ExportedLapse] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def lonlat(self, x: float, y: float) -> list[float]:
         assert self.origin is not None
         return list(xy_to_lonlat(x, y, self.origin))
+
+    def fix_lonlat(self, fix: tuple[Any, ...]) -> list[float]:
+        """A fix's lon/lat: as sent if known, else projected back from site metres."""
+        sent = fix[5] if len(fix) > 5 else None
+        return list(sent) if sent is not None else self.lonlat(fix[1], fix[2])
 
     def post_xy(self, post_id: str) -> tuple[float, float] | None:
         """A post's point, or the mean of its area's corners."""
@@ -76,6 +87,31 @@ def _t(value: Any) -> str | None:
     return format_time(int(value))
 
 
+def _alert_position(h: History, a: dict[str, Any]) -> tuple[tuple[float, float] | None,
+                                                              list[float] | None]:
+    """Where an alert was: its post's point, else (an SOS, a fall) the officer's position it
+    carries; as (site metres, lon/lat) with lon/lat None without an origin."""
+    xy = h.post_xy(str(a.get("post") or ""))
+    if xy is not None:
+        return xy, (h.lonlat(*xy) if h.origin is not None else None)
+    details: dict[str, Any] = a["details"] if isinstance(a.get("details"), dict) else {}
+    pos = details.get("position") if isinstance(details.get("position"), dict) else None
+    if pos is None or not all(isinstance(pos.get(k), int | float) for k in ("x", "y")):
+        return None, None
+    xy = (float(pos["x"]), float(pos["y"]))
+    lat, lon = pos.get("lat"), pos.get("lon")
+    try:
+        sent = [float(lon), float(lat)] if lat is not None and lon is not None else None
+    except (TypeError, ValueError):
+        sent = None
+    return xy, sent or (h.lonlat(*xy) if h.origin is not None else None)
+
+
+def _alert_officer(a: dict[str, Any]) -> str:
+    details: dict[str, Any] = a["details"] if isinstance(a.get("details"), dict) else {}
+    return str(details.get("officer") or "")
+
+
 def _post_geometry(h: History, post_id: str) -> dict[str, Any] | None:
     post = h.posts.get(post_id)
     if post is None or h.origin is None:
@@ -92,14 +128,14 @@ def history_geojson(h: History) -> bytes:
         raise ValueError("the site has no origin, so positions cannot be put on a map")
     features: list[dict[str, Any]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        coords = [h.lonlat(x, y) for _, x, y, _ in fixes]
+        coords = [h.fix_lonlat(f) for f in fixes]
         geometry = ({"type": "Point", "coordinates": coords[0]} if len(coords) == 1
                     else {"type": "LineString", "coordinates": coords})
         features.append({"type": "Feature", "geometry": geometry, "properties": {
             "kind": "track", "officer": officer, "start": _t(fixes[0][0]),
             "end": _t(fixes[-1][0]), "fixes": len(fixes),
             "times": [_t(t) for t, *_ in fixes],
-            "accuracy_m": [a for *_, a in fixes]}})
+            "accuracy_m": [f[3] for f in fixes]}})
     for lp in h.lapses:
         features.append({"type": "Feature", "geometry": _post_geometry(h, lp.post),
                          "properties": {"kind": "lapse", "post": lp.post, "rule": lp.rule,
@@ -107,8 +143,14 @@ def history_geojson(h: History) -> bytes:
                                         "alert_at": _t(lp.alert_at),
                                         "min_cover": lp.min_cover}})
     for a in h.alerts:
-        features.append({"type": "Feature", "geometry": _post_geometry(h, str(a["post"])),
+        where: dict[str, Any] | None = _post_geometry(h, str(a["post"]))
+        if where is None:
+            _, at = _alert_position(h, a)
+            where = None if at is None else {"type": "Point", "coordinates": at}
+        features.append({"type": "Feature", "geometry": where,
                          "properties": {"kind": "alert", "id": a["id"], "post": a["post"],
+                                        "alert_kind": a.get("kind", "lapse"),
+                                        "officer": _alert_officer(a) or None,
                                         "rule": a["rule"], "state": a["state"],
                                         "lapse_start": _t(a.get("lapse_start")),
                                         "alert_at": _t(a.get("alert_at")),
@@ -133,12 +175,13 @@ def history_gpx(h: History) -> bytes:
 
     if h.origin is None:
         raise ValueError("the site has no origin, so positions cannot be put on a map")
-    tracks: list[tuple[str, list[tuple[_dt.datetime, float, float, float | None]]]] = []
+    tracks: list[tuple[str, list[tuple[Any, ...]]]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        points = []
-        for t, x, y, acc in fixes:
-            lon, lat = h.lonlat(x, y)
-            points.append((_dt_of(t), lat, lon, acc))
+        points: list[tuple[Any, ...]] = []
+        for fix in fixes:
+            lon, lat = h.fix_lonlat(fix)
+            source = fix[4] if len(fix) > 4 else "reported"
+            points.append((_dt_of(fix[0]), lat, lon, fix[3], source))
         tracks.append((officer, points))
     waypoints: list[GpxWaypoint] = []
     for lp in h.lapses:
@@ -149,11 +192,11 @@ def history_gpx(h: History) -> bytes:
             waypoints.append(GpxWaypoint(lat, lon, _dt_of(lp.start), f"lapse {lp.post}/{lp.rule}",
                                          f"until {end}; lowest cover {lp.min_cover}"))
     for a in h.alerts:
-        xy = h.post_xy(str(a["post"]))
-        if xy is not None and a.get("alert_at") is not None:
-            lon, lat = h.lonlat(*xy)
+        _, at = _alert_position(h, a)
+        if at is not None and a.get("alert_at") is not None:
+            lon, lat = at
             waypoints.append(GpxWaypoint(lat, lon, _dt_of(int(a["alert_at"])),
-                                         f"alert {a['post']}/{a['rule']}",
+                                         f"alert {a['post'] or a.get('kind')}/{a['rule']}",
                                          f"{a['state']}; id {a['id']}"))
     text = write_gpx(tracks, waypoints)
     note = f"<!-- coverwatch {h.site_id}: times UTC; site time zone {h.timezone} -->\n"
@@ -174,8 +217,10 @@ def history_csv(h: History) -> bytes:
 
     rows: list[tuple[int, list[Any]]] = []
     for officer, fixes in sorted(h.tracks.items()):
-        for t, x, y, a in fixes:
-            rows.append((t, ["fix", _t(t), "", officer, "", "", *ll((x, y)),
+        for fix in fixes:
+            t, x, y, a = fix[:4]
+            lonlat = h.fix_lonlat(fix) if h.origin is not None else ["", ""]
+            rows.append((t, ["fix", _t(t), "", officer, "", "", x, y, *lonlat,
                              "" if a is None else a, "", "", "", ""]))
     for lp in h.lapses:
         rows.append((lp.start, ["lapse", _t(lp.start), _t(lp.end) or "", "", lp.post, lp.rule,
@@ -183,12 +228,15 @@ def history_csv(h: History) -> bytes:
                                 lp.min_cover, "", ""]))
     for alert in h.alerts:
         t = int(alert.get("alert_at") or alert.get("lapse_start") or 0)
+        xy, at = _alert_position(h, alert)
+        empty: list[Any] = ["", ""]
+        place: list[Any] = [*empty, *empty] if xy is None else [*xy, *(at or empty)]
         rows.append((t, ["alert", _t(alert.get("lapse_start")),
-                         _t(alert.get("resolved_at")) or "", "", alert["post"], alert["rule"],
-                         *ll(h.post_xy(str(alert["post"]))), "", _t(alert.get("alert_at")) or "",
-                         "", alert["state"], alert["id"]]))
+                         _t(alert.get("resolved_at")) or "", _alert_officer(alert),
+                         alert["post"], alert["rule"], *place, "",
+                         _t(alert.get("alert_at")) or "", "", alert["state"], alert["id"]]))
     rows.sort(key=lambda r: r[0])
-    for _, row in rows:
-        w.writerow([*row, h.timezone])
+    for _, row in rows:  # text cells that a spreadsheet would run are quoted
+        w.writerow(safe_row([*row, h.timezone]))
     return out.getvalue().encode()
 

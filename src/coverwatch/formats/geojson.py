@@ -7,7 +7,10 @@ are posts and LineString a walkway), ``id``, ``name``, ``rules`` (a
 JSON-encoded string, as QGIS keeps it, or a nested array), ``gate``,
 ``orders``, ``one_way``; ``summary`` (written by the export), ``fid`` (added
 by QGIS) and geojson.io's styling (``stroke``, ``fill``, ``marker-color``, ...)
-are ignored; the id may also be the Feature's own ``id``. Anything else is an
+are ignored; the id may also be the Feature's own ``id`` (a number, as
+geojson.io writes, becomes its text). An old-style ``crs`` member is read:
+CRS84 is lon/lat, EPSG:4326 by its URN is lat/lon (swapped on import), and
+any other system is an error. Anything else is an
 error naming the feature and property. A post is a Point (``at``) or a Polygon
 (``area``; a MultiPolygon of one part is accepted because QGIS saves polygons
 that way). A post area has no holes and is one polygon: both are errors that
@@ -50,8 +53,9 @@ _IGNORED = {"summary", "fid", "marker-color", "marker-size", "marker-symbol", "s
 _KNOWN = {"kind", "id", "name", "rules", "gate", "orders", "one_way"} | _IGNORED
 _FOR_KIND = {"post": {"id", "name", "rules", "gate", "orders"},
              "walkway": {"id", "one_way"}, "barrier": {"id"}}
+# checkpoints and tours ride along as settings (site metres): an export never drops them.
 _SITE_KEYS = ("site", "name", "origin", "timezone", "stale_after_s", "flags", "escalation",
-              "speeds_mps", "lint")
+              "speeds_mps", "lint", "checkpoints", "tours")
 
 
 def lonlat_to_xy(lon: float, lat: float, origin: LatLon) -> tuple[float, float]:
@@ -165,6 +169,47 @@ def _bbox_centre(features: list[Any]) -> LatLon:
     return LatLon(round((min(lats) + max(lats)) / 2, 6), round((min(lons) + max(lons)) / 2, 6))
 
 
+# Old-style (GeoJSON 2008) "crs" names: CRS84 is lon/lat (RFC 7946's own order); the
+# EPSG definition of 4326 is latitude first, as GDAL writes it with that URN.
+_LON_LAT_CRS = ("urn:ogc:def:crs:ogc:1.3:crs84", "urn:ogc:def:crs:ogc::crs84", "crs84",
+                "ogc:crs84")
+_LAT_LON_CRS = ("urn:ogc:def:crs:epsg::4326", "urn:ogc:def:crs:epsg:6.6:4326", "epsg:4326",
+                "http://www.opengis.net/def/crs/epsg/0/4326")
+
+
+def _lat_lon_order(crs: Any, fail: Any) -> bool:
+    """True if the collection's ``crs`` says its positions are (lat, lon)."""
+    if crs is None:
+        return False
+    props = crs.get("properties") if isinstance(crs, Mapping) else None
+    name = props.get("name") if isinstance(props, Mapping) else None
+    if not isinstance(name, str):
+        raise fail("crs", "expected {\"type\": \"name\", \"properties\": {\"name\": ...}}")
+    key = name.strip().lower()
+    if key in _LON_LAT_CRS:
+        return False
+    if key in _LAT_LON_CRS:
+        return True
+    raise fail("crs.properties.name", f"coordinate system {name!r} is not WGS 84 degrees; "
+                                      "save the layer as EPSG:4326 / CRS84 (lon/lat)")
+
+
+def _swapped(feature: Any) -> Any:
+    """The feature with every position's first two numbers swapped (lat, lon -> lon, lat)."""
+    def swap(c: Any) -> Any:
+        if isinstance(c, list) and len(c) >= 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in c):
+            return [c[1], c[0], *c[2:]]
+        return [swap(v) for v in c] if isinstance(c, list) else c
+
+    if not isinstance(feature, Mapping) or not isinstance(feature.get("geometry"), Mapping):
+        return feature
+    geometry = dict(feature["geometry"])
+    if "coordinates" in geometry:
+        geometry["coordinates"] = swap(geometry["coordinates"])
+    return {**feature, "geometry": geometry}
+
+
 def site_from_geojson(
     text: str | bytes, path: str, *, origin: LatLon | None = None, site_id: str | None = None,
 ) -> tuple[str, Site]:
@@ -185,6 +230,8 @@ def site_from_geojson(
     features = data.get("features")
     if not isinstance(features, list):
         raise fail("features", "expected a list of features")
+    if _lat_lon_order(data.get("crs"), fail):
+        features = [_swapped(f) for f in features]
     meta = data.get("coverwatch") or {}
     if not isinstance(meta, dict):
         raise fail("coverwatch", "expected an object (the site's settings)")
@@ -230,6 +277,8 @@ def site_from_geojson(
                     raise _Bad(f"{field}.properties.{key}", f"a {kind} has no {key!r}")
             # The id may also be the Feature's own "id" member (geojson.io, some QGIS exports).
             ident = props.get("id", feature.get("id"))
+            if "id" not in props and isinstance(ident, int) and not isinstance(ident, bool):
+                ident = str(ident)  # RFC 7946 allows a number here; geojson.io numbers 0, 1, ...
             item: dict[str, Any] = {"id": ident}
             if kind == "post":
                 if shape == "line":

@@ -6,17 +6,24 @@ levels deep), then parsed by gpxpy. Each ``<trk>`` is one officer, named by
 the caller's ``officer`` option or the track's ``<name>``; every ``<trkpt>``
 of every segment is a fix with its ``time`` (GPX times are UTC; a time
 without a zone is read as UTC, as the GPX schema says), ``lat``/``lon`` and
-accuracy: an accuracy extension (``accuracy``, ``acc``, ``accuracy_m``,
-``hacc`` in any namespace), else ``<hdop>`` read as metres (what OsmAnd,
-GPSLogger and Traccar write there), else the site's default accuracy.
+accuracy (:func:`coverwatch.formats.accuracy.choose_accuracy`): an accuracy
+extension above 0 (``accuracy``, ``acc``, ``accuracy_m``, ``hacc`` in any
+namespace; ``reported``), else ``<hdop>``: metres in a file whose creator is
+OsmAnd (``hdop``), otherwise the real, unitless HDOP (GPSLogger, Garmin, gpxpy)
+scaled by :data:`~coverwatch.formats.accuracy.UERE_M` (``hdop-scaled``), else
+the site's default accuracy (``default``). A value of 0 says nothing. No text
+or attribute may be longer than :data:`MAX_GPX_FIELD_CHARS` (the error names
+the point).
 A GPX track carries no duty: unless ``track_duty`` is off or events are given
 alongside (``alongside``: a JSONL, CSV or Parquet file with the duty, gate and
 flag events), the officer is on duty from the track's first point to its
 last, with the capabilities the caller gives (none by default). A file without
 times is an error that says so.
 
-Writing (:func:`write_gpx`): one ``<trk>`` per officer, the accuracy in
-``<hdop>`` (metres, as read back), and waypoints for lapses and alerts.
+Writing (:func:`write_gpx`): one ``<trk>`` per officer, the accuracy as it was
+stored so that ``events import`` reads it back the same (a ``<cw:accuracy_m>``
+extension for a reported accuracy, ``<hdop>`` for an HDOP-scaled one, nothing
+for a site default), and waypoints for lapses and alerts.
 """
 
 from __future__ import annotations
@@ -34,10 +41,13 @@ import gpxpy.gpx
 from defusedxml import DefusedXmlException
 
 from coverwatch.errors import EventInputError
+from coverwatch.formats.accuracy import UERE_M, choose_accuracy
 
 __all__ = [
     "MAX_GPX_BYTES",
     "MAX_GPX_DEPTH",
+    "MAX_GPX_FIELD_CHARS",
+    "NAMESPACE",
     "GpxOptions",
     "GpxPoint",
     "GpxTrack",
@@ -49,7 +59,11 @@ __all__ = [
 
 MAX_GPX_BYTES = 256 << 20
 MAX_GPX_DEPTH = 32  # gpx/trk/trkseg/trkpt/extensions/ns:ext/ns:field is 7
+MAX_GPX_FIELD_CHARS = 4096  # a name or description; coordinates and times are far shorter
 _ACCURACY_TAGS = ("accuracy", "acc", "accuracy_m", "hacc", "horizontal_accuracy")
+#: coverwatch's GPX extension namespace (the accuracy it wrote).
+NAMESPACE = "https://coverwatch.dev/xmlschemas/gpx/1"
+_NUMBERED = ("wpt", "rte", "rtept", "trk", "trkseg", "trkpt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +83,8 @@ class GpxPoint:
     t: _dt.datetime
     lat: float
     lon: float
-    accuracy_m: float | None
+    accuracy_m: float | None  # None: the file gives none (the site default applies)
+    accuracy_source: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +102,36 @@ class GpxWaypoint:
     description: str = ""
 
 
-def _depth_ok(root: Any) -> int:
+def _local(tag: Any) -> str:
+    return str(tag).rsplit("}", 1)[-1]
+
+
+def _depth_ok(root: Any, name: str) -> int:
+    """The nesting depth; raises if a text or attribute is too long, naming where."""
     deepest = 0
-    stack = [(root, 1)]
+    stack: list[tuple[Any, int, str]] = [(root, 1, "")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, where = stack.pop()
         deepest = max(deepest, depth)
         if deepest > MAX_GPX_DEPTH:
             break
-        stack.extend((child, depth + 1) for child in node)
+        values = [node.text or "", node.tail or "", *node.attrib.values()]
+        if any(len(v) > MAX_GPX_FIELD_CHARS for v in values):
+            raise EventInputError(name, None, where or None,
+                                  f"<{_local(node.tag)}> holds a value longer than "
+                                  f"{MAX_GPX_FIELD_CHARS} characters")
+        seen: dict[str, int] = {}
+        for child in node:
+            local = _local(child.tag)
+            at = where
+            if local in _NUMBERED:
+                at = f"{where}.{local}[{seen.get(local, 0)}]".lstrip(".")
+                seen[local] = seen.get(local, 0) + 1
+            elif where:
+                at = f"{where}.{local}"
+            else:
+                at = local
+            stack.append((child, depth + 1, at))
     return deepest
 
 
@@ -115,7 +151,7 @@ def _parse(path: Path) -> gpxpy.gpx.GPX:
     except _safe_et.ParseError as e:
         raise EventInputError(name, getattr(e, "position", (None,))[0], None,
                               f"not well-formed XML: {e}") from None
-    if _depth_ok(root) > MAX_GPX_DEPTH:
+    if _depth_ok(root, name) > MAX_GPX_DEPTH:
         raise EventInputError(name, None, None,
                               f"XML nested deeper than {MAX_GPX_DEPTH} levels")
     if not str(root.tag).endswith("gpx"):
@@ -129,18 +165,25 @@ def _parse(path: Path) -> gpxpy.gpx.GPX:
         raise EventInputError(name, None, None, f"invalid GPX: {e}") from None
 
 
-def _accuracy(point: gpxpy.gpx.GPXTrackPoint) -> float | None:
+def _accuracy(point: gpxpy.gpx.GPXTrackPoint, hdop_in_metres: bool) -> tuple[float | None, str]:
+    reported = None
     for ext in point.extensions:
         for node in ext.iter():
-            local = str(node.tag).rsplit("}", 1)[-1].lower()
-            if local in _ACCURACY_TAGS and node.text and node.text.strip():
+            if _local(node.tag).lower() in _ACCURACY_TAGS and node.text and node.text.strip():
                 try:
-                    return float(node.text)
+                    reported = float(node.text)
                 except ValueError:
                     continue
-    if point.horizontal_dilution is not None:
-        return float(point.horizontal_dilution)
-    return None
+                if str(node.tag) == f"{{{NAMESPACE}}}accuracy_m" and reported >= 0:
+                    return reported, "reported"  # coverwatch's own export: as it was stored
+                break
+        if reported is not None:
+            break
+    hdop = point.horizontal_dilution
+    value, source = choose_accuracy(-1.0, reported=reported,
+                                    hdop_m=hdop if hdop_in_metres else None,
+                                    hdop=None if hdop_in_metres else hdop)
+    return (None, source) if source == "default" else (value, source)
 
 
 def _utc(t: _dt.datetime) -> _dt.datetime:
@@ -154,6 +197,8 @@ def read_gpx_tracks(path: str | os.PathLike[str]) -> list[GpxTrack]:
     file = Path(path)
     gpx = _parse(file)
     tracks: list[GpxTrack] = []
+    # OsmAnd writes its accuracy (metres) in <hdop>; every other writer the real HDOP.
+    metres = (gpx.creator or "").strip().lower().startswith("osmand")
     for i, trk in enumerate(gpx.tracks):
         points: list[tuple[str, GpxPoint]] = []
         for j, seg in enumerate(trk.segments):
@@ -166,7 +211,7 @@ def read_gpx_tracks(path: str | os.PathLike[str]) -> list[GpxTrack]:
                         "coverwatch needs the time of every point (a track drawn on a map, "
                         "without times, cannot be replayed)")
                 points.append((where, GpxPoint(_utc(p.time), p.latitude, p.longitude,
-                                               _accuracy(p))))
+                                               *_accuracy(p, metres))))
         tracks.append(GpxTrack(trk.name, points))
     if not any(t.points for t in tracks):
         extra = " (it has routes or waypoints only)" if gpx.routes or gpx.waypoints else ""
@@ -197,7 +242,7 @@ def gpx_records(
             rec: dict[str, Any] = {"t": p.t, "kind": "fix", "officer": officer,
                                    "lat": p.lat, "lon": p.lon,
                                    "accuracy_m": default_accuracy_m if p.accuracy_m is None
-                                   else p.accuracy_m}
+                                   else p.accuracy_m, "accuracy_source": p.accuracy_source}
             records.append((where, rec))
         if options.track_duty and options.alongside is None:
             first = min(p.t for _, p in track.points)
@@ -212,22 +257,37 @@ def gpx_records(
     return out
 
 
+def _accuracy_out(point: gpxpy.gpx.GPXTrackPoint, acc: float | None, source: str) -> None:
+    """Write the accuracy so that reading it back gives the same value and source."""
+    if acc is None or source in ("default", "none"):
+        return  # not the device's (a site default; a file's unstated 0): not written
+    if source == "hdop-scaled":
+        point.horizontal_dilution = acc / UERE_M
+        return
+    node = _safe_et.fromstring(f'<cw:accuracy_m xmlns:cw="{NAMESPACE}">{acc!r}</cw:accuracy_m>')
+    point.extensions.append(node)
+
+
 def write_gpx(
-    tracks: Iterable[tuple[str, Sequence[tuple[_dt.datetime, float, float, float | None]]]],
+    tracks: Iterable[tuple[str, Sequence[tuple[Any, ...]]]],
     waypoints: Iterable[GpxWaypoint] = (),
     *, creator: str = "coverwatch",
 ) -> str:
-    """GPX 1.1 text: one track per (name, [(time, lat, lon, accuracy_m)]) and the waypoints."""
+    """GPX 1.1 text: one track per (name, [(time, lat, lon, accuracy_m[, source])]) and the
+    waypoints; the source (default ``reported``) says how the accuracy is written."""
     gpx = gpxpy.gpx.GPX()
     gpx.creator = creator
+    gpx.nsmap["cw"] = NAMESPACE
     for wp in waypoints:
         gpx.waypoints.append(gpxpy.gpx.GPXWaypoint(
             wp.lat, wp.lon, time=wp.t, name=wp.name, description=wp.description or None))
     for name, points in tracks:
         trk = gpxpy.gpx.GPXTrack(name=name)
         seg = gpxpy.gpx.GPXTrackSegment()
-        for t, lat, lon, acc in points:
-            seg.points.append(gpxpy.gpx.GPXTrackPoint(lat, lon, time=t, horizontal_dilution=acc))
+        for t, lat, lon, acc, *source in points:
+            point = gpxpy.gpx.GPXTrackPoint(lat, lon, time=t)
+            _accuracy_out(point, acc, source[0] if source else "reported")
+            seg.points.append(point)
         trk.segments.append(seg)
         gpx.tracks.append(trk)
     text: str = gpx.to_xml(version="1.1")

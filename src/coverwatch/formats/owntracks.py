@@ -2,12 +2,15 @@
 
 OwnTracks sends JSON objects tagged by ``_type``. Only ``location`` is used:
 ``lat``, ``lon``, ``tst`` (epoch seconds) and ``acc`` (metres) make a fix for
-the device's officer; ``batt``, ``tid``, ``vel``, ``cog``, ``alt`` and any
-other field are tolerated and kept only in the stored raw record. Every other
+the device's officer; the server (``server/owntracks.owntracks_readings``)
+passes each location through the one device-report path, so ``batt`` and
+``bs`` become the report's battery and charging, and ``tid``, ``conn``,
+``vac``, ``vel``, ``cog``, ``alt`` and any other field are kept in its raw
+record. An empty payload (the booklet allows one) is no message. Every other
 ``_type`` (``transition``, ``waypoint``, ``waypoints``, ``card``, ``lwt``,
 ``status``, ...) is accepted and not used: coverwatch decides cover from
-positions, not from the phone's own region events. A missing ``acc`` becomes
-the site's default accuracy, never 0 m. See docs/interop.md.
+positions, not from the phone's own region events. A missing or 0 ``acc``
+becomes the site's default accuracy, never 0 m. See docs/interop.md.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from coverwatch.formats.accuracy import choose_accuracy
 
 __all__ = ["OwnTracksError", "OwnTracksMessage", "owntracks_records"]
 
@@ -32,6 +37,7 @@ class OwnTracksMessage:
 
     records: list[dict[str, Any]]
     ignored: list[str]
+    locations: list[Mapping[str, Any]]  # each used location as sent (for device reports)
 
     @property
     def unreadable(self) -> bool:
@@ -55,8 +61,7 @@ def _one(payload: Any, officer: str, default_accuracy_m: float) -> tuple[dict[st
     for theirs, ours in _FIELDS:
         if payload.get(theirs) is not None:
             record[ours] = payload[theirs]
-    acc = payload.get("acc")
-    record["accuracy_m"] = default_accuracy_m if acc is None else acc
+    record["accuracy_m"], _ = choose_accuracy(default_accuracy_m, reported=payload.get("acc"))
     return record, None
 
 
@@ -71,10 +76,12 @@ def owntracks_records(payload: Any, officer: str, *, default_accuracy_m: float) 
     items = payload if isinstance(payload, list) else [payload]
     records: list[dict[str, Any]] = []
     ignored: list[str] = []
+    locations: list[Mapping[str, Any]] = []
     for item in items:
         record, why = _one(item, officer, default_accuracy_m)
         if record is not None:
             records.append(record)
+            locations.append(item)
         if why is not None:
             ignored.append(why)
-    return OwnTracksMessage(records, ignored)
+    return OwnTracksMessage(records, ignored, locations)

@@ -37,6 +37,10 @@ _PLAN_KEYS = {
     "accuracy_m": False,
     "seed": False,
     "officers": True,
+    # The patrol game's sections, read by coverwatch.formats.patrolfile.
+    "targets": False,
+    "randomise": False,
+    "schedule": False,  # a sampled day's plan for the orders (coverwatch orders --patrol-plan)
 }
 _OFFICER_KEYS = {
     "id": True,

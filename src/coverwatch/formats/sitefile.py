@@ -28,7 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Post, Rule, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
-from coverwatch.formats.yamldepth import MAX_YAML_DEPTH, check_depth, paused_gc
+from coverwatch.formats.yamldepth import MAX_YAML_DEPTH, check_aliases, check_depth, paused_gc
 
 __all__ = [
     "ID_PATTERN",
@@ -72,6 +72,8 @@ _SITE_KEYS = {
     "barriers": False,
     "speeds_mps": False,
     "lint": False,
+    "checkpoints": False,  # read by formats/tourfile.py
+    "tours": False,
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {
@@ -192,16 +194,16 @@ def load_site_text_document(text: str, path: str = "<string>") -> SiteDocument:
 
 def _compose(path: str, text: str) -> Node | None:
     """Parse YAML into a node tree, turning parser errors into problems."""
-    check_depth(path, text)
+    aliased = check_depth(path, text)
     if getattr(yaml, "__with_libyaml__", False):
         # libyaml is ~10x faster on a large site; any error is re-parsed by the pure
         # Python parser below, whose messages and marks the problems are built from.
         try:
-            return yaml.compose(text, Loader=yaml.CSafeLoader)
+            return check_aliases(path, text, yaml.compose(text, Loader=yaml.CSafeLoader), aliased)
         except yaml.YAMLError:
             pass
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return check_aliases(path, text, yaml.compose(text, Loader=yaml.SafeLoader), aliased)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         # PyYAML words some problems as a continuation of the context ("but found ...").
@@ -543,6 +545,13 @@ class _Checker:
             self.lint_config = self.lint(fields["lint"][1])
         if posts is not None and not walkways:
             self.reach_without_walkways(fields["posts"][1], posts)
+        from coverwatch.formats.tourfile import read_checkpoints, read_tours
+
+        if "checkpoints" in fields:
+            device_fields["checkpoints"] = read_checkpoints(self, fields["checkpoints"][1], posts)
+        if "tours" in fields:
+            device_fields["tours"] = read_tours(self, fields["tours"][1],
+                                                device_fields.get("checkpoints", ()))
         if self.problems or site_id is None or name is None or posts is None:
             return None, escalation
         try:

@@ -15,6 +15,7 @@ always exactly a full recompute's (tests/unit/test_checkpoints.py shows it).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,7 +87,13 @@ def _windows(store: Store, lo: int, hi: int, step: int) -> Iterator[list[dict[st
         rows = store.engine_rows(a, b)
         if rows:
             yield rows
-        a = b
+            a = b
+            continue
+        # Nothing here: step straight to the next event (years of nothing cost one query).
+        nxt = store.next_event_us(b, hi)
+        if nxt is None:
+            return
+        a = max(b, nxt - nxt % step if step > 0 else nxt)
 
 
 def _resume(store: Store, sites: _Sites, at_or_before: int, timeline: bool) -> EngineRun | None:
@@ -103,6 +110,15 @@ def _resume(store: Store, sites: _Sites, at_or_before: int, timeline: bool) -> E
             reg = OfficerRegistry(state["engine"]["officers"])
             return EngineRun(engine, reg, i, int(state["events"]), int(state["late"]), cp.at_us)
     return None
+
+
+def _switch_versions(run: EngineRun, versions: list[SiteVersion], sites: _Sites,
+                     upto: int) -> None:
+    """Put in force every site version effective at or before ``upto``."""
+    while run.version + 1 < len(versions) and versions[run.version + 1].effective_us <= upto:
+        run.version += 1
+        run.engine.advance(versions[run.version].effective_us)
+        run.engine.switch_site(sites.site(run.version))
 
 
 def run_engine(
@@ -133,7 +149,11 @@ def run_engine(
     bounds = list(range((h // every_us + 1) * every_us, save_to + 1, every_us))
     saved = set(store.checkpoint_times()) if bounds else set()
     evaluated = 0
-    for a, b in zip([run.started_at, *bounds], [*bounds, None], strict=True):
+    starts, ends = [run.started_at, *bounds], [*bounds, None]
+    i = 0
+    while i < len(starts):
+        a, b = starts[i], ends[i]
+        i += 1
         # The engine is chunk-invariant: feeding a segment in windows changes nothing.
         for chunk in _windows(store, a, end if b is None else b, every_us):
             run.engine.feed(batch_from_rows(chunk, run.registry))
@@ -141,21 +161,23 @@ def run_engine(
             run.late += sum(1 for r in chunk if r["late"])
             evaluated += len(chunk)
         limit = to + 1 if b is None else b
-        while run.version + 1 < len(versions) and versions[run.version + 1].effective_us <= (
-            b if b is not None else to
-        ):
-            run.version += 1
-            run.engine.advance(versions[run.version].effective_us)
-            run.engine.switch_site(sites.site(run.version))
+        _switch_versions(run, versions, sites, b if b is not None else to)
         if b is None:
             break
         run.engine.advance(limit)
-        if b in saved:
-            continue  # still valid: a late event before it would have dropped it
-        v = versions[run.version]
-        state = {"engine": engine_state(run.engine, list(run.registry.names)),
-                 "events": run.events, "late": run.late}
-        store.save_checkpoint(Checkpoint(b, v.effective_us, version_sha(v), max_id, state))
+        if b not in saved:  # a saved one is still valid: a late event would have dropped it
+            v = versions[run.version]
+            state = {"engine": engine_state(run.engine, list(run.registry.names)),
+                     "events": run.events, "late": run.late}
+            store.save_checkpoint(Checkpoint(b, v.effective_us, version_sha(v), max_id, state))
+        # Step over whole segments without events (one old event must not cost a
+        # checkpoint and a query per hour until now): on to the next event's segment.
+        nxt = store.next_event_us(b, end)
+        target = len(bounds) if nxt is None else bisect.bisect_right(bounds, nxt)
+        if target > i:
+            i = target
+            _switch_versions(run, versions, sites, starts[i])
+            run.engine.advance(starts[i])
     if close:
         run.engine.close(to)
     else:

@@ -15,6 +15,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
 
 from coverwatch.domain.time import parse_time
+from coverwatch.formats.csvcells import safe_cell
 from coverwatch.reports.supervision import DailyReport
 
 __all__ = ["records_csv", "records_pdf"]
@@ -34,7 +35,9 @@ def records_csv(sections: dict[str, list[dict[str, Any]]]) -> bytes:
     w.writeheader()
     for name, rows in sections.items():
         for r in rows:
-            w.writerow({"section": name, **{k: "" if v is None else v for k, v in r.items()}})
+            # A text cell a spreadsheet would run as a formula is quoted (OWASP).
+            w.writerow({"section": name, **{k: "" if v is None else safe_cell(v)
+                                            for k, v in r.items()}})
     return buf.getvalue().encode()
 
 

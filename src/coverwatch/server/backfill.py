@@ -4,7 +4,8 @@ phone's track recovered later.
 Each record goes through exactly the live paths' validation
 (:func:`coverwatch.server.ingest.validate_records`) and into the store's
 idempotent append, so importing a file twice, or a file that overlaps what
-devices already sent, stores each event once. Events at or before the
+devices already sent (a fix of the same officer, time, position and reported
+accuracy from any device), stores each event once. Events at or before the
 server's saved live horizon are stored as *late* (history: reports and
 exports count them, the live picture is not rewritten); later ones are
 picked up by the live engine when the server next starts.
@@ -23,6 +24,7 @@ from coverwatch.formats.eventrecords import file_records
 from coverwatch.formats.gpx import GpxOptions
 from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.storage import Store
+from coverwatch.storage.store import event_digest, event_key
 
 __all__ = ["ImportResult", "import_events"]
 
@@ -36,6 +38,27 @@ class ImportResult:
     stored: int
     duplicates: int
     late: int
+
+
+def _without_device(key: str) -> str:
+    head, _, rest = key.rpartition("|")  # kind|ident|t_us|device|digest: drop the device
+    return f"{head.rpartition('|')[0]}|{rest}"
+
+
+def _not_sent_by_a_device(store: Store, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, less fixes a device already sent (same officer, time, position and
+    reported accuracy): a file carries no device, so the store's own key would not see
+    the recovered track, or an exported one, as what the phone sent."""
+    fixes = [r for r in part if r["kind"] == "fix"]
+    if not fixes:
+        return part
+    sent = {_without_device(k) for k in store.fix_keys(
+        sorted({str(r["officer"]) for r in fixes}), min(r["t_us"] for r in fixes),
+        max(r["t_us"] for r in fixes) + 1)}
+    if not sent:
+        return part
+    return [r for r in part if r["kind"] != "fix" or _without_device(
+        event_key("fix", str(r["officer"]), r["t_us"], None, event_digest(r))) not in sent]
 
 
 def import_events(
@@ -70,7 +93,7 @@ def import_events(
         check()
     stored = late = 0
     for lo in range(0, len(rows), _CHUNK):
-        part = rows[lo:lo + _CHUNK]
+        part = _not_sent_by_a_device(store, rows[lo:lo + _CHUNK])
         for r in part:
             r["source"] = "import"
             r["received_us"] = now_us

@@ -21,10 +21,8 @@ capability (see :mod:`coverwatch.domain.briefing`) counts only while valid.
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as _dt
 import difflib
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from coverwatch.domain.orders import PostOrders, orders_changes, site_orders
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
+from coverwatch.formats.csvrows import CsvInputError, csv_rows
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
 
 if TYPE_CHECKING:
@@ -123,16 +122,12 @@ def _parse_moment(text: str, timezone: str, *, end_of_day: bool) -> int:
     return parse_time(moment.isoformat())
 
 
-def _rows(text: str, required: Sequence[str], optional: Sequence[str]) -> list[dict[str, str]]:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in required if c not in header]
-    unknown = [c for c in header if c not in (*required, *optional)]
-    problems = [f"line 1: missing column {c}" for c in missing]
-    problems += [f"line 1: unknown column {c}" for c in unknown]
-    if problems:
-        raise BriefingInputError(problems)
-    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+def _rows(text: str, required: Sequence[str],
+          optional: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        return csv_rows(text, required, optional)
+    except CsvInputError as e:
+        raise BriefingInputError(e.problems) from None
 
 
 def parse_roster_csv(text: str, timezone: str = "UTC") -> list[Shift]:
@@ -143,7 +138,7 @@ def parse_roster_csv(text: str, timezone: str = "UTC") -> list[Shift]:
     """
     shifts: list[Shift] = []
     problems: list[str] = []
-    for line, row in enumerate(_rows(text, ("officer", "post", "start", "end"), ("patrol",)), 2):
+    for line, row in _rows(text, ("officer", "post", "start", "end"), ("patrol",)):
         try:
             officer = row["officer"]
             if not officer:
@@ -167,7 +162,7 @@ def parse_qualifications_csv(text: str, timezone: str = "UTC") -> list[Qualifica
     out: list[Qualification] = []
     problems: list[str] = []
     rows = _rows(text, ("officer", "qualification", "valid_until"), ("valid_from",))
-    for line, row in enumerate(rows, 2):
+    for line, row in rows:
         try:
             out.append(make_qualification(row["officer"], row["qualification"], row["valid_until"],
                                       row.get("valid_from") or None, timezone))

@@ -1,8 +1,9 @@
 """The live cover engine as a bus evaluator (``coverwatch.bus.SiteEvaluator``).
 
 A worker feeds it a site's stream: events through :meth:`BusCover.take`
-(an event earlier than the horizon is late: stored, flagged, not evaluated,
-exactly as the single-process server does), watermarks through
+(an event earlier than the horizon is late: stored and flagged, and a late
+state event that is the newest about its officer, gate or flag is applied at
+the horizon, exactly as the single-process server does), watermarks through
 :meth:`BusCover.advance`, which moves the horizon and returns the cover
 changes, and new rules through :meth:`BusCover.control` (published with
 ``EventLog.publish_control(site, "site:<hash>:<t>", {"site_source": text,
@@ -31,8 +32,10 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from coverwatch.domain.site import Site
+from coverwatch.domain.time import US_PER_S
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import load_site_text
+from coverwatch.server.latewatch import WINDOW_S
 from coverwatch.server.live import LiveCover
 
 __all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected"]
@@ -73,9 +76,11 @@ class _Message(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LateEvents:
-    """Keys of events that came after the horizon had passed them (to flag in the store)."""
+    """Keys of events that came after the horizon had passed them (to flag in the store),
+    and (key, horizon) of the late state events applied live at that horizon."""
 
     keys: tuple[str, ...]
+    applied: tuple[tuple[str, int], ...] = ()
 
 
 class BusCover:
@@ -95,16 +100,15 @@ class BusCover:
             self.live, self.pending = self._restore(state)
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
-        rows = []
-        late = []
-        for m in events:
-            if self.live.is_late(int(m.data["t_us"])):
-                late.append(m.key or "")
-            else:
-                rows.append({**m.data, "id": m.seq})
-        if rows:
-            self.live.add(rows)
-        return [LateEvents(tuple(late))] if late else []
+        rows = [{**m.data, "id": m.seq, "late": self.live.is_late(int(m.data["t_us"]))}
+                for m in events]
+        self.live.plan_late(rows)  # the horizon is the stream's, so every owner agrees
+        self.live.add(rows)
+        late = tuple(m.key or "" for m, r in zip(events, rows, strict=True) if r["late"])
+        applied = tuple((m.key or "", int(r["applied_us"]))
+                        for m, r in zip(events, rows, strict=True)
+                        if r["applied_us"] is not None)
+        return [LateEvents(late, applied)] if late else []
 
     def advance(self, horizon_us: int) -> Sequence[CoverChange]:
         out: list[CoverChange] = []
@@ -133,6 +137,8 @@ class BusCover:
 
     def snapshot(self) -> bytes:
         self._forget_old_lapses()
+        # Late arrivals are shown for the last WINDOW_S; keep twice that.
+        self.live.late.forget_before(self.live.horizon - 2 * WINDOW_S * US_PER_S)
         buf = io.BytesIO()
         _Pickler(buf).dump((self.live, self.pending))
         body = buf.getvalue()

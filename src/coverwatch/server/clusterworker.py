@@ -124,9 +124,10 @@ class ClusterWorker:
         if svc is None:
             return
         late = [k for o in outputs if isinstance(o, LateEvents) for k in o.keys]
+        applied_at = {k: t for o in outputs if isinstance(o, LateEvents) for k, t in o.applied}
         changes = [o for o in outputs if isinstance(o, CoverChange)]
         if late:
-            await asyncio.to_thread(svc.store.mark_late, late)
+            await asyncio.to_thread(svc.store.mark_late, late, applied_at)
         if not changes:
             return
         async with svc.lock:

@@ -12,8 +12,10 @@ legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`) becomes
   Traccar Client retry the same upload forever, stalling every newer one).
 
 Accuracy is never left at 0 (which would overstate cover): the reported
-accuracy, else ``hdop`` (OsmAnd fills it with metres), else the site's
-``default_accuracy_m``; the fix records which (``accuracy_source``).
+accuracy if above 0, else ``hdop`` (OsmAnd fills it with metres), else the
+site's ``default_accuracy_m``; the fix records which (``accuracy_source``,
+:func:`coverwatch.formats.accuracy.choose_accuracy`). A reading the phone
+marks as simulated (``mock``) is a device report, never a fix.
 
 :class:`DeviceWatch` keeps what the server needs about each device between
 uploads: the newest report, upload delay statistics and the per-site watermark
@@ -32,16 +34,26 @@ from typing import Any
 from coverwatch.domain.records import T_LIMIT_S
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.formats.accuracy import choose_accuracy
 from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.readings import (  # re-exported: the readings devices upload
+    Reading,
+    _time_value,
+    osmand_body_readings,
+    osmand_json_readings,
+    osmand_readings,
+)
 
 __all__ = [
     "ALARM_ALERT_KINDS",
+    "MOCK_REASON",
     "DeviceUpload",
     "DeviceWatch",
     "Reading",
     "device_upload",
     "fill_accuracy",
     "officer_devices",
+    "osmand_body_readings",
     "osmand_json_readings",
     "osmand_readings",
     "reporting_only",
@@ -52,28 +64,8 @@ __all__ = [
 ALARM_ALERT_KINDS = {"sos": "sos", "falldown": "fall", "fall": "fall"}
 # Earliest plausible device time: GPS week-rollover bugs report 1999 and 2019-04.
 _PLAUSIBLE_FROM_US = parse_time("2001-01-01T00:00:00Z")
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-@dataclass(slots=True)
-class Reading:
-    """One reading from a device, as sent; anything may be missing or wrong.
-
-    ``problems`` are things that stop it being a fix, found while parsing.
-    """
-
-    time: Any = None
-    lat: Any = None
-    lon: Any = None
-    accuracy: Any = None
-    hdop: Any = None
-    valid: bool = True
-    battery: float | None = None
-    charging: bool | None = None
-    alarm: str | None = None
-    problems: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
+#: Why a simulated position never counts (shown on the officer).
+MOCK_REASON = "mock location: the phone says this position is simulated, so it does not count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,131 +77,17 @@ class DeviceUpload:
     reply: list[dict[str, Any]]
 
 
-def _number(value: Any, name: str, problems: list[str]) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        problems.append(f"{name} is not a number: {value!r}")
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        problems.append(f"{name} is not a number: {str(value)[:40]!r}")
-        return None
-    if not math.isfinite(number):
-        problems.append(f"{name} is not a finite number: {str(value)[:40]!r}")
-        return None
-    return number
-
-
-def _time_value(value: Any) -> Any:
-    """OsmAnd timestamps: epoch seconds, milliseconds if >= 2^31, or ISO-8601."""
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if not math.isfinite(number):
-        return text
-    return number / 1000.0 if abs(number) >= 2**31 else number
-
-
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    return True if text in _TRUE else False if text in _FALSE else None
-
-
-def _battery_percent(value: Any, *, fraction: bool) -> float | None:
-    number = _number(value, "battery", [])
-    if number is None or number < 0:
-        return None
-    # Traccar Client 9 reports 0..1; the form versions 0..100.
-    if fraction and number <= 1.0:
-        number *= 100.0
-    return min(number, 100.0)
-
-
-def osmand_readings(params: Mapping[str, Any]) -> list[Reading]:
-    """One reading from OsmAnd query or form parameters (Traccar Client 8/10, OsmAnd, iOS)."""
-    r = Reading(raw=dict(params))
-    problems = r.problems
-    r.valid = _flag(params.get("valid", "true")) is not False
-    r.lat = _number(params.get("lat", params.get("latitude")), "lat", problems)
-    r.lon = _number(params.get("lon", params.get("longitude")), "lon", problems)
-    location = params.get("location")
-    if (r.lat is None or r.lon is None) and location and not problems:
-        parts = str(location).split(",")
-        if len(parts) == 2:
-            r.lat = _number(parts[0], "location", problems)
-            r.lon = _number(parts[1], "location", problems)
-        else:
-            problems.append("location is not lat,lon")
-    r.time = _time_value(params.get("timestamp"))
-    r.accuracy = _number(params.get("accuracy"), "accuracy", problems)
-    r.hdop = _number(params.get("hdop"), "hdop", problems)
-    r.battery = _battery_percent(params.get("batt", params.get("battery")), fraction=False)
-    charge = params.get("charge", params.get("charging"))
-    r.charging = None if charge is None else _flag(charge)
-    alarm = params.get("alarm")
-    r.alarm = str(alarm).strip()[:40] or None if alarm is not None else None
-    return [r]
-
-
-def osmand_json_readings(body: Any) -> list[Reading]:
-    """Readings from a Traccar Client 9 JSON body (``location`` object or list)."""
-    if not isinstance(body, Mapping):
-        raise InvalidEvents([_problem(None, "expected a JSON object")])
-    locations = body.get("location")
-    if isinstance(locations, Mapping):
-        locations = [locations]
-    if not isinstance(locations, list) or not locations:
-        raise InvalidEvents([_problem("location", "missing location object")])
-    out: list[Reading] = []
-    for loc in locations:
-        if not isinstance(loc, Mapping):
-            raise InvalidEvents([_problem("location", "expected an object")])
-        r = Reading(raw=dict(loc))
-        coords = loc.get("coords")
-        coords = coords if isinstance(coords, Mapping) else {}
-        r.lat = _number(coords.get("latitude"), "coords.latitude", r.problems)
-        r.lon = _number(coords.get("longitude"), "coords.longitude", r.problems)
-        r.accuracy = _number(coords.get("accuracy"), "coords.accuracy", r.problems)
-        r.time = loc.get("timestamp")
-        battery = loc.get("battery")
-        if isinstance(battery, Mapping):
-            r.battery = _battery_percent(battery.get("level"), fraction=True)
-            charging = battery.get("is_charging")
-            r.charging = charging if isinstance(charging, bool) else None
-        extras = loc.get("extras")
-        if isinstance(extras, Mapping) and extras.get("alarm") is not None:
-            r.alarm = str(extras["alarm"]).strip()[:40] or None
-        out.append(r)
-    return out
-
-
-def _problem(field_name: str | None, message: str) -> Any:
-    from coverwatch.server.ingest import IngestProblem
-
-    return IngestProblem(0, field_name, message)
-
 
 def fill_accuracy(record: dict[str, Any], site: Site, hdop: float | None = None) -> str:
     """Give a fix record an accuracy that never overstates cover; returns its source.
 
-    The reported ``accuracy_m`` if any, else ``hdop`` (metres, as OsmAnd sends
-    it), else the site's ``default_accuracy_m``.
+    The reported ``accuracy_m`` if above 0, else ``hdop`` (metres, as OsmAnd
+    sends it) if above 0, else the site's ``default_accuracy_m``: 0 and
+    negative values mean "unknown" in the apps that send them.
     """
-    if record.get("accuracy_m") is not None:
-        return "reported"
-    if hdop is not None and hdop >= 0:
-        record["accuracy_m"] = hdop
-        return "hdop"
-    record["accuracy_m"] = site.default_accuracy_m
-    return "default"
+    record["accuracy_m"], source = choose_accuracy(
+        site.default_accuracy_m, reported=record.get("accuracy_m"), hdop_m=hdop)
+    return source
 
 
 def _device_time(r: Reading, received_us: int) -> tuple[int | None, str | None]:
@@ -252,6 +130,8 @@ def device_upload(
                 "server clock; check the device clock")
         if not r.valid:
             reasons.append("the device reports no valid position (valid=false)")
+        elif r.mock:
+            reasons.append(MOCK_REASON)
         elif (r.lat is None or r.lon is None) and not r.problems:
             reasons.append("no position (a heartbeat)")
         row = None
@@ -423,6 +303,8 @@ def officer_devices(view: Any, watch: DeviceWatch, now_us: int) -> dict[str, Any
     if newest is not None and not view.rules:
         if _clock_wrong(newest[1].get("reason")):
             reason = "clock wrong"
+        elif str(newest[1].get("reason") or "").startswith("mock location"):
+            reason = "mock location"
         elif not view.on_duty:
             reason = "off duty"
         elif view.stale:

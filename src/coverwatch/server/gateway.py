@@ -65,7 +65,8 @@ ROLES = ("gateway", "worker", "all")
 DEADMAN_RULE = "deadman:"
 ORPHAN_STEP_S = 10.0
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
-_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "received_us"})
+# (received_us is: the evaluator shows how late a late event arrived.)
+_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us"})
 
 
 class BusUnavailable(ProblemError):

@@ -34,7 +34,7 @@ __all__ = [
     "validate_records",
 ]
 
-_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty", "alarm"})
+_ALLOWED_FOR_DEVICE = frozenset({"fix", "duty", "alarm", "scan"})
 
 
 def _alarm_report(i: int, rec: Mapping[str, Any], alarm: Any, sender: str | None,
@@ -82,6 +82,9 @@ class InvalidEvents(CoverwatchError):
         super().__init__(f"{where}: {first.message}{more}")
 
 
+_FILE_ACCURACY_SOURCES = ("reported", "hdop", "hdop-scaled", "default")
+
+
 def validate_records(
     records: Sequence[Any],
     site: Site,
@@ -115,7 +118,7 @@ def validate_records(
             # isinstance first: an unhashable kind (a list) must not raise here.
             if not isinstance(kind, str) or kind not in _ALLOWED_FOR_DEVICE:
                 problems.append(IngestProblem(
-                    i, "kind", "a device may only send fix, duty and alarm events"))
+                    i, "kind", "a device may only send fix, duty, scan and alarm events"))
                 continue
             if "officer" not in rec and device_officer is not None:
                 rec = {**rec, "officer": device_officer}
@@ -166,9 +169,14 @@ def validate_records(
         accuracy = checked.accuracy
         accuracy_source = None
         if checked.kind == "fix":
-            if rec.get("accuracy_m") is not None:
+            # A scan's accuracy is its checkpoint's, surveyed: never a phone default.
+            if rec.get("kind") == "scan":
                 accuracy_source = "reported"
-            elif device:  # a phone that says nothing about accuracy is not exact
+            elif rec.get("accuracy_m") is not None and not (device and accuracy <= 0):
+                # A file reader (GPX) says where it found the accuracy; a device cannot.
+                given = None if device else rec.get("accuracy_source")
+                accuracy_source = given if given in _FILE_ACCURACY_SOURCES else "reported"
+            elif device:  # a phone that says nothing (or 0) about accuracy is not exact
                 accuracy, accuracy_source = site.default_accuracy_m, "default"
             else:  # the event contract: absent means 0
                 accuracy_source = "none"

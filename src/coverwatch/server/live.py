@@ -7,7 +7,12 @@ lapses are identical to ``coverwatch replay`` over the same events.
 
 An event earlier than the horizon (the point up to which the state is final)
 is *late*: the server stores and flags it, and reports recompute lapses with
-it, but the live engine cannot take it without rewriting history.
+it, but the live engine cannot take it at its own time without rewriting
+history. A late state event (duty, gate, flag) that is newer than everything
+received about the same officer, gate or flag is instead *applied late*: it
+takes effect at the horizon when it arrives (:meth:`LiveCover.plan_late`), so
+the watch never loses it; a late fix is not applied (an old position is not a
+current one). docs/semantics.md, "Late state events", is the contract.
 
 This module is an adapter only in that the caller passes wall-clock time in;
 it does no I/O itself.
@@ -30,6 +35,7 @@ from coverwatch.domain.events import (
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState, RuleStats
+from coverwatch.server.latewatch import STATE_KINDS, LateArrival, LateArrivals, subject_of
 
 __all__ = ["LiveCover", "OfficerView", "Position", "batch_from_rows"]
 
@@ -111,6 +117,15 @@ class LiveCover:
         self._flags: dict[str, tuple[int, int, bool]] = {
             f: (0, 0, on) for f, on in site.flags.items()
         }
+        # The latest event time received per (kind, officer / post / flag), late or not.
+        self._state_t: dict[tuple[str, str], int] = {}
+        self.late = LateArrivals()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint written before late state events were applied lacks these.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_state_t", {})
+        self.__dict__.setdefault("late", LateArrivals())
 
     @classmethod
     def from_engine(cls, site: Site, engine: CoverEngine, registry: OfficerRegistry) -> LiveCover:
@@ -142,11 +157,42 @@ class LiveCover:
         """Whether an event at ``t_us`` arrives too late for live evaluation."""
         return t_us < self.horizon
 
+    def plan_late(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Decide which late rows (``late`` set), about to be stored in this order, are
+        applied live: a state event at or after the latest event time received about
+        the same officer, gate or flag (a tie arrives later, so it is the newer). Sets
+        ``applied_us`` to the horizon on those and to None on every other row."""
+        latest = dict(self._state_t)
+        h = self.horizon
+        for r in rows:
+            r["applied_us"] = None
+            if r["kind"] not in STATE_KINDS:
+                continue
+            subject, t = subject_of(r), int(r["t_us"])
+            newest = t >= latest.get(subject, t)
+            latest[subject] = max(t, latest.get(subject, t))
+            if r.get("late") and newest:
+                r["applied_us"] = h
+
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Queue stored, on-time rows for evaluation (late ones must be filtered out)."""
-        rows = list(rows)
-        self._note_latest(rows)
-        batch = batch_from_rows(rows, self.registry)
+        """Queue stored rows for evaluation: on-time ones at their time, late state
+        events with ``applied_us`` at that time (see :meth:`plan_late`); other late
+        rows are only counted (:attr:`late`)."""
+        feed: list[Mapping[str, Any]] = []
+        for r in rows:
+            if r["kind"] in STATE_KINDS:
+                subject, t = subject_of(r), int(r["t_us"])
+                self._state_t[subject] = max(t, self._state_t.get(subject, t))
+            if not r.get("late"):
+                feed.append(r)
+                continue
+            self.late.note(LateArrival.from_row(r, int(r.get("received_us") or self.horizon)))
+            applied = r.get("applied_us")
+            if applied is not None:
+                self._note_latest([r])  # under its own time: the newest about its subject
+                feed.append({**r, "t_us": int(applied)})
+        self._note_latest([r for r in feed if not r.get("late")])
+        batch = batch_from_rows(feed, self.registry)
         if not len(batch):
             return
         if self._engine is None:
@@ -185,7 +231,7 @@ class LiveCover:
             return []
         return self._engine.switch_site(site)
 
-    def _note_latest(self, rows: list[Mapping[str, Any]]) -> None:
+    def _note_latest(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
             key = (int(r["t_us"]), int(r["id"]))
             kind = r["kind"]

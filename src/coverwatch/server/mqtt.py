@@ -9,7 +9,8 @@ ACL (``coverwatch mqtt acl``) makes sure only that device can publish there.
 
 Delivery is at-least-once and nothing the broker delivered is lost:
 
-* a persistent session (fixed client id, ``clean_session=False``) so the broker
+* a persistent session (client id ``coverwatch-<site>-<node id>``, stable across
+  restarts and unique per deployment: ``server.nodeid``; ``clean_session=False``) so the broker
   keeps QoS 1 messages for us while we are disconnected or restarting;
 * manual acknowledgement, switched on before connecting (the broker sends the
   session's queued messages right after CONNACK): a PUBACK is sent only after
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,9 +52,10 @@ from coverwatch.domain.time import seconds_to_us
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
 from coverwatch.server.ingest import IngestProblem, InvalidEvents, validate_records
+from coverwatch.server.nodeid import node_id
 from coverwatch.server.services import Services
 
-__all__ = ["device_topic", "device_topic_filter", "run_mqtt", "topic_for"]
+__all__ = ["client_id", "device_topic", "device_topic_filter", "run_mqtt", "topic_for"]
 
 log = logging.getLogger("coverwatch.server.mqtt")
 
@@ -71,6 +74,12 @@ def device_topic(site_id: str, device: str) -> str:
 
 def device_topic_filter(site_id: str) -> str:
     return f"coverwatch/{site_id}/devices/+/events"
+
+
+def client_id(site_id: str, data_dir: Path) -> str:
+    """The MQTT client id: the site plus this deployment's stable node id, so two
+    deployments of one site on one broker never take over each other's session."""
+    return f"coverwatch-{site_id}-{node_id(data_dir)}"
 
 
 def _device_of(topic: str, site_id: str) -> str | None:
@@ -94,7 +103,7 @@ async def run_mqtt(svc: Services, url: str) -> None:
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 1883
     topic = topic_for(svc.site.id)
-    identifier = f"coverwatch-{svc.site.id}"
+    identifier = client_id(svc.site.id, svc.settings.data_dir)
     backoff = 0.5
     svc.mqtt_connected = False
     while True:

@@ -1,9 +1,12 @@
 """Mosquitto credentials for per-device topics: a password file (Mosquitto's own
 hash format) and an ACL so that each device can publish only to its own topic.
 
-* each active device gets a user named after it, allowed to write only
-  ``coverwatch/<site>/devices/<device>/events``;
-* the server gets a user allowed to read the site's topics;
+One broker serves a whole deployment, so both files are written for every site
+of it at once (one call, all sites):
+
+* each active device gets a user named after it (device names are unique in the
+  deployment), allowed to write only ``coverwatch/<its site>/devices/<device>/events``;
+* the server gets one user allowed to read every site's topics;
 * passwords are minted here, shown once, and kept only as Mosquitto hashes
   (PBKDF2-SHA512, ``$7$<iterations>$<salt>$<hash>``, as ``mosquitto_passwd``
   writes them); entries already in the password file are kept, so running the
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +49,23 @@ def _read_passwords(path: Path) -> dict[str, str]:
     return out
 
 
+def _replace(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` atomically: Mosquitto (re)reading the file on a
+    reload never sees half of it, and the password file is never world-readable."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class AclFiles:
     """What was written, and the passwords minted now (shown once)."""
@@ -53,14 +74,24 @@ class AclFiles:
     users: tuple[str, ...]
 
 
-def write_acl(site_id: str, devices: Iterable[str], passwd: Path, acl: Path, *,
+def write_acl(sites: Mapping[str, Iterable[str]], passwd: Path, acl: Path, *,
               rotate: Iterable[str] = (), server_user: str = SERVER_USER) -> AclFiles:
-    """Write the password file and ACL for ``devices``; returns the new passwords."""
-    names = sorted(set(devices))
+    """Write the password file and ACL for a deployment: ``sites`` maps each site id
+    to its devices' names. Returns the passwords minted now."""
+    site_of: dict[str, str] = {}
+    for site_id in sites:
+        if not site_id or any(c in site_id for c in "/+#: \n\r"):
+            raise ValueError(f"site id {site_id!r} cannot be an MQTT topic level")
+        for name in sites[site_id]:
+            if name in site_of and site_of[name] != site_id:
+                raise ValueError(f"device {name!r} is at two sites ({site_of[name]}, "
+                                 f"{site_id}): device names are unique in a deployment")
+            site_of[name] = site_id
+    names = sorted(site_of)
     if server_user in names:
         raise ValueError(f"a device may not be named {server_user!r} (the server's MQTT user)")
     for name in names:
-        if not name or any(c in name for c in "/+#: \n"):
+        if not name or any(c in name for c in "/+#: \n\r"):
             raise ValueError(f"device name {name!r} cannot be an MQTT user and topic level")
     existing = _read_passwords(passwd)
     again = set(rotate)
@@ -73,11 +104,12 @@ def write_acl(site_id: str, devices: Iterable[str], passwd: Path, acl: Path, *,
         password = secrets.token_urlsafe(24)
         minted[user] = password
         hashes[user] = mosquitto_hash(password)
-    passwd.write_text("".join(f"{u}:{h}\n" for u, h in hashes.items()), encoding="utf-8")
-    passwd.chmod(0o600)
-    lines = [f"# coverwatch site {site_id}: written by `coverwatch mqtt acl`",
-             f"user {server_user}", f"topic read coverwatch/{site_id}/#", ""]
+    _replace(passwd, "".join(f"{u}:{h}\n" for u, h in hashes.items()), mode=0o600)
+    ids = sorted(sites)
+    lines = [f"# coverwatch sites {', '.join(ids)}: written by `coverwatch mqtt acl`",
+             f"user {server_user}", *(f"topic read coverwatch/{i}/#" for i in ids), ""]
     for name in names:
-        lines += [f"user {name}", f"topic write coverwatch/{site_id}/devices/{name}/events", ""]
-    acl.write_text("\n".join(lines), encoding="utf-8")
+        lines += [f"user {name}",
+                  f"topic write coverwatch/{site_of[name]}/devices/{name}/events", ""]
+    _replace(acl, "\n".join(lines))
     return AclFiles(minted, (server_user, *names))

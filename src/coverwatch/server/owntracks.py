@@ -5,11 +5,15 @@ USER/DEVICE=NAME``, :attr:`coverwatch.settings.Settings.owntracks_mqtt`):
 only mapped topics are subscribed, and each message is a fix of that
 device's officer (looked up when the message arrives, so a revoked device
 stops counting at once). The same translation as the HTTP mode
-(:mod:`coverwatch.formats.owntracks`), the same validation and idempotent
-store as every path. Like ``server.mqtt``: a persistent session, and a
-message is acknowledged only after its fix is committed; a message that
-cannot be used is acknowledged, logged and counted (``mqtt_rejected``); one that
-is not JSON or OwnTracks, or that the store refuses, is also kept as a dead letter.
+(:mod:`coverwatch.formats.owntracks`), and the same device-report path as
+every phone (:func:`store_owntracks`, :func:`coverwatch.server.devices.device_upload`):
+battery, charging and the app's other fields are kept in a device report.
+Like ``server.mqtt``: a persistent session, and a message is acknowledged
+only after its fix is committed. A location that cannot be a fix is a device
+report with the reason (like every phone's); a message that is not OwnTracks,
+or comes for an unknown or revoked device, is acknowledged, logged and counted
+(``mqtt_rejected``); one that is not JSON or OwnTracks, or that the store
+refuses, is also kept as a dead letter.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -26,13 +29,62 @@ import orjson
 
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
-from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
+from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntracks_records
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
-from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.server.devices import DeviceUpload, device_upload
+from coverwatch.server.nodeid import node_id
+from coverwatch.server.readings import Reading, _number
 from coverwatch.server.services import Services
 
-__all__ = ["parse_owntracks_map", "run_owntracks_mqtt"]
+__all__ = ["owntracks_readings", "parse_owntracks_map", "run_owntracks_mqtt", "store_owntracks"]
+
+# OwnTracks ``bs``: 0 unknown, 1 unplugged, 2 charging, 3 full (on the charger).
+_CHARGING = {1: False, 2: True, 3: True}
+
+
+def owntracks_readings(message: OwnTracksMessage) -> list[Reading]:
+    """One device reading per location: position, ``tst``, ``acc``, ``batt`` and ``bs``."""
+    out: list[Reading] = []
+    for loc in message.locations:
+        r = Reading(raw=dict(loc))
+        for name in ("lat", "lon", "acc", "tst"):  # the booklet's numbers are JSON numbers
+            value = loc.get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                r.problems.append(f"{name} is not a JSON number: {str(value)[:40]!r}")
+        if r.problems:
+            out.append(r)
+            continue
+        r.lat = _number(loc.get("lat"), "lat", r.problems)
+        r.lon = _number(loc.get("lon"), "lon", r.problems)
+        r.accuracy = _number(loc.get("acc"), "acc", r.problems)
+        tst = loc.get("tst")
+        r.time = tst if tst is not None else None
+        if r.time is None:
+            r.problems.append("missing tst (the location's time)")
+        batt = _number(loc.get("batt"), "batt", [])
+        r.battery = None if batt is None or batt < 0 else min(batt, 100.0)
+        bs = loc.get("bs")
+        r.charging = _CHARGING.get(bs) if isinstance(bs, int) else None
+        out.append(r)
+    return out
+
+
+async def store_owntracks(svc: Services, message: OwnTracksMessage, *, officer: str,
+                          device: str) -> DeviceUpload:
+    """Store a message's locations as device reports (and fixes where usable)."""
+    upload = device_upload(owntracks_readings(message), svc.site, officer=officer,
+                           device=device, received_us=svc.clock(),
+                           max_future_us=seconds_to_us(svc.settings.max_future_s))
+    for reading in upload.reply:
+        if reading["reason"]:
+            log.info("OwnTracks location from device %s not used as a fix: %s", device,
+                     reading["reason"])
+    if upload.reports:
+        await svc.ingest(upload.rows, source="owntracks", device=device,
+                         reports=upload.reports)
+    return upload
 
 log = logging.getLogger("coverwatch.server.owntracks")
 _PART = re.compile(r"[^/#+\s]+")
@@ -64,7 +116,8 @@ async def run_owntracks_mqtt(svc: Services, url: str,
     while True:
         try:
             client = aiomqtt.Client(
-                host, port, identifier=f"coverwatch-{svc.site.id}-owntracks",
+                host, port,
+                identifier=f"coverwatch-{svc.site.id}-{node_id(svc.settings.data_dir)}-owntracks",
                 clean_session=False, username=parts.username, password=parts.password,
                 keepalive=30,
             )
@@ -116,22 +169,10 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
     if message.unreadable:
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s: %s", topic, "; ".join(message.ignored))
-    rows: list[dict[str, Any]] = []
-    for record in message.records:
-        try:
-            rows += validate_records(
-                [record], svc.site, now_us=svc.clock(),
-                max_future_us=seconds_to_us(svc.settings.max_future_s),
-                device_officer=device.officer, device=True,
-            )
-        except InvalidEvents as e:
-            svc.mqtt_rejected += 1
-            log.warning("OwnTracks location on %s not used: %s", topic, e)
-    if rows:
-        try:
-            await svc.ingest(rows, source="owntracks", device=device.name)
-        except Exception as e:
-            if not record_fault(e):
-                raise  # the store cannot commit: left unacknowledged, redelivered
-            await set_aside(svc, "owntracks", topic, payload,
-                            f"the store refused it: {type(e).__name__}: {str(e)[:500]}")
+    try:
+        await store_owntracks(svc, message, officer=device.officer, device=device.name)
+    except Exception as e:
+        if not record_fault(e):
+            raise  # the store cannot commit: left unacknowledged, redelivered
+        await set_aside(svc, "owntracks", topic, payload,
+                        f"the store refused it: {type(e).__name__}: {str(e)[:500]}")

@@ -3,8 +3,9 @@ engine, the alert book, the notifier and the live feed, and the one ingest path
 every input (HTTP batch, OsmAnd, MQTT) goes through.
 
 Ordering and durability: an ingest call takes the engine lock, decides which
-events are late against the horizon, commits them all to the store, and only
-then feeds the on-time ones to the engine and returns. The ticker takes the
+events are late against the horizon (and which late state events are applied
+at it), commits them all to the store, and only then feeds them to the engine
+and returns. The ticker takes the
 same lock to advance the horizon, so an event can never be fed behind it.
 """
 
@@ -36,6 +37,7 @@ from coverwatch.server.admission import admit
 from coverwatch.server.devices import ALARM_ALERT_KINDS, DeviceWatch
 from coverwatch.server.feed import Feed
 from coverwatch.server.groupcommit import append_isolated
+from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.live import LiveCover
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.pools import in_store
@@ -94,6 +96,8 @@ class Services:
     dead_letters: int = 0  # messages set aside since start (server.deadletters)
     # coverwatch.server.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
     briefing: Any = None
+    # coverwatch.server.tours.TourWatch (set by bootstrap): scans, rounds, tour alerts.
+    tours: Any = None
     # Each device's newest report, upload delays and the watermark (set by build).
     watch: DeviceWatch = field(default_factory=lambda: DeviceWatch(2_000_000, 10_000_000))
     sos_policy: EscalationPolicy = field(default_factory=lambda: EscalationPolicy(()))
@@ -159,11 +163,12 @@ class Services:
         book.policy_for = svc._policy_for
         svc.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
         svc.watch.load(store.last_device_reports())
-        # Replay every on-time stored event up to the saved horizon. The engine is
-        # chunk-invariant, so this reproduces the state of the uninterrupted run.
+        # Replay every stored event up to the saved horizon (late state events at the
+        # horizon they were applied at). The engine is chunk-invariant, so this
+        # reproduces the state of the uninterrupted run.
         after = 0
         while settings.bus_url is None:
-            rows = store.events_since(after, limit=50_000, include_late=False)
+            rows = store.events_since(after, limit=50_000)
             if not rows:
                 break
             live.add(rows)
@@ -253,12 +258,14 @@ class Services:
                     for rep in reps:
                         reports.append({**rep, "source": source, "received_us": now,
                                         "_request": i})
+                if self.evaluates:  # a late state event is applied at the horizon
+                    self.live.plan_late(tagged)
                 alarms = any(rep.get("alarm") for rep in reports)
                 result, failed = await in_store(
                     append_isolated, self.store, tagged, reports,
                     self._alarm_alerts if alarms else None)
                 if self.evaluates:
-                    self.live.add([r for r in result.rows if not r["late"]])
+                    self.live.add(result.rows)
                 for rep in result.reports:
                     self.watch.note(rep, now)
                 raised = [Alert.from_record(rec) for rec in result.alerts]
@@ -275,6 +282,12 @@ class Services:
             return
         for alert in raised:
             self.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        for r in result.rows:
+            if r.get("applied_us") is not None:
+                msg = late_applied_message(r)
+                log.info("late %s event of %s at %s (received %s) applied live at %s",
+                         msg["kind"], msg["subject"], msg["time"], msg["received"], msg["applied"])
+                self.feed.publish(msg)
         if self.bus is not None:  # this gateway sends their first levels
             self.bus.raised_here.update(a.id for a in raised)
         if steps:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, false, or_, select
+from sqlalchemy import and_, delete, false, func, or_, select
 
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.storage.audit import AuditMixin, _prepare_details
@@ -27,6 +27,11 @@ from coverwatch.storage.tables import (
 )
 
 __all__ = ["Acknowledgement", "BriefingMixin", "OrdersVersion"]
+
+# The duty events the live engine took, and when: on time at their own time, a late
+# one applied live at the horizon it arrived at (docs/semantics.md, "Late state events").
+_TAKEN_LIVE = or_(events.c.late == false(), events.c.applied_us.is_not(None))
+_LIVE_T = func.coalesce(events.c.applied_us, events.c.t_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +123,14 @@ class BriefingMixin(AuditMixin):
     # -- qualifications ------------------------------------------------------------
 
     def set_qualifications(self, records: Sequence[Qualification], *, actor: str) -> None:
-        """Add or replace (by officer and name) qualification records, audited."""
+        """Add or replace (by officer and name) this site's qualification records, audited."""
         with self._audit_write() as conn:
             for q in records:
                 conn.execute(delete(qualifications).where(
-                    qualifications.c.officer == q.officer, qualifications.c.name == q.name))
+                    qualifications.c.site == self.site, qualifications.c.officer == q.officer,
+                    qualifications.c.name == q.name))
                 conn.execute(qualifications.insert().values(
-                    officer=q.officer, name=q.name, valid_from_us=q.valid_from,
+                    site=self.site, officer=q.officer, name=q.name, valid_from_us=q.valid_from,
                     valid_until_us=q.valid_until, updated_by=actor, updated_us=now_us(),
                 ))
             self._append_audit_locked(conn, actor, "qualifications.set", "qualifications",
@@ -132,7 +138,9 @@ class BriefingMixin(AuditMixin):
                                           _qualification_dict(q) for q in records]}))
 
     def list_qualifications(self, officer: str | None = None) -> list[Qualification]:
-        q = select(qualifications).order_by(qualifications.c.officer, qualifications.c.name)
+        """This site's qualification records (an officer's at another site do not count)."""
+        q = (select(qualifications).where(qualifications.c.site == self.site)
+             .order_by(qualifications.c.officer, qualifications.c.name))
         if officer is not None:
             q = q.where(qualifications.c.officer == officer)
         with self._read() as conn:
@@ -204,12 +212,13 @@ class BriefingMixin(AuditMixin):
     # -- duty ------------------------------------------------------------------------
 
     def last_duty(self, officer: str, until_us: int) -> tuple[bool, frozenset[str]] | None:
-        """The latest stored on-time duty event of ``officer`` at or before ``until_us``:
+        """The latest stored duty event of ``officer`` the live engine took, at or before
+        ``until_us`` (a late one applied live counts from when it was applied):
         (on, capabilities); None if there is none."""
         q = select(events.c.on, events.c.capabilities).where(
             events.c.site == self.site, events.c.kind == "duty", events.c.officer == officer,
-            events.c.t_us <= until_us, events.c.late == false()
-        ).order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1)
+            until_us >= _LIVE_T, _TAKEN_LIVE
+        ).order_by(_LIVE_T.desc(), events.c.id.desc()).limit(1)
         with self._read() as conn:
             row = conn.execute(q).first()
         if row is None:
@@ -218,24 +227,23 @@ class BriefingMixin(AuditMixin):
         return bool(row.on), caps
 
     def duty_since(self, officer: str, until_us: int) -> int | None:
-        """When ``officer`` last went on duty at or before ``until_us`` (stored, on-time
-        duty events); None if they are off duty then."""
-        on_time = events.c.late == false()
+        """When ``officer`` last went on duty at or before ``until_us`` (the duty events
+        the live engine took: on time, or late and applied from then); None if they are
+        off duty then."""
         base = and_(events.c.site == self.site, events.c.kind == "duty",
-                    events.c.officer == officer,
-                    events.c.t_us <= until_us, on_time)
+                    events.c.officer == officer, until_us >= _LIVE_T, _TAKEN_LIVE)
         with self._read() as conn:
-            last = conn.execute(select(events.c.on, events.c.t_us).where(base).order_by(
-                events.c.t_us.desc(), events.c.id.desc()).limit(1)).first()
+            last = conn.execute(select(events.c.on).where(base).order_by(
+                _LIVE_T.desc(), events.c.id.desc()).limit(1)).first()
             if last is None or not last.on:
                 return None
-            off = conn.execute(select(events.c.t_us).where(
+            off = conn.execute(select(_LIVE_T).where(
                 base, or_(events.c.on == false(), events.c.on.is_(None))).order_by(
-                events.c.t_us.desc(), events.c.id.desc()).limit(1)).scalar()
-            q = select(events.c.t_us).where(base, events.c.on.is_not(false()))
+                _LIVE_T.desc(), events.c.id.desc()).limit(1)).scalar()
+            q = select(_LIVE_T).where(base, events.c.on.is_not(false()))
             if off is not None:
-                q = q.where(events.c.t_us > off)
-            first = conn.execute(q.order_by(events.c.t_us, events.c.id).limit(1)).scalar()
+                q = q.where(off < _LIVE_T)
+            first = conn.execute(q.order_by(_LIVE_T, events.c.id).limit(1)).scalar()
         return None if first is None else int(first)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from coverwatch.storage.audit import AuditMixin, _prepare_details
 from coverwatch.storage.auth import NotFoundError
 from coverwatch.storage.base import now_us
-from coverwatch.storage.tables import contacts, deliveries, dispatches, users
+from coverwatch.storage.tables import contacts, deliveries, dispatches, site_roles, users
 
 __all__ = ["ContactsMixin", "DeliveryRecord", "Reach"]
 
@@ -112,9 +112,10 @@ class ContactsMixin(AuditMixin):
     def reach(self, target: str) -> list[Reach]:
         """The active people an escalation target names, each with their contacts.
 
-        ``role:<role>``: every active user holding the role; ``user:<name>``: that
-        user, if active. People without contacts are included (with no URLs), so
-        a caller can say who could not be reached. Sorted by username.
+        ``role:<role>``: every active user holding the role deployment-wide or at
+        this store's site; ``user:<name>``: that user, if active. People without
+        contacts are included (with no URLs), so a caller can say who could not be
+        reached. Sorted by username.
         """
         kind, _, name = target.partition(":")
         if not name or kind not in ("role", "user"):
@@ -123,8 +124,12 @@ class ContactsMixin(AuditMixin):
         if kind == "user":
             q = q.where(users.c.username == name)
         with self._read() as conn:
+            # A supervisor of this site only is reached like a deployment-wide one.
+            here = {int(r.user_id) for r in conn.execute(
+                select(site_roles.c.user_id, site_roles.c.roles)
+                .where(site_roles.c.site == self.site)) if name in _roles(r.roles)}
             people = [r for r in conn.execute(q.order_by(users.c.username))
-                      if kind == "user" or name in _roles(r.roles)]
+                      if kind == "user" or name in _roles(r.roles) or int(r.id) in here]
             ids = [r.id for r in people]
             by_id: dict[int, list[str]] = {}
             if ids:

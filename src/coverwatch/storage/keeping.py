@@ -10,6 +10,7 @@ acknowledgements and the audit log are kept. Every purge and hold is audited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,25 @@ class KeepingMixin(AuditMixin):
             found = conn.execute(select(func.min(events.c.t_us)).where(
                 events.c.site == self.site, events.c.t_us < before_us)).scalar()
         return None if found is None else int(found)
+
+    def next_event_us(self, at_or_after_us: int, before_us: int) -> int | None:
+        """The earliest stored event time in ``[at_or_after_us, before_us)`` (None: none):
+        lets a report step over years without events in one query."""
+        with self._read() as conn:
+            found = conn.execute(select(func.min(events.c.t_us)).where(
+                events.c.site == self.site, events.c.t_us >= at_or_after_us,
+                events.c.t_us < before_us)).scalar()
+        return None if found is None else int(found)
+
+    def fix_keys(self, officers: Sequence[str], t0_us: int, t1_us: int) -> list[str]:
+        """The idempotence keys of the stored fixes of ``officers`` with ``t0 <= t < t1``
+        (an import recognises what a device already sent)."""
+        q = select(events.c.key).where(
+            events.c.site == self.site, events.c.kind == "fix",
+            events.c.officer.in_(list(officers)), events.c.t_us >= t0_us,
+            events.c.t_us < t1_us)
+        with self._read() as conn:
+            return [str(k) for k in conn.execute(q).scalars()]
 
     def engine_rows(self, t0_us: int, t1_us: int) -> list[dict[str, Any]]:
         """Events with ``t0_us <= t_us < t1_us`` by (t_us, id), only the columns the engine

@@ -77,6 +77,7 @@ _KEY_FIELD = {"fix": "officer", "duty": "officer", "gate": "post", "flag": "flag
 _EVENT_COLUMNS = (
     "site", "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
     "capabilities", "source", "device", "received_us", "late", "raw", "accuracy_source",
+    "applied_us",
 )  # fmt: skip
 _T_US = _EVENT_COLUMNS.index("t_us")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
@@ -95,7 +96,7 @@ CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
     ord bigserial, site text, kind text, key text, t_us bigint, officer text, x double precision,
     y double precision, accuracy double precision, post text, flag text, "on" boolean,
     "open" boolean, capabilities text, source text, device text, received_us bigint,
-    late boolean, raw text, accuracy_source text
+    late boolean, raw text, accuracy_source text, applied_us bigint
 ) ON COMMIT DELETE ROWS
 """
 
@@ -320,6 +321,7 @@ def _event_row(row: Mapping[str, Any], received: int, site: str) -> tuple[Any, .
         bool(get("late", False)),
         None if raw is None else orjson.dumps(raw).decode(),
         get("accuracy_source"),
+        get("applied_us"),
     )
 
 
@@ -510,14 +512,19 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
         with self._read() as conn:
             return [_event_out(r) for r in conn.execute(q)]
 
-    def mark_late(self, keys: Sequence[str]) -> int:
-        """Flag stored events late by key (distributed mode: the site's stream decided so)."""
+    def mark_late(self, keys: Sequence[str], applied: Mapping[str, int] | None = None) -> int:
+        """Flag stored events late by key (distributed mode: the site's stream decided so);
+        ``applied``: key -> the horizon a late state event was applied at live."""
         if not keys:
             return 0
         q = (update(events).where(events.c.site == self.site, events.c.key.in_(list(keys)))
              .values(late=true()))
         with self._write() as conn:
-            return int(conn.execute(q).rowcount or 0)
+            n = int(conn.execute(q).rowcount or 0)
+            for key, at in (applied or {}).items():
+                conn.execute(update(events).where(events.c.site == self.site,
+                                                  events.c.key == key).values(applied_us=at))
+            return n
 
     def events_between(
         self, t0_us: int, t1_us: int, limit: int | None = None

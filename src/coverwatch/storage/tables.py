@@ -68,7 +68,8 @@ DEFAULT_SITE = "default"
 
 def _site() -> Column[str]:
     """The site a per-site row belongs to. Deployment-wide tables (users, tokens,
-    sessions, qualifications: officers work several sites) have none."""
+    sessions) have none. Qualifications have one (migration 0010): an admin of one
+    site must not qualify an officer at another."""
     return Column("site", Text, nullable=False, server_default=DEFAULT_SITE)
 
 
@@ -111,6 +112,8 @@ events = Table(
     Column("raw", Text),
     # Where a fix's accuracy came from: "reported", "hdop" or "default" (null: not a fix).
     Column("accuracy_source", Text),
+    # A late duty/gate/flag event applied live: the horizon it took effect at (0009).
+    Column("applied_us", BigInteger),
     Index(None, "site", "key", unique=True),
     Index(None, "site", "t_us", "id"),
 )
@@ -360,15 +363,16 @@ roster_shifts = Table(
 qualifications = Table(
     "qualifications",
     metadata,
-    # One record per officer and qualification (e.g. "armed"); a renewal replaces it.
+    # One record per site, officer and qualification (e.g. "armed"); a renewal replaces it.
     Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
     Column("officer", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("valid_from_us", BigInteger),
     Column("valid_until_us", BigInteger, nullable=False),
     Column("updated_by", Text, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
-    UniqueConstraint("officer", "name"),
+    UniqueConstraint("site", "officer", "name"),
 )
 
 orders_versions = Table(
@@ -423,5 +427,5 @@ dead_letters = Table(
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, dead_letters,
+    device_reports, qualifications, dead_letters,
 )

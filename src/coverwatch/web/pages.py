@@ -93,6 +93,21 @@ def home_for(who: Principal, sites: int = 1) -> str:
     return "/duty"
 
 
+def _site_chosen(request: Request, who: Principal, *roles: str) -> Response | None:
+    """A page about one site opened without ``?site=`` in a deployment of several: go to the
+    only site where the user holds one of ``roles``, or ask which (the board, its links
+    leading to this page). None when the page can be served as asked."""
+    sites = all_sites(request)
+    if len(sites) < 2 or request.query_params.get("site") in sites:
+        return None
+    allowed = set(roles)
+    theirs = [name for name, svc in sites.items() if who.roles_at(svc.store.site) & allowed]
+    path = request.url.path
+    if len(theirs) == 1:
+        return RedirectResponse(f"{path}?site={quote(theirs[0])}", status_code=303)
+    return RedirectResponse(f"/sites?page={quote(path, safe='/')}", status_code=303)
+
+
 def _page(name: str) -> HTMLResponse:
     text = resources.files("coverwatch.web").joinpath("pages", name).read_text("utf-8")
     return HTMLResponse(text, headers=_NO_STORE)
@@ -142,9 +157,9 @@ async def sites_board(
 
 @router.get("/control")
 async def control(
-    who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
-) -> HTMLResponse:
-    return _page("control.html")
+    request: Request, who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
+) -> Response:
+    return _site_chosen(request, who, *SUPERVISION) or _page("control.html")
 
 
 @router.get("/duty")
@@ -154,20 +169,22 @@ async def duty(who: Annotated[Principal, Depends(page_require("officer"))]) -> H
 
 @router.get("/audit")
 async def audit(
-    who: Annotated[Principal, Depends(page_require("auditor", "admin"))],
-) -> HTMLResponse:
-    return _page("audit.html")
+    request: Request, who: Annotated[Principal, Depends(page_require("auditor", "admin"))],
+) -> Response:
+    return _site_chosen(request, who, "auditor", "admin") or _page("audit.html")
 
 
 @router.get("/people")
-async def people(who: Annotated[Principal, Depends(page_require("admin"))]) -> HTMLResponse:
+async def people(
+    request: Request, who: Annotated[Principal, Depends(page_require("admin"))],
+) -> Response:
     """Admins: users' contacts (redacted), and escalation targets that reach nobody."""
-    return _page("people.html")
+    return _site_chosen(request, who, "admin") or _page("people.html")
 
 
 @router.get("/planning")
 async def planning(
-    who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
-) -> HTMLResponse:
+    request: Request, who: Annotated[Principal, Depends(page_require(*SUPERVISION))],
+) -> Response:
     """Check a roster and patrol plan before the shift (checking needs supervisor or admin)."""
-    return _page("planning.html")
+    return _site_chosen(request, who, *SUPERVISION) or _page("planning.html")

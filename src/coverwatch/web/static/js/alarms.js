@@ -70,6 +70,8 @@ export function deviceCell(o) {
     const reports = o.device_reports ?? [];
     const age = Math.min(...reports.map((d) => d.last_report_age_s));
     parts.push(`reported ${formatDuration(age)} ago`);
+  } else if (o.last_fix) {  // fixes sent as events (API, MQTT, files) are reports too
+    parts.push(`reported ${formatDuration(o.last_fix_age_s)} ago`);
   } else if (o.devices?.length) {
     parts.push(`${o.devices.join(", ")}: no report yet`);
   }

@@ -51,11 +51,37 @@ function fieldValue(key, v) {
   return String(v);
 }
 
-function details(d) {
-  const keys = Object.keys(d || {}).filter((k) => k !== "id");
-  if (!keys.length) return "";
-  return el("dl", { class: "fields" }, ...keys.flatMap((k) => [
-    el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, fieldValue(k, d[k]))]));
+// What happened, in words a person reads; the fields stay behind the details toggle.
+function whatOf(e) {
+  const d = e.details || {};
+  const about = d.post ? ` – ${postName(d.post)}${d.rule ? ` / ${d.rule}` : ""}` : "";
+  const level = (n) => `level ${Number(n) + 1}`;
+  const due = /^alert\.level-due\.(\d+)$/.exec(e.action);
+  if (due) return `Escalation ${level(due[1])} due${about}`;
+  switch (e.action) {
+    case "alert.raised": return `Alert raised${about}${d.need ? ` (cover ${d.count ?? 0} of ${d.need})` : ""}`;
+    case "alert.acknowledged": return `Alert acknowledged${about}${d.acknowledgement_note ? `: “${d.acknowledgement_note}”` : ""}`;
+    case "alert.resolved": return `Cover restored, alert resolved${about}`;
+    case "alert.closed": return `Alert closed${about}`;
+    case "alert.dispatched": return `Officer ${d.officer ?? ""} sent${about}`;
+    case "notification.delivered": return `Notified ${d.person ?? d.target ?? "someone"}${d.target && d.person ? ` (${d.target})` : ""}${d.level !== undefined ? `, ${level(d.level)}` : ""}`;
+    case "notification.failed": return `Could not notify ${d.person ?? d.target ?? "someone"}${d.error ? `: ${d.error}` : ""}`;
+    case "site.loaded": return "Site file loaded";
+    case "orders.issued": return `Orders issued for ${(d.versions || []).length} post(s)`;
+    default: {
+      const words = e.action.replace(/[._-]/g, " ");
+      return words.charAt(0).toUpperCase() + words.slice(1);
+    }
+  }
+}
+
+const HIDDEN = new Set(["id", "priority"]);
+function details(e) {
+  const d = e.details || {};
+  const keys = Object.keys(d).filter((k) => !HIDDEN.has(k) && d[k] !== null && d[k] !== "" && d[k] !== undefined);
+  return el("details", {}, el("summary", {}, `entry #${e.id}`),
+    el("dl", { class: "fields" }, el("dt", {}, "action"), el("dd", {}, e.action),
+      ...keys.flatMap((k) => [el("dt", {}, k.replace(/_/g, " ")), el("dd", {}, fieldValue(k, d[k]))])));
 }
 
 function render() {
@@ -73,9 +99,9 @@ function render() {
   });
   $("audit-body").replaceChildren(...rows.slice().reverse().map((e) => {
     const s = subjectOf(e);
-    return el("tr", { "data-action": e.action }, el("td", {}, e.id), el("td", {}, stamp(Date.parse(e.at))),
-      el("td", {}, e.actor), el("td", {}, e.action), el("td", { title: e.subject }, s.words),
-      el("td", { class: "details" }, details(e.details)));
+    return el("tr", { "data-action": e.action }, el("td", { class: "when" }, stamp(Date.parse(e.at))),
+      el("td", {}, e.actor), el("td", { class: "what" }, whatOf(e)), el("td", { title: e.subject }, s.words),
+      el("td", { class: "details" }, details(e)));
   }));
 }
 
@@ -125,6 +151,10 @@ async function main() {
   $("user").textContent = `${who.name} (${who.roles.join(", ")})`;
   $("logout").addEventListener("click", logout);
   try { site = await api("/api/v1/site"); } catch (e) { /* names stay ids */ }
+  if (site.name) {
+    $("site-name").textContent = site.name;
+    document.title = `Audit log – ${site.name} – coverwatch`;
+  }
   setTimeZone(site.timezone || "UTC");
   stampFmt = new Intl.DateTimeFormat("en-CA", { timeZone: siteTimeZone(), year: "numeric", month: "2-digit",
     day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });

@@ -12,7 +12,15 @@ export function sitePath(path) {
 }
 // A link to another page about the same site.
 export function pageLink(path) {
-  return site ? `${path}${path.includes("?") ? "&" : "?"}site=${encodeURIComponent(site)}` : path;
+  if (!site || /[?&]site=/.test(path)) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}site=${encodeURIComponent(site)}`;
+}
+// Every link of the page to another page about one site keeps this page's site
+// (module scripts run once the document is parsed).
+const SITE_PAGES = /^\/(control|audit|people|planning)(\?|$)/;
+for (const a of document.querySelectorAll("a[href^='/']")) {
+  const href = a.getAttribute("href");
+  if (SITE_PAGES.test(href)) a.setAttribute("href", pageLink(href));
 }
 
 export class AuthError extends Error {}

@@ -30,7 +30,7 @@ function view() {
   }
   const { cover, plan, board } = app.live;
   if (!cover || !plan || !board) return null;
-  return { nowMs: plan.horizon_ms, rules: cover.rules, officers: plan.officers, gates: plan.gates, alerts: board.alerts, replay: false };
+  return { nowMs: plan.horizon_ms, rules: cover.rules, officers: plan.officers, gates: plan.gates, alerts: board.alerts, late: cover.late, replay: false };
 }
 
 function render() {
@@ -64,10 +64,14 @@ function renderProblems(v) {
   const box = $("problems");
   if (box._key === key) return;
   box._key = key;
-  box.replaceChildren(...(items.length ? [el("strong", {}, "Lapsed:")] : []), ...items.map((i) => el("button", {
-    type: "button", class: i.st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": i.st,
-    title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) },
-  postName(i.post), i.st === "grace" ? " (grace)" : "")));
+  // Each group under its own word: a post only in grace is never listed as lapsed.
+  const group = (st, word) => {
+    const mine = items.filter((i) => i.st === st);
+    return mine.length ? [el("strong", {}, word), ...mine.map((i) => el("button", {
+      type: "button", class: st === "lapsed" ? "lapsed-link" : "grace-link", "data-problem-post": i.post, "data-problem": st,
+      title: `Show ${postName(i.post)} on the plan`, onclick: () => app.plan.showPost(i.post) }, postName(i.post)))] : [];
+  };
+  box.replaceChildren(...group("lapsed", "Lapsed:"), ...group("grace", "In grace:"));
 }
 
 function setupFind() {
@@ -114,11 +118,24 @@ function renderSummary(v) {
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
   parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} to act on` : "No alert to act on"));
   if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
+  if (v.late?.count) parts.push(lateChip(v.late));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
   mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
   mode.className = v.replay ? "mode replay" : "mode live";
   document.title = `${needAction ? `(${needAction}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
+}
+
+// Events arriving behind the horizon (GET /api/v1/cover "late"): the chip says how many
+// and how late; its title names each device and each state change applied late.
+function lateChip(late) {
+  const worst = Math.max(...late.devices.map((d) => d.max_lag_s));
+  const at = (iso) => formatTime(Date.parse(iso));
+  const lines = [late.text,
+    ...late.devices.map((d) => `${d.device}: ${d.count} late, up to ${d.max_lag_s} s (latest ${d.latest_lag_s} s)`),
+    ...late.applied_late.map((a) => `${a.kind} ${a.subject} of ${at(a.time)} arrived ${at(a.received)}: applied late at ${at(a.applied)}`)];
+  const words = `${late.count} late ≤${Math.round(worst)} s`;  // short: chips share the header
+  return el("span", { class: "chip late-chip", title: lines.join("\n") }, words);
 }
 
 // -- alerts -----------------------------------------------------------------------

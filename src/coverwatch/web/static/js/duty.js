@@ -2,6 +2,7 @@
 // posts they are rostered to (all posts if none), to read and acknowledge.
 
 import { api, me, logout, formatDuration, el, AuthError } from "./common.js";
+import { startScanning } from "./scan.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -134,6 +135,7 @@ async function main() {
     setTimeout(ordersLoop, 15000);
   };
   ordersLoop();
+  startScanning();
 }
 
 main();

@@ -5,8 +5,15 @@ const error = document.getElementById("error");
 
 function target() {
   const next = new URLSearchParams(location.search).get("next") || "/";
-  // Only same-site paths: never an open redirect.
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  // Only a path on this origin, judged *after* the URL parser has had its say: it drops
+  // tabs and newlines and reads "\" as "/", so "/\t/evil.example" is "//evil.example".
+  if (!next.startsWith("/")) return "/";
+  let url;
+  try { url = new URL(next, location.origin); } catch (err) { return "/"; }
+  if (url.origin !== location.origin) return "/";
+  // The absolute URL, not the path: a path like "//evil.example" (from "/.//evil.example")
+  // would be read again as another host.
+  return url.href;
 }
 
 form.addEventListener("submit", async (e) => {

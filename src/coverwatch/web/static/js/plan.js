@@ -38,6 +38,7 @@ export class Plan {
     const px = Math.max(v.w / Math.max(this.root.clientWidth || 800, 1), v.h / Math.max(this.root.clientHeight || 500, 1));
     this.root.style.setProperty("--u", `${px}px`);
     this.unit = px;
+    this.placeLabels?.();
   }
 
   zoom(f, cx, cy) {
@@ -226,6 +227,46 @@ export class Plan {
     const zoomedIn = (this.unit || 1) < 0.35;
     this.root.classList.toggle("officer-names", inView <= 40 || zoomedIn);
     this.root.classList.toggle("post-names", this.site.posts.length <= 20 || zoomedIn || (this.unit || 1) < 1.2);
+    this.placeLabels();
+  }
+
+  // Officer labels never cover each other: each goes to the first free place beside its
+  // marker (right, then left; level, then one line up or down, then further), so
+  // officers standing together read as a short list.
+  placeLabels() {
+    if (!this.officerEls || !this.root.classList.contains("officer-names")) return;
+    const box = this.root.getBoundingClientRect();
+    const items = [];
+    for (const e of this.officerEls.values()) {
+      e.text.removeAttribute("y");
+      e.text.setAttribute("dx", "0.75em");
+      e.text.removeAttribute("text-anchor");
+      const r = e.text.getBoundingClientRect();
+      if (!r.width || r.right < box.left || r.left > box.right || r.bottom < box.top || r.top > box.bottom) continue;
+      items.push({ e, r, mx: e.g.querySelector(".marker").getBoundingClientRect() });
+    }
+    if (items.length > 200) return;
+    items.sort((a, b) => a.r.top - b.r.top || a.r.left - b.r.left);
+    const placed = [];
+    const free = (b) => !placed.some((p) => b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom);
+    const u = this.unit || 1;
+    for (const { e, r, mx } of items) {
+      const centre = (mx.left + mx.right) / 2;
+      const gap = r.left - centre;
+      let chosen = null;
+      for (const k of [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6]) {
+        for (const side of [1, -1]) {
+          const left = side > 0 ? r.left : centre - gap - r.width;
+          const b = { left, right: left + r.width, top: r.top + k * r.height, bottom: r.bottom + k * r.height };
+          if (free(b)) { chosen = { b, k, side }; break; }
+        }
+        if (chosen) break;
+      }
+      chosen ??= { b: { left: r.left, right: r.right, top: r.top, bottom: r.bottom }, k: 0, side: 1 };
+      placed.push(chosen.b);
+      if (chosen.k) e.text.setAttribute("y", String(chosen.k * r.height * u));
+      if (chosen.side < 0) { e.text.setAttribute("dx", "-0.75em"); e.text.setAttribute("text-anchor", "end"); }
+    }
   }
 
   // Centre the plan on a point (site metres) and mark it for a moment.

@@ -1,25 +1,38 @@
 // The all-sites board: GET /api/v1/sites every 5 s; each row leads into that site's
 // control room. A site is never shown as fine unless its engine is keeping up.
+// Opened as /sites?page=/audit (a page about one site, opened without one), it asks
+// which site, and each row leads to that page about the site chosen.
 import { api, me, logout, el, AuthError } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
+const PAGES = { "/control": "the control room", "/audit": "the audit log", "/people": "people and contacts", "/planning": "plan checking" };
+const asked = new URLSearchParams(location.search).get("page");
+const page = Object.hasOwn(PAGES, asked ?? "") ? asked : null;
 
 function cell(text, cls) { return el("td", cls ? { class: cls } : {}, String(text)); }
 
 function row(s) {
   const lapsed = s.posts_lapsed.length;
-  const tr = el("tr", { class: s.alarms_open ? "sos" : lapsed ? "lapsed" : s.alerts_open ? "grace" : "" });
-  const name = el("td", {}, el("a", { href: s.control_room }, s.name));
+  const act = s.alerts_to_act_on;
+  const tr = el("tr", { class: s.alarms_open ? "sos" : lapsed ? "lapsed" : act || s.rules_in_grace ? "grace" : "" });
+  const href = page ? `${page}?site=${encodeURIComponent(s.id)}` : s.control_room;
+  const name = el("td", {}, el("a", { href }, s.name));
   name.append(el("div", { class: "muted" }, `${s.id} · ${s.posts} posts`));
   tr.append(name,
+    cell(act ? `${act}${s.alerts_acknowledged ? ` (+${s.alerts_acknowledged} acknowledged)` : ""}`
+      : s.alerts_acknowledged ? `0 (+${s.alerts_acknowledged} acknowledged)` : "0", act ? "bad" : ""),
     cell(lapsed ? `${lapsed}: ${s.posts_lapsed.join(", ")}` : (s.rules_in_grace ? `0 (${s.rules_in_grace} in grace)` : "0"), lapsed ? "bad" : ""),
-    cell(s.alerts_acknowledged ? `${s.alerts_open} (+${s.alerts_acknowledged} acknowledged)` : s.alerts_open, s.alerts_open ? "bad" : ""),
     cell(s.alarms_open, s.alarms_open ? "bad" : ""),
     cell(s.officers_on_duty),
     cell(s.officers_without_signal, s.officers_without_signal ? "bad" : ""),
     cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)`
       : s.engine_lag_s === null ? "NOT READY: no cover evaluated yet (no owner)"
       : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
+  // Events arriving late, per device: the engine keeps up, but the field does not.
+  if (s.late?.count) {
+    const devices = s.late.devices.map((d) => `${d.device}: ${d.count} late, up to ${d.max_lag_s} s`).join("\n");
+    tr.lastChild.append(el("div", { class: "late-line", title: devices }, s.late.text));
+  }
   return tr;
 }
 
@@ -36,6 +49,11 @@ async function refresh() {
 }
 
 async function main() {
+  if (page) {
+    $("sites-h").replaceChildren(`Which site? Choose one for ${PAGES[page]} `,
+      el("span", { class: "muted" }, "(what needs a person first)"));
+    document.title = `Which site? – coverwatch`;
+  }
   const who = await me();
   $("user").textContent = who.name;
   $("logout").addEventListener("click", logout);

@@ -1,7 +1,7 @@
 """Dead letters: messages that could not be stored, set aside instead of redelivered.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 __all__ = ["downgrade", "upgrade"]
 
-revision = "0009"
-down_revision: str | None = "0008"
+revision = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | None = None
 depends_on: str | None = None
 

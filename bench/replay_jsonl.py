@@ -1,0 +1,123 @@
+"""`coverwatch replay` from JSONL against the parsers alone, as ratios in one run.
+
+Writes a FICTIONAL 1 M-line JSONL file (bench/replay.py's grid site and crowd:
+1 000 officers x 1 000 s at 1 Hz, ISO times) and measures, interleaved, best of
+``--rounds``:
+
+  * ``coverwatch replay SITE FILE --json OUT``, the whole process (this tree's
+    code, and with ``--baseline-src DIR`` another tree's, e.g. /work/main/src);
+  * pyarrow's JSON reader alone on the same file, in a fresh process (imports
+    included, as for the CLI) and timed inside that process (read only);
+  * ``json.loads`` and ``orjson.loads`` per line, timed inside a process.
+
+The targets (issue 25): replay <= 1.3x pyarrow's JSON reader, and below
+``orjson.loads`` per line. Both outputs (this tree and baseline) must agree.
+
+    .venv/bin/python bench/replay_jsonl.py --baseline-src /work/main/src
+    taskset -c 1 .venv/bin/python bench/replay_jsonl.py --seconds 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import make_scenario, site_yaml, write_jsonl
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+_TIMED = {
+    "pyarrow read_json (in process)": (
+        "import time, pyarrow as pa, pyarrow.json as pj\n"
+        "t = time.perf_counter(); pj.read_json(pa.OSFile({p!r}))\n"
+        "print(time.perf_counter() - t)"
+    ),
+    "json.loads per line (in process)": (
+        "import time, json\n"
+        "t = time.perf_counter()\n"
+        "with open({p!r}, 'rb') as f:\n"
+        "    for line in f: json.loads(line)\n"
+        "print(time.perf_counter() - t)"
+    ),
+    "orjson.loads per line (in process)": (
+        "import time, orjson\n"
+        "t = time.perf_counter()\n"
+        "with open({p!r}, 'rb') as f:\n"
+        "    for line in f: orjson.loads(line)\n"
+        "print(time.perf_counter() - t)"
+    ),
+}
+_PROCESS = "import pyarrow as pa, pyarrow.json as pj; pj.read_json(pa.OSFile({p!r}))"
+
+
+def _wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def _inner(code: str) -> float:
+    out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True).stdout
+    return float(out.strip())
+
+
+def _load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--officers", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="another tree's src/ to run the same replay with, interleaved")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cw-jsonl-"))
+    site = work / "site.yaml"
+    site.write_text(site_yaml(args.posts))
+    events = work / "events.jsonl"
+    write_jsonl(make_scenario(args.officers, args.posts, args.seconds), events)
+    lines = sum(1 for _ in events.open("rb"))
+    print(f"{lines:,} lines, {events.stat().st_size / 2**20:.0f} MiB; {os.cpu_count()} CPUs; "
+          f"{_load()}")
+    trees = {"replay (this tree)": ROOT / "src"}
+    if args.baseline_src is not None:
+        trees["replay (baseline)"] = args.baseline_src.resolve()
+    cli = [PY, "-c", "from coverwatch.cli import main; main()", "replay", str(site), str(events)]
+    times: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, src in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            out = work / f"out-{len(times)}-{name[8:12]}.jsonl"
+            times.setdefault(name, []).append(_wall([*cli, "--json", str(out)], env))
+        times.setdefault("pyarrow read_json (whole process)", []).append(
+            _wall([PY, "-c", _PROCESS.format(p=str(events))]))
+        for name, code in _TIMED.items():
+            times.setdefault(name, []).append(_inner(code.format(p=str(events))))
+    outs = {p.read_bytes() for p in work.glob("out-*.jsonl")}
+    best = {k: min(v) for k, v in times.items()}
+    mine = best["replay (this tree)"]
+    print(f"\n{'measure':<38} {'best s':>7} {'replay / it':>12}  runs")
+    for name, runs in times.items():
+        print(f"{name:<38} {best[name]:>7.2f} {mine / best[name]:>11.2f}x  "
+              + ", ".join(f"{r:.2f}" for r in runs))
+    print(f"\noutputs identical across trees and runs: {'yes' if len(outs) == 1 else 'NO'}")
+    print(_load())
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

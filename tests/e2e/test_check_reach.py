@@ -1,0 +1,68 @@
+"""`coverwatch check` warns (and `--strict` refuses) a site that cannot use a phone's
+position (no origin) or whose alerts reach nobody (no escalation); the examples pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from coverwatch.cli import app
+from coverwatch.domain.lint import lint_reach
+from coverwatch.formats.sitefile import load_site_text_document
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+BARE = """\
+site: bare
+posts:
+  - id: gate
+    at: [0, 0]
+    rules:
+      - {id: cover, need: 1, within_m: 10}
+"""
+
+
+def test_lint_reach_names_a_missing_origin_and_escalation() -> None:
+    doc = load_site_text_document(BARE)
+    origin, escalation = lint_reach(doc.site, has_escalation=False, devices=None)
+    assert origin.startswith("origin: the site has no origin")
+    assert escalation.startswith("escalation: the site has rules")
+    # With a store that holds no device, a missing origin hurts nobody yet.
+    assert lint_reach(doc.site, has_escalation=False, devices=0) == [escalation]
+    assert "it has 2 device(s)" in lint_reach(doc.site, has_escalation=True, devices=2)[0]
+
+
+def test_strict_check_refuses_a_site_without_origin_or_escalation(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(BARE)
+    plain = runner.invoke(app, ["check", str(site)])
+    assert plain.exit_code == 0
+    assert "no origin" in plain.output and "no `escalation:`" in plain.output
+    strict = runner.invoke(app, ["check", "--strict", str(site)])
+    assert strict.exit_code == 2
+    assert "--strict: 2 warning(s)" in strict.output
+
+
+def test_both_examples_pass_strict_check() -> None:
+    for name in ("yard", "quay"):
+        result = runner.invoke(app, ["check", "--strict", str(ROOT / "examples" / name /
+                                                               "site.yaml")])
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.output
+
+
+def test_version_help_and_the_device_token_note(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["--version"]).output.startswith("coverwatch ")
+    top = runner.invoke(app, ["help"])
+    assert top.exit_code == 0 and "Usage: coverwatch [OPTIONS] COMMAND" in top.output
+    sub = runner.invoke(app, ["help", "devices", "add"])
+    assert sub.exit_code == 0 and "Usage: coverwatch devices add" in sub.output
+    assert runner.invoke(app, ["help", "nope"]).exit_code == 2
+    added = runner.invoke(app, ["devices", "add", "phone-a1", "--officer", "A1",
+                                "--data-dir", str(tmp_path)])
+    assert added.exit_code == 0
+    assert "device phone-a1 reports for officer A1" in added.output
+    assert "put it in the phone app" in added.output
+    assert added.output.strip().splitlines()[-1].startswith("cwd_")  # the token, last
