@@ -140,10 +140,13 @@ def serve(
     print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.server.limits).
+    # A deadline for every request head: a slow client is closed (server.slowclients).
+    from coverwatch.server.slowclients import DeadlineH11Protocol
+
     # SIGTERM stops the node within seconds: open streams (the live feed) get
     # SHUTDOWN_DRAIN_S, then the node hands its sites over (bounded too, bus/worker.py).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False, proxy_headers=False,
+                access_log=False, proxy_headers=False, http=DeadlineH11Protocol,
                 timeout_graceful_shutdown=SHUTDOWN_DRAIN_S)
 
 

@@ -40,6 +40,7 @@ from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.contacts import ContactsMixin
+from coverwatch.storage.deadletters import DeadLettersMixin
 from coverwatch.storage.devicereports import DeviceReportsMixin, report_values
 from coverwatch.storage.keeping import KeepingMixin
 from coverwatch.storage.tables import (
@@ -410,7 +411,7 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReportsMixin,
-            AuditMixin):
+            DeadLettersMixin, AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------

@@ -37,6 +37,7 @@ __all__ = [
     "bus_fences",
     "bus_outbox",
     "contacts",
+    "dead_letters",
     "deliveries",
     "device_reports",
     "devices",
@@ -429,9 +430,27 @@ bus_fences = Table(
     Column("updated_us", BigInteger, nullable=False),
 )
 
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    # A message (MQTT) that could not be stored, set aside and acknowledged so that it is
+    # not redelivered for ever; kept for admins to see, purged with the site's positions.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("received_us", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("topic", Text),
+    Column("reason", Text, nullable=False),
+    # The message as received (UTF-8, undecodable bytes replaced), cut at a limit.
+    Column("payload", Text, nullable=False),
+    Column("payload_bytes", BigInteger, nullable=False),
+    Column("digest", Text, nullable=False),
+    Index(None, "site", "received_us"),
+)
+
 # Every table whose rows belong to one site (each has a ``site`` column).
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, qualifications, bus_outbox, bus_fences,
+    device_reports, qualifications, bus_outbox, bus_fences, dead_letters,
 )
