@@ -52,7 +52,13 @@ def audit_verify(
         help="Entries before this id predate the MAC key (an upgraded deployment).")] = 0,
 ) -> None:
     """Check the audit chain, each entry's MAC and the anchors. Exit 0 if intact, 1 naming
-    what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor)."""
+    what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor,
+    site-changed), 2 if there is no anchor to check against (never called sound then).
+
+    The site is the one `coverwatch --site ID` names, else the one the anchors name; the
+    site id stored in the database is only compared, never trusted to pick anchors."""
+    import os
+
     from coverwatch.evidence.anchors import verify_anchored
     from coverwatch.evidence.keys import EvidenceKeyError, load_signing_key
     from coverwatch.storage import open_store
@@ -77,22 +83,31 @@ def audit_verify(
             trusted = None
     store = open_store(db, data_dir, audit_key=False)
     try:
-        # One anchor file may hold several sites' anchors: check this chain's only.
+        # One anchor file may hold several sites' anchors: the site to check comes from the
+        # caller or the anchors, never from the database (an insider could change it there).
         result = verify_anchored(store, anchors, keyring=keyring, trusted=trusted,
-                                 unsealed_before=unsealed_before, site=_site_id(store))
+                                 unsealed_before=unsealed_before,
+                                 site=os.environ.get("COVERWATCH_SITE") or None,
+                                 stored_site=_site_id(store))
     finally:
         store.close()
     last = result.last_anchor
     anchored = "" if last is None else f", last anchor {last['at']} at entry {last['head_id']}"
-    if result.ok:
-        console.print(f"[green]ok[/green] audit log intact: {result.entries} entries"
-                      f"{', MACs verified' if keyring else ''}, {result.anchors} anchor(s)"
-                      f"{anchored}", highlight=False)
+    for other, count in sorted(result.other_sites.items()):
+        console.print(f"not checked: {count} anchor(s) of site {escape(other)}", highlight=False)
+    if result.sound:
+        console.print(f"[green]ok[/green] audit log of site {escape(str(result.site))} intact: "
+                      f"{result.entries} entries{', MACs verified' if keyring else ''}, "
+                      f"{result.anchors} anchor(s){anchored}", highlight=False)
         return
     for f in result.findings:
         console.print(f"[red]TAMPERED[/red] {f.kind}: {escape(f.message)}", highlight=False,
                       soft_wrap=True)
-    raise typer.Exit(1)
+    if result.findings:
+        raise typer.Exit(1)
+    console.print(f"[red]NOT VERIFIED[/red] {escape(str(result.refusal))}", highlight=False,
+                  soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _read_public(path: Path) -> str:
