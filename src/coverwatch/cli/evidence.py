@@ -50,6 +50,9 @@ def audit_verify(
     = None,
     unsealed_before: Annotated[int, typer.Option(
         help="Entries before this id predate the MAC key (an upgraded deployment).")] = 0,
+    heads: Annotated[Path | None, typer.Option(
+        help="Signed tree heads of the transparency log; default: tree-heads.jsonl beside "
+             "the anchors, if there is one.")] = None,
 ) -> None:
     """Check the audit chain, each entry's MAC and the anchors. Exit 0 if intact, 1 naming
     what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor,
@@ -89,6 +92,18 @@ def audit_verify(
                                  unsealed_before=unsealed_before,
                                  site=os.environ.get("COVERWATCH_SITE") or None,
                                  stored_site=_site_id(store))
+        if heads is None and anchors is not None and \
+                anchors.with_name("tree-heads.jsonl").exists():
+            heads = anchors.with_name("tree-heads.jsonl")
+        if heads is not None and result.site is not None:
+            from coverwatch.evidence.treeheads import verify_tree_heads
+
+            checked = verify_tree_heads(store, heads, trusted=trusted, site=result.site)
+            result.findings.extend(checked.findings)
+            console.print(f"tree heads: {escape(str(heads))}: {checked.heads} head(s), "
+                          f"{checked.leaves} leaves", highlight=False)
+            if checked.heads == 0 and result.refusal is None:
+                result.refusal = f"no tree heads of site {result.site!r} in {heads}"
     finally:
         store.close()
     last = result.last_anchor
@@ -134,6 +149,7 @@ def audit_anchor(
     """Append a signed anchor of the chain's current head to FILE."""
     from coverwatch.evidence.anchors import append_anchor, make_anchor
     from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.treeheads import head_now
     from coverwatch.storage import open_store
     from coverwatch.storage.auditkeys import default_key_path
 
@@ -141,11 +157,39 @@ def audit_anchor(
     store = open_store(db, data_dir)
     try:
         anchor = make_anchor(store, key, _site_id(store))
+        append_anchor(out, anchor)
+        # And a signed head of the transparency log beside it.
+        head_now(store, key, anchor["site"], out.with_name("tree-heads.jsonl"))
     finally:
         store.close()
-    append_anchor(out, anchor)
     Console().print(f"anchored entry {anchor['head_id']} ({anchor['key_id']}) to {out}",
                     highlight=False)
+
+
+@audit_app.command("head")
+def audit_head_cmd(
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Tree head file (appended to); default: tree-heads.jsonl beside the "
+                      "key.")] = None,
+) -> None:
+    """Sign the transparency log's head now (size, root, previous head) and append it."""
+    from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.treeheads import head_now, heads_file
+    from coverwatch.storage import open_store
+    from coverwatch.storage.auditkeys import default_key_path
+
+    key_path = default_key_path(data_dir)
+    key = load_signing_key(key_path)
+    path = out or heads_file(key_path)
+    store = open_store(db, data_dir)
+    try:
+        head = head_now(store, key, _site_id(store), path)
+    finally:
+        store.close()
+    Console().print(f"tree head of {head['site']}: {head['size']} leaves, root "
+                    f"{head['root'][:16]}… ({head['key_id']}) to {path}", highlight=False)
 
 
 @audit_app.command("keys")

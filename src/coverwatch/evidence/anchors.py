@@ -75,8 +75,8 @@ def make_anchor(store: Store, key: SigningKey, site: str) -> dict[str, Any]:
 
 def append_anchor(path: Path, anchor: dict[str, Any]) -> None:
     """Append one line and force it to disk (the file is only ever appended to)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, _canonical(anchor) + b"\n")
         os.fsync(fd)

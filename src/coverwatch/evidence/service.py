@@ -43,10 +43,15 @@ def anchor_now(svc: Services, chain: Store | None = None,
     ``_deployment``), anchored with the same key, file and destination."""
     import orjson
 
+    from coverwatch.evidence.treeheads import head_now
+
     store = svc.store if chain is None else chain
-    anchor = make_anchor(store, signing_key(svc), svc.site.id if name is None else name)
+    key, site = signing_key(svc), svc.site.id if name is None else name
+    anchor = make_anchor(store, key, site)
     append_anchor(anchor_file(svc), anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
+    # The transparency log's signed tree head, beside the anchors.
+    head_now(store, key, site, anchor_file(svc).with_name("tree-heads.jsonl"))
     if svc.settings.anchor_url:
         send_anchor(svc.settings.anchor_url, anchor)
     return anchor
