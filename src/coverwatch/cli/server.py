@@ -148,8 +148,6 @@ def serve(
 def db_upgrade(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
     """Apply the schema migrations (run before starting against PostgreSQL)."""
     from coverwatch.storage import upgrade
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     revision = upgrade(db, data_dir)
     Console().print(f"database at revision {revision}")
 
@@ -204,7 +202,6 @@ def users_add(
     if problem is not None:
         Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(2)
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     given = [r.strip() for r in roles.split(",") if r.strip()]
     site = os.environ.get("COVERWATCH_SITE")  # coverwatch --site ID: roles at that site only
@@ -335,8 +332,6 @@ def _create_device(name: str, officer: str, action: str, db: str | None,
     """Register a device, audited as ``action``; its token (exit 2 on a refusal)."""
     from coverwatch.errors import StoreError
     from coverwatch.storage import open_store, record_device_change
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)

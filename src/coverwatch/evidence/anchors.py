@@ -27,6 +27,7 @@ import orjson
 from coverwatch.evidence.keys import SigningKey, key_fingerprint, verify_signature
 from coverwatch.storage import Store, audit_head, verify_audit
 from coverwatch.storage.auditkeys import AuditKeyring
+from coverwatch.storage.private import private_dir
 from coverwatch.storage.sites import DEPLOYMENT
 from coverwatch.storage.tables import audit
 
@@ -75,7 +76,7 @@ def make_anchor(store: Store, key: SigningKey, site: str) -> dict[str, Any]:
 
 def append_anchor(path: Path, anchor: dict[str, Any]) -> None:
     """Append one line and force it to disk (the file is only ever appended to)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, _canonical(anchor) + b"\n")

@@ -35,6 +35,7 @@ from coverwatch.domain.merkle import consistency_proof, leaf_hash, root, verify_
 from coverwatch.evidence.anchors import Finding, sign_document, verify_document
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.storage import Store
+from coverwatch.storage.private import private_dir
 from coverwatch.storage.tables import audit, tlog_leaves
 from coverwatch.storage.tlog import leaf_hashes
 
@@ -91,7 +92,7 @@ def make_head(store: Store, key: SigningKey, site: str,
 
 def append_head(path: Path, head: dict[str, Any]) -> None:
     """Append one line (mode 0600) and force it to disk."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, _canonical(head) + b"\n")

@@ -42,6 +42,7 @@ from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.contacts import ContactsMixin
 from coverwatch.storage.devicereports import DeviceReportsMixin, report_values
 from coverwatch.storage.keeping import KeepingMixin
+from coverwatch.storage.private import private_data_dir
 from coverwatch.storage.tables import (
     DEFAULT_SITE,
     alerts,
@@ -216,7 +217,7 @@ def upgrade(url: str | None, data_dir: Path | None = None) -> str:
     if url is None:
         if data_dir is None:
             raise StoreError("upgrade needs a database URL or a data directory")
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        private_data_dir(data_dir, DB_FILENAME)
         url = sqlite_url(data_dir)
     engine = make_engine(url)
     try:
@@ -243,7 +244,7 @@ def open_store(
     the newest revision (run :func:`upgrade`), otherwise :class:`StoreError`.
     """
     if url is None:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        private_data_dir(data_dir, DB_FILENAME)
         url = sqlite_url(data_dir)
     parsed = normalise_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
