@@ -128,3 +128,34 @@ def test_cli_anchor_makes_a_head_and_verify_names_a_lost_one(
     heads.write_text(heads.read_text().splitlines()[0] + "\n")
     bad = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
     assert bad.exit_code == 1 and "head-missing" in bad.stdout, bad.output
+
+
+def _events(n: int, t0: int = 1_800_000_000_000_000) -> list[dict[str, object]]:
+    return [{"kind": "fix", "t_us": t0 + i, "officer": "O1", "x": float(i), "y": 0.0,
+             "accuracy": 5.0, "source": "test"} for i in range(n)]
+
+
+def test_every_stored_event_is_a_leaf_in_its_transaction(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fill(store, 1)
+    store.append_events(_events(4))
+    store.append_events(_events(4))  # re-sent: stored once, one leaf each
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    path = tmp_path / "tree-heads.jsonl"
+    head_now(store, key, "yard", path)
+    with store._read() as conn:
+        kinds = [k for (k,) in conn.execute(select(tlog_leaves.c.kind).where(
+            tlog_leaves.c.site == store.site).order_by(tlog_leaves.c.idx))]
+    assert kinds == ["audit", "event", "event", "event", "event"]
+    assert _kinds(store, path, tmp_path) == []
+
+    import coverwatch.storage.store as store_module
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store_module, "append_event_leaves", broken)
+    with pytest.raises(RuntimeError):
+        store.append_events(_events(2, t0=1_900_000_000_000_000))
+    assert store.count_events() == 4

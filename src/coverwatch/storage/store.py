@@ -51,6 +51,7 @@ from coverwatch.storage.tables import (
     events,
     server_state,
 )
+from coverwatch.storage.tlog import append_event_leaves
 
 __all__ = [
     "DB_FILENAME",
@@ -450,6 +451,7 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
         try:
             with writer() as conn:
                 stored = append(conn, params) if params else []
+                append_event_leaves(conn, self.site, stored)  # the site's transparency log
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
                     earliest = min(p[_T_US] for p in params)

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_leaf", "leaf_bytes", "leaf_hashes", "log_size"]
+__all__ = ["append_event_leaves", "append_leaf", "leaf_bytes", "leaf_hashes", "log_size"]
 
 
 def leaf_bytes(kind: str, ref: str, body: Mapping[str, Any]) -> bytes:
@@ -40,6 +40,22 @@ def append_leaf(
         hash=leaf_hash(data).hex(),
     ))
     return size
+
+
+def append_event_leaves(conn: Connection, site: str, stored: list[tuple[int, str]]) -> None:
+    """One leaf per newly stored event, ``{"key": <idempotence key>}`` (its key names
+    kind, officer/post/flag, time, device and a digest of what it says), in id order."""
+    if not stored:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
+    size = log_size(conn, site)
+    rows = []
+    for i, (event_id, key) in enumerate(sorted(stored)):
+        data = leaf_bytes("event", str(event_id), {"key": key})
+        rows.append({"site": site, "idx": size + i, "kind": "event", "ref": str(event_id),
+                     "leaf": data.decode(), "hash": leaf_hash(data).hex()})
+    conn.execute(tlog_leaves.insert(), rows)
 
 
 def log_size(conn: Connection, site: str) -> int:
