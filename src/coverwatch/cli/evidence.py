@@ -53,6 +53,9 @@ def audit_verify(
     heads: Annotated[Path | None, typer.Option(
         help="Signed tree heads of the transparency log; default: tree-heads.jsonl beside "
              "the anchors, if there is one.")] = None,
+    tsa_ca: Annotated[Path | None, typer.Option(
+        help="Check the heads' RFC 3161 time-stamps against this authority's CA (PEM).")]
+    = None,
 ) -> None:
     """Check the audit chain, each entry's MAC and the anchors. Exit 0 if intact, 1 naming
     what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor,
@@ -102,6 +105,13 @@ def audit_verify(
             result.findings.extend(checked.findings)
             console.print(f"tree heads: {escape(str(heads))}: {checked.heads} head(s), "
                           f"{checked.leaves} leaves", highlight=False)
+            if tsa_ca is not None:
+                from coverwatch.evidence.timestamps import check_timestamps
+
+                stamped, bad = check_timestamps(heads, checked.checked, tsa_ca)
+                result.findings.extend(bad)
+                console.print(f"time-stamped: {stamped} of {checked.heads} head(s)",
+                              highlight=False)
             if checked.heads == 0 and result.refusal is None:
                 result.refusal = f"no tree heads of site {result.site!r} in {heads}"
     finally:
@@ -173,6 +183,9 @@ def audit_head_cmd(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Tree head file (appended to); default: tree-heads.jsonl beside the "
                       "key.")] = None,
+    tsa_url: Annotated[str | None, typer.Option(
+        help="Have the head time-stamped by this RFC 3161 authority (reply kept beside it).")]
+    = None,
 ) -> None:
     """Sign the transparency log's head now (size, root, previous head) and append it."""
     from coverwatch.evidence.keys import load_signing_key
@@ -188,6 +201,10 @@ def audit_head_cmd(
         head = head_now(store, key, _site_id(store), path)
     finally:
         store.close()
+    if tsa_url is not None:
+        from coverwatch.evidence.timestamps import timestamp_head
+
+        timestamp_head(head, tsa_url, path)
     Console().print(f"tree head of {head['site']}: {head['size']} leaves, root "
                     f"{head['root'][:16]}… ({head['key_id']}) to {path}", highlight=False)
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import orjson
 
+from coverwatch.evidence.anchors import Finding
 from coverwatch.evidence.treeheads import head_digest
 from coverwatch.storage.private import private_dir
 
-__all__ = ["Poster", "http_post", "timestamp_head", "timestamp_query", "tsr_file",
-           "verify_timestamp"]
+__all__ = ["Poster", "check_timestamps", "http_post", "timestamp_head", "timestamp_query",
+           "tsr_file", "verify_timestamp"]
 
 # DER of AlgorithmIdentifier { id-sha256 (2.16.840.1.101.3.4.2.1), NULL }
 _SHA256_ALG = bytes.fromhex("300d06096086480165030402010500")
@@ -95,3 +96,27 @@ def verify_timestamp(head: dict[str, Any], tsr: bytes, ca_file: Path) -> str | N
         return None
     return (done.stdout + done.stderr).strip().splitlines()[-1] if (done.stdout + done.stderr
                                                                     ).strip() else "failed"
+
+
+def check_timestamps(heads_path: Path, heads: list[dict[str, Any]],
+                     ca_file: Path) -> tuple[int, list[Finding]]:
+    """How many of ``heads`` carry a valid time-stamp under ``ca_file``; a bad one is named."""
+    path = tsr_file(heads_path)
+    replies: dict[str, list[bytes]] = {}
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            try:
+                doc = orjson.loads(line)
+                replies.setdefault(str(doc["head"]), []).append(base64.b64decode(doc["tsr"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    stamped, findings = 0, []
+    for head in heads:
+        for tsr in replies.get(head_digest(head), []):
+            why = verify_timestamp(head, tsr, ca_file)
+            if why is None:
+                stamped += 1
+                break
+            findings.append(Finding("bad-timestamp", f"the time-stamp of the head of "
+                                                     f"{head.get('at')} does not verify: {why}"))
+    return stamped, findings

@@ -128,6 +128,7 @@ class HeadCheck:
     leaves: int
     findings: list[Finding] = field(default_factory=list)
     last_head: dict[str, Any] | None = None
+    checked: list[dict[str, Any]] = field(default_factory=list)  # the site's heads, in order
 
 
 def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
@@ -204,4 +205,5 @@ def verify_tree_heads(
     }:
         findings.append(Finding("head-missing", "the server's last head is not in "
                                 f"{path}: the file lost its newest heads or was replayed"))
-    return HeadCheck(len(heads), len(hashes), findings, heads[-1][1] if heads else None)
+    return HeadCheck(len(heads), len(hashes), findings, heads[-1][1] if heads else None,
+                     [d for _, d in heads])
