@@ -40,7 +40,7 @@ from coverwatch.storage.tables import audit, tlog_leaves
 from coverwatch.storage.tlog import leaf_hashes
 
 __all__ = ["HEAD_KIND", "HeadCheck", "append_head", "head_digest", "head_now", "heads_file",
-           "last_head", "load_heads", "make_head", "verify_tree_heads"]
+           "last_head", "load_heads", "log_moved", "make_head", "verify_tree_heads"]
 
 HEAD_KIND = "coverwatch.tree-head"
 LAST_HEAD_STATE = "tlog.last_head"
@@ -118,6 +118,16 @@ def head_now(store: Store, key: SigningKey, site: str, path: Path) -> dict[str, 
     append_head(path, head)
     store.set_state(LAST_HEAD_STATE, _canonical(head).decode())
     return head
+
+
+def log_moved(store: Store) -> bool:
+    """Whether the log has leaves its last signed head does not cover."""
+    from coverwatch.storage.tlog import log_size
+
+    last = store.get_state(LAST_HEAD_STATE)
+    with store._read() as conn:
+        size = log_size(conn, store.site)
+    return size > (0 if last is None else int(orjson.loads(last).get("size") or 0))
 
 
 @dataclass(slots=True)
