@@ -140,14 +140,15 @@ def test_every_stored_event_is_a_leaf_in_its_transaction(
 ) -> None:
     _fill(store, 1)
     store.append_events(_events(4))
-    store.append_events(_events(4))  # re-sent: stored once, one leaf each
+    report = {"device": "phone-1", "t_us": 1_800_000_000_000_000, "raw": {"battery": 40}}
+    store.append_events(_events(4), reports=[report])  # re-sent events: no new leaf
     key = load_signing_key(tmp_path / "keys" / "audit.key")
     path = tmp_path / "tree-heads.jsonl"
     head_now(store, key, "yard", path)
     with store._read() as conn:
         kinds = [k for (k,) in conn.execute(select(tlog_leaves.c.kind).where(
             tlog_leaves.c.site == store.site).order_by(tlog_leaves.c.idx))]
-    assert kinds == ["audit", "event", "event", "event", "event"]
+    assert kinds == ["audit", "event", "event", "event", "event", "device-report"]
     assert _kinds(store, path, tmp_path) == []
 
     import coverwatch.storage.store as store_module

@@ -451,7 +451,6 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
         try:
             with writer() as conn:
                 stored = append(conn, params) if params else []
-                append_event_leaves(conn, self.site, stored)  # the site's transparency log
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
                     earliest = min(p[_T_US] for p in params)
@@ -467,6 +466,7 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
                     if got is not None:
                         new_reports.append({**given, **values, "id": int(got),
                                             "raw": given.get("raw")})
+                append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
                 if alerts_for is not None and new_reports:
                     for record, action in alerts_for(new_reports):
                         if self._insert_alert_locked(conn, record, action):

@@ -10,7 +10,7 @@ exclusive, PostgreSQL takes a transaction-scoped advisory lock per site.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -42,18 +42,24 @@ def append_leaf(
     return size
 
 
-def append_event_leaves(conn: Connection, site: str, stored: list[tuple[int, str]]) -> None:
+def append_event_leaves(
+    conn: Connection, site: str, stored: list[tuple[int, str]],
+    reports: Sequence[Mapping[str, Any]] = (),
+) -> None:
     """One leaf per newly stored event, ``{"key": <idempotence key>}`` (its key names
-    kind, officer/post/flag, time, device and a digest of what it says), in id order."""
-    if not stored:
+    kind, officer/post/flag, time, device and a digest of what it says), in id order,
+    then one per newly stored device report (``{"key": <device|time|digest>}``)."""
+    items = [("event", str(i), k) for i, k in sorted(stored)]
+    items += [("device-report", str(r["id"]), str(r["key"])) for r in reports]
+    if not items:
         return
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
     size = log_size(conn, site)
     rows = []
-    for i, (event_id, key) in enumerate(sorted(stored)):
-        data = leaf_bytes("event", str(event_id), {"key": key})
-        rows.append({"site": site, "idx": size + i, "kind": "event", "ref": str(event_id),
+    for i, (kind, ref, key) in enumerate(items):
+        data = leaf_bytes(kind, ref, {"key": key})
+        rows.append({"site": site, "idx": size + i, "kind": kind, "ref": ref,
                      "leaf": data.decode(), "hash": leaf_hash(data).hex()})
     conn.execute(tlog_leaves.insert(), rows)
 
