@@ -160,3 +160,15 @@ def test_every_stored_event_is_a_leaf_in_its_transaction(
     with pytest.raises(RuntimeError):
         store.append_events(_events(2, t0=1_900_000_000_000_000))
     assert store.count_events() == 4
+
+
+def test_a_wiped_audit_table_is_one_finding_naming_the_count(
+    store: Store, tmp_path: Path,
+) -> None:
+    path = _heads(store, tmp_path, 5)
+    with store.engine.begin() as conn:
+        conn.execute(delete(audit).where(audit.c.site == store.site))
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    result = verify_tree_heads(store, path, trusted=key.trusted, site="yard")
+    [finding] = result.findings
+    assert finding.kind == "audit-mismatch" and "entry 1 and 4 more" in finding.message
