@@ -94,3 +94,15 @@ def test_consistency_proofs_match_the_rfc_and_verify(mn: tuple[int, int]) -> Non
         assert not verify_consistency(m, n, mth(d[:m]), root(forked), proof)
         assert not verify_consistency(m, n, node_hash(EMPTY_ROOT, EMPTY_ROOT), mth(d), proof)
         assert not verify_consistency(m, n, mth(d[:m]), mth(d), proof[:-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 70).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_levels_give_the_same_roots_and_proofs(mn: tuple[int, int]) -> None:
+    from coverwatch.domain.merkle import Levels
+
+    m, n = mn
+    hashes = [leaf_hash(x) for x in _leaves(n)]
+    levels = Levels(hashes + [leaf_hash(b"later")] * 3)  # a longer log than either head
+    assert levels.root(n) == root(hashes) and levels.root(m) == root(hashes[:m])
+    assert levels.consistency_proof(m, n) == consistency_proof(m, hashes)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "Levels",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -158,3 +159,51 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     return fr == first_root and sr == second_root and sn == 0
+
+
+class Levels:
+    """Every level of the tree over ``hashes`` (about 2n hashes), so the root of any
+    prefix, and so any proof, costs O(log n) hashes instead of O(n)."""
+
+    def __init__(self, hashes: Sequence[bytes]) -> None:
+        self.levels: list[list[bytes]] = [list(hashes)]
+        while len(self.levels[-1]) > 1:
+            below = self.levels[-1]
+            self.levels.append([node_hash(below[i], below[i + 1])
+                                for i in range(0, len(below) - 1, 2)])
+
+    def range_root(self, lo: int, hi: int) -> bytes:
+        """MTH of leaves ``lo … hi-1``, for ``lo`` a multiple of the largest power of two
+        not above ``hi - lo`` (every range the RFC's PATH and PROOF ask for is one)."""
+        n = hi - lo
+        if n <= 0:
+            return EMPTY_ROOT
+        if n & (n - 1) == 0:  # a complete subtree: stored at its level
+            level = n.bit_length() - 1
+            return self.levels[level][lo >> level]
+        k = _split(n)
+        return node_hash(self.range_root(lo, lo + k), self.range_root(lo + k, hi))
+
+    def root(self, size: int) -> bytes:
+        return self.range_root(0, size)
+
+    def consistency_proof(self, first: int, size: int) -> list[bytes]:
+        """PROOF(first, D[size]), as :func:`consistency_proof`."""
+        if not 0 <= first <= size <= len(self.levels[0]):
+            raise ValueError(f"a tree of {first} is not a prefix of a tree of {size}")
+        if first in (0, size):
+            return []
+        proof: list[bytes] = []
+        lo, hi, m, whole = 0, size, first, True
+        while m != hi - lo:
+            k = _split(hi - lo)
+            if m <= k:
+                proof.append(self.range_root(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self.range_root(lo, lo + k))
+                lo, m, whole = lo + k, m - k, False
+        if not whole:
+            proof.append(self.range_root(lo, hi))
+        proof.reverse()
+        return proof

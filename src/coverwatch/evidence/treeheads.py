@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from coverwatch.domain.merkle import consistency_proof, leaf_hash, root, verify_consistency
+from coverwatch.domain.merkle import Levels, leaf_hash, root, verify_consistency
 from coverwatch.evidence.anchors import Finding, sign_document, verify_document
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.storage import Store
@@ -183,6 +183,7 @@ def verify_tree_heads(
             heads.append((n, doc))
     hashes, leaf_findings = _check_leaves(store)
     findings += leaf_findings
+    tree = Levels(hashes)  # each head's root and each proof in O(log n), not O(n)
     prev: tuple[int, dict[str, Any]] | None = None
     for n, doc in heads:
         size, where = int(doc["size"]), f"tree head on line {n} ({doc.get('at')})"
@@ -199,7 +200,7 @@ def verify_tree_heads(
                 findings.append(Finding("replayed", f"{where} has {size} leaves, fewer than "
                                         f"the head on line {pn} ({pdoc['size']})"))
             elif size <= len(hashes):
-                proof = consistency_proof(int(pdoc["size"]), hashes[:size])
+                proof = tree.consistency_proof(int(pdoc["size"]), size)
                 if not verify_consistency(int(pdoc["size"]), size, bytes.fromhex(pdoc["root"]),
                                           bytes.fromhex(doc["root"]), proof):
                     findings.append(Finding("inconsistent", f"{where} and the head on line "
@@ -207,7 +208,7 @@ def verify_tree_heads(
         if size > len(hashes):
             findings.append(Finding("log-truncated", f"the log has {len(hashes)} leaves but "
                                     f"{where} counted {size}: leaves were removed"))
-        elif root(hashes[:size]).hex() != doc.get("root"):
+        elif tree.root(size).hex() != doc.get("root"):
             findings.append(Finding("log-rewritten", f"the first {size} leaves no longer give "
                                     f"the root of {where}: the log was rewritten"))
         prev = (n, doc)
