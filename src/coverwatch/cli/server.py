@@ -157,8 +157,6 @@ SHUTDOWN_DRAIN_S = 1
 def db_upgrade(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
     """Apply the schema migrations (run before starting against PostgreSQL)."""
     from coverwatch.storage import upgrade
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     revision = upgrade(db, data_dir)
     Console().print(f"database at revision {revision}")
 
@@ -213,7 +211,6 @@ def users_add(
     if problem is not None:
         Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(2)
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     given = [r.strip() for r in roles.split(",") if r.strip()]
     site = os.environ.get("COVERWATCH_SITE")  # coverwatch --site ID: roles at that site only
@@ -344,8 +341,6 @@ def _create_device(name: str, officer: str, action: str, db: str | None,
     """Register a device, audited as ``action``; its token (exit 2 on a refusal)."""
     from coverwatch.errors import StoreError
     from coverwatch.storage import open_store, record_device_change
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)

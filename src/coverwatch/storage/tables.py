@@ -53,6 +53,7 @@ __all__ = [
     "server_state",
     "sessions",
     "site_roles",
+    "tlog_leaves",
     "users",
 ]
 
@@ -315,6 +316,19 @@ audit = Table(
     UniqueConstraint("hash"),
 )
 
+# The site's transparency log (RFC 9162 Merkle tree): one leaf per record, appended in the
+# transaction that stores the record. ``idx`` counts from 0 per site, with no gaps.
+tlog_leaves = Table(
+    "tlog_leaves",
+    metadata,
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),  # audit, event, alert, delivery, rule-version
+    Column("ref", Text, nullable=False),  # the record's id in its table
+    Column("leaf", Text, nullable=False),  # canonical JSON: the leaf's bytes
+    Column("hash", Text, nullable=False),  # hex SHA-256(0x00 || leaf)
+)
+
 engine_checkpoints = Table(
     "engine_checkpoints",
     metadata,
@@ -452,5 +466,5 @@ dead_letters = Table(
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, qualifications, bus_outbox, bus_fences, dead_letters,
+    device_reports, qualifications, bus_outbox, bus_fences, dead_letters, tlog_leaves,
 )
