@@ -336,7 +336,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
 
     # (3) Alerts and lapses are those of an uninterrupted run to the same horizon.
     site = load_site_document(site_path).site
-    batch = batch_from_rows(rows, OfficerRegistry())
+    batch = batch_from_rows(rows, OfficerRegistry(), scan_growth=1.5)
     expected = replay_sorted(site, [batch], until=horizon - 1)
     from coverwatch.reports.replay import lapse_record
 

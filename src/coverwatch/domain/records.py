@@ -77,6 +77,8 @@ class RecordRules:
     origin: tuple[float, float] | None
     # Checkpoint id -> (x, y, accuracy_m): where a scan puts its officer.
     checkpoints: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
+    # How fast a scan's accuracy grows (m/s): the fix column ``growth`` of a scan row.
+    scan_growth: float = 0.0
 
     @classmethod
     def of(cls, site: Site) -> RecordRules:
@@ -87,6 +89,7 @@ class RecordRules:
             frozenset(site.flags),
             origin,
             {c.id: (c.at[0], c.at[1], c.accuracy_m) for c in site.checkpoints},
+            site.scan_walk_mps,
         )
 
 

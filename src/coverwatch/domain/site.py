@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from coverwatch.domain.tours import Checkpoint, Tour
+from coverwatch.domain.tours import DEFAULT_SCAN_WALK_MPS, Checkpoint, Tour
 
 __all__ = [
     "DEFAULT_ACCURACY_M", "DEFAULT_SPEEDS_MPS", "Barrier", "LatLon", "Post", "Rule", "Site",
@@ -144,12 +144,16 @@ class Site:
     # Tags officers scan, and rounds of them (docs/tours.md).
     checkpoints: tuple[Checkpoint, ...] = ()
     tours: tuple[Tour, ...] = ()
+    # How fast a scan's accuracy grows after it, m/s (docs/tours.md).
+    scan_walk_mps: float = DEFAULT_SCAN_WALK_MPS
 
     def __post_init__(self) -> None:
         if self.stale_after_s <= 0:
             raise ValueError("stale_after_s must be > 0")
         if not self.default_accuracy_m > 0:
             raise ValueError("default_accuracy_m must be > 0")
+        if not self.scan_walk_mps > 0:
+            raise ValueError("scan_walk_mps must be > 0")
         if self.silent_after_s is not None and not self.silent_after_s > 0:
             raise ValueError("silent_after_s must be > 0")
         if "default" not in self.speeds_mps or any(

@@ -27,6 +27,7 @@ from coverwatch.domain.time import US_PER_S
 __all__ = [
     "CHECKPOINT_KINDS",
     "DEFAULT_CHECKPOINT_ACCURACY_M",
+    "DEFAULT_SCAN_WALK_MPS",
     "TOUR_ALERT_KIND",
     "Checkpoint",
     "RoundStatus",
@@ -49,6 +50,9 @@ CHECKPOINT_KINDS = ("nfc", "qr", "ble")
 #: across a room (its received-signal threshold decides).
 DEFAULT_CHECKPOINT_ACCURACY_M = {"nfc": 1.0, "qr": 3.0, "ble": 10.0}
 TOUR_ALERT_KIND = "tour"
+#: How fast a scan's accuracy grows after the scan (m/s) when the site sets no
+#: ``scan_walk_mps``: a brisk walk, so an officer counts only as far as they could have gone.
+DEFAULT_SCAN_WALK_MPS = 1.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ def run_window(
     sites = [load_site_text_document(v["source"], "<pack rule version>").site for v in versions]
     engine = restore_engine(sites[0], state, timeline=True)
     registry = OfficerRegistry(state["officers"])
-    engine.feed(batch_from_rows(rows, registry))
+    engine.feed(batch_from_rows(rows, registry, scan_growth=sites[0].scan_walk_mps))
     for v, site in zip(versions[1:], sites[1:], strict=True):
         if int(v["effective_us"]) > until:
             break

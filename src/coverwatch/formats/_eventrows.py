@@ -96,6 +96,7 @@ class Collector:
         self.lat: list[float] = []
         self.lon: list[float] = []
         self.accuracy: list[float] = []
+        self.growth: list[float] = []
         self.seq: list[int] = []
         self.control: list[ControlEvent] = []
 
@@ -109,6 +110,8 @@ class Collector:
             self.lat.append(row[5])
             self.lon.append(row[6])
             self.accuracy.append(row[7])
+            # A fix row naming a checkpoint is a scan: its accuracy grows at walking speed.
+            self.growth.append(0.0 if row[8] is None else self.rules.scan_growth)
             self.seq.append(seq)
         else:
             self.control.append(control_event(row, seq, self.registry))
@@ -128,6 +131,7 @@ class Collector:
             y,
             np.array(self.accuracy, np.float64),
             np.array(self.seq, np.int64),
+            np.array(self.growth, np.float64),
         )
         return EventBatch(fixes, self.control)
 

@@ -74,6 +74,7 @@ _SITE_KEYS = {
     "lint": False,
     "checkpoints": False,  # read by formats/tourfile.py
     "tours": False,
+    "scan_walk_mps": False,  # read by formats/tourfile.py
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {
@@ -545,7 +546,9 @@ class _Checker:
             self.lint_config = self.lint(fields["lint"][1])
         if posts is not None and not walkways:
             self.reach_without_walkways(fields["posts"][1], posts)
-        from coverwatch.formats.tourfile import read_checkpoints, read_tours
+        from coverwatch.formats.tourfile import read_checkpoints, read_scan_walk, read_tours
+
+        device_fields |= read_scan_walk(self, fields)
 
         if "checkpoints" in fields:
             device_fields["checkpoints"] = read_checkpoints(self, fields["checkpoints"][1], posts)

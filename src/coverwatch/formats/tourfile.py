@@ -22,7 +22,8 @@ from coverwatch.domain.tours import (
 if TYPE_CHECKING:
     from coverwatch.formats.sitefile import _Checker
 
-__all__ = ["CHECKPOINT_KEYS", "TOUR_KEYS", "read_checkpoints", "read_tours"]
+__all__ = ["CHECKPOINT_KEYS", "SCAN_WALK_KEY", "TOUR_KEYS", "read_checkpoints", "read_scan_walk",
+           "read_tours"]
 
 CHECKPOINT_KEYS = {"id": True, "at": True, "kind": True, "accuracy_m": False, "post": False,
                    "name": False}
@@ -30,6 +31,17 @@ TOUR_KEYS = {"id": True, "name": False, "every_s": True, "from": False, "ordered
              "stops": True}
 _STOP_KEYS = {"checkpoint": True, "within_s": True}
 _DAY_S = 86_400
+#: The top-level key of the walking speed at which a scan's accuracy grows.
+SCAN_WALK_KEY = "scan_walk_mps"
+
+
+def read_scan_walk(ck: _Checker, fields: dict[str, tuple[Node, Node]]) -> dict[str, float]:
+    """``scan_walk_mps``: > 0 and at most 50 m/s; absent, the default (1.5 m/s).
+    Returned as the Site field to set (empty when absent or wrong)."""
+    if SCAN_WALK_KEY not in fields:
+        return {}
+    value = ck.number(fields[SCAN_WALK_KEY][1], SCAN_WALK_KEY, above=0, maximum=50)
+    return {} if value is None else {SCAN_WALK_KEY: value}
 
 
 def read_checkpoints(ck: _Checker, node: Node, posts: tuple[Post, ...] | None,

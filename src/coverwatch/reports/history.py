@@ -156,7 +156,8 @@ def run_engine(
         i += 1
         # The engine is chunk-invariant: feeding a segment in windows changes nothing.
         for chunk in _windows(store, a, end if b is None else b, every_us):
-            run.engine.feed(batch_from_rows(chunk, run.registry))
+            run.engine.feed(batch_from_rows(chunk, run.registry,
+                                            scan_growth=run.engine.site.scan_walk_mps))
             run.events += len(chunk)
             run.late += sum(1 for r in chunk if r["late"])
             evaluated += len(chunk)

@@ -24,6 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import orjson
+
 from coverwatch.domain.events import (
     DutyEvent,
     EventBatch,
@@ -64,12 +67,16 @@ class OfficerView:
     unqualified: tuple[tuple[str, str], ...] = ()
 
 
-def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry) -> EventBatch:
+def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry, *,
+                    scan_growth: float) -> EventBatch:
     """Convert stored event rows (the store's column names) into an engine batch.
 
-    ``seq`` is the row id, so ties at the same time keep arrival order.
+    ``seq`` is the row id, so ties at the same time keep arrival order. A fix
+    stored from a scan (its raw record says ``kind: scan``) gets ``scan_growth``
+    (the site's ``scan_walk_mps``) as its growth, as the file readers give it.
     """
     fix_rows: list[tuple[int, int, float, float, float, int]] = []
+    growth: list[float] = []
     control: list[DutyEvent | GateEvent | FlagEvent] = []
     for r in rows:
         kind = r["kind"]
@@ -80,6 +87,7 @@ def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry
                 (t, registry.intern(r["officer"]), float(r["x"]), float(r["y"]),
                  float(r["accuracy"] or 0.0), seq)
             )
+            growth.append(scan_growth if _is_scan(r) else 0.0)
         elif kind == "duty":
             caps = r.get("capabilities") or ()
             if isinstance(caps, str):
@@ -90,7 +98,20 @@ def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry
             control.append(GateEvent(t, r["post"], bool(r["open"]), seq))
         elif kind == "flag":
             control.append(FlagEvent(t, r["flag"], bool(r["on"]), seq))
-    return EventBatch(FixColumns.from_rows(fix_rows), control)
+    fixes = FixColumns.from_rows(fix_rows)
+    if any(growth):
+        fixes = FixColumns(fixes.t, fixes.officer, fixes.x, fixes.y, fixes.accuracy, fixes.seq,
+                           np.asarray(growth, np.float64))
+    return EventBatch(fixes, control)
+
+
+def _is_scan(row: Mapping[str, Any]) -> bool:
+    """A stored fix made from a checkpoint scan: its raw record says ``kind: scan``
+    (``scan_raw``: the raw text, as the store's engine rows give it for scans only)."""
+    raw = row.get("raw")
+    if raw is None and row.get("scan_raw"):
+        raw = orjson.loads(row["scan_raw"])
+    return isinstance(raw, dict) and raw.get("kind") == "scan"
 
 
 class LiveCover:
@@ -192,7 +213,7 @@ class LiveCover:
                 self._note_latest([r])  # under its own time: the newest about its subject
                 feed.append({**r, "t_us": int(applied)})
         self._note_latest([r for r in feed if not r.get("late")])
-        batch = batch_from_rows(feed, self.registry)
+        batch = batch_from_rows(feed, self.registry, scan_growth=self.site.scan_walk_mps)
         if not len(batch):
             return
         if self._engine is None:

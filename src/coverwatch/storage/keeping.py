@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, exists, func, not_, select, update
+from sqlalchemy import and_, case, delete, exists, func, not_, select, update
 
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditMixin, _prepare_details
@@ -135,11 +135,16 @@ class KeepingMixin(AuditMixin):
         """Events with ``t0_us <= t_us < t1_us`` by (t_us, id), only the columns the engine
         reads (a report's hot path: much cheaper than full rows)."""
         cols = [events.c[n] for n in _ENGINE_COLUMNS]
-        q = (select(*cols).where(events.c.site == self.site, events.c.t_us >= t0_us,
+        # The raw record of a fix stored from a checkpoint scan (its accuracy grows
+        # with time: server/live.py), and of no other row: raw is not read otherwise.
+        scan_raw = case((and_(events.c.kind == "fix", events.c.raw.like('%"kind":"scan"%')),
+                         events.c.raw), else_=None)
+        q = (select(*cols, scan_raw).where(events.c.site == self.site, events.c.t_us >= t0_us,
                                  events.c.t_us < t1_us)
              .order_by(events.c.t_us, events.c.id))
         with self._read() as conn:
-            return [dict(zip(_ENGINE_COLUMNS, r, strict=True)) for r in conn.execute(q)]
+            return [dict(zip((*_ENGINE_COLUMNS, "scan_raw"), r, strict=True))
+                    for r in conn.execute(q)]
 
     # -- legal holds and the purge -------------------------------------------
 
