@@ -65,3 +65,15 @@ def test_supervisor_checks_plans_on_the_planning_page(server: dash.Server, brows
     page.locator("#verdict.passes").wait_for()
     assert "Plan passes" in page.locator("#verdict").inner_text()
     assert page.locator("#problems").is_hidden()
+    # The fixed plan names patrol targets: the page shows the patrol game.
+    game = page.locator("#game")
+    game.wait_for()
+    text = page.locator("#game-text").inner_text()
+    fixed, randomised = (float(x) for x in re.findall(
+        r"payoff is ([\d.]+) against the fixed routes .* and ([\d.]+) against randomised", text)[0])
+    assert randomised < fixed
+    page.wait_for_function("document.getElementById('pic-game').naturalWidth > 0")
+    for size in ({"width": 1366, "height": 768}, {"width": 1920, "height": 1080}, dash.PHONE):
+        page.set_viewport_size(size)
+        game.scroll_into_view_if_needed()
+        page.screenshot(path=str(dash.SHOTS / f"planning-game-{size['width']}x{size['height']}.png"))

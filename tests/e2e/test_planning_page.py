@@ -79,6 +79,23 @@ def test_fixed_plan_passes(kit: Kit) -> None:
     _png(out["pictures"]["timeline"])
 
 
+def test_the_patrol_game_is_shown_for_a_plan_with_targets(kit: Kit) -> None:
+    """The planning page shows what ``coverwatch plan randomise`` reports: the attacker's
+    best expected payoff against the fixed routes and against randomised patrols."""
+    sup = kit.user("sup", "supervisor")
+    game = _check(kit, sup, plan=FIXED, seed=3, samples=0).json()["patrol_game"]
+    assert game is not None and "error" not in game, game
+    assert game["randomised"] and game["seed"] == 3 and game["days"] == 10
+    assert game["game_payoff"] < game["fixed_payoff"]
+    _png(game["picture"])
+    # A flagged plan is not randomised (fix it first); a plan without targets has no game.
+    assert _check(kit, sup, plan=ROVING, samples=0).json()["patrol_game"] is None
+    plain = FIXED.split("\n# The patrol game")[0]
+    assert "targets:" not in plain
+    out = _check(kit, sup, plan=plain, seed=3, samples=0).json()
+    assert out["verdict"] == "passes" and out["patrol_game"] is None
+
+
 def test_invalid_yaml_names_the_line(kit: Kit) -> None:
     broken = ROVING.replace("      speed_mps: 1.0\n", "      speed_mps: [fast\n", 1)
     line = broken.splitlines().index("      speed_mps: [fast") + 1

@@ -5,7 +5,9 @@
 :func:`coverwatch.reports.plans.check_plan` against the server's current site in a
 worker thread, and answers with the same figures the CLI prints (per rule:
 lapses, alerts, longest gap, cover %; the response-time table), a verdict in
-words, and the two pictures of :mod:`coverwatch.reports.planpictures` as PNG data URLs.
+words, and the two pictures of :mod:`coverwatch.reports.planpictures` as PNG data URLs;
+when the plan has a patrol game (``targets``), the attacker's best expected payoff
+against its fixed routes and against randomised patrols, with their picture.
 
 An invalid plan is a 422 whose ``detail.problems`` name file, line, column and
 field, as the CLI's errors do. Limits keep one request bounded: at most
@@ -139,6 +141,39 @@ def _pictures_json(site: Site, check: PlanCheck, threshold_s: float) -> dict[str
                 "timeline": _png_data_url(timeline_png.read_bytes())}
 
 
+# Sampled days behind the patrol game's figures on the page (the CLI's --days is 50).
+GAME_DAYS = 10
+
+
+def _patrol_game_json(site: Site, plan: Plan, body: PlanCheckBody) -> dict[str, Any] | None:
+    """The plan's patrol game, when it has ``targets``: fixed routes against randomised
+    (the figures and picture of ``coverwatch plan randomise``), or why it cannot be played."""
+    from coverwatch.formats.patrolfile import load_game_text
+    from coverwatch.reports.patrolpictures import plot_game
+    from coverwatch.reports.patrols import randomise_plan
+
+    try:
+        spec = load_game_text(body.plan, site, plan, PLAN_PATH)
+    except SiteFileError as e:
+        if not any(p.field == "targets" and "has no 'targets'" in p.message
+                   for p in e.problems):
+            return {"error": "; ".join(p.message for p in e.problems)}
+        return None
+    seed = plan.seed if body.seed is None else body.seed
+    try:
+        r = randomise_plan(site, plan, spec, seed=seed, days=GAME_DAYS, hz=body.hz)
+    except CoverwatchError as e:
+        return {"error": str(e)}
+    with _pictures, tempfile.TemporaryDirectory(prefix="cw-game-") as tmp:
+        png = Path(tmp) / "patrol-game.png"
+        plot_game(png, r)
+        picture = _png_data_url(png.read_bytes())
+    return {"randomised": r.free, "fixed_payoff": r.fixed_payoff,
+            "fixed_target": r.fixed_target, "game_payoff": r.game_payoff,
+            "game_target": r.game_target, "sampled_payoff": r.sampled_payoff,
+            "days": r.days, "seed": seed, "picture": picture}
+
+
 def check_plan_json(site: Site, body: PlanCheckBody) -> dict[str, Any]:
     """Load, check and picture a plan; the JSON of ``POST /api/v1/plan/check``.
 
@@ -204,6 +239,8 @@ def check_plan_json(site: Site, body: PlanCheckBody) -> dict[str, Any]:
         "response": {"samples": check.arrivals[0].samples if check.arrivals else 0,
                      "threshold_s": body.threshold_s, "rows": response},
         "pictures": _pictures_json(site, check, body.threshold_s),
+        # Only a plan that passes is randomised: a flagged one must be fixed first.
+        "patrol_game": None if check.alerts else _patrol_game_json(site, plan, body),
     }
 
 

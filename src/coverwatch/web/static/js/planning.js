@@ -101,7 +101,26 @@ function render(r) {
   $("pic-timeline").src = r.pictures.timeline;
   $("pic-timeline").alt = "Per rule, the number of officers counting over the shift against the number needed; red bands are lapses that would raise an alert.";
   $("cap-timeline").textContent = "Predicted cover over the shift, one strip per rule: the black line is how many officers count, the dotted line what the rule needs; red bands would raise an alert, orange ones end within the grace period, grey means the rule is not required then.";
+  showGame(r.patrol_game);
   $("result-body").hidden = false;
+}
+
+// The plan's patrol game (a plan with targets): what an attacker who watched the
+// routine can expect against the fixed routes, and against randomised patrols.
+function showGame(g) {
+  $("game").hidden = !g;
+  if (!g) return;
+  if (g.error) {
+    $("game-text").textContent = `The patrols cannot be randomised: ${g.error}`;
+    $("pic-game").hidden = true;
+    $("cap-game").textContent = "";
+    return;
+  }
+  $("game-text").textContent = `Randomising ${g.randomised.join(", ")}: the attacker's best expected payoff is ${g.fixed_payoff.toFixed(2)} against the fixed routes (at ${g.fixed_target}) and ${g.game_payoff.toFixed(2)} against randomised patrols (at ${g.game_target}; ${g.sampled_payoff.toFixed(2)} over ${g.days} sampled days). coverwatch plan randomise writes the day's schedule (seed ${g.seed}).`;
+  $("pic-game").hidden = false;
+  $("pic-game").src = g.picture;
+  $("pic-game").alt = "Per patrol target: cover at the attacker's best moment and the attacker's expected payoff, fixed routes against randomised patrols.";
+  $("cap-game").textContent = "Left: how often each target is covered at the moment an attacker who watched the routine would choose (grey fixed routes, blue randomised). Right: what that attacker can expect at each target; the dashed lines are the attacker's best.";
 }
 
 async function check(event) {
