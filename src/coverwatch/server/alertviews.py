@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import Alert, AlertState
+from coverwatch.server.incidentsend import incident_json
 from coverwatch.server.live import OfficerView
 from coverwatch.server.nearest import ReachCache, nearest_officers
 
@@ -41,6 +42,7 @@ def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | No
     out["reached_level"] = outbox.reached_level(alert.id)
     out["dispatches"] = outbox.sent.get(alert.id, [])
     out["dispatch_deliveries"] = outbox.dispatch_deliveries(alert.id)
+    out["incident"] = incident_json(outbox, alert.id)
     if alert.kind == "lapse" and alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
         out["nearest"] = [c.to_json() for c in nearest_officers(
             svc.live, alert.post, alert.rule, roster=roster_now(svc) if roster is None else roster,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
+from coverwatch.domain.incidents import IncidentBook
 from coverwatch.domain.supervision import (
     DIRECT_TARGETS,
     escalate_now,
@@ -108,6 +109,8 @@ class Outbox:
         self.delivered_total = 0
         self.failed_total = 0
         self._resent: set[tuple[str, int, str]] = set()
+        # Floods: alerts of one cause told once per level (domain/incidents.py).
+        self.incidents = IncidentBook()
 
     def load(self) -> None:
         """Read the stored deliveries and dispatches (at start-up, and in distributed mode
@@ -222,11 +225,16 @@ class Outbox:
     # -- escalation ---------------------------------------------------------
 
     def submit(self, steps: Sequence[Escalation]) -> None:
-        """Send escalation steps in the background."""
+        """Send escalation steps in the background; a flood's steps as one per incident."""
+        from coverwatch.server.incidentsend import send_incident
+
+        solo, grouped = self.incidents.fold(steps)
         if self.svc.notifier is None:
             return
-        for step in steps:
+        for step in solo:
             self.spawn(self._send_step(step))
+        for istep in grouped:
+            self.spawn(send_incident(self, istep))
 
     async def _send_step(self, step: Escalation) -> None:
         svc = self.svc

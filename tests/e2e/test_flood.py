@@ -1,0 +1,90 @@
+"""An alarm flood end to end: after a gap every post lapses at once from stale data;
+the control room gets one incident and each person one message per level (issue 21:
+68 lapse alerts had made 211 notifications)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receivers import HttpReceiver, http_receiver
+from serverkit import Kit, base_settings, running_server
+
+POSTS = 20
+
+
+def _site(directory: Path, web: HttpReceiver) -> Path:
+    posts = "".join(f"""  - id: p{i:02d}
+    name: Post {i:02d}
+    at: [{i * 100}, 0]
+    rules:
+      - id: cover
+        need: 1
+        within_m: 25
+        grace_s: 10
+""" for i in range(POSTS))
+    text = f"""site: flood-quay
+name: Flood Quay (fictional)
+stale_after_s: 30
+timezone: UTC
+posts:
+{posts}escalation:
+  - after_s: 0
+    notify: [supervisor]
+  - after_s: 60
+    notify: [supervisor]
+"""
+    path = directory / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def web() -> Iterator[HttpReceiver]:
+    with http_receiver() as receiver:
+        yield receiver
+
+
+def _alerts(kit: Kit) -> list[dict[str, Any]]:
+    r = kit.request(kit.user("watcher", "supervisor"), "GET", "/api/v1/alerts")
+    assert r.status_code == 200, r.text
+    out: list[dict[str, Any]] = r.json()["alerts"]
+    return out
+
+
+def test_outage_makes_one_incident_and_one_message_per_level_per_person(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    site = _site(tmp_path, web)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        admin = kit.user("al", "admin")
+        kit.user("sam", "supervisor")
+        r = kit.request(admin, "PATCH", "/api/v1/users/sam",
+                        json={"contacts": [f"json://{web.base}/sam"]})
+        assert r.status_code == 200, r.text
+        ingest = kit.api_token("gateway", "ingest")
+        events = [e for i in range(POSTS) for e in (
+            {"t": kit.clock.iso(), "kind": "duty", "officer": f"O{i:02d}", "on": True},
+            {"t": kit.clock.iso(), "kind": "fix", "officer": f"O{i:02d}", "x": i * 100, "y": 0})]
+        assert kit.post_events(ingest, events).status_code == 200
+        kit.advance(1)
+        assert [a for a in _alerts(kit) if a["kind"] == "lapse"] == []
+        # Nothing arrives for 60 s (the server or the network was out): every fix is stale.
+        kit.advance(60)
+        lapses = [a for a in _alerts(kit) if a["kind"] == "lapse"]
+        assert len(lapses) == POSTS
+        incidents = {a["incident"]["id"] for a in lapses}
+        assert len(incidents) == 1
+        incident = lapses[0]["incident"]
+        assert incident["cause"] == "outage" and len(incident["members"]) == POSTS
+        assert "stale data" in incident["detail"]
+        assert web.paths() == ["/sam"]  # one message for level 1, not 20
+        # Every member's card says who was told (the incident's message).
+        assert all(a["reached_level"] == 0 for a in lapses)
+        kit.advance(61)
+        assert web.paths() == ["/sam", "/sam"]  # level 2: once more, for the incident
+        assert [a for a in _alerts(kit) if a["kind"] == "notification-failure"] == []
