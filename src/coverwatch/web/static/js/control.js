@@ -116,14 +116,21 @@ function renderSummary(v) {
   // Short words: at 1366 px every chip must still be read (the full text is its title).
   parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
-  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} to act on` : "No alert to act on"));
+  // Open alerts and resolved-but-unacknowledged ones shown apart (a flood's resolved
+  // lapses must not read as work still burning); an incident counts once.
+  const open = v.alerts.filter((a) => a.state === "open").length;
+  const toAck = needAction - open;
+  const incidents = new Set(v.alerts.filter((a) => a.incident && a.state !== "closed").map((a) => a.incident.id)).size;
+  parts.push(chip(open ? "alert-chip" : "calm", open ? `${open} open` : "No open alert"));
+  if (toAck) parts.push(chip("ack-chip", `${toAck} resolved, unacknowledged`));
+  if (incidents) parts.push(chip("alert-chip", `${incidents} incident${incidents > 1 ? "s" : ""}`));
   if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   if (v.late?.count) parts.push(lateChip(v.late));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
   mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
   mode.className = v.replay ? "mode replay" : "mode live";
-  document.title = `${needAction ? `(${needAction}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
+  document.title = `${open ? `(${open}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
 }
 
 // Events arriving behind the horizon (GET /api/v1/cover "late"): the chip says how many
