@@ -88,3 +88,50 @@ def test_outage_makes_one_incident_and_one_message_per_level_per_person(
         kit.advance(61)
         assert web.paths() == ["/sam", "/sam"]  # level 2: once more, for the incident
         assert [a for a in _alerts(kit) if a["kind"] == "notification-failure"] == []
+
+
+def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    site = _site(tmp_path, web)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        admin = kit.user("al", "admin")
+        sam = kit.user("sam", "supervisor")
+        kit.request(admin, "PATCH", "/api/v1/users/sam",
+                    json={"contacts": [f"json://{web.base}/sam"]})
+        r = kit.request(sam, "POST", "/api/v1/posts/p03/shelve", json={"minutes": 30})
+        assert r.status_code == 422, r.text
+        r = kit.request(sam, "POST", "/api/v1/posts/p03/shelve",
+                        json={"minutes": 30, "reason": ""})
+        assert r.status_code == 422, r.text
+        r = kit.request(sam, "POST", "/api/v1/posts/nowhere/shelve",
+                        json={"minutes": 30, "reason": "works"})
+        assert r.status_code == 404, r.text
+        r = kit.request(sam, "POST", "/api/v1/posts/p03/shelve",
+                        json={"minutes": 30, "reason": "barrier works, post closed"})
+        assert r.status_code == 200, r.text
+        ingest = kit.api_token("gateway", "ingest")
+        t = kit.clock.iso()
+        assert kit.post_events(ingest, [
+            {"t": t, "kind": "duty", "officer": "O3", "on": True},
+            {"t": t, "kind": "fix", "officer": "O3", "x": 300, "y": 0}]).status_code == 200
+        kit.advance(5)
+        kit.post_events(ingest, [{"t": kit.clock.iso(), "kind": "fix", "officer": "O3",
+                                  "x": 900, "y": 500}])
+        kit.advance(15)
+        shelved = [a for a in _alerts(kit) if a["post"] == "p03"]
+        assert len(shelved) == 1 and shelved[0]["shelved"]["by"] == "sam"
+        assert shelved[0]["shelved"]["reason"] == "barrier works, post closed"
+        # Held: the post is shelved (the other 19 posts, empty, make one incident).
+        assert shelved[0]["notified"] == [] and shelved[0]["incident"] is None
+        assert all(b"Post 03" not in body for _, body, _ in web.requests)
+        assert web.paths() == ["/sam"]
+        audit = [e for e in kit.svc.store.audit_entries(0, 1000) if e.action == "alert.shelved"]
+        assert [(e.actor, e.subject) for e in audit] == [("sam", "post:p03")]
+        # Shelves are stored: a restart keeps them.
+        kit.svc.outbox.load()
+        assert kit.svc.outbox.shelves.holding("x", "lapse", "p03", kit.clock()) is not None
+        r = kit.request(sam, "DELETE", "/api/v1/posts/p03/shelve")
+        assert r.status_code == 200, r.text
+        assert [a for a in _alerts(kit) if a["post"] == "p03"][0]["shelved"] is None

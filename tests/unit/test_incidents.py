@@ -84,3 +84,21 @@ def test_alerts_told_alone_before_the_flood_join_it_and_their_level_counts_as_to
     assert solo == [] and grouped == []  # level 1 was told (about the first)
     (inc,) = book.incidents()
     assert inc.members[0] == first.alert_id and len(inc.members) == 4
+
+
+def test_shelving_needs_a_reason_and_a_set_time_and_never_holds_an_sos() -> None:
+    import pytest
+
+    from coverwatch.domain.shelving import ShelfBook, ShelvingError, make_shelf
+
+    with pytest.raises(ShelvingError, match="reason"):
+        make_shelf("post:p01", 30, "  ", "sam", T0)
+    with pytest.raises(ShelvingError, match="minutes"):
+        make_shelf("post:p01", 0, "works on the gate", "sam", T0)
+    with pytest.raises(ShelvingError, match="minutes"):
+        make_shelf("post:p01", 9 * 60, "works on the gate", "sam", T0)
+    book = ShelfBook([make_shelf("post:p01", 30, "works on the gate", "sam", T0)])
+    assert book.holding("lapse-1", "lapse", "p01", T0 + 60 * US_PER_S) is not None
+    assert book.holding("lapse-1", "lapse", "p01", T0 + 31 * 60 * US_PER_S) is None  # ended
+    assert book.holding("sos-1", "sos", "p01", T0 + 60 * US_PER_S) is None
+    assert book.holding("lapse-2", "lapse", "p02", T0 + 60 * US_PER_S) is None

@@ -43,6 +43,8 @@ def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | No
     out["dispatches"] = outbox.sent.get(alert.id, [])
     out["dispatch_deliveries"] = outbox.dispatch_deliveries(alert.id)
     out["incident"] = incident_json(outbox, alert.id)
+    shelf = outbox.shelves.holding(alert.id, alert.kind, alert.post, svc.clock())
+    out["shelved"] = None if shelf is None else shelf.to_json()
     if alert.kind == "lapse" and alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
         out["nearest"] = [c.to_json() for c in nearest_officers(
             svc.live, alert.post, alert.rule, roster=roster_now(svc) if roster is None else roster,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
 from coverwatch.domain.incidents import IncidentBook
+from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import (
     DIRECT_TARGETS,
     escalate_now,
@@ -111,10 +112,13 @@ class Outbox:
         self._resent: set[tuple[str, int, str]] = set()
         # Floods: alerts of one cause told once per level (domain/incidents.py).
         self.incidents = IncidentBook()
+        self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
 
     def load(self) -> None:
-        """Read the stored deliveries and dispatches (at start-up, and in distributed mode
-        when this node takes a site over: other nodes recorded some)."""
+        """Read the stored deliveries, dispatches and shelves (at start-up, and in distributed
+        mode when this node takes a site over: other nodes recorded some)."""
+        from coverwatch.server.shelves import load_shelves
+
         by_alert: dict[str, list[DeliveryRecord]] = {}
         sent: dict[str, list[dict[str, Any]]] = {}
         for rec in self.svc.store.load_deliveries():
@@ -122,6 +126,7 @@ class Outbox:
         for d in self.svc.store.load_dispatches():
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
+        self.shelves = load_shelves(self.svc.store)
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the
@@ -227,8 +232,9 @@ class Outbox:
     def submit(self, steps: Sequence[Escalation]) -> None:
         """Send escalation steps in the background; a flood's steps as one per incident."""
         from coverwatch.server.incidentsend import send_incident
+        from coverwatch.server.shelves import held_back
 
-        solo, grouped = self.incidents.fold(steps)
+        solo, grouped = self.incidents.fold(held_back(self.svc, steps))
         if self.svc.notifier is None:
             return
         for step in solo:

@@ -118,12 +118,14 @@ function renderSummary(v) {
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
   // Open alerts and resolved-but-unacknowledged ones shown apart (a flood's resolved
   // lapses must not read as work still burning); an incident counts once.
-  const open = v.alerts.filter((a) => a.state === "open").length;
-  const toAck = needAction - open;
+  const open = v.alerts.filter((a) => a.state === "open" && !a.shelved).length;
+  const shelved = v.alerts.filter((a) => a.state !== "closed" && a.shelved).length;
+  const toAck = v.alerts.filter((a) => a.state === "resolved" && !a.acknowledged_by).length;
   const incidents = new Set(v.alerts.filter((a) => a.incident && a.state !== "closed").map((a) => a.incident.id)).size;
   parts.push(chip(open ? "alert-chip" : "calm", open ? `${open} open` : "No open alert"));
   if (toAck) parts.push(chip("ack-chip", `${toAck} resolved, unacknowledged`));
   if (incidents) parts.push(chip("alert-chip", `${incidents} incident${incidents > 1 ? "s" : ""}`));
+  if (shelved) parts.push(chip("stale-chip", `${shelved} shelved`));
   if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   if (v.late?.count) parts.push(lateChip(v.late));
   $("summary").replaceChildren(...parts);
