@@ -134,4 +134,4 @@ def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(
         assert kit.svc.outbox.shelves.holding("x", "lapse", "p03", kit.clock()) is not None
         r = kit.request(sam, "DELETE", "/api/v1/posts/p03/shelve")
         assert r.status_code == 200, r.text
-        assert [a for a in _alerts(kit) if a["post"] == "p03"][0]["shelved"] is None
+        assert next(a for a in _alerts(kit) if a["post"] == "p03")["shelved"] is None
