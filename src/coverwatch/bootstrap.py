@@ -36,6 +36,7 @@ async def _build_site(
 ) -> Services:
     """One site's services, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
+    from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
 
     notifier = Notifier(
@@ -44,6 +45,7 @@ async def _build_site(
         timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
     )
     svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
+    notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
     await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                             {"path": str(settings.site_path)})
     return svc

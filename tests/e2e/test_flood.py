@@ -135,3 +135,33 @@ def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(
         r = kit.request(sam, "DELETE", "/api/v1/posts/p03/shelve")
         assert r.status_code == 200, r.text
         assert next(a for a in _alerts(kit) if a["post"] == "p03")["shelved"] is None
+
+
+def test_an_sos_message_says_where_in_words_and_the_level_as_on_screen(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    site = _site(tmp_path, web)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        admin = kit.user("al", "admin")
+        kit.user("sam", "supervisor")
+        kit.request(admin, "PATCH", "/api/v1/users/sam",
+                    json={"contacts": [f"json://{web.base}/sam"]})
+        kit.settle()
+        phone, _ = kit.device("phone-lea", "lea")
+        r = kit.post_events(phone, [
+            {"t": kit.clock.iso(), "kind": "duty", "on": True},
+            {"t": kit.clock.iso(), "kind": "fix", "x": 512.7, "y": 12.7, "accuracy_m": 12,
+             "alarm": "sos"}])
+        assert r.status_code == 200, r.text
+        kit.settle()
+        (sos,) = [a for a in _alerts(kit) if a["kind"] == "sos"]
+        assert sos["where"]["text"] == "18 m NE of Post 05 (±12 m, 0 s old)"
+        assert sos["where"]["post"] == "p05"
+        import json
+
+        bodies = [json.loads(body)["message"] for _, body, _ in web.requests if b"SOS" in body]
+        # Every level of the SOS policy at once; each says where, levels counted from 1.
+        assert sorted(bodies) == [
+            f"SOS from officer lea (sent 08:00:00 UTC), 18 m NE of Post 05 (±12 m, 0 s old). "
+            f"Level {n}." for n in (1, 2)]

@@ -200,20 +200,24 @@ def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
 
 
 def escalation_message(
-    escalation: Escalation, site: Site | None = None, timezone: str = "UTC"
+    escalation: Escalation, site: Site | None = None, timezone: str = "UTC",
+    where: str | None = None,
 ) -> tuple[str, str]:
     """``(title, body)`` in plain, specific words, e.g.
 
     ``LAPSE Main Gate / armed-cover: 0 of 2 armed officers for 1 min 10 s
     (since 14:39:28 Europe/London). Level 2.``
 
-    The duration runs from the lapse start to the escalation's ``at``.
+    The duration runs from the lapse start to the escalation's ``at``. ``where`` is
+    the position in words (:mod:`coverwatch.domain.where`) for an SOS or fall;
+    levels are counted from 1, as on screen.
     """
     if escalation.kind in DEVICE_ALARM_KINDS:  # an officer's SOS or fall: no post, no count
         officer = escalation.rule.removeprefix("officer:")
         when = _local(escalation.lapse_start, ZoneInfo(timezone)).strftime("%H:%M:%S")
         title = f"{escalation.kind.upper()} from officer {officer}"
-        return title, f"{title} (sent {when} {timezone}). Level {escalation.level}."
+        return title, (f"{title} (sent {when} {timezone}), {where or 'position unknown'}. "
+                       f"Level {escalation.level + 1}.")
     post_name, capability = escalation.post, None
     if site is not None:
         for post in site.posts:
@@ -233,7 +237,7 @@ def escalation_message(
     title = f"{escalation.kind.upper()} {post_name} / {escalation.rule}"
     body = (
         f"{title}: {escalation.count} of {escalation.need} {who} for {lasted} "
-        f"(since {since_text} {timezone}). Level {escalation.level}."
+        f"(since {since_text} {timezone}). Level {escalation.level + 1}."
     )
     return title, body
 
@@ -288,9 +292,18 @@ class Notifier:
         """Load Apprise's plugins now (seconds on a busy machine), not at the first alert."""
         apprise.Apprise().add("json://localhost/warm-up")
 
+    # The server's: an alert's position in words (None for none known), for messages.
+    where_of: Callable[[Escalation], str | None] | None = None
+
     def message(self, escalation: Escalation) -> tuple[str, str]:
         """The ``(title, body)`` this notifier sends for ``escalation``."""
-        return escalation_message(escalation, self._site, self._timezone)
+        where = None
+        if self.where_of is not None and escalation.kind in DEVICE_ALARM_KINDS:
+            try:
+                where = self.where_of(escalation)
+            except Exception:  # the words are a help: never a reason not to send
+                log.exception("could not say where alert %s is", escalation.alert_id)
+        return escalation_message(escalation, self._site, self._timezone, where)
 
     def escalation_message(self, escalation: Escalation) -> Message:
         """The :class:`Message` for one escalation step."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import Alert, AlertState
+from coverwatch.domain.where import where_words
 from coverwatch.server.incidentsend import incident_json
 from coverwatch.server.live import OfficerView
 from coverwatch.server.nearest import ReachCache, nearest_officers
@@ -14,7 +15,7 @@ from coverwatch.server.nearest import ReachCache, nearest_officers
 if TYPE_CHECKING:
     from coverwatch.server.services import Services
 
-__all__ = ["alert_json", "alerts_json", "roster_now"]
+__all__ = ["alert_json", "alert_where", "alerts_json", "roster_now", "where_text"]
 
 _CACHE = ReachCache()
 
@@ -32,6 +33,30 @@ def roster_now(svc: Services) -> dict[str, str]:
     return out
 
 
+def alert_where(svc: Services, alert: Alert) -> dict[str, Any] | None:
+    """Where the alert is, in words: an officer's last position relative to the nearest
+    post (SOS, fall, silent device), or the lapsed post itself; None for server alerts."""
+    details = alert.details or {}
+    if "position" in details:
+        return where_words(details.get("position"), svc.site.posts, alert.lapse_start).to_json()
+    if alert.post:
+        try:
+            post = svc.site.post(alert.post)
+        except KeyError:
+            return {"post": alert.post, "text": f"at {alert.post}"}
+        return {"post": post.id, "post_name": post.name or post.id,
+                "text": f"at {post.name or post.id}"}
+    return None
+
+
+def where_text(svc: Services, alert_id: str) -> str | None:
+    """The notifier's ``where_of``: the words for an alert's position."""
+    if alert_id not in svc.book:
+        return None
+    where = alert_where(svc, svc.book.get(alert_id))
+    return None if where is None else str(where["text"])
+
+
 def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | None = None,
                roster: dict[str, str] | None = None, nearest: int = 5) -> dict[str, Any]:
     """One alert with ``notified`` (per level), ``reached_level``, ``dispatches`` and,
@@ -43,6 +68,7 @@ def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | No
     out["dispatches"] = outbox.sent.get(alert.id, [])
     out["dispatch_deliveries"] = outbox.dispatch_deliveries(alert.id)
     out["incident"] = incident_json(outbox, alert.id)
+    out["where"] = alert_where(svc, alert)
     shelf = outbox.shelves.holding(alert.id, alert.kind, alert.post, svc.clock())
     out["shelved"] = None if shelf is None else shelf.to_json()
     if alert.kind == "lapse" and alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
