@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from receivers import HttpReceiver, http_receiver
-from serverkit import Kit, base_settings, running_server
+from serverkit import Kit, base_settings, running_server, wait_until
 
 POSTS = 20
 
@@ -154,14 +154,50 @@ def test_an_sos_message_says_where_in_words_and_the_level_as_on_screen(
             {"t": kit.clock.iso(), "kind": "fix", "x": 512.7, "y": 12.7, "accuracy_m": 12,
              "alarm": "sos"}])
         assert r.status_code == 200, r.text
-        kit.settle()
+        wait_until(lambda: len([1 for _, b, _ in web.requests if b"SOS" in b]) == 2,
+                   what="both SOS levels sent")
         (sos,) = [a for a in _alerts(kit) if a["kind"] == "sos"]
         assert sos["where"]["text"] == "18 m NE of Post 05 (±12 m, 0 s old)"
         assert sos["where"]["post"] == "p05"
         import json
 
-        bodies = [json.loads(body)["message"] for _, body, _ in web.requests if b"SOS" in body]
+        bodies = [json.loads(body)["message"].split("\n")[0] for _, body, _ in web.requests
+                  if b"SOS" in body]
         # Every level of the SOS policy at once; each says where, levels counted from 1.
         assert sorted(bodies) == [
             f"SOS from officer lea (sent 08:00:00 UTC), 18 m NE of Post 05 (±12 m, 0 s old). "
             f"Level {n}." for n in (1, 2)]
+
+
+def test_an_sos_told_to_someone_raises_no_notification_failure_for_a_level_that_failed(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    site = _site(tmp_path, web)
+    text = site.read_text("utf-8").replace(
+        "  - after_s: 60\n    notify: [supervisor]\n",
+        "  - after_s: 60\n    notify: [user:jo]\n")
+    site.write_text(text, "utf-8")
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        admin = kit.user("al", "admin")
+        kit.user("sam", "supervisor")
+        kit.user("jo", "officer")
+        kit.request(admin, "PATCH", "/api/v1/users/sam",
+                    json={"contacts": [f"json://{web.base}/sam"]})
+        kit.request(admin, "PATCH", "/api/v1/users/jo",
+                    json={"contacts": [f"signed+http://{web.base}/refuse/jo"]})
+        kit.settle()
+        phone, _ = kit.device("phone-lea", "lea")
+        assert kit.post_events(phone, [{"t": kit.clock.iso(), "kind": "fix", "x": 0, "y": 0,
+                                        "alarm": "sos"}]).status_code == 200
+
+        def sos() -> dict[str, Any]:
+            kit.settle()
+            return next(a for a in _alerts(kit) if a["kind"] == "sos")
+
+        # The SOS's levels are sent in the background: wait for both receipts.
+        wait_until(lambda: len(sos()["notified"]) == 2, what="both levels' receipts")
+        levels = {lv["level"]: lv for lv in sos()["notified"]}
+        assert levels[0]["ok"] is True and levels[1]["ok"] is False
+        assert levels[1]["deliveries"][0]["outcome"] == "rejected"  # HTTP 403, told apart
+        assert [a for a in _alerts(kit) if a["kind"] == "notification-failure"] == []

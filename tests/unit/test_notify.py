@@ -277,7 +277,7 @@ def test_apprise_json_url(server: LocalServer) -> None:
     assert got.path == "/apprise"
     payload = json.loads(got.body)
     assert payload["title"] == "LAPSE Main Gate / armed-cover"
-    assert payload["message"].endswith("(since 14:39:28 Europe/London). Level 3.")
+    assert "(since 14:39:28 Europe/London). Level 3.\nMessage id: " in payload["message"]
     assert SIGNATURE_HEADER not in got.headers
 
 

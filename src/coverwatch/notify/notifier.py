@@ -55,6 +55,7 @@ __all__ = [
     "Notifier",
     "Resolver",
     "escalation_message",
+    "idempotency_key",
     "install_log_redaction",
     "is_signed_webhook",
     "redact_url",
@@ -88,7 +89,9 @@ class Delivery:
 
     ``targets`` are the policy targets that led here (URLs redacted); ``to`` is
     the redacted address, None when a target could not be resolved at all;
-    ``person`` the user it was meant for, when the target named people.
+    ``person`` the user it was meant for, when the target named people. ``ended``
+    is when this delivery ended (``time.monotonic()``), so each is recorded at its
+    own time, not when the slowest of its level ended.
     """
 
     alert_id: str
@@ -99,6 +102,11 @@ class Delivery:
     attempts: int
     error: str | None = None
     person: str | None = None
+    ended: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.ended < 0:  # made when the attempt ended: that is its time
+            object.__setattr__(self, "ended", time.monotonic())
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +328,9 @@ class Notifier:
             "alert_at": format_time(escalation.alert_at),
             "at": format_time(escalation.at),
         }
+        key = idempotency_key(escalation.alert_id, escalation.level)
+        payload["idempotency_key"] = key
+        body += f"\nMessage id: {key} (the same id again is a repeat)"
         return Message(escalation.alert_id, escalation.level, escalation.targets, title, body,
                        payload)
 
@@ -469,6 +480,12 @@ class Notifier:
                              attach=list(attach) or None):
                 return True, attempts, None
         return False, attempts, "the notification service did not accept it"
+
+
+def idempotency_key(alert_id: str, level: int) -> str:
+    """One key per alert and level: a receiver drops a message whose key it has seen
+    (after a crash a level may be sent again: at least once, never silently twice)."""
+    return f"{alert_id}/level-{level + 1}"
 
 
 def _scrub(text: str, url: str) -> str:

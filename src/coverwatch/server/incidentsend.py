@@ -41,10 +41,13 @@ async def send_incident(outbox: Outbox, istep: IncidentStep) -> None:
     svc = outbox.svc
     inc, step = istep.incident, istep.step
     title, body = incident_message(istep, lambda p: _post_name(outbox, p))
+    key = f"{inc.id}/level-{istep.level + 1}"
+    body += f"\nMessage id: {key} (the same id again is a repeat)"
     message = Message(step.alert_id, istep.level, step.targets, title, body, {
         "kind": "incident", "incident": inc.id, "cause": inc.cause, "level": istep.level,
         "members": list(istep.members), "posts": list(inc.posts),
         "started": format_time(inc.started), "at": format_time(step.at),
+        "idempotency_key": key,
     })
     deliveries = await svc.notifier.send_message(message)
     at = svc.clock()

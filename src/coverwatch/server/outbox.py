@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
+from coverwatch.domain.alerts import (
+    DEVICE_ALARM_KINDS,
+    DIRECT_KINDS,
+    Alert,
+    Escalation,
+    EscalationPolicy,
+    parse_target,
+)
 from coverwatch.domain.incidents import IncidentBook
 from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import (
@@ -34,7 +42,8 @@ if TYPE_CHECKING:
     from coverwatch.server.services import Services
     from coverwatch.storage import Store
 
-__all__ = ["Outbox", "TargetProblem", "people_resolver", "unreachable_targets"]
+__all__ = ["Outbox", "TargetProblem", "delivery_outcome", "people_resolver",
+           "unreachable_targets"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -91,11 +100,29 @@ def people_resolver(store: Store) -> Any:
 
 
 def _records(deliveries: Sequence[Any], purpose: str, at: int) -> list[DeliveryRecord]:
+    # Each delivery at its own end (``ended``, monotonic), not when the slowest ended.
+    now = time.monotonic()
     return [
         DeliveryRecord(d.alert_id, d.level, purpose, ", ".join(d.targets), d.person, d.to,
-                       d.ok, d.error, d.attempts, at)
+                       d.ok, d.error, d.attempts,
+                       at - max(0, int((now - getattr(d, "ended", now)) * 1_000_000)))
         for d in deliveries
     ]
+
+
+def delivery_outcome(ok: bool, error: str | None) -> str:
+    """``delivered``, ``refused`` (no connection), ``timed out``, ``rejected`` (the
+    service answered no, e.g. HTTP 503) or ``failed`` (the service gave no reason)."""
+    if ok:
+        return "delivered"
+    text = (error or "").lower()
+    if "timeout" in text or "timed out" in text:
+        return "timed out"
+    if "connecterror" in text or "refused" in text or "connection" in text:
+        return "refused"
+    if text.startswith("http ") or "did not accept" in text:
+        return "rejected" if text.startswith("http ") else "failed"
+    return "failed"
 
 
 class Outbox:
@@ -237,10 +264,38 @@ class Outbox:
         solo, grouped = self.incidents.fold(held_back(self.svc, steps))
         if self.svc.notifier is None:
             return
+        alarms: dict[str, list[Escalation]] = {}
         for step in solo:
-            self.spawn(self._send_step(step))
+            if step.kind in DEVICE_ALARM_KINDS:
+                alarms.setdefault(step.alert_id, []).append(step)
+            else:
+                self.spawn(self._send_step(step))
+        for together in alarms.values():  # several levels at once: judged together
+            self.spawn(self._send_alarm(together) if len(together) > 1
+                       else self._send_step(together[0]))
         for istep in grouped:
             self.spawn(send_incident(self, istep))
+
+    async def _send_alarm(self, steps: Sequence[Escalation]) -> None:
+        """An SOS's levels, sent at once: only if none reached anybody is it a failure
+        (one ``notification-failure``, not one per level that failed)."""
+        svc = self.svc
+        sent = await asyncio.gather(*(svc.notifier.send(step) for step in steps))
+        reached = False
+        for deliveries in sent:
+            recs = await self._record(deliveries, "escalation")
+            reached = reached or any(r.ok for r in recs)
+        if reached:
+            return
+        alert = svc.book.get(steps[0].alert_id)
+        if not alert.escalating:
+            return
+        reasons = "; ".join(f"{', '.join(d.targets)}{f' ({d.person})' if d.person else ''}: "
+                            f"{d.error}" for ds in sent for d in ds)
+        detail = (f"Nobody could be told about {alert.kind} {alert.rule} at any escalation "
+                  f"level: {reasons or 'no targets'}.")
+        await self.raise_direct("notification-failure", alert.post, alert.rule, detail,
+                                about=alert.id)
 
     async def _send_step(self, step: Escalation) -> None:
         svc = self.svc
@@ -374,6 +429,6 @@ def _delivery_json(rec: DeliveryRecord) -> dict[str, Any]:
     return {
         "target": rec.target, "person": rec.person, "address": rec.address,
         "channel": rec.address.partition("://")[0] if rec.address else None,
-        "outcome": "delivered" if rec.ok else "failed", "error": rec.error,
+        "outcome": delivery_outcome(rec.ok, rec.error), "error": rec.error,
         "attempts": rec.attempts, "at": format_time(rec.at_us),
     }

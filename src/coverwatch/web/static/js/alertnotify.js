@@ -26,7 +26,7 @@ export function deliveryLine(d) {
   const ok = d.outcome === "delivered";
   const person = d.person && d.person !== who ? ` ${d.person}` : "";
   const text = ok ? `notified ${who} (${channelWord(d)}) ✓${person}`
-    : `could not notify ${who}${person ? ` (${person.trim()})` : ""} (${channelWord(d)}) ✗ ${d.error ?? ""}`;
+    : `could not notify ${who}${person ? ` (${person.trim()})` : ""} (${channelWord(d)}) ✗ ${d.outcome}${d.error ? `: ${d.error}` : ""}`;
   return el("li", { class: ok ? "delivered" : "failed", title: `${d.address ?? "no address"} · ${d.at}` }, text);
 }
 
