@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.alerts import Alert, AlertState
+from coverwatch.domain.dispatchmarks import dispatch_marks
 from coverwatch.domain.where import where_words
 from coverwatch.server.incidentsend import incident_json
 from coverwatch.server.live import OfficerView
@@ -58,7 +59,8 @@ def where_text(svc: Services, alert_id: str) -> str | None:
 
 
 def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | None = None,
-               roster: dict[str, str] | None = None, nearest: int = 5) -> dict[str, Any]:
+               roster: dict[str, str] | None = None, nearest: int = 5,
+               cover: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One alert with ``notified`` (per level), ``reached_level``, ``dispatches`` and,
     for a lapse still short of cover, ``nearest`` (who to send)."""
     out = alert.to_record()
@@ -75,6 +77,11 @@ def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | No
         out["nearest"] = [c.to_json() for c in nearest_officers(
             svc.live, alert.post, alert.rule, roster=roster_now(svc) if roster is None else roster,
             limit=nearest, cache=_CACHE, views=views)]
+        if out["nearest"]:  # marked: their own post lapsed, or a hard rule they hold
+            states = svc.shown.cover_states() if cover is None else cover
+            names = {p.id: p.name or p.id for p in svc.site.posts}
+            for c in out["nearest"]:
+                c["marks"] = dispatch_marks(c, states, names)
     else:
         out["nearest"] = []
     return out
@@ -84,4 +91,5 @@ def alerts_json(svc: Services, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
     """Several alerts; the officers' state is computed once for all of them."""
     views = svc.live.officers() if any(a.kind == "lapse" for a in alerts) else []
     roster = roster_now(svc)
-    return [alert_json(svc, a, views=views, roster=roster) for a in alerts]
+    cover = svc.shown.cover_states() if views else []
+    return [alert_json(svc, a, views=views, roster=roster, cover=cover) for a in alerts]
