@@ -88,6 +88,17 @@ def test_outage_makes_one_incident_and_one_message_per_level_per_person(
         kit.advance(61)
         assert web.paths() == ["/sam", "/sam"]  # level 2: once more, for the incident
         assert [a for a in _alerts(kit) if a["kind"] == "notification-failure"] == []
+        # One acknowledgement for the whole incident (each member audited as its own).
+        sam = kit.user("sam", "supervisor")
+        r = kit.request(sam, "GET", "/api/v1/incidents")
+        assert [i["id"] for i in r.json()["incidents"]] == [incident["id"]]
+        r = kit.request(sam, "POST", f"/api/v1/incidents/{incident['id']}/acknowledge",
+                        json={"note": "network outage, checking"})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["acknowledged"]) == POSTS
+        assert all(a["acknowledged_by"] == "sam" for a in _alerts(kit) if a["kind"] == "lapse")
+        r = kit.request(sam, "POST", "/api/v1/incidents/incident-nope/acknowledge", json={})
+        assert r.status_code == 404
 
 
 def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(

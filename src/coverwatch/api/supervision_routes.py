@@ -178,3 +178,42 @@ async def unshelve_alert(alert_id: str, svc: Svc, who: Acting) -> dict[str, Any]
 async def unshelve_post(post: str, svc: Svc, who: Acting) -> dict[str, Any]:
     """End a post's shelf before its time (audited)."""
     return await _unshelve(svc, f"post:{post}", who)
+
+
+class IncidentAction(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+@router.get("/api/v1/incidents")
+async def list_incidents(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+) -> dict[str, Any]:
+    """Floods grouped as incidents (docs/alerts.md), oldest first, with their members."""
+    return {"incidents": [i.to_json() for i in svc.outbox.incidents.incidents()]}
+
+
+@router.post("/api/v1/incidents/{incident_id}/acknowledge", responses=problems(404))
+async def acknowledge_incident(
+    incident_id: str, body: IncidentAction, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    """Acknowledge every member that waits for a person (open, or resolved but not
+    acknowledged), with one note; each is audited as its own acknowledgement."""
+    from coverwatch.domain.alerts import AlertLifecycleError
+
+    incident = svc.outbox.incidents.by_id.get(incident_id)
+    if incident is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    done, skipped = [], []
+    for alert_id in list(incident.members):
+        alert = svc.book.get(alert_id) if alert_id in svc.book else None
+        if alert is None or not alert.needs_acknowledgement or alert.state is AlertState.CLOSED:
+            skipped.append(alert_id)
+            continue
+        try:
+            await svc.acknowledge(alert_id, who.name, body.note or f"incident {incident_id}")
+        except AlertLifecycleError:  # someone else took it meanwhile
+            skipped.append(alert_id)
+            continue
+        done.append(alert_id)
+    return {"incident": incident_id, "acknowledged": done, "skipped": skipped}
