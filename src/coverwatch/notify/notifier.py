@@ -207,6 +207,12 @@ def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign_body(secret, body), header.strip())
 
 
+def idempotency_key(alert_id: str, level: int) -> str:
+    """One key per alert and level: a receiver drops a message whose key it has seen
+    (after a crash a level may be sent again: at least once, never silently twice)."""
+    return f"{alert_id}/level-{level + 1}"
+
+
 def escalation_message(
     escalation: Escalation, site: Site | None = None, timezone: str = "UTC",
     where: str | None = None,
@@ -480,12 +486,6 @@ class Notifier:
                              attach=list(attach) or None):
                 return True, attempts, None
         return False, attempts, "the notification service did not accept it"
-
-
-def idempotency_key(alert_id: str, level: int) -> str:
-    """One key per alert and level: a receiver drops a message whose key it has seen
-    (after a crash a level may be sent again: at least once, never silently twice)."""
-    return f"{alert_id}/level-{level + 1}"
 
 
 def _scrub(text: str, url: str) -> str:
