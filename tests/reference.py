@@ -25,6 +25,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+import numpy as np
+
 from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns, FlagEvent, GateEvent
 from coverwatch.domain.site import Post, Rule, Site
 from coverwatch.domain.time import seconds_to_us
@@ -38,6 +40,7 @@ __all__ = [
     "RuleState",
     "brute_travel",
     "evaluate_reference",
+    "membership_end",
     "signed_distance",
     "sort_events",
     "to_batch",
@@ -46,7 +49,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Fix:
-    """One position fix of an officer, in site metres."""
+    """One position fix of an officer, in site metres.
+
+    ``growth`` (m/s) makes the accuracy grow after the fix, as for a scan of a
+    checkpoint: ``accuracy + growth * (t' - t)`` at a later time t'.
+    """
 
     t: int
     officer: Hashable
@@ -54,6 +61,7 @@ class Fix:
     y: float
     accuracy: float = 0.0
     seq: int = 0
+    growth: float = 0.0
 
 
 Event: TypeAlias = Fix | DutyEvent | GateEvent | FlagEvent
@@ -169,15 +177,37 @@ def sort_events(events: Sequence[Event]) -> list[Event]:
 Travel: TypeAlias = Callable[[str, float, float], float]
 
 
+def membership_end(
+    site: Site, post: Post, rule: Rule, f: Fix, stale_us: int, travel: Travel
+) -> int | None:
+    """When the fix's membership of the rule ends as its accuracy grows (exclusive).
+
+    docs/semantics.md: the fix holds while ``growth * (t' - t) <= room``, to the
+    whole microsecond, where room is ``release_m - (sd + accuracy)`` and, for a
+    reach rule, at most ``reach_s * speed - (travel + accuracy)``. None: never.
+    """
+    if f.growth <= 0:
+        return None
+    room = rule.release_m - (signed_distance(post, f.x, f.y) + f.accuracy)
+    if rule.reach_s is not None:
+        speed = site.speed_for(rule.capability)
+        room = min(room, rule.reach_s * speed - (travel(post.id, f.x, f.y) + f.accuracy))
+    steps = 1e6 * max(room, 0.0) / f.growth
+    return f.t + 1 + (stale_us if steps >= stale_us else math.floor(steps))
+
+
 def _is_in(
     site: Site, post: Post, rule: Rule, fixes: list[Fix], stale_us: int, travel: Travel
-) -> bool:
-    """Membership after the last of ``fixes`` (one officer, in applied order)."""
+) -> tuple[bool, int | None]:
+    """Membership after the last of ``fixes`` (one officer, in applied order), and its end."""
     member = False
     prev_t: int | None = None
+    end: int | None = None
     for f in fixes:
         if prev_t is not None and f.t >= prev_t + stale_us:
             member = False  # the previous fix was stale: forget its membership
+        if end is not None and f.t >= end:
+            member = False  # the previous scan's grown accuracy had put it out
         d = signed_distance(post, f.x, f.y) + f.accuracy
         reach_ok = True
         if rule.reach_s is not None:
@@ -188,7 +218,8 @@ def _is_in(
         elif d > rule.release_m or not reach_ok:
             member = False
         prev_t = f.t
-    return member
+        end = membership_end(site, post, rule, f, stale_us, travel)
+    return member, end
 
 
 def _state_at(
@@ -226,7 +257,8 @@ def _state_at(
             latest = own[-1]
             if not (latest.t <= t < latest.t + stale_us):
                 continue
-            if _is_in(site, post, rule, own, stale_us, travel):
+            member, end = _is_in(site, post, rule, own, stale_us, travel)
+            if member and (end is None or t < end):
                 count += 1
         states.append(RuleState(t, active, count))
     return states
@@ -249,7 +281,6 @@ def evaluate_reference(
         critical.add(e.t)
         if isinstance(e, Fix) and e.t + stale_us <= w1:
             critical.add(e.t + stale_us)
-    times = sorted(critical)
     net = build_network(site) if any(r.reach_s is not None for _, r in rules) else None
     memo: dict[tuple[str, float, float], float] = {}
 
@@ -260,6 +291,15 @@ def evaluate_reference(
             assert net is not None
             memo[key] = brute_travel(net, post_id, x, y)
         return memo[key]
+
+    # A growing fix can also stop counting when its grown accuracy puts it out.
+    for e in kept:
+        if isinstance(e, Fix) and e.growth > 0:
+            for post, rule in rules:
+                ends = membership_end(site, post, rule, e, stale_us, travel)
+                if ends is not None and ends <= w1:
+                    critical.add(ends)
+    times = sorted(critical)
 
     per_time = [_state_at(site, kept, t, stale_us, travel) for t in times]
 
@@ -314,11 +354,17 @@ def evaluate_reference(
 def to_batch(events: Sequence[Event]) -> EventBatch:
     """The engine's input for these events, in the same order (fix officers must be ints)."""
     rows: list[tuple[int, int, float, float, float, int]] = []
+    growth: list[float] = []
     control: list[DutyEvent | GateEvent | FlagEvent] = []
     for e in events:
         if isinstance(e, Fix):
             assert isinstance(e.officer, int), "the engine needs integer officers"
             rows.append((e.t, e.officer, float(e.x), float(e.y), float(e.accuracy), e.seq))
+            growth.append(float(e.growth))
         else:
             control.append(e)
-    return EventBatch(FixColumns.from_rows(rows), control)
+    cols = FixColumns.from_rows(rows)
+    if rows:
+        cols = FixColumns(cols.t, cols.officer, cols.x, cols.y, cols.accuracy, cols.seq,
+                          np.asarray(growth, np.float64))
+    return EventBatch(cols, control)

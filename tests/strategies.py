@@ -232,6 +232,8 @@ def _fix(draw: st.DrawFn, site: Site, officers: int) -> Fix:
         x=x + fx,
         y=y + fy,
         accuracy=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+        # Now and then a scan: its accuracy grows at a walking (or faster) speed.
+        growth=draw(st.sampled_from([0.0, 0.0, 0.0, 0.0, 0.75, 1.5, 4.0, 10.0, 2.7])),
     )
 
 
@@ -264,7 +266,7 @@ def event_lists(draw: st.DrawFn, site: Site, max_events: int = 60) -> list[Event
         ev: Event
         if kind == "fix":
             f = draw(_fix(site, officers))
-            ev = Fix(f.t, f.officer, f.x, f.y, f.accuracy, seq)
+            ev = Fix(f.t, f.officer, f.x, f.y, f.accuracy, seq, f.growth)
         elif kind == "duty":
             d = draw(_duty(officers))
             ev = DutyEvent(d.t, d.officer, d.on, d.capabilities, seq)

@@ -38,11 +38,14 @@ async def _build_site(
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
+    from coverwatch.server.pools import in_alarm, in_notify
 
     notifier = Notifier(
         people_resolver(store), webhook_secret=settings.webhook_secret,
         site=doc.site, timezone=doc.site.timezone,
         timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
+        offload=in_notify,  # their own pool: a slow address never takes a store thread
+        offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
     svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
     notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
@@ -192,6 +195,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
 
     app.include_router(device_router)
     app.include_router(roster_router)
+    from coverwatch.api.deadletter_routes import router as dead_letter_router
+
+    app.include_router(dead_letter_router)
     try:
         from coverwatch.web import mount_web
 

@@ -80,6 +80,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/users"): frozenset({ADMIN}),
     ("PATCH", "/api/v1/users/{username}"): frozenset({ADMIN}),
     ("GET", "/api/v1/devices"): frozenset({ADMIN}),
+    ("GET", "/api/v1/dead-letters"): frozenset({ADMIN}),
     ("POST", "/api/v1/devices"): frozenset({ADMIN}),
     ("DELETE", "/api/v1/devices/{name}"): frozenset({ADMIN}),
     ("POST", "/api/v1/devices/{name}/rotate"): frozenset({ADMIN}),

@@ -33,6 +33,9 @@ def test_auditor_downloads_a_pack_that_verifies(tmp_path: Path) -> None:
                         params={"since": until, "until": since})
     assert bad.status_code == 422
     assert checked["ok"] and checked["mac_checked"] and checked["anchors"] >= 1
+    # The anchor came with a signed tree head of the site's log: audit entries and events.
+    assert checked["sound"] and checked["tree_heads"]["heads"] >= 1, checked
+    assert checked["tree_heads"]["leaves"] >= 4 and not checked["tree_heads"]["findings"]
     import base64
 
     from cryptography.hazmat.primitives import serialization

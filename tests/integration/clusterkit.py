@@ -61,18 +61,20 @@ class ServeProcess:
     """`coverwatch serve --bus … --role …` as a child process (this worktree's code)."""
 
     def __init__(self, site: Path, data_dir: Path, db: str, names: BusNames, role: str,
-                 log: Path, *extra: str) -> None:
+                 log: Path, *extra: str, bus_url: str = NATS_URL,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
                     "--site", str(site), "--data-dir", str(data_dir), "--db", db,
-                    "--port", str(self.port), "--bus", NATS_URL, "--bus-prefix", names.prefix,
+                    "--port", str(self.port), "--bus", bus_url, "--bus-prefix", names.prefix,
                     "--role", role, *extra]
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServeProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, **self.env, "PYTHONPATH": os.pathsep.join(
             [str(SRC), os.environ.get("PYTHONPATH", "")])}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -145,3 +145,73 @@ def test_cli_anchor_keys_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store.close()
     bad = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
     assert bad.exit_code == 1 and "wiped" in bad.stdout
+
+
+YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
+
+
+def test_changed_site_id_does_not_hide_a_wiped_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 23: an insider changed the site id stored with the rule versions and wiped the
+    log; verify used to skip every anchor as "of another site" and say ok (0 anchors)."""
+    from coverwatch.server.siteapply import SiteVersion, load_versions, save_versions
+    from coverwatch.storage import open_store
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("COVERWATCH_AUDIT_KEY_FILE", str(tmp_path / "secret" / "audit.key"))
+    monkeypatch.delenv("COVERWATCH_SITE", raising=False)
+    store = open_store(None, data)
+    save_versions(store, [SiteVersion(0, YARD.read_text(encoding="utf-8"))])
+    _fill(store, 3)
+    store.close()
+    runner = CliRunner()
+    args = ["--data-dir", str(data)]
+    anchors = tmp_path / "anchors.jsonl"
+    assert runner.invoke(app, ["audit", "anchor", "--out", str(anchors), *args]).exit_code == 0
+    assert '"site":"harbour-yard"' in anchors.read_text()
+    ok = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
+    assert ok.exit_code == 0 and "1 anchor" in ok.stdout, ok.output
+    store = open_store(None, data, audit_key=False)
+    [version] = load_versions(store)
+    save_versions(store, [SiteVersion(0, version.source.replace("site: harbour-yard",
+                                                                "site: elsewhere"))])
+    with store.engine.begin() as conn:
+        conn.execute(audit.delete())
+    store.close()
+    bad = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
+    assert bad.exit_code == 1, bad.output
+    assert "wiped" in bad.stdout and "site-changed" in bad.stdout
+
+
+def test_verify_refuses_to_call_an_unanchored_log_sound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("COVERWATCH_AUDIT_KEY_FILE", str(tmp_path / "secret" / "audit.key"))
+    from coverwatch.storage import open_store
+
+    store = open_store(None, data)
+    _fill(store, 2)
+    store.close()
+    r = CliRunner().invoke(app, ["audit", "verify", "--data-dir", str(data)])
+    assert r.exit_code == 2 and "NOT VERIFIED" in r.stdout, r.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = CliRunner().invoke(app, ["audit", "verify", "--anchors", str(empty), "--data-dir",
+                                 str(data)])
+    assert r.exit_code == 2 and "cannot be called sound" in r.stdout, r.output
+
+
+def test_anchors_of_another_site_are_named_not_silently_skipped(
+    keyed: Store, tmp_path: Path,
+) -> None:
+    _fill(keyed, 2)
+    path = _anchor(keyed, tmp_path)
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    append_anchor(path, make_anchor(keyed, key, "quay"))
+    result = verify_anchored(keyed, path, keyring=keyed.audit_keyring, trusted=key.trusted,
+                             site="yard")
+    assert result.sound and result.other_sites == {"quay": 1}
+    both = verify_anchored(keyed, path, keyring=keyed.audit_keyring, trusted=key.trusted)
+    assert not both.sound and both.refusal is not None and "several sites" in both.refusal

@@ -290,3 +290,56 @@ def test_a_rule_change_from_the_bus_takes_effect_at_its_instant_wherever_it_wait
     _run(late, msgs[:cut])
     assert late.control({"site_source": text, "effective_us": t0}) is not None
     assert not late.pending and late.live.site is not site
+
+
+def test_a_consumer_re_created_after_its_run_ended_is_ended_at_its_first_delivery() -> None:
+    import asyncio
+
+    from coverwatch.bus.worker import SiteRun
+
+    class Sub:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def unsubscribe(self) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("NATS is restarting")
+
+    async def scenario() -> tuple[Sub, SiteRun]:
+        run = SiteRun("s", 1, None, None, None, None, lambda s: True, 1.0, 10)  # type: ignore[arg-type]
+        sub = run._sub = Sub()
+        await run.stop(checkpoint=False)  # the unsubscribe fails: NATS away
+        assert sub.calls == 1
+        # NATS is back; the client re-created the ordered consumer and delivers again.
+        await run._deliver(_event(5, "k", 1))
+        await run._deliver(_event(6, "k2", 2))
+        return sub, run
+
+    sub, run = asyncio.run(scenario())
+    assert sub.calls == 2 and run._sub is None and run.queue.empty()
+
+
+def test_the_owners_watermark_is_the_single_process_device_watermark() -> None:
+    from coverwatch.server.devices import DeviceWatch
+    from coverwatch.server.watermark import DeviceClock
+
+    site = load_site(YARD)
+    secret = b"k" * 32
+    cover = BusCover(site, secret=secret, lateness_us=2 * US_PER_S,
+                     max_lateness_us=10 * US_PER_S)
+    watch = DeviceWatch(2 * US_PER_S, 10 * US_PER_S)
+    now = 1_000 * US_PER_S
+    uploads = [("d1", now - 6 * US_PER_S, now - US_PER_S), ("d2", now - US_PER_S, now),
+               ("d3", now - 30 * US_PER_S, now - 20 * US_PER_S)]  # d3: silent too long
+    for seq, (device, t, received) in enumerate(uploads, 1):
+        cover.take([BusMessage("s", seq, "event", f"k{seq}", {
+            "kind": "fix", "t_us": t, "officer": "A1", "x": 0.0, "y": 0.0, "accuracy": 5.0,
+            "device": device, "received_us": received})])
+        watch.note({"device": device, "t_us": t, "used": True}, received)
+    assert cover.watermark(now) == watch.horizon(now) == now - 6 * US_PER_S
+    assert cover.watermark(now + 20 * US_PER_S) == watch.horizon(now + 20 * US_PER_S)
+    # The devices' times travel in the checkpoint: a new owner holds the same watermark.
+    again = BusCover(site, secret=secret, state=cover.snapshot())
+    assert again.watermark(now) == now - 6 * US_PER_S
+    assert isinstance(again.devices, DeviceClock)

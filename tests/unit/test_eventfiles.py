@@ -534,3 +534,34 @@ def test_sorted_events_equals_stable_sort_within_window(
     out = sorted_events(batches_of(events, size), budget=budget, disorder_window_us=window)
     keys = order_of(out)
     assert keys == sorted((t, i + 1) for i, (t, _) in enumerate(events))
+
+
+def test_officers_interned_in_fix_and_duty_order_when_a_gate_row_names_one(
+    tmp_path: Path,
+) -> None:
+    # The fast path takes pyarrow's first-seen dictionary order as the officers'
+    # order only when no row but fix and duty names an officer; here a gate row
+    # names Z9 first, so the fast path must reorder, as the exact path does.
+    records = [
+        {"t": T0, "kind": "gate", "post": "main-gate", "open": True, "officer": "Z9"},
+        {"t": T0 + 1, "kind": "fix", "officer": "A1", "x": 1.0, "y": 2.0},
+        {"t": T0 + 2, "kind": "duty", "officer": "B2", "on": True},
+        {"t": T0 + 3, "kind": "fix", "officer": "Z9", "x": 3.0, "y": 4.0},
+    ]
+    path = write_jsonl(tmp_path / "e.jsonl", records)
+    batch, registry = read_all(path)
+    exact, exact_registry = exact_only(path)
+    assert list(registry.names) == list(exact_registry.names) == ["A1", "B2", "Z9"]
+    assert same(batch, exact)
+
+
+def test_a_deep_capability_list_is_still_refused(tmp_path: Path) -> None:
+    # check_row skips the nesting walk for scalars and lists of scalars only.
+    deep: object = "armed"
+    for _ in range(20):
+        deep = [deep]
+    path = write_jsonl(tmp_path / "e.jsonl", [
+        {"t": T0, "kind": "duty", "officer": "A1", "on": True, "capabilities": deep},
+    ])
+    with pytest.raises(EventInputError, match="nest more than"):
+        read_all(path)

@@ -4,7 +4,9 @@ Sites and event streams come from ``strategies``: coarse grids, half-second
 times and short staleness, so boundary cases (``d == within``, fixes expiring
 exactly at another event, several events at one time) are common. Many sites
 have walkways and ``reach_s`` rules, checked against the reference's brute-force
-travel (snap to every segment, Dijkstra per query).
+travel (snap to every segment, Dijkstra per query). Some fixes are scans whose
+accuracy grows with time; the chunked test also cuts windows exactly where a
+scan's grown accuracy ends its membership.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from hypothesis import strategies as st
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverEngine, evaluate
 from coverwatch.engine.results import Lapse
-from reference import Event, Fix, evaluate_reference, sort_events, to_batch
+from coverwatch.planning.network import build_network
+from reference import (
+    Event,
+    Fix,
+    brute_travel,
+    evaluate_reference,
+    membership_end,
+    sort_events,
+    to_batch,
+)
 from strategies import Scenario, scenarios
 
 ENGINE_SETTINGS = settings(
@@ -64,6 +75,20 @@ def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject) -> None:
     start = kept[0].t
     end = kept[-1].t if sc.end is None else sc.end
     stale = seconds_to_us(sc.site.stale_after_s)
+    net = build_network(sc.site) if sc.site.walkways else None
+
+    def travel(post: str, x: float, y: float) -> float:
+        assert net is not None
+        return brute_travel(net, post, x, y)
+
+    # When each growing scan's membership of each rule ends: horizons worth cutting at.
+    ends = {
+        end_t
+        for e in ordered
+        if isinstance(e, Fix) and e.growth > 0
+        for post, rule in sc.site.rules()
+        if (end_t := membership_end(sc.site, post, rule, e, stale, travel)) is not None
+    }
 
     engine = CoverEngine(sc.site, start, timeline=True)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=8), label="cuts"))
@@ -82,6 +107,7 @@ def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject) -> None:
             for e in ordered[:b]
             if isinstance(e, Fix) and horizon <= e.t + stale <= limit
         }
+        interesting |= {t for t in ends if horizon <= t <= limit}
         horizon = data.draw(
             st.one_of(st.sampled_from(sorted(interesting)), st.integers(horizon, limit)),
             label="horizon",

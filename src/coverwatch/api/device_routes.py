@@ -15,6 +15,7 @@ from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
 from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
 from coverwatch.server.ingest import InvalidEvents
+from coverwatch.server.pools import in_alarm
 from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import Device, DuplicateNameError, record_device_change
@@ -67,11 +68,14 @@ async def book_duty(
             "at": format_time(t), "source": via}
 
 
-async def _osmand_device(request: Request, svc: Services, ident: str | None) -> Principal:
+async def _osmand_device(request: Request, svc: Services, ident: str | None,
+                         alarm: bool = False) -> Principal:
     # Traccar Client sends only a device identifier: configure it as the device's token.
     if not ident:  # the id is the device's only credential: without it, unauthenticated
         raise HTTPException(401, "missing id (the device identifier, its coverwatch token)")
-    device = await asyncio.to_thread(svc.store.device_for_token, ident)
+    # An upload with an alarm is looked up in the pool kept for alarms (never queued
+    # behind ordinary uploads).
+    device = await (in_alarm if alarm else asyncio.to_thread)(svc.store.device_for_token, ident)
     if device is None or not device.active:
         raise HTTPException(
             401, "unknown device: set the device identifier to its coverwatch token"
@@ -95,11 +99,12 @@ async def osmand(request: Request, anywhere: AnySvc) -> Any:
     """
     params: dict[str, Any] = dict(request.query_params)
     body: Any = None
+    body_bytes: bytes | None = None
     ctype = request.headers.get("content-type", "")
     if request.method == "POST":
         if ctype.startswith("application/json"):
             try:
-                body = orjson.loads(await request.body())
+                body = orjson.loads(body_bytes := await request.body())
             except orjson.JSONDecodeError as e:
                 return _problem(400, [{"index": None, "field": None,
                                        "message": f"invalid JSON: {e}"}])
@@ -111,7 +116,9 @@ async def osmand(request: Request, anywhere: AnySvc) -> Any:
     first = body[0] if isinstance(body, list) and body else body
     if isinstance(first, dict):
         ident = ident or first.get("device_id") or first.get("id") or first.get("deviceid")
-    who = await _osmand_device(request, anywhere, ident if isinstance(ident, str) else None)
+    alarm = bool(params.get("alarm")) or b'"alarm"' in (body_bytes or b"")
+    who = await _osmand_device(request, anywhere, ident if isinstance(ident, str) else None,
+                               alarm)
     assert who.officer is not None
     svc = device_site(request, who)
     try:

@@ -1,5 +1,5 @@
 """Prometheus metrics for `/metrics`: ingest, engine lag, open alerts, stale officers,
-notifications and readiness.
+notifications and readiness; in distributed mode, each site's owner and its lag.
 
 A registry per app (not the process-global one) so that several apps, as in
 the tests, do not collide.
@@ -47,6 +47,17 @@ class _ServicesCollector(Collector):
         yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
                                 value=svc.feed.subscribers)
         yield from _notification_metrics(svc)
+        if svc.bus is not None:  # distributed: who evaluates the site, how far behind
+            owner = GaugeMetricFamily("coverwatch_site_owner",
+                                      "1 for the worker that owns the site (its checkpoint)",
+                                      labels=["owner", "here"])
+            if svc.bus.owner is not None:
+                owner.add_metric([svc.bus.owner, "1" if svc.bus.owns() else "0"], 1)
+            yield owner
+            lag = svc.view_lag_s()
+            yield GaugeMetricFamily("coverwatch_site_owner_lag_seconds",
+                                    "Wall clock minus the owner's latest checkpointed horizon",
+                                    value=float("nan") if lag is None else lag)
         delay = GaugeMetricFamily("coverwatch_device_upload_delay_seconds",
                                   "Receive time minus reading time, per device (recent readings)",
                                   labels=["device", "stat"])

@@ -23,6 +23,7 @@ from coverwatch.server.access import (
     named_site,
     require,
 )
+from coverwatch.server.pools import Busy, check_password
 from coverwatch.server.problems import error, problems
 from coverwatch.server.proxyscheme import cookie_is_secure
 from coverwatch.server.services import Services
@@ -56,7 +57,10 @@ async def login(body: Login, request: Request, response: Response, svc: AnySvc) 
         seconds = max(1, math.ceil(wait))
         raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
                             headers={"Retry-After": str(seconds)})
-    user = await asyncio.to_thread(svc.store.verify_password, body.username, body.password)
+    try:  # in its own small pool: a login flood never takes the threads an SOS needs
+        user = await check_password(svc.store.verify_password, body.username, body.password)
+    except Busy as e:
+        raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after_s)}) from None
     await asyncio.to_thread(deployment_chain(request).record_login_attempt, body.username,
                             user is not None, client)
     if user is None or not user.active:

@@ -79,7 +79,11 @@ async def metrics(
 ) -> Response:
     from coverwatch.api.metrics import render
 
-    body, content_type = render(list(all_sites(request).values()))
+    sites = list(all_sites(request).values())
+    for svc in sites:
+        if svc.bus is not None:  # distributed: each site's owner and its latest state
+            await svc.bus.refresh_replica()
+    body, content_type = render(sites)
     return Response(body, media_type=content_type)
 
 

@@ -60,6 +60,8 @@ def site_summary(svc: Services) -> dict[str, Any]:
         "control_room": f"/control?site={svc.site.id}",
         # Events arriving behind the horizon: how many lately, and from which devices.
         "late": svc.shown.late.summary(svc.clock()),
+        # Distributed mode: the worker evaluating the site (None: single process or unknown).
+        "owner": None if svc.bus is None else svc.bus.owner,
     }
 
 

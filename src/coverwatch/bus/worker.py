@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +51,14 @@ class WorkerSettings:
     checkpoint_s: float = 1.0
     watermark_s: float = 1.0
     lateness_s: float = 2.0
+    # Devices uploading in bursts hold the watermark back up to this (an evaluator with
+    # a ``watermark(now_us)``: the single process's device watermark, server/watermark.py).
+    max_lateness_s: float = 10.0
     deadman_s: float = 15.0  # a site unowned this long is reported
     batch_max: int = 20_000
     take_per_round: int = 16  # sites started together in one round
     replicas: int = 1  # of the stream and buckets (3 on a three-node cluster)
+    handover_s: float = 2.0  # at shutdown, the longest wait for a site's last checkpoint
 
 
 @dataclass
@@ -81,6 +85,19 @@ class SiteRun:
     _task: asyncio.Task[None] | None = None
     _last_cp: float = 0.0
     _stopped: bool = False
+    _busy: bool = False
+
+    def horizon(self, now_us: int, lateness_us: int, max_lateness_us: int) -> int:
+        """The watermark to publish now: the evaluator's (its devices' newest times) if it
+        has one, else the wall clock less the lateness. Behind the stream, what it knows
+        of the devices is old: the widest lateness then, so nothing the stream still holds
+        back becomes late."""
+        mark = getattr(self.evaluator, "watermark", None)
+        if mark is None:
+            return now_us - lateness_us
+        if self._busy or not self.queue.empty():
+            return now_us - max(lateness_us, max_lateness_us)
+        return int(mark(now_us))
 
     async def start(self, owner: str) -> None:
         self.cp = await self.checkpoints.claim(self.site, owner, self.epoch)
@@ -88,23 +105,38 @@ class SiteRun:
         self.seq = self.cp.seq
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = time.monotonic()
-        self._sub = await self.log.follow(self.site, self.seq, self.queue.put)
+        self._sub = await self.log.follow(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
             return
         self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
 
+    async def _deliver(self, message: BusMessage) -> None:
+        if self._stopped:
+            # No consumer outlives the run: one the client re-created after a NATS
+            # restart, for a run that has ended (its site given up or lost), ends here.
+            sub, self._sub = self._sub, None
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            return
+        await self.queue.put(message)
+
     @property
     def done(self) -> bool:
         return self._task is not None and self._task.done()
 
-    async def stop(self, *, checkpoint: bool) -> None:
-        """Stop following; with ``checkpoint``, save where it got to first."""
+    async def stop(self, *, checkpoint: bool, wait_s: float = 10.0) -> None:
+        """Stop following; with ``checkpoint``, save where it got to first (waiting at most
+        ``wait_s``: the next owner resumes from the previous checkpoint otherwise)."""
         self._stopped = True
         if self._sub is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._sub.unsubscribe()
-            self._sub = None
+                self._sub = None
+            except Exception:  # NATS away: _deliver ends it when it delivers again
+                log.warning("site %s: unsubscribing failed; ended at its next delivery",
+                            self.site)
         if self._task is None:
             return
         if checkpoint and not self._task.done():
@@ -112,7 +144,7 @@ class SiteRun:
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(None)
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 10.0)
+                await asyncio.wait_for(asyncio.shield(self._task), wait_s)
             except Exception:
                 self._task.cancel()
         else:
@@ -134,7 +166,11 @@ class SiteRun:
                 end = batch[-1] is None
                 messages = [m for m in batch if m is not None and m.seq > self.seq]
                 if messages:
-                    outputs = await asyncio.to_thread(self._apply, messages)
+                    self._busy = True
+                    try:
+                        outputs = await asyncio.to_thread(self._apply, messages)
+                    finally:
+                        self._busy = False
                     if not self.owns(self.site):
                         return  # the lease may already look stale elsewhere: act no more
                     if outputs and self.sink is not None:
@@ -247,6 +283,7 @@ class Worker:
         on_run: Callable[[str, int, int], None] | None = None,
         clock_us: Callable[[], int] = wall_clock_us,
         lease_url: str | None = None,
+        before_watermarks: Callable[[list[str]], Awaitable[Mapping[str, int]]] | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -259,6 +296,9 @@ class Worker:
         self.on_orphan = on_orphan
         self.on_owned = on_owned
         self.on_run = on_run  # (site, epoch, resumed after seq): for logs and tests
+        # Before each round's watermarks (the owned sites): publish what gateways left
+        # unpublished and say how far each site's watermark may go (the bus outbox).
+        self.before_watermarks = before_watermarks
         # With a URL, leases are renewed by a LeaseKeeper thread (recommended).
         self.lease_url = lease_url
         self.keeper: LeaseKeeper | None = None
@@ -352,11 +392,30 @@ class Worker:
         await asyncio.gather(*(self._take(s) for s in take[: self.settings.take_per_round]))
         if time.monotonic() - self._last_watermark >= self.settings.watermark_s:
             self._last_watermark = time.monotonic()
-            horizon = self.clock_us() - round(self.settings.lateness_s * 1e6)
-            await asyncio.gather(*(self.log.publish_watermark(s, horizon)
-                                   for s in list(self.runs)))
+            await self._watermarks()
         if self.deadman is not None:
             await self.deadman.check()
+
+    async def _watermarks(self) -> None:
+        s = self.settings
+        sites = list(self.runs)
+        caps: Mapping[str, int] = {}
+        if self.before_watermarks is not None and sites:
+            try:
+                caps = await self.before_watermarks(sites)
+            except Exception as e:  # e.g. PostgreSQL failing over
+                # Unknown whether a gateway left events unpublished: no watermark now.
+                log.warning("no watermarks this round: the outbox is unreadable: %s", e)
+                return
+        now = self.clock_us()
+        lateness, widest = round(s.lateness_s * 1e6), round(s.max_lateness_s * 1e6)
+        marks = {}
+        for site in sites:
+            run = self.runs.get(site)
+            if run is not None:
+                horizon = run.horizon(now, lateness, widest)
+                marks[site] = min(horizon, caps.get(site, horizon))
+        await asyncio.gather(*(self.log.publish_watermark(site, h) for site, h in marks.items()))
 
     async def _take(self, site: str) -> None:
         epoch = await self.leases.try_acquire(site)
@@ -378,17 +437,19 @@ class Worker:
         if self.on_run is not None:
             self.on_run(site, epoch, run.seq)
 
-    async def _give_up(self, site: str) -> None:
+    async def _give_up(self, site: str, wait_s: float = 10.0) -> None:
         run = self.runs.pop(site, None)
         if run is not None:
-            await run.stop(checkpoint=True)
+            await run.stop(checkpoint=True, wait_s=wait_s)
         await self.leases.release(site)
 
     async def close(self) -> None:
         """Checkpoint and release every site, then leave (a clean shutdown)."""
         if self.keeper is not None:
             await asyncio.to_thread(self.keeper.stop)
-        for site in list(self.runs):
-            await self._give_up(site)
+        # Every site at once, each checkpoint waited for briefly: a node told to stop
+        # (SIGTERM) is gone within seconds, its leases released for the next owner.
+        await asyncio.gather(*(self._give_up(s, wait_s=self.settings.handover_s)
+                               for s in list(self.runs)), return_exceptions=True)
         await self.leases.leave()
         await self.view.stop()

@@ -289,12 +289,16 @@ def replay(
             highlight=False,
         )
     if json_out is not None:
-        lines = b"".join(orjson.dumps(lapse_record(lp)) + b"\n" for lp in result.lapses)
-        if to_stdout:
-            sys.stdout.buffer.write(lines)
-            sys.stdout.flush()
-        else:
-            Path(json_out).write_bytes(lines)
+        # A lapse at a time: a long replay's lapses joined into one bytes object first
+        # added all their JSON to the peak memory.
+        out = sys.stdout.buffer if to_stdout else open(json_out, "wb")  # noqa: SIM115
+        try:
+            for lp in result.lapses:
+                out.write(orjson.dumps(lapse_record(lp)) + b"\n")
+        finally:
+            out.flush()
+            if not to_stdout:
+                out.close()
     if result.start is None:
         console.print("no events to replay")
         return

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from coverwatch.cli.demo import DEMO_USERS, SECOND, SimOfficer, simulate
 
-__all__ = ["main"]
+__all__ = ["main", "stop_all"]
 
 PREFIX = "coverwatch-cluster"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,10 +49,10 @@ def fresh_database(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-async def fresh_bus(url: str) -> None:
+async def fresh_bus(url: str, prefix: str = PREFIX) -> None:
     from coverwatch.bus import BusNames, connect
 
-    names = BusNames(PREFIX)
+    names = BusNames(prefix)
     nc = await connect(url)
     js = nc.jetstream()
     for stream in (names.stream, f"KV_{names.leases}", f"KV_{names.checkpoints}"):
@@ -103,11 +103,11 @@ def _setup(db: str, data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, s
 
 
 def _serve(sites: list[Path], data_dir: Path, db: str, bus: str, role: str, port: int,
-           log: Path) -> subprocess.Popen[bytes]:
+           log: Path, prefix: str = PREFIX) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
            *(arg for site in sites for arg in ("--site", str(site))),
            "--data-dir", str(data_dir), "--db", db, "--bus", bus,
-           "--bus-prefix", PREFIX, "--role", role, "--port", str(port)]
+           "--bus-prefix", prefix, "--role", role, "--port", str(port)]
     with log.open("ab") as out:
         # Its own process group: Ctrl-C reaches the children through us, in order.
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -137,22 +137,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-db", default=ADMIN_URL,
                         help="a PostgreSQL URL allowed to create databases")
     parser.add_argument("--database", default="coverwatch_cluster")
+    parser.add_argument("--bus-prefix", default=PREFIX)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--port", type=int, default=8000, help="the gateway's; workers follow")
     args = parser.parse_args(argv)
 
     db = fresh_database(args.admin_db, args.database)
-    asyncio.run(fresh_bus(args.bus))
+    asyncio.run(fresh_bus(args.bus, args.bus_prefix))
     args.data_dir.mkdir(parents=True, exist_ok=True)
     sites = write_sites(args.template, args.data_dir / "sites", args.sites)
     tokens, control = _setup(db, args.data_dir, sites)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    # SIGTERM as Ctrl-C: either way every server started here is stopped (they run in
+    # sessions of their own, so nothing else would reach them).
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         roles = ["gateway"] + ["worker"] * args.workers
         for i, role in enumerate(roles):
             port = args.port + i
             log = args.data_dir / f"{role}-{port}.log"
-            proc = _serve(sites, args.data_dir, db, args.bus, role, port, log)
+            proc = _serve(sites, args.data_dir, db, args.bus, role, port, log, args.bus_prefix)
             procs.append((f"{role} :{port}", proc))
             _wait_ready(f"http://127.0.0.1:{port}", proc, log)
         base = f"http://127.0.0.1:{args.port}"
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
               "(Ctrl-C stops all)")
         for name, proc in procs:
             print(f"  {name:<14} pid {proc.pid}")
-        print(f"  bus {PREFIX}-*, database {args.database}, logs in {args.data_dir}/")
+        print(f"  bus {args.bus_prefix}-*, database {args.database}, logs in {args.data_dir}/")
         print("Demo logins (this demo only; never use these passwords elsewhere):")
         for username, (password, roles_) in DEMO_USERS.items():
             print(f"  {username:<11} {password:<20} {', '.join(roles_)}")
@@ -174,18 +178,33 @@ def main(argv: list[str] | None = None) -> None:
                          site=f"cluster-{i + 1:02d}", gates=("main-gate",))
                 for i in range(len(sites))))
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(everyone())
+        asyncio.run(everyone())
+    except KeyboardInterrupt:
+        pass
     finally:
-        for _, proc in reversed(procs):  # workers first: they hand over cleanly
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([proc for _, proc in procs])
         print("cluster stopped")
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], wait_s: float = 15.0) -> None:
+    """SIGTERM every server (workers first: they hand over), SIGKILL any still there after
+    ``wait_s``; a second Ctrl-C or SIGTERM meanwhile does not cut this short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for proc in reversed(procs):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,21 @@ def audit_verify(
     = None,
     unsealed_before: Annotated[int, typer.Option(
         help="Entries before this id predate the MAC key (an upgraded deployment).")] = 0,
+    heads: Annotated[Path | None, typer.Option(
+        help="Signed tree heads of the transparency log; default: tree-heads.jsonl beside "
+             "the anchors, if there is one.")] = None,
+    tsa_ca: Annotated[Path | None, typer.Option(
+        help="Check the heads' RFC 3161 time-stamps against this authority's CA (PEM).")]
+    = None,
 ) -> None:
     """Check the audit chain, each entry's MAC and the anchors. Exit 0 if intact, 1 naming
-    what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor)."""
+    what was found (truncated, wiped, rewritten, forged, edited, deleted, bad-anchor,
+    site-changed), 2 if there is no anchor to check against (never called sound then).
+
+    The site is the one `coverwatch --site ID` names, else the one the anchors name; the
+    site id stored in the database is only compared, never trusted to pick anchors."""
+    import os
+
     from coverwatch.evidence.anchors import verify_anchored
     from coverwatch.evidence.keys import EvidenceKeyError, load_signing_key
     from coverwatch.storage import open_store
@@ -77,22 +89,50 @@ def audit_verify(
             trusted = None
     store = open_store(db, data_dir, audit_key=False)
     try:
-        # One anchor file may hold several sites' anchors: check this chain's only.
+        # One anchor file may hold several sites' anchors: the site to check comes from the
+        # caller or the anchors, never from the database (an insider could change it there).
         result = verify_anchored(store, anchors, keyring=keyring, trusted=trusted,
-                                 unsealed_before=unsealed_before, site=_site_id(store))
+                                 unsealed_before=unsealed_before,
+                                 site=os.environ.get("COVERWATCH_SITE") or None,
+                                 stored_site=_site_id(store))
+        if heads is None and anchors is not None and \
+                anchors.with_name("tree-heads.jsonl").exists():
+            heads = anchors.with_name("tree-heads.jsonl")
+        if heads is not None and result.site is not None:
+            from coverwatch.evidence.treeheads import verify_tree_heads
+
+            checked = verify_tree_heads(store, heads, trusted=trusted, site=result.site)
+            result.findings.extend(checked.findings)
+            console.print(f"tree heads: {escape(str(heads))}: {checked.heads} head(s), "
+                          f"{checked.leaves} leaves", highlight=False)
+            if tsa_ca is not None:
+                from coverwatch.evidence.timestamps import check_timestamps
+
+                stamped, bad = check_timestamps(heads, checked.checked, tsa_ca)
+                result.findings.extend(bad)
+                console.print(f"time-stamped: {stamped} of {checked.heads} head(s)",
+                              highlight=False)
+            if checked.heads == 0 and result.refusal is None:
+                result.refusal = f"no tree heads of site {result.site!r} in {heads}"
     finally:
         store.close()
     last = result.last_anchor
     anchored = "" if last is None else f", last anchor {last['at']} at entry {last['head_id']}"
-    if result.ok:
-        console.print(f"[green]ok[/green] audit log intact: {result.entries} entries"
-                      f"{', MACs verified' if keyring else ''}, {result.anchors} anchor(s)"
-                      f"{anchored}", highlight=False)
+    for other, count in sorted(result.other_sites.items()):
+        console.print(f"not checked: {count} anchor(s) of site {escape(other)}", highlight=False)
+    if result.sound:
+        console.print(f"[green]ok[/green] audit log of site {escape(str(result.site))} intact: "
+                      f"{result.entries} entries{', MACs verified' if keyring else ''}, "
+                      f"{result.anchors} anchor(s){anchored}", highlight=False)
         return
     for f in result.findings:
         console.print(f"[red]TAMPERED[/red] {f.kind}: {escape(f.message)}", highlight=False,
                       soft_wrap=True)
-    raise typer.Exit(1)
+    if result.findings:
+        raise typer.Exit(1)
+    console.print(f"[red]NOT VERIFIED[/red] {escape(str(result.refusal))}", highlight=False,
+                  soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _read_public(path: Path) -> str:
@@ -119,6 +159,7 @@ def audit_anchor(
     """Append a signed anchor of the chain's current head to FILE."""
     from coverwatch.evidence.anchors import append_anchor, make_anchor
     from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.treeheads import head_now
     from coverwatch.storage import open_store
     from coverwatch.storage.auditkeys import default_key_path
 
@@ -126,11 +167,46 @@ def audit_anchor(
     store = open_store(db, data_dir)
     try:
         anchor = make_anchor(store, key, _site_id(store))
+        append_anchor(out, anchor)
+        # And a signed head of the transparency log beside it.
+        head_now(store, key, anchor["site"], out.with_name("tree-heads.jsonl"))
     finally:
         store.close()
-    append_anchor(out, anchor)
     Console().print(f"anchored entry {anchor['head_id']} ({anchor['key_id']}) to {out}",
                     highlight=False)
+
+
+@audit_app.command("head")
+def audit_head_cmd(
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("data"),
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Tree head file (appended to); default: tree-heads.jsonl beside the "
+                      "key.")] = None,
+    tsa_url: Annotated[str | None, typer.Option(
+        help="Have the head time-stamped by this RFC 3161 authority (reply kept beside it).")]
+    = None,
+) -> None:
+    """Sign the transparency log's head now (size, root, previous head) and append it."""
+    from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.treeheads import head_now, heads_file
+    from coverwatch.storage import open_store
+    from coverwatch.storage.auditkeys import default_key_path
+
+    key_path = default_key_path(data_dir)
+    key = load_signing_key(key_path)
+    path = out or heads_file(key_path)
+    store = open_store(db, data_dir)
+    try:
+        head = head_now(store, key, _site_id(store), path)
+    finally:
+        store.close()
+    if tsa_url is not None:
+        from coverwatch.evidence.timestamps import timestamp_head
+
+        timestamp_head(head, tsa_url, path)
+    Console().print(f"tree head of {head['site']}: {head['size']} leaves, root "
+                    f"{head['root'][:16]}… ({head['key_id']}) to {path}", highlight=False)
 
 
 @audit_app.command("keys")

@@ -84,7 +84,9 @@ def events_import(
     check_gpx_options(file, officer, capability, track_duty, with_events)
     try:
         site_model = load_site(site)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        from coverwatch.storage.private import private_dir
+
+        private_dir(data_dir)
         store = open_store(db, data_dir)
         try:
             result = import_events(

@@ -53,7 +53,9 @@ def roster_import(
         _fail([f"{file}: not UTF-8 (byte offset {e.start})"])
     except OSError as e:
         _fail([str(e)])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from coverwatch.storage.private import private_dir
+
+    private_dir(data_dir)
     store = open_store(db, data_dir)
     try:
         quals = store.list_qualifications()
@@ -85,7 +87,9 @@ def qualifications_import(
         _fail([f"{file}: not UTF-8 (byte offset {e.start})"])
     except OSError as e:
         _fail([str(e)])
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from coverwatch.storage.private import private_dir
+
+    private_dir(data_dir)
     store = open_store(db, data_dir)
     try:
         store.set_qualifications(records, actor="cli")

@@ -140,16 +140,23 @@ def serve(
     print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.server.limits).
+    # A deadline for every request head: a slow client is closed (server.slowclients).
+    from coverwatch.server.slowclients import DeadlineH11Protocol
+
+    # SIGTERM stops the node within seconds: open streams (the live feed) get
+    # SHUTDOWN_DRAIN_S, then the node hands its sites over (bounded too, bus/worker.py).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False, proxy_headers=False)
+                access_log=False, proxy_headers=False, http=DeadlineH11Protocol,
+                timeout_graceful_shutdown=SHUTDOWN_DRAIN_S)
+
+
+SHUTDOWN_DRAIN_S = 1
 
 
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None, data_dir: DataDirOption = Path("data")) -> None:
     """Apply the schema migrations (run before starting against PostgreSQL)."""
     from coverwatch.storage import upgrade
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     revision = upgrade(db, data_dir)
     Console().print(f"database at revision {revision}")
 
@@ -204,7 +211,6 @@ def users_add(
     if problem is not None:
         Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(2)
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     given = [r.strip() for r in roles.split(",") if r.strip()]
     site = os.environ.get("COVERWATCH_SITE")  # coverwatch --site ID: roles at that site only
@@ -335,8 +341,6 @@ def _create_device(name: str, officer: str, action: str, db: str | None,
     """Register a device, audited as ``action``; its token (exit 2 on a refusal)."""
     from coverwatch.errors import StoreError
     from coverwatch.storage import open_store, record_device_change
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)

@@ -106,6 +106,9 @@ class FixColumns:
 
     ``t`` is microseconds since the epoch, ``x``/``y`` are site metres and
     ``accuracy`` is the reported horizontal accuracy in metres (0 if unknown).
+    ``growth`` is how fast that accuracy grows after the fix, in m/s: 0 for an
+    ordinary fix, the site's walking speed for a scan of a checkpoint (the officer
+    may have walked away since). Left out, it is 0 for every fix.
     """
 
     t: I64
@@ -114,10 +117,13 @@ class FixColumns:
     y: F64
     accuracy: F64
     seq: I64
+    growth: F64 = field(default_factory=lambda: np.empty(0, np.float64))
 
     def __post_init__(self) -> None:
         n = len(self.t)
-        for name in ("officer", "x", "y", "accuracy", "seq"):
+        if n and not len(self.growth):
+            object.__setattr__(self, "growth", np.zeros(n, np.float64))
+        for name in ("officer", "x", "y", "accuracy", "seq", "growth"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"fix column {name} has a different length")
 
@@ -161,6 +167,7 @@ class FixColumns:
             self.y[index],
             self.accuracy[index],
             self.seq[index],
+            self.growth[index],
         )
 
     @staticmethod
@@ -177,6 +184,7 @@ class FixColumns:
             np.concatenate([p.y for p in parts]),
             np.concatenate([p.accuracy for p in parts]),
             np.concatenate([p.seq for p in parts]),
+            np.concatenate([p.growth for p in parts]),
         )
 
 

@@ -121,6 +121,23 @@ def nesting_depth(value: object, limit: int = MAX_DEPTH) -> tuple[int, str]:
     return deepest, where
 
 
+def _shallow(rec: Mapping[str, Any]) -> bool:
+    """True if every value is a scalar or a list of scalars (nesting at most 2).
+
+    Exact types only: anything else (a subclass, a mapping) takes the full walk."""
+    for v in rec.values():
+        kind = type(v)
+        if kind is list:
+            if not all(type(e) in _SCALARS for e in v):
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def show_value(value: object, budget: int = 80) -> str:
     """A value as the input wrote it, shortened to about ``budget`` characters.
 
@@ -269,7 +286,8 @@ def _capabilities(rec: Mapping[str, Any]) -> frozenset[str]:
 
 def check_row(rec: Mapping[str, Any], rules: RecordRules) -> Row:
     """Validate one record (already decoded to Python values); raises :class:`EventRecordError`."""
-    depth, where = nesting_depth(rec)
+    # The usual record (scalars and lists of scalars) nests 2 deep at most: skip the walk.
+    depth, where = (0, "") if _shallow(rec) else nesting_depth(rec)
     if depth > MAX_DEPTH:
         raise _Bad(where.split(".")[0].split("[")[0] or None,
                    f"values nest more than {MAX_DEPTH} deep (at {where})")

@@ -130,11 +130,14 @@ class CoverEngine(WindowMixin):
         self._n_off = 0
         self._last_t = np.empty(0, np.int64)
         self._last_xya = np.empty((0, 3), np.float64)  # x, y, accuracy of the last fix
+        self._last_g = np.empty(0, np.float64)  # how fast that accuracy grows (m/s)
         self._on = np.empty(0, bool)
         self._caps = np.empty((0, len(caps) + 1), bool)
         self._capsets: list[frozenset[str]] = []
         # Memberships ("in") at each officer's last fix, as sorted keys officer * n + rule.
         self._carry = np.empty(0, np.int64)
+        # When each carried membership ends as a scan's accuracy grows (INF: never).
+        self._carry_end = np.empty(0, np.int64)
 
         # Per-rule lapse state.
         self._deficit = np.zeros(n, bool)
@@ -258,6 +261,7 @@ class CoverEngine(WindowMixin):
         new._grow_officers(n_off)
         new._last_t[:n_off] = self._last_t[:n_off]
         new._last_xya[:n_off] = self._last_xya[:n_off]
+        new._last_g[:n_off] = self._last_g[:n_off]
         new._on[:n_off] = self._on[:n_off]
         new._capsets[:n_off] = self._capsets[:n_off]
         for o in range(n_off):
@@ -278,10 +282,15 @@ class CoverEngine(WindowMixin):
         fresh = np.flatnonzero(new._last_t[:n_off] + new._stale > h)
         if len(fresh) and new._n_rules:
             xya = new._last_xya[fresh]
-            ck, cr, cin = new._classify(xya[:, 0], xya[:, 1], xya[:, 2])
+            ck, cr, cin, room = new._classify(xya[:, 0], xya[:, 1], xya[:, 2])
             officers = fresh[ck]
+            ends = new._ends(new._last_t[officers], new._last_g[officers], room)
             keys = []
-            for o, r, is_in in zip(officers.tolist(), cr.tolist(), cin.tolist(), strict=True):
+            key_ends = []
+            for o, r, is_in, e in zip(officers.tolist(), cr.tolist(), cin.tolist(),
+                                      ends.tolist(), strict=True):
+                if e <= h:
+                    continue  # a scan whose grown accuracy has already put it out
                 if not is_in:
                     post, rule = new._pairs[r]
                     i = old_index.get((post.id, rule.id))
@@ -290,7 +299,10 @@ class CoverEngine(WindowMixin):
                     is_in = i is not None and k < len(self._carry) and self._carry[k] == old_key
                 if is_in:
                     keys.append(o * new._n_rules + r)
-            new._carry = np.sort(np.asarray(keys, np.int64))
+                    key_ends.append(e)
+            by_key = np.argsort(np.asarray(keys, np.int64), kind="stable")
+            new._carry = np.asarray(keys, np.int64)[by_key]
+            new._carry_end = np.asarray(key_ends, np.int64)[by_key]
 
         changes: list[CoverChange] = []
         for i, (post, rule) in enumerate(self._pairs):

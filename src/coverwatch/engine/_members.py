@@ -72,10 +72,12 @@ class MembershipMixin:
     _n_off: int
     _last_t: I64
     _last_xya: F64
+    _last_g: F64
     _on: BOOL
     _caps: BOOL
     _capsets: list[frozenset[str]]
     _carry: I64
+    _carry_end: I64
     _deficit: BOOL
     _lapse_start: list[int | None]
     _lapse_min: I64
@@ -98,7 +100,10 @@ class MembershipMixin:
         caps[:, 0] = True
         xya = np.zeros((cap, 3), np.float64)
         xya[: self._n_off] = self._last_xya[: self._n_off]
+        g = np.zeros(cap, np.float64)
+        g[: self._n_off] = self._last_g[: self._n_off]
         self._last_t, self._on, self._caps, self._last_xya = last_t, on, caps, xya
+        self._last_g = g
         self._capsets.extend([frozenset()] * (cap - len(self._capsets)))
         self._n_off = cap
 
@@ -117,20 +122,24 @@ class MembershipMixin:
                     sd[lo:hi] = signed_distance(x[lo:hi], y[lo:hi], area=self._pairs[r][0].area)
         return sd
 
-    def _classify(self, fx: F64, fy: F64, facc: F64) -> tuple[I64, I64, BOOL]:
-        """(fix, rule, in) for every pair not "out": d <= release_m (and reach).
+    def _classify(self, fx: F64, fy: F64, facc: F64) -> tuple[I64, I64, BOOL, F64]:
+        """(fix, rule, in, room) for every pair not "out": d <= release_m (and reach).
 
         ``in`` is d <= within_m; the other pairs are in the hysteresis band.
+        ``room`` is how many metres the accuracy may still grow before the pair
+        is "out": ``release_m - d``, and for a reach rule at most
+        ``reach_s * speed - (travel + accuracy)``.
         Pairs come grouped by rule, fixes in their given order within a rule.
         """
         ck, cr = self._grid.candidates(fx, fy)
         if not len(ck):
-            return ck, cr, np.zeros(0, bool)
+            return ck, cr, np.zeros(0, bool), np.zeros(0, np.float64)
         by_rule = _stable_argsort(cr, self._n_rules)
         ck, cr = ck[by_rule], cr[by_rule]
         acc = facc[ck]
         d = self._signed_distance(fx[ck], fy[ck], cr) + acc
         keep = d <= self._release[cr]
+        room = self._release[cr] - d
         if self._reach is not None:
             # A reach rule also needs travel time <= reach_s; over it is "out".
             sel = np.flatnonzero(keep & (self._rule_target[cr] >= 0))
@@ -142,8 +151,26 @@ class MembershipMixin:
                 dist = self._reach.travel_m(fx, fy, ck[sel], self._rule_target[cr[sel]])
                 travel = (dist + acc[sel]) / self._speed[cr[sel]]
                 keep[sel] = travel <= self._reach_s[cr[sel]]
-        ck, cr, d = ck[keep], cr[keep], d[keep]
-        return ck, cr, d <= self._within[cr]
+                room[sel] = np.minimum(
+                    room[sel],
+                    self._reach_s[cr[sel]] * self._speed[cr[sel]] - (dist + acc[sel]))
+        ck, cr, d, room = ck[keep], cr[keep], d[keep], room[keep]
+        return ck, cr, d <= self._within[cr], room
+
+    def _ends(self, t: I64, growth: F64, room: F64) -> I64:
+        """When each pair's membership ends as the fix's accuracy grows (exclusive).
+
+        A fix with ``growth`` g > 0 holds while ``g * (t' - t) <= room``, to the
+        whole microsecond: ``t + 1 + floor(1e6 * room / g)``; an ordinary fix
+        (g = 0) never ends this way (its staleness ends it).
+        """
+        end = np.full(len(t), _INF, np.int64)
+        grows = np.flatnonzero(growth > 0)
+        if len(grows):
+            steps = np.floor(1e6 * np.maximum(room[grows], 0.0) / growth[grows])
+            steps = np.minimum(steps, float(self._stale))
+            end[grows] = t[grows] + 1 + steps.astype(np.int64)
+        return end
 
     def _memberships(
         self, fixes: FixColumns
@@ -177,12 +204,16 @@ class MembershipMixin:
         fx = fixes.x[order]
         fy = fixes.y[order]
         facc = fixes.accuracy[order]
-        ck, cr, cin = self._classify(fx, fy, facc)
+        fg = fixes.growth[order]
+        ck, cr, cin, room = self._classify(fx, fy, facc)
         m = len(ck)
         if m:
             gk = go[ck]
+            pend = self._ends(gt[ck], fg[ck], room)
             lp = np.zeros(m, bool)
             lp[1:] = (cr[1:] == cr[:-1]) & (ck[1:] == ck[:-1] + 1)
+            # The previous pair's membership still holds at this fix (a scan's may have ended).
+            lp[1:] &= pend[:-1] > gt[ck[1:]]
             lp &= linked[ck] & ~first[ck]
             carried = np.zeros(m, bool)
             at_first = first[ck] & linked[ck]
@@ -190,7 +221,8 @@ class MembershipMixin:
                 keys = gk[at_first] * n_rules + cr[at_first]
                 pos = np.searchsorted(self._carry, keys)
                 pos[pos >= len(self._carry)] = 0
-                carried[at_first] = self._carry[pos] == keys
+                carried[at_first] = ((self._carry[pos] == keys)
+                                     & (self._carry_end[pos] > gt[ck[at_first]]))
             determined = cin | ~lp
             value = cin | carried
             idx = np.where(determined, np.arange(m), 0)
@@ -210,12 +242,13 @@ class MembershipMixin:
             iv_off = go[s_fix]
             iv_rule = cr[s_idx]
             iv_s = gt[s_fix]
-            iv_e = np.minimum(next_t[e_fix], gt[e_fix] + stale)
+            iv_e = np.minimum(np.minimum(next_t[e_fix], gt[e_fix] + stale), pend[e_idx])
             at_last = mem & last[ck]
             new_keys = gk[at_last] * n_rules + cr[at_last]
+            new_ends = pend[at_last]
         else:
             empty = np.empty(0, np.int64)
-            iv_off = iv_rule = iv_s = iv_e = new_keys = empty
+            iv_off = iv_rule = iv_s = iv_e = new_keys = new_ends = empty
 
         # Contributions of the carried last fixes, up to each officer's next fix.
         seen = np.zeros(self._n_off, bool)
@@ -226,17 +259,22 @@ class MembershipMixin:
             c_off = self._carry // n_rules
             c_rule = self._carry % n_rules
             c_s = self._last_t[c_off]
-            c_e = np.minimum(c_s + stale, first_t[c_off])
+            c_e = np.minimum(np.minimum(c_s + stale, first_t[c_off]), self._carry_end)
             iv_off = np.concatenate((c_off, iv_off))
             iv_rule = np.concatenate((c_rule, iv_rule))
             iv_s = np.concatenate((c_s, iv_s))
             iv_e = np.concatenate((c_e, iv_e))
-            keep_old = self._carry[~seen[c_off]]
+            old = ~seen[c_off]
+            keep_old, keep_old_ends = self._carry[old], self._carry_end[old]
         else:
-            keep_old = self._carry
+            keep_old, keep_old_ends = self._carry, self._carry_end
         self._last_t[go[last]] = gt[last]
         self._last_xya[go[last]] = np.column_stack((fx[last], fy[last], facc[last]))
-        self._carry = np.sort(np.concatenate((keep_old, new_keys)))
+        self._last_g[go[last]] = fg[last]
+        carry = np.concatenate((keep_old, new_keys))
+        by_key = np.argsort(carry, kind="stable")
+        self._carry = carry[by_key]
+        self._carry_end = np.concatenate((keep_old_ends, new_ends))[by_key]
         return iv_off, iv_rule, iv_s, iv_e, new_keys, seen
 
     def _carry_intervals(self) -> tuple[I64, I64, I64, I64]:
@@ -245,7 +283,7 @@ class MembershipMixin:
         c_off = self._carry // n_rules
         c_rule = self._carry % n_rules
         c_s = self._last_t[c_off]
-        return c_off, c_rule, c_s, c_s + self._stale
+        return c_off, c_rule, c_s, np.minimum(c_s + self._stale, self._carry_end)
 
     def _eligible(
         self, h0: int, iv_off: I64, iv_rule: I64, iv_s: I64, iv_e: I64,

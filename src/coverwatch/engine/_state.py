@@ -16,6 +16,7 @@ import numpy as np
 
 from coverwatch.domain.site import Site
 from coverwatch.engine._cover import CoverEngine
+from coverwatch.engine._members import INF
 from coverwatch.engine.results import RuleStats
 from coverwatch.errors import OutOfOrderError
 
@@ -66,6 +67,9 @@ def engine_state(engine: CoverEngine, officers: list[str]) -> dict[str, Any]:
         "on": [bool(v) for v in e._on[:n]],
         "capabilities": [sorted(c) for c in e._capsets[:n]],
         "memberships": [[int(k) // n_rules, int(k) % n_rules] for k in e._carry],
+        # Growing scans: each fix's growth (m/s) and when each membership ends (null: never).
+        "last_growth": [float(v) for v in e._last_g[:n]],
+        "membership_ends": [None if int(v) >= INF else int(v) for v in e._carry_end],
         "flags": dict(sorted(e._flags.items())),
         "gates": dict(sorted(e._gates.items())),
         "rules": rules,
@@ -90,6 +94,8 @@ def restore_engine(site: Site, state: dict[str, Any], *, timeline: bool = False)
         e._grow_officers(n)
         e._last_t[:n] = np.asarray(state["last_t"], np.int64)
         e._last_xya[:n] = np.asarray(state["last_xya"], np.float64).reshape(n, 3)
+        if "last_growth" in state:  # absent from states saved before scans grew
+            e._last_g[:n] = np.asarray(state["last_growth"], np.float64)
         e._on[:n] = np.asarray(state["on"], bool)
         for o, caps in enumerate(state["capabilities"]):
             capset = frozenset(str(c) for c in caps)
@@ -100,7 +106,11 @@ def restore_engine(site: Site, state: dict[str, Any], *, timeline: bool = False)
                     e._caps[o, col] = True
     n_rules = max(e._n_rules, 1)
     keys = [int(o) * n_rules + int(r) for o, r in state["memberships"]]
-    e._carry = np.sort(np.asarray(keys, np.int64))
+    ends = state.get("membership_ends") or [None] * len(keys)
+    carry_end = np.asarray([INF if v is None else int(v) for v in ends], np.int64)
+    by_key = np.argsort(np.asarray(keys, np.int64), kind="stable")
+    e._carry = np.asarray(keys, np.int64)[by_key]
+    e._carry_end = carry_end[by_key]
     e._flags.update({str(k): bool(v) for k, v in state["flags"].items()})
     e._gates.update({str(k): bool(v) for k, v in state["gates"].items()})
     e._active = np.array([e._rule_active(i) for i in range(e._n_rules)], bool)

@@ -88,7 +88,8 @@ class WindowMixin(MembershipMixin):
         # Drop carried memberships that can no longer matter (stale before h1).
         if len(self._carry):
             c_off = self._carry // n_rules
-            self._carry = self._carry[self._last_t[c_off] + self._stale > h1]
+            keep = (self._last_t[c_off] + self._stale > h1) & (self._carry_end > h1)
+            self._carry, self._carry_end = self._carry[keep], self._carry_end[keep]
 
         # Step points per rule: +1 at starts, -1 at ends (inside the window), and a
         # zero step at h0 and at each activity change so every state is evaluated.

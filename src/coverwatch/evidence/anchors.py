@@ -27,12 +27,15 @@ import orjson
 from coverwatch.evidence.keys import SigningKey, key_fingerprint, verify_signature
 from coverwatch.storage import Store, audit_head, verify_audit
 from coverwatch.storage.auditkeys import AuditKeyring
+from coverwatch.storage.private import private_dir
+from coverwatch.storage.sites import DEPLOYMENT
 from coverwatch.storage.tables import audit
 
 __all__ = ["ANCHOR_KIND", "AnchorCheck", "Finding", "append_anchor", "load_anchors",
            "make_anchor", "send_anchor", "sign_document", "verify_anchored", "verify_document"]
 
 ANCHOR_KIND = "coverwatch.audit-anchor"
+_DEPLOYMENT_CHAIN = DEPLOYMENT  # the name the deployment's own chain is anchored under
 log = logging.getLogger("coverwatch.evidence")
 
 
@@ -73,8 +76,8 @@ def make_anchor(store: Store, key: SigningKey, site: str) -> dict[str, Any]:
 
 def append_anchor(path: Path, anchor: dict[str, Any]) -> None:
     """Append one line and force it to disk (the file is only ever appended to)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, _canonical(anchor) + b"\n")
         os.fsync(fd)
@@ -119,15 +122,24 @@ class AnchorCheck:
     findings: list[Finding] = field(default_factory=list)
     last_anchor: dict[str, Any] | None = None
     mac_checked: bool = False
+    site: str | None = None
+    other_sites: dict[str, int] = field(default_factory=dict)
+    refusal: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def sound(self) -> bool:
+        """No findings *and* at least one anchor checked: only then is the log called sound."""
+        return self.ok and self.anchors > 0 and self.refusal is None
+
     def as_dict(self) -> dict[str, Any]:
         last = self.last_anchor
-        return {"ok": self.ok, "entries": self.entries, "anchors": self.anchors,
-                "mac_checked": self.mac_checked,
+        return {"ok": self.ok, "sound": self.sound, "entries": self.entries,
+                "anchors": self.anchors, "site": self.site, "other_sites": self.other_sites,
+                "refusal": self.refusal, "mac_checked": self.mac_checked,
                 "findings": [{"kind": f.kind, "message": f.message} for f in self.findings],
                 "last_anchor": None if last is None else
                 {"at": last.get("at"), "head_id": last.get("head_id"),
@@ -162,24 +174,57 @@ def _hash_of(store: Store, entry_id: int) -> str | None:
     return None if row is None else str(row.hash)
 
 
+def _choose_site(
+    signed: list[tuple[int, dict[str, Any]]], site: str | None,
+) -> tuple[str | None, str | None]:
+    """The site to check and why none could be chosen.
+
+    The site comes from the caller or from the anchors, never from the database:
+    an insider can change the site id stored there so that no anchor matches."""
+    if site is not None:
+        return site, None
+    named = sorted({str(d.get("site")) for _, d in signed} - {_DEPLOYMENT_CHAIN})
+    if len(named) == 1:
+        return named[0], None
+    if not named and signed:
+        return _DEPLOYMENT_CHAIN, None
+    if not named:
+        return None, "no anchors to check against: the log cannot be called sound"
+    return None, (f"the anchors name several sites ({', '.join(named)}): say which one "
+                  "this database holds (--site)")
+
+
 def verify_anchored(
     store: Store, anchor_file: Path | None, *, keyring: AuditKeyring | None,
     trusted: tuple[str, ...] | None, site: str | None = None, unsealed_before: int = 0,
+    stored_site: str | None = None,
 ) -> AnchorCheck:
-    """Check the chain, its MACs and every anchor; see the module docstring."""
+    """Check the chain, its MACs and every anchor; see the module docstring.
+
+    ``site``: whose anchors to check (None: the one site the anchors name).
+    ``stored_site``: the site id the database claims; a different one than the
+    anchors' is named (``site-changed``), never a reason to skip them."""
     anchors: list[tuple[int, dict[str, Any]]] = []
     findings: list[Finding] = []
     if anchor_file is not None:
         anchors, findings = load_anchors(anchor_file)
-    good: list[tuple[int, dict[str, Any]]] = []
+    signed: list[tuple[int, dict[str, Any]]] = []
     for n, doc in anchors:
         why = verify_document(doc, trusted)
         if why is not None:
             findings.append(Finding("bad-anchor", f"anchor on line {n}: {why}"))
-        elif site is not None and doc.get("site") != site:
-            continue  # another site's chain
         else:
-            good.append((n, doc))
+            signed.append((n, doc))
+    site, refusal = _choose_site(signed, site)
+    good = [(n, d) for n, d in signed if site is None or d.get("site") == site]
+    other_sites: dict[str, int] = {}
+    for _, d in signed:
+        if site is not None and d.get("site") != site:
+            other_sites[str(d.get("site"))] = other_sites.get(str(d.get("site")), 0) + 1
+    if site is not None and stored_site is not None and stored_site != site:
+        findings.append(Finding("site-changed", f"the database names its site {stored_site!r} "
+                                                f"but it is checked as {site!r}: the stored "
+                                                "site id was changed (or the wrong database)"))
     chain = verify_audit(store, keyring=keyring, unsealed_before=unsealed_before)
     last_id = chain.head.id if chain.ok and chain.head else None
     anchored_max = max((int(d["head_id"]) for _, d in good), default=0)
@@ -211,8 +256,11 @@ def verify_anchored(
         if _hash_of(store, hid) != doc.get("head_hash"):
             findings.append(Finding("rewritten", f"entry {hid} differs from {where}: the chain "
                                                  "was rewritten and its hashes recomputed"))
+    if refusal is None and not good:
+        refusal = f"no anchors of site {site!r} to check against: the log cannot be called sound"
     return AnchorCheck(chain.entries if last_id is None else last_id, len(good), findings,
-                       good[-1][1] if good else None, keyring is not None)
+                       good[-1][1] if good else None, keyring is not None, site, other_sites,
+                       refusal)
 
 
 def _max_id(store: Store) -> int:

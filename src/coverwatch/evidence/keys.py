@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coverwatch.errors import CoverwatchError
+from coverwatch.storage.private import private_dir
 
 __all__ = ["EvidenceKeyError", "SigningKey", "key_fingerprint", "load_signing_key",
            "rotate_signing_key", "verify_signature"]
@@ -76,7 +77,7 @@ def _signing_path(mac_key_path: Path) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -116,7 +117,8 @@ def rotate_signing_key(mac_key_path: Path) -> SigningKey:
     """A fresh signing key; the old public key is kept so older anchors still verify."""
     old = load_signing_key(mac_key_path)
     retired_path = old.path.with_name(old.path.name + ".retired")
-    with retired_path.open("a", encoding="ascii") as f:
+    fd = os.open(retired_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as f:
         f.write(old.public_b64 + "\n")
     _write_private(old.path, _pem(Ed25519PrivateKey.generate()))
     return load_signing_key(mac_key_path, create=False)

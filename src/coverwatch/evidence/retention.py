@@ -48,6 +48,7 @@ def purge_now(store: Store, actor: str, *, now: int | None = None) -> int | None
     if days is None:
         return None
     cutoff = (now_us() if now is None else now) - round(days * DAY_US)
+    store.purge_dead_letters(cutoff, actor)  # kept no longer than the positions they carried
     return store.purge_positions(cutoff, actor, retention_days=days)
 
 

@@ -43,10 +43,15 @@ def anchor_now(svc: Services, chain: Store | None = None,
     ``_deployment``), anchored with the same key, file and destination."""
     import orjson
 
+    from coverwatch.evidence.treeheads import head_now
+
     store = svc.store if chain is None else chain
-    anchor = make_anchor(store, signing_key(svc), svc.site.id if name is None else name)
+    key, site = signing_key(svc), svc.site.id if name is None else name
+    anchor = make_anchor(store, key, site)
     append_anchor(anchor_file(svc), anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
+    # The transparency log's signed tree head, beside the anchors.
+    head_now(store, key, site, anchor_file(svc).with_name("tree-heads.jsonl"))
     if svc.settings.anchor_url:
         send_anchor(svc.settings.anchor_url, anchor)
     return anchor
@@ -59,7 +64,19 @@ def verify_now(svc: Services) -> dict[str, Any]:
     result = verify_anchored(svc.store, path if path.exists() else None,
                              keyring=svc.store.audit_keyring, trusted=key.trusted,
                              site=svc.site.id)
-    return result.as_dict()
+    out = result.as_dict()
+    heads = path.with_name("tree-heads.jsonl")
+    if heads.exists():
+        from coverwatch.evidence.treeheads import verify_tree_heads
+
+        checked = verify_tree_heads(svc.store, heads, trusted=key.trusted, site=svc.site.id)
+        out["tree_heads"] = {"heads": checked.heads, "leaves": checked.leaves,
+                             "findings": [{"kind": f.kind, "message": f.message}
+                                          for f in checked.findings]}
+        out["findings"] += out["tree_heads"]["findings"]
+        out["ok"] = out["ok"] and not checked.findings
+        out["sound"] = out["sound"] and not checked.findings
+    return out
 
 
 async def run_anchoring(svc: Services, chain: Store | None = None,
@@ -77,7 +94,10 @@ async def run_anchoring(svc: Services, chain: Store | None = None,
 
             head = await asyncio.to_thread(audit_head, store)
             last_id = None if last is None else orjson.loads(last).get("head_id")
-            if head is not None and head.id != last_id:
+            from coverwatch.evidence.treeheads import log_moved
+
+            moved = await asyncio.to_thread(log_moved, store)  # events move the log too
+            if (head is not None and head.id != last_id) or moved:
                 await asyncio.to_thread(anchor_now, svc, chain, name)
         except Exception:  # anchoring must never stop the server
             log.exception("audit anchoring failed")

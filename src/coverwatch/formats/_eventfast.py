@@ -160,18 +160,18 @@ def _fast_block_inner(
     kind = cols.get("kind")
     if kind is None or kind.null_count or not pa.types.is_string(kind.type):
         raise FastFail
-    encoded = pc.dictionary_encode(kind)
-    names = encoded.dictionary.to_pylist()
-    if any(k not in KINDS for k in names):
-        raise FastFail
-    codes = np.array([KINDS.index(k) for k in names], np.int8)[
-        encoded.indices.to_numpy(zero_copy_only=False)
-    ]
-    is_fix = codes == _FIX
+    # Nearly every row is a fix: compare, and name the kinds of the other rows only.
+    is_fix = np.asarray(pc.equal(kind, "fix").to_numpy(zero_copy_only=False), np.bool_)
     all_fix = bool(is_fix.all())
     fix_rows = np.arange(n) if all_fix else np.flatnonzero(is_fix)
     ctrl_rows = np.empty(0, np.intp) if all_fix else np.flatnonzero(~is_fix)
     nfix = len(fix_rows)
+    codes = np.full(n, _FIX, np.int8)
+    if len(ctrl_rows):
+        ctrl_kinds = kind.take(pa.array(ctrl_rows)).to_pylist()
+        if any(k not in KINDS for k in ctrl_kinds):
+            raise FastFail
+        codes[ctrl_rows] = [KINDS.index(k) for k in ctrl_kinds]
 
     # Columns are converted whole and the fix rows picked in numpy: cheaper than
     # filtering each Arrow column. A control row that makes a column unusual
@@ -239,10 +239,16 @@ def _fast_block_inner(
             who_codes = codes_all[fix_rows]
             if (who_codes < 0).any():
                 raise FastFail
-            used = codes_all[(codes == _FIX) | (codes == _DUTY)]
-            used = used[used >= 0]
-            distinct, first_at = np.unique(used, return_index=True)
-            order = distinct[np.argsort(first_at)]
+            # Dictionary codes are numbered in first-seen order over all rows; that is
+            # the order over fix and duty rows unless another row names an officer.
+            other = ctrl_rows[codes[ctrl_rows] != _DUTY]
+            if (codes_all[other] < 0).all():
+                order = np.arange(len(names_all))
+            else:
+                used = codes_all[(codes == _FIX) | (codes == _DUTY)]
+                used = used[used >= 0]
+                distinct, first_at = np.unique(used, return_index=True)
+                order = distinct[np.argsort(first_at)]
             rank = np.full(len(names_all), -1, np.int64)
             rank[order] = np.arange(len(order))
             who_codes = rank[who_codes]

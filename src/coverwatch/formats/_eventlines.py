@@ -38,7 +38,7 @@ _BOM = b"\xef\xbb\xbf"
 _SLICE = 1 << 22  # bytes scanned at a time: the temporaries stay small and in cache
 _SPACE = np.zeros(256, np.bool_)
 _SPACE[[9, 10, 11, 12, 13, 32]] = True  # bytes.isspace()
-_NL, _CURLY, _SQUARE = ord("\n"), ord("{"), ord("[")
+_NL, _CURLY = ord("\n"), ord("{")
 
 
 def line_too_long(nbytes: int) -> str:
@@ -111,12 +111,11 @@ def scan(block: bytes | bytearray) -> BlockShape:
         head = part[starts]
         plain = plain and not _SPACE[head].any()
         if few:
-            curly = part == _CURLY
-            square = part == _SQUARE
-            extra = int(np.count_nonzero(curly)) + int(np.count_nonzero(square)) \
-                - int(np.count_nonzero(head == _CURLY))
+            # '{' (0x7b) and '[' (0x5b) are the only bytes with b | 0x20 == 0x7b: one pass.
+            opener = (part | 0x20) == _CURLY
+            extra = int(np.count_nonzero(opener)) - int(np.count_nonzero(head == _CURLY))
             if extra >= FAST_MAX_OPENERS:
-                at = np.flatnonzero(curly | square)
+                at = np.flatnonzero(opener)
                 per_line = np.bincount(np.searchsorted(starts, at, side="right") - 1)
                 few = int(per_line.max()) <= FAST_MAX_OPENERS
         lo = hi

@@ -28,9 +28,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -282,6 +283,8 @@ class Notifier:
         backoff_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+        offload_alarms: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         if retries < 0 or timeout_s <= 0 or backoff_s < 0:
             raise ValueError("need retries >= 0, timeout_s > 0 and backoff_s >= 0")
@@ -297,6 +300,9 @@ class Notifier:
         self._backoff_s = backoff_s
         self._clock = clock
         self._sleep = sleep
+        # Where each blocking attempt runs (the server gives its notifications' own pool).
+        self._offload = offload
+        self._offload_alarms = offload_alarms or offload  # device alarms go ahead
         install_log_redaction()
 
     def __repr__(self) -> str:  # never show the secret
@@ -345,15 +351,49 @@ class Notifier:
         return await self.send_message(self.escalation_message(escalation))
 
     async def send_message(self, message: Message) -> list[Delivery]:
-        """Send a message to every address its targets resolve to, concurrently."""
-        failed, plan = await asyncio.to_thread(self._plan, message)
+        """Send a message to every address its targets resolve to, concurrently.
+
+        Each attempt runs in the notifications' own bounded pool
+        (:mod:`coverwatch.server.pools`); the back-off between attempts waits on
+        the event loop, so a failing address never holds a thread while it waits.
+        """
+        alarm = message.payload.get("kind") in DEVICE_ALARM_KINDS
+        planned: tuple[list[Delivery], dict[str, tuple[tuple[str, ...], str | None]]] = \
+            await (self._offload_alarms if alarm else self._offload)(self._plan, message)
+        failed, plan = planned
         sent = await asyncio.gather(
             *(
-                asyncio.to_thread(self._deliver, message, url, targets, person)
+                self._deliver_async(message, url, targets, person)
                 for url, (targets, person) in plan.items()
             )
         )
         return failed + list(sent)
+
+    async def _deliver_async(
+        self, message: Message, url: str, targets: tuple[str, ...], person: str | None = None
+    ) -> Delivery:
+        alarm = message.payload.get("kind") in DEVICE_ALARM_KINDS
+        in_notify = self._offload_alarms if alarm else self._offload
+        try:
+            sender: Any = None
+            if not is_signed_webhook(url):
+                sender = await in_notify(_apprise_for, url)
+            attempts, error = 0, None
+            for attempt in range(self._retries + 1):
+                if attempt and self._backoff_s:
+                    await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+                if sender is None:
+                    ok, tried, error, final = await in_notify(self._post_signed_once,
+                                                              message, url)
+                else:
+                    ok, tried, error, final = await in_notify(self._apprise_once, sender,
+                                                              message)
+                attempts += tried
+                if ok or final:
+                    break
+        except Exception as exc:  # a bug or a library surprise must not reach the engine
+            ok, attempts, error = False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}"
+        return self._delivered(message, url, targets, person, ok, attempts, error)
 
     async def send_all(self, escalations: Iterable[Escalation]) -> list[Delivery]:
         """Send several steps, in order; returns every delivery."""
@@ -418,7 +458,6 @@ class Notifier:
     def _deliver(
         self, message: Message, url: str, targets: tuple[str, ...], person: str | None = None
     ) -> Delivery:
-        shown = redact_url(url)
         try:
             if is_signed_webhook(url):
                 ok, attempts, error = self._post_signed(message, url)
@@ -427,6 +466,12 @@ class Notifier:
                                                     message.attachments)
         except Exception as exc:  # a bug or a library surprise must not reach the engine
             ok, attempts, error = False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}"
+        return self._delivered(message, url, targets, person, ok, attempts, error)
+
+    @staticmethod
+    def _delivered(message: Message, url: str, targets: tuple[str, ...], person: str | None,
+                   ok: bool, attempts: int, error: str | None) -> Delivery:
+        shown = redact_url(url)
         if ok:
             log.info("alert %s level %d delivered to %s (attempts %d)",
                      message.alert_id, message.level, shown, attempts)
@@ -440,36 +485,54 @@ class Notifier:
         if self._backoff_s:
             self._sleep(self._backoff_s * 2**attempt)
 
-    def _post_signed(self, message: Message, url: str) -> tuple[bool, int, str | None]:
+    def _post_signed_once(self, message: Message, url: str
+                          ) -> tuple[bool, int, str | None, bool]:
+        """One attempt: (delivered, attempts made, error, whether retrying is pointless)."""
         if self._secret is None:
-            return False, 0, "no webhook secret configured for a signed webhook"
+            return False, 0, "no webhook secret configured for a signed webhook", True
+        data, headers = self._signed_body(message)
+        try:
+            with httpx.Client(timeout=self._timeout_s, follow_redirects=False) as client:
+                response = client.post(url.partition("+")[2], content=data, headers=headers)
+        except httpx.HTTPError as exc:
+            return False, 1, f"{type(exc).__name__}: {_scrub(str(exc), url)}", False
+        if response.is_success:
+            return True, 1, None, True
+        # A 4xx other than 429: the receiver refused it; asking again will not help.
+        final = response.status_code < 500 and response.status_code != 429
+        return False, 1, f"HTTP {response.status_code}", final
+
+    def _apprise_once(self, sender: Any, message: Message
+                      ) -> tuple[bool, int, str | None, bool]:
+        if sender is False:
+            return False, 0, "unsupported or malformed notification URL", True
+        if sender.notify(body=message.body, title=message.title, timeout=self._timeout_s,
+                         attach=list(message.attachments) or None):
+            return True, 1, None, True
+        return False, 1, "the notification service did not accept it", False
+
+    def _signed_body(self, message: Message) -> tuple[bytes, dict[str, str]]:
         sent_at = int(self._clock())
         payload = {**message.payload, "title": message.title, "body": message.body,
                    "sent_at": sent_at}
         data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        headers = {
+        return data, {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign_body(self._secret, data),
+            SIGNATURE_HEADER: sign_body(self._secret or b"", data),
             TIMESTAMP_HEADER: str(sent_at),
         }
-        target = url.partition("+")[2]  # signed+https://... -> https://...
-        error: str | None = None
-        attempts = 0
-        with httpx.Client(timeout=self._timeout_s, follow_redirects=False) as client:
-            for attempt in range(self._retries + 1):
-                if attempt:
-                    self._backoff(attempt - 1)
-                attempts += 1
-                try:
-                    response = client.post(target, content=data, headers=headers)
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {_scrub(str(exc), url)}"
-                    continue
-                if response.is_success:
-                    return True, attempts, None
-                error = f"HTTP {response.status_code}"
-                if response.status_code < 500 and response.status_code != 429:
-                    break  # the receiver refused it; asking again will not help
+
+    def _post_signed(self, message: Message, url: str) -> tuple[bool, int, str | None]:
+        attempts, error = 0, None
+        for attempt in range(self._retries + 1):
+            if attempt:
+                self._backoff(attempt - 1)
+            ok, tried, error, final = self._post_signed_once(message, url)
+            attempts += tried
+            if ok:
+                return True, attempts, None
+            if final:
+                break
         return False, attempts, error
 
     def _apprise(self, url: str, title: str, body: str,
@@ -486,6 +549,12 @@ class Notifier:
                              attach=list(attach) or None):
                 return True, attempts, None
         return False, attempts, "the notification service did not accept it"
+
+
+def _apprise_for(url: str) -> Any:
+    """An Apprise sender for one URL, or False if Apprise does not take the URL."""
+    sender = apprise.Apprise()
+    return sender if sender.add(url) else False
 
 
 def _scrub(text: str, url: str) -> str:

@@ -37,6 +37,7 @@ from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import load_site_text
 from coverwatch.server.latewatch import WINDOW_S
 from coverwatch.server.live import LiveCover
+from coverwatch.server.watermark import DeviceClock
 
 __all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected"]
 
@@ -87,19 +88,32 @@ class BusCover:
     """A site's :class:`LiveCover`, driven by its stream; see the module docstring."""
 
     def __init__(self, site: Site, *, secret: bytes, lateness_us: int = 0,
-                 state: bytes | None = None) -> None:
+                 max_lateness_us: int = 0, state: bytes | None = None) -> None:
         self._secret = secret
         # ``site`` is the start's rules only: a checkpoint holds the rules in force at
         # its point, and changes come through the stream (control), so that every
         # owner switches at the same point.
         # Rule changes not yet in force: (effective_us, site file text), in time order.
         self.pending: list[tuple[int, str]] = []
+        # The devices' newest times: the owner's watermark is the single process's.
+        self.devices = DeviceClock(lateness_us, max_lateness_us)
         if state is None:
             self.live = LiveCover(site, lateness_us=lateness_us, start_horizon=_FIRST)
         else:
-            self.live, self.pending = self._restore(state)
+            self.live, self.pending, devices = self._restore(state)
+            if devices is not None:
+                self.devices = devices
+
+    def watermark(self, now_us: int) -> int:
+        """The horizon to publish at ``now_us``: the device watermark (server/watermark.py)."""
+        return self.devices.horizon(now_us)
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
+        for m in events:
+            data = m.data
+            device, received = data.get("device"), data.get("received_us")
+            if data.get("kind") == "fix" and device and isinstance(received, int):
+                self.devices.note(str(device), int(data["t_us"]), received)
         rows = [{**m.data, "id": m.seq, "late": self.live.is_late(int(m.data["t_us"]))}
                 for m in events]
         self.live.plan_late(rows)  # the horizon is the stream's, so every owner agrees
@@ -140,7 +154,7 @@ class BusCover:
         # Late arrivals are shown for the last WINDOW_S; keep twice that.
         self.live.late.forget_before(self.live.horizon - 2 * WINDOW_S * US_PER_S)
         buf = io.BytesIO()
-        _Pickler(buf).dump((self.live, self.pending))
+        _Pickler(buf).dump((self.live, self.pending, self.devices))
         body = buf.getvalue()
         return hmac.new(self._secret, body, hashlib.sha256).digest() + body
 
@@ -154,12 +168,14 @@ class BusCover:
         cutoff = engine.horizon - KEEP_LAPSES_US
         engine.lapses = [lp for lp in engine.lapses if lp.end is None or lp.end >= cutoff]
 
-    def _restore(self, state: bytes) -> tuple[LiveCover, list[tuple[int, str]]]:
+    def _restore(self, state: bytes) -> tuple[LiveCover, list[tuple[int, str]],
+                                              DeviceClock | None]:
         mac, body = state[:32], state[32:]
         if not hmac.compare_digest(mac, hmac.new(self._secret, body, hashlib.sha256).digest()):
             raise StateRejected("checkpoint signature does not match: not written here")
         loaded = pickle.loads(body)  # authenticated above
-        live, pending = loaded if isinstance(loaded, tuple) else (loaded, [])  # older: no pending
+        parts = loaded if isinstance(loaded, tuple) else (loaded,)  # older: fewer parts
+        live, pending, devices = (*parts, [], None)[:3]
         if not isinstance(live, LiveCover):
             raise StateRejected("checkpoint holds no live cover state")
-        return live, list(pending)
+        return live, list(pending), devices if isinstance(devices, DeviceClock) else None

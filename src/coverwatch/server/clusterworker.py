@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,22 @@ from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.gateway import RESEND_AFTER_S, deadman_reports, refresh_book, take_in
+from coverwatch.server.gateway import (
+    RESEND_AFTER_S,
+    deadman_reports,
+    refresh_book,
+    take_in,
+    wire,
+)
+from coverwatch.storage.busoutbox import (
+    FENCE,
+    Fenced,
+    check,
+    claim,
+    group_rows,
+    pending,
+    published,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -43,6 +59,10 @@ __all__ = ["ClusterWorker", "checkpoint_secret"]
 log = logging.getLogger("coverwatch.server")
 
 _LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+# A commit group still in the outbox this long after its commit: its gateway (or NATS)
+# failed between commit and publish; the owner republishes it. Younger ones may still be
+# on their way, so they only hold the watermark back.
+RELAY_AFTER_S = 2.0
 
 
 def checkpoint_secret(svc: Services) -> bytes:
@@ -61,6 +81,13 @@ def checkpoint_secret(svc: Services) -> bytes:
     return hmac.new(key, b"coverwatch bus checkpoints", hashlib.sha256).digest()
 
 
+def _fence_check(key: str) -> Any:
+    def fence_check(conn: Any) -> None:
+        check(conn, key)
+
+    return fence_check
+
+
 class ClusterWorker:
     """This node's evaluator worker; see the module docstring."""
 
@@ -70,15 +97,21 @@ class ClusterWorker:
         svc = next(iter(sites.values()))
         self.secret = checkpoint_secret(svc)
         self.applied = 0  # cover changes applied (for logs and tests)
+        self.relayed = 0  # events republished from the outbox (for logs and tests)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._fenced: dict[str, int] = {}  # site -> the epoch claimed in bus_fences
+        self.engine = svc.store.engine
+        for other in sites.values():  # inert unless FENCE is set: only the owner's writes
+            other.store.fence_check = _fence_check(other.store.site)
 
         orphaned, owned = deadman_reports(sites)
         self.worker = Worker(
             nc, sites=lambda: list(sites), factory=self._evaluator, names=names,
             sink=self._sink, settings=settings or WorkerSettings(
-                lateness_s=svc.settings.lateness_s),
+                lateness_s=svc.settings.lateness_s,
+                max_lateness_s=svc.settings.max_lateness_s),
             on_orphan=orphaned, on_owned=owned, on_run=self._on_run,
-            lease_url=svc.settings.bus_url,
+            lease_url=svc.settings.bus_url, before_watermarks=self._relay,
         )
         self._started = False
 
@@ -102,7 +135,57 @@ class ClusterWorker:
         if svc is None:
             raise ValueError(f"site {site!r} is not served by this node")
         return BusCover(svc.site, secret=self.secret,
-                        lateness_us=seconds_to_us(svc.settings.lateness_s), state=state)
+                        lateness_us=seconds_to_us(svc.settings.lateness_s),
+                        max_lateness_us=seconds_to_us(svc.settings.max_lateness_s),
+                        state=state)
+
+    async def _relay(self, sites: list[str]) -> dict[str, int]:
+        """The bus outbox, for the owned sites: republish groups a gateway committed and
+        did not publish; say how far each site's watermark may go (not past a group that
+        may still be on its way). One query for all the sites."""
+        by_key = {self.sites[s].store.site: s for s in sites if s in self.sites}
+        groups = await asyncio.to_thread(pending, self.engine, list(by_key))
+        caps: dict[str, int] = {}
+        done: list[tuple[str, int]] = []
+        now = time.time_ns() // 1000
+        for g in groups:
+            site = by_key[g.site]
+            if now - g.created_us >= RELAY_AFTER_S * 1e6:
+                try:
+                    rows = await asyncio.to_thread(group_rows, self.engine, g)
+                    await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in rows])
+                    done.append((g.site, g.first_id))
+                    self.relayed += len(rows)
+                    log.warning("site %s: republished %d events a gateway committed and "
+                                "did not publish (ids %d-%d)", site, len(rows), g.first_id,
+                                g.last_id)
+                    continue
+                except Exception as e:  # NATS away: held back, tried again next round
+                    log.warning("site %s: republishing from the outbox failed: %s", site, e)
+            caps[site] = min(caps.get(site, g.earliest_us), g.earliest_us)
+        if done:
+            await asyncio.to_thread(published, self.engine, done)
+        return caps
+
+    async def fence_current(self, site: str) -> bool:
+        """Fence this task's writes for ``site`` at the current lease's epoch (escalation
+        steps and their deliveries); False if this node does not own the site (now)."""
+        epoch = self.worker.leases.epochs.get(site) if self.owns(site) else None
+        if epoch is None:
+            return False
+        return await self._fence(site, epoch)
+
+    async def _fence(self, site: str, epoch: int) -> bool:
+        """Hold the site's fence at this run's epoch (claimed once per run); False if a
+        newer owner holds it. Sets :data:`FENCE` for the writes that follow in this task."""
+        svc = self.sites[site]
+        if self._fenced.get(site) != epoch:
+            if not await asyncio.to_thread(claim, self.engine, svc.store.site, epoch,
+                                           self.worker.id):
+                return False
+            self._fenced[site] = epoch
+        FENCE.set((svc.store.site, epoch))
+        return True
 
     def _on_run(self, site: str, epoch: int, after_seq: int) -> None:
         log.info("site %s: evaluating from stream seq %d (epoch %d)", site, after_seq, epoch)
@@ -126,6 +209,17 @@ class ClusterWorker:
         late = [k for o in outputs if isinstance(o, LateEvents) for k in o.keys]
         applied_at = {k: t for o in outputs if isinstance(o, LateEvents) for k, t in o.applied}
         changes = [o for o in outputs if isinstance(o, CoverChange)]
+        if not await self._fence(site, epoch):
+            log.warning("site %s: a newer owner holds the fence; epoch %d writes nothing",
+                        site, epoch)
+            return
+        try:
+            await self._write(svc, site, epoch, late, applied_at, changes)
+        except Fenced as e:  # paused past its lease: the new owner makes these again
+            log.warning("%s", e)
+
+    async def _write(self, svc: Services, site: str, epoch: int, late: list[str],
+                     applied_at: dict[str, int], changes: list[CoverChange]) -> None:
         if late:
             await asyncio.to_thread(svc.store.mark_late, late, applied_at)
         if not changes:
@@ -157,7 +251,18 @@ class ClusterWorker:
                     if ch.kind == "lapse-ended" and stored.state not in _LIVE:
                         continue  # resolved before the takeover: once is enough
             out.append(ch)
-        svc._apply_changes(out)
+        try:
+            svc._apply_changes(out)
+        except Fenced:
+            # The book took changes the store refused: back to the store's version.
+            for ch in out:
+                alert_id = alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start)
+                rec = svc.store.get_alert_record(alert_id)
+                if rec is not None:
+                    svc.book.restore(Alert.from_record(rec))
+                else:
+                    svc.book._alerts.pop(alert_id, None)
+            raise
         return out
 
     async def close(self) -> None:

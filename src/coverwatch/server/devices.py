@@ -43,6 +43,7 @@ from coverwatch.server.readings import (  # re-exported: the readings devices up
     osmand_json_readings,
     osmand_readings,
 )
+from coverwatch.server.watermark import device_horizon
 
 __all__ = [
     "ALARM_ALERT_KINDS",
@@ -238,11 +239,8 @@ class DeviceWatch:
 
     def horizon(self, now_us: int) -> int:
         """The watermark at ``now_us`` (see the class docstring)."""
-        floor = now_us - self.max_lateness_us
-        ceiling = now_us - self.lateness_us
-        active = [s.last_t for s in self._seen.values()
-                  if s.last_t is not None and s.last_received > floor]
-        return max(floor, min([ceiling, *active]))
+        return device_horizon(now_us, self.lateness_us, self.max_lateness_us,
+                              ((s.last_t, s.last_received) for s in self._seen.values()))
 
     def last_report(self, device: str) -> dict[str, Any] | None:
         seen = self._seen.get(device)

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
 from coverwatch.domain.supervision import open_direct
 from coverwatch.server.problems import ProblemError
 from coverwatch.storage import row_key
+from coverwatch.storage.busoutbox import FENCE, note_group, published
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from coverwatch.server.services import Services
 
 __all__ = [
+    "FAULT_ENV",
     "ROLES",
     "BusHooks",
     "BusUnavailable",
@@ -57,6 +60,7 @@ __all__ = [
     "site_owned",
     "start_bus",
     "take_in",
+    "wire",
 ]
 
 log = logging.getLogger("coverwatch.server")
@@ -64,9 +68,13 @@ log = logging.getLogger("coverwatch.server")
 ROLES = ("gateway", "worker", "all")
 DEADMAN_RULE = "deadman:"
 ORPHAN_STEP_S = 10.0
+CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-over included)
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
-# (received_us is: the evaluator shows how late a late event arrived.)
-_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us"})
+# received_us goes with the event: the owner's device watermark needs it, and the evaluator
+# shows how late a late event arrived. id, site, key: a stored row republished from the outbox.
+_NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us", "id", "site", "key"})
+# Tests only: "exit-before-publish" makes a gateway die between its commit and publish.
+FAULT_ENV = "COVERWATCH_TEST_FAULT"
 
 
 class BusUnavailable(ProblemError):
@@ -77,7 +85,8 @@ class BusUnavailable(ProblemError):
                          headers={"Retry-After": "1"})
 
 
-def _wire(row: Mapping[str, Any]) -> dict[str, Any]:
+def wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An event row as published (stored rows too: the bus outbox republishes them)."""
     return {k: v for k, v in row.items() if k not in _NOT_PUBLISHED}
 
 
@@ -125,6 +134,11 @@ class BusHooks:
     _replica_at: float = -1e9
     _replica_rev: int = -1
     _silent_at: int = -(1 << 62)
+    # Commit groups (store key, first id) the stream acknowledged: out of the bus outbox.
+    acked: list[tuple[str, int]] = field(default_factory=list)
+    # The site's owner (worker id) by its latest checkpoint: /metrics and the board.
+    owner: str | None = None
+    fault: str = field(default_factory=lambda: os.environ.get(FAULT_ENV, ""))
 
     async def refresh_replica(self) -> None:
         """Show the site's cover as its owner last checkpointed it (at most a second old).
@@ -144,6 +158,7 @@ class BusHooks:
         except Exception as e:  # NATS away: the views keep the last copy and its age
             log.warning("site %s: reading the owner's state failed: %s", svc.site.id, e)
             return
+        self.owner = None if cp is None else cp.owner
         if cp is None or cp.state is None or cp.revision == self._replica_rev:
             return
         from coverwatch.server.buscover import BusCover, StateRejected
@@ -156,11 +171,16 @@ class BusHooks:
             return
         svc.replica, self._replica_rev = cover.live, cp.revision
 
-    async def publish(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not."""
+    async def publish(self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int] = ()) -> None:
+        """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not.
+
+        ``ids`` are the rows this commit stored: their group leaves the bus outbox once
+        every PubAck has come (else the site's owner republishes it)."""
         if not rows:
             return
-        events = [(row_key(r), _wire(r)) for r in rows]
+        if self.fault == "exit-before-publish":
+            os._exit(70)  # tests only (FAULT_ENV): dead between the commit and the publish
+        events = [(row_key(r), wire(r)) for r in rows]
         try:
             # In chunks: every PubAck of one large batch would not come within the timeout.
             for i in range(0, len(events), self.chunk):
@@ -170,6 +190,8 @@ class BusHooks:
             log.warning("publishing %d events failed: %s", len(events), e)
             raise BusUnavailable() from e
         self.published += len(events)
+        if ids:
+            self.acked.append((self.svc.store.site, min(ids)))
 
     async def publish_site(self, source: str, effective_us: int) -> None:
         """Hand new rules to the site's owner: in force from ``effective_us`` (event time)."""
@@ -212,6 +234,12 @@ class BusHooks:
     async def escalating(self, steps: Sequence[Escalation]) -> list[Escalation]:
         """The steps this node sends: its own kind, and not recorded as due by anyone yet."""
         mine = [s for s in steps if self._mine(s)]
+        FENCE.set(None)  # this task's writes are fenced only for the owner's steps below
+        # The owner's steps: recorded due and delivered only while its epoch holds.
+        owners = self.worker is not None and any(s.alert_id not in self.raised_here
+                                                 for s in mine)
+        if owners and not await self.worker.fence_current(self.svc.site.id):  # type: ignore[union-attr]
+            mine = [s for s in mine if s.alert_id in self.raised_here]
         for s in steps:  # another node's to send: due again here when it becomes ours
             if not self._mine(s) and s.alert_id in self.svc.book:
                 alert = self.svc.book.get(s.alert_id)
@@ -243,8 +271,8 @@ class Distributed:
 
     async def close(self) -> None:
         self.stop.set()  # the worker checkpoints and releases its sites, then ends
-        with contextlib.suppress(Exception):
-            await asyncio.wait(self.tasks, timeout=20.0)
+        with contextlib.suppress(Exception):  # bounded: SIGTERM stops a node in seconds
+            await asyncio.wait(self.tasks, timeout=CLOSE_S)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -270,6 +298,30 @@ def refresh_site(svc: Services) -> bool:
 
 RESEND_EVERY_S = 30.0
 RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
+
+
+async def _forget_published(hooks: Mapping[str, BusHooks], stop: asyncio.Event,
+                            every_s: float = 0.2) -> None:
+    """Delete acknowledged groups from the bus outbox, many in one transaction."""
+    while not stop.is_set():
+        for h in hooks.values():
+            done, h.acked = h.acked, []
+            if not done:
+                continue
+            try:
+                await asyncio.to_thread(published, h.svc.store.engine, done)
+            except Exception as e:  # PostgreSQL away: the owner republishes them (harmless)
+                log.warning("clearing %d published groups from the outbox failed: %s",
+                            len(done), e)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
+    def note(conn: Any, stored: Sequence[tuple[int, str]], earliest_us: int) -> None:
+        note_group(conn, store.site, stored, earliest_us)
+
+    return note
 
 
 async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
@@ -349,10 +401,14 @@ async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0)
     for site, svc in sites.items():
         hooks = BusHooks(svc, event_log, settings.role, checkpoints=checkpoints, secret=secret)
         dist.hooks[site] = svc.bus = hooks
+        # Every commit of events notes its group in the outbox, in the same transaction.
+        svc.store.after_append = _outbox_hook(svc.store)
         async with svc.lock:
             await asyncio.to_thread(refresh_book, svc)
         dist.tasks.append(asyncio.create_task(_keep_book(svc, dist.stop, book_every_s),
                                               name=f"alert-book:{site}"))
+    dist.tasks.append(asyncio.create_task(_forget_published(dist.hooks, dist.stop),
+                                          name="bus-outbox"))
     if settings.role in ("worker", "all"):
         from coverwatch.server.clusterworker import ClusterWorker
 

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from coverwatch.domain.geometry import project_latlon
-from coverwatch.domain.records import EventRecordError, RecordRules, check_record
+from coverwatch.domain.records import (
+    MAX_DEPTH,
+    EventRecordError,
+    RecordRules,
+    check_record,
+    nesting_depth,
+)
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError
@@ -125,6 +131,13 @@ def validate_records(
             if reports is None:
                 problems.append(IngestProblem(i, "alarm", "alarms are not accepted here"))
                 continue
+            if kind == "alarm":  # check_record (and its depth rule) never sees these
+                depth, where = nesting_depth(rec)
+                if depth > MAX_DEPTH:
+                    problems.append(IngestProblem(
+                        i, where.split(".")[0].split("[")[0] or None,
+                        f"values nest more than {MAX_DEPTH} deep (at {where})"))
+                    continue
             report = _alarm_report(i, rec, alarm, sender, problems)
             if report is None:
                 continue

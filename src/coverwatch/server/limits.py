@@ -8,6 +8,15 @@ the site-scoped route prefix (:class:`SiteRoutes`).
   routes (login, OsmAnd, the probes, the login page and its static files) and
   any request that presents no credential at all get the small
   ``public_body_bytes``; authenticated callers get ``max_body_bytes``.
+* **Authentication before the body.** A request that brings a body and a
+  credential (a bearer token or the session cookie) has that credential
+  checked here, before a byte of the body is read or parsed: a wrong one is
+  answered 401 (403 for a missing CSRF token) at once and the connection
+  closed, so a bogus token can never make the server read 16 MiB. The caller
+  found is kept for the route (no second lookup).
+* **Slow bodies.** A body that pauses for more than ``body_idle_s`` (20 s) between
+  two parts is answered 408 and the connection closed (the request head has
+  its own deadline: :mod:`coverwatch.server.slowclients`).
 * **Client address.** ``X-Forwarded-For`` is believed only when the peer is one
   of the configured trusted proxies (addresses or networks; none by default),
   and then read from the right, skipping the trusted hops, so a client cannot
@@ -18,6 +27,7 @@ docs/security.md describes both, with their settings.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -28,9 +38,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coverwatch.server.problems import ProblemError, problem_response
 
 __all__ = [
+    "BODY_IDLE_S",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_PUBLIC_BODY_BYTES",
     "PUBLIC_PATHS",
+    "BodyTimeout",
     "BodyTooLarge",
     "RequestLimits",
     "SiteRoutes",
@@ -47,6 +59,18 @@ PUBLIC_PATHS = ("/api/v1/login", "/osmand", "/owntracks", "/healthz", "/readyz",
 SITE_PREFIX = "/api/v1/sites/"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+#: How long a request body may pause between two parts before the request is dropped.
+BODY_IDLE_S = 20.0
+
+
+class BodyTimeout(ProblemError):
+    """A request body stopped arriving (408): the connection is closed."""
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(408, f"the request body stopped arriving for {idle_s:g} s",
+                         headers={"Connection": "close"})
 
 
 class BodyTooLarge(ProblemError):
@@ -131,18 +155,38 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  public_body_bytes: int = DEFAULT_PUBLIC_BODY_BYTES,
-                 trusted_proxies: Iterable[str] = ()) -> None:
+                 trusted_proxies: Iterable[str] = (), body_idle_s: float = BODY_IDLE_S) -> None:
         self.app = app
+        self.body_idle_s = body_idle_s
         self.max_body_bytes = max_body_bytes
         self.public_body_bytes = min(public_body_bytes, max_body_bytes)
         self.trusted = parse_networks(trusted_proxies)
 
     def limit_for(self, scope: Scope) -> int:
+        """The limit before authentication: the larger one only if a credential is shown
+        (and then only once it is checked, see :meth:`_authenticated`)."""
         path: str = scope.get("path", "")
         public = any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
         if public or not _has_credentials(scope):
             return self.public_body_bytes
         return self.max_body_bytes
+
+    @staticmethod
+    async def _authenticated(scope: Scope, receive: Receive, send: Send) -> bool | None:
+        """Check the credential before the body: True if it holds, None if there was
+        none after all; otherwise the refusal is sent (body unread) and False returned."""
+        from fastapi import HTTPException, Request
+
+        from coverwatch.server.access import authenticate
+
+        try:
+            who = await authenticate(Request(scope))
+        except HTTPException as e:
+            headers = {**(e.headers or {}), "Connection": "close"}
+            await problem_response(e.status_code, str(e.detail), headers=headers)(
+                scope, receive, send)
+            return False
+        return None if who is None else True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +199,13 @@ class RequestLimits:
             scope = {**scope, "client": (address, client[1])}
         limit = self.limit_for(scope)
         declared = _header(scope, b"content-length")
+        has_body = declared not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+        if limit > self.public_body_bytes and has_body:
+            known = await self._authenticated(scope, receive, send)
+            if known is False:
+                return
+            if known is None:
+                limit = self.public_body_bytes
         if declared is not None:
             try:
                 size = int(declared)
@@ -169,21 +220,35 @@ class RequestLimits:
                 and _header(scope, b"transfer-encoding") is not None:
             # A chunked body to a public route: take it all (at most the small limit)
             # before the route runs, so that every public route answers 413 alike.
-            buffered = await self._read_small(receive, limit)
+            try:
+                buffered = await asyncio.wait_for(self._read_small(receive, limit),
+                                                  self.body_idle_s)
+            except TimeoutError:
+                e = BodyTimeout(self.body_idle_s)
+                await problem_response(408, str(e.detail), headers=e.headers)(
+                    scope, receive, send)
+                return
             if buffered is None:
                 await self._refuse(scope, receive, send, limit)
                 return
             receive = _replay(buffered, receive)
         received = 0
         started = False
+        body_done = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: waiting for a disconnect (streams) has no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_idle_s)
+            except TimeoutError:
+                raise BodyTimeout(self.body_idle_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def watched(message: Message) -> None:
@@ -198,6 +263,10 @@ class RequestLimits:
             # Raised where no handler turned it into a response (e.g. a form parser).
             if not started:
                 await self._refuse(scope, receive, send, limit)
+        except BodyTimeout as e:
+            if not started:
+                await problem_response(408, str(e.detail), headers=e.headers)(
+                    scope, receive, send)
 
     @staticmethod
     async def _read_small(receive: Receive, limit: int) -> list[Message] | None:

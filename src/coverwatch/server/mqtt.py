@@ -27,8 +27,12 @@ The broker must not drop what it queues for us: Mosquitto's default
 subscriber (see docs/server.md, MQTT, for the settings to use).
 
 A message carries one JSON event, a JSON array of events, or ``{"events": [...]}``.
-An invalid message is acknowledged (redelivering it cannot make it valid) and
-its problems are logged and counted, so one bad publisher cannot block the topic.
+An invalid message, or one whose records the store refuses on their own (one
+message never fails another's: :mod:`coverwatch.server.groupcommit`), is kept
+as a dead letter (:mod:`coverwatch.server.deadletters`) and acknowledged
+(redelivering it cannot make it storable), logged and counted, so one bad
+publisher cannot block the topic. Only a store that cannot commit at all
+leaves messages unacknowledged.
 aiomqtt does not expose paho's manual-ack switch, so it is set on the wrapped
 paho client.
 """
@@ -45,6 +49,8 @@ import aiomqtt
 import orjson
 
 from coverwatch.domain.time import seconds_to_us
+from coverwatch.server.admission import record_fault
+from coverwatch.server.deadletters import set_aside
 from coverwatch.server.ingest import IngestProblem, InvalidEvents, validate_records
 from coverwatch.server.nodeid import node_id
 from coverwatch.server.services import Services
@@ -122,14 +128,15 @@ async def run_mqtt(svc: Services, url: str) -> None:
         except aiomqtt.MqttError as e:
             svc.mqtt_connected = False
             log.warning("MQTT connection lost (%s); reconnecting in %.1f s", e, backoff)
-        except Exception:
+        except Exception as e:
             svc.mqtt_connected = False
+            svc.health.ingest_failed(f"MQTT consumer: {type(e).__name__}: {str(e)[:200]}")
             log.exception("MQTT consumer failed; reconnecting in %.1f s", backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 10.0)
 
 
-_Pending = tuple[list[aiomqtt.Message], "asyncio.Task[Any] | None"]
+_Pending = tuple[list[aiomqtt.Message], "asyncio.Task[Any]"]
 
 
 async def _consume(svc: Services, client: aiomqtt.Client, paho: Any) -> None:
@@ -160,18 +167,39 @@ async def _read(
             batch.append(queue.get_nowait())
         officers = await asyncio.to_thread(_device_officers, svc, batch)
         # Checked off the event loop: a large batch must not stall the server.
-        groups = await asyncio.to_thread(_valid_rows, svc, batch, officers)
+        checked = await asyncio.to_thread(_check_messages, svc, batch, officers)
         # Not awaited here: the next batches are read while this one commits.
-        stored = tasks.create_task(_ingest_groups(svc, groups)) if groups else None
+        stored = tasks.create_task(_store_batch(svc, checked))
         await pending.put((batch, stored))
 
 
-_Group = tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]
+# A message, its device, its rows and reports, and why it cannot be stored (None: it can).
+_Checked = tuple[aiomqtt.Message, str | None, list[dict[str, Any]], list[dict[str, Any]],
+                 str | None]
 
 
-async def _ingest_groups(svc: Services, groups: dict[str | None, _Group]) -> None:
-    for device, rows, reports in groups.values():
-        await svc.ingest(rows, source="mqtt", device=device, reports=reports)
+async def _store_batch(svc: Services, checked: list[_Checked]) -> None:
+    """Store each message (all join the same group commit); set aside as a dead letter
+    one that is invalid or that the store refuses on its own. Raises only when the
+    store cannot commit (then nothing of the batch is acknowledged)."""
+
+    async def one(item: _Checked) -> None:
+        msg, device, rows, reports, problem = item
+        if problem is None:
+            try:
+                await svc.ingest(rows, source="mqtt", device=device, reports=reports)
+                return
+            except Exception as e:
+                if not record_fault(e):
+                    raise
+                problem = f"the store refused it: {type(e).__name__}: {str(e)[:500]}"
+        payload = bytes(msg.payload)  # type: ignore[arg-type,unused-ignore]
+        await set_aside(svc, "mqtt", str(msg.topic), payload, problem)
+
+    outcomes = await asyncio.gather(*(one(c) for c in checked), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, str | None]:
@@ -185,9 +213,9 @@ def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, s
     return {n: active.get(n) for n in names}
 
 
-def _valid_rows(svc: Services, batch: list[aiomqtt.Message],
-                officers: dict[str, str | None]) -> dict[str | None, _Group]:
-    groups: dict[str | None, _Group] = {}
+def _check_messages(svc: Services, batch: list[aiomqtt.Message],
+                    officers: dict[str, str | None]) -> list[_Checked]:
+    out: list[_Checked] = []
     for msg in batch:
         device = _device_of(str(msg.topic), svc.site.id)
         try:
@@ -205,18 +233,17 @@ def _valid_rows(svc: Services, batch: list[aiomqtt.Message],
         except (orjson.JSONDecodeError, InvalidEvents) as e:
             svc.mqtt_rejected += 1
             log.warning("MQTT message %s on %s rejected: %s", msg.mid, msg.topic, e)
+            out.append((msg, device, [], [], f"invalid: {e}"))
             continue
-        group = groups.setdefault(device, (device, [], []))
-        group[1].extend(rows)
-        group[2].extend(reports)
-    return groups
+        if rows or reports:
+            out.append((msg, device, rows, reports, None))
+    return out
 
 
 async def _ack_in_order(pending: asyncio.Queue[_Pending], paho: Any) -> None:
     while True:
         batch, stored = await pending.get()
-        if stored is not None:
-            await stored  # a failed commit raises here: nothing of it is acknowledged
+        await stored  # a store that cannot commit raises here: nothing is acknowledged
         for msg in batch:
             if msg.qos > 0:
                 paho.ack(msg.mid, msg.qos)

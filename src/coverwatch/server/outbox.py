@@ -36,6 +36,7 @@ from coverwatch.domain.supervision import (
     undelivered_steps,
 )
 from coverwatch.domain.time import format_time
+from coverwatch.server.pools import in_store
 from coverwatch.storage import DeliveryRecord
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ class Outbox:
     async def _record(self, deliveries: Sequence[Any], purpose: str) -> list[DeliveryRecord]:
         recs = _records(deliveries, purpose, self.svc.clock())
         try:
-            await asyncio.to_thread(self.svc.store.record_deliveries, recs)
+            await in_store(self.svc.store.record_deliveries, recs)
         except Exception:  # keep them in memory: the card must still tell the truth
             log.exception("could not store %d delivery record(s)", len(recs))
         for rec in recs:
@@ -306,7 +307,7 @@ class Outbox:
             nxt = escalate_now(svc.book, step.alert_id, step.level, svc.clock())
             alert = svc.book.get(step.alert_id)
             if nxt is not None:
-                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                await in_store(svc.store.record_alert_event, alert.to_record(),
                                         actor="engine", action=f"alert.level-due.{nxt.level}")
         if nxt is not None:
             log.warning("alert %s: nobody reached at level %d; level %d now", alert.id,
@@ -332,7 +333,7 @@ class Outbox:
         async with svc.lock:
             alert = raise_direct(svc.book, kind, post, rule, svc.clock(), detail, about)
             try:
-                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
+                await in_store(svc.store.record_alert_event, alert.to_record(),
                                         actor="server", action="alert.raised")
             except Exception:  # e.g. the store is the problem: still shown and sent
                 log.exception("could not store %s alert %s", kind, alert.id)
@@ -361,7 +362,7 @@ class Outbox:
         async with svc.lock:
             trial = Alert.from_record(alert.to_record())
             trial.resolve(max(svc.clock(), trial.lapse_start))
-            await asyncio.to_thread(svc.store.record_alert_event, trial.to_record(),
+            await in_store(svc.store.record_alert_event, trial.to_record(),
                                     actor="server", action="alert.resolved")
             svc.book.restore(trial)
         log.info("%s alert %s resolved: %s", alert.kind, alert.id, why)

@@ -12,7 +12,8 @@ Like ``server.mqtt``: a persistent session, and a message is acknowledged
 only after its fix is committed. A location that cannot be a fix is a device
 report with the reason (like every phone's); a message that is not OwnTracks,
 or comes for an unknown or revoked device, is acknowledged, logged and counted
-(``mqtt_rejected``).
+(``mqtt_rejected``); one that is not JSON or OwnTracks, or that the store
+refuses, is also kept as a dead letter.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import orjson
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntracks_records
+from coverwatch.server.admission import record_fault
+from coverwatch.server.deadletters import set_aside
 from coverwatch.server.devices import DeviceUpload, device_upload
 from coverwatch.server.nodeid import node_id
 from coverwatch.server.readings import Reading, _number
@@ -161,8 +164,15 @@ async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, s
     except (orjson.JSONDecodeError, OwnTracksError) as e:
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s rejected: %s", topic, e)
+        await set_aside(svc, "owntracks", topic, payload, f"invalid: {e}")
         return
     if message.unreadable:
         svc.mqtt_rejected += 1
         log.warning("OwnTracks message on %s: %s", topic, "; ".join(message.ignored))
-    await store_owntracks(svc, message, officer=device.officer, device=device.name)
+    try:
+        await store_owntracks(svc, message, officer=device.officer, device=device.name)
+    except Exception as e:
+        if not record_fault(e):
+            raise  # the store cannot commit: left unacknowledged, redelivered
+        await set_aside(svc, "owntracks", topic, payload,
+                        f"the store refused it: {type(e).__name__}: {str(e)[:500]}")

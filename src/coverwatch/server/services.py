@@ -28,22 +28,25 @@ from coverwatch.domain.alerts import (
     EscalationPolicy,
     alert_id_for,
 )
-from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
 from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
+from coverwatch.server.admission import admit
 from coverwatch.server.devices import ALARM_ALERT_KINDS, DeviceWatch
 from coverwatch.server.feed import Feed
+from coverwatch.server.groupcommit import append_isolated
 from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.live import LiveCover
+from coverwatch.server.policies import policy_from, sos_policy_from
+from coverwatch.server.pools import in_store
 from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
 from coverwatch.server.watchdog import Health
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
 
-__all__ = ["Feed", "IngestResult", "Services", "wall_clock_us"]
+__all__ = ["Feed", "IngestResult", "Services", "policy_from", "sos_policy_from", "wall_clock_us"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -63,37 +66,6 @@ class IngestResult:
     accepted: int
     duplicates: int
     late: int
-
-
-def _target(written: str) -> str:
-    """A site-file target as the domain spells it: a bare role or user name gets its prefix."""
-    from coverwatch.storage.tables import ROLES
-
-    if "://" in written or written.partition(":")[0] in ("role", "user"):
-        return written
-    return f"role:{written}" if written in ROLES else f"user:{written}"
-
-
-def policy_from(doc: SiteDocument) -> EscalationPolicy:
-    """The site file's escalation levels as the domain's policy.
-
-    The site file lets people write ``supervisor`` or ``duty-inspector``;
-    the domain wants ``role:supervisor`` / ``user:duty-inspector``.
-    """
-    return EscalationPolicy(tuple(
-        PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation
-    ))
-
-
-def sos_policy_from(doc: SiteDocument) -> EscalationPolicy:
-    """How device alarms (sos, fall) escalate: the site's ``escalation.sos`` levels, or
-    else every level of the default policy at once (nobody waits on an SOS)."""
-    if doc.sos_escalation is not None:
-        return EscalationPolicy(tuple(
-            PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify))
-            for lv in doc.sos_escalation))
-    return EscalationPolicy(tuple(
-        PolicyLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation))
 
 
 @dataclass
@@ -121,6 +93,7 @@ class Services:
     _delays_logged: int = 0
     _committer: asyncio.Task[None] | None = None
     mqtt_rejected: int = 0
+    dead_letters: int = 0  # messages set aside since start (server.deadletters)
     # coverwatch.server.briefing.Briefing (set by bootstrap): filters capabilities at ingest.
     briefing: Any = None
     # coverwatch.server.tours.TourWatch (set by bootstrap): scans, rounds, tour alerts.
@@ -248,10 +221,14 @@ class Services:
         """
         if not rows and not reports:
             return IngestResult(0, 0, 0)
+        admit(rows, reports)  # a record the store cannot take fails its own request only
         if self.briefing is not None:  # a governed capability counts only while qualified
             self.briefing.filter_rows(rows)
         done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((rows, source, device, done, reports))
+        entry = (rows, source, device, done, reports)
+        # Device alarms go ahead of everything else waiting (and first in any retry).
+        alarm = any(rep.get("alarm") for rep in reports)
+        self._waiting.insert(0 if alarm else len(self._waiting), entry)
         # The committer is its own task, so a client that hangs up mid-commit
         # cannot cancel the commit other requests are waiting on.
         if self._committer is None or self._committer.done():
@@ -279,13 +256,14 @@ class Services:
                         r["_request"] = i
                         tagged.append(r)
                     for rep in reps:
-                        reports.append({**rep, "source": source, "received_us": now})
+                        reports.append({**rep, "source": source, "received_us": now,
+                                        "_request": i})
                 if self.evaluates:  # a late state event is applied at the horizon
                     self.live.plan_late(tagged)
                 alarms = any(rep.get("alarm") for rep in reports)
-                result = await asyncio.to_thread(
-                    self.store.append_events, tagged, reports=reports,
-                    alerts_for=self._alarm_alerts if alarms else None)
+                result, failed = await in_store(
+                    append_isolated, self.store, tagged, reports,
+                    self._alarm_alerts if alarms else None)
                 if self.evaluates:
                     self.live.add(result.rows)
                 for rep in result.reports:
@@ -295,7 +273,7 @@ class Services:
                     self.book.adopt(alert)
                 # Escalate an SOS now, not at the next tick.
                 steps = self.book.tick(self.clock()) if raised else []
-            self.health.committed(True)
+            self.health.commits(len(failed) < len(group), list(failed.values()))
         except Exception as e:
             self.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
             for *_, done, _reps in group:
@@ -314,9 +292,12 @@ class Services:
             self.bus.raised_here.update(a.id for a in raised)
         if steps:
             self._escalating = asyncio.create_task(self._escalate(steps))
+        for i, error in failed.items():  # only these senders hear of the failure
+            group[i][3].set_exception(error)
         if self.bus is not None:  # answered only once the stream has them too
             try:
-                await self.bus.publish(tagged)
+                await self.bus.publish([r for r in tagged if r["_request"] not in failed],
+                                       result.ids)
             except Exception as e:  # the client retries; the event keys make it one event
                 for *_, done, _reps in group:
                     if not done.done():
@@ -332,6 +313,8 @@ class Services:
             if fixes:
                 self._duty_task = asyncio.create_task(self._duty_from_devices(fixes))
         for i, (rows, source, _, done, _reps) in enumerate(group):
+            if i in failed:
+                continue
             self.ingested[source] = self.ingested.get(source, 0) + inserted[i]
             self.late_total += late[i]
             self.duplicates_total += len(rows) - inserted[i]
@@ -458,7 +441,7 @@ class Services:
             horizon = self.live.horizon
             # Alert changes under the lock too, so a person's acknowledgement
             # (also under it) cannot overwrite a resolution made meanwhile.
-            await asyncio.to_thread(self._apply_changes, changes)
+            await in_store(self._apply_changes, changes)
             if self.site.silent_after_s is not None and self.briefing is not None:
                 if self.evaluates:
                     await asyncio.to_thread(self._check_silent, now)
@@ -537,7 +520,7 @@ class Services:
         # "level-due", not "escalated": whether anyone was reached is the deliveries' to say.
         for step in steps:
             alert = self.book.get(step.alert_id)
-            await asyncio.to_thread(
+            await in_store(
                 self.store.record_alert_event, alert.to_record(), actor="engine",
                 action=f"alert.level-due.{step.level}",
             )

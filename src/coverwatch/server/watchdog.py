@@ -6,9 +6,11 @@ Every ``watch_s`` the watchdog looks at three things:
 * the engine: does the horizon trail the clock by more than the allowed lateness
   plus ``max_engine_lag_s`` (not while the horizon is held after a restart)?
 * the store: did the last commit fail, and can a small write commit now?
+* ingestion: were several messages refused by the store or set aside as dead
+  letters lately (``INGEST_FAILURES`` within ``INGEST_WINDOW_S``)?
 
-Each problem raises a ``system`` alert (rule ``ticker-stopped``, ``engine-lag`` or
-``store-commit``) sent to supervisors and admins, and makes ``/readyz`` answer
+Each problem raises a ``system`` alert (rule ``ticker-stopped``, ``engine-lag``,
+``store-commit`` or ``ingest-failing``) sent to supervisors and admins, and makes ``/readyz`` answer
 503, until it clears (the alert is then resolved). A notifier that reaches
 nobody never flips ``/readyz``: mail being down must not take ingestion away;
 that is a ``notification-failure`` or ``system`` alert only.
@@ -41,6 +43,9 @@ __all__ = ["Health", "check", "run_heartbeat", "run_watchdog", "should_beat", "w
 log = logging.getLogger("coverwatch.server")
 
 _PROBE_KEY = "watchdog.probe"
+# Ingestion "keeps failing": this many messages or requests not stored within the window.
+INGEST_FAILURES = 3
+INGEST_WINDOW_S = 600.0
 
 
 @dataclass
@@ -52,6 +57,9 @@ class Health:
     store_ok: bool = True
     store_error: str = ""
     problems: dict[str, str] = field(default_factory=dict)
+    # When records were refused by the store or set aside as dead letters (monotonic s).
+    ingest_failures: list[float] = field(default_factory=list)
+    ingest_error: str = ""
 
     def ticked(self) -> None:
         self.last_tick = time.monotonic()
@@ -60,6 +68,30 @@ class Health:
     def committed(self, ok: bool, error: str = "") -> None:
         self.store_ok = ok
         self.store_error = "" if ok else error
+
+    def ingest_failed(self, error: str) -> None:
+        """A sender's records could not be stored (the store itself may be fine)."""
+        now = time.monotonic()
+        self.ingest_failures = [t for t in self.ingest_failures if now - t <= INGEST_WINDOW_S]
+        self.ingest_failures.append(now)
+        self.ingest_error = error
+
+    def failing_ingest(self) -> int:
+        """How many ingest failures in the last :data:`INGEST_WINDOW_S` seconds."""
+        now = time.monotonic()
+        return sum(1 for t in self.ingest_failures if now - t <= INGEST_WINDOW_S)
+
+    def commits(self, stored: bool, errors: list[Exception]) -> None:
+        """A group commit's outcome: some request stored, and each failed one's error."""
+        from coverwatch.server.admission import record_fault
+
+        if stored:
+            self.committed(True)
+        for e in errors:
+            text = f"{type(e).__name__}: {str(e)[:200]}"
+            self.ingest_failed(text)
+            if not record_fault(e):
+                self.committed(False, text)
 
     @property
     def ready(self) -> bool:
@@ -88,6 +120,11 @@ def check(svc: Services) -> dict[str, str]:
         if lag > settings.max_engine_lag_s:
             out["engine-lag"] = (f"The live engine is {lag:.0f} s behind (beyond the allowed "
                                  f"lateness): alerts come late.")
+    failures = health.failing_ingest()
+    if failures >= INGEST_FAILURES:
+        out["ingest-failing"] = (f"{failures} device or system messages could not be stored in "
+                                 f"the last {INGEST_WINDOW_S / 60:.0f} minutes (last: "
+                                 f"{health.ingest_error}); see the dead letters.")
     if not health.store_ok:
         out["store-commit"] = f"The store cannot commit: {health.store_error or 'unknown error'}."
     return out

@@ -30,6 +30,7 @@ from coverwatch.storage.auditkeys import AuditKeyring
 from coverwatch.storage.auth import TOKEN_PREFIXES
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import audit
+from coverwatch.storage.tlog import append_leaf
 
 __all__ = [
     "GENESIS_HASH",
@@ -237,6 +238,8 @@ class AuditMixin(StoreBase):
                 details=details_text, prev_hash=prev, hash=digest, mac=mac,
             )
         )  # fmt: skip
+        # The entry's leaf in the site's transparency log, committed with it.
+        append_leaf(conn, self.site, "audit", str(new_id), {"hash": digest})
         return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest, mac)
 
     def audit_entries(self, after_id: int = 0, limit: int = 100) -> list[AuditEntry]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coverwatch.errors import StoreError
+from coverwatch.storage.private import private_dir
 
 __all__ = ["KEY_FILE_ENV", "AuditKeyring", "default_key_path", "load_keyring", "rotate_keyring"]
 
@@ -62,7 +63,7 @@ class AuditKeyring:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,6 +79,11 @@ class StoreBase:
         self.dialect = engine.dialect.name
         # Serialises audit appends within this process; the database lock covers others.
         self._audit_lock = threading.Lock()
+        # Distributed mode (storage/busoutbox.py): run inside every write transaction (the
+        # owner's fence) and inside the transaction that stores events (the outbox).
+        self.fence_check: Callable[[Connection], None] | None = None
+        self.after_append: Callable[[Connection, Sequence[tuple[int, str]], int], None] | \
+            None = None
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -86,6 +91,8 @@ class StoreBase:
         with self.engine.connect() as conn:
             conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
+                if self.fence_check is not None:
+                    self.fence_check(conn)
                 yield conn
 
     @contextmanager

@@ -40,8 +40,10 @@ from coverwatch.storage.auth import AuthMixin
 from coverwatch.storage.base import make_engine, normalise_url, now_us
 from coverwatch.storage.briefing import BriefingMixin
 from coverwatch.storage.contacts import ContactsMixin
+from coverwatch.storage.deadletters import DeadLettersMixin
 from coverwatch.storage.devicereports import DeviceReportsMixin, report_values
 from coverwatch.storage.keeping import KeepingMixin
+from coverwatch.storage.private import private_data_dir
 from coverwatch.storage.tables import (
     DEFAULT_SITE,
     alerts,
@@ -50,6 +52,7 @@ from coverwatch.storage.tables import (
     events,
     server_state,
 )
+from coverwatch.storage.tlog import append_event_leaves
 
 __all__ = [
     "DB_FILENAME",
@@ -216,7 +219,7 @@ def upgrade(url: str | None, data_dir: Path | None = None) -> str:
     if url is None:
         if data_dir is None:
             raise StoreError("upgrade needs a database URL or a data directory")
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        private_data_dir(data_dir, DB_FILENAME)
         url = sqlite_url(data_dir)
     engine = make_engine(url)
     try:
@@ -243,7 +246,7 @@ def open_store(
     the newest revision (run :func:`upgrade`), otherwise :class:`StoreError`.
     """
     if url is None:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        private_data_dir(data_dir, DB_FILENAME)
         url = sqlite_url(data_dir)
     parsed = normalise_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -410,7 +413,7 @@ def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReportsMixin,
-            AuditMixin):
+            DeadLettersMixin, AuditMixin):
     """The persistent store. Safe to share between the threads of one process."""
 
     # -- events -------------------------------------------------------------
@@ -452,6 +455,8 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
                     earliest = min(p[_T_US] for p in params)
+                    if self.after_append is not None:  # the bus outbox
+                        self.after_append(conn, stored, earliest)
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))
@@ -464,6 +469,7 @@ class Store(AuthMixin, BriefingMixin, ContactsMixin, KeepingMixin, DeviceReports
                     if got is not None:
                         new_reports.append({**given, **values, "id": int(got),
                                             "raw": given.get("raw")})
+                append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
                 if alerts_for is not None and new_reports:
                     for record, action in alerts_for(new_reports):
                         if self._insert_alert_locked(conn, record, action):

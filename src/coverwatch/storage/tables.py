@@ -34,7 +34,10 @@ __all__ = [
     "alerts",
     "api_tokens",
     "audit",
+    "bus_fences",
+    "bus_outbox",
     "contacts",
+    "dead_letters",
     "deliveries",
     "device_reports",
     "devices",
@@ -50,6 +53,7 @@ __all__ = [
     "server_state",
     "sessions",
     "site_roles",
+    "tlog_leaves",
     "users",
 ]
 
@@ -312,6 +316,19 @@ audit = Table(
     UniqueConstraint("hash"),
 )
 
+# The site's transparency log (RFC 9162 Merkle tree): one leaf per record, appended in the
+# transaction that stores the record. ``idx`` counts from 0 per site, with no gaps.
+tlog_leaves = Table(
+    "tlog_leaves",
+    metadata,
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),  # audit, event, alert, delivery, rule-version
+    Column("ref", Text, nullable=False),  # the record's id in its table
+    Column("leaf", Text, nullable=False),  # canonical JSON: the leaf's bytes
+    Column("hash", Text, nullable=False),  # hex SHA-256(0x00 || leaf)
+)
+
 engine_checkpoints = Table(
     "engine_checkpoints",
     metadata,
@@ -404,9 +421,50 @@ orders_acknowledgements = Table(
     Index(None, "officer", "post", "at_us"),
 )
 
+# Distributed mode (0011): a commit group JetStream has not acknowledged yet (events with
+# first_id <= id <= last_id of the site; earliest_us their earliest time); deleted once it has.
+bus_outbox = Table(
+    "bus_outbox",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("first_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("earliest_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Distributed mode (0011): the lease epoch of the site's owner; an owner's write is refused
+# unless its epoch is the one here (a fencing token, checked in the write's transaction).
+bus_fences = Table(
+    "bus_fences",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    # A message (MQTT) that could not be stored, set aside and acknowledged so that it is
+    # not redelivered for ever; kept for admins to see, purged with the site's positions.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("received_us", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("topic", Text),
+    Column("reason", Text, nullable=False),
+    # The message as received (UTF-8, undecodable bytes replaced), cut at a limit.
+    Column("payload", Text, nullable=False),
+    Column("payload_bytes", BigInteger, nullable=False),
+    Column("digest", Text, nullable=False),
+    Index(None, "site", "received_us"),
+)
+
 # Every table whose rows belong to one site (each has a ``site`` column).
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, qualifications,
+    device_reports, qualifications, bus_outbox, bus_fences, dead_letters, tlog_leaves,
 )

@@ -2,6 +2,7 @@
 // escalation targets reach nobody.
 
 import { api, me, logout, el, AuthError } from "./common.js";
+import { loadDeadLetters } from "./deadletters.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,6 +49,7 @@ async function main() {
   $("user").textContent = who.name;
   $("logout").addEventListener("click", logout);
   await load();
+  await loadDeadLetters();
 }
 
 main().catch((e) => { if (!(e instanceof AuthError)) $("targets").textContent = `Could not load: ${e.message}`; });

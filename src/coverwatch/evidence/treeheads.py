@@ -1,0 +1,222 @@
+"""Signed tree heads of the site's transparency log, and checking the log against them.
+
+A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 1,
+"site", "at", "size", "root", "prev", "prev_size"}`` with ``public_key``, ``key_id``
+and an Ed25519 ``signature`` over the rest (canonical JSON, as anchors). ``root``
+is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
+SHA-256 (hex) of the previous head of the site, as written (null for the first),
+so heads form a chain: deleting or replaying one breaks it.
+
+:func:`verify_tree_heads` needs only public keys and the stored leaves: each leaf
+hash is recomputed, each head's root recomputed from the leaves, and each pair of
+successive heads checked with an RFC 9162 consistency proof (the log between them
+was only appended to). Findings: ``bad-head`` (signature), ``head-missing`` (the
+chain of heads is broken: a head was deleted or one replayed out of order),
+``replayed`` (a head smaller than the one before), ``inconsistent`` (two heads are
+not of one append-only log), ``log-rewritten`` (the stored leaves no longer give a
+head's root), ``log-truncated`` (fewer leaves than a head counted), ``leaf-edited``
+(a leaf's stored hash is not the hash of its bytes), ``audit-mismatch`` (an audit
+leaf names a hash the audit entry no longer has).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from coverwatch.domain.merkle import Levels, leaf_hash, root, verify_consistency
+from coverwatch.evidence.anchors import Finding, sign_document, verify_document
+from coverwatch.evidence.keys import SigningKey
+from coverwatch.storage import Store
+from coverwatch.storage.private import private_dir
+from coverwatch.storage.tables import audit, tlog_leaves
+from coverwatch.storage.tlog import leaf_hashes
+
+__all__ = ["HEAD_KIND", "HeadCheck", "append_head", "head_digest", "head_now", "heads_file",
+           "last_head", "load_heads", "log_moved", "make_head", "verify_tree_heads"]
+
+HEAD_KIND = "coverwatch.tree-head"
+LAST_HEAD_STATE = "tlog.last_head"
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def head_digest(head: dict[str, Any]) -> str:
+    """SHA-256 hex of a signed head's canonical JSON: what the next head names as ``prev``."""
+    return hashlib.sha256(_canonical(head)).hexdigest()
+
+
+def load_heads(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Finding]]:
+    """Every tree head line of ``path`` with its line number, and lines that are not heads."""
+    heads: list[tuple[int, dict[str, Any]]] = []
+    bad: list[Finding] = []
+    if not path.exists():
+        return heads, bad
+    for n, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad.append(Finding("bad-head", f"{path}:{n}: not JSON"))
+            continue
+        if not isinstance(doc, dict) or doc.get("kind") != HEAD_KIND:
+            bad.append(Finding("bad-head", f"{path}:{n}: not a tree head"))
+            continue
+        heads.append((n, doc))
+    return heads, bad
+
+
+def make_head(store: Store, key: SigningKey, site: str,
+              prev: dict[str, Any] | None) -> dict[str, Any]:
+    """A signed head of the log as stored now, chained to ``prev`` (the site's last head)."""
+    with store._read() as conn:
+        hashes = leaf_hashes(conn, store.site)
+    at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return sign_document({
+        "kind": HEAD_KIND, "v": 1, "site": site, "at": at, "size": len(hashes),
+        "root": root(hashes).hex(),
+        "prev": None if prev is None else head_digest(prev),
+        "prev_size": None if prev is None else prev.get("size"),
+    }, key)
+
+
+def append_head(path: Path, head: dict[str, Any]) -> None:
+    """Append one line (mode 0600) and force it to disk."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, _canonical(head) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def last_head(path: Path, site: str) -> dict[str, Any] | None:
+    heads, _ = load_heads(path)
+    mine = [d for _, d in heads if d.get("site") == site]
+    return mine[-1] if mine else None
+
+
+def heads_file(key_path: Path) -> Path:
+    """The site's tree head file: ``tree-heads.jsonl`` beside the audit key."""
+    return key_path.with_name("tree-heads.jsonl")
+
+
+def head_now(store: Store, key: SigningKey, site: str, path: Path) -> dict[str, Any]:
+    """Sign the log's head now, append it to ``path`` and remember it as the last head."""
+    head = make_head(store, key, site, last_head(path, site))
+    append_head(path, head)
+    store.set_state(LAST_HEAD_STATE, _canonical(head).decode())
+    return head
+
+
+def log_moved(store: Store) -> bool:
+    """Whether the log has leaves its last signed head does not cover."""
+    from coverwatch.storage.tlog import log_size
+
+    last = store.get_state(LAST_HEAD_STATE)
+    with store._read() as conn:
+        size = log_size(conn, store.site)
+    return size > (0 if last is None else int(orjson.loads(last).get("size") or 0))
+
+
+@dataclass(slots=True)
+class HeadCheck:
+    """What :func:`verify_tree_heads` found."""
+
+    heads: int
+    leaves: int
+    findings: list[Finding] = field(default_factory=list)
+    last_head: dict[str, Any] | None = None
+    checked: list[dict[str, Any]] = field(default_factory=list)  # the site's heads, in order
+
+
+def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
+    """Recompute every leaf hash from its bytes; compare audit leaves with the audit table."""
+    findings: list[Finding] = []
+    hashes: list[bytes] = []
+    mismatched: list[str] = []
+    with store._read() as conn:
+        rows = conn.execute(select(tlog_leaves).where(tlog_leaves.c.site == store.site)
+                            .order_by(tlog_leaves.c.idx)).all()
+        audit_hash = {str(r.id): str(r.hash) for r in conn.execute(
+            select(audit.c.id, audit.c.hash).where(audit.c.site == store.site))}
+    for expected, row in enumerate(rows):
+        if int(row.idx) != expected:
+            findings.append(Finding("log-truncated", f"leaf {expected} is missing"))
+            break
+        data = str(row.leaf).encode()
+        if leaf_hash(data).hex() != row.hash:
+            findings.append(Finding("leaf-edited", f"leaf {row.idx} ({row.kind} {row.ref}) "
+                                                   "does not match its hash"))
+        if row.kind == "audit" and audit_hash.get(str(row.ref)) != orjson.loads(data).get("hash"):
+            mismatched.append(str(row.ref))
+        hashes.append(leaf_hash(data))
+    if mismatched:  # one finding, not one per entry (a wiped log has thousands)
+        more = f" and {len(mismatched) - 1} more" if len(mismatched) > 1 else ""
+        findings.append(Finding("audit-mismatch", f"the log recorded audit entry "
+                                f"{mismatched[0]}{more}, changed or removed since"))
+    return hashes, findings
+
+
+def verify_tree_heads(
+    store: Store, path: Path, *, trusted: tuple[str, ...] | None, site: str,
+) -> HeadCheck:
+    """Check the stored log against every signed head of ``site`` in ``path``."""
+    docs, findings = load_heads(path)
+    heads: list[tuple[int, dict[str, Any]]] = []
+    for n, doc in docs:
+        why = verify_document(doc, trusted)
+        if why is not None:
+            findings.append(Finding("bad-head", f"tree head on line {n}: {why}"))
+        elif doc.get("site") == site:
+            heads.append((n, doc))
+    hashes, leaf_findings = _check_leaves(store)
+    findings += leaf_findings
+    tree = Levels(hashes)  # each head's root and each proof in O(log n), not O(n)
+    prev: tuple[int, dict[str, Any]] | None = None
+    for n, doc in heads:
+        size, where = int(doc["size"]), f"tree head on line {n} ({doc.get('at')})"
+        if prev is None and doc.get("prev") is not None:
+            findings.append(Finding("head-missing", f"{where} names a previous head that is "
+                                                    "not in the file: heads were removed"))
+        if prev is not None:
+            pn, pdoc = prev
+            if doc.get("prev") != head_digest(pdoc):
+                findings.append(Finding("head-missing", f"{where} does not follow the head on "
+                                        f"line {pn}: a head between them was deleted, or one "
+                                        "was replayed"))
+            if size < int(pdoc["size"]):
+                findings.append(Finding("replayed", f"{where} has {size} leaves, fewer than "
+                                        f"the head on line {pn} ({pdoc['size']})"))
+            elif size <= len(hashes):
+                proof = tree.consistency_proof(int(pdoc["size"]), size)
+                if not verify_consistency(int(pdoc["size"]), size, bytes.fromhex(pdoc["root"]),
+                                          bytes.fromhex(doc["root"]), proof):
+                    findings.append(Finding("inconsistent", f"{where} and the head on line "
+                                            f"{pn} are not of one append-only log"))
+        if size > len(hashes):
+            findings.append(Finding("log-truncated", f"the log has {len(hashes)} leaves but "
+                                    f"{where} counted {size}: leaves were removed"))
+        elif tree.root(size).hex() != doc.get("root"):
+            findings.append(Finding("log-rewritten", f"the first {size} leaves no longer give "
+                                    f"the root of {where}: the log was rewritten"))
+        prev = (n, doc)
+    last = store.get_state(LAST_HEAD_STATE)
+    if last is not None and heads and head_digest(orjson.loads(last)) not in {
+        head_digest(d) for _, d in heads
+    }:
+        findings.append(Finding("head-missing", "the server's last head is not in "
+                                f"{path}: the file lost its newest heads or was replayed"))
+    return HeadCheck(len(heads), len(hashes), findings, heads[-1][1] if heads else None,
+                     [d for _, d in heads])

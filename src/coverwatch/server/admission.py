@@ -1,0 +1,158 @@
+"""Admission to a group commit: every record is checked before it joins one.
+
+A group commit stores many senders' records in one transaction, so one record
+the store cannot take (a raw body nested 300 deep, a value of the wrong type)
+would fail everybody's. :func:`admit` checks each event row and device report
+of one request first, with the store's own serialisation:
+
+* the columns have the types the store keeps (kind, integer time, text names,
+  finite numbers or nothing, booleans);
+* the kept original (``raw``) nests at most :data:`MAX_DEPTH` deep and takes
+  at most :data:`MAX_RAW_BYTES` as JSON. A phone's upload is never refused for
+  what it added around a valid position: its original is replaced by a short
+  note saying why it was not kept (the fix and the report still count).
+
+A type problem is the sender's (or a bug's): :class:`InvalidEvents` for that
+request only. :func:`record_fault` tells a record the store refuses from a
+store that cannot commit at all (which must not be blamed on a record).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from coverwatch.domain.records import MAX_DEPTH, nesting_depth
+from coverwatch.errors import StoreError
+from coverwatch.server.ingest import IngestProblem, InvalidEvents
+
+__all__ = ["MAX_DEPTH", "MAX_RAW_BYTES", "admit", "record_fault"]
+
+#: The most a kept original may take as JSON (a real upload is under 2 KB).
+MAX_RAW_BYTES = 64 * 1024
+
+_KINDS = frozenset({"fix", "duty", "gate", "flag"})
+_TEXT = ("officer", "post", "flag", "device")
+_NUMBERS = ("x", "y", "accuracy")
+_FLAGS = ("on", "open")
+_INT64 = 2**63 - 1
+
+
+def _raw_problem(raw: Any) -> str | None:
+    """Why ``raw`` cannot be kept (None: it can)."""
+    depth, where = nesting_depth(raw)
+    if depth > MAX_DEPTH:
+        return f"it nests more than {MAX_DEPTH} deep (at {where or 'the top'})"
+    try:
+        size = len(orjson.dumps(raw))
+    except (TypeError, ValueError) as e:  # JSONEncodeError: not JSON (NaN keys, bytes, ...)
+        return f"it is not JSON ({e})"
+    if size > MAX_RAW_BYTES:
+        return f"it takes {size} bytes as JSON (at most {MAX_RAW_BYTES})"
+    return None
+
+
+def _keep_raw(record: dict[str, Any]) -> None:
+    raw = record.get("raw")
+    if raw is None:
+        return
+    why = _raw_problem(raw)
+    if why is not None:
+        record["raw"] = {"not_kept": f"the original was not kept: {why}"}
+
+
+def _row_problem(row: Mapping[str, Any]) -> tuple[str | None, str] | None:
+    kind = row.get("kind")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        return "kind", "expected fix, duty, gate or flag"
+    t = row.get("t_us")
+    if not isinstance(t, int) or isinstance(t, bool) or not -_INT64 <= t <= _INT64:
+        return "t", "expected a time"
+    for name in _TEXT:
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            return name, "expected text"
+    for name in _NUMBERS:
+        value = row.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            return name, "expected a finite number"
+    for name in _FLAGS:
+        value = row.get(name)
+        if value is not None and not isinstance(value, bool):
+            return name, "expected true or false"
+    caps = row.get("capabilities")
+    if caps is not None and not isinstance(caps, str) and not (
+            isinstance(caps, list | tuple) and all(isinstance(c, str) for c in caps)):
+        return "capabilities", "expected a list of capability names"
+    return None
+
+
+def _report_problem(rep: Mapping[str, Any]) -> tuple[str | None, str] | None:
+    t = rep.get("t_us")
+    if t is not None and (not isinstance(t, int) or isinstance(t, bool)
+                          or not -_INT64 <= t <= _INT64):
+        return "t", "expected a time"
+    for name in ("device", "officer", "alarm", "reason"):
+        value = rep.get(name)
+        if value is not None and not isinstance(value, str):
+            return name, "expected text"
+    battery = rep.get("battery")
+    if battery is not None and (isinstance(battery, bool) or not isinstance(
+            battery, int | float) or not math.isfinite(battery)):
+        return "battery", "expected a finite number"
+    return None
+
+
+def admit(rows: Sequence[dict[str, Any]], reports: Sequence[dict[str, Any]]) -> None:
+    """Check one request's rows and reports before they join a group commit.
+
+    Raises :class:`InvalidEvents` (nothing of the request is stored) for a
+    value the store cannot keep; an original that cannot be kept is replaced
+    in place by a note, so the record itself still counts.
+    """
+    problems: list[IngestProblem] = []
+    for i, row in enumerate(rows):
+        found = _row_problem(row)
+        if found is not None:
+            problems.append(IngestProblem(i, *found))
+            continue
+        _keep_raw(row)
+    for i, rep in enumerate(reports):
+        found = _report_problem(rep)
+        if found is not None:
+            problems.append(IngestProblem(i, *found))
+            continue
+        _keep_raw(rep)
+    if problems:
+        raise InvalidEvents(problems)
+
+
+_STORE_TROUBLE = (OperationalError, InterfaceError, psycopg.OperationalError,
+                  psycopg.InterfaceError, sqlite3.OperationalError, OSError, TimeoutError)
+
+
+def record_fault(exc: BaseException) -> bool:
+    """Whether a failed commit of one request alone was the record's fault (the store
+    refused what it was given), not the store's (cannot commit, locked, gone).
+
+    Only a record's fault may be set aside as a dead letter: a store that cannot
+    commit must make the sender try again, never lose what it sent.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _STORE_TROUBLE):
+            return False
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return False
+        cause = seen.__cause__ or seen.__context__
+        if cause is None and type(seen) is StoreError:
+            return False  # the store's own word, with nothing to say a record caused it
+        seen = cause
+    return True

@@ -1,0 +1,78 @@
+"""The site's transparency log in the database: append a leaf inside the caller's transaction.
+
+A leaf is the canonical JSON of ``{"kind", "ref", ...}`` naming one stored record
+and its content hash; its hash is RFC 9162's ``SHA-256(0x00 || leaf)``
+(:mod:`coverwatch.domain.merkle`). Leaves are appended by the transaction that
+stores the record, so a record and its leaf commit together or not at all.
+Appends to one site's log are serialised: SQLite's write transaction is already
+exclusive, PostgreSQL takes a transaction-scoped advisory lock per site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select, text
+
+from coverwatch.domain.merkle import leaf_hash
+from coverwatch.storage.tables import tlog_leaves
+
+__all__ = ["append_event_leaves", "append_leaf", "leaf_bytes", "leaf_hashes", "log_size"]
+
+
+def leaf_bytes(kind: str, ref: str, body: Mapping[str, Any]) -> bytes:
+    """The leaf's bytes: canonical JSON (sorted keys, no spaces) of kind, ref and body."""
+    return orjson.dumps({**body, "kind": kind, "ref": ref}, option=orjson.OPT_SORT_KEYS)
+
+
+def append_leaf(
+    conn: Connection, site: str, kind: str, ref: str, body: Mapping[str, Any],
+) -> int:
+    """Append one leaf to ``site``'s log in ``conn``'s transaction; returns its index."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
+    size = log_size(conn, site)
+    data = leaf_bytes(kind, ref, body)
+    conn.execute(tlog_leaves.insert().values(
+        site=site, idx=size, kind=kind, ref=ref, leaf=data.decode(),
+        hash=leaf_hash(data).hex(),
+    ))
+    return size
+
+
+def append_event_leaves(
+    conn: Connection, site: str, stored: list[tuple[int, str]],
+    reports: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """One leaf per newly stored event, ``{"key": <idempotence key>}`` (its key names
+    kind, officer/post/flag, time, device and a digest of what it says), in id order,
+    then one per newly stored device report (``{"key": <device|time|digest>}``)."""
+    items = [("event", str(i), k) for i, k in sorted(stored)]
+    items += [("device-report", str(r["id"]), str(r["key"])) for r in reports]
+    if not items:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
+    size = log_size(conn, site)
+    rows = []
+    for i, (kind, ref, key) in enumerate(items):
+        data = leaf_bytes(kind, ref, {"key": key})
+        rows.append({"site": site, "idx": size + i, "kind": kind, "ref": ref,
+                     "leaf": data.decode(), "hash": leaf_hash(data).hex()})
+    conn.execute(tlog_leaves.insert(), rows)
+
+
+def log_size(conn: Connection, site: str) -> int:
+    last = conn.execute(select(func.max(tlog_leaves.c.idx))
+                        .where(tlog_leaves.c.site == site)).scalar()
+    return 0 if last is None else int(last) + 1
+
+
+def leaf_hashes(conn: Connection, site: str, size: int | None = None) -> list[bytes]:
+    """The first ``size`` (None: all) leaf hashes of ``site``'s log, in order, as stored."""
+    q = select(tlog_leaves.c.hash).where(tlog_leaves.c.site == site).order_by(tlog_leaves.c.idx)
+    if size is not None:
+        q = q.where(tlog_leaves.c.idx < size)
+    return [bytes.fromhex(h) for (h,) in conn.execute(q)]
