@@ -36,6 +36,7 @@ async def _build_site(
 ) -> Services:
     """One site's services, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
+    from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
     from coverwatch.server.pools import in_alarm, in_notify
 
@@ -47,6 +48,7 @@ async def _build_site(
         offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
     svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
+    notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
     await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                             {"path": str(settings.site_path)})
     return svc

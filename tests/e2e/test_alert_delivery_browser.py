@@ -142,6 +142,10 @@ def test_alert_reaches_the_supervisor_who_sends_the_nearest_armed_officer(
         card.locator("textarea").fill("North side, by the barrier")
         card.get_by_role("button", name="Send A7").click()
         card.locator("li.dispatched", has_text="Sent A7").wait_for()
+        # The Send button now shows the sent state and cannot send twice.
+        sent = card.locator('li.candidate[data-officer="A7"] button.send.sent')
+        sent.wait_for()
+        assert sent.is_disabled() and "Sent ✓" in sent.inner_text()
 
         officer = _login(browser, base, "A7", "/duty", PHONE)
         officer.wait_for_url(re.compile(r"/duty$"))

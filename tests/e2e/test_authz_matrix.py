@@ -65,6 +65,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/alerts/{alert_id}/close"): frozenset({SUPERVISOR, ADMIN}),
     ("GET", "/api/v1/alerts/{alert_id}"): SUPERVISION,
     ("POST", "/api/v1/alerts/{alert_id}/dispatch"): frozenset({SUPERVISOR, ADMIN}),
+    ("POST", "/api/v1/alerts/{alert_id}/shelve"): frozenset({SUPERVISOR, ADMIN}),
+    ("DELETE", "/api/v1/alerts/{alert_id}/shelve"): frozenset({SUPERVISOR, ADMIN}),
+    ("POST", "/api/v1/posts/{post}/shelve"): frozenset({SUPERVISOR, ADMIN}),
+    ("GET", "/api/v1/incidents"): frozenset({SUPERVISOR, ADMIN, AUDITOR}),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): frozenset({SUPERVISOR, ADMIN}),
+    ("DELETE", "/api/v1/posts/{post}/shelve"): frozenset({SUPERVISOR, ADMIN}),
     ("GET", "/api/v1/me/dispatches"): frozenset({OFFICER}),
     ("GET", "/api/v1/tours"): SUPERVISION,
     ("GET", "/api/v1/me/tours"): frozenset({OFFICER}),
@@ -156,6 +162,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/alerts/{alert_id}/close"): {"json": {"note": "done"}},
     ("POST", "/api/v1/alerts/{alert_id}/dispatch"): {"json": {"officer": "A7"}},
+    ("POST", "/api/v1/alerts/{alert_id}/shelve"): {"json": {"minutes": 5, "reason": "test"}},
+    ("POST", "/api/v1/posts/{post}/shelve"): {"json": {"minutes": 5, "reason": "works"}},
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): {"json": {"note": "on it"}},
     ("POST", "/api/v1/users"): {"json": {"username": "new-user", "password": PASSWORD,
                                           "roles": ["officer"]}},
     ("PATCH", "/api/v1/users/{username}"): {"json": {"roles": ["officer"]}},
@@ -171,7 +180,7 @@ PAGES = frozenset({"/", "/control", "/duty", "/audit", "/planning", "/people", "
 STATIC_FILE = "/static/app.css"
 PATH_VALUES = {"alert_id": "lapse-0000000000000000", "username": "target-user",
                "post": "main-gate", "officer": "A7", "shift_id": "999999", "hold_id": "999999",
-               "name": "spare-device"}
+               "name": "spare-device", "incident_id": "incident-x"}
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:

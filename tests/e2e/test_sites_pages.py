@@ -63,4 +63,5 @@ def test_the_board_counts_alerts_to_act_on_like_the_control_room(kit: Kit) -> No
     assert [s["id"] for s in board] == ["z-quay", "a-yard"]  # what needs a person first
     quay = board[0]
     assert quay["alerts_to_act_on"] == 1 and quay["alerts_open"] == 0
+    assert quay["alerts_resolved_unacknowledged"] == 1  # shown apart from open ones
     assert board[1]["alerts_to_act_on"] == 0

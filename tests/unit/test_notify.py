@@ -157,7 +157,7 @@ def test_message_is_plain_and_specific() -> None:
     assert title == "LAPSE Main Gate / armed-cover"
     assert body == (
         "LAPSE Main Gate / armed-cover: 0 of 2 armed officers for 1 min 10 s "
-        "(since 14:39:28 Europe/London). Level 2."
+        "(since 14:39:28 Europe/London). Level 3."  # levels counted from 1, as on screen
     )
 
 
@@ -165,7 +165,7 @@ def test_message_without_site_or_capability() -> None:
     _, body = escalation_message(escalation(("role:x",), level=0, need=1, rule="any-cover"))
     assert body == (
         "LAPSE north-gate / any-cover: 0 of 1 officer for 1 min 10 s "
-        "(since 13:39:28 UTC). Level 0."
+        "(since 13:39:28 UTC). Level 1."
     )
 
 
@@ -277,7 +277,7 @@ def test_apprise_json_url(server: LocalServer) -> None:
     assert got.path == "/apprise"
     payload = json.loads(got.body)
     assert payload["title"] == "LAPSE Main Gate / armed-cover"
-    assert payload["message"].endswith("(since 14:39:28 Europe/London). Level 2.")
+    assert "(since 14:39:28 Europe/London). Level 3.\nMessage id: " in payload["message"]
     assert SIGNATURE_HEADER not in got.headers
 
 
@@ -406,4 +406,7 @@ def test_sos_message_names_the_officer() -> None:
     step = Escalation("sos-1", 0, ("role:supervisor",), t, t, "sos", "", "officer:A1", t, t, 0, 0)
     title, body = escalation_message(step)
     assert title == "SOS from officer A1"
-    assert body == "SOS from officer A1 (sent 08:00:00 UTC). Level 0."
+    assert body == "SOS from officer A1 (sent 08:00:00 UTC), position unknown. Level 1."
+    _, body = escalation_message(step, where="18 m NE of Gate J1 (±12 m, 40 s old)")
+    assert body == ("SOS from officer A1 (sent 08:00:00 UTC), 18 m NE of Gate J1 "
+                    "(±12 m, 40 s old). Level 1.")

@@ -50,6 +50,9 @@ def site_summary(svc: Services) -> dict[str, Any]:
         "rules_in_grace": sum(1 for r in rules if r["state"] == "grace"),
         "alerts_open": sum(1 for a in live if a.state.value == "open"),
         "alerts_to_act_on": sum(1 for a in svc.book.alerts() if needs_action(a)),
+        # Of those, resolved before anyone acknowledged them (shown apart from open ones).
+        "alerts_resolved_unacknowledged": sum(
+            1 for a in svc.book.alerts() if needs_action(a) and a.state.value == "resolved"),
         "alerts_acknowledged": sum(1 for a in live if a.state.value == "acknowledged"),
         "alarms_open": sum(1 for a in live if a.kind in DEVICE_ALARM_KINDS),
         "officers_on_duty": sum(1 for o in svc.shown.officers() if o.on_duty),

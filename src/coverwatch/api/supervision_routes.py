@@ -6,7 +6,10 @@
   for the rule, ranked by travel time);
 * ``POST /api/v1/alerts/{id}/dispatch``: send an officer to the alert's post
   (stored, audited, then delivered to the officer's contacts and /duty page);
-* ``GET /api/v1/me/dispatches``: an officer's instructions.
+* ``GET /api/v1/me/dispatches``: an officer's instructions;
+* ``POST /api/v1/alerts/{id}/shelve`` and ``POST /api/v1/posts/{post}/shelve``
+  (``{minutes, reason}``): hold an alert's (or a post's) notifications for a set
+  time, with a reason, audited; ``DELETE`` the same path ends the shelf.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertState, UnknownAlertError
+from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.server.access import Principal, require, services
 from coverwatch.server.alertviews import alert_json, alerts_json
@@ -31,6 +35,11 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 # Instructions older than this are not shown on the officer's page.
 _DUTY_WINDOW_US = 12 * 3600 * US_PER_S
+
+
+class ShelveBody(BaseModel):
+    minutes: float = Field(ge=1, le=MAX_SHELF_MIN)
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class Dispatch(BaseModel):
@@ -105,3 +114,106 @@ async def my_dispatches(
                     "at": format_time(r["at_us"]), "at_ms": r["at_us"] // 1000,
                     "alert_state": state})
     return {"officer": who.name, "dispatches": out}
+
+
+def _shelf_subject(svc: Services, what: str, name: str) -> str:
+    if what == "alerts":
+        try:
+            alert = svc.book.get(name)
+        except UnknownAlertError:
+            raise HTTPException(404, f"no alert {name}") from None
+        if not may_shelve(alert.kind):
+            raise HTTPException(409, f"alert {name} is a {alert.kind} alert: it may not be "
+                                     "shelved (it must reach a person)")
+        return f"alert:{name}"
+    try:
+        svc.site.post(name)
+    except KeyError:
+        raise HTTPException(404, f"no post {name}") from None
+    return f"post:{name}"
+
+
+async def _shelve(svc: Services, what: str, name: str, body: ShelveBody,
+                  who: Principal) -> dict[str, Any]:
+    from coverwatch.server.shelves import shelve as set_shelf
+
+    subject = _shelf_subject(svc, what, name)
+    try:
+        shelf = await set_shelf(svc, subject, body.minutes, body.reason, who.name)
+    except ShelvingError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return shelf.to_json()
+
+
+async def _unshelve(svc: Services, subject: str, who: Principal) -> dict[str, Any]:
+    from coverwatch.server.shelves import unshelve as end_shelf
+
+    if await end_shelf(svc, subject, who.name) is None:
+        raise HTTPException(404, f"{subject} is not shelved")
+    return {"subject": subject, "unshelved": True}
+
+
+Acting = Annotated[Principal, Depends(require("supervisor", "admin"))]
+
+
+@router.post("/api/v1/alerts/{alert_id}/shelve", responses=problems(404, 409, 422))
+async def shelve_alert(alert_id: str, body: ShelveBody, svc: Svc, who: Acting) -> dict[str, Any]:
+    """Hold an alert's notifications for ``minutes``, with a reason (audited)."""
+    return await _shelve(svc, "alerts", alert_id, body, who)
+
+
+@router.post("/api/v1/posts/{post}/shelve", responses=problems(404, 422))
+async def shelve_post(post: str, body: ShelveBody, svc: Svc, who: Acting) -> dict[str, Any]:
+    """Hold every alert of a post for ``minutes``, with a reason (audited)."""
+    return await _shelve(svc, "posts", post, body, who)
+
+
+@router.delete("/api/v1/alerts/{alert_id}/shelve", responses=problems(404))
+async def unshelve_alert(alert_id: str, svc: Svc, who: Acting) -> dict[str, Any]:
+    """End an alert's shelf before its time (audited)."""
+    return await _unshelve(svc, f"alert:{alert_id}", who)
+
+
+@router.delete("/api/v1/posts/{post}/shelve", responses=problems(404))
+async def unshelve_post(post: str, svc: Svc, who: Acting) -> dict[str, Any]:
+    """End a post's shelf before its time (audited)."""
+    return await _unshelve(svc, f"post:{post}", who)
+
+
+class IncidentAction(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+@router.get("/api/v1/incidents")
+async def list_incidents(
+    svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
+) -> dict[str, Any]:
+    """Floods grouped as incidents (docs/alerts.md), oldest first, with their members."""
+    return {"incidents": [i.to_json() for i in svc.outbox.incidents.incidents()]}
+
+
+@router.post("/api/v1/incidents/{incident_id}/acknowledge", responses=problems(404))
+async def acknowledge_incident(
+    incident_id: str, body: IncidentAction, svc: Svc,
+    who: Annotated[Principal, Depends(require("supervisor", "admin"))],
+) -> dict[str, Any]:
+    """Acknowledge every member that waits for a person (open, or resolved but not
+    acknowledged), with one note; each is audited as its own acknowledgement."""
+    from coverwatch.domain.alerts import AlertLifecycleError
+
+    incident = svc.outbox.incidents.by_id.get(incident_id)
+    if incident is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    done, skipped = [], []
+    for alert_id in list(incident.members):
+        alert = svc.book.get(alert_id) if alert_id in svc.book else None
+        if alert is None or not alert.needs_acknowledgement or alert.state is AlertState.CLOSED:
+            skipped.append(alert_id)
+            continue
+        try:
+            await svc.acknowledge(alert_id, who.name, body.note or f"incident {incident_id}")
+        except AlertLifecycleError:  # someone else took it meanwhile
+            skipped.append(alert_id)
+            continue
+        done.append(alert_id)
+    return {"incident": incident_id, "acknowledged": done, "skipped": skipped}

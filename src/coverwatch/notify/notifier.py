@@ -56,6 +56,7 @@ __all__ = [
     "Notifier",
     "Resolver",
     "escalation_message",
+    "idempotency_key",
     "install_log_redaction",
     "is_signed_webhook",
     "redact_url",
@@ -89,7 +90,9 @@ class Delivery:
 
     ``targets`` are the policy targets that led here (URLs redacted); ``to`` is
     the redacted address, None when a target could not be resolved at all;
-    ``person`` the user it was meant for, when the target named people.
+    ``person`` the user it was meant for, when the target named people. ``ended``
+    is when this delivery ended (``time.monotonic()``), so each is recorded at its
+    own time, not when the slowest of its level ended.
     """
 
     alert_id: str
@@ -100,6 +103,11 @@ class Delivery:
     attempts: int
     error: str | None = None
     person: str | None = None
+    ended: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.ended < 0:  # made when the attempt ended: that is its time
+            object.__setattr__(self, "ended", time.monotonic())
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,21 +208,31 @@ def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign_body(secret, body), header.strip())
 
 
+def idempotency_key(alert_id: str, level: int) -> str:
+    """One key per alert and level: a receiver drops a message whose key it has seen
+    (after a crash a level may be sent again: at least once, never silently twice)."""
+    return f"{alert_id}/level-{level + 1}"
+
+
 def escalation_message(
-    escalation: Escalation, site: Site | None = None, timezone: str = "UTC"
+    escalation: Escalation, site: Site | None = None, timezone: str = "UTC",
+    where: str | None = None,
 ) -> tuple[str, str]:
     """``(title, body)`` in plain, specific words, e.g.
 
     ``LAPSE Main Gate / armed-cover: 0 of 2 armed officers for 1 min 10 s
     (since 14:39:28 Europe/London). Level 2.``
 
-    The duration runs from the lapse start to the escalation's ``at``.
+    The duration runs from the lapse start to the escalation's ``at``. ``where`` is
+    the position in words (:mod:`coverwatch.domain.where`) for an SOS or fall;
+    levels are counted from 1, as on screen.
     """
     if escalation.kind in DEVICE_ALARM_KINDS:  # an officer's SOS or fall: no post, no count
         officer = escalation.rule.removeprefix("officer:")
         when = _local(escalation.lapse_start, ZoneInfo(timezone)).strftime("%H:%M:%S")
         title = f"{escalation.kind.upper()} from officer {officer}"
-        return title, f"{title} (sent {when} {timezone}). Level {escalation.level}."
+        return title, (f"{title} (sent {when} {timezone}), {where or 'position unknown'}. "
+                       f"Level {escalation.level + 1}.")
     post_name, capability = escalation.post, None
     if site is not None:
         for post in site.posts:
@@ -234,7 +252,7 @@ def escalation_message(
     title = f"{escalation.kind.upper()} {post_name} / {escalation.rule}"
     body = (
         f"{title}: {escalation.count} of {escalation.need} {who} for {lasted} "
-        f"(since {since_text} {timezone}). Level {escalation.level}."
+        f"(since {since_text} {timezone}). Level {escalation.level + 1}."
     )
     return title, body
 
@@ -294,9 +312,18 @@ class Notifier:
         """Load Apprise's plugins now (seconds on a busy machine), not at the first alert."""
         apprise.Apprise().add("json://localhost/warm-up")
 
+    # The server's: an alert's position in words (None for none known), for messages.
+    where_of: Callable[[Escalation], str | None] | None = None
+
     def message(self, escalation: Escalation) -> tuple[str, str]:
         """The ``(title, body)`` this notifier sends for ``escalation``."""
-        return escalation_message(escalation, self._site, self._timezone)
+        where = None
+        if self.where_of is not None and escalation.kind in DEVICE_ALARM_KINDS:
+            try:
+                where = self.where_of(escalation)
+            except Exception:  # the words are a help: never a reason not to send
+                log.exception("could not say where alert %s is", escalation.alert_id)
+        return escalation_message(escalation, self._site, self._timezone, where)
 
     def escalation_message(self, escalation: Escalation) -> Message:
         """The :class:`Message` for one escalation step."""
@@ -313,6 +340,9 @@ class Notifier:
             "alert_at": format_time(escalation.alert_at),
             "at": format_time(escalation.at),
         }
+        key = idempotency_key(escalation.alert_id, escalation.level)
+        payload["idempotency_key"] = key
+        body += f"\nMessage id: {key} (the same id again is a repeat)"
         return Message(escalation.alert_id, escalation.level, escalation.targets, title, body,
                        payload)
 

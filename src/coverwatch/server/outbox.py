@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.domain.alerts import DIRECT_KINDS, Alert, Escalation, EscalationPolicy, parse_target
+from coverwatch.domain.alerts import (
+    DEVICE_ALARM_KINDS,
+    DIRECT_KINDS,
+    Alert,
+    Escalation,
+    EscalationPolicy,
+    parse_target,
+)
+from coverwatch.domain.incidents import IncidentBook
+from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import (
     DIRECT_TARGETS,
     escalate_now,
@@ -33,7 +43,8 @@ if TYPE_CHECKING:
     from coverwatch.server.services import Services
     from coverwatch.storage import Store
 
-__all__ = ["Outbox", "TargetProblem", "people_resolver", "unreachable_targets"]
+__all__ = ["Outbox", "TargetProblem", "delivery_outcome", "people_resolver",
+           "unreachable_targets"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -90,11 +101,29 @@ def people_resolver(store: Store) -> Any:
 
 
 def _records(deliveries: Sequence[Any], purpose: str, at: int) -> list[DeliveryRecord]:
+    # Each delivery at its own end (``ended``, monotonic), not when the slowest ended.
+    now = time.monotonic()
     return [
         DeliveryRecord(d.alert_id, d.level, purpose, ", ".join(d.targets), d.person, d.to,
-                       d.ok, d.error, d.attempts, at)
+                       d.ok, d.error, d.attempts,
+                       at - max(0, int((now - getattr(d, "ended", now)) * 1_000_000)))
         for d in deliveries
     ]
+
+
+def delivery_outcome(ok: bool, error: str | None) -> str:
+    """``delivered``, ``refused`` (no connection), ``timed out``, ``rejected`` (the
+    service answered no, e.g. HTTP 503) or ``failed`` (the service gave no reason)."""
+    if ok:
+        return "delivered"
+    text = (error or "").lower()
+    if "timeout" in text or "timed out" in text:
+        return "timed out"
+    if "connecterror" in text or "refused" in text or "connection" in text:
+        return "refused"
+    if text.startswith("http ") or "did not accept" in text:
+        return "rejected" if text.startswith("http ") else "failed"
+    return "failed"
 
 
 class Outbox:
@@ -109,10 +138,15 @@ class Outbox:
         self.delivered_total = 0
         self.failed_total = 0
         self._resent: set[tuple[str, int, str]] = set()
+        # Floods: alerts of one cause told once per level (domain/incidents.py).
+        self.incidents = IncidentBook()
+        self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
 
     def load(self) -> None:
-        """Read the stored deliveries and dispatches (at start-up, and in distributed mode
-        when this node takes a site over: other nodes recorded some)."""
+        """Read the stored deliveries, dispatches and shelves (at start-up, and in distributed
+        mode when this node takes a site over: other nodes recorded some)."""
+        from coverwatch.server.shelves import load_shelves
+
         by_alert: dict[str, list[DeliveryRecord]] = {}
         sent: dict[str, list[dict[str, Any]]] = {}
         for rec in self.svc.store.load_deliveries():
@@ -120,6 +154,7 @@ class Outbox:
         for d in self.svc.store.load_dispatches():
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
+        self.shelves = load_shelves(self.svc.store)
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the
@@ -223,11 +258,45 @@ class Outbox:
     # -- escalation ---------------------------------------------------------
 
     def submit(self, steps: Sequence[Escalation]) -> None:
-        """Send escalation steps in the background."""
+        """Send escalation steps in the background; a flood's steps as one per incident."""
+        from coverwatch.server.incidentsend import send_incident
+        from coverwatch.server.shelves import held_back
+
+        solo, grouped = self.incidents.fold(held_back(self.svc, steps))
         if self.svc.notifier is None:
             return
-        for step in steps:
-            self.spawn(self._send_step(step))
+        alarms: dict[str, list[Escalation]] = {}
+        for step in solo:
+            if step.kind in DEVICE_ALARM_KINDS:
+                alarms.setdefault(step.alert_id, []).append(step)
+            else:
+                self.spawn(self._send_step(step))
+        for together in alarms.values():  # several levels at once: judged together
+            self.spawn(self._send_alarm(together) if len(together) > 1
+                       else self._send_step(together[0]))
+        for istep in grouped:
+            self.spawn(send_incident(self, istep))
+
+    async def _send_alarm(self, steps: Sequence[Escalation]) -> None:
+        """An SOS's levels, sent at once: only if none reached anybody is it a failure
+        (one ``notification-failure``, not one per level that failed)."""
+        svc = self.svc
+        sent = await asyncio.gather(*(svc.notifier.send(step) for step in steps))
+        reached = False
+        for deliveries in sent:
+            recs = await self._record(deliveries, "escalation")
+            reached = reached or any(r.ok for r in recs)
+        if reached:
+            return
+        alert = svc.book.get(steps[0].alert_id)
+        if not alert.escalating:
+            return
+        reasons = "; ".join(f"{', '.join(d.targets)}{f' ({d.person})' if d.person else ''}: "
+                            f"{d.error}" for ds in sent for d in ds)
+        detail = (f"Nobody could be told about {alert.kind} {alert.rule} at any escalation "
+                  f"level: {reasons or 'no targets'}.")
+        await self.raise_direct("notification-failure", alert.post, alert.rule, detail,
+                                about=alert.id)
 
     async def _send_step(self, step: Escalation) -> None:
         svc = self.svc
@@ -361,6 +430,6 @@ def _delivery_json(rec: DeliveryRecord) -> dict[str, Any]:
     return {
         "target": rec.target, "person": rec.person, "address": rec.address,
         "channel": rec.address.partition("://")[0] if rec.address else None,
-        "outcome": "delivered" if rec.ok else "failed", "error": rec.error,
+        "outcome": delivery_outcome(rec.ok, rec.error), "error": rec.error,
         "attempts": rec.attempts, "at": format_time(rec.at_us),
     }

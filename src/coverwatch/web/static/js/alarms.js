@@ -18,7 +18,9 @@ export function alarmTitle(a) { return `${kindWord(a)} · officer ${officerOf(a)
 function positionText(a) {
   const p = a.details?.position;
   if (!p) return "Position unknown";
-  return `Last known position (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m ±${Math.round(p.accuracy_m)} m at ${formatTime(Date.parse(p.time))}`;
+  // In words relative to the nearest post (the server's "where"); site metres only as a detail.
+  const words = a.where?.text ?? `(${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m${p.accuracy_m ? ` ±${Math.round(p.accuracy_m)} m` : ", accuracy unknown"}`;
+  return `Last known position ${words} at ${formatTime(Date.parse(p.time))} · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m`;
 }
 
 // The facts on an alarm's card: when it was raised on the device, when it arrived, where.

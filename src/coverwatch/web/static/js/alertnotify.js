@@ -26,7 +26,7 @@ export function deliveryLine(d) {
   const ok = d.outcome === "delivered";
   const person = d.person && d.person !== who ? ` ${d.person}` : "";
   const text = ok ? `notified ${who} (${channelWord(d)}) ✓${person}`
-    : `could not notify ${who}${person ? ` (${person.trim()})` : ""} (${channelWord(d)}) ✗ ${d.error ?? ""}`;
+    : `could not notify ${who}${person ? ` (${person.trim()})` : ""} (${channelWord(d)}) ✗ ${d.outcome}${d.error ? `: ${d.error}` : ""}`;
   return el("li", { class: ok ? "delivered" : "failed", title: `${d.address ?? "no address"} · ${d.at}` }, text);
 }
 
@@ -73,12 +73,17 @@ export function nearestBlock(a, { canAct, postName, onSent, noteOf }) {
   }
   for (const c of items) {
     const where = c.now_at.length ? `at ${c.now_at.map((p) => postName(p.split("/")[0])).join(", ")}` : c.rostered ?? "free";
-    const btn = el("button", { type: "button", class: "send", "data-officer": c.officer, hidden: !canAct }, `Send ${c.officer}`);
+    // Sent already: the button says so (and when) instead of offering to send again.
+    const already = sent.find((d) => d.officer === c.officer);
+    const btn = el("button", { type: "button", class: already ? "send sent" : "send", "data-officer": c.officer, hidden: !canAct, disabled: already ? true : null },
+      already ? `Sent ✓ ${formatTime(Date.parse(already.at))}` : `Send ${c.officer}`);
+    const marks = (c.marks ?? []).map((m) => el("span", { class: "mark" }, ` ⚠ ${m}`));
     const err = el("span", { class: "error" });
     btn.addEventListener("click", async () => {
       btn.disabled = true; err.textContent = "";
       try {
         await api(`/api/v1/alerts/${encodeURIComponent(a.id)}/dispatch`, { method: "POST", body: { officer: c.officer, note: noteOf() } });
+        btn.textContent = "Sent ✓"; btn.classList.add("sent");
         onSent(c.officer);
       } catch (e) {
         if (!(e instanceof AuthError)) err.textContent = e.message;
@@ -86,7 +91,7 @@ export function nearestBlock(a, { canAct, postName, onSent, noteOf }) {
       }
     });
     parts.push(el("li", { class: "candidate", "data-officer": c.officer },
-      el("b", {}, c.officer), ` ${formatDuration(c.travel_s)} away (${Math.round(c.distance_m)} m${c.via === "walkways" ? " on walkways" : ""}), ${where} `, btn, err));
+      el("b", {}, c.officer), ` ${formatDuration(c.travel_s)} away (${Math.round(c.distance_m)} m${c.via === "walkways" ? " on walkways" : ""}), ${where} `, ...marks, btn, err));
   }
   return el("ul", { class: "nearest", "aria-label": "Nearest officers who would count" }, parts);
 }

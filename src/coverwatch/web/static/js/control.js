@@ -116,14 +116,23 @@ function renderSummary(v) {
   // Short words: at 1366 px every chip must still be read (the full text is its title).
   parts.push(counts.lapsed ? chip("state-lapsed", `${counts.lapsed} LAPSED`) : chip("state-covered", "No post lapsed"));
   if (counts.grace) parts.push(chip("state-grace", `${counts.grace} in grace`));
-  parts.push(chip(needAction ? "alert-chip" : "calm", needAction ? `${needAction} to act on` : "No alert to act on"));
+  // Open alerts and resolved-but-unacknowledged ones shown apart (a flood's resolved
+  // lapses must not read as work still burning); an incident counts once.
+  const open = v.alerts.filter((a) => a.state === "open" && !a.shelved).length;
+  const shelved = v.alerts.filter((a) => a.state !== "closed" && a.shelved).length;
+  const toAck = v.alerts.filter((a) => a.state === "resolved" && !a.acknowledged_by).length;
+  const incidents = new Set(v.alerts.filter((a) => a.incident && a.state !== "closed").map((a) => a.incident.id)).size;
+  parts.push(chip(open ? "alert-chip" : "calm", open ? `${open} open` : "No open alert"));
+  if (toAck) parts.push(chip("ack-chip", `${toAck} resolved, unacknowledged`));
+  if (incidents) parts.push(chip("alert-chip", `${incidents} incident${incidents > 1 ? "s" : ""}`));
+  if (shelved) parts.push(chip("stale-chip", `${shelved} shelved`));
   if (stale) parts.push(chip("stale-chip", `${stale} no signal`));
   if (v.late?.count) parts.push(lateChip(v.late));
   $("summary").replaceChildren(...parts);
   const mode = $("mode");
   mode.textContent = v.replay ? `REPLAY ${formatTime(v.nowMs)}` : `LIVE ${formatTime(v.nowMs)}`;
   mode.className = v.replay ? "mode replay" : "mode live";
-  document.title = `${needAction ? `(${needAction}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
+  document.title = `${open ? `(${open}) ` : ""}${v.replay ? "Replay – " : ""}${app.site.name} – coverwatch`;
 }
 
 // Events arriving behind the horizon (GET /api/v1/cover "late"): the chip says how many
@@ -208,21 +217,40 @@ function makeCard(a) {
   const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
+  const line = el("button", { type: "button", class: "line", "aria-expanded": "true", title: "Open or fold this alert" });
+  line.addEventListener("click", () => { card._open = !card.classList.contains("open"); const v = view(); if (v) renderAlerts(v); });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
     el("header", {}, isAlarm(a) ? el("h3", { class: "alarm-title" }, alarmTitle(a))
-      : el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), el("span", { class: "badge" })),
+      : el("h3", {}, cardTitle(a), el("span", { class: "rule" }, ` · ${cardSubtitle(a)}`)), line, el("span", { class: "badge" })),
     el("ul", { class: "facts" }),
     el("div", { class: "who-to-send" }),
     el("div", { class: "actions" }, note, el("div", { class: "buttons" }, ackBtn, closeBtn, noteBtn)), err);
-  card._parts = { note, ackBtn, closeBtn, noteBtn, err };
+  card._parts = { note, ackBtn, closeBtn, noteBtn, err, line };
   return card;
 }
 
-function updateCard(card, a, v) {
-  const f = alertFacts(a, v);
-  card.className = `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}`;
+// One line per alert: where, since, who is told (the kind and state are beside it).
+function lineText(a, v) {
+  const where = a.where?.text && !a.where.text.startsWith("at ") ? a.where.text : "";
+  const since = `since ${formatTime(a.lapse_start_ms)} (${formatDuration(Math.max(0, v.nowMs - a.lapse_start_ms) / 1000)})`;
+  const told = [...new Set((a.notified ?? []).flatMap((lv) => lv.deliveries).filter((d) => d.outcome === "delivered").map((d) => d.person ?? d.channel))];
+  const parts = [where, since, told.length ? `told ${told.join(", ")}` : "nobody told yet"];
+  if (a.incident) parts.push(`incident of ${a.incident.members.length}`);
+  if (a.shelved) parts.push(`shelved until ${formatTime(a.shelved.until_ms)}`);
+  return parts.filter(Boolean).join(" · ");
+}
+
+function updateCard(card, a, v, compact) {
+  const open = card._open ?? !compact;
+  card.className = `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}${open ? " open" : ""}`;
   const badge = card.querySelector(".badge");
-  badge.textContent = stateLabel(a);
+  if (badge.textContent !== stateLabel(a)) badge.textContent = stateLabel(a);
+  const { line } = card._parts;
+  const text = lineText(a, v);
+  if (line.textContent !== text) line.textContent = text;
+  line.setAttribute("aria-expanded", String(open));
+  if (!open) return;  // a folded card's details are not redrawn (only what is seen changes)
+  const f = alertFacts(a, v);
   card.querySelector(".facts").replaceChildren(
     el("li", { class: "short" }, f.shortFor),
     el("li", {}, f.coverNow), ...escalationFacts(a, app.site.escalation_levels),
@@ -280,10 +308,12 @@ function renderAlerts(v) {
   const ids = new Set(active.map((a) => a.id));
   for (const [id, card] of cards) if (!ids.has(id)) { card.remove(); cards.delete(id); }
   const order = [];
+  // In a flood every alert is one line that opens on demand; a few alerts show whole.
+  const compact = active.length > 6;
   for (const a of active) {
     let card = cards.get(a.id);
     if (!card) { card = makeCard(a); cards.set(a.id, card); }
-    updateCard(card, a, v);
+    updateCard(card, a, v, compact);
     order.push(card);
   }
   const current = [...list.querySelectorAll(".alert-card")];

@@ -19,7 +19,7 @@ function row(s) {
   const name = el("td", {}, el("a", { href }, s.name));
   name.append(el("div", { class: "muted" }, `${s.id} · ${s.posts} posts`));
   tr.append(name,
-    cell(act ? `${act}${s.alerts_acknowledged ? ` (+${s.alerts_acknowledged} acknowledged)` : ""}`
+    cell(act ? `${act - s.alerts_resolved_unacknowledged} open${s.alerts_resolved_unacknowledged ? `, ${s.alerts_resolved_unacknowledged} resolved unacknowledged` : ""}${s.alerts_acknowledged ? ` (+${s.alerts_acknowledged} acknowledged)` : ""}`
       : s.alerts_acknowledged ? `0 (+${s.alerts_acknowledged} acknowledged)` : "0", act ? "bad" : ""),
     cell(lapsed ? `${lapsed}: ${s.posts_lapsed.join(", ")}` : (s.rules_in_grace ? `0 (${s.rules_in_grace} in grace)` : "0"), lapsed ? "bad" : ""),
     cell(s.alarms_open, s.alarms_open ? "bad" : ""),
