@@ -76,4 +76,5 @@ def test_supervisor_checks_plans_on_the_planning_page(server: dash.Server, brows
     for size in ({"width": 1366, "height": 768}, {"width": 1920, "height": 1080}, dash.PHONE):
         page.set_viewport_size(size)
         game.scroll_into_view_if_needed()
-        page.screenshot(path=str(dash.SHOTS / f"planning-game-{size['width']}x{size['height']}.png"))
+        name = f"planning-game-{size['width']}x{size['height']}.png"
+        page.screenshot(path=str(dash.SHOTS / name))
