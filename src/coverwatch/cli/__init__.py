@@ -295,8 +295,14 @@ def replay(
         try:
             for lp in result.lapses:
                 out.write(orjson.dumps(lapse_record(lp)) + b"\n")
-        finally:
             out.flush()
+        except BrokenPipeError:
+            if not to_stdout:
+                raise
+            # The reader stopped (`| head`): as Unix tools do, stop writing, and point
+            # stdout at /dev/null so that the interpreter's last flush cannot fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
             if not to_stdout:
                 out.close()
     if result.start is None:
