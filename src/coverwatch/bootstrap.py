@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from coverwatch.api.routes import router
+from coverwatch.clock import wall_clock_us
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats.sitefile import SiteDocument, load_site_document
 from coverwatch.server.access import LoginLimiter
 from coverwatch.server.limits import RequestLimits, SiteRoutes
 from coverwatch.server.problems import install as install_problems
 from coverwatch.server.proxyscheme import ForwardedProto
-from coverwatch.server.services import Services, wall_clock_us
+from coverwatch.server.services import Services
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
 from coverwatch.storage.sites import DEPLOYMENT, key_for_site, site_store

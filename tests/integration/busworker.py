@@ -25,7 +25,7 @@ import orjson
 
 from coverwatch.bus import BusNames, EventTally, Worker, WorkerSettings, connect
 from coverwatch.bus.evaluator import SiteEvaluator
-from coverwatch.bus.worker import wall_clock_us
+from coverwatch.clock import wall_clock_us
 from coverwatch.formats.sitefile import load_site
 from coverwatch.server.buscover import BusCover
 

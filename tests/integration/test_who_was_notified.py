@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alerts import Alert, alert_id_for
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.evidence.anchors import sign_document
@@ -24,7 +25,6 @@ from coverwatch.evidence.pdf import alert_rows, delivery_table
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.supervision import daily_report
 from coverwatch.reports.supervision_out import records_csv, records_pdf
-from coverwatch.server.services import wall_clock_us
 from coverwatch.server.siteapply import SiteVersion, save_versions
 from coverwatch.storage import DeliveryRecord, Store, open_store
 

@@ -29,8 +29,9 @@ from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoin
 from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
 from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
 from coverwatch.bus.log import BusMessage, BusNames, EventLog, connect
+from coverwatch.clock import wall_clock_us
 
-__all__ = ["LeaseKeeper", "OutputSink", "SiteRun", "Worker", "WorkerSettings", "wall_clock_us"]
+__all__ = ["LeaseKeeper", "OutputSink", "SiteRun", "Worker", "WorkerSettings"]
 
 log = logging.getLogger("coverwatch.bus")
 
@@ -38,8 +39,6 @@ log = logging.getLogger("coverwatch.bus")
 OutputSink = Callable[[str, int, int, Sequence[Any]], Awaitable[None]]
 
 
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,8 @@ from pathlib import Path
 import httpx
 
 from coverwatch.cli.demoinbox import Inbox, Received, demo_inbox
+from coverwatch.clock import wall_clock_us
 from coverwatch.domain.time import format_time
-from coverwatch.server.services import wall_clock_us
 
 __all__ = ["DEMO_USERS", "run_demo"]
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from coverwatch.clock import wall_clock_us
 from coverwatch.errors import CoverwatchError, SiteFileError
 
 __all__ = ["check_gpx_options", "events_app", "export", "register_site_commands"]
@@ -90,7 +90,7 @@ def events_import(
         store = open_store(db, data_dir)
         try:
             result = import_events(
-                store, site_model, file, now_us=time.time_ns() // 1000,
+                store, site_model, file, now_us=wall_clock_us(),
                 gpx=GpxOptions(officer, tuple(capability or ()), track_duty, with_events))
         finally:
             store.close()

@@ -23,11 +23,11 @@ import hashlib
 import hmac
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import BusNames, SiteEvaluator, Worker, WorkerSettings
+from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
@@ -147,7 +147,7 @@ class ClusterWorker:
         groups = await asyncio.to_thread(pending, self.engine, list(by_key))
         caps: dict[str, int] = {}
         done: list[tuple[str, int]] = []
-        now = time.time_ns() // 1000
+        now = wall_clock_us()
         for g in groups:
             site = by_key[g.site]
             if now - g.created_us >= RELAY_AFTER_S * 1e6:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alerts import (
     DEVICE_ALARM_KINDS,
     Alert,
@@ -46,7 +46,7 @@ from coverwatch.server.watchdog import Health
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
 
-__all__ = ["Feed", "IngestResult", "Services", "policy_from", "sos_policy_from", "wall_clock_us"]
+__all__ = ["Feed", "IngestResult", "Services", "policy_from", "sos_policy_from"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -54,9 +54,6 @@ _HORIZON_KEY = "live.horizon_us"
 SILENT = "device-silent"
 
 
-def wall_clock_us() -> int:
-    """The server's clock, in microseconds since the epoch."""
-    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)

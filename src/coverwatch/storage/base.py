@@ -10,7 +10,6 @@ routed to psycopg 3.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,15 +17,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+from coverwatch.clock import wall_clock_us
+
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "make_engine", "normalise_url", "now_us"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "coverwatch_immediate"
 
 
-def now_us() -> int:
-    """Wall-clock microseconds since the epoch (adapters only; the core gets time passed in)."""
-    return time.time_ns() // 1000
+now_us = wall_clock_us  # the store's name for the one clock (coverwatch.clock)
 
 
 def normalise_url(url: str | URL) -> URL:
