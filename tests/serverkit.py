@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from coverwatch.bootstrap import create_app
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.server.handlers import tick
 from coverwatch.server.services import Services
 from coverwatch.settings import Settings
 
@@ -168,7 +169,7 @@ class Kit:
 
     def tick(self) -> Any:
         """One ticker step, then wait for what it sent (notifications run in the background)."""
-        changes = self.call(self.svc.tick)
+        changes = self.call(tick, self.svc)
         self.settle()
         return changes
 

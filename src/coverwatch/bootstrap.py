@@ -19,6 +19,7 @@ from coverwatch.clock import wall_clock_us
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats.sitefile import SiteDocument, load_site_document
 from coverwatch.server.access import LoginLimiter
+from coverwatch.server.handlers import build, run_ticker
 from coverwatch.server.limits import RequestLimits, SiteRoutes
 from coverwatch.server.problems import install as install_problems
 from coverwatch.server.proxyscheme import ForwardedProto
@@ -48,7 +49,7 @@ async def _build_site(
         offload=in_notify,  # their own pool: a slow address never takes a store thread
         offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
-    svc = await asyncio.to_thread(Services.build, settings, store, doc, clock, notifier)
+    svc = await asyncio.to_thread(build, settings, store, doc, clock, notifier)
     notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
     await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
                             {"path": str(settings.site_path)})
@@ -60,8 +61,9 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     from coverwatch.server.briefing import Briefing
     from coverwatch.server.watchdog import run_watchdog
 
-    settings, notifier = svc.settings, svc.notifier
+    settings = svc.settings
     svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    svc.briefing.subscribe(svc.subscribers)
     from coverwatch.server.tours import TourWatch
 
     svc.tours = TourWatch(svc)
@@ -69,24 +71,30 @@ async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
     site = svc.site.id
-    tasks = [asyncio.create_task(svc.run_ticker(), name=f"ticker:{site}"),
+    tasks = [asyncio.create_task(run_ticker(svc), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
              asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
              asyncio.create_task(svc.tours.run(), name=f"tours:{site}"),
-             asyncio.create_task(asyncio.to_thread(notifier.warm_up), name=f"warm-up:{site}")]
+             asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
+                                 name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import run_anchoring
 
-        tasks.append(asyncio.create_task(run_anchoring(svc), name=f"anchoring:{site}"))
+        tasks.append(asyncio.create_task(run_anchoring(svc.store, settings, site),
+                                         name=f"anchoring:{site}"))
     if settings.purge_every_s > 0:
         from coverwatch.evidence.retention import run_purge
 
-        tasks.append(asyncio.create_task(run_purge(svc, settings.purge_every_s),
+        tasks.append(asyncio.create_task(run_purge(svc.store, settings.purge_every_s),
                                          name=f"retention:{site}"))
     if settings.daily_report_at and settings.daily_report_to:
-        from coverwatch.reports.schedule import run_daily_reports
+        from coverwatch.reports.schedule import DailyMailer, parse_at, run_daily_reports
 
-        tasks.append(asyncio.create_task(run_daily_reports(svc), name=f"daily-report:{site}"))
+        mailer = DailyMailer(svc.store, svc.outbox.notifier, lambda: svc.site, svc.doc.source,
+                             parse_at(settings.daily_report_at), tuple(settings.daily_report_to),
+                             svc.clock, settings.public_url)
+
+        tasks.append(asyncio.create_task(run_daily_reports(mailer), name=f"daily-report:{site}"))
     if settings.mqtt_url:
         from coverwatch.server.mqtt import run_mqtt
 
@@ -122,7 +130,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             sites[doc.site.id] = await _build_site(one, site_store(store, key), doc, clock)
         bus = None
         if settings.bus_url:  # distributed mode (docs/scale.md): before any task escalates
-            from coverwatch.server.gateway import start_bus
+            from coverwatch.server.cluster import start_bus
 
             bus = await start_bus(sites)
         from coverwatch.server.watchdog import run_heartbeat
@@ -140,8 +148,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         if len(sites) > 1 and settings.anchor_every_s > 0:
             from coverwatch.evidence.service import run_anchoring
 
+            first = app.state.services
             tasks.append(asyncio.create_task(run_anchoring(
-                app.state.services, app.state.deployment_store, DEPLOYMENT),
+                first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT),
                 name="anchoring:deployment"))
         try:
             yield

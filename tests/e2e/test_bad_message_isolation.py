@@ -19,6 +19,7 @@ import pytest
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import StoreError
 from coverwatch.server import watchdog
+from coverwatch.server.handlers import ingest
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.storage.store import Store
 from serverkit import FakeClock, Kit, base_settings, running_server, write_site
@@ -91,10 +92,10 @@ def test_deep_records_in_the_same_group_commit_fail_nobody(kit: Kit) -> None:
 
     async def together() -> list[Any]:
         return await asyncio.gather(
-            svc.ingest([_fix_row(kit, "B1", raw=_deep())], source="osmand", device="p-b1",
+            ingest(svc, [_fix_row(kit, "B1", raw=_deep())], source="osmand", device="p-b1",
                        reports=[_sos(kit, "p-b1", "B1", raw=_deep())]),
-            svc.ingest([], source="osmand", device="p-a1", reports=[_sos(kit, "p-a1", "A1")]),
-            svc.ingest([_fix_row(kit, "C1")], source="http"),
+            ingest(svc, [], source="osmand", device="p-a1", reports=[_sos(kit, "p-a1", "A1")]),
+            ingest(svc, [_fix_row(kit, "C1")], source="http"),
             return_exceptions=True)
 
     results = kit.call(together)
@@ -121,9 +122,9 @@ def test_a_group_the_store_refuses_is_retried_request_by_request(
 
     async def together() -> list[Any]:
         return await asyncio.gather(
-            svc.ingest([_fix_row(kit, "POISON")], source="http"),
-            svc.ingest([], source="osmand", device="p-a1", reports=[_sos(kit, "p-a1", "A1")]),
-            svc.ingest([_fix_row(kit, "C1")], source="http"),
+            ingest(svc, [_fix_row(kit, "POISON")], source="http"),
+            ingest(svc, [], source="osmand", device="p-a1", reports=[_sos(kit, "p-a1", "A1")]),
+            ingest(svc, [_fix_row(kit, "C1")], source="http"),
             return_exceptions=True)
 
     poisoned, sos, other = kit.call(together)
@@ -150,7 +151,7 @@ def test_ingestion_that_keeps_failing_flips_readyz_and_raises_a_system_alert(
     assert kit.client.get("/readyz").status_code == 200
     for i in range(watchdog.INGEST_FAILURES):
         with pytest.raises(StoreError):
-            kit.call(partial(svc.ingest, [_fix_row(kit, "POISON", i)], source="http"))
+            kit.call(partial(ingest, svc, [_fix_row(kit, "POISON", i)], source="http"))
     kit.call(watchdog.watch_once, svc)
     r = kit.client.get("/readyz")
     assert r.status_code == 503 and "ingest-failing" in r.text

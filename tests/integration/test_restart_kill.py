@@ -26,10 +26,10 @@ import httpx
 import pytest
 
 from coverwatch.domain.events import OfficerRegistry
+from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.formats.sitefile import load_site_document
 from coverwatch.reports.replay import replay_sorted
-from coverwatch.server.live import batch_from_rows
 from coverwatch.storage import open_store
 
 pytestmark = pytest.mark.slow

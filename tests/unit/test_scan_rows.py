@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from coverwatch.domain.events import OfficerRegistry
-from coverwatch.server.live import batch_from_rows
+from coverwatch.domain.storedrows import batch_from_rows
 
 
 def _fix(i: int, **extra: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, StrictBool
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
 from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
+from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.pools import in_alarm
 from coverwatch.server.problems import problem_response, problems
@@ -63,7 +64,7 @@ async def book_duty(
            "capabilities": sorted(set(caps)),
            "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": body.on,
                    "capabilities": sorted(set(caps)), "via": via, "by": who.name}}
-    await svc.ingest([row], source=via, device=who.name if via == "device" else None)
+    await ingest(svc, [row], source=via, device=who.name if via == "device" else None)
     return {"officer": officer, "on_duty": body.on, "capabilities": row["capabilities"],
             "at": format_time(t), "source": via}
 
@@ -128,7 +129,7 @@ async def osmand(request: Request, anywhere: AnySvc) -> Any:
     upload = device_upload(readings, svc.site, officer=who.officer, device=who.name,
                            received_us=svc.clock(),
                            max_future_us=seconds_to_us(svc.settings.max_future_s))
-    result = await svc.ingest(upload.rows, source="osmand", device=who.name,
+    result = await ingest(svc, upload.rows, source="osmand", device=who.name,
                               reports=upload.reports)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late,
             "readings": upload.reply}

@@ -42,7 +42,7 @@ Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
 async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
     from coverwatch.evidence.service import anchor_now
 
-    made = await asyncio.to_thread(anchor_now, svc)
+    made = await asyncio.to_thread(anchor_now, svc.store, svc.settings, svc.site.id)
     return {"head_id": made["head_id"], "at": made["at"], "key_id": made["key_id"]}
 
 
@@ -50,14 +50,14 @@ async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
 async def anchored(svc: Svc, who: Auditing) -> dict[str, Any]:
     from coverwatch.evidence.service import verify_now
 
-    return await asyncio.to_thread(verify_now, svc)
+    return await asyncio.to_thread(verify_now, svc.store, svc.settings, svc.site.id)
 
 
 @router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)
 async def public_key(svc: Svc, who: Auditing) -> PlainTextResponse:
     from coverwatch.evidence.service import signing_key
 
-    key = await asyncio.to_thread(signing_key, svc)
+    key = await asyncio.to_thread(signing_key, svc.store, svc.settings)
     return PlainTextResponse(key.public_pem())
 
 
@@ -88,7 +88,8 @@ async def evidence(
 
     def build() -> bytes:
         versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
-        data = export_pack(svc.store, versions, signing_key(svc), site=svc.site.id,
+        key = signing_key(svc.store, svc.settings)
+        data = export_pack(svc.store, versions, key, site=svc.site.id,
                            since=since_us, until=until_us, post=post, actor=who.name)
         svc.store.audit_change(who.name, "evidence.exported", f"site:{svc.site.id}",
                                {"since": since, "until": until, "post": post})

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
+from coverwatch.server import handlers
 from coverwatch.server.access import (
     DEVICE,
     INGEST,
@@ -115,7 +116,7 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> 
         device_officer=who.officer, device=who.kind == "device",
         reports=reports, sender=device or f"{who.kind}:{who.name}",
     )
-    result = await svc.ingest(rows, source=source, device=device, reports=reports)
+    result = await handlers.ingest(svc, rows, source=source, device=device, reports=reports)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
@@ -242,8 +243,8 @@ class AlertAction(BaseModel):
 async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
                         what: str) -> dict[str, Any]:
     try:
-        alert = await (svc.acknowledge if what == "acknowledge" else svc.close_alert)(
-            alert_id, who.name, note)
+        alert = await (handlers.acknowledge if what == "acknowledge" else handlers.close_alert)(
+            svc, alert_id, who.name, note)
     except UnknownAlertError:
         raise HTTPException(404, f"no alert {alert_id}") from None
     except AlertLifecycleError as e:
@@ -332,11 +333,12 @@ class NewSite(SiteChange):
 
 async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -> Any:
     from coverwatch.errors import SiteFileError
-    from coverwatch.server.siteapply import ApplyRefused, apply_site
+    from coverwatch.server.handlers.site import apply_site
+    from coverwatch.server.siteapply import ApplyRefused
 
     try:
         if text is None:
-            result = await svc.reload_site(who.name, who.roles_at(svc.store.site), reason)
+            result = await handlers.reload_site(svc, who.name, who.roles_at(svc.store.site), reason)
         else:
             result = await apply_site(svc, text, actor=who.name,
                                       roles=who.roles_at(svc.store.site), reason=reason)

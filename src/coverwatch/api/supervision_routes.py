@@ -24,6 +24,7 @@ from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.server.access import Principal, require, services
 from coverwatch.server.alertviews import alert_json, alerts_json
+from coverwatch.server.handlers import acknowledge
 from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
@@ -211,7 +212,7 @@ async def acknowledge_incident(
             skipped.append(alert_id)
             continue
         try:
-            await svc.acknowledge(alert_id, who.name, body.note or f"incident {incident_id}")
+            await acknowledge(svc, alert_id, who.name, body.note or f"incident {incident_id}")
         except AlertLifecycleError:  # someone else took it meanwhile
             skipped.append(alert_id)
             continue

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
@@ -87,7 +88,7 @@ async def my_scan(
     except InvalidEvents as e:
         raise HTTPException(422, e.problems[0].message) from None
     row["t_us"] = t  # exact, not through the text form
-    await svc.ingest([row], source=via, device=who.name if via == "device" else None)
+    await ingest(svc, [row], source=via, device=who.name if via == "device" else None)
     cp = next(c for c in svc.site.checkpoints if c.id == body.checkpoint)
     return {"checkpoint": cp.id, "name": cp.name, "kind": cp.kind, "at": format_time(t),
             "officer": officer, "position": list(cp.at), "accuracy_m": cp.accuracy_m}

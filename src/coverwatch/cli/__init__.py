@@ -165,7 +165,7 @@ def _target_problems(console: Console, doc: Any, db: str | None,
                           "people: give --db or --data-dir", highlight=False, soft_wrap=True)
         return lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=None)
     from coverwatch.server.outbox import unreachable_targets
-    from coverwatch.server.services import policy_from
+    from coverwatch.server.policies import policy_from
     from coverwatch.storage import open_store
     from coverwatch.storage.sites import key_for_site, site_store
     from coverwatch.storage.store import DB_FILENAME

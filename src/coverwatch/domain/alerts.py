@@ -525,6 +525,9 @@ class AlertBook:
         alert.acknowledge(user, note, now)
         return alert
 
+    def forget(self, alert_id: str) -> None:  # an alert the store never took (fenced)
+        self._alerts.pop(alert_id, None)
+
     def restore(self, alert: Alert) -> None:
         """Replace an alert with a changed copy (the server persists first, then restores)."""
         if alert.id not in self._alerts:

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from coverwatch.errors import StoreError
 from coverwatch.storage import Store
 from coverwatch.storage.base import now_us
-
-if TYPE_CHECKING:
-    from coverwatch.server.services import Services
 
 __all__ = ["RETENTION_KEY", "get_retention_days", "purge_now", "run_purge", "set_retention_days"]
 
@@ -52,12 +48,12 @@ def purge_now(store: Store, actor: str, *, now: int | None = None) -> int | None
     return store.purge_positions(cutoff, actor, retention_days=days)
 
 
-async def run_purge(svc: Services, every_s: float = 86_400.0) -> None:
+async def run_purge(store: Store, every_s: float = 86_400.0) -> None:
     """Background task: purge once a day (the first an hour after start)."""
     await asyncio.sleep(min(every_s, 3600.0))
     while True:
         try:
-            removed = await asyncio.to_thread(purge_now, svc.store, "server")
+            removed = await asyncio.to_thread(purge_now, store, "server")
             if removed:
                 log.info("retention: purged %d positions", removed)
         except Exception:  # the purge must never stop the server

@@ -13,7 +13,7 @@ from coverwatch.evidence.keys import SigningKey, load_signing_key
 from coverwatch.storage.auditkeys import default_key_path
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.settings import Settings
     from coverwatch.storage import Store
 
 __all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "verify_now"]
@@ -22,20 +22,22 @@ log = logging.getLogger("coverwatch.evidence")
 _LAST = "audit.last_anchor"
 
 
-def _key_path(svc: Services) -> Path:
-    ring = svc.store.audit_keyring
-    return ring.path if ring is not None else default_key_path(svc.settings.data_dir)
+def _key_path(store: Store, settings: Settings) -> Path:
+    ring = store.audit_keyring
+    return ring.path if ring is not None else default_key_path(settings.data_dir)
 
 
-def signing_key(svc: Services) -> SigningKey:
-    return load_signing_key(_key_path(svc))
+def signing_key(store: Store, settings: Settings) -> SigningKey:
+    """The key the site's store signs with (its keyring's, else the data directory's)."""
+    return load_signing_key(_key_path(store, settings))
 
 
-def anchor_file(svc: Services) -> Path:
-    return svc.settings.anchor_file or _key_path(svc).with_name("anchors.jsonl")
+def anchor_file(store: Store, settings: Settings) -> Path:
+    """Where the anchors are appended (``settings.anchor_file``, else beside the key)."""
+    return settings.anchor_file or _key_path(store, settings).with_name("anchors.jsonl")
 
 
-def anchor_now(svc: Services, chain: Store | None = None,
+def anchor_now(store: Store, settings: Settings, site: str, chain: Store | None = None,
                name: str | None = None) -> dict[str, Any]:
     """Sign the current head, append it to the anchor file, send it on (blocking).
 
@@ -45,31 +47,32 @@ def anchor_now(svc: Services, chain: Store | None = None,
 
     from coverwatch.evidence.treeheads import head_now
 
-    store = svc.store if chain is None else chain
-    key, site = signing_key(svc), svc.site.id if name is None else name
+    key, path = signing_key(store, settings), anchor_file(store, settings)
+    store = store if chain is None else chain
+    site = site if name is None else name
     anchor = make_anchor(store, key, site)
-    append_anchor(anchor_file(svc), anchor)
+    append_anchor(path, anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
     # The transparency log's signed tree head, beside the anchors.
-    head_now(store, key, site, anchor_file(svc).with_name("tree-heads.jsonl"))
-    if svc.settings.anchor_url:
-        send_anchor(svc.settings.anchor_url, anchor)
+    head_now(store, key, site, path.with_name("tree-heads.jsonl"))
+    if settings.anchor_url:
+        send_anchor(settings.anchor_url, anchor)
     return anchor
 
 
-def verify_now(svc: Services) -> dict[str, Any]:
+def verify_now(store: Store, settings: Settings, site: str) -> dict[str, Any]:
     """The chain, its MACs and the server's anchor file, as JSON for the audit page."""
-    path = anchor_file(svc)
-    key = signing_key(svc)
-    result = verify_anchored(svc.store, path if path.exists() else None,
-                             keyring=svc.store.audit_keyring, trusted=key.trusted,
-                             site=svc.site.id)
+    path = anchor_file(store, settings)
+    key = signing_key(store, settings)
+    result = verify_anchored(store, path if path.exists() else None,
+                             keyring=store.audit_keyring, trusted=key.trusted,
+                             site=site)
     out = result.as_dict()
     heads = path.with_name("tree-heads.jsonl")
     if heads.exists():
         from coverwatch.evidence.treeheads import verify_tree_heads
 
-        checked = verify_tree_heads(svc.store, heads, trusted=key.trusted, site=svc.site.id)
+        checked = verify_tree_heads(store, heads, trusted=key.trusted, site=site)
         out["tree_heads"] = {"heads": checked.heads, "leaves": checked.leaves,
                              "findings": [{"kind": f.kind, "message": f.message}
                                           for f in checked.findings]}
@@ -79,14 +82,14 @@ def verify_now(svc: Services) -> dict[str, Any]:
     return out
 
 
-async def run_anchoring(svc: Services, chain: Store | None = None,
-                        name: str | None = None) -> None:
+async def run_anchoring(store: Store, settings: Settings, site: str,
+                        chain: Store | None = None, name: str | None = None) -> None:
     """Background task: anchor whenever the head moved, every ``anchor_every_s``
     (the site's chain, or ``chain`` named ``name``: see :func:`anchor_now`)."""
     import orjson
 
-    every = svc.settings.anchor_every_s
-    store = svc.store if chain is None else chain
+    every = settings.anchor_every_s
+    own, store = store, store if chain is None else chain
     while True:
         try:
             last = await asyncio.to_thread(store.get_state, _LAST)
@@ -98,7 +101,7 @@ async def run_anchoring(svc: Services, chain: Store | None = None,
 
             moved = await asyncio.to_thread(log_moved, store)  # events move the log too
             if (head is not None and head.id != last_id) or moved:
-                await asyncio.to_thread(anchor_now, svc, chain, name)
+                await asyncio.to_thread(anchor_now, own, settings, site, chain, name)
         except Exception:  # anchoring must never stop the server
             log.exception("audit anchoring failed")
         await asyncio.sleep(every)

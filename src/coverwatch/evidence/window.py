@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from coverwatch.domain.events import OfficerRegistry
+from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.domain.time import format_time
 from coverwatch.engine import RuleStats, restore_engine
 from coverwatch.formats.sitefile import load_site_text_document
-from coverwatch.server.live import batch_from_rows
 
 __all__ = ["run_window"]
 

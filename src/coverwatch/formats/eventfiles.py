@@ -88,9 +88,6 @@ _CSV_TRUE = ("true", "1")
 _CSV_FALSE = ("false", "0")
 
 _Bad = EventRecordError  # short local name for the many raise sites
-# Kept importable under their old names (formats/eventrecords.py uses them).
-_csv_record = csv_record
-_parquet_record = parquet_record
 
 
 # --------------------------------------------------------------------------

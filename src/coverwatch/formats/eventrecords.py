@@ -18,12 +18,7 @@ import orjson
 
 from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
-from coverwatch.formats.eventfiles import (
-    COLUMNS,
-    FORMATS,
-    _csv_record,
-    _parquet_record,
-)
+from coverwatch.formats._eventrows import COLUMNS, FORMATS, csv_record, parquet_record
 from coverwatch.formats.gpx import GpxOptions
 
 __all__ = ["file_records"]
@@ -66,10 +61,10 @@ def file_records(
                     raise EventInputError(name, 1, col, f"unknown column {col!r}; columns are "
                                                         f"{','.join(COLUMNS)}")
             for n, cells in enumerate(reader, 2):
-                yield f"line {n}", _csv_record({k: v for k, v in cells.items() if v is not None})
+                yield f"line {n}", csv_record({k: v for k, v in cells.items() if v is not None})
     else:
         import pyarrow.parquet as pq
 
         table = pq.read_table(file)
         for n, rec in enumerate(table.to_pylist(), 1):
-            yield f"row {n}", _parquet_record({k: v for k, v in rec.items() if v is not None})
+            yield f"row {n}", parquet_record({k: v for k, v in rec.items() if v is not None})

@@ -23,9 +23,9 @@ from typing import Any
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.site import Site
+from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.engine import CoverEngine, Lapse, RuleStats, engine_state, restore_engine
 from coverwatch.formats.sitefile import load_site_text_document
-from coverwatch.server.live import batch_from_rows
 from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 from coverwatch.storage.keeping import Checkpoint

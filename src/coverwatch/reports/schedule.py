@@ -26,18 +26,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from coverwatch.domain.site import Site
-from coverwatch.notify.notifier import Message, redact_url
+from coverwatch.notify.notifier import Message, Notifier, redact_url
 from coverwatch.reports.supervision import DailyReport, daily_report
 from coverwatch.reports.supervision_out import records_csv, records_pdf
 from coverwatch.server.siteapply import SiteVersion, load_versions
 from coverwatch.storage import Store
-
-if TYPE_CHECKING:
-    from coverwatch.server.services import Services
 
 __all__ = ["CATCH_UP_DAYS", "LAST_SENT", "RETRY_S", "DailyMailer", "check_schedule", "due_days",
            "next_due_us", "parse_at", "run_daily_reports"]
@@ -118,7 +114,7 @@ class DailyMailer:
     """Sends the due daily reports; one per server (see the module docstring)."""
 
     store: Store
-    notifier: Any  # coverwatch.notify.notifier.Notifier, or anything with send_message
+    notifier: Notifier
     site: Callable[[], Site]
     source: str  # the site file, for a store that has no version yet
     at: _dt.time
@@ -126,13 +122,6 @@ class DailyMailer:
     clock: Callable[[], int]
     public_url: str | None = None
     _retry_at: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def for_services(cls, svc: Services) -> DailyMailer:
-        st = svc.settings
-        return cls(svc.store, svc.notifier, lambda: svc.site, svc.doc.source,
-                   parse_at(st.daily_report_at or ""), tuple(st.daily_report_to), svc.clock,
-                   st.public_url)
 
     def render(self, day: str) -> tuple[DailyReport, str, bytes, bytes]:
         """The day's report, its title, PDF and CSV (blocking)."""
@@ -200,14 +189,13 @@ class DailyMailer:
         return bool(ok)
 
 
-async def run_daily_reports(svc: Services) -> None:
+async def run_daily_reports(mailer: DailyMailer) -> None:
     """Background task: send what is due now (a missed day too), then at each due time."""
-    mailer = DailyMailer.for_services(svc)
     while True:
         try:
             await mailer.send_due()
         except Exception:  # the report must never stop the server
             log.exception("daily report failed")
-        now = svc.clock()
-        wait = (next_due_us(now, svc.site.timezone, mailer.at) - now) / 1e6
+        now = mailer.clock()
+        wait = (next_due_us(now, mailer.site().timezone, mailer.at) - now) / 1e6
         await asyncio.sleep(min(max(wait, 1.0), _WAKE_S))

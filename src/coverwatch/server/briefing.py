@@ -24,7 +24,7 @@ import asyncio
 import datetime as _dt
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -46,10 +46,13 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
 from coverwatch.formats.csvrows import CsvInputError, csv_rows
+from coverwatch.server.handlers.ingest import ingest
+from coverwatch.server.happenings import FixesStored
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
 
 if TYPE_CHECKING:
     from coverwatch.server.services import Services
+    from coverwatch.server.subscribers import Subscribers
     from coverwatch.storage import Store
 
 __all__ = [
@@ -298,7 +301,7 @@ class Briefing:
         now = self.svc.clock()
         if shift.covers(now) and (shift.officer, "start", shift.start) in self._emitted:
             t = max(now, self.svc.shown.horizon)
-            await self.svc.ingest([_duty_row(shift.officer, t, False, (), {
+            await ingest(self.svc, [_duty_row(shift.officer, t, False, (), {
                 "reason": "shift removed", "shift": shift.id})], source=ROSTER_SOURCE)
         return shift
 
@@ -418,6 +421,36 @@ class Briefing:
 
     # -- the background step -------------------------------------------------------------
 
+    def subscribe(self, subscribers: Subscribers) -> None:
+        """Hear of device fixes stored (site option ``duty_from_devices``)."""
+
+        def stored(h: FixesStored) -> None:
+            if self.svc.site.duty_from_devices:
+                self.svc.spawn(self.duty_from_devices(h.fixes), name="duty-from-devices")
+
+        subscribers.subscribe(FixesStored, stored)
+
+    async def duty_from_devices(self, fixes: Sequence[Mapping[str, Any]]) -> None:
+        """Site option ``duty_from_devices``: a device fix inside its officer's rostered
+        shift puts them on duty (source ``device-in-shift``) unless they are on duty
+        already or booked off themselves during this shift; the roster end ends it."""
+        for fix in fixes:
+            officer, t = fix["officer"], int(fix["t_us"])
+            shift = next((s for s in self.shifts if s.officer == officer and s.covers(t)), None)
+            if shift is None:
+                continue
+            last = await asyncio.to_thread(self.store.last_duty_event, officer, t)
+            if last is not None and (last["on"] or last["t_us"] >= shift.start):
+                continue  # on duty, or they (or the roster) said otherwise in this shift
+            caps = sorted(valid_qualifications(officer, t, self.qualifications))
+            row = {"kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
+                   "accuracy": None, "post": None, "flag": None, "on": True, "open": None,
+                   "capabilities": caps,
+                   "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": True,
+                           "capabilities": caps, "shift": shift.id,
+                           "reason": "device reporting during the rostered shift"}}
+            await ingest(self.svc, [row], source="device-in-shift", device=fix.get("device"))
+
     async def run(self) -> None:
         """Background task: step forever (cancelled at shutdown)."""
         while True:
@@ -471,9 +504,9 @@ class Briefing:
                                       sorted(last[1] - {q.name}),
                                       {"expired": q.name}))
         if roster:
-            await self.svc.ingest(roster, source=ROSTER_SOURCE)
+            await ingest(self.svc, roster, source=ROSTER_SOURCE)
         if expiring:
-            await self.svc.ingest(expiring, source=QUALIFICATION_SOURCE)
+            await ingest(self.svc, expiring, source=QUALIFICATION_SOURCE)
 
     async def evaluate(self) -> None:
         """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""

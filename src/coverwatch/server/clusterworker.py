@@ -4,7 +4,8 @@ A :class:`ClusterWorker` runs one :class:`coverwatch.bus.Worker` over every
 site of the deployment (the workers of all nodes share them out by lease), with
 the live cover engine as its evaluator (``server/buscover.py``). Its output sink
 applies cover changes exactly as the single process does
-(``Services._apply_changes``: raise and resolve alerts, each recorded and
+(:func:`coverwatch.server.handlers.alerts.apply_cover_changes`: raise and resolve
+alerts, each recorded and
 audited in PostgreSQL), but only while this node holds the site's lease at
 the run's epoch. Before applying, it reads the alerts the changes are about
 from the store, so a change re-made after a takeover finds its alert there
@@ -39,6 +40,8 @@ from coverwatch.server.gateway import (
     take_in,
     wire,
 )
+from coverwatch.server.handlers.alerts import apply_cover_changes
+from coverwatch.server.happenings import AlertSettled, Happening
 from coverwatch.storage.busoutbox import (
     FENCE,
     Fenced,
@@ -229,17 +232,20 @@ class ClusterWorker:
                 log.info("site %s: lease lost, %d changes left to the new owner",
                          site, len(changes))
                 return
-            applied = await asyncio.to_thread(self._apply, svc, changes)
+            applied, happened = await asyncio.to_thread(self._apply, svc, changes)
         for ch in applied:
             if ch.kind == "lapse-ended":
                 ended = svc.book.find(ch.post, ch.rule, ch.lapse_start)
                 if ended is not None:
-                    await svc.outbox.settle(ended)
+                    happened.append(AlertSettled(ended))
+        await svc.subscribers.dispatch(happened)
         self.applied += len(applied)
 
     @staticmethod
-    def _apply(svc: Services, changes: list[CoverChange]) -> list[CoverChange]:
-        """Changes, less those the store already shows, applied as the single process does."""
+    def _apply(svc: Services,
+               changes: list[CoverChange]) -> tuple[list[CoverChange], list[Happening]]:
+        """Changes, less those the store already shows, applied as the single process does
+        (and what that did, for the subscribers)."""
         out = []
         for ch in changes:
             if ch.kind in ("alert", "lapse-ended"):
@@ -252,7 +258,7 @@ class ClusterWorker:
                         continue  # resolved before the takeover: once is enough
             out.append(ch)
         try:
-            svc._apply_changes(out)
+            happened = apply_cover_changes(svc, out)
         except Fenced:
             # The book took changes the store refused: back to the store's version.
             for ch in out:
@@ -261,9 +267,9 @@ class ClusterWorker:
                 if rec is not None:
                     svc.book.restore(Alert.from_record(rec))
                 else:
-                    svc.book._alerts.pop(alert_id, None)
+                    svc.book.forget(alert_id)
             raise
-        return out
+        return out, happened
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -1,6 +1,6 @@
-"""Distributed mode (``coverwatch serve --bus …``): the gateway's side, and the start of it all.
+"""Distributed mode (``coverwatch serve --bus …``): the gateway's side.
 
-Every role keeps today's ingest path (``Services.ingest``: one PostgreSQL commit
+Every role keeps today's ingest path (:mod:`coverwatch.server.handlers.ingest`: one commit
 with the unique event key). :class:`BusHooks` adds what the bus needs:
 
 - after the commit, *every* row of the group, new or re-sent, is published to
@@ -25,7 +25,6 @@ dead-man check (a worker node through its ``Worker``). See docs/scale.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -34,15 +33,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
+from coverwatch.bus import Checkpoints, EventLog
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
 from coverwatch.domain.supervision import open_direct
+from coverwatch.server.happenings import AlarmsStoredHere
 from coverwatch.server.problems import ProblemError
 from coverwatch.storage import row_key
-from coverwatch.storage.busoutbox import FENCE, note_group, published
+from coverwatch.storage.busoutbox import FENCE
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
 
     from coverwatch.server.clusterworker import ClusterWorker
     from coverwatch.server.services import Services
@@ -52,13 +51,10 @@ __all__ = [
     "ROLES",
     "BusHooks",
     "BusUnavailable",
-    "Distributed",
     "deadman_reports",
     "refresh_book",
-    "refresh_site",
     "site_orphaned",
     "site_owned",
-    "start_bus",
     "take_in",
     "wire",
 ]
@@ -139,6 +135,10 @@ class BusHooks:
     # The site's owner (worker id) by its latest checkpoint: /metrics and the board.
     owner: str | None = None
     fault: str = field(default_factory=lambda: os.environ.get(FAULT_ENV, ""))
+
+    def stored_here(self, h: AlarmsStoredHere) -> None:
+        """This gateway stored these device alarms: it sends their first levels."""
+        self.raised_here.update(h.alert_ids)
 
     async def refresh_replica(self) -> None:
         """Show the site's cover as its owner last checkpointed it (at most a second old).
@@ -259,89 +259,7 @@ class BusHooks:
         return [s for s in mine if s.level > levels[s.alert_id]]
 
 
-@dataclass
-class Distributed:
-    """What ``start_bus`` started; :meth:`close` stops it (worker first: it hands over)."""
-
-    nc: Client
-    hooks: dict[str, BusHooks]  # by site id
-    worker: ClusterWorker | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    async def close(self) -> None:
-        self.stop.set()  # the worker checkpoints and releases its sites, then ends
-        with contextlib.suppress(Exception):  # bounded: SIGTERM stops a node in seconds
-            await asyncio.wait(self.tasks, timeout=CLOSE_S)
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self.worker is not None:
-            await self.worker.close()
-        with contextlib.suppress(Exception):
-            await self.nc.close()
-
-
-def refresh_site(svc: Services) -> bool:
-    """Adopt the newest rule version another node applied (escalation, names, orders)."""
-    from coverwatch.formats.sitefile import load_site_text_document
-    from coverwatch.server.siteapply import load_versions
-
-    versions = load_versions(svc.store)
-    if not versions or versions[-1].source == svc.doc.source:
-        return False
-    svc.adopt_site(load_site_text_document(versions[-1].source, str(svc.settings.site_path)))
-    return True
-
-
-RESEND_EVERY_S = 30.0
 RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
-
-
-async def _forget_published(hooks: Mapping[str, BusHooks], stop: asyncio.Event,
-                            every_s: float = 0.2) -> None:
-    """Delete acknowledged groups from the bus outbox, many in one transaction."""
-    while not stop.is_set():
-        for h in hooks.values():
-            done, h.acked = h.acked, []
-            if not done:
-                continue
-            try:
-                await asyncio.to_thread(published, h.svc.store.engine, done)
-            except Exception as e:  # PostgreSQL away: the owner republishes them (harmless)
-                log.warning("clearing %d published groups from the outbox failed: %s",
-                            len(done), e)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
-
-
-def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
-    def note(conn: Any, stored: Sequence[tuple[int, str]], earliest_us: int) -> None:
-        note_group(conn, store.site, stored, earliest_us)
-
-    return note
-
-
-async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
-    resent = time.monotonic()
-    while not stop.is_set():
-        try:
-            async with svc.lock:
-                await asyncio.to_thread(refresh_book, svc)
-                await asyncio.to_thread(refresh_site, svc)
-            if svc.bus is not None and svc.bus.owns() and \
-                    time.monotonic() - resent >= RESEND_EVERY_S:
-                # A node that died sending (an SOS's gateway, a former owner) left levels
-                # due with nothing delivered: the owner sends them, once.
-                resent = time.monotonic()
-                await asyncio.to_thread(svc.outbox.load)
-                svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
-        except Exception:  # PostgreSQL failing over: the next pass catches up
-            log.exception("alert book refresh failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
 
 
 def deadman_reports(sites: Mapping[str, Services]) -> tuple[
@@ -376,56 +294,3 @@ async def site_owned(svc: Services, site: str) -> None:
         await asyncio.to_thread(refresh_book, svc)
     for alert in open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
         await svc.outbox.resolve_direct(alert, f"site {site} has an owner again")
-
-
-async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0) -> Distributed:
-    """Connect to NATS and start this node's role (``settings.role``) for every site."""
-    first = next(iter(sites.values()))
-    settings = first.settings
-    if settings.role not in ROLES:
-        raise ValueError(f"role {settings.role!r}: expected one of {', '.join(ROLES)}")
-    assert settings.bus_url is not None
-    names = BusNames(settings.bus_prefix)
-    nc = await connect(settings.bus_url, name=f"coverwatch-{settings.role}")
-    event_log = EventLog(nc.jetstream(), names)
-    await event_log.ensure()
-    dist = Distributed(nc, {})
-    from coverwatch.server.clusterworker import checkpoint_secret
-
-    checkpoints = Checkpoints(await open_bucket(nc.jetstream(), names.checkpoints))
-    try:
-        secret: bytes | None = checkpoint_secret(first)
-    except RuntimeError as e:  # the views stay empty; the workers refuse to start anyway
-        log.warning("owners' states will not be shown here: %s", e)
-        secret = None
-    for site, svc in sites.items():
-        hooks = BusHooks(svc, event_log, settings.role, checkpoints=checkpoints, secret=secret)
-        dist.hooks[site] = svc.bus = hooks
-        # Every commit of events notes its group in the outbox, in the same transaction.
-        svc.store.after_append = _outbox_hook(svc.store)
-        async with svc.lock:
-            await asyncio.to_thread(refresh_book, svc)
-        dist.tasks.append(asyncio.create_task(_keep_book(svc, dist.stop, book_every_s),
-                                              name=f"alert-book:{site}"))
-    dist.tasks.append(asyncio.create_task(_forget_published(dist.hooks, dist.stop),
-                                          name="bus-outbox"))
-    if settings.role in ("worker", "all"):
-        from coverwatch.server.clusterworker import ClusterWorker
-
-        dist.worker = ClusterWorker(sites, nc, names)
-        for hooks in dist.hooks.values():
-            hooks.worker = dist.worker
-        await dist.worker.start()
-        dist.tasks.append(asyncio.create_task(dist.worker.run(dist.stop), name="bus-worker"))
-    else:
-        from coverwatch.bus import WorkerSettings
-
-        ws = WorkerSettings()
-        orphaned, owned = deadman_reports(sites)
-        dist.tasks.append(asyncio.create_task(watch_for_orphans(
-            nc.jetstream(), names.leases, lambda: list(sites), lease_s=ws.lease_s,
-            after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop),
-            name="dead-man"))
-    log.info("distributed mode: %s for %d site(s) on bus %s", settings.role, len(sites),
-             names.prefix)
-    return dist

@@ -49,7 +49,7 @@ async def send_incident(outbox: Outbox, istep: IncidentStep) -> None:
         "started": format_time(inc.started), "at": format_time(step.at),
         "idempotency_key": key,
     })
-    deliveries = await svc.notifier.send_message(message)
+    deliveries = await svc.outbox.notifier.send_message(message)
     at = svc.clock()
     recs = [DeliveryRecord(member, d.level, "escalation", ", ".join(d.targets), d.person, d.to,
                            d.ok, d.error, d.attempts, at)

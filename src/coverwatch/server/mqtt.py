@@ -51,6 +51,7 @@ import orjson
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
+from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.ingest import IngestProblem, InvalidEvents, validate_records
 from coverwatch.server.nodeid import node_id
 from coverwatch.server.services import Services
@@ -187,7 +188,7 @@ async def _store_batch(svc: Services, checked: list[_Checked]) -> None:
         msg, device, rows, reports, problem = item
         if problem is None:
             try:
-                await svc.ingest(rows, source="mqtt", device=device, reports=reports)
+                await ingest(svc, rows, source="mqtt", device=device, reports=reports)
                 return
             except Exception as e:
                 if not record_fault(e):

@@ -12,6 +12,7 @@ the board and in the log: it is never re-raised).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -36,11 +37,14 @@ from coverwatch.domain.supervision import (
     undelivered_steps,
 )
 from coverwatch.domain.time import format_time
+from coverwatch.server.happenings import AlertSettled, LevelsDue, SiteAdopted
 from coverwatch.server.pools import in_store
 from coverwatch.storage import DeliveryRecord
 
 if TYPE_CHECKING:
+    from coverwatch.notify.notifier import Notifier
     from coverwatch.server.services import Services
+    from coverwatch.server.subscribers import Subscribers
     from coverwatch.storage import Store
 
 __all__ = ["Outbox", "TargetProblem", "delivery_outcome", "people_resolver",
@@ -184,6 +188,32 @@ class Outbox:
             self.submit(fresh)
         return len(fresh)
 
+    @property
+    def notifier(self) -> Notifier:
+        """The site's notifier (the sending paths run only where there is one)."""
+        notifier = self.svc.notifier
+        if notifier is None:
+            raise RuntimeError("this site has no notifier")
+        return notifier
+
+    def subscribe(self, subscribers: Subscribers) -> None:
+        """Hear of levels falling due (send them), alerts settling (settle their failed
+        notices) and new rules (check their targets)."""
+
+        def due(h: LevelsDue) -> None:
+            self.submit(h.steps)
+
+        async def settled(h: AlertSettled) -> None:
+            await self.settle(h.alert)
+
+        def adopted(h: SiteAdopted) -> None:
+            with contextlib.suppress(RuntimeError):  # no loop: start-up checks once it runs
+                self.spawn(self.check_targets())
+
+        subscribers.subscribe(LevelsDue, due)
+        subscribers.subscribe(AlertSettled, settled)
+        subscribers.subscribe(SiteAdopted, adopted)
+
     # -- tasks --------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -281,7 +311,7 @@ class Outbox:
         """An SOS's levels, sent at once: only if none reached anybody is it a failure
         (one ``notification-failure``, not one per level that failed)."""
         svc = self.svc
-        sent = await asyncio.gather(*(svc.notifier.send(step) for step in steps))
+        sent = await asyncio.gather(*(self.notifier.send(step) for step in steps))
         reached = False
         for deliveries in sent:
             recs = await self._record(deliveries, "escalation")
@@ -300,7 +330,7 @@ class Outbox:
 
     async def _send_step(self, step: Escalation) -> None:
         svc = self.svc
-        recs = await self._record(await svc.notifier.send(step), "escalation")
+        recs = await self._record(await self.notifier.send(step), "escalation")
         if any(r.ok for r in recs):
             return
         async with svc.lock:
@@ -351,7 +381,7 @@ class Outbox:
             "alert_id": alert.id, "kind": alert.kind, "post": alert.post, "rule": alert.rule,
             "about": alert.about, "at": format_time(alert.alert_at),
         })
-        recs = await self._record(await self.svc.notifier.send_message(message), "direct")
+        recs = await self._record(await self.notifier.send_message(message), "direct")
         if not any(r.ok for r in recs):
             log.error("%s alert %s reached nobody; it stays on the board (not re-raised)",
                       alert.kind, alert.id)
@@ -415,7 +445,7 @@ class Outbox:
             })
 
             async def send() -> None:
-                await self._record(await svc.notifier.send_message(message), "dispatch")
+                await self._record(await self.notifier.send_message(message), "dispatch")
 
             self.spawn(send())
         return record

@@ -33,6 +33,7 @@ from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntr
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
 from coverwatch.server.devices import DeviceUpload, device_upload
+from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.nodeid import node_id
 from coverwatch.server.readings import Reading, _number
 from coverwatch.server.services import Services
@@ -82,7 +83,7 @@ async def store_owntracks(svc: Services, message: OwnTracksMessage, *, officer: 
             log.info("OwnTracks location from device %s not used as a fix: %s", device,
                      reading["reason"])
     if upload.reports:
-        await svc.ingest(upload.rows, source="owntracks", device=device,
+        await ingest(svc, upload.rows, source="owntracks", device=device,
                          reports=upload.reports)
     return upload
 

@@ -24,25 +24,18 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from coverwatch.domain.changes import diff_sites, required_approval
-from coverwatch.domain.time import format_time
 from coverwatch.errors import CoverwatchError
-from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.storage import Store
-
-if TYPE_CHECKING:
-    from coverwatch.server.services import Services
 
 __all__ = [
     "MIN_REASON_CHARS",
     "ApplyRefused",
     "ApplyResult",
     "SiteVersion",
-    "apply_site",
     "load_versions",
     "save_versions",
 ]
@@ -90,7 +83,7 @@ def save_versions(store: Store, versions: Iterable[SiteVersion]) -> None:
     ).decode())
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     # Write beside the target and rename, so a crash never leaves half a site file.
     fd, tmp = tempfile.mkstemp(prefix=".site-", dir=path.parent)
     try:
@@ -103,55 +96,3 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-async def apply_site(
-    svc: Services, text: str, *, actor: str, roles: frozenset[str], reason: str
-) -> ApplyResult:
-    """Validate, classify, authorise and apply a new site file. See the module docstring."""
-    import asyncio
-
-    path = svc.settings.site_path
-    doc: SiteDocument = load_site_text_document(text, str(path))
-    diff = diff_sites(svc.site, doc.site)
-    summary = diff.to_dict()
-    need = required_approval(diff)
-    if diff.overall == "none" and doc.source == svc.doc.source:
-        if svc.bus is not None:  # hand the version in force to the evaluators (again)
-            versions = await asyncio.to_thread(load_versions, svc.store)
-            if versions and versions[-1].source == doc.source:
-                await svc.bus.publish_site(doc.source, versions[-1].effective_us)
-        return ApplyResult(False, "none", need, None, summary)
-    if need == "approver":
-        role = svc.settings.approving_role
-        if role not in roles:
-            raise ApplyRefused(
-                403, f"this change weakens cover; it must be applied by a user with the "
-                f"'{role}' role", summary)
-        if len(reason.strip()) < MIN_REASON_CHARS:
-            raise ApplyRefused(
-                422, f"this change weakens cover; give a written reason (at least "
-                f"{MIN_REASON_CHARS} characters)", summary)
-    elif "admin" not in roles:
-        raise ApplyRefused(403, "changing the site's rules needs an admin", summary)
-
-    async with svc.lock:
-        if svc.evaluates:
-            effective = svc.live.horizon
-            changes = svc.live.switch_site(doc.site)
-        else:  # distributed: the site's owner switches when its horizon reaches this instant
-            effective, changes = svc.clock(), []
-        versions = await asyncio.to_thread(load_versions, svc.store)
-        versions.append(SiteVersion(effective, doc.source))
-        await asyncio.to_thread(_write_atomically, path, doc.source)
-        await asyncio.to_thread(save_versions, svc.store, versions)
-        svc.adopt_site(doc)
-        await asyncio.to_thread(svc._apply_changes, changes)
-    await asyncio.to_thread(
-        svc.store.audit_change, actor, "site.applied", doc.site.id,
-        {"class": diff.overall, "approval": need, "reason": reason.strip(),
-         "effective_at": format_time(effective), "diff": summary},
-    )
-    if svc.bus is not None:  # 503 if the stream is down: applying the same file again resends
-        await svc.bus.publish_site(doc.source, effective)
-    return ApplyResult(True, diff.overall, need, format_time(effective), summary)

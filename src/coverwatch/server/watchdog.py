@@ -115,7 +115,7 @@ def check(svc: Services) -> dict[str, str]:
     if stalled > stall_limit_s(svc):
         out["ticker-stopped"] = (f"The live engine's ticker has not completed a tick for "
                                  f"{stalled:.0f} s: lapses are not being detected.")
-    if svc.clock() >= svc._recover_until:
+    if svc.clock() >= svc.recover_until:
         lag = svc.engine_lag_s() - settings.lateness_s
         if lag > settings.max_engine_lag_s:
             out["engine-lag"] = (f"The live engine is {lag:.0f} s behind (beyond the allowed "

@@ -1,0 +1,170 @@
+"""Distributed mode's start for one node: the bus hooks of every site, the alert
+book kept in step with PostgreSQL, the bus outbox's clean-up and this node's role
+(a :class:`~coverwatch.server.clusterworker.ClusterWorker`, or a gateway's dead-man
+watch). See docs/scale.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
+from coverwatch.formats.sitefile import load_site_text_document
+from coverwatch.server.clusterworker import ClusterWorker, checkpoint_secret
+from coverwatch.server.gateway import (
+    CLOSE_S,
+    RESEND_AFTER_S,
+    ROLES,
+    BusHooks,
+    deadman_reports,
+    refresh_book,
+)
+from coverwatch.server.handlers.site import adopt_site
+from coverwatch.server.happenings import AlarmsStoredHere, Happening
+from coverwatch.server.siteapply import load_versions
+from coverwatch.storage.busoutbox import note_group, published
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from coverwatch.server.services import Services
+
+__all__ = ["Distributed", "refresh_site", "start_bus"]
+
+log = logging.getLogger("coverwatch.server")
+
+RESEND_EVERY_S = 30.0
+
+
+@dataclass
+class Distributed:
+    """What ``start_bus`` started; :meth:`close` stops it (worker first: it hands over)."""
+
+    nc: Client
+    hooks: dict[str, BusHooks]  # by site id
+    worker: ClusterWorker | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        self.stop.set()  # the worker checkpoints and releases its sites, then ends
+        with contextlib.suppress(Exception):  # bounded: SIGTERM stops a node in seconds
+            await asyncio.wait(self.tasks, timeout=CLOSE_S)
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.worker is not None:
+            await self.worker.close()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+
+def refresh_site(svc: Services) -> list[Happening]:
+    """Adopt the newest rule version another node applied (escalation, names, orders)."""
+    versions = load_versions(svc.store)
+    if not versions or versions[-1].source == svc.doc.source:
+        return []
+    return adopt_site(svc, load_site_text_document(versions[-1].source,
+                                                   str(svc.settings.site_path)))
+
+
+async def _forget_published(hooks: Mapping[str, BusHooks], stop: asyncio.Event,
+                            every_s: float = 0.2) -> None:
+    """Delete acknowledged groups from the bus outbox, many in one transaction."""
+    while not stop.is_set():
+        for h in hooks.values():
+            done, h.acked = h.acked, []
+            if not done:
+                continue
+            try:
+                await asyncio.to_thread(published, h.svc.store.engine, done)
+            except Exception as e:  # PostgreSQL away: the owner republishes them (harmless)
+                log.warning("clearing %d published groups from the outbox failed: %s",
+                            len(done), e)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
+    def note(conn: Any, stored: Sequence[tuple[int, str]], earliest_us: int) -> None:
+        note_group(conn, store.site, stored, earliest_us)
+
+    return note
+
+
+async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
+    resent = time.monotonic()
+    while not stop.is_set():
+        try:
+            async with svc.lock:
+                await asyncio.to_thread(refresh_book, svc)
+                adopted = await asyncio.to_thread(refresh_site, svc)
+            await svc.subscribers.dispatch(adopted)
+            if svc.bus is not None and svc.bus.owns() and \
+                    time.monotonic() - resent >= RESEND_EVERY_S:
+                # A node that died sending (an SOS's gateway, a former owner) left levels
+                # due with nothing delivered: the owner sends them, once.
+                resent = time.monotonic()
+                await asyncio.to_thread(svc.outbox.load)
+                svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
+        except Exception:  # PostgreSQL failing over: the next pass catches up
+            log.exception("alert book refresh failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0) -> Distributed:
+    """Connect to NATS and start this node's role (``settings.role``) for every site."""
+    first = next(iter(sites.values()))
+    settings = first.settings
+    if settings.role not in ROLES:
+        raise ValueError(f"role {settings.role!r}: expected one of {', '.join(ROLES)}")
+    assert settings.bus_url is not None
+    names = BusNames(settings.bus_prefix)
+    nc = await connect(settings.bus_url, name=f"coverwatch-{settings.role}")
+    event_log = EventLog(nc.jetstream(), names)
+    await event_log.ensure()
+    dist = Distributed(nc, {})
+    checkpoints = Checkpoints(await open_bucket(nc.jetstream(), names.checkpoints))
+    try:
+        secret: bytes | None = checkpoint_secret(first)
+    except RuntimeError as e:  # the views stay empty; the workers refuse to start anyway
+        log.warning("owners' states will not be shown here: %s", e)
+        secret = None
+    for site, svc in sites.items():
+        hooks = BusHooks(svc, event_log, settings.role, checkpoints=checkpoints, secret=secret)
+        dist.hooks[site] = svc.bus = hooks
+        svc.subscribers.subscribe(AlarmsStoredHere, hooks.stored_here)
+        # Every commit of events notes its group in the outbox, in the same transaction.
+        svc.store.after_append = _outbox_hook(svc.store)
+        async with svc.lock:
+            await asyncio.to_thread(refresh_book, svc)
+        dist.tasks.append(asyncio.create_task(_keep_book(svc, dist.stop, book_every_s),
+                                              name=f"alert-book:{site}"))
+    dist.tasks.append(asyncio.create_task(_forget_published(dist.hooks, dist.stop),
+                                          name="bus-outbox"))
+    if settings.role in ("worker", "all"):
+        dist.worker = ClusterWorker(sites, nc, names)
+        for hooks in dist.hooks.values():
+            hooks.worker = dist.worker
+        await dist.worker.start()
+        dist.tasks.append(asyncio.create_task(dist.worker.run(dist.stop), name="bus-worker"))
+    else:
+        from coverwatch.bus import WorkerSettings
+
+        ws = WorkerSettings()
+        orphaned, owned = deadman_reports(sites)
+        dist.tasks.append(asyncio.create_task(watch_for_orphans(
+            nc.jetstream(), names.leases, lambda: list(sites), lease_s=ws.lease_s,
+            after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop),
+            name="dead-man"))
+    log.info("distributed mode: %s for %d site(s) on bus %s", settings.role, len(sites),
+             names.prefix)
+    return dist

@@ -1,0 +1,199 @@
+"""Ingest: the one path every input (HTTP batch, OsmAnd, OwnTracks, MQTT, scans,
+the roster) takes into a site.
+
+Ordering and durability: a commit group takes the unit's lock, decides which
+events are late against the horizon (and which late state events are applied
+at it), commits them all to the store, and only then feeds them to the engine
+and answers. The ticker takes the same lock to advance the horizon, so an
+event can never be fed behind it. Requests that arrive while a commit is in
+progress are committed together in the next transaction (group commit): one
+fsync for many; a device alarm goes ahead of everything waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from coverwatch.domain.alerts import Alert, alert_id_for
+from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.server.admission import admit
+from coverwatch.server.devices import ALARM_ALERT_KINDS
+from coverwatch.server.groupcommit import append_isolated
+from coverwatch.server.handlers.alerts import escalate, last_position
+from coverwatch.server.happenings import (
+    AlarmsStoredHere,
+    AlertChanged,
+    FixesStored,
+    Happening,
+    LateApplied,
+)
+from coverwatch.server.latewatch import late_applied_message
+from coverwatch.server.pools import in_store
+from coverwatch.server.services import IngestResult, Services
+from coverwatch.storage import Store
+
+__all__ = ["CommitQueue", "alarm_alerts", "ingest"]
+
+
+@dataclass
+class _Request:
+    rows: Sequence[dict[str, Any]]
+    source: str
+    device: str | None
+    done: asyncio.Future[IngestResult]
+    reports: Sequence[dict[str, Any]]
+
+
+@dataclass
+class CommitQueue:
+    """Requests waiting for the next commit, and the task that commits them."""
+
+    waiting: list[_Request] = field(default_factory=list)
+    committer: asyncio.Task[None] | None = None
+
+
+async def ingest(
+    unit: Services, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
+    reports: Sequence[dict[str, Any]] = (),
+) -> IngestResult:
+    """Store validated event rows durably, then feed the on-time ones live.
+
+    Each row has the store's event columns (kind, t_us, officer, …). Returns
+    only after the commit, so a 2xx or an MQTT ack means durable. ``reports``
+    are device reports (:mod:`coverwatch.server.devices`); an alarm among them
+    (sos, fallDown) raises its alert in the same commit.
+    """
+    if not rows and not reports:
+        return IngestResult(0, 0, 0)
+    admit(rows, reports)  # a record the store cannot take fails its own request only
+    if unit.briefing is not None:  # a governed capability counts only while qualified
+        unit.briefing.filter_rows(rows)
+    done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+    request = _Request(rows, source, device, done, reports)
+    queue = unit.commits
+    # Device alarms go ahead of everything else waiting (and first in any retry).
+    alarm = any(rep.get("alarm") for rep in reports)
+    queue.waiting.insert(0 if alarm else len(queue.waiting), request)
+    # The committer is its own task, so a client that hangs up mid-commit
+    # cannot cancel the commit other requests are waiting on.
+    if queue.committer is None or queue.committer.done():
+        queue.committer = asyncio.create_task(_commit_waiting(unit), name="commit")
+    return await done
+
+
+async def _commit_waiting(unit: Services) -> None:
+    queue = unit.commits
+    while queue.waiting:
+        group, queue.waiting = queue.waiting, []
+        await _commit_group(unit, group)
+
+
+def _fail(group: Sequence[_Request], error: BaseException) -> None:
+    for req in group:
+        if not req.done.done():
+            req.done.set_exception(error)
+
+
+async def _commit_group(unit: Services, group: list[_Request]) -> None:
+    try:
+        async with unit.lock:
+            now = unit.clock()
+            tagged: list[dict[str, Any]] = []
+            reports: list[dict[str, Any]] = []
+            for i, req in enumerate(group):
+                for r in req.rows:
+                    r["source"] = req.source
+                    r["device"] = req.device
+                    r["received_us"] = now
+                    # In distributed mode the site's stream decides what is late.
+                    r["late"] = unit.evaluates and unit.live.is_late(int(r["t_us"]))
+                    r["_request"] = i
+                    tagged.append(r)
+                for rep in req.reports:
+                    reports.append({**rep, "source": req.source, "received_us": now,
+                                    "_request": i})
+            if unit.evaluates:  # a late state event is applied at the horizon
+                unit.live.plan_late(tagged)
+            alarms = any(rep.get("alarm") for rep in reports)
+            result, failed = await in_store(
+                append_isolated, unit.store, tagged, reports,
+                functools.partial(alarm_alerts, unit.store) if alarms else None)
+            if unit.evaluates:
+                unit.live.add(result.rows)
+            for rep in result.reports:
+                unit.watch.note(rep, now)
+            raised = [Alert.from_record(rec) for rec in result.alerts]
+            for alert in raised:
+                unit.book.adopt(alert)
+            # Escalate an SOS now, not at the next tick.
+            steps = unit.book.tick(unit.clock()) if raised else []
+        unit.health.commits(len(failed) < len(group), list(failed.values()))
+    except Exception as e:
+        unit.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
+        _fail(group, e)
+        return
+    happened: list[Happening] = [AlertChanged(a) for a in raised]
+    happened += [LateApplied(late_applied_message(r)) for r in result.rows
+                 if r.get("applied_us") is not None]
+    if raised:
+        happened.append(AlarmsStoredHere(tuple(a.id for a in raised)))
+    await unit.subscribers.dispatch(happened)
+    if steps:
+        unit.spawn(escalate(unit, steps), name="escalate")
+    for i, error in failed.items():  # only these senders hear of the failure
+        group[i].done.set_exception(error)
+    if unit.bus is not None:  # answered only once the stream has them too
+        try:
+            await unit.bus.publish([r for r in tagged if r["_request"] not in failed],
+                                   result.ids)
+        except Exception as e:  # the client retries; the event keys make it one event
+            _fail(group, e)
+            return
+    inserted = [0] * len(group)
+    late = [0] * len(group)
+    for r in result.rows:
+        inserted[r["_request"]] += 1
+        late[r["_request"]] += bool(r["late"])
+    fixes = tuple(r for r in result.rows if r["kind"] == "fix" and r.get("device"))
+    if fixes:
+        await unit.subscribers.dispatch([FixesStored(fixes)])
+    for i, req in enumerate(group):
+        if i in failed:
+            continue
+        unit.ingested[req.source] = unit.ingested.get(req.source, 0) + inserted[i]
+        unit.late_total += late[i]
+        unit.duplicates_total += len(req.rows) - inserted[i]
+        if not req.done.done():
+            req.done.set_result(IngestResult(inserted[i], len(req.rows) - inserted[i], late[i]))
+
+
+def alarm_alerts(store: Store, reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """The alerts newly stored device reports raise (runs inside their commit)."""
+    out: list[tuple[dict[str, Any], str]] = []
+    for rep in reports:
+        kind = ALARM_ALERT_KINDS.get(str(rep.get("alarm") or "").lower())
+        officer = rep.get("officer")
+        if kind is None or not officer:
+            continue
+        received = int(rep["received_us"])
+        t = rep.get("t_us")
+        # An SOS buffered on an offline phone began when it was pressed.
+        plausible = isinstance(t, int) and received - 7 * 86_400 * US_PER_S <= t <= received
+        began = t if plausible and isinstance(t, int) else received
+        rule = f"officer:{officer}"
+        alert = Alert(
+            id=alert_id_for(kind, "", rule, began), kind=kind, post="", rule=rule,
+            lapse_start=began, alert_at=received, count=0, need=0,
+            details={"officer": officer, "device": rep.get("device"),
+                     "alarm": rep.get("alarm"),
+                     "event_time": None if t is None else format_time(int(t)),
+                     "received": format_time(received),
+                     "position": last_position(store, officer, rep.get("_fix")),
+                     "battery": rep.get("battery")},
+        )
+        out.append((alert.to_record(), "alert.raised"))
+    return out

@@ -1,0 +1,96 @@
+"""Start-up: a site's unit rebuilt from the store, as after a restart.
+
+Every stored event is replayed up to the saved horizon, with every applied
+version of the rules in force at its moment; the engine is chunk-invariant, so
+this reproduces the state of the uninterrupted run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from coverwatch.clock import wall_clock_us
+from coverwatch.domain.alerts import AlertBook
+from coverwatch.domain.changes import diff_sites
+from coverwatch.domain.time import seconds_to_us
+from coverwatch.engine import CoverChange
+from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
+from coverwatch.notify.notifier import Notifier
+from coverwatch.server.devices import DeviceWatch
+from coverwatch.server.handlers.alerts import apply_cover_changes
+from coverwatch.server.handlers.ingest import CommitQueue
+from coverwatch.server.handlers.tick import HORIZON_KEY
+from coverwatch.server.live import LiveCover
+from coverwatch.server.outbox import Outbox
+from coverwatch.server.policies import policy_from, sos_policy_from
+from coverwatch.server.services import Services
+from coverwatch.server.siteapply import SiteVersion, load_versions, save_versions
+from coverwatch.server.subscribers import subscribe_feed
+from coverwatch.settings import Settings
+from coverwatch.storage import Store
+
+__all__ = ["build"]
+
+log = logging.getLogger("coverwatch.server")
+
+
+def build(settings: Settings, store: Store, doc: SiteDocument,
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None) -> Services:
+    """Rebuild the live state from the store, as after a restart."""
+    now = clock()
+    lateness = seconds_to_us(settings.lateness_s)
+    saved = store.get_state(HORIZON_KEY)
+    start_horizon = int(saved) if saved is not None else now - lateness
+    # The rules in force at each moment: every applied version of the site.
+    versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
+    sites = [load_site_text_document(v.source, str(settings.site_path)).site
+             for v in versions]
+    live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
+                     timeline=True)  # the dashboard's cover timeline
+    book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
+    unit = Services(settings, store, doc, live, book, clock=clock, notifier=notifier)
+    unit.commits = CommitQueue()
+    subscribe_feed(unit.subscribers, unit.feed)
+    unit.outbox = Outbox(unit)
+    unit.outbox.load()
+    unit.outbox.subscribe(unit.subscribers)
+    unit.sos_policy = sos_policy_from(doc)
+    book.policy_for = unit.policy_for
+    unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
+    unit.watch.load(store.last_device_reports())
+    after = 0
+    while settings.bus_url is None:
+        rows = store.events_since(after, limit=50_000)
+        if not rows:
+            break
+        live.add(rows)
+        after = int(rows[-1]["id"])
+    changes: list[CoverChange] = []
+    for version, site in zip(versions[1:], sites[1:], strict=True):
+        changes += live.advance_to(version.effective_us)
+        changes += live.switch_site(site)
+    if saved is not None:
+        changes += live.advance_to(start_horizon)
+    if settings.bus_url is not None:
+        changes = []  # the workers raise cover alerts in distributed mode
+    if settings.bus_url is not None and load_versions(store) and \
+            doc.source != versions[-1].source:
+        # Distributed: the stored versions rule (every node has its own copy of the
+        # file); a change goes through `site apply`, which hands it to the owner.
+        log.warning("%s differs from the rules in force at site %s: using the stored "
+                    "version (apply changes with `coverwatch site apply`)",
+                    settings.site_path, doc.site.id)
+        unit.doc = doc = load_site_text_document(versions[-1].source, str(settings.site_path))
+        unit.book.policy, unit.sos_policy = policy_from(doc), sos_policy_from(doc)
+    if doc.source != versions[-1].source:
+        # The file was edited while the server was down: in force from now on.
+        changes += live.switch_site(doc.site)
+        versions.append(SiteVersion(live.horizon, doc.source))
+        store.audit_change("server", "site.changed-while-stopped", doc.site.id,
+                           {"diff": diff_sites(sites[-1], doc.site).to_dict()})
+    save_versions(store, versions)
+    unit.subscribers.publish_now(apply_cover_changes(unit, changes))
+    # Hold the horizon for a while after a restart so clients can re-send
+    # what they could not deliver while the server was down.
+    unit.recover_until = now + seconds_to_us(settings.recovery_s) if saved is not None else 0
+    return unit

@@ -1,0 +1,119 @@
+"""Time passes: the ticker advances the horizon to the devices' watermark, raises
+and resolves alerts for the cover changes, checks for silent devices and
+escalates what is due."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
+from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
+from coverwatch.engine import CoverChange
+from coverwatch.server.devices import silent_officers
+from coverwatch.server.handlers.alerts import apply_cover_changes, escalate, last_position
+from coverwatch.server.happenings import AlertChanged, AlertSettled, Happening
+from coverwatch.server.pools import in_store
+from coverwatch.server.services import Services
+
+__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "tick"]
+
+log = logging.getLogger("coverwatch.server")
+
+HORIZON_KEY = "live.horizon_us"
+SILENT = "device-silent"
+
+
+async def tick(unit: Services) -> list[CoverChange]:
+    """Advance the watermark to now; raise, resolve and escalate alerts."""
+    async with unit.lock:
+        now = unit.clock()
+        if now < unit.recover_until or not unit.evaluates:
+            changes: list[CoverChange] = []
+        else:
+            changes = unit.live.advance_to(unit.watch.horizon(now))
+        horizon = unit.live.horizon
+        # Alert changes under the lock too, so a person's acknowledgement
+        # (also under it) cannot overwrite a resolution made meanwhile.
+        happened = await in_store(apply_cover_changes, unit, changes)
+        if unit.site.silent_after_s is not None and unit.briefing is not None:
+            if unit.evaluates:
+                happened += await asyncio.to_thread(check_silent, unit, now)
+            elif unit.bus is not None and await unit.bus.silent_check_due(now):
+                # Distributed: the site's owner checks, from the stored reports.
+                happened += await asyncio.to_thread(check_silent, unit, now)
+        steps = unit.book.tick(now)
+    await unit.subscribers.dispatch(happened)
+    if steps:
+        await escalate(unit, steps)
+    settled: list[Happening] = []
+    for ch in changes:
+        if ch.kind == "lapse-ended":
+            ended = unit.book.find(ch.post, ch.rule, ch.lapse_start)
+            if ended is not None:
+                settled.append(AlertSettled(ended))
+    await unit.subscribers.dispatch(settled)
+    if now - unit.delays_logged >= 60 * US_PER_S:
+        unit.delays_logged = now
+        for device, d in unit.watch.delays().items():
+            log.info("upload delay of %s: median %.1f s, p95 %.1f s, max %.1f s (%d readings)",
+                     device, d["median_s"], d["p95_s"], d["max_s"], int(d["count"]))
+    if unit.evaluates and (horizon - unit.last_saved_horizon >= US_PER_S or changes):
+        try:
+            await asyncio.to_thread(unit.store.set_state, HORIZON_KEY, str(horizon))
+        except Exception as e:
+            unit.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
+            raise
+        unit.last_saved_horizon = horizon
+    unit.health.ticked()
+    return changes
+
+
+async def run_ticker(unit: Services) -> None:
+    """Background task: tick forever (cancelled at shutdown)."""
+    while True:
+        try:
+            await tick(unit)
+        except Exception:  # a bad tick must not stop supervision
+            log.exception("tick failed")
+        await asyncio.sleep(unit.settings.tick_s)
+
+
+def check_silent(unit: Services, now: int) -> list[Happening]:
+    """Raise "device-silent" alerts for rostered officers whose devices went quiet;
+    resolve them when a device reports again or the shift is over (under the lock,
+    in a store thread)."""
+    site, book, store, watch = unit.site, unit.book, unit.store, unit.watch
+    assert site.silent_after_s is not None and unit.briefing is not None
+    on_duty = {o.officer for o in unit.shown.officers() if o.on_duty}
+    silent = silent_officers(unit.briefing.shifts, watch, on_duty, now,
+                             seconds_to_us(site.silent_after_s))
+    wanted = {alert_id_for(SILENT, post, f"device:{officer}", since): (officer, since, post)
+              for officer, (since, post) in silent.items()}
+    touched: list[Alert] = []
+    for alert_id, (officer, since, post) in wanted.items():
+        if alert_id in book:
+            continue
+        last = store.last_fix(officer)
+        devices = watch.by_officer().get(officer, [])
+        battery = next((s.report.get("battery") for _, s in devices
+                        if s.report and s.report.get("battery") is not None), None)
+        alert = book.on_alert(
+            post, f"device:{officer}", since, since + seconds_to_us(site.silent_after_s),
+            0, 1, kind=SILENT, details={
+                "officer": officer, "devices": [d for d, _ in devices],
+                "last_report": None if not devices else format_time(
+                    max(s.last_received for _, s in devices)),
+                "position": last_position(store, officer, last), "battery": battery})
+        store.record_alert_event(alert.to_record(), actor="devices", action="alert.raised")
+        touched.append(alert)
+    for alert in book.alerts():
+        live = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+        if alert.kind != SILENT or alert.id in wanted or not live:
+            continue
+        trial = Alert.from_record(alert.to_record())
+        trial.resolve(max(now, trial.lapse_start))
+        store.record_alert_event(trial.to_record(), actor="devices", action="alert.resolved")
+        book.restore(trial)
+        touched.append(trial)
+    return [AlertChanged(a) for a in touched]
