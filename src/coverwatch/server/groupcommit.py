@@ -1,7 +1,7 @@
 """One request's bad record never fails another sender's: the group commit, isolated.
 
 Requests that arrive while a commit is in flight are stored together in the
-next transaction (:meth:`coverwatch.server.services.Services.ingest`). Every
+next transaction (:func:`coverwatch.server.handlers.ingest.ingest`). Every
 record was admitted first (:mod:`coverwatch.server.admission`); if the group's
 transaction still fails, each request is retried in a transaction of its own,
 so only the request the store refuses fails (and only its sender is told).
