@@ -162,4 +162,4 @@ def test_a_record_of_the_wrong_type_is_refused_before_the_group(kit: Kit) -> Non
     row = _fix_row(kit, "A1")
     row["x"] = "far"
     with pytest.raises(InvalidEvents):
-        kit.call(partial(kit.svc.ingest, [row], source="http"))
+        kit.call(partial(ingest, kit.svc, [row], source="http"))
