@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
 from coverwatch.domain.alerts import EscalationPolicy
+from coverwatch.domain.roles import ROLES
 from coverwatch.formats.sitefile import SiteDocument
 
 __all__ = ["policy_from", "sos_policy_from"]
@@ -15,8 +16,6 @@ __all__ = ["policy_from", "sos_policy_from"]
 
 def _target(written: str) -> str:
     """A site-file target as the domain spells it: a bare role or user name gets its prefix."""
-    from coverwatch.storage.tables import ROLES
-
     if "://" in written or written.partition(":")[0] in ("role", "user"):
         return written
     return f"role:{written}" if written in ROLES else f"user:{written}"
