@@ -17,10 +17,16 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from coverwatch.domain.alerts import EscalationPolicy
 from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
-from coverwatch.formats._siteescalation import EscalationLevel, _EscalationReader
+from coverwatch.formats._siteescalation import (
+    EscalationLevel,
+    _EscalationReader,
+    escalation_policy,
+    sos_escalation_policy,
+)
 from coverwatch.formats._sitekeys import _ELSEWHERE_SITE, _LINT_KEYS, _ORIGIN_KEYS, _SITE_KEYS
 from coverwatch.formats._siteposts import _PostReader
 from coverwatch.formats._siteways import _WayReader
@@ -53,6 +59,19 @@ class SiteDocument:
         default_factory=lambda: MappingProxyType({})
     )
     lint: LintConfig = field(default_factory=LintConfig)
+
+    @property
+    def policy(self) -> EscalationPolicy:
+        """The domain's escalation policy for lapses and other alerts (the
+        ``escalation`` levels, bare names given their ``role:``/``user:`` prefix).
+        Raises ``ValueError`` for a target the domain cannot parse."""
+        return escalation_policy(self.escalation)
+
+    @property
+    def sos_policy(self) -> EscalationPolicy:
+        """The domain's escalation policy for device alarms (sos, fall): the
+        ``escalation.sos`` levels, or else every default level at once."""
+        return sos_escalation_policy(self.escalation, self.sos_escalation)
 
 
 class _SiteChecker(_PostReader, _WayReader, _EscalationReader):

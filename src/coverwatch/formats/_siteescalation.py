@@ -1,8 +1,12 @@
-"""The site file's ``escalation`` section.
+"""The site file's ``escalation`` section, and the domain's escalation policies
+built from it.
 
 The section is a list of levels (``after_s``, ``notify``), or a mapping with the
 levels for lapses and other alerts (``default``) and for device alarms
-(``sos``). :class:`EscalationLevel` keeps the targets as written.
+(``sos``). :class:`EscalationLevel` keeps the targets as written; the domain
+wants ``role:supervisor`` / ``user:duty-inspector``, so :func:`escalation_policy`
+and :func:`sos_escalation_policy` give a bare name its prefix (a role if it is
+one of :data:`coverwatch.domain.roles.ROLES`, else a user).
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node
 
+from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
+from coverwatch.domain.alerts import EscalationPolicy
+from coverwatch.domain.roles import ROLES
 from coverwatch.formats._sitekeys import _LEVEL_KEYS, _POLICY_KEYS
 from coverwatch.formats._siteyaml import _child, _item, _NodeChecker
 
-__all__ = ["EscalationLevel", "_EscalationReader"]
+__all__ = ["EscalationLevel", "_EscalationReader", "escalation_policy", "sos_escalation_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,31 @@ class EscalationLevel:
 
     after_s: float
     notify: tuple[str, ...]
+
+
+def _target(written: str) -> str:
+    """A site-file target as the domain spells it: a bare role or user name gets its prefix."""
+    if "://" in written or written.partition(":")[0] in ("role", "user"):
+        return written
+    return f"role:{written}" if written in ROLES else f"user:{written}"
+
+
+def escalation_policy(levels: tuple[EscalationLevel, ...]) -> EscalationPolicy:
+    """The site file's escalation levels as the domain's policy. Raises ``ValueError``
+    for a target the domain cannot parse (e.g. ``role:`` with no name)."""
+    return EscalationPolicy(tuple(
+        PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in levels
+    ))
+
+
+def sos_escalation_policy(levels: tuple[EscalationLevel, ...],
+                          sos_levels: tuple[EscalationLevel, ...] | None) -> EscalationPolicy:
+    """How device alarms (sos, fall) escalate: the site's ``escalation.sos`` levels, or
+    else every level of the default policy at once (nobody waits on an SOS)."""
+    if sos_levels is not None:
+        return escalation_policy(sos_levels)
+    return EscalationPolicy(tuple(
+        PolicyLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in levels))
 
 
 class _EscalationReader(_NodeChecker):
