@@ -15,6 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coverwatch.domain import LatLon, Site
+from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
+from coverwatch.domain.alerts import EscalationPolicy
+from coverwatch.domain.roles import ROLES
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats.sitefile import (
     EscalationLevel,
@@ -23,6 +26,7 @@ from coverwatch.formats.sitefile import (
     load_site_text,
     load_site_text_document,
 )
+from coverwatch.server.policies import policy_from, sos_policy_from
 
 SITES = Path(__file__).parent / "sites"
 DOCS = Path(__file__).parents[2] / "docs" / "site-file.md"
@@ -123,6 +127,39 @@ def test_escalation_is_optional() -> None:
     document = load_site_text_document((SITES / "minimal.yaml").read_text(encoding="utf-8"))
     assert document.escalation == ()
     assert document.path == "<string>"
+
+
+def test_document_carries_the_domain_escalation_policies() -> None:
+    document = load_site_document(SITES / "valid.yaml")
+    hook = "https://hooks.example.invalid/coverwatch"
+
+    # A bare role name gets "role:", any other bare name "user:"; URLs stay as written.
+    assert document.policy == EscalationPolicy((
+        PolicyLevel(0.0, ("role:supervisor",)),
+        PolicyLevel(120.0, ("user:duty-inspector", hook)),
+    ))
+    # No 'sos' levels: a device alarm reaches every default level at once.
+    assert document.sos_policy == EscalationPolicy((
+        PolicyLevel(0.0, ("role:supervisor",)),
+        PolicyLevel(0.0, ("user:duty-inspector", hook)),
+    ))
+    assert policy_from(document) == document.policy
+    assert sos_policy_from(document) == document.sos_policy
+
+
+def test_sos_levels_make_the_device_alarm_policy() -> None:
+    roles = ", ".join(ROLES)
+    text = ("site: s\nposts:\n  - id: p\n    at: [0, 0]\nescalation:\n"
+            "  default:\n    - {after_s: 30, notify: [user:ann, role:ops]}\n"
+            f"  sos:\n    - {{after_s: 0, notify: [{roles}]}}\n"
+            "    - {after_s: 60, notify: ['mailto://ops@example.org']}\n")
+    document = load_site_text_document(text)
+
+    assert document.policy == EscalationPolicy((PolicyLevel(30.0, ("user:ann", "role:ops")),))
+    assert document.sos_policy == EscalationPolicy((
+        PolicyLevel(0.0, tuple(f"role:{role}" for role in ROLES)),
+        PolicyLevel(60.0, ("mailto://ops@example.org",)),
+    ))
 
 
 def test_a_closed_ring_means_the_same_polygon() -> None:

@@ -16,8 +16,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time
 from coverwatch.errors import Problem
+from coverwatch.formats._siteyaml import _STR, _child, _compose, _hint, _item
 from coverwatch.formats.planfile import PlanFileError, _PlanChecker
-from coverwatch.formats.sitefile import _STR, _child, _compose, _item
 from coverwatch.planning.patrolgame import GameSpec, PatrolDay, Target
 from coverwatch.planning.simulate import Plan
 
@@ -87,8 +87,6 @@ class _GameChecker(_PlanChecker):
                 for j, node in enumerate(self.sequence(fields["officers"][1], opath) or []):
                     officer = self.ident(node, _item(opath, j))
                     if officer is not None and officer not in known:
-                        from coverwatch.formats.sitefile import _hint
-
                         self.problem(node, _item(opath, j),
                                      f"unknown officer {officer!r}{_hint(officer, known)}")
                     elif officer is not None:

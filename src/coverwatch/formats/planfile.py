@@ -19,7 +19,7 @@ from coverwatch.domain.time import parse_time, seconds_to_us
 from coverwatch.errors import Problem, SiteFileError
 
 # The site loader's node checker does the YAML work; plans share its wording.
-from coverwatch.formats.sitefile import _INT, _STR, _Checker, _child, _compose, _item
+from coverwatch.formats._siteyaml import _INT, _STR, _child, _compose, _hint, _item, _NodeChecker
 from coverwatch.formats.yamldepth import paused_gc
 from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan
 
@@ -103,7 +103,7 @@ def _load_plan_text(text: str, site: Site, path: str) -> Plan:
     return plan
 
 
-class _PlanChecker(_Checker):
+class _PlanChecker(_NodeChecker):
     def __init__(self, path: str, text: str, site: Site) -> None:
         super().__init__(path, text)
         self.site_model = site
@@ -127,8 +127,6 @@ class _PlanChecker(_Checker):
             return None
         ids = [p.id for p in self.site_model.posts]
         if post_id not in ids:
-            from coverwatch.formats.sitefile import _hint
-
             self.problem(node, field_path, f"unknown post {post_id!r}{_hint(post_id, ids)}")
             return None
         return post_id
@@ -183,8 +181,6 @@ class _PlanChecker(_Checker):
                     if key is None:
                         continue
                     if key not in self.site_model.flags:
-                        from coverwatch.formats.sitefile import _hint
-
                         hint = _hint(key, list(self.site_model.flags))
                         self.problem(key_node, _child("flags", key),
                                      f"unknown flag {key!r}{hint}")

@@ -1,12 +1,10 @@
 """The site file's ``checkpoints`` and ``tours`` sections, read with the site
 loader's node checker (every problem names file, line, column and field).
 
-Called by :mod:`coverwatch.formats.sitefile`; the schema is in docs/tours.md.
+Called by :mod:`coverwatch.formats._sitebase`; the schema is in docs/tours.md.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from yaml.nodes import Node, ScalarNode
 
@@ -18,9 +16,7 @@ from coverwatch.domain.tours import (
     Tour,
     TourStop,
 )
-
-if TYPE_CHECKING:
-    from coverwatch.formats.sitefile import _Checker
+from coverwatch.formats._siteyaml import _child, _hint, _item, _NodeChecker
 
 __all__ = ["CHECKPOINT_KEYS", "SCAN_WALK_KEY", "TOUR_KEYS", "read_checkpoints", "read_scan_walk",
            "read_tours"]
@@ -35,7 +31,7 @@ _DAY_S = 86_400
 SCAN_WALK_KEY = "scan_walk_mps"
 
 
-def read_scan_walk(ck: _Checker, fields: dict[str, tuple[Node, Node]]) -> dict[str, float]:
+def read_scan_walk(ck: _NodeChecker, fields: dict[str, tuple[Node, Node]]) -> dict[str, float]:
     """``scan_walk_mps``: > 0 and at most 50 m/s; absent, the default (1.5 m/s).
     Returned as the Site field to set (empty when absent or wrong)."""
     if SCAN_WALK_KEY not in fields:
@@ -44,11 +40,9 @@ def read_scan_walk(ck: _Checker, fields: dict[str, tuple[Node, Node]]) -> dict[s
     return {} if value is None else {SCAN_WALK_KEY: value}
 
 
-def read_checkpoints(ck: _Checker, node: Node, posts: tuple[Post, ...] | None,
+def read_checkpoints(ck: _NodeChecker, node: Node, posts: tuple[Post, ...] | None,
                      ) -> tuple[Checkpoint, ...]:
     """The ``checkpoints`` section: a list of tags."""
-    from coverwatch.formats.sitefile import _child, _hint, _item
-
     out: list[Checkpoint] = []
     seen: dict[str, Node] = {}
     post_ids = [p.id for p in posts or ()]
@@ -88,11 +82,9 @@ def read_checkpoints(ck: _Checker, node: Node, posts: tuple[Post, ...] | None,
     return tuple(out)
 
 
-def read_tours(ck: _Checker, node: Node, checkpoints: tuple[Checkpoint, ...],
+def read_tours(ck: _NodeChecker, node: Node, checkpoints: tuple[Checkpoint, ...],
                ) -> tuple[Tour, ...]:
     """The ``tours`` section: rounds of checkpoints with a window per stop."""
-    from coverwatch.formats.sitefile import _child, _hint, _item
-
     known = [c.id for c in checkpoints]
     out: list[Tour] = []
     seen: dict[str, Node] = {}
@@ -149,7 +141,7 @@ def read_tours(ck: _Checker, node: Node, checkpoints: tuple[Checkpoint, ...],
     return tuple(out)
 
 
-def _time_of_day(ck: _Checker, node: Node, path: str) -> float | None:
+def _time_of_day(ck: _NodeChecker, node: Node, path: str) -> float | None:
     """'HH:MM' (local time of day) as seconds after midnight."""
     if isinstance(node, ScalarNode) and isinstance(node.value, str):
         hh, sep, mm = node.value.partition(":")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
+from coverwatch.domain.roles import ROLES
 from coverwatch.server.services import Services
 from coverwatch.storage import Store, csrf_matches
 
@@ -51,7 +52,7 @@ CSRF_HEADER = "x-csrf-token"
 DEVICE = "device"
 INGEST = "ingest"  # an API-token role for systems that send events (gate sensors, CAD)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-PEOPLE = ("officer", "supervisor", "admin", "auditor", "approver")  # every user role
+PEOPLE = ROLES  # every user role
 SUPERVISION = ("supervisor", "admin", "auditor")
 
 

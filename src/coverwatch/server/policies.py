@@ -1,25 +1,16 @@
 """Escalation policies from the site file: the default one and the one for device alarms.
 
-The site file lets people write ``supervisor`` or ``duty-inspector``; the domain
-wants ``role:supervisor`` / ``user:duty-inspector`` (:func:`_target`).
+Thin functions over :attr:`SiteDocument.policy` / :attr:`SiteDocument.sos_policy`,
+which the site file builds itself (``formats/_siteescalation.py``); kept for the
+callers that still use them.
 """
 
 from __future__ import annotations
 
-from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
 from coverwatch.domain.alerts import EscalationPolicy
 from coverwatch.formats.sitefile import SiteDocument
 
 __all__ = ["policy_from", "sos_policy_from"]
-
-
-def _target(written: str) -> str:
-    """A site-file target as the domain spells it: a bare role or user name gets its prefix."""
-    from coverwatch.storage.tables import ROLES
-
-    if "://" in written or written.partition(":")[0] in ("role", "user"):
-        return written
-    return f"role:{written}" if written in ROLES else f"user:{written}"
 
 
 def policy_from(doc: SiteDocument) -> EscalationPolicy:
@@ -28,17 +19,10 @@ def policy_from(doc: SiteDocument) -> EscalationPolicy:
     The site file lets people write ``supervisor`` or ``duty-inspector``;
     the domain wants ``role:supervisor`` / ``user:duty-inspector``.
     """
-    return EscalationPolicy(tuple(
-        PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation
-    ))
+    return doc.policy
 
 
 def sos_policy_from(doc: SiteDocument) -> EscalationPolicy:
     """How device alarms (sos, fall) escalate: the site's ``escalation.sos`` levels, or
     else every level of the default policy at once (nobody waits on an SOS)."""
-    if doc.sos_escalation is not None:
-        return EscalationPolicy(tuple(
-            PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify))
-            for lv in doc.sos_escalation))
-    return EscalationPolicy(tuple(
-        PolicyLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in doc.escalation))
+    return doc.sos_policy

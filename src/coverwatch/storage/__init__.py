@@ -3,6 +3,7 @@ devices, tokens, sessions and the hash-chained audit log (SQLAlchemy Core +
 Alembic; SQLite by default, PostgreSQL in production). Start with :func:`open_store`.
 """
 
+from coverwatch.domain.roles import ROLES, TOKEN_ROLES
 from coverwatch.storage.audit import (
     AuditEntry,
     AuditHead,
@@ -38,7 +39,6 @@ from coverwatch.storage.store import (
     row_key,
     upgrade,
 )
-from coverwatch.storage.tables import ROLES, TOKEN_ROLES
 
 __all__ = [
     "ROLES",

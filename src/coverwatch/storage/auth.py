@@ -25,12 +25,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from coverwatch.domain.roles import ROLES, TOKEN_ROLES
 from coverwatch.errors import StoreError
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.base import now_us as wall_clock_us
 from coverwatch.storage.tables import (
-    ROLES,
-    TOKEN_ROLES,
     api_tokens,
     devices,
     sessions,

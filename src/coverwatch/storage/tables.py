@@ -28,8 +28,6 @@ __all__ = [
     "DEFAULT_SITE",
     "EVENT_KINDS",
     "PER_SITE_TABLES",
-    "ROLES",
-    "TOKEN_ROLES",
     "Id",
     "alerts",
     "api_tokens",
@@ -58,12 +56,6 @@ __all__ = [
 ]
 
 EVENT_KINDS = ("fix", "duty", "gate", "flag")
-# Roles a person (user) may hold.
-# "approver": a senior rank who may authorise a site change that weakens cover.
-ROLES = ("officer", "supervisor", "admin", "auditor", "approver")
-# Roles an API token may hold: a person's roles, plus "ingest" for systems that
-# only send events (gate sensors, CAD bridges) and never log in.
-TOKEN_ROLES = (*ROLES, "ingest")
 
 # The site key of a single-site deployment (and of rows stored before sites had keys).
 DEFAULT_SITE = "default"
