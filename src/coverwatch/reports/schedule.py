@@ -33,8 +33,8 @@ from coverwatch.domain.site import Site
 from coverwatch.notify.notifier import Message, redact_url
 from coverwatch.reports.supervision import DailyReport, daily_report
 from coverwatch.reports.supervision_out import records_csv, records_pdf
-from coverwatch.server.siteapply import SiteVersion, load_versions
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion, load_versions
 
 if TYPE_CHECKING:
     from coverwatch.server.services import Services

@@ -287,7 +287,7 @@ class Distributed:
 def refresh_site(svc: Services) -> bool:
     """Adopt the newest rule version another node applied (escalation, names, orders)."""
     from coverwatch.formats.sitefile import load_site_text_document
-    from coverwatch.server.siteapply import load_versions
+    from coverwatch.storage.versions import load_versions
 
     versions = load_versions(svc.store)
     if not versions or versions[-1].source == svc.doc.source:

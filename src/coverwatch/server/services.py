@@ -41,10 +41,11 @@ from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.live import LiveCover
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.pools import in_store
-from coverwatch.server.siteapply import SiteVersion, apply_site, load_versions, save_versions
+from coverwatch.server.siteapply import apply_site
 from coverwatch.server.watchdog import Health
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
 __all__ = ["Feed", "IngestResult", "Services", "policy_from", "sos_policy_from", "wall_clock_us"]
 
