@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from coverwatch.domain.time import US_PER_S  # noqa: E402
 from coverwatch.reports.history import recompute  # noqa: E402
-from coverwatch.server.siteapply import SiteVersion, save_versions  # noqa: E402
 from coverwatch.storage import Store, open_store  # noqa: E402
+from coverwatch.storage.versions import SiteVersion, save_versions  # noqa: E402
 
 YARD = ROOT / "examples" / "yard" / "site.yaml"
 T0 = 1_800_000_000 * US_PER_S

@@ -155,8 +155,8 @@ def test_changed_site_id_does_not_hide_a_wiped_log(
 ) -> None:
     """Issue 23: an insider changed the site id stored with the rule versions and wiped the
     log; verify used to skip every anchor as "of another site" and say ok (0 anchors)."""
-    from coverwatch.server.siteapply import SiteVersion, load_versions, save_versions
     from coverwatch.storage import open_store
+    from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
     data = tmp_path / "data"
     monkeypatch.setenv("COVERWATCH_AUDIT_KEY_FILE", str(tmp_path / "secret" / "audit.key"))

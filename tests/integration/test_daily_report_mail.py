@@ -23,8 +23,8 @@ from coverwatch.reports.schedule import (
     next_due_us,
     parse_at,
 )
-from coverwatch.server.siteapply import SiteVersion, save_versions
 from coverwatch.storage import Store, open_store
+from coverwatch.storage.versions import SiteVersion, save_versions
 from receivers import Mailbox, mailbox
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"

@@ -18,8 +18,8 @@ from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import load_signing_key
 from coverwatch.evidence.pack import export_pack, verify_pack
 from coverwatch.reports.history import recompute
-from coverwatch.server.siteapply import SiteVersion, save_versions
 from coverwatch.storage import Store, open_store
+from coverwatch.storage.versions import SiteVersion, save_versions
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 T0 = 1_800_000_000 * US_PER_S

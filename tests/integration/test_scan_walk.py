@@ -22,7 +22,7 @@ from coverwatch.formats.eventfiles import read_events, sorted_events
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.history import recompute
 from coverwatch.reports.replay import lapse_record, replay_sorted
-from coverwatch.server.siteapply import SiteVersion
+from coverwatch.storage.versions import SiteVersion
 from serverkit import FakeClock, base_settings, running_server
 
 # The tag is 25 m from the door, surveyed to 1 m; the door's radius is 56 m. At the

@@ -16,9 +16,9 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.supervision import daily_report, time_in_area
 from coverwatch.reports.supervision_out import records_csv, records_pdf
-from coverwatch.server.siteapply import SiteVersion, save_versions
 from coverwatch.storage import Store, open_store
 from coverwatch.storage.briefing import OrdersVersion
+from coverwatch.storage.versions import SiteVersion, save_versions
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 T0 = parse_time("2027-03-10T09:00:00Z")  # 09:00 in London (GMT in March before the switch)

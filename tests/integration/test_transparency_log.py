@@ -151,12 +151,12 @@ def test_every_stored_event_is_a_leaf_in_its_transaction(
     assert kinds == ["audit", "event", "event", "event", "event", "device-report"]
     assert _kinds(store, path, tmp_path) == []
 
-    import coverwatch.storage.store as store_module
+    import coverwatch.storage.events as events_module
 
     def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store_module, "append_event_leaves", broken)
+    monkeypatch.setattr(events_module, "append_event_leaves", broken)
     with pytest.raises(RuntimeError):
         store.append_events(_events(2, t0=1_900_000_000_000_000))
     assert store.count_events() == 4

@@ -25,8 +25,8 @@ from coverwatch.evidence.pdf import alert_rows, delivery_table
 from coverwatch.formats.sitefile import load_site
 from coverwatch.reports.supervision import daily_report
 from coverwatch.reports.supervision_out import records_csv, records_pdf
-from coverwatch.server.siteapply import SiteVersion, save_versions
 from coverwatch.storage import DeliveryRecord, Store, open_store
+from coverwatch.storage.versions import SiteVersion, save_versions
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 S = US_PER_S

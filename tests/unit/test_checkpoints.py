@@ -19,8 +19,8 @@ from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.time import US_PER_S
 from coverwatch.engine import CoverEngine, engine_state, restore_engine
 from coverwatch.reports.history import recompute
-from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import open_store
+from coverwatch.storage.versions import SiteVersion
 from reference import sort_events, to_batch
 from strategies import scenarios
 

@@ -71,7 +71,7 @@ async def evidence(
     """An evidence pack for [since, until] (ISO-8601), optionally for one post."""
     from coverwatch.evidence.pack import export_pack
     from coverwatch.evidence.service import signing_key
-    from coverwatch.server.siteapply import SiteVersion, load_versions
+    from coverwatch.storage.versions import SiteVersion, load_versions
 
     # Before any work: the pack would be built and audited, then the reply fail.
     refuse_control_characters(since=since, until=until, post=post)
@@ -185,7 +185,7 @@ async def daily_records(
     """The daily activity report for a local day (and shift), as PDF or CSV."""
     from coverwatch.reports.supervision import daily_report
     from coverwatch.reports.supervision_out import records_csv, records_pdf
-    from coverwatch.server.siteapply import SiteVersion, load_versions
+    from coverwatch.storage.versions import SiteVersion, load_versions
 
     def build() -> bytes:
         versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]

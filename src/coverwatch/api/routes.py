@@ -212,7 +212,7 @@ async def report(
     the newest report checkpoint at or before ``since`` (docs/evidence.md)."""
     from coverwatch.reports.history import recompute
     from coverwatch.reports.replay import lapse_record
-    from coverwatch.server.siteapply import SiteVersion, load_versions
+    from coverwatch.storage.versions import SiteVersion, load_versions
 
     try:
         until_us = svc.shown.horizon - 1 if until is None else parse_time(until)

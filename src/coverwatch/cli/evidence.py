@@ -22,8 +22,8 @@ evidence_app = typer.Typer(help="Evidence packs an investigator can check alone.
 
 
 def _site_id(store: object) -> str:
-    from coverwatch.server.siteapply import load_versions
     from coverwatch.storage import Store
+    from coverwatch.storage.versions import load_versions
 
     assert isinstance(store, Store)
     from coverwatch.storage.sites import DEPLOYMENT
@@ -249,9 +249,9 @@ def evidence_export(
     from coverwatch.domain.time import parse_time
     from coverwatch.evidence.keys import load_signing_key
     from coverwatch.evidence.pack import export_pack
-    from coverwatch.server.siteapply import load_versions
     from coverwatch.storage import open_store
     from coverwatch.storage.auditkeys import default_key_path
+    from coverwatch.storage.versions import load_versions
 
     err = Console(stderr=True)
     try:

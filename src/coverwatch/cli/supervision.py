@@ -13,8 +13,8 @@ from coverwatch.cli.server import DataDirOption, DbOption
 
 if TYPE_CHECKING:
     from coverwatch.domain.site import Site
-    from coverwatch.server.siteapply import SiteVersion
     from coverwatch.storage import Store
+    from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["records_app"]
 
@@ -24,8 +24,8 @@ records_app = typer.Typer(help="Supervision records: daily activity, time in are
 
 def _open(db: str | None, data_dir: Path) -> tuple[Store, list[SiteVersion], Site]:
     from coverwatch.formats.sitefile import load_site_text_document
-    from coverwatch.server.siteapply import load_versions
     from coverwatch.storage import open_store
+    from coverwatch.storage.versions import load_versions
 
     store = open_store(db, data_dir)
     versions = load_versions(store)

@@ -37,9 +37,9 @@ from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.window import run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
-from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 from coverwatch.storage.audit import entry_hash
+from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["PACK_KIND", "PackCheck", "export_pack", "verify_pack"]
 

@@ -21,8 +21,8 @@ from coverwatch.formats.exports import (
 )
 from coverwatch.formats.sitefile import load_site_text_document
 from coverwatch.reports.history import recompute
-from coverwatch.server.siteapply import SiteVersion, load_versions
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion, load_versions
 
 __all__ = ["FORMATS", "ExportError", "collect_history", "export_history"]
 

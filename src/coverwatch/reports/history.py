@@ -26,9 +26,9 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.engine import CoverEngine, Lapse, RuleStats, engine_state, restore_engine
 from coverwatch.formats.sitefile import load_site_text_document
-from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 from coverwatch.storage.keeping import Checkpoint
+from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["CHECKPOINT_EVERY_US", "EngineRun", "Report", "recompute", "run_engine", "version_sha"]
 

@@ -32,8 +32,8 @@ from coverwatch.domain.site import Site
 from coverwatch.notify.notifier import Message, Notifier, redact_url
 from coverwatch.reports.supervision import DailyReport, daily_report
 from coverwatch.reports.supervision_out import records_csv, records_pdf
-from coverwatch.server.siteapply import SiteVersion, load_versions
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion, load_versions
 
 __all__ = ["CATCH_UP_DAYS", "LAST_SENT", "RETRY_S", "DailyMailer", "check_schedule", "due_days",
            "next_due_us", "parse_at", "run_daily_reports"]

@@ -29,8 +29,8 @@ from coverwatch.domain.time import format_time, parse_time, seconds_to_us
 from coverwatch.reports.history import recompute
 from coverwatch.reports.notified import level_label, load_delivery_rows, summary
 from coverwatch.reports.replay import lapse_record
-from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["DailyReport", "daily_report", "day_window", "time_in_area"]
 

@@ -26,8 +26,8 @@ from coverwatch.server.gateway import (
 )
 from coverwatch.server.handlers.site import adopt_site
 from coverwatch.server.happenings import AlarmsStoredHere, Happening
-from coverwatch.server.siteapply import load_versions
 from coverwatch.storage.busoutbox import note_group, published
+from coverwatch.storage.versions import load_versions
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

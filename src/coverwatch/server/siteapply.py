@@ -21,26 +21,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from coverwatch.errors import CoverwatchError
-from coverwatch.storage import Store
 
 __all__ = [
     "MIN_REASON_CHARS",
     "ApplyRefused",
     "ApplyResult",
-    "SiteVersion",
-    "load_versions",
-    "save_versions",
 ]
 
-VERSIONS_KEY = "site.versions"
 MIN_REASON_CHARS = 10
 
 
@@ -54,33 +46,12 @@ class ApplyRefused(CoverwatchError):
 
 
 @dataclass(frozen=True, slots=True)
-class SiteVersion:
-    """A site file's text and the event time from which it was in force."""
-
-    effective_us: int
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
 class ApplyResult:
     changed: bool
     overall: str
     required: str
     effective_at: str | None
     diff: dict[str, Any]
-
-
-def load_versions(store: Store) -> list[SiteVersion]:
-    raw = store.get_state(VERSIONS_KEY)
-    if raw is None:
-        return []
-    return [SiteVersion(int(v["effective_us"]), str(v["source"])) for v in orjson.loads(raw)]
-
-
-def save_versions(store: Store, versions: Iterable[SiteVersion]) -> None:
-    store.set_state(VERSIONS_KEY, orjson.dumps(
-        [{"effective_us": v.effective_us, "source": v.source} for v in versions]
-    ).decode())
 
 
 def write_atomically(path: Path, text: str) -> None:

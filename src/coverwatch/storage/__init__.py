@@ -1,12 +1,19 @@
 """Persistence for the live server: events, alert records, server state, users,
 devices, tokens, sessions and the hash-chained audit log (SQLAlchemy Core +
 Alembic; SQLite by default, PostgreSQL in production). Start with :func:`open_store`.
+
+:class:`Store` is the composition of one repository per concern (``EventRepository``,
+``AlertRepository``, ``StateRepository``, ``UserRepository``, …); a module that
+needs one concern only types its argument as that repository.
 """
 
 from coverwatch.domain.roles import ROLES, TOKEN_ROLES
+from coverwatch.storage.alerts import AlertRepository, InvalidAlertRecordError
+from coverwatch.storage.apitokens import ApiToken, ApiTokenRepository
 from coverwatch.storage.audit import (
     AuditEntry,
     AuditHead,
+    AuditRepository,
     VerifyResult,
     audit_head,
     record_device_change,
@@ -17,48 +24,60 @@ from coverwatch.storage.audit import (
     verify_audit,
 )
 from coverwatch.storage.auth import (
-    ApiToken,
-    Device,
     DuplicateNameError,
     InvalidRolesError,
-    NewSession,
     NotFoundError,
-    SessionInfo,
-    User,
     csrf_matches,
     password_problem,
 )
-from coverwatch.storage.contacts import DeliveryRecord, Reach
-from coverwatch.storage.store import (
-    AppendResult,
-    InvalidAlertRecordError,
-    InvalidEventError,
-    Store,
-    head_revision,
-    open_store,
-    row_key,
-    upgrade,
-)
+from coverwatch.storage.briefing import BriefingRepository
+from coverwatch.storage.contacts import ContactRepository, Reach
+from coverwatch.storage.deadletters import DeadLetterRepository
+from coverwatch.storage.deliveries import DeliveryRecord, DeliveryRepository
+from coverwatch.storage.devicereports import DeviceReportRepository
+from coverwatch.storage.devices import Device, DeviceRepository
+from coverwatch.storage.eventrows import InvalidEventError, row_key
+from coverwatch.storage.events import AppendResult, EventRepository
+from coverwatch.storage.keeping import KeepingRepository
+from coverwatch.storage.schema import head_revision, upgrade
+from coverwatch.storage.sessions import NewSession, SessionInfo, SessionRepository
+from coverwatch.storage.state import StateRepository
+from coverwatch.storage.store import Store, open_store
+from coverwatch.storage.users import User, UserRepository
 
 __all__ = [
     "ROLES",
     "TOKEN_ROLES",
+    "AlertRepository",
     "ApiToken",
+    "ApiTokenRepository",
     "AppendResult",
     "AuditEntry",
     "AuditHead",
+    "AuditRepository",
+    "BriefingRepository",
+    "ContactRepository",
+    "DeadLetterRepository",
     "DeliveryRecord",
+    "DeliveryRepository",
     "Device",
+    "DeviceReportRepository",
+    "DeviceRepository",
     "DuplicateNameError",
+    "EventRepository",
     "InvalidAlertRecordError",
     "InvalidEventError",
     "InvalidRolesError",
+    "KeepingRepository",
     "NewSession",
     "NotFoundError",
     "Reach",
     "SessionInfo",
+    "SessionRepository",
+    "StateRepository",
     "Store",
     "User",
+    "UserRepository",
     "VerifyResult",
     "audit_head",
     "csrf_matches",

@@ -36,7 +36,7 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEntry",
     "AuditHead",
-    "AuditMixin",
+    "AuditRepository",
     "VerifyResult",
     "audit_head",
     "entry_hash",
@@ -169,7 +169,7 @@ def _entry(row: Any) -> AuditEntry:
     )  # fmt: skip
 
 
-class AuditMixin(StoreBase):
+class AuditRepository(StoreBase):
     """Audit methods of the store. ``audit_keyring`` (set by ``open_store``) seals entries."""
 
     audit_keyring: AuditKeyring | None = None
@@ -263,7 +263,7 @@ class AuditMixin(StoreBase):
             after = rows[-1].id
 
 
-def audit_head(store: AuditMixin) -> AuditHead | None:
+def audit_head(store: AuditRepository) -> AuditHead | None:
     """The newest entry's id and hash, or None if the log is empty."""
     with store._read() as conn:
         row = conn.execute(
@@ -274,7 +274,7 @@ def audit_head(store: AuditMixin) -> AuditHead | None:
 
 
 def verify_audit(
-    store: AuditMixin,
+    store: AuditRepository,
     expect_head: AuditHead | None = None,
     *,
     keyring: AuditKeyring | None = None,
@@ -340,7 +340,7 @@ def _check_row(row: Any, expected_id: int, prev: str) -> str | None:
 
 
 def record_login(
-    store: AuditMixin, username: str, ok: bool, *,
+    store: AuditRepository, username: str, ok: bool, *,
     remote: str | None = None, reason: str | None = None,
 ) -> AuditEntry:
     """A login attempt. Never pass the password."""
@@ -352,12 +352,12 @@ def record_login(
     return store.append_audit(username, _login_action(ok), f"user:{username}", details)
 
 
-def record_logout(store: AuditMixin, username: str) -> AuditEntry:
+def record_logout(store: AuditRepository, username: str) -> AuditEntry:
     return store.append_audit(username, "logout", f"user:{username}")
 
 
 def record_user_change(
-    store: AuditMixin,
+    store: AuditRepository,
     actor: str,
     username: str,
     change: str,
@@ -368,7 +368,7 @@ def record_user_change(
 
 
 def record_device_change(
-    store: AuditMixin,
+    store: AuditRepository,
     actor: str,
     device: str,
     change: str,
@@ -379,7 +379,7 @@ def record_device_change(
 
 
 def record_site_reload(
-    store: AuditMixin,
+    store: AuditRepository,
     actor: str,
     site: str,
     ok: bool,

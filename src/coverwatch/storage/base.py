@@ -15,11 +15,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from coverwatch.clock import wall_clock_us
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "make_engine", "normalise_url", "now_us"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "StoreBase",
+    "dialect_insert",
+    "make_engine",
+    "normalise_url",
+    "now_us",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "coverwatch_immediate"
@@ -34,6 +42,11 @@ def normalise_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def dialect_insert(engine_dialect: str) -> Any:
+    """The dialect's ``insert`` (it has ``on_conflict_do_nothing`` / ``_do_update``)."""
+    return postgresql.insert if engine_dialect == "postgresql" else sqlite.insert
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,7 +82,7 @@ def make_engine(url: str | URL) -> Engine:
 
 
 class StoreBase:
-    """Holds the engine; the store's parts (events, alerts, auth, audit) build on it."""
+    """Holds the engine and the site; every repository of the store builds on it."""
 
     def __init__(self, engine: Engine, site: str = "default") -> None:
         self.engine = engine

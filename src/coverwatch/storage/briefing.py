@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import and_, delete, false, func, or_, select
 
 from coverwatch.domain.briefing import Qualification, Shift
-from coverwatch.storage.audit import AuditMixin, _prepare_details
+from coverwatch.storage.audit import AuditRepository, _prepare_details
 from coverwatch.storage.auth import NotFoundError
 from coverwatch.storage.base import now_us
 from coverwatch.storage.tables import (
@@ -26,7 +26,7 @@ from coverwatch.storage.tables import (
     roster_shifts,
 )
 
-__all__ = ["Acknowledgement", "BriefingMixin", "OrdersVersion"]
+__all__ = ["Acknowledgement", "BriefingRepository", "OrdersVersion"]
 
 # The duty events the live engine took, and when: on time at their own time, a late
 # one applied live at the horizon it arrived at (docs/semantics.md, "Late state events").
@@ -74,7 +74,7 @@ def _ack(row: Any) -> Acknowledgement:
                            row.via, row.device, row.user)
 
 
-class BriefingMixin(AuditMixin):
+class BriefingRepository(AuditRepository):
     """Rosters, qualifications, orders versions and acknowledgements."""
 
     # -- rosters ---------------------------------------------------------------

@@ -15,17 +15,17 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from coverwatch.storage.audit import AuditMixin, _prepare_details
+from coverwatch.storage.audit import AuditRepository, _prepare_details
 from coverwatch.storage.base import now_us
 from coverwatch.storage.tables import dead_letters
 
-__all__ = ["MAX_PAYLOAD_CHARS", "DeadLettersMixin"]
+__all__ = ["MAX_PAYLOAD_CHARS", "DeadLetterRepository"]
 
 #: How much of a dead message is kept (its size and digest are kept whole).
 MAX_PAYLOAD_CHARS = 64 * 1024
 
 
-class DeadLettersMixin(AuditMixin):
+class DeadLetterRepository(AuditRepository):
     """Keeping, listing and purging dead letters."""
 
     def add_dead_letter(self, source: str, topic: str | None, payload: bytes,

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import device_reports
 
-__all__ = ["DeviceReportsMixin", "report_values"]
+__all__ = ["DeviceReportRepository", "report_values"]
 
 
 _REPORT_COLUMNS = ("device", "officer", "t_us", "received_us", "battery", "charging", "alarm",
@@ -50,7 +50,7 @@ def _out(row: Any) -> dict[str, Any]:
     return out
 
 
-class DeviceReportsMixin(StoreBase):
+class DeviceReportRepository(StoreBase):
     """Reading device reports."""
 
     def last_device_reports(self) -> dict[str, dict[str, Any]]:

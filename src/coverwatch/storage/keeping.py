@@ -18,11 +18,11 @@ import orjson
 from sqlalchemy import and_, case, delete, exists, func, not_, select, update
 
 from coverwatch.errors import StoreError
-from coverwatch.storage.audit import AuditMixin, _prepare_details
+from coverwatch.storage.audit import AuditRepository, _prepare_details
 from coverwatch.storage.base import now_us
 from coverwatch.storage.tables import engine_checkpoints, events, legal_holds
 
-__all__ = ["Checkpoint", "KeepingMixin", "LegalHold"]
+__all__ = ["Checkpoint", "KeepingRepository", "LegalHold"]
 
 _ENGINE_COLUMNS = ("id", "kind", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on",
                    "open", "capabilities", "late")
@@ -57,7 +57,7 @@ class LegalHold:
                 "released_us": self.released_us}
 
 
-class KeepingMixin(AuditMixin):
+class KeepingRepository(AuditRepository):
     """Checkpoint, hold and purge methods of the store."""
 
     # -- report checkpoints ------------------------------------------------

@@ -11,9 +11,10 @@ site's history, audit chain and devices are never rewritten.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import exists, func, select
 
-from coverwatch.storage.store import Store
 from coverwatch.storage.tables import (
     DEFAULT_SITE,
     audit,
@@ -22,6 +23,9 @@ from coverwatch.storage.tables import (
     server_state,
     site_roles,
 )
+
+if TYPE_CHECKING:  # the store uses these functions when it opens
+    from coverwatch.storage.store import Store
 
 __all__ = [
     "DEFAULT_SITE",
@@ -85,6 +89,4 @@ def sites_in_store(store: Store) -> list[str]:
 
 def site_store(store: Store, key: str) -> Store:
     """A store bound to ``key`` sharing ``store``'s connections and audit key."""
-    other = Store(store.engine, key)
-    other.audit_keyring = store.audit_keyring
-    return other
+    return store.for_site(key)

@@ -131,7 +131,7 @@ def state_at(svc: Services, t_us: int) -> dict[str, Any]:
     before ``t_us`` (so the cost does not grow with the stored history).
     """
     from coverwatch.reports.history import run_engine
-    from coverwatch.server.siteapply import SiteVersion, load_versions
+    from coverwatch.storage.versions import SiteVersion, load_versions
 
     versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
     run, evaluated = run_engine(svc.store, versions, to=t_us + 1, resume_before=t_us,

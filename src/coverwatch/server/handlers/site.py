@@ -16,11 +16,9 @@ from coverwatch.server.siteapply import (
     MIN_REASON_CHARS,
     ApplyRefused,
     ApplyResult,
-    SiteVersion,
-    load_versions,
-    save_versions,
     write_atomically,
 )
+from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
 __all__ = ["adopt_site", "apply_site", "reload_site"]
 

@@ -24,10 +24,10 @@ from coverwatch.server.live import LiveCover
 from coverwatch.server.outbox import Outbox
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.services import Services
-from coverwatch.server.siteapply import SiteVersion, load_versions, save_versions
 from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
+from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
 __all__ = ["build"]
 

@@ -1,0 +1,105 @@
+"""Alert records: each alert's latest ``Alert.to_record()``, saved with the audit
+entry of the change.
+
+Alerts are persisted, not managed: their lifecycle is the domain's
+(:mod:`coverwatch.domain.alerts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from coverwatch.domain.alerts import Alert, AlertLifecycleError, alert_id_for
+from coverwatch.errors import StoreError
+from coverwatch.storage.audit import AuditEntry, AuditRepository, _prepare_details
+from coverwatch.storage.base import dialect_insert, now_us
+from coverwatch.storage.tables import alerts
+
+__all__ = ["AlertRepository", "InvalidAlertRecordError"]
+
+
+class InvalidAlertRecordError(StoreError, ValueError):
+    """An alert record that ``Alert.from_record`` refuses, or whose id is not its key's."""
+
+
+def _alert_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The alerts row for a domain alert record (checked by ``Alert.from_record``)."""
+    try:
+        alert = Alert.from_record(record)
+    except AlertLifecycleError as exc:
+        raise InvalidAlertRecordError(str(exc)) from None
+    expected = alert_id_for(alert.kind, alert.post, alert.rule, alert.lapse_start)
+    if alert.id != expected:
+        raise InvalidAlertRecordError(
+            f"alert record id {alert.id!r} is not the id of its key ({expected!r})"
+        )
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "post": alert.post,
+        "rule": alert.rule,
+        "lapse_start_us": alert.lapse_start,
+        "alert_at_us": alert.alert_at,
+        "state": alert.state.value,
+    }
+
+
+
+class AlertRepository(AuditRepository):
+    """Alert records of the store's site, each change audited in the same transaction."""
+
+    def _insert_alert_locked(self, conn: Connection, record: Mapping[str, Any],
+                             action: str) -> bool:
+        """Insert a new alert and audit it (inside :meth:`_audit_write`); False if it exists."""
+        values = _alert_values(record)
+        details_text, body = _prepare_details(record)
+        values |= {"site": self.site, "record": details_text, "updated_us": now_us()}
+        insert = dialect_insert(self.dialect)(alerts).values(**values)
+        got = conn.execute(insert.on_conflict_do_nothing().returning(alerts.c.id)).scalar()
+        if got is None:
+            return False
+        self._append_audit_locked(conn, "device", action, f"alert:{values['id']}",
+                                  (details_text, body))
+        return True
+
+    def record_alert_event(
+        self, record: Mapping[str, Any], *, actor: str, action: str
+    ) -> AuditEntry:
+        """Save an alert's latest record and audit the change, in one transaction.
+
+        ``record`` is ``coverwatch.domain.alerts.Alert.to_record()``; the row is
+        inserted or replaced by its id, so saving the same record twice leaves
+        one alert. The audit entry (``actor``, ``action``, subject
+        ``alert:<id>``, details = the record) is chained like any other.
+        """
+        values = _alert_values(record)
+        details_text, body = _prepare_details(record)
+        values |= {"site": self.site, "record": details_text, "updated_us": now_us()}
+        insert = dialect_insert(self.dialect)(alerts).values(**values)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[alerts.c.site, alerts.c.id],
+            set_={k: insert.excluded[k] for k in values if k not in ("site", "id")},
+        )
+        with self._audit_write() as conn:
+            conn.execute(upsert)
+            return self._append_audit_locked(
+                conn, actor, action, f"alert:{values['id']}", (details_text, body)
+            )
+
+    def load_alerts(self) -> list[dict[str, Any]]:
+        """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
+        q = (select(alerts.c.record).where(alerts.c.site == self.site)
+             .order_by(alerts.c.alert_at_us, alerts.c.id))
+        with self._read() as conn:
+            return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert's latest record, or None."""
+        q = select(alerts.c.record).where(alerts.c.site == self.site, alerts.c.id == alert_id)
+        with self._read() as conn:
+            text = conn.execute(q).scalar()
+        return None if text is None else dict(orjson.loads(text))

@@ -1,0 +1,220 @@
+"""How an event becomes a stored row: its idempotence key and digest, its column
+values, and the bulk insert each database is fastest with.
+
+:class:`~coverwatch.storage.events.EventRepository` stores and reads events
+through these; the bus keys its messages with :func:`row_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from coverwatch.errors import StoreError
+
+__all__ = [
+    "T_US",
+    "InvalidEventError",
+    "event_dict",
+    "event_digest",
+    "event_key",
+    "event_row",
+    "postgresql_append",
+    "row_key",
+    "sqlite_append",
+]
+
+# Which field, besides kind and time, identifies an event of each kind.
+_KEY_FIELD = {"fix": "officer", "duty": "officer", "gate": "post", "flag": "flag"}
+
+
+_EVENT_COLUMNS = (
+    "site", "kind", "key", "t_us", "officer", "x", "y", "accuracy", "post", "flag", "on", "open",
+    "capabilities", "source", "device", "received_us", "late", "raw", "accuracy_source",
+    "applied_us",
+)  # fmt: skip
+T_US = _EVENT_COLUMNS.index("t_us")
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
+_SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
+# 18 columns x 500 rows stays well under SQLite's 32766 bound parameters.
+_SQLITE_CHUNK = 500
+_SQLITE_SQL = {
+    n: f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
+    + ",".join([_SQLITE_ROW] * n)
+    + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+    for n in (_SQLITE_CHUNK,)
+}
+_PG_TEMP_FLAG = "coverwatch_events_in"
+_PG_TEMP_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
+    ord bigserial, site text, kind text, key text, t_us bigint, officer text, x double precision,
+    y double precision, accuracy double precision, post text, flag text, "on" boolean,
+    "open" boolean, capabilities text, source text, device text, received_us bigint,
+    late boolean, raw text, accuracy_source text, applied_us bigint
+) ON COMMIT DELETE ROWS
+"""
+
+
+
+class InvalidEventError(StoreError, ValueError):
+    """An event row the store cannot key or store (unknown kind, missing field)."""
+
+
+
+def _num(value: Any) -> str:
+    try:
+        return "" if value is None else repr(float(value))
+    except (TypeError, ValueError):  # not storable either: the insert will say so
+        return repr(value)
+
+
+def event_digest(row: Mapping[str, Any]) -> str:
+    """A short digest of what an event says (not when it arrived or how it was stored).
+
+    A fix's accuracy counts only if the device reported it: a site default may
+    change between two sendings of the same history.
+    """
+    kind = row.get("kind")
+    if kind == "fix":
+        reported = row.get("accuracy_source") in (None, "reported", "hdop")
+        parts = [_num(row.get("x")), _num(row.get("y")),
+                 _num(row.get("accuracy")) if reported else ""]
+    elif kind == "duty":
+        caps = row.get("capabilities")
+        if caps is not None and not isinstance(caps, str):
+            caps = ",".join(sorted(caps))
+        parts = [str(bool(row.get("on"))), caps or ""]
+    elif kind == "gate":
+        parts = [str(bool(row.get("open")))]
+    else:
+        parts = [str(bool(row.get("on")))]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def event_key(kind: str, ident: str, t_us: int, device: str | None = None,
+              digest: str = "") -> str:
+    """The idempotence key ``"<kind>|<officer/post/flag>|<t_us>|<device>|<digest>"``.
+
+    The same sender re-sending the same event gives the same key (stored once);
+    a different event of the same officer at the same time, or the same one
+    from another device, is a different event.
+    """
+    return f"{kind}|{ident}|{t_us}|{device or ''}|{digest}"
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """The idempotence key the store gives an event row (the bus's message id)."""
+    return str(event_row(row, 0, "")[2])
+
+
+def event_row(row: Mapping[str, Any], received: int, site: str) -> tuple[Any, ...]:
+    """One row as a tuple in ``_EVENT_COLUMNS`` order, with its idempotence key."""
+    kind = row.get("kind")
+    field = _KEY_FIELD.get(kind) if isinstance(kind, str) else None
+    if field is None:
+        raise InvalidEventError(f"unknown event kind {kind!r} (expected fix, duty, gate or flag)")
+    ident = row.get(field)
+    t_us = row.get("t_us")
+    if not isinstance(ident, str) or not ident:
+        raise InvalidEventError(f"{kind} event needs a {field}")
+    if not isinstance(t_us, int) or isinstance(t_us, bool):
+        raise InvalidEventError(f"{kind} event needs an integer t_us")
+    source = row.get("source")
+    if not isinstance(source, str) or not source:
+        raise InvalidEventError("event needs a source (http, osmand, mqtt, ...)")
+    caps = row.get("capabilities")
+    if caps is not None and not isinstance(caps, str):
+        caps = ",".join(sorted(caps))
+    raw = row.get("raw")
+    get = row.get
+    device = get("device")
+    return (
+        site,
+        kind,
+        event_key(str(kind), ident, t_us, device if isinstance(device, str) else None,
+                  event_digest(row)),
+        t_us,
+        get("officer"),
+        get("x"),
+        get("y"),
+        get("accuracy"),
+        get("post"),
+        get("flag"),
+        get("on"),
+        get("open"),
+        caps,
+        source,
+        device,
+        get("received_us", received),
+        bool(get("late", False)),
+        None if raw is None else orjson.dumps(raw).decode(),
+        get("accuracy_source"),
+        get("applied_us"),
+    )
+
+
+def _sqlite_sql(n: int) -> str:
+    sql = _SQLITE_SQL.get(n)
+    if sql is None:
+        sql = (
+            f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
+            + ",".join([_SQLITE_ROW] * n)
+            + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+        )
+    return sql
+
+
+def sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
+    # Hand-built multi-row VALUES on the driver cursor: SQLAlchemy's per-row
+    # parameter processing costs more than SQLite's insert itself on this hot path.
+    # Rows conflicting with earlier rows of the same statement are skipped, so
+    # the first occurrence of a key wins.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        stored: list[tuple[int, str]] = []
+        for i in range(0, len(params), _SQLITE_CHUNK):
+            chunk = params[i : i + _SQLITE_CHUNK]
+            flat = [v for row in chunk for v in row]
+            stored.extend(cursor.execute(_sqlite_sql(len(chunk)), flat).fetchall())
+        return stored
+    finally:
+        cursor.close()
+
+
+def postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
+    # COPY into a per-connection temp table, then one INSERT … SELECT … ON CONFLICT:
+    # far faster than a huge parameterised VALUES list through psycopg.
+    record = conn.connection
+    raw = record.driver_connection
+    created_here = False
+    if not record.info.get(_PG_TEMP_FLAG):
+        conn.exec_driver_sql(_PG_TEMP_TABLE)
+        record.info[_PG_TEMP_FLAG] = created_here = True
+    try:
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            with cur.copy(f"COPY _cw_events_in ({_COLUMN_LIST}) FROM STDIN") as copy:
+                for row in params:
+                    copy.write_row(row)
+            cur.execute(
+                f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
+                "ORDER BY ord ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+            )
+            # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
+            return [(int(r[0]), r[1]) for r in cur.fetchall()]
+    except BaseException:
+        if created_here:
+            # The rollback will undo the CREATE too.
+            record.info.pop(_PG_TEMP_FLAG, None)
+        raise
+
+
+def event_dict(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    raw = out.get("raw")
+    if raw is not None:
+        out["raw"] = orjson.loads(raw)
+    return out

@@ -1,0 +1,213 @@
+"""Events (fixes, duty, gate and flag changes): stored once each, in one
+transaction with the device reports and alerts that came with them, and read
+back in id order (the live stream) or in time order (reports and replays).
+
+Every method is one transaction, committed before it returns, so an
+acknowledged event is durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy import false, func, select, text, true, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from coverwatch.errors import StoreError
+from coverwatch.storage.alerts import AlertRepository
+from coverwatch.storage.base import dialect_insert, now_us
+from coverwatch.storage.devicereports import report_values
+from coverwatch.storage.eventrows import (
+    T_US,
+    InvalidEventError,
+    event_dict,
+    event_row,
+    postgresql_append,
+    sqlite_append,
+)
+from coverwatch.storage.tables import device_reports, engine_checkpoints, events
+from coverwatch.storage.tlog import append_event_leaves
+
+__all__ = ["AlertsFor", "AppendResult", "EventRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What one :meth:`Store.append_events` call stored.
+
+    ``rows`` are the stored input rows (copies, with ``"id"`` set) in id order;
+    ``ids`` are their ids. Re-sent events (a key already stored, or repeated
+    within the batch after its first occurrence) are only counted in ``duplicates``.
+    """
+
+    inserted: int
+    duplicates: int
+    ids: list[int]
+    rows: list[dict[str, Any]]
+    # Device reports stored (not re-sent ones), with "id" set, and alert records raised.
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Given the newly stored device reports, the alert records to raise in the same
+# commit, each with its audit action.
+AlertsFor = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str]]]
+
+
+
+class EventRepository(AlertRepository):
+    """Events of the store's site (an SOS report raises its alert in the same commit)."""
+
+    def append_events(
+        self, rows: Sequence[Mapping[str, Any]], *,
+        reports: Sequence[Mapping[str, Any]] = (), alerts_for: AlertsFor | None = None,
+    ) -> AppendResult:
+        """Store events in one transaction; re-sent events (same key) are skipped.
+
+        Each row has ``kind`` (fix, duty, gate, flag), ``t_us``, ``source`` and
+        the kind's fields (fix: officer, x, y, accuracy; duty: officer, on,
+        capabilities; gate: post, open; flag: flag, on), optionally ``device``,
+        ``received_us`` (default: now), ``late`` and ``raw`` (any JSON value).
+        Returns the stored rows (copies of the given dicts with ``"id"`` set)
+        and their ids, in id order; see :class:`AppendResult`.
+
+        ``reports`` are device reports (see ``device_reports``) stored in the
+        same transaction; a re-sent one (same key) is skipped. ``alerts_for``
+        gets the newly stored reports and returns alert records to save and
+        audit in that same transaction (an SOS is durable with its report
+        before the device is answered); an alert already stored is kept as is.
+        """
+        if not rows and not reports:
+            return AppendResult(0, 0, [], [])
+        received = now_us()
+        params = [event_row(r, received, self.site) for r in rows]
+        try:
+            values_of_reports = [report_values(r, received, self.site) for r in reports]
+        except ValueError as e:
+            raise InvalidEventError(str(e)) from None
+        append = postgresql_append if self.dialect == "postgresql" else sqlite_append
+        writer = self._audit_write if alerts_for is not None else self._write
+        new_reports: list[dict[str, Any]] = []
+        raised: list[dict[str, Any]] = []
+        try:
+            with writer() as conn:
+                stored = append(conn, params) if params else []
+                if stored:
+                    # Report checkpoints after the earliest new event no longer hold.
+                    earliest = min(p[T_US] for p in params)
+                    if self.after_append is not None:  # the bus outbox
+                        self.after_append(conn, stored, earliest)
+                    conn.execute(engine_checkpoints.delete().where(
+                        engine_checkpoints.c.site == self.site,
+                        engine_checkpoints.c.at_us > earliest))
+                for given, values in zip(reports, values_of_reports, strict=True):
+                    insert = dialect_insert(self.dialect)(device_reports).values(**values)
+                    got = conn.execute(insert.on_conflict_do_nothing(
+                        index_elements=[device_reports.c.site, device_reports.c.key]
+                    ).returning(device_reports.c.id)
+                    ).scalar()
+                    if got is not None:
+                        new_reports.append({**given, **values, "id": int(got),
+                                            "raw": given.get("raw")})
+                append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
+                if alerts_for is not None and new_reports:
+                    for record, action in alerts_for(new_reports):
+                        if self._insert_alert_locked(conn, record, action):
+                            raised.append(record)
+        except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
+            raise StoreError(f"could not store {len(params)} events: {exc}") from exc
+        stored.sort()
+        # Each stored key is its first occurrence in the batch (reversed: first wins).
+        first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
+        out: list[dict[str, Any]] = []
+        for event_id, key in stored:
+            row = dict(rows[first[key]])
+            row["id"] = event_id
+            out.append(row)
+        ids = [event_id for event_id, _ in stored]
+        return AppendResult(len(ids), len(params) - len(ids), ids, out, new_reports, raised)
+
+    def events_since(
+        self, after_id: int, limit: int = 1000, *, include_late: bool = True
+    ) -> list[dict[str, Any]]:
+        """Events with id > ``after_id``, in id order (the live stream's sequence).
+
+        Each has every stored column (``capabilities`` as the stored
+        comma-separated string). ``include_late=False`` skips events that
+        arrived behind the live horizon (``late``).
+        """
+        q = (select(events).where(events.c.site == self.site, events.c.id > after_id)
+             .order_by(events.c.id).limit(limit))
+        if not include_late:
+            q = q.where(events.c.late == false())
+        with self._read() as conn:
+            return [event_dict(r) for r in conn.execute(q)]
+
+    def mark_late(self, keys: Sequence[str], applied: Mapping[str, int] | None = None) -> int:
+        """Flag stored events late by key (distributed mode: the site's stream decided so);
+        ``applied``: key -> the horizon a late state event was applied at live."""
+        if not keys:
+            return 0
+        q = (update(events).where(events.c.site == self.site, events.c.key.in_(list(keys)))
+             .values(late=true()))
+        with self._write() as conn:
+            n = int(conn.execute(q).rowcount or 0)
+            for key, at in (applied or {}).items():
+                conn.execute(update(events).where(events.c.site == self.site,
+                                                  events.c.key == key).values(applied_us=at))
+            return n
+
+    def events_between(
+        self, t0_us: int, t1_us: int, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Events with ``t0_us <= t_us < t1_us``, ordered by (t_us, id)."""
+        q = (
+            select(events)
+            .where(events.c.site == self.site, events.c.t_us >= t0_us, events.c.t_us < t1_us)
+            .order_by(events.c.t_us, events.c.id)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as conn:
+            return [event_dict(r) for r in conn.execute(q)]
+
+    def last_fix(self, officer: str) -> dict[str, Any] | None:
+        """The officer's latest stored fix by event time (late ones included), or None."""
+        q = (select(events).where(events.c.site == self.site, events.c.kind == "fix",
+                                  events.c.officer == officer)
+             .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else event_dict(row)
+
+    def last_duty_event(self, officer: str, until_us: int) -> dict[str, Any] | None:
+        """The officer's latest stored duty event at or before ``until_us``, or None."""
+        q = (select(events).where(events.c.site == self.site, events.c.kind == "duty",
+                                  events.c.officer == officer, events.c.t_us <= until_us)
+             .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else event_dict(row)
+
+    def max_event_id(self) -> int:
+        """The newest event id, 0 if there are none."""
+        # Walk the ids down from the newest and stop at the site's first: max() over the
+        # site reads every id of the site from an index (seconds over months of history).
+        # SQLite would still pick that index; "+site" keeps it to the rowid order.
+        with self._read() as conn:
+            if self.dialect == "sqlite":
+                q: Any = text("SELECT id FROM events WHERE +site = :site ORDER BY id DESC LIMIT 1"
+                              ).bindparams(site=self.site)
+            else:
+                q = (select(events.c.id).where(events.c.site == self.site)
+                     .order_by(events.c.id.desc()).limit(1))
+            return int(conn.execute(q).scalar() or 0)
+
+    def count_events(self) -> int:
+        with self._read() as conn:
+            q = select(func.count()).select_from(events).where(events.c.site == self.site)
+            return int(conn.execute(q).scalar_one())

@@ -1,0 +1,35 @@
+"""Server state: small named values the server keeps between runs (the site
+versions, the live horizon, the daily report's progress), per site."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from coverwatch.storage.base import StoreBase, dialect_insert, now_us
+from coverwatch.storage.tables import server_state
+
+__all__ = ["StateRepository"]
+
+
+class StateRepository(StoreBase):
+    """Named values of the store's site (``get_state`` / ``set_state``)."""
+
+    def get_state(self, key: str) -> str | None:
+        """A value saved with :meth:`set_state`, or None."""
+        q = select(server_state.c.value).where(
+            server_state.c.site == self.site, server_state.c.key == key)
+        with self._read() as conn:
+            value = conn.execute(q).scalar()
+        return None if value is None else str(value)
+
+    def set_state(self, key: str, value: str) -> None:
+        """Save ``value`` under ``key`` (replacing any), durably, in one transaction."""
+        insert = dialect_insert(self.dialect)(server_state).values(
+            site=self.site, key=key, value=value, updated_us=now_us()
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[server_state.c.site, server_state.c.key],
+            set_={"value": insert.excluded.value, "updated_us": insert.excluded.updated_us},
+        )
+        with self._write() as conn:
+            conn.execute(upsert)
