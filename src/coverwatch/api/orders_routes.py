@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.http.access import DEVICE, Principal, require, services
+from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
-from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage.tables import ROLES
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
-from coverwatch.server.access import (
+from coverwatch.http.access import (
     DEVICE,
     INGEST,
     Principal,
@@ -27,8 +27,8 @@ from coverwatch.server.access import (
     require,
     services,
 )
+from coverwatch.http.problems import error, file_error, problem_response, problems
 from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.problems import error, file_error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     verify_audit,

@@ -20,9 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, seconds_to_us
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.http.access import DEVICE, Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 from coverwatch.server.tours import progress_json
 

@@ -25,9 +25,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
-from coverwatch.server.access import Principal, require, services
+from coverwatch.http.access import Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.live import LiveCover, OfficerView, Position
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["SUPERVISION", "alert_state_at", "router", "state_at"]
