@@ -107,6 +107,17 @@ def test_the_server_knows_nothing_of_http(module: str) -> None:
         assert name.split(".")[0] not in HTTP_LIBRARIES, f"{module} imports {name}"
 
 
+def test_role_groups_are_defined_once() -> None:
+    """``SUPERVISION`` (who may watch) lives beside the role checks, nowhere else."""
+    defined = sorted(
+        module for module, path in MODULES.items()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(isinstance(t, ast.Name) and t.id == "SUPERVISION"
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])))
+    assert defined == [f"coverwatch.{EDGE}.access"]
+
+
 def test_no_import_cycles_between_packages() -> None:
     graph: dict[str, set[str]] = defaultdict(set)
     for module, path in MODULES.items():

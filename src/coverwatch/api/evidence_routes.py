@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, parse_time
 from coverwatch.errors import StoreError
-from coverwatch.http.access import Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, services
 from coverwatch.http.headers import attachment, refuse_control_characters
 from coverwatch.http.problems import problems
 from coverwatch.server.services import Services
@@ -165,7 +165,6 @@ async def release_hold(
 
 # -- supervision records ------------------------------------------------------------
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Supervising = Annotated[Principal, Depends(require(*SUPERVISION))]
 
 

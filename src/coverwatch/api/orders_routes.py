@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.http.access import DEVICE, Principal, require, services
+from coverwatch.http.access import DEVICE, SUPERVISION, Principal, require, services
 from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
 from coverwatch.server.services import Services
@@ -28,7 +28,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 
 

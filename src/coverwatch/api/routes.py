@@ -21,6 +21,7 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to
 from coverwatch.http.access import (
     DEVICE,
     INGEST,
+    SUPERVISION,
     Principal,
     all_sites,
     deployment,
@@ -38,7 +39,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
