@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
+from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.http.access import (
     DEVICE,
     INGEST,
@@ -29,7 +30,6 @@ from coverwatch.http.access import (
     services,
 )
 from coverwatch.http.problems import error, file_error, problem_response, problems
-from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     verify_audit,

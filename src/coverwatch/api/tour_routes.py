@@ -20,9 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, seconds_to_us
+from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.http.access import DEVICE, Principal, require, services
 from coverwatch.http.problems import problems
-from coverwatch.server.ingest import InvalidEvents, validate_records
 from coverwatch.server.services import Services
 from coverwatch.server.tours import progress_json
 

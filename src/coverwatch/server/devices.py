@@ -7,7 +7,7 @@ legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`) becomes
 * one **device report** per reading: the device is alive, its battery, any
   alarm, and, if the reading could not be used as a fix, why not;
 * a **fix** record when the reading has a usable position and time, checked by
-  the same rules as every other input (:func:`coverwatch.server.ingest.validate_records`);
+  the same rules as every other input (:func:`coverwatch.formats.validation.validate_records`);
 * nothing else: a phone is never refused for what it measured (a 4xx makes
   Traccar Client retry the same upload forever, stalling every newer one).
 
@@ -35,7 +35,7 @@ from coverwatch.domain.records import T_LIMIT_S
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.formats.accuracy import choose_accuracy
-from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.server.readings import (  # re-exported: the readings devices upload
     Reading,
     _time_value,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coverwatch.server.ingest import InvalidEvents
+from coverwatch.formats.validation import InvalidEvents
 
 __all__ = ["Reading", "osmand_body_readings", "osmand_json_readings", "osmand_readings"]
 
@@ -177,7 +177,7 @@ def osmand_json_readings(body: Any) -> list[Reading]:
 
 
 def _problem(field_name: str | None, message: str) -> Any:
-    from coverwatch.server.ingest import IngestProblem
+    from coverwatch.formats.validation import IngestProblem
 
     return IngestProblem(0, field_name, message)
 
