@@ -24,14 +24,14 @@ from pydantic import BaseModel, Field
 from coverwatch.api.orders_routes import briefing
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.domain.time import format_time, parse_time
-from coverwatch.http.access import SUPERVISION, Principal, require, services
-from coverwatch.http.problems import error, problem_response, problems
-from coverwatch.server.briefing import (
+from coverwatch.formats.roster import (
     BriefingInputError,
     make_qualification,
     parse_qualifications_csv,
     parse_roster_csv,
 )
+from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import NotFoundError
 
