@@ -18,11 +18,11 @@ from coverwatch.api.routes import router
 from coverwatch.clock import wall_clock_us
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats.sitefile import SiteDocument, load_site_document
-from coverwatch.server.access import LoginLimiter
+from coverwatch.http.access import LoginLimiter
+from coverwatch.http.limits import RequestLimits, SiteRoutes
+from coverwatch.http.problems import install as install_problems
+from coverwatch.http.proxyscheme import ForwardedProto
 from coverwatch.server.handlers import build, run_ticker
-from coverwatch.server.limits import RequestLimits, SiteRoutes
-from coverwatch.server.problems import install as install_problems
-from coverwatch.server.proxyscheme import ForwardedProto
 from coverwatch.server.services import Services
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store

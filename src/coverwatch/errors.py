@@ -6,7 +6,8 @@
     ├── EventInputError      an event line or row is malformed (file, line, field)
     ├── OutOfOrderError      input is more out of order than the engine or the
     │                        replay's disorder window allows
-    └── StoreError           persistent storage refused an operation
+    ├── StoreError           persistent storage refused an operation
+    └── BusUnavailable       the event stream did not acknowledge (the client sends again)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BusUnavailable",
     "CoverwatchError",
     "EventInputError",
     "OutOfOrderError",
@@ -72,3 +74,12 @@ class OutOfOrderError(CoverwatchError):
 
 class StoreError(CoverwatchError):
     """The store refused an operation (e.g. a broken audit chain on append)."""
+
+
+class BusUnavailable(CoverwatchError):
+    """The event stream did not acknowledge (distributed mode): the HTTP edge answers 503
+    with ``Retry-After: 1`` (:func:`coverwatch.http.problems.install`), and the client sends
+    again; the event keys make a resent event one event."""
+
+    def __init__(self) -> None:
+        super().__init__("the event stream is unavailable; send again")

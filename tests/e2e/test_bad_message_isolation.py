@@ -18,9 +18,9 @@ import pytest
 
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import StoreError
+from coverwatch.formats.validation import InvalidEvents
 from coverwatch.server import watchdog
 from coverwatch.server.handlers import ingest
-from coverwatch.server.ingest import InvalidEvents
 from coverwatch.storage.store import Store
 from serverkit import FakeClock, Kit, base_settings, running_server, write_site
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coverwatch.server.access import LoginLimiter
+from coverwatch.http.access import LoginLimiter
 from coverwatch.storage import open_store
 from serverkit import PASSWORD, YARD, FakeClock, base_settings, live_server, wait_until
 

@@ -3,8 +3,8 @@
 Raw sockets: connections that send a request head a piece at a time and never
 finish it, and a request whose body stops arriving, used to stay open for ever
 (3 000 of 3 000 partial requests still open after 40 s). Now the head has a
-deadline (coverwatch.server.slowclients) and the body an idle limit
-(coverwatch.server.limits). The test asserts that the server closes them, with
+deadline (coverwatch.http.slowclients) and the body an idle limit
+(coverwatch.http.limits). The test asserts that the server closes them, with
 a generous bound, not how fast.
 """
 

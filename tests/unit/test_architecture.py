@@ -1,6 +1,8 @@
 """The layout's rules, checked on the source: the pure core does no I/O and
 imports only the standard library, numpy and itself; entrypoints never import
-each other; no import cycles between packages; modules stay small."""
+each other; the HTTP edge (``http/``) serves the entrypoints and imports none of
+them; the running server knows nothing of HTTP; no import cycles between
+packages; modules stay small."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "src" / "coverwatch"
 CORE = {"domain", "engine", "planning"}
 ENTRYPOINTS = {"api", "web", "cli"}
+# The HTTP edge shared by api/ and web/ (access, limits, problem bodies): not an entrypoint.
+EDGE = "http"
+HTTP_LIBRARIES = {"fastapi", "starlette", "uvicorn", "h11"}
 # Modules of the package root that are not packages of their own.
 ROOT_MODULES = {"errors", "settings", "bootstrap", "clock"}
 MAX_LINES = 600  # "about 500": the engine's kernel is allowed a little more
@@ -77,6 +82,40 @@ def test_entrypoints_never_import_each_other(module: str) -> None:
         if name.startswith("coverwatch."):
             other = _package(name)
             assert other == own or other not in ENTRYPOINTS, f"{module} imports {name}"
+
+
+def test_the_http_edge_is_a_package_of_its_own() -> None:
+    assert f"coverwatch.{EDGE}" in MODULES
+    assert EDGE not in ENTRYPOINTS and EDGE not in CORE
+    for name in ("access", "limits", "problems"):
+        assert f"coverwatch.{EDGE}.{name}" in MODULES
+        assert f"coverwatch.server.{name}" not in MODULES, f"server.{name} belongs in http/"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) == EDGE))
+def test_the_http_edge_never_imports_an_entrypoint(module: str) -> None:
+    for name in _imports(MODULES[module]):
+        if name.startswith("coverwatch."):
+            assert _package(name) not in ENTRYPOINTS, f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) == "server"))
+def test_the_server_knows_nothing_of_http(module: str) -> None:
+    for name in _imports(MODULES[module]):
+        assert _package(name) != EDGE or not name.startswith("coverwatch."), (
+            f"{module} imports {name}")
+        assert name.split(".")[0] not in HTTP_LIBRARIES, f"{module} imports {name}"
+
+
+def test_role_groups_are_defined_once() -> None:
+    """``SUPERVISION`` (who may watch) lives beside the role checks, nowhere else."""
+    defined = sorted(
+        module for module, path in MODULES.items()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(isinstance(t, ast.Name) and t.id == "SUPERVISION"
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])))
+    assert defined == [f"coverwatch.{EDGE}.access"]
 
 
 def test_no_import_cycles_between_packages() -> None:

@@ -15,15 +15,10 @@ from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.errors import EventInputError
 from coverwatch.formats.accuracy import UERE_M
 from coverwatch.formats.gpx import MAX_GPX_FIELD_CHARS, GpxOptions, gpx_records
-from coverwatch.formats.owntracks import owntracks_records
-from coverwatch.server.devices import (
-    MOCK_REASON,
-    device_upload,
-    osmand_body_readings,
-    osmand_readings,
-)
-from coverwatch.server.ingest import validate_records
-from coverwatch.server.owntracks import owntracks_readings
+from coverwatch.formats.osmand import osmand_body_readings, osmand_readings
+from coverwatch.formats.owntracks import owntracks_readings, owntracks_records
+from coverwatch.formats.validation import validate_records
+from coverwatch.server.devices import MOCK_REASON, device_upload
 
 SAMPLES = Path(__file__).parent / "samples" / "clients"
 _RULE = Rule("cover", 1, within_m=25.0, release_m=25.0)

@@ -18,10 +18,10 @@ import pytest
 from coverwatch.domain.site import LatLon, Post, Rule, Site
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.formats.gpx import GpxOptions, gpx_records
-from coverwatch.formats.owntracks import owntracks_records
-from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
-from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.owntracks import owntracks_readings
+from coverwatch.formats.osmand import osmand_body_readings, osmand_readings
+from coverwatch.formats.owntracks import owntracks_readings, owntracks_records
+from coverwatch.formats.validation import InvalidEvents, validate_records
+from coverwatch.server.devices import device_upload
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "interop.md", ROOT / "docs" / "events.md")

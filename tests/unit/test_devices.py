@@ -6,13 +6,9 @@ import pytest
 
 from coverwatch.domain.site import LatLon, Post, Rule, Site
 from coverwatch.domain.time import US_PER_S, parse_time
-from coverwatch.server.devices import (
-    DeviceWatch,
-    device_upload,
-    osmand_json_readings,
-    osmand_readings,
-)
-from coverwatch.server.ingest import InvalidEvents
+from coverwatch.formats.osmand import osmand_json_readings, osmand_readings
+from coverwatch.formats.validation import InvalidEvents
+from coverwatch.server.devices import DeviceWatch, device_upload
 
 NOW = parse_time("2030-01-01T08:00:00Z")
 _RULE = Rule("cover", 1, within_m=25.0, release_m=25.0)

@@ -138,7 +138,8 @@ def test_exported_phone_fixes_import_as_already_stored(tmp_path: Path) -> None:
     # as a recovered track would be: the file carries no device, yet nothing is new.
     from urllib.parse import parse_qsl
 
-    from coverwatch.server.devices import device_upload, osmand_readings
+    from coverwatch.formats.osmand import osmand_readings
+    from coverwatch.server.devices import device_upload
 
     site = load_site_text(SITE)
     store = open_store(None, tmp_path / "data")

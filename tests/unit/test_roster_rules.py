@@ -16,12 +16,12 @@ from coverwatch.domain.briefing import (
     unbriefed,
 )
 from coverwatch.domain.time import parse_time
-from coverwatch.formats.sitefile import load_site
-from coverwatch.server.briefing import (
+from coverwatch.formats.roster import (
     BriefingInputError,
     parse_qualifications_csv,
     parse_roster_csv,
 )
+from coverwatch.formats.sitefile import load_site
 from serverkit import YARD
 
 H = 3600 * 1_000_000

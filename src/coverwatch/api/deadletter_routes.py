@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from coverwatch.domain.time import format_time
-from coverwatch.server.access import Principal, require, services
-from coverwatch.server.problems import problems
+from coverwatch.http.access import Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, StrictBool
 
 from coverwatch.domain.time import format_time, seconds_to_us
-from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
-from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
+from coverwatch.formats.osmand import osmand_body_readings, osmand_readings
+from coverwatch.formats.validation import InvalidEvents
+from coverwatch.http.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.http.problems import problem_response, problems
+from coverwatch.server.devices import device_upload
 from coverwatch.server.handlers.ingest import ingest
-from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.pools import in_alarm
-from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import Device, DuplicateNameError, record_device_change
 

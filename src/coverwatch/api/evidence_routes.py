@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, parse_time
 from coverwatch.errors import StoreError
-from coverwatch.server.access import Principal, require, services
-from coverwatch.server.headers import attachment, refuse_control_characters
-from coverwatch.server.problems import problems
+from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.headers import attachment, refuse_control_characters
+from coverwatch.http.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
@@ -166,7 +166,6 @@ async def release_hold(
 
 # -- supervision records ------------------------------------------------------------
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Supervising = Annotated[Principal, Depends(require(*SUPERVISION))]
 
 

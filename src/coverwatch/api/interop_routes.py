@@ -23,9 +23,9 @@ from fastapi.responses import JSONResponse
 from coverwatch.domain.time import parse_time
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
-from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.http.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.owntracks import store_owntracks
-from coverwatch.server.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]

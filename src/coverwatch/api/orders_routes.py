@@ -19,16 +19,15 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.roles import ROLES
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.http.access import DEVICE, SUPERVISION, Principal, require, services
+from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
-from coverwatch.server.problems import problem_response, problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from coverwatch.domain.time import seconds_to_us
-from coverwatch.server.access import (
+from coverwatch.http.access import (
     PEOPLE,
     SESSION_COOKIE,
     Principal,
@@ -23,9 +23,9 @@ from coverwatch.server.access import (
     named_site,
     require,
 )
+from coverwatch.http.problems import error, problems
+from coverwatch.http.proxyscheme import cookie_is_secure
 from coverwatch.server.pools import Busy, check_password
-from coverwatch.server.problems import error, problems
-from coverwatch.server.proxyscheme import cookie_is_secure
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     DuplicateNameError,

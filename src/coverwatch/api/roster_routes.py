@@ -24,14 +24,14 @@ from pydantic import BaseModel, Field
 from coverwatch.api.orders_routes import briefing
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.domain.time import format_time, parse_time
-from coverwatch.server.access import Principal, require, services
-from coverwatch.server.briefing import (
+from coverwatch.formats.roster import (
     BriefingInputError,
     make_qualification,
     parse_qualifications_csv,
     parse_roster_csv,
 )
-from coverwatch.server.problems import error, problem_response, problems
+from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.services import Services
 from coverwatch.storage import NotFoundError
 
@@ -39,7 +39,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 ROSTERING = ("supervisor", "admin")
 Svc = Annotated[Services, Depends(services)]
 MAX_CSV_BYTES = 5_000_000

@@ -18,18 +18,19 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
-from coverwatch.server import handlers
-from coverwatch.server.access import (
+from coverwatch.formats.validation import InvalidEvents, validate_records
+from coverwatch.http.access import (
     DEVICE,
     INGEST,
+    SUPERVISION,
     Principal,
     all_sites,
     deployment,
     require,
     services,
 )
-from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.problems import error, file_error, problem_response, problems
+from coverwatch.http.problems import error, file_error, problem_response, problems
+from coverwatch.server import handlers
 from coverwatch.server.services import Services
 from coverwatch.storage import (
     verify_audit,
@@ -39,7 +40,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.

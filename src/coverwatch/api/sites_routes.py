@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS
 from coverwatch.domain.time import format_time
-from coverwatch.server.access import SUPERVISION, Principal, all_sites, require
+from coverwatch.http.access import SUPERVISION, Principal, all_sites, require
 from coverwatch.server.services import Services
 
 __all__ = ["needs_action", "router", "site_summary"]

@@ -22,17 +22,16 @@ from pydantic import BaseModel, Field
 from coverwatch.domain.alerts import AlertState, UnknownAlertError
 from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.server.access import Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.alertviews import alert_json, alerts_json
 from coverwatch.server.handlers import acknowledge
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 # Instructions older than this are not shown on the officer's page.
 _DUTY_WINDOW_US = 12 * 3600 * US_PER_S

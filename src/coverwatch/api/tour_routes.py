@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, seconds_to_us
-from coverwatch.server.access import DEVICE, Principal, require, services
+from coverwatch.formats.validation import InvalidEvents, validate_records
+from coverwatch.http.access import DEVICE, Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.handlers.ingest import ingest
-from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 from coverwatch.server.tours import progress_json
 

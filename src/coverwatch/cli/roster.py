@@ -38,8 +38,8 @@ def roster_import(
     """Import shifts from CSV: officer,post,start,end[,patrol]."""
     from coverwatch.domain.briefing import assignment_problems
     from coverwatch.errors import SiteFileError
+    from coverwatch.formats.roster import BriefingInputError, parse_roster_csv
     from coverwatch.formats.sitefile import load_site
-    from coverwatch.server.briefing import BriefingInputError, parse_roster_csv
     from coverwatch.storage import open_store
 
     try:
@@ -76,7 +76,7 @@ def qualifications_import(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Import records from CSV: officer,qualification,valid_until[,valid_from]."""
-    from coverwatch.server.briefing import BriefingInputError, parse_qualifications_csv
+    from coverwatch.formats.roster import BriefingInputError, parse_qualifications_csv
     from coverwatch.storage import open_store
 
     try:

@@ -98,7 +98,7 @@ def serve(
     limit_malloc_arenas()
 
     from coverwatch.bootstrap import create_app
-    from coverwatch.server.limits import parse_networks
+    from coverwatch.http.limits import parse_networks
     from coverwatch.server.owntracks import parse_owntracks_map
     from coverwatch.settings import Settings
 
@@ -139,9 +139,9 @@ def serve(
     state = prepare_store(db, data_dir, distributed=bool(bus))
     print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
-    # the app decides, from --trusted-proxies (coverwatch.server.limits).
-    # A deadline for every request head: a slow client is closed (server.slowclients).
-    from coverwatch.server.slowclients import DeadlineH11Protocol
+    # the app decides, from --trusted-proxies (coverwatch.http.limits).
+    # A deadline for every request head: a slow client is closed (http.slowclients).
+    from coverwatch.http.slowclients import DeadlineH11Protocol
 
     # SIGTERM stops the node within seconds: open streams (the live feed) get
     # SHUTDOWN_DRAIN_S, then the node hands its sites over (bounded too, bus/worker.py).

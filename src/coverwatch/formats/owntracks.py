@@ -2,11 +2,11 @@
 
 OwnTracks sends JSON objects tagged by ``_type``. Only ``location`` is used:
 ``lat``, ``lon``, ``tst`` (epoch seconds) and ``acc`` (metres) make a fix for
-the device's officer; the server (``server/owntracks.owntracks_readings``)
-passes each location through the one device-report path, so ``batt`` and
-``bs`` become the report's battery and charging, and ``tid``, ``conn``,
-``vac``, ``vel``, ``cog``, ``alt`` and any other field are kept in its raw
-record. An empty payload (the booklet allows one) is no message. Every other
+the device's officer; :func:`owntracks_readings` makes each location a device
+reading for the one device-report path (``server/devices.device_upload``), so
+``batt`` and ``bs`` become the report's battery and charging, and ``tid``,
+``conn``, ``vac``, ``vel``, ``cog``, ``alt`` and any other field are kept in its
+raw record. An empty payload (the booklet allows one) is no message. Every other
 ``_type`` (``transition``, ``waypoint``, ``waypoints``, ``card``, ``lwt``,
 ``status``, ...) is accepted and not used: coverwatch decides cover from
 positions, not from the phone's own region events. A missing or 0 ``acc``
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from coverwatch.formats.accuracy import choose_accuracy
+from coverwatch.formats.osmand import Reading, reading_number
 
-__all__ = ["OwnTracksError", "OwnTracksMessage", "owntracks_records"]
+__all__ = ["OwnTracksError", "OwnTracksMessage", "owntracks_readings", "owntracks_records"]
 
 #: OwnTracks field -> event record field; everything else is kept only as raw.
 _FIELDS = (("tst", "t"), ("lat", "lat"), ("lon", "lon"))
@@ -85,3 +86,35 @@ def owntracks_records(payload: Any, officer: str, *, default_accuracy_m: float) 
         if why is not None:
             ignored.append(why)
     return OwnTracksMessage(records, ignored, locations)
+
+
+# OwnTracks ``bs``: 0 unknown, 1 unplugged, 2 charging, 3 full (on the charger).
+_CHARGING = {1: False, 2: True, 3: True}
+
+
+def owntracks_readings(message: OwnTracksMessage) -> list[Reading]:
+    """One device reading per location: position, ``tst``, ``acc``, ``batt`` and ``bs``."""
+    out: list[Reading] = []
+    for loc in message.locations:
+        r = Reading(raw=dict(loc))
+        for name in ("lat", "lon", "acc", "tst"):  # the booklet's numbers are JSON numbers
+            value = loc.get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                r.problems.append(f"{name} is not a JSON number: {str(value)[:40]!r}")
+        if r.problems:
+            out.append(r)
+            continue
+        r.lat = reading_number(loc.get("lat"), "lat", r.problems)
+        r.lon = reading_number(loc.get("lon"), "lon", r.problems)
+        r.accuracy = reading_number(loc.get("acc"), "acc", r.problems)
+        tst = loc.get("tst")
+        r.time = tst if tst is not None else None
+        if r.time is None:
+            r.problems.append("missing tst (the location's time)")
+        batt = reading_number(loc.get("batt"), "batt", [])
+        r.battery = None if batt is None or batt < 0 else min(batt, 100.0)
+        bs = loc.get("bs")
+        r.charging = _CHARGING.get(bs) if isinstance(bs, int) else None
+        out.append(r)
+    return out

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from coverwatch.domain.records import MAX_DEPTH, nesting_depth
 from coverwatch.errors import StoreError
-from coverwatch.server.ingest import IngestProblem, InvalidEvents
+from coverwatch.formats.validation import IngestProblem, InvalidEvents
 
 __all__ = ["MAX_DEPTH", "MAX_RAW_BYTES", "admit", "record_fault"]
 

@@ -2,7 +2,7 @@
 phone's track recovered later.
 
 Each record goes through exactly the live paths' validation
-(:func:`coverwatch.server.ingest.validate_records`) and into the store's
+(:func:`coverwatch.formats.validation.validate_records`) and into the store's
 idempotent append, so importing a file twice, or a file that overlaps what
 devices already sent (a fix of the same officer, time, position and reported
 accuracy from any device), stores each event once. Events at or before the
@@ -22,7 +22,7 @@ from coverwatch.domain.time import US_PER_S
 from coverwatch.errors import EventInputError
 from coverwatch.formats.eventrecords import file_records
 from coverwatch.formats.gpx import GpxOptions
-from coverwatch.server.ingest import InvalidEvents, validate_records
+from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.storage import Store
 from coverwatch.storage.store import event_digest, event_key
 

@@ -2,12 +2,13 @@
 sent into device reports, fixes and alarms.
 
 Every upload from a phone app (OsmAnd protocol: Traccar Client 8/9/10, the
-legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`) becomes
+legacy iOS client, OsmAnd; OwnTracks reuses :func:`device_upload`), parsed into
+readings by :mod:`coverwatch.formats.osmand` or :mod:`coverwatch.formats.owntracks`, becomes
 
 * one **device report** per reading: the device is alive, its battery, any
   alarm, and, if the reading could not be used as a fix, why not;
 * a **fix** record when the reading has a usable position and time, checked by
-  the same rules as every other input (:func:`coverwatch.server.ingest.validate_records`);
+  the same rules as every other input (:func:`coverwatch.formats.validation.validate_records`);
 * nothing else: a phone is never refused for what it measured (a 4xx makes
   Traccar Client retry the same upload forever, stalling every newer one).
 
@@ -35,14 +36,8 @@ from coverwatch.domain.records import T_LIMIT_S
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.formats.accuracy import choose_accuracy
-from coverwatch.server.ingest import InvalidEvents, validate_records
-from coverwatch.server.readings import (  # re-exported: the readings devices upload
-    Reading,
-    _time_value,
-    osmand_body_readings,
-    osmand_json_readings,
-    osmand_readings,
-)
+from coverwatch.formats.osmand import Reading, osmand_time
+from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.server.watermark import device_horizon
 
 __all__ = [
@@ -50,13 +45,9 @@ __all__ = [
     "MOCK_REASON",
     "DeviceUpload",
     "DeviceWatch",
-    "Reading",
     "device_upload",
     "fill_accuracy",
     "officer_devices",
-    "osmand_body_readings",
-    "osmand_json_readings",
-    "osmand_readings",
     "reporting_only",
     "silent_officers",
 ]
@@ -95,7 +86,7 @@ def _device_time(r: Reading, received_us: int) -> tuple[int | None, str | None]:
     """The reading's time (µs) and why it cannot be used, if it cannot."""
     if r.time is None or r.time == "":
         return None, None
-    value = _time_value(r.time) if isinstance(r.time, str) else r.time
+    value = osmand_time(r.time) if isinstance(r.time, str) else r.time
     try:
         if isinstance(value, bool):
             raise ValueError("a boolean")

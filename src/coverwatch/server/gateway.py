@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 from coverwatch.bus import Checkpoints, EventLog
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
 from coverwatch.domain.supervision import open_direct
+from coverwatch.errors import BusUnavailable
 from coverwatch.server.happenings import AlarmsStoredHere
-from coverwatch.server.problems import ProblemError
 from coverwatch.storage import row_key
 from coverwatch.storage.busoutbox import FENCE
 
@@ -50,7 +50,6 @@ __all__ = [
     "FAULT_ENV",
     "ROLES",
     "BusHooks",
-    "BusUnavailable",
     "deadman_reports",
     "refresh_book",
     "site_orphaned",
@@ -71,14 +70,6 @@ CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-ove
 _NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us", "id", "site", "key"})
 # Tests only: "exit-before-publish" makes a gateway die between its commit and publish.
 FAULT_ENV = "COVERWATCH_TEST_FAULT"
-
-
-class BusUnavailable(ProblemError):
-    """The event stream did not acknowledge: 503, and the client sends again."""
-
-    def __init__(self) -> None:
-        super().__init__(503, "the event stream is unavailable; send again",
-                         headers={"Retry-After": "1"})
 
 
 def wire(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -49,10 +49,10 @@ import aiomqtt
 import orjson
 
 from coverwatch.domain.time import seconds_to_us
+from coverwatch.formats.validation import IngestProblem, InvalidEvents, validate_records
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
 from coverwatch.server.handlers.ingest import ingest
-from coverwatch.server.ingest import IngestProblem, InvalidEvents, validate_records
 from coverwatch.server.nodeid import node_id
 from coverwatch.server.services import Services
 

@@ -29,47 +29,20 @@ import orjson
 
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.formats.accuracy import default_accuracy_m
-from coverwatch.formats.owntracks import OwnTracksError, OwnTracksMessage, owntracks_records
+from coverwatch.formats.owntracks import (
+    OwnTracksError,
+    OwnTracksMessage,
+    owntracks_readings,
+    owntracks_records,
+)
 from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
 from coverwatch.server.devices import DeviceUpload, device_upload
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.nodeid import node_id
-from coverwatch.server.readings import Reading, _number
 from coverwatch.server.services import Services
 
-__all__ = ["owntracks_readings", "parse_owntracks_map", "run_owntracks_mqtt", "store_owntracks"]
-
-# OwnTracks ``bs``: 0 unknown, 1 unplugged, 2 charging, 3 full (on the charger).
-_CHARGING = {1: False, 2: True, 3: True}
-
-
-def owntracks_readings(message: OwnTracksMessage) -> list[Reading]:
-    """One device reading per location: position, ``tst``, ``acc``, ``batt`` and ``bs``."""
-    out: list[Reading] = []
-    for loc in message.locations:
-        r = Reading(raw=dict(loc))
-        for name in ("lat", "lon", "acc", "tst"):  # the booklet's numbers are JSON numbers
-            value = loc.get(name)
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, int | float)):
-                r.problems.append(f"{name} is not a JSON number: {str(value)[:40]!r}")
-        if r.problems:
-            out.append(r)
-            continue
-        r.lat = _number(loc.get("lat"), "lat", r.problems)
-        r.lon = _number(loc.get("lon"), "lon", r.problems)
-        r.accuracy = _number(loc.get("acc"), "acc", r.problems)
-        tst = loc.get("tst")
-        r.time = tst if tst is not None else None
-        if r.time is None:
-            r.problems.append("missing tst (the location's time)")
-        batt = _number(loc.get("batt"), "batt", [])
-        r.battery = None if batt is None or batt < 0 else min(batt, 100.0)
-        bs = loc.get("bs")
-        r.charging = _CHARGING.get(bs) if isinstance(bs, int) else None
-        out.append(r)
-    return out
+__all__ = ["parse_owntracks_map", "run_owntracks_mqtt", "store_owntracks"]
 
 
 async def store_owntracks(svc: Services, message: OwnTracksMessage, *, officer: str,

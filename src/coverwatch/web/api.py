@@ -25,16 +25,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
-from coverwatch.server.access import Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.server.live import LiveCover, OfficerView, Position
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
-__all__ = ["SUPERVISION", "alert_state_at", "router", "state_at"]
+__all__ = ["alert_state_at", "router", "state_at"]
 
 router = APIRouter()
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 Svc = Annotated[Services, Depends(services)]
 Watcher = Annotated[Principal, Depends(require(*SUPERVISION))]
 

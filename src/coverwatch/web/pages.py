@@ -20,13 +20,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from coverwatch.server.access import Principal, all_sites, authenticate
+from coverwatch.http.access import SUPERVISION, Principal, all_sites, authenticate
 
 __all__ = ["LoginRequired", "PageForbidden", "home_for", "page_require", "router"]
 
 router = APIRouter(include_in_schema=False)
 
-SUPERVISION = ("supervisor", "admin", "auditor")
 _NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
              "Referrer-Policy": "same-origin"}
 
@@ -52,7 +51,7 @@ class PageForbidden(Exception):
 
 
 def page_require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
-    """Like :func:`coverwatch.server.access.require`, but answers browsers with pages."""
+    """Like :func:`coverwatch.http.access.require`, but answers browsers with pages."""
     allowed = frozenset(roles)
 
     async def check(request: Request) -> Principal:

@@ -31,10 +31,10 @@ from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError, Problem, SiteFileError
+from coverwatch.http.access import Principal, require, services
+from coverwatch.http.problems import problems
 from coverwatch.planning.simulate import Plan
 from coverwatch.reports.plans import PlanCheck, check_plan, fmt_seconds
-from coverwatch.server.access import Principal, require, services
-from coverwatch.server.problems import problems
 from coverwatch.server.services import Services
 
 __all__ = [

@@ -7,7 +7,7 @@ object (3 000 of 3 000 still open after 40 s). :class:`DeadlineH11Protocol`
 gives every request head :data:`HEADER_TIMEOUT_S` seconds from the moment the
 server starts waiting for it (the connection opened, or the previous response
 ended); a head not complete by then closes the connection. The body has its
-own idle deadline in :class:`coverwatch.server.limits.RequestLimits`.
+own idle deadline in :class:`coverwatch.http.limits.RequestLimits`.
 ``coverwatch serve`` runs uvicorn with this protocol (docs/security.md).
 """
 

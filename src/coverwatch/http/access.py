@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "cw_session"
-SITE_STATE = "site"  # set by coverwatch.server.limits.SiteRoutes from /api/v1/sites/{site}/…
+SITE_STATE = "site"  # set by coverwatch.http.limits.SiteRoutes from /api/v1/sites/{site}/…
 _PRINCIPAL = "principal"
 CSRF_HEADER = "x-csrf-token"
 DEVICE = "device"

@@ -1,4 +1,6 @@
-"""What phones and trackers send, parsed into readings (one per position report).
+"""The OsmAnd protocol: what phones and trackers upload, parsed into readings (one per
+position report). :class:`Reading` is every device protocol's reading (OwnTracks too:
+:func:`coverwatch.formats.owntracks.owntracks_readings`).
 
 The OsmAnd protocol as Traccar Client 8/9/10, OsmAnd and the client SDK speak
 it: query or form parameters, Traccar Client 9's JSON ``location`` object, and
@@ -15,9 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coverwatch.server.ingest import InvalidEvents
+from coverwatch.formats.validation import InvalidEvents
 
-__all__ = ["Reading", "osmand_body_readings", "osmand_json_readings", "osmand_readings"]
+__all__ = [
+    "Reading",
+    "osmand_body_readings",
+    "osmand_json_readings",
+    "osmand_readings",
+    "osmand_time",
+    "reading_number",
+]
 
 _CREDENTIALS = ("id", "deviceid", "device_id")
 _TRUE = ("true", "1", "yes", "on")
@@ -45,7 +54,8 @@ class Reading:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-def _number(value: Any, name: str, problems: list[str]) -> float | None:
+def reading_number(value: Any, name: str, problems: list[str]) -> float | None:
+    """A device's number, None if absent; one that is not a finite number is a problem."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -62,7 +72,7 @@ def _number(value: Any, name: str, problems: list[str]) -> float | None:
     return number
 
 
-def _time_value(value: Any) -> Any:
+def osmand_time(value: Any) -> Any:
     """OsmAnd timestamps: epoch seconds, milliseconds if >= 2^31, or ISO-8601."""
     if isinstance(value, bool) or value is None:
         return value
@@ -84,7 +94,7 @@ def _flag(value: Any) -> bool | None:
 
 
 def _battery_percent(value: Any, *, fraction: bool) -> float | None:
-    number = _number(value, "battery", [])
+    number = reading_number(value, "battery", [])
     if number is None or number < 0:
         return None
     # Traccar Client 9 reports 0..1; the form versions 0..100.
@@ -98,19 +108,19 @@ def osmand_readings(params: Mapping[str, Any]) -> list[Reading]:
     r = Reading(raw=_without_credentials(params))
     problems = r.problems
     r.valid = _flag(params.get("valid", "true")) is not False
-    r.lat = _number(params.get("lat", params.get("latitude")), "lat", problems)
-    r.lon = _number(params.get("lon", params.get("longitude")), "lon", problems)
+    r.lat = reading_number(params.get("lat", params.get("latitude")), "lat", problems)
+    r.lon = reading_number(params.get("lon", params.get("longitude")), "lon", problems)
     location = params.get("location")
     if (r.lat is None or r.lon is None) and location and not problems:
         parts = str(location).split(",")
         if len(parts) == 2:
-            r.lat = _number(parts[0], "location", problems)
-            r.lon = _number(parts[1], "location", problems)
+            r.lat = reading_number(parts[0], "location", problems)
+            r.lon = reading_number(parts[1], "location", problems)
         else:
             problems.append("location is not lat,lon")
-    r.time = _time_value(params.get("timestamp"))
-    r.accuracy = _number(params.get("accuracy", params.get("hacc")), "accuracy", problems)
-    r.hdop = _number(params.get("hdop"), "hdop", problems)
+    r.time = osmand_time(params.get("timestamp"))
+    r.accuracy = reading_number(params.get("accuracy", params.get("hacc")), "accuracy", problems)
+    r.hdop = reading_number(params.get("hdop"), "hdop", problems)
     r.battery = _battery_percent(params.get("batt", params.get("battery")), fraction=False)
     charge = params.get("charge", params.get("charging"))
     r.charging = None if charge is None else _flag(charge)
@@ -159,9 +169,9 @@ def osmand_json_readings(body: Any) -> list[Reading]:
         r = Reading(raw=_without_credentials(loc))
         coords = loc.get("coords")
         coords = coords if isinstance(coords, Mapping) else {}
-        r.lat = _number(coords.get("latitude"), "coords.latitude", r.problems)
-        r.lon = _number(coords.get("longitude"), "coords.longitude", r.problems)
-        r.accuracy = _number(coords.get("accuracy"), "coords.accuracy", r.problems)
+        r.lat = reading_number(coords.get("latitude"), "coords.latitude", r.problems)
+        r.lon = reading_number(coords.get("longitude"), "coords.longitude", r.problems)
+        r.accuracy = reading_number(coords.get("accuracy"), "coords.accuracy", r.problems)
         r.time = loc.get("timestamp")
         r.mock = loc.get("mock") is True
         battery = loc.get("battery")
@@ -177,7 +187,7 @@ def osmand_json_readings(body: Any) -> list[Reading]:
 
 
 def _problem(field_name: str | None, message: str) -> Any:
-    from coverwatch.server.ingest import IngestProblem
+    from coverwatch.formats.validation import IngestProblem
 
     return IngestProblem(0, field_name, message)
 

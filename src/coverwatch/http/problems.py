@@ -32,7 +32,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from coverwatch.errors import Problem
+from coverwatch.errors import BusUnavailable, Problem
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -158,6 +158,11 @@ def install(app: FastAPI) -> None:
             index, field = _field(e.get("loc", ()))
             errors.append(error(str(e.get("msg", "invalid")), field=field, index=index))
         return _respond(422, _summary(errors) if errors else "invalid request", errors, None, {})
+
+    @app.exception_handler(BusUnavailable)
+    async def bus_unavailable(request: Request, exc: BusUnavailable) -> JSONResponse:
+        # The commit is done, the stream has not acknowledged: the client sends again.
+        return _respond(503, str(exc), [], {"Retry-After": "1"}, {})
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:

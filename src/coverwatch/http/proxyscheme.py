@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from coverwatch.server.limits import parse_networks
+from coverwatch.http.limits import parse_networks
 
 __all__ = ["ForwardedProto", "cookie_is_secure"]
 

@@ -16,7 +16,7 @@ the site-scoped route prefix (:class:`SiteRoutes`).
   found is kept for the route (no second lookup).
 * **Slow bodies.** A body that pauses for more than ``body_idle_s`` (20 s) between
   two parts is answered 408 and the connection closed (the request head has
-  its own deadline: :mod:`coverwatch.server.slowclients`).
+  its own deadline: :mod:`coverwatch.http.slowclients`).
 * **Client address.** ``X-Forwarded-For`` is believed only when the peer is one
   of the configured trusted proxies (addresses or networks; none by default),
   and then read from the right, skipping the trusted hops, so a client cannot
@@ -35,7 +35,7 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coverwatch.server.problems import ProblemError, problem_response
+from coverwatch.http.problems import ProblemError, problem_response
 
 __all__ = [
     "BODY_IDLE_S",
@@ -177,7 +177,7 @@ class RequestLimits:
         none after all; otherwise the refusal is sent (body unread) and False returned."""
         from fastapi import HTTPException, Request
 
-        from coverwatch.server.access import authenticate
+        from coverwatch.http.access import authenticate
 
         try:
             who = await authenticate(Request(scope))
@@ -294,7 +294,7 @@ class SiteRoutes:
     """``/api/v1/sites/{site}/…`` is the site-scoped form of every ``/api/v1/…`` route.
 
     The path is rewritten before routing and the site is left in the request's
-    state, where :func:`coverwatch.server.access.services` picks it up; with
+    state, where :func:`coverwatch.http.access.services` picks it up; with
     exactly one site, the plain routes stay as aliases. ``GET /api/v1/sites``
     itself (the all-sites board) is not rewritten.
     """
