@@ -8,6 +8,14 @@
     │                        replay's disorder window allows
     ├── StoreError           persistent storage refused an operation
     └── BusUnavailable       the event stream did not acknowledge (the client sends again)
+
+Each package's own errors derive from it too, beside the built-in type callers
+already expect (``EventRecordError(CoverwatchError, ValueError)``, the briefing's,
+the bus's ``CheckpointConflict``, the store's ``Fenced``, the pools' ``Busy``, …).
+The only exceptions outside the tree are HTTP answers, not errors:
+``http.problems.ProblemError`` (a FastAPI ``HTTPException`` carrying a problem
+body) and the dashboard's redirects (``web.pages.LoginRequired``, ``PageForbidden``);
+``tests/unit/test_architecture.py`` checks this.
 """
 
 from __future__ import annotations

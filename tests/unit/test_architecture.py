@@ -265,3 +265,29 @@ def test_the_site_unit_has_no_untyped_fields() -> None:
 
     untyped = [f.name for f in fields(Services) if "Any" in str(f.type).split("[")[0]]
     assert not untyped, f"Services fields typed Any: {untyped}"
+
+
+# HTTP answers raised to end a request, not errors (errors.py says so).
+HTTP_ANSWERS = {"coverwatch.http.problems.ProblemError", "coverwatch.http.limits.BodyTimeout",
+                "coverwatch.http.limits.BodyTooLarge", "coverwatch.web.pages.LoginRequired",
+                "coverwatch.web.pages.PageForbidden"}
+
+
+def test_one_exception_tree() -> None:
+    import importlib
+    import inspect
+
+    from coverwatch.errors import CoverwatchError
+
+    outside = []
+    for name in sorted(MODULES):
+        if any(part.startswith("_") for part in name.split(".")):
+            continue  # a private module's control flow never leaves its package
+        module = importlib.import_module(name)
+        for attr, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) \
+                    and obj.__module__ == name and not attr.startswith("_") \
+                    and f"{name}.{attr}" not in HTTP_ANSWERS \
+                    and not issubclass(obj, CoverwatchError):
+                outside.append(f"{name}.{attr}")
+    assert not outside, f"public exceptions outside the CoverwatchError tree: {outside}"

@@ -24,12 +24,14 @@ import orjson
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from coverwatch.errors import CoverwatchError
+
 __all__ = ["Checkpoint", "CheckpointConflict", "Checkpoints"]
 
 KEY = "site."
 
 
-class CheckpointConflict(Exception):
+class CheckpointConflict(CoverwatchError):
     """Another owner has written the checkpoint: this one has lost the site."""
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
+from coverwatch.errors import CoverwatchError
 
 __all__ = [
     "DUTY",
@@ -55,7 +56,7 @@ T_MAX_US = (_dt.datetime(2201, 1, 1, tzinfo=_dt.UTC) - EPOCH) // _dt.timedelta(m
 MAX_NAME_CHARS = 200
 
 
-class EventRecordError(ValueError):
+class EventRecordError(CoverwatchError, ValueError):
     """A record broke a rule; carries the field (or None) and the message."""
 
     def __init__(self, field: str | None, message: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coverwatch.errors import CoverwatchError
 from coverwatch.formats.accuracy import choose_accuracy
 from coverwatch.formats.osmand import Reading, reading_number
 
@@ -28,7 +29,7 @@ __all__ = ["OwnTracksError", "OwnTracksMessage", "owntracks_readings", "owntrack
 _FIELDS = (("tst", "t"), ("lat", "lat"), ("lon", "lon"))
 
 
-class OwnTracksError(ValueError):
+class OwnTracksError(CoverwatchError, ValueError):
     """The payload is not an OwnTracks message at all (not a JSON object, no ``_type``)."""
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import apprise
 
+from coverwatch.errors import CoverwatchError
 from coverwatch.notify.notifier import is_signed_webhook, redact_url
 
 __all__ = ["InvalidContactError", "check_contact", "check_contacts", "redact_contacts"]
@@ -21,7 +22,7 @@ __all__ = ["InvalidContactError", "check_contact", "check_contacts", "redact_con
 MAX_CONTACT_CHARS = 2000
 
 
-class InvalidContactError(ValueError):
+class InvalidContactError(CoverwatchError, ValueError):
     """A contact address the notifier could not use (the message never shows secrets)."""
 
 

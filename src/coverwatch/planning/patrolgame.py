@@ -27,6 +27,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 
+from coverwatch.errors import CoverwatchError
 from coverwatch.planning.network import ReachField
 from coverwatch.planning.simulate import OfficerPlan, Patrol, Plan, Simulation, walkway_path
 
@@ -52,7 +53,7 @@ BOOL = npt.NDArray[np.bool_]
 Point = tuple[float, float]
 
 
-class PlanningError(ValueError):
+class PlanningError(CoverwatchError, ValueError):
     """The game cannot be set up for this plan (a message for people)."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from coverwatch.errors import CoverwatchError
 from coverwatch.formats.exports import (
     ExportedLapse,
     History,
@@ -29,7 +30,7 @@ __all__ = ["FORMATS", "ExportError", "collect_history", "export_history"]
 FORMATS = ("geojson", "gpx", "csv")
 
 
-class ExportError(ValueError):
+class ExportError(CoverwatchError, ValueError):
     """An export that cannot be made; ``field`` names the option at fault."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S
 from coverwatch.engine import CoverChange
+from coverwatch.errors import CoverwatchError
 from coverwatch.formats.sitefile import load_site_text
 from coverwatch.server.latewatch import WINDOW_S
 from coverwatch.server.live import LiveCover
@@ -61,7 +62,7 @@ class _Pickler(pickle.Pickler):
         self.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _proxy}
 
 
-class StateRejected(Exception):
+class StateRejected(CoverwatchError):
     """A checkpoint whose signature does not match this deployment's secret."""
 
 

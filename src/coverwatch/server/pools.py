@@ -29,6 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from coverwatch.errors import CoverwatchError
+
 __all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_alarm",
            "in_notify", "in_store", "pools"]
 
@@ -43,7 +45,7 @@ NOTIFY_THREADS = 8
 ALARM_THREADS = 4
 
 
-class Busy(Exception):
+class Busy(CoverwatchError):
     """Too many password checks are waiting: try again after ``retry_after_s``."""
 
     def __init__(self, retry_after_s: int = 2) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from coverwatch.errors import CoverwatchError
 from coverwatch.storage.base import now_us
 from coverwatch.storage.tables import bus_fences, bus_outbox, events
 
@@ -46,7 +47,7 @@ FENCE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "coverwatch_fence", default=None)
 
 
-class Fenced(Exception):
+class Fenced(CoverwatchError):
     """A write by an owner whose lease epoch is no longer the site's: refused."""
 
 
