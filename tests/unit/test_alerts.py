@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from coverwatch.domain.alertbook import AlertBook
 from coverwatch.domain.alerts import (
     Alert,
-    AlertBook,
     AlertLifecycleError,
     AlertState,
     Escalation,

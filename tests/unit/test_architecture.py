@@ -21,7 +21,7 @@ EDGE = "http"
 HTTP_LIBRARIES = {"fastapi", "starlette", "uvicorn", "h11"}
 # Modules of the package root that are not packages of their own.
 ROOT_MODULES = {"errors", "settings", "bootstrap", "clock"}
-MAX_LINES = 600  # "about 500": the engine's kernel is allowed a little more
+MAX_LINES = 500
 
 
 def _modules() -> dict[str, Path]:
@@ -150,12 +150,7 @@ def test_no_import_cycles_between_packages() -> None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_modules_stay_small(module: str) -> None:
     lines = MODULES[module].read_text(encoding="utf-8").count("\n")
-    # Known exceptions, each due to be split (the closing notes list them).
-    allowed = {"coverwatch.engine._cover": 850, "coverwatch.formats.eventfiles": 1100,
-               "coverwatch.domain.alerts": 610}
-    # Storage is split into one repository per concern: each stays under 500.
-    limit = 500 if _package(module) == "storage" else MAX_LINES
-    assert lines <= allowed.get(module, limit), f"{module}: {lines} lines"
+    assert lines <= MAX_LINES, f"{module}: {lines} lines"
 
 
 def test_site_versions_are_imported_from_storage() -> None:

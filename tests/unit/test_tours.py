@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coverwatch.domain.alerts import AlertBook, AlertState, EscalationLevel, EscalationPolicy
+from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alerts import AlertState, EscalationLevel, EscalationPolicy
 from coverwatch.domain.records import EventRecordError, RecordRules, check_record
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.domain.tours import (

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from coverwatch.cli.server import DataDirOption, DbOption, audit_app
+from coverwatch.cli.options import DataDirOption, DbOption
+from coverwatch.cli.server import audit_app
 
 __all__ = ["evidence_app", "register_evidence", "retention_app"]
 

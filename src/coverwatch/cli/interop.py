@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from coverwatch.cli.options import DataDirOption, DbOption
 from coverwatch.clock import wall_clock_us
 from coverwatch.errors import CoverwatchError, SiteFileError
 
@@ -19,10 +20,6 @@ __all__ = ["check_gpx_options", "events_app", "export", "register_site_commands"
 
 events_app = typer.Typer(help="Stored events.", no_args_is_help=True)
 
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
-]
-DataDirOption = Annotated[Path, typer.Option(help="Directory for the embedded database.")]
 OfficerOption = Annotated[str | None, typer.Option(
     help="GPX: the officer of the file's one track (default: the track's <name>).")]
 CapabilityOption = Annotated[list[str] | None, typer.Option(

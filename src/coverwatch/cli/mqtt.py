@@ -13,16 +13,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from coverwatch.cli.options import DataDirOption, DbOption
 from coverwatch.errors import SiteFileError
 
 __all__ = ["mqtt_acl", "mqtt_app"]
 
 mqtt_app = typer.Typer(help="The MQTT broker's credentials for devices.", no_args_is_help=True)
 
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL; default: SQLite in --data-dir.")
-]
-DataDirOption = Annotated[Path, typer.Option(help="Directory for the embedded database.")]
 
 
 @mqtt_app.command("acl")

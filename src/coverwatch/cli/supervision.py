@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from coverwatch.cli.server import DataDirOption, DbOption
+from coverwatch.cli.options import DataDirOption, DbOption
 
 if TYPE_CHECKING:
     from coverwatch.domain.site import Site

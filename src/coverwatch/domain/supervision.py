@@ -14,14 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from coverwatch.domain.alerts import (
-    DIRECT_KINDS,
-    Alert,
-    AlertBook,
-    AlertState,
-    Escalation,
-    alert_id_for,
-)
+from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alerts import DIRECT_KINDS, Alert, AlertState, Escalation, alert_id_for
 
 __all__ = [
     "DIRECT_TARGETS",

@@ -21,7 +21,8 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from coverwatch.domain.alerts import Alert, AlertBook
+from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alerts import Alert
 from coverwatch.domain.time import US_PER_S
 
 __all__ = [

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.clock import wall_clock_us
-from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, AlertBook, EscalationPolicy
+from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, EscalationPolicy
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import SiteDocument

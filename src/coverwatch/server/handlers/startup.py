@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from coverwatch.clock import wall_clock_us
-from coverwatch.domain.alerts import AlertBook
+from coverwatch.domain.alertbook import AlertBook
 from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
