@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from coverwatch.bootstrap import create_app
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.server.handlers import tick
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 
 __all__ = [
@@ -157,8 +157,8 @@ class Kit:
     settings: Settings
 
     @property
-    def svc(self) -> Services:
-        svc: Services = self.app.state.services
+    def svc(self) -> SiteUnit:
+        svc: SiteUnit = self.app.state.services
         return svc
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -239,8 +239,8 @@ class LiveServer:
     clock: FakeClock
 
     @property
-    def svc(self) -> Services:
-        svc: Services = self.app.state.services
+    def svc(self) -> SiteUnit:
+        svc: SiteUnit = self.app.state.services
         return svc
 
 

@@ -23,7 +23,7 @@ from coverwatch.http.limits import RequestLimits, SiteRoutes
 from coverwatch.http.problems import install as install_problems
 from coverwatch.http.proxyscheme import ForwardedProto
 from coverwatch.server.handlers import build, run_ticker
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
 from coverwatch.storage.sites import DEPLOYMENT, key_for_site, site_store
@@ -35,7 +35,7 @@ log = logging.getLogger("coverwatch.server")
 
 async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
-) -> Services:
+) -> SiteUnit:
     """One site's services, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.alertviews import where_text
@@ -56,7 +56,7 @@ async def _build_site(
     return svc
 
 
-async def _start_site(svc: Services) -> list[asyncio.Task[Any]]:
+async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
     """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
     from coverwatch.server.briefing import Briefing
     from coverwatch.server.watchdog import run_watchdog
@@ -122,7 +122,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             paths = [str(p) for p, i in zip(settings.site_paths, ids, strict=True) if i == dup]
             raise SiteFileError([Problem(paths[1], None, None, "site.id",
                                          f"{dup!r} is also the id of {paths[0]}")])
-        sites: dict[str, Services] = {}
+        sites: dict[str, SiteUnit] = {}
         for i, (path, doc) in enumerate(zip(settings.site_paths, docs, strict=True)):
             key = await asyncio.to_thread(key_for_site, store, doc.site.id,
                                           sole=len(docs) == 1, first=i == 0)

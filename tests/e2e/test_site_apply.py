@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import verify_audit
 from serverkit import YARD, FakeClock, base_settings, running_server
 
@@ -37,7 +37,7 @@ def test_weakening_needs_the_approver_and_a_reason(tmp_path: Path) -> None:
         r = kit.request(approver, "POST", "/api/v1/site/apply", json={"site": weaker})
         assert r.status_code == 422
         assert "reason" in r.json()["detail"]
-        svc: Services = kit.svc
+        svc: SiteUnit = kit.svc
         assert svc.site.post("main-gate").rules[0].need == 2  # nothing changed yet
 
         r = kit.request(approver, "POST", "/api/v1/site/apply",

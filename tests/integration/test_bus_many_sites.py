@@ -39,7 +39,7 @@ from coverwatch.storage import Store, open_store, row_key
 from coverwatch.storage.sites import key_for_site, site_store
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 # Site id -> (its gate post, its officer): nothing shared, so an alert names its site.
 SITES = {"north-dock": ("north-gate", "N1"), "east-yard": ("east-gate", "E1"),
@@ -225,7 +225,7 @@ def _stream(client: httpx.Client, names: BusNames, victim: ServeProcess, survivo
 def _check(sites: dict[str, Store], paths: dict[str, Path], names: BusNames, store: Store,
            survivor: str, orphans: list[str], killed: dict[str, Any], tmp_path: Path) -> None:
     end = killed["end_us"]
-    secret = checkpoint_secret(cast("Services", SimpleNamespace(store=store)))
+    secret = checkpoint_secret(cast("SiteUnit", SimpleNamespace(store=store)))
 
     async def final_covers() -> dict[str, BusCover] | None:
         """Every site's last checkpoint, by the survivor, past the end of the fixes."""

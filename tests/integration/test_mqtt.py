@@ -22,8 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from services import require_service
 
 from coverwatch.errors import StoreError
+from coverwatch.server import mqtt as mqtt_consumer
 from coverwatch.server.mqtt import client_id, topic_for
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from serverkit import Kit, WallClock, base_settings, running_server, wait_until, write_site
 
 HOST, PORT = "127.0.0.1", 1883
@@ -151,13 +152,13 @@ def test_messages_whose_commit_failed_are_redelivered(
         pub.close()
     attempts: list[int] = []
 
-    async def failing_ingest(self: Services, rows: Any, **kwargs: Any) -> Any:
+    async def failing_ingest(svc: SiteUnit, rows: Any, **kwargs: Any) -> Any:
         attempts.append(len(rows))
         raise StoreError("the disk is full (test)")
 
     # Every commit fails: the consumer receives the messages, stores none, reconnects.
     with monkeypatch.context() as m:
-        m.setattr(Services, "ingest", failing_ingest)
+        m.setattr(mqtt_consumer, "ingest", failing_ingest)  # the consumer's way into the unit
         with running_server(settings, clock) as kit:
             wait_until(lambda: len(attempts) >= 2, what="two failed commits")
     assert sum(attempts) >= 1

@@ -256,10 +256,10 @@ def test_no_private_names_used_from_outside(module: str) -> None:
 def test_the_site_unit_has_no_untyped_fields() -> None:
     from dataclasses import fields
 
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
-    untyped = [f.name for f in fields(Services) if "Any" in str(f.type).split("[")[0]]
-    assert not untyped, f"Services fields typed Any: {untyped}"
+    untyped = [f.name for f in fields(SiteUnit) if "Any" in str(f.type).split("[")[0]]
+    assert not untyped, f"SiteUnit fields typed Any: {untyped}"
 
 
 # HTTP answers raised to end a request, not errors (errors.py says so).

@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, Query
 from coverwatch.domain.time import format_time
 from coverwatch.http.access import Principal, require, services
 from coverwatch.http.problems import problems
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 
 
 @router.get("/api/v1/dead-letters", responses=problems(401, 403))

@@ -19,14 +19,14 @@ from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.devices import device_upload
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.pools import in_alarm
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Device, DuplicateNameError, record_device_change
 
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services)]
-AnySvc = Annotated[Services, Depends(deployment)]  # devices are found deployment-wide
+Svc = Annotated[SiteUnit, Depends(services)]
+AnySvc = Annotated[SiteUnit, Depends(deployment)]  # devices are found deployment-wide
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> Any:
@@ -70,7 +70,7 @@ async def book_duty(
             "at": format_time(t), "source": via}
 
 
-async def _osmand_device(request: Request, svc: Services, ident: str | None,
+async def _osmand_device(request: Request, svc: SiteUnit, ident: str | None,
                          alarm: bool = False) -> Principal:
     # Traccar Client sends only a device identifier: configure it as the device's token.
     if not ident:  # the id is the device's only credential: without it, unauthenticated
@@ -141,7 +141,7 @@ class NewDevice(BaseModel):
     officer: str = Field(min_length=1, max_length=100)
 
 
-def _enrolment(svc: Services, name: str, officer: str | None, token: str) -> dict[str, Any]:
+def _enrolment(svc: SiteUnit, name: str, officer: str | None, token: str) -> dict[str, Any]:
     """The link and QR code for the phone, if the server knows its public URL."""
     from coverwatch.server.enrolment import enrolment
 
@@ -167,7 +167,7 @@ async def create_device(
         svc, body.name, body.officer, token)
 
 
-async def _own_device(svc: Services, name: str) -> Device | None:
+async def _own_device(svc: SiteUnit, name: str) -> Device | None:
     """The device of that name, refused (404) if it is another site's: names are unique
     deployment-wide, and another site's device is not this site's to change."""
     device = next((d for d in await asyncio.to_thread(svc.store.list_devices)

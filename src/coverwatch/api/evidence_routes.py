@@ -29,12 +29,12 @@ from coverwatch.errors import StoreError
 from coverwatch.http.access import SUPERVISION, Principal, require, services
 from coverwatch.http.headers import attachment, refuse_control_characters
 from coverwatch.http.problems import problems
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
 
 
@@ -113,7 +113,7 @@ class HoldBody(BaseModel):
     reason: str = Field(min_length=5, max_length=2000)
 
 
-def _retention_json(svc: Services) -> dict[str, Any]:
+def _retention_json(svc: SiteUnit) -> dict[str, Any]:
     from coverwatch.evidence.retention import get_retention_days
 
     return {"positions_days": get_retention_days(svc.store),

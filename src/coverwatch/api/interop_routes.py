@@ -26,14 +26,14 @@ from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
 from coverwatch.http.access import DEVICE, Principal, deployment, device_site, require, services
 from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.owntracks import store_owntracks
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 log = logging.getLogger("coverwatch.server.owntracks")
 router = APIRouter()
-Svc = Annotated[Services, Depends(services)]
-AnySvc = Annotated[Services, Depends(deployment)]  # devices are found deployment-wide
+Svc = Annotated[SiteUnit, Depends(services)]
+AnySvc = Annotated[SiteUnit, Depends(deployment)]  # devices are found deployment-wide
 _BASIC = {"WWW-Authenticate": 'Basic realm="coverwatch", charset="UTF-8"'}
 
 
@@ -57,7 +57,7 @@ def _basic_password(request: Request) -> str:
     return password
 
 
-async def _owntracks_device(request: Request, svc: Services) -> Principal:
+async def _owntracks_device(request: Request, svc: SiteUnit) -> Principal:
     device = await asyncio.to_thread(svc.store.device_for_token, _basic_password(request))
     if device is None or not device.active:
         raise HTTPException(401, "unknown or revoked device token", headers=_BASIC)

@@ -14,13 +14,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["render"]
 
 
 class _ServicesCollector(Collector):
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: SiteUnit) -> None:
         self.svc = svc
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -67,7 +67,7 @@ class _ServicesCollector(Collector):
         yield delay
 
 
-def _notification_metrics(svc: Services):  # type: ignore[no-untyped-def]
+def _notification_metrics(svc: SiteUnit):  # type: ignore[no-untyped-def]
     """Deliveries since start, by outcome; notifications still being sent; readiness."""
     sent = CounterMetricFamily("coverwatch_notifications", "Notification attempts since start",
                                labels=["outcome"])
@@ -83,7 +83,7 @@ def _notification_metrics(svc: Services):  # type: ignore[no-untyped-def]
 class _SitesCollector(Collector):
     """Several sites: every family once, each sample labelled with its site."""
 
-    def __init__(self, sites: Sequence[Services]) -> None:
+    def __init__(self, sites: Sequence[SiteUnit]) -> None:
         self.sites = sites
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ class _SitesCollector(Collector):
         yield from merged.values()
 
 
-def render(sites: Sequence[Services]) -> tuple[bytes, str]:
+def render(sites: Sequence[SiteUnit]) -> tuple[bytes, str]:
     """The metrics of a deployment's sites (labelled by site when there are several)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ServicesCollector(sites[0]) if len(sites) == 1 else _SitesCollector(sites))

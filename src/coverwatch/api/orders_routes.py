@@ -22,20 +22,20 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.http.access import DEVICE, SUPERVISION, Principal, require, services
 from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 
 
 class OrdersAcknowledgement(BaseModel):
     version: str = Field(min_length=1, max_length=64)
 
 
-def briefing(svc: Services) -> Briefing:
+def briefing(svc: SiteUnit) -> Briefing:
     b: Briefing | None = svc.briefing
     if b is None:
         raise HTTPException(503, "the briefing service is not running")

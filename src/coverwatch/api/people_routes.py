@@ -26,7 +26,7 @@ from coverwatch.http.access import (
 from coverwatch.http.problems import error, problems
 from coverwatch.http.proxyscheme import cookie_is_secure
 from coverwatch.server.pools import Busy, check_password
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import (
     DuplicateNameError,
     InvalidRolesError,
@@ -38,7 +38,7 @@ from coverwatch.storage import (
 __all__ = ["router"]
 
 router = APIRouter()
-AnySvc = Annotated[Services, Depends(deployment)]
+AnySvc = Annotated[SiteUnit, Depends(deployment)]
 
 # -- sessions ---------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ def _check_targets(request: Request) -> None:
         s.outbox.spawn(s.outbox.check_targets())
 
 
-async def _set_site_roles(request: Request, svc: Services, who: Principal, username: str,
+async def _set_site_roles(request: Request, svc: SiteUnit, who: Principal, username: str,
                           sites: dict[str, list[str]]) -> None:
     known = all_sites(request)
     unknown = sorted(set(sites) - set(known))

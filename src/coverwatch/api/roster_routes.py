@@ -32,7 +32,7 @@ from coverwatch.formats.roster import (
 )
 from coverwatch.http.access import SUPERVISION, Principal, require, services
 from coverwatch.http.problems import error, problem_response, problems
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import NotFoundError
 
 __all__ = ["router"]
@@ -40,7 +40,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 ROSTERING = ("supervisor", "admin")
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 MAX_CSV_BYTES = 5_000_000
 _CSV_BODY = {"requestBody": {"required": True,
                              "content": {"text/csv": {"schema": {"type": "string"}}}}}

@@ -31,7 +31,7 @@ from coverwatch.http.access import (
 )
 from coverwatch.http.problems import error, file_error, problem_response, problems
 from coverwatch.server import handlers
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import (
     verify_audit,
 )
@@ -41,9 +41,9 @@ __all__ = ["router"]
 router = APIRouter()
 
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
-AnySvc = Annotated[Services, Depends(deployment)]
+AnySvc = Annotated[SiteUnit, Depends(deployment)]
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
@@ -157,7 +157,7 @@ async def post_events(
 # -- cover, officers, lapses ---------------------------------------------------------
 
 
-def _officer_json(o: Any, svc: Services) -> dict[str, Any]:
+def _officer_json(o: Any, svc: SiteUnit) -> dict[str, Any]:
     from coverwatch.server.devices import officer_devices
 
     age = None if o.last_fix_us is None else \
@@ -240,7 +240,7 @@ class AlertAction(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-async def _alert_action(svc: Services, alert_id: str, who: Principal, note: str,
+async def _alert_action(svc: SiteUnit, alert_id: str, who: Principal, note: str,
                         what: str) -> dict[str, Any]:
     try:
         alert = await (handlers.acknowledge if what == "acknowledge" else handlers.close_alert)(
@@ -331,7 +331,7 @@ class NewSite(SiteChange):
     site: str = Field(min_length=1, max_length=2_000_000, description="The site file (YAML)")
 
 
-async def _apply(svc: Services, who: Principal, text: str | None, reason: str) -> Any:
+async def _apply(svc: SiteUnit, who: Principal, text: str | None, reason: str) -> Any:
     from coverwatch.errors import SiteFileError
     from coverwatch.server.handlers.site import apply_site
     from coverwatch.server.siteapply import ApplyRefused

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS
 from coverwatch.domain.time import format_time
 from coverwatch.http.access import SUPERVISION, Principal, all_sites, require
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["needs_action", "router", "site_summary"]
 
@@ -31,7 +31,7 @@ def needs_action(alert: Any) -> bool:
                                             and not alert.acknowledged_by)
 
 
-def site_summary(svc: Services) -> dict[str, Any]:
+def site_summary(svc: SiteUnit) -> dict[str, Any]:
     """One site's state at a glance (what the board shows)."""
     rules = svc.shown.cover_states()
     lag = svc.view_lag_s()

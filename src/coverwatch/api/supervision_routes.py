@@ -26,13 +26,13 @@ from coverwatch.http.access import SUPERVISION, Principal, require, services
 from coverwatch.http.problems import problems
 from coverwatch.server.alertviews import alert_json, alerts_json
 from coverwatch.server.handlers import acknowledge
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 # Instructions older than this are not shown on the officer's page.
 _DUTY_WINDOW_US = 12 * 3600 * US_PER_S
 
@@ -116,7 +116,7 @@ async def my_dispatches(
     return {"officer": who.name, "dispatches": out}
 
 
-def _shelf_subject(svc: Services, what: str, name: str) -> str:
+def _shelf_subject(svc: SiteUnit, what: str, name: str) -> str:
     if what == "alerts":
         try:
             alert = svc.book.get(name)
@@ -133,7 +133,7 @@ def _shelf_subject(svc: Services, what: str, name: str) -> str:
     return f"post:{name}"
 
 
-async def _shelve(svc: Services, what: str, name: str, body: ShelveBody,
+async def _shelve(svc: SiteUnit, what: str, name: str, body: ShelveBody,
                   who: Principal) -> dict[str, Any]:
     from coverwatch.server.shelves import shelve as set_shelf
 
@@ -145,7 +145,7 @@ async def _shelve(svc: Services, what: str, name: str, body: ShelveBody,
     return shelf.to_json()
 
 
-async def _unshelve(svc: Services, subject: str, who: Principal) -> dict[str, Any]:
+async def _unshelve(svc: SiteUnit, subject: str, who: Principal) -> dict[str, Any]:
     from coverwatch.server.shelves import unshelve as end_shelf
 
     if await end_shelf(svc, subject, who.name) is None:

@@ -24,16 +24,16 @@ from coverwatch.formats.validation import InvalidEvents, validate_records
 from coverwatch.http.access import DEVICE, Principal, require, services
 from coverwatch.http.problems import problems
 from coverwatch.server.handlers.ingest import ingest
-from coverwatch.server.services import Services
 from coverwatch.server.tours import progress_json
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 
 
-def _progress(svc: Services) -> dict[str, Any]:
+def _progress(svc: SiteUnit) -> dict[str, Any]:
     watch = svc.tours
     t = svc.shown.horizon
     if watch is None or not svc.site.tours or t is None or t <= 0:
@@ -43,7 +43,7 @@ def _progress(svc: Services) -> dict[str, Any]:
     return {"rounds": progress_json(rounds), "checkpoints": _checkpoints(svc)}
 
 
-def _checkpoints(svc: Services) -> list[dict[str, Any]]:
+def _checkpoints(svc: SiteUnit) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.name, "kind": c.kind, "post": c.post}
             for c in svc.site.checkpoints]
 

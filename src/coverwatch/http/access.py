@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, Request
 
 from coverwatch.domain.roles import ROLES
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Store, csrf_matches
 
 __all__ = [
@@ -79,16 +79,16 @@ class Principal:
         return self.roles | self.site_roles.get(site_key, frozenset())
 
 
-def all_sites(request: Request) -> dict[str, Services]:
+def all_sites(request: Request) -> dict[str, SiteUnit]:
     """The deployment's sites by id, in the order they were configured."""
-    sites: dict[str, Services] | None = getattr(request.app.state, "sites", None)
-    if sites is None:  # an app built around one Services (tests)
-        svc: Services = request.app.state.services
+    sites: dict[str, SiteUnit] | None = getattr(request.app.state, "sites", None)
+    if sites is None:  # an app built around one SiteUnit (tests)
+        svc: SiteUnit = request.app.state.services
         return {svc.site.id: svc}
     return sites
 
 
-def deployment(request: Request) -> Services:
+def deployment(request: Request) -> SiteUnit:
     """Any site's services, for what is deployment-wide (users, tokens, sessions, devices)."""
     return next(iter(all_sites(request).values()))
 
@@ -106,7 +106,7 @@ def _site_in_path(request: Request) -> str | None:
     return site if isinstance(site, str) else None
 
 
-def named_site(request: Request) -> Services | None:
+def named_site(request: Request) -> SiteUnit | None:
     """The site named in the path (/api/v1/sites/{site}/…), or the only one; else None."""
     sites = all_sites(request)
     name = _site_in_path(request)
@@ -115,7 +115,7 @@ def named_site(request: Request) -> Services | None:
     return next(iter(sites.values())) if len(sites) == 1 else None
 
 
-def _resolve(request: Request, who: Principal | None) -> Services | None:
+def _resolve(request: Request, who: Principal | None) -> SiteUnit | None:
     """The site a request is about: named in the path, the only one, or a device's own."""
     sites = all_sites(request)
     wanted = _site_in_path(request)
@@ -131,7 +131,7 @@ def _resolve(request: Request, who: Principal | None) -> Services | None:
     return None
 
 
-def device_site(request: Request, who: Principal) -> Services:
+def device_site(request: Request, who: Principal) -> SiteUnit:
     """The services of the site a device belongs to (409 if this deployment lacks it)."""
     svc = _resolve(request, who)
     if svc is None or (who.site is not None and svc.store.site != who.site):
@@ -140,7 +140,7 @@ def device_site(request: Request, who: Principal) -> Services:
     return svc
 
 
-async def services(request: Request) -> Services:
+async def services(request: Request) -> SiteUnit:
     """The services of the site this request is about (404 if it names none of several)."""
     who = request.scope.get("state", {}).get(_PRINCIPAL)
     if who is None and len(all_sites(request)) > 1 and _site_in_path(request) is None:

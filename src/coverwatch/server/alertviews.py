@@ -14,14 +14,14 @@ from coverwatch.server.live import OfficerView
 from coverwatch.server.nearest import ReachCache, nearest_officers
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["alert_json", "alert_where", "alerts_json", "roster_now", "where_text"]
 
 _CACHE = ReachCache()
 
 
-def roster_now(svc: Services) -> dict[str, str]:
+def roster_now(svc: SiteUnit) -> dict[str, str]:
     """Each rostered officer's entry now: ``"post gate"`` or ``"patrol perimeter"``."""
     briefing = svc.briefing
     if briefing is None:
@@ -34,7 +34,7 @@ def roster_now(svc: Services) -> dict[str, str]:
     return out
 
 
-def alert_where(svc: Services, alert: Alert) -> dict[str, Any] | None:
+def alert_where(svc: SiteUnit, alert: Alert) -> dict[str, Any] | None:
     """Where the alert is, in words: an officer's last position relative to the nearest
     post (SOS, fall, silent device), or the lapsed post itself; None for server alerts."""
     details = alert.details or {}
@@ -50,7 +50,7 @@ def alert_where(svc: Services, alert: Alert) -> dict[str, Any] | None:
     return None
 
 
-def where_text(svc: Services, alert_id: str) -> str | None:
+def where_text(svc: SiteUnit, alert_id: str) -> str | None:
     """The notifier's ``where_of``: the words for an alert's position."""
     if alert_id not in svc.book:
         return None
@@ -58,7 +58,7 @@ def where_text(svc: Services, alert_id: str) -> str | None:
     return None if where is None else str(where["text"])
 
 
-def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | None = None,
+def alert_json(svc: SiteUnit, alert: Alert, *, views: Sequence[OfficerView] | None = None,
                roster: dict[str, str] | None = None, nearest: int = 5,
                cover: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One alert with ``notified`` (per level), ``reached_level``, ``dispatches`` and,
@@ -87,7 +87,7 @@ def alert_json(svc: Services, alert: Alert, *, views: Sequence[OfficerView] | No
     return out
 
 
-def alerts_json(svc: Services, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
+def alerts_json(svc: SiteUnit, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
     """Several alerts; the officers' state is computed once for all of them."""
     views = svc.live.officers() if any(a.kind == "lapse" for a in alerts) else []
     roster = roster_now(svc)

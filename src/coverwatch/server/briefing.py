@@ -1,7 +1,7 @@
 """The server's briefing service: orders versions and acknowledgements, rosters,
 qualifications, and the "unbriefed" alert.
 
-One :class:`Briefing` per server, attached to :class:`coverwatch.server.services.Services`
+One :class:`Briefing` per server, attached to :class:`coverwatch.server.unit.SiteUnit`
 (``svc.briefing``) by bootstrap. It keeps rosters, qualifications, issued orders
 versions and acknowledgements in memory (loaded from the store, written through
 to it) and runs a background step (:meth:`Briefing.run`) that
@@ -49,8 +49,8 @@ from coverwatch.server.happenings import FixesStored
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
     from coverwatch.server.subscribers import Subscribers
+    from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
 
 __all__ = [
@@ -101,7 +101,7 @@ def unbriefed_rule(officer: str) -> str:
 class Briefing:
     """Rosters, qualifications, orders versions and acknowledgements of a running server."""
 
-    svc: Services
+    svc: SiteUnit
     reacknowledge_s: float = 600.0
     step_s: float = 0.2
     shifts: list[Shift] = field(default_factory=list)
@@ -121,7 +121,7 @@ class Briefing:
     # -- start-up and site changes ---------------------------------------------------
 
     @classmethod
-    def load(cls, svc: Services, reacknowledge_s: float = 600.0) -> Briefing:
+    def load(cls, svc: SiteUnit, reacknowledge_s: float = 600.0) -> Briefing:
         """Load everything from the store and record the running site's versions."""
         b = cls(svc, reacknowledge_s)
         store = svc.store

@@ -32,7 +32,7 @@ from coverwatch.storage.versions import load_versions
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["Distributed", "refresh_site", "start_bus"]
 
@@ -66,7 +66,7 @@ class Distributed:
             await self.nc.close()
 
 
-def refresh_site(svc: Services) -> list[Happening]:
+def refresh_site(svc: SiteUnit) -> list[Happening]:
     """Adopt the newest rule version another node applied (escalation, names, orders)."""
     versions = load_versions(svc.store)
     if not versions or versions[-1].source == svc.doc.source:
@@ -99,7 +99,7 @@ def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], 
     return note
 
 
-async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None:
+async def _keep_book(svc: SiteUnit, stop: asyncio.Event, every_s: float) -> None:
     resent = time.monotonic()
     while not stop.is_set():
         try:
@@ -120,7 +120,7 @@ async def _keep_book(svc: Services, stop: asyncio.Event, every_s: float) -> None
             await asyncio.wait_for(stop.wait(), every_s)
 
 
-async def start_bus(sites: Mapping[str, Services], *, book_every_s: float = 2.0) -> Distributed:
+async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0) -> Distributed:
     """Connect to NATS and start this node's role (``settings.role``) for every site."""
     first = next(iter(sites.values()))
     settings = first.settings

@@ -55,7 +55,7 @@ from coverwatch.storage.busoutbox import (
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["ClusterWorker", "checkpoint_secret"]
 
@@ -68,7 +68,7 @@ _LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 RELAY_AFTER_S = 2.0
 
 
-def checkpoint_secret(svc: Services) -> bytes:
+def checkpoint_secret(svc: SiteUnit) -> bytes:
     """The key that signs checkpoints: ``COVERWATCH_BUS_SECRET``, or derived from the audit key.
 
     Every node of a deployment must have the same one (the same audit key file,
@@ -94,7 +94,7 @@ def _fence_check(key: str) -> Any:
 class ClusterWorker:
     """This node's evaluator worker; see the module docstring."""
 
-    def __init__(self, sites: Mapping[str, Services], nc: Client, names: BusNames,
+    def __init__(self, sites: Mapping[str, SiteUnit], nc: Client, names: BusNames,
                  settings: WorkerSettings | None = None) -> None:
         self.sites = sites
         svc = next(iter(sites.values()))
@@ -221,7 +221,7 @@ class ClusterWorker:
         except Fenced as e:  # paused past its lease: the new owner makes these again
             log.warning("%s", e)
 
-    async def _write(self, svc: Services, site: str, epoch: int, late: list[str],
+    async def _write(self, svc: SiteUnit, site: str, epoch: int, late: list[str],
                      applied_at: dict[str, int], changes: list[CoverChange]) -> None:
         if late:
             await asyncio.to_thread(svc.store.mark_late, late, applied_at)
@@ -242,7 +242,7 @@ class ClusterWorker:
         self.applied += len(applied)
 
     @staticmethod
-    def _apply(svc: Services,
+    def _apply(svc: SiteUnit,
                changes: list[CoverChange]) -> tuple[list[CoverChange], list[Happening]]:
         """Changes, less those the store already shows, applied as the single process does
         (and what that did, for the subscribers)."""

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from coverwatch.server.pools import in_store
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["set_aside"]
 
 log = logging.getLogger("coverwatch.server.ingest")
 
 
-async def set_aside(svc: Services, source: str, topic: str | None, payload: bytes,
+async def set_aside(svc: SiteUnit, source: str, topic: str | None, payload: bytes,
                     reason: str) -> int:
     """Keep ``payload`` as a dead letter of ``svc``'s site; returns its id."""
     letter = await in_store(svc.store.add_dead_letter, source, topic, payload, reason)

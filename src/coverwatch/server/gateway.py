@@ -16,7 +16,7 @@ with the unique event key). :class:`BusHooks` adds what the bus needs:
   A step whose level the store already records as due was sent by some node
   before (a takeover, a restart) and is never sent again.
 
-The gateway does not evaluate cover (``Services.evaluates`` is False): the
+The gateway does not evaluate cover (``SiteUnit.evaluates`` is False): the
 workers do (:mod:`coverwatch.server.clusterworker`). Every node keeps its alert
 book in step with PostgreSQL, the system of record for alerts, and runs the
 dead-man check (a worker node through its ``Worker``). See docs/scale.md.
@@ -44,7 +44,7 @@ from coverwatch.storage.busoutbox import FENCE
 if TYPE_CHECKING:
 
     from coverwatch.server.clusterworker import ClusterWorker
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = [
     "FAULT_ENV",
@@ -77,7 +77,7 @@ def wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in _NOT_PUBLISHED}
 
 
-def refresh_book(svc: Services) -> int:
+def refresh_book(svc: SiteUnit) -> int:
     """Bring the alert book in line with the store (run in a thread, under ``svc.lock``).
 
     Other nodes raise, resolve, escalate and acknowledge alerts of this site;
@@ -86,7 +86,7 @@ def refresh_book(svc: Services) -> int:
     return sum(take_in(svc, Alert.from_record(rec)) for rec in svc.store.load_alerts())
 
 
-def take_in(svc: Services, alert: Alert) -> bool:
+def take_in(svc: SiteUnit, alert: Alert) -> bool:
     """Put the store's version of an alert in the book (under ``svc.lock``); True if new here."""
     if alert.id not in svc.book:
         svc.book.adopt(alert)
@@ -102,9 +102,9 @@ def take_in(svc: Services, alert: Alert) -> bool:
 
 @dataclass
 class BusHooks:
-    """``Services.bus``: publish committed rows; choose the escalation steps to send."""
+    """``SiteUnit.bus``: publish committed rows; choose the escalation steps to send."""
 
-    svc: Services
+    svc: SiteUnit
     log: EventLog
     role: str
     timeout_s: float = 5.0
@@ -253,7 +253,7 @@ class BusHooks:
 RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
 
 
-def deadman_reports(sites: Mapping[str, Services]) -> tuple[
+def deadman_reports(sites: Mapping[str, SiteUnit]) -> tuple[
         Callable[[str, float], Awaitable[None]], Callable[[str], Awaitable[None]]]:
     """The dead-man check's two reports, each to the site's own services."""
 
@@ -268,7 +268,7 @@ def deadman_reports(sites: Mapping[str, Services]) -> tuple[
     return orphaned, owned
 
 
-async def site_orphaned(svc: Services, site: str, seconds: float) -> None:
+async def site_orphaned(svc: SiteUnit, site: str, seconds: float) -> None:
     """The dead-man check's report: one ``system`` alert per outage (as far as the store shows)."""
     async with svc.lock:
         await asyncio.to_thread(refresh_book, svc)
@@ -279,7 +279,7 @@ async def site_orphaned(svc: Services, site: str, seconds: float) -> None:
         f"Nobody has evaluated cover at site {site} for {seconds:.0f} s: no worker holds it.")
 
 
-async def site_owned(svc: Services, site: str) -> None:
+async def site_owned(svc: SiteUnit, site: str) -> None:
     """An owner is back: resolve the dead-man alert."""
     async with svc.lock:
         await asyncio.to_thread(refresh_book, svc)

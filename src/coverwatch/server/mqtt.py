@@ -18,7 +18,7 @@ Delivery is at-least-once and nothing the broker delivered is lost:
   commit makes the broker redeliver; re-delivered events are deduplicated by
   the store's event key;
 * pipelined: messages keep being read and validated while a commit is in
-  flight (services.ingest merges them into the next group commit), and PUBACKs
+  flight (the ingest handler merges them into the next group commit), and PUBACKs
   go out in the order the messages arrived, as MQTT requires;
 * reconnect with capped backoff when the broker goes away.
 
@@ -54,7 +54,7 @@ from coverwatch.server.admission import record_fault
 from coverwatch.server.deadletters import set_aside
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.nodeid import node_id
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["client_id", "device_topic", "device_topic_filter", "run_mqtt", "topic_for"]
 
@@ -98,7 +98,7 @@ def _records(payload: bytes) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-async def run_mqtt(svc: Services, url: str) -> None:
+async def run_mqtt(svc: SiteUnit, url: str) -> None:
     """Consume the site's event topic until cancelled, reconnecting as needed."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
@@ -140,7 +140,7 @@ async def run_mqtt(svc: Services, url: str) -> None:
 _Pending = tuple[list[aiomqtt.Message], "asyncio.Task[Any]"]
 
 
-async def _consume(svc: Services, client: aiomqtt.Client, paho: Any) -> None:
+async def _consume(svc: SiteUnit, client: aiomqtt.Client, paho: Any) -> None:
     """Read, validate and hand batches to the store; ack each after its commit.
 
     Raises when the connection drops or a commit fails; the unacknowledged
@@ -158,7 +158,7 @@ async def _consume(svc: Services, client: aiomqtt.Client, paho: Any) -> None:
 
 
 async def _read(
-    svc: Services, client: aiomqtt.Client, pending: asyncio.Queue[_Pending],
+    svc: SiteUnit, client: aiomqtt.Client, pending: asyncio.Queue[_Pending],
     tasks: asyncio.TaskGroup,
 ) -> None:
     queue = client._queue  # drain what has arrived, to validate many messages at once
@@ -179,7 +179,7 @@ _Checked = tuple[aiomqtt.Message, str | None, list[dict[str, Any]], list[dict[st
                  str | None]
 
 
-async def _store_batch(svc: Services, checked: list[_Checked]) -> None:
+async def _store_batch(svc: SiteUnit, checked: list[_Checked]) -> None:
     """Store each message (all join the same group commit); set aside as a dead letter
     one that is invalid or that the store refuses on its own. Raises only when the
     store cannot commit (then nothing of the batch is acknowledged)."""
@@ -203,7 +203,7 @@ async def _store_batch(svc: Services, checked: list[_Checked]) -> None:
             raise outcome
 
 
-def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, str | None]:
+def _device_officers(svc: SiteUnit, batch: list[aiomqtt.Message]) -> dict[str, str | None]:
     """The officer of each active device that published in this batch (None: unknown)."""
     names = {d for m in batch if (d := _device_of(str(m.topic), svc.site.id)) is not None}
     if not names:
@@ -214,7 +214,7 @@ def _device_officers(svc: Services, batch: list[aiomqtt.Message]) -> dict[str, s
     return {n: active.get(n) for n in names}
 
 
-def _check_messages(svc: Services, batch: list[aiomqtt.Message],
+def _check_messages(svc: SiteUnit, batch: list[aiomqtt.Message],
                     officers: dict[str, str | None]) -> list[_Checked]:
     out: list[_Checked] = []
     for msg in batch:

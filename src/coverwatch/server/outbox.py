@@ -43,8 +43,8 @@ from coverwatch.storage import DeliveryRecord
 
 if TYPE_CHECKING:
     from coverwatch.notify.notifier import Notifier
-    from coverwatch.server.services import Services
     from coverwatch.server.subscribers import Subscribers
+    from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
 
 __all__ = ["Outbox", "TargetProblem", "delivery_outcome", "people_resolver",
@@ -133,7 +133,7 @@ def delivery_outcome(ok: bool, error: str | None) -> str:
 class Outbox:
     """The server's sender: escalation steps, dispatches, server alerts."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: SiteUnit) -> None:
         self.svc = svc
         self.by_alert: dict[str, list[DeliveryRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

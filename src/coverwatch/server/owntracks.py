@@ -40,12 +40,12 @@ from coverwatch.server.deadletters import set_aside
 from coverwatch.server.devices import DeviceUpload, device_upload
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.nodeid import node_id
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["parse_owntracks_map", "run_owntracks_mqtt", "store_owntracks"]
 
 
-async def store_owntracks(svc: Services, message: OwnTracksMessage, *, officer: str,
+async def store_owntracks(svc: SiteUnit, message: OwnTracksMessage, *, officer: str,
                           device: str) -> DeviceUpload:
     """Store a message's locations as device reports (and fixes where usable)."""
     upload = device_upload(owntracks_readings(message), svc.site, officer=officer,
@@ -80,7 +80,7 @@ def parse_owntracks_map(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
-async def run_owntracks_mqtt(svc: Services, url: str,
+async def run_owntracks_mqtt(svc: SiteUnit, url: str,
                              mapping: tuple[tuple[str, str], ...]) -> None:
     """Consume the mapped OwnTracks topics until cancelled, reconnecting as needed."""
     parts = urlsplit(url)
@@ -118,7 +118,7 @@ async def run_owntracks_mqtt(svc: Services, url: str,
         backoff = min(backoff * 2, 10.0)
 
 
-async def _handle(svc: Services, topic: str, payload: bytes, topics: dict[str, str]) -> None:
+async def _handle(svc: SiteUnit, topic: str, payload: bytes, topics: dict[str, str]) -> None:
     """Store the message's fix; raises only if the store fails (then it is redelivered)."""
     name = topics.get(topic)
     if name is None or not payload:  # an empty payload clears a retained message

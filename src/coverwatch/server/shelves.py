@@ -14,7 +14,7 @@ from coverwatch.domain.alerts import Escalation
 from coverwatch.domain.shelving import Shelf, ShelfBook, make_shelf
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
 
 __all__ = ["held_back", "load_shelves", "shelve", "unshelve"]
@@ -30,7 +30,7 @@ def load_shelves(store: Store) -> ShelfBook:
     return ShelfBook.from_records(orjson.loads(text) if text else [])
 
 
-async def shelve(svc: Services, subject: str, minutes: float, reason: str, by: str) -> Shelf:
+async def shelve(svc: SiteUnit, subject: str, minutes: float, reason: str, by: str) -> Shelf:
     """Set a shelf: stored and audited before it takes effect."""
     shelf = make_shelf(subject, minutes, reason, by, svc.clock())
     book = svc.outbox.shelves
@@ -44,7 +44,7 @@ async def shelve(svc: Services, subject: str, minutes: float, reason: str, by: s
     return shelf
 
 
-async def unshelve(svc: Services, subject: str, by: str) -> Shelf | None:
+async def unshelve(svc: SiteUnit, subject: str, by: str) -> Shelf | None:
     """End a shelf early (stored, audited)."""
     book = svc.outbox.shelves
     trial = ShelfBook.from_records(book.to_records())
@@ -59,7 +59,7 @@ async def unshelve(svc: Services, subject: str, by: str) -> Shelf | None:
     return gone
 
 
-def held_back(svc: Services, steps: Sequence[Escalation]) -> list[Escalation]:
+def held_back(svc: SiteUnit, steps: Sequence[Escalation]) -> list[Escalation]:
     """The steps to send: those of shelved alerts are held (logged, not sent)."""
     book = svc.outbox.shelves
     now = svc.clock()

@@ -36,7 +36,7 @@ from coverwatch.domain.supervision import open_direct
 from coverwatch.domain.time import US_PER_S
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["Health", "check", "run_heartbeat", "run_watchdog", "should_beat", "watch_once"]
 
@@ -101,12 +101,12 @@ class Health:
         return time.monotonic() - self.last_tick <= stall_s
 
 
-def stall_limit_s(svc: Services) -> float:
+def stall_limit_s(svc: SiteUnit) -> float:
     """How long without a completed tick is a stopped ticker (a few ticks at least)."""
     return max(svc.settings.ticker_stall_s, 3 * svc.settings.tick_s)
 
 
-def check(svc: Services) -> dict[str, str]:
+def check(svc: SiteUnit) -> dict[str, str]:
     """The server's problems now: rule name -> what is wrong."""
     settings = svc.settings
     health: Health = svc.health
@@ -130,7 +130,7 @@ def check(svc: Services) -> dict[str, str]:
     return out
 
 
-async def _probe_store(svc: Services) -> None:
+async def _probe_store(svc: SiteUnit) -> None:
     try:
         await asyncio.wait_for(asyncio.to_thread(
             svc.store.set_state, _PROBE_KEY, str(svc.clock() // US_PER_S)), 10)
@@ -140,7 +140,7 @@ async def _probe_store(svc: Services) -> None:
         svc.health.committed(True)
 
 
-async def watch_once(svc: Services) -> dict[str, str]:
+async def watch_once(svc: SiteUnit) -> dict[str, str]:
     """One round: probe the store, compare problems, raise and resolve system alerts."""
     await _probe_store(svc)
     now = check(svc)
@@ -162,7 +162,7 @@ async def watch_once(svc: Services) -> dict[str, str]:
     return now
 
 
-async def run_watchdog(svc: Services) -> None:
+async def run_watchdog(svc: SiteUnit) -> None:
     """Background task: check every ``watch_s`` (cancelled at shutdown)."""
     while True:
         await asyncio.sleep(svc.settings.watch_s)
@@ -172,13 +172,13 @@ async def run_watchdog(svc: Services) -> None:
             log.exception("watchdog round failed")
 
 
-def should_beat(svc: Services) -> bool:
+def should_beat(svc: SiteUnit) -> bool:
     """Ping only while the ticker runs and the store commits."""
     health: Health = svc.health
     return health.ticker_fresh(stall_limit_s(svc)) and health.store_ok
 
 
-async def run_heartbeat(svc: Services | Sequence[Services]) -> None:
+async def run_heartbeat(svc: SiteUnit | Sequence[SiteUnit]) -> None:
     """Background task: GET the heartbeat URL while every site's ticker and store are
     healthy (one heartbeat for the deployment, however many sites it watches)."""
     from coverwatch.notify.notifier import redact_url

@@ -28,13 +28,13 @@ from coverwatch.errors import CoverwatchError
 from coverwatch.http.access import SUPERVISION, Principal, require, services
 from coverwatch.http.problems import problems
 from coverwatch.server.live import LiveCover, OfficerView, Position
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["alert_state_at", "router", "state_at"]
 
 router = APIRouter()
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(services)]
 Watcher = Annotated[Principal, Depends(require(*SUPERVISION))]
 
 # How many stored events a replay may evaluate (memory bound for one request).
@@ -113,7 +113,7 @@ def _alert_json(record: Mapping[str, Any], state: str | None = None) -> dict[str
     return out
 
 
-def _devices_by_officer(svc: Services) -> dict[str, list[str]]:
+def _devices_by_officer(svc: SiteUnit) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for d in svc.store.list_devices():
         if d.active and d.officer:
@@ -121,7 +121,7 @@ def _devices_by_officer(svc: Services) -> dict[str, list[str]]:
     return out
 
 
-def state_at(svc: Services, t_us: int) -> dict[str, Any]:
+def state_at(svc: SiteUnit, t_us: int) -> dict[str, Any]:
     """The whole dashboard state at ``t_us`` (inclusive), from the stored events.
 
     Evaluates the stored events with ``t <= t_us`` (late ones included, as reports

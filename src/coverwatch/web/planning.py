@@ -35,7 +35,7 @@ from coverwatch.http.access import Principal, require, services
 from coverwatch.http.problems import problems
 from coverwatch.planning.simulate import Plan
 from coverwatch.reports.plans import PlanCheck, check_plan, fmt_seconds
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = [
     "MAX_CONCURRENT_CHECKS",
@@ -257,7 +257,7 @@ def _check_bounded(site: Site, body: PlanCheckBody) -> dict[str, Any]:
 @router.post("/api/v1/plan/check", responses=problems(429))
 async def plan_check(
     body: PlanCheckBody,
-    svc: Annotated[Services, Depends(services)],
+    svc: Annotated[SiteUnit, Depends(services)],
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
 ) -> dict[str, Any]:
     """Check a roster and patrol plan (YAML text) against the server's current site."""

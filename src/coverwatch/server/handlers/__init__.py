@@ -1,5 +1,5 @@
 """The handlers: everything that changes a site's state, as plain functions of
-its unit (:class:`coverwatch.server.services.Services`).
+its unit (:class:`coverwatch.server.unit.SiteUnit`).
 
 Each changes the unit under its lock, stores what it decided, and hands what
 happened (:mod:`coverwatch.server.happenings`) to the subscribers:

@@ -19,13 +19,13 @@ from coverwatch.server.happenings import (
     LevelsDue,
 )
 from coverwatch.server.pools import in_store
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Store
 
 __all__ = ["acknowledge", "apply_cover_changes", "close_alert", "escalate", "last_position"]
 
 
-def apply_cover_changes(unit: Services, changes: Sequence[CoverChange]) -> list[Happening]:
+def apply_cover_changes(unit: SiteUnit, changes: Sequence[CoverChange]) -> list[Happening]:
     """Raise and resolve alerts for the engine's cover changes, each stored as it is
     decided (runs in a store thread, under the unit's lock)."""
     out: list[Happening] = []
@@ -50,7 +50,7 @@ def apply_cover_changes(unit: Services, changes: Sequence[CoverChange]) -> list[
     return out
 
 
-async def escalate(unit: Services, steps: Sequence[Escalation]) -> None:
+async def escalate(unit: SiteUnit, steps: Sequence[Escalation]) -> None:
     """Record the steps due (each once, and in distributed mode from one node) and
     hand them to the outbox, which sends them in the background."""
     if unit.bus is not None:  # each step from one node only, and never twice
@@ -64,17 +64,17 @@ async def escalate(unit: Services, steps: Sequence[Escalation]) -> None:
     await unit.subscribers.dispatch([LevelsDue(tuple(steps))])
 
 
-async def acknowledge(unit: Services, alert_id: str, user: str, note: str) -> Alert:
+async def acknowledge(unit: SiteUnit, alert_id: str, user: str, note: str) -> Alert:
     """A person takes the alert (KeyError for an unknown id)."""
     return await _person_acts(unit, alert_id, user, note, "acknowledged")
 
 
-async def close_alert(unit: Services, alert_id: str, user: str, note: str) -> Alert:
+async def close_alert(unit: SiteUnit, alert_id: str, user: str, note: str) -> Alert:
     """A person closes the alert (KeyError for an unknown id)."""
     return await _person_acts(unit, alert_id, user, note, "closed")
 
 
-async def _person_acts(unit: Services, alert_id: str, user: str, note: str, what: str) -> Alert:
+async def _person_acts(unit: SiteUnit, alert_id: str, user: str, note: str, what: str) -> Alert:
     # Decide on a copy and persist it first: memory changes only once the store agrees.
     # Under the lock, so the ticker cannot resolve or escalate the alert in between.
     async with unit.lock:

@@ -33,7 +33,7 @@ from coverwatch.server.happenings import (
 )
 from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.pools import in_store
-from coverwatch.server.services import IngestResult, Services
+from coverwatch.server.unit import IngestResult, SiteUnit
 from coverwatch.storage import Store
 
 __all__ = ["CommitQueue", "alarm_alerts", "ingest"]
@@ -57,7 +57,7 @@ class CommitQueue:
 
 
 async def ingest(
-    unit: Services, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
+    unit: SiteUnit, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
     reports: Sequence[dict[str, Any]] = (),
 ) -> IngestResult:
     """Store validated event rows durably, then feed the on-time ones live.
@@ -85,7 +85,7 @@ async def ingest(
     return await done
 
 
-async def _commit_waiting(unit: Services) -> None:
+async def _commit_waiting(unit: SiteUnit) -> None:
     queue = unit.commits
     while queue.waiting:
         group, queue.waiting = queue.waiting, []
@@ -98,7 +98,7 @@ def _fail(group: Sequence[_Request], error: BaseException) -> None:
             req.done.set_exception(error)
 
 
-async def _commit_group(unit: Services, group: list[_Request]) -> None:
+async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
     try:
         async with unit.lock:
             now = unit.clock()

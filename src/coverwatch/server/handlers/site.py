@@ -11,19 +11,19 @@ from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
 from coverwatch.server.handlers.alerts import apply_cover_changes
 from coverwatch.server.happenings import Happening, SiteAdopted
 from coverwatch.server.policies import policy_from, sos_policy_from
-from coverwatch.server.services import Services
 from coverwatch.server.siteapply import (
     MIN_REASON_CHARS,
     ApplyRefused,
     ApplyResult,
     write_atomically,
 )
+from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
 __all__ = ["adopt_site", "apply_site", "reload_site"]
 
 
-def adopt_site(unit: Services, doc: SiteDocument) -> list[Happening]:
+def adopt_site(unit: SiteUnit, doc: SiteDocument) -> list[Happening]:
     """Make ``doc`` the site in force (the engine has already switched)."""
     unit.doc = doc
     unit.book.policy = policy_from(doc)
@@ -31,7 +31,7 @@ def adopt_site(unit: Services, doc: SiteDocument) -> list[Happening]:
     return [SiteAdopted(doc)]
 
 
-async def reload_site(unit: Services, actor: str, roles: frozenset[str],
+async def reload_site(unit: SiteUnit, actor: str, roles: frozenset[str],
                       reason: str = "") -> ApplyResult:
     """Re-read the site file from disk and apply it like any other change.
 
@@ -42,7 +42,7 @@ async def reload_site(unit: Services, actor: str, roles: frozenset[str],
     return await apply_site(unit, text, actor=actor, roles=roles, reason=reason)
 
 async def apply_site(
-    svc: Services, text: str, *, actor: str, roles: frozenset[str], reason: str
+    svc: SiteUnit, text: str, *, actor: str, roles: frozenset[str], reason: str
 ) -> ApplyResult:
     """Validate, classify, authorise and apply a new site file. See the module docstring."""
     path = svc.settings.site_path

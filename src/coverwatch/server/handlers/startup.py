@@ -23,8 +23,8 @@ from coverwatch.server.handlers.tick import HORIZON_KEY
 from coverwatch.server.live import LiveCover
 from coverwatch.server.outbox import Outbox
 from coverwatch.server.policies import policy_from, sos_policy_from
-from coverwatch.server.services import Services
 from coverwatch.server.subscribers import subscribe_feed
+from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
@@ -35,7 +35,7 @@ log = logging.getLogger("coverwatch.server")
 
 
 def build(settings: Settings, store: Store, doc: SiteDocument,
-          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None) -> Services:
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None) -> SiteUnit:
     """Rebuild the live state from the store, as after a restart."""
     now = clock()
     lateness = seconds_to_us(settings.lateness_s)
@@ -48,7 +48,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                      timeline=True)  # the dashboard's cover timeline
     book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
-    unit = Services(settings, store, doc, live, book, clock=clock, notifier=notifier)
+    unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
     unit.commits = CommitQueue()
     subscribe_feed(unit.subscribers, unit.feed)
     unit.outbox = Outbox(unit)

@@ -14,7 +14,7 @@ from coverwatch.server.devices import silent_officers
 from coverwatch.server.handlers.alerts import apply_cover_changes, escalate, last_position
 from coverwatch.server.happenings import AlertChanged, AlertSettled, Happening
 from coverwatch.server.pools import in_store
-from coverwatch.server.services import Services
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "tick"]
 
@@ -24,7 +24,7 @@ HORIZON_KEY = "live.horizon_us"
 SILENT = "device-silent"
 
 
-async def tick(unit: Services) -> list[CoverChange]:
+async def tick(unit: SiteUnit) -> list[CoverChange]:
     """Advance the watermark to now; raise, resolve and escalate alerts."""
     async with unit.lock:
         now = unit.clock()
@@ -69,7 +69,7 @@ async def tick(unit: Services) -> list[CoverChange]:
     return changes
 
 
-async def run_ticker(unit: Services) -> None:
+async def run_ticker(unit: SiteUnit) -> None:
     """Background task: tick forever (cancelled at shutdown)."""
     while True:
         try:
@@ -79,7 +79,7 @@ async def run_ticker(unit: Services) -> None:
         await asyncio.sleep(unit.settings.tick_s)
 
 
-def check_silent(unit: Services, now: int) -> list[Happening]:
+def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
     """Raise "device-silent" alerts for rostered officers whose devices went quiet;
     resolve them when a device reports again or the shift is over (under the lock,
     in a store thread)."""

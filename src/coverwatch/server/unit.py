@@ -1,11 +1,11 @@
 """One site's unit: the state every handler and view works on.
 
-A ``Services`` holds the site in force, the store, the live engine, the alert
+A ``SiteUnit`` holds the site in force, the store, the live engine, the alert
 book, the devices' watch and the lock that orders them; it does nothing by
 itself. What changes it lives in :mod:`coverwatch.server.handlers` (ingest,
 tick, alerts, site changes, start-up), which return happenings
 (:mod:`coverwatch.server.happenings`) that the adapters subscribed in
-:attr:`Services.subscribers` hear of.
+:attr:`SiteUnit.subscribers` hear of.
 
 The adapters are kept here only so routes can reach them (the outbox's
 deliveries, the briefing's orders, the bus hooks' owner); each is typed, and
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the adapters, for their types only (they import this module
     from coverwatch.server.outbox import Outbox
     from coverwatch.server.tours import TourWatch
 
-__all__ = ["IngestResult", "Services"]
+__all__ = ["IngestResult", "SiteUnit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class IngestResult:
 
 
 @dataclass
-class Services:
+class SiteUnit:
     """One site's state; built by :func:`coverwatch.server.handlers.startup.build`."""
 
     settings: Settings
