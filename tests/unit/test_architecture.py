@@ -35,14 +35,26 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module named in an import statement, TYPE_CHECKING blocks included."""
+def _imports(path: Path, *, typing_blocks: bool = True, members: bool = False) -> set[str]:
+    """Every module named in an import statement. ``typing_blocks``: count ``if
+    TYPE_CHECKING:`` imports (they never run); ``members``: count ``from pkg import mod``
+    as importing ``pkg.mod``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped: set[int] = set()
+    if not typing_blocks:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(n) for n in ast.walk(node))
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if members:
+                names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
 
 
@@ -187,24 +199,9 @@ def test_no_upward_imports(module: str) -> None:
 
 
 def _runtime_imports(path: Path) -> set[str]:
-    """Modules imported when the code runs: function-level (deferred) imports included,
-    ``if TYPE_CHECKING:`` blocks not (they never run)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            typing_only.update(id(n) for n in ast.walk(node))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            # ``from coverwatch.server import handlers`` imports a module too.
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return {n for n in names if n in MODULES}
+    """Modules imported when the code runs: deferred imports included, ``if
+    TYPE_CHECKING:`` blocks not."""
+    return {n for n in _imports(path, typing_blocks=False, members=True) if n in MODULES}
 
 
 def test_no_import_cycles_between_modules() -> None:

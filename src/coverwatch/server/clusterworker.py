@@ -40,8 +40,8 @@ from coverwatch.server.gateway import (
     take_in,
     wire,
 )
-from coverwatch.server.handlers.alerts import apply_cover_changes
-from coverwatch.server.happenings import AlertSettled, Happening
+from coverwatch.server.handlers.alerts import apply_cover_changes, settled_by
+from coverwatch.server.happenings import Happening
 from coverwatch.storage.busoutbox import (
     FENCE,
     Fenced,
@@ -233,12 +233,7 @@ class ClusterWorker:
                          site, len(changes))
                 return
             applied, happened = await asyncio.to_thread(self._apply, svc, changes)
-        for ch in applied:
-            if ch.kind == "lapse-ended":
-                ended = svc.book.find(ch.post, ch.rule, ch.lapse_start)
-                if ended is not None:
-                    happened.append(AlertSettled(ended))
-        await svc.subscribers.dispatch(happened)
+        await svc.subscribers.dispatch(happened + settled_by(svc, applied))
         self.applied += len(applied)
 
     @staticmethod

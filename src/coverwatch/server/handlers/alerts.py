@@ -22,7 +22,8 @@ from coverwatch.server.pools import in_store
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Store
 
-__all__ = ["acknowledge", "apply_cover_changes", "close_alert", "escalate", "last_position"]
+__all__ = ["acknowledge", "apply_cover_changes", "close_alert", "escalate", "last_position",
+           "settled_by"]
 
 
 def apply_cover_changes(unit: SiteUnit, changes: Sequence[CoverChange]) -> list[Happening]:
@@ -47,6 +48,17 @@ def apply_cover_changes(unit: SiteUnit, changes: Sequence[CoverChange]) -> list[
                 unit.store.record_alert_event(ended.to_record(), actor="engine",
                                               action="alert.resolved")
     out += [AlertChanged(a) for a in touched]
+    return out
+
+
+def settled_by(unit: SiteUnit, changes: Sequence[CoverChange]) -> list[Happening]:
+    """The alerts whose lapse these changes ended: their failed notices settle."""
+    out: list[Happening] = []
+    for ch in changes:
+        if ch.kind == "lapse-ended":
+            ended = unit.book.find(ch.post, ch.rule, ch.lapse_start)
+            if ended is not None:
+                out.append(AlertSettled(ended))
     return out
 
 

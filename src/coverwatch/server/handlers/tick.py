@@ -11,8 +11,13 @@ from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.devices import silent_officers
-from coverwatch.server.handlers.alerts import apply_cover_changes, escalate, last_position
-from coverwatch.server.happenings import AlertChanged, AlertSettled, Happening
+from coverwatch.server.handlers.alerts import (
+    apply_cover_changes,
+    escalate,
+    last_position,
+    settled_by,
+)
+from coverwatch.server.happenings import AlertChanged, Happening
 from coverwatch.server.pools import in_store
 from coverwatch.server.unit import SiteUnit
 
@@ -46,13 +51,7 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
     await unit.subscribers.dispatch(happened)
     if steps:
         await escalate(unit, steps)
-    settled: list[Happening] = []
-    for ch in changes:
-        if ch.kind == "lapse-ended":
-            ended = unit.book.find(ch.post, ch.rule, ch.lapse_start)
-            if ended is not None:
-                settled.append(AlertSettled(ended))
-    await unit.subscribers.dispatch(settled)
+    await unit.subscribers.dispatch(settled_by(unit, changes))
     if now - unit.delays_logged >= 60 * US_PER_S:
         unit.delays_logged = now
         for device, d in unit.watch.delays().items():
