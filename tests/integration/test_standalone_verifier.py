@@ -252,3 +252,29 @@ def test_another_key_and_a_broken_archive_are_named(made: dict[str, Any], tmp_pa
     assert r.returncode == 1 and "FAILED manifest.json: signed by an untrusted key" in r.stdout
     r = _run(made, made["pack"][: len(made["pack"]) // 2])
     assert r.returncode == 1 and "FAILED pack: not a readable zip archive" in r.stdout
+
+
+def test_replay_pack_re_derives_the_reports_lapses(made: dict[str, Any], tmp_path: Path) -> None:
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(made["pack"])
+    runner = CliRunner()
+    r = runner.invoke(app, ["replay", "--pack", str(pack), "--json", str(tmp_path / "l.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert "the pack's lapses.json agrees" in r.stdout
+    reported = orjson.loads(_members(made["pack"])["lapses.json"])
+    assert reported, "the window should hold lapses to compare"
+    assert _jsonl((tmp_path / "l.jsonl").read_bytes()) == reported
+    # A report that hides a lapse: replay names the lapse the events imply.
+    files = _members(made["pack"])
+    files["lapses.json"] = orjson.dumps(reported[1:])
+    pack.write_bytes(_zip(files))
+    r = runner.invoke(app, ["replay", "--pack", str(pack)])
+    assert r.exit_code == 1
+    first = reported[0]
+    assert f"DIFFERS the events imply {first['post']}/{first['rule']} from {first['start']}" \
+        in " ".join(r.stdout.split())
+    pack.write_bytes(b"not a zip")
+    r = runner.invoke(app, ["replay", "--pack", str(pack)])
+    assert r.exit_code == 2 and "not a readable evidence pack" in r.output
+    r = runner.invoke(app, ["replay", str(YARD), "--pack", str(pack)])
+    assert r.exit_code == 2 and "--pack takes no SITE" in r.output

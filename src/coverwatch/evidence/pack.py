@@ -48,7 +48,8 @@ from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.server.siteapply import SiteVersion
 from coverwatch.storage import Store
 
-__all__ = ["PACK_KIND", "PackCheck", "export_pack", "replay_pack_lapses", "verify_pack"]
+__all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "replay_pack_lapses",
+           "verify_pack"]
 
 PACK_KIND = "coverwatch.evidence-pack"
 _J = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
@@ -217,6 +218,17 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
     else:
         check.notes.append(f"{rows} events re-run: {len(lapses)} lapse(s) confirmed")
     return check
+
+
+def compare_lapses(
+    derived: list[dict[str, Any]], reported: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The reported lapses the events do not imply, and the derived ones not reported."""
+    key = orjson.dumps
+    have = {key(lp, option=orjson.OPT_SORT_KEYS) for lp in derived}
+    told = {key(lp, option=orjson.OPT_SORT_KEYS) for lp in reported}
+    return ([lp for lp in reported if key(lp, option=orjson.OPT_SORT_KEYS) not in have],
+            [lp for lp in derived if key(lp, option=orjson.OPT_SORT_KEYS) not in told])
 
 
 def replay_pack_lapses(
