@@ -70,7 +70,7 @@ async def evidence(
 ) -> Response:
     """An evidence pack for [since, until] (ISO-8601), optionally for one post."""
     from coverwatch.evidence.pack import export_pack
-    from coverwatch.evidence.service import signing_key
+    from coverwatch.evidence.service import signing_key, tree_heads_file
     from coverwatch.server.siteapply import SiteVersion, load_versions
 
     # Before any work: the pack would be built and audited, then the reply fail.
@@ -89,7 +89,8 @@ async def evidence(
     def build() -> bytes:
         versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
         data = export_pack(svc.store, versions, signing_key(svc), site=svc.site.id,
-                           since=since_us, until=until_us, post=post, actor=who.name)
+                           since=since_us, until=until_us, post=post, actor=who.name,
+                           heads=tree_heads_file(svc))  # the server's heads, proofs on them
         svc.store.audit_change(who.name, "evidence.exported", f"site:{svc.site.id}",
                                {"since": since, "until": until, "post": post})
         return data

@@ -241,6 +241,9 @@ def evidence_export(
     out: Annotated[Path, typer.Option("--out", help="The pack to write (.zip).")],
     post: Annotated[str | None, typer.Option(help="Only this post's lapses and alerts.")]
     = None,
+    heads: Annotated[Path | None, typer.Option(
+        help="The site's tree head file the pack is proved against (its last head, or one "
+             "signed now and appended); default: tree-heads.jsonl beside the key.")] = None,
     db: DbOption = None,
     data_dir: DataDirOption = Path("data"),
 ) -> None:
@@ -267,7 +270,7 @@ def evidence_export(
             err.print("[red]error[/red] no site version stored: has the server run?")
             raise typer.Exit(2)
         data = export_pack(store, versions, key, site=_site_id(store), since=since_us,
-                           until=until_us, post=post, actor="cli")
+                           until=until_us, post=post, actor="cli", heads=heads)
         store.audit_change("cli", "evidence.exported", f"site:{_site_id(store)}",
                            {"since": since, "until": until, "post": post, "file": out.name})
     except ValueError as e:

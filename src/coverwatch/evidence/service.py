@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from coverwatch.server.services import Services
     from coverwatch.storage import Store
 
-__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "verify_now"]
+__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "tree_heads_file",
+           "verify_now"]
 
 log = logging.getLogger("coverwatch.evidence")
 _LAST = "audit.last_anchor"
@@ -35,6 +36,11 @@ def anchor_file(svc: Services) -> Path:
     return svc.settings.anchor_file or _key_path(svc).with_name("anchors.jsonl")
 
 
+def tree_heads_file(svc: Services) -> Path:
+    """The site's signed tree heads: ``tree-heads.jsonl`` beside the anchor file."""
+    return anchor_file(svc).with_name("tree-heads.jsonl")
+
+
 def anchor_now(svc: Services, chain: Store | None = None,
                name: str | None = None) -> dict[str, Any]:
     """Sign the current head, append it to the anchor file, send it on (blocking).
@@ -51,7 +57,7 @@ def anchor_now(svc: Services, chain: Store | None = None,
     append_anchor(anchor_file(svc), anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
     # The transparency log's signed tree head, beside the anchors.
-    head_now(store, key, site, anchor_file(svc).with_name("tree-heads.jsonl"))
+    head_now(store, key, site, tree_heads_file(svc))
     if svc.settings.anchor_url:
         send_anchor(svc.settings.anchor_url, anchor)
     return anchor
@@ -65,7 +71,7 @@ def verify_now(svc: Services) -> dict[str, Any]:
                              keyring=svc.store.audit_keyring, trusted=key.trusted,
                              site=svc.site.id)
     out = result.as_dict()
-    heads = path.with_name("tree-heads.jsonl")
+    heads = tree_heads_file(svc)
     if heads.exists():
         from coverwatch.evidence.treeheads import verify_tree_heads
 
