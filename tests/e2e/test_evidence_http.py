@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from coverwatch.evidence.pack import verify_pack
+from coverwatch.evidence.standalone import check_pack
 from serverkit import YARD, base_settings, running_server
 
 
@@ -44,6 +47,14 @@ def test_auditor_downloads_a_pack_that_verifies(tmp_path: Path) -> None:
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     check = verify_pack(r.content, (base64.b64encode(raw).decode(),))
     assert check.ok, check.problems
+    # The pack is proved against one of the server's own heads (beside its anchor file),
+    # and every one of its events has an inclusion proof.
+    (heads_path,) = (tmp_path / "data").rglob("tree-heads.jsonl")
+    heads = [orjson.loads(line) for line in heads_path.read_bytes().splitlines() if line]
+    alone = check_pack(r.content, (base64.b64encode(raw).decode(),), heads)
+    assert alone.ok, alone.problems
+    assert any("one of the" in n and "witnessed heads" in n for n in alone.notes), alone.notes
+    assert "3 event(s) proved in the log" in " ".join(alone.notes), alone.notes
 
 
 def test_replay_and_report_from_checkpoints_equal_full_evaluation(tmp_path: Path) -> None:

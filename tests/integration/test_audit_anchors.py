@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import select, update
+from tamperkit import as_owner
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
@@ -55,7 +56,7 @@ def test_intact_log_with_anchors_verifies(keyed: Store, tmp_path: Path) -> None:
 def test_truncated_tail_is_named(keyed: Store, tmp_path: Path) -> None:
     _fill(keyed, 6)
     path = _anchor(keyed, tmp_path)
-    with keyed.engine.begin() as conn:
+    with as_owner(keyed) as conn:
         conn.execute(audit.delete().where(audit.c.id >= 5))
     assert _check(keyed, path, tmp_path) == ["truncated"]
 
@@ -63,14 +64,14 @@ def test_truncated_tail_is_named(keyed: Store, tmp_path: Path) -> None:
 def test_wiped_log_is_named(keyed: Store, tmp_path: Path) -> None:
     _fill(keyed, 4)
     path = _anchor(keyed, tmp_path)
-    with keyed.engine.begin() as conn:
+    with as_owner(keyed) as conn:
         conn.execute(audit.delete())
     assert _check(keyed, path, tmp_path) == ["wiped"]
 
 
 def _rewrite(store: Store, from_id: int, actor: str) -> None:
     """What an attacker with the database but not the key can do: edit, recompute every hash."""
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         rows = conn.execute(select(audit).order_by(audit.c.id)).all()
         prev = GENESIS_HASH
         for r in rows:
@@ -104,7 +105,7 @@ def test_forged_append_after_the_last_anchor_is_named(keyed: Store, tmp_path: Pa
     keyed.audit_keyring = ring
     assert _check(keyed, path, tmp_path) == ["forged"]
     # A MAC made up without the key does not help either.
-    with keyed.engine.begin() as conn:
+    with as_owner(keyed) as conn:
         conn.execute(update(audit).where(audit.c.id == 4).values(mac=ring.current_id + ":" +
                                                                  "0" * 64))
     assert _check(keyed, path, tmp_path) == ["forged"]

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
+from tamperkit import as_owner
 
 from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.errors import StoreError
@@ -665,7 +666,7 @@ def test_audit_chain_verifies(store: Store) -> None:
 
 def test_edited_audit_entry_is_detected_with_its_id(store: Store) -> None:
     _fill_audit(store, 6)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(update(audit).where(audit.c.id == 4).values(actor="mallory"))
     result = verify_audit(store)
     assert not result.ok and result.first_bad_id == 4 and "edited" in result.reason
@@ -676,7 +677,7 @@ def test_edited_and_rehashed_entry_breaks_the_next_link(store: Store) -> None:
     # The forger edits entry 3 and recomputes its hash, but cannot touch entry 4's link.
     (e3,) = store.audit_entries(after_id=2, limit=1)
     forged = entry_hash(e3.id, e3.at, "mallory", e3.action, e3.subject, e3.details, e3.prev_hash)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(update(audit).where(audit.c.id == 3).values(actor="mallory", hash=forged))
     result = verify_audit(store)
     assert not result.ok and result.first_bad_id == 4 and "prev_hash" in result.reason
@@ -684,7 +685,7 @@ def test_edited_and_rehashed_entry_breaks_the_next_link(store: Store) -> None:
 
 def test_deleted_audit_entry_is_detected(store: Store) -> None:
     _fill_audit(store, 6)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(audit.delete().where(audit.c.id == 3))
     result = verify_audit(store)
     assert not result.ok and result.first_bad_id == 4 and "3 missing" in result.reason
@@ -692,7 +693,7 @@ def test_deleted_audit_entry_is_detected(store: Store) -> None:
 
 def test_deleted_and_renumbered_entry_is_detected(store: Store) -> None:
     _fill_audit(store, 6)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(audit.delete().where(audit.c.id == 3))
         for i in (4, 5, 6):
             conn.execute(update(audit).where(audit.c.id == i).values(id=i - 1))
@@ -704,7 +705,7 @@ def test_truncated_audit_tail_is_detected_against_a_head(store: Store) -> None:
     _fill_audit(store, 6)
     head = audit_head(store)
     assert head == AuditHead(6, store.audit_entries(after_id=5)[0].hash)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(audit.delete().where(audit.c.id >= 5))
     assert verify_audit(store).ok  # a shorter chain is self-consistent...
     result = verify_audit(store, expect_head=head)

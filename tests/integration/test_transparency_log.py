@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import delete, func, select, update
+from tamperkit import as_owner
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
@@ -90,7 +91,7 @@ def test_a_rewritten_log_is_named_even_with_leaf_hashes_recomputed(
 ) -> None:
     path = _heads(store, tmp_path, 3, 1)
     forged = b'{"hash":"' + b"f" * 64 + b'","kind":"audit","ref":"2"}'
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(update(tlog_leaves).where(tlog_leaves.c.site == store.site,
                                                tlog_leaves.c.idx == 1)
                      .values(leaf=forged.decode(), hash=leaf_hash(forged).hex()))
@@ -99,7 +100,7 @@ def test_a_rewritten_log_is_named_even_with_leaf_hashes_recomputed(
 
 def test_a_truncated_log_is_named(store: Store, tmp_path: Path) -> None:
     path = _heads(store, tmp_path, 3, 3)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(delete(tlog_leaves).where(tlog_leaves.c.site == store.site,
                                                tlog_leaves.c.idx >= 4))
         conn.execute(delete(audit).where(audit.c.site == store.site, audit.c.id >= 5))
@@ -166,7 +167,7 @@ def test_a_wiped_audit_table_is_one_finding_naming_the_count(
     store: Store, tmp_path: Path,
 ) -> None:
     path = _heads(store, tmp_path, 5)
-    with store.engine.begin() as conn:
+    with as_owner(store) as conn:
         conn.execute(delete(audit).where(audit.c.site == store.site))
     key = load_signing_key(tmp_path / "keys" / "audit.key")
     result = verify_tree_heads(store, path, trusted=key.trusted, site="yard")

@@ -70,7 +70,7 @@ async def evidence(
 ) -> Response:
     """An evidence pack for [since, until] (ISO-8601), optionally for one post."""
     from coverwatch.evidence.pack import export_pack
-    from coverwatch.evidence.service import signing_key
+    from coverwatch.evidence.service import signing_key, tree_heads_file
     from coverwatch.storage.versions import SiteVersion, load_versions
 
     # Before any work: the pack would be built and audited, then the reply fail.
@@ -90,7 +90,8 @@ async def evidence(
         versions = load_versions(svc.store) or [SiteVersion(0, svc.doc.source)]
         key = signing_key(svc.store, svc.settings)
         data = export_pack(svc.store, versions, key, site=svc.site.id,
-                           since=since_us, until=until_us, post=post, actor=who.name)
+                           since=since_us, until=until_us, post=post, actor=who.name,
+                           heads=tree_heads_file(svc.store, svc.settings))  # proofs on its heads
         svc.store.audit_change(who.name, "evidence.exported", f"site:{svc.site.id}",
                                {"since": since, "until": until, "post": post})
         return data

@@ -208,8 +208,12 @@ def _summary_table(result: Evaluation, title: str) -> Table:
 
 @app.command()
 def replay(
-    site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
-    events: Annotated[Path, typer.Argument(help="Events: .jsonl, .csv, .parquet or .gpx.")],
+    site: Annotated[Path | None, typer.Argument(help="The site file (YAML).")] = None,
+    events: Annotated[Path | None, typer.Argument(
+        help="Events: .jsonl, .csv, .parquet or .gpx.")] = None,
+    pack: Annotated[Path | None, typer.Option(
+        "--pack", help="Re-derive the lapses of an evidence pack from its own events, rule "
+                       "versions and engine state, and compare them with its report.")] = None,
     json_out: Annotated[
         str | None,
         typer.Option("--json", help="Write one JSON object per lapse to a file, or - for stdout."),
@@ -236,6 +240,19 @@ def replay(
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
+    if pack is not None:
+        if site is not None or events is not None:
+            Console(stderr=True).print("[red]error[/red] --pack takes no SITE or EVENTS: the "
+                                       "pack holds its own", highlight=False)
+            raise typer.Exit(2)
+        from coverwatch.cli.evidence import replay_pack
+
+        replay_pack(pack, json_out)
+        return
+    if site is None or events is None:
+        Console(stderr=True).print("[red]error[/red] replay needs SITE and EVENTS (or --pack "
+                                   "PACK)", highlight=False)
+        raise typer.Exit(2)
     check_gpx_options(events, officer, capability, track_duty, with_events)
     to_stdout = json_out == "-"
     console = Console(stderr=to_stdout)

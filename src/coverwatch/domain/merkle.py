@@ -187,6 +187,23 @@ class Levels:
     def root(self, size: int) -> bytes:
         return self.range_root(0, size)
 
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[size]), as :func:`inclusion_proof`."""
+        if not 0 <= index < size <= len(self.levels[0]):
+            raise ValueError(f"leaf {index} is not in a tree of {size}")
+        path: list[bytes] = []
+        lo, hi, m = 0, size, index
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if m < k:
+                path.append(self.range_root(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self.range_root(lo, lo + k))
+                lo, m = lo + k, m - k
+        path.reverse()
+        return path
+
     def consistency_proof(self, first: int, size: int) -> list[bytes]:
         """PROOF(first, D[size]), as :func:`consistency_proof`."""
         if not 0 <= first <= size <= len(self.levels[0]):

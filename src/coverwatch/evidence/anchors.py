@@ -31,16 +31,21 @@ from coverwatch.storage.private import private_dir
 from coverwatch.storage.sites import DEPLOYMENT
 from coverwatch.storage.tables import audit
 
-__all__ = ["ANCHOR_KIND", "AnchorCheck", "Finding", "append_anchor", "load_anchors",
-           "make_anchor", "send_anchor", "sign_document", "verify_anchored", "verify_document"]
+__all__ = ["ANCHOR_KIND", "AnchorCheck", "Finding", "append_anchor", "append_signed",
+           "canonical", "load_anchors", "load_signed", "make_anchor", "send_anchor",
+           "sign_document", "verify_anchored", "verify_document"]
 
 ANCHOR_KIND = "coverwatch.audit-anchor"
 _DEPLOYMENT_CHAIN = DEPLOYMENT  # the name the deployment's own chain is anchored under
 log = logging.getLogger("coverwatch.evidence")
 
 
-def _canonical(value: Any) -> bytes:
+def canonical(value: Any) -> bytes:
+    """The canonical JSON that signatures and hashes cover (sorted keys, no spaces)."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+_canonical = canonical
 
 
 def sign_document(body: dict[str, Any], key: SigningKey) -> dict[str, Any]:
@@ -74,15 +79,19 @@ def make_anchor(store: Store, key: SigningKey, site: str) -> dict[str, Any]:
     }, key)
 
 
-def append_anchor(path: Path, anchor: dict[str, Any]) -> None:
-    """Append one line and force it to disk (the file is only ever appended to)."""
+def append_signed(path: Path, doc: dict[str, Any]) -> None:
+    """Append one signed document as a line (file mode 0600) and force it to disk: anchor
+    files and tree head files are only ever appended to, both through here."""
     private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, _canonical(anchor) + b"\n")
+        os.write(fd, _canonical(doc) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+append_anchor = append_signed
 
 
 def send_anchor(url: str, anchor: dict[str, Any]) -> bool:
@@ -146,23 +155,35 @@ class AnchorCheck:
                  "key_id": last.get("key_id")}}
 
 
-def load_anchors(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Finding]]:
-    """Every anchor line of ``path`` with its line number, and the lines that are not anchors."""
-    anchors: list[tuple[int, dict[str, Any]]] = []
+def load_signed(
+    path: Path, kind: str, finding: str, what: str,
+) -> tuple[list[tuple[int, dict[str, Any]]], list[Finding]]:
+    """Every line of ``path`` that is a document of ``kind``, with its line number, and a
+    ``finding`` for each line that is not (``what``: how to name such a document)."""
+    docs: list[tuple[int, dict[str, Any]]] = []
     bad: list[Finding] = []
+    if not path.exists():
+        return docs, bad
     for n, line in enumerate(path.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:
-            bad.append(Finding("bad-anchor", f"{path}:{n}: not JSON"))
+            bad.append(Finding(finding, f"{path}:{n}: not JSON"))
             continue
-        if not isinstance(doc, dict) or doc.get("kind") != ANCHOR_KIND:
-            bad.append(Finding("bad-anchor", f"{path}:{n}: not an audit anchor"))
+        if not isinstance(doc, dict) or doc.get("kind") != kind:
+            bad.append(Finding(finding, f"{path}:{n}: not {what}"))
             continue
-        anchors.append((n, doc))
-    return anchors, bad
+        docs.append((n, doc))
+    return docs, bad
+
+
+def load_anchors(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Finding]]:
+    """Every anchor line of ``path`` with its line number, and the lines that are not anchors."""
+    if not path.exists():
+        raise FileNotFoundError(path)  # an anchor file named but absent is an error, as before
+    return load_signed(path, ANCHOR_KIND, "bad-anchor", "an audit anchor")
 
 
 def _hash_of(store: Store, entry_id: int) -> str | None:

@@ -11,12 +11,16 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
 * ``alerts.json``, ``orders.json``, ``roster.json`` — records of the window;
 * ``deliveries.json`` — every recorded notification attempt about those alerts (who was
   notified, at which level, when; failed ones as failed): the report's "who was notified";
-* ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window and a signed
-  anchor of the chain's head at export.
+* ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window (a contiguous
+  run of the chain) and a signed anchor of the chain's head at export;
+* ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
+  transparency log and every event's and audit entry's inclusion proof against it
+  (:mod:`coverwatch.evidence.packproofs`).
 
-:func:`verify_pack` checks every digest and the signature, checks the audit segment's
-links, checks the deliveries against the alerts and the audit segment, re-runs the engine
-and compares the lapses; each failure names the part.
+:func:`verify_pack` runs every check of the standalone verifier
+(:mod:`coverwatch.evidence.standalone`: digests, signatures, audit links, tree head and
+proofs), then checks the deliveries against the alerts and the audit segment, re-runs the
+engine and compares the lapses; each failure names the part.
 """
 
 from __future__ import annotations
@@ -26,22 +30,26 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from coverwatch.domain.time import format_time, parse_time
 from coverwatch.engine import engine_state
-from coverwatch.evidence.anchors import make_anchor, sign_document, verify_document
+from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
+from coverwatch.evidence.packproofs import pack_head, pack_proofs
+from coverwatch.evidence.standalone import check_pack
+from coverwatch.evidence.treeheads import heads_file
 from coverwatch.evidence.window import run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.storage import Store
-from coverwatch.storage.audit import entry_hash
 from coverwatch.storage.versions import SiteVersion
 
-__all__ = ["PACK_KIND", "PackCheck", "export_pack", "verify_pack"]
+__all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "replay_pack_lapses",
+           "verify_pack"]
 
 PACK_KIND = "coverwatch.evidence-pack"
 _J = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
@@ -57,22 +65,36 @@ def _in_force(versions: list[SiteVersion], since: int, until: int) -> list[SiteV
 
 
 def _audit_segment(store: Store, since: int, until: int) -> list[dict[str, Any]]:
-    """Entries recorded in [since, until] (wall clock), oldest first."""
+    """The entries from the first recorded at or after ``since`` to the last recorded at or
+    before ``until`` (wall clock), and every entry between them: a contiguous run of the
+    chain, so that an entry dropped from a pack breaks its links."""
     out: list[dict[str, Any]] = []
+    first = last = None
     after = 0
     while True:
         batch = store.audit_entries(after, 1000)
         if not batch:
-            return out
-        out += [e.as_dict() for e in batch if since <= parse_time(e.at) <= until]
+            break
+        for e in batch:
+            at = parse_time(e.at)
+            if since <= at <= until:
+                first = len(out) if first is None else first
+                last = len(out)
+            if first is not None:
+                out.append(e.as_dict())
         after = batch[-1].id
+    return [] if first is None or last is None else out[first:last + 1]
 
 
 def export_pack(
     store: Store, versions: list[SiteVersion], key: SigningKey, *, site: str,
     since: int, until: int, post: str | None = None, actor: str = "cli",
+    heads: Path | None = None,
 ) -> bytes:
-    """Build the pack (zip bytes) for [since, until]; see the module docstring."""
+    """Build the pack (zip bytes) for [since, until]; see the module docstring.
+
+    ``heads``: the site's tree head file (default: ``tree-heads.jsonl`` beside the key);
+    the pack is proved against its last head, or a new one appended to it."""
     if until <= since:
         raise ValueError("--until must be after --since")
     if not versions:
@@ -113,6 +135,9 @@ def export_pack(
               for s in store.list_shifts(from_us=since, until_us=until)]
     audit_rows = _audit_segment(store, since, until)
     anchor = make_anchor(store, key, site)
+    head, prev = pack_head(store, key, site, heads or heads_file(key.path))
+    tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
+                                    [int(e["id"]) for e in audit_rows])
     events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
     members: dict[str, bytes] = {
         "events.jsonl": events_bytes,
@@ -126,6 +151,8 @@ def export_pack(
         "audit.jsonl": b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
                                 for e in audit_rows),
         "audit-anchor.json": _json(anchor),
+        "tree-head.json": _json(tree_head),
+        "proofs.json": _json(proofs),
     }
     from coverwatch.evidence.pdf import render_report
 
@@ -135,7 +162,7 @@ def export_pack(
         timezone=_timezone(in_force[0].source), events=len(rows))
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
-        "kind": PACK_KIND, "v": 1, "site": site, "since": format_time(since),
+        "kind": PACK_KIND, "v": 2, "site": site, "since": format_time(since),
         "until": format_time(until), "since_us": since, "until_us": until, "post": post,
         "made_at": made, "made_by": actor,
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
@@ -165,69 +192,56 @@ class PackCheck:
         self.problems.append(f"{part}: {why}")
 
 
-def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None) -> PackCheck:
-    """Check a pack on its own (``trusted``: public keys to accept; None: the one it names)."""
+def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
+                witnessed: list[dict[str, Any]] | None = None) -> PackCheck:
+    """Check a pack on its own (``trusted``: public keys to accept; None: the one it names;
+    ``witnessed``: tree heads kept elsewhere): everything the standalone verifier checks
+    (:mod:`coverwatch.evidence.standalone`), then the deliveries and the lapses re-run."""
     check = PackCheck()
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-        files = {n: z.read(n) for n in z.namelist()}
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        check.fail("pack", f"not a readable zip archive ({e})")
+    found = check_pack(data, trusted, witnessed)
+    check.notes += found.notes
+    if not found.ok:
+        check.ok, check.problems = False, list(found.problems)
         return check
-    try:
-        manifest = orjson.loads(files.pop("manifest.json"))
-    except (KeyError, orjson.JSONDecodeError):
-        check.fail("manifest.json", "missing or not JSON")
-        return check
-    why = verify_document(manifest, trusted)
-    if why is not None:
-        check.fail("manifest.json", why)
-    listed: dict[str, str] = manifest.get("members", {})
-    for name, digest in sorted(listed.items()):
-        if name not in files:
-            check.fail(name, "missing from the pack")
-        elif hashlib.sha256(files[name]).hexdigest() != digest:
-            check.fail(name, "edited: its SHA-256 does not match the manifest")
-    for name in sorted(set(files) - set(listed)):
-        check.fail(name, "not listed in the manifest")
-    if not check.ok:
-        return check
-    anchor = orjson.loads(files["audit-anchor.json"])
-    why = verify_document(anchor, trusted)
-    if why is not None:
-        check.fail("audit-anchor.json", why)
-    _check_audit(files["audit.jsonl"], check)
+    files = {n: zipfile.ZipFile(io.BytesIO(data)).read(n) for n in
+             zipfile.ZipFile(io.BytesIO(data)).namelist()}
+    manifest = orjson.loads(files["manifest.json"])
     if "deliveries.json" in files:  # packs made before deliveries were a member lack it
         _check_deliveries(files, check)
     try:
-        since, until = int(manifest["since_us"]), int(manifest["until_us"])
-        rows = [orjson.loads(line) for line in files["events.jsonl"].splitlines() if line]
-        lapses, _ = run_window(orjson.loads(files["rule-versions.json"]),
-                               orjson.loads(files["engine-state.json"]), rows, since, until,
-                               manifest.get("post"))
+        lapses, rows = replay_pack_lapses(files, manifest)
     except Exception as e:  # a pack that cannot be re-run is refused, whatever the reason
         check.fail("events.jsonl", f"cannot be re-run: {type(e).__name__}: {e}")
         return check
     if lapses != orjson.loads(files["lapses.json"]):
         check.fail("lapses.json", "the lapses differ from what the events imply")
     else:
-        check.notes.append(f"{len(rows)} events re-run: {len(lapses)} lapse(s) confirmed")
+        check.notes.append(f"{rows} events re-run: {len(lapses)} lapse(s) confirmed")
     return check
 
 
-def _check_audit(data: bytes, check: PackCheck) -> None:
-    prev = None
-    for n, line in enumerate(data.splitlines(), 1):
-        e = orjson.loads(line)
-        digest = entry_hash(e["id"], e["at"], e["actor"], e["action"], e["subject"],
-                            e["details"], e["prev_hash"])
-        if digest != e["hash"]:
-            check.fail("audit.jsonl", f"line {n} (entry {e['id']}) does not match its hash")
-            return
-        if prev is not None and e["prev_hash"] != prev["hash"] and e["id"] == prev["id"] + 1:
-            check.fail("audit.jsonl", f"entry {e['id']} does not link to entry {prev['id']}")
-            return
-        prev = e
+def compare_lapses(
+    derived: list[dict[str, Any]], reported: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The reported lapses the events do not imply, and the derived ones not reported."""
+    key = orjson.dumps
+    have = {key(lp, option=orjson.OPT_SORT_KEYS) for lp in derived}
+    told = {key(lp, option=orjson.OPT_SORT_KEYS) for lp in reported}
+    return ([lp for lp in reported if key(lp, option=orjson.OPT_SORT_KEYS) not in have],
+            [lp for lp in derived if key(lp, option=orjson.OPT_SORT_KEYS) not in told])
+
+
+def replay_pack_lapses(
+    files: dict[str, bytes], manifest: dict[str, Any],
+) -> tuple[list[dict[str, Any]], int]:
+    """The lapses a pack's own events, rule versions and engine state imply, and how many
+    events were re-run."""
+    since, until = int(manifest["since_us"]), int(manifest["until_us"])
+    rows = [orjson.loads(line) for line in files["events.jsonl"].splitlines() if line]
+    lapses, _ = run_window(orjson.loads(files["rule-versions.json"]),
+                           orjson.loads(files["engine-state.json"]), rows, since, until,
+                           manifest.get("post"))
+    return lapses, len(rows)
 
 
 _DELIVERY_KEY = ("level", "purpose", "target", "person", "address", "at_us")

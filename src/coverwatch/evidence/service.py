@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from coverwatch.settings import Settings
     from coverwatch.storage import Store
 
-__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "verify_now"]
+__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "tree_heads_file",
+           "verify_now"]
 
 log = logging.getLogger("coverwatch.evidence")
 _LAST = "audit.last_anchor"
@@ -35,6 +36,11 @@ def signing_key(store: Store, settings: Settings) -> SigningKey:
 def anchor_file(store: Store, settings: Settings) -> Path:
     """Where the anchors are appended (``settings.anchor_file``, else beside the key)."""
     return settings.anchor_file or _key_path(store, settings).with_name("anchors.jsonl")
+
+
+def tree_heads_file(store: Store, settings: Settings) -> Path:
+    """The site's signed tree heads: ``tree-heads.jsonl`` beside the anchor file."""
+    return anchor_file(store, settings).with_name("tree-heads.jsonl")
 
 
 def anchor_now(store: Store, settings: Settings, site: str, chain: Store | None = None,
@@ -68,7 +74,7 @@ def verify_now(store: Store, settings: Settings, site: str) -> dict[str, Any]:
                              keyring=store.audit_keyring, trusted=key.trusted,
                              site=site)
     out = result.as_dict()
-    heads = path.with_name("tree-heads.jsonl")
+    heads = tree_heads_file(store, settings)
     if heads.exists():
         from coverwatch.evidence.treeheads import verify_tree_heads
 

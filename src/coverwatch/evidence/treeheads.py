@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,16 @@ import orjson
 from sqlalchemy import select
 
 from coverwatch.domain.merkle import Levels, leaf_hash, root, verify_consistency
-from coverwatch.evidence.anchors import Finding, sign_document, verify_document
+from coverwatch.evidence.anchors import (
+    Finding,
+    append_signed,
+    load_signed,
+    sign_document,
+    verify_document,
+)
+from coverwatch.evidence.anchors import canonical as _canonical
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.storage import Store
-from coverwatch.storage.private import private_dir
 from coverwatch.storage.tables import audit, tlog_leaves
 from coverwatch.storage.tlog import leaf_hashes
 
@@ -46,10 +51,6 @@ HEAD_KIND = "coverwatch.tree-head"
 LAST_HEAD_STATE = "tlog.last_head"
 
 
-def _canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
 def head_digest(head: dict[str, Any]) -> str:
     """SHA-256 hex of a signed head's canonical JSON: what the next head names as ``prev``."""
     return hashlib.sha256(_canonical(head)).hexdigest()
@@ -57,23 +58,7 @@ def head_digest(head: dict[str, Any]) -> str:
 
 def load_heads(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Finding]]:
     """Every tree head line of ``path`` with its line number, and lines that are not heads."""
-    heads: list[tuple[int, dict[str, Any]]] = []
-    bad: list[Finding] = []
-    if not path.exists():
-        return heads, bad
-    for n, line in enumerate(path.read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            bad.append(Finding("bad-head", f"{path}:{n}: not JSON"))
-            continue
-        if not isinstance(doc, dict) or doc.get("kind") != HEAD_KIND:
-            bad.append(Finding("bad-head", f"{path}:{n}: not a tree head"))
-            continue
-        heads.append((n, doc))
-    return heads, bad
+    return load_signed(path, HEAD_KIND, "bad-head", "a tree head")
 
 
 def make_head(store: Store, key: SigningKey, site: str,
@@ -90,15 +75,7 @@ def make_head(store: Store, key: SigningKey, site: str,
     }, key)
 
 
-def append_head(path: Path, head: dict[str, Any]) -> None:
-    """Append one line (mode 0600) and force it to disk."""
-    private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, _canonical(head) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+append_head = append_signed  # one appender for anchors and heads: line, 0600, fsync
 
 
 def last_head(path: Path, site: str) -> dict[str, Any] | None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, case, delete, exists, func, not_, select, update
+from sqlalchemy import and_, case, delete, exists, func, not_, select, text, update
 
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditRepository, _prepare_details
 from coverwatch.storage.base import now_us
-from coverwatch.storage.tables import engine_checkpoints, events, legal_holds
+from coverwatch.storage.tables import engine_checkpoints, events, legal_holds, purges
 
 __all__ = ["Checkpoint", "KeepingRepository", "LegalHold"]
 
@@ -197,8 +197,20 @@ class KeepingRepository(AuditRepository):
         q = delete(events).where(and_(events.c.site == self.site, events.c.kind == "fix",
                                       events.c.t_us < before_us,
                                       not_(held)))
+        rule = f"retention.positions_days={retention_days!r}"
         with self._audit_write() as conn:
-            removed = int(conn.execute(q).rowcount or 0)
+            if conn.dialect.name == "postgresql":
+                # The only way to delete positions there (migration 0014): the definer
+                # function deletes and writes the purge record in this transaction.
+                removed = int(conn.execute(
+                    text("SELECT coverwatch_purge_positions(:s, :b, :a, :r, :n)"),
+                    {"s": self.site, "b": before_us, "a": actor, "r": rule,
+                     "n": now_us()}).scalar() or 0)
+            else:
+                removed = int(conn.execute(q).rowcount or 0)
+                conn.execute(purges.insert().values(
+                    site=self.site, at_us=now_us(), what="events:fix", before_us=before_us,
+                    removed=removed, rule=rule, actor=actor))
             self._append_audit_locked(conn, actor, "retention.purged", "events:fix",
                                       _prepare_details({"before_us": before_us,
                                                         "retention_days": retention_days,

@@ -46,6 +46,7 @@ __all__ = [
     "metadata",
     "orders_acknowledgements",
     "orders_versions",
+    "purges",
     "qualifications",
     "roster_shifts",
     "server_state",
@@ -321,6 +322,22 @@ tlog_leaves = Table(
     Column("hash", Text, nullable=False),  # hex SHA-256(0x00 || leaf)
 )
 
+# What retention removed: written by the purge itself (on PostgreSQL inside the definer
+# function coverwatch_purge_positions, the only way to delete positions; migration 0014).
+purges = Table(
+    "purges",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _site(),
+    Column("at_us", BigInteger, nullable=False),
+    Column("what", Text, nullable=False),  # "events:fix"
+    Column("before_us", BigInteger, nullable=False),  # removed: t_us < before_us, unheld
+    Column("removed", BigInteger, nullable=False),
+    Column("rule", Text, nullable=False),  # e.g. "retention.positions_days=30"
+    Column("actor", Text, nullable=False),
+    Index(None, "site", "before_us"),
+)
+
 engine_checkpoints = Table(
     "engine_checkpoints",
     metadata,
@@ -458,5 +475,5 @@ dead_letters = Table(
 PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
-    device_reports, qualifications, bus_outbox, bus_fences, dead_letters, tlog_leaves,
+    device_reports, qualifications, bus_outbox, bus_fences, dead_letters, tlog_leaves, purges,
 )
