@@ -77,16 +77,18 @@ def shot(page: Any, name: str, **kwargs: Any) -> Path:
     return path
 
 
-def visible_on_top(page: Any, selector: str) -> bool:
-    """The element is drawn and nothing else is on top of the middle of it."""
-    return bool(page.evaluate("""(sel) => {
+def visible_on_top(page: Any, selector: str, above: str = "") -> bool:
+    """The element is drawn and nothing else is on top of the middle of it (but what
+    matches ``above``, e.g. an SOS marker that is meant to be above everything)."""
+    return bool(page.evaluate("""([sel, above]) => {
         const e = document.querySelector(sel);
         if (!e) return false;
         const b = e.getBoundingClientRect();
         if (b.width < 2 || b.height < 2) return false;
         const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
-        return hit !== null && (hit === e || e.contains(hit));
-    }""", selector))
+        return hit !== null && (hit === e || e.contains(hit)
+                                || (above !== '' && hit.closest(above) !== null));
+    }""", [selector, above]))
 
 
 def label_overlaps(page: Any) -> list[str]:

@@ -259,7 +259,7 @@ export class Plan {
       items.push({ t: e.label, rank, mark: e.mark, kind: "post", compactable: rank < 3, id });
     }
     for (const e of officers) items.push({ t: e.text, rank: 4, mark: e.marker, kind: "officer" });
-    for (const it of items) { it.t.removeAttribute("transform"); it.t.classList.remove("crowded", "compact", "peek"); }
+    for (const it of items) { it.t.removeAttribute("transform"); it.t.classList.remove("crowded", "compact"); }  // a peek stays
     // Measure everything first, then write: one layout for the full labels, one for the short.
     for (const it of items) { it.r = it.t.getBoundingClientRect(); it.m = it.mark.getBoundingClientRect(); }
     const short = items.filter((it) => it.compactable && it.r.width);
@@ -334,7 +334,11 @@ export class Plan {
       if (!t || !t.classList.contains("crowded")) return;
       for (const p of this.root.querySelectorAll(".peek")) p.classList.remove("peek");
       t.classList.add("peek");
-      t.parentNode.append(t);  // on top while it is looked at
+      t.parentNode.append(t);  // on top while it is looked at, and inside the plan
+      const box = this.root.getBoundingClientRect(), r = t.getBoundingClientRect();
+      const dx = Math.max(0, box.left - r.left) - Math.max(0, r.right - box.right);
+      const dy = Math.max(0, box.top - r.top) - Math.max(0, r.bottom - box.bottom);
+      if (dx || dy) t.setAttribute("transform", `translate(${dx * (this.unit || 1)},${dy * (this.unit || 1)})`);
     });
   }
 
