@@ -112,6 +112,7 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
             # The phone fits its width; the SOS lines and lapsed posts come before the plan,
             # whose crowded labels show on a tap.
             assert sideways_overflow(page) == 0
+            page.locator("#plan").evaluate("e => e.scrollIntoView()")
             shot(page, f"control-flood-matrix-{size}-plan.png")
             crowded = page.eval_on_selector_all("#plan .post-label.problem.crowded",
                                                 "ls => ls.map(l => l.dataset.post)")
