@@ -4,40 +4,24 @@ open alerts and the incident. Screenshots at 1366x768, 1920x1080 and 390x844."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from floodkit import control_page, grid_site, serve_site, shot
 from test_alert_delivery_browser import Sender
-from test_dashboard import PASSWORD, SHOTS, _cli, _need_chromium, _now, chromium, serving
+from test_dashboard import _now, chromium
 
 __all__: list[str] = []
 
 POSTS = 30
-WAIT_MS = 60_000
-
-
-def _site() -> str:
-    lines = ["site: flood-estate", "name: Flood Estate (fictional)", "timezone: UTC",
-             "stale_after_s: 900", "posts:"]
-    for i in range(POSTS):
-        lines += [f"  - id: p{i:02d}", f"    name: Post {i:02d}",
-                  f"    at: [{(i % 10) * 150}, {(i // 10) * 200}]", "    rules:",
-                  "      - {id: cover, need: 1, within_m: 25, grace_s: 0}"]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _need_chromium()
-    tmp = tmp_path_factory.mktemp("flood")
-    data_dir = tmp / "data"
-    site = tmp / "site.yaml"
-    site.write_text(_site(), "utf-8")
-    _cli("users", "add", "sup", "--roles", "supervisor", data_dir=data_dir,
-         env={"COVERWATCH_PASSWORD": PASSWORD})
-    with serving(tmp, site, data_dir) as url:
+    site = grid_site("flood-estate", "Flood Estate (fictional)", 10, 3, 150, 200,
+                     post_id="p{n:02d}", post_name="Post {n:02d}")
+    with serve_site(tmp_path_factory, "flood", site) as url:
         yield url
 
 
@@ -54,27 +38,18 @@ def _events() -> list[dict[str, Any]]:
 def test_a_flood_is_one_line_per_alert(base: str, viewport: tuple[int, int]) -> None:
     Sender(base).post(_events())
     with chromium() as browser:
-        page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}
-                                   ).new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.goto(base + "/control")
-        page.wait_for_url(re.compile(r"/login\?next="))
-        page.fill("#username", "sup")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(re.compile(r"/control$"))
+        page = control_page(browser, base, viewport)
         page.wait_for_function("(n) => document.querySelectorAll('.alert-card').length >= n",
                                arg=POSTS)
         assert page.locator(".alert-card.open").count() == 0  # a flood: one line each
         page.locator("#summary", has_text="open").wait_for()
-        SHOTS.mkdir(parents=True, exist_ok=True)
         name = f"control-flood-{viewport[0]}x{viewport[1]}.png"
         if viewport == (1366, 768):
             page.locator("#alert-list").scroll_into_view_if_needed()
             shown = page.evaluate("""() => [...document.querySelectorAll('.alert-card')]
                 .filter((c) => { const b = c.getBoundingClientRect();
                                  return b.top >= 0 && b.bottom <= innerHeight; }).length""")
-            page.screenshot(path=str(SHOTS / name))
+            shot(page, name)
             assert shown >= 12, f"only {shown} alerts visible at 1366x768"
             # One line opens on demand and folds again.
             first = page.locator(".alert-card .line").first
@@ -83,4 +58,4 @@ def test_a_flood_is_one_line_per_alert(base: str, viewport: tuple[int, int]) -> 
             first.click()
             page.wait_for_function("() => !document.querySelector('.alert-card.open')")
         else:
-            page.screenshot(path=str(SHOTS / name))
+            shot(page, name)

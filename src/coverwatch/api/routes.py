@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from coverwatch.api.idempotency import IdempotencyKey, once
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.formats.validation import InvalidEvents, validate_records
@@ -252,22 +253,28 @@ async def _alert_action(svc: SiteUnit, alert_id: str, who: Principal, note: str,
     return alert.to_record()
 
 
-@router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=problems(404, 409))
+@router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=problems(400, 404, 409, 422))
 async def acknowledge(
-    alert_id: str, body: AlertAction, svc: Svc,
+    alert_id: str, body: AlertAction, svc: Svc, request: Request,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
-) -> dict[str, Any]:
-    """Take ownership of an alert, with a note: stops its escalation."""
-    return await _alert_action(svc, alert_id, who, body.note, "acknowledge")
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Take ownership of an alert, with a note: stops its escalation. With an
+    ``Idempotency-Key`` header a retry is done once (docs/server.md)."""
+    return await once(request, svc, who, body,
+                      lambda: _alert_action(svc, alert_id, who, body.note, "acknowledge"))
 
 
-@router.post("/api/v1/alerts/{alert_id}/close", responses=problems(404, 409))
+@router.post("/api/v1/alerts/{alert_id}/close", responses=problems(400, 404, 409, 422))
 async def close_alert(
-    alert_id: str, body: AlertAction, svc: Svc,
+    alert_id: str, body: AlertAction, svc: Svc, request: Request,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
-) -> dict[str, Any]:
-    """Put away an alert whose cover has been restored, with a note."""
-    return await _alert_action(svc, alert_id, who, body.note, "close")
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Put away an alert whose cover has been restored, with a note (``Idempotency-Key``
+    as for acknowledging)."""
+    return await once(request, svc, who, body,
+                      lambda: _alert_action(svc, alert_id, who, body.note, "close"))
 
 
 @router.get("/api/v1/feed")

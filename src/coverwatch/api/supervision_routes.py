@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from coverwatch.api.idempotency import IdempotencyKey, once
 from coverwatch.domain.alerts import AlertState, UnknownAlertError
 from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
@@ -71,12 +72,20 @@ async def get_alert(
 
 
 @router.post("/api/v1/alerts/{alert_id}/dispatch", status_code=201,
-             responses=problems(404, 409))
+             responses=problems(400, 404, 409, 422))
 async def dispatch(
-    alert_id: str, body: Dispatch, svc: Svc,
+    alert_id: str, body: Dispatch, svc: Svc, request: Request,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
-) -> dict[str, Any]:
-    """Send an officer to the alert's post; the message goes to their contacts and /duty."""
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Send an officer to the alert's post; the message goes to their contacts and /duty.
+    With an ``Idempotency-Key`` header a retry sends them once (docs/server.md)."""
+    return await once(request, svc, who, body,
+                      lambda: _dispatch(alert_id, body, svc, who), status=201)
+
+
+async def _dispatch(alert_id: str, body: Dispatch, svc: Services,
+                    who: Principal) -> dict[str, Any]:
     try:
         alert = svc.book.get(alert_id)
     except UnknownAlertError:
@@ -192,13 +201,22 @@ async def list_incidents(
     return {"incidents": [i.to_json() for i in svc.outbox.incidents.incidents()]}
 
 
-@router.post("/api/v1/incidents/{incident_id}/acknowledge", responses=problems(404))
+@router.post("/api/v1/incidents/{incident_id}/acknowledge",
+             responses=problems(400, 404, 409, 422))
 async def acknowledge_incident(
-    incident_id: str, body: IncidentAction, svc: Svc,
+    incident_id: str, body: IncidentAction, svc: Svc, request: Request,
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
-) -> dict[str, Any]:
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Acknowledge every member that waits for a person (open, or resolved but not
-    acknowledged), with one note; each is audited as its own acknowledgement."""
+    acknowledged), with one note; each is audited as its own acknowledgement.
+    ``Idempotency-Key`` as for an alert."""
+    return await once(request, svc, who, body,
+                      lambda: _acknowledge_incident(incident_id, body, svc, who))
+
+
+async def _acknowledge_incident(incident_id: str, body: IncidentAction, svc: Services,
+                                who: Principal) -> dict[str, Any]:
     from coverwatch.domain.alerts import AlertLifecycleError
 
     incident = svc.outbox.incidents.by_id.get(incident_id)

@@ -23,6 +23,12 @@ function positionText(a) {
   return `Last known position ${words} at ${formatTime(Date.parse(p.time))} · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m`;
 }
 
+function shortPosition(a) {
+  const p = a.details?.position;
+  if (!p) return "position unknown";
+  return a.where?.text ?? `site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m`;
+}
+
 // The facts on an alarm's card: when it was raised on the device, when it arrived, where.
 export function alarmFacts(a, v) {
   const d = a.details ?? {};
@@ -41,10 +47,14 @@ export function alarmFacts(a, v) {
 export function renderSosBanner(host, alerts, sound) {
   const live = alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged"));
   if (!live.length) { host.hidden = true; host.replaceChildren(); return; }
-  host.replaceChildren(...live.map((a) => el("p", { class: "sos-line", "data-alert": a.id },
-    el("strong", {}, `${kindWord(a)} ${officerOf(a)}`), " – ", positionText(a),
+  // One line each, so four SOS leave room for the plan: where in words, when sent; the
+  // details (arrival, site metres) are left out on a phone and are on the alarm's card.
+  const metres = (p) => (p ? ` · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m` : "");
+  host.replaceChildren(...live.map((a) => el("p", { class: "sos-line", "data-alert": a.id, title: positionText(a) },
+    el("strong", {}, `${kindWord(a)} ${officerOf(a)}`), " – ", shortPosition(a),
     ` – sent ${a.details?.event_time ? formatTime(Date.parse(a.details.event_time)) : "unknown"}`,
-    `, arrived ${formatTime(a.alert_at_ms)}`, a.state === "acknowledged" ? ` – acknowledged by ${a.acknowledged_by}` : "")));
+    el("span", { class: "detail" }, `, arrived ${formatTime(a.alert_at_ms)}${a.where?.text ? metres(a.details?.position) : ""}`),
+    a.state === "acknowledged" ? ` – acknowledged by ${a.acknowledged_by}` : "")));
   host.hidden = false;
   const fresh = live.filter((a) => !seen.has(a.id) && a.state === "open");
   for (const a of live) seen.add(a.id);

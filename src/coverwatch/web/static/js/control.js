@@ -36,14 +36,29 @@ function view() {
 function render() {
   const v = view();
   if (!v) return;
-  app.plan.render(v);
-  renderProblems(v);
-  drawAlarmMarkers(app.plan, v.alerts);
+  drawAlarmMarkers(app.plan, v.alerts);  // before the plan's render, which places every label
   if (!v.replay) renderSosBanner($("sos-banner"), v.alerts, app.sound);
+  renderProblems(v);
+  fitPlan();
+  app.plan.render(v);
   renderSummary(v);
   renderAlerts(v);
   renderHistory(v);
   renderOfficers(v);
+}
+
+// On a control-room screen the plan ends at the window's bottom edge, however much the SOS
+// banner and the list of lapsed posts above it take (at least 320 px). On a narrow screen
+// the page scrolls and the plan is as tall as the site's shape needs, no emptier.
+function fitPlan() {
+  const host = $("plan");
+  let px;
+  if (innerWidth <= 1000) {
+    const home = app.plan.home;
+    px = Math.min(innerHeight - 190, host.clientWidth * (home.h / home.w) + 40);
+  } else px = innerHeight - (host.getBoundingClientRect().top + scrollY) - 10;
+  const h = `${Math.max(320, Math.floor(px))}px`;
+  if (host.style.height !== h) host.style.height = h;
 }
 
 // -- problems list and finding things on the plan ---------------------------------
@@ -527,6 +542,7 @@ async function main() {
   setTimeZone(app.site.timezone);
   app.postNames = new Map(app.site.posts.map((p) => [p.id, p.name]));
   $("site-name").textContent = app.site.name;
+  $("site-name").title = app.site.name;
   $("tz").textContent = `times in ${siteTimeZone()}`;
   $("user").textContent = app.who.roles.length === 1 && app.who.roles[0] === app.who.name ? app.who.name : `${app.who.name} (${app.who.roles.join(", ")})`;
   if (app.who.roles.includes("auditor") || app.who.roles.includes("admin")) $("audit-link").hidden = false;

@@ -29,6 +29,7 @@ export class Plan {
     this.drawStatic();
     this.apply();
     this.bindPointer();
+    this.bindPeek();
   }
 
   apply() {
@@ -126,8 +127,10 @@ export class Plan {
   // Posts are built once; problems (lapsed, in grace) and gates are drawn above officers.
   buildPosts() {
     this.postEls = new Map();
+    this.gAboveMarks = svg("g", { class: "above-marks" });
     this.gAbove = svg("g", { class: "above" });
-    this.root.append(this.gAbove);
+    this.root.append(this.gAboveMarks, this.gAbove);
+    if (this.gAlarms) this.root.append(this.gAlarms);  // alarms stay on top of everything
     for (const p of this.site.posts) {
       const g = svg("g", { class: "post", "data-post": p.id });
       let lx, ly, cx, cy;
@@ -153,7 +156,9 @@ export class Plan {
         this.gAbove.append(gate);  // a gate bar is never hidden under officer dots
       }
       this.gPosts.append(g);
-      this.postEls.set(p.id, { g, label, title, gate, lx, ly, cx, cy, key: null });
+      const mark = g.querySelector(".within, .area") ?? g.querySelector(".centre");
+      const centre = g.querySelector(".centre") ?? mark;
+      this.postEls.set(p.id, { g, label, title, gate, lx, ly, cx, cy, mark, centre, key: null });
     }
   }
 
@@ -177,7 +182,8 @@ export class Plan {
     e.label.setAttribute("class", `post-label state-${st}${problem ? " problem" : ""}`);
     e.label.replaceChildren(...lines.map((line, i) => svg("tspan", { x: e.lx, dy: i === 0 ? `${-(lines.length - 0.3)}em` : "1.1em", class: i === 1 ? "state-word" : null }, line)));
     e.title.textContent = `${p.name}: ${rules.map((r) => `${r.rule} ${STATE_WORDS[r.state]} ${r.count}/${r.need}`).join("; ")}`;
-    // Lapsed and in-grace labels go above the officers; the others stay with their post.
+    // Lapsed and in-grace posts and their labels go above the officers; the others stay below.
+    (problem ? this.gAboveMarks : this.gPosts).append(e.g);
     (problem ? this.gAbove : e.g).append(e.label);
     if (e.gate) e.gate.setAttribute("class", `gate ${open ? "open" : "closed"}`);
     e.key = key;
@@ -197,7 +203,7 @@ export class Plan {
         const title = svg("title", {});
         const g = svg("g", { class: "officer", "data-officer": o.officer }, marker, text, title);
         this.gOfficers.append(g);
-        e = { g, text, title, key: null, x: 0, y: 0 };
+        e = { g, text, title, marker, key: null, x: 0, y: 0 };
         this.officerEls.set(o.officer, e);
       }
       e.x = o.x; e.y = o.y;
@@ -230,43 +236,110 @@ export class Plan {
     this.placeLabels();
   }
 
-  // Officer labels never cover each other: each goes to the first free place beside its
-  // marker (right, then left; level, then one line up or down, then further), so
-  // officers standing together read as a short list.
+  // No two labels overlap. In order of priority (alarms, lapsed posts, posts in grace,
+  // other posts, officers) each label goes to the first free place among a few beside
+  // its marker; a problem post's label that finds none in full shows its name only.
+  // A label that still finds no place is hidden ("crowded") and shows while its marker
+  // is hovered or tapped, or once a zoom makes room. Lapsed posts' markers are obstacles
+  // too, so no label hides one.
   placeLabels() {
-    if (!this.officerEls || !this.root.classList.contains("officer-names")) return;
+    if (!this.postEls) return;
     const box = this.root.getBoundingClientRect();
-    const items = [];
-    for (const e of this.officerEls.values()) {
-      e.text.removeAttribute("y");
-      e.text.setAttribute("dx", "0.75em");
-      e.text.removeAttribute("text-anchor");
-      const r = e.text.getBoundingClientRect();
-      if (!r.width || r.right < box.left || r.left > box.right || r.bottom < box.top || r.top > box.bottom) continue;
-      items.push({ e, r, mx: e.g.querySelector(".marker").getBoundingClientRect() });
-    }
-    if (items.length > 200) return;
-    items.sort((a, b) => a.r.top - b.r.top || a.r.left - b.r.left);
-    const placed = [];
-    const free = (b) => !placed.some((p) => b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom);
+    if (!box.width || !box.height) return;
     const u = this.unit || 1;
-    for (const { e, r, mx } of items) {
-      const centre = (mx.left + mx.right) / 2;
-      const gap = r.left - centre;
-      let chosen = null;
-      for (const k of [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6]) {
-        for (const side of [1, -1]) {
-          const left = side > 0 ? r.left : centre - gap - r.width;
-          const b = { left, right: left + r.width, top: r.top + k * r.height, bottom: r.bottom + k * r.height };
-          if (free(b)) { chosen = { b, k, side }; break; }
-        }
-        if (chosen) break;
-      }
-      chosen ??= { b: { left: r.left, right: r.right, top: r.top, bottom: r.bottom }, k: 0, side: 1 };
-      placed.push(chosen.b);
-      if (chosen.k) e.text.setAttribute("y", String(chosen.k * r.height * u));
-      if (chosen.side < 0) { e.text.setAttribute("dx", "-0.75em"); e.text.setAttribute("text-anchor", "end"); }
+    const officers = this.root.classList.contains("officer-names") ? [...(this.officerEls?.values() ?? [])] : [];
+    const items = [];
+    for (const a of this.gAlarms?.querySelectorAll(".alarm-marker") ?? []) {
+      const t = a.querySelector(".alarm-label");
+      if (t) items.push({ t, rank: 0, mark: a.querySelector(".alarm-ring"), kind: "post" });
     }
+    for (const [id, e] of this.postEls) {
+      const st = e.g.getAttribute("data-state");
+      const rank = st === "lapsed" ? 1 : st === "grace" ? 2 : 3;
+      items.push({ t: e.label, rank, mark: e.mark, kind: "post", compactable: rank < 3, id });
+    }
+    for (const e of officers) items.push({ t: e.text, rank: 4, mark: e.marker, kind: "officer" });
+    for (const it of items) { it.t.removeAttribute("transform"); it.t.classList.remove("crowded", "compact"); }  // a peek stays
+    // Measure everything first, then write: one layout for the full labels, one for the short.
+    for (const it of items) { it.r = it.t.getBoundingClientRect(); it.m = it.mark.getBoundingClientRect(); }
+    const short = items.filter((it) => it.compactable && it.r.width);
+    for (const it of short) it.t.classList.add("compact");
+    for (const it of short) it.rc = it.t.getBoundingClientRect();
+    for (const it of short) it.t.classList.remove("compact");
+    const obstacles = [];
+    for (const e of this.postEls.values()) {
+      if (e.g.getAttribute("data-state") === "lapsed") {
+        const c = e.centre.getBoundingClientRect();
+        if (c.width) obstacles.push({ left: c.left, right: c.right, top: c.top, bottom: c.bottom });
+      }
+    }
+    // Other markers (posts' centres, officers) should not be covered either, but may be
+    // when there is no other free place: the least covered place is taken then.
+    const soft = [];
+    for (const e of this.postEls.values()) { const c = e.centre.getBoundingClientRect(); if (c.width) soft.push(c); }
+    for (const e of this.officerEls?.values() ?? []) {
+      const c = e.marker.getBoundingClientRect();
+      if (c.width && c.right > box.left && c.left < box.right && c.bottom > box.top && c.top < box.bottom) soft.push(c);
+    }
+    const cost = (b) => { let n = 0; for (const p of soft) if (b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom) n++; return n; };
+    const inside = (b) => b.left >= box.left && b.right <= box.right && b.top >= box.top && b.bottom <= box.bottom;
+    items.sort((a, b) => a.rank - b.rank);
+    // Greedy, best first; when a lapsed post's label finds no place, try again with every
+    // problem label short (names only), which leaves room for more of them.
+    const place = (shortFirst) => {
+      const placed = [...obstacles];
+      const free = (b) => inside(b) && !placed.some((p) => b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom);
+      const out = new Map();
+      let lost = 0;
+      for (const it of items) {
+        if (!it.r.width || !it.m.width) continue;  // not drawn at this level of detail
+        const forms = !it.rc ? [[it.r, false]] : shortFirst ? [[it.rc, true]] : [[it.r, false], [it.rc, true]];
+        let chosen = null;
+        for (const [r, compact] of forms) {
+          for (const [left, top] of candidates(it.kind, it.m, r.width, r.height)) {
+            const b = { left, top, right: left + r.width, bottom: top + r.height };
+            if (!free(b)) continue;
+            const n = cost(b);
+            if (!chosen || n < chosen.n) chosen = { b, r, compact, n };
+            if (!n) break;
+          }
+          if (chosen && !chosen.n) break;
+        }
+        if (chosen) placed.push(chosen.b); else if (it.rank <= 1) lost++;
+        out.set(it, chosen);
+      }
+      return { out, lost };
+    };
+    let best = place(false);
+    if (best.lost) { const again = place(true); if (again.lost < best.lost) best = again; }
+    for (const [it, chosen] of best.out) {
+      if (!chosen) { it.t.classList.add("crowded"); continue; }
+      if (chosen.compact) it.t.classList.add("compact");
+      const dx = (chosen.b.left - chosen.r.left) * u, dy = (chosen.b.top - chosen.r.top) * u;
+      if (Math.abs(dx) > 1e-9 || Math.abs(dy) > 1e-9) it.t.setAttribute("transform", `translate(${dx},${dy})`);
+    }
+  }
+
+  // A crowded label shows while its marker is under the pointer (or was tapped).
+  bindPeek() {
+    const labelOf = (node) => {
+      const g = node?.closest?.("[data-post], [data-officer], .alarm-marker");
+      if (!g) return null;
+      if (g.classList.contains("alarm-marker")) return g.querySelector(".alarm-label");
+      if (g.dataset.officer) return this.officerEls?.get(g.dataset.officer)?.text ?? null;
+      return this.postEls?.get(g.dataset.post)?.label ?? null;
+    };
+    this.root.addEventListener("pointerover", (ev) => {
+      const t = labelOf(ev.target);
+      if (!t || !t.classList.contains("crowded")) return;
+      for (const p of this.root.querySelectorAll(".peek")) p.classList.remove("peek");
+      t.classList.add("peek");
+      t.parentNode.append(t);  // on top while it is looked at, and inside the plan
+      const box = this.root.getBoundingClientRect(), r = t.getBoundingClientRect();
+      const dx = Math.max(0, box.left - r.left) - Math.max(0, r.right - box.right);
+      const dy = Math.max(0, box.top - r.top) - Math.max(0, r.bottom - box.bottom);
+      if (dx || dy) t.setAttribute("transform", `translate(${dx * (this.unit || 1)},${dy * (this.unit || 1)})`);
+    });
   }
 
   // Centre the plan on a point (site metres) and mark it for a moment.
@@ -315,4 +388,19 @@ function bounds(site) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const pad = Math.max(x1 - x0, y1 - y0) * 0.12 + 5;
   return { x0, x1, y0, y1, pad };
+}
+
+// Where a label may go, as the top-left corners of its box (screen pixels), best first:
+// a post's above, below, right, left, then the four corners; an officer's beside its
+// marker, right then left, level then a line up or down.
+function candidates(kind, m, w, h) {
+  const cx = (m.left + m.right) / 2, cy = (m.top + m.bottom) / 2;
+  if (kind === "officer") {
+    const out = [];
+    for (const k of [0, -1, 1, -2, 2]) out.push([m.right + 2, cy - h / 2 + k * h], [m.left - 2 - w, cy - h / 2 + k * h]);
+    return out;
+  }
+  return [[cx - w / 2, m.top - h - 1], [cx - w / 2, m.bottom + 1], [m.right + 3, cy - h / 2], [m.left - 3 - w, cy - h / 2],
+    [cx + 2, m.top - h - 1], [cx - 2 - w, m.top - h - 1], [cx + 2, m.bottom + 1], [cx - 2 - w, m.bottom + 1],
+    [cx - w / 2, m.top - 2 * h - 1], [cx - w / 2, m.bottom + h + 1]];
 }

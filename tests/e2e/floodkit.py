@@ -1,0 +1,118 @@
+"""Shared setup for the control room's flood tests in a browser (issue 21): a grid site
+written as YAML, a real server with a supervisor, a logged-in /control page, and the
+checks those tests share (drawn on top, labels apart, fits the width).
+
+Screenshots go to ``artifacts/screenshots/`` or to ``$COVERWATCH_SHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_dashboard import PASSWORD, SHOTS, _cli, _need_chromium, serving
+
+__all__ = ["WAIT_MS", "control_page", "grid_site", "label_overlaps", "serve_site", "shot",
+           "sideways_overflow", "visible_on_top"]
+
+WAIT_MS = 60_000
+
+
+def grid_site(site_id: str, name: str, cols: int, rows: int, dx: float, dy: float,
+              need: int = 1, post_id: str = "p{i}-{j}", post_name: str = "Post {i}-{j}") -> str:
+    """A site file of ``cols`` x ``rows`` posts ``dx`` by ``dy`` metres apart, each with
+    one cover rule (``need`` officers within 25 m, no grace)."""
+    lines = [f"site: {site_id}", f"name: {name}", "timezone: UTC", "stale_after_s: 900",
+             "posts:"]
+    for j in range(rows):
+        for i in range(cols):
+            n = j * cols + i
+            lines += [f"  - id: {post_id.format(i=i, j=j, n=n)}",
+                      f"    name: {post_name.format(i=i, j=j, n=n)}",
+                      f"    at: [{i * dx}, {j * dy}]", "    rules:",
+                      f"      - {{id: cover, need: {need}, within_m: 25, grace_s: 0}}"]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def serve_site(tmp_path_factory: pytest.TempPathFactory, name: str, site_text: str
+               ) -> Iterator[str]:
+    """A real server for one site with the supervisor ``sup``; yields its base URL."""
+    _need_chromium()
+    tmp = tmp_path_factory.mktemp(name)
+    data_dir = tmp / "data"
+    site = tmp / "site.yaml"
+    site.write_text(site_text, "utf-8")
+    _cli("users", "add", "sup", "--roles", "supervisor", data_dir=data_dir,
+         env={"COVERWATCH_PASSWORD": PASSWORD})
+    with serving(tmp, site, data_dir) as url:
+        yield url
+
+
+def control_page(browser: Any, base: str, viewport: tuple[int, int]) -> Any:
+    """The supervisor's /control page at ``viewport``, logged in."""
+    page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}
+                               ).new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(base + "/control")
+    page.wait_for_url(re.compile(r"/login\?next="))
+    page.fill("#username", "sup")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/control$"))
+    return page
+
+
+def shot(page: Any, name: str, **kwargs: Any) -> Path:
+    """Save a screenshot as ``name`` (PNG) and return its path."""
+    folder = Path(os.environ.get("COVERWATCH_SHOTS") or SHOTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.screenshot(path=str(path), **kwargs)
+    return path
+
+
+def visible_on_top(page: Any, selector: str, above: str = "") -> bool:
+    """The element is drawn and nothing else is on top of the middle of it (but what
+    matches ``above``, e.g. an SOS marker that is meant to be above everything)."""
+    return bool(page.evaluate("""([sel, above]) => {
+        const e = document.querySelector(sel);
+        if (!e) return false;
+        const b = e.getBoundingClientRect();
+        if (b.width < 2 || b.height < 2) return false;
+        const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+        return hit !== null && (hit === e || e.contains(hit)
+                                || (above !== '' && hit.closest(above) !== null));
+    }""", [selector, above]))
+
+
+def label_overlaps(page: Any) -> list[str]:
+    """Pairs of labels drawn on the plan (posts, officers, alarms) whose boxes overlap by
+    more than a pixel each way, as "a / b" texts."""
+    return list(page.evaluate("""() => {
+        const shown = [...document.querySelectorAll(
+            '#plan .post-label, #plan .officer-label, #plan .alarm-label')]
+            .filter((e) => getComputedStyle(e).display !== 'none'
+                           && getComputedStyle(e).visibility !== 'hidden')
+            .map((e) => ({ e, b: e.getBoundingClientRect() }))
+            .filter(({ b }) => b.width > 1 && b.height > 1);
+        const out = [];
+        for (let i = 0; i < shown.length; i++) for (let k = i + 1; k < shown.length; k++) {
+            const a = shown[i].b, b = shown[k].b;
+            const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+            const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+            if (w > 1 && h > 1) out.push(shown[i].e.textContent + ' / ' + shown[k].e.textContent);
+        }
+        return out;
+    }"""))
+
+
+def sideways_overflow(page: Any) -> int:
+    """How many CSS pixels the page is wider than the window (0: no sideways scrolling)."""
+    return int(page.evaluate(
+        "() => Math.max(0, document.documentElement.scrollWidth - window.innerWidth)"))

@@ -1,0 +1,125 @@
+"""The control room in a flood, at three screen sizes (issue 21, point 8): a 60-post site
+with 300 officers where 28 posts lapse at once and four officers press SOS. At 1366x768,
+1920x1080 and 390x844: every open SOS and every lapsed post is on the first screen, no
+two labels on the plan overlap, every lapsed post is drawn on top, the header holds one
+line on a desktop and the phone page does not scroll sideways. Screenshots of each."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from floodkit import (
+    control_page,
+    grid_site,
+    label_overlaps,
+    serve_site,
+    shot,
+    sideways_overflow,
+    visible_on_top,
+)
+from test_alert_delivery_browser import Sender
+from test_dashboard import _now, chromium
+
+__all__: list[str] = []
+
+COLS, ROWS, DX, DY = 10, 6, 160, 190
+LAPSED = set(random.Random(21).sample([(i, j) for i in range(COLS) for j in range(ROWS)], 28))
+SOS = ("O001", "O101", "O202", "O296")  # the first officer at four posts
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    site = grid_site("flood-matrix", "Flood Matrix Estate (fictional)", COLS, ROWS, DX, DY,
+                     need=2)
+    with serve_site(tmp_path_factory, "matrix", site) as url:
+        Sender(url).post(_events())
+        yield url
+
+
+def _events() -> list[dict[str, Any]]:
+    """Five officers per post; at a lapsed post four of them are 60 m away. Four officers
+    press SOS where they stand."""
+    t = _now()
+    out: list[dict[str, Any]] = []
+    n = 0
+    for i in range(COLS):
+        for j in range(ROWS):
+            for k in range(5):
+                n += 1
+                name = f"O{n:03d}"
+                away = (i, j) in LAPSED and k > 0
+                x = i * DX + (60 if away else 3 * k - 6)
+                y = j * DY + (40 if away else 2 * k - 4)
+                fix: dict[str, Any] = {"t": t, "kind": "fix", "officer": name, "x": x, "y": y,
+                                       "accuracy_m": 8}
+                if name in SOS:
+                    fix["alarm"] = "sos"
+                out += [{"t": t, "kind": "duty", "officer": name, "on": True}, fix]
+    return out
+
+
+def _first_screen(page: Any, selector: str) -> list[str]:
+    """Texts of the elements matching ``selector`` that are not wholly inside the window."""
+    return list(page.evaluate("""(sel) => [...document.querySelectorAll(sel)]
+        .filter((e) => { const b = e.getBoundingClientRect();
+                         return b.top < 0 || b.bottom > innerHeight || b.left < 0
+                                || b.right > innerWidth; })
+        .map((e) => e.textContent)""", selector))
+
+
+@pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080), (390, 844)])
+def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
+    lapsed = {f"p{i}-{j}" for i, j in LAPSED}
+    with chromium() as browser:
+        page = control_page(browser, base, viewport)
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#problems button[data-problem=lapsed]').length >= n",
+            arg=len(lapsed))
+        page.wait_for_function("(n) => document.querySelectorAll('#sos-banner .sos-line')"
+                               ".length >= n", arg=len(SOS))
+        page.wait_for_function("(n) => document.querySelectorAll('#plan .alarm-label')"
+                               ".length >= n", arg=len(SOS))
+        page.wait_for_timeout(1500)  # a second render: labels placed with every alarm known
+        size = f"{viewport[0]}x{viewport[1]}"
+        shot(page, f"control-flood-matrix-{size}.png")
+        listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
+                                               "bs => bs.map(b => b.dataset.problemPost)"))
+        assert listed == lapsed
+        # No two labels on the plan overlap, whatever the screen.
+        assert label_overlaps(page) == []
+        # Every lapsed post is drawn above officers and other posts (only an SOS is above).
+        page.locator("#plan").scroll_into_view_if_needed()
+        for post in sorted(lapsed):
+            sel = f'#plan .post.state-lapsed[data-post="{post}"] .centre'
+            assert visible_on_top(page, sel, ".alarm-marker"), f"{post} is hidden on the plan"
+        # Every SOS is named on the plan.
+        assert page.locator("#plan .alarm-label").count() == len(SOS)
+        page.evaluate("() => window.scrollTo(0, 0)")
+        if viewport[0] >= 1000:
+            # Every open SOS and every lapsed post on the first screen, and on the plan
+            # every lapsed post's name is shown on top.
+            assert _first_screen(page, "#sos-banner .sos-line") == []
+            assert _first_screen(page, "#problems button[data-problem=lapsed]") == []
+            for post in sorted(lapsed):
+                sel = f'#plan .post-label.problem[data-post="{post}"]'
+                assert visible_on_top(page, sel), f"{post}'s label is hidden on the plan"
+            header = page.locator("header.top").bounding_box()
+            assert header is not None and header["height"] < 60
+        else:
+            # The phone fits its width; the SOS lines and lapsed posts come before the plan,
+            # whose crowded labels show on a tap.
+            assert sideways_overflow(page) == 0
+            page.locator("#plan").evaluate("e => e.scrollIntoView()")
+            shot(page, f"control-flood-matrix-{size}-plan.png")
+            crowded = page.eval_on_selector_all("#plan .post-label.problem.crowded",
+                                                "ls => ls.map(l => l.dataset.post)")
+            tappable = [p for p in crowded
+                        if visible_on_top(page, f'#plan .post[data-post="{p}"] .centre')]
+            if tappable:
+                post = tappable[0]
+                page.locator(f'#plan .post[data-post="{post}"] .centre').click(force=True)
+                page.locator(f'#plan .post-label.peek[data-post="{post}"]').wait_for()
+                shot(page, f"control-flood-matrix-{size}-tap.png")
