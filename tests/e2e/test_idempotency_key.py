@@ -16,7 +16,7 @@ from starlette.requests import Request
 from test_delivery import _kit, _raise_lapse
 
 from coverwatch.api.idempotency import once, parse_key
-from coverwatch.server.access import Principal
+from coverwatch.http.access import Principal
 from serverkit import Caller, Kit
 
 __all__: list[str] = []

@@ -29,8 +29,8 @@ from fastapi import Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from coverwatch.server.access import Principal
-from coverwatch.server.services import Services
+from coverwatch.http.access import Principal
+from coverwatch.server.unit import SiteUnit
 
 __all__ = ["HEADER", "KEEP_S", "IdempotencyKey", "once", "parse_key"]
 
@@ -66,7 +66,7 @@ class _Keys:
 _BY_SITE: dict[int, _Keys] = {}
 
 
-def _keys_of(svc: Services) -> _Keys:
+def _keys_of(svc: SiteUnit) -> _Keys:
     keys = _BY_SITE.get(id(svc))
     if keys is None:
         keys = _BY_SITE[id(svc)] = _Keys()
@@ -120,7 +120,7 @@ def _fingerprint(request: Request, body: BaseModel | None) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
-async def once(request: Request, svc: Services, who: Principal, body: BaseModel | None,
+async def once(request: Request, svc: SiteUnit, who: Principal, body: BaseModel | None,
                act: Callable[[], Awaitable[Any]], status: int = 200) -> Any:
     """Run ``act`` once per ``Idempotency-Key`` (see the module's docstring); without the
     header, just run it."""

@@ -84,7 +84,7 @@ async def dispatch(
                       lambda: _dispatch(alert_id, body, svc, who), status=201)
 
 
-async def _dispatch(alert_id: str, body: Dispatch, svc: Services,
+async def _dispatch(alert_id: str, body: Dispatch, svc: SiteUnit,
                     who: Principal) -> dict[str, Any]:
     try:
         alert = svc.book.get(alert_id)
@@ -215,7 +215,7 @@ async def acknowledge_incident(
                       lambda: _acknowledge_incident(incident_id, body, svc, who))
 
 
-async def _acknowledge_incident(incident_id: str, body: IncidentAction, svc: Services,
+async def _acknowledge_incident(incident_id: str, body: IncidentAction, svc: SiteUnit,
                                 who: Principal) -> dict[str, Any]:
     from coverwatch.domain.alerts import AlertLifecycleError
 
