@@ -42,7 +42,7 @@ def _kinds(store: Store, path: Path, tmp_path: Path) -> list[str]:
 
 def test_every_audit_entry_is_a_leaf_and_heads_verify(store: Store, tmp_path: Path) -> None:
     path = _heads(store, tmp_path, 3, 5, 1, 8)
-    with store._read() as conn:
+    with store.reading() as conn:
         assert conn.execute(select(func.count()).select_from(tlog_leaves)
                             .where(tlog_leaves.c.site == store.site)).scalar() == 17
     assert _kinds(store, path, tmp_path) == []
@@ -146,7 +146,7 @@ def test_every_stored_event_is_a_leaf_in_its_transaction(
     key = load_signing_key(tmp_path / "keys" / "audit.key")
     path = tmp_path / "tree-heads.jsonl"
     head_now(store, key, "yard", path)
-    with store._read() as conn:
+    with store.reading() as conn:
         kinds = [k for (k,) in conn.execute(select(tlog_leaves.c.kind).where(
             tlog_leaves.c.site == store.site).order_by(tlog_leaves.c.idx))]
     assert kinds == ["audit", "event", "event", "event", "event", "device-report"]

@@ -229,14 +229,16 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 def _private_uses(path: Path) -> list[str]:
-    """Private names reached from outside: ``x._name`` on a site unit or a store, and
+    """Private names reached from outside: ``x._name`` on a site unit, or on a store
+    outside storage, and
     ``from pkg.mod import _name`` across packages."""
     own = _package(next(m for m, p in MODULES.items() if p == path))
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
                 and not node.attr.startswith("__") and isinstance(node.value, ast.Name) \
-                and node.value.id in {"svc", "unit", "services", "site_unit"}:
+                and (node.value.id in {"svc", "unit", "services", "site_unit"}
+                     or (node.value.id == "store" and own != "storage")):
             found.append(f"line {node.lineno}: {ast.unparse(node)}")
         if isinstance(node, ast.ImportFrom) and node.module \
                 and node.module.startswith("coverwatch.") and _package(node.module) != own:

@@ -189,7 +189,7 @@ def load_anchors(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Fin
 def _hash_of(store: Store, entry_id: int) -> str | None:
     from sqlalchemy import select
 
-    with store._read() as conn:
+    with store.reading() as conn:
         row = conn.execute(select(audit.c.hash).where(audit.c.site == store.site,
                                                       audit.c.id == entry_id)).first()
     return None if row is None else str(row.hash)
@@ -287,6 +287,6 @@ def verify_anchored(
 def _max_id(store: Store) -> int:
     from sqlalchemy import func, select
 
-    with store._read() as conn:
+    with store.reading() as conn:
         q = select(func.max(audit.c.id)).where(audit.c.site == store.site)
         return int(conn.execute(q).scalar() or 0)

@@ -35,7 +35,7 @@ def pack_head(
     """The signed head the pack is proved against, and the site's head before it (or None)."""
     docs, _ = load_heads(path)
     mine = [d for _, d in docs if d.get("site") == site]
-    with store._read() as conn:
+    with store.reading() as conn:
         size = log_size(conn, store.site)
     if mine and int(mine[-1].get("size") or 0) == size:
         head, before = mine[-1], mine[:-1]
@@ -62,7 +62,7 @@ def pack_proofs(
     """``tree-head.json`` and ``proofs.json`` for the given records (see the module doc)."""
     size = int(head["size"])
     events, entries = [str(i) for i in event_ids], [str(i) for i in audit_ids]
-    with store._read() as conn:
+    with store.reading() as conn:
         tree = Levels(leaf_hashes(conn, store.site, size))
         at = {"event": _leaf_index(conn, store.site, "event", events, size),
               "audit": _leaf_index(conn, store.site, "audit", entries, size)}

@@ -64,7 +64,7 @@ def load_heads(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Findi
 def make_head(store: Store, key: SigningKey, site: str,
               prev: dict[str, Any] | None) -> dict[str, Any]:
     """A signed head of the log as stored now, chained to ``prev`` (the site's last head)."""
-    with store._read() as conn:
+    with store.reading() as conn:
         hashes = leaf_hashes(conn, store.site)
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return sign_document({
@@ -102,7 +102,7 @@ def log_moved(store: Store) -> bool:
     from coverwatch.storage.tlog import log_size
 
     last = store.get_state(LAST_HEAD_STATE)
-    with store._read() as conn:
+    with store.reading() as conn:
         size = log_size(conn, store.site)
     return size > (0 if last is None else int(orjson.loads(last).get("size") or 0))
 
@@ -123,7 +123,7 @@ def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
     findings: list[Finding] = []
     hashes: list[bytes] = []
     mismatched: list[str] = []
-    with store._read() as conn:
+    with store.reading() as conn:
         rows = conn.execute(select(tlog_leaves).where(tlog_leaves.c.site == store.site)
                             .order_by(tlog_leaves.c.idx)).all()
         audit_hash = {str(r.id): str(r.hash) for r in conn.execute(

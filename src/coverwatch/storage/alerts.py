@@ -94,12 +94,12 @@ class AlertRepository(AuditRepository):
         """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
         q = (select(alerts.c.record).where(alerts.c.site == self.site)
              .order_by(alerts.c.alert_at_us, alerts.c.id))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
 
     def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
         """One alert's latest record, or None."""
         q = select(alerts.c.record).where(alerts.c.site == self.site, alerts.c.id == alert_id)
-        with self._read() as conn:
+        with self.reading() as conn:
             text = conn.execute(q).scalar()
         return None if text is None else dict(orjson.loads(text))

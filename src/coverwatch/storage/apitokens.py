@@ -69,7 +69,7 @@ class ApiTokenRepository(StoreBase):
 
     def api_token_for(self, token: str) -> ApiToken | None:
         """The active API token matching ``token``, or None."""
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(api_tokens).where(
                     api_tokens.c.token_hash == hash_token(token), api_tokens.c.active.is_(True)
@@ -88,6 +88,6 @@ class ApiTokenRepository(StoreBase):
         return _api_token(row)
 
     def list_api_tokens(self) -> list[ApiToken]:
-        with self._read() as conn:
+        with self.reading() as conn:
             q = select(api_tokens).order_by(api_tokens.c.name)
             return [_api_token(r) for r in conn.execute(q)]

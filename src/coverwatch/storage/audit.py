@@ -246,7 +246,7 @@ class AuditRepository(StoreBase):
         """Entries with id > ``after_id``, oldest first."""
         q = (select(audit).where(audit.c.site == self.site, audit.c.id > after_id)
              .order_by(audit.c.id).limit(limit))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_entry(r) for r in conn.execute(q)]
 
     def _audit_rows(self, batch: int = 1000) -> Iterator[Any]:
@@ -255,7 +255,7 @@ class AuditRepository(StoreBase):
             q = select(audit).where(audit.c.site == self.site).order_by(audit.c.id).limit(batch)
             if after is not None:
                 q = q.where(audit.c.id > after)
-            with self._read() as conn:
+            with self.reading() as conn:
                 rows = conn.execute(q).all()
             yield from rows
             if len(rows) < batch:
@@ -265,7 +265,7 @@ class AuditRepository(StoreBase):
 
 def audit_head(store: AuditRepository) -> AuditHead | None:
     """The newest entry's id and hash, or None if the log is empty."""
-    with store._read() as conn:
+    with store.reading() as conn:
         row = conn.execute(
             select(audit.c.id, audit.c.hash).where(audit.c.site == store.site)
             .order_by(audit.c.id.desc()).limit(1)

@@ -108,7 +108,7 @@ class StoreBase:
                 yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
         """A read-only transaction (one consistent snapshot)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn

@@ -103,7 +103,7 @@ class BriefingRepository(AuditRepository):
             q = q.where(roster_shifts.c.end_us > from_us)
         if until_us is not None:
             q = q.where(roster_shifts.c.start_us < until_us)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_shift(r) for r in conn.execute(q)]
 
     def delete_shift(self, shift_id: int, *, actor: str) -> Shift:
@@ -143,7 +143,7 @@ class BriefingRepository(AuditRepository):
              .order_by(qualifications.c.officer, qualifications.c.name))
         if officer is not None:
             q = q.where(qualifications.c.officer == officer)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_qualification(r) for r in conn.execute(q)]
 
     # -- orders versions -------------------------------------------------------------
@@ -175,7 +175,7 @@ class BriefingRepository(AuditRepository):
              .order_by(orders_versions.c.post, orders_versions.c.since_us))
         if post is not None:
             q = q.where(orders_versions.c.post == post)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [OrdersVersion(r.post, r.version, int(r.since_us), r.text,
                                   None if r.changes is None else tuple(orjson.loads(r.changes)))
                     for r in conn.execute(q)]
@@ -206,7 +206,7 @@ class BriefingRepository(AuditRepository):
              .order_by(orders_acknowledgements.c.at_us, orders_acknowledgements.c.id))
         if officer is not None:
             q = q.where(orders_acknowledgements.c.officer == officer)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_ack(r) for r in conn.execute(q)]
 
     # -- duty ------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class BriefingRepository(AuditRepository):
             events.c.site == self.site, events.c.kind == "duty", events.c.officer == officer,
             until_us >= _LIVE_T, _TAKEN_LIVE
         ).order_by(_LIVE_T.desc(), events.c.id.desc()).limit(1)
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(q).first()
         if row is None:
             return None
@@ -232,7 +232,7 @@ class BriefingRepository(AuditRepository):
         off duty then."""
         base = and_(events.c.site == self.site, events.c.kind == "duty",
                     events.c.officer == officer, until_us >= _LIVE_T, _TAKEN_LIVE)
-        with self._read() as conn:
+        with self.reading() as conn:
             last = conn.execute(select(events.c.on).where(base).order_by(
                 _LIVE_T.desc(), events.c.id.desc()).limit(1)).first()
             if last is None or not last.on:

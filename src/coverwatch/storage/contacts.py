@@ -41,7 +41,7 @@ class ContactRepository(AuditRepository):
 
     def contacts_of(self, username: str) -> list[str]:
         """A user's contact URLs, in order (secrets: do not log or list them)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             user_id = self._contact_user(conn, username)
             q = (select(contacts.c.url).where(contacts.c.user_id == user_id)
                  .order_by(contacts.c.position))
@@ -53,7 +53,7 @@ class ContactRepository(AuditRepository):
              .join(contacts, contacts.c.user_id == users.c.id)
              .order_by(users.c.username, contacts.c.position))
         out: dict[str, list[str]] = {}
-        with self._read() as conn:
+        with self.reading() as conn:
             for row in conn.execute(q):
                 out.setdefault(row.username, []).append(row.url)
         return out
@@ -91,7 +91,7 @@ class ContactRepository(AuditRepository):
         q = select(users.c.id, users.c.username, users.c.roles).where(users.c.active.is_(True))
         if kind == "user":
             q = q.where(users.c.username == name)
-        with self._read() as conn:
+        with self.reading() as conn:
             # A supervisor of this site only is reached like a deployment-wide one.
             here = {int(r.user_id) for r in conn.execute(
                 select(site_roles.c.user_id, site_roles.c.roles)

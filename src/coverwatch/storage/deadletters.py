@@ -52,12 +52,12 @@ class DeadLetterRepository(AuditRepository):
              .order_by(dead_letters.c.id.desc()).limit(limit))
         if before_id is not None:
             q = q.where(dead_letters.c.id < before_id)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def count_dead_letters(self) -> int:
         q = select(func.count()).select_from(dead_letters).where(dead_letters.c.site == self.site)
-        with self._read() as conn:
+        with self.reading() as conn:
             return int(conn.execute(q).scalar_one())
 
     def purge_dead_letters(self, before_us: int, actor: str) -> int:

@@ -83,7 +83,7 @@ class DeliveryRepository(AuditRepository):
         q = select(deliveries).where(deliveries.c.site == self.site).order_by(deliveries.c.id)
         if alert_ids is not None:
             q = q.where(deliveries.c.alert_id.in_(list(alert_ids)))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_delivery(r) for r in conn.execute(q)]
 
     # -- dispatches ---------------------------------------------------------
@@ -109,12 +109,12 @@ class DeliveryRepository(AuditRepository):
                                       dispatches.c.officer == officer,
                                       dispatches.c.at_us >= since_us)
              .order_by(dispatches.c.at_us.desc(), dispatches.c.id.desc()).limit(50))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def load_dispatches(self) -> list[dict[str, Any]]:
         """Every dispatch, oldest first (the server keeps them in memory)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(
                 select(dispatches).order_by(dispatches.c.id))]
 
@@ -123,5 +123,5 @@ class DeliveryRepository(AuditRepository):
         q = (select(dispatches).where(dispatches.c.site == self.site,
                                       dispatches.c.alert_id == alert_id)
              .order_by(dispatches.c.id))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]

@@ -59,7 +59,7 @@ class DeviceReportRepository(StoreBase):
                   .where(device_reports.c.site == self.site)
                   .group_by(device_reports.c.device).subquery())
         q = select(device_reports).join(newest, device_reports.c.id == newest.c.id)
-        with self._read() as conn:
+        with self.reading() as conn:
             return {r.device: _out(r) for r in conn.execute(q)}
 
     def device_reports(self, device: str | None = None, limit: int = 100
@@ -69,5 +69,5 @@ class DeviceReportRepository(StoreBase):
              .order_by(device_reports.c.id.desc()).limit(limit))
         if device is not None:
             q = q.where(device_reports.c.device == device)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_out(r) for r in conn.execute(q)]

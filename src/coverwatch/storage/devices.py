@@ -66,7 +66,7 @@ class DeviceRepository(StoreBase):
 
     def device_for_token(self, token: str) -> Device | None:
         """The active device holding ``token``, or None."""
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(devices).where(
                     devices.c.token_hash == hash_token(token), devices.c.active.is_(True)
@@ -112,5 +112,5 @@ class DeviceRepository(StoreBase):
         return Revoked(_device(row), False)
 
     def list_devices(self) -> list[Device]:
-        with self._read() as conn:
+        with self.reading() as conn:
             return [_device(r) for r in conn.execute(select(devices).order_by(devices.c.name))]

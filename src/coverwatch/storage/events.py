@@ -144,7 +144,7 @@ class EventRepository(AlertRepository):
              .order_by(events.c.id).limit(limit))
         if not include_late:
             q = q.where(events.c.late == false())
-        with self._read() as conn:
+        with self.reading() as conn:
             return [event_dict(r) for r in conn.execute(q)]
 
     def mark_late(self, keys: Sequence[str], applied: Mapping[str, int] | None = None) -> int:
@@ -172,7 +172,7 @@ class EventRepository(AlertRepository):
         )
         if limit is not None:
             q = q.limit(limit)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [event_dict(r) for r in conn.execute(q)]
 
     def last_fix(self, officer: str) -> dict[str, Any] | None:
@@ -180,7 +180,7 @@ class EventRepository(AlertRepository):
         q = (select(events).where(events.c.site == self.site, events.c.kind == "fix",
                                   events.c.officer == officer)
              .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(q).first()
         return None if row is None else event_dict(row)
 
@@ -189,7 +189,7 @@ class EventRepository(AlertRepository):
         q = (select(events).where(events.c.site == self.site, events.c.kind == "duty",
                                   events.c.officer == officer, events.c.t_us <= until_us)
              .order_by(events.c.t_us.desc(), events.c.id.desc()).limit(1))
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(q).first()
         return None if row is None else event_dict(row)
 
@@ -198,7 +198,7 @@ class EventRepository(AlertRepository):
         # Walk the ids down from the newest and stop at the site's first: max() over the
         # site reads every id of the site from an index (seconds over months of history).
         # SQLite would still pick that index; "+site" keeps it to the rowid order.
-        with self._read() as conn:
+        with self.reading() as conn:
             if self.dialect == "sqlite":
                 q: Any = text("SELECT id FROM events WHERE +site = :site ORDER BY id DESC LIMIT 1"
                               ).bindparams(site=self.site)
@@ -208,6 +208,6 @@ class EventRepository(AlertRepository):
             return int(conn.execute(q).scalar() or 0)
 
     def count_events(self) -> int:
-        with self._read() as conn:
+        with self.reading() as conn:
             q = select(func.count()).select_from(events).where(events.c.site == self.site)
             return int(conn.execute(q).scalar_one())

@@ -84,7 +84,7 @@ class KeepingRepository(AuditRepository):
         q = (select(engine_checkpoints).where(engine_checkpoints.c.site == self.site,
                                               engine_checkpoints.c.at_us <= t_us)
              .order_by(engine_checkpoints.c.at_us.desc()).limit(1))
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(q).first()
         if row is None:
             return None
@@ -92,7 +92,7 @@ class KeepingRepository(AuditRepository):
                           int(row.max_event_id), orjson.loads(row.state))
 
     def checkpoint_times(self) -> list[int]:
-        with self._read() as conn:
+        with self.reading() as conn:
             q = (select(engine_checkpoints.c.at_us)
                  .where(engine_checkpoints.c.site == self.site)
                  .order_by(engine_checkpoints.c.at_us))
@@ -107,7 +107,7 @@ class KeepingRepository(AuditRepository):
 
     def first_event_us(self, before_us: int) -> int | None:
         """The earliest stored event time before ``before_us`` (None: no such event)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             found = conn.execute(select(func.min(events.c.t_us)).where(
                 events.c.site == self.site, events.c.t_us < before_us)).scalar()
         return None if found is None else int(found)
@@ -115,7 +115,7 @@ class KeepingRepository(AuditRepository):
     def next_event_us(self, at_or_after_us: int, before_us: int) -> int | None:
         """The earliest stored event time in ``[at_or_after_us, before_us)`` (None: none):
         lets a report step over years without events in one query."""
-        with self._read() as conn:
+        with self.reading() as conn:
             found = conn.execute(select(func.min(events.c.t_us)).where(
                 events.c.site == self.site, events.c.t_us >= at_or_after_us,
                 events.c.t_us < before_us)).scalar()
@@ -128,7 +128,7 @@ class KeepingRepository(AuditRepository):
             events.c.site == self.site, events.c.kind == "fix",
             events.c.officer.in_(list(officers)), events.c.t_us >= t0_us,
             events.c.t_us < t1_us)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [str(k) for k in conn.execute(q).scalars()]
 
     def engine_rows(self, t0_us: int, t1_us: int) -> list[dict[str, Any]]:
@@ -142,7 +142,7 @@ class KeepingRepository(AuditRepository):
         q = (select(*cols, scan_raw).where(events.c.site == self.site, events.c.t_us >= t0_us,
                                  events.c.t_us < t1_us)
              .order_by(events.c.t_us, events.c.id))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [dict(zip((*_ENGINE_COLUMNS, "scan_raw"), r, strict=True))
                     for r in conn.execute(q)]
 
@@ -182,7 +182,7 @@ class KeepingRepository(AuditRepository):
         q = select(legal_holds).where(legal_holds.c.site == self.site).order_by(legal_holds.c.id)
         if standing_only:
             q = q.where(legal_holds.c.released_us.is_(None))
-        with self._read() as conn:
+        with self.reading() as conn:
             return [LegalHold(int(r.id), int(r.since_us), int(r.until_us), r.reason,
                               r.created_by, int(r.created_us), r.released_by,
                               None if r.released_us is None else int(r.released_us))

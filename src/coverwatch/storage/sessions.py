@@ -67,7 +67,7 @@ class SessionRepository(StoreBase):
             .join(users, users.c.id == sessions.c.user_id)
             .where(sessions.c.id == hash_token(token))
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(q).first()
         if row is None or row.expires_us <= now_us or not row.active:
             return None

@@ -18,7 +18,7 @@ class StateRepository(StoreBase):
         """A value saved with :meth:`set_state`, or None."""
         q = select(server_state.c.value).where(
             server_state.c.site == self.site, server_state.c.key == key)
-        with self._read() as conn:
+        with self.reading() as conn:
             value = conn.execute(q).scalar()
         return None if value is None else str(value)
 

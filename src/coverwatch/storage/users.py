@@ -93,17 +93,17 @@ class UserRepository(StoreBase):
         return user_from_row(row)
 
     def get_user(self, username: str) -> User | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
         return None if row is None else user_from_row(row)
 
     def get_user_by_id(self, user_id: int) -> User | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(users).where(users.c.id == user_id)).first()
         return None if row is None else user_from_row(row)
 
     def list_users(self) -> list[User]:
-        with self._read() as conn:
+        with self.reading() as conn:
             q = select(users).order_by(users.c.username)
             return [user_from_row(r) for r in conn.execute(q)]
 
@@ -113,7 +113,7 @@ class UserRepository(StoreBase):
         Takes the same time whether or not the user exists; rehashes the
         stored hash when the argon2 parameters have been raised since.
         """
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
         stored = self._dummy_hash if row is None else row.password_hash
         try:
@@ -167,7 +167,7 @@ class UserRepository(StoreBase):
 
     def site_roles_of(self, username: str) -> dict[str, frozenset[str]]:
         """The user's roles per site (store keys), beside their deployment-wide ones."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(site_roles.c.site, site_roles.c.roles)
                 .join(users, users.c.id == site_roles.c.user_id)
