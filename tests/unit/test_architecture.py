@@ -285,3 +285,12 @@ def test_one_exception_tree() -> None:
                     and not issubclass(obj, CoverwatchError):
                 outside.append(f"{name}.{attr}")
     assert not outside, f"public exceptions outside the CoverwatchError tree: {outside}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_says_what_it_exports(module: str) -> None:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    names = {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+             if isinstance(t, ast.Name)}
+    assert "__all__" in names, f"{module} has no __all__"

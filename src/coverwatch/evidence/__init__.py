@@ -2,3 +2,5 @@
 
 Key handling lives here (and the MAC key file in ``storage/auditkeys.py``), never in the core.
 """
+
+__all__: list[str] = []
