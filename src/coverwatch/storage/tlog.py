@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, select, text
 
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
@@ -81,8 +81,11 @@ _INSERT_LEAF = ("INSERT INTO tlog_leaves (site, idx, kind, ref, leaf, hash) "
 
 
 def log_size(conn: Connection, site: str) -> int:
-    last = conn.execute(select(func.max(tlog_leaves.c.idx))
-                        .where(tlog_leaves.c.site == site)).scalar()
+    # Driver SQL: once per commit, where the statement's compile and cache lookup cost
+    # more than the indexed MAX itself.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    last = conn.exec_driver_sql(
+        f"SELECT max(idx) FROM tlog_leaves WHERE site = {mark}", (site,)).scalar()
     return 0 if last is None else int(last) + 1
 
 
