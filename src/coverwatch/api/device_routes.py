@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, StrictBool
 
 from coverwatch.domain.time import format_time, seconds_to_us
-from coverwatch.server.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.server.access import (
+    DEVICE,
+    Principal,
+    deployment_services,
+    device_site,
+    require,
+    services,
+)
 from coverwatch.server.devices import device_upload, osmand_body_readings, osmand_readings
 from coverwatch.server.ingest import InvalidEvents
 from coverwatch.server.pools import in_alarm
@@ -24,7 +31,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 Svc = Annotated[Services, Depends(services)]
-AnySvc = Annotated[Services, Depends(deployment)]  # devices are found deployment-wide
+AnySvc = Annotated[Services, Depends(deployment_services)]  # devices are found deployment-wide
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> Any:

@@ -18,8 +18,8 @@ from coverwatch.server.access import (
     SESSION_COOKIE,
     Principal,
     all_sites,
-    deployment,
     deployment_chain,
+    deployment_services,
     named_site,
     require,
 )
@@ -38,7 +38,7 @@ from coverwatch.storage import (
 __all__ = ["router"]
 
 router = APIRouter()
-AnySvc = Annotated[Services, Depends(deployment)]
+AnySvc = Annotated[Services, Depends(deployment_services)]
 
 # -- sessions ---------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from coverwatch.server.access import (
     INGEST,
     Principal,
     all_sites,
-    deployment,
+    deployment_services,
     require,
     services,
 )
@@ -42,7 +42,7 @@ SUPERVISION = ("supervisor", "admin", "auditor")
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[Services, Depends(services)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
-AnySvc = Annotated[Services, Depends(deployment)]
+AnySvc = Annotated[Services, Depends(deployment_services)]
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:
