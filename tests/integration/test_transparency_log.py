@@ -17,7 +17,9 @@ from coverwatch.domain.merkle import leaf_hash
 from coverwatch.evidence.keys import load_signing_key
 from coverwatch.evidence.treeheads import head_now, verify_tree_heads
 from coverwatch.storage import Store
+from coverwatch.storage.store import row_key
 from coverwatch.storage.tables import audit, tlog_leaves
+from coverwatch.storage.tlog import leaf_bytes
 
 
 def _fill(store: Store, n: int) -> None:
@@ -161,6 +163,28 @@ def test_every_stored_event_is_a_leaf_in_its_transaction(
     with pytest.raises(RuntimeError):
         store.append_events(_events(2, t0=1_900_000_000_000_000))
     assert store.count_events() == 4
+
+
+def test_event_leaves_are_the_canonical_json_of_their_keys(store: Store) -> None:
+    # Officer names a JSON writer must escape: quotes, backslashes, control and
+    # non-ASCII characters; each leaf must be leaf_bytes' canonical JSON and hash.
+    names = ['O"1', "O\\2", "O\t3\n", "Ölçer ✓", "O\u2028\U0001f600"]
+    rows = [{"kind": "fix", "t_us": 1_800_000_000_000_000 + i, "officer": name, "x": 1.0,
+             "y": 2.0, "accuracy": 5.0, "source": "test"} for i, name in enumerate(names)]
+    report = {"device": 'ph"one', "t_us": 1_800_000_000_000_000, "raw": {"battery": 40}}
+    result = store.append_events(rows, reports=[report])
+    with store.reading() as conn:
+        leaves = list(conn.execute(select(
+            tlog_leaves.c.kind, tlog_leaves.c.ref, tlog_leaves.c.leaf, tlog_leaves.c.hash)
+            .where(tlog_leaves.c.site == store.site).order_by(tlog_leaves.c.idx)))
+    keys = {("event", str(r["id"])): row_key(r) for r in result.rows}
+    keys["device-report", str(result.reports[0]["id"])] = str(result.reports[0]["key"])
+    assert [k for k, *_ in leaves] == ["event"] * len(names) + ["device-report"]
+    for kind, ref, leaf, digest in leaves:
+        expected = leaf_bytes(kind, ref, {"key": keys[kind, ref]})
+        assert leaf == expected.decode()
+        assert digest == leaf_hash(expected).hex()
+        assert orjson.loads(leaf) == {"key": keys[kind, ref], "kind": kind, "ref": ref}
 
 
 def test_a_wiped_audit_table_is_one_finding_naming_the_count(

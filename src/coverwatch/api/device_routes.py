@@ -14,7 +14,14 @@ from pydantic import BaseModel, Field, StrictBool
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.formats.osmand import osmand_body_readings, osmand_readings
 from coverwatch.formats.validation import InvalidEvents
-from coverwatch.http.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.http.access import (
+    DEVICE,
+    Principal,
+    deployment_services,
+    device_site,
+    require,
+    services,
+)
 from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.devices import device_upload
 from coverwatch.server.handlers.ingest import ingest
@@ -26,7 +33,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 Svc = Annotated[SiteUnit, Depends(services)]
-AnySvc = Annotated[SiteUnit, Depends(deployment)]  # devices are found deployment-wide
+AnySvc = Annotated[SiteUnit, Depends(deployment_services)]  # devices are found deployment-wide
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> Any:

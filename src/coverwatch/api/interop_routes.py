@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 from coverwatch.domain.time import parse_time
 from coverwatch.formats.accuracy import default_accuracy_m
 from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
-from coverwatch.http.access import DEVICE, Principal, deployment, device_site, require, services
+from coverwatch.http.access import (
+    DEVICE,
+    Principal,
+    deployment_services,
+    device_site,
+    require,
+    services,
+)
 from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.owntracks import store_owntracks
 from coverwatch.server.unit import SiteUnit
@@ -33,7 +40,7 @@ __all__ = ["router"]
 log = logging.getLogger("coverwatch.server.owntracks")
 router = APIRouter()
 Svc = Annotated[SiteUnit, Depends(services)]
-AnySvc = Annotated[SiteUnit, Depends(deployment)]  # devices are found deployment-wide
+AnySvc = Annotated[SiteUnit, Depends(deployment_services)]  # devices are found deployment-wide
 _BASIC = {"WWW-Authenticate": 'Basic realm="coverwatch", charset="UTF-8"'}
 
 

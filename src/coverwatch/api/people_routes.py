@@ -18,8 +18,8 @@ from coverwatch.http.access import (
     SESSION_COOKIE,
     Principal,
     all_sites,
-    deployment,
     deployment_chain,
+    deployment_services,
     named_site,
     require,
 )
@@ -38,7 +38,7 @@ from coverwatch.storage import (
 __all__ = ["router"]
 
 router = APIRouter()
-AnySvc = Annotated[SiteUnit, Depends(deployment)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_services)]
 
 # -- sessions ---------------------------------------------------------------------
 

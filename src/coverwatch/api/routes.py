@@ -26,7 +26,7 @@ from coverwatch.http.access import (
     SUPERVISION,
     Principal,
     all_sites,
-    deployment,
+    deployment_services,
     require,
     services,
 )
@@ -44,7 +44,7 @@ router = APIRouter()
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
 Svc = Annotated[SiteUnit, Depends(services)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
-AnySvc = Annotated[SiteUnit, Depends(deployment)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_services)]
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:

@@ -39,6 +39,7 @@ __all__ = [
     "all_sites",
     "deployment",
     "deployment_chain",
+    "deployment_services",
     "device_site",
     "named_site",
     "require",
@@ -91,6 +92,12 @@ def all_sites(request: Request) -> dict[str, SiteUnit]:
 def deployment(request: Request) -> SiteUnit:
     """Any site's services, for what is deployment-wide (users, tokens, sessions, devices)."""
     return next(iter(all_sites(request).values()))
+
+
+async def deployment_services(request: Request) -> SiteUnit:
+    """:func:`deployment` as a route dependency: a coroutine, so FastAPI calls it on the
+    event loop instead of handing every request (a phone's fix among them) to a thread."""
+    return deployment(request)
 
 
 def deployment_chain(request: Request) -> Store:

@@ -44,11 +44,33 @@ _FLAGS = ("on", "open")
 _INT64 = 2**63 - 1
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _flat(raw: Any) -> bool:
+    """True for an object whose values are scalars or lists of scalars (it nests at
+    most 2 deep): what a phone or the batch API sends, checked without the full walk.
+    Exact types only: anything else takes :func:`nesting_depth`."""
+    if type(raw) is not dict:
+        return False
+    scalars = _SCALARS
+    for v in raw.values():
+        kind = type(v)
+        if kind is list:
+            for e in v:
+                if type(e) not in scalars:
+                    return False
+        elif kind not in scalars:
+            return False
+    return True
+
+
 def _raw_problem(raw: Any) -> str | None:
     """Why ``raw`` cannot be kept (None: it can)."""
-    depth, where = nesting_depth(raw)
-    if depth > MAX_DEPTH:
-        return f"it nests more than {MAX_DEPTH} deep (at {where or 'the top'})"
+    if not _flat(raw):
+        depth, where = nesting_depth(raw)
+        if depth > MAX_DEPTH:
+            return f"it nests more than {MAX_DEPTH} deep (at {where or 'the top'})"
     try:
         size = len(orjson.dumps(raw))
     except (TypeError, ValueError) as e:  # JSONEncodeError: not JSON (NaN keys, bytes, ...)
@@ -68,26 +90,33 @@ def _keep_raw(record: dict[str, Any]) -> None:
 
 
 def _row_problem(row: Mapping[str, Any]) -> tuple[str | None, str] | None:
-    kind = row.get("kind")
+    # Exact-type tests first (what validation produces), the general ones only
+    # when they fail: this runs for every record of every upload.
+    get = row.get
+    kind = get("kind")
     if not isinstance(kind, str) or kind not in _KINDS:
         return "kind", "expected fix, duty, gate or flag"
-    t = row.get("t_us")
-    if not isinstance(t, int) or isinstance(t, bool) or not -_INT64 <= t <= _INT64:
+    t = get("t_us")
+    if not (type(t) is int and -_INT64 <= t <= _INT64) and (
+            not isinstance(t, int) or isinstance(t, bool) or not -_INT64 <= t <= _INT64):
         return "t", "expected a time"
     for name in _TEXT:
-        value = row.get(name)
-        if value is not None and not isinstance(value, str):
+        value = get(name)
+        if value is not None and type(value) is not str and not isinstance(value, str):
             return name, "expected text"
+    isfinite = math.isfinite
     for name in _NUMBERS:
-        value = row.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value)):
+        value = get(name)
+        if value is None or (type(value) is float and isfinite(value)):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not isfinite(value):
             return name, "expected a finite number"
     for name in _FLAGS:
-        value = row.get(name)
-        if value is not None and not isinstance(value, bool):
+        value = get(name)
+        if value is not None and value is not True and value is not False:
             return name, "expected true or false"
-    caps = row.get("capabilities")
+    caps = get("capabilities")
     if caps is not None and not isinstance(caps, str) and not (
             isinstance(caps, list | tuple) and all(isinstance(c, str) for c in caps)):
         return "capabilities", "expected a list of capability names"
