@@ -94,8 +94,18 @@ class ServeProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT…) to the server if it is running."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(30)
@@ -104,11 +114,11 @@ class ServeProcess:
                 self.proc.wait(10)
 
 
-async def read_subject(names: BusNames, site: str) -> list[BusMessage]:
+async def read_subject(names: BusNames, site: str, url: str = NATS_URL) -> list[BusMessage]:
     """Every message of the site's subject so far, in stream order."""
     import asyncio
 
-    nc = await connect(NATS_URL)
+    nc = await connect(url)
     log = EventLog(nc.jetstream(), names)
     last = await log.last_seq(site)
     got: list[BusMessage] = []
