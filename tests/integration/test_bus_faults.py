@@ -10,6 +10,7 @@ site's fence at the newest epoch any worker ran it at.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
@@ -20,5 +21,6 @@ def test_short_fault_campaign_is_valid(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("faults", BENCH)
     assert spec is not None and spec.loader is not None
     faults = importlib.util.module_from_spec(spec)
+    sys.modules["faults"] = faults  # its dataclasses look their module up
     spec.loader.exec_module(faults)
     assert faults.run(45.0, seed=26, keep=tmp_path / "campaign")
