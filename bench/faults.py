@@ -30,7 +30,7 @@ history and the stores:
 It prints the history's summary and the verdict (exit status 1 if it fails).
 ``tests/integration/test_bus_faults.py`` runs 45 s of it with a fixed seed.
 The cluster's pieces are the integration tests' (``tests/integration``: clusterkit,
-natskit and the many-sites test's sites and replay), not a copy.
+natskit, test_live_equivalence's replay), not a copy.
 """
 
 from __future__ import annotations
@@ -57,11 +57,18 @@ for _p in (ROOT / "tests", ROOT / "tests" / "integration"):
         sys.path.insert(0, str(_p))
 
 import httpx  # noqa: E402
-from clusterkit import ServeProcess, events_of, postgres_schema, read_subject  # noqa: E402
+from clusterkit import (  # noqa: E402
+    SITES,
+    ServeProcess,
+    events_of,
+    postgres_schema,
+    read_subject,
+    replayable,
+    site_args,
+    write_sites,
+)
 from natskit import NatsCluster, PrivateNats, unique_names, wait_for  # noqa: E402
 from sqlalchemy import select  # noqa: E402
-from test_bus_many_sites import SITES, _write_sites  # noqa: E402
-from test_bus_worker_kill import _replayable  # noqa: E402
 from test_live_equivalence import replay_lapses  # noqa: E402
 
 from coverwatch.bus import BusNames, Checkpoints, connect, open_bucket  # noqa: E402
@@ -131,7 +138,7 @@ class Cluster:
     def __init__(self, tmp: Path, db: str, names: BusNames, nats: NatsCluster,
                  paths: dict[str, Path]) -> None:
         first, *more = paths.values()
-        every_site = [a for p in more for a in ("--site", str(p))]
+        every_site = site_args(more)
         data = tmp / "data"
 
         def serve(role: str, name: str) -> ServeProcess:
@@ -318,7 +325,7 @@ def check(history: Campaign, cluster: Cluster, store: Store, names: BusNames,
             problems.append(f"{site}: stream and store differ ({len(missing)} stored event(s) "
                             f"not in the stream, {doubled} in it twice)")
         horizon = covers[site].live.horizon
-        on_time = [_replayable(r) for r in stored if r["t_us"] < horizon and not r["late"]]
+        on_time = [replayable(r) for r in stored if r["t_us"] < horizon and not r["late"]]
         (tmp / f"replay-{site}").mkdir(exist_ok=True)
         replayed = replay_lapses(paths[site], on_time, horizon - 1, tmp / f"replay-{site}")
         live = [lapse_record(lp) for lp in covers[site].live.lapses(include_open=True)]
@@ -352,7 +359,7 @@ def run(seconds: float, seed: int, keep: Path | None = None) -> bool:
     rng = random.Random(seed)
     tmp = keep or Path(tempfile.mkdtemp(prefix="cw-faults-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    paths = _write_sites(tmp)
+    paths = write_sites(tmp)
     names = unique_names()
     nats = NatsCluster(tmp / "nats").start()
     history = Campaign(seed)
