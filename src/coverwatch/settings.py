@@ -89,8 +89,11 @@ class Settings:
     def site_paths(self) -> tuple[Path, ...]:
         """Every site file of the deployment, the first one first."""
         return (self.site_path, *self.more_sites)
-    # Distributed mode (docs/scale.md): the NATS URL (None: one process, as always), this
-    # process's role (gateway, worker or all) and the prefix of the bus's names.
+    # Distributed mode (docs/scale.md): the NATS URL (None: one process, as always; several
+    # servers of one NATS cluster comma-separated), this process's role (gateway, worker or
+    # all), the prefix of the bus's names and the replicas of its stream and buckets (None:
+    # one when created, an existing stream's left alone; a number: created so and reconciled).
     bus_url: str | None = field(default=None, repr=False)
     role: str = "all"
     bus_prefix: str = "coverwatch"
+    bus_replicas: int | None = None

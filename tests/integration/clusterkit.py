@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,74 @@ from sqlalchemy.engine import make_url
 from coverwatch.bus import BusMessage, BusNames, EventLog, connect
 from coverwatch.storage import upgrade
 
-__all__ = ["POSTGRES_URL", "ServeProcess", "postgres_schema", "read_subject"]
+__all__ = [
+    "POSTGRES_URL",
+    "SITE",
+    "SITES",
+    "ServeProcess",
+    "events_of",
+    "postgres_schema",
+    "read_subject",
+    "replayable",
+    "site_args",
+    "write_sites",
+]
 
 POSTGRES_URL = os.environ.get(
     "COVERWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SRC = Path(__file__).resolve().parents[2] / "src"
+
+# Site id -> (its gate post, its officer): nothing shared, so an alert names its site.
+SITES = {"north-dock": ("north-gate", "N1"), "east-yard": ("east-gate", "E1"),
+         "west-quay": ("west-gate", "W1")}
+SITE = """\
+site: {site_id}
+name: {site_id} (fictional)
+origin: {{lat: 51.5, lon: -0.12}}
+stale_after_s: 30
+timezone: UTC
+flags: {{open-hours: true}}
+posts:
+  - id: {post}
+    at: [0, 0]
+    gate: true
+    rules:
+      - id: cover
+        need: 1
+        within_m: 25
+        grace_s: 10
+        when: open-hours
+escalation:
+  default:
+    - after_s: 0
+      notify: [supervisor]
+"""
+
+
+def site_args(paths: Iterable[Path]) -> list[str]:
+    """``--site P`` for each further site file of a `coverwatch serve`."""
+    return [a for p in paths for a in ("--site", str(p))]
+
+
+def write_sites(tmp: Path) -> dict[str, Path]:
+    """:data:`SITES` as site files in ``tmp``; their paths by site id."""
+    paths = {}
+    for site_id, (post, _) in SITES.items():
+        path = tmp / f"{site_id}.yaml"
+        path.write_text(SITE.format(site_id=site_id, post=post), encoding="utf-8")
+        paths[site_id] = path
+    return paths
+
+
+def replayable(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as the replay test's event (what test_live_equivalence sends)."""
+    e: dict[str, Any] = {"t": int(row["t_us"]), "kind": row["kind"]}
+    if row["kind"] == "fix":
+        e |= {"officer": row["officer"], "x": row["x"], "y": row["y"],
+              "accuracy_m": row["accuracy"]}
+    elif row["kind"] == "duty":
+        e |= {"officer": row["officer"], "on": bool(row["on"])}
+    return e
 
 
 @contextlib.contextmanager
@@ -94,8 +157,18 @@ class ServeProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT…) to the server if it is running."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(30)
@@ -104,11 +177,11 @@ class ServeProcess:
                 self.proc.wait(10)
 
 
-async def read_subject(names: BusNames, site: str) -> list[BusMessage]:
+async def read_subject(names: BusNames, site: str, url: str = NATS_URL) -> list[BusMessage]:
     """Every message of the site's subject so far, in stream order."""
     import asyncio
 
-    nc = await connect(NATS_URL)
+    nc = await connect(url)
     log = EventLog(nc.jetstream(), names)
     last = await log.last_seq(site)
     got: list[BusMessage] = []

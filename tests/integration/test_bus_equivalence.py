@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from clusterkit import ServeProcess, postgres_schema
+from clusterkit import replayable as _replayable
 from natskit import NATS_URL, cleanup, need_nats, unique_names, wait_for
 from test_bus_outbox import _owner
-from test_bus_worker_kill import _replayable
 from test_live_equivalence import replay_lapses
 
 from coverwatch.bus import BusNames, Checkpoints, connect, open_bucket

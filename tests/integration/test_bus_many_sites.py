@@ -24,9 +24,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import orjson
-from clusterkit import ServeProcess, events_of, postgres_schema, read_subject
+from clusterkit import (
+    SITES,
+    ServeProcess,
+    events_of,
+    postgres_schema,
+    read_subject,
+    site_args,
+)
+from clusterkit import replayable as _replayable
+from clusterkit import write_sites as _write_sites
 from natskit import NATS_URL, cleanup, need_nats, unique_names, wait_for
-from test_bus_worker_kill import _replayable
 from test_live_equivalence import replay_lapses
 
 from coverwatch.bus import BusNames, Checkpoints, connect, open_bucket
@@ -41,45 +49,11 @@ from coverwatch.storage.sites import key_for_site, site_store
 if TYPE_CHECKING:
     from coverwatch.server.unit import SiteUnit
 
-# Site id -> (its gate post, its officer): nothing shared, so an alert names its site.
-SITES = {"north-dock": ("north-gate", "N1"), "east-yard": ("east-gate", "E1"),
-         "west-quay": ("west-gate", "W1")}
-SITE = """\
-site: {site_id}
-name: {site_id} (fictional)
-origin: {{lat: 51.5, lon: -0.12}}
-stale_after_s: 30
-timezone: UTC
-flags: {{open-hours: true}}
-posts:
-  - id: {post}
-    at: [0, 0]
-    gate: true
-    rules:
-      - id: cover
-        need: 1
-        within_m: 25
-        grace_s: 10
-        when: open-hours
-escalation:
-  default:
-    - after_s: 0
-      notify: [supervisor]
-"""
 # (seconds from the start, at the gate?), as in test_bus_worker_kill: the grace is 10 s.
 PLAN = [(0, True), (6, False), (22, True), (28, False), (46, True), (52, False),
         (57, True), (62, None)]
 KILL_AT_S = 33  # inside the second lapse, before its alert
 TAKEOVER_S = 15
-
-
-def _write_sites(tmp: Path) -> dict[str, Path]:
-    paths = {}
-    for site_id, (post, _) in SITES.items():
-        path = tmp / f"{site_id}.yaml"
-        path.write_text(SITE.format(site_id=site_id, post=post), encoding="utf-8")
-        paths[site_id] = path
-    return paths
 
 
 async def _leases(names: BusNames) -> tuple[dict[str, str], set[str]]:
@@ -114,7 +88,7 @@ def test_two_workers_share_three_sites_and_a_killed_ones_are_taken_over(
     names = unique_names()
     paths = _write_sites(tmp_path)
     first, *more = paths.values()
-    every_site = [a for p in more for a in ("--site", str(p))]
+    every_site = site_args(more)
     data = tmp_path / "data"
     procs: list[ServeProcess] = []
     try:

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import orjson
 from clusterkit import ServeProcess, postgres_schema
+from clusterkit import replayable as _replayable
 from natskit import NATS_URL, PrivateNats, cleanup, need_nats, unique_names, wait_for
 from sqlalchemy import text
-from test_bus_worker_kill import _replayable
 from test_live_equivalence import replay_lapses
 
 from coverwatch.bus import BusNames, Checkpoints, connect, open_bucket

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 from clusterkit import ServeProcess, postgres_schema
+from clusterkit import replayable as _replayable
 from natskit import NATS_URL, cleanup, need_nats, unique_names, wait_for
 from test_live_equivalence import replay_lapses
 
@@ -51,17 +51,6 @@ async def _owner(names: BusNames, site: str) -> str | None:
         return None
     finally:
         await nc.close()
-
-
-def _replayable(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as the replay test's event (what test_live_equivalence sends)."""
-    e: dict[str, Any] = {"t": int(row["t_us"]), "kind": row["kind"]}
-    if row["kind"] == "fix":
-        e |= {"officer": row["officer"], "x": row["x"], "y": row["y"],
-              "accuracy_m": row["accuracy"]}
-    elif row["kind"] == "duty":
-        e |= {"officer": row["officer"], "on": bool(row["on"])}
-    return e
 
 
 def test_a_killed_worker_is_taken_over_and_alerts_equal_replay(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coverwatch.bus import BusMessage, BusNames, EventTally
+from coverwatch.bus import BusMessage, BusNames, EventTally, server_urls
 from coverwatch.bus.checkpoints import _decode, _encode
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import load_site
@@ -343,3 +343,12 @@ def test_the_owners_watermark_is_the_single_process_device_watermark() -> None:
     again = BusCover(site, secret=secret, state=cover.snapshot())
     assert again.watermark(now) == now - 6 * US_PER_S
     assert isinstance(again.devices, DeviceClock)
+
+
+def test_server_urls_takes_one_url_or_a_cluster_list() -> None:
+    assert server_urls("nats://a:4222") == ["nats://a:4222"]
+    assert server_urls("nats://a:4222, nats://b:4222,") == ["nats://a:4222", "nats://b:4222"]
+    assert server_urls(["nats://a:1,nats://b:2", "nats://c:3"]) == [
+        "nats://a:1", "nats://b:2", "nats://c:3"]
+    with pytest.raises(ValueError, match="no NATS URL"):
+        server_urls(" , ")

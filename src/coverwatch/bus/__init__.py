@@ -22,7 +22,15 @@ from coverwatch.bus.leases import (
     open_bucket,
     watch_for_orphans,
 )
-from coverwatch.bus.log import BusMessage, BusNames, EventLog, Published, connect
+from coverwatch.bus.log import (
+    BusMessage,
+    BusNames,
+    EventLog,
+    Published,
+    connect,
+    reconcile_replicas,
+    server_urls,
+)
 from coverwatch.bus.worker import LeaseKeeper, OutputSink, SiteRun, Worker, WorkerSettings
 
 __all__ = [
@@ -47,5 +55,7 @@ __all__ = [
     "balanced_moves",
     "connect",
     "open_bucket",
+    "reconcile_replicas",
+    "server_urls",
     "watch_for_orphans",
 ]

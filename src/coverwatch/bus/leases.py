@@ -33,6 +33,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from coverwatch.bus.log import reconcile_replicas
+
 __all__ = [
     "DeadmanCheck",
     "Holder",
@@ -50,16 +52,18 @@ SITE = "site."
 WORKER = "worker."
 
 
-async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1,
+async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int | None = None,
                       history: int = 1, max_value_size: int | None = None) -> KeyValue:
-    """The KV bucket, created if missing."""
+    """The KV bucket, created if missing; ``replicas`` as for :class:`EventLog`."""
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except BucketNotFoundError:
         return await js.create_key_value(api.KeyValueConfig(
-            bucket=bucket, history=history, replicas=replicas,
+            bucket=bucket, history=history, replicas=replicas or 1,
             storage=api.StorageType.FILE, max_value_size=max_value_size,
         ))
+    await reconcile_replicas(js, f"KV_{bucket}", replicas)
+    return kv
 
 
 def rank(worker: str, site: str) -> int:

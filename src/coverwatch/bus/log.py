@@ -19,6 +19,7 @@ switches at the same point of the stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,11 @@ __all__ = [
     "Published",
     "connect",
     "decode",
+    "reconcile_replicas",
+    "server_urls",
 ]
+
+log = logging.getLogger("coverwatch.bus")
 
 _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # Site ids are checked by the site file (lower-case words and hyphens); these
@@ -129,43 +134,76 @@ def decode(names: BusNames, msg: Msg) -> BusMessage:
     )
 
 
-async def connect(url: str, *, name: str = "coverwatch", **options: Any) -> Client:
-    """A NATS connection that keeps reconnecting (a NATS restart is an outage, not an end)."""
+def server_urls(url: str | Sequence[str]) -> list[str]:
+    """The NATS servers of ``url``: one URL, a comma-separated list, or a sequence of them."""
+    parts = [url] if isinstance(url, str) else list(url)
+    urls = [u.strip() for part in parts for u in part.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("no NATS URL given")
+    return urls
+
+
+async def connect(url: str | Sequence[str], *, name: str = "coverwatch",
+                  **options: Any) -> Client:
+    """A NATS connection that keeps reconnecting (a NATS restart is an outage, not an end).
+
+    ``url`` may list several servers of one NATS cluster (comma-separated): the client
+    connects to any of them and moves to another when its server dies.
+    """
     return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        server_urls(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
         connect_timeout=3, **options,
     )
+
+
+async def reconcile_replicas(js: JetStreamContext, stream: str,
+                             replicas: int | None) -> api.StreamInfo:
+    """Scale an existing stream (or a KV bucket's ``KV_<bucket>``) to ``replicas``.
+
+    None leaves it as it is. JetStream moves the data itself; on a server that is
+    not clustered, more than one replica is refused with NATS's own error.
+    """
+    info = await js.stream_info(stream)
+    have = info.config.num_replicas or 1
+    if replicas is None or have == replicas:
+        return info
+    log.info("stream %s: %d replica(s) -> %d", stream, have, replicas)
+    return await js.update_stream(info.config.evolve(num_replicas=replicas))
 
 
 class EventLog:
     """The ``<prefix>-events`` stream: publish accepted events, read a site in order."""
 
     def __init__(
-        self, js: JetStreamContext, names: BusNames | None = None, *, replicas: int = 1,
+        self, js: JetStreamContext, names: BusNames | None = None, *,
+        replicas: int | None = None,
         duplicate_window_s: float = 600.0, max_age_s: float | None = 6 * 3600.0,
     ) -> None:
         self.js = js
         self.names = names or BusNames()
+        # None: created with one replica, an existing stream's count left alone; a number
+        # is the deployment's (``--bus-replicas``): created so, and an existing stream scaled.
         self.replicas = replicas
         self.duplicate_window_s = duplicate_window_s
         # The stream need only reach back past the oldest checkpoint; history is in PostgreSQL.
         self.max_age_s = max_age_s
 
     async def ensure(self) -> api.StreamInfo:
-        """Create the stream if missing (file storage, the configured replicas and window)."""
+        """Create the stream if missing (file storage, the configured replicas and window);
+        bring an existing stream's number of replicas to the configured one."""
         config = api.StreamConfig(
             name=self.names.stream,
             description="coverwatch: events, watermarks, rule changes; a subject per site",
             subjects=[self.names.subjects],
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
-            num_replicas=self.replicas,
+            num_replicas=self.replicas or 1,
             duplicate_window=self.duplicate_window_s,
             max_age=self.max_age_s,
             discard=api.DiscardPolicy.OLD,
         )
         try:
-            return await self.js.stream_info(self.names.stream)
+            return await reconcile_replicas(self.js, self.names.stream, self.replicas)
         except NotFoundError:
             return await self.js.add_stream(config)
 

@@ -56,7 +56,8 @@ class WorkerSettings:
     deadman_s: float = 15.0  # a site unowned this long is reported
     batch_max: int = 20_000
     take_per_round: int = 16  # sites started together in one round
-    replicas: int = 1  # of the stream and buckets (3 on a three-node cluster)
+    # Of the stream and buckets (3 on a three-node cluster); None: as they are (R1 if new).
+    replicas: int | None = None
     handover_s: float = 2.0  # at shutdown, the longest wait for a site's last checkpoint
 
 

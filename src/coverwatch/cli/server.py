@@ -81,11 +81,17 @@ def serve(
         "notification URL (repeatable).")] = None,
     bus: Annotated[str | None, typer.Option(
         "--bus", envvar="COVERWATCH_BUS", help="Distributed mode: the NATS URL, e.g. "
-        "nats://127.0.0.1:4222 (needs PostgreSQL in --db; docs/scale.md).")] = None,
+        "nats://127.0.0.1:4222, or the servers of a NATS cluster comma-separated (needs "
+        "PostgreSQL in --db; docs/scale.md).")] = None,
     role: Annotated[str, typer.Option(
         help="With --bus: gateway (ingest), worker (evaluate) or all.")] = "all",
     bus_prefix: Annotated[str, typer.Option(
         help="With --bus: the prefix of the stream's and buckets' names.")] = "coverwatch",
+    bus_replicas: Annotated[int | None, typer.Option(
+        "--bus-replicas", envvar="COVERWATCH_BUS_REPLICAS", min=1, max=5,
+        help="With --bus: replicas of the stream and buckets (3 on a three-node NATS "
+             "cluster); an existing stream is scaled to it. Default: left as it is (1 if "
+             "new).")] = None,
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -114,7 +120,7 @@ def serve(
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         secure_cookies=secure_cookies, max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
-        bus_url=bus, role=role, bus_prefix=bus_prefix,
+        bus_url=bus, role=role, bus_prefix=bus_prefix, bus_replicas=bus_replicas,
     )
     from coverwatch.reports.schedule import check_schedule
 

@@ -129,10 +129,11 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
     assert settings.bus_url is not None
     names = BusNames(settings.bus_prefix)
     nc = await connect(settings.bus_url, name=f"coverwatch-{settings.role}")
-    event_log = EventLog(nc.jetstream(), names)
+    event_log = EventLog(nc.jetstream(), names, replicas=settings.bus_replicas)
     await event_log.ensure()
     dist = Distributed(nc, {})
-    checkpoints = Checkpoints(await open_bucket(nc.jetstream(), names.checkpoints))
+    checkpoints = Checkpoints(await open_bucket(nc.jetstream(), names.checkpoints,
+                                                replicas=settings.bus_replicas))
     try:
         secret: bytes | None = checkpoint_secret(first)
     except RuntimeError as e:  # the views stay empty; the workers refuse to start anyway

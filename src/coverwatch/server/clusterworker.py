@@ -112,7 +112,8 @@ class ClusterWorker:
             nc, sites=lambda: list(sites), factory=self._evaluator, names=names,
             sink=self._sink, settings=settings or WorkerSettings(
                 lateness_s=svc.settings.lateness_s,
-                max_lateness_s=svc.settings.max_lateness_s),
+                max_lateness_s=svc.settings.max_lateness_s,
+                replicas=svc.settings.bus_replicas),
             on_orphan=orphaned, on_owned=owned, on_run=self._on_run,
             lease_url=svc.settings.bus_url, before_watermarks=self._relay,
         )

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, tuple_, update
+from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from coverwatch.errors import CoverwatchError
@@ -140,7 +140,11 @@ def check(conn: Connection, site: str) -> None:
         return
     query = select(bus_fences.c.epoch).where(bus_fences.c.site == site)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
+        # The epoch is also left in the transaction (``coverwatch.fence_epoch``) for triggers
+        # that audit the fence (bench/faults.py), in the same round trip.
+        query = select(bus_fences.c.epoch, func.set_config(
+            "coverwatch.fence_epoch", str(fence[1]), True)).where(
+            bus_fences.c.site == site).with_for_update(read=True, of=bus_fences)
     held = conn.execute(query).scalar()
     if held is None or int(held) != fence[1]:
         raise Fenced(f"site {site}: write by lease epoch {fence[1]} refused, "
