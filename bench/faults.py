@@ -82,7 +82,7 @@ from coverwatch.storage.sites import key_for_site, site_store  # noqa: E402
 from coverwatch.storage.tables import bus_fences  # noqa: E402
 
 if TYPE_CHECKING:
-    from coverwatch.server.services import Services
+    from coverwatch.server.unit import SiteUnit
 
 __all__ = ["Campaign", "main", "run"]
 
@@ -257,7 +257,7 @@ def _t_us(text: str) -> int:
 
 def _final_covers(url: str, names: BusNames, paths: dict[str, Path], store: Store,
                   end_us: int, timeout: float) -> dict[str, BusCover] | None:
-    secret = checkpoint_secret(cast("Services", SimpleNamespace(store=store)))
+    secret = checkpoint_secret(cast("SiteUnit", SimpleNamespace(store=store)))
 
     async def covers() -> dict[str, BusCover] | None:
         nc = await connect(url)
