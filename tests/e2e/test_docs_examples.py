@@ -306,6 +306,7 @@ FILLED: dict[str, list[str]] = {
         f"coverwatch serve --site site.yaml --db {PG} --bus {NATS} --role {role}"
         for role in ("gateway", "worker", "all")],
     "coverwatch db upgrade --db URL": [f"coverwatch db upgrade --db {PG}"],
+    "coverwatch check --strict": ["coverwatch check --strict examples/yard/site.yaml"],
     "coverwatch help [COMMAND]": ["coverwatch help", "coverwatch help check"],
     "coverwatch devices enrol NAME --officer X --public-url URL --qr phone.svg": [
         "coverwatch devices enrol phone-b2 --officer B2 --public-url https://cover.example.org "
@@ -403,6 +404,13 @@ FILLED: dict[str, list[str]] = {
         '--reason "Service gate closed for works, written order 17"'],
     "COVERWATCH_PASSWORD='…' coverwatch users add alice --roles supervisor": [
         f"COVERWATCH_PASSWORD='{PASSWORD}' coverwatch users add alice --roles supervisor"],
+    # phone-a1 was added just above: enrol is the other way to give a device its token
+    "coverwatch devices enrol phone-a1 --officer A1 --public-url https://cover.example.org "
+    "--qr phone-a1.svg": [
+        "coverwatch devices enrol phone-a2 --officer A2 --public-url https://cover.example.org "
+        "--qr phone-a2.svg"],
+    # docs/security.md
+    "coverwatch serve --secure-cookies": ["coverwatch serve --site site.yaml --secure-cookies"],
     # docs/sites.md
     "coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db postgresql://…": [
         f"coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db {PG}"],
