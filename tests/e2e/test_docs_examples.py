@@ -318,8 +318,10 @@ FILLED: dict[str, list[str]] = {
         SERVED, "coverwatch evidence export --since 2020-01-01T00:00:00Z "
         "--until 2099-01-01T00:00:00Z --out pack.zip"],
     "coverwatch records daily|time-in-area": [
-        "coverwatch records daily --date 2026-03-22", "coverwatch records time-in-area "
-        "--since 2026-03-22T00:00:00Z --until 2026-03-23T00:00:00Z"],
+        "coverwatch records daily --date 2026-03-22 --out day.pdf",
+        "coverwatch records daily --date 2026-03-22 --out day.csv",
+        "coverwatch records time-in-area --since 2026-03-22T00:00:00Z "
+        "--until 2026-03-23T00:00:00Z --out area.csv"],
     "coverwatch roster import": ["coverwatch roster import roster.csv --site site.yaml"],
     "coverwatch qualifications import": ["coverwatch qualifications import quals.csv"],
     "coverwatch events import": [
@@ -411,6 +413,8 @@ FILLED: dict[str, list[str]] = {
         "--qr phone-a2.svg"],
     # docs/security.md
     "coverwatch serve --secure-cookies": ["coverwatch serve --site site.yaml --secure-cookies"],
+    "coverwatch users set sam --add-notify 'tgram://BOT_TOKEN/CHAT_ID'": [
+        "coverwatch users set sam --add-notify 'tgram://123456789:fictional-bot-token/4242'"],
     # docs/sites.md
     "coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db postgresql://…": [
         f"coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db {PG}"],
