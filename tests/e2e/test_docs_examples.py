@@ -422,6 +422,8 @@ FILLED: dict[str, list[str]] = {
 # Shown, but not run by a test, and why.
 NOT_RUN: dict[str, str] = {
     "make test": "it is this test suite",
+    "coverwatch devices add/enrol": "it names `devices add` and `devices enrol`, each run from "
+                                    "its own line of server.md",
     "coverwatch audit head --tsa-url URL": "it needs an RFC 3161 time-stamping service; "
         "tests/integration/test_head_timestamps.py runs it against a local openssl TSA",
     "coverwatch audit verify --tsa-ca CA.pem": "it needs a time-stamping authority's CA and "
