@@ -25,10 +25,13 @@ cluster: $(STAMP)
 	$(BIN)/coverwatch check examples/quay/site.yaml
 	$(BIN)/python -m coverwatch.cli.cluster --sites 20
 
+# Four pytest workers on two cores: most tests wait on sockets, subprocesses and browsers.
+# --dist loadfile keeps each file on one worker (its module fixtures start once, its tests
+# keep their order); every test names its own ports, schemas, bus prefixes and topics.
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py

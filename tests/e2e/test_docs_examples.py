@@ -280,3 +280,393 @@ def test_the_readme_phone_counts_on_the_example_yard(yard: Kit) -> None:
     assert reading["used_as_fix"] is True, reading
     fixes = [e for e in yard.svc.store.events_since(0, limit=10) if e["kind"] == "fix"]
     assert len(fixes) == 1 and abs(fixes[0]["x"]) < 0.01 and abs(fixes[0]["y"]) < 0.01
+
+
+# -- every command the documents show, run ----------------------------------------------------
+#
+# Each `coverwatch` line of README.md and docs/*.md (code blocks and inline) is run, in document
+# order, in a directory laid out as a reader's would be (the example sites, a GPX track, the
+# site files the documents name). A line with placeholders (SITE, URL, […], …, a|b) is run as
+# FILLED says, with the demo's fictional sites; a line that only names a command (`coverwatch
+# check`) counts as run when another run's words contain its words; the few that cannot run in
+# a test are in NOT_RUN with the reason. A new line that fits none of these fails the test.
+
+PASSWORD = "a long enough password"
+PG, NATS, PORT = "{pg}", "{nats}", "{port}"
+# A no-op that has the test start `coverwatch serve --site site.yaml` in the reader's directory
+# first (on {port}): some commands read what a server has stored (the site version in force).
+SERVED = f": a server runs on port {PORT}"
+# Placeholders filled in with the demo's fictional sites (one line may become several runs).
+FILLED: dict[str, list[str]] = {
+    # README
+    ".venv/bin/coverwatch serve --site site.yaml --db postgresql://user@host/db --mqtt "
+    "mqtt://127.0.0.1:1883": [f".venv/bin/coverwatch serve --site site.yaml --db {PG} "
+                              "--mqtt mqtt://127.0.0.1:1883"],
+    "coverwatch serve --bus … --role gateway|worker|all": [
+        f"coverwatch serve --site site.yaml --db {PG} --bus {NATS} --role {role}"
+        for role in ("gateway", "worker", "all")],
+    "coverwatch db upgrade --db URL": [f"coverwatch db upgrade --db {PG}"],
+    "coverwatch check --strict": ["coverwatch check --strict examples/yard/site.yaml"],
+    "coverwatch help [COMMAND]": ["coverwatch help", "coverwatch help check"],
+    "coverwatch devices enrol NAME --officer X --public-url URL --qr phone.svg": [
+        "coverwatch devices enrol phone-b2 --officer B2 --public-url https://cover.example.org "
+        "--qr phone.svg"],
+    "coverwatch audit verify --anchors FILE": [
+        "coverwatch audit anchor --out anchors.jsonl", "coverwatch audit verify --anchors "
+        "anchors.jsonl"],
+    "coverwatch evidence export --since T --until T --out pack.zip": [
+        SERVED, "coverwatch evidence export --since 2020-01-01T00:00:00Z "
+        "--until 2099-01-01T00:00:00Z --out pack.zip"],
+    "coverwatch records daily|time-in-area": [
+        "coverwatch records daily --date 2026-03-22 --out day.pdf",
+        "coverwatch records daily --date 2026-03-22 --out day.csv",
+        "coverwatch records time-in-area --since 2026-03-22T00:00:00Z "
+        "--until 2026-03-23T00:00:00Z --out area.csv"],
+    "coverwatch roster import": ["coverwatch roster import roster.csv --site site.yaml"],
+    "coverwatch qualifications import": ["coverwatch qualifications import quals.csv"],
+    "coverwatch events import": [
+        "coverwatch events import patrol.gpx --site site.yaml --data-dir data "
+        "--capability armed"],
+    "coverwatch site import-geojson": [
+        "coverwatch site import-geojson examples/quay/site.geojson --out quay.yaml"],
+    "coverwatch export": [
+        "coverwatch export --site site.yaml --since 2020-01-01T00:00:00Z "
+        "--until 2099-01-01T00:00:00Z --format csv --out fixes.csv"],
+    "coverwatch site apply": [
+        "coverwatch users add chief --roles admin",
+        f"coverwatch site apply new-site.yaml --server http://127.0.0.1:{PORT} --user chief "
+        "--reason 'Service gate closed for works, written order 17'"],
+    "coverwatch retention": ["coverwatch retention purge"],
+    # docs/evidence.md
+    "coverwatch audit anchor --out FILE": ["coverwatch audit anchor --out anchors.jsonl"],
+    "coverwatch audit verify --anchors FILE [--public-key PEM]": [
+        "coverwatch audit keys > site-key.pem",
+        "coverwatch audit verify --anchors anchors.jsonl",
+        "coverwatch audit verify --anchors anchors.jsonl --public-key site-key.pem"],
+    "coverwatch evidence export --since T --until T [--post P] --out pack.zip [--db|--data-dir]": [
+        SERVED, "coverwatch evidence export --since 2020-01-01T00:00:00Z "
+        "--until 2099-01-01T00:00:00Z --out pack.zip --data-dir data",
+        "coverwatch evidence export --since 2020-01-01T00:00:00Z --until 2099-01-01T00:00:00Z "
+        "--post main-gate --out pack.zip"],
+    "coverwatch audit head [--out FILE]": ["coverwatch audit head", "coverwatch audit head "
+                                           "--out heads.jsonl"],
+    "coverwatch evidence verify pack.zip [--public-key PEM]": [
+        "coverwatch evidence verify pack.zip",
+        "coverwatch evidence verify pack.zip --public-key site-key.pem"],
+    'coverwatch retention hold --since T --until T --reason "inquest ref"': [
+        "coverwatch retention hold --since 2026-03-01T00:00:00Z --until 2026-03-02T00:00:00Z "
+        '--reason "inquest ref"'],
+    "coverwatch retention release ID": ["coverwatch retention release 1"],
+    # docs/interop.md
+    "TOKEN=$(coverwatch devices add alice-phone --officer A7 --data-dir data)": [
+        "TOKEN=$(coverwatch devices add alice-phone --officer A7 --data-dir data) "
+        '&& test -n "$TOKEN"'],
+    "coverwatch export --site SITE --since T --until T --format geojson|gpx|csv [--out FILE] "
+    "[--db URL | --data-dir DIR]": [
+        f"coverwatch export --site site.yaml --since 2020-01-01T00:00:00Z "
+        f"--until 2099-01-01T00:00:00Z --format {f} --out fixes.{f} --data-dir data"
+        for f in ("geojson", "gpx", "csv")] + [
+        f"coverwatch db upgrade --db {PG}",
+        f"coverwatch export --site site.yaml --since 2020-01-01T00:00:00Z "
+        f"--until 2099-01-01T00:00:00Z --format csv --db {PG}"],
+    "coverwatch --site _deployment audit verify": [
+        "coverwatch --site _deployment audit anchor --out deployment-anchors.jsonl",
+        "coverwatch --site _deployment audit verify --anchors deployment-anchors.jsonl"],
+    # docs/orders.md
+    "coverwatch orders SITE [--format markdown|html] [--out FILE]": [
+        "coverwatch orders site.yaml", "coverwatch orders site.yaml --format markdown",
+        "coverwatch orders site.yaml --format html --out orders.html"],
+    "coverwatch --site ID qualifications import": [
+        "coverwatch --site harbour-yard qualifications import quals.csv"],
+    # docs/planning.md
+    "coverwatch plan check SITE PLAN --report out/ --at 2026-03-22T13:20:00Z": [
+        "coverwatch plan check examples/yard/site.yaml examples/yard/plan-fixed.yaml "
+        "--report out/ --at 2026-03-22T13:20:00Z"],
+    "coverwatch orders SITE --patrol-plan DAY.yaml [--format html]": [
+        "coverwatch orders examples/yard/site.yaml --patrol-plan day.yaml",
+        "coverwatch orders examples/yard/site.yaml --patrol-plan day.yaml --format html"],
+    # docs/scale.md
+    "coverwatch db upgrade --db postgresql://…/coverwatch": [f"coverwatch db upgrade --db {PG}"],
+    "coverwatch serve --site a.yaml --site b.yaml … --db postgresql://…/coverwatch --bus "
+    "nats://127.0.0.1:4222 --role gateway|worker|all [--bus-prefix coverwatch]": [
+        f"coverwatch serve --site a.yaml --site b.yaml --db {PG} --bus {NATS} --role {role}"
+        for role in ("gateway", "worker", "all")],
+    # docs/server.md
+    "coverwatch replay --until <horizon − 1 µs>": [
+        "coverwatch replay examples/yard/site.yaml examples/yard/roving-patrol.jsonl "
+        "--until 2026-03-22T13:00:00Z"],
+    "coverwatch mqtt acl --site north.yaml --site south.yaml --passwd "
+    "/etc/mosquitto/coverwatch.passwd --acl /etc/mosquitto/coverwatch.acl": [
+        "coverwatch mqtt acl --site north.yaml --site south.yaml --passwd mosquitto/coverwatch."
+        "passwd --acl mosquitto/coverwatch.acl"],
+    "COVERWATCH_PASSWORD=… coverwatch site apply new-site.yaml --server http://127.0.0.1:8000 "
+    '--user chief --reason "Service gate closed for works, written order 17"': [
+        "coverwatch users add chief --roles admin",
+        f"coverwatch site apply new-site.yaml --server http://127.0.0.1:{PORT} --user chief "
+        '--reason "Service gate closed for works, written order 17"'],
+    "COVERWATCH_PASSWORD='…' coverwatch users add alice --roles supervisor": [
+        f"COVERWATCH_PASSWORD='{PASSWORD}' coverwatch users add alice --roles supervisor"],
+    # phone-a1 was added just above: enrol is the other way to give a device its token
+    "coverwatch devices enrol phone-a1 --officer A1 --public-url https://cover.example.org "
+    "--qr phone-a1.svg": [
+        "coverwatch devices enrol phone-a2 --officer A2 --public-url https://cover.example.org "
+        "--qr phone-a2.svg"],
+    # docs/security.md
+    "coverwatch serve --secure-cookies": ["coverwatch serve --site site.yaml --secure-cookies"],
+    "coverwatch users set sam --add-notify 'tgram://BOT_TOKEN/CHAT_ID'": [
+        "coverwatch users set sam --add-notify 'tgram://123456789:fictional-bot-token/4242'"],
+    # docs/sites.md
+    "coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db postgresql://…": [
+        f"coverwatch serve --site sites/yard.yaml --site sites/quay.yaml --db {PG}"],
+}
+# Shown, but not run by a test, and why.
+NOT_RUN: dict[str, str] = {
+    "make test": "it is this test suite",
+    "coverwatch devices add/enrol": "it names `devices add` and `devices enrol`, each run from "
+                                    "its own line of server.md",
+    "coverwatch audit head --tsa-url URL": "it needs an RFC 3161 time-stamping service; "
+        "tests/integration/test_head_timestamps.py runs it against a local openssl TSA",
+    "coverwatch audit verify --tsa-ca CA.pem": "it needs a time-stamping authority's CA and "
+        "replies; tests/integration/test_head_timestamps.py runs it with a local openssl TSA",
+    "make demo": "it runs `coverwatch check` on both example sites and `coverwatch demo` with "
+                 "both, which test_pages_layout.py runs (and this test, for `coverwatch demo`)",
+    "make cluster": "it runs `coverwatch check` and `python -m coverwatch.cli.cluster` for good "
+                    "on the machine's NATS; tests/integration/test_bus_operations.py runs the "
+                    "same runner with a private prefix",
+}
+
+_PLACEHOLDER = re.compile(r"…|^[<\[]|[\]>]$|\||^[A-Z]+(\.[a-z]+)?$")
+_SERVERS = re.compile(r"coverwatch (?:--site \S+ )?(serve|demo)\b")
+
+
+def _key(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _shown() -> list[tuple[str, str]]:
+    """(document, line) of every `coverwatch` line the documents show, in document order,
+    plus the README's `make` lines."""
+    out = [(where.split(": ", 1)[0], _key(where.split(": ", 1)[1]))
+           for where, _ in _documented_commands()]
+    out += [("README.md", _key(line.split(" #")[0])) for block in _blocks(README)
+            for line in block.splitlines() if line.startswith("make ")]
+    return out
+
+
+def _words(command: str) -> list[str]:
+    """The words after `coverwatch`, as the shell would split them (pipes and $(…) cut)."""
+    found = re.search(r"(?:^|[\s(])(?:\.venv/bin/)?coverwatch (.*)$", command)
+    text = found.group(1).split("|")[0].split(")")[0] if found else command
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
+    it = iter(hay)
+    return all(word in it for word in needle)
+
+
+def _statuses() -> dict[str, int]:
+    """The exit status a document's comment promises a line ("# flagged: exit 1")."""
+    out = {}
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for raw in path.read_text("utf-8").splitlines():
+            line, _, comment = raw.partition("  #")
+            found = re.search(r"exit (\d)", comment)
+            if found and "coverwatch" in line:
+                out[_key(line)] = int(found.group(1))
+    return out
+
+
+def _plan() -> tuple[dict[str, list[str]], list[str]]:
+    """What each document runs (concrete commands, in order) and the lines left unhandled."""
+    shown = _shown()
+    runs: dict[str, list[str]] = {}
+    for doc, line in shown:
+        if line in NOT_RUN:
+            continue
+        concrete = FILLED.get(line)
+        if concrete is None and not any(_PLACEHOLDER.search(w) for w in _words(line)):
+            status = _statuses().get(line)
+            concrete = [line if status is None else f"{line}  # exit {status}"]
+        runs.setdefault(doc, []).extend(concrete or [])
+    ran = [_words(c) for cs in runs.values() for c in cs]
+    unhandled = []
+    for doc, line in shown:
+        if line in NOT_RUN or line in FILLED:
+            continue
+        needed = [w for w in _words(line) if not _PLACEHOLDER.search(w)]
+        if any(_PLACEHOLDER.search(w) for w in _words(line)):
+            if not any(_is_subsequence(needed, r) and r != needed for r in ran):
+                unhandled.append(f"{doc}: {line}")
+        elif any(_is_subsequence(needed, r) and r != needed for r in ran):
+            # a mention (`coverwatch check`): run in full elsewhere
+            runs[doc] = [c for c in runs[doc] if c.split("  #")[0] != line]
+    return runs, unhandled
+
+
+def test_every_shown_command_is_run_or_says_why_not() -> None:
+    runs, unhandled = _plan()
+    assert sum(len(r) for r in runs.values()) > 60
+    assert not unhandled, "fill these in FILLED or say in NOT_RUN why not:\n" + "\n".join(
+        unhandled)
+    assert all(reason.strip() for reason in NOT_RUN.values())
+    shown = {line for _, line in _shown()}
+    assert not set(FILLED) - shown, "FILLED names lines no document shows"
+    assert not set(NOT_RUN) - shown, "NOT_RUN names lines no document shows"
+
+
+def _layout(work: Path, doc: str) -> None:
+    """The files a reader of the documents has beside them."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples", work / "examples")
+    (work / ".venv" / "bin").mkdir(parents=True)
+    (work / ".venv" / "bin" / "coverwatch").symlink_to(SCRIPT)
+    yard = (ROOT / "examples" / "yard" / "site.yaml").read_text("utf-8")
+    quay = (ROOT / "examples" / "quay" / "site.yaml").read_text("utf-8")
+    (work / "sites").mkdir()
+    (work / "mosquitto").mkdir()
+    for name, text in {"site.yaml": GPX_SITE if doc == "interop.md" else yard,
+                       "new-site.yaml": yard.replace("grace_s: 60", "grace_s: 30", 1),
+                       "north.yaml": yard, "south.yaml": quay, "a.yaml": yard, "b.yaml": quay,
+                       "sites/yard.yaml": yard, "sites/quay.yaml": quay}.items():
+        (work / name).write_text(text)
+    (work / "patrol.gpx").write_text((SAMPLES / "patrol-several-segments.gpx").read_text())
+    (work / "roster.csv").write_text("officer,post,start,end\n"
+                                     "A1,service-gate,2026-03-22T06:00:00Z,2026-03-22T18:00:00Z\n")
+    (work / "quals.csv").write_text("officer,qualification,valid_until\nA1,armed,2099-01-31\n")
+    (work / "tsa-ca.pem").write_text("")
+
+
+def _fill(command: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        command = command.replace("{" + name + "}", value)
+    return command
+
+
+def _serve_briefly(command: str, work: Path, port: int) -> str:
+    """Start a documented `serve`/`demo` line on a free port, wait until it says where it
+    serves, stop it; what it printed."""
+    proc = subprocess.Popen(["bash", "-c", f"exec {command} --port {port}"], cwd=work,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        while f"http://127.0.0.1:{port}/" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert f"http://127.0.0.1:{port}/" in seen, f"{command}\n{seen}"
+    return seen
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A schema of this test's own in the test database (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("COVERWATCH_TEST_POSTGRES_URL",
+                         "postgresql://postgres@127.0.0.1:5432/test")
+    parsed = make_url(url)
+    admin = psycopg.connect(parsed.set(drivername="postgresql").render_as_string(
+        hide_password=False), autocommit=True)
+    schema = f"cw_docs_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+@pytest.fixture
+def bus_prefix() -> Iterator[str]:
+    """A NATS prefix of this test's own (its stream and buckets deleted afterwards)."""
+    import asyncio
+    import contextlib
+    import uuid
+
+    from coverwatch.bus import BusNames, connect
+
+    names = BusNames(f"cwt-{uuid.uuid4().hex[:10]}")
+    yield names.prefix
+
+    async def cleanup() -> None:
+        nc = await connect("nats://127.0.0.1:4222")
+        js = nc.jetstream()
+        for stream in (names.stream, f"KV_{names.leases}", f"KV_{names.checkpoints}"):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream)
+        await nc.close()
+
+    asyncio.run(cleanup())
+
+
+_DOCS = ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", [d for d in _DOCS if d in _plan()[0]])
+def test_the_commands_a_document_shows_run(doc: str, tmp_path: Path, postgres_url: str,
+                                           bus_prefix: str) -> None:
+    """Each command of the document, in order, in a reader's directory: it exits as the
+    document says (0 unless its comment says "exit N"); `serve` and `demo` lines start, say
+    where they serve, and are stopped."""
+    work = tmp_path
+    _layout(work, doc)
+    values = {"pg": postgres_url, "nats": f"nats://127.0.0.1:4222 --bus-prefix {bus_prefix}"}
+    server: subprocess.Popen[bytes] | None = None
+    env_password = {"COVERWATCH_PASSWORD": PASSWORD}
+    try:
+        for command in _plan()[0][doc]:
+            if PORT in command and server is None:
+                values["port"] = str(_free_port())
+                log = work / "server.log"
+                with log.open("w") as out:
+                    server = subprocess.Popen(
+                        ["bash", "-c", f"exec coverwatch serve --site site.yaml --port "
+                         f"{values['port']}"], cwd=work, env={**_env(), **env_password},
+                        stdout=out, stderr=subprocess.STDOUT)
+                deadline = time.monotonic() + 180
+                while ("control room:" not in log.read_text() and server.poll() is None
+                       and time.monotonic() < deadline):
+                    time.sleep(0.2)
+                assert "control room:" in log.read_text(), log.read_text()
+            line = _fill(command, values).split("  #")[0].strip()
+            status = re.search(r"exit (\d)", command)
+            if _SERVERS.search(line) and "--help" not in line:
+                _serve_briefly(line, work, _free_port())
+                continue
+            done = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work,
+                                  env={**_env(), **env_password}, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == (int(status.group(1)) if status else 0), (
+                f"{doc}: {line}\n{done.stdout}\n{done.stderr}")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
