@@ -387,10 +387,12 @@ FILLED: dict[str, list[str]] = {
         "coverwatch orders examples/yard/site.yaml --patrol-plan day.yaml --format html"],
     # docs/scale.md
     "coverwatch db upgrade --db postgresql://…/coverwatch": [f"coverwatch db upgrade --db {PG}"],
+    # The machine's NATS is one node: one replica here (three: tests/integration/test_bus_faults).
     "coverwatch serve --site a.yaml --site b.yaml … --db postgresql://…/coverwatch --bus "
-    "nats://127.0.0.1:4222 --role gateway|worker|all [--bus-prefix coverwatch]": [
-        f"coverwatch serve --site a.yaml --site b.yaml --db {PG} --bus {NATS} --role {role}"
-        for role in ("gateway", "worker", "all")],
+    "nats://127.0.0.1:4222 --role gateway|worker|all [--bus-prefix coverwatch] "
+    "[--bus-replicas 3]": [
+        f"coverwatch serve --site a.yaml --site b.yaml --db {PG} --bus {NATS} --role {role} "
+        "--bus-replicas 1" for role in ("gateway", "worker", "all")],
     # docs/server.md
     "coverwatch replay --until <horizon − 1 µs>": [
         "coverwatch replay examples/yard/site.yaml examples/yard/roving-patrol.jsonl "
@@ -430,6 +432,10 @@ NOT_RUN: dict[str, str] = {
         "replies; tests/integration/test_head_timestamps.py runs it with a local openssl TSA",
     "make demo": "it runs `coverwatch check` on both example sites and `coverwatch demo` with "
                  "both, which test_pages_layout.py runs (and this test, for `coverwatch demo`)",
+    "coverwatch serve --bus … --bus-replicas 3": "three replicas need three NATS nodes: "
+        "tests/integration/test_bus_faults.py runs it on three of its own (bench/faults.py)",
+    "coverwatch replay --pack PACK": "it needs an evidence pack: "
+        "tests/integration/test_standalone_verifier.py runs it on one the CLI makes",
     "make cluster": "it runs `coverwatch check` and `python -m coverwatch.cli.cluster` for good "
                     "on the machine's NATS; tests/integration/test_bus_operations.py runs the "
                     "same runner with a private prefix",
