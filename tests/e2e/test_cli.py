@@ -381,3 +381,15 @@ def test_unreadable_event_files_exit_2(tmp_path: Path, name: str) -> None:
     res = run("replay", SITE, path)
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert name in res.stderr
+
+
+def test_a_missing_pack_or_an_unreachable_tsa_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    missing = run("evidence", "verify", tmp_path / "missing.zip")
+    assert missing.returncode == 2 and "missing.zip" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # Port 9 (discard) on loopback refuses at once: no time-stamping authority there.
+    head = run("audit", "head", "--tsa-url", "http://127.0.0.1:9/tsa",
+               "--data-dir", tmp_path / "data")
+    assert head.returncode == 1 and "gave no time-stamp" in head.stderr
+    assert "Traceback" not in head.stderr
+    assert (tmp_path / "data" / "keys" / "tree-heads.jsonl").exists()  # the head is kept

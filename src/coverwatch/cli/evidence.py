@@ -203,9 +203,19 @@ def audit_head_cmd(
     finally:
         store.close()
     if tsa_url is not None:
-        from coverwatch.evidence.timestamps import timestamp_head
+        import httpx
 
-        timestamp_head(head, tsa_url, path)
+        from coverwatch.evidence.timestamps import timestamp_head
+        from coverwatch.notify.messages import redact_url
+
+        try:
+            timestamp_head(head, tsa_url, path)
+        except (httpx.HTTPError, ValueError) as e:  # the head is kept; only its stamp failed
+            Console(stderr=True).print(
+                f"[red]error[/red] the time-stamping authority at {redact_url(tsa_url)} gave no "
+                f"time-stamp ({type(e).__name__}: {e}); the tree head is written to {path}",
+                highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     Console().print(f"tree head of {head['site']}: {head['size']} leaves, root "
                     f"{head['root'][:16]}… ({head['key_id']}) to {path}", highlight=False)
 
@@ -294,7 +304,13 @@ def evidence_verify(
     from coverwatch.evidence.pack import verify_pack
 
     trusted = None if public_key is None else (_read_public(public_key),)
-    check = verify_pack(pack.read_bytes(), trusted)
+    try:
+        data = pack.read_bytes()
+    except OSError as e:
+        Console(stderr=True).print(f"[red]error[/red] {pack}: {e.strerror or e}",
+                                   highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    check = verify_pack(data, trusted)
     console = Console()
     if check.ok:
         for note in check.notes:
