@@ -285,6 +285,7 @@ class LiveCover:
         """Every officer seen so far, with duty, last fix age and the rules they are in."""
         out = []
         stale_us = round(self.site.stale_after_s * 1_000_000)
+        need_cap = {(p.id, r.id): r.capability for p, r in self.site.rules()}  # once for all
         for idx, name in enumerate(self.registry.names):
             if self._engine is None:
                 out.append(OfficerView(name, False, (), None, True, ()))
@@ -292,7 +293,6 @@ class LiveCover:
             on, caps = self._engine.officer_duty(idx)
             last = self._engine.officer_last_fix(idx)
             stale = last is None or last + stale_us <= self._engine.horizon
-            need_cap = {(p.id, r.id): r.capability for p, r in self.site.rules()}
             placed = () if stale or not on else tuple(self._engine.officer_rules(idx))
             rules = tuple(pr for pr in placed if need_cap[pr] is None or need_cap[pr] in caps)
             unqualified = tuple(pr for pr in placed if pr not in rules)
