@@ -116,3 +116,32 @@ def sideways_overflow(page: Any) -> int:
     """How many CSS pixels the page is wider than the window (0: no sideways scrolling)."""
     return int(page.evaluate(
         "() => Math.max(0, document.documentElement.scrollWidth - window.innerWidth)"))
+
+
+def crowd_events(t: str, cols: int, rows: int, dx: float, dy: float,
+                 lapsed: set[tuple[int, int]], *, armed: bool = False,
+                 accuracy_m: float | None = None, sos: tuple[str, ...] = ()
+                 ) -> list[dict[str, Any]]:
+    """Five officers per post of a ``grid_site``; at a lapsed post four of them are 60 m
+    away (one stays). ``armed``: the one who stays carries "armed"; ``sos``: these officers
+    press SOS where they stand."""
+    out: list[dict[str, Any]] = []
+    n = 0
+    for i in range(cols):
+        for j in range(rows):
+            for k in range(5):
+                n += 1
+                name = f"O{n:03d}"
+                away = (i, j) in lapsed and k > 0
+                x = i * dx + (60 if away else 3 * k - 6)
+                y = j * dy + (40 if away else 2 * k - 4)
+                duty: dict[str, Any] = {"t": t, "kind": "duty", "officer": name, "on": True}
+                if armed:
+                    duty["capabilities"] = ["armed"] if k == 0 else []
+                fix: dict[str, Any] = {"t": t, "kind": "fix", "officer": name, "x": x, "y": y}
+                if accuracy_m is not None:
+                    fix["accuracy_m"] = accuracy_m
+                if name in sos:
+                    fix["alarm"] = "sos"
+                out += [duty, fix]
+    return out

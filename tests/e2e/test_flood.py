@@ -48,6 +48,15 @@ def web() -> Iterator[HttpReceiver]:
         yield receiver
 
 
+def _reachable(kit: Kit, admin: Any, name: str, role: str, web: HttpReceiver) -> Any:
+    """A user of ``role`` whose contact is the test's web receiver (``/<name>``)."""
+    user = kit.user(name, role)
+    r = kit.request(admin, "PATCH", f"/api/v1/users/{name}",
+                    json={"contacts": [f"json://{web.base}/{name}"]})
+    assert r.status_code == 200, r.text
+    return user
+
+
 def _alerts(kit: Kit) -> list[dict[str, Any]]:
     r = kit.request(kit.user("watcher", "supervisor"), "GET", "/api/v1/alerts")
     assert r.status_code == 200, r.text
@@ -62,10 +71,7 @@ def test_outage_makes_one_incident_and_one_message_per_level_per_person(
     settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
     with running_server(settings) as kit:
         admin = kit.user("al", "admin")
-        kit.user("sam", "supervisor")
-        r = kit.request(admin, "PATCH", "/api/v1/users/sam",
-                        json={"contacts": [f"json://{web.base}/sam"]})
-        assert r.status_code == 200, r.text
+        _reachable(kit, admin, "sam", "supervisor", web)
         ingest = kit.api_token("gateway", "ingest")
         events = [e for i in range(POSTS) for e in (
             {"t": kit.clock.iso(), "kind": "duty", "officer": f"O{i:02d}", "on": True},
@@ -108,9 +114,7 @@ def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(
     settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
     with running_server(settings) as kit:
         admin = kit.user("al", "admin")
-        sam = kit.user("sam", "supervisor")
-        kit.request(admin, "PATCH", "/api/v1/users/sam",
-                    json={"contacts": [f"json://{web.base}/sam"]})
+        sam = _reachable(kit, admin, "sam", "supervisor", web)
         r = kit.request(sam, "POST", "/api/v1/posts/p03/shelve", json={"minutes": 30})
         assert r.status_code == 422, r.text
         r = kit.request(sam, "POST", "/api/v1/posts/p03/shelve",
@@ -155,9 +159,7 @@ def test_an_sos_message_says_where_in_words_and_the_level_as_on_screen(
     settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
     with running_server(settings) as kit:
         admin = kit.user("al", "admin")
-        kit.user("sam", "supervisor")
-        kit.request(admin, "PATCH", "/api/v1/users/sam",
-                    json={"contacts": [f"json://{web.base}/sam"]})
+        _reachable(kit, admin, "sam", "supervisor", web)
         kit.settle()
         phone, _ = kit.device("phone-lea", "lea")
         r = kit.post_events(phone, [
@@ -191,10 +193,8 @@ def test_an_sos_told_to_someone_raises_no_notification_failure_for_a_level_that_
     settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
     with running_server(settings) as kit:
         admin = kit.user("al", "admin")
-        kit.user("sam", "supervisor")
+        _reachable(kit, admin, "sam", "supervisor", web)
         kit.user("jo", "officer")
-        kit.request(admin, "PATCH", "/api/v1/users/sam",
-                    json={"contacts": [f"json://{web.base}/sam"]})
         kit.request(admin, "PATCH", "/api/v1/users/jo",
                     json={"contacts": [f"signed+http://{web.base}/refuse/jo"]})
         kit.settle()

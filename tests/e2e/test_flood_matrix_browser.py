@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from floodkit import (
     control_page,
+    crowd_events,
     grid_site,
     label_overlaps,
     serve_site,
@@ -35,30 +36,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site = grid_site("flood-matrix", "Flood Matrix Estate (fictional)", COLS, ROWS, DX, DY,
                      need=2)
     with serve_site(tmp_path_factory, "matrix", site) as url:
-        Sender(url).post(_events())
+        Sender(url).post(crowd_events(_now(), COLS, ROWS, DX, DY, LAPSED, accuracy_m=8, sos=SOS))
         yield url
-
-
-def _events() -> list[dict[str, Any]]:
-    """Five officers per post; at a lapsed post four of them are 60 m away. Four officers
-    press SOS where they stand."""
-    t = _now()
-    out: list[dict[str, Any]] = []
-    n = 0
-    for i in range(COLS):
-        for j in range(ROWS):
-            for k in range(5):
-                n += 1
-                name = f"O{n:03d}"
-                away = (i, j) in LAPSED and k > 0
-                x = i * DX + (60 if away else 3 * k - 6)
-                y = j * DY + (40 if away else 2 * k - 4)
-                fix: dict[str, Any] = {"t": t, "kind": "fix", "officer": name, "x": x, "y": y,
-                                       "accuracy_m": 8}
-                if name in SOS:
-                    fix["alarm"] = "sos"
-                out += [{"t": t, "kind": "duty", "officer": name, "on": True}, fix]
-    return out
 
 
 def _first_screen(page: Any, selector: str) -> list[str]:

@@ -6,10 +6,9 @@ not hidden under officers or other labels. Screenshots at 1366x768 and 1920x1080
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from floodkit import control_page, grid_site, serve_site, shot, visible_on_top
+from floodkit import control_page, crowd_events, grid_site, serve_site, shot, visible_on_top
 from test_alert_delivery_browser import Sender
 from test_dashboard import _now, chromium
 
@@ -26,29 +25,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _events() -> list[dict[str, Any]]:
-    """Five officers per post; at a lapsed post four of them are 60 m away (one stays)."""
-    t = _now()
-    out: list[dict[str, Any]] = []
-    n = 0
-    for i in range(COLS):
-        for j in range(ROWS):
-            for k in range(5):
-                n += 1
-                name = f"O{n:03d}"
-                away = (i, j) in LAPSED and k > 0
-                x = i * 160 + (60 if away else 3 * k - 6)
-                y = j * 190 + (40 if away else 2 * k - 4)
-                caps = ["armed"] if k == 0 else []
-                out += [{"t": t, "kind": "duty", "officer": name, "on": True, "capabilities": caps},
-                        {"t": t, "kind": "fix", "officer": name, "x": x, "y": y}]
-    return out
-
-
 @pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080)])
 def test_every_lapsed_post_is_listed_and_visible(base: str, viewport: tuple[int, int]) -> None:
     sender = Sender(base)
-    sender.post(_events())
+    sender.post(crowd_events(_now(), COLS, ROWS, 160, 190, LAPSED, armed=True))
     with chromium() as browser:
         page = control_page(browser, base, viewport)
         expected = {f"p{i}-{j}" for i, j in LAPSED}

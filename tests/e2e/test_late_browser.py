@@ -10,15 +10,14 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from floodkit import control_page
 from test_dashboard import (  # the dashboard's browser and helpers
     PASSWORD,
     ROOT,
     SHOTS,
-    WAIT_MS,
     _cli,
     _need_chromium,
     chromium,
@@ -69,22 +68,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _login(browser: Any, base: str, viewport: dict[str, int]) -> Any:
-    page = browser.new_context(viewport=viewport).new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(base + "/control")
-    page.wait_for_url(re.compile(r"/login\?next="))
-    page.fill("#username", "sup")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/control"))
-    return page
-
-
 def test_the_control_room_and_the_board_show_late_arrivals(base: str) -> None:
     with chromium() as browser:
         for size, viewport in SIZES.items():
-            page = _login(browser, base, viewport)
+            page = control_page(browser, base, (viewport["width"], viewport["height"]))
             chip = page.locator("#summary .late-chip")
             chip.wait_for()
             assert re.fullmatch(r"3 late ≤(1[5-9]|2\d) s", chip.inner_text()), chip.inner_text()
