@@ -330,9 +330,8 @@ class Briefing:
     def subscribe(self, subscribers: Subscribers) -> None:
         """Hear of device fixes stored (site option ``duty_from_devices``)."""
 
-        def stored(h: FixesStored) -> None:
-            if self.svc.site.duty_from_devices:
-                self.svc.spawn(self.duty_from_devices(h.fixes), name="duty-from-devices")
+        def stored(h: FixesStored) -> None:  # only sent where the site has the option
+            self.svc.spawn(self.duty_from_devices(h.fixes), name="duty-from-devices")
 
         subscribers.subscribe(FixesStored, stored)
 

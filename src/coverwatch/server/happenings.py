@@ -66,7 +66,8 @@ class LateApplied:
 
 @dataclass(frozen=True, slots=True)
 class FixesStored:
-    """Device fixes were committed (the briefing may put their officers on duty)."""
+    """Device fixes were committed at a site with ``duty_from_devices`` (the briefing may
+    put their officers on duty)."""
 
     fixes: tuple[Mapping[str, Any], ...]
 

@@ -158,9 +158,10 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
     for r in result.rows:
         inserted[r["_request"]] += 1
         late[r["_request"]] += bool(r["late"])
-    fixes = tuple(r for r in result.rows if r["kind"] == "fix" and r.get("device"))
-    if fixes:
-        await unit.subscribers.dispatch([FixesStored(fixes)])
+    if unit.site.duty_from_devices:  # the only reader of FixesStored: skip the scan otherwise
+        fixes = tuple(r for r in result.rows if r["kind"] == "fix" and r.get("device"))
+        if fixes:
+            await unit.subscribers.dispatch([FixesStored(fixes)])
     for i, req in enumerate(group):
         if i in failed:
             continue
