@@ -113,8 +113,14 @@ def audit_verify(
                 result.findings.extend(bad)
                 console.print(f"time-stamped: {stamped} of {checked.heads} head(s)",
                               highlight=False)
+            for other, count in sorted(checked.other_sites.items()):
+                console.print(f"not checked: {count} tree head(s) of site {escape(other)}",
+                              highlight=False)
             if checked.heads == 0 and result.refusal is None:
                 result.refusal = f"no tree heads of site {result.site!r} in {heads}"
+        elif result.refusal is None:  # the log was never checked against a signed head
+            result.refusal = ("no tree head file (tree-heads.jsonl beside the anchors, or "
+                              "--heads): the transparency log is not checked")
     finally:
         store.close()
     last = result.last_anchor

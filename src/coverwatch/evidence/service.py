@@ -96,7 +96,11 @@ def verify_now(store: Store, settings: Settings, site: str,
                                           for f in checked.findings]}
         out["findings"] += out["tree_heads"]["findings"]
         out["ok"] = out["ok"] and not checked.findings
-        out["sound"] = out["sound"] and not checked.findings
+        out["sound"] = out["sound"] and not checked.findings and checked.heads > 0
+        if checked.heads == 0 and out["refusal"] is None:
+            out["refusal"] = f"no tree heads of site {site!r} in {heads}"
+    elif out["sound"]:  # never sound unless the log was checked against a signed head
+        out["sound"], out["refusal"] = False, f"no tree head file at {heads}"
     if witnesses is not None:
         out["witnesses"] = witnesses.as_dict()
     return out

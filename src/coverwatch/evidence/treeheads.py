@@ -116,6 +116,7 @@ class HeadCheck:
     findings: list[Finding] = field(default_factory=list)
     last_head: dict[str, Any] | None = None
     checked: list[dict[str, Any]] = field(default_factory=list)  # the site's heads, in order
+    other_sites: dict[str, int] = field(default_factory=dict)  # heads not checked, by site
 
 
 def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
@@ -152,12 +153,15 @@ def verify_tree_heads(
     """Check the stored log against every signed head of ``site`` in ``path``."""
     docs, findings = load_heads(path)
     heads: list[tuple[int, dict[str, Any]]] = []
+    others: dict[str, int] = {}
     for n, doc in docs:
         why = verify_document(doc, trusted)
         if why is not None:
             findings.append(Finding("bad-head", f"tree head on line {n}: {why}"))
         elif doc.get("site") == site:
             heads.append((n, doc))
+        else:
+            others[str(doc.get("site"))] = others.get(str(doc.get("site")), 0) + 1
     hashes, leaf_findings = _check_leaves(store)
     findings += leaf_findings
     tree = Levels(hashes)  # each head's root and each proof in O(log n), not O(n)
@@ -196,4 +200,4 @@ def verify_tree_heads(
         findings.append(Finding("head-missing", "the server's last head is not in "
                                 f"{path}: the file lost its newest heads or was replayed"))
     return HeadCheck(len(heads), len(hashes), findings, heads[-1][1] if heads else None,
-                     [d for _, d in heads])
+                     [d for _, d in heads], others)
