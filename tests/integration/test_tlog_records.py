@@ -5,6 +5,7 @@ rule versions beside events, device reports and audit entries."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import orjson
 import pytest
@@ -104,3 +105,41 @@ def test_device_reports_and_an_sos_alert_are_leaves_of_one_commit(store: Store) 
     (_ref, leaf), = _leaves(store, "device-report")
     assert leaf["kind"] == "device-report" and str(leaf["key"]).startswith("ph1|")
     assert [r for r, _ in _leaves(store, "alert")] == [sos.id]
+
+
+@pytest.mark.parametrize("edit", ["alert", "delivery", "rule-version"])
+def test_verify_names_a_record_changed_in_the_database_since_it_was_logged(
+    store: Store, tmp_path: Path, edit: str,
+) -> None:
+    from sqlalchemy import update
+
+    from coverwatch.evidence.keys import load_signing_key
+    from coverwatch.evidence.treeheads import head_now, verify_tree_heads
+    from coverwatch.storage.tables import alerts, deliveries
+
+    alert = _alert()
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    store.record_deliveries([DeliveryRecord(alert.id, 0, "escalation", "role:sup", "sam",
+                                            None, False, "timeout", 1, T0)])
+    save_versions(store, [SiteVersion(T0, "site: a\n")])
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    heads = tmp_path / "tree-heads.jsonl"
+    head_now(store, key, "yard", heads)
+
+    def kinds() -> list[str]:
+        found = verify_tree_heads(store, heads, trusted=key.trusted, site="yard").findings
+        return [f.kind for f in found]
+
+    assert kinds() == []
+    with store._write() as conn:
+        if edit == "alert":  # the acknowledgement that never was
+            record = {**alert.to_record(), "acknowledged_by": "sam"}
+            conn.execute(update(alerts).values(record=orjson.dumps(
+                record, option=orjson.OPT_SORT_KEYS).decode()))
+        elif edit == "delivery":
+            conn.execute(update(deliveries).values(outcome="delivered", error=None))
+    if edit == "rule-version":
+        from coverwatch.storage.versions import VERSIONS_KEY
+        store.set_state(VERSIONS_KEY, orjson.dumps(
+            [{"effective_us": T0, "source": "site: weakened\n"}]).decode())
+    assert kinds() == ["record-mismatch"]
