@@ -179,3 +179,10 @@ def test_a_re_signed_record_fails_its_inclusion_proof(
     r = _run(made, _insider(made["pack"], made["key"], change))
     assert r.returncode == 1 and named in r.stdout and "inclusion proof fails" in r.stdout, \
         r.stdout
+
+
+def test_a_reply_that_is_not_a_token_is_named_not_raised(made: dict[str, Any]) -> None:
+    ca = made["ca"].read_bytes()
+    for junk in (b"", b"\x30\x03\x02\x01\x00", b"\x30\x82\xff\xff", b"not der at all"):
+        why = standalone_proofs.verify_timestamp_token(junk, b"{}", ca)
+        assert why is not None and ("not a readable" in why or "refused" in why), (junk, why)
