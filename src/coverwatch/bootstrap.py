@@ -78,10 +78,12 @@ async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
              asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
                                  name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
-        from coverwatch.evidence.service import run_anchoring
+        from coverwatch.evidence.service import run_anchoring, witnesses_for
 
-        tasks.append(asyncio.create_task(run_anchoring(svc.store, settings, site),
-                                         name=f"anchoring:{site}"))
+        svc.witnesses = witnesses_for(svc.store, settings)
+        tasks.append(asyncio.create_task(
+            run_anchoring(svc.store, settings, site, witnesses=svc.witnesses),
+            name=f"anchoring:{site}"))
     if settings.purge_every_s > 0:
         from coverwatch.evidence.retention import run_purge
 
@@ -146,12 +148,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
                                       else app.state.services.store)
         if len(sites) > 1 and settings.anchor_every_s > 0:
-            from coverwatch.evidence.service import run_anchoring
+            from coverwatch.evidence.service import run_anchoring, witnesses_for
 
             first = app.state.services
             tasks.append(asyncio.create_task(run_anchoring(
-                first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT),
-                name="anchoring:deployment"))
+                first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT,
+                witnesses_for(first.store, settings)), name="anchoring:deployment"))
         try:
             yield
         finally:

@@ -72,6 +72,14 @@ class Settings:
     anchor_url: str | None = field(  # an Apprise URL (mailto:…) or https webhook
         default_factory=lambda: os.environ.get("COVERWATCH_ANCHOR_URL") or None, repr=False
     )
+    # Witnesses of each signed tree head (coverwatch.evidence.witness): an RFC 3161
+    # time-stamping authority, and copies sent to files, webhooks or Apprise URLs; a
+    # witness that cannot be reached is tried again every witness_retry_s.
+    tsa_url: str | None = field(
+        default_factory=lambda: os.environ.get("COVERWATCH_TSA_URL") or None, repr=False)
+    witnesses: tuple[str, ...] = field(default_factory=lambda: tuple(
+        os.environ.get("COVERWATCH_WITNESSES", "").split()), repr=False)
+    witness_retry_s: float = 60.0
     # Request bodies (docs/security.md): authenticated callers, and public routes or
     # callers without a credential. Both are enforced before the body is read.
     max_body_bytes: int = 16 * 1024 * 1024

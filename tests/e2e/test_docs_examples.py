@@ -429,6 +429,10 @@ NOT_RUN: dict[str, str] = {
                                     "its own line of server.md",
     "coverwatch audit head --tsa-url URL": "it needs an RFC 3161 time-stamping service; "
         "tests/integration/test_head_timestamps.py runs it against a local openssl TSA",
+    "coverwatch serve --tsa-url URL": "it needs an RFC 3161 time-stamping service; "
+        "tests/integration/test_witnesses.py gives heads to a local openssl TSA",
+    "coverwatch audit head --tsa-url … --witness …": "it needs a time-stamping service and "
+        "witnesses; tests/integration/test_witnesses.py runs it with a file witness",
     "coverwatch audit verify --tsa-ca CA.pem": "it needs a time-stamping authority's CA and "
         "replies; tests/integration/test_head_timestamps.py runs it with a local openssl TSA",
     "make demo": "it runs `coverwatch check` on both example sites and `coverwatch demo` with "

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from coverwatch.cli import app
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.evidence import standalone
+from coverwatch.evidence import standalone, standalone_proofs
 from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import SigningKey, load_signing_key
 from coverwatch.storage import Store, open_store
@@ -38,7 +38,8 @@ H = 3600 * US_PER_S
 # Run the copied file with only the standard library and cryptography importable.
 _GUARD = """
 import sys, runpy
-ALLOWED = set(sys.stdlib_module_names) | {"cryptography", "_cffi_backend", "cffi"}
+ALLOWED = set(sys.stdlib_module_names) | {"cryptography", "_cffi_backend", "cffi",
+                                           "standalone_proofs"}
 class Guard:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] not in ALLOWED:
@@ -91,6 +92,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     examiner.mkdir()
     verifier = examiner / "verify_pack.py"
     shutil.copy(standalone.__file__, verifier)
+    shutil.copy(standalone_proofs.__file__, examiner / "standalone_proofs.py")  # its sibling
     (examiner / "guard.py").write_text(_GUARD)
     key_path = data_dir / "keys" / "audit.key"
     return {"pack": out.read_bytes(), "pub": pub, "dir": examiner, "verifier": verifier,

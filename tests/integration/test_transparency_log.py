@@ -197,3 +197,35 @@ def test_a_wiped_audit_table_is_one_finding_naming_the_count(
     result = verify_tree_heads(store, path, trusted=key.trusted, site="yard")
     [finding] = result.findings
     assert finding.kind == "audit-mismatch" and "entry 1 and 4 more" in finding.message
+
+
+def test_cli_verify_refuses_without_heads_and_names_heads_it_does_not_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("COVERWATCH_AUDIT_KEY_FILE", str(tmp_path / "secret" / "audit.key"))
+    monkeypatch.setenv("COVERWATCH_PASSWORD", "a long enough password")
+    monkeypatch.delenv("COVERWATCH_SITE", raising=False)
+    runner = CliRunner()
+    args = ["--data-dir", str(data)]
+    anchors = tmp_path / "out" / "anchors.jsonl"
+    assert runner.invoke(app, ["users", "add", "ann", "--roles", "admin", *args]).exit_code == 0
+    assert runner.invoke(app, ["audit", "anchor", "--out", str(anchors), *args]).exit_code == 0
+    heads = anchors.with_name("tree-heads.jsonl")
+    kept = heads.read_text()
+    # Another site's head in the same file is named as not checked, never passed over.
+    key = load_signing_key(tmp_path / "secret" / "audit.key")
+    from coverwatch.evidence.anchors import sign_document
+
+    mine = orjson.loads(kept.splitlines()[0])
+    other = sign_document({**{k: v for k, v in mine.items()
+                              if k not in ("signature", "public_key", "key_id")},
+                           "site": "quay"}, key)
+    heads.write_text(kept + orjson.dumps(other).decode() + "\n")
+    ok = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
+    assert ok.exit_code == 0 and "not checked: 1 tree head(s) of site quay" in ok.stdout, \
+        ok.output
+    # Without a tree head file the log is never called sound (exit 2, said why).
+    heads.unlink()
+    refused = runner.invoke(app, ["audit", "verify", "--anchors", str(anchors), *args])
+    assert refused.exit_code == 2 and "no tree head file" in refused.stdout, refused.output

@@ -1,9 +1,9 @@
 """HTTP routes for evidence: anchoring and checking the audit chain, evidence packs.
 
-* ``POST /api/v1/audit/anchor`` — sign the chain's head now and append it to the anchor
-  file (admin, auditor);
+* ``POST /api/v1/audit/anchor`` — sign the chain's head and the log's tree head now,
+  append them, give the tree head to its witnesses (admin, auditor);
 * ``GET /api/v1/audit/anchored`` — the chain, MACs and anchors checked, with the last
-  anchor (admin, auditor);
+  anchor and each witness's state (admin, auditor);
 * ``GET /api/v1/audit/public-key`` — the public signing key (PEM) for investigators;
 * ``GET /api/v1/evidence?since=&until=&post=`` — an evidence pack (zip) for a window
   (auditor, admin); the export is audited;
@@ -42,7 +42,8 @@ Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
 async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
     from coverwatch.evidence.service import anchor_now
 
-    made = await asyncio.to_thread(anchor_now, svc.store, svc.settings, svc.site.id)
+    made = await asyncio.to_thread(anchor_now, svc.store, svc.settings, svc.site.id,
+                                   witnesses=svc.witnesses)
     return {"head_id": made["head_id"], "at": made["at"], "key_id": made["key_id"]}
 
 
@@ -50,7 +51,8 @@ async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
 async def anchored(svc: Svc, who: Auditing) -> dict[str, Any]:
     from coverwatch.evidence.service import verify_now
 
-    return await asyncio.to_thread(verify_now, svc.store, svc.settings, svc.site.id)
+    return await asyncio.to_thread(verify_now, svc.store, svc.settings, svc.site.id,
+                                   svc.witnesses)
 
 
 @router.get("/api/v1/audit/public-key", response_class=PlainTextResponse)

@@ -1,5 +1,6 @@
 """Prometheus metrics for `/metrics`: ingest, engine lag, open alerts, stale officers,
-notifications and readiness; in distributed mode, each site's owner and its lag.
+notifications, readiness and the tree heads' witnesses; in distributed mode, each
+site's owner and its lag.
 
 A registry per app (not the process-global one) so that several apps, as in
 the tests, do not collide.
@@ -47,6 +48,7 @@ class _ServicesCollector(Collector):
         yield GaugeMetricFamily("coverwatch_feed_subscribers", "Live feed connections",
                                 value=svc.feed.subscribers)
         yield from _notification_metrics(svc)
+        yield from _witness_metrics(svc)
         if svc.bus is not None:  # distributed: who evaluates the site, how far behind
             owner = GaugeMetricFamily("coverwatch_site_owner",
                                       "1 for the worker that owns the site (its checkpoint)",
@@ -78,6 +80,21 @@ def _notification_metrics(svc: SiteUnit):  # type: ignore[no-untyped-def]
                             value=svc.outbox.pending)
     yield GaugeMetricFamily("coverwatch_ready", "1 when /readyz answers ready (watchdog)",
                             value=1 if svc.health.ready else 0)
+
+
+def _witness_metrics(svc: SiteUnit):  # type: ignore[no-untyped-def]
+    """Per witness of the signed tree heads: given, failed attempts, heads waiting."""
+    sent = CounterMetricFamily("coverwatch_witness_heads", "Tree heads given to a witness, "
+                               "and failed attempts, since start", labels=["witness", "outcome"])
+    waiting = GaugeMetricFamily("coverwatch_witness_pending",
+                                "Tree heads a witness has not taken yet", labels=["witness"])
+    states = {} if svc.witnesses is None else svc.witnesses.states()
+    for name, s in states.items():
+        sent.add_metric([name, "taken"], s.sent)
+        sent.add_metric([name, "failed"], s.failed)
+        waiting.add_metric([name], len(s.pending))
+    yield sent
+    yield waiting
 
 
 class _SitesCollector(Collector):

@@ -113,8 +113,14 @@ def audit_verify(
                 result.findings.extend(bad)
                 console.print(f"time-stamped: {stamped} of {checked.heads} head(s)",
                               highlight=False)
+            for other, count in sorted(checked.other_sites.items()):
+                console.print(f"not checked: {count} tree head(s) of site {escape(other)}",
+                              highlight=False)
             if checked.heads == 0 and result.refusal is None:
                 result.refusal = f"no tree heads of site {result.site!r} in {heads}"
+        elif result.refusal is None:  # the log was never checked against a signed head
+            result.refusal = ("no tree head file (tree-heads.jsonl beside the anchors, or "
+                              "--heads): the transparency log is not checked")
     finally:
         store.close()
     last = result.last_anchor
@@ -185,10 +191,15 @@ def audit_head_cmd(
         "--out", help="Tree head file (appended to); default: tree-heads.jsonl beside the "
                       "key.")] = None,
     tsa_url: Annotated[str | None, typer.Option(
+        envvar="COVERWATCH_TSA_URL",
         help="Have the head time-stamped by this RFC 3161 authority (reply kept beside it).")]
     = None,
+    witness: Annotated[list[str] | None, typer.Option(
+        help="Also give the head to this witness: a file path, an http(s) webhook or an "
+             "Apprise URL such as mailto://… (repeatable).")] = None,
 ) -> None:
-    """Sign the transparency log's head now (size, root, previous head) and append it."""
+    """Sign the transparency log's head now (size, root, previous head), append it and
+    give it to its witnesses. Exit 1 naming each witness that did not take it."""
     from coverwatch.evidence.keys import load_signing_key
     from coverwatch.evidence.treeheads import head_now, heads_file
     from coverwatch.storage import open_store
@@ -202,20 +213,15 @@ def audit_head_cmd(
         head = head_now(store, key, _site_id(store), path)
     finally:
         store.close()
-    if tsa_url is not None:
-        import httpx
+    from coverwatch.evidence.witness import Witnesses
 
-        from coverwatch.evidence.timestamps import timestamp_head
-        from coverwatch.notify.messages import redact_url
-
-        try:
-            timestamp_head(head, tsa_url, path)
-        except (httpx.HTTPError, ValueError) as e:  # the head is kept; only its stamp failed
-            Console(stderr=True).print(
-                f"[red]error[/red] the time-stamping authority at {redact_url(tsa_url)} gave no "
-                f"time-stamp ({type(e).__name__}: {e}); the tree head is written to {path}",
-                highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+    failed = Witnesses(witness or (), tsa_url, path).witness(head)
+    for why in failed:  # the head is kept; only a witness failed to take it
+        Console(stderr=True).print(
+            f"[red]error[/red] {escape(why)}; the tree head is written to {path}",
+            highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
     Console().print(f"tree head of {head['site']}: {head['size']} leaves, root "
                     f"{head['root'][:16]}… ({head['key_id']}) to {path}", highlight=False)
 

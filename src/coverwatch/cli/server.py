@@ -79,6 +79,13 @@ def serve(
     daily_report_to: Annotated[list[str] | None, typer.Option(
         "--daily-report-to", help="Who gets the daily report: role:NAME, user:NAME or a "
         "notification URL (repeatable).")] = None,
+    tsa_url: Annotated[str | None, typer.Option(
+        "--tsa-url", envvar="COVERWATCH_TSA_URL", help="Time-stamp each signed tree head "
+        "at this RFC 3161 authority.")] = None,
+    witness: Annotated[list[str] | None, typer.Option(
+        "--witness", help="Give each signed tree head to this witness: a file, an http(s) "
+        "webhook or an Apprise URL (repeatable; or COVERWATCH_WITNESSES, space-separated)."
+    )] = None,
     bus: Annotated[str | None, typer.Option(
         "--bus", envvar="COVERWATCH_BUS", help="Distributed mode: the NATS URL, e.g. "
         "nats://127.0.0.1:4222, or the servers of a NATS cluster comma-separated (needs "
@@ -121,6 +128,8 @@ def serve(
         secure_cookies=secure_cookies, max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
         bus_url=bus, role=role, bus_prefix=bus_prefix, bus_replicas=bus_replicas,
+        tsa_url=tsa_url,
+        witnesses=tuple(witness or os.environ.get("COVERWATCH_WITNESSES", "").split()),
     )
     from coverwatch.reports.schedule import check_schedule
 

@@ -39,7 +39,7 @@ from coverwatch.domain.time import format_time, parse_time
 from coverwatch.engine import engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
-from coverwatch.evidence.packproofs import pack_head, pack_proofs
+from coverwatch.evidence.packproofs import pack_head, pack_proofs, pack_records
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
 from coverwatch.evidence.window import run_window
@@ -135,9 +135,11 @@ def export_pack(
               for s in store.list_shifts(from_us=since, until_us=until)]
     audit_rows = _audit_segment(store, since, until)
     anchor = make_anchor(store, key, site)
-    head, prev = pack_head(store, key, site, heads or heads_file(key.path))
+    heads = heads or heads_file(key.path)
+    head, prev = pack_head(store, key, site, heads)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
-                                    [int(e["id"]) for e in audit_rows])
+                                    [int(e["id"]) for e in audit_rows],
+                                    pack_records(alerts, deliveries, vers), heads)
     events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
     members: dict[str, bytes] = {
         "events.jsonl": events_bytes,

@@ -1,5 +1,6 @@
-"""The server's side of evidence: anchoring the audit chain at an interval and on demand,
-and checking it against the anchors for the audit page."""
+"""The server's side of evidence: anchoring the audit chain and signing the log's tree
+head at an interval and on demand, giving each head to its witnesses
+(:mod:`coverwatch.evidence.witness`), and checking the chain for the audit page."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from coverwatch.evidence.anchors import append_anchor, make_anchor, send_anchor, verify_anchored
 from coverwatch.evidence.keys import SigningKey, load_signing_key
+from coverwatch.evidence.witness import Witnesses
 from coverwatch.storage.auditkeys import default_key_path
 
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from coverwatch.storage import Store
 
 __all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "tree_heads_file",
-           "verify_now"]
+           "verify_now", "witnesses_for"]
 
 log = logging.getLogger("coverwatch.evidence")
 _LAST = "audit.last_anchor"
@@ -43,12 +45,18 @@ def tree_heads_file(store: Store, settings: Settings) -> Path:
     return anchor_file(store, settings).with_name("tree-heads.jsonl")
 
 
+def witnesses_for(store: Store, settings: Settings) -> Witnesses:
+    """The witnesses ``settings`` name for the heads of ``store``'s site."""
+    return Witnesses(settings.witnesses, settings.tsa_url, tree_heads_file(store, settings))
+
+
 def anchor_now(store: Store, settings: Settings, site: str, chain: Store | None = None,
-               name: str | None = None) -> dict[str, Any]:
+               name: str | None = None, witnesses: Witnesses | None = None) -> dict[str, Any]:
     """Sign the current head, append it to the anchor file, send it on (blocking).
 
     ``chain``/``name``: another chain than the site's (the deployment's, named
-    ``_deployment``), anchored with the same key, file and destination."""
+    ``_deployment``), anchored with the same key, file and destination. The log's
+    signed tree head goes to ``witnesses`` (failures stay queued there, never raised)."""
     import orjson
 
     from coverwatch.evidence.treeheads import head_now
@@ -60,14 +68,18 @@ def anchor_now(store: Store, settings: Settings, site: str, chain: Store | None 
     append_anchor(path, anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
     # The transparency log's signed tree head, beside the anchors.
-    head_now(store, key, site, path.with_name("tree-heads.jsonl"))
+    head = head_now(store, key, site, path.with_name("tree-heads.jsonl"))
+    if witnesses is not None:
+        witnesses.witness(head)
     if settings.anchor_url:
         send_anchor(settings.anchor_url, anchor)
     return anchor
 
 
-def verify_now(store: Store, settings: Settings, site: str) -> dict[str, Any]:
-    """The chain, its MACs and the server's anchor file, as JSON for the audit page."""
+def verify_now(store: Store, settings: Settings, site: str,
+               witnesses: Witnesses | None = None) -> dict[str, Any]:
+    """The chain, its MACs and the server's anchor file, as JSON for the audit page (with
+    the state of each witness of the heads)."""
     path = anchor_file(store, settings)
     key = signing_key(store, settings)
     result = verify_anchored(store, path if path.exists() else None,
@@ -84,20 +96,37 @@ def verify_now(store: Store, settings: Settings, site: str) -> dict[str, Any]:
                                           for f in checked.findings]}
         out["findings"] += out["tree_heads"]["findings"]
         out["ok"] = out["ok"] and not checked.findings
-        out["sound"] = out["sound"] and not checked.findings
+        out["sound"] = out["sound"] and not checked.findings and checked.heads > 0
+        if checked.heads == 0 and out["refusal"] is None:
+            out["refusal"] = f"no tree heads of site {site!r} in {heads}"
+    elif out["sound"]:  # never sound unless the log was checked against a signed head
+        out["sound"], out["refusal"] = False, f"no tree head file at {heads}"
+    if witnesses is not None:
+        out["witnesses"] = witnesses.as_dict()
     return out
 
 
 async def run_anchoring(store: Store, settings: Settings, site: str,
-                        chain: Store | None = None, name: str | None = None) -> None:
+                        chain: Store | None = None, name: str | None = None,
+                        witnesses: Witnesses | None = None) -> None:
     """Background task: anchor whenever the head moved, every ``anchor_every_s``
-    (the site's chain, or ``chain`` named ``name``: see :func:`anchor_now`)."""
+    (the site's chain, or ``chain`` named ``name``: see :func:`anchor_now`); heads a
+    witness did not take are given again every ``witness_retry_s`` meanwhile."""
+    import time
+
     import orjson
 
     every = settings.anchor_every_s
     own, store = store, store if chain is None else chain
+    next_at = 0.0
     while True:
         try:
+            if time.monotonic() < next_at:  # woken early: only the witnesses' retries
+                if witnesses is not None and witnesses.pending():
+                    await asyncio.to_thread(witnesses.flush)
+                await asyncio.sleep(_pause(next_at, settings, witnesses))
+                continue
+            next_at = time.monotonic() + every
             last = await asyncio.to_thread(store.get_state, _LAST)
             from coverwatch.storage import audit_head
 
@@ -107,7 +136,20 @@ async def run_anchoring(store: Store, settings: Settings, site: str,
 
             moved = await asyncio.to_thread(log_moved, store)  # events move the log too
             if (head is not None and head.id != last_id) or moved:
-                await asyncio.to_thread(anchor_now, own, settings, site, chain, name)
+                await asyncio.to_thread(anchor_now, own, settings, site, chain, name,
+                                        witnesses)
+            elif witnesses is not None and witnesses.pending():
+                await asyncio.to_thread(witnesses.flush)
         except Exception:  # anchoring must never stop the server
             log.exception("audit anchoring failed")
-        await asyncio.sleep(every)
+        await asyncio.sleep(_pause(next_at, settings, witnesses))
+
+
+def _pause(next_at: float, settings: Settings, witnesses: Witnesses | None) -> float:
+    """Until the next anchor, or the next retry if a witness still waits for heads."""
+    import time
+
+    left = max(0.0, next_at - time.monotonic())
+    if witnesses is not None and witnesses.pending():
+        left = min(left, settings.witness_retry_s)
+    return max(left, 0.01)

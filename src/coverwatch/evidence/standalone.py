@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A standalone verifier of coverwatch evidence packs: copy this one file out and run it.
+"""A standalone verifier of coverwatch evidence packs: copy this file and
+``standalone_proofs.py`` (its proof and time-stamp checks) out, side by side, and run it.
 
-It needs only the Python standard library and ``cryptography`` (for Ed25519), never
-coverwatch: ``python3 standalone.py PACK.zip [--public-key site.pem] [--heads FILE]``.
+It needs only the Python standard library and ``cryptography``, never coverwatch:
+``python3 standalone.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
 It checks, and names the part of any failure:
 
 * ``manifest.json``: signed (Ed25519, by ``--public-key`` if given), and every member's
@@ -13,17 +14,18 @@ It checks, and names the part of any failure:
 * ``tree-head.json``: the signed tree head the pack is proved against, of the pack's site;
   the head before it (signed, named by the head's ``prev``) and the RFC 9162 consistency
   proof between the two;
-* ``proofs.json``: every event's key recomputed from what it says, and every event and
-  audit entry's leaf recomputed from the record and checked with its RFC 9162 inclusion
-  proof against the head; records older than the log (``unlogged``) are counted;
+* ``proofs.json``: every event's key recomputed from what it says, and the leaf of every
+  event, audit entry, alert, delivery and rule version recomputed from the record and
+  checked with its RFC 9162 inclusion proof against the head; records older than their
+  kind's logging (``unlogged``) are counted;
+* ``--tsa-ca CA.pem``: the head's RFC 3161 time-stamp (in ``tree-head.json``) verifies
+  under that authority's certificate, and its time is shown;
 * ``--heads FILE``: a copy of the site's tree heads kept elsewhere (a witness): the pack's
   head should be one of them, and no witnessed head of its size may have another root.
 
-Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does
-not re-run the cover engine: ``coverwatch replay --pack`` and ``coverwatch evidence
-verify`` do that. ``docs/evidence-format.md`` specifies every format used here; the
-hashing and proof checks repeat ``coverwatch.domain.merkle`` and the store's key and
-hash functions on purpose (this file stands alone), and the unit tests hold them equal.
+Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
+re-run the engine (``coverwatch replay --pack`` does). ``docs/evidence-format.md`` specifies
+every format; the hashing repeats coverwatch's on purpose, the unit tests hold them equal.
 """
 
 from __future__ import annotations
@@ -37,11 +39,21 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+try:
+    from coverwatch.evidence import standalone_proofs as _proofs
+except ImportError:  # copied out: standalone_proofs.py beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import standalone_proofs as _proofs  # type: ignore[no-redef]
+
+leaf_hash, verify_inclusion, verify_consistency = (
+    _proofs.leaf_hash, _proofs.verify_inclusion, _proofs.verify_consistency)
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -144,71 +156,6 @@ def verify_document(doc: Any, trusted: Sequence[str] | None) -> str | None:
     return None
 
 
-# -- RFC 9162 Merkle tree ----------------------------------------------------------------------
-
-def leaf_hash(leaf: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + leaf).digest()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes],
-                     root: bytes) -> bool:
-    """RFC 9162 2.1.3.2: is leaf hash ``leaf`` at ``index`` of the tree ``root``?"""
-    if not 0 <= index < size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = _node(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = _node(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
-                       proof: Sequence[bytes]) -> bool:
-    """RFC 9162 2.1.4.2: is the tree ``first_root`` of ``first`` leaves a prefix of the other?"""
-    if not 0 <= first <= second:
-        return False
-    if first == 0:
-        return not proof
-    if first == second:
-        return not proof and first_root == second_root
-    if not proof:
-        return False
-    path = list(proof)
-    if first & (first - 1) == 0:
-        path.insert(0, first_root)
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr, sr = _node(c, fr), _node(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = _node(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == first_root and sr == second_root and sn == 0
-
-
 # -- the records' own hashes -------------------------------------------------------------------
 
 def _num(value: Any) -> str:
@@ -269,8 +216,10 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
 
 
 def check_pack(data: bytes, trusted: Sequence[str] | None = None,
-               witnessed: Sequence[dict[str, Any]] | None = None) -> Result:
-    """Every check of the module docstring; ``witnessed``: tree heads kept elsewhere."""
+               witnessed: Sequence[dict[str, Any]] | None = None,
+               tsa_ca: bytes | None = None) -> Result:
+    """Every check of the module docstring; ``witnessed``: tree heads kept elsewhere;
+    ``tsa_ca``: the time-stamping authority's certificate(s), PEM."""
     res = Result()
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
@@ -300,7 +249,7 @@ def check_pack(data: bytes, trusted: Sequence[str] | None = None,
     if not res.ok:
         return res
     try:
-        _check_contents(files, manifest, trusted, witnessed, res)
+        _check_contents(files, manifest, trusted, witnessed, res, tsa_ca)
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # malformed, yet signed
         res.fail("pack", f"a member is malformed: {type(e).__name__}: {e}")
     return res
@@ -308,7 +257,7 @@ def check_pack(data: bytes, trusted: Sequence[str] | None = None,
 
 def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
                     trusted: Sequence[str] | None, witnessed: Sequence[dict[str, Any]] | None,
-                    res: Result) -> None:
+                    res: Result, tsa_ca: bytes | None = None) -> None:
     version, site = int(manifest.get("v", 1)), manifest.get("site")
     entries = _lines(files["audit.jsonl"])
     _check_audit(entries, contiguous=version >= 2, res=res)
@@ -331,11 +280,14 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
         if name not in files:
             res.fail(name, "missing: a version 2 pack carries it")
             return
-    head = _check_head(json.loads(files["tree-head.json"]), site, trusted, witnessed, res)
+    doc = json.loads(files["tree-head.json"])
+    head = _check_head(doc, site, trusted, witnessed, res)
     if head is None:
         return
+    if tsa_ca is not None:
+        _check_timestamp(doc, head, tsa_ca, res)
     rows = _lines(files["events.jsonl"])
-    _check_proofs(json.loads(files["proofs.json"]), head, rows, entries, res)
+    _check_proofs(json.loads(files["proofs.json"]), head, files, rows, entries, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:
@@ -391,6 +343,21 @@ def _check_head(doc: dict[str, Any], site: Any, trusted: Sequence[str] | None,
     return head
 
 
+def _check_timestamp(doc: dict[str, Any], head: dict[str, Any], ca: bytes,
+                     res: Result) -> None:
+    stamp = doc.get("timestamp")
+    if not isinstance(stamp, str):
+        res.fail("tree-head.json", "the head carries no RFC 3161 time-stamp")
+        return
+    reply = base64.b64decode(stamp)
+    why = _proofs.verify_timestamp_token(reply, canonical(head), ca)
+    if why is not None:
+        res.fail("tree-head.json", f"the head's RFC 3161 time-stamp: {why}")
+    else:
+        res.notes.append(f"the head was time-stamped at {_proofs.timestamp_time(reply)} by an "
+                         "authority under --tsa-ca")
+
+
 def _check_witnessed(head: dict[str, Any], witnessed: Sequence[dict[str, Any]],
                      res: Result) -> None:
     digest = hashlib.sha256(canonical(head)).hexdigest()
@@ -408,44 +375,71 @@ def _check_witnessed(head: dict[str, Any], witnessed: Sequence[dict[str, Any]],
                      "the copy, or never sent)")
 
 
-def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], rows: list[dict[str, Any]],
-                  entries: list[dict[str, Any]], res: Result) -> None:
+def _records(files: dict[str, bytes], rows: list[dict[str, Any]],
+             entries: list[dict[str, Any]]) -> list[tuple[str, str, str, list[Any]]]:
+    """Per section of proofs.json: its member, what it holds, and (id, kind, ref, leaf
+    body) per record; alerts, deliveries and rule versions by position in their member."""
+    alerts, deliveries, versions = (json.loads(files.get(n, b"[]")) for n in (
+        "alerts.json", "deliveries.json", "rule-versions.json"))
+
+    def _digest(record: Any) -> str:
+        return hashlib.sha256(canonical(record)).hexdigest()
+
+    return [
+        ("events", "events.jsonl", "event",
+         [(r["id"], "event", str(r["id"]), {"key": event_key(r)}) for r in rows]),
+        ("audit", "audit.jsonl", "audit entry",
+         [(e["id"], "audit", str(e["id"]), {"hash": e["hash"]}) for e in entries]),
+        ("alerts", "alerts.json", "alert",
+         [(n, "alert", str(a["id"]), {"hash": _digest(a)}) for n, a in enumerate(alerts)]),
+        ("deliveries", "deliveries.json", "delivery",
+         [(n, "delivery", str(d["alert_id"]),
+           {"hash": _digest({k: v for k, v in d.items() if k != "at"})})
+          for n, d in enumerate(deliveries)]),
+        ("rule-versions", "rule-versions.json", "rule version",
+         [(n, "rule-version", str(v["effective_us"]), {"hash": _digest(v)})
+          for n, v in enumerate(versions)]),
+    ]
+
+
+def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str, bytes],
+                  rows: list[dict[str, Any]], entries: list[dict[str, Any]],
+                  res: Result) -> None:
     size, root = int(head["size"]), bytes.fromhex(head["root"])
     if proofs.get("tree_size") != size or proofs.get("root") != head["root"]:
         res.fail("proofs.json", "its proofs are not against the pack's tree head")
         return
     unlogged = proofs.get("unlogged") or {}
-    records = [("events", "events.jsonl", "event",
-                [(r["id"], {"key": event_key(r)}) for r in rows]),
-               ("audit", "audit.jsonl", "audit entry",
-                [(e["id"], {"hash": e["hash"]}) for e in entries])]
     for r in rows:
         if event_key(r) != r.get("key"):
             res.fail("events.jsonl", f"event {r['id']} says other than its stored key "
                                      f"{r.get('key')!r}: it was changed after it was stored")
-    for section, part, what, items in records:
-        given: dict[str, Any] = proofs.get(section) or {}
-        kind = "event" if section == "events" else "audit"
-        ids = {str(i) for i, _ in items}
+    for section, part, what, items in _records(files, rows, entries):
+        if section not in proofs and items:  # a pack made before this kind was logged
+            res.notes.append(f"{len(items)} {what}(s) of {part} carry no proofs (an older pack)")
+            continue
+        given, by_id = proofs.get(section) or {}, section in ("events", "audit")
+        ids = {str(i) for i, _, _, _ in items}
         for extra in sorted(set(given) - ids):
             res.fail("proofs.json", f"proves {what} {extra}, which is not in {part}")
         logged = [int(i) for i in given]
         bad = 0
-        for ident, body in items:
+        for ident, kind, ref, body in items:
             proof = given.get(str(ident))
+            name = f"{what} {ident}" if by_id else f"{what} {ident + 1} ({ref})"
             if proof is None:
                 if ident not in set(unlogged.get(section) or []):
-                    res.fail(part, f"{what} {ident} has no inclusion proof")
-                elif logged and ident > min(logged):
-                    res.fail(part, f"{what} {ident} is said to predate the log, yet is newer "
+                    res.fail(part, f"{name} has no inclusion proof")
+                elif by_id and logged and ident > min(logged):
+                    res.fail(part, f"{name} is said to predate the log, yet is newer "
                                    f"than logged {what} {min(logged)}")
                 continue
-            leaf = canonical({**body, "kind": kind, "ref": str(ident)})
+            leaf = canonical({**body, "kind": kind, "ref": ref})
             if not verify_inclusion(int(proof["leaf"]), size, leaf_hash(leaf),
                                     [bytes.fromhex(h) for h in proof["path"]], root):
                 bad += 1
                 if bad <= 5:
-                    res.fail(part, f"{what} {ident} is not in the log as leaf {proof['leaf']} "
+                    res.fail(part, f"{name} is not in the log as leaf {proof['leaf']} "
                                    f"of the tree head of {size} (its inclusion proof fails): "
                                    "changed after it was logged, or never logged")
         if bad > 5:
@@ -462,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("pack", help="the evidence pack (.zip)")
     ap.add_argument("--public-key", help="trust only this Ed25519 public key (PEM or base64)")
     ap.add_argument("--heads", help="a witnessed copy of the site's tree heads (JSON lines)")
+    ap.add_argument("--tsa-ca", help="the time-stamping authority's certificate (PEM): the "
+                                     "head's RFC 3161 time-stamp must verify under it")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     try:
@@ -471,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.public_key:
             with open(args.public_key, encoding="ascii") as f:
                 trusted = (read_public_key(f.read()),)
+        tsa_ca = None
+        if args.tsa_ca:
+            with open(args.tsa_ca, "rb") as f:
+                tsa_ca = f.read()
         witnessed = None
         if args.heads:
             with open(args.heads, "rb") as f:
@@ -479,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    res = check_pack(data, trusted, witnessed)
+    res = check_pack(data, trusted, witnessed, tsa_ca)
     if args.json:
         print(json.dumps({"ok": res.ok, "problems": res.problems, "notes": res.notes}))
     else:

@@ -16,13 +16,15 @@ chain of heads is broken: a head was deleted or one replayed out of order),
 not of one append-only log), ``log-rewritten`` (the stored leaves no longer give a
 head's root), ``log-truncated`` (fewer leaves than a head counted), ``leaf-edited``
 (a leaf's stored hash is not the hash of its bytes), ``audit-mismatch`` (an audit
-leaf names a hash the audit entry no longer has).
+leaf names a hash the audit entry no longer has), ``record-mismatch`` (an alert, delivery or
+rule version as stored now is not the one its leaves recorded).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,7 @@ class HeadCheck:
     findings: list[Finding] = field(default_factory=list)
     last_head: dict[str, Any] | None = None
     checked: list[dict[str, Any]] = field(default_factory=list)  # the site's heads, in order
+    other_sites: dict[str, int] = field(default_factory=dict)  # heads not checked, by site
 
 
 def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
@@ -143,7 +146,38 @@ def _check_leaves(store: Store) -> tuple[list[bytes], list[Finding]]:
         more = f" and {len(mismatched) - 1} more" if len(mismatched) > 1 else ""
         findings.append(Finding("audit-mismatch", f"the log recorded audit entry "
                                 f"{mismatched[0]}{more}, changed or removed since"))
-    return hashes, findings
+    return hashes, findings + _check_records(store, rows)
+
+
+def _check_records(store: Store, rows: Sequence[Any]) -> list[Finding]:
+    """Alerts, deliveries and rule versions as stored now against their leaves: an alert's
+    record must be its newest leaf's, each delivery and rule version one of its ref's
+    leaves. Records of a ref with no leaf predate their kind's logging and are passed."""
+    from coverwatch.storage.tlog import record_digest
+    from coverwatch.storage.versions import load_versions
+
+    logged: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row.kind in ("alert", "delivery", "rule-version"):
+            logged.setdefault((row.kind, str(row.ref)), []).append(
+                str(orjson.loads(str(row.leaf)).get("hash")))
+    alerts = {str(r["id"]): record_digest(r) for r in store.load_alerts()}
+    changed = [f"alert {i}" for i, h in alerts.items()
+               if ("alert", i) in logged and logged["alert", i][-1] != h]
+    for d in store.load_deliveries():
+        leaves = logged.get(("delivery", d.alert_id))
+        if leaves is not None and record_digest(d.to_json()) not in leaves:
+            changed.append(f"a delivery about alert {d.alert_id}")
+    if any(kind == "rule-version" for kind, _ in logged):
+        for v in load_versions(store):
+            r = {"effective_us": v.effective_us, "source": v.source}
+            if record_digest(r) not in logged.get(("rule-version", str(v.effective_us)), []):
+                changed.append(f"the rule version from {v.effective_us}")
+    if not changed:
+        return []
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return [Finding("record-mismatch", f"{changed[0]}{more} is not as the log recorded it: "
+                                       "changed in the database since")]
 
 
 def verify_tree_heads(
@@ -152,12 +186,15 @@ def verify_tree_heads(
     """Check the stored log against every signed head of ``site`` in ``path``."""
     docs, findings = load_heads(path)
     heads: list[tuple[int, dict[str, Any]]] = []
+    others: dict[str, int] = {}
     for n, doc in docs:
         why = verify_document(doc, trusted)
         if why is not None:
             findings.append(Finding("bad-head", f"tree head on line {n}: {why}"))
         elif doc.get("site") == site:
             heads.append((n, doc))
+        else:
+            others[str(doc.get("site"))] = others.get(str(doc.get("site")), 0) + 1
     hashes, leaf_findings = _check_leaves(store)
     findings += leaf_findings
     tree = Levels(hashes)  # each head's root and each proof in O(log n), not O(n)
@@ -196,4 +233,4 @@ def verify_tree_heads(
         findings.append(Finding("head-missing", "the server's last head is not in "
                                 f"{path}: the file lost its newest heads or was replayed"))
     return HeadCheck(len(heads), len(hashes), findings, heads[-1][1] if heads else None,
-                     [d for _, d in heads])
+                     [d for _, d in heads], others)

@@ -34,6 +34,7 @@ from coverwatch.settings import Settings
 from coverwatch.storage import Store
 
 if TYPE_CHECKING:  # the adapters, for their types only (they import this module)
+    from coverwatch.evidence.witness import Witnesses
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.briefing import Briefing
     from coverwatch.server.gateway import BusHooks
@@ -90,6 +91,7 @@ class SiteUnit:
     briefing: Briefing | None = None
     tours: TourWatch | None = None
     bus: BusHooks | None = None  # distributed mode (docs/scale.md)
+    witnesses: Witnesses | None = None  # of the signed tree heads (anchoring)
     # Distributed mode: the site's cover as its owner last checkpointed it (refreshed by
     # BusHooks.refresh_replica), shown where this node does not evaluate.
     replica: LiveCover | None = None

@@ -18,6 +18,7 @@ from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditEntry, AuditRepository, _prepare_details
 from coverwatch.storage.base import dialect_insert, now_us
 from coverwatch.storage.tables import alerts
+from coverwatch.storage.tlog import append_record_leaf
 
 __all__ = ["AlertRepository", "InvalidAlertRecordError"]
 
@@ -64,6 +65,7 @@ class AlertRepository(AuditRepository):
             return False
         self._append_audit_locked(conn, "device", action, f"alert:{values['id']}",
                                   (details_text, body))
+        append_record_leaf(conn, self.site, "alert", values["id"], body)  # transparency log
         return True
 
     def record_alert_event(
@@ -86,9 +88,12 @@ class AlertRepository(AuditRepository):
         )
         with self._audit_write() as conn:
             conn.execute(upsert)
-            return self._append_audit_locked(
+            entry = self._append_audit_locked(
                 conn, actor, action, f"alert:{values['id']}", (details_text, body)
             )
+            # Each transition is a leaf of its own: the record as saved, by its digest.
+            append_record_leaf(conn, self.site, "alert", values["id"], body)
+            return entry
 
     def load_alerts(self) -> list[dict[str, Any]]:
         """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from coverwatch.storage.audit import AuditRepository, _prepare_details
 from coverwatch.storage.tables import deliveries, dispatches
+from coverwatch.storage.tlog import append_record_leaf
 
 __all__ = ["DeliveryRecord", "DeliveryRepository"]
 
@@ -77,6 +78,8 @@ class DeliveryRepository(AuditRepository):
                     conn, "notifier", f"notification.{'delivered' if d.ok else 'failed'}",
                     f"alert:{d.alert_id}", _prepare_details(details),
                 )
+                # The delivery's leaf: ref the alert, digest of to_json() (as packs carry it).
+                append_record_leaf(conn, self.site, "delivery", d.alert_id, d.to_json())
 
     def load_deliveries(self, alert_ids: Sequence[str] | None = None) -> list[DeliveryRecord]:
         """Deliveries (all, or of some alerts), oldest first."""

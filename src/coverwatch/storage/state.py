@@ -3,7 +3,7 @@ versions, the live horizon, the daily report's progress), per site."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from coverwatch.storage.base import StoreBase, dialect_insert, now_us
 from coverwatch.storage.tables import server_state
@@ -24,6 +24,11 @@ class StateRepository(StoreBase):
 
     def set_state(self, key: str, value: str) -> None:
         """Save ``value`` under ``key`` (replacing any), durably, in one transaction."""
+        with self._write() as conn:
+            self._set_state_in(conn, key, value)
+
+    def _set_state_in(self, conn: Connection, key: str, value: str) -> None:
+        """:meth:`set_state` inside the caller's transaction."""
         insert = dialect_insert(self.dialect)(server_state).values(
             site=self.site, key=key, value=value, updated_us=now_us()
         )
@@ -31,5 +36,4 @@ class StateRepository(StoreBase):
             index_elements=[server_state.c.site, server_state.c.key],
             set_={"value": insert.excluded.value, "updated_us": insert.excluded.updated_us},
         )
-        with self._write() as conn:
-            conn.execute(upsert)
+        conn.execute(upsert)

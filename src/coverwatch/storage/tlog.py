@@ -20,7 +20,8 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "leaf_bytes", "leaf_hashes", "log_size"]
+__all__ = ["append_event_leaves", "append_leaf", "append_record_leaf", "leaf_bytes",
+           "leaf_hashes", "log_size", "record_digest"]
 
 
 def leaf_bytes(kind: str, ref: str, body: Mapping[str, Any]) -> bytes:
@@ -41,6 +42,17 @@ def append_leaf(
         hash=leaf_hash(data).hex(),
     ))
     return size
+
+
+def record_digest(value: Any) -> str:
+    """SHA-256 (hex) of a record's canonical JSON: what alert, delivery and rule version
+    leaves name, so an examiner recomputes it from the record in a pack."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def append_record_leaf(conn: Connection, site: str, kind: str, ref: str, record: Any) -> int:
+    """Append ``{"hash": record_digest(record)}`` as a ``kind`` leaf naming ``ref``."""
+    return append_leaf(conn, site, kind, ref, {"hash": record_digest(record)})
 
 
 def _key_leaf(kind: str, ref: str, key: str) -> str:

@@ -3,6 +3,8 @@
 Kept in the server state (key ``site.versions``), oldest first, so a restart, a
 report or an evidence pack re-evaluates history under the rules that were in
 force at each moment. Changing the rules is :mod:`coverwatch.server.siteapply`.
+Each version is a ``rule-version`` leaf of the site's transparency log, appended
+in the transaction that first saves it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
+from sqlalchemy import select
 
 from coverwatch.storage.state import StateRepository
+from coverwatch.storage.tables import tlog_leaves
+from coverwatch.storage.tlog import append_record_leaf, leaf_bytes, record_digest
 
 __all__ = ["VERSIONS_KEY", "SiteVersion", "load_versions", "save_versions"]
 
@@ -35,6 +40,14 @@ def load_versions(store: StateRepository) -> list[SiteVersion]:
 
 
 def save_versions(store: StateRepository, versions: Iterable[SiteVersion]) -> None:
-    store.set_state(VERSIONS_KEY, orjson.dumps(
-        [{"effective_us": v.effective_us, "source": v.source} for v in versions]
-    ).decode())
+    """Save the versions and, in the same transaction, log each not yet logged
+    (leaf ``{"hash": record_digest({"effective_us", "source"})}``, ref its effective_us)."""
+    records = [{"effective_us": v.effective_us, "source": v.source} for v in versions]
+    with store._write() as conn:
+        store._set_state_in(conn, VERSIONS_KEY, orjson.dumps(records).decode())
+        logged = set(conn.execute(select(tlog_leaves.c.leaf).where(
+            tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "rule-version")).scalars())
+        for r in records:
+            ref = str(r["effective_us"])
+            if leaf_bytes("rule-version", ref, {"hash": record_digest(r)}).decode() not in logged:
+                append_record_leaf(conn, store.site, "rule-version", ref, r)

@@ -1,0 +1,268 @@
+"""The standalone verifier's proof checks: RFC 9162 inclusion and consistency proofs, and
+RFC 3161 time-stamp tokens checked against a time-stamping authority's certificate.
+
+Part of the standalone verifier (:mod:`coverwatch.evidence.standalone`): copy it beside
+``standalone.py``. Like it, it needs only the standard library and ``cryptography``
+(x509 and signatures; the token's DER is read here, no ``openssl`` is run). It repeats
+``coverwatch.domain.merkle`` on purpose; the unit tests hold the two equal.
+
+A time-stamp reply is accepted when: its status grants it; its TSTInfo's message
+imprint is the hash of the data (the head's canonical JSON); the signed attributes
+name the TSTInfo's digest; their signature verifies under the signing certificate the
+token carries; that certificate is for time-stamping (extended key usage) and was
+issued by the examiner's authority certificate, directly or through certificates the
+token carries, and was valid at the time-stamp's time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+__all__ = ["leaf_hash", "timestamp_time", "verify_consistency", "verify_inclusion",
+           "verify_timestamp_token"]
+
+
+# -- RFC 9162 Merkle tree ----------------------------------------------------------------------
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes],
+                     root: bytes) -> bool:
+    """RFC 9162 2.1.3.2: is leaf hash ``leaf`` at ``index`` of the tree ``root``?"""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    """RFC 9162 2.1.4.2: is the tree ``first_root`` of ``first`` leaves a prefix of the other?"""
+    if not 0 <= first <= second:
+        return False
+    if first == 0:
+        return not proof
+    if first == second:
+        return not proof and first_root == second_root
+    if not proof:
+        return False
+    path = list(proof)
+    if first & (first - 1) == 0:
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = _node(c, fr), _node(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_root and sr == second_root and sn == 0
+
+
+# -- DER, as much as a time-stamp token needs --------------------------------------------------
+
+class _Bad(ValueError):
+    pass
+
+
+def _items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The DER elements in ``data``: (tag, content, whole element) each."""
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise _Bad("truncated DER")
+        tag, n = data[pos], data[pos + 1]
+        head = 2
+        if n & 0x80:
+            k = n & 0x7F
+            if k == 0 or k > 4 or pos + 2 + k > len(data):
+                raise _Bad("unsupported DER length")
+            n, head = int.from_bytes(data[pos + 2:pos + 2 + k], "big"), 2 + k
+        end = pos + head + n
+        if end > len(data):
+            raise _Bad("truncated DER")
+        out.append((tag, data[pos + head:end], data[pos:end]))
+        pos = end
+    return out
+
+
+def _oid(content: bytes) -> str:
+    first, parts, v = content[0], [], 0
+    parts += [str(min(first // 40, 2)), str(first - 40 * min(first // 40, 2))]
+    for b in content[1:]:
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            parts.append(str(v))
+            v = 0
+    return ".".join(parts)
+
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256, "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512}
+_SIGNED_DATA, _TST_INFO = "1.2.840.113549.1.7.2", "1.2.840.113549.1.9.16.1.4"
+_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+
+
+def _digest(alg: type[hashes.HashAlgorithm], data: bytes) -> bytes:
+    h = hashes.Hash(alg())
+    h.update(data)
+    return h.finalize()
+
+
+def _hash_of(alg_id: bytes) -> type[hashes.HashAlgorithm]:
+    oid = _oid(_items(alg_id)[0][1])
+    if oid not in _HASHES:
+        raise _Bad(f"unsupported hash algorithm {oid}")
+    return _HASHES[oid]
+
+
+def _token(reply: bytes) -> tuple[bytes, list[x509.Certificate], list[tuple[int, bytes, bytes]]]:
+    """The TSTInfo's DER, the token's certificates and its one SignerInfo's elements."""
+    resp = _items(_items(reply)[0][1])
+    status = _items(resp[0][1])
+    if int.from_bytes(status[0][1], "big") not in (0, 1):
+        raise _Bad("the authority refused the request (status "
+                   f"{int.from_bytes(status[0][1], 'big')})")
+    if len(resp) < 2:
+        raise _Bad("the reply holds no time-stamp token")
+    info = _items(resp[1][1])
+    if _oid(info[0][1]) != _SIGNED_DATA:
+        raise _Bad("the token is not CMS signed data")
+    signed = _items(_items(info[1][1])[0][1])
+    encap = _items(signed[2][1])
+    if _oid(encap[0][1]) != _TST_INFO:
+        raise _Bad("the token does not hold a TSTInfo")
+    tst = _items(_items(encap[1][1])[0][1])[0][2]  # [0] EXPLICIT OCTET STRING
+    certs = [x509.load_der_x509_certificate(c[2])
+             for t, body, _ in signed[3:-1] if t == 0xA0 for c in _items(body)]
+    signers = _items(signed[-1][1])
+    if len(signers) != 1:
+        raise _Bad(f"the token has {len(signers)} signers, not one")
+    return tst, certs, _items(signers[0][1])
+
+
+def timestamp_time(reply: bytes) -> str:
+    """The token's genTime, as it says it (``YYYYMMDDhhmmss[.f]Z``)."""
+    tst, _, _ = _token(reply)
+    return _items(_items(tst)[0][1])[4][1].decode()
+
+
+def _signer_cert(sid: tuple[int, bytes, bytes], certs: list[x509.Certificate]
+                 ) -> x509.Certificate:
+    for cert in certs:
+        if sid[0] == 0x30:  # IssuerAndSerialNumber
+            issuer, serial = _items(sid[1])
+            if cert.serial_number == int.from_bytes(serial[1], "big", signed=True) and \
+                    cert.issuer.public_bytes() == issuer[2]:
+                return cert
+        else:
+            try:  # [0] SubjectKeyIdentifier
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if ski.value.digest == sid[1]:
+                return cert
+    raise _Bad("the token does not carry its signing certificate (ask with certReq)")
+
+
+def _chains_to(cert: x509.Certificate, ca: x509.Certificate, certs: list[x509.Certificate],
+               at: _dt.datetime) -> None:
+    for _ in range(6):
+        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            raise _Bad(f"certificate {cert.subject.rfc4514_string()} was not valid then")
+        if cert.issuer == ca.subject:
+            try:
+                cert.verify_directly_issued_by(ca)
+                return
+            except (ValueError, TypeError, InvalidSignature):
+                pass
+        up = [c for c in certs if c.subject == cert.issuer and c != cert]
+        if not up:
+            break
+        cert.verify_directly_issued_by(up[0])
+        cert = up[0]
+    raise _Bad("the signing certificate was not issued by the given authority")
+
+
+def verify_timestamp_token(reply: bytes, data: bytes, ca_pem: bytes) -> str | None:
+    """None if ``reply`` (an RFC 3161 TimeStampResp, DER) time-stamps ``data`` under the
+    authority certificate ``ca_pem`` (PEM, one or more: any may be the issuer), else why."""
+    try:
+        tst, certs, si = _token(reply)
+        fields = _items(_items(tst)[0][1])
+        imprint = _items(fields[2][1])
+        if _digest(_hash_of(imprint[0][1]), data) != imprint[1][1]:
+            return "it time-stamps other data than the head"
+        when = _dt.datetime.strptime(fields[4][1].decode()[:14], "%Y%m%d%H%M%S").replace(
+            tzinfo=_dt.UTC)
+        alg = _hash_of(si[2][1])
+        attrs = next((e for e in si[3:] if e[0] == 0xA0), None)
+        if attrs is None:
+            raise _Bad("the token has no signed attributes")
+        digests = [_items(a[1])[1] for a in _items(attrs[1])
+                   if _oid(_items(a[1])[0][1]) == _MESSAGE_DIGEST]
+        if len(digests) != 1 or _items(digests[0][1])[0][1] != _digest(alg, tst):
+            return "its signed attributes do not name the TSTInfo's digest"
+        signature = next(e for e in si[3:] if e[0] == 0x04)[1]
+        signer = _signer_cert(si[1], certs)
+        key, signed_attrs = signer.public_key(), b"\x31" + attrs[2][1:]
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, signed_attrs, ec.ECDSA(alg()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signed_attrs, padding.PKCS1v15(), alg())
+        else:
+            raise _Bad("unsupported signing key")
+        usage = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if x509.oid.ExtendedKeyUsageOID.TIME_STAMPING not in usage:
+            raise _Bad("the signing certificate is not for time-stamping")
+        cas = x509.load_pem_x509_certificates(ca_pem)
+        why = "the signing certificate was not issued by the given authority"
+        for ca in cas:
+            try:
+                _chains_to(signer, ca, certs, when)
+                return None
+            except (_Bad, ValueError, TypeError, InvalidSignature) as e:
+                why = str(e) or why
+        return why
+    except InvalidSignature:
+        return "its signature does not verify (altered, or another key)"
+    except x509.ExtensionNotFound:
+        return "the signing certificate has no extended key usage"
+    except (_Bad, ValueError, IndexError, StopIteration) as e:
+        return f"not a readable time-stamp token ({e or type(e).__name__})"

@@ -1,0 +1,188 @@
+"""The standalone verifier, copied out with its sibling, checks a pack's alerts,
+deliveries and rule versions against the log and the head's RFC 3161 time-stamp
+against the authority's certificate the examiner gives (issue 23, deliverables 1 and 4);
+``openssl ts`` is the local authority."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tsakit import authority, poster
+from typer.testing import CliRunner
+
+from coverwatch.cli import app
+from coverwatch.domain.alerts import Alert, alert_id_for
+from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.evidence import standalone, standalone_proofs
+from coverwatch.evidence.anchors import sign_document
+from coverwatch.evidence.keys import SigningKey, load_signing_key
+from coverwatch.evidence.timestamps import timestamp_head
+from coverwatch.evidence.treeheads import head_now
+from coverwatch.storage import open_store
+from coverwatch.storage.deliveries import DeliveryRecord
+from coverwatch.storage.versions import SiteVersion, save_versions
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
+T0 = 1_767_225_600 * US_PER_S  # 2026-01-01T00:00:00Z
+H = 3600 * US_PER_S
+_GUARD = """
+import sys, runpy
+ALLOWED = set(sys.stdlib_module_names) | {"cryptography", "_cffi_backend", "cffi",
+                                           "standalone_proofs"}
+class Guard:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in ALLOWED:
+            raise ImportError(f"the standalone verifier imported {name}")
+        return None
+sys.meta_path.insert(0, Guard())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A pack with an alert, its deliveries and two rule versions, proved against a head
+    the local authority time-stamped; the verifier copied out with its sibling."""
+    tmp = tmp_path_factory.mktemp("tsa")
+    data_dir = tmp / "data"
+    store = open_store(None, data_dir)
+    source = YARD.read_text(encoding="utf-8")
+    save_versions(store, [SiteVersion(0, source)])
+    save_versions(store, [SiteVersion(0, source), SiteVersion(T0 + H // 4, source + "\n")])
+    store.append_events([{"kind": "duty", "t_us": T0 + i, "officer": f"O{i}", "on": True,
+                          "capabilities": "armed", "source": "test"} for i in range(2)])
+    alert = Alert(id=alert_id_for("lapse", "gate", "two", T0), kind="lapse", post="gate",
+                  rule="two", lapse_start=T0, alert_at=T0 + 60 * US_PER_S, count=1, need=2)
+    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    alert.acknowledge("sam", "on my way", T0 + 90 * US_PER_S)
+    store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")
+    store.record_deliveries([DeliveryRecord(alert.id, 0, "escalation", "role:sup", "sam",
+                                            None, ok, None if ok else "timeout", 1,
+                                            T0 + 61 * US_PER_S) for ok in (False, True)])
+    key_path = data_dir / "keys" / "audit.key"
+    key, heads = load_signing_key(key_path), key_path.with_name("tree-heads.jsonl")
+    tsa, other = authority(tmp / "tsa", "Test"), authority(tmp / "other", "Other")
+    head = head_now(store, key, "harbour-yard", heads)  # the whole log: the pack takes it
+    timestamp_head(head, "http://tsa.invalid/", heads, post=poster(tsa))
+    store.close()
+    out = tmp / "pack.zip"
+    r = CliRunner().invoke(app, ["evidence", "export", "--since", format_time(T0),
+                                 "--until", format_time(T0 + H), "--out", str(out),
+                                 "--data-dir", str(data_dir)])
+    assert r.exit_code == 0, r.output
+    pub = tmp / "site.pem"
+    pub.write_text(key.public_pem())
+    examiner = tmp / "examiner"
+    examiner.mkdir()
+    shutil.copy(standalone.__file__, examiner / "verify_pack.py")
+    shutil.copy(standalone_proofs.__file__, examiner / "standalone_proofs.py")
+    (examiner / "guard.py").write_text(_GUARD)
+    return {"pack": out.read_bytes(), "pub": pub, "dir": examiner, "key": key,
+            "ca": tsa / "ca.pem", "other": other / "ca.pem"}
+
+
+def _run(made: dict[str, Any], data: bytes, *extra: str) -> subprocess.CompletedProcess[str]:
+    pack = made["dir"] / "pack.zip"
+    pack.write_bytes(data)
+    return subprocess.run(
+        [sys.executable, "-I", str(made["dir"] / "guard.py"), str(made["dir"] / "verify_pack.py"),
+         str(pack), "--public-key", str(made["pub"]), *extra],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=made["dir"],
+        timeout=120, check=False)
+
+
+def _insider(data: bytes, key: SigningKey, change: Callable[[dict[str, Any]], None]) -> bytes:
+    """The pack after ``change`` (of its parsed JSON members), re-signed with the site's key."""
+    z = zipfile.ZipFile(io.BytesIO(data))
+    files = {n: z.read(n) for n in z.namelist()}
+    parsed = {n: orjson.loads(files[n]) for n in files if n.endswith(".json")}
+    change(parsed)
+    files |= {n: orjson.dumps(v) for n, v in parsed.items() if n != "manifest.json"}
+    manifest = parsed["manifest.json"]
+    manifest["members"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()
+                           if n != "manifest.json"}
+    files["manifest.json"] = orjson.dumps(sign_document(
+        {k: v for k, v in manifest.items() if k not in ("signature", "public_key", "key_id")},
+        key))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as out:
+        for n, d in files.items():
+            out.writestr(n, d)
+    return buf.getvalue()
+
+
+def test_alerts_deliveries_rule_versions_and_the_time_stamp_verify(made: dict[str, Any]) -> None:
+    r = _run(made, made["pack"], "--tsa-ca", str(made["ca"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for proved in ("1 alert(s) proved", "2 delivery(s) proved", "rule version(s) proved",
+                   "the head was time-stamped at 20"):
+        assert proved in r.stdout, r.stdout
+
+
+def test_another_authority_or_no_time_stamp_is_named(made: dict[str, Any]) -> None:
+    r = _run(made, made["pack"], "--tsa-ca", str(made["other"]))
+    assert r.returncode == 1 and "the head's RFC 3161 time-stamp" in r.stdout, r.stdout
+
+    def drop(p: dict[str, Any]) -> None:
+        del p["tree-head.json"]["timestamp"]
+
+    r = _run(made, _insider(made["pack"], made["key"], drop), "--tsa-ca", str(made["ca"]))
+    assert r.returncode == 1 and "carries no RFC 3161 time-stamp" in r.stdout, r.stdout
+    # Without --tsa-ca the same pack verifies: the time-stamp is the examiner's to ask for.
+    assert _run(made, _insider(made["pack"], made["key"], drop)).returncode == 0
+
+
+def test_an_altered_time_stamp_fails(made: dict[str, Any]) -> None:
+    def flip(p: dict[str, Any]) -> None:
+        reply = bytearray(base64.b64decode(p["tree-head.json"]["timestamp"]))
+        reply[-3] ^= 0x01  # inside the signature, at the end of the token
+        p["tree-head.json"]["timestamp"] = base64.b64encode(bytes(reply)).decode()
+
+    r = _run(made, _insider(made["pack"], made["key"], flip), "--tsa-ca", str(made["ca"]))
+    assert r.returncode == 1 and "time-stamp" in r.stdout, r.stdout
+
+
+def _ack_note(p: dict[str, Any]) -> None:
+    p["alerts.json"][0]["acknowledgement_note"] = "arrived at once"
+
+
+def _delivered(p: dict[str, Any]) -> None:
+    p["deliveries.json"][0]["outcome"] = "delivered"
+
+
+def _rule(p: dict[str, Any]) -> None:
+    p["rule-versions.json"][-1]["source"] += "# weakened\n"
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (_ack_note, "alerts.json: alert 1 ("),
+    (_delivered, "deliveries.json: delivery 1 ("),
+    (_rule, "rule-versions.json: rule version 2 ("),
+])
+def test_a_re_signed_record_fails_its_inclusion_proof(
+    made: dict[str, Any], change: Callable[[dict[str, Any]], None], named: str,
+) -> None:
+    r = _run(made, _insider(made["pack"], made["key"], change))
+    assert r.returncode == 1 and named in r.stdout and "inclusion proof fails" in r.stdout, \
+        r.stdout
+
+
+def test_a_reply_that_is_not_a_token_is_named_not_raised(made: dict[str, Any]) -> None:
+    ca = made["ca"].read_bytes()
+    for junk in (b"", b"\x30\x03\x02\x01\x00", b"\x30\x82\xff\xff", b"not der at all"):
+        why = standalone_proofs.verify_timestamp_token(junk, b"{}", ca)
+        assert why is not None and ("not a readable" in why or "refused" in why), (junk, why)
