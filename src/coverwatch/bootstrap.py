@@ -58,15 +58,13 @@ async def _build_site(
 
 async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
     """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
-    from coverwatch.server.briefing import Briefing
     from coverwatch.server.watchdog import run_watchdog
+    from coverwatch.server.wiring import briefing_for, tours_for
 
     settings = svc.settings
-    svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    svc.briefing = await asyncio.to_thread(briefing_for, svc, settings.reacknowledge_within_s)
     svc.briefing.subscribe(svc.subscribers)
-    from coverwatch.server.tours import TourWatch
-
-    svc.tours = TourWatch(svc)
+    svc.tours = tours_for(svc)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()

@@ -33,14 +33,9 @@ from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.gateway import (
-    RESEND_AFTER_S,
-    deadman_reports,
-    refresh_book,
-    take_in,
-    wire,
-)
+from coverwatch.server.gateway import RESEND_AFTER_S, wire
 from coverwatch.server.handlers.alerts import apply_cover_changes, settled_by
+from coverwatch.server.handlers.sync import deadman_reports, refresh_book, take_in
 from coverwatch.server.happenings import Happening
 from coverwatch.storage.busoutbox import (
     FENCE,
