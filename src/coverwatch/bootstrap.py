@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from coverwatch.api.idempotency import Replies
 from coverwatch.api.routes import router
 from coverwatch.clock import wall_clock_us
 from coverwatch.errors import Problem, SiteFileError
@@ -172,6 +173,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         openapi_url="/openapi.json" if settings.demo else None,
     )
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
+    app.state.replies = Replies()  # Idempotency-Key answers, per site (api/idempotency.py)
 
     install_problems(app)
     app.add_middleware(
