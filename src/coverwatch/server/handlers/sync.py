@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from coverwatch.domain.alerts import Alert
+from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.supervision import open_direct
+from coverwatch.engine import CoverChange
 from coverwatch.server.commands import RaiseDirect, ResolveDirect
-from coverwatch.server.handlers.alerts import execute
+from coverwatch.server.handlers.alerts import apply_cover_changes, execute
+from coverwatch.server.happenings import Happening
 from coverwatch.server.unit import SiteUnit
+from coverwatch.storage.busoutbox import Fenced
 
-__all__ = ["DEADMAN_RULE", "deadman_reports", "refresh_book", "site_orphaned", "site_owned",
-           "take_in"]
+__all__ = ["DEADMAN_RULE", "apply_as_owner", "deadman_reports", "refresh_book",
+           "site_orphaned", "site_owned", "take_in"]
 
 DEADMAN_RULE = "deadman:"
+_LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 
 
 def refresh_book(svc: SiteUnit) -> int:
@@ -74,3 +78,33 @@ async def site_owned(svc: SiteUnit, site: str) -> None:
         await asyncio.to_thread(refresh_book, svc)
     for alert in open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
         await execute(svc, ResolveDirect(alert.id, f"site {site} has an owner again"))
+
+
+def apply_as_owner(svc: SiteUnit,
+                   changes: list[CoverChange]) -> tuple[list[CoverChange], list[Happening]]:
+    """Changes, less those the store already shows, applied as the single process does
+    (and what that did, for the subscribers)."""
+    out = []
+    for ch in changes:
+        if ch.kind in ("alert", "lapse-ended"):
+            rec = svc.store.get_alert_record(
+                alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start))
+            if rec is not None:
+                stored = Alert.from_record(rec)
+                take_in(svc, stored)
+                if ch.kind == "lapse-ended" and stored.state not in _LIVE:
+                    continue  # resolved before the takeover: once is enough
+        out.append(ch)
+    try:
+        happened = apply_cover_changes(svc, out)
+    except Fenced:
+        # The book took changes the store refused: back to the store's version.
+        for ch in out:
+            alert_id = alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start)
+            rec = svc.store.get_alert_record(alert_id)
+            if rec is not None:
+                svc.book.restore(Alert.from_record(rec))
+            else:
+                svc.book.forget(alert_id)
+        raise
+    return out, happened
