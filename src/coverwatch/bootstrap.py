@@ -37,7 +37,7 @@ log = logging.getLogger("coverwatch.server")
 async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
 ) -> SiteUnit:
-    """One site's services, rebuilt from the store."""
+    """One site's unit, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
@@ -140,14 +140,14 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         for svc in sites.values():
             tasks += await _start_site(svc)
         app.state.sites = sites
-        app.state.services = next(iter(sites.values()))  # the first: deployment-wide reads
+        app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.
         app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
-                                      else app.state.services.store)
+                                      else app.state.site_unit.store)
         if len(sites) > 1 and settings.anchor_every_s > 0:
             from coverwatch.evidence.service import run_anchoring
 
-            first = app.state.services
+            first = app.state.site_unit
             tasks.append(asyncio.create_task(run_anchoring(
                 first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT),
                 name="anchoring:deployment"))

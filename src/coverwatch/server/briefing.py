@@ -389,7 +389,7 @@ class Briefing:
             if key in self._emitted:
                 continue
             if b.on and self.view.site().duty_from_devices:
-                continue  # the officer's device reporting puts them on (services)
+                continue  # the officer's device reporting puts them on (handlers/ingest)
             self._emitted.add(key)
             caps = sorted(valid_qualifications(b.officer, b.t, self.qualifications)) if b.on \
                 else []
