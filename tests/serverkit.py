@@ -2,7 +2,7 @@
 
 ``running_server(settings, clock)`` starts :func:`coverwatch.bootstrap.create_app`
 under a Starlette ``TestClient`` (the lifespan runs: store, ticker, MQTT) and
-yields a :class:`Kit` with the client, the services and helpers to make users,
+yields a :class:`Kit` with the client, the site's unit and helpers to make users,
 devices and tokens directly in the store. Time moves only when the test says
 so (:class:`FakeClock`); ``kit.tick()`` runs one ticker step on the app's loop.
 """
@@ -158,7 +158,7 @@ class Kit:
 
     @property
     def svc(self) -> SiteUnit:
-        svc: SiteUnit = self.app.state.services
+        svc: SiteUnit = self.app.state.site_unit
         return svc
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -240,7 +240,7 @@ class LiveServer:
 
     @property
     def svc(self) -> SiteUnit:
-        svc: SiteUnit = self.app.state.services
+        svc: SiteUnit = self.app.state.site_unit
         return svc
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from coverwatch.api.idempotency import Replies
 from coverwatch.api.routes import router
 from coverwatch.clock import wall_clock_us
 from coverwatch.errors import Problem, SiteFileError
@@ -36,7 +37,7 @@ log = logging.getLogger("coverwatch.server")
 async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
 ) -> SiteUnit:
-    """One site's services, rebuilt from the store."""
+    """One site's unit, rebuilt from the store."""
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
@@ -58,15 +59,13 @@ async def _build_site(
 
 async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
     """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
-    from coverwatch.server.briefing import Briefing
     from coverwatch.server.watchdog import run_watchdog
+    from coverwatch.server.wiring import briefing_for, tours_for
 
     settings = svc.settings
-    svc.briefing = await asyncio.to_thread(Briefing.load, svc, settings.reacknowledge_within_s)
+    svc.briefing = await asyncio.to_thread(briefing_for, svc, settings.reacknowledge_within_s)
     svc.briefing.subscribe(svc.subscribers)
-    from coverwatch.server.tours import TourWatch
-
-    svc.tours = TourWatch(svc)
+    svc.tours = tours_for(svc)
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
@@ -143,14 +142,14 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         for svc in sites.values():
             tasks += await _start_site(svc)
         app.state.sites = sites
-        app.state.services = next(iter(sites.values()))  # the first: deployment-wide reads
+        app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.
         app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
-                                      else app.state.services.store)
+                                      else app.state.site_unit.store)
         if len(sites) > 1 and settings.anchor_every_s > 0:
             from coverwatch.evidence.service import run_anchoring, witnesses_for
 
-            first = app.state.services
+            first = app.state.site_unit
             tasks.append(asyncio.create_task(run_anchoring(
                 first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT,
                 witnesses_for(first.store, settings)), name="anchoring:deployment"))
@@ -176,6 +175,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         openapi_url="/openapi.json" if settings.demo else None,
     )
     app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
+    app.state.replies = Replies()  # Idempotency-Key answers, per site (api/idempotency.py)
 
     install_problems(app)
     app.add_middleware(

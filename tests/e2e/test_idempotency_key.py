@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import HTTPException
+from starlette.datastructures import State
 from starlette.requests import Request
 from test_delivery import _kit, _raise_lapse
 
@@ -109,10 +110,11 @@ def test_a_malformed_key_over_http_is_a_problem_not_an_action(tmp_path: Path) ->
 
 
 def test_a_retry_while_the_first_still_runs_is_a_409() -> None:
+    app: Any = type("App", (), {"state": State()})()  # the answers are kept by the app
     scope = {"type": "http", "method": "POST", "path": "/api/v1/alerts/a/acknowledge",
-             "headers": [(b"idempotency-key", b'"slow"')], "query_string": b""}
+             "headers": [(b"idempotency-key", b'"slow"')], "query_string": b"", "app": app}
     request = Request(scope)
-    svc: Any = type("Svc", (), {})()  # any object: keys are kept per site object
+    svc: Any = type("Svc", (), {"site": type("Site", (), {"id": "s"})()})()  # per site
     who = Principal("user", "sam", frozenset({"supervisor"}))
 
     async def run() -> tuple[Any, int]:

@@ -40,7 +40,7 @@ def _services(kit: Kit, site: str):  # type: ignore[no-untyped-def]
 
 
 def _people(kit: Kit) -> None:
-    store = kit.app.state.services.store
+    store = kit.app.state.site_unit.store
     store.create_user("control", PASSWORD, ["supervisor"])  # deployment-wide
     store.create_user("south-super", PASSWORD, [], site_roles_only=True)
     store.set_site_roles("south-super", _services(kit, "south-quay").store.site, ["supervisor"])
@@ -143,8 +143,8 @@ def test_a_second_site_leaves_the_first_sites_history_where_it_is(tmp_path: Path
     north, south = _sites(tmp_path)
     data = tmp_path / "data"
     with running_server(base_settings(north, data), FakeClock()) as k:
-        assert k.app.state.services.store.site == "default"  # single site: as before
-        _, token = k.app.state.services.store.create_device("phone-n1", "N1")
+        assert k.app.state.site_unit.store.site == "default"  # single site: as before
+        _, token = k.app.state.site_unit.store.create_device("phone-n1", "N1")
     with running_server(base_settings(north, data, more_sites=(south,)), FakeClock()) as k:
         sites = k.app.state.sites
         assert sites["north-yard"].store.site == "default"  # the first site keeps its rows
@@ -209,7 +209,7 @@ def test_the_deployment_chain_is_anchored_like_a_sites(tmp_path: Path) -> None:
 def test_an_officers_own_pages_need_no_site_name(kit: Kit) -> None:
     south = _services(kit, "south-quay")
     south.store.create_device("phone-s2", "S2")
-    kit.app.state.services.store.create_user("S2", PASSWORD, ["officer"])
+    kit.app.state.site_unit.store.create_user("S2", PASSWORD, ["officer"])
     c = kit.client
     _login(c, "S2")
     r = c.get("/api/v1/me/duty")  # the site of their device

@@ -48,7 +48,7 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
 
 def _site_user(kit: Kit, name: str, role: str) -> Caller:
     """A fresh session of a user who holds ``role`` at the south site only."""
-    store = kit.app.state.services.store
+    store = kit.app.state.site_unit.store
     user = store.get_user(name)
     if user is None:
         user = store.create_user(name, PASSWORD, [], site_roles_only=True)

@@ -22,7 +22,7 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     second = write_site(tmp_path / "z", "z-quay")
     with running_server(base_settings(first, tmp_path / "data", more_sites=(second,)),
                         FakeClock()) as k:
-        store = k.app.state.services.store
+        store = k.app.state.site_unit.store
         store.create_user("control", PASSWORD, ["supervisor"])
         store.create_user("boss", PASSWORD, ["admin"])
         store.create_user("z-super", PASSWORD, [], site_roles_only=True)

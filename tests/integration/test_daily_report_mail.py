@@ -156,7 +156,7 @@ def test_the_server_sends_a_missed_day_when_it_starts(tmp_path: Path, smtp: Mail
                              daily_report_to=(smtp.url("ops@example.org"),),
                              notify_retries=0)
     with running_server(settings, FakeClock("2030-01-03T08:00:00Z")) as kit:
-        store = kit.app.state.services.store
+        store = kit.app.state.site_unit.store
         for _ in range(400):  # wait for the background task (bounded); no timing asserted
             if store.get_state(LAST_SENT) == "2030-01-02":
                 break

@@ -96,7 +96,7 @@ def test_a_scan_of_an_unknown_checkpoint_is_a_precise_4xx(kit: Kit) -> None:
 
 
 def test_a_restarted_watch_remembers_the_rounds_scans(kit: Kit) -> None:
-    from coverwatch.server.tours import TourWatch
+    from coverwatch.server.wiring import tours_for
 
     kit.advance(1)
     step(kit)
@@ -110,7 +110,7 @@ def test_a_restarted_watch_remembers_the_rounds_scans(kit: Kit) -> None:
     r = kit.post_events(sup, [{"t": kit.clock.iso(), "kind": "fix", "officer": "P2", "x": 1,
                                "y": 1, "accuracy_m": 3}])
     assert r.status_code == 200, r.text
-    fresh = TourWatch(kit.svc)
+    fresh = tours_for(kit.svc)
     kit.svc.tours = fresh
     kit.advance(300)                       # 08:08: the east door was due at 08:07
     step(kit)

@@ -294,3 +294,79 @@ def test_every_module_says_what_it_exports(module: str) -> None:
              for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
              if isinstance(t, ast.Name)}
     assert "__all__" in names, f"{module} has no __all__"
+
+
+# The adapters hear of happenings and act through narrow views (server/ports.py) and
+# commands (server/commands.py); only the wiring point gives them what they see.
+ADAPTERS = {"coverwatch.server.outbox", "coverwatch.server.incidentsend",
+            "coverwatch.server.briefing", "coverwatch.server.tours", "coverwatch.server.gateway",
+            "coverwatch.server.feed", "coverwatch.server.subscribers",
+            "coverwatch.server.ports", "coverwatch.server.commands",
+            "coverwatch.server.happenings"}
+# Who may hold a SiteUnit: the handlers, the wiring (start-up, bootstrap, distributed
+# mode's start and worker), the inputs that hand it to the handlers (MQTT, OwnTracks,
+# dead letters), the watchdog and the views (routes, pages, the HTTP edge, alert views).
+UNIT_HOLDERS_OUTSIDE_HANDLERS = {
+    "coverwatch.bootstrap", "coverwatch.server.wiring", "coverwatch.server.cluster",
+    "coverwatch.server.clusterworker", "coverwatch.server.mqtt", "coverwatch.server.owntracks",
+    "coverwatch.server.deadletters", "coverwatch.server.watchdog",
+    "coverwatch.server.shelves", "coverwatch.server.alertviews", "coverwatch.http.access"}
+BOOK_MUTATORS = {"adopt", "restore", "on_alert", "on_lapse_ended", "acknowledge", "close",
+                 "tick", "forget"}
+
+
+def _handler(module: str) -> bool:
+    return module.startswith("coverwatch.server.handlers")
+
+
+def test_adapters_hold_no_unit_and_call_no_handler() -> None:
+    for module in sorted(ADAPTERS):
+        for name in _imports(MODULES[module]):  # if TYPE_CHECKING: blocks count too
+            assert name != "coverwatch.server.unit", f"{module} imports the site unit"
+            assert not _handler(name), f"{module} imports {name}: send a command instead"
+
+
+def test_the_site_unit_is_held_by_handlers_wiring_and_views_only() -> None:
+    for module, path in sorted(MODULES.items()):
+        if "coverwatch.server.unit" not in _imports(path) or module == "coverwatch.server.unit":
+            continue
+        allowed = _handler(module) or module in UNIT_HOLDERS_OUTSIDE_HANDLERS \
+            or _package(module) in ENTRYPOINTS
+        assert allowed, f"{module} holds a SiteUnit: give it a view (server/ports.py)"
+
+
+def _book_changes(path: Path) -> list[str]:
+    """``x.book.<mutator>(…)``, ``x.book.policy = …`` and ``….escalated_level = …``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in BOOK_MUTATORS \
+                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "book":
+            found.append(f"line {node.lineno}: {ast.unparse(node.func)}")
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Attribute) and (
+                        t.attr == "escalated_level" or (
+                            isinstance(t.value, ast.Attribute) and t.value.attr == "book")):
+                    found.append(f"line {node.lineno}: {ast.unparse(t)}")
+    return found
+
+
+def test_only_handlers_change_the_alert_book() -> None:
+    outside = {m: _book_changes(p) for m, p in MODULES.items()
+               if _package(m) not in CORE and not _handler(m)}
+    assert not {m: f for m, f in outside.items() if f}, \
+        "the alert book changed outside server/handlers: " + str(
+            {m: f for m, f in outside.items() if f})
+
+
+def test_the_store_calls_nothing_back() -> None:
+    """The store is handed data (rows, alert records), never a function to call inside
+    a commit (an SOS alert is decided before its commit: domain/alarms.py)."""
+    import inspect
+
+    from coverwatch.storage.events import EventRepository
+
+    params = inspect.signature(EventRepository.append_events).parameters
+    assert "alerts_for" not in params
+    assert not any("Callable" in str(p.annotation) for p in params.values())

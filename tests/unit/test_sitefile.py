@@ -8,6 +8,7 @@ problems as comments: ``# expect: LINE:COLUMN FIELD: part of the message``.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,24 @@ def test_document_carries_the_domain_escalation_policies() -> None:
     ))
     assert policy_from(document) == document.policy
     assert sos_policy_from(document) == document.sos_policy
+
+
+@pytest.mark.parametrize("target", ["role:", "user:", "role: supervisor", "user:"])
+def test_a_target_the_policy_cannot_take_is_a_problem_of_the_file(target: str) -> None:
+    text = ("site: s\nposts:\n  - id: p\n    at: [0, 0]\nescalation:\n"
+            f"  - after_s: 0\n    notify: [supervisor, \"{target}\"]\n")
+    with pytest.raises(SiteFileError) as caught:
+        load_site_text_document(text, "site.yaml")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.field) == \
+        ("site.yaml", 7, "escalation[0].notify[1]")
+    assert repr(target) in problem.message
+
+
+def test_the_policies_are_built_when_the_file_is_loaded() -> None:
+    document = load_site_document(SITES / "valid.yaml")
+    assert "policy" in {f.name for f in fields(document)}
+    assert document.policy is document.policy  # built once, not on every read
 
 
 def test_sos_levels_make_the_device_alarm_policy() -> None:

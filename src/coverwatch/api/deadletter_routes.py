@@ -13,14 +13,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from coverwatch.domain.time import format_time
-from coverwatch.http.access import Principal, require, services
+from coverwatch.http.access import Principal, require, site_unit
 from coverwatch.http.problems import problems
 from coverwatch.server.unit import SiteUnit
 
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 
 
 @router.get("/api/v1/dead-letters", responses=problems(401, 403))

@@ -17,10 +17,10 @@ from coverwatch.formats.validation import InvalidEvents
 from coverwatch.http.access import (
     DEVICE,
     Principal,
-    deployment_services,
+    deployment_site_unit,
     device_site,
     require,
-    services,
+    site_unit,
 )
 from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.devices import device_upload
@@ -32,8 +32,8 @@ from coverwatch.storage import Device, DuplicateNameError, record_device_change
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[SiteUnit, Depends(services)]
-AnySvc = Annotated[SiteUnit, Depends(deployment_services)]  # devices are found deployment-wide
+Svc = Annotated[SiteUnit, Depends(site_unit)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_site_unit)]  # devices are found deployment-wide
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> Any:

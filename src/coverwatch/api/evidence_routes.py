@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, parse_time
 from coverwatch.errors import StoreError
-from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, site_unit
 from coverwatch.http.headers import attachment, refuse_control_characters
 from coverwatch.http.problems import problems
 from coverwatch.server.unit import SiteUnit
@@ -34,7 +34,7 @@ from coverwatch.server.unit import SiteUnit
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
 
 

@@ -10,6 +10,8 @@ request is refused with 422; a retry that arrives while the first request is sti
 running is refused with 409. An error answer is not kept, so a retry after an error is
 tried again. Requests without the header work as before.
 
+The answers are kept by the app (``app.state``), per site: :class:`Replies`.
+
 The value is a Structured Field string (``"…"``, RFC 8941), as the draft asks; a bare
 token (``Idempotency-Key: 4f1c…``) is accepted too, since many clients send one.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from pydantic import BaseModel
 from coverwatch.http.access import Principal
 from coverwatch.server.unit import SiteUnit
 
-__all__ = ["HEADER", "KEEP_S", "IdempotencyKey", "once", "parse_key"]
+__all__ = ["HEADER", "KEEP_S", "IdempotencyKey", "Replies", "once", "parse_key"]
 
 HEADER = "Idempotency-Key"
 KEEP_S = 24 * 3600.0  # how long a key's answer is kept
@@ -62,16 +63,25 @@ class _Keys:
             self.entries.popitem(last=False)
 
 
-# By id() of the site's services (they are not hashable), dropped when they are.
-_BY_SITE: dict[int, _Keys] = {}
+class Replies:
+    """The answers kept for retries, per site: owned by the app (``app.state.replies``),
+    so they live and go with it."""
+
+    def __init__(self) -> None:
+        self._by_site: dict[str, _Keys] = {}
+
+    def of(self, site: str) -> _Keys:
+        keys = self._by_site.get(site)
+        if keys is None:
+            keys = self._by_site[site] = _Keys()
+        return keys
 
 
-def _keys_of(svc: SiteUnit) -> _Keys:
-    keys = _BY_SITE.get(id(svc))
-    if keys is None:
-        keys = _BY_SITE[id(svc)] = _Keys()
-        weakref.finalize(svc, _BY_SITE.pop, id(svc), None)
-    return keys
+def _keys_of(request: Request, svc: SiteUnit) -> _Keys:
+    replies: Replies | None = getattr(request.app.state, "replies", None)
+    if replies is None:  # an app built without the wiring point (tests)
+        replies = request.app.state.replies = Replies()
+    return replies.of(svc.site.id)
 
 
 def parse_key(values: list[str]) -> str | None:
@@ -127,7 +137,7 @@ async def once(request: Request, svc: SiteUnit, who: Principal, body: BaseModel 
     key = parse_key(request.headers.getlist(HEADER))
     if key is None:
         return await act()
-    keys = _keys_of(svc)
+    keys = _keys_of(request, svc)
     now = time.monotonic()
     keys.drop_old(now)
     fingerprint = _fingerprint(request, body)

@@ -26,10 +26,10 @@ from coverwatch.formats.owntracks import OwnTracksError, owntracks_records
 from coverwatch.http.access import (
     DEVICE,
     Principal,
-    deployment_services,
+    deployment_site_unit,
     device_site,
     require,
-    services,
+    site_unit,
 )
 from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.owntracks import store_owntracks
@@ -39,8 +39,8 @@ __all__ = ["router"]
 
 log = logging.getLogger("coverwatch.server.owntracks")
 router = APIRouter()
-Svc = Annotated[SiteUnit, Depends(services)]
-AnySvc = Annotated[SiteUnit, Depends(deployment_services)]  # devices are found deployment-wide
+Svc = Annotated[SiteUnit, Depends(site_unit)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_site_unit)]  # devices are found deployment-wide
 _BASIC = {"WWW-Authenticate": 'Basic realm="coverwatch", charset="UTF-8"'}
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.roles import ROLES
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.http.access import DEVICE, SUPERVISION, Principal, require, services
+from coverwatch.http.access import DEVICE, SUPERVISION, Principal, require, site_unit
 from coverwatch.http.problems import problem_response, problems
 from coverwatch.server.briefing import Briefing, StaleVersionError, UnknownPostError
 from coverwatch.server.unit import SiteUnit
@@ -28,7 +28,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 
 
 class OrdersAcknowledgement(BaseModel):

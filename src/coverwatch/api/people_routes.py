@@ -19,7 +19,7 @@ from coverwatch.http.access import (
     Principal,
     all_sites,
     deployment_chain,
-    deployment_services,
+    deployment_site_unit,
     named_site,
     require,
 )
@@ -38,7 +38,7 @@ from coverwatch.storage import (
 __all__ = ["router"]
 
 router = APIRouter()
-AnySvc = Annotated[SiteUnit, Depends(deployment_services)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_site_unit)]
 
 # -- sessions ---------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from coverwatch.formats.roster import (
     parse_qualifications_csv,
     parse_roster_csv,
 )
-from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, site_unit
 from coverwatch.http.problems import error, problem_response, problems
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import NotFoundError
@@ -40,7 +40,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 ROSTERING = ("supervisor", "admin")
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 MAX_CSV_BYTES = 5_000_000
 _CSV_BODY = {"requestBody": {"required": True,
                              "content": {"text/csv": {"schema": {"type": "string"}}}}}

@@ -1,4 +1,4 @@
-"""HTTP routes of the live server. Thin: parse, check the role, call services.
+"""HTTP routes of the live server. Thin: parse, check the role, call the handlers.
 
 Every route but ``/healthz``, ``/readyz`` and ``/api/v1/login`` requires an
 authenticated caller with one of the roles named in its ``require(...)``.
@@ -26,9 +26,9 @@ from coverwatch.http.access import (
     SUPERVISION,
     Principal,
     all_sites,
-    deployment_services,
+    deployment_site_unit,
     require,
-    services,
+    site_unit,
 )
 from coverwatch.http.problems import error, file_error, problem_response, problems
 from coverwatch.server import handlers
@@ -42,9 +42,9 @@ __all__ = ["router"]
 router = APIRouter()
 
 INT64_MAX = 2**63 - 1  # what the database's integer ids hold
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 # Deployment-wide routes (sessions, users, probes): users and tokens are not per site.
-AnySvc = Annotated[SiteUnit, Depends(deployment_services)]
+AnySvc = Annotated[SiteUnit, Depends(deployment_site_unit)]
 
 
 def _problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:

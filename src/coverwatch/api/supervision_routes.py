@@ -23,7 +23,7 @@ from coverwatch.api.idempotency import IdempotencyKey, once
 from coverwatch.domain.alerts import AlertState, UnknownAlertError
 from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, site_unit
 from coverwatch.http.problems import problems
 from coverwatch.server.alertviews import alert_json, alerts_json
 from coverwatch.server.handlers import acknowledge
@@ -33,7 +33,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 # Instructions older than this are not shown on the officer's page.
 _DUTY_WINDOW_US = 12 * 3600 * US_PER_S
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.formats.validation import InvalidEvents, validate_records
-from coverwatch.http.access import DEVICE, Principal, require, services
+from coverwatch.http.access import DEVICE, Principal, require, site_unit
 from coverwatch.http.problems import problems
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.tours import progress_json
@@ -30,7 +30,7 @@ from coverwatch.server.unit import SiteUnit
 __all__ = ["router"]
 
 router = APIRouter()
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 
 
 def _progress(svc: SiteUnit) -> dict[str, Any]:

@@ -5,7 +5,7 @@ The lifecycle of one alert is :mod:`coverwatch.domain.alerts`'s."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from coverwatch.domain.alerts import (
     DIRECT_KINDS,
@@ -18,9 +18,24 @@ from coverwatch.domain.alerts import (
     alert_id_for,
 )
 
-__all__ = ["AlertBook", "PolicyChooser"]
+__all__ = ["AlertBook", "AlertsRead", "PolicyChooser"]
 
 PolicyChooser = Callable[[Alert], EscalationPolicy]
+
+
+class AlertsRead(Protocol):
+    """What may be read of an alert book (an adapter's view: it changes nothing)."""
+
+    @property
+    def policy(self) -> EscalationPolicy: ...
+
+    def __contains__(self, alert_id: object) -> bool: ...
+
+    def get(self, alert_id: str) -> Alert: ...
+
+    def alerts(self) -> list[Alert]: ...
+
+    def policy_of(self, alert: Alert) -> EscalationPolicy: ...
 
 
 class AlertBook:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alertbook import AlertBook, AlertsRead
 from coverwatch.domain.alerts import DIRECT_KINDS, Alert, AlertState, Escalation, alert_id_for
 
 __all__ = [
@@ -53,7 +53,7 @@ def escalate_now(book: AlertBook, alert_id: str, failed_level: int, now: int) ->
 
 
 def undelivered_steps(
-    book: AlertBook, recorded: Mapping[str, Mapping[int, set[str]]], now: int,
+    book: AlertsRead, recorded: Mapping[str, Mapping[int, set[str]]], now: int,
     min_age_us: int = 0, shown: Callable[[str], str] = lambda target: target,
 ) -> list[Escalation]:
     """Levels recorded as due whose sending left no delivery record for some of their
@@ -86,7 +86,7 @@ def undelivered_steps(
     return steps
 
 
-def open_direct(book: AlertBook, kind: str, rule: str | None = None,
+def open_direct(book: AlertsRead, kind: str, rule: str | None = None,
                 about: str | None = None) -> list[Alert]:
     """Alerts of a direct kind still open or acknowledged (not yet resolved)."""
     return [

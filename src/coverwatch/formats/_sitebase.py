@@ -59,19 +59,17 @@ class SiteDocument:
         default_factory=lambda: MappingProxyType({})
     )
     lint: LintConfig = field(default_factory=LintConfig)
+    # Built when the file is loaded (the checker refused any target they cannot take):
+    # the domain's policy for lapses and other alerts (bare names given their
+    # ``role:``/``user:`` prefix), and for device alarms (sos, fall): the
+    # ``escalation.sos`` levels, or else every default level at once.
+    policy: EscalationPolicy = field(init=False)
+    sos_policy: EscalationPolicy = field(init=False)
 
-    @property
-    def policy(self) -> EscalationPolicy:
-        """The domain's escalation policy for lapses and other alerts (the
-        ``escalation`` levels, bare names given their ``role:``/``user:`` prefix).
-        Raises ``ValueError`` for a target the domain cannot parse."""
-        return escalation_policy(self.escalation)
-
-    @property
-    def sos_policy(self) -> EscalationPolicy:
-        """The domain's escalation policy for device alarms (sos, fall): the
-        ``escalation.sos`` levels, or else every default level at once."""
-        return sos_escalation_policy(self.escalation, self.sos_escalation)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", escalation_policy(self.escalation))
+        object.__setattr__(self, "sos_policy",
+                           sos_escalation_policy(self.escalation, self.sos_escalation))
 
 
 class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
@@ -94,15 +92,18 @@ class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
             raise SiteFileError(self.problems or [
                 Problem(self.path, None, None, None, "invalid site file")
             ])
-        return SiteDocument(
-            site=site,
-            escalation=escalation,
-            source=self.text,
-            path=self.path,
-            sos_escalation=self.sos_levels,
-            locations=MappingProxyType(dict(self.locations)),
-            lint=self.lint_config,
-        )
+        try:
+            return SiteDocument(
+                site=site,
+                escalation=escalation,
+                source=self.text,
+                path=self.path,
+                sos_escalation=self.sos_levels,
+                locations=MappingProxyType(dict(self.locations)),
+                lint=self.lint_config,
+            )
+        except ValueError as e:  # a policy the checker let through: still the file's problem
+            raise SiteFileError([Problem(self.path, None, None, "escalation", str(e))]) from None
 
     def site(self, root: Node) -> tuple[Site | None, tuple[EscalationLevel, ...]]:
         fields = self.mapping(root, "", _SITE_KEYS, _ELSEWHERE_SITE)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from yaml.nodes import MappingNode, Node
 
 from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
-from coverwatch.domain.alerts import EscalationPolicy
+from coverwatch.domain.alerts import EscalationPolicy, parse_target
 from coverwatch.domain.roles import ROLES
 from coverwatch.formats._sitekeys import _LEVEL_KEYS, _POLICY_KEYS
 from coverwatch.formats._siteyaml import _child, _item, _NodeChecker
@@ -115,6 +115,13 @@ class _EscalationReader(_NodeChecker):
                    for i, item in enumerate(items)]
         if any(t is None for t in targets):
             return None
-        return tuple(t.strip() for t in targets if t is not None)
+        usable = True
+        for i, (item, target) in enumerate(zip(items, targets, strict=True)):
+            try:  # the policy is built at load: a target it cannot take is the file's problem
+                parse_target(_target((target or "").strip()))
+            except ValueError as e:
+                self.problem(item, _item(field_path, i), str(e))
+                usable = False
+        return tuple(t.strip() for t in targets if t is not None) if usable else None
 
 

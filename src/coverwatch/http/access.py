@@ -39,11 +39,11 @@ __all__ = [
     "all_sites",
     "deployment",
     "deployment_chain",
-    "deployment_services",
+    "deployment_site_unit",
     "device_site",
     "named_site",
     "require",
-    "services",
+    "site_unit",
 ]
 
 SESSION_COOKIE = "cw_session"
@@ -84,17 +84,17 @@ def all_sites(request: Request) -> dict[str, SiteUnit]:
     """The deployment's sites by id, in the order they were configured."""
     sites: dict[str, SiteUnit] | None = getattr(request.app.state, "sites", None)
     if sites is None:  # an app built around one SiteUnit (tests)
-        svc: SiteUnit = request.app.state.services
+        svc: SiteUnit = request.app.state.site_unit
         return {svc.site.id: svc}
     return sites
 
 
 def deployment(request: Request) -> SiteUnit:
-    """Any site's services, for what is deployment-wide (users, tokens, sessions, devices)."""
+    """Any site's unit, for what is deployment-wide (users, tokens, sessions, devices)."""
     return next(iter(all_sites(request).values()))
 
 
-async def deployment_services(request: Request) -> SiteUnit:
+async def deployment_site_unit(request: Request) -> SiteUnit:
     """:func:`deployment` as a route dependency: a coroutine, so FastAPI calls it on the
     event loop instead of handing every request (a phone's fix among them) to a thread."""
     return deployment(request)
@@ -139,7 +139,7 @@ def _resolve(request: Request, who: Principal | None) -> SiteUnit | None:
 
 
 def device_site(request: Request, who: Principal) -> SiteUnit:
-    """The services of the site a device belongs to (409 if this deployment lacks it)."""
+    """The unit of the site a device belongs to (409 if this deployment lacks it)."""
     svc = _resolve(request, who)
     if svc is None or (who.site is not None and svc.store.site != who.site):
         raise HTTPException(409, f"device {who.name} belongs to a site this deployment "
@@ -147,8 +147,8 @@ def device_site(request: Request, who: Principal) -> SiteUnit:
     return svc
 
 
-async def services(request: Request) -> SiteUnit:
-    """The services of the site this request is about (404 if it names none of several)."""
+async def site_unit(request: Request) -> SiteUnit:
+    """The unit of the site this request is about (404 if it names none of several)."""
     who = request.scope.get("state", {}).get(_PRINCIPAL)
     if who is None and len(all_sites(request)) > 1 and _site_in_path(request) is None:
         with contextlib.suppress(HTTPException):

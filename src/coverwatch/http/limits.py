@@ -294,7 +294,7 @@ class SiteRoutes:
     """``/api/v1/sites/{site}/…`` is the site-scoped form of every ``/api/v1/…`` route.
 
     The path is rewritten before routing and the site is left in the request's
-    state, where :func:`coverwatch.http.access.services` picks it up; with
+    state, where :func:`coverwatch.http.access.site_unit` picks it up; with
     exactly one site, the plain routes stay as aliases. ``GET /api/v1/sites``
     itself (the all-sites board) is not rewritten.
     """

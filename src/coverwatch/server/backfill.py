@@ -29,7 +29,7 @@ from coverwatch.storage.store import event_digest, event_key
 __all__ = ["ImportResult", "import_events"]
 
 _CHUNK = 20_000
-_HORIZON_KEY = "live.horizon_us"  # the live server's saved horizon (server.services)
+_HORIZON_KEY = "live.horizon_us"  # the live server's saved horizon (server/handlers/tick.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
 """The server's briefing service: orders versions and acknowledgements, rosters,
 qualifications, and the "unbriefed" alert.
 
-One :class:`Briefing` per server, attached to :class:`coverwatch.server.unit.SiteUnit`
-(``svc.briefing``) by bootstrap. It keeps rosters, qualifications, issued orders
-versions and acknowledgements in memory (loaded from the store, written through
-to it) and runs a background step (:meth:`Briefing.run`) that
+One :class:`Briefing` per site, built by :func:`coverwatch.server.wiring.briefing_for`
+(kept as ``SiteUnit.briefing`` for the routes); it sees its site through a
+:class:`~coverwatch.server.ports.SiteView`, puts officers on and off duty through the
+ingest handler it is given, and raises alerts by command (``KeepAlerts``). It keeps
+rosters, qualifications, issued orders versions and acknowledgements in memory
+(loaded from the store, written through to it) and runs a background step
+(:meth:`Briefing.run`) that
 
 * records a new orders version whenever the running site's orders change;
 * emits the duty events a roster implies (source ``roster``) and re-states an
@@ -27,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.briefing import (
     Qualification,
     Shift,
@@ -44,13 +46,13 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
 from coverwatch.formats.roster import BriefingInputError
-from coverwatch.server.handlers.ingest import ingest
+from coverwatch.server.commands import KeepAlerts, WantedAlert
 from coverwatch.server.happenings import FixesStored
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion
 
 if TYPE_CHECKING:
+    from coverwatch.server.ports import Ingest, SiteView
     from coverwatch.server.subscribers import Subscribers
-    from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
 
 __all__ = [
@@ -101,7 +103,9 @@ def unbriefed_rule(officer: str) -> str:
 class Briefing:
     """Rosters, qualifications, orders versions and acknowledgements of a running server."""
 
-    svc: SiteUnit
+    view: SiteView
+    store: Store
+    ingest: Ingest  # this site's ingest handler
     reacknowledge_s: float = 600.0
     step_s: float = 0.2
     shifts: list[Shift] = field(default_factory=list)
@@ -114,17 +118,13 @@ class Briefing:
     _emitted: set[tuple[str, str, int]] = field(default_factory=set)
     _on_since: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def store(self) -> Store:
-        return self.svc.store
-
     # -- start-up and site changes ---------------------------------------------------
 
     @classmethod
-    def load(cls, svc: SiteUnit, reacknowledge_s: float = 600.0) -> Briefing:
+    def load(cls, view: SiteView, store: Store, ingest: Ingest,
+             reacknowledge_s: float = 600.0) -> Briefing:
         """Load everything from the store and record the running site's versions."""
-        b = cls(svc, reacknowledge_s)
-        store = svc.store
+        b = cls(view, store, ingest, reacknowledge_s)
         b.shifts = store.list_shifts()
         b.qualifications = store.list_qualifications()
         for v in store.orders_versions():
@@ -135,11 +135,11 @@ class Briefing:
 
     def sync_site(self) -> bool:
         """If the running site changed, issue the versions of its changed orders."""
-        site = self.svc.site
+        site = self.view.site()
         if site is self._site:
             return False
         old, self._site = self._site, site
-        now = self.svc.clock()
+        now = self.view.clock()
         changes = {c.post_id: c for c in orders_changes(old, site)} if old is not None else {}
         self.orders = {o.post_id: o for o in site_orders(site)}
         issued: list[OrdersVersion] = []
@@ -190,7 +190,7 @@ class Briefing:
         """Raise :class:`RosterRefusedError` listing every shift that may not be rostered."""
         problems = []
         for s in shifts:
-            problems += assignment_problems(self.svc.site, s, self.qualifications)
+            problems += assignment_problems(self.view.site(), s, self.qualifications)
         if problems:
             raise RosterRefusedError(problems)
 
@@ -204,10 +204,10 @@ class Briefing:
         """Remove a shift. A running shift ends now: its officer goes off duty (roster)."""
         shift = await asyncio.to_thread(self.store.delete_shift, shift_id, actor=actor)
         self.shifts = [s for s in self.shifts if s.id != shift_id]
-        now = self.svc.clock()
+        now = self.view.clock()
         if shift.covers(now) and (shift.officer, "start", shift.start) in self._emitted:
-            t = max(now, self.svc.shown.horizon)
-            await ingest(self.svc, [_duty_row(shift.officer, t, False, (), {
+            t = max(now, self.view.shown().horizon)
+            await self.ingest([_duty_row(shift.officer, t, False, (), {
                 "reason": "shift removed", "shift": shift.id})], source=ROSTER_SOURCE)
         return shift
 
@@ -216,7 +216,7 @@ class Briefing:
         keys = {(q.officer, q.name) for q in records}
         self.qualifications = [q for q in self.qualifications
                                if (q.officer, q.name) not in keys] + list(records)
-        self._governed = governed_capabilities(self.svc.site, self.qualifications)
+        self._governed = governed_capabilities(self.view.site(), self.qualifications)
 
     # -- acknowledgements --------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class Briefing:
             raise StaleVersionError(post, version, current[0])
         ack = await asyncio.to_thread(
             self.store.record_acknowledgement, officer, post, version,
-            at_us=self.svc.clock(), via=via, device=device, user=user)
+            at_us=self.view.clock(), via=via, device=device, user=user)
         self.acks.append(ack)
         await self.evaluate()
         return ack
@@ -282,7 +282,7 @@ class Briefing:
 
     def officer_orders(self, officer: str) -> dict[str, Any]:
         """The orders an officer should read: their rostered posts now and next, else all."""
-        now = self.svc.clock()
+        now = self.view.clock()
         upcoming = [s for s in self.shifts if s.officer == officer and s.end > now
                     and s.start < now + 24 * 3600 * US_PER_S]
         posts = [s.post for s in upcoming if s.post is not None and s.post in self.orders]
@@ -331,7 +331,7 @@ class Briefing:
         """Hear of device fixes stored (site option ``duty_from_devices``)."""
 
         def stored(h: FixesStored) -> None:  # only sent where the site has the option
-            self.svc.spawn(self.duty_from_devices(h.fixes), name="duty-from-devices")
+            self.view.spawn(self.duty_from_devices(h.fixes), "duty-from-devices")
 
         subscribers.subscribe(FixesStored, stored)
 
@@ -354,7 +354,7 @@ class Briefing:
                    "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": True,
                            "capabilities": caps, "shift": shift.id,
                            "reason": "device reporting during the rostered shift"}}
-            await ingest(self.svc, [row], source="device-in-shift", device=fix.get("device"))
+            await self.ingest([row], source="device-in-shift", device=fix.get("device"))
 
     async def run(self) -> None:
         """Background task: step forever (cancelled at shutdown)."""
@@ -366,30 +366,30 @@ class Briefing:
             await asyncio.sleep(self.step_s)
 
     async def step(self) -> None:
-        if self.svc.site is not self._site:
+        if self.view.site() is not self._site:
             await asyncio.to_thread(self.sync_site)
-        bus = self.svc.bus
+        bus = self.view.bus()
         if bus is not None:  # distributed: the site's owner, on its cover, and only it
             if not bus.owns():
                 return
             await bus.refresh_replica()
-            if self.svc.replica is None:
+            if bus.replica is None:
                 return
         await self.emit_due_events()
         await self.evaluate()
 
     async def emit_due_events(self) -> None:
         """Ingest roster duty events and expiry re-statements the watermark nears."""
-        horizon = self.svc.shown.horizon
-        until = self.svc.clock() + seconds_to_us(LOOKAHEAD_S)
+        horizon = self.view.shown().horizon
+        until = self.view.clock() + seconds_to_us(LOOKAHEAD_S)
         self._emitted = {k for k in self._emitted if k[2] >= horizon}
         roster: list[dict[str, Any]] = []
         for b in roster_boundaries(self.shifts, horizon, until):
             key = (b.officer, "start" if b.on else "end", b.t)
             if key in self._emitted:
                 continue
-            if b.on and self.svc.site.duty_from_devices:
-                continue  # the officer's device reporting puts them on (services)
+            if b.on and self.view.site().duty_from_devices:
+                continue  # the officer's device reporting puts them on (handlers/ingest)
             self._emitted.add(key)
             caps = sorted(valid_qualifications(b.officer, b.t, self.qualifications)) if b.on \
                 else []
@@ -409,15 +409,15 @@ class Briefing:
                                       sorted(last[1] - {q.name}),
                                       {"expired": q.name}))
         if roster:
-            await ingest(self.svc, roster, source=ROSTER_SOURCE)
+            await self.ingest(roster, source=ROSTER_SOURCE)
         if expiring:
-            await ingest(self.svc, expiring, source=QUALIFICATION_SOURCE)
+            await self.ingest(expiring, source=QUALIFICATION_SOURCE)
 
     async def evaluate(self) -> None:
         """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""
-        svc = self.svc
-        t = svc.shown.horizon
-        on_duty = {o.officer for o in svc.shown.officers() if o.on_duty}
+        shown = self.view.shown()
+        t = shown.horizon
+        on_duty = {o.officer for o in shown.officers() if o.on_duty}
         for officer in list(self._on_since):
             if officer not in on_duty:
                 del self._on_since[officer]
@@ -426,30 +426,10 @@ class Briefing:
             self._on_since[officer] = t if since is None else since
         due = unbriefed(t, self.shifts, self._on_since, self.current(),
                         self.acknowledged_versions(), seconds_to_us(self.reacknowledge_s))
-        wanted = {alert_id_for(UNBRIEFED, u.post, unbriefed_rule(u.officer), u.since): u
-                  for u in due}
-        touched: list[Alert] = []
-        async with svc.lock:
-            for alert_id, u in wanted.items():
-                if alert_id in svc.book:
-                    continue
-                alert = svc.book.on_alert(u.post, unbriefed_rule(u.officer), u.since,
-                                          max(u.alert_at, u.since), 0, 1, kind=UNBRIEFED)
-                await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
-                                        actor="briefing", action="alert.raised")
-                touched.append(alert)
-            for alert in svc.book.alerts():
-                if alert.kind != UNBRIEFED or alert.id in wanted or alert.state not in (
-                        AlertState.OPEN, AlertState.ACKNOWLEDGED):
-                    continue
-                trial = Alert.from_record(alert.to_record())
-                trial.resolve(max(t, trial.lapse_start))
-                await asyncio.to_thread(svc.store.record_alert_event, trial.to_record(),
-                                        actor="briefing", action="alert.resolved")
-                svc.book.restore(trial)
-                touched.append(trial)
-        for alert in touched:
-            svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        await self.view.execute(KeepAlerts(
+            "briefing", UNBRIEFED,
+            tuple(WantedAlert(u.post, unbriefed_rule(u.officer), u.since, max(u.alert_at, u.since))
+                  for u in due), resolve_unwanted_at=t))
 
 
 def _duty_row(officer: str, t: int, on: bool, caps: Sequence[str],

@@ -16,16 +16,11 @@ from typing import TYPE_CHECKING, Any
 from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
 from coverwatch.formats.sitefile import load_site_text_document
 from coverwatch.server.clusterworker import ClusterWorker, checkpoint_secret
-from coverwatch.server.gateway import (
-    CLOSE_S,
-    RESEND_AFTER_S,
-    ROLES,
-    BusHooks,
-    deadman_reports,
-    refresh_book,
-)
+from coverwatch.server.gateway import CLOSE_S, RESEND_AFTER_S, ROLES, BusHooks
 from coverwatch.server.handlers.site import adopt_site
+from coverwatch.server.handlers.sync import deadman_reports, refresh_book
 from coverwatch.server.happenings import AlarmsStoredHere, Happening
+from coverwatch.server.wiring import bus_hooks_for
 from coverwatch.storage.busoutbox import note_group, published
 from coverwatch.storage.versions import load_versions
 
@@ -84,7 +79,7 @@ async def _forget_published(hooks: Mapping[str, BusHooks], stop: asyncio.Event,
             if not done:
                 continue
             try:
-                await asyncio.to_thread(published, h.svc.store.engine, done)
+                await asyncio.to_thread(published, h.store.engine, done)
             except Exception as e:  # PostgreSQL away: the owner republishes them (harmless)
                 log.warning("clearing %d published groups from the outbox failed: %s",
                             len(done), e)
@@ -140,7 +135,8 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
         log.warning("owners' states will not be shown here: %s", e)
         secret = None
     for site, svc in sites.items():
-        hooks = BusHooks(svc, event_log, settings.role, checkpoints=checkpoints, secret=secret)
+        hooks = bus_hooks_for(svc, event_log, settings.role, checkpoints=checkpoints,
+                              secret=secret)
         dist.hooks[site] = svc.bus = hooks
         svc.subscribers.subscribe(AlarmsStoredHere, hooks.stored_here)
         # Every commit of events notes its group in the outbox, in the same transaction.

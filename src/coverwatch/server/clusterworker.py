@@ -29,19 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import BusNames, SiteEvaluator, Worker, WorkerSettings
 from coverwatch.clock import wall_clock_us
-from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.gateway import (
-    RESEND_AFTER_S,
-    deadman_reports,
-    refresh_book,
-    take_in,
-    wire,
-)
-from coverwatch.server.handlers.alerts import apply_cover_changes, settled_by
-from coverwatch.server.happenings import Happening
+from coverwatch.server.gateway import RESEND_AFTER_S, wire
+from coverwatch.server.handlers.alerts import settled_by
+from coverwatch.server.handlers.sync import apply_as_owner, deadman_reports, refresh_book
 from coverwatch.storage.busoutbox import (
     FENCE,
     Fenced,
@@ -61,7 +54,6 @@ __all__ = ["ClusterWorker", "checkpoint_secret"]
 
 log = logging.getLogger("coverwatch.server")
 
-_LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 # A commit group still in the outbox this long after its commit: its gateway (or NATS)
 # failed between commit and publish; the owner republishes it. Younger ones may still be
 # on their way, so they only hold the watermark back.
@@ -233,39 +225,9 @@ class ClusterWorker:
                 log.info("site %s: lease lost, %d changes left to the new owner",
                          site, len(changes))
                 return
-            applied, happened = await asyncio.to_thread(self._apply, svc, changes)
+            applied, happened = await asyncio.to_thread(apply_as_owner, svc, changes)
         await svc.subscribers.dispatch(happened + settled_by(svc, applied))
         self.applied += len(applied)
-
-    @staticmethod
-    def _apply(svc: SiteUnit,
-               changes: list[CoverChange]) -> tuple[list[CoverChange], list[Happening]]:
-        """Changes, less those the store already shows, applied as the single process does
-        (and what that did, for the subscribers)."""
-        out = []
-        for ch in changes:
-            if ch.kind in ("alert", "lapse-ended"):
-                rec = svc.store.get_alert_record(
-                    alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start))
-                if rec is not None:
-                    stored = Alert.from_record(rec)
-                    take_in(svc, stored)
-                    if ch.kind == "lapse-ended" and stored.state not in _LIVE:
-                        continue  # resolved before the takeover: once is enough
-            out.append(ch)
-        try:
-            happened = apply_cover_changes(svc, out)
-        except Fenced:
-            # The book took changes the store refused: back to the store's version.
-            for ch in out:
-                alert_id = alert_id_for("lapse", ch.post, ch.rule, ch.lapse_start)
-                rec = svc.store.get_alert_record(alert_id)
-                if rec is not None:
-                    svc.book.restore(Alert.from_record(rec))
-                else:
-                    svc.book.forget(alert_id)
-            raise
-        return out, happened
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -19,7 +19,11 @@ with the unique event key). :class:`BusHooks` adds what the bus needs:
 The gateway does not evaluate cover (``SiteUnit.evaluates`` is False): the
 workers do (:mod:`coverwatch.server.clusterworker`). Every node keeps its alert
 book in step with PostgreSQL, the system of record for alerts, and runs the
-dead-man check (a worker node through its ``Worker``). See docs/scale.md.
+dead-man check (a worker node through its ``Worker``):
+:mod:`coverwatch.server.handlers.sync`. See docs/scale.md.
+
+The hooks hold no unit: they are given the site's id, its store, the devices'
+watch and a view of its alert book (built by :mod:`coverwatch.server.wiring`).
 """
 
 from __future__ import annotations
@@ -29,39 +33,35 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import Checkpoints, EventLog
-from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Alert, Escalation
-from coverwatch.domain.supervision import open_direct
+from coverwatch.domain.alertbook import AlertsRead
+from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Escalation
+from coverwatch.domain.site import Site
 from coverwatch.errors import BusUnavailable
+from coverwatch.server.devices import DeviceWatch
 from coverwatch.server.happenings import AlarmsStoredHere
-from coverwatch.storage import row_key
+from coverwatch.storage import Store, row_key
 from coverwatch.storage.busoutbox import FENCE
 
 if TYPE_CHECKING:
-
     from coverwatch.server.clusterworker import ClusterWorker
-    from coverwatch.server.unit import SiteUnit
+    from coverwatch.server.live import LiveCover
 
 __all__ = [
     "FAULT_ENV",
+    "RESEND_AFTER_S",
     "ROLES",
     "BusHooks",
-    "deadman_reports",
-    "refresh_book",
-    "site_orphaned",
-    "site_owned",
-    "take_in",
     "wire",
 ]
 
 log = logging.getLogger("coverwatch.server")
 
 ROLES = ("gateway", "worker", "all")
-DEADMAN_RULE = "deadman:"
 ORPHAN_STEP_S = 10.0
 CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-over included)
 # Columns the evaluator does not need stay in PostgreSQL (the raw payload may be large).
@@ -77,34 +77,16 @@ def wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in _NOT_PUBLISHED}
 
 
-def refresh_book(svc: SiteUnit) -> int:
-    """Bring the alert book in line with the store (run in a thread, under ``svc.lock``).
-
-    Other nodes raise, resolve, escalate and acknowledge alerts of this site;
-    PostgreSQL has them all. Returns how many alerts changed here.
-    """
-    return sum(take_in(svc, Alert.from_record(rec)) for rec in svc.store.load_alerts())
-
-
-def take_in(svc: SiteUnit, alert: Alert) -> bool:
-    """Put the store's version of an alert in the book (under ``svc.lock``); True if new here."""
-    if alert.id not in svc.book:
-        svc.book.adopt(alert)
-        return True
-    here = svc.book.get(alert.id)
-    # A level this node is about to record as due stays due (else it is sent twice).
-    alert.escalated_level = max(alert.escalated_level, here.escalated_level)
-    if here.to_record() == alert.to_record():
-        return False
-    svc.book.restore(alert)
-    return True
-
-
 @dataclass
 class BusHooks:
     """``SiteUnit.bus``: publish committed rows; choose the escalation steps to send."""
 
-    svc: SiteUnit
+    site_id: str
+    site: Callable[[], Site]  # the rules in force (the owner's state is read against them)
+    store: Store
+    watch: DeviceWatch  # the devices' last reports, merged from the store on the owner
+    alerts: AlertsRead
+    clock: Callable[[], int]
     log: EventLog
     role: str
     timeout_s: float = 5.0
@@ -125,6 +107,9 @@ class BusHooks:
     acked: list[tuple[str, int]] = field(default_factory=list)
     # The site's owner (worker id) by its latest checkpoint: /metrics and the board.
     owner: str | None = None
+    # The site's cover as its owner last checkpointed it (see refresh_replica).
+    replica: LiveCover | None = None
+    evaluates: bool = False  # bus mode: the workers evaluate (SiteUnit.evaluates)
     fault: str = field(default_factory=lambda: os.environ.get(FAULT_ENV, ""))
 
     def stored_here(self, h: AlarmsStoredHere) -> None:
@@ -137,17 +122,16 @@ class BusHooks:
         The owner's engine runs in its own thread and process; its signed checkpoint
         is a consistent copy, so every node's views (cover, officers, plan, the
         board) show the owner's state, with its horizon, never a guess."""
-        svc = self.svc
-        if self.checkpoints is None or self.secret is None or svc.evaluates:
+        if self.checkpoints is None or self.secret is None or self.evaluates:
             return
         now = time.monotonic()
         if now - self._replica_at < self.replica_every_s:
             return
         self._replica_at = now
         try:
-            cp = await self.checkpoints.load(svc.site.id)
+            cp = await self.checkpoints.load(self.site_id)
         except Exception as e:  # NATS away: the views keep the last copy and its age
-            log.warning("site %s: reading the owner's state failed: %s", svc.site.id, e)
+            log.warning("site %s: reading the owner's state failed: %s", self.site_id, e)
             return
         self.owner = None if cp is None else cp.owner
         if cp is None or cp.state is None or cp.revision == self._replica_rev:
@@ -155,12 +139,12 @@ class BusHooks:
         from coverwatch.server.buscover import BusCover, StateRejected
 
         try:
-            cover = await asyncio.to_thread(BusCover, svc.site, secret=self.secret,
+            cover = await asyncio.to_thread(BusCover, self.site(), secret=self.secret,
                                             state=cp.state)
         except StateRejected as e:
-            log.warning("site %s: owner's state not shown: %s", svc.site.id, e)
+            log.warning("site %s: owner's state not shown: %s", self.site_id, e)
             return
-        svc.replica, self._replica_rev = cover.live, cp.revision
+        self.replica, self._replica_rev = cover.live, cp.revision
 
     async def publish(self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int] = ()) -> None:
         """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not.
@@ -175,21 +159,21 @@ class BusHooks:
         try:
             # In chunks: every PubAck of one large batch would not come within the timeout.
             for i in range(0, len(events), self.chunk):
-                await self.log.publish(self.svc.site.id, events[i : i + self.chunk],
+                await self.log.publish(self.site_id, events[i : i + self.chunk],
                                        timeout=self.timeout_s)
         except Exception as e:
             log.warning("publishing %d events failed: %s", len(events), e)
             raise BusUnavailable() from e
         self.published += len(events)
         if ids:
-            self.acked.append((self.svc.store.site, min(ids)))
+            self.acked.append((self.store.site, min(ids)))
 
     async def publish_site(self, source: str, effective_us: int) -> None:
         """Hand new rules to the site's owner: in force from ``effective_us`` (event time)."""
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
         try:
             await self.log.publish_control(
-                self.svc.site.id, f"site:{digest}:{effective_us}",
+                self.site_id, f"site:{digest}:{effective_us}",
                 {"site_source": source, "effective_us": effective_us}, timeout=self.timeout_s)
         except Exception as e:
             log.warning("publishing the site change failed: %s", e)
@@ -197,7 +181,7 @@ class BusHooks:
 
     def owns(self) -> bool:
         """Whether this node holds the site's lease now."""
-        return self.worker is not None and self.worker.owns(self.svc.site.id)
+        return self.worker is not None and self.worker.owns(self.site_id)
 
     async def silent_check_due(self, now_us: int) -> bool:
         """On the site's owner, once a second: bring the devices' last reports (stored by
@@ -207,10 +191,10 @@ class BusHooks:
             return False
         self._silent_at = now_us
         await self.refresh_replica()
-        if self.svc.replica is None:
+        if self.replica is None:
             return False  # no cover to say who is on duty yet
-        reports = await asyncio.to_thread(self.svc.store.last_device_reports)
-        self.svc.watch.merge(reports)
+        reports = await asyncio.to_thread(self.store.last_device_reports)
+        self.watch.merge(reports)
         return True
 
     def _mine(self, step: Escalation) -> bool:
@@ -219,25 +203,25 @@ class BusHooks:
             return True
         owner = self.owns()
         if immediate:  # its gateway's to send, unless that gateway died before it could
-            return owner and self.svc.clock() - step.alert_at > ORPHAN_STEP_S * 1e6
+            return owner and self.clock() - step.alert_at > ORPHAN_STEP_S * 1e6
         return owner
 
-    async def escalating(self, steps: Sequence[Escalation]) -> list[Escalation]:
-        """The steps this node sends: its own kind, and not recorded as due by anyone yet."""
+    async def escalating(self, steps: Sequence[Escalation]
+                         ) -> tuple[list[Escalation], list[Escalation]]:
+        """The steps this node sends (its own kind, and not recorded as due by anyone
+        yet), and those another node sends (the escalate handler marks them due again
+        here, for when this node owns them)."""
         mine = [s for s in steps if self._mine(s)]
         FENCE.set(None)  # this task's writes are fenced only for the owner's steps below
         # The owner's steps: recorded due and delivered only while its epoch holds.
         owners = self.worker is not None and any(s.alert_id not in self.raised_here
                                                  for s in mine)
-        if owners and not await self.worker.fence_current(self.svc.site.id):  # type: ignore[union-attr]
+        if owners and not await self.worker.fence_current(self.site_id):  # type: ignore[union-attr]
             mine = [s for s in mine if s.alert_id in self.raised_here]
-        for s in steps:  # another node's to send: due again here when it becomes ours
-            if not self._mine(s) and s.alert_id in self.svc.book:
-                alert = self.svc.book.get(s.alert_id)
-                alert.escalated_level = min(alert.escalated_level, s.level - 1)
+        others = [s for s in steps if not self._mine(s) and s.alert_id in self.alerts]
         if not mine:
-            return []
-        store = self.svc.store
+            return [], others
+        store = self.store
 
         def recorded() -> dict[str, int]:
             out = {}
@@ -247,41 +231,7 @@ class BusHooks:
             return out
 
         levels = await asyncio.to_thread(recorded)
-        return [s for s in mine if s.level > levels[s.alert_id]]
+        return [s for s in mine if s.level > levels[s.alert_id]], others
 
 
 RESEND_AFTER_S = 60.0  # longer than a notifier's attempts (timeout x (1 + retries))
-
-
-def deadman_reports(sites: Mapping[str, SiteUnit]) -> tuple[
-        Callable[[str, float], Awaitable[None]], Callable[[str], Awaitable[None]]]:
-    """The dead-man check's two reports, each to the site's own services."""
-
-    async def orphaned(site: str, seconds: float) -> None:
-        if site in sites:
-            await site_orphaned(sites[site], site, seconds)
-
-    async def owned(site: str) -> None:
-        if site in sites:
-            await site_owned(sites[site], site)
-
-    return orphaned, owned
-
-
-async def site_orphaned(svc: SiteUnit, site: str, seconds: float) -> None:
-    """The dead-man check's report: one ``system`` alert per outage (as far as the store shows)."""
-    async with svc.lock:
-        await asyncio.to_thread(refresh_book, svc)
-    if open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
-        return  # another node reported it already
-    await svc.outbox.raise_direct(
-        "system", "", DEADMAN_RULE + site,
-        f"Nobody has evaluated cover at site {site} for {seconds:.0f} s: no worker holds it.")
-
-
-async def site_owned(svc: SiteUnit, site: str) -> None:
-    """An owner is back: resolve the dead-man alert."""
-    async with svc.lock:
-        await asyncio.to_thread(refresh_book, svc)
-    for alert in open_direct(svc.book, "system", rule=DEADMAN_RULE + site):
-        await svc.outbox.resolve_direct(alert, f"site {site} has an owner again")

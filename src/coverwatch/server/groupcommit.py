@@ -10,15 +10,15 @@ Device alarms go first in the retry, as they do everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from coverwatch.storage import Store
+from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.store import AppendResult
 
 __all__ = ["append_isolated"]
-
-AlertsFor = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str]]]
 
 
 def _merge(results: list[AppendResult]) -> AppendResult:
@@ -32,12 +32,13 @@ def _merge(results: list[AppendResult]) -> AppendResult:
 
 def append_isolated(
     store: Store, rows: list[dict[str, Any]], reports: list[dict[str, Any]],
-    alerts_for: AlertsFor | None,
+    alerts: Sequence[ReportAlert] = (),
 ) -> tuple[AppendResult, dict[int, Exception]]:
-    """Store a group (rows and reports carry ``_request``); returns what was stored
-    and, per failed request, its error. Runs in a store thread."""
+    """Store a group (rows and reports carry ``_request``) and the alerts its reports
+    raise; returns what was stored and, per failed request, its error. Runs in a
+    store thread."""
     try:
-        return store.append_events(rows, reports=reports, alerts_for=alerts_for), {}
+        return store.append_events(rows, reports=reports, alerts=alerts), {}
     except Exception as whole:
         requests = sorted({int(r["_request"]) for r in rows}
                           | {int(r["_request"]) for r in reports})
@@ -48,10 +49,12 @@ def append_isolated(
     failures: dict[int, Exception] = {}
     for i in sorted(requests, key=lambda i: (i not in alarmed, i)):
         mine = [r for r in rows if r["_request"] == i]
-        theirs = [r for r in reports if r["_request"] == i]
+        at = {j: k for k, j in enumerate(j for j, r in enumerate(reports)
+                                         if r["_request"] == i)}
+        theirs = [reports[j] for j in at]
+        raised = [replace(a, report=at[a.report]) for a in alerts if a.report in at]
         try:
-            results.append(store.append_events(
-                mine, reports=theirs, alerts_for=alerts_for if i in alarmed else None))
+            results.append(store.append_events(mine, reports=theirs, alerts=raised))
         except Exception as e:
             failures[i] = e
     return _merge(results), failures

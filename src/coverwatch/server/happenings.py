@@ -15,8 +15,8 @@ from coverwatch.domain.alerts import Alert, Escalation
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument
 
-__all__ = ["AlarmsStoredHere", "AlertChanged", "AlertSettled", "CoverChanged", "FixesStored",
-           "Happening", "LateApplied", "LevelRecorded", "LevelsDue", "SiteAdopted"]
+__all__ = ["AlarmsStoredHere", "AlertChanged", "AlertSettled", "CoverChanged", "DirectRaised",
+           "FixesStored", "Happening", "LateApplied", "LevelRecorded", "LevelsDue", "SiteAdopted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,13 @@ class AlertSettled:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectRaised:
+    """An alert about supervision itself was raised: the outbox sends it once."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
 class LateApplied:
     """A late state event was applied live at the horizon (the message says when)."""
 
@@ -87,4 +94,4 @@ class SiteAdopted:
 
 
 Happening = (CoverChanged | AlertChanged | LevelRecorded | LevelsDue | AlertSettled
-             | LateApplied | FixesStored | AlarmsStoredHere | SiteAdopted)
+             | DirectRaised | LateApplied | FixesStored | AlarmsStoredHere | SiteAdopted)

@@ -14,8 +14,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.domain.incidents import IncidentStep, incident_message
-from coverwatch.domain.supervision import escalate_now
 from coverwatch.domain.time import format_time
+from coverwatch.server.commands import EscalateNow
 from coverwatch.storage import DeliveryRecord
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ log = logging.getLogger("coverwatch.server")
 
 def _post_name(outbox: Outbox, post: str) -> str:
     try:
-        p = outbox.svc.site.post(post)
+        p = outbox.view.site().post(post)
     except KeyError:
         return post
     return p.name or p.id
@@ -38,7 +38,7 @@ async def send_incident(outbox: Outbox, istep: IncidentStep) -> None:
     """Send one incident step; record it on every member; fail over as one."""
     from coverwatch.notify.notifier import Message
 
-    svc = outbox.svc
+    view = outbox.view
     inc, step = istep.incident, istep.step
     title, body = incident_message(istep, lambda p: _post_name(outbox, p))
     key = f"{inc.id}/level-{istep.level + 1}"
@@ -49,13 +49,13 @@ async def send_incident(outbox: Outbox, istep: IncidentStep) -> None:
         "started": format_time(inc.started), "at": format_time(step.at),
         "idempotency_key": key,
     })
-    deliveries = await svc.outbox.notifier.send_message(message)
-    at = svc.clock()
+    deliveries = await outbox.notifier.send_message(message)
+    at = view.clock()
     recs = [DeliveryRecord(member, d.level, "escalation", ", ".join(d.targets), d.person, d.to,
                            d.ok, d.error, d.attempts, at)
             for member in istep.members for d in deliveries]
     try:
-        await asyncio.to_thread(svc.store.record_deliveries, recs)
+        await asyncio.to_thread(outbox.store.record_deliveries, recs)
     except Exception:  # keep them in memory: the cards must still tell the truth
         log.exception("could not store %d delivery record(s)", len(recs))
     for rec in recs:
@@ -63,18 +63,14 @@ async def send_incident(outbox: Outbox, istep: IncidentStep) -> None:
     outbox.delivered_total += sum(1 for d in deliveries if d.ok)
     outbox.failed_total += sum(1 for d in deliveries if not d.ok)
     for member in istep.members:
-        svc.feed.publish({"type": "notified", "alert_id": member, "purpose": "escalation",
+        view.feed.publish({"type": "notified", "alert_id": member, "purpose": "escalation",
                           "notified": outbox.notified(member),
                           "dispatches": outbox.dispatch_deliveries(member)})
-    svc.feed.publish({"type": "incident", "incident": inc.to_json(), "level": istep.level})
+    view.feed.publish({"type": "incident", "incident": inc.to_json(), "level": istep.level})
     if any(d.ok for d in deliveries):
         return
-    async with svc.lock:
-        nxt = escalate_now(svc.book, step.alert_id, istep.level, svc.clock())
-        alert = svc.book.get(step.alert_id)
-        if nxt is not None:
-            await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
-                                    actor="engine", action=f"alert.level-due.{nxt.level}")
+    done = await view.execute(EscalateNow(step.alert_id, istep.level))
+    alert, nxt = done.alerts[0], done.step
     if nxt is not None:
         log.warning("incident %s: nobody reached at level %d; level %d now", inc.id,
                     istep.level + 1, nxt.level + 1)

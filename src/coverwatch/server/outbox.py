@@ -7,6 +7,11 @@ which nobody could be reached counts as failed: the alert moves to its next
 level at once, and a ``notification-failure`` alert goes to every supervisor
 and admin who can be reached (if that cannot be delivered either, it stays on
 the board and in the log: it is never re-raised).
+
+The outbox holds no unit: it sees its site through a
+:class:`~coverwatch.server.ports.SiteView` and changes the alert book only by
+commands (:mod:`coverwatch.server.commands`: ``EscalateNow``, ``RaiseDirect``,
+``ResolveDirect``), carried out by :mod:`coverwatch.server.handlers.alerts`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,22 +34,17 @@ from coverwatch.domain.alerts import (
 )
 from coverwatch.domain.incidents import IncidentBook
 from coverwatch.domain.shelving import ShelfBook
-from coverwatch.domain.supervision import (
-    DIRECT_TARGETS,
-    escalate_now,
-    open_direct,
-    raise_direct,
-    undelivered_steps,
-)
+from coverwatch.domain.supervision import DIRECT_TARGETS, open_direct, undelivered_steps
 from coverwatch.domain.time import format_time
-from coverwatch.server.happenings import AlertSettled, LevelsDue, SiteAdopted
+from coverwatch.server.commands import EscalateNow, RaiseDirect, ResolveDirect
+from coverwatch.server.happenings import AlertSettled, DirectRaised, LevelsDue, SiteAdopted
 from coverwatch.server.pools import in_store
 from coverwatch.storage import DeliveryRecord
 
 if TYPE_CHECKING:
     from coverwatch.notify.notifier import Notifier
+    from coverwatch.server.ports import SiteView
     from coverwatch.server.subscribers import Subscribers
-    from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
 
 __all__ = ["Outbox", "TargetProblem", "delivery_outcome", "people_resolver",
@@ -95,7 +95,7 @@ def unreachable_targets(policy: EscalationPolicy, store: Store) -> list[TargetPr
     return out
 
 
-def people_resolver(store: Store) -> Any:
+def people_resolver(store: Store) -> Callable[[str], list[tuple[str, str | None]]]:
     """The notifier's resolver: (person, URL) pairs; (person, None) for one without contacts."""
 
     def resolve(target: str) -> list[tuple[str, str | None]]:
@@ -133,8 +133,10 @@ def delivery_outcome(ok: bool, error: str | None) -> str:
 class Outbox:
     """The server's sender: escalation steps, dispatches, server alerts."""
 
-    def __init__(self, svc: SiteUnit) -> None:
-        self.svc = svc
+    def __init__(self, view: SiteView, store: Store, notifier: Notifier | None) -> None:
+        self.view = view
+        self.store = store
+        self._notifier = notifier
         self.by_alert: dict[str, list[DeliveryRecord]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Dispatches per alert (officer, by, at, message), for the alert card.
@@ -153,12 +155,12 @@ class Outbox:
 
         by_alert: dict[str, list[DeliveryRecord]] = {}
         sent: dict[str, list[dict[str, Any]]] = {}
-        for rec in self.svc.store.load_deliveries():
+        for rec in self.store.load_deliveries():
             by_alert.setdefault(rec.alert_id, []).append(rec)
-        for d in self.svc.store.load_dispatches():
+        for d in self.store.load_dispatches():
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
-        self.shelves = load_shelves(self.svc.store)
+        self.shelves = load_shelves(self.store)
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the
@@ -172,7 +174,7 @@ class Outbox:
                     recorded.setdefault(aid, {}).setdefault(r.level, set()).update(
                         r.target.split(", "))
         steps = undelivered_steps(
-            self.svc.book, recorded, self.svc.clock(), int(min_age_s * 1_000_000),
+            self.view.alerts, recorded, self.view.clock(), int(min_age_s * 1_000_000),
             shown=lambda t: redact_url(t) if "://" in t else t)
         # Once per process: a resend still in flight has no record yet either.
         fresh = []
@@ -191,14 +193,15 @@ class Outbox:
     @property
     def notifier(self) -> Notifier:
         """The site's notifier (the sending paths run only where there is one)."""
-        notifier = self.svc.notifier
+        notifier = self._notifier
         if notifier is None:
             raise RuntimeError("this site has no notifier")
         return notifier
 
     def subscribe(self, subscribers: Subscribers) -> None:
-        """Hear of levels falling due (send them), alerts settling (settle their failed
-        notices) and new rules (check their targets)."""
+        """Hear of levels falling due (send them), alerts about supervision raised (send
+        them once), alerts settling (settle their failed notices) and new rules (check
+        their targets)."""
 
         def due(h: LevelsDue) -> None:
             self.submit(h.steps)
@@ -206,11 +209,16 @@ class Outbox:
         async def settled(h: AlertSettled) -> None:
             await self.settle(h.alert)
 
+        def direct(h: DirectRaised) -> None:
+            if self._notifier is not None:
+                self.spawn(self._send_direct(h.alert))
+
         def adopted(h: SiteAdopted) -> None:
             with contextlib.suppress(RuntimeError):  # no loop: start-up checks once it runs
                 self.spawn(self.check_targets())
 
         subscribers.subscribe(LevelsDue, due)
+        subscribers.subscribe(DirectRaised, direct)
         subscribers.subscribe(AlertSettled, settled)
         subscribers.subscribe(SiteAdopted, adopted)
 
@@ -267,9 +275,9 @@ class Outbox:
     # -- recording ----------------------------------------------------------
 
     async def _record(self, deliveries: Sequence[Any], purpose: str) -> list[DeliveryRecord]:
-        recs = _records(deliveries, purpose, self.svc.clock())
+        recs = _records(deliveries, purpose, self.view.clock())
         try:
-            await in_store(self.svc.store.record_deliveries, recs)
+            await in_store(self.store.record_deliveries, recs)
         except Exception:  # keep them in memory: the card must still tell the truth
             log.exception("could not store %d delivery record(s)", len(recs))
         for rec in recs:
@@ -280,7 +288,7 @@ class Outbox:
                 self.failed_total += 1
         if recs:
             alert_id = recs[0].alert_id
-            self.svc.feed.publish({"type": "notified", "alert_id": alert_id,
+            self.view.feed.publish({"type": "notified", "alert_id": alert_id,
                                    "purpose": purpose, "notified": self.notified(alert_id),
                                    "dispatches": self.dispatch_deliveries(alert_id)})
         return recs
@@ -292,8 +300,8 @@ class Outbox:
         from coverwatch.server.incidentsend import send_incident
         from coverwatch.server.shelves import held_back
 
-        solo, grouped = self.incidents.fold(held_back(self.svc, steps))
-        if self.svc.notifier is None:
+        solo, grouped = self.incidents.fold(held_back(self.shelves, self.view.clock(), steps))
+        if self._notifier is None:
             return
         alarms: dict[str, list[Escalation]] = {}
         for step in solo:
@@ -310,7 +318,6 @@ class Outbox:
     async def _send_alarm(self, steps: Sequence[Escalation]) -> None:
         """An SOS's levels, sent at once: only if none reached anybody is it a failure
         (one ``notification-failure``, not one per level that failed)."""
-        svc = self.svc
         sent = await asyncio.gather(*(self.notifier.send(step) for step in steps))
         reached = False
         for deliveries in sent:
@@ -318,7 +325,7 @@ class Outbox:
             reached = reached or any(r.ok for r in recs)
         if reached:
             return
-        alert = svc.book.get(steps[0].alert_id)
+        alert = self.view.alerts.get(steps[0].alert_id)
         if not alert.escalating:
             return
         reasons = "; ".join(f"{', '.join(d.targets)}{f' ({d.person})' if d.person else ''}: "
@@ -329,21 +336,14 @@ class Outbox:
                                 about=alert.id)
 
     async def _send_step(self, step: Escalation) -> None:
-        svc = self.svc
         recs = await self._record(await self.notifier.send(step), "escalation")
         if any(r.ok for r in recs):
             return
-        async with svc.lock:
-            nxt = escalate_now(svc.book, step.alert_id, step.level, svc.clock())
-            alert = svc.book.get(step.alert_id)
-            if nxt is not None:
-                await in_store(svc.store.record_alert_event, alert.to_record(),
-                                        actor="engine", action=f"alert.level-due.{nxt.level}")
+        done = await self.view.execute(EscalateNow(step.alert_id, step.level))
+        alert, nxt = done.alerts[0], done.step
         if nxt is not None:
             log.warning("alert %s: nobody reached at level %d; level %d now", alert.id,
                         step.level + 1, nxt.level + 1)
-            svc.feed.publish({"type": "escalation", "alert": alert.to_record(),
-                              "level": nxt.level, "targets": list(nxt.targets)})
             self.spawn(self._send_step(nxt))
         if alert.kind in DIRECT_KINDS or not alert.escalating:
             return  # no loops; and an owned or resolved alert has someone on it
@@ -358,20 +358,9 @@ class Outbox:
 
     async def raise_direct(self, kind: str, post: str, rule: str, detail: str,
                            about: str | None = None) -> Alert:
-        """Raise a ``system`` / ``notification-failure`` alert and send it once."""
-        svc = self.svc
-        async with svc.lock:
-            alert = raise_direct(svc.book, kind, post, rule, svc.clock(), detail, about)
-            try:
-                await in_store(svc.store.record_alert_event, alert.to_record(),
-                                        actor="server", action="alert.raised")
-            except Exception:  # e.g. the store is the problem: still shown and sent
-                log.exception("could not store %s alert %s", kind, alert.id)
-        log.error("%s alert: %s", kind, detail)
-        svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
-        if svc.notifier is not None:
-            self.spawn(self._send_direct(alert))
-        return alert
+        """Raise a ``system`` / ``notification-failure`` alert (sent once: :meth:`subscribe`)."""
+        done = await self.view.execute(RaiseDirect(kind, post, rule, detail, about))
+        return done.alerts[0]
 
     async def _send_direct(self, alert: Alert) -> None:
         from coverwatch.notify.notifier import Message
@@ -388,28 +377,20 @@ class Outbox:
 
     async def resolve_direct(self, alert: Alert, why: str) -> None:
         """Resolve a direct alert whose cause has gone (persisted, published)."""
-        svc = self.svc
-        async with svc.lock:
-            trial = Alert.from_record(alert.to_record())
-            trial.resolve(max(svc.clock(), trial.lapse_start))
-            await in_store(svc.store.record_alert_event, trial.to_record(),
-                                    actor="server", action="alert.resolved")
-            svc.book.restore(trial)
-        log.info("%s alert %s resolved: %s", alert.kind, alert.id, why)
-        svc.feed.publish({"type": "alert-state", "alert": trial.to_record()})
+        await self.view.execute(ResolveDirect(alert.id, why))
 
     async def settle(self, alert: Alert) -> None:
         """An alert left "open" (owned or resolved): its notification failures are settled."""
-        for failure in open_direct(self.svc.book, "notification-failure", about=alert.id):
+        for failure in open_direct(self.view.alerts, "notification-failure", about=alert.id):
             await self.resolve_direct(failure, f"alert {alert.id} is {alert.state}")
 
     async def check_targets(self) -> list[TargetProblem]:
         """Raise a ``system`` alert per escalation target that reaches nobody;
         resolve those whose target now reaches someone (or is gone)."""
-        svc = self.svc
-        problems = await asyncio.to_thread(unreachable_targets, svc.book.policy, svc.store)
+        problems = await asyncio.to_thread(unreachable_targets, self.view.alerts.policy,
+                                           self.store)
         wanted = {f"{_TARGET_RULE}{p.target}": p for p in problems}
-        open_now = {a.rule: a for a in open_direct(svc.book, "system")
+        open_now = {a.rule: a for a in open_direct(self.view.alerts, "system")
                     if a.rule.startswith(_TARGET_RULE)}
         for rule, problem in wanted.items():
             if rule not in open_now:
@@ -425,20 +406,19 @@ class Outbox:
         """Send ``officer`` to the alert's post: stored, audited, then sent to their contacts."""
         from coverwatch.notify.notifier import Message
 
-        svc = self.svc
         try:
-            post = svc.site.post(alert.post)
+            post = self.view.site().post(alert.post)
             name = post.name or post.id
         except KeyError:
             name = alert.post
         text = (f"Go to {name} now: {alert.rule} has {alert.count} of {alert.need} needed. "
                 f"Sent by {by}.{' ' + note.strip() if note.strip() else ''}")
-        record = await asyncio.to_thread(svc.store.record_dispatch, alert.id, officer,
-                                         alert.post, text, by, svc.clock())
+        record = await asyncio.to_thread(self.store.record_dispatch, alert.id, officer,
+                                         alert.post, text, by, self.view.clock())
         self.sent.setdefault(alert.id, []).append(_dispatch_json(record))
-        svc.feed.publish({"type": "dispatch", "alert_id": alert.id, "officer": officer,
+        self.view.feed.publish({"type": "dispatch", "alert_id": alert.id, "officer": officer,
                           "post": alert.post, "by": by, "message": text})
-        if svc.notifier is not None:
+        if self._notifier is not None:
             message = Message(alert.id, -1, (f"user:{officer}",), f"DISPATCH {name}", text, {
                 "alert_id": alert.id, "kind": "dispatch", "post": alert.post,
                 "rule": alert.rule, "officer": officer, "by": by,

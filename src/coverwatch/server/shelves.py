@@ -59,10 +59,8 @@ async def unshelve(svc: SiteUnit, subject: str, by: str) -> Shelf | None:
     return gone
 
 
-def held_back(svc: SiteUnit, steps: Sequence[Escalation]) -> list[Escalation]:
+def held_back(book: ShelfBook, now: int, steps: Sequence[Escalation]) -> list[Escalation]:
     """The steps to send: those of shelved alerts are held (logged, not sent)."""
-    book = svc.outbox.shelves
-    now = svc.clock()
     out = []
     for step in steps:
         shelf = book.holding(step.alert_id, step.kind, step.post, now)

@@ -9,18 +9,19 @@ restart, of at most the last day) at the
 shown cover's horizon, so tours follow event time as cover does. Rounds that
 began before the site's tours were first watched (saved in the store) are not
 judged: a new site does not open with alerts for rounds nobody was asked to
-walk. Alerts are stored before the book changes, like the briefing's.
+walk. Alerts are raised and resolved by command (``KeepAlerts``, carried out
+by :mod:`coverwatch.server.handlers.alerts`), like the briefing's; the watch sees
+its site through a :class:`~coverwatch.server.ports.SiteView`, never the unit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.domain.tours import (
     TOUR_ALERT_KIND,
@@ -30,6 +31,11 @@ from coverwatch.domain.tours import (
     round_status,
     round_windows,
 )
+from coverwatch.server.commands import KeepAlerts, WantedAlert
+
+if TYPE_CHECKING:
+    from coverwatch.server.ports import SiteView
+    from coverwatch.storage import Store
 
 __all__ = ["TourWatch", "progress_json"]
 
@@ -42,8 +48,9 @@ _SCANS_KEY = "tours.scans"
 class TourWatch:
     """One site's tours: scans seen, rounds evaluated, alerts raised."""
 
-    def __init__(self, svc: Any, step_s: float = 2.0) -> None:
-        self.svc = svc
+    def __init__(self, view: SiteView, store: Store, step_s: float = 2.0) -> None:
+        self.view = view
+        self.store = store
         self.step_s = step_s
         self.scans: list[Scan] = []
         self._after_id = 0
@@ -67,21 +74,21 @@ class TourWatch:
             await self._step()
 
     async def _step(self) -> None:
-        site = self.svc.site
+        site = self.view.site()
         if not site.tours:
             return
-        bus = self.svc.bus
+        bus = self.view.bus()
         if bus is not None and not bus.owns():  # distributed: the site's owner only
             return
         await asyncio.to_thread(self.read_scans)
-        t = self.svc.shown.horizon
+        t = self.view.shown().horizon
         if t is None or t <= 0:
             return
         if self.watched_from is None:
-            saved = await asyncio.to_thread(self.svc.store.get_state, _WATCHED_KEY)
+            saved = await asyncio.to_thread(self.store.get_state, _WATCHED_KEY)
             if saved is None:
                 saved = str(t)
-                await asyncio.to_thread(self.svc.store.set_state, _WATCHED_KEY, saved)
+                await asyncio.to_thread(self.store.set_state, _WATCHED_KEY, saved)
             self.watched_from = int(saved)
         if self._since is None:  # after a restart, catch up on at most the last day
             self._since = max(self.watched_from, t - _DAY_US)
@@ -91,7 +98,7 @@ class TourWatch:
         """New stored scans. The scans of the last two days and how far the events
         were read are saved in the store (a few rows a round, not the fixes), so a
         restart reads only the events stored since."""
-        store = self.svc.store
+        store = self.store
         if not self._loaded:
             saved = store.get_state(_SCANS_KEY)
             if saved is None:  # first watch: earlier rounds are not judged
@@ -132,7 +139,7 @@ class TourWatch:
 
     def rounds(self, t: int, since: int | None = None) -> list[RoundStatus]:
         """Every round running at ``t`` or ending after ``since``, as of ``t``."""
-        site = self.svc.site
+        site = self.view.site()
         lo = t if since is None else min(since, t)
         return [round_status(tour, start, end, self.scans, t)
                 for tour in site.tours
@@ -141,34 +148,14 @@ class TourWatch:
     async def evaluate(self, t: int) -> None:
         """Raise the alerts of late or missed stops; resolve them on the late scan
         or at the round's end."""
-        svc = self.svc
-        checkpoints = {c.id: c for c in svc.site.checkpoints}
+        checkpoints = {c.id: c for c in self.view.site().checkpoints}
         since = self.watched_from if self.watched_from is not None else t
         wanted = [a for st in self.rounds(t, self._since) if st.start >= since
                   for a in round_alerts(st, checkpoints)]
         self._since = t  # rounds that end from now on are evaluated again
-        touched: list[Alert] = []
-        async with svc.lock:
-            for want in wanted:
-                alert_id = alert_id_for(TOUR_ALERT_KIND, want.post, want.rule, want.due)
-                if alert_id not in svc.book:
-                    alert = svc.book.on_alert(want.post, want.rule, want.due, want.due, 0, 1,
-                                              kind=TOUR_ALERT_KIND, details=want.details)
-                    await asyncio.to_thread(svc.store.record_alert_event, alert.to_record(),
-                                            actor="tours", action="alert.raised")
-                    touched.append(alert)
-                alert = svc.book.get(alert_id)
-                if want.resolved_at is None or alert.state not in (AlertState.OPEN,
-                                                                   AlertState.ACKNOWLEDGED):
-                    continue
-                trial = Alert.from_record(alert.to_record())
-                trial.resolve(max(want.resolved_at, trial.lapse_start))
-                await asyncio.to_thread(svc.store.record_alert_event, trial.to_record(),
-                                        actor="tours", action="alert.resolved")
-                svc.book.restore(trial)
-                touched.append(trial)
-        for alert in touched:
-            svc.feed.publish({"type": "alert-state", "alert": alert.to_record()})
+        await self.view.execute(KeepAlerts("tours", TOUR_ALERT_KIND, tuple(
+            WantedAlert(want.post, want.rule, want.due, want.due, want.details,
+                        want.resolved_at) for want in wanted)))
 
 
 def progress_json(rounds: list[RoundStatus]) -> list[dict[str, Any]]:

@@ -92,15 +92,18 @@ class SiteUnit:
     tours: TourWatch | None = None
     bus: BusHooks | None = None  # distributed mode (docs/scale.md)
     witnesses: Witnesses | None = None  # of the signed tree heads (anchoring)
-    # Distributed mode: the site's cover as its owner last checkpointed it (refreshed by
-    # BusHooks.refresh_replica), shown where this node does not evaluate.
-    replica: LiveCover | None = None
     commits: CommitQueue = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def site(self) -> Site:
         return self.doc.site
+
+    @property
+    def replica(self) -> LiveCover | None:
+        """Distributed mode: the site's cover as its owner last checkpointed it (refreshed
+        by BusHooks.refresh_replica), shown where this node does not evaluate."""
+        return None if self.bus is None else self.bus.replica
 
     @property
     def evaluates(self) -> bool:

@@ -9,7 +9,7 @@ acknowledged event is durable.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from coverwatch.storage.eventrows import (
 from coverwatch.storage.tables import device_reports, engine_checkpoints, events
 from coverwatch.storage.tlog import append_event_leaves
 
-__all__ = ["AlertsFor", "AppendResult", "EventRepository"]
+__all__ = ["AppendResult", "EventRepository", "ReportAlert"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,15 @@ class AppendResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
-# Given the newly stored device reports, the alert records to raise in the same
-# commit, each with its audit action.
-AlertsFor = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str]]]
+@dataclass(frozen=True, slots=True)
+class ReportAlert:
+    """An alert record a device report raises (an SOS), with its audit action: stored in
+    the report's transaction, and only if that report is new there (a re-sent SOS
+    raises nothing)."""
+
+    report: int  # the report's index among those given
+    record: dict[str, Any]
+    action: str = "alert.raised"
 
 
 
@@ -64,7 +70,7 @@ class EventRepository(AlertRepository):
 
     def append_events(
         self, rows: Sequence[Mapping[str, Any]], *,
-        reports: Sequence[Mapping[str, Any]] = (), alerts_for: AlertsFor | None = None,
+        reports: Sequence[Mapping[str, Any]] = (), alerts: Sequence[ReportAlert] = (),
     ) -> AppendResult:
         """Store events in one transaction; re-sent events (same key) are skipped.
 
@@ -76,10 +82,11 @@ class EventRepository(AlertRepository):
         and their ids, in id order; see :class:`AppendResult`.
 
         ``reports`` are device reports (see ``device_reports``) stored in the
-        same transaction; a re-sent one (same key) is skipped. ``alerts_for``
-        gets the newly stored reports and returns alert records to save and
-        audit in that same transaction (an SOS is durable with its report
-        before the device is answered); an alert already stored is kept as is.
+        same transaction; a re-sent one (same key) is skipped. ``alerts`` are
+        alert records the reports raise, saved and audited in that same
+        transaction where their report is newly stored (an SOS is durable with
+        its report before the device is answered); an alert already stored is
+        kept as is.
         """
         if not rows and not reports:
             return AppendResult(0, 0, [], [])
@@ -90,8 +97,9 @@ class EventRepository(AlertRepository):
         except ValueError as e:
             raise InvalidEventError(str(e)) from None
         append = postgresql_append if self.dialect == "postgresql" else sqlite_append
-        writer = self._audit_write if alerts_for is not None else self._write
+        writer = self._audit_write if alerts else self._write
         new_reports: list[dict[str, Any]] = []
+        new_at: set[int] = set()  # the indexes of the reports newly stored
         raised: list[dict[str, Any]] = []
         try:
             with writer() as conn:
@@ -104,20 +112,22 @@ class EventRepository(AlertRepository):
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))
-                for given, values in zip(reports, values_of_reports, strict=True):
+                for at, (given, values) in enumerate(zip(reports, values_of_reports,
+                                                         strict=True)):
                     insert = dialect_insert(self.dialect)(device_reports).values(**values)
                     got = conn.execute(insert.on_conflict_do_nothing(
                         index_elements=[device_reports.c.site, device_reports.c.key]
                     ).returning(device_reports.c.id)
                     ).scalar()
                     if got is not None:
+                        new_at.add(at)
                         new_reports.append({**given, **values, "id": int(got),
                                             "raw": given.get("raw")})
                 append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
-                if alerts_for is not None and new_reports:
-                    for record, action in alerts_for(new_reports):
-                        if self._insert_alert_locked(conn, record, action):
-                            raised.append(record)
+                for alert in alerts:
+                    if alert.report in new_at and \
+                            self._insert_alert_locked(conn, alert.record, alert.action):
+                        raised.append(alert.record)
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()

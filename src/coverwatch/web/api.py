@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
-from coverwatch.http.access import SUPERVISION, Principal, require, services
+from coverwatch.http.access import SUPERVISION, Principal, require, site_unit
 from coverwatch.http.problems import problems
 from coverwatch.server.live import LiveCover, OfficerView, Position
 from coverwatch.server.unit import SiteUnit
@@ -34,7 +34,7 @@ __all__ = ["alert_state_at", "router", "state_at"]
 
 router = APIRouter()
 
-Svc = Annotated[SiteUnit, Depends(services)]
+Svc = Annotated[SiteUnit, Depends(site_unit)]
 Watcher = Annotated[Principal, Depends(require(*SUPERVISION))]
 
 # How many stored events a replay may evaluate (memory bound for one request).

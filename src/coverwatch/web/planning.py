@@ -31,7 +31,7 @@ from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError, Problem, SiteFileError
-from coverwatch.http.access import Principal, require, services
+from coverwatch.http.access import Principal, require, site_unit
 from coverwatch.http.problems import problems
 from coverwatch.planning.simulate import Plan
 from coverwatch.reports.plans import PlanCheck, check_plan, fmt_seconds
@@ -257,7 +257,7 @@ def _check_bounded(site: Site, body: PlanCheckBody) -> dict[str, Any]:
 @router.post("/api/v1/plan/check", responses=problems(429))
 async def plan_check(
     body: PlanCheckBody,
-    svc: Annotated[SiteUnit, Depends(services)],
+    svc: Annotated[SiteUnit, Depends(site_unit)],
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
 ) -> dict[str, Any]:
     """Check a roster and patrol plan (YAML text) against the server's current site."""

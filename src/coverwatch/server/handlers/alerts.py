@@ -1,19 +1,32 @@
 """Alerts: cover changes become alerts, escalation levels fall due, a person
-acknowledges or closes one. Each stores its decision before memory changes."""
+acknowledges or closes one, and the adapters' commands (:mod:`coverwatch.server.commands`:
+a level that reached nobody, alerts about supervision itself, the briefing's and the
+tours' alerts) are carried out. Each stores its decision before memory changes."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from coverwatch.domain.alerts import Alert, Escalation
+from coverwatch.domain.alerts import Alert, AlertState, Escalation, alert_id_for
+from coverwatch.domain.supervision import escalate_now, raise_direct
 from coverwatch.domain.time import format_time
 from coverwatch.engine import CoverChange
+from coverwatch.server.commands import (
+    Command,
+    Done,
+    EscalateNow,
+    KeepAlerts,
+    RaiseDirect,
+    ResolveDirect,
+)
 from coverwatch.server.happenings import (
     AlertChanged,
     AlertSettled,
     CoverChanged,
+    DirectRaised,
     Happening,
     LevelRecorded,
     LevelsDue,
@@ -22,8 +35,10 @@ from coverwatch.server.pools import in_store
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Store
 
-__all__ = ["acknowledge", "apply_cover_changes", "close_alert", "escalate", "last_position",
-           "settled_by"]
+__all__ = ["acknowledge", "apply_cover_changes", "close_alert", "escalate", "execute",
+           "last_position", "settled_by"]
+
+log = logging.getLogger("coverwatch.server")
 
 
 def apply_cover_changes(unit: SiteUnit, changes: Sequence[CoverChange]) -> list[Happening]:
@@ -66,7 +81,10 @@ async def escalate(unit: SiteUnit, steps: Sequence[Escalation]) -> None:
     """Record the steps due (each once, and in distributed mode from one node) and
     hand them to the outbox, which sends them in the background."""
     if unit.bus is not None:  # each step from one node only, and never twice
-        steps = await unit.bus.escalating(steps)
+        steps, others = await unit.bus.escalating(steps)
+        for s in others:  # another node's to send: due again here when it becomes ours
+            alert = unit.book.get(s.alert_id)
+            alert.escalated_level = min(alert.escalated_level, s.level - 1)
     # "level-due", not "escalated": whether anyone was reached is the deliveries' to say.
     for step in steps:
         alert = unit.book.get(step.alert_id)
@@ -99,6 +117,92 @@ async def _person_acts(unit: SiteUnit, alert_id: str, user: str, note: str, what
                                 actor=user, action=f"alert.{what}")
         unit.book.restore(trial)
     await unit.subscribers.dispatch([AlertChanged(trial), AlertSettled(trial)])
+    return trial
+
+
+async def execute(unit: SiteUnit, command: Command) -> Done:
+    """Carry out an adapter's command (the one door the outbox, the briefing, the tours
+    and the dead-man check change a site through)."""
+    if isinstance(command, EscalateNow):
+        return await _escalate_now(unit, command)
+    if isinstance(command, RaiseDirect):
+        return await _raise_direct(unit, command)
+    if isinstance(command, ResolveDirect):
+        return await _resolve_direct(unit, command)
+    return await _keep_alerts(unit, command)
+
+
+async def _escalate_now(unit: SiteUnit, cmd: EscalateNow) -> Done:
+    async with unit.lock:
+        nxt = escalate_now(unit.book, cmd.alert_id, cmd.failed_level, unit.clock())
+        alert = unit.book.get(cmd.alert_id)
+        if nxt is not None:
+            await in_store(unit.store.record_alert_event, alert.to_record(), actor="engine",
+                           action=f"alert.level-due.{nxt.level}")
+    if nxt is not None:
+        await unit.subscribers.dispatch([LevelRecorded(alert, nxt.level, tuple(nxt.targets))])
+    return Done((alert,), nxt)
+
+
+async def _raise_direct(unit: SiteUnit, cmd: RaiseDirect) -> Done:
+    async with unit.lock:
+        alert = raise_direct(unit.book, cmd.kind, cmd.post, cmd.rule, unit.clock(), cmd.detail,
+                             cmd.about)
+        try:
+            await in_store(unit.store.record_alert_event, alert.to_record(), actor="server",
+                           action="alert.raised")
+        except Exception:  # e.g. the store is the problem: still shown and sent
+            log.exception("could not store %s alert %s", cmd.kind, alert.id)
+    log.error("%s alert: %s", cmd.kind, cmd.detail)
+    await unit.subscribers.dispatch([AlertChanged(alert), DirectRaised(alert)])
+    return Done((alert,))
+
+
+async def _resolve_direct(unit: SiteUnit, cmd: ResolveDirect) -> Done:
+    async with unit.lock:
+        trial = Alert.from_record(unit.book.get(cmd.alert_id).to_record())
+        trial.resolve(max(unit.clock(), trial.lapse_start))
+        await in_store(unit.store.record_alert_event, trial.to_record(), actor="server",
+                       action="alert.resolved")
+        unit.book.restore(trial)
+    log.info("%s alert %s resolved: %s", trial.kind, trial.id, cmd.why)
+    await unit.subscribers.dispatch([AlertChanged(trial)])
+    return Done((trial,))
+
+
+async def _keep_alerts(unit: SiteUnit, cmd: KeepAlerts) -> Done:
+    live = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+    touched: list[Alert] = []
+    wanted: set[str] = set()
+    async with unit.lock:
+        for want in cmd.wanted:
+            alert_id = alert_id_for(cmd.kind, want.post, want.rule, want.lapse_start)
+            wanted.add(alert_id)
+            if alert_id not in unit.book:
+                alert = unit.book.on_alert(want.post, want.rule, want.lapse_start, want.alert_at,
+                                           0, 1, kind=cmd.kind, details=want.details)
+                await asyncio.to_thread(unit.store.record_alert_event, alert.to_record(),
+                                        actor=cmd.actor, action="alert.raised")
+                touched.append(alert)
+            alert = unit.book.get(alert_id)
+            if want.resolved_at is None or alert.state not in live:
+                continue
+            touched.append(await _resolve(unit, alert, want.resolved_at, cmd.actor))
+        if cmd.resolve_unwanted_at is not None:
+            for alert in unit.book.alerts():
+                if alert.kind != cmd.kind or alert.id in wanted or alert.state not in live:
+                    continue
+                touched.append(await _resolve(unit, alert, cmd.resolve_unwanted_at, cmd.actor))
+    await unit.subscribers.dispatch([AlertChanged(a) for a in touched])
+    return Done(tuple(touched))
+
+
+async def _resolve(unit: SiteUnit, alert: Alert, at: int, actor: str) -> Alert:
+    trial = Alert.from_record(alert.to_record())
+    trial.resolve(max(at, trial.lapse_start))
+    await asyncio.to_thread(unit.store.record_alert_event, trial.to_record(), actor=actor,
+                            action="alert.resolved")
+    unit.book.restore(trial)
     return trial
 
 

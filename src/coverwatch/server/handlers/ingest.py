@@ -13,13 +13,12 @@ fsync for many; a device alarm goes ahead of everything waiting.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coverwatch.domain.alerts import Alert, alert_id_for
-from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.domain.alarms import alarm_alert
+from coverwatch.domain.alerts import Alert
 from coverwatch.server.admission import admit
 from coverwatch.server.devices import ALARM_ALERT_KINDS
 from coverwatch.server.groupcommit import append_isolated
@@ -35,6 +34,8 @@ from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.pools import in_store
 from coverwatch.server.unit import IngestResult, SiteUnit
 from coverwatch.storage import Store
+from coverwatch.storage.events import ReportAlert
+from coverwatch.storage.store import AppendResult
 
 __all__ = ["CommitQueue", "alarm_alerts", "ingest"]
 
@@ -119,9 +120,7 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
             if unit.evaluates:  # a late state event is applied at the horizon
                 unit.live.plan_late(tagged)
             alarms = any(rep.get("alarm") for rep in reports)
-            result, failed = await in_store(
-                append_isolated, unit.store, tagged, reports,
-                functools.partial(alarm_alerts, unit.store) if alarms else None)
+            result, failed = await in_store(_append_group, unit.store, tagged, reports, alarms)
             if unit.evaluates:
                 unit.live.add(result.rows)
             for rep in result.reports:
@@ -172,29 +171,22 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
             req.done.set_result(IngestResult(inserted[i], len(req.rows) - inserted[i], late[i]))
 
 
-def alarm_alerts(store: Store, reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
-    """The alerts newly stored device reports raise (runs inside their commit)."""
-    out: list[tuple[dict[str, Any], str]] = []
-    for rep in reports:
+def _append_group(store: Store, tagged: list[dict[str, Any]], reports: list[dict[str, Any]],
+                  alarms: bool) -> tuple[AppendResult, dict[int, Exception]]:
+    # The alarms' alerts are decided before the commit and stored in it (a store thread).
+    raised = alarm_alerts(store, reports) if alarms else []
+    return append_isolated(store, tagged, reports, raised)
+
+
+def alarm_alerts(store: Store, reports: list[dict[str, Any]]) -> list[ReportAlert]:
+    """The alerts these device reports raise, for the store to keep in their commit
+    where the report is new (a re-sent SOS raises nothing)."""
+    out: list[ReportAlert] = []
+    for at, rep in enumerate(reports):
         kind = ALARM_ALERT_KINDS.get(str(rep.get("alarm") or "").lower())
         officer = rep.get("officer")
         if kind is None or not officer:
             continue
-        received = int(rep["received_us"])
-        t = rep.get("t_us")
-        # An SOS buffered on an offline phone began when it was pressed.
-        plausible = isinstance(t, int) and received - 7 * 86_400 * US_PER_S <= t <= received
-        began = t if plausible and isinstance(t, int) else received
-        rule = f"officer:{officer}"
-        alert = Alert(
-            id=alert_id_for(kind, "", rule, began), kind=kind, post="", rule=rule,
-            lapse_start=began, alert_at=received, count=0, need=0,
-            details={"officer": officer, "device": rep.get("device"),
-                     "alarm": rep.get("alarm"),
-                     "event_time": None if t is None else format_time(int(t)),
-                     "received": format_time(received),
-                     "position": last_position(store, officer, rep.get("_fix")),
-                     "battery": rep.get("battery")},
-        )
-        out.append((alert.to_record(), "alert.raised"))
+        alert = alarm_alert(kind, rep, last_position(store, officer, rep.get("_fix")))
+        out.append(ReportAlert(at, alert.to_record()))
     return out

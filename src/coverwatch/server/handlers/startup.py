@@ -21,7 +21,6 @@ from coverwatch.server.handlers.alerts import apply_cover_changes
 from coverwatch.server.handlers.ingest import CommitQueue
 from coverwatch.server.handlers.tick import HORIZON_KEY
 from coverwatch.server.live import LiveCover
-from coverwatch.server.outbox import Outbox
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.server.unit import SiteUnit
@@ -51,9 +50,10 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
     unit.commits = CommitQueue()
     subscribe_feed(unit.subscribers, unit.feed)
-    unit.outbox = Outbox(unit)
+    from coverwatch.server.wiring import outbox_for  # it imports the handlers
+
+    unit.outbox = outbox_for(unit)
     unit.outbox.load()
-    unit.outbox.subscribe(unit.subscribers)
     unit.sos_policy = sos_policy_from(doc)
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
