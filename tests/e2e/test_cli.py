@@ -393,3 +393,22 @@ def test_a_missing_pack_or_an_unreachable_tsa_is_one_line_not_a_traceback(tmp_pa
     assert head.returncode == 1 and "gave no time-stamp" in head.stderr
     assert "Traceback" not in head.stderr
     assert (tmp_path / "data" / "keys" / "tree-heads.jsonl").exists()  # the head is kept
+
+
+@pytest.mark.parametrize("args", [
+    ["evidence", "export", "--since", "2026-03-22T00:00:00Z", "--until", "2026-03-23T00:00:00Z",
+     "--out", "pack.zip"],
+    ["records", "daily", "--date", "2026-03-22", "--out", "day.pdf"]])
+def test_reading_a_servers_records_before_any_server_says_what_to_do(tmp_path: Path,
+                                                                    args: list[str]) -> None:
+    """A new user's `evidence export` before any server had run said only "has the server
+    run?": it names where it looked and how to start a server (or point at its store)."""
+    res = run(*args, "--data-dir", tmp_path / "data")
+    said = " ".join(res.stderr.split())
+    assert res.returncode == 2, res.stderr
+    assert f"no site is stored in {tmp_path / 'data'}/ yet" in said
+    assert "`coverwatch serve --site SITE.yaml`" in said and "--data-dir" in said
+    assert "Traceback" not in res.stderr
+    res = run(*args, "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert res.returncode == 2 and "give the --db that your server uses" in " ".join(
+        res.stderr.split()), res.stderr

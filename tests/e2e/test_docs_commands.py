@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_docs_examples import SECOND_HALF, bus_prefix, postgres_url, run_document
+from test_docs_examples import SECOND_HALF, bus_prefix, fast_cli, postgres_url, run_document
 
-__all__ = ["bus_prefix", "postgres_url"]  # the fixtures, for pytest to find here
+__all__ = ["bus_prefix", "fast_cli", "postgres_url"]  # the fixtures, for pytest to find here
 
 
 @pytest.mark.parametrize("doc", SECOND_HALF)

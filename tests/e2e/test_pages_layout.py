@@ -1,6 +1,8 @@
-"""Every page of the two-site demo in a real browser at 1366x768, 1920x1080 and 390x844:
-no console error, no sideways scrolling, no cut-off header chip, no overlapping officer
-labels on the plan; pages opened without ``?site=`` ask which site; every link keeps it.
+"""Every page of the two-site demo in a real browser at 1366x768, 1920x1080 and 390x844
+(the sign-in page, the all-sites board and its "which site?" form, and each site's control
+room, audit, people and planning pages; an officer's duty page): no console error, no
+sideways scrolling, no cut-off chip, no empty box, no overlapping officer labels on the
+plan; pages opened without ``?site=`` ask which site; every link keeps it.
 
 Runs the real `coverwatch demo` (both example sites, its simulator, its inbox) and signs
 in as its admin (every page) and its officer (``/duty``). Screenshots go to
@@ -30,8 +32,25 @@ SIZES = {"1366x768": (1366, 768), "1920x1080": (1920, 1080), "390x844": (390, 84
 PAGES = ("/control", "/audit", "/people", "/planning")
 # Every page: no sideways scrolling of the document (the plan pans inside its own box).
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
-CUT_CHIPS = """Array.from(document.querySelectorAll('#summary .chip'))
-  .filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => c.textContent)"""
+CUT_CHIPS = """Array.from(document.querySelectorAll('.chip'))
+  .filter((c) => c.offsetWidth > 0 && c.scrollWidth > c.clientWidth + 1)
+  .map((c) => c.textContent)"""
+# Boxes drawn with a background or a border but holding nothing (an empty "Lapsed:" box).
+EMPTY_BOXES = """Array.from(document.querySelectorAll('body *')).filter((el) => {
+  const r = el.getBoundingClientRect();
+  const cs = getComputedStyle(el);
+  // Colour keys and dots (a legend's swatches) are small by design, not boxes.
+  if (r.width < 20 || r.height < 20 || cs.visibility === 'hidden') return false;
+  const filled = !['rgba(0, 0, 0, 0)', 'transparent'].includes(cs.backgroundColor);
+  const bordered = ['Top', 'Right', 'Bottom', 'Left'].filter(
+    (side) => parseFloat(cs[`border${side}Width`]) > 0).length >= 3;
+  if (!filled && !bordered) return false;
+  const things = 'img,svg,canvas,input,select,textarea,button,iframe,video,hr,progress';
+  if (el.matches(things) || el.querySelector(things)) return false;
+  return !(el.innerText || '').trim();
+}).map((el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+  + (typeof el.className === 'string' && el.className.trim()
+     ? '.' + el.className.trim().split(/\\s+/).join('.') : ''))"""
 # Officer labels on the plan whose boxes overlap another's (unreadable text).
 OVERLAPS = """(() => {
   const boxes = Array.from(document.querySelectorAll('#plan .officer-label'))
@@ -121,14 +140,42 @@ def _check(page: Any, errors: list[str], name: str) -> None:
     page.screenshot(path=str(SHOTS / f"pages-{name}.png"))
     assert page.evaluate(OVERFLOW) <= 0, f"{name}: the page scrolls sideways"
     assert not errors, f"{name}: console errors {errors}"
+    assert page.evaluate(CUT_CHIPS) == [], f"{name}: a chip is cut off"
+    assert page.evaluate(EMPTY_BOXES) == [], f"{name}: empty boxes"
+
+
+def _lapse_alerted() -> str:
+    """Wait until the demo's first lapse is alerted (the pages then show lapses, alerts and a
+    filled "Lapsed:" box); the demo's console output."""
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        text = LOGS[-1].read_text()
+        if ">> " in text and "to supervisor: LAPSE Main Gate" in text:
+            return text
+        time.sleep(2)
+    pytest.fail("no notification reached the demo inbox:\n" + LOGS[-1].read_text())
 
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_page_of_both_sites_fits_without_errors(demo: str, size: str) -> None:
+    _lapse_alerted()
     with chromium() as browser:
+        login = browser.new_page(viewport={"width": SIZES[size][0], "height": SIZES[size][1]})
+        login_errors: list[str] = []
+        login.on("console", lambda m: login_errors.append(m.text) if m.type == "error" else None)
+        login.on("pageerror", lambda e: login_errors.append(str(e)))
+        login.goto(demo + "/login")
+        login.locator("#username").wait_for()
+        _check(login, login_errors, f"login-{size}")
+        login.close()
         page, errors = _signed_in(browser, demo, "admin", "demo-admin-pass", SIZES[size])
         _ready(page, "/sites")
         _check(page, errors, f"sites-{size}")
+        # The page that asks which site (a page opened without ?site=).
+        page.goto(demo + "/control")
+        page.wait_for_url(re.compile(r"/sites\?page=/control$"))
+        _ready(page, "/sites")
+        _check(page, errors, f"sites-which-{size}")
         for site in SITES:
             for path in PAGES:
                 page.goto(f"{demo}{path}?site={site}")
@@ -140,7 +187,6 @@ def test_every_page_of_both_sites_fits_without_errors(demo: str, size: str) -> N
                         "a[href^='/planning']", "as => as.map((a) => a.getAttribute('href'))"):
                     assert f"site={site}" in href, f"{path}?site={site}: link {href}"
                 if path == "/control":
-                    assert page.evaluate(CUT_CHIPS) == [], f"{site} {size}: a chip is cut off"
                     assert page.evaluate(OVERLAPS) == [], f"{site} {size}: labels overlap"
         page.close()
         duty, errors = _signed_in(browser, demo, "U1", "demo-officer-u1", SIZES[size])
@@ -178,14 +224,7 @@ def test_pages_opened_without_a_site_ask_which(demo: str) -> None:
 def test_a_lapse_reaches_a_person_in_the_demo(demo: str) -> None:
     """The demo's armed pair leaves the main gate: after the 60 s grace the alert goes to
     the supervisors (the site file's escalation), whose contact is the demo's inbox."""
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        text = LOGS[-1].read_text()
-        if ">> " in text and "to supervisor: LAPSE Main Gate" in text:
-            break
-        time.sleep(2)
-    else:
-        pytest.fail("no notification reached the demo inbox:\n" + LOGS[-1].read_text())
+    text = _lapse_alerted()
     inbox = re.search(r"inbox: (http://127.0.0.1:\d+/)", text)
     assert inbox
     assert "LAPSE Main Gate" in httpx.get(inbox.group(1), timeout=30).text

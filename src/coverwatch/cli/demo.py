@@ -244,7 +244,7 @@ async def _run_demo(site: Path | list[Path], data_dir: Path, host: str, port: in
         runs.append(simulate(base, tokens[1], control, officers=SECOND, site=second.id,
                              gates=tuple(p.id for p in second.posts if p.gate)))
     print(f"Alerts escalate to the demo users' inbox: {inbox.page} (and below).")
-    print()
+    print(flush=True)  # the logins now, also when the output is a file or a pipe (| tee)
     try:
         await asyncio.gather(*runs)
     finally:

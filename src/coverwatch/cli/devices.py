@@ -37,11 +37,19 @@ def _create_device(name: str, officer: str, action: str, db: str | None,
                    data_dir: Path) -> str:
     """Register a device, audited as ``action``; its token (exit 2 on a refusal)."""
     from coverwatch.errors import StoreError
-    from coverwatch.storage import open_store, record_device_change
+    from coverwatch.storage import DuplicateNameError, open_store, record_device_change
     store = open_store(db, data_dir)
     try:
         _, token = store.create_device(name, officer)
         record_device_change(store, "cli", name, action, {"officer": officer})
+    except DuplicateNameError as e:
+        # The token is kept only as a hash: a device added before gets its link and QR code
+        # with a new token, which `rotate` gives (and says the old one stops working).
+        Console(stderr=True).print(
+            f"[red]error[/red] {e}: `coverwatch devices rotate {name} --public-url URL --qr "
+            "FILE` gives it a new token with its link and QR code (the old token stops "
+            "working)", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except (StoreError, ValueError) as e:
         Console(stderr=True).print(f"[red]error[/red] {e}", highlight=False)
         raise typer.Exit(2) from None

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from coverwatch.cli.options import DataDirOption, DbOption
+from coverwatch.cli.options import DataDirOption, DbOption, nothing_stored
 from coverwatch.cli.server import audit_app
 
 __all__ = ["evidence_app", "register_evidence", "retention_app"]
@@ -284,7 +284,8 @@ def evidence_export(
     try:
         versions = load_versions(store)
         if not versions:
-            err.print("[red]error[/red] no site version stored: has the server run?")
+            err.print(f"[red]error[/red] {escape(nothing_stored(db, data_dir))}",
+                      highlight=False)
             raise typer.Exit(2)
         data = export_pack(store, versions, key, site=_site_id(store), since=since_us,
                            until=until_us, post=post, actor="cli", heads=heads)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from coverwatch.cli.options import DataDirOption, DbOption
+from coverwatch.cli.options import DataDirOption, DbOption, nothing_stored
 
 if TYPE_CHECKING:
     from coverwatch.domain.site import Site
@@ -31,7 +31,8 @@ def _open(db: str | None, data_dir: Path) -> tuple[Store, list[SiteVersion], Sit
     versions = load_versions(store)
     if not versions:
         store.close()
-        Console(stderr=True).print("[red]error[/red] no site version stored: has the server run?")
+        Console(stderr=True).print(f"[red]error[/red] {escape(nothing_stored(db, data_dir))}",
+                                   highlight=False)
         raise typer.Exit(2)
     site = load_site_text_document(versions[-1].source, "<stored site>").site
     return store, list(versions), site
