@@ -77,7 +77,10 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
 
 def save_live_checkpoint(unit: SiteUnit) -> None:
     """Save the live state for the next start (server/livecheckpoint.py)."""
-    save(unit.store, unit.live, load_versions(unit.store))
+    try:
+        save(unit.store, unit.live, load_versions(unit.store))
+    except Exception:  # a start without it replays history: never stop the ticker for it
+        log.exception("the live checkpoint could not be saved")
 
 
 async def run_ticker(unit: SiteUnit) -> None:
