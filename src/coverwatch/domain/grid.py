@@ -68,9 +68,9 @@ class BoxGrid:
         fy = np.floor((y - self._y0) / self._cell)
         ok = (fx >= 0) & (fx < self._nx) & (fy >= 0) & (fy < self._ny)
         idx = np.flatnonzero(ok)
-        cell = fy[ok].astype(np.int64) * self._nx + fx[ok].astype(np.int64)
+        cell = fy[idx].astype(np.int64) * self._nx + fx[idx].astype(np.int64)
         cnt = self._count[cell]
-        nz = cnt > 0
+        nz = np.flatnonzero(cnt)  # an index, not a mask: three arrays are taken by it
         idx, cell, cnt = idx[nz], cell[nz], cnt[nz]
         total = int(cnt.sum())
         if total == 0:

@@ -391,22 +391,28 @@ class CoverEngine(WindowMixin):
     def _take_pending(self, horizon: int) -> tuple[FixColumns, list[ControlEvent]]:
         fixes = FixColumns.concat(self._pending_fixes)
         if len(fixes):
-            now = fixes.t < horizon
-            if now.all():
+            t, seq = fixes.t, fixes.seq
+            # Usually fed in (t, seq) order: then the window is a prefix, taken as views.
+            if len(t) > 1 and not (
+                bool((t[1:] >= t[:-1]).all())
+                and (bool((seq[1:] > seq[:-1]).all())
+                     or bool(((t[1:] > t[:-1]) | (seq[1:] > seq[:-1])).all()))
+            ):
+                fixes = fixes.take(np.lexsort((fixes.seq, fixes.t)))
+            cut = int(np.searchsorted(fixes.t, horizon))
+            if cut == len(fixes):
                 self._pending_fixes = []
             else:
-                self._pending_fixes = [fixes.take(~now)]
-                fixes = fixes.take(now)
-            t = fixes.t
-            if len(t) > 1 and not (
-                (np.diff(t) > 0) | ((np.diff(t) == 0) & (np.diff(fixes.seq) > 0))
-            ).all():
-                fixes = fixes.take(np.lexsort((fixes.seq, fixes.t)))
+                self._pending_fixes = [fixes.take(slice(cut, None))]
+                fixes = fixes.take(slice(0, cut))
         else:
             self._pending_fixes = []
-        control = [e for e in self._pending_control if e.t < horizon]
-        self._pending_control = [e for e in self._pending_control if e.t >= horizon]
-        control.sort(key=lambda e: (e.t, e.seq))
+        if self._pending_control:
+            control = [e for e in self._pending_control if e.t < horizon]
+            self._pending_control = [e for e in self._pending_control if e.t >= horizon]
+            control.sort(key=lambda e: (e.t, e.seq))
+        else:
+            control = []
         return fixes, control
 
     def _advance(self, horizon: int, stats_end: int) -> list[CoverChange]:

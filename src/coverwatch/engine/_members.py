@@ -154,7 +154,8 @@ class MembershipMixin:
                 room[sel] = np.minimum(
                     room[sel],
                     self._reach_s[cr[sel]] * self._speed[cr[sel]] - (dist + acc[sel]))
-        ck, cr, d, room = ck[keep], cr[keep], d[keep], room[keep]
+        k = np.flatnonzero(keep)  # one index for four arrays: cheaper than four masks
+        ck, cr, d, room = ck[k], cr[k], d[k], room[k]
         return ck, cr, d <= self._within[cr], room
 
     def _ends(self, t: I64, growth: F64, room: F64) -> I64:
@@ -218,11 +219,9 @@ class MembershipMixin:
             carried = np.zeros(m, bool)
             at_first = first[ck] & linked[ck]
             if len(self._carry) and at_first.any():
-                keys = gk[at_first] * n_rules + cr[at_first]
-                pos = np.searchsorted(self._carry, keys)
-                pos[pos >= len(self._carry)] = 0
-                carried[at_first] = ((self._carry[pos] == keys)
-                                     & (self._carry_end[pos] > gt[ck[at_first]]))
+                q = np.flatnonzero(at_first)
+                hit, pos = self._find_carried(gk[q], cr[q])
+                carried[q[hit]] = self._carry_end[pos[hit]] > gt[ck[q[hit]]]
             determined = cin | ~lp
             value = cin | carried
             idx = np.where(determined, np.arange(m), 0)
@@ -269,13 +268,42 @@ class MembershipMixin:
         else:
             keep_old, keep_old_ends = self._carry, self._carry_end
         self._last_t[go[last]] = gt[last]
-        self._last_xya[go[last]] = np.column_stack((fx[last], fy[last], facc[last]))
+        at = go[last]
+        self._last_xya[at, 0] = fx[last]
+        self._last_xya[at, 1] = fy[last]
+        self._last_xya[at, 2] = facc[last]
         self._last_g[go[last]] = fg[last]
         carry = np.concatenate((keep_old, new_keys))
-        by_key = np.argsort(carry, kind="stable")
+        by_key = np.argsort(carry)  # keys are distinct: no need for a stable sort
         self._carry = carry[by_key]
         self._carry_end = np.concatenate((keep_old_ends, new_ends))[by_key]
         return iv_off, iv_rule, iv_s, iv_e, new_keys, seen
+
+    def _find_carried(self, officer: I64, rule: I64) -> tuple[BOOL, I64]:
+        """For (officer, rule) pairs: whether each is a carried membership, and where.
+
+        An officer carries few memberships, so each pair is compared with its
+        officer's run of the sorted keys, one slot at a time (a few sequential
+        passes instead of a binary search per pair over every officer's keys).
+        """
+        keys = officer * self._n_rules + rule
+        per = np.bincount(self._carry // max(self._n_rules, 1), minlength=self._n_off)
+        widest = int(per.max()) if len(per) else 0
+        if widest > 8:
+            pos = np.searchsorted(self._carry, keys)
+            pos[pos >= len(self._carry)] = 0
+            return self._carry[pos] == keys, pos
+        first = np.cumsum(per) - per
+        lo, n = first[officer], per[officer]
+        hit = np.zeros(len(keys), bool)
+        pos = np.zeros(len(keys), np.int64)
+        for j in range(widest):
+            sel = np.flatnonzero(n > j)
+            at = lo[sel] + j
+            match = self._carry[at] == keys[sel]
+            hit[sel[match]] = True
+            pos[sel[match]] = at[match]
+        return hit, pos
 
     def _carry_intervals(self) -> tuple[I64, I64, I64, I64]:
         """Contribution intervals from the carried last fixes, for a window without fixes."""
@@ -291,7 +319,7 @@ class MembershipMixin:
     ) -> tuple[I64, I64, I64]:
         """Keep the parts of intervals when the officer is on duty and capable."""
         if not duty:
-            ok = self._on[iv_off] & self._caps[iv_off, self._rule_cap[iv_rule]]
+            ok = np.flatnonzero(self._on[iv_off] & self._caps[iv_off, self._rule_cap[iv_rule]])
             return iv_rule[ok], iv_s[ok], iv_e[ok]
         # Each changed officer's duty timeline as segments [from, to) with their state
         # (the state at h0, then each duty event; the last event at an instant wins);

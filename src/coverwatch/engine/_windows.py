@@ -78,7 +78,7 @@ class WindowMixin(MembershipMixin):
             iv_off, iv_rule, iv_s, iv_e = self._carry_intervals()
         np.maximum(iv_s, h0, out=iv_s)
         np.minimum(iv_e, h1, out=iv_e)
-        live = iv_s < iv_e
+        live = np.flatnonzero(iv_s < iv_e)
         iv_off, iv_rule, iv_s, iv_e = iv_off[live], iv_rule[live], iv_s[live], iv_e[live]
         iv_rule, iv_s, iv_e = self._eligible(h0, iv_off, iv_rule, iv_s, iv_e, duty)
         active_at_h0 = self._active.copy()
@@ -93,26 +93,37 @@ class WindowMixin(MembershipMixin):
 
         # Step points per rule: +1 at starts, -1 at ends (inside the window), and a
         # zero step at h0 and at each activity change so every state is evaluated.
-        ends_in = iv_e < h1
-        act_rules = [r for r, (ts, _) in act.items() for _ in ts]
-        act_times = [t for _, (ts, _) in act.items() for t in ts]
-        p_rule = np.concatenate((
-            iv_rule, iv_rule[ends_in], np.arange(n_rules, dtype=np.int64),
-            np.asarray(act_rules, np.int64),
-        ))
-        p_time = np.concatenate((
-            iv_s, iv_e[ends_in], np.full(n_rules, h0, np.int64), np.asarray(act_times, np.int64),
-        ))
-        p_delta = np.concatenate((
-            np.ones(len(iv_rule), np.int64), -np.ones(int(ends_in.sum()), np.int64),
-            np.zeros(n_rules + len(act_rules), np.int64),
-        ))
+        ends_in = np.flatnonzero(iv_e < h1)
+        act_rules = np.asarray([r for r, (ts, _) in act.items() for _ in ts], np.int64)
+        act_times = np.asarray([t for _, (ts, _) in act.items() for t in ts], np.int64)
         span = h1 - h0
-        if span < (1 << 62) // max(n_rules, 1):
-            order = np.argsort(p_rule * span + (p_time - h0), kind="stable")
+        if 3 * span < (1 << 62) // max(n_rules, 1):
+            # One sort of packed keys (rule, time, step + 1): numpy's plain sort is
+            # several times faster than an argsort and three gathers. The order of
+            # the points at one (rule, time) does not matter: only the count after
+            # the last of them is read, and each rule's count before its first.
+            key = np.concatenate((
+                (iv_rule * span + (iv_s - h0)) * 3 + 2,
+                (iv_rule[ends_in] * span + (iv_e[ends_in] - h0)) * 3,
+                np.arange(n_rules, dtype=np.int64) * (3 * span) + 1,
+                (act_rules * span + (act_times - h0)) * 3 + 1,
+            ))
+            key.sort()
+            p_delta = key % 3 - 1
+            key //= 3
+            p_rule = key // span
+            p_time = key - p_rule * span + h0
         else:
+            p_rule = np.concatenate((iv_rule, iv_rule[ends_in],
+                                     np.arange(n_rules, dtype=np.int64), act_rules))
+            p_time = np.concatenate((iv_s, iv_e[ends_in], np.full(n_rules, h0, np.int64),
+                                     act_times))
+            p_delta = np.concatenate((
+                np.ones(len(iv_rule), np.int64), -np.ones(len(ends_in), np.int64),
+                np.zeros(n_rules + len(act_rules), np.int64),
+            ))
             order = np.lexsort((p_time, p_rule))
-        p_rule, p_time, p_delta = p_rule[order], p_time[order], p_delta[order]
+            p_rule, p_time, p_delta = p_rule[order], p_time[order], p_delta[order]
         cum = np.cumsum(p_delta)
         rule_first = np.empty(len(p_rule), bool)
         rule_first[0] = True

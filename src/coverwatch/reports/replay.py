@@ -120,8 +120,11 @@ def replay_sorted(
             part = fixes.take(slice(lo, lo + ENGINE_SLICE))
             if len(part):
                 engine.feed(EventBatch(part, []))
-                # Events at the slice's last instant may continue in the next slice.
-                engine.advance(int(part.t[-1]))
+                # Events at the slice's last instant may continue in the next slice:
+                # evaluate up to the next slice's first instant (not this one's last,
+                # which would hold a whole slice back when it spans one instant).
+                nxt = lo + ENGINE_SLICE
+                engine.advance(int(fixes.t[nxt]) if nxt < len(fixes) else int(part.t[-1]))
         if control:
             engine.advance(int(min(control[-1].t, last)))
         if on_progress is not None:

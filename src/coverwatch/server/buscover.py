@@ -40,7 +40,7 @@ from coverwatch.server.latewatch import WINDOW_S
 from coverwatch.server.live import LiveCover
 from coverwatch.server.watermark import DeviceClock
 
-__all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected"]
+__all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected", "pickle_state"]
 
 _FIRST = -(2**62)  # before the first watermark nothing is late
 KEEP_LAPSES_US = 3600 * 1_000_000  # closed lapses a checkpoint keeps (event time)
@@ -60,6 +60,13 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         # Sites hold read-only mappings; pickle them without a global copyreg change.
         self.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _proxy}
+
+
+def pickle_state(obj: object) -> bytes:
+    """``obj`` pickled as a checkpoint is (sites' read-only mappings included)."""
+    buf = io.BytesIO()
+    _Pickler(buf).dump(obj)
+    return buf.getvalue()
 
 
 class StateRejected(CoverwatchError):

@@ -88,12 +88,16 @@ class LiveCover:
         # The latest event time received per (kind, officer / post / flag), late or not.
         self._state_t: dict[tuple[str, str], int] = {}
         self.late = LateArrivals()
+        # The newest stored event id added: a restart from a checkpoint of this state
+        # adds the stored events after it (server/livecheckpoint.py).
+        self.max_id = 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A checkpoint written before late state events were applied lacks these.
         self.__dict__.update(state)
         self.__dict__.setdefault("_state_t", {})
         self.__dict__.setdefault("late", LateArrivals())
+        self.__dict__.setdefault("max_id", 0)
 
     @classmethod
     def from_engine(cls, site: Site, engine: CoverEngine, registry: OfficerRegistry) -> LiveCover:
@@ -147,7 +151,9 @@ class LiveCover:
         events with ``applied_us`` at that time (see :meth:`plan_late`); other late
         rows are only counted (:attr:`late`)."""
         feed: list[Mapping[str, Any]] = []
+        top = self.max_id
         for r in rows:
+            top = max(top, int(r["id"]))
             if r["kind"] in STATE_KINDS:
                 subject, t = subject_of(r), int(r["t_us"])
                 self._state_t[subject] = max(t, self._state_t.get(subject, t))
@@ -159,6 +165,7 @@ class LiveCover:
             if applied is not None:
                 self._note_latest([r])  # under its own time: the newest about its subject
                 feed.append({**r, "t_us": int(applied)})
+        self.max_id = top
         self._note_latest([r for r in feed if not r.get("late")])
         batch = batch_from_rows(feed, self.registry, scan_growth=self.site.scan_walk_mps)
         if not len(batch):

@@ -77,6 +77,7 @@ class SiteUnit:
     # could not deliver while the server was down.
     recover_until: int = 0
     last_saved_horizon: int = 0
+    last_checkpoint: int = 0  # the live horizon at the last saved live checkpoint
     delays_logged: int = 0
     # Counters for /metrics.
     ingested: dict[str, int] = field(default_factory=dict)

@@ -1,8 +1,10 @@
 """Start-up: a site's unit rebuilt from the store, as after a restart.
 
-Every stored event is replayed up to the saved horizon, with every applied
-version of the rules in force at its moment; the engine is chunk-invariant, so
-this reproduces the state of the uninterrupted run."""
+The live state resumes from its newest checkpoint (server/livecheckpoint.py)
+and takes the stored events after it; without one, every stored event is
+replayed up to the saved horizon, with every applied version of the rules in
+force at its moment. The engine is chunk-invariant, so either reproduces the
+state of the uninterrupted run."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alertbook import AlertBook
 from coverwatch.domain.changes import diff_sites
+from coverwatch.domain.site import Site
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument, load_site_text_document
@@ -21,6 +24,7 @@ from coverwatch.server.handlers.alerts import apply_cover_changes
 from coverwatch.server.handlers.ingest import CommitQueue
 from coverwatch.server.handlers.tick import HORIZON_KEY
 from coverwatch.server.live import LiveCover
+from coverwatch.server.livecheckpoint import resume
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.server.unit import SiteUnit
@@ -42,13 +46,25 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     start_horizon = int(saved) if saved is not None else now - lateness
     # The rules in force at each moment: every applied version of the site.
     versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
-    sites = [load_site_text_document(v.source, str(settings.site_path)).site
-             for v in versions]
-    live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
-                     timeline=True)  # the dashboard's cover timeline
+    # Resume from the live checkpoint if there is one (then only the stored events
+    # after it are added, and no older site version is parsed).
+    resumed = resume(store, versions) if saved is not None and settings.bus_url is None \
+        else None
+    if resumed is not None:
+        live = resumed.live
+        sites = [live.site]
+        pending: list[tuple[SiteVersion, Site]] = []
+    else:
+        sites = [load_site_text_document(v.source, str(settings.site_path)).site
+                 for v in versions]
+        live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
+                         timeline=True)  # the dashboard's cover timeline
+        pending = list(zip(versions[1:], sites[1:], strict=True))
     book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
     unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
     unit.commits = CommitQueue()
+    if resumed is not None:
+        unit.last_checkpoint = live.horizon  # the next one is due a while from here
     subscribe_feed(unit.subscribers, unit.feed)
     from coverwatch.server.wiring import outbox_for  # it imports the handlers
 
@@ -58,7 +74,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
     unit.watch.load(store.last_device_reports())
-    after = 0
+    after = live.max_id
     while settings.bus_url is None:
         rows = store.events_since(after, limit=50_000)
         if not rows:
@@ -66,7 +82,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         live.add(rows)
         after = int(rows[-1]["id"])
     changes: list[CoverChange] = []
-    for version, site in zip(versions[1:], sites[1:], strict=True):
+    for version, site in pending:
         changes += live.advance_to(version.effective_us)
         changes += live.switch_site(site)
     if saved is not None:

@@ -18,10 +18,12 @@ from coverwatch.server.handlers.alerts import (
     settled_by,
 )
 from coverwatch.server.happenings import AlertChanged, Happening
+from coverwatch.server.livecheckpoint import SAVE_EVERY_US, save
 from coverwatch.server.pools import in_store
 from coverwatch.server.unit import SiteUnit
+from coverwatch.storage.versions import load_versions
 
-__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "tick"]
+__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "save_live_checkpoint", "tick"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -41,6 +43,11 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
         # Alert changes under the lock too, so a person's acknowledgement
         # (also under it) cannot overwrite a resolution made meanwhile.
         happened = await in_store(apply_cover_changes, unit, changes)
+        if (unit.evaluates and unit.settings.bus_url is None
+                and horizon - unit.last_checkpoint >= SAVE_EVERY_US):
+            # Under the lock: every committed event has been added to the live state.
+            await in_store(save_live_checkpoint, unit)
+            unit.last_checkpoint = horizon
         if unit.site.silent_after_s is not None and unit.briefing is not None:
             if unit.evaluates:
                 happened += await asyncio.to_thread(check_silent, unit, now)
@@ -66,6 +73,14 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
         unit.last_saved_horizon = horizon
     unit.health.ticked()
     return changes
+
+
+def save_live_checkpoint(unit: SiteUnit) -> None:
+    """Save the live state for the next start (server/livecheckpoint.py)."""
+    try:
+        save(unit.store, unit.live, load_versions(unit.store))
+    except Exception:  # a start without it replays history: never stop the ticker for it
+        log.exception("the live checkpoint could not be saved")
 
 
 async def run_ticker(unit: SiteUnit) -> None:
