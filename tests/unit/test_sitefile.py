@@ -16,12 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coverwatch.domain import LatLon, Site
-from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
-from coverwatch.domain.alerts import EscalationPolicy
+from coverwatch.domain.alerts import EscalationLevel, EscalationPolicy
 from coverwatch.domain.roles import ROLES
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats.sitefile import (
-    EscalationLevel,
+    WrittenLevel,
     load_site,
     load_site_document,
     load_site_text,
@@ -113,8 +112,8 @@ def test_document_keeps_escalation_source_and_locations() -> None:
 
     assert document.site == load_site(path)
     assert document.escalation == (
-        EscalationLevel(0.0, ("supervisor",)),
-        EscalationLevel(120.0, ("duty-inspector", "https://hooks.example.invalid/coverwatch")),
+        WrittenLevel(0.0, ("supervisor",)),
+        WrittenLevel(120.0, ("duty-inspector", "https://hooks.example.invalid/coverwatch")),
     )
     assert document.source == path.read_text(encoding="utf-8")
     assert document.path == str(path)
@@ -136,13 +135,13 @@ def test_document_carries_the_domain_escalation_policies() -> None:
 
     # A bare role name gets "role:", any other bare name "user:"; URLs stay as written.
     assert document.policy == EscalationPolicy((
-        PolicyLevel(0.0, ("role:supervisor",)),
-        PolicyLevel(120.0, ("user:duty-inspector", hook)),
+        EscalationLevel(0.0, ("role:supervisor",)),
+        EscalationLevel(120.0, ("user:duty-inspector", hook)),
     ))
     # No 'sos' levels: a device alarm reaches every default level at once.
     assert document.sos_policy == EscalationPolicy((
-        PolicyLevel(0.0, ("role:supervisor",)),
-        PolicyLevel(0.0, ("user:duty-inspector", hook)),
+        EscalationLevel(0.0, ("role:supervisor",)),
+        EscalationLevel(0.0, ("user:duty-inspector", hook)),
     ))
     assert policy_from(document) == document.policy
     assert sos_policy_from(document) == document.sos_policy
@@ -174,10 +173,10 @@ def test_sos_levels_make_the_device_alarm_policy() -> None:
             "    - {after_s: 60, notify: ['mailto://ops@example.org']}\n")
     document = load_site_text_document(text)
 
-    assert document.policy == EscalationPolicy((PolicyLevel(30.0, ("user:ann", "role:ops")),))
+    assert document.policy == EscalationPolicy((EscalationLevel(30.0, ("user:ann", "role:ops")),))
     assert document.sos_policy == EscalationPolicy((
-        PolicyLevel(0.0, tuple(f"role:{role}" for role in ROLES)),
-        PolicyLevel(60.0, ("mailto://ops@example.org",)),
+        EscalationLevel(0.0, tuple(f"role:{role}" for role in ROLES)),
+        EscalationLevel(60.0, ("mailto://ops@example.org",)),
     ))
 
 

@@ -22,7 +22,7 @@ from coverwatch.domain.lint import LintConfig
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats._siteescalation import (
-    EscalationLevel,
+    WrittenLevel,
     _EscalationReader,
     escalation_policy,
     sos_escalation_policy,
@@ -50,11 +50,11 @@ class SiteDocument:
     """
 
     site: Site
-    escalation: tuple[EscalationLevel, ...]
+    escalation: tuple[WrittenLevel, ...]
     source: str
     path: str
     # Escalation of device alarms (sos, fall); None: every default level at once.
-    sos_escalation: tuple[EscalationLevel, ...] | None = None
+    sos_escalation: tuple[WrittenLevel, ...] | None = None
     locations: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -105,7 +105,7 @@ class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
         except ValueError as e:  # a policy the checker let through: still the file's problem
             raise SiteFileError([Problem(self.path, None, None, "escalation", str(e))]) from None
 
-    def site(self, root: Node) -> tuple[Site | None, tuple[EscalationLevel, ...]]:
+    def site(self, root: Node) -> tuple[Site | None, tuple[WrittenLevel, ...]]:
         fields = self.mapping(root, "", _SITE_KEYS, _ELSEWHERE_SITE)
         if fields is None:
             return None, ()
@@ -122,7 +122,7 @@ class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
             timezone = self.timezone(fields["timezone"][1]) or timezone
         flags = self.flags(fields["flags"][1]) if "flags" in fields else {}
         posts = self.posts(fields["posts"][1], flags) if "posts" in fields else None
-        escalation: tuple[EscalationLevel, ...] = ()
+        escalation: tuple[WrittenLevel, ...] = ()
         if "escalation" in fields:
             escalation = self.escalation_section(fields["escalation"][1])
         device_fields: dict[str, Any] = {}

@@ -3,7 +3,7 @@ built from it.
 
 The section is a list of levels (``after_s``, ``notify``), or a mapping with the
 levels for lapses and other alerts (``default``) and for device alarms
-(``sos``). :class:`EscalationLevel` keeps the targets as written; the domain
+(``sos``). :class:`WrittenLevel` keeps the targets as written; the domain
 wants ``role:supervisor`` / ``user:duty-inspector``, so :func:`escalation_policy`
 and :func:`sos_escalation_policy` give a bare name its prefix (a role if it is
 one of :data:`coverwatch.domain.roles.ROLES`, else a user).
@@ -15,19 +15,20 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node
 
-from coverwatch.domain.alerts import EscalationLevel as PolicyLevel
-from coverwatch.domain.alerts import EscalationPolicy, parse_target
+from coverwatch.domain.alerts import EscalationLevel, EscalationPolicy, parse_target
 from coverwatch.domain.roles import ROLES
 from coverwatch.formats._sitekeys import _LEVEL_KEYS, _POLICY_KEYS
 from coverwatch.formats._siteyaml import _child, _item, _NodeChecker
 
-__all__ = ["EscalationLevel", "_EscalationReader", "escalation_policy", "sos_escalation_policy"]
+__all__ = ["WrittenLevel", "_EscalationReader", "escalation_policy", "sos_escalation_policy"]
 
 
 @dataclass(frozen=True, slots=True)
-class EscalationLevel:
-    """One escalation step: after ``after_s`` seconds of an unacknowledged
-    alert, notify these targets (role names, user names or URLs, as written)."""
+class WrittenLevel:
+    """One escalation step as the file writes it (for the checker's messages and the
+    document's source): after ``after_s`` seconds of an unacknowledged alert, notify
+    these targets (role names, user names or URLs, as written). The domain's
+    :class:`~coverwatch.domain.alerts.EscalationLevel` is what the policy holds."""
 
     after_s: float
     notify: tuple[str, ...]
@@ -40,31 +41,31 @@ def _target(written: str) -> str:
     return f"role:{written}" if written in ROLES else f"user:{written}"
 
 
-def escalation_policy(levels: tuple[EscalationLevel, ...]) -> EscalationPolicy:
+def escalation_policy(levels: tuple[WrittenLevel, ...]) -> EscalationPolicy:
     """The site file's escalation levels as the domain's policy. Raises ``ValueError``
     for a target the domain cannot parse (e.g. ``role:`` with no name)."""
     return EscalationPolicy(tuple(
-        PolicyLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in levels
+        EscalationLevel(lv.after_s, tuple(_target(t) for t in lv.notify)) for lv in levels
     ))
 
 
-def sos_escalation_policy(levels: tuple[EscalationLevel, ...],
-                          sos_levels: tuple[EscalationLevel, ...] | None) -> EscalationPolicy:
+def sos_escalation_policy(levels: tuple[WrittenLevel, ...],
+                          sos_levels: tuple[WrittenLevel, ...] | None) -> EscalationPolicy:
     """How device alarms (sos, fall) escalate: the site's ``escalation.sos`` levels, or
     else every level of the default policy at once (nobody waits on an SOS)."""
     if sos_levels is not None:
         return escalation_policy(sos_levels)
     return EscalationPolicy(tuple(
-        PolicyLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in levels))
+        EscalationLevel(0.0, tuple(_target(t) for t in lv.notify)) for lv in levels))
 
 
 class _EscalationReader(_NodeChecker):
     """Reads the ``escalation`` section; the ``sos`` levels, if given, land in
     ``sos_levels``."""
 
-    sos_levels: tuple[EscalationLevel, ...] | None
+    sos_levels: tuple[WrittenLevel, ...] | None
 
-    def escalation_section(self, node: Node) -> tuple[EscalationLevel, ...]:
+    def escalation_section(self, node: Node) -> tuple[WrittenLevel, ...]:
         """A list of levels, or ``{default: [levels], sos: [levels]}``."""
         if not isinstance(node, MappingNode):
             return self.escalation(node, "escalation")
@@ -77,11 +78,11 @@ class _EscalationReader(_NodeChecker):
             return self.escalation(fields["default"][1], "escalation.default")
         return ()
 
-    def escalation(self, node: Node, where: str = "escalation") -> tuple[EscalationLevel, ...]:
+    def escalation(self, node: Node, where: str = "escalation") -> tuple[WrittenLevel, ...]:
         items = self.sequence(node, where)
         if items is None:
             return ()
-        levels: list[EscalationLevel] = []
+        levels: list[WrittenLevel] = []
         previous: float | None = None
         for index, item in enumerate(items):
             field_path = _item(where, index)
@@ -101,7 +102,7 @@ class _EscalationReader(_NodeChecker):
             notify = self.targets(fields["notify"][1], _child(field_path, "notify")) \
                 if "notify" in fields else None
             if after is not None and notify is not None:
-                levels.append(EscalationLevel(after_s=after, notify=notify))
+                levels.append(WrittenLevel(after_s=after, notify=notify))
         return tuple(levels)
 
     def targets(self, node: Node, field_path: str) -> tuple[str, ...] | None:

@@ -22,14 +22,14 @@ import os
 from coverwatch.domain.site import Site
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats._sitebase import SiteDocument, _SiteChecker
-from coverwatch.formats._siteescalation import EscalationLevel
+from coverwatch.formats._siteescalation import WrittenLevel
 from coverwatch.formats._siteyaml import ID_PATTERN
 from coverwatch.formats.yamldepth import paused_gc
 
 __all__ = [
     "ID_PATTERN",
-    "EscalationLevel",
     "SiteDocument",
+    "WrittenLevel",
     "load_site",
     "load_site_document",
     "load_site_text",
