@@ -21,6 +21,7 @@ from coverwatch.errors import StoreError
 from coverwatch.storage.alerts import AlertRepository
 from coverwatch.storage.base import dialect_insert, now_us
 from coverwatch.storage.devicereports import report_values
+from coverwatch.storage.devices import CredentialsChanged, Device, stale_tokens
 from coverwatch.storage.eventrows import (
     T_US,
     InvalidEventError,
@@ -65,6 +66,7 @@ class EventRepository(AlertRepository):
     def append_events(
         self, rows: Sequence[Mapping[str, Any]], *,
         reports: Sequence[Mapping[str, Any]] = (), alerts_for: AlertsFor | None = None,
+        held: Mapping[str, Device] | None = None,
     ) -> AppendResult:
         """Store events in one transaction; re-sent events (same key) are skipped.
 
@@ -80,6 +82,11 @@ class EventRepository(AlertRepository):
         gets the newly stored reports and returns alert records to save and
         audit in that same transaction (an SOS is durable with its report
         before the device is answered); an alert already stored is kept as is.
+
+        ``held`` (token hash -> device) are the device tokens the rows came with,
+        checked first inside the same transaction: if any is no longer held as it
+        was (revoked, rotated, reassigned), nothing is stored and
+        :class:`CredentialsChanged` names them.
         """
         if not rows and not reports:
             return AppendResult(0, 0, [], [])
@@ -95,6 +102,10 @@ class EventRepository(AlertRepository):
         raised: list[dict[str, Any]] = []
         try:
             with writer() as conn:
+                if held:
+                    stale = stale_tokens(conn, held)
+                    if stale:
+                        raise CredentialsChanged(stale)
                 stored = append(conn, params) if params else []
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
