@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from coverwatch.errors import StoreError
 from coverwatch.storage.alerts import AlertRepository
 from coverwatch.storage.base import dialect_insert, now_us
-from coverwatch.storage.devicereports import report_values
+from coverwatch.storage.devicereports import report_values, sqlite_insert_reports
 from coverwatch.storage.devices import CredentialsChanged, Device, stale_tokens
 from coverwatch.storage.eventrows import (
     T_US,
@@ -115,15 +115,24 @@ class EventRepository(AlertRepository):
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))
-                for given, values in zip(reports, values_of_reports, strict=True):
-                    insert = dialect_insert(self.dialect)(device_reports).values(**values)
-                    got = conn.execute(insert.on_conflict_do_nothing(
-                        index_elements=[device_reports.c.site, device_reports.c.key]
-                    ).returning(device_reports.c.id)
-                    ).scalar()
-                    if got is not None:
-                        new_reports.append({**given, **values, "id": int(got),
-                                            "raw": given.get("raw")})
+                if self.dialect == "sqlite":
+                    report_ids = sqlite_insert_reports(conn, values_of_reports) \
+                        if values_of_reports else {}
+                    for given, values in zip(reports, values_of_reports, strict=True):
+                        got = report_ids.pop(values["key"], None)  # a repeated key: the first
+                        if got is not None:
+                            new_reports.append({**given, **values, "id": got,
+                                                "raw": given.get("raw")})
+                else:
+                    for given, values in zip(reports, values_of_reports, strict=True):
+                        insert = dialect_insert(self.dialect)(device_reports).values(**values)
+                        got = conn.execute(insert.on_conflict_do_nothing(
+                            index_elements=[device_reports.c.site, device_reports.c.key]
+                        ).returning(device_reports.c.id)
+                        ).scalar()
+                        if got is not None:
+                            new_reports.append({**given, **values, "id": int(got),
+                                                "raw": given.get("raw")})
                 append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
                 if alerts_for is not None and new_reports:
                     for record, action in alerts_for(new_reports):
