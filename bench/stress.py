@@ -76,6 +76,12 @@ def site_yaml(hook: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -295,8 +301,13 @@ class Load:
             jobs.append(self.logins(stop))
         if name in ("bogus", "all"):
             jobs.append(self.bogus(stop))
+        began, own, server = time.monotonic(), time.process_time(), _cpu_s(self.pid)
         await asyncio.gather(*jobs)
         phase.load = os.getloadavg()
+        # Is the load generator itself the limit? Its CPU and the server's, % of a core.
+        wall = time.monotonic() - began
+        phase.extra["cpu% gen/server"] = (round(100 * (time.process_time() - own) / wall),
+                                          round(100 * (_cpu_s(self.pid) - server) / wall))
         return phase
 
 

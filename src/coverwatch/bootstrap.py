@@ -178,6 +178,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     app.state.replies = Replies()  # Idempotency-Key answers, per site (api/idempotency.py)
 
     install_problems(app)
+    from coverwatch.api.osmand_path import OsmAndPath
+
+    # Innermost: a phone's fix answered inside the limits, before the routing (issue 25).
+    app.add_middleware(OsmAndPath)
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.max_body_bytes,
         public_body_bytes=settings.public_body_bytes, trusted_proxies=settings.trusted_proxies,

@@ -23,13 +23,15 @@ from coverwatch.http.access import (
     site_unit,
 )
 from coverwatch.http.problems import problem_response, problems
+from coverwatch.server.credentials import DeviceTokens
 from coverwatch.server.devices import device_upload
 from coverwatch.server.handlers.ingest import ingest
 from coverwatch.server.pools import in_alarm
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import Device, DuplicateNameError, record_device_change
+from coverwatch.storage.devices import CredentialsChanged, HeldToken
 
-__all__ = ["router"]
+__all__ = ["osmand_upload", "router"]
 
 router = APIRouter()
 Svc = Annotated[SiteUnit, Depends(site_unit)]
@@ -77,14 +79,22 @@ async def book_duty(
             "at": format_time(t), "source": via}
 
 
-async def _osmand_device(request: Request, svc: SiteUnit, ident: str | None,
-                         alarm: bool = False) -> Principal:
+async def _osmand_device(svc: SiteUnit, ident: str | None, alarm: bool,
+                         tokens: DeviceTokens | None) -> tuple[Principal, HeldToken | None]:
+    """The device, and its token if it came from ``tokens`` (then checked in the commit)."""
     # Traccar Client sends only a device identifier: configure it as the device's token.
     if not ident:  # the id is the device's only credential: without it, unauthenticated
         raise HTTPException(401, "missing id (the device identifier, its coverwatch token)")
-    # An upload with an alarm is looked up in the pool kept for alarms (never queued
-    # behind ordinary uploads).
-    device = await (in_alarm if alarm else asyncio.to_thread)(svc.store.device_for_token, ident)
+    held = None if tokens is None else tokens.held(tokens.hash(ident))
+    if held is not None:
+        device: Device | None = held.device
+    else:
+        # An upload with an alarm is looked up in the pool kept for alarms (never queued
+        # behind ordinary uploads).
+        device = await (in_alarm if alarm else asyncio.to_thread)(
+            svc.store.device_for_token, ident)
+        if tokens is not None and device is not None:
+            tokens.remember(tokens.hash(ident), device)
     if device is None or not device.active:
         raise HTTPException(
             401, "unknown device: set the device identifier to its coverwatch token"
@@ -92,20 +102,19 @@ async def _osmand_device(request: Request, svc: SiteUnit, ident: str | None,
     if device.officer is None:
         raise HTTPException(403, f"device {device.name} is not assigned to an officer")
     return Principal("device", device.name, frozenset({DEVICE}), device.officer,
-                     site=device.site)
+                     site=device.site), held
 
 
-@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 409, 413))
-@router.post("/osmand", operation_id="osmand_post",
-             responses=problems(400, 401, 403, 409, 413))  # one id per method keeps OpenAPI valid
-async def osmand(request: Request, anywhere: AnySvc) -> Any:
-    """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body).
+class _Recheck(Exception):
+    """A device found in the token cache was refused or its token is stale: look it up."""
 
-    Never stalls a phone: an authenticated, well-formed upload always gets 200,
-    and what could not be used as a fix is stored as a device report with the
-    reason, which the reply gives per reading. 4xx only for a missing or unknown
-    device identifier (401/403) and a body that is not what it claims (400).
-    """
+
+async def osmand_upload(request: Request, anywhere: SiteUnit,
+                        tokens: DeviceTokens | None = None) -> Any:
+    """One OsmAnd upload: the reply body (a dict) or a problem response. With ``tokens``
+    a device seen before is found without a query; its token is checked in the commit,
+    and any refusal is decided again by a fresh lookup (so the cache never changes an
+    answer)."""
     params: dict[str, Any] = dict(request.query_params)
     body: Any = None
     body_bytes: bytes | None = None
@@ -126,21 +135,62 @@ async def osmand(request: Request, anywhere: AnySvc) -> Any:
     if isinstance(first, dict):
         ident = ident or first.get("device_id") or first.get("id") or first.get("deviceid")
     alarm = bool(params.get("alarm")) or b'"alarm"' in (body_bytes or b"")
-    who = await _osmand_device(request, anywhere, ident if isinstance(ident, str) else None,
-                               alarm)
+    ident = ident if isinstance(ident, str) else None
+    if tokens is not None:
+        try:
+            return await _osmand_once(request, anywhere, params, body, ident, alarm, tokens)
+        except _Recheck:
+            tokens.forget(tokens.hash(ident or ""))
+    return await _osmand_once(request, anywhere, params, body, ident, alarm, None)
+
+
+async def _osmand_once(request: Request, anywhere: SiteUnit, params: dict[str, Any],
+                       body: Any, ident: str | None, alarm: bool,
+                       tokens: DeviceTokens | None) -> Any:
+    who, held = await _osmand_device(anywhere, ident, alarm, tokens)
     assert who.officer is not None
-    svc = device_site(request, who)
     try:
+        svc = device_site(request, who)
         readings = osmand_body_readings(body) if body is not None else osmand_readings(params)
+    except HTTPException:
+        if held is not None:
+            raise _Recheck() from None
+        raise
     except InvalidEvents as e:
+        if held is not None:
+            raise _Recheck() from None
         return _problem(400, [p.as_dict() for p in e.problems])
+    if held is not None and not readings:  # nothing to commit, so no check there
+        raise _Recheck()
     upload = device_upload(readings, svc.site, officer=who.officer, device=who.name,
                            received_us=svc.clock(),
                            max_future_us=seconds_to_us(svc.settings.max_future_s))
-    result = await ingest(svc, upload.rows, source="osmand", device=who.name,
-                              reports=upload.reports)
+    try:
+        result = await ingest(svc, upload.rows, source="osmand", device=who.name,
+                              reports=upload.reports, held=held)
+    except CredentialsChanged:
+        if held is None:  # looked up just now: cannot be stale here
+            raise
+        raise _Recheck() from None
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late,
             "readings": upload.reply}
+
+
+@router.get("/osmand", operation_id="osmand_get", responses=problems(400, 401, 403, 409, 413))
+@router.post("/osmand", operation_id="osmand_post",
+             responses=problems(400, 401, 403, 409, 413))  # one id per method keeps OpenAPI valid
+async def osmand(request: Request, anywhere: AnySvc) -> Any:
+    """OsmAnd protocol, as spoken by Traccar Client and OsmAnd (query, form or JSON body).
+
+    Never stalls a phone: an authenticated, well-formed upload always gets 200,
+    and what could not be used as a fix is stored as a device report with the
+    reason, which the reply gives per reading. 4xx only for a missing or unknown
+    device identifier (401/403) and a body that is not what it claims (400).
+
+    ``coverwatch serve`` answers these requests on a lean path in front of the
+    routes (:mod:`coverwatch.api.osmand_path`) with this same code.
+    """
+    return await osmand_upload(request, anywhere)
 
 
 class NewDevice(BaseModel):

@@ -40,6 +40,7 @@ __all__ = [
     "error",
     "file_error",
     "install",
+    "problem_for",
     "problem_response",
     "problems",
 ]
@@ -122,6 +123,11 @@ def _from_http(exc: StarletteHTTPException) -> JSONResponse:
         errors = [dict(p) if isinstance(p, Mapping) else error(str(p)) for p in detail]
         detail = _summary(errors) if errors else _title(exc.status_code)
     return _respond(exc.status_code, str(detail), errors, exc.headers, {})
+
+
+def problem_for(exc: StarletteHTTPException) -> JSONResponse:
+    """The problem body the app's handler gives ``exc`` (for paths answered outside it)."""
+    return _from_http(exc)
 
 
 def _field(loc: Sequence[Any]) -> tuple[int | None, str | None]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
+from coverwatch.errors import StoreError
 from coverwatch.storage.auth import NotFoundError, hash_token, insert_unique, new_token
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.base import now_us as wall_clock_us
 from coverwatch.storage.tables import devices
 
-__all__ = ["Device", "DeviceRepository", "Revoked"]
+__all__ = ["CredentialsChanged", "Device", "DeviceRepository", "HeldToken", "Revoked",
+           "stale_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,40 @@ class Revoked:
     device: Device
     changed: bool
 
+
+
+@dataclass(frozen=True, slots=True)
+class HeldToken:
+    """A device token as the server last found it: checked again inside the commit that
+    stores the upload (:func:`stale_tokens`), so a revoke committed anywhere takes effect."""
+
+    token_hash: str
+    device: Device
+
+
+class CredentialsChanged(StoreError):
+    """Device tokens no longer held as they were (revoked, rotated, reassigned): nothing
+    of the commit was stored."""
+
+    def __init__(self, stale: set[str]) -> None:
+        super().__init__(f"{len(stale)} device token(s) revoked or changed since looked up")
+        self.stale = stale
+
+
+def stale_tokens(conn: Connection, held: Mapping[str, Device]) -> set[str]:
+    """Of ``held`` (token hash -> the device it was found for), the hashes no longer held
+    by that active device with that officer and site: one indexed query, run inside the
+    write transaction that stores their uploads."""
+    found = {row.token_hash: row for row in conn.execute(
+        select(devices.c.token_hash, devices.c.name, devices.c.officer, devices.c.site)
+        .where(devices.c.token_hash.in_(list(held)), devices.c.active.is_(True)))}
+    stale = set()
+    for token_hash, device in held.items():
+        row = found.get(token_hash)
+        if row is None or (row.name, row.officer, row.site) != (
+                device.name, device.officer, device.site):
+            stale.add(token_hash)
+    return stale
 
 
 def _device(row: Any) -> Device:

@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from coverwatch.errors import StoreError
 from coverwatch.storage.alerts import AlertRepository
 from coverwatch.storage.base import dialect_insert, now_us
-from coverwatch.storage.devicereports import report_values
+from coverwatch.storage.devicereports import report_values, sqlite_insert_reports
+from coverwatch.storage.devices import CredentialsChanged, Device, stale_tokens
 from coverwatch.storage.eventrows import (
     T_US,
     InvalidEventError,
@@ -71,6 +72,7 @@ class EventRepository(AlertRepository):
     def append_events(
         self, rows: Sequence[Mapping[str, Any]], *,
         reports: Sequence[Mapping[str, Any]] = (), alerts: Sequence[ReportAlert] = (),
+        held: Mapping[str, Device] | None = None,
     ) -> AppendResult:
         """Store events in one transaction; re-sent events (same key) are skipped.
 
@@ -87,6 +89,11 @@ class EventRepository(AlertRepository):
         transaction where their report is newly stored (an SOS is durable with
         its report before the device is answered); an alert already stored is
         kept as is.
+
+        ``held`` (token hash -> device) are the device tokens the rows came with,
+        checked first inside the same transaction: if any is no longer held as it
+        was (revoked, rotated, reassigned), nothing is stored and
+        :class:`CredentialsChanged` names them.
         """
         if not rows and not reports:
             return AppendResult(0, 0, [], [])
@@ -103,6 +110,10 @@ class EventRepository(AlertRepository):
         raised: list[dict[str, Any]] = []
         try:
             with writer() as conn:
+                if held:
+                    stale = stale_tokens(conn, held)
+                    if stale:
+                        raise CredentialsChanged(stale)
                 stored = append(conn, params) if params else []
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
@@ -112,17 +123,28 @@ class EventRepository(AlertRepository):
                     conn.execute(engine_checkpoints.delete().where(
                         engine_checkpoints.c.site == self.site,
                         engine_checkpoints.c.at_us > earliest))
-                for at, (given, values) in enumerate(zip(reports, values_of_reports,
-                                                         strict=True)):
-                    insert = dialect_insert(self.dialect)(device_reports).values(**values)
-                    got = conn.execute(insert.on_conflict_do_nothing(
-                        index_elements=[device_reports.c.site, device_reports.c.key]
-                    ).returning(device_reports.c.id)
-                    ).scalar()
-                    if got is not None:
-                        new_at.add(at)
-                        new_reports.append({**given, **values, "id": int(got),
-                                            "raw": given.get("raw")})
+                if self.dialect == "sqlite":
+                    report_ids = sqlite_insert_reports(conn, values_of_reports) \
+                        if values_of_reports else {}
+                    for at, (given, values) in enumerate(zip(reports, values_of_reports,
+                                                             strict=True)):
+                        got = report_ids.pop(values["key"], None)  # a repeated key: the first
+                        if got is not None:
+                            new_at.add(at)
+                            new_reports.append({**given, **values, "id": got,
+                                                "raw": given.get("raw")})
+                else:
+                    for at, (given, values) in enumerate(zip(reports, values_of_reports,
+                                                             strict=True)):
+                        insert = dialect_insert(self.dialect)(device_reports).values(**values)
+                        got = conn.execute(insert.on_conflict_do_nothing(
+                            index_elements=[device_reports.c.site, device_reports.c.key]
+                        ).returning(device_reports.c.id)
+                        ).scalar()
+                        if got is not None:
+                            new_at.add(at)
+                            new_reports.append({**given, **values, "id": int(got),
+                                                "raw": given.get("raw")})
                 append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
                 for alert in alerts:
                     if alert.report in new_at and \

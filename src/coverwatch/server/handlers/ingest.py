@@ -34,6 +34,7 @@ from coverwatch.server.latewatch import late_applied_message
 from coverwatch.server.pools import in_store
 from coverwatch.server.unit import IngestResult, SiteUnit
 from coverwatch.storage import Store
+from coverwatch.storage.devices import CredentialsChanged, HeldToken
 from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.store import AppendResult
 
@@ -47,6 +48,7 @@ class _Request:
     device: str | None
     done: asyncio.Future[IngestResult]
     reports: Sequence[dict[str, Any]]
+    held: HeldToken | None = None
 
 
 @dataclass
@@ -59,14 +61,16 @@ class CommitQueue:
 
 async def ingest(
     unit: SiteUnit, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
-    reports: Sequence[dict[str, Any]] = (),
+    reports: Sequence[dict[str, Any]] = (), held: HeldToken | None = None,
 ) -> IngestResult:
     """Store validated event rows durably, then feed the on-time ones live.
 
     Each row has the store's event columns (kind, t_us, officer, …). Returns
     only after the commit, so a 2xx or an MQTT ack means durable. ``reports``
     are device reports (:mod:`coverwatch.server.devices`); an alarm among them
-    (sos, fallDown) raises its alert in the same commit.
+    (sos, fallDown) raises its alert in the same commit. ``held``: the device token
+    the upload came with, if it was not looked up in the store for this request; it is
+    checked inside the commit (:class:`CredentialsChanged` if revoked or changed since).
     """
     if not rows and not reports:
         return IngestResult(0, 0, 0)
@@ -74,7 +78,7 @@ async def ingest(
     if unit.briefing is not None:  # a governed capability counts only while qualified
         unit.briefing.filter_rows(rows)
     done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-    request = _Request(rows, source, device, done, reports)
+    request = _Request(rows, source, device, done, reports, held)
     queue = unit.commits
     # Device alarms go ahead of everything else waiting (and first in any retry).
     alarm = any(rep.get("alarm") for rep in reports)
@@ -120,7 +124,9 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
             if unit.evaluates:  # a late state event is applied at the horizon
                 unit.live.plan_late(tagged)
             alarms = any(rep.get("alarm") for rep in reports)
-            result, failed = await in_store(_append_group, unit.store, tagged, reports, alarms)
+            held = {i: req.held for i, req in enumerate(group) if req.held is not None}
+            result, failed = await in_store(_append_group, unit.store, tagged, reports,
+                                            alarms, held)
             if unit.evaluates:
                 unit.live.add(result.rows)
             for rep in result.reports:
@@ -130,7 +136,9 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
                 unit.book.adopt(alert)
             # Escalate an SOS now, not at the next tick.
             steps = unit.book.tick(unit.clock()) if raised else []
-        unit.health.commits(len(failed) < len(group), list(failed.values()))
+        # A revoked token is the sender's answer, not a fault of the store.
+        unit.health.commits(len(failed) < len(group), [
+            e for e in failed.values() if not isinstance(e, CredentialsChanged)])
     except Exception as e:
         unit.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
         _fail(group, e)
@@ -172,10 +180,11 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
 
 
 def _append_group(store: Store, tagged: list[dict[str, Any]], reports: list[dict[str, Any]],
-                  alarms: bool) -> tuple[AppendResult, dict[int, Exception]]:
+                  alarms: bool, held: dict[int, HeldToken]
+                  ) -> tuple[AppendResult, dict[int, Exception]]:
     # The alarms' alerts are decided before the commit and stored in it (a store thread).
     raised = alarm_alerts(store, reports) if alarms else []
-    return append_isolated(store, tagged, reports, raised)
+    return append_isolated(store, tagged, reports, raised, held)
 
 
 def alarm_alerts(store: Store, reports: list[dict[str, Any]]) -> list[ReportAlert]:
