@@ -3,6 +3,7 @@
 // drag, zoom with the wheel or the +/- buttons.
 
 import { svg, el, formatDuration, STATE_WORDS, worst } from "./common.js";
+import { Background, attribution } from "./planbackground.js";
 
 export class Plan {
   constructor(host, site) {
@@ -15,15 +16,20 @@ export class Plan {
       class: "plan-svg", role: "img", "aria-label": `Site plan of ${site.name}`,
       preserveAspectRatio: "xMidYMid meet",
     });
+    this.gBackground = svg("g", { class: "background" });
     this.gStatic = svg("g", { class: "static" });
     this.gPosts = svg("g", { class: "posts" });
     this.gOfficers = svg("g", { class: "officers" });
-    this.root.append(this.gStatic, this.gPosts, this.gOfficers);
+    this.root.append(this.gBackground, this.gStatic, this.gPosts, this.gOfficers);
+    this.background = new Background(this.gBackground, site.background);
+    if (site.background) this.root.classList.add("has-background");
     const zoom = el("div", { class: "zoom" },
       el("button", { type: "button", "aria-label": "Zoom in", title: "Zoom in (+)", onclick: () => this.zoom(0.8) }, "+"),
       el("button", { type: "button", "aria-label": "Zoom out", title: "Zoom out (−)", onclick: () => this.zoom(1.25) }, "−"),
       el("button", { type: "button", "aria-label": "Reset view", title: "Whole site (0)", onclick: () => this.reset() }, "⤢"));
     host.append(this.root, zoom);
+    const credit = attribution(site.background);
+    if (credit) host.append(el("div", { class: "plan-attribution" }, credit));
     host.tabIndex = 0;
     host.addEventListener("keydown", (e) => this.key(e));
     this.drawStatic();
@@ -39,6 +45,7 @@ export class Plan {
     const px = Math.max(v.w / Math.max(this.root.clientWidth || 800, 1), v.h / Math.max(this.root.clientHeight || 500, 1));
     this.root.style.setProperty("--u", `${px}px`);
     this.unit = px;
+    this.background?.update(v, px);
     this.placeLabels?.();
   }
 
