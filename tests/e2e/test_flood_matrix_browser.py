@@ -2,7 +2,8 @@
 with 300 officers where 28 posts lapse at once and four officers press SOS. At 1366x768,
 1920x1080 and 390x844: every open SOS and every lapsed post is on the first screen, no
 two labels on the plan overlap, every lapsed post is drawn on top, the header holds one
-line on a desktop and the phone page does not scroll sideways. Screenshots of each."""
+line on a desktop and the phone page does not scroll sideways. The site's drawn plan is
+the background. Screenshots of each."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from floodkit import (
     control_page,
     crowd_events,
+    grid_plan,
     grid_site,
     label_overlaps,
     serve_site,
@@ -35,7 +37,9 @@ SOS = ("O001", "O101", "O202", "O296")  # the first officer at four posts
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site = grid_site("flood-matrix", "Flood Matrix Estate (fictional)", COLS, ROWS, DX, DY,
                      need=2)
-    with serve_site(tmp_path_factory, "matrix", site) as url:
+    section, plan = grid_plan(COLS, ROWS, DX, DY)
+    with serve_site(tmp_path_factory, "matrix", site + section,
+                    {"estate-plan.svg": plan}) as url:
         Sender(url).post(crowd_events(_now(), COLS, ROWS, DX, DY, LAPSED, accuracy_m=8, sos=SOS))
         yield url
 
@@ -71,6 +75,11 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
         page.wait_for_timeout(1500)  # a second render: labels placed with every alarm known
         size = f"{viewport[0]}x{viewport[1]}"
         shot(page, f"control-flood-matrix-{size}.png")
+        # The drawn plan is under the posts, as wide as the streets around them.
+        image = page.locator("#plan image.bg-image").bounding_box()
+        first = page.locator('#plan .post[data-post="p0-0"] .centre').bounding_box()
+        assert image is not None and first is not None and image["width"] > 50
+        assert image["x"] < first["x"] and first["y"] < image["y"] + image["height"]
         listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
                                                "bs => bs.map(b => b.dataset.problemPost)"))
         assert listed == lapsed
