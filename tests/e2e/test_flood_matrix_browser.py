@@ -53,6 +53,21 @@ def _first_screen(page: Any, selector: str) -> list[str]:
         .map((e) => e.textContent)""", selector))
 
 
+def _number_on_top(page: Any, post: str) -> bool:
+    """The post's number is drawn and nothing but an SOS marker is over its middle (it
+    lets taps through, so it is made hit-testable for the check)."""
+    return bool(page.evaluate("""(post) => {
+        const g = document.querySelector(`#plan .post[data-post="${post}"] .lapse-num`);
+        if (!g) return false;
+        g.style.pointerEvents = 'auto';
+        const b = g.getBoundingClientRect();
+        const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+        g.style.pointerEvents = '';
+        return b.width >= 8 && hit !== null
+               && (g.contains(hit) || hit.closest('.alarm-marker') !== null);
+    }""", post))
+
+
 @pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080), (390, 844)])
 def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
     lapsed = {f"p{i}-{j}" for i, j in LAPSED}
@@ -83,6 +98,13 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
         listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
                                                "bs => bs.map(b => b.dataset.problemPost)"))
         assert listed == lapsed
+        # The SOS lines keep one order between renders: by time sent, then officer.
+        order = page.eval_on_selector_all("#sos-banner .sos-line strong",
+                                          "ss => ss.map(s => s.textContent)")
+        page.wait_for_timeout(3500)  # three more renders and a refresh of the board
+        assert page.eval_on_selector_all("#sos-banner .sos-line strong",
+                                         "ss => ss.map(s => s.textContent)") == order
+        assert order == [f"SOS {o}" for o in sorted(SOS)]
         # No two labels on the plan overlap, whatever the screen.
         assert label_overlaps(page) == []
         # Every lapsed post is drawn above officers and other posts (only an SOS is above).
@@ -90,6 +112,21 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
         for post in sorted(lapsed):
             sel = f'#plan .post.state-lapsed[data-post="{post}"] .centre'
             assert visible_on_top(page, sel, ".alarm-marker"), f"{post} is hidden on the plan"
+        # Where a lapsed post's label finds no room (a phone at whole-site zoom), every
+        # lapsed post shows its number on top, and the list above the plan its legend: each
+        # is known without a tap.
+        crowded = page.locator("#plan .post-label.problem.crowded").count()
+        if viewport[0] < 1000:
+            assert crowded, "28 lapsed labels fit a phone: the numbers go unchecked"
+        if crowded:
+            numbers = dict(page.eval_on_selector_all(
+                "#problems.numbered button[data-problem=lapsed]",
+                "bs => bs.map(b => [b.dataset.problemPost, b.querySelector('.num').innerText])"))
+            assert sorted(int(n) for n in numbers.values()) == list(range(1, len(lapsed) + 1))
+            for post, n in numbers.items():
+                num = page.locator(f'#plan .post[data-post="{post}"] .lapse-num text')
+                assert num.text_content() == n
+                assert _number_on_top(page, post), f"{post}'s number is hidden on the plan"
         # Every SOS is named on the plan.
         assert page.locator("#plan .alarm-label").count() == len(SOS)
         page.evaluate("() => window.scrollTo(0, 0)")

@@ -169,6 +169,24 @@ export class Plan {
     }
   }
 
+  // Lapsed posts carry the number of their entry in the list of lapsed posts above the
+  // plan (the legend), so each is known without its label: on a phone at whole-site zoom
+  // most labels find no room and show only on a tap.
+  number(numbers) {
+    if (!this.postEls) this.buildPosts();
+    for (const [id, e] of this.postEls) {
+      const n = numbers.get(id);
+      if (!n) { e.num?.remove(); e.num = null; continue; }
+      if (!e.num) {
+        e.num = svg("g", { class: "lapse-num", transform: `translate(${e.cx},${e.cy})`, "aria-hidden": "true" },
+          svg("circle", {}), svg("text", { dy: "0.36em" }));
+        e.g.append(e.num);
+      }
+      const text = e.num.lastChild;
+      if (text.textContent !== String(n)) text.textContent = String(n);
+    }
+  }
+
   updatePost(p, rules, state) {
     const e = this.postEls.get(p.id);
     const st = worst(rules.map((r) => r.state));
@@ -324,6 +342,13 @@ export class Plan {
       if (chosen.compact) it.t.classList.add("compact");
       const dx = (chosen.b.left - chosen.r.left) * u, dy = (chosen.b.top - chosen.r.top) * u;
       if (Math.abs(dx) > 1e-9 || Math.abs(dy) > 1e-9) it.t.setAttribute("transform", `translate(${dx},${dy})`);
+    }
+    // Where a lapsed post's label finds no room, every lapsed post shows its number (and
+    // the list above the plan its legend); where all fit, the names say enough.
+    const numbered = [...best.out].some(([it, chosen]) => !chosen && it.rank === 1);
+    if (numbered !== this.root.classList.contains("numbered")) {
+      this.root.classList.toggle("numbered", numbered);
+      this.onNumbered?.(numbered);
     }
   }
 
