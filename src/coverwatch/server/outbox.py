@@ -145,6 +145,7 @@ class Outbox:
         # Floods: alerts of one cause told once per level (domain/incidents.py).
         self.incidents = IncidentBook()
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
+        self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
     def load(self) -> None:
         """Read the stored deliveries, dispatches and shelves (at start-up, and in distributed
@@ -287,12 +288,15 @@ class Outbox:
 
     # -- escalation ---------------------------------------------------------
 
-    def submit(self, steps: Sequence[Escalation]) -> None:
-        """Send escalation steps in the background; a flood's steps as one per incident."""
+    def submit(self, steps: Sequence[Escalation], *, group: bool = True) -> None:
+        """Send escalation steps in the background; a flood's steps as one per incident
+        (``group=False``: each on its own, as a shelf's held steps when it ends, which
+        an incident told meanwhile did not name)."""
         from coverwatch.server.incidentsend import send_incident
         from coverwatch.server.shelves import held_back
 
-        solo, grouped = self.incidents.fold(held_back(self.svc, steps))
+        ready = held_back(self.svc, steps)
+        solo, grouped = self.incidents.fold(ready) if group else (ready, [])
         if self.svc.notifier is None:
             return
         alarms: dict[str, list[Escalation]] = {}

@@ -19,6 +19,7 @@ from coverwatch.server.handlers.alerts import (
 )
 from coverwatch.server.happenings import AlertChanged, Happening
 from coverwatch.server.pools import in_store
+from coverwatch.server.shelves import released
 from coverwatch.server.unit import SiteUnit
 
 __all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "tick"]
@@ -51,6 +52,11 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
     await unit.subscribers.dispatch(happened)
     if steps:
         await escalate(unit, steps)
+    outbox = getattr(unit, "outbox", None)  # set once the unit is built (startup.py)
+    if outbox is not None:
+        again = released(unit)  # shelves that ended: what they held back goes out now
+        if again:
+            outbox.submit(again, group=False)
     await unit.subscribers.dispatch(settled_by(unit, changes))
     if now - unit.delays_logged >= 60 * US_PER_S:
         unit.delays_logged = now
