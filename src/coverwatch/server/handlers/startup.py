@@ -43,7 +43,9 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     start_horizon = int(saved) if saved is not None else now - lateness
     # The rules in force at each moment: every applied version of the site.
     versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
-    sites = [load_site_text_document(v.source, str(settings.site_path)).site
+    # Only their rules matter: an old version's plan image may be gone (the "<...>" name
+    # skips the image check; the version in force is read from the file as usual).
+    sites = [load_site_text_document(v.source, f"<stored version of {settings.site_path}>").site
              for v in versions]
     live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                      timeline=True)  # the dashboard's cover timeline
