@@ -132,6 +132,8 @@ def test_the_image_goes_to_the_sites_supervisors_only(base: str) -> None:
     with chromium() as browser:
         page = _login(browser, base, "quay-sup", (1366, 768), "/control?site=quay-depot")
         page.locator("#plan image.bg-image").wait_for(state="attached")
+        page.wait_for_timeout(500)
+        shot(page, "control-plan-background-quay-1366x768.png")  # three control points
         own = page.request.get(base + "/api/v1/sites/quay-depot/site/background")
         assert own.status == 200 and b"Quay Depot (fictional)" in own.body()
         other = page.request.get(base + "/api/v1/sites/harbour-yard/site/background")
