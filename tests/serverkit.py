@@ -39,6 +39,7 @@ __all__ = [
     "LiveServer",
     "WallClock",
     "base_settings",
+    "copy_yard_plan",
     "live_server",
     "running_server",
     "wait_until",
@@ -61,7 +62,16 @@ def _quiet_yard() -> Path:
     assert quiet != text, "the example yard's escalation section was not found"
     path = Path(tempfile.mkdtemp(prefix="coverwatch-yard-")) / "site.yaml"
     path.write_text(quiet, "utf-8")
-    return path
+    return copy_yard_plan(path)
+
+
+def copy_yard_plan(site: Path) -> Path:
+    """Put the example yard's plan image beside a copy of its site file (the file
+    names it, relative to itself); ``site`` back."""
+    import shutil
+
+    shutil.copy(EXAMPLE_YARD.parent / "yard-plan.svg", site.parent / "yard-plan.svg")
+    return site
 
 
 YARD = _quiet_yard()

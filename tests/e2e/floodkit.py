@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from test_dashboard import PASSWORD, SHOTS, _cli, _need_chromium, serving
 
-__all__ = ["WAIT_MS", "control_page", "grid_site", "label_overlaps", "serve_site", "shot",
-           "sideways_overflow", "visible_on_top"]
+__all__ = ["WAIT_MS", "control_page", "grid_plan", "grid_site", "label_overlaps", "serve_site",
+           "shot", "sideways_overflow", "visible_on_top"]
 
 WAIT_MS = 60_000
 
@@ -39,15 +39,47 @@ def grid_site(site_id: str, name: str, cols: int, rows: int, dx: float, dy: floa
     return "\n".join(lines) + "\n"
 
 
+def grid_plan(cols: int, rows: int, dx: float, dy: float) -> tuple[str, str]:
+    """A drawn estate plan for a ``grid_site`` (streets between the posts, a building in
+    each block, 1 px a metre, 100 m of margin): its site-file section (append to the
+    site) and its SVG, to be written beside the site as ``estate-plan.svg``."""
+    w, h = (cols - 1) * dx + 200, (rows - 1) * dy + 200
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return x + 100, h - 100 - y
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:g}" height="{h:g}">',
+             f'<rect width="{w:g}" height="{h:g}" fill="#efeadf"/>']
+    for i in range(cols + 1):  # streets halfway between the posts
+        u = px((i - 0.5) * dx, 0)[0]
+        parts.append(f'<rect x="{u - 6:g}" y="0" width="12" height="{h:g}" fill="#d6cfbf"/>')
+    for j in range(rows + 1):
+        v = px(0, (j - 0.5) * dy)[1]
+        parts.append(f'<rect x="0" y="{v - 6:g}" width="{w:g}" height="12" fill="#d6cfbf"/>')
+    for i in range(cols):
+        for j in range(rows):
+            u, v = px(i * dx + 35, j * dy + 75)
+            parts.append(f'<rect x="{u:g}" y="{v:g}" width="{dx - 80:g}" height="{dy - 110:g}" '
+                         'fill="#cfc6b4" stroke="#8a7f70" stroke-width="2"/>')
+    parts.append("</svg>")
+    far = ((cols - 1) * dx, (rows - 1) * dy)
+    section = ("background:\n  image: estate-plan.svg\n  points:\n"
+               f"    - {{pixel: [100, {h - 100:g}], site: [0, 0]}}\n"
+               f"    - {{pixel: [{far[0] + 100:g}, 100], site: [{far[0]:g}, {far[1]:g}]}}\n")
+    return section, "\n".join(parts) + "\n"
+
+
 @contextlib.contextmanager
-def serve_site(tmp_path_factory: pytest.TempPathFactory, name: str, site_text: str
-               ) -> Iterator[str]:
-    """A real server for one site with the supervisor ``sup``; yields its base URL."""
+def serve_site(tmp_path_factory: pytest.TempPathFactory, name: str, site_text: str,
+               files: dict[str, str] | None = None) -> Iterator[str]:
+    """A real server for one site with the supervisor ``sup``; yields its base URL.
+    ``files`` are written beside the site file (a plan image it names)."""
     _need_chromium()
     tmp = tmp_path_factory.mktemp(name)
     data_dir = tmp / "data"
     site = tmp / "site.yaml"
     site.write_text(site_text, "utf-8")
+    for file_name, text in (files or {}).items():
+        (tmp / file_name).write_text(text, "utf-8")
     _cli("users", "add", "sup", "--roles", "supervisor", data_dir=data_dir,
          env={"COVERWATCH_PASSWORD": PASSWORD})
     with serving(tmp, site, data_dir) as url:

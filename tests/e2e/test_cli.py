@@ -127,6 +127,7 @@ def test_check_reports_each_problem_with_place_field_and_hint(tmp_path: Path) ->
     text = text.replace("stale_after_s: 30", "stale_afer_s: 30")
     text = text.replace("        within_m: 25\n", "        withn_m: 25\n", 1)
     site.write_text(text)
+    (tmp_path / "yard-plan.svg").write_bytes((SITE.parent / "yard-plan.svg").read_bytes())
     lines = text.splitlines()
     stale_line = next(i for i, s in enumerate(lines, 1) if s.startswith("stale_afer_s"))
     within_line = next(i for i, s in enumerate(lines, 1) if "withn_m" in s)

@@ -146,6 +146,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     doc.pop("escalation", None)
     site = tmp / "site.yaml"
     site.write_text(yaml.safe_dump(doc), "utf-8")
+    # The file names the yard's plan image, relative to itself.
+    (tmp / "yard-plan.svg").write_bytes((SITE.parent / "yard-plan.svg").read_bytes())
     pw = {"COVERWATCH_PASSWORD": PASSWORD}
     for name, roles in (("sup", "supervisor"), ("U1", "officer"), ("aud", "auditor"),
                         ("adm", "admin")):

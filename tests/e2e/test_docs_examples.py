@@ -566,6 +566,9 @@ def _layout(work: Path, doc: str) -> None:
                        "north.yaml": yard, "south.yaml": quay, "a.yaml": yard, "b.yaml": quay,
                        "sites/yard.yaml": yard, "sites/quay.yaml": quay}.items():
         (work / name).write_text(text)
+    for plan in ("yard/yard-plan.svg", "quay/quay-plan.svg"):  # the files name them
+        for folder in (work, work / "sites"):
+            (folder / Path(plan).name).write_bytes((ROOT / "examples" / plan).read_bytes())
     (work / "patrol.gpx").write_text((SAMPLES / "patrol-several-segments.gpx").read_text())
     (work / "roster.csv").write_text("officer,post,start,end\n"
                                      "A1,service-gate,2026-03-22T06:00:00Z,2026-03-22T18:00:00Z\n")

@@ -150,6 +150,46 @@ def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(
         r = kit.request(sam, "DELETE", "/api/v1/posts/p03/shelve")
         assert r.status_code == 200, r.text
         assert next(a for a in _alerts(kit) if a["post"] == "p03")["shelved"] is None
+        # The shelf delayed the notice, it did not drop it: the post is still lapsed and
+        # nobody has taken it, so the level held back goes out now.
+        wait_until(lambda: any(b"Post 03" in body for _, body, _ in web.requests),
+                   what="the held level of Post 03")
+        assert next(a for a in _alerts(kit) if a["post"] == "p03")["notified"]
+
+
+def test_a_shelf_that_ends_sends_what_it_held_unless_someone_took_the_alert(
+    tmp_path: Path, web: HttpReceiver
+) -> None:
+    site = _site(tmp_path, web)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    with running_server(settings) as kit:
+        admin = kit.user("al", "admin")
+        sam = _reachable(kit, admin, "sam", "supervisor", web)
+        for post in ("p03", "p04"):
+            r = kit.request(sam, "POST", f"/api/v1/posts/{post}/shelve",
+                            json={"minutes": 1, "reason": "gate works"})
+            assert r.status_code == 200, r.text
+        ingest = kit.api_token("gateway", "ingest")
+        t = kit.clock.iso()
+        events: list[dict[str, Any]] = []
+        for officer, x in (("O3", 300), ("O4", 400)):
+            events += [{"t": t, "kind": "duty", "officer": officer, "on": True},
+                       {"t": t, "kind": "fix", "officer": officer, "x": x, "y": 0}]
+        assert kit.post_events(ingest, events).status_code == 200
+        kit.advance(5)
+        kit.post_events(ingest, [{"t": kit.clock.iso(), "kind": "fix", "officer": o,
+                                  "x": 900, "y": 500} for o in ("O3", "O4")])
+        kit.advance(15)
+        held = {a["post"]: a for a in _alerts(kit) if a["post"] in ("p03", "p04")}
+        assert set(held) == {"p03", "p04"} and all(not a["notified"] for a in held.values())
+        r = kit.request(sam, "POST", f"/api/v1/alerts/{held['p04']['id']}/acknowledge",
+                        json={"note": "known, gate works"})
+        assert r.status_code == 200, r.text
+        kit.advance(45)  # the shelves end (1 min after they were set)
+        wait_until(lambda: any(b"Post 03" in body for _, body, _ in web.requests),
+                   what="the held level of Post 03")
+        kit.advance(1)
+        assert not any(b"Post 04" in body for _, body, _ in web.requests)
 
 
 def test_an_sos_message_says_where_in_words_and_the_level_as_on_screen(

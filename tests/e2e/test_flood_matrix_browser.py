@@ -2,7 +2,8 @@
 with 300 officers where 28 posts lapse at once and four officers press SOS. At 1366x768,
 1920x1080 and 390x844: every open SOS and every lapsed post is on the first screen, no
 two labels on the plan overlap, every lapsed post is drawn on top, the header holds one
-line on a desktop and the phone page does not scroll sideways. Screenshots of each."""
+line on a desktop and the phone page does not scroll sideways. The site's drawn plan is
+the background. Screenshots of each."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from floodkit import (
     control_page,
     crowd_events,
+    grid_plan,
     grid_site,
     label_overlaps,
     serve_site,
@@ -35,7 +37,9 @@ SOS = ("O001", "O101", "O202", "O296")  # the first officer at four posts
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site = grid_site("flood-matrix", "Flood Matrix Estate (fictional)", COLS, ROWS, DX, DY,
                      need=2)
-    with serve_site(tmp_path_factory, "matrix", site) as url:
+    section, plan = grid_plan(COLS, ROWS, DX, DY)
+    with serve_site(tmp_path_factory, "matrix", site + section,
+                    {"estate-plan.svg": plan}) as url:
         Sender(url).post(crowd_events(_now(), COLS, ROWS, DX, DY, LAPSED, accuracy_m=8, sos=SOS))
         yield url
 
@@ -47,6 +51,21 @@ def _first_screen(page: Any, selector: str) -> list[str]:
                          return b.top < 0 || b.bottom > innerHeight || b.left < 0
                                 || b.right > innerWidth; })
         .map((e) => e.textContent)""", selector))
+
+
+def _number_on_top(page: Any, post: str) -> bool:
+    """The post's number is drawn and nothing but an SOS marker is over its middle (it
+    lets taps through, so it is made hit-testable for the check)."""
+    return bool(page.evaluate("""(post) => {
+        const g = document.querySelector(`#plan .post[data-post="${post}"] .lapse-num`);
+        if (!g) return false;
+        g.style.pointerEvents = 'auto';
+        const b = g.getBoundingClientRect();
+        const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+        g.style.pointerEvents = '';
+        return b.width >= 8 && hit !== null
+               && (g.contains(hit) || hit.closest('.alarm-marker') !== null);
+    }""", post))
 
 
 @pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080), (390, 844)])
@@ -71,9 +90,21 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
         page.wait_for_timeout(1500)  # a second render: labels placed with every alarm known
         size = f"{viewport[0]}x{viewport[1]}"
         shot(page, f"control-flood-matrix-{size}.png")
+        # The drawn plan is under the posts, as wide as the streets around them.
+        image = page.locator("#plan image.bg-image").bounding_box()
+        first = page.locator('#plan .post[data-post="p0-0"] .centre').bounding_box()
+        assert image is not None and first is not None and image["width"] > 50
+        assert image["x"] < first["x"] and first["y"] < image["y"] + image["height"]
         listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
                                                "bs => bs.map(b => b.dataset.problemPost)"))
         assert listed == lapsed
+        # The SOS lines keep one order between renders: by time sent, then officer.
+        order = page.eval_on_selector_all("#sos-banner .sos-line strong",
+                                          "ss => ss.map(s => s.textContent)")
+        page.wait_for_timeout(3500)  # three more renders and a refresh of the board
+        assert page.eval_on_selector_all("#sos-banner .sos-line strong",
+                                         "ss => ss.map(s => s.textContent)") == order
+        assert order == [f"SOS {o}" for o in sorted(SOS)]
         # No two labels on the plan overlap, whatever the screen.
         assert label_overlaps(page) == []
         # Every lapsed post is drawn above officers and other posts (only an SOS is above).
@@ -81,6 +112,21 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
         for post in sorted(lapsed):
             sel = f'#plan .post.state-lapsed[data-post="{post}"] .centre'
             assert visible_on_top(page, sel, ".alarm-marker"), f"{post} is hidden on the plan"
+        # Where a lapsed post's label finds no room (a phone at whole-site zoom), every
+        # lapsed post shows its number on top, and the list above the plan its legend: each
+        # is known without a tap.
+        crowded = page.locator("#plan .post-label.problem.crowded").count()
+        if viewport[0] < 1000:
+            assert crowded, "28 lapsed labels fit a phone: the numbers go unchecked"
+        if crowded:
+            numbers = dict(page.eval_on_selector_all(
+                "#problems.numbered button[data-problem=lapsed]",
+                "bs => bs.map(b => [b.dataset.problemPost, b.querySelector('.num').innerText])"))
+            assert sorted(int(n) for n in numbers.values()) == list(range(1, len(lapsed) + 1))
+            for post, n in numbers.items():
+                num = page.locator(f'#plan .post[data-post="{post}"] .lapse-num text')
+                assert num.text_content() == n
+                assert _number_on_top(page, post), f"{post}'s number is hidden on the plan"
         # Every SOS is named on the plan.
         assert page.locator("#plan .alarm-label").count() == len(SOS)
         page.evaluate("() => window.scrollTo(0, 0)")

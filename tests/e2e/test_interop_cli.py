@@ -110,6 +110,7 @@ def test_geojson_site_round_trip_and_degrees_warning(tmp_path: Path) -> None:
     # The example has an origin now; a copy without one cannot be placed on the map.
     no_origin = tmp_path / "no-origin.yaml"
     no_origin.write_text(yard.read_text().replace("origin: {lat: 12.5, lon: -32.5}\n", ""))
+    (tmp_path / "yard-plan.svg").write_bytes((yard.parent / "yard-plan.svg").read_bytes())
     r = run("site", "export-geojson", no_origin, "--out", gj)
     assert r.returncode == 2 and "no origin" in r.stderr
     assert run("site", "export-geojson", no_origin, "--origin", "12.5,-32.5", "--out",

@@ -79,6 +79,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp / "data"
     site = tmp / "site.yaml"
     site.write_text(YARD.read_text("utf-8"), "utf-8")
+    (tmp / "yard-plan.svg").write_bytes((YARD.parent / "yard-plan.svg").read_bytes())
     pw = {"COVERWATCH_PASSWORD": PASSWORD}
     for name, roles in (("P1", "officer"), ("sup", "supervisor")):
         _cli("users", "add", name, "--roles", roles, data_dir=data_dir, env=pw)

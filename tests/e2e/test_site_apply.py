@@ -6,7 +6,7 @@ from pathlib import Path
 
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import verify_audit
-from serverkit import YARD, FakeClock, base_settings, running_server
+from serverkit import YARD, FakeClock, base_settings, copy_yard_plan, running_server
 
 S = 1_000_000
 
@@ -20,7 +20,7 @@ def _lowered(text: str) -> str:
 def _site_copy(tmp_path: Path) -> Path:
     site = tmp_path / "site.yaml"
     site.write_text(YARD.read_text())
-    return site
+    return copy_yard_plan(site)
 
 
 def test_weakening_needs_the_approver_and_a_reason(tmp_path: Path) -> None:

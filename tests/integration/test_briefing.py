@@ -14,13 +14,22 @@ from conftest import Database
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.formats.sitefile import load_site_document
 from coverwatch.server.briefing import Briefing
-from serverkit import YARD, Caller, FakeClock, Kit, base_settings, running_server
+from serverkit import (
+    YARD,
+    Caller,
+    FakeClock,
+    Kit,
+    base_settings,
+    copy_yard_plan,
+    running_server,
+)
 
 
 @pytest.fixture
 def kit(migrated: Database, tmp_path: Path) -> Iterator[Kit]:
     site = tmp_path / "site.yaml"
     site.write_text(YARD.read_text("utf-8"), "utf-8")
+    copy_yard_plan(site)
     settings = base_settings(site, migrated.data_dir, db_url=migrated.url,
                              reacknowledge_within_s=60.0)
     with running_server(settings, FakeClock()) as k:

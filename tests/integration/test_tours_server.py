@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from conftest import Database
-from serverkit import YARD, Kit, base_settings, running_server
+from serverkit import YARD, Kit, base_settings, copy_yard_plan, running_server
 
 
 @pytest.fixture
 def kit(migrated: Database, tmp_path: Path) -> Iterator[Kit]:
     site = tmp_path / "site.yaml"
     site.write_text(YARD.read_text("utf-8"), "utf-8")
+    copy_yard_plan(site)
     settings = base_settings(site, migrated.data_dir, db_url=migrated.url)
     with running_server(settings) as k:  # 2030-01-01T08:00:00Z: a yard round starts
         yield k

@@ -76,10 +76,12 @@ def _assert_names_the_file(e: SiteFileError | EventInputError, path: str) -> Non
 @example(SITE_TEXT.replace("at: [0, 0]", "at: " + "[" * 50_000, 1))
 @example(SITE_TEXT.replace("at: [0, 0]", f"at: [{'9' * 400}, 0]", 1))
 def test_site_loader_returns_a_site_or_names_the_problem(text: str) -> None:
+    # Named as if beside the example, so the plan image it names is found.
+    path = str(YARD / "fuzz.yaml")
     try:
-        site = load_site_text(text, "fuzz.yaml")
+        site = load_site_text(text, path)
     except SiteFileError as e:
-        _assert_names_the_file(e, "fuzz.yaml")
+        _assert_names_the_file(e, path)
     else:
         assert site.posts
 

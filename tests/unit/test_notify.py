@@ -410,3 +410,22 @@ def test_sos_message_names_the_officer() -> None:
     _, body = escalation_message(step, where="18 m NE of Gate J1 (±12 m, 40 s old)")
     assert body == ("SOS from officer A1 (sent 08:00:00 UTC), 18 m NE of Gate J1 "
                     "(±12 m, 40 s old). Level 1.")
+
+
+def test_silent_device_message_says_where_in_words_and_where_rostered() -> None:
+    from coverwatch.domain.alerts import Escalation
+    from coverwatch.notify.notifier import Notifier, escalation_message
+
+    t = 1_893_484_800_000_000
+    step = Escalation("device-silent-1", 1, ("role:supervisor",), t + 60 * US_PER_S,
+                      t + 90 * US_PER_S, "device-silent", "north-gate", "device:A1", t, t, 0, 1)
+    title, body = escalation_message(step, SITE, "Europe/London")
+    assert title == "DEVICE SILENT officer A1"
+    assert body == ("DEVICE SILENT officer A1: nothing from their devices for 1 min 30 s "
+                    "(since 08:00:00 Europe/London), position unknown; rostered at Main Gate. "
+                    "Level 2.")
+    where = "18 m NE of Main Gate (±12 m, 2 min old)"
+    notifier = Notifier(lambda target: [])
+    notifier.where_of = lambda escalation: where
+    _, body = notifier.message(step)
+    assert f", last known position {where}; rostered at north-gate." in body

@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from coverwatch.domain.alerts import EscalationPolicy
 from coverwatch.domain.lint import LintConfig
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import DEFAULT_SPEEDS_MPS, Barrier, LatLon, Site, Walkway
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats._siteescalation import (
@@ -28,6 +29,7 @@ from coverwatch.formats._siteescalation import (
     sos_escalation_policy,
 )
 from coverwatch.formats._sitekeys import _ELSEWHERE_SITE, _LINT_KEYS, _ORIGIN_KEYS, _SITE_KEYS
+from coverwatch.formats._siteplanimage import _PlanImageReader
 from coverwatch.formats._siteposts import _PostReader
 from coverwatch.formats._siteways import _WayReader
 from coverwatch.formats._siteyaml import _NULL, _child, _compose, _hint, _item
@@ -65,6 +67,8 @@ class SiteDocument:
     # ``escalation.sos`` levels, or else every default level at once.
     policy: EscalationPolicy = field(init=False)
     sos_policy: EscalationPolicy = field(init=False)
+    # The plan's background: an image placed by control points, map tiles.
+    background: PlanImage | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", escalation_policy(self.escalation))
@@ -72,13 +76,14 @@ class SiteDocument:
                            sos_escalation_policy(self.escalation, self.sos_escalation))
 
 
-class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
+class _SiteChecker(_PostReader, _WayReader, _EscalationReader, _PlanImageReader):
     """Walks the node tree once, collecting problems and values."""
 
     def __init__(self, path: str, text: str) -> None:
         super().__init__(path, text)
         self.lint_config = LintConfig()
         self.sos_levels = None
+        self.plan_background: PlanImage | None = None
 
     def run(self) -> SiteDocument:
         root = _compose(self.path, self.text)
@@ -101,6 +106,7 @@ class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
                 sos_escalation=self.sos_levels,
                 locations=MappingProxyType(dict(self.locations)),
                 lint=self.lint_config,
+                background=self.plan_background,
             )
         except ValueError as e:  # a policy the checker let through: still the file's problem
             raise SiteFileError([Problem(self.path, None, None, "escalation", str(e))]) from None
@@ -114,6 +120,9 @@ class _SiteChecker(_PostReader, _WayReader, _EscalationReader):
         if "name" in fields:
             name = self.string(fields["name"][1], "name", empty_ok=False)
         origin = self.origin(fields["origin"][1]) if "origin" in fields else None
+        if "background" in fields:
+            self.plan_background = self.background(fields["background"][1],
+                                                   "origin" in fields)
         stale = DEFAULT_STALE_AFTER_S
         if "stale_after_s" in fields:
             stale = self.number(fields["stale_after_s"][1], "stale_after_s", above=0) or stale

@@ -40,6 +40,7 @@ _SITE_KEYS = {
     "checkpoints": False,  # read by formats/tourfile.py
     "tours": False,
     "scan_walk_mps": False,  # read by formats/tourfile.py
+    "background": False,  # read by formats/_siteplanimage.py
 }
 _ORIGIN_KEYS = {"lat": True, "lon": True}
 _POST_KEYS = {

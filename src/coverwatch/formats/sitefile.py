@@ -12,7 +12,8 @@ The work is done in private modules, one per concern: ``_siteyaml`` (line-aware
 YAML reading), ``_sitekeys`` (the keys of each mapping), ``_sitebase`` (the file
 as a whole and its top-level fields), ``_siteposts`` and ``_siterules`` (posts and
 their rules), ``_siteways`` (walkways, barriers, speeds) and ``_siteescalation``
-(the escalation section and the domain's policies built from it).
+(the escalation section and the domain's policies built from it) and
+``_siteplanimage`` (the plan's background: image, control points, map tiles).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from coverwatch.domain.site import Site
 from coverwatch.errors import Problem, SiteFileError
 from coverwatch.formats._sitebase import SiteDocument, _SiteChecker
 from coverwatch.formats._siteescalation import WrittenLevel
+from coverwatch.formats._siteplanimage import MAX_PLAN_IMAGE_BYTES
 from coverwatch.formats._siteyaml import ID_PATTERN
 from coverwatch.formats.yamldepth import paused_gc
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_PLAN_IMAGE_BYTES",
     "SiteDocument",
     "WrittenLevel",
     "load_site",

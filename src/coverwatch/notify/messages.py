@@ -23,12 +23,14 @@ from coverwatch.domain.alerts import (
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Delivery", "Message", "Resolver",
-           "escalation_message", "idempotency_key", "install_log_redaction", "is_signed_webhook",
-           "redact_url", "sign_body", "verify_signature"]
+__all__ = ["DEVICE_SILENT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Delivery", "Message",
+           "Resolver", "escalation_message", "idempotency_key", "install_log_redaction",
+           "is_signed_webhook", "redact_url", "sign_body", "verify_signature"]
 
 SIGNATURE_HEADER = "X-Coverwatch-Signature"
 TIMESTAMP_HEADER = "X-Coverwatch-Timestamp"
+# The kind of an officer's alert whose devices went quiet (server/handlers/tick.py).
+DEVICE_SILENT = "device-silent"
 
 # Given "role:supervisor" or "user:jsmith", the notification URLs to use: plain
 # URLs, or (person, URL) pairs; (person, None) is a person without a contact.
@@ -189,7 +191,8 @@ def escalation_message(
     (since 14:39:28 Europe/London). Level 2.``
 
     The duration runs from the lapse start to the escalation's ``at``. ``where`` is
-    the position in words (:mod:`coverwatch.domain.where`) for an SOS or fall;
+    the position in words (:mod:`coverwatch.domain.where`) for an SOS, a fall or a
+    silent device (its officer's last known position);
     levels are counted from 1, as on screen.
     """
     if escalation.kind in DEVICE_ALARM_KINDS:  # an officer's SOS or fall: no post, no count
@@ -198,6 +201,8 @@ def escalation_message(
         title = f"{escalation.kind.upper()} from officer {officer}"
         return title, (f"{title} (sent {when} {timezone}), {where or 'position unknown'}. "
                        f"Level {escalation.level + 1}.")
+    if escalation.kind == DEVICE_SILENT:
+        return _silent_message(escalation, site, timezone, where)
     post_name, capability = escalation.post, None
     if site is not None:
         for post in site.posts:
@@ -220,6 +225,26 @@ def escalation_message(
         f"(since {since_text} {timezone}). Level {escalation.level + 1}."
     )
     return title, body
+
+
+def _silent_message(escalation: Escalation, site: Site | None, timezone: str,
+                    where: str | None) -> tuple[str, str]:
+    """An officer whose devices went quiet: since when, where they were last (in words,
+    relative to the nearest post) and where they are rostered."""
+    officer = escalation.rule.removeprefix("device:")
+    post_name = escalation.post
+    for post in site.posts if site is not None else ():
+        if post.id == escalation.post:
+            post_name = post.name or post.id
+    zone = ZoneInfo(timezone)
+    since = _local(escalation.lapse_start, zone).strftime("%H:%M:%S")
+    lasted = format_duration(max(0, escalation.at - escalation.lapse_start) / US_PER_S)
+    title = f"DEVICE SILENT officer {officer}"
+    last = f"last known position {where}" if where and where != "position unknown" \
+        else "position unknown"
+    return title, (f"{title}: nothing from their devices for {lasted} (since {since} "
+                   f"{timezone}), {last}; rostered at {post_name}. "
+                   f"Level {escalation.level + 1}.")
 
 
 def _local(t_us: int, zone: ZoneInfo) -> datetime:

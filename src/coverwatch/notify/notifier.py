@@ -41,6 +41,7 @@ from coverwatch.domain.alerts import (
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time
 from coverwatch.notify.messages import (
+    DEVICE_SILENT,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Delivery,
@@ -132,7 +133,8 @@ class Notifier:
     def message(self, escalation: Escalation) -> tuple[str, str]:
         """The ``(title, body)`` this notifier sends for ``escalation``."""
         where = None
-        if self.where_of is not None and escalation.kind in DEVICE_ALARM_KINDS:
+        if self.where_of is not None and (escalation.kind in DEVICE_ALARM_KINDS
+                                          or escalation.kind == DEVICE_SILENT):
             try:
                 where = self.where_of(escalation)
             except Exception:  # the words are a help: never a reason not to send

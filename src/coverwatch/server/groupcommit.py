@@ -58,8 +58,9 @@ def append_isolated(
     alerts: Sequence[ReportAlert] = (), held: Mapping[int, HeldToken] | None = None,
 ) -> tuple[AppendResult, dict[int, Exception]]:
     """Store a group (rows and reports carry ``_request``) and the alerts its reports
-    raise; returns what was stored and, per failed request, its error. ``held``: per request, the device token its
-    upload came with, checked inside the commit. Runs in a store thread."""
+    raise; returns what was stored and, per failed request, its error. ``held``: per
+    request, the device token its upload came with, checked inside the commit. Runs in
+    a store thread."""
     refused: dict[int, Exception] = {}
     held = dict(held or {})
     while True:
@@ -74,7 +75,7 @@ def append_isolated(
             for i in gone:
                 refused[i] = CredentialsChanged({held.pop(i).token_hash})
             rows = [r for r in rows if r["_request"] not in gone]
-            reports, alerts = _only(reports, alerts, lambda j: j not in gone)
+            reports, alerts = _only(reports, alerts, lambda j: j not in gone)  # noqa: B023 (used at once)
             if not rows and not reports:
                 return AppendResult(0, 0, [], []), refused
         except Exception as whole:

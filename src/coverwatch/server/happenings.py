@@ -16,7 +16,8 @@ from coverwatch.engine import CoverChange
 from coverwatch.formats.sitefile import SiteDocument
 
 __all__ = ["AlarmsStoredHere", "AlertChanged", "AlertSettled", "CoverChanged", "DirectRaised",
-           "FixesStored", "Happening", "LateApplied", "LevelRecorded", "LevelsDue", "SiteAdopted"]
+           "FixesStored", "Happening", "LateApplied", "LevelRecorded", "LevelsDue", "SiteAdopted",
+           "Ticked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,5 +94,13 @@ class SiteAdopted:
     doc: SiteDocument
 
 
+@dataclass(frozen=True, slots=True)
+class Ticked:
+    """The ticker stepped at ``at`` (wall clock): time-bound work (shelves ending) is due."""
+
+    at: int
+
+
 Happening = (CoverChanged | AlertChanged | LevelRecorded | LevelsDue | AlertSettled
-             | DirectRaised | LateApplied | FixesStored | AlarmsStoredHere | SiteAdopted)
+             | DirectRaised | LateApplied | FixesStored | AlarmsStoredHere | SiteAdopted
+             | Ticked)

@@ -37,7 +37,13 @@ from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import DIRECT_TARGETS, open_direct, undelivered_steps
 from coverwatch.domain.time import format_time
 from coverwatch.server.commands import EscalateNow, RaiseDirect, ResolveDirect
-from coverwatch.server.happenings import AlertSettled, DirectRaised, LevelsDue, SiteAdopted
+from coverwatch.server.happenings import (
+    AlertSettled,
+    DirectRaised,
+    LevelsDue,
+    SiteAdopted,
+    Ticked,
+)
 from coverwatch.server.pools import in_store
 from coverwatch.storage import DeliveryRecord
 
@@ -147,6 +153,7 @@ class Outbox:
         # Floods: alerts of one cause told once per level (domain/incidents.py).
         self.incidents = IncidentBook()
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
+        self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
     def load(self) -> None:
         """Read the stored deliveries, dispatches and shelves (at start-up, and in distributed
@@ -200,8 +207,8 @@ class Outbox:
 
     def subscribe(self, subscribers: Subscribers) -> None:
         """Hear of levels falling due (send them), alerts about supervision raised (send
-        them once), alerts settling (settle their failed notices) and new rules (check
-        their targets)."""
+        them once), alerts settling (settle their failed notices), new rules (check
+        their targets) and the ticker's steps (send what an ended shelf held back)."""
 
         def due(h: LevelsDue) -> None:
             self.submit(h.steps)
@@ -213,6 +220,13 @@ class Outbox:
             if self._notifier is not None:
                 self.spawn(self._send_direct(h.alert))
 
+        def ticked(h: Ticked) -> None:
+            from coverwatch.server.shelves import released
+
+            again = released(self.shelves, self.held, h.at, self.view.alerts)
+            if again:  # a shelf ended: what it held back goes out now, each on its own
+                self.submit(again, group=False)
+
         def adopted(h: SiteAdopted) -> None:
             with contextlib.suppress(RuntimeError):  # no loop: start-up checks once it runs
                 self.spawn(self.check_targets())
@@ -221,6 +235,7 @@ class Outbox:
         subscribers.subscribe(DirectRaised, direct)
         subscribers.subscribe(AlertSettled, settled)
         subscribers.subscribe(SiteAdopted, adopted)
+        subscribers.subscribe(Ticked, ticked)
 
     # -- tasks --------------------------------------------------------------
 
@@ -295,12 +310,15 @@ class Outbox:
 
     # -- escalation ---------------------------------------------------------
 
-    def submit(self, steps: Sequence[Escalation]) -> None:
-        """Send escalation steps in the background; a flood's steps as one per incident."""
+    def submit(self, steps: Sequence[Escalation], *, group: bool = True) -> None:
+        """Send escalation steps in the background; a flood's steps as one per incident
+        (``group=False``: each on its own, as a shelf's held steps when it ends, which
+        an incident told meanwhile did not name)."""
         from coverwatch.server.incidentsend import send_incident
         from coverwatch.server.shelves import held_back
 
-        solo, grouped = self.incidents.fold(held_back(self.shelves, self.view.clock(), steps))
+        ready = held_back(self.shelves, self.held, self.view.clock(), steps)
+        solo, grouped = self.incidents.fold(ready) if group else (ready, [])
         if self._notifier is None:
             return
         alarms: dict[str, list[Escalation]] = {}

@@ -1,6 +1,8 @@
 """JSON endpoints the dashboard needs beyond the server's API.
 
 * ``GET /api/v1/site`` — the site's geometry and rules, for the plan;
+* ``GET /api/v1/site/background`` — the site-plan image the site file names
+  (served as an image only: no script in an SVG ever runs);
 * ``GET /api/v1/plan`` — officers with positions, duty, devices and the rules
   they count for, gates and flags, at the live horizon;
 * ``GET /api/v1/timeline?hours=N`` — per rule, the covered / lapsed / inactive
@@ -21,7 +23,9 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
 
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
 from coverwatch.errors import CoverwatchError
@@ -49,9 +53,26 @@ def _finite(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
-def site_json(site: Site, levels: int) -> dict[str, Any]:
+def background_json(bg: PlanImage | None, origin: Any) -> dict[str, Any] | None:
+    """The plan's background: the image's size, its pixel -> site map (``[a, b, c, d,
+    e, f]``: x = a*u + c*v + e, y = b*u + d*v + f) and the map-tile URL, if any."""
+    if bg is None:
+        return None
+    image = None
+    if bg.transform is not None and bg.file is not None:
+        image = {"href": "/api/v1/site/background", "width": bg.width, "height": bg.height,
+                 "transform": bg.transform.as_list(), "name": bg.image}
+    tiles = None
+    if bg.tiles is not None and origin is not None:
+        tiles = {"url": bg.tiles, "origin": [origin.lat, origin.lon],
+                 "attribution": bg.attribution}
+    return {"image": image, "tiles": tiles} if image or tiles else None
+
+
+def site_json(site: Site, levels: int, background: PlanImage | None = None) -> dict[str, Any]:
     """The site as the plan draws it (site metres; +y is north)."""
     return {
+        "background": background_json(background, site.origin),
         "id": site.id, "name": site.name, "timezone": site.timezone,
         "stale_after_s": site.stale_after_s, "escalation_levels": levels,
         "posts": [{
@@ -163,7 +184,46 @@ def state_at(svc: SiteUnit, t_us: int) -> dict[str, Any]:
 @router.get("/api/v1/site")
 async def site(svc: Svc, who: Watcher) -> dict[str, Any]:
     """The site's posts, rules, walkways and barriers (site metres) for the plan."""
-    return site_json(svc.site, len(svc.doc.escalation))
+    return site_json(svc.site, len(svc.doc.escalation), svc.doc.background)
+
+
+# Served as a picture, never as a page: an SVG's scripts and links stay inert even
+# when the image is opened on its own (the sandbox gives it an opaque origin).
+_IMAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, max-age=300",
+    "Content-Disposition": "inline",
+}
+
+
+def _read_background(path: str) -> bytes:
+    from coverwatch.formats.sitefile import MAX_PLAN_IMAGE_BYTES
+
+    with open(path, "rb") as f:
+        return f.read(MAX_PLAN_IMAGE_BYTES + 1)
+
+
+@router.get("/api/v1/site/background", response_class=Response, responses=problems(404))
+async def site_background(svc: Svc, who: Watcher) -> Response:
+    """The site-plan image the site file's ``background.image`` names (PNG or SVG), to
+    the site's supervision roles only."""
+    from coverwatch.formats.sitefile import MAX_PLAN_IMAGE_BYTES
+
+    bg = svc.doc.background
+    if bg is None or bg.file is None or bg.media_type is None:
+        raise HTTPException(404, "this site's file names no plan image (background.image)")
+    try:
+        data = await asyncio.to_thread(_read_background, bg.file)
+    except OSError:
+        raise HTTPException(404, f"the plan image {bg.image!r} cannot be read on the "
+                                 "server now (moved or removed since the site was "
+                                 "loaded?)") from None
+    if len(data) > MAX_PLAN_IMAGE_BYTES:
+        raise HTTPException(404, f"the plan image {bg.image!r} has grown past "
+                                 f"{MAX_PLAN_IMAGE_BYTES} bytes since the site was loaded")
+    return Response(data, media_type=bg.media_type, headers=_IMAGE_HEADERS)
 
 
 @router.get("/api/v1/plan")

@@ -55,8 +55,10 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         sites = [live.site]
         pending: list[tuple[SiteVersion, Site]] = []
     else:
-        sites = [load_site_text_document(v.source, str(settings.site_path)).site
-                 for v in versions]
+        # Only their rules matter: an old version's plan image may be gone (the "<...>"
+        # name skips the image check; the version in force is read from the file as usual).
+        sites = [load_site_text_document(
+            v.source, f"<stored version of {settings.site_path}>").site for v in versions]
         live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                          timeline=True)  # the dashboard's cover timeline
         pending = list(zip(versions[1:], sites[1:], strict=True))

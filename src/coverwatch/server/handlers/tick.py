@@ -17,7 +17,7 @@ from coverwatch.server.handlers.alerts import (
     last_position,
     settled_by,
 )
-from coverwatch.server.happenings import AlertChanged, Happening
+from coverwatch.server.happenings import AlertChanged, Happening, Ticked
 from coverwatch.server.livecheckpoint import SAVE_EVERY_US, save
 from coverwatch.server.pools import in_store
 from coverwatch.server.unit import SiteUnit
@@ -58,6 +58,7 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
     await unit.subscribers.dispatch(happened)
     if steps:
         await escalate(unit, steps)
+    await unit.subscribers.dispatch([Ticked(now)])  # shelves that ended let their steps go
     await unit.subscribers.dispatch(settled_by(unit, changes))
     if now - unit.delays_logged >= 60 * US_PER_S:
         unit.delays_logged = now

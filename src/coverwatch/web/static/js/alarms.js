@@ -44,9 +44,20 @@ export function alarmFacts(a, v) {
 }
 
 // A red banner that stays while any alarm is open or acknowledged but not closed.
+// The same order at every render (the board's order may change between refreshes): by
+// the time sent on the device, then the officer, then the alert.
+function alarmOrder(x, y) {
+  const sent = (a) => (a.details?.event_time ? Date.parse(a.details.event_time) : a.alert_at_ms);
+  return sent(x) - sent(y) || officerOf(x).localeCompare(officerOf(y)) || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+}
+
 export function renderSosBanner(host, alerts, sound) {
-  const live = alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged"));
-  if (!live.length) { host.hidden = true; host.replaceChildren(); return; }
+  const live = alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged")).sort(alarmOrder);
+  if (!live.length) { host.hidden = true; host.replaceChildren(); host._key = ""; return; }
+  // Redrawn only when what it shows changes, so a line is never swapped under the eye.
+  const key = live.map((a) => `${a.id}|${a.state}|${a.acknowledged_by}|${a.where?.text}|${a.details?.event_time}`).join(";");
+  if (host._key === key && !host.hidden) return;
+  host._key = key;
   // One line each, so four SOS leave room for the plan: where in words, when sent; the
   // details (arrival, site metres) are left out on a phone and are on the alarm's card.
   const metres = (p) => (p ? ` · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m` : "");
@@ -66,6 +77,7 @@ export function drawAlarmMarkers(plan, alerts) {
   if (!plan.gAlarms) { plan.gAlarms = svg("g", { class: "alarms" }); plan.root.append(plan.gAlarms); }
   plan.gAlarms.replaceChildren(...alerts
     .filter((a) => isAlarm(a) && a.details?.position && (a.state === "open" || a.state === "acknowledged"))
+    .sort(alarmOrder)
     .map((a) => {
       const p = a.details.position;
       return svg("g", { class: "alarm-marker", "data-alert": a.id, transform: `translate(${p.x},${-p.y})` },

@@ -3,6 +3,7 @@
 // drag, zoom with the wheel or the +/- buttons.
 
 import { svg, el, formatDuration, STATE_WORDS, worst } from "./common.js";
+import { Background, attribution } from "./planbackground.js";
 
 export class Plan {
   constructor(host, site) {
@@ -15,15 +16,20 @@ export class Plan {
       class: "plan-svg", role: "img", "aria-label": `Site plan of ${site.name}`,
       preserveAspectRatio: "xMidYMid meet",
     });
+    this.gBackground = svg("g", { class: "background" });
     this.gStatic = svg("g", { class: "static" });
     this.gPosts = svg("g", { class: "posts" });
     this.gOfficers = svg("g", { class: "officers" });
-    this.root.append(this.gStatic, this.gPosts, this.gOfficers);
+    this.root.append(this.gBackground, this.gStatic, this.gPosts, this.gOfficers);
+    this.background = new Background(this.gBackground, site.background);
+    if (site.background) this.root.classList.add("has-background");
     const zoom = el("div", { class: "zoom" },
       el("button", { type: "button", "aria-label": "Zoom in", title: "Zoom in (+)", onclick: () => this.zoom(0.8) }, "+"),
       el("button", { type: "button", "aria-label": "Zoom out", title: "Zoom out (−)", onclick: () => this.zoom(1.25) }, "−"),
       el("button", { type: "button", "aria-label": "Reset view", title: "Whole site (0)", onclick: () => this.reset() }, "⤢"));
     host.append(this.root, zoom);
+    const credit = attribution(site.background);
+    if (credit) host.append(el("div", { class: "plan-attribution" }, credit));
     host.tabIndex = 0;
     host.addEventListener("keydown", (e) => this.key(e));
     this.drawStatic();
@@ -39,6 +45,7 @@ export class Plan {
     const px = Math.max(v.w / Math.max(this.root.clientWidth || 800, 1), v.h / Math.max(this.root.clientHeight || 500, 1));
     this.root.style.setProperty("--u", `${px}px`);
     this.unit = px;
+    this.background?.update(v, px);
     this.placeLabels?.();
   }
 
@@ -159,6 +166,24 @@ export class Plan {
       const mark = g.querySelector(".within, .area") ?? g.querySelector(".centre");
       const centre = g.querySelector(".centre") ?? mark;
       this.postEls.set(p.id, { g, label, title, gate, lx, ly, cx, cy, mark, centre, key: null });
+    }
+  }
+
+  // Lapsed posts carry the number of their entry in the list of lapsed posts above the
+  // plan (the legend), so each is known without its label: on a phone at whole-site zoom
+  // most labels find no room and show only on a tap.
+  number(numbers) {
+    if (!this.postEls) this.buildPosts();
+    for (const [id, e] of this.postEls) {
+      const n = numbers.get(id);
+      if (!n) { e.num?.remove(); e.num = null; continue; }
+      if (!e.num) {
+        e.num = svg("g", { class: "lapse-num", transform: `translate(${e.cx},${e.cy})`, "aria-hidden": "true" },
+          svg("circle", {}), svg("text", { dy: "0.36em" }));
+        e.g.append(e.num);
+      }
+      const text = e.num.lastChild;
+      if (text.textContent !== String(n)) text.textContent = String(n);
     }
   }
 
@@ -317,6 +342,13 @@ export class Plan {
       if (chosen.compact) it.t.classList.add("compact");
       const dx = (chosen.b.left - chosen.r.left) * u, dy = (chosen.b.top - chosen.r.top) * u;
       if (Math.abs(dx) > 1e-9 || Math.abs(dy) > 1e-9) it.t.setAttribute("transform", `translate(${dx},${dy})`);
+    }
+    // Where a lapsed post's label finds no room, every lapsed post shows its number (and
+    // the list above the plan its legend); where all fit, the names say enough.
+    const numbered = [...best.out].some(([it, chosen]) => !chosen && it.rank === 1);
+    if (numbered !== this.root.classList.contains("numbered")) {
+      this.root.classList.toggle("numbered", numbered);
+      this.onNumbered?.(numbered);
     }
   }
 
