@@ -14,6 +14,7 @@ from sqlalchemy import select
 from coverwatch.domain.alerts import Alert, alert_id_for
 from coverwatch.storage import Store
 from coverwatch.storage.deliveries import DeliveryRecord
+from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.tables import tlog_leaves
 from coverwatch.storage.tlog import leaf_bytes, record_digest
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
@@ -100,8 +101,7 @@ def test_device_reports_and_an_sos_alert_are_leaves_of_one_commit(store: Store) 
     report = {"device": "ph1", "officer": "o1", "t_us": T0, "alarm": "sos", "raw": {"a": 1}}
     sos = Alert(id=alert_id_for("sos", "o1", "sos", T0), kind="sos", post="o1", rule="sos",
                 lapse_start=T0, alert_at=T0, count=0, need=1)
-    store.append_events([], reports=[report],
-                        alerts_for=lambda new: [(sos.to_record(), "alert.raised")])
+    store.append_events([], reports=[report], alerts=[ReportAlert(0, sos.to_record())])
     (_ref, leaf), = _leaves(store, "device-report")
     assert leaf["kind"] == "device-report" and str(leaf["key"]).startswith("ph1|")
     assert [r for r, _ in _leaves(store, "alert")] == [sos.id]

@@ -65,7 +65,6 @@ class ReportAlert:
     action: str = "alert.raised"
 
 
-
 class EventRepository(AlertRepository):
     """Events of the store's site (an SOS report raises its alert in the same commit)."""
 
