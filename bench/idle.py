@@ -1,7 +1,8 @@
 """Idle cost of the distributed mode: PostgreSQL transactions/s with no events, by sites.
 
 For each count of sites (default 20, 100, 1000) it makes a fresh PostgreSQL database,
-writes that many fictional sites (copies of the example Quay Depot), starts one gateway
+writes that many fictional sites (a gate post whose rule applies in open hours, the
+site closed: nothing lapses, so nothing happens but the nodes' own upkeep), starts one gateway
 and one worker (``coverwatch serve --bus … --role``) over all of them against the local
 NATS under a random ``cwb-…`` prefix, waits until the worker owns every site and the
 nodes have settled, then, with no event sent, counts the database's committed and
@@ -33,7 +34,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from coverwatch.bus import BusNames, connect, open_bucket
-from coverwatch.cli.cluster import fresh_database, write_sites
+from coverwatch.cli.cluster import fresh_database
 
 __all__ = ["main"]
 
@@ -41,6 +42,30 @@ ROOT = Path(__file__).resolve().parents[1]
 NATS_URL = os.environ.get("COVERWATCH_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 ADMIN = os.environ.get("COVERWATCH_BENCH_ADMIN_DB",
                        "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+QUIET_SITE = """\
+site: {site_id}
+name: Idle Depot {n} (fictional)
+origin: {{lat: 51.5, lon: -0.12}}
+timezone: UTC
+flags: {{open-hours: false}}
+posts:
+  - id: gate
+    at: [0, 0]
+    rules:
+      - {{id: cover, need: 1, within_m: 25, grace_s: 10, when: open-hours}}
+"""
+
+
+def write_sites(directory: Path, count: int) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = directory / f"idle-{n:04d}.yaml"
+        path.write_text(QUIET_SITE.format(site_id=f"idle-{n:04d}", n=n), encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def _free_port() -> int:
@@ -125,7 +150,7 @@ def measure(count: int, window: float, settle: float, work: Path,
     procs: list[subprocess.Popen[bytes]] = []
     try:
         upgrade(db, data)
-        sites = write_sites(ROOT / "examples" / "quay" / "site.yaml", data / "sites", count)
+        sites = write_sites(data / "sites", count)
         started = time.monotonic()
         urls = []
         for role in ("gateway", "worker"):  # started together: each reads every site
