@@ -20,10 +20,11 @@ demo: $(STAMP)
 	$(BIN)/coverwatch check examples/quay/site.yaml
 	$(BIN)/coverwatch demo --site examples/yard/site.yaml --site examples/quay/site.yaml
 
-# One gateway and three workers against the local NATS and PostgreSQL (docs/scale.md).
+# One gateway and three workers against the local NATS and PostgreSQL (docs/scale.md);
+# `make cluster CLUSTER_ARGS="--nats-nodes 3"` starts three NATS nodes of its own (R3).
 cluster: $(STAMP)
 	$(BIN)/coverwatch check examples/quay/site.yaml
-	$(BIN)/python -m coverwatch.cli.cluster --sites 20
+	$(BIN)/python -m coverwatch.cli.cluster --sites 20 $(CLUSTER_ARGS)
 
 # Four pytest workers on two cores: most tests wait on sockets, subprocesses and browsers.
 # --dist loadfile keeps each file on one worker (its module fixtures start once, its tests

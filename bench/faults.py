@@ -9,9 +9,14 @@ three sites. A client sends each site's officer's fixes (at the gate, then away
 longer than the grace, again and again) to a gateway, moving to another and
 re-sending the same event when a request fails, and records every acknowledged
 upload. A seeded nemesis, one fault at a time, SIGKILLs (then restarts) or
-SIGSTOPs (then continues) a worker, a gateway or a NATS node. Network
-partitions are not made: that needs network namespaces, which the test machine
-does not give.
+SIGSTOPs (then continues) a worker, a gateway or a NATS node, or cuts one of
+them off the network for a while and heals it: where this process may make
+network namespaces (root, iproute2's ``ip netns``), NATS node 3, gateway 2 and
+worker 2 each run in a namespace of their own (``netns.py``), joined to this one
+by a veth pair, and a cut takes the pair's link down (no packet passes either
+way, nothing is closed) and a heal brings it up. Where namespaces cannot be made
+the campaign runs without cuts and says why (under CI=true it fails instead: CI
+runs as root on a machine with iproute2).
 
 Then, with every process healed and the load stopped, the checker verifies from the
 history and the stores:
@@ -41,6 +46,8 @@ import os
 import random
 import re
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +59,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "tests", ROOT / "tests" / "integration"):
+for _p in (ROOT / "bench", ROOT / "tests", ROOT / "tests" / "integration"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -68,7 +75,9 @@ from clusterkit import (  # noqa: E402
     write_sites,
 )
 from natskit import NatsCluster, PrivateNats, unique_names, wait_for  # noqa: E402
+from netns import Host, Relays, namespaces_unavailable  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from test_live_equivalence import replay_lapses  # noqa: E402
 
 from coverwatch.bus import BusNames, Checkpoints, connect, open_bucket  # noqa: E402
@@ -84,7 +93,7 @@ from coverwatch.storage.tables import bus_fences  # noqa: E402
 if TYPE_CHECKING:
     from coverwatch.server.unit import SiteUnit
 
-__all__ = ["Campaign", "main", "run"]
+__all__ = ["Campaign", "main", "partitions_unavailable", "run"]
 
 AT_GATE_S, AWAY_S = 12.0, 16.0  # the sites' grace is 10 s: each walk away is an alert
 SEND_EVERY_S = 0.5
@@ -132,20 +141,106 @@ class Campaign:
         return time.monotonic() - self.started
 
 
+class HostedNats(PrivateNats):
+    """A NATS node of the cluster run inside a :class:`Host` (so a cut isolates it).
+
+    It listens on the host's address; relays on 127.0.0.1 at its old ports keep the
+    other nodes' routes and the clients' URLs to it unchanged, and relays on the
+    host's end of the pair carry its routes out to the other nodes.
+    """
+
+    def __init__(self, base: PrivateNats, host: Host, relays: Relays) -> None:
+        assert base.cluster is not None
+        super().__init__(base.data_dir, name=base.name, cluster=base.cluster)
+        self.port, self.host = base.port, host
+        route_port, others, self.cluster_name = base.cluster
+        self.route_port = route_port
+        self.out_routes = [relays.add(host.host_ip, ("127.0.0.1", p)) for p in others]
+        relays.add("127.0.0.1", (host.ip, self.port), port=self.port)
+        relays.add("127.0.0.1", (host.ip, route_port), port=route_port)
+
+    def start(self) -> None:
+        ip = self.host.ip
+        args = [self.exe, "-a", ip, "-p", str(self.port), "-js", "-sd", str(self.data_dir),
+                "-n", str(self.name), "--cluster_name", self.cluster_name,
+                "--cluster", f"nats://{ip}:{self.route_port}",
+                "--routes", ",".join(f"nats://{self.host.host_ip}:{p}"
+                                     for p in self.out_routes)]
+        self.proc = subprocess.Popen(self.host.wrap(args), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((ip, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("nats-server in its namespace did not start")
+
+
+class Network:
+    """The hosts a cut can isolate: NATS node 3, gateway 2 and worker 2, one each."""
+
+    def __init__(self) -> None:
+        self.relays = Relays()
+        self.hosts: dict[str, Host] = {}
+        try:
+            for i, name in enumerate(("nats3", "gateway2", "worker2")):
+                self.hosts[name] = Host(i)
+        except Exception:
+            self.close()
+            raise
+
+    def host_nats(self, nats: NatsCluster) -> None:
+        nats.servers[2] = HostedNats(nats.servers[2], self.hosts["nats3"], self.relays)
+
+    def place(self, proc: ServeProcess, name: str, db: str, nats: NatsCluster) -> None:
+        """Run ``proc`` in its host: PostgreSQL and every NATS node through relays."""
+        host = self.hosts[name]
+        pg = make_url(db)
+        pg_port = self.relays.add(host.host_ip, (pg.host or "127.0.0.1", pg.port or 5432))
+        hosted_db = pg.set(host=host.host_ip, port=pg_port).render_as_string(
+            hide_password=False)
+        bus = ",".join(f"nats://{host.host_ip}:{self.relays.add(host.host_ip, target)}"
+                       for target in _nats_targets(nats))
+        cmd = [hosted_db if a == db else bus if a == nats.url else a for a in proc.cmd]
+        proc.cmd = host.wrap([*cmd, "--host", host.ip])
+        proc.url = f"http://{host.ip}:{proc.port}"
+
+    def heal(self) -> None:
+        for host in self.hosts.values():
+            if host.is_cut:
+                host.heal()
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            host.close()
+        self.relays.close()
+
+
+def _nats_targets(nats: NatsCluster) -> list[tuple[str, int]]:
+    return [(s.host.ip if isinstance(s, HostedNats) else "127.0.0.1", s.port)
+            for s in nats.servers]
+
+
 class Cluster:
     """The campaign's processes: NATS nodes, gateways, workers (all restartable)."""
 
     def __init__(self, tmp: Path, db: str, names: BusNames, nats: NatsCluster,
-                 paths: dict[str, Path]) -> None:
+                 paths: dict[str, Path], network: Network | None = None) -> None:
         first, *more = paths.values()
         every_site = site_args(more)
         data = tmp / "data"
 
         def serve(role: str, name: str) -> ServeProcess:
-            return ServeProcess(first, data, db, names, role, tmp / f"{name}.log", *every_site,
-                                "--bus-replicas", str(REPLICAS), bus_url=nats.url)
+            p = ServeProcess(first, data, db, names, role, tmp / f"{name}.log", *every_site,
+                             "--bus-replicas", str(REPLICAS), bus_url=nats.url)
+            if network is not None and name in network.hosts:
+                network.place(p, name, db, nats)
+            return p
 
         self.nats = nats
+        self.network = network
         self.gateways = [serve("gateway", f"gateway{i}") for i in (1, 2)]
         self.workers = [serve("worker", f"worker{i}") for i in (1, 2)]
 
@@ -157,6 +252,8 @@ class Cluster:
         return [g for g in self.gateways if g.running]
 
     def heal(self) -> None:
+        if self.network is not None:
+            self.network.heal()
         for n in self.nats.servers:
             if n.proc is None or n.proc.poll() is not None:
                 n.proc = None
@@ -180,10 +277,14 @@ def _nemesis(cluster: Cluster, history: Campaign, rng: random.Random,
     """One fault at a time: pick a victim and a fault, hold it, heal, let it settle."""
     while not stop.wait(rng.uniform(2.0, 5.0)):
         kind = rng.choice(["worker", "worker", "gateway", "nats"])
-        fault = rng.choice(["kill", "stop"])
-        hold = rng.uniform(2.0, 8.0)
+        fault = rng.choice(["kill", "stop", "cut"] if cluster.network else ["kill", "stop"])
+        # A cut is held past the lease (6 s) as often as not: the cut-off owner's sites move.
+        hold = rng.uniform(4.0, 15.0) if fault == "cut" else rng.uniform(2.0, 8.0)
         victim: ServeProcess | PrivateNats
-        if kind == "worker":
+        if fault == "cut":  # the one of its kind that runs in a host of its own
+            victim = {"worker": cluster.workers[1], "gateway": cluster.gateways[1],
+                      "nats": cluster.nats.servers[2]}[kind]
+        elif kind == "worker":
             victim = rng.choice(cluster.workers)
         elif kind == "gateway":
             victim = rng.choice(cluster.gateways)
@@ -195,6 +296,13 @@ def _nemesis(cluster: Cluster, history: Campaign, rng: random.Random,
         history.faults.append((round(history.at(), 1), fault, name, round(hold, 1)))
         print(f"  {history.at():7.1f}s nemesis: {fault} {name} for {hold:.1f}s", flush=True)
         try:
+            if fault == "cut":
+                assert cluster.network is not None
+                host = cluster.network.hosts[name]
+                host.cut()
+                stop.wait(hold)
+                host.heal()
+                continue
             if fault == "kill":
                 if isinstance(victim, ServeProcess):
                     victim.kill()
@@ -354,18 +462,38 @@ def check(history: Campaign, cluster: Cluster, store: Store, names: BusNames,
     return problems
 
 
-def run(seconds: float, seed: int, keep: Path | None = None) -> bool:
-    """Run the campaign; True if every property held."""
+def partitions_unavailable() -> str | None:
+    """Why cuts cannot be made here (None: they can); under CI=true that is an error."""
+    reason = namespaces_unavailable()
+    if reason and os.environ.get("CI") == "true":
+        # CI runs as root on the same kind of machine, with iproute2: it can make them.
+        raise RuntimeError(f"network namespaces cannot be made: {reason}")
+    return reason
+
+
+def run(seconds: float, seed: int, keep: Path | None = None, *,
+        partitions: bool = True) -> bool:
+    """Run the campaign; True if every property held. ``partitions``: cut nodes off too,
+    where network namespaces can be made."""
     rng = random.Random(seed)
     tmp = keep or Path(tempfile.mkdtemp(prefix="cw-faults-"))
     tmp.mkdir(parents=True, exist_ok=True)
     paths = write_sites(tmp)
     names = unique_names()
-    nats = NatsCluster(tmp / "nats").start()
+    network: Network | None = None
+    why = partitions_unavailable() if partitions else "not asked for"
+    if why is None:
+        network = Network()
+    nats = NatsCluster(tmp / "nats")
+    if network is not None:
+        network.host_nats(nats)
+    nats.start()
     history = Campaign(seed)
     cluster: Cluster | None = None
     print(f"fault campaign: seed {seed}, {seconds:.0f} s, 3 NATS nodes (R{REPLICAS}), "
           f"2 gateways, 2 workers, {len(SITES)} sites; files in {tmp}", flush=True)
+    print("  cuts: " + ("nats3, gateway2 and worker2 each in a network namespace"
+                        if network else f"none ({why})"), flush=True)
     try:
         asyncio.run(nats.ready())
         with postgres_schema(tmp / "data") as db:
@@ -373,7 +501,7 @@ def run(seconds: float, seed: int, keep: Path | None = None) -> bool:
             _, token = store.create_api_token("feeder", ["ingest"])
             with store.engine.begin() as conn:
                 conn.exec_driver_sql(FENCE_AUDIT)
-            cluster = Cluster(tmp, db, names, nats, paths)
+            cluster = Cluster(tmp, db, names, nats, paths, network)
             cluster.start()
             history.started = time.monotonic()
             stop = threading.Event()
@@ -411,6 +539,8 @@ def run(seconds: float, seed: int, keep: Path | None = None) -> bool:
             cluster.stop()
         else:
             nats.stop()
+        if network is not None:
+            network.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,8 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, default=None, help="directory for logs and stores")
+    ap.add_argument("--no-partitions", action="store_true",
+                    help="no cuts (kills and pauses only)")
     args = ap.parse_args(argv)
-    return 0 if run(args.minutes * 60, args.seed, args.keep) else 1
+    return 0 if run(args.minutes * 60, args.seed, args.keep,
+                    partitions=not args.no_partitions) else 1
 
 
 if __name__ == "__main__":

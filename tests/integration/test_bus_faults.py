@@ -1,7 +1,10 @@
 """The fault campaign (bench/faults.py), short: 45 s with a fixed seed.
 
 Three NATS nodes (R3), two gateways, two workers and three sites under load while
-the nemesis SIGKILLs and SIGSTOPs workers, gateways and NATS nodes; the checker
+the nemesis SIGKILLs and SIGSTOPs workers, gateways and NATS nodes and cuts NATS
+node 3, gateway 2 or worker 2 off the network (each runs in a network namespace of
+its own; where namespaces cannot be made the campaign runs without cuts, and under
+CI=true, which runs as root with iproute2, that fails); the checker
 then requires every acknowledged event stored and in its stream once, each site's
 lapses and alerts equal to a single-process replay of its stored events, and each
 site's fence at the newest epoch any worker ran it at.

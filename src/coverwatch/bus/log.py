@@ -148,8 +148,11 @@ async def connect(url: str | Sequence[str], *, name: str = "coverwatch",
     """A NATS connection that keeps reconnecting (a NATS restart is an outage, not an end).
 
     ``url`` may list several servers of one NATS cluster (comma-separated): the client
-    connects to any of them and moves to another when its server dies.
+    connects to any of them and moves to another when its server dies, or stops
+    answering: a server cut off by the network closes nothing, and the client's default
+    pings (every 120 s, two unanswered) would keep it there for four minutes.
     """
+    options = {"ping_interval": 3, "max_outstanding_pings": 3, **options}
     return await nats.connect(
         server_urls(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
         connect_timeout=3, **options,

@@ -9,6 +9,12 @@ the two armed officers at each main gate takes breaks, so gates lapse and alerts
 raised). Kill a worker (its pid is printed) to watch the others take its sites over.
 Ctrl-C stops everything.
 
+``--nats-nodes 3`` starts three ``nats-server`` processes of its own instead (client ports
+4231–4233, routes 6231–6233, data in ``<data-dir>/nats``) joined by cluster routes, and gives
+every server the three URLs and ``--bus-replicas 3``: kill one NATS node to watch the
+cluster carry on. ``--bus-replicas`` is passed to every server either way (1 by default on
+the one local NATS).
+
 Each run starts clean: the database ``coverwatch_cluster`` is created afresh,
 and the bus names ``coverwatch-cluster-…`` (stream and buckets) are deleted
 first. The demo's fixed logins are created, as in `make demo`: a demo only.
@@ -20,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,12 +109,61 @@ def _setup(db: str, data_dir: Path, sites: list[Path]) -> tuple[list[dict[str, s
     return tokens, control
 
 
+def start_nats(nodes: int, directory: Path, port: int) -> tuple[
+        list[subprocess.Popen[bytes]], str]:
+    """``nodes`` nats-servers with JetStream joined by routes (client ports ``port``…,
+    routes ``port + 2000``…); the processes and their URLs comma-separated."""
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(exe).exists():
+        raise SystemExit("--nats-nodes: nats-server is not installed")
+    shutil.rmtree(directory, ignore_errors=True)  # each run starts clean
+    directory.mkdir(parents=True)
+    routes = [port + 2000 + i for i in range(nodes)]
+    procs = []
+    for i in range(nodes):
+        cmd = [exe, "-a", "127.0.0.1", "-p", str(port + i), "-js", "-sd",
+               str(directory / f"n{i}"), "-n", f"{PREFIX}-n{i}"]
+        if nodes > 1:
+            cmd += ["--cluster_name", PREFIX, "--cluster", f"nats://127.0.0.1:{routes[i]}",
+                    "--routes", ",".join(f"nats://127.0.0.1:{r}" for r in routes if r != routes[i])]
+        with (directory / f"n{i}.log").open("ab") as out:
+            procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    return procs, ",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes))
+
+
+async def nats_ready(url: str, replicas: int, timeout: float = 60.0) -> None:
+    """Wait until a stream of ``replicas`` can be made (the cluster has formed)."""
+    from nats.js import api
+
+    from coverwatch.bus import connect
+
+    nc = await connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                js = nc.jetstream(timeout=5)
+                await js.add_stream(api.StreamConfig(
+                    name=f"{PREFIX}-probe", subjects=[f"{PREFIX}-probe.>"],
+                    num_replicas=replicas))
+                await js.delete_stream(f"{PREFIX}-probe")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the NATS nodes at {url} did not form a cluster") from None
+                await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
+
+
 def _serve(sites: list[Path], data_dir: Path, db: str, bus: str, role: str, port: int,
-           log: Path, prefix: str = PREFIX) -> subprocess.Popen[bytes]:
+           log: Path, prefix: str = PREFIX, replicas: int = 1) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "from coverwatch.cli import main; main()", "serve",
            *(arg for site in sites for arg in ("--site", str(site))),
            "--data-dir", str(data_dir), "--db", db, "--bus", bus,
-           "--bus-prefix", prefix, "--role", role, "--port", str(port)]
+           "--bus-prefix", prefix, "--bus-replicas", str(replicas), "--role", role,
+           "--port", str(port)]
     with log.open("ab") as out:
         # Its own process group: Ctrl-C reaches the children through us, in order.
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -140,23 +196,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bus-prefix", default=PREFIX)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--port", type=int, default=8000, help="the gateway's; workers follow")
+    parser.add_argument("--nats-nodes", type=int, default=0,
+                        help="start this many nats-servers of its own joined by routes "
+                             "(instead of --bus)")
+    parser.add_argument("--nats-port", type=int, default=4231,
+                        help="the first of their client ports (routes: 2000 above)")
+    parser.add_argument("--bus-replicas", type=int, default=None,
+                        help="replicas of the stream and buckets (default: the NATS nodes "
+                             "started here, at most 3; else 1)")
     args = parser.parse_args(argv)
+    replicas = args.bus_replicas or min(max(args.nats_nodes, 1), 3)
 
-    db = fresh_database(args.admin_db, args.database)
-    asyncio.run(fresh_bus(args.bus, args.bus_prefix))
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    sites = write_sites(args.template, args.data_dir / "sites", args.sites)
-    tokens, control = _setup(db, args.data_dir, sites)
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     # SIGTERM as Ctrl-C: either way every server started here is stopped (they run in
     # sessions of their own, so nothing else would reach them).
     signal.signal(signal.SIGTERM, _interrupted)
+    nats_procs: list[subprocess.Popen[bytes]] = []
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
+        if args.nats_nodes:
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+            nats_procs, args.bus = start_nats(args.nats_nodes, args.data_dir / "nats",
+                                              args.nats_port)
+            asyncio.run(nats_ready(args.bus, replicas))
+        db = fresh_database(args.admin_db, args.database)
+        asyncio.run(fresh_bus(args.bus, args.bus_prefix))
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        sites = write_sites(args.template, args.data_dir / "sites", args.sites)
+        tokens, control = _setup(db, args.data_dir, sites)
         roles = ["gateway"] + ["worker"] * args.workers
         for i, role in enumerate(roles):
             port = args.port + i
             log = args.data_dir / f"{role}-{port}.log"
-            proc = _serve(sites, args.data_dir, db, args.bus, role, port, log, args.bus_prefix)
+            proc = _serve(sites, args.data_dir, db, args.bus, role, port, log, args.bus_prefix,
+                          replicas)
             procs.append((f"{role} :{port}", proc))
             _wait_ready(f"http://127.0.0.1:{port}", proc, log)
         base = f"http://127.0.0.1:{args.port}"
@@ -164,7 +236,10 @@ def main(argv: list[str] | None = None) -> None:
               "(Ctrl-C stops all)")
         for name, proc in procs:
             print(f"  {name:<14} pid {proc.pid}")
-        print(f"  bus {args.bus_prefix}-*, database {args.database}, logs in {args.data_dir}/")
+        for i, proc in enumerate(nats_procs):
+            print(f"  nats :{args.nats_port + i:<8} pid {proc.pid}")
+        print(f"  bus {args.bus_prefix}-* at {args.bus} (R{replicas}), database "
+              f"{args.database}, logs in {args.data_dir}/")
         print("Demo logins (this demo only; never use these passwords elsewhere):")
         for username, (password, roles_) in DEMO_USERS.items():
             print(f"  {username:<11} {password:<20} {', '.join(roles_)}")
@@ -183,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         stop_all([proc for _, proc in procs])
+        stop_all(nats_procs)  # after the servers: they hand their sites over through NATS
         print("cluster stopped")
 
 

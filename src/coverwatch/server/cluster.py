@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
+from coverwatch.clock import wall_clock_us
 from coverwatch.formats.sitefile import load_site_text_document
 from coverwatch.server.clusterworker import ClusterWorker, checkpoint_secret
 from coverwatch.server.gateway import CLOSE_S, RESEND_AFTER_S, ROLES, BusHooks
@@ -34,6 +35,7 @@ __all__ = ["Distributed", "refresh_site", "start_bus"]
 log = logging.getLogger("coverwatch.server")
 
 RESEND_EVERY_S = 30.0
+CHANGE_MARGIN_S = 30.0
 
 
 @dataclass
@@ -94,21 +96,71 @@ def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], 
     return note
 
 
-async def _keep_book(svc: SiteUnit, stop: asyncio.Event, every_s: float) -> None:
+def changed_sites(engine: Any, since_us: int) -> dict[str, tuple[int, ...]]:
+    """For each site (store key) whose alerts or rule versions were written after
+    ``since_us`` (writers' clocks), a signature of those writes (how many, the newest):
+    one query for every site."""
+    from sqlalchemy import func, literal, select, union_all
+
+    from coverwatch.storage.tables import alerts, server_state
+    from coverwatch.storage.versions import VERSIONS_KEY
+
+    query = union_all(
+        select(alerts.c.site, literal(0).label("part"), func.count().label("n"),
+               func.max(alerts.c.updated_us).label("newest"))
+        .where(alerts.c.updated_us > since_us).group_by(alerts.c.site),
+        select(server_state.c.site, literal(1).label("part"), func.count().label("n"),
+               func.max(server_state.c.updated_us).label("newest"))
+        .where(server_state.c.key == VERSIONS_KEY, server_state.c.updated_us > since_us)
+        .group_by(server_state.c.site))
+    parts: dict[str, list[tuple[int, int, int]]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(query):
+            parts.setdefault(r.site, []).append((int(r.part), int(r.n), int(r.newest)))
+    return {site: tuple(x for part in sorted(p) for x in part) for site, p in parts.items()}
+
+
+async def _refresh_one(svc: SiteUnit) -> None:
+    async with svc.lock:
+        await asyncio.to_thread(refresh_book, svc)
+        adopted = await asyncio.to_thread(refresh_site, svc)
+    await svc.subscribers.dispatch(adopted)
+
+
+async def _keep_books(sites: Mapping[str, SiteUnit], stop: asyncio.Event,
+                      every_s: float) -> None:
+    """Keep every site's alert book and rule version in step with PostgreSQL.
+
+    One change scan per node every ``every_s`` (not a poll per site: idle, the node's
+    transactions do not grow with its sites), then a refresh of the sites it names.
+    Each scan looks back ``CHANGE_MARGIN_S`` before the previous one, for writers
+    whose clocks run behind and commits that land late; a site is refreshed when its
+    writes in that window differ from the last scan's (one more, or a newer one)."""
+    by_key = {svc.store.site: svc for svc in sites.values()}
+    engine = next(iter(sites.values())).store.engine
+    since = wall_clock_us() - int(CHANGE_MARGIN_S * 1e6)  # start_bus refreshed them all
+    seen: dict[str, tuple[int, ...]] = {}
     resent = time.monotonic()
     while not stop.is_set():
         try:
-            async with svc.lock:
-                await asyncio.to_thread(refresh_book, svc)
-                adopted = await asyncio.to_thread(refresh_site, svc)
-            await svc.subscribers.dispatch(adopted)
-            if svc.bus is not None and svc.bus.owns() and \
-                    time.monotonic() - resent >= RESEND_EVERY_S:
+            scanned = wall_clock_us()
+            now_seen = await asyncio.to_thread(changed_sites, engine, since)
+            since = scanned - int(CHANGE_MARGIN_S * 1e6)
+            keys = [k for k, sig in now_seen.items() if seen.get(k) != sig]
+            seen = now_seen
+            for key in keys:
+                if key in by_key:
+                    await _refresh_one(by_key[key])
+            if time.monotonic() - resent >= RESEND_EVERY_S:
                 # A node that died sending (an SOS's gateway, a former owner) left levels
-                # due with nothing delivered: the owner sends them, once.
+                # due with nothing delivered: the owner sends them, once (only sites
+                # with an alert still live can have any).
                 resent = time.monotonic()
-                await asyncio.to_thread(svc.outbox.load)
-                svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
+                for svc in sites.values():
+                    if svc.bus is not None and svc.bus.owns() and \
+                            svc.book.needing_attention():
+                        await asyncio.to_thread(svc.outbox.load)
+                        svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
         except Exception:  # PostgreSQL failing over: the next pass catches up
             log.exception("alert book refresh failed")
         with contextlib.suppress(TimeoutError):
@@ -143,8 +195,8 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
         svc.store.after_append = _outbox_hook(svc.store)
         async with svc.lock:
             await asyncio.to_thread(refresh_book, svc)
-        dist.tasks.append(asyncio.create_task(_keep_book(svc, dist.stop, book_every_s),
-                                              name=f"alert-book:{site}"))
+    dist.tasks.append(asyncio.create_task(_keep_books(sites, dist.stop, book_every_s),
+                                          name="alert-books"))
     dist.tasks.append(asyncio.create_task(_forget_published(dist.hooks, dist.stop),
                                           name="bus-outbox"))
     if settings.role in ("worker", "all"):

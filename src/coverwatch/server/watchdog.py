@@ -130,10 +130,29 @@ def check(svc: SiteUnit) -> dict[str, str]:
     return out
 
 
+# Distributed mode: every site of a node shares one PostgreSQL, so one probe per round
+# answers for all of them (a probe per site made idle cost grow with the sites).
+# By (engine, event loop): when it started, and the probe itself.
+_SHARED: dict[tuple[int, int], tuple[float, asyncio.Future[None]]] = {}
+
+
+def _commit_probe(svc: SiteUnit) -> asyncio.Future[None]:
+    return asyncio.ensure_future(asyncio.wait_for(asyncio.to_thread(
+        svc.store.set_state, _PROBE_KEY, str(svc.clock() // US_PER_S)), 10))
+
+
 async def _probe_store(svc: SiteUnit) -> None:
+    engine = getattr(svc.store, "engine", None)
     try:
-        await asyncio.wait_for(asyncio.to_thread(
-            svc.store.set_state, _PROBE_KEY, str(svc.clock() // US_PER_S)), 10)
+        if svc.settings.bus_url is None or engine is None:
+            await _commit_probe(svc)
+        else:
+            key = (id(engine), id(asyncio.get_running_loop()))
+            at, probe = _SHARED.get(key, (-1e18, None))
+            if probe is None or time.monotonic() - at >= svc.settings.watch_s / 2:
+                probe = _commit_probe(svc)
+                _SHARED[key] = (time.monotonic(), probe)
+            await asyncio.shield(probe)
     except Exception as exc:  # any failure to commit is the finding
         svc.health.committed(False, f"{type(exc).__name__}: {str(exc)[:200]}")
     else:
