@@ -22,6 +22,9 @@ HTTP_LIBRARIES = {"fastapi", "starlette", "uvicorn", "h11"}
 # Modules of the package root that are not packages of their own.
 ROOT_MODULES = {"errors", "settings", "bootstrap", "clock"}
 MAX_LINES = 500
+# The standalone verifier is copied out as one file by design (an examiner runs it without
+# coverwatch), so it cannot be split like the other modules.
+ONE_FILE = {"coverwatch.evidence.standalone": 800}
 
 
 def _modules() -> dict[str, Path]:
@@ -162,7 +165,7 @@ def test_no_import_cycles_between_packages() -> None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_modules_stay_small(module: str) -> None:
     lines = MODULES[module].read_text(encoding="utf-8").count("\n")
-    assert lines <= MAX_LINES, f"{module}: {lines} lines"
+    assert lines <= ONE_FILE.get(module, MAX_LINES), f"{module}: {lines} lines"
 
 
 def test_site_versions_are_imported_from_storage() -> None:
