@@ -145,7 +145,8 @@ def _alert_for(lp: dict[str, Any], alerts: list[dict[str, Any]]) -> dict[str, An
     """The lapse alert raised for a lapse (a lapse cut at the window's start or at a purge
     matches the alert of the lapse it is part of)."""
     for a in alerts:
-        if a["kind"] == "lapse" and (a["post"], a["rule"]) == (lp["post"], lp["rule"]) and (
+        if a["kind"] == "lapse" and (a["post"], a["rule"]) == (lp["post"], lp["rule"]) \
+                and lp["alert_at"] is not None and (
                 a["lapse_start"] == lp["start_us"]
                 or (lp["clipped_start"] and a["lapse_start"] < lp["start_us"])):
             return a

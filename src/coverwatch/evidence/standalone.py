@@ -523,7 +523,9 @@ def _late(rows: list[dict[str, Any]], b: int) -> str:
 
 
 def _same(a: dict[str, Any], lp: dict[str, Any]) -> bool:
-    return (a["post"], a["rule"]) == (lp["post"], lp["rule"]) and (
+    """Is ``a`` the alert of ``lp``: same rule and start, and the lapse outlasted its grace."""
+    return (a["post"], a["rule"]) == (lp["post"], lp["rule"]) and lp.get("alert_at") is not None \
+        and (
         a["lapse_start"] == lp["start_us"]
         or (bool(lp["clipped_start"]) and a["lapse_start"] < lp["start_us"]))
 
