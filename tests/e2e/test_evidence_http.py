@@ -125,6 +125,15 @@ def test_back_dated_flags_through_the_api_are_audited_marked_and_named(tmp_path:
     rows = [orjson.loads(x) for x in z.read("events.jsonl").splitlines()]
     back = [r for r in rows if r["kind"] == "flag" and not r["on"]]
     assert len(back) == 2 and all(r["received_us"] - r["t_us"] > 600_000_000 for r in back)
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext"):  # the PDF lists them with their arrival
+        (tmp_path / "forged.pdf").write_bytes(z.read("report.pdf"))
+        text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "forged.pdf"), "-"],
+                              capture_output=True, check=True).stdout.decode()
+        late = text[text.index("Events that arrived late or back-dated"):]
+        assert late.count("open-hours") == 2, late[:1500]
     check = verify_pack(forged.content)
     named = [p for p in check.problems if p.startswith("alerts.json: lapse alert")]
     assert named and all("arrived late or back-dated" in p for p in named), check.problems

@@ -73,6 +73,10 @@ def test_pack_verifies_and_its_lapses_are_the_reports(
         for lp in full.lapses]
     assert [lp["end"] for lp in lapses] == [format_time(until if lp.end is None else lp.end)
                                             for lp in full.lapses]
+    # The day's activity report is in the pack, with its stints per officer.
+    (day,) = orjson.loads(zipfile.ZipFile(io.BytesIO(data)).read("daily-reports.json"))
+    assert day["day"] == "2027-01-15" and day["sections"]["stints"]
+    assert {r["officer"] for r in day["sections"]["stints"]} <= {f"O{i}" for i in range(5)}
 
 
 def _rezip(data: bytes, name: str, new: bytes) -> bytes:

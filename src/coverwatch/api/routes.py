@@ -122,7 +122,7 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str) -> 
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
-BACK_DATED_S = 300.0  # an event timed this long before it arrived was written after the fact
+BACK_DATED_S = 300.0  # as evidence.pdf.BACK_DATED_S: written after the fact
 
 
 async def _audit_back_dated(svc: Svc, who: Principal, rows: list[dict[str, Any]],

@@ -13,14 +13,21 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   notified, at which level, when; failed ones as failed): the report's "who was notified";
 * ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window (a contiguous
   run of the chain) and a signed anchor of the chain's head at export;
+* ``purges.json`` — what retention purged that touches the window (each purge record with
+  its audit entry, proved under ``purges`` in ``proofs.json``) and the spans without data,
+  where no lapse is derived (:mod:`coverwatch.evidence.window`);
+* ``daily-reports.json`` — the daily activity report of each local day of the window
+  (stints per officer, people's actions apart from automatic ones, each note once);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
   (:mod:`coverwatch.evidence.packproofs`).
 
 :func:`verify_pack` runs every check of the standalone verifier
 (:mod:`coverwatch.evidence.standalone`: digests, signatures, audit links, tree head and
-proofs), then checks the deliveries against the alerts and the audit segment, re-runs the
-engine and compares the lapses; each failure names the part.
+proofs, purge records, lapse alerts against lapses), then checks the deliveries against the
+alerts and the audit segment, re-runs the engine and compares the lapses and the spans
+without data, and re-renders the PDF from the pack's data and compares it byte for byte;
+each failure names the part.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -158,6 +166,7 @@ def export_pack(
         "tree-head.json": _json(tree_head),
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
+        "daily-reports.json": _json(_daily_reports(store, versions, in_force[-1], since, until)),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -175,11 +184,31 @@ def export_pack(
     return buf.getvalue()
 
 
+def _daily_reports(store: Store, versions: list[SiteVersion], last: SiteVersion, since: int,
+                   until: int) -> list[dict[str, Any]]:
+    """The daily activity report of each local day the window touches (at most 31)."""
+    from coverwatch.formats.sitefile import load_site_text_document
+    from coverwatch.reports.supervision import daily_report
+
+    site = load_site_text_document(last.source, "<site>").site
+    zone = ZoneInfo(site.timezone)
+    day = _dt.datetime.fromtimestamp(since / 1e6, zone).date()
+    end = _dt.datetime.fromtimestamp((until - 1) / 1e6, zone).date()
+    out: list[dict[str, Any]] = []
+    while day <= end and len(out) < 31:
+        rep = daily_report(store, versions, site, day.isoformat())
+        out.append({"day": day.isoformat(), "since": format_time(rep.since),
+                    "until": format_time(rep.until), "timezone": rep.timezone,
+                    "sections": rep.sections})
+        day += _dt.timedelta(days=1)
+    return out
+
+
 def render_pack_pdf(files: dict[str, bytes], site: str, since: int, until: int,
                     post: str | None, stats: list[RuleStats]) -> bytes:
     """The report rendered from the pack's members alone (and the per-rule stats their
     re-run gives): export and verify call this, so the PDF can be re-rendered and compared."""
-    from coverwatch.evidence.pdf import render_report
+    from coverwatch.evidence.pdf import arrived_late, render_report
 
     def load(name: str) -> Any:
         return orjson.loads(files[name])
@@ -190,7 +219,8 @@ def render_pack_pdf(files: dict[str, bytes], site: str, since: int, until: int,
         stats=stats, alerts=load("alerts.json"), deliveries=load("deliveries.json"),
         orders=load("orders.json"), roster=load("roster.json"), audit=audit,
         timezone=_timezone(load("rule-versions.json")[0]["source"]),
-        events=files["events.jsonl"].count(b"\n"), purges=load("purges.json"))
+        events=files["events.jsonl"].count(b"\n"), purges=load("purges.json"),
+        arrivals=arrived_late([orjson.loads(x) for x in files["events.jsonl"].splitlines()]))
 
 
 def _timezone(source: str) -> str:
