@@ -166,7 +166,9 @@ def export_pack(
         "tree-head.json": _json(tree_head),
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
-        "daily-reports.json": _json(_daily_reports(store, versions, in_force[-1], since, until)),
+        "daily-reports.json": _json(_daily_reports(
+            store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
+            min(until, int(rows[-1]["t_us"]) + 1)) if rows else []),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -186,7 +188,8 @@ def export_pack(
 
 def _daily_reports(store: Store, versions: list[SiteVersion], last: SiteVersion, since: int,
                    until: int) -> list[dict[str, Any]]:
-    """The daily activity report of each local day the window touches (at most 31)."""
+    """The daily activity report of each local day from ``since`` to ``until`` (the window's
+    first and last events), at most 31."""
     from coverwatch.formats.sitefile import load_site_text_document
     from coverwatch.reports.supervision import daily_report
 
