@@ -88,3 +88,56 @@ def test_replay_and_report_from_checkpoints_equal_full_evaluation(tmp_path: Path
         assert store.checkpoint_times(), "the first run should have saved checkpoints"
         resumed = both()
     assert resumed == full
+
+
+def test_back_dated_flags_through_the_api_are_audited_marked_and_named(tmp_path: Path) -> None:
+    """A supervisor posts two flag events timed before they arrive: audited, marked in the
+    pack with their arrival, and the alerts raised at the time no longer match the lapses."""
+    with running_server(base_settings(YARD, tmp_path / "data")) as k:
+        ctl = k.api_token("gateway", "ingest")
+        sup = k.api_token("watch", "supervisor")
+        auditor = k.user("ada", "auditor")
+        since = k.clock.iso()
+        opened = k.clock.iso(1)
+        k.post_events(ctl, [
+            {"t": opened, "kind": "flag", "flag": "open-hours", "on": True},
+            {"t": k.clock.iso(1), "kind": "duty", "officer": "U1", "on": True},
+            {"t": k.clock.iso(1), "kind": "fix", "officer": "U1", "x": 0, "y": 0},
+        ])
+        for _ in range(12):
+            k.advance(60)
+            k.post_events(ctl, [{"t": k.clock.iso(), "kind": "fix", "officer": "U1",
+                                 "x": 0, "y": 0}])
+        until = k.clock.iso(-30)
+        honest = k.request(auditor, "GET", "/api/v1/evidence",
+                           params={"since": since, "until": until})
+        assert honest.status_code == 200, honest.text
+        r = k.post_events(sup, [
+            {"t": k.clock.iso(-12 * 60 + 2), "kind": "flag", "flag": "open-hours", "on": False},
+            {"t": k.clock.iso(-12 * 60 + 3), "kind": "flag", "flag": "open-hours", "on": False}])
+        assert r.status_code == 200, r.text
+        forged = k.request(auditor, "GET", "/api/v1/evidence",
+                           params={"since": since, "until": until})
+        entries = k.svc.store.audit_entries(limit=1000)
+    assert verify_pack(honest.content).ok, verify_pack(honest.content).problems
+    (audited,) = [e for e in entries if e.action == "events.back-dated"]
+    assert audited.actor == "token:watch" and audited.details["count"] == 2
+    import io
+    import zipfile
+
+    z = zipfile.ZipFile(io.BytesIO(forged.content))
+    rows = [orjson.loads(x) for x in z.read("events.jsonl").splitlines()]
+    back = [r for r in rows if r["kind"] == "flag" and not r["on"]]
+    assert len(back) == 2 and all(r["received_us"] - r["t_us"] > 600_000_000 for r in back)
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext"):  # the PDF lists them with their arrival
+        (tmp_path / "forged.pdf").write_bytes(z.read("report.pdf"))
+        text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "forged.pdf"), "-"],
+                              capture_output=True, check=True).stdout.decode()
+        late = text[text.index("Events that arrived late or back-dated"):]
+        assert late.count("open-hours") == 2, late[:1500]
+    check = verify_pack(forged.content)
+    named = [p for p in check.problems if p.startswith("alerts.json: lapse alert")]
+    assert named and all("arrived late or back-dated" in p for p in named), check.problems

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from alertkit import raise_alerts
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
@@ -39,6 +40,7 @@ def _fill(store: Store) -> list[SiteVersion]:
                      "officer": f"O{rng.randrange(5)}", "x": rng.uniform(-60, 60),
                      "y": rng.uniform(-60, 60), "accuracy": 5.0, "source": "test", "raw": k})
     store.append_events(rows)
+    raise_alerts(store, versions, T0 + 4 * 3600 * US_PER_S)
     store.append_audit("ann", "site.applied", "yard", {"class": "weaker", "approval": "approver",
                                                        "reason": "fewer officers at night"},
                        at=format_time(T0 + 2 * 3600 * US_PER_S))
@@ -71,6 +73,10 @@ def test_pack_verifies_and_its_lapses_are_the_reports(
         for lp in full.lapses]
     assert [lp["end"] for lp in lapses] == [format_time(until if lp.end is None else lp.end)
                                             for lp in full.lapses]
+    # The day's activity report is in the pack, with its stints per officer.
+    (day,) = orjson.loads(zipfile.ZipFile(io.BytesIO(data)).read("daily-reports.json"))
+    assert day["day"] == "2027-01-15" and day["sections"]["stints"]
+    assert {r["officer"] for r in day["sections"]["stints"]} <= {f"O{i}" for i in range(5)}
 
 
 def _rezip(data: bytes, name: str, new: bytes) -> bytes:
@@ -114,10 +120,12 @@ def test_lapses_edited_and_re_signed_with_another_key_are_refused(
     bad = _rezip(_rezip(data, "lapses.json", forged), "manifest.json", resigned)
     trusted = verify_pack(bad, load_signing_key(key_path).trusted)
     assert not trusted.ok and any("untrusted key" in p for p in trusted.problems)
-    # Even trusting whatever key signed it, the events give the lie to the lapses.
+    # Even trusting whatever key signed it, the alert raised for it gives the lie to it.
     alone = verify_pack(bad)
-    assert not alone.ok and alone.problems == [
-        "lapses.json: the lapses differ from what the events imply"]
+    hidden = lapses[0]
+    named = [p for p in alone.problems if p.startswith("alerts.json: lapse alert ")
+             and f"({hidden['post']} / {hidden['rule']}, lapse from" in p and "has no lapse" in p]
+    assert not alone.ok and len(named) == 1, alone.problems
 
 
 def test_cli_export_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,3 +149,136 @@ def test_cli_export_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     out.write_bytes(broken)
     bad = runner.invoke(app, ["evidence", "verify", str(out), "--public-key", str(pub)])
     assert bad.exit_code == 1 and "events.jsonl" in bad.stdout
+
+
+def _resign(data: bytes, key_path: Path, changed: dict[str, bytes | None]) -> bytes:
+    """The pack with members changed (None: removed), re-signed with the site's own key."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    manifest = orjson.loads(src.read("manifest.json"))
+    body = {k: v for k, v in manifest.items() if k not in ("signature", "public_key", "key_id")}
+    for name, new in changed.items():
+        if new is None:
+            body["members"].pop(name)
+        else:
+            body["members"][name] = hashlib.sha256(new).hexdigest()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("manifest.json", orjson.dumps(sign_document(body, load_signing_key(key_path))))
+        for n in src.namelist():
+            if n != "manifest.json" and changed.get(n, b"") is not None:
+                z.writestr(n, changed.get(n) or src.read(n))
+    return buf.getvalue()
+
+
+H = 3600 * US_PER_S
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    return " ".join(subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True,
+                                   check=True).stdout.decode().split())
+
+
+def _purged_pack(tmp_path: Path, since: int, until: int) -> tuple[bytes, Store, Path]:
+    from coverwatch.evidence.retention import DAY_US, purge_now, set_retention_days
+
+    store = open_store(None, tmp_path / "data")
+    _fill(store)
+    set_retention_days(store, 1, "ann", "yard")
+    assert purge_now(store, "server", now=T0 + 2 * H + DAY_US)  # fixes before T0+2h go
+    key_path = tmp_path / "data" / "keys" / "audit.key"
+    data = export_pack(store, [SiteVersion(0, YARD.read_text(encoding="utf-8"))],
+                       load_signing_key(key_path), site="yard", since=since, until=until)
+    return data, store, key_path
+
+
+def test_purged_history_invents_no_lapse_and_is_named(tmp_path: Path) -> None:
+    from coverwatch.evidence.window import run_window
+
+    data, store, key_path = _purged_pack(tmp_path, T0 + H, T0 + 2 * H)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    files = {n: z.read(n) for n in z.namelist()}
+    purges = orjson.loads(files["purges.json"])
+    assert [(p["what"], p["before_us"], p["rule"], p["audit"]["action"])
+            for p in purges["records"]] == [
+        ("events:fix", T0 + 2 * H, "retention.positions_days=1.0", "retention.purged")]
+    assert [(s["start_us"], s["end_us"]) for s in purges["no_data"]] == [(T0 + H, T0 + 2 * H)]
+    assert orjson.loads(files["lapses.json"]) == []
+    # Without the purge declared, the same events would invent lapses over the whole window.
+    invented, _ = run_window(orjson.loads(files["rule-versions.json"]),
+                             orjson.loads(files["engine-state.json"]),
+                             [orjson.loads(x) for x in files["events.jsonl"].splitlines()],
+                             T0 + H, T0 + 2 * H)
+    assert invented and all(lp["end_us"] == T0 + 2 * H for lp in invented)
+    check = verify_pack(data, load_signing_key(key_path).trusted)
+    assert check.ok, check.problems
+    assert any("1 purge record(s) named" in n for n in check.notes), check.notes
+    text = _pdf_text(files["report.pdf"])
+    assert "no data: purged" in text and "retention.positions_days=1" in text
+    # An examiner's copy without the purge record: named, even re-signed with the site's key.
+    hidden = orjson.dumps({"records": [], "no_data": purges["no_data"]})
+    check = verify_pack(_resign(data, key_path, {"purges.json": hidden}))
+    assert any(p.startswith("purges.json: the span without data") for p in check.problems), \
+        check.problems
+    # Without purges.json, and lapses.json re-derived to match: the lapses have no alerts.
+    resigned = _resign(data, key_path, {"purges.json": None,
+                                        "lapses.json": orjson.dumps(invented)})
+    check = verify_pack(resigned)
+    assert any(p.startswith(("lapses.json: the lapse at", "alerts.json: lapse alert"))
+               for p in check.problems), check.problems
+    store.close()
+
+
+def test_purge_inside_a_window_cuts_lapses_at_its_edge(tmp_path: Path) -> None:
+    data, store, key_path = _purged_pack(tmp_path, T0 + H, T0 + 3 * H)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    spans = orjson.loads(z.read("purges.json"))["no_data"]
+    assert [(s["start_us"], s["end_us"]) for s in spans] == [(T0 + H, T0 + 2 * H + 30 * US_PER_S)]
+    lapses = orjson.loads(z.read("lapses.json"))
+    assert lapses and all(lp["start_us"] >= spans[0]["end_us"] for lp in lapses)
+    check = verify_pack(data, load_signing_key(key_path).trusted)
+    assert check.ok, check.problems
+    store.close()
+
+
+def test_lapse_alerts_removed_or_back_dated_flags_are_named(
+    pack: tuple[bytes, Store, list[SiteVersion], Path],
+) -> None:
+    data, store, versions, key_path = pack
+    alerts = orjson.loads(zipfile.ZipFile(io.BytesIO(data)).read("alerts.json"))
+    assert sum(a["kind"] == "lapse" for a in alerts) >= 2
+    kept = orjson.dumps([a for a in alerts if a["kind"] != "lapse"])
+    check = verify_pack(_resign(data, key_path, {"alerts.json": kept}))
+    assert sum("yet no alert was raised" in p for p in check.problems) >= 2, check.problems
+    # Two flag events posted later with an earlier time: the history changes, the alerts
+    # raised at the time do not, and verify names the difference and the late events.
+    store.append_events([{"kind": "flag", "t_us": T0 + 3600 * US_PER_S + k, "flag": "open-hours",
+                          "on": False, "source": "api", "late": True} for k in (0, 1)])
+    late = export_pack(store, versions, load_signing_key(key_path), site="yard",
+                       since=T0 + 3600 * US_PER_S, until=T0 + 3 * 3600 * US_PER_S)
+    check = verify_pack(late, load_signing_key(key_path).trusted)
+    named = [p for p in check.problems if p.startswith("alerts.json: lapse alert")]
+    assert named and all("arrived late or back-dated" in p for p in named), check.problems
+
+
+def test_the_pdf_is_rendered_from_the_pack_and_a_replaced_one_is_named(
+    pack: tuple[bytes, Store, list[SiteVersion], Path],
+) -> None:
+    data, store, versions, key_path = pack
+    again = export_pack(store, versions, load_signing_key(key_path), site="yard",
+                        since=T0 + 3600 * US_PER_S, until=T0 + 3 * 3600 * US_PER_S)
+    pdf = zipfile.ZipFile(io.BytesIO(data)).read("report.pdf")
+    assert zipfile.ZipFile(io.BytesIO(again)).read("report.pdf") == pdf  # no wall clock
+    check = verify_pack(data, load_signing_key(key_path).trusted)
+    assert "report.pdf re-rendered from the pack's data: identical" in check.notes
+    other = export_pack(store, versions, load_signing_key(key_path), site="yard",
+                        since=T0 + 3600 * US_PER_S, until=T0 + 2 * 3600 * US_PER_S)
+    replaced = _resign(data, key_path, {
+        "report.pdf": zipfile.ZipFile(io.BytesIO(other)).read("report.pdf")})
+    check = verify_pack(replaced)
+    assert check.problems == ["report.pdf: differs from the report the pack's data renders: "
+                              "it was replaced or edited"], check.problems

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from alertkit import raise_alerts
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
@@ -79,6 +80,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert r.exit_code == 0, r.output
     store = open_store(None, data_dir)
     store.append_events(_events(rng, T0 + H, 150))
+    raise_alerts(store, [SiteVersion(0, YARD.read_text(encoding="utf-8"))], T0 + 2 * H)
     store.close()
     out = tmp / "pack.zip"
     r = runner.invoke(app, ["evidence", "export", "--since", format_time(T0 + H // 2),

@@ -46,6 +46,13 @@ def _fill(store: Store) -> list[SiteVersion]:
     store.append_audit("sam", "alert.acknowledged", "alert:lapse-1",
                        {"post": "main-gate", "acknowledgement_note": "sent B1"},
                        at=format_time(T0 + 600 * s))
+    # Later changes carry the acknowledgement note in their record: shown once, not again.
+    store.append_audit("engine", "alert.escalated", "alert:lapse-1",
+                       {"post": "main-gate", "acknowledgement_note": "sent B1"},
+                       at=format_time(T0 + 660 * s))
+    store.append_audit("sam", "alert.closed", "alert:lapse-1",
+                       {"post": "main-gate", "acknowledgement_note": "sent B1",
+                        "close_note": "B1 at the gate"}, at=format_time(T0 + 900 * s))
     return versions
 
 
@@ -65,8 +72,13 @@ def test_daily_report_sections(store: Store) -> None:
     assert acks == {"A1": "late", "B1": "missed"}
     assert [r["change"] for r in rep.sections["duty"]] == ["on", "off"]
     # The roster was entered today (wall clock), not on that day: only the acknowledgement.
-    assert [a["action"] for a in rep.sections["supervisor actions"]] == ["alert.acknowledged"]
-    assert rep.sections["supervisor actions"][0]["note"] == "sent B1"
+    assert [(a["who"], a["action"], a["note"]) for a in rep.sections["supervisor actions"]] == [
+        ("sam", "alert.acknowledged", "sent B1"), ("sam", "alert.closed", "B1 at the gate")]
+    assert [(a["who"], a["action"], a["note"]) for a in rep.sections["automatic actions"]] == [
+        ("engine", "alert.escalated", "")]
+    # A1's time on post as stints with times: 09:00:00 to 09:00:50 (the last fix goes stale).
+    assert [(r["officer"], r["post"], r["from"], r["until"]) for r in rep.sections["stints"]] == [
+        ("A1", "main-gate", format_time(T0), format_time(T0 + 50 * US_PER_S))]
     table = list(csv.DictReader(io.StringIO(records_csv(rep.sections).decode())))
     assert {r["section"] for r in table} >= {"duty", "time on post", "orders acknowledgements"}
     assert records_pdf("Daily", rep, rep.sections, rep.timezone).startswith(b"%PDF")

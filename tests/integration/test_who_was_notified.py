@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
+from alertkit import raise_alerts
 
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alerts import Alert, alert_id_for
@@ -61,6 +62,10 @@ def _pack(tmp_path: Path) -> tuple[bytes, Path]:
     # The deliveries are audited at the wall clock: the window holds now, so the pack's
     # audit segment holds those entries too.
     now = wall_clock_us()
+    # the lapse the alert is about: the yard opens with nobody on duty
+    store.append_events([{"kind": "flag", "t_us": now - 660 * S, "flag": "open-hours",
+                          "on": True, "source": "test"}])
+    raise_alerts(store, versions, now + 3600 * S)
     _alert(store, now - 600 * S)
     key_path = tmp_path / "data" / "keys" / "audit.key"
     try:
@@ -80,7 +85,7 @@ def test_pack_says_who_was_notified_and_who_was_not(tmp_path: Path) -> None:
     sent = orjson.loads(z.read("deliveries.json"))
     assert [(d["person"], d["outcome"]) for d in sent] == [("sam", "delivered"),
                                                           ("kim", "failed")]
-    alerts = orjson.loads(z.read("alerts.json"))
+    alerts = [a for a in orjson.loads(z.read("alerts.json")) if a["rule"] == "armed-cover"]
     zone = ZoneInfo("Europe/London")
     (row,) = alert_rows(alerts, sent, zone)
     assert row[4] == "sam (level 1)"  # notified: kim's attempt failed, so not kim

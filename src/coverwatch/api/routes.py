@@ -127,7 +127,29 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str, *,
     inline = small and len(records) <= INLINE_EVENTS
     rows = check() if inline else await asyncio.to_thread(check)
     result = await handlers.ingest(svc, rows, source=source, device=device, reports=reports)
+    await _audit_back_dated(svc, who, rows, source)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
+
+
+BACK_DATED_S = 300.0  # as evidence.pdf.BACK_DATED_S: written after the fact
+
+
+async def _audit_back_dated(svc: Svc, who: Principal, rows: list[dict[str, Any]],
+                            source: str) -> None:
+    """Audit events posted with a time far before their arrival (a device's buffered fixes
+    excepted): history written after the fact changes what the events imply, so who did it,
+    when and what stays on the record (issue 23)."""
+    now = svc.clock()
+    back = [r for r in rows if now - int(r["t_us"]) > seconds_to_us(BACK_DATED_S)
+            and not (who.kind == "device" and r["kind"] == "fix")]
+    if not back:
+        return
+    details = {"source": source, "count": len(back), "received_us": now,
+               "events": [{k: r.get(k) for k in ("kind", "t_us", "officer", "post", "flag",
+                                                 "on", "open") if r.get(k) is not None}
+                          for r in back[:50]]}
+    await asyncio.to_thread(svc.store.audit_change, f"{who.kind}:{who.name}", "events.back-dated",
+                            f"site:{svc.site.id}", details)
 
 
 def _decode_events(body: bytes, lines: bool) -> Any:

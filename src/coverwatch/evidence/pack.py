@@ -13,14 +13,21 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   notified, at which level, when; failed ones as failed): the report's "who was notified";
 * ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window (a contiguous
   run of the chain) and a signed anchor of the chain's head at export;
+* ``purges.json`` — what retention purged that touches the window (each purge record with
+  its audit entry, proved under ``purges`` in ``proofs.json``) and the spans without data,
+  where no lapse is derived (:mod:`coverwatch.evidence.window`);
+* ``daily-reports.json`` — the daily activity report of each local day of the window
+  (stints per officer, people's actions apart from automatic ones, each note once);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
   (:mod:`coverwatch.evidence.packproofs`).
 
 :func:`verify_pack` runs every check of the standalone verifier
 (:mod:`coverwatch.evidence.standalone`: digests, signatures, audit links, tree head and
-proofs), then checks the deliveries against the alerts and the audit segment, re-runs the
-engine and compares the lapses; each failure names the part.
+proofs, purge records, lapse alerts against lapses), then checks the deliveries against the
+alerts and the audit segment, re-runs the engine and compares the lapses and the spans
+without data, and re-renders the PDF from the pack's data and compares it byte for byte;
+each failure names the part.
 """
 
 from __future__ import annotations
@@ -32,24 +39,26 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from coverwatch.domain.time import format_time, parse_time
-from coverwatch.engine import engine_state
+from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.packproofs import pack_head, pack_proofs, pack_records
+from coverwatch.evidence.purged import purge_records
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
-from coverwatch.evidence.window import run_window
+from coverwatch.evidence.window import no_data_spans, run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.storage import Store
 from coverwatch.storage.versions import SiteVersion
 
-__all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "replay_pack_lapses",
-           "verify_pack"]
+__all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "render_pack_pdf",
+           "replay_pack_lapses", "verify_pack"]
 
 PACK_KIND = "coverwatch.evidence-pack"
 _J = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
@@ -116,7 +125,9 @@ def export_pack(
             v for v in versions[run.version + 1:] if v.effective_us <= until]
     rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
     vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
-    lapses, stats = run_window(vers, state, rows, since, until, post)
+    purged = purge_records(store, since)
+    no_data = no_data_spans(vers, purged, since, until)
+    lapses, stats = run_window(vers, state, rows, since, until, post, no_data)
     alerts = [a for a in store.load_alerts()
               if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
                                              or until) >= since
@@ -139,7 +150,8 @@ def export_pack(
     head, prev = pack_head(store, key, site, heads)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
                                     [int(e["id"]) for e in audit_rows],
-                                    pack_records(alerts, deliveries, vers), heads)
+                                    pack_records(alerts, deliveries, vers), heads,
+                                    [int(p["audit"]["id"]) for p in purged if p["audit"]])
     events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
     members: dict[str, bytes] = {
         "events.jsonl": events_bytes,
@@ -155,13 +167,12 @@ def export_pack(
         "audit-anchor.json": _json(anchor),
         "tree-head.json": _json(tree_head),
         "proofs.json": _json(proofs),
+        "purges.json": _json({"records": purged, "no_data": no_data}),
+        "daily-reports.json": _json(_daily_reports(
+            store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
+            min(until, int(rows[-1]["t_us"]) + 1)) if rows else []),
     }
-    from coverwatch.evidence.pdf import render_report
-
-    members["report.pdf"] = render_report(
-        site=site, since=since, until=until, post=post, lapses=lapses, stats=stats,
-        alerts=alerts, deliveries=deliveries, orders=orders, roster=roster, audit=audit_rows,
-        timezone=_timezone(in_force[0].source), events=len(rows))
+    members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
         "kind": PACK_KIND, "v": 2, "site": site, "since": format_time(since),
@@ -175,6 +186,46 @@ def export_pack(
         for name, data in members.items():
             z.writestr(name, data)
     return buf.getvalue()
+
+
+def _daily_reports(store: Store, versions: list[SiteVersion], last: SiteVersion, since: int,
+                   until: int) -> list[dict[str, Any]]:
+    """The daily activity report of each local day from ``since`` to ``until`` (the window's
+    first and last events), at most 31."""
+    from coverwatch.formats.sitefile import load_site_text_document
+    from coverwatch.reports.supervision import daily_report
+
+    site = load_site_text_document(last.source, "<site>").site
+    zone = ZoneInfo(site.timezone)
+    day = _dt.datetime.fromtimestamp(since / 1e6, zone).date()
+    end = _dt.datetime.fromtimestamp((until - 1) / 1e6, zone).date()
+    out: list[dict[str, Any]] = []
+    while day <= end and len(out) < 31:
+        rep = daily_report(store, versions, site, day.isoformat())
+        out.append({"day": day.isoformat(), "since": format_time(rep.since),
+                    "until": format_time(rep.until), "timezone": rep.timezone,
+                    "sections": rep.sections})
+        day += _dt.timedelta(days=1)
+    return out
+
+
+def render_pack_pdf(files: dict[str, bytes], site: str, since: int, until: int,
+                    post: str | None, stats: list[RuleStats]) -> bytes:
+    """The report rendered from the pack's members alone (and the per-rule stats their
+    re-run gives): export and verify call this, so the PDF can be re-rendered and compared."""
+    from coverwatch.evidence.pdf import arrived_late, render_report
+
+    def load(name: str) -> Any:
+        return orjson.loads(files[name])
+
+    audit = [orjson.loads(line) for line in files["audit.jsonl"].splitlines() if line]
+    return render_report(
+        site=site, since=since, until=until, post=post, lapses=load("lapses.json"),
+        stats=stats, alerts=load("alerts.json"), deliveries=load("deliveries.json"),
+        orders=load("orders.json"), roster=load("roster.json"), audit=audit,
+        timezone=_timezone(load("rule-versions.json")[0]["source"]),
+        events=files["events.jsonl"].count(b"\n"), purges=load("purges.json"),
+        arrivals=arrived_late([orjson.loads(x) for x in files["events.jsonl"].splitlines()]))
 
 
 def _timezone(source: str) -> str:
@@ -211,14 +262,26 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
     if "deliveries.json" in files:  # packs made before deliveries were a member lack it
         _check_deliveries(files, check)
     try:
-        lapses, rows = replay_pack_lapses(files, manifest)
+        lapses, rows, stats, spans = _rerun(files, manifest)
     except Exception as e:  # a pack that cannot be re-run is refused, whatever the reason
         check.fail("events.jsonl", f"cannot be re-run: {type(e).__name__}: {e}")
         return check
+    if "purges.json" in files and spans != orjson.loads(files["purges.json"])["no_data"]:
+        check.fail("purges.json", "the spans without data differ from what its purge "
+                                  "records and the rules imply")
     if lapses != orjson.loads(files["lapses.json"]):
         check.fail("lapses.json", "the lapses differ from what the events imply")
+        return check
+    check.notes.append(f"{rows} events re-run: {len(lapses)} lapse(s) confirmed")
+    if "purges.json" not in files:
+        check.notes.append("report.pdf not re-rendered: the pack predates deterministic PDFs")
+    elif render_pack_pdf(files, manifest["site"], int(manifest["since_us"]),
+                         int(manifest["until_us"]), manifest.get("post"), stats) \
+            != files["report.pdf"]:
+        check.fail("report.pdf", "differs from the report the pack's data renders: it was "
+                                 "replaced or edited")
     else:
-        check.notes.append(f"{rows} events re-run: {len(lapses)} lapse(s) confirmed")
+        check.notes.append("report.pdf re-rendered from the pack's data: identical")
     return check
 
 
@@ -238,12 +301,20 @@ def replay_pack_lapses(
 ) -> tuple[list[dict[str, Any]], int]:
     """The lapses a pack's own events, rule versions and engine state imply, and how many
     events were re-run."""
+    lapses, rows, _, _ = _rerun(files, manifest)
+    return lapses, rows
+
+
+def _rerun(files: dict[str, bytes], manifest: dict[str, Any],
+           ) -> tuple[list[dict[str, Any]], int, list[RuleStats], list[dict[str, Any]]]:
     since, until = int(manifest["since_us"]), int(manifest["until_us"])
     rows = [orjson.loads(line) for line in files["events.jsonl"].splitlines() if line]
-    lapses, _ = run_window(orjson.loads(files["rule-versions.json"]),
-                           orjson.loads(files["engine-state.json"]), rows, since, until,
-                           manifest.get("post"))
-    return lapses, len(rows)
+    versions = orjson.loads(files["rule-versions.json"])
+    purged = orjson.loads(files["purges.json"]) if "purges.json" in files else {}
+    spans = no_data_spans(versions, purged.get("records") or [], since, until)
+    lapses, stats = run_window(versions, orjson.loads(files["engine-state.json"]), rows, since,
+                               until, manifest.get("post"), spans)
+    return lapses, len(rows), stats, spans
 
 
 _DELIVERY_KEY = ("level", "purpose", "target", "person", "address", "at_us")

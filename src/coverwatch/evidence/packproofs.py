@@ -121,17 +121,19 @@ def _leaf_index(conn: Any, site: str, kind: str, refs: list[str], size: int) -> 
 def pack_proofs(
     store: Store, head: dict[str, Any], prev: dict[str, Any] | None,
     event_ids: Iterable[int], audit_ids: Iterable[int], records: RecordRefs | None = None,
-    heads_path: Path | None = None,
+    heads_path: Path | None = None, purge_audit_ids: Iterable[int] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``tree-head.json`` and ``proofs.json`` for the given records (see the module doc);
     ``records``: see :func:`pack_records`; ``heads_path``: the head file, whose time-stamp
-    replies are looked up."""
+    replies are looked up; ``purge_audit_ids``: the ``retention.purged`` entries of
+    ``purges.json``, proved under ``purges`` (they need not fall in the audit segment)."""
     size = int(head["size"])
     events, entries = [str(i) for i in event_ids], [str(i) for i in audit_ids]
+    purged = [str(i) for i in purge_audit_ids]
     with store.reading() as conn:
         tree = Levels(leaf_hashes(conn, store.site, size))
         at = {"event": _leaf_index(conn, store.site, "event", events, size),
-              "audit": _leaf_index(conn, store.site, "audit", entries, size)}
+              "audit": _leaf_index(conn, store.site, "audit", entries + purged, size)}
         found = {name: _record_leaves(conn, store.site, items, size)
                  for name, items in (records or {}).items()}
     proofs: dict[str, Any] = {"tree_size": size, "root": head["root"]}
@@ -148,6 +150,9 @@ def pack_proofs(
                         for n, i in enumerate(at_leaf) if i is not None}
         unlogged[name] = [n for n, i in enumerate(at_leaf) if i is None]
     proofs["unlogged"] = unlogged
+    proofs["purges"] = {ref: {"leaf": at["audit"][ref], "path": [
+        h.hex() for h in tree.inclusion_proof(at["audit"][ref], size)]}
+        for ref in purged if ref in at["audit"]}
     consistency = None
     if prev is not None and int(prev["size"]) <= size:
         consistency = [h.hex() for h in tree.consistency_proof(int(prev["size"]), size)]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A standalone verifier of coverwatch evidence packs: copy this file and
-``standalone_proofs.py`` (its proof and time-stamp checks) out, side by side, and run it.
+``standalone_proofs.py`` (its proof, time-stamp, purge and lapse checks) out, side by
+side, and run it.
 
 It needs only the Python standard library and ``cryptography``, never coverwatch:
 ``python3 standalone.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
@@ -21,7 +22,9 @@ It checks, and names the part of any failure:
 * ``--tsa-ca CA.pem``: the head's RFC 3161 time-stamp (in ``tree-head.json``) verifies
   under that authority's certificate, and its time is shown;
 * ``--heads FILE``: a copy of the site's tree heads kept elsewhere (a witness): the pack's
-  head should be one of them, and no witnessed head of its size may have another root.
+  head should be one of them, and no witnessed head of its size may have another root;
+* ``purges.json`` and ``alerts.json``: each purge proved by its audit entry, no lapse where
+  positions were purged, and every lapse alert against a lapse past its grace.
 
 Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
 re-run the engine (``coverwatch replay --pack`` does). ``docs/evidence-format.md`` specifies
@@ -287,7 +290,11 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     if tsa_ca is not None:
         _check_timestamp(doc, head, tsa_ca, res)
     rows = _lines(files["events.jsonl"])
-    _check_proofs(json.loads(files["proofs.json"]), head, files, rows, entries, res)
+    proofs = json.loads(files["proofs.json"])
+    _check_proofs(proofs, head, files, rows, entries, res)
+    spans = _proofs.check_purges(files, manifest, proofs, head, res,
+                                 entry_hash=audit_entry_hash, canonical=canonical)
+    _proofs.check_alerts(files, manifest, spans, rows, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:
@@ -339,7 +346,7 @@ def _check_head(doc: dict[str, Any], site: Any, trusted: Sequence[str] | None,
     elif head.get("prev") is not None:
         res.notes.append("the head before the pack's head is not in the pack")
     if witnessed is not None:
-        _check_witnessed(head, witnessed, res)
+        _proofs.check_witnessed(head, witnessed, res, canonical=canonical)
     return head
 
 
@@ -356,23 +363,6 @@ def _check_timestamp(doc: dict[str, Any], head: dict[str, Any], ca: bytes,
     else:
         res.notes.append(f"the head was time-stamped at {_proofs.timestamp_time(reply)} by an "
                          "authority under --tsa-ca")
-
-
-def _check_witnessed(head: dict[str, Any], witnessed: Sequence[dict[str, Any]],
-                     res: Result) -> None:
-    digest = hashlib.sha256(canonical(head)).hexdigest()
-    mine = [w for w in witnessed if w.get("site") == head.get("site")]
-    if any(hashlib.sha256(canonical(w)).hexdigest() == digest for w in mine):
-        res.notes.append(f"the pack's tree head is one of the {len(mine)} witnessed heads")
-        return
-    for w in mine:
-        if w.get("size") == head.get("size") and w.get("root") != head.get("root"):
-            res.fail("tree-head.json", f"a witnessed head of {w.get('size')} leaves "
-                                       f"({w.get('at')}) has another root: the log the pack "
-                                       "is proved against is not the one witnessed")
-            return
-    res.notes.append("the pack's tree head is not among the witnessed heads (made after "
-                     "the copy, or never sent)")
 
 
 def _records(files: dict[str, bytes], rows: list[dict[str, Any]],

@@ -6,6 +6,9 @@ Part of the standalone verifier (:mod:`coverwatch.evidence.standalone`): copy it
 (x509 and signatures; the token's DER is read here, no ``openssl`` is run). It repeats
 ``coverwatch.domain.merkle`` on purpose; the unit tests hold the two equal.
 
+The purge and lapse checks (``purges.json``, alerts against lapses) are here too, so
+that each file stays small.
+
 A time-stamp reply is accepted when: its status grants it; its TSTInfo's message
 imprint is the hash of the data (the head's canonical JSON); the signed attributes
 name the TSTInfo's digest; their signature verifies under the signing certificate the
@@ -18,15 +21,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-__all__ = ["leaf_hash", "timestamp_time", "verify_consistency", "verify_inclusion",
-           "verify_timestamp_token"]
+__all__ = ["Findings", "check_alerts", "check_purges", "check_witnessed", "leaf_hash",
+           "timestamp_time", "verify_consistency", "verify_inclusion", "verify_timestamp_token"]
+
+
+class Findings(Protocol):
+    """Where a check writes what it found (the verifier's ``Result``)."""
+
+    notes: list[str]
+
+    def fail(self, member: str, why: str) -> None: ...
 
 
 # -- RFC 9162 Merkle tree ----------------------------------------------------------------------
@@ -266,3 +279,134 @@ def verify_timestamp_token(reply: bytes, data: bytes, ca_pem: bytes) -> str | No
         return "the signing certificate has no extended key usage"
     except (_Bad, ValueError, IndexError, StopIteration) as e:
         return f"not a readable time-stamp token ({e or type(e).__name__})"
+
+
+# -- witnessed heads ------------------------------------------------------------------------
+
+def check_witnessed(head: dict[str, Any], witnessed: Sequence[dict[str, Any]],
+                    res: Findings, *, canonical: Callable[[Any], bytes]) -> None:
+    """The pack's head against heads kept elsewhere (a witness's copy)."""
+    digest = hashlib.sha256(canonical(head)).hexdigest()
+    mine = [w for w in witnessed if w.get("site") == head.get("site")]
+    if any(hashlib.sha256(canonical(w)).hexdigest() == digest for w in mine):
+        res.notes.append(f"the pack's tree head is one of the {len(mine)} witnessed heads")
+        return
+    for w in mine:
+        if w.get("size") == head.get("size") and w.get("root") != head.get("root"):
+            res.fail("tree-head.json", f"a witnessed head of {w.get('size')} leaves "
+                                       f"({w.get('at')}) has another root: the log the pack "
+                                       "is proved against is not the one witnessed")
+            return
+    res.notes.append("the pack's tree head is not among the witnessed heads (made after "
+                     "the copy, or never sent)")
+
+
+# -- what was purged, and alerts against lapses -------------------------------------------------
+
+def _us(iso: str) -> int:
+    from datetime import datetime
+    t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def check_purges(files: dict[str, bytes], manifest: dict[str, Any], proofs: dict[str, Any],
+                 head: dict[str, Any], res: Findings, *, entry_hash: Callable[[Any], str],
+                 canonical: Callable[[Any], bytes]) -> list[dict[str, Any]]:
+    """``purges.json``: each purge record matches its ``retention.purged`` audit entry, proved
+    in the log; every span without data names purge records of the pack and every purged
+    part of the window lies in one; no lapse is given where positions were purged. Returns
+    the spans without data."""
+    if "purges.json" not in files:
+        res.notes.append("the pack predates purges.json: purged history is not declared")
+        return []
+    doc = json.loads(files["purges.json"])
+    records, spans = doc.get("records") or [], doc.get("no_data") or []
+    since, until = int(manifest["since_us"]), int(manifest["until_us"])
+    size, root, given = int(head["size"]), bytes.fromhex(head["root"]), proofs.get("purges") or {}
+    for p in records:
+        e = p.get("audit") or {}
+        told = e.get("details") or {}
+        if entry_hash(e) != e.get("hash") or e.get("action") != "retention.purged" or \
+                (told.get("before_us"), told.get("removed")) != (p["before_us"], p["removed"]):
+            res.fail("purges.json", f"purge {p.get('id')} does not match a retention.purged "
+                                    "audit entry")
+            continue
+        proof = given.get(str(e["id"]))
+        leaf = canonical({"hash": e["hash"], "kind": "audit", "ref": str(e["id"])})
+        if proof is None or not verify_inclusion(int(proof["leaf"]), size, leaf_hash(leaf),
+                                                 [bytes.fromhex(h) for h in proof["path"]], root):
+            res.fail("purges.json", f"purge {p['id']}: its audit entry {e['id']} is not proved "
+                                    "in the log")
+        gone = [(since, min(int(p["before_us"]), until))]
+        for h0, h1 in p.get("held") or ():
+            gone = [q for a, b in gone for q in ((a, min(b, h0)), (max(a, h1), b))]
+        for a, b in gone:
+            if b > a and not any(s["start_us"] <= a and b <= s["end_us"] for s in spans):
+                res.fail("purges.json", f"purge {p['id']} removed the positions of "
+                                        f"{a}-{b} (us), yet no span without data covers them")
+    ids = {p.get("id") for p in records}
+    for s in spans:
+        if not s.get("purges") or not set(s["purges"]) <= ids:
+            res.fail("purges.json", f"the span without data {s.get('start')} to {s.get('end')} "
+                                    "names no purge record of the pack")
+    for lp in json.loads(files["lapses.json"]):
+        if any(lp["start_us"] < s["end_us"] and s["start_us"] < lp["end_us"] for s in spans):
+            res.fail("lapses.json", f"the lapse at {lp['post']} / {lp['rule']} from "
+                                    f"{lp['start']} lies where positions were purged")
+    if records:
+        res.notes.append(f"{len(records)} purge record(s) named, each proved by its audit "
+                         f"entry; {len(spans)} span(s) without data, where no lapse is derived")
+    return spans
+
+
+def _late(rows: list[dict[str, Any]], b: int) -> str:
+    """Events timed before ``b`` that arrived late or back-dated: they may have changed it."""
+    late = [r["id"] for r in rows if int(r["t_us"]) <= b and (
+        r.get("late") or int(r.get("received_us") or r["t_us"]) - int(r["t_us"]) > 300_000_000)]
+    return f"; event(s) {late[:5]} before it arrived late or back-dated" if late else ""
+
+
+def _same(a: dict[str, Any], lp: dict[str, Any]) -> bool:
+    """Is ``a`` the alert of ``lp``: same rule and start, and the lapse outlasted its grace."""
+    return (a["post"], a["rule"]) == (lp["post"], lp["rule"]) and lp.get("alert_at") is not None \
+        and (
+        a["lapse_start"] == lp["start_us"]
+        or (bool(lp["clipped_start"]) and a["lapse_start"] < lp["start_us"]))
+
+
+def check_alerts(files: dict[str, bytes], manifest: dict[str, Any], spans: list[dict[str, Any]],
+                 rows: list[dict[str, Any]], res: Findings) -> None:
+    """Lapse alerts against the lapses (which ``coverwatch evidence verify`` re-derives from
+    the events): an alert with no such lapse, a lapse past its grace with no alert."""
+    lapses = json.loads(files["lapses.json"])
+    since, until = int(manifest["since_us"]), int(manifest["until_us"])
+    # an alert whose lapse ended before the window is only here for its later handling
+    alerts = [a for a in json.loads(files["alerts.json"]) if a.get("kind") == "lapse"
+              and (a.get("resolved_at") or until) > since]
+    bad = 0
+    for a in alerts:
+        if any(_same(a, lp) for lp in lapses):
+            continue
+        if any(a["lapse_start"] <= s["end_us"] and s["start_us"] <= (a.get("resolved_at")
+                                                                    or until) for s in spans):
+            res.notes.append(f"lapse alert {a['id']} falls where positions were purged: "
+                             "not checked against a lapse")
+            continue
+        bad += 1
+        res.fail("alerts.json", f"lapse alert {a['id']} ({a['post']} / {a['rule']}, lapse from "
+                                f"{a['lapse_start']} us) has no lapse in what the events imply"
+                                + _late(rows, a.get("resolved_at") or until))
+    for lp in lapses:
+        if lp.get("alert_at") is None or _us(lp["alert_at"]) > until or \
+                any(_same(a, lp) for a in alerts):
+            continue
+        bad += 1
+        fixes = any(r["kind"] == "fix" and lp["start_us"] <= int(r["t_us"]) <= lp["end_us"]
+                    for r in rows)
+        res.fail("lapses.json", f"the lapse at {lp['post']} / {lp['rule']} from {lp['start']} "
+                                f"passed its grace at {lp['alert_at']}, yet no alert was raised"
+                                + ("" if fixes else "; no position at all is recorded then "
+                                   "(purged, and the purge not declared?)")
+                                + _late(rows, lp["end_us"]))
+    if not bad:
+        res.notes.append(f"{len(alerts)} lapse alert(s) agree with the {len(lapses)} lapse(s)")

@@ -6,10 +6,12 @@
   largest ``within_m`` of its rules, accuracy not added). On duty or not: it is where they were.
 * **Daily activity report** for one day in the site's time zone, optionally one shift
   (``HH:MM-HH:MM``, local; may run past midnight): officers going on and off duty, time on
-  post per officer and post, lapses and alerts with their handling and who was notified
-  (one row per recorded delivery, failed ones as failed), orders
+  post per officer and post and each unbroken stint with its times, lapses and alerts with
+  their handling and who was notified (one row per recorded delivery, failed ones as
+  failed), orders
   acknowledgements missed or late for rostered shifts, SOS and device-silence alerts, and
-  what supervisors did (from the audit log).
+  what people did (from the audit log, each note against the action it was written with),
+  apart from what the system did on its own (engine, devices, server).
 
 Rows are plain dicts; ``reports/supervision_out.py`` writes them as CSV and PDF.
 """
@@ -32,8 +34,10 @@ from coverwatch.reports.replay import lapse_record
 from coverwatch.storage import Store
 from coverwatch.storage.versions import SiteVersion
 
-__all__ = ["DailyReport", "daily_report", "day_window", "time_in_area"]
+__all__ = ["AUTOMATIC", "DailyReport", "daily_report", "day_window", "stint_rows", "time_in_area"]
 
+# The actors that are the system itself (the store's audit entries name them), not a person.
+AUTOMATIC = frozenset({"engine", "server", "devices", "device", "tours", "briefing", "bus"})
 _SUPERVISOR_ACTIONS = ("alert.", "site.", "roster.", "hold.", "retention.", "orders.issued",
                        "evidence.")
 
@@ -51,6 +55,12 @@ def _in_post(site: Site, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
 
 def time_in_area(site: Site, store: Store, since: int, until: int) -> list[dict[str, Any]]:
     """Seconds each officer spent in each post's area in [since, until); see the docstring."""
+    return [{k: v for k, v in r.items() if k != "stints"}
+            for r in _on_post(site, store, since, until)]
+
+
+def _on_post(site: Site, store: Store, since: int, until: int) -> list[dict[str, Any]]:
+    """:func:`time_in_area`'s rows, each with its ``stints`` ((start, end) in µs)."""
     stale = seconds_to_us(site.stale_after_s)
     rows = [r for r in store.events_between(since - stale, until) if r["kind"] == "fix"]
     by_officer: dict[str, list[tuple[int, float, float]]] = {}
@@ -69,8 +79,27 @@ def time_in_area(site: Site, store: Store, since: int, until: int) -> list[dict[
             us = int(dur[mask].sum())
             if us:
                 out.append({"officer": officer, "post": post, "seconds": us / 1e6,
-                            "since": format_time(since), "until": format_time(until)})
+                            "since": format_time(since), "until": format_time(until),
+                            "stints": _stints(start[mask & (dur > 0)], end[mask & (dur > 0)])})
     return out
+
+
+def _stints(start: np.ndarray, end: np.ndarray) -> list[tuple[int, int]]:
+    """Fix intervals joined where one ends as the next begins: unbroken time on post."""
+    out: list[tuple[int, int]] = []
+    for a, b in zip(start.tolist(), end.tolist(), strict=True):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def stint_rows(time_on_post: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stint: officer, post, from, until and minutes, in time order per officer."""
+    return [{"officer": r["officer"], "post": r["post"], "from": format_time(a),
+             "until": format_time(b), "minutes": round((b - a) / 60e6, 1)}
+            for r in time_on_post for a, b in r["stints"]]
 
 
 def day_window(day: str, timezone: str, shift: str | None = None) -> tuple[int, int]:
@@ -134,7 +163,10 @@ def daily_report(
     rep.sections["duty"] = [{"officer": r["officer"], "at": format_time(int(r["t_us"])),
                              "change": "on" if r["on"] else "off",
                              "capabilities": r.get("capabilities") or ""} for r in duty]
-    rep.sections["time on post"] = time_in_area(site, store, since, until)
+    on_post = _on_post(site, store, since, until)
+    rep.sections["time on post"] = [{k: v for k, v in r.items() if k != "stints"} | {
+        "stints": len(r["stints"])} for r in on_post]
+    rep.sections["stints"] = stint_rows(on_post)
     lapses = recompute(store, versions, since=since, until=until - 1).lapses if versions else []
     rep.sections["lapses"] = [lapse_record(lp) for lp in lapses]
     alerts = [a for a in store.load_alerts() if since <= a["alert_at"] < until]
@@ -170,12 +202,20 @@ def daily_report(
         if not batch:
             break
         for e in batch:
-            if e.actor != "server" and e.action.startswith(_SUPERVISOR_ACTIONS) and \
-                    since <= parse_time(e.at) < until:
-                note = e.details.get("acknowledgement_note") or e.details.get("close_note") \
-                    or e.details.get("reason") or ""
+            if e.action.startswith(_SUPERVISOR_ACTIONS) and since <= parse_time(e.at) < until:
                 actions.append({"at": e.at, "who": e.actor, "action": e.action,
-                                "subject": e.subject, "note": note})
+                                "subject": e.subject, "note": _note(e.action, e.details)})
         after = batch[-1].id
-    rep.sections["supervisor actions"] = actions
+    rep.sections["supervisor actions"] = [a for a in actions if a["who"] not in AUTOMATIC]
+    rep.sections["automatic actions"] = [a for a in actions if a["who"] in AUTOMATIC]
     return rep
+
+
+def _note(action: str, details: dict[str, Any]) -> str:
+    """The note written with this action only: an alert's record carries its acknowledgement
+    note on every later change, which must not be shown again against those."""
+    if action == "alert.acknowledged":
+        return str(details.get("acknowledgement_note") or "")
+    if action == "alert.closed":
+        return str(details.get("close_note") or "")
+    return "" if action.startswith("alert.") else str(details.get("reason") or "")
