@@ -65,8 +65,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     save_versions(store, [SiteVersion(0, source), SiteVersion(T0 + H // 4, source + "\n")])
     store.append_events([{"kind": "duty", "t_us": T0 + i, "officer": f"O{i}", "on": True,
                           "capabilities": "armed", "source": "test"} for i in range(2)])
-    alert = Alert(id=alert_id_for("lapse", "gate", "two", T0), kind="lapse", post="gate",
-                  rule="two", lapse_start=T0, alert_at=T0 + 60 * US_PER_S, count=1, need=2)
+    # An SOS (a lapse alert would be checked against the lapses the events imply).
+    alert = Alert(id=alert_id_for("sos", "O0", "sos", T0), kind="sos", post="O0",
+                  rule="sos", lapse_start=T0, alert_at=T0, count=0, need=1)
     store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
     alert.acknowledge("sam", "on my way", T0 + 90 * US_PER_S)
     store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")

@@ -46,7 +46,7 @@ def test_a_revoked_token_in_a_group_refuses_only_its_request(store: Store) -> No
     held = {0: _held(store, a), 1: _held(store, b)}
     store.deactivate_device("phone-A1")  # committed after the lookup, before the commit
     result, failed = append_isolated(
-        store, [_row(0, "A1"), _row(1, "B1")], [_report(0, "A1"), _report(1, "B1")], None,
+        store, [_row(0, "A1"), _row(1, "B1")], [_report(0, "A1"), _report(1, "B1")], (),
         held)
     assert [r["officer"] for r in result.rows] == ["B1"]
     assert [r["device"] for r in result.reports] == ["phone-B1"]
@@ -58,7 +58,7 @@ def test_every_token_of_a_group_stale_stores_nothing(store: Store) -> None:
     _, a = store.create_device("phone-A1", "A1")
     held = {0: _held(store, a)}
     store.rotate_device_token("phone-A1")
-    result, failed = append_isolated(store, [_row(0, "A1")], [_report(0, "A1")], None, held)
+    result, failed = append_isolated(store, [_row(0, "A1")], [_report(0, "A1")], (), held)
     assert result.rows == [] and list(failed) == [0]
     assert store.events_since(0) == []
 
@@ -70,7 +70,7 @@ def test_a_bad_record_and_a_stale_token_fail_only_their_own(store: Store) -> Non
     held = {0: _held(store, a), 1: _held(store, b), 2: _held(store, c)}
     store.deactivate_device("phone-B1")
     rows = [_row(0, "A1"), _row(1, "B1"), _row(2, "C1", kind="teleport")]  # not storable
-    result, failed = append_isolated(store, rows, [_report(0, "A1")], None, held)
+    result, failed = append_isolated(store, rows, [_report(0, "A1")], (), held)
     assert [r["officer"] for r in result.rows] == ["A1"]
     assert sorted(failed) == [1, 2]
     assert isinstance(failed[1], CredentialsChanged)
@@ -79,7 +79,7 @@ def test_a_bad_record_and_a_stale_token_fail_only_their_own(store: Store) -> Non
 
 def test_a_group_without_held_tokens_is_not_checked(store: Store) -> None:
     # Uploads whose device was looked up for the request carry no token to check.
-    result, failed = append_isolated(store, [_row(0, "Z9")], [], None, None)
+    result, failed = append_isolated(store, [_row(0, "Z9")], [], (), None)
     assert len(result.rows) == 1 and failed == {}
 
 
