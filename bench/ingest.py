@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 import orjson
+from benchkit import cpu_s, free_port
 
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.storage import open_store
@@ -93,16 +94,6 @@ def site_yaml(site_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -142,7 +133,7 @@ def server(
         store.create_user("bench", PASSWORD, ["supervisor"])
     finally:
         store.close()
-    port = _free_port()
+    port = free_port()
     cmd = [
         str(SCRIPT),
         "serve",
@@ -283,12 +274,12 @@ def http_load_process(
 def run_http(srv: Server, seconds: float, batch: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    cpu0 = _cpu_s(srv.proc.pid)
+    cpu0 = cpu_s(srv.proc.pid)
     p = ctx.Process(target=http_load_process, args=(srv.url, srv.tokens, seconds, batch, None, q))
     p.start()
     res = q.get(timeout=seconds + 120)
     p.join()
-    res["server_cpu"] = _cpu_s(srv.proc.pid) - cpu0
+    res["server_cpu"] = cpu_s(srv.proc.pid) - cpu0
     res["stored"] = srv.store_count()
     res["rate"] = res["accepted"] / res["elapsed"]
     return dict(res)
@@ -300,7 +291,7 @@ def run_http(srv: Server, seconds: float, batch: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def private_broker(work: Path, settings: dict[str, str]) -> Iterator[str]:
     """A Mosquitto of our own on a free loopback port; yields its mqtt:// URL."""
-    port = _free_port()
+    port = free_port()
     conf = work / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
              "sys_interval 1", "log_dest stderr", "log_type error", "log_type warning",
@@ -443,7 +434,7 @@ def run_mqtt(
     base = srv.store_count()
     dropped0 = broker_dropped(url)
     messages = fixes // per_message
-    cpu0 = _cpu_s(srv.proc.pid)
+    cpu0 = cpu_s(srv.proc.pid)
     start = time.monotonic()
     db_file = str(srv.data_dir / "coverwatch.db")
     p = ctx.Process(
@@ -475,7 +466,7 @@ def run_mqtt(
         "elapsed": done - start,
         "rate": stored / (done - start),
         "publish_s": pub["elapsed"],
-        "server_cpu": _cpu_s(srv.proc.pid) - cpu0,
+        "server_cpu": cpu_s(srv.proc.pid) - cpu0,
         "dropped": None if dropped0 is None or dropped1 is None else dropped1 - dropped0,
         "load": os.getloadavg()[0],
     }
@@ -571,14 +562,14 @@ def run_latency(srv: Server, samples: int, background: float) -> dict[str, Any]:
     p = ctx.Process(
         target=http_load_process, args=(srv.url, srv.tokens[:-1], seconds, 500, background, q)
     )
-    cpu0 = _cpu_s(srv.proc.pid)
+    cpu0 = cpu_s(srv.proc.pid)
     p.start()
     time.sleep(1.5)  # let the background load settle
     res = asyncio.run(_latency(srv, samples))
     load = q.get(timeout=seconds + 60)
     p.join()
     res["background_rate"] = load["accepted"] / load["elapsed"]
-    res["server_cpu"] = (_cpu_s(srv.proc.pid) - cpu0) / load["elapsed"]
+    res["server_cpu"] = (cpu_s(srv.proc.pid) - cpu0) / load["elapsed"]
     return res
 
 

@@ -32,17 +32,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from benchkit import cpu_s, free_port, loadavg, wait_ready
 
 __all__ = ["main"]
 
@@ -133,19 +132,7 @@ def site_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 @dataclass
@@ -188,23 +175,14 @@ def server(work: Path, src: str | None, devices: int) -> Iterator[tuple[int, str
     tokens = work / "tokens.txt"
     auditor = subprocess.run([sys.executable, "-c", enrol, str(data), str(devices), str(tokens)],
                              env=env, check=True, capture_output=True, text=True).stdout.strip()
-    port = _free_port()
+    port = free_port()
     cmd = [str(SCRIPT), "serve", "--site", str(site), "--data-dir", str(data), "--port",
            str(port), "--lateness-s", "2"]
     log = (work / "server.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((work / "server.log").read_text()[-2000:])
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready within 60 s")
-            time.sleep(0.1)
+        wait_ready(proc, url, work / "server.log")
         yield proc.pid, url, tokens, auditor
     finally:
         proc.terminate()
@@ -258,12 +236,12 @@ def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]
             if args.paced:
                 modes.append((f"paced {args.paced}/s", args.paced, 1000))
             for mode, conns, pause in modes:
-                late0, cpu0 = _late_total(url, auditor), _cpu_s(pid)
+                late0, cpu0 = _late_total(url, auditor), cpu_s(pid)
                 r = wrk(url, script, tokens, connections=conns, threads=args.threads,
                         seconds=args.seconds, pause_ms=pause)
-                cpu = _cpu_s(pid) - cpu0
+                cpu = cpu_s(pid) - cpu0
                 late = _late_total(url, auditor) - late0
-                load = _loadavg()
+                load = loadavg()
                 runs.append(Run(label, mode, r["requests"] / r["seconds"], r["p50_ms"],
                                 r["p99_ms"], int(r["bad"] + r["socket_errors"]),
                                 1000 * cpu / max(1.0, r["requests"]), late, True, load, r))
@@ -299,7 +277,7 @@ def main() -> None:
         print("bench/phones.py: skipped, wrk is not installed (apt-get install -y wrk)")
         return
     trees = [t.partition("=")[::2] for t in args.tree] or [("this", None)]
-    print(f"load before: {_loadavg()}", flush=True)
+    print(f"load before: {loadavg()}", flush=True)
     runs: list[Run] = []
     for rnd in range(args.rounds):
         for label, src in trees:

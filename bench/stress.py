@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from typing import Any
 
 import httpx
 import orjson
+from benchkit import cpu_s, free_port, wait_ready
 
 from coverwatch.domain.time import format_time
 from coverwatch.storage import open_store
@@ -54,11 +54,6 @@ SCRIPT = Path(sys.executable).parent / "coverwatch"
 OFFICERS, POSTS, LAPSING, PROBES = 300, 60, 20, 400
 PHASES = ("calm", "lapse", "logins", "bogus", "all")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _post_at(i: int) -> tuple[float, float]:
@@ -76,11 +71,6 @@ def site_yaml(hook: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -93,7 +83,7 @@ class Receiver:
     """A minimal HTTP receiver on 127.0.0.1: notes when each notification title arrived."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.arrived: dict[str, float] = {}
         self.count = 0
 
@@ -145,23 +135,14 @@ def server(work: Path, hook: str) -> Iterator[tuple[subprocess.Popen[bytes], str
         store.create_user("bench", "bench-password-123", ["supervisor"])
     finally:
         store.close()
-    port = _free_port()
+    port = free_port()
     cmd = [str(SCRIPT), "serve", "--site", str(site), "--data-dir", str(data), "--port",
            str(port), "--lateness-s", "2", "--trusted-proxies", "127.0.0.1"]
     log = (work / "server.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((work / "server.log").read_text()[-2000:])
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready within 60 s")
-            time.sleep(0.1)
+        wait_ready(proc, url, work / "server.log")
         yield proc, url, officers, probes
     finally:
         proc.terminate()
@@ -301,13 +282,13 @@ class Load:
             jobs.append(self.logins(stop))
         if name in ("bogus", "all"):
             jobs.append(self.bogus(stop))
-        began, own, server = time.monotonic(), time.process_time(), _cpu_s(self.pid)
+        began, own, server = time.monotonic(), time.process_time(), cpu_s(self.pid)
         await asyncio.gather(*jobs)
         phase.load = os.getloadavg()
         # Is the load generator itself the limit? Its CPU and the server's, % of a core.
         wall = time.monotonic() - began
         phase.extra["cpu% gen/server"] = (round(100 * (time.process_time() - own) / wall),
-                                          round(100 * (_cpu_s(self.pid) - server) / wall))
+                                          round(100 * (cpu_s(self.pid) - server) / wall))
         return phase
 
 
