@@ -113,6 +113,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # The dashboard (coverwatch.web): its JSON endpoints and its pages.
     ("GET", "/api/v1/report"): SUPERVISION,
     ("GET", "/api/v1/site"): SUPERVISION,
+    ("GET", "/api/v1/site/background"): SUPERVISION,
     ("GET", "/api/v1/plan"): SUPERVISION,
     ("GET", "/api/v1/alerts/board"): SUPERVISION,
     ("GET", "/api/v1/timeline"): SUPERVISION,

@@ -156,7 +156,7 @@ def test_the_route_and_the_lean_path_answer_alike(tmp_path: Path, kit: Kit) -> N
     lean = _fix(kit, token)
     plain = FastAPI()
     plain.include_router(router)
-    plain.state.services = kit.svc
+    plain.state.site_unit = kit.svc
     from fastapi.testclient import TestClient
 
     with TestClient(plain) as client:  # no lifespan of its own: the kit's unit serves it

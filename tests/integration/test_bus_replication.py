@@ -132,18 +132,19 @@ def test_r3_stream_survives_a_killed_nats_node(tmp_path: Path) -> None:
             assert sorted(keys) == sorted(acked[site])  # each acknowledged key, exactly once
 
         # Evaluation resumed on the survivors: every event taken once (tally in checkpoints).
-        cps = Checkpoints(await open_bucket(js, names.checkpoints))
+        # A JetStream call may time out while the killed node's groups elect new leaders.
+        cps = Checkpoints(await _until_ok(lambda: open_bucket(js, names.checkpoints)))
 
         async def evaluated() -> bool:
             for s in SITES:
-                cp = await cps.load(s)
+                cp = await _until_ok(lambda s=s: cps.load(s))
                 if cp is None or cp.state is None or EventTally(s, cp.state).events < 200:
                     return False
             return True
 
         assert await wait_for(evaluated, 90)  # generous: a bound, not a timing claim
         for s in SITES:
-            cp = await cps.load(s)
+            cp = await _until_ok(lambda s=s: cps.load(s))
             assert cp is not None and cp.state is not None
             assert EventTally(s, cp.state).events == 200  # none lost, none doubled
         stop.set()

@@ -72,6 +72,10 @@ def write_sites(template: Path, directory: Path, count: int) -> list[Path]:
     """``count`` fictional sites: the template under new ids and names."""
     directory.mkdir(parents=True, exist_ok=True)
     doc = yaml.safe_load(template.read_text(encoding="utf-8"))
+    image = (doc.get("background") or {}).get("image")
+    if image:  # the plan's picture goes beside the copies (a path relative to the site file)
+        shutil.copy(template.parent / image, directory / Path(image).name)
+        doc["background"]["image"] = Path(image).name
     paths = []
     for n in range(1, count + 1):
         doc["site"] = f"cluster-{n:02d}"
