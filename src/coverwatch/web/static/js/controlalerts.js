@@ -175,6 +175,13 @@ function updateWhoToSend(card, a, v) {
   card.querySelector(".who-to-send").replaceChildren(...(block ? [block] : []));
 }
 
+const CAUSE_WORDS = {
+  outage: "from stale data after an outage (consequential)",
+  "flag-switch": "all began at one instant (a flag switch or a site change)",
+  "signal-loss": "no officer counts at any of them (loss of signal?)",
+  flood: "many alerts at once",
+};
+
 // One line per incident above the list: how many alerts at how many posts, the cause in
 // words (an outage's lapses come from stale data), and one acknowledgement for them all.
 function renderIncidents(v) {
@@ -205,9 +212,11 @@ function renderIncidents(v) {
         ack.disabled = false;
       }
     });
-    return el("p", { class: `incident cause-${i.cause}`, "data-incident": i.id, "data-members": String(n) },
+    // Short words (two lines at most in the 400 px panel); the server's full words in the title.
+    return el("p", { class: `incident cause-${i.cause}`, "data-incident": i.id, "data-members": String(n),
+      title: `${i.detail}. One message per level for the whole incident; its members are marked “incident of ${n}”.` },
       el("strong", {}, `INCIDENT: ${n} alert${n === 1 ? "" : "s"} at ${p} post${p === 1 ? "" : "s"}`),
-      ` (${i.cause}) – ${i.detail}. One message per level; members marked “incident of ${n}”. `, ack, err);
+      ` – ${CAUSE_WORDS[i.cause] ?? i.detail} `, ack, err);
   }));
   host.hidden = byId.size === 0;
 }
