@@ -70,9 +70,11 @@ def grid_plan(cols: int, rows: int, dx: float, dy: float) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def serve_site(tmp_path_factory: pytest.TempPathFactory, name: str, site_text: str,
-               files: dict[str, str] | None = None) -> Iterator[str]:
+               files: dict[str, str] | None = None, *, notify: str | None = None,
+               procs: list[Any] | None = None) -> Iterator[str]:
     """A real server for one site with the supervisor ``sup``; yields its base URL.
-    ``files`` are written beside the site file (a plan image it names)."""
+    ``files`` are written beside the site file (a plan image it names); ``notify`` is
+    sup's contact; the server's process is appended to ``procs``."""
     _need_chromium()
     tmp = tmp_path_factory.mktemp(name)
     data_dir = tmp / "data"
@@ -80,9 +82,10 @@ def serve_site(tmp_path_factory: pytest.TempPathFactory, name: str, site_text: s
     site.write_text(site_text, "utf-8")
     for file_name, text in (files or {}).items():
         (tmp / file_name).write_text(text, "utf-8")
-    _cli("users", "add", "sup", "--roles", "supervisor", data_dir=data_dir,
+    _cli("users", "add", "sup", "--roles", "supervisor",
+         *(("--notify", notify) if notify else ()), data_dir=data_dir,
          env={"COVERWATCH_PASSWORD": PASSWORD})
-    with serving(tmp, site, data_dir) as url:
+    with serving(tmp, site, data_dir, procs) as url:
         yield url
 
 

@@ -82,9 +82,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(tmp: Path, site: Path | list[Path], data_dir: Path) -> Iterator[str]:
+def serving(tmp: Path, site: Path | list[Path], data_dir: Path,
+            procs: list[subprocess.Popen[bytes]] | None = None) -> Iterator[str]:
     """A real `coverwatch serve` (one site or several) on a free port; yields its base URL
-    once ready."""
+    once ready (its process is appended to ``procs``, for a test that pauses it)."""
     port = _free_port()
     log = (tmp / "server.log").open("w")
     sites = [site] if isinstance(site, Path) else site
@@ -95,6 +96,8 @@ def serving(tmp: Path, site: Path | list[Path], data_dir: Path) -> Iterator[str]
          "--public-url", f"http://127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )
+    if procs is not None:
+        procs.append(proc)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

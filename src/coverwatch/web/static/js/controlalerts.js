@@ -99,36 +99,67 @@ function lineText(a, v) {
   return parts.filter(Boolean).join(" · ");
 }
 
+// Set a property only when it differs: an unchanged card gets no DOM writes at all.
+function put(node, prop, value) { if (node[prop] !== value) node[prop] = value; }
+function putAttr(node, name, value) { if (node.getAttribute(name) !== value) node.setAttribute(name, value); }
+
 function updateCard(card, a, v, compact) {
   const open = card._open ?? !compact;
-  card.className = `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}${open ? " open" : ""}`;
-  const badge = card.querySelector(".badge");
-  if (badge.textContent !== stateLabel(a)) badge.textContent = stateLabel(a);
+  put(card, "className", `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}${open ? " open" : ""}`);
+  put(card.querySelector(".badge"), "textContent", stateLabel(a));
   const { line } = card._parts;
-  const text = lineText(a, v);
-  if (line.textContent !== text) line.textContent = text;
-  line.setAttribute("aria-expanded", String(open));
+  put(line, "textContent", lineText(a, v));
+  putAttr(line, "aria-expanded", String(open));
   if (!open) return;  // a folded card's details are not redrawn (only what is seen changes)
-  const f = alertFacts(a, v);
-  card.querySelector(".facts").replaceChildren(
-    el("li", { class: "short" }, f.shortFor),
-    el("li", {}, f.coverNow), ...escalationFacts(a, app.site.escalation_levels),
-    // Only a lapse has a lapse start; an alarm's or the server's alert has just its time.
-    el("li", { class: "muted" }, !["sos", "fall", "device-silent", "system", "notification-failure"].includes(a.kind)
-      ? `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`
-      : `Raised ${formatTime(a.alert_at_ms)}`),
-    ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : []));
+  updateFacts(card, a, v);
   const { ackBtn, closeBtn, note } = card._parts;
   const canAck = !v.replay && app.canAct && (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by));
   // A device alarm has no automatic end: a person closes it.
   const canClose = !v.replay && app.canAct && (a.state === "resolved" || (isAlarm(a) && a.state === "acknowledged"));
-  ackBtn.hidden = !canAck;
-  closeBtn.hidden = !canClose;
+  put(ackBtn, "hidden", !canAck);
+  put(closeBtn, "hidden", !canClose);
   const { noteBtn } = card._parts;
-  noteBtn.hidden = !(canAck || canClose);
-  note.hidden = noteBtn.hidden || !(card._noteOpen || note.value);
-  closeBtn.title = canClose ? "" : "An alert can be closed once cover is restored";
+  put(noteBtn, "hidden", !(canAck || canClose));
+  put(note, "hidden", noteBtn.hidden || !(card._noteOpen || note.value));
+  put(closeBtn, "title", canClose ? "" : "An alert can be closed once cover is restored");
   updateWhoToSend(card, a, v);
+}
+
+// An open card's facts: skipped while the alert's signature (what the facts show) is
+// unchanged; otherwise only the lines that differ are replaced (in a flood, a lapse's
+// ticking "short for" line, not its deliveries).
+function updateFacts(card, a, v) {
+  const f = alertFacts(a, v);
+  const levels = app.site.escalation_levels;
+  const sig = JSON.stringify([f, a.kind, a.state, a.notified, a.reached_level, a.escalated_level,
+    a.alert_at_ms, a.lapse_start_ms, a.incident?.id, a.incident?.members.length, levels]);
+  if (card._factsSig === sig) return;
+  card._factsSig = sig;
+  patchChildren(card.querySelector(".facts"), [
+    el("li", { class: "short" }, f.shortFor),
+    el("li", {}, f.coverNow), ...escalationFacts(a, levels),
+    // Only a lapse has a lapse start; an alarm's or the server's alert has just its time.
+    el("li", { class: "muted" }, !["sos", "fall", "device-silent", "system", "notification-failure"].includes(a.kind)
+      ? `Raised ${formatTime(a.alert_at_ms)}, lapse began ${formatTime(a.lapse_start_ms)}`
+      : `Raised ${formatTime(a.alert_at_ms)}`),
+    ...(a.incident ? [el("li", { class: "incident-of" }, `One of ${a.incident.members.length} alerts of an incident (${a.incident.cause}): ${a.incident.detail}`)] : []),
+    ...(f.ack ? [el("li", { class: "ack" }, f.ack)] : [])]);
+}
+
+// Make host's children equal to ``fresh``, keeping every old child equal to its fresh
+// counterpart (in order) and replacing only the others.
+function patchChildren(host, fresh) {
+  const old = [...host.children];
+  const kept = new Set();
+  let at = 0;
+  const wanted = fresh.map((node) => {
+    for (let k = at; k < old.length; k++) {
+      if (old[k].isEqualNode(node)) { at = k + 1; kept.add(old[k]); return old[k]; }
+    }
+    return node;
+  });
+  for (const o of old) if (!kept.has(o)) o.remove();
+  wanted.forEach((node, i) => { if (host.children[i] !== node) host.insertBefore(node, host.children[i] ?? null); });
 }
 
 // Redrawn only when its data changes, so a Send button is never swapped under the pointer.
@@ -142,6 +173,52 @@ function updateWhoToSend(card, a, v) {
     onSent: (officer) => { announce(`${officer} sent to ${postName(a.post)}.`); hooks.refreshAlerts().catch(() => {}); },
   });
   card.querySelector(".who-to-send").replaceChildren(...(block ? [block] : []));
+}
+
+const CAUSE_WORDS = {
+  outage: "from stale data after an outage (consequential)",
+  "flag-switch": "all began at one instant (a flag switch or a site change)",
+  "signal-loss": "no officer counts at any of them (loss of signal?)",
+  flood: "many alerts at once",
+};
+
+// One line per incident above the list: how many alerts at how many posts, the cause in
+// words (an outage's lapses come from stale data), and one acknowledgement for them all.
+function renderIncidents(v) {
+  const host = $("incidents");
+  const byId = new Map();
+  for (const a of v.alerts) {
+    if (!a.incident || !ACTIVE.has(a.state)) continue;
+    const entry = byId.get(a.incident.id) ?? { incident: a.incident, waiting: 0 };
+    if (a.state === "open" || (a.state === "resolved" && !a.acknowledged_by)) entry.waiting++;
+    byId.set(a.incident.id, entry);
+  }
+  const canAct = !v.replay && app.canAct;
+  const key = JSON.stringify([...byId.values()].map(({ incident: i, waiting }) => [i.id, i.cause, i.members.length, i.posts.length, waiting]).concat([canAct]));
+  if (host._key === key) return;
+  host._key = key;
+  host.replaceChildren(...[...byId.values()].map(({ incident: i, waiting }) => {
+    const n = i.members.length, p = i.posts.length;
+    const err = el("span", { class: "error", role: "alert" });
+    const ack = el("button", { type: "button", class: "primary", hidden: !(canAct && waiting) }, `Acknowledge all ${waiting}`);
+    ack.addEventListener("click", async () => {
+      ack.disabled = true; err.textContent = "";
+      try {
+        await api(`/api/v1/incidents/${encodeURIComponent(i.id)}/acknowledge`, { method: "POST", body: {} });
+        announce(`Incident of ${n} alerts acknowledged.`);
+        await hooks.refreshAlerts();
+      } catch (e) {
+        if (!(e instanceof AuthError)) err.textContent = `Could not acknowledge: ${e.message}`;
+        ack.disabled = false;
+      }
+    });
+    // Short words (two lines at most in the 400 px panel); the server's full words in the title.
+    return el("p", { class: `incident cause-${i.cause}`, "data-incident": i.id, "data-members": String(n),
+      title: `${i.detail}. One message per level for the whole incident; its members are marked “incident of ${n}”.` },
+      el("strong", {}, `INCIDENT: ${n} alert${n === 1 ? "" : "s"} at ${p} post${p === 1 ? "" : "s"}`),
+      ` – ${CAUSE_WORDS[i.cause] ?? i.detail} `, ack, err);
+  }));
+  host.hidden = byId.size === 0;
 }
 
 async function act(id, what, note, card) {
@@ -187,6 +264,7 @@ export function renderAlerts(v) {
   if (!active.length && !list.querySelector(".empty")) list.append(el("p", { class: "empty" }, v.replay ? "No alert was active at this moment." : "No alerts. Every alerted lapse has been closed."));
   if (active.length) list.querySelector(".empty")?.remove();
   $("alert-count").textContent = String(needingAction(v.alerts));
+  renderIncidents(v);
   if (!v.replay) noticeNew(v.alerts);
 }
 
