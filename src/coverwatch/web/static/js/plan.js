@@ -284,8 +284,8 @@ export class Plan {
       items.push({ t: e.label, rank, mark: e.mark, kind: "post", compactable: rank < 3, id });
     }
     for (const e of officers) items.push({ t: e.text, rank: 4, mark: e.marker, kind: "officer" });
-    // A label being looked at (hovered or tapped) is placed first, so the others avoid it;
-    // its class is set here again, as a post's new state rewrites the label's classes.
+    // A label being looked at (hovered or tapped) is placed early, so the later ones avoid
+    // it; its class is set here again, as a post's new state rewrites the label's classes.
     for (const it of items) {
       it.t.removeAttribute("transform");
       it.t.classList.remove("crowded", "compact");
@@ -322,7 +322,9 @@ export class Plan {
       const l = Math.max(box.left, Math.min(left, box.right - r.width)), t = Math.max(box.top, Math.min(top, box.bottom - r.height));
       return { left: l, top: t, right: l + r.width, bottom: t + r.height };
     };
-    const order = (it) => (it.peek ? -1 : it.rank);
+    // A looked-at label goes before its peers, but an ordinary one after the SOS and
+    // lapsed labels: hovering a post never hides a lapsed post's name.
+    const order = (it) => (!it.peek ? it.rank : it.rank <= 1 ? it.rank - 0.5 : 1.5);
     items.sort((a, b) => order(a) - order(b));
     // Greedy, best first; when a lapsed post's label finds no place, try again with every
     // problem label short (names only), which leaves room for more of them.
@@ -369,8 +371,8 @@ export class Plan {
     }
   }
 
-  // A crowded label shows while its marker is under the pointer, placed before every
-  // other label (which may then be crowded in turn), so a peek never covers a label. A
+  // A crowded label shows while its marker is under the pointer, placed early (others may
+  // then be crowded in turn), so a peek covers no label unless it finds no free place. A
   // mouse leaving the marker ends it; a tap's lasts until another tap.
   bindPeek() {
     const labelOf = (node) => {
