@@ -284,7 +284,14 @@ export class Plan {
       items.push({ t: e.label, rank, mark: e.mark, kind: "post", compactable: rank < 3, id });
     }
     for (const e of officers) items.push({ t: e.text, rank: 4, mark: e.marker, kind: "officer" });
-    for (const it of items) { it.t.removeAttribute("transform"); it.t.classList.remove("crowded", "compact"); }  // a peek stays
+    // A label being looked at (hovered or tapped) is placed early, so the later ones avoid
+    // it; its class is set here again, as a post's new state rewrites the label's classes.
+    for (const it of items) {
+      it.t.removeAttribute("transform");
+      it.t.classList.remove("crowded", "compact");
+      it.peek = it.t === this.peek;
+      it.t.classList.toggle("peek", it.peek);
+    }
     // Measure everything first, then write: one layout for the full labels, one for the short.
     for (const it of items) { it.r = it.t.getBoundingClientRect(); it.m = it.mark.getBoundingClientRect(); }
     const short = items.filter((it) => it.compactable && it.r.width);
@@ -298,17 +305,27 @@ export class Plan {
         if (c.width) obstacles.push({ left: c.left, right: c.right, top: c.top, bottom: c.bottom });
       }
     }
-    // Other markers (posts' centres, officers) should not be covered either, but may be
-    // when there is no other free place: the least covered place is taken then.
+    // Other markers (posts' centres and gate bars, officers) should not be covered either,
+    // but may be when there is no other free place: the least covered place is taken then.
     const soft = [];
-    for (const e of this.postEls.values()) { const c = e.centre.getBoundingClientRect(); if (c.width) soft.push(c); }
+    for (const e of this.postEls.values()) {
+      for (const mark of [e.centre, e.gate]) { const c = mark?.getBoundingClientRect(); if (c?.width) soft.push(c); }
+    }
     for (const e of this.officerEls?.values() ?? []) {
       const c = e.marker.getBoundingClientRect();
       if (c.width && c.right > box.left && c.left < box.right && c.bottom > box.top && c.top < box.bottom) soft.push(c);
     }
     const cost = (b) => { let n = 0; for (const p of soft) if (b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom) n++; return n; };
     const inside = (b) => b.left >= box.left && b.right <= box.right && b.top >= box.top && b.bottom <= box.bottom;
-    items.sort((a, b) => a.rank - b.rank);
+    // A looked-at label with no free place is shown all the same, moved inside the plan.
+    const within = ([left, top], r) => {
+      const l = Math.max(box.left, Math.min(left, box.right - r.width)), t = Math.max(box.top, Math.min(top, box.bottom - r.height));
+      return { left: l, top: t, right: l + r.width, bottom: t + r.height };
+    };
+    // A looked-at label goes before its peers, but an ordinary one after the SOS and
+    // lapsed labels: hovering a post never hides a lapsed post's name.
+    const order = (it) => (!it.peek ? it.rank : it.rank <= 1 ? it.rank - 0.5 : 1.5);
+    items.sort((a, b) => order(a) - order(b));
     // Greedy, best first; when a lapsed post's label finds no place, try again with every
     // problem label short (names only), which leaves room for more of them.
     const place = (shortFirst) => {
@@ -317,8 +334,9 @@ export class Plan {
       const out = new Map();
       let lost = 0;
       for (const it of items) {
-        if (!it.r.width || !it.m.width) continue;  // not drawn at this level of detail
-        const forms = !it.rc ? [[it.r, false]] : shortFirst ? [[it.rc, true]] : [[it.r, false], [it.rc, true]];
+        if (!it.r.width) continue;  // not drawn at this level of detail
+        if (!it.m.width) { out.set(it, null); continue; }  // no marker to stand by: hidden
+        const forms = !it.rc ? [[it.r, false]] : shortFirst && !it.peek ? [[it.rc, true]] : [[it.r, false], [it.rc, true]];
         let chosen = null;
         for (const [r, compact] of forms) {
           for (const [left, top] of candidates(it.kind, it.m, r.width, r.height)) {
@@ -330,6 +348,7 @@ export class Plan {
           }
           if (chosen && !chosen.n) break;
         }
+        if (!chosen && it.peek) chosen = { b: within(candidates(it.kind, it.m, it.r.width, it.r.height)[0], it.r), r: it.r, compact: false, n: 0 };
         if (chosen) placed.push(chosen.b); else if (it.rank <= 1) lost++;
         out.set(it, chosen);
       }
@@ -352,26 +371,33 @@ export class Plan {
     }
   }
 
-  // A crowded label shows while its marker is under the pointer (or was tapped).
+  // A crowded label shows while its marker is under the pointer, placed early (others may
+  // then be crowded in turn), so a peek covers no label unless it finds no free place. A
+  // mouse leaving the marker ends it; a tap's lasts until another tap.
   bindPeek() {
     const labelOf = (node) => {
       const g = node?.closest?.("[data-post], [data-officer], .alarm-marker");
-      if (!g) return null;
+      if (!g || !this.root.contains(g)) return null;
       if (g.classList.contains("alarm-marker")) return g.querySelector(".alarm-label");
       if (g.dataset.officer) return this.officerEls?.get(g.dataset.officer)?.text ?? null;
       return this.postEls?.get(g.dataset.post)?.label ?? null;
     };
+    const peek = (t) => {
+      if (t === this.peek) return;
+      this.peek = t;
+      this.placeLabels();
+    };
     this.root.addEventListener("pointerover", (ev) => {
       const t = labelOf(ev.target);
-      if (!t || !t.classList.contains("crowded")) return;
-      for (const p of this.root.querySelectorAll(".peek")) p.classList.remove("peek");
-      t.classList.add("peek");
-      t.parentNode.append(t);  // on top while it is looked at, and inside the plan
-      const box = this.root.getBoundingClientRect(), r = t.getBoundingClientRect();
-      const dx = Math.max(0, box.left - r.left) - Math.max(0, r.right - box.right);
-      const dy = Math.max(0, box.top - r.top) - Math.max(0, r.bottom - box.bottom);
-      if (dx || dy) t.setAttribute("transform", `translate(${dx * (this.unit || 1)},${dy * (this.unit || 1)})`);
+      if (t && t.classList.contains("crowded")) peek(t);
     });
+    // Onto another label is not away: the labels move when a peek starts or ends, and one
+    // that came under a still pointer must not end the peek that moved it there.
+    this.root.addEventListener("pointerout", (ev) => {
+      if (ev.pointerType === "touch" || !this.peek || ev.relatedTarget?.closest?.(".post-label, .officer-label, .alarm-label")) return;
+      if (labelOf(ev.relatedTarget) !== this.peek) peek(null);
+    });
+    this.root.addEventListener("pointerdown", (ev) => { if (ev.pointerType === "touch" && !labelOf(ev.target)) peek(null); });
   }
 
   // Centre the plan on a point (site metres) and mark it for a moment.
