@@ -129,6 +129,10 @@ def test_back_dated_flags_through_the_api_are_audited_marked_and_named(tmp_path:
     rows = [orjson.loads(x) for x in z.read("events.jsonl").splitlines()]
     back = [r for r in rows if r["kind"] == "flag" and not r["on"]]
     assert len(back) == 2 and all(r["received_us"] - r["t_us"] > 600_000_000 for r in back)
+    # The audit segment follows the window, not the server's wall clock (here years apart
+    # from the fake clock's): the entry about the back-dated events is carried.
+    segment = [orjson.loads(x) for x in z.read("audit.jsonl").splitlines() if x]
+    assert audited.id in [e["id"] for e in segment]
     import shutil
     import subprocess
 

@@ -12,7 +12,9 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
 * ``deliveries.json`` — every recorded notification attempt about those alerts (who was
   notified, at which level, when; failed ones as failed): the report's "who was notified";
 * ``audit.jsonl`` and ``audit-anchor.json`` — the audit entries of the window (a contiguous
-  run of the chain) and a signed anchor of the chain's head at export;
+  run of the chain that follows the window: entries recorded in it, and those about its
+  alerts and back-dated events, :mod:`coverwatch.evidence.segment`) and a signed anchor of
+  the chain's head at export;
 * ``purges.json`` — what retention purged that touches the window (each purge record with
   its audit entry, proved under ``purges`` in ``proofs.json``) and the spans without data,
   where no lapse is derived (:mod:`coverwatch.evidence.window`);
@@ -43,12 +45,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from coverwatch.domain.time import format_time, parse_time
+from coverwatch.domain.time import format_time
 from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.packproofs import pack_head, pack_proofs, pack_records
 from coverwatch.evidence.purged import purge_records
+from coverwatch.evidence.segment import audit_segment
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
 from coverwatch.evidence.window import no_data_spans, run_window
@@ -71,28 +74,6 @@ def _json(v: Any) -> bytes:
 def _in_force(versions: list[SiteVersion], since: int, until: int) -> list[SiteVersion]:
     first = max((i for i, v in enumerate(versions) if v.effective_us <= since), default=0)
     return [versions[first]] + [v for v in versions[first + 1:] if v.effective_us <= until]
-
-
-def _audit_segment(store: Store, since: int, until: int) -> list[dict[str, Any]]:
-    """The entries from the first recorded at or after ``since`` to the last recorded at or
-    before ``until`` (wall clock), and every entry between them: a contiguous run of the
-    chain, so that an entry dropped from a pack breaks its links."""
-    out: list[dict[str, Any]] = []
-    first = last = None
-    after = 0
-    while True:
-        batch = store.audit_entries(after, 1000)
-        if not batch:
-            break
-        for e in batch:
-            at = parse_time(e.at)
-            if since <= at <= until:
-                first = len(out) if first is None else first
-                last = len(out)
-            if first is not None:
-                out.append(e.as_dict())
-        after = batch[-1].id
-    return [] if first is None or last is None else out[first:last + 1]
 
 
 def export_pack(
@@ -144,7 +125,7 @@ def export_pack(
     roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
                "start": format_time(s.start), "end": format_time(s.end)}
               for s in store.list_shifts(from_us=since, until_us=until)]
-    audit_rows = _audit_segment(store, since, until)
+    audit_rows = audit_segment(store, since, until, alerts, rows)
     anchor = make_anchor(store, key, site)
     heads = heads or heads_file(key.path)
     head, prev = pack_head(store, key, site, heads)

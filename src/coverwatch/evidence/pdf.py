@@ -287,14 +287,20 @@ def render_report(
         ["Officer", "Post / patrol", "Start", "End"],
         [[s["officer"], s["post"] or s["patrol"] or "-", _iso_local(zone, s["start"]),
           _iso_local(zone, s["end"])] for s in roster], [0.25, 0.25, 0.25, 0.25])]
-    changes = [e for e in audit if e["action"].startswith("site.appl")]
+    from coverwatch.domain.time import parse_time
+
+    # The segment may reach past the window (later handling of its alerts): changes in it only.
+    changes = [e for e in audit if e["action"].startswith("site.appl")
+               and since <= parse_time(e["at"]) <= until]
     story += [Paragraph("Rule changes", h2), _table(
         ["When", "By", "Class", "Approval", "Reason"],
         [[_iso_local(zone, e["at"]), e["actor"], e["details"].get("class", "-"),
           e["details"].get("approval", "-"), e["details"].get("reason", "") or "-"]
          for e in changes], [0.2, 0.15, 0.15, 0.15, 0.35])]
     story += [Paragraph("Audit", h2), Paragraph(
-        f"{len(audit)} audit entries fall in the window (audit.jsonl); audit-anchor.json is a "
+        f"{len(audit)} audit entries follow the window (audit.jsonl: those recorded in it, "
+        "those about its alerts and back-dated events, and every entry between); "
+        "audit-anchor.json is a "
         "signed anchor of the chain's head at export. Check the pack with "
         "<font face='Courier'>coverwatch evidence verify pack.zip</font>.", body)]
     doc.build(story, onFirstPage=lambda canvas, _doc: _dated(canvas, until))

@@ -24,7 +24,9 @@ It checks, and names the part of any failure:
 * ``--heads FILE``: a copy of the site's tree heads kept elsewhere (a witness): the pack's
   head should be one of them, and no witnessed head of its size may have another root;
 * ``purges.json`` and ``alerts.json``: each purge proved by its audit entry, no lapse where
-  positions were purged, and every lapse alert against a lapse past its grace.
+  positions were purged, and every lapse alert against a lapse past its grace;
+* ``audit.jsonl`` follows the window: it holds the raising, deliveries, acknowledgement and
+  close of every alert whose ``alert_at`` lies in the window.
 
 Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
 re-run the engine (``coverwatch replay --pack`` does). ``docs/evidence-format.md`` specifies
@@ -295,6 +297,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     spans = _proofs.check_purges(files, manifest, proofs, head, res,
                                  entry_hash=audit_entry_hash, canonical=canonical)
     _proofs.check_alerts(files, manifest, spans, rows, res)
+    _proofs.check_segment(files, manifest, entries, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:

@@ -6,8 +6,8 @@ Part of the standalone verifier (:mod:`coverwatch.evidence.standalone`): copy it
 (x509 and signatures; the token's DER is read here, no ``openssl`` is run). It repeats
 ``coverwatch.domain.merkle`` on purpose; the unit tests hold the two equal.
 
-The purge and lapse checks (``purges.json``, alerts against lapses) are here too, so
-that each file stays small.
+The purge and lapse checks (``purges.json``, alerts against lapses) and the audit
+segment's coverage of the window's alerts are here too, so that each file stays small.
 
 A time-stamp reply is accepted when: its status grants it; its TSTInfo's message
 imprint is the hash of the data (the head's canonical JSON); the signed attributes
@@ -30,8 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-__all__ = ["Findings", "check_alerts", "check_purges", "check_witnessed", "leaf_hash",
-           "timestamp_time", "verify_consistency", "verify_inclusion", "verify_timestamp_token"]
+__all__ = ["Findings", "check_alerts", "check_purges", "check_segment", "check_witnessed",
+           "leaf_hash", "timestamp_time", "verify_consistency", "verify_inclusion",
+           "verify_timestamp_token"]
 
 
 class Findings(Protocol):
@@ -410,3 +411,50 @@ def check_alerts(files: dict[str, bytes], manifest: dict[str, Any], spans: list[
                                 + _late(rows, lp["end_us"]))
     if not bad:
         res.notes.append(f"{len(alerts)} lapse alert(s) agree with the {len(lapses)} lapse(s)")
+
+
+# -- the audit segment follows the window -----------------------------------------------------
+
+_DELIVERY_KEY = ("level", "purpose", "target", "person", "address", "at_us")
+
+
+def check_segment(files: dict[str, bytes], manifest: dict[str, Any],
+                  entries: list[dict[str, Any]], res: Findings) -> None:
+    """``audit.jsonl`` holds what was done about each alert of the window (``alert_at`` in
+    [since, until]): its raising, each of its deliveries, its acknowledgement (or the close
+    that acknowledged it) and its close. A segment cut short at either end, or chosen by
+    wall-clock time alone for a window of historic data, is named by what it lacks."""
+    since, until = int(manifest["since_us"]), int(manifest["until_us"])
+    alerts = [a for a in json.loads(files["alerts.json"])
+              if since <= int(a["alert_at"]) <= until]
+    sent = json.loads(files.get("deliveries.json", b"[]"))
+    have = {(e["subject"], e["action"]) for e in entries}
+    told = {(e["subject"], e["action"], *(json.dumps((e.get("details") or {}).get(k))
+                                          for k in _DELIVERY_KEY))
+            for e in entries if str(e.get("action")).startswith("notification.")}
+    span = f"entries {entries[0]['id']}-{entries[-1]['id']}" if entries else "no entries"
+    missing: list[str] = []
+    for a in alerts:
+        s = f"alert:{a['id']}"
+        if (s, "alert.raised") not in have:
+            missing.append(f"the raising of alert {a['id']}")
+        if a.get("acknowledged_by") and (s, "alert.acknowledged") not in have and not (
+                a.get("closed_by") and (s, "alert.closed") in have):
+            missing.append(f"the acknowledgement of alert {a['id']} by {a['acknowledged_by']}")
+        if a.get("closed_by") and (s, "alert.closed") not in have:
+            missing.append(f"the close of alert {a['id']} by {a['closed_by']}")
+        for d in sent:
+            if d.get("alert_id") == a["id"] and (s, f"notification.{d.get('outcome')}", *(
+                    json.dumps(d.get(k)) for k in _DELIVERY_KEY)) not in told:
+                missing.append(f"the delivery of alert {a['id']} to "
+                               f"{d.get('person') or d.get('target')} at {d.get('at_us')} us")
+    for m in missing[:5]:
+        res.fail("audit.jsonl", f"the segment ({span}) lacks {m}: cut short, or not "
+                                "following the pack's window")
+    if len(missing) > 5:
+        res.fail("audit.jsonl", f"and lacks {len(missing) - 5} more entries about the "
+                                "window's alerts")
+    if not missing:
+        res.notes.append(f"the audit segment ({span}) holds the raising, deliveries, "
+                         f"acknowledgement and close of each of the {len(alerts)} alert(s) "
+                         "of the window")
