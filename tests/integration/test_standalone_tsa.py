@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 import pytest
+from examinerkit import examiner_folder
 from tsakit import authority, poster
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
 from coverwatch.domain.alerts import Alert, alert_id_for
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.evidence import standalone, standalone_proofs
+from coverwatch.evidence import standalone_proofs
 from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import SigningKey, load_signing_key
 from coverwatch.evidence.timestamps import timestamp_head
@@ -38,19 +39,6 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs o
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 T0 = 1_767_225_600 * US_PER_S  # 2026-01-01T00:00:00Z
 H = 3600 * US_PER_S
-_GUARD = """
-import sys, runpy
-ALLOWED = set(sys.stdlib_module_names) | {"cryptography", "_cffi_backend", "cffi",
-                                           "standalone_proofs"}
-class Guard:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] not in ALLOWED:
-            raise ImportError(f"the standalone verifier imported {name}")
-        return None
-sys.meta_path.insert(0, Guard())
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +76,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pub = tmp / "site.pem"
     pub.write_text(key.public_pem())
     examiner = tmp / "examiner"
-    examiner.mkdir()
-    shutil.copy(standalone.__file__, examiner / "verify_pack.py")
-    shutil.copy(standalone_proofs.__file__, examiner / "standalone_proofs.py")
-    (examiner / "guard.py").write_text(_GUARD)
+    examiner_folder(examiner)
     return {"pack": out.read_bytes(), "pub": pub, "dir": examiner, "key": key,
             "ca": tsa / "ca.pem", "other": other / "ca.pem"}
 

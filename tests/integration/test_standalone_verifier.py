@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,11 +21,12 @@ from typing import Any
 import orjson
 import pytest
 from alertkit import raise_alerts
+from examinerkit import examiner_folder
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
 from coverwatch.domain.time import US_PER_S, format_time
-from coverwatch.evidence import standalone, standalone_proofs
+from coverwatch.evidence import standalone
 from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import SigningKey, load_signing_key
 from coverwatch.storage import Store, open_store
@@ -36,20 +36,6 @@ YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 T0 = 1_800_000_000 * US_PER_S
 H = 3600 * US_PER_S
 
-# Run the copied file with only the standard library and cryptography importable.
-_GUARD = """
-import sys, runpy
-ALLOWED = set(sys.stdlib_module_names) | {"cryptography", "_cffi_backend", "cffi",
-                                           "standalone_proofs"}
-class Guard:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] not in ALLOWED:
-            raise ImportError(f"the standalone verifier imported {name}")
-        return None
-sys.meta_path.insert(0, Guard())
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def _events(rng: random.Random, t0: int, n: int) -> list[dict[str, Any]]:
@@ -91,11 +77,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pub = tmp / "site.pem"
     pub.write_text(keys.stdout)
     examiner = tmp / "examiner"
-    examiner.mkdir()
-    verifier = examiner / "verify_pack.py"
-    shutil.copy(standalone.__file__, verifier)
-    shutil.copy(standalone_proofs.__file__, examiner / "standalone_proofs.py")  # its sibling
-    (examiner / "guard.py").write_text(_GUARD)
+    verifier = examiner_folder(examiner)
     key_path = data_dir / "keys" / "audit.key"
     return {"pack": out.read_bytes(), "pub": pub, "dir": examiner, "verifier": verifier,
             "key": load_signing_key(key_path), "heads": data_dir / "keys" / "tree-heads.jsonl"}
