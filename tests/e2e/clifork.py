@@ -30,9 +30,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["REAL", "fork_server"]
+__all__ = ["REAL", "fork_server", "script", "shared_fork_server"]
 
 REAL = Path(sys.executable).parent / "coverwatch"
+ROOT = Path(__file__).resolve().parents[2]
+_SHARED: list[Path] = []  # the bin directory of the ``forked_cli`` fixture's server
 _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!i")
 
@@ -226,6 +228,28 @@ def fork_server(env: dict[str, str]) -> Iterator[Path]:
         proc.terminate()
         proc.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def shared_fork_server() -> Iterator[Path]:
+    """A fork server of this tree's coverwatch whose client :func:`script` returns meanwhile
+    (the ``forked_cli`` fixture of tests/e2e/conftest.py: one per pytest process)."""
+    path = os.environ.get("PYTHONPATH")
+    src = str(ROOT / "src")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb",
+           "PYTHONPATH": src if not path else f"{src}{os.pathsep}{path}"}
+    with fork_server(env) as bin_dir:
+        _SHARED.append(bin_dir)
+        try:
+            yield bin_dir
+        finally:
+            _SHARED.remove(bin_dir)
+
+
+def script() -> Path:
+    """The `coverwatch` a CLI test runs: the shared fork server's client while one runs,
+    else the real console script."""
+    return _SHARED[-1] / "coverwatch" if _SHARED else REAL
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """End-to-end tests of the `coverwatch` console script: `check` and `replay`.
 
-Each test runs the installed script (next to the test interpreter) as a real
-subprocess and checks its exit code, stdout and stderr, on the bundled Harbour
+Each test runs the command as a process of its own (forked from one that has
+imported coverwatch: clifork.py; test_docs_examples runs the installed script
+itself) and checks its exit code, stdout and stderr, on the bundled Harbour
 Yard example and on broken copies of it.
 """
 
@@ -14,7 +15,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from clifork import script
 
 __all__: list[str] = []
 
@@ -31,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 YARD = ROOT / "examples" / "yard"
 SITE = YARD / "site.yaml"
 EVENTS = YARD / "roving-patrol.jsonl"
-SCRIPT = Path(sys.executable).parent / "coverwatch"
 COLUMNS = ["t", "kind", "officer", "x", "y", "lat", "lon", "accuracy_m", "post", "open", "flag",
            "on", "capabilities"]  # fmt: skip
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
 LAPSE_KEYS = {"post", "rule", "start", "end", "alert_at", "min_cover"}
 
 
@@ -42,7 +43,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run the console script; a wide, colourless terminal keeps the output parseable."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     return subprocess.run(
-        [str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+        [str(script()), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
     )
 
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+from clifork import script
 
 from serverkit import write_site
 
-SCRIPT = Path(sys.executable).parent / "coverwatch"
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
 
 
 def run(*args: str | Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb",
            "COVERWATCH_PASSWORD": "a long enough password"}
     return subprocess.run(
-        [str(SCRIPT), *map(str, args)], capture_output=True,
+        [str(script()), *map(str, args)], capture_output=True,
         text=True, env=env, timeout=120, input=stdin,
     )
 

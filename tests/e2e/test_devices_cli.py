@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-SCRIPT = Path(sys.executable).parent / "coverwatch"
+import pytest
+from clifork import script
+
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
 
 
 def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args, "--data-dir", str(data_dir)], capture_output=True,
+    return subprocess.run([str(script()), *args, "--data-dir", str(data_dir)], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "COLUMNS": "400"})
 
 

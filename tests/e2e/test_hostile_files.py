@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from clifork import script
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.domain.records import EventRecordError, RecordRules, check_record
@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "yard" / "site.yaml"
 DEEP = 50_000
 
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
+
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     return subprocess.run(
-        [sys.executable, "-c", "from coverwatch.cli import main; main()", *map(str, args)],
+        [str(script()), *map(str, args)],
         capture_output=True, text=True, env=env, timeout=120,
     )
 

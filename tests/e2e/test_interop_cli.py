@@ -9,16 +9,17 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
+import pytest
+from clifork import script
 
 __all__: list[str] = []
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "tests" / "unit" / "samples"
-SCRIPT = Path(sys.executable).parent / "coverwatch"
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
 SITE = """\
 site: quay
 origin: {lat: 51.5, lon: -0.12}
@@ -33,7 +34,7 @@ posts:
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([str(script()), *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=120)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+from clifork import script
 
 from coverwatch.domain.orders import site_orders
 from coverwatch.formats.sitefile import load_site
@@ -15,12 +17,12 @@ from coverwatch.formats.sitefile import load_site
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "yard" / "site.yaml"
 VAGUE = ROOT / "tests" / "unit" / "sites" / "orders-vague.yaml"
-SCRIPT = Path(sys.executable).parent / "coverwatch"
+pytestmark = pytest.mark.usefixtures("forked_cli")  # each command forks (clifork.py)
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([str(script()), *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=120)
 
 
