@@ -29,10 +29,12 @@ cluster: $(STAMP)
 # Four pytest workers on two cores: most tests wait on sockets, subprocesses and browsers.
 # --dist loadfile keeps each file on one worker (its module fixtures start once, its tests
 # keep their order); every test names its own ports, schemas, bus prefixes and topics.
+# PYTHONDONTWRITEBYTECODE is emptied for the tests: where the environment sets it, every
+# worker and every `coverwatch` subprocess compiled src/ and tests/ afresh (minutes of CPU).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 4 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py
