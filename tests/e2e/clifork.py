@@ -233,7 +233,7 @@ def fork_server(env: dict[str, str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def shared_fork_server() -> Iterator[Path]:
     """A fork server of this tree's coverwatch whose client :func:`script` returns meanwhile
-    (the ``forked_cli`` fixture of tests/e2e/conftest.py: one per pytest process)."""
+    (the ``forked_cli`` fixture of tests/conftest.py: one per pytest process)."""
     path = os.environ.get("PYTHONPATH")
     src = str(ROOT / "src")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb",
