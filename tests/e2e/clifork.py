@@ -106,6 +106,8 @@ def _preload() -> None:
     import typer.main
 
     built = typer.main.get_command(coverwatch.cli.app)
+    for name in built.list_commands(None):  # type: ignore[attr-defined]
+        built.get_command(None, name)  # type: ignore[attr-defined]  # sub-commands load lazily
     original = typer.main.get_command
 
     def get_command(typer_instance: typer.Typer) -> object:

@@ -17,7 +17,7 @@ from coverwatch.storage.deliveries import DeliveryRecord
 from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.tables import tlog_leaves
 from coverwatch.storage.tlog import leaf_bytes, record_digest
-from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
+from coverwatch.storage.versions import VERSIONS_KEY, SiteVersion, load_versions, save_versions
 
 T0 = 1_700_000_000_000_000
 S = 1_000_000
@@ -143,3 +143,29 @@ def test_verify_names_a_record_changed_in_the_database_since_it_was_logged(
         store.set_state(VERSIONS_KEY, orjson.dumps(
             [{"effective_us": T0, "source": "site: weakened\n"}]).decode())
     assert kinds() == ["record-mismatch"]
+
+
+def test_saving_the_same_versions_again_reads_no_leaf_but_unlogged_ones_are_logged(
+        store: Store) -> None:
+    """A restart saves the versions again: it must not scan the leaves (one per stored
+    event, so start-up would grow with history), yet versions stored without their
+    leaves (a store from before the log) are still logged."""
+    from sqlalchemy import event
+
+    one = SiteVersion(T0, "site: a\n")
+    store.set_state(VERSIONS_KEY, orjson.dumps([{"effective_us": T0, "source": "site: a\n"}])
+                    .decode())  # as a store from before the log had it
+    save_versions(store, [one])
+    assert [ref for ref, _ in _leaves(store, "rule-version")] == [str(T0)]
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        save_versions(store, [one])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert statements and not any("tlog_leaves" in s for s in statements), statements
+    assert len(_leaves(store, "rule-version")) == 1

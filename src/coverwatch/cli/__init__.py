@@ -16,7 +16,6 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from coverwatch.cli.interop import (
@@ -26,12 +25,13 @@ from coverwatch.cli.interop import (
     WithEventsOption,
     check_gpx_options,
 )
+from coverwatch.cli.lazygroup import LazyGroup
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
-from coverwatch.engine import Evaluation
 from coverwatch.errors import CoverwatchError, SiteFileError
 
 if TYPE_CHECKING:
+    from coverwatch.engine import Evaluation
     from coverwatch.formats.eventfiles import EventReader
 
 __all__ = ["app", "main"]
@@ -42,6 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,  # only the invoked command's module is imported and built
 )
 
 _PROGRESS_MIN_BYTES = 8 * 1024 * 1024
@@ -237,6 +238,8 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -356,24 +359,3 @@ def main() -> None:
     """Console-script entry point."""
     app()
 
-
-def _mount() -> None:
-    from coverwatch.cli.evidence import register_evidence
-    from coverwatch.cli.interop import events_app, export, register_site_commands
-    from coverwatch.cli.orders import orders
-    from coverwatch.cli.plan import plan_app
-    from coverwatch.cli.roster import qualifications_app, roster_app
-    from coverwatch.cli.server import register, site_app
-
-    register_site_commands(site_app)
-    register(app)
-    app.add_typer(events_app, name="events")
-    app.command()(export)
-    register_evidence(app)
-    app.add_typer(plan_app, name="plan")
-    app.add_typer(roster_app, name="roster")
-    app.add_typer(qualifications_app, name="qualifications")
-    app.command()(orders)
-
-
-_mount()

@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.records import (
@@ -328,6 +326,8 @@ class EventReader:
         self, block: bytearray, first: int, header: list[str], nlines: int, *, fast: bool
     ) -> EventBatch:
         if self._fast and fast:
+            import pyarrow.csv as pacsv  # here: a JSONL replay's start need not load it
+
             types: dict[str, pa.DataType] = {}
             for name in header:
                 if name in _NUMERIC:
@@ -397,6 +397,8 @@ class EventReader:
     # -- Parquet ---------------------------------------------------------
 
     def _parquet(self) -> Iterator[EventBatch]:
+        import pyarrow.parquet as pq  # here: a JSONL replay's start need not load it
+
         try:
             # No pre-buffering: it keeps every column chunk read so far alive until the
             # file is closed, so memory would grow with the file's length.

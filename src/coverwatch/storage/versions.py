@@ -9,6 +9,7 @@ in the transaction that first saves it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,12 +17,15 @@ import orjson
 from sqlalchemy import select
 
 from coverwatch.storage.state import StateRepository
-from coverwatch.storage.tables import tlog_leaves
+from coverwatch.storage.tables import server_state, tlog_leaves
 from coverwatch.storage.tlog import append_record_leaf, leaf_bytes, record_digest
 
 __all__ = ["VERSIONS_KEY", "SiteVersion", "load_versions", "save_versions"]
 
 VERSIONS_KEY = "site.versions"
+# The digest of the versions last saved, all logged: a start that saves the same versions
+# again skips looking for their leaves, a scan of every leaf (one per stored event).
+LOGGED_KEY = "site.versions.logged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +47,18 @@ def save_versions(store: StateRepository, versions: Iterable[SiteVersion]) -> No
     """Save the versions and, in the same transaction, log each not yet logged
     (leaf ``{"hash": record_digest({"effective_us", "source"})}``, ref its effective_us)."""
     records = [{"effective_us": v.effective_us, "source": v.source} for v in versions]
+    text = orjson.dumps(records).decode()
+    digest = hashlib.sha256(text.encode()).hexdigest()
     with store._write() as conn:
-        store._set_state_in(conn, VERSIONS_KEY, orjson.dumps(records).decode())
+        store._set_state_in(conn, VERSIONS_KEY, text)
+        done = conn.execute(select(server_state.c.value).where(
+            server_state.c.site == store.site, server_state.c.key == LOGGED_KEY)).scalar()
+        if done == digest:
+            return
         logged = set(conn.execute(select(tlog_leaves.c.leaf).where(
             tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "rule-version")).scalars())
         for r in records:
             ref = str(r["effective_us"])
             if leaf_bytes("rule-version", ref, {"hash": record_digest(r)}).decode() not in logged:
                 append_record_leaf(conn, store.site, "rule-version", ref, r)
+        store._set_state_in(conn, LOGGED_KEY, digest)
