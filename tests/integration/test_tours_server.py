@@ -74,6 +74,8 @@ def test_scans_count_a_late_stop_alerts_and_the_late_scan_resolves_it(kit: Kit) 
         ("store", "tour:yard-round:store-east-door", "open")
     rnd = current(kit)
     assert rnd["missed"] == ["store-east-door"]
+    # "Next" is never a stop already missed (/duty said "Next: … by 08:07" at 08:09).
+    assert rnd["next"] == {"checkpoint": "north-beacon", "due_by": "2030-01-01T08:12:00Z"}
 
     scan(kit, "store-east-door")           # late, at 08:09
     kit.advance(5)

@@ -34,10 +34,14 @@ function stopText(s) {
 }
 
 function roundCard(r) {
-  const next = r.next
+  // "Next" is a stop that can still be made on time (never one already missed).
+  const left = r.stops.some((s) => !s.scanned_at);
+  const next = r.next && !r.over
     ? el("p", { class: "big" }, `Next: ${names[r.next.checkpoint] || r.next.checkpoint}`,
       r.next.due_by ? el("span", { class: "muted" }, ` by ${time(r.next.due_by)}`) : null)
-    : el("p", { class: "acked" }, "✓ Every checkpoint of this round is scanned.");
+    : !left ? el("p", { class: "acked" }, "✓ Every checkpoint of this round is scanned.")
+    : r.over ? el("p", { class: "muted" }, "This round is over.")
+    : el("p", { class: "warn" }, "No checkpoint left to make on time: the rest are missed.");
   const missed = r.missed.length
     ? el("p", { class: "warn" }, `Missed: ${r.missed.map((c) => names[c] || c).join(", ")}`) : null;
   const stops = r.stops.map((s) => el("li", {

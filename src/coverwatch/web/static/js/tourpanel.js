@@ -18,7 +18,8 @@ async function refresh() {
     const next = over ? null : r.next;
     return el("tr", { "data-tour": r.tour },
     el("td", {}, `${r.tour} · ${time(r.start)}–${time(r.end)}`),
-    el("td", {}, next ? names[next.checkpoint] || next.checkpoint : over ? "round over" : "✓ all scanned"),
+    el("td", {}, next ? names[next.checkpoint] || next.checkpoint : over ? "round over"
+      : r.stops.some((s) => !s.scanned_at) ? "the rest missed" : "✓ all scanned"),
     el("td", {}, next && next.due_by ? time(next.due_by) : "–"),
     el("td", { class: r.missed.length ? "error" : "" }, r.missed.map((c) => names[c] || c).join(", ") || "none"),
     el("td", {}, r.officers.join(", ") || "nobody yet"));
