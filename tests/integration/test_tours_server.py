@@ -88,6 +88,8 @@ def test_scans_count_a_late_stop_alerts_and_the_late_scan_resolves_it(kit: Kit) 
     officer = kit.request(kit.user("P1", "officer"), "GET", "/api/v1/me/tours")
     assert officer.status_code == 200
     assert {c["id"] for c in officer.json()["checkpoints"]} >= {"store-east-door"}
+    # The tour's name for the page's heading (it showed the id "yard-round").
+    assert officer.json()["tours"] == [{"id": "yard-round", "name": "Yard round"}]
 
 
 def test_a_scan_of_an_unknown_checkpoint_is_a_precise_4xx(kit: Kit) -> None:

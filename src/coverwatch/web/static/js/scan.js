@@ -9,6 +9,7 @@ import { api, el, AuthError } from "./common.js";
 const $ = (id) => document.getElementById(id);
 const PREFIX = "coverwatch-checkpoint:";
 let names = {};
+let tourNames = {};
 
 function time(iso) {
   return iso ? new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }) : "–";
@@ -47,13 +48,14 @@ function roundCard(r) {
   const stops = r.stops.map((s) => el("li", {
     class: s.scanned_at ? (s.late ? "late" : "done") : s.missed ? "missed" : "" }, stopText(s)));
   return el("div", { class: "tour-round", "data-tour": r.tour },
-    el("h3", {}, `${r.tour}, round from ${time(r.start)}`), next, missed,
+    el("h3", {}, `${tourNames[r.tour] || r.tour}, round from ${time(r.start)}`), next, missed,
     el("ol", { class: "tour-stops" }, stops));
 }
 
 async function refreshTours() {
   const d = await api("/api/v1/me/tours");
   names = Object.fromEntries(d.checkpoints.map((c) => [c.id, c.name]));
+  tourNames = Object.fromEntries((d.tours || []).map((t) => [t.id, t.name]));
   const box = $("tour-progress");
   if (!d.checkpoints.length) {
     $("tours").hidden = true;
