@@ -231,14 +231,15 @@ async def _run_demo(site: Path | list[Path], data_dir: Path, host: str, port: in
     print("Demo logins (this demo only; never use these passwords elsewhere):")
     for username, (password, roles) in DEMO_USERS.items():
         print(f"  {username:<15} {password:<20} {', '.join(roles)}")
+    second = load_site_document(sites[1]).site if len(sites) > 1 else None
+    if second is not None:  # with the other logins, not under the simulation's lines
+        name, password = SITE_SUPERVISOR
+        print(f"  {name:<15} {password:<20} supervisor at {second.id} only")
     print("Simulating 12 officers on Harbour Yard (fictional): A1/A2 rove away from the")
     print("main gate (armed-cover lapses, alert after 60 s); D1's device falls silent.")
     runs = [simulate(base, tokens[0], control,
                      site=None if len(sites) == 1 else load_site_document(sites[0]).site.id)]
-    if len(sites) > 1:
-        second = load_site_document(sites[1]).site
-        name, password = SITE_SUPERVISOR
-        print(f"  {name:<15} {password:<20} supervisor at {second.id} only")
+    if second is not None:
         print(f"And 4 officers on {second.name}: Q2 takes breaks away from its main gate.")
         print(f"With two sites, supervisors start on the all-sites board ({base}/sites).")
         runs.append(simulate(base, tokens[1], control, officers=SECOND, site=second.id,
