@@ -91,3 +91,22 @@ def test_make_demo_notes_unchecked_escalation_targets_once(tmp_path: Path) -> No
     # A bad file among several: every file is checked, exit 2.
     bad = runner.invoke(app, ["check", str(tmp_path / "missing.yaml"), str(url_only)])
     assert bad.exit_code == 2 and "no such file" in bad.output and "ok " in bad.output
+
+
+def test_the_demo_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """`make demo` with something already on its port ended in a long traceback."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-c", "from coverwatch.cli import main; main()", "demo",
+             "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -40,7 +40,7 @@ from coverwatch.cli.demoinbox import Inbox, Received, demo_inbox
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.time import format_time
 
-__all__ = ["DEMO_USERS", "run_demo"]
+__all__ = ["DEMO_USERS", "port_problem", "run_demo"]
 
 DEMO_USERS = {
     "supervisor": ("demo-supervisor", ["supervisor"]),
@@ -194,6 +194,20 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
                                       json=[fix])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the demo cannot listen on ``host:port`` (it ended in a traceback), or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            return (f"cannot listen on {host}:{port}: {e.strerror} (another server there? "
+                    "stop it, or give --port)")
+    return None
 
 
 async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int) -> None:
