@@ -41,6 +41,10 @@ def current(kit: Kit) -> dict[str, Any]:
     assert [r["start"] for r in rounds] == ["2030-01-01T07:00:00Z", "2030-01-01T08:00:00Z"]
     assert rounds[0]["over"] is True and rounds[0]["next"] is None
     assert rounds[1]["over"] is False
+    # The 07:00 round began before the tours were watched: not judged, nothing missed
+    # (/duty listed each of its stops as missed, with no alert).
+    assert rounds[0]["judged"] is False and rounds[0]["missed"] == []
+    assert not any(s["missed"] for s in rounds[0]["stops"]) and rounds[1]["judged"] is True
     return dict(rounds[-1])
 
 

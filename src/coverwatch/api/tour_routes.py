@@ -40,8 +40,8 @@ def _progress(svc: SiteUnit) -> dict[str, Any]:
         return {"rounds": [], "checkpoints": _checkpoints(svc), "tours": _tours(svc)}
     span = max(tour.length_us for tour in svc.site.tours)
     rounds = watch.rounds(t, t - span)
-    return {"rounds": progress_json(rounds), "checkpoints": _checkpoints(svc),
-            "tours": _tours(svc)}
+    return {"rounds": progress_json(rounds, watch.watched_from),
+            "checkpoints": _checkpoints(svc), "tours": _tours(svc)}
 
 
 def _tours(svc: SiteUnit) -> list[dict[str, Any]]:

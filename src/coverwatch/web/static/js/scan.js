@@ -42,13 +42,16 @@ function roundCard(r) {
       r.next.due_by ? el("span", { class: "muted" }, ` by ${time(r.next.due_by)}`) : null)
     : !left ? el("p", { class: "acked" }, "✓ Every checkpoint of this round is scanned.")
     : r.over ? el("p", { class: "muted" }, "This round is over.")
+    : r.judged === false ? el("p", { class: "muted" }, "No checkpoint left to make on time.")
     : el("p", { class: "warn" }, "No checkpoint left to make on time: the rest are missed.");
+  const unjudged = r.judged === false ? el("p", { class: "muted" },
+    "Not judged: this round began before coverwatch watched the tours.") : null;
   const missed = r.missed.length
     ? el("p", { class: "warn" }, `Missed: ${r.missed.map((c) => names[c] || c).join(", ")}`) : null;
   const stops = r.stops.map((s) => el("li", {
     class: s.scanned_at ? (s.late ? "late" : "done") : s.missed ? "missed" : "" }, stopText(s)));
   return el("div", { class: "tour-round", "data-tour": r.tour },
-    el("h3", {}, `${tourNames[r.tour] || r.tour}, round from ${time(r.start)}`), next, missed,
+    el("h3", {}, `${tourNames[r.tour] || r.tour}, round from ${time(r.start)}`), next, unjudged, missed,
     el("ol", { class: "tour-stops" }, stops));
 }
 

@@ -20,7 +20,8 @@ async function refresh() {
     return el("tr", { "data-tour": r.tour },
     el("td", {}, `${tours[r.tour] || r.tour} · ${time(r.start)}–${time(r.end)}`),
     el("td", {}, next ? names[next.checkpoint] || next.checkpoint : over ? "round over"
-      : r.stops.some((s) => !s.scanned_at) ? "the rest missed" : "✓ all scanned"),
+      : !r.stops.some((s) => !s.scanned_at) ? "✓ all scanned"
+      : r.judged === false ? "not judged (began before the tours were watched)" : "the rest missed"),
     el("td", {}, next && next.due_by ? time(next.due_by) : "–"),
     el("td", { class: r.missed.length ? "error" : "" }, r.missed.map((c) => names[c] || c).join(", ") || "none"),
     el("td", {}, r.officers.join(", ") || "nobody yet"));
