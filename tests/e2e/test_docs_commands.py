@@ -5,8 +5,6 @@ README's live section up to its `serve`, whose start raises no system alert."""
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,8 @@ from test_docs_examples import (
     SECOND_HALF,
     _bash,
     _blocks,
-    _env,
     _free_port,
+    _serve_briefly,
     _workdir,
     bus_prefix,
     fast_cli,
@@ -48,25 +46,5 @@ def test_the_readme_live_section_starts_without_a_system_alert(tmp_path: Path) -
         line = re.sub(r"--notify '[^']*'", "--notify 'json://127.0.0.1:9/alice'", line)
         done = _bash(line, work)
         assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
-    port = _free_port()
-    proc = subprocess.Popen(["bash", "-c", f"exec {serve} --port {port}"], cwd=work,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    seen = ""
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 180
-        while "Application startup complete" not in seen and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            seen += line
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Application startup complete" in seen, seen
+    seen = _serve_briefly(serve, work, _free_port(), until="Application startup complete")
     assert "system alert" not in seen and "reaches nobody" not in seen, seen

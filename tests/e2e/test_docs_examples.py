@@ -594,9 +594,10 @@ def _fill(command: str, values: dict[str, str]) -> str:
     return command
 
 
-def _serve_briefly(command: str, work: Path, port: int) -> str:
+def _serve_briefly(command: str, work: Path, port: int, until: str | None = None) -> str:
     """Start a documented `serve`/`demo` line on a free port, wait until it says where it
-    serves, stop it; what it printed."""
+    serves (or ``until``), stop it; what it printed."""
+    until = until or f"http://127.0.0.1:{port}/"
     proc = subprocess.Popen(["bash", "-c", f"exec {command} --port {port}"], cwd=work,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -604,7 +605,7 @@ def _serve_briefly(command: str, work: Path, port: int) -> str:
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 180
-        while f"http://127.0.0.1:{port}/" not in seen and time.monotonic() < deadline:
+        while until not in seen and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line and proc.poll() is not None:
                 break
@@ -616,7 +617,7 @@ def _serve_briefly(command: str, work: Path, port: int) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    assert f"http://127.0.0.1:{port}/" in seen, f"{command}\n{seen}"
+    assert until in seen, f"{command}\n{seen}"
     return seen
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from coverwatch.evidence.keys import load_signing_key
 from coverwatch.storage.auditkeys import load_keyring
 
@@ -31,21 +33,17 @@ def _at_once(fn: Callable[[], Any], n: int = 8) -> list[Any]:
     return out
 
 
-def test_the_signing_key_created_by_several_at_once_is_one_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "load", "key"), [
+    ("audit.key.ed25519", load_signing_key, lambda k: k.public_b64),
+    ("audit.key", load_keyring, lambda k: k.keys),
+])
+def test_a_key_created_by_several_at_once_is_one_key(
+        tmp_path: Path, name: str, load: Callable[[Path], Any], key: Callable[[Any], Any],
+) -> None:
     for round_ in range(5):
         mac = tmp_path / str(round_) / "keys" / "audit.key"
-        keys = _at_once(lambda mac=mac: load_signing_key(mac))
-        assert not [k for k in keys if isinstance(k, Exception)], keys
-        assert len({k.public_b64 for k in keys}) == 1
-        assert load_signing_key(mac).public_b64 == keys[0].public_b64
-        assert [p.name for p in mac.parent.iterdir()] == ["audit.key.ed25519"]  # no .tmp left
-
-
-def test_the_audit_key_created_by_several_at_once_is_one_key(tmp_path: Path) -> None:
-    for round_ in range(5):
-        path = tmp_path / str(round_) / "keys" / "audit.key"
-        rings = _at_once(lambda path=path: load_keyring(path))
-        assert not [r for r in rings if isinstance(r, Exception)], rings
-        assert len({r.keys for r in rings}) == 1
-        assert load_keyring(path).keys == rings[0].keys
-        assert [p.name for p in path.parent.iterdir()] == ["audit.key"]
+        loaded = _at_once(lambda mac=mac: load(mac))
+        assert not [k for k in loaded if isinstance(k, Exception)], loaded
+        assert len({key(k) for k in loaded}) == 1
+        assert key(load(mac)) == key(loaded[0])
+        assert [p.name for p in mac.parent.iterdir()] == [name]  # no temporary file left
