@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/coverwatch check examples/yard/site.yaml
-	$(BIN)/coverwatch check examples/quay/site.yaml
+	$(BIN)/coverwatch check examples/yard/site.yaml examples/quay/site.yaml
 	$(BIN)/coverwatch demo --site examples/yard/site.yaml --site examples/quay/site.yaml
 
 # One gateway and three workers against the local NATS and PostgreSQL (docs/scale.md);

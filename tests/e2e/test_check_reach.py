@@ -66,3 +66,47 @@ def test_version_help_and_the_device_token_note(tmp_path: Path) -> None:
     assert "device phone-a1 reports for officer A1" in added.output
     assert "put it in the phone app" in added.output
     assert added.output.strip().splitlines()[-1].startswith("cwd_")  # the token, last
+
+
+def test_make_demo_notes_unchecked_escalation_targets_once(tmp_path: Path) -> None:
+    """`make demo` checks both examples: the note that escalation targets were not looked
+    up among people came once per file; now once, naming them, and only for targets that
+    name people (a URL target is not a person to look up)."""
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    demo = makefile.split("\ndemo:")[1].split("\n\n")[0]
+    (line,) = [w for w in demo.splitlines() if " check " in w]  # one check of both sites
+    files = line.split(" check ")[1].split()
+    assert files == ["examples/yard/site.yaml", "examples/quay/site.yaml"]
+    both = runner.invoke(app, ["check", *(str(ROOT / f) for f in files)])
+    assert both.exit_code == 0, both.output
+    assert both.output.count("were not checked against people") == 1
+    assert "role:admin, role:supervisor were not checked" in both.output
+    url_only = tmp_path / "site.yaml"
+    url_only.write_text(BARE + "escalation:\n  - {after_s: 0, notify: ['json://127.0.0.1:9/x']}\n")
+    alone = runner.invoke(app, ["check", str(url_only)])
+    assert alone.exit_code == 0, alone.output
+    assert "not checked against people" not in alone.output
+    checked = runner.invoke(app, ["check", "--data-dir", str(tmp_path), str(url_only)])
+    assert "not checked against people" not in checked.output
+    # A bad file among several: every file is checked, exit 2.
+    bad = runner.invoke(app, ["check", str(tmp_path / "missing.yaml"), str(url_only)])
+    assert bad.exit_code == 2 and "no such file" in bad.output and "ok " in bad.output
+
+
+def test_the_demo_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """`make demo` with something already on its port ended in a long traceback."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-c", "from coverwatch.cli import main; main()", "demo",
+             "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

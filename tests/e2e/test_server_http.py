@@ -387,7 +387,9 @@ def test_silent_device_goes_stale_without_new_events(kit: Kit) -> None:
     _start_cover(kit, ingest)
     kit.advance(5)
     (officer,) = kit.request(sup, "GET", "/api/v1/officers").json()["officers"]
-    assert not officer["stale"] and officer["counts_for"] == [{"post": "gate", "rule": "cover"}]
+    # The post's name beside its id (/duty showed only ids); the test site's post has none.
+    assert not officer["stale"] and officer["counts_for"] == [
+        {"post": "gate", "post_name": "gate", "rule": "cover"}]
     # No event arrives; only time passes (stale_after_s is 30, grace 10).
     for _ in range(12):
         kit.advance(5)

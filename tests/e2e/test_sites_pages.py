@@ -65,3 +65,23 @@ def test_the_board_counts_alerts_to_act_on_like_the_control_room(kit: Kit) -> No
     assert quay["alerts_to_act_on"] == 1 and quay["alerts_open"] == 0
     assert quay["alerts_resolved_unacknowledged"] == 1  # shown apart from open ones
     assert board[1]["alerts_to_act_on"] == 0
+
+
+def test_the_board_names_lapsed_posts(tmp_path: Path) -> None:
+    """The board listed lapsed posts by id ("gate"); it has their names, ids as detail."""
+    site = write_site(tmp_path, "a-yard")
+    named = site.read_text().replace("  - id: gate\n", "  - id: gate\n    name: Main Gate\n")
+    site.write_text(named)
+    with running_server(base_settings(site, tmp_path / "data"), FakeClock()) as k:
+        k.svc.store.create_user("control", PASSWORD, ["supervisor"])
+        _, token = k.svc.store.create_device("phone-a1", "A1")
+        far = [{"t": k.clock.iso(), "kind": "fix", "x": 500.0, "y": 0.0, "accuracy_m": 5}]
+        r = k.client.post("/api/v1/events", json=far, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        k.advance(60)  # nobody at the gate: lapsed after its 10 s grace
+        _login(k, "control")
+        (board,) = k.client.get("/api/v1/sites").json()["sites"]
+        assert board["posts_lapsed"] == ["gate"], board
+        assert board["post_names"] == {"gate": "Main Gate"}
+        script = k.client.get("/static/js/sites.js").text
+    assert "post_names" in script and "posts_lapsed.join" not in script

@@ -60,7 +60,12 @@ def test_serve_says_what_it_serves_and_what_to_do_next(
     assert "serving 2 site(s): harbour-yard (Harbour Yard (fictional)), quay-depot" in out
     assert "control room: http://127.0.0.1:8000/  (all sites: http://127.0.0.1:8000/sites)" in out
     assert "no users yet: create one with" in out
-    assert f"coverwatch users add alice --roles supervisor --data-dir {tmp_path / 'd'}" in out
+    assert (f"coverwatch users add alice --roles supervisor,admin --data-dir {tmp_path / 'd'}"
+            in out)
+    # The roles the examples' escalation names and a contact (as the README's live section):
+    # without them alerts reached nobody, a system alert at the next start.
+    assert (f"coverwatch users set alice --notify 'ntfys://ntfy.sh/choose-a-topic' --data-dir "
+            f"{tmp_path / 'd'}" in out)
     assert "no devices yet" in out
     print_serving([YARD], None, Path("data"), "http://h:1", StoreState(1, 3))
     out = capsys.readouterr().out

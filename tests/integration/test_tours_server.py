@@ -41,6 +41,10 @@ def current(kit: Kit) -> dict[str, Any]:
     assert [r["start"] for r in rounds] == ["2030-01-01T07:00:00Z", "2030-01-01T08:00:00Z"]
     assert rounds[0]["over"] is True and rounds[0]["next"] is None
     assert rounds[1]["over"] is False
+    # The 07:00 round began before the tours were watched: not judged, nothing missed
+    # (/duty listed each of its stops as missed, with no alert).
+    assert rounds[0]["judged"] is False and rounds[0]["missed"] == []
+    assert not any(s["missed"] for s in rounds[0]["stops"]) and rounds[1]["judged"] is True
     return dict(rounds[-1])
 
 
@@ -74,6 +78,8 @@ def test_scans_count_a_late_stop_alerts_and_the_late_scan_resolves_it(kit: Kit) 
         ("store", "tour:yard-round:store-east-door", "open")
     rnd = current(kit)
     assert rnd["missed"] == ["store-east-door"]
+    # "Next" is never a stop already missed (/duty said "Next: … by 08:07" at 08:09).
+    assert rnd["next"] == {"checkpoint": "north-beacon", "due_by": "2030-01-01T08:12:00Z"}
 
     scan(kit, "store-east-door")           # late, at 08:09
     kit.advance(5)
@@ -86,6 +92,8 @@ def test_scans_count_a_late_stop_alerts_and_the_late_scan_resolves_it(kit: Kit) 
     officer = kit.request(kit.user("P1", "officer"), "GET", "/api/v1/me/tours")
     assert officer.status_code == 200
     assert {c["id"] for c in officer.json()["checkpoints"]} >= {"store-east-door"}
+    # The tour's name for the page's heading (it showed the id "yard-round").
+    assert officer.json()["tours"] == [{"id": "yard-round", "name": "Yard round"}]
 
 
 def test_a_scan_of_an_unknown_checkpoint_is_a_precise_4xx(kit: Kit) -> None:

@@ -116,6 +116,18 @@ def test_an_ordered_stop_after_a_miss_is_due_from_the_missed_due_time() -> None:
     assert [s.due_by for s in st.stops] == [T0 + 600 * S, None, None]
 
 
+def test_the_next_stop_is_one_that_can_still_be_made() -> None:
+    """/duty said "Next: a by 06:10" with a already listed as missed: a missed stop is
+    never the next one; when every remaining stop is missed there is none."""
+    st = round_status(ROUND, T0, T0 + 3600 * S, [], T0 + 601 * S)  # a missed at 600 s
+    assert st.stops[0].missed and st.next_stop == st.stops[1]
+    assert st.next_stop.due_by == T0 + 900 * S
+    assert round_status(ROUND, T0, T0 + 3600 * S, [], T0 + 1201 * S).next_stop is None
+    unordered = Tour("u", ROUND.stops, 3600, ordered=False)  # b and c due at 300 s
+    st = round_status(unordered, T0, T0 + 3600 * S, [], T0 + 301 * S)
+    assert st.next_stop == st.stops[0]
+
+
 def test_unordered_round_due_from_the_round_start() -> None:
     tour = Tour("u", ROUND.stops, 3600, ordered=False)
     st = round_status(tour, T0, T0 + 3600 * S, [Scan(T0 + 100 * S, "p2", "c")], T0 + 350 * S)

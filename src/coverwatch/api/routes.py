@@ -193,13 +193,14 @@ async def post_events(
 def _officer_json(o: Any, svc: SiteUnit) -> dict[str, Any]:
     from coverwatch.server.devices import officer_devices
 
+    names = {p.id: p.name or p.id for p in svc.site.posts}
     age = None if o.last_fix_us is None else \
         max(0.0, (svc.shown.horizon - o.last_fix_us) / US_PER_S)
     out = {
         "officer": o.officer, "on_duty": o.on_duty, "capabilities": list(o.capabilities),
         "last_fix": None if o.last_fix_us is None else format_time(o.last_fix_us),
         "last_fix_age_s": age, "stale": o.stale,
-        "counts_for": [{"post": p, "rule": r} for p, r in o.rules],
+        "counts_for": [{"post": p, "post_name": names.get(p, p), "rule": r} for p, r in o.rules],
     }
     return out | officer_devices(o, svc.watch, svc.clock())
 

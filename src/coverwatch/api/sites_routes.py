@@ -47,6 +47,8 @@ def site_summary(svc: SiteUnit) -> dict[str, Any]:
         "engine_lag_s": None if lag is None else round(lag, 1),
         "posts": len(svc.site.posts),
         "posts_lapsed": lapsed_posts,
+        # What the board shows of them: the posts' names (the ids are detail only).
+        "post_names": {p.id: p.name or p.id for p in svc.site.posts if p.id in lapsed_posts},
         "rules_in_grace": sum(1 for r in rules if r["state"] == "grace"),
         "alerts_open": sum(1 for a in live if a.state.value == "open"),
         "alerts_to_act_on": sum(1 for a in svc.book.alerts() if needs_action(a)),

@@ -37,10 +37,16 @@ def _progress(svc: SiteUnit) -> dict[str, Any]:
     watch = svc.tours
     t = svc.shown.horizon
     if watch is None or not svc.site.tours or t is None or t <= 0:
-        return {"rounds": [], "checkpoints": _checkpoints(svc)}
+        return {"rounds": [], "checkpoints": _checkpoints(svc), "tours": _tours(svc)}
     span = max(tour.length_us for tour in svc.site.tours)
     rounds = watch.rounds(t, t - span)
-    return {"rounds": progress_json(rounds), "checkpoints": _checkpoints(svc)}
+    return {"rounds": progress_json(rounds, watch.watched_from),
+            "checkpoints": _checkpoints(svc), "tours": _tours(svc)}
+
+
+def _tours(svc: SiteUnit) -> list[dict[str, Any]]:
+    """The tours' names, for the pages (a round names only its tour's id)."""
+    return [{"id": t.id, "name": t.name or t.id} for t in svc.site.tours]
 
 
 def _checkpoints(svc: SiteUnit) -> list[dict[str, Any]]:

@@ -107,20 +107,39 @@ def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
 
 @app.command()
 def check(
-    site: Annotated[Path, typer.Argument(help="The site file (YAML).")],
+    sites: Annotated[list[Path], typer.Argument(help="The site file(s) (YAML).")],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     db: Annotated[str | None, typer.Option(
         "--db", help="Check escalation targets against the users in this database.")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="Check escalation targets against the users in this data directory.")] = None,
 ) -> None:
-    """Validate a site file. Exit 0 if valid (warnings printed), 2 with every problem
+    """Validate site files. Exit 0 if valid (warnings printed), 2 with every problem
     otherwise; with --strict, warnings (e.g. vague or contradicting orders, no origin for
     phones, no escalation, an escalation target that reaches nobody with a contact) exit 2
     too."""
+    console = Console(stderr=True)
+    status = 0
+    unchecked: set[str] = set()  # people named as escalation targets, not looked up
+    for site in sites:
+        try:
+            _check_one(console, site, strict, db, data_dir, unchecked)
+        except typer.Exit as e:
+            status = max(status, e.exit_code)
+    if unchecked:  # once, however many files: only role and user targets name people
+        console.print(f"[dim]note[/dim] escalation targets {escape(', '.join(sorted(unchecked)))}"
+                      " were not checked against people: give --db or --data-dir",
+                      highlight=False, soft_wrap=True)
+    if status:
+        raise typer.Exit(status)
+
+
+def _check_one(console: Console, site: Path, strict: bool, db: str | None,
+               data_dir: Path | None, unchecked: set[str]) -> None:
+    """One site file of `check`; raises typer.Exit(2) on a problem. Adds to ``unchecked``
+    the people it names as escalation targets when no store was given."""
     from coverwatch.formats.sitefile import load_site_document
 
-    console = Console(stderr=True)
     try:
         doc = load_site_document(site)
     except SiteFileError as e:
@@ -139,7 +158,10 @@ def check(
 
     wording = [str(p) for p in lint_problems(doc)]
     wording += [f"{site}: {finding}" for finding in degree_findings(doc.site)]
-    wording += [f"{site}: {p}" for p in _target_problems(console, doc, db, data_dir)]
+    wording += [f"{site}: {p}" for p in _target_problems(doc, db, data_dir)]
+    if db is None and data_dir is None:
+        unchecked |= {t for policy in (doc.policy, doc.sos_policy) for level in policy.levels
+                      for t in level.notify if "://" not in t}
     for problem in wording:
         console.print(f"[yellow]warning[/yellow] {escape(problem)}", highlight=False,
                       soft_wrap=True, emoji=False)
@@ -154,16 +176,12 @@ def check(
     )
 
 
-def _target_problems(console: Console, doc: Any, db: str | None,
-                     data_dir: Path | None) -> list[Any]:
+def _target_problems(doc: Any, db: str | None, data_dir: Path | None) -> list[Any]:
     """What keeps the site from seeing a phone or reaching a person: no origin, no
     escalation, and (if a store was named) escalation targets that reach nobody."""
     from coverwatch.domain.lint import lint_reach
 
     if db is None and data_dir is None:
-        if doc.escalation:
-            console.print("[dim]note[/dim] escalation targets were not checked against "
-                          "people: give --db or --data-dir", highlight=False, soft_wrap=True)
         return lint_reach(doc.site, has_escalation=bool(doc.escalation), devices=None)
     from coverwatch.server.outbox import unreachable_targets
     from coverwatch.server.policies import policy_from

@@ -40,7 +40,7 @@ from coverwatch.cli.demoinbox import Inbox, Received, demo_inbox
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.time import format_time
 
-__all__ = ["DEMO_USERS", "run_demo"]
+__all__ = ["DEMO_USERS", "port_problem", "run_demo"]
 
 DEMO_USERS = {
     "supervisor": ("demo-supervisor", ["supervisor"]),
@@ -196,6 +196,20 @@ async def simulate(base: str, tokens: dict[str, str], control: str, *, speed_mps
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the demo cannot listen on ``host:port`` (it ended in a traceback), or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            return (f"cannot listen on {host}:{port}: {e.strerror} (another server there? "
+                    "stop it, or give --port)")
+    return None
+
+
 async def run_demo(site: Path | list[Path], data_dir: Path, host: str, port: int) -> None:
     with demo_inbox(_show) as inbox:
         await _run_demo(site, data_dir, host, port, inbox)
@@ -231,14 +245,15 @@ async def _run_demo(site: Path | list[Path], data_dir: Path, host: str, port: in
     print("Demo logins (this demo only; never use these passwords elsewhere):")
     for username, (password, roles) in DEMO_USERS.items():
         print(f"  {username:<15} {password:<20} {', '.join(roles)}")
+    second = load_site_document(sites[1]).site if len(sites) > 1 else None
+    if second is not None:  # with the other logins, not under the simulation's lines
+        name, password = SITE_SUPERVISOR
+        print(f"  {name:<15} {password:<20} supervisor at {second.id} only")
     print("Simulating 12 officers on Harbour Yard (fictional): A1/A2 rove away from the")
     print("main gate (armed-cover lapses, alert after 60 s); D1's device falls silent.")
     runs = [simulate(base, tokens[0], control,
                      site=None if len(sites) == 1 else load_site_document(sites[0]).site.id)]
-    if len(sites) > 1:
-        second = load_site_document(sites[1]).site
-        name, password = SITE_SUPERVISOR
-        print(f"  {name:<15} {password:<20} supervisor at {second.id} only")
+    if second is not None:
         print(f"And 4 officers on {second.name}: Q2 takes breaks away from its main gate.")
         print(f"With two sites, supervisors start on the all-sites board ({base}/sites).")
         runs.append(simulate(base, tokens[1], control, officers=SECOND, site=second.id,

@@ -344,8 +344,12 @@ def demo(
     """Run the server on a fresh embedded store, with a simulator driving a dozen officers."""
     import asyncio
 
-    from coverwatch.cli.demo import run_demo
+    from coverwatch.cli.demo import port_problem, run_demo
 
+    problem = port_problem(host, port)
+    if problem is not None:
+        Console(stderr=True).print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(2)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(site or [Path("examples/yard/site.yaml")], data_dir, host, port))
 

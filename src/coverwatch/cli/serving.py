@@ -92,9 +92,13 @@ def print_serving(sites: list[Path], db: str | None, data_dir: Path, url: str,
     store = f" --db '{escape(_shown(db, data_dir))}'" if db else (
         "" if data_dir == Path("data") else f" --data-dir {escape(str(data_dir))}")
     if state.users == 0:
+        # As the README's live section: the roles escalation names, and a contact.
         out.print("  no users yet: create one with\n"
                   f"    COVERWATCH_PASSWORD='choose-a-long-one' coverwatch users add alice "
-                  f"--roles supervisor{store}")
+                  f"--roles supervisor,admin{store}\n"
+                  "  and give them a contact (any Apprise URL), so that alerts reach them:\n"
+                  f"    coverwatch users set alice --notify 'ntfys://ntfy.sh/choose-a-topic'"
+                  f"{store}")
     if state.devices == 0:
         out.print("  no devices yet: give each officer's phone one with\n"
                   f"    coverwatch devices add phone-a1 --officer A1{store}   (docs/server.md)")

@@ -146,9 +146,10 @@ class RoundStatus:
 
     @property
     def next_stop(self) -> StopStatus | None:
-        """The stop to scan next: the first not yet scanned (in order, for
-        ordered tours; the soonest due, for unordered ones)."""
-        todo = [s for s in self.stops if s.scanned_at is None]
+        """The stop to scan next: the first that can still be made on time, neither
+        scanned nor missed (in order, for ordered tours; the soonest due, for
+        unordered ones); None when every remaining stop is missed."""
+        todo = [s for s in self.stops if s.scanned_at is None and not s.missed]
         if not todo:
             return None
         known = [s for s in todo if s.due_by is not None]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coverwatch.errors import CoverwatchError
-from coverwatch.storage.private import private_dir
+from coverwatch.storage.private import write_private
 
 __all__ = ["EvidenceKeyError", "SigningKey", "key_fingerprint", "load_signing_key",
            "rotate_signing_key", "verify_signature"]
@@ -76,17 +76,6 @@ def _signing_path(mac_key_path: Path) -> Path:
     return mac_key_path.with_name(mac_key_path.name + ".ed25519")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    private_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _pem(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -98,7 +87,7 @@ def load_signing_key(mac_key_path: Path, *, create: bool = True) -> SigningKey:
     if not path.exists():
         if not create:
             raise EvidenceKeyError(f"{path}: no signing key")
-        _write_private(path, _pem(Ed25519PrivateKey.generate()))
+        write_private(path, _pem(Ed25519PrivateKey.generate()), replace=False)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as e:
@@ -120,5 +109,5 @@ def rotate_signing_key(mac_key_path: Path) -> SigningKey:
     fd = os.open(retired_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="ascii") as f:
         f.write(old.public_b64 + "\n")
-    _write_private(old.path, _pem(Ed25519PrivateKey.generate()))
+    write_private(old.path, _pem(Ed25519PrivateKey.generate()))
     return load_signing_key(mac_key_path, create=False)

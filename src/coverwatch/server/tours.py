@@ -158,11 +158,15 @@ class TourWatch:
                         want.resolved_at) for want in wanted)))
 
 
-def progress_json(rounds: list[RoundStatus]) -> list[dict[str, Any]]:
-    """Rounds for the API: per stop its due time, scan, late and missed; the next stop."""
+def progress_json(rounds: list[RoundStatus], watched_from: int | None = None,
+                  ) -> list[dict[str, Any]]:
+    """Rounds for the API: per stop its due time, scan, late and missed; the next stop.
+    A round that began before ``watched_from`` is not judged: nothing of it is missed
+    (/duty listed every stop of the demo's first round as missed, with no alert)."""
     out = []
     for st in rounds:
         nxt = st.next_stop if st.at < st.end else None  # an ended round has no next stop
+        judged = watched_from is None or st.start >= watched_from
         out.append({
             "tour": st.tour,
             "start": format_time(st.start),
@@ -172,14 +176,15 @@ def progress_json(rounds: list[RoundStatus]) -> list[dict[str, Any]]:
             "next": None if nxt is None else {
                 "checkpoint": nxt.checkpoint,
                 "due_by": None if nxt.due_by is None else format_time(nxt.due_by)},
-            "missed": [s.checkpoint for s in st.stops if s.missed],
+            "judged": judged,
+            "missed": [s.checkpoint for s in st.stops if s.missed and judged],
             "stops": [{
                 "checkpoint": s.checkpoint,
                 "due_by": None if s.due_by is None else format_time(s.due_by),
                 "scanned_at": None if s.scanned_at is None else format_time(s.scanned_at),
                 "officer": s.officer,
                 "late": s.late,
-                "missed": s.missed,
+                "missed": s.missed and judged,
             } for s in st.stops],
         })
     return out

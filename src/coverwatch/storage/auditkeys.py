@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coverwatch.errors import StoreError
-from coverwatch.storage.private import private_dir
+from coverwatch.storage.private import write_private
 
 __all__ = ["KEY_FILE_ENV", "AuditKeyring", "default_key_path", "load_keyring", "rotate_keyring"]
 
@@ -62,17 +62,6 @@ class AuditKeyring:
         return f"MAC is under unknown key {kid!r}"
 
 
-def _write_private(path: Path, text: str) -> None:
-    private_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _parse(path: Path) -> tuple[tuple[str, bytes], ...]:
     keys = []
     for n, line in enumerate(path.read_text(encoding="ascii").splitlines(), 1):
@@ -97,7 +86,7 @@ def load_keyring(path: Path, *, create: bool = True) -> AuditKeyring | None:
         if not create:
             return None
         secret = secrets.token_bytes(32)
-        _write_private(path, f"{_key_id(secret)} {secret.hex()}\n")
+        write_private(path, f"{_key_id(secret)} {secret.hex()}\n".encode("ascii"), replace=False)
     try:
         return AuditKeyring(path, _parse(path))
     except OSError as e:
@@ -109,5 +98,5 @@ def rotate_keyring(path: Path) -> AuditKeyring:
     old = _parse(path) if path.exists() else ()
     secret = secrets.token_bytes(32)
     lines = [f"{_key_id(secret)} {secret.hex()}"] + [f"{k} {s.hex()}" for k, s in old]
-    _write_private(path, "\n".join(lines) + "\n")
+    write_private(path, ("\n".join(lines) + "\n").encode("ascii"))
     return AuditKeyring(path, _parse(path))

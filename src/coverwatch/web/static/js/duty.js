@@ -11,7 +11,7 @@ async function refresh() {
   const state = !d.on_duty ? "Off duty" : d.stale ? "On duty – NO SIGNAL from your device" : "On duty";
   $("duty-state").textContent = state;
   $("duty-state").className = `big ${d.on_duty && d.stale ? "warn" : ""}`;
-  const counts = d.counts_for.map((c) => `${c.post} · ${c.rule}`).join("; ");
+  const counts = d.counts_for.map((c) => `${c.post_name || c.post} · ${c.rule}`).join("; ");
   $("duty-facts").replaceChildren(
     el("dt", {}, "Capabilities"), el("dd", {}, d.capabilities.join(", ") || "none"),
     el("dt", {}, "Last position"), el("dd", {}, d.last_fix_age_s === null || d.last_fix_age_s === undefined ? "none received" : `${formatDuration(d.last_fix_age_s)} ago`),

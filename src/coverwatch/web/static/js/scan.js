@@ -9,6 +9,7 @@ import { api, el, AuthError } from "./common.js";
 const $ = (id) => document.getElementById(id);
 const PREFIX = "coverwatch-checkpoint:";
 let names = {};
+let tourNames = {};
 
 function time(iso) {
   return iso ? new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }) : "–";
@@ -34,22 +35,30 @@ function stopText(s) {
 }
 
 function roundCard(r) {
-  const next = r.next
+  // "Next" is a stop that can still be made on time (never one already missed).
+  const left = r.stops.some((s) => !s.scanned_at);
+  const next = r.next && !r.over
     ? el("p", { class: "big" }, `Next: ${names[r.next.checkpoint] || r.next.checkpoint}`,
       r.next.due_by ? el("span", { class: "muted" }, ` by ${time(r.next.due_by)}`) : null)
-    : el("p", { class: "acked" }, "✓ Every checkpoint of this round is scanned.");
+    : !left ? el("p", { class: "acked" }, "✓ Every checkpoint of this round is scanned.")
+    : r.over ? el("p", { class: "muted" }, "This round is over.")
+    : r.judged === false ? el("p", { class: "muted" }, "No checkpoint left to make on time.")
+    : el("p", { class: "warn" }, "No checkpoint left to make on time: the rest are missed.");
+  const unjudged = r.judged === false ? el("p", { class: "muted" },
+    "Not judged: this round began before coverwatch watched the tours.") : null;
   const missed = r.missed.length
     ? el("p", { class: "warn" }, `Missed: ${r.missed.map((c) => names[c] || c).join(", ")}`) : null;
   const stops = r.stops.map((s) => el("li", {
     class: s.scanned_at ? (s.late ? "late" : "done") : s.missed ? "missed" : "" }, stopText(s)));
   return el("div", { class: "tour-round", "data-tour": r.tour },
-    el("h3", {}, `${r.tour}, round from ${time(r.start)}`), next, missed,
+    el("h3", {}, `${tourNames[r.tour] || r.tour}, round from ${time(r.start)}`), next, unjudged, missed,
     el("ol", { class: "tour-stops" }, stops));
 }
 
 async function refreshTours() {
   const d = await api("/api/v1/me/tours");
   names = Object.fromEntries(d.checkpoints.map((c) => [c.id, c.name]));
+  tourNames = Object.fromEntries((d.tours || []).map((t) => [t.id, t.name]));
   const box = $("tour-progress");
   if (!d.checkpoints.length) {
     $("tours").hidden = true;

@@ -11,6 +11,15 @@ const page = Object.hasOwn(PAGES, asked ?? "") ? asked : null;
 
 function cell(text, cls) { return el("td", cls ? { class: cls } : {}, String(text)); }
 
+// Lapsed posts by name; their ids underneath, as detail (the board showed only ids).
+function lapsedCell(s) {
+  const ids = s.posts_lapsed;
+  if (!ids.length) return cell(s.rules_in_grace ? `0 (${s.rules_in_grace} in grace)` : "0");
+  const names = ids.map((id) => s.post_names?.[id] || id);
+  return el("td", { class: "bad posts-lapsed" }, `${ids.length}: ${names.join(", ")}`,
+    el("div", { class: "muted" }, ids.join(", ")));
+}
+
 function row(s) {
   const lapsed = s.posts_lapsed.length;
   const act = s.alerts_to_act_on;
@@ -21,7 +30,7 @@ function row(s) {
   tr.append(name,
     cell(act ? `${act - s.alerts_resolved_unacknowledged} open${s.alerts_resolved_unacknowledged ? `, ${s.alerts_resolved_unacknowledged} resolved unacknowledged` : ""}${s.alerts_acknowledged ? ` (+${s.alerts_acknowledged} acknowledged)` : ""}`
       : s.alerts_acknowledged ? `0 (+${s.alerts_acknowledged} acknowledged)` : "0", act ? "bad" : ""),
-    cell(lapsed ? `${lapsed}: ${s.posts_lapsed.join(", ")}` : (s.rules_in_grace ? `0 (${s.rules_in_grace} in grace)` : "0"), lapsed ? "bad" : ""),
+    lapsedCell(s),
     cell(s.alarms_open, s.alarms_open ? "bad" : ""),
     cell(s.officers_on_duty),
     cell(s.officers_without_signal, s.officers_without_signal ? "bad" : ""),
