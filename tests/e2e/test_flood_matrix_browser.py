@@ -152,6 +152,11 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
                 assert visible_on_top(page, sel), f"{post}'s label is hidden on the plan"
             header = page.locator("header.top").bounding_box()
             assert header is not None and header["height"] < 60
+            # ... and at least 12 one-line alerts beside them, on the same screen.
+            shown = page.evaluate("""() => [...document.querySelectorAll('.alert-card')]
+                .filter((c) => { const b = c.getBoundingClientRect();
+                                 return b.top >= 0 && b.bottom <= innerHeight; }).length""")
+            assert shown >= 12, f"only {shown} alerts on the first screen"
         else:
             # The phone fits its width; the SOS lines and lapsed posts come before the plan,
             # whose crowded labels show on a tap.
