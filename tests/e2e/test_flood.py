@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from receivers import HttpReceiver, http_receiver
-from serverkit import Kit, base_settings, running_server, wait_until
+from serverkit import FakeClock, Kit, base_settings, running_server, wait_until
 
 POSTS = 20
 
@@ -105,6 +105,47 @@ def test_outage_makes_one_incident_and_one_message_per_level_per_person(
         assert all(a["acknowledged_by"] == "sam" for a in _alerts(kit) if a["kind"] == "lapse")
         r = kit.request(sam, "POST", "/api/v1/incidents/incident-nope/acknowledge", json={})
         assert r.status_code == 404
+
+
+def test_an_incident_is_the_same_after_a_restart(tmp_path: Path, web: HttpReceiver) -> None:
+    site = _site(tmp_path, web)
+    settings = base_settings(site, tmp_path / "data", notify_retries=0, notify_timeout_s=5.0)
+    clock = FakeClock()
+    with running_server(settings, clock) as kit:
+        admin = kit.user("al", "admin")
+        sam = _reachable(kit, admin, "sam", "supervisor", web)
+        ingest = kit.api_token("gateway", "ingest")
+        assert kit.post_events(ingest, [e for i in range(POSTS) for e in (
+            {"t": kit.clock.iso(), "kind": "duty", "officer": f"O{i:02d}", "on": True},
+            {"t": kit.clock.iso(), "kind": "fix", "officer": f"O{i:02d}", "x": i * 100,
+             "y": 0})]).status_code == 200
+        kit.advance(1)
+        kit.advance(60)  # an outage: every fix is stale, every post lapses at once
+        (before,) = kit.request(sam, "GET", "/api/v1/incidents").json()["incidents"]
+        assert before["cause"] == "outage" and len(before["members"]) == POSTS
+        members = sorted(before["members"])
+        half = members[: POSTS // 2]
+        for alert_id in half:
+            r = kit.request(sam, "POST", f"/api/v1/alerts/{alert_id}/acknowledge",
+                            json={"note": "outage"})
+            assert r.status_code == 200, r.text
+    clock.advance(1)
+    with running_server(settings, clock) as kit:  # a new app on the same database
+        sam = kit.user("sam", "supervisor")
+        (after,) = kit.request(sam, "GET", "/api/v1/incidents").json()["incidents"]
+        assert after == before
+        lapses = [a for a in _alerts(kit) if a["kind"] == "lapse"]
+        assert sorted(a["id"] for a in lapses) == members
+        assert all(a["incident"] == before for a in lapses)
+        assert sorted(a["id"] for a in lapses if a["acknowledged_by"] == "sam") == half
+        # Still one incident: level 2 (due for the half nobody took) is one message for
+        # it, and acknowledging the incident takes that half.
+        assert web.paths() == ["/sam"]
+        kit.advance(60)
+        assert web.paths() == ["/sam", "/sam"]
+        r = kit.request(sam, "POST", f"/api/v1/incidents/{before['id']}/acknowledge", json={})
+        assert r.status_code == 200, r.text
+        assert sorted(r.json()["acknowledged"]) == sorted(set(members) - set(half))
 
 
 def test_a_shelved_post_is_not_notified_needs_a_reason_and_is_audited(

@@ -68,6 +68,17 @@ def _number_on_top(page: Any, post: str) -> bool:
     }""", post))
 
 
+def _header_lines(page: Any) -> int:
+    """How many rows the header's visible parts take (their distinct tops, 6 px apart)."""
+    tops = sorted(page.evaluate("""() => [...document.querySelectorAll(
+        'header.top > *, header.top .summary > *')]
+        .filter((e) => e.offsetParent !== null && !e.classList.contains('summary')
+                       && getComputedStyle(e).position !== 'absolute')
+        .map((e) => e.getBoundingClientRect().top)"""))
+    rows = [t for i, t in enumerate(tops) if i == 0 or t - tops[i - 1] > 6]
+    return len(rows)
+
+
 @pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080), (390, 844)])
 def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
     lapsed = {f"p{i}-{j}" for i, j in LAPSED}
@@ -141,10 +152,26 @@ def test_the_board_in_a_flood(base: str, viewport: tuple[int, int]) -> None:
                 assert visible_on_top(page, sel), f"{post}'s label is hidden on the plan"
             header = page.locator("header.top").bounding_box()
             assert header is not None and header["height"] < 60
+            # ... and at least 12 one-line alerts beside them, on the same screen.
+            shown = page.evaluate("""() => [...document.querySelectorAll('.alert-card')]
+                .filter((c) => { const b = c.getBoundingClientRect();
+                                 return b.top >= 0 && b.bottom <= innerHeight; }).length""")
+            assert shown >= 12, f"only {shown} alerts on the first screen"
         else:
             # The phone fits its width; the SOS lines and lapsed posts come before the plan,
             # whose crowded labels show on a tap.
             assert sideways_overflow(page) == 0
+            # The header holds two lines (site, clock, menu; then the counts); the tools
+            # open from its menu, over the page, and close again.
+            assert _header_lines(page) <= 2, shot(page, f"control-header-{size}.png")
+            assert not page.locator("#logout").is_visible()
+            page.click("#tools-toggle")
+            page.locator("#logout").wait_for()
+            assert page.locator("#replay-toggle").is_visible()
+            assert _header_lines(page) <= 2 and sideways_overflow(page) == 0
+            shot(page, f"control-flood-matrix-{size}-menu.png")
+            page.keyboard.press("Escape")
+            page.locator("#logout").wait_for(state="hidden")
             page.locator("#plan").evaluate("e => e.scrollIntoView()")
             shot(page, f"control-flood-matrix-{size}-plan.png")
             crowded = page.eval_on_selector_all("#plan .post-label.problem.crowded",

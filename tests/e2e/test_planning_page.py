@@ -65,7 +65,17 @@ def test_roving_plan_is_flagged_with_pictures(kit: Kit) -> None:
     assert site_png != timeline_png
 
 
-def test_fixed_plan_passes(kit: Kit) -> None:
+def test_fixed_plan_passes(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    import coverwatch.reports.planpictures as pictures
+
+    drawn: list[tuple[str | None, bool]] = []
+
+    def spy(ax: Any, background: Any, bbox: Any) -> bool:
+        done = draw_background(ax, background, bbox)
+        drawn.append((background.image if background else None, done))
+        return done
+    draw_background = pictures.draw_background
+    monkeypatch.setattr(pictures, "draw_background", spy)
     r = _check(kit, kit.user("root", "admin"), plan=FIXED, seed=3, threshold_s=60)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -77,6 +87,8 @@ def test_fixed_plan_passes(kit: Kit) -> None:
     assert all(s["alerts"] == 0 for s in out["rules"])
     _png(out["pictures"]["site_plan"])
     _png(out["pictures"]["timeline"])
+    # The site plan picture is drawn over the site's plan image, as the control room is.
+    assert drawn == [("yard-plan.svg", True)]
 
 
 def test_the_patrol_game_is_shown_for_a_plan_with_targets(kit: Kit) -> None:

@@ -66,13 +66,14 @@ def check(
 ) -> None:
     """Simulate PLAN on SITE: predicted lapses, cover, response times. Exit 1 on alerts."""
     from coverwatch.formats.planfile import load_plan
-    from coverwatch.formats.sitefile import load_site
+    from coverwatch.formats.sitefile import load_site_document
     from coverwatch.reports.plans import check_plan, fmt_seconds
 
     err = Console(stderr=True)
     out = Console()
     try:
-        site_model = load_site(site)
+        document = load_site_document(site)
+        site_model = document.site
         plan_model = load_plan(plan, site_model)
         at_us: int | None = None
         if at is not None:
@@ -142,7 +143,8 @@ def check(
     if report is not None:
         from coverwatch.reports.planpictures import write_report
 
-        paths = write_report(report, site_model, result, threshold_s=threshold_s)
+        paths = write_report(report, site_model, result, threshold_s=threshold_s,
+                             background=document.background)
         out.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False)
 
     n_alerts = result.alerts

@@ -28,8 +28,9 @@ emits, so grouping happens exactly where people would be told):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from coverwatch.domain.alerts import Escalation
 from coverwatch.domain.time import US_PER_S
@@ -74,6 +75,38 @@ class Incident:
                 "members": list(self.members), "posts": list(self.posts),
                 "told_levels": sorted(self.told)}
 
+    def to_record(self) -> dict[str, object]:
+        """What is stored, so that a restart shows the same incident (see from_record)."""
+        return {"id": self.id, "started": self.started, "cause": self.cause,
+                "members": list(self.members), "posts": list(self.posts),
+                "told": sorted(self.told), "latest": self.latest}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Incident:
+        """The incident of a stored record (ValueError naming the field if it is not one)."""
+        def ints(key: str) -> list[int]:
+            v = record.get(key)
+            if not isinstance(v, list) or not all(type(x) is int for x in v):
+                raise ValueError(f"incident record: {key} must be a list of integers")
+            return v
+
+        def texts(key: str) -> list[str]:
+            v = record.get(key)
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ValueError(f"incident record: {key} must be a list of texts")
+            return v
+        iid, cause = record.get("id"), record.get("cause")
+        started, latest = record.get("started"), record.get("latest")
+        if not isinstance(iid, str) or not iid:
+            raise ValueError("incident record: id must be a non-empty text")
+        if cause not in _CAUSE_WORDS:
+            raise ValueError(f"incident record: cause {cause!r} is not one of "
+                             f"{', '.join(_CAUSE_WORDS)}")
+        if type(started) is not int or type(latest) is not int:
+            raise ValueError("incident record: started and latest must be integers (µs)")
+        return cls(iid, started, str(cause), texts("members"), texts("posts"),
+                   set(ints("told")), latest)
+
 
 @dataclass(frozen=True, slots=True)
 class IncidentStep:
@@ -106,6 +139,20 @@ class IncidentBook:
         self.by_id: dict[str, Incident] = {}
         self._of: dict[str, Incident] = {}
         self._solo: list[_Seen] = []  # groupable alerts told on their own, recently
+        self._changed: set[str] = set()  # incidents formed, joined or told since taken
+
+    def restore(self, incidents: Iterable[Incident]) -> None:
+        """Take incidents as stored (at start-up): their members stay grouped."""
+        for incident in incidents:
+            self.by_id[incident.id] = incident
+            for member in incident.members:
+                self._of[member] = incident
+
+    def take_changed(self) -> list[Incident]:
+        """The incidents changed since the last call (to be stored), oldest first."""
+        out = [self.by_id[i] for i in sorted(self._changed) if i in self.by_id]
+        self._changed.clear()
+        return sorted(out, key=lambda i: (i.started, i.id))
 
     def incident_of(self, alert_id: str) -> Incident | None:
         return self._of.get(alert_id)
@@ -134,6 +181,7 @@ class IncidentBook:
             if level in incident.told:
                 continue  # held: the incident was told at this level
             incident.told.add(level)
+            self._changed.add(iid)
             out.append(IncidentStep(incident, level, members[0],
                                     tuple(incident.members)))
         return solo, out
@@ -175,6 +223,7 @@ class IncidentBook:
             incident.posts.append(step.post)
         incident.latest = max(incident.latest, step.due_at)
         self._of[step.alert_id] = incident
+        self._changed.add(incident.id)
 
 
 def _cause(steps: Sequence[Escalation], late_us: int) -> str:

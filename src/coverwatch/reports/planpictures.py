@@ -1,8 +1,9 @@
 """Pictures and the Markdown report of a plan check (adapter, matplotlib Agg).
 
-- ``site-plan.png``: the site, walkways, barriers, posts, each patrol's route
-  and a heat map of the worst-case response time (first officer with the
-  capability the rules ask for most, along the walkways, worst over the shift);
+- ``site-plan.png``: the site's plan image (its ``background``, as in the control
+  room), walkways, barriers, posts, each patrol's route and a heat map of the
+  worst-case response time (first officer with the capability the rules ask for
+  most, along the walkways, worst over the shift);
 - ``timeline.png``: per rule, the predicted count of officers against the need,
   with predicted lapses shaded;
 - ``report.md``: the tables of `coverwatch plan check` and both pictures.
@@ -18,9 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.planning.response import worst_response_raster
+from coverwatch.reports.planbackdrop import draw_background
 from coverwatch.reports.plans import PlanCheck, fmt_seconds
 
 __all__ = ["plot_site_plan", "plot_timeline", "write_report"]
@@ -47,8 +50,10 @@ def _bbox(site: Site, check: PlanCheck, margin: float = 15.0) -> tuple[float, fl
     return min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
 
 
-def plot_site_plan(path: Path, site: Site, check: PlanCheck, threshold_s: float) -> None:
-    """The site map with routes and the worst-case response heat map."""
+def plot_site_plan(path: Path, site: Site, check: PlanCheck, threshold_s: float,
+                   background: PlanImage | None = None) -> None:
+    """The site map with routes and the worst-case response heat map, over the site's
+    plan image where it has one."""
     fig, ax = plt.subplots(figsize=(10, 8), dpi=110)
     bbox = _bbox(site, check)
     capability = _main_capability(site)
@@ -113,6 +118,7 @@ def plot_site_plan(path: Path, site: Site, check: PlanCheck, threshold_s: float)
             ax.plot(ring[:, 0], ring[:, 1], color="navy", lw=2, zorder=7)
             ax.annotate(post.name, (float(ring[:, 0].mean()), float(ring[:, 1].mean())),
                         ha="center", fontsize=10, weight="bold", color="navy", zorder=8)
+    draw_background(ax, background, bbox)
     ax.set_xlim(bbox[0], bbox[2])
     ax.set_ylim(bbox[1], bbox[3])
     ax.set_aspect("equal")
@@ -170,12 +176,12 @@ def plot_timeline(path: Path, check: PlanCheck) -> None:
 
 
 def write_report(directory: Path, site: Site, check: PlanCheck, *,
-                 threshold_s: float = 82.0) -> list[Path]:
+                 threshold_s: float = 82.0, background: PlanImage | None = None) -> list[Path]:
     """Write site-plan.png, timeline.png and report.md into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     site_png = directory / "site-plan.png"
     timeline_png = directory / "timeline.png"
-    plot_site_plan(site_png, site, check, threshold_s)
+    plot_site_plan(site_png, site, check, threshold_s, background)
     plot_timeline(timeline_png, check)
     lines = [
         f"# Plan check: {check.plan.id} on {site.name}",

@@ -32,7 +32,7 @@ from coverwatch.domain.alerts import (
     EscalationPolicy,
     parse_target,
 )
-from coverwatch.domain.incidents import IncidentBook
+from coverwatch.domain.incidents import Incident, IncidentBook
 from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import DIRECT_TARGETS, open_direct, undelivered_steps
 from coverwatch.domain.time import format_time
@@ -152,12 +152,13 @@ class Outbox:
         self._resent: set[tuple[str, int, str]] = set()
         # Floods: alerts of one cause told once per level (domain/incidents.py).
         self.incidents = IncidentBook()
+        self._incident_lock = asyncio.Lock()  # incident saves in the order they were made
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
         self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
     def load(self) -> None:
-        """Read the stored deliveries, dispatches and shelves (at start-up, and in distributed
-        mode when this node takes a site over: other nodes recorded some)."""
+        """Read the stored deliveries, dispatches, shelves and incidents (at start-up, and in
+        distributed mode when this node takes a site over: other nodes recorded some)."""
         from coverwatch.server.shelves import load_shelves
 
         by_alert: dict[str, list[DeliveryRecord]] = {}
@@ -168,6 +169,8 @@ class Outbox:
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
         self.shelves = load_shelves(self.store)
+        self.incidents = IncidentBook()
+        self.incidents.restore(Incident.from_record(r) for r in self.store.load_incidents())
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the
@@ -319,6 +322,7 @@ class Outbox:
 
         ready = held_back(self.shelves, self.held, self.view.clock(), steps)
         solo, grouped = self.incidents.fold(ready) if group else (ready, [])
+        self._store_incidents()
         if self._notifier is None:
             return
         alarms: dict[str, list[Escalation]] = {}
@@ -332,6 +336,27 @@ class Outbox:
                        else self._send_step(together[0]))
         for istep in grouped:
             self.spawn(send_incident(self, istep))
+
+    def _store_incidents(self) -> None:
+        """Store the incidents a fold formed, joined or told (a restart shows them as they
+        were); in the store's pool, one save after another so the latest is kept."""
+        records = [i.to_record() for i in self.incidents.take_changed()]
+        if not records:
+            return
+        from coverwatch.server.pools import in_store
+
+        async def save() -> None:
+            async with self._incident_lock:
+                try:
+                    await in_store(self.store.save_incidents, records)
+                except Exception:  # the screen still groups them; a restart may not
+                    log.exception("could not store %d incident(s)", len(records))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no running loop (start-up): store them here
+            self.store.save_incidents(records)
+            return
+        self.spawn(save())
 
     async def _send_alarm(self, steps: Sequence[Escalation]) -> None:
         """An SOS's levels, sent at once: only if none reached anybody is it a failure

@@ -38,6 +38,7 @@ from coverwatch.storage.devicereports import DeviceReportRepository
 from coverwatch.storage.devices import Device, DeviceRepository
 from coverwatch.storage.eventrows import InvalidEventError, row_key
 from coverwatch.storage.events import AppendResult, EventRepository
+from coverwatch.storage.incidents import IncidentRepository
 from coverwatch.storage.keeping import KeepingRepository
 from coverwatch.storage.schema import head_revision, upgrade
 from coverwatch.storage.sessions import NewSession, SessionInfo, SessionRepository
@@ -65,6 +66,7 @@ __all__ = [
     "DeviceRepository",
     "DuplicateNameError",
     "EventRepository",
+    "IncidentRepository",
     "InvalidAlertRecordError",
     "InvalidEventError",
     "InvalidRolesError",

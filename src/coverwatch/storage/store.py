@@ -11,7 +11,7 @@ class in its own module: events (:mod:`~coverwatch.storage.events`), alert
 records (:mod:`~coverwatch.storage.alerts`), server state
 (:mod:`~coverwatch.storage.state`), users, devices, API tokens and sessions,
 orders and shifts (:mod:`~coverwatch.storage.briefing`), contacts, deliveries,
-checkpoints and holds (:mod:`~coverwatch.storage.keeping`), device reports,
+checkpoints and holds (:mod:`~coverwatch.storage.keeping`), incidents, device reports,
 dead letters and the audit log. They share one engine and one site
 (:class:`~coverwatch.storage.base.StoreBase`).
 """
@@ -36,6 +36,7 @@ from coverwatch.storage.devicereports import DeviceReportRepository
 from coverwatch.storage.devices import DeviceRepository
 from coverwatch.storage.eventrows import InvalidEventError, event_digest, event_key, row_key
 from coverwatch.storage.events import AppendResult, EventRepository
+from coverwatch.storage.incidents import IncidentRepository
 from coverwatch.storage.keeping import KeepingRepository
 from coverwatch.storage.private import private_data_dir
 from coverwatch.storage.schema import (
@@ -129,6 +130,7 @@ class Store(
     BriefingRepository,
     ContactRepository,
     DeliveryRepository,
+    IncidentRepository,
     KeepingRepository,
     DeviceReportRepository,
     DeadLetterRepository,

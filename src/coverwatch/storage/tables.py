@@ -42,6 +42,7 @@ __all__ = [
     "dispatches",
     "engine_checkpoints",
     "events",
+    "incidents",
     "legal_holds",
     "metadata",
     "orders_acknowledgements",
@@ -279,6 +280,19 @@ alerts = Table(
     Index(None, "site", "alert_at_us", "id"),
 )
 
+# A flood's alerts grouped as one incident (0015): its Incident.to_record() as JSON.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("site", Text, primary_key=True, server_default=DEFAULT_SITE),
+    Column("id", Text, primary_key=True),
+    Column("started_us", BigInteger, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Index(None, "site", "started_us", "id"),
+)
+
 server_state = Table(
     "server_state",
     metadata,
@@ -476,4 +490,5 @@ PER_SITE_TABLES = (
     events, devices, alerts, server_state, audit, roster_shifts, orders_versions,
     orders_acknowledgements, deliveries, dispatches, engine_checkpoints, legal_holds,
     device_reports, qualifications, bus_outbox, bus_fences, dead_letters, tlog_leaves, purges,
+    incidents,
 )

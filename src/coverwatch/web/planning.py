@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from coverwatch.domain.alerts import format_duration
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.errors import CoverwatchError, Problem, SiteFileError
@@ -129,13 +130,14 @@ def _png_data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _pictures_json(site: Site, check: PlanCheck, threshold_s: float) -> dict[str, str]:
+def _pictures_json(site: Site, check: PlanCheck, threshold_s: float,
+                   background: PlanImage | None = None) -> dict[str, str]:
     from coverwatch.reports.planpictures import plot_site_plan, plot_timeline
 
     with _pictures, tempfile.TemporaryDirectory(prefix="cw-plan-") as tmp:
         site_png = Path(tmp) / "site-plan.png"
         timeline_png = Path(tmp) / "timeline.png"
-        plot_site_plan(site_png, site, check, threshold_s)
+        plot_site_plan(site_png, site, check, threshold_s, background)
         plot_timeline(timeline_png, check)
         return {"site_plan": _png_data_url(site_png.read_bytes()),
                 "timeline": _png_data_url(timeline_png.read_bytes())}
@@ -174,8 +176,10 @@ def _patrol_game_json(site: Site, plan: Plan, body: PlanCheckBody) -> dict[str, 
             "days": r.days, "seed": seed, "picture": picture}
 
 
-def check_plan_json(site: Site, body: PlanCheckBody) -> dict[str, Any]:
-    """Load, check and picture a plan; the JSON of ``POST /api/v1/plan/check``.
+def check_plan_json(site: Site, body: PlanCheckBody,
+                    background: PlanImage | None = None) -> dict[str, Any]:
+    """Load, check and picture a plan; the JSON of ``POST /api/v1/plan/check``. The site
+    plan's picture is drawn over ``background`` (the site file's plan image), if any.
 
     Raises HTTPException 422 for an invalid or too large plan.
     """
@@ -238,18 +242,19 @@ def check_plan_json(site: Site, body: PlanCheckBody) -> dict[str, Any]:
         "rules": rules,
         "response": {"samples": check.arrivals[0].samples if check.arrivals else 0,
                      "threshold_s": body.threshold_s, "rows": response},
-        "pictures": _pictures_json(site, check, body.threshold_s),
+        "pictures": _pictures_json(site, check, body.threshold_s, background),
         # Only a plan that passes is randomised: a flagged one must be fixed first.
         "patrol_game": None if check.alerts else _patrol_game_json(site, plan, body),
     }
 
 
-def _check_bounded(site: Site, body: PlanCheckBody) -> dict[str, Any]:
+def _check_bounded(site: Site, body: PlanCheckBody,
+                   background: PlanImage | None) -> dict[str, Any]:
     if not _slots.acquire(blocking=False):
         raise HTTPException(429, "other plan checks are running; try again in a few seconds",
                             headers={"Retry-After": "5"})
     try:
-        return check_plan_json(site, body)
+        return check_plan_json(site, body, background)
     finally:
         _slots.release()
 
@@ -261,4 +266,4 @@ async def plan_check(
     who: Annotated[Principal, Depends(require("supervisor", "admin"))],
 ) -> dict[str, Any]:
     """Check a roster and patrol plan (YAML text) against the server's current site."""
-    return await asyncio.to_thread(_check_bounded, svc.site, body)
+    return await asyncio.to_thread(_check_bounded, svc.site, body, svc.doc.background)

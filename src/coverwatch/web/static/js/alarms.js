@@ -23,7 +23,7 @@ function positionText(a) {
   return `Last known position ${words} at ${formatTime(Date.parse(p.time))} · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m`;
 }
 
-function shortPosition(a) {
+export function shortPosition(a) {
   const p = a.details?.position;
   if (!p) return "position unknown";
   return a.where?.text ?? `site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m`;
@@ -43,16 +43,20 @@ export function alarmFacts(a, v) {
   };
 }
 
-// A red banner that stays while any alarm is open or acknowledged but not closed.
-// The same order at every render (the board's order may change between refreshes): by
-// the time sent on the device, then the officer, then the alert.
-function alarmOrder(x, y) {
+// An alarm still live (open or acknowledged, not closed): in the banner and first in the list.
+export function liveAlarm(a) { return isAlarm(a) && (a.state === "open" || a.state === "acknowledged"); }
+
+// The one order of live alarms, in the banner, on the plan and in the alert list (the
+// board's order may change between refreshes): by the time sent on the device, then the
+// officer, then the alert.
+export function alarmOrder(x, y) {
   const sent = (a) => (a.details?.event_time ? Date.parse(a.details.event_time) : a.alert_at_ms);
   return sent(x) - sent(y) || officerOf(x).localeCompare(officerOf(y)) || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 }
 
+// A red banner that stays while any alarm is open or acknowledged but not closed.
 export function renderSosBanner(host, alerts, sound) {
-  const live = alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged")).sort(alarmOrder);
+  const live = alerts.filter(liveAlarm).sort(alarmOrder);
   if (!live.length) { host.hidden = true; host.replaceChildren(); host._key = ""; return; }
   // Redrawn only when what it shows changes, so a line is never swapped under the eye.
   const key = live.map((a) => `${a.id}|${a.state}|${a.acknowledged_by}|${a.where?.text}|${a.details?.event_time}`).join(";");
@@ -76,7 +80,7 @@ export function renderSosBanner(host, alerts, sound) {
 export function drawAlarmMarkers(plan, alerts) {
   if (!plan.gAlarms) { plan.gAlarms = svg("g", { class: "alarms" }); plan.root.append(plan.gAlarms); }
   plan.gAlarms.replaceChildren(...alerts
-    .filter((a) => isAlarm(a) && a.details?.position && (a.state === "open" || a.state === "acknowledged"))
+    .filter((a) => liveAlarm(a) && a.details?.position)
     .sort(alarmOrder)
     .map((a) => {
       const p = a.details.position;

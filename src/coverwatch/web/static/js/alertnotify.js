@@ -4,6 +4,7 @@
 // Kept apart from control.js so other alert kinds can add their own parts.
 
 import { api, formatDuration, formatTime, el, AuthError } from "./common.js";
+import { alarmOrder, liveAlarm } from "./alarms.js";
 
 const CHANNEL = {
   mailto: "mail", mailtos: "mail", json: "webhook", jsons: "webhook", "signed+http": "signed webhook",
@@ -109,8 +110,12 @@ export function directFacts(a, v) {
 
 const KIND_RANK = { sos: 0, fall: 1, lapse: 2, "notification-failure": 3, "device-silent": 4, system: 5 };
 
-// Most urgent first: kind, then escalation level, then time without cover; ties by id (stable).
+// Most urgent first: live alarms (SOS, fall) in the banner's order, then by state, kind,
+// escalation level and time without cover; ties by id (stable).
 export function urgency(x, y) {
+  const alarm = (a) => (liveAlarm(a) ? 0 : 1);
+  if (alarm(x) !== alarm(y)) return alarm(x) - alarm(y);
+  if (!alarm(x)) return alarmOrder(x, y);
   const state = (a) => (a.state === "open" ? 0 : a.state === "acknowledged" ? 1 : 2);
   return state(x) - state(y)
     || (KIND_RANK[x.kind] ?? 6) - (KIND_RANK[y.kind] ?? 6)

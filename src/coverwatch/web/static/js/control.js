@@ -148,6 +148,17 @@ function lateChip(late) {
   return el("span", { class: "chip late-chip", title: lines.join("\n") }, words);
 }
 
+// On a phone the header's tools fold into a menu (two header lines at most): the button
+// opens it under the header; a choice, Escape or a tap elsewhere closes it.
+function setupToolsMenu() {
+  const toggle = $("tools-toggle"), top = toggle.closest("header");
+  const show = (open) => { top.classList.toggle("tools-open", open); toggle.setAttribute("aria-expanded", String(open)); };
+  toggle.addEventListener("click", () => show(!top.classList.contains("tools-open")));
+  $("tools").addEventListener("click", (e) => { if (e.target.closest("a, button")) show(false); });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && top.classList.contains("tools-open")) { show(false); toggle.focus(); } });
+  document.addEventListener("click", (e) => { if (!top.contains(e.target)) show(false); });
+}
+
 // -- officers ----------------------------------------------------------------------
 
 function renderOfficers(v) {
@@ -238,6 +249,7 @@ async function main() {
     whoCounted(ms, row);
   });
   $("logout").addEventListener("click", logout);
+  setupToolsMenu();
   const soundBtn = $("sound");
   const showSound = () => { soundBtn.textContent = app.sound ? "Sound on" : "Sound off"; soundBtn.setAttribute("aria-pressed", String(app.sound)); };
   showSound();

@@ -3,7 +3,7 @@
 
 import { api, formatDuration, formatTime, el, beep, AuthError } from "./common.js";
 import { escalationFacts, nearestBlock, directFacts, urgency } from "./alertnotify.js";
-import { isAlarm, alarmTitle, alarmFacts } from "./alarms.js";
+import { isAlarm, alarmTitle, alarmFacts, shortPosition } from "./alarms.js";
 import { $, app, hooks, postName, view, announce } from "./controlstate.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "resolved"]);
@@ -76,7 +76,8 @@ function makeCard(a) {
   const ackBtn = el("button", { type: "button", class: "primary", onclick: () => act(a.id, "acknowledge", note, card) }, "Acknowledge");
   const closeBtn = el("button", { type: "button", onclick: () => act(a.id, "close", note, card) }, "Close");
   const err = el("p", { class: "error", role: "alert" });
-  const line = el("button", { type: "button", class: "line", "aria-expanded": "true", title: "Open or fold this alert" });
+  const line = el("button", { type: "button", class: "line", "aria-expanded": "true", title: "Open or fold this alert" },
+    el("span", { class: "l-head" }), el("span", { class: "l-dur" }), el("span", { class: "l-tail" }));
   line.addEventListener("click", () => { card._open = !card.classList.contains("open"); const v = view(); if (v) renderAlerts(v); });
   const card = el("article", { class: "alert-card", "data-alert": a.id, tabindex: "-1" },
     el("header", {}, isAlarm(a) ? el("h3", { class: "alarm-title" }, alarmTitle(a))
@@ -88,16 +89,21 @@ function makeCard(a) {
   return card;
 }
 
-// One line per alert: where, since, who is told (the kind and state are beside it).
-function lineText(a, v) {
-  const where = a.where?.text && !a.where.text.startsWith("at ") ? a.where.text : "";
-  const since = `since ${formatTime(a.lapse_start_ms)} (${formatDuration(Math.max(0, v.nowMs - a.lapse_start_ms) / 1000)})`;
+// One line per alert: where (in words: an alarm's or silent device's position relative to
+// the nearest post, or "position unknown"; a lapse's post is its title already), since,
+// who is told. Three parts, so a tick rewrites only the duration's text.
+function lineParts(a, v) {
+  const where = isAlarm(a) ? shortPosition(a) : a.where && "distance_m" in a.where ? a.where.text : "";
   const told = [...new Set((a.notified ?? []).flatMap((lv) => lv.deliveries).filter((d) => d.outcome === "delivered").map((d) => d.person ?? d.channel))];
-  const parts = [where, since, told.length ? `told ${told.join(", ")}` : "nobody told yet"];
-  if (a.incident) parts.push(`incident of ${a.incident.members.length}`);
-  if (a.shelved) parts.push(`shelved until ${formatTime(a.shelved.until_ms)}`);
-  return parts.filter(Boolean).join(" · ");
+  const tail = [told.length ? `told ${told.join(", ")}` : "nobody told yet"];
+  if (a.incident) tail.push(`incident of ${a.incident.members.length}`);
+  if (a.shelved) tail.push(`shelved until ${formatTime(a.shelved.until_ms)}`);
+  return [[where, `since ${formatTime(a.lapse_start_ms)}`].filter(Boolean).join(" · ") + " (",
+    lineDuration(Math.max(0, v.nowMs - a.lapse_start_ms) / 1000), `) · ${tail.join(" · ")}`];
 }
+
+// Seconds only in the first minute; then whole minutes, so a line changes once a minute.
+function lineDuration(s) { return formatDuration(s < 60 ? s : Math.floor(s / 60) * 60); }
 
 // Set a property only when it differs: an unchanged card gets no DOM writes at all.
 function put(node, prop, value) { if (node[prop] !== value) node[prop] = value; }
@@ -108,7 +114,7 @@ function updateCard(card, a, v, compact) {
   put(card, "className", `alert-card st-${a.state}${a.state === "resolved" && !a.acknowledged_by ? " needs-ack" : ""}${open ? " open" : ""}`);
   put(card.querySelector(".badge"), "textContent", stateLabel(a));
   const { line } = card._parts;
-  put(line, "textContent", lineText(a, v));
+  lineParts(a, v).forEach((text, i) => put(line.children[i], "textContent", text));
   putAttr(line, "aria-expanded", String(open));
   if (!open) return;  // a folded card's details are not redrawn (only what is seen changes)
   updateFacts(card, a, v);

@@ -1,0 +1,45 @@
+"""Incidents: the alerts of one flood grouped as one cause, kept so that a restart shows
+the same incident with the same members (each member's acknowledgement is its alert's).
+
+The grouping is the domain's (:mod:`coverwatch.domain.incidents`); this stores each
+incident's latest ``Incident.to_record()``, replaced by its id as members join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from coverwatch.storage.base import StoreBase, dialect_insert, now_us
+from coverwatch.storage.tables import incidents
+
+__all__ = ["IncidentRepository"]
+
+
+class IncidentRepository(StoreBase):
+    """Incident records of the store's site (``save_incidents`` / ``load_incidents``)."""
+
+    def save_incidents(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Store each incident's record (inserted or replaced by id), in one transaction."""
+        if not records:
+            return
+        at = now_us()
+        with self._write() as conn:
+            for record in records:
+                values = {"site": self.site, "id": str(record["id"]),
+                          "started_us": int(record["started"]), "cause": str(record["cause"]),
+                          "record": orjson.dumps(dict(record)).decode(), "updated_us": at}
+                insert = dialect_insert(self.dialect)(incidents).values(**values)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=[incidents.c.site, incidents.c.id],
+                    set_={k: insert.excluded[k] for k in values if k not in ("site", "id")}))
+
+    def load_incidents(self) -> list[dict[str, Any]]:
+        """Every stored incident record, oldest first."""
+        q = (select(incidents.c.record).where(incidents.c.site == self.site)
+             .order_by(incidents.c.started_us, incidents.c.id))
+        with self.reading() as conn:
+            return [orjson.loads(r) for r in conn.execute(q).scalars()]
