@@ -27,7 +27,14 @@ from nats.aio.client import Client
 
 from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
 from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
-from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
+from coverwatch.bus.leases import (
+    DeadmanCheck,
+    LeaseTable,
+    LeaseView,
+    balanced_moves,
+    lease_ttl,
+    open_bucket,
+)
 from coverwatch.bus.log import BusMessage, BusNames, EventLog, connect
 from coverwatch.clock import wall_clock_us
 
@@ -320,7 +327,8 @@ class Worker:
         """Create what is missing (stream, buckets) and start watching the leases."""
         s = self.settings
         await self.log.ensure()
-        kv = await open_bucket(self.js, self.names.leases, replicas=s.replicas)
+        kv = await open_bucket(self.js, self.names.leases, replicas=s.replicas,
+                               ttl_s=lease_ttl(s.lease_s))
         cps = await open_bucket(self.js, self.names.checkpoints, replicas=s.replicas)
         self.checkpoints = Checkpoints(cps)
         self.view = LeaseView(kv, s.lease_s)
