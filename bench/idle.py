@@ -141,15 +141,16 @@ def _cpu_s(pid: int) -> float:
 def measure(count: int, window: float, settle: float, work: Path,
             src: Path) -> dict[str, float]:
     """One row: ``count`` sites idle; transactions/s and CPU of the two nodes."""
-    from coverwatch.storage import upgrade
-
     database = f"cwb_idle_{uuid.uuid4().hex[:8]}"
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
     db = fresh_database(ADMIN, database)
     data = work / f"sites-{count}-{uuid.uuid4().hex[:4]}"
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        upgrade(db, data)
+        # Migrated by the code under test: a tree's servers refuse another tree's schema.
+        subprocess.run([sys.executable, "-c", "import sys; from coverwatch.storage import "
+                        "upgrade; upgrade(sys.argv[1], sys.argv[2])", db, str(data)],
+                       check=True, env={**os.environ, "PYTHONPATH": str(src)})
         sites = write_sites(data / "sites", count)
         started = time.monotonic()
         urls = []

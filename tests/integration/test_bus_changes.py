@@ -1,5 +1,9 @@
-"""Distributed mode's change scan: one query names the sites whose alerts or rule versions
-were written, so a node refreshes those and not every site every round.
+"""Distributed mode's change notification: a node refreshes the sites whose alerts or rule
+versions were written, and not every site every round.
+
+The feed: a trigger NOTIFYs each such write at its commit, and a ``ChangeFeed`` LISTENing
+hears the sites of its own schema (not another schema's, not other state's writes).
+The scan behind it: one query names the written sites.
 
 On a PostgreSQL schema of its own: writes to one site's alerts and versions show in the
 scan with a signature that changes with every further write (a late commit of an older
@@ -8,11 +12,13 @@ timestamp included), and not at all for a site nobody wrote to or before ``since
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from clusterkit import postgres_schema
 from sqlalchemy import create_engine
 
+from coverwatch.server.changefeed import ChangeFeed
 from coverwatch.server.cluster import changed_sites
 from coverwatch.storage.versions import VERSIONS_KEY
 
@@ -48,3 +54,51 @@ def test_the_scan_names_written_sites_and_their_writes_change_its_signature(
             assert set(changed_sites(engine, 1_000)) == {"east"}  # since: later writes
         finally:
             engine.dispose()
+
+
+def _engine(db: str):  # type: ignore[no-untyped-def]
+    return create_engine(db.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def test_the_feed_hears_its_own_schemas_alert_and_rule_writes(tmp_path: Path) -> None:
+    with postgres_schema(tmp_path / "a") as db, postgres_schema(tmp_path / "b") as other_db:
+        engine, other = _engine(db), _engine(other_db)
+
+        def write() -> None:
+            with other.begin() as conn:  # another deployment's schema on the same database
+                conn.exec_driver_sql(ALERT, {"site": "south", "id": "a1", "t": 1_000})
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ALERT, {"site": "north", "id": "a1", "t": 1_000})
+                conn.exec_driver_sql("UPDATE alerts SET state = 'acknowledged' "
+                                     "WHERE site = 'north'")
+                conn.exec_driver_sql(
+                    "INSERT INTO server_state (site, key, value, updated_us) "
+                    "VALUES ('west', 'watchdog.probe', '1', 3000)")
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO server_state (site, key, value, updated_us) "
+                    "VALUES ('east', %(k)s, '[]', 2000)", {"k": VERSIONS_KEY})
+
+        async def body() -> list[str]:
+            feed = ChangeFeed(engine, asyncio.get_running_loop())
+            feed.start()
+            try:
+                assert await asyncio.to_thread(feed.connected.wait, 20)
+                assert feed.lost()  # nothing heard before: the node scans first
+                assert not feed.lost()
+                await asyncio.to_thread(write)
+                got = [await asyncio.wait_for(feed.changed.get(), 20) for _ in range(2)]
+                await asyncio.sleep(1.0)
+                while not feed.changed.empty():
+                    got.append(feed.changed.get_nowait())
+                assert not feed.lost()  # connected throughout
+                return got
+            finally:
+                await asyncio.to_thread(feed.stop)
+
+        try:
+            # One notification per transaction and site (PostgreSQL folds repeats).
+            assert asyncio.run(body()) == ["north", "east"]
+        finally:
+            engine.dispose()
+            other.dispose()
