@@ -13,14 +13,20 @@ timestamp included), and not at all for a site nobody wrote to or before ``since
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+import pytest
 from clusterkit import postgres_schema
+from natskit import NATS_URL, cleanup, need_nats, unique_names, wait_for
 from sqlalchemy import create_engine
 
+from coverwatch.domain.alerts import Alert, alert_id_for
 from coverwatch.server.changefeed import ChangeFeed
 from coverwatch.server.cluster import changed_sites
+from coverwatch.storage import open_store
 from coverwatch.storage.versions import VERSIONS_KEY
+from serverkit import WallClock, base_settings, running_server, write_site
 
 ALERT = ("INSERT INTO alerts (site, id, kind, post, rule, lapse_start_us, alert_at_us, state, "
          "record, updated_us) VALUES (%(site)s, %(id)s, 'lapse', 'gate', 'cover', %(t)s, 1, "
@@ -102,3 +108,39 @@ def test_the_feed_hears_its_own_schemas_alert_and_rule_writes(tmp_path: Path) ->
         finally:
             engine.dispose()
             other.dispose()
+
+
+def test_a_node_hears_another_nodes_alert_from_the_feed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's alert book takes in an alert another node wrote, though the change scan
+    cannot see it (written with a clock far behind): only the notification says so. The
+    node is the site's owner (a worker), so no dead-man report refreshes its book."""
+    need_nats()
+    names = unique_names()
+    site_path = write_site(tmp_path)
+    data = tmp_path / "data"
+    monkeypatch.setattr("coverwatch.storage.alerts.now_us", lambda: 1_000)
+    try:
+        with postgres_schema(data) as db:
+            settings = base_settings(site_path, data, db_url=db, bus_url=NATS_URL,
+                                     bus_prefix=names.prefix, role="worker")
+            with running_server(settings, WallClock()) as kit:
+                cw = kit.svc.bus.worker
+                assert asyncio.run(wait_for(lambda: cw.owns(kit.svc.site.id), 60))
+                time.sleep(2.0)  # the new owner's own refresh of the book is over
+                other = open_store(db, data, site=kit.svc.store.site, audit_key=False)
+                t0 = kit.clock() - 60_000_000
+                alert = Alert(alert_id_for("lapse", "gate", "cover", t0), "lapse", "gate",
+                              "cover", t0, t0 + 10_000_000, 0, 1)
+                try:
+                    deadline = time.monotonic() + 60
+                    while alert.id not in kit.svc.book:
+                        assert time.monotonic() < deadline, "the feed never told the node"
+                        # Again until heard: the feed may not be listening yet.
+                        other.record_alert_event(alert.to_record(), actor="engine",
+                                                 action="alert.raised")
+                        time.sleep(1.0)
+                finally:
+                    other.close()
+    finally:
+        asyncio.run(cleanup(NATS_URL, names))
