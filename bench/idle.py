@@ -154,11 +154,12 @@ def measure(count: int, window: float, settle: float, work: Path,
         sites = write_sites(data / "sites", count)
         started = time.monotonic()
         urls = []
-        for role in ("gateway", "worker"):  # started together: each reads every site
+        # One after the other: two servers starting together on a fresh data directory
+        # race to create its audit key.
+        for role in ("gateway", "worker"):
             proc, url = _serve(sites, data, db, prefix, role, data / f"{role}.log", src)
             procs.append(proc)
             urls.append(url)
-        for proc, url, role in zip(procs, urls, ("gateway", "worker"), strict=True):
             _ready(proc, url, data / f"{role}.log")
         deadline = time.monotonic() + 600
         while asyncio.run(_owned(prefix)) < count and time.monotonic() < deadline:
