@@ -154,9 +154,10 @@ def measure(count: int, window: float, settle: float, work: Path,
         sites = write_sites(data / "sites", count)
         started = time.monotonic()
         urls = []
-        # One after the other: two servers starting together on a fresh data directory
-        # race to create its audit key.
-        for role in ("gateway", "worker"):
+        # One after the other (two servers starting together on a fresh data directory
+        # race to create its audit key), the worker first: a gateway that ran alone while
+        # the worker started would raise dead-man alerts, and live alerts are not idle.
+        for role in ("worker", "gateway"):
             proc, url = _serve(sites, data, db, prefix, role, data / f"{role}.log", src)
             procs.append(proc)
             urls.append(url)
@@ -174,8 +175,8 @@ def measure(count: int, window: float, settle: float, work: Path,
         took = time.monotonic() - t0
         return {"sites": count, "owned": owned, "ready_s": ready_s,
                 "tx_per_s": (tx1 - tx0) / took,
-                "gateway_cpu": (cpu1[0] - cpu0[0]) / took,
-                "worker_cpu": (cpu1[1] - cpu0[1]) / took, "load": os.getloadavg()[0]}
+                "gateway_cpu": (cpu1[1] - cpu0[1]) / took,
+                "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0]}
     finally:
         for p in procs:
             p.terminate()
