@@ -141,23 +141,26 @@ def _cpu_s(pid: int) -> float:
 def measure(count: int, window: float, settle: float, work: Path,
             src: Path) -> dict[str, float]:
     """One row: ``count`` sites idle; transactions/s and CPU of the two nodes."""
-    from coverwatch.storage import upgrade
-
     database = f"cwb_idle_{uuid.uuid4().hex[:8]}"
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
     db = fresh_database(ADMIN, database)
     data = work / f"sites-{count}-{uuid.uuid4().hex[:4]}"
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        upgrade(db, data)
+        # Migrated by the code under test: a tree's servers refuse another tree's schema.
+        subprocess.run([sys.executable, "-c", "import sys; from coverwatch.storage import "
+                        "upgrade; upgrade(sys.argv[1], sys.argv[2])", db, str(data)],
+                       check=True, env={**os.environ, "PYTHONPATH": str(src)})
         sites = write_sites(data / "sites", count)
         started = time.monotonic()
         urls = []
-        for role in ("gateway", "worker"):  # started together: each reads every site
+        # One after the other (two servers starting together on a fresh data directory
+        # race to create its audit key), the worker first: a gateway that ran alone while
+        # the worker started would raise dead-man alerts, and live alerts are not idle.
+        for role in ("worker", "gateway"):
             proc, url = _serve(sites, data, db, prefix, role, data / f"{role}.log", src)
             procs.append(proc)
             urls.append(url)
-        for proc, url, role in zip(procs, urls, ("gateway", "worker"), strict=True):
             _ready(proc, url, data / f"{role}.log")
         deadline = time.monotonic() + 600
         while asyncio.run(_owned(prefix)) < count and time.monotonic() < deadline:
@@ -172,8 +175,8 @@ def measure(count: int, window: float, settle: float, work: Path,
         took = time.monotonic() - t0
         return {"sites": count, "owned": owned, "ready_s": ready_s,
                 "tx_per_s": (tx1 - tx0) / took,
-                "gateway_cpu": (cpu1[0] - cpu0[0]) / took,
-                "worker_cpu": (cpu1[1] - cpu0[1]) / took, "load": os.getloadavg()[0]}
+                "gateway_cpu": (cpu1[1] - cpu0[1]) / took,
+                "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0]}
     finally:
         for p in procs:
             p.terminate()

@@ -13,6 +13,13 @@ margin after it *sent* its last successful renewal, so it has stopped acting
 before anyone can see its lease as stale. The revision the owner got when it
 acquired the key is its *epoch*, a fencing token for what it writes elsewhere.
 
+The bucket expires keys server-side: its TTL (:func:`lease_ttl`, twice the lease) is
+the age at which JetStream drops a key's last write, so a dead worker's lease and
+heartbeat keys vanish with no client sweeping them, while a live owner's, rewritten
+every ``renew_s``, never age. A key vanishes only long after every node could see it
+stale; the next owner then *creates* it, and its revision, a stream sequence, is still
+higher than any earlier epoch of the site.
+
 The same view gives the dead-man check: a site with no live owner for longer
 than ``after_s`` is reported from any node that runs it.
 """
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from coverwatch.bus.log import reconcile_replicas
@@ -41,6 +48,7 @@ __all__ = [
     "LeaseTable",
     "LeaseView",
     "balanced_moves",
+    "lease_ttl",
     "open_bucket",
     "rank",
     "watch_for_orphans",
@@ -52,17 +60,26 @@ SITE = "site."
 WORKER = "worker."
 
 
+def lease_ttl(lease_s: float) -> float:
+    """The leases bucket's TTL: twice the lease, so a key the server drops was stale to every
+    node long before, even an owner whose renewals a busy process delayed."""
+    return 2.0 * lease_s
+
+
 async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int | None = None,
-                      history: int = 1, max_value_size: int | None = None) -> KeyValue:
-    """The KV bucket, created if missing; ``replicas`` as for :class:`EventLog`."""
+                      history: int = 1, max_value_size: int | None = None,
+                      ttl_s: float | None = None) -> KeyValue:
+    """The KV bucket, created if missing; ``replicas`` as for :class:`EventLog`; ``ttl_s``
+    (None: keys never expire, an existing bucket's TTL left alone) is set on an existing
+    bucket too."""
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
         return await js.create_key_value(api.KeyValueConfig(
             bucket=bucket, history=history, replicas=replicas or 1,
-            storage=api.StorageType.FILE, max_value_size=max_value_size,
+            storage=api.StorageType.FILE, max_value_size=max_value_size, ttl=ttl_s,
         ))
-    await reconcile_replicas(js, f"KV_{bucket}", replicas)
+    await reconcile_replicas(js, f"KV_{bucket}", replicas, max_age_s=ttl_s)
     return kv
 
 
@@ -189,7 +206,7 @@ class LeaseTable:
             if held is None:
                 rev = await self.kv.create(key, self._value(site))
             elif not self.view.live(held) or held.owner == self.worker:
-                rev = await self.kv.update(key, self._value(site), last=held.revision)
+                rev = await self._replace(key, self._value(site), held.revision)
             else:
                 return None
         except KeyWrongLastSequenceError:
@@ -201,6 +218,18 @@ class LeaseTable:
         self.revisions[site] = self.epochs[site] = rev
         self.valid_until[site] = sent + self.lease_s - self.margin_s
         return rev
+
+    async def _replace(self, key: str, value: bytes, last: int) -> int:
+        """Overwrite revision ``last`` of a stale key; if the server has dropped the key
+        meanwhile (the bucket's TTL: no watcher hears of that) it is free: create it."""
+        try:
+            return await self.kv.update(key, value, last=last)
+        except KeyWrongLastSequenceError:
+            try:
+                await self.kv.get(key)
+            except KeyNotFoundError:  # expired, or deleted: whoever creates it first wins
+                return await self.kv.create(key, value)
+            raise
 
     async def renew(self, site: str, kv: KeyValue | None = None) -> bool:
         """Rewrite our lease; False (and forgotten) if it was lost.
@@ -347,7 +376,7 @@ async def watch_for_orphans(
     stop: asyncio.Event,
 ) -> None:
     """Run the dead-man check on a node that owns nothing (a gateway) until ``stop``."""
-    kv = await open_bucket(js, bucket)
+    kv = await open_bucket(js, bucket, ttl_s=lease_ttl(lease_s))
     view = LeaseView(kv, lease_s)
     await view.start()
     check = DeadmanCheck(view, sites, after_s, on_orphan, on_owned)

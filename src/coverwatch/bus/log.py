@@ -159,19 +159,28 @@ async def connect(url: str | Sequence[str], *, name: str = "coverwatch",
     )
 
 
-async def reconcile_replicas(js: JetStreamContext, stream: str,
-                             replicas: int | None) -> api.StreamInfo:
-    """Scale an existing stream (or a KV bucket's ``KV_<bucket>``) to ``replicas``.
+async def reconcile_replicas(js: JetStreamContext, stream: str, replicas: int | None, *,
+                             max_age_s: float | None = None) -> api.StreamInfo:
+    """Scale an existing stream (or a KV bucket's ``KV_<bucket>``) to ``replicas``, and give
+    it ``max_age_s`` (a KV bucket's TTL) if that is set and differs.
 
-    None leaves it as it is. JetStream moves the data itself; on a server that is
+    None leaves either as it is. JetStream moves the data itself; on a server that is
     not clustered, more than one replica is refused with NATS's own error.
     """
     info = await js.stream_info(stream)
     have = info.config.num_replicas or 1
-    if replicas is None or have == replicas:
+    changes: dict[str, Any] = {}
+    if replicas is not None and have != replicas:
+        log.info("stream %s: %d replica(s) -> %d", stream, have, replicas)
+        changes["num_replicas"] = replicas
+    if max_age_s is not None and abs((info.config.max_age or 0.0) - max_age_s) > 1e-3:
+        log.info("stream %s: max age %s s -> %s s", stream, info.config.max_age, max_age_s)
+        # The server refuses a duplicate window longer than the age.
+        window = info.config.duplicate_window or max_age_s
+        changes |= {"max_age": max_age_s, "duplicate_window": min(window, max_age_s)}
+    if not changes:
         return info
-    log.info("stream %s: %d replica(s) -> %d", stream, have, replicas)
-    return await js.update_stream(info.config.evolve(num_replicas=replicas))
+    return await js.update_stream(info.config.evolve(**changes))
 
 
 class EventLog:

@@ -27,7 +27,14 @@ from nats.aio.client import Client
 
 from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
 from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
-from coverwatch.bus.leases import DeadmanCheck, LeaseTable, LeaseView, balanced_moves, open_bucket
+from coverwatch.bus.leases import (
+    DeadmanCheck,
+    LeaseTable,
+    LeaseView,
+    balanced_moves,
+    lease_ttl,
+    open_bucket,
+)
 from coverwatch.bus.log import BusMessage, BusNames, EventLog, connect
 from coverwatch.clock import wall_clock_us
 
@@ -55,7 +62,12 @@ class WorkerSettings:
     max_lateness_s: float = 10.0
     deadman_s: float = 15.0  # a site unowned this long is reported
     batch_max: int = 20_000
-    take_per_round: int = 16  # sites started together in one round
+    # Free sites claimed in one round (all of a failed worker's, up to a thousand), their
+    # lease claims and starts ``take_in_flight`` at a time; ``max_sites`` (None: no limit)
+    # is the most this worker owns: beyond it the others, or the dead-man check, see them.
+    take_per_round: int = 1000
+    take_in_flight: int = 64
+    max_sites: int | None = None
     # Of the stream and buckets (3 on a three-node cluster); None: as they are (R1 if new).
     replicas: int | None = None
     handover_s: float = 2.0  # at shutdown, the longest wait for a site's last checkpoint
@@ -104,7 +116,7 @@ class SiteRun:
         state = self.cp.state
         self.seq = self.cp.seq
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
-        self._last_cp = time.monotonic()
+        self._last_cp = 0.0  # the first batch is checkpointed at once: a takeover shows soon
         self._sub = await self.log.follow(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
@@ -315,7 +327,8 @@ class Worker:
         """Create what is missing (stream, buckets) and start watching the leases."""
         s = self.settings
         await self.log.ensure()
-        kv = await open_bucket(self.js, self.names.leases, replicas=s.replicas)
+        kv = await open_bucket(self.js, self.names.leases, replicas=s.replicas,
+                               ttl_s=lease_ttl(s.lease_s))
         cps = await open_bucket(self.js, self.names.checkpoints, replicas=s.replicas)
         self.checkpoints = Checkpoints(cps)
         self.view = LeaseView(kv, s.lease_s)
@@ -388,8 +401,10 @@ class Worker:
         take, give = balanced_moves(self.id, sites, self.view, list(self.runs))
         for site in give:
             await self._give_up(site)
-        # A few at a time, together: a round stays short even when many sites are free.
-        await asyncio.gather(*(self._take(s) for s in take[: self.settings.take_per_round]))
+        room = self.settings.take_per_round
+        if self.settings.max_sites is not None:
+            room = min(room, self.settings.max_sites - len(self.runs))
+        await self._take_many(take[: max(room, 0)])
         if time.monotonic() - self._last_watermark >= self.settings.watermark_s:
             self._last_watermark = time.monotonic()
             await self._watermarks()
@@ -417,25 +432,45 @@ class Worker:
                 marks[site] = min(horizon, caps.get(site, horizon))
         await asyncio.gather(*(self.log.publish_watermark(site, h) for site, h in marks.items()))
 
-    async def _take(self, site: str) -> None:
-        epoch = await self.leases.try_acquire(site)
-        if epoch is None:
+    async def _take_many(self, sites: list[str]) -> None:
+        """Claim many free sites' leases together, then start their runs together, a bounded
+        number in flight: a failover of a thousand sites is one round, not one per 16 sites."""
+        if not sites:
             return
-        s = self.settings
-        run = SiteRun(site, epoch, self.log, self.checkpoints, self.factory, self.sink,
-                      self.leases.owns, s.checkpoint_s, s.batch_max)
-        self.runs[site] = run  # renewed from now on, even while it starts
+        limit = asyncio.Semaphore(self.settings.take_in_flight)
+
+        async def claim(site: str) -> SiteRun | None:
+            async with limit:
+                epoch = await self.leases.try_acquire(site)
+            if epoch is None:
+                return None
+            s = self.settings
+            run = SiteRun(site, epoch, self.log, self.checkpoints, self.factory, self.sink,
+                          self.leases.owns, s.checkpoint_s, s.batch_max)
+            self.runs[site] = run  # renewed from now on, even while it starts
+            return run
+
+        async def start(run: SiteRun) -> None:
+            async with limit:
+                await self._start(run)
+
+        runs = [r for r in await asyncio.gather(*(claim(s) for s in sites)) if r is not None]
+        await asyncio.gather(*(start(r) for r in runs))
+
+    async def _start(self, run: SiteRun) -> None:
+        site = run.site
         try:
             await run.start(self.id)
         except Exception as e:
             log.warning("site %s: could not start: %s", site, e)
-            self.runs.pop(site, None)
+            if self.runs.get(site) is run:
+                del self.runs[site]
             await run.stop(checkpoint=False)
             await self.leases.release(site)
             return
-        log.info("site %s: owned (epoch %d, from seq %d)", site, epoch, run.seq)
+        log.info("site %s: owned (epoch %d, from seq %d)", site, run.epoch, run.seq)
         if self.on_run is not None:
-            self.on_run(site, epoch, run.seq)
+            self.on_run(site, run.epoch, run.seq)
 
     async def _give_up(self, site: str, wait_s: float = 10.0) -> None:
         run = self.runs.pop(site, None)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from coverwatch.bus import BusNames, Checkpoints, EventLog, connect, open_bucket, watch_for_orphans
 from coverwatch.clock import wall_clock_us
 from coverwatch.formats.sitefile import load_site_text_document
+from coverwatch.server.changefeed import ChangeFeed
 from coverwatch.server.clusterworker import ClusterWorker, checkpoint_secret
 from coverwatch.server.gateway import CLOSE_S, RESEND_AFTER_S, ROLES, BusHooks
 from coverwatch.server.handlers.site import adopt_site
@@ -36,6 +37,7 @@ log = logging.getLogger("coverwatch.server")
 
 RESEND_EVERY_S = 30.0
 CHANGE_MARGIN_S = 30.0
+FALLBACK_SCAN_S = 15.0  # the change scan behind LISTEN/NOTIFY
 
 
 @dataclass
@@ -127,44 +129,83 @@ async def _refresh_one(svc: SiteUnit) -> None:
     await svc.subscribers.dispatch(adopted)
 
 
+async def _next_change(feed: ChangeFeed | None, stop: asyncio.Event,
+                       timeout: float) -> str | None:
+    """A site key notified within ``timeout`` (None: none, or stopping, or no feed)."""
+    stopping = asyncio.ensure_future(stop.wait())
+    waits: set[asyncio.Future[Any]] = {stopping}
+    getting = None
+    if feed is not None:
+        getting = asyncio.ensure_future(feed.changed.get())
+        waits.add(getting)
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    if getting is not None and getting.done() and not getting.cancelled():
+        return getting.result()
+    return None
+
+
 async def _keep_books(sites: Mapping[str, SiteUnit], stop: asyncio.Event,
-                      every_s: float) -> None:
+                      every_s: float, fallback_s: float = FALLBACK_SCAN_S) -> None:
     """Keep every site's alert book and rule version in step with PostgreSQL.
 
-    One change scan per node every ``every_s`` (not a poll per site: idle, the node's
-    transactions do not grow with its sites), then a refresh of the sites it names.
-    Each scan looks back ``CHANGE_MARGIN_S`` before the previous one, for writers
-    whose clocks run behind and commits that land late; a site is refreshed when its
-    writes in that window differ from the last scan's (one more, or a newer one)."""
+    On PostgreSQL a :class:`ChangeFeed` LISTENs for the writes (a trigger NOTIFYs them), and
+    the node refreshes the sites named; behind it, one change scan every ``fallback_s``
+    and whenever the feed may have missed some (its connection dropped). Without a feed
+    (not PostgreSQL, or its connection down) the scan runs every ``every_s``. A scan is
+    one query for all the sites (idle, the node's transactions do not grow with them);
+    each looks back ``CHANGE_MARGIN_S`` before the previous one, for writers whose clocks
+    run behind and commits that land late, and a site is refreshed when its writes in that
+    window differ from the last scan's (one more, or a newer one)."""
     by_key = {svc.store.site: svc for svc in sites.values()}
     engine = next(iter(sites.values())).store.engine
+    feed = None
+    if engine.dialect.name == "postgresql":
+        feed = ChangeFeed(engine, asyncio.get_running_loop())
+        feed.start()
     since = wall_clock_us() - int(CHANGE_MARGIN_S * 1e6)  # start_bus refreshed them all
     seen: dict[str, tuple[int, ...]] = {}
-    resent = time.monotonic()
-    while not stop.is_set():
-        try:
-            scanned = wall_clock_us()
-            now_seen = await asyncio.to_thread(changed_sites, engine, since)
-            since = scanned - int(CHANGE_MARGIN_S * 1e6)
-            keys = [k for k, sig in now_seen.items() if seen.get(k) != sig]
-            seen = now_seen
-            for key in keys:
-                if key in by_key:
-                    await _refresh_one(by_key[key])
-            if time.monotonic() - resent >= RESEND_EVERY_S:
-                # A node that died sending (an SOS's gateway, a former owner) left levels
-                # due with nothing delivered: the owner sends them, once (only sites
-                # with an alert still live can have any).
-                resent = time.monotonic()
-                for svc in sites.values():
-                    if svc.bus is not None and svc.bus.owns() and \
-                            svc.book.needing_attention():
-                        await asyncio.to_thread(svc.outbox.load)
-                        svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
-        except Exception:  # PostgreSQL failing over: the next pass catches up
-            log.exception("alert book refresh failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+    resent = scanned_at = time.monotonic()
+    notified: set[str] = set()
+    try:
+        while not stop.is_set():
+            try:
+                keys, notified = notified, set()
+                if feed is None or feed.lost() or time.monotonic() - scanned_at >= fallback_s:
+                    scanned_at, scanned = time.monotonic(), wall_clock_us()
+                    now_seen = await asyncio.to_thread(changed_sites, engine, since)
+                    since = scanned - int(CHANGE_MARGIN_S * 1e6)
+                    keys |= {k for k, sig in now_seen.items() if seen.get(k) != sig}
+                    seen = now_seen
+                for key in keys:
+                    if key in by_key:
+                        await _refresh_one(by_key[key])
+                if time.monotonic() - resent >= RESEND_EVERY_S:
+                    # A node that died sending (an SOS's gateway, a former owner) left levels
+                    # due with nothing delivered: the owner sends them, once (only sites
+                    # with an alert still live can have any).
+                    resent = time.monotonic()
+                    for svc in sites.values():
+                        if svc.bus is not None and svc.bus.owns() and \
+                                svc.book.needing_attention():
+                            await asyncio.to_thread(svc.outbox.load)
+                            svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
+            except Exception:  # PostgreSQL failing over: the next pass catches up
+                log.exception("alert book refresh failed")
+            listening = feed is not None and feed.connected.is_set()
+            woke = await _next_change(feed if listening else None, stop,
+                                      min(fallback_s, RESEND_EVERY_S) if listening else every_s)
+            if woke is not None:
+                notified.add(woke)
+                await asyncio.sleep(0.05)  # a burst of writes: one refresh per site
+                while feed is not None and not feed.changed.empty():
+                    notified.add(feed.changed.get_nowait())
+    finally:
+        if feed is not None:
+            await asyncio.to_thread(feed.stop)
 
 
 async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0) -> Distributed:

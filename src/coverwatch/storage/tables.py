@@ -278,6 +278,7 @@ alerts = Table(
     # A restart re-derives the same lapse; this key keeps it one alert.
     UniqueConstraint("site", "kind", "post", "rule", "lapse_start_us"),
     Index(None, "site", "alert_at_us", "id"),
+    Index(None, "updated_us"),  # the change scan (distributed mode; migration 0016)
 )
 
 # A flood's alerts grouped as one incident (0015): its Incident.to_record() as JSON.
