@@ -177,6 +177,8 @@ def test_the_board_after_an_outage(outage: Outage, viewport: tuple[int, int]) ->
         assert alarms_unnamed(page) == []
         if viewport[0] < 1000:
             assert sideways_overflow(page) == 0
+            page.locator("#plan").evaluate("e => e.scrollIntoView()")
+            shot(page, f"control-outage-{size}-plan.png")
             page.locator("#alerts").evaluate("e => e.scrollIntoView()")
             shot(page, f"control-outage-{size}-alerts.png")
             assert sideways_overflow(page) == 0
