@@ -215,7 +215,7 @@ export function placeLabels(plan) {
     const t = a.querySelector(".alarm-label");
     if (t) items.push({ t, rank: 0, marks: [a.querySelector(".alarm-ring")], kind: "alarm", compactable: !!t.querySelector(".num"), own: [a] });
   }
-  for (const [id, e] of plan.postEls) {
+  for (const e of plan.postEls.values()) {
     const st = e.g.getAttribute("data-state");
     const rank = st === "lapsed" ? 1 : st === "grace" ? 2 : 3;
     items.push({ t: e.label, rank, marks: [e.mark], kind: "post", compactable: true, own: [e] });
