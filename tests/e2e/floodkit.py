@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from test_dashboard import PASSWORD, SHOTS, _cli, _need_chromium, serving
 
-__all__ = ["WAIT_MS", "control_page", "grid_plan", "grid_site", "label_overlaps", "serve_site",
-           "shot", "sideways_overflow", "visible_on_top"]
+__all__ = ["WAIT_MS", "alarms_unnamed", "control_page", "grid_plan", "grid_site", "label_clashes",
+           "labels_made_way", "serve_site", "shot", "sideways_overflow", "visible_on_top"]
 
 WAIT_MS = 60_000
 
@@ -126,24 +126,92 @@ def visible_on_top(page: Any, selector: str, above: str = "") -> bool:
     }""", [selector, above]))
 
 
-def label_overlaps(page: Any) -> list[str]:
-    """Pairs of labels drawn on the plan (posts, officers, alarms) whose boxes overlap by
-    more than a pixel each way, as "a / b" texts."""
-    return list(page.evaluate("""() => {
-        const shown = [...document.querySelectorAll(
-            '#plan .post-label, #plan .officer-label, #plan .alarm-label')]
-            .filter((e) => getComputedStyle(e).display !== 'none'
-                           && getComputedStyle(e).visibility !== 'hidden')
-            .map((e) => ({ e, b: e.getBoundingClientRect() }))
-            .filter(({ b }) => b.width > 1 && b.height > 1);
-        const out = [];
-        for (let i = 0; i < shown.length; i++) for (let k = i + 1; k < shown.length; k++) {
-            const a = shown[i].b, b = shown[k].b;
-            const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
-            const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
-            if (w > 1 && h > 1) out.push(shown[i].e.textContent + ' / ' + shown[k].e.textContent);
+# What the plan shows, as the eye sees it: the labels and markers drawn, each with the
+# posts, officers or alarms it belongs to ("post:p1", "officer:U1", "alarm:<id>").
+_PLAN_DRAWN = """() => {
+    const plan = document.querySelector('#plan svg');
+    const shown = (e) => {
+        for (let n = e; n && n !== plan; n = n.parentNode) {
+            const cs = getComputedStyle(n);
+            if (cs.display === 'none' || cs.visibility === 'hidden') return false;
         }
-        return out;
+        return true;
+    };
+    const owners = (e) => {
+        if (e.dataset.officers) return e.dataset.officers.split(' ').map((o) => 'officer:' + o);
+        const g = e.closest('[data-post], [data-gate], [data-officer], .alarm-marker');
+        if (!g) return [];
+        if (g.classList.contains('alarm-marker')) return ['alarm:' + g.dataset.alert];
+        if (g.dataset.officer) return ['officer:' + g.dataset.officer];
+        return ['post:' + (g.dataset.post ?? g.dataset.gate)];
+    };
+    const rect = (e) => {
+        const b = e.getBoundingClientRect();
+        return { left: b.left, right: b.right, top: b.top, bottom: b.bottom,
+                 w: b.width, h: b.height };
+    };
+    const labels = [...plan.querySelectorAll('.post-label, .officer-label, .alarm-label')]
+        .filter(shown).map((e) => ({ text: e.textContent, owners: owners(e), b: rect(e),
+                                     peek: e.classList.contains('peek') }))
+        .filter(({ b }) => b.w > 1 && b.h > 1);
+    // A ring wider than a marker (an alarm's accuracy) counts by its middle only.
+    const marks = [...plan.querySelectorAll(
+        '.post .centre, .gate-mark, .lapse-num circle, .officer .marker, .alarm-ring')]
+        .filter(shown).map((e) => {
+            let b = rect(e);
+            if (b.w > 24) {
+                const x = (b.left + b.right) / 2, y = (b.top + b.bottom) / 2;
+                b = { left: x - 6, right: x + 6, top: y - 6, bottom: y + 6, w: 12, h: 12 };
+            }
+            return { what: owners(e)[0] + ' ' + e.getAttribute('class'), owners: owners(e), b };
+        }).filter(({ b }) => b.w > 0.5);
+    const hidden = [...plan.querySelectorAll('.made-way')].map((e) => e.textContent);
+    return { labels, marks, hidden };
+}"""
+
+
+def label_clashes(page: Any, *, markers: bool = True) -> list[str]:
+    """What keeps the plan's labels from being read, as texts: two labels drawn whose boxes
+    come within a pixel of each other ("a / b"), and (``markers``) a label whose box covers
+    a marker that is not its own (a post's centre or gate bar, a lapsed post's number, an
+    officer, an alarm): "label > marker"."""
+    drawn = page.evaluate(_PLAN_DRAWN)
+    labels, out = drawn["labels"], []
+
+    def meet(a: dict[str, float], b: dict[str, float], gap: float) -> bool:
+        return (min(a["right"], b["right"]) - max(a["left"], b["left"]) > -gap
+                and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > -gap)
+    for i, a in enumerate(labels):
+        out += [f"{a['text']} / {b['text']}" for b in labels[i + 1:] if meet(a["b"], b["b"], 1)]
+        if markers:
+            out += [f"{a['text']} > {m['what']}" for m in drawn["marks"]
+                    if not set(m["owners"]) & set(a["owners"]) and meet(a["b"], m["b"], -0.5)]
+    return out
+
+
+def labels_made_way(page: Any) -> list[str]:
+    """Labels hidden while a looked-at label is shown where they were (none had room)."""
+    return list(page.evaluate(_PLAN_DRAWN)["hidden"])
+
+
+def alarms_unnamed(page: Any) -> list[str]:
+    """Alarms (SOS, fall) on the plan that cannot be told apart: each must show its label,
+    with the officer's name or its number (S1, F2) as on its line of the SOS banner."""
+    return list(page.evaluate("""() => {
+        const vis = (e) => e !== null && getComputedStyle(e).display !== 'none'
+                           && e.getBoundingClientRect().width > 1;
+        return [...document.querySelectorAll('#plan .alarm-marker')].flatMap((g) => {
+            const t = g.querySelector('.alarm-label'), id = g.dataset.alert;
+            if (!vis(t) || t.classList.contains('crowded')) return [id + ': no label'];
+            if (vis(t.querySelector('.name'))) return [];
+            const num = t.querySelector('.num');
+            if (!vis(num)) return [id + ': neither name nor number'];
+            const line = document.querySelector(
+                `#sos-banner .sos-line[data-alert="${CSS.escape(id)}"] .num`);
+            if (!vis(line) || line.textContent !== num.textContent)
+                return [id + ': number ' + num.textContent + ' is not on its banner line'];
+            return [];
+        });
     }"""))
 
 

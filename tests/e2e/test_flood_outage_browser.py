@@ -3,9 +3,10 @@
 officer's last fix goes stale and comes back 20 s later, so every post lapses at once
 and the lapses are raised late, from stale data. At 1366x768, 1920x1080 and 390x844 the
 page shows one incident naming its 60 members and why (stale data after an outage), the
-header counts, the SOS lines first, every lapsed post listed, and on a phone no sideways
-scrolling; each person got one message for the incident, none per lapse. The open alert
-cards update only what changed (point 2). Screenshots of each."""
+header counts, the SOS lines first, every lapsed post listed, the plan's labels apart and
+clear of markers, every SOS told apart on it, and on a phone no sideways scrolling; each
+person got one message for the incident, none per lapse. The open alert cards update
+only what changed (point 2). Screenshots of each."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from floodkit import control_page, crowd_events, grid_site, serve_site, shot, sideways_overflow
+from floodkit import (
+    alarms_unnamed,
+    control_page,
+    crowd_events,
+    grid_site,
+    label_clashes,
+    serve_site,
+    shot,
+    sideways_overflow,
+)
 from test_alert_delivery_browser import Sender
 from test_dashboard import _now, chromium
 
@@ -160,8 +170,15 @@ def test_the_board_after_an_outage(outage: Outage, viewport: tuple[int, int]) ->
         listed = set(page.eval_on_selector_all("#problems button[data-problem=lapsed]",
                                                "bs => bs.map(b => b.dataset.problemPost)"))
         assert listed == POSTS
+        # On the plan no two labels touch (the top row once ran together: "Post 0-5Post
+        # 2-5…") and none covers another's marker; every SOS is told apart, by name or by
+        # its number in the banner.
+        assert label_clashes(page) == []
+        assert alarms_unnamed(page) == []
         if viewport[0] < 1000:
             assert sideways_overflow(page) == 0
+            page.locator("#plan").evaluate("e => e.scrollIntoView()")
+            shot(page, f"control-outage-{size}-plan.png")
             page.locator("#alerts").evaluate("e => e.scrollIntoView()")
             shot(page, f"control-outage-{size}-alerts.png")
             assert sideways_overflow(page) == 0

@@ -1,14 +1,15 @@
 """Every page of the two-site demo in a real browser at 1366x768, 1920x1080 and 390x844
 (the sign-in page, the all-sites board and its "which site?" form, and each site's control
 room, audit, people and planning pages; an officer's duty page): no console error, no
-sideways scrolling, no cut-off chip, no empty box, no two labels on the plan overlapping
-(posts', officers' and alarms', over several renders, wherever the test's mouse rests);
+sideways scrolling, no cut-off chip, no empty box, no two labels on the plan touching and
+no label covering a marker not its own (posts', officers' and alarms' labels; posts'
+centres, gate bars, officers, alarms; over several renders, wherever the mouse rests);
 pages opened without ``?site=`` ask which site; every link keeps it.
 
 Runs the real `coverwatch demo` (both example sites, its simulator, its inbox) and signs
 in as its admin (every page) and its officer (``/duty``). Screenshots go to
-``artifacts/screenshots/pages-*.png``. Uses the helpers of test_dashboard.py (which skip
-without ``/usr/bin/chromium`` and fail under ``CI=true``).
+``artifacts/screenshots/pages-*.png`` (or ``$COVERWATCH_SHOTS``). Uses the helpers of
+test_dashboard.py (which skip without ``/usr/bin/chromium`` and fail under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from floodkit import label_overlaps
-from test_dashboard import SCRIPT, SHOTS, WAIT_MS, _free_port, _need_chromium, chromium
+from floodkit import label_clashes, shot
+from test_dashboard import SCRIPT, WAIT_MS, _free_port, _need_chromium, chromium
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -129,8 +130,7 @@ def _ready(page: Any, path: str) -> None:
 
 def _check(page: Any, errors: list[str], name: str) -> None:
     page.wait_for_timeout(500)  # let a refresh land
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"pages-{name}.png"))
+    shot(page, f"pages-{name}.png")
     assert page.evaluate(OVERFLOW) <= 0, f"{name}: the page scrolls sideways"
     assert not errors, f"{name}: console errors {errors}"
     assert page.evaluate(CUT_CHIPS) == [], f"{name}: a chip is cut off"
@@ -180,11 +180,11 @@ def test_every_page_of_both_sites_fits_without_errors(demo: str, size: str) -> N
                         "a[href^='/planning']", "as => as.map((a) => a.getAttribute('href'))"):
                     assert f"site={site}" in href, f"{path}?site={site}: link {href}"
                 if path == "/control":
-                    # Labels are placed again at every render (each second): no overlap
-                    # in any of several.
+                    # Labels are placed again at every render (each second): in none of
+                    # several do two labels touch or a label cover another's marker.
                     for _ in range(4):
-                        overlaps = label_overlaps(page)
-                        assert overlaps == [], f"{site} {size}: labels overlap: {overlaps}"
+                        clashes = label_clashes(page)
+                        assert clashes == [], f"{site} {size}: labels clash: {clashes}"
                         page.wait_for_timeout(700)
         page.close()
         duty, errors = _signed_in(browser, demo, "U1", "demo-officer-u1", SIZES[size])

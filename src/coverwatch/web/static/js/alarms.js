@@ -65,8 +65,9 @@ export function renderSosBanner(host, alerts, sound) {
   // One line each, so four SOS leave room for the plan: where in words, when sent; the
   // details (arrival, site metres) are left out on a phone and are on the alarm's card.
   const metres = (p) => (p ? ` · site (${p.x.toFixed(0)}, ${p.y.toFixed(0)}) m` : "");
-  host.replaceChildren(...live.map((a) => el("p", { class: "sos-line", "data-alert": a.id, title: positionText(a) },
-    el("strong", {}, `${kindWord(a)} ${officerOf(a)}`), " – ", shortPosition(a),
+  // Each line's number is shown where the plan shows the alarm by it (no room for its name).
+  host.replaceChildren(...live.map((a, k) => el("p", { class: "sos-line", "data-alert": a.id, title: positionText(a) },
+    el("span", { class: "num" }, alarmNumber(a, k)), el("strong", {}, `${kindWord(a)} ${officerOf(a)}`), " – ", shortPosition(a),
     ` – sent ${a.details?.event_time ? formatTime(Date.parse(a.details.event_time)) : "unknown"}`,
     el("span", { class: "detail" }, `, arrived ${formatTime(a.alert_at_ms)}${a.where?.text ? metres(a.details?.position) : ""}`),
     a.state === "acknowledged" ? ` – acknowledged by ${a.acknowledged_by}` : "")));
@@ -76,9 +77,15 @@ export function renderSosBanner(host, alerts, sound) {
   if (fresh.length && sound) { beep(); setTimeout(beep, 400); setTimeout(beep, 800); }
 }
 
-// Rings on the plan at each live alarm's last known position.
+// An alarm's number: its line in the SOS banner, with the kind's letter (S1, F2).
+function alarmNumber(a, k) { return `${kindWord(a)[0]}${k + 1}`; }
+
+// Rings on the plan at each live alarm's last known position, labelled with the officer
+// or, where that finds no room (planlabels.js), with the alarm's number in the banner.
 export function drawAlarmMarkers(plan, alerts) {
   if (!plan.gAlarms) { plan.gAlarms = svg("g", { class: "alarms" }); plan.root.append(plan.gAlarms); }
+  const number = new Map(alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged"))
+    .sort(alarmOrder).map((a, k) => [a.id, alarmNumber(a, k)]));
   plan.gAlarms.replaceChildren(...alerts
     .filter((a) => liveAlarm(a) && a.details?.position)
     .sort(alarmOrder)
@@ -86,7 +93,8 @@ export function drawAlarmMarkers(plan, alerts) {
       const p = a.details.position;
       return svg("g", { class: "alarm-marker", "data-alert": a.id, transform: `translate(${p.x},${-p.y})` },
         svg("circle", { class: "alarm-ring", r: Math.max(p.accuracy_m, 4) }),
-        svg("text", { class: "alarm-label", dy: "-1em" }, `${kindWord(a)} ${officerOf(a)}`),
+        svg("text", { class: "alarm-label", dy: "-1em" }, svg("tspan", { class: "num" }, number.get(a.id)),
+          svg("tspan", { class: "name" }, `${kindWord(a)} ${officerOf(a)}`)),
         svg("title", {}, positionText(a)));
     }));
 }

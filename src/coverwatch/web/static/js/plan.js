@@ -4,6 +4,7 @@
 
 import { svg, el, formatDuration, STATE_WORDS, worst } from "./common.js";
 import { Background, attribution } from "./planbackground.js";
+import { placeLabels } from "./planlabels.js";
 
 export class Plan {
   constructor(host, site) {
@@ -232,15 +233,18 @@ export class Plan {
         this.officerEls.set(o.officer, e);
       }
       e.x = o.x; e.y = o.y;
+      Object.assign(e, { name: o.officer, caps: o.capabilities, stale: !!o.stale });
       e.g.setAttribute("transform", `translate(${o.x},${-o.y})`);
       const armed = o.capabilities.includes("armed");
       const where = (o.counts_for ?? []).map((c) => c.post)[0];
-      const label = o.stale ? `${o.officer} NO SIGNAL ${formatDuration(o.last_fix_age_s ?? 0)}`
-        : `${o.officer}${o.capabilities.length ? " " + o.capabilities.join(", ") : ""}${where ? " @" + where : ""}`;
+      // The officer's name is the short form of the label (planlabels.js).
+      const label = o.stale ? ` NO SIGNAL ${formatDuration(o.last_fix_age_s ?? 0)}`
+        : `${o.capabilities.length ? " " + o.capabilities.join(", ") : ""}${where ? " @" + where : ""}`;
+      Object.assign(e, { armed, where });
       const key = `${o.stale}|${armed}|${label}`;
       if (e.key === key) continue;
       e.g.setAttribute("class", `officer ${o.stale ? "stale" : "fresh"}${armed ? " armed" : ""}`);
-      e.text.textContent = label;
+      e.text.replaceChildren(svg("tspan", {}, o.officer), ...(label ? [svg("tspan", {}, label)] : []));
       e.title.textContent = `${o.officer}${o.capabilities.length ? " (" + o.capabilities.join(", ") + ")" : ""}${o.stale ? " – stale: no fix for " + formatDuration(o.last_fix_age_s ?? 0) : ""}`;
       e.key = key;
     }
@@ -261,125 +265,19 @@ export class Plan {
     this.placeLabels();
   }
 
-  // No two labels overlap. In order of priority (alarms, lapsed posts, posts in grace,
-  // other posts, officers) each label goes to the first free place among a few beside
-  // its marker; a problem post's label that finds none in full shows its name only.
-  // A label that still finds no place is hidden ("crowded") and shows while its marker
-  // is hovered or tapped, or once a zoom makes room. Lapsed posts' markers are obstacles
-  // too, so no label hides one.
-  placeLabels() {
-    if (!this.postEls) return;
-    const box = this.root.getBoundingClientRect();
-    if (!box.width || !box.height) return;
-    const u = this.unit || 1;
-    const officers = this.root.classList.contains("officer-names") ? [...(this.officerEls?.values() ?? [])] : [];
-    const items = [];
-    for (const a of this.gAlarms?.querySelectorAll(".alarm-marker") ?? []) {
-      const t = a.querySelector(".alarm-label");
-      if (t) items.push({ t, rank: 0, mark: a.querySelector(".alarm-ring"), kind: "post" });
-    }
-    for (const [id, e] of this.postEls) {
-      const st = e.g.getAttribute("data-state");
-      const rank = st === "lapsed" ? 1 : st === "grace" ? 2 : 3;
-      items.push({ t: e.label, rank, mark: e.mark, kind: "post", compactable: rank < 3, id });
-    }
-    for (const e of officers) items.push({ t: e.text, rank: 4, mark: e.marker, kind: "officer" });
-    // A label being looked at (hovered or tapped) is placed early, so the later ones avoid
-    // it; its class is set here again, as a post's new state rewrites the label's classes.
-    for (const it of items) {
-      it.t.removeAttribute("transform");
-      it.t.classList.remove("crowded", "compact");
-      it.peek = it.t === this.peek;
-      it.t.classList.toggle("peek", it.peek);
-    }
-    // Measure everything first, then write: one layout for the full labels, one for the short.
-    for (const it of items) { it.r = it.t.getBoundingClientRect(); it.m = it.mark.getBoundingClientRect(); }
-    const short = items.filter((it) => it.compactable && it.r.width);
-    for (const it of short) it.t.classList.add("compact");
-    for (const it of short) it.rc = it.t.getBoundingClientRect();
-    for (const it of short) it.t.classList.remove("compact");
-    const obstacles = [];
-    for (const e of this.postEls.values()) {
-      if (e.g.getAttribute("data-state") === "lapsed") {
-        const c = e.centre.getBoundingClientRect();
-        if (c.width) obstacles.push({ left: c.left, right: c.right, top: c.top, bottom: c.bottom });
-      }
-    }
-    // Other markers (posts' centres and gate bars, officers) should not be covered either,
-    // but may be when there is no other free place: the least covered place is taken then.
-    const soft = [];
-    for (const e of this.postEls.values()) {
-      for (const mark of [e.centre, e.gate]) { const c = mark?.getBoundingClientRect(); if (c?.width) soft.push(c); }
-    }
-    for (const e of this.officerEls?.values() ?? []) {
-      const c = e.marker.getBoundingClientRect();
-      if (c.width && c.right > box.left && c.left < box.right && c.bottom > box.top && c.top < box.bottom) soft.push(c);
-    }
-    const cost = (b) => { let n = 0; for (const p of soft) if (b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom) n++; return n; };
-    const inside = (b) => b.left >= box.left && b.right <= box.right && b.top >= box.top && b.bottom <= box.bottom;
-    // A looked-at label with no free place is shown all the same, moved inside the plan.
-    const within = ([left, top], r) => {
-      const l = Math.max(box.left, Math.min(left, box.right - r.width)), t = Math.max(box.top, Math.min(top, box.bottom - r.height));
-      return { left: l, top: t, right: l + r.width, bottom: t + r.height };
-    };
-    // A looked-at label goes before its peers, but an ordinary one after the SOS and
-    // lapsed labels: hovering a post never hides a lapsed post's name.
-    const order = (it) => (!it.peek ? it.rank : it.rank <= 1 ? it.rank - 0.5 : 1.5);
-    items.sort((a, b) => order(a) - order(b));
-    // Greedy, best first; when a lapsed post's label finds no place, try again with every
-    // problem label short (names only), which leaves room for more of them.
-    const place = (shortFirst) => {
-      const placed = [...obstacles];
-      const free = (b) => inside(b) && !placed.some((p) => b.left < p.right && p.left < b.right && b.top < p.bottom && p.top < b.bottom);
-      const out = new Map();
-      let lost = 0;
-      for (const it of items) {
-        if (!it.r.width) continue;  // not drawn at this level of detail
-        if (!it.m.width) { out.set(it, null); continue; }  // no marker to stand by: hidden
-        const forms = !it.rc ? [[it.r, false]] : shortFirst && !it.peek ? [[it.rc, true]] : [[it.r, false], [it.rc, true]];
-        let chosen = null;
-        for (const [r, compact] of forms) {
-          for (const [left, top] of candidates(it.kind, it.m, r.width, r.height)) {
-            const b = { left, top, right: left + r.width, bottom: top + r.height };
-            if (!free(b)) continue;
-            const n = cost(b);
-            if (!chosen || n < chosen.n) chosen = { b, r, compact, n };
-            if (!n) break;
-          }
-          if (chosen && !chosen.n) break;
-        }
-        if (!chosen && it.peek) chosen = { b: within(candidates(it.kind, it.m, it.r.width, it.r.height)[0], it.r), r: it.r, compact: false, n: 0 };
-        if (chosen) placed.push(chosen.b); else if (it.rank <= 1) lost++;
-        out.set(it, chosen);
-      }
-      return { out, lost };
-    };
-    let best = place(false);
-    if (best.lost) { const again = place(true); if (again.lost < best.lost) best = again; }
-    for (const [it, chosen] of best.out) {
-      if (!chosen) { it.t.classList.add("crowded"); continue; }
-      if (chosen.compact) it.t.classList.add("compact");
-      const dx = (chosen.b.left - chosen.r.left) * u, dy = (chosen.b.top - chosen.r.top) * u;
-      if (Math.abs(dx) > 1e-9 || Math.abs(dy) > 1e-9) it.t.setAttribute("transform", `translate(${dx},${dy})`);
-    }
-    // Where a lapsed post's label finds no room, every lapsed post shows its number (and
-    // the list above the plan its legend); where all fit, the names say enough.
-    const numbered = [...best.out].some(([it, chosen]) => !chosen && it.rank === 1);
-    if (numbered !== this.root.classList.contains("numbered")) {
-      this.root.classList.toggle("numbered", numbered);
-      this.onNumbered?.(numbered);
-    }
-  }
+  // No label covers another or a marker (planlabels.js).
+  placeLabels() { placeLabels(this); }
 
-  // A crowded label shows while its marker is under the pointer, placed early (others may
-  // then be crowded in turn), so a peek covers no label unless it finds no free place. A
+  // A crowded or shortened label shows in full while its marker is under the pointer,
+  // placed early (others may then be crowded in turn), with a leader line if need be; the
+  // labels it would cover where no place is free hide while it shows ("made-way"). A
   // mouse leaving the marker ends it; a tap's lasts until another tap.
   bindPeek() {
     const labelOf = (node) => {
       const g = node?.closest?.("[data-post], [data-officer], .alarm-marker");
       if (!g || !this.root.contains(g)) return null;
       if (g.classList.contains("alarm-marker")) return g.querySelector(".alarm-label");
-      if (g.dataset.officer) return this.officerEls?.get(g.dataset.officer)?.text ?? null;
+      if (g.dataset.officer) { const e = this.officerEls?.get(g.dataset.officer); return e?.group ?? e?.text ?? null; }
       return this.postEls?.get(g.dataset.post)?.label ?? null;
     };
     const peek = (t) => {
@@ -389,7 +287,7 @@ export class Plan {
     };
     this.root.addEventListener("pointerover", (ev) => {
       const t = labelOf(ev.target);
-      if (t && t.classList.contains("crowded")) peek(t);
+      if (t && (t.classList.contains("crowded") || t.classList.contains("compact"))) peek(t);
     });
     // Onto another label is not away: the labels move when a peek starts or ends, and one
     // that came under a still pointer must not end the peek that moved it there.
@@ -446,19 +344,4 @@ function bounds(site) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const pad = Math.max(x1 - x0, y1 - y0) * 0.12 + 5;
   return { x0, x1, y0, y1, pad };
-}
-
-// Where a label may go, as the top-left corners of its box (screen pixels), best first:
-// a post's above, below, right, left, then the four corners; an officer's beside its
-// marker, right then left, level then a line up or down.
-function candidates(kind, m, w, h) {
-  const cx = (m.left + m.right) / 2, cy = (m.top + m.bottom) / 2;
-  if (kind === "officer") {
-    const out = [];
-    for (const k of [0, -1, 1, -2, 2]) out.push([m.right + 2, cy - h / 2 + k * h], [m.left - 2 - w, cy - h / 2 + k * h]);
-    return out;
-  }
-  return [[cx - w / 2, m.top - h - 1], [cx - w / 2, m.bottom + 1], [m.right + 3, cy - h / 2], [m.left - 3 - w, cy - h / 2],
-    [cx + 2, m.top - h - 1], [cx - 2 - w, m.top - h - 1], [cx + 2, m.bottom + 1], [cx - 2 - w, m.bottom + 1],
-    [cx - w / 2, m.top - 2 * h - 1], [cx - w / 2, m.bottom + h + 1]];
 }
