@@ -141,6 +141,9 @@ def test_a_pack_the_cli_made_verifies_with_nothing_but_the_standard_library(
     assert "consistency proof holds" in r.stdout
     assert "one of the 2 witnessed heads" in r.stdout
     files = _members(made["pack"])
+    # The pack carries the verifier as one file, the examiner's own copy byte for byte.
+    assert files["verify_pack.py"] == made["verifier"].read_bytes()
+    assert "the pack's verify_pack.py is this file" in r.stdout
     assert len(orjson.loads(files["proofs.json"])["events"]) == len(
         _jsonl(files["events.jsonl"])) > 100
 
@@ -219,6 +222,15 @@ def test_each_tamper_is_caught_and_named(
     r = _run(made, data)
     assert r.returncode == 1, r.stdout + r.stderr
     assert expected in r.stdout, r.stdout
+
+
+def test_a_replaced_verifier_in_a_re_signed_pack_is_named(made: dict[str, Any]) -> None:
+    def replace(files: dict[str, bytes]) -> None:
+        files["verify_pack.py"] = b"print('ok every part verified')\n"
+
+    r = _run(made, _insider(made["pack"], made["key"], replace))
+    assert r.returncode == 0, r.stdout + r.stderr  # the data still holds ...
+    assert "the pack's verify_pack.py differs from this file" in r.stdout  # ... but not it
 
 
 def test_an_edited_arrival_is_named_by_coverwatch_too(made: dict[str, Any],

@@ -20,6 +20,7 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   where no lapse is derived (:mod:`coverwatch.evidence.window`);
 * ``daily-reports.json`` — the daily activity report of each local day of the window
   (stints per officer, people's actions apart from automatic ones, each note once);
+* ``verify_pack.py`` — the standalone verifier, one file (:mod:`.verifierfile`);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
   (:mod:`coverwatch.evidence.packproofs`).
@@ -54,6 +55,7 @@ from coverwatch.evidence.purged import purge_records
 from coverwatch.evidence.segment import audit_segment
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
+from coverwatch.evidence.verifierfile import VERIFIER_NAME, verifier_source
 from coverwatch.evidence.window import no_data_spans, run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
@@ -154,6 +156,7 @@ def export_pack(
             min(until, int(rows[-1]["t_us"]) + 1)) if rows else []),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
+    members[VERIFIER_NAME] = verifier_source().encode()  # the standalone verifier, one file
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
         "kind": PACK_KIND, "v": 2, "site": site, "since": format_time(since),
@@ -240,6 +243,11 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
     files = {n: zipfile.ZipFile(io.BytesIO(data)).read(n) for n in
              zipfile.ZipFile(io.BytesIO(data)).namelist()}
     manifest = orjson.loads(files["manifest.json"])
+    if VERIFIER_NAME in files:  # a convenience: an examiner should run a copy of their own
+        check.notes.append(f"{VERIFIER_NAME} is this release's standalone verifier"
+                           if files[VERIFIER_NAME] == verifier_source().encode() else
+                           f"{VERIFIER_NAME} differs from this release's standalone verifier "
+                           "(another release's, or replaced): do not rely on it")
     if "deliveries.json" in files:  # packs made before deliveries were a member lack it
         _check_deliveries(files, check)
     try:

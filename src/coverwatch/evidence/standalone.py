@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""A standalone verifier of coverwatch evidence packs: copy this file and
-``standalone_proofs.py`` (its proof, time-stamp, purge and lapse checks) out, side by
-side, and run it.
+"""A standalone verifier of coverwatch evidence packs, in one file, ``verify_pack.py``:
+built from ``coverwatch.evidence.standalone`` and ``standalone_proofs`` (its proof,
+time-stamp, purge and lapse checks) by ``coverwatch.evidence.verifierfile``.
 
 It needs only the Python standard library and ``cryptography``, never coverwatch:
-``python3 standalone.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
+``python3 verify_pack.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
 It checks, and names the part of any failure:
 
 * ``manifest.json``: signed (Ed25519, by ``--public-key`` if given), and every member's
@@ -43,21 +43,14 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-try:
-    from coverwatch.evidence import standalone_proofs as _proofs
-except ImportError:  # copied out: standalone_proofs.py beside this file
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import standalone_proofs as _proofs  # type: ignore[no-redef]
-
-leaf_hash, verify_inclusion, verify_consistency = (
-    _proofs.leaf_hash, _proofs.verify_inclusion, _proofs.verify_consistency)
+from coverwatch.evidence import standalone_proofs as _proofs  # joined: see verifierfile
+from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -289,7 +282,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     if head is None:
         return
     if tsa_ca is not None:
-        _check_timestamp(doc, head, tsa_ca, res)
+        _proofs.check_timestamp(doc, canonical(head), tsa_ca, res)
     rows = _lines(files["events.jsonl"])
     proofs = json.loads(files["proofs.json"])
     _check_proofs(proofs, head, files, rows, entries, res)
@@ -350,21 +343,6 @@ def _check_head(doc: dict[str, Any], site: Any, trusted: Sequence[str] | None,
     if witnessed is not None:
         _proofs.check_witnessed(head, witnessed, res, canonical=canonical)
     return head
-
-
-def _check_timestamp(doc: dict[str, Any], head: dict[str, Any], ca: bytes,
-                     res: Result) -> None:
-    stamp = doc.get("timestamp")
-    if not isinstance(stamp, str):
-        res.fail("tree-head.json", "the head carries no RFC 3161 time-stamp")
-        return
-    reply = base64.b64decode(stamp)
-    why = _proofs.verify_timestamp_token(reply, canonical(head), ca)
-    if why is not None:
-        res.fail("tree-head.json", f"the head's RFC 3161 time-stamp: {why}")
-    else:
-        res.notes.append(f"the head was time-stamped at {_proofs.timestamp_time(reply)} by an "
-                         "authority under --tsa-ca")
 
 
 def _records(files: dict[str, bytes], rows: list[dict[str, Any]],
@@ -483,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     res = check_pack(data, trusted, witnessed, tsa_ca)
+    with open(__file__, "rb") as f:  # the pack's own copy is a convenience, not evidence
+        _proofs.compare_copy(data, f.read(), res)
     if args.json:
         print(json.dumps({"ok": res.ok, "problems": res.problems, "notes": res.notes}))
     else:
