@@ -282,3 +282,34 @@ def test_the_pdf_is_rendered_from_the_pack_and_a_replaced_one_is_named(
     check = verify_pack(replaced)
     assert check.problems == ["report.pdf: differs from the report the pack's data renders: "
                               "it was replaced or edited"], check.problems
+
+
+def test_a_delivery_recorded_during_export_does_not_break_the_pack(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Export reads every record from one snapshot: a delivery (and its audit entry)
+    recorded between its reads of deliveries and of the audit log is in neither."""
+    from coverwatch.evidence import pack as pack_module
+    from coverwatch.storage import DeliveryRecord
+
+    versions = _fill(store)
+    since, until = T0 + 3600 * US_PER_S, T0 + 3 * 3600 * US_PER_S
+    alert = next(a for a in store.load_alerts() if since <= a["alert_at"] <= until)
+    read = pack_module.load_delivery_rows
+    wrote: list[int] = []
+
+    def then_a_delivery(s: Store, ids: list[str]) -> list[dict[str, object]]:
+        rows = read(s, ids)
+        s.record_deliveries([DeliveryRecord(alert["id"], 1, "alert", "supervisor", "ann",
+                                            "a***@example.org", True, None, 1, until)])
+        wrote.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(pack_module, "load_delivery_rows", then_a_delivery)
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    data = export_pack(store, versions, key, site="yard", since=since, until=until,
+                       heads=tmp_path / "heads.jsonl")
+    assert wrote, "the hook ran"
+    check = verify_pack(data, key.trusted)
+    assert check.ok, check.problems
+    assert len(store.load_deliveries([alert["id"]])) == wrote[0] + 1  # it was stored

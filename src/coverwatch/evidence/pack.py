@@ -91,43 +91,48 @@ def export_pack(
         raise ValueError("--until must be after --since")
     if not versions:
         raise ValueError("no site version is stored")
-    run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
-                        close=False)
-    if run is None:
-        from coverwatch.engine import CoverEngine
+    with store.snapshot():  # every record read from one consistent snapshot
+        run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
+                            close=False)
+        if run is None:
+            from coverwatch.engine import CoverEngine
 
-        first = _in_force(versions, since, until)[0]
-        from coverwatch.formats.sitefile import load_site_text_document
+            first = _in_force(versions, since, until)[0]
+            from coverwatch.formats.sitefile import load_site_text_document
 
-        engine = CoverEngine(load_site_text_document(first.source, "<site>").site, since)
-        state = engine_state(engine, [])
-        in_force = _in_force(versions, since, until)
-    else:
-        state = engine_state(run.engine, list(run.registry.names))
-        in_force = [versions[run.version]] + [
-            v for v in versions[run.version + 1:] if v.effective_us <= until]
-    rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
-    vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
-    purged = purge_records(store, since)
-    no_data = no_data_spans(vers, purged, since, until)
-    lapses, stats = run_window(vers, state, rows, since, until, post, no_data)
-    alerts = [a for a in store.load_alerts()
-              if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
-                                             or until) >= since
-              and (post is None or a["post"] == post)]
-    orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
-                            "since": format_time(v.since), "text": v.text,
-                            "changes": v.changes} for v in store.orders_versions(post)
-                           if v.since <= until],
-              "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
-                                    "at": format_time(a.at), "via": a.via, "device": a.device}
-                                   for a in store.acknowledgements()
-                                   if a.at <= until and (post is None or a.post == post)]}
-    deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
-    roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
-               "start": format_time(s.start), "end": format_time(s.end)}
-              for s in store.list_shifts(from_us=since, until_us=until)]
-    audit_rows = audit_segment(store, since, until, alerts, rows)
+            engine = CoverEngine(load_site_text_document(first.source, "<site>").site, since)
+            state = engine_state(engine, [])
+            in_force = _in_force(versions, since, until)
+        else:
+            state = engine_state(run.engine, list(run.registry.names))
+            in_force = [versions[run.version]] + [
+                v for v in versions[run.version + 1:] if v.effective_us <= until]
+        rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
+        vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
+        purged = purge_records(store, since)
+        no_data = no_data_spans(vers, purged, since, until)
+        lapses, stats = run_window(vers, state, rows, since, until, post, no_data)
+        alerts = [a for a in store.load_alerts()
+                  if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
+                                                 or until) >= since
+                  and (post is None or a["post"] == post)]
+        orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
+                                "since": format_time(v.since), "text": v.text,
+                                "changes": v.changes} for v in store.orders_versions(post)
+                               if v.since <= until],
+                  "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
+                                        "at": format_time(a.at), "via": a.via, "device": a.device}
+                                       for a in store.acknowledgements()
+                                       if a.at <= until and (post is None or a.post == post)]}
+        deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
+        roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
+                   "start": format_time(s.start), "end": format_time(s.end)}
+                  for s in store.list_shifts(from_us=since, until_us=until)]
+        audit_rows = audit_segment(store, since, until, alerts, rows)
+        daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
+                               min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
+    # The head is taken after: it covers at least the snapshot's leaves (leaves are only
+    # appended), and is never smaller than a head signed meanwhile.
     anchor = make_anchor(store, key, site)
     heads = heads or heads_file(key.path)
     head, prev = pack_head(store, key, site, heads)
@@ -151,9 +156,7 @@ def export_pack(
         "tree-head.json": _json(tree_head),
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
-        "daily-reports.json": _json(_daily_reports(
-            store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
-            min(until, int(rows[-1]["t_us"]) + 1)) if rows else []),
+        "daily-reports.json": _json(daily),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     members[VERIFIER_NAME] = verifier_source().encode()  # the standalone verifier, one file
