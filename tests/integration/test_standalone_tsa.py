@@ -1,4 +1,4 @@
-"""The standalone verifier, copied out with its sibling, checks a pack's alerts,
+"""The standalone verifier (one file, run alone) checks a pack's alerts,
 deliveries and rule versions against the log and the head's RFC 3161 time-stamp
 against the authority's certificate the examiner gives (issue 23, deliverables 1 and 4);
 ``openssl ts`` is the local authority."""
@@ -44,7 +44,7 @@ H = 3600 * US_PER_S
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A pack with an alert, its deliveries and two rule versions, proved against a head
-    the local authority time-stamped; the verifier copied out with its sibling."""
+    the local authority time-stamped; the verifier in a folder of its own."""
     tmp = tmp_path_factory.mktemp("tsa")
     data_dir = tmp / "data"
     store = open_store(None, data_dir)
@@ -130,6 +130,22 @@ def test_another_authority_or_no_time_stamp_is_named(made: dict[str, Any]) -> No
     assert r.returncode == 1 and "carries no RFC 3161 time-stamp" in r.stdout, r.stdout
     # Without --tsa-ca the same pack verifies: the time-stamp is the examiner's to ask for.
     assert _run(made, _insider(made["pack"], made["key"], drop)).returncode == 0
+
+
+def test_coverwatch_evidence_verify_checks_the_time_stamp_too(
+    made: dict[str, Any], tmp_path: Path,
+) -> None:
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(made["pack"])
+    runner = CliRunner()
+    base = ["evidence", "verify", str(pack), "--public-key", str(made["pub"]), "--tsa-ca"]
+    r = runner.invoke(app, [*base, str(made["ca"])])
+    assert r.exit_code == 0, r.output
+    assert "the head was time-stamped at 20" in r.output
+    r = runner.invoke(app, [*base, str(made["other"])])
+    assert r.exit_code == 1 and "the head's RFC 3161 time-stamp" in r.output, r.output
+    r = runner.invoke(app, [*base, str(tmp_path / "missing.pem")])
+    assert r.exit_code == 2 and "missing.pem" in r.output, r.output
 
 
 def test_an_altered_time_stamp_fails(made: dict[str, Any]) -> None:

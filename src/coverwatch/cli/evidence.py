@@ -305,6 +305,9 @@ def evidence_verify(
     pack: Annotated[Path, typer.Argument(help="The evidence pack (.zip).")],
     public_key: Annotated[Path | None, typer.Option(
         help="Trust only this public key (from `coverwatch audit keys`).")] = None,
+    tsa_ca: Annotated[Path | None, typer.Option(
+        help="The time-stamping authority's certificate (PEM): the pack's head must carry "
+             "an RFC 3161 time-stamp that verifies under it.")] = None,
 ) -> None:
     """Check a pack: digests, signature, audit links, and the lapses re-run from its events.
     Exit 0 if it holds, 1 naming each part that does not."""
@@ -313,11 +316,12 @@ def evidence_verify(
     trusted = None if public_key is None else (_read_public(public_key),)
     try:
         data = pack.read_bytes()
+        ca = None if tsa_ca is None else tsa_ca.read_bytes()
     except OSError as e:
-        Console(stderr=True).print(f"[red]error[/red] {pack}: {e.strerror or e}",
+        Console(stderr=True).print(f"[red]error[/red] {e.filename or pack}: {e.strerror or e}",
                                    highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    check = verify_pack(data, trusted)
+    check = verify_pack(data, trusted, tsa_ca=ca)
     console = Console()
     if check.ok:
         for note in check.notes:
