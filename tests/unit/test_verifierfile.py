@@ -1,4 +1,4 @@
-"""The standalone verifier is one file (``verify_pack.py``) built from two modules: it
+"""The standalone verifier is one file (``verify_pack.py``) built from its modules: it
 imports only the standard library and cryptography, always the same bytes, and the build
 refuses what it cannot join safely."""
 
@@ -25,13 +25,14 @@ def test_the_file_imports_only_the_standard_library_and_cryptography() -> None:
     assert "_proofs" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert {"check_pack", "main", "verify_inclusion", "verify_timestamp_token",
-            "check_alerts", "event_key"} <= defined
+            "check_alerts", "check_alert_records", "event_key"} <= defined
     assert source.startswith("#!/usr/bin/env python3\n")
     assert verifier_digest() == verifier_digest()  # the same sources, the same bytes
 
 
 def _parts(tmp_path: Path, proofs: str, main: str, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "standalone_proofs.py").write_text(proofs)
+    (tmp_path / "standalone_records.py").write_text('"""r"""\nimport json\n')
     (tmp_path / "standalone.py").write_text(main)
     monkeypatch.setattr(verifierfile, "_HERE", tmp_path)
 
@@ -45,7 +46,7 @@ def test_names_defined_twice_or_a_top_level_try_are_refused(
     joined = verifier_source()
     assert "def g(): return f()" in joined and "import json" in joined
     _parts(tmp_path, '"""p"""\ndef f(): return 1\n', '"""s"""\nf = 2\n', monkeypatch)
-    with pytest.raises(ValueError, match=r"both verifier modules define \['f'\]"):
+    with pytest.raises(ValueError, match=r"two verifier modules define \['f'\]"):
         verifier_source()
     _parts(tmp_path, '"""p"""\ntry:\n    import x\nexcept ImportError:\n    x = None\n',
            '"""s"""\n', monkeypatch)

@@ -1,9 +1,10 @@
-"""The standalone verifier as one file, ``verify_pack.py``: its two modules joined.
+"""The standalone verifier as one file, ``verify_pack.py``: its modules joined.
 
-:mod:`coverwatch.evidence.standalone_proofs` then :mod:`coverwatch.evidence.standalone`,
+:mod:`coverwatch.evidence.standalone_proofs`, :mod:`.standalone_records`, then
+:mod:`coverwatch.evidence.standalone`,
 each without its module docstring, ``__all__`` and imports; their imports (standard
 library and ``cryptography`` only) hoisted to the top, once each; the cross-module
-import removed and ``_proofs.name`` written as ``name``. The two modules stay under the
+imports removed and ``_proofs.name`` written as ``name``. The modules stay under the
 project's 500-line bound; the examiner gets one file that runs with a plain Python and
 ``cryptography``. The same sources always give the same bytes, so a copy can be compared
 with the one a coverwatch release builds (:func:`verifier_digest`).
@@ -20,7 +21,8 @@ __all__ = ["VERIFIER_NAME", "verifier_digest", "verifier_source"]
 
 VERIFIER_NAME = "verify_pack.py"
 _HERE = Path(__file__).resolve().parent
-_PARTS = ("standalone_proofs.py", "standalone.py")  # definitions before their use
+# Definitions before their use; the last is the verifier itself (its docstring the file's).
+_PARTS = ("standalone_proofs.py", "standalone_records.py", "standalone.py")
 
 
 def _split(source: str, name: str) -> tuple[str | None, list[str], str, set[str]]:
@@ -85,14 +87,17 @@ def _is_main(node: ast.stmt) -> bool:
 def verifier_source() -> str:
     """The text of ``verify_pack.py``."""
     parts = [_split((_HERE / n).read_text(encoding="utf-8"), n) for n in _PARTS]
-    (_, proofs_imports, proofs_body, proofs_names), (doc, imports, body, names) = parts
-    clash = (proofs_names & names) - {"__all__"}
-    if clash:
-        raise ValueError(f"both verifier modules define {sorted(clash)}")
-    body = re.sub(r"\b_proofs\.", "", body)
-    if re.search(r"\b_proofs\b", body):
-        raise ValueError("standalone.py names _proofs other than as _proofs.<name>")
-    hoisted = _import_lines(set(proofs_imports) | set(imports))
+    seen: set[str] = set()
+    for _, _, _, names in parts:
+        clash = seen & (names - {"__all__"})
+        if clash:
+            raise ValueError(f"two verifier modules define {sorted(clash)}")
+        seen |= names
+    doc = parts[-1][0]
+    bodies = [re.sub(r"\b_proofs\.", "", body) for _, _, body, _ in parts]
+    if any(re.search(r"\b_proofs\b", body) for body in bodies):
+        raise ValueError("a verifier module names _proofs other than as _proofs.<name>")
+    hoisted = _import_lines({i for _, imports, _, _ in parts for i in imports})
     return "\n".join([
         "#!/usr/bin/env python3",
         f'"""{doc}"""',
@@ -103,12 +108,8 @@ def verifier_source() -> str:
         *hoisted,
         "",
         "",
-        proofs_body,
-        "",
-        "",
-        body,
-        "",
-    ])
+        *(line for body in bodies for line in (body, "", "")),
+    ]).rstrip("\n") + "\n"
 
 
 def verifier_digest() -> str:
