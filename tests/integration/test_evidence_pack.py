@@ -219,6 +219,9 @@ def test_purged_history_invents_no_lapse_and_is_named(tmp_path: Path) -> None:
     assert any("1 purge record(s) named" in n for n in check.notes), check.notes
     text = _pdf_text(files["report.pdf"])
     assert "no data: purged" in text and "retention.positions_days=1" in text
+    # The whole window is purged: no share covered is claimed for it.
+    assert "no data (purged) in this window" in " ".join(text.split())
+    assert "% covered" not in text
     # An examiner's copy without the purge record: named, even re-signed with the site's key.
     hidden = orjson.dumps({"records": [], "no_data": purges["no_data"]})
     check = verify_pack(_resign(data, key_path, {"purges.json": hidden}))
@@ -242,6 +245,13 @@ def test_purge_inside_a_window_cuts_lapses_at_its_edge(tmp_path: Path) -> None:
     assert lapses and all(lp["start_us"] >= spans[0]["end_us"] for lp in lapses)
     check = verify_pack(data, load_signing_key(key_path).trusted)
     assert check.ok, check.problems
+    # The daily report (in the pack, and `records daily`) marks the purged part of its day;
+    # the PDF leaves that hour out of the share covered, and says so.
+    [day] = orjson.loads(z.read("daily-reports.json"))
+    assert [(p["until"], p["note"]) for p in day["sections"]["no data (purged)"]] == [
+        (format_time(T0 + 2 * H), "no data (purged)")]
+    assert "(no data (purged) for 1.0 h: left out)" in " ".join(
+        _pdf_text(z.read("report.pdf")).split())
     store.close()
 
 
