@@ -78,10 +78,12 @@ async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
                                  name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import run_anchoring, witnesses_for
+        from coverwatch.server.watchdog import system_alert
 
         svc.witnesses = witnesses_for(svc.store, settings)
         tasks.append(asyncio.create_task(
-            run_anchoring(svc.store, settings, site, witnesses=svc.witnesses),
+            run_anchoring(svc.store, settings, site, witnesses=svc.witnesses,
+                          on_refused=system_alert(svc, "audit-unsealed")),
             name=f"anchoring:{site}"))
     if settings.purge_every_s > 0:
         from coverwatch.evidence.retention import run_purge

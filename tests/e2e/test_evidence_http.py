@@ -145,3 +145,33 @@ def test_back_dated_flags_through_the_api_are_audited_marked_and_named(tmp_path:
     check = verify_pack(forged.content)
     named = [p for p in check.problems if p.startswith("alerts.json: lapse alert")]
     assert named and all("arrived late or back-dated" in p for p in named), check.problems
+
+
+def test_the_report_marks_purged_spans_and_leaves_them_out_of_the_share_covered(
+    tmp_path: Path,
+) -> None:
+    from coverwatch.evidence.retention import DAY_US, purge_now, set_retention_days
+
+    with running_server(base_settings(YARD, tmp_path / "data")) as k:
+        ctl = k.api_token("gateway", "ingest")
+        sup = k.api_token("watch", "supervisor")
+        start = k.clock()
+        k.post_events(ctl, [
+            {"t": k.clock.iso(), "kind": "gate", "post": "main-gate", "open": True},
+            {"t": k.clock.iso(), "kind": "duty", "officer": "U1", "on": True},
+        ])
+        for _ in range(60):
+            k.post_events(ctl, [{"t": k.clock.iso(), "kind": "fix", "officer": "U1",
+                                 "x": 0.0, "y": 0.0}])
+            k.advance(60)
+        store = k.svc.store
+        set_retention_days(store, 1, "ann", "yard")
+        cut = start + 30 * 60 * 1_000_000  # the first half hour's positions go
+        assert purge_now(store, "server", now=cut + DAY_US)
+        since = k.clock.iso(-55 * 60)
+        report = k.request(sup, "GET", "/api/v1/report", params={"since": since}).json()
+    assert report["no_data"], report
+    assert all(s["note"] == "no data (purged)" and s["purges"] for s in report["no_data"])
+    gate = [r for r in report["rules"] if r["no_data_s"] > 0]
+    assert gate, report["rules"]
+    assert all(r["cover_pct"] is None or 0.0 <= r["cover_pct"] <= 100.0 for r in gate)

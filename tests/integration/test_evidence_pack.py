@@ -219,6 +219,9 @@ def test_purged_history_invents_no_lapse_and_is_named(tmp_path: Path) -> None:
     assert any("1 purge record(s) named" in n for n in check.notes), check.notes
     text = _pdf_text(files["report.pdf"])
     assert "no data: purged" in text and "retention.positions_days=1" in text
+    # The whole window is purged: no share covered is claimed for it.
+    assert "no data (purged) in this window" in " ".join(text.split())
+    assert "% covered" not in text
     # An examiner's copy without the purge record: named, even re-signed with the site's key.
     hidden = orjson.dumps({"records": [], "no_data": purges["no_data"]})
     check = verify_pack(_resign(data, key_path, {"purges.json": hidden}))
@@ -242,6 +245,13 @@ def test_purge_inside_a_window_cuts_lapses_at_its_edge(tmp_path: Path) -> None:
     assert lapses and all(lp["start_us"] >= spans[0]["end_us"] for lp in lapses)
     check = verify_pack(data, load_signing_key(key_path).trusted)
     assert check.ok, check.problems
+    # The daily report (in the pack, and `records daily`) marks the purged part of its day;
+    # the PDF leaves that hour out of the share covered, and says so.
+    [day] = orjson.loads(z.read("daily-reports.json"))
+    assert [(p["until"], p["note"]) for p in day["sections"]["no data (purged)"]] == [
+        (format_time(T0 + 2 * H), "no data (purged)")]
+    assert "(no data (purged) for 1.0 h: left out)" in " ".join(
+        _pdf_text(z.read("report.pdf")).split())
     store.close()
 
 
@@ -282,3 +292,34 @@ def test_the_pdf_is_rendered_from_the_pack_and_a_replaced_one_is_named(
     check = verify_pack(replaced)
     assert check.problems == ["report.pdf: differs from the report the pack's data renders: "
                               "it was replaced or edited"], check.problems
+
+
+def test_a_delivery_recorded_during_export_does_not_break_the_pack(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Export reads every record from one snapshot: a delivery (and its audit entry)
+    recorded between its reads of deliveries and of the audit log is in neither."""
+    from coverwatch.evidence import pack as pack_module
+    from coverwatch.storage import DeliveryRecord
+
+    versions = _fill(store)
+    since, until = T0 + 3600 * US_PER_S, T0 + 3 * 3600 * US_PER_S
+    alert = next(a for a in store.load_alerts() if since <= a["alert_at"] <= until)
+    read = pack_module.load_delivery_rows
+    wrote: list[int] = []
+
+    def then_a_delivery(s: Store, ids: list[str]) -> list[dict[str, object]]:
+        rows = read(s, ids)
+        s.record_deliveries([DeliveryRecord(alert["id"], 1, "alert", "supervisor", "ann",
+                                            "a***@example.org", True, None, 1, until)])
+        wrote.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(pack_module, "load_delivery_rows", then_a_delivery)
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    data = export_pack(store, versions, key, site="yard", since=since, until=until,
+                       heads=tmp_path / "heads.jsonl")
+    assert wrote, "the hook ran"
+    check = verify_pack(data, key.trusted)
+    assert check.ok, check.problems
+    assert len(store.load_deliveries([alert["id"]])) == wrote[0] + 1  # it was stored

@@ -1,4 +1,4 @@
-"""The standalone verifier, copied out with its sibling, checks a pack's alerts,
+"""The standalone verifier (one file, run alone) checks a pack's alerts,
 deliveries and rule versions against the log and the head's RFC 3161 time-stamp
 against the authority's certificate the examiner gives (issue 23, deliverables 1 and 4);
 ``openssl ts`` is the local authority."""
@@ -44,7 +44,7 @@ H = 3600 * US_PER_S
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A pack with an alert, its deliveries and two rule versions, proved against a head
-    the local authority time-stamped; the verifier copied out with its sibling."""
+    the local authority time-stamped; the verifier in a folder of its own."""
     tmp = tmp_path_factory.mktemp("tsa")
     data_dir = tmp / "data"
     store = open_store(None, data_dir)
@@ -56,7 +56,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # An SOS (a lapse alert would be checked against the lapses the events imply).
     alert = Alert(id=alert_id_for("sos", "O0", "sos", T0), kind="sos", post="O0",
                   rule="sos", lapse_start=T0, alert_at=T0, count=0, need=1)
-    store.record_alert_event(alert.to_record(), actor="engine", action="alert.raised")
+    raised = alert.to_record()
+    store.record_alert_event(raised, actor="engine", action="alert.raised")
     alert.acknowledge("sam", "on my way", T0 + 90 * US_PER_S)
     store.record_alert_event(alert.to_record(), actor="sam", action="alert.acknowledged")
     store.record_deliveries([DeliveryRecord(alert.id, 0, "escalation", "role:sup", "sam",
@@ -78,7 +79,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     examiner = tmp / "examiner"
     examiner_folder(examiner)
     return {"pack": out.read_bytes(), "pub": pub, "dir": examiner, "key": key,
-            "ca": tsa / "ca.pem", "other": other / "ca.pem"}
+            "ca": tsa / "ca.pem", "other": other / "ca.pem", "raised": raised,
+            "data": data_dir}
 
 
 def _run(made: dict[str, Any], data: bytes, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -130,6 +132,75 @@ def test_another_authority_or_no_time_stamp_is_named(made: dict[str, Any]) -> No
     assert r.returncode == 1 and "carries no RFC 3161 time-stamp" in r.stdout, r.stdout
     # Without --tsa-ca the same pack verifies: the time-stamp is the examiner's to ask for.
     assert _run(made, _insider(made["pack"], made["key"], drop)).returncode == 0
+
+
+def _drop_the_sos(p: dict[str, Any]) -> None:
+    """The SOS alert's whole record gone: from alerts.json, its deliveries and proofs."""
+    [sos] = [a for a in p["alerts.json"] if a["kind"] == "sos"]
+    p["alerts.json"] = [a for a in p["alerts.json"] if a is not sos]
+    p["deliveries.json"] = [d for d in p["deliveries.json"] if d["alert_id"] != sos["id"]]
+    proofs = p["proofs.json"]
+    proofs["alerts"], proofs["deliveries"] = {}, {}
+
+
+def _roll_back_the_sos(made: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """The SOS carried as first raised, proved by its own older leaf (the insider has the
+    log), hiding who acknowledged it."""
+    from sqlalchemy import select
+
+    from coverwatch.domain.merkle import Levels
+    from coverwatch.storage.tables import tlog_leaves
+    from coverwatch.storage.tlog import leaf_hashes
+
+    store = open_store(None, made["data"])
+    with store.reading() as conn:
+        first = min(int(i) for (i,) in conn.execute(select(tlog_leaves.c.idx).where(
+            tlog_leaves.c.kind == "alert")))
+        hashes = leaf_hashes(conn, store.site)
+    store.close()
+
+    def change(p: dict[str, Any]) -> None:
+        size = p["proofs.json"]["tree_size"]
+        [n] = [i for i, a in enumerate(p["alerts.json"]) if a["kind"] == "sos"]
+        p["alerts.json"][n] = made["raised"]
+        p["proofs.json"]["alerts"][str(n)] = {"leaf": first, "path": [
+            h.hex() for h in Levels(hashes[:size]).inclusion_proof(first, size)]}
+    return change
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda made: _drop_the_sos, "FAILED alerts.json: lacks alert sos-"),
+    (_roll_back_the_sos, "FAILED alerts.json: carries alert sos-"),
+])
+def test_an_alert_record_dropped_or_rolled_back_is_named(
+    made: dict[str, Any], tmp_path: Path,
+    change: Callable[[dict[str, Any]], Callable[[dict[str, Any]], None]], expected: str,
+) -> None:
+    data = _insider(made["pack"], made["key"], change(made))
+    r = _run(made, data)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert expected in r.stdout, r.stdout
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(data)
+    out = CliRunner().invoke(app, ["evidence", "verify", str(pack), "--public-key",
+                                   str(made["pub"])])
+    assert out.exit_code == 1 and expected.removeprefix("FAILED ") in out.output, out.output
+
+
+def test_coverwatch_evidence_verify_checks_the_time_stamp_too(
+    made: dict[str, Any], tmp_path: Path,
+) -> None:
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(made["pack"])
+    runner = CliRunner()
+    base = ["evidence", "verify", str(pack), "--public-key", str(made["pub"]), "--tsa-ca"]
+    r = runner.invoke(app, [*base, str(made["ca"])])
+    assert r.exit_code == 0, r.output
+    assert "the head was time-stamped at 20" in r.output
+    r = runner.invoke(app, [*base, str(made["other"])])
+    assert r.exit_code == 1 and "the head's RFC 3161 time-stamp" in r.output, r.output
+    r = runner.invoke(app, [*base, str(tmp_path / "missing.pem")])
+    assert r.exit_code == 2 and "missing.pem" in r.output, r.output
 
 
 def test_an_altered_time_stamp_fails(made: dict[str, Any]) -> None:

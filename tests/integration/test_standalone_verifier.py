@@ -141,6 +141,9 @@ def test_a_pack_the_cli_made_verifies_with_nothing_but_the_standard_library(
     assert "consistency proof holds" in r.stdout
     assert "one of the 2 witnessed heads" in r.stdout
     files = _members(made["pack"])
+    # The pack carries the verifier as one file, the examiner's own copy byte for byte.
+    assert files["verify_pack.py"] == made["verifier"].read_bytes()
+    assert "the pack's verify_pack.py is this file" in r.stdout
     assert len(orjson.loads(files["proofs.json"])["events"]) == len(
         _jsonl(files["events.jsonl"])) > 100
 
@@ -184,6 +187,13 @@ def _drop_audit_entry(files: dict[str, bytes]) -> None:
     files["proofs.json"] = orjson.dumps(proofs)
 
 
+def _edit_arrival(files: dict[str, bytes]) -> None:
+    rows = _jsonl(files["events.jsonl"])
+    fix = next(r for r in rows if r["kind"] == "fix")
+    fix["received_us"] = fix["t_us"] + 3600 * US_PER_S  # now "back-dated" by an hour
+    files["events.jsonl"] = _dump_jsonl(rows)
+
+
 def _drop_a_proof(files: dict[str, bytes]) -> None:
     proofs = orjson.loads(files["proofs.json"])
     proofs["events"].pop(sorted(proofs["events"])[3])
@@ -197,6 +207,7 @@ def _drop_a_proof(files: dict[str, bytes]) -> None:
     (_add_unlogged_event, True, "is said to predate the log, yet is newer"),
     (_drop_audit_entry, True, "FAILED audit.jsonl: entries"),
     (_drop_a_proof, True, "has no inclusion proof"),
+    (_edit_arrival, True, "(what it says, or its arrival received_us)"),
 ])
 def test_each_tamper_is_caught_and_named(
     made: dict[str, Any], tamper: Callable[[dict[str, bytes]], None], insider: bool,
@@ -211,6 +222,27 @@ def test_each_tamper_is_caught_and_named(
     r = _run(made, data)
     assert r.returncode == 1, r.stdout + r.stderr
     assert expected in r.stdout, r.stdout
+
+
+def test_a_replaced_verifier_in_a_re_signed_pack_is_named(made: dict[str, Any]) -> None:
+    def replace(files: dict[str, bytes]) -> None:
+        files["verify_pack.py"] = b"print('ok every part verified')\n"
+
+    r = _run(made, _insider(made["pack"], made["key"], replace))
+    assert r.returncode == 0, r.stdout + r.stderr  # the data still holds ...
+    assert "the pack's verify_pack.py differs from this file" in r.stdout  # ... but not it
+
+
+def test_an_edited_arrival_is_named_by_coverwatch_too(made: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    """The event's leaf binds its arrival: a pack re-signed with the site's key whose
+    ``received_us`` was changed fails at ``coverwatch evidence verify`` as well."""
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(_insider(made["pack"], made["key"], _edit_arrival))
+    r = CliRunner().invoke(app, ["evidence", "verify", str(pack), "--public-key",
+                                 str(made["pub"])])
+    assert r.exit_code == 1, r.output
+    assert "its arrival received_us" in " ".join(r.output.split())
 
 
 def test_a_rewritten_tree_head_fails_its_consistency_and_the_witnesses(
@@ -261,7 +293,7 @@ def test_replay_pack_re_derives_the_reports_lapses(made: dict[str, Any], tmp_pat
         in " ".join(r.stdout.split())
     pack.write_bytes(b"not a zip")
     r = runner.invoke(app, ["replay", "--pack", str(pack)])
-    assert r.exit_code == 2 and "not a readable evidence pack" in r.output
+    assert r.exit_code == 2 and "not a readable evidence pack" in " ".join(r.output.split())
     r = runner.invoke(app, ["replay", str(YARD), "--pack", str(pack)])
     assert r.exit_code == 2 and "--pack takes no SITE" in r.output
 
@@ -284,3 +316,34 @@ def test_packs_from_either_backend_carry_proofs_that_verify(
     assert res.ok, res.problems
     assert "40 event(s) proved in the log" in " ".join(res.notes)
     assert "1 audit entry(s) proved in the log" in " ".join(res.notes)
+
+
+def test_a_log_of_version_1_event_leaves_still_verifies(tmp_path: Path) -> None:
+    """Events logged before their leaf bound the arrival (``{"key"}`` only) still prove;
+    the verifier says their arrival is not proved."""
+    from sqlalchemy import update
+
+    from coverwatch.evidence.pack import export_pack
+    from coverwatch.storage.tables import tlog_leaves
+
+    store = open_store(None, tmp_path / "data")
+    versions = [SiteVersion(0, YARD.read_text(encoding="utf-8"))]
+    save_versions(store, versions)
+    store.append_events(_events(random.Random(5), T0, 20))
+    with store.engine.begin() as conn:  # as an older release wrote them
+        for idx, ref, leaf in conn.execute(tlog_leaves.select().with_only_columns(
+                tlog_leaves.c.idx, tlog_leaves.c.ref, tlog_leaves.c.leaf).where(
+                tlog_leaves.c.kind == "event")).all():
+            old = orjson.loads(leaf)
+            assert "received_us" in old
+            v1 = orjson.dumps({"key": old["key"], "kind": "event", "ref": ref},
+                              option=orjson.OPT_SORT_KEYS)
+            conn.execute(update(tlog_leaves).where(tlog_leaves.c.idx == idx).values(
+                leaf=v1.decode(), hash=hashlib.sha256(b"\x00" + v1).hexdigest()))
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    data = export_pack(store, versions, key, site="yard", since=T0, until=T0 + H,
+                       heads=tmp_path / "heads.jsonl")
+    store.close()
+    res = standalone.check_pack(data, key.trusted)
+    assert res.ok, res.problems
+    assert "20 logged before leaves bound the arrival" in " ".join(res.notes)

@@ -180,11 +180,16 @@ def test_event_leaves_are_the_canonical_json_of_their_keys(store: Store) -> None
     keys = {("event", str(r["id"])): row_key(r) for r in result.rows}
     keys["device-report", str(result.reports[0]["id"])] = str(result.reports[0]["key"])
     assert [k for k, *_ in leaves] == ["event"] * len(names) + ["device-report"]
+    arrival = {str(e["id"]): e["received_us"] for e in store.events_since(0)}
     for kind, ref, leaf, digest in leaves:
-        expected = leaf_bytes(kind, ref, {"key": keys[kind, ref]})
+        body: dict[str, object] = {"key": keys[kind, ref]}
+        if kind == "event":  # an event's leaf binds its arrival as stored
+            assert isinstance(arrival[ref], int)
+            body["received_us"] = arrival[ref]
+        expected = leaf_bytes(kind, ref, body)
         assert leaf == expected.decode()
         assert digest == leaf_hash(expected).hex()
-        assert orjson.loads(leaf) == {"key": keys[kind, ref], "kind": kind, "ref": ref}
+        assert orjson.loads(leaf) == {**body, "kind": kind, "ref": ref}
 
 
 def test_a_wiped_audit_table_is_one_finding_naming_the_count(

@@ -182,3 +182,39 @@ def test_cli_head_goes_to_every_witness_and_names_the_one_that_failed(
                                  str(copy), "--witness", "nosuchscheme://x"])
     assert r.exit_code == 1 and "nosuchscheme" in r.output and "did not take" in r.output
     assert len(copy.read_text().splitlines()) == 1  # the others still got it
+
+
+def test_heads_waiting_for_a_witness_that_is_down_outlive_a_restart(
+    store: Store, tmp_path: Path,
+) -> None:
+    """The queue is kept beside the heads (0600, no address in it): a witness down across
+    a restart gets every head it missed, in order, from the new process's witnesses."""
+    import stat
+
+    from coverwatch.evidence.witness import pending_file
+
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    heads = tmp_path / "tree-heads.jsonl"
+    target = "https://hook.example/h?token=s3cret"
+    down = Flaky(fails=10**6)
+    before = Witnesses([target], None, heads, send=down)
+    made = []
+    for i in range(3):
+        store.append_events([_fix(i)])
+        made.append(head_now(store, key, "yard", heads))
+        before.witness(made[-1])
+    assert before.pending() == 3
+    kept = pending_file(heads)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert b"s3cret" not in kept.read_bytes() and b"hook.example" not in kept.read_bytes()
+    del before  # the server stops; the witness is still down when it starts again
+    up = Flaky(fails=1)
+    after = Witnesses([target], None, heads, send=up)
+    assert after.pending() == 3
+    assert after.flush()  # still down at the first attempt: kept
+    assert Witnesses([target], None, heads, send=up).pending() == 3
+    assert after.flush() == []
+    assert up.taken == made  # every head, oldest first
+    assert Witnesses([target], None, heads, send=up).pending() == 0
+    # Another witness configured after the restart starts with an empty queue.
+    assert Witnesses(["https://other.example/h"], None, heads).pending() == 0

@@ -1,20 +1,36 @@
 """The standalone verifier repeats coverwatch's hashing on purpose (it must run alone):
-these tests hold its copies equal to the originals, so that the two cannot drift apart."""
+these tests hold its copies equal to the originals, so that the two cannot drift apart.
+They test the one file a pack carries (``verify_pack.py``, built by
+:mod:`coverwatch.evidence.verifierfile`), loaded from its text: it imports nothing of
+coverwatch (tests/unit/test_verifierfile.py)."""
 
 from __future__ import annotations
 
 import math
 import random
 import struct
+import sys
+import types
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coverwatch.domain import merkle
-from coverwatch.evidence import standalone
+from coverwatch.evidence.verifierfile import verifier_source
 from coverwatch.storage.audit import entry_hash
 from coverwatch.storage.store import row_key
+
+
+def _load_verifier() -> types.ModuleType:
+    module = types.ModuleType("verify_pack")
+    module.__file__ = "verify_pack.py"
+    sys.modules["verify_pack"] = module  # dataclasses look their module up
+    exec(compile(verifier_source(), "verify_pack.py", "exec"), module.__dict__)
+    return module
+
+
+standalone = _load_verifier()
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)

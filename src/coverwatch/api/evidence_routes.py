@@ -41,9 +41,13 @@ Auditing = Annotated[Principal, Depends(require("auditor", "admin"))]
 @router.post("/api/v1/audit/anchor")
 async def anchor(svc: Svc, who: Auditing) -> dict[str, Any]:
     from coverwatch.evidence.service import anchor_now
+    from coverwatch.evidence.treeheads import UnsealedAudit
 
-    made = await asyncio.to_thread(anchor_now, svc.store, svc.settings, svc.site.id,
-                                   witnesses=svc.witnesses)
+    try:
+        made = await asyncio.to_thread(anchor_now, svc.store, svc.settings, svc.site.id,
+                                       witnesses=svc.witnesses)
+    except UnsealedAudit as e:
+        raise HTTPException(409, str(e)) from None
     return {"head_id": made["head_id"], "at": made["at"], "key_id": made["key_id"]}
 
 

@@ -257,13 +257,25 @@ async def report(
     versions = versions or [SiteVersion(0, svc.doc.source)]
     rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us,
                                   save_until=svc.shown.horizon)
+    from coverwatch.evidence.purged import purge_records
+    from coverwatch.evidence.window import cover_with_data, no_data_spans
+
+    # Where retention purged the positions there is no data: marked, and left out of the
+    # share covered (as in evidence packs).
+    purged = await asyncio.to_thread(purge_records, svc.store, rep.since)
+    spans = no_data_spans([{"effective_us": v.effective_us, "source": v.source}
+                           for v in versions], purged, rep.since, rep.until)
+    shares = [cover_with_data(st, rep.since, rep.until, spans) for st in rep.stats]
     return {
         "since": format_time(rep.since), "until": format_time(rep.until),
         "events": rep.events, "late_events": rep.late_events,
         "lapses": [lapse_record(lp) for lp in rep.lapses],
+        "no_data": [{"start": s["start"], "end": s["end"], "purges": s["purges"],
+                     "note": "no data (purged)"} for s in spans],
         "rules": [{"post": st.post, "rule": st.rule, "need": st.need, "lapses": st.lapses,
                    "alerts": st.alerts, "longest_lapse_s": st.longest_lapse_us / US_PER_S,
-                   "cover_pct": st.cover_pct} for st in rep.stats],
+                   "cover_pct": pct, "no_data_s": gone / US_PER_S}
+                  for st, (pct, gone) in zip(rep.stats, shares, strict=True)],
     }
 
 

@@ -6,6 +6,7 @@ and the Ed25519 signing key beside it; no secret is ever printed.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,11 +25,10 @@ evidence_app = typer.Typer(help="Evidence packs an investigator can check alone.
 
 def _site_id(store: object) -> str:
     from coverwatch.storage import Store
+    from coverwatch.storage.sites import DEPLOYMENT
     from coverwatch.storage.versions import load_versions
 
     assert isinstance(store, Store)
-    from coverwatch.storage.sites import DEPLOYMENT
-
     if store.site == DEPLOYMENT:
         return DEPLOYMENT
     versions = load_versions(store)
@@ -84,10 +84,8 @@ def audit_verify(
     if public_key is not None:
         trusted = (_read_public(public_key),)
     else:
-        try:
+        with contextlib.suppress(EvidenceKeyError):  # no key of the site: any key
             trusted = load_signing_key(key_path, create=False).trusted
-        except EvidenceKeyError:
-            trusted = None
     store = open_store(db, data_dir, audit_key=False)
     try:
         # One anchor file may hold several sites' anchors: the site to check comes from the
@@ -157,6 +155,12 @@ def _read_public(path: Path) -> str:
     return text.splitlines()[-1].strip()
 
 
+def _refused(e: Exception) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error[/red] {escape(str(e))}", highlight=False,
+                               soft_wrap=True)
+    return typer.Exit(1)
+
+
 @audit_app.command("anchor")
 def audit_anchor(
     out: Annotated[Path, typer.Option("--out", help="Anchor file (appended to).")],
@@ -166,17 +170,20 @@ def audit_anchor(
     """Append a signed anchor of the chain's current head to FILE."""
     from coverwatch.evidence.anchors import append_anchor, make_anchor
     from coverwatch.evidence.keys import load_signing_key
-    from coverwatch.evidence.treeheads import head_now
+    from coverwatch.evidence.treeheads import UnsealedAudit, head_now, refuse_unsealed
     from coverwatch.storage import open_store
     from coverwatch.storage.auditkeys import default_key_path
 
     key = load_signing_key(default_key_path(data_dir))
     store = open_store(db, data_dir)
     try:
+        refuse_unsealed(store, out.with_name("tree-heads.jsonl"), _site_id(store))
         anchor = make_anchor(store, key, _site_id(store))
         append_anchor(out, anchor)
         # And a signed head of the transparency log beside it.
         head_now(store, key, anchor["site"], out.with_name("tree-heads.jsonl"))
+    except UnsealedAudit as e:
+        raise _refused(e) from None
     finally:
         store.close()
     Console().print(f"anchored entry {anchor['head_id']} ({anchor['key_id']}) to {out}",
@@ -201,7 +208,7 @@ def audit_head_cmd(
     """Sign the transparency log's head now (size, root, previous head), append it and
     give it to its witnesses. Exit 1 naming each witness that did not take it."""
     from coverwatch.evidence.keys import load_signing_key
-    from coverwatch.evidence.treeheads import head_now, heads_file
+    from coverwatch.evidence.treeheads import UnsealedAudit, head_now, heads_file
     from coverwatch.storage import open_store
     from coverwatch.storage.auditkeys import default_key_path
 
@@ -211,6 +218,8 @@ def audit_head_cmd(
     store = open_store(db, data_dir)
     try:
         head = head_now(store, key, _site_id(store), path)
+    except UnsealedAudit as e:
+        raise _refused(e) from None
     finally:
         store.close()
     from coverwatch.evidence.witness import Witnesses
@@ -305,6 +314,9 @@ def evidence_verify(
     pack: Annotated[Path, typer.Argument(help="The evidence pack (.zip).")],
     public_key: Annotated[Path | None, typer.Option(
         help="Trust only this public key (from `coverwatch audit keys`).")] = None,
+    tsa_ca: Annotated[Path | None, typer.Option(
+        help="The time-stamping authority's certificate (PEM): the pack's head must carry "
+             "an RFC 3161 time-stamp that verifies under it.")] = None,
 ) -> None:
     """Check a pack: digests, signature, audit links, and the lapses re-run from its events.
     Exit 0 if it holds, 1 naming each part that does not."""
@@ -313,11 +325,12 @@ def evidence_verify(
     trusted = None if public_key is None else (_read_public(public_key),)
     try:
         data = pack.read_bytes()
+        ca = None if tsa_ca is None else tsa_ca.read_bytes()
     except OSError as e:
-        Console(stderr=True).print(f"[red]error[/red] {pack}: {e.strerror or e}",
+        Console(stderr=True).print(f"[red]error[/red] {e.filename or pack}: {e.strerror or e}",
                                    highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    check = verify_pack(data, trusted)
+    check = verify_pack(data, trusted, tsa_ca=ca)
     console = Console()
     if check.ok:
         for note in check.notes:

@@ -20,6 +20,7 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   where no lapse is derived (:mod:`coverwatch.evidence.window`);
 * ``daily-reports.json`` — the daily activity report of each local day of the window
   (stints per officer, people's actions apart from automatic ones, each note once);
+* ``verify_pack.py`` — the standalone verifier, one file (:mod:`.verifierfile`);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
   (:mod:`coverwatch.evidence.packproofs`).
@@ -54,6 +55,7 @@ from coverwatch.evidence.purged import purge_records
 from coverwatch.evidence.segment import audit_segment
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
+from coverwatch.evidence.verifierfile import VERIFIER_NAME, verifier_source
 from coverwatch.evidence.window import no_data_spans, run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
@@ -89,43 +91,48 @@ def export_pack(
         raise ValueError("--until must be after --since")
     if not versions:
         raise ValueError("no site version is stored")
-    run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
-                        close=False)
-    if run is None:
-        from coverwatch.engine import CoverEngine
+    with store.snapshot():  # every record read from one consistent snapshot
+        run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
+                            close=False)
+        if run is None:
+            from coverwatch.engine import CoverEngine
 
-        first = _in_force(versions, since, until)[0]
-        from coverwatch.formats.sitefile import load_site_text_document
+            first = _in_force(versions, since, until)[0]
+            from coverwatch.formats.sitefile import load_site_text_document
 
-        engine = CoverEngine(load_site_text_document(first.source, "<site>").site, since)
-        state = engine_state(engine, [])
-        in_force = _in_force(versions, since, until)
-    else:
-        state = engine_state(run.engine, list(run.registry.names))
-        in_force = [versions[run.version]] + [
-            v for v in versions[run.version + 1:] if v.effective_us <= until]
-    rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
-    vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
-    purged = purge_records(store, since)
-    no_data = no_data_spans(vers, purged, since, until)
-    lapses, stats = run_window(vers, state, rows, since, until, post, no_data)
-    alerts = [a for a in store.load_alerts()
-              if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
-                                             or until) >= since
-              and (post is None or a["post"] == post)]
-    orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
-                            "since": format_time(v.since), "text": v.text,
-                            "changes": v.changes} for v in store.orders_versions(post)
-                           if v.since <= until],
-              "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
-                                    "at": format_time(a.at), "via": a.via, "device": a.device}
-                                   for a in store.acknowledgements()
-                                   if a.at <= until and (post is None or a.post == post)]}
-    deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
-    roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
-               "start": format_time(s.start), "end": format_time(s.end)}
-              for s in store.list_shifts(from_us=since, until_us=until)]
-    audit_rows = audit_segment(store, since, until, alerts, rows)
+            engine = CoverEngine(load_site_text_document(first.source, "<site>").site, since)
+            state = engine_state(engine, [])
+            in_force = _in_force(versions, since, until)
+        else:
+            state = engine_state(run.engine, list(run.registry.names))
+            in_force = [versions[run.version]] + [
+                v for v in versions[run.version + 1:] if v.effective_us <= until]
+        rows = [{str(k): v for k, v in r.items()} for r in store.events_between(since, until + 1)]
+        vers = [{"effective_us": v.effective_us, "source": v.source} for v in in_force]
+        purged = purge_records(store, since)
+        no_data = no_data_spans(vers, purged, since, until)
+        lapses, stats = run_window(vers, state, rows, since, until, post, no_data)
+        alerts = [a for a in store.load_alerts()
+                  if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
+                                                 or until) >= since
+                  and (post is None or a["post"] == post)]
+        orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
+                                "since": format_time(v.since), "text": v.text,
+                                "changes": v.changes} for v in store.orders_versions(post)
+                               if v.since <= until],
+                  "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
+                                        "at": format_time(a.at), "via": a.via, "device": a.device}
+                                       for a in store.acknowledgements()
+                                       if a.at <= until and (post is None or a.post == post)]}
+        deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
+        roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
+                   "start": format_time(s.start), "end": format_time(s.end)}
+                  for s in store.list_shifts(from_us=since, until_us=until)]
+        audit_rows = audit_segment(store, since, until, alerts, rows)
+        daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
+                               min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
+    # The head is taken after: it covers at least the snapshot's leaves (leaves are only
+    # appended), and is never smaller than a head signed meanwhile.
     anchor = make_anchor(store, key, site)
     heads = heads or heads_file(key.path)
     head, prev = pack_head(store, key, site, heads)
@@ -149,11 +156,10 @@ def export_pack(
         "tree-head.json": _json(tree_head),
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
-        "daily-reports.json": _json(_daily_reports(
-            store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
-            min(until, int(rows[-1]["t_us"]) + 1)) if rows else []),
+        "daily-reports.json": _json(daily),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
+    members[VERIFIER_NAME] = verifier_source().encode()  # the standalone verifier, one file
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
         "kind": PACK_KIND, "v": 2, "site": site, "since": format_time(since),
@@ -227,12 +233,14 @@ class PackCheck:
 
 
 def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
-                witnessed: list[dict[str, Any]] | None = None) -> PackCheck:
+                witnessed: list[dict[str, Any]] | None = None, *,
+                tsa_ca: bytes | None = None) -> PackCheck:
     """Check a pack on its own (``trusted``: public keys to accept; None: the one it names;
-    ``witnessed``: tree heads kept elsewhere): everything the standalone verifier checks
+    ``witnessed``: tree heads kept elsewhere; ``tsa_ca``: the time-stamping authority's
+    certificate(s), PEM): everything the standalone verifier checks
     (:mod:`coverwatch.evidence.standalone`), then the deliveries and the lapses re-run."""
     check = PackCheck()
-    found = check_pack(data, trusted, witnessed)
+    found = check_pack(data, trusted, witnessed, tsa_ca)
     check.notes += found.notes
     if not found.ok:
         check.ok, check.problems = False, list(found.problems)
@@ -240,6 +248,11 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
     files = {n: zipfile.ZipFile(io.BytesIO(data)).read(n) for n in
              zipfile.ZipFile(io.BytesIO(data)).namelist()}
     manifest = orjson.loads(files["manifest.json"])
+    if VERIFIER_NAME in files:  # a convenience: an examiner should run a copy of their own
+        check.notes.append(f"{VERIFIER_NAME} is this release's standalone verifier"
+                           if files[VERIFIER_NAME] == verifier_source().encode() else
+                           f"{VERIFIER_NAME} differs from this release's standalone verifier "
+                           "(another release's, or replaced): do not rely on it")
     if "deliveries.json" in files:  # packs made before deliveries were a member lack it
         _check_deliveries(files, check)
     try:
@@ -311,24 +324,28 @@ def _check_deliveries(files: dict[str, bytes], check: PackCheck) -> None:
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         check.fail("deliveries.json", f"cannot be read with alerts.json ({exc})")
         return
-    shown: dict[tuple[Any, ...], str] = {}
+    # Attempts alike but for their outcome (a failure, then a success at the same
+    # instant) are distinct: each audit entry takes one row of its outcome.
+    shown: dict[tuple[Any, ...], list[str]] = {}
     for r in rows:
         if r.get("alert_id") not in ids:
             check.fail("deliveries.json", f"names alert {r.get('alert_id')!r}, "
                                           "which is not in alerts.json")
             return
-        shown[(r["alert_id"], *(r.get(k) for k in _DELIVERY_KEY))] = r.get("outcome", "")
+        shown.setdefault((r["alert_id"], *(r.get(k) for k in _DELIVERY_KEY)), []).append(
+            r.get("outcome", ""))
     for e in audit:
         if not e["action"].startswith("notification.") or \
                 not e["subject"].startswith("alert:") or e["subject"][6:] not in ids:
             continue
         key = (e["subject"][6:], *(e["details"].get(k) for k in _DELIVERY_KEY))
         outcome = e["action"].partition(".")[2]
-        if key not in shown:
+        if not shown.get(key):
             check.fail("deliveries.json", f"audit entry {e['id']} records a delivery "
                                           "that is missing")
             return
-        if shown[key] != outcome:
+        if outcome not in shown[key]:
             check.fail("deliveries.json", f"audit entry {e['id']} says {outcome}, "
-                                          f"the pack says {shown[key]}")
+                                          f"the pack says {' or '.join(shown[key])}")
             return
+        shown[key].remove(outcome)

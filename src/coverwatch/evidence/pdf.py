@@ -31,6 +31,7 @@ from reportlab.platypus import (
 )
 
 from coverwatch.engine import RuleStats
+from coverwatch.evidence.window import cover_with_data
 from coverwatch.reports.notified import level_label, summary
 
 __all__ = ["BACK_DATED_S", "alert_rows", "arrived_late", "delivery_table", "render_report"]
@@ -225,11 +226,14 @@ def render_report(
         Paragraph("Cover by post and rule", h2),
     ]
     for st in stats:
-        pct = "never active" if st.cover_pct is None else f"{st.cover_pct:.1f} % covered"
+        share, gone = cover_with_data(st, since, until, purges["no_data"])
+        pct = ("no data (purged)" if share is None and gone else "never active"
+               if share is None else f"{share:.1f} % covered")
         n = sum(1 for lp in lapses if (lp["post"], lp["rule"]) == (st.post, st.rule))
+        purged = f" (no data (purged) for {gone / 3.6e9:.1f} h: left out)" if gone else ""
         story.append(KeepTogether([
             Paragraph(f"<b>{_escape(st.post)} / {_escape(st.rule)}</b> (need {st.need}): "
-                      f"{pct} over the whole record, {n} lapse(s) in this window", body),
+                      f"{pct} in this window{purged}, {n} lapse(s)", body),
             _timeline(st, since, until, zone, purges["no_data"]),
         ]))
     story += [Paragraph("Lapses", h2), Paragraph(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,14 +57,16 @@ def anchor_now(store: Store, settings: Settings, site: str, chain: Store | None 
 
     ``chain``/``name``: another chain than the site's (the deployment's, named
     ``_deployment``), anchored with the same key, file and destination. The log's
-    signed tree head goes to ``witnesses`` (failures stay queued there, never raised)."""
+    signed tree head goes to ``witnesses`` (failures stay queued there, never raised).
+    Neither is made over audit entries whose MAC fails (``UnsealedAudit``)."""
     import orjson
 
-    from coverwatch.evidence.treeheads import head_now
+    from coverwatch.evidence.treeheads import head_now, refuse_unsealed
 
     key, path = signing_key(store, settings), anchor_file(store, settings)
     store = store if chain is None else chain
     site = site if name is None else name
+    refuse_unsealed(store, path.with_name("tree-heads.jsonl"), site)  # nor anchored
     anchor = make_anchor(store, key, site)
     append_anchor(path, anchor)
     store.set_state(_LAST, orjson.dumps(anchor).decode())
@@ -108,13 +111,18 @@ def verify_now(store: Store, settings: Settings, site: str,
 
 async def run_anchoring(store: Store, settings: Settings, site: str,
                         chain: Store | None = None, name: str | None = None,
-                        witnesses: Witnesses | None = None) -> None:
+                        witnesses: Witnesses | None = None,
+                        on_refused: Callable[[str], Awaitable[None]] | None = None) -> None:
     """Background task: anchor whenever the head moved, every ``anchor_every_s``
     (the site's chain, or ``chain`` named ``name``: see :func:`anchor_now`); heads a
-    witness did not take are given again every ``witness_retry_s`` meanwhile."""
+    witness did not take are given again every ``witness_retry_s`` meanwhile. A head
+    refused over audit entries whose MAC fails is given to ``on_refused`` (the server
+    raises a system alert), and tried again at the next interval."""
     import time
 
     import orjson
+
+    from coverwatch.evidence.treeheads import UnsealedAudit
 
     every = settings.anchor_every_s
     own, store = store, store if chain is None else chain
@@ -140,6 +148,11 @@ async def run_anchoring(store: Store, settings: Settings, site: str,
                                         witnesses)
             elif witnesses is not None and witnesses.pending():
                 await asyncio.to_thread(witnesses.flush)
+        except UnsealedAudit as e:
+            log.error("audit anchoring refused: %s", e)
+            if on_refused is not None:
+                await on_refused(f"The audit log holds entries whose MAC does not verify; "
+                                 f"{e}.")
         except Exception:  # anchoring must never stop the server
             log.exception("audit anchoring failed")
         await asyncio.sleep(_pause(next_at, settings, witnesses))

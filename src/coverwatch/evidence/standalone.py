@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""A standalone verifier of coverwatch evidence packs: copy this file and
-``standalone_proofs.py`` (its proof, time-stamp, purge and lapse checks) out, side by
-side, and run it.
+"""A standalone verifier of coverwatch evidence packs, in one file, ``verify_pack.py``:
+built from ``coverwatch.evidence.standalone`` and ``standalone_proofs`` (its proof,
+time-stamp, purge and lapse checks) by ``coverwatch.evidence.verifierfile``.
 
 It needs only the Python standard library and ``cryptography``, never coverwatch:
-``python3 standalone.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
+``python3 verify_pack.py PACK.zip [--public-key site.pem] [--heads FILE] [--tsa-ca CA.pem]``.
 It checks, and names the part of any failure:
 
 * ``manifest.json``: signed (Ed25519, by ``--public-key`` if given), and every member's
@@ -16,9 +16,8 @@ It checks, and names the part of any failure:
   the head before it (signed, named by the head's ``prev``) and the RFC 9162 consistency
   proof between the two;
 * ``proofs.json``: every event's key recomputed from what it says, and the leaf of every
-  event, audit entry, alert, delivery and rule version recomputed from the record and
-  checked with its RFC 9162 inclusion proof against the head; records older than their
-  kind's logging (``unlogged``) are counted;
+  event (with its arrival), audit entry, alert, delivery and rule version recomputed from
+  the record and checked with its RFC 9162 inclusion proof against the head;
 * ``--tsa-ca CA.pem``: the head's RFC 3161 time-stamp (in ``tree-head.json``) verifies
   under that authority's certificate, and its time is shown;
 * ``--heads FILE``: a copy of the site's tree heads kept elsewhere (a witness): the pack's
@@ -29,8 +28,8 @@ It checks, and names the part of any failure:
   close of every alert whose ``alert_at`` lies in the window.
 
 Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
-re-run the engine (``coverwatch replay --pack`` does). ``docs/evidence-format.md`` specifies
-every format; the hashing repeats coverwatch's on purpose, the unit tests hold them equal.
+re-run the engine. ``docs/evidence-format.md`` specifies every format; the hashing repeats
+coverwatch's on purpose, the unit tests hold them equal.
 """
 
 from __future__ import annotations
@@ -44,21 +43,15 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-try:
-    from coverwatch.evidence import standalone_proofs as _proofs
-except ImportError:  # copied out: standalone_proofs.py beside this file
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import standalone_proofs as _proofs  # type: ignore[no-redef]
-
-leaf_hash, verify_inclusion, verify_consistency = (
-    _proofs.leaf_hash, _proofs.verify_inclusion, _proofs.verify_consistency)
+from coverwatch.evidence import standalone_proofs as _proofs  # joined: see verifierfile
+from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
+from coverwatch.evidence.standalone_records import check_alert_records
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -290,7 +283,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     if head is None:
         return
     if tsa_ca is not None:
-        _check_timestamp(doc, head, tsa_ca, res)
+        _proofs.check_timestamp(doc, canonical(head), tsa_ca, res)
     rows = _lines(files["events.jsonl"])
     proofs = json.loads(files["proofs.json"])
     _check_proofs(proofs, head, files, rows, entries, res)
@@ -298,6 +291,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
                                  entry_hash=audit_entry_hash, canonical=canonical)
     _proofs.check_alerts(files, manifest, spans, rows, res)
     _proofs.check_segment(files, manifest, entries, res)
+    check_alert_records(files, manifest, entries, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:
@@ -353,21 +347,6 @@ def _check_head(doc: dict[str, Any], site: Any, trusted: Sequence[str] | None,
     return head
 
 
-def _check_timestamp(doc: dict[str, Any], head: dict[str, Any], ca: bytes,
-                     res: Result) -> None:
-    stamp = doc.get("timestamp")
-    if not isinstance(stamp, str):
-        res.fail("tree-head.json", "the head carries no RFC 3161 time-stamp")
-        return
-    reply = base64.b64decode(stamp)
-    why = _proofs.verify_timestamp_token(reply, canonical(head), ca)
-    if why is not None:
-        res.fail("tree-head.json", f"the head's RFC 3161 time-stamp: {why}")
-    else:
-        res.notes.append(f"the head was time-stamped at {_proofs.timestamp_time(reply)} by an "
-                         "authority under --tsa-ca")
-
-
 def _records(files: dict[str, bytes], rows: list[dict[str, Any]],
              entries: list[dict[str, Any]]) -> list[tuple[str, str, str, list[Any]]]:
     """Per section of proofs.json: its member, what it holds, and (id, kind, ref, leaf
@@ -380,7 +359,9 @@ def _records(files: dict[str, bytes], rows: list[dict[str, Any]],
 
     return [
         ("events", "events.jsonl", "event",
-         [(r["id"], "event", str(r["id"]), {"key": event_key(r)}) for r in rows]),
+         [(r["id"], "event", str(r["id"]), {"key": event_key(r),
+                                             "received_us": r.get("received_us")})
+          for r in rows]),
         ("audit", "audit.jsonl", "audit entry",
          [(e["id"], "audit", str(e["id"]), {"hash": e["hash"]}) for e in entries]),
         ("alerts", "alerts.json", "alert",
@@ -416,7 +397,7 @@ def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str,
         for extra in sorted(set(given) - ids):
             res.fail("proofs.json", f"proves {what} {extra}, which is not in {part}")
         logged = [int(i) for i in given]
-        bad = 0
+        bad = unbound = 0
         for ident, kind, ref, body in items:
             proof = given.get(str(ident))
             name = f"{what} {ident}" if by_id else f"{what} {ident + 1} ({ref})"
@@ -427,20 +408,29 @@ def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str,
                     res.fail(part, f"{name} is said to predate the log, yet is newer "
                                    f"than logged {what} {min(logged)}")
                 continue
+            path = [bytes.fromhex(h) for h in proof["path"]]
             leaf = canonical({**body, "kind": kind, "ref": ref})
-            if not verify_inclusion(int(proof["leaf"]), size, leaf_hash(leaf),
-                                    [bytes.fromhex(h) for h in proof["path"]], root):
+            ok = verify_inclusion(int(proof["leaf"]), size, leaf_hash(leaf), path, root)
+            if not ok and kind == "event":  # a version 1 leaf: the key only, no arrival
+                v1 = canonical({"key": body["key"], "kind": kind, "ref": ref})
+                ok = verify_inclusion(int(proof["leaf"]), size, leaf_hash(v1), path, root)
+                unbound += ok
+            if not ok:
                 bad += 1
                 if bad <= 5:
                     res.fail(part, f"{name} is not in the log as leaf {proof['leaf']} "
                                    f"of the tree head of {size} (its inclusion proof fails): "
-                                   "changed after it was logged, or never logged")
+                                   "changed after it was logged"
+                                   + (" (what it says, or its arrival received_us)"
+                                      if kind == "event" else "") + ", or never logged")
         if bad > 5:
             res.fail(part, f"and {bad - 5} more {what}(s) fail their inclusion proofs")
         if not bad:
             old = len(items) - len(logged)
             res.notes.append(f"{len(logged)} {what}(s) proved in the log of {size} leaves"
-                             + (f"; {old} predate the log" if old else ""))
+                             + (f"; {old} predate the log" if old else "")
+                             + (f"; {unbound} logged before leaves bound the arrival "
+                                "(their received_us is not proved)" if unbound else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -473,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     res = check_pack(data, trusted, witnessed, tsa_ca)
+    with open(__file__, "rb") as f:  # the pack's own copy is a convenience, not evidence
+        _proofs.compare_copy(data, f.read(), res)
     if args.json:
         print(json.dumps({"ok": res.ok, "problems": res.problems, "notes": res.notes}))
     else:

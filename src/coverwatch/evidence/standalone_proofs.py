@@ -1,8 +1,9 @@
 """The standalone verifier's proof checks: RFC 9162 inclusion and consistency proofs, and
 RFC 3161 time-stamp tokens checked against a time-stamping authority's certificate.
 
-Part of the standalone verifier (:mod:`coverwatch.evidence.standalone`): copy it beside
-``standalone.py``. Like it, it needs only the standard library and ``cryptography``
+Part of the standalone verifier (:mod:`coverwatch.evidence.standalone`), built with it
+into one file (:mod:`coverwatch.evidence.verifierfile`). Like it, it needs only the
+standard library and ``cryptography``
 (x509 and signatures; the token's DER is read here, no ``openssl`` is run). It repeats
 ``coverwatch.domain.merkle`` on purpose; the unit tests hold the two equal.
 
@@ -19,9 +20,12 @@ token carries, and was valid at the time-stamp's time.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,7 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-__all__ = ["Findings", "check_alerts", "check_purges", "check_segment", "check_witnessed",
+__all__ = ["Findings", "check_alerts", "check_purges", "check_segment", "check_timestamp",
+           "check_witnessed", "compare_copy",
            "leaf_hash", "timestamp_time", "verify_consistency", "verify_inclusion",
            "verify_timestamp_token"]
 
@@ -280,6 +285,34 @@ def verify_timestamp_token(reply: bytes, data: bytes, ca_pem: bytes) -> str | No
         return "the signing certificate has no extended key usage"
     except (_Bad, ValueError, IndexError, StopIteration) as e:
         return f"not a readable time-stamp token ({e or type(e).__name__})"
+
+
+def check_timestamp(doc: dict[str, Any], head: bytes, ca: bytes, res: Findings) -> None:
+    """``tree-head.json``'s RFC 3161 time-stamp of ``head`` (its canonical JSON) verifies
+    under the authority's certificate ``ca``."""
+    stamp = doc.get("timestamp")
+    if not isinstance(stamp, str):
+        res.fail("tree-head.json", "the head carries no RFC 3161 time-stamp")
+        return
+    reply = base64.b64decode(stamp)
+    why = verify_timestamp_token(reply, head, ca)
+    if why is not None:
+        res.fail("tree-head.json", f"the head's RFC 3161 time-stamp: {why}")
+    else:
+        res.notes.append(f"the head was time-stamped at {timestamp_time(reply)} by an "
+                         "authority under --tsa-ca")
+
+
+def compare_copy(pack: bytes, mine: bytes, res: Findings) -> None:
+    """Say whether the pack's own ``verify_pack.py`` is the file running: the copy in a
+    pack is a convenience, which an insider re-signing the pack could replace."""
+    try:
+        theirs = zipfile.ZipFile(io.BytesIO(pack)).read("verify_pack.py")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        return
+    res.notes.append("the pack's verify_pack.py is this file" if theirs == mine else
+                     "the pack's verify_pack.py differs from this file (another release's, "
+                     "or replaced): rely on this one")
 
 
 # -- witnessed heads ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import orjson
 from sqlalchemy import select
 
 from coverwatch.domain.merkle import Levels, leaf_hash, root, verify_consistency
+from coverwatch.errors import StoreError
 from coverwatch.evidence.anchors import (
     Finding,
     append_signed,
@@ -46,8 +47,9 @@ from coverwatch.storage import Store
 from coverwatch.storage.tables import audit, tlog_leaves
 from coverwatch.storage.tlog import leaf_hashes
 
-__all__ = ["HEAD_KIND", "HeadCheck", "append_head", "head_digest", "head_now", "heads_file",
-           "last_head", "load_heads", "log_moved", "make_head", "verify_tree_heads"]
+__all__ = ["HEAD_KIND", "HeadCheck", "UnsealedAudit", "append_head", "head_digest", "head_now",
+           "heads_file", "last_head", "load_heads", "log_moved", "make_head", "refuse_unsealed",
+           "unsealed_entries", "verify_tree_heads"]
 
 HEAD_KIND = "coverwatch.tree-head"
 LAST_HEAD_STATE = "tlog.last_head"
@@ -91,9 +93,48 @@ def heads_file(key_path: Path) -> Path:
     return key_path.with_name("tree-heads.jsonl")
 
 
+class UnsealedAudit(StoreError):
+    """The next head would cover audit entries whose MAC does not verify: none is signed."""
+
+
+def unsealed_entries(store: Store, from_leaf: int, *, strict: bool = True) -> list[str]:
+    """Why each audit entry logged at leaf ``from_leaf`` or later fails its MAC (empty
+    without a keyring); ``strict=False`` lets entries with no MAC at all pass (the first
+    head of a log whose older entries predate the key)."""
+    ring = store.audit_keyring
+    if ring is None:
+        return []
+    with store.reading() as conn:
+        ids = sorted(int(r) for (r,) in conn.execute(select(tlog_leaves.c.ref).where(
+            tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "audit",
+            tlog_leaves.c.idx >= from_leaf)))
+        rows = [row for i in range(0, len(ids), 500) for row in conn.execute(
+            select(audit.c.id, audit.c.hash, audit.c.mac).where(
+                audit.c.site == store.site, audit.c.id.in_(ids[i:i + 500])))]
+    return [f"audit entry {r.id} {why}" for r in sorted(rows, key=lambda r: int(r.id))
+            if (why := ring.check(str(r.hash), r.mac)) is not None and (strict or r.mac)]
+
+
+def refuse_unsealed(store: Store, path: Path, site: str) -> dict[str, Any] | None:
+    """Raise :class:`UnsealedAudit` if an audit entry logged since the site's last head in
+    ``path`` fails its MAC; else return that head (None: the first)."""
+    prev = last_head(path, site)
+    bad = unsealed_entries(store, 0 if prev is None else int(prev.get("size") or 0),
+                           strict=prev is not None)
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise UnsealedAudit(f"no tree head signed: {'; '.join(bad[:5])}{more} (written "
+                            "without the audit key: forged or rewritten)")
+    return prev
+
+
 def head_now(store: Store, key: SigningKey, site: str, path: Path) -> dict[str, Any]:
-    """Sign the log's head now, append it to ``path`` and remember it as the last head."""
-    head = make_head(store, key, site, last_head(path, site))
+    """Sign the log's head now, append it to ``path`` and remember it as the last head.
+
+    The audit entries the head newly covers must carry valid MACs: a forged or rewritten
+    entry is never signed into a head (:class:`UnsealedAudit` names them)."""
+    prev = refuse_unsealed(store, path, site)
+    head = make_head(store, key, site, prev)
     append_head(path, head)
     store.set_state(LAST_HEAD_STATE, _canonical(head).decode())
     return head

@@ -22,7 +22,28 @@ from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.engine import RuleStats, restore_engine
 from coverwatch.formats.sitefile import load_site_text_document
 
-__all__ = ["no_data_spans", "run_window"]
+__all__ = ["cover_with_data", "no_data_spans", "run_window"]
+
+
+def cover_with_data(st: RuleStats, since: int, until: int,
+                    spans: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
+    """The share (%) of the rule's active time in [since, until] that was covered, leaving
+    out the spans without data (purged: no cover can be known there), or None if it was
+    never active outside them; and how long those spans cover (microseconds)."""
+    cuts = sorted((max(int(s["start_us"]), since), min(int(s["end_us"]), until))
+                  for s in spans)
+    cuts = [(a, b) for a, b in cuts if b > a]
+    active = covered = 0
+    pts = st.timeline
+    for i, p in enumerate(pts):
+        a = max(p.t, since)
+        b = min(pts[i + 1].t if i + 1 < len(pts) else until, until)
+        if b <= a or p.state == "inactive":
+            continue
+        length = (b - a) - sum(max(0, min(b, y) - max(a, x)) for x, y in cuts)
+        active += length
+        covered += length if p.state == "covered" else 0
+    return (None if active <= 0 else 100.0 * covered / active), sum(b - a for a, b in cuts)
 
 
 def no_data_spans(

@@ -9,12 +9,17 @@ Apprise URL (``mailto://``, …; the head as the message body). A witness that c
 be reached keeps its heads queued, oldest first, and gets them again at the next
 attempt; failures are counted and the last error kept for ``/metrics`` and the audit
 page. Sending runs off the event loop and never holds a store lock, so ingest never
-waits for a witness.
+waits for a witness. The queues outlive a restart: they are kept in
+``tree-heads.pending.json`` beside the heads file (mode 0600, replaced atomically at each
+change; each witness named by a digest of its address, which may carry a token), and
+read back when the witnesses are set up again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,15 +28,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from coverwatch.evidence.anchors import append_signed
 from coverwatch.evidence.anchors import canonical as _canonical
 from coverwatch.evidence.timestamps import Poster, http_post, timestamp_head
 from coverwatch.notify.messages import redact_url
+from coverwatch.storage.private import private_dir
 
-__all__ = ["QUEUE_LIMIT", "WitnessState", "Witnesses", "send_head"]
+__all__ = ["QUEUE_LIMIT", "WitnessState", "Witnesses", "pending_file", "send_head"]
 
 log = logging.getLogger("coverwatch.evidence")
 QUEUE_LIMIT = 1000  # heads kept per unreachable witness; the oldest go first past it
+
+
+def pending_file(heads_path: Path) -> Path:
+    """Where the witnesses' queues are kept: ``tree-heads.pending.json`` beside the heads."""
+    return heads_path.with_name(heads_path.stem + ".pending.json")
+
+
+def _queue_key(kind: str, address: str) -> str:
+    return f"{kind}:{hashlib.sha256(address.encode()).hexdigest()[:16]}"
 
 
 def _redact(url: str) -> str:
@@ -89,6 +106,48 @@ class Witnesses:
         self._targets = {t: WitnessState(_redact(t)) for t in dict.fromkeys(targets)}
         self._tsa = None if tsa_url is None else WitnessState(_redact(tsa_url))
         self._lock = threading.Lock()
+        self._saved: dict[str, list[dict[str, Any]]] = {}
+        self._restore()
+
+    def _keyed(self) -> dict[str, WitnessState]:
+        """Every witness by the name its queue is kept under."""
+        out = {} if self._tsa is None or self.tsa_url is None else {
+            _queue_key("tsa", self.tsa_url): self._tsa}
+        return out | {_queue_key("copy", t): st for t, st in self._targets.items()}
+
+    def _restore(self) -> None:
+        path = pending_file(self.heads_path)
+        try:
+            saved = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("witness queues in %s not read: %s", path, exc)
+            return
+        if not isinstance(saved, dict):
+            return
+        for key, state in self._keyed().items():
+            heads = saved.get(key)
+            if isinstance(heads, list):
+                state.pending = [h for h in heads if isinstance(h, dict)][-QUEUE_LIMIT:]
+        self._saved = {k: list(v.pending) for k, v in self._keyed().items()}
+
+    def _save(self) -> None:
+        """Keep the queues on disk if they changed (0600, written whole, then renamed)."""
+        now = {k: list(v.pending) for k, v in self._keyed().items()}
+        if now == self._saved:
+            return
+        path = pending_file(self.heads_path)
+        private_dir(path.parent)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, orjson.dumps({k: v for k, v in now.items() if v}))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self._saved = now
 
     def states(self) -> dict[str, WitnessState]:
         """Every witness by kind and (redacted) name: ``tsa`` first, then the destinations."""
@@ -112,6 +171,7 @@ class Witnesses:
                 if len(state.pending) > QUEUE_LIMIT:
                     del state.pending[0]
                     state.dropped += 1
+            self._keep()  # before trying: a witness that hangs, then a crash, loses nothing
         return self.flush()
 
     def flush(self) -> list[str]:
@@ -124,7 +184,14 @@ class Witnesses:
                             lambda h: timestamp_head(h, url, self.heads_path, self._post))
             for target, state in self._targets.items():
                 self._drain(f"copy:{state.target}", state, partial(self._send, target))
+            self._keep()
             return self.failing()
+
+    def _keep(self) -> None:
+        try:
+            self._save()
+        except OSError as exc:  # the queues stay in memory; say so, never stop
+            log.error("witness queues not kept on disk: %s", exc)
 
     def _drain(self, name: str, state: WitnessState, give: Callable[[dict[str, Any]], Any]
                ) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -179,6 +179,18 @@ async def watch_once(svc: SiteUnit) -> dict[str, str]:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(svc.outbox.resolve_direct(alert, "cleared"), 15)
     return now
+
+
+def system_alert(svc: SiteUnit, rule: str) -> Callable[[str], Awaitable[None]]:
+    """A callback raising the system alert ``rule`` (once while it is open) with the
+    detail it is given: for background tasks outside the server (the anchoring's refusal
+    to sign a head over audit entries whose MAC fails)."""
+    async def raise_it(detail: str) -> None:
+        log.error("server problem: %s", detail)
+        if not open_direct(svc.book, "system", rule=rule):
+            with contextlib.suppress(Exception):  # logged even so
+                await asyncio.wait_for(svc.outbox.raise_direct("system", "", rule, detail), 15)
+    return raise_it
 
 
 async def run_watchdog(svc: SiteUnit) -> None:

@@ -96,6 +96,7 @@ class StoreBase:
         self.fence_check: Callable[[Connection], None] | None = None
         self.after_append: Callable[[Connection, Sequence[tuple[int, str]], int], None] | \
             None = None
+        self._pinned = threading.local()  # this thread's snapshot (see snapshot())
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -109,9 +110,37 @@ class StoreBase:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read-only transaction (one consistent snapshot)."""
+        """A read-only transaction (one consistent snapshot); inside :meth:`snapshot`, on
+        its thread, that snapshot's."""
+        pinned: Connection | None = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this thread inside the block (each :meth:`reading`) sees one
+        consistent snapshot of the database, taken on entry: an evidence pack's members
+        agree with each other whatever is written meanwhile (writes, on their own
+        connections, proceed and stay unseen). SQLite: one WAL read transaction, its
+        snapshot fixed by a first read; PostgreSQL: REPEATABLE READ. Nested: the outer one."""
+        if getattr(self._pinned, "conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                # The first statement fixes the snapshot (a read of the file, for SQLite).
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master"
+                                     if self.dialect == "sqlite" else "SELECT 1")
+                self._pinned.conn = conn
+                try:
+                    yield
+                finally:
+                    self._pinned.conn = None
 
     def close(self) -> None:
         """Release every pooled connection."""

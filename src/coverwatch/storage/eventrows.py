@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from coverwatch.errors import StoreError
 
 __all__ = [
+    "RECEIVED_US",
     "T_US",
     "InvalidEventError",
     "event_dict",
@@ -38,6 +39,7 @@ _EVENT_COLUMNS = (
     "applied_us",
 )  # fmt: skip
 T_US = _EVENT_COLUMNS.index("t_us")
+RECEIVED_US = _EVENT_COLUMNS.index("received_us")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
 # 18 columns x 500 rows stays well under SQLite's 32766 bound parameters.

@@ -23,6 +23,7 @@ from coverwatch.storage.base import dialect_insert, now_us
 from coverwatch.storage.devicereports import report_values, sqlite_insert_reports
 from coverwatch.storage.devices import CredentialsChanged, Device, stale_tokens
 from coverwatch.storage.eventrows import (
+    RECEIVED_US,
     T_US,
     InvalidEventError,
     event_dict,
@@ -144,7 +145,10 @@ class EventRepository(AlertRepository):
                             new_at.add(at)
                             new_reports.append({**given, **values, "id": int(got),
                                                 "raw": given.get("raw")})
-                append_event_leaves(conn, self.site, stored, new_reports)  # transparency log
+                # The transparency log: each event's leaf binds its arrival as stored (the
+                # batch's first row of a key is the one stored).
+                arrival = {p[2]: p[RECEIVED_US] for p in reversed(params)}
+                append_event_leaves(conn, self.site, stored, new_reports, arrival)
                 for alert in alerts:
                     if alert.report in new_at and \
                             self._insert_alert_locked(conn, alert.record, alert.action):

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "append_record_leaf", "leaf_bytes",
+__all__ = ["append_event_leaves", "append_leaf", "append_record_leaf", "event_leaf", "leaf_bytes",
            "leaf_hashes", "log_size", "record_digest"]
 
 
@@ -55,31 +55,43 @@ def append_record_leaf(conn: Connection, site: str, kind: str, ref: str, record:
     return append_leaf(conn, site, kind, ref, {"hash": record_digest(record)})
 
 
-def _key_leaf(kind: str, ref: str, key: str) -> str:
-    """``leaf_bytes(kind, ref, {"key": key})`` as text, without building and sorting a
-    dict per leaf: ``kind`` is a fixed word and ``ref`` a decimal id, so only the key
-    needs JSON escaping ("key" < "kind" < "ref" is the sorted order)."""
-    return f'{{"key":{orjson.dumps(key).decode()},"kind":"{kind}","ref":"{ref}"}}'
+def _key_leaf(kind: str, ref: str, key: str, received: str | None = None) -> str:
+    """``leaf_bytes(kind, ref, {"key": key})`` (with ``"received_us": received`` when
+    given) as text, without building and sorting a dict per leaf: ``kind`` is a fixed
+    word, ``ref`` a decimal id and ``received`` a JSON integer or null, so only the key
+    needs JSON escaping ("key" < "kind" < "received_us" < "ref" is the sorted order)."""
+    arrival = "" if received is None else f',"received_us":{received}'
+    return f'{{"key":{orjson.dumps(key).decode()},"kind":"{kind}"{arrival},"ref":"{ref}"}}'
+
+
+def event_leaf(event_id: int, key: str, received_us: int | None) -> str:
+    """An event's leaf (version 2): its key and its arrival, ``received_us``, so the arrival
+    that marks it late or back-dated is bound as well as what it says."""
+    return _key_leaf("event", str(event_id), key,
+                     "null" if received_us is None else str(int(received_us)))
 
 
 def append_event_leaves(
     conn: Connection, site: str, stored: list[tuple[int, str]],
-    reports: Sequence[Mapping[str, Any]] = (),
+    reports: Sequence[Mapping[str, Any]] = (), received: Mapping[str, int | None] | None = None,
 ) -> None:
-    """One leaf per newly stored event, ``{"key": <idempotence key>}`` (its key names
-    kind, officer/post/flag, time, device and a digest of what it says), in id order,
-    then one per newly stored device report (``{"key": <device|time|digest>}``)."""
-    items = [("event", str(i), k) for i, k in sorted(stored)]
-    items += [("device-report", str(int(r["id"])), str(r["key"])) for r in reports]
-    if not items:
+    """One leaf per newly stored event, ``{"key": <idempotence key>, "received_us": <its
+    arrival>}`` (its key names kind, officer/post/flag, time, device and a digest of what it
+    says; ``received``: key -> arrival as stored), in id order, then one per newly stored
+    device report (``{"key": <device|time|digest>}``)."""
+    arrivals = received or {}
+    leaves = [("event", str(i), event_leaf(i, k, arrivals.get(k))) for i, k in sorted(stored)]
+    leaves += [("device-report", str(int(r["id"])),
+                _key_leaf("device-report", str(int(r["id"])), str(r["key"])))
+               for r in reports]
+    if not leaves:
         return
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
     size = log_size(conn, site)
     sha256 = hashlib.sha256
     rows = []
-    for i, (kind, ref, key) in enumerate(items):
-        leaf = _key_leaf(kind, ref, key)
+    for i, (kind, ref, leaf) in enumerate(leaves):
         rows.append((site, size + i, kind, ref, leaf,
                      sha256(b"\x00" + leaf.encode()).hexdigest()))  # merkle.leaf_hash
     # The driver's executemany with plain tuples: SQLAlchemy's per-row parameter
