@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import resource
 import shutil
@@ -62,7 +63,7 @@ __all__ = ["main"]
 
 SCRIPT = Path(sys.executable).parent / "coverwatch"
 PROBE = Path(__file__).with_name("sosprobe.py")
-OFFICERS, POSTS, LAPSING, PROBES = 300, 60, 20, 400
+OFFICERS, POSTS, LAPSING, WARM_UP_S = 300, 60, 20, 8.0
 LOGINS_PER_MINUTE, LOGIN_ADDRESSES = 400, 40
 PHASES = ("calm", "lapse", "logins", "bogus", "all")
 
@@ -151,14 +152,13 @@ class Phase:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def enrol(work: Path, hook: str) -> tuple[Path, Path]:
+def enrol(work: Path, hook: str, probes_needed: int) -> tuple[Path, Path]:
     """A fresh store with the site's officers and probe devices; their token files."""
     (work / "site.yaml").write_text(site_yaml(hook))
     store = open_store(None, work / "data")
     try:
         officers = [store.create_device(f"phone-{i}", f"O{i}")[1] for i in range(OFFICERS)]
-        probes = [store.create_device(f"probe-{i}", f"P{i}")[1] for i in range(PROBES)]
-        store.create_user("bench", "bench-password-123", ["supervisor"])
+        probes = [store.create_device(f"probe-{i}", f"P{i}")[1] for i in range(probes_needed)]
     finally:
         store.close()
     (work / "officers.txt").write_text("\n".join(officers) + "\n")
@@ -349,7 +349,9 @@ async def run(phases: list[str], seconds: float) -> list[Phase]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cw-stress-") as tmp:
         work = Path(tmp)
-        officers, probes = enrol(work, f"json://127.0.0.1:{port}/hook")
+        # An SOS a second in each phase and the warm-up (each from a fresh probe device).
+        need = math.ceil(WARM_UP_S + seconds * len(phases)) + 10
+        officers, probes = enrol(work, f"json://127.0.0.1:{port}/hook", need)
         prober = await Prober.start(port, probes)  # the receiver listens before any alert
         try:
             with server(work) as (proc, url):
@@ -357,7 +359,7 @@ async def run(phases: list[str], seconds: float) -> list[Phase]:
                 try:
                     await load.duty()
                     # Warm up: every officer reports (covers every post) before measuring.
-                    await load.run_phase("warm-up", 8)
+                    await load.run_phase("warm-up", WARM_UP_S)
                     out = []
                     for name in phases:
                         out.append(await load.run_phase(name, seconds))
