@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from coverwatch.errors import CoverwatchError
 
 __all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_alarm",
-           "in_notify", "in_store", "lowest_priority", "pools"]
+           "in_notify", "in_store", "lowest_priority", "password_room", "pools"]
 
 T = TypeVar("T")
 
@@ -114,10 +114,16 @@ async def in_alarm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run("alarms", ALARM_THREADS, fn, *args, **kwargs)
 
 
-async def check_password(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a password check in its own small pool; :class:`Busy` when the queue is full."""
+def password_room() -> None:
+    """:class:`Busy` if a password check now would find the queue full (so a caller can
+    refuse before any other work)."""
     if pools.passwords_waiting >= PASSWORD_THREADS + PASSWORD_QUEUE:
         raise Busy()
+
+
+async def check_password(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a password check in its own small pool; :class:`Busy` when the queue is full."""
+    password_room()
     pools.passwords_waiting += 1  # only touched on the event loop
     try:
         return await _run("passwords", PASSWORD_THREADS, fn, *args,
