@@ -77,14 +77,15 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 60) -> None:
-    """Wait until the server answers /healthz; raise with its log's tail if it exits first."""
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 60,
+               path: str = "/healthz") -> None:
+    """Wait until the server answers ``path``; raise with its log's tail if it exits first."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
             raise RuntimeError(log.read_text()[-2000:])
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + path, timeout=1).status_code == 200:
                 return
         if time.monotonic() > deadline:
             raise RuntimeError(f"server not ready within {timeout_s:.0f} s")
@@ -93,16 +94,16 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: fl
 
 @contextlib.contextmanager
 def serve(cmd: list[str], work: Path, env: dict[str, str] | None = None,
-          ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+          ready: str = "/healthz") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Run ``cmd`` (a `coverwatch serve` with ``--port`` after which the port follows),
-    logging to ``work/server.log``; yields the process and its URL once it answers, and
-    stops it afterwards."""
+    logging to ``work/server.log``; yields the process and its URL once it answers
+    ``ready``, and stops it afterwards."""
     port = cmd[cmd.index("--port") + 1]
     log = (work / "server.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, url, work / "server.log")
+        wait_ready(proc, url, work / "server.log", path=ready)
         yield proc, url
     finally:
         proc.terminate()
