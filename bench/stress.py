@@ -25,7 +25,7 @@ drives it from three kinds of process, so that the load generator is never the l
 Measured per phase: the SOS's answer time, the time until its first notification reaches
 the receiver (p50/p99), the median device upload time (wrk's), upload errors, the server's
 RSS (max), the load average, and the CPU of each process in % of a core (wrk, SOS probe,
-this process, server). A run of five 15 s phases takes about two minutes.
+this process, server). A run of five 15 s phases takes about two and a half minutes.
 
     .venv/bin/python bench/stress.py --seconds 15    # every phase (default 20 s each)
     .venv/bin/python bench/stress.py --seconds 10 --only calm,bogus --officers 100
