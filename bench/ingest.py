@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 import orjson
-from benchkit import cpu_s, free_port
+from benchkit import cpu_s, free_port, serve
 
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.storage import open_store
@@ -150,29 +150,8 @@ def server(
         cmd += ["--db", db_url]
     if mqtt is not None:
         cmd += ["--mqtt", mqtt]
-    log = (work / "server.log").open("ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(work / 'server.log').read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready within 30 s")
-            time.sleep(0.05)
+    with serve(cmd, work, ready="/readyz") as (proc, url):
         yield Server(proc, url, db_url, data_dir, plain, site_id)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # -- HTTP load generator (runs in its own process) ------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -41,26 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from benchkit import cpu_s, free_port, loadavg, wait_ready
+from benchkit import LUA_CLOCK, LUA_SUMMARY, cpu_s, free_port, loadavg, parse_wrk, serve
 
 __all__ = ["main"]
 
 SCRIPT = Path(sys.executable).parent / "coverwatch"
 POSTS = 20
 
-LUA = r"""
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_usec; } cw_timeval;
-int gettimeofday(cw_timeval *tv, void *tz);
-]]
-local tv = ffi.new("cw_timeval")
-local threads = {}
-
-function setup(thread)
-  thread:set("index", #threads)
-  table.insert(threads, thread)
-end
+LUA = LUA_CLOCK + LUA_SUMMARY + r"""
+COUNTERS = {"ok", "bad", "late", "accepted"}
 
 function init(args)
   tokens = {}
@@ -75,8 +63,7 @@ end
 function request()
   n = n + step
   local i = n % #tokens
-  ffi.C.gettimeofday(tv, nil)
-  local ms = tonumber(tv.tv_sec) * 1000 + math.floor(tonumber(tv.tv_usec) / 1000)
+  local ms = math.floor(now_us() / 1000)
   -- near post i % 20 (placed on a 200 m grid north-east of the origin), a metre of jitter
   local post = i % 20
   local lat = 51.5 + (math.floor(post / 5) * 200 + (n % 7)) / 111200
@@ -101,22 +88,6 @@ function response(status, headers, body)
     bad = bad + 1
   end
   if limit > 0 and ok + bad >= limit then wrk.thread:stop() end
-end
-
-function done(summary, latency, requests)
-  local t = {ok = 0, bad = 0, late = 0, accepted = 0}
-  for _, th in ipairs(threads) do
-    for k, _ in pairs(t) do t[k] = t[k] + th:get(k) end
-  end
-  io.write(string.format(
-    'CWJSON {"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p90_ms": %.3f, ' ..
-    '"p99_ms": %.3f, "max_ms": %.3f, "ok": %d, "bad": %d, "late": %d, "accepted": %d, ' ..
-    '"socket_errors": %d}\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(90) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3,
-    t.ok, t.bad, t.late, t.accepted,
-    summary.errors.connect + summary.errors.read + summary.errors.write +
-    summary.errors.timeout))
 end
 """
 
@@ -175,23 +146,10 @@ def server(work: Path, src: str | None, devices: int) -> Iterator[tuple[int, str
     tokens = work / "tokens.txt"
     auditor = subprocess.run([sys.executable, "-c", enrol, str(data), str(devices), str(tokens)],
                              env=env, check=True, capture_output=True, text=True).stdout.strip()
-    port = free_port()
     cmd = [str(SCRIPT), "serve", "--site", str(site), "--data-dir", str(data), "--port",
-           str(port), "--lateness-s", "2"]
-    log = (work / "server.log").open("ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, url, work / "server.log")
+           str(free_port()), "--lateness-s", "2"]
+    with serve(cmd, work, env) as (proc, url):
         yield proc.pid, url, tokens, auditor
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _late_total(url: str, auditor: str) -> int:
@@ -215,11 +173,7 @@ def wrk(url: str, script: Path, tokens: Path, *, connections: int, threads: int,
            "--timeout", "30s", "-s", str(script), url, "--", str(tokens), str(pause_ms),
            str(threads), str(limit)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    line = next((ln for ln in out.splitlines() if ln.startswith("CWJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no summary:\n{out}")
-    result: dict[str, float] = json.loads(line.removeprefix("CWJSON "))
-    return result
+    return parse_wrk(out)
 
 
 def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]:
@@ -230,7 +184,8 @@ def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]
         script.write_text(LUA)
         with server(work, src, args.devices) as (pid, url, tokens, auditor):
             # Warm up: every device sends once (imports, caches, each device's first lookup).
-            wrk(url, script, tokens, connections=16, threads=1, seconds=300, pause_ms=0,
+            # wrk.thread:stop() ends the sending, but wrk itself always runs its -d seconds.
+            wrk(url, script, tokens, connections=16, threads=1, seconds=10, pause_ms=0,
                 limit=args.devices)
             modes = [("max", args.connections, 0)]
             if args.paced:

@@ -12,6 +12,8 @@ completes while the shared pool is held, where before it waited for it.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from coverwatch.domain.alerts import Escalation
 from coverwatch.notify.notifier import Notifier
@@ -81,12 +84,12 @@ def _logins_beyond_the_queue(server: LiveServer, monkeypatch: pytest.MonkeyPatch
     release = threading.Event()
     started = threading.Semaphore(0)
 
-    def slow_check(self: Store, username: str, password: str) -> Any:
+    def slow_check(self: Store, record: Any, password: str) -> Any:
         started.release()
         release.wait(60)
         return None
 
-    monkeypatch.setattr(Store, "verify_password", slow_check)
+    monkeypatch.setattr(Store, "match_password", slow_check)
     many = pools.PASSWORD_THREADS + pools.PASSWORD_QUEUE + 3
     answers: list[httpx.Response] = []
 
@@ -107,6 +110,56 @@ def _logins_beyond_the_queue(server: LiveServer, monkeypatch: pytest.MonkeyPatch
         for t in threads:
             t.join(90)
     assert sorted({a.status_code for a in answers}) == [401, 429]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_password_checks_run_at_the_lowest_cpu_priority_and_so_do_their_threads() -> None:
+    # argon2 starts a thread per lane: a new thread inherits its creator's nice value.
+    def priorities() -> tuple[int, int]:
+        seen: list[int] = []
+        lane = threading.Thread(target=lambda: seen.append(
+            os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        lane.start()
+        lane.join()
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), seen[0]
+
+    assert asyncio.run(pools.check_password(priorities)) == (19, 19)
+    # Other pools keep the normal priority (the commits must win).
+    normal = os.getpriority(os.PRIO_PROCESS, 0)
+    assert asyncio.run(pools.in_store(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))) == normal
+
+
+def test_the_password_thread_never_holds_the_database(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A starved low-priority thread holding a connection or the write lock would make the
+    # commits wait for it: only the hashing runs there.
+    store = server.svc.store
+    store.password_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    store.create_user("sam", "correct horse", ["supervisor"])
+    store.password_hasher = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    threads: dict[str, set[str]] = {}
+
+    def noted(name: str) -> Any:
+        real = getattr(Store, name)
+
+        def call(self: Store, *args: Any) -> Any:
+            threads.setdefault(name, set()).add(threading.current_thread().name)
+            return real(self, *args)
+        return call
+
+    for name in ("password_record", "match_password", "renew_password_hash", "_write"):
+        monkeypatch.setattr(Store, name, noted(name))
+    r = httpx.post(f"{server.url}/api/v1/login", timeout=60,
+                   json={"username": "sam", "password": "correct horse"})
+    assert r.status_code == 200, r.text
+    assert {t[:len("cw-passwords")] for t in threads["match_password"]} == {"cw-passwords"}
+    # The parameters were raised: the renewed hash is written, outside the password pool.
+    assert "renew_password_hash" in threads
+    assert not any(t.startswith("cw-passwords") for name in
+                   ("password_record", "renew_password_hash", "_write") for t in threads[name])
+    assert "t=2" in str(store.password_record("sam").stored)
 
 
 def test_notification_retries_never_sleep_in_a_thread() -> None:

@@ -25,7 +25,7 @@ from coverwatch.http.access import (
 )
 from coverwatch.http.problems import error, problems
 from coverwatch.http.proxyscheme import cookie_is_secure
-from coverwatch.server.pools import Busy, check_password
+from coverwatch.server.pools import Busy, check_password, password_room
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage import (
     DuplicateNameError,
@@ -57,10 +57,18 @@ async def login(body: Login, request: Request, response: Response, svc: AnySvc) 
         seconds = max(1, math.ceil(wait))
         raise HTTPException(429, f"too many login attempts; try again in {seconds} s",
                             headers={"Retry-After": str(seconds)})
-    try:  # in its own small pool: a login flood never takes the threads an SOS needs
-        user = await check_password(svc.store.verify_password, body.username, body.password)
+    # Only the argon2 work runs in the password pool (one low-priority thread, a small
+    # queue): a login flood never takes the CPU or the threads an SOS needs, and that
+    # thread never holds the database (a read before, a write after, at normal priority).
+    try:
+        password_room()  # a full queue refuses before the read too
+        record = await asyncio.to_thread(svc.store.password_record, body.username)
+        found = await check_password(svc.store.match_password, record, body.password)
     except Busy as e:
         raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after_s)}) from None
+    if found is not None and found.renewed is not None:
+        await asyncio.to_thread(svc.store.renew_password_hash, found)
+    user = None if found is None else found.user
     await asyncio.to_thread(deployment_chain(request).record_login_attempt, body.username,
                             user is not None, client)
     if user is None or not user.active:

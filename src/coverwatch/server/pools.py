@@ -9,7 +9,12 @@ free thread. Each kind gets its own pool here:
   a time is what SQLite does anyway, a second thread serves the rest;
 * ``passwords`` (:func:`check_password`): argon2 checks, at most
   ``PASSWORD_THREADS`` at once and ``PASSWORD_QUEUE`` waiting; beyond that
-  :class:`Busy` (the caller answers 429 with ``Retry-After`` at once);
+  :class:`Busy` (the caller answers 429 with ``Retry-After`` at once). On
+  Linux its thread runs at the lowest CPU priority (nice 19), and so do the
+  threads argon2 starts for its lanes (a new thread inherits it): when the
+  cores are busy, the event loop and the store's commits always run first and
+  a login waits. Only the hashing runs there, never a database call (a
+  starved thread must not hold a connection or the write lock);
 * ``notify`` (:func:`in_notify`): outbound sends (Apprise, webhooks); their
   retries wait on the event loop (``asyncio.sleep``), never in a thread;
 * ``alarms`` (:func:`in_alarm`): reserved for device alarms (SOS, fall): the
@@ -22,8 +27,11 @@ Reads and everything else stay on the default pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +40,7 @@ from typing import Any, TypeVar
 from coverwatch.errors import CoverwatchError
 
 __all__ = ["PASSWORD_QUEUE", "PASSWORD_THREADS", "Busy", "check_password", "in_alarm",
-           "in_notify", "in_store", "pools"]
+           "in_notify", "in_store", "lowest_priority", "password_room", "pools"]
 
 T = TypeVar("T")
 
@@ -40,6 +48,7 @@ T = TypeVar("T")
 # second would take the CPU the event loop needs for an SOS (bench/stress.py, logins).
 PASSWORD_THREADS = 1
 PASSWORD_QUEUE = 8  # waiting beyond the running one; more is refused (429)
+LOWEST_PRIORITY = 19  # the password thread's nice value (Linux)
 STORE_THREADS = 2
 NOTIFY_THREADS = 8
 ALARM_THREADS = 4
@@ -59,21 +68,35 @@ class _Pools:
         self._made: dict[str, ThreadPoolExecutor] = {}
         self.passwords_waiting = 0
 
-    def get(self, name: str, threads: int) -> ThreadPoolExecutor:
+    def get(self, name: str, threads: int,
+            initializer: Callable[[], object] | None = None) -> ThreadPoolExecutor:
         with self._lock:
             pool = self._made.get(name)
             if pool is None:
-                pool = self._made[name] = ThreadPoolExecutor(threads, f"cw-{name}")
+                pool = self._made[name] = ThreadPoolExecutor(threads, f"cw-{name}",
+                                                             initializer=initializer)
             return pool
+
+
+def lowest_priority() -> None:
+    """Put the calling thread (and the threads it starts) at the lowest CPU priority.
+
+    Linux only: there the nice value belongs to each thread, named by its native id;
+    elsewhere the same call would name a process, so nothing is done.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
 
 
 pools = _Pools()
 
 
-async def _run(name: str, threads: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def _run(name: str, threads: int, fn: Callable[..., T], *args: Any,
+               initializer: Callable[[], object] | None = None, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await loop.run_in_executor(pools.get(name, threads), call)
+    return await loop.run_in_executor(pools.get(name, threads, initializer), call)
 
 
 async def in_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -91,12 +114,19 @@ async def in_alarm(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run("alarms", ALARM_THREADS, fn, *args, **kwargs)
 
 
-async def check_password(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a password check in its own small pool; :class:`Busy` when the queue is full."""
+def password_room() -> None:
+    """:class:`Busy` if a password check now would find the queue full (so a caller can
+    refuse before any other work)."""
     if pools.passwords_waiting >= PASSWORD_THREADS + PASSWORD_QUEUE:
         raise Busy()
+
+
+async def check_password(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a password check in its own small pool; :class:`Busy` when the queue is full."""
+    password_room()
     pools.passwords_waiting += 1  # only touched on the event loop
     try:
-        return await _run("passwords", PASSWORD_THREADS, fn, *args, **kwargs)
+        return await _run("passwords", PASSWORD_THREADS, fn, *args,
+                          initializer=lowest_priority, **kwargs)
     finally:
         pools.passwords_waiting -= 1

@@ -23,7 +23,7 @@ from coverwatch.storage.base import StoreBase
 from coverwatch.storage.base import now_us as wall_clock_us
 from coverwatch.storage.tables import sessions, site_roles, users
 
-__all__ = ["User", "UserRepository", "user_from_row"]
+__all__ = ["PasswordMatch", "PasswordRecord", "User", "UserRepository", "user_from_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,24 @@ class User:
     active: bool
     created_us: int
 
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRecord:
+    """A user's row and stored hash, as a sign-in reads them (both None: no such user)."""
+
+    row: Any
+    stored: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordMatch:
+    """A password that matched: the user, the hash it matched, and a renewed hash when the
+    argon2 parameters have been raised since that one was made."""
+
+    user: User
+    stored: str
+    renewed: str | None
 
 
 def user_from_row(row: Any) -> User:
@@ -111,25 +129,52 @@ class UserRepository(StoreBase):
         """The active user if the password is right, else None.
 
         Takes the same time whether or not the user exists; rehashes the
-        stored hash when the argon2 parameters have been raised since.
+        stored hash when the argon2 parameters have been raised since. The
+        server runs the three steps apart (:meth:`password_record`, then
+        :meth:`match_password` in the password pool, :meth:`renew_password_hash`).
         """
+        found = self.match_password(self.password_record(username), password)
+        if found is None:
+            return None
+        self.renew_password_hash(found)
+        return found.user
+
+    def password_record(self, username: str) -> PasswordRecord:
+        """What a password for ``username`` is checked against (a read, no hashing)."""
         with self.reading() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
-        stored = self._dummy_hash if row is None else row.password_hash
+        return PasswordRecord(row, None if row is None else row.password_hash)
+
+    def match_password(self, record: PasswordRecord, password: str) -> PasswordMatch | None:
+        """The argon2 work alone (no I/O): the active user if the password is right.
+
+        An unknown user is checked against a dummy hash made with the same
+        parameters, so the answer takes as long as for a real one. When the
+        parameters have been raised since the stored hash was made, the new
+        hash is made here too (for :meth:`renew_password_hash`).
+        """
+        stored = self._dummy_hash if record.stored is None else record.stored
         try:
             self.password_hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        if row is None or not row.active:
+        row = record.row
+        if row is None or record.stored is None or not row.active:
             return None
-        if self.password_hasher.check_needs_rehash(stored):
-            with self._write() as conn:
-                conn.execute(
-                    update(users)
-                    .where(users.c.id == row.id, users.c.password_hash == stored)
-                    .values(password_hash=self.password_hasher.hash(password))
-                )
-        return user_from_row(row)
+        renewed = (self.password_hasher.hash(password)
+                   if self.password_hasher.check_needs_rehash(record.stored) else None)
+        return PasswordMatch(user_from_row(row), record.stored, renewed)
+
+    def renew_password_hash(self, found: PasswordMatch) -> None:
+        """Store the renewed hash of a matched password (if any; unless changed meanwhile)."""
+        if found.renewed is None:
+            return
+        with self._write() as conn:
+            conn.execute(
+                update(users)
+                .where(users.c.id == found.user.id, users.c.password_hash == found.stored)
+                .values(password_hash=found.renewed)
+            )
 
     def set_password(self, username: str, password: str) -> None:
         """Replace a user's password and end their sessions."""
