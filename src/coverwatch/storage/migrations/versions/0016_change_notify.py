@@ -20,7 +20,7 @@ from alembic import op
 __all__ = ["downgrade", "upgrade"]
 
 revision = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | None = None
 depends_on: str | None = None
 
