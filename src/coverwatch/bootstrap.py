@@ -33,6 +33,25 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("coverwatch.server")
 
+# A background task that ignores its cancellation (a broker disconnect that never
+# completes) must not keep the server from stopping.
+_STOP_WAIT_S = 5.0
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the background tasks and wait for them, but not forever."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=_STOP_WAIT_S)
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("background task %s ended with %r", t.get_name(), t.exception())
+    for t in pending:
+        log.warning("background task %s did not stop within %.0f s; left behind",
+                    t.get_name(), _STOP_WAIT_S)
+
 
 async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
@@ -160,11 +179,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         finally:
             if bus is not None:
                 await bus.close()
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            await _stop_tasks(tasks)
             for svc in sites.values():
                 await svc.outbox.close()
             store.close()
