@@ -156,10 +156,12 @@ def test_a_witness_that_hangs_never_holds_up_ingest(store: Store, tmp_path: Path
     assert asyncio.run(scenario()) == 49
 
 
-def test_witness_metrics_name_each_witness() -> None:
+def test_witness_metrics_name_each_witness(tmp_path: Path) -> None:
     from coverwatch.api.metrics import _witness_metrics
 
-    w = Witnesses(["/tmp/x.jsonl"], "https://tsa.example/?key=k", Path("/tmp/h.jsonl"),
+    # The heads file in the test's own folder: its pending queue beside it must not
+    # carry heads over from another run.
+    w = Witnesses(["/tmp/x.jsonl"], "https://tsa.example/?key=k", tmp_path / "h.jsonl",
                   send=Flaky(1), post=lambda u, q: (_ for _ in ()).throw(OSError("down")))
     w.witness({"size": 1, "site": "yard"})
     families = {f.name: f for f in _witness_metrics(SimpleNamespace(witnesses=w))}
