@@ -4,8 +4,10 @@ never let a hard rule alert, and an attacker who watched the routine expects les
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -66,6 +68,28 @@ def test_cli_prints_both_payoffs_and_writes_a_plan_that_passes(tmp_path: Path) -
     assert check.exit_code == 0, check.output
     assert (tmp_path / "r" / "patrol-game.png").stat().st_size > 0
     assert "Randomised patrols" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_days_site_plan_picture_lies_over_the_sites_plan_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `plan check --report` (issue 21): the randomised day's report draws the
+    site's plan image under its site-plan picture."""
+    from coverwatch.reports import patrolpictures
+
+    given = []
+    real = patrolpictures.write_report
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        given.append(kwargs.get("background"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(patrolpictures, "write_report", spy)
+    result = runner.invoke(app, [
+        "plan", "randomise", str(YARD / "site.yaml"), str(YARD / "plan-fixed.yaml"),
+        "--seed", "4", "--days", "0", "--report", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert len(given) == 1 and given[0] is not None
+    assert str(given[0].file).endswith("yard-plan.svg")
 
 
 def test_cli_errors_name_the_problem(tmp_path: Path) -> None:

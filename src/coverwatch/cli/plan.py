@@ -185,7 +185,8 @@ def randomise(
     err = Console(stderr=True)
     out_console = Console()
     try:
-        site_model, result, text = randomise_files(site, plan, seed=seed, days=days, hz=hz)
+        site_model, result, text, background = randomise_files(site, plan, seed=seed,
+                                                               days=days, hz=hz)
     except CoverwatchError as e:
         raise _fail(err, e) from None
     except ValueError as e:  # PlanningError: the game cannot be set up for this plan
@@ -198,5 +199,5 @@ def randomise(
     if report is not None:
         from coverwatch.reports.patrolpictures import write_game_report
 
-        paths = write_game_report(report, site_model, result)
+        paths = write_game_report(report, site_model, result, background)
         out_console.print(f"report: {', '.join(str(p) for p in paths)}", highlight=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time
 from coverwatch.reports.patrols import Randomised
@@ -16,18 +17,20 @@ __all__ = ["print_randomised", "randomise_files"]
 
 
 def randomise_files(site: Path, plan: Path, *, seed: int, days: int,
-                    hz: float) -> tuple[Site, Randomised, str]:
-    """The randomised plan of ``seed`` and its plan file text."""
+                    hz: float) -> tuple[Site, Randomised, str, PlanImage | None]:
+    """The randomised plan of ``seed``, its plan file text and the site's plan image."""
     from coverwatch.formats.patrolfile import dump_day, load_game
     from coverwatch.formats.planfile import load_plan
-    from coverwatch.formats.sitefile import load_site
+    from coverwatch.formats.sitefile import load_site_document
     from coverwatch.reports.patrols import randomise_plan
 
-    site_model = load_site(site)
+    document = load_site_document(site)
+    site_model = document.site
     plan_model = load_plan(plan, site_model)
     spec = load_game(plan, site_model, plan_model)
     result = randomise_plan(site_model, plan_model, spec, seed=seed, days=days, hz=hz)
-    return site_model, result, dump_day(result.day, site_model, plan_model, seed)
+    return (site_model, result, dump_day(result.day, site_model, plan_model, seed),
+            document.background)
 
 
 def print_randomised(out: Console, r: Randomised) -> None:

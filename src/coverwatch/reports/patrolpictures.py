@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from coverwatch.domain.planimage import PlanImage
 from coverwatch.domain.site import Site
 from coverwatch.reports.patrols import Randomised
 from coverwatch.reports.planpictures import write_report
@@ -65,9 +66,11 @@ def plot_game(path: Path, r: Randomised) -> None:
     plt.close(fig)
 
 
-def write_game_report(directory: Path, site: Site, r: Randomised) -> list[Path]:
-    """The day's plan-check report and pictures, plus patrol-game.png and its section."""
-    paths = write_report(directory, site, r.check)
+def write_game_report(directory: Path, site: Site, r: Randomised,
+                      background: PlanImage | None = None) -> list[Path]:
+    """The day's plan-check report and pictures (over the site's plan image, as
+    `plan check --report`), plus patrol-game.png and its section."""
+    paths = write_report(directory, site, r.check, background=background)
     game_png = directory / "patrol-game.png"
     plot_game(game_png, r)
     report = paths[0]
