@@ -52,7 +52,7 @@ from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.packproofs import pack_head, pack_proofs, pack_records
 from coverwatch.evidence.purged import purge_records
-from coverwatch.evidence.segment import audit_segment
+from coverwatch.evidence.segment import audit_segment, reach_head
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
 from coverwatch.evidence.verifierfile import VERIFIER_NAME, verifier_source
@@ -136,6 +136,7 @@ def export_pack(
     anchor = make_anchor(store, key, site)
     heads = heads or heads_file(key.path)
     head, prev = pack_head(store, key, site, heads)
+    audit_rows = reach_head(store, audit_rows, head)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
                                     [int(e["id"]) for e in audit_rows],
                                     pack_records(alerts, deliveries, vers), heads,

@@ -100,7 +100,8 @@ def pack_head(
     mine = [d for _, d in docs if d.get("site") == site]
     with store.reading() as conn:
         size = log_size(conn, store.site)
-    if mine and int(mine[-1].get("size") or 0) == size:
+    # A head without ``audit_last`` (version 1) cannot show the segment's end: sign anew.
+    if mine and int(mine[-1].get("size") or 0) == size and "audit_last" in mine[-1]:
         head, before = mine[-1], mine[:-1]
     else:
         head, before = head_now(store, key, site, path), mine
