@@ -94,8 +94,9 @@ def _timestamp(path: Path, head: Mapping[str, Any]) -> str | None:
     return None
 
 
-class HeadMoved(StoreError):
-    """A head larger than the export's snapshot was signed meanwhile: export again."""
+class HeadMoved(StoreError, ValueError):
+    """A head larger than the export's snapshot was signed meanwhile: export again (a
+    ValueError too, so that callers reporting bad requests report it)."""
 
 
 def pack_head(
