@@ -323,3 +323,45 @@ def test_a_delivery_recorded_during_export_does_not_break_the_pack(
     check = verify_pack(data, key.trusted)
     assert check.ok, check.problems
     assert len(store.load_deliveries([alert["id"]])) == wrote[0] + 1  # it was stored
+
+
+def test_a_head_signed_during_export_gives_a_pack_whose_segment_ends_at_its_head(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pack's head is of the export's snapshot; a larger one signed meanwhile (here
+    from another thread, after an audit entry) cannot be followed by it: export again."""
+    import threading
+
+    from coverwatch.evidence import pack as pack_module
+    from coverwatch.evidence.treeheads import head_now
+
+    versions = _fill(store)
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    heads = tmp_path / "heads.jsonl"
+    read = pack_module.load_delivery_rows
+    calls: list[int] = []
+
+    def then_a_head(s: Store, ids: list[str]) -> list[dict[str, object]]:
+        rows = read(s, ids)
+        calls.append(1)
+        if len(calls) == 1:
+            def sign() -> None:
+                s.append_audit("ann", "user.created", "user:zed", {})
+                head_now(s, key, "yard", heads)
+            t = threading.Thread(target=sign)
+            t.start()
+            t.join()
+        return rows
+
+    monkeypatch.setattr(pack_module, "load_delivery_rows", then_a_head)
+    data = export_pack(store, versions, key, site="yard", since=T0 + 3600 * US_PER_S,
+                       until=T0 + 3 * 3600 * US_PER_S, heads=heads)
+    assert len(calls) == 2, "exported again from a new snapshot"
+    z = zipfile.ZipFile(io.BytesIO(data))
+    last = orjson.loads(z.read("audit.jsonl").splitlines()[-1])
+    head = orjson.loads(z.read("tree-head.json"))["head"]
+    assert last["action"] == "user.created"
+    assert head["audit_last"] == {"id": last["id"], "hash": last["hash"]}
+    check = verify_pack(data, key.trusted)
+    assert check.ok, check.problems
+    assert any("whole at both ends" in n for n in check.notes), check.notes

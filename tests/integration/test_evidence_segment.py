@@ -9,6 +9,7 @@ import hashlib
 import io
 import random
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,12 @@ def test_a_pack_over_historic_data_carries_the_entries_about_it(
                    for e in entries)
     ids = [e["id"] for e in entries]
     assert ids == list(range(ids[0], ids[-1] + 1))  # contiguous
-    # From the first entry after the events arrived to the acknowledgement; not before.
-    assert ids[0] == historic["after"] and ids[-1] == historic["ack"]
-    assert historic["before"] not in ids
+    # No entry was recorded before the window: the segment starts at the chain's first, and
+    # runs to the chain's last (the acknowledgement), which the tree head names.
+    assert ids[0] == historic["before"] == 1 and entries[0]["prev_hash"] == "0" * 64
+    assert ids[-1] == historic["ack"]
+    head = orjson.loads(zipfile.ZipFile(io.BytesIO(historic["data"])).read("tree-head.json"))
+    assert head["head"]["audit_last"] == {"id": entries[-1]["id"], "hash": entries[-1]["hash"]}
     about = {(e["subject"], e["action"]) for e in entries}
     for alert_id in historic["window"]:
         assert (f"alert:{alert_id}", "alert.raised") in about
@@ -103,19 +107,14 @@ def test_a_pack_over_historic_data_carries_the_entries_about_it(
     assert check.ok, check.problems
     assert any("holds the raising, deliveries, acknowledgement and close of each of the "
                f"{len(historic['window'])} alert(s)" in n for n in check.notes), check.notes
+    assert any("the audit segment is whole at both ends" in n for n in check.notes)
 
 
-def _resigned_without(data: bytes, key_path: Path, drop: int) -> bytes:
-    """The pack with audit entry ``drop`` (and its proof) removed, re-signed with the site's
-    own key: an insider's edit."""
+def _resigned(data: bytes, key_path: Path, edit: Callable[[dict[str, bytes]], None]) -> bytes:
+    """The pack with its members edited by ``edit``, re-signed with the site's own key."""
     z = zipfile.ZipFile(io.BytesIO(data))
     files = {n: z.read(n) for n in z.namelist()}
-    files["audit.jsonl"] = b"".join(
-        orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
-        for e in _entries(data) if e["id"] != drop)
-    proofs = orjson.loads(files["proofs.json"])
-    assert proofs["audit"].pop(str(drop), None) is not None
-    files["proofs.json"] = orjson.dumps(proofs)
+    edit(files)
     manifest = orjson.loads(files.pop("manifest.json"))
     body = {k: v for k, v in manifest.items() if k not in ("signature", "public_key", "key_id")}
     body["members"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
@@ -125,6 +124,20 @@ def _resigned_without(data: bytes, key_path: Path, drop: int) -> bytes:
         for n, d in files.items():
             out.writestr(n, d)
     return buf.getvalue()
+
+
+def _resigned_without(data: bytes, key_path: Path, drop: int) -> bytes:
+    """The pack with audit entry ``drop`` (and its proof) removed, re-signed with the site's
+    own key: an insider's edit."""
+    def edit(files: dict[str, bytes]) -> None:
+        files["audit.jsonl"] = b"".join(
+            orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
+            for e in _entries(data) if e["id"] != drop)
+        proofs = orjson.loads(files["proofs.json"])
+        assert proofs["audit"].pop(str(drop), None) is not None
+        files["proofs.json"] = orjson.dumps(proofs)
+
+    return _resigned(data, key_path, edit)
 
 
 def test_a_re_signed_pack_without_the_acknowledgement_is_named(
@@ -152,3 +165,53 @@ def test_a_segment_cut_at_its_start_names_the_raising(historic: dict[str, Any]) 
     check = check_pack(data, load_signing_key(historic["key"]).trusted)
     assert any(f"lacks the raising of alert {first_raised['subject'][6:]}" in p
                for p in check.problems), check.problems
+
+
+def _both(data: bytes, key_path: Path) -> list[tuple[bool, list[str], list[str]]]:
+    trusted = load_signing_key(key_path).trusted
+    return [(c.ok, c.problems, c.notes) for c in (verify_pack(data, trusted),
+                                                   check_pack(data, trusted))]
+
+
+def test_a_segment_cut_at_its_end_is_named(historic: dict[str, Any]) -> None:
+    # The acknowledgement and a delivery at the tail go, with the entries of any alert
+    # recorded only there: what is left still links, and alerts.json may be made to agree.
+    entries = _entries(historic["data"])
+    data = historic["data"]
+    for e in entries[-2:]:
+        data = _resigned_without(data, historic["key"], e["id"])
+    end = entries[-3]["id"]
+    for ok, problems, _ in _both(data, historic["key"]):
+        assert not ok
+        assert f"audit.jsonl: the audit segment ends at entry {end} " in "\n".join(problems)
+        assert any("does not show it is the chain's last entry" in p for p in problems)
+
+
+def test_a_segment_cut_at_its_start_is_named(historic: dict[str, Any]) -> None:
+    # No entry was recorded before the window: the segment must start at the chain's first.
+    data = _resigned_without(historic["data"], historic["key"], historic["before"])
+    for ok, problems, _ in _both(data, historic["key"]):
+        assert not ok
+        assert any(p.startswith(f"audit.jsonl: the audit segment starts after the window's "
+                                f"start (entry {historic['after']}") for p in problems), problems
+
+
+def _old_head(files: dict[str, bytes], key_path: Path) -> None:
+    """``tree-head.json`` with its head as signed before heads named ``audit_last``."""
+    doc = orjson.loads(files["tree-head.json"])
+    body = {k: v for k, v in doc["head"].items()
+            if k not in ("signature", "public_key", "key_id", "audit_last")}
+    doc["head"] = sign_document({**body, "v": 1}, load_signing_key(key_path))
+    files["tree-head.json"] = orjson.dumps(doc)
+
+
+def test_a_pack_on_an_old_head_verifies_with_its_end_not_proved(
+    historic: dict[str, Any],
+) -> None:
+    data = _resigned(historic["data"], historic["key"],
+                     lambda files: _old_head(files, historic["key"]))
+    for ok, problems, notes in _both(data, historic["key"]):
+        assert ok, problems
+        assert any("the head does not show it is the chain's last entry: not proved whole"
+                   in n for n in notes), notes
+        assert not any("whole at both ends" in n for n in notes)

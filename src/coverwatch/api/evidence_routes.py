@@ -102,7 +102,13 @@ async def evidence(
                                {"since": since, "until": until, "post": post})
         return data
 
-    data = await asyncio.to_thread(build)
+    from coverwatch.evidence.packproofs import HeadMoved
+    from coverwatch.evidence.treeheads import UnsealedAudit
+
+    try:
+        data = await asyncio.to_thread(build)
+    except (HeadMoved, UnsealedAudit) as e:  # heads signed meanwhile; a forged audit entry
+        raise HTTPException(409, str(e)) from None
     name = f"evidence-{svc.site.id}-{format_time(since_us)[:10]}.zip"
     return Response(data, media_type="application/zip", headers=attachment(name))
 

@@ -50,9 +50,9 @@ from coverwatch.domain.time import format_time
 from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
-from coverwatch.evidence.packproofs import pack_head, pack_proofs, pack_records
+from coverwatch.evidence.packproofs import HeadMoved, pack_head, pack_proofs, pack_records
 from coverwatch.evidence.purged import purge_records
-from coverwatch.evidence.segment import audit_segment
+from coverwatch.evidence.segment import audit_segment, reach_head
 from coverwatch.evidence.standalone import check_pack
 from coverwatch.evidence.treeheads import heads_file
 from coverwatch.evidence.verifierfile import VERIFIER_NAME, verifier_source
@@ -91,6 +91,20 @@ def export_pack(
         raise ValueError("--until must be after --since")
     if not versions:
         raise ValueError("no site version is stored")
+    for _ in range(2):  # a head signed during the export: once more, from a new snapshot
+        try:
+            return _export(store, versions, key, site=site, since=since, until=until,
+                           post=post, actor=actor, heads=heads)
+        except HeadMoved:
+            pass
+    return _export(store, versions, key, site=site, since=since, until=until, post=post,
+                   actor=actor, heads=heads)
+
+
+def _export(
+    store: Store, versions: list[SiteVersion], key: SigningKey, *, site: str,
+    since: int, until: int, post: str | None, actor: str, heads: Path | None,
+) -> bytes:
     with store.snapshot():  # every record read from one consistent snapshot
         run, _ = run_engine(store, versions, to=since, resume_before=since, save_until=None,
                             close=False)
@@ -129,13 +143,14 @@ def export_pack(
                    "start": format_time(s.start), "end": format_time(s.end)}
                   for s in store.list_shifts(from_us=since, until_us=until)]
         audit_rows = audit_segment(store, since, until, alerts, rows)
+        # The head is of this snapshot's log (its leaves cover every record read here), so
+        # the segment can end at the chain's last entry as the head names it.
+        heads = heads or heads_file(key.path)
+        head, prev = pack_head(store, key, site, heads)
+        audit_rows = reach_head(store, audit_rows, head)
         daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
                                min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
-    # The head is taken after: it covers at least the snapshot's leaves (leaves are only
-    # appended), and is never smaller than a head signed meanwhile.
     anchor = make_anchor(store, key, site)
-    heads = heads or heads_file(key.path)
-    head, prev = pack_head(store, key, site, heads)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
                                     [int(e["id"]) for e in audit_rows],
                                     pack_records(alerts, deliveries, vers), heads,

@@ -1,7 +1,8 @@
 """Inclusion proofs for an evidence pack: its records against a signed tree head.
 
-At export the pack takes the site's last signed tree head if it covers the whole log,
-else signs a new one (appended to the site's tree head file, chained to the last).
+At export the pack takes the site's last signed tree head if it covers the whole log of
+the export's snapshot, else signs a new one of that log (appended to the site's tree head
+file, chained to the last).
 ``tree-head.json`` carries that head, the head before it and an RFC 9162 consistency
 proof between them; ``proofs.json`` carries, for every event and audit entry of the
 pack, and for every alert, delivery and rule version it carries (``records``, by
@@ -27,6 +28,7 @@ import orjson
 from sqlalchemy import select
 
 from coverwatch.domain.merkle import Levels
+from coverwatch.errors import StoreError
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.timestamps import tsr_file
 from coverwatch.evidence.treeheads import head_digest, head_now, load_heads
@@ -34,7 +36,7 @@ from coverwatch.storage import Store
 from coverwatch.storage.tables import tlog_leaves
 from coverwatch.storage.tlog import leaf_bytes, leaf_hashes, log_size, record_digest
 
-__all__ = ["RecordRefs", "pack_head", "pack_proofs", "pack_records"]
+__all__ = ["HeadMoved", "RecordRefs", "pack_head", "pack_proofs", "pack_records"]
 
 # Section of proofs.json -> (leaf kind, ref, the record as the pack carries it) per record.
 RecordRefs = Mapping[str, Sequence[tuple[str, str, Any]]]
@@ -92,15 +94,30 @@ def _timestamp(path: Path, head: Mapping[str, Any]) -> str | None:
     return None
 
 
+class HeadMoved(StoreError, ValueError):
+    """A head larger than the export's snapshot was signed meanwhile: export again (a
+    ValueError too, so that callers reporting bad requests report it)."""
+
+
 def pack_head(
     store: Store, key: SigningKey, site: str, path: Path,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The signed head the pack is proved against, and the site's head before it (or None)."""
+    """The signed head the pack is proved against, and the site's head before it (or None).
+
+    Called inside the export's snapshot: the head is of the snapshot's log, so its
+    ``audit_last`` is the snapshot's last audit entry (the segment ends there, and every
+    record that entry's predecessors speak of is in the pack). A head signed meanwhile
+    over more leaves cannot be followed by a smaller one: :class:`HeadMoved`."""
     docs, _ = load_heads(path)
     mine = [d for _, d in docs if d.get("site") == site]
     with store.reading() as conn:
         size = log_size(conn, store.site)
-    if mine and int(mine[-1].get("size") or 0) == size:
+    last = int(mine[-1].get("size") or 0) if mine else 0
+    if last > size:
+        raise HeadMoved(f"a tree head of {last} leaves was signed during the export "
+                        f"(its snapshot holds {size}): export again")
+    # A head without ``audit_last`` (version 1) cannot show the segment's end: sign anew.
+    if mine and last == size and "audit_last" in mine[-1]:
         head, before = mine[-1], mine[:-1]
     else:
         head, before = head_now(store, key, site, path), mine

@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coverwatch.evidence import standalone_proofs as _proofs  # joined: see verifierfile
 from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
-from coverwatch.evidence.standalone_records import check_alert_records
+from coverwatch.evidence.standalone_records import check_alert_records, check_segment_ends
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -292,6 +292,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     _proofs.check_alerts(files, manifest, spans, rows, res)
     _proofs.check_segment(files, manifest, entries, res)
     check_alert_records(files, manifest, entries, res)
+    check_segment_ends(manifest, head, entries, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:

@@ -11,6 +11,15 @@ out of its middle. So every alert whose record in the segment places it in the p
 window (``alert_at`` at or before ``until``, not ended before ``since``, of the pack's
 post) must be in ``alerts.json``, with the record of its last entry in the segment (an
 older transition, proved by an older leaf, would hide what came after).
+
+That holds only if the segment was not cut at an end, taking with it the entries of an
+alert that lie wholly before or after it (:func:`check_segment_ends`): it must start at
+the chain's first entry (``prev_hash`` of zeros) or hold an entry recorded before
+``since``, and end at the chain's last entry as the pack's tree head names it
+(``audit_last``; an entry recorded after ``until`` would not do: an alert of the window
+may be closed, or raised over late events, after any such entry). A head without
+``audit_last`` (signed before heads carried it) proves neither end: each unproved end is
+then noted, not failed.
 """
 
 from __future__ import annotations
@@ -18,7 +27,11 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-__all__ = ["check_alert_records"]
+from coverwatch.evidence.standalone_proofs import _us
+
+__all__ = ["check_alert_records", "check_segment_ends"]
+
+GENESIS = "0" * 64
 
 
 class _Findings(Protocol):
@@ -69,3 +82,41 @@ def check_alert_records(files: dict[str, bytes], manifest: dict[str, Any],
     if not bad:
         res.notes.append(f"alerts.json holds every alert the audit segment records in the "
                          f"window ({len(last)} alert(s) recorded there), as last recorded")
+
+
+def _ends(entries: list[dict[str, Any]], since: int,
+          last: Any) -> tuple[str | None, str | None]:
+    """Why the segment's start, and its end, are not shown whole (None: shown)."""
+    if not entries:
+        return (None, None) if last is None else (
+            "the audit segment is empty", "the head does not show the audit chain empty")
+    first, end = entries[0], entries[-1]
+    start = None if first.get("prev_hash") == GENESIS or any(
+        _us(e["at"]) < since for e in entries) else (
+        f"the audit segment starts after the window's start (entry {first['id']}, "
+        f"{first['at']}) and is not the chain's first entry")
+    stop = None if isinstance(last, dict) and last.get("id") == end["id"] and \
+        last.get("hash") == end["hash"] else (
+        f"the audit segment ends at entry {end['id']} ({end['at']}), and the head does not "
+        "show it is the chain's last entry")
+    return start, stop
+
+
+def check_segment_ends(manifest: dict[str, Any], head: dict[str, Any],
+                       entries: list[dict[str, Any]], res: _Findings) -> None:
+    """See the module doc: a segment that may have been cut at either end is named."""
+    proved = "audit_last" in head
+    start, stop = _ends(entries, int(manifest["since_us"]), head.get("audit_last", False))
+    for why in (start, stop):
+        if why is None:
+            continue
+        if proved:
+            res.fail("audit.jsonl", f"{why}: it may have been cut short, with the entries "
+                                    "of alerts beyond it")
+        else:
+            res.notes.append(f"{why}: not proved whole (the pack's tree head predates "
+                             "audit_last), so alerts beyond that end are not proved absent")
+    if proved and start is None and stop is None:
+        res.notes.append("the audit segment is whole at both ends: it starts before the "
+                         "window (or at the chain's first entry) and ends at the chain's "
+                         "last entry, as the tree head shows")

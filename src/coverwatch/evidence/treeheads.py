@@ -1,11 +1,13 @@
 """Signed tree heads of the site's transparency log, and checking the log against them.
 
-A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 1,
-"site", "at", "size", "root", "prev", "prev_size"}`` with ``public_key``, ``key_id``
+A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 2,
+"site", "at", "size", "root", "prev", "prev_size", "audit_last"}`` with ``public_key``, ``key_id``
 and an Ed25519 ``signature`` over the rest (canonical JSON, as anchors). ``root``
 is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
 SHA-256 (hex) of the previous head of the site, as written (null for the first),
-so heads form a chain: deleting or replaying one breaks it.
+so heads form a chain: deleting or replaying one breaks it. ``audit_last`` (from v 2) is
+``{"id", "hash"}`` of the last audit entry among those leaves (null: none): a pack's audit
+segment that ends there is shown not cut short (version 1 heads lack it).
 
 :func:`verify_tree_heads` needs only public keys and the stored leaves: each leaf
 hash is recomputed, each head's root recomputed from the leaves, and each pair of
@@ -70,12 +72,17 @@ def make_head(store: Store, key: SigningKey, site: str,
     """A signed head of the log as stored now, chained to ``prev`` (the site's last head)."""
     with store.reading() as conn:
         hashes = leaf_hashes(conn, store.site)
+        last = conn.execute(select(tlog_leaves.c.ref, tlog_leaves.c.leaf).where(
+            tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "audit",
+            tlog_leaves.c.idx < len(hashes)).order_by(tlog_leaves.c.idx.desc()).limit(1)).first()
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return sign_document({
-        "kind": HEAD_KIND, "v": 1, "site": site, "at": at, "size": len(hashes),
+        "kind": HEAD_KIND, "v": 2, "site": site, "at": at, "size": len(hashes),
         "root": root(hashes).hex(),
         "prev": None if prev is None else head_digest(prev),
         "prev_size": None if prev is None else prev.get("size"),
+        "audit_last": None if last is None else {
+            "id": int(last.ref), "hash": str(orjson.loads(str(last.leaf))["hash"])},
     }, key)
 
 
