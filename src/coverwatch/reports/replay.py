@@ -3,6 +3,8 @@
 This adapter joins the event-file readers (input order), the ordering stage
 (sorted, bounded memory) and the engine. It feeds the engine in slices of a
 few tens of thousands of fixes, which keeps numpy's working set in cache.
+Given ``on_lapses``, closed lapses are handed out in order as soon as no
+earlier one can still appear, so a long replay does not keep its lapses.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.site import Site
@@ -32,6 +37,8 @@ ENGINE_SLICE = 50_000
 READ_CHUNK_ROWS = 131_072
 
 T = TypeVar("T")
+LapseSink = Callable[[list[Lapse]], None]
+_NONE = -(2**63)  # no end (still open) or no alert, in _LapseOrder's columns
 
 
 def lapse_record(lapse: Lapse) -> dict[str, object]:
@@ -85,18 +92,71 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
                 thread.join(0.05)
 
 
+class _LapseOrder:
+    """Closed lapses held until no earlier one can appear, then handed out sorted.
+
+    The engine closes lapses in order of their ends; the output is in order of
+    (start, post, rule). A lapse open since the first minute (a post never
+    covered) holds back every later one until the end, so those wait here as
+    five int64 each (40 bytes, against some 200 for a `Lapse` and its ints).
+    """
+
+    def __init__(self, sink: LapseSink) -> None:
+        self._sink = sink
+        self._pairs: dict[tuple[str, str], int] = {}
+        self._cols = [array("q") for _ in range(5)]  # start, end, alert_at, min, pair
+
+    def take(self, engine: CoverEngine, *, final: bool = False) -> None:
+        start, end, alert_at, low, pair = self._cols
+        for lp in engine.lapses:
+            start.append(lp.start)
+            end.append(_NONE if lp.end is None else lp.end)
+            alert_at.append(_NONE if lp.alert_at is None else lp.alert_at)
+            low.append(lp.min_cover)
+            pair.append(self._pairs.setdefault((lp.post, lp.rule), len(self._pairs)))
+        engine.lapses.clear()
+        if not start:
+            return
+        # Lapses not yet closed start at or after the oldest open one, and new ones
+        # at or after the horizon.
+        oldest = engine.oldest_open_lapse
+        cut = engine.horizon if oldest is None else min(engine.horizon, oldest)
+        cols = [np.frombuffer(c, np.int64) for c in self._cols]
+        ready = np.ones(len(start), bool) if final else cols[0] < cut
+        if not ready.any():
+            return
+        names = list(self._pairs)
+        rank = np.empty(len(names), np.int64)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        idx = np.flatnonzero(ready)
+        idx = idx[np.lexsort((rank[cols[4][idx]], cols[0][idx]))]
+        out = [
+            Lapse(names[q][0], names[q][1], s, None if e == _NONE else e,
+                  None if a == _NONE else a, m)
+            for s, e, a, m, q in zip(*(c[idx].tolist() for c in cols), strict=True)
+        ]
+        keep = np.flatnonzero(~ready)
+        self._cols = [array("q", c[keep].tobytes()) for c in cols]
+        del cols  # the arrays' buffers are views of the old columns
+        self._sink(out)
+
+
 def replay_sorted(
     site: Site,
     batches: Iterable[EventBatch],
     *,
     until: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_lapses: LapseSink | None = None,
 ) -> Evaluation:
     """Evaluate sorted batches (non-decreasing ``t`` across batches).
 
     The window runs from the first event to the last one, or to ``until``;
-    events after ``until`` are not evaluated.
+    events after ``until`` are not evaluated. With ``on_lapses``, the lapses
+    go to it along the way, in the order of ``Evaluation.lapses``, and the
+    returned evaluation holds none.
     """
+    order = None if on_lapses is None else _LapseOrder(on_lapses)
     engine: CoverEngine | None = None
     start: int | None = None
     last: int | None = None
@@ -127,14 +187,17 @@ def replay_sorted(
                 engine.advance(int(fixes.t[nxt]) if nxt < len(fixes) else int(part.t[-1]))
         if control:
             engine.advance(int(min(control[-1].t, last)))
+        if order is not None:
+            order.take(engine)
         if on_progress is not None:
             on_progress(len(batch))
     if engine is None or start is None or last is None:
         return Evaluation(None, until, [], CoverEngine(site, 0).stats)
     end = until if until is not None else last
     engine.close(end)
+    if order is not None:
+        order.take(engine, final=True)
     return Evaluation(start, end, engine.lapses, engine.stats)
-
 
 
 def replay_file(
@@ -148,12 +211,15 @@ def replay_file(
     on_start: Callable[[EventReader], None] | None = None,
     on_progress: Callable[[EventReader], None] | None = None,
     gpx: GpxOptions | None = None,
+    on_lapses: LapseSink | None = None,
 ) -> tuple[Evaluation, EventReader]:
     """Replay an event file: read (in a background thread), order, evaluate.
 
     Ordered input, the usual case, streams straight into the engine. If the
     file turns out to be out of order within the sort budget, it is read again
     and sorted whole, so the result never depends on which way was taken.
+    ``on_lapses`` is as for :func:`replay_sorted`; it is given each lapse once,
+    even when the file is read twice.
     """
     from coverwatch.formats.eventfiles import NeedsFullSort, read_events, sorted_events
 
@@ -168,13 +234,34 @@ def replay_file(
             prefetch(reader), budget=budget, disorder_window_us=disorder_window_us,
             optimistic=optimistic,
         )
+        # The first pass may still be abandoned until more than `budget` events have
+        # gone through (NeedsFullSort): its lapses are held back until then.
+        held: list[Lapse] = []
+        fed = [0]
 
-        def tick(_: int, reader: EventReader = reader) -> None:
+        def tick(n: int, reader: EventReader = reader, fed: list[int] = fed) -> None:
+            fed[0] += n
             if on_progress is not None:
                 on_progress(reader)
 
+        def hand(lapses: list[Lapse], held: list[Lapse] = held, fed: list[int] = fed,
+                 optimistic: bool = optimistic) -> None:
+            assert on_lapses is not None
+            if optimistic and fed[0] <= budget:
+                held.extend(lapses)
+                return
+            if held:
+                on_lapses(held[:])
+                held.clear()
+            on_lapses(lapses)
+
         try:
-            return replay_sorted(site, ordered, until=until, on_progress=tick), reader
+            result = replay_sorted(site, ordered, until=until, on_progress=tick,
+                                   on_lapses=None if on_lapses is None else hand)
         except NeedsFullSort:
             continue
+        if held:
+            assert on_lapses is not None
+            on_lapses(held)
+        return result, reader
     raise AssertionError("unreachable: the second pass sorts whole")
