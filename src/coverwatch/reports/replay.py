@@ -38,6 +38,7 @@ READ_CHUNK_ROWS = 131_072
 
 T = TypeVar("T")
 LapseSink = Callable[[list[Lapse]], None]
+_LAPSE_SLICE = 8_192
 _NONE = -(2**63)  # no end (still open) or no alert, in _LapseOrder's columns
 
 
@@ -130,15 +131,17 @@ class _LapseOrder:
         rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
         idx = np.flatnonzero(ready)
         idx = idx[np.lexsort((rank[cols[4][idx]], cols[0][idx]))]
-        out = [
-            Lapse(names[q][0], names[q][1], s, None if e == _NONE else e,
-                  None if a == _NONE else a, m)
-            for s, e, a, m, q in zip(*(c[idx].tolist() for c in cols), strict=True)
-        ]
         keep = np.flatnonzero(~ready)
         self._cols = [array("q", c[keep].tobytes()) for c in cols]
-        del cols  # the arrays' buffers are views of the old columns
-        self._sink(out)
+        # A slice at a time: all of a day's lapses as objects (and their JSON) at
+        # once were the peak of a long replay.
+        for lo in range(0, len(idx), _LAPSE_SLICE):
+            part = idx[lo:lo + _LAPSE_SLICE]
+            self._sink([
+                Lapse(names[q][0], names[q][1], s, None if e == _NONE else e,
+                      None if a == _NONE else a, m)
+                for s, e, a, m, q in zip(*(c[part].tolist() for c in cols), strict=True)
+            ])
 
 
 def replay_sorted(
