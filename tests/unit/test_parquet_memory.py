@@ -85,11 +85,17 @@ def _lapsing_file(path: Path, *, swap_at: int | None = None) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("budget", "swap_at"), [(1_000, None), (100_000, 3_000)])
+@pytest.mark.parametrize(("budget", "swap_at", "spill_rows"),
+                         [(1_000, None, None), (1_000, None, 4), (100_000, 3_000, 4)])
 def test_lapses_handed_out_in_order_as_they_close(
-    tmp_path: Path, budget: int, swap_at: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int, swap_at: int | None,
+    spill_rows: int | None,
 ) -> None:
+    from coverwatch.reports import replay
     from coverwatch.reports.replay import lapse_record, replay_file
+
+    if spill_rows is not None:  # the held lapses go through the temporary file
+        monkeypatch.setattr(replay, "_SPILL_ROWS", spill_rows)
 
     path = _lapsing_file(tmp_path / "lapsing.parquet", swap_at=swap_at)
     whole, _ = replay_file(SITE, path, budget=budget, disorder_window_us=1_000_000)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -39,6 +40,7 @@ READ_CHUNK_ROWS = 131_072
 T = TypeVar("T")
 LapseSink = Callable[[list[Lapse]], None]
 _LAPSE_SLICE = 8_192
+_SPILL_ROWS = 32_768
 _NONE = -(2**63)  # no end (still open) or no alert, in _LapseOrder's columns
 
 
@@ -98,50 +100,77 @@ class _LapseOrder:
 
     The engine closes lapses in order of their ends; the output is in order of
     (start, post, rule). A lapse open since the first minute (a post never
-    covered) holds back every later one until the end, so those wait here as
-    five int64 each (40 bytes, against some 200 for a `Lapse` and its ints).
+    covered) holds back every later one until the end: those wait as five int64
+    each (start, end, alert_at, lowest cover, post and rule), in a temporary
+    file beyond `_SPILL_ROWS`, so that the read buffers are gone before they
+    are loaded back and sorted.
     """
 
     def __init__(self, sink: LapseSink) -> None:
         self._sink = sink
         self._pairs: dict[tuple[str, str], int] = {}
-        self._cols = [array("q") for _ in range(5)]  # start, end, alert_at, min, pair
+        self._tail = array("q")
+        self._spill: IO[bytes] | None = None
+        self._spill_min: int | None = None  # earliest start in the spill file
 
     def take(self, engine: CoverEngine, *, final: bool = False) -> None:
-        start, end, alert_at, low, pair = self._cols
+        tail = self._tail
         for lp in engine.lapses:
-            start.append(lp.start)
-            end.append(_NONE if lp.end is None else lp.end)
-            alert_at.append(_NONE if lp.alert_at is None else lp.alert_at)
-            low.append(lp.min_cover)
-            pair.append(self._pairs.setdefault((lp.post, lp.rule), len(self._pairs)))
+            pair = self._pairs.setdefault((lp.post, lp.rule), len(self._pairs))
+            tail.extend((lp.start, _NONE if lp.end is None else lp.end,
+                         _NONE if lp.alert_at is None else lp.alert_at, lp.min_cover, pair))
         engine.lapses.clear()
-        if not start:
-            return
         # Lapses not yet closed start at or after the oldest open one, and new ones
         # at or after the horizon.
         oldest = engine.oldest_open_lapse
         cut = engine.horizon if oldest is None else min(engine.horizon, oldest)
-        cols = [np.frombuffer(c, np.int64) for c in self._cols]
-        ready = np.ones(len(start), bool) if final else cols[0] < cut
-        if not ready.any():
+        rows = np.frombuffer(tail, np.int64).reshape(-1, 5)
+        spilled = final or (self._spill_min is not None and self._spill_min < cut)
+        if spilled:
+            rows = np.concatenate((self._unspill(), rows))
+        ready = np.ones(len(rows), bool) if final else rows[:, 0] < cut
+        if not spilled and not ready.any() and len(rows) < _SPILL_ROWS:
             return
+        kept = rows[~ready]
+        if len(kept) >= _SPILL_ROWS:
+            self._write_spill(kept)
+            kept = kept[:0]
+        out = rows[ready]
+        del rows  # a view of the tail, which is replaced
+        self._tail = array("q", kept.tobytes())
         names = list(self._pairs)
         rank = np.empty(len(names), np.int64)
         rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-        idx = np.flatnonzero(ready)
-        idx = idx[np.lexsort((rank[cols[4][idx]], cols[0][idx]))]
-        keep = np.flatnonzero(~ready)
-        self._cols = [array("q", c[keep].tobytes()) for c in cols]
+        out = out[np.lexsort((rank[out[:, 4]], out[:, 0]))]
         # A slice at a time: all of a day's lapses as objects (and their JSON) at
         # once were the peak of a long replay.
-        for lo in range(0, len(idx), _LAPSE_SLICE):
-            part = idx[lo:lo + _LAPSE_SLICE]
+        for lo in range(0, len(out), _LAPSE_SLICE):
             self._sink([
                 Lapse(names[q][0], names[q][1], s, None if e == _NONE else e,
                       None if a == _NONE else a, m)
-                for s, e, a, m, q in zip(*(c[part].tolist() for c in cols), strict=True)
+                for s, e, a, m, q in out[lo:lo + _LAPSE_SLICE].tolist()
             ])
+        if final and self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+    def _write_spill(self, rows: np.ndarray) -> None:
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile()  # noqa: SIM115 (closed at the end)
+        self._spill.seek(0, os.SEEK_END)
+        self._spill.write(rows.tobytes())
+        low = int(rows[:, 0].min())
+        self._spill_min = low if self._spill_min is None else min(self._spill_min, low)
+
+    def _unspill(self) -> np.ndarray:
+        if self._spill is None:
+            return np.empty((0, 5), np.int64)
+        self._spill.seek(0)
+        rows = np.frombuffer(self._spill.read(), np.int64).reshape(-1, 5)
+        self._spill.seek(0)
+        self._spill.truncate()
+        self._spill_min = None
+        return rows
 
 
 def replay_sorted(
