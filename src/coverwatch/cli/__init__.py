@@ -8,7 +8,9 @@ printed), 1 anything unexpected.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,7 +33,7 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.errors import CoverwatchError, SiteFileError
 
 if TYPE_CHECKING:
-    from coverwatch.engine import Evaluation
+    from coverwatch.engine import Evaluation, Lapse
     from coverwatch.formats.eventfiles import EventReader
 
 __all__ = ["app", "main"]
@@ -278,6 +280,23 @@ def replay(
     to_stdout = json_out == "-"
     console = Console(stderr=to_stdout)
     err = Console(stderr=True)
+    # The lapses are written as the replay hands them out, to a spool file first so
+    # that a replay that fails writes nothing, and none is kept in memory: a long
+    # replay's lapses were the part of its peak memory that grew with the file.
+    spool = None if json_out is None else tempfile.TemporaryFile()  # noqa: SIM115
+    alerted: list[Lapse] = []
+    n_alerted = 0
+
+    def take(lapses: list[Lapse]) -> None:
+        nonlocal n_alerted
+        if spool is not None:
+            spool.write(b"".join(orjson.dumps(lapse_record(lp)) + b"\n" for lp in lapses))
+        for lp in lapses:
+            if lp.alert_at is not None:
+                n_alerted += 1
+                if len(alerted) < 10:
+                    alerted.append(lp)
+
     try:
         site_model = load_site(site)
         until_us = None
@@ -310,6 +329,7 @@ def replay(
                 disorder_window_us=round(disorder_window_s * US_PER_S), until=until_us,
                 on_start=start, on_progress=tick,
                 gpx=_gpx_options(events, officer, capability, track_duty, with_events),
+                on_lapses=take,
             )
     except CoverwatchError as e:
         raise _fail(err, e) from None
@@ -326,13 +346,11 @@ def replay(
             f"[yellow]skipped {len(reader.skipped)} bad line(s)[/yellow]: {shown}{more}",
             highlight=False,
         )
-    if json_out is not None:
-        # A lapse at a time: a long replay's lapses joined into one bytes object first
-        # added all their JSON to the peak memory.
+    if json_out is not None and spool is not None:
         out = sys.stdout.buffer if to_stdout else open(json_out, "wb")  # noqa: SIM115
         try:
-            for lp in result.lapses:
-                out.write(orjson.dumps(lapse_record(lp)) + b"\n")
+            spool.seek(0)
+            shutil.copyfileobj(spool, out)
             out.flush()
         except BrokenPipeError:
             if not to_stdout:
@@ -341,6 +359,7 @@ def replay(
             # stdout at /dev/null so that the interpreter's last flush cannot fail too.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         finally:
+            spool.close()
             if not to_stdout:
                 out.close()
     if result.start is None:
@@ -348,8 +367,7 @@ def replay(
         return
     window = f"{format_time(result.start)} to {format_time(result.end or result.start)}"
     console.print(_summary_table(result, f"Cover of {site_model.name}, {window}"))
-    alerted = [lp for lp in result.lapses if lp.alert_at is not None]
-    for lp in alerted[:10]:
+    for lp in alerted:
         end = "still open" if lp.end is None else f"until {format_time(lp.end)}"
         console.print(
             f"[red]ALERT[/red] {lp.post}/{lp.rule}: lapse from {format_time(lp.start)} {end}, "
@@ -357,8 +375,8 @@ def replay(
             highlight=False,
             soft_wrap=True,
         )
-    if len(alerted) > 10:
-        console.print(f"... and {len(alerted) - 10} more alerted lapses (see --json)")
+    if n_alerted > 10:
+        console.print(f"... and {n_alerted - 10} more alerted lapses (see --json)")
 
 
 def _gpx_options(

@@ -164,6 +164,16 @@ class CoverEngine(WindowMixin):
         return self._h
 
     @property
+    def oldest_open_lapse(self) -> int | None:
+        """Start of the earliest lapse still open at the horizon, or None.
+
+        Every lapse not yet in :attr:`lapses` starts at or after
+        ``min(horizon, oldest_open_lapse)``: a replay can write out the closed
+        lapses before that in order without keeping them.
+        """
+        return min((s for s in self._lapse_start if s is not None), default=None)
+
+    @property
     def stats(self) -> list[RuleStats]:
         """Per-rule statistics so far (one per rule in force, in the site's order)."""
         self._fold_stats()
