@@ -84,11 +84,11 @@ function alarmNumber(a, k) { return `${kindWord(a)[0]}${k + 1}`; }
 // or, where that finds no room (planlabels.js), with the alarm's number in the banner.
 export function drawAlarmMarkers(plan, alerts) {
   if (!plan.gAlarms) { plan.gAlarms = svg("g", { class: "alarms" }); plan.root.append(plan.gAlarms); }
-  const number = new Map(alerts.filter((a) => isAlarm(a) && (a.state === "open" || a.state === "acknowledged"))
-    .sort(alarmOrder).map((a, k) => [a.id, alarmNumber(a, k)]));
-  plan.gAlarms.replaceChildren(...alerts
-    .filter((a) => liveAlarm(a) && a.details?.position)
-    .sort(alarmOrder)
+  // Numbered as in the banner: over every live alarm, placed or not.
+  const live = alerts.filter(liveAlarm).sort(alarmOrder);
+  const number = new Map(live.map((a, k) => [a.id, alarmNumber(a, k)]));
+  plan.gAlarms.replaceChildren(...live
+    .filter((a) => a.details?.position)
     .map((a) => {
       const p = a.details.position;
       return svg("g", { class: "alarm-marker", "data-alert": a.id, transform: `translate(${p.x},${-p.y})` },
