@@ -38,10 +38,14 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class PasswordRecord:
-    """A user's row and stored hash, as a sign-in reads them (both None: no such user)."""
+    """A user's row as a sign-in reads it (None: no such user)."""
 
     row: Any
-    stored: str | None
+
+    @property
+    def stored(self) -> str | None:
+        """The stored hash (None: no such user)."""
+        return None if self.row is None else str(self.row.password_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +147,7 @@ class UserRepository(StoreBase):
         """What a password for ``username`` is checked against (a read, no hashing)."""
         with self.reading() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
-        return PasswordRecord(row, None if row is None else row.password_hash)
+        return PasswordRecord(row)
 
     def match_password(self, record: PasswordRecord, password: str) -> PasswordMatch | None:
         """The argon2 work alone (no I/O): the active user if the password is right.
