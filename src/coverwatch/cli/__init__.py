@@ -28,6 +28,7 @@ from coverwatch.cli.interop import (
     check_gpx_options,
 )
 from coverwatch.cli.lazygroup import LazyGroup
+from coverwatch.cli.lightparams import install as _plain_params
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.errors import CoverwatchError, SiteFileError
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from coverwatch.formats.eventfiles import EventReader
 
 __all__ = ["app", "main"]
+
+_plain_params()  # plain values need no pydantic (a tenth of a second of every start)
 
 app = typer.Typer(
     name="coverwatch",
