@@ -7,6 +7,7 @@ printed), 1 anything unexpected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -230,6 +231,22 @@ def _summary_table(result: Evaluation, title: str) -> Table:
     return table
 
 
+def _progress(err: Console) -> Any:
+    """A replay's progress bar on a terminal; off it none, and rich.progress not loaded."""
+    if not err.is_terminal:
+        return contextlib.nullcontext()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]replay[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
 @app.command()
 def replay(
     site: Annotated[Path | None, typer.Argument(help="The site file (YAML).")] = None,
@@ -261,8 +278,6 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -309,23 +324,17 @@ def replay(
             except ValueError as e:
                 err.print(f"[red]error[/red] --until: {e}", highlight=False)
                 raise typer.Exit(2) from None
-        with Progress(
-            TextColumn("[bold]replay[/bold]"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not err.is_terminal,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("replay", total=None)
+        with _progress(err) as progress:
+            task = None if progress is None else progress.add_task("replay", total=None)
 
             def start(reader: EventReader) -> None:
-                big = reader.total_bytes >= _PROGRESS_MIN_BYTES
-                progress.update(task, total=reader.total_bytes, completed=0, visible=big)
+                if progress is not None and task is not None:
+                    big = reader.total_bytes >= _PROGRESS_MIN_BYTES
+                    progress.update(task, total=reader.total_bytes, completed=0, visible=big)
 
             def tick(reader: EventReader) -> None:
-                progress.update(task, completed=reader.bytes_read)
+                if progress is not None and task is not None:
+                    progress.update(task, completed=reader.bytes_read)
 
             result, reader = replay_file(
                 site_model, events, skip_bad=skip_bad, budget=budget,
