@@ -213,6 +213,27 @@ def _target_problems(doc: Any, db: str | None, data_dir: Path | None) -> list[An
         store.close()
 
 
+_SUMMARY = ("Post", "Rule", "Need", "Lapses", "Alerts", "Longest lapse", "Cover %")
+
+
+def _summary_rows(result: Evaluation) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for st in result.stats:
+        pct = st.cover_pct
+        pct_text = "inactive" if pct is None else f"{pct:.1f}"
+        longest = format_duration(st.longest_lapse_us / US_PER_S) if st.lapses else "-"
+        rows.append((st.post, st.rule, str(st.need), str(st.lapses), str(st.alerts), longest,
+                     pct_text))
+    return rows
+
+
+def _plain_summary(console: Console, result: Evaluation, title: str) -> str | None:
+    from coverwatch.cli.plaintable import plain_table
+
+    right = [name not in ("Post", "Rule") for name in _SUMMARY]
+    return plain_table(console, title, _SUMMARY, right, _summary_rows(result))
+
+
 def _summary_table(result: Evaluation, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("Post")
@@ -378,7 +399,12 @@ def replay(
         console.print("no events to replay")
         return
     window = f"{format_time(result.start)} to {format_time(result.end or result.start)}"
-    console.print(_summary_table(result, f"Cover of {site_model.name}, {window}"))
+    title = f"Cover of {site_model.name}, {window}"
+    plain = _plain_summary(console, result, title)
+    if plain is not None:  # off a terminal: the same text, without Rich's layout machinery
+        console.file.write(plain)
+    else:
+        console.print(_summary_table(result, title))
     for lp in alerted:
         end = "still open" if lp.end is None else f"until {format_time(lp.end)}"
         console.print(
