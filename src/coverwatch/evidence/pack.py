@@ -20,6 +20,9 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   where no lapse is derived (:mod:`coverwatch.evidence.window`);
 * ``daily-reports.json`` — the daily activity report of each local day of the window
   (stints per officer, people's actions apart from automatic ones, each note once);
+* ``open-alerts.json`` — every alert open or acknowledged in the log the pack's tree head
+  covers, whose digest the head signs (``open_alerts``): an alert raised before the audit
+  segment and never changed since is still shown (and cannot be dropped unseen);
 * ``verify_pack.py`` — the standalone verifier, one file (:mod:`.verifierfile`);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
@@ -46,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from coverwatch.domain.time import format_time
+from coverwatch.domain.time import format_time, parse_time
 from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
 from coverwatch.evidence.keys import SigningKey
@@ -60,6 +63,7 @@ from coverwatch.evidence.window import no_data_spans, run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.storage import Store
+from coverwatch.storage.tlog import open_alerts
 from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "render_pack_pdf",
@@ -148,13 +152,18 @@ def _export(
         heads = heads or heads_file(key.path)
         head, prev = pack_head(store, key, site, heads)
         audit_rows = reach_head(store, audit_rows, head)
+        live = open_alerts(store.load_alerts())  # what the head's open_alerts commits to
         daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
                                min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
     anchor = make_anchor(store, key, site)
+    linked = _linked_from(audit_rows, head, until)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
-                                    [int(e["id"]) for e in audit_rows],
+                                    [int(e["id"]) for e in audit_rows
+                                     if linked is None or int(e["id"]) < linked],
                                     pack_records(alerts, deliveries, vers), heads,
                                     [int(p["audit"]["id"]) for p in purged if p["audit"]])
+    if linked is not None:
+        proofs["linked"] = {"audit": linked}
     events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
     members: dict[str, bytes] = {
         "events.jsonl": events_bytes,
@@ -172,6 +181,7 @@ def _export(
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
         "daily-reports.json": _json(daily),
+        "open-alerts.json": _json(live),
     }
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     members[VERIFIER_NAME] = verifier_source().encode()  # the standalone verifier, one file
@@ -188,6 +198,22 @@ def _export(
         for name, data in members.items():
             z.writestr(name, data)
     return buf.getvalue()
+
+
+def _linked_from(entries: list[dict[str, Any]], head: dict[str, Any], until: int) -> int | None:
+    """The first of the segment's last entries recorded after ``until`` (None: none): they
+    need no inclusion proof of their own, as their links lead to the head's ``audit_last``,
+    the segment's last entry (a pack over an old window would otherwise carry a proof for
+    every entry since)."""
+    last = head.get("audit_last")
+    if not entries or not isinstance(last, dict) or last.get("id") != entries[-1]["id"]:
+        return None
+    first = None
+    for e in reversed(entries):
+        if parse_time(str(e["at"])) <= until:
+            break
+        first = int(e["id"])
+    return first
 
 
 def _daily_reports(store: Store, versions: list[SiteVersion], last: SiteVersion, since: int,

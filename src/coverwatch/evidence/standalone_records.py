@@ -20,16 +20,25 @@ the chain's first entry (``prev_hash`` of zeros) or hold an entry recorded befor
 may be closed, or raised over late events, after any such entry). A head without
 ``audit_last`` (signed before heads carried it) proves neither end: each unproved end is
 then noted, not failed.
+
+An alert raised before the segment's first entry, open in the window and with no later
+transition, has no entry in the segment at all. The tree head (from v 3) signs
+``open_alerts``, the digest of the list of alerts open or acknowledged in the log it covers
+(records sorted by id, canonical JSON); the pack carries that list as ``open-alerts.json``
+(:func:`check_open_alerts`): each of those alerts that the pack's window and post take in
+must be in ``alerts.json``, as that list records it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from coverwatch.evidence.standalone_proofs import _us
 
-__all__ = ["check_alert_records", "check_segment_ends"]
+__all__ = ["check_alert_records", "check_open_alerts", "check_segment_ends", "linked_entries"]
 
 GENESIS = "0" * 64
 
@@ -120,3 +129,74 @@ def check_segment_ends(manifest: dict[str, Any], head: dict[str, Any],
         res.notes.append("the audit segment is whole at both ends: it starts before the "
                          "window (or at the chain's first entry) and ends at the chain's "
                          "last entry, as the tree head shows")
+
+
+def check_open_alerts(files: dict[str, bytes], manifest: dict[str, Any], head: dict[str, Any],
+                      res: _Findings, *, canonical: Callable[[Any], bytes]) -> None:
+    """See the module doc: each open alert of the window missing from ``alerts.json``, or
+    carried there other than ``open-alerts.json`` records it, is named."""
+    if "open_alerts" not in head:
+        res.notes.append("the pack's tree head predates open_alerts: an alert raised before "
+                         "the audit segment and never changed since is not proved present")
+        return
+    if "open-alerts.json" not in files:
+        res.fail("open-alerts.json", "missing: the pack's tree head signs the open alerts")
+        return
+    live = json.loads(files["open-alerts.json"])
+    if not isinstance(live, list) or \
+            hashlib.sha256(canonical(live)).hexdigest() != head["open_alerts"]:
+        res.fail("open-alerts.json", "is not the list of open alerts the tree head signs "
+                                     "(open_alerts): alerts were dropped or altered")
+        return
+    since, until = int(manifest["since_us"]), int(manifest["until_us"])
+    carried = {str(a.get("id")): a for a in json.loads(files["alerts.json"])}
+    bad = 0
+    for record in live:
+        ident = str(record.get("id"))
+        if not _in_window(record, since, until, manifest.get("post")):
+            continue
+        if ident not in carried:
+            why = (f"lacks alert {ident} ({record.get('kind')} at {record.get('post')}, "
+                   f"raised {record.get('alert_at')}), open when the pack's tree head was "
+                   "signed (open-alerts.json): its record was dropped from the pack")
+        elif carried[ident] != record:
+            why = (f"carries alert {ident} other than the tree head's open alerts record it "
+                   "(an older or altered record)")
+        else:
+            continue
+        bad += 1
+        if bad <= 5:
+            res.fail("alerts.json", why)
+    if bad > 5:
+        res.fail("alerts.json", f"and {bad - 5} more open alert(s) are missing or differ")
+    if not bad:
+        res.notes.append(f"alerts.json holds every alert open in the window when the tree "
+                         f"head was signed ({len(live)} open in all), as the head signs them")
+
+
+def linked_entries(proofs: dict[str, Any], head: dict[str, Any], manifest: dict[str, Any],
+                   entries: list[dict[str, Any]], res: _Findings) -> set[int]:
+    """The audit entries that may go without an inclusion proof: from ``proofs.json``'s
+    ``linked.audit`` (an entry id) to the end of the segment, when that end is the head's
+    ``audit_last``. Each such entry's hash is fixed by the links after it up to that entry,
+    which the signed head names (the links are checked with the segment); only entries
+    recorded after ``until`` are carried so."""
+    first = (proofs.get("linked") or {}).get("audit")
+    if first is None:
+        return set()
+    last = head.get("audit_last")
+    if not entries or not isinstance(last, dict) or last.get("id") != entries[-1]["id"] \
+            or last.get("hash") != entries[-1]["hash"]:
+        res.fail("proofs.json", f"leaves audit entries from {first} unproved, but the "
+                                "segment does not end at the tree head's audit_last")
+        return set()
+    until = int(manifest["until_us"])
+    linked = [e for e in entries if int(e["id"]) >= int(first)]
+    early = [e for e in linked if _us(e["at"]) <= until]
+    if early:
+        res.fail("audit.jsonl", f"entry {early[0]['id']} ({early[0]['at']}) was recorded "
+                                "by the window's end, yet carries no inclusion proof")
+        return set()
+    res.notes.append(f"{len(linked)} audit entr{'y' if len(linked) == 1 else 'ies'} recorded "
+                     "after the window proved by their links to the head's audit_last")
+    return {int(e["id"]) for e in linked}
