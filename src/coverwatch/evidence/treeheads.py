@@ -1,9 +1,9 @@
 """Signed tree heads of the site's transparency log, and checking the log against them.
 
 A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 3,
-"site", "at", "size", "root", "prev", "prev_size", "audit_last", "open_alerts"}`` with ``public_key``, ``key_id``
-and an Ed25519 ``signature`` over the rest (canonical JSON, as anchors). ``root``
-is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
+"site", "at", "size", "root", "prev", "prev_size", "audit_last", "open_alerts"}`` with
+``public_key``, ``key_id`` and an Ed25519 ``signature`` over the rest (canonical JSON, as
+anchors). ``root`` is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
 SHA-256 (hex) of the previous head of the site, as written (null for the first),
 so heads form a chain: deleting or replaying one breaks it. ``audit_last`` (from v 2) is
 ``{"id", "hash"}`` of the last audit entry among those leaves (null: none): a pack's audit
