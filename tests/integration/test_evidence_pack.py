@@ -365,3 +365,41 @@ def test_a_head_signed_during_export_gives_a_pack_whose_segment_ends_at_its_head
     check = verify_pack(data, key.trusted)
     assert check.ok, check.problems
     assert any("whole at both ends" in n for n in check.notes), check.notes
+
+
+def test_a_pdf_from_an_older_renderer_is_not_re_checked_and_the_data_still_verify(
+    pack: tuple[bytes, Store, list[SiteVersion], Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack records the PDF renderer's version; one made by an older renderer (whose
+    wording differs) or by a release that did not record it is verified on its data, its
+    PDF said to be not re-checked: never failed for wording that changed since."""
+    import coverwatch.evidence.pack as pack_module
+    import coverwatch.evidence.pdf as pdf_module
+
+    data, store, versions, key_path = pack
+    manifest = orjson.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
+    assert manifest["pdf_renderer"] == pdf_module.PDF_RENDERER
+    real = pack_module.render_pack_pdf
+    with monkeypatch.context() as m:  # an older release: other wording, an older version
+        m.setattr(pdf_module, "PDF_RENDERER", pdf_module.PDF_RENDERER - 1)
+        m.setattr(pack_module, "render_pack_pdf", lambda files, site, *a: real(
+            files, site + " (as worded before)", *a))
+        old = export_pack(store, versions, load_signing_key(key_path), site="yard",
+                          since=T0 + 3600 * US_PER_S, until=T0 + 3 * 3600 * US_PER_S)
+    # And one from before packs recorded the version at all.
+    src = zipfile.ZipFile(io.BytesIO(old))
+    body = {k: v for k, v in orjson.loads(src.read("manifest.json")).items()
+            if k not in ("signature", "public_key", "key_id", "pdf_renderer")}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("manifest.json", orjson.dumps(sign_document(body, load_signing_key(key_path))))
+        for n in src.namelist():
+            if n != "manifest.json":
+                z.writestr(n, src.read(n))
+    for made, was in ((old, f"version {pdf_module.PDF_RENDERER - 1} of the"),
+                      (buf.getvalue(), "an unversioned")):
+        check = verify_pack(made, load_signing_key(key_path).trusted)
+        assert check.ok, check.problems
+        assert any(n.startswith(f"report.pdf rendered by {was} PDF renderer (this release "
+                                f"renders version {pdf_module.PDF_RENDERER}): not re-checked")
+                   for n in check.notes), check.notes
