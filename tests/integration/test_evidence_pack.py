@@ -14,7 +14,7 @@ from alertkit import raise_alerts
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
-from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import load_signing_key
 from coverwatch.evidence.pack import export_pack, verify_pack
@@ -247,9 +247,15 @@ def test_purge_inside_a_window_cuts_lapses_at_its_edge(tmp_path: Path) -> None:
     assert check.ok, check.problems
     # The daily report (in the pack, and `records daily`) marks the purged part of its day;
     # the PDF leaves that hour out of the share covered, and says so.
+    # Its span is the pack's, stale_after_s included, and it derives no lapse in it.
     [day] = orjson.loads(z.read("daily-reports.json"))
     assert [(p["until"], p["note"]) for p in day["sections"]["no data (purged)"]] == [
-        (format_time(T0 + 2 * H), "no data (purged)")]
+        (spans[0]["end"], "no data (purged)")]
+    daily = day["sections"]["lapses"]
+    assert daily and not any(
+        parse_time(lp["start"]) < spans[0]["end_us"] and (
+            lp["end"] is None or parse_time(lp["end"]) > spans[0]["start_us"]) for lp in daily)
+    assert any(lp.get("purged_edge") for lp in daily)  # it was cut there, not left out
     assert "(no data (purged) for 1.0 h: left out)" in " ".join(
         _pdf_text(z.read("report.pdf")).split())
     store.close()
