@@ -23,6 +23,10 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
 * ``open-alerts.json`` — every alert open or acknowledged in the log the pack's tree head
   covers, whose digest the head signs (``open_alerts``): an alert raised before the audit
   segment and never changed since is still shown (and cannot be dropped unseen);
+* ``briefing.json`` — every shift, orders version and orders acknowledgement of the site,
+  whose digest the head signs (``briefing``): ``roster.json`` and ``orders.json`` must be
+  its view of the window (:mod:`coverwatch.evidence.briefing`), so neither can be altered
+  or thinned in a re-signed pack;
 * ``verify_pack.py`` — the standalone verifier, one file (:mod:`.verifierfile`);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
@@ -52,6 +56,7 @@ import orjson
 from coverwatch.domain.time import format_time, parse_time
 from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
+from coverwatch.evidence.briefing import briefing_records, briefing_view
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.packproofs import HeadMoved, pack_head, pack_proofs, pack_records
 from coverwatch.evidence.purged import purge_records
@@ -134,18 +139,10 @@ def _export(
                   if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
                                                  or until) >= since
                   and (post is None or a["post"] == post)]
-        orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
-                                "since": format_time(v.since), "text": v.text,
-                                "changes": v.changes} for v in store.orders_versions(post)
-                               if v.since <= until],
-                  "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
-                                        "at": format_time(a.at), "via": a.via, "device": a.device}
-                                       for a in store.acknowledgements()
-                                       if a.at <= until and (post is None or a.post == post)]}
+        # The whole roster and orders record, which the head signs; the pack's are its view.
+        briefing = briefing_records(store)
+        roster, orders = briefing_view(briefing, since, until, post)
         deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
-        roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
-                   "start": format_time(s.start), "end": format_time(s.end)}
-                  for s in store.list_shifts(from_us=since, until_us=until)]
         audit_rows = audit_segment(store, since, until, alerts, rows)
         # The head is of this snapshot's log (its leaves cover every record read here), so
         # the segment can end at the chain's last entry as the head names it.
@@ -182,6 +179,7 @@ def _export(
         "purges.json": _json({"records": purged, "no_data": no_data}),
         "daily-reports.json": _json(daily),
         "open-alerts.json": _json(live),
+        "briefing.json": _json(briefing),
     }
     from coverwatch.evidence.pdf import PDF_RENDERER
 

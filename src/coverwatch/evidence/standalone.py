@@ -55,6 +55,8 @@ from coverwatch.evidence import standalone_proofs as _proofs  # joined: see veri
 from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
 from coverwatch.evidence.standalone_records import (
     check_alert_records,
+    check_briefing,
+    check_delivery_entries,
     check_open_alerts,
     check_segment_ends,
     linked_entries,
@@ -281,7 +283,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     if version < 2:
         res.notes.append("a version 1 pack: it carries no inclusion proofs")
         return
-    for name in ("tree-head.json", "proofs.json"):
+    for name in ("tree-head.json", "proofs.json", "deliveries.json"):
         if name not in files:
             res.fail(name, "missing: a version 2 pack carries it")
             return
@@ -302,6 +304,8 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     check_alert_records(files, manifest, entries, res)
     check_segment_ends(manifest, head, entries, res)
     check_open_alerts(files, manifest, head, res, canonical=canonical)
+    check_briefing(files, manifest, head, res, canonical=canonical)
+    check_delivery_entries(files, entries, res)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:

@@ -1,7 +1,8 @@
 """Signed tree heads of the site's transparency log, and checking the log against them.
 
 A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 3,
-"site", "at", "size", "root", "prev", "prev_size", "audit_last", "open_alerts"}`` with
+"site", "at", "size", "root", "prev", "prev_size", "audit_last", "open_alerts", "briefing"}``
+with
 ``public_key``, ``key_id`` and an Ed25519 ``signature`` over the rest (canonical JSON, as
 anchors). ``root`` is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
 SHA-256 (hex) of the previous head of the site, as written (null for the first),
@@ -12,6 +13,8 @@ segment that ends there is shown not cut short (version 1 heads lack it). ``open
 acknowledged among those leaves, as records sorted by id
 (:func:`coverwatch.storage.tlog.open_alerts`): a pack carries that list, so an alert raised
 before its audit segment and never changed since cannot be dropped from it unseen.
+``briefing`` (from v 3) is the digest of every shift, orders version and acknowledgement
+(:mod:`coverwatch.evidence.briefing`), which a pack carries whole.
 
 :func:`verify_tree_heads` needs only public keys and the stored leaves: each leaf
 hash is recomputed, each head's root recomputed from the leaves, and each pair of
@@ -48,6 +51,7 @@ from coverwatch.evidence.anchors import (
     verify_document,
 )
 from coverwatch.evidence.anchors import canonical as _canonical
+from coverwatch.evidence.briefing import briefing_records
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.storage import Store
 from coverwatch.storage.tables import audit, tlog_leaves
@@ -80,6 +84,7 @@ def make_head(store: Store, key: SigningKey, site: str,
             tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "audit",
             tlog_leaves.c.idx < len(hashes)).order_by(tlog_leaves.c.idx.desc()).limit(1)).first()
         live = open_alerts(store.load_alerts())
+        briefing = briefing_records(store)
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return sign_document({
         "kind": HEAD_KIND, "v": 3, "site": site, "at": at, "size": len(hashes),
@@ -89,6 +94,7 @@ def make_head(store: Store, key: SigningKey, site: str,
         "audit_last": None if last is None else {
             "id": int(last.ref), "hash": str(orjson.loads(str(last.leaf))["hash"])},
         "open_alerts": record_digest(live),
+        "briefing": record_digest(briefing),
     }, key)
 
 
