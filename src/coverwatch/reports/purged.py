@@ -108,7 +108,8 @@ def cut_lapse_records(lapses: Sequence[Lapse], spans: Sequence[dict[str, Any]],
     """Reports' lapse records (``post, rule, start, end, alert_at, min_cover``) with no lapse
     where positions were purged: each lapse cut at the spans (a piece's alert is the
     lapse's own if it keeps its start, else its start plus the rule's grace if it lasts
-    longer); a cut piece is marked ``purged_edge``. ``until``: where an open lapse ends."""
+    longer); a cut piece is marked ``purged_edge`` (every record has the field, so a table
+    of them has the column). ``until``: where an open lapse ends."""
     out: list[dict[str, Any]] = []
     for lp in lapses:
         end = until if lp.end is None else lp.end
@@ -116,7 +117,7 @@ def cut_lapse_records(lapses: Sequence[Lapse], spans: Sequence[dict[str, Any]],
             "post": lp.post, "rule": lp.rule, "start": format_time(lp.start),
             "end": None if lp.end is None else format_time(lp.end),
             "alert_at": None if lp.alert_at is None else format_time(lp.alert_at),
-            "min_cover": lp.min_cover}
+            "min_cover": lp.min_cover, "purged_edge": False}
         pieces = cut_outside(lp.start, end, spans)
         if pieces == [(lp.start, end)]:
             out.append(rec)

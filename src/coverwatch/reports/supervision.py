@@ -186,10 +186,7 @@ def daily_report(
         "alert_at": format_time(a["alert_at"]),
         "notified": summary(by_alert.get(a["id"], ()), "delivered"),
         "not_reached": summary(by_alert.get(a["id"], ()), "failed"),
-        "acknowledged_by": a.get("acknowledged_by"),
-        "acknowledged_at": None if a.get("acknowledged_at") is None
-        else format_time(a["acknowledged_at"]),
-        "note": a.get("acknowledgement_note") or "", "closed_by": a.get("closed_by"),
+        **_acknowledged(a), "closed_by": a.get("closed_by"),
         "close_note": a.get("close_note") or ""} for a in alerts]
     kinds = {a["id"]: a for a in alerts}
     rep.sections["notifications"] = [{
@@ -215,6 +212,21 @@ def daily_report(
     rep.sections["supervisor actions"] = [a for a in actions if a["who"] not in AUTOMATIC]
     rep.sections["automatic actions"] = [a for a in actions if a["who"] in AUTOMATIC]
     return rep
+
+
+def _acknowledged(a: dict[str, Any]) -> dict[str, Any]:
+    """Who acknowledged the alert, when, with what note; an alert closed while nobody owned
+    it records its closer as owner at the same instant (``Alert.close``): no
+    acknowledgement, and its note is the close note, shown once, against the close."""
+    if a.get("acknowledged_by") is not None and (
+            a.get("acknowledged_by"), a.get("acknowledged_at")) == (a.get("closed_by"),
+                                                                   a.get("closed_at")):
+        return {"acknowledged_by": "not acknowledged (closed directly)",
+                "acknowledged_at": None, "note": ""}
+    return {"acknowledged_by": a.get("acknowledged_by"),
+            "acknowledged_at": None if a.get("acknowledged_at") is None
+            else format_time(a["acknowledged_at"]),
+            "note": a.get("acknowledgement_note") or ""}
 
 
 def _note(action: str, details: dict[str, Any]) -> str:
