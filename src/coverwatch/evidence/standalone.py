@@ -27,7 +27,9 @@ It checks, and names the part of any failure:
 * ``audit.jsonl`` follows the window: it holds the raising, deliveries, acknowledgement and
   close of every alert whose ``alert_at`` lies in the window; ``alerts.json`` holds every
   alert the segment records in the window and every one ``open-alerts.json`` (signed by
-  the head's ``open_alerts``) lists in it.
+  the head's ``open_alerts``) lists in it;
+* ``roster.json`` and ``orders.json`` are the window's view of ``briefing.json`` (signed by
+  the head's ``briefing``); ``deliveries.json`` holds every delivery the segment records.
 
 Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
 re-run the engine. ``docs/evidence-format.md`` specifies every format; the hashing repeats
@@ -53,14 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coverwatch.evidence import standalone_proofs as _proofs  # joined: see verifierfile
 from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
-from coverwatch.evidence.standalone_records import (
-    check_alert_records,
-    check_briefing,
-    check_delivery_entries,
-    check_open_alerts,
-    check_segment_ends,
-    linked_entries,
-)
+from coverwatch.evidence.standalone_records import check_records, linked_entries
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -301,11 +296,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
                                  entry_hash=audit_entry_hash, canonical=canonical)
     _proofs.check_alerts(files, manifest, spans, rows, res)
     _proofs.check_segment(files, manifest, entries, res)
-    check_alert_records(files, manifest, entries, res)
-    check_segment_ends(manifest, head, entries, res)
-    check_open_alerts(files, manifest, head, res, canonical=canonical)
-    check_briefing(files, manifest, head, res, canonical=canonical)
-    check_delivery_entries(files, entries, res)
+    check_records(files, manifest, head, entries, res, canonical=canonical)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:

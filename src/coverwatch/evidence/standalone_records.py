@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from coverwatch.evidence.standalone_proofs import _DELIVERY_KEY, _us
 
 __all__ = ["check_alert_records", "check_briefing", "check_delivery_entries", "check_open_alerts",
-           "check_segment_ends", "linked_entries"]
+           "check_records", "check_segment_ends", "linked_entries"]
 
 GENESIS = "0" * 64
 
@@ -295,3 +295,15 @@ def check_delivery_entries(files: dict[str, bytes], entries: list[dict[str, Any]
                                         f"missing ({action} about alert {subject[6:]})")
             return
         shown[key] -= 1
+
+
+def check_records(files: dict[str, bytes], manifest: dict[str, Any], head: dict[str, Any],
+                  entries: list[dict[str, Any]], res: _Findings, *,
+                  canonical: Callable[[Any], bytes]) -> None:
+    """Every check of this module, in order: the alerts the segment records, the segment's
+    ends, the open alerts, the roster and orders, the deliveries."""
+    check_alert_records(files, manifest, entries, res)
+    check_segment_ends(manifest, head, entries, res)
+    check_open_alerts(files, manifest, head, res, canonical=canonical)
+    check_briefing(files, manifest, head, res, canonical=canonical)
+    check_delivery_entries(files, entries, res)
