@@ -17,7 +17,8 @@ anyway). Then: SIGKILL the victim and time, from the kill,
 Uses the shared NATS (COVERWATCH_BENCH_NATS_URL) under a random ``cwb-…`` prefix, deleted at
 the end. The load average is printed with each row: the machine is shared.
 
-    PYTHONPATH=src .venv/bin/python bench/failover.py [--sites 100,1000] [--officers 3]
+    PYTHONPATH=src .venv/bin/python bench/failover.py [--sites 100,1000] [--officers 3] \
+        [--partitions 64]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import orjson
 from cluster import NATS_URL, cleanup, publish_retrying, site_ids, spawn, stop_all
 
 from coverwatch.bus import BusNames, EventLog, connect, open_bucket
+from coverwatch.bus.leases import lease_name
 from coverwatch.domain.time import US_PER_S
 
 __all__ = ["main"]
@@ -110,7 +112,8 @@ class Watch:
                 await t
 
 
-async def one(n: int, officers: int, work: Path, timeout: float) -> dict[str, Any]:
+async def one(n: int, officers: int, work: Path, timeout: float,
+              partitions: int | None) -> dict[str, Any]:
     names = BusNames(f"cwb-{uuid.uuid4().hex[:8]}")
     sites = site_ids(n, "fo")
     nc = await connect(NATS_URL)
@@ -157,7 +160,7 @@ async def one(n: int, officers: int, work: Path, timeout: float) -> dict[str, An
         def done() -> bool:
             now = time.monotonic() - killed
             for s in sites:
-                if s not in owned and watch.owner.get(s) == "survivor":
+                if s not in owned and watch.owner.get(lease_name(s, partitions)) == "survivor":
                     owned[s] = now
                 cp = watch.cp.get(s)
                 if s not in evaluated and cp is not None and cp[0] == "survivor" \
@@ -181,16 +184,21 @@ def main() -> None:
     ap.add_argument("--sites", default="100,1000")
     ap.add_argument("--officers", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="leases per partition, this many (0: a lease per site)")
     args = ap.parse_args()
+    # The worker processes (bench/cluster.py) read it from the environment.
+    os.environ["COVERWATCH_BUS_PARTITIONS"] = str(args.partitions)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-failover-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
     print(f"failover: {os.cpu_count()} CPUs shared; load average {os.getloadavg()[0]:.2f}; "
-          f"{args.officers} officers per site, lease 6 s, renewal 1 s", flush=True)
+          f"{args.officers} officers per site, lease 6 s, renewal 1 s, "
+          f"{args.partitions or 'no'} partitions", flush=True)
     print("| sites | victim ready s | first / median / all owned s "
           "| first / median / all evaluated again s | load at kill / end |")
     print("|---:|---:|---:|---|---|", flush=True)
     for n in (int(x) for x in args.sites.split(",")):
-        r = asyncio.run(one(n, args.officers, work, args.timeout))
+        r = asyncio.run(one(n, args.officers, work, args.timeout, args.partitions or None))
         ev = r["evaluated"]
         ow = r["owned"]
         owned = (f"{ow[0]:.2f} / {statistics.median(ow):.2f} / {ow[-1]:.2f}" if len(ow) == n

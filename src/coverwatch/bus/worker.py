@@ -32,6 +32,7 @@ from coverwatch.bus.leases import (
     LeaseTable,
     LeaseView,
     balanced_moves,
+    lease_name,
     lease_ttl,
     open_bucket,
 )
@@ -68,13 +69,19 @@ class WorkerSettings:
     batch_max: int = 20_000
     # Free sites claimed in one round (all of a failed worker's, up to a thousand), their
     # lease claims and starts ``take_in_flight`` at a time; ``max_sites`` (None: no limit)
-    # is the most this worker owns: beyond it the others, or the dead-man check, see them.
+    # is the most leases this worker holds (sites, or partitions if partitioned): beyond
+    # it the others, or the dead-man check, see them.
     take_per_round: int = 1000
     take_in_flight: int = 64
     max_sites: int | None = None
     # Of the stream and buckets (3 on a three-node cluster); None: as they are (R1 if new).
     replicas: int | None = None
     handover_s: float = 2.0  # at shutdown, the longest wait for a site's last checkpoint
+    # Leases per partition (None: one lease per site): a site belongs to partition
+    # ``blake2b(site) mod partitions``, fixed for the deployment (docs/scale.md, "Partitions").
+    # A worker renews, watches and takes over partitions, so a thousand sites cost
+    # ``partitions`` lease writes a second, and a failover claims that many keys.
+    partitions: int | None = None
 
 
 @dataclass
@@ -327,6 +334,8 @@ class Worker:
         self.keeper: LeaseKeeper | None = None
         self.clock_us = clock_us
         self.runs: dict[str, SiteRun] = {}
+        self._starting: set[asyncio.Task[None]] = set()  # runs starting (see _take_many)
+        self._start_limit: asyncio.Semaphore | None = None
         self.log = EventLog(self.js, self.names, replicas=self.settings.replicas)
         self._last_watermark = 0.0
         self.view: LeaseView
@@ -351,7 +360,7 @@ class Worker:
             await asyncio.to_thread(self.keeper.start)
         if self.on_orphan is not None:
             self.deadman = DeadmanCheck(self.view, self.sites, s.deadman_s, self.on_orphan,
-                                        self.on_owned)
+                                        self.on_owned, lease_of=self.lease_of)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take part until ``stop`` is set, then hand every site over cleanly."""
@@ -384,22 +393,35 @@ class Worker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.renew_s)
 
+    def lease_of(self, site: str) -> str:
+        """The lease that covers ``site``: its own, or its partition's (``p.<k>``)."""
+        return lease_name(site, self.settings.partitions)
+
+    def owns(self, site: str) -> bool:
+        """Whether this worker may act for ``site`` now (its lease is held and fresh)."""
+        return self.leases.owns(self.lease_of(site))
+
+    def epoch(self, site: str) -> int | None:
+        """The fencing token of ``site``: its lease's revision when this worker took it."""
+        return self.leases.epochs.get(self.lease_of(site))
+
     async def renew(self) -> None:
-        """Heartbeat and renew every owned site's lease; stop the runs of lost ones."""
+        """Heartbeat and renew every held lease; stop the runs of lost ones."""
         await self.leases.heartbeat(len(self.runs))
-        sites = list(self.runs)
-        renewed = await asyncio.gather(*(self.leases.renew(s) for s in sites))
-        for site, ok in zip(sites, renewed, strict=True):
-            run = self.runs.get(site)
-            if not ok and run is not None:
+        held = list(self.leases.revisions)
+        renewed = await asyncio.gather(*(self.leases.renew(n) for n in held))
+        lost = {n for n, ok in zip(held, renewed, strict=True) if not ok}
+        for site, run in list(self.runs.items()):
+            if self.lease_of(site) in lost and self.runs.get(site) is run:
                 log.warning("site %s: lease lost", site)
                 del self.runs[site]
                 await run.stop(checkpoint=False)
 
     async def round(self) -> None:
         """Drop failed and lost runs, rebalance, publish watermarks, run the dead-man check."""
+        partitioned = self.settings.partitions is not None
         for site, run in list(self.runs.items()):
-            if site not in self.leases.revisions and self.runs.get(site) is run:
+            if self.lease_of(site) not in self.leases.revisions and self.runs.get(site) is run:
                 log.warning("site %s: lease lost", site)  # seen by the lease keeper
                 del self.runs[site]
                 await run.stop(checkpoint=False)
@@ -407,15 +429,25 @@ class Worker:
             if run.done and self.runs.get(site) is run:  # failed: start again from the checkpoint
                 del self.runs[site]
                 await run.stop(checkpoint=False)
-                await self.leases.release(site)
+                if not partitioned:  # a partition's other sites keep it; restarted below
+                    await self.leases.release(site)
         sites = set(self.sites())
-        take, give = balanced_moves(self.id, sites, self.view, list(self.runs))
-        for site in give:
-            await self._give_up(site)
+        by_lease: dict[str, list[str]] = {}
+        for site in sorted(sites):
+            by_lease.setdefault(self.lease_of(site), []).append(site)
+        take, give = balanced_moves(self.id, set(by_lease), self.view,
+                                    list(self.leases.revisions))
+        for name in give:
+            await asyncio.gather(*(self._give_up(s, release=False)
+                                   for s in by_lease.get(name, [])))
+            await self.leases.release(name)
         room = self.settings.take_per_round
         if self.settings.max_sites is not None:
-            room = min(room, self.settings.max_sites - len(self.runs))
-        await self._take_many(take[: max(room, 0)])
+            room = min(room, self.settings.max_sites - len(self.leases.revisions))
+        # Sites of held leases with no run: new in a held partition, or failed above.
+        missing = [s for n in self.leases.revisions for s in by_lease.get(n, [])
+                   if s not in self.runs]
+        await self._take_many(take[: max(room, 0)], by_lease, missing)
         if time.monotonic() - self._last_watermark >= self.settings.watermark_s:
             self._last_watermark = time.monotonic()
             await self._watermarks()
@@ -443,31 +475,46 @@ class Worker:
                 marks[site] = min(horizon, caps.get(site, horizon))
         await asyncio.gather(*(self.log.publish_watermark(site, h) for site, h in marks.items()))
 
-    async def _take_many(self, sites: list[str]) -> None:
-        """Claim many free sites' leases together, then start their runs together, a bounded
-        number in flight: a failover of a thousand sites is one round, not one per 16 sites."""
-        if not sites:
+    async def _take_many(self, names: list[str], by_lease: Mapping[str, list[str]],
+                         missing: Sequence[str] = ()) -> None:
+        """Claim many free sites' leases together (``take_in_flight`` at a time), then start
+        their runs in the background, as many at a time: the round goes on, so sites whose
+        leases go stale a moment later are claimed in the next round, not after every start
+        of this one (a failover of a thousand sites is not two rounds' starts end to end)."""
+        if not names and not missing:
             return
+        if self._start_limit is None:
+            self._start_limit = asyncio.Semaphore(self.settings.take_in_flight)
         limit = asyncio.Semaphore(self.settings.take_in_flight)
+        start_limit = self._start_limit
 
-        async def claim(site: str) -> SiteRun | None:
-            async with limit:
-                epoch = await self.leases.try_acquire(site)
-            if epoch is None:
-                return None
+        def new_run(site: str, epoch: int) -> SiteRun:
             s = self.settings
             run = SiteRun(site, epoch, self.log, self.checkpoints, self.factory, self.sink,
-                          self.leases.owns, s.checkpoint_s, s.batch_max,
+                          self.owns, s.checkpoint_s, s.batch_max,
                           s.checkpoint_s * s.idle_checkpoint_factor)
             self.runs[site] = run  # renewed from now on, even while it starts
             return run
 
-        async def start(run: SiteRun) -> None:
+        async def claim(name: str) -> list[SiteRun]:
             async with limit:
-                await self._start(run)
+                epoch = await self.leases.try_acquire(name)
+            if epoch is None:
+                return []
+            return [new_run(site, epoch) for site in by_lease.get(name, [])]
 
-        runs = [r for r in await asyncio.gather(*(claim(s) for s in sites)) if r is not None]
-        await asyncio.gather(*(start(r) for r in runs))
+        async def start(run: SiteRun) -> None:
+            async with start_limit:
+                if self.runs.get(run.site) is run:  # not lost or given up meanwhile
+                    await self._start(run)
+
+        runs = [new_run(s, e) for s in missing if (e := self.epoch(s)) is not None]
+        for claimed in await asyncio.gather(*(claim(n) for n in names)):
+            runs += claimed
+        for run in runs:
+            task = asyncio.create_task(start(run), name=f"start {run.site}")
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
     async def _start(self, run: SiteRun) -> None:
         site = run.site
@@ -478,25 +525,33 @@ class Worker:
             if self.runs.get(site) is run:
                 del self.runs[site]
             await run.stop(checkpoint=False)
-            await self.leases.release(site)
+            if self.settings.partitions is None:
+                await self.leases.release(site)
             return
         log.info("site %s: owned (epoch %d, from seq %d)", site, run.epoch, run.seq)
         if self.on_run is not None:
             self.on_run(site, run.epoch, run.seq)
 
-    async def _give_up(self, site: str, wait_s: float = 10.0) -> None:
+    async def _give_up(self, site: str, wait_s: float = 10.0, *, release: bool = True) -> None:
         run = self.runs.pop(site, None)
         if run is not None:
             await run.stop(checkpoint=True, wait_s=wait_s)
-        await self.leases.release(site)
+        if release:
+            await self.leases.release(self.lease_of(site))
 
     async def close(self) -> None:
         """Checkpoint and release every site, then leave (a clean shutdown)."""
+        for task in list(self._starting):
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
         if self.keeper is not None:
             await asyncio.to_thread(self.keeper.stop)
         # Every site at once, each checkpoint waited for briefly: a node told to stop
         # (SIGTERM) is gone within seconds, its leases released for the next owner.
-        await asyncio.gather(*(self._give_up(s, wait_s=self.settings.handover_s)
+        await asyncio.gather(*(self._give_up(s, wait_s=self.settings.handover_s,
+                                             release=False)
                                for s in list(self.runs)), return_exceptions=True)
+        await asyncio.gather(*(self.leases.release(n) for n in list(self.leases.revisions)),
+                             return_exceptions=True)
         await self.leases.leave()
         await self.view.stop()

@@ -110,7 +110,8 @@ class ClusterWorker:
             sink=self._sink, settings=settings or WorkerSettings(
                 lateness_s=svc.settings.lateness_s,
                 max_lateness_s=svc.settings.max_lateness_s,
-                replicas=svc.settings.bus_replicas),
+                replicas=svc.settings.bus_replicas,
+                partitions=svc.settings.bus_partitions),
             on_orphan=orphaned, on_owned=owned, on_run=self._on_run,
             lease_url=svc.settings.bus_url, before_watermarks=self._relay,
         )
@@ -125,11 +126,11 @@ class ClusterWorker:
         await self.worker.run(stop)
 
     def owns(self, site: str) -> bool:
-        return self._started and site in self.worker.runs and self.worker.leases.owns(site)
+        return self._started and site in self.worker.runs and self.worker.owns(site)
 
     def _holds(self, site: str, epoch: int) -> bool:
         # Fencing: a run of an older epoch (lease lost and taken again) acts no more.
-        return self.owns(site) and self.worker.leases.epochs.get(site) == epoch
+        return self.owns(site) and self.worker.epoch(site) == epoch
 
     def _evaluator(self, site: str, state: bytes | None) -> SiteEvaluator:
         svc = self.sites.get(site)
@@ -185,7 +186,7 @@ class ClusterWorker:
     async def fence_current(self, site: str) -> bool:
         """Fence this task's writes for ``site`` at the current lease's epoch (escalation
         steps and their deliveries); False if this node does not own the site (now)."""
-        epoch = self.worker.leases.epochs.get(site) if self.owns(site) else None
+        epoch = self.worker.epoch(site) if self.owns(site) else None
         if epoch is None:
             return False
         return await self._fence(site, epoch)
