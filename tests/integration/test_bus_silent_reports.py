@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from conftest import Database
-
 from coverwatch.server.clusterworker import ClusterWorker
 from coverwatch.storage import open_store
 from coverwatch.storage.devicereports import last_reports_of_sites

@@ -109,6 +109,7 @@ class SiteRun:
     _task: asyncio.Task[None] | None = None
     _last_cp: float = 0.0
     _dirty: bool = False  # events, control or outputs since the last checkpoint
+    _started_at: float = 0.0
     _stopped: bool = False
     _busy: bool = False
 
@@ -130,6 +131,7 @@ class SiteRun:
         self.seq = self.cp.seq
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = 0.0  # the first batch is checkpointed at once: a takeover shows soon
+        self._started_at = time.monotonic()
         self._sub = await self.log.follow(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
@@ -202,9 +204,13 @@ class SiteRun:
                         await self.sink(self.site, self.epoch, self.seq, outputs)
                     self._dirty = self._dirty or bool(outputs) or any(
                         m.kind != "watermark" for m in messages)
-                since = time.monotonic() - self._last_cp
-                if end or since >= (self.checkpoint_s if self._dirty
-                                    else max(self.checkpoint_s, self.idle_checkpoint_s)):
+                now = time.monotonic()
+                # Catching up after a start (the first idle_checkpoint_s), every checkpoint_s
+                # too: a takeover shows as soon as the backlog is through.
+                busy = self._dirty or now - self._started_at < self.idle_checkpoint_s
+                if end or now - self._last_cp >= (
+                        self.checkpoint_s if busy
+                        else max(self.checkpoint_s, self.idle_checkpoint_s)):
                     await self.checkpoint()
                 if end:
                     return
