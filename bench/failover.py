@@ -14,6 +14,10 @@ anyway). Then: SIGKILL the victim and time, from the kill,
   stream's tail at the kill (a watch on the checkpoints bucket): each site restored,
   re-read and evaluated by the survivor.
 
+and the survivor's CPU time per site from the kill to the last site evaluated again (the
+per-site cost of a failover), then per site per second over 10 s with all N owned and idle
+(what a quiet site costs its owner: watermarks, checkpoints, leases).
+
 Uses the shared NATS (COVERWATCH_BENCH_NATS_URL) under a random ``cwb-…`` prefix, deleted at
 the end. The load average is printed with each row: the machine is shared.
 
@@ -43,6 +47,12 @@ from coverwatch.bus.leases import lease_name
 from coverwatch.domain.time import US_PER_S
 
 __all__ = ["main"]
+
+
+def cpu_s(pid: int) -> float:
+    """A process's CPU time (user + system), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def few_officers(site: str, officers: int, t0: int, seconds: int) -> list[dict[str, Any]]:
@@ -168,8 +178,16 @@ async def one(n: int, officers: int, work: Path, timeout: float,
                     evaluated[s] = now
             return len(evaluated) == n
 
+        cpu_kill = cpu_s(procs[1].pid)
         finished = await watch.until(done, timeout)
-        return {"sites": n, "officers": officers, "ready_s": ready_s, "finished": finished,
+        cpu_done = cpu_s(procs[1].pid)
+        # The survivor's steady cost, idle: CPU per site per second with all N owned.
+        await asyncio.sleep(2.0)
+        c0, t0_idle = cpu_s(procs[1].pid), time.monotonic()
+        await asyncio.sleep(10.0)
+        idle_ms = (cpu_s(procs[1].pid) - c0) / (time.monotonic() - t0_idle) / n * 1000
+        return {"cpu_per_site_ms": (cpu_done - cpu_kill) / n * 1000, "idle_ms": idle_ms,
+                "sites": n, "officers": officers, "ready_s": ready_s, "finished": finished,
                 "owned": sorted(owned.values()), "evaluated": sorted(evaluated.values()),
                 "load_kill": load, "load_end": os.getloadavg()[0]}
     finally:
@@ -195,8 +213,9 @@ def main() -> None:
           f"{args.officers} officers per site, lease 6 s, renewal 1 s, "
           f"{args.partitions or 'no'} partitions", flush=True)
     print("| sites | victim ready s | first / median / all owned s "
-          "| first / median / all evaluated again s | load at kill / end |")
-    print("|---:|---:|---:|---|---|", flush=True)
+          "| first / median / all evaluated again s | survivor CPU per site taken over ms "
+          "| survivor CPU per site-second idle ms | load at kill / end |")
+    print("|---:|---:|---:|---|---:|---:|---|", flush=True)
     for n in (int(x) for x in args.sites.split(",")):
         r = asyncio.run(one(n, args.officers, work, args.timeout, args.partitions or None))
         ev = r["evaluated"]
@@ -205,8 +224,8 @@ def main() -> None:
                  else f"{len(ow)} only")
         evs = (f"{ev[0]:.2f} / {statistics.median(ev):.2f} / {ev[-1]:.2f}" if r["finished"]
                else f"{len(ev)} of {n} after {args.timeout:.0f} s")
-        print(f"| {n} | {r['ready_s']:.1f} | {owned} | {evs} | "
-              f"{r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
+        print(f"| {n} | {r['ready_s']:.1f} | {owned} | {evs} | {r['cpu_per_site_ms']:.2f} | "
+              f"{r['idle_ms']:.3f} | {r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,11 @@ class SiteRun:
         await self.queue.put(message)
 
     @property
+    def started(self) -> bool:
+        """Whether the run follows its subject (claimed, restored, consuming)."""
+        return self._task is not None
+
+    @property
     def done(self) -> bool:
         return self._task is not None and self._task.done()
 
@@ -476,7 +481,9 @@ class Worker:
         marks = {}
         for site in sites:
             run = self.runs.get(site)
-            if run is not None:
+            # Not for a run still starting: during a takeover of many sites the starts
+            # come first; a run gets its watermark in the first round after it started.
+            if run is not None and run.started:
                 horizon = run.horizon(now, lateness, widest)
                 marks[site] = min(horizon, caps.get(site, horizon))
         await asyncio.gather(*(self.log.publish_watermark(site, h) for site, h in marks.items()))
