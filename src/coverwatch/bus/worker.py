@@ -109,7 +109,7 @@ class SiteRun:
     _task: asyncio.Task[None] | None = None
     _last_cp: float = 0.0
     _dirty: bool = False  # events, control or outputs since the last checkpoint
-    _started_at: float = 0.0
+    _caught_up: bool = False  # through the backlog found at the start (checkpointed then)
     _stopped: bool = False
     _busy: bool = False
 
@@ -130,8 +130,8 @@ class SiteRun:
         state = self.cp.state
         self.seq = self.cp.seq
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
-        self._last_cp = 0.0  # the first batch is checkpointed at once: a takeover shows soon
-        self._started_at = time.monotonic()
+        self._last_cp = time.monotonic()
+        self._caught_up = False
         self._sub = await self.log.follow(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
@@ -209,12 +209,14 @@ class SiteRun:
                         await self.sink(self.site, self.epoch, self.seq, outputs)
                     self._dirty = self._dirty or bool(outputs) or any(
                         m.kind != "watermark" for m in messages)
-                now = time.monotonic()
-                # Catching up after a start (the first idle_checkpoint_s), every checkpoint_s
-                # too: a takeover shows as soon as the backlog is through.
-                busy = self._dirty or now - self._started_at < self.idle_checkpoint_s
-                if end or now - self._last_cp >= (
-                        self.checkpoint_s if busy
+                # The end of the backlog a start found is checkpointed at once (a takeover
+                # shows as soon as the site is evaluated again); before it, every
+                # checkpoint_s if events came; after it, as below.
+                caught_up = not self._caught_up and self.queue.empty()
+                self._caught_up = self._caught_up or caught_up
+                since = time.monotonic() - self._last_cp
+                if end or caught_up or since >= (
+                        self.checkpoint_s if self._dirty
                         else max(self.checkpoint_s, self.idle_checkpoint_s)):
                     await self.checkpoint()
                 if end:
