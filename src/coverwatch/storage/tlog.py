@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "append_record_leaf", "event_leaf", "leaf_bytes",
+__all__ = ["append_event_leaves", "append_leaf", "append_leaves", "append_record_leaf", "event_leaf", "leaf_bytes",
            "leaf_hashes", "log_size", "record_digest"]
 
 
@@ -41,6 +41,25 @@ def append_leaf(
         site=site, idx=size, kind=kind, ref=ref, leaf=data.decode(),
         hash=leaf_hash(data).hex(),
     ))
+    return size
+
+
+def append_leaves(
+    conn: Connection, site: str, leaves: Sequence[tuple[str, str, Mapping[str, Any]]],
+) -> int:
+    """Append ``(kind, ref, body)`` leaves in order, as :func:`append_leaf` would one by one,
+    with one size query and one insert (many alerts raised at once); returns the first
+    index."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
+    size = log_size(conn, site)
+    rows = []
+    for i, (kind, ref, body) in enumerate(leaves):
+        data = leaf_bytes(kind, ref, body)
+        rows.append((site, size + i, kind, ref, data.decode(), leaf_hash(data).hex()))
+    if rows:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(_INSERT_LEAF.format(mark=mark), rows)
     return size
 
 
