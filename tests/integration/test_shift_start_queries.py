@@ -6,6 +6,7 @@ event listener), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from sqlalchemy import event
 
 from conftest import Database
 from coverwatch.server.briefing import Briefing
+from coverwatch.storage import Store
 from serverkit import YARD, Kit, base_settings, copy_yard_plan, running_server
 
 SHIFT_S = 20
@@ -166,3 +168,28 @@ def test_a_shift_of_many_devices_reporting_in(device_kit: Kit) -> None:
     few = _shift_by_devices(device_kit, "A", 3)
     many = _shift_by_devices(device_kit, "B", 40)
     _same(few, many)
+
+
+def test_the_batched_duty_questions_answer_as_one_by_one(store: Store) -> None:
+    """duty_since_many and last_duty_events agree with duty_since and last_duty_event on
+    random duty histories (on, off, unknown, late, late and applied, ties in time)."""
+    rnd = random.Random(25)
+    rows = []
+    for i in range(400):
+        t = rnd.randrange(0, 40) * 1_000_000
+        late = rnd.random() < 0.2
+        rows.append({"kind": "duty", "t_us": t, "officer": f"O{rnd.randrange(12)}",
+                     "on": rnd.choice([True, True, False, None]), "source": "test",
+                     "late": late, "device": f"d{i}",
+                     "applied_us": t + rnd.randrange(1, 9) * 1_000_000
+                     if late and rnd.random() < 0.5 else None})
+    store.append_events(rows)
+    officers = [f"O{i}" for i in range(14)]
+    for until in (0, 5_000_000, 17_000_000, 30_000_000, 60_000_000):
+        one_by_one = {o: s for o in officers
+                      if (s := store.duty_since(o, until)) is not None}
+        assert store.duty_since_many(officers, until) == one_by_one
+        untils = {o: until + k * 1_000_000 for k, o in enumerate(officers)}
+        last = {o: e for o, u in untils.items()
+                if (e := store.last_duty_event(o, u)) is not None}
+        assert store.last_duty_events(untils) == last
