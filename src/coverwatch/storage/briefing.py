@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, false, func, or_, select, true
+from sqlalchemy import and_, case, delete, false, func, or_, select, true
 
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.storage.audit import AuditRepository, _prepare_details
@@ -237,7 +237,7 @@ class BriefingRepository(AuditRepository):
         with self.reading() as conn:
             for i in range(0, len(names), _IN_CHUNK):
                 q = _duty_since_query(self.site, names[i:i + _IN_CHUNK], until_us)
-                out.update((str(o), int(t)) for o, t in conn.execute(q))
+                out.update((str(o), int(t)) for o, t in conn.execute(q) if t is not None)
         return out
 
     def duty_since(self, officer: str, until_us: int) -> int | None:
@@ -263,22 +263,21 @@ class BriefingRepository(AuditRepository):
 
 def _duty_since_query(site: str, officers: Sequence[str], until_us: int) -> Any:
     """Per officer whose latest duty event (taken live, at or before ``until_us``) is "on":
-    the earliest "on" after their latest "off" (as :meth:`BriefingRepository.duty_since`)."""
-    duty = select(events.c.officer, events.c.on, _LIVE_T.label("lt"), events.c.id).where(
-        events.c.site == site, events.c.kind == "duty", events.c.officer.in_(officers),
-        until_us >= _LIVE_T, _TAKEN_LIVE).cte("duty")
-    ranked = select(duty.c.officer, duty.c.on, func.row_number().over(
-        partition_by=duty.c.officer, order_by=(duty.c.lt.desc(), duty.c.id.desc())
-    ).label("rn")).subquery("ranked")
-    last_on = select(ranked.c.officer).where(ranked.c.rn == 1, ranked.c.on == true()
-                                             ).subquery("last_on")
-    off = select(duty.c.officer, func.max(duty.c.lt).label("off_t")).where(
-        or_(duty.c.on == false(), duty.c.on.is_(None))).group_by(duty.c.officer).subquery("off")
-    return (select(duty.c.officer, func.min(duty.c.lt))
-            .join(last_on, last_on.c.officer == duty.c.officer)
-            .outerjoin(off, off.c.officer == duty.c.officer)
-            .where(duty.c.on.is_not(false()), or_(off.c.off_t.is_(None), duty.c.lt > off.c.off_t))
-            .group_by(duty.c.officer))
+    the earliest "on" after their latest "off" (as :meth:`BriefingRepository.duty_since`).
+    One pass over the officers' duty events (window functions, no join)."""
+    is_off = or_(events.c.on == false(), events.c.on.is_(None))
+    ranked = select(
+        events.c.officer, events.c.on, _LIVE_T.label("lt"),
+        func.max(case((is_off, _LIVE_T))).over(partition_by=events.c.officer).label("off_t"),
+        func.row_number().over(partition_by=events.c.officer,
+                               order_by=(_LIVE_T.desc(), events.c.id.desc())).label("rn"),
+    ).where(events.c.site == site, events.c.kind == "duty", events.c.officer.in_(officers),
+            until_us >= _LIVE_T, _TAKEN_LIVE).subquery("ranked")
+    last_on = func.max(case((ranked.c.rn == 1, case((ranked.c.on == true(), 1), else_=0))))
+    after_off = and_(ranked.c.on.is_not(false()),
+                     or_(ranked.c.off_t.is_(None), ranked.c.lt > ranked.c.off_t))
+    return (select(ranked.c.officer, func.min(case((after_off, ranked.c.lt))))
+            .group_by(ranked.c.officer).having(last_on == 1))
 
 
 def _shift_dict(s: Shift) -> Mapping[str, Any]:
