@@ -27,7 +27,7 @@ from coverwatch.storage.eventrows import (
     T_US,
     InvalidEventError,
     event_dict,
-    event_row,
+    event_rows,
     postgresql_append,
     sqlite_append,
 )
@@ -101,7 +101,7 @@ class EventRepository(AlertRepository):
         if not rows and not reports:
             return AppendResult(0, 0, [], [])
         received = now_us()
-        params = [event_row(r, received, self.site) for r in rows]
+        params = event_rows(rows, received, self.site)
         try:
             values_of_reports = [report_values(r, received, self.site) for r in reports]
         except ValueError as e:

@@ -11,6 +11,7 @@ exclusive, PostgreSQL takes a transaction-scoped advisory lock per site.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "append_leaves", "append_record_leaf", "event_leaf", "leaf_bytes",
+__all__ = ["append_event_leaves", "append_leaf", "append_leaves", "event_leaves", "append_record_leaf", "event_leaf", "leaf_bytes",
            "leaf_hashes", "log_size", "record_digest"]
 
 
@@ -90,6 +91,26 @@ def event_leaf(event_id: int, key: str, received_us: int | None) -> str:
                      "null" if received_us is None else str(int(received_us)))
 
 
+# What JSON must escape in a string (orjson writes any other character as itself).
+_PLAIN_KEYS = re.compile(r'["\\\x00-\x1f]')
+
+
+def event_leaves(stored: Sequence[tuple[int, str]], received: Mapping[str, int | None]
+                 ) -> list[tuple[str, str, str]]:
+    """``("event", ref, leaf)`` of each stored ``(id, key)``, as :func:`event_leaf` writes
+    it; when no key needs JSON escaping (the usual batch), written inline without a call
+    and a JSON encoding per leaf (issue 25)."""
+    if _PLAIN_KEYS.search("".join(k for _, k in stored)) is not None:
+        return [("event", str(i), event_leaf(i, k, received.get(k))) for i, k in stored]
+    leaves = []
+    for i, k in stored:
+        at = received.get(k)
+        arrival = "null" if at is None else str(int(at))
+        leaves.append(("event", str(i),
+                       f'{{"key":"{k}","kind":"event","received_us":{arrival},"ref":"{i}"}}'))
+    return leaves
+
+
 def append_event_leaves(
     conn: Connection, site: str, stored: list[tuple[int, str]],
     reports: Sequence[Mapping[str, Any]] = (), received: Mapping[str, int | None] | None = None,
@@ -98,8 +119,7 @@ def append_event_leaves(
     arrival>}`` (its key names kind, officer/post/flag, time, device and a digest of what it
     says; ``received``: key -> arrival as stored), in id order, then one per newly stored
     device report (``{"key": <device|time|digest>}``)."""
-    arrivals = received or {}
-    leaves = [("event", str(i), event_leaf(i, k, arrivals.get(k))) for i, k in sorted(stored)]
+    leaves = event_leaves(sorted(stored), received or {})
     leaves += [("device-report", str(int(r["id"])),
                 _key_leaf("device-report", str(int(r["id"])), str(r["key"])))
                for r in reports]
