@@ -10,9 +10,9 @@ OsmAnd) is translated into the same event records first by
 from __future__ import annotations
 
 import math
-from math import isfinite
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -136,9 +136,9 @@ def validate_records(
             officer, x, y = rec.get("officer"), rec.get("x"), rec.get("y")
             acc = rec.get("accuracy_m")
             t_text = rec.get("t")
-            t = times.get(t_text, -1) if type(t_text) is str else None
+            t = times.get(t_text, -1) if isinstance(t_text, str) else None
             if t == -1:
-                t = times[t_text] = _plain_time(t_text)
+                t = times[t_text] = _plain_time(str(t_text))
             if (t is not None and t <= latest and type(officer) is str and officer
                     and len(officer) <= MAX_NAME_CHARS and officer.isprintable()
                     and type(x) is float and type(y) is float and isfinite(x) and isfinite(y)

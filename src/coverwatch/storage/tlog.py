@@ -21,8 +21,9 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "append_leaves", "event_leaves", "append_record_leaf", "event_leaf", "leaf_bytes",
-           "leaf_hashes", "log_size", "record_digest"]
+__all__ = ["append_event_leaves", "append_leaf", "append_leaves", "append_record_leaf",
+           "event_leaf", "event_leaves", "leaf_bytes", "leaf_hashes", "log_size",
+           "record_digest"]
 
 
 def leaf_bytes(kind: str, ref: str, body: Mapping[str, Any]) -> bytes:
