@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import event
 
@@ -193,3 +194,48 @@ def test_the_batched_duty_questions_answer_as_one_by_one(store: Store) -> None:
         last = {o: e for o, u in untils.items()
                 if (e := store.last_duty_event(o, u)) is not None}
         assert store.last_duty_events(untils) == last
+
+
+def test_alerts_stored_together_are_audited_and_logged_as_one_by_one(store: Store) -> None:
+    """record_alert_events: per change an audit entry, its leaf and the record's leaf, in
+    order and chained, as record_alert_event writes them (a raise and a resolve of one
+    alert in the same call included)."""
+    from sqlalchemy import select
+
+    from coverwatch.domain.alerts import Alert, alert_id_for
+    from coverwatch.domain.merkle import leaf_hash
+    from coverwatch.storage.audit import verify_audit
+    from coverwatch.storage.tables import alerts, tlog_leaves
+    from coverwatch.storage.tlog import record_digest
+
+    t0 = 1_700_000_000_000_000
+
+    def alert(rule: str) -> Alert:
+        return Alert(id=alert_id_for("unbriefed", "gate", rule, t0), kind="unbriefed",
+                     post="gate", rule=rule, lapse_start=t0, alert_at=t0, count=0, need=1)
+
+    first = alert("orders:A")
+    store.record_alert_event(first.to_record(), actor="briefing", action="alert.raised")
+    b, c = alert("orders:B"), alert("orders:C")
+    raised = [(b.to_record(), "alert.raised"), (c.to_record(), "alert.raised")]
+    c.resolve(t0 + 5)
+    changes = [*raised, (c.to_record(), "alert.resolved")]
+    entries = store.record_alert_events(changes, actor="briefing")
+    assert [(e.action, e.subject) for e in entries] == [
+        ("alert.raised", f"alert:{b.id}"), ("alert.raised", f"alert:{c.id}"),
+        ("alert.resolved", f"alert:{c.id}")]
+    assert verify_audit(store).ok
+    with store.reading() as conn:
+        leaves = conn.execute(select(tlog_leaves).where(tlog_leaves.c.site == store.site)
+                              .order_by(tlog_leaves.c.idx)).all()
+        states = dict(conn.execute(select(alerts.c.id, alerts.c.state).where(
+            alerts.c.site == store.site)).all())
+    assert [r.idx for r in leaves] == list(range(len(leaves)))
+    assert all(r.hash == leaf_hash(r.leaf.encode()).hex() for r in leaves)
+    tail = [(r.kind, r.ref) for r in leaves[-6:]]
+    assert tail == [("audit", str(entries[0].id)), ("alert", b.id),
+                    ("audit", str(entries[1].id)), ("alert", c.id),
+                    ("audit", str(entries[2].id)), ("alert", c.id)]
+    assert orjson.loads(leaves[-1].leaf)["hash"] == record_digest(c.to_record())
+    assert orjson.loads(leaves[-6].leaf)["hash"] == entries[0].hash
+    assert states == {first.id: "open", b.id: "open", c.id: "resolved"}
