@@ -140,8 +140,9 @@ async def _audit_back_dated(svc: Svc, who: Principal, rows: list[dict[str, Any]]
     excepted): history written after the fact changes what the events imply, so who did it,
     when and what stays on the record (issue 23)."""
     now = svc.clock()
-    back = [r for r in rows if now - int(r["t_us"]) > seconds_to_us(BACK_DATED_S)
-            and not (who.kind == "device" and r["kind"] == "fix")]
+    before = now - seconds_to_us(BACK_DATED_S)
+    device = who.kind == "device"
+    back = [r for r in rows if int(r["t_us"]) < before and not (device and r["kind"] == "fix")]
     if not back:
         return
     details = {"source": source, "count": len(back), "received_us": now,

@@ -216,8 +216,14 @@ def unbriefed(
     acknowledged.
     """
     out: list[Unbriefed] = []
+    # Each officer's shifts covering t, found once: thousands of officers on duty and
+    # thousands of shifts must not cost officers x shifts at every step.
+    covering: dict[str, list[Shift]] = {}
+    for s in shifts:
+        if s.officer in on_duty_since and s.covers(t):
+            covering.setdefault(s.officer, []).append(s)
     for officer, duty_since in sorted(on_duty_since.items()):
-        shift = shift_at(shifts, officer, t)
+        shift = shift_at(covering.get(officer, ()), officer, t)
         if shift is None or shift.post is None or shift.post not in current:
             continue
         version, version_since = current[shift.post]

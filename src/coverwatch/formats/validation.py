@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from coverwatch.domain.geometry import project_latlon
 from coverwatch.domain.records import (
     MAX_DEPTH,
+    MAX_NAME_CHARS,
     EventRecordError,
     RecordRules,
     check_record,
@@ -82,6 +84,20 @@ class InvalidEvents(CoverwatchError):
         super().__init__(f"{where}: {first.message}{more}")
 
 
+# A plain fix: nothing but these fields (no alarm, no lat/lon, no nesting to walk).
+_PLAIN_FIX_KEYS = frozenset(("t", "kind", "officer", "x", "y", "accuracy_m"))
+
+
+def _plain_time(value: str) -> int | None:
+    """The record rules' time of ``value``, or None where they refuse it (said below)."""
+    try:
+        return check_record({"kind": "flag", "t": value, "flag": "_", "on": True},
+                            _TIME_ONLY).t
+    except EventRecordError:
+        return None
+
+
+_TIME_ONLY = RecordRules(frozenset(), frozenset(), frozenset(("_",)), None)
 _FILE_ACCURACY_SOURCES = ("reported", "hdop", "hdop-scaled", "default")
 
 
@@ -109,7 +125,31 @@ def validate_records(
     rules = RecordRules.of(site)
     rows: list[dict[str, Any]] = []
     problems: list[IngestProblem] = []
+    times: dict[Any, int | None] = {}  # a batch's fixes share few distinct times
+    latest = now_us + max_future_us
     for i, rec in enumerate(records):
+        # The usual record, a plain fix from a non-device sender, checked inline with the
+        # same rules (issue 25); anything unusual or wrong takes the full path below,
+        # which names the field.
+        if not device and type(rec) is dict and rec.keys() <= _PLAIN_FIX_KEYS \
+                and rec.get("kind") == "fix":
+            officer, x, y = rec.get("officer"), rec.get("x"), rec.get("y")
+            acc = rec.get("accuracy_m")
+            t_text = rec.get("t")
+            t = times.get(t_text, -1) if isinstance(t_text, str) else None
+            if t == -1:
+                t = times[t_text] = _plain_time(str(t_text))
+            if (t is not None and t <= latest and type(officer) is str and officer
+                    and len(officer) <= MAX_NAME_CHARS and officer.isprintable()
+                    and type(x) is float and type(y) is float and isfinite(x) and isfinite(y)
+                    and (acc is None or (type(acc) is float and isfinite(acc) and acc >= 0))):
+                rows.append({
+                    "kind": "fix", "accuracy_source": "none" if acc is None else "reported",
+                    "t_us": t, "officer": officer, "x": x, "y": y,
+                    "accuracy": 0.0 if acc is None else acc, "post": None, "flag": None,
+                    "on": None, "open": None, "capabilities": None, "raw": dict(rec),
+                })
+                continue
         if not isinstance(rec, Mapping):
             problems.append(IngestProblem(i, None, "expected a JSON object"))
             continue

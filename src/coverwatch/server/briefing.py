@@ -338,23 +338,43 @@ class Briefing:
     async def duty_from_devices(self, fixes: Sequence[Mapping[str, Any]]) -> None:
         """Site option ``duty_from_devices``: a device fix inside its officer's rostered
         shift puts them on duty (source ``device-in-shift``) unless they are on duty
-        already or booked off themselves during this shift; the roster end ends it."""
+        already or booked off themselves during this shift; the roster end ends it.
+
+        A shift of thousands reporting in at once: one query for all their last duty
+        events, and their duty events committed together (one request per device)."""
+        by_officer: dict[str, list[Shift]] = {}
+        for s in self.shifts:
+            by_officer.setdefault(s.officer, []).append(s)
+        first: dict[str, tuple[Mapping[str, Any], Shift]] = {}  # each officer's earliest
         for fix in fixes:
             officer, t = fix["officer"], int(fix["t_us"])
-            shift = next((s for s in self.shifts if s.officer == officer and s.covers(t)), None)
+            shift = next((s for s in by_officer.get(officer, ()) if s.covers(t)), None)
             if shift is None:
                 continue
-            last = await asyncio.to_thread(self.store.last_duty_event, officer, t)
+            seen = first.get(officer)
+            if seen is None or t < int(seen[0]["t_us"]):
+                first[officer] = (fix, shift)
+        if not first:
+            return
+        last_of = await asyncio.to_thread(
+            self.store.last_duty_events, {o: int(f["t_us"]) for o, (f, _) in first.items()})
+        rows: dict[str | None, list[dict[str, Any]]] = {}
+        for officer, (fix, shift) in first.items():
+            t = int(fix["t_us"])
+            last = last_of.get(officer)
             if last is not None and (last["on"] or last["t_us"] >= shift.start):
                 continue  # on duty, or they (or the roster) said otherwise in this shift
             caps = sorted(valid_qualifications(officer, t, self.qualifications))
-            row = {"kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
-                   "accuracy": None, "post": None, "flag": None, "on": True, "open": None,
-                   "capabilities": caps,
-                   "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": True,
-                           "capabilities": caps, "shift": shift.id,
-                           "reason": "device reporting during the rostered shift"}}
-            await self.ingest([row], source="device-in-shift", device=fix.get("device"))
+            rows.setdefault(fix.get("device"), []).append({
+                "kind": "duty", "t_us": t, "officer": officer, "x": None, "y": None,
+                "accuracy": None, "post": None, "flag": None, "on": True, "open": None,
+                "capabilities": caps,
+                "raw": {"t": format_time(t), "kind": "duty", "officer": officer, "on": True,
+                        "capabilities": caps, "shift": shift.id,
+                        "reason": "device reporting during the rostered shift"}})
+        # Started together, so the group commit stores them in one transaction.
+        await asyncio.gather(*(self.ingest(batch, source="device-in-shift", device=device)
+                               for device, batch in rows.items()))
 
     async def run(self) -> None:
         """Background task: step forever (cancelled at shutdown)."""
@@ -417,13 +437,15 @@ class Briefing:
         """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""
         shown = self.view.shown()
         t = shown.horizon
-        on_duty = {o.officer for o in shown.officers() if o.on_duty}
+        on_duty = set(shown.on_duty())
         for officer in list(self._on_since):
             if officer not in on_duty:
                 del self._on_since[officer]
-        for officer in on_duty - set(self._on_since):
-            since = await asyncio.to_thread(self.store.duty_since, officer, t)
-            self._on_since[officer] = t if since is None else since
+        new = sorted(on_duty - set(self._on_since))
+        if new:  # a shift of thousands coming on at once: one query, not one per officer
+            since = await asyncio.to_thread(self.store.duty_since_many, new, t)
+            for officer in new:
+                self._on_since[officer] = since.get(officer, t)
         due = unbriefed(t, self.shifts, self._on_since, self.current(),
                         self.acknowledged_versions(), seconds_to_us(self.reacknowledge_s))
         await self.view.execute(KeepAlerts(

@@ -307,6 +307,15 @@ class LiveCover:
                                    unqualified))
         return out
 
+    def on_duty(self) -> list[str]:
+        """The officers on duty at the horizon: what the briefing asks at every step, without
+        working out each one's rules as :meth:`officers` does (thousands of officers)."""
+        engine = self._engine
+        if engine is None:
+            return []
+        return [name for idx, name in enumerate(self.registry.names)
+                if engine.officer_duty(idx)[0]]
+
     def stale_officers(self) -> int:
         """Officers on duty whose device has gone silent."""
         return sum(1 for o in self.officers() if o.on_duty and o.stale)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,7 @@ from coverwatch.storage.auditkeys import AuditKeyring
 from coverwatch.storage.auth import TOKEN_PREFIXES
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import audit
-from coverwatch.storage.tlog import append_leaf
+from coverwatch.storage.tlog import append_leaf, append_leaves
 
 __all__ = [
     "GENESIS_HASH",
@@ -241,6 +241,43 @@ class AuditRepository(StoreBase):
         # The entry's leaf in the site's transparency log, committed with it.
         append_leaf(conn, self.site, "audit", str(new_id), {"hash": digest})
         return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest, mac)
+
+    def _append_audits_locked(
+        self, conn: Connection,
+        entries: Sequence[tuple[str, str, str, tuple[str, dict[str, Any]]]],
+        leaves_after: Sequence[Sequence[tuple[str, str, Mapping[str, Any]]]] = (),
+    ) -> list[AuditEntry]:
+        """:meth:`_append_audit_locked` of many ``(actor, action, subject, prepared)`` in
+        order, with one query and one insert for them all (and one for their leaves);
+        ``leaves_after[i]``: leaves appended right after entry ``i``'s, as a caller
+        appending one entry and then its record's leaf would."""
+        if not entries:
+            return []
+        stamp = _wall_clock_iso()
+        last = conn.execute(
+            select(audit.c.id, audit.c.hash).where(audit.c.site == self.site)
+            .order_by(audit.c.id.desc()).limit(1)
+        ).first()
+        new_id = 1 if last is None else int(last.id) + 1
+        prev = GENESIS_HASH if last is None else str(last.hash)
+        out: list[AuditEntry] = []
+        rows: list[dict[str, Any]] = []
+        leaves: list[tuple[str, str, Mapping[str, Any]]] = []
+        for i, (actor, action, subject, (details_text, body)) in enumerate(entries):
+            digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
+            mac = None if self.audit_keyring is None else self.audit_keyring.seal(digest)
+            rows.append({"site": self.site, "id": new_id, "at": stamp, "actor": actor,
+                         "action": action, "subject": subject, "details": details_text,
+                         "prev_hash": prev, "hash": digest, "mac": mac})
+            out.append(AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest,
+                                  mac))
+            leaves.append(("audit", str(new_id), {"hash": digest}))
+            if i < len(leaves_after):
+                leaves += leaves_after[i]
+            new_id, prev = new_id + 1, digest
+        conn.execute(audit.insert(), rows)
+        append_leaves(conn, self.site, leaves)
+        return out
 
     def audit_entries(self, after_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """Entries with id > ``after_id``, oldest first."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy import and_, case, delete, false, func, or_, select, true
 
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.storage.audit import AuditRepository, _prepare_details
@@ -32,6 +32,8 @@ __all__ = ["Acknowledgement", "BriefingRepository", "OrdersVersion"]
 # one applied live at the horizon it arrived at (docs/semantics.md, "Late state events").
 _TAKEN_LIVE = or_(events.c.late == false(), events.c.applied_us.is_not(None))
 _LIVE_T = func.coalesce(events.c.applied_us, events.c.t_us)
+# Officers named in one IN list (well under SQLite's 32 766 bound parameters).
+_IN_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,18 @@ class BriefingRepository(AuditRepository):
         caps = frozenset(c for c in (row.capabilities or "").split(",") if c)
         return bool(row.on), caps
 
+    def duty_since_many(self, officers: Sequence[str], until_us: int) -> dict[str, int]:
+        """:meth:`duty_since` of many officers in one query per :data:`_IN_CHUNK` of them
+        (a shift of thousands coming on duty at once asks no question per officer): each
+        officer on duty at ``until_us`` -> when they last went on duty; the others absent."""
+        out: dict[str, int] = {}
+        names = sorted(set(officers))
+        with self.reading() as conn:
+            for i in range(0, len(names), _IN_CHUNK):
+                q = _duty_since_query(self.site, names[i:i + _IN_CHUNK], until_us)
+                out.update((str(o), int(t)) for o, t in conn.execute(q) if t is not None)
+        return out
+
     def duty_since(self, officer: str, until_us: int) -> int | None:
         """When ``officer`` last went on duty at or before ``until_us`` (the duty events
         the live engine took: on time, or late and applied from then); None if they are
@@ -245,6 +259,25 @@ class BriefingRepository(AuditRepository):
                 q = q.where(off < _LIVE_T)
             first = conn.execute(q.order_by(_LIVE_T, events.c.id).limit(1)).scalar()
         return None if first is None else int(first)
+
+
+def _duty_since_query(site: str, officers: Sequence[str], until_us: int) -> Any:
+    """Per officer whose latest duty event (taken live, at or before ``until_us``) is "on":
+    the earliest "on" after their latest "off" (as :meth:`BriefingRepository.duty_since`).
+    One pass over the officers' duty events (window functions, no join)."""
+    is_off = or_(events.c.on == false(), events.c.on.is_(None))
+    ranked = select(
+        events.c.officer, events.c.on, _LIVE_T.label("lt"),
+        func.max(case((is_off, _LIVE_T))).over(partition_by=events.c.officer).label("off_t"),
+        func.row_number().over(partition_by=events.c.officer,
+                               order_by=(_LIVE_T.desc(), events.c.id.desc())).label("rn"),
+    ).where(events.c.site == site, events.c.kind == "duty", events.c.officer.in_(officers),
+            until_us >= _LIVE_T, _TAKEN_LIVE).subquery("ranked")
+    last_on = func.max(case((ranked.c.rn == 1, case((ranked.c.on == true(), 1), else_=0))))
+    after_off = and_(ranked.c.on.is_not(false()),
+                     or_(ranked.c.off_t.is_(None), ranked.c.lt > ranked.c.off_t))
+    return (select(ranked.c.officer, func.min(case((after_off, ranked.c.lt))))
+            .group_by(ranked.c.officer).having(last_on == 1))
 
 
 def _shift_dict(s: Shift) -> Mapping[str, Any]:

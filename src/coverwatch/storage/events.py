@@ -27,7 +27,7 @@ from coverwatch.storage.eventrows import (
     T_US,
     InvalidEventError,
     event_dict,
-    event_row,
+    event_rows,
     postgresql_append,
     sqlite_append,
 )
@@ -35,6 +35,9 @@ from coverwatch.storage.tables import device_reports, engine_checkpoints, events
 from coverwatch.storage.tlog import append_event_leaves
 
 __all__ = ["AppendResult", "EventRepository", "ReportAlert"]
+
+# Officers named in one IN list (well under SQLite's 32 766 bound parameters).
+_IN_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ class EventRepository(AlertRepository):
         if not rows and not reports:
             return AppendResult(0, 0, [], [])
         received = now_us()
-        params = [event_row(r, received, self.site) for r in rows]
+        params = event_rows(rows, received, self.site)
         try:
             values_of_reports = [report_values(r, received, self.site) for r in reports]
         except ValueError as e:
@@ -231,6 +234,26 @@ class EventRepository(AlertRepository):
         with self.reading() as conn:
             row = conn.execute(q).first()
         return None if row is None else event_dict(row)
+
+    def last_duty_events(self, until: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+        """:meth:`last_duty_event` of many officers (officer -> its ``until_us``) with one
+        query per :data:`_IN_CHUNK` officers: a shift of thousands reporting in at once
+        asks no question per officer. Reads those officers' duty events up to the latest
+        ``until_us`` (a few per shift), newest first, and keeps each one's first in range."""
+        out: dict[str, dict[str, Any]] = {}
+        names = sorted(until)
+        with self.reading() as conn:
+            for i in range(0, len(names), _IN_CHUNK):
+                chunk = names[i:i + _IN_CHUNK]
+                q = (select(events).where(
+                    events.c.site == self.site, events.c.kind == "duty",
+                    events.c.officer.in_(chunk), events.c.t_us <= max(until[o] for o in chunk))
+                     .order_by(events.c.officer, events.c.t_us.desc(), events.c.id.desc()))
+                for row in conn.execute(q):
+                    officer = row.officer
+                    if officer not in out and row.t_us <= until[officer]:
+                        out[officer] = event_dict(row)
+        return out
 
     def max_event_id(self) -> int:
         """The newest event id, 0 if there are none."""

@@ -11,6 +11,7 @@ exclusive, PostgreSQL takes a transaction-scoped advisory lock per site.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,8 +21,9 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["LIVE_STATES", "append_event_leaves", "append_leaf", "append_record_leaf", "event_leaf",
-           "leaf_bytes", "leaf_hashes", "log_size", "open_alerts", "record_digest"]
+__all__ = ["LIVE_STATES", "append_event_leaves", "append_leaf", "append_leaves",
+           "append_record_leaf", "event_leaf", "event_leaves", "leaf_bytes", "leaf_hashes",
+           "log_size", "open_alerts", "record_digest"]
 
 # An alert in one of these states has not ended: no later transition need follow it.
 LIVE_STATES = ("open", "acknowledged")
@@ -44,6 +46,25 @@ def append_leaf(
         site=site, idx=size, kind=kind, ref=ref, leaf=data.decode(),
         hash=leaf_hash(data).hex(),
     ))
+    return size
+
+
+def append_leaves(
+    conn: Connection, site: str, leaves: Sequence[tuple[str, str, Mapping[str, Any]]],
+) -> int:
+    """Append ``(kind, ref, body)`` leaves in order, as :func:`append_leaf` would one by one,
+    with one size query and one insert (many alerts raised at once); returns the first
+    index."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
+    size = log_size(conn, site)
+    rows = []
+    for i, (kind, ref, body) in enumerate(leaves):
+        data = leaf_bytes(kind, ref, body)
+        rows.append((site, size + i, kind, ref, data.decode(), leaf_hash(data).hex()))
+    if rows:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(_INSERT_LEAF.format(mark=mark), rows)
     return size
 
 
@@ -82,6 +103,26 @@ def event_leaf(event_id: int, key: str, received_us: int | None) -> str:
                      "null" if received_us is None else str(int(received_us)))
 
 
+# What JSON must escape in a string (orjson writes any other character as itself).
+_PLAIN_KEYS = re.compile(r'["\\\x00-\x1f]')
+
+
+def event_leaves(stored: Sequence[tuple[int, str]], received: Mapping[str, int | None]
+                 ) -> list[tuple[str, str, str]]:
+    """``("event", ref, leaf)`` of each stored ``(id, key)``, as :func:`event_leaf` writes
+    it; when no key needs JSON escaping (the usual batch), written inline without a call
+    and a JSON encoding per leaf (issue 25)."""
+    if _PLAIN_KEYS.search("".join(k for _, k in stored)) is not None:
+        return [("event", str(i), event_leaf(i, k, received.get(k))) for i, k in stored]
+    leaves = []
+    for i, k in stored:
+        at = received.get(k)
+        arrival = "null" if at is None else str(int(at))
+        leaves.append(("event", str(i),
+                       f'{{"key":"{k}","kind":"event","received_us":{arrival},"ref":"{i}"}}'))
+    return leaves
+
+
 def append_event_leaves(
     conn: Connection, site: str, stored: list[tuple[int, str]],
     reports: Sequence[Mapping[str, Any]] = (), received: Mapping[str, int | None] | None = None,
@@ -90,8 +131,7 @@ def append_event_leaves(
     arrival>}`` (its key names kind, officer/post/flag, time, device and a digest of what it
     says; ``received``: key -> arrival as stored), in id order, then one per newly stored
     device report (``{"key": <device|time|digest>}``)."""
-    arrivals = received or {}
-    leaves = [("event", str(i), event_leaf(i, k, arrivals.get(k))) for i, k in sorted(stored)]
+    leaves = event_leaves(sorted(stored), received or {})
     leaves += [("device-report", str(int(r["id"])),
                 _key_leaf("device-report", str(int(r["id"])), str(r["key"])))
                for r in reports]

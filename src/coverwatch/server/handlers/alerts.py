@@ -171,9 +171,21 @@ async def _resolve_direct(unit: SiteUnit, cmd: ResolveDirect) -> Done:
 
 
 async def _keep_alerts(unit: SiteUnit, cmd: KeepAlerts) -> Done:
+    # Decided in memory, then stored in one transaction: thousands of officers unbriefed at
+    # once cost a fixed number of statements, not a commit each (issue 25).
     live = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
     touched: list[Alert] = []
+    changes: list[tuple[dict[str, Any], str]] = []
+    trials: list[Alert] = []
     wanted: set[str] = set()
+
+    def resolve(alert: Alert, at: int) -> None:
+        trial = Alert.from_record(alert.to_record())
+        trial.resolve(max(at, trial.lapse_start))
+        changes.append((trial.to_record(), "alert.resolved"))
+        trials.append(trial)
+        touched.append(trial)
+
     async with unit.lock:
         for want in cmd.wanted:
             alert_id = alert_id_for(cmd.kind, want.post, want.rule, want.lapse_start)
@@ -181,29 +193,23 @@ async def _keep_alerts(unit: SiteUnit, cmd: KeepAlerts) -> Done:
             if alert_id not in unit.book:
                 alert = unit.book.on_alert(want.post, want.rule, want.lapse_start, want.alert_at,
                                            0, 1, kind=cmd.kind, details=want.details)
-                await asyncio.to_thread(unit.store.record_alert_event, alert.to_record(),
-                                        actor=cmd.actor, action="alert.raised")
+                changes.append((alert.to_record(), "alert.raised"))
                 touched.append(alert)
             alert = unit.book.get(alert_id)
             if want.resolved_at is None or alert.state not in live:
                 continue
-            touched.append(await _resolve(unit, alert, want.resolved_at, cmd.actor))
+            resolve(alert, want.resolved_at)
         if cmd.resolve_unwanted_at is not None:
             for alert in unit.book.alerts():
                 if alert.kind != cmd.kind or alert.id in wanted or alert.state not in live:
                     continue
-                touched.append(await _resolve(unit, alert, cmd.resolve_unwanted_at, cmd.actor))
+                resolve(alert, cmd.resolve_unwanted_at)
+        if changes:
+            await asyncio.to_thread(unit.store.record_alert_events, changes, actor=cmd.actor)
+        for trial in trials:
+            unit.book.restore(trial)
     await unit.subscribers.dispatch([AlertChanged(a) for a in touched])
     return Done(tuple(touched))
-
-
-async def _resolve(unit: SiteUnit, alert: Alert, at: int, actor: str) -> Alert:
-    trial = Alert.from_record(alert.to_record())
-    trial.resolve(max(at, trial.lapse_start))
-    await asyncio.to_thread(unit.store.record_alert_event, trial.to_record(), actor=actor,
-                            action="alert.resolved")
-    unit.book.restore(trial)
-    return trial
 
 
 def last_position(store: Store, officer: str,

@@ -109,15 +109,15 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
             now = unit.clock()
             tagged: list[dict[str, Any]] = []
             reports: list[dict[str, Any]] = []
+            # In distributed mode the site's stream decides what is late.
+            horizon = unit.live.horizon if unit.evaluates else None
             for i, req in enumerate(group):
+                common = {"source": req.source, "device": req.device, "received_us": now,
+                          "_request": i}
                 for r in req.rows:
-                    r["source"] = req.source
-                    r["device"] = req.device
-                    r["received_us"] = now
-                    # In distributed mode the site's stream decides what is late.
-                    r["late"] = unit.evaluates and unit.live.is_late(int(r["t_us"]))
-                    r["_request"] = i
-                    tagged.append(r)
+                    r.update(common)
+                    r["late"] = horizon is not None and int(r["t_us"]) < horizon
+                tagged.extend(req.rows)
                 for rep in req.reports:
                     reports.append({**rep, "source": req.source, "received_us": now,
                                     "_request": i})
