@@ -100,7 +100,7 @@ def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
     in a store thread)."""
     site, book, store, watch = unit.site, unit.book, unit.store, unit.watch
     assert site.silent_after_s is not None and unit.briefing is not None
-    on_duty = {o.officer for o in unit.shown.officers() if o.on_duty}
+    on_duty = unit.shown.on_duty()
     silent = silent_officers(unit.briefing.shifts, watch, on_duty, now,
                              seconds_to_us(site.silent_after_s))
     wanted = {alert_id_for(SILENT, post, f"device:{officer}", since): (officer, since, post)
