@@ -154,11 +154,14 @@ def serve(
     # the app decides, from --trusted-proxies (coverwatch.http.limits).
     # httptools parses (h11 in pure Python cost more than the route); every request head
     # has a deadline and a size limit: a slow client is closed (http.slowclients).
+    from coverwatch.cli.serving import tune_gc
     from coverwatch.http.slowclients import DeadlineHttpToolsProtocol
 
+    app = create_app(settings)
+    tune_gc()  # after the app is built: what lives for ever stays out of collections
     # SIGTERM stops the node within seconds: open streams (the live feed) get
     # SHUTDOWN_DRAIN_S, then the node hands its sites over (bounded too, bus/worker.py).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+    uvicorn.run(app, host=host, port=port, log_level="info",
                 access_log=False, proxy_headers=False, http=DeadlineHttpToolsProtocol,
                 timeout_graceful_shutdown=SHUTDOWN_DRAIN_S)
 
