@@ -123,8 +123,8 @@ class Run:
 
 def _env(src: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    if src:
-        env["PYTHONPATH"] = str(Path(src).resolve())
+    if src:  # a tree's src, or several paths joined by os.pathsep (e.g. src and uvloop)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in src.split(os.pathsep))
     return env
 
 
