@@ -81,8 +81,11 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._waiting_since = None
+        before = self.cycle
         super().on_headers_complete()
-        self.cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
+        if self.cycle is not before:  # a new request (not an upgrade)
+            self.cycle.transport = _HeadWithBody(  # type: ignore[assignment]
+                self.transport, self.loop)
 
     def on_body(self, body: bytes) -> None:
         self._fed_body += len(body)
