@@ -129,7 +129,9 @@ async def worker_main(prefix: str, wid: str, sites_file: str, clock: str) -> Non
         return fixed if fixed is not None else time.time_ns() // 1000
 
     worker = Worker(nc, sites=current, factory=factory, names=BusNames(prefix),
-                    settings=WorkerSettings(), worker_id=wid, clock_us=clock_us,
+                    settings=WorkerSettings(partitions=int(os.environ.get(
+                        "COVERWATCH_BUS_PARTITIONS", "0")) or None),
+                    worker_id=wid, clock_us=clock_us,
                     lease_url=NATS_URL)
     await worker.start()
     print("ready", flush=True)

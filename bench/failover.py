@@ -14,10 +14,15 @@ anyway). Then: SIGKILL the victim and time, from the kill,
   stream's tail at the kill (a watch on the checkpoints bucket): each site restored,
   re-read and evaluated by the survivor.
 
+and the survivor's CPU time per site from the kill to the last site evaluated again (the
+per-site cost of a failover), then per site per second over 10 s with all N owned and idle
+(what a quiet site costs its owner: watermarks, checkpoints, leases).
+
 Uses the shared NATS (COVERWATCH_BENCH_NATS_URL) under a random ``cwb-…`` prefix, deleted at
 the end. The load average is printed with each row: the machine is shared.
 
-    PYTHONPATH=src .venv/bin/python bench/failover.py [--sites 100,1000] [--officers 3]
+    PYTHONPATH=src .venv/bin/python bench/failover.py [--sites 100,1000] [--officers 3] \
+        [--partitions 64]
 """
 
 from __future__ import annotations
@@ -38,9 +43,16 @@ import orjson
 from cluster import NATS_URL, cleanup, publish_retrying, site_ids, spawn, stop_all
 
 from coverwatch.bus import BusNames, EventLog, connect, open_bucket
+from coverwatch.bus.leases import lease_name
 from coverwatch.domain.time import US_PER_S
 
 __all__ = ["main"]
+
+
+def cpu_s(pid: int) -> float:
+    """A process's CPU time (user + system), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def few_officers(site: str, officers: int, t0: int, seconds: int) -> list[dict[str, Any]]:
@@ -110,7 +122,8 @@ class Watch:
                 await t
 
 
-async def one(n: int, officers: int, work: Path, timeout: float) -> dict[str, Any]:
+async def one(n: int, officers: int, work: Path, timeout: float,
+              partitions: int | None) -> dict[str, Any]:
     names = BusNames(f"cwb-{uuid.uuid4().hex[:8]}")
     sites = site_ids(n, "fo")
     nc = await connect(NATS_URL)
@@ -157,7 +170,7 @@ async def one(n: int, officers: int, work: Path, timeout: float) -> dict[str, An
         def done() -> bool:
             now = time.monotonic() - killed
             for s in sites:
-                if s not in owned and watch.owner.get(s) == "survivor":
+                if s not in owned and watch.owner.get(lease_name(s, partitions)) == "survivor":
                     owned[s] = now
                 cp = watch.cp.get(s)
                 if s not in evaluated and cp is not None and cp[0] == "survivor" \
@@ -165,8 +178,16 @@ async def one(n: int, officers: int, work: Path, timeout: float) -> dict[str, An
                     evaluated[s] = now
             return len(evaluated) == n
 
+        cpu_kill = cpu_s(procs[1].pid)
         finished = await watch.until(done, timeout)
-        return {"sites": n, "officers": officers, "ready_s": ready_s, "finished": finished,
+        cpu_done = cpu_s(procs[1].pid)
+        # The survivor's steady cost, idle: CPU per site per second with all N owned.
+        await asyncio.sleep(2.0)
+        c0, t0_idle = cpu_s(procs[1].pid), time.monotonic()
+        await asyncio.sleep(10.0)
+        idle_ms = (cpu_s(procs[1].pid) - c0) / (time.monotonic() - t0_idle) / n * 1000
+        return {"cpu_per_site_ms": (cpu_done - cpu_kill) / n * 1000, "idle_ms": idle_ms,
+                "sites": n, "officers": officers, "ready_s": ready_s, "finished": finished,
                 "owned": sorted(owned.values()), "evaluated": sorted(evaluated.values()),
                 "load_kill": load, "load_end": os.getloadavg()[0]}
     finally:
@@ -181,24 +202,30 @@ def main() -> None:
     ap.add_argument("--sites", default="100,1000")
     ap.add_argument("--officers", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="leases per partition, this many (0: a lease per site)")
     args = ap.parse_args()
+    # The worker processes (bench/cluster.py) read it from the environment.
+    os.environ["COVERWATCH_BUS_PARTITIONS"] = str(args.partitions)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-failover-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
     print(f"failover: {os.cpu_count()} CPUs shared; load average {os.getloadavg()[0]:.2f}; "
-          f"{args.officers} officers per site, lease 6 s, renewal 1 s", flush=True)
+          f"{args.officers} officers per site, lease 6 s, renewal 1 s, "
+          f"{args.partitions or 'no'} partitions", flush=True)
     print("| sites | victim ready s | first / median / all owned s "
-          "| first / median / all evaluated again s | load at kill / end |")
-    print("|---:|---:|---:|---|---|", flush=True)
+          "| first / median / all evaluated again s | survivor CPU per site taken over ms "
+          "| survivor CPU per site-second idle ms | load at kill / end |")
+    print("|---:|---:|---:|---|---:|---:|---|", flush=True)
     for n in (int(x) for x in args.sites.split(",")):
-        r = asyncio.run(one(n, args.officers, work, args.timeout))
+        r = asyncio.run(one(n, args.officers, work, args.timeout, args.partitions or None))
         ev = r["evaluated"]
         ow = r["owned"]
         owned = (f"{ow[0]:.2f} / {statistics.median(ow):.2f} / {ow[-1]:.2f}" if len(ow) == n
                  else f"{len(ow)} only")
         evs = (f"{ev[0]:.2f} / {statistics.median(ev):.2f} / {ev[-1]:.2f}" if r["finished"]
                else f"{len(ev)} of {n} after {args.timeout:.0f} s")
-        print(f"| {n} | {r['ready_s']:.1f} | {owned} | {evs} | "
-              f"{r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
+        print(f"| {n} | {r['ready_s']:.1f} | {owned} | {evs} | {r['cpu_per_site_ms']:.2f} | "
+              f"{r['idle_ms']:.3f} | {r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

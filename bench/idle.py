@@ -10,7 +10,10 @@ rolled-back transactions (``pg_stat_database``) and the two processes' CPU time 
 window. Idle cost independent of the number of sites means the transactions/s stay flat
 while the sites grow fifty-fold.
 
-    PYTHONPATH=src .venv/bin/python bench/idle.py [--sites 20,100,1000] [--window 30]
+    PYTHONPATH=src .venv/bin/python bench/idle.py [--sites 20,100,1000] [--window 30] [--silent]
+
+``--silent`` gives each site ``silent_after_s``, so the owner's check of silent devices
+runs every second (its reads of the devices' newest reports are part of the idle cost).
 
 Everything shares this machine's 2 cores with whatever else runs: the load average is
 printed beside each row; compare rows of one run.
@@ -58,12 +61,15 @@ posts:
 """
 
 
-def write_sites(directory: Path, count: int) -> list[Path]:
+def write_sites(directory: Path, count: int, silent: bool = False) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for n in range(count):
         path = directory / f"idle-{n:04d}.yaml"
-        path.write_text(QUIET_SITE.format(site_id=f"idle-{n:04d}", n=n), encoding="utf-8")
+        text = QUIET_SITE.format(site_id=f"idle-{n:04d}", n=n)
+        if silent:  # the owner's check of silent devices runs (nobody is rostered)
+            text = text.replace("timezone: UTC\n", "timezone: UTC\nsilent_after_s: 60\n")
+        path.write_text(text, encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -139,7 +145,7 @@ def _cpu_s(pid: int) -> float:
 
 
 def measure(count: int, window: float, settle: float, work: Path,
-            src: Path) -> dict[str, float]:
+            src: Path, silent: bool = False) -> dict[str, float]:
     """One row: ``count`` sites idle; transactions/s and CPU of the two nodes."""
     database = f"cwb_idle_{uuid.uuid4().hex[:8]}"
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
@@ -151,7 +157,7 @@ def measure(count: int, window: float, settle: float, work: Path,
         subprocess.run([sys.executable, "-c", "import sys; from coverwatch.storage import "
                         "upgrade; upgrade(sys.argv[1], sys.argv[2])", db, str(data)],
                        check=True, env={**os.environ, "PYTHONPATH": str(src)})
-        sites = write_sites(data / "sites", count)
+        sites = write_sites(data / "sites", count, silent)
         started = time.monotonic()
         urls = []
         # One after the other (two servers starting together on a fresh data directory
@@ -199,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="the code the servers run, comma-separated trees to compare them "
                          "interleaved (e.g. another worktree's src as the 'before')")
+    ap.add_argument("--silent", action="store_true",
+                    help="sites with silent_after_s: the owner checks for silent devices")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cw-idle-"))
     srcs = [Path(p).resolve() for p in args.src.split(",")]
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'tx/s/site':>10} {'gw CPU':>7} {'wk CPU':>7} {'load':>5}", flush=True)
     for count in (int(c) for c in args.sites.split(",")):
         for src in srcs:
-            r = measure(count, args.window, args.settle, work, src)
+            r = measure(count, args.window, args.settle, work, src, args.silent)
             print(f"{str(src)[-28:]:<28} {count:>6} {r['owned']:>6.0f} {r['ready_s']:>8.1f} "
                   f"{r['tx_per_s']:>9.1f} {r['tx_per_s'] / count:>10.3f} "
                   f"{r['gateway_cpu']:>7.2f} {r['worker_cpu']:>7.2f} {r['load']:>5.1f}",

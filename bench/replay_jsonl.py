@@ -8,13 +8,22 @@ Writes a FICTIONAL 1 M-line JSONL file (bench/replay.py's grid site and crowd:
     code, and with ``--baseline-src DIR`` another tree's, e.g. /work/main/src);
   * pyarrow's JSON reader alone on the same file, in a fresh process (imports
     included, as for the CLI) and timed inside that process (read only);
-  * ``json.loads`` and ``orjson.loads`` per line, timed inside a process.
+  * ``json.loads`` and ``orjson.loads`` per line, timed inside a process (the loop
+    alone), and ``orjson.loads`` per line as a whole process (start-up included, as
+    for the CLI and pyarrow's whole process).
+
+``--cpu`` times every whole process by its CPU time (user + system, ``os.wait4``),
+and the loops inside a process by ``time.process_time``, instead of the wall clock: on
+a shared, loaded machine the wall clock is mostly the other jobs. Pin it to one core
+(``taskset -c 1``) to compare like with like (pyarrow's reader then has one core for
+its threads, as the replay has).
 
 The targets (issue 25): replay <= 1.3x pyarrow's JSON reader, and below
 ``orjson.loads`` per line. Both outputs (this tree and baseline) must agree.
 
     .venv/bin/python bench/replay_jsonl.py --baseline-src /work/main/src
     taskset -c 1 .venv/bin/python bench/replay_jsonl.py --seconds 1000
+    taskset -c 1 .venv/bin/python bench/replay_jsonl.py --cpu --rounds 6 --baseline-src DIR
 """
 
 from __future__ import annotations
@@ -58,15 +67,29 @@ _TIMED = {
     ),
 }
 _PROCESS = "import pyarrow as pa, pyarrow.json as pj; pj.read_json(pa.OSFile({p!r}))"
+_ORJSON_PROCESS = (
+    "import orjson\n"
+    "with open({p!r}, 'rb') as f:\n"
+    "    for line in f: orjson.loads(line)"
+)
+_CPU = False  # set by --cpu: whole processes timed by their CPU time, not the wall clock
 
 
 def _wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    if _CPU:
+        child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        if status:
+            raise subprocess.CalledProcessError(status, cmd)
+        return usage.ru_utime + usage.ru_stime
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
 def _inner(code: str) -> float:
+    if _CPU:  # the loop's own CPU time (pyarrow's reader: all its threads')
+        code = code.replace("time.perf_counter()", "time.process_time()")
     out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True).stdout
     return float(out.strip())
 
@@ -83,7 +106,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="another tree's src/ to run the same replay with, interleaved")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time whole processes by CPU time (user + system), not wall")
     args = parser.parse_args()
+    global _CPU
+    _CPU = args.cpu
 
     work = Path(tempfile.mkdtemp(prefix="cw-jsonl-"))
     site = work / "site.yaml"
@@ -105,14 +132,17 @@ def main() -> None:
             times.setdefault(name, []).append(_wall([*cli, "--json", str(out)], env))
         times.setdefault("pyarrow read_json (whole process)", []).append(
             _wall([PY, "-c", _PROCESS.format(p=str(events))]))
+        times.setdefault("orjson.loads per line (whole process)", []).append(
+            _wall([PY, "-c", _ORJSON_PROCESS.format(p=str(events))]))
         for name, code in _TIMED.items():
             times.setdefault(name, []).append(_inner(code.format(p=str(events))))
     outs = {p.read_bytes() for p in work.glob("out-*.jsonl")}
     best = {k: min(v) for k, v in times.items()}
     mine = best["replay (this tree)"]
-    print(f"\n{'measure':<38} {'best s':>7} {'replay / it':>12}  runs")
+    print(f"\n{'measure (whole processes: ' + ('CPU' if _CPU else 'wall') + ')':<40} "
+          f"{'best s':>7} {'replay / it':>12}  runs")
     for name, runs in times.items():
-        print(f"{name:<38} {best[name]:>7.2f} {mine / best[name]:>11.2f}x  "
+        print(f"{name:<40} {best[name]:>7.2f} {mine / best[name]:>11.2f}x  "
               + ", ".join(f"{r:.2f}" for r in runs))
     print(f"\noutputs identical across trees and runs: {'yes' if len(outs) == 1 else 'NO'}")
     print(_load())

@@ -105,3 +105,5 @@ class Settings:
     role: str = "all"
     bus_prefix: str = "coverwatch"
     bus_replicas: int | None = None
+    # Leases per partition of the sites (None: a lease per site); the same on every node.
+    bus_partitions: int | None = None

@@ -59,4 +59,4 @@ def test_replay_imports_no_other_commands_module() -> None:
                          check=True, timeout=120).stdout.splitlines()[-1]
     loaded = set(json.loads(out.replace("'", '"')))
     assert loaded <= {"coverwatch.cli.interop", "coverwatch.cli.lazygroup",
-                      "coverwatch.cli.options"}, loaded
+                      "coverwatch.cli.lightparams", "coverwatch.cli.options"}, loaded

@@ -159,6 +159,7 @@ def test_the_report_marks_purged_spans_and_leaves_them_out_of_the_share_covered(
         k.post_events(ctl, [
             {"t": k.clock.iso(), "kind": "gate", "post": "main-gate", "open": True},
             {"t": k.clock.iso(), "kind": "duty", "officer": "U1", "on": True},
+            {"t": k.clock.iso(), "kind": "flag", "flag": "open-hours", "on": True},
         ])
         for _ in range(60):
             k.post_events(ctl, [{"t": k.clock.iso(), "kind": "fix", "officer": "U1",
@@ -172,6 +173,16 @@ def test_the_report_marks_purged_spans_and_leaves_them_out_of_the_share_covered(
         report = k.request(sup, "GET", "/api/v1/report", params={"since": since}).json()
     assert report["no_data"], report
     assert all(s["note"] == "no data (purged)" and s["purges"] for s in report["no_data"])
+    # No lapse is derived where the positions are missing (the pack's rule): the report's
+    # lapses stop at each span and start again after it.
+    from coverwatch.domain.time import parse_time
+
+    assert report["lapses"], report  # one armed officer short all along: a lapse, cut
+    assert any(lp.get("purged_edge") for lp in report["lapses"]), report["lapses"]
+    for span in report["no_data"]:
+        a, b = parse_time(span["start"]), parse_time(span["end"])
+        assert not [lp for lp in report["lapses"] if parse_time(lp["start"]) < b and (
+            lp["end"] is None or parse_time(lp["end"]) > a)], (span, report["lapses"])
     gate = [r for r in report["rules"] if r["no_data_s"] > 0]
     assert gate, report["rules"]
     assert all(r["cover_pct"] is None or 0.0 <= r["cover_pct"] <= 100.0 for r in gate)

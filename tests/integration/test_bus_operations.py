@@ -4,7 +4,7 @@
    exits (within seconds; printed; it used to wait for the stream to end),
    having released its lease, and the other worker owns the site without waiting
    for the lease to expire.
-2. SIGTERM to the cluster runner (``python -m coverwatch.cli.cluster``, what
+2. SIGTERM or SIGINT to the cluster runner (``python -m coverwatch.cli.cluster``, what
    ``make cluster`` runs): every server it started (each in a session of its own)
    is stopped too.
 3. ``/metrics`` and the board (``/api/v1/sites``) name each site's owner and its lag.
@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from clusterkit import POSTGRES_URL, ServeProcess, postgres_schema
 from natskit import NATS_URL, cleanup, free_port, need_nats, unique_names, wait_for
 from sqlalchemy.engine import make_url
@@ -115,7 +116,9 @@ def test_sigterm_hands_the_site_over_at_once(tmp_path: Path) -> None:
         asyncio.run(cleanup(NATS_URL, names))
 
 
-def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path,
+                                                          sig: signal.Signals) -> None:
     need_nats()
     names = BusNames(unique_names().prefix)
     database = f"cw_cluster_{uuid.uuid4().hex[:10]}"
@@ -140,7 +143,7 @@ def test_sigterm_to_the_cluster_runner_stops_every_server(tmp_path: Path) -> Non
                 break
         assert len(pids) == 2, pids  # a gateway and a worker
         time.sleep(2)
-        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(sig)  # make cluster: Ctrl-C, or a supervisor's SIGTERM
         rest = runner.communicate(timeout=90)[0]
         assert "cluster stopped" in rest, rest
         assert not [pid for pid in pids if _alive(pid)]

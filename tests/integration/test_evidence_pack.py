@@ -14,7 +14,7 @@ from alertkit import raise_alerts
 from typer.testing import CliRunner
 
 from coverwatch.cli import app
-from coverwatch.domain.time import US_PER_S, format_time
+from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.evidence.anchors import sign_document
 from coverwatch.evidence.keys import load_signing_key
 from coverwatch.evidence.pack import export_pack, verify_pack
@@ -247,9 +247,15 @@ def test_purge_inside_a_window_cuts_lapses_at_its_edge(tmp_path: Path) -> None:
     assert check.ok, check.problems
     # The daily report (in the pack, and `records daily`) marks the purged part of its day;
     # the PDF leaves that hour out of the share covered, and says so.
+    # Its span is the pack's, stale_after_s included, and it derives no lapse in it.
     [day] = orjson.loads(z.read("daily-reports.json"))
     assert [(p["until"], p["note"]) for p in day["sections"]["no data (purged)"]] == [
-        (format_time(T0 + 2 * H), "no data (purged)")]
+        (spans[0]["end"], "no data (purged)")]
+    daily = day["sections"]["lapses"]
+    assert daily and not any(
+        parse_time(lp["start"]) < spans[0]["end_us"] and (
+            lp["end"] is None or parse_time(lp["end"]) > spans[0]["start_us"]) for lp in daily)
+    assert any(lp.get("purged_edge") for lp in daily)  # it was cut there, not left out
     assert "(no data (purged) for 1.0 h: left out)" in " ".join(
         _pdf_text(z.read("report.pdf")).split())
     store.close()
@@ -365,3 +371,41 @@ def test_a_head_signed_during_export_gives_a_pack_whose_segment_ends_at_its_head
     check = verify_pack(data, key.trusted)
     assert check.ok, check.problems
     assert any("whole at both ends" in n for n in check.notes), check.notes
+
+
+def test_a_pdf_from_an_older_renderer_is_not_re_checked_and_the_data_still_verify(
+    pack: tuple[bytes, Store, list[SiteVersion], Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack records the PDF renderer's version; one made by an older renderer (whose
+    wording differs) or by a release that did not record it is verified on its data, its
+    PDF said to be not re-checked: never failed for wording that changed since."""
+    import coverwatch.evidence.pack as pack_module
+    import coverwatch.evidence.pdf as pdf_module
+
+    data, store, versions, key_path = pack
+    manifest = orjson.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
+    assert manifest["pdf_renderer"] == pdf_module.PDF_RENDERER
+    real = pack_module.render_pack_pdf
+    with monkeypatch.context() as m:  # an older release: other wording, an older version
+        m.setattr(pdf_module, "PDF_RENDERER", pdf_module.PDF_RENDERER - 1)
+        m.setattr(pack_module, "render_pack_pdf", lambda files, site, *a: real(
+            files, site + " (as worded before)", *a))
+        old = export_pack(store, versions, load_signing_key(key_path), site="yard",
+                          since=T0 + 3600 * US_PER_S, until=T0 + 3 * 3600 * US_PER_S)
+    # And one from before packs recorded the version at all.
+    src = zipfile.ZipFile(io.BytesIO(old))
+    body = {k: v for k, v in orjson.loads(src.read("manifest.json")).items()
+            if k not in ("signature", "public_key", "key_id", "pdf_renderer")}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("manifest.json", orjson.dumps(sign_document(body, load_signing_key(key_path))))
+        for n in src.namelist():
+            if n != "manifest.json":
+                z.writestr(n, src.read(n))
+    for made, was in ((old, f"version {pdf_module.PDF_RENDERER - 1} of the"),
+                      (buf.getvalue(), "an unversioned")):
+        check = verify_pack(made, load_signing_key(key_path).trusted)
+        assert check.ok, check.problems
+        assert any(n.startswith(f"report.pdf rendered by {was} PDF renderer (this release "
+                                f"renders version {pdf_module.PDF_RENDERER}): not re-checked")
+                   for n in check.notes), check.notes

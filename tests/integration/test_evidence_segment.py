@@ -134,7 +134,7 @@ def _resigned_without(data: bytes, key_path: Path, drop: int) -> bytes:
             orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
             for e in _entries(data) if e["id"] != drop)
         proofs = orjson.loads(files["proofs.json"])
-        assert proofs["audit"].pop(str(drop), None) is not None
+        proofs["audit"].pop(str(drop), None)  # entries after the window have none
         files["proofs.json"] = orjson.dumps(proofs)
 
     return _resigned(data, key_path, edit)
@@ -205,8 +205,17 @@ def _old_head(files: dict[str, bytes], key_path: Path) -> None:
     files["tree-head.json"] = orjson.dumps(doc)
 
 
+@pytest.fixture
+def unlinked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export proving every audit entry (as before entries after the window were proved by
+    their links to ``audit_last``), so that the head can be swapped for an old one."""
+    import coverwatch.evidence.pack as pack_module
+
+    monkeypatch.setattr(pack_module, "_linked_from", lambda *a: None)
+
+
 def test_a_pack_on_an_old_head_verifies_with_its_end_not_proved(
-    historic: dict[str, Any],
+    unlinked: None, historic: dict[str, Any],
 ) -> None:
     data = _resigned(historic["data"], historic["key"],
                      lambda files: _old_head(files, historic["key"]))
@@ -215,3 +224,41 @@ def test_a_pack_on_an_old_head_verifies_with_its_end_not_proved(
         assert any("the head does not show it is the chain's last entry: not proved whole"
                    in n for n in notes), notes
         assert not any("whole at both ends" in n for n in notes)
+
+
+def test_entries_after_the_window_carry_no_proof_of_their_own(historic: dict[str, Any]) -> None:
+    # Every entry was recorded after the window (on the import, and since): their links to
+    # the head's audit_last prove them; one inclusion proof each would only swell the pack.
+    z = zipfile.ZipFile(io.BytesIO(historic["data"]))
+    proofs = orjson.loads(z.read("proofs.json"))
+    entries = _entries(historic["data"])
+    assert proofs["audit"] == {} and proofs["linked"] == {"audit": entries[0]["id"]}
+    for ok, problems, notes in _both(historic["data"], historic["key"]):
+        assert ok, problems
+        assert any(f"{len(entries)} audit entries recorded after the window proved by their "
+                   "links" in n for n in notes), notes
+
+
+def test_a_later_entry_rewritten_with_its_tail_is_named(historic: dict[str, Any]) -> None:
+    # An insider edits an entry after the window and recomputes the hashes after it: the
+    # tail no longer ends at the head's audit_last, so nothing after the window is proved.
+    from coverwatch.evidence.standalone import audit_entry_hash
+
+    def edit(files: dict[str, bytes]) -> None:
+        entries = _entries(historic["data"])
+        prev = None
+        for e in entries:
+            if e["id"] == historic["after"]:
+                e["details"] = {"edited": True}
+            if prev is not None:
+                e["prev_hash"] = prev
+            e["hash"] = audit_entry_hash(e)
+            prev = e["hash"]
+        files["audit.jsonl"] = b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
+                                        for e in entries)
+
+    bad = _resigned(historic["data"], historic["key"], edit)
+    for ok, problems, _ in _both(bad, historic["key"]):
+        assert not ok
+        assert any(p.startswith("proofs.json: leaves audit entries from") and
+                   "does not end at the tree head's audit_last" in p for p in problems), problems

@@ -106,3 +106,33 @@ def test_cli_records(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["records", "daily", "--date", "10/03/2027", "--out", str(out),
                               "--data-dir", str(data)])
     assert bad.exit_code == 2
+
+
+def test_an_alert_closed_directly_is_not_shown_as_acknowledged(store: Store) -> None:
+    """Closing an alert nobody owned records the closer as its owner at that instant: the
+    daily report says it was not acknowledged, and shows the close note once, against the
+    close (as the pack's PDF does)."""
+    from coverwatch.domain.alerts import Alert, alert_id_for
+
+    versions = _fill(store)
+    at = T0 + 600 * US_PER_S
+    sos = Alert(id=alert_id_for("sos", "A1", "sos", at), kind="sos", post="A1", rule="sos",
+                lapse_start=at, alert_at=at, count=0, need=1)
+    store.record_alert_event(sos.to_record(), actor="device", action="alert.raised")
+    sos.close("kim", "false alarm, checked by phone", at + 60 * US_PER_S)
+    store.record_alert_event(sos.to_record(), actor="kim", action="alert.closed")
+    fall = Alert(id=alert_id_for("fall", "B1", "fall", at), kind="fall", post="B1",
+                 rule="fall", lapse_start=at, alert_at=at, count=0, need=1)
+    store.record_alert_event(fall.to_record(), actor="device", action="alert.raised")
+    fall.acknowledge("sam", "sent A1", at + 30 * US_PER_S)
+    store.record_alert_event(fall.to_record(), actor="sam", action="alert.acknowledged")
+    fall.close("sam", "B1 was fine", at + 90 * US_PER_S)
+    store.record_alert_event(fall.to_record(), actor="sam", action="alert.closed")
+    rep = daily_report(store, versions, load_site(YARD), "2027-03-10")
+    [row] = [r for r in rep.sections["alerts"] if r["kind"] == "sos"]
+    assert (row["acknowledged_by"], row["acknowledged_at"], row["note"]) == (
+        "not acknowledged (closed directly)", None, "")
+    assert (row["closed_by"], row["close_note"]) == ("kim", "false alarm, checked by phone")
+    [acked] = [r for r in rep.sections["alerts"] if r["kind"] == "fall"]
+    assert (acked["acknowledged_by"], acked["note"], acked["closed_by"], acked["close_note"]) \
+        == ("sam", "sent A1", "sam", "B1 was fine")  # acknowledged first: each note once

@@ -220,3 +220,41 @@ def test_heads_waiting_for_a_witness_that_is_down_outlive_a_restart(
     assert Witnesses([target], None, heads, send=up).pending() == 0
     # Another witness configured after the restart starts with an empty queue.
     assert Witnesses(["https://other.example/h"], None, heads).pending() == 0
+
+
+def test_two_writers_of_the_witness_queue_lose_no_head(store: Store, tmp_path: Path) -> None:
+    """The server and the CLI (``audit head``) queue heads for the same witness at once:
+    each change is merged with the queues on disk under a lock, so neither write drops the
+    other's heads, and the one that delivers takes the other's too."""
+    from coverwatch.evidence.witness import pending_file
+
+    key = load_signing_key(tmp_path / "keys" / "audit.key")
+    heads = tmp_path / "tree-heads.jsonl"
+    target = "https://hook.example/h"
+    down = Flaky(fails=10**6)
+    server, cli = (Witnesses([target], None, heads, send=down) for _ in range(2))
+    made = []
+    for i, w in enumerate((server, cli, server)):  # both read the queue before either wrote
+        store.append_events([_fix(i)])
+        made.append(head_now(store, key, "yard", heads))
+        w.witness(made[-1])
+    assert Witnesses([target], None, heads).pending() == 3
+    # Many heads from two threads at once, each with a queue object of its own.
+    extra: list[dict[str, Any]] = []
+    for i in range(3, 23):
+        store.append_events([_fix(i)])
+        extra.append(head_now(store, key, "yard", heads))
+    writers = [Witnesses([target], None, heads, send=down) for _ in range(2)]
+    threads = [threading.Thread(target=lambda w=w, part=extra[n::2]: [w.witness(h) for h in part])
+               for n, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queued = orjson.loads(pending_file(heads).read_bytes())
+    assert sorted(h["size"] for q in queued.values() for h in q) == sorted(
+        h["size"] for h in made + extra)
+    up = Flaky(fails=0)
+    assert Witnesses([target], None, heads, send=up).flush() == []
+    assert sorted(h["size"] for h in up.taken) == sorted(h["size"] for h in made + extra)
+    assert Witnesses([target], None, heads).pending() == 0

@@ -245,7 +245,6 @@ async def report(
     """Lapses recomputed from the stored events, late ones included (evidence); starts from
     the newest report checkpoint at or before ``since`` (docs/evidence.md)."""
     from coverwatch.reports.history import recompute
-    from coverwatch.reports.replay import lapse_record
     from coverwatch.storage.versions import SiteVersion, load_versions
 
     try:
@@ -257,19 +256,24 @@ async def report(
     versions = versions or [SiteVersion(0, svc.doc.source)]
     rep = await asyncio.to_thread(recompute, svc.store, versions, until=until_us, since=since_us,
                                   save_until=svc.shown.horizon)
-    from coverwatch.evidence.purged import purge_records
-    from coverwatch.evidence.window import cover_with_data, no_data_spans
+    from coverwatch.evidence.window import cover_with_data
+    from coverwatch.formats.sitefile import load_site_text_document
+    from coverwatch.reports.purged import purged_lapses
 
-    # Where retention purged the positions there is no data: marked, and left out of the
-    # share covered (as in evidence packs).
-    purged = await asyncio.to_thread(purge_records, svc.store, rep.since)
-    spans = no_data_spans([{"effective_us": v.effective_us, "source": v.source}
-                           for v in versions], purged, rep.since, rep.until)
+    # Where retention purged the positions there is no data: marked, no lapse derived there,
+    # and left out of the share covered (as in evidence packs).
+    sites = [load_site_text_document(v.source, "<site>").site for v in versions]
+    first = sites[max((i for i, v in enumerate(versions) if v.effective_us <= rep.since),
+                      default=0)]  # the rules in force at the report's start, as a pack
+    graces = {(p.id, r.id): seconds_to_us(r.grace_s) for s in sites for p, r in s.rules()}
+    spans, lapses = await asyncio.to_thread(
+        purged_lapses, svc.store, rep.lapses, rep.since, rep.until,
+        seconds_to_us(first.stale_after_s), graces)
     shares = [cover_with_data(st, rep.since, rep.until, spans) for st in rep.stats]
     return {
         "since": format_time(rep.since), "until": format_time(rep.until),
         "events": rep.events, "late_events": rep.late_events,
-        "lapses": [lapse_record(lp) for lp in rep.lapses],
+        "lapses": lapses,
         "no_data": [{"start": s["start"], "end": s["end"], "purges": s["purges"],
                      "note": "no data (purged)"} for s in spans],
         "rules": [{"post": st.post, "rule": st.rule, "need": st.need, "lapses": st.lapses,

@@ -7,7 +7,7 @@
 - ``checkpoints``: per-site stream sequence + evaluator state in ``<prefix>-checkpoints``.
 - ``evaluator``: the interface a worker feeds (the live engine's adapter is
   ``server/buscover.py``), and a reference evaluator.
-- ``worker``: the worker loop.
+- ``worker``: the worker loop; ``siterun``: one owned site's run, and the lease keeper.
 
 See docs/scale.md for the design and its failure modes.
 """

@@ -48,6 +48,7 @@ __all__ = [
     "LeaseTable",
     "LeaseView",
     "balanced_moves",
+    "lease_name",
     "lease_ttl",
     "open_bucket",
     "rank",
@@ -81,6 +82,16 @@ async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int | None
         ))
     await reconcile_replicas(js, f"KV_{bucket}", replicas, max_age_s=ttl_s)
     return kv
+
+
+def lease_name(site: str, partitions: int | None) -> str:
+    """The lease covering ``site``: the site's own (``partitions`` None), else its partition's,
+    ``p.<k>`` with ``k`` a stable hash of the site id modulo ``partitions`` (a site id has no
+    dot, so a partition's name is never a site's)."""
+    if not partitions:
+        return site
+    digest = hashlib.blake2b(site.encode(), digest_size=8).digest()
+    return f"p.{int.from_bytes(digest) % partitions}"
 
 
 def rank(worker: str, site: str) -> int:
@@ -346,6 +357,7 @@ class DeadmanCheck:
     after_s: float
     on_orphan: Callable[[str, float], Awaitable[None]]
     on_owned: Callable[[str], Awaitable[None]] | None = None
+    lease_of: Callable[[str], str] = str  # a site's lease (its partition's, if partitioned)
     _first_seen: dict[str, float] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
 
@@ -355,7 +367,7 @@ class DeadmanCheck:
         reported = []
         for site in self.sites():
             first = self._first_seen.setdefault(site, now)
-            since = self.view.orphan_since(site, first)
+            since = self.view.orphan_since(self.lease_of(site), first)
             if since is None:
                 if site in self._reported:
                     self._reported.discard(site)
@@ -373,13 +385,14 @@ async def watch_for_orphans(
     js: JetStreamContext, bucket: str, sites: Callable[[], Collection[str]], *,
     lease_s: float, after_s: float, on_orphan: Callable[[str, float], Awaitable[None]],
     on_owned: Callable[[str], Awaitable[None]] | None = None, every_s: float = 1.0,
-    stop: asyncio.Event,
+    stop: asyncio.Event, partitions: int | None = None,
 ) -> None:
     """Run the dead-man check on a node that owns nothing (a gateway) until ``stop``."""
     kv = await open_bucket(js, bucket, ttl_s=lease_ttl(lease_s))
     view = LeaseView(kv, lease_s)
     await view.start()
-    check = DeadmanCheck(view, sites, after_s, on_orphan, on_owned)
+    check = DeadmanCheck(view, sites, after_s, on_orphan, on_owned,
+                         lease_of=lambda site: lease_name(site, partitions))
     try:
         while not stop.is_set():
             try:

@@ -7,6 +7,7 @@ printed), 1 anything unexpected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from coverwatch.cli.interop import (
     check_gpx_options,
 )
 from coverwatch.cli.lazygroup import LazyGroup
+from coverwatch.cli.lightparams import install as _plain_params
 from coverwatch.domain.alerts import format_duration
 from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.errors import CoverwatchError, SiteFileError
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from coverwatch.formats.eventfiles import EventReader
 
 __all__ = ["app", "main"]
+
+_plain_params()  # plain values need no pydantic (a tenth of a second of every start)
 
 app = typer.Typer(
     name="coverwatch",
@@ -209,6 +213,27 @@ def _target_problems(doc: Any, db: str | None, data_dir: Path | None) -> list[An
         store.close()
 
 
+_SUMMARY = ("Post", "Rule", "Need", "Lapses", "Alerts", "Longest lapse", "Cover %")
+
+
+def _summary_rows(result: Evaluation) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for st in result.stats:
+        pct = st.cover_pct
+        pct_text = "inactive" if pct is None else f"{pct:.1f}"
+        longest = format_duration(st.longest_lapse_us / US_PER_S) if st.lapses else "-"
+        rows.append((st.post, st.rule, str(st.need), str(st.lapses), str(st.alerts), longest,
+                     pct_text))
+    return rows
+
+
+def _plain_summary(console: Console, result: Evaluation, title: str) -> str | None:
+    from coverwatch.cli.plaintable import plain_table
+
+    right = [name not in ("Post", "Rule") for name in _SUMMARY]
+    return plain_table(console, title, _SUMMARY, right, _summary_rows(result))
+
+
 def _summary_table(result: Evaluation, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("Post")
@@ -225,6 +250,22 @@ def _summary_table(result: Evaluation, title: str) -> Table:
         longest = format_duration(st.longest_lapse_us / US_PER_S) if st.lapses else "-"
         table.add_row(st.post, st.rule, str(st.need), str(st.lapses), alerts, longest, pct_text)
     return table
+
+
+def _progress(err: Console) -> Any:
+    """A replay's progress bar on a terminal; off it none, and rich.progress not loaded."""
+    if not err.is_terminal:
+        return contextlib.nullcontext()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]replay[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 @app.command()
@@ -258,8 +299,6 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from coverwatch.formats.sitefile import load_site
     from coverwatch.reports.replay import lapse_record, replay_file
 
@@ -306,23 +345,17 @@ def replay(
             except ValueError as e:
                 err.print(f"[red]error[/red] --until: {e}", highlight=False)
                 raise typer.Exit(2) from None
-        with Progress(
-            TextColumn("[bold]replay[/bold]"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f} / {task.total:,.0f} bytes"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not err.is_terminal,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("replay", total=None)
+        with _progress(err) as progress:
+            task = None if progress is None else progress.add_task("replay", total=None)
 
             def start(reader: EventReader) -> None:
-                big = reader.total_bytes >= _PROGRESS_MIN_BYTES
-                progress.update(task, total=reader.total_bytes, completed=0, visible=big)
+                if progress is not None and task is not None:
+                    big = reader.total_bytes >= _PROGRESS_MIN_BYTES
+                    progress.update(task, total=reader.total_bytes, completed=0, visible=big)
 
             def tick(reader: EventReader) -> None:
-                progress.update(task, completed=reader.bytes_read)
+                if progress is not None and task is not None:
+                    progress.update(task, completed=reader.bytes_read)
 
             result, reader = replay_file(
                 site_model, events, skip_bad=skip_bad, budget=budget,
@@ -366,7 +399,12 @@ def replay(
         console.print("no events to replay")
         return
     window = f"{format_time(result.start)} to {format_time(result.end or result.start)}"
-    console.print(_summary_table(result, f"Cover of {site_model.name}, {window}"))
+    title = f"Cover of {site_model.name}, {window}"
+    plain = _plain_summary(console, result, title)
+    if plain is not None:  # off a terminal: the same text, without Rich's layout machinery
+        console.file.write(plain)
+    else:
+        console.print(_summary_table(result, title))
     for lp in alerted:
         end = "still open" if lp.end is None else f"until {format_time(lp.end)}"
         console.print(

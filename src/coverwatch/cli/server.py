@@ -99,6 +99,11 @@ def serve(
         help="With --bus: replicas of the stream and buckets (3 on a three-node NATS "
              "cluster); an existing stream is scaled to it. Default: left as it is (1 if "
              "new).")] = None,
+    bus_partitions: Annotated[int | None, typer.Option(
+        "--bus-partitions", envvar="COVERWATCH_BUS_PARTITIONS", min=1, max=4096,
+        help="With --bus: leases per partition of the sites (a stable hash of the site id), "
+             "this many partitions, the same on every node (docs/scale.md, \"Partitions\"). "
+             "Default: a lease per site.")] = None,
 ) -> None:
     """Run the live server (FastAPI on uvicorn)."""
     import uvicorn
@@ -128,6 +133,7 @@ def serve(
         secure_cookies=secure_cookies, max_lateness_s=max_lateness_s, public_url=public_url,
         daily_report_at=daily_report_at, daily_report_to=tuple(daily_report_to or ()),
         bus_url=bus, role=role, bus_prefix=bus_prefix, bus_replicas=bus_replicas,
+        bus_partitions=bus_partitions,
         tsa_url=tsa_url,
         witnesses=tuple(witness or os.environ.get("COVERWATCH_WITNESSES", "").split()),
     )

@@ -20,6 +20,13 @@ Members (every one's SHA-256 in ``manifest.json``, which is signed with Ed25519)
   where no lapse is derived (:mod:`coverwatch.evidence.window`);
 * ``daily-reports.json`` — the daily activity report of each local day of the window
   (stints per officer, people's actions apart from automatic ones, each note once);
+* ``open-alerts.json`` — every alert open or acknowledged in the log the pack's tree head
+  covers, whose digest the head signs (``open_alerts``): an alert raised before the audit
+  segment and never changed since is still shown (and cannot be dropped unseen);
+* ``briefing.json`` — every shift, orders version and orders acknowledgement of the site,
+  whose digest the head signs (``briefing``): ``roster.json`` and ``orders.json`` must be
+  its view of the window (:mod:`coverwatch.evidence.briefing`), so neither can be altered
+  or thinned in a re-signed pack;
 * ``verify_pack.py`` — the standalone verifier, one file (:mod:`.verifierfile`);
 * ``tree-head.json`` and ``proofs.json`` (version 2) — a signed head of the site's
   transparency log and every event's and audit entry's inclusion proof against it
@@ -46,9 +53,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from coverwatch.domain.time import format_time
+from coverwatch.domain.time import format_time, parse_time
 from coverwatch.engine import RuleStats, engine_state
 from coverwatch.evidence.anchors import make_anchor, sign_document
+from coverwatch.evidence.briefing import briefing_records, briefing_view
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.evidence.packproofs import HeadMoved, pack_head, pack_proofs, pack_records
 from coverwatch.evidence.purged import purge_records
@@ -60,6 +68,7 @@ from coverwatch.evidence.window import no_data_spans, run_window
 from coverwatch.reports.history import run_engine
 from coverwatch.reports.notified import load_delivery_rows
 from coverwatch.storage import Store
+from coverwatch.storage.tlog import open_alerts
 from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["PACK_KIND", "PackCheck", "compare_lapses", "export_pack", "render_pack_pdf",
@@ -130,31 +139,28 @@ def _export(
                   if a["alert_at"] <= until and (a.get("closed_at") or a.get("resolved_at")
                                                  or until) >= since
                   and (post is None or a["post"] == post)]
-        orders = {"versions": [{"post": v.post, "version": v.version, "since_us": v.since,
-                                "since": format_time(v.since), "text": v.text,
-                                "changes": v.changes} for v in store.orders_versions(post)
-                               if v.since <= until],
-                  "acknowledgements": [{"officer": a.officer, "post": a.post, "version": a.version,
-                                        "at": format_time(a.at), "via": a.via, "device": a.device}
-                                       for a in store.acknowledgements()
-                                       if a.at <= until and (post is None or a.post == post)]}
+        # The whole roster and orders record, which the head signs; the pack's are its view.
+        briefing = briefing_records(store)
+        roster, orders = briefing_view(briefing, since, until, post)
         deliveries = load_delivery_rows(store, [a["id"] for a in alerts])
-        roster = [{"officer": s.officer, "post": s.post, "patrol": s.patrol,
-                   "start": format_time(s.start), "end": format_time(s.end)}
-                  for s in store.list_shifts(from_us=since, until_us=until)]
         audit_rows = audit_segment(store, since, until, alerts, rows)
         # The head is of this snapshot's log (its leaves cover every record read here), so
         # the segment can end at the chain's last entry as the head names it.
         heads = heads or heads_file(key.path)
         head, prev = pack_head(store, key, site, heads)
         audit_rows = reach_head(store, audit_rows, head)
+        live = open_alerts(store.load_alerts())  # what the head's open_alerts commits to
         daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
                                min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
     anchor = make_anchor(store, key, site)
+    linked = _linked_from(audit_rows, head, until)
     tree_head, proofs = pack_proofs(store, head, prev, [int(r["id"]) for r in rows],
-                                    [int(e["id"]) for e in audit_rows],
+                                    [int(e["id"]) for e in audit_rows
+                                     if linked is None or int(e["id"]) < linked],
                                     pack_records(alerts, deliveries, vers), heads,
                                     [int(p["audit"]["id"]) for p in purged if p["audit"]])
+    if linked is not None:
+        proofs["linked"] = {"audit": linked}
     events_bytes = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
     members: dict[str, bytes] = {
         "events.jsonl": events_bytes,
@@ -172,14 +178,18 @@ def _export(
         "proofs.json": _json(proofs),
         "purges.json": _json({"records": purged, "no_data": no_data}),
         "daily-reports.json": _json(daily),
+        "open-alerts.json": _json(live),
+        "briefing.json": _json(briefing),
     }
+    from coverwatch.evidence.pdf import PDF_RENDERER
+
     members["report.pdf"] = render_pack_pdf(members, site, since, until, post, stats)
     members[VERIFIER_NAME] = verifier_source().encode()  # the standalone verifier, one file
     made = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = sign_document({
         "kind": PACK_KIND, "v": 2, "site": site, "since": format_time(since),
         "until": format_time(until), "since_us": since, "until_us": until, "post": post,
-        "made_at": made, "made_by": actor,
+        "made_at": made, "made_by": actor, "pdf_renderer": PDF_RENDERER,
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }, key)
     buf = io.BytesIO()
@@ -188,6 +198,22 @@ def _export(
         for name, data in members.items():
             z.writestr(name, data)
     return buf.getvalue()
+
+
+def _linked_from(entries: list[dict[str, Any]], head: dict[str, Any], until: int) -> int | None:
+    """The first of the segment's last entries recorded after ``until`` (None: none): they
+    need no inclusion proof of their own, as their links lead to the head's ``audit_last``,
+    the segment's last entry (a pack over an old window would otherwise carry a proof for
+    every entry since)."""
+    last = head.get("audit_last")
+    if not entries or not isinstance(last, dict) or last.get("id") != entries[-1]["id"]:
+        return None
+    first = None
+    for e in reversed(entries):
+        if parse_time(str(e["at"])) <= until:
+            break
+        first = int(e["id"])
+    return first
 
 
 def _daily_reports(store: Store, versions: list[SiteVersion], last: SiteVersion, since: int,
@@ -282,16 +308,35 @@ def verify_pack(data: bytes, trusted: tuple[str, ...] | None = None,
         check.fail("lapses.json", "the lapses differ from what the events imply")
         return check
     check.notes.append(f"{rows} events re-run: {len(lapses)} lapse(s) confirmed")
+    _check_pdf(files, manifest, stats, check)
+    return check
+
+
+def _check_pdf(files: dict[str, bytes], manifest: dict[str, Any], stats: list[RuleStats],
+               check: PackCheck) -> None:
+    """Re-render the PDF and compare it byte for byte, when this release's renderer is the
+    one that made it (``pdf_renderer``); else say it is not re-checked (the data checks
+    stand on their own)."""
+    from coverwatch.evidence.pdf import PDF_RENDERER
+
     if "purges.json" not in files:
         check.notes.append("report.pdf not re-rendered: the pack predates deterministic PDFs")
-    elif render_pack_pdf(files, manifest["site"], int(manifest["since_us"]),
-                         int(manifest["until_us"]), manifest.get("post"), stats) \
-            != files["report.pdf"]:
+        return
+    same = render_pack_pdf(files, manifest["site"], int(manifest["since_us"]),
+                           int(manifest["until_us"]), manifest.get("post"), stats) \
+        == files["report.pdf"]
+    made_by = manifest.get("pdf_renderer")
+    if same:
+        check.notes.append("report.pdf re-rendered from the pack's data: identical")
+    elif made_by == PDF_RENDERER:
         check.fail("report.pdf", "differs from the report the pack's data renders: it was "
                                  "replaced or edited")
     else:
-        check.notes.append("report.pdf re-rendered from the pack's data: identical")
-    return check
+        was = "an unversioned" if made_by is None else f"version {made_by} of the"
+        check.notes.append(
+            f"report.pdf rendered by {was} PDF renderer (this release renders version "
+            f"{PDF_RENDERER}): not re-checked byte for byte; read the data members, which "
+            "were checked, or verify with the release that made the pack")
 
 
 def compare_lapses(

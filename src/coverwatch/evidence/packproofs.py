@@ -116,8 +116,10 @@ def pack_head(
     if last > size:
         raise HeadMoved(f"a tree head of {last} leaves was signed during the export "
                         f"(its snapshot holds {size}): export again")
-    # A head without ``audit_last`` (version 1) cannot show the segment's end: sign anew.
-    if mine and last == size and "audit_last" in mine[-1]:
+    # A head without ``audit_last`` (version 1) cannot show the segment's end, nor one
+    # without ``open_alerts`` and ``briefing`` (version 2) the alerts open before it and
+    # the roster and orders: sign anew.
+    if mine and last == size and "audit_last" in mine[-1] and "briefing" in mine[-1]:
         head, before = mine[-1], mine[:-1]
     else:
         head, before = head_now(store, key, site, path), mine

@@ -6,6 +6,12 @@ attempts listed as failed) and who acknowledged or closed it, when and with what
 orders versions in force and who acknowledged them, the roster, rule changes with approver
 and reason, and other alerts (device silence, SOS) where recorded. Times are in the site's
 time zone.
+
+The same data always renders to the same bytes, so ``evidence verify`` re-renders a pack's
+PDF and compares it. Any change to what the report says or how it is laid out changes those
+bytes: it must raise :data:`PDF_RENDERER`, which each pack records (``pdf_renderer`` in its
+manifest), so that a pack made by another version is said to be "not re-checked" rather
+than failed.
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ from coverwatch.engine import RuleStats
 from coverwatch.evidence.window import cover_with_data
 from coverwatch.reports.notified import level_label, summary
 
-__all__ = ["BACK_DATED_S", "alert_rows", "arrived_late", "delivery_table", "render_report"]
+__all__ = ["BACK_DATED_S", "PDF_RENDERER", "alert_rows", "arrived_late", "delivery_table",
+           "render_report"]
 
 BACK_DATED_S = 300  # as the API's audit of back-dated events
+# The renderer's version: raise it with every change to the PDF's wording or layout.
+PDF_RENDERER = 1
 
 
 def arrived_late(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

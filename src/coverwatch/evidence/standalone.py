@@ -25,7 +25,11 @@ It checks, and names the part of any failure:
 * ``purges.json`` and ``alerts.json``: each purge proved by its audit entry, no lapse where
   positions were purged, and every lapse alert against a lapse past its grace;
 * ``audit.jsonl`` follows the window: it holds the raising, deliveries, acknowledgement and
-  close of every alert whose ``alert_at`` lies in the window.
+  close of every alert whose ``alert_at`` lies in the window; ``alerts.json`` holds every
+  alert the segment records in the window and every one ``open-alerts.json`` (signed by
+  the head's ``open_alerts``) lists in it;
+* ``roster.json`` and ``orders.json`` are the window's view of ``briefing.json`` (signed by
+  the head's ``briefing``); ``deliveries.json`` holds every delivery the segment records.
 
 Exit 0 when every check holds, 1 naming each that does not, 2 for bad usage. It does not
 re-run the engine. ``docs/evidence-format.md`` specifies every format; the hashing repeats
@@ -51,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coverwatch.evidence import standalone_proofs as _proofs  # joined: see verifierfile
 from coverwatch.evidence.standalone_proofs import leaf_hash, verify_consistency, verify_inclusion
-from coverwatch.evidence.standalone_records import check_alert_records, check_segment_ends
+from coverwatch.evidence.standalone_records import check_records, linked_entries
 
 __all__ = ["HEAD_KIND", "PACK_KIND", "Result", "audit_entry_hash", "canonical", "check_pack",
            "event_key", "leaf_hash", "main", "read_public_key", "verify_consistency",
@@ -274,7 +278,7 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
     if version < 2:
         res.notes.append("a version 1 pack: it carries no inclusion proofs")
         return
-    for name in ("tree-head.json", "proofs.json"):
+    for name in ("tree-head.json", "proofs.json", "deliveries.json"):
         if name not in files:
             res.fail(name, "missing: a version 2 pack carries it")
             return
@@ -286,13 +290,13 @@ def _check_contents(files: dict[str, bytes], manifest: dict[str, Any],
         _proofs.check_timestamp(doc, canonical(head), tsa_ca, res)
     rows = _lines(files["events.jsonl"])
     proofs = json.loads(files["proofs.json"])
-    _check_proofs(proofs, head, files, rows, entries, res)
+    linked = linked_entries(proofs, head, manifest, entries, res)
+    _check_proofs(proofs, head, files, rows, entries, res, linked)
     spans = _proofs.check_purges(files, manifest, proofs, head, res,
                                  entry_hash=audit_entry_hash, canonical=canonical)
     _proofs.check_alerts(files, manifest, spans, rows, res)
     _proofs.check_segment(files, manifest, entries, res)
-    check_alert_records(files, manifest, entries, res)
-    check_segment_ends(manifest, head, entries, res)
+    check_records(files, manifest, head, entries, res, canonical=canonical)
 
 
 def _check_audit(entries: list[dict[str, Any]], *, contiguous: bool, res: Result) -> None:
@@ -379,7 +383,7 @@ def _records(files: dict[str, bytes], rows: list[dict[str, Any]],
 
 def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str, bytes],
                   rows: list[dict[str, Any]], entries: list[dict[str, Any]],
-                  res: Result) -> None:
+                  res: Result, linked: set[int]) -> None:
     size, root = int(head["size"]), bytes.fromhex(head["root"])
     if proofs.get("tree_size") != size or proofs.get("root") != head["root"]:
         res.fail("proofs.json", "its proofs are not against the pack's tree head")
@@ -403,6 +407,8 @@ def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str,
             proof = given.get(str(ident))
             name = f"{what} {ident}" if by_id else f"{what} {ident + 1} ({ref})"
             if proof is None:
+                if section == "audit" and ident in linked:
+                    continue
                 if ident not in set(unlogged.get(section) or []):
                     res.fail(part, f"{name} has no inclusion proof")
                 elif by_id and logged and ident > min(logged):
@@ -427,7 +433,7 @@ def _check_proofs(proofs: dict[str, Any], head: dict[str, Any], files: dict[str,
         if bad > 5:
             res.fail(part, f"and {bad - 5} more {what}(s) fail their inclusion proofs")
         if not bad:
-            old = len(items) - len(logged)
+            old = len(items) - len(logged) - (len(linked) if section == "audit" else 0)
             res.notes.append(f"{len(logged)} {what}(s) proved in the log of {size} leaves"
                              + (f"; {old} predate the log" if old else "")
                              + (f"; {unbound} logged before leaves bound the arrival "

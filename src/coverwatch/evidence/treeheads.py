@@ -1,13 +1,20 @@
 """Signed tree heads of the site's transparency log, and checking the log against them.
 
-A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 2,
-"site", "at", "size", "root", "prev", "prev_size", "audit_last"}`` with ``public_key``, ``key_id``
-and an Ed25519 ``signature`` over the rest (canonical JSON, as anchors). ``root``
-is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
+A signed tree head is one JSON line: ``{"kind": "coverwatch.tree-head", "v": 3,
+"site", "at", "size", "root", "prev", "prev_size", "audit_last", "open_alerts", "briefing"}``
+with
+``public_key``, ``key_id`` and an Ed25519 ``signature`` over the rest (canonical JSON, as
+anchors). ``root`` is the RFC 9162 tree head (hex) of the first ``size`` leaves; ``prev`` is the
 SHA-256 (hex) of the previous head of the site, as written (null for the first),
 so heads form a chain: deleting or replaying one breaks it. ``audit_last`` (from v 2) is
 ``{"id", "hash"}`` of the last audit entry among those leaves (null: none): a pack's audit
-segment that ends there is shown not cut short (version 1 heads lack it).
+segment that ends there is shown not cut short (version 1 heads lack it). ``open_alerts``
+(from v 3) is the SHA-256 (hex) of the canonical JSON of the list of the alerts open or
+acknowledged among those leaves, as records sorted by id
+(:func:`coverwatch.storage.tlog.open_alerts`): a pack carries that list, so an alert raised
+before its audit segment and never changed since cannot be dropped from it unseen.
+``briefing`` (from v 3) is the digest of every shift, orders version and acknowledgement
+(:mod:`coverwatch.evidence.briefing`), which a pack carries whole.
 
 :func:`verify_tree_heads` needs only public keys and the stored leaves: each leaf
 hash is recomputed, each head's root recomputed from the leaves, and each pair of
@@ -44,10 +51,11 @@ from coverwatch.evidence.anchors import (
     verify_document,
 )
 from coverwatch.evidence.anchors import canonical as _canonical
+from coverwatch.evidence.briefing import briefing_records
 from coverwatch.evidence.keys import SigningKey
 from coverwatch.storage import Store
 from coverwatch.storage.tables import audit, tlog_leaves
-from coverwatch.storage.tlog import leaf_hashes
+from coverwatch.storage.tlog import leaf_hashes, open_alerts, record_digest
 
 __all__ = ["HEAD_KIND", "HeadCheck", "UnsealedAudit", "append_head", "head_digest", "head_now",
            "heads_file", "last_head", "load_heads", "log_moved", "make_head", "refuse_unsealed",
@@ -70,19 +78,23 @@ def load_heads(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Findi
 def make_head(store: Store, key: SigningKey, site: str,
               prev: dict[str, Any] | None) -> dict[str, Any]:
     """A signed head of the log as stored now, chained to ``prev`` (the site's last head)."""
-    with store.reading() as conn:
+    with store.snapshot(), store.reading() as conn:  # the alerts of the same leaves
         hashes = leaf_hashes(conn, store.site)
         last = conn.execute(select(tlog_leaves.c.ref, tlog_leaves.c.leaf).where(
             tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "audit",
             tlog_leaves.c.idx < len(hashes)).order_by(tlog_leaves.c.idx.desc()).limit(1)).first()
+        live = open_alerts(store.load_alerts())
+        briefing = briefing_records(store)
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return sign_document({
-        "kind": HEAD_KIND, "v": 2, "site": site, "at": at, "size": len(hashes),
+        "kind": HEAD_KIND, "v": 3, "site": site, "at": at, "size": len(hashes),
         "root": root(hashes).hex(),
         "prev": None if prev is None else head_digest(prev),
         "prev_size": None if prev is None else prev.get("size"),
         "audit_last": None if last is None else {
             "id": int(last.ref), "hash": str(orjson.loads(str(last.leaf))["hash"])},
+        "open_alerts": record_digest(live),
+        "briefing": record_digest(briefing),
     }, key)
 
 
@@ -201,7 +213,6 @@ def _check_records(store: Store, rows: Sequence[Any]) -> list[Finding]:
     """Alerts, deliveries and rule versions as stored now against their leaves: an alert's
     record must be its newest leaf's, each delivery and rule version one of its ref's
     leaves. Records of a ref with no leaf predate their kind's logging and are passed."""
-    from coverwatch.storage.tlog import record_digest
     from coverwatch.storage.versions import load_versions
 
     logged: dict[tuple[str, str], list[str]] = {}

@@ -7,7 +7,8 @@ one still open at its end is cut there (``clipped_end``).
 Where retention purged the positions (the pack's ``purges.json``) the window has *no data*:
 from the window's start (or a legal hold's end) to the purge's bound (or a hold's start),
 plus ``stale_after_s`` after it, the time it takes the positions that remain to decide cover
-again on their own. No lapse is derived there: a lapse crossing such a span is cut at its
+again on their own (computed by :mod:`coverwatch.reports.purged`, which the daily report and
+``/api/v1/report`` share). No lapse is derived there: a lapse crossing such a span is cut at its
 edges (``purged_edge``; ``clipped_start``/``clipped_end`` set as at the window's edges).
 """
 
@@ -21,6 +22,7 @@ from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.engine import RuleStats, restore_engine
 from coverwatch.formats.sitefile import load_site_text_document
+from coverwatch.reports.purged import cut_outside, spans_without_data
 
 __all__ = ["cover_with_data", "no_data_spans", "run_window"]
 
@@ -55,35 +57,12 @@ def no_data_spans(
     if not purges:
         return []
     site = load_site_text_document(versions[0]["source"], "<pack rule version>").site
-    settle = seconds_to_us(site.stale_after_s)
-    raw: list[tuple[int, int, int]] = []
-    for p in purges:
-        if p.get("what") != "events:fix":
-            continue
-        gone = [(since, min(int(p["before_us"]), until))]
-        for h0, h1 in p.get("held") or ():
-            gone = [piece for a, b in gone
-                    for piece in ((a, min(b, int(h0))), (max(a, int(h1)), b))]
-        raw += [(a, min(b + settle, until), int(p["id"])) for a, b in gone if b > a]
-    out: list[dict[str, Any]] = []
-    for a, b, pid in sorted(raw):
-        if out and a <= out[-1]["end_us"]:
-            last = out[-1]
-            last["end_us"] = max(last["end_us"], b)
-            last["purges"] = sorted({*last["purges"], pid})
-        else:
-            out.append({"start_us": a, "end_us": b, "purges": [pid]})
-    for s in out:
-        s["start"], s["end"] = format_time(s["start_us"]), format_time(s["end_us"])
-    return out
+    return spans_without_data(purges, since, until, seconds_to_us(site.stale_after_s))
 
 
 def _cut(rec: dict[str, Any], grace: int, spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The parts of a lapse record outside every no-data span."""
-    pieces = [(rec["start_us"], rec["end_us"])]
-    for s in spans:
-        pieces = [q for a, b in pieces for q in ((a, min(b, s["start_us"])),
-                                                 (max(a, s["end_us"]), b)) if q[1] > q[0]]
+    pieces = cut_outside(rec["start_us"], rec["end_us"], spans)
     out = []
     for a, b in pieces:
         if (a, b) == (rec["start_us"], rec["end_us"]):

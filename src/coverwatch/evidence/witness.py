@@ -12,17 +12,23 @@ page. Sending runs off the event loop and never holds a store lock, so ingest ne
 waits for a witness. The queues outlive a restart: they are kept in
 ``tree-heads.pending.json`` beside the heads file (mode 0600, replaced atomically at each
 change; each witness named by a digest of its address, which may carry a token), and
-read back when the witnesses are set up again.
+read back when the witnesses are set up again. The server and the CLI (``audit head``)
+may both queue heads at once: each change is made under an exclusive lock
+(``fcntl.flock`` on ``tree-heads.pending.json.lock``) to the queues as they are on disk
+(this process's heads added, the ones it delivered removed; queues of witnesses it does
+not know kept), so no queued head is lost to the other's write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -77,6 +83,37 @@ def send_head(target: str, head: dict[str, Any]) -> None:
         raise RuntimeError("Apprise could not deliver it")
 
 
+def _head_id(head: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(head)).hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the queues file, across processes (its own ``.lock`` file:
+    the queues file itself is replaced by rename)."""
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_queues(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The queues as kept on disk (empty if none or unreadable)."""
+    try:
+        saved = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("witness queues in %s not read: %s", path, exc)
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    return {str(k): [h for h in v if isinstance(h, dict)] for k, v in saved.items()
+            if isinstance(v, list)}
+
+
 @dataclass(slots=True)
 class WitnessState:
     """One witness: what it was given, what failed, what waits for it."""
@@ -116,38 +153,42 @@ class Witnesses:
         return out | {_queue_key("copy", t): st for t, st in self._targets.items()}
 
     def _restore(self) -> None:
-        path = pending_file(self.heads_path)
-        try:
-            saved = orjson.loads(path.read_bytes())
-        except FileNotFoundError:
-            return
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.error("witness queues in %s not read: %s", path, exc)
-            return
-        if not isinstance(saved, dict):
-            return
+        saved = _read_queues(pending_file(self.heads_path))
         for key, state in self._keyed().items():
-            heads = saved.get(key)
-            if isinstance(heads, list):
-                state.pending = [h for h in heads if isinstance(h, dict)][-QUEUE_LIMIT:]
+            state.pending = saved.get(key, [])[-QUEUE_LIMIT:]
         self._saved = {k: list(v.pending) for k, v in self._keyed().items()}
 
     def _save(self) -> None:
-        """Keep the queues on disk if they changed (0600, written whole, then renamed)."""
+        """Keep the queues on disk if they changed (0600, written whole, then renamed),
+        merged under the lock with what another process queued meanwhile."""
         now = {k: list(v.pending) for k, v in self._keyed().items()}
         if now == self._saved:
             return
         path = pending_file(self.heads_path)
         private_dir(path.parent)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, orjson.dumps({k: v for k, v in now.items() if v}))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._saved = now
+        with _locked(path):
+            disk = _read_queues(path)
+            merged: dict[str, list[dict[str, Any]]] = {}
+            for key, state in self._keyed().items():
+                before = {_head_id(h) for h in self._saved.get(key, [])}
+                mine = {_head_id(h) for h in now[key]}
+                gone = before - mine  # delivered by this process since it last saved
+                queue = [h for h in disk.get(key, []) if _head_id(h) not in gone]
+                seen = {_head_id(h) for h in queue}
+                queue += [h for h in now[key] if _head_id(h) not in seen]
+                merged[key] = queue[-QUEUE_LIMIT:]
+                state.pending = list(merged[key])
+            out = {k: v for k, v in disk.items() if k not in merged and v}
+            out |= {k: v for k, v in merged.items() if v}
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, orjson.dumps(out))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        self._saved = merged
 
     def states(self) -> dict[str, WitnessState]:
         """Every witness by kind and (redacted) name: ``tsa`` first, then the destinations."""

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from coverwatch.domain.events import EventBatch, FixColumns, OfficerRegistry
 from coverwatch.domain.records import DUTY as _DUTY
@@ -31,6 +30,7 @@ from coverwatch.domain.records import (
 from coverwatch.domain.records import T_LIMIT_S as _T_LIMIT_S
 from coverwatch.domain.records import Row as _Row
 from coverwatch.domain.time import US_PER_S
+from coverwatch.formats import _arrowcall as ac
 from coverwatch.formats._eventrows import control_event, project
 
 __all__ = ["FastFail", "columns", "fast_block"]
@@ -84,27 +84,27 @@ def _times_fast(arr: pa.Array) -> I64 | None:
     if pa.types.is_timestamp(typ):
         if typ.tz is None:
             return None
-        us = pc.cast(arr, pa.timestamp("us", typ.tz), safe=False)
-        return np.asarray(us.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        us = ac.cast(arr, pa.timestamp("us", typ.tz), safe=False)
+        return np.asarray(ac.cast(us, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         if not len(arr):
             return np.empty(0, np.int64)
         # A second's fixes share one time: check and parse each distinct text once.
-        enc = pc.dictionary_encode(arr)
+        enc = ac.dictionary_encode(arr)
         if 4 * len(enc.dictionary) <= len(arr):
             distinct = _times_fast(enc.dictionary)
             if distinct is None:
                 return None
             return np.asarray(distinct[enc.indices.to_numpy(zero_copy_only=False)], np.int64)
-        if pc.all(pc.match_substring_regex(arr, _ISO_FAST)).as_py():
+        if ac.all_true(ac.matches(arr, _ISO_FAST)):
             try:
-                stamps = pc.cast(arr, pa.timestamp("us", "UTC"))
+                stamps = ac.cast(arr, pa.timestamp("us", "UTC"))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 return None
-            return np.asarray(stamps.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
-        if pc.all(pc.match_substring_regex(arr, _NUMBER_FAST)).as_py():
+            return np.asarray(ac.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        if ac.all_true(ac.matches(arr, _NUMBER_FAST)):
             try:
-                numbers = pc.cast(arr, pa.float64())
+                numbers = ac.cast(arr, pa.float64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 return None
             return _times_fast(numbers)
@@ -124,7 +124,7 @@ def _floats(cols: Mapping[str, pa.Array], name: str) -> tuple[F64, BoolArr] | No
     given = (
         np.ones(len(arr), np.bool_)
         if not arr.null_count
-        else np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), np.bool_)
+        else np.asarray(ac.is_valid(arr).to_numpy(zero_copy_only=False), np.bool_)
     )
     return values, given
 
@@ -161,14 +161,14 @@ def _fast_block_inner(
     if kind is None or kind.null_count or not pa.types.is_string(kind.type):
         raise FastFail
     # Nearly every row is a fix: compare, and name the kinds of the other rows only.
-    is_fix = np.asarray(pc.equal(kind, "fix").to_numpy(zero_copy_only=False), np.bool_)
+    is_fix = np.asarray(ac.equal(kind, "fix").to_numpy(zero_copy_only=False), np.bool_)
     all_fix = bool(is_fix.all())
     fix_rows = np.arange(n) if all_fix else np.flatnonzero(is_fix)
     ctrl_rows = np.empty(0, np.intp) if all_fix else np.flatnonzero(~is_fix)
     nfix = len(fix_rows)
     codes = np.full(n, _FIX, np.int8)
     if len(ctrl_rows):
-        ctrl_kinds = kind.take(pa.array(ctrl_rows)).to_pylist()
+        ctrl_kinds = ac.take(kind, pa.array(ctrl_rows)).to_pylist()
         if any(k not in KINDS for k in ctrl_kinds):
             raise FastFail
         codes[ctrl_rows] = [KINDS.index(k) for k in ctrl_kinds]
@@ -226,8 +226,8 @@ def _fast_block_inner(
         who = cols.get("officer")
         if who is None or not pa.types.is_string(who.type):
             raise FastFail
-        enc = pc.dictionary_encode(who)
-        codes_all = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False),
+        enc = ac.dictionary_encode(who)
+        codes_all = np.asarray(ac.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False),
                                np.int64)
         names_all = enc.dictionary
         if all_fix:
@@ -252,7 +252,7 @@ def _fast_block_inner(
             rank = np.full(len(names_all), -1, np.int64)
             rank[order] = np.arange(len(order))
             who_codes = rank[who_codes]
-            names_all = names_all.take(pa.array(order))
+            names_all = ac.take(names_all, pa.array(order))
         who_names = names_all.to_pylist()
         if "" in who_names or any(name_problem(s) for s in who_names):
             raise FastFail
@@ -261,7 +261,7 @@ def _fast_block_inner(
     ctrl: list[tuple[_Row, int]] = []
     if len(ctrl_rows):
         pick = pa.array(ctrl_rows)
-        present = {name: cols[name].take(pick).to_pylist() for name in cols}
+        present = {name: ac.take(cols[name], pick).to_pylist() for name in cols}
         keys = list(present)
         for i, values in enumerate(zip(*present.values(), strict=True)):
             rec = dict(zip(keys, values, strict=True))

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from coverwatch.domain.events import (
     ControlEvent,
@@ -168,6 +167,8 @@ def parquet_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 def parquet_column(arr: pa.Array) -> pa.Array:
     """Normalise a Parquet column to the types the checks expect."""
+    import pyarrow.compute as pc  # here: Parquet's reader loads it anyway, JSONL need not
+
     typ = arr.type
     if pa.types.is_large_string(typ):
         return arr.cast(pa.string())

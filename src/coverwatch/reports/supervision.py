@@ -24,16 +24,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import select
 
 from coverwatch.domain.geometry import signed_distance
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import format_time, parse_time, seconds_to_us
 from coverwatch.reports.history import recompute
 from coverwatch.reports.notified import level_label, load_delivery_rows, summary
-from coverwatch.reports.replay import lapse_record
+from coverwatch.reports.purged import purged_lapses
 from coverwatch.storage import Store
-from coverwatch.storage.tables import purges
 from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["AUTOMATIC", "DailyReport", "daily_report", "day_window", "stint_rows", "time_in_area"]
@@ -155,26 +153,6 @@ def _acknowledgements(store: Store, since: int, until: int) -> list[dict[str, An
     return out
 
 
-def _purged(store: Store, since: int, until: int) -> list[dict[str, Any]]:
-    """The parts of [since, until) whose positions retention purged (less the legal holds
-    it spared): no cover can be known there, whatever the lapses above say."""
-    with store.reading() as conn:
-        rows = conn.execute(select(purges).where(
-            purges.c.site == store.site, purges.c.what == "events:fix",
-            purges.c.before_us > since).order_by(purges.c.id)).all()
-    holds = store.holds() if rows else []
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        spans = [(since, min(int(r.before_us), until))]
-        for h in holds:
-            if h.created_us <= r.at_us and (h.released_us is None or h.released_us > r.at_us):
-                spans = [p for a, b in spans for p in ((a, min(b, h.since_us)),
-                                                       (max(a, h.until_us), b)) if p[1] > p[0]]
-        out += [{"from": format_time(a), "until": format_time(b), "purge": int(r.id),
-                 "rule": r.rule, "note": "no data (purged)"} for a, b in spans if b > a]
-    return out
-
-
 def daily_report(
     store: Store, versions: list[SiteVersion], site: Site, day: str, shift: str | None = None,
 ) -> DailyReport:
@@ -190,8 +168,13 @@ def daily_report(
         "stints": len(r["stints"])} for r in on_post]
     rep.sections["stints"] = stint_rows(on_post)
     lapses = recompute(store, versions, since=since, until=until - 1).lapses if versions else []
-    rep.sections["lapses"] = [lapse_record(lp) for lp in lapses]
-    rep.sections["no data (purged)"] = _purged(store, since, until)
+    # No lapse where positions were purged: "no data (purged)" instead, as in evidence packs.
+    graces = {(p.id, r.id): seconds_to_us(r.grace_s) for p, r in site.rules()}
+    spans, rep.sections["lapses"] = purged_lapses(
+        store, lapses, since, until, seconds_to_us(site.stale_after_s), graces)
+    rep.sections["no data (purged)"] = [
+        {"from": s["start"], "until": s["end"], "purges": s["purges"], "note": "no data (purged)"}
+        for s in spans]
     alerts = [a for a in store.load_alerts() if since <= a["alert_at"] < until]
     # Who was notified comes from the recorded deliveries, not the level an alert was due.
     sent = load_delivery_rows(store, [a["id"] for a in alerts])
@@ -203,10 +186,7 @@ def daily_report(
         "alert_at": format_time(a["alert_at"]),
         "notified": summary(by_alert.get(a["id"], ()), "delivered"),
         "not_reached": summary(by_alert.get(a["id"], ()), "failed"),
-        "acknowledged_by": a.get("acknowledged_by"),
-        "acknowledged_at": None if a.get("acknowledged_at") is None
-        else format_time(a["acknowledged_at"]),
-        "note": a.get("acknowledgement_note") or "", "closed_by": a.get("closed_by"),
+        **_acknowledged(a), "closed_by": a.get("closed_by"),
         "close_note": a.get("close_note") or ""} for a in alerts]
     kinds = {a["id"]: a for a in alerts}
     rep.sections["notifications"] = [{
@@ -232,6 +212,21 @@ def daily_report(
     rep.sections["supervisor actions"] = [a for a in actions if a["who"] not in AUTOMATIC]
     rep.sections["automatic actions"] = [a for a in actions if a["who"] in AUTOMATIC]
     return rep
+
+
+def _acknowledged(a: dict[str, Any]) -> dict[str, Any]:
+    """Who acknowledged the alert, when, with what note; an alert closed while nobody owned
+    it records its closer as owner at the same instant (``Alert.close``): no
+    acknowledgement, and its note is the close note, shown once, against the close."""
+    if a.get("acknowledged_by") is not None and (
+            a.get("acknowledged_by"), a.get("acknowledged_at")) == (a.get("closed_by"),
+                                                                   a.get("closed_at")):
+        return {"acknowledged_by": "not acknowledged (closed directly)",
+                "acknowledged_at": None, "note": ""}
+    return {"acknowledged_by": a.get("acknowledged_by"),
+            "acknowledged_at": None if a.get("acknowledged_at") is None
+            else format_time(a["acknowledged_at"]),
+            "note": a.get("acknowledgement_note") or ""}
 
 
 def _note(action: str, details: dict[str, Any]) -> str:

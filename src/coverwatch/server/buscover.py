@@ -95,6 +95,11 @@ class LateEvents:
 class BusCover:
     """A site's :class:`LiveCover`, driven by its stream; see the module docstring."""
 
+    # advance(a) then advance(b) is advance(max(a, b)): the engine is exact in event time
+    # (replay advances in any steps), so a worker may skip all but the last of a run of
+    # watermarks.
+    coalesce_watermarks = True
+
     def __init__(self, site: Site, *, secret: bytes, lateness_us: int = 0,
                  max_lateness_us: int = 0, state: bytes | None = None) -> None:
         self._secret = secret

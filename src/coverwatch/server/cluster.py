@@ -253,7 +253,8 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
         orphaned, owned = deadman_reports(sites)
         dist.tasks.append(asyncio.create_task(watch_for_orphans(
             nc.jetstream(), names.leases, lambda: list(sites), lease_s=ws.lease_s,
-            after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop),
+            after_s=ws.deadman_s, on_orphan=orphaned, on_owned=owned, stop=dist.stop,
+            partitions=settings.bus_partitions),
             name="dead-man"))
     log.info("distributed mode: %s for %d site(s) on bus %s", settings.role, len(sites),
              names.prefix)

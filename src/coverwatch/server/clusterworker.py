@@ -44,6 +44,7 @@ from coverwatch.storage.busoutbox import (
     pending,
     published,
 )
+from coverwatch.storage.devicereports import last_reports_of_sites
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -95,6 +96,10 @@ class ClusterWorker:
         self.relayed = 0  # events republished from the outbox (for logs and tests)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fenced: dict[str, int] = {}  # site -> the epoch claimed in bus_fences
+        # The owned sites' devices' newest reports (store key -> device -> report).
+        self._reports: dict[str, dict[str, dict[str, Any]]] = {}
+        self._reports_at = -(1 << 62)
+        self._reports_lock = asyncio.Lock()
         self.engine = svc.store.engine
         for other in sites.values():  # inert unless FENCE is set: only the owner's writes
             other.store.fence_check = _fence_check(other.store.site)
@@ -105,7 +110,8 @@ class ClusterWorker:
             sink=self._sink, settings=settings or WorkerSettings(
                 lateness_s=svc.settings.lateness_s,
                 max_lateness_s=svc.settings.max_lateness_s,
-                replicas=svc.settings.bus_replicas),
+                replicas=svc.settings.bus_replicas,
+                partitions=svc.settings.bus_partitions),
             on_orphan=orphaned, on_owned=owned, on_run=self._on_run,
             lease_url=svc.settings.bus_url, before_watermarks=self._relay,
         )
@@ -120,11 +126,11 @@ class ClusterWorker:
         await self.worker.run(stop)
 
     def owns(self, site: str) -> bool:
-        return self._started and site in self.worker.runs and self.worker.leases.owns(site)
+        return self._started and site in self.worker.runs and self.worker.owns(site)
 
     def _holds(self, site: str, epoch: int) -> bool:
         # Fencing: a run of an older epoch (lease lost and taken again) acts no more.
-        return self.owns(site) and self.worker.leases.epochs.get(site) == epoch
+        return self.owns(site) and self.worker.epoch(site) == epoch
 
     def _evaluator(self, site: str, state: bytes | None) -> SiteEvaluator:
         svc = self.sites.get(site)
@@ -163,10 +169,24 @@ class ClusterWorker:
             await asyncio.to_thread(published, self.engine, done)
         return caps
 
+    async def device_reports(self, store_site: str, now_us: int
+                             ) -> dict[str, dict[str, Any]]:
+        """Each device's newest report at ``store_site`` (a site this node owns), read for
+        every owned site in one query at most once a second: the owner's check of silent
+        devices costs one PostgreSQL transaction a second, not one per site."""
+        async with self._reports_lock:
+            if now_us - self._reports_at >= 1_000_000 or store_site not in self._reports:
+                owned = [self.sites[s].store.site for s in list(self.worker.runs)
+                         if s in self.sites]
+                self._reports = await asyncio.to_thread(
+                    last_reports_of_sites, self.engine, {*owned, store_site})
+                self._reports_at = now_us
+            return self._reports.get(store_site, {})
+
     async def fence_current(self, site: str) -> bool:
         """Fence this task's writes for ``site`` at the current lease's epoch (escalation
         steps and their deliveries); False if this node does not own the site (now)."""
-        epoch = self.worker.leases.epochs.get(site) if self.owns(site) else None
+        epoch = self.worker.epoch(site) if self.owns(site) else None
         if epoch is None:
             return False
         return await self._fence(site, epoch)

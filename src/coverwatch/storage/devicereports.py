@@ -8,7 +8,7 @@ officers view and after a restart.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import orjson
@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import device_reports
 
-__all__ = ["DeviceReportRepository", "report_values", "sqlite_insert_reports"]
+__all__ = ["DeviceReportRepository", "last_reports_of_sites", "report_values",
+           "sqlite_insert_reports"]
 
 
 _REPORT_COLUMNS = ("device", "officer", "t_us", "received_us", "battery", "charging", "alarm",
@@ -72,6 +73,23 @@ def _out(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     if out.get("raw") is not None:
         out["raw"] = orjson.loads(out["raw"])
+    return out
+
+
+def last_reports_of_sites(engine: Any, sites: Collection[str]
+                          ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each device's newest report for each of these sites (store keys): one query,
+    whatever the number of sites (the distributed owner's check of silent devices)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in sites}
+    if not out:
+        return out
+    newest = (select(device_reports.c.device, func.max(device_reports.c.id).label("id"))
+              .where(device_reports.c.site.in_(list(out)))
+              .group_by(device_reports.c.site, device_reports.c.device).subquery())
+    q = select(device_reports).join(newest, device_reports.c.id == newest.c.id)
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            out[r.site][r.device] = _out(r)
     return out
 
 

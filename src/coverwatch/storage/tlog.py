@@ -20,8 +20,11 @@ from sqlalchemy import Connection, select, text
 from coverwatch.domain.merkle import leaf_hash
 from coverwatch.storage.tables import tlog_leaves
 
-__all__ = ["append_event_leaves", "append_leaf", "append_record_leaf", "event_leaf", "leaf_bytes",
-           "leaf_hashes", "log_size", "record_digest"]
+__all__ = ["LIVE_STATES", "append_event_leaves", "append_leaf", "append_record_leaf", "event_leaf",
+           "leaf_bytes", "leaf_hashes", "log_size", "open_alerts", "record_digest"]
+
+# An alert in one of these states has not ended: no later transition need follow it.
+LIVE_STATES = ("open", "acknowledged")
 
 
 def leaf_bytes(kind: str, ref: str, body: Mapping[str, Any]) -> bytes:
@@ -48,6 +51,14 @@ def record_digest(value: Any) -> str:
     """SHA-256 (hex) of a record's canonical JSON: what alert, delivery and rule version
     leaves name, so an examiner recomputes it from the record in a pack."""
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def open_alerts(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts of ``records`` still open or acknowledged, by id: what a signed tree head
+    commits to (``open_alerts``, their :func:`record_digest`) and a pack carries, so an
+    alert raised long before a pack's audit segment cannot be dropped from it unseen."""
+    return sorted((dict(r) for r in records if r.get("state") in LIVE_STATES),
+                  key=lambda r: str(r.get("id")))
 
 
 def append_record_leaf(conn: Connection, site: str, kind: str, ref: str, record: Any) -> int:
