@@ -10,9 +10,10 @@ robin over the N devices) and the current time in milliseconds:
            default 1 000: 1 000 officers at 1 Hz); latency here is what a phone sees.
 
 Printed per run: requests/s, p50/p99 latency, non-200 answers, the server's CPU per request
-(from /proc/<pid>/stat before and after), late events (the server's own counter, from
-/metrics), and the load average. Every 200 must be durable: after the run the store must
-hold at least as many events as the 200s accepted (checked, printed as "stored").
+(from /proc/<pid>/stat before and after) and wrk's (its rusage), late events (the server's
+own counter, from /metrics), and the load average. Every 200 must be durable: after the run
+the store must hold at least as many events as the 200s accepted (checked, printed as
+"stored").
 
 Trees are run interleaved (round 1: A, B; round 2: A, B; ...) and the ratios to the first
 tree printed, so a busy machine affects each alike:
@@ -30,6 +31,7 @@ import argparse
 import contextlib
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -116,6 +118,7 @@ class Run:
     bad: int
     cpu_ms_per_request: float
     late: int
+    gen_ms_per_request: float
     stored_ok: bool
     load: str
     raw: dict[str, float] = field(default_factory=dict)
@@ -123,8 +126,8 @@ class Run:
 
 def _env(src: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    if src:
-        env["PYTHONPATH"] = str(Path(src).resolve())
+    if src:  # a tree's src, or several paths joined by os.pathsep (e.g. src and uvloop)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in src.split(os.pathsep))
     return env
 
 
@@ -172,8 +175,12 @@ def wrk(url: str, script: Path, tokens: Path, *, connections: int, threads: int,
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
            "--timeout", "30s", "-s", str(script), url, "--", str(tokens), str(pause_ms),
            str(threads), str(limit)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return parse_wrk(out)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = parse_wrk(out)
+    summary["gen_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return summary
 
 
 def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]:
@@ -199,20 +206,21 @@ def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]
                 load = loadavg()
                 runs.append(Run(label, mode, r["requests"] / r["seconds"], r["p50_ms"],
                                 r["p99_ms"], int(r["bad"] + r["socket_errors"]),
-                                1000 * cpu / max(1.0, r["requests"]), late, True, load, r))
+                                1000 * cpu / max(1.0, r["requests"]), late,
+                                1000 * r["gen_cpu_s"] / max(1.0, r["requests"]), True, load, r))
         stored = _stored(work, src)
-        accepted = sum(int(r.raw["accepted"]) for r in runs)
-        for r in runs:  # every 200 that said "accepted" must be in the store
-            r.stored_ok = stored >= accepted
+        accepted = sum(int(run.raw["accepted"]) for run in runs)
+        for run in runs:  # every 200 that said "accepted" must be in the store
+            run.stored_ok = stored >= accepted
     return runs
 
 
 def _print(runs: list[Run]) -> None:
     print(f"{'tree':<10} {'mode':<13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
-          f"{'CPU ms/req':>10} {'late':>6} {'durable':>7}  load 1/5/15")
+          f"{'CPU ms/req':>10} {'wrk ms/req':>10} {'late':>6} {'durable':>7}  load 1/5/15")
     for r in runs:
         print(f"{r.tree:<10} {r.mode:<13} {r.rps:8.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
-              f"{r.bad:8d} {r.cpu_ms_per_request:10.2f} {r.late:6d} "
+              f"{r.bad:8d} {r.cpu_ms_per_request:10.2f} {r.gen_ms_per_request:10.3f} {r.late:6d} "
               f"{'yes' if r.stored_ok else 'NO':>7}  {r.load}", flush=True)
 
 
@@ -250,14 +258,26 @@ def main() -> None:
         for label, _ in trees[1:]:
             for mode in modes:
                 def med(tree: str, attr: str, mode: str = mode) -> float:
-                    return statistics.median(getattr(r, attr) for r in runs
-                                             if r.tree.split("#")[0] == tree and r.mode == mode)
+                    return float(statistics.median(
+                        getattr(r, attr) for r in runs
+                        if r.tree.split("#")[0] == tree and r.mode == mode))
                 def ratio(attr: str, label: str = label) -> float:
                     base = med(first, attr)
                     return med(label, attr) / base if base else float("nan")
                 rps, p99, cpu = ratio("rps"), ratio("p99_ms"), ratio("cpu_ms_per_request")
                 print(f"  {label:<10} {mode:<13} req/s x{rps:.2f}  p99 x{p99:.2f}  "
                       f"CPU/req x{cpu:.2f}")
+    # What the CPU per request allows on 2 idle cores: the server's Python runs one thread
+    # at a time (at most one core), and server and wrk together have two.
+    print("\nCPU-implied ceiling on 2 idle cores (max mode, medians): "
+          "min(1 core / server CPU, 2 cores / (server + wrk CPU)) per request")
+    for label, _ in trees:
+        mine = [r for r in runs if r.tree.split("#")[0] == label and r.mode == "max"]
+        if mine:
+            server = statistics.median(r.cpu_ms_per_request for r in mine)
+            gen = statistics.median(r.gen_ms_per_request for r in mine)
+            print(f"  {label:<10} {min(1000 / server, 2000 / (server + gen)):6.0f} req/s "
+                  f"(server {server:.3f} ms, wrk {gen:.3f} ms per request)")
     print("\ntarget (issue 25): >= 2 000 requests/s, p99 < 100 ms, nothing late, durable")
 
 

@@ -98,3 +98,38 @@ def test_a_body_that_stops_arriving_is_closed(served: int) -> None:
         sock.sendall(b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"user")
         assert _closed_by_server(sock, 90)
+
+
+def _answer(sock: socket.socket, within_s: float = 60) -> bytes:
+    """Everything the server sends until it closes ``sock``."""
+    sock.settimeout(within_s)
+    got = b""
+    with contextlib.suppress(ConnectionResetError, TimeoutError):
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def test_a_request_head_that_grows_without_end_is_refused(served: int) -> None:
+    # httptools alone buffers a header of any length (64 MB for 64 MB); h11 stopped at 16 KiB.
+    with socket.create_connection(("127.0.0.1", served), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):
+                sock.sendall(b"a" * 16384)
+                time.sleep(0.01)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert answer.endswith(b"Invalid HTTP request received."), answer[-200:]
+
+
+def test_a_head_sent_in_pieces_and_pipelined_requests_are_answered(served: int) -> None:
+    with socket.create_connection(("127.0.0.1", served), timeout=10) as sock:
+        head = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 12000 + b"\r\n\r\n")
+        for i in range(0, len(head), 1000):  # a large head, a piece at a time
+            sock.sendall(head[i:i + 1000])
+            time.sleep(0.01)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = _answer(sock)
+    assert answer.count(b"HTTP/1.1 200 ") == 4, answer[:400]

@@ -18,7 +18,7 @@ CORE = {"domain", "engine", "planning"}
 ENTRYPOINTS = {"api", "web", "cli"}
 # The HTTP edge shared by api/ and web/ (access, limits, problem bodies): not an entrypoint.
 EDGE = "http"
-HTTP_LIBRARIES = {"fastapi", "starlette", "uvicorn", "h11"}
+HTTP_LIBRARIES = {"fastapi", "starlette", "uvicorn", "h11", "httptools"}
 # Modules of the package root that are not packages of their own.
 ROOT_MODULES = {"errors", "settings", "bootstrap", "clock"}
 MAX_LINES = 500

@@ -158,13 +158,17 @@ def serve(
     print_serving(site, db, data_dir, (public_url or f"http://{host}:{port}").rstrip("/"), state)
     # uvicorn's own proxy handling would believe X-Forwarded-For from any local peer:
     # the app decides, from --trusted-proxies (coverwatch.http.limits).
-    # A deadline for every request head: a slow client is closed (http.slowclients).
-    from coverwatch.http.slowclients import DeadlineH11Protocol
+    # httptools parses (h11 in pure Python cost more than the route); every request head
+    # has a deadline and a size limit: a slow client is closed (http.slowclients).
+    from coverwatch.cli.serving import tune_gc
+    from coverwatch.http.slowclients import DeadlineHttpToolsProtocol
 
+    app = create_app(settings)
+    tune_gc()  # after the app is built: what lives for ever stays out of collections
     # SIGTERM stops the node within seconds: open streams (the live feed) get
     # SHUTDOWN_DRAIN_S, then the node hands its sites over (bounded too, bus/worker.py).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False, proxy_headers=False, http=DeadlineH11Protocol,
+    uvicorn.run(app, host=host, port=port, log_level="info",
+                access_log=False, proxy_headers=False, http=DeadlineHttpToolsProtocol,
                 timeout_graceful_shutdown=SHUTDOWN_DRAIN_S)
 
 

@@ -75,6 +75,8 @@ def format_time(t_us: int) -> str:
     Whole seconds print without a fraction; otherwise microseconds are shown.
     """
     moment = _EPOCH + _dt.timedelta(microseconds=t_us)
+    if moment.year >= 1000:  # isoformat is strftime's text a third of the time (every reply)
+        return moment.replace(tzinfo=None).isoformat() + "Z"
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -437,7 +437,7 @@ class Briefing:
         """Raise "unbriefed" alerts now due; resolve those whose officer is briefed or gone."""
         shown = self.view.shown()
         t = shown.horizon
-        on_duty = set(shown.on_duty())
+        on_duty = shown.on_duty()
         for officer in list(self._on_since):
             if officer not in on_duty:
                 del self._on_since[officer]

@@ -42,7 +42,8 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
         horizon = unit.live.horizon
         # Alert changes under the lock too, so a person's acknowledgement
         # (also under it) cannot overwrite a resolution made meanwhile.
-        happened = await in_store(apply_cover_changes, unit, changes)
+        # No changes, nothing to store: no hop to a store thread 40 times a second.
+        happened = await in_store(apply_cover_changes, unit, changes) if changes else []
         if (unit.evaluates and unit.settings.bus_url is None
                 and horizon - unit.last_checkpoint >= SAVE_EVERY_US):
             # Under the lock: every committed event has been added to the live state.
@@ -100,7 +101,7 @@ def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
     in a store thread)."""
     site, book, store, watch = unit.site, unit.book, unit.store, unit.watch
     assert site.silent_after_s is not None and unit.briefing is not None
-    on_duty = set(unit.shown.on_duty())
+    on_duty = unit.shown.on_duty()
     silent = silent_officers(unit.briefing.shifts, watch, on_duty, now,
                              seconds_to_us(site.silent_after_s))
     wanted = {alert_id_for(SILENT, post, f"device:{officer}", since): (officer, since, post)
