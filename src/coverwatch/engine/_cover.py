@@ -43,6 +43,7 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine._index import RuleGrid
 from coverwatch.engine._members import NEVER as _NEVER
+from coverwatch.engine._native import KERNEL
 from coverwatch.engine._windows import WindowMixin
 from coverwatch.engine.results import CoverChange, Lapse, RuleStats
 from coverwatch.errors import OutOfOrderError
@@ -70,8 +71,11 @@ class RuleState:
 class CoverEngine(WindowMixin):
     """Evaluates a site's cover rules over a stream of events; see the module docstring."""
 
-    def __init__(self, site: Site, start: int, *, timeline: bool = False) -> None:
+    def __init__(
+        self, site: Site, start: int, *, timeline: bool = False, compiled: bool = True
+    ) -> None:
         self.site = site
+        self._compiled = compiled
         self._stale = seconds_to_us(site.stale_after_s)
         self._record_timeline = timeline
         self._h = start
@@ -113,6 +117,12 @@ class CoverEngine(WindowMixin):
         # Travel is never shorter than the straight line to the post, so a pair with
         # d beyond this (as in RuleGrid: a metre spare for rounding) is out of reach.
         self._reach_radius = self._reach_s * self._speed * (1 + 1e-9) + 1.0
+
+        # The compiled membership pass (if built) for point rules without reach; numpy's
+        # otherwise, and always with compiled=False (the reference, for the tests).
+        self._layout = self._grid.layout()
+        simple = n > 0 and not self._area_rules and self._reach is None
+        self._kernel = KERNEL if compiled and simple and self._layout is not None else None
 
         # Which rules each condition drives: activity is recomputed only for those.
         self._flags: dict[str, bool] = dict(site.flags)
@@ -266,7 +276,7 @@ class CoverEngine(WindowMixin):
             raise OutOfOrderError("the engine is closed")
         h = self._h
         self._fold_stats()
-        new = CoverEngine(site, h, timeline=self._record_timeline)
+        new = CoverEngine(site, h, timeline=self._record_timeline, compiled=self._compiled)
         n_off = self._n_off
         new._grow_officers(n_off)
         new._last_t[:n_off] = self._last_t[:n_off]

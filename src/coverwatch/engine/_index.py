@@ -39,6 +39,10 @@ class RuleGrid:
         # Cells about the size of a typical rule's box: few rules per cell, few cells per rule.
         self._grid = BoxGrid(boxes, float(np.median(sizes)) if boxes else 1.0)
 
+    def layout(self) -> tuple[float, float, float, int, int, I64, I64, I64] | None:
+        """The grid's cells and items (see :meth:`BoxGrid.layout`), for the compiled pass."""
+        return self._grid.layout()
+
     def candidates(self, x: F64, y: F64) -> tuple[I64, I64]:
         """Return (fix index, rule index) pairs, fix-major, rules ascending per fix."""
         return self._grid.candidates(x, y)

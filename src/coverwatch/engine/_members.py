@@ -9,6 +9,7 @@ them when the officer is on duty and capable.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +60,8 @@ class MembershipMixin:
     _py: F64
     _area_rules: list[int]
     _grid: RuleGrid
+    _kernel: ModuleType | None
+    _layout: tuple[float, float, float, int, int, I64, I64, I64] | None
     _reach: ReachField | None
     _rule_target: I64
     _reach_s: F64
@@ -278,6 +281,36 @@ class MembershipMixin:
         self._carry = carry[by_key]
         self._carry_end = np.concatenate((keep_old_ends, new_ends))[by_key]
         return iv_off, iv_rule, iv_s, iv_e, new_keys, seen
+
+    def _compiled_memberships(self, fixes: FixColumns, h0: int, h1: int) -> tuple[I64, ...]:
+        """`_memberships` compiled (engine/_ckernel.c), for point rules without reach.
+
+        Returns the same intervals as `_memberships`, already clipped to [h0, h1) and
+        without the empty ones, and leaves the same carry as the window does after it
+        drops the memberships that can no longer matter.
+        """
+        assert self._kernel is not None and self._layout is not None
+        x0, y0, cell, nx, ny, c_start, c_count, items = self._layout
+        n, nc = len(fixes), len(self._carry)
+        cap = nc + 2 * n + 64
+        while True:
+            iv = np.empty((4, cap), np.int64)
+            keys = np.empty((2, cap), np.int64)
+            got = self._kernel.members(
+                *(np.ascontiguousarray(a, d) for a, d in (
+                    (fixes.t, np.int64), (fixes.officer, np.int32), (fixes.x, np.float64),
+                    (fixes.y, np.float64), (fixes.accuracy, np.float64),
+                    (fixes.growth, np.float64))),
+                self._carry, self._carry_end, self._px, self._py, self._within,
+                self._release, items, c_start, c_count, self._last_t, self._last_xya,
+                self._last_g, iv[0], iv[1], iv[2], iv[3], keys[0], keys[1],
+                x0, y0, cell, nx, ny, self._n_rules, self._stale, h0, h1)
+            if got is not None:
+                break
+            cap *= 2  # nothing was changed: again with room for every pair
+        n_iv, n_keys = got
+        self._carry, self._carry_end = keys[0, :n_keys].copy(), keys[1, :n_keys].copy()
+        return iv[0, :n_iv], iv[1, :n_iv], iv[2, :n_iv], iv[3, :n_iv]
 
     def _find_carried(self, officer: I64, rule: I64) -> tuple[BOOL, I64]:
         """For (officer, rule) pairs: whether each is a carried membership, and where.

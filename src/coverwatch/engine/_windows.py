@@ -72,21 +72,26 @@ class WindowMixin(MembershipMixin):
                 self._memberships(fixes)
             return []
 
-        if len(fixes):
-            iv_off, iv_rule, iv_s, iv_e, _, _ = self._memberships(fixes)
+        compiled = self._kernel is not None and len(fixes) > 0
+        if compiled:
+            # Clipped to the window, and the carry already trimmed as below.
+            iv_off, iv_rule, iv_s, iv_e = self._compiled_memberships(fixes, h0, h1)
         else:
-            iv_off, iv_rule, iv_s, iv_e = self._carry_intervals()
-        np.maximum(iv_s, h0, out=iv_s)
-        np.minimum(iv_e, h1, out=iv_e)
-        live = np.flatnonzero(iv_s < iv_e)
-        iv_off, iv_rule, iv_s, iv_e = iv_off[live], iv_rule[live], iv_s[live], iv_e[live]
+            if len(fixes):
+                iv_off, iv_rule, iv_s, iv_e, _, _ = self._memberships(fixes)
+            else:
+                iv_off, iv_rule, iv_s, iv_e = self._carry_intervals()
+            np.maximum(iv_s, h0, out=iv_s)
+            np.minimum(iv_e, h1, out=iv_e)
+            live = np.flatnonzero(iv_s < iv_e)
+            iv_off, iv_rule, iv_s, iv_e = iv_off[live], iv_rule[live], iv_s[live], iv_e[live]
         iv_rule, iv_s, iv_e = self._eligible(h0, iv_off, iv_rule, iv_s, iv_e, duty)
         active_at_h0 = self._active.copy()
         act = self._activity(control)
         for r, (_, values) in act.items():
             self._active[r] = values[-1]
         # Drop carried memberships that can no longer matter (stale before h1).
-        if len(self._carry):
+        if len(self._carry) and not compiled:
             c_off = self._carry // n_rules
             keep = (self._last_t[c_off] + self._stale > h1) & (self._carry_end > h1)
             self._carry, self._carry_end = self._carry[keep], self._carry_end[keep]
