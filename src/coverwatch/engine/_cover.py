@@ -29,6 +29,7 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -52,6 +53,8 @@ from coverwatch.planning.network import ReachField, build_network
 __all__ = ["CoverEngine", "RuleState"]
 
 ControlEvent = DutyEvent | GateEvent | FlagEvent
+_T = attrgetter("t")
+_T_SEQ = attrgetter("t", "seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,8 @@ class CoverEngine(WindowMixin):
         # otherwise, and always with compiled=False (the reference, for the tests).
         self._layout = self._grid.layout()
         simple = n > 0 and not self._area_rules and self._reach is None
-        self._kernel = KERNEL if compiled and simple and self._layout is not None else None
+        self._use_kernel = (KERNEL is not None and compiled and simple
+                            and self._layout is not None)
 
         # Which rules each condition drives: activity is recomputed only for those.
         self._flags: dict[str, bool] = dict(site.flags)
@@ -428,9 +432,13 @@ class CoverEngine(WindowMixin):
         else:
             self._pending_fixes = []
         if self._pending_control:
-            control = [e for e in self._pending_control if e.t < horizon]
-            self._pending_control = [e for e in self._pending_control if e.t >= horizon]
-            control.sort(key=lambda e: (e.t, e.seq))
+            pending = self._pending_control
+            if max(map(_T, pending)) < horizon:  # usually: every one is due
+                control, self._pending_control = pending, []
+            else:
+                control = [e for e in pending if e.t < horizon]
+                self._pending_control = [e for e in pending if e.t >= horizon]
+            control.sort(key=_T_SEQ)
         else:
             control = []
         return fixes, control

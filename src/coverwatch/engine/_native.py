@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["KERNEL", "KERNEL_VERSION"]
+import numpy as np
+import numpy.typing as npt
 
-KERNEL_VERSION = 1  # the version _ckernel.c says it implements (its KERNEL_VERSION)
+__all__ = ["KERNEL", "KERNEL_VERSION", "scratch"]
+
+KERNEL_VERSION = 3  # the version _ckernel.c says it implements (its KERNEL_VERSION)
 
 
 def _load() -> ModuleType | None:
@@ -25,3 +28,20 @@ def _load() -> ModuleType | None:
 
 
 KERNEL = _load()
+
+
+_scratch: list[npt.NDArray[np.uint8]] = [np.zeros(0, np.uint8), np.zeros(0, np.uint8)]
+
+
+def scratch(n_officers: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """The kernel's working memory for ``n_officers``: (officer states, marks, all 0).
+
+    Shared by every engine: a call holds the GIL from start to end and leaves the
+    marks at 0, and reusing the pages spares each window their faults.
+    """
+    assert KERNEL is not None
+    size = n_officers * int(KERNEL.OFFICER_BYTES)
+    if len(_scratch[0]) < size:
+        _scratch[0] = np.zeros(2 * size, np.uint8)
+        _scratch[1] = np.zeros(2 * n_officers, np.uint8)
+    return _scratch[0], _scratch[1]
