@@ -31,12 +31,15 @@ typedef struct {
     int32_t rule, cont;
 } pair_t;
 
-/* An officer's state while a window is walked: the engine's scratch, kept across calls. */
+/* An officer's memberships at their previous fix in the window, by rule. */
 typedef struct {
-    int64_t pt, last_i, c_lo;
-    int32_t c_n, n;
-    pair_t in[K]; /* the memberships at the officer's previous fix, by rule */
+    int64_t n;
+    pair_t in[K];
 } officer_t;
+
+/* The scratch per officer (the engine's, kept across calls so its pages stay mapped): each
+   field in an array of its own, so the passes over officers read only what they need. */
+#define SCRATCH_BYTES ((Py_ssize_t)(sizeof(officer_t) + 3 * sizeof(int64_t) + sizeof(int32_t) + 1))
 
 typedef struct {
     int64_t *off, *rule, *s, *e;
@@ -112,6 +115,8 @@ static PyObject *members(PyObject *self, PyObject *args) {
     Py_ssize_t n = b[0].len / 8, nc = b[6].len / 8, n_off = b[15].len / 8;
     Py_ssize_t n_items = b[12].len / 8, n_cells = b[13].len / 8;
     Py_ssize_t cap_iv = b[18].len / 8, cap_key = b[22].len / 8;
+    int64_t *pt_of = (int64_t *)(st + n_off), *last_i = pt_of + n_off, *c_lo = last_i + n_off;
+    int32_t *c_n = (int32_t *)(c_lo + n_off);
     int64_t ncols = n_off ? b[25].len / n_off : 0;
     const int64_t *rule_cap = b[26].buf;
     out_t out = {b[18].buf, b[19].buf, b[20].buf, b[21].buf, 0, cap_iv, h0, h1, eligible,
@@ -126,7 +131,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
              && b[23].len == cap_key * 8 && b[24].len == n_off && ncols > 0
              && b[25].len == n_off * ncols && b[26].len == n_rules * 8
              && b[27].len == n_rules * 8
-             && b[28].len >= n_off * (Py_ssize_t)sizeof(officer_t) && b[29].len >= n_off;
+             && b[28].len >= n_off * SCRATCH_BYTES && b[29].len >= n_off;
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "members: buffers of inconsistent sizes");
         goto done;
@@ -160,8 +165,8 @@ static PyObject *members(PyObject *self, PyObject *args) {
     /* seen: 0 between calls; 1 seen in this window; 2 carries memberships, not seen yet. */
     for (Py_ssize_t k = 0; k < nc; k++) {
         int64_t o = carry[k] / n_rules;
-        if (seen[o] != 2) { seen[o] = 2; st[o].c_lo = k; st[o].c_n = 0; }
-        st[o].c_n++;
+        if (seen[o] != 2) { seen[o] = 2; c_lo[o] = k; c_n[o] = 0; }
+        c_n[o]++;
     }
     Py_ssize_t nk = 0;
     int status = 0; /* 1: outputs full; 2: an officer in more than K rules at once */
@@ -178,15 +183,15 @@ static PyObject *members(PyObject *self, PyObject *args) {
         pair_t cur[K];
         int nn = 0;
         if (first) {
-            if (seen[o] != 2) { S->c_n = 0; S->c_lo = 0; }
+            if (seen[o] != 2) { c_n[o] = 0; c_lo[o] = 0; }
             seen[o] = 1;
             pt = last_t[o];
             S->n = 0;
             /* Carried memberships count from the last fix until this one (or stale/out). */
-            for (Py_ssize_t k = S->c_lo; k < S->c_lo + S->c_n; k++)
+            for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++)
                 EMIT(o, carry[k] % n_rules, pt, min64(min64(pt + stale, tj), carry_end[k]));
         } else {
-            pt = S->pt;
+            pt = pt_of[o];
         }
         int linked = tj - pt < stale;
         /* numpy's floor((x - x0) / cell) in [0, nx): for v >= 0, floor(v) < nx iff v < nx,
@@ -195,7 +200,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         if (fx >= 0 && fx < (double)nx && fy >= 0 && fy < (double)ny) {
             int64_t c = (int64_t)fy * nx + (int64_t)fx;
             int q = 0;                       /* merge pointer into S->in, by rule */
-            Py_ssize_t kq = S->c_lo, kend = S->c_lo + S->c_n; /* into the carry, at the first */
+            Py_ssize_t kq = c_lo[o], kend = c_lo[o] + c_n[o]; /* into the carry, at the first */
             for (int64_t k = cstart[c]; k < cstart[c] + ccount[c]; k++) {
                 int64_t r = items[k];
                 double dx = x[i] - px[r], dy = y[i] - py[r];
@@ -233,8 +238,8 @@ static PyObject *members(PyObject *self, PyObject *args) {
                      min64(min64(tj, pt + stale), S->in[q].pend));
         memcpy(S->in, cur, (size_t)nn * sizeof(pair_t));
         S->n = nn;
-        S->pt = tj;
-        S->last_i = i;
+        pt_of[o] = tj;
+        last_i[o] = i;
     }
     /* Each officer in order: the runs still going, and the new carry (sorted keys). */
     for (Py_ssize_t o = 0; o < n_off; o++) {
@@ -242,7 +247,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         officer_t *S = &st[o];
         if (seen[o] == 2) { /* not seen: its carried memberships go on until stale */
             int64_t lt = last_t[o];
-            for (Py_ssize_t k = S->c_lo; k < S->c_lo + S->c_n; k++) {
+            for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++) {
                 int64_t e = min64(lt + stale, carry_end[k]);
                 EMIT(o, carry[k] % n_rules, lt, e);
                 if (e > h1) KEEP(carry[k], carry_end[k]);
@@ -250,7 +255,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
             continue;
         }
         for (int q = 0; q < S->n; q++) {
-            int64_t e = min64(S->pt + stale, S->in[q].pend);
+            int64_t e = min64(pt_of[o] + stale, S->in[q].pend);
             EMIT(o, S->in[q].rule, S->in[q].run_start, e);
             /* Carried on unless it can no longer matter (stale or out before h1). */
             if (e > h1) KEEP(o * n_rules + S->in[q].rule, S->in[q].pend);
@@ -260,7 +265,7 @@ walked:
     /* Each seen officer's last fix, if the window went through; the marks cleared. */
     for (Py_ssize_t o = 0; o < n_off; o++) {
         if (seen[o] == 1 && status == 0) {
-            Py_ssize_t il = st[o].last_i;
+            Py_ssize_t il = last_i[o];
             last_t[o] = t[il];
             last_xya[3 * o] = x[il]; last_xya[3 * o + 1] = y[il]; last_xya[3 * o + 2] = acc[il];
             last_g[o] = g[il];
@@ -288,12 +293,12 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change of members()'s arguments or meaning: engine/_native.py uses
    the module only if it says the version it expects (a stale build falls back to numpy). */
-#define KERNEL_VERSION 3
+#define KERNEL_VERSION 4
 
 PyMODINIT_FUNC PyInit__ckernel(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddIntConstant(m, "VERSION", KERNEL_VERSION)
-              || PyModule_AddIntConstant(m, "OFFICER_BYTES", (long)sizeof(officer_t)))) {
+              || PyModule_AddIntConstant(m, "OFFICER_BYTES", (long)SCRATCH_BYTES))) {
         Py_DECREF(m);
         return NULL;
     }

@@ -71,6 +71,7 @@ class MembershipMixin:
     _gates: dict[str, bool]
     _rules_by_flag: dict[str, list[int]]
     _rules_by_gate: dict[str, list[int]]
+    _report_changes: bool
     _active: BOOL
     _n_off: int
     _last_t: I64

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 __all__ = ["KERNEL", "KERNEL_VERSION", "scratch"]
 
-KERNEL_VERSION = 3  # the version _ckernel.c says it implements (its KERNEL_VERSION)
+KERNEL_VERSION = 4  # the version _ckernel.c says it implements (its KERNEL_VERSION)
 
 
 def _load() -> ModuleType | None:

@@ -233,6 +233,7 @@ class WindowMixin(MembershipMixin):
         order = np.argsort(step_k, kind="stable")
         ks = step_k[order]
         lapse_min = self._lapse_min
+        report = self._report_changes
         # Plain ints in one go: a numpy scalar read per change costs more than the change.
         for r, t_k, count, low in zip(u_rule[ks].tolist(), u_time[ks].tolist(),
                                       u_count[ks].tolist(), step_low[order].tolist(),
@@ -243,7 +244,8 @@ class WindowMixin(MembershipMixin):
                 lapse_min[r] = low
                 self._lapse_alerted[r] = False
                 self._stats[r].lapses += 1
-                out.append(CoverChange("lapse-started", post.id, rule.id, t_k, t_k, count))
+                if report:
+                    out.append(CoverChange("lapse-started", post.id, rule.id, t_k, t_k, count))
                 continue
             start_or_none = self._lapse_start[r]
             assert start_or_none is not None
@@ -253,8 +255,9 @@ class WindowMixin(MembershipMixin):
             if not self._lapse_alerted[r] and due < end:
                 self._lapse_alerted[r] = True
                 self._stats[r].alerts += 1
-                out.append(CoverChange("alert", post.id, rule.id, due, start,
-                                       int(self._lapse_min[r])))
+                if report:
+                    out.append(CoverChange("alert", post.id, rule.id, due, start,
+                                           int(self._lapse_min[r])))
             alert_at = due if self._lapse_alerted[r] else None
             self.lapses.append(Lapse(post.id, rule.id, start, end, alert_at,
                                      int(self._lapse_min[r])))
@@ -262,11 +265,11 @@ class WindowMixin(MembershipMixin):
             st.longest_lapse_us = max(st.longest_lapse_us, end - start)
             self._lapse_start[r] = None
             self._lapse_alerted[r] = False
-            out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, count))
+            if report:
+                out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, count))
         # Lapses still open at h1 whose grace has run out by then are alerted now.
-        for r in np.flatnonzero(self._deficit).tolist():
-            if self._lapse_alerted[r]:
-                continue
+        alerted = self._lapse_alerted
+        for r in [r for r in np.flatnonzero(self._deficit).tolist() if not alerted[r]]:
             start_or_none = self._lapse_start[r]
             assert start_or_none is not None
             due = start_or_none + self._grace[r]
@@ -274,8 +277,9 @@ class WindowMixin(MembershipMixin):
                 post, rule = self._pairs[r]
                 self._lapse_alerted[r] = True
                 self._stats[r].alerts += 1
-                out.append(CoverChange("alert", post.id, rule.id, due, start_or_none,
-                                       int(self._lapse_min[r])))
+                if report:
+                    out.append(CoverChange("alert", post.id, rule.id, due, start_or_none,
+                                           int(self._lapse_min[r])))
         out.sort(key=_change_order)
         return out
 
