@@ -29,8 +29,8 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
