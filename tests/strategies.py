@@ -163,13 +163,14 @@ def rules(draw: st.DrawFn, rule_id: str, gate: bool, reach: bool = False) -> Rul
 
 
 @st.composite
-def sites(draw: st.DrawFn) -> Site:
+def sites(draw: st.DrawFn, point_only: bool = False) -> Site:
     """1-3 posts (points or polygons), 1-2 rules each, stale_after 1-5 s; about
-    half the time walkways (maybe a barrier), speeds and reach rules."""
+    half the time walkways (maybe a barrier), speeds and reach rules. With
+    ``point_only``, point posts without walkways (the engine's compiled pass)."""
     walkways: tuple[Walkway, ...] = ()
     barriers: tuple[Barrier, ...] = ()
     speeds: dict[str, float] = {"default": 3.0}
-    if draw(st.booleans()):
+    if not point_only and draw(st.booleans()):
         walkways, barriers = draw(walkway_networks())
         speeds = {"default": draw(st.sampled_from([1.0, 2.0, 3.0]))}
         if draw(st.booleans()):
@@ -177,7 +178,7 @@ def sites(draw: st.DrawFn) -> Site:
     posts: list[Post] = []
     for i in range(draw(st.integers(1, 3))):
         gate = draw(st.booleans())
-        point = draw(st.booleans())
+        point = point_only or draw(st.booleans())
         n_rules = draw(st.integers(1, 2))
         post_rules = tuple(draw(rules(f"r{j}", gate, reach=point and bool(walkways)))
                            for j in range(n_rules))
@@ -304,9 +305,9 @@ def _reach_on_the_boundary(draw: st.DrawFn, site: Site, events: list[Event]) -> 
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, explicit_end: bool = True) -> Scenario:
+def scenarios(draw: st.DrawFn, explicit_end: bool = True, point_only: bool = False) -> Scenario:
     """A site and events; the end is None, past the last event, or inside the events."""
-    site = draw(sites())
+    site = draw(sites(point_only))
     events = draw(event_lists(site))
     site = draw(_reach_on_the_boundary(site, events))
     end: int | None = None

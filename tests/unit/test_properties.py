@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from itertools import pairwise
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,18 +56,25 @@ def _lapse_time(lapses: list[Lapse], post: str, rule: str, window_end: int) -> i
     )
 
 
+# Both membership passes: compiled (engine/_ckernel.c, used on sites of point rules
+# without reach when it is built) and numpy's, the reference it falls back to.
+PASSES = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+
+
+@PASSES
 @ENGINE_SETTINGS
-@given(scenarios())
-def test_engine_matches_reference(sc: Scenario) -> None:
+@given(sc=scenarios())
+def test_engine_matches_reference(sc: Scenario, compiled: bool) -> None:
     expected = evaluate_reference(sc.site, sc.events, sc.end)
-    got = evaluate(sc.site, to_batch(sc.events), end=sc.end, timeline=True)
+    got = evaluate(sc.site, to_batch(sc.events), end=sc.end, timeline=True, compiled=compiled)
     assert got.lapses == expected.lapses, _describe(sc)
     assert got.stats == expected.stats, _describe(sc)
 
 
+@PASSES
 @ENGINE_SETTINGS
-@given(st.data())
-def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject) -> None:
+@given(data=st.data())
+def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject, compiled: bool) -> None:
     sc = data.draw(scenarios())
     ordered = sort_events(sc.events)
     kept = [e for e in ordered if sc.end is None or e.t <= sc.end]
@@ -90,7 +98,7 @@ def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject) -> None:
         if (end_t := membership_end(sc.site, post, rule, e, stale, travel)) is not None
     }
 
-    engine = CoverEngine(sc.site, start, timeline=True)
+    engine = CoverEngine(sc.site, start, timeline=True, compiled=compiled)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=8), label="cuts"))
     bounds = [0, *cuts, len(ordered)]
     horizon = start
@@ -115,7 +123,8 @@ def test_chunked_feed_and_advance_equals_evaluate(data: st.DataObject) -> None:
         engine.advance(horizon)
     engine.close(end)
 
-    whole = evaluate(sc.site, to_batch(sc.events), end=sc.end, timeline=True)
+    whole = evaluate(sc.site, to_batch(sc.events), end=sc.end, timeline=True,
+                     compiled=not compiled)
     assert engine.lapses == whole.lapses, _describe(sc)
     assert engine.stats == whole.stats, _describe(sc)
     expected = evaluate_reference(sc.site, sc.events, sc.end)

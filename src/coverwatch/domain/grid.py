@@ -60,6 +60,17 @@ class BoxGrid:
         self._start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         self._x0, self._y0, self._cell, self._nx, self._ny = x0, y0, cell, nx, ny
 
+    def layout(self) -> tuple[float, float, float, int, int, I64, I64, I64] | None:
+        """(x0, y0, cell, nx, ny, first item per cell, items per cell, items), or None if empty.
+
+        Cell (ix, iy) is ``iy * nx + ix``; a point (x, y) is in cell
+        ``(floor((x - x0) / cell), floor((y - y0) / cell))``.
+        """
+        if self._empty:
+            return None
+        return (self._x0, self._y0, self._cell, self._nx, self._ny, self._start, self._count,
+                self._items)
+
     def candidates(self, x: F64, y: F64) -> tuple[I64, I64]:
         """Return (point index, item index) pairs for points (x, y)."""
         if self._empty or len(x) == 0:

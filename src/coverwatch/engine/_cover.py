@@ -29,6 +29,8 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,7 @@ from coverwatch.domain.site import Site
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine._index import RuleGrid
 from coverwatch.engine._members import NEVER as _NEVER
+from coverwatch.engine._native import KERNEL
 from coverwatch.engine._windows import WindowMixin
 from coverwatch.engine.results import CoverChange, Lapse, RuleStats
 from coverwatch.errors import OutOfOrderError
@@ -51,6 +54,8 @@ from coverwatch.planning.network import ReachField, build_network
 __all__ = ["CoverEngine", "RuleState"]
 
 ControlEvent = DutyEvent | GateEvent | FlagEvent
+_T = attrgetter("t")
+_SEQ = attrgetter("seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +75,16 @@ class RuleState:
 class CoverEngine(WindowMixin):
     """Evaluates a site's cover rules over a stream of events; see the module docstring."""
 
-    def __init__(self, site: Site, start: int, *, timeline: bool = False) -> None:
+    def __init__(
+        self, site: Site, start: int, *, timeline: bool = False, compiled: bool = True,
+        changes: bool = True,
+    ) -> None:
+        """``compiled=False`` keeps to numpy's membership pass (the reference);
+        ``changes=False`` makes :meth:`advance` return no live changes (a replay reads
+        the lapses and statistics only)."""
         self.site = site
+        self._compiled = compiled
+        self._report_changes = changes
         self._stale = seconds_to_us(site.stale_after_s)
         self._record_timeline = timeline
         self._h = start
@@ -114,6 +127,8 @@ class CoverEngine(WindowMixin):
         # d beyond this (as in RuleGrid: a metre spare for rounding) is out of reach.
         self._reach_radius = self._reach_s * self._speed * (1 + 1e-9) + 1.0
 
+        self._kernel_setup()
+
         # Which rules each condition drives: activity is recomputed only for those.
         self._flags: dict[str, bool] = dict(site.flags)
         self._gates: dict[str, bool] = {g: False for g in site.gates}
@@ -155,6 +170,21 @@ class CoverEngine(WindowMixin):
         self.retired_stats: list[RuleStats] = []  # rules removed by switch_site
         self._pending_fixes: list[FixColumns] = []
         self._pending_control: list[ControlEvent] = []
+
+    def _kernel_setup(self) -> None:
+        # The compiled membership pass (if built here) for point rules without reach;
+        # numpy's otherwise, and always with compiled=False (the reference, for the tests).
+        self._layout = self._grid.layout()
+        simple = self._n_rules > 0 and not self._area_rules and self._reach is None
+        self._use_kernel = (KERNEL is not None and self._compiled and simple
+                            and self._layout is not None)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled by another build or version (a live checkpoint): decide afresh here.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_compiled", True)
+        self.__dict__.setdefault("_report_changes", True)
+        self._kernel_setup()
 
     # -- public API -------------------------------------------------------
 
@@ -266,7 +296,8 @@ class CoverEngine(WindowMixin):
             raise OutOfOrderError("the engine is closed")
         h = self._h
         self._fold_stats()
-        new = CoverEngine(site, h, timeline=self._record_timeline)
+        new = CoverEngine(site, h, timeline=self._record_timeline, compiled=self._compiled,
+                          changes=self._report_changes)
         n_off = self._n_off
         new._grow_officers(n_off)
         new._last_t[:n_off] = self._last_t[:n_off]
@@ -418,9 +449,19 @@ class CoverEngine(WindowMixin):
         else:
             self._pending_fixes = []
         if self._pending_control:
-            control = [e for e in self._pending_control if e.t < horizon]
-            self._pending_control = [e for e in self._pending_control if e.t >= horizon]
-            control.sort(key=lambda e: (e.t, e.seq))
+            pending = self._pending_control
+            if max(map(_T, pending)) < horizon:  # usually: every one is due
+                control, self._pending_control = pending, []
+            else:
+                control = [e for e in pending if e.t < horizon]
+                self._pending_control = [e for e in pending if e.t >= horizon]
+            if len(control) > 1:
+                ts = np.fromiter(map(_T, control), np.int64, len(control))
+                seqs = np.fromiter(map(_SEQ, control), np.int64, len(control))
+                # Usually in order already: checked without a key tuple per event.
+                if not bool(((ts[1:] > ts[:-1])
+                             | ((ts[1:] == ts[:-1]) & (seqs[1:] >= seqs[:-1]))).all()):
+                    control = [control[i] for i in np.lexsort((seqs, ts)).tolist()]
         else:
             control = []
         return fixes, control

@@ -34,11 +34,13 @@ def sort_batch(batch: EventBatch) -> EventBatch:
 
 
 def evaluate(
-    site: Site, batch: EventBatch, *, end: int | None = None, timeline: bool = False
+    site: Site, batch: EventBatch, *, end: int | None = None, timeline: bool = False,
+    compiled: bool = True,
 ) -> Evaluation:
     """Evaluate every rule over the window [first event, ``end`` or last event].
 
-    Events after an explicit ``end`` are ignored.
+    Events after an explicit ``end`` are ignored. ``compiled=False`` keeps to numpy's
+    membership pass (see :class:`CoverEngine`).
     """
     bounds = batch.time_bounds()
     if bounds is None:
@@ -47,7 +49,7 @@ def evaluate(
     start, last = bounds
     if end is None:
         end = last
-    engine = CoverEngine(site, start, timeline=timeline)
+    engine = CoverEngine(site, start, timeline=timeline, compiled=compiled, changes=False)
     engine.feed(sort_batch(batch))
     engine.close(end)
     return Evaluation(start, end, engine.lapses, engine.stats)

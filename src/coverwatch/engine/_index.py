@@ -23,8 +23,18 @@ class RuleGrid:
     """Candidate (fix, rule) pairs by grid cell; see the module docstring."""
 
     def __init__(self, site: Site) -> None:
+        pairs = site.rules()
+        if pairs and all(p.at is not None and r.reach_s is None for p, r in pairs):
+            # Point posts only: the same boxes (the same float operations) in numpy.
+            xy = np.array([p.at for p, _ in pairs], np.float64).reshape(-1, 2)
+            r_m = np.array([r.release_m for _, r in pairs], np.float64)
+            b = np.column_stack((xy[:, 0] - r_m, xy[:, 1] - r_m, xy[:, 0] + r_m, xy[:, 1] + r_m))
+            self.n_rules = len(b)
+            sizes_a = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+            self._grid = BoxGrid(b, float(np.median(sizes_a)))
+            return
         boxes: list[tuple[float, float, float, float]] = []
-        for post, rule in site.rules():
+        for post, rule in pairs:
             pts = [post.at] if post.at is not None else list(post.area or ())
             xs = [p[0] for p in pts]
             ys = [p[1] for p in pts]
@@ -38,6 +48,10 @@ class RuleGrid:
         sizes = [max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
         # Cells about the size of a typical rule's box: few rules per cell, few cells per rule.
         self._grid = BoxGrid(boxes, float(np.median(sizes)) if boxes else 1.0)
+
+    def layout(self) -> tuple[float, float, float, int, int, I64, I64, I64] | None:
+        """The grid's cells and items (see :meth:`BoxGrid.layout`), for the compiled pass."""
+        return self._grid.layout()
 
     def candidates(self, x: F64, y: F64) -> tuple[I64, I64]:
         """Return (fix index, rule index) pairs, fix-major, rules ascending per fix."""

@@ -17,6 +17,7 @@ from coverwatch.domain.events import DutyEvent, FixColumns
 from coverwatch.domain.geometry import signed_distance
 from coverwatch.domain.site import Post, Rule, Site
 from coverwatch.engine._index import RuleGrid
+from coverwatch.engine._native import KERNEL, scratch
 from coverwatch.engine.results import Lapse, RuleStats
 from coverwatch.planning.network import ReachField
 
@@ -59,6 +60,8 @@ class MembershipMixin:
     _py: F64
     _area_rules: list[int]
     _grid: RuleGrid
+    _use_kernel: bool
+    _layout: tuple[float, float, float, int, int, I64, I64, I64] | None
     _reach: ReachField | None
     _rule_target: I64
     _reach_s: F64
@@ -68,6 +71,7 @@ class MembershipMixin:
     _gates: dict[str, bool]
     _rules_by_flag: dict[str, list[int]]
     _rules_by_gate: dict[str, list[int]]
+    _report_changes: bool
     _active: BOOL
     _n_off: int
     _last_t: I64
@@ -279,6 +283,47 @@ class MembershipMixin:
         self._carry_end = np.concatenate((keep_old_ends, new_ends))[by_key]
         return iv_off, iv_rule, iv_s, iv_e, new_keys, seen
 
+    def _compiled_memberships(
+        self, fixes: FixColumns, h0: int, h1: int, eligible: bool
+    ) -> tuple[I64, I64, I64, I64, I64 | None] | None:
+        """`_memberships` compiled (engine/_ckernel.c), for point rules without reach.
+
+        Returns the same intervals as `_memberships`, already clipped to [h0, h1) and
+        without the empty ones, and leaves the same carry as the window does after it
+        drops the memberships that can no longer matter. With ``eligible`` (no duty
+        change in the window) only the parts that count, as `_eligible` would keep, and
+        each rule's count at h0 apart: the intervals from h0 on are in that count (and
+        in the list only if they end before h1). None, with nothing changed, when an
+        officer is in more rules at once than the kernel holds: numpy's pass then.
+        """
+        assert KERNEL is not None and self._layout is not None
+        x0, y0, cell, nx, ny, c_start, c_count, items = self._layout
+        n, nc = len(fixes), len(self._carry)
+        cap = nc + 2 * n + 64
+        columns = [np.ascontiguousarray(a, d) for a, d in (
+            (fixes.t, np.int64), (fixes.officer, np.int32), (fixes.x, np.float64),
+            (fixes.y, np.float64), (fixes.accuracy, np.float64), (fixes.growth, np.float64))]
+        states, marks = scratch(self._n_off)
+        while True:
+            iv = np.empty((4, cap), np.int64)
+            keys = np.empty((2, cap), np.int64)
+            at_h0 = np.zeros(self._n_rules, np.int64)
+            got = KERNEL.members(
+                *columns, self._carry, self._carry_end, self._px, self._py, self._within,
+                self._release, items, c_start, c_count, self._last_t, self._last_xya,
+                self._last_g, iv[0], iv[1], iv[2], iv[3], keys[0], keys[1], self._on,
+                self._caps, self._rule_cap, at_h0, states, marks, x0, y0, cell, nx, ny,
+                self._n_rules, self._stale, h0, h1, eligible)
+            if got == -2:
+                return None
+            if got != -1:
+                break
+            cap *= 2  # nothing was changed: again with room for every pair
+        n_iv, n_keys = got
+        self._carry, self._carry_end = keys[0, :n_keys].copy(), keys[1, :n_keys].copy()
+        return iv[0, :n_iv], iv[1, :n_iv], iv[2, :n_iv], iv[3, :n_iv], \
+            (at_h0 if eligible else None)
+
     def _find_carried(self, officer: I64, rule: I64) -> tuple[BOOL, I64]:
         """For (officer, rule) pairs: whether each is a carried membership, and where.
 
@@ -374,6 +419,25 @@ class MembershipMixin:
             self._capsets[ev.officer] = ev.capabilities
         return (np.concatenate((iv_rule[ok], iv_rule[rep][keep])),
                 np.concatenate((iv_s[ok], lo[keep])), np.concatenate((iv_e[ok], hi[keep])))
+
+    def _duty_at_once(self, duty: Sequence[DutyEvent]) -> None:
+        """Apply duty changes all at one instant (in time order): the last per officer wins."""
+        n = len(duty)
+        offs = [ev.officer for ev in duty]
+        capsets = [ev.capabilities for ev in duty]
+        rows = {c: i for i, c in enumerate(dict.fromkeys(capsets))}
+        e_off = np.array(offs, np.int64)
+        e_on = np.fromiter((ev.on for ev in duty), bool, n)
+        e_row = np.fromiter(map(rows.__getitem__, capsets), np.int64, n)
+        cap_rows = np.array([self._caps_row(c) for c in rows], bool).reshape(
+            len(rows), self._caps.shape[1])
+        _, first_reversed = np.unique(e_off[::-1], return_index=True)
+        last = n - 1 - first_reversed
+        self._on[e_off[last]] = e_on[last]
+        self._caps[e_off[last]] = cap_rows[e_row[last]]
+        mine = self._capsets
+        for o, c in zip(offs, capsets, strict=True):
+            mine[o] = c
 
     def _caps_row(self, capabilities: frozenset[str]) -> BOOL:
         """An officer's row of the capability matrix: column 0 ("any") and theirs."""

@@ -10,6 +10,7 @@ actual changes (a lapse starting or ending) are handled one by one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from coverwatch.engine._members import BOOL, I64, MembershipMixin
 from coverwatch.engine.results import CoverChange, Lapse, TimelinePoint
 
 __all__ = ["WindowMixin"]
+
+_change_order = attrgetter("t", "post", "rule")
 
 
 class WindowMixin(MembershipMixin):
@@ -72,21 +75,40 @@ class WindowMixin(MembershipMixin):
                 self._memberships(fixes)
             return []
 
-        if len(fixes):
-            iv_off, iv_rule, iv_s, iv_e, _, _ = self._memberships(fixes)
+        if self._use_kernel and len(fixes) and duty and duty[-1].t == h0:
+            # Every duty change at h0 (as a shift starting): the state from h0 on is each
+            # officer's last one, as `_eligible` leaves it, and the window counts at once.
+            self._duty_at_once(duty)
+            duty = []
+        at_h0: I64 | None = None  # each rule's count at h0, when counted apart
+        # Clipped to the window, and the carry already trimmed as below; without duty
+        # changes also filtered as by `_eligible`, and those from h0 on counted apart.
+        got = self._compiled_memberships(fixes, h0, h1, eligible=not duty) \
+            if self._use_kernel and len(fixes) else None
+        compiled = got is not None
+        if got is not None:
+            iv_off, iv_rule, iv_s, iv_e, at_h0 = got
         else:
-            iv_off, iv_rule, iv_s, iv_e = self._carry_intervals()
-        np.maximum(iv_s, h0, out=iv_s)
-        np.minimum(iv_e, h1, out=iv_e)
-        live = np.flatnonzero(iv_s < iv_e)
-        iv_off, iv_rule, iv_s, iv_e = iv_off[live], iv_rule[live], iv_s[live], iv_e[live]
-        iv_rule, iv_s, iv_e = self._eligible(h0, iv_off, iv_rule, iv_s, iv_e, duty)
+            if len(fixes):
+                iv_off, iv_rule, iv_s, iv_e, _, _ = self._memberships(fixes)
+            else:
+                iv_off, iv_rule, iv_s, iv_e = self._carry_intervals()
+            np.maximum(iv_s, h0, out=iv_s)
+            np.minimum(iv_e, h1, out=iv_e)
+            live = np.flatnonzero(iv_s < iv_e)
+            iv_off, iv_rule, iv_s, iv_e = iv_off[live], iv_rule[live], iv_s[live], iv_e[live]
+        if at_h0 is None:
+            iv_rule, iv_s, iv_e = self._eligible(h0, iv_off, iv_rule, iv_s, iv_e, duty)
+            s_rule, s_time = iv_rule, iv_s
+        else:
+            late = np.flatnonzero(iv_s > h0)  # a start at h0 is in at_h0 already
+            s_rule, s_time = iv_rule[late], iv_s[late]
         active_at_h0 = self._active.copy()
         act = self._activity(control)
         for r, (_, values) in act.items():
             self._active[r] = values[-1]
         # Drop carried memberships that can no longer matter (stale before h1).
-        if len(self._carry):
+        if len(self._carry) and not compiled:
             c_off = self._carry // n_rules
             keep = (self._last_t[c_off] + self._stale > h1) & (self._carry_end > h1)
             self._carry, self._carry_end = self._carry[keep], self._carry_end[keep]
@@ -103,7 +125,7 @@ class WindowMixin(MembershipMixin):
             # the points at one (rule, time) does not matter: only the count after
             # the last of them is read, and each rule's count before its first.
             key = np.concatenate((
-                (iv_rule * span + (iv_s - h0)) * 3 + 2,
+                (s_rule * span + (s_time - h0)) * 3 + 2,
                 (iv_rule[ends_in] * span + (iv_e[ends_in] - h0)) * 3,
                 np.arange(n_rules, dtype=np.int64) * (3 * span) + 1,
                 (act_rules * span + (act_times - h0)) * 3 + 1,
@@ -114,12 +136,12 @@ class WindowMixin(MembershipMixin):
             p_rule = key // span
             p_time = key - p_rule * span + h0
         else:
-            p_rule = np.concatenate((iv_rule, iv_rule[ends_in],
+            p_rule = np.concatenate((s_rule, iv_rule[ends_in],
                                      np.arange(n_rules, dtype=np.int64), act_rules))
-            p_time = np.concatenate((iv_s, iv_e[ends_in], np.full(n_rules, h0, np.int64),
+            p_time = np.concatenate((s_time, iv_e[ends_in], np.full(n_rules, h0, np.int64),
                                      act_times))
             p_delta = np.concatenate((
-                np.ones(len(iv_rule), np.int64), -np.ones(len(ends_in), np.int64),
+                np.ones(len(s_rule), np.int64), -np.ones(len(ends_in), np.int64),
                 np.zeros(n_rules + len(act_rules), np.int64),
             ))
             order = np.lexsort((p_time, p_rule))
@@ -138,6 +160,8 @@ class WindowMixin(MembershipMixin):
         u_rule = p_rule[last_of_key]
         u_time = p_time[last_of_key]
         u_count = count_all[last_of_key]
+        if at_h0 is not None:
+            u_count += at_h0[u_rule]
         nu = len(u_rule)
         u_first = np.empty(nu, bool)
         u_first[0] = True
@@ -207,28 +231,33 @@ class WindowMixin(MembershipMixin):
         step_k = np.concatenate((heads[~carried], ends))
         step_low = np.concatenate((mins[~carried], np.full(len(ends), -1, np.int64)))
         order = np.argsort(step_k, kind="stable")
-        for k, low in zip(step_k[order].tolist(), step_low[order].tolist(), strict=True):
-            r = int(u_rule[k])
+        ks = step_k[order]
+        lapse_min = self._lapse_min
+        report = self._report_changes
+        # Plain ints in one go: a numpy scalar read per change costs more than the change.
+        for r, t_k, count, low in zip(u_rule[ks].tolist(), u_time[ks].tolist(),
+                                      u_count[ks].tolist(), step_low[order].tolist(),
+                                      strict=True):
             post, rule = self._pairs[r]
             if low >= 0:
-                start = int(u_time[k])
-                self._lapse_start[r] = start
-                self._lapse_min[r] = low
+                self._lapse_start[r] = t_k
+                lapse_min[r] = low
                 self._lapse_alerted[r] = False
                 self._stats[r].lapses += 1
-                out.append(CoverChange("lapse-started", post.id, rule.id, start, start,
-                                       int(u_count[k])))
+                if report:
+                    out.append(CoverChange("lapse-started", post.id, rule.id, t_k, t_k, count))
                 continue
             start_or_none = self._lapse_start[r]
             assert start_or_none is not None
             start = start_or_none
-            end = int(u_time[k])
+            end = t_k
             due = start + self._grace[r]
             if not self._lapse_alerted[r] and due < end:
                 self._lapse_alerted[r] = True
                 self._stats[r].alerts += 1
-                out.append(CoverChange("alert", post.id, rule.id, due, start,
-                                       int(self._lapse_min[r])))
+                if report:
+                    out.append(CoverChange("alert", post.id, rule.id, due, start,
+                                           int(self._lapse_min[r])))
             alert_at = due if self._lapse_alerted[r] else None
             self.lapses.append(Lapse(post.id, rule.id, start, end, alert_at,
                                      int(self._lapse_min[r])))
@@ -236,11 +265,11 @@ class WindowMixin(MembershipMixin):
             st.longest_lapse_us = max(st.longest_lapse_us, end - start)
             self._lapse_start[r] = None
             self._lapse_alerted[r] = False
-            out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, int(u_count[k])))
+            if report:
+                out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, count))
         # Lapses still open at h1 whose grace has run out by then are alerted now.
-        for r in np.flatnonzero(self._deficit).tolist():
-            if self._lapse_alerted[r]:
-                continue
+        alerted = self._lapse_alerted
+        for r in [r for r in np.flatnonzero(self._deficit).tolist() if not alerted[r]]:
             start_or_none = self._lapse_start[r]
             assert start_or_none is not None
             due = start_or_none + self._grace[r]
@@ -248,9 +277,10 @@ class WindowMixin(MembershipMixin):
                 post, rule = self._pairs[r]
                 self._lapse_alerted[r] = True
                 self._stats[r].alerts += 1
-                out.append(CoverChange("alert", post.id, rule.id, due, start_or_none,
-                                       int(self._lapse_min[r])))
-        out.sort(key=lambda c: (c.t, c.post, c.rule))
+                if report:
+                    out.append(CoverChange("alert", post.id, rule.id, due, start_or_none,
+                                           int(self._lapse_min[r])))
+        out.sort(key=_change_order)
         return out
 
     def _record(

@@ -205,7 +205,7 @@ def replay_sorted(
             continue
         if engine is None:
             start = bounds[0]
-            engine = CoverEngine(site, start)
+            engine = CoverEngine(site, start, changes=False)  # no live feed to serve
         last = bounds[1] if last is None else max(last, bounds[1])
         engine.feed(EventBatch(fixes.take(slice(0, 0)), control))
         for lo in range(0, max(len(fixes), 1), ENGINE_SLICE):
