@@ -249,5 +249,7 @@ def test_live_equals_replay_except_where_late_state_is_applied(
     assert live == replay_lapses(YARD, as_live, horizon - 1, tmp_path)
     in_event_time = [_event_of(r, r["t_us"]) for r in stored]
     exact = replay_lapses(YARD, in_event_time, horizon - 1, tmp_path)
+    # Nothing was purged, so no lapse is cut at a purge's edge.
+    assert not any(lapse.pop("purged_edge") for lapse in report["lapses"])
     assert report["lapses"] == exact
     assert len(live) >= 5 and live != exact  # the late events did change the live picture
