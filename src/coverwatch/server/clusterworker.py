@@ -202,11 +202,12 @@ class ClusterWorker:
         if lost:
             await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in lost],
                                           fresh=f"r{wall_clock_us()}")
-        self.relayed += len(lost) + sum(1 for a in acks if not a.duplicate)
-        log.warning("site %s: republished %d of the %d events of a commit group this owner "
-                    "had not seen (ids %d-%d), %d under a fresh id (acknowledged, then lost "
-                    "by the stream)", site, len(rows), len(g.keys), g.first_id, g.last_id,
-                    len(lost))
+        added = sum(1 for a in acks if not a.duplicate)
+        self.relayed += len(lost) + added
+        log.warning("site %s: %d of the %d events of a commit group (ids %d-%d) not seen "
+                    "here: %d republished, %d already in the stream, %d acknowledged by it "
+                    "and lost, sent again under a fresh id", site, len(rows), len(g.keys),
+                    g.first_id, g.last_id, added, len(rows) - added - len(lost), len(lost))
 
     async def fence_current(self, site: str) -> bool:
         """Fence this task's writes for ``site`` at the current lease's epoch (escalation
