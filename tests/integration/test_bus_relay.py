@@ -2,8 +2,9 @@
 
 A commit group leaves the outbox only once the owner's own follower delivered every
 event of it and its checkpoint covers them, whatever the PubAcks said; an event the
-stream calls a duplicate at a sequence the owner has consumed, where the stream holds
-another message, was acknowledged and lost: it goes again under a fresh message id.
+stream calls a duplicate at a sequence the owner's follower has passed without
+delivering it was acknowledged and lost (or the replica read differs): it goes again
+under a fresh message id.
 (The real gateway, worker and NATS: test_bus_outbox.py.)
 """
 
@@ -106,11 +107,12 @@ def test_an_event_acknowledged_then_lost_goes_again_under_a_fresh_id(tmp_path: P
     log = ScriptedLog({}, {})
     cw, store = _worker(tmp_path, log, cp_seq=8, consumed=9)
     a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old)
-    # a: a duplicate at seq 3 (before this owner's start), where the stream holds it;
-    # b: a duplicate at seq 9 (consumed), where the stream holds another message;
+    # a: a duplicate at seq 3 (before this owner's start, seq 5), where the stream holds it;
+    # b: a duplicate at seq 9, which this owner's follower passed without delivering it
+    #    (the leader holds it, the replica read did not: it goes again, fresh);
     # c: not a duplicate: appended now.
     log.acks = {a: (3, True), b: (9, True)}
-    log.at = {3: a, 9: "someone-else"}
+    log.at = {3: a, 9: b}
     log.delivered[SITE] = Delivered(5, {})
     caps = asyncio.run(cw._relay([SITE]))
     assert caps == {SITE: 1_000_000}

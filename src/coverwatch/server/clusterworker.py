@@ -143,6 +143,9 @@ class ClusterWorker:
         not seen RELAY_AFTER_S after their commit, and say how far each site's watermark
         may go (not past a group not delivered yet). Two queries for all the sites."""
         by_key = {self.sites[s].store.site: s for s in sites if s in self.sites}
+        # Keys delivered up to here came after their group's commit, so before the query:
+        # one of them in no group found has had its group forgotten.
+        before = {s: r.seq for s, r in self.worker.runs.items()}
         groups = await asyncio.to_thread(pending, self.engine, list(by_key), with_keys=True)
         caps: dict[str, int] = {}
         done: list[tuple[str, int]] = []
@@ -174,17 +177,19 @@ class ClusterWorker:
             if seen is not None and run is not None and run.cp is not None:
                 keep = {k for g in groups if by_key.get(g.site) == site
                         and (g.site, g.first_id) not in done for k in g.keys}
-                cp = run.cp.seq
-                seen.keys = {k: s for k, s in seen.keys.items() if s > cp or k in keep}
+                upto = min(run.cp.seq, before.get(site, 0))
+                seen.keys = {k: s for k, s in seen.keys.items() if s > upto or k in keep}
         return caps
 
     async def _republish(self, site: str, g: Pending, missing: set[str], consumed: int
                          ) -> None:
         """Publish a group's events this owner has not seen, under their keys as message
-        ids. One the stream calls a duplicate at a sequence this owner has already
-        consumed (or started after) is checked there by key: if the stream holds it, it
-        was evaluated; if not, the stream acknowledged and lost it, and it goes again
-        under a fresh message id (the old one stays in the duplicate window)."""
+        ids. One the stream calls a duplicate at a sequence this owner's follower has
+        already passed was not delivered to it: the stream acknowledged it and lost it,
+        or the replica this follower reads differs from the leader's (NATS 2.9 replicas
+        were seen to diverge after a partition), and it goes again under a fresh message
+        id (the old one stays in the duplicate window). At a sequence before this run's
+        start it is checked on the stream by key: there, a previous owner evaluated it."""
         rows = [r for r in await asyncio.to_thread(group_rows, self.engine, g)
                 if str(r["key"]) in missing]
         acks = await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in rows])
@@ -192,11 +197,13 @@ class ClusterWorker:
         # Not a duplicate, or one not consumed yet: on its way to this owner.
         held = [(row, ack) for row, ack in zip(rows, acks, strict=True)
                 if ack.duplicate and 0 < ack.seq <= consumed and ack.key not in seen.keys]
-        there = await asyncio.gather(*(self.worker.log.key_at(a.seq) for _, a in held))
-        lost = []
-        for (row, ack), key in zip(held, there, strict=True):
+        there = await asyncio.gather(*(self.worker.log.key_at(a.seq) for _, a in held
+                                       if a.seq <= seen.after_seq))
+        lost = [row for row, ack in held if ack.seq > seen.after_seq]
+        for (row, ack), key in zip([h for h in held if h[1].seq <= seen.after_seq], there,
+                                   strict=True):
             if key == ack.key:
-                seen.keys[ack.key] = ack.seq  # evaluated (by this run or before its start)
+                seen.keys[ack.key] = ack.seq  # evaluated by an owner before this run
             else:
                 lost.append(row)
         if lost:
