@@ -7,7 +7,10 @@ publish it:
 1. a real `coverwatch serve --role gateway` that dies between its commit and its
    publish (``COVERWATCH_TEST_FAULT=exit-before-publish``: ``os._exit``);
 2. a gateway whose NATS (a private ``nats-server`` of the test's) is SIGKILLed just
-   before the request and restarted after it (the client got a 503).
+   before the request and restarted after it (the client got a 503);
+3. a gateway whose PubAcks all come while the stream loses the messages (a JetStream
+   leader that acknowledged and lost its leadership before replicating them:
+   ``COVERWATCH_TEST_FAULT=acked-not-stored``); the client got a 200.
 
 Either way the row is in PostgreSQL and no client sends it again. The site's owner
 (a `coverwatch serve --role worker` process) finds it in the outbox, republishes it
@@ -196,3 +199,42 @@ def test_nats_dead_between_commit_and_publish(tmp_path: Path) -> None:
         if worker is not None:
             worker.stop()
         nats.stop()
+
+
+def test_a_publish_acknowledged_and_lost_by_the_stream(tmp_path: Path) -> None:
+    need_nats()
+    names = unique_names()
+    site_path = write_site(tmp_path)
+    data = tmp_path / "data"
+    procs: list[ServeProcess] = []
+    try:
+        with postgres_schema(data) as db:
+            settings = base_settings(site_path, data, db_url=db, bus_url=NATS_URL,
+                                     bus_prefix=names.prefix, role="gateway")
+            with running_server(settings, WallClock()) as gw:
+                worker = ServeProcess(site_path, data, db, names, "worker",
+                                      tmp_path / "worker.log")
+                lying = ServeProcess(site_path, data, db, names, "gateway",
+                                     tmp_path / "lying.log",
+                                     env={"COVERWATCH_TEST_FAULT": "acked-not-stored"})
+                procs += [worker, lying]
+                worker.start()
+                lying.start()
+                site = gw.svc.site.id
+                assert asyncio.run(wait_for(lambda: _owner(NATS_URL, names, site), 30))
+                feeder = gw.api_token("feeder", "ingest")
+                r = gw.post_events(feeder, [{"t": format_time(gw.clock()), "kind": "duty",
+                                             "officer": "A1", "on": True}])
+                assert r.status_code == 200, r.text
+                _walk(gw, feeder, 4.0, 0.0)
+                lost_t = gw.clock()
+                r = httpx.post(lying.url + "/api/v1/events", json=_fix(lost_t, 80.0),
+                               headers=feeder.headers, timeout=30.0)
+                assert r.status_code == 200, r.text  # acknowledged: stored, "published"
+                _walk(gw, feeder, AWAY_S, 80.0)
+                _walk(gw, feeder, 3.0, 0.0)
+                _check(gw, NATS_URL, names, site_path, lost_t, db, tmp_path)
+    finally:
+        for p in procs:
+            p.stop()
+        asyncio.run(cleanup(NATS_URL, names))

@@ -35,6 +35,7 @@ from nats.js.errors import NotFoundError
 __all__ = [
     "BusMessage",
     "BusNames",
+    "Delivered",
     "EventLog",
     "Published",
     "connect",
@@ -50,6 +51,9 @@ _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # are also safe as NATS subject tokens and KV keys.
 _SITE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 KIND_HEADER = "Coverwatch-Kind"
+# An event republished under a fresh message id (its first copy was acknowledged and then
+# lost by the stream, while its id stays in the duplicate window) names its key here.
+KEY_HEADER = "Coverwatch-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,16 @@ class BusMessage:
         return int(self.data["horizon_us"])
 
 
+@dataclass(slots=True)
+class Delivered:
+    """The events a follower of a site delivered: the stream sequence it started after,
+    and the sequence each event key came at (the bus outbox's proof, on the owner,
+    that a commit group reached the stream and this evaluation)."""
+
+    after_seq: int
+    keys: dict[str, int]
+
+
 def decode(names: BusNames, msg: Msg) -> BusMessage:
     """A delivered JetStream message as a :class:`BusMessage`."""
     headers = msg.headers or {}
@@ -129,7 +143,7 @@ def decode(names: BusNames, msg: Msg) -> BusMessage:
         site=names.site_of(msg.subject),
         seq=msg.metadata.sequence.stream,
         kind=kind,
-        key=headers.get("Nats-Msg-Id"),
+        key=headers.get(KEY_HEADER) or headers.get("Nats-Msg-Id"),
         data=orjson.loads(msg.data),
     )
 
@@ -199,6 +213,8 @@ class EventLog:
         self.duplicate_window_s = duplicate_window_s
         # The stream need only reach back past the oldest checkpoint; history is in PostgreSQL.
         self.max_age_s = max_age_s
+        # By site: what this process's follower delivered (see Delivered, follow).
+        self.delivered: dict[str, Delivered] = {}
 
     async def ensure(self) -> api.StreamInfo:
         """Create the stream if missing (file storage, the configured replicas and window);
@@ -225,18 +241,25 @@ class EventLog:
 
     async def publish(
         self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]], *,
-        timeout: float = 5.0,
+        timeout: float = 5.0, fresh: str | None = None,
     ) -> list[Published]:
         """Publish ``(key, row)`` pairs and wait for every PubAck.
 
         Only after this returns may the gateway acknowledge: each event is then
         in the stream (and its replicas). A raised error means some may not be;
         the client re-sends and the message ids drop the ones that were.
+        ``fresh``: message ids ``<key>~<fresh>`` instead of the keys (the key in
+        :data:`KEY_HEADER`), for events the stream holds as duplicates but lost.
         """
         subject = self.names.subject(site)
+
+        def headers(key: str) -> dict[str, str]:
+            if fresh is None:
+                return {"Nats-Msg-Id": key}
+            return {"Nats-Msg-Id": f"{key}~{fresh}", KEY_HEADER: key}
+
         acks = await asyncio.gather(*(
-            self.js.publish(subject, orjson.dumps(row), timeout=timeout,
-                            headers={"Nats-Msg-Id": key})
+            self.js.publish(subject, orjson.dumps(row), timeout=timeout, headers=headers(key))
             for key, row in events
         ))
         return [Published(key, ack.seq, bool(ack.duplicate))
@@ -264,6 +287,15 @@ class EventLog:
         )
         return int(ack.seq)
 
+    async def key_at(self, seq: int) -> str | None:
+        """The event key of the stream's message at ``seq`` (None: none there, or no key)."""
+        try:
+            msg = await self.js.get_msg(self.names.stream, seq)
+        except NotFoundError:
+            return None
+        headers = msg.headers or {}
+        return headers.get(KEY_HEADER) or headers.get("Nats-Msg-Id")
+
     async def last_seq(self, site: str) -> int:
         """The stream sequence of the site's newest message (0 if none)."""
         try:
@@ -280,6 +312,8 @@ class EventLog:
         An ordered consumer: no server-side acks (the checkpoint is the cursor),
         and the client re-creates it from the last delivered sequence after a
         gap or a NATS restart. Unsubscribe the returned subscription to stop.
+        The event keys delivered are noted in :attr:`delivered` (for the site's last
+        follower in this process).
         """
         if after_seq > 0:
             policy, start = api.DeliverPolicy.BY_START_SEQUENCE, after_seq + 1
@@ -288,8 +322,13 @@ class EventLog:
         config = api.ConsumerConfig(deliver_policy=policy, opt_start_seq=start,
                                     inactive_threshold=30.0)
 
+        seen = self.delivered[site] = Delivered(after_seq, {})
+
         async def handle(msg: Msg) -> None:
-            await on_message(decode(self.names, msg))
+            message = decode(self.names, msg)
+            if message.kind == "event" and message.key is not None:
+                seen.keys[message.key] = message.seq
+            await on_message(message)
 
         return await self.js.subscribe(
             self.names.subject(site), stream=self.names.stream, cb=handle,

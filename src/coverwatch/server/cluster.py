@@ -1,5 +1,5 @@
 """Distributed mode's start for one node: the bus hooks of every site, the alert
-book kept in step with PostgreSQL, the bus outbox's clean-up and this node's role
+book kept in step with PostgreSQL, the bus outbox's note of each commit and this node's role
 (a :class:`~coverwatch.server.clusterworker.ClusterWorker`, or a gateway's dead-man
 watch). See docs/scale.md."""
 
@@ -23,7 +23,7 @@ from coverwatch.server.handlers.site import adopt_site
 from coverwatch.server.handlers.sync import deadman_reports, refresh_book
 from coverwatch.server.happenings import AlarmsStoredHere, Happening
 from coverwatch.server.wiring import bus_hooks_for
-from coverwatch.storage.busoutbox import note_group, published
+from coverwatch.storage.busoutbox import note_group
 from coverwatch.storage.versions import load_versions
 
 if TYPE_CHECKING:
@@ -72,23 +72,6 @@ def refresh_site(svc: SiteUnit) -> list[Happening]:
         return []
     return adopt_site(svc, load_site_text_document(versions[-1].source,
                                                    str(svc.settings.site_path)))
-
-
-async def _forget_published(hooks: Mapping[str, BusHooks], stop: asyncio.Event,
-                            every_s: float = 0.2) -> None:
-    """Delete acknowledged groups from the bus outbox, many in one transaction."""
-    while not stop.is_set():
-        for h in hooks.values():
-            done, h.acked = h.acked, []
-            if not done:
-                continue
-            try:
-                await asyncio.to_thread(published, h.store.engine, done)
-            except Exception as e:  # PostgreSQL away: the owner republishes them (harmless)
-                log.warning("clearing %d published groups from the outbox failed: %s",
-                            len(done), e)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
 
 
 def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
@@ -238,8 +221,6 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
             await asyncio.to_thread(refresh_book, svc)
     dist.tasks.append(asyncio.create_task(_keep_books(sites, dist.stop, book_every_s),
                                           name="alert-books"))
-    dist.tasks.append(asyncio.create_task(_forget_published(dist.hooks, dist.stop),
-                                          name="bus-outbox"))
     if settings.role in ("worker", "all"):
         dist.worker = ClusterWorker(sites, nc, names)
         for hooks in dist.hooks.values():

@@ -38,6 +38,7 @@ from coverwatch.server.handlers.sync import apply_as_owner, deadman_reports, ref
 from coverwatch.storage.busoutbox import (
     FENCE,
     Fenced,
+    Pending,
     check,
     claim,
     group_rows,
@@ -55,9 +56,10 @@ __all__ = ["ClusterWorker", "checkpoint_secret"]
 
 log = logging.getLogger("coverwatch.server")
 
-# A commit group still in the outbox this long after its commit: its gateway (or NATS)
-# failed between commit and publish; the owner republishes it. Younger ones may still be
-# on their way, so they only hold the watermark back.
+# A commit group whose events this owner has not all seen this long after its commit: its
+# gateway (or NATS) failed between commit and publish, or the stream lost what it
+# acknowledged; the owner republishes them. Younger ones may still be on their way, so
+# they only hold the watermark back.
 RELAY_AFTER_S = 2.0
 
 
@@ -142,31 +144,47 @@ class ClusterWorker:
                         state=state)
 
     async def _relay(self, sites: list[str]) -> dict[str, int]:
-        """The bus outbox, for the owned sites: republish groups a gateway committed and
-        did not publish; say how far each site's watermark may go (not past a group that
-        may still be on its way). One query for all the sites."""
+        """The bus outbox, for the owned sites: forget the groups this owner has evaluated
+        and checkpointed (every key delivered by its own follower), republish those it has
+        not seen RELAY_AFTER_S after their commit, and say how far each site's watermark
+        may go (not past a group not delivered yet). Two queries for all the sites."""
         by_key = {self.sites[s].store.site: s for s in sites if s in self.sites}
-        groups = await asyncio.to_thread(pending, self.engine, list(by_key))
+        # Keys delivered up to here came after their group's commit, so before the query:
+        # one of them in no group found has had its group forgotten.
+        before = {s: r.seq for s, r in self.worker.runs.items()}
+        groups = await asyncio.to_thread(pending, self.engine, list(by_key), with_keys=True)
         caps: dict[str, int] = {}
         done: list[tuple[str, int]] = []
         now = wall_clock_us()
         for g in groups:
             site = by_key[g.site]
+            run = self.worker.runs.get(site)
+            seen = self.worker.log.delivered.get(site)
+            if run is None or seen is None:
+                caps[site] = min(caps.get(site, g.earliest_us), g.earliest_us)
+                continue
+            missing = [k for k in g.keys if k not in seen.keys]
+            if not missing:
+                cp = run.cp.seq if run.cp is not None else 0
+                if all(seen.keys[k] <= cp for k in g.keys):
+                    done.append((g.site, g.first_id))  # evaluated, and in the checkpoint
+                continue
+            caps[site] = min(caps.get(site, g.earliest_us), g.earliest_us)
             if now - g.created_us >= RELAY_AFTER_S * 1e6:
                 try:
-                    rows = await asyncio.to_thread(group_rows, self.engine, g)
-                    await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in rows])
-                    done.append((g.site, g.first_id))
-                    self.relayed += len(rows)
-                    log.warning("site %s: republished %d events a gateway committed and "
-                                "did not publish (ids %d-%d)", site, len(rows), g.first_id,
-                                g.last_id)
-                    continue
+                    await self._republish(site, g, set(missing), run.seq)
                 except Exception as e:  # NATS away: held back, tried again next round
                     log.warning("site %s: republishing from the outbox failed: %s", site, e)
-            caps[site] = min(caps.get(site, g.earliest_us), g.earliest_us)
         if done:
             await asyncio.to_thread(published, self.engine, done)
+        for site in sites:  # forget keys whose group is gone (kept: the unevaluated)
+            seen = self.worker.log.delivered.get(site)
+            run = self.worker.runs.get(site)
+            if seen is not None and run is not None and run.cp is not None:
+                keep = {k for g in groups if by_key.get(g.site) == site
+                        and (g.site, g.first_id) not in done for k in g.keys}
+                upto = min(run.cp.seq, before.get(site, 0))
+                seen.keys = {k: s for k, s in seen.keys.items() if s > upto or k in keep}
         return caps
 
     async def device_reports(self, store_site: str, now_us: int
@@ -182,6 +200,41 @@ class ClusterWorker:
                     last_reports_of_sites, self.engine, {*owned, store_site})
                 self._reports_at = now_us
             return self._reports.get(store_site, {})
+
+    async def _republish(self, site: str, g: Pending, missing: set[str], consumed: int
+                         ) -> None:
+        """Publish a group's events this owner has not seen, under their keys as message
+        ids. One the stream calls a duplicate at a sequence this owner's follower has
+        already passed was not delivered to it: the stream acknowledged it and lost it,
+        or the replica this follower reads differs from the leader's (NATS 2.9 replicas
+        were seen to diverge after a partition), and it goes again under a fresh message
+        id (the old one stays in the duplicate window). At a sequence before this run's
+        start it is checked on the stream by key: there, a previous owner evaluated it."""
+        rows = [r for r in await asyncio.to_thread(group_rows, self.engine, g)
+                if str(r["key"]) in missing]
+        acks = await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in rows])
+        seen = self.worker.log.delivered[site]
+        # Not a duplicate, or one not consumed yet: on its way to this owner.
+        held = [(row, ack) for row, ack in zip(rows, acks, strict=True)
+                if ack.duplicate and 0 < ack.seq <= consumed and ack.key not in seen.keys]
+        there = await asyncio.gather(*(self.worker.log.key_at(a.seq) for _, a in held
+                                       if a.seq <= seen.after_seq))
+        lost = [row for row, ack in held if ack.seq > seen.after_seq]
+        for (row, ack), key in zip([h for h in held if h[1].seq <= seen.after_seq], there,
+                                   strict=True):
+            if key == ack.key:
+                seen.keys[ack.key] = ack.seq  # evaluated by an owner before this run
+            else:
+                lost.append(row)
+        if lost:
+            await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in lost],
+                                          fresh=f"r{wall_clock_us()}")
+        added = sum(1 for a in acks if not a.duplicate)
+        self.relayed += len(lost) + added
+        log.warning("site %s: %d of the %d events of a commit group (ids %d-%d) not seen "
+                    "here: %d republished, %d already in the stream, %d acknowledged by it "
+                    "and lost, sent again under a fresh id", site, len(rows), len(g.keys),
+                    g.first_id, g.last_id, added, len(rows) - added - len(lost), len(lost))
 
     async def fence_current(self, site: str) -> bool:
         """Fence this task's writes for ``site`` at the current lease's epoch (escalation

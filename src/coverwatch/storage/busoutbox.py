@@ -4,10 +4,12 @@
 dies in between, the rows are stored and nobody would publish them. So the commit also
 writes one ``bus_outbox`` row per commit group (:func:`note_group`, called by the store
 inside the very transaction that inserts the events): the group's id range and earliest
-event time. The gateway deletes the row once every PubAck has come (:func:`published`);
-what is left behind is republished by the site's owner (:func:`pending`, :func:`group_rows`),
-idempotently, since the message id is the event key. Until then the owner holds its
-watermark at the group's earliest time, so a republished event is not late.
+event time. A PubAck is not what forgets the row (a stream leader can acknowledge and
+then lose a message): the site's owner does (:func:`published`), once its own follower
+delivered every event key of the group and its checkpoint covers them (:func:`pending`
+gives the keys). What it has not seen by then it republishes (:func:`group_rows`),
+idempotently, since the message id is the event key. Until the events are delivered the
+owner holds its watermark at the group's earliest time, so a republished event is not late.
 
 **Fence.** ``bus_fences`` holds each site's owner epoch (the lease revision at its
 acquisition). A new owner raises it (:func:`claim`); every write the owner makes for the
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from coverwatch.errors import CoverwatchError
@@ -60,6 +62,8 @@ class Pending:
     last_id: int
     earliest_us: int
     created_us: int
+    # The event keys stored in the group's id range (with_keys), in id order.
+    keys: tuple[str, ...] = ()
 
 
 def note_group(conn: Connection, site: str, stored: Sequence[tuple[int, str]],
@@ -84,15 +88,28 @@ def published(engine: Engine, groups: Iterable[tuple[str, int]]) -> int:
     return int(got.rowcount or 0)
 
 
-def pending(engine: Engine, sites: Sequence[str]) -> list[Pending]:
-    """Every unacknowledged group of these sites (one query, whatever the number of sites)."""
+def pending(engine: Engine, sites: Sequence[str], *, with_keys: bool = False
+            ) -> list[Pending]:
+    """Every group of these sites still in the outbox (one query, whatever the number of
+    sites; ``with_keys``: and a second for the event keys of them all)."""
     if not sites:
         return []
+    keys: dict[tuple[str, int], list[str]] = {}
     with engine.connect() as conn:
         rows = conn.execute(select(bus_outbox).where(bus_outbox.c.site.in_(list(sites)))
                             .order_by(bus_outbox.c.site, bus_outbox.c.first_id)).all()
+        if with_keys and rows:
+            joined = bus_outbox.join(events, and_(
+                events.c.site == bus_outbox.c.site,
+                events.c.id >= bus_outbox.c.first_id, events.c.id <= bus_outbox.c.last_id))
+            for site, first_id, key in conn.execute(
+                    select(bus_outbox.c.site, bus_outbox.c.first_id, events.c.key)
+                    .select_from(joined).where(bus_outbox.c.site.in_(list(sites)))
+                    .order_by(events.c.id)):
+                keys.setdefault((site, int(first_id)), []).append(str(key))
     return [Pending(r.site, int(r.first_id), int(r.last_id), int(r.earliest_us),
-                    int(r.created_us)) for r in rows]
+                    int(r.created_us), tuple(keys.get((r.site, int(r.first_id)), ())))
+            for r in rows]
 
 
 def group_rows(engine: Engine, group: Pending) -> list[dict[str, Any]]:

@@ -1,0 +1,123 @@
+"""The bus outbox's relay on a site's owner, against a store and a scripted stream.
+
+A commit group leaves the outbox only once the owner's own follower delivered every
+event of it and its checkpoint covers them, whatever the PubAcks said; an event the
+stream calls a duplicate at a sequence the owner's follower has passed without
+delivering it was acknowledged and lost (or the replica read differs): it goes again
+under a fresh message id.
+(The real gateway, worker and NATS: test_bus_outbox.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import func, select
+
+from coverwatch.bus.log import Delivered, Published
+from coverwatch.server.clusterworker import RELAY_AFTER_S, ClusterWorker
+from coverwatch.storage import open_store
+from coverwatch.storage.base import now_us
+from coverwatch.storage.busoutbox import note_group
+from coverwatch.storage.tables import bus_outbox
+
+SITE = "north-dock"
+
+
+@dataclass
+class ScriptedLog:
+    """The event log as the relay sees it: PubAcks and messages as the test says."""
+
+    acks: dict[str, tuple[int, bool]]  # key -> (seq, duplicate) of a publish under its key
+    at: dict[int, str]  # the stream: seq -> key
+    delivered: dict[str, Delivered] = field(default_factory=dict)
+    sent: list[tuple[list[str], str | None]] = field(default_factory=list)
+    next_seq: int = 100
+
+    async def publish(self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]], *,
+                      timeout: float = 5.0, fresh: str | None = None) -> list[Published]:
+        self.sent.append(([k for k, _ in events], fresh))
+        out = []
+        for key, _ in events:
+            if fresh is None and key in self.acks:
+                seq, dup = self.acks[key]
+            else:
+                self.next_seq += 1
+                seq, dup = self.next_seq, False
+                self.at[seq] = key
+            out.append(Published(key, seq, dup))
+        return out
+
+    async def key_at(self, seq: int) -> str | None:
+        return self.at.get(seq)
+
+
+def _worker(tmp_path: Path, log: ScriptedLog, cp_seq: int, consumed: int
+            ) -> tuple[ClusterWorker, Any]:
+    store = open_store(None, tmp_path / "data", site=SITE)
+    cw = object.__new__(ClusterWorker)  # the relay alone: no NATS, no leases
+    cw.engine = store.engine
+    cw.relayed = 0
+    cw.sites = {SITE: SimpleNamespace(store=store)}  # type: ignore[assignment]
+    run = SimpleNamespace(cp=SimpleNamespace(seq=cp_seq), seq=consumed)
+    cw.worker = SimpleNamespace(log=log, runs={SITE: run})  # type: ignore[assignment]
+    return cw, store
+
+
+def _commit(store: Any, keys_t: list[int], created_us: int) -> list[str]:
+    rows = [{"kind": "fix", "t_us": t, "officer": "A1", "x": 0.0, "y": 0.0, "accuracy_m": 5.0,
+             "source": "test"} for t in keys_t]
+    result = store.append_events(rows)
+    with store.engine.begin() as conn:
+        note_group(conn, store.site, [(i, "") for i in result.ids], min(keys_t))
+        conn.execute(bus_outbox.update().values(created_us=created_us))
+    return [str(r["key"]) for r in store.events_since(0, limit=100)]
+
+
+def _outbox(store: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(bus_outbox)).scalar_one())
+
+
+def test_an_acknowledged_group_stays_until_the_owner_has_evaluated_it(tmp_path: Path) -> None:
+    log = ScriptedLog({}, {})
+    cw, store = _worker(tmp_path, log, cp_seq=10, consumed=10)
+    keys = _commit(store, [1_000_000, 2_000_000], now_us())  # young: on its way
+    log.delivered[SITE] = Delivered(10, {})
+    caps = asyncio.run(cw._relay([SITE]))
+    assert caps == {SITE: 1_000_000}  # not delivered: the watermark waits for it
+    assert _outbox(store) == 1 and log.sent == []
+    log.delivered[SITE].keys.update({keys[0]: 11, keys[1]: 12})
+    cw.worker.runs[SITE].seq = 12
+    assert asyncio.run(cw._relay([SITE])) == {}  # delivered: the watermark may pass
+    assert _outbox(store) == 1  # the checkpoint (seq 10) does not cover them yet
+    cw.worker.runs[SITE].cp.seq = 12
+    asyncio.run(cw._relay([SITE]))
+    assert _outbox(store) == 0
+    assert log.delivered[SITE].keys == {}  # forgotten with their group
+
+
+def test_an_event_acknowledged_then_lost_goes_again_under_a_fresh_id(tmp_path: Path) -> None:
+    old = now_us() - int((RELAY_AFTER_S + 1) * 1e6)
+    log = ScriptedLog({}, {})
+    cw, store = _worker(tmp_path, log, cp_seq=8, consumed=9)
+    a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old)
+    # a: a duplicate at seq 3 (before this owner's start, seq 5), where the stream holds it;
+    # b: a duplicate at seq 9, which this owner's follower passed without delivering it
+    #    (the leader holds it, the replica read did not: it goes again, fresh);
+    # c: not a duplicate: appended now.
+    log.acks = {a: (3, True), b: (9, True)}
+    log.at = {3: a, 9: b}
+    log.delivered[SITE] = Delivered(5, {})
+    caps = asyncio.run(cw._relay([SITE]))
+    assert caps == {SITE: 1_000_000}
+    assert log.sent[0] == ([a, b, c], None)
+    assert len(log.sent) == 2 and log.sent[1][0] == [b] and log.sent[1][1] is not None
+    assert log.delivered[SITE].keys == {a: 3}  # evaluated before this owner started
+    assert cw.relayed == 2  # c, and b again
+    assert _outbox(store) == 1  # until b and c are delivered and checkpointed
