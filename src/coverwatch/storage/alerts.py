@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from coverwatch.domain.alerts import Alert, AlertLifecycleError, alert_id_for
 from coverwatch.errors import StoreError
@@ -95,10 +95,14 @@ class AlertRepository(AuditRepository):
             append_record_leaf(conn, self.site, "alert", values["id"], body)
             return entry
 
-    def load_alerts(self) -> list[dict[str, Any]]:
-        """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
+    def load_alerts(self, since_us: int | None = None) -> list[dict[str, Any]]:
+        """Every stored alert record, ordered by alert time then id (for ``AlertBook``);
+        with ``since_us``, only those not closed or raised at or after it (what the live
+        server holds: a start reads no closed history)."""
         q = (select(alerts.c.record).where(alerts.c.site == self.site)
              .order_by(alerts.c.alert_at_us, alerts.c.id))
+        if since_us is not None:
+            q = q.where(or_(alerts.c.state != "closed", alerts.c.alert_at_us >= since_us))
         with self.reading() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
 
