@@ -48,9 +48,9 @@ class AlertBook:
     :meth:`close`) and the time (:meth:`tick`). ``policy_for`` picks a policy
     per alert (e.g. by post); without it every alert uses ``policy``.
 
-    With an ``archive``, the book holds every alert not closed and every alert
-    raised at or after ``held_since``; an older closed alert asked for by id
-    (or raised again) is taken from the archive, so it is never raised twice.
+    With ``held_since``, the book holds every alert not closed and every alert
+    raised at or after it; an older closed alert asked for by id (or raised
+    again) is taken from the ``archive``, so it is never raised twice.
     """
 
     def __init__(
@@ -87,9 +87,9 @@ class AlertBook:
 
     def _older(self, alert_id: str, lapse_start: int | None = None) -> Alert | None:
         """An alert not held here, from the archive (then held); None if there is none."""
-        if self.archive is None or (lapse_start is not None and self.held_since is not None
-                                    and lapse_start >= self.held_since):
-            return None  # raised at or after its lapse began: held here if it exists
+        if self.archive is None or self.held_since is None or (
+                lapse_start is not None and lapse_start >= self.held_since):
+            return None  # all held, or raised at or after its lapse began: held if it exists
         alert = self.archive(alert_id)
         if alert is not None:
             alert._check_consistent()

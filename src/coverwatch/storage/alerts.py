@@ -99,23 +99,30 @@ class AlertRepository(AuditRepository):
             append_record_leaf(conn, self.site, "alert", values["id"], body)
             return entry
 
-    def load_alerts(self, since_us: int | None = None) -> list[dict[str, Any]]:
-        """Every stored alert record, ordered by alert time then id (for ``AlertBook``);
-        with ``since_us``, only those not closed or raised at or after it (what the live
-        server holds: a start reads no closed history)."""
+    def load_alerts(self) -> list[dict[str, Any]]:
+        """Every stored alert record, ordered by alert time then id (for ``AlertBook``)."""
         q = (select(alerts.c.record).where(alerts.c.site == self.site)
              .order_by(alerts.c.alert_at_us, alerts.c.id))
-        if since_us is None:
-            with self.reading() as conn:
-                return [orjson.loads(r) for r in conn.execute(q).scalars()]
-        # Two queries, each on its index (an OR of the two would read every row).
-        recent = q.where(alerts.c.alert_at_us >= since_us)
-        live = (select(alerts.c.record).where(alerts.c.site == self.site)
-                .where(alerts.c.state.in_(_NOT_CLOSED), alerts.c.alert_at_us < since_us))
         with self.reading() as conn:
-            older = [orjson.loads(r) for r in conn.execute(live).scalars()]
-            older.sort(key=lambda r: (r["alert_at"], r["id"]))
-            return older + [orjson.loads(r) for r in conn.execute(recent).scalars()]
+            return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def load_held_alerts(self, newest: int) -> tuple[list[dict[str, Any]], int | None]:
+        """What a live server holds at its start: every alert not closed and the ``newest``
+        last raised (the control room's history shows 200), ordered by alert time then id;
+        and the time from which every stored alert is among them (None: all are).
+
+        Two queries, each on its index, so the start reads no closed history."""
+        recent = (select(alerts.c.record).where(alerts.c.site == self.site)
+                  .order_by(alerts.c.alert_at_us.desc(), alerts.c.id.desc()).limit(newest))
+        live = select(alerts.c.record).where(alerts.c.site == self.site,
+                                             alerts.c.state.in_(_NOT_CLOSED))
+        with self.reading() as conn:
+            last = [orjson.loads(r) for r in conn.execute(recent).scalars()]
+            not_closed = [orjson.loads(r) for r in conn.execute(live).scalars()]
+        held = {r["id"]: r for r in (*not_closed, *last)}
+        # Alerts raised at the oldest one's time may be cut off by the limit: from after it.
+        since = None if len(last) < newest else int(last[-1]["alert_at"]) + 1
+        return sorted(held.values(), key=lambda r: (r["alert_at"], r["id"])), since
 
     def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
         """One alert's latest record, or None."""

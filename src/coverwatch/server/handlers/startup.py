@@ -26,7 +26,7 @@ from coverwatch.server.handlers.alerts import apply_cover_changes
 from coverwatch.server.handlers.ingest import CommitQueue
 from coverwatch.server.handlers.tick import HORIZON_KEY
 from coverwatch.server.live import LiveCover
-from coverwatch.server.livecheckpoint import KEEP_US, resume
+from coverwatch.server.livecheckpoint import resume
 from coverwatch.server.policies import policy_from, sos_policy_from
 from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.server.unit import SiteUnit
@@ -37,6 +37,8 @@ from coverwatch.storage.versions import SiteVersion, load_versions, save_version
 __all__ = ["build"]
 
 log = logging.getLogger("coverwatch.server")
+# Closed alerts a start holds, the newest (web/static/js/controlalerts.js shows 200).
+HELD_ALERTS = 200
 
 
 def _stored_alert(store: Store, alert_id: str) -> Alert | None:
@@ -70,10 +72,15 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
                          timeline=True)  # the dashboard's cover timeline
         pending = list(zip(versions[1:], sites[1:], strict=True))
     # Resumed, only what follows the checkpoint is evaluated: the book holds the alerts
-    # not closed and those of the dashboard's last 168 h; older closed ones are read by
-    # id when asked for (a replay from the start re-derives every alert: all are read).
-    held = None if resumed is None else min(start_horizon, live.horizon) - KEEP_US
-    book = AlertBook.from_records(store.load_alerts(held), policy_from(doc),
+    # not closed and the last HELD_ALERTS raised (the control room's history); older
+    # closed ones are read by id when asked for, so none is raised twice. A replay from
+    # the start re-derives every alert: all are read.
+    held: int | None = None
+    if resumed is None:
+        records = store.load_alerts()
+    else:
+        records, held = store.load_held_alerts(HELD_ALERTS)
+    book = AlertBook.from_records(records, policy_from(doc),
                                   archive=functools.partial(_stored_alert, store),
                                   held_since=held)
     unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
