@@ -3,7 +3,8 @@
 Officers fix around the yard example's posts (written straight into a fresh SQLite store
 each; nobody is booked on duty, so the rules lapse once at the start and stay so: the
 start's cost is evaluating the stored events, not re-applying years of alerts), the saved
-horizon at the end of it. Each store's live
+horizon at the end of it; beside them ``--alerts-per-hour`` closed lapse alerts an hour
+and an incident a day, the history of alerts a start must not read. Each store's live
 state is then rebuilt as ``coverwatch serve`` does when it starts
 (``server.handlers.startup.build``) in two ways, in alternation between the stores:
 
@@ -79,6 +80,36 @@ def fill(store: Store, days: int, officers: int, hz: float, seed: int = 1) -> in
     return n
 
 
+def fill_alerts(store: Store, days: int, per_hour: int) -> int:
+    """``per_hour`` lapse alerts an hour at the posts, acknowledged, resolved and closed,
+    and each day's first three grouped as an incident (written straight into the store,
+    as the server records them): the history a start must not read."""
+    from coverwatch.domain.alerts import Alert, alert_id_for
+
+    n = 0
+    hour = DAY // 24
+    for h in range(days * 24):
+        for k in range(per_hour):
+            at = T0 + h * hour + k * (hour // per_hour)
+            post = f"P{k % len(POSTS)}"
+            a = Alert(id=alert_id_for("lapse", post, "bench", at), kind="lapse", post=post,
+                      rule="bench", lapse_start=at, alert_at=at + 60_000_000, count=0, need=1)
+            a.acknowledge("sam", "on it", at + 120_000_000)
+            a.resolve(at + 300_000_000)
+            a.close("sam", "done", at + 400_000_000)
+            store.record_alert_event(a.to_record(), actor="bench", action="alert.closed")
+            n += 1
+        if h % 24 == 0:
+            first = T0 + h * hour
+            members = [alert_id_for("lapse", f"P{k}", "bench", first + k * (hour // per_hour))
+                       for k in range(min(3, per_hour))]
+            store.save_incidents([{"id": f"incident-{members[0]}", "started": first,
+                                   "cause": "flood", "members": members,
+                                   "posts": [f"P{k}" for k in range(len(members))],
+                                   "told": [0], "latest": first + 60_000_000}])
+    return n
+
+
 def recent_checkpoint(store: Store, settings: Settings, end: int, days: int) -> None:
     """Save the checkpoint of a live state fed only the last ``days`` days of the stored
     events (as build's replay start does, from there), naming the newest stored event."""
@@ -128,6 +159,8 @@ def main() -> None:
     ap.add_argument("--hz", type=float, default=0.01)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--alerts-per-hour", type=int, default=3,
+                    help="closed lapse alerts stored per hour of history (and an incident a day)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--repeat", type=int, default=5,
                     help="starts from the checkpoint per store and round (each timed)")
@@ -148,6 +181,7 @@ def main() -> None:
             save_versions(store, versions)
             t = time.perf_counter()
             n = fill(store, days, a.officers, a.hz)
+            n_alerts = fill_alerts(store, days, a.alerts_per_hour)
             end = T0 + days * DAY
             store.set_state(HORIZON_KEY, str(end))
             settings = Settings(site_path=YARD, data_dir=data)
@@ -159,7 +193,8 @@ def main() -> None:
                 recent_checkpoint(store, settings, end, a.checkpoint_days_max)
             checkpoint = store.get_state(CHECKPOINT_KEY) or ""
             stores[days] = (settings, store, end, checkpoint)
-            print(f"{days:>3} day(s): {n:,} events stored in {filled:.0f} s, checkpoint "
+            print(f"{days:>3} day(s): {n:,} events and {n_alerts:,} closed alerts stored in "
+                  f"{filled:.0f} s, checkpoint "
                   f"{len(checkpoint) / 1024:.0f} KiB after {time.perf_counter() - t:.0f} s",
                   flush=True)
         for _ in range(a.rounds):

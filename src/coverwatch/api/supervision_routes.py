@@ -14,13 +14,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from coverwatch.api.idempotency import IdempotencyKey, once
-from coverwatch.domain.alerts import AlertState, UnknownAlertError
+from coverwatch.domain.alerts import Alert, AlertState, UnknownAlertError
+from coverwatch.domain.incidents import Incident
 from coverwatch.domain.shelving import MAX_SHELF_MIN, ShelvingError, may_shelve
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.http.access import SUPERVISION, Principal, require, site_unit
@@ -53,11 +55,23 @@ async def list_alerts(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
     state: str | None = None,
 ) -> dict[str, Any]:
-    alerts = svc.book.alerts()
-    if state is not None:
-        wanted = set(state.split(","))
+    wanted = None if state is None else set(state.split(","))
+    # The book holds every alert not closed: only closed ones may be older, in the store.
+    alerts = svc.book.alerts() if wanted is not None and "closed" not in wanted \
+        else await asyncio.to_thread(_every_alert, svc)
+    if wanted is not None:
         alerts = [a for a in alerts if a.state.value in wanted]
     return {"alerts": alerts_json(svc, alerts)}
+
+
+def _every_alert(svc: SiteUnit) -> list[Alert]:
+    """The book's alerts and the stored older ones it does not hold (a start reads only
+    those not closed and the last 168 h), by alert time then id."""
+    if svc.book.held_since is None:
+        return svc.book.alerts()  # it holds them all
+    held = {a.id: a for a in svc.book.alerts()}
+    older = [Alert.from_record(r) for r in svc.store.load_alerts() if r["id"] not in held]
+    return sorted([*held.values(), *older], key=lambda a: (a.alert_at, a.id))
 
 
 @router.get("/api/v1/alerts/{alert_id}", responses=problems(404))
@@ -198,7 +212,10 @@ async def list_incidents(
     svc: Svc, who: Annotated[Principal, Depends(require(*SUPERVISION))],
 ) -> dict[str, Any]:
     """Floods grouped as incidents (docs/alerts.md), oldest first, with their members."""
-    return {"incidents": [i.to_json() for i in svc.outbox.incidents.incidents()]}
+    held = {i.id: i for i in svc.outbox.incidents.incidents()}
+    stored = await asyncio.to_thread(svc.store.load_incidents)  # older ones are not held
+    every = [*held.values(), *(Incident.from_record(r) for r in stored if r["id"] not in held)]
+    return {"incidents": [i.to_json() for i in sorted(every, key=lambda i: (i.started, i.id))]}
 
 
 @router.post("/api/v1/incidents/{incident_id}/acknowledge",
@@ -220,6 +237,9 @@ async def _acknowledge_incident(incident_id: str, body: IncidentAction, svc: Sit
     from coverwatch.domain.alerts import AlertLifecycleError
 
     incident = svc.outbox.incidents.by_id.get(incident_id)
+    if incident is None:  # an older one, not held since the start
+        record = await asyncio.to_thread(svc.store.get_incident_record, incident_id)
+        incident = None if record is None else Incident.from_record(record)
     if incident is None:
         raise HTTPException(404, f"no incident {incident_id}")
     done, skipped = [], []

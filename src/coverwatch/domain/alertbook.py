@@ -21,6 +21,8 @@ from coverwatch.domain.alerts import (
 __all__ = ["AlertBook", "AlertsRead", "PolicyChooser"]
 
 PolicyChooser = Callable[[Alert], EscalationPolicy]
+# An older alert by id from where the book's history is kept (None: no such alert).
+Archive = Callable[[str], Alert | None]
 
 
 class AlertsRead(Protocol):
@@ -45,6 +47,10 @@ class AlertBook:
     :meth:`on_lapse_ended`), people's actions (:meth:`acknowledge`,
     :meth:`close`) and the time (:meth:`tick`). ``policy_for`` picks a policy
     per alert (e.g. by post); without it every alert uses ``policy``.
+
+    With ``held_since``, the book holds every alert not closed and every alert
+    raised at or after it; an older closed alert asked for by id (or raised
+    again) is taken from the ``archive``, so it is never raised twice.
     """
 
     def __init__(
@@ -52,9 +58,13 @@ class AlertBook:
         policy: EscalationPolicy,
         policy_for: PolicyChooser | None = None,
         alerts: Iterable[Alert] = (),
+        archive: Archive | None = None,
+        held_since: int | None = None,
     ) -> None:
         self.policy = policy
         self.policy_for = policy_for
+        self.archive = archive
+        self.held_since = held_since
         self._alerts: dict[str, Alert] = {}
         for alert in alerts:
             alert._check_consistent()
@@ -68,9 +78,23 @@ class AlertBook:
         records: Iterable[Mapping[str, Any]],
         policy: EscalationPolicy,
         policy_for: PolicyChooser | None = None,
+        archive: Archive | None = None,
+        held_since: int | None = None,
     ) -> AlertBook:
         """Rebuild a book from stored alert records (see :meth:`Alert.to_record`)."""
-        return cls(policy, policy_for, [Alert.from_record(r) for r in records])
+        return cls(policy, policy_for, [Alert.from_record(r) for r in records], archive,
+                   held_since)
+
+    def _older(self, alert_id: str, lapse_start: int | None = None) -> Alert | None:
+        """An alert not held here, from the archive (then held); None if there is none."""
+        if self.archive is None or self.held_since is None or (
+                lapse_start is not None and lapse_start >= self.held_since):
+            return None  # all held, or raised at or after its lapse began: held if it exists
+        alert = self.archive(alert_id)
+        if alert is not None:
+            alert._check_consistent()
+            self._alerts[alert.id] = alert
+        return alert
 
     def to_records(self) -> list[dict[str, Any]]:
         """Every alert as a plain record, oldest alert first."""
@@ -83,18 +107,20 @@ class AlertBook:
         return iter(self.alerts())
 
     def __contains__(self, alert_id: object) -> bool:
-        return alert_id in self._alerts
+        return alert_id in self._alerts or (
+            isinstance(alert_id, str) and self._older(alert_id) is not None)
 
     def get(self, alert_id: str) -> Alert:
         """The alert with this id; :class:`UnknownAlertError` if there is none."""
-        try:
-            return self._alerts[alert_id]
-        except KeyError:
-            raise UnknownAlertError(f"no alert {alert_id!r}") from None
+        alert = self._alerts.get(alert_id) or self._older(alert_id)
+        if alert is None:
+            raise UnknownAlertError(f"no alert {alert_id!r}")
+        return alert
 
     def find(self, post: str, rule: str, lapse_start: int, kind: str = "lapse") -> Alert | None:
         """The alert for one lapse, if one was raised."""
-        return self._alerts.get(alert_id_for(kind, post, rule, lapse_start))
+        alert_id = alert_id_for(kind, post, rule, lapse_start)
+        return self._alerts.get(alert_id) or self._older(alert_id, lapse_start)
 
     def alerts(self) -> list[Alert]:
         """All alerts, ordered by alert time then id."""
@@ -118,7 +144,7 @@ class AlertBook:
     ) -> Alert:
         """Raise the alert for a lapse; the existing alert if already raised."""
         alert_id = alert_id_for(kind, post, rule, lapse_start)
-        existing = self._alerts.get(alert_id)
+        existing = self._alerts.get(alert_id) or self._older(alert_id, lapse_start)
         if existing is not None:
             return existing
         if alert_at < lapse_start:

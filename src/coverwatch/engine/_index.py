@@ -8,6 +8,8 @@ in its own cell, so the cost per fix does not grow with the number of posts.
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import numpy.typing as npt
 
@@ -47,7 +49,7 @@ class RuleGrid:
         self.n_rules = len(boxes)
         sizes = [max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
         # Cells about the size of a typical rule's box: few rules per cell, few cells per rule.
-        self._grid = BoxGrid(boxes, float(np.median(sizes)) if boxes else 1.0)
+        self._grid = BoxGrid(boxes, float(statistics.median(sizes)) if boxes else 1.0)
 
     def layout(self) -> tuple[float, float, float, int, int, I64, I64, I64] | None:
         """The grid's cells and items (see :meth:`BoxGrid.layout`), for the compiled pass."""

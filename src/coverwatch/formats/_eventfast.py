@@ -56,6 +56,13 @@ def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr
 
 
+def _indices(rows: npt.NDArray[Any]) -> pa.Array:
+    """Row numbers as an Arrow int64 array over the same memory: ``pa.array`` of an
+    ndarray imports numpy.ma (10-17 ms of a replay's start) to ask if it is masked."""
+    rows = np.ascontiguousarray(rows, np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
 def columns(table: pa.Table | pa.RecordBatch) -> dict[str, pa.Array]:
     """The table's columns as plain arrays, leaving out those with no values at all."""
     out = {}
@@ -168,7 +175,7 @@ def _fast_block_inner(
     nfix = len(fix_rows)
     codes = np.full(n, _FIX, np.int8)
     if len(ctrl_rows):
-        ctrl_kinds = ac.take(kind, pa.array(ctrl_rows)).to_pylist()
+        ctrl_kinds = ac.take(kind, _indices(ctrl_rows)).to_pylist()
         if any(k not in KINDS for k in ctrl_kinds):
             raise FastFail
         codes[ctrl_rows] = [KINDS.index(k) for k in ctrl_kinds]
@@ -252,7 +259,7 @@ def _fast_block_inner(
             rank = np.full(len(names_all), -1, np.int64)
             rank[order] = np.arange(len(order))
             who_codes = rank[who_codes]
-            names_all = ac.take(names_all, pa.array(order))
+            names_all = ac.take(names_all, _indices(order))
         who_names = names_all.to_pylist()
         if "" in who_names or any(name_problem(s) for s in who_names):
             raise FastFail
@@ -260,7 +267,7 @@ def _fast_block_inner(
     # Control events are rare: check them with the exact rules, row by row.
     ctrl: list[tuple[_Row, int]] = []
     if len(ctrl_rows):
-        pick = pa.array(ctrl_rows)
+        pick = _indices(ctrl_rows)
         present = {name: ac.take(cols[name], pick).to_pylist() for name in cols}
         keys = list(present)
         for i, values in enumerate(zip(*present.values(), strict=True)):

@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import struct
-import xml.etree.ElementTree as ET
 from typing import Any
 
 from yaml.nodes import Node
@@ -53,6 +52,8 @@ def _svg_length(value: str | None) -> float | None:
 
 
 def _svg_size(data: bytes) -> tuple[float, float]:
+    import xml.etree.ElementTree as ET  # only for an SVG plan: not on every site file's load
+
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise _ImageProblem("is an SVG with a DOCTYPE or entities; remove them")
     try:

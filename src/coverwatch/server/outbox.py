@@ -156,9 +156,10 @@ class Outbox:
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
         self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
-    def load(self) -> None:
+    def load(self, incidents_since: int | None = None) -> None:
         """Read the stored deliveries, dispatches, shelves and incidents (at start-up, and in
-        distributed mode when this node takes a site over: other nodes recorded some)."""
+        distributed mode when this node takes a site over: other nodes recorded some);
+        with ``incidents_since``, the incidents started since then (the book's alerts')."""
         from coverwatch.server.shelves import load_shelves
 
         by_alert: dict[str, list[DeliveryRecord]] = {}
@@ -170,7 +171,8 @@ class Outbox:
         self.by_alert, self.sent = by_alert, sent
         self.shelves = load_shelves(self.store)
         self.incidents = IncidentBook()
-        self.incidents.restore(Incident.from_record(r) for r in self.store.load_incidents())
+        self.incidents.restore(Incident.from_record(r) for r in self.store.load_incidents(
+            incidents_since))
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the

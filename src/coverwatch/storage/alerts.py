@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from coverwatch.domain.alerts import Alert, AlertLifecycleError, alert_id_for
+from coverwatch.domain.alerts import Alert, AlertLifecycleError, AlertState, alert_id_for
 from coverwatch.errors import StoreError
 from coverwatch.storage.audit import AuditEntry, AuditRepository, _prepare_details
 from coverwatch.storage.base import dialect_insert, now_us
@@ -21,6 +21,10 @@ from coverwatch.storage.tables import alerts
 from coverwatch.storage.tlog import append_record_leaf, record_digest
 
 __all__ = ["AlertRepository", "InvalidAlertRecordError"]
+
+
+# What a start holds whatever its age: every state but closed.
+_NOT_CLOSED = tuple(s.value for s in AlertState if s is not AlertState.CLOSED)
 
 
 class InvalidAlertRecordError(StoreError, ValueError):
@@ -131,6 +135,24 @@ class AlertRepository(AuditRepository):
              .order_by(alerts.c.alert_at_us, alerts.c.id))
         with self.reading() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def load_held_alerts(self, newest: int) -> tuple[list[dict[str, Any]], int | None]:
+        """What a live server holds at its start: every alert not closed and the ``newest``
+        last raised (the control room's history shows 200), ordered by alert time then id;
+        and the time from which every stored alert is among them (None: all are).
+
+        Two queries, each on its index, so the start reads no closed history."""
+        recent = (select(alerts.c.record).where(alerts.c.site == self.site)
+                  .order_by(alerts.c.alert_at_us.desc(), alerts.c.id.desc()).limit(newest))
+        live = select(alerts.c.record).where(alerts.c.site == self.site,
+                                             alerts.c.state.in_(_NOT_CLOSED))
+        with self.reading() as conn:
+            last = [orjson.loads(r) for r in conn.execute(recent).scalars()]
+            not_closed = [orjson.loads(r) for r in conn.execute(live).scalars()]
+        held = {r["id"]: r for r in (*not_closed, *last)}
+        # Alerts raised at the oldest one's time may be cut off by the limit: from after it.
+        since = None if len(last) < newest else int(last[-1]["alert_at"]) + 1
+        return sorted(held.values(), key=lambda r: (r["alert_at"], r["id"])), since
 
     def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
         """One alert's latest record, or None."""

@@ -37,9 +37,20 @@ class IncidentRepository(StoreBase):
                     index_elements=[incidents.c.site, incidents.c.id],
                     set_={k: insert.excluded[k] for k in values if k not in ("site", "id")}))
 
-    def load_incidents(self) -> list[dict[str, Any]]:
-        """Every stored incident record, oldest first."""
+    def load_incidents(self, since_us: int | None = None) -> list[dict[str, Any]]:
+        """Every stored incident record, oldest first; with ``since_us``, those started
+        at or after it."""
         q = (select(incidents.c.record).where(incidents.c.site == self.site)
              .order_by(incidents.c.started_us, incidents.c.id))
+        if since_us is not None:
+            q = q.where(incidents.c.started_us >= since_us)
         with self.reading() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def get_incident_record(self, incident_id: str) -> dict[str, Any] | None:
+        """One incident's record, or None."""
+        q = select(incidents.c.record).where(incidents.c.site == self.site,
+                                             incidents.c.id == incident_id)
+        with self.reading() as conn:
+            text = conn.execute(q).scalar()
+        return None if text is None else dict(orjson.loads(text))

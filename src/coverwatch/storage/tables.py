@@ -279,6 +279,7 @@ alerts = Table(
     UniqueConstraint("site", "kind", "post", "rule", "lapse_start_us"),
     Index(None, "site", "alert_at_us", "id"),
     Index(None, "updated_us"),  # the change scan (distributed mode; migration 0016)
+    Index(None, "site", "state"),  # a start reads those not closed (0017)
 )
 
 # A flood's alerts grouped as one incident (0015): its Incident.to_record() as JSON.

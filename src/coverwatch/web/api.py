@@ -164,7 +164,12 @@ def state_at(svc: SiteUnit, t_us: int) -> dict[str, Any]:
     else:
         live = LiveCover.from_engine(run.engine.site, run.engine, run.registry)
     alerts = []
-    for rec in svc.book.to_records():
+    records = svc.book.to_records()
+    if svc.book.held_since is not None:  # older closed alerts are not held since the start
+        held = {r["id"] for r in records}
+        records += [r for r in svc.store.load_alerts() if r["id"] not in held]
+        records.sort(key=lambda r: (r["alert_at"], r["id"]))
+    for rec in records:
         state = alert_state_at(rec, t_us)
         if state is not None:
             alerts.append(_alert_json(rec, state))

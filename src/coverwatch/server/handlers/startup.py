@@ -8,11 +8,13 @@ state of the uninterrupted run."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alertbook import AlertBook
+from coverwatch.domain.alerts import Alert
 from coverwatch.domain.changes import diff_sites
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import seconds_to_us
@@ -35,6 +37,13 @@ from coverwatch.storage.versions import SiteVersion, load_versions, save_version
 __all__ = ["build"]
 
 log = logging.getLogger("coverwatch.server")
+# Closed alerts a start holds, the newest (web/static/js/controlalerts.js shows 200).
+HELD_ALERTS = 200
+
+
+def _stored_alert(store: Store, alert_id: str) -> Alert | None:
+    record = store.get_alert_record(alert_id)
+    return None if record is None else Alert.from_record(record)
 
 
 def build(settings: Settings, store: Store, doc: SiteDocument,
@@ -62,7 +71,18 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                          timeline=True)  # the dashboard's cover timeline
         pending = list(zip(versions[1:], sites[1:], strict=True))
-    book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
+    # Resumed, only what follows the checkpoint is evaluated: the book holds the alerts
+    # not closed and the last HELD_ALERTS raised (the control room's history); older
+    # closed ones are read by id when asked for, so none is raised twice. A replay from
+    # the start re-derives every alert: all are read.
+    held: int | None = None
+    if resumed is None:
+        records = store.load_alerts()
+    else:
+        records, held = store.load_held_alerts(HELD_ALERTS)
+    book = AlertBook.from_records(records, policy_from(doc),
+                                  archive=functools.partial(_stored_alert, store),
+                                  held_since=held)
     unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
     unit.commits = CommitQueue()
     if resumed is not None:
@@ -71,7 +91,8 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     from coverwatch.server.wiring import outbox_for  # it imports the handlers
 
     unit.outbox = outbox_for(unit)
-    unit.outbox.load()
+    unit.outbox.load(None if held is None else min(
+        [held, *(a.lapse_start for a in book.alerts())]))
     unit.sos_policy = sos_policy_from(doc)
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
