@@ -85,3 +85,35 @@ def test_a_start_holds_open_and_recent_alerts_and_reads_older_closed_ones_on_dem
         assert kit.svc.book.find(post, rule, old[1].lapse_start) is not None
         assert kit.svc.book.on_alert(post, rule, old[1].lapse_start, old[1].alert_at, 0, 1) \
             .state.value == "closed"
+
+
+def test_a_long_floods_incident_with_a_member_still_open_is_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An incident that began before the held alerts' bound keeps its open member: after a
+    restart the member is still in it, so its next level is told with the incident."""
+    monkeypatch.setattr(startup, "HELD_ALERTS", 3, raising=False)
+    clock = FakeClock()
+    settings = base_settings(YARD, tmp_path / "data")
+    with running_server(settings, clock) as kit:
+        _lapse(kit)
+        live = next(a for a in kit.svc.book.alerts() if a.kind == "lapse")
+        post, rule = live.post, live.rule
+        assert kit.svc.last_checkpoint
+    store = open_store(None, settings.data_dir)
+    old = [_closed(post, rule, live.lapse_start - d * DAY) for d in range(30, 8, -1)]
+    for alert in old:
+        store.record_alert_event(alert.to_record(), actor="test", action="alert.closed")
+    started = old[0].lapse_start
+    store.save_incidents([{"id": "inc-long", "started": started, "cause": "flood",
+                           "members": [old[0].id, old[1].id, live.id], "posts": [post],
+                           "told": [1], "latest": live.alert_at},
+                          {"id": "inc-old", "started": started, "cause": "flood",
+                           "members": [old[2].id, old[3].id, old[4].id], "posts": [post],
+                           "told": [1], "latest": old[4].alert_at}])
+    store.close()
+    clock.advance(1)
+    with running_server(settings, clock) as kit:
+        incident = kit.svc.outbox.incidents.incident_of(live.id)
+        assert incident is not None and incident.id == "inc-long"
+        held = {i.id for i in kit.svc.outbox.incidents.incidents()}
+        assert "inc-old" not in held  # every member closed, long ago: left in the store

@@ -28,11 +28,12 @@ from coverwatch.domain.alerts import (
     DEVICE_ALARM_KINDS,
     DIRECT_KINDS,
     Alert,
+    AlertState,
     Escalation,
     EscalationPolicy,
     parse_target,
 )
-from coverwatch.domain.incidents import Incident, IncidentBook
+from coverwatch.domain.incidents import GROUPED_KINDS, Incident, IncidentBook
 from coverwatch.domain.shelving import ShelfBook
 from coverwatch.domain.supervision import DIRECT_TARGETS, open_direct, undelivered_steps
 from coverwatch.domain.time import format_time
@@ -170,9 +171,18 @@ class Outbox:
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
         self.shelves = load_shelves(self.store)
+        records = self.store.load_incidents(incidents_since)
+        if incidents_since is not None:
+            # A long flood's incident may have started before the bound and still have a
+            # member open: it is held too, or its next level would be told apart.
+            members = {m for r in records for m in r.get("members", ())}
+            missing = [a.id for a in self.view.alerts.alerts()
+                       if a.kind in GROUPED_KINDS and a.state is not AlertState.CLOSED
+                       and a.id not in members]
+            if missing:
+                records = self.store.incidents_holding(missing, incidents_since) + records
         self.incidents = IncidentBook()
-        self.incidents.restore(Incident.from_record(r) for r in self.store.load_incidents(
-            incidents_since))
+        self.incidents.restore(Incident.from_record(r) for r in records)
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the

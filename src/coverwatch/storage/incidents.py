@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from coverwatch.storage.base import StoreBase, dialect_insert, now_us
 from coverwatch.storage.tables import incidents
 
 __all__ = ["IncidentRepository"]
+
+_HOLDING_CHUNK = 200  # alert ids per query
 
 
 class IncidentRepository(StoreBase):
@@ -46,6 +48,24 @@ class IncidentRepository(StoreBase):
             q = q.where(incidents.c.started_us >= since_us)
         with self.reading() as conn:
             return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
+    def incidents_holding(self, alert_ids: Sequence[str], before_us: int
+                          ) -> list[dict[str, Any]]:
+        """The incidents started before ``before_us`` that have any of these alerts as a
+        member, oldest first (a start holds them beside the recent ones)."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = sorted(set(alert_ids))
+        with self.reading() as conn:
+            for i in range(0, len(ids), _HOLDING_CHUNK):  # under SQLite's expression depth
+                q = select(incidents.c.record).where(
+                    incidents.c.site == self.site, incidents.c.started_us < before_us,
+                    or_(*(incidents.c.record.contains(orjson.dumps(a).decode())
+                          for a in ids[i : i + _HOLDING_CHUNK])))
+                for text in conn.execute(q).scalars():
+                    record = orjson.loads(text)
+                    if set(record.get("members", ())) & set(ids):  # not a mere mention
+                        found[str(record["id"])] = record
+        return sorted(found.values(), key=lambda r: (r["started"], r["id"]))
 
     def get_incident_record(self, incident_id: str) -> dict[str, Any] | None:
         """One incident's record, or None."""
