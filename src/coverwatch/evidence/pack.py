@@ -149,7 +149,7 @@ def _export(
         heads = heads or heads_file(key.path)
         head, prev = pack_head(store, key, site, heads)
         audit_rows = reach_head(store, audit_rows, head)
-        live = open_alerts(store.load_alerts())  # what the head's open_alerts commits to
+        live = open_alerts(store.load_unclosed_alerts())  # what the head's open_alerts commits to
         daily = _daily_reports(store, versions, in_force[-1], max(since, int(rows[0]["t_us"])),
                                min(until, int(rows[-1]["t_us"]) + 1)) if rows else []
     anchor = make_anchor(store, key, site)

@@ -83,7 +83,7 @@ def make_head(store: Store, key: SigningKey, site: str,
         last = conn.execute(select(tlog_leaves.c.ref, tlog_leaves.c.leaf).where(
             tlog_leaves.c.site == store.site, tlog_leaves.c.kind == "audit",
             tlog_leaves.c.idx < len(hashes)).order_by(tlog_leaves.c.idx.desc()).limit(1)).first()
-        live = open_alerts(store.load_alerts())
+        live = open_alerts(store.load_unclosed_alerts())
         briefing = briefing_records(store)
     at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return sign_document({

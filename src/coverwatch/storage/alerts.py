@@ -154,6 +154,15 @@ class AlertRepository(AuditRepository):
         since = None if len(last) < newest else int(last[-1]["alert_at"]) + 1
         return sorted(held.values(), key=lambda r: (r["alert_at"], r["id"])), since
 
+    def load_unclosed_alerts(self) -> list[dict[str, Any]]:
+        """Every alert not closed, by alert time then id (one query on its index): what a
+        tree head's ``open_alerts`` is taken from, without reading the closed history."""
+        q = (select(alerts.c.record).where(alerts.c.site == self.site,
+                                           alerts.c.state.in_(_NOT_CLOSED))
+             .order_by(alerts.c.alert_at_us, alerts.c.id))
+        with self.reading() as conn:
+            return [orjson.loads(r) for r in conn.execute(q).scalars()]
+
     def get_alert_record(self, alert_id: str) -> dict[str, Any] | None:
         """One alert's latest record, or None."""
         q = select(alerts.c.record).where(alerts.c.site == self.site, alerts.c.id == alert_id)
