@@ -11,8 +11,9 @@ much each worker still adds. Sites are FICTIONAL (generated depots).
               Then, for 1, 2 and 3 worker processes (bus.Worker + server/buscover.py,
               the live cover engine), fresh lease and checkpoint buckets: the time
               from handing the workers the site list to every site's checkpoint
-              reaching the end of its subject. Baseline, in the same run: the same
-              events through the same LiveCover in this one process, no bus.
+              reaching the end of its subject (``--batch N``: messages of up to N
+              events of a site instead, read by the same workers). Baseline, in the
+              same run: the same events through the same LiveCover in this one process, no bus.
               Efficiency = rate(k workers) / (k x baseline rate), both end to end
               (acquiring the 100 leases while the backlog pours in included) and
               over the middle half of the events (25 % to 75 % evaluated, counted
@@ -209,6 +210,24 @@ async def publish_retrying(log: EventLog, group: list[tuple[str, Any]]) -> list[
     raise RuntimeError("publishing keeps failing")
 
 
+async def publish_batched(log: EventLog, group: list[tuple[str, Any]], size: int
+                          ) -> list[list[int]]:
+    """As publish_retrying, in messages of up to ``size`` events (``--batch``): each
+    event's stream sequence (those of one message share it)."""
+    async def site(s: str, batch: list[tuple[str, Any]]) -> list[int]:
+        chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
+        acks = await asyncio.gather(*(log.publish_events(s, c, f"{c[0][0]}+{len(c)}",
+                                                         timeout=20.0) for c in chunks))
+        return [a.seq for a, c in zip(acks, chunks, strict=True) for _ in c]
+
+    for attempt in range(10):
+        try:
+            return list(await asyncio.gather(*(site(s, b) for s, b in group if b)))
+        except Exception as e:
+            print(f"  publish retried ({e!r}), attempt {attempt + 2}", flush=True)
+    raise RuntimeError("publishing keeps failing")
+
+
 # -- throughput ---------------------------------------------------------------------
 
 
@@ -268,6 +287,12 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
             # A window of every site at once, as many gateways would publish it.
             for lo in range(0, len(batches), 10):
                 group = batches[lo:lo + 10]
+                if args.batch:
+                    group = [(s, b) for s, b in group if b]
+                    for (s, _), at in zip(group, await publish_batched(log, group, args.batch),
+                                          strict=True):
+                        event_seqs.setdefault(s, []).extend(at)
+                    continue
                 acks = await publish_retrying(log, group)
                 for (s, _), published in zip(group, acks, strict=True):
                     event_seqs.setdefault(s, []).extend(p.seq for p in published)
@@ -444,6 +469,9 @@ def main() -> None:
     ap.add_argument("--sites", type=int, default=100)
     ap.add_argument("--seconds", type=int, default=60, help="event time per site")
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=0,
+                    help="throughput: messages of up to N events (0: one per event, as "
+                         "the gateway publishes today)")
     args = ap.parse_args()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-cluster-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)

@@ -40,6 +40,7 @@ __all__ = [
     "Published",
     "connect",
     "decode",
+    "decode_all",
     "reconcile_replicas",
     "server_urls",
 ]
@@ -54,6 +55,9 @@ KIND_HEADER = "Coverwatch-Kind"
 # An event republished under a fresh message id (its first copy was acknowledged and then
 # lost by the stream, while its id stays in the duplicate window) names its key here.
 KEY_HEADER = "Coverwatch-Key"
+# A message of several events (``Coverwatch-Kind: events``): its body is a list of
+# ``[key, row]`` pairs, delivered as that many event items sharing the message's sequence.
+EVENTS_KIND = "events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,9 @@ class BusMessage:
     kind: Literal["event", "watermark", "control"]
     key: str | None
     data: Mapping[str, Any]
+    # The item's place in its message (0 but in a message of several events): the items
+    # of one message share ``seq``, so a consumer applies a message whole (see follow).
+    index: int = 0
 
     @property
     def horizon_us(self) -> int:
@@ -146,6 +153,16 @@ def decode(names: BusNames, msg: Msg) -> BusMessage:
         key=headers.get(KEY_HEADER) or headers.get("Nats-Msg-Id"),
         data=orjson.loads(msg.data),
     )
+
+
+def decode_all(names: BusNames, msg: Msg) -> list[BusMessage]:
+    """A delivered message as its items: one, or each event of a message of several."""
+    headers = msg.headers or {}
+    if headers.get(KIND_HEADER) != EVENTS_KIND:
+        return [decode(names, msg)]
+    site, seq = names.site_of(msg.subject), msg.metadata.sequence.stream
+    return [BusMessage(site=site, seq=seq, kind="event", key=str(key), data=row, index=i)
+            for i, (key, row) in enumerate(orjson.loads(msg.data))]
 
 
 def server_urls(url: str | Sequence[str]) -> list[str]:
@@ -265,6 +282,20 @@ class EventLog:
         return [Published(key, ack.seq, bool(ack.duplicate))
                 for (key, _), ack in zip(events, acks, strict=True)]
 
+    async def publish_events(
+        self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]], msg_id: str, *,
+        timeout: float = 5.0,
+    ) -> Published:
+        """Publish ``(key, row)`` pairs as ONE message (one PubAck), deduplicated by
+        ``msg_id``; returns its acknowledgement (``key`` is ``msg_id``).
+
+        Not used by the gateway yet: a key must then be counted once across messages,
+        which per-event message ids do today (docs/scale.md, "Not yet done")."""
+        ack = await self.js.publish(
+            self.names.subject(site), orjson.dumps([[k, row] for k, row in events]),
+            timeout=timeout, headers={KIND_HEADER: EVENTS_KIND, "Nats-Msg-Id": msg_id})
+        return Published(msg_id, int(ack.seq), bool(ack.duplicate))
+
     async def publish_watermark(self, site: str, horizon_us: int, *,
                                 timeout: float = 5.0) -> int:
         """Append a watermark to the site's subject; returns its stream sequence."""
@@ -307,7 +338,21 @@ class EventLog:
     async def follow(
         self, site: str, after_seq: int, on_message: Callable[[BusMessage], Awaitable[None]],
     ) -> JetStreamContext.PushSubscription:
-        """Deliver the site's messages after ``after_seq``, in stream order, to ``on_message``.
+        """Deliver the site's items after ``after_seq`` one by one; see :meth:`follow_whole`."""
+
+        async def each(items: list[BusMessage]) -> None:
+            for item in items:
+                await on_message(item)
+
+        return await self.follow_whole(site, after_seq, each)
+
+    async def follow_whole(
+        self, site: str, after_seq: int,
+        on_message: Callable[[list[BusMessage]], Awaitable[None]],
+    ) -> JetStreamContext.PushSubscription:
+        """Deliver the site's messages after ``after_seq``, in stream order, to ``on_message``:
+        each message's items together (a message of several events is applied whole, so
+        a cursor at its sequence never splits it).
 
         An ordered consumer: no server-side acks (the checkpoint is the cursor),
         and the client re-creates it from the last delivered sequence after a
@@ -325,10 +370,11 @@ class EventLog:
         seen = self.delivered[site] = Delivered(after_seq, {})
 
         async def handle(msg: Msg) -> None:
-            message = decode(self.names, msg)
-            if message.kind == "event" and message.key is not None:
-                seen.keys[message.key] = message.seq
-            await on_message(message)
+            items = decode_all(self.names, msg)
+            for message in items:
+                if message.kind == "event" and message.key is not None:
+                    seen.keys[message.key] = message.seq
+            await on_message(items)
 
         return await self.js.subscribe(
             self.names.subject(site), stream=self.names.stream, cb=handle,

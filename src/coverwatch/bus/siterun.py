@@ -49,7 +49,8 @@ class SiteRun:
     cp: Checkpoint | None = None
     evaluator: SiteEvaluator | None = None
     failed: BaseException | None = None
-    queue: asyncio.Queue[BusMessage | None] = field(
+    # One entry per stream message (its items together: a message is applied whole).
+    queue: asyncio.Queue[list[BusMessage] | None] = field(
         default_factory=lambda: asyncio.Queue(20_000))
     _sub: Any = None
     _task: asyncio.Task[None] | None = None
@@ -78,13 +79,13 @@ class SiteRun:
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = time.monotonic()
         self._caught_up = False
-        self._sub = await self.log.follow(self.site, self.seq, self._deliver)
+        self._sub = await self.log.follow_whole(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
             return
         self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
 
-    async def _deliver(self, message: BusMessage) -> None:
+    async def _deliver(self, message: list[BusMessage]) -> None:
         if self._stopped:
             # No consumer outlives the run: one the client re-created after a NATS
             # restart, for a run that has ended (its site given up or lost), ends here.
@@ -139,10 +140,15 @@ class SiteRun:
                     await self.checkpoint()
                     continue
                 batch = [first]
-                while len(batch) < self.batch_max and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+                size = 0 if first is None else len(first)
+                while size < self.batch_max and not self.queue.empty():
+                    more = self.queue.get_nowait()
+                    batch.append(more)
+                    size += 0 if more is None else len(more)
                 end = batch[-1] is None
-                messages = [m for m in batch if m is not None and m.seq > self.seq]
+                # Whole messages only: the items of one share its sequence (the cursor).
+                messages = [m for items in batch if items is not None for m in items
+                            if m.seq > self.seq]
                 if messages:
                     self._busy = True
                     try:
