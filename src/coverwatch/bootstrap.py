@@ -27,7 +27,9 @@ from coverwatch.server.handlers import build, run_ticker
 from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
-from coverwatch.storage.sites import DEPLOYMENT, key_for_site, site_store
+from coverwatch.storage.sites import DEPLOYMENT, audit_each, keys_for_sites, site_store
+from coverwatch.storage.startreads import BATCH as START_BATCH
+from coverwatch.storage.startreads import SiteStart, read_starts
 
 __all__ = ["create_app"]
 
@@ -55,8 +57,9 @@ async def _stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
 
 async def _build_site(
     settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
+    reads: SiteStart | None = None,
 ) -> SiteUnit:
-    """One site's unit, rebuilt from the store."""
+    """One site's unit, rebuilt from the store (``reads``: its rows, read with others')."""
     from coverwatch.notify.notifier import Notifier
     from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
@@ -69,11 +72,30 @@ async def _build_site(
         offload=in_notify,  # their own pool: a slow address never takes a store thread
         offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
-    svc = await asyncio.to_thread(build, settings, store, doc, clock, notifier)
+    svc = await asyncio.to_thread(build, settings, store, doc, clock, notifier, reads)
     notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
-    await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
-                            {"path": str(settings.site_path)})
     return svc
+
+
+async def _build_sites(settings: Settings, store: Store, docs: list[SiteDocument],
+                       clock: Callable[[], int]) -> dict[str, SiteUnit]:
+    """Every site's unit. Their rows are read a batch of sites at a time, one transaction
+    each (storage/startreads.py), and each batch's ``site.loaded`` entries are appended
+    in one: a start of many sites costs transactions per batch, not per site."""
+    keys = await asyncio.to_thread(keys_for_sites, store, [d.site.id for d in docs])
+    sites: dict[str, SiteUnit] = {}
+    todo = list(zip(settings.site_paths, docs, keys, strict=True))
+    for i in range(0, len(todo), START_BATCH):
+        batch = todo[i : i + START_BATCH]
+        reads = await asyncio.to_thread(read_starts, store.engine, [k for _, _, k in batch])
+        loaded = []
+        for path, doc, key in batch:
+            one = replace(settings, site_path=path, more_sites=())
+            svc = await _build_site(one, site_store(store, key), doc, clock, reads[key])
+            sites[doc.site.id] = svc
+            loaded.append((svc.store, "server", "site.loaded", doc.site.id, {"path": str(path)}))
+        await asyncio.to_thread(audit_each, loaded)
+    return sites
 
 
 async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
@@ -144,12 +166,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             paths = [str(p) for p, i in zip(settings.site_paths, ids, strict=True) if i == dup]
             raise SiteFileError([Problem(paths[1], None, None, "site.id",
                                          f"{dup!r} is also the id of {paths[0]}")])
-        sites: dict[str, SiteUnit] = {}
-        for i, (path, doc) in enumerate(zip(settings.site_paths, docs, strict=True)):
-            key = await asyncio.to_thread(key_for_site, store, doc.site.id,
-                                          sole=len(docs) == 1, first=i == 0)
-            one = replace(settings, site_path=path, more_sites=())
-            sites[doc.site.id] = await _build_site(one, site_store(store, key), doc, clock)
+        sites = await _build_sites(settings, store, docs, clock)
         bus = None
         if settings.bus_url:  # distributed mode (docs/scale.md): before any task escalates
             from coverwatch.server.cluster import start_bus

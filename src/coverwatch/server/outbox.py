@@ -156,21 +156,23 @@ class Outbox:
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
         self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
-    def load(self) -> None:
+    def load(self, reads: Any = None) -> None:
         """Read the stored deliveries, dispatches, shelves and incidents (at start-up, and in
-        distributed mode when this node takes a site over: other nodes recorded some)."""
+        distributed mode when this node takes a site over: other nodes recorded some).
+        ``reads``: a start's rows read for many sites at once (storage/startreads.py)."""
         from coverwatch.server.shelves import load_shelves
 
+        src = self.store if reads is None else reads
         by_alert: dict[str, list[DeliveryRecord]] = {}
         sent: dict[str, list[dict[str, Any]]] = {}
-        for rec in self.store.load_deliveries():
+        for rec in src.load_deliveries():
             by_alert.setdefault(rec.alert_id, []).append(rec)
-        for d in self.store.load_dispatches():
+        for d in src.load_dispatches():
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
-        self.shelves = load_shelves(self.store)
+        self.shelves = load_shelves(src)
         self.incidents = IncidentBook()
-        self.incidents.restore(Incident.from_record(r) for r in self.store.load_incidents())
+        self.incidents.restore(Incident.from_record(r) for r in src.load_incidents())
 
     def resend_undelivered(self, min_age_s: float = 0.0) -> int:
         """Send again each level recorded as due that has no delivery recorded (the

@@ -30,6 +30,7 @@ from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
+from coverwatch.storage.startreads import SiteStart
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
 __all__ = ["build"]
@@ -38,17 +39,22 @@ log = logging.getLogger("coverwatch.server")
 
 
 def build(settings: Settings, store: Store, doc: SiteDocument,
-          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None) -> SiteUnit:
-    """Rebuild the live state from the store, as after a restart."""
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None,
+          reads: SiteStart | None = None) -> SiteUnit:
+    """Rebuild the live state from the store, as after a restart. ``reads``: the site's
+    stored rows, read with many other sites' at once (storage/startreads.py); without
+    them, each is read from the store."""
     now = clock()
     lateness = seconds_to_us(settings.lateness_s)
-    saved = store.get_state(HORIZON_KEY)
+    src: Store | SiteStart = store if reads is None else reads
+    saved = src.get_state(HORIZON_KEY)
     start_horizon = int(saved) if saved is not None else now - lateness
     # The rules in force at each moment: every applied version of the site.
-    versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
+    stored_versions = load_versions(src)
+    versions = stored_versions or [SiteVersion(start_horizon, doc.source)]
     # Resume from the live checkpoint if there is one (then only the stored events
     # after it are added, and no older site version is parsed).
-    resumed = resume(store, versions) if saved is not None and settings.bus_url is None \
+    resumed = resume(store, versions, reads) if saved is not None and settings.bus_url is None \
         else None
     if resumed is not None:
         live = resumed.live
@@ -62,7 +68,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         live = LiveCover(sites[0], lateness_us=lateness, start_horizon=start_horizon,
                          timeline=True)  # the dashboard's cover timeline
         pending = list(zip(versions[1:], sites[1:], strict=True))
-    book = AlertBook.from_records(store.load_alerts(), policy_from(doc))
+    book = AlertBook.from_records(src.load_alerts(), policy_from(doc))
     unit = SiteUnit(settings, store, doc, live, book, clock=clock, notifier=notifier)
     unit.commits = CommitQueue()
     if resumed is not None:
@@ -71,11 +77,12 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     from coverwatch.server.wiring import outbox_for  # it imports the handlers
 
     unit.outbox = outbox_for(unit)
-    unit.outbox.load()
+    unit.outbox.load(reads)
+    unit.start_reads = reads  # the briefing loads from them too (bootstrap._start_site)
     unit.sos_policy = sos_policy_from(doc)
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
-    unit.watch.load(store.last_device_reports())
+    unit.watch.load(src.last_device_reports())
     after = live.max_id
     while settings.bus_url is None:
         rows = store.events_since(after, limit=50_000)
@@ -91,7 +98,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         changes += live.advance_to(start_horizon)
     if settings.bus_url is not None:
         changes = []  # the workers raise cover alerts in distributed mode
-    if settings.bus_url is not None and load_versions(store) and \
+    if settings.bus_url is not None and stored_versions and \
             doc.source != versions[-1].source:
         # Distributed: the stored versions rule (every node has its own copy of the
         # file); a change goes through `site apply`, which hands it to the owner.
@@ -106,7 +113,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         versions.append(SiteVersion(live.horizon, doc.source))
         store.audit_change("server", "site.changed-while-stopped", doc.site.id,
                            {"diff": diff_sites(sites[-1], doc.site).to_dict()})
-    save_versions(store, versions)
+    save_versions(store, versions, stored=src)
     unit.subscribers.publish_now(apply_cover_changes(unit, changes))
     # Hold the horizon for a while after a restart so clients can re-send
     # what they could not deliver while the server was down.
