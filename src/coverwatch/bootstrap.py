@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -23,13 +24,23 @@ from coverwatch.http.access import LoginLimiter
 from coverwatch.http.limits import RequestLimits, SiteRoutes
 from coverwatch.http.problems import install as install_problems
 from coverwatch.http.proxyscheme import ForwardedProto
-from coverwatch.server.handlers import build, run_ticker
+from coverwatch.server.handlers import run_ticker
+from coverwatch.server.handlers.startup import (
+    EVENTS_PER_READ,
+    Started,
+    add_events,
+    begin,
+    finish,
+)
 from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
 from coverwatch.storage.sites import DEPLOYMENT, audit_each, keys_for_sites, site_store
 from coverwatch.storage.startreads import BATCH as START_BATCH
-from coverwatch.storage.startreads import SiteStart, read_starts
+from coverwatch.storage.startreads import events_after, read_starts
+
+if TYPE_CHECKING:
+    from coverwatch.notify.notifier import Notifier
 
 __all__ = ["create_app"]
 
@@ -55,47 +66,62 @@ async def _stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
                     t.get_name(), _STOP_WAIT_S)
 
 
-async def _build_site(
-    settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
-    reads: SiteStart | None = None,
-) -> SiteUnit:
-    """One site's unit, rebuilt from the store (``reads``: its rows, read with others')."""
+def _notifier(settings: Settings, store: Store, doc: SiteDocument) -> Notifier:
     from coverwatch.notify.notifier import Notifier
-    from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
     from coverwatch.server.pools import in_alarm, in_notify
 
-    notifier = Notifier(
+    return Notifier(
         people_resolver(store), webhook_secret=settings.webhook_secret,
         site=doc.site, timezone=doc.site.timezone,
         timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
         offload=in_notify,  # their own pool: a slow address never takes a store thread
         offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
-    svc = await asyncio.to_thread(build, settings, store, doc, clock, notifier, reads)
-    notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
-    return svc
 
 
 async def _build_sites(settings: Settings, store: Store, docs: list[SiteDocument],
                        clock: Callable[[], int]) -> dict[str, SiteUnit]:
-    """Every site's unit. Their rows are read a batch of sites at a time, one transaction
-    each (storage/startreads.py), and each batch's ``site.loaded`` entries are appended
-    in one: a start of many sites costs transactions per batch, not per site."""
+    """Every site's unit, rebuilt from the store. Their rows are read a batch of sites at a
+    time, one transaction each (storage/startreads.py), their stored events after their
+    checkpoints in one query, and a batch's ``site.loaded`` entries appended in one
+    transaction: a start of many sites costs transactions per batch, not per site."""
+    from coverwatch.server.alertviews import where_text
+
     keys = await asyncio.to_thread(keys_for_sites, store, [d.site.id for d in docs])
     sites: dict[str, SiteUnit] = {}
     todo = list(zip(settings.site_paths, docs, keys, strict=True))
     for i in range(0, len(todo), START_BATCH):
         batch = todo[i : i + START_BATCH]
         reads = await asyncio.to_thread(read_starts, store.engine, [k for _, _, k in batch])
-        loaded = []
+        started: list[Started] = []
         for path, doc, key in batch:
             one = replace(settings, site_path=path, more_sites=())
-            svc = await _build_site(one, site_store(store, key), doc, clock, reads[key])
-            sites[doc.site.id] = svc
-            loaded.append((svc.store, "server", "site.loaded", doc.site.id, {"path": str(path)}))
+            own = site_store(store, key)
+            started.append(await asyncio.to_thread(
+                begin, one, own, doc, clock, _notifier(one, own, doc), reads[key]))
+        after = {s.unit.store.site: s.after for s in started if s.after is not None}
+        rows, complete = await asyncio.to_thread(events_after, store.engine, after,
+                                                 EVENTS_PER_READ)
+        loaded = []
+        for s in started:
+            if s.after is not None:
+                await asyncio.to_thread(add_events, s, rows[s.unit.store.site], True)
+                if not complete:  # a site may have more than the batch's read gave
+                    await asyncio.to_thread(add_events, s, [])
+            svc = await asyncio.to_thread(finish, s)
+            if svc.notifier is not None:
+                svc.notifier.where_of = functools.partial(_where, svc, where_text)
+            sites[svc.site.id] = svc
+            loaded.append((svc.store, "server", "site.loaded", svc.site.id,
+                           {"path": str(svc.settings.site_path)}))
         await asyncio.to_thread(audit_each, loaded)
     return sites
+
+
+def _where(svc: SiteUnit, where_text: Callable[[SiteUnit, str], str | None], step: Any
+           ) -> str | None:
+    return where_text(svc, step.alert_id)  # SOS: where, in words
 
 
 async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:

@@ -9,22 +9,24 @@ same order, same records). A start without one reads the store itself.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, literal_column, or_, select
 
 from coverwatch.domain.briefing import Qualification, Shift
 from coverwatch.storage.briefing import Acknowledgement, OrdersVersion, _ack, _qualification, _shift
 from coverwatch.storage.deliveries import DeliveryRecord, _delivery
 from coverwatch.storage.devicereports import _out
+from coverwatch.storage.eventrows import event_dict
 from coverwatch.storage.tables import (
     alerts,
     deliveries,
     device_reports,
     dispatches,
+    events,
     incidents,
     orders_acknowledgements,
     orders_versions,
@@ -33,7 +35,7 @@ from coverwatch.storage.tables import (
     server_state,
 )
 
-__all__ = ["BATCH", "SiteStart", "read_starts"]
+__all__ = ["BATCH", "SiteStart", "events_after", "read_starts"]
 
 # Sites read per transaction: bounded memory, and well under SQLite's bound variables.
 BATCH = 200
@@ -87,15 +89,18 @@ class SiteStart:
         return dict(self.reports)
 
 
-def _read_batch(conn: Any, keys: Sequence[str], out: dict[str, SiteStart]) -> None:
+def _read_batch(conn: Any, keys: Sequence[str], out: dict[str, SiteStart],
+                alerts_only: bool = False) -> None:
     # Each query: every row of these sites, in the order the store's own reads give.
-    for r in conn.execute(select(server_state.c.site, server_state.c.key, server_state.c.value)
-                          .where(server_state.c.site.in_(keys))):
-        out[r.site].state[r.key] = str(r.value)
     for r in conn.execute(select(alerts.c.site, alerts.c.state, alerts.c.alert_at_us,
                                  alerts.c.record).where(alerts.c.site.in_(keys))
                           .order_by(alerts.c.site, alerts.c.alert_at_us, alerts.c.id)):
         out[r.site].alerts.append((r.state, int(r.alert_at_us), orjson.loads(r.record)))
+    if alerts_only:
+        return
+    for r in conn.execute(select(server_state.c.site, server_state.c.key, server_state.c.value)
+                          .where(server_state.c.site.in_(keys))):
+        out[r.site].state[r.key] = str(r.value)
     for r in conn.execute(select(deliveries).where(deliveries.c.site.in_(keys))
                           .order_by(deliveries.c.id)):
         out[r.site].deliveries.append(_delivery(r))
@@ -129,12 +134,36 @@ def _read_batch(conn: Any, keys: Sequence[str], out: dict[str, SiteStart]) -> No
         out[r.site].reports[r.device] = _out(r)
 
 
-def read_starts(engine: Engine, keys: Collection[str], batch: int = BATCH
-                ) -> dict[str, SiteStart]:
-    """Each site's (store key's) :class:`SiteStart`: one transaction per ``batch`` sites."""
+def read_starts(engine: Engine, keys: Collection[str], batch: int = BATCH, *,
+                alerts_only: bool = False) -> dict[str, SiteStart]:
+    """Each site's (store key's) :class:`SiteStart`: one transaction per ``batch`` sites
+    (``alerts_only``: their alerts and nothing else, for an alert book's refresh)."""
     out = {k: SiteStart() for k in keys}
     ordered = list(out)
     for i in range(0, len(ordered), batch):
         with engine.connect() as conn, conn.begin():
-            _read_batch(conn, ordered[i : i + batch], out)
+            _read_batch(conn, ordered[i : i + batch], out, alerts_only)
     return out
+
+
+def events_after(engine: Engine, after: Mapping[str, int], limit: int
+                 ) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """Each site's (store key's) stored events with id above ``after[key]``, in id order,
+    in one query for them all, and whether that is all of them: at most ``limit`` rows
+    are read, and when that many came each site may have more after its last (read them
+    from the store)."""
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in after}
+    if not after:
+        return out, True
+    # On SQLite "+site" keeps the plan to the id range, as Store.events_since does.
+    site = literal_column("+site") if engine.dialect.name == "sqlite" else events.c.site
+    q = (select(events).where(events.c.id > min(after.values()),
+                              or_(*(and_(site == k, events.c.id > a) for k, a in after.items())))
+         .order_by(events.c.id).limit(limit))
+    n = 0
+    with engine.connect() as conn, conn.begin():
+        for r in conn.execute(q):
+            row = event_dict(r)
+            out[str(row["site"])].append(row)
+            n += 1
+    return out, n < limit

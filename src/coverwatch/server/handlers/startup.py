@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alertbook import AlertBook
@@ -33,7 +35,9 @@ from coverwatch.storage import Store
 from coverwatch.storage.startreads import SiteStart
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
-__all__ = ["build"]
+__all__ = ["EVENTS_PER_READ", "Started", "add_events", "begin", "build", "finish"]
+
+EVENTS_PER_READ = 50_000
 
 log = logging.getLogger("coverwatch.server")
 
@@ -44,6 +48,50 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     """Rebuild the live state from the store, as after a restart. ``reads``: the site's
     stored rows, read with many other sites' at once (storage/startreads.py); without
     them, each is read from the store."""
+    started = begin(settings, store, doc, clock, notifier, reads)
+    if started.after is not None:
+        add_events(started, [])
+    return finish(started)
+
+
+@dataclass
+class Started:
+    """A site's start between :func:`begin` and :func:`finish`: the stored events after
+    ``after`` (None: none, the workers evaluate) are to be added to ``unit.live`` first
+    (:func:`add_events`), read for many sites at once or by :func:`build`."""
+
+    unit: SiteUnit
+    after: int | None
+    now: int
+    saved: str | None
+    start_horizon: int
+    versions: list[SiteVersion]
+    stored_versions: list[SiteVersion]
+    sites: list[Site]
+    pending: list[tuple[SiteVersion, Site]]
+    src: Store | SiteStart
+
+
+def add_events(started: Started, rows: list[dict[str, Any]], complete: bool = False) -> None:
+    """Add stored events after ``started.after`` in id order. Unless ``complete`` (rows are
+    every one there is), a full read (:data:`EVENTS_PER_READ` rows) is followed by the next
+    ones from the store, until one is not full."""
+    live, store = started.unit.live, started.unit.store
+    while True:
+        if rows:
+            live.add(rows)
+            started.after = int(rows[-1]["id"])
+        if complete or (rows and len(rows) < EVENTS_PER_READ):
+            return
+        assert started.after is not None
+        rows = store.events_since(started.after, limit=EVENTS_PER_READ)
+        complete = len(rows) < EVENTS_PER_READ
+
+
+def begin(settings: Settings, store: Store, doc: SiteDocument,
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None,
+          reads: SiteStart | None = None) -> Started:
+    """The first part of :func:`build`: up to the stored events to add."""
     now = clock()
     lateness = seconds_to_us(settings.lateness_s)
     src: Store | SiteStart = store if reads is None else reads
@@ -83,22 +131,25 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
     unit.watch.load(src.last_device_reports())
-    after = live.max_id
-    while settings.bus_url is None:
-        rows = store.events_since(after, limit=50_000)
-        if not rows:
-            break
-        live.add(rows)
-        after = int(rows[-1]["id"])
+    return Started(unit, live.max_id if settings.bus_url is None else None, now, saved,
+                   start_horizon, versions, stored_versions, sites, pending, src)
+
+
+def finish(started: Started) -> SiteUnit:
+    """The rest of :func:`build`, once the stored events are added."""
+    unit, live, settings, store = started.unit, started.unit.live, started.unit.settings, \
+        started.unit.store
+    doc, now, saved, start_horizon = unit.doc, started.now, started.saved, started.start_horizon
+    versions, sites, src = started.versions, started.sites, started.src
     changes: list[CoverChange] = []
-    for version, site in pending:
+    for version, site in started.pending:
         changes += live.advance_to(version.effective_us)
         changes += live.switch_site(site)
     if saved is not None:
         changes += live.advance_to(start_horizon)
     if settings.bus_url is not None:
         changes = []  # the workers raise cover alerts in distributed mode
-    if settings.bus_url is not None and stored_versions and \
+    if settings.bus_url is not None and started.stored_versions and \
             doc.source != versions[-1].source:
         # Distributed: the stored versions rule (every node has its own copy of the
         # file); a change goes through `site apply`, which hands it to the owner.
