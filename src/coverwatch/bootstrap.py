@@ -124,9 +124,8 @@ def _where(svc: SiteUnit, where_text: Callable[[SiteUnit, str], str | None], ste
     return where_text(svc, step.alert_id)  # SOS: where, in words
 
 
-async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
-    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
-    from coverwatch.server.watchdog import run_watchdog
+async def _prepare_site(svc: SiteUnit) -> None:
+    """One site's briefing and tours, and its notification targets checked."""
     from coverwatch.server.wiring import briefing_for, tours_for
 
     settings = svc.settings
@@ -136,6 +135,14 @@ async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
+
+
+def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
+    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
+    from coverwatch.server.watchdog import run_watchdog
+
+    assert svc.briefing is not None and svc.tours is not None  # _prepare_site
+    settings = svc.settings
     site = svc.site.id
     tasks = [asyncio.create_task(run_ticker(svc), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
@@ -203,8 +210,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         # One heartbeat for the deployment: withheld while any site is unhealthy.
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(run_heartbeat(list(sites.values())), name="heartbeat")]
+        # Every site prepared before any site's tasks start: site by site, each start
+        # competed with the ticks of every site started before it (quadratic in sites).
         for svc in sites.values():
-            tasks += await _start_site(svc)
+            await _prepare_site(svc)
+        for svc in sites.values():
+            tasks += _start_site(svc)
         app.state.sites = sites
         app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.

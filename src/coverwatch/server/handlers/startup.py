@@ -126,7 +126,7 @@ def begin(settings: Settings, store: Store, doc: SiteDocument,
 
     unit.outbox = outbox_for(unit)
     unit.outbox.load(reads)
-    unit.start_reads = reads  # the briefing loads from them too (bootstrap._start_site)
+    unit.start_reads = reads  # the briefing loads from them too (bootstrap._prepare_site)
     unit.sos_policy = sos_policy_from(doc)
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
