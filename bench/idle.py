@@ -7,8 +7,9 @@ and one worker (``coverwatch serve --bus … --role``) over all of them against 
 NATS under a random ``cwb-…`` prefix, waits until the worker owns every site and the
 nodes have settled, then, with no event sent, counts the database's committed and
 rolled-back transactions (``pg_stat_database``) and the two processes' CPU time over a
-window. Idle cost independent of the number of sites means the transactions/s stay flat
-while the sites grow fifty-fold.
+window (and each node's CPU seconds until every site was owned: the start's). Idle cost
+independent of the number of sites means the transactions/s stay flat while the sites
+grow fifty-fold.
 
     PYTHONPATH=src .venv/bin/python bench/idle.py [--sites 20,100,1000] [--window 30] [--silent]
 
@@ -173,6 +174,7 @@ def measure(count: int, window: float, settle: float, work: Path,
             time.sleep(2)
         owned = asyncio.run(_owned(prefix))
         ready_s = time.monotonic() - started
+        ready_cpu = [_cpu_s(p.pid) for p in procs]  # the start's CPU, each node
         time.sleep(settle)
         tx0, cpu0 = _transactions(db), [_cpu_s(p.pid) for p in procs]
         t0 = time.monotonic()
@@ -180,6 +182,7 @@ def measure(count: int, window: float, settle: float, work: Path,
         tx1, cpu1 = _transactions(db), [_cpu_s(p.pid) for p in procs]
         took = time.monotonic() - t0
         return {"sites": count, "owned": owned, "ready_s": ready_s,
+                "worker_start_cpu": ready_cpu[0], "gateway_start_cpu": ready_cpu[1],
                 "tx_per_s": (tx1 - tx0) / took,
                 "gateway_cpu": (cpu1[1] - cpu0[1]) / took,
                 "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0]}
@@ -211,13 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="cw-idle-"))
     srcs = [Path(p).resolve() for p in args.src.split(",")]
     print(f"idle cost: one gateway + one worker, {args.window:.0f} s window; files in {work}")
-    print(f"{'code':<28} {'sites':>6} {'owned':>6} {'ready s':>8} {'PG tx/s':>9} "
-          f"{'tx/s/site':>10} {'gw CPU':>7} {'wk CPU':>7} {'load':>5}", flush=True)
+    print(f"{'code':<28} {'sites':>6} {'owned':>6} {'ready s':>8} {'start CPU wk+gw':>16} "
+          f"{'PG tx/s':>9} {'tx/s/site':>10} {'gw CPU':>7} {'wk CPU':>7} {'load':>5}",
+          flush=True)
     for count in (int(c) for c in args.sites.split(",")):
         for src in srcs:
             r = measure(count, args.window, args.settle, work, src, args.silent)
+            start_cpu = f"{r['worker_start_cpu']:.1f}+{r['gateway_start_cpu']:.1f}"
             print(f"{str(src)[-28:]:<28} {count:>6} {r['owned']:>6.0f} {r['ready_s']:>8.1f} "
-                  f"{r['tx_per_s']:>9.1f} {r['tx_per_s'] / count:>10.3f} "
+                  f"{start_cpu:>16} {r['tx_per_s']:>9.1f} {r['tx_per_s'] / count:>10.3f} "
                   f"{r['gateway_cpu']:>7.2f} {r['worker_cpu']:>7.2f} {r['load']:>5.1f}",
                   flush=True)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -23,11 +24,23 @@ from coverwatch.http.access import LoginLimiter
 from coverwatch.http.limits import RequestLimits, SiteRoutes
 from coverwatch.http.problems import install as install_problems
 from coverwatch.http.proxyscheme import ForwardedProto
-from coverwatch.server.handlers import build, run_ticker
+from coverwatch.server.handlers import run_ticker
+from coverwatch.server.handlers.startup import (
+    EVENTS_PER_READ,
+    Started,
+    add_events,
+    begin,
+    finish,
+)
 from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
-from coverwatch.storage.sites import DEPLOYMENT, key_for_site, site_store
+from coverwatch.storage.sites import DEPLOYMENT, audit_each, keys_for_sites, site_store
+from coverwatch.storage.startreads import BATCH as START_BATCH
+from coverwatch.storage.startreads import events_after, read_starts
+
+if TYPE_CHECKING:
+    from coverwatch.notify.notifier import Notifier
 
 __all__ = ["create_app"]
 
@@ -53,32 +66,66 @@ async def _stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
                     t.get_name(), _STOP_WAIT_S)
 
 
-async def _build_site(
-    settings: Settings, store: Store, doc: SiteDocument, clock: Callable[[], int],
-) -> SiteUnit:
-    """One site's unit, rebuilt from the store."""
+def _notifier(settings: Settings, store: Store, doc: SiteDocument) -> Notifier:
     from coverwatch.notify.notifier import Notifier
-    from coverwatch.server.alertviews import where_text
     from coverwatch.server.outbox import people_resolver
     from coverwatch.server.pools import in_alarm, in_notify
 
-    notifier = Notifier(
+    return Notifier(
         people_resolver(store), webhook_secret=settings.webhook_secret,
         site=doc.site, timezone=doc.site.timezone,
         timeout_s=settings.notify_timeout_s, retries=settings.notify_retries,
         offload=in_notify,  # their own pool: a slow address never takes a store thread
         offload_alarms=in_alarm,  # an SOS never waits behind lapse notices
     )
-    svc = await asyncio.to_thread(build, settings, store, doc, clock, notifier)
-    notifier.where_of = lambda step: where_text(svc, step.alert_id)  # SOS: where, in words
-    await asyncio.to_thread(store.audit_change, "server", "site.loaded", doc.site.id,
-                            {"path": str(settings.site_path)})
-    return svc
 
 
-async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
-    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
-    from coverwatch.server.watchdog import run_watchdog
+async def _build_sites(settings: Settings, store: Store, docs: list[SiteDocument],
+                       clock: Callable[[], int]) -> dict[str, SiteUnit]:
+    """Every site's unit, rebuilt from the store. Their rows are read a batch of sites at a
+    time, one transaction each (storage/startreads.py), their stored events after their
+    checkpoints in one query, and a batch's ``site.loaded`` entries appended in one
+    transaction: a start of many sites costs transactions per batch, not per site."""
+    from coverwatch.server.alertviews import where_text
+
+    keys = await asyncio.to_thread(keys_for_sites, store, [d.site.id for d in docs])
+    sites: dict[str, SiteUnit] = {}
+    todo = list(zip(settings.site_paths, docs, keys, strict=True))
+    for i in range(0, len(todo), START_BATCH):
+        batch = todo[i : i + START_BATCH]
+        reads = await asyncio.to_thread(read_starts, store.engine, [k for _, _, k in batch])
+        started: list[Started] = []
+        for path, doc, key in batch:
+            one = replace(settings, site_path=path, more_sites=())
+            own = site_store(store, key)
+            started.append(await asyncio.to_thread(
+                begin, one, own, doc, clock, _notifier(one, own, doc), reads[key]))
+        after = {s.unit.store.site: s.after for s in started if s.after is not None}
+        rows, complete = await asyncio.to_thread(events_after, store.engine, after,
+                                                 EVENTS_PER_READ)
+        loaded = []
+        for s in started:
+            if s.after is not None:
+                await asyncio.to_thread(add_events, s, rows[s.unit.store.site], True)
+                if not complete:  # a site may have more than the batch's read gave
+                    await asyncio.to_thread(add_events, s, [])
+            svc = await asyncio.to_thread(finish, s)
+            if svc.notifier is not None:
+                svc.notifier.where_of = functools.partial(_where, svc, where_text)
+            sites[svc.site.id] = svc
+            loaded.append((svc.store, "server", "site.loaded", svc.site.id,
+                           {"path": str(svc.settings.site_path)}))
+        await asyncio.to_thread(audit_each, loaded)
+    return sites
+
+
+def _where(svc: SiteUnit, where_text: Callable[[SiteUnit, str], str | None], step: Any
+           ) -> str | None:
+    return where_text(svc, step.alert_id)  # SOS: where, in words
+
+
+async def _prepare_site(svc: SiteUnit) -> None:
+    """One site's briefing and tours, and its notification targets checked."""
     from coverwatch.server.wiring import briefing_for, tours_for
 
     settings = svc.settings
@@ -88,6 +135,14 @@ async def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
     await svc.outbox.check_targets()  # a target that reaches nobody: a system alert now
     if svc.bus is None:  # the server stopped while sending: those levels go out now
         svc.outbox.resend_undelivered()
+
+
+def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
+    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
+    from coverwatch.server.watchdog import run_watchdog
+
+    assert svc.briefing is not None and svc.tours is not None  # _prepare_site
+    settings = svc.settings
     site = svc.site.id
     tasks = [asyncio.create_task(run_ticker(svc), name=f"ticker:{site}"),
              asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
@@ -144,12 +199,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             paths = [str(p) for p, i in zip(settings.site_paths, ids, strict=True) if i == dup]
             raise SiteFileError([Problem(paths[1], None, None, "site.id",
                                          f"{dup!r} is also the id of {paths[0]}")])
-        sites: dict[str, SiteUnit] = {}
-        for i, (path, doc) in enumerate(zip(settings.site_paths, docs, strict=True)):
-            key = await asyncio.to_thread(key_for_site, store, doc.site.id,
-                                          sole=len(docs) == 1, first=i == 0)
-            one = replace(settings, site_path=path, more_sites=())
-            sites[doc.site.id] = await _build_site(one, site_store(store, key), doc, clock)
+        sites = await _build_sites(settings, store, docs, clock)
         bus = None
         if settings.bus_url:  # distributed mode (docs/scale.md): before any task escalates
             from coverwatch.server.cluster import start_bus
@@ -160,8 +210,12 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         # One heartbeat for the deployment: withheld while any site is unhealthy.
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(run_heartbeat(list(sites.values())), name="heartbeat")]
+        # Every site prepared before any site's tasks start: site by site, each start
+        # competed with the ticks of every site started before it (quadratic in sites).
         for svc in sites.values():
-            tasks += await _start_site(svc)
+            await _prepare_site(svc)
+        for svc in sites.values():
+            tasks += _start_site(svc)
         app.state.sites = sites
         app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.

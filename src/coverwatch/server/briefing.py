@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from coverwatch.server.ports import Ingest, SiteView
     from coverwatch.server.subscribers import Subscribers
     from coverwatch.storage import Store
+    from coverwatch.storage.startreads import SiteStart
 
 __all__ = [
     "UNBRIEFED",
@@ -122,14 +123,16 @@ class Briefing:
 
     @classmethod
     def load(cls, view: SiteView, store: Store, ingest: Ingest,
-             reacknowledge_s: float = 600.0) -> Briefing:
-        """Load everything from the store and record the running site's versions."""
+             reacknowledge_s: float = 600.0, reads: SiteStart | None = None) -> Briefing:
+        """Load everything from the store (or a start's ``reads`` of it) and record the
+        running site's versions."""
         b = cls(view, store, ingest, reacknowledge_s)
-        b.shifts = store.list_shifts()
-        b.qualifications = store.list_qualifications()
-        for v in store.orders_versions():
+        src: Store | SiteStart = store if reads is None else reads
+        b.shifts = src.list_shifts()
+        b.qualifications = src.list_qualifications()
+        for v in src.orders_versions():
             b.versions.setdefault(v.post, []).append(v)
-        b.acks = store.acknowledgements()
+        b.acks = src.acknowledgements()
         b.sync_site()
         return b
 

@@ -20,7 +20,7 @@ from coverwatch.server.changefeed import ChangeFeed
 from coverwatch.server.clusterworker import ClusterWorker, checkpoint_secret
 from coverwatch.server.gateway import CLOSE_S, RESEND_AFTER_S, ROLES, BusHooks
 from coverwatch.server.handlers.site import adopt_site
-from coverwatch.server.handlers.sync import deadman_reports, refresh_book
+from coverwatch.server.handlers.sync import deadman_reports, refresh_book, refresh_books
 from coverwatch.server.happenings import AlarmsStoredHere, Happening
 from coverwatch.server.wiring import bus_hooks_for
 from coverwatch.storage.busoutbox import note_group
@@ -132,7 +132,9 @@ async def _next_change(feed: ChangeFeed | None, stop: asyncio.Event,
 
 
 async def _keep_books(sites: Mapping[str, SiteUnit], stop: asyncio.Event,
-                      every_s: float, fallback_s: float = FALLBACK_SCAN_S) -> None:
+                      every_s: float, fallback_s: float = FALLBACK_SCAN_S, *,
+                      seen: dict[str, tuple[int, ...]] | None = None,
+                      since: int | None = None) -> None:
     """Keep every site's alert book and rule version in step with PostgreSQL.
 
     On PostgreSQL a :class:`ChangeFeed` LISTENs for the writes (a trigger NOTIFYs them), and
@@ -149,8 +151,9 @@ async def _keep_books(sites: Mapping[str, SiteUnit], stop: asyncio.Event,
     if engine.dialect.name == "postgresql":
         feed = ChangeFeed(engine, asyncio.get_running_loop())
         feed.start()
-    since = wall_clock_us() - int(CHANGE_MARGIN_S * 1e6)  # start_bus refreshed them all
-    seen: dict[str, tuple[int, ...]] = {}
+    if since is None:  # start_bus refreshed them all
+        since = wall_clock_us() - int(CHANGE_MARGIN_S * 1e6)
+    seen = {} if seen is None else seen
     resent = scanned_at = time.monotonic()
     notified: set[str] = set()
     try:
@@ -217,10 +220,15 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
         svc.subscribers.subscribe(AlarmsStoredHere, hooks.stored_here)
         # Every commit of events notes its group in the outbox, in the same transaction.
         svc.store.after_append = _outbox_hook(svc.store)
-        async with svc.lock:
-            await asyncio.to_thread(refresh_book, svc)
-    dist.tasks.append(asyncio.create_task(_keep_books(sites, dist.stop, book_every_s),
-                                          name="alert-books"))
+    # The change scan's first look, before the books are refreshed: what the starts just
+    # wrote (every site's rule versions, a first time) is not taken for news from others.
+    engine = first.store.engine
+    since = wall_clock_us() - int(CHANGE_MARGIN_S * 1e6)
+    seen = await asyncio.to_thread(changed_sites, engine, since)
+    await refresh_books(list(sites.values()))  # one read per batch of sites, not per site
+    dist.tasks.append(asyncio.create_task(
+        _keep_books(sites, dist.stop, book_every_s, seen=seen, since=since),
+        name="alert-books"))
     if settings.role in ("worker", "all"):
         dist.worker = ClusterWorker(sites, nc, names)
         for hooks in dist.hooks.values():

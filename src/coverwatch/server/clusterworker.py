@@ -34,7 +34,7 @@ from coverwatch.engine import CoverChange
 from coverwatch.server.buscover import BusCover, LateEvents
 from coverwatch.server.gateway import RESEND_AFTER_S, wire
 from coverwatch.server.handlers.alerts import settled_by
-from coverwatch.server.handlers.sync import apply_as_owner, deadman_reports, refresh_book
+from coverwatch.server.handlers.sync import apply_as_owner, deadman_reports, refresh_books
 from coverwatch.storage.busoutbox import (
     FENCE,
     Fenced,
@@ -97,6 +97,8 @@ class ClusterWorker:
         self.applied = 0  # cover changes applied (for logs and tests)
         self.relayed = 0  # events republished from the outbox (for logs and tests)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._to_refresh: set[str] = set()  # sites taken over, their books to refresh
+        self._refreshing: asyncio.Task[Any] | None = None
         self._fenced: dict[str, int] = {}  # site -> the epoch claimed in bus_fences
         # The owned sites' devices' newest reports (store key -> device -> report).
         self._reports: dict[str, dict[str, dict[str, Any]]] = {}
@@ -258,18 +260,25 @@ class ClusterWorker:
 
     def _on_run(self, site: str, epoch: int, after_seq: int) -> None:
         log.info("site %s: evaluating from stream seq %d (epoch %d)", site, after_seq, epoch)
-        task = asyncio.get_running_loop().create_task(self._refresh(site))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Sites taken in one round are refreshed together: one read per batch of sites.
+        self._to_refresh.add(site)
+        if self._refreshing is None or self._refreshing.done():
+            task = asyncio.get_running_loop().create_task(self._refresh())
+            self._refreshing = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _refresh(self, site: str) -> None:
-        svc = self.sites[site]
-        async with svc.lock:
-            await asyncio.to_thread(refresh_book, svc)
-            await asyncio.to_thread(svc.outbox.load)  # what other nodes delivered
-        # A level its former owner recorded as due but died sending (not one still in
-        # flight at a live gateway: those get a minute).
-        svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
+    async def _refresh(self) -> None:
+        while self._to_refresh:
+            await asyncio.sleep(0)  # the rest of the round's runs join this refresh
+            taken, self._to_refresh = self._to_refresh, set()
+            units = [self.sites[s] for s in taken if s in self.sites]
+            # The books, and what other nodes delivered (read under each site's lock).
+            await refresh_books(units, outboxes=True)
+            for svc in units:
+                # A level its former owner recorded as due but died sending (not one still
+                # in flight at a live gateway: those get a minute).
+                svc.outbox.resend_undelivered(min_age_s=RESEND_AFTER_S)
 
     async def _sink(self, site: str, epoch: int, seq: int, outputs: Sequence[Any]) -> None:
         svc = self.sites.get(site)

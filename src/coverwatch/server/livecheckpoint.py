@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from coverwatch.server.buscover import pickle_state
 from coverwatch.server.live import LiveCover
 from coverwatch.storage import Store
+from coverwatch.storage.startreads import SiteStart
 from coverwatch.storage.versions import SiteVersion
 
 __all__ = ["CHECKPOINT_KEY", "KEEP_US", "SAVE_EVERY_US", "LiveCheckpoint", "resume", "save",
@@ -87,11 +88,13 @@ def save(store: Store, live: LiveCover, versions: list[SiteVersion]) -> bool:
     return True
 
 
-def resume(store: Store, versions: list[SiteVersion]) -> LiveCheckpoint | None:
+def resume(store: Store, versions: list[SiteVersion],
+           reads: SiteStart | None = None) -> LiveCheckpoint | None:
     """The saved live state if it is this deployment's and was taken under the newest of
-    ``versions``; None otherwise (then start-up replays the stored events)."""
+    ``versions``; None otherwise (then start-up replays the stored events). ``reads``: the
+    rows a start read for many sites at once (storage/startreads.py)."""
     secret = secret_for(store)
-    text = store.get_state(CHECKPOINT_KEY)
+    text = (store if reads is None else reads).get_state(CHECKPOINT_KEY)
     if secret is None or not text or not versions:  # never saved, or cleared
         return None
     raw = base64.b64decode(text)

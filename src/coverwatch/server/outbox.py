@@ -157,21 +157,24 @@ class Outbox:
         self.shelves = ShelfBook()  # alerts a person shelved, with a reason (server/shelves.py)
         self.held: dict[str, list[Escalation]] = {}  # steps a shelf holds, sent when it ends
 
-    def load(self, incidents_since: int | None = None) -> None:
+    def load(self, reads: Any = None, incidents_since: int | None = None) -> None:
         """Read the stored deliveries, dispatches, shelves and incidents (at start-up, and in
-        distributed mode when this node takes a site over: other nodes recorded some);
-        with ``incidents_since``, the incidents started since then (the book's alerts')."""
+        distributed mode when this node takes a site over: other nodes recorded some).
+        ``reads``: a start's rows read for many sites at once (storage/startreads.py);
+        with ``incidents_since``, the incidents started since then (the book's alerts')
+        and older ones with a member still open."""
         from coverwatch.server.shelves import load_shelves
 
+        src = self.store if reads is None else reads
         by_alert: dict[str, list[DeliveryRecord]] = {}
         sent: dict[str, list[dict[str, Any]]] = {}
-        for rec in self.store.load_deliveries():
+        for rec in src.load_deliveries():
             by_alert.setdefault(rec.alert_id, []).append(rec)
-        for d in self.store.load_dispatches():
+        for d in src.load_dispatches():
             sent.setdefault(d["alert_id"], []).append(_dispatch_json(d))
         self.by_alert, self.sent = by_alert, sent
-        self.shelves = load_shelves(self.store)
-        records = self.store.load_incidents(incidents_since)
+        self.shelves = load_shelves(src)
+        records = src.load_incidents(incidents_since)
         if incidents_since is not None:
             # A long flood's incident may have started before the bound and still have a
             # member open: it is held too, or its next level would be told apart.

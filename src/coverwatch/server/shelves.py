@@ -25,6 +25,7 @@ from coverwatch.domain.shelving import Shelf, ShelfBook, make_shelf
 if TYPE_CHECKING:
     from coverwatch.server.unit import SiteUnit
     from coverwatch.storage import Store
+    from coverwatch.storage.startreads import SiteStart
 
 __all__ = ["held_back", "load_shelves", "released", "shelve", "unshelve"]
 
@@ -33,7 +34,7 @@ log = logging.getLogger("coverwatch.server")
 _KEY = "alerts.shelves"
 
 
-def load_shelves(store: Store) -> ShelfBook:
+def load_shelves(store: Store | SiteStart) -> ShelfBook:
     """The site's shelves as stored (read at start-up, with the deliveries)."""
     text = store.get_state(_KEY)
     return ShelfBook.from_records(orjson.loads(text) if text else [])

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the adapters, for their types only (they import this module
     from coverwatch.server.handlers.ingest import CommitQueue
     from coverwatch.server.outbox import Outbox
     from coverwatch.server.tours import TourWatch
+    from coverwatch.storage.startreads import SiteStart
 
 __all__ = ["IngestResult", "SiteUnit"]
 
@@ -93,6 +94,8 @@ class SiteUnit:
     tours: TourWatch | None = None
     bus: BusHooks | None = None  # distributed mode (docs/scale.md)
     witnesses: Witnesses | None = None  # of the signed tree heads (anchoring)
+    # What the start read for many sites at once, until the briefing has loaded from it.
+    start_reads: SiteStart | None = None
     commits: CommitQueue = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 

@@ -40,9 +40,11 @@ def outbox_for(unit: SiteUnit) -> Outbox:
 
 
 def briefing_for(unit: SiteUnit, reacknowledge_s: float) -> Briefing:
-    """The site's rosters and orders, loaded from the store (blocking: run in a thread)."""
+    """The site's rosters and orders, loaded from the store (blocking: run in a thread), or
+    from what the start read for many sites at once (then forgotten)."""
+    reads, unit.start_reads = unit.start_reads, None
     return Briefing.load(site_view(unit), unit.store, functools.partial(ingest, unit),
-                         reacknowledge_s)
+                         reacknowledge_s, reads)
 
 
 def tours_for(unit: SiteUnit, step_s: float = 2.0) -> TourWatch:

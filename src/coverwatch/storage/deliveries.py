@@ -116,10 +116,11 @@ class DeliveryRepository(AuditRepository):
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def load_dispatches(self) -> list[dict[str, Any]]:
-        """Every dispatch, oldest first (the server keeps them in memory)."""
+        """Every dispatch of the site, oldest first (the server keeps them in memory)."""
         with self.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(
-                select(dispatches).order_by(dispatches.c.id))]
+                select(dispatches).where(dispatches.c.site == self.site)
+                .order_by(dispatches.c.id))]
 
     def dispatches_for(self, alert_id: str) -> list[dict[str, Any]]:
         """Dispatches made for one alert, oldest first."""

@@ -11,10 +11,12 @@ site's history, audit chain and devices are never rewritten.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, literal, or_, select, union_all
 
+from coverwatch.storage.audit import _prepare_details
 from coverwatch.storage.tables import (
     DEFAULT_SITE,
     audit,
@@ -30,8 +32,10 @@ if TYPE_CHECKING:  # the store uses these functions when it opens
 __all__ = [
     "DEFAULT_SITE",
     "DEPLOYMENT",
+    "audit_each",
     "default_owner",
     "key_for_site",
+    "keys_for_sites",
     "site_store",
     "sites_in_store",
 ]
@@ -75,6 +79,47 @@ def key_for_site(store: Store, site_id: str, *, sole: bool = False, first: bool 
     if owner == site_id or (owner is None and first and _has_rows(store, DEFAULT_SITE)):
         return DEFAULT_SITE
     return site_id
+
+
+_EXISTS_PER_STATEMENT = 100  # keys per UNION (SQLite allows 500 terms in a compound select)
+
+
+def keys_for_sites(store: Store, site_ids: Sequence[str]) -> list[str]:
+    """:func:`key_for_site` of a deployment's sites in order (the first is ``first``; one
+    alone is ``sole``), in one transaction whatever their number."""
+    wanted = list(dict.fromkeys([*site_ids, DEFAULT_SITE]))
+    have: set[str] = set()
+    with store.engine.connect() as conn, conn.begin():
+        for i in range(0, len(wanted), _EXISTS_PER_STATEMENT):
+            parts = [select(literal(k).label("site")).where(or_(*(
+                exists().where(t.c.site == k) for t in (audit, server_state, events, devices))))
+                for k in wanted[i : i + _EXISTS_PER_STATEMENT]]
+            have.update(conn.execute(union_all(*parts) if len(parts) > 1 else parts[0])
+                        .scalars())
+        owner = conn.execute(
+            select(audit.c.subject)
+            .where(audit.c.site == DEFAULT_SITE, audit.c.action == "site.loaded")
+            .order_by(audit.c.id.desc()).limit(1)).scalar()
+    out = []
+    for i, site_id in enumerate(site_ids):
+        if site_id != DEFAULT_SITE and site_id in have:
+            out.append(site_id)
+        elif len(site_ids) == 1 or owner == site_id or (
+                owner is None and i == 0 and DEFAULT_SITE in have):
+            out.append(DEFAULT_SITE)
+        else:
+            out.append(site_id)
+    return out
+
+
+def audit_each(entries: Sequence[tuple[Store, str, str, str, Mapping[str, Any]]]) -> None:
+    """Append ``(store, actor, action, subject, details)`` entries, each to its store's
+    site's chain, in one transaction (a start's ``site.loaded`` of every site)."""
+    if not entries:
+        return
+    with entries[0][0]._audit_write() as conn:
+        for store, actor, action, subject, details in entries:
+            store._append_audit_locked(conn, actor, action, subject, _prepare_details(details))
 
 
 def sites_in_store(store: Store) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import select
 
+from coverwatch.storage.startreads import SiteStart
 from coverwatch.storage.state import StateRepository
 from coverwatch.storage.tables import server_state, tlog_leaves
 from coverwatch.storage.tlog import append_record_leaf, leaf_bytes, record_digest
@@ -36,19 +37,25 @@ class SiteVersion:
     source: str
 
 
-def load_versions(store: StateRepository) -> list[SiteVersion]:
+def load_versions(store: StateRepository | SiteStart) -> list[SiteVersion]:
     raw = store.get_state(VERSIONS_KEY)
     if raw is None:
         return []
     return [SiteVersion(int(v["effective_us"]), str(v["source"])) for v in orjson.loads(raw)]
 
 
-def save_versions(store: StateRepository, versions: Iterable[SiteVersion]) -> None:
+def save_versions(store: StateRepository, versions: Iterable[SiteVersion],
+                  stored: StateRepository | SiteStart | None = None) -> None:
     """Save the versions and, in the same transaction, log each not yet logged
-    (leaf ``{"hash": record_digest({"effective_us", "source"})}``, ref its effective_us)."""
+    (leaf ``{"hash": record_digest({"effective_us", "source"})}``, ref its effective_us).
+    ``stored``: where the start read the saved ones; the same versions, all logged, are
+    not written again (a restart of many sites writes nothing here)."""
     records = [{"effective_us": v.effective_us, "source": v.source} for v in versions]
     text = orjson.dumps(records).decode()
     digest = hashlib.sha256(text.encode()).hexdigest()
+    if stored is not None and stored.get_state(LOGGED_KEY) == digest and \
+            stored.get_state(VERSIONS_KEY) == text:
+        return
     with store._write() as conn:
         store._set_state_in(conn, VERSIONS_KEY, text)
         done = conn.execute(select(server_state.c.value).where(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.alertbook import AlertBook
@@ -32,9 +34,12 @@ from coverwatch.server.subscribers import subscribe_feed
 from coverwatch.server.unit import SiteUnit
 from coverwatch.settings import Settings
 from coverwatch.storage import Store
+from coverwatch.storage.startreads import SiteStart
 from coverwatch.storage.versions import SiteVersion, load_versions, save_versions
 
-__all__ = ["build"]
+__all__ = ["EVENTS_PER_READ", "Started", "add_events", "begin", "build", "finish"]
+
+EVENTS_PER_READ = 50_000
 
 log = logging.getLogger("coverwatch.server")
 # Closed alerts a start holds, the newest (web/static/js/controlalerts.js shows 200).
@@ -47,17 +52,66 @@ def _stored_alert(store: Store, alert_id: str) -> Alert | None:
 
 
 def build(settings: Settings, store: Store, doc: SiteDocument,
-          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None) -> SiteUnit:
-    """Rebuild the live state from the store, as after a restart."""
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None,
+          reads: SiteStart | None = None) -> SiteUnit:
+    """Rebuild the live state from the store, as after a restart. ``reads``: the site's
+    stored rows, read with many other sites' at once (storage/startreads.py); without
+    them, each is read from the store."""
+    started = begin(settings, store, doc, clock, notifier, reads)
+    if started.after is not None:
+        add_events(started, [])
+    return finish(started)
+
+
+@dataclass
+class Started:
+    """A site's start between :func:`begin` and :func:`finish`: the stored events after
+    ``after`` (None: none, the workers evaluate) are to be added to ``unit.live`` first
+    (:func:`add_events`), read for many sites at once or by :func:`build`."""
+
+    unit: SiteUnit
+    after: int | None
+    now: int
+    saved: str | None
+    start_horizon: int
+    versions: list[SiteVersion]
+    stored_versions: list[SiteVersion]
+    sites: list[Site]
+    pending: list[tuple[SiteVersion, Site]]
+    src: Store | SiteStart
+
+
+def add_events(started: Started, rows: list[dict[str, Any]], complete: bool = False) -> None:
+    """Add stored events after ``started.after`` in id order. Unless ``complete`` (rows are
+    every one there is), a full read (:data:`EVENTS_PER_READ` rows) is followed by the next
+    ones from the store, until one is not full."""
+    live, store = started.unit.live, started.unit.store
+    while True:
+        if rows:
+            live.add(rows)
+            started.after = int(rows[-1]["id"])
+        if complete or (rows and len(rows) < EVENTS_PER_READ):
+            return
+        assert started.after is not None
+        rows = store.events_since(started.after, limit=EVENTS_PER_READ)
+        complete = len(rows) < EVENTS_PER_READ
+
+
+def begin(settings: Settings, store: Store, doc: SiteDocument,
+          clock: Callable[[], int] = wall_clock_us, notifier: Notifier | None = None,
+          reads: SiteStart | None = None) -> Started:
+    """The first part of :func:`build`: up to the stored events to add."""
     now = clock()
     lateness = seconds_to_us(settings.lateness_s)
-    saved = store.get_state(HORIZON_KEY)
+    src: Store | SiteStart = store if reads is None else reads
+    saved = src.get_state(HORIZON_KEY)
     start_horizon = int(saved) if saved is not None else now - lateness
     # The rules in force at each moment: every applied version of the site.
-    versions = load_versions(store) or [SiteVersion(start_horizon, doc.source)]
+    stored_versions = load_versions(src)
+    versions = stored_versions or [SiteVersion(start_horizon, doc.source)]
     # Resume from the live checkpoint if there is one (then only the stored events
     # after it are added, and no older site version is parsed).
-    resumed = resume(store, versions) if saved is not None and settings.bus_url is None \
+    resumed = resume(store, versions, reads) if saved is not None and settings.bus_url is None \
         else None
     if resumed is not None:
         live = resumed.live
@@ -74,12 +128,22 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     # Resumed, only what follows the checkpoint is evaluated: the book holds the alerts
     # not closed and the last HELD_ALERTS raised (the control room's history); older
     # closed ones are read by id when asked for, so none is raised twice. A replay from
-    # the start re-derives every alert: all are read.
+    # the start re-derives every alert: all are read. (A batched start's reads hold
+    # every alert of its sites; the same bound is applied to them.)
     held: int | None = None
     if resumed is None:
-        records = store.load_alerts()
-    else:
+        records = src.load_alerts()
+    elif reads is None:
         records, held = store.load_held_alerts(HELD_ALERTS)
+    else:
+        everything = reads.load_alerts()
+        closed = sorted((r for r in everything if r.get("state") == "closed"),
+                        key=lambda r: (r["alert_at"], r["id"]))
+        if len(closed) > HELD_ALERTS:
+            held = int(closed[-HELD_ALERTS]["alert_at"]) + 1
+            records = reads.load_alerts(held)
+        else:
+            records = everything
     book = AlertBook.from_records(records, policy_from(doc),
                                   archive=functools.partial(_stored_alert, store),
                                   held_since=held)
@@ -91,28 +155,32 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
     from coverwatch.server.wiring import outbox_for  # it imports the handlers
 
     unit.outbox = outbox_for(unit)
-    unit.outbox.load(None if held is None else min(
+    unit.outbox.load(reads, None if held is None else min(
         [held, *(a.lapse_start for a in book.alerts())]))
+    unit.start_reads = reads  # the briefing loads from them too (bootstrap._prepare_site)
     unit.sos_policy = sos_policy_from(doc)
     book.policy_for = unit.policy_for
     unit.watch = DeviceWatch(lateness, seconds_to_us(settings.max_lateness_s))
-    unit.watch.load(store.last_device_reports())
-    after = live.max_id
-    while settings.bus_url is None:
-        rows = store.events_since(after, limit=50_000)
-        if not rows:
-            break
-        live.add(rows)
-        after = int(rows[-1]["id"])
+    unit.watch.load(src.last_device_reports())
+    return Started(unit, live.max_id if settings.bus_url is None else None, now, saved,
+                   start_horizon, versions, stored_versions, sites, pending, src)
+
+
+def finish(started: Started) -> SiteUnit:
+    """The rest of :func:`build`, once the stored events are added."""
+    unit, live, settings, store = started.unit, started.unit.live, started.unit.settings, \
+        started.unit.store
+    doc, now, saved, start_horizon = unit.doc, started.now, started.saved, started.start_horizon
+    versions, sites, src = started.versions, started.sites, started.src
     changes: list[CoverChange] = []
-    for version, site in pending:
+    for version, site in started.pending:
         changes += live.advance_to(version.effective_us)
         changes += live.switch_site(site)
     if saved is not None:
         changes += live.advance_to(start_horizon)
     if settings.bus_url is not None:
         changes = []  # the workers raise cover alerts in distributed mode
-    if settings.bus_url is not None and load_versions(store) and \
+    if settings.bus_url is not None and started.stored_versions and \
             doc.source != versions[-1].source:
         # Distributed: the stored versions rule (every node has its own copy of the
         # file); a change goes through `site apply`, which hands it to the owner.
@@ -127,7 +195,7 @@ def build(settings: Settings, store: Store, doc: SiteDocument,
         versions.append(SiteVersion(live.horizon, doc.source))
         store.audit_change("server", "site.changed-while-stopped", doc.site.id,
                            {"diff": diff_sites(sites[-1], doc.site).to_dict()})
-    save_versions(store, versions)
+    save_versions(store, versions, stored=src)
     unit.subscribers.publish_now(apply_cover_changes(unit, changes))
     # Hold the horizon for a while after a restart so clients can re-send
     # what they could not deliver while the server was down.

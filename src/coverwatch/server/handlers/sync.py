@@ -5,7 +5,9 @@ record for alerts), and the dead-man check's reports. See docs/scale.md."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from coverwatch.domain.alerts import Alert, AlertState, alert_id_for
 from coverwatch.domain.supervision import open_direct
@@ -17,19 +19,52 @@ from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.busoutbox import Fenced
 
 __all__ = ["DEADMAN_RULE", "apply_as_owner", "deadman_reports", "refresh_book",
+           "refresh_books",
            "site_orphaned", "site_owned", "take_in"]
 
 DEADMAN_RULE = "deadman:"
 _LIVE = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 
 
-def refresh_book(svc: SiteUnit) -> int:
+def refresh_book(svc: SiteUnit, records: Sequence[Mapping[str, Any]] | None = None) -> int:
     """Bring the alert book in line with the store (run in a thread, under ``svc.lock``).
 
     Other nodes raise, resolve, escalate and acknowledge alerts of this site;
-    PostgreSQL has them all. Returns how many alerts changed here.
+    PostgreSQL has them all. Returns how many alerts changed here. ``records``: the
+    site's alert records, read with other sites' (:func:`refresh_books`).
     """
-    return sum(take_in(svc, Alert.from_record(rec)) for rec in svc.store.load_alerts())
+    if records is None:
+        records = svc.store.load_alerts()
+    return sum(take_in(svc, Alert.from_record(rec)) for rec in records)
+
+
+async def refresh_books(units: Sequence[SiteUnit], *, outboxes: bool = False) -> None:
+    """:func:`refresh_book` of many sites (and with ``outboxes`` their
+    :meth:`~coverwatch.server.outbox.Outbox.load`), their rows read in one transaction per
+    batch of sites (storage/startreads.py) while each site's lock is held, as the one-site
+    refresh reads under it: a start or a takeover of many sites costs transactions per
+    batch, not per site."""
+    from coverwatch.storage.startreads import BATCH
+
+    units = sorted(units, key=lambda u: u.store.site)  # one order: no two wait on each other
+    for i in range(0, len(units), BATCH):
+        batch = units[i : i + BATCH]
+        async with contextlib.AsyncExitStack() as held:
+            for u in batch:
+                await held.enter_async_context(u.lock)
+            await asyncio.to_thread(_refresh_batch, batch, outboxes)
+
+
+def _refresh_batch(batch: Sequence[SiteUnit], outboxes: bool) -> None:
+    from coverwatch.storage.startreads import read_starts
+
+    reads = read_starts(batch[0].store.engine, [u.store.site for u in batch],
+                        alerts_only=not outboxes)
+    for u in batch:
+        one = reads[u.store.site]
+        refresh_book(u, one.load_alerts())
+        if outboxes:
+            u.outbox.load(one)
 
 
 def take_in(svc: SiteUnit, alert: Alert) -> bool:
