@@ -151,15 +151,22 @@ def test_100mb_to_every_public_route_is_413_and_memory_stays_flat(
     assert r.json()["errors"][0]["message"] == "at most 65536 bytes are accepted here"
 
 
+LOGIN_S = 120.0
+
+
 def _login_remote(served: Served, forwarded: str) -> str:
-    """Log in as sam with an X-Forwarded-For header; the address the audit log recorded."""
+    """Log in as sam with an X-Forwarded-For header; the address the audit log recorded.
+
+    The server hashes passwords in its lowest-priority thread with the product's argon2
+    cost: on a machine busy with the rest of the suite a login may take longer than
+    httpx's 5 s default, which is not what these tests check."""
     r = httpx.post(served.url + "/api/v1/login", headers={"X-Forwarded-For": forwarded},
-                   json={"username": "sam", "password": PASSWORD})
+                   json={"username": "sam", "password": PASSWORD}, timeout=LOGIN_S)
     assert r.status_code == 200, r.text
     root = httpx.post(served.url + "/api/v1/login",
-                      json={"username": "root", "password": PASSWORD})
+                      json={"username": "root", "password": PASSWORD}, timeout=LOGIN_S)
     entries = httpx.get(served.url + "/api/v1/audit", params={"limit": 1000},
-                        cookies=root.cookies).json()["entries"]
+                        cookies=root.cookies, timeout=LOGIN_S).json()["entries"]
     (last,) = [e for e in entries if e["actor"] == "sam"][-1:]
     remote: str = last["details"]["remote"]
     return remote
