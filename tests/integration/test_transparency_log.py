@@ -61,7 +61,7 @@ def test_a_leaf_commits_with_its_entry_or_not_at_all(
     def broken(*_a: object, **_k: object) -> int:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(audit_module, "append_leaf", broken)
+    monkeypatch.setattr(audit_module, "append_leaves", broken)
     with pytest.raises(RuntimeError):
         store.append_audit("alice", "user.roles", "user:x")
     assert store.audit_entries() == []

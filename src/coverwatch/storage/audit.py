@@ -30,7 +30,7 @@ from coverwatch.storage.auditkeys import AuditKeyring
 from coverwatch.storage.auth import TOKEN_PREFIXES
 from coverwatch.storage.base import StoreBase
 from coverwatch.storage.tables import audit
-from coverwatch.storage.tlog import append_leaf, append_leaves
+from coverwatch.storage.tlog import append_leaves
 
 __all__ = [
     "GENESIS_HASH",
@@ -222,30 +222,13 @@ class AuditRepository(StoreBase):
         at: str | None = None,
     ) -> AuditEntry:
         """Append inside a transaction from :meth:`_audit_write` (commits with it)."""
-        details_text, body = prepared
-        stamp = _wall_clock_iso() if at is None else at
-        last = conn.execute(
-            select(audit.c.id, audit.c.hash).where(audit.c.site == self.site)
-            .order_by(audit.c.id.desc()).limit(1)
-        ).first()
-        new_id = 1 if last is None else int(last.id) + 1
-        prev = GENESIS_HASH if last is None else str(last.hash)
-        digest = entry_hash(new_id, stamp, actor, action, subject, body, prev)
-        mac = None if self.audit_keyring is None else self.audit_keyring.seal(digest)
-        conn.execute(
-            audit.insert().values(
-                site=self.site, id=new_id, at=stamp, actor=actor, action=action, subject=subject,
-                details=details_text, prev_hash=prev, hash=digest, mac=mac,
-            )
-        )  # fmt: skip
-        # The entry's leaf in the site's transparency log, committed with it.
-        append_leaf(conn, self.site, "audit", str(new_id), {"hash": digest})
-        return AuditEntry(new_id, stamp, actor, action, subject, body, prev, digest, mac)
+        return self._append_audits_locked(conn, [(actor, action, subject, prepared)], at=at)[0]
 
     def _append_audits_locked(
         self, conn: Connection,
         entries: Sequence[tuple[str, str, str, tuple[str, dict[str, Any]]]],
         leaves_after: Sequence[Sequence[tuple[str, str, Mapping[str, Any]]]] = (),
+        at: str | None = None,
     ) -> list[AuditEntry]:
         """:meth:`_append_audit_locked` of many ``(actor, action, subject, prepared)`` in
         order, with one query and one insert for them all (and one for their leaves);
@@ -253,7 +236,7 @@ class AuditRepository(StoreBase):
         appending one entry and then its record's leaf would."""
         if not entries:
             return []
-        stamp = _wall_clock_iso()
+        stamp = _wall_clock_iso() if at is None else at
         last = conn.execute(
             select(audit.c.id, audit.c.hash).where(audit.c.site == self.site)
             .order_by(audit.c.id.desc()).limit(1)
