@@ -1,12 +1,11 @@
 """Sending what the alert book decided, and saying truthfully whether it arrived.
 
-Each escalation step, dispatch and server alert is sent in its own task, so a
-slow or refusing address never holds the ticker. Every attempt becomes a
-delivery row (stored and audited), shown per level on the alert. A level at
-which nobody could be reached counts as failed: the alert moves to its next
-level at once, and a ``notification-failure`` alert goes to every supervisor
-and admin who can be reached (if that cannot be delivered either, it stays on
-the board and in the log: it is never re-raised).
+Each escalation step, dispatch and server alert is sent in its own task, so a slow or
+refusing address never holds the ticker. Every attempt becomes a delivery row (stored and
+audited), shown per level on the alert. A level at which nobody could be reached counts as
+failed: the alert moves to its next level at once, and a ``notification-failure`` alert goes
+to every supervisor and admin who can be reached (if that cannot be delivered either, it
+stays on the board and in the log: it is never re-raised).
 
 The outbox holds no unit: it sees its site through a
 :class:`~coverwatch.server.ports.SiteView` and changes the alert book only by
@@ -159,15 +158,14 @@ class Outbox:
 
     def load(self, reads: Any = None, incidents_since: int | None = None) -> None:
         """Read the stored deliveries, dispatches, shelves and incidents (at start-up, and in
-        distributed mode when this node takes a site over: other nodes recorded some).
-        ``reads``: a start's rows read for many sites at once (storage/startreads.py);
-        with ``incidents_since``, the incidents started since then (the book's alerts')
-        and older ones with a member still open."""
+        distributed mode when a node takes a site over), from ``reads`` if given (a start's
+        rows of many sites, storage/startreads.py); with ``incidents_since``, the incidents
+        started since then (the book's alerts') and older ones with a member still open."""
         from coverwatch.server.shelves import load_shelves
 
         src = self.store if reads is None else reads
         by_alert: dict[str, list[DeliveryRecord]] = {}
-        sent: dict[str, list[dict[str, Any]]] = {}
+        sent: dict[str, list[dict[str, Any]]] = {}  # built whole, then swapped in (a thread)
         for rec in src.load_deliveries():
             by_alert.setdefault(rec.alert_id, []).append(rec)
         for d in src.load_dispatches():
@@ -176,8 +174,7 @@ class Outbox:
         self.shelves = load_shelves(src)
         records = src.load_incidents(incidents_since)
         if incidents_since is not None:
-            # A long flood's incident may have started before the bound and still have a
-            # member open: it is held too, or its next level would be told apart.
+            # A long flood's incident with a member open is held, or its next level is told apart.
             members = {m for r in records for m in r.get("members", ())}
             missing = [a.id for a in self.view.alerts.alerts()
                        if a.kind in GROUPED_KINDS and a.state is not AlertState.CLOSED
