@@ -60,9 +60,17 @@ class SiteStart:
     def get_state(self, key: str) -> str | None:
         return self.state.get(key)
 
-    def load_alerts(self, since_us: int | None = None) -> list[dict[str, Any]]:
-        return [r for state, at, r in self.alerts
-                if since_us is None or state != "closed" or at >= since_us]
+    def load_alerts(self) -> list[dict[str, Any]]:
+        return [r for _, _, r in self.alerts]
+
+    def load_held_alerts(self, newest: int) -> tuple[list[dict[str, Any]], int | None]:
+        """As ``Store.load_held_alerts``: the alerts not closed and the ``newest`` last
+        raised, and the time from which every alert is among them (None: all are)."""
+        last = sorted(self.alerts, key=lambda a: (a[1], str(a[2]["id"])), reverse=True)[:newest]
+        held = {r["id"]: r for state, _, r in self.alerts if state != "closed"}
+        held.update((r["id"], r) for _, _, r in last)
+        since = None if len(last) < newest else last[-1][1] + 1
+        return sorted(held.values(), key=lambda r: (r["alert_at"], r["id"])), since
 
     def load_deliveries(self) -> list[DeliveryRecord]:
         return list(self.deliveries)

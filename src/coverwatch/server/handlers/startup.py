@@ -128,22 +128,12 @@ def begin(settings: Settings, store: Store, doc: SiteDocument,
     # Resumed, only what follows the checkpoint is evaluated: the book holds the alerts
     # not closed and the last HELD_ALERTS raised (the control room's history); older
     # closed ones are read by id when asked for, so none is raised twice. A replay from
-    # the start re-derives every alert: all are read. (A batched start's reads hold
-    # every alert of its sites; the same bound is applied to them.)
+    # the start re-derives every alert: all are read.
     held: int | None = None
     if resumed is None:
         records = src.load_alerts()
-    elif reads is None:
-        records, held = store.load_held_alerts(HELD_ALERTS)
     else:
-        everything = reads.load_alerts()
-        closed = sorted((r for r in everything if r.get("state") == "closed"),
-                        key=lambda r: (r["alert_at"], r["id"]))
-        if len(closed) > HELD_ALERTS:
-            held = int(closed[-HELD_ALERTS]["alert_at"]) + 1
-            records = reads.load_alerts(held)
-        else:
-            records = everything
+        records, held = src.load_held_alerts(HELD_ALERTS)
     book = AlertBook.from_records(records, policy_from(doc),
                                   archive=functools.partial(_stored_alert, store),
                                   held_since=held)
