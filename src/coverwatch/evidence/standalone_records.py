@@ -65,6 +65,32 @@ def _in_window(record: dict[str, Any], since: int, until: int, post: Any) -> boo
         return False
 
 
+def _compare_alerts(wanted: list[tuple[dict[str, Any], str]], carried: dict[str, Any],
+                    since: int, until: int, post: Any, res: _Findings, *, missing: str,
+                    other: str, more: str, raised: bool = False) -> int:
+    """Name (the first five of) the alerts of the window in ``wanted`` (record, source)
+    that ``alerts.json`` lacks or carries otherwise; the number of them."""
+    bad = 0
+    for record, src in wanted:
+        ident = str(record.get("id"))
+        if not _in_window(record, since, until, post):
+            continue
+        if ident not in carried:
+            when = f", raised {record.get('alert_at')}" if raised else ""
+            why = (f"lacks alert {ident} ({record.get('kind')} at {record.get('post')}"
+                   f"{when}), " + missing.format(src=src))
+        elif carried[ident] != record:
+            why = f"carries alert {ident} " + other.format(src=src)
+        else:
+            continue
+        bad += 1
+        if bad <= 5:
+            res.fail("alerts.json", why)
+    if bad > 5:
+        res.fail("alerts.json", f"and {bad - 5} {more}")
+    return bad
+
+
 def check_alert_records(files: dict[str, bytes], manifest: dict[str, Any],
                         entries: list[dict[str, Any]], res: _Findings) -> None:
     """See the module doc; each alert lacking, or carried as an older record, is named."""
@@ -76,24 +102,12 @@ def check_alert_records(files: dict[str, bytes], manifest: dict[str, Any],
         if subject.startswith("alert:") and isinstance(details, dict) and \
                 str(details.get("id")) == subject[6:] and "alert_at" in details:
             last[subject[6:]] = (int(e["id"]), details)
-    bad = 0
-    for ident, (entry, record) in sorted(last.items(), key=lambda kv: kv[1][0]):
-        if not _in_window(record, since, until, manifest.get("post")):
-            continue
-        if ident not in carried:
-            why = (f"lacks alert {ident} ({record.get('kind')} at {record.get('post')}), "
-                   f"which audit entry {entry} records in the window: its record was "
-                   "dropped from the pack")
-        elif carried[ident] != record:
-            why = (f"carries alert {ident} other than audit entry {entry} last recorded it "
-                   "(an older or altered record)")
-        else:
-            continue
-        bad += 1
-        if bad <= 5:
-            res.fail("alerts.json", why)
-    if bad > 5:
-        res.fail("alerts.json", f"and {bad - 5} more alert(s) differ from the audit segment")
+    bad = _compare_alerts(
+        [(r, f"audit entry {entry}") for entry, r in sorted(last.values(), key=lambda v: v[0])],
+        carried, since, until, manifest.get("post"), res,
+        missing="which {src} records in the window: its record was dropped from the pack",
+        other="other than {src} last recorded it (an older or altered record)",
+        more="more alert(s) differ from the audit segment")
     if not bad:
         res.notes.append(f"alerts.json holds every alert the audit segment records in the "
                          f"window ({len(last)} alert(s) recorded there), as last recorded")
@@ -156,25 +170,12 @@ def check_open_alerts(files: dict[str, bytes], manifest: dict[str, Any], head: d
         return
     since, until = int(manifest["since_us"]), int(manifest["until_us"])
     carried = {str(a.get("id")): a for a in json.loads(files["alerts.json"])}
-    bad = 0
-    for record in live:
-        ident = str(record.get("id"))
-        if not _in_window(record, since, until, manifest.get("post")):
-            continue
-        if ident not in carried:
-            why = (f"lacks alert {ident} ({record.get('kind')} at {record.get('post')}, "
-                   f"raised {record.get('alert_at')}), open when the pack's tree head was "
-                   "signed (open-alerts.json): its record was dropped from the pack")
-        elif carried[ident] != record:
-            why = (f"carries alert {ident} other than the tree head's open alerts record it "
-                   "(an older or altered record)")
-        else:
-            continue
-        bad += 1
-        if bad <= 5:
-            res.fail("alerts.json", why)
-    if bad > 5:
-        res.fail("alerts.json", f"and {bad - 5} more open alert(s) are missing or differ")
+    bad = _compare_alerts(
+        [(r, "") for r in live], carried, since, until, manifest.get("post"), res,
+        missing="open when the pack's tree head was signed (open-alerts.json): its record "
+                "was dropped from the pack",
+        other="other than the tree head's open alerts record it (an older or altered record)",
+        more="more open alert(s) are missing or differ", raised=True)
     if not bad:
         res.notes.append(f"alerts.json holds every alert open in the window when the tree "
                          f"head was signed ({len(live)} open in all), as the head signs them")
