@@ -75,3 +75,30 @@ def test_a_site_supervisor_sees_only_their_site_and_enters_it(base: str) -> None
         page.goto(base + "/control?site=harbour-yard")
         assert "Not allowed" in page.inner_text("body")
         assert "at harbour-yard" in page.inner_text("body")
+
+
+def test_the_board_names_the_node_evaluating_each_site(base: str) -> None:
+    """Distributed mode: the board shows each site's owner beside its lag. The real
+    answer is taken and the first site given an owner, as a worker's board would get."""
+    with chromium() as browser:
+        page = _login(browser, base, "control")
+        page.wait_for_url(re.compile(r"/sites$"))
+
+        def owned(route: Any) -> None:
+            answer = route.fetch()
+            body = answer.json()
+            body["sites"][0]["owner"] = "worker-7f3a"
+            route.fulfill(response=answer, json=body)
+
+        page.route("**/api/v1/sites", owned)
+        page.reload()
+        engine = page.locator("#sites-body tr").first.locator("td").last
+        engine.locator(".owner").wait_for()
+        assert engine.locator(".owner").inner_text() == "evaluated by worker-7f3a"
+        assert "s behind" in engine.inner_text() or "NOT READY" in engine.inner_text()
+        # A site with no owner named (one process) shows no owner line.
+        assert page.locator("#sites-body tr").nth(1).locator(".owner").count() == 0
+        for width, height in ((1366, 768), (1920, 1080), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=str(SHOTS / f"sites-board-owner-{width}x{height}.png"),
+                            full_page=True)

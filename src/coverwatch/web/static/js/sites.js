@@ -37,6 +37,8 @@ function row(s) {
     cell(s.ready ? `keeping up (${s.engine_lag_s} s behind)`
       : s.engine_lag_s === null ? "NOT READY: no cover evaluated yet (no owner)"
       : `NOT READY: cover not current (${s.engine_lag_s} s behind)`, s.ready ? "" : "bad"));
+  // Distributed mode: the node evaluating the site, so an operator sees whose lag it is.
+  if (s.owner) tr.lastChild.append(el("div", { class: "muted owner" }, `evaluated by ${s.owner}`));
   // Events arriving late, per device: the engine keeps up, but the field does not.
   if (s.late?.count) {
     const devices = s.late.devices.map((d) => `${d.device}: ${d.count} late, up to ${d.max_lag_s} s`).join("\n");
