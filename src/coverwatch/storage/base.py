@@ -10,6 +10,7 @@ routed to psycopg 3.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +68,27 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# One writer at a time per SQLite database within this process, queued here rather than
+# in SQLite's busy handler, which sleeps (up to 100 ms a try) while the writer ahead of
+# it commits: with a hundred sites each saving its state, the waits, not the writes,
+# were most of the time. Other processes (the CLI beside a server) still meet the busy timeout.
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _queued(engine: Engine) -> Iterator[None]:
+    """Wait for this process's writer ahead, at most the busy timeout (then SQLite's own
+    wait decides, as it would without the queue: never a hang)."""
+    writers = _WRITERS.get(engine)
+    held = writers is not None and writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        yield
+    finally:
+        if held:
+            assert writers is not None
+            writers.release()
+
+
 def make_engine(url: str | URL) -> Engine:
     """An engine for ``url`` with coverwatch's connection settings applied."""
     parsed = normalise_url(url)
@@ -77,6 +99,7 @@ def make_engine(url: str | URL) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        _WRITERS[engine] = threading.RLock()
         return engine
     return create_engine(parsed, pool_pre_ping=True)
 
@@ -101,7 +124,7 @@ class StoreBase:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction, committed when the block exits without error."""
-        with self.engine.connect() as conn:
+        with _queued(self.engine), self.engine.connect() as conn:
             conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
                 if self.fence_check is not None:
