@@ -130,8 +130,9 @@ def check(svc: SiteUnit) -> dict[str, str]:
     return out
 
 
-# Distributed mode: every site of a node shares one PostgreSQL, so one probe per round
-# answers for all of them (a probe per site made idle cost grow with the sites).
+# Every site of a process shares one database (one SQLite file, or one PostgreSQL), so one
+# probe per round answers for all of them (a probe per site made idle cost grow with the
+# sites: a hundred sites in one process made twenty commits a second for it).
 # By (engine, event loop): when it started, and the probe itself.
 _SHARED: dict[tuple[int, int], tuple[float, asyncio.Future[None]]] = {}
 
@@ -144,12 +145,15 @@ def _commit_probe(svc: SiteUnit) -> asyncio.Future[None]:
 async def _probe_store(svc: SiteUnit) -> None:
     engine = getattr(svc.store, "engine", None)
     try:
-        if svc.settings.bus_url is None or engine is None:
+        if engine is None:
             await _commit_probe(svc)
         else:
             key = (id(engine), id(asyncio.get_running_loop()))
             at, probe = _SHARED.get(key, (-1e18, None))
-            if probe is None or time.monotonic() - at >= svc.settings.watch_s / 2:
+            # A failed probe answers for no later round: the next site's tries again.
+            failed = probe is not None and probe.done() and (
+                probe.cancelled() or probe.exception() is not None)
+            if probe is None or failed or time.monotonic() - at >= svc.settings.watch_s / 2:
                 probe = _commit_probe(svc)
                 _SHARED[key] = (time.monotonic(), probe)
             await asyncio.shield(probe)

@@ -3,6 +3,8 @@ versions, the live horizon, the daily report's progress), per site."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import Connection, select
 
 from coverwatch.storage.base import StoreBase, dialect_insert, now_us
@@ -27,10 +29,19 @@ class StateRepository(StoreBase):
         with self._write() as conn:
             self._set_state_in(conn, key, value)
 
-    def _set_state_in(self, conn: Connection, key: str, value: str) -> None:
-        """:meth:`set_state` inside the caller's transaction."""
+    def set_states_of_sites(self, values: Mapping[tuple[str, str], str]) -> None:
+        """Save several sites' values (``(site, key) -> value``) in one transaction: one
+        commit for what would be one per site (server/statesaver.py)."""
+        with self._write() as conn:
+            for (site, key), value in values.items():
+                self._set_state_in(conn, key, value, site)
+
+    def _set_state_in(self, conn: Connection, key: str, value: str,
+                      site: str | None = None) -> None:
+        """:meth:`set_state` inside the caller's transaction (of ``site``: this store's)."""
         insert = dialect_insert(self.dialect)(server_state).values(
-            site=self.site, key=key, value=value, updated_us=now_us()
+            site=self.site if site is None else site, key=key, value=value,
+            updated_us=now_us()
         )
         upsert = insert.on_conflict_do_update(
             index_elements=[server_state.c.site, server_state.c.key],

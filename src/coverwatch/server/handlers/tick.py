@@ -20,6 +20,7 @@ from coverwatch.server.handlers.alerts import (
 from coverwatch.server.happenings import AlertChanged, Happening, Ticked
 from coverwatch.server.livecheckpoint import SAVE_EVERY_US, save
 from coverwatch.server.pools import in_store
+from coverwatch.server.statesaver import save_state
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.versions import load_versions
 
@@ -68,7 +69,7 @@ async def tick(unit: SiteUnit) -> list[CoverChange]:
                      device, d["median_s"], d["p95_s"], d["max_s"], int(d["count"]))
     if unit.evaluates and (horizon - unit.last_saved_horizon >= US_PER_S or changes):
         try:
-            await asyncio.to_thread(unit.store.set_state, HORIZON_KEY, str(horizon))
+            await save_state(unit.store, HORIZON_KEY, str(horizon))
         except Exception as e:
             unit.health.committed(False, f"{type(e).__name__}: {str(e)[:200]}")
             raise
