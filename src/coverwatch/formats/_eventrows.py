@@ -1,17 +1,17 @@
 """Event rows for the readers: the column names, the exact path's collector, and record helpers.
 
-Shared by the columnar fast path (formats/_eventfast.py) and the exact per-line
-path (formats/eventfiles.py), so both build control events and projections alike.
+Shared by the fast paths (formats/_eventfast.py, formats/_eventjsonl.py) and the
+exact per-line path (formats/eventfiles.py), so all build control events and
+projections alike.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from coverwatch.domain.events import (
     ControlEvent,
@@ -27,6 +27,9 @@ from coverwatch.domain.records import DUTY as _DUTY
 from coverwatch.domain.records import FIX as _FIX
 from coverwatch.domain.records import KINDS, RecordRules
 from coverwatch.domain.records import Row as _Row
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "COLUMNS",
@@ -167,7 +170,8 @@ def parquet_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 def parquet_column(arr: pa.Array) -> pa.Array:
     """Normalise a Parquet column to the types the checks expect."""
-    import pyarrow.compute as pc  # here: Parquet's reader loads it anyway, JSONL need not
+    import pyarrow as pa  # here: a JSONL replay loads no pyarrow
+    import pyarrow.compute as pc  # Parquet's reader loads it anyway
 
     typ = arr.type
     if pa.types.is_large_string(typ):
