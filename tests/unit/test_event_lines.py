@@ -132,3 +132,32 @@ def test_scan_matches_a_per_line_count_on_random_blocks() -> None:
         most = max((x.count(b"[") + x.count(b"{") for x in lines), default=0)
         assert shape.few_openers == (most <= FAST_MAX_OPENERS)
         assert shape.plain == (not any(not x or x[:1].isspace() for x in lines))
+
+
+@pytest.mark.parametrize("depth", [17, 20, 40, 63])
+@pytest.mark.parametrize("shape", ["list", "object"])
+def test_a_fix_nested_past_the_depth_rule_is_refused_by_the_fast_path_too(
+    tmp_path: Path, depth: int, shape: str
+) -> None:
+    # The fast path never walks an ignored field's values: a fix nested 17 to 64 deep
+    # in one was accepted there and refused by the exact path (FAST_MAX_OPENERS was 64).
+    inner = depth - 1  # the record itself is one level
+    extra = "[" * inner + "]" * inner if shape == "list" else '{"a":' * inner + "1" + "}" * inner
+    fix = f'{{"t":{T0},"kind":"fix","officer":"A1","x":1.0,"y":2.0}}'
+    deep = f'{{"t":{T0 + 1},"kind":"fix","officer":"A1","x":1.0,"y":2.0,"extra":{extra}}}'
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join([fix] * 50 + [deep] + [fix] * 50) + "\n")
+    with pytest.raises(EventInputError, match=r"e\.jsonl:51: extra: values nest more than 16"):
+        read_all(path)
+    batch, _ = read_all(path, skip_bad=True)
+    assert len(batch.fixes) == 100
+
+
+def test_a_fix_nested_as_deep_as_the_rule_allows_takes_the_fast_path(tmp_path: Path) -> None:
+    inner = FAST_MAX_OPENERS - 1
+    fix = f'{{"t":{T0},"kind":"fix","officer":"A1","x":1.0,"y":2.0,"extra":'
+    path = tmp_path / "e.jsonl"
+    path.write_text(f'{fix}{"[" * inner}{"]" * inner}}}\n' * 10)
+    assert scan(path.read_bytes()).few_openers
+    batch, _ = read_all(path)
+    assert len(batch.fixes) == 10

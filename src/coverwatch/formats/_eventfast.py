@@ -33,7 +33,7 @@ from coverwatch.domain.time import US_PER_S
 from coverwatch.formats import _arrowcall as ac
 from coverwatch.formats._eventrows import control_event, project
 
-__all__ = ["FastFail", "columns", "fast_block", "times_of_texts"]
+__all__ = ["FastFail", "columns", "fast_block"]
 
 # The ISO shapes on which pyarrow's cast and datetime.fromisoformat agree exactly.
 _ISO_FAST = (
@@ -116,11 +116,6 @@ def _times_fast(arr: pa.Array) -> I64 | None:
                 return None
             return _times_fast(numbers)
     return None
-
-
-def times_of_texts(texts: list[str]) -> I64 | None:
-    """Event times given as texts, as µs, or None where the fast path does not vouch."""
-    return _times_fast(pa.array(texts, pa.string()))
 
 
 def _floats(cols: Mapping[str, pa.Array], name: str) -> tuple[F64, BoolArr] | None:

@@ -5,9 +5,8 @@ one block plus :data:`MAX_LINE_BYTES` of a line (a longer line is cut there and
 the rest of it skipped, so the exact path refuses it by its number).
 :func:`scan` tells, in a few vectorised passes over a block, what the columnar
 fast path needs to know before it may parse the block: the number of lines,
-whether any line is blank or starts with white space, the longest line,
-whether any line holds more than :data:`FAST_MAX_OPENERS` brackets, and whether
-every line is braced (opens with ``{`` and closes with ``}``).
+whether any line is blank or starts with white space, the longest line, and
+whether any line holds more than :data:`FAST_MAX_OPENERS` brackets.
 """
 
 from __future__ import annotations
@@ -32,18 +31,19 @@ __all__ = [
 
 MAX_LINE_BYTES = 1 << 20  # an event line is about 100 bytes; 1 MiB is far past any real one
 MAX_CSV_FIELD_CHARS = 131_072  # the csv module's own default field limit
-# A line with no more brackets than a record may nest deep cannot break the depth
-# rule, so the fast path, which never walks the values, may take it; any other line
-# takes the exact path, where orjson and the per-record depth rule judge it (and
-# name its line and field). (It was 64: lines nested 17 to 64 deep in a field the
-# fast path ignores were accepted there and refused by the exact path.)
+# The fast path never walks a record's values (pyarrow's JSON reader even crashes
+# the process on an unknown field nested some ten thousand deep): a line with more
+# brackets than a record may nest deep takes the exact path, where orjson and the
+# per-record depth rule judge it and name its line and field. At 64, lines nested
+# 17 to 64 deep in a field the fast path ignores were accepted by it and refused
+# by the exact path.
 FAST_MAX_OPENERS = MAX_DEPTH
 
 _BOM = b"\xef\xbb\xbf"
 _SLICE = 1 << 22  # bytes scanned at a time: the temporaries stay small and in cache
 _SPACE = np.zeros(256, np.bool_)
 _SPACE[[9, 10, 11, 12, 13, 32]] = True  # bytes.isspace()
-_NL, _CURLY, _CLOSE, _CR = ord("\n"), ord("{"), ord("}"), ord("\r")
+_NL, _CURLY = ord("\n"), ord("{")
 
 
 def line_too_long(nbytes: int) -> str:
@@ -87,10 +87,6 @@ class BlockShape:
     plain: bool  # no line is blank or starts with white space: row i is line i
     longest: int  # bytes in the longest line, newline excluded
     few_openers: bool  # no line holds more than FAST_MAX_OPENERS '[' and '{'
-    # Every line's first byte is '{' and its last (before any '\r') is '}'. Then a
-    # line's end is a value's end in any JSON stream that parses ('}' then '{' is
-    # never inside a value), so one value per line iff the values number the lines.
-    braced: bool = False
 
 
 def scan(block: bytes | bytearray) -> BlockShape:
@@ -104,7 +100,7 @@ def scan(block: bytes | bytearray) -> BlockShape:
     data = np.frombuffer(block, np.uint8)
     n = len(data)
     lines = longest = 0
-    plain = few = braced = True
+    plain = few = True
     lo = 0
     while lo < n:
         cut = block.find(b"\n", lo + _SLICE - 1)
@@ -119,13 +115,6 @@ def scan(block: bytes | bytearray) -> BlockShape:
         longest = max(longest, int((ends - starts).max()))
         head = part[starts]
         plain = plain and not _SPACE[head].any()
-        if braced and len(starts):
-            last = part[np.maximum(ends - 1, 0)]
-            cr = last == _CR  # a CRLF line: its '}' is one byte earlier
-            if cr.any():
-                last = np.where(cr, part[np.maximum(ends - 2, 0)], last)
-            braced = bool((head == _CURLY).all()) and bool((last == _CLOSE).all()) and \
-                bool((ends - starts >= 2 + cr).all())
         if few:
             # '{' (0x7b) and '[' (0x5b) are the only bytes with b | 0x20 == 0x7b: one pass.
             opener = (part | 0x20) == _CURLY
@@ -135,4 +124,4 @@ def scan(block: bytes | bytearray) -> BlockShape:
                 per_line = np.bincount(np.searchsorted(starts, at, side="right") - 1)
                 few = int(per_line.max()) <= FAST_MAX_OPENERS
         lo = hi
-    return BlockShape(lines, plain, longest, few, braced and plain)
+    return BlockShape(lines, plain, longest, few)

@@ -1,17 +1,17 @@
 """Event rows for the readers: the column names, the exact path's collector, and record helpers.
 
-Shared by the fast paths (formats/_eventfast.py, formats/_eventjsonl.py) and the
-exact per-line path (formats/eventfiles.py), so all build control events and
-projections alike.
+Shared by the columnar fast path (formats/_eventfast.py) and the exact per-line
+path (formats/eventfiles.py), so both build control events and projections alike.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from coverwatch.domain.events import (
     ControlEvent,
@@ -27,9 +27,6 @@ from coverwatch.domain.records import DUTY as _DUTY
 from coverwatch.domain.records import FIX as _FIX
 from coverwatch.domain.records import KINDS, RecordRules
 from coverwatch.domain.records import Row as _Row
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 __all__ = [
     "COLUMNS",
@@ -170,8 +167,7 @@ def parquet_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 def parquet_column(arr: pa.Array) -> pa.Array:
     """Normalise a Parquet column to the types the checks expect."""
-    import pyarrow as pa  # here: a JSONL replay loads no pyarrow
-    import pyarrow.compute as pc  # Parquet's reader loads it anyway
+    import pyarrow.compute as pc  # here: Parquet's reader loads it anyway, JSONL need not
 
     typ = arr.type
     if pa.types.is_large_string(typ):

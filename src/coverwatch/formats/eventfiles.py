@@ -1,8 +1,7 @@
 """Event files for replay: JSONL, CSV, Parquet (and GPX) readers, and the ordering stage.
 
 :func:`read_events` turns a file into :class:`EventBatch` chunks in input order.
-Each block of the file first goes through a fast path (JSONL: msgspec's decoder
-plus vectorised checks, formats/_eventjsonl.py; CSV and Parquet: pyarrow's C++
+Each block of the file first goes through a columnar fast path (pyarrow's C++
 parsers plus vectorised checks, formats/_eventfast.py); if anything in the
 block is unusual (a type mix, a bad or overlong line, a blank line, a time
 format the fast path does not vouch for) the whole block is re-read by the
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.json as pajson
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.records import (
@@ -39,7 +40,8 @@ from coverwatch.domain.records import (
 )
 from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
-from coverwatch.formats._eventjsonl import jsonl_block
+from coverwatch.formats._eventfast import columns as _columns
+from coverwatch.formats._eventfast import fast_block as _fast_block
 from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
@@ -59,8 +61,6 @@ from coverwatch.formats._eventrows import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from coverwatch.formats.gpx import GpxOptions
 
 __all__ = [
@@ -136,6 +136,8 @@ class EventReader:
         self.total_bytes = self.path.stat().st_size
         self._rules = RecordRules.of(site)
         self._name = str(path)
+        # JSONL's `t` column type that parsed last time, tried first next block.
+        self._json_t: list[pa.DataType] = [pa.float64(), pa.string()]
         # Set by tests to check that the exact path alone gives the same result.
         self._fast = True
 
@@ -210,7 +212,7 @@ class EventReader:
             for block in blocks(f, self._block_bytes):
                 shape = scan(block)
                 batch = self._jsonl_block(block, line + 1, shape.lines,
-                                          fast=shape.braced and shape.few_openers
+                                          fast=shape.plain and shape.few_openers
                                           and shape.longest <= MAX_LINE_BYTES)
                 line += shape.lines
                 self.lines_read = line
@@ -220,12 +222,41 @@ class EventReader:
         self.bytes_read = self.total_bytes
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
-        # Every line braced, none too long or too deep: value i is line first + i.
+        # No line blank or starting with white space: row i is line first + i.
         if self._fast and fast:
-            batch = jsonl_block(block, first, nlines, self._rules, self.registry)
-            if batch is not None:
-                return batch
+            table = self._read_json(block)
+            if table is not None and table.num_rows == nlines:
+                cols = _columns(table)
+                seq = np.arange(first, first + nlines, dtype=np.int64)
+                batch = _fast_block(cols, seq, self._rules, self.registry, None)
+                if batch is not None:
+                    return batch
         return self._exact(self._jsonl_records(block, first))
+
+    def _read_json(self, block: bytearray) -> pa.Table | None:
+        # Only the fix fields are typed: naming absent fields in the schema makes
+        # pyarrow fill null columns, which costs more than inferring rare ones.
+        for t_type in list(self._json_t):
+            schema = pa.schema(
+                [
+                    ("t", t_type), ("kind", pa.string()), ("officer", pa.string()),
+                    ("x", pa.float64()), ("y", pa.float64()), ("accuracy_m", pa.float64()),
+                ]
+            )  # fmt: skip
+            try:
+                table = pajson.read_json(
+                    pa.BufferReader(block),
+                    read_options=pajson.ReadOptions(block_size=16 << 20),
+                    parse_options=pajson.ParseOptions(
+                        explicit_schema=schema, unexpected_field_behavior="infer"
+                    ),
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            if t_type != self._json_t[0]:
+                self._json_t.reverse()
+            return table
+        return None
 
     @staticmethod
     def _jsonl_records(block: bytearray, first: int) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
@@ -295,11 +326,7 @@ class EventReader:
         self, block: bytearray, first: int, header: list[str], nlines: int, *, fast: bool
     ) -> EventBatch:
         if self._fast and fast:
-            import pyarrow as pa  # here: a JSONL replay loads no pyarrow
-            import pyarrow.csv as pacsv
-
-            from coverwatch.formats._eventfast import columns as _columns
-            from coverwatch.formats._eventfast import fast_block as _fast_block
+            import pyarrow.csv as pacsv  # here: a JSONL replay's start need not load it
 
             types: dict[str, pa.DataType] = {}
             for name in header:
@@ -370,11 +397,7 @@ class EventReader:
     # -- Parquet ---------------------------------------------------------
 
     def _parquet(self) -> Iterator[EventBatch]:
-        import pyarrow as pa  # here: a JSONL replay loads no pyarrow
-        import pyarrow.parquet as pq
-
-        from coverwatch.formats._eventfast import columns as _columns
-        from coverwatch.formats._eventfast import fast_block as _fast_block
+        import pyarrow.parquet as pq  # here: a JSONL replay's start need not load it
 
         try:
             # No pre-buffering: it keeps every column chunk read so far alive until the
