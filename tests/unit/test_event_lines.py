@@ -11,6 +11,7 @@ from test_eventfiles import SITE, T0, read_all
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.errors import EventInputError
+from coverwatch.formats import eventfiles
 from coverwatch.formats._eventlines import FAST_MAX_OPENERS, scan
 from coverwatch.formats.eventfiles import (
     COLUMNS,
@@ -161,3 +162,38 @@ def test_a_fix_nested_as_deep_as_the_rule_allows_takes_the_fast_path(tmp_path: P
     assert scan(path.read_bytes()).few_openers
     batch, _ = read_all(path)
     assert len(batch.fixes) == 10
+
+
+@pytest.mark.parametrize("bad", [
+    b'"note":NaN', b'"note":-Infinity', b'"note":[1,Infinity]', b'"note":"\xff"',
+    b'"note":"\xed\xa0\x80"', b'"note":"\xc0\x80"', b'"note":"\xf4\x90\x80\x80"',
+])  # fmt: skip
+@pytest.mark.parametrize("where", ["extra", "officer"])
+def test_a_line_orjson_refuses_is_refused_by_its_number_with_the_fast_path_on(
+    tmp_path: Path, bad: bytes, where: str
+) -> None:
+    # pyarrow's reader takes NaN, Infinity and bytes that are not UTF-8 where orjson
+    # does not: such a fix in a field the fast path ignores was accepted, and one in
+    # the officer crashed the reader (UnicodeDecodeError).
+    fix = b'{"t":%d,"kind":"fix","officer":"A1","x":1.0,"y":2.0' % T0
+    if where == "extra":
+        line = fix + b"," + bad + b"}"
+    else:
+        line = fix.replace(b'"officer":"A1"', b'"officer":' + bad.split(b":", 1)[1]) + b"}"
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join([fix + b"}"] * 30 + [line] + [fix + b"}"] * 30) + b"\n")
+    with pytest.raises(EventInputError, match=r"e\.jsonl:31: invalid JSON"):
+        read_all(path)
+    batch, _ = read_all(path, skip_bad=True)
+    assert len(batch.fixes) == 60
+
+
+def test_text_in_other_languages_still_takes_the_fast_path(tmp_path: Path) -> None:
+    records = [{"t": T0 + i, "kind": "fix", "officer": name, "x": 1.0, "y": 2.0, "note": "Zoë"}
+               for i, name in enumerate(["Łukasz", "Ægir", "José", "Nguyễn"])]
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
+    assert eventfiles._json_as_orjson(bytearray(path.read_bytes()))
+    batch, registry = read_all(path)
+    assert list(registry.names) == ["Łukasz", "Ægir", "José", "Nguyễn"]
+    assert len(batch.fixes) == 4

@@ -223,7 +223,7 @@ class EventReader:
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
-        if self._fast and fast:
+        if self._fast and fast and _json_as_orjson(block):
             table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
@@ -443,6 +443,22 @@ class EventReader:
         for i, row in enumerate(zip(*values, strict=True)):
             yield first + i, parquet_record(dict(zip(keys, row, strict=True)))
 
+
+
+def _json_as_orjson(block: bytearray) -> bool:
+    """False if pyarrow's reader may accept a line that orjson refuses (the exact
+    path then decides): it takes NaN and Infinity, and bytes that are not UTF-8, in
+    fields the fast path ignores. Python's strict decoder refuses what orjson does
+    (overlong forms, surrogates, code points past U+10FFFF)."""
+    if b"NaN" in block or b"Infinity" in block:
+        return False
+    if block.isascii():
+        return True
+    try:
+        bytes(block).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _field_too_long() -> str:
