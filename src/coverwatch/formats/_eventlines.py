@@ -14,8 +14,11 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import orjson
 
 from coverwatch.domain.records import MAX_DEPTH
 
@@ -25,8 +28,10 @@ __all__ = [
     "MAX_LINE_BYTES",
     "BlockShape",
     "blocks",
+    "json_as_orjson",
     "line_too_long",
     "scan",
+    "whole_records",
 ]
 
 MAX_LINE_BYTES = 1 << 20  # an event line is about 100 bytes; 1 MiB is far past any real one
@@ -125,3 +130,37 @@ def scan(block: bytes | bytearray) -> BlockShape:
                 few = int(per_line.max()) <= FAST_MAX_OPENERS
         lo = hi
     return BlockShape(lines, plain, longest, few)
+
+
+def json_as_orjson(block: bytearray) -> bool:
+    """False if pyarrow's reader may accept a line that orjson refuses (the exact
+    path then decides): it takes NaN and Infinity, and bytes that are not UTF-8, in
+    fields the fast path ignores. Python's strict decoder refuses what orjson does
+    (overlong forms, surrogates, code points past U+10FFFF)."""
+    if b"NaN" in block or b"Infinity" in block:
+        return False
+    if block.isascii():
+        return True
+    try:
+        bytes(block).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def whole_records(block: bytearray, rows: npt.NDArray[np.intp]) -> list[dict[str, Any]] | None:
+    """The records of lines ``rows`` (0-based) of a block whose row i is line i, as
+    orjson reads them; None if one is not a JSON object."""
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
+    starts = np.concatenate(([0], ends + 1))
+    ends = np.append(ends, len(block))
+    out = []
+    for i in rows:
+        try:
+            rec = orjson.loads(block[starts[i] : ends[i]])
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(rec, dict):
+            return None
+        out.append(rec)
+    return out

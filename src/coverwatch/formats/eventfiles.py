@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,10 @@ from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
     blocks,
+    json_as_orjson,
     line_too_long,
     scan,
+    whole_records,
 )
 from coverwatch.formats._eventorder import NeedsFullSort, sorted_events
 from coverwatch.formats._eventrows import (
@@ -223,17 +226,21 @@ class EventReader:
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
-        if self._fast and fast and _json_as_orjson(block):
-            table = self._read_json(block)
+        if self._fast and fast and json_as_orjson(block):
+            # Without lat, lon or any escape (which could spell them) written, only the
+            # fix fields are parsed (cheaper); control rows are then read whole by orjson.
+            fix_only = b'"lat"' not in block and b'"lon"' not in block and b"\\" not in block
+            table = self._read_json(block, fix_only)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
                 seq = np.arange(first, first + nlines, dtype=np.int64)
-                batch = _fast_block(cols, seq, self._rules, self.registry, None)
+                records = partial(whole_records, block) if fix_only else None
+                batch = _fast_block(cols, seq, self._rules, self.registry, None, records)
                 if batch is not None:
                     return batch
         return self._exact(self._jsonl_records(block, first))
 
-    def _read_json(self, block: bytearray) -> pa.Table | None:
+    def _read_json(self, block: bytearray, fix_only: bool) -> pa.Table | None:
         # Only the fix fields are typed: naming absent fields in the schema makes
         # pyarrow fill null columns, which costs more than inferring rare ones.
         for t_type in list(self._json_t):
@@ -248,7 +255,8 @@ class EventReader:
                     pa.BufferReader(block),
                     read_options=pajson.ReadOptions(block_size=16 << 20),
                     parse_options=pajson.ParseOptions(
-                        explicit_schema=schema, unexpected_field_behavior="infer"
+                        explicit_schema=schema,
+                        unexpected_field_behavior="ignore" if fix_only else "infer",
                     ),
                 )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -443,22 +451,6 @@ class EventReader:
         for i, row in enumerate(zip(*values, strict=True)):
             yield first + i, parquet_record(dict(zip(keys, row, strict=True)))
 
-
-
-def _json_as_orjson(block: bytearray) -> bool:
-    """False if pyarrow's reader may accept a line that orjson refuses (the exact
-    path then decides): it takes NaN and Infinity, and bytes that are not UTF-8, in
-    fields the fast path ignores. Python's strict decoder refuses what orjson does
-    (overlong forms, surrogates, code points past U+10FFFF)."""
-    if b"NaN" in block or b"Infinity" in block:
-        return False
-    if block.isascii():
-        return True
-    try:
-        bytes(block).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _field_too_long() -> str:
