@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from test_eventfiles import SITE, T0, exact_only, read_all, same
+from test_eventfiles import SITE, T0, read_all
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.errors import EventInputError
-from coverwatch.formats import eventfiles
 from coverwatch.formats._eventlines import FAST_MAX_OPENERS, json_as_orjson, scan
 from coverwatch.formats.eventfiles import (
     COLUMNS,
@@ -197,29 +196,3 @@ def test_text_in_other_languages_still_takes_the_fast_path(tmp_path: Path) -> No
     batch, registry = read_all(path)
     assert list(registry.names) == ["Łukasz", "Ægir", "José", "Nguyễn"]
     assert len(batch.fixes) == 4
-
-
-def test_control_rows_are_read_whole_when_only_the_fix_fields_are_parsed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # No lat, lon or escape written: pyarrow parses only the fix fields, and the duty,
-    # gate and flag rows are read whole by orjson, in the fast path (never the exact one).
-    records: list[dict[str, object]] = [
-        {"t": T0, "kind": "duty", "officer": "B2", "on": True, "capabilities": ["armed"]},
-        {"t": T0, "kind": "gate", "post": "main-gate", "open": True, "officer": "Z9"},
-        {"t": T0, "kind": "flag", "flag": "open-hours", "on": True, "note": {"a": [1, 2]}},
-    ]
-    records += [{"t": T0 + i, "kind": "fix", "officer": f"o{i % 7}", "x": i, "y": 2.0,
-                 "accuracy_m": 3.0, "battery": [i, {"v": 1}]} for i in range(200)]
-    records.append({"t": T0 + 300, "kind": "duty", "officer": "B2", "on": False})
-    path = tmp_path / "e.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
-    exact, exact_registry = exact_only(path)
-
-    def no_exact(*_: object) -> None:
-        raise AssertionError("the exact path was taken")
-
-    monkeypatch.setattr(eventfiles.EventReader, "_exact", no_exact)
-    batch, registry = read_all(path)
-    assert list(registry.names) == list(exact_registry.names)
-    assert same(batch, exact) and len(batch.control) == 4

@@ -146,15 +146,10 @@ def fast_block(
     rules: RecordRules,
     registry: OfficerRegistry,
     to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
-    records: Callable[[npt.NDArray[np.intp]], list[dict[str, Any]] | None] | None = None,
 ) -> EventBatch | None:
-    """Convert a block of typed columns; None when the exact path must decide.
-
-    ``records``, if given, returns the whole records of the rows asked for (the
-    control rows), when ``cols`` hold only the fix fields; None if it cannot.
-    """
+    """Convert a block of typed columns; None when the exact path must decide."""
     try:
-        return _fast_block_inner(cols, seq, rules, registry, to_record, records)
+        return _fast_block_inner(cols, seq, rules, registry, to_record)
     except (FastFail, _Bad, pa.ArrowException, UnicodeDecodeError):
         return None
 
@@ -165,7 +160,6 @@ def _fast_block_inner(
     rules: RecordRules,
     registry: OfficerRegistry,
     to_record: Callable[[dict[str, Any]], dict[str, Any]] | None,
-    records: Callable[[npt.NDArray[np.intp]], list[dict[str, Any]] | None] | None,
 ) -> EventBatch:
     n = len(seq)
     if n == 0:
@@ -273,18 +267,11 @@ def _fast_block_inner(
     # Control events are rare: check them with the exact rules, row by row.
     ctrl: list[tuple[_Row, int]] = []
     if len(ctrl_rows):
-        if records is not None:
-            got = records(ctrl_rows)
-            if got is None:
-                raise FastFail
-            recs = got
-        else:
-            pick = _indices(ctrl_rows)
-            present = {name: ac.take(cols[name], pick).to_pylist() for name in cols}
-            keys = list(present)
-            recs = [dict(zip(keys, values, strict=True))
-                    for values in zip(*present.values(), strict=True)]
-        for i, rec in enumerate(recs):
+        pick = _indices(ctrl_rows)
+        present = {name: ac.take(cols[name], pick).to_pylist() for name in cols}
+        keys = list(present)
+        for i, values in enumerate(zip(*present.values(), strict=True)):
+            rec = dict(zip(keys, values, strict=True))
             if to_record is not None:
                 rec = to_record(rec)
             ctrl.append((check_row(rec, rules), int(seq[ctrl_rows[i]])))

@@ -14,11 +14,8 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import orjson
 
 from coverwatch.domain.records import MAX_DEPTH
 
@@ -31,7 +28,6 @@ __all__ = [
     "json_as_orjson",
     "line_too_long",
     "scan",
-    "whole_records",
 ]
 
 MAX_LINE_BYTES = 1 << 20  # an event line is about 100 bytes; 1 MiB is far past any real one
@@ -137,7 +133,8 @@ def json_as_orjson(block: bytearray) -> bool:
     path then decides): it takes NaN and Infinity, and bytes that are not UTF-8, in
     fields the fast path ignores. Python's strict decoder refuses what orjson does
     (overlong forms, surrogates, code points past U+10FFFF)."""
-    if b"NaN" in block or b"Infinity" in block:
+    # A one-byte search runs at memchr's speed, a longer one several times slower.
+    if (b"N" in block and b"NaN" in block) or (b"I" in block and b"Infinity" in block):
         return False
     if block.isascii():
         return True
@@ -146,21 +143,3 @@ def json_as_orjson(block: bytearray) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def whole_records(block: bytearray, rows: npt.NDArray[np.intp]) -> list[dict[str, Any]] | None:
-    """The records of lines ``rows`` (0-based) of a block whose row i is line i, as
-    orjson reads them; None if one is not a JSON object."""
-    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
-    starts = np.concatenate(([0], ends + 1))
-    ends = np.append(ends, len(block))
-    out = []
-    for i in rows:
-        try:
-            rec = orjson.loads(block[starts[i] : ends[i]])
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(rec, dict):
-            return None
-        out.append(rec)
-    return out

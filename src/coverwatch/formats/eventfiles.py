@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +49,6 @@ from coverwatch.formats._eventlines import (
     json_as_orjson,
     line_too_long,
     scan,
-    whole_records,
 )
 from coverwatch.formats._eventorder import NeedsFullSort, sorted_events
 from coverwatch.formats._eventrows import (
@@ -227,20 +225,16 @@ class EventReader:
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
         if self._fast and fast and json_as_orjson(block):
-            # Without lat, lon or any escape (which could spell them) written, only the
-            # fix fields are parsed (cheaper); control rows are then read whole by orjson.
-            fix_only = b'"lat"' not in block and b'"lon"' not in block and b"\\" not in block
-            table = self._read_json(block, fix_only)
+            table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
                 seq = np.arange(first, first + nlines, dtype=np.int64)
-                records = partial(whole_records, block) if fix_only else None
-                batch = _fast_block(cols, seq, self._rules, self.registry, None, records)
+                batch = _fast_block(cols, seq, self._rules, self.registry, None)
                 if batch is not None:
                     return batch
         return self._exact(self._jsonl_records(block, first))
 
-    def _read_json(self, block: bytearray, fix_only: bool) -> pa.Table | None:
+    def _read_json(self, block: bytearray) -> pa.Table | None:
         # Only the fix fields are typed: naming absent fields in the schema makes
         # pyarrow fill null columns, which costs more than inferring rare ones.
         for t_type in list(self._json_t):
@@ -255,8 +249,7 @@ class EventReader:
                     pa.BufferReader(block),
                     read_options=pajson.ReadOptions(block_size=16 << 20),
                     parse_options=pajson.ParseOptions(
-                        explicit_schema=schema,
-                        unexpected_field_behavior="ignore" if fix_only else "infer",
+                        explicit_schema=schema, unexpected_field_behavior="infer"
                     ),
                 )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
