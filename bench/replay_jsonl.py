@@ -157,8 +157,10 @@ def main() -> None:
         trees["replay (baseline)"] = args.baseline_src.resolve()
     cli = [PY, "-c", "from coverwatch.cli import main; main()", "replay", str(site), str(events)]
     times: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for name, src in trees.items():
+    for round_no in range(args.rounds):
+        # The first process of a pair runs slower on a loaded machine: alternate the order.
+        order = list(trees.items())
+        for name, src in order[::-1] if round_no % 2 else order:
             env = {**os.environ, "PYTHONPATH": str(src)}
             out = work / f"out-{len(times)}-{name[8:12]}.jsonl"
             stdout = work / f"stdout-{len(times)}-{name[8:12]}.txt"
