@@ -35,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay import make_scenario, site_yaml, write_jsonl
@@ -66,6 +68,27 @@ _TIMED = {
         "print(time.perf_counter() - t)"
     ),
 }
+# msgspec (not a dependency: evaluated as the JSONL parser, bench/README.md "Sixth
+# round"), timed when importable: decoding to structs of the fix fields, and taking
+# the columns out of them, in 13 MiB blocks as a replay reads.
+_MSGSPEC = {
+    "msgspec decode_lines (in process)": (
+        "import time, msgspec\n"
+        "class L(msgspec.Struct, gc=False):\n"
+        "    t: int | float | str | None = None\n"
+        "    kind: str | None = None\n"
+        "    officer: str | None = None\n"
+        "    x: float | None = None\n"
+        "    y: float | None = None\n"
+        "    accuracy_m: float | None = None\n"
+        "d = msgspec.json.Decoder(L); f = open({p!r}, 'rb'); cols = {cols}\n"
+        "t = time.perf_counter()\n"
+        "while b := f.read(13 << 20):\n"
+        "    b += f.readline(); rows = d.decode_lines(b)\n"
+        "    if cols: c = [[getattr(r, k) for r in rows] for k in L.__struct_fields__]\n"
+        "print(time.perf_counter() - t)"
+    ),
+}
 _PROCESS = "import pyarrow as pa, pyarrow.json as pj; pj.read_json(pa.OSFile({p!r}))"
 _ORJSON_PROCESS = (
     "import orjson\n"
@@ -75,15 +98,24 @@ _ORJSON_PROCESS = (
 _CPU = False  # set by --cpu: whole processes timed by their CPU time, not the wall clock
 
 
-def _wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def _wall(cmd: list[str], env: dict[str, str] | None = None, out: Path | None = None) -> float:
+    sink = subprocess.DEVNULL if out is None else out.open("wb")
+    try:
+        return _timed(cmd, env, sink)
+    finally:
+        if out is not None:
+            sink.close()  # type: ignore[union-attr]
+
+
+def _timed(cmd: list[str], env: dict[str, str] | None, sink: Any) -> float:
     if _CPU:
-        child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen(cmd, env=env, stdout=sink)
         _, status, usage = os.wait4(child.pid, 0)
         if status:
             raise subprocess.CalledProcessError(status, cmd)
         return usage.ru_utime + usage.ru_stime
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=env, stdout=sink)
     return time.perf_counter() - t
 
 
@@ -125,18 +157,27 @@ def main() -> None:
         trees["replay (baseline)"] = args.baseline_src.resolve()
     cli = [PY, "-c", "from coverwatch.cli import main; main()", "replay", str(site), str(events)]
     times: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for name, src in trees.items():
+    for round_no in range(args.rounds):
+        # The first process of a pair runs slower on a loaded machine: alternate the order.
+        order = list(trees.items())
+        for name, src in order[::-1] if round_no % 2 else order:
             env = {**os.environ, "PYTHONPATH": str(src)}
             out = work / f"out-{len(times)}-{name[8:12]}.jsonl"
-            times.setdefault(name, []).append(_wall([*cli, "--json", str(out)], env))
+            stdout = work / f"stdout-{len(times)}-{name[8:12]}.txt"
+            times.setdefault(name, []).append(_wall([*cli, "--json", str(out)], env, stdout))
         times.setdefault("pyarrow read_json (whole process)", []).append(
             _wall([PY, "-c", _PROCESS.format(p=str(events))]))
         times.setdefault("orjson.loads per line (whole process)", []).append(
             _wall([PY, "-c", _ORJSON_PROCESS.format(p=str(events))]))
         for name, code in _TIMED.items():
             times.setdefault(name, []).append(_inner(code.format(p=str(events))))
+        if find_spec("msgspec") is not None:
+            for name, code in _MSGSPEC.items():
+                for cols, label in ((False, name), (True, name[:-1] + ", + columns)")):
+                    times.setdefault(label, []).append(
+                        _inner(code.format(p=str(events), cols=cols)))
     outs = {p.read_bytes() for p in work.glob("out-*.jsonl")}
+    stdouts = {p.read_bytes() for p in work.glob("stdout-*.txt")}
     best = {k: min(v) for k, v in times.items()}
     mine = best["replay (this tree)"]
     print(f"\n{'measure (whole processes: ' + ('CPU' if _CPU else 'wall') + ')':<40} "
@@ -145,6 +186,7 @@ def main() -> None:
         print(f"{name:<40} {best[name]:>7.2f} {mine / best[name]:>11.2f}x  "
               + ", ".join(f"{r:.2f}" for r in runs))
     print(f"\noutputs identical across trees and runs: {'yes' if len(outs) == 1 else 'NO'}")
+    print(f"stdout identical across trees and runs: {'yes' if len(stdouts) == 1 else 'NO'}")
     print(_load())
     shutil.rmtree(work)
 

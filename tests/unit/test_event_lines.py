@@ -11,7 +11,7 @@ from test_eventfiles import SITE, T0, read_all
 
 from coverwatch.domain.events import OfficerRegistry
 from coverwatch.errors import EventInputError
-from coverwatch.formats._eventlines import FAST_MAX_OPENERS, scan
+from coverwatch.formats._eventlines import FAST_MAX_OPENERS, json_as_orjson, scan
 from coverwatch.formats.eventfiles import (
     COLUMNS,
     MAX_CSV_FIELD_CHARS,
@@ -132,3 +132,67 @@ def test_scan_matches_a_per_line_count_on_random_blocks() -> None:
         most = max((x.count(b"[") + x.count(b"{") for x in lines), default=0)
         assert shape.few_openers == (most <= FAST_MAX_OPENERS)
         assert shape.plain == (not any(not x or x[:1].isspace() for x in lines))
+
+
+@pytest.mark.parametrize("depth", [17, 20, 40, 63])
+@pytest.mark.parametrize("shape", ["list", "object"])
+def test_a_fix_nested_past_the_depth_rule_is_refused_by_the_fast_path_too(
+    tmp_path: Path, depth: int, shape: str
+) -> None:
+    # The fast path never walks an ignored field's values: a fix nested 17 to 64 deep
+    # in one was accepted there and refused by the exact path (FAST_MAX_OPENERS was 64).
+    inner = depth - 1  # the record itself is one level
+    extra = "[" * inner + "]" * inner if shape == "list" else '{"a":' * inner + "1" + "}" * inner
+    fix = f'{{"t":{T0},"kind":"fix","officer":"A1","x":1.0,"y":2.0}}'
+    deep = f'{{"t":{T0 + 1},"kind":"fix","officer":"A1","x":1.0,"y":2.0,"extra":{extra}}}'
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join([fix] * 50 + [deep] + [fix] * 50) + "\n")
+    with pytest.raises(EventInputError, match=r"e\.jsonl:51: extra: values nest more than 16"):
+        read_all(path)
+    batch, _ = read_all(path, skip_bad=True)
+    assert len(batch.fixes) == 100
+
+
+def test_a_fix_nested_as_deep_as_the_rule_allows_takes_the_fast_path(tmp_path: Path) -> None:
+    inner = FAST_MAX_OPENERS - 1
+    fix = f'{{"t":{T0},"kind":"fix","officer":"A1","x":1.0,"y":2.0,"extra":'
+    path = tmp_path / "e.jsonl"
+    path.write_text(f'{fix}{"[" * inner}{"]" * inner}}}\n' * 10)
+    assert scan(path.read_bytes()).few_openers
+    batch, _ = read_all(path)
+    assert len(batch.fixes) == 10
+
+
+@pytest.mark.parametrize("bad", [
+    b'"note":NaN', b'"note":-Infinity', b'"note":[1,Infinity]', b'"note":"\xff"',
+    b'"note":"\xed\xa0\x80"', b'"note":"\xc0\x80"', b'"note":"\xf4\x90\x80\x80"',
+])  # fmt: skip
+@pytest.mark.parametrize("where", ["extra", "officer"])
+def test_a_line_orjson_refuses_is_refused_by_its_number_with_the_fast_path_on(
+    tmp_path: Path, bad: bytes, where: str
+) -> None:
+    # pyarrow's reader takes NaN, Infinity and bytes that are not UTF-8 where orjson
+    # does not: such a fix in a field the fast path ignores was accepted, and one in
+    # the officer crashed the reader (UnicodeDecodeError).
+    fix = b'{"t":%d,"kind":"fix","officer":"A1","x":1.0,"y":2.0' % T0
+    if where == "extra":
+        line = fix + b"," + bad + b"}"
+    else:
+        line = fix.replace(b'"officer":"A1"', b'"officer":' + bad.split(b":", 1)[1]) + b"}"
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join([fix + b"}"] * 30 + [line] + [fix + b"}"] * 30) + b"\n")
+    with pytest.raises(EventInputError, match=r"e\.jsonl:31: invalid JSON"):
+        read_all(path)
+    batch, _ = read_all(path, skip_bad=True)
+    assert len(batch.fixes) == 60
+
+
+def test_text_in_other_languages_still_takes_the_fast_path(tmp_path: Path) -> None:
+    records = [{"t": T0 + i, "kind": "fix", "officer": name, "x": 1.0, "y": 2.0, "note": "Zoë"}
+               for i, name in enumerate(["Łukasz", "Ægir", "José", "Nguyễn"])]
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
+    assert json_as_orjson(bytearray(path.read_bytes()))
+    batch, registry = read_all(path)
+    assert list(registry.names) == ["Łukasz", "Ægir", "José", "Nguyễn"]
+    assert len(batch.fixes) == 4

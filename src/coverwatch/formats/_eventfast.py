@@ -150,7 +150,7 @@ def fast_block(
     """Convert a block of typed columns; None when the exact path must decide."""
     try:
         return _fast_block_inner(cols, seq, rules, registry, to_record)
-    except (FastFail, _Bad, pa.ArrowException):
+    except (FastFail, _Bad, pa.ArrowException, UnicodeDecodeError):
         return None
 
 

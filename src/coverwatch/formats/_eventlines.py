@@ -17,22 +17,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coverwatch.domain.records import MAX_DEPTH
+
 __all__ = [
     "FAST_MAX_OPENERS",
     "MAX_CSV_FIELD_CHARS",
     "MAX_LINE_BYTES",
     "BlockShape",
     "blocks",
+    "json_as_orjson",
     "line_too_long",
     "scan",
 ]
 
 MAX_LINE_BYTES = 1 << 20  # an event line is about 100 bytes; 1 MiB is far past any real one
 MAX_CSV_FIELD_CHARS = 131_072  # the csv module's own default field limit
-# pyarrow's JSON reader crashes the process on an unknown field nested some ten
-# thousand deep; a line with more openers than this takes the exact path, where
-# orjson and the per-record depth rule refuse it with the line and field.
-FAST_MAX_OPENERS = 64
+# The fast path never walks a record's values (pyarrow's JSON reader even crashes
+# the process on an unknown field nested some ten thousand deep): a line with more
+# brackets than a record may nest deep takes the exact path, where orjson and the
+# per-record depth rule judge it and name its line and field. At 64, lines nested
+# 17 to 64 deep in a field the fast path ignores were accepted by it and refused
+# by the exact path.
+FAST_MAX_OPENERS = MAX_DEPTH
 
 _BOM = b"\xef\xbb\xbf"
 _SLICE = 1 << 22  # bytes scanned at a time: the temporaries stay small and in cache
@@ -120,3 +126,20 @@ def scan(block: bytes | bytearray) -> BlockShape:
                 few = int(per_line.max()) <= FAST_MAX_OPENERS
         lo = hi
     return BlockShape(lines, plain, longest, few)
+
+
+def json_as_orjson(block: bytearray) -> bool:
+    """False if pyarrow's reader may accept a line that orjson refuses (the exact
+    path then decides): it takes NaN and Infinity, and bytes that are not UTF-8, in
+    fields the fast path ignores. Python's strict decoder refuses what orjson does
+    (overlong forms, surrogates, code points past U+10FFFF)."""
+    # A one-byte search runs at memchr's speed, a longer one several times slower.
+    if (b"N" in block and b"NaN" in block) or (b"I" in block and b"Infinity" in block):
+        return False
+    if block.isascii():
+        return True
+    try:
+        bytes(block).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -46,6 +46,7 @@ from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
     blocks,
+    json_as_orjson,
     line_too_long,
     scan,
 )
@@ -223,7 +224,7 @@ class EventReader:
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
-        if self._fast and fast:
+        if self._fast and fast and json_as_orjson(block):
             table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
