@@ -56,7 +56,18 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* An interval clipped to the window; empty ones are dropped (as the numpy path does). */
-static inline int emit(out_t *o, int64_t off, int64_t rule, int64_t s, int64_t e) {
+/* key / n for the keys officer * n_rules + rule: a double's quotient, corrected (exact below
+   2^52, where a key and its quotient are held exactly and the estimate is off by one at most);
+   a hardware 64-bit division per key cost more than the rest of the key's work. */
+static inline int64_t key_div(int64_t key, int64_t n, double inv) {
+    if (key >= ((int64_t)1 << 52)) return key / n;
+    int64_t q = (int64_t)((double)key * inv), r = key - q * n;
+    if (r < 0) q--;
+    else if (r >= n) q++;
+    return q;
+}
+
+static inline __attribute__((always_inline)) int emit(out_t *o, int64_t off, int64_t rule, int64_t s, int64_t e) {
     s = max64(s, o->h0);
     e = min64(e, o->h1);
     if (s >= e) return 0;
@@ -156,15 +167,16 @@ static PyObject *members(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "members: officer outside the state");
             goto done;
         }
+    double inv_rules = 1.0 / (double)n_rules;
     for (Py_ssize_t k = 0; k < nc; k++)
-        if (carry[k] < 0 || carry[k] / n_rules >= n_off || (k && carry[k] <= carry[k - 1])) {
+        if (carry[k] < 0 || carry[k] >= (int64_t)n_off * n_rules || (k && carry[k] <= carry[k - 1])) {
             PyErr_SetString(PyExc_ValueError, "members: carried keys not sorted or outside");
             goto done;
         }
 
     /* seen: 0 between calls; 1 seen in this window; 2 carries memberships, not seen yet. */
     for (Py_ssize_t k = 0; k < nc; k++) {
-        int64_t o = carry[k] / n_rules;
+        int64_t o = key_div(carry[k], n_rules, inv_rules);
         if (seen[o] != 2) { seen[o] = 2; c_lo[o] = k; c_n[o] = 0; }
         c_n[o]++;
     }
@@ -189,7 +201,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
             S->n = 0;
             /* Carried memberships count from the last fix until this one (or stale/out). */
             for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++)
-                EMIT(o, carry[k] % n_rules, pt, min64(min64(pt + stale, tj), carry_end[k]));
+                EMIT(o, carry[k] - o * n_rules, pt, min64(min64(pt + stale, tj), carry_end[k]));
         } else {
             pt = pt_of[o];
         }
@@ -249,7 +261,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
             int64_t lt = last_t[o];
             for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++) {
                 int64_t e = min64(lt + stale, carry_end[k]);
-                EMIT(o, carry[k] % n_rules, lt, e);
+                EMIT(o, carry[k] - o * n_rules, lt, e);
                 if (e > h1) KEEP(carry[k], carry_end[k]);
             }
             continue;
