@@ -130,3 +130,32 @@ def test_an_engine_pickled_mid_run_goes_on_alike() -> None:
     state.close(int(batch.fixes.t[-1]))
     assert state.lapses == whole.lapses
     assert state.stats == whole.stats
+
+
+@needs_kernel
+def test_carried_memberships_of_officers_whose_keys_divide_inexactly() -> None:
+    """Keys officer * 49 + 0: 49 * (1 / 49) rounds below 1, so the kernel's quotient
+    (a double's, corrected) must still name the right officer for every carried key."""
+    n = 49
+    site = Site(id="s", name="Row", stale_after_s=5.0, posts=tuple(
+        Post(f"p{i}", f"Post {i}", (Rule("r", need=4, within_m=10.0, release_m=20.0),),
+             at=(100.0 * i, 0.0)) for i in range(n)))
+    s = seconds_to_us(1.0)
+    # In at the first fix, then in the band (kept only by the carried membership), then out.
+    dist = [5.0, 15.0, 15.0, 15.0, 25.0, 15.0, 5.0, 15.0, 15.0, 25.0]
+    rows = [(k * s, o, dist[(k + o) % len(dist)], 0.0, 1.0, 100 + k * 8 + o)
+            for k in range(len(dist)) for o in range(8)]
+    duty = [DutyEvent(0, o, True, frozenset(), o + 1) for o in range(8)]
+    engines = [CoverEngine(site, 0, compiled=c) for c in (True, False)]
+    for engine in engines:
+        engine.feed(EventBatch(FixColumns.from_rows(rows), duty))
+    for k in range(1, len(dist)):  # a window per second: every membership is carried
+        assert engines[0].advance(k * s) == engines[1].advance(k * s)
+        assert [engines[0].officer_rules(o) for o in range(8)] == \
+            [engines[1].officer_rules(o) for o in range(8)]
+        assert engines[0].rule_states() == engines[1].rule_states()
+    for engine in engines:
+        engine.close(len(dist) * s)
+    assert engines[0].lapses == engines[1].lapses
+    assert engines[0].stats == engines[1].stats
+    assert engines[0].lapses
