@@ -180,7 +180,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         if (seen[o] != 2) { seen[o] = 2; c_lo[o] = k; c_n[o] = 0; }
         c_n[o]++;
     }
-    Py_ssize_t nk = 0;
+    Py_ssize_t nk = 0, left = nc, live = 0;
     int status = 0; /* 1: outputs full; 2: an officer in more than K rules at once */
 #define EMIT(o_, r_, s_, e_) do { if (emit(&out, o_, r_, s_, e_)) { status = 1; goto walked; } } while (0)
 #define KEEP(k_, e_) do { if (nk == cap_key) { status = 1; goto walked; } \
@@ -196,6 +196,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         int nn = 0;
         if (first) {
             if (seen[o] != 2) { c_n[o] = 0; c_lo[o] = 0; }
+            else left -= c_n[o];
             seen[o] = 1;
             pt = last_t[o];
             S->n = 0;
@@ -248,12 +249,18 @@ static PyObject *members(PyObject *self, PyObject *args) {
             if (!S->in[q].cont)
                 EMIT(o, S->in[q].rule, S->in[q].run_start,
                      min64(min64(tj, pt + stale), S->in[q].pend));
+        live += nn - S->n;
         memcpy(S->in, cur, (size_t)nn * sizeof(pair_t));
         S->n = nn;
         pt_of[o] = tj;
         last_i[o] = i;
     }
-    /* Each officer in order: the runs still going, and the new carry (sorted keys). */
+    /* The pass below writes the engine's state as it goes: it must not run out of room,
+       so the room for what it can write is checked first (`left` carried memberships of
+       officers not seen, `live` memberships at the last fixes of those seen). */
+    if (out.n + left + live > out.cap || left + live > cap_key) { status = 1; goto walked; }
+    /* Each officer in order: the runs still going, the new carry (sorted keys), and the
+       last fix of each seen officer; the marks cleared. */
     for (Py_ssize_t o = 0; o < n_off; o++) {
         if (!seen[o]) continue;
         officer_t *S = &st[o];
@@ -264,6 +271,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
                 EMIT(o, carry[k] - o * n_rules, lt, e);
                 if (e > h1) KEEP(carry[k], carry_end[k]);
             }
+            seen[o] = 0;
             continue;
         }
         for (int q = 0; q < S->n; q++) {
@@ -272,18 +280,16 @@ static PyObject *members(PyObject *self, PyObject *args) {
             /* Carried on unless it can no longer matter (stale or out before h1). */
             if (e > h1) KEEP(o * n_rules + S->in[q].rule, S->in[q].pend);
         }
-    }
-walked:
-    /* Each seen officer's last fix, if the window went through; the marks cleared. */
-    for (Py_ssize_t o = 0; o < n_off; o++) {
-        if (seen[o] == 1 && status == 0) {
-            Py_ssize_t il = last_i[o];
-            last_t[o] = t[il];
-            last_xya[3 * o] = x[il]; last_xya[3 * o + 1] = y[il]; last_xya[3 * o + 2] = acc[il];
-            last_g[o] = g[il];
-        }
+        Py_ssize_t il = last_i[o];
+        last_t[o] = t[il];
+        last_xya[3 * o] = x[il]; last_xya[3 * o + 1] = y[il]; last_xya[3 * o + 2] = acc[il];
+        last_g[o] = g[il];
         seen[o] = 0;
     }
+walked:
+    /* A window that did not go through changes nothing: only the marks are cleared. */
+    if (status != 0)
+        memset(seen, 0, (size_t)n_off);
     if (status == 0)
         result = Py_BuildValue("nn", (Py_ssize_t)out.n, nk);
     else /* nothing was changed: -1, retry with larger outputs; -2, use numpy */

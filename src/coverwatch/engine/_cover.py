@@ -140,7 +140,11 @@ class CoverEngine(WindowMixin):
                 self._rules_by_flag.setdefault(rule.when, []).append(i)
             if rule.when_gate_open:
                 self._rules_by_gate.setdefault(post.id, []).append(i)
-        self._active = np.array([self._rule_active(i) for i in range(n)], bool)
+        # Only the rules a condition drives can be inactive.
+        self._active = np.ones(n, bool)
+        for i in sorted({i for rs in (*self._rules_by_flag.values(),
+                                      *self._rules_by_gate.values()) for i in rs}):
+            self._active[i] = self._rule_active(i)
 
         # Per-officer state, grown on demand.
         self._n_off = 0
@@ -217,10 +221,14 @@ class CoverEngine(WindowMixin):
         self._covered_us[:] = 0
 
     def _fold_stats(self) -> None:
-        for r in np.flatnonzero(self._active_us | self._covered_us).tolist():
-            st = self._stats[r]
-            st.active_us += int(self._active_us[r])
-            st.covered_us += int(self._covered_us[r])
+        rs = np.flatnonzero(self._active_us | self._covered_us)
+        stats = self._stats
+        # Plain ints in one go: a numpy scalar read per rule costs more than the sum.
+        for r, a, c in zip(rs.tolist(), self._active_us[rs].tolist(),
+                           self._covered_us[rs].tolist(), strict=True):
+            st = stats[r]
+            st.active_us += a
+            st.covered_us += c
         self._active_us[:] = 0
         self._covered_us[:] = 0
 

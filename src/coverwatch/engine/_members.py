@@ -435,8 +435,11 @@ class MembershipMixin:
         e_row = np.fromiter(map(rows.__getitem__, capsets), np.int64, n)
         cap_rows = np.array([self._caps_row(c) for c in rows], bool).reshape(
             len(rows), self._caps.shape[1])
-        _, first_reversed = np.unique(e_off[::-1], return_index=True)
-        last = n - 1 - first_reversed
+        if int(np.bincount(e_off).max()) == 1:  # usually one event per officer
+            last = np.arange(n)
+        else:
+            _, first_reversed = np.unique(e_off[::-1], return_index=True)
+            last = n - 1 - first_reversed
         self._on[e_off[last]] = e_on[last]
         self._caps[e_off[last]] = cap_rows[e_row[last]]
         # In order, so the last per officer wins; map runs the stores without a loop body.
