@@ -31,6 +31,9 @@ F64 = npt.NDArray[np.float64]
 
 _OFFICER, _ON, _CAPABILITIES = attrgetter("officer"), attrgetter("on"), attrgetter("capabilities")
 
+# The compiled pass's first output room per fix (more: it says so, and runs again larger).
+ROOM_PER_FIX = 2
+
 NEVER = -(1 << 62)  # "no fix yet": far enough back that it is always stale
 INF = 1 << 62
 _NEVER, _INF = NEVER, INF
@@ -303,7 +306,7 @@ class MembershipMixin:
         assert KERNEL is not None and self._layout is not None
         x0, y0, cell, nx, ny, c_start, c_count, items = self._layout
         n, nc = len(fixes), len(self._carry)
-        cap = nc + 2 * n + 64
+        cap = nc + ROOM_PER_FIX * n + 64
         columns = [np.ascontiguousarray(a, d) for a, d in (
             (fixes.t, np.int64), (fixes.officer, np.int32), (fixes.x, np.float64),
             (fixes.y, np.float64), (fixes.accuracy, np.float64), (fixes.growth, np.float64))]
