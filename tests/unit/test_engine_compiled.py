@@ -20,6 +20,7 @@ from coverwatch.domain.events import DutyEvent, EventBatch, FixColumns
 from coverwatch.domain.site import Post, Rule, Site
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverEngine, evaluate
+from coverwatch.engine import _members as members_module
 from coverwatch.engine._native import KERNEL
 from coverwatch.server.buscover import pickle_state
 from reference import Fix, evaluate_reference, sort_events, to_batch
@@ -130,3 +131,65 @@ def test_an_engine_pickled_mid_run_goes_on_alike() -> None:
     state.close(int(batch.fixes.t[-1]))
     assert state.lapses == whole.lapses
     assert state.stats == whole.stats
+
+
+@needs_kernel
+def test_carried_memberships_of_officers_whose_keys_divide_inexactly() -> None:
+    """Keys officer * 49 + 0: 49 * (1 / 49) rounds below 1, so the kernel's quotient
+    (a double's, corrected) must still name the right officer for every carried key."""
+    n = 49
+    site = Site(id="s", name="Row", stale_after_s=5.0, posts=tuple(
+        Post(f"p{i}", f"Post {i}", (Rule("r", need=4, within_m=10.0, release_m=20.0),),
+             at=(100.0 * i, 0.0)) for i in range(n)))
+    s = seconds_to_us(1.0)
+    # In at the first fix, then in the band (kept only by the carried membership), then out.
+    dist = [5.0, 15.0, 15.0, 15.0, 25.0, 15.0, 5.0, 15.0, 15.0, 25.0]
+    rows = [(k * s, o, dist[(k + o) % len(dist)], 0.0, 1.0, 100 + k * 8 + o)
+            for k in range(len(dist)) for o in range(8)]
+    duty = [DutyEvent(0, o, True, frozenset(), o + 1) for o in range(8)]
+    engines = [CoverEngine(site, 0, compiled=c) for c in (True, False)]
+    for engine in engines:
+        engine.feed(EventBatch(FixColumns.from_rows(rows), duty))
+    for k in range(1, len(dist)):  # a window per second: every membership is carried
+        assert engines[0].advance(k * s) == engines[1].advance(k * s)
+        assert [engines[0].officer_rules(o) for o in range(8)] == \
+            [engines[1].officer_rules(o) for o in range(8)]
+        assert engines[0].rule_states() == engines[1].rule_states()
+    for engine in engines:
+        engine.close(len(dist) * s)
+    assert engines[0].lapses == engines[1].lapses
+    assert engines[0].stats == engines[1].stats
+    assert engines[0].lapses
+
+
+@needs_kernel
+def test_a_window_retried_larger_changes_nothing_the_first_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With little output room the compiled pass says so and runs again larger: the try
+    that ran out must leave no officer's last fix changed (the room is checked before the
+    pass that writes them)."""
+    monkeypatch.setattr(members_module, "ROOM_PER_FIX", 0)
+    site = Site(id="s", name="Row", stale_after_s=5.0, posts=tuple(
+        Post(f"p{i}", f"Post {i}", (Rule("r", need=3, within_m=10.0, release_m=20.0),),
+             at=(100.0 * i, 0.0)) for i in range(4)))
+    s = seconds_to_us(1.0)
+    officers = 300
+    rows = [(k * s + s // 2, o, 100.0 * (o % 4) + (k * 7 + o) % 25, 0.0, 1.0,
+             1000 + k * officers + o) for k in range(6) for o in range(officers)]
+    # A duty change inside every window: every interval is written out, none counted apart.
+    duty = [DutyEvent(0, o, True, frozenset(), o + 1) for o in range(officers)]
+    duty += [DutyEvent(k * s + s // 4, officers, k % 2 == 0, frozenset(), 500 + k)
+             for k in range(1, 6)]
+    # Each rule's count at every change (its timeline) shows any contribution lost.
+    engines = [CoverEngine(site, 0, compiled=c, timeline=True) for c in (True, False)]
+    for engine in engines:
+        engine.feed(EventBatch(FixColumns.from_rows(rows), duty))
+    for k in range(1, 7):
+        assert engines[0].advance(k * s) == engines[1].advance(k * s)
+        assert engines[0].rule_states() == engines[1].rule_states()
+        assert [engines[0].officer_rules(o) for o in range(officers)] == \
+            [engines[1].officer_rules(o) for o in range(officers)]
+    for engine in engines:
+        engine.close(7 * s)
+    assert engines[0].lapses == engines[1].lapses
+    assert engines[0].stats == engines[1].stats

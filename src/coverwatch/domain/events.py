@@ -205,7 +205,8 @@ class EventBatch:
         if len(self.fixes):
             lo = int(self.fixes.t.min())
             hi = int(self.fixes.t.max())
-        for ev in self.control:
-            lo = ev.t if lo is None else min(lo, ev.t)
-            hi = ev.t if hi is None else max(hi, ev.t)
+        if self.control:
+            ts = [ev.t for ev in self.control]  # one pass; min and max in C
+            lo = min(ts) if lo is None else min(lo, min(ts))
+            hi = max(ts) if hi is None else max(hi, max(ts))
         return None if lo is None or hi is None else (lo, hi)

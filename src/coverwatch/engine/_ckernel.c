@@ -31,15 +31,22 @@ typedef struct {
     int32_t rule, cont;
 } pair_t;
 
-/* An officer's memberships at their previous fix in the window, by rule. */
+/* An officer's state in the window: everything a fix reads and writes in its first cache
+   line (the header and the first membership), one line per fix instead of one per field
+   (50 000 officers' states are far out of cache). Memberships by rule, at the previous fix. */
 typedef struct {
-    int64_t n;
+    int64_t pt;     /* time of the previous fix in the window */
+    int64_t last_i; /* index of the officer's latest fix in the window */
+    int64_t c_lo;   /* its carried keys: from c_lo, c_n of them */
+    int32_t c_n, n;
     pair_t in[K];
 } officer_t;
 
-/* The scratch per officer (the engine's, kept across calls so its pages stay mapped): each
-   field in an array of its own, so the passes over officers read only what they need. */
-#define SCRATCH_BYTES ((Py_ssize_t)(sizeof(officer_t) + 3 * sizeof(int64_t) + sizeof(int32_t) + 1))
+#define LINE 64
+/* The scratch per officer (the engine's, kept across calls so its pages stay mapped), and
+   a line more in all to align the states to cache lines. */
+#define STATE_BYTES ((Py_ssize_t)((sizeof(officer_t) + LINE - 1) / LINE * LINE))
+#define SCRATCH_BYTES (STATE_BYTES + 1)
 
 typedef struct {
     int64_t *off, *rule, *s, *e;
@@ -56,7 +63,18 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* An interval clipped to the window; empty ones are dropped (as the numpy path does). */
-static inline int emit(out_t *o, int64_t off, int64_t rule, int64_t s, int64_t e) {
+/* key / n for the keys officer * n_rules + rule: a double's quotient, corrected (exact below
+   2^52, where a key and its quotient are held exactly and the estimate is off by one at most);
+   a hardware 64-bit division per key cost more than the rest of the key's work. */
+static inline int64_t key_div(int64_t key, int64_t n, double inv) {
+    if (key >= ((int64_t)1 << 52)) return key / n;
+    int64_t q = (int64_t)((double)key * inv), r = key - q * n;
+    if (r < 0) q--;
+    else if (r >= n) q++;
+    return q;
+}
+
+static inline __attribute__((always_inline)) int emit(out_t *o, int64_t off, int64_t rule, int64_t s, int64_t e) {
     s = max64(s, o->h0);
     e = min64(e, o->h1);
     if (s >= e) return 0;
@@ -110,13 +128,13 @@ static PyObject *members(PyObject *self, PyObject *args) {
     int64_t *last_t = b[15].buf;
     double *last_xya = b[16].buf, *last_g = b[17].buf;
     int64_t *key_out = b[22].buf, *end_out = b[23].buf;
-    officer_t *st = b[28].buf;
+    /* The states at the first cache line boundary in the scratch, STATE_BYTES apart. */
+    char *st_base = (char *)(((uintptr_t)b[28].buf + LINE - 1) & ~(uintptr_t)(LINE - 1));
+#define ST(o_) ((officer_t *)(st_base + (o_) * STATE_BYTES))
     uint8_t *seen = b[29].buf;
     Py_ssize_t n = b[0].len / 8, nc = b[6].len / 8, n_off = b[15].len / 8;
     Py_ssize_t n_items = b[12].len / 8, n_cells = b[13].len / 8;
     Py_ssize_t cap_iv = b[18].len / 8, cap_key = b[22].len / 8;
-    int64_t *pt_of = (int64_t *)(st + n_off), *last_i = pt_of + n_off, *c_lo = last_i + n_off;
-    int32_t *c_n = (int32_t *)(c_lo + n_off);
     int64_t ncols = n_off ? b[25].len / n_off : 0;
     const int64_t *rule_cap = b[26].buf;
     out_t out = {b[18].buf, b[19].buf, b[20].buf, b[21].buf, 0, cap_iv, h0, h1, eligible,
@@ -131,7 +149,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
              && b[23].len == cap_key * 8 && b[24].len == n_off && ncols > 0
              && b[25].len == n_off * ncols && b[26].len == n_rules * 8
              && b[27].len == n_rules * 8
-             && b[28].len >= n_off * SCRATCH_BYTES && b[29].len >= n_off;
+             && b[28].len >= n_off * STATE_BYTES + LINE && b[29].len >= n_off;
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "members: buffers of inconsistent sizes");
         goto done;
@@ -156,19 +174,21 @@ static PyObject *members(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "members: officer outside the state");
             goto done;
         }
+    double inv_rules = 1.0 / (double)n_rules;
     for (Py_ssize_t k = 0; k < nc; k++)
-        if (carry[k] < 0 || carry[k] / n_rules >= n_off || (k && carry[k] <= carry[k - 1])) {
+        if (carry[k] < 0 || carry[k] >= (int64_t)n_off * n_rules || (k && carry[k] <= carry[k - 1])) {
             PyErr_SetString(PyExc_ValueError, "members: carried keys not sorted or outside");
             goto done;
         }
 
     /* seen: 0 between calls; 1 seen in this window; 2 carries memberships, not seen yet. */
     for (Py_ssize_t k = 0; k < nc; k++) {
-        int64_t o = carry[k] / n_rules;
-        if (seen[o] != 2) { seen[o] = 2; c_lo[o] = k; c_n[o] = 0; }
-        c_n[o]++;
+        int64_t o = key_div(carry[k], n_rules, inv_rules);
+        officer_t *S = ST(o);
+        if (seen[o] != 2) { seen[o] = 2; S->c_lo = k; S->c_n = 0; }
+        S->c_n++;
     }
-    Py_ssize_t nk = 0;
+    Py_ssize_t nk = 0, left = nc, live = 0;
     int status = 0; /* 1: outputs full; 2: an officer in more than K rules at once */
 #define EMIT(o_, r_, s_, e_) do { if (emit(&out, o_, r_, s_, e_)) { status = 1; goto walked; } } while (0)
 #define KEEP(k_, e_) do { if (nk == cap_key) { status = 1; goto walked; } \
@@ -177,21 +197,22 @@ static PyObject *members(PyObject *self, PyObject *args) {
     /* The fixes in time order, each officer's state as it goes. */
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t o = off[i];
-        officer_t *S = &st[o];
+        officer_t *S = ST(o);
         int64_t tj = t[i], pt;
         int first = seen[o] != 1;
         pair_t cur[K];
         int nn = 0;
         if (first) {
-            if (seen[o] != 2) { c_n[o] = 0; c_lo[o] = 0; }
+            if (seen[o] != 2) { S->c_n = 0; S->c_lo = 0; }
+            else left -= S->c_n;
             seen[o] = 1;
             pt = last_t[o];
             S->n = 0;
             /* Carried memberships count from the last fix until this one (or stale/out). */
-            for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++)
-                EMIT(o, carry[k] % n_rules, pt, min64(min64(pt + stale, tj), carry_end[k]));
+            for (Py_ssize_t k = S->c_lo; k < S->c_lo + S->c_n; k++)
+                EMIT(o, carry[k] - o * n_rules, pt, min64(min64(pt + stale, tj), carry_end[k]));
         } else {
-            pt = pt_of[o];
+            pt = S->pt;
         }
         int linked = tj - pt < stale;
         /* numpy's floor((x - x0) / cell) in [0, nx): for v >= 0, floor(v) < nx iff v < nx,
@@ -200,7 +221,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         if (fx >= 0 && fx < (double)nx && fy >= 0 && fy < (double)ny) {
             int64_t c = (int64_t)fy * nx + (int64_t)fx;
             int q = 0;                       /* merge pointer into S->in, by rule */
-            Py_ssize_t kq = c_lo[o], kend = c_lo[o] + c_n[o]; /* into the carry, at the first */
+            Py_ssize_t kq = S->c_lo, kend = S->c_lo + S->c_n; /* into the carry, at the first */
             for (int64_t k = cstart[c]; k < cstart[c] + ccount[c]; k++) {
                 int64_t r = items[k];
                 double dx = x[i] - px[r], dy = y[i] - py[r];
@@ -236,42 +257,49 @@ static PyObject *members(PyObject *self, PyObject *args) {
             if (!S->in[q].cont)
                 EMIT(o, S->in[q].rule, S->in[q].run_start,
                      min64(min64(tj, pt + stale), S->in[q].pend));
-        memcpy(S->in, cur, (size_t)nn * sizeof(pair_t));
+        live += nn - S->n;
+        /* Usually none or one: copied inline, not by a call into libc's memcpy per fix. */
+        if (nn == 1) S->in[0] = cur[0];
+        else if (nn > 1) memcpy(S->in, cur, (size_t)nn * sizeof(pair_t));
         S->n = nn;
-        pt_of[o] = tj;
-        last_i[o] = i;
+        S->pt = tj;
+        S->last_i = i;
     }
-    /* Each officer in order: the runs still going, and the new carry (sorted keys). */
+    /* The pass below writes the engine's state as it goes: it must not run out of room,
+       so the room for what it can write is checked first (`left` carried memberships of
+       officers not seen, `live` memberships at the last fixes of those seen). */
+    if (out.n + left + live > out.cap || left + live > cap_key) { status = 1; goto walked; }
+    /* Each officer in order: the runs still going, the new carry (sorted keys), and the
+       last fix of each seen officer; the marks cleared. */
     for (Py_ssize_t o = 0; o < n_off; o++) {
         if (!seen[o]) continue;
-        officer_t *S = &st[o];
+        officer_t *S = ST(o);
         if (seen[o] == 2) { /* not seen: its carried memberships go on until stale */
             int64_t lt = last_t[o];
-            for (Py_ssize_t k = c_lo[o]; k < c_lo[o] + c_n[o]; k++) {
+            for (Py_ssize_t k = S->c_lo; k < S->c_lo + S->c_n; k++) {
                 int64_t e = min64(lt + stale, carry_end[k]);
-                EMIT(o, carry[k] % n_rules, lt, e);
+                EMIT(o, carry[k] - o * n_rules, lt, e);
                 if (e > h1) KEEP(carry[k], carry_end[k]);
             }
+            seen[o] = 0;
             continue;
         }
         for (int q = 0; q < S->n; q++) {
-            int64_t e = min64(pt_of[o] + stale, S->in[q].pend);
+            int64_t e = min64(S->pt + stale, S->in[q].pend);
             EMIT(o, S->in[q].rule, S->in[q].run_start, e);
             /* Carried on unless it can no longer matter (stale or out before h1). */
             if (e > h1) KEEP(o * n_rules + S->in[q].rule, S->in[q].pend);
         }
-    }
-walked:
-    /* Each seen officer's last fix, if the window went through; the marks cleared. */
-    for (Py_ssize_t o = 0; o < n_off; o++) {
-        if (seen[o] == 1 && status == 0) {
-            Py_ssize_t il = last_i[o];
-            last_t[o] = t[il];
-            last_xya[3 * o] = x[il]; last_xya[3 * o + 1] = y[il]; last_xya[3 * o + 2] = acc[il];
-            last_g[o] = g[il];
-        }
+        Py_ssize_t il = S->last_i;
+        last_t[o] = t[il];
+        last_xya[3 * o] = x[il]; last_xya[3 * o + 1] = y[il]; last_xya[3 * o + 2] = acc[il];
+        last_g[o] = g[il];
         seen[o] = 0;
     }
+walked:
+    /* A window that did not go through changes nothing: only the marks are cleared. */
+    if (status != 0)
+        memset(seen, 0, (size_t)n_off);
     if (status == 0)
         result = Py_BuildValue("nn", (Py_ssize_t)out.n, nk);
     else /* nothing was changed: -1, retry with larger outputs; -2, use numpy */
@@ -293,7 +321,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change of members()'s arguments or meaning: engine/_native.py uses
    the module only if it says the version it expects (a stale build falls back to numpy). */
-#define KERNEL_VERSION 4
+#define KERNEL_VERSION 5
 
 PyMODINIT_FUNC PyInit__ckernel(void) {
     PyObject *m = PyModule_Create(&module);

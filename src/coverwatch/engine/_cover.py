@@ -29,6 +29,7 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
 from operator import attrgetter
 from typing import Any
 
@@ -139,7 +140,11 @@ class CoverEngine(WindowMixin):
                 self._rules_by_flag.setdefault(rule.when, []).append(i)
             if rule.when_gate_open:
                 self._rules_by_gate.setdefault(post.id, []).append(i)
-        self._active = np.array([self._rule_active(i) for i in range(n)], bool)
+        # Only the rules a condition drives can be inactive.
+        self._active = np.ones(n, bool)
+        for i in sorted({i for rs in (*self._rules_by_flag.values(),
+                                      *self._rules_by_gate.values()) for i in rs}):
+            self._active[i] = self._rule_active(i)
 
         # Per-officer state, grown on demand.
         self._n_off = 0
@@ -216,10 +221,14 @@ class CoverEngine(WindowMixin):
         self._covered_us[:] = 0
 
     def _fold_stats(self) -> None:
-        for r in np.flatnonzero(self._active_us | self._covered_us).tolist():
-            st = self._stats[r]
-            st.active_us += int(self._active_us[r])
-            st.covered_us += int(self._covered_us[r])
+        rs = np.flatnonzero(self._active_us | self._covered_us)
+        stats = self._stats
+        # Plain ints in one go: a numpy scalar read per rule costs more than the sum.
+        for r, a, c in zip(rs.tolist(), self._active_us[rs].tolist(),
+                           self._covered_us[rs].tolist(), strict=True):
+            st = stats[r]
+            st.active_us += a
+            st.covered_us += c
         self._active_us[:] = 0
         self._covered_us[:] = 0
 
@@ -236,12 +245,13 @@ class CoverEngine(WindowMixin):
                     f"fix (seq {bad}) at t={lo} is before the engine horizon {self._h}"
                 )
             self._pending_fixes.append(fixes)
-        for ev in batch.control:
-            if ev.t < self._h:
-                raise OutOfOrderError(
-                    f"event (seq {ev.seq}) at t={ev.t} is before the engine horizon {self._h}"
-                )
-            self._pending_control.append(ev)
+        control = batch.control
+        if control and min(map(_T, control)) < self._h:
+            ev = next(ev for ev in control if ev.t < self._h)
+            raise OutOfOrderError(
+                f"event (seq {ev.seq}) at t={ev.t} is before the engine horizon {self._h}"
+            )
+        self._pending_control.extend(control)
 
     def advance(self, horizon: int) -> list[CoverChange]:
         """Make the state final for every ``t < horizon``; returns the live changes.
@@ -450,17 +460,24 @@ class CoverEngine(WindowMixin):
             self._pending_fixes = []
         if self._pending_control:
             pending = self._pending_control
-            if max(map(_T, pending)) < horizon:  # usually: every one is due
+            ts = np.fromiter(map(_T, pending), np.int64, len(pending))
+            if int(ts.max()) < horizon:  # usually: every one is due
                 control, self._pending_control = pending, []
             else:
-                control = [e for e in pending if e.t < horizon]
-                self._pending_control = [e for e in pending if e.t >= horizon]
+                due = (ts < horizon).tolist()
+                control = list(compress(pending, due))
+                self._pending_control = [e for e, d in zip(pending, due, strict=True) if not d]
+                ts = ts[ts < horizon]
             if len(control) > 1:
-                ts = np.fromiter(map(_T, control), np.int64, len(control))
-                seqs = np.fromiter(map(_SEQ, control), np.int64, len(control))
-                # Usually in order already: checked without a key tuple per event.
-                if not bool(((ts[1:] > ts[:-1])
-                             | ((ts[1:] == ts[:-1]) & (seqs[1:] >= seqs[:-1]))).all()):
+                # Usually in order already: checked without a key tuple per event, and
+                # the sequence numbers read only where times tie.
+                ties = np.flatnonzero(ts[1:] == ts[:-1])
+                ordered = bool((ts[1:] >= ts[:-1]).all())
+                if ordered and len(ties):
+                    seqs = np.fromiter(map(_SEQ, control), np.int64, len(control))
+                    ordered = bool((seqs[ties + 1] >= seqs[ties]).all())
+                if not ordered:
+                    seqs = np.fromiter(map(_SEQ, control), np.int64, len(control))
                     control = [control[i] for i in np.lexsort((seqs, ts)).tolist()]
         else:
             control = []

@@ -8,7 +8,9 @@ them when the officer is on duty and capable.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,11 @@ __all__ = ["INF", "NEVER", "MembershipMixin"]
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
+
+_OFFICER, _ON, _CAPABILITIES = attrgetter("officer"), attrgetter("on"), attrgetter("capabilities")
+
+# The compiled pass's first output room per fix (more: it says so, and runs again larger).
+ROOM_PER_FIX = 2
 
 NEVER = -(1 << 62)  # "no fix yet": far enough back that it is always stale
 INF = 1 << 62
@@ -299,7 +306,7 @@ class MembershipMixin:
         assert KERNEL is not None and self._layout is not None
         x0, y0, cell, nx, ny, c_start, c_count, items = self._layout
         n, nc = len(fixes), len(self._carry)
-        cap = nc + 2 * n + 64
+        cap = nc + ROOM_PER_FIX * n + 64
         columns = [np.ascontiguousarray(a, d) for a, d in (
             (fixes.t, np.int64), (fixes.officer, np.int32), (fixes.x, np.float64),
             (fixes.y, np.float64), (fixes.accuracy, np.float64), (fixes.growth, np.float64))]
@@ -423,21 +430,23 @@ class MembershipMixin:
     def _duty_at_once(self, duty: Sequence[DutyEvent]) -> None:
         """Apply duty changes all at one instant (in time order): the last per officer wins."""
         n = len(duty)
-        offs = [ev.officer for ev in duty]
-        capsets = [ev.capabilities for ev in duty]
+        offs = list(map(_OFFICER, duty))
+        capsets = list(map(_CAPABILITIES, duty))
         rows = {c: i for i, c in enumerate(dict.fromkeys(capsets))}
         e_off = np.array(offs, np.int64)
-        e_on = np.fromiter((ev.on for ev in duty), bool, n)
+        e_on = np.fromiter(map(_ON, duty), bool, n)
         e_row = np.fromiter(map(rows.__getitem__, capsets), np.int64, n)
         cap_rows = np.array([self._caps_row(c) for c in rows], bool).reshape(
             len(rows), self._caps.shape[1])
-        _, first_reversed = np.unique(e_off[::-1], return_index=True)
-        last = n - 1 - first_reversed
+        if int(np.bincount(e_off).max()) == 1:  # usually one event per officer
+            last = np.arange(n)
+        else:
+            _, first_reversed = np.unique(e_off[::-1], return_index=True)
+            last = n - 1 - first_reversed
         self._on[e_off[last]] = e_on[last]
         self._caps[e_off[last]] = cap_rows[e_row[last]]
-        mine = self._capsets
-        for o, c in zip(offs, capsets, strict=True):
-            mine[o] = c
+        # In order, so the last per officer wins; map runs the stores without a loop body.
+        deque(map(self._capsets.__setitem__, offs, capsets), maxlen=0)
 
     def _caps_row(self, capabilities: frozenset[str]) -> BOOL:
         """An officer's row of the capability matrix: column 0 ("any") and theirs."""

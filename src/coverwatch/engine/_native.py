@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 __all__ = ["KERNEL", "KERNEL_VERSION", "scratch"]
 
-KERNEL_VERSION = 4  # the version _ckernel.c says it implements (its KERNEL_VERSION)
+KERNEL_VERSION = 5  # the version _ckernel.c says it implements (its KERNEL_VERSION)
 
 
 def _load() -> ModuleType | None:
@@ -41,7 +41,7 @@ def scratch(n_officers: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint
     marks at 0, and reusing the pages spares each window their faults.
     """
     assert KERNEL is not None
-    size = n_officers * int(KERNEL.OFFICER_BYTES)
+    size = n_officers * int(KERNEL.OFFICER_BYTES) + 64  # + 64: states aligned to cache lines
     if len(_scratch[0]) < size:
         _scratch[0] = np.zeros(2 * size, np.uint8)
         _scratch[1] = np.zeros(2 * n_officers, np.uint8)

@@ -21,6 +21,7 @@ from coverwatch.engine.results import CoverChange, Lapse, TimelinePoint
 __all__ = ["WindowMixin"]
 
 _change_order = attrgetter("t", "post", "rule")
+_OFFICER = attrgetter("officer")
 
 
 class WindowMixin(MembershipMixin):
@@ -66,7 +67,7 @@ class WindowMixin(MembershipMixin):
             self._grow_officers(int(fixes.officer.max()) + 1)
         duty = [e for e in control if isinstance(e, DutyEvent)]
         if duty:
-            self._grow_officers(max(e.officer for e in duty) + 1)
+            self._grow_officers(max(map(_OFFICER, duty)) + 1)
         if n_rules == 0:
             for ev in duty:
                 self._on[ev.officer] = ev.on

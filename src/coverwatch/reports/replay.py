@@ -32,7 +32,7 @@ __all__ = [
     "ENGINE_SLICE", "READ_CHUNK_ROWS", "lapse_record", "prefetch", "replay_file", "replay_sorted",
 ]
 
-ENGINE_SLICE = 50_000
+ENGINE_SLICE = 131_072  # one window per read chunk (READ_CHUNK_ROWS)
 # Rows per chunk read (JSONL: about 13 MiB of lines): a 1 M-row chunk cost 1.5-2x the
 # peak memory and more page faults, for no less CPU.
 READ_CHUNK_ROWS = 131_072
@@ -208,15 +208,21 @@ def replay_sorted(
             engine = CoverEngine(site, start, changes=False)  # no live feed to serve
         last = bounds[1] if last is None else max(last, bounds[1])
         engine.feed(EventBatch(fixes.take(slice(0, 0)), control))
-        for lo in range(0, max(len(fixes), 1), ENGINE_SLICE):
-            part = fixes.take(slice(lo, lo + ENGINE_SLICE))
-            if len(part):
-                engine.feed(EventBatch(part, []))
-                # Events at the slice's last instant may continue in the next slice:
-                # evaluate up to the next slice's first instant (not this one's last,
-                # which would hold a whole slice back when it spans one instant).
-                nxt = lo + ENGINE_SLICE
-                engine.advance(int(fixes.t[nxt]) if nxt < len(fixes) else int(part.t[-1]))
+        lo = 0
+        while lo < len(fixes):
+            nxt = lo + ENGINE_SLICE
+            if nxt < len(fixes):
+                # Whole instants per slice where one fits (nothing left over to copy
+                # into the next window): cut where the instant the slice would split starts.
+                cut = int(np.searchsorted(fixes.t, fixes.t[nxt]))
+                nxt = cut if cut > lo else nxt
+            part = fixes.take(slice(lo, nxt))
+            engine.feed(EventBatch(part, []))
+            # Events at the slice's last instant may continue in the next slice:
+            # evaluate up to the next slice's first instant (not this one's last,
+            # which would hold a whole slice back when it spans one instant).
+            engine.advance(int(fixes.t[nxt]) if nxt < len(fixes) else int(part.t[-1]))
+            lo = nxt
         if control:
             engine.advance(int(min(control[-1].t, last)))
         if order is not None:
