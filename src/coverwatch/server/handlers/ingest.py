@@ -7,7 +7,9 @@ at it), commits them all to the store, and only then feeds them to the engine
 and answers. The ticker takes the same lock to advance the horizon, so an
 event can never be fed behind it. Requests that arrive while a commit is in
 progress are committed together in the next transaction (group commit): one
-fsync for many; a device alarm goes ahead of everything waiting.
+fsync for many; the committer takes a group one turn of the loop after it is
+started, so the requests already read join it, except when a device alarm is
+first in line: an alarm goes ahead of everything waiting and waits for nothing.
 """
 
 from __future__ import annotations
