@@ -7,7 +7,9 @@ robin over the N devices) and the current time in milliseconds:
 
   max      closed loop, as fast as the server answers (--connections, default 64);
   paced    one connection per phone, each sending a fix every second (--paced phones,
-           default 1 000: 1 000 officers at 1 Hz); latency here is what a phone sees.
+           default 1 000: 1 000 officers at 1 Hz; several: --paced 1000,2000); latency
+           here is what a phone sees. Each phone waits 0.5-1.5 s (1 s on average) after
+           each answer, so N phones ask for a little under N requests/s.
 
 Printed per run: requests/s, p50/p99 latency, non-200 answers, the server's CPU per request
 (from /proc/<pid>/stat before and after) and wrk's (its rusage), late events (the server's
@@ -195,8 +197,7 @@ def one_tree(label: str, src: str | None, args: argparse.Namespace) -> list[Run]
             wrk(url, script, tokens, connections=16, threads=1, seconds=10, pause_ms=0,
                 limit=args.devices)
             modes = [("max", args.connections, 0)]
-            if args.paced:
-                modes.append((f"paced {args.paced}/s", args.paced, 1000))
+            modes += [(f"paced {n}/s", n, 1000) for n in args.paced]
             for mode, conns, pause in modes:
                 late0, cpu0 = _late_total(url, auditor), cpu_s(pid)
                 r = wrk(url, script, tokens, connections=conns, threads=args.threads,
@@ -233,8 +234,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=64, help="connections, max mode")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--paced", type=int, default=1000,
-                        help="phones at 1 Hz in the paced run (0: skip it)")
+    parser.add_argument("--paced", default="1000",
+                        type=lambda v: [int(n) for n in v.split(",") if int(n) > 0],
+                        help="phones at 1 Hz in the paced runs, comma-separated "
+                             "(e.g. 1000,2000; 0: none)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench/phones.py: skipped, wrk is not installed (apt-get install -y wrk)")

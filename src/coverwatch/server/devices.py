@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.formats.accuracy import choose_accuracy
 from coverwatch.formats.osmand import Reading, osmand_time
 from coverwatch.formats.validation import InvalidEvents, validate_records
-from coverwatch.server.watermark import device_horizon
+from coverwatch.server.watermark import NewestTimes
 
 __all__ = [
     "ALARM_ALERT_KINDS",
@@ -193,6 +193,14 @@ class DeviceWatch:
         self.lateness_us = lateness_us
         self.max_lateness_us = max(max_lateness_us, lateness_us)
         self._seen: dict[str, _Seen] = {}
+        self._times = NewestTimes(lateness_us, max_lateness_us, self._current, self._every)
+
+    def _current(self, device: str) -> tuple[int | None, int] | None:
+        seen = self._seen.get(device)
+        return None if seen is None else (seen.last_t, seen.last_received)
+
+    def _every(self) -> Iterable[tuple[str, tuple[int | None, int]]]:
+        return ((d, (s.last_t, s.last_received)) for d, s in self._seen.items())
 
     def note(self, report: Mapping[str, Any], received_us: int) -> None:
         """Record one stored device report (and the delay of its fix, if it was one)."""
@@ -209,6 +217,7 @@ class DeviceWatch:
         if report.get("alarm"):
             seen.alarm = (str(report["alarm"]), received_us)
         seen.report = {k: v for k, v in report.items() if not k.startswith("_")}
+        self._times.noted(device, seen.last_t)
 
     def load(self, reports: Mapping[str, Mapping[str, Any]]) -> None:
         """Start from the stored newest report of each device (after a restart)."""
@@ -227,11 +236,12 @@ class DeviceWatch:
                 seen.officer = rep.get("officer")
                 seen.last_received = int(rep["received_us"])
                 seen.report = dict(rep)
+                self._times.noted(device, seen.last_t)
 
     def horizon(self, now_us: int) -> int:
         """The watermark at ``now_us`` (see the class docstring)."""
-        return device_horizon(now_us, self.lateness_us, self.max_lateness_us,
-                              ((s.last_t, s.last_received) for s in self._seen.values()))
+        self._times.compact(len(self._seen))
+        return self._times.horizon(now_us)
 
     def last_report(self, device: str) -> dict[str, Any] | None:
         seen = self._seen.get(device)

@@ -31,7 +31,7 @@ from coverwatch.storage.eventrows import (
     postgresql_append,
     sqlite_append,
 )
-from coverwatch.storage.tables import device_reports, engine_checkpoints, events
+from coverwatch.storage.tables import device_reports, events
 from coverwatch.storage.tlog import append_event_leaves
 
 __all__ = ["AppendResult", "EventRepository", "ReportAlert"]
@@ -123,9 +123,11 @@ class EventRepository(AlertRepository):
                     earliest = min(p[T_US] for p in params)
                     if self.after_append is not None:  # the bus outbox
                         self.after_append(conn, stored, earliest)
-                    conn.execute(engine_checkpoints.delete().where(
-                        engine_checkpoints.c.site == self.site,
-                        engine_checkpoints.c.at_us > earliest))
+                    # Driver SQL, once per commit group: the Core DELETE's build and
+                    # compile cost about 0.2 ms, far more than the delete itself.
+                    mark = "?" if self.dialect == "sqlite" else "%s"
+                    conn.exec_driver_sql("DELETE FROM engine_checkpoints WHERE site = "
+                                         f"{mark} AND at_us > {mark}", (self.site, earliest))
                 if self.dialect == "sqlite":
                     report_ids = sqlite_insert_reports(conn, values_of_reports) \
                         if values_of_reports else {}

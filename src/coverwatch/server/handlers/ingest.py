@@ -7,7 +7,9 @@ at it), commits them all to the store, and only then feeds them to the engine
 and answers. The ticker takes the same lock to advance the horizon, so an
 event can never be fed behind it. Requests that arrive while a commit is in
 progress are committed together in the next transaction (group commit): one
-fsync for many; a device alarm goes ahead of everything waiting.
+fsync for many; the committer takes a group one turn of the loop after it is
+started, so the requests already read join it, except when a device alarm is
+first in line: an alarm goes ahead of everything waiting and waits for nothing.
 """
 
 from __future__ import annotations
@@ -81,8 +83,7 @@ async def ingest(
     request = _Request(rows, source, device, done, reports, held)
     queue = unit.commits
     # Device alarms go ahead of everything else waiting (and first in any retry).
-    alarm = any(rep.get("alarm") for rep in reports)
-    queue.waiting.insert(0 if alarm else len(queue.waiting), request)
+    queue.waiting.insert(0 if _alarmed(request) else len(queue.waiting), request)
     # The committer is its own task, so a client that hangs up mid-commit
     # cannot cancel the commit other requests are waiting on.
     if queue.committer is None or queue.committer.done():
@@ -93,8 +94,16 @@ async def ingest(
 async def _commit_waiting(unit: SiteUnit) -> None:
     queue = unit.commits
     while queue.waiting:
+        if not _alarmed(queue.waiting[0]):
+            # One more turn of the loop: the requests already read join this group (more
+            # of them per fsync under load); an alarm waits for nothing.
+            await asyncio.sleep(0)
         group, queue.waiting = queue.waiting, []
         await _commit_group(unit, group)
+
+
+def _alarmed(request: _Request) -> bool:
+    return any(rep.get("alarm") for rep in request.reports)
 
 
 def _fail(group: Sequence[_Request], error: BaseException) -> None:
