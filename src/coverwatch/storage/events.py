@@ -120,7 +120,7 @@ class EventRepository(AlertRepository):
                 stored = append(conn, params) if params else []
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
-                    earliest = min(p[T_US] for p in params)
+                    earliest = min([p[T_US] for p in params])
                     if self.after_append is not None:  # the bus outbox
                         self.after_append(conn, stored, earliest)
                     conn.execute(engine_checkpoints.delete().where(
@@ -159,14 +159,15 @@ class EventRepository(AlertRepository):
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()
-        # Each stored key is its first occurrence in the batch (reversed: first wins).
-        first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
-        out: list[dict[str, Any]] = []
-        for event_id, key in stored:
-            row = dict(rows[first[key]])
-            row["id"] = event_id
-            out.append(row)
         ids = [event_id for event_id, _ in stored]
+        if len(stored) == len(params) and all(
+                s[1] == p[2] for s, p in zip(stored, params, strict=True)):
+            # Every row stored, in the order given (the usual batch): no key lookups.
+            out = [{**row, "id": event_id} for row, event_id in zip(rows, ids, strict=True)]
+        else:
+            # Each stored key is its first occurrence in the batch (reversed: first wins).
+            first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
+            out = [{**rows[first[key]], "id": event_id} for event_id, key in stored]
         return AppendResult(len(ids), len(params) - len(ids), ids, out, new_reports, raised)
 
     def events_since(
