@@ -25,6 +25,7 @@ __all__ = [
     "event_key",
     "event_row",
     "event_rows",
+    "key_times",
     "postgresql_append",
     "row_key",
     "sqlite_append",
@@ -103,6 +104,19 @@ def event_key(kind: str, ident: str, t_us: int, device: str | None = None,
     from another device, is a different event.
     """
     return f"{kind}|{ident}|{t_us}|{device or ''}|{digest}"
+
+
+def key_times(keys: Sequence[str]) -> set[int]:
+    """Every time the keys may hold: each integer among a key's fields after its kind (a
+    name may itself hold ``|`` and digits, a digest may be all digits: a superset). The
+    stored row's ``t_us`` is among them, so a lookup by key may also ask by time."""
+    out: set[int] = set()
+    for key in keys:
+        for part in key.split("|")[1:]:
+            digits = part.removeprefix("-")
+            if digits.isascii() and digits.isdecimal():
+                out.add(int(part))
+    return out
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -204,7 +218,7 @@ def _sqlite_sql(n: int) -> str:
         sql = _SQLITE_SQL[n] = (
             f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
             + ",".join([_SQLITE_ROW] * n)
-            + " ON CONFLICT (site, key) DO NOTHING"
+            + " ON CONFLICT (site, t_us, key) DO NOTHING"
         )
     return sql
 
@@ -260,7 +274,7 @@ def postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[t
                     copy.write_row(row)
             cur.execute(
                 f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
-                "ORDER BY ord ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+                "ORDER BY ord ON CONFLICT (site, t_us, key) DO NOTHING RETURNING id, key"
             )
             # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
             return [(int(r[0]), r[1]) for r in cur.fetchall()]

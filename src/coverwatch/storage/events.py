@@ -28,6 +28,7 @@ from coverwatch.storage.eventrows import (
     InvalidEventError,
     event_dict,
     event_rows,
+    key_times,
     postgresql_append,
     sqlite_append,
 )
@@ -195,13 +196,17 @@ class EventRepository(AlertRepository):
         ``applied``: key -> the horizon a late state event was applied at live."""
         if not keys:
             return 0
-        q = (update(events).where(events.c.site == self.site, events.c.key.in_(list(keys)))
+        # The index is (site, t_us, key): the times the keys may hold narrow it to them.
+        q = (update(events).where(events.c.site == self.site,
+                                  events.c.t_us.in_(sorted(key_times(keys))),
+                                  events.c.key.in_(list(keys)))
              .values(late=true()))
         with self._write() as conn:
             n = int(conn.execute(q).rowcount or 0)
             for key, at in (applied or {}).items():
-                conn.execute(update(events).where(events.c.site == self.site,
-                                                  events.c.key == key).values(applied_us=at))
+                conn.execute(update(events).where(
+                    events.c.site == self.site, events.c.t_us.in_(sorted(key_times([key]))),
+                    events.c.key == key).values(applied_us=at))
             return n
 
     def events_between(
