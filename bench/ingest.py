@@ -107,13 +107,51 @@ class Server:
     data_dir: Path
     tokens: list[str]
     site_id: str
+    src: Path | None = None
 
     def store_count(self) -> int:
-        store = open_store(self.db_url, self.data_dir)
+        return int(_with_store(self.src, self.db_url, self.data_dir, "count", 0))
+
+
+# The store is opened by the tree the server runs (``--baseline-src``): this tree's code
+# would migrate a fresh store past what an older server accepts (a new migration).
+_STORE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from coverwatch.storage import open_store
+what, db, data, n = sys.argv[1], sys.argv[2] or None, Path(sys.argv[3]), int(sys.argv[4])
+store = open_store(db, data)
+try:
+    if what == "count":
+        print(json.dumps(int(store.count_events())))
+    else:
+        plain = [store.create_api_token(f"load-{i}", ["ingest"])[1] for i in range(n)]
+        store.create_user("bench", sys.argv[5], ["supervisor"])
+        print(json.dumps(plain))
+finally:
+    store.close()
+"""
+
+
+def _with_store(src: Path | None, db_url: str | None, data_dir: Path, what: str,
+                tokens: int) -> Any:
+    """``count``: the events stored; ``setup``: ``tokens`` ingest tokens and the bench user
+    (returns the tokens), by this process or, with ``src``, by that tree's code."""
+    if src is None:
+        store = open_store(db_url, data_dir)
         try:
-            return int(store.count_events())
+            if what == "count":
+                return int(store.count_events())
+            plain = [store.create_api_token(f"load-{i}", ["ingest"])[1] for i in range(tokens)]
+            store.create_user("bench", PASSWORD, ["supervisor"])
+            return plain
         finally:
             store.close()
+    out = subprocess.run(
+        [sys.executable, "-c", _STORE_SCRIPT, what, db_url or "", str(data_dir), str(tokens),
+         PASSWORD],
+        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(src.resolve())})
+    return orjson.loads(out.stdout.splitlines()[-1])
 
 
 @contextlib.contextmanager
@@ -130,14 +168,10 @@ def server(
     data_dir.mkdir(parents=True, exist_ok=True)
     if db_url is not None:
         subprocess.run(
-            [str(SCRIPT), "db", "upgrade", "--db", db_url], check=True, capture_output=True
+            [str(SCRIPT), "db", "upgrade", "--db", db_url], check=True, capture_output=True,
+            env=None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())},
         )
-    store = open_store(db_url, data_dir)
-    try:
-        plain = [store.create_api_token(f"load-{i}", ["ingest"])[1] for i in range(tokens)]
-        store.create_user("bench", PASSWORD, ["supervisor"])
-    finally:
-        store.close()
+    plain = _with_store(src, db_url, data_dir, "setup", tokens)
     port = free_port()
     cmd = [
         str(SCRIPT),
@@ -157,7 +191,7 @@ def server(
         cmd += ["--mqtt", mqtt]
     env = None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
     with serve(cmd, work, env=env, ready="/readyz") as (proc, url):
-        yield Server(proc, url, db_url, data_dir, plain, site_id)
+        yield Server(proc, url, db_url, data_dir, plain, site_id, src)
 
 
 # -- HTTP load generator (runs in its own process) ------------------------------------
@@ -619,9 +653,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    def http_once(name: str, db_url: str | None, src: Path | None) -> dict[str, Any]:
+    def http_once(name: str, pg: bool, src: Path | None) -> dict[str, Any]:
+        # A fresh data directory (and PostgreSQL schema) per run and per tree: a tree
+        # with a newer migration must not leave its schema to an older one.
         with (
             tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp,
+            pg_schema() if pg else contextlib.nullcontext() as db_url,
             server(Path(tmp), db_url=db_url, tokens=args.conns, src=src) as srv,
         ):
             r = run_http(srv, args.seconds, args.batch)
@@ -637,14 +674,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return r
 
-    def http(name: str, db_url: str | None) -> None:
+    def http(name: str, pg: bool) -> None:
         if args.baseline_src is None:
-            r = http_once(name, db_url, None)
+            r = http_once(name, pg, None)
         else:
             got: dict[str, list[dict[str, Any]]] = {"this": [], "base": []}
             for _ in range(args.rounds):
                 for which, src in (("this", None), ("base", args.baseline_src)):
-                    got[which].append(http_once(f"{name} [{which}]", db_url, src))
+                    got[which].append(http_once(f"{name} [{which}]", pg, src))
 
             def med(which: str, key: str) -> float:
                 vals = sorted(x[key] for x in got[which])
@@ -672,10 +709,9 @@ def main(argv: list[str] | None = None) -> int:
 
     traccar: list[float] = []
     if "http-sqlite" in only:
-        http("HTTP batch -> SQLite", None)
+        http("HTTP batch -> SQLite", False)
     if "http-pg" in only:
-        with pg_schema() as url:
-            http("HTTP batch -> PostgreSQL", url)
+        http("HTTP batch -> PostgreSQL", True)
     if "mqtt" in only:
         broker = args.mqtt_broker
         window = args.mqtt_window or (50_000 if broker == "tuned" else MQTT_WINDOW)

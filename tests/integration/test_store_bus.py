@@ -27,3 +27,12 @@ def test_row_key_is_the_stored_key_and_mark_late_flags_by_it(store: Store) -> No
     assert late == {1_000_000: False, 2_000_000: True, 3_000_000: False}
     assert [r["t_us"] for r in store.events_since(0, include_late=False)] == [1_000_000,
                                                                              3_000_000]
+
+
+def test_mark_late_finds_keys_whose_names_hold_bars_and_digits(store: Store) -> None:
+    # The events index is (site, t_us, key): mark_late asks by the times a key may hold.
+    odd = {**_fix(4_000_000, 4.0), "officer": "A|12|9", "device": "7|-3|"}
+    store.append_events([odd, _fix(5_000_000, 5.0)])
+    assert store.mark_late([row_key(odd)], {row_key(odd): 6_000_000}) == 1
+    got = {r["t_us"]: (r["late"], r["applied_us"]) for r in store.events_since(0)}
+    assert got == {4_000_000: (True, 6_000_000), 5_000_000: (False, None)}

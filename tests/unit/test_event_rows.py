@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from coverwatch.storage.eventrows import event_row, event_rows
+from coverwatch.storage.eventrows import event_row, event_rows, key_times
 from coverwatch.storage.tlog import event_leaf, event_leaves
 
 # Mostly floats: a plain fix takes the batch's own path, anything else event_row's.
@@ -49,6 +49,19 @@ def test_event_rows_is_event_row_of_each(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         one, batch = _one(row), _batch(row)
         assert repr(batch) == repr(one)  # repr: NaN equals itself
+
+
+@given(_row, st.text(max_size=6))
+@example({"kind": "fix", "officer": "A|12|", "t_us": 5, "source": "http", "x": 1.0, "y": 2.0,
+          "accuracy": 0.0}, "7|-3|")
+def test_key_times_hold_the_stored_time(row: dict[str, Any], device: str) -> None:
+    # A key-and-time lookup (the events index is (site, t_us, key)) finds every key,
+    # whatever "|" and digits its names hold.
+    try:
+        key = event_row({**row, "device": device}, 7, "s")[2]
+    except Exception:
+        return
+    assert row["t_us"] in key_times([key])
 
 
 @given(st.lists(st.tuples(st.integers(1, 2**40), st.text(max_size=6),

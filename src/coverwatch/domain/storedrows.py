@@ -29,19 +29,34 @@ def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry
     stored from a scan (its raw record says ``kind: scan``) gets ``scan_growth``
     (the site's ``scan_walk_mps``) as its growth, as the file readers give it.
     """
-    fix_rows: list[tuple[int, int, float, float, float, int]] = []
+    # Columns filled directly (no tuple per fix, no transpose): the live engine's
+    # hand-off of every stored batch (issue 25).
+    t_col: list[int] = []
+    officer_col: list[int] = []
+    x_col: list[float] = []
+    y_col: list[float] = []
+    acc_col: list[float] = []
+    seq_col: list[int] = []
     growth: list[float] = []
     control: list[DutyEvent | GateEvent | FlagEvent] = []
+    known = registry.get
+    intern = registry.intern
     for r in rows:
         kind = r["kind"]
         seq = int(r["id"])
         t = int(r["t_us"])
         if kind == "fix":
-            fix_rows.append(
-                (t, registry.intern(r["officer"]), float(r["x"]), float(r["y"]),
-                 float(r["accuracy"] or 0.0), seq)
-            )
-            growth.append(scan_growth if _is_scan(r) else 0.0)
+            name = r["officer"]
+            officer = known(name)
+            t_col.append(t)
+            officer_col.append(intern(name) if officer is None else officer)
+            x_col.append(float(r["x"]))
+            y_col.append(float(r["y"]))
+            acc_col.append(float(r["accuracy"] or 0.0))
+            seq_col.append(seq)
+            raw = r.get("raw")
+            scan = raw.get("kind") == "scan" if type(raw) is dict else _is_scan(r)
+            growth.append(scan_growth if scan else 0.0)
         elif kind == "duty":
             caps = r.get("capabilities") or ()
             if isinstance(caps, str):
@@ -52,10 +67,13 @@ def batch_from_rows(rows: Iterable[Mapping[str, Any]], registry: OfficerRegistry
             control.append(GateEvent(t, r["post"], bool(r["open"]), seq))
         elif kind == "flag":
             control.append(FlagEvent(t, r["flag"], bool(r["on"]), seq))
-    fixes = FixColumns.from_rows(fix_rows)
-    if any(growth):
-        fixes = FixColumns(fixes.t, fixes.officer, fixes.x, fixes.y, fixes.accuracy, fixes.seq,
-                           np.asarray(growth, np.float64))
+    if not t_col:
+        return EventBatch(FixColumns.empty(), control)
+    fixes = FixColumns(
+        np.array(t_col, np.int64), np.array(officer_col, np.int32),
+        np.array(x_col, np.float64), np.array(y_col, np.float64),
+        np.array(acc_col, np.float64), np.array(seq_col, np.int64),
+        np.array(growth, np.float64) if any(growth) else np.zeros(len(t_col), np.float64))
     return EventBatch(fixes, control)
 
 

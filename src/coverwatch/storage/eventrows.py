@@ -25,6 +25,7 @@ __all__ = [
     "event_key",
     "event_row",
     "event_rows",
+    "key_times",
     "postgresql_append",
     "row_key",
     "sqlite_append",
@@ -45,12 +46,8 @@ _COLUMN_LIST = ", ".join(f'"{c}"' for c in _EVENT_COLUMNS)
 _SQLITE_ROW = "(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"
 # 18 columns x 500 rows stays well under SQLite's 32766 bound parameters.
 _SQLITE_CHUNK = 500
-_SQLITE_SQL = {
-    n: f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
-    + ",".join([_SQLITE_ROW] * n)
-    + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
-    for n in (_SQLITE_CHUNK,)
-}
+_SQLITE_SQL: dict[int, str] = {}
+
 _PG_TEMP_FLAG = "coverwatch_events_in"
 _PG_TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS _cw_events_in (
@@ -107,6 +104,19 @@ def event_key(kind: str, ident: str, t_us: int, device: str | None = None,
     from another device, is a different event.
     """
     return f"{kind}|{ident}|{t_us}|{device or ''}|{digest}"
+
+
+def key_times(keys: Sequence[str]) -> set[int]:
+    """Every time the keys may hold: each integer among a key's fields after its kind (a
+    name may itself hold ``|`` and digits, a digest may be all digits: a superset). The
+    stored row's ``t_us`` is among them, so a lookup by key may also ask by time."""
+    out: set[int] = set()
+    for key in keys:
+        for part in key.split("|")[1:]:
+            digits = part.removeprefix("-")
+            if digits.isascii() and digits.isdecimal():
+                out.add(int(part))
+    return out
 
 
 def row_key(row: Mapping[str, Any]) -> str:
@@ -205,26 +215,44 @@ def event_rows(rows: Sequence[Mapping[str, Any]], received: int, site: str
 def _sqlite_sql(n: int) -> str:
     sql = _SQLITE_SQL.get(n)
     if sql is None:
-        sql = (
+        sql = _SQLITE_SQL[n] = (
             f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
             + ",".join([_SQLITE_ROW] * n)
-            + " ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+            + " ON CONFLICT (site, t_us, key) DO NOTHING"
         )
     return sql
 
 
 def sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[int, str]]:
-    # Hand-built multi-row VALUES on the driver cursor: SQLAlchemy's per-row
-    # parameter processing costs more than SQLite's insert itself on this hot path.
-    # Rows conflicting with earlier rows of the same statement are skipped, so
-    # the first occurrence of a key wins.
+    """Insert the rows (first occurrence of a key wins); returns ``(id, key)`` of those
+    stored, in insertion order.
+
+    Hand-built multi-row VALUES on the driver cursor: SQLAlchemy's per-row parameter
+    processing costs more than SQLite's insert itself on this hot path. No RETURNING:
+    each returned row was a step of its own, and the driver lets go of the GIL at every
+    step, so the store thread queued for it 2 000 times a batch behind the event loop
+    (issue 25). An ``id`` is the rowid (no AUTOINCREMENT), so the rows one statement
+    inserts take consecutive ids ending at ``lastrowid``; where some were skipped
+    (re-sent keys), those ids are read back with their keys by rowid range.
+    """
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         stored: list[tuple[int, str]] = []
         for i in range(0, len(params), _SQLITE_CHUNK):
             chunk = params[i : i + _SQLITE_CHUNK]
             flat = [v for row in chunk for v in row]
-            stored.extend(cursor.execute(_sqlite_sql(len(chunk)), flat).fetchall())
+            cursor.execute(_sqlite_sql(len(chunk)), flat)
+            n = cursor.rowcount
+            if n <= 0:
+                continue
+            last = int(cursor.lastrowid or 0)
+            if n == len(chunk):
+                stored.extend(zip(range(last - n + 1, last + 1), [r[2] for r in chunk],
+                                  strict=True))
+            else:
+                stored.extend(cursor.execute(
+                    "SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+                    (last - n + 1, last)).fetchall())
         return stored
     finally:
         cursor.close()
@@ -246,7 +274,7 @@ def postgresql_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[t
                     copy.write_row(row)
             cur.execute(
                 f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM _cw_events_in "
-                "ORDER BY ord ON CONFLICT (site, key) DO NOTHING RETURNING id, key"
+                "ORDER BY ord ON CONFLICT (site, t_us, key) DO NOTHING RETURNING id, key"
             )
             # The temp table empties itself at commit (ON COMMIT DELETE ROWS).
             return [(int(r[0]), r[1]) for r in cur.fetchall()]

@@ -28,6 +28,7 @@ from coverwatch.storage.eventrows import (
     InvalidEventError,
     event_dict,
     event_rows,
+    key_times,
     postgresql_append,
     sqlite_append,
 )
@@ -120,7 +121,7 @@ class EventRepository(AlertRepository):
                 stored = append(conn, params) if params else []
                 if stored:
                     # Report checkpoints after the earliest new event no longer hold.
-                    earliest = min(p[T_US] for p in params)
+                    earliest = min([p[T_US] for p in params])
                     if self.after_append is not None:  # the bus outbox
                         self.after_append(conn, stored, earliest)
                     # Driver SQL, once per commit group: the Core DELETE's build and
@@ -161,14 +162,15 @@ class EventRepository(AlertRepository):
         except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             raise StoreError(f"could not store {len(params)} events: {exc}") from exc
         stored.sort()
-        # Each stored key is its first occurrence in the batch (reversed: first wins).
-        first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
-        out: list[dict[str, Any]] = []
-        for event_id, key in stored:
-            row = dict(rows[first[key]])
-            row["id"] = event_id
-            out.append(row)
         ids = [event_id for event_id, _ in stored]
+        if len(stored) == len(params) and all(
+                s[1] == p[2] for s, p in zip(stored, params, strict=True)):
+            # Every row stored, in the order given (the usual batch): no key lookups.
+            out = [{**row, "id": event_id} for row, event_id in zip(rows, ids, strict=True)]
+        else:
+            # Each stored key is its first occurrence in the batch (reversed: first wins).
+            first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
+            out = [{**rows[first[key]], "id": event_id} for event_id, key in stored]
         return AppendResult(len(ids), len(params) - len(ids), ids, out, new_reports, raised)
 
     def events_since(
@@ -196,13 +198,17 @@ class EventRepository(AlertRepository):
         ``applied``: key -> the horizon a late state event was applied at live."""
         if not keys:
             return 0
-        q = (update(events).where(events.c.site == self.site, events.c.key.in_(list(keys)))
+        # The index is (site, t_us, key): the times the keys may hold narrow it to them.
+        q = (update(events).where(events.c.site == self.site,
+                                  events.c.t_us.in_(sorted(key_times(keys))),
+                                  events.c.key.in_(list(keys)))
              .values(late=true()))
         with self._write() as conn:
             n = int(conn.execute(q).rowcount or 0)
             for key, at in (applied or {}).items():
-                conn.execute(update(events).where(events.c.site == self.site,
-                                                  events.c.key == key).values(applied_us=at))
+                conn.execute(update(events).where(
+                    events.c.site == self.site, events.c.t_us.in_(sorted(key_times([key]))),
+                    events.c.key == key).values(applied_us=at))
             return n
 
     def events_between(

@@ -145,10 +145,35 @@ def append_event_leaves(
     for i, (kind, ref, leaf) in enumerate(leaves):
         rows.append((site, size + i, kind, ref, leaf,
                      sha256(b"\x00" + leaf.encode()).hexdigest()))  # merkle.leaf_hash
+    if conn.dialect.name == "sqlite":
+        _sqlite_leaves(conn, rows)
+        return
     # The driver's executemany with plain tuples: SQLAlchemy's per-row parameter
     # processing of 2 000 leaves cost more than the inserts on the ingest path.
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     conn.exec_driver_sql(_INSERT_LEAF.format(mark=mark), rows)
+
+
+_LEAF_CHUNK = 500  # x 6 columns: well under SQLite's 32 766 bound parameters
+_SQLITE_LEAVES: dict[int, str] = {}
+
+
+def _sqlite_leaves(conn: Connection, rows: list[tuple[str, int, str, str, str, str]]) -> None:
+    # Multi-row VALUES, one statement per 500 leaves: executemany steps once per row and
+    # the driver lets go of the GIL at each step, so the store thread waited for it again
+    # 2 000 times a batch behind the event loop (issue 25).
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for i in range(0, len(rows), _LEAF_CHUNK):
+            chunk = rows[i:i + _LEAF_CHUNK]
+            sql = _SQLITE_LEAVES.get(len(chunk))
+            if sql is None:
+                sql = _SQLITE_LEAVES[len(chunk)] = (
+                    "INSERT INTO tlog_leaves (site, idx, kind, ref, leaf, hash) VALUES "
+                    + ",".join(["(?,?,?,?,?,?)"] * len(chunk)))
+            cursor.execute(sql, [v for row in chunk for v in row])
+    finally:
+        cursor.close()
 
 
 _INSERT_LEAF = ("INSERT INTO tlog_leaves (site, idx, kind, ref, leaf, hash) "
