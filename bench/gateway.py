@@ -136,7 +136,7 @@ async def _load(url: str, token: str, sites: list[str], seconds: float, clients:
 
 
 def run_single(src: Path, ids: list[str], paths: list[Path], work: Path,
-               args: argparse.Namespace) -> tuple[float, int, float]:
+               args: argparse.Namespace) -> tuple[float, int, float, int]:
     data = work / "data"
     data.mkdir(parents=True)
     store = open_store(None, data)
@@ -149,14 +149,15 @@ def run_single(src: Path, ids: list[str], paths: list[Path], work: Path,
         cpu0 = cpu_s(proc.pid)
         done, failed, secs = asyncio.run(_load(url, token, ids, args.seconds, args.clients,
                                                args.batch))
-        return done / secs, failed, cpu_s(proc.pid) - cpu0
+        return done / secs, failed, cpu_s(proc.pid) - cpu0, done
 
 
 def run_cluster(src: Path, ids: list[str], paths: list[Path], work: Path,
-                args: argparse.Namespace) -> tuple[float, int, float]:
+                args: argparse.Namespace) -> tuple[float, int, float, int]:
     data = work / "data"
     data.mkdir(parents=True)
-    db = fresh_database(ADMIN, f"cwgw_{uuid.uuid4().hex[:10]}")
+    name = f"{args.db_prefix}_{uuid.uuid4().hex[:10]}"
+    db = fresh_database(ADMIN, name)
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", "from coverwatch.cli import main; main()", "db",
                     "upgrade", "--db", db], check=True, capture_output=True, env=env)
@@ -180,9 +181,18 @@ def run_cluster(src: Path, ids: list[str], paths: list[Path], work: Path,
             done, failed, secs = asyncio.run(_load(procs[1][1], token, ids, args.seconds,
                                                    args.clients, args.batch))
             cpu = sum(cpu_s(p.pid) - c for (p, _), c in zip(procs, cpu0, strict=True))
-            return done / secs, failed, cpu
+            return done / secs, failed, cpu, done
     finally:
         asyncio.run(_cleanup(prefix))
+        with contextlib.suppress(Exception):
+            _drop(name)
+
+
+def _drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,13 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--db-prefix", default="cwgw",
+                    help="PostgreSQL database names (each run's is dropped after it)")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="comma-separated source trees to compare (PYTHONPATH of the servers)")
     args = ap.parse_args(argv)
     trees = [Path(s).resolve() for s in args.src.split(",")]
     print("| sites | tree | round | single fixes/s | cluster fixes/s | cluster / single "
-          "| failed requests (single, cluster) | server CPU s (single, cluster) | load |")
-    print("|---:|---|---:|---:|---:|---:|---|---|---|")
+          "| failed requests (single, cluster) | server CPU s (single, cluster) "
+          "| server CPU ms per fix (single, cluster) | load |")
+    print("|---:|---|---:|---:|---:|---:|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="cw-gateway-") as tmp:
         for count in (int(s) for s in args.sites.split(",")):
             ids, paths = write_sites(Path(tmp) / f"sites-{count}", count)
@@ -212,7 +225,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"| {count} | {tree.parent.name} | {rnd + 1} | {single[0]:,.0f} "
                           f"| {cluster[0]:,.0f} | {cluster[0] / single[0]:.2f} "
                           f"| {single[1]}, {cluster[1]} | {single[2]:.1f}, {cluster[2]:.1f} "
+                          f"| {_per_fix(single):.3f}, {_per_fix(cluster):.3f} "
                           f"| {loadavg()} |", flush=True)
+
+
+def _per_fix(run: tuple[float, int, float, int]) -> float:
+    return 1000.0 * run[2] / run[3] if run[3] else float("nan")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-ove
 # received_us goes with the event: the owner's device watermark needs it, and the evaluator
 # shows how late a late event arrived. id, site, key: a stored row republished from the outbox.
 _NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us", "id", "site", "key"})
-# Tests only: "exit-before-publish" makes a gateway die between its commit and publish.
+# Tests only: "exit-before-publish" makes a gateway die between its commit and publish,
+# "exit-after-first-chunk" after the PubAck of a group's first message.
 FAULT_ENV = "COVERWATCH_TEST_FAULT"
 
 
@@ -183,6 +184,9 @@ class BusHooks:
                               [(key_of[i], wire(by_key[key_of[i]])) for i in part])
                              for n, part in enumerate(chunks([i for i, _ in g]))]
         try:
+            if messages and self.fault == "exit-after-first-chunk":
+                await self.log.publish_events(self.site_id, messages[0][1], messages[0][0])
+                os._exit(70)  # tests only (FAULT_ENV): dead between two chunks' PubAcks
             if messages or not stored:
                 await asyncio.gather(*(
                     self.log.publish_events(self.site_id, events, msg_id,
