@@ -41,7 +41,6 @@ from ingest import site_yaml
 
 from coverwatch.cli.cluster import fresh_database
 from coverwatch.domain.time import format_time
-from coverwatch.storage import open_store
 
 __all__ = ["main"]
 
@@ -135,15 +134,21 @@ async def _load(url: str, token: str, sites: list[str], seconds: float, clients:
         return done, failed, time.monotonic() - start
 
 
+def _token(src: Path, db: str | None, data: Path) -> str:
+    """An ingest token, made by the tree's own code (its migrations, not this driver's)."""
+    code = ("import sys; from coverwatch.storage import open_store; "
+            "s = open_store(sys.argv[1] or None, sys.argv[2]); "
+            "print(s.create_api_token('load', ['ingest'])[1]); s.close()")
+    out = subprocess.run([sys.executable, "-c", code, db or "", str(data)], check=True,
+                         capture_output=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return out.stdout.decode().strip().splitlines()[-1]
+
+
 def run_single(src: Path, ids: list[str], paths: list[Path], work: Path,
                args: argparse.Namespace) -> tuple[float, int, float, int]:
     data = work / "data"
     data.mkdir(parents=True)
-    store = open_store(None, data)
-    try:
-        token = store.create_api_token("load", ["ingest"])[1]
-    finally:
-        store.close()
+    token = _token(src, None, data)
     with _running([_cmd(paths, data, free_port())], src, work) as procs:
         (proc, url), = procs
         cpu0 = cpu_s(proc.pid)
@@ -161,11 +166,7 @@ def run_cluster(src: Path, ids: list[str], paths: list[Path], work: Path,
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", "from coverwatch.cli import main; main()", "db",
                     "upgrade", "--db", db], check=True, capture_output=True, env=env)
-    store = open_store(db, data)
-    try:
-        token = store.create_api_token("load", ["ingest"])[1]
-    finally:
-        store.close()
+    token = _token(src, db, data)
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
     bus = ("--db", db, "--bus", NATS_URL, "--bus-prefix", prefix)
     try:
