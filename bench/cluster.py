@@ -324,7 +324,7 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
                      f"{read / read_s:,.0f}", "", "", "", "", "the bus's per-process ceiling"))
         final_clock = str(T0 + (args.seconds + step_s) * US_PER_S)
         one_rate = one_steady = None
-        for k in (1, 2, 3):
+        for k in (int(w) for w in args.workers.split(",")):
             await reset_buckets(js, names)
             sites_file = work / f"sites-{k}"
             procs = [spawn(names.prefix, f"w{k}-{i}", sites_file, final_clock)
@@ -472,6 +472,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=0,
                     help="throughput: messages of up to N events (0: one per event, as "
                          "the gateway publishes today)")
+    ap.add_argument("--workers", default="1,2,3",
+                    help="throughput: the counts of worker processes to run, in turn")
     args = ap.parse_args()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-cluster-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)

@@ -41,7 +41,6 @@ from ingest import site_yaml
 
 from coverwatch.cli.cluster import fresh_database
 from coverwatch.domain.time import format_time
-from coverwatch.storage import open_store
 
 __all__ = ["main"]
 
@@ -135,36 +134,39 @@ async def _load(url: str, token: str, sites: list[str], seconds: float, clients:
         return done, failed, time.monotonic() - start
 
 
+def _token(src: Path, db: str | None, data: Path) -> str:
+    """An ingest token, made by the tree's own code (its migrations, not this driver's)."""
+    code = ("import sys; from coverwatch.storage import open_store; "
+            "s = open_store(sys.argv[1] or None, sys.argv[2]); "
+            "print(s.create_api_token('load', ['ingest'])[1]); s.close()")
+    out = subprocess.run([sys.executable, "-c", code, db or "", str(data)], check=True,
+                         capture_output=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return out.stdout.decode().strip().splitlines()[-1]
+
+
 def run_single(src: Path, ids: list[str], paths: list[Path], work: Path,
-               args: argparse.Namespace) -> tuple[float, int, float]:
+               args: argparse.Namespace) -> tuple[float, int, float, int]:
     data = work / "data"
     data.mkdir(parents=True)
-    store = open_store(None, data)
-    try:
-        token = store.create_api_token("load", ["ingest"])[1]
-    finally:
-        store.close()
+    token = _token(src, None, data)
     with _running([_cmd(paths, data, free_port())], src, work) as procs:
         (proc, url), = procs
         cpu0 = cpu_s(proc.pid)
         done, failed, secs = asyncio.run(_load(url, token, ids, args.seconds, args.clients,
                                                args.batch))
-        return done / secs, failed, cpu_s(proc.pid) - cpu0
+        return done / secs, failed, cpu_s(proc.pid) - cpu0, done
 
 
 def run_cluster(src: Path, ids: list[str], paths: list[Path], work: Path,
-                args: argparse.Namespace) -> tuple[float, int, float]:
+                args: argparse.Namespace) -> tuple[float, int, float, int]:
     data = work / "data"
     data.mkdir(parents=True)
-    db = fresh_database(ADMIN, f"cwgw_{uuid.uuid4().hex[:10]}")
+    name = f"{args.db_prefix}_{uuid.uuid4().hex[:10]}"
+    db = fresh_database(ADMIN, name)
     env = {**os.environ, "PYTHONPATH": str(src)}
     subprocess.run([sys.executable, "-c", "from coverwatch.cli import main; main()", "db",
                     "upgrade", "--db", db], check=True, capture_output=True, env=env)
-    store = open_store(db, data)
-    try:
-        token = store.create_api_token("load", ["ingest"])[1]
-    finally:
-        store.close()
+    token = _token(src, db, data)
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
     bus = ("--db", db, "--bus", NATS_URL, "--bus-prefix", prefix)
     try:
@@ -180,9 +182,18 @@ def run_cluster(src: Path, ids: list[str], paths: list[Path], work: Path,
             done, failed, secs = asyncio.run(_load(procs[1][1], token, ids, args.seconds,
                                                    args.clients, args.batch))
             cpu = sum(cpu_s(p.pid) - c for (p, _), c in zip(procs, cpu0, strict=True))
-            return done / secs, failed, cpu
+            return done / secs, failed, cpu, done
     finally:
         asyncio.run(_cleanup(prefix))
+        with contextlib.suppress(Exception):
+            _drop(name)
+
+
+def _drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,13 +203,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--db-prefix", default="cwgw",
+                    help="PostgreSQL database names (each run's is dropped after it)")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="comma-separated source trees to compare (PYTHONPATH of the servers)")
     args = ap.parse_args(argv)
     trees = [Path(s).resolve() for s in args.src.split(",")]
     print("| sites | tree | round | single fixes/s | cluster fixes/s | cluster / single "
-          "| failed requests (single, cluster) | server CPU s (single, cluster) | load |")
-    print("|---:|---|---:|---:|---:|---:|---|---|---|")
+          "| failed requests (single, cluster) | server CPU s (single, cluster) "
+          "| server CPU ms per fix (single, cluster) | load |")
+    print("|---:|---|---:|---:|---:|---:|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="cw-gateway-") as tmp:
         for count in (int(s) for s in args.sites.split(",")):
             ids, paths = write_sites(Path(tmp) / f"sites-{count}", count)
@@ -212,7 +226,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"| {count} | {tree.parent.name} | {rnd + 1} | {single[0]:,.0f} "
                           f"| {cluster[0]:,.0f} | {cluster[0] / single[0]:.2f} "
                           f"| {single[1]}, {cluster[1]} | {single[2]:.1f}, {cluster[2]:.1f} "
+                          f"| {_per_fix(single):.3f}, {_per_fix(cluster):.3f} "
                           f"| {loadavg()} |", flush=True)
+
+
+def _per_fix(run: tuple[float, int, float, int]) -> float:
+    return 1000.0 * run[2] / run[3] if run[3] else float("nan")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Messages of several events on the bus: read beside single-event ones, applied whole.
 
-The gateway still publishes one message per event (docs/scale.md, "Not yet done"); a
-stream may hold both kinds, and a consumer must never split a message of several events
-(its items share one stream sequence, the run's cursor).
+The gateway publishes a commit group as such messages (test_bus_chunks.py); a stream may
+hold both kinds (single-event ones from an older gateway, or the relay's), and a consumer
+must never split a message of several events (its items share one stream sequence, the
+run's cursor).
 """
 
 from __future__ import annotations

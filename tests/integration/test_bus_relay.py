@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from coverwatch.bus.log import Delivered, Published
 from coverwatch.server.clusterworker import RELAY_AFTER_S, ClusterWorker
-from coverwatch.storage import open_store
+from coverwatch.storage import busoutbox, open_store
 from coverwatch.storage.base import now_us
 from coverwatch.storage.busoutbox import note_group
 from coverwatch.storage.tables import bus_outbox
@@ -53,6 +53,18 @@ class ScriptedLog:
             out.append(Published(key, seq, dup))
         return out
 
+    async def publish_events(self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]],
+                             msg_id: str, *, timeout: float = 5.0, fresh: str | None = None
+                             ) -> Published:
+        self.sent.append(([msg_id, *(k for k, _ in events)], fresh))
+        if fresh is None and msg_id in self.acks:
+            seq, dup = self.acks[msg_id]
+        else:
+            self.next_seq += 1
+            seq, dup = self.next_seq, False
+            self.at[seq] = msg_id
+        return Published(msg_id, seq, dup)
+
     async def key_at(self, seq: int) -> str | None:
         return self.at.get(seq)
 
@@ -69,13 +81,16 @@ def _worker(tmp_path: Path, log: ScriptedLog, cp_seq: int, consumed: int
     return cw, store
 
 
-def _commit(store: Any, keys_t: list[int], created_us: int) -> list[str]:
+def _commit(store: Any, keys_t: list[int], created_us: int, *, before_0018: bool = False
+            ) -> list[str]:
     rows = [{"kind": "fix", "t_us": t, "officer": "A1", "x": 0.0, "y": 0.0, "accuracy_m": 5.0,
              "source": "test"} for t in keys_t]
     result = store.append_events(rows)
     with store.engine.begin() as conn:
         note_group(conn, store.site, [(i, "") for i in result.ids], min(keys_t))
-        conn.execute(bus_outbox.update().values(created_us=created_us))
+        # A group noted before 0018 has no ids: its events go one by one under their keys.
+        conn.execute(bus_outbox.update().values(
+            created_us=created_us, **({"ids": None} if before_0018 else {})))
     return [str(r["key"]) for r in store.events_since(0, limit=100)]
 
 
@@ -106,7 +121,7 @@ def test_an_event_acknowledged_then_lost_goes_again_under_a_fresh_id(tmp_path: P
     old = now_us() - int((RELAY_AFTER_S + 1) * 1e6)
     log = ScriptedLog({}, {})
     cw, store = _worker(tmp_path, log, cp_seq=8, consumed=9)
-    a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old)
+    a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old, before_0018=True)
     # a: a duplicate at seq 3 (before this owner's start, seq 5), where the stream holds it;
     # b: a duplicate at seq 9, which this owner's follower passed without delivering it
     #    (the leader holds it, the replica read did not: it goes again, fresh);
@@ -121,3 +136,37 @@ def test_an_event_acknowledged_then_lost_goes_again_under_a_fresh_id(tmp_path: P
     assert log.delivered[SITE].keys == {a: 3}  # evaluated before this owner started
     assert cw.relayed == 2  # c, and b again
     assert _outbox(store) == 1  # until b and c are delivered and checkpointed
+
+
+def test_a_group_goes_again_as_the_gateways_chunks(tmp_path: Path, monkeypatch: Any) -> None:
+    """The relay rebuilds the gateway's messages of a group: the same chunks under the same
+    message ids (so JetStream keeps one of two copies); a chunk partly seen goes key by key."""
+    monkeypatch.setattr(busoutbox, "CHUNK_EVENTS", 2)
+    old = now_us() - int((RELAY_AFTER_S + 1) * 1e6)
+    log = ScriptedLog({}, {})
+    cw, store = _worker(tmp_path, log, cp_seq=8, consumed=9)
+    k = _commit(store, [t * 1_000_000 for t in range(1, 10)], old)
+    first = min(int(r["id"]) for r in store.events_since(0, limit=100))
+    ids = [f"g:{SITE}:{first}:{n}" for n in range(5)]
+    # chunk 0 (k0, k1): a duplicate at seq 3, before this owner's start, where the stream
+    #   holds that very message: a previous owner evaluated it (a takeover);
+    # chunk 1 (k2, k3): a duplicate at seq 9, passed by this owner's follower without
+    #   delivering it: acknowledged and lost, it goes again under a fresh id;
+    # chunk 2 (k4, k5): k4 delivered (an older gateway's single message), k5 goes alone;
+    # chunk 3 (k6, k7): never published (the gateway died): appended now;
+    # chunk 4 (k8): a duplicate not consumed yet (seq 12 > 9): on its way.
+    log.acks = {ids[0]: (3, True), ids[1]: (9, True), ids[4]: (12, True)}
+    log.at = {3: ids[0], 9: ids[1], 12: ids[4]}
+    log.delivered[SITE] = Delivered(5, {k[4]: 7})
+    caps = asyncio.run(cw._relay([SITE]))
+    assert caps == {SITE: 1_000_000}
+    assert log.sent[0] == ([k[5]], None)  # the partly seen chunk's missing key, alone
+    chunks_sent = sorted(m for m, fresh in log.sent[1:] if fresh is None)
+    assert chunks_sent == [[ids[0], k[0], k[1]], [ids[1], k[2], k[3]],
+                           [ids[3], k[6], k[7]], [ids[4], k[8]]]
+    again = [(m, fresh) for m, fresh in log.sent if fresh is not None]
+    assert len(again) == 1 and again[0][0] == [ids[1], k[2], k[3]]
+    # The takeover's chunk counts as delivered at its sequence; the others are to come.
+    assert log.delivered[SITE].keys == {k[0]: 3, k[1]: 3, k[4]: 7}
+    assert cw.relayed == 1 + 2 + 2  # k5, chunk 3, and chunk 1 again
+    assert _outbox(store) == 1

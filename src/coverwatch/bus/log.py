@@ -1,8 +1,9 @@
 """The event log: one JetStream stream of accepted events, one subject per site.
 
-A gateway publishes every accepted event to ``<prefix>.events.<site>`` with its
-idempotence key as ``Nats-Msg-Id`` and acknowledges the client only after the
-stream's PubAck, so JetStream drops a re-sent event within its duplicate
+A gateway publishes the events each commit stored to ``<prefix>.events.<site>``, a
+message per chunk of the commit group (:func:`chunk_msg_id` is its ``Nats-Msg-Id``), and
+acknowledges the client only after the stream's PubAck, so JetStream drops a second copy
+of a chunk (the owner's relay rebuilds the same chunks) within its duplicate
 window. The window is finite: permanent idempotence stays the unique event key
 in PostgreSQL (a re-send later than the window is older than the horizon
 anyway, so the worker counts it late and the engine never sees it).
@@ -38,6 +39,7 @@ __all__ = [
     "Delivered",
     "EventLog",
     "Published",
+    "chunk_msg_id",
     "connect",
     "decode",
     "decode_all",
@@ -58,6 +60,12 @@ KEY_HEADER = "Coverwatch-Key"
 # A message of several events (``Coverwatch-Kind: events``): its body is a list of
 # ``[key, row]`` pairs, delivered as that many event items sharing the message's sequence.
 EVENTS_KIND = "events"
+
+
+def chunk_msg_id(site: str, first_id: int, index: int) -> str:
+    """The message id of chunk ``index`` of the commit group whose first event id is
+    ``first_id``: the gateway's and the relay's copies of a chunk share it."""
+    return f"g:{site}:{first_id}:{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,16 +292,21 @@ class EventLog:
 
     async def publish_events(
         self, site: str, events: Sequence[tuple[str, Mapping[str, Any]]], msg_id: str, *,
-        timeout: float = 5.0,
+        timeout: float = 5.0, fresh: str | None = None,
     ) -> Published:
         """Publish ``(key, row)`` pairs as ONE message (one PubAck), deduplicated by
         ``msg_id``; returns its acknowledgement (``key`` is ``msg_id``).
 
-        Not used by the gateway yet: a key must then be counted once across messages,
-        which per-event message ids do today (docs/scale.md, "Not yet done")."""
+        The gateway sends a commit group so, a chunk a message (:func:`chunk_msg_id`);
+        each event of a group is in exactly one chunk, so a key is in the stream once per
+        duplicate window. ``fresh``: message id ``<msg_id>~<fresh>`` (``msg_id`` in
+        :data:`KEY_HEADER`), for a chunk the stream holds as a duplicate but lost."""
+        headers = {KIND_HEADER: EVENTS_KIND, "Nats-Msg-Id": msg_id}
+        if fresh is not None:
+            headers |= {"Nats-Msg-Id": f"{msg_id}~{fresh}", KEY_HEADER: msg_id}
         ack = await self.js.publish(
             self.names.subject(site), orjson.dumps([[k, row] for k, row in events]),
-            timeout=timeout, headers={KIND_HEADER: EVENTS_KIND, "Nats-Msg-Id": msg_id})
+            timeout=timeout, headers=headers)
         return Published(msg_id, int(ack.seq), bool(ack.duplicate))
 
     async def publish_watermark(self, site: str, horizon_us: int, *,
@@ -319,7 +332,8 @@ class EventLog:
         return int(ack.seq)
 
     async def key_at(self, seq: int) -> str | None:
-        """The event key of the stream's message at ``seq`` (None: none there, or no key)."""
+        """The event key, or a chunk's message id, of the stream's message at ``seq``
+        (None: none there, or no key)."""
         try:
             msg = await self.js.get_msg(self.names.stream, seq)
         except NotFoundError:

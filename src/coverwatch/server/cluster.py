@@ -74,9 +74,12 @@ def refresh_site(svc: SiteUnit) -> list[Happening]:
                                                    str(svc.settings.site_path)))
 
 
-def _outbox_hook(store: Any) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
+def _outbox_hook(store: Any, hooks: BusHooks
+                 ) -> Callable[[Any, Sequence[tuple[int, str]], int], None]:
     def note(conn: Any, stored: Sequence[tuple[int, str]], earliest_us: int) -> None:
         note_group(conn, store.site, stored, earliest_us)
+        # The gateway publishes this group's chunks as the relay would rebuild them.
+        hooks.noted.append(list(stored))
 
     return note
 
@@ -219,7 +222,7 @@ async def start_bus(sites: Mapping[str, SiteUnit], *, book_every_s: float = 2.0)
         dist.hooks[site] = svc.bus = hooks
         svc.subscribers.subscribe(AlarmsStoredHere, hooks.stored_here)
         # Every commit of events notes its group in the outbox, in the same transaction.
-        svc.store.after_append = _outbox_hook(svc.store)
+        svc.store.after_append = _outbox_hook(svc.store, hooks)
     # The change scan's first look, before the books are refreshed: what the starts just
     # wrote (every site's rule versions, a first time) is not taken for news from others.
     engine = first.store.engine

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import BusNames, SiteEvaluator, Worker, WorkerSettings
+from coverwatch.bus.log import Published, chunk_msg_id
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.time import seconds_to_us
 from coverwatch.engine import CoverChange
@@ -45,6 +46,7 @@ from coverwatch.storage.busoutbox import (
     pending,
     published,
 )
+from coverwatch.storage.busoutbox import chunks as id_chunks
 from coverwatch.storage.devicereports import last_reports_of_sites
 
 if TYPE_CHECKING:
@@ -77,6 +79,29 @@ def checkpoint_secret(svc: SiteUnit) -> bytes:
         raise RuntimeError("distributed mode needs COVERWATCH_BUS_SECRET or an audit key")
     _, key = ring.keys[-1]  # the oldest: rotating the audit key must not orphan checkpoints
     return hmac.new(key, b"coverwatch bus checkpoints", hashlib.sha256).digest()
+
+
+def relay_messages(site: str, g: Pending, rows: Sequence[Mapping[str, Any]],
+                   missing: set[str]
+                   ) -> tuple[list[tuple[str, dict[str, Any]]],
+                              list[tuple[str, list[tuple[str, dict[str, Any]]]]]]:
+    """What the relay publishes of group ``g`` (its stored ``rows``, in id order) to bring
+    the ``missing`` keys: ``(singles, chunks)``. A chunk of the group (as the gateway cut
+    it) with every key missing goes whole under the gateway's message id; the missing keys
+    of a chunk partly seen (single-event messages of an older gateway), and of a group
+    noted before 0018 (ids unknown), go one by one under their keys."""
+    singles: list[tuple[str, dict[str, Any]]] = []
+    batched: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+    by_id = {int(r["id"]): r for r in rows}
+    parts = id_chunks(g.ids) if g.ids is not None else [[int(r["id"]) for r in rows]]
+    for n, part in enumerate(parts):
+        events = [(str(by_id[i]["key"]), wire(by_id[i])) for i in part if i in by_id]
+        want = [e for e in events if e[0] in missing]
+        if g.ids is not None and want and len(want) == len(part):
+            batched.append((chunk_msg_id(site, g.first_id, n), want))
+        else:
+            singles += want
+    return singles, batched
 
 
 def _fence_check(key: str) -> Any:
@@ -205,38 +230,55 @@ class ClusterWorker:
 
     async def _republish(self, site: str, g: Pending, missing: set[str], consumed: int
                          ) -> None:
-        """Publish a group's events this owner has not seen, under their keys as message
-        ids. One the stream calls a duplicate at a sequence this owner's follower has
-        already passed was not delivered to it: the stream acknowledged it and lost it,
-        or the replica this follower reads differs from the leader's (NATS 2.9 replicas
-        were seen to diverge after a partition), and it goes again under a fresh message
-        id (the old one stays in the duplicate window). At a sequence before this run's
-        start it is checked on the stream by key: there, a previous owner evaluated it."""
-        rows = [r for r in await asyncio.to_thread(group_rows, self.engine, g)
-                if str(r["key"]) in missing]
-        acks = await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in rows])
-        seen = self.worker.log.delivered[site]
+        """Publish a group's events this owner has not seen: each chunk of it none of whose
+        events it has seen as the gateway published it (:func:`relay_messages`, the same
+        message id, so JetStream keeps one of two copies), the rest (a chunk partly seen; a
+        group noted before 0018) one by one under their keys. One the stream calls a
+        duplicate at a sequence this owner's follower has already passed was not delivered
+        to it: the stream acknowledged it and lost it, or the replica this follower reads
+        differs from the leader's (NATS 2.9 replicas were seen to diverge after a
+        partition), and it goes again under a fresh message id (the old one stays in the
+        duplicate window). At a sequence before this run's start it is checked on the
+        stream by message id: there, a previous owner evaluated it."""
+        rows = await asyncio.to_thread(group_rows, self.engine, g)
+        log_ = self.worker.log
+        singles, batched = relay_messages(site, g, rows, missing)
+        # (message id, its events, the PubAck, whether it went as one event under its key)
+        sent: list[tuple[str, Sequence[tuple[str, Any]], Published, bool]] = []
+        if singles:
+            acks = await log_.publish(site, singles)
+            sent += [(k, [(k, row)], a, True)
+                     for (k, row), a in zip(singles, acks, strict=True)]
+        got = await asyncio.gather(*(log_.publish_events(site, events, msg_id)
+                                     for msg_id, events in batched))
+        sent += [(msg_id, events, a, False)
+                 for (msg_id, events), a in zip(batched, got, strict=True)]
+        seen = log_.delivered[site]
         # Not a duplicate, or one not consumed yet: on its way to this owner.
-        held = [(row, ack) for row, ack in zip(rows, acks, strict=True)
-                if ack.duplicate and 0 < ack.seq <= consumed and ack.key not in seen.keys]
-        there = await asyncio.gather(*(self.worker.log.key_at(a.seq) for _, a in held
-                                       if a.seq <= seen.after_seq))
-        lost = [row for row, ack in held if ack.seq > seen.after_seq]
-        for (row, ack), key in zip([h for h in held if h[1].seq <= seen.after_seq], there,
-                                   strict=True):
-            if key == ack.key:
-                seen.keys[ack.key] = ack.seq  # evaluated by an owner before this run
+        held = [m for m in sent if m[2].duplicate and 0 < m[2].seq <= consumed
+                and not any(k in seen.keys for k, _ in m[1])]
+        earlier = [m for m in held if m[2].seq <= seen.after_seq]
+        there = await asyncio.gather(*(log_.key_at(m[2].seq) for m in earlier))
+        lost = [m for m in held if m[2].seq > seen.after_seq]
+        for m, at in zip(earlier, there, strict=True):
+            if at == m[0]:  # evaluated by an owner before this run
+                seen.keys.update((k, m[2].seq) for k, _ in m[1])
             else:
-                lost.append(row)
-        if lost:
-            await self.worker.log.publish(site, [(str(r["key"]), wire(r)) for r in lost],
-                                          fresh=f"r{wall_clock_us()}")
-        added = sum(1 for a in acks if not a.duplicate)
-        self.relayed += len(lost) + added
+                lost.append(m)
+        fresh = f"r{wall_clock_us()}"
+        lost_singles = [e for _, events, _, single in lost if single for e in events]
+        if lost_singles:
+            await log_.publish(site, lost_singles, fresh=fresh)
+        await asyncio.gather(*(log_.publish_events(site, events, msg_id, fresh=fresh)
+                               for msg_id, events, _, single in lost if not single))
+        added = sum(len(m[1]) for m in sent if not m[2].duplicate)
+        again = sum(len(m[1]) for m in lost)
+        self.relayed += again + added
         log.warning("site %s: %d of the %d events of a commit group (ids %d-%d) not seen "
-                    "here: %d republished, %d already in the stream, %d acknowledged by it "
-                    "and lost, sent again under a fresh id", site, len(rows), len(g.keys),
-                    g.first_id, g.last_id, added, len(rows) - added - len(lost), len(lost))
+                    "here: %d republished (%d message(s)), %d already in the stream, %d "
+                    "acknowledged by it and lost, sent again under a fresh id", site,
+                    len(missing), len(g.keys), g.first_id, g.last_id, added, len(sent),
+                    len(missing) - added - again, again)
 
     async def fence_current(self, site: str) -> bool:
         """Fence this task's writes for ``site`` at the current lease's epoch (escalation

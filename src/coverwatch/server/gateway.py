@@ -3,12 +3,13 @@
 Every role keeps today's ingest path (:mod:`coverwatch.server.handlers.ingest`: one commit
 with the unique event key). :class:`BusHooks` adds what the bus needs:
 
-- after the commit, *every* row of the group, new or re-sent, is published to
-  the site's subject with ``Nats-Msg-Id`` = its event key, and the request is
-  answered only after the PubAck. A first attempt may have committed and died
-  before publishing; its retry finds the rows stored (duplicates) and publishes
-  them then, and JetStream drops the copies it already holds. A failed publish
-  fails the request (503), so the client retries.
+- after the commit, the rows *that commit stored* are published to the site's
+  subject, one message per chunk of the commit group (``Nats-Msg-Id``
+  ``g:<site>:<first id>:<chunk>``, the ids the bus outbox noted), and the request is
+  answered only after the PubAcks. A re-sent row is not published again: the commit
+  that stored it noted its group in the bus outbox, and its own gateway's message, or
+  else the owner's relay (which rebuilds the same chunks, so one copy is dropped),
+  carries it. A failed publish fails the request (503), so the client retries.
 - which escalation steps this node sends: a device alarm's (sos, fall)
   immediate levels from the gateway that stored it, at once; every other step
   from the worker that holds the site's lease (it also sends an immediate
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import Checkpoints, EventLog
+from coverwatch.bus.log import chunk_msg_id
 from coverwatch.domain.alertbook import AlertsRead
 from coverwatch.domain.alerts import DEVICE_ALARM_KINDS, Escalation
 from coverwatch.domain.site import Site
@@ -45,7 +47,7 @@ from coverwatch.errors import BusUnavailable
 from coverwatch.server.devices import DeviceWatch
 from coverwatch.server.happenings import AlarmsStoredHere
 from coverwatch.storage import Store, row_key
-from coverwatch.storage.busoutbox import FENCE
+from coverwatch.storage.busoutbox import FENCE, chunks
 
 if TYPE_CHECKING:
     from coverwatch.server.clusterworker import ClusterWorker
@@ -68,7 +70,8 @@ CLOSE_S = 3.0  # the longest a node's shutdown waits for its bus tasks (hand-ove
 # received_us goes with the event: the owner's device watermark needs it, and the evaluator
 # shows how late a late event arrived. id, site, key: a stored row republished from the outbox.
 _NOT_PUBLISHED = frozenset({"raw", "_request", "late", "applied_us", "id", "site", "key"})
-# Tests only: "exit-before-publish" makes a gateway die between its commit and publish.
+# Tests only: "exit-before-publish" makes a gateway die between its commit and publish,
+# "exit-after-first-chunk" after the PubAck of a group's first message.
 FAULT_ENV = "COVERWATCH_TEST_FAULT"
 
 
@@ -108,6 +111,9 @@ class BusHooks:
     # The site's cover as its owner last checkpointed it (see refresh_replica).
     replica: LiveCover | None = None
     evaluates: bool = False  # bus mode: the workers evaluate (SiteUnit.evaluates)
+    # The commit groups the bus outbox noted since the last publish ((id, key) pairs), by
+    # the store's thread inside each commit (server/cluster.py); a rolled-back one too.
+    noted: list[list[tuple[int, str]]] = field(default_factory=list)
     fault: str = field(default_factory=lambda: os.environ.get(FAULT_ENV, ""))
 
     def stored_here(self, h: AlarmsStoredHere) -> None:
@@ -145,11 +151,16 @@ class BusHooks:
         self.replica, self._replica_rev = cover.live, cp.revision
 
     async def publish(self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int] = ()) -> None:
-        """Publish rows (new and re-sent) and wait for every PubAck; BusUnavailable if not.
+        """Publish what this commit stored (``ids``; ``rows`` are the group's rows, new and
+        re-sent) and wait for every PubAck; BusUnavailable if not.
 
-        ``ids`` are the rows this commit stored. Their group stays in the bus outbox whatever
-        the PubAcks say: the site's owner forgets it once it has evaluated every event of it
-        (and republishes what it never saw), see :mod:`coverwatch.storage.busoutbox`."""
+        Each commit group the outbox noted goes as its chunks (:func:`chunks`), one message
+        each, under the message ids the owner's relay would rebuild. Their group stays in
+        the bus outbox whatever the PubAcks say: the site's owner forgets it once it has
+        evaluated every event of it (and republishes what it never saw), see
+        :mod:`coverwatch.storage.busoutbox`. Without a noted group (no outbox hook), every
+        row goes on its own under its key, as before chunks."""
+        noted, self.noted = self.noted, []
         if not rows:
             return
         if self.fault == "exit-before-publish":
@@ -157,18 +168,42 @@ class BusHooks:
         if self.fault == "acked-not-stored":
             # Tests only: every PubAck came, yet the stream lost the messages (a leader
             # that acknowledged and lost its leadership before they were replicated).
-            self.published += len(rows)
+            self.published += len(ids)
             return
-        events = [(row_key(r), wire(r)) for r in rows]
+        stored = set(ids)
+        # A group rolled back (its rows retried in another commit) stored none of ``ids``.
+        groups = [sorted(g) for g in noted if g and all(i in stored for i, _ in g)]
+        messages: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+        if sum(len(g) for g in groups) == len(stored):
+            by_key: dict[str, Mapping[str, Any]] = {}
+            for r in rows:  # a key's first row is the one stored
+                by_key.setdefault(row_key(r), r)
+            for g in groups:
+                key_of = dict(g)
+                messages += [(chunk_msg_id(self.site_id, g[0][0], n),
+                              [(key_of[i], wire(by_key[key_of[i]])) for i in part])
+                             for n, part in enumerate(chunks([i for i, _ in g]))]
         try:
-            # In chunks: every PubAck of one large batch would not come within the timeout.
-            for i in range(0, len(events), self.chunk):
-                await self.log.publish(self.site_id, events[i : i + self.chunk],
-                                       timeout=self.timeout_s)
+            if messages and self.fault == "exit-after-first-chunk":
+                await self.log.publish_events(self.site_id, messages[0][1], messages[0][0])
+                os._exit(70)  # tests only (FAULT_ENV): dead between two chunks' PubAcks
+            if messages or not stored:
+                await asyncio.gather(*(
+                    self.log.publish_events(self.site_id, events, msg_id,
+                                            timeout=self.timeout_s)
+                    for msg_id, events in messages))
+                count = sum(len(events) for _, events in messages)
+            else:  # no outbox hook: every row on its own, under its key
+                singles = [(row_key(r), wire(r)) for r in rows]
+                # In chunks: every PubAck of one large batch would not come in the timeout.
+                for i in range(0, len(singles), self.chunk):
+                    await self.log.publish(self.site_id, singles[i : i + self.chunk],
+                                           timeout=self.timeout_s)
+                count = len(singles)
         except Exception as e:
-            log.warning("publishing %d events failed: %s", len(events), e)
+            log.warning("publishing %d events failed: %s", len(ids), e)
             raise BusUnavailable() from e
-        self.published += len(events)
+        self.published += count
 
     async def publish_site(self, source: str, effective_us: int) -> None:
         """Hand new rules to the site's owner: in force from ``effective_us`` (event time)."""

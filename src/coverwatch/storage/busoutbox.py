@@ -3,13 +3,15 @@
 **Outbox.** A gateway commits events, then publishes them to JetStream. If it (or NATS)
 dies in between, the rows are stored and nobody would publish them. So the commit also
 writes one ``bus_outbox`` row per commit group (:func:`note_group`, called by the store
-inside the very transaction that inserts the events): the group's id range and earliest
-event time. A PubAck is not what forgets the row (a stream leader can acknowledge and
-then lose a message): the site's owner does (:func:`published`), once its own follower
-delivered every event key of the group and its checkpoint covers them (:func:`pending`
-gives the keys). What it has not seen by then it republishes (:func:`group_rows`),
-idempotently, since the message id is the event key. Until the events are delivered the
-owner holds its watermark at the group's earliest time, so a republished event is not late.
+inside the very transaction that inserts the events): the group's id range, its exact ids
+(0018) and earliest event time. The gateway publishes the group's rows in chunks of
+:data:`CHUNK_EVENTS` (:func:`chunks`), one message each. A PubAck is not what forgets the row
+(a stream leader can acknowledge and then lose a message): the site's owner does
+(:func:`published`), once its own follower delivered every event key of the group and its
+checkpoint covers them (:func:`pending` gives the keys). What it has not seen by then it
+republishes (:func:`group_rows`) as the very chunks the gateway sent, under the same message
+ids, so JetStream drops one of two copies. Until the events are delivered the owner holds
+its watermark at the group's earliest time, so a republished event is not late.
 
 **Fence.** ``bus_fences`` holds each site's owner epoch (the lease revision at its
 acquisition). A new owner raises it (:func:`claim`); every write the owner makes for the
@@ -32,10 +34,12 @@ from coverwatch.storage.base import now_us
 from coverwatch.storage.tables import bus_fences, bus_outbox, events
 
 __all__ = [
+    "CHUNK_EVENTS",
     "FENCE",
     "Fenced",
     "Pending",
     "check",
+    "chunks",
     "claim",
     "group_rows",
     "note_group",
@@ -45,6 +49,10 @@ __all__ = [
 
 # (site, epoch) of the owner's write in progress: set by the worker around its writes
 # (threads started with asyncio.to_thread inherit it); the store checks it in _write.
+# Events per bus message of a commit group: the gateway and the owner's relay cut a group's
+# ids the same way (a message of 500 fixes is ~100 KiB, well under NATS's 1 MiB).
+CHUNK_EVENTS = 500
+
 FENCE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "coverwatch_fence", default=None)
 
@@ -62,8 +70,42 @@ class Pending:
     last_id: int
     earliest_us: int
     created_us: int
-    # The event keys stored in the group's id range (with_keys), in id order.
+    # The event keys of the group (with_keys), in id order: its own rows if ``ids`` is
+    # known, else every row of its id range.
     keys: tuple[str, ...] = ()
+    # The group's own event ids, ascending (None: noted before 0018, only the range known).
+    ids: tuple[int, ...] | None = None
+
+
+def chunks(ids: Sequence[int]) -> list[list[int]]:
+    """A commit group's ids (ascending) as its messages' ids, :data:`CHUNK_EVENTS` each."""
+    return [list(ids[i : i + CHUNK_EVENTS]) for i in range(0, len(ids), CHUNK_EVENTS)]
+
+
+def encode_ids(ids: Sequence[int]) -> str:
+    """Ascending ids as runs: ``[17, 18, 19, 43]`` -> ``"17-19,43"`` (a commit's ids are
+    mostly consecutive, so the text stays short whatever the group's size)."""
+    runs: list[str] = []
+    start = prev = None
+    for i in ids:
+        if prev is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            runs.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        runs.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(runs)
+
+
+def decode_ids(text: str) -> tuple[int, ...]:
+    """The ids :func:`encode_ids` wrote."""
+    out: list[int] = []
+    for run in filter(None, text.split(",")):
+        first, _, last = run.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return tuple(out)
 
 
 def note_group(conn: Connection, site: str, stored: Sequence[tuple[int, str]],
@@ -71,10 +113,10 @@ def note_group(conn: Connection, site: str, stored: Sequence[tuple[int, str]],
     """Record a commit group in the outbox (inside the transaction that stores it)."""
     if not stored:
         return
-    ids = [i for i, _ in stored]
+    ids = sorted(i for i, _ in stored)
     conn.execute(bus_outbox.insert().values(
-        site=site, first_id=min(ids), last_id=max(ids), earliest_us=int(earliest_us),
-        created_us=now_us()))
+        site=site, first_id=ids[0], last_id=ids[-1], earliest_us=int(earliest_us),
+        created_us=now_us(), ids=encode_ids(ids)))
 
 
 def published(engine: Engine, groups: Iterable[tuple[str, int]]) -> int:
@@ -98,30 +140,39 @@ def pending(engine: Engine, sites: Sequence[str], *, with_keys: bool = False
     with engine.connect() as conn:
         rows = conn.execute(select(bus_outbox).where(bus_outbox.c.site.in_(list(sites)))
                             .order_by(bus_outbox.c.site, bus_outbox.c.first_id)).all()
+        own = {(r.site, int(r.first_id)): frozenset(decode_ids(r.ids))
+               for r in rows if r.ids is not None}
         if with_keys and rows:
+            # The id range, then the group's own ids of it (other gateways' rows interleave).
             joined = bus_outbox.join(events, and_(
                 events.c.site == bus_outbox.c.site,
                 events.c.id >= bus_outbox.c.first_id, events.c.id <= bus_outbox.c.last_id))
-            for site, first_id, key in conn.execute(
-                    select(bus_outbox.c.site, bus_outbox.c.first_id, events.c.key)
+            for site, first_id, event_id, key in conn.execute(
+                    select(bus_outbox.c.site, bus_outbox.c.first_id, events.c.id, events.c.key)
                     .select_from(joined).where(bus_outbox.c.site.in_(list(sites)))
                     .order_by(events.c.id)):
-                keys.setdefault((site, int(first_id)), []).append(str(key))
+                group = (site, int(first_id))
+                if group not in own or int(event_id) in own[group]:
+                    keys.setdefault(group, []).append(str(key))
     return [Pending(r.site, int(r.first_id), int(r.last_id), int(r.earliest_us),
-                    int(r.created_us), tuple(keys.get((r.site, int(r.first_id)), ())))
+                    int(r.created_us), tuple(keys.get((r.site, int(r.first_id)), ())),
+                    None if r.ids is None else decode_ids(r.ids))
             for r in rows]
 
 
 def group_rows(engine: Engine, group: Pending) -> list[dict[str, Any]]:
-    """The stored events of a group (other gateways' rows inside its id range included:
-    republishing them is harmless, their message ids drop them)."""
+    """The stored events of a group, in id order: its own (``ids``), or for a group noted
+    before 0018 every row of its id range (other gateways' rows too: republished one by
+    one, their message ids drop them)."""
     with engine.connect() as conn:
         rows = conn.execute(select(events).where(
             events.c.site == group.site,
             events.c.id >= group.first_id, events.c.id <= group.last_id,
         ).order_by(events.c.id)).all()
+    own = None if group.ids is None else frozenset(group.ids)
     # str(): reserved column names ("on", "open") come as quoted_name, which orjson refuses.
-    return [{str(k): v for k, v in r._mapping.items()} for r in rows]
+    return [{str(k): v for k, v in r._mapping.items()} for r in rows
+            if own is None or int(r.id) in own]
 
 
 def claim(engine: Engine, site: str, epoch: int, owner: str) -> bool:

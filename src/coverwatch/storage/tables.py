@@ -448,8 +448,9 @@ orders_acknowledgements = Table(
     Index(None, "officer", "post", "at_us"),
 )
 
-# Distributed mode (0011): a commit group JetStream has not acknowledged yet (events with
+# Distributed mode (0011): a commit group its site's owner has not evaluated yet (events with
 # first_id <= id <= last_id of the site; earliest_us their earliest time); deleted once it has.
+# ids (0018): the group's own ids as runs ("17-40,43"); NULL for a group noted before 0018.
 bus_outbox = Table(
     "bus_outbox",
     metadata,
@@ -458,6 +459,7 @@ bus_outbox = Table(
     Column("last_id", BigInteger, nullable=False),
     Column("earliest_us", BigInteger, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    Column("ids", Text, nullable=True),
 )
 
 # Distributed mode (0011): the lease epoch of the site's owner; an owner's write is refused
