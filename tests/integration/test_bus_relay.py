@@ -81,16 +81,16 @@ def _worker(tmp_path: Path, log: ScriptedLog, cp_seq: int, consumed: int
     return cw, store
 
 
-def _commit(store: Any, keys_t: list[int], created_us: int, *, before_0018: bool = False
+def _commit(store: Any, keys_t: list[int], created_us: int, *, before_0019: bool = False
             ) -> list[str]:
     rows = [{"kind": "fix", "t_us": t, "officer": "A1", "x": 0.0, "y": 0.0, "accuracy_m": 5.0,
              "source": "test"} for t in keys_t]
     result = store.append_events(rows)
     with store.engine.begin() as conn:
         note_group(conn, store.site, [(i, "") for i in result.ids], min(keys_t))
-        # A group noted before 0018 has no ids: its events go one by one under their keys.
+        # A group noted before 0019 has no ids: its events go one by one under their keys.
         conn.execute(bus_outbox.update().values(
-            created_us=created_us, **({"ids": None} if before_0018 else {})))
+            created_us=created_us, **({"ids": None} if before_0019 else {})))
     return [str(r["key"]) for r in store.events_since(0, limit=100)]
 
 
@@ -121,7 +121,7 @@ def test_an_event_acknowledged_then_lost_goes_again_under_a_fresh_id(tmp_path: P
     old = now_us() - int((RELAY_AFTER_S + 1) * 1e6)
     log = ScriptedLog({}, {})
     cw, store = _worker(tmp_path, log, cp_seq=8, consumed=9)
-    a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old, before_0018=True)
+    a, b, c = _commit(store, [1_000_000, 2_000_000, 3_000_000], old, before_0019=True)
     # a: a duplicate at seq 3 (before this owner's start, seq 5), where the stream holds it;
     # b: a duplicate at seq 9, which this owner's follower passed without delivering it
     #    (the leader holds it, the replica read did not: it goes again, fresh);

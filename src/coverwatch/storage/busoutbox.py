@@ -4,7 +4,7 @@
 dies in between, the rows are stored and nobody would publish them. So the commit also
 writes one ``bus_outbox`` row per commit group (:func:`note_group`, called by the store
 inside the very transaction that inserts the events): the group's id range, its exact ids
-(0018) and earliest event time. The gateway publishes the group's rows in chunks of
+(0019) and earliest event time. The gateway publishes the group's rows in chunks of
 :data:`CHUNK_EVENTS` (:func:`chunks`), one message each. A PubAck is not what forgets the row
 (a stream leader can acknowledge and then lose a message): the site's owner does
 (:func:`published`), once its own follower delivered every event key of the group and its
@@ -73,7 +73,7 @@ class Pending:
     # The event keys of the group (with_keys), in id order: its own rows if ``ids`` is
     # known, else every row of its id range.
     keys: tuple[str, ...] = ()
-    # The group's own event ids, ascending (None: noted before 0018, only the range known).
+    # The group's own event ids, ascending (None: noted before 0019, only the range known).
     ids: tuple[int, ...] | None = None
 
 
@@ -162,7 +162,7 @@ def pending(engine: Engine, sites: Sequence[str], *, with_keys: bool = False
 
 def group_rows(engine: Engine, group: Pending) -> list[dict[str, Any]]:
     """The stored events of a group, in id order: its own (``ids``), or for a group noted
-    before 0018 every row of its id range (other gateways' rows too: republished one by
+    before 0019 every row of its id range (other gateways' rows too: republished one by
     one, their message ids drop them)."""
     with engine.connect() as conn:
         rows = conn.execute(select(events).where(

@@ -450,7 +450,7 @@ orders_acknowledgements = Table(
 
 # Distributed mode (0011): a commit group its site's owner has not evaluated yet (events with
 # first_id <= id <= last_id of the site; earliest_us their earliest time); deleted once it has.
-# ids (0018): the group's own ids as runs ("17-40,43"); NULL for a group noted before 0018.
+# ids (0019): the group's own ids as runs ("17-40,43"); NULL for a group noted before 0019.
 bus_outbox = Table(
     "bus_outbox",
     metadata,

@@ -4,8 +4,8 @@ owner's relay must rebuild exactly the messages the gateway published (one per c
 group's own rows), so that JetStream's duplicate window drops a copy. Rows noted before
 this revision have none (NULL): the relay republishes their events one by one, as before.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-07
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 __all__ = ["downgrade", "upgrade"]
 
-revision = "0018"
-down_revision: str | None = "0017"
+revision = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | None = None
 depends_on: str | None = None
 
