@@ -123,7 +123,7 @@ class Watch:
 
 
 async def one(n: int, officers: int, work: Path, timeout: float,
-              partitions: int | None) -> dict[str, Any]:
+              partitions: int | None, term: bool = False) -> dict[str, Any]:
     names = BusNames(f"cwb-{uuid.uuid4().hex[:8]}")
     sites = site_ids(n, "fo")
     nc = await connect(NATS_URL)
@@ -160,15 +160,19 @@ async def one(n: int, officers: int, work: Path, timeout: float,
             tails.update(zip(chunk, await asyncio.gather(*(log.last_seq(s) for s in chunk)),
                              strict=True))
         load = os.getloadavg()[0]
-        procs[0].send_signal(signal.SIGKILL)
+        procs[0].send_signal(signal.SIGTERM if term else signal.SIGKILL)
         killed = time.monotonic()
-        procs[0].wait()
+        if not term:
+            procs[0].wait()
         survivor_file.write_text("\n".join(sites))
         owned: dict[str, float] = {}
         evaluated: dict[str, float] = {}
+        exited: list[float] = []  # when the victim's process ended (SIGTERM: its shutdown)
 
         def done() -> bool:
             now = time.monotonic() - killed
+            if not exited and procs[0].poll() is not None:
+                exited.append(now)
             for s in sites:
                 if s not in owned and watch.owner.get(lease_name(s, partitions)) == "survivor":
                     owned[s] = now
@@ -176,7 +180,7 @@ async def one(n: int, officers: int, work: Path, timeout: float,
                 if s not in evaluated and cp is not None and cp[0] == "survivor" \
                         and cp[1] >= tails[s]:
                     evaluated[s] = now
-            return len(evaluated) == n
+            return len(evaluated) == n and (bool(exited) or not term)
 
         cpu_kill = cpu_s(procs[1].pid)
         finished = await watch.until(done, timeout)
@@ -187,6 +191,7 @@ async def one(n: int, officers: int, work: Path, timeout: float,
         await asyncio.sleep(10.0)
         idle_ms = (cpu_s(procs[1].pid) - c0) / (time.monotonic() - t0_idle) / n * 1000
         return {"cpu_per_site_ms": (cpu_done - cpu_kill) / n * 1000, "idle_ms": idle_ms,
+                "exited": exited[0] if exited else None,
                 "sites": n, "officers": officers, "ready_s": ready_s, "finished": finished,
                 "owned": sorted(owned.values()), "evaluated": sorted(evaluated.values()),
                 "load_kill": load, "load_end": os.getloadavg()[0]}
@@ -202,6 +207,9 @@ def main() -> None:
     ap.add_argument("--sites", default="100,1000")
     ap.add_argument("--officers", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--term", action="store_true",
+                    help="SIGTERM the victim (a clean stop: it hands its sites over) instead "
+                         "of SIGKILL; also prints when its process ended")
     ap.add_argument("--partitions", type=int, default=0,
                     help="leases per partition, this many (0: a lease per site)")
     args = ap.parse_args()
@@ -211,13 +219,15 @@ def main() -> None:
     work.mkdir(parents=True)
     print(f"failover: {os.cpu_count()} CPUs shared; load average {os.getloadavg()[0]:.2f}; "
           f"{args.officers} officers per site, lease 6 s, renewal 1 s, "
-          f"{args.partitions or 'no'} partitions", flush=True)
+          f"{args.partitions or 'no'} partitions; the victim is sent "
+          f"{'SIGTERM' if args.term else 'SIGKILL'}", flush=True)
     print("| sites | victim ready s | first / median / all owned s "
           "| first / median / all evaluated again s | survivor CPU per site taken over ms "
-          "| survivor CPU per site-second idle ms | load at kill / end |")
-    print("|---:|---:|---:|---|---:|---:|---|", flush=True)
+          "| survivor CPU per site-second idle ms | victim exited s | load at kill / end |")
+    print("|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
     for n in (int(x) for x in args.sites.split(",")):
-        r = asyncio.run(one(n, args.officers, work, args.timeout, args.partitions or None))
+        r = asyncio.run(one(n, args.officers, work, args.timeout, args.partitions or None,
+                            args.term))
         ev = r["evaluated"]
         ow = r["owned"]
         owned = (f"{ow[0]:.2f} / {statistics.median(ow):.2f} / {ow[-1]:.2f}" if len(ow) == n
@@ -225,7 +235,9 @@ def main() -> None:
         evs = (f"{ev[0]:.2f} / {statistics.median(ev):.2f} / {ev[-1]:.2f}" if r["finished"]
                else f"{len(ev)} of {n} after {args.timeout:.0f} s")
         print(f"| {n} | {r['ready_s']:.1f} | {owned} | {evs} | {r['cpu_per_site_ms']:.2f} | "
-              f"{r['idle_ms']:.3f} | {r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
+              f"{r['idle_ms']:.3f} | "
+              f"{'-' if r['exited'] is None else format(r['exited'], '.2f')} | "
+              f"{r['load_kill']:.1f} / {r['load_end']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -131,6 +132,118 @@ async def _cleanup(prefix: str) -> None:
     await nc.close()
 
 
+async def _owners(prefix: str) -> dict[str, str]:
+    """Each site lease's owner (the worker id in its value)."""
+    import orjson
+
+    nc = await connect(NATS_URL)
+    try:
+        kv = await open_bucket(nc.jetstream(), BusNames(prefix).leases)
+        out: dict[str, str] = {}
+        with contextlib.suppress(Exception):  # no keys yet
+            for key in await kv.keys():
+                if key.startswith("site."):
+                    with contextlib.suppress(Exception):
+                        entry = await kv.get(key)
+                        if entry.value:
+                            out[key[5:]] = str(orjson.loads(entry.value)["owner"])
+        return out
+    finally:
+        await nc.close()
+
+
+async def _term_and_watch(proc: subprocess.Popen[bytes], prefix: str, count: int,
+                          mine: set[str]) -> tuple[float | None, float | None, float]:
+    """SIGTERM ``proc``; seconds until it exits and until no site's lease names ``mine``
+    and all ``count`` are held (a watch on the leases bucket)."""
+    import orjson
+
+    nc = await connect(NATS_URL)
+    owners: dict[str, str] = {}
+    ready = asyncio.Event()
+
+    async def follow() -> None:
+        kv = await open_bucket(nc.jetstream(), BusNames(prefix).leases)
+        async for entry in await kv.watchall():
+            if entry is None:
+                ready.set()
+            elif entry.key.startswith("site."):
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    owners.pop(entry.key[5:], None)
+                else:
+                    owners[entry.key[5:]] = str(orjson.loads(entry.value)["owner"])
+
+    task = asyncio.create_task(follow())
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        load = os.getloadavg()[0]
+        proc.terminate()
+        sent = time.monotonic()
+        exited = moved = None
+        while time.monotonic() - sent < 600 and (exited is None or moved is None):
+            if exited is None and proc.poll() is not None:
+                exited = time.monotonic() - sent
+            if moved is None and len(owners) == count and not set(owners.values()) & mine:
+                moved = time.monotonic() - sent
+            await asyncio.sleep(0.05)
+        return exited, moved, load
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await nc.close()
+
+
+def stop_one(count: int, work: Path, src: Path) -> dict[str, Any]:
+    """SIGTERM a worker of ``count`` sites beside another: seconds until its process ended,
+    and until the other owns every site (its leases released at once, or expired)."""
+    database = f"ops_term_{uuid.uuid4().hex[:8]}"
+    prefix = f"cwb-{uuid.uuid4().hex[:8]}"
+    db = fresh_database(ADMIN, database)
+    data = work / f"term-{count}-{uuid.uuid4().hex[:4]}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run([sys.executable, "-c", "import sys; from coverwatch.storage import "
+                        "upgrade; upgrade(sys.argv[1], sys.argv[2])", db, str(data)],
+                       check=True, env={**os.environ, "PYTHONPATH": str(src)})
+        sites = write_sites(data / "sites", count)
+        started = time.monotonic()
+        first, url = _serve(sites, data, db, prefix, "worker", data / "worker-1.log", src)
+        procs.append(first)
+        _ready(first, url, data / "worker-1.log")
+        deadline = time.monotonic() + 900
+        while len(owners := asyncio.run(_owners(prefix))) < count \
+                and time.monotonic() < deadline:
+            time.sleep(2)
+        mine = set(owners.values())
+        other, url = _serve(sites, data, db, prefix, "worker", data / "worker-2.log", src)
+        procs.append(other)
+        _ready(other, url, data / "worker-2.log")
+        while time.monotonic() < deadline:  # the second has its share: both are running
+            owners = asyncio.run(_owners(prefix))
+            if len(owners) == count and len(set(owners.values()) - mine) == 1 and \
+                    sum(1 for o in owners.values() if o in mine) >= count // 3:
+                break
+            time.sleep(2)
+        ready_s = time.monotonic() - started
+        held = sum(1 for o in owners.values() if o in mine)
+        time.sleep(5)
+        exited, moved, load = asyncio.run(_term_and_watch(first, prefix, count, mine))
+        return {"sites": count, "held": held, "ready_s": ready_s, "exited": exited,
+                "moved": moved, "code": first.poll(), "load": load}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        asyncio.run(_cleanup(prefix))
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 def _transactions(db: str) -> int:
     name = make_url(db).database
     with psycopg.connect(ADMIN, autocommit=True) as conn:
@@ -145,12 +258,35 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+PG_LOG = Path(os.environ.get("COVERWATCH_BENCH_PG_LOG",
+                           "/var/log/postgresql/postgresql-15-main.log"))
+
+
+def _statements(text: str, top: int = 12) -> list[tuple[int, str]]:
+    """The statements logged (``log_statement=all``) in ``text``, counted by their first
+    words (a table's name is enough to tell whose they are), most frequent first."""
+    import re
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        m = re.search(r"LOG:  (?:statement|execute [^:]*): (.*)", line)
+        if m:
+            words = re.sub(r"\s+", " ", m.group(1)).strip()
+            counts[words[:90]] += 1
+    return [(n, w) for w, n in counts.most_common(top)]
+
+
 def measure(count: int, window: float, settle: float, work: Path,
-            src: Path, silent: bool = False) -> dict[str, float]:
-    """One row: ``count`` sites idle; transactions/s and CPU of the two nodes."""
-    database = f"cwb_idle_{uuid.uuid4().hex[:8]}"
+            src: Path, silent: bool = False, statements: bool = False) -> dict[str, Any]:
+    """One row: ``count`` sites idle; transactions/s and CPU of the two nodes (with
+    ``statements``, what PostgreSQL's statement log shows in the window)."""
+    database = f"ops_idle_{uuid.uuid4().hex[:8]}"
     prefix = f"cwb-{uuid.uuid4().hex[:8]}"
     db = fresh_database(ADMIN, database)
+    if statements:  # new sessions of this database only (set before the servers connect)
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" SET log_statement = \'all\'')
     data = work / f"sites-{count}-{uuid.uuid4().hex[:4]}"
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -176,16 +312,23 @@ def measure(count: int, window: float, settle: float, work: Path,
         ready_s = time.monotonic() - started
         ready_cpu = [_cpu_s(p.pid) for p in procs]  # the start's CPU, each node
         time.sleep(settle)
+        log_at = PG_LOG.stat().st_size if statements else 0
         tx0, cpu0 = _transactions(db), [_cpu_s(p.pid) for p in procs]
         t0 = time.monotonic()
         time.sleep(window)
         tx1, cpu1 = _transactions(db), [_cpu_s(p.pid) for p in procs]
         took = time.monotonic() - t0
+        logged: list[tuple[int, str]] = []
+        if statements:
+            with PG_LOG.open("rb") as f:
+                f.seek(log_at)
+                logged = _statements(f.read().decode("utf-8", "replace"))
         return {"sites": count, "owned": owned, "ready_s": ready_s,
                 "worker_start_cpu": ready_cpu[0], "gateway_start_cpu": ready_cpu[1],
                 "tx_per_s": (tx1 - tx0) / took,
                 "gateway_cpu": (cpu1[1] - cpu0[1]) / took,
-                "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0]}
+                "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0],
+                "statements": logged, "window": took}
     finally:
         for p in procs:
             p.terminate()
@@ -208,23 +351,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="the code the servers run, comma-separated trees to compare them "
                          "interleaved (e.g. another worktree's src as the 'before')")
+    ap.add_argument("--statements", action="store_true",
+                    help=f"log the database's statements (log_statement=all, read from "
+                         f"{PG_LOG}) and print the most frequent in the window")
     ap.add_argument("--silent", action="store_true",
                     help="sites with silent_after_s: the owner checks for silent devices")
+    ap.add_argument("--term", action="store_true",
+                    help="instead: two workers over the sites; SIGTERM the first and time "
+                         "until its process ends and until the other owns every site")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cw-idle-"))
     srcs = [Path(p).resolve() for p in args.src.split(",")]
+    if args.term:
+        print(f"SIGTERM to a worker beside another; files in {work}")
+        print(f"{'code':<28} {'sites':>6} {'held':>5} {'ready s':>8} {'exited s':>9} "
+              f"{'all owned by the other s':>25} {'status':>6} {'load':>5}", flush=True)
+        for count in (int(c) for c in args.sites.split(",")):
+            for src in srcs:
+                r = stop_one(count, work, src)
+                ex = "-" if r["exited"] is None else f"{r['exited']:.2f}"
+                mv = "-" if r["moved"] is None else f"{r['moved']:.2f}"
+                print(f"{str(src)[-28:]:<28} {count:>6} {r['held']:>5} {r['ready_s']:>8.1f} "
+                      f"{ex:>9} {mv:>25} {r['code']!s:>6} {r['load']:>5.1f}", flush=True)
+        return
     print(f"idle cost: one gateway + one worker, {args.window:.0f} s window; files in {work}")
     print(f"{'code':<28} {'sites':>6} {'owned':>6} {'ready s':>8} {'start CPU wk+gw':>16} "
           f"{'PG tx/s':>9} {'tx/s/site':>10} {'gw CPU':>7} {'wk CPU':>7} {'load':>5}",
           flush=True)
     for count in (int(c) for c in args.sites.split(",")):
         for src in srcs:
-            r = measure(count, args.window, args.settle, work, src, args.silent)
+            r = measure(count, args.window, args.settle, work, src, args.silent,
+                        args.statements)
             start_cpu = f"{r['worker_start_cpu']:.1f}+{r['gateway_start_cpu']:.1f}"
             print(f"{str(src)[-28:]:<28} {count:>6} {r['owned']:>6.0f} {r['ready_s']:>8.1f} "
                   f"{start_cpu:>16} {r['tx_per_s']:>9.1f} {r['tx_per_s'] / count:>10.3f} "
                   f"{r['gateway_cpu']:>7.2f} {r['worker_cpu']:>7.2f} {r['load']:>5.1f}",
                   flush=True)
+            for n, words in r["statements"]:
+                print(f"    {n / r['window']:7.2f}/s  {words}", flush=True)
 
 
 if __name__ == "__main__":

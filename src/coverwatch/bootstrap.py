@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +66,23 @@ async def _stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
     for t in pending:
         log.warning("background task %s did not stop within %.0f s; left behind",
                     t.get_name(), _STOP_WAIT_S)
+
+
+def _own_pool() -> ThreadPoolExecutor:
+    """The app's default thread pool (``asyncio.to_thread``), its own so that a shutdown
+    can drop what is queued there (:func:`_drop_queued_work`)."""
+    pool = ThreadPoolExecutor(thread_name_prefix="coverwatch")
+    asyncio.get_running_loop().set_default_executor(pool)
+    return pool
+
+
+def _drop_queued_work(pool: ThreadPoolExecutor) -> None:
+    """Forget the blocking calls still queued in the app's pool (a thousand sites'
+    background reads, say): their tasks are cancelled, and the interpreter would otherwise
+    run every one of them before it exits, which kept a stopped node alive for minutes.
+    Calls already running finish; whatever runs after gets a fresh pool."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
 def _notifier(settings: Settings, store: Store, doc: SiteDocument) -> Notifier:
@@ -137,8 +156,9 @@ async def _prepare_site(svc: SiteUnit) -> None:
         svc.outbox.resend_undelivered()
 
 
-def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
-    """One site's background tasks (ticker, briefing, watchdog, inputs, reports)."""
+def _start_site(svc: SiteUnit, anchorings: list[Any]) -> list[asyncio.Task[Any]]:
+    """One site's background tasks (ticker, briefing, watchdog, inputs, reports); its audit
+    chain's anchoring joins ``anchorings`` (one task anchors every site's, in turn)."""
     from coverwatch.server.watchdog import run_watchdog
 
     assert svc.briefing is not None and svc.tours is not None  # _prepare_site
@@ -151,14 +171,12 @@ def _start_site(svc: SiteUnit) -> list[asyncio.Task[Any]]:
              asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
                                  name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
-        from coverwatch.evidence.service import run_anchoring, witnesses_for
+        from coverwatch.evidence.service import Anchoring, witnesses_for
         from coverwatch.server.watchdog import system_alert
 
         svc.witnesses = witnesses_for(svc.store, settings)
-        tasks.append(asyncio.create_task(
-            run_anchoring(svc.store, settings, site, witnesses=svc.witnesses,
-                          on_refused=system_alert(svc, "audit-unsealed")),
-            name=f"anchoring:{site}"))
+        anchorings.append(Anchoring(svc.store, settings, site, witnesses=svc.witnesses,
+                                    on_refused=system_alert(svc, "audit-unsealed")))
     if settings.purge_every_s > 0:
         from coverwatch.evidence.retention import run_purge
 
@@ -191,6 +209,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pool = _own_pool()
         store = open_store(settings.db_url, settings.data_dir)
         docs = [load_site_document(p) for p in settings.site_paths]
         ids = [d.site.id for d in docs]
@@ -214,29 +233,43 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         # competed with the ticks of every site started before it (quadratic in sites).
         for svc in sites.values():
             await _prepare_site(svc)
+        anchorings: list[Any] = []
         for svc in sites.values():
-            tasks += _start_site(svc)
+            tasks += _start_site(svc, anchorings)
         app.state.sites = sites
         app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.
         app.state.deployment_store = (site_store(store, DEPLOYMENT) if len(sites) > 1
                                       else app.state.site_unit.store)
         if len(sites) > 1 and settings.anchor_every_s > 0:
-            from coverwatch.evidence.service import run_anchoring, witnesses_for
+            from coverwatch.evidence.service import Anchoring, witnesses_for
 
             first = app.state.site_unit
-            tasks.append(asyncio.create_task(run_anchoring(
-                first.store, settings, first.site.id, app.state.deployment_store, DEPLOYMENT,
-                witnesses_for(first.store, settings)), name="anchoring:deployment"))
+            anchorings.append(Anchoring(first.store, settings, first.site.id,
+                                        app.state.deployment_store, DEPLOYMENT,
+                                        witnesses_for(first.store, settings)))
+        if anchorings:
+            from coverwatch.evidence.service import run_anchorings
+
+            tasks.append(asyncio.create_task(run_anchorings(anchorings), name="anchoring"))
         try:
             yield
         finally:
+            began = time.monotonic()
+            # The sites' own tasks first (a thousand tickers, briefings, watchdogs and
+            # their NATS reads): the worker's hand-over then has the event loop to itself.
+            for t in tasks:
+                t.cancel()
             if bus is not None:
                 await bus.close()
+            handed = time.monotonic()
             await _stop_tasks(tasks)
-            for svc in sites.values():
-                await svc.outbox.close()
+            await asyncio.gather(*(svc.outbox.close() for svc in sites.values()))
+            _drop_queued_work(pool)
             store.close()
+            log.info("stopped in %.1f s (bus %.1f s, %d sites' tasks %.1f s)",
+                     time.monotonic() - began, handed - began, len(sites),
+                     time.monotonic() - handed)
 
     # The interactive API docs are unauthenticated by nature: only the demo serves them.
     app = FastAPI(

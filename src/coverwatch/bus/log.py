@@ -145,6 +145,9 @@ class Delivered:
 
     after_seq: int
     keys: dict[str, int]
+    # The site's messages after the last delivered one when it was delivered (-1: none
+    # delivered yet): 0 is the end of the stream as it was then (a start's backlog read).
+    pending: int = -1
 
 
 def decode(names: BusNames, msg: Msg) -> BusMessage:
@@ -385,6 +388,7 @@ class EventLog:
 
         async def handle(msg: Msg) -> None:
             items = decode_all(self.names, msg)
+            seen.pending = msg.metadata.num_pending
             for message in items:
                 if message.kind == "event" and message.key is not None:
                     seen.keys[message.key] = message.seq

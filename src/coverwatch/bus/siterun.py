@@ -131,6 +131,16 @@ class SiteRun:
         with contextlib.suppress(BaseException):
             await self._task
 
+    def _at_end(self) -> bool:
+        seen = self.log.delivered.get(self.site)
+        return seen is None or seen.pending <= 0
+
+    def abandon(self) -> None:
+        """End the run now, whatever it was doing (a shutdown out of time)."""
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+
     async def _consume(self) -> None:
         try:
             while True:
@@ -164,7 +174,10 @@ class SiteRun:
                 # The end of the backlog a start found is checkpointed at once (a takeover
                 # shows as soon as the site is evaluated again); before it, every
                 # checkpoint_s if events came; after it, as below.
-                caught_up = not self._caught_up and self.queue.empty()
+                # Through the backlog: nothing queued, and the last message delivered was
+                # the stream's end when it was sent (a queue emptied halfway through the
+                # backlog's delivery is not the end: that checkpoint then came 5 s later).
+                caught_up = not self._caught_up and self.queue.empty() and self._at_end()
                 self._caught_up = self._caught_up or caught_up
                 since = time.monotonic() - self._last_cp
                 if end or caught_up or since >= (
@@ -250,6 +263,10 @@ class LeaseKeeper:
         self._thread.start()
         if not self._ready.wait(15.0):
             raise RuntimeError(f"lease keeper could not connect: {self.error}")
+
+    def halt(self) -> None:
+        """Renew nothing more; the thread ends within ``renew_s`` (a shutdown does not wait)."""
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()

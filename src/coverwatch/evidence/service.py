@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from coverwatch.settings import Settings
     from coverwatch.storage import Store
 
-__all__ = ["anchor_file", "anchor_now", "run_anchoring", "signing_key", "tree_heads_file",
-           "verify_now", "witnesses_for"]
+__all__ = ["Anchoring", "anchor_file", "anchor_now", "run_anchoring", "run_anchorings",
+           "signing_key", "tree_heads_file", "verify_now", "witnesses_for"]
 
 log = logging.getLogger("coverwatch.evidence")
 _LAST = "audit.last_anchor"
@@ -109,6 +110,20 @@ def verify_now(store: Store, settings: Settings, site: str,
     return out
 
 
+@dataclass
+class Anchoring:
+    """One chain to anchor (the arguments of :func:`anchor_now`), and when next."""
+
+    store: Store
+    settings: Settings
+    site: str
+    chain: Store | None = None
+    name: str | None = None
+    witnesses: Witnesses | None = None
+    on_refused: Callable[[str], Awaitable[None]] | None = None
+    next_at: float = 0.0
+
+
 async def run_anchoring(store: Store, settings: Settings, site: str,
                         chain: Store | None = None, name: str | None = None,
                         witnesses: Witnesses | None = None,
@@ -118,44 +133,54 @@ async def run_anchoring(store: Store, settings: Settings, site: str,
     witness did not take are given again every ``witness_retry_s`` meanwhile. A head
     refused over audit entries whose MAC fails is given to ``on_refused`` (the server
     raises a system alert), and tried again at the next interval."""
+    await run_anchorings([Anchoring(store, settings, site, chain, name, witnesses,
+                                    on_refused)])
+
+
+async def run_anchorings(jobs: Sequence[Anchoring]) -> None:
+    """:func:`run_anchoring` for many chains (a node's sites) in one task, one chain at a
+    time: a thousand sites' anchorings (a start anchors every one) neither flood the
+    thread pool nor come due all at once, each at its own ``anchor_every_s``."""
     import time
 
+    while True:
+        for job in jobs:
+            if time.monotonic() >= job.next_at:
+                job.next_at = time.monotonic() + job.settings.anchor_every_s
+                await _anchor_if_moved(job)
+            elif job.witnesses is not None and job.witnesses.pending():
+                await asyncio.to_thread(job.witnesses.flush)
+        await asyncio.sleep(min(_pause(j.next_at, j.settings, j.witnesses) for j in jobs))
+
+
+async def _anchor_if_moved(job: Anchoring) -> None:
     import orjson
 
     from coverwatch.evidence.treeheads import UnsealedAudit
 
-    every = settings.anchor_every_s
-    own, store = store, store if chain is None else chain
-    next_at = 0.0
-    while True:
-        try:
-            if time.monotonic() < next_at:  # woken early: only the witnesses' retries
-                if witnesses is not None and witnesses.pending():
-                    await asyncio.to_thread(witnesses.flush)
-                await asyncio.sleep(_pause(next_at, settings, witnesses))
-                continue
-            next_at = time.monotonic() + every
-            last = await asyncio.to_thread(store.get_state, _LAST)
-            from coverwatch.storage import audit_head
+    witnesses = job.witnesses
+    store = job.store if job.chain is None else job.chain
+    try:
+        last = await asyncio.to_thread(store.get_state, _LAST)
+        from coverwatch.storage import audit_head
 
-            head = await asyncio.to_thread(audit_head, store)
-            last_id = None if last is None else orjson.loads(last).get("head_id")
-            from coverwatch.evidence.treeheads import log_moved
+        head = await asyncio.to_thread(audit_head, store)
+        last_id = None if last is None else orjson.loads(last).get("head_id")
+        from coverwatch.evidence.treeheads import log_moved
 
-            moved = await asyncio.to_thread(log_moved, store)  # events move the log too
-            if (head is not None and head.id != last_id) or moved:
-                await asyncio.to_thread(anchor_now, own, settings, site, chain, name,
-                                        witnesses)
-            elif witnesses is not None and witnesses.pending():
-                await asyncio.to_thread(witnesses.flush)
-        except UnsealedAudit as e:
-            log.error("audit anchoring refused: %s", e)
-            if on_refused is not None:
-                await on_refused(f"The audit log holds entries whose MAC does not verify; "
+        moved = await asyncio.to_thread(log_moved, store)  # events move the log too
+        if (head is not None and head.id != last_id) or moved:
+            await asyncio.to_thread(anchor_now, job.store, job.settings, job.site, job.chain,
+                                    job.name, witnesses)
+        elif witnesses is not None and witnesses.pending():
+            await asyncio.to_thread(witnesses.flush)
+    except UnsealedAudit as e:
+        log.error("audit anchoring refused: %s", e)
+        if job.on_refused is not None:
+            await job.on_refused(f"The audit log holds entries whose MAC does not verify; "
                                  f"{e}.")
-        except Exception:  # anchoring must never stop the server
-            log.exception("audit anchoring failed")
-        await asyncio.sleep(_pause(next_at, settings, witnesses))
+    except Exception:  # anchoring must never stop the server
+        log.exception("audit anchoring failed")
 
 
 def _pause(next_at: float, settings: Settings, witnesses: Witnesses | None) -> float:

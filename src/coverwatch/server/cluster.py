@@ -38,6 +38,7 @@ log = logging.getLogger("coverwatch.server")
 RESEND_EVERY_S = 30.0
 CHANGE_MARGIN_S = 30.0
 FALLBACK_SCAN_S = 15.0  # the change scan behind LISTEN/NOTIFY
+RELEASE_S = 1.5  # at shutdown, the longest wait for the leases' release past CLOSE_S
 
 
 @dataclass
@@ -60,6 +61,11 @@ class Distributed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self.worker is not None:
+            # The leases' release, if it had begun, goes on (shielded): wait for it briefly,
+            # so the next owner takes the sites at once rather than after they expire.
+            released = self.worker.worker.released
+            if released is not None and not released.done():
+                await asyncio.wait({released}, timeout=RELEASE_S)
             await self.worker.close()
         with contextlib.suppress(Exception):
             await self.nc.close()

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coverwatch.bus import BusNames, SiteEvaluator, Worker, WorkerSettings
+from coverwatch.bus.checkpoints import Checkpoint
 from coverwatch.bus.log import Published, chunk_msg_id
 from coverwatch.clock import wall_clock_us
 from coverwatch.domain.time import seconds_to_us
@@ -156,6 +157,11 @@ class ClusterWorker:
 
     def owns(self, site: str) -> bool:
         return self._started and site in self.worker.runs and self.worker.owns(site)
+
+    def checkpoint_of(self, site: str) -> Checkpoint | None:
+        """The latest checkpoint of a site this node's run evaluates (None: no run here)."""
+        run = self.worker.runs.get(site) if self.owns(site) else None
+        return run.cp if run is not None and run.started else None
 
     def _holds(self, site: str, epoch: int) -> bool:
         # Fencing: a run of an older epoch (lease lost and taken again) acts no more.

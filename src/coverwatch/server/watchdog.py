@@ -34,6 +34,7 @@ import httpx
 
 from coverwatch.domain.supervision import open_direct
 from coverwatch.domain.time import US_PER_S
+from coverwatch.server.pools import in_store
 
 if TYPE_CHECKING:
     from coverwatch.server.unit import SiteUnit
@@ -138,7 +139,10 @@ _SHARED: dict[tuple[int, int], tuple[float, asyncio.Future[None]]] = {}
 
 
 def _commit_probe(svc: SiteUnit) -> asyncio.Future[None]:
-    return asyncio.ensure_future(asyncio.wait_for(asyncio.to_thread(
+    # In the store writes' own pool: a probe queued behind the default pool's reads (a
+    # thousand sites' first anchoring at a start) timed out with PostgreSQL healthy, and
+    # every site raised "store-commit" at once.
+    return asyncio.ensure_future(asyncio.wait_for(in_store(
         svc.store.set_state, _PROBE_KEY, str(svc.clock() // US_PER_S)), 10))
 
 

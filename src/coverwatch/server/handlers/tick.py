@@ -86,6 +86,13 @@ def save_live_checkpoint(unit: SiteUnit) -> None:
         log.exception("the live checkpoint could not be saved")
 
 
+# Distributed mode: the workers' runs evaluate, so a node's ticker only escalates, ends
+# shelves and checks silent devices (once a second): a quarter of a second is soon enough
+# for those, and a thousand sites ticking 40 times a second took a node's whole event
+# loop (its NATS requests timed out, a SIGTERM waited behind them).
+BUS_TICK_S = 0.25
+
+
 async def run_ticker(unit: SiteUnit) -> None:
     """Background task: tick forever (cancelled at shutdown)."""
     while True:
@@ -93,7 +100,8 @@ async def run_ticker(unit: SiteUnit) -> None:
             await tick(unit)
         except Exception:  # a bad tick must not stop supervision
             log.exception("tick failed")
-        await asyncio.sleep(unit.settings.tick_s)
+        await asyncio.sleep(unit.settings.tick_s if unit.evaluates
+                            else max(unit.settings.tick_s, BUS_TICK_S))
 
 
 def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
