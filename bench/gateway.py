@@ -16,7 +16,7 @@ The driver, the servers, NATS and PostgreSQL share this machine's cores: the loa
 printed with every row; compare rows of one run.
 
     PYTHONPATH=src .venv/bin/python bench/gateway.py [--sites 20,100] [--seconds 20]
-        [--src /path/to/base/src,src] [--rounds 2]
+        [--src /path/to/base/src,src] [--rounds 2] [--only single --idle 20]
 """
 
 from __future__ import annotations
@@ -151,6 +151,11 @@ def run_single(src: Path, ids: list[str], paths: list[Path], work: Path,
     token = _token(src, None, data)
     with _running([_cmd(paths, data, free_port())], src, work) as procs:
         (proc, url), = procs
+        if args.idle:  # settled, then the server's CPU with nothing sent
+            time.sleep(20)
+            idle0 = cpu_s(proc.pid)
+            time.sleep(args.idle)
+            args.idle_cpu = (cpu_s(proc.pid) - idle0) / args.idle
         cpu0 = cpu_s(proc.pid)
         done, failed, secs = asyncio.run(_load(url, token, ids, args.seconds, args.clients,
                                                args.batch))
@@ -205,10 +210,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--db-prefix", default="cwgw",
                     help="PostgreSQL database names (each run's is dropped after it)")
+    ap.add_argument("--only", choices=("both", "single"), default="both",
+                    help="single: one process only (many sites in one SQLite serve)")
+    ap.add_argument("--idle", type=float, default=0.0,
+                    help="single: seconds of the server's idle CPU measured before the load")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="comma-separated source trees to compare (PYTHONPATH of the servers)")
     args = ap.parse_args(argv)
     trees = [Path(s).resolve() for s in args.src.split(",")]
+    if args.only == "single":
+        _single_only(trees, args)
+        return
     print("| sites | tree | round | single fixes/s | cluster fixes/s | cluster / single "
           "| failed requests (single, cluster) | server CPU s (single, cluster) "
           "| server CPU ms per fix (single, cluster) | load |")
@@ -228,6 +240,24 @@ def main(argv: list[str] | None = None) -> None:
                           f"| {single[1]}, {cluster[1]} | {single[2]:.1f}, {cluster[2]:.1f} "
                           f"| {_per_fix(single):.3f}, {_per_fix(cluster):.3f} "
                           f"| {loadavg()} |", flush=True)
+
+
+def _single_only(trees: list[Path], args: argparse.Namespace) -> None:
+    print("| sites | tree | round | idle CPU, ms per site per s | fixes/s | failed requests "
+          "| server CPU ms per fix (duty warm-up included) | load |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory(prefix="cw-gateway-") as tmp:
+        for count in (int(s) for s in args.sites.split(",")):
+            ids, paths = write_sites(Path(tmp) / f"sites-{count}", count)
+            for rnd in range(args.rounds):
+                for n, tree in enumerate(trees):
+                    work = Path(tmp) / f"{count}-{rnd}-{n}"
+                    work.mkdir(parents=True)
+                    args.idle_cpu = float("nan")
+                    single = run_single(tree, ids, paths, work, args)
+                    print(f"| {count} | {tree.parent.name} | {rnd + 1} "
+                          f"| {1000.0 * args.idle_cpu / count:.2f} | {single[0]:,.0f} "
+                          f"| {single[1]} | {_per_fix(single):.3f} | {loadavg()} |", flush=True)
 
 
 def _per_fix(run: tuple[float, int, float, int]) -> float:
