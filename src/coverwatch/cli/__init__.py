@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -300,7 +299,7 @@ def replay(
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
     from coverwatch.formats.sitefile import load_site
-    from coverwatch.reports.replay import lapse_record, replay_file
+    from coverwatch.reports.replay import lapse_lines, replay_file
 
     if pack is not None:
         if site is not None or events is not None:
@@ -329,7 +328,7 @@ def replay(
     def take(lapses: list[Lapse]) -> None:
         nonlocal n_alerted
         if spool is not None:
-            spool.write(b"".join(orjson.dumps(lapse_record(lp)) + b"\n" for lp in lapses))
+            spool.write(lapse_lines(lapses))
         for lp in lapses:
             if lp.alert_at is not None:
                 n_alerted += 1
