@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import queue
-from functools import lru_cache
 import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from typing import IO, TYPE_CHECKING, TypeVar
 
 import numpy as np
