@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,12 +180,18 @@ def main() -> None:
     outs = {p.read_bytes() for p in work.glob("out-*.jsonl")}
     stdouts = {p.read_bytes() for p in work.glob("stdout-*.txt")}
     best = {k: min(v) for k, v in times.items()}
-    mine = best["replay (this tree)"]
+    mid = {k: statistics.median(v) for k, v in times.items()}
+    mine, mine_mid = best["replay (this tree)"], mid["replay (this tree)"]
     print(f"\n{'measure (whole processes: ' + ('CPU' if _CPU else 'wall') + ')':<40} "
-          f"{'best s':>7} {'replay / it':>12}  runs")
+          f"{'best s':>7} {'median s':>8} {'replay / it':>12} {'(medians)':>9}  runs")
     for name, runs in times.items():
-        print(f"{name:<40} {best[name]:>7.2f} {mine / best[name]:>11.2f}x  "
-              + ", ".join(f"{r:.2f}" for r in runs))
+        print(f"{name:<40} {best[name]:>7.2f} {mid[name]:>8.2f} {mine / best[name]:>11.2f}x "
+              f"{mine_mid / mid[name]:>8.2f}x  " + ", ".join(f"{r:.2f}" for r in runs))
+    if "replay (baseline)" in times:
+        base, base_mid = best["replay (baseline)"], mid["replay (baseline)"]
+        for name in ("pyarrow read_json (whole process)", "orjson.loads per line (whole process)"):
+            print(f"baseline replay / {name}: {base / best[name]:.2f}x best, "
+                  f"{base_mid / mid[name]:.2f}x median")
     print(f"\noutputs identical across trees and runs: {'yes' if len(outs) == 1 else 'NO'}")
     print(f"stdout identical across trees and runs: {'yes' if len(stdouts) == 1 else 'NO'}")
     print(_load())

@@ -15,11 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from coverwatch.cli.interop import (
     CapabilityOption,
@@ -35,6 +31,10 @@ from coverwatch.domain.time import US_PER_S, format_time, parse_time
 from coverwatch.errors import CoverwatchError, SiteFileError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from coverwatch.cli.plainconsole import PlainConsole
     from coverwatch.engine import Evaluation, Lapse
     from coverwatch.formats.eventfiles import EventReader
 
@@ -86,6 +86,8 @@ def help_(
         help="A command, e.g. `serve` or `devices add`.")] = None,
 ) -> None:
     """Show the help of coverwatch or of one of its commands."""
+    from rich.console import Console
+    from rich.markup import escape
     at: Any = ctx.find_root()
     cmd: Any = at.command
     for name in command or []:
@@ -101,6 +103,7 @@ def help_(
 
 
 def _fail(console: Console, error: CoverwatchError) -> typer.Exit:
+    from rich.markup import escape
     if isinstance(error, SiteFileError):
         for problem in error.problems:
             console.print(f"[red]error[/red] {escape(str(problem))}", highlight=False,
@@ -124,6 +127,8 @@ def check(
     otherwise; with --strict, warnings (e.g. vague or contradicting orders, no origin for
     phones, no escalation, an escalation target that reaches nobody with a contact) exit 2
     too."""
+    from rich.console import Console
+    from rich.markup import escape
     console = Console(stderr=True)
     status = 0
     unchecked: set[str] = set()  # people named as escalation targets, not looked up
@@ -144,6 +149,9 @@ def _check_one(console: Console, site: Path, strict: bool, db: str | None,
                data_dir: Path | None, unchecked: set[str]) -> None:
     """One site file of `check`; raises typer.Exit(2) on a problem. Adds to ``unchecked``
     the people it names as escalation targets when no store was given."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from coverwatch.formats.sitefile import load_site_document
 
     try:
@@ -227,7 +235,7 @@ def _summary_rows(result: Evaluation) -> list[tuple[str, ...]]:
     return rows
 
 
-def _plain_summary(console: Console, result: Evaluation, title: str) -> str | None:
+def _plain_summary(console: Console | PlainConsole, result: Evaluation, title: str) -> str | None:
     from coverwatch.cli.plaintable import plain_table
 
     right = [name not in ("Post", "Rule") for name in _SUMMARY]
@@ -235,6 +243,7 @@ def _plain_summary(console: Console, result: Evaluation, title: str) -> str | No
 
 
 def _summary_table(result: Evaluation, title: str) -> Table:
+    from rich.table import Table
     table = Table(title=title, title_justify="left")
     table.add_column("Post")
     table.add_column("Rule")
@@ -252,8 +261,19 @@ def _summary_table(result: Evaluation, title: str) -> Table:
     return table
 
 
-def _progress(err: Console) -> Any:
-    """A replay's progress bar on a terminal; off it none, and rich.progress not loaded."""
+def _rich(*, stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _progress() -> Any:
+    """A replay's progress bar on a terminal; off it none, and Rich not loaded."""
+    from coverwatch.cli.plainconsole import plain_console
+
+    if plain_console(stderr=True) is not None:  # Rich would find no terminal there
+        return contextlib.nullcontext()
+    err = _rich(stderr=True)
     if not err.is_terminal:
         return contextlib.nullcontext()
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -299,12 +319,13 @@ def replay(
     with_events: WithEventsOption = None,
 ) -> None:
     """Evaluate recorded events against a site's cover rules and summarise the lapses."""
+    from coverwatch.cli.plainconsole import plain_console
     from coverwatch.formats.sitefile import load_site
-    from coverwatch.reports.replay import lapse_record, replay_file
+    from coverwatch.reports.replay import lapse_lines, replay_file
 
     if pack is not None:
         if site is not None or events is not None:
-            Console(stderr=True).print("[red]error[/red] --pack takes no SITE or EVENTS: the "
+            _rich(stderr=True).print("[red]error[/red] --pack takes no SITE or EVENTS: the "
                                        "pack holds its own", highlight=False)
             raise typer.Exit(2)
         from coverwatch.cli.evidence import replay_pack
@@ -312,13 +333,23 @@ def replay(
         replay_pack(pack, json_out)
         return
     if site is None or events is None:
-        Console(stderr=True).print("[red]error[/red] replay needs SITE and EVENTS (or --pack "
+        _rich(stderr=True).print("[red]error[/red] replay needs SITE and EVENTS (or --pack "
                                    "PACK)", highlight=False)
         raise typer.Exit(2)
     check_gpx_options(events, officer, capability, track_duty, with_events)
     to_stdout = json_out == "-"
-    console = Console(stderr=to_stdout)
-    err = Console(stderr=True)
+    # Rich is loaded only for what it must render (a terminal, markup, errors): its
+    # import was a sixth of a replay's start beyond pyarrow's (cli/plainconsole.py).
+    plain_out = plain_console(stderr=to_stdout)
+    rich_out: list[Console] = []
+
+    def say(text: str, markup: str | None = None, *, soft_wrap: bool = False) -> None:
+        if plain_out is not None and plain_out.line(text, soft_wrap=soft_wrap):
+            return
+        if not rich_out:
+            rich_out.append(_rich(stderr=to_stdout))
+        rich_out[0].print(text if markup is None else markup, highlight=markup is None,
+                          soft_wrap=soft_wrap)
     # The lapses are written as the replay hands them out, to a spool file first so
     # that a replay that fails writes nothing, and none is kept in memory: a long
     # replay's lapses were the part of its peak memory that grew with the file.
@@ -329,7 +360,7 @@ def replay(
     def take(lapses: list[Lapse]) -> None:
         nonlocal n_alerted
         if spool is not None:
-            spool.write(b"".join(orjson.dumps(lapse_record(lp)) + b"\n" for lp in lapses))
+            spool.write(lapse_lines(lapses))
         for lp in lapses:
             if lp.alert_at is not None:
                 n_alerted += 1
@@ -343,9 +374,9 @@ def replay(
             try:
                 until_us = parse_time(until)
             except ValueError as e:
-                err.print(f"[red]error[/red] --until: {e}", highlight=False)
+                _rich(stderr=True).print(f"[red]error[/red] --until: {e}", highlight=False)
                 raise typer.Exit(2) from None
-        with _progress(err) as progress:
+        with _progress() as progress:
             task = None if progress is None else progress.add_task("replay", total=None)
 
             def start(reader: EventReader) -> None:
@@ -365,17 +396,19 @@ def replay(
                 on_lapses=take,
             )
     except CoverwatchError as e:
-        raise _fail(err, e) from None
+        raise _fail(_rich(stderr=True), e) from None
     except OSError as e:
+        from rich.markup import escape
+
         where = escape(str(e.filename or events))
-        err.print(f"[red]error[/red] {where}: {escape(e.strerror or str(e))}",
-                  highlight=False, soft_wrap=True, emoji=False)
+        _rich(stderr=True).print(f"[red]error[/red] {where}: {escape(e.strerror or str(e))}",
+                                 highlight=False, soft_wrap=True, emoji=False)
         raise typer.Exit(2) from None
 
     if reader.skipped:
         shown = ", ".join(str(n) for n in reader.skipped[:20])
         more = f" and {len(reader.skipped) - 20} more" if len(reader.skipped) > 20 else ""
-        err.print(
+        _rich(stderr=True).print(
             f"[yellow]skipped {len(reader.skipped)} bad line(s)[/yellow]: {shown}{more}",
             highlight=False,
         )
@@ -396,25 +429,24 @@ def replay(
             if not to_stdout:
                 out.close()
     if result.start is None:
-        console.print("no events to replay")
+        say("no events to replay")
         return
     window = f"{format_time(result.start)} to {format_time(result.end or result.start)}"
     title = f"Cover of {site_model.name}, {window}"
-    plain = _plain_summary(console, result, title)
+    plain = None if plain_out is None else _plain_summary(plain_out, result, title)
     if plain is not None:  # off a terminal: the same text, without Rich's layout machinery
-        console.file.write(plain)
+        plain_out.file.write(plain)  # type: ignore[union-attr]
     else:
-        console.print(_summary_table(result, title))
+        if not rich_out:
+            rich_out.append(_rich(stderr=to_stdout))
+        rich_out[0].print(_summary_table(result, title))
     for lp in alerted:
         end = "still open" if lp.end is None else f"until {format_time(lp.end)}"
-        console.print(
-            f"[red]ALERT[/red] {lp.post}/{lp.rule}: lapse from {format_time(lp.start)} {end}, "
-            f"alerted at {format_time(lp.alert_at or 0)}, lowest cover {lp.min_cover}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        line = (f"{lp.post}/{lp.rule}: lapse from {format_time(lp.start)} {end}, "
+                f"alerted at {format_time(lp.alert_at or 0)}, lowest cover {lp.min_cover}")
+        say(f"ALERT {line}", f"[red]ALERT[/red] {line}", soft_wrap=True)
     if n_alerted > 10:
-        console.print(f"... and {n_alerted - 10} more alerted lapses (see --json)")
+        say(f"... and {n_alerted - 10} more alerted lapses (see --json)")
 
 
 def _gpx_options(

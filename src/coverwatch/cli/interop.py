@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from coverwatch.cli.options import DataDirOption, DbOption
 from coverwatch.clock import wall_clock_us
 from coverwatch.errors import CoverwatchError, SiteFileError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["check_gpx_options", "events_app", "export", "register_site_commands"]
 
@@ -43,8 +44,23 @@ def check_gpx_options(file: Path, officer: str | None, capability: list[str] | N
                      "capabilities in their events)")
 
 
+def _console(*, stderr: bool = False) -> Console:
+    # Rich is imported when something is printed: not at the start of every command
+    # (a replay loads this module for its GPX options).
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _escape(text: str) -> str:
+    """Rich's markup escape, imported when needed."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _error(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error[/red] {escape(message)}", highlight=False,
+    _console(stderr=True).print(f"[red]error[/red] {_escape(message)}", highlight=False,
                                soft_wrap=True, emoji=False)
     return typer.Exit(2)
 
@@ -52,7 +68,7 @@ def _error(message: str) -> typer.Exit:
 def _fail(e: CoverwatchError) -> typer.Exit:
     if isinstance(e, SiteFileError):
         for problem in e.problems[:-1]:
-            Console(stderr=True).print(f"[red]error[/red] {escape(str(problem))}",
+            _console(stderr=True).print(f"[red]error[/red] {_escape(str(problem))}",
                                        highlight=False, soft_wrap=True, emoji=False)
         return _error(str(e.problems[-1]))
     return _error(str(e))
@@ -95,7 +111,7 @@ def events_import(
         raise _fail(e) from None
     except OSError as e:
         raise _error(f"{e.filename or file}: {e.strerror or e}") from None
-    Console().print(f"{file}: {result.read} events read, {result.stored} stored, "
+    _console().print(f"{file}: {result.read} events read, {result.stored} stored, "
                     f"{result.duplicates} already stored, {result.late} behind the live "
                     "horizon (history)", highlight=False)
 
@@ -148,7 +164,7 @@ def site_import_geojson(
         raise _fail(e) from None
     _write(out, source.encode())
     if out is not None:
-        Console().print(f"wrote {out}: site {site.id}, {len(site.posts)} posts, "
+        _console().print(f"wrote {out}: site {site.id}, {len(site.posts)} posts, "
                         f"{len(site.walkways)} walkways, {len(site.barriers)} barriers")
 
 

@@ -13,13 +13,18 @@ it against Rich on random tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-__all__ = ["plain_table"]
+    from coverwatch.cli.plainconsole import PlainConsole
+
+__all__ = ["plain_cell", "plain_table"]
 
 
-def _plain(text: str) -> bool:
+def plain_cell(text: str) -> bool:
+    """Whether Rich renders ``text`` as written (off a terminal)."""
     # Markup, emoji codes and anything wider or stranger than one printable ASCII
     # character per cell are Rich's to render.
     from rich._emoji_replace import _emoji_replace
@@ -28,16 +33,17 @@ def _plain(text: str) -> bool:
         (":" not in text or _emoji_replace(text) == text)
 
 
-def plain_table(console: Console, title: str, headers: Sequence[str], right: Sequence[bool],
+def plain_table(console: Console | PlainConsole, title: str, headers: Sequence[str],
+                right: Sequence[bool],
                 rows: Sequence[Sequence[str]]) -> str | None:
     """Rich's rendering (default box, left-justified title) of this table on ``console``,
     or None when it is not that simple or ``console`` shows styles."""
     if console.is_terminal or console.color_system is not None or not rows:
         return None
-    if not all(_plain(c) for row in (headers, *rows) for c in row):
+    if not all(plain_cell(c) for row in (headers, *rows) for c in row):
         return None
     words = title.split(" ")
-    if not _plain(title) or "" in words:
+    if not plain_cell(title) or "" in words:
         return None
     n = len(headers)
     widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(n)]

@@ -33,7 +33,7 @@ class RuleGrid:
             b = np.column_stack((xy[:, 0] - r_m, xy[:, 1] - r_m, xy[:, 0] + r_m, xy[:, 1] + r_m))
             self.n_rules = len(b)
             sizes_a = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            self._grid = BoxGrid(b, float(np.median(sizes_a)))
+            self._grid = BoxGrid(b, float(statistics.median(sizes_a.tolist())))
             return
         boxes: list[tuple[float, float, float, float]] = []
         for post, rule in pairs:
