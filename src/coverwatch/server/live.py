@@ -20,6 +20,7 @@ it does no I/O itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -33,7 +34,7 @@ from coverwatch.domain.events import (
     OfficerRegistry,
 )
 from coverwatch.domain.site import Site
-from coverwatch.domain.storedrows import _is_scan, batch_from_rows
+from coverwatch.domain.storedrows import batch_from_rows
 from coverwatch.domain.time import format_time, seconds_to_us
 from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState, RuleStats
 from coverwatch.server.latewatch import STATE_KINDS, LateArrival, LateArrivals, subject_of
@@ -44,8 +45,12 @@ _FIX_FIELDS = itemgetter("t_us", "officer", "x", "y", "accuracy")
 
 
 def _scan(row: Mapping[str, Any]) -> bool:
+    """A fix made from a checkpoint scan, as batch_from_rows reads it (``raw``, or the
+    raw text ``scan_raw`` the store gives for scans only)."""
     raw = row.get("raw")
-    return raw.get("kind") == "scan" if type(raw) is dict else _is_scan(row)
+    if raw is None and row.get("scan_raw"):
+        raw = json.loads(row["scan_raw"])
+    return isinstance(raw, dict) and raw.get("kind") == "scan"
 
 
 @dataclass(frozen=True, slots=True)
