@@ -54,6 +54,7 @@ import orjson
 
 from coverwatch.bus import BusNames, EventLog, Worker, WorkerSettings, connect, open_bucket
 from coverwatch.bus.checkpoints import Checkpoints
+from coverwatch.cli.serving import tune_gc
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.formats.sitefile import load_site_text
@@ -129,6 +130,8 @@ async def worker_main(prefix: str, wid: str, sites_file: str, clock: str) -> Non
     def clock_us() -> int:
         return fixed if fixed is not None else time.time_ns() // 1000
 
+    if os.environ.get("COVERWATCH_BENCH_GC") != "default":
+        tune_gc()  # as `coverwatch serve` (every role) does once it is built
     worker = Worker(nc, sites=current, factory=factory, names=BusNames(prefix),
                     settings=WorkerSettings(partitions=int(os.environ.get(
                         "COVERWATCH_BUS_PARTITIONS", "0")) or None),
@@ -265,6 +268,8 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
     total = sum(len(r) for r in shifts.values())
     print(f"throughput: {len(sites)} sites x {OFFICERS} officers x {args.seconds} s = "
           f"{total} events", flush=True)
+    if os.environ.get("COVERWATCH_BENCH_GC") != "default":
+        tune_gc()  # the single process's setting, as for the workers
     cpu0 = time.process_time()
     base_n, base_s = baseline(shifts, step_s)
     base_cpu = time.process_time() - cpu0
