@@ -54,6 +54,7 @@ import orjson
 
 from coverwatch.bus import BusNames, EventLog, Worker, WorkerSettings, connect, open_bucket
 from coverwatch.bus.checkpoints import Checkpoints
+from coverwatch.cli.serving import tune_gc
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S, parse_time
 from coverwatch.formats.sitefile import load_site_text
@@ -129,6 +130,8 @@ async def worker_main(prefix: str, wid: str, sites_file: str, clock: str) -> Non
     def clock_us() -> int:
         return fixed if fixed is not None else time.time_ns() // 1000
 
+    if os.environ.get("COVERWATCH_BENCH_GC") != "default":
+        tune_gc()  # as `coverwatch serve` (every role) does once it is built
     worker = Worker(nc, sites=current, factory=factory, names=BusNames(prefix),
                     settings=WorkerSettings(partitions=int(os.environ.get(
                         "COVERWATCH_BUS_PARTITIONS", "0")) or None),
@@ -146,6 +149,12 @@ def spawn(prefix: str, wid: str, sites_file: Path, clock: str) -> subprocess.Pop
         stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_all(procs: list[subprocess.Popen[str]]) -> None:
@@ -259,12 +268,16 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
     total = sum(len(r) for r in shifts.values())
     print(f"throughput: {len(sites)} sites x {OFFICERS} officers x {args.seconds} s = "
           f"{total} events", flush=True)
+    if os.environ.get("COVERWATCH_BENCH_GC") != "default":
+        tune_gc()  # the single process's setting, as for the workers
+    cpu0 = time.process_time()
     base_n, base_s = baseline(shifts, step_s)
+    base_cpu = time.process_time() - cpu0
     base_rate = base_n / base_s
     print(f"  baseline, one process, no bus: {base_rate:,.0f} events/s", flush=True)
     rows: list[tuple[str, ...]] = [
         ("single process, no bus (baseline)", f"{base_n}", f"{base_s:.2f}",
-         f"{base_rate:,.0f}", "1.00", "", "", "", "")]
+         f"{base_rate:,.0f}", "1.00", "", "", "", f"{base_cpu:.2f}", "1.00", "")]
     nc = await connect(NATS_URL)
     js = nc.jetstream()
     log = EventLog(js, names)
@@ -301,7 +314,7 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
         pub_s = time.perf_counter() - t
         print(f"  published (every PubAck awaited): {total / pub_s:,.0f} events/s", flush=True)
         rows.append(("publish to the stream, 1 client", f"{total}", f"{pub_s:.2f}",
-                     f"{total / pub_s:,.0f}", "", "", "", "", "a gateway's side"))
+                     f"{total / pub_s:,.0f}", "", "", "", "", "", "", "a gateway's side"))
         # The bus alone: one process reading every site's subject, decoding, no evaluation.
         read = 0
         done = asyncio.Event()
@@ -321,7 +334,8 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
         print(f"  read back by one process (decode only): {read / read_s:,.0f} messages/s",
               flush=True)
         rows.append(("read back by 1 process, no evaluation", f"{read}", f"{read_s:.2f}",
-                     f"{read / read_s:,.0f}", "", "", "", "", "the bus's per-process ceiling"))
+                     f"{read / read_s:,.0f}", "", "", "", "", "", "",
+                     "the bus's per-process ceiling"))
         final_clock = str(T0 + (args.seconds + step_s) * US_PER_S)
         one_rate = one_steady = None
         for k in (int(w) for w in args.workers.split(",")):
@@ -333,6 +347,7 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
                 kv = await open_bucket(js, names.leases)
                 cps = Checkpoints(await open_bucket(js, names.checkpoints))
                 await asyncio.sleep(1.5)  # heartbeats: each sees the others before sites come
+                cpu_at_start = sum(cpu_s(p.pid) for p in procs)
                 sites_file.write_text("\n".join(sites))
                 t = time.perf_counter()
                 owned_at = None
@@ -348,6 +363,8 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
                     if all(seqs[s] >= last[s] for s in sites):
                         break
                 took = time.perf_counter() - t
+                # From the site list to the end: claims, restores, evaluation, checkpoints.
+                work_cpu = sum(cpu_s(p.pid) for p in procs) - cpu_at_start
                 spread = sorted((await owners(kv)).values())
                 loads = sorted(spread.count(w) for w in set(spread))
             finally:
@@ -365,10 +382,12 @@ async def throughput(args: argparse.Namespace, work: Path) -> list[tuple[str, ..
             eff = rate / (k * base_rate)
             print(f"  {k} worker(s): {rate:,.0f} events/s in {took:.2f} s end to end (all "
                   f"{len(sites)} sites owned after {owned_at:.2f} s; sites per worker {loads}); "
-                  f"middle half at {steady:,.0f} events/s ({steady_s:.1f} s)", flush=True)
+                  f"middle half at {steady:,.0f} events/s ({steady_s:.1f} s); workers' CPU "
+                  f"{work_cpu:.2f} s against the baseline's {base_cpu:.2f} s", flush=True)
             rows.append((f"{k} worker process(es)", f"{total}", f"{took:.2f}", f"{rate:,.0f}",
                          f"{eff:.2f}", f"{rate / (k * one_rate):.2f}",
                          f"{steady:,.0f}", f"{steady / (k * base_rate):.2f}",
+                         f"{work_cpu:.2f}", f"{base_cpu / work_cpu:.2f}",
                          f"middle half {steady / (k * one_steady):.2f} of 1 worker each; "
                          f"sites/worker {loads}; all owned at {owned_at:.1f} s"))
     finally:
@@ -484,8 +503,8 @@ def main() -> None:
         rows = asyncio.run(throughput(args, work))
         print("\n| run | events | time s | events/s end to end | efficiency vs baseline "
               "| per worker vs 1 worker | events/s, middle half | efficiency, middle half "
-              "| note |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+              "| CPU s | baseline CPU / CPU | note |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in rows:
             print("| " + " | ".join(r) + " |")
     if "failover" in only:

@@ -122,20 +122,39 @@ class BusCover:
         return self.devices.horizon(now_us)
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
+        # One pass over the events: device times, the row the engine reads, and whether
+        # any is late. Usually none is (a whole message on time): then no row needs the
+        # late plan, whose every row would be on time and not applied (``late`` and
+        # ``applied_us`` unset read as False and None in LiveCover.add).
+        h = self.live.horizon
+        note = self.devices.note
+        late_any = False
+        fixes_only = True
         for m in events:
             data = m.data
-            device, received = data.get("device"), data.get("received_us")
-            if data.get("kind") == "fix" and device and isinstance(received, int):
-                self.devices.note(str(device), int(data["t_us"]), received)
-        rows = [{**m.data, "id": m.seq, "late": self.live.is_late(int(m.data["t_us"]))}
-                for m in events]
+            late_any = late_any or int(data["t_us"]) < h
+            if data.get("kind") == "fix":
+                device, received = data.get("device"), data.get("received_us")
+                if device and isinstance(received, int):
+                    note(str(device), int(data["t_us"]), received)
+            else:
+                fixes_only = False
+        if not late_any and fixes_only:  # the usual message: straight into columns
+            self.live.add_fixes([(m.seq, m.data) for m in events])
+            return []
+        rows = [{**m.data, "id": m.seq} for m in events]
+        if not late_any:
+            self.live.add(rows)
+            return []
+        for r in rows:
+            r["late"] = int(r["t_us"]) < h
         self.live.plan_late(rows)  # the horizon is the stream's, so every owner agrees
         self.live.add(rows)
         late = tuple(m.key or "" for m, r in zip(events, rows, strict=True) if r["late"])
         applied = tuple((m.key or "", int(r["applied_us"]))
                         for m, r in zip(events, rows, strict=True)
                         if r["applied_us"] is not None)
-        return [LateEvents(late, applied)] if late else []
+        return [LateEvents(late, applied)]
 
     def advance(self, horizon_us: int) -> Sequence[CoverChange]:
         out: list[CoverChange] = []

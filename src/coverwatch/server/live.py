@@ -20,12 +20,17 @@ it does no I/O itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from coverwatch.domain.events import (
     EventBatch,
+    FixColumns,
     OfficerRegistry,
 )
 from coverwatch.domain.site import Site
@@ -35,6 +40,17 @@ from coverwatch.engine import CoverChange, CoverEngine, Lapse, RuleState, RuleSt
 from coverwatch.server.latewatch import STATE_KINDS, LateArrival, LateArrivals, subject_of
 
 __all__ = ["LiveCover", "OfficerView", "Position"]
+
+_FIX_FIELDS = itemgetter("t_us", "officer", "x", "y", "accuracy")
+
+
+def _scan(row: Mapping[str, Any]) -> bool:
+    """A fix made from a checkpoint scan, as batch_from_rows reads it (``raw``, or the
+    raw text ``scan_raw`` the store gives for scans only)."""
+    raw = row.get("raw")
+    if raw is None and row.get("scan_raw"):
+        raw = json.loads(row["scan_raw"])
+    return isinstance(raw, dict) and raw.get("kind") == "scan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,46 @@ class LiveCover:
         batch = batch_from_rows(feed, self.registry, scan_growth=self.site.scan_walk_mps)
         if not len(batch):
             return
+        if self._engine is None:
+            self._buffer.append(batch)
+        else:
+            self._engine.feed(batch)
+
+    def add_fixes(self, fixes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """:meth:`add` for fixes none of which is late, as (id, row without its id): the
+        engine's columns made column by column, no row copied, and each officer's
+        position built from their newest fix only (a distributed owner's messages)."""
+        if not fixes:
+            return
+        rows = [r for _, r in fixes]
+        ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
+        n = len(rows)
+        # Interned in the order of first appearance, as batch_from_rows does.
+        intern = self.registry.intern
+        index = {name: intern(name) for name in dict.fromkeys(names)}
+        t = np.array(ts, np.int64)
+        officer = np.fromiter(map(index.__getitem__, names), np.int32, n)
+        seq = np.fromiter((s for s, _ in fixes), np.int64, n)
+        acc = np.array([0.0 if a is None else a for a in accs], np.float64) \
+            if None in accs else np.array(accs, np.float64)
+        scan_walk = self.site.scan_walk_mps
+        growth = np.zeros(n, np.float64)
+        # Only a fix that keeps its raw record can be a scan's.
+        growth[[i for i, r in enumerate(rows)
+                if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
+        self.max_id = max(self.max_id, int(seq.max()))
+        # Each officer's last fix of the greatest (t, id): what _note_latest keeps.
+        order = np.lexsort((np.arange(n), seq, t, officer))
+        sorted_officer = officer[order]
+        last = order[np.append(sorted_officer[1:] != sorted_officer[:-1], True)]
+        for i in last.tolist():
+            name, key, r = names[i], (int(t[i]), int(seq[i])), rows[i]
+            old = self._positions.get(name)
+            if old is None or key >= old[:2]:
+                self._positions[name] = (*key, Position(key[0], float(r["x"]), float(r["y"]),
+                                                        float(r["accuracy"] or 0.0)))
+        batch = EventBatch(FixColumns(t, officer, np.array(xs, np.float64),
+                                      np.array(ys, np.float64), acc, seq, growth), [])
         if self._engine is None:
             self._buffer.append(batch)
         else:
