@@ -232,16 +232,21 @@ def stop_one(count: int, work: Path, src: Path) -> dict[str, Any]:
         return {"sites": count, "held": held, "ready_s": ready_s, "exited": exited,
                 "moved": moved, "code": first.poll(), "load": load}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        asyncio.run(_cleanup(prefix))
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _tear_down(procs, prefix, database)
+
+
+def _tear_down(procs: list[subprocess.Popen[bytes]], prefix: str, database: str) -> None:
+    """Stop the servers (killed after 60 s), delete the bus's streams and the database."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    asyncio.run(_cleanup(prefix))
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _transactions(db: str) -> int:
@@ -330,16 +335,7 @@ def measure(count: int, window: float, settle: float, work: Path,
                 "worker_cpu": (cpu1[0] - cpu0[0]) / took, "load": os.getloadavg()[0],
                 "statements": logged, "window": took}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        asyncio.run(_cleanup(prefix))
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _tear_down(procs, prefix, database)
 
 
 def main(argv: list[str] | None = None) -> None:
