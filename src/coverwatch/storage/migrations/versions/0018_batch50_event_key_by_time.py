@@ -21,6 +21,15 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # Built beside the live table, not locking its writes for the build: a deployment's
+        # gateways keep storing events while a large events table is indexed.
+        with op.get_context().autocommit_block():
+            op.create_index("ix_events_site_t_us_key", "events", ["site", "t_us", "key"],
+                            unique=True, postgresql_concurrently=True)
+            op.drop_index("ix_events_site_key", table_name="events",
+                          postgresql_concurrently=True)
+        return
     op.create_index("ix_events_site_t_us_key", "events", ["site", "t_us", "key"], unique=True)
     op.drop_index("ix_events_site_key", table_name="events")
 
