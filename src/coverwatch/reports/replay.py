@@ -47,14 +47,16 @@ _SPILL_ROWS = 32_768
 _NONE = -(2**63)  # no end (still open) or no alert, in _LapseOrder's columns
 
 
-def lapse_record(lapse: Lapse) -> dict[str, object]:
-    """The JSON form of a lapse, as `replay --json` writes it."""
+def lapse_record(lapse: Lapse,
+                 fmt: Callable[[int], str] = format_time) -> dict[str, object]:
+    """The JSON form of a lapse, as `replay --json` writes it (``fmt``: how a time is
+    written; :func:`lapse_lines` passes a memo of it)."""
     return {
         "post": lapse.post,
         "rule": lapse.rule,
-        "start": format_time(lapse.start),
-        "end": None if lapse.end is None else format_time(lapse.end),
-        "alert_at": None if lapse.alert_at is None else format_time(lapse.alert_at),
+        "start": fmt(lapse.start),
+        "end": None if lapse.end is None else fmt(lapse.end),
+        "alert_at": None if lapse.alert_at is None else fmt(lapse.alert_at),
         "min_cover": lapse.min_cover,
     }
 
@@ -67,15 +69,7 @@ _format_once = lru_cache(maxsize=65_536)(format_time)
 def lapse_lines(lapses: Iterable[Lapse]) -> bytes:
     """The lines `replay --json` writes for ``lapses``: :func:`lapse_record` as JSON, each
     followed by a newline."""
-    fmt = _format_once
-    return b"".join(orjson.dumps({
-        "post": lp.post,
-        "rule": lp.rule,
-        "start": fmt(lp.start),
-        "end": None if lp.end is None else fmt(lp.end),
-        "alert_at": None if lp.alert_at is None else fmt(lp.alert_at),
-        "min_cover": lp.min_cover,
-    }) + b"\n" for lp in lapses)
+    return b"".join(orjson.dumps(lapse_record(lp, _format_once)) + b"\n" for lp in lapses)
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
