@@ -432,6 +432,11 @@ def check(history: Campaign, cluster: Cluster, store: Store, names: BusNames,
             doubled = len(published) - len(set(published))
             problems.append(f"{site}: stream and store differ ({len(missing)} stored event(s) "
                             f"not in the stream, {doubled} in it twice)")
+            for r in stored:  # what a diagnosis needs: the row, its commit, its time
+                if row_key(r) in missing:
+                    print(f"  {site}: not in the stream: id {r.get('id')} key {row_key(r)} kind "
+                          f"{r['kind']} t {format_time(int(r['t_us']))} late {r['late']}",
+                          flush=True)
         horizon = covers[site].live.horizon
         on_time = [replayable(r) for r in stored if r["t_us"] < horizon and not r["late"]]
         (tmp / f"replay-{site}").mkdir(exist_ok=True)

@@ -195,13 +195,19 @@ async def read_subject(names: BusNames, site: str, url: str = NATS_URL) -> list[
     async def collect(m: BusMessage) -> None:
         got.append(m)
 
-    if last:
-        sub = await log.follow(site, 0, collect)
-        deadline = time.monotonic() + 20
-        while (not got or got[-1].seq < last) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await sub.unsubscribe()
-    await nc.close()
+    try:
+        if last:
+            sub = await log.follow(site, 0, collect)
+            deadline = time.monotonic() + 60
+            while (not got or got[-1].seq < last) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await sub.unsubscribe()
+            # A read cut short is not a message lost: say which it was.
+            if not got or got[-1].seq < last:
+                raise TimeoutError(f"{site}: read the stream up to sequence "
+                                   f"{got[-1].seq if got else 0} of {last} in 60 s")
+    finally:
+        await nc.close()
     return [m for m in got if m.seq <= last]
 
 
