@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,15 +192,31 @@ async def read_subject(names: BusNames, site: str, url: str = NATS_URL) -> list[
     last = await log.last_seq(site)
     got: list[BusMessage] = []
 
-    async def collect(m: BusMessage) -> None:
-        got.append(m)
+    gen = [0]  # the current consumer's: a replaced one's late deliveries are dropped
+
+    def collector(mine: int) -> Callable[[BusMessage], Awaitable[None]]:
+        async def collect(m: BusMessage) -> None:
+            if gen[0] == mine:
+                got.append(m)
+
+        return collect
 
     try:
         if last:
-            sub = await log.follow(site, 0, collect)
+            sub = await log.follow(site, 0, collector(0))
             deadline = time.monotonic() + 60
+            moved, count = time.monotonic(), 0
             while (not got or got[-1].seq < last) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+                if len(got) != count:
+                    moved, count = time.monotonic(), len(got)
+                elif time.monotonic() - moved > 5:
+                    # A consumer stalled by a leader's election after a partition: read on
+                    # from where it stopped with a new one.
+                    await sub.unsubscribe()
+                    gen[0] += 1
+                    sub = await log.follow(site, got[-1].seq if got else 0, collector(gen[0]))
+                    moved = time.monotonic()
             await sub.unsubscribe()
             # A read cut short is not a message lost: say which it was.
             if not got or got[-1].seq < last:
