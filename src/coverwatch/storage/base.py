@@ -4,24 +4,28 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before
 the caller acknowledges the event) and a busy timeout; its transactions are
 begun explicitly so that write transactions take the write lock up front
 (``BEGIN IMMEDIATE``) instead of failing on a lock upgrade. PostgreSQL URLs are
-routed to psycopg 3.
+routed to psycopg 3; a pooled PostgreSQL connection is pinged only when it has
+sat idle (:data:`PING_IDLE_S`): one that was in use a moment ago costs no extra round
+trip, and one a restart of the server left dead is still replaced before use.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from coverwatch.clock import wall_clock_us
 
 __all__ = [
+    "PING_IDLE_S",
     "SQLITE_BUSY_TIMEOUT_MS",
     "StoreBase",
     "dialect_insert",
@@ -31,6 +35,9 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A PostgreSQL connection back in the pool longer than this is pinged before its next use
+# (SQLAlchemy's pool_pre_ping pinged every checkout: a round trip per transaction).
+PING_IDLE_S = 1.0
 _IMMEDIATE = "coverwatch_immediate"
 
 
@@ -101,7 +108,28 @@ def make_engine(url: str | URL) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         _WRITERS[engine] = threading.RLock()
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed)
+    event.listen(engine, "checkout", _ping_if_idle)
+    event.listen(engine, "checkin", _note_checkin)
+    return engine
+
+
+def _note_checkin(dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+    """A connection idle in the pool since before :data:`PING_IDLE_S` ago is pinged; a
+    dead one is discarded and the pool gives a new one (DisconnectionError's contract)."""
+    since = record.info.get("checked_in")
+    if since is None or time.monotonic() - since < PING_IDLE_S:
+        return  # new (just connected), or in use a moment ago
+    try:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        dbapi_conn.rollback()  # leave no transaction open from the ping
+    except Exception as e:
+        raise exc.DisconnectionError(f"pooled connection dead: {e}") from e
 
 
 class StoreBase:
