@@ -153,9 +153,11 @@ class BusHooks:
             return
         self.replica, self._replica_rev = cover.live, cp.revision
 
-    async def publish(self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int] = ()) -> None:
+    async def publish(self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int] = (),
+                      stored_rows: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Publish what this commit stored (``ids``; ``rows`` are the group's rows, new and
-        re-sent) and wait for every PubAck; BusUnavailable if not.
+        re-sent; ``stored_rows`` the stored ones with their ``"id"``, as the store returned
+        them) and wait for every PubAck; BusUnavailable if not.
 
         Each commit group the outbox noted goes as its chunks (:func:`chunks`), one message
         each, under the message ids the owner's relay would rebuild. Their group stays in
@@ -178,13 +180,17 @@ class BusHooks:
         groups = [sorted(g) for g in noted if g and all(i in stored for i, _ in g)]
         messages: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
         if sum(len(g) for g in groups) == len(stored):
-            by_key: dict[str, Mapping[str, Any]] = {}
-            for r in rows:  # a key's first row is the one stored
-                by_key.setdefault(row_key(r), r)
+            if stored_rows is not None:  # by id: no key computed again per row
+                by_id = {int(r["id"]): r for r in stored_rows}
+            else:
+                by_key: dict[str, Mapping[str, Any]] = {}
+                for r in rows:  # a key's first row is the one stored
+                    by_key.setdefault(row_key(r), r)
+                by_id = {i: by_key[k] for g in groups for i, k in g}
             for g in groups:
                 key_of = dict(g)
                 messages += [(chunk_msg_id(self.site_id, g[0][0], n),
-                              [(key_of[i], wire(by_key[key_of[i]])) for i in part])
+                              [(key_of[i], wire(by_id[i])) for i in part])
                              for n, part in enumerate(chunks([i for i, _ in g]))]
         try:
             if messages and self.fault == "exit-after-first-chunk":

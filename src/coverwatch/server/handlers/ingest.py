@@ -165,7 +165,7 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
     if unit.bus is not None:  # answered only once the stream has them too
         try:
             await unit.bus.publish([r for r in tagged if r["_request"] not in failed],
-                                   result.ids)
+                                   result.ids, result.rows)
         except Exception as e:  # the client retries; the event keys make it one event
             _fail(group, e)
             return
