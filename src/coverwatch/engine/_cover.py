@@ -29,7 +29,7 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
 from typing import Any
 
@@ -107,8 +107,8 @@ class CoverEngine(WindowMixin):
         caps = sorted({c for c in rule_caps if c is not None})
         self._cap_col = {c: i + 1 for i, c in enumerate(caps)}  # column 0 means "any"
         self._rule_cap = np.array([self._cap_col.get(c, 0) for c in rule_caps], np.int64)
-        xy = np.array([(np.nan, np.nan) if p.at is None else p.at for p, _ in pairs],
-                      np.float64).reshape(n, 2)
+        xy = np.fromiter(chain.from_iterable((np.nan, np.nan) if p.at is None else p.at
+                                             for p, _ in pairs), np.float64, 2 * n).reshape(n, 2)
         self._px, self._py = xy[:, 0].copy(), xy[:, 1].copy()
         self._area_rules = [i for i, (p, _) in enumerate(pairs) if p.area is not None]
         self._grid = RuleGrid(site)
