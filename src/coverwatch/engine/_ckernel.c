@@ -32,9 +32,10 @@ typedef struct {
 } pair_t;
 
 /* An officer's state in the window: everything a fix reads and writes in one cache line
-   (the header and the first membership; 50 000 officers' states are far out of cache, and
-   a state of one line is a quarter of the memory traffic of one holding all K). The other
-   memberships, rarely any, are in a separate area. Memberships by rule, at the previous fix. */
+   (the header and the first membership). 50 000 officers' states are far out of cache; with
+   all K memberships inline a state took four lines, so four times the pages and lines to
+   fetch per pass over officers. The other memberships, rarely any, are in a separate area.
+   Memberships by rule, at the previous fix. */
 typedef struct {
     int64_t pt;     /* time of the previous fix in the window */
     int64_t last_i; /* index of the officer's latest fix in the window */
@@ -44,6 +45,7 @@ typedef struct {
 } officer_t;
 
 #define LINE 64
+_Static_assert(sizeof(officer_t) <= LINE, "an officer's state must fit one cache line");
 /* The scratch per officer (the engine's, kept across calls so its pages stay mapped): the
    state, its overflow row, and a line more in all to align the states to cache lines. */
 #define STATE_BYTES ((Py_ssize_t)((sizeof(officer_t) + LINE - 1) / LINE * LINE))
@@ -132,13 +134,12 @@ static PyObject *members(PyObject *self, PyObject *args) {
     int64_t *key_out = b[22].buf, *end_out = b[23].buf;
     /* The states at the first cache line boundary in the scratch, STATE_BYTES apart. */
     char *st_base = (char *)(((uintptr_t)b[28].buf + LINE - 1) & ~(uintptr_t)(LINE - 1));
-    Py_ssize_t n_off_all = b[15].len / 8;
 #define ST(o_) ((officer_t *)(st_base + (o_) * STATE_BYTES))
-    pair_t *extra = (pair_t *)(st_base + n_off_all * STATE_BYTES);
-    /* Membership q of officer o_ (state S_). */
-#define IN(S_, o_, q_) (*((q_) ? &extra[(o_) * (K - 1) + (q_) - 1] : &(S_)->in0))
     uint8_t *seen = b[29].buf;
     Py_ssize_t n = b[0].len / 8, nc = b[6].len / 8, n_off = b[15].len / 8;
+    /* The overflow rows after the states; membership q of officer o_ (state S_). */
+    pair_t *extra = (pair_t *)(st_base + n_off * STATE_BYTES);
+#define IN(S_, o_, q_) (*((q_) ? &extra[(o_) * (K - 1) + (q_) - 1] : &(S_)->in0))
     Py_ssize_t n_items = b[12].len / 8, n_cells = b[13].len / 8;
     Py_ssize_t cap_iv = b[18].len / 8, cap_key = b[22].len / 8;
     int64_t ncols = n_off ? b[25].len / n_off : 0;
