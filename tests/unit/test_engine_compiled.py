@@ -193,3 +193,23 @@ def test_a_window_retried_larger_changes_nothing_the_first_time(
         engine.close(7 * s)
     assert engines[0].lapses == engines[1].lapses
     assert engines[0].stats == engines[1].stats
+
+
+@needs_kernel
+@pytest.mark.parametrize("officers", [[0, 1, 2, 3], [2, 3, 4], [3, 1, 2, 0], [0, 1, 1, 2], [5]])
+def test_duty_at_one_instant_leaves_each_officer_the_last_event(officers: list[int]) -> None:
+    """A shift's duty all at the window's start is applied at once (the capability sets as
+    one slice when the officers come in order, once each): each officer is left with their
+    own last event's duty and capabilities, as numpy's pass leaves them."""
+    site = _crowded_site(1)
+    duty = [DutyEvent(0, o, k % 4 != 3, frozenset({f"c{k}"}) if k % 2 else frozenset(), k + 1)
+            for k, o in enumerate(officers)]
+    rows = [(0, o, 0.0, 0.0, 1.0, 100 + o) for o in sorted(set(officers))]
+    engines = [CoverEngine(site, 0, compiled=c) for c in (True, False)]
+    for engine in engines:
+        engine.feed(EventBatch(FixColumns.from_rows(rows), duty))
+        engine.advance(seconds_to_us(1.0))
+    last = {ev.officer: (ev.on, ev.capabilities) for ev in duty}
+    for o in range(max(officers) + 2):
+        expected = last.get(o, (False, frozenset()))
+        assert engines[0].officer_duty(o) == engines[1].officer_duty(o) == expected

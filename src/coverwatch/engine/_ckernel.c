@@ -31,22 +31,26 @@ typedef struct {
     int32_t rule, cont;
 } pair_t;
 
-/* An officer's state in the window: everything a fix reads and writes in its first cache
-   line (the header and the first membership), one line per fix instead of one per field
-   (50 000 officers' states are far out of cache). Memberships by rule, at the previous fix. */
+/* An officer's state in the window: everything a fix reads and writes in one cache line
+   (the header and the first membership). 50 000 officers' states are far out of cache; with
+   all K memberships inline a state took four lines, so four times the pages and lines to
+   fetch per pass over officers. The other memberships, rarely any, are in a separate area.
+   Memberships by rule, at the previous fix. */
 typedef struct {
     int64_t pt;     /* time of the previous fix in the window */
     int64_t last_i; /* index of the officer's latest fix in the window */
     int64_t c_lo;   /* its carried keys: from c_lo, c_n of them */
     int32_t c_n, n;
-    pair_t in[K];
+    pair_t in0;     /* membership 0; 1 .. K-1 in the officer's row of the overflow area */
 } officer_t;
 
 #define LINE 64
-/* The scratch per officer (the engine's, kept across calls so its pages stay mapped), and
-   a line more in all to align the states to cache lines. */
+_Static_assert(sizeof(officer_t) <= LINE, "an officer's state must fit one cache line");
+/* The scratch per officer (the engine's, kept across calls so its pages stay mapped): the
+   state, its overflow row, and a line more in all to align the states to cache lines. */
 #define STATE_BYTES ((Py_ssize_t)((sizeof(officer_t) + LINE - 1) / LINE * LINE))
-#define SCRATCH_BYTES (STATE_BYTES + 1)
+#define EXTRA_BYTES ((Py_ssize_t)((K - 1) * sizeof(pair_t)))
+#define SCRATCH_BYTES (STATE_BYTES + EXTRA_BYTES + 1)
 
 typedef struct {
     int64_t *off, *rule, *s, *e;
@@ -133,6 +137,9 @@ static PyObject *members(PyObject *self, PyObject *args) {
 #define ST(o_) ((officer_t *)(st_base + (o_) * STATE_BYTES))
     uint8_t *seen = b[29].buf;
     Py_ssize_t n = b[0].len / 8, nc = b[6].len / 8, n_off = b[15].len / 8;
+    /* The overflow rows after the states; membership q of officer o_ (state S_). */
+    pair_t *extra = (pair_t *)(st_base + n_off * STATE_BYTES);
+#define IN(S_, o_, q_) (*((q_) ? &extra[(o_) * (K - 1) + (q_) - 1] : &(S_)->in0))
     Py_ssize_t n_items = b[12].len / 8, n_cells = b[13].len / 8;
     Py_ssize_t cap_iv = b[18].len / 8, cap_key = b[22].len / 8;
     int64_t ncols = n_off ? b[25].len / n_off : 0;
@@ -149,7 +156,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
              && b[23].len == cap_key * 8 && b[24].len == n_off && ncols > 0
              && b[25].len == n_off * ncols && b[26].len == n_rules * 8
              && b[27].len == n_rules * 8
-             && b[28].len >= n_off * STATE_BYTES + LINE && b[29].len >= n_off;
+             && b[28].len >= n_off * (STATE_BYTES + EXTRA_BYTES) + LINE && b[29].len >= n_off;
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "members: buffers of inconsistent sizes");
         goto done;
@@ -220,7 +227,7 @@ static PyObject *members(PyObject *self, PyObject *args) {
         double fx = (x[i] - x0) / cell, fy = (y[i] - y0) / cell;
         if (fx >= 0 && fx < (double)nx && fy >= 0 && fy < (double)ny) {
             int64_t c = (int64_t)fy * nx + (int64_t)fx;
-            int q = 0;                       /* merge pointer into S->in, by rule */
+            int q = 0;                       /* merge pointer into the memberships, by rule */
             Py_ssize_t kq = S->c_lo, kend = S->c_lo + S->c_n; /* into the carry, at the first */
             for (int64_t k = cstart[c]; k < cstart[c] + ccount[c]; k++) {
                 int64_t r = items[k];
@@ -238,29 +245,30 @@ static PyObject *members(PyObject *self, PyObject *args) {
                     mem = in || carried;
                 } else {
                     /* Linked to the previous fix's pair if that was in and still holds. */
-                    while (q < S->n && S->in[q].rule < r) q++;
-                    cont = linked && q < S->n && S->in[q].rule == r && S->in[q].pend > tj;
+                    while (q < S->n && IN(S, o, q).rule < r) q++;
+                    cont = linked && q < S->n && IN(S, o, q).rule == r && IN(S, o, q).pend > tj;
                     mem = in || cont;
                 }
                 if (!mem) continue;
                 if (nn == K) { status = 2; goto walked; }
                 cur[nn].rule = (int32_t)r;
                 cur[nn].pend = pair_end(tj, g[i], release[r] - d, stale);
-                cur[nn].run_start = cont ? S->in[q].run_start : tj;
+                cur[nn].run_start = cont ? IN(S, o, q).run_start : tj;
                 cur[nn].cont = 0;
-                if (cont) S->in[q].cont = 1;
+                if (cont) IN(S, o, q).cont = 1;
                 nn++;
             }
         }
         /* Runs that do not go on to this fix end at it (or when stale, or grown out). */
-        for (int q = 0; q < S->n; q++)
-            if (!S->in[q].cont)
-                EMIT(o, S->in[q].rule, S->in[q].run_start,
-                     min64(min64(tj, pt + stale), S->in[q].pend));
+        for (int q = 0; q < S->n; q++) {
+            pair_t *P = &IN(S, o, q);
+            if (!P->cont)
+                EMIT(o, P->rule, P->run_start, min64(min64(tj, pt + stale), P->pend));
+        }
         live += nn - S->n;
         /* Usually none or one: copied inline, not by a call into libc's memcpy per fix. */
-        if (nn == 1) S->in[0] = cur[0];
-        else if (nn > 1) memcpy(S->in, cur, (size_t)nn * sizeof(pair_t));
+        if (nn >= 1) S->in0 = cur[0];
+        if (nn > 1) memcpy(&extra[o * (K - 1)], cur + 1, (size_t)(nn - 1) * sizeof(pair_t));
         S->n = nn;
         S->pt = tj;
         S->last_i = i;
@@ -285,10 +293,11 @@ static PyObject *members(PyObject *self, PyObject *args) {
             continue;
         }
         for (int q = 0; q < S->n; q++) {
-            int64_t e = min64(S->pt + stale, S->in[q].pend);
-            EMIT(o, S->in[q].rule, S->in[q].run_start, e);
+            pair_t *P = &IN(S, o, q);
+            int64_t e = min64(S->pt + stale, P->pend);
+            EMIT(o, P->rule, P->run_start, e);
             /* Carried on unless it can no longer matter (stale or out before h1). */
-            if (e > h1) KEEP(o * n_rules + S->in[q].rule, S->in[q].pend);
+            if (e > h1) KEEP(o * n_rules + P->rule, P->pend);
         }
         Py_ssize_t il = S->last_i;
         last_t[o] = t[il];
@@ -321,7 +330,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change of members()'s arguments or meaning: engine/_native.py uses
    the module only if it says the version it expects (a stale build falls back to numpy). */
-#define KERNEL_VERSION 5
+#define KERNEL_VERSION 6
 
 PyMODINIT_FUNC PyInit__ckernel(void) {
     PyObject *m = PyModule_Create(&module);

@@ -29,7 +29,7 @@ folded into the :class:`RuleStats` objects when read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
 from typing import Any
 
@@ -56,6 +56,8 @@ __all__ = ["CoverEngine", "RuleState"]
 
 ControlEvent = DutyEvent | GateEvent | FlagEvent
 _T = attrgetter("t")
+_WITHIN, _RELEASE, _NEED = attrgetter("within_m"), attrgetter("release_m"), attrgetter("need")
+_CAPABILITY = attrgetter("capability")
 _SEQ = attrgetter("seq")
 
 
@@ -92,22 +94,22 @@ class CoverEngine(WindowMixin):
         self._closed = False
 
         pairs = site.rules()
-        self._pairs = pairs
-        n = len(pairs)
+        self._pairs, n = pairs, len(pairs)
         self._n_rules = n
-        self._within = np.array([r.within_m for _, r in pairs], np.float64)
-        self._release = np.array([r.release_m for _, r in pairs], np.float64)
-        self._need = np.array([r.need for _, r in pairs], np.int64)
-        self._grace = [seconds_to_us(r.grace_s) for _, r in pairs]
-        caps = sorted({r.capability for _, r in pairs if r.capability is not None})
+        rules = [r for _, r in pairs]
+        self._within = np.array(list(map(_WITHIN, rules)), np.float64)
+        self._release = np.array(list(map(_RELEASE, rules)), np.float64)
+        self._need = np.array(list(map(_NEED, rules)), np.int64)
+        # Few distinct grace periods: each converted once.
+        grace_us = {g: seconds_to_us(g) for g in {r.grace_s for r in rules}}
+        self._grace = [grace_us[r.grace_s] for r in rules]
+        rule_caps = list(map(_CAPABILITY, rules))
+        caps = sorted({c for c in rule_caps if c is not None})
         self._cap_col = {c: i + 1 for i, c in enumerate(caps)}  # column 0 means "any"
-        self._rule_cap = np.array(
-            [0 if r.capability is None else self._cap_col[r.capability] for _, r in pairs],
-            np.int64,
-        )
-        self._is_point = np.array([p.at is not None for p, _ in pairs], bool)
-        self._px = np.array([p.at[0] if p.at else np.nan for p, _ in pairs], np.float64)
-        self._py = np.array([p.at[1] if p.at else np.nan for p, _ in pairs], np.float64)
+        self._rule_cap = np.array([self._cap_col.get(c, 0) for c in rule_caps], np.int64)
+        xy = np.fromiter(chain.from_iterable((np.nan, np.nan) if p.at is None else p.at
+                                             for p, _ in pairs), np.float64, 2 * n).reshape(n, 2)
+        self._px, self._py = xy[:, 0].copy(), xy[:, 1].copy()
         self._area_rules = [i for i, (p, _) in enumerate(pairs) if p.area is not None]
         self._grid = RuleGrid(site)
         # Reach rules: travel time along walkways from precomputed distance fields.
@@ -123,7 +125,8 @@ class CoverEngine(WindowMixin):
              for p, r in pairs], np.int64)
         self._reach_s = np.array(
             [np.inf if r.reach_s is None else r.reach_s for _, r in pairs], np.float64)
-        self._speed = np.array([site.speed_for(r.capability) for _, r in pairs], np.float64)
+        speeds = {c: site.speed_for(c) for c in {None, *caps}}
+        self._speed = np.array(list(map(speeds.__getitem__, rule_caps)), np.float64)
         # Travel is never shorter than the straight line to the post, so a pair with
         # d beyond this (as in RuleGrid: a metre spare for rounding) is out of reach.
         self._reach_radius = self._reach_s * self._speed * (1 + 1e-9) + 1.0
@@ -268,7 +271,9 @@ class CoverEngine(WindowMixin):
         """
         if end + 1 < self._h:
             raise OutOfOrderError(f"window end {end} is before the horizon {self._h}")
-        self._pending_fixes = [f.take(f.t <= end) for f in self._pending_fixes]
+        # Usually every pending fix is at or before the end: kept as it is, not copied.
+        self._pending_fixes = [f if int(f.t.max()) <= end else f.take(f.t <= end)
+                               for f in self._pending_fixes if len(f)]
         self._pending_control = [e for e in self._pending_control if e.t <= end]
         changes = self._advance(end + 1, stats_end=end)
         self._fold_stats()
@@ -281,7 +286,7 @@ class CoverEngine(WindowMixin):
                 )
                 st = self._stats[i]
                 st.longest_lapse_us = max(st.longest_lapse_us, end - start)
-        self.lapses.sort(key=lambda lp: (lp.start, lp.post, lp.rule))
+        self.lapses.sort(key=attrgetter("start", "post", "rule"))
         self._closed = True
         return changes
 

@@ -9,6 +9,7 @@ in its own cell, so the cost per fix does not grow with the number of posts.
 from __future__ import annotations
 
 import statistics
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,9 @@ class RuleGrid:
         pairs = site.rules()
         if pairs and all(p.at is not None and r.reach_s is None for p, r in pairs):
             # Point posts only: the same boxes (the same float operations) in numpy.
-            xy = np.array([p.at for p, _ in pairs], np.float64).reshape(-1, 2)
+            # One pass over the posts (np.array of a list of pairs reads it several times).
+            xy = np.fromiter(chain.from_iterable(p.at for p, _ in pairs if p.at is not None),
+                             np.float64, 2 * len(pairs)).reshape(-1, 2)
             r_m = np.array([r.release_m for _, r in pairs], np.float64)
             b = np.column_stack((xy[:, 0] - r_m, xy[:, 1] - r_m, xy[:, 0] + r_m, xy[:, 1] + r_m))
             self.n_rules = len(b)

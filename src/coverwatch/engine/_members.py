@@ -8,7 +8,7 @@ them when the officer is on duty and capable.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from operator import attrgetter
 
@@ -427,15 +427,19 @@ class MembershipMixin:
         return (np.concatenate((iv_rule[ok], iv_rule[rep][keep])),
                 np.concatenate((iv_s[ok], lo[keep])), np.concatenate((iv_e[ok], hi[keep])))
 
-    def _duty_at_once(self, duty: Sequence[DutyEvent]) -> None:
-        """Apply duty changes all at one instant (in time order): the last per officer wins."""
+    def _duty_at_once(self, duty: Sequence[DutyEvent], offs: list[int]) -> None:
+        """Apply duty changes all at one instant (in time order): the last per officer wins.
+
+        ``offs`` is each event's officer.
+        """
         n = len(duty)
-        offs = list(map(_OFFICER, duty))
         capsets = list(map(_CAPABILITIES, duty))
-        rows = {c: i for i, c in enumerate(dict.fromkeys(capsets))}
-        e_off = np.array(offs, np.int64)
-        e_on = np.fromiter(map(_ON, duty), bool, n)
+        # Each distinct set's row, numbered as first seen, in one pass over the events.
+        rows: defaultdict[frozenset[str], int] = defaultdict()
+        rows.default_factory = rows.__len__
         e_row = np.fromiter(map(rows.__getitem__, capsets), np.int64, n)
+        e_off = np.fromiter(offs, np.int64, n)
+        e_on = np.fromiter(map(_ON, duty), bool, n)
         cap_rows = np.array([self._caps_row(c) for c in rows], bool).reshape(
             len(rows), self._caps.shape[1])
         if int(np.bincount(e_off).max()) == 1:  # usually one event per officer
@@ -445,8 +449,14 @@ class MembershipMixin:
             last = n - 1 - first_reversed
         self._on[e_off[last]] = e_on[last]
         self._caps[e_off[last]] = cap_rows[e_row[last]]
-        # In order, so the last per officer wins; map runs the stores without a loop body.
-        deque(map(self._capsets.__setitem__, offs, capsets), maxlen=0)
+        lo = offs[0]
+        if offs[-1] - lo == n - 1 and bool((np.diff(e_off) == 1).all()):
+            # Officers lo, lo + 1, ... once each (interned in first-seen order, a roster's
+            # duty at one instant often is): one slice.
+            self._capsets[lo:lo + n] = capsets
+        else:
+            # In order, so the last per officer wins; map runs the stores without a loop body.
+            deque(map(self._capsets.__setitem__, offs, capsets), maxlen=0)
 
     def _caps_row(self, capabilities: frozenset[str]) -> BOOL:
         """An officer's row of the capability matrix: column 0 ("any") and theirs."""

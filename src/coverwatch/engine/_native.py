@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 __all__ = ["KERNEL", "KERNEL_VERSION", "scratch"]
 
-KERNEL_VERSION = 5  # the version _ckernel.c says it implements (its KERNEL_VERSION)
+KERNEL_VERSION = 6  # the version _ckernel.c says it implements (its KERNEL_VERSION)
 
 
 def _load() -> ModuleType | None:

@@ -39,7 +39,7 @@ class WindowMixin(MembershipMixin):
         """Apply flag/gate events; returns, per affected rule, its activity changes."""
         changes: dict[int, tuple[list[int], list[bool]]] = {}
         i = 0
-        events = [e for e in control if not isinstance(e, DutyEvent)]
+        events = control  # flag and gate events only (the window takes the duty apart)
         while i < len(events):
             t = events[i].t
             touched: set[int] = set()
@@ -65,9 +65,15 @@ class WindowMixin(MembershipMixin):
         n_rules = self._n_rules
         if len(fixes):
             self._grow_officers(int(fixes.officer.max()) + 1)
-        duty = [e for e in control if isinstance(e, DutyEvent)]
+        # Duty apart from flags and gates, in one pass over the events (usually all duty).
+        duty: list[DutyEvent] = []
+        other: list[ControlEvent] = []
+        for ev in control:
+            (duty if isinstance(ev, DutyEvent) else other).append(ev)  # type: ignore[arg-type]
+        offs: list[int] = []
         if duty:
-            self._grow_officers(max(map(_OFFICER, duty)) + 1)
+            offs = list(map(_OFFICER, duty))
+            self._grow_officers(max(offs) + 1)
         if n_rules == 0:
             for ev in duty:
                 self._on[ev.officer] = ev.on
@@ -79,7 +85,7 @@ class WindowMixin(MembershipMixin):
         if self._use_kernel and len(fixes) and duty and duty[-1].t == h0:
             # Every duty change at h0 (as a shift starting): the state from h0 on is each
             # officer's last one, as `_eligible` leaves it, and the window counts at once.
-            self._duty_at_once(duty)
+            self._duty_at_once(duty, offs)
             duty = []
         at_h0: I64 | None = None  # each rule's count at h0, when counted apart
         # Clipped to the window, and the carry already trimmed as below; without duty
@@ -105,7 +111,7 @@ class WindowMixin(MembershipMixin):
             late = np.flatnonzero(iv_s > h0)  # a start at h0 is in at_h0 already
             s_rule, s_time = iv_rule[late], iv_s[late]
         active_at_h0 = self._active.copy()
-        act = self._activity(control)
+        act = self._activity(other)
         for r, (_, values) in act.items():
             self._active[r] = values[-1]
         # Drop carried memberships that can no longer matter (stale before h1).
@@ -235,37 +241,40 @@ class WindowMixin(MembershipMixin):
         ks = step_k[order]
         lapse_min = self._lapse_min
         report = self._report_changes
+        pairs, stats, grace = self._pairs, self._stats, self._grace
+        lapse_start, alerted = self._lapse_start, self._lapse_alerted
+        add_lapse = self.lapses.append
         # Plain ints in one go: a numpy scalar read per change costs more than the change.
         for r, t_k, count, low in zip(u_rule[ks].tolist(), u_time[ks].tolist(),
                                       u_count[ks].tolist(), step_low[order].tolist(),
                                       strict=True):
-            post, rule = self._pairs[r]
             if low >= 0:
-                self._lapse_start[r] = t_k
+                lapse_start[r] = t_k
                 lapse_min[r] = low
-                self._lapse_alerted[r] = False
-                self._stats[r].lapses += 1
+                alerted[r] = False
+                stats[r].lapses += 1
                 if report:
+                    post, rule = pairs[r]
                     out.append(CoverChange("lapse-started", post.id, rule.id, t_k, t_k, count))
                 continue
-            start_or_none = self._lapse_start[r]
+            post, rule = pairs[r]
+            start_or_none = lapse_start[r]
             assert start_or_none is not None
             start = start_or_none
             end = t_k
-            due = start + self._grace[r]
-            if not self._lapse_alerted[r] and due < end:
-                self._lapse_alerted[r] = True
-                self._stats[r].alerts += 1
+            due = start + grace[r]
+            low = int(lapse_min[r])
+            st = stats[r]
+            if not alerted[r] and due < end:
+                alerted[r] = True
+                st.alerts += 1
                 if report:
-                    out.append(CoverChange("alert", post.id, rule.id, due, start,
-                                           int(self._lapse_min[r])))
-            alert_at = due if self._lapse_alerted[r] else None
-            self.lapses.append(Lapse(post.id, rule.id, start, end, alert_at,
-                                     int(self._lapse_min[r])))
-            st = self._stats[r]
-            st.longest_lapse_us = max(st.longest_lapse_us, end - start)
-            self._lapse_start[r] = None
-            self._lapse_alerted[r] = False
+                    out.append(CoverChange("alert", post.id, rule.id, due, start, low))
+            add_lapse(Lapse(post.id, rule.id, start, end, due if alerted[r] else None, low))
+            if end - start > st.longest_lapse_us:
+                st.longest_lapse_us = end - start
+            lapse_start[r] = None
+            alerted[r] = False
             if report:
                 out.append(CoverChange("lapse-ended", post.id, rule.id, end, start, count))
         # Lapses still open at h1 whose grace has run out by then are alerted now.
