@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
-import pyarrow as pa
-import pyarrow.json as pajson
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.records import (
@@ -36,12 +33,12 @@ from coverwatch.domain.records import (
     RecordRules,
     check_record,
     check_row,
-    show_value,
 )
 from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
-from coverwatch.formats._eventfast import columns as _columns
-from coverwatch.formats._eventfast import fast_block as _fast_block
+from coverwatch.formats._eventcols import KERNEL as _COLS
+from coverwatch.formats._eventcols import jsonl_block as _jsonl_cols
+from coverwatch.formats._eventcols import jsonl_record
 from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
@@ -62,6 +59,8 @@ from coverwatch.formats._eventrows import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from coverwatch.formats.gpx import GpxOptions
 
 __all__ = [
@@ -137,8 +136,8 @@ class EventReader:
         self.total_bytes = self.path.stat().st_size
         self._rules = RecordRules.of(site)
         self._name = str(path)
-        # JSONL's `t` column type that parsed last time, tried first next block.
-        self._json_t: list[pa.DataType] = [pa.float64(), pa.string()]
+        # JSONL's `t` column type (pyarrow's name) that parsed last time, tried first next block.
+        self._json_t = ["float64", "string"]
         # Set by tests to check that the exact path alone gives the same result.
         self._fast = True
 
@@ -211,11 +210,20 @@ class EventReader:
         line = 0
         with open(self.path, "rb") as f:
             for block in blocks(f, self._block_bytes):
-                shape = scan(block)
-                batch = self._jsonl_block(block, line + 1, shape.lines,
-                                          fast=shape.plain and shape.few_openers
-                                          and shape.longest <= MAX_LINE_BYTES)
-                line += shape.lines
+                # The compiled pass first (formats/_eventcols.py); it declines whatever
+                # it cannot vouch for, and the paths below decide.
+                got = None
+                if self._fast and _COLS is not None:
+                    got = _jsonl_cols(block, line + 1, self._rules, self.registry)
+                if got is not None:
+                    nlines, batch = got
+                else:
+                    shape = scan(block)
+                    nlines = shape.lines
+                    batch = self._jsonl_block(block, line + 1, shape.lines,
+                                              fast=shape.plain and shape.few_openers
+                                              and shape.longest <= MAX_LINE_BYTES)
+                line += nlines
                 self.lines_read = line
                 self.bytes_read += len(block)
                 if len(batch):
@@ -225,6 +233,9 @@ class EventReader:
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
         if self._fast and fast and json_as_orjson(block):
+            from coverwatch.formats._eventfast import columns as _columns
+            from coverwatch.formats._eventfast import fast_block as _fast_block
+
             table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
@@ -237,10 +248,13 @@ class EventReader:
     def _read_json(self, block: bytearray) -> pa.Table | None:
         # Only the fix fields are typed: naming absent fields in the schema makes
         # pyarrow fill null columns, which costs more than inferring rare ones.
-        for t_type in list(self._json_t):
+        import pyarrow as pa  # here: pyarrow loads only for a block the compiled pass declines
+        import pyarrow.json as pajson
+
+        for t_name in list(self._json_t):
             schema = pa.schema(
                 [
-                    ("t", t_type), ("kind", pa.string()), ("officer", pa.string()),
+                    ("t", getattr(pa, t_name)()), ("kind", pa.string()), ("officer", pa.string()),
                     ("x", pa.float64()), ("y", pa.float64()), ("accuracy_m", pa.float64()),
                 ]
             )  # fmt: skip
@@ -254,7 +268,7 @@ class EventReader:
                 )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
-            if t_type != self._json_t[0]:
+            if t_name != self._json_t[0]:
                 self._json_t.reverse()
             return table
         return None
@@ -262,20 +276,9 @@ class EventReader:
     @staticmethod
     def _jsonl_records(block: bytearray, first: int) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
         for i, raw in enumerate(block.split(b"\n")):
-            if len(raw) > MAX_LINE_BYTES:
-                yield first + i, _Bad(None, line_too_long(len(raw)))
-                continue
-            if not raw.strip():
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield first + i, _Bad(None, f"invalid JSON: {exc}")
-                continue
-            if not isinstance(rec, dict):
-                yield first + i, _Bad(None, f"expected a JSON object, got {show_value(rec)}")
-                continue
-            yield first + i, rec
+            rec = jsonl_record(raw)
+            if rec is not None:
+                yield first + i, rec
 
     # -- CSV -------------------------------------------------------------
 
@@ -327,7 +330,11 @@ class EventReader:
         self, block: bytearray, first: int, header: list[str], nlines: int, *, fast: bool
     ) -> EventBatch:
         if self._fast and fast:
+            import pyarrow as pa
             import pyarrow.csv as pacsv  # here: a JSONL replay's start need not load it
+
+            from coverwatch.formats._eventfast import columns as _columns
+            from coverwatch.formats._eventfast import fast_block as _fast_block
 
             types: dict[str, pa.DataType] = {}
             for name in header:
@@ -398,7 +405,11 @@ class EventReader:
     # -- Parquet ---------------------------------------------------------
 
     def _parquet(self) -> Iterator[EventBatch]:
+        import pyarrow as pa
         import pyarrow.parquet as pq  # here: a JSONL replay's start need not load it
+
+        from coverwatch.formats._eventfast import columns as _columns
+        from coverwatch.formats._eventfast import fast_block as _fast_block
 
         try:
             # No pre-buffering: it keeps every column chunk read so far alive until the

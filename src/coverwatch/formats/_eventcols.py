@@ -1,0 +1,143 @@
+"""JSONL blocks read straight into columns by the compiled fix-line pass (formats/_cjsonl.c).
+
+:func:`jsonl_block` hands a block to the pass, which parses the lines it can vouch for
+(plain fix lines: see the C source) into columns in one loop, without a Python object
+per line, and hands back every other line by position. Those go through the exact
+per-line rules here (:func:`jsonl_record`, then ``check_row``), as the exact path
+reads them. If anything is refused, or a line is blank or too long, the result is
+None and the reader's other paths decide (formats/eventfiles.py), naming the line.
+So NaN, Infinity, bytes that are not UTF-8, deep nesting and long lines are judged
+where they were before. Without the compiled pass (no C compiler at install, or a
+stale build), :data:`KERNEL` is None and the reader does without.
+"""
+
+from __future__ import annotations
+
+import importlib
+from operator import itemgetter
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import orjson
+
+from coverwatch.domain.events import EventBatch, FixColumns, OfficerRegistry
+from coverwatch.domain.records import DUTY as _DUTY
+from coverwatch.domain.records import FIX as _FIX
+from coverwatch.domain.records import (
+    EventRecordError,
+    RecordRules,
+    check_row,
+    event_time,
+    show_value,
+)
+from coverwatch.domain.records import Row as _Row
+from coverwatch.formats._eventlines import MAX_LINE_BYTES, line_too_long
+from coverwatch.formats._eventrows import control_event, project
+
+__all__ = ["KERNEL", "jsonl_block", "jsonl_record"]
+
+KERNEL_VERSION = 1  # the version _cjsonl.c says it implements
+
+
+def _load() -> ModuleType | None:
+    try:
+        # An extension module, present only if built: no .py for the layout checks to see.
+        kernel = importlib.import_module("coverwatch.formats._cjsonl")
+    except ImportError:
+        return None
+    return kernel if getattr(kernel, "VERSION", None) == KERNEL_VERSION else None
+
+
+KERNEL = _load()
+
+_Bad = EventRecordError
+
+
+def jsonl_record(raw: bytes | bytearray) -> dict[str, Any] | _Bad | None:
+    """One JSONL line as the exact path reads it: a record, a refusal, or None (blank)."""
+    if len(raw) > MAX_LINE_BYTES:
+        return _Bad(None, line_too_long(len(raw)))
+    if not raw.strip():
+        return None
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _Bad(None, f"invalid JSON: {exc}")
+    if not isinstance(rec, dict):
+        return _Bad(None, f"expected a JSON object, got {show_value(rec)}")
+    return rec
+
+
+def jsonl_block(
+    block: bytearray, first: int, rules: RecordRules, registry: OfficerRegistry
+) -> tuple[int, EventBatch] | None:
+    """(lines, batch) of a block whose first line is number ``first``; None to decline.
+
+    Nothing is interned unless the whole block is accepted.
+    """
+    assert KERNEL is not None
+    got = KERNEL.fix_lines(block, MAX_LINE_BYTES, rules.origin is not None)
+    if got is None:
+        return None
+    nlines, cols, tokens, texts, names, name_first, others = got
+    try:
+        # Each distinct time once, by the exact rule (a second's fixes share one).
+        t_of = np.array([event_time(tok.decode("ascii") if texts[i] else orjson.loads(tok))
+                         for i, tok in enumerate(tokens)], np.int64)
+        rows: list[tuple[int, _Row]] = []
+        for line, start, end in np.frombuffer(others, np.int64).reshape(-1, 3).tolist():
+            rec = jsonl_record(block[start:end])
+            if rec is None:
+                continue
+            if isinstance(rec, _Bad):
+                return None
+            rows.append((line, check_row(rec, rules)))
+    except _Bad:
+        return None
+
+    c = np.frombuffer(cols, np.int64).reshape(-1, 7)
+    line_of = c[:, 0]
+    t = t_of[c[:, 1] & 0xFFFFFFFF] if len(c) else np.empty(0, np.int64)
+    who = c[:, 1] >> 32
+    v = c[:, 2:].view(np.float64)
+    x, y, lat, lon, acc = (np.ascontiguousarray(v[:, i]) for i in range(5))
+    growth = np.zeros(len(c))
+
+    # Officers interned in first-seen order over fix and duty lines, as the exact path does.
+    seen = list(zip(np.frombuffer(name_first, np.int64).tolist(), names, strict=True))
+    seen += [(line, row[2]) for line, row in rows if row[0] in (_FIX, _DUTY)]
+    seen.sort(key=itemgetter(0))
+    for _, name in seen:
+        registry.intern(name)
+    ids = np.array([registry.intern(name) for name in names], np.int32)
+    officer = ids[who] if len(c) else np.empty(0, np.int32)
+
+    fix_rows = [(line, row) for line, row in rows if row[0] == _FIX]
+    if fix_rows:  # fixes the pass left to the exact rules (a scan, an escape...): merged in
+        line_of = np.concatenate([line_of, [line for line, _ in fix_rows]])
+        t = np.concatenate([t, [row[1] for _, row in fix_rows]])
+        officer = np.concatenate(
+            [officer, np.array([registry.intern(row[2]) for _, row in fix_rows], np.int32)])
+        x, y, lat, lon, acc = (
+            np.concatenate([col, [row[k] for _, row in fix_rows]])
+            for col, k in ((x, 3), (y, 4), (lat, 5), (lon, 6), (acc, 7))
+        )
+        growth = np.concatenate(
+            [growth, [0.0 if row[8] is None else rules.scan_growth for _, row in fix_rows]])
+        order = np.argsort(line_of, kind="stable")
+        line_of, t, officer, x, y, lat, lon, acc, growth = (
+            col[order] for col in (line_of, t, officer, x, y, lat, lon, acc, growth))
+    x, y = project(x, y, lat, lon, rules)
+    fixes = FixColumns(
+        np.ascontiguousarray(t, np.int64),
+        np.ascontiguousarray(officer, np.int32),
+        np.ascontiguousarray(x, np.float64),
+        np.ascontiguousarray(y, np.float64),
+        np.ascontiguousarray(acc, np.float64),
+        np.asarray(line_of + first, np.int64),
+        np.ascontiguousarray(growth, np.float64),
+    )
+    control = [control_event(row, line + first, registry)
+               for line, row in rows if row[0] != _FIX]
+    return nlines, EventBatch(fixes, control)
