@@ -11,10 +11,11 @@
  * NaN, Infinity, bytes that are not UTF-8 and deep nesting never pass here. The whole block is
  * declined (None) if a line is blank or longer than the line limit.
  *
- * fix_lines(block, max_line, has_origin) -> None or
- *   (lines, cols, t_tokens, t_text, names, name_first, others)
- * cols: bytes of n fix rows x 7 8-byte values (line index, t token code | officer code << 32,
- * x, y, lat, lon, accuracy), row-major; t_tokens: the distinct time tokens (bytes) in first
+ * fix_lines(block, max_line, first_line, has_origin) -> None or
+ *   (lines, n, cap, cols, t_tokens, t_text, names, name_first, others)
+ * cols: a bytearray of 7 columns of `cap` 8-byte values, the first n of each used: seq (the
+ * line's number), codes (t token code | officer code << 32), x, y, lat, lon, accuracy
+ * (NaN where not given; accuracy 0); t_tokens: the distinct time tokens (bytes) in first
  * seen order, t_text[i] true if token i was a string (its text) else a number (its JSON);
  * names: the distinct officers (str) in first-seen order, name_first their first line index;
  * others: bytes of int64 triples (line index, start, end) of the lines left to the exact path.
@@ -183,27 +184,28 @@ static int number(const unsigned char **pp, const unsigned char *e, double *out)
 
 #define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r')
 
-/* One line [p, e): 1 and its values if it is a fix this pass vouches for, else 0. */
+/* The line at p (e: the end of the block): where it ends (its newline, or e) and its values
+   if it is a fix this pass vouches for, else NULL. A newline is never inside a token it takes. */
 typedef struct {
     Py_ssize_t t_s, t_n, who_s, who_n;
     int t_text;
     double v[NKEYS];
 } line_t;
 
-static int fix_line(const unsigned char *base, const unsigned char *p, const unsigned char *e,
-                    int has_origin, line_t *L) {
+static const unsigned char *fix_line(const unsigned char *base, const unsigned char *p,
+                                     const unsigned char *e, int has_origin, line_t *L) {
     unsigned seen = 0;
-    if (p >= e || *p != '{') return 0;
+    if (p >= e || *p != '{') return NULL;
     p++;
     for (;;) {
         while (p < e && WS(*p)) p++;
-        if (p >= e || *p != '"') return 0;
+        if (p >= e || *p != '"') return NULL;
         const unsigned char *k = ++p;
         while (p < e && *p != '"') {
-            if (*p < 0x20 || *p > 0x7e || *p == '\\') return 0;
+            if (*p < 0x20 || *p > 0x7e || *p == '\\') return NULL;
             p++;
         }
-        if (p >= e) return 0;
+        if (p >= e) return NULL;
         Py_ssize_t kn = p - k;
         p++;
         int key;
@@ -215,27 +217,27 @@ static int fix_line(const unsigned char *base, const unsigned char *p, const uns
         else if (kn == 3 && !memcmp(k, "lat", 3)) key = K_LAT;
         else if (kn == 3 && !memcmp(k, "lon", 3)) key = K_LON;
         else if (kn == 10 && !memcmp(k, "accuracy_m", 10)) key = K_ACC;
-        else return 0;
-        if (seen & (1u << key)) return 0;
+        else return NULL;
+        if (seen & (1u << key)) return NULL;
         seen |= 1u << key;
         while (p < e && WS(*p)) p++;
-        if (p >= e || *p != ':') return 0;
+        if (p >= e || *p != ':') return NULL;
         p++;
         while (p < e && WS(*p)) p++;
-        if (p >= e) return 0;
+        if (p >= e) return NULL;
         if (*p == '"') {
             const unsigned char *s = ++p;
             while (p < e && *p != '"') {
-                if (*p < 0x20 || *p > 0x7e || *p == '\\') return 0;
+                if (*p < 0x20 || *p > 0x7e || *p == '\\') return NULL;
                 p++;
             }
-            if (p >= e) return 0;
+            if (p >= e) return NULL;
             Py_ssize_t n = p - s;
             p++;
             if (key == K_KIND) {
-                if (n != 3 || memcmp(s, "fix", 3)) return 0;
+                if (n != 3 || memcmp(s, "fix", 3)) return NULL;
             } else if (key == K_OFFICER) {
-                if (n < 1 || n > 200) return 0; /* records.MAX_NAME_CHARS */
+                if (n < 1 || n > 200) return NULL; /* records.MAX_NAME_CHARS */
                 L->who_s = s - base;
                 L->who_n = n;
             } else if (key == K_T) {
@@ -243,83 +245,92 @@ static int fix_line(const unsigned char *base, const unsigned char *p, const uns
                 L->t_n = n;
                 L->t_text = 1;
             } else {
-                return 0; /* a number as text: the exact path refuses it */
+                return NULL; /* a number as text: the exact path refuses it */
             }
         } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
             const unsigned char *s = p;
             double v = 0.0;
             int got = number(&p, e, &v);
-            if (got < 0) return 0;
+            if (got < 0) return NULL;
             if (key == K_T) {
                 L->t_s = s - base;
                 L->t_n = p - s;
                 L->t_text = 0;
             } else if (key == K_KIND || key == K_OFFICER || !got) {
-                return 0;
+                return NULL;
             } else {
                 L->v[key] = v;
             }
         } else {
-            return 0; /* null, true, false, a list or an object */
+            return NULL; /* null, true, false, a list or an object */
         }
         while (p < e && WS(*p)) p++;
-        if (p >= e) return 0;
+        if (p >= e) return NULL;
         if (*p == ',') {
             p++;
             continue;
         }
-        if (*p != '}') return 0;
+        if (*p != '}') return NULL;
         p++;
         break;
     }
     while (p < e && WS(*p)) p++;
-    if (p != e) return 0;
+    if (p < e && *p != '\n') return NULL;
     /* The fix rules (records.check_row), else the exact path decides. */
     const unsigned need = (1u << K_T) | (1u << K_KIND) | (1u << K_OFFICER);
-    if ((seen & need) != need) return 0;
+    if ((seen & need) != need) return NULL;
     const unsigned xy = (1u << K_X) | (1u << K_Y), ll = (1u << K_LAT) | (1u << K_LON);
     if ((seen & (xy | ll)) == xy) {
         L->v[K_LAT] = L->v[K_LON] = NAN;
     } else if ((seen & (xy | ll)) == ll) {
         if (!has_origin || !(L->v[K_LAT] >= -90.0 && L->v[K_LAT] <= 90.0) ||
             !(L->v[K_LON] >= -180.0 && L->v[K_LON] <= 180.0))
-            return 0;
+            return NULL;
         L->v[K_X] = L->v[K_Y] = NAN;
     } else {
-        return 0;
+        return NULL;
     }
     if (!(seen & (1u << K_ACC))) L->v[K_ACC] = 0.0;
-    else if (L->v[K_ACC] < 0) return 0;
-    return 1;
+    else if (L->v[K_ACC] < 0) return NULL;
+    return p;
 }
 
+/* The shortest fix line this pass accepts, {"t":0,"kind":"fix","officer":"a","x":0,"y":0}
+   and its newline: a bound on the fix rows of a block. */
+#define MIN_FIX_LINE 45
+
 static PyObject *fix_lines(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer blk;
     Py_ssize_t max_line;
+    long long first_line;
     int has_origin;
-    if (!PyArg_ParseTuple(args, "y*np", &blk, &max_line, &has_origin)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nLp", &blk, &max_line, &first_line, &has_origin)) return NULL;
     const unsigned char *base = blk.buf, *end = base + blk.len;
-    buf_t cols = {0}, others = {0};
+    /* Column-major, `cap` rows each: seq, codes, x, y, lat, lon, accuracy. */
+    Py_ssize_t cap = blk.len / MIN_FIX_LINE + 1;
+    PyObject *colobj = PyByteArray_FromStringAndSize(NULL, cap * 7 * 8);
+    if (!colobj) {
+        PyBuffer_Release(&blk);
+        return NULL;
+    }
+    int64_t *seq = (int64_t *)PyByteArray_AS_STRING(colobj), *codes = seq + cap;
+    double *col = (double *)(seq + 2 * cap); /* x, y, lat, lon, accuracy: col + k * cap */
+    buf_t others = {0}, first = {0}, t_text = {0};
     table_t times = {0}, who = {0};
-    buf_t first = {0};
     PyObject *result = NULL;
     int declined = 0, nomem = 0;
     int64_t line = 0;
+    Py_ssize_t nfix = 0;
     Py_ssize_t last_t = -1, last_tn = 0; /* the previous time token: lines of a second share it */
     int64_t last_tc = 0;
     int last_text = 0;
-    buf_t t_text = {0};
     const unsigned char *p = base;
     Py_BEGIN_ALLOW_THREADS
     while (p < end) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-        const unsigned char *e = nl ? nl : end;
-        if (e - p > max_line || e == p) {
-            declined = 1; /* over the limit, or blank: the block's exact path names it */
-            break;
-        }
         line_t L;
-        if (fix_line(base, p, e, has_origin, &L)) {
+        const unsigned char *e = fix_line(base, p, end, has_origin, &L);
+        if (e && e - p <= max_line && nfix < cap) {
             int64_t tc;
             int fresh;
             if (last_t >= 0 && L.t_n == last_tn && L.t_text == last_text &&
@@ -342,21 +353,26 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
             int64_t wc = intern(&who, base, L.who_s, L.who_n, &fresh);
             if (wc < 0) { nomem = 1; break; }
             if (fresh && put(&first, &line, 8)) { nomem = 1; break; }
-            int64_t row[7];
-            row[0] = line;
-            row[1] = tc | (wc << 32);
-            memcpy(&row[2], &L.v[K_X], 8);
-            memcpy(&row[3], &L.v[K_Y], 8);
-            memcpy(&row[4], &L.v[K_LAT], 8);
-            memcpy(&row[5], &L.v[K_LON], 8);
-            memcpy(&row[6], &L.v[K_ACC], 8);
-            if (put(&cols, row, sizeof row)) { nomem = 1; break; }
+            seq[nfix] = first_line + line;
+            codes[nfix] = tc | (wc << 32);
+            col[nfix] = L.v[K_X];
+            col[cap + nfix] = L.v[K_Y];
+            col[2 * cap + nfix] = L.v[K_LAT];
+            col[3 * cap + nfix] = L.v[K_LON];
+            col[4 * cap + nfix] = L.v[K_ACC];
+            nfix++;
         } else {
+            const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+            e = nl ? nl : end;
+            if (e - p > max_line || e == p) {
+                declined = 1; /* over the limit, or blank: the block's exact path names it */
+                break;
+            }
             int64_t o[3] = {line, p - base, e - base};
             if (put(&others, o, sizeof o)) { nomem = 1; break; }
         }
         line++;
-        p = nl ? nl + 1 : end;
+        p = e < end ? e + 1 : end;
     }
     Py_END_ALLOW_THREADS
     if (nomem) {
@@ -367,7 +383,7 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *tok = PyList_New(times.n), *txt = NULL, *names = NULL, *fl = NULL;
+    PyObject *tok = PyList_New(times.n), *txt = NULL, *names = NULL, *fl = NULL, *oth = NULL;
     if (!tok) goto done;
     for (Py_ssize_t i = 0; i < times.n; i++) {
         Py_ssize_t s = times.start[i], n = times.len[i];
@@ -385,18 +401,19 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(names, i, u);
     }
     fl = PyBytes_FromStringAndSize(first.p, first.n);
-    if (!fl) goto fail;
-    result = Py_BuildValue("(LNNNNNN)", (long long)line,
-                           PyByteArray_FromStringAndSize(cols.p, cols.n), tok, txt, names, fl,
-                           PyBytes_FromStringAndSize(others.p, others.n));
+    oth = PyBytes_FromStringAndSize(others.p, others.n);
+    if (!fl || !oth) goto fail;
+    result = Py_BuildValue("(LnnONNNNN)", (long long)line, nfix, cap, colobj, tok, txt, names,
+                           fl, oth);
     goto done;
 fail:
     Py_XDECREF(tok);
     Py_XDECREF(txt);
     Py_XDECREF(names);
     Py_XDECREF(fl);
+    Py_XDECREF(oth);
 done:
-    free(cols.p);
+    Py_DECREF(colobj);
     free(others.p);
     free(first.p);
     free(t_text.p);

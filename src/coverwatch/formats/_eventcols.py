@@ -14,6 +14,9 @@ stale build), :data:`KERNEL` is None and the reader does without.
 from __future__ import annotations
 
 import importlib
+import mmap
+import os
+from collections.abc import Callable, Generator
 from operator import itemgetter
 from types import ModuleType
 from typing import Any
@@ -35,7 +38,7 @@ from coverwatch.domain.records import Row as _Row
 from coverwatch.formats._eventlines import MAX_LINE_BYTES, line_too_long
 from coverwatch.formats._eventrows import control_event, project
 
-__all__ = ["KERNEL", "jsonl_block", "jsonl_record"]
+__all__ = ["KERNEL", "jsonl_block", "jsonl_record", "mapped_batches"]
 
 KERNEL_VERSION = 1  # the version _cjsonl.c says it implements
 
@@ -52,6 +55,7 @@ def _load() -> ModuleType | None:
 KERNEL = _load()
 
 _Bad = EventRecordError
+_BOM = b"\xef\xbb\xbf"
 
 
 def jsonl_record(raw: bytes | bytearray) -> dict[str, Any] | _Bad | None:
@@ -69,25 +73,74 @@ def jsonl_record(raw: bytes | bytearray) -> dict[str, Any] | _Bad | None:
     return rec
 
 
+def mapped_batches(
+    path: str | os.PathLike[str],
+    size: int,
+    rules: RecordRules,
+    registry: OfficerRegistry,
+    progress: Callable[[int, int], None],
+) -> Generator[EventBatch, None, tuple[int, int | None]]:
+    """The file mapped in memory, read by the pass in the blocks formats/_eventlines.py's
+    ``blocks`` reads (``size`` bytes, then to the end of the line), with no copy of it.
+
+    Returns (lines read, the offset of the first block it declined, or None at the end):
+    the reader goes on from there the other ways. Calls ``progress(lines, offset)``.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below, around the mapping)
+    except OSError:
+        return 0, 0
+    with f:
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty, or not a file that maps: read it the usual way
+            return 0, 0
+        with mm:
+            n = len(mm)
+            pos = line = 0
+            while pos < n:
+                if pos + size >= n:
+                    end = n
+                else:
+                    # As blocks() finishes a block's last line: at most MAX_LINE_BYTES + 1 more.
+                    stop = pos + size + MAX_LINE_BYTES + 1
+                    cut = mm.find(b"\n", pos + size, stop)
+                    if cut < 0 and stop < n:
+                        return line, pos  # a line over the limit: the other paths name it
+                    end = n if cut < 0 else cut + 1
+                lo = pos + 3 if pos == 0 and mm[:3] == _BOM else pos
+                with memoryview(mm) as whole, whole[lo:end] as block:
+                    got = jsonl_block(block, line + 1, rules, registry)
+                if got is None:
+                    return line, pos
+                nlines, batch = got
+                line += nlines
+                pos = end
+                progress(line, pos)
+                if len(batch):
+                    yield batch
+    return line, None
+
+
 def jsonl_block(
-    block: bytearray, first: int, rules: RecordRules, registry: OfficerRegistry
+    block: bytearray | memoryview, first: int, rules: RecordRules, registry: OfficerRegistry
 ) -> tuple[int, EventBatch] | None:
     """(lines, batch) of a block whose first line is number ``first``; None to decline.
 
     Nothing is interned unless the whole block is accepted.
     """
     assert KERNEL is not None
-    got = KERNEL.fix_lines(block, MAX_LINE_BYTES, rules.origin is not None)
+    got = KERNEL.fix_lines(block, MAX_LINE_BYTES, first, rules.origin is not None)
     if got is None:
         return None
-    nlines, cols, tokens, texts, names, name_first, others = got
+    nlines, n, cap, cols, tokens, texts, names, name_first, others = got
     try:
         # Each distinct time once, by the exact rule (a second's fixes share one).
         t_of = np.array([event_time(tok.decode("ascii") if texts[i] else orjson.loads(tok))
                          for i, tok in enumerate(tokens)], np.int64)
         rows: list[tuple[int, _Row]] = []
         for line, start, end in np.frombuffer(others, np.int64).reshape(-1, 3).tolist():
-            rec = jsonl_record(block[start:end])
+            rec = jsonl_record(bytes(block[start:end]))
             if rec is None:
                 continue
             if isinstance(rec, _Bad):
@@ -96,13 +149,12 @@ def jsonl_block(
     except _Bad:
         return None
 
-    c = np.frombuffer(cols, np.int64).reshape(-1, 7)
-    line_of = c[:, 0]
-    t = t_of[c[:, 1] & 0xFFFFFFFF] if len(c) else np.empty(0, np.int64)
-    who = c[:, 1] >> 32
-    v = c[:, 2:].view(np.float64)
-    x, y, lat, lon, acc = (np.ascontiguousarray(v[:, i]) for i in range(5))
-    growth = np.zeros(len(c))
+    # Views of the pass's columns (no copy): seq, codes, x, y, lat, lon, accuracy.
+    seq, codes = (np.frombuffer(cols, np.int64, n, 8 * cap * k) for k in range(2))
+    x, y, lat, lon, acc = (np.frombuffer(cols, np.float64, n, 8 * cap * k) for k in range(2, 7))
+    t = t_of[codes & 0xFFFFFFFF] if n else np.empty(0, np.int64)
+    who = codes >> 32
+    growth = np.zeros(n)
 
     # Officers interned in first-seen order over fix and duty lines, as the exact path does.
     seen = list(zip(np.frombuffer(name_first, np.int64).tolist(), names, strict=True))
@@ -111,11 +163,11 @@ def jsonl_block(
     for _, name in seen:
         registry.intern(name)
     ids = np.array([registry.intern(name) for name in names], np.int32)
-    officer = ids[who] if len(c) else np.empty(0, np.int32)
+    officer = ids[who] if n else np.empty(0, np.int32)
 
     fix_rows = [(line, row) for line, row in rows if row[0] == _FIX]
     if fix_rows:  # fixes the pass left to the exact rules (a scan, an escape...): merged in
-        line_of = np.concatenate([line_of, [line for line, _ in fix_rows]])
+        seq = np.concatenate([seq, [line + first for line, _ in fix_rows]])
         t = np.concatenate([t, [row[1] for _, row in fix_rows]])
         officer = np.concatenate(
             [officer, np.array([registry.intern(row[2]) for _, row in fix_rows], np.int32)])
@@ -125,9 +177,9 @@ def jsonl_block(
         )
         growth = np.concatenate(
             [growth, [0.0 if row[8] is None else rules.scan_growth for _, row in fix_rows]])
-        order = np.argsort(line_of, kind="stable")
-        line_of, t, officer, x, y, lat, lon, acc, growth = (
-            col[order] for col in (line_of, t, officer, x, y, lat, lon, acc, growth))
+        order = np.argsort(seq, kind="stable")
+        seq, t, officer, x, y, lat, lon, acc, growth = (
+            col[order] for col in (seq, t, officer, x, y, lat, lon, acc, growth))
     x, y = project(x, y, lat, lon, rules)
     fixes = FixColumns(
         np.ascontiguousarray(t, np.int64),
@@ -135,7 +187,7 @@ def jsonl_block(
         np.ascontiguousarray(x, np.float64),
         np.ascontiguousarray(y, np.float64),
         np.ascontiguousarray(acc, np.float64),
-        np.asarray(line_of + first, np.int64),
+        np.ascontiguousarray(seq, np.int64),
         np.ascontiguousarray(growth, np.float64),
     )
     control = [control_event(row, line + first, registry)

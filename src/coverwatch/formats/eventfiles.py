@@ -39,6 +39,7 @@ from coverwatch.errors import EventInputError
 from coverwatch.formats._eventcols import KERNEL as _COLS
 from coverwatch.formats._eventcols import jsonl_block as _jsonl_cols
 from coverwatch.formats._eventcols import jsonl_record
+from coverwatch.formats._eventcols import mapped_batches as _mapped
 from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
@@ -208,27 +209,37 @@ class EventReader:
 
     def _jsonl(self) -> Iterator[EventBatch]:
         line = 0
-        with open(self.path, "rb") as f:
-            for block in blocks(f, self._block_bytes):
-                # The compiled pass first (formats/_eventcols.py); it declines whatever
-                # it cannot vouch for, and the paths below decide.
-                got = None
-                if self._fast and _COLS is not None:
-                    got = _jsonl_cols(block, line + 1, self._rules, self.registry)
-                if got is not None:
-                    nlines, batch = got
-                else:
-                    shape = scan(block)
-                    nlines = shape.lines
-                    batch = self._jsonl_block(block, line + 1, shape.lines,
-                                              fast=shape.plain and shape.few_openers
-                                              and shape.longest <= MAX_LINE_BYTES)
-                line += nlines
-                self.lines_read = line
-                self.bytes_read += len(block)
-                if len(batch):
-                    yield batch
+        start: int | None = 0
+        if self._fast and _COLS is not None:
+            # The file mapped and read by the compiled pass (formats/_eventcols.py) up to
+            # the first block it declines; the paths below go on from there.
+            line, start = yield from _mapped(self.path, self._block_bytes, self._rules,
+                                             self.registry, self._progress)
+        if start is not None:
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                for block in blocks(f, self._block_bytes, bom=start == 0):
+                    got = None
+                    if self._fast and _COLS is not None:
+                        got = _jsonl_cols(block, line + 1, self._rules, self.registry)
+                    if got is not None:
+                        nlines, batch = got
+                    else:
+                        shape = scan(block)
+                        nlines = shape.lines
+                        batch = self._jsonl_block(block, line + 1, shape.lines,
+                                                  fast=shape.plain and shape.few_openers
+                                                  and shape.longest <= MAX_LINE_BYTES)
+                    line += nlines
+                    self.lines_read = line
+                    self.bytes_read += len(block)
+                    if len(batch):
+                        yield batch
         self.bytes_read = self.total_bytes
+
+    def _progress(self, lines: int, offset: int) -> None:
+        self.lines_read = lines
+        self.bytes_read = offset
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
