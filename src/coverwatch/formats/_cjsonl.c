@@ -182,6 +182,12 @@ static int number(const unsigned char **pp, const unsigned char *e, double *out)
     return 1;
 }
 
+/* The length of each key with its closing quote. */
+static const Py_ssize_t KEY_LEN[NKEYS] = {2, 5, 8, 2, 2, 4, 4, 11};
+
+/* Bytes a string may hold here: printable ASCII but the quote and the backslash. */
+static unsigned char PLAIN[256];
+
 #define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r')
 
 /* The line at p (e: the end of the block): where it ends (its newline, or e) and its values
@@ -200,24 +206,24 @@ static const unsigned char *fix_line(const unsigned char *base, const unsigned c
     for (;;) {
         while (p < e && WS(*p)) p++;
         if (p >= e || *p != '"') return NULL;
-        const unsigned char *k = ++p;
-        while (p < e && *p != '"') {
-            if (*p < 0x20 || *p > 0x7e || *p == '\\') return NULL;
-            p++;
-        }
-        if (p >= e) return NULL;
-        Py_ssize_t kn = p - k;
         p++;
+        /* A key is one of the eight, closing quote included, or the line is not ours. */
         int key;
-        if (kn == 1 && k[0] == 't') key = K_T;
-        else if (kn == 4 && !memcmp(k, "kind", 4)) key = K_KIND;
-        else if (kn == 7 && !memcmp(k, "officer", 7)) key = K_OFFICER;
-        else if (kn == 1 && k[0] == 'x') key = K_X;
-        else if (kn == 1 && k[0] == 'y') key = K_Y;
-        else if (kn == 3 && !memcmp(k, "lat", 3)) key = K_LAT;
-        else if (kn == 3 && !memcmp(k, "lon", 3)) key = K_LON;
-        else if (kn == 10 && !memcmp(k, "accuracy_m", 10)) key = K_ACC;
-        else return NULL;
+        Py_ssize_t room = e - p;
+#define IS(word) (room >= (Py_ssize_t)sizeof(word) - 1 && !memcmp(p, word, sizeof(word) - 1))
+        switch (room ? *p : 0) {
+        case 't': key = IS("t\"") ? K_T : -1; break;
+        case 'k': key = IS("kind\"") ? K_KIND : -1; break;
+        case 'o': key = IS("officer\"") ? K_OFFICER : -1; break;
+        case 'x': key = IS("x\"") ? K_X : -1; break;
+        case 'y': key = IS("y\"") ? K_Y : -1; break;
+        case 'l': key = IS("lat\"") ? K_LAT : IS("lon\"") ? K_LON : -1; break;
+        case 'a': key = IS("accuracy_m\"") ? K_ACC : -1; break;
+        default: key = -1;
+        }
+#undef IS
+        if (key < 0) return NULL;
+        p += KEY_LEN[key];
         if (seen & (1u << key)) return NULL;
         seen |= 1u << key;
         while (p < e && WS(*p)) p++;
@@ -227,11 +233,8 @@ static const unsigned char *fix_line(const unsigned char *base, const unsigned c
         if (p >= e) return NULL;
         if (*p == '"') {
             const unsigned char *s = ++p;
-            while (p < e && *p != '"') {
-                if (*p < 0x20 || *p > 0x7e || *p == '\\') return NULL;
-                p++;
-            }
-            if (p >= e) return NULL;
+            while (p < e && PLAIN[*p]) p++;
+            if (p >= e || *p != '"') return NULL; /* an escape, a byte not printable ASCII */
             Py_ssize_t n = p - s;
             p++;
             if (key == K_KIND) {
@@ -329,6 +332,8 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     while (p < end) {
         line_t L;
+        L.t_s = L.t_n = L.who_s = L.who_n = 0; /* set whenever fix_line takes the line */
+        L.t_text = 0;
         const unsigned char *e = fix_line(base, p, end, has_origin, &L);
         if (e && e - p <= max_line && nfix < cap) {
             int64_t tc;
@@ -433,6 +438,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__cjsonl(void) {
+    for (int c = 0x20; c <= 0x7e; c++) PLAIN[c] = c != '"' && c != '\\';
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "VERSION", VERSION)) {
         Py_DECREF(m);
