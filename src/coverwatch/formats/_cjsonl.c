@@ -13,9 +13,9 @@
  *
  * fix_lines(block, max_line, first_line, has_origin) -> None or
  *   (lines, n, cap, cols, t_tokens, t_text, names, name_first, others)
- * cols: a bytearray of 7 columns of `cap` 8-byte values, the first n of each used: seq (the
- * line's number), codes (t token code | officer code << 32), x, y, lat, lon, accuracy
- * (NaN where not given; accuracy 0); t_tokens: the distinct time tokens (bytes) in first
+ * cols: a bytearray of columns of `cap` values, the first n of each used: seq (int64, the
+ * line's number), the t token's code and the officer's code (int32 each), x, y, lat, lon,
+ * accuracy (double; NaN where not given, accuracy 0); t_tokens: the distinct time tokens (bytes) in first
  * seen order, t_text[i] true if token i was a string (its text) else a number (its JSON);
  * names: the distinct officers (str) in first-seen order, name_first their first line index;
  * others: bytes of int64 triples (line index, start, end) of the lines left to the exact path.
@@ -310,14 +310,15 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
     int has_origin;
     if (!PyArg_ParseTuple(args, "y*nLp", &blk, &max_line, &first_line, &has_origin)) return NULL;
     const unsigned char *base = blk.buf, *end = base + blk.len;
-    /* Column-major, `cap` rows each: seq, codes, x, y, lat, lon, accuracy. */
+    /* Column-major, `cap` rows each: seq, t code and officer code, x, y, lat, lon, accuracy. */
     Py_ssize_t cap = blk.len / MIN_FIX_LINE + 1;
     PyObject *colobj = PyByteArray_FromStringAndSize(NULL, cap * 7 * 8);
     if (!colobj) {
         PyBuffer_Release(&blk);
         return NULL;
     }
-    int64_t *seq = (int64_t *)PyByteArray_AS_STRING(colobj), *codes = seq + cap;
+    int64_t *seq = (int64_t *)PyByteArray_AS_STRING(colobj);
+    int32_t *tcode = (int32_t *)(seq + cap), *wcode = tcode + cap;
     double *col = (double *)(seq + 2 * cap); /* x, y, lat, lon, accuracy: col + k * cap */
     buf_t others = {0}, first = {0}, t_text = {0};
     table_t times = {0}, who = {0};
@@ -359,7 +360,8 @@ static PyObject *fix_lines(PyObject *self, PyObject *args) {
             if (wc < 0) { nomem = 1; break; }
             if (fresh && put(&first, &line, 8)) { nomem = 1; break; }
             seq[nfix] = first_line + line;
-            codes[nfix] = tc | (wc << 32);
+            tcode[nfix] = (int32_t)tc;
+            wcode[nfix] = (int32_t)wc;
             col[nfix] = L.v[K_X];
             col[cap + nfix] = L.v[K_Y];
             col[2 * cap + nfix] = L.v[K_LAT];

@@ -149,20 +149,25 @@ def jsonl_block(
     except _Bad:
         return None
 
-    # Views of the pass's columns (no copy): seq, codes, x, y, lat, lon, accuracy.
-    seq, codes = (np.frombuffer(cols, np.int64, n, 8 * cap * k) for k in range(2))
+    # Views of the pass's columns (no copy): seq, t and officer codes, x, y, lat, lon, accuracy.
+    seq = np.frombuffer(cols, np.int64, n)
+    tcode, who = (np.frombuffer(cols, np.int32, n, 8 * cap + 4 * cap * k) for k in range(2))
     x, y, lat, lon, acc = (np.frombuffer(cols, np.float64, n, 8 * cap * k) for k in range(2, 7))
-    t = t_of[codes & 0xFFFFFFFF] if n else np.empty(0, np.int64)
-    who = codes >> 32
+    t = t_of[tcode] if n else np.empty(0, np.int64)
     growth = np.zeros(n)
 
     # Officers interned in first-seen order over fix and duty lines, as the exact path does.
-    seen = list(zip(np.frombuffer(name_first, np.int64).tolist(), names, strict=True))
-    seen += [(line, row[2]) for line, row in rows if row[0] in (_FIX, _DUTY)]
-    seen.sort(key=itemgetter(0))
-    for _, name in seen:
-        registry.intern(name)
-    ids = np.array([registry.intern(name) for name in names], np.int32)
+    # Nothing to order when every officer is known and no other line names one.
+    known = [registry.get(name) for name in names]
+    named = [(line, row[2]) for line, row in rows if row[0] in (_FIX, _DUTY)]
+    if named or None in known:
+        seen = list(zip(np.frombuffer(name_first, np.int64).tolist(), names, strict=True))
+        seen += named
+        seen.sort(key=itemgetter(0))
+        for _, name in seen:
+            registry.intern(name)
+        known = [registry.intern(name) for name in names]
+    ids = np.array(known, np.int32)
     officer = ids[who] if n else np.empty(0, np.int32)
 
     fix_rows = [(line, row) for line, row in rows if row[0] == _FIX]
