@@ -175,7 +175,7 @@ def jsonl_block(
         seq = np.concatenate([seq, [line + first for line, _ in fix_rows]])
         t = np.concatenate([t, [row[1] for _, row in fix_rows]])
         officer = np.concatenate(
-            [officer, np.array([registry.intern(row[2]) for _, row in fix_rows], np.int32)])
+            [officer, np.array([registry.intern(str(row[2])) for _, row in fix_rows], np.int32)])
         x, y, lat, lon, acc = (
             np.concatenate([col, [row[k] for _, row in fix_rows]])
             for col, k in ((x, 3), (y, 4), (lat, 5), (lon, 6), (acc, 7))
@@ -183,8 +183,9 @@ def jsonl_block(
         growth = np.concatenate(
             [growth, [0.0 if row[8] is None else rules.scan_growth for _, row in fix_rows]])
         order = np.argsort(seq, kind="stable")
-        seq, t, officer, x, y, lat, lon, acc, growth = (
-            col[order] for col in (seq, t, officer, x, y, lat, lon, acc, growth))
+        seq, t, officer = seq[order], t[order], officer[order]
+        x, y, lat, lon = x[order], y[order], lat[order], lon[order]
+        acc, growth = acc[order], growth[order]
     x, y = project(x, y, lat, lon, rules)
     fixes = FixColumns(
         np.ascontiguousarray(t, np.int64),
