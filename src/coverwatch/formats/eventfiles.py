@@ -37,7 +37,6 @@ from coverwatch.domain.records import (
 from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
 from coverwatch.formats._eventcols import KERNEL as _COLS
-from coverwatch.formats._eventcols import jsonl_block as _jsonl_cols
 from coverwatch.formats._eventcols import jsonl_record
 from coverwatch.formats._eventcols import mapped_batches as _mapped
 from coverwatch.formats._eventlines import (
@@ -219,18 +218,11 @@ class EventReader:
             with open(self.path, "rb") as f:
                 f.seek(start)
                 for block in blocks(f, self._block_bytes, bom=start == 0):
-                    got = None
-                    if self._fast and _COLS is not None:
-                        got = _jsonl_cols(block, line + 1, self._rules, self.registry)
-                    if got is not None:
-                        nlines, batch = got
-                    else:
-                        shape = scan(block)
-                        nlines = shape.lines
-                        batch = self._jsonl_block(block, line + 1, shape.lines,
-                                                  fast=shape.plain and shape.few_openers
-                                                  and shape.longest <= MAX_LINE_BYTES)
-                    line += nlines
+                    shape = scan(block)
+                    batch = self._jsonl_block(block, line + 1, shape.lines,
+                                              fast=shape.plain and shape.few_openers
+                                              and shape.longest <= MAX_LINE_BYTES)
+                    line += shape.lines
                     self.lines_read = line
                     self.bytes_read += len(block)
                     if len(batch):
