@@ -49,7 +49,9 @@ SPACES = ["", " ", "\t"]
 
 
 def random_fix(rng: np.random.Generator, valid: bool) -> str:
-    pick = lambda seq: seq[int(rng.integers(len(seq)))]  # noqa: E731
+    def pick(seq: list[str]) -> str:
+        return seq[int(rng.integers(len(seq)))]
+
     numbers = NUMBERS if valid else [*NUMBERS, HUGE]
     fields: list[tuple[str, str]] = [("t", pick(TIMES)), ("kind", '"fix"'),
                                      ("officer", pick(OFFICERS))]
