@@ -8,7 +8,10 @@ format the fast path does not vouch for) the whole block is re-read by the
 exact per-line path, which accepts the same events and names the line and
 field of anything it refuses. Both paths share the rules for control events,
 so their results are identical. Lines are at most
-:data:`~coverwatch.formats._eventlines.MAX_LINE_BYTES` long.
+:data:`~coverwatch.formats._eventlines.MAX_LINE_BYTES` long. A JSONL file is
+first read, mapped, by a compiled pass (formats/_eventcols.py), which parses
+plain fix lines into columns and hands every other line to the exact rules;
+from the first block it declines, the file is read as above.
 
 :func:`sorted_events` (formats/_eventorder.py) puts batches into ``(t, seq)``
 order for the engine, whole when the input fits the budget, else streaming
