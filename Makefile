@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml hatch_build.py src/coverwatch/engine/_ckernel.c | $(BIN)/python
+$(STAMP): pyproject.toml hatch_build.py src/coverwatch/engine/_ckernel.c src/coverwatch/formats/_cjsonl.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

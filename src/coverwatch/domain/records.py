@@ -35,6 +35,7 @@ __all__ = [
     "Row",
     "check_record",
     "check_row",
+    "event_time",
     "name_problem",
     "nesting_depth",
     "show_value",
@@ -261,6 +262,11 @@ def _time(value: object) -> int:
         raise _Bad("t", f"time {format_time(t)} is outside the years 1970 to 2200; "
                         "check the device clock and the units (seconds, not milliseconds)")
     return t
+
+
+def event_time(value: object) -> int:
+    """A record's ``t`` as µs, by :func:`check_row`'s rule (raises :class:`EventRecordError`)."""
+    return _time(value)
 
 
 def name_problem(name: str) -> str | None:

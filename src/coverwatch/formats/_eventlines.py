@@ -52,14 +52,15 @@ def line_too_long(nbytes: int) -> str:
     return f"line is longer than {MAX_LINE_BYTES:,} bytes ({nbytes:,} or more)"
 
 
-def blocks(f: io.BufferedReader, size: int) -> Iterator[bytearray]:
+def blocks(f: io.BufferedReader, size: int, *, bom: bool = True) -> Iterator[bytearray]:
     """Newline-aligned blocks of about ``size`` bytes (the last may lack a newline).
 
     A line running past ``size`` and then past :data:`MAX_LINE_BYTES` more is cut
     (its rest skipped up to its newline), so it still counts as one line and is
-    over the limit, without ever being read whole.
+    over the limit, without ever being read whole. A byte-order mark opening the
+    first block is dropped (``bom``: the file is read from its start).
     """
-    first = True
+    first = bom
     while True:
         block = bytearray(size)
         got = f.readinto(block)

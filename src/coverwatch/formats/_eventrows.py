@@ -7,11 +7,13 @@ path (formats/eventfiles.py), so both build control events and projections alike
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from coverwatch.domain.events import (
     ControlEvent,
@@ -167,7 +169,8 @@ def parquet_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 def parquet_column(arr: pa.Array) -> pa.Array:
     """Normalise a Parquet column to the types the checks expect."""
-    import pyarrow.compute as pc  # here: Parquet's reader loads it anyway, JSONL need not
+    import pyarrow as pa  # here: Parquet's reader loads it anyway, JSONL need not
+    import pyarrow.compute as pc
 
     typ = arr.type
     if pa.types.is_large_string(typ):

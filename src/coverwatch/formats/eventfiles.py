@@ -8,7 +8,10 @@ format the fast path does not vouch for) the whole block is re-read by the
 exact per-line path, which accepts the same events and names the line and
 field of anything it refuses. Both paths share the rules for control events,
 so their results are identical. Lines are at most
-:data:`~coverwatch.formats._eventlines.MAX_LINE_BYTES` long.
+:data:`~coverwatch.formats._eventlines.MAX_LINE_BYTES` long. A JSONL file is
+first read, mapped, by a compiled pass (formats/_eventcols.py), which parses
+plain fix lines into columns and hands every other line to the exact rules;
+from the first block it declines, the file is read as above.
 
 :func:`sorted_events` (formats/_eventorder.py) puts batches into ``(t, seq)``
 order for the engine, whole when the input fits the budget, else streaming
@@ -24,9 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
-import pyarrow as pa
-import pyarrow.json as pajson
 
 from coverwatch.domain.events import EventBatch, OfficerRegistry
 from coverwatch.domain.records import (
@@ -36,12 +36,12 @@ from coverwatch.domain.records import (
     RecordRules,
     check_record,
     check_row,
-    show_value,
 )
 from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
-from coverwatch.formats._eventfast import columns as _columns
-from coverwatch.formats._eventfast import fast_block as _fast_block
+from coverwatch.formats._eventcols import KERNEL as _COLS
+from coverwatch.formats._eventcols import jsonl_record
+from coverwatch.formats._eventcols import mapped_batches as _mapped
 from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
@@ -62,6 +62,8 @@ from coverwatch.formats._eventrows import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from coverwatch.formats.gpx import GpxOptions
 
 __all__ = [
@@ -137,8 +139,8 @@ class EventReader:
         self.total_bytes = self.path.stat().st_size
         self._rules = RecordRules.of(site)
         self._name = str(path)
-        # JSONL's `t` column type that parsed last time, tried first next block.
-        self._json_t: list[pa.DataType] = [pa.float64(), pa.string()]
+        # JSONL's `t` column type (pyarrow's name) that parsed last time, tried first next block.
+        self._json_t = ["float64", "string"]
         # Set by tests to check that the exact path alone gives the same result.
         self._fast = True
 
@@ -209,22 +211,37 @@ class EventReader:
 
     def _jsonl(self) -> Iterator[EventBatch]:
         line = 0
-        with open(self.path, "rb") as f:
-            for block in blocks(f, self._block_bytes):
-                shape = scan(block)
-                batch = self._jsonl_block(block, line + 1, shape.lines,
-                                          fast=shape.plain and shape.few_openers
-                                          and shape.longest <= MAX_LINE_BYTES)
-                line += shape.lines
-                self.lines_read = line
-                self.bytes_read += len(block)
-                if len(batch):
-                    yield batch
+        start: int | None = 0
+        if self._fast and _COLS is not None:
+            # The file mapped and read by the compiled pass (formats/_eventcols.py) up to
+            # the first block it declines; the paths below go on from there.
+            line, start = yield from _mapped(self.path, self._block_bytes, self._rules,
+                                             self.registry, self._progress)
+        if start is not None:
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                for block in blocks(f, self._block_bytes, bom=start == 0):
+                    shape = scan(block)
+                    batch = self._jsonl_block(block, line + 1, shape.lines,
+                                              fast=shape.plain and shape.few_openers
+                                              and shape.longest <= MAX_LINE_BYTES)
+                    line += shape.lines
+                    self.lines_read = line
+                    self.bytes_read += len(block)
+                    if len(batch):
+                        yield batch
         self.bytes_read = self.total_bytes
+
+    def _progress(self, lines: int, offset: int) -> None:
+        self.lines_read = lines
+        self.bytes_read = offset
 
     def _jsonl_block(self, block: bytearray, first: int, nlines: int, *, fast: bool) -> EventBatch:
         # No line blank or starting with white space: row i is line first + i.
         if self._fast and fast and json_as_orjson(block):
+            from coverwatch.formats._eventfast import columns as _columns
+            from coverwatch.formats._eventfast import fast_block as _fast_block
+
             table = self._read_json(block)
             if table is not None and table.num_rows == nlines:
                 cols = _columns(table)
@@ -237,10 +254,13 @@ class EventReader:
     def _read_json(self, block: bytearray) -> pa.Table | None:
         # Only the fix fields are typed: naming absent fields in the schema makes
         # pyarrow fill null columns, which costs more than inferring rare ones.
-        for t_type in list(self._json_t):
+        import pyarrow as pa  # here: pyarrow loads only for a block the compiled pass declines
+        import pyarrow.json as pajson
+
+        for t_name in list(self._json_t):
             schema = pa.schema(
                 [
-                    ("t", t_type), ("kind", pa.string()), ("officer", pa.string()),
+                    ("t", getattr(pa, t_name)()), ("kind", pa.string()), ("officer", pa.string()),
                     ("x", pa.float64()), ("y", pa.float64()), ("accuracy_m", pa.float64()),
                 ]
             )  # fmt: skip
@@ -254,7 +274,7 @@ class EventReader:
                 )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
-            if t_type != self._json_t[0]:
+            if t_name != self._json_t[0]:
                 self._json_t.reverse()
             return table
         return None
@@ -262,20 +282,9 @@ class EventReader:
     @staticmethod
     def _jsonl_records(block: bytearray, first: int) -> Iterator[tuple[int, dict[str, Any] | _Bad]]:
         for i, raw in enumerate(block.split(b"\n")):
-            if len(raw) > MAX_LINE_BYTES:
-                yield first + i, _Bad(None, line_too_long(len(raw)))
-                continue
-            if not raw.strip():
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield first + i, _Bad(None, f"invalid JSON: {exc}")
-                continue
-            if not isinstance(rec, dict):
-                yield first + i, _Bad(None, f"expected a JSON object, got {show_value(rec)}")
-                continue
-            yield first + i, rec
+            rec = jsonl_record(raw)
+            if rec is not None:
+                yield first + i, rec
 
     # -- CSV -------------------------------------------------------------
 
@@ -327,7 +336,11 @@ class EventReader:
         self, block: bytearray, first: int, header: list[str], nlines: int, *, fast: bool
     ) -> EventBatch:
         if self._fast and fast:
+            import pyarrow as pa
             import pyarrow.csv as pacsv  # here: a JSONL replay's start need not load it
+
+            from coverwatch.formats._eventfast import columns as _columns
+            from coverwatch.formats._eventfast import fast_block as _fast_block
 
             types: dict[str, pa.DataType] = {}
             for name in header:
@@ -398,7 +411,11 @@ class EventReader:
     # -- Parquet ---------------------------------------------------------
 
     def _parquet(self) -> Iterator[EventBatch]:
+        import pyarrow as pa
         import pyarrow.parquet as pq  # here: a JSONL replay's start need not load it
+
+        from coverwatch.formats._eventfast import columns as _columns
+        from coverwatch.formats._eventfast import fast_block as _fast_block
 
         try:
             # No pre-buffering: it keeps every column chunk read so far alive until the
