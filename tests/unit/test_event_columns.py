@@ -237,3 +237,31 @@ def test_mostly_distinct_times_read_alike(tmp_path: Path) -> None:
                             for i in range(n)))
     agree(path)
     assert len(read_all(path)[0].fixes) == n
+
+
+def test_a_file_truncated_while_it_is_read_ends_the_read_not_the_process(
+        tmp_path: Path) -> None:
+    # A mapped file cut short under the reader killed the process (SIGBUS) on the next page.
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(f'{{"t":{T0 + i},"kind":"fix","officer":"A{i % 50}","x":1,'
+                            f'"y":2,"accuracy_m":5}}\n' for i in range(60_000)))
+    code = (
+        "import os\n"
+        "from coverwatch.domain.events import OfficerRegistry\n"
+        "from coverwatch.domain.site import Post, Rule, Site\n"
+        "from coverwatch.errors import EventInputError\n"
+        "from coverwatch.formats.eventfiles import read_events\n"
+        "site = Site('s', 's', (Post('p', 'p', (Rule('r', 1, 10.0, 10.0),), at=(0.0, 0.0)),))\n"
+        f"batches = iter(read_events({str(path)!r}, site, OfficerRegistry(), chunk_rows=100))\n"
+        "n = len(next(batches))\n"
+        f"os.truncate({str(path)!r}, 0)\n"
+        "try:\n"
+        "    n += sum(len(b) for b in batches)\n"
+        "except EventInputError as e:\n"
+        "    print('refused:', e)\n"
+        "print('read', n)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert "read" in out.stdout

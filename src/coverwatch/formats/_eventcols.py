@@ -14,7 +14,6 @@ stale build), :data:`KERNEL` is None and the reader does without.
 from __future__ import annotations
 
 import importlib
-import mmap
 import os
 from collections.abc import Callable, Generator
 from operator import itemgetter
@@ -38,7 +37,7 @@ from coverwatch.domain.records import Row as _Row
 from coverwatch.formats._eventlines import MAX_LINE_BYTES, line_too_long
 from coverwatch.formats._eventrows import control_event, project
 
-__all__ = ["KERNEL", "jsonl_block", "jsonl_record", "mapped_batches"]
+__all__ = ["KERNEL", "jsonl_block", "jsonl_record", "read_batches"]
 
 KERNEL_VERSION = 1  # the version _cjsonl.c says it implements
 
@@ -76,52 +75,55 @@ def jsonl_record(raw: bytes | bytearray) -> dict[str, Any] | _Bad | None:
     return rec
 
 
-def mapped_batches(
+def read_batches(
     path: str | os.PathLike[str],
     size: int,
     rules: RecordRules,
     registry: OfficerRegistry,
     progress: Callable[[int, int], None],
 ) -> Generator[EventBatch, None, tuple[int, int | None]]:
-    """The file mapped in memory, read by the pass in the blocks formats/_eventlines.py's
-    ``blocks`` reads (``size`` bytes, then to the end of the line), with no copy of it.
+    """The file read by the pass in the blocks formats/_eventlines.py's ``blocks`` reads
+    (``size`` bytes, then to the end of the line). Read, not mapped: a file truncated
+    while it is replayed must end the read, not kill the process (SIGBUS).
 
     Returns (lines read, the offset of the first block it declined, or None at the end):
     the reader goes on from there the other ways. Calls ``progress(lines, offset)``.
     """
     try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below, around the mapping)
+        f = open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError:
         return 0, 0
+    window = size + MAX_LINE_BYTES + 1  # a block and the most its last line may run on
+    pending = bytearray()
+    eof = False
+    pos = line = 0  # the file offset of pending[0]; lines read
     with f:
-        try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):  # empty, or not a file that maps: read it the usual way
-            return 0, 0
-        with mm:
-            n = len(mm)
-            pos = line = 0
-            while pos < n:
-                if pos + size >= n:
-                    end = n
-                else:
-                    # As blocks() finishes a block's last line: at most MAX_LINE_BYTES + 1 more.
-                    stop = pos + size + MAX_LINE_BYTES + 1
-                    cut = mm.find(b"\n", pos + size, stop)
-                    if cut < 0 and stop < n:
-                        return line, pos  # a line over the limit: the other paths name it
-                    end = n if cut < 0 else cut + 1
-                lo = pos + 3 if pos == 0 and mm[:3] == _BOM else pos
-                with memoryview(mm) as whole, whole[lo:end] as block:
-                    got = jsonl_block(block, line + 1, rules, registry)
-                if got is None:
-                    return line, pos
-                nlines, batch = got
-                line += nlines
-                pos = end
-                progress(line, pos)
-                if len(batch):
-                    yield batch
+        while True:
+            while len(pending) <= window and not eof:  # one byte past: is there more?
+                got = f.read(window + 1 - len(pending))
+                eof = not got
+                pending += got
+            if not pending:
+                break
+            if eof and len(pending) <= size:
+                end = len(pending)
+            else:
+                cut = pending.find(b"\n", size, window)
+                if cut < 0 and len(pending) > window:
+                    return line, pos  # a line over the limit: the other paths name it
+                end = len(pending) if cut < 0 else cut + 1
+            lo = 3 if pos == 0 and pending[:3] == _BOM else 0
+            with memoryview(pending) as whole, whole[lo:end] as block:
+                got_block = jsonl_block(block, line + 1, rules, registry)
+            if got_block is None:
+                return line, pos
+            nlines, batch = got_block
+            line += nlines
+            pos += end
+            del pending[:end]
+            progress(line, pos)
+            if len(batch):
+                yield batch
     return line, None
 
 

@@ -41,7 +41,7 @@ from coverwatch.domain.site import Site
 from coverwatch.errors import EventInputError
 from coverwatch.formats._eventcols import KERNEL as _COLS
 from coverwatch.formats._eventcols import jsonl_record
-from coverwatch.formats._eventcols import mapped_batches as _mapped
+from coverwatch.formats._eventcols import read_batches as _read_blocks
 from coverwatch.formats._eventlines import (
     MAX_CSV_FIELD_CHARS,
     MAX_LINE_BYTES,
@@ -213,10 +213,10 @@ class EventReader:
         line = 0
         start: int | None = 0
         if self._fast and _COLS is not None:
-            # The file mapped and read by the compiled pass (formats/_eventcols.py) up to
+            # The file read by the compiled pass (formats/_eventcols.py) up to
             # the first block it declines; the paths below go on from there.
-            line, start = yield from _mapped(self.path, self._block_bytes, self._rules,
-                                             self.registry, self._progress)
+            line, start = yield from _read_blocks(self.path, self._block_bytes,
+                                                  self._rules, self.registry, self._progress)
         if start is not None:
             with open(self.path, "rb") as f:
                 f.seek(start)
