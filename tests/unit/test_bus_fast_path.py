@@ -77,14 +77,14 @@ def _runs(seed: int) -> list[tuple[list[dict[str, Any]], int]]:
 def _drive(seed: int) -> tuple[list[Any], list[Any], LiveCover, LiveCover]:
     site = load_site(YARD)
     bus = BusCover(site, secret=b"s", lateness_us=0)
-    fast = bus.live.add_fixes
+    fast = bus.live.add_fix_columns
     calls = [0]
 
-    def counted(fixes: Any) -> None:
+    def counted(ids: Any, rows: Any) -> None:
         calls[0] += 1
-        fast(fixes)
+        fast(ids, rows)
 
-    bus.live.add_fixes = counted  # type: ignore[method-assign]
+    bus.live.add_fix_columns = counted  # type: ignore[method-assign]
     ref = LiveCover(site, lateness_us=0, start_horizon=-(2**62))
     rng = random.Random(seed + 1)
     seq = 0

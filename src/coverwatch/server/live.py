@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -51,6 +52,14 @@ def _scan(row: Mapping[str, Any]) -> bool:
     if raw is None and row.get("scan_raw"):
         raw = json.loads(row["scan_raw"])
     return isinstance(raw, dict) and raw.get("kind") == "scan"
+
+
+def _any_key(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """Whether any row has ``name``."""
+    try:
+        return any(map(dict.__contains__, rows, repeat(name)))  # type: ignore[arg-type]
+    except TypeError:  # rows that are mappings but not dicts
+        return any(name in r for r in rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +201,17 @@ class LiveCover:
             self._engine.feed(batch)
 
     def add_fixes(self, fixes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        """:meth:`add` for fixes none of which is late, as (id, row without its id): the
-        engine's columns made column by column, no row copied, and each officer's
-        position built from their newest fix only (a distributed owner's messages)."""
-        if not fixes:
+        """:meth:`add` for fixes none of which is late, as (id, row without its id)."""
+        if fixes:
+            self.add_fix_columns([s for s, _ in fixes], [r for _, r in fixes])
+
+    def add_fix_columns(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`add` for fixes none of which is late, as their ids and rows (without the
+        id): the engine's columns made column by column, no row copied, and each
+        officer's position built from their newest fix only (a distributed owner's
+        messages)."""
+        if not rows:
             return
-        rows = [r for _, r in fixes]
         ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
         n = len(rows)
         # Interned in the order of first appearance, as batch_from_rows does.
@@ -205,14 +219,15 @@ class LiveCover:
         index = {name: intern(name) for name in dict.fromkeys(names)}
         t = np.array(ts, np.int64)
         officer = np.fromiter(map(index.__getitem__, names), np.int32, n)
-        seq = np.fromiter((s for s, _ in fixes), np.int64, n)
+        seq = np.array(ids, np.int64)
         acc = np.array([0.0 if a is None else a for a in accs], np.float64) \
             if None in accs else np.array(accs, np.float64)
         scan_walk = self.site.scan_walk_mps
         growth = np.zeros(n, np.float64)
-        # Only a fix that keeps its raw record can be a scan's.
-        growth[[i for i, r in enumerate(rows)
-                if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
+        # Only a fix that keeps its raw record can be a scan's (most keep none).
+        if _any_key(rows, "raw") or _any_key(rows, "scan_raw"):
+            growth[[i for i, r in enumerate(rows)
+                    if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
         self.max_id = max(self.max_id, int(seq.max()))
         # Each officer's last fix of the greatest (t, id): what _note_latest keeps.
         order = np.lexsort((np.arange(n), seq, t, officer))
