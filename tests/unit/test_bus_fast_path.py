@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coverwatch.domain.time import US_PER_S
-from coverwatch.formats.sitefile import load_site
 from coverwatch.bus import BusMessage
 from coverwatch.bus.log import EventChunk
 from coverwatch.bus.siterun import SiteRun
+from coverwatch.domain.time import US_PER_S
+from coverwatch.formats.sitefile import load_site
 from coverwatch.server.buscover import BusCover, LateEvents, pickle_state
 from coverwatch.server.live import LiveCover, Position
 from coverwatch.server.watermark import DeviceClock

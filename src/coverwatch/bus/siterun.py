@@ -249,7 +249,8 @@ class SiteRun:
                 keys.append(m.key)
                 rows.append(m.data)
         self.taken += len(rows)
-        return take_columns(seqs, keys, rows)
+        out: Sequence[Any] = take_columns(seqs, keys, rows)
+        return out
 
     async def checkpoint(self) -> None:
         assert self.cp is not None and self.evaluator is not None

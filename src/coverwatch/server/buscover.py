@@ -157,17 +157,17 @@ class BusCover:
         if not late_any and fixes_only:
             self.live.add_fix_columns(seqs, rows)
             return []
-        rows = [{**r, "id": s} for s, r in zip(seqs, rows, strict=True)]
+        stored = [{**r, "id": s} for s, r in zip(seqs, rows, strict=True)]
         if not late_any:
-            self.live.add(rows)
+            self.live.add(stored)
             return []
-        for r in rows:
+        for r in stored:
             r["late"] = int(r["t_us"]) < h
-        self.live.plan_late(rows)  # the horizon is the stream's, so every owner agrees
-        self.live.add(rows)
-        late = tuple(k or "" for k, r in zip(keys, rows, strict=True) if r["late"])
+        self.live.plan_late(stored)  # the horizon is the stream's, so every owner agrees
+        self.live.add(stored)
+        late = tuple(k or "" for k, r in zip(keys, stored, strict=True) if r["late"])
         applied = tuple((k or "", int(r["applied_us"]))
-                        for k, r in zip(keys, rows, strict=True)
+                        for k, r in zip(keys, stored, strict=True)
                         if r["applied_us"] is not None)
         return [LateEvents(late, applied)]
 

@@ -57,7 +57,7 @@ def _scan(row: Mapping[str, Any]) -> bool:
 def _any_key(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
     """Whether any row has ``name``."""
     try:
-        return any(map(dict.__contains__, rows, repeat(name)))  # type: ignore[arg-type]
+        return any(map(dict.__contains__, rows, repeat(name)))
     except TypeError:  # rows that are mappings but not dicts
         return any(name in r for r in rows)
 
@@ -76,7 +76,7 @@ def _position(v: tuple[Any, ...]) -> tuple[int, int, Position]:
     """An entry of ``LiveCover._positions``: (t, id, Position), or (t, id, x, y, accuracy)
     as add_fix_columns keeps it (a Position is made only when asked for)."""
     if len(v) == 3:
-        return v  # type: ignore[return-value]
+        return v
     t, seq, x, y, acc = v
     return t, seq, Position(t, float(x), float(y), float(acc or 0.0))
 
