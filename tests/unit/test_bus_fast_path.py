@@ -10,15 +10,20 @@ a fix without accuracy, and watermarks between runs.
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coverwatch.bus import BusMessage
+from coverwatch.bus.log import EventChunk
+from coverwatch.bus.siterun import SiteRun
 from coverwatch.domain.time import US_PER_S
 from coverwatch.formats.sitefile import load_site
-from coverwatch.server.buscover import BusCover, LateEvents
-from coverwatch.server.live import LiveCover
+from coverwatch.server.buscover import BusCover, LateEvents, pickle_state
+from coverwatch.server.live import LiveCover, Position
+from coverwatch.server.watermark import DeviceClock
 
 YARD = Path(__file__).resolve().parents[2] / "examples" / "yard" / "site.yaml"
 T0 = 1_900_000_000 * US_PER_S
@@ -77,15 +82,16 @@ def _runs(seed: int) -> list[tuple[list[dict[str, Any]], int]]:
 def _drive(seed: int) -> tuple[list[Any], list[Any], LiveCover, LiveCover]:
     site = load_site(YARD)
     bus = BusCover(site, secret=b"s", lateness_us=0)
-    fast = bus.live.add_fixes
+    fast = bus.live.add_fix_columns
     calls = [0]
 
-    def counted(fixes: Any) -> None:
+    def counted(ids: Any, rows: Any) -> None:
         calls[0] += 1
-        fast(fixes)
+        fast(ids, rows)
 
-    bus.live.add_fixes = counted  # type: ignore[method-assign]
+    bus.live.add_fix_columns = counted  # type: ignore[method-assign]
     ref = LiveCover(site, lateness_us=0, start_horizon=-(2**62))
+    clock = DeviceClock(0, 0)  # noted event by event, as the worker did before columns
     rng = random.Random(seed + 1)
     seq = 0
     got: list[Any] = []
@@ -113,6 +119,11 @@ def _drive(seed: int) -> tuple[list[Any], list[Any], LiveCover, LiveCover]:
                             for m, r in zip(group, rows, strict=True)
                             if r["applied_us"] is not None)
             want += [LateEvents(late, applied)] if late else []
+            for m in group:
+                d, r = m.data.get("device"), m.data.get("received_us")
+                if m.data["kind"] == "fix" and d and isinstance(r, int):
+                    clock.note(str(d), int(m.data["t_us"]), r)
+            assert bus.devices.seen == clock.seen
             assert bus.live.positions() == ref.positions()  # the newest fix of a tie too
         seq += 1
         got += bus.advance(horizon)
@@ -135,3 +146,81 @@ def test_the_fast_path_equals_the_row_path() -> None:
         assert live.registry.names == ref.registry.names
         assert live.cover_states() == ref.cover_states()
         assert live.late.summary(live.horizon) == ref.late.summary(ref.horizon)
+
+
+def test_a_checkpoint_holds_positions_as_before() -> None:
+    # The fast path keeps an officer's newest fix as values until asked; a checkpoint
+    # (read by any version of the worker) holds (t, id, Position) as before.
+    _, _, live, ref = _drive(7)
+    del live.add_fix_columns  # the test's counter
+    assert any(len(v) == 5 for v in live._positions.values())  # values kept, not made
+    restored = pickle.loads(pickle_state(live))
+    assert all(len(v) == 3 and isinstance(v[2], Position)
+               for v in restored._positions.values())
+    assert restored.positions() == ref.positions() == live.positions()
+
+
+class _ItemsOnly:
+    """A BusCover seen without take_columns: the worker then hands it items."""
+
+    def __init__(self, cover: BusCover) -> None:
+        self.cover = cover
+        self.coalesce_watermarks = True
+
+    def take(self, events: Any) -> Any:
+        assert all(isinstance(m, BusMessage) for m in events)
+        return self.cover.take(events)
+
+    def advance(self, horizon_us: int) -> Any:
+        return self.cover.advance(horizon_us)
+
+    def control(self, data: Any) -> Any:
+        return self.cover.control(data)
+
+
+def _site_run(evaluator: Any) -> SiteRun:
+    run = SiteRun("yard", 1, None, None, lambda s, st: evaluator, None,  # type: ignore[arg-type]
+                  lambda s: True, 1.0, 100)
+    run.evaluator = evaluator
+    return run
+
+
+def test_chunks_as_columns_equal_their_items() -> None:
+    # The same stream, in messages of several events (EventChunk) and single ones, with
+    # watermarks between: applied as columns and as items, every output and the state
+    # after every batch agree.
+    site = load_site(YARD)
+    columns, items = BusCover(site, secret=b"s", lateness_us=0), \
+        BusCover(site, secret=b"s", lateness_us=0)
+    by_columns, by_items = _site_run(columns), _site_run(_ItemsOnly(items))
+    rng = random.Random(3)
+    seq = 0
+    stream: list[BusMessage | EventChunk] = []
+    for run, horizon in _runs(11):
+        i = 0
+        while i < len(run):
+            seq += 1
+            n = rng.randint(1, 9)
+            part = run[i:i + n]
+            if n == 1 and rng.random() < 0.5:
+                stream.append(BusMessage("yard", seq, "event", f"k{seq}", part[0]))
+            else:
+                stream.append(EventChunk("yard", seq, tuple(f"k{seq}.{j}" for j in
+                                                            range(len(part))), tuple(part)))
+            i += n
+        seq += 1
+        stream.append(BusMessage("yard", seq, "watermark", None, {"horizon_us": horizon}))
+    got = want = 0
+    lo = 0
+    while lo < len(stream):
+        hi = lo + rng.randint(1, 6)
+        a, b = by_columns._apply(stream[lo:hi]), by_items._apply(stream[lo:hi])
+        assert a == b
+        got, want = got + len(a), want + len(b)
+        assert columns.live.positions() == items.live.positions()
+        assert columns.devices.seen == items.devices.seen
+        lo = hi
+    assert got > 0 and by_columns.taken == by_items.taken > 0
+    assert by_columns.seq == by_items.seq == seq
+    assert columns.live.lapses() == items.live.lapses()
+    assert columns.snapshot() == items.snapshot()

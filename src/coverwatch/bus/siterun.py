@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coverwatch.bus.checkpoints import Checkpoint, CheckpointConflict, Checkpoints
 from coverwatch.bus.evaluator import EvaluatorFactory, SiteEvaluator
 from coverwatch.bus.leases import LeaseTable
-from coverwatch.bus.log import BusMessage, EventLog, connect
+from coverwatch.bus.log import BusMessage, EventChunk, EventLog, connect
 
 __all__ = ["LeaseKeeper", "OutputSink", "SiteRun"]
 
@@ -49,8 +50,8 @@ class SiteRun:
     cp: Checkpoint | None = None
     evaluator: SiteEvaluator | None = None
     failed: BaseException | None = None
-    # One entry per stream message (its items together: a message is applied whole).
-    queue: asyncio.Queue[list[BusMessage] | None] = field(
+    # One entry per stream message (a message of several events is applied whole).
+    queue: asyncio.Queue[BusMessage | EventChunk | None] = field(
         default_factory=lambda: asyncio.Queue(20_000))
     _sub: Any = None
     _task: asyncio.Task[None] | None = None
@@ -79,13 +80,13 @@ class SiteRun:
         self.evaluator = await asyncio.to_thread(self.factory, self.site, state)
         self._last_cp = time.monotonic()
         self._caught_up = False
-        self._sub = await self.log.follow_whole(self.site, self.seq, self._deliver)
+        self._sub = await self.log.follow_messages(self.site, self.seq, self._deliver)
         if self._stopped:  # the lease was lost while starting
             await self._sub.unsubscribe()
             return
         self._task = asyncio.create_task(self._consume(), name=f"site {self.site}")
 
-    async def _deliver(self, message: list[BusMessage]) -> None:
+    async def _deliver(self, message: BusMessage | EventChunk) -> None:
         if self._stopped:
             # No consumer outlives the run: one the client re-created after a NATS
             # restart, for a run that has ended (its site given up or lost), ends here.
@@ -150,15 +151,14 @@ class SiteRun:
                     await self.checkpoint()
                     continue
                 batch = [first]
-                size = 0 if first is None else len(first)
+                size = _size(first)
                 while size < self.batch_max and not self.queue.empty():
                     more = self.queue.get_nowait()
                     batch.append(more)
-                    size += 0 if more is None else len(more)
+                    size += _size(more)
                 end = batch[-1] is None
-                # Whole messages only: the items of one share its sequence (the cursor).
-                messages = [m for items in batch if items is not None for m in items
-                            if m.seq > self.seq]
+                # Whole messages only: the events of a chunk share its sequence (the cursor).
+                messages = [m for m in batch if m is not None and m.seq > self.seq]
                 if messages:
                     self._busy = True
                     try:
@@ -195,10 +195,10 @@ class SiteRun:
             log.exception("site %s: evaluation failed", self.site)
             self.failed = e
 
-    def _apply(self, messages: list[BusMessage]) -> list[Any]:
+    def _apply(self, messages: list[BusMessage | EventChunk]) -> list[Any]:
         assert self.evaluator is not None
         outputs: list[Any] = []
-        events: list[BusMessage] = []
+        events: list[BusMessage | EventChunk] = []
         # An evaluator whose advance(a); advance(b) equals advance(max(a, b)) (the cover
         # engine's) gets one advance per run of watermarks: a new owner re-reading a quiet
         # site's watermarks since its checkpoint advances once, not once a second.
@@ -209,9 +209,9 @@ class SiteRun:
                 events.append(m)
                 continue
             if events:
-                outputs += self.evaluator.take(events)
-                self.taken += len(events)
+                outputs += self._take(events)
                 events = []
+            assert isinstance(m, BusMessage)
             if m.kind == "watermark":
                 horizon = m.horizon_us if held is None else max(held, m.horizon_us)
                 if coalesce and i + 1 < len(messages) and messages[i + 1].kind == "watermark":
@@ -222,10 +222,35 @@ class SiteRun:
             else:
                 outputs += self.evaluator.control(m.data)
         if events:
-            outputs += self.evaluator.take(events)
-            self.taken += len(events)
+            outputs += self._take(events)
         self.seq = messages[-1].seq
         return outputs
+
+    def _take(self, events: list[BusMessage | EventChunk]) -> Sequence[Any]:
+        """One run of events (single ones and chunks, in stream order) to the evaluator:
+        as columns to one with ``take_columns`` (no item per event), else as items."""
+        assert self.evaluator is not None
+        take_columns = getattr(self.evaluator, "take_columns", None)
+        if take_columns is None:
+            items = [x for m in events
+                     for x in (m.items() if isinstance(m, EventChunk) else (m,))]
+            self.taken += len(items)
+            return self.evaluator.take(items)
+        seqs: list[int] = []
+        keys: list[str | None] = []
+        rows: list[Mapping[str, Any]] = []
+        for m in events:
+            if isinstance(m, EventChunk):
+                seqs += itertools.repeat(m.seq, len(m))
+                keys += m.keys
+                rows += m.rows
+            else:
+                seqs.append(m.seq)
+                keys.append(m.key)
+                rows.append(m.data)
+        self.taken += len(rows)
+        out: Sequence[Any] = take_columns(seqs, keys, rows)
+        return out
 
     async def checkpoint(self) -> None:
         assert self.cp is not None and self.evaluator is not None
@@ -237,6 +262,11 @@ class SiteRun:
         self.cp = await self.checkpoints.save(self.cp, self.seq, state)
         self._last_cp = time.monotonic()
         self._dirty = False
+
+
+def _size(m: BusMessage | EventChunk | None) -> int:
+    """Events (or items) a queued message holds."""
+    return 0 if m is None else len(m) if isinstance(m, EventChunk) else 1
 
 
 class LeaseKeeper:

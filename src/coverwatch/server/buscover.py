@@ -28,8 +28,12 @@ import io
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Protocol
+
+import numpy as np
 
 from coverwatch.domain.site import Site
 from coverwatch.domain.time import US_PER_S
@@ -43,6 +47,8 @@ from coverwatch.server.watermark import DeviceClock
 __all__ = ["KEEP_LAPSES_US", "BusCover", "LateEvents", "StateRejected", "pickle_state"]
 
 _FIRST = -(2**62)  # before the first watermark nothing is late
+_T_US = itemgetter("t_us")
+_KIND = itemgetter("kind")
 KEEP_LAPSES_US = 3600 * 1_000_000  # closed lapses a checkpoint keeps (event time)
 
 
@@ -92,6 +98,14 @@ class LateEvents:
     applied: tuple[tuple[str, int], ...] = ()
 
 
+def _column(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """Each row's ``name`` (None where it has none)."""
+    try:
+        return list(map(dict.get, rows, repeat(name)))  # type: ignore[arg-type]
+    except TypeError:  # rows that are mappings but not dicts
+        return [r.get(name) for r in rows]
+
+
 class BusCover:
     """A site's :class:`LiveCover`, driven by its stream; see the module docstring."""
 
@@ -122,39 +136,64 @@ class BusCover:
         return self.devices.horizon(now_us)
 
     def take(self, events: Sequence[_Message]) -> Sequence[Any]:
-        # One pass over the events: device times, the row the engine reads, and whether
-        # any is late. Usually none is (a whole message on time): then no row needs the
-        # late plan, whose every row would be on time and not applied (``late`` and
-        # ``applied_us`` unset read as False and None in LiveCover.add).
+        return self.take_columns([m.seq for m in events], [m.key for m in events],
+                                 [m.data for m in events])
+
+    def take_columns(self, seqs: Sequence[int], keys: Sequence[str | None],
+                     rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+        """:meth:`take` of events given as columns (stream sequence, key, row), as a worker
+        hands a run of chunks over: nothing made per event but the engine's columns."""
+        if not rows:
+            return []
+        # Usually nothing is late (a whole message on time) and every event is a fix:
+        # then no row needs the late plan, whose every row would be on time and not
+        # applied, and the fixes go straight into the engine's columns.
         h = self.live.horizon
-        note = self.devices.note
-        late_any = False
-        fixes_only = True
-        for m in events:
-            data = m.data
-            late_any = late_any or int(data["t_us"]) < h
-            if data.get("kind") == "fix":
-                device, received = data.get("device"), data.get("received_us")
-                if device and isinstance(received, int):
-                    note(str(device), int(data["t_us"]), received)
-            else:
-                fixes_only = False
-        if not late_any and fixes_only:  # the usual message: straight into columns
-            self.live.add_fixes([(m.seq, m.data) for m in events])
+        ts = list(map(int, map(_T_US, rows)))
+        late_any = min(ts) < h
+        kinds = list(map(_KIND, rows))
+        fixes_only = kinds.count("fix") == len(kinds)
+        self._note_devices(ts, kinds, rows, fixes_only)
+        if not late_any and fixes_only:
+            self.live.add_fix_columns(seqs, rows)
             return []
-        rows = [{**m.data, "id": m.seq} for m in events]
+        stored = [{**r, "id": s} for s, r in zip(seqs, rows, strict=True)]
         if not late_any:
-            self.live.add(rows)
+            self.live.add(stored)
             return []
-        for r in rows:
+        for r in stored:
             r["late"] = int(r["t_us"]) < h
-        self.live.plan_late(rows)  # the horizon is the stream's, so every owner agrees
-        self.live.add(rows)
-        late = tuple(m.key or "" for m, r in zip(events, rows, strict=True) if r["late"])
-        applied = tuple((m.key or "", int(r["applied_us"]))
-                        for m, r in zip(events, rows, strict=True)
+        self.live.plan_late(stored)  # the horizon is the stream's, so every owner agrees
+        self.live.add(stored)
+        late = tuple(k or "" for k, r in zip(keys, stored, strict=True) if r["late"])
+        applied = tuple((k or "", int(r["applied_us"]))
+                        for k, r in zip(keys, stored, strict=True)
                         if r["applied_us"] is not None)
         return [LateEvents(late, applied)]
+
+    def _note_devices(self, ts: list[int], kinds: list[Any],
+                      rows: Sequence[Mapping[str, Any]], fixes_only: bool) -> None:
+        """Each device's newest fix time and upload of these rows into the device clock:
+        once per device (the clock keeps the greatest of each, so the order is moot)."""
+        devices = _column(rows, "device")
+        if not any(devices):
+            return
+        received = _column(rows, "received_us")
+        if fixes_only and all(devices) and set(map(type, received)) == {int} \
+                and set(map(type, devices)) == {str}:
+            index = {d: i for i, d in enumerate(dict.fromkeys(devices))}
+            at = np.fromiter(map(index.__getitem__, devices), np.intp, len(devices))
+            newest = np.full(len(index), _FIRST, np.int64)
+            upload = np.full(len(index), _FIRST, np.int64)
+            np.maximum.at(newest, at, np.array(ts, np.int64))
+            np.maximum.at(upload, at, np.array(received, np.int64))
+            for d, t, r in zip(index, newest.tolist(), upload.tolist(), strict=True):
+                self.devices.note(d, t, r)
+            return
+        note = self.devices.note
+        for d, kind, t, r in zip(devices, kinds, ts, received, strict=True):
+            if kind == "fix" and d and isinstance(r, int):
+                note(str(d), t, r)
 
     def advance(self, horizon_us: int) -> Sequence[CoverChange]:
         out: list[CoverChange] = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -53,6 +54,14 @@ def _scan(row: Mapping[str, Any]) -> bool:
     return isinstance(raw, dict) and raw.get("kind") == "scan"
 
 
+def _any_key(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """Whether any row has ``name``."""
+    try:
+        return any(map(dict.__contains__, rows, repeat(name)))
+    except TypeError:  # rows that are mappings but not dicts
+        return any(name in r for r in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """An officer's latest received fix (site metres), for the plan."""
@@ -61,6 +70,15 @@ class Position:
     x: float
     y: float
     accuracy_m: float
+
+
+def _position(v: tuple[Any, ...]) -> tuple[int, int, Position]:
+    """An entry of ``LiveCover._positions``: (t, id, Position), or (t, id, x, y, accuracy)
+    as add_fix_columns keeps it (a Position is made only when asked for)."""
+    if len(v) == 3:
+        return v
+    t, seq, x, y, acc = v
+    return t, seq, Position(t, float(x), float(y), float(acc or 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,38 +210,45 @@ class LiveCover:
             self._engine.feed(batch)
 
     def add_fixes(self, fixes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        """:meth:`add` for fixes none of which is late, as (id, row without its id): the
-        engine's columns made column by column, no row copied, and each officer's
-        position built from their newest fix only (a distributed owner's messages)."""
-        if not fixes:
+        """:meth:`add` for fixes none of which is late, as (id, row without its id)."""
+        if fixes:
+            self.add_fix_columns([s for s, _ in fixes], [r for _, r in fixes])
+
+    def add_fix_columns(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`add` for fixes none of which is late, as their ids and rows (without the
+        id): the engine's columns made column by column, no row copied, and each
+        officer's position built from their newest fix only (a distributed owner's
+        messages)."""
+        if not rows:
             return
-        rows = [r for _, r in fixes]
         ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
         n = len(rows)
         # Interned in the order of first appearance, as batch_from_rows does.
         intern = self.registry.intern
         index = {name: intern(name) for name in dict.fromkeys(names)}
         t = np.array(ts, np.int64)
-        officer = np.fromiter(map(index.__getitem__, names), np.int32, n)
-        seq = np.fromiter((s for s, _ in fixes), np.int64, n)
+        officer = np.array(itemgetter(*names)(index) if n > 1 else [index[names[0]]], np.int32)
+        seq = np.array(ids, np.int64)
         acc = np.array([0.0 if a is None else a for a in accs], np.float64) \
             if None in accs else np.array(accs, np.float64)
         scan_walk = self.site.scan_walk_mps
         growth = np.zeros(n, np.float64)
-        # Only a fix that keeps its raw record can be a scan's.
-        growth[[i for i, r in enumerate(rows)
-                if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
+        # Only a fix that keeps its raw record can be a scan's (most keep none).
+        if _any_key(rows, "raw") or _any_key(rows, "scan_raw"):
+            growth[[i for i, r in enumerate(rows)
+                    if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
         self.max_id = max(self.max_id, int(seq.max()))
-        # Each officer's last fix of the greatest (t, id): what _note_latest keeps.
+        # Each officer's last fix of the greatest (t, id): what _note_latest keeps, kept
+        # as its values until a Position is asked for (positions(), a checkpoint).
         order = np.lexsort((np.arange(n), seq, t, officer))
         sorted_officer = officer[order]
         last = order[np.append(sorted_officer[1:] != sorted_officer[:-1], True)]
-        for i in last.tolist():
-            name, key, r = names[i], (int(t[i]), int(seq[i])), rows[i]
-            old = self._positions.get(name)
-            if old is None or key >= old[:2]:
-                self._positions[name] = (*key, Position(key[0], float(r["x"]), float(r["y"]),
-                                                        float(r["accuracy"] or 0.0)))
+        positions = self._positions
+        for i, tt, ss in zip(last.tolist(), t[last].tolist(), seq[last].tolist(), strict=True):
+            name = names[i]
+            old = positions.get(name)
+            if old is None or (tt, ss) >= old[:2]:
+                positions[name] = (tt, ss, xs[i], ys[i], accs[i])  # type: ignore[assignment]
         batch = EventBatch(FixColumns(t, officer, np.array(xs, np.float64),
                                       np.array(ys, np.float64), acc, seq, growth), [])
         if self._engine is None:
@@ -284,7 +309,12 @@ class LiveCover:
 
     def positions(self) -> dict[str, Position]:
         """Each officer's latest received fix (may be up to the lateness past the horizon)."""
-        return {name: v[2] for name, v in self._positions.items()}
+        return {name: _position(v)[2] for name, v in list(self._positions.items())}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A checkpoint holds Positions, as before add_fix_columns kept values.
+        self._positions = {name: _position(v) for name, v in self._positions.items()}
+        return self.__dict__
 
     def gates(self) -> dict[str, bool]:
         """Whether each gate is open, by its latest received gate event."""
