@@ -199,33 +199,44 @@ class LiveCover:
             return
         rows = [r for _, r in fixes]
         ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
-        n = len(rows)
+        # Only a fix that keeps its raw record can be a scan's.
+        scans = [i for i, r in enumerate(rows) if ("raw" in r or "scan_raw" in r) and _scan(r)]
+        self.add_fix_columns(ts, names, xs, ys, accs, [s for s, _ in fixes], scans)
+
+    def add_fix_columns(self, ts: Sequence[int], names: Sequence[str], xs: Sequence[float],
+                        ys: Sequence[float], accs: Sequence[float | None], ids: Sequence[int],
+                        scans: Sequence[int] = ()) -> None:
+        """:meth:`add_fixes` of fixes given as columns (a stored batch of plain fixes:
+        :class:`~coverwatch.domain.fixbatch.FixBatch`); ``scans``: the indexes of fixes
+        made from checkpoint scans."""
+        n = len(ts)
+        if not n:
+            return
         # Interned in the order of first appearance, as batch_from_rows does.
         intern = self.registry.intern
         index = {name: intern(name) for name in dict.fromkeys(names)}
         t = np.array(ts, np.int64)
         officer = np.fromiter(map(index.__getitem__, names), np.int32, n)
-        seq = np.fromiter((s for s, _ in fixes), np.int64, n)
+        seq = np.array(ids, np.int64)
         acc = np.array([0.0 if a is None else a for a in accs], np.float64) \
             if None in accs else np.array(accs, np.float64)
-        scan_walk = self.site.scan_walk_mps
+        x, y = np.array(xs, np.float64), np.array(ys, np.float64)
         growth = np.zeros(n, np.float64)
-        # Only a fix that keeps its raw record can be a scan's.
-        growth[[i for i, r in enumerate(rows)
-                if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
+        growth[list(scans)] = self.site.scan_walk_mps
         self.max_id = max(self.max_id, int(seq.max()))
         # Each officer's last fix of the greatest (t, id): what _note_latest keeps.
         order = np.lexsort((np.arange(n), seq, t, officer))
         sorted_officer = officer[order]
         last = order[np.append(sorted_officer[1:] != sorted_officer[:-1], True)]
-        for i in last.tolist():
-            name, key, r = names[i], (int(t[i]), int(seq[i])), rows[i]
-            old = self._positions.get(name)
-            if old is None or key >= old[:2]:
-                self._positions[name] = (*key, Position(key[0], float(r["x"]), float(r["y"]),
-                                                        float(r["accuracy"] or 0.0)))
-        batch = EventBatch(FixColumns(t, officer, np.array(xs, np.float64),
-                                      np.array(ys, np.float64), acc, seq, growth), [])
+        positions = self._positions
+        for i, ti, si, xi, yi, ai in zip(last.tolist(), t[last].tolist(), seq[last].tolist(),
+                                         x[last].tolist(), y[last].tolist(),
+                                         acc[last].tolist(), strict=True):
+            name = names[i]
+            old = positions.get(name)
+            if old is None or (ti, si) >= old[:2]:
+                positions[name] = (ti, si, Position(ti, xi, yi, ai))
+        batch = EventBatch(FixColumns(t, officer, x, y, acc, seq, growth), [])
         if self._engine is None:
             self._buffer.append(batch)
         else:

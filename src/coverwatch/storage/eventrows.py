@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.errors import StoreError
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "event_key",
     "event_row",
     "event_rows",
+    "fix_params",
+    "key_fixes",
     "key_times",
     "postgresql_append",
     "row_key",
@@ -212,6 +215,38 @@ def event_rows(rows: Sequence[Mapping[str, Any]], received: int, site: str
     return out
 
 
+def key_fixes(batch: FixBatch) -> None:
+    """Fill a batch's idempotence keys and kept text as :func:`event_rows` writes them for
+    the same rows (no device: a device's upload never comes as a batch); run before the
+    commit, off the event loop, so the store thread only inserts."""
+    sha256 = hashlib.sha256
+    batch.keys = [
+        f"fix|{o}|{t}||"
+        + sha256(f"{x!r}\x1f{y!r}\x1f{repr(a) if rep else ''}".encode()).hexdigest()[:16]
+        for o, t, x, y, a, rep in zip(batch.officer, batch.t_us, batch.x, batch.y,
+                                      batch.accuracy, batch.reported, strict=True)]
+    dumps = orjson.dumps
+    batch.raw_json = [dumps(r).decode() for r in batch.raw]
+
+
+_WIDTH = len(_EVENT_COLUMNS)
+
+
+def fix_params(batch: FixBatch, received: int, site: str) -> list[Any]:
+    """A keyed batch's column values, row after row in ``_EVENT_COLUMNS`` order, as one
+    flat list (each column set by one slice assignment: no tuple per row)."""
+    n = len(batch)
+    flat: list[Any] = [None] * (n * _WIDTH)
+    for name, values in (
+            ("site", [site] * n), ("kind", ["fix"] * n), ("key", batch.keys),
+            ("t_us", batch.t_us), ("officer", batch.officer), ("x", batch.x), ("y", batch.y),
+            ("accuracy", batch.accuracy), ("source", [batch.source] * n),
+            ("received_us", [received] * n), ("late", [False] * n), ("raw", batch.raw_json),
+            ("accuracy_source", ["reported" if r else "none" for r in batch.reported])):
+        flat[_EVENT_COLUMNS.index(name)::_WIDTH] = values
+    return flat
+
+
 def _sqlite_sql(n: int) -> str:
     sql = _SQLITE_SQL.get(n)
     if sql is None:
@@ -235,20 +270,26 @@ def sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple
     inserts take consecutive ids ending at ``lastrowid``; where some were skipped
     (re-sent keys), those ids are read back with their keys by rowid range.
     """
+    flat = [v for row in params for v in row]
+    return sqlite_append_flat(conn, flat, [r[2] for r in params])
+
+
+def sqlite_append_flat(conn: Connection, flat: list[Any], keys: list[str]
+                       ) -> list[tuple[int, str]]:
+    """:func:`sqlite_append` of rows given as one flat list of values (``keys``: theirs)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         stored: list[tuple[int, str]] = []
-        for i in range(0, len(params), _SQLITE_CHUNK):
-            chunk = params[i : i + _SQLITE_CHUNK]
-            flat = [v for row in chunk for v in row]
-            cursor.execute(_sqlite_sql(len(chunk)), flat)
+        for i in range(0, len(keys), _SQLITE_CHUNK):
+            chunk = keys[i : i + _SQLITE_CHUNK]
+            cursor.execute(_sqlite_sql(len(chunk)),
+                           flat[i * _WIDTH : (i + len(chunk)) * _WIDTH])
             n = cursor.rowcount
             if n <= 0:
                 continue
             last = int(cursor.lastrowid or 0)
             if n == len(chunk):
-                stored.extend(zip(range(last - n + 1, last + 1), [r[2] for r in chunk],
-                                  strict=True))
+                stored.extend(zip(range(last - n + 1, last + 1), chunk, strict=True))
             else:
                 stored.extend(cursor.execute(
                     "SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
