@@ -95,8 +95,9 @@ class LiveCover:
         self._timeline = timeline
         self._engine: CoverEngine | None = None
         self._buffer: list[EventBatch] = []
-        # Latest received (t, seq, value) per officer / gate / flag, for the plan.
-        self._positions: dict[str, tuple[int, int, Position]] = {}
+        # Latest received (t, seq, value) per officer / gate / flag, for the plan; an
+        # officer's as (t, seq, x, y, accuracy), made a Position when asked for.
+        self._positions: dict[str, tuple[int, int, float, float, float]] = {}
         self._gates: dict[str, tuple[int, int, bool]] = {g: (0, 0, False) for g in site.gates}
         self._flags: dict[str, tuple[int, int, bool]] = {
             f: (0, 0, on) for f, on in site.flags.items()
@@ -114,6 +115,9 @@ class LiveCover:
         self.__dict__.setdefault("_state_t", {})
         self.__dict__.setdefault("late", LateArrivals())
         self.__dict__.setdefault("max_id", 0)
+        self._positions = {  # a checkpoint's (t, seq, Position) of before issue 25's round 7
+            name: (v[0], v[1], v[2].x, v[2].y, v[2].accuracy_m) if len(v) == 3 else v
+            for name, v in self._positions.items()}
 
     @classmethod
     def from_engine(cls, site: Site, engine: CoverEngine, registry: OfficerRegistry) -> LiveCover:
@@ -126,7 +130,7 @@ class LiveCover:
         names = registry.names
         for idx, (t, x, y, acc) in engine_positions(engine).items():
             if idx < len(names):
-                live._positions[names[idx]] = (t, 0, Position(t, x, y, acc))
+                live._positions[names[idx]] = (t, 0, x, y, acc)
         gates, flags = engine_conditions(engine)
         live._gates.update({g: (0, 0, v) for g, v in gates.items()})
         live._flags.update({f: (0, 0, v) for f, v in flags.items()})
@@ -229,13 +233,15 @@ class LiveCover:
         sorted_officer = officer[order]
         last = order[np.append(sorted_officer[1:] != sorted_officer[:-1], True)]
         positions = self._positions
-        for i, ti, si, xi, yi, ai in zip(last.tolist(), t[last].tolist(), seq[last].tolist(),
-                                         x[last].tolist(), y[last].tolist(),
-                                         acc[last].tolist(), strict=True):
-            name = names[i]
-            old = positions.get(name)
-            if old is None or (ti, si) >= old[:2]:
-                positions[name] = (ti, si, Position(ti, xi, yi, ai))
+        get = positions.get
+        # (t, seq) first: one event's entry equals itself, so >= is the (t, seq) order.
+        for name, entry in zip(map(names.__getitem__, last.tolist()),
+                               zip(t[last].tolist(), seq[last].tolist(), x[last].tolist(),
+                                   y[last].tolist(), acc[last].tolist(), strict=True),
+                               strict=True):
+            old = get(name)
+            if old is None or entry >= old:
+                positions[name] = entry
         batch = EventBatch(FixColumns(t, officer, x, y, acc, seq, growth), [])
         if self._engine is None:
             self._buffer.append(batch)
@@ -281,9 +287,8 @@ class LiveCover:
                 name = r["officer"]
                 old = self._positions.get(name)
                 if old is None or key >= old[:2]:
-                    pos = Position(key[0], float(r["x"]), float(r["y"]),
-                                   float(r["accuracy"] or 0.0))
-                    self._positions[name] = (*key, pos)
+                    self._positions[name] = (*key, float(r["x"]), float(r["y"]),
+                                             float(r["accuracy"] or 0.0))
             elif kind in ("gate", "flag"):
                 table, name = (self._gates, r["post"]) if kind == "gate" \
                     else (self._flags, r["flag"])
@@ -295,7 +300,8 @@ class LiveCover:
 
     def positions(self) -> dict[str, Position]:
         """Each officer's latest received fix (may be up to the lateness past the horizon)."""
-        return {name: v[2] for name, v in self._positions.items()}
+        return {name: Position(t, x, y, acc) for name, (t, _, x, y, acc)
+                in self._positions.items()}
 
     def gates(self) -> dict[str, bool]:
         """Whether each gate is open, by its latest received gate event."""

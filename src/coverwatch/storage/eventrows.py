@@ -32,6 +32,7 @@ __all__ = [
     "postgresql_append",
     "row_key",
     "sqlite_append",
+    "sqlite_append_fixes",
 ]
 
 # Which field, besides kind and time, identifies an event of each kind.
@@ -247,6 +248,62 @@ def fix_params(batch: FixBatch, received: int, site: str) -> list[Any]:
     return flat
 
 
+# A plain fix's row with the values every fix of a batch shares bound once (?1 site,
+# ?2 source, ?3 arrival) and the rest written in: binding is the GIL's part of the insert.
+_FIX_VARYING = ("key", "t_us", "officer", "x", "y", "accuracy", "raw", "accuracy_source")
+_FIX_SHARED = {"site": "?1", "kind": "'fix'", "source": "?2", "received_us": "?3", "late": "0"}
+_SQLITE_FIX_SQL: dict[int, str] = {}
+
+
+def _sqlite_fix_sql(n: int) -> str:
+    sql = _SQLITE_FIX_SQL.get(n)
+    if sql is None:
+        rows = []
+        for r in range(n):
+            at = {c: f"?{4 + r * len(_FIX_VARYING) + k}" for k, c in enumerate(_FIX_VARYING)}
+            rows.append("(" + ",".join(_FIX_SHARED.get(c) or at.get(c) or "NULL"
+                                       for c in _EVENT_COLUMNS) + ")")
+        sql = _SQLITE_FIX_SQL[n] = (f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
+                                    + ",".join(rows) + " ON CONFLICT (site, t_us, key) DO NOTHING")
+    return sql
+
+
+def sqlite_append_fixes(conn: Connection, batch: FixBatch, received: int, site: str
+                        ) -> list[tuple[int, str]]:
+    """:func:`sqlite_append` of a keyed batch of plain on-time fixes: the same rows, with
+    8 values bound per row instead of 20."""
+    n, width = len(batch), len(_FIX_VARYING)
+    flat: list[Any] = [None] * (n * width)
+    for k, values in enumerate((
+            batch.keys, batch.t_us, batch.officer, batch.x, batch.y, batch.accuracy,
+            batch.raw_json, ["reported" if r else "none" for r in batch.reported])):
+        flat[k::width] = values
+    shared = [site, batch.source, received]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        stored: list[tuple[int, str]] = []
+        for i in range(0, n, _SQLITE_CHUNK):
+            keys = batch.keys[i : i + _SQLITE_CHUNK]
+            cursor.execute(_sqlite_fix_sql(len(keys)),
+                           shared + flat[i * width : (i + len(keys)) * width])
+            stored += _stored(cursor, keys)
+        return stored
+    finally:
+        cursor.close()
+
+
+def _stored(cursor: Any, keys: list[str]) -> list[tuple[int, str]]:
+    """``(id, key)`` of the rows the insert of ``keys`` just stored (see sqlite_append)."""
+    n = cursor.rowcount
+    if n <= 0:
+        return []
+    last = int(cursor.lastrowid or 0)
+    if n == len(keys):
+        return list(zip(range(last - n + 1, last + 1), keys, strict=True))
+    return list(cursor.execute("SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+                               (last - n + 1, last)).fetchall())
+
+
 def _sqlite_sql(n: int) -> str:
     sql = _SQLITE_SQL.get(n)
     if sql is None:
@@ -271,12 +328,12 @@ def sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple
     (re-sent keys), those ids are read back with their keys by rowid range.
     """
     flat = [v for row in params for v in row]
-    return sqlite_append_flat(conn, flat, [r[2] for r in params])
+    return _sqlite_append_flat(conn, flat, [r[2] for r in params])
 
 
-def sqlite_append_flat(conn: Connection, flat: list[Any], keys: list[str]
+def _sqlite_append_flat(conn: Connection, flat: list[Any], keys: list[str]
                        ) -> list[tuple[int, str]]:
-    """:func:`sqlite_append` of rows given as one flat list of values (``keys``: theirs)."""
+    # The rows as one flat list of values (``keys``: theirs).
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         stored: list[tuple[int, str]] = []
@@ -284,16 +341,7 @@ def sqlite_append_flat(conn: Connection, flat: list[Any], keys: list[str]
             chunk = keys[i : i + _SQLITE_CHUNK]
             cursor.execute(_sqlite_sql(len(chunk)),
                            flat[i * _WIDTH : (i + len(chunk)) * _WIDTH])
-            n = cursor.rowcount
-            if n <= 0:
-                continue
-            last = int(cursor.lastrowid or 0)
-            if n == len(chunk):
-                stored.extend(zip(range(last - n + 1, last + 1), chunk, strict=True))
-            else:
-                stored.extend(cursor.execute(
-                    "SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
-                    (last - n + 1, last)).fetchall())
+            stored += _stored(cursor, chunk)
         return stored
     finally:
         cursor.close()

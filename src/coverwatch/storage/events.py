@@ -33,7 +33,7 @@ from coverwatch.storage.eventrows import (
     key_times,
     postgresql_append,
     sqlite_append,
-    sqlite_append_flat,
+    sqlite_append_fixes,
 )
 from coverwatch.storage.tables import device_reports, events
 from coverwatch.storage.tlog import append_event_leaves
@@ -182,12 +182,12 @@ class EventRepository(AlertRepository):
         ``received``. Returns the stored ``(id, key)``, in id order (a re-sent key, or one
         repeated in the batch after its first, is skipped)."""
         n = len(batch)
-        flat = fix_params(batch, received, self.site)
         try:
             with self._write() as conn:
                 if self.dialect == "sqlite":
-                    stored = sqlite_append_flat(conn, flat, batch.keys)
+                    stored = sqlite_append_fixes(conn, batch, received, self.site)
                 else:
+                    flat = fix_params(batch, received, self.site)
                     width = len(flat) // n
                     stored = postgresql_append(
                         conn, [tuple(flat[i:i + width]) for i in range(0, len(flat), width)])
