@@ -5,6 +5,7 @@ upload or a transaction the store refuses take the rows, and nobody else's fixes
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,12 @@ def test_a_refused_batch_fails_its_sender_only(
     assert isinstance(poisoned, StoreError) and other.accepted == 2
     assert [e["officer"] for e in svc.store.events_since(0)] == ["C1", "C2"]
     assert svc.health.store_ok
+
+
+def test_a_batch_not_yet_keyed_is_keyed_at_its_commit(kit: Kit, counted: list[int]) -> None:
+    records = _fixes(kit, ["K1", "K2"])
+    batch = plain_fix_batch(records, now_us=kit.clock(), max_future_us=5 * US_PER_S)
+    assert batch is not None
+    result = kit.call(partial(ingest, kit.svc, batch, source="http"))
+    assert (result.accepted, counted) == (2, [2])
+    assert [e["raw"] for e in kit.svc.store.events_since(0)] == records

@@ -126,10 +126,15 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str, *,
         reports=reports, sender=device or f"{who.kind}:{who.name}",
     )
     inline = small and len(records) <= INLINE_EVENTS
-    if not inline and who.kind != "device":
-        check = functools.partial(_fixes_or_rows, records, check, now_us=svc.clock(),
-                                  max_future_us=seconds_to_us(svc.settings.max_future_s))
-    rows = check() if inline else await asyncio.to_thread(check)
+    rows: list[dict[str, Any]] | FixBatch
+    if inline:
+        rows = check()
+    elif who.kind != "device":
+        rows = await asyncio.to_thread(
+            _fixes_or_rows, records, check, now_us=svc.clock(),
+            max_future_us=seconds_to_us(svc.settings.max_future_s))
+    else:
+        rows = await asyncio.to_thread(check)
     result = await handlers.ingest(svc, rows, source=source, device=device, reports=reports)
     await _audit_back_dated(svc, who, rows, source)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}

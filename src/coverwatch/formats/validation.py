@@ -153,9 +153,12 @@ def plain_fix_batch(records: Sequence[Any], *, now_us: int, max_future_us: int
                   or min(given) < 0):
         return None
     latest = now_us + max_future_us
-    times = {text: _plain_time(text) for text in set(texts)}
-    if any(t is None or t > latest for t in times.values()):
-        return None
+    times: dict[str, int] = {}
+    for text in set(texts):
+        t = _plain_time(text)
+        if t is None or t > latest:
+            return None
+        times[text] = t
     return FixBatch(list(map(times.__getitem__, texts)), officers, xs, ys, accs, reported,
                     list(records))
 

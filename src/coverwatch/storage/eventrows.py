@@ -274,9 +274,10 @@ def sqlite_append_fixes(conn: Connection, batch: FixBatch, received: int, site: 
     8 values bound per row instead of 20."""
     n, width = len(batch), len(_FIX_VARYING)
     flat: list[Any] = [None] * (n * width)
-    for k, values in enumerate((
-            batch.keys, batch.t_us, batch.officer, batch.x, batch.y, batch.accuracy,
-            batch.raw_json, ["reported" if r else "none" for r in batch.reported])):
+    columns: tuple[list[Any], ...] = (
+        batch.keys, batch.t_us, batch.officer, batch.x, batch.y, batch.accuracy,
+        batch.raw_json, ["reported" if r else "none" for r in batch.reported])
+    for k, values in enumerate(columns):
         flat[k::width] = values
     shared = [site, batch.source, received]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

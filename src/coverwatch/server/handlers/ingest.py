@@ -39,6 +39,7 @@ from coverwatch.server.pools import in_store
 from coverwatch.server.unit import IngestResult, SiteUnit
 from coverwatch.storage import Store
 from coverwatch.storage.devices import CredentialsChanged, HeldToken
+from coverwatch.storage.eventrows import key_fixes
 from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.store import AppendResult
 
@@ -217,6 +218,8 @@ async def _commit_fixes(unit: SiteUnit, group: list[_Request]) -> bool:
         merged = FixBatch.concat([(i, req.rows) for i, req in enumerate(group)
                                   if isinstance(req.rows, FixBatch)])
         merged.source = group[0].source
+        if len(merged.keys) != len(merged):  # made elsewhere than the batch route
+            key_fixes(merged)
         if unit.evaluates and min(merged.t_us) < unit.live.horizon:
             return False
         try:
@@ -238,9 +241,9 @@ async def _commit_fixes(unit: SiteUnit, group: list[_Request]) -> bool:
                                           merged.accuracy, ids)
             else:
                 unit.live.add_fix_columns(
-                    *([column[k] for k in kept] for column in (
-                        merged.t_us, merged.officer, merged.x, merged.y, merged.accuracy)),
-                    ids)
+                    [merged.t_us[k] for k in kept], [merged.officer[k] for k in kept],
+                    [merged.x[k] for k in kept], [merged.y[k] for k in kept],
+                    [merged.accuracy[k] for k in kept], ids)
     unit.health.commits(True, [])
     start = 0
     taken = [] if isinstance(kept, range) else sorted(kept)
