@@ -82,14 +82,14 @@ def _runs(seed: int) -> list[tuple[list[dict[str, Any]], int]]:
 def _drive(seed: int) -> tuple[list[Any], list[Any], LiveCover, LiveCover]:
     site = load_site(YARD)
     bus = BusCover(site, secret=b"s", lateness_us=0)
-    fast = bus.live.add_fix_columns
+    fast = bus.live.add_fix_rows
     calls = [0]
 
     def counted(ids: Any, rows: Any) -> None:
         calls[0] += 1
         fast(ids, rows)
 
-    bus.live.add_fix_columns = counted  # type: ignore[method-assign]
+    bus.live.add_fix_rows = counted  # type: ignore[method-assign]
     ref = LiveCover(site, lateness_us=0, start_horizon=-(2**62))
     clock = DeviceClock(0, 0)  # noted event by event, as the worker did before columns
     rng = random.Random(seed + 1)
@@ -152,11 +152,11 @@ def test_a_checkpoint_holds_positions_as_before() -> None:
     # The fast path keeps an officer's newest fix as values until asked; a checkpoint
     # (read by any version of the worker) holds (t, id, Position) as before.
     _, _, live, ref = _drive(7)
-    del live.add_fix_columns  # the test's counter
+    del live.add_fix_rows  # the test's counter
     assert any(len(v) == 5 for v in live._positions.values())  # values kept, not made
+    held = live.__getstate__()["_positions"]  # what the checkpoint's pickle holds
+    assert held and all(len(v) == 3 and isinstance(v[2], Position) for v in held.values())
     restored = pickle.loads(pickle_state(live))
-    assert all(len(v) == 3 and isinstance(v[2], Position)
-               for v in restored._positions.values())
     assert restored.positions() == ref.positions() == live.positions()
 
 

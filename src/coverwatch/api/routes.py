@@ -19,8 +19,9 @@ from pydantic import BaseModel, Field
 
 from coverwatch.api.idempotency import IdempotencyKey, once
 from coverwatch.domain.alerts import AlertLifecycleError, UnknownAlertError
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.domain.time import US_PER_S, format_time, parse_time, seconds_to_us
-from coverwatch.formats.validation import InvalidEvents, validate_records
+from coverwatch.formats.validation import InvalidEvents, plain_fix_batch, validate_records
 from coverwatch.http.access import (
     DEVICE,
     INGEST,
@@ -125,22 +126,47 @@ async def _ingest(svc: Svc, who: Principal, records: list[Any], source: str, *,
         reports=reports, sender=device or f"{who.kind}:{who.name}",
     )
     inline = small and len(records) <= INLINE_EVENTS
-    rows = check() if inline else await asyncio.to_thread(check)
+    rows: list[dict[str, Any]] | FixBatch
+    if inline:
+        rows = check()
+    elif who.kind != "device":
+        rows = await asyncio.to_thread(
+            _fixes_or_rows, records, check, now_us=svc.clock(),
+            max_future_us=seconds_to_us(svc.settings.max_future_s))
+    else:
+        rows = await asyncio.to_thread(check)
     result = await handlers.ingest(svc, rows, source=source, device=device, reports=reports)
     await _audit_back_dated(svc, who, rows, source)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "late": result.late}
 
 
+def _fixes_or_rows(records: list[Any], check: Any, *, now_us: int, max_future_us: int
+                   ) -> FixBatch | list[dict[str, Any]]:
+    """A batch of nothing but plain fixes as keyed columns (issue 25), else ``check()``'s
+    rows (which names any problem)."""
+    from coverwatch.storage.eventrows import key_fixes
+
+    batch = plain_fix_batch(records, now_us=now_us, max_future_us=max_future_us)
+    if batch is None:
+        return check()  # type: ignore[no-any-return]
+    key_fixes(batch)
+    return batch
+
+
 BACK_DATED_S = 300.0  # as evidence.pdf.BACK_DATED_S: written after the fact
 
 
-async def _audit_back_dated(svc: Svc, who: Principal, rows: list[dict[str, Any]],
-                            source: str) -> None:
+async def _audit_back_dated(svc: Svc, who: Principal,
+                            rows: list[dict[str, Any]] | FixBatch, source: str) -> None:
     """Audit events posted with a time far before their arrival (a device's buffered fixes
     excepted): history written after the fact changes what the events imply, so who did it,
     when and what stays on the record (issue 23)."""
     now = svc.clock()
     before = now - seconds_to_us(BACK_DATED_S)
+    if isinstance(rows, FixBatch):
+        if not rows or min(rows.t_us) >= before:
+            return
+        rows = rows.rows()
     device = who.kind == "device"
     back = [r for r in rows if int(r["t_us"]) < before and not (device and r["kind"] == "fix")]
     if not back:

@@ -222,8 +222,10 @@ def unbriefed(
     for s in shifts:
         if s.officer in on_duty_since and s.covers(t):
             covering.setdefault(s.officer, []).append(s)
-    for officer, duty_since in sorted(on_duty_since.items()):
-        shift = shift_at(covering.get(officer, ()), officer, t)
+    # Only they can be unbriefed: an officer on duty with no shift now has no post.
+    for officer in sorted(covering):
+        duty_since = on_duty_since[officer]
+        shift = shift_at(covering[officer], officer, t)
         if shift is None or shift.post is None or shift.post not in current:
             continue
         version, version_since = current[shift.post]

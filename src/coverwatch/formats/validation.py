@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.domain.geometry import project_latlon
 from coverwatch.domain.records import (
     MAX_DEPTH,
@@ -33,6 +34,7 @@ from coverwatch.errors import CoverwatchError
 __all__ = [
     "IngestProblem",
     "InvalidEvents",
+    "plain_fix_batch",
     "validate_records",
 ]
 
@@ -113,6 +115,52 @@ def _rules_of(site: Site) -> RecordRules:
     _last_rules = (site, rules)
     return rules
 
+
+def plain_fix_batch(records: Sequence[Any], *, now_us: int, max_future_us: int
+                    ) -> FixBatch | None:
+    """A non-device sender's batch of nothing but plain fixes, checked column by column
+    with the rules :func:`validate_records` applies to each (issue 25); None where any
+    record is anything else or fails a rule (that path then says which and why).
+
+    Each test is over a whole column at C speed (the types in it, one join for the
+    names, one sum for finiteness: any NaN or infinity, or an overflow, makes it
+    non-finite and sends the batch the row path's way)."""
+    if not records or set(map(type, records)) != {dict}:
+        return None
+    if not set().union(*records) <= _PLAIN_FIX_KEYS \
+            or {r.get("kind") for r in records} != {"fix"}:
+        return None
+    officers = [r.get("officer") for r in records]
+    xs = [r.get("x") for r in records]
+    ys = [r.get("y") for r in records]
+    accs = [r.get("accuracy_m") for r in records]
+    texts = [r.get("t") for r in records]
+    if (set(map(type, officers)) != {str} or set(map(type, xs)) != {float}
+            or set(map(type, ys)) != {float} or set(map(type, texts)) != {str}):
+        return None
+    if min(map(len, officers)) == 0 or max(map(len, officers)) > MAX_NAME_CHARS \
+            or not "".join(officers).isprintable() \
+            or not isfinite(sum(xs)) or not isfinite(sum(ys)):
+        return None
+    if None in accs:
+        reported = [a is not None for a in accs]
+        given = [a for a in accs if a is not None]
+        accs = [0.0 if a is None else a for a in accs]
+    else:
+        reported = [True] * len(accs)
+        given = accs
+    if given and (set(map(type, given)) != {float} or not isfinite(sum(given))
+                  or min(given) < 0):
+        return None
+    latest = now_us + max_future_us
+    times: dict[str, int] = {}
+    for text in set(texts):
+        t = _plain_time(text)
+        if t is None or t > latest:
+            return None
+        times[text] = t
+    return FixBatch(list(map(times.__getitem__, texts)), officers, xs, ys, accs, reported,
+                    list(records))
 
 
 def validate_records(

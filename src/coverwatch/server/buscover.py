@@ -155,7 +155,7 @@ class BusCover:
         fixes_only = kinds.count("fix") == len(kinds)
         self._note_devices(ts, kinds, rows, fixes_only)
         if not late_any and fixes_only:
-            self.live.add_fix_columns(seqs, rows)
+            self.live.add_fix_rows(seqs, rows)
             return []
         stored = [{**r, "id": s} for s, r in zip(seqs, rows, strict=True)]
         if not late_any:

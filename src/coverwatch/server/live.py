@@ -54,14 +54,6 @@ def _scan(row: Mapping[str, Any]) -> bool:
     return isinstance(raw, dict) and raw.get("kind") == "scan"
 
 
-def _any_key(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
-    """Whether any row has ``name``."""
-    try:
-        return any(map(dict.__contains__, rows, repeat(name)))
-    except TypeError:  # rows that are mappings but not dicts
-        return any(name in r for r in rows)
-
-
 @dataclass(frozen=True, slots=True)
 class Position:
     """An officer's latest received fix (site metres), for the plan."""
@@ -70,15 +62,6 @@ class Position:
     x: float
     y: float
     accuracy_m: float
-
-
-def _position(v: tuple[Any, ...]) -> tuple[int, int, Position]:
-    """An entry of ``LiveCover._positions``: (t, id, Position), or (t, id, x, y, accuracy)
-    as add_fix_columns keeps it (a Position is made only when asked for)."""
-    if len(v) == 3:
-        return v
-    t, seq, x, y, acc = v
-    return t, seq, Position(t, float(x), float(y), float(acc or 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +77,14 @@ class OfficerView:
     # Rules they are placed for but lack the capability of.
     unqualified: tuple[tuple[str, str], ...] = ()
 
+
+
+def _any_key(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
+    """Whether any row has ``name``."""
+    try:
+        return any(map(dict.__contains__, rows, repeat(name)))
+    except TypeError:  # rows that are mappings but not dicts
+        return any(name in r for r in rows)
 
 class LiveCover:
     """Watermark-driven cover evaluation; see the module docstring.
@@ -113,8 +104,9 @@ class LiveCover:
         self._timeline = timeline
         self._engine: CoverEngine | None = None
         self._buffer: list[EventBatch] = []
-        # Latest received (t, seq, value) per officer / gate / flag, for the plan.
-        self._positions: dict[str, tuple[int, int, Position]] = {}
+        # Latest received (t, seq, value) per officer / gate / flag, for the plan; an
+        # officer's as (t, seq, x, y, accuracy), made a Position when asked for.
+        self._positions: dict[str, tuple[int, int, float, float, float]] = {}
         self._gates: dict[str, tuple[int, int, bool]] = {g: (0, 0, False) for g in site.gates}
         self._flags: dict[str, tuple[int, int, bool]] = {
             f: (0, 0, on) for f, on in site.flags.items()
@@ -126,12 +118,23 @@ class LiveCover:
         # adds the stored events after it (server/livecheckpoint.py).
         self.max_id = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A checkpoint holds (t, seq, Position), as before positions were kept as values:
+        # a node of the previous release resumes it (a rolling upgrade).
+        state = dict(self.__dict__)
+        state["_positions"] = {name: (t, seq, Position(t, x, y, acc))
+                               for name, (t, seq, x, y, acc) in self._positions.items()}
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A checkpoint written before late state events were applied lacks these.
         self.__dict__.update(state)
         self.__dict__.setdefault("_state_t", {})
         self.__dict__.setdefault("late", LateArrivals())
         self.__dict__.setdefault("max_id", 0)
+        self._positions = {  # a checkpoint's (t, seq, Position) of before issue 25's round 7
+            name: (v[0], v[1], v[2].x, v[2].y, v[2].accuracy_m) if len(v) == 3 else v
+            for name, v in self._positions.items()}
 
     @classmethod
     def from_engine(cls, site: Site, engine: CoverEngine, registry: OfficerRegistry) -> LiveCover:
@@ -144,7 +147,7 @@ class LiveCover:
         names = registry.names
         for idx, (t, x, y, acc) in engine_positions(engine).items():
             if idx < len(names):
-                live._positions[names[idx]] = (t, 0, Position(t, x, y, acc))
+                live._positions[names[idx]] = (t, 0, x, y, acc)
         gates, flags = engine_conditions(engine)
         live._gates.update({g: (0, 0, v) for g, v in gates.items()})
         live._flags.update({f: (0, 0, v) for f, v in flags.items()})
@@ -210,47 +213,66 @@ class LiveCover:
             self._engine.feed(batch)
 
     def add_fixes(self, fixes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        """:meth:`add` for fixes none of which is late, as (id, row without its id)."""
-        if fixes:
-            self.add_fix_columns([s for s, _ in fixes], [r for _, r in fixes])
+        """:meth:`add` for fixes none of which is late, as (id, row without its id): the
+        engine's columns made column by column, no row copied, and each officer's
+        position built from their newest fix only (a distributed owner's messages)."""
+        if not fixes:
+            return
+        rows = [r for _, r in fixes]
+        ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
+        # Only a fix that keeps its raw record can be a scan's.
+        scans = [i for i, r in enumerate(rows) if ("raw" in r or "scan_raw" in r) and _scan(r)]
+        self.add_fix_columns(ts, names, xs, ys, accs, [s for s, _ in fixes], scans)
 
-    def add_fix_columns(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
-        """:meth:`add` for fixes none of which is late, as their ids and rows (without the
-        id): the engine's columns made column by column, no row copied, and each
-        officer's position built from their newest fix only (a distributed owner's
-        messages)."""
+    def add_fix_rows(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`add_fixes` given the ids and the rows (without the id) apart (a bus
+        message's columns: server/buscover.py)."""
         if not rows:
             return
         ts, names, xs, ys, accs = zip(*map(_FIX_FIELDS, rows), strict=True)
-        n = len(rows)
+        scans: list[int] = []
+        # Only a fix that keeps its raw record can be a scan's (most keep none).
+        if _any_key(rows, "raw") or _any_key(rows, "scan_raw"):
+            scans = [i for i, r in enumerate(rows)
+                     if ("raw" in r or "scan_raw" in r) and _scan(r)]
+        self.add_fix_columns(ts, names, xs, ys, accs, ids, scans)
+
+    def add_fix_columns(self, ts: Sequence[int], names: Sequence[str], xs: Sequence[float],
+                        ys: Sequence[float], accs: Sequence[float | None], ids: Sequence[int],
+                        scans: Sequence[int] = ()) -> None:
+        """:meth:`add_fixes` of fixes given as columns (a stored batch of plain fixes:
+        :class:`~coverwatch.domain.fixbatch.FixBatch`); ``scans``: the indexes of fixes
+        made from checkpoint scans."""
+        n = len(ts)
+        if not n:
+            return
         # Interned in the order of first appearance, as batch_from_rows does.
         intern = self.registry.intern
         index = {name: intern(name) for name in dict.fromkeys(names)}
         t = np.array(ts, np.int64)
-        officer = np.array(itemgetter(*names)(index) if n > 1 else [index[names[0]]], np.int32)
+        officer = np.fromiter(map(index.__getitem__, names), np.int32, n)
         seq = np.array(ids, np.int64)
         acc = np.array([0.0 if a is None else a for a in accs], np.float64) \
             if None in accs else np.array(accs, np.float64)
-        scan_walk = self.site.scan_walk_mps
+        x, y = np.array(xs, np.float64), np.array(ys, np.float64)
         growth = np.zeros(n, np.float64)
-        # Only a fix that keeps its raw record can be a scan's (most keep none).
-        if _any_key(rows, "raw") or _any_key(rows, "scan_raw"):
-            growth[[i for i, r in enumerate(rows)
-                    if ("raw" in r or "scan_raw" in r) and _scan(r)]] = scan_walk
+        growth[list(scans)] = self.site.scan_walk_mps
         self.max_id = max(self.max_id, int(seq.max()))
-        # Each officer's last fix of the greatest (t, id): what _note_latest keeps, kept
-        # as its values until a Position is asked for (positions(), a checkpoint).
+        # Each officer's last fix of the greatest (t, id): what _note_latest keeps.
         order = np.lexsort((np.arange(n), seq, t, officer))
         sorted_officer = officer[order]
         last = order[np.append(sorted_officer[1:] != sorted_officer[:-1], True)]
         positions = self._positions
-        for i, tt, ss in zip(last.tolist(), t[last].tolist(), seq[last].tolist(), strict=True):
-            name = names[i]
-            old = positions.get(name)
-            if old is None or (tt, ss) >= old[:2]:
-                positions[name] = (tt, ss, xs[i], ys[i], accs[i])  # type: ignore[assignment]
-        batch = EventBatch(FixColumns(t, officer, np.array(xs, np.float64),
-                                      np.array(ys, np.float64), acc, seq, growth), [])
+        get = positions.get
+        # (t, seq) first: one event's entry equals itself, so >= is the (t, seq) order.
+        for name, entry in zip(map(names.__getitem__, last.tolist()),
+                               zip(t[last].tolist(), seq[last].tolist(), x[last].tolist(),
+                                   y[last].tolist(), acc[last].tolist(), strict=True),
+                               strict=True):
+            old = get(name)
+            if old is None or entry >= old:
+                positions[name] = entry
+        batch = EventBatch(FixColumns(t, officer, x, y, acc, seq, growth), [])
         if self._engine is None:
             self._buffer.append(batch)
         else:
@@ -295,9 +317,8 @@ class LiveCover:
                 name = r["officer"]
                 old = self._positions.get(name)
                 if old is None or key >= old[:2]:
-                    pos = Position(key[0], float(r["x"]), float(r["y"]),
-                                   float(r["accuracy"] or 0.0))
-                    self._positions[name] = (*key, pos)
+                    self._positions[name] = (*key, float(r["x"]), float(r["y"]),
+                                             float(r["accuracy"] or 0.0))
             elif kind in ("gate", "flag"):
                 table, name = (self._gates, r["post"]) if kind == "gate" \
                     else (self._flags, r["flag"])
@@ -309,12 +330,8 @@ class LiveCover:
 
     def positions(self) -> dict[str, Position]:
         """Each officer's latest received fix (may be up to the lateness past the horizon)."""
-        return {name: _position(v)[2] for name, v in list(self._positions.items())}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A checkpoint holds Positions, as before add_fix_columns kept values.
-        self._positions = {name: _position(v) for name, v in self._positions.items()}
-        return self.__dict__
+        return {name: Position(t, x, y, acc) for name, (t, _, x, y, acc)
+                in self._positions.items()}
 
     def gates(self) -> dict[str, bool]:
         """Whether each gate is open, by its latest received gate event."""

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.errors import StoreError
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "event_key",
     "event_row",
     "event_rows",
+    "fix_params",
+    "key_fixes",
     "key_times",
     "postgresql_append",
     "row_key",
     "sqlite_append",
+    "sqlite_append_fixes",
 ]
 
 # Which field, besides kind and time, identifies an event of each kind.
@@ -212,6 +216,95 @@ def event_rows(rows: Sequence[Mapping[str, Any]], received: int, site: str
     return out
 
 
+def key_fixes(batch: FixBatch) -> None:
+    """Fill a batch's idempotence keys and kept text as :func:`event_rows` writes them for
+    the same rows (no device: a device's upload never comes as a batch); run before the
+    commit, off the event loop, so the store thread only inserts."""
+    sha256 = hashlib.sha256
+    batch.keys = [
+        f"fix|{o}|{t}||"
+        + sha256(f"{x!r}\x1f{y!r}\x1f{repr(a) if rep else ''}".encode()).hexdigest()[:16]
+        for o, t, x, y, a, rep in zip(batch.officer, batch.t_us, batch.x, batch.y,
+                                      batch.accuracy, batch.reported, strict=True)]
+    dumps = orjson.dumps
+    batch.raw_json = [dumps(r).decode() for r in batch.raw]
+
+
+_WIDTH = len(_EVENT_COLUMNS)
+
+
+def fix_params(batch: FixBatch, received: int, site: str) -> list[Any]:
+    """A keyed batch's column values, row after row in ``_EVENT_COLUMNS`` order, as one
+    flat list (each column set by one slice assignment: no tuple per row)."""
+    n = len(batch)
+    flat: list[Any] = [None] * (n * _WIDTH)
+    for name, values in (
+            ("site", [site] * n), ("kind", ["fix"] * n), ("key", batch.keys),
+            ("t_us", batch.t_us), ("officer", batch.officer), ("x", batch.x), ("y", batch.y),
+            ("accuracy", batch.accuracy), ("source", [batch.source] * n),
+            ("received_us", [received] * n), ("late", [False] * n), ("raw", batch.raw_json),
+            ("accuracy_source", ["reported" if r else "none" for r in batch.reported])):
+        flat[_EVENT_COLUMNS.index(name)::_WIDTH] = values
+    return flat
+
+
+# A plain fix's row with the values every fix of a batch shares bound once (?1 site,
+# ?2 source, ?3 arrival) and the rest written in: binding is the GIL's part of the insert.
+_FIX_VARYING = ("key", "t_us", "officer", "x", "y", "accuracy", "raw", "accuracy_source")
+_FIX_SHARED = {"site": "?1", "kind": "'fix'", "source": "?2", "received_us": "?3", "late": "0"}
+_SQLITE_FIX_SQL: dict[int, str] = {}
+
+
+def _sqlite_fix_sql(n: int) -> str:
+    sql = _SQLITE_FIX_SQL.get(n)
+    if sql is None:
+        rows = []
+        for r in range(n):
+            at = {c: f"?{4 + r * len(_FIX_VARYING) + k}" for k, c in enumerate(_FIX_VARYING)}
+            rows.append("(" + ",".join(_FIX_SHARED.get(c) or at.get(c) or "NULL"
+                                       for c in _EVENT_COLUMNS) + ")")
+        sql = _SQLITE_FIX_SQL[n] = (f"INSERT INTO events ({_COLUMN_LIST}) VALUES "
+                                    + ",".join(rows) + " ON CONFLICT (site, t_us, key) DO NOTHING")
+    return sql
+
+
+def sqlite_append_fixes(conn: Connection, batch: FixBatch, received: int, site: str
+                        ) -> list[tuple[int, str]]:
+    """:func:`sqlite_append` of a keyed batch of plain on-time fixes: the same rows, with
+    8 values bound per row instead of 20."""
+    n, width = len(batch), len(_FIX_VARYING)
+    flat: list[Any] = [None] * (n * width)
+    columns: tuple[list[Any], ...] = (
+        batch.keys, batch.t_us, batch.officer, batch.x, batch.y, batch.accuracy,
+        batch.raw_json, ["reported" if r else "none" for r in batch.reported])
+    for k, values in enumerate(columns):
+        flat[k::width] = values
+    shared = [site, batch.source, received]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        stored: list[tuple[int, str]] = []
+        for i in range(0, n, _SQLITE_CHUNK):
+            keys = batch.keys[i : i + _SQLITE_CHUNK]
+            cursor.execute(_sqlite_fix_sql(len(keys)),
+                           shared + flat[i * width : (i + len(keys)) * width])
+            stored += _stored(cursor, keys)
+        return stored
+    finally:
+        cursor.close()
+
+
+def _stored(cursor: Any, keys: list[str]) -> list[tuple[int, str]]:
+    """``(id, key)`` of the rows the insert of ``keys`` just stored (see sqlite_append)."""
+    n = cursor.rowcount
+    if n <= 0:
+        return []
+    last = int(cursor.lastrowid or 0)
+    if n == len(keys):
+        return list(zip(range(last - n + 1, last + 1), keys, strict=True))
+    return list(cursor.execute("SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+                               (last - n + 1, last)).fetchall())
+
+
 def _sqlite_sql(n: int) -> str:
     sql = _SQLITE_SQL.get(n)
     if sql is None:
@@ -235,24 +328,21 @@ def sqlite_append(conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple
     inserts take consecutive ids ending at ``lastrowid``; where some were skipped
     (re-sent keys), those ids are read back with their keys by rowid range.
     """
+    flat = [v for row in params for v in row]
+    return _sqlite_append_flat(conn, flat, [r[2] for r in params])
+
+
+def _sqlite_append_flat(conn: Connection, flat: list[Any], keys: list[str]
+                       ) -> list[tuple[int, str]]:
+    # The rows as one flat list of values (``keys``: theirs).
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         stored: list[tuple[int, str]] = []
-        for i in range(0, len(params), _SQLITE_CHUNK):
-            chunk = params[i : i + _SQLITE_CHUNK]
-            flat = [v for row in chunk for v in row]
-            cursor.execute(_sqlite_sql(len(chunk)), flat)
-            n = cursor.rowcount
-            if n <= 0:
-                continue
-            last = int(cursor.lastrowid or 0)
-            if n == len(chunk):
-                stored.extend(zip(range(last - n + 1, last + 1), [r[2] for r in chunk],
-                                  strict=True))
-            else:
-                stored.extend(cursor.execute(
-                    "SELECT id, key FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
-                    (last - n + 1, last)).fetchall())
+        for i in range(0, len(keys), _SQLITE_CHUNK):
+            chunk = keys[i : i + _SQLITE_CHUNK]
+            cursor.execute(_sqlite_sql(len(chunk)),
+                           flat[i * _WIDTH : (i + len(chunk)) * _WIDTH])
+            stored += _stored(cursor, chunk)
         return stored
     finally:
         cursor.close()

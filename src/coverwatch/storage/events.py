@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import false, func, literal_column, select, text, true, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.errors import StoreError
 from coverwatch.storage.alerts import AlertRepository
 from coverwatch.storage.base import dialect_insert, now_us
@@ -28,9 +29,11 @@ from coverwatch.storage.eventrows import (
     InvalidEventError,
     event_dict,
     event_rows,
+    fix_params,
     key_times,
     postgresql_append,
     sqlite_append,
+    sqlite_append_fixes,
 )
 from coverwatch.storage.tables import device_reports, events
 from coverwatch.storage.tlog import append_event_leaves
@@ -172,6 +175,34 @@ class EventRepository(AlertRepository):
             first = {p[2]: i for i, p in reversed(list(enumerate(params)))}
             out = [{**rows[first[key]], "id": event_id} for event_id, key in stored]
         return AppendResult(len(ids), len(params) - len(ids), ids, out, new_reports, raised)
+
+    def append_fixes(self, batch: FixBatch, received: int) -> list[tuple[int, str]]:
+        """:meth:`append_events` of a keyed batch of plain on-time fixes, column by column
+        (issue 25): the same rows, keys and leaves in one transaction, all with one arrival,
+        ``received``. Returns the stored ``(id, key)``, in id order (a re-sent key, or one
+        repeated in the batch after its first, is skipped)."""
+        n = len(batch)
+        try:
+            with self._write() as conn:
+                if self.dialect == "sqlite":
+                    stored = sqlite_append_fixes(conn, batch, received, self.site)
+                else:
+                    flat = fix_params(batch, received, self.site)
+                    width = len(flat) // n
+                    stored = postgresql_append(
+                        conn, [tuple(flat[i:i + width]) for i in range(0, len(flat), width)])
+                if stored:
+                    earliest = min(batch.t_us)
+                    if self.after_append is not None:  # the bus outbox
+                        self.after_append(conn, stored, earliest)
+                    mark = "?" if self.dialect == "sqlite" else "%s"
+                    conn.exec_driver_sql("DELETE FROM engine_checkpoints WHERE site = "
+                                         f"{mark} AND at_us > {mark}", (self.site, earliest))
+                append_event_leaves(conn, self.site, stored, (), received)
+        except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
+            raise StoreError(f"could not store {n} events: {exc}") from exc
+        stored.sort()
+        return stored
 
     def events_since(
         self, after_id: int, limit: int = 1000, *, include_late: bool = True

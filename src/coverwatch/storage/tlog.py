@@ -107,16 +107,25 @@ def event_leaf(event_id: int, key: str, received_us: int | None) -> str:
 _PLAIN_KEYS = re.compile(r'["\\\x00-\x1f]')
 
 
-def event_leaves(stored: Sequence[tuple[int, str]], received: Mapping[str, int | None]
-                 ) -> list[tuple[str, str, str]]:
+def event_leaves(stored: Sequence[tuple[int, str]],
+                 received: Mapping[str, int | None] | int) -> list[tuple[str, str, str]]:
     """``("event", ref, leaf)`` of each stored ``(id, key)``, as :func:`event_leaf` writes
-    it; when no key needs JSON escaping (the usual batch), written inline without a call
-    and a JSON encoding per leaf (issue 25)."""
+    it (``received``: key -> arrival, or the one arrival of them all); when no key needs
+    JSON escaping (the usual batch), written inline without a call and a JSON encoding per
+    leaf (issue 25)."""
+    same = received if isinstance(received, int) else None
     if _PLAIN_KEYS.search("".join(k for _, k in stored)) is not None:
-        return [("event", str(i), event_leaf(i, k, received.get(k))) for i, k in stored]
+        return [("event", str(i), event_leaf(i, k, same if same is not None
+                                             else received.get(k)))  # type: ignore[union-attr]
+                for i, k in stored]
+    if same is not None:
+        return [("event", str(i),
+                 f'{{"key":"{k}","kind":"event","received_us":{same},"ref":"{i}"}}')
+                for i, k in stored]
     leaves = []
+    get = received.get  # type: ignore[union-attr]
     for i, k in stored:
-        at = received.get(k)
+        at = get(k)
         arrival = "null" if at is None else str(int(at))
         leaves.append(("event", str(i),
                        f'{{"key":"{k}","kind":"event","received_us":{arrival},"ref":"{i}"}}'))
@@ -125,13 +134,14 @@ def event_leaves(stored: Sequence[tuple[int, str]], received: Mapping[str, int |
 
 def append_event_leaves(
     conn: Connection, site: str, stored: list[tuple[int, str]],
-    reports: Sequence[Mapping[str, Any]] = (), received: Mapping[str, int | None] | None = None,
+    reports: Sequence[Mapping[str, Any]] = (),
+    received: Mapping[str, int | None] | int | None = None,
 ) -> None:
     """One leaf per newly stored event, ``{"key": <idempotence key>, "received_us": <its
     arrival>}`` (its key names kind, officer/post/flag, time, device and a digest of what it
-    says; ``received``: key -> arrival as stored), in id order, then one per newly stored
-    device report (``{"key": <device|time|digest>}``)."""
-    leaves = event_leaves(sorted(stored), received or {})
+    says; ``received``: key -> arrival as stored, or the arrival of every one), in id order,
+    then one per newly stored device report (``{"key": <device|time|digest>}``)."""
+    leaves = event_leaves(sorted(stored), {} if received is None else received)
     leaves += [("device-report", str(int(r["id"])),
                 _key_leaf("device-report", str(int(r["id"])), str(r["key"])))
                for r in reports]
@@ -141,37 +151,46 @@ def append_event_leaves(
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tlog:{site}"})
     size = log_size(conn, site)
     sha256 = hashlib.sha256
-    rows = []
-    for i, (kind, ref, leaf) in enumerate(leaves):
-        rows.append((site, size + i, kind, ref, leaf,
-                     sha256(b"\x00" + leaf.encode()).hexdigest()))  # merkle.leaf_hash
+    n = len(leaves)
+    # Columns, not a tuple per leaf: each goes into the flat VALUES by one slice.
+    columns: list[list[Any]] = [[site] * n, list(range(size, size + n)), [], [], [], []]
+    kinds, refs, texts, hashes = columns[2:]
+    for kind, ref, leaf in leaves:
+        kinds.append(kind)
+        refs.append(ref)
+        texts.append(leaf)
+        hashes.append(sha256(b"\x00" + leaf.encode()).hexdigest())  # merkle.leaf_hash
     if conn.dialect.name == "sqlite":
-        _sqlite_leaves(conn, rows)
+        _sqlite_leaves(conn, columns)
         return
     # The driver's executemany with plain tuples: SQLAlchemy's per-row parameter
     # processing of 2 000 leaves cost more than the inserts on the ingest path.
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(_INSERT_LEAF.format(mark=mark), rows)
+    conn.exec_driver_sql(_INSERT_LEAF.format(mark=mark), list(zip(*columns, strict=True)))
 
 
 _LEAF_CHUNK = 500  # x 6 columns: well under SQLite's 32 766 bound parameters
 _SQLITE_LEAVES: dict[int, str] = {}
 
 
-def _sqlite_leaves(conn: Connection, rows: list[tuple[str, int, str, str, str, str]]) -> None:
+def _sqlite_leaves(conn: Connection, columns: list[list[Any]]) -> None:
     # Multi-row VALUES, one statement per 500 leaves: executemany steps once per row and
     # the driver lets go of the GIL at each step, so the store thread waited for it again
     # 2 000 times a batch behind the event loop (issue 25).
+    n = len(columns[0])
+    flat: list[Any] = [None] * (6 * n)
+    for c, values in enumerate(columns):
+        flat[c::6] = values
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        for i in range(0, len(rows), _LEAF_CHUNK):
-            chunk = rows[i:i + _LEAF_CHUNK]
-            sql = _SQLITE_LEAVES.get(len(chunk))
+        for i in range(0, n, _LEAF_CHUNK):
+            rows = min(_LEAF_CHUNK, n - i)
+            sql = _SQLITE_LEAVES.get(rows)
             if sql is None:
-                sql = _SQLITE_LEAVES[len(chunk)] = (
+                sql = _SQLITE_LEAVES[rows] = (
                     "INSERT INTO tlog_leaves (site, idx, kind, ref, leaf, hash) VALUES "
-                    + ",".join(["(?,?,?,?,?,?)"] * len(chunk)))
-            cursor.execute(sql, [v for row in chunk for v in row])
+                    + ",".join(["(?,?,?,?,?,?)"] * rows))
+            cursor.execute(sql, flat[6 * i:6 * (i + rows)])
     finally:
         cursor.close()
 

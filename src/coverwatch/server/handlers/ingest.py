@@ -15,12 +15,14 @@ first in line: an alarm goes ahead of everything waiting and waits for nothing.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coverwatch.domain.alarms import alarm_alert
 from coverwatch.domain.alerts import Alert
+from coverwatch.domain.fixbatch import FixBatch
 from coverwatch.server.admission import admit
 from coverwatch.server.devices import ALARM_ALERT_KINDS
 from coverwatch.server.groupcommit import append_isolated
@@ -37,6 +39,7 @@ from coverwatch.server.pools import in_store
 from coverwatch.server.unit import IngestResult, SiteUnit
 from coverwatch.storage import Store
 from coverwatch.storage.devices import CredentialsChanged, HeldToken
+from coverwatch.storage.eventrows import key_fixes
 from coverwatch.storage.events import ReportAlert
 from coverwatch.storage.store import AppendResult
 
@@ -45,7 +48,7 @@ __all__ = ["CommitQueue", "alarm_alerts", "ingest"]
 
 @dataclass
 class _Request:
-    rows: Sequence[dict[str, Any]]
+    rows: Sequence[dict[str, Any]] | FixBatch
     source: str
     device: str | None
     done: asyncio.Future[IngestResult]
@@ -62,7 +65,8 @@ class CommitQueue:
 
 
 async def ingest(
-    unit: SiteUnit, rows: Sequence[dict[str, Any]], *, source: str, device: str | None = None,
+    unit: SiteUnit, rows: Sequence[dict[str, Any]] | FixBatch, *, source: str,
+    device: str | None = None,
     reports: Sequence[dict[str, Any]] = (), held: HeldToken | None = None,
 ) -> IngestResult:
     """Store validated event rows durably, then feed the on-time ones live.
@@ -73,12 +77,17 @@ async def ingest(
     (sos, fallDown) raises its alert in the same commit. ``held``: the device token
     the upload came with, if it was not looked up in the store for this request; it is
     checked inside the commit (:class:`CredentialsChanged` if revoked or changed since).
+
+    ``rows`` may be a keyed :class:`FixBatch` (plain fixes of a non-device sender, every
+    one admissible as validated: flat, short, typed): stored column by column when its
+    whole group is such batches and none is late, else as the rows it stands for.
     """
     if not rows and not reports:
         return IngestResult(0, 0, 0)
-    admit(rows, reports)  # a record the store cannot take fails its own request only
-    if unit.briefing is not None:  # a governed capability counts only while qualified
-        unit.briefing.filter_rows(rows)
+    if not isinstance(rows, FixBatch):
+        admit(rows, reports)  # a record the store cannot take fails its own request only
+        if unit.briefing is not None:  # a governed capability counts only while qualified
+            unit.briefing.filter_rows(rows)
     done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
     request = _Request(rows, source, device, done, reports, held)
     queue = unit.commits
@@ -113,6 +122,13 @@ def _fail(group: Sequence[_Request], error: BaseException) -> None:
 
 
 async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
+    batches = [req.rows for req in group if isinstance(req.rows, FixBatch)]
+    if batches:
+        if len(batches) == len(group) and await _commit_fixes(unit, group):
+            return
+        for req in group:  # the row path, as if they had come as rows
+            if isinstance(req.rows, FixBatch):
+                req.rows = req.rows.rows()
     try:
         async with unit.lock:
             now = unit.clock()
@@ -123,6 +139,7 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
             for i, req in enumerate(group):
                 common = {"source": req.source, "device": req.device, "received_us": now,
                           "_request": i}
+                assert not isinstance(req.rows, FixBatch)
                 for r in req.rows:
                     r.update(common)
                     r["late"] = horizon is not None and int(r["t_us"]) < horizon
@@ -186,6 +203,59 @@ async def _commit_group(unit: SiteUnit, group: list[_Request]) -> None:
         unit.duplicates_total += len(req.rows) - inserted[i]
         if not req.done.done():
             req.done.set_result(IngestResult(inserted[i], len(req.rows) - inserted[i], late[i]))
+
+
+async def _commit_fixes(unit: SiteUnit, group: list[_Request]) -> bool:
+    """Commit a group of plain-fix batches column by column (issue 25); False, having
+    stored nothing, where the row path must take it: a late fix (its state and count are
+    the row path's), a bus to publish to, or a failed transaction (the row path retries
+    each request alone, so only a refused one's sender hears of it)."""
+    if unit.bus is not None or any(req.reports or req.held is not None for req in group) \
+            or len({req.source for req in group}) > 1:
+        return False
+    async with unit.lock:
+        now = unit.clock()
+        merged = FixBatch.concat([(i, req.rows) for i, req in enumerate(group)
+                                  if isinstance(req.rows, FixBatch)])
+        merged.source = group[0].source
+        if len(merged.keys) != len(merged):  # made elsewhere than the batch route
+            key_fixes(merged)
+        if unit.evaluates and min(merged.t_us) < unit.live.horizon:
+            return False
+        try:
+            stored = await in_store(unit.store.append_fixes, merged, now)
+        except Exception:
+            return False
+        n = len(merged)
+        if len(stored) == n:  # every fix new, in the order given (ids ascend with it)
+            kept: list[int] | range = range(n)
+        else:  # a re-sent key: its first occurrence in the batch was stored, if any
+            first: dict[str, int] = {}
+            for at, key in enumerate(merged.keys):
+                first.setdefault(key, at)
+            kept = [first[key] for _, key in stored]
+        if unit.evaluates:
+            ids = [event_id for event_id, _ in stored]
+            if isinstance(kept, range):
+                unit.live.add_fix_columns(merged.t_us, merged.officer, merged.x, merged.y,
+                                          merged.accuracy, ids)
+            else:
+                unit.live.add_fix_columns(
+                    [merged.t_us[k] for k in kept], [merged.officer[k] for k in kept],
+                    [merged.x[k] for k in kept], [merged.y[k] for k in kept],
+                    [merged.accuracy[k] for k in kept], ids)
+    unit.health.commits(True, [])
+    start = 0
+    taken = [] if isinstance(kept, range) else sorted(kept)
+    for (_, size), req in zip(merged.parts, group, strict=True):
+        inserted = size if isinstance(kept, range) else \
+            bisect_left(taken, start + size) - bisect_left(taken, start)
+        start += size
+        unit.ingested[req.source] = unit.ingested.get(req.source, 0) + inserted
+        unit.duplicates_total += size - inserted
+        if not req.done.done():
+            req.done.set_result(IngestResult(inserted, size - inserted, 0))
+    return True
 
 
 def _append_group(store: Store, tagged: list[dict[str, Any]], reports: list[dict[str, Any]],
