@@ -33,7 +33,7 @@ from coverwatch.server.handlers.startup import (
     begin,
     finish,
 )
-from coverwatch.server.handlers.tick import tick, tick_every
+from coverwatch.server.handlers.tick import quiet_tick, tick, tick_every
 from coverwatch.server.unit import SiteUnit
 from coverwatch.server.upkeep import Upkeep
 from coverwatch.settings import Settings
@@ -170,11 +170,13 @@ def _start_site(svc: SiteUnit, anchorings: list[Any], upkeep: Upkeep
     settings = svc.settings
     site = svc.site.id
     # The cadences of the tasks they replace: each due again its interval after a step.
+    # A site with nothing due is only asked (quiet_tick, Briefing.idle), not stepped.
     upkeep.every(f"ticker:{site}", functools.partial(tick_every, svc),
-                 functools.partial(tick, svc), failed="tick failed")
+                 functools.partial(tick, svc), failed="tick failed",
+                 quiet=functools.partial(quiet_tick, svc))
     briefing, tours = svc.briefing, svc.tours
     upkeep.every(f"briefing:{site}", lambda: briefing.step_s, briefing.step,
-                 failed="briefing step failed", logger=briefing_log)
+                 failed="briefing step failed", logger=briefing_log, quiet=briefing.idle)
     upkeep.every(f"watchdog:{site}", settings.watch_s, functools.partial(watch_once, svc),
                  first_s=settings.watch_s, failed="watchdog round failed")
     upkeep.every(f"tours:{site}", lambda: tours.step_s, tours.step,

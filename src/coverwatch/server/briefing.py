@@ -388,6 +388,14 @@ class Briefing:
                 log.exception("briefing step failed")
             await asyncio.sleep(self.step_s)
 
+    def idle(self) -> bool:
+        """Whether a step would do nothing (the upkeep then skips it): the site unchanged,
+        no shift and no governed qualification to watch, no live unbriefed alert to
+        resolve. An officer's time on duty is read from the store when a shift needs it."""
+        if self.shifts or self._governed or self.view.site() is not self._site:
+            return False
+        return not self.view.alerts.any_live(UNBRIEFED)
+
     async def step(self) -> None:
         if self.view.site() is not self._site:
             await asyncio.to_thread(self.sync_site)

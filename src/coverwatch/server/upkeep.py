@@ -40,6 +40,7 @@ class _Job:
     every: Callable[[], float]
     failed: str  # what the log says when a step raises
     logger: logging.Logger
+    quiet: Callable[[], bool] | None  # True: nothing to do now, the step is skipped
     stopped: bool = False
 
 
@@ -52,18 +53,21 @@ class Upkeep:
         self._finishing: set[asyncio.Task[None]] = set()
         self._waiter: asyncio.Future[None] | None = None
         self._waiter_due = float("inf")
-        self.steps = 0  # started, for tests and /metrics-like counts
+        self.steps = 0  # started
+        self.skipped = 0  # found quiet: nothing due, no step
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def every(self, name: str, every: float | Callable[[], float], step: Step, *,
               first_s: float = 0.0, failed: str = "step failed",
-              logger: logging.Logger = log) -> None:
+              logger: logging.Logger = log, quiet: Callable[[], bool] | None = None) -> None:
         """Run ``step`` now (or after ``first_s``), then ``every`` seconds after each
-        step ends; a step that raises is logged with ``failed`` and the job goes on."""
+        step ends; a step that raises is logged with ``failed`` and the job goes on.
+        ``quiet``, asked when the step is due, says the step would do nothing now: it is
+        skipped (no coroutine, no lock) and due again ``every`` seconds later."""
         interval = every if callable(every) else (lambda e=float(every): e)
-        job = _Job(name, step, interval, failed, logger)
+        job = _Job(name, step, interval, failed, logger, quiet)
         self._push(job, asyncio.get_running_loop().time() + first_s)
 
     def _push(self, job: _Job, due: float) -> None:
@@ -103,6 +107,13 @@ class Upkeep:
             self._waiter, self._waiter_due = None, float("inf")
 
     def _start(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        try:
+            if job.quiet is not None and job.quiet():
+                self.skipped += 1
+                self._again(loop, job)
+                return
+        except Exception:  # asking failed: the step decides
+            job.logger.exception(job.failed)
         self.steps += 1
         coro = job.step()
         try:

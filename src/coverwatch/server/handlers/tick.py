@@ -24,8 +24,8 @@ from coverwatch.server.statesaver import save_state
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.versions import load_versions
 
-__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "save_live_checkpoint", "tick",
-           "tick_every"]
+__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "quiet_tick", "run_ticker",
+           "save_live_checkpoint", "tick", "tick_every"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -92,6 +92,21 @@ def save_live_checkpoint(unit: SiteUnit) -> None:
 # for those, and a thousand sites ticking 40 times a second took a node's whole event
 # loop (its NATS requests timed out, a SIGTERM waited behind them).
 BUS_TICK_S = 0.25
+
+
+def quiet_tick(unit: SiteUnit) -> bool:
+    """Whether a tick now would do nothing but say it ticked; if so, it is said and the
+    tick can be skipped (server/upkeep.py). Only on a node that does not evaluate
+    (distributed mode), with no silent devices to check, no escalation level due, no
+    step a shelf held back and no delays to log: there a tick changes nothing else. A
+    node that evaluates always ticks: its engine advances on the clock."""
+    if unit.evaluates or (unit.site.silent_after_s is not None and unit.briefing is not None):
+        return False
+    now = unit.clock()
+    if unit.outbox.held or now - unit.delays_logged >= 60 * US_PER_S or unit.book.level_due(now):
+        return False
+    unit.health.ticked()
+    return True
 
 
 def tick_every(unit: SiteUnit) -> float:
