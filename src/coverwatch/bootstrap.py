@@ -180,7 +180,7 @@ def _start_site(svc: SiteUnit, anchorings: list[Any], upkeep: Upkeep
     upkeep.every(f"watchdog:{site}", settings.watch_s, functools.partial(watch_once, svc),
                  first_s=settings.watch_s, failed="watchdog round failed")
     upkeep.every(f"tours:{site}", lambda: tours.step_s, tours.step,
-                 failed="tour step failed", logger=tours_log)
+                 failed="tour step failed", logger=tours_log, quiet=tours.idle)
     tasks = [asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
                                  name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:

@@ -390,11 +390,15 @@ class Briefing:
 
     def idle(self) -> bool:
         """Whether a step would do nothing (the upkeep then skips it): the site unchanged,
-        no shift and no governed qualification to watch, no live unbriefed alert to
-        resolve. An officer's time on duty is read from the store when a shift needs it."""
-        if self.shifts or self._governed or self.view.site() is not self._site:
+        and another node's to step, or no shift and no governed qualification to watch and
+        no live unbriefed alert to resolve. An officer's time on duty is read from the
+        store when a shift needs it."""
+        if self.view.site() is not self._site:
             return False
-        return not self.view.alerts.any_live(UNBRIEFED)
+        bus = self.view.bus()
+        if bus is not None and not bus.owns():
+            return True  # distributed: the site's owner steps it (as step() says)
+        return not (self.shifts or self._governed or self.view.alerts.any_live(UNBRIEFED))
 
     async def step(self) -> None:
         if self.view.site() is not self._site:
