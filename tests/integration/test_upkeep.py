@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coverwatch.domain.time import US_PER_S, format_time
 from coverwatch.server.handlers import ingest, tick
+from coverwatch.server.handlers.tick import quiet_tick
 from coverwatch.server.happenings import LevelsDue
 from coverwatch.server.unit import SiteUnit
 from receivers import HttpReceiver, http_receiver
@@ -73,16 +75,7 @@ def _run(kit: Kit, by_hand: bool) -> dict[str, Any]:
         def heard(h: LevelsDue, site: str = u.site.id) -> None:
             levels[site].extend((s.alert_id, s.level, s.due_at, s.at) for s in h.steps)
         u.subscribers.subscribe(LevelsDue, heard)
-    t0 = kit.clock()
-    for i, u in enumerate(units):
-        officer = f"A{i}"
-        rows = [_row("duty", t0, officer, on=True, capabilities=[]),
-                _row("fix", t0, officer, x=0.0, y=0.0, accuracy=1.0)]
-        for s in range(1, 5 + 3 * i):  # on the gate until they walk off
-            rows.append(_row("fix", t0 + s * US_PER_S, officer, x=0.0, y=0.0, accuracy=1.0))
-        rows.append(_row("fix", t0 + (5 + 3 * i) * US_PER_S, officer, x=300.0, y=0.0,
-                         accuracy=1.0))
-        kit.call(_ingest, u, rows)
+    _walk_off(kit, units)
     for _ in range(STEPS_S):
         kit.clock.advance(1.0)
         if by_hand:  # a ticker per site: each steps once the clock has moved
@@ -94,6 +87,19 @@ def _run(kit: Kit, by_hand: bool) -> dict[str, Any]:
             kit.call(u.outbox.drain)
     return {u.site.id: (levels[u.site.id], sorted(
         (a.to_record() for a in u.book.alerts()), key=lambda r: r["id"])) for u in units}
+
+
+def _walk_off(kit: Kit, units: list[SiteUnit]) -> None:
+    t0 = kit.clock()
+    for i, u in enumerate(units):
+        officer = f"A{i}"
+        rows = [_row("duty", t0, officer, on=True, capabilities=[]),
+                _row("fix", t0, officer, x=0.0, y=0.0, accuracy=1.0)]
+        for s in range(1, 5 + 3 * i):  # on the gate until they walk off
+            rows.append(_row("fix", t0 + s * US_PER_S, officer, x=0.0, y=0.0, accuracy=1.0))
+        rows.append(_row("fix", t0 + (5 + 3 * i) * US_PER_S, officer, x=300.0, y=0.0,
+                         accuracy=1.0))
+        kit.call(_ingest, u, rows)
 
 
 async def _ingest(unit: SiteUnit, rows: list[dict[str, Any]]) -> None:
@@ -127,3 +133,37 @@ def test_many_sites_lapse_and_escalate_at_the_same_instants_as_a_ticker_each(
     starts = {by_hand[s][1][0]["lapse_start"] for s in by_hand}
     assert len(starts) == SITES
     assert upkept == by_hand
+
+
+async def _quiet(unit: SiteUnit) -> bool:
+    return quiet_tick(unit)
+
+
+def test_a_tick_the_upkeep_skips_is_one_that_would_do_nothing(tmp_path: Path) -> None:
+    """On a node that does not evaluate, quiet_tick lets the upkeep skip a site's tick:
+    at every instant it says so, a full tick there escalates nothing; at the instants a
+    level falls due it does not say so."""
+    with http_receiver() as web, _server(tmp_path, web, tick_s=3600.0) as kit:
+        units = _units(kit)
+        levels: list[tuple[str, int]] = []
+        for u in units:
+            u.subscribers.subscribe(LevelsDue, lambda h: levels.extend(
+                (s.alert_id, s.level) for s in h.steps))
+        _walk_off(kit, units)
+        for _ in range(40):  # every site lapses, its alert raised (this node evaluates)
+            kit.clock.advance(1.0)
+            for u in units:
+                kit.call(tick, u)
+        for u in units:  # from now on as a node of the distributed mode: it escalates only
+            u.settings = replace(u.settings, bus_url="nats://127.0.0.1:9")
+        said = {True: 0, False: 0}
+        for _ in range(60):
+            kit.clock.advance(1.0)
+            for u in units:
+                quiet, before = kit.call(_quiet, u), len(levels)
+                kit.call(tick, u)
+                said[quiet] += 1
+                if quiet:
+                    assert len(levels) == before, (u.site.id, levels[before:])
+        assert said[True] and said[False] >= SITES * 2  # levels 1 and 2 of every site
+        assert sorted(lv for _, lv in levels) == [0] * SITES + [1] * SITES + [2] * SITES
