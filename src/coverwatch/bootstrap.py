@@ -26,7 +26,6 @@ from coverwatch.http.access import LoginLimiter
 from coverwatch.http.limits import RequestLimits, SiteRoutes
 from coverwatch.http.problems import install as install_problems
 from coverwatch.http.proxyscheme import ForwardedProto
-from coverwatch.server.handlers import run_ticker
 from coverwatch.server.handlers.startup import (
     EVENTS_PER_READ,
     Started,
@@ -34,7 +33,9 @@ from coverwatch.server.handlers.startup import (
     begin,
     finish,
 )
+from coverwatch.server.handlers.tick import quiet_tick, tick, tick_every
 from coverwatch.server.unit import SiteUnit
+from coverwatch.server.upkeep import Upkeep
 from coverwatch.settings import Settings
 from coverwatch.storage import Store, open_store
 from coverwatch.storage.sites import DEPLOYMENT, audit_each, keys_for_sites, site_store
@@ -156,19 +157,31 @@ async def _prepare_site(svc: SiteUnit) -> None:
         svc.outbox.resend_undelivered()
 
 
-def _start_site(svc: SiteUnit, anchorings: list[Any]) -> list[asyncio.Task[Any]]:
-    """One site's background tasks (ticker, briefing, watchdog, inputs, reports); its audit
-    chain's anchoring joins ``anchorings`` (one task anchors every site's, in turn)."""
-    from coverwatch.server.watchdog import run_watchdog
+def _start_site(svc: SiteUnit, anchorings: list[Any], upkeep: Upkeep
+                ) -> list[asyncio.Task[Any]]:
+    """One site's periodic steps (ticker, briefing, watchdog, tours: jobs of the process's
+    one ``upkeep``) and background tasks (inputs, reports); its audit chain's anchoring
+    joins ``anchorings`` (one task anchors every site's, in turn)."""
+    from coverwatch.server.briefing import log as briefing_log
+    from coverwatch.server.tours import log as tours_log
+    from coverwatch.server.watchdog import watch_once
 
     assert svc.briefing is not None and svc.tours is not None  # _prepare_site
     settings = svc.settings
     site = svc.site.id
-    tasks = [asyncio.create_task(run_ticker(svc), name=f"ticker:{site}"),
-             asyncio.create_task(svc.briefing.run(), name=f"briefing:{site}"),
-             asyncio.create_task(run_watchdog(svc), name=f"watchdog:{site}"),
-             asyncio.create_task(svc.tours.run(), name=f"tours:{site}"),
-             asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
+    # The cadences of the tasks they replace: each due again its interval after a step.
+    # A site with nothing due is only asked (quiet_tick, Briefing.idle), not stepped.
+    upkeep.every(f"ticker:{site}", functools.partial(tick_every, svc),
+                 functools.partial(tick, svc), failed="tick failed",
+                 quiet=functools.partial(quiet_tick, svc))
+    briefing, tours = svc.briefing, svc.tours
+    upkeep.every(f"briefing:{site}", lambda: briefing.step_s, briefing.step,
+                 failed="briefing step failed", logger=briefing_log, quiet=briefing.idle)
+    upkeep.every(f"watchdog:{site}", settings.watch_s, functools.partial(watch_once, svc),
+                 first_s=settings.watch_s, failed="watchdog round failed")
+    upkeep.every(f"tours:{site}", lambda: tours.step_s, tours.step,
+                 failed="tour step failed", logger=tours_log, quiet=tours.idle)
+    tasks = [asyncio.create_task(asyncio.to_thread(svc.outbox.notifier.warm_up),
                                  name=f"warm-up:{site}")]
     if settings.anchor_every_s > 0:
         from coverwatch.evidence.service import Anchoring, witnesses_for
@@ -234,8 +247,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
         for svc in sites.values():
             await _prepare_site(svc)
         anchorings: list[Any] = []
+        upkeep = Upkeep()  # one task steps every site's ticker, briefing, tours, watchdog
         for svc in sites.values():
-            tasks += _start_site(svc, anchorings)
+            tasks += _start_site(svc, anchorings, upkeep)
+        tasks.append(asyncio.create_task(upkeep.run(), name="upkeep"))
         app.state.sites = sites
         app.state.site_unit = next(iter(sites.values()))  # the first: deployment-wide reads
         # Logins, users and roles: one site's own chain, or with several the deployment's.
@@ -256,8 +271,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock_us) 
             yield
         finally:
             began = time.monotonic()
-            # The sites' own tasks first (a thousand tickers, briefings, watchdogs and
-            # their NATS reads): the worker's hand-over then has the event loop to itself.
+            # The sites' own tasks first (the upkeep, which stops every site's ticker,
+            # briefing, tours and watchdog, and the inputs): the worker's hand-over then
+            # has the event loop to itself.
             for t in tasks:
                 t.cancel()
             if bus is not None:

@@ -16,8 +16,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from coverwatch.bootstrap import create_app
-from coverwatch.server.briefing import Briefing
-from coverwatch.server.tours import TourWatch
 from serverkit import FakeClock, base_settings
 
 QUIET_SITE = """\
@@ -41,13 +39,10 @@ async def _idle(*_: Any) -> None:
 def _no_background(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the start itself is counted: its background tasks' rounds (ticks, the
     watchdog, tours, the briefing's steps) are each site's work after the start."""
-    import coverwatch.bootstrap
-    import coverwatch.server.watchdog
+    from coverwatch.server.upkeep import Upkeep
 
-    monkeypatch.setattr(coverwatch.bootstrap, "run_ticker", _idle)
-    monkeypatch.setattr(coverwatch.server.watchdog, "run_watchdog", _idle)
-    monkeypatch.setattr(Briefing, "run", lambda self: _idle())
-    monkeypatch.setattr(TourWatch, "run", lambda self: _idle())
+    # One task steps them all (server/upkeep.py): it never starts.
+    monkeypatch.setattr(Upkeep, "run", lambda self: _idle())
 
 
 @contextlib.contextmanager

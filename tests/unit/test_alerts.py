@@ -406,3 +406,24 @@ def test_levels_due_but_never_recorded_as_sent_are_sent_again_once() -> None:
     assert undelivered_steps(book, {alert.id: level0}, at + 90 * S, min_age_us=60 * S) == []
     alert.acknowledge("sup", "on it", at + 95 * S)
     assert undelivered_steps(book, {}, at + 100 * S) == []  # someone owns it
+
+
+def test_level_due_says_whether_a_tick_would_step_at_every_instant() -> None:
+    """The upkeep skips a quiet site's tick when ``level_due`` is False: it must be True
+    exactly when ``tick`` would return a step, and change nothing itself."""
+    book = new_book()
+    first = raise_alert(book)
+    second = raise_alert(book, "east-gate", T0 + 45 * S)
+    third = raise_alert(book, "west-gate", T0 + 90 * S)
+    book.acknowledge(third.id, "sgt.brown", "on it", T0 + 100 * S)  # escalates no more
+    seen = []
+    for t in range(T0, T0 + 500 * S, 5 * S):
+        before = [a.escalated_level for a in (first, second, third)]
+        due = book.level_due(t)
+        assert [a.escalated_level for a in (first, second, third)] == before
+        steps = book.tick(t)
+        assert due == bool(steps), (t - T0) // S
+        seen += [(s.alert_id, s.level, (t - T0) // S) for s in steps]
+    assert [(a, lv) for a, lv, _ in seen] == [
+        (first.id, 0), (second.id, 0), (first.id, 1), (second.id, 1), (first.id, 2),
+        (second.id, 2)]

@@ -37,6 +37,8 @@ class AlertsRead(Protocol):
 
     def alerts(self) -> list[Alert]: ...
 
+    def any_live(self, kind: str) -> bool: ...
+
     def policy_of(self, alert: Alert) -> EscalationPolicy: ...
 
 
@@ -125,6 +127,11 @@ class AlertBook:
     def alerts(self) -> list[Alert]:
         """All alerts, ordered by alert time then id."""
         return sorted(self._alerts.values(), key=lambda a: (a.alert_at, a.id))
+
+    def any_live(self, kind: str) -> bool:
+        """Whether an alert of ``kind`` is open or acknowledged (unsorted: a quick look)."""
+        live = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+        return any(a.kind == kind and a.state in live for a in self._alerts.values())
 
     def needing_attention(self) -> list[Alert]:
         """Alerts not yet closed (the supervisor's board): most urgent kind first, then oldest."""
@@ -240,6 +247,15 @@ class AlertBook:
                 alert.escalated_level = due
         steps.sort(key=lambda s: (s.due_at, s.alert_at, s.alert_id, s.level))
         return steps
+
+    def level_due(self, now_us: int) -> bool:
+        """Whether :meth:`tick` at ``now_us`` would return a step (this changes nothing):
+        a site with no level due need not tick."""
+        for alert in self._alerts.values():
+            if alert.escalating and alert.kind not in DIRECT_KINDS and self._policy(
+                    alert).level_due(alert.alert_at, now_us) > alert.escalated_level:
+                return True
+        return False
 
     def _policy(self, alert: Alert) -> EscalationPolicy:
         return self.policy if self.policy_for is None else self.policy_for(alert)

@@ -388,6 +388,18 @@ class Briefing:
                 log.exception("briefing step failed")
             await asyncio.sleep(self.step_s)
 
+    def idle(self) -> bool:
+        """Whether a step would do nothing (the upkeep then skips it): the site unchanged,
+        and another node's to step, or no shift and no governed qualification to watch and
+        no live unbriefed alert to resolve. An officer's time on duty is read from the
+        store when a shift needs it."""
+        if self.view.site() is not self._site:
+            return False
+        bus = self.view.bus()
+        if bus is not None and not bus.owns():
+            return True  # distributed: the site's owner steps it (as step() says)
+        return not (self.shifts or self._governed or self.view.alerts.any_live(UNBRIEFED))
+
     async def step(self) -> None:
         if self.view.site() is not self._site:
             await asyncio.to_thread(self.sync_site)

@@ -69,6 +69,10 @@ class TourWatch:
                 log.exception("tour step failed")
             await asyncio.sleep(self.step_s)
 
+    def idle(self) -> bool:
+        """Whether a step would do nothing (the upkeep then skips it): a site without tours."""
+        return not self.view.site().tours
+
     async def step(self) -> None:
         async with self._lock:
             await self._step()

@@ -24,7 +24,8 @@ from coverwatch.server.statesaver import save_state
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.versions import load_versions
 
-__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "run_ticker", "save_live_checkpoint", "tick"]
+__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "quiet_tick", "run_ticker",
+           "save_live_checkpoint", "tick", "tick_every"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -93,15 +94,35 @@ def save_live_checkpoint(unit: SiteUnit) -> None:
 BUS_TICK_S = 0.25
 
 
+def quiet_tick(unit: SiteUnit) -> bool:
+    """Whether a tick now would do nothing but say it ticked; if so, it is said and the
+    tick can be skipped (server/upkeep.py). Only on a node that does not evaluate
+    (distributed mode), with no silent devices to check, no escalation level due, no
+    step a shelf held back and no delays to log: there a tick changes nothing else. A
+    node that evaluates always ticks: its engine advances on the clock."""
+    if unit.evaluates or (unit.site.silent_after_s is not None and unit.briefing is not None):
+        return False
+    now = unit.clock()
+    if unit.outbox.held or now - unit.delays_logged >= 60 * US_PER_S or unit.book.level_due(now):
+        return False
+    unit.health.ticked()
+    return True
+
+
+def tick_every(unit: SiteUnit) -> float:
+    """Seconds from the end of one tick to the next."""
+    return unit.settings.tick_s if unit.evaluates else max(unit.settings.tick_s, BUS_TICK_S)
+
+
 async def run_ticker(unit: SiteUnit) -> None:
-    """Background task: tick forever (cancelled at shutdown)."""
+    """A site's ticker as a task of its own: tick forever (cancelled at shutdown). A
+    server steps every site's in one task instead (server/upkeep.py)."""
     while True:
         try:
             await tick(unit)
         except Exception:  # a bad tick must not stop supervision
             log.exception("tick failed")
-        await asyncio.sleep(unit.settings.tick_s if unit.evaluates
-                            else max(unit.settings.tick_s, BUS_TICK_S))
+        await asyncio.sleep(tick_every(unit))
 
 
 def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
