@@ -121,7 +121,16 @@ def postgres_schema(data_dir: Path) -> Iterator[str]:
         upgrade(url, data_dir)
         yield url
     finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        for attempt in range(5):
+            try:
+                admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                break
+            except psycopg.errors.DeadlockDetected:
+                # A server the test has not stopped yet still writes there: PostgreSQL
+                # aborted one side; try again once its transaction is gone.
+                if attempt == 4:
+                    raise
+                time.sleep(1.0)
         admin.close()
 
 

@@ -12,8 +12,10 @@ measures them at 1 000 sites).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -69,6 +71,17 @@ def _wait(check: object, timeout: float) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _stopped_at_exit(procs: list[ServeProcess]) -> Iterator[None]:
+    """Stop the servers before their schema is dropped (a worker still writing made
+    ``DROP SCHEMA … CASCADE`` deadlock with it)."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def test_sigterm_to_a_worker_of_many_sites_releases_them_all(tmp_path: Path) -> None:
     need_nats()
     names = unique_names()
@@ -82,7 +95,7 @@ def test_sigterm_to_a_worker_of_many_sites_releases_them_all(tmp_path: Path) -> 
     data = tmp_path / "data"
     procs: list[ServeProcess] = []
     try:
-        with postgres_schema(data) as db:
+        with postgres_schema(data) as db, _stopped_at_exit(procs):
             first = ServeProcess(paths[0], data, db, names, "worker", tmp_path / "first.log",
                                  *more).start()
             procs.append(first)
