@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import POSTGRES_URL, _postgres_admin
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from conftest import POSTGRES_URL, _postgres_admin
 from coverwatch.storage import base
 from coverwatch.storage.base import make_engine
 
