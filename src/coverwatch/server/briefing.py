@@ -6,8 +6,8 @@ One :class:`Briefing` per site, built by :func:`coverwatch.server.wiring.briefin
 :class:`~coverwatch.server.ports.SiteView`, puts officers on and off duty through the
 ingest handler it is given, and raises alerts by command (``KeepAlerts``). It keeps
 rosters, qualifications, issued orders versions and acknowledgements in memory
-(loaded from the store, written through to it) and runs a background step
-(:meth:`Briefing.run`) that
+(loaded from the store, written through to it), and a step that the process's upkeep
+(server/upkeep.py) runs:
 
 * records a new orders version whenever the running site's orders change;
 * emits the duty events a roster implies (source ``roster``) and re-states an
@@ -378,15 +378,6 @@ class Briefing:
         # Started together, so the group commit stores them in one transaction.
         await asyncio.gather(*(self.ingest(batch, source="device-in-shift", device=device)
                                for device, batch in rows.items()))
-
-    async def run(self) -> None:
-        """Background task: step forever (cancelled at shutdown)."""
-        while True:
-            try:
-                await self.step()
-            except Exception:  # a bad step must not stop supervision
-                log.exception("briefing step failed")
-            await asyncio.sleep(self.step_s)
 
     def idle(self) -> bool:
         """Whether a step would do nothing (the upkeep then skips it): the site unchanged,

@@ -60,15 +60,6 @@ class TourWatch:
         self._steps = 0
         self._lock = asyncio.Lock()  # one step at a time (the task, or a test by hand)
 
-    async def run(self) -> None:
-        """Background task: step forever (cancelled at shutdown)."""
-        while True:
-            try:
-                await self.step()
-            except Exception:  # a bad step must not stop supervision
-                log.exception("tour step failed")
-            await asyncio.sleep(self.step_s)
-
     def idle(self) -> bool:
         """Whether a step would do nothing (the upkeep then skips it): a site without tours."""
         return not self.view.site().tours

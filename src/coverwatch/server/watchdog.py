@@ -39,7 +39,7 @@ from coverwatch.server.pools import in_store
 if TYPE_CHECKING:
     from coverwatch.server.unit import SiteUnit
 
-__all__ = ["Health", "check", "run_heartbeat", "run_watchdog", "should_beat", "watch_once"]
+__all__ = ["Health", "check", "run_heartbeat", "should_beat", "watch_once"]
 
 log = logging.getLogger("coverwatch.server")
 
@@ -199,16 +199,6 @@ def system_alert(svc: SiteUnit, rule: str) -> Callable[[str], Awaitable[None]]:
             with contextlib.suppress(Exception):  # logged even so
                 await asyncio.wait_for(svc.outbox.raise_direct("system", "", rule, detail), 15)
     return raise_it
-
-
-async def run_watchdog(svc: SiteUnit) -> None:
-    """Background task: check every ``watch_s`` (cancelled at shutdown)."""
-    while True:
-        await asyncio.sleep(svc.settings.watch_s)
-        try:
-            await watch_once(svc)
-        except Exception:  # the watchdog must outlive what it watches
-            log.exception("watchdog round failed")
 
 
 def should_beat(svc: SiteUnit) -> bool:

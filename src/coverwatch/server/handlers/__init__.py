@@ -22,7 +22,7 @@ from coverwatch.server.handlers.alerts import (
 from coverwatch.server.handlers.ingest import CommitQueue, ingest
 from coverwatch.server.handlers.site import adopt_site, reload_site
 from coverwatch.server.handlers.startup import build
-from coverwatch.server.handlers.tick import run_ticker, tick
+from coverwatch.server.handlers.tick import tick
 
 __all__ = ["CommitQueue", "acknowledge", "adopt_site", "apply_cover_changes", "build",
-           "close_alert", "escalate", "ingest", "reload_site", "run_ticker", "tick"]
+           "close_alert", "escalate", "ingest", "reload_site", "tick"]

@@ -24,7 +24,7 @@ from coverwatch.server.statesaver import save_state
 from coverwatch.server.unit import SiteUnit
 from coverwatch.storage.versions import load_versions
 
-__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "quiet_tick", "run_ticker",
+__all__ = ["HORIZON_KEY", "SILENT", "check_silent", "quiet_tick",
            "save_live_checkpoint", "tick", "tick_every"]
 
 log = logging.getLogger("coverwatch.server")
@@ -112,17 +112,6 @@ def quiet_tick(unit: SiteUnit) -> bool:
 def tick_every(unit: SiteUnit) -> float:
     """Seconds from the end of one tick to the next."""
     return unit.settings.tick_s if unit.evaluates else max(unit.settings.tick_s, BUS_TICK_S)
-
-
-async def run_ticker(unit: SiteUnit) -> None:
-    """A site's ticker as a task of its own: tick forever (cancelled at shutdown). A
-    server steps every site's in one task instead (server/upkeep.py)."""
-    while True:
-        try:
-            await tick(unit)
-        except Exception:  # a bad tick must not stop supervision
-            log.exception("tick failed")
-        await asyncio.sleep(tick_every(unit))
 
 
 def check_silent(unit: SiteUnit, now: int) -> list[Happening]:
