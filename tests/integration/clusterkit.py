@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 from natskit import NATS_URL, free_port
-from services import require_service, service_unavailable
+from services import drop_schema, require_service, service_unavailable
 from sqlalchemy.engine import make_url
 
 from coverwatch.bus import BusMessage, BusNames, EventLog, connect
@@ -121,16 +121,7 @@ def postgres_schema(data_dir: Path) -> Iterator[str]:
         upgrade(url, data_dir)
         yield url
     finally:
-        for attempt in range(5):
-            try:
-                admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-                break
-            except psycopg.errors.DeadlockDetected:
-                # A server the test has not stopped yet still writes there: PostgreSQL
-                # aborted one side; try again once its transaction is gone.
-                if attempt == 4:
-                    raise
-                time.sleep(1.0)
+        drop_schema(admin, schema)
         admin.close()
 
 

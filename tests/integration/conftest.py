@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from services import require_service, service_unavailable
+from services import drop_schema, require_service, service_unavailable
 from sqlalchemy.engine import make_url
 
 from coverwatch.storage import Store, open_store, upgrade
@@ -63,7 +63,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     try:
         yield Database("postgresql", url.render_as_string(hide_password=False), tmp_path)
     finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        drop_schema(admin, schema)
         admin.close()
 
 

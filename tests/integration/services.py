@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import NoReturn
+import time
+from typing import Any, NoReturn
 
 import pytest
 
-__all__ = ["in_ci", "require_service", "service_unavailable"]
+__all__ = ["drop_schema", "in_ci", "require_service", "service_unavailable"]
 
 
 def in_ci() -> bool:
@@ -36,3 +37,19 @@ def require_service(name: str, host: str, port: int, *, timeout: float = 3.0) ->
             pass
     except OSError as exc:
         service_unavailable(name, f"nothing answers at {host}:{port} ({exc})")
+
+
+def drop_schema(admin: Any, schema: str) -> None:
+    """``DROP SCHEMA … CASCADE`` on an autocommit psycopg connection, tried again when it
+    deadlocks with a server or task of the test still writing there (PostgreSQL aborts one
+    side; the writer's transaction then ends and the drop goes through)."""
+    import psycopg
+
+    for attempt in range(5):
+        try:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
+            time.sleep(1.0)
